@@ -1,0 +1,103 @@
+//! Threshold signature verification and length/hash checks.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use indexmap::IndexMap;
+
+use crate::error::TufError;
+use crate::keys::Key;
+use crate::metadata::{Metadata, SignedBody};
+
+/// Counts the distinct keys among `keyids` whose signature over the metadata verifies, and
+/// fails unless that count reaches `threshold`.
+///
+/// A key counts once however many key ids or signatures name it: two key ids with the same key
+/// material count as one (CVE-2020-15093 was the opposite mistake).
+pub fn verify_threshold<T: SignedBody>(
+    role: &str,
+    md: &Metadata<T>,
+    keys: &BTreeMap<String, Key>,
+    keyids: &[String],
+    threshold: u32,
+) -> Result<(), TufError> {
+    let mut counted_material: BTreeSet<Vec<u8>> = BTreeSet::new();
+    let mut counted_ids: BTreeSet<&str> = BTreeSet::new();
+    for keyid in keyids {
+        if !counted_ids.insert(keyid.as_str()) {
+            continue;
+        }
+        let Some(key) = keys.get(keyid) else { continue };
+        let Some(sig) = md.signatures.iter().find(|s| &s.keyid == keyid) else {
+            continue;
+        };
+        let Ok(sig_bytes) = hex::decode(&sig.sig) else {
+            continue;
+        };
+        let Ok(material) = key.material() else {
+            continue;
+        };
+        if counted_material.contains(&material) {
+            continue;
+        }
+        if key.verify(&md.canonical_signed, &sig_bytes).is_ok() {
+            counted_material.insert(material);
+        }
+    }
+    if counted_material.len() >= threshold as usize {
+        Ok(())
+    } else {
+        Err(TufError::ThresholdNotMet {
+            role: role.to_string(),
+            valid: counted_material.len(),
+            threshold,
+        })
+    }
+}
+
+/// The hash algorithms this client computes.
+pub const SUPPORTED_HASHES: [&str; 2] = ["sha256", "sha512"];
+
+/// Computes the named digest of `data`, or `None` for an algorithm we do not support.
+pub fn digest(algorithm: &str, data: &[u8]) -> Option<Vec<u8>> {
+    let alg = match algorithm {
+        "sha256" => &ring::digest::SHA256,
+        "sha512" => &ring::digest::SHA512,
+        _ => return None,
+    };
+    Some(ring::digest::digest(alg, data).as_ref().to_vec())
+}
+
+/// Checks `data` against an expected length and a set of hashes. Every listed hash with a
+/// supported algorithm must match; at least one must be supported; unknown algorithms are refused
+/// so that an attacker cannot strip the check by renaming it.
+pub fn check_length_and_hashes(
+    what: &str,
+    data: &[u8],
+    length: Option<u64>,
+    hashes: Option<&IndexMap<String, String>>,
+) -> Result<(), TufError> {
+    if let Some(len) = length
+        && data.len() as u64 != len
+    {
+        return Err(TufError::LengthMismatch {
+            what: what.to_string(),
+            expected: len,
+            found: data.len() as u64,
+        });
+    }
+    let Some(hashes) = hashes else { return Ok(()) };
+    for (alg, want_hex) in hashes {
+        let Some(got) = digest(alg, data) else {
+            return Err(TufError::NoSupportedHash {
+                what: format!("{what} (algorithm {alg:?})"),
+            });
+        };
+        if hex::encode(got) != want_hex.to_ascii_lowercase() {
+            return Err(TufError::HashMismatch {
+                what: what.to_string(),
+                algorithm: alg.clone(),
+            });
+        }
+    }
+    Ok(())
+}
