@@ -10,6 +10,9 @@ use crate::error::TufError;
 use crate::metadata::{Metadata, RoleType, Root, Snapshot, Targets, Timestamp};
 use crate::verify::{check_length_and_hashes, verify_threshold};
 
+/// The keys, key ids and threshold a delegator assigns to a role.
+type DelegationKeys<'a> = (&'a BTreeMap<String, crate::keys::Key>, Vec<String>, u32);
+
 /// The set of metadata a client currently trusts.
 #[derive(Debug, Clone)]
 pub struct TrustedSet {
@@ -242,6 +245,35 @@ impl TrustedSet {
             })
     }
 
+    /// Checks an already trusted delegated role against another delegator that also delegates to
+    /// it: trust must hold along every path a client reaches the role by.
+    pub fn verify_cached_delegate(&self, role: &str, delegator: &str) -> Result<(), TufError> {
+        let md = self
+            .targets
+            .get(role)
+            .ok_or(TufError::OutOfOrder("role is not loaded"))?;
+        if delegator == "root" {
+            let r = self.root.signed.role(RoleType::Targets);
+            return verify_threshold(role, md, &self.root.signed.keys, &r.keyids, r.threshold);
+        }
+        let (keys, keyids, threshold) = self.delegation_keys(role, delegator)?;
+        verify_threshold(role, md, keys, &keyids, threshold)
+    }
+
+    fn delegation_keys(&self, role: &str, delegator: &str) -> Result<DelegationKeys<'_>, TufError> {
+        let missing = || TufError::MissingMeta {
+            role: role.to_string(),
+            listed_in: format!("{delegator} delegations"),
+        };
+        let parent = self.targets.get(delegator).ok_or(TufError::OutOfOrder(
+            "a delegating role must be loaded before its delegates",
+        ))?;
+        let delegations = parent.signed.delegations.as_ref().ok_or_else(missing)?;
+        let (keyids, threshold) =
+            crate::delegation::role_keys(delegations, role).ok_or_else(missing)?;
+        Ok((&delegations.keys, keyids, threshold))
+    }
+
     /// Accepts the top-level targets metadata.
     pub fn update_targets(
         &mut self,
@@ -269,26 +301,8 @@ impl TrustedSet {
             let r = self.root.signed.role(RoleType::Targets);
             verify_threshold(role, &new, &self.root.signed.keys, &r.keyids, r.threshold)?;
         } else {
-            let parent = self.targets.get(delegator).ok_or(TufError::OutOfOrder(
-                "a delegating role must be loaded before its delegates",
-            ))?;
-            let delegations =
-                parent
-                    .signed
-                    .delegations
-                    .as_ref()
-                    .ok_or_else(|| TufError::MissingMeta {
-                        role: role.to_string(),
-                        listed_in: format!("{delegator} delegations"),
-                    })?;
-            let (keyids, threshold) =
-                crate::delegation::role_keys(delegations, role).ok_or_else(|| {
-                    TufError::MissingMeta {
-                        role: role.to_string(),
-                        listed_in: format!("{delegator} delegations"),
-                    }
-                })?;
-            verify_threshold(role, &new, &delegations.keys, &keyids, threshold)?;
+            let (keys, keyids, threshold) = self.delegation_keys(role, delegator)?;
+            verify_threshold(role, &new, keys, &keyids, threshold)?;
         }
         if new.version() != meta.version {
             return Err(TufError::BadVersion {
