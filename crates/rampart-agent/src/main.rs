@@ -1,0 +1,147 @@
+//! `rampart-agent`: the device side. In this release it carries the TUF client: it keeps the
+//! device's trusted metadata, checks releases against the device's hardware id and installed
+//! security version, and downloads verified images.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use rampart_core::release::ReleaseInfo;
+use rampart_tuf_client::store::write_atomic;
+use rampart_tuf_client::{HttpFetcher, Limits, Updater, UpdaterConfig};
+
+#[derive(Parser)]
+#[command(name = "rampart-agent", version, about = "Rampart device agent")]
+struct Cli {
+    /// Directory holding the device's trusted metadata and state.
+    #[arg(
+        long,
+        env = "RAMPART_AGENT_STATE",
+        default_value = "/var/lib/rampart-agent"
+    )]
+    state_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install the trusted root shipped with the device (factory provisioning).
+    Init { trusted_root: PathBuf },
+    /// Refresh metadata and say whether a release may be installed on this device.
+    Check(FetchArgs),
+    /// Refresh, verify and download a release into --out (nothing is written unless it verifies).
+    Fetch {
+        #[command(flatten)]
+        args: FetchArgs,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct FetchArgs {
+    /// Repository base URL (serving metadata/ and targets/).
+    #[arg(long, env = "RAMPART_REPO_URL")]
+    repo_url: String,
+    /// This device's hardware compatibility id.
+    #[arg(long, env = "RAMPART_HARDWARE_ID")]
+    hardware_id: String,
+    /// Target path of the release.
+    target: String,
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The security version the device runs, from `<state>/security-version` (0 if absent).
+fn installed_security_version(state: &Path) -> anyhow::Result<u64> {
+    match std::fs::read_to_string(state.join("security-version")) {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .context("state file security-version is not a number"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn verified(
+    state: &Path,
+    args: &FetchArgs,
+) -> anyhow::Result<(
+    Updater<HttpFetcher>,
+    rampart_core::metadata::TargetFile,
+    ReleaseInfo,
+)> {
+    let base = args.repo_url.trim_end_matches('/');
+    let config = UpdaterConfig {
+        metadata_url: format!("{base}/metadata"),
+        metadata_dir: state.join("metadata"),
+        target_base_url: Some(format!("{base}/targets")),
+        limits: Limits::default(),
+    };
+    let mut up = Updater::new(config, HttpFetcher::default(), now_unix())?;
+    up.refresh()?;
+    let info = up
+        .get_targetinfo(&args.target)?
+        .with_context(|| format!("{} is not a release in the trusted metadata", args.target))?;
+    let release = ReleaseInfo::from_custom(info.custom.as_ref())?;
+    release.check_installable(&args.hardware_id, installed_security_version(state)?)?;
+    Ok((up, info, release))
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Init { trusted_root } => {
+            let bytes = std::fs::read(&trusted_root)
+                .with_context(|| format!("reading {}", trusted_root.display()))?;
+            rampart_core::TrustedSet::new(&bytes, now_unix())
+                .context("the trusted root does not verify")?;
+            let dir = cli.state_dir.join("metadata");
+            std::fs::create_dir_all(&dir)?;
+            if dir.join("root.json").exists() {
+                bail!(
+                    "{} already holds a trusted root; a device's root changes only by rotation",
+                    dir.display()
+                );
+            }
+            write_atomic(&dir.join("root.json"), &bytes)?;
+            println!("trusted root installed in {}", dir.display());
+        }
+        Command::Check(args) => {
+            let (_, info, release) = verified(&cli.state_dir, &args)?;
+            println!(
+                "installable: {} version {} (security version {}, {} bytes)",
+                args.target, release.version, release.security_version, info.length
+            );
+        }
+        Command::Fetch { args, out } => {
+            let (up, info, release) = verified(&cli.state_dir, &args)?;
+            let bytes = up.fetch_target(&args.target, &info)?;
+            write_atomic(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "verified {} version {} -> {}",
+                args.target,
+                release.version,
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

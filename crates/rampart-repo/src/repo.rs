@@ -1,0 +1,1026 @@
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use rampart_core::delegation::validate_target_path;
+use rampart_core::metadata::{
+    Common, DelegatedRole, Delegations, MetaFile, Metadata, RoleKeys, RoleType, Root, Signature,
+    SignedBody, Snapshot, TargetFile, Targets, Timestamp, envelope_bytes, format_expires,
+};
+use rampart_core::release::{DocumentRef, ReleaseError, ReleaseInfo};
+use rampart_core::{Key, TufError};
+use rampart_keys::{SignError, Signer};
+use rampart_tuf_client::store::write_atomic;
+use serde::{Deserialize, Serialize};
+
+use crate::documents::{self, DocumentError};
+
+/// The file, at the repository's top, naming the signing keys of each role (references only:
+/// no secret is stored in it).
+pub const CONFIG_FILE: &str = "rampart-repo.json";
+const SPEC_VERSION: &str = "1.0.31";
+const DAY: i64 = 86_400;
+
+/// Errors of repository operations; each says what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0} is not a Rampart repository (no {CONFIG_FILE}); run `rampart repo init` first")]
+    NotARepository(String),
+    #[error("{0} already holds a repository; choose an empty directory")]
+    AlreadyExists(String),
+    #[error("{path} is malformed: {reason}")]
+    BadFile { path: String, reason: String },
+    #[error("role {role}: {reason}")]
+    BadRoleKeys { role: String, reason: String },
+    #[error("signing key: {0}")]
+    Sign(#[from] SignError),
+    #[error(transparent)]
+    Tuf(#[from] TufError),
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
+    #[error(transparent)]
+    Document(#[from] DocumentError),
+    #[error(
+        "target {0:?} already exists; releases are immutable, publish a new version under a new name"
+    )]
+    TargetExists(String),
+    #[error(
+        "security version {offered} is below {existing}, already released for hardware {hardware:?} in {target:?}; security versions only go up"
+    )]
+    SecurityVersionDecrease {
+        offered: u64,
+        existing: u64,
+        hardware: String,
+        target: String,
+    },
+    #[error("no delegated role named {0:?}; create it with `rampart repo delegate`")]
+    UnknownRole(String),
+    #[error("verification failed: {0}")]
+    Verify(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RepoError + '_ {
+    move |source| RepoError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Days each role's metadata stays valid after it is signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpiryDays {
+    pub root: u32,
+    pub targets: u32,
+    pub snapshot: u32,
+    pub timestamp: u32,
+}
+
+impl Default for ExpiryDays {
+    fn default() -> Self {
+        ExpiryDays {
+            root: 365,
+            targets: 90,
+            snapshot: 7,
+            timestamp: 1,
+        }
+    }
+}
+
+/// Key references and threshold of one role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleSigners {
+    /// `file:PATH` or `pkcs11:token=..;object=..` references.
+    pub keys: Vec<String>,
+    pub threshold: u32,
+}
+
+/// Contents of `rampart-repo.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepoConfig {
+    pub format: u32,
+    pub root: RoleSigners,
+    pub targets: RoleSigners,
+    pub snapshot: RoleSigners,
+    pub timestamp: RoleSigners,
+    /// Delegated targets roles (one level below `targets`).
+    #[serde(default)]
+    pub delegations: BTreeMap<String, RoleSigners>,
+    #[serde(default)]
+    pub expiry_days: ExpiryDays,
+}
+
+impl RepoConfig {
+    fn role(&self, role: RoleType) -> &RoleSigners {
+        match role {
+            RoleType::Root => &self.root,
+            RoleType::Targets => &self.targets,
+            RoleType::Snapshot => &self.snapshot,
+            RoleType::Timestamp => &self.timestamp,
+        }
+    }
+    fn role_mut(&mut self, role: RoleType) -> &mut RoleSigners {
+        match role {
+            RoleType::Root => &mut self.root,
+            RoleType::Targets => &mut self.targets,
+            RoleType::Snapshot => &mut self.snapshot,
+            RoleType::Timestamp => &mut self.timestamp,
+        }
+    }
+}
+
+/// Reports progress of long operations (hashing and copying images, verifying).
+pub trait Progress {
+    fn start(&self, _what: &str, _total: u64) {}
+    fn advance(&self, _n: u64) {}
+    fn finish(&self) {}
+}
+
+/// Progress that is not shown.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// Opens key references; the CLI supplies one that prompts for passphrases.
+pub type KeyOpener<'a> = &'a dyn Fn(&str) -> Result<Box<dyn Signer>, SignError>;
+
+/// What `init` needs.
+pub struct InitOptions {
+    pub root: RoleSigners,
+    pub targets: RoleSigners,
+    pub snapshot: RoleSigners,
+    pub timestamp: RoleSigners,
+    pub expiry_days: ExpiryDays,
+}
+
+/// A release to add.
+#[derive(Debug, Clone)]
+pub struct ReleaseRequest {
+    pub image: PathBuf,
+    /// Target path; defaults to `<version>/<image file name>`.
+    pub target_name: Option<String>,
+    pub hardware_ids: Vec<String>,
+    pub version: String,
+    pub security_version: u64,
+    pub sbom: Option<PathBuf>,
+    pub provenance: Option<PathBuf>,
+    /// Delegated role to list the release in; `None` for the top-level targets role.
+    pub role: Option<String>,
+}
+
+/// What `add_releases` did for one release.
+#[derive(Debug, Clone)]
+pub struct AddedRelease {
+    pub target_name: String,
+    pub sha256: String,
+    pub length: u64,
+    pub role: String,
+}
+
+/// A change to one role's keys in a root rotation.
+#[derive(Debug, Clone)]
+pub struct RootChange {
+    pub role: RoleType,
+    pub add_keys: Vec<String>,
+    /// Key ids to remove (revocation).
+    pub remove_key_ids: Vec<String>,
+    pub threshold: Option<u32>,
+}
+
+/// Summary of a verification.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    pub root_version: u64,
+    pub timestamp_version: u64,
+    pub snapshot_version: u64,
+    pub targets_roles: usize,
+    pub targets_checked: usize,
+}
+
+/// An image repository on disk.
+pub struct Repository {
+    dir: PathBuf,
+    config: RepoConfig,
+}
+
+fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>, RepoError> {
+    let f = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut buf = Vec::new();
+    f.take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(io_err(path))?;
+    if buf.len() as u64 > limit {
+        return Err(RepoError::BadFile {
+            path: path.display().to_string(),
+            reason: format!("over {limit} bytes"),
+        });
+    }
+    Ok(buf)
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), RepoError> {
+    write_atomic(path, bytes).map_err(io_err(path))
+}
+
+fn common(role: RoleType, version: u64, expires_unix: i64) -> Common {
+    Common {
+        type_: role.as_str().to_string(),
+        spec_version: SPEC_VERSION.to_string(),
+        version,
+        expires: format_expires(expires_unix),
+    }
+}
+
+/// Signs `signed` with every signer and returns the envelope bytes.
+pub fn sign_envelope<T: Serialize>(
+    signed: &T,
+    signers: &[Box<dyn Signer>],
+) -> Result<Vec<u8>, RepoError> {
+    let canonical =
+        rampart_core::cjson::to_canonical_bytes(signed).map_err(|e| RepoError::BadFile {
+            path: "<metadata>".into(),
+            reason: e.to_string(),
+        })?;
+    let mut signatures = Vec::new();
+    for s in signers {
+        if signatures.iter().any(|x: &Signature| x.keyid == s.key_id()) {
+            continue;
+        }
+        signatures.push(Signature {
+            keyid: s.key_id(),
+            sig: hex::encode(s.sign(&canonical)?),
+        });
+    }
+    Ok(envelope_bytes(signed, &signatures))
+}
+
+fn check_threshold(role: &str, s: &RoleSigners) -> Result<(), RepoError> {
+    if s.keys.is_empty() {
+        return Err(RepoError::BadRoleKeys {
+            role: role.into(),
+            reason: "needs at least one key".into(),
+        });
+    }
+    if s.threshold < 1 || s.threshold as usize > s.keys.len() {
+        return Err(RepoError::BadRoleKeys {
+            role: role.into(),
+            reason: format!(
+                "threshold {} must be between 1 and its {} key(s)",
+                s.threshold,
+                s.keys.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+impl Repository {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+    fn metadata_dir(&self) -> PathBuf {
+        self.dir.join("metadata")
+    }
+    fn targets_dir(&self) -> PathBuf {
+        self.dir.join("targets")
+    }
+
+    /// Creates a new repository with version 1 of every top-level role.
+    pub fn init(
+        dir: &Path,
+        opts: InitOptions,
+        open: KeyOpener,
+        now: i64,
+    ) -> Result<Repository, RepoError> {
+        if dir.join(CONFIG_FILE).exists() || dir.join("metadata").exists() {
+            return Err(RepoError::AlreadyExists(dir.display().to_string()));
+        }
+        for (name, s) in [
+            ("root", &opts.root),
+            ("targets", &opts.targets),
+            ("snapshot", &opts.snapshot),
+            ("timestamp", &opts.timestamp),
+        ] {
+            check_threshold(name, s)?;
+        }
+        std::fs::create_dir_all(dir.join("metadata")).map_err(io_err(dir))?;
+        std::fs::create_dir_all(dir.join("targets")).map_err(io_err(dir))?;
+        let config = RepoConfig {
+            format: 1,
+            root: opts.root,
+            targets: opts.targets,
+            snapshot: opts.snapshot,
+            timestamp: opts.timestamp,
+            delegations: BTreeMap::new(),
+            expiry_days: opts.expiry_days,
+        };
+        let repo = Repository {
+            dir: dir.to_path_buf(),
+            config,
+        };
+        let root_signers = repo.open_role(RoleType::Root, open)?;
+        let mut keys = BTreeMap::new();
+        let mut roles = BTreeMap::new();
+        for role in [
+            RoleType::Root,
+            RoleType::Targets,
+            RoleType::Snapshot,
+            RoleType::Timestamp,
+        ] {
+            let signers = if role == RoleType::Root {
+                Vec::new()
+            } else {
+                repo.open_role(role, open)?
+            };
+            let list = if role == RoleType::Root {
+                &root_signers
+            } else {
+                &signers
+            };
+            let mut keyids = Vec::new();
+            for s in list {
+                keys.insert(s.key_id(), s.public_key().clone());
+                if !keyids.contains(&s.key_id()) {
+                    keyids.push(s.key_id());
+                }
+            }
+            roles.insert(
+                role.as_str().to_string(),
+                RoleKeys {
+                    keyids,
+                    threshold: repo.config.role(role).threshold,
+                },
+            );
+        }
+        let root = Root {
+            common: common(
+                RoleType::Root,
+                1,
+                now + i64::from(repo.config.expiry_days.root) * DAY,
+            ),
+            consistent_snapshot: Some(true),
+            keys,
+            roles,
+        };
+        write(
+            &repo.metadata_dir().join("1.root.json"),
+            &sign_envelope(&root, &root_signers)?,
+        )?;
+        let targets = Targets {
+            common: common(
+                RoleType::Targets,
+                1,
+                now + i64::from(repo.config.expiry_days.targets) * DAY,
+            ),
+            targets: BTreeMap::new(),
+            delegations: None,
+        };
+        let t_signers = repo.open_role(RoleType::Targets, open)?;
+        write(
+            &repo.metadata_dir().join("1.targets.json"),
+            &sign_envelope(&targets, &t_signers)?,
+        )?;
+        repo.save_config()?;
+        repo.publish(open, now)?;
+        Ok(repo)
+    }
+
+    /// Opens an existing repository.
+    pub fn open(dir: &Path) -> Result<Repository, RepoError> {
+        let path = dir.join(CONFIG_FILE);
+        if !path.exists() {
+            return Err(RepoError::NotARepository(dir.display().to_string()));
+        }
+        let bytes = read_file(&path, 1 << 20)?;
+        let config: RepoConfig =
+            serde_json::from_slice(&bytes).map_err(|e| RepoError::BadFile {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(Repository {
+            dir: dir.to_path_buf(),
+            config,
+        })
+    }
+
+    fn save_config(&self) -> Result<(), RepoError> {
+        let mut bytes = serde_json::to_vec_pretty(&self.config).expect("config serializes");
+        bytes.push(b'\n');
+        write(&self.dir.join(CONFIG_FILE), &bytes)
+    }
+
+    fn open_refs(
+        &self,
+        refs: &[String],
+        open: KeyOpener,
+    ) -> Result<Vec<Box<dyn Signer>>, RepoError> {
+        refs.iter()
+            .map(|r| open(r).map_err(RepoError::from))
+            .collect()
+    }
+
+    fn open_role(
+        &self,
+        role: RoleType,
+        open: KeyOpener,
+    ) -> Result<Vec<Box<dyn Signer>>, RepoError> {
+        self.open_refs(&self.config.role(role).keys, open)
+    }
+
+    /// Highest version of `role` on disk (`N.role.json`), if any.
+    pub fn latest_version(&self, role: &str) -> Result<Option<u64>, RepoError> {
+        let suffix = format!(".{role}.json");
+        let mut best = None;
+        let md = self.metadata_dir();
+        for e in std::fs::read_dir(&md).map_err(io_err(&md))? {
+            let name = e.map_err(io_err(&md))?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(v) = name
+                .strip_suffix(&suffix)
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                best = best.max(Some(v));
+            }
+        }
+        Ok(best)
+    }
+
+    fn load<T: SignedBody>(&self, role: &str) -> Result<(u64, Metadata<T>), RepoError> {
+        let v = self
+            .latest_version(role)?
+            .ok_or_else(|| RepoError::BadFile {
+                path: self.metadata_dir().display().to_string(),
+                reason: format!("no {role} metadata"),
+            })?;
+        let path = self.metadata_dir().join(format!("{v}.{role}.json"));
+        let bytes = read_file(&path, 64 << 20)?;
+        Ok((v, Metadata::<T>::from_bytes(role, &bytes)?))
+    }
+
+    /// The current root.
+    pub fn root(&self) -> Result<Root, RepoError> {
+        Ok(self.load::<Root>("root")?.1.signed)
+    }
+
+    /// The latest signed metadata of a targets role.
+    pub fn targets_role(&self, role: &str) -> Result<Targets, RepoError> {
+        Ok(self.load::<Targets>(role)?.1.signed)
+    }
+
+    fn targets_roles(&self) -> Vec<String> {
+        std::iter::once("targets".to_string())
+            .chain(self.config.delegations.keys().cloned())
+            .collect()
+    }
+
+    fn signers_for_targets_role(
+        &self,
+        role: &str,
+        open: KeyOpener,
+    ) -> Result<Vec<Box<dyn Signer>>, RepoError> {
+        if role == "targets" {
+            return self.open_role(RoleType::Targets, open);
+        }
+        let s = self
+            .config
+            .delegations
+            .get(role)
+            .ok_or_else(|| RepoError::UnknownRole(role.into()))?;
+        self.open_refs(&s.keys, open)
+    }
+
+    fn write_targets_role(
+        &self,
+        role: &str,
+        mut t: Targets,
+        open: KeyOpener,
+        now: i64,
+    ) -> Result<u64, RepoError> {
+        let signers = self.signers_for_targets_role(role, open)?;
+        t.common.version += 1;
+        t.common.expires = format_expires(now + i64::from(self.config.expiry_days.targets) * DAY);
+        let v = t.common.version;
+        write(
+            &self.metadata_dir().join(format!("{v}.{role}.json")),
+            &sign_envelope(&t, &signers)?,
+        )?;
+        Ok(v)
+    }
+
+    /// Copies `src` into `targets/` under its hash-prefixed name, hashing while copying.
+    fn store_target(
+        &self,
+        target_name: &str,
+        src: &Path,
+        progress: &dyn Progress,
+    ) -> Result<(String, u64), RepoError> {
+        let mut input = std::fs::File::open(src).map_err(io_err(src))?;
+        let total = input.metadata().map_err(io_err(src))?.len();
+        let (dir_part, file_part) = match target_name.rsplit_once('/') {
+            Some((d, f)) => (Some(d), f),
+            None => (None, target_name),
+        };
+        let dest_dir = match dir_part {
+            Some(d) => self.targets_dir().join(d),
+            None => self.targets_dir(),
+        };
+        std::fs::create_dir_all(&dest_dir).map_err(io_err(&dest_dir))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&dest_dir).map_err(io_err(&dest_dir))?;
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut length = 0u64;
+        progress.start(&format!("hashing and copying {}", src.display()), total);
+        loop {
+            let n = input.read(&mut buf).map_err(io_err(src))?;
+            if n == 0 {
+                break;
+            }
+            ctx.update(&buf[..n]);
+            tmp.write_all(&buf[..n]).map_err(io_err(&dest_dir))?;
+            length += n as u64;
+            progress.advance(n as u64);
+        }
+        progress.finish();
+        tmp.as_file().sync_all().map_err(io_err(&dest_dir))?;
+        let sha256 = hex::encode(ctx.finish());
+        let dest = dest_dir.join(format!("{sha256}.{file_part}"));
+        tmp.persist(&dest).map_err(|e| RepoError::Io {
+            path: dest.display().to_string(),
+            source: e.error,
+        })?;
+        Ok((sha256, length))
+    }
+
+    fn store_document(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<(DocumentRef, TargetFile), RepoError> {
+        let sha256 = hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes));
+        let (dir, file) = name
+            .rsplit_once('/')
+            .map(|(d, f)| (self.targets_dir().join(d), f))
+            .unwrap_or((self.targets_dir(), name));
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        write(&dir.join(format!("{sha256}.{file}")), bytes)?;
+        let doc = DocumentRef {
+            path: name.to_string(),
+            sha256: sha256.clone(),
+            length: bytes.len() as u64,
+            media_type: media_type.into(),
+        };
+        let tf = TargetFile {
+            length: bytes.len() as u64,
+            hashes: IndexMap::from([("sha256".to_string(), sha256)]),
+            custom: None,
+        };
+        Ok((doc, tf))
+    }
+
+    /// Adds releases, signing each affected targets role once. Does not publish.
+    pub fn add_releases(
+        &self,
+        requests: &[ReleaseRequest],
+        open: KeyOpener,
+        now: i64,
+        progress: &dyn Progress,
+    ) -> Result<Vec<AddedRelease>, RepoError> {
+        let mut roles: BTreeMap<String, Targets> = BTreeMap::new();
+        let mut all_existing: BTreeMap<String, TargetFile> = BTreeMap::new();
+        for role in self.targets_roles() {
+            let t = self.targets_role(&role)?;
+            all_existing.extend(t.targets.iter().map(|(k, v)| (k.clone(), v.clone())));
+            roles.insert(role, t);
+        }
+        let mut added = Vec::new();
+        for req in requests {
+            let role = req.role.clone().unwrap_or_else(|| "targets".into());
+            if !roles.contains_key(&role) {
+                return Err(RepoError::UnknownRole(role));
+            }
+            let file_name = req
+                .image
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("image")
+                .to_string();
+            let target_name = req
+                .target_name
+                .clone()
+                .unwrap_or_else(|| format!("{}/{file_name}", req.version));
+            validate_target_path(&target_name)?;
+            if all_existing.contains_key(&target_name) {
+                return Err(RepoError::TargetExists(target_name));
+            }
+            let mut info = ReleaseInfo {
+                hardware_ids: req.hardware_ids.clone(),
+                version: req.version.clone(),
+                security_version: req.security_version,
+                sbom: None,
+                provenance: None,
+            };
+            info.validate()?;
+            for (name, t) in &all_existing {
+                if let Ok(old) = ReleaseInfo::from_custom(t.custom.as_ref())
+                    && old.security_version > info.security_version
+                    && let Some(hw) = old
+                        .hardware_ids
+                        .iter()
+                        .find(|h| info.hardware_ids.contains(h))
+                {
+                    return Err(RepoError::SecurityVersionDecrease {
+                        offered: info.security_version,
+                        existing: old.security_version,
+                        hardware: hw.clone(),
+                        target: name.clone(),
+                    });
+                }
+            }
+            // Read and validate documents before touching the repository.
+            let sbom = req
+                .sbom
+                .as_ref()
+                .map(|p| read_file(p, documents::MAX_DOCUMENT_BYTES as u64))
+                .transpose()?;
+            if let Some(b) = &sbom {
+                documents::validate_cyclonedx(b)?;
+            }
+            let provenance = req
+                .provenance
+                .as_ref()
+                .map(|p| read_file(p, documents::MAX_DOCUMENT_BYTES as u64))
+                .transpose()?;
+            let (sha256, length) = self.store_target(&target_name, &req.image, progress)?;
+            if let Some(b) = &provenance {
+                documents::validate_provenance(b, &sha256)?;
+            }
+            let targets = roles.get_mut(&role).expect("checked");
+            if let Some(b) = sbom {
+                let name = format!("{target_name}.cdx.json");
+                let (doc, tf) = self.store_document(&name, &b, "application/vnd.cyclonedx+json")?;
+                targets.targets.insert(name.clone(), tf.clone());
+                all_existing.insert(name, tf);
+                info.sbom = Some(doc);
+            }
+            if let Some(b) = provenance {
+                let name = format!("{target_name}.intoto.json");
+                let (doc, tf) = self.store_document(&name, &b, "application/vnd.in-toto+json")?;
+                targets.targets.insert(name.clone(), tf.clone());
+                all_existing.insert(name, tf);
+                info.provenance = Some(doc);
+            }
+            let tf = TargetFile {
+                length,
+                hashes: IndexMap::from([("sha256".to_string(), sha256.clone())]),
+                custom: Some(info.to_custom()),
+            };
+            targets.targets.insert(target_name.clone(), tf.clone());
+            all_existing.insert(target_name.clone(), tf);
+            added.push(AddedRelease {
+                target_name,
+                sha256,
+                length,
+                role,
+            });
+        }
+        let touched: std::collections::BTreeSet<&str> =
+            added.iter().map(|a| a.role.as_str()).collect();
+        for role in touched {
+            self.write_targets_role(role, roles[role].clone(), open, now)?;
+        }
+        Ok(added)
+    }
+
+    /// Signs a new snapshot listing the latest version of every targets role, and a new
+    /// timestamp for it. Also the way to renew their expiry.
+    pub fn publish(&self, open: KeyOpener, now: i64) -> Result<(u64, u64), RepoError> {
+        let mut meta = BTreeMap::new();
+        for role in self.targets_roles() {
+            let v = self
+                .latest_version(&role)?
+                .ok_or_else(|| RepoError::UnknownRole(role.clone()))?;
+            let bytes = read_file(
+                &self.metadata_dir().join(format!("{v}.{role}.json")),
+                64 << 20,
+            )?;
+            meta.insert(format!("{role}.json"), meta_file(v, &bytes));
+        }
+        let snap_version = self.latest_version("snapshot")?.unwrap_or(0) + 1;
+        let snapshot = Snapshot {
+            common: common(
+                RoleType::Snapshot,
+                snap_version,
+                now + i64::from(self.config.expiry_days.snapshot) * DAY,
+            ),
+            meta,
+        };
+        let snap_bytes = sign_envelope(&snapshot, &self.open_role(RoleType::Snapshot, open)?)?;
+        write(
+            &self
+                .metadata_dir()
+                .join(format!("{snap_version}.snapshot.json")),
+            &snap_bytes,
+        )?;
+        let ts_path = self.metadata_dir().join("timestamp.json");
+        let ts_version = if ts_path.exists() {
+            Metadata::<Timestamp>::from_bytes("timestamp", &read_file(&ts_path, 1 << 20)?)?
+                .version()
+                + 1
+        } else {
+            1
+        };
+        let timestamp = Timestamp {
+            common: common(
+                RoleType::Timestamp,
+                ts_version,
+                now + i64::from(self.config.expiry_days.timestamp) * DAY,
+            ),
+            meta: BTreeMap::from([(
+                "snapshot.json".to_string(),
+                meta_file(snap_version, &snap_bytes),
+            )]),
+        };
+        write(
+            &ts_path,
+            &sign_envelope(&timestamp, &self.open_role(RoleType::Timestamp, open)?)?,
+        )?;
+        Ok((snap_version, ts_version))
+    }
+
+    /// Writes root version N+1 with the requested key changes, signed by the old root's keys
+    /// and the new root's keys; re-signs targets if its keys changed, then publishes.
+    pub fn rotate_root(
+        &mut self,
+        changes: &[RootChange],
+        open: KeyOpener,
+        now: i64,
+    ) -> Result<u64, RepoError> {
+        let (old_version, old_md) = self.load::<Root>("root")?;
+        let old_root = old_md.signed;
+        let old_root_signers = self.open_role(RoleType::Root, open)?;
+        let mut new_root = old_root.clone();
+        let mut new_config = self.config.clone();
+        let mut targets_keys_changed = false;
+        for change in changes {
+            let role_name = change.role.as_str();
+            let rk = new_root
+                .roles
+                .get_mut(role_name)
+                .expect("root has all roles");
+            let cfg = new_config.role_mut(change.role);
+            for id in &change.remove_key_ids {
+                if !rk.keyids.contains(id) {
+                    return Err(RepoError::BadRoleKeys {
+                        role: role_name.into(),
+                        reason: format!("has no key {id}"),
+                    });
+                }
+                rk.keyids.retain(|k| k != id);
+                let mut kept = Vec::new();
+                for r in &cfg.keys {
+                    if open(r)?.key_id() != *id {
+                        kept.push(r.clone());
+                    }
+                }
+                cfg.keys = kept;
+            }
+            for r in &change.add_keys {
+                let s = open(r)?;
+                if !rk.keyids.contains(&s.key_id()) {
+                    rk.keyids.push(s.key_id());
+                    new_root.keys.insert(s.key_id(), s.public_key().clone());
+                    cfg.keys.push(r.clone());
+                }
+            }
+            if let Some(t) = change.threshold {
+                rk.threshold = t;
+            }
+            cfg.threshold = rk.threshold;
+            if rk.keyids.len() != cfg.keys.len() {
+                return Err(RepoError::BadRoleKeys {
+                    role: role_name.into(),
+                    reason:
+                        "the root lists keys whose signing references are not in rampart-repo.json"
+                            .into(),
+                });
+            }
+            check_threshold(role_name, cfg)?;
+            targets_keys_changed |= change.role == RoleType::Targets;
+        }
+        // Keys no role uses any more are dropped, so revoked keys leave the root.
+        let used: std::collections::BTreeSet<String> = new_root
+            .roles
+            .values()
+            .flat_map(|r| r.keyids.clone())
+            .collect();
+        new_root.keys.retain(|id, _| used.contains(id));
+        new_root.common.version = old_version + 1;
+        new_root.common.expires =
+            format_expires(now + i64::from(new_config.expiry_days.root) * DAY);
+        let old_config = std::mem::replace(&mut self.config, new_config);
+        let mut signers = old_root_signers;
+        signers.extend(self.open_role(RoleType::Root, open)?);
+        let bytes = sign_envelope(&new_root, &signers)?;
+        // Prove a client holding the old root accepts the new one before writing it.
+        let old_bytes = read_file(
+            &self.metadata_dir().join(format!("{old_version}.root.json")),
+            1 << 20,
+        )?;
+        let mut check = rampart_core::TrustedSet::new(&old_bytes, now).map_err(|e| {
+            self.config = old_config.clone();
+            RepoError::from(e)
+        })?;
+        if let Err(e) = check.update_root(&bytes) {
+            self.config = old_config;
+            return Err(e.into());
+        }
+        write(
+            &self
+                .metadata_dir()
+                .join(format!("{}.root.json", old_version + 1)),
+            &bytes,
+        )?;
+        self.save_config()?;
+        if targets_keys_changed {
+            let t = self.targets_role("targets")?;
+            self.write_targets_role("targets", t, open, now)?;
+        }
+        self.publish(open, now)?;
+        Ok(old_version + 1)
+    }
+
+    /// Delegates `paths` from the top-level targets role to a new role signed by `keys`.
+    pub fn delegate(
+        &mut self,
+        name: &str,
+        paths: Vec<String>,
+        signers: RoleSigners,
+        terminating: bool,
+        open: KeyOpener,
+        now: i64,
+    ) -> Result<(), RepoError> {
+        let bad = |reason: &str| RepoError::BadRoleKeys {
+            role: name.into(),
+            reason: reason.into(),
+        };
+        if rampart_core::metadata::TOP_LEVEL_ROLE_NAMES.contains(&name)
+            || self.config.delegations.contains_key(name)
+        {
+            return Err(bad("name is taken"));
+        }
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        {
+            return Err(bad("role names may use letters, digits, '-' and '_'"));
+        }
+        if paths.is_empty() {
+            return Err(bad("give at least one --path pattern"));
+        }
+        check_threshold(name, &signers)?;
+        let opened = self.open_refs(&signers.keys, open)?;
+        let mut parent = self.targets_role("targets")?;
+        let d = parent.delegations.get_or_insert_with(|| Delegations {
+            keys: BTreeMap::new(),
+            roles: Some(Vec::new()),
+            succinct_roles: None,
+        });
+        let mut keyids = Vec::new();
+        for s in &opened {
+            d.keys.insert(s.key_id(), s.public_key().clone());
+            keyids.push(s.key_id());
+        }
+        d.roles.get_or_insert_with(Vec::new).push(DelegatedRole {
+            name: name.into(),
+            keyids,
+            threshold: signers.threshold,
+            terminating,
+            paths: Some(paths),
+            path_hash_prefixes: None,
+        });
+        let child = Targets {
+            common: common(
+                RoleType::Targets,
+                1,
+                now + i64::from(self.config.expiry_days.targets) * DAY,
+            ),
+            targets: BTreeMap::new(),
+            delegations: None,
+        };
+        write(
+            &self.metadata_dir().join(format!("1.{name}.json")),
+            &sign_envelope(&child, &opened)?,
+        )?;
+        self.config.delegations.insert(name.into(), signers);
+        self.write_targets_role("targets", parent, open, now)?;
+        self.save_config()?;
+        self.publish(open, now)?;
+        Ok(())
+    }
+
+    /// Verifies the repository as a client would: from `trusted_root` (default: version 1 of
+    /// root) through every root rotation, timestamp, snapshot and targets role, then every
+    /// target's length, hash and release information.
+    pub fn verify(
+        &self,
+        trusted_root: Option<&Path>,
+        now: i64,
+        progress: &dyn Progress,
+    ) -> Result<VerifyReport, RepoError> {
+        use rampart_tuf_client::{HttpFetcher, Limits, Updater, UpdaterConfig};
+        let state = tempfile::tempdir().map_err(io_err(&self.dir))?;
+        let root_src = trusted_root
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.metadata_dir().join("1.root.json"));
+        write(
+            &state.path().join("root.json"),
+            &read_file(&root_src, 1 << 20)?,
+        )?;
+        let abs = std::fs::canonicalize(&self.dir).map_err(io_err(&self.dir))?;
+        let base = format!("file://{}", abs.display());
+        let config = UpdaterConfig {
+            metadata_url: format!("{base}/metadata"),
+            metadata_dir: state.path().to_path_buf(),
+            target_base_url: Some(format!("{base}/targets")),
+            limits: Limits {
+                targets_max: 64 << 20,
+                snapshot_max: 64 << 20,
+                ..Limits::default()
+            },
+        };
+        let mut updater = Updater::new(config, HttpFetcher::default(), now)
+            .map_err(|e| RepoError::Verify(e.to_string()))?;
+        updater
+            .refresh()
+            .map_err(|e| RepoError::Verify(e.to_string()))?;
+        let mut report = VerifyReport {
+            root_version: updater.trusted().root().version(),
+            timestamp_version: updater
+                .trusted()
+                .timestamp()
+                .map(|t| t.version())
+                .unwrap_or(0),
+            snapshot_version: updater
+                .trusted()
+                .snapshot()
+                .map(|t| t.version())
+                .unwrap_or(0),
+            ..Default::default()
+        };
+        let roles = self.targets_roles();
+        report.targets_roles = roles.len();
+        let mut names = Vec::new();
+        for role in &roles {
+            names.extend(self.targets_role(role)?.targets.into_keys());
+        }
+        progress.start("verifying targets", names.len() as u64);
+        for name in &names {
+            let info = updater
+                .get_targetinfo(name)
+                .map_err(|e| RepoError::Verify(format!("{name}: {e}")))?
+                .ok_or_else(|| {
+                    RepoError::Verify(format!("{name}: not reachable through trusted delegations"))
+                })?;
+            updater
+                .fetch_target(name, &info)
+                .map_err(|e| RepoError::Verify(format!("{name}: {e}")))?;
+            let is_document = name.ends_with(".cdx.json") || name.ends_with(".intoto.json");
+            if !is_document {
+                ReleaseInfo::from_custom(info.custom.as_ref())
+                    .map_err(|e| RepoError::Verify(format!("{name}: {e}")))?;
+            }
+            report.targets_checked += 1;
+            progress.advance(1);
+        }
+        progress.finish();
+        Ok(report)
+    }
+}
+
+fn meta_file(version: u64, bytes: &[u8]) -> MetaFile {
+    MetaFile {
+        version,
+        length: Some(bytes.len() as u64),
+        hashes: Some(IndexMap::from([(
+            "sha256".to_string(),
+            hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes)),
+        )])),
+    }
+}
+
+/// The TUF key of every signer, by key id (for `key list`-style displays).
+pub fn key_ids(signers: &[Box<dyn Signer>]) -> Vec<(String, Key)> {
+    signers
+        .iter()
+        .map(|s| (s.key_id(), s.public_key().clone()))
+        .collect()
+}
