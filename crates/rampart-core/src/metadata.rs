@@ -7,7 +7,6 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::cjson::to_canonical_bytes;
 use crate::error::TufError;
 use crate::keys::Key;
 
@@ -336,9 +335,16 @@ pub struct Metadata<T> {
 }
 
 #[derive(Deserialize)]
-struct RawEnvelope {
-    signed: Value,
+struct RawEnvelope<'a> {
+    #[serde(borrow)]
+    signed: &'a serde_json::value::RawValue,
     signatures: Vec<Signature>,
+}
+
+#[derive(Deserialize)]
+struct TypeProbe {
+    #[serde(rename = "_type")]
+    type_: Option<Value>,
 }
 
 /// Checks the `expires` string form TUF requires: `YYYY-MM-DDTHH:MM:SSZ`.
@@ -370,20 +376,28 @@ impl<T: SignedBody> Metadata<T> {
     pub fn from_bytes(role: &str, bytes: &[u8]) -> Result<Self, TufError> {
         let env: RawEnvelope = serde_json::from_slice(bytes)
             .map_err(|e| malformed(role, format!("not a TUF envelope: {e}")))?;
-        let type_found = env
-            .signed
-            .get("_type")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        if type_found != T::TYPE.as_str() {
-            return Err(TufError::WrongType {
-                expected: T::TYPE.as_str().to_string(),
-                found: type_found,
-            });
+        let raw = env.signed.get();
+        let wrong_type = |found: String| TufError::WrongType {
+            expected: T::TYPE.as_str().to_string(),
+            found,
+        };
+        let signed: T = match serde_json::from_str::<T>(raw) {
+            Ok(t) => t,
+            Err(e) => {
+                // Say "wrong type" rather than "malformed" when the body is another role's.
+                let found = serde_json::from_str::<TypeProbe>(raw)
+                    .ok()
+                    .and_then(|p| p.type_);
+                return Err(match found {
+                    Some(Value::String(t)) if t != T::TYPE.as_str() => wrong_type(t),
+                    None => wrong_type(String::new()),
+                    _ => malformed(role, e.to_string()),
+                });
+            }
+        };
+        if signed.common().type_ != T::TYPE.as_str() {
+            return Err(wrong_type(signed.common().type_.clone()));
         }
-        let signed: T = serde_json::from_value(env.signed.clone())
-            .map_err(|e| malformed(role, e.to_string()))?;
         let common = signed.common();
         let major = common.spec_version.split('.').collect::<Vec<_>>();
         if major.len() < 2
@@ -410,8 +424,16 @@ impl<T: SignedBody> Metadata<T> {
             }
         }
         signed.validate(role)?;
-        let canonical_signed =
-            to_canonical_bytes(&env.signed).map_err(|e| malformed(role, e.to_string()))?;
+        // Signatures cover the canonical form. Rampart's repositories (and many others) already
+        // send it, and then the received bytes are used as they are; otherwise re-serialize.
+        let canonical_signed = if crate::cjson::is_canonical(raw.as_bytes()) {
+            raw.as_bytes().to_vec()
+        } else {
+            let value: Value =
+                serde_json::from_str(raw).map_err(|e| malformed(role, e.to_string()))?;
+            crate::cjson::value_to_canonical_bytes(&value)
+                .map_err(|e| malformed(role, e.to_string()))?
+        };
         Ok(Metadata {
             signed,
             signatures: env.signatures,
@@ -433,10 +455,12 @@ impl<T: SignedBody> Metadata<T> {
     }
 }
 
-/// Serializes an envelope with its signatures as pretty JSON (the form written to disk).
+/// Serializes an envelope as sorted compact JSON (plus a final newline): canonical JSON where no
+/// string holds a control character, so clients can verify the received `signed` bytes without
+/// re-serializing them.
 pub fn envelope_bytes<T: Serialize>(signed: &T, signatures: &[Signature]) -> Vec<u8> {
     let v = serde_json::json!({ "signatures": signatures, "signed": signed });
-    let mut out = serde_json::to_vec_pretty(&v).expect("metadata serializes");
+    let mut out = crate::cjson::to_sorted_json_bytes(&v).expect("metadata holds no floats");
     out.push(b'\n');
     out
 }

@@ -59,6 +59,10 @@ pub enum RepoError {
         hardware: String,
         target: String,
     },
+    #[error(
+        "target {target:?} is outside the paths delegated to role {role:?}; no client would find it there (choose --name to match, or another --role)"
+    )]
+    OutsideDelegation { target: String, role: String },
     #[error("no delegated role named {0:?}; create it with `rampart repo delegate`")]
     UnknownRole(String),
     #[error("verification failed: {0}")]
@@ -595,10 +599,30 @@ impl Repository {
     ) -> Result<Vec<AddedRelease>, RepoError> {
         let mut roles: BTreeMap<String, Targets> = BTreeMap::new();
         let mut all_existing: BTreeMap<String, TargetFile> = BTreeMap::new();
+        let top = self.targets_role("targets")?;
         for role in self.targets_roles() {
             let t = self.targets_role(&role)?;
-            all_existing.extend(t.targets.iter().map(|(k, v)| (k.clone(), v.clone())));
+            // Only entries a client would trust count: a delegate listing paths outside its
+            // delegation must not be able to block the owner's releases.
+            all_existing.extend(
+                t.targets
+                    .iter()
+                    .filter(|(name, _)| role_may_list(&top, &role, name))
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
             roles.insert(role, t);
+        }
+        // Highest security version released so far per hardware id, and the target carrying it.
+        let mut highest_security: BTreeMap<String, (u64, String)> = BTreeMap::new();
+        for (name, t) in &all_existing {
+            if let Ok(old) = ReleaseInfo::from_custom(t.custom.as_ref()) {
+                for hw in old.hardware_ids {
+                    let e = highest_security.entry(hw).or_insert((0, name.clone()));
+                    if old.security_version > e.0 {
+                        *e = (old.security_version, name.clone());
+                    }
+                }
+            }
         }
         let mut added = Vec::new();
         for req in requests {
@@ -617,6 +641,12 @@ impl Repository {
                 .clone()
                 .unwrap_or_else(|| format!("{}/{file_name}", req.version));
             validate_target_path(&target_name)?;
+            if !role_may_list(&top, &role, &target_name) {
+                return Err(RepoError::OutsideDelegation {
+                    target: target_name,
+                    role,
+                });
+            }
             if all_existing.contains_key(&target_name) {
                 return Err(RepoError::TargetExists(target_name));
             }
@@ -628,19 +658,15 @@ impl Repository {
                 provenance: None,
             };
             info.validate()?;
-            for (name, t) in &all_existing {
-                if let Ok(old) = ReleaseInfo::from_custom(t.custom.as_ref())
-                    && old.security_version > info.security_version
-                    && let Some(hw) = old
-                        .hardware_ids
-                        .iter()
-                        .find(|h| info.hardware_ids.contains(h))
+            for hw in &info.hardware_ids {
+                if let Some((existing, target)) = highest_security.get(hw)
+                    && *existing > info.security_version
                 {
                     return Err(RepoError::SecurityVersionDecrease {
                         offered: info.security_version,
-                        existing: old.security_version,
+                        existing: *existing,
                         hardware: hw.clone(),
-                        target: name.clone(),
+                        target: target.clone(),
                     });
                 }
             }
@@ -684,6 +710,14 @@ impl Repository {
             };
             targets.targets.insert(target_name.clone(), tf.clone());
             all_existing.insert(target_name.clone(), tf);
+            for hw in &info.hardware_ids {
+                let e = highest_security
+                    .entry(hw.clone())
+                    .or_insert((0, target_name.clone()));
+                if info.security_version > e.0 {
+                    *e = (info.security_version, target_name.clone());
+                }
+            }
             added.push(AddedRelease {
                 target_name,
                 sha256,
@@ -1004,6 +1038,16 @@ impl Repository {
         progress.finish();
         Ok(report)
     }
+}
+
+/// Whether `role` is trusted for `target` according to the top-level targets delegations.
+fn role_may_list(top: &Targets, role: &str, target: &str) -> bool {
+    if role == "targets" {
+        return true;
+    }
+    rampart_core::delegation::matching_children(top, target)
+        .iter()
+        .any(|c| c.name == role)
 }
 
 fn meta_file(version: u64, bytes: &[u8]) -> MetaFile {

@@ -1,0 +1,483 @@
+//! End-to-end tests of the `rampart` and `rampart-agent` binaries.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PASS: &str = "correct horse battery staple";
+
+fn rampart(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rampart"));
+    c.args(args)
+        .env("RAMPART_KEY_PASSPHRASE", PASS)
+        .stdin(Stdio::null());
+    c
+}
+
+fn run(mut c: Command) -> Output {
+    c.output().expect("binary runs")
+}
+
+fn ok(c: Command) -> String {
+    let out = run(c);
+    assert!(
+        out.status.success(),
+        "command failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails(c: Command) -> String {
+    let out = run(c);
+    assert!(
+        !out.status.success(),
+        "command unexpectedly succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn gen_key(dir: &Path, name: &str, scheme: &str) -> String {
+    let path = dir.join(name);
+    ok(rampart(&[
+        "key",
+        "generate",
+        "--scheme",
+        scheme,
+        "--out",
+        path.to_str().unwrap(),
+    ]));
+    path.display().to_string()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn init_repo(work: &Path, root: &[&str], targets: &str) -> PathBuf {
+    let keys = work.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let snap = gen_key(&keys, "snapshot.key", "ed25519");
+    let ts = gen_key(&keys, "timestamp.key", "ed25519");
+    let repo = work.join("repo");
+    let mut args = vec!["repo", "init", s(&repo)];
+    for r in root {
+        args.extend(["--root-key", r]);
+    }
+    args.extend([
+        "--targets-key",
+        targets,
+        "--snapshot-key",
+        &snap,
+        "--timestamp-key",
+        &ts,
+    ]);
+    ok(rampart(&args));
+    repo
+}
+
+fn write_image(dir: &Path, name: &str, len: usize) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, (0..len).map(|i| (i * 7) as u8).collect::<Vec<_>>()).unwrap();
+    p
+}
+
+#[test]
+fn release_workflow_with_sbom_rotation_and_verify() {
+    let work = tempfile::tempdir().unwrap();
+    let keys = work.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let root = gen_key(&keys, "root.key", "ed25519");
+    let root_pq = gen_key(&keys, "root-pq.key", "ml-dsa-65");
+    let targets = gen_key(&keys, "targets.key", "p256");
+    let repo = init_repo(work.path(), &[&root, &root_pq], &targets);
+    for f in [
+        "metadata/1.root.json",
+        "metadata/1.targets.json",
+        "metadata/1.snapshot.json",
+        "metadata/timestamp.json",
+    ] {
+        assert!(repo.join(f).is_file(), "{f} missing");
+    }
+
+    let listed = ok(rampart(&["key", "list", s(&keys)]));
+    assert!(
+        listed.contains("ml-dsa-65") && listed.contains("ecdsa-sha2-nistp256"),
+        "{listed}"
+    );
+    let exported = ok(rampart(&["key", "export-public", &root]));
+    let v: serde_json::Value = serde_json::from_str(&exported).unwrap();
+    assert_eq!(v["key"]["scheme"], "ed25519");
+
+    let img = write_image(work.path(), "fw.img", 100_000);
+    let sbom = work.path().join("sbom.json");
+    std::fs::write(&sbom, r#"{"bomFormat":"CycloneDX","specVersion":"1.5","version":1,"components":[{"type":"firmware","name":"fw"}]}"#).unwrap();
+    ok(rampart(&[
+        "release",
+        "add",
+        s(&img),
+        "--repo",
+        s(&repo),
+        "--hw",
+        "board-a",
+        "--version",
+        "1.0.0",
+        "--security-version",
+        "3",
+        "--sbom",
+        s(&sbom),
+    ]));
+    let targets_md: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo.join("metadata/2.targets.json")).unwrap())
+            .unwrap();
+    let t = &targets_md["signed"]["targets"]["1.0.0/fw.img"];
+    assert_eq!(t["length"], 100_000);
+    let custom = &t["custom"]["rampart"];
+    assert_eq!(custom["hardware_ids"][0], "board-a");
+    assert_eq!(custom["security_version"], 3);
+    assert_eq!(custom["sbom"]["path"], "1.0.0/fw.img.cdx.json");
+    let sha = t["hashes"]["sha256"].as_str().unwrap();
+    assert!(
+        repo.join(format!("targets/1.0.0/{sha}.fw.img")).is_file(),
+        "hash-prefixed target file"
+    );
+
+    // A malformed SBOM is refused and nothing new is signed.
+    let bad = work.path().join("bad-sbom.json");
+    std::fs::write(&bad, r#"{"bomFormat":"SPDX"}"#).unwrap();
+    let img2 = write_image(work.path(), "fw2.img", 1000);
+    let err = fails(rampart(&[
+        "release",
+        "add",
+        s(&img2),
+        "--repo",
+        s(&repo),
+        "--hw",
+        "board-a",
+        "--version",
+        "1.1.0",
+        "--security-version",
+        "3",
+        "--sbom",
+        s(&bad),
+    ]));
+    assert!(err.contains("CycloneDX"), "{err}");
+    assert!(!repo.join("metadata/3.targets.json").exists());
+
+    // Security versions only go up for the same hardware.
+    let err = fails(rampart(&[
+        "release",
+        "add",
+        s(&img2),
+        "--repo",
+        s(&repo),
+        "--hw",
+        "board-a",
+        "--version",
+        "1.1.0",
+        "--security-version",
+        "2",
+    ]));
+    assert!(err.contains("security version 2 is below 3"), "{err}");
+
+    // Rotate the targets key (revoking the old one) and verify from root v1.
+    let targets2 = gen_key(&keys, "targets2.key", "ed25519");
+    let old_id = serde_json::from_str::<serde_json::Value>(&ok(rampart(&[
+        "key",
+        "export-public",
+        &targets,
+    ])))
+    .unwrap()["keyid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(rampart(&[
+        "repo",
+        "rotate-root",
+        s(&repo),
+        "--role",
+        "targets",
+        "--add-key",
+        &targets2,
+        "--remove-key",
+        &old_id,
+    ]));
+    let root2: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo.join("metadata/2.root.json")).unwrap()).unwrap();
+    assert_eq!(
+        root2["signatures"].as_array().unwrap().len(),
+        2,
+        "root v2 signed by both root keys"
+    );
+    assert!(
+        root2["signed"]["keys"].get(&old_id).is_none(),
+        "revoked key left the root"
+    );
+    let out = ok(rampart(&["repo", "verify", s(&repo)]));
+    assert!(
+        out.contains("root v2") && out.contains("2 target(s) verified"),
+        "{out}"
+    );
+
+    // Tampering with a target on disk is caught by verify.
+    let target_file = repo.join(format!("targets/1.0.0/{sha}.fw.img"));
+    let mut bytes = std::fs::read(&target_file).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&target_file, bytes).unwrap();
+    let err = fails(rampart(&["repo", "verify", s(&repo)]));
+    assert!(err.contains("does not match its sha256 hash"), "{err}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn python_static_server(dir: &Path) -> (Server, String) {
+    let port = free_port();
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "python http.server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Server(child), format!("http://127.0.0.1:{port}"))
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Interoperability: python-tuf's ngclient updates from a Rampart repository served by a plain
+/// static HTTP server, including a target in a delegated role.
+#[test]
+fn python_tuf_ngclient_updates_from_our_repository() {
+    let work = tempfile::tempdir().unwrap();
+    let keys = work.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let root = gen_key(&keys, "root.key", "ecdsa-sha2-nistp256");
+    let targets = gen_key(&keys, "targets.key", "ed25519");
+    let fleet = gen_key(&keys, "fleet.key", "ed25519");
+    let repo = init_repo(work.path(), &[&root], &targets);
+    ok(rampart(&[
+        "repo",
+        "delegate",
+        s(&repo),
+        "--name",
+        "fleet",
+        "--path",
+        "fleet/*",
+        "--key",
+        &fleet,
+    ]));
+    let img = write_image(work.path(), "fw.img", 50_000);
+    ok(rampart(&[
+        "release",
+        "add",
+        s(&img),
+        "--repo",
+        s(&repo),
+        "--hw",
+        "board-a",
+        "--version",
+        "2.0.0",
+        "--security-version",
+        "1",
+        "--name",
+        "fleet/fw.img",
+        "--role",
+        "fleet",
+    ]));
+    let (_server, base) = python_static_server(&repo);
+    let out = Command::new("python3")
+        .arg(workspace_root().join("scripts/bench_ngclient.py"))
+        .args([
+            "--metadata-url",
+            &format!("{base}/metadata"),
+            "--targets-url",
+            &format!("{base}/targets"),
+        ])
+        .arg("--root")
+        .arg(repo.join("metadata/1.root.json"))
+        .args([
+            "--target-name",
+            "fleet/fw.img",
+            "--iterations",
+            "1",
+            "--warmup",
+            "0",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python-tuf could not update from our repository (is `tuf` installed? pip install -r scripts/requirements-bench.txt):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Offline roles (root, targets) signed inside a PKCS#11 token (SoftHSM2), online roles with files.
+#[test]
+fn hsm_signed_offline_roles() {
+    let module = "/usr/lib/softhsm/libsofthsm2.so";
+    assert!(
+        Path::new(module).exists(),
+        "SoftHSM2 is not installed ({module} missing): apt-get install softhsm2"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let tokens = work.path().join("tokens");
+    std::fs::create_dir_all(&tokens).unwrap();
+    let conf = work.path().join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    let init = Command::new("softhsm2-util")
+        .env("SOFTHSM2_CONF", &conf)
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "rampart-ci",
+            "--so-pin",
+            "12345678",
+            "--pin",
+            "4321",
+        ])
+        .output()
+        .expect("softhsm2-util runs (apt-get install softhsm2)");
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let hsm = |args: &[&str]| {
+        let mut c = rampart(args);
+        c.env("SOFTHSM2_CONF", &conf)
+            .env("RAMPART_PKCS11_MODULE", module)
+            .env("RAMPART_PKCS11_PIN", "4321");
+        c
+    };
+    ok(hsm(&[
+        "key",
+        "generate",
+        "--scheme",
+        "ed25519",
+        "--pkcs11",
+        "token=rampart-ci;object=root",
+    ]));
+    ok(hsm(&[
+        "key",
+        "generate",
+        "--scheme",
+        "p256",
+        "--pkcs11",
+        "token=rampart-ci;object=targets",
+    ]));
+    let listed = ok(hsm(&["key", "list", "--pkcs11-token", "rampart-ci"]));
+    assert!(
+        listed.contains("object=root") && listed.contains("object=targets"),
+        "{listed}"
+    );
+
+    let keys = work.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let snap = gen_key(&keys, "snapshot.key", "ed25519");
+    let ts = gen_key(&keys, "timestamp.key", "ed25519");
+    let repo = work.path().join("repo");
+    ok(hsm(&[
+        "repo",
+        "init",
+        s(&repo),
+        "--root-key",
+        "pkcs11:token=rampart-ci;object=root",
+        "--targets-key",
+        "pkcs11:token=rampart-ci;object=targets",
+        "--snapshot-key",
+        &snap,
+        "--timestamp-key",
+        &ts,
+    ]));
+    let img = write_image(work.path(), "fw.img", 4096);
+    ok(hsm(&[
+        "release",
+        "add",
+        s(&img),
+        "--repo",
+        s(&repo),
+        "--hw",
+        "board-a",
+        "--version",
+        "1.0.0",
+        "--security-version",
+        "1",
+    ]));
+    let out = ok(hsm(&["repo", "verify", s(&repo)]));
+    assert!(out.contains("1 target(s) verified"), "{out}");
+    let root: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo.join("metadata/1.root.json")).unwrap()).unwrap();
+    let schemes: Vec<String> = root["signed"]["keys"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|k| k["scheme"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        schemes.contains(&"ecdsa-sha2-nistp256".to_string()),
+        "{schemes:?}"
+    );
+
+    // Without the PIN the token refuses to sign the targets role, and the error says what to set.
+    let mut c = rampart(&[
+        "release",
+        "add",
+        s(&img),
+        "--repo",
+        s(&repo),
+        "--hw",
+        "board-a",
+        "--version",
+        "1.0.1",
+        "--security-version",
+        "1",
+    ]);
+    c.env("SOFTHSM2_CONF", &conf)
+        .env("RAMPART_PKCS11_MODULE", module)
+        .env_remove("RAMPART_PKCS11_PIN");
+    let err = fails(c);
+    assert!(err.contains("RAMPART_PKCS11_PIN"), "{err}");
+}
