@@ -194,7 +194,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
             }],
             &open,
             now,
-            &crate::BarProgress::new(),
+            &crate::BarProgress::default(),
         )?;
         repo.publish(&open, now)?;
         println!(
@@ -314,7 +314,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
     println!("    refused: {err}");
 
     step(10, "Verifying the whole repository as a client would");
-    let report = repo.verify(None, now, &crate::BarProgress::new())?;
+    let report = repo.verify(None, now, &crate::BarProgress::default())?;
     println!(
         "    ok: root v{}, timestamp v{}, snapshot v{}, {} targets roles, {} targets verified",
         report.root_version,

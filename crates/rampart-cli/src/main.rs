@@ -199,13 +199,8 @@ enum ReleaseCommand {
 }
 
 /// Shows long operations on stderr with a progress bar.
+#[derive(Default)]
 pub struct BarProgress(std::sync::Mutex<Option<ProgressBar>>);
-
-impl BarProgress {
-    pub fn new() -> Self {
-        BarProgress(std::sync::Mutex::new(None))
-    }
-}
 
 impl Progress for BarProgress {
     fn start(&self, what: &str, total: u64) {
@@ -435,7 +430,7 @@ fn repo_command(cmd: RepoCommand) -> anyhow::Result<()> {
         }
         RepoCommand::Verify { dir, trusted_root } => {
             let repo = Repository::open(&dir)?;
-            let r = repo.verify(trusted_root.as_deref(), now_unix(), &BarProgress::new())?;
+            let r = repo.verify(trusted_root.as_deref(), now_unix(), &BarProgress::default())?;
             println!(
                 "ok: root v{}, timestamp v{}, snapshot v{}, {} targets role(s), {} target(s) verified",
                 r.root_version,
@@ -483,7 +478,7 @@ fn release_command(cmd: ReleaseCommand) -> anyhow::Result<()> {
         provenance,
         role,
     };
-    let added = repository.add_releases(&[req], &open, now_unix(), &BarProgress::new())?;
+    let added = repository.add_releases(&[req], &open, now_unix(), &BarProgress::default())?;
     for a in &added {
         println!(
             "added {} ({} bytes, sha256 {}) to role {}",

@@ -59,7 +59,7 @@ pub fn validate_cyclonedx(bytes: &[u8]) -> Result<(), DocumentError> {
         }
     }
     if let Some(ver) = obj.get("version")
-        && !ver.as_u64().is_some_and(|n| n >= 1)
+        && ver.as_u64().is_none_or(|n| n < 1)
     {
         return bad("version must be an integer >= 1".into());
     }
