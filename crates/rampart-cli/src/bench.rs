@@ -19,6 +19,11 @@ pub enum BenchCommand {
         /// Measurement rounds (each about 0.3 s per scheme).
         #[arg(long, default_value_t = 11)]
         rounds: usize,
+        /// The pyca/cryptography peer script (what python-tuf verifies with).
+        #[arg(long, default_value = "scripts/bench_verify_peer.py")]
+        peer_script: PathBuf,
+        #[arg(long)]
+        no_peer: bool,
     },
     /// TUF client refresh + one target download from a 10,000-target repository with one
     /// delegation, served over loopback HTTP; python-tuf ngclient measured in the same run.
@@ -40,7 +45,11 @@ pub enum BenchCommand {
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
-        BenchCommand::Verify { rounds } => bench_verify(rounds),
+        BenchCommand::Verify {
+            rounds,
+            peer_script,
+            no_peer,
+        } => bench_verify(rounds, (!no_peer).then_some(peer_script)),
         BenchCommand::TufClient {
             targets,
             iterations,
@@ -93,7 +102,7 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores")
 }
 
-fn bench_verify(rounds: usize) -> anyhow::Result<()> {
+fn bench_verify(rounds: usize, peer: Option<PathBuf>) -> anyhow::Result<()> {
     println!("machine: {}", machine());
     println!(
         "message: 1024 bytes (about a small metadata body); {rounds} rounds of ~0.3 s per scheme"
@@ -136,6 +145,33 @@ fn bench_verify(rounds: usize) -> anyhow::Result<()> {
             s.min,
             s.max
         );
+    }
+    if let Some(script) = peer {
+        let out = std::process::Command::new("python3")
+            .arg(&script)
+            .args(["--rounds", &rounds.to_string()])
+            .output()
+            .with_context(|| format!("running python3 {}", script.display()))?;
+        if !out.status.success() {
+            bail!(
+                "peer benchmark failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).context("peer output is not JSON")?;
+        println!("peer, same run: {}", v["library"].as_str().unwrap_or("?"));
+        if let Some(results) = v["results"].as_object() {
+            for (scheme, r) in results {
+                let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+                println!(
+                    "{scheme:<22} {:>14.0} {:>14.0} {:>14.0}",
+                    f("median"),
+                    f("min"),
+                    f("max")
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -237,12 +273,14 @@ fn bench_tuf_client(
         snapshot_max: 64 << 20,
         ..Limits::default()
     };
-    let targets_md = std::fs::metadata(repo_dir.join("metadata/2.targets.json"))
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let md_size = |role: &str| -> anyhow::Result<u64> {
+        let v = repo.latest_version(role)?.context("role written")?;
+        Ok(std::fs::metadata(repo_dir.join(format!("metadata/{v}.{role}.json")))?.len())
+    };
+    let (targets_md, fleet_md) = (md_size("targets")?, md_size("fleet")?);
     println!("machine: {}", machine());
     println!(
-        "repository: {n_targets} targets ({} in top-level targets, {} in delegated role 'fleet'), targets.json {targets_md} bytes; downloading {wanted} ({target_size} bytes) over http://127.0.0.1",
+        "repository: {n_targets} targets ({} in top-level targets, {} in delegated role 'fleet'), targets metadata {targets_md} bytes, fleet metadata {fleet_md} bytes; downloading {wanted} ({target_size} bytes) over http://127.0.0.1",
         n_targets.div_ceil(2),
         n_targets / 2
     );

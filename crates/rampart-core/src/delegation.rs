@@ -15,7 +15,9 @@ pub fn role_keys(delegations: &Delegations, role: &str) -> Option<(Vec<String>, 
     let suffix = role.strip_prefix(&s.name_prefix)?.strip_prefix('-')?;
     let width = s.bit_length.div_ceil(4) as usize;
     let n = u32::from_str_radix(suffix, 16).ok()?;
-    let valid = suffix.len() == width && u64::from(n) < (1u64 << s.bit_length);
+    let valid = suffix.len() == width
+        && suffix.bytes().all(|b| b.is_ascii_hexdigit())
+        && u64::from(n) < (1u64 << s.bit_length);
     valid.then(|| (s.keyids.clone(), s.threshold))
 }
 

@@ -385,12 +385,11 @@ impl<T: SignedBody> Metadata<T> {
             Ok(t) => t,
             Err(e) => {
                 // Say "wrong type" rather than "malformed" when the body is another role's.
-                let found = serde_json::from_str::<TypeProbe>(raw)
-                    .ok()
-                    .and_then(|p| p.type_);
-                return Err(match found {
-                    Some(Value::String(t)) if t != T::TYPE.as_str() => wrong_type(t),
-                    None => wrong_type(String::new()),
+                return Err(match serde_json::from_str::<TypeProbe>(raw) {
+                    Ok(TypeProbe {
+                        type_: Some(Value::String(t)),
+                    }) if t != T::TYPE.as_str() => wrong_type(t),
+                    Ok(TypeProbe { type_: None }) => wrong_type(String::new()),
                     _ => malformed(role, e.to_string()),
                 });
             }

@@ -68,7 +68,15 @@ impl TrustedSet {
             &old_role.keyids,
             old_role.threshold,
         )?;
-        let expected = self.root.version() + 1;
+        let expected = self
+            .root
+            .version()
+            .checked_add(1)
+            .ok_or(TufError::BadVersion {
+                role: "root".into(),
+                expected: u64::MAX,
+                found: new.version(),
+            })?;
         if new.version() != expected {
             return Err(TufError::BadVersion {
                 role: "root".into(),

@@ -86,6 +86,11 @@ pub fn check_length_and_hashes(
         });
     }
     let Some(hashes) = hashes else { return Ok(()) };
+    if hashes.is_empty() {
+        return Err(TufError::NoSupportedHash {
+            what: what.to_string(),
+        });
+    }
     for (alg, want_hex) in hashes {
         let Some(got) = digest(alg, data) else {
             return Err(TufError::NoSupportedHash {

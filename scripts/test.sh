@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs every Rampart test on this machine, installing first what the tests need:
+# SoftHSM2 (PKCS#11 tests), faketime (tuf-conformance), python-tuf (interoperability test).
+# Set TUF_CONFORMANCE_DIR to a checkout of theupdateframework/tuf-conformance (v2.4.0 or later)
+# to run the public conformance suite too; see docs/conformance.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "system packages"
+missing=()
+[ -e /usr/lib/softhsm/libsofthsm2.so ] && command -v softhsm2-util >/dev/null || missing+=(softhsm2)
+command -v faketime >/dev/null || missing+=(faketime)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+    echo "softhsm2, faketime and python3-venv present"
+fi
+
+step "python packages (python-tuf for the interoperability test and benchmark)"
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -r scripts/requirements-bench.txt
+python3 -c 'import tuf; print("python-tuf", tuf.__version__)'
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --locked --workspace --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --locked --workspace
+
+if [ -n "${TUF_CONFORMANCE_DIR:-}" ]; then
+    step "tuf-conformance suite in $TUF_CONFORMANCE_DIR"
+    cargo build --locked -q -p rampart-tuf-client --bin tuf-conformance-client
+    client="$PWD/target/debug/tuf-conformance-client"
+    cp crates/rampart-tuf-client/tuf-conformance-client.xfails "$client.xfails"
+    venv="$PWD/target/tuf-conformance-venv"
+    [ -x "$venv/bin/pytest" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q -e "$TUF_CONFORMANCE_DIR"; }
+    (cd "$TUF_CONFORMANCE_DIR" && "$venv/bin/pytest" -q -p no:cacheprovider tuf_conformance --entrypoint "$client")
+else
+    step "tuf-conformance suite: NOT RUN"
+    echo "The public suite is in no package registry; set TUF_CONFORMANCE_DIR to a checkout to run it (docs/conformance.md)."
+fi
