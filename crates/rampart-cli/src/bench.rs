@@ -87,6 +87,25 @@ pub fn stats(samples: &[f64]) -> Stats {
     }
 }
 
+/// Runs a Python peer benchmark script and parses the JSON line it prints last.
+fn run_peer(script: &Path, args: &[String]) -> anyhow::Result<serde_json::Value> {
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .with_context(|| format!("running python3 {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "peer benchmark {} failed (install its packages with `pip install -r scripts/requirements-bench.txt`):\n{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or(""))
+        .with_context(|| format!("peer output is not JSON: {text}"))
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -147,19 +166,7 @@ fn bench_verify(rounds: usize, peer: Option<PathBuf>) -> anyhow::Result<()> {
         );
     }
     if let Some(script) = peer {
-        let out = std::process::Command::new("python3")
-            .arg(&script)
-            .args(["--rounds", &rounds.to_string()])
-            .output()
-            .with_context(|| format!("running python3 {}", script.display()))?;
-        if !out.status.success() {
-            bail!(
-                "peer benchmark failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let v: serde_json::Value =
-            serde_json::from_slice(&out.stdout).context("peer output is not JSON")?;
+        let v = run_peer(&script, &["--rounds".into(), rounds.to_string()])?;
         println!("peer, same run: {}", v["library"].as_str().unwrap_or("?"));
         if let Some(results) = v["results"].as_object() {
             for (scheme, r) in results {
@@ -320,34 +327,20 @@ fn bench_tuf_client(
     };
     row("rampart-tuf-client", &ours);
     if let Some(script) = peer {
-        let out = std::process::Command::new("python3")
-            .arg(&script)
-            .args([
-                "--metadata-url",
-                &format!("{base}/metadata"),
-                "--targets-url",
-                &format!("{base}/targets"),
-            ])
-            .arg("--root")
-            .arg(&root_path)
-            .args([
-                "--target-name",
-                &wanted,
-                "--iterations",
-                &iterations.to_string(),
-                "--json",
-            ])
-            .output()
-            .with_context(|| format!("running python3 {}", script.display()))?;
-        if !out.status.success() {
-            bail!(
-                "peer benchmark failed (install it with `pip install -r scripts/requirements-bench.txt`):\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let line = String::from_utf8_lossy(&out.stdout);
-        let v: serde_json::Value = serde_json::from_str(line.lines().last().unwrap_or(""))
-            .with_context(|| format!("peer output is not JSON: {line}"))?;
+        let args: Vec<String> = vec![
+            "--metadata-url".into(),
+            format!("{base}/metadata"),
+            "--targets-url".into(),
+            format!("{base}/targets"),
+            "--root".into(),
+            root_path.display().to_string(),
+            "--target-name".into(),
+            wanted.clone(),
+            "--iterations".into(),
+            iterations.to_string(),
+            "--json".into(),
+        ];
+        let v = run_peer(&script, &args)?;
         let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
         let peer = Stats {
             median: f("median_ms"),

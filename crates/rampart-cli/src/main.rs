@@ -23,7 +23,7 @@ use rampart_repo::{
 #[command(
     name = "rampart",
     version,
-    about = "Rampart: signed, transparent firmware updates for device fleets"
+    about = "Rampart: signed firmware updates for device fleets (keys, TUF repository, releases)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -119,7 +119,12 @@ enum RepoCommand {
         timestamp_expiry_days: u32,
     },
     /// Re-sign snapshot and timestamp over the latest targets metadata (also renews their expiry).
-    Publish { dir: PathBuf },
+    Publish {
+        dir: PathBuf,
+        /// Also re-sign targets and every delegated role with a fresh expiry (needs their keys).
+        #[arg(long)]
+        renew_targets: bool,
+    },
     /// Write root N+1 with key changes (signed by old and new root keys); revokes removed keys.
     RotateRoot {
         dir: PathBuf,
@@ -383,8 +388,14 @@ fn repo_command(cmd: RepoCommand) -> anyhow::Result<()> {
                 dir.display()
             );
         }
-        RepoCommand::Publish { dir } => {
-            let (s, t) = Repository::open(&dir)?.publish(&open, now_unix())?;
+        RepoCommand::Publish { dir, renew_targets } => {
+            let repo = Repository::open(&dir)?;
+            if renew_targets {
+                for (role, v) in repo.renew_targets(&open, now_unix())? {
+                    println!("renewed {role} as v{v}");
+                }
+            }
+            let (s, t) = repo.publish(&open, now_unix())?;
             println!("published snapshot v{s}, timestamp v{t}");
         }
         RepoCommand::RotateRoot {

@@ -167,6 +167,30 @@ fn release_workflow_with_sbom_rotation_and_verify() {
     assert!(err.contains("CycloneDX"), "{err}");
     assert!(!repo.join("metadata/3.targets.json").exists());
 
+    // Provenance must name the image; a mismatch leaves nothing behind in targets/.
+    let prov = work.path().join("prov.json");
+    std::fs::write(&prov, r#"{"_type":"https://in-toto.io/Statement/v1","predicateType":"https://slsa.dev/provenance/v1","subject":[{"name":"x","digest":{"sha256":"00"}}]}"#).unwrap();
+    let err = fails(rampart(&[
+        "release",
+        "add",
+        s(&img2),
+        "--repo",
+        s(&repo),
+        "--hw",
+        "board-a",
+        "--version",
+        "1.1.0",
+        "--security-version",
+        "3",
+        "--provenance",
+        s(&prov),
+    ]));
+    assert!(err.contains("provenance does not name the image"), "{err}");
+    let leftovers = std::fs::read_dir(repo.join("targets/1.1.0"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(leftovers, 0, "a refused release leaves no image behind");
+
     // Security versions only go up for the same hardware.
     let err = fails(rampart(&[
         "release",

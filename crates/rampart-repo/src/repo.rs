@@ -38,7 +38,7 @@ pub enum RepoError {
     BadFile { path: String, reason: String },
     #[error("role {role}: {reason}")]
     BadRoleKeys { role: String, reason: String },
-    #[error("signing key: {0}")]
+    #[error("signing key")]
     Sign(#[from] SignError),
     #[error(transparent)]
     Tuf(#[from] TufError),
@@ -518,6 +518,17 @@ impl Repository {
         Ok(v)
     }
 
+    /// Where the hash-prefixed copy of a target lives.
+    fn target_file_path(&self, target_name: &str, sha256: &str) -> PathBuf {
+        match target_name.rsplit_once('/') {
+            Some((dir, file)) => self
+                .targets_dir()
+                .join(dir)
+                .join(format!("{sha256}.{file}")),
+            None => self.targets_dir().join(format!("{sha256}.{target_name}")),
+        }
+    }
+
     /// Copies `src` into `targets/` under its hash-prefixed name, hashing while copying.
     fn store_target(
         &self,
@@ -552,6 +563,14 @@ impl Repository {
             progress.advance(n as u64);
         }
         progress.finish();
+        // Served files must be world-readable; temporary files start owner-only.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))
+                .map_err(io_err(&dest_dir))?;
+        }
         tmp.as_file().sync_all().map_err(io_err(&dest_dir))?;
         let sha256 = hex::encode(ctx.finish());
         let dest = dest_dir.join(format!("{sha256}.{file_part}"));
@@ -670,7 +689,8 @@ impl Repository {
                     });
                 }
             }
-            // Read and validate documents before touching the repository.
+            // Read and validate documents before touching the repository (the provenance
+            // subject check needs the image hash, so a failure there removes the stored copy).
             let sbom = req
                 .sbom
                 .as_ref()
@@ -685,8 +705,11 @@ impl Repository {
                 .map(|p| read_file(p, documents::MAX_DOCUMENT_BYTES as u64))
                 .transpose()?;
             let (sha256, length) = self.store_target(&target_name, &req.image, progress)?;
-            if let Some(b) = &provenance {
-                documents::validate_provenance(b, &sha256)?;
+            if let Some(b) = &provenance
+                && let Err(e) = documents::validate_provenance(b, &sha256)
+            {
+                let _ = std::fs::remove_file(self.target_file_path(&target_name, &sha256));
+                return Err(e.into());
             }
             let targets = roles.get_mut(&role).expect("checked");
             if let Some(b) = sbom {
@@ -731,6 +754,22 @@ impl Repository {
             self.write_targets_role(role, roles[role].clone(), open, now)?;
         }
         Ok(added)
+    }
+
+    /// Re-signs the top-level targets role and every delegated role with a new version and a
+    /// fresh expiry (their offline keys are needed). Does not publish.
+    pub fn renew_targets(
+        &self,
+        open: KeyOpener,
+        now: i64,
+    ) -> Result<Vec<(String, u64)>, RepoError> {
+        let mut renewed = Vec::new();
+        for role in self.targets_roles() {
+            let t = self.targets_role(&role)?;
+            let v = self.write_targets_role(&role, t, open, now)?;
+            renewed.push((role, v));
+        }
+        Ok(renewed)
     }
 
     /// Signs a new snapshot listing the latest version of every targets role, and a new
