@@ -318,6 +318,23 @@ mod tests {
         assert_eq!(ed_key().verify(&msg, &bad), Err(KeyError::BadSignature));
     }
 
+    // RFC 6979 appendix A.2.5: P-256 key, message "sample", SHA-256, deterministic (r, s).
+    const RFC6979_P256_POINT: &str = "0460fed4ba255a9d31c961eb74c6356d68c049b8923b61fa6ce669622e60f29fb67903fe1008b8bc99a41ae9e95628bc64f2f1b20c2d7e9f5177a3c294d4462299";
+    const RFC6979_P256_R_S: &str = "efd48b2aacb6a8fd1140dd9cd45e81d69d2c877b56aaf991c34d0ea84eaf3716f7cb1c942d657c41d436c7a1b6e29f65f3e900dbb9aff4064dc4ab2f843acda8";
+
+    #[test]
+    fn p256_rfc6979_vector_verifies_through_pem_and_der() {
+        let key = Key::from_public_bytes(
+            Scheme::EcdsaP256Sha256,
+            &hex::decode(RFC6979_P256_POINT).unwrap(),
+        )
+        .unwrap();
+        assert!(key.keyval.public.starts_with("-----BEGIN PUBLIC KEY-----"));
+        let der = p256_fixed_to_der(&hex::decode(RFC6979_P256_R_S).unwrap()).unwrap();
+        key.verify(b"sample", &der).unwrap();
+        assert_eq!(key.verify(b"samplf", &der), Err(KeyError::BadSignature));
+    }
+
     #[test]
     fn key_id_is_sha256_of_canonical_key() {
         let k = ed_key();
