@@ -3,13 +3,13 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
+use rampart_core::TufError;
 use rampart_core::delegation::validate_target_path;
 use rampart_core::metadata::{
     Common, DelegatedRole, Delegations, MetaFile, Metadata, RoleKeys, RoleType, Root, Signature,
     SignedBody, Snapshot, TargetFile, Targets, Timestamp, envelope_bytes, format_expires,
 };
 use rampart_core::release::{DocumentRef, ReleaseError, ReleaseInfo};
-use rampart_core::{Key, TufError};
 use rampart_keys::{SignError, Signer};
 use rampart_tuf_client::store::write_atomic;
 use serde::{Deserialize, Serialize};
@@ -898,23 +898,16 @@ impl Repository {
         new_root.common.version = old_version + 1;
         new_root.common.expires =
             format_expires(now + i64::from(new_config.expiry_days.root) * DAY);
-        let old_config = std::mem::replace(&mut self.config, new_config);
         let mut signers = old_root_signers;
-        signers.extend(self.open_role(RoleType::Root, open)?);
+        signers.extend(self.open_refs(&new_config.root.keys, open)?);
         let bytes = sign_envelope(&new_root, &signers)?;
-        // Prove a client holding the old root accepts the new one before writing it.
+        // Prove a client holding the old root accepts the new one before writing anything.
         let old_bytes = read_file(
             &self.metadata_dir().join(format!("{old_version}.root.json")),
             1 << 20,
         )?;
-        let mut check = rampart_core::TrustedSet::new(&old_bytes, now).map_err(|e| {
-            self.config = old_config.clone();
-            RepoError::from(e)
-        })?;
-        if let Err(e) = check.update_root(&bytes) {
-            self.config = old_config;
-            return Err(e.into());
-        }
+        rampart_core::TrustedSet::new(&old_bytes, now)?.update_root(&bytes)?;
+        self.config = new_config;
         write(
             &self
                 .metadata_dir()
@@ -1098,12 +1091,4 @@ fn meta_file(version: u64, bytes: &[u8]) -> MetaFile {
             hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes)),
         )])),
     }
-}
-
-/// The TUF key of every signer, by key id (for `key list`-style displays).
-pub fn key_ids(signers: &[Box<dyn Signer>]) -> Vec<(String, Key)> {
-    signers
-        .iter()
-        .map(|s| (s.key_id(), s.public_key().clone()))
-        .collect()
 }
