@@ -285,7 +285,7 @@ fn key_command(cmd: KeyCommand) -> anyhow::Result<()> {
                     }
                     let (signer, bytes) =
                         FileSigner::generate(scheme, &pass, KdfParams::default())?;
-                    rampart_tuf_client::store::write_atomic(&out, &bytes)
+                    rampart_tuf_client::store::write_private(&out, &bytes)
                         .with_context(|| format!("writing {}", out.display()))?;
                     eprintln!("wrote {}", out.display());
                     Box::new(signer)

@@ -76,39 +76,44 @@ pub fn matching_children(targets: &Targets, target_path: &str) -> Vec<ChildRole>
 pub fn path_matches(pattern: &str, target_path: &str) -> bool {
     let ps: Vec<&str> = pattern.split('/').collect();
     let ts: Vec<&str> = target_path.split('/').collect();
-    ps.len() == ts.len()
-        && ps
-            .iter()
-            .zip(&ts)
-            .all(|(p, t)| glob_segment(p.as_bytes(), t.as_bytes()))
+    ps.len() == ts.len() && ps.iter().zip(&ts).all(|(p, t)| glob_segment(p, t))
 }
 
-fn glob_segment(p: &[u8], t: &[u8]) -> bool {
-    // Iterative wildcard match with single-star backtracking; `[...]` classes as in fnmatch.
+fn glob_segment(pattern: &str, text: &str) -> bool {
+    // Characters, not bytes, as Python's fnmatch (which python-tuf uses) matches them.
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    // Iterative wildcard match with single-star backtracking.
     let (mut pi, mut ti) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
         if pi < p.len() {
             match p[pi] {
-                b'*' => {
+                '*' => {
                     star = Some((pi, ti));
                     pi += 1;
                     continue;
                 }
-                b'?' => {
+                '?' => {
                     pi += 1;
                     ti += 1;
                     continue;
                 }
-                b'[' => {
-                    if let Some((matched, next)) = class_match(&p[pi..], t[ti])
-                        && matched
-                    {
-                        pi += next;
+                '[' => match class_match(&p[pi..], t[ti]) {
+                    Some((true, len)) => {
+                        pi += len;
                         ti += 1;
                         continue;
                     }
-                }
+                    Some((false, _)) => {}
+                    // An unclosed '[' is a literal, as in fnmatch.
+                    None if t[ti] == '[' => {
+                        pi += 1;
+                        ti += 1;
+                        continue;
+                    }
+                    None => {}
+                },
                 c if c == t[ti] => {
                     pi += 1;
                     ti += 1;
@@ -126,21 +131,31 @@ fn glob_segment(p: &[u8], t: &[u8]) -> bool {
             None => return false,
         }
     }
-    p[pi..].iter().all(|&c| c == b'*')
+    p[pi..].iter().all(|&c| c == '*')
 }
 
-/// Matches one byte against a `[...]` class at the start of `p`; returns (matched, class length).
-fn class_match(p: &[u8], c: u8) -> Option<(bool, usize)> {
-    let end = p.iter().skip(2).position(|&b| b == b']')? + 2;
-    let body = &p[1..end];
-    let (negate, body) = match body.first() {
-        Some(b'!') => (true, &body[1..]),
-        _ => (false, body),
+/// Matches one character against a `[...]` class at the start of `p`, with fnmatch's rules: a
+/// `]` right after `[` or `[!` is a member, `!` negates, `a-z` is a range. Returns (matched,
+/// class length), or `None` when the class is unclosed (then `[` is a literal).
+fn class_match(p: &[char], c: char) -> Option<(bool, usize)> {
+    let mut j = 1;
+    if p.get(j) == Some(&'!') {
+        j += 1;
+    }
+    if p.get(j) == Some(&']') {
+        j += 1;
+    }
+    while p.get(j)? != &']' {
+        j += 1;
+    }
+    let (negate, body) = match p[1] {
+        '!' => (true, &p[2..j]),
+        _ => (false, &p[1..j]),
     };
     let mut found = false;
     let mut i = 0;
     while i < body.len() {
-        if i + 2 < body.len() && body[i + 1] == b'-' {
+        if i + 2 < body.len() && body[i + 1] == '-' {
             found |= body[i] <= c && c <= body[i + 2];
             i += 3;
         } else {
@@ -148,7 +163,7 @@ fn class_match(p: &[u8], c: u8) -> Option<(bool, usize)> {
             i += 1;
         }
     }
-    Some((found != negate, end + 1))
+    Some((found != negate, j + 1))
 }
 
 /// Checks that a target path is a safe relative path: no empty, `.` or `..` segments, no
@@ -196,6 +211,15 @@ mod tests {
         assert!(path_matches("fw/[a-c]*.img", "fw/b-1.img"));
         assert!(!path_matches("fw/[!a-c]*.img", "fw/b-1.img"));
         assert!(path_matches("a*b*c", "axxbyyc"));
+        // As Python's fnmatch: characters not bytes, ']' first in a class is a member, an
+        // unclosed '[' is a literal.
+        assert!(path_matches("?", "é"));
+        assert!(!path_matches("??", "é"));
+        assert!(path_matches("[]]x", "]x"));
+        assert!(!path_matches("[!]", "a"));
+        assert!(path_matches("[!]]", "a"));
+        assert!(path_matches("a[b", "a[b"));
+        assert!(!path_matches("a[b", "ab"));
         assert!(!path_matches("a*b*c", "axxbyy"));
     }
 

@@ -168,18 +168,10 @@ impl FileSigner {
     /// Reads and decrypts a key file.
     pub fn open(path: &Path, passphrase: &str) -> Result<FileSigner, SignError> {
         let shown = path.display().to_string();
-        let bad = |reason: String| SignError::KeyFile {
+        let bytes = read_bounded(path).map_err(|reason| SignError::KeyFile {
             path: shown.clone(),
             reason,
-        };
-        let meta = std::fs::metadata(path).map_err(|e| bad(format!("cannot read: {e}")))?;
-        if meta.len() > MAX_KEY_FILE {
-            return Err(bad(format!(
-                "{} bytes is over the {MAX_KEY_FILE}-byte limit for key files",
-                meta.len()
-            )));
-        }
-        let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+        })?;
         Self::from_file_bytes(&bytes, passphrase, &shown)
     }
 
@@ -201,9 +193,9 @@ impl FileSigner {
                 f.format, f.kdf, f.cipher
             )));
         }
-        if f.kdf_params.m_kib > 4 * 1024 * 1024 || f.kdf_params.t > 64 || f.kdf_params.p > 16 {
+        if f.kdf_params.m_kib > 1024 * 1024 || f.kdf_params.t > 16 || f.kdf_params.p > 8 {
             return Err(bad(
-                "Argon2 parameters exceed the limits (4 GiB, 64 passes, 16 lanes)".into(),
+                "Argon2 parameters exceed the limits (1 GiB, 16 passes, 8 lanes)".into(),
             ));
         }
         let scheme = f.public.scheme()?;
@@ -287,13 +279,24 @@ pub fn read_public(path: &Path) -> Result<Key, SignError> {
         path: shown.clone(),
         reason,
     };
-    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
-    if bytes.len() as u64 > MAX_KEY_FILE {
-        return Err(bad("over the key file size limit".into()));
-    }
+    let bytes = read_bounded(path).map_err(&bad)?;
     let f: KeyFile =
         serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a Rampart key file: {e}")))?;
     Ok(f.public)
+}
+
+/// Reads a key file, refusing more than `MAX_KEY_FILE` bytes without reading them.
+fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut bytes = Vec::new();
+    f.take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > MAX_KEY_FILE {
+        return Err(format!("over the {MAX_KEY_FILE}-byte limit for key files"));
+    }
+    Ok(bytes)
 }
 
 /// The passphrase from `RAMPART_KEY_PASSPHRASE`, else a terminal prompt.

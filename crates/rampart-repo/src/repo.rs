@@ -63,6 +63,16 @@ pub enum RepoError {
         "target {target:?} is outside the paths delegated to role {role:?}; no client would find it there (choose --name to match, or another --role)"
     )]
     OutsideDelegation { target: String, role: String },
+    #[error(
+        "{file} would be {size} bytes, over the {limit}-byte limit clients apply to {role} metadata: {hint}"
+    )]
+    TooLargeForClients {
+        file: String,
+        role: &'static str,
+        size: u64,
+        limit: u64,
+        hint: &'static str,
+    },
     #[error("no delegated role named {0:?}; create it with `rampart repo delegate`")]
     UnknownRole(String),
     #[error("verification failed: {0}")]
@@ -230,6 +240,40 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), RepoError> {
     write_atomic(path, bytes).map_err(io_err(path))
 }
 
+/// Writes a metadata file after checking it fits the size limits clients apply by default, so
+/// the repository never publishes something its own devices would refuse.
+fn write_metadata(path: &Path, bytes: &[u8]) -> Result<(), RepoError> {
+    let limits = rampart_tuf_client::Limits::default();
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let (role, limit, hint) = if name == "timestamp.json" {
+        (
+            "timestamp",
+            limits.timestamp_max,
+            "use fewer timestamp keys (each ML-DSA-65 signature adds 6.6 KB)",
+        )
+    } else if name.ends_with(".root.json") {
+        ("root", limits.root_max, "use fewer root keys or signatures")
+    } else if name.ends_with(".snapshot.json") {
+        ("snapshot", limits.snapshot_max, "use fewer delegated roles")
+    } else {
+        (
+            "targets",
+            limits.targets_max,
+            "spread releases over delegated roles (`rampart repo delegate`)",
+        )
+    };
+    if bytes.len() as u64 > limit {
+        return Err(RepoError::TooLargeForClients {
+            file: name.to_string(),
+            role,
+            size: bytes.len() as u64,
+            limit,
+            hint,
+        });
+    }
+    write(path, bytes)
+}
+
 fn common(role: RoleType, version: u64, expires_unix: i64) -> Common {
     Common {
         type_: role.as_str().to_string(),
@@ -373,7 +417,7 @@ impl Repository {
             keys,
             roles,
         };
-        write(
+        write_metadata(
             &repo.metadata_dir().join("1.root.json"),
             &sign_envelope(&root, &root_signers)?,
         )?;
@@ -387,7 +431,7 @@ impl Repository {
             delegations: None,
         };
         let t_signers = repo.open_role(RoleType::Targets, open)?;
-        write(
+        write_metadata(
             &repo.metadata_dir().join("1.targets.json"),
             &sign_envelope(&targets, &t_signers)?,
         )?;
@@ -511,7 +555,7 @@ impl Repository {
         t.common.version += 1;
         t.common.expires = format_expires(now + i64::from(self.config.expiry_days.targets) * DAY);
         let v = t.common.version;
-        write(
+        write_metadata(
             &self.metadata_dir().join(format!("{v}.{role}.json")),
             &sign_envelope(&t, &signers)?,
         )?;
@@ -631,15 +675,28 @@ impl Repository {
             );
             roles.insert(role, t);
         }
-        // Highest security version released so far per hardware id, and the target carrying it.
-        let mut highest_security: BTreeMap<String, (u64, String)> = BTreeMap::new();
-        for (name, t) in &all_existing {
-            if let Ok(old) = ReleaseInfo::from_custom(t.custom.as_ref()) {
-                for hw in old.hardware_ids {
-                    let e = highest_security.entry(hw).or_insert((0, name.clone()));
-                    if old.security_version > e.0 {
-                        *e = (old.security_version, name.clone());
-                    }
+        // Highest security version released so far per (role, hardware id), and the target
+        // carrying it. Per role, so that a delegate cannot block releases the owner signs.
+        let mut highest_security: BTreeMap<(String, String), (u64, String)> = BTreeMap::new();
+        fn note_release(
+            highest_security: &mut BTreeMap<(String, String), (u64, String)>,
+            role: &str,
+            name: &str,
+            info: &ReleaseInfo,
+        ) {
+            for hw in &info.hardware_ids {
+                let e = highest_security
+                    .entry((role.to_string(), hw.clone()))
+                    .or_insert((0, name.to_string()));
+                if info.security_version > e.0 {
+                    *e = (info.security_version, name.to_string());
+                }
+            }
+        }
+        for (role, t) in &roles {
+            for (name, tf) in &t.targets {
+                if let Ok(old) = ReleaseInfo::from_custom(tf.custom.as_ref()) {
+                    note_release(&mut highest_security, role, name, &old);
                 }
             }
         }
@@ -666,8 +723,25 @@ impl Repository {
                     role,
                 });
             }
-            if all_existing.contains_key(&target_name) {
-                return Err(RepoError::TargetExists(target_name));
+            let sbom_name = req.sbom.as_ref().map(|_| format!("{target_name}.cdx.json"));
+            let provenance_name = req
+                .provenance
+                .as_ref()
+                .map(|_| format!("{target_name}.intoto.json"));
+            for name in std::iter::once(&target_name)
+                .chain(&sbom_name)
+                .chain(&provenance_name)
+            {
+                validate_target_path(name)?;
+                if !role_may_list(&top, &role, name) {
+                    return Err(RepoError::OutsideDelegation {
+                        target: name.clone(),
+                        role,
+                    });
+                }
+                if all_existing.contains_key(name) {
+                    return Err(RepoError::TargetExists(name.clone()));
+                }
             }
             let mut info = ReleaseInfo {
                 hardware_ids: req.hardware_ids.clone(),
@@ -678,7 +752,7 @@ impl Repository {
             };
             info.validate()?;
             for hw in &info.hardware_ids {
-                if let Some((existing, target)) = highest_security.get(hw)
+                if let Some((existing, target)) = highest_security.get(&(role.clone(), hw.clone()))
                     && *existing > info.security_version
                 {
                     return Err(RepoError::SecurityVersionDecrease {
@@ -712,15 +786,13 @@ impl Repository {
                 return Err(e.into());
             }
             let targets = roles.get_mut(&role).expect("checked");
-            if let Some(b) = sbom {
-                let name = format!("{target_name}.cdx.json");
+            if let (Some(b), Some(name)) = (sbom, sbom_name) {
                 let (doc, tf) = self.store_document(&name, &b, "application/vnd.cyclonedx+json")?;
                 targets.targets.insert(name.clone(), tf.clone());
                 all_existing.insert(name, tf);
                 info.sbom = Some(doc);
             }
-            if let Some(b) = provenance {
-                let name = format!("{target_name}.intoto.json");
+            if let (Some(b), Some(name)) = (provenance, provenance_name) {
                 let (doc, tf) = self.store_document(&name, &b, "application/vnd.in-toto+json")?;
                 targets.targets.insert(name.clone(), tf.clone());
                 all_existing.insert(name, tf);
@@ -733,14 +805,7 @@ impl Repository {
             };
             targets.targets.insert(target_name.clone(), tf.clone());
             all_existing.insert(target_name.clone(), tf);
-            for hw in &info.hardware_ids {
-                let e = highest_security
-                    .entry(hw.clone())
-                    .or_insert((0, target_name.clone()));
-                if info.security_version > e.0 {
-                    *e = (info.security_version, target_name.clone());
-                }
-            }
+            note_release(&mut highest_security, &role, &target_name, &info);
             added.push(AddedRelease {
                 target_name,
                 sha256,
@@ -796,7 +861,7 @@ impl Repository {
             meta,
         };
         let snap_bytes = sign_envelope(&snapshot, &self.open_role(RoleType::Snapshot, open)?)?;
-        write(
+        write_metadata(
             &self
                 .metadata_dir()
                 .join(format!("{snap_version}.snapshot.json")),
@@ -821,7 +886,7 @@ impl Repository {
                 meta_file(snap_version, &snap_bytes),
             )]),
         };
-        write(
+        write_metadata(
             &ts_path,
             &sign_envelope(&timestamp, &self.open_role(RoleType::Timestamp, open)?)?,
         )?;
@@ -867,6 +932,15 @@ impl Repository {
             }
             for r in &change.add_keys {
                 let s = open(r)?;
+                // A key that cannot sign (wrong PIN, public object not matching the private key)
+                // must fail here, before a root that trusts it is written.
+                let probe = b"rampart key check";
+                s.public_key().verify(probe, &s.sign(probe)?).map_err(|e| {
+                    RepoError::BadRoleKeys {
+                        role: role_name.into(),
+                        reason: format!("key {r} does not produce valid signatures: {e}"),
+                    }
+                })?;
                 if !rk.keyids.contains(&s.key_id()) {
                     rk.keyids.push(s.key_id());
                     new_root.keys.insert(s.key_id(), s.public_key().clone());
@@ -908,7 +982,7 @@ impl Repository {
         )?;
         rampart_core::TrustedSet::new(&old_bytes, now)?.update_root(&bytes)?;
         self.config = new_config;
-        write(
+        write_metadata(
             &self
                 .metadata_dir()
                 .join(format!("{}.root.json", old_version + 1)),
@@ -982,7 +1056,7 @@ impl Repository {
             targets: BTreeMap::new(),
             delegations: None,
         };
-        write(
+        write_metadata(
             &self.metadata_dir().join(format!("1.{name}.json")),
             &sign_envelope(&child, &opened)?,
         )?;

@@ -26,7 +26,8 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             root_max: 512_000,
-            timestamp_max: 16_384,
+            // Room for several post-quantum signatures (an ML-DSA-65 signature is 6.6 KB in hex).
+            timestamp_max: 65_536,
             snapshot_max: 2_000_000,
             targets_max: 5_000_000,
             max_root_rotations: 32,
@@ -136,8 +137,8 @@ impl<F: Fetcher> Updater<F> {
     }
 
     fn load_root(&mut self) -> Result<(), ClientError> {
-        let first = self.trusted.root().version() + 1;
-        for version in first..first + self.config.limits.max_root_rotations {
+        let first = self.trusted.root().version().saturating_add(1);
+        for version in first..first.saturating_add(self.config.limits.max_root_rotations) {
             let url = self.metadata_url("root", Some(version));
             let bytes = match self.fetcher.fetch(&url, self.config.limits.root_max) {
                 Ok(b) => b,
