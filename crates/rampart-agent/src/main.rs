@@ -123,8 +123,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Fetch { args, out } => {
             let (up, info, release) = verified(&cli.state_dir, &args)?;
-            let bytes = up.fetch_target(&args.target, &info)?;
-            write_atomic(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+            up.download_target_to(&args.target, &info, &out)
+                .with_context(|| format!("downloading {} to {}", args.target, out.display()))?;
             println!(
                 "verified {} version {} -> {}",
                 args.target,

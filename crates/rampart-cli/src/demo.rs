@@ -60,12 +60,11 @@ impl Device {
             .with_context(|| format!("{target} not in trusted metadata"))?;
         let release = ReleaseInfo::from_custom(info.custom.as_ref())?;
         release.check_installable(&self.hardware_id, self.installed_security_version)?;
-        let bytes = up.fetch_target(target, &info)?;
-        rampart_tuf_client::store::write_atomic(&self.state.path().join("slot-b.img"), &bytes)?;
+        up.download_target_to(target, &info, &self.state.path().join("slot-b.img"))?;
         self.installed_security_version = release.security_version;
         println!(
             "    device verified {target}: {} bytes, version {}, security version {}, root v{}",
-            bytes.len(),
+            info.length,
             release.version,
             release.security_version,
             up.trusted().root().version()

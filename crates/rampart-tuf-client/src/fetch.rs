@@ -11,6 +11,31 @@ pub enum FetchError {
     TooLarge { url: String, limit: u64 },
     #[error("{url}: {reason}")]
     Transport { url: String, reason: String },
+    #[error(
+        "{url}: only {bytes} bytes in {seconds} s, below the minimum rate (slow-retrieval defence)"
+    )]
+    TooSlow {
+        url: String,
+        bytes: u64,
+        seconds: u64,
+    },
+}
+
+/// The slowest transfer tolerated: after `grace`, the average rate must stay at or above
+/// `bytes_per_second`, so a server that trickles data cannot hold a client forever.
+#[derive(Debug, Clone, Copy)]
+pub struct MinRate {
+    pub grace: std::time::Duration,
+    pub bytes_per_second: u64,
+}
+
+impl Default for MinRate {
+    fn default() -> Self {
+        MinRate {
+            grace: std::time::Duration::from_secs(30),
+            bytes_per_second: 1024,
+        }
+    }
 }
 
 impl FetchError {
@@ -29,6 +54,65 @@ impl FetchError {
 /// Something that can fetch a URL, reading at most `limit` bytes.
 pub trait Fetcher {
     fn fetch(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError>;
+
+    /// Streams at most `limit` bytes of `url` into `sink`, chunk by chunk, so large targets
+    /// never sit whole in memory. `sink` may stop the transfer by returning an error.
+    fn fetch_into(
+        &self,
+        url: &str,
+        limit: u64,
+        sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<u64, FetchError> {
+        let bytes = self.fetch(url, limit)?;
+        sink(&bytes).map_err(|e| FetchError::Transport {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(bytes.len() as u64)
+    }
+}
+
+/// Copies at most `limit` bytes from `reader` into `sink`, failing if there are more.
+pub fn copy_limited(
+    url: &str,
+    mut reader: impl Read,
+    limit: u64,
+    rate: MinRate,
+    sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+) -> Result<u64, FetchError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    let start = std::time::Instant::now();
+    loop {
+        let elapsed = start.elapsed();
+        if elapsed > rate.grace
+            && (total as f64) < rate.bytes_per_second as f64 * elapsed.as_secs_f64()
+        {
+            return Err(FetchError::TooSlow {
+                url: url.to_string(),
+                bytes: total,
+                seconds: elapsed.as_secs(),
+            });
+        }
+        let n = reader.read(&mut buf).map_err(|e| FetchError::Transport {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n as u64;
+        if total > limit {
+            return Err(FetchError::TooLarge {
+                url: url.to_string(),
+                limit,
+            });
+        }
+        sink(&buf[..n]).map_err(|e| FetchError::Transport {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+    }
 }
 
 /// Reads at most `limit` bytes from `reader`, failing if there are more.
@@ -50,25 +134,49 @@ pub fn read_limited(url: &str, reader: impl Read, limit: u64) -> Result<Vec<u8>,
     Ok(buf)
 }
 
+/// Like [`read_limited`], and also enforcing a minimum average rate.
+pub fn read_limited_rate(
+    url: &str,
+    reader: impl Read,
+    limit: u64,
+    rate: MinRate,
+) -> Result<Vec<u8>, FetchError> {
+    let mut buf = Vec::new();
+    copy_limited(url, reader, limit, rate, &mut |chunk| {
+        buf.extend_from_slice(chunk);
+        Ok(())
+    })?;
+    Ok(buf)
+}
+
 /// HTTP(S) fetcher over ureq with rustls; also reads `file://` URLs, for repositories on disk.
 pub struct HttpFetcher {
     agent: ureq::Agent,
+    min_rate: MinRate,
 }
 
 impl Default for HttpFetcher {
     fn default() -> Self {
+        use std::time::Duration;
+        // No overall deadline (large firmware takes as long as it takes on a slow link); instead
+        // bounded connect and response waits, a per-read idle timeout and a minimum average rate.
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(std::time::Duration::from_secs(300)))
+            .timeout_global(None)
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            .timeout_per_read(Some(Duration::from_secs(30)))
             .build();
         HttpFetcher {
             agent: config.into(),
+            min_rate: MinRate::default(),
         }
     }
 }
 
-impl Fetcher for HttpFetcher {
-    fn fetch(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+impl HttpFetcher {
+    /// Opens `url` for reading after checking the status and any announced length.
+    fn open(&self, url: &str, limit: u64) -> Result<Box<dyn Read>, FetchError> {
         if let Some(path) = url.strip_prefix("file://") {
             let decoded = percent_encoding::percent_decode_str(path)
                 .decode_utf8_lossy()
@@ -83,9 +191,9 @@ impl Fetcher for HttpFetcher {
                     reason: e.to_string(),
                 },
             })?;
-            return read_limited(url, f, limit);
+            return Ok(Box::new(f));
         }
-        let mut resp = self
+        let resp = self
             .agent
             .get(url)
             .call()
@@ -108,6 +216,62 @@ impl Fetcher for HttpFetcher {
                 limit,
             });
         }
-        read_limited(url, resp.body_mut().as_reader(), limit)
+        Ok(Box::new(resp.into_body().into_reader()))
+    }
+}
+
+impl Fetcher for HttpFetcher {
+    fn fetch(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+        read_limited_rate(url, self.open(url, limit)?, limit, self.min_rate)
+    }
+
+    fn fetch_into(
+        &self,
+        url: &str,
+        limit: u64,
+        sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<u64, FetchError> {
+        copy_limited(url, self.open(url, limit)?, limit, self.min_rate, sink)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Yields one byte per call, slowly: a server trickling data.
+    struct Trickle;
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            std::thread::sleep(Duration::from_millis(20));
+            buf[0] = 0;
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn slow_retrieval_is_cut_off_by_the_minimum_rate() {
+        let rate = MinRate {
+            grace: Duration::from_millis(200),
+            bytes_per_second: 1000,
+        };
+        let err = read_limited_rate("http://x/t", Trickle, 1 << 20, rate).unwrap_err();
+        assert!(matches!(err, FetchError::TooSlow { .. }), "{err}");
+    }
+
+    #[test]
+    fn endless_data_is_cut_off_at_the_limit() {
+        let err = read_limited_rate("http://x/t", std::io::repeat(1), 1000, MinRate::default())
+            .unwrap_err();
+        assert!(matches!(err, FetchError::TooLarge { limit: 1000, .. }));
+        let ok = read_limited_rate(
+            "http://x/t",
+            std::io::repeat(1).take(1000),
+            1000,
+            MinRate::default(),
+        )
+        .unwrap();
+        assert_eq!(ok.len(), 1000);
     }
 }

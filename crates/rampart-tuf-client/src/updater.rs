@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use rampart_core::delegation::{matching_children, validate_target_path};
 use rampart_core::metadata::{MetaFile, TargetFile};
-use rampart_core::verify::check_length_and_hashes;
+use rampart_core::verify::{StreamingCheck, check_length_and_hashes};
 use rampart_core::{TrustedSet, TufError};
 
 use crate::fetch::{FetchError, Fetcher};
@@ -273,35 +273,79 @@ impl<F: Fetcher> Updater<F> {
             .map(|_| path)
     }
 
-    /// Downloads a target, verifies its length and every hash, then stores it atomically.
+    /// Downloads a target into `target_dir` under its quoted name (see [`Self::target_file_path`]).
     pub fn download_target(
         &self,
         target_path: &str,
         info: &TargetFile,
         target_dir: &Path,
     ) -> Result<PathBuf, ClientError> {
-        let bytes = self.fetch_target(target_path, info)?;
         let path = Self::target_file_path(target_dir, target_path);
-        write_atomic(&path, &bytes).map_err(|source| ClientError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        self.download_target_to(target_path, info, &path)?;
         Ok(path)
     }
 
-    /// Fetches and verifies a target into memory.
-    pub fn fetch_target(
+    /// Downloads a target to `dest`, streaming it through the length and hash checks into a
+    /// temporary file beside `dest` that replaces `dest` only once everything matched: nothing
+    /// unverified ever appears under `dest`, and memory use does not grow with the image.
+    pub fn download_target_to(
         &self,
         target_path: &str,
         info: &TargetFile,
-    ) -> Result<Vec<u8>, ClientError> {
+        dest: &Path,
+    ) -> Result<(), ClientError> {
+        use std::io::Write;
+        let url = self.target_url(target_path, info)?;
+        let mut check = StreamingCheck::new(target_path, info.length, &info.hashes)?;
+        let dir = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let io = |source| ClientError::Io {
+            path: dir.display().to_string(),
+            source,
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".download-")
+            .tempfile_in(dir)
+            .map_err(io)?;
+        let mut refused: Option<TufError> = None;
+        self.fetcher
+            .fetch_into(&url, info.length, &mut |chunk| {
+                check.update(chunk).map_err(|e| {
+                    refused = Some(e);
+                    std::io::Error::other("refused")
+                })?;
+                tmp.write_all(chunk)
+            })
+            .map_err(|e| refused.take().map(ClientError::from).unwrap_or(e.into()))?;
+        check.finish()?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))
+                .map_err(io)?;
+        }
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(dest).map_err(|e| ClientError::Io {
+            path: dest.display().to_string(),
+            source: e.error,
+        })?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    fn target_url(&self, target_path: &str, info: &TargetFile) -> Result<String, ClientError> {
         validate_target_path(target_path)?;
         let base = self
             .config
             .target_base_url
             .as_deref()
             .ok_or(ClientError::NoTargetBaseUrl)?;
-        let url = if self.trusted.root().signed.consistent_snapshot() {
+        Ok(if self.trusted.root().signed.consistent_snapshot() {
             let hash = info.hashes.values().next().expect("targets have hashes");
             match target_path.rsplit_once('/') {
                 Some((dir, name)) => format!("{base}/{}/{hash}.{}", quote_path(dir), quote(name)),
@@ -309,7 +353,16 @@ impl<F: Fetcher> Updater<F> {
             }
         } else {
             format!("{base}/{}", quote_path(target_path))
-        };
+        })
+    }
+
+    /// Fetches and verifies a target into memory (for small targets such as SBOMs).
+    pub fn fetch_target(
+        &self,
+        target_path: &str,
+        info: &TargetFile,
+    ) -> Result<Vec<u8>, ClientError> {
+        let url = self.target_url(target_path, info)?;
         let bytes = self.fetcher.fetch(&url, info.length)?;
         check_length_and_hashes(target_path, &bytes, Some(info.length), Some(&info.hashes))?;
         Ok(bytes)
