@@ -16,4 +16,5 @@ pub mod merkle;
 pub mod note;
 pub mod policy;
 pub mod proof;
+pub mod statement;
 pub mod tiles;

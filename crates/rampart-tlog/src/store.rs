@@ -30,7 +30,10 @@ const CHECKPOINT: &str = "checkpoint";
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} is corrupt: {reason}")]
     Corrupt { path: String, reason: String },
     #[error("entry of {size} bytes is over the {MAX_ENTRY_SIZE}-byte limit")]
@@ -42,7 +45,10 @@ pub enum StoreError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.display().to_string(), source }
+    move |source| StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// A log on local disk.
@@ -64,20 +70,30 @@ pub struct LogStore {
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let dir = path.parent().expect("log paths have a parent");
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(io(dir))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(io(dir))?;
     tmp.write_all(bytes).map_err(io(path))?;
     tmp.as_file().sync_data().map_err(io(path))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(io(path))?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(io(path))?;
     }
-    tmp.persist(path).map_err(|e| StoreError::Io { path: path.display().to_string(), source: e.error })?;
+    tmp.persist(path).map_err(|e| StoreError::Io {
+        path: path.display().to_string(),
+        source: e.error,
+    })?;
     Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
 }
 
 fn record(entry: &[u8], leaf: &Hash) -> Vec<u8> {
@@ -104,10 +120,17 @@ impl LogStore {
         // Rebuild the in-memory right edge from the tiles of the integrated tree.
         let source = DirSource(dir.to_path_buf());
         let mut reader = TreeReader::new(&source, integrated);
-        let range = CompactRange::from_nodes(integrated, &mut |l, i| reader.node(l, i)).map_err(|e| match e {
-            rampart_log::merkle::ProofGenError::Node { source, .. } => StoreError::Tiles(source),
-            other => StoreError::Corrupt { path: dir.display().to_string(), reason: other.to_string() },
-        })?;
+        let range = CompactRange::from_nodes(integrated, &mut |l, i| reader.node(l, i)).map_err(
+            |e| match e {
+                rampart_log::merkle::ProofGenError::Node { source, .. } => {
+                    StoreError::Tiles(source)
+                }
+                other => StoreError::Corrupt {
+                    path: dir.display().to_string(),
+                    reason: other.to_string(),
+                },
+            },
+        )?;
         let mut rows = Vec::new();
         let mut level = 0u8;
         while level < 8 && (integrated >> (8 * u32::from(level))) > 0 {
@@ -123,7 +146,11 @@ impl LogStore {
             rows.push(row);
             level += 1;
         }
-        let bundle = if integrated % TILE_WIDTH > 0 { reader.entries(integrated / TILE_WIDTH)? } else { Vec::new() };
+        let bundle = if integrated % TILE_WIDTH > 0 {
+            reader.entries(integrated / TILE_WIDTH)?
+        } else {
+            Vec::new()
+        };
 
         // Replay the write-ahead file past the integrated offset; cut a torn tail.
         let wal_path = dir.join(WAL);
@@ -194,7 +221,10 @@ impl LogStore {
     /// entries are on stable storage, so an acknowledged entry survives any crash.
     pub fn append(&mut self, entries: &[Vec<u8>]) -> Result<u64, StoreError> {
         let first = self.sequenced();
-        if first.checked_add(entries.len() as u64).is_none_or(|n| n == u64::MAX) {
+        if first
+            .checked_add(entries.len() as u64)
+            .is_none_or(|n| n == u64::MAX)
+        {
             return Err(StoreError::Full);
         }
         let mut buf = Vec::new();
@@ -274,22 +304,34 @@ impl LogStore {
         }
         for (n, entries) in &full_bundles {
             let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
-            put(entries_path(*n, None), &tiles::encode_bundle(&refs).map_err(|e| StoreError::Corrupt {
-                path: entries_path(*n, None),
-                reason: e.to_string(),
-            })?)?;
+            put(
+                entries_path(*n, None),
+                &tiles::encode_bundle(&refs).map_err(|e| StoreError::Corrupt {
+                    path: entries_path(*n, None),
+                    reason: e.to_string(),
+                })?,
+            )?;
         }
         for tl in touched_levels {
             let row = &self.rows[usize::from(tl)];
             if !row.is_empty() {
                 let nodes = size >> (8 * u32::from(tl));
-                put(tile_path(tl, nodes / TILE_WIDTH, Some(row.len() as u16)), &row.concat())?;
+                put(
+                    tile_path(tl, nodes / TILE_WIDTH, Some(row.len() as u16)),
+                    &row.concat(),
+                )?;
             }
         }
         if bundle_touched && !self.bundle.is_empty() {
             let refs: Vec<&[u8]> = self.bundle.iter().map(Vec::as_slice).collect();
             let path = entries_path(size / TILE_WIDTH, Some(self.bundle.len() as u16));
-            put(path.clone(), &tiles::encode_bundle(&refs).map_err(|e| StoreError::Corrupt { path, reason: e.to_string() })?)?;
+            put(
+                path.clone(),
+                &tiles::encode_bundle(&refs).map_err(|e| StoreError::Corrupt {
+                    path,
+                    reason: e.to_string(),
+                })?,
+            )?;
         }
         for d in &dirs {
             sync_dir(d)?;
@@ -302,7 +344,8 @@ impl LogStore {
         self.write_state(size, 0)?;
         // Partial tiles superseded by full ones are no longer needed.
         for (tl, n, _) in &full_tiles {
-            let _ = std::fs::remove_dir_all(self.dir.join(format!("{}.p", tile_path(*tl, *n, None))));
+            let _ =
+                std::fs::remove_dir_all(self.dir.join(format!("{}.p", tile_path(*tl, *n, None))));
         }
         for (n, _) in &full_bundles {
             let _ = std::fs::remove_dir_all(self.dir.join(format!("{}.p", entries_path(*n, None))));
@@ -311,7 +354,10 @@ impl LogStore {
     }
 
     fn write_state(&mut self, size: u64, offset: u64) -> Result<(), StoreError> {
-        write_file(&self.dir.join(STATE), format!("integrated {size}\nwal-offset {offset}\n").as_bytes())?;
+        write_file(
+            &self.dir.join(STATE),
+            format!("integrated {size}\nwal-offset {offset}\n").as_bytes(),
+        )?;
         sync_dir(&self.dir)?;
         self.integrated_offset = offset;
         Ok(())
@@ -399,7 +445,10 @@ mod tests {
         store.append(&[entry(2), entry(3)]).unwrap();
         drop(store);
         // A crash in the middle of writing a record leaves a partial one behind.
-        let mut wal = std::fs::OpenOptions::new().append(true).open(dir.path().join(WAL)).unwrap();
+        let mut wal = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(WAL))
+            .unwrap();
         wal.write_all(&[0, 0, 0, 9, b'x']).unwrap();
         drop(wal);
         let mut store = LogStore::open(dir.path()).unwrap();
@@ -416,7 +465,10 @@ mod tests {
     fn oversized_entries_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = LogStore::open(dir.path()).unwrap();
-        assert!(matches!(store.append(&[vec![0; MAX_ENTRY_SIZE + 1]]), Err(StoreError::EntryTooLarge { .. })));
+        assert!(matches!(
+            store.append(&[vec![0; MAX_ENTRY_SIZE + 1]]),
+            Err(StoreError::EntryTooLarge { .. })
+        ));
         assert_eq!(store.sequenced(), 0);
     }
 }

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rampart_log::merkle::{self, Hash, ProofGenError};
-use rampart_log::tiles::{self, TileError, node_from_tile, node_location, tile_path, tile_width_for};
+use rampart_log::tiles::{
+    self, TileError, node_from_tile, node_location, tile_path, tile_width_for,
+};
 use rampart_tuf_client::{FetchError, Fetcher, HttpFetcher};
 
 /// Why tiles could not be read.
@@ -42,15 +44,26 @@ impl LogSource for DirSource {
         use std::io::Read;
         let full = self.0.join(path);
         let f = std::fs::File::open(&full).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => TileReadError::NotFound { path: path.to_string() },
-            _ => TileReadError::Io { path: path.to_string(), reason: e.to_string() },
+            std::io::ErrorKind::NotFound => TileReadError::NotFound {
+                path: path.to_string(),
+            },
+            _ => TileReadError::Io {
+                path: path.to_string(),
+                reason: e.to_string(),
+            },
         })?;
         let mut buf = Vec::new();
         f.take(MAX_LOG_FILE + 1)
             .read_to_end(&mut buf)
-            .map_err(|e| TileReadError::Io { path: path.to_string(), reason: e.to_string() })?;
+            .map_err(|e| TileReadError::Io {
+                path: path.to_string(),
+                reason: e.to_string(),
+            })?;
         if buf.len() as u64 > MAX_LOG_FILE {
-            return Err(TileReadError::Io { path: path.to_string(), reason: "file too large".into() });
+            return Err(TileReadError::Io {
+                path: path.to_string(),
+                reason: "file too large".into(),
+            });
         }
         Ok(buf)
     }
@@ -64,15 +77,23 @@ pub struct HttpSource {
 
 impl HttpSource {
     pub fn new(base_url: &str) -> HttpSource {
-        HttpSource { base: base_url.trim_end_matches('/').to_string(), fetcher: HttpFetcher::default() }
+        HttpSource {
+            base: base_url.trim_end_matches('/').to_string(),
+            fetcher: HttpFetcher::default(),
+        }
     }
 }
 
 impl LogSource for HttpSource {
     fn read(&self, path: &str) -> Result<Vec<u8>, TileReadError> {
-        match self.fetcher.fetch(&format!("{}/{path}", self.base), MAX_LOG_FILE) {
+        match self
+            .fetcher
+            .fetch(&format!("{}/{path}", self.base), MAX_LOG_FILE)
+        {
             Ok(b) => Ok(b),
-            Err(e) if e.is_not_found() => Err(TileReadError::NotFound { path: path.to_string() }),
+            Err(e) if e.is_not_found() => Err(TileReadError::NotFound {
+                path: path.to_string(),
+            }),
             Err(e) => Err(e.into()),
         }
     }
@@ -87,7 +108,11 @@ pub struct TreeReader<'a> {
 
 impl<'a> TreeReader<'a> {
     pub fn new(source: &'a dyn LogSource, size: u64) -> TreeReader<'a> {
-        TreeReader { source, size, cache: HashMap::new() }
+        TreeReader {
+            source,
+            size,
+            cache: HashMap::new(),
+        }
     }
 
     pub fn size(&self) -> u64 {
@@ -98,11 +123,12 @@ impl<'a> TreeReader<'a> {
     /// been replaced by the full one; its first hashes are the same, so the full one serves.
     fn tile(&mut self, level: u8, index: u64) -> Result<&[u8], TileReadError> {
         if !self.cache.contains_key(&(level, index)) {
-            let width = tile_width_for(level, index, self.size).ok_or(TileReadError::OutsideTree {
-                level: level.saturating_mul(8),
-                index,
-                size: self.size,
-            })?;
+            let width =
+                tile_width_for(level, index, self.size).ok_or(TileReadError::OutsideTree {
+                    level: level.saturating_mul(8),
+                    index,
+                    size: self.size,
+                })?;
             let partial = (u64::from(width) < tiles::TILE_WIDTH).then_some(width);
             let bytes = match self.source.read(&tile_path(level, index, partial)) {
                 Err(TileReadError::NotFound { .. }) if partial.is_some() => {
@@ -125,10 +151,21 @@ impl<'a> TreeReader<'a> {
 
     /// The complete node (`level`, `index`): the root of leaves index*2^level .. +2^level.
     pub fn node(&mut self, level: u8, index: u64) -> Result<Hash, TileReadError> {
-        let outside = TileReadError::OutsideTree { level, index, size: self.size };
-        let end = index.checked_add(1).and_then(|i| i.checked_shl(u32::from(level))).ok_or(outside)?;
+        let outside = TileReadError::OutsideTree {
+            level,
+            index,
+            size: self.size,
+        };
+        let end = index
+            .checked_add(1)
+            .and_then(|i| i.checked_shl(u32::from(level)))
+            .ok_or(outside)?;
         if end > self.size || level >= 64 {
-            return Err(TileReadError::OutsideTree { level, index, size: self.size });
+            return Err(TileReadError::OutsideTree {
+                level,
+                index,
+                size: self.size,
+            });
         }
         let loc = node_location(level, index);
         let path = tile_path(loc.tile_level, loc.tile_index, None);
@@ -156,28 +193,50 @@ impl<'a> TreeReader<'a> {
 
     /// The entries of bundle `index` as of this tree size.
     pub fn entries(&mut self, index: u64) -> Result<Vec<Vec<u8>>, TileReadError> {
-        let count = self.size.saturating_sub(index.saturating_mul(tiles::TILE_WIDTH)).min(tiles::TILE_WIDTH);
+        let count = self
+            .size
+            .saturating_sub(index.saturating_mul(tiles::TILE_WIDTH))
+            .min(tiles::TILE_WIDTH);
         if count == 0 {
-            return Err(TileReadError::OutsideTree { level: 0, index, size: self.size });
+            return Err(TileReadError::OutsideTree {
+                level: 0,
+                index,
+                size: self.size,
+            });
         }
         let partial = (count < tiles::TILE_WIDTH).then_some(count as u16);
         let path = tiles::entries_path(index, partial);
         let bytes = match self.source.read(&path) {
-            Err(TileReadError::NotFound { .. }) if partial.is_some() => self.source.read(&tiles::entries_path(index, None))?,
+            Err(TileReadError::NotFound { .. }) if partial.is_some() => {
+                self.source.read(&tiles::entries_path(index, None))?
+            }
             other => other?,
         };
-        let all = tiles::decode_bundle(&bytes).map_err(|source| TileReadError::Bad { path: path.clone(), source })?;
+        let all = tiles::decode_bundle(&bytes).map_err(|source| TileReadError::Bad {
+            path: path.clone(),
+            source,
+        })?;
         if (all.len() as u64) < count {
-            return Err(TileReadError::Bad { path, source: TileError::BadTileLength { len: bytes.len() } });
+            return Err(TileReadError::Bad {
+                path,
+                source: TileError::BadTileLength { len: bytes.len() },
+            });
         }
-        Ok(all.into_iter().take(count as usize).map(<[u8]>::to_vec).collect())
+        Ok(all
+            .into_iter()
+            .take(count as usize)
+            .map(<[u8]>::to_vec)
+            .collect())
     }
 }
 
 fn unwrap_gen(e: ProofGenError<TileReadError>) -> TileReadError {
     match e {
         ProofGenError::Node { source, .. } => source,
-        other => TileReadError::Io { path: String::new(), reason: other.to_string() },
+        other => TileReadError::Io {
+            path: String::new(),
+            reason: other.to_string(),
+        },
     }
 }
 
