@@ -4,6 +4,7 @@
 mod bench;
 mod demo;
 mod serve;
+mod tlog;
 
 use std::path::{Path, PathBuf};
 
@@ -41,6 +42,12 @@ enum Command {
     /// Add firmware releases to a repository.
     #[command(subcommand)]
     Release(ReleaseCommand),
+    /// Run and follow the transparency log that records every release.
+    #[command(subcommand)]
+    Log(tlog::LogCommand),
+    /// Run a witness that cosigns consistent log checkpoints.
+    #[command(subcommand)]
+    Witness(tlog::WitnessCommand),
     /// Measure performance (figures for docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -514,6 +521,8 @@ fn main() -> std::process::ExitCode {
         Command::Key(c) => key_command(c),
         Command::Repo(c) => repo_command(c),
         Command::Release(c) => release_command(c),
+        Command::Log(c) => tlog::log_command(c),
+        Command::Witness(c) => tlog::witness_command(c),
         Command::Bench(c) => bench::run(c),
         Command::Demo { dir } => demo::run(dir),
     };

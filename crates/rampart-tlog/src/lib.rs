@@ -6,6 +6,8 @@
 //! * [`witness`]: a C2SP tlog-witness server.
 #![forbid(unsafe_code)]
 
+pub mod client;
+pub mod monitor;
 pub mod service;
 pub mod store;
 pub mod tiles;
