@@ -168,6 +168,21 @@ enum RepoCommand {
         #[arg(long)]
         trusted_root: Option<PathBuf>,
     },
+    /// Record every future release in a transparency log (or stop, with --off).
+    SetLog {
+        dir: PathBuf,
+        /// The log's base URL (`rampart log serve`).
+        #[arg(long, required_unless_present = "off")]
+        log_url: Option<String>,
+        /// Witness policy file devices will check proofs against.
+        #[arg(long, required_unless_present = "off")]
+        policy: Option<PathBuf>,
+        /// Note key that signs release statements (`rampart log keygen`).
+        #[arg(long, required_unless_present = "off")]
+        release_key: Option<PathBuf>,
+        #[arg(long)]
+        off: bool,
+    },
     /// Serve the repository read-only over plain HTTP (metadata/ and targets/), for tests and demos.
     Serve {
         dir: PathBuf,
@@ -458,13 +473,42 @@ fn repo_command(cmd: RepoCommand) -> anyhow::Result<()> {
                 r.targets_checked
             );
         }
+        RepoCommand::SetLog {
+            dir,
+            log_url,
+            policy,
+            release_key,
+            off,
+        } => {
+            let mut repo = Repository::open(&dir)?;
+            if off {
+                repo.set_transparency(None)?;
+                println!("releases will no longer be logged");
+                return Ok(());
+            }
+            let (Some(log_url), Some(policy), Some(release_key)) = (log_url, policy, release_key)
+            else {
+                bail!("give --log-url, --policy and --release-key (or --off)");
+            };
+            let policy_text = tlog::parse_policy_file(&policy)?.to_text();
+            tlog::read_note_key(&release_key)?;
+            let release_key = std::fs::canonicalize(&release_key)?.display().to_string();
+            repo.set_transparency(Some(rampart_repo::TransparencyConfig {
+                log_url,
+                policy: policy_text,
+                release_key,
+            }))?;
+            println!(
+                "every release will be recorded in the transparency log and ship with its tlog-proof"
+            );
+        }
         RepoCommand::Serve { dir, listen } => {
             let server = serve::StaticServer::start(&dir, &listen)?;
             println!(
-                "serving {} at http://{}/ (metadata/, targets/); Ctrl-C to stop",
-                dir.display(),
-                server.addr()
+                "serving {} (metadata/, targets/); Ctrl-C to stop",
+                dir.display()
             );
+            println!("listening on http://{}", server.addr());
             server.join();
         }
     }
@@ -496,7 +540,33 @@ fn release_command(cmd: ReleaseCommand) -> anyhow::Result<()> {
         provenance,
         role,
     };
-    let added = repository.add_releases(&[req], &open, now_unix(), &BarProgress::default())?;
+    let added = match repository.config().transparency.clone() {
+        None => repository.add_releases(&[req], &open, now_unix(), &BarProgress::default())?,
+        Some(t) => {
+            let policy: rampart_log::policy::WitnessPolicy = t
+                .policy
+                .parse()
+                .context("the witness policy in rampart-repo.json is malformed")?;
+            let client = rampart_tlog::client::LogClient::new(&t.log_url, policy);
+            let key = tlog::read_note_key(Path::new(&t.release_key))?;
+            let logger = |s: &rampart_log::statement::ReleaseStatement| {
+                eprintln!(
+                    "recording {} in the transparency log at {} ...",
+                    s.target, t.log_url
+                );
+                client
+                    .log_release(s, &key, std::time::Duration::from_secs(120))
+                    .map_err(|e| e.to_string())
+            };
+            repository.add_releases_logged(
+                &[req],
+                &open,
+                now_unix(),
+                &BarProgress::default(),
+                Some(&logger),
+            )?
+        }
+    };
     for a in &added {
         println!(
             "added {} ({} bytes, sha256 {}) to role {}",

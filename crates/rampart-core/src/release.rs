@@ -28,6 +28,9 @@ pub struct ReleaseInfo {
     pub sbom: Option<DocumentRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<DocumentRef>,
+    /// The C2SP tlog-proof showing the release's statement is in the transparency log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tlog_proof: Option<DocumentRef>,
 }
 
 /// Why release information is malformed or a release must not be installed.
@@ -129,6 +132,7 @@ mod tests {
             security_version: 5,
             sbom: None,
             provenance: None,
+            tlog_proof: None,
         }
     }
 

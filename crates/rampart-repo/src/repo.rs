@@ -73,6 +73,8 @@ pub enum RepoError {
         limit: u64,
         hint: &'static str,
     },
+    #[error("recording the release in the transparency log failed: {0}")]
+    Log(String),
     #[error("no delegated role named {0:?}; create it with `rampart repo delegate`")]
     UnknownRole(String),
     #[error("verification failed: {0}")]
@@ -127,7 +129,25 @@ pub struct RepoConfig {
     pub delegations: BTreeMap<String, RoleSigners>,
     #[serde(default)]
     pub expiry_days: ExpiryDays,
+    /// The transparency log every release is recorded in, if one is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transparency: Option<TransparencyConfig>,
 }
+
+/// Where releases are logged and how the proofs are checked (`rampart repo set-log`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransparencyConfig {
+    /// Base URL of the log (`rampart log serve`).
+    pub log_url: String,
+    /// Witness policy text (log key, witnesses, quorum): what devices will check.
+    pub policy: String,
+    /// Path of the release note key that signs each release statement.
+    pub release_key: String,
+}
+
+/// Records a release statement in the transparency log and returns its tlog-proof.
+pub type ReleaseLogger<'a> =
+    &'a dyn Fn(&rampart_log::statement::ReleaseStatement) -> Result<Vec<u8>, String>;
 
 impl RepoConfig {
     fn role(&self, role: RoleType) -> &RoleSigners {
@@ -368,6 +388,7 @@ impl Repository {
             timestamp: opts.timestamp,
             delegations: BTreeMap::new(),
             expiry_days: opts.expiry_days,
+            transparency: None,
         };
         let repo = Repository {
             dir: dir.to_path_buf(),
@@ -660,6 +681,25 @@ impl Repository {
         now: i64,
         progress: &dyn Progress,
     ) -> Result<Vec<AddedRelease>, RepoError> {
+        self.add_releases_logged(requests, open, now, progress, None)
+    }
+
+    /// Saves the transparency-log settings used by `release add`.
+    pub fn set_transparency(&mut self, t: Option<TransparencyConfig>) -> Result<(), RepoError> {
+        self.config.transparency = t;
+        self.save_config()
+    }
+
+    /// Like [`Self::add_releases`]; with a `logger`, each release's statement is recorded in the
+    /// transparency log first and its tlog-proof is attached as the target `<name>.tlog-proof`.
+    pub fn add_releases_logged(
+        &self,
+        requests: &[ReleaseRequest],
+        open: KeyOpener,
+        now: i64,
+        progress: &dyn Progress,
+        logger: Option<ReleaseLogger>,
+    ) -> Result<Vec<AddedRelease>, RepoError> {
         let mut roles: BTreeMap<String, Targets> = BTreeMap::new();
         let mut all_existing: BTreeMap<String, TargetFile> = BTreeMap::new();
         let top = self.targets_role("targets")?;
@@ -728,9 +768,11 @@ impl Repository {
                 .provenance
                 .as_ref()
                 .map(|_| format!("{target_name}.intoto.json"));
+            let proof_name = logger.map(|_| format!("{target_name}.tlog-proof"));
             for name in std::iter::once(&target_name)
                 .chain(&sbom_name)
                 .chain(&provenance_name)
+                .chain(&proof_name)
             {
                 validate_target_path(name)?;
                 if !role_may_list(&top, &role, name) {
@@ -749,6 +791,7 @@ impl Repository {
                 security_version: req.security_version,
                 sbom: None,
                 provenance: None,
+                tlog_proof: None,
             };
             info.validate()?;
             for hw in &info.hardware_ids {
@@ -797,6 +840,37 @@ impl Repository {
                 targets.targets.insert(name.clone(), tf.clone());
                 all_existing.insert(name, tf);
                 info.provenance = Some(doc);
+            }
+            if let (Some(log), Some(name)) = (logger, proof_name) {
+                let digest = |h: &str| -> [u8; 32] {
+                    hex::decode(h)
+                        .ok()
+                        .and_then(|v| v.try_into().ok())
+                        .expect("sha256 we computed")
+                };
+                let statement = rampart_log::statement::ReleaseStatement {
+                    target: target_name.clone(),
+                    version: info.version.clone(),
+                    security_version: info.security_version,
+                    hardware_ids: info.hardware_ids.clone(),
+                    sha256: digest(&sha256),
+                    sbom_sha256: info.sbom.as_ref().map(|d| digest(&d.sha256)),
+                };
+                let proof = match log(&statement) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = std::fs::remove_file(self.target_file_path(&target_name, &sha256));
+                        return Err(RepoError::Log(e));
+                    }
+                };
+                let (doc, tf) = self.store_document(
+                    &name,
+                    &proof,
+                    "text/plain; profile=c2sp.org/tlog-proof@v1",
+                )?;
+                targets.targets.insert(name.clone(), tf.clone());
+                all_existing.insert(name, tf);
+                info.tlog_proof = Some(doc);
             }
             let tf = TargetFile {
                 length,
@@ -1133,7 +1207,9 @@ impl Repository {
             updater
                 .fetch_target(name, &info)
                 .map_err(|e| RepoError::Verify(format!("{name}: {e}")))?;
-            let is_document = name.ends_with(".cdx.json") || name.ends_with(".intoto.json");
+            let is_document = name.ends_with(".cdx.json")
+                || name.ends_with(".intoto.json")
+                || name.ends_with(".tlog-proof");
             if !is_document {
                 ReleaseInfo::from_custom(info.custom.as_ref())
                     .map_err(|e| RepoError::Verify(format!("{name}: {e}")))?;
