@@ -1013,6 +1013,7 @@ fn threat_wrong_software_installation() {
                     security_version: 99,
                     sbom: None,
                     provenance: None,
+                    tlog_proof: None,
                 }
                 .to_custom(),
             ),
