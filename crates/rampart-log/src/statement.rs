@@ -264,3 +264,159 @@ pub fn verify_logged_release(
     let (_, leaf) = statement.entry(&signatures)?;
     Ok(policy.verify_proof(&leaf, &proof)?)
 }
+
+#[cfg(test)]
+mod logged_release_tests {
+    use super::*;
+    use crate::checkpoint::Checkpoint;
+    use crate::cosignature::{cosign, sign_checkpoint};
+    use crate::merkle::{inclusion_proof, leaf_hash, root_from_leaf_hashes};
+    use crate::note::NoteSigner;
+    use crate::policy::WitnessPolicy;
+    use crate::proof::TlogProof;
+
+    struct World {
+        release_key: NoteSigner,
+        policy: WitnessPolicy,
+        statement: ReleaseStatement,
+        proof: Vec<u8>,
+    }
+
+    /// A log of 7 entries whose entry 5 is the release, cosigned by `cosigners` of 3 witnesses.
+    fn world(cosigners: usize) -> World {
+        let release_key = NoteSigner::from_seed("vendor.example/releases", [1; 32]).unwrap();
+        let log = NoteSigner::from_seed("log.example/fw", [2; 32]).unwrap();
+        let witnesses: Vec<NoteSigner> = (0..3)
+            .map(|i| {
+                NoteSigner::cosigner_from_seed(&format!("w{i}.example"), [10 + i; 32]).unwrap()
+            })
+            .collect();
+        let statement = ReleaseStatement {
+            target: "board-a/2.0.0/fw.img".into(),
+            version: "2.0.0".into(),
+            security_version: 4,
+            hardware_ids: vec!["board-a".into()],
+            sha256: [7; 32],
+            sbom_sha256: None,
+        };
+        let sig = release_key.sign(&statement.to_text().unwrap()).unwrap();
+        let (_, leaf) = statement.entry(std::slice::from_ref(&sig)).unwrap();
+        let mut leaves: Vec<[u8; 32]> = (0..7u8).map(|i| leaf_hash(&[i])).collect();
+        leaves[5] = leaf;
+        let cp = Checkpoint::new("log.example/fw", 7, root_from_leaf_hashes(&leaves));
+        let mut note = sign_checkpoint(&log, &cp).unwrap();
+        for w in witnesses.iter().take(cosigners) {
+            note.signatures
+                .push(cosign(w, &cp.to_body(), 1_800_000_000).unwrap());
+        }
+        // Complete subtrees from the leaves, for the proof generator.
+        let node = &mut |level: u8, index: u64| -> Result<[u8; 32], ()> {
+            let start = (index << level) as usize;
+            Ok(root_from_leaf_hashes(
+                &leaves[start..start + (1usize << level)],
+            ))
+        };
+        let hashes = inclusion_proof(5, 7, node).unwrap();
+        let proof = TlogProof {
+            extra: Some(sig.to_line().into_bytes()),
+            index: 5,
+            hashes,
+            checkpoint: note,
+        }
+        .to_bytes();
+        let policy = WitnessPolicy::new(
+            log.verifier(),
+            "log.example/fw",
+            witnesses.iter().map(NoteSigner::verifier).collect(),
+            2,
+        )
+        .unwrap();
+        World {
+            release_key,
+            policy,
+            statement,
+            proof,
+        }
+    }
+
+    #[test]
+    fn a_logged_release_verifies_offline() {
+        let w = world(2);
+        let cp =
+            verify_logged_release(&w.statement, &w.proof, &w.policy, &w.release_key.verifier())
+                .unwrap();
+        assert_eq!(cp.size, 7);
+    }
+
+    #[test]
+    fn any_change_to_the_release_breaks_the_proof() {
+        let w = world(3);
+        let key = w.release_key.verifier();
+        let mut other = w.statement.clone();
+        other.sha256[0] ^= 1;
+        assert!(matches!(
+            verify_logged_release(&other, &w.proof, &w.policy, &key),
+            Err(LoggedReleaseError::NotSignedByReleaseKey(_))
+        ));
+        let mut other = w.statement.clone();
+        other.security_version = 5;
+        assert!(verify_logged_release(&other, &w.proof, &w.policy, &key).is_err());
+    }
+
+    #[test]
+    fn a_proof_without_quorum_or_from_another_key_is_refused() {
+        let w = world(1);
+        assert!(matches!(
+            verify_logged_release(&w.statement, &w.proof, &w.policy, &w.release_key.verifier()),
+            Err(LoggedReleaseError::Policy(_))
+        ));
+        let w = world(2);
+        let stranger = NoteSigner::from_seed("vendor.example/releases", [99; 32]).unwrap();
+        assert!(matches!(
+            verify_logged_release(&w.statement, &w.proof, &w.policy, &stranger.verifier()),
+            Err(LoggedReleaseError::NotSignedByReleaseKey(_))
+        ));
+    }
+
+    #[test]
+    fn truncated_padded_or_altered_proofs_are_refused() {
+        let w = world(2);
+        let key = w.release_key.verifier();
+        let text = String::from_utf8(w.proof.clone()).unwrap();
+        let cut = &w.proof[..w.proof.len() / 2];
+        assert!(
+            verify_logged_release(&w.statement, cut, &w.policy, &key).is_err(),
+            "truncated"
+        );
+        let padded = [w.proof.clone(), b"garbage\n".to_vec()].concat();
+        assert!(
+            verify_logged_release(&w.statement, &padded, &w.policy, &key).is_err(),
+            "padded"
+        );
+        let moved = text.replacen("index 5", "index 4", 1);
+        assert!(
+            verify_logged_release(&w.statement, moved.as_bytes(), &w.policy, &key).is_err(),
+            "other index"
+        );
+        let no_extra: String = text
+            .lines()
+            .filter(|l| !l.starts_with("extra "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(matches!(
+            verify_logged_release(&w.statement, no_extra.as_bytes(), &w.policy, &key),
+            Err(LoggedReleaseError::NoSignature)
+        ));
+        let other_origin = WitnessPolicy::new(
+            w.policy.log.clone(),
+            "log.example/other",
+            w.policy.witnesses.clone(),
+            2,
+        )
+        .unwrap();
+        assert!(matches!(
+            verify_logged_release(&w.statement, &w.proof, &other_origin, &key),
+            Err(LoggedReleaseError::Policy(_))
+        ));
+    }
+}
