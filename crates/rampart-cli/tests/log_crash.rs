@@ -574,6 +574,8 @@ fn log_survives_100_sigkills_during_appends() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(DEFAULT_SEED);
     let mut rng = Rng(seed);
+    // RAMPART_CRASH_VERBOSE=1 traces every iteration on stderr.
+    let verbose = std::env::var_os("RAMPART_CRASH_VERBOSE").is_some();
     let tmp = tempfile::tempdir().unwrap();
     let stderr_log = tmp.path().join("servers.stderr");
     let _stderr_on_panic = StderrOnPanic(stderr_log.clone());
@@ -656,6 +658,7 @@ fn log_survives_100_sigkills_during_appends() {
             );
             std::thread::spawn(move || poller(url, keys, stop, observed))
         };
+        let load_started = Instant::now();
         match mode {
             Mode::Checked => std::thread::sleep(Duration::from_millis(rng.range(10, 80))),
             Mode::Cold => std::thread::sleep(Duration::from_millis(rng.range(10, 30))),
@@ -666,6 +669,7 @@ fn log_survives_100_sigkills_during_appends() {
                 }
             }
         }
+        let killed_after = load_started.elapsed();
         log.kill();
         stop.store(true, Ordering::SeqCst);
         for c in clients {
@@ -673,7 +677,8 @@ fn log_survives_100_sigkills_during_appends() {
             cut += s.cut;
         }
         watcher.join().expect("checkpoint poller");
-        for (index, entry) in std::mem::take(&mut *new_acks.lock().unwrap()) {
+        let iter_acks = std::mem::take(&mut *new_acks.lock().unwrap());
+        for (index, entry) in iter_acks.iter().cloned() {
             add_acked(&mut acked, index, entry);
         }
 
@@ -684,6 +689,15 @@ fn log_survives_100_sigkills_during_appends() {
         }
         if torn_window {
             window_hits += 1;
+        }
+        if verbose {
+            eprintln!(
+                "iteration {iteration}: {mode:?}, killed after {:?}, acknowledged {} (indices {:?}..={:?}), log.state wal-offset / log.wal length after the kill: {disk:?}",
+                killed_after,
+                iter_acks.len(),
+                iter_acks.iter().map(|a| a.0).min(),
+                iter_acks.iter().map(|a| a.0).max(),
+            );
         }
         mode = if torn_window {
             Mode::KillAfterFirstAck
