@@ -5,6 +5,16 @@
 //!
 //! One witness runs for the whole test and the log needs its cosignature (quorum 1), so the
 //! log's and the witness's views of the tree must also agree across the restarts.
+//!
+//! Each run is loaded by 4 client threads appending unique entries while a poller records
+//! every checkpoint the log publishes, and is killed at a pseudo-random moment (seed in
+//! `RAMPART_CRASH_SEED`, trace with `RAMPART_CRASH_VERBOSE=1`). After every kill the directory
+//! is checked as the crash left it (published checkpoint vs. tiles, history, acknowledged
+//! entries it covers); after most restarts the running log is probed and checked against
+//! everything ever acknowledged and published. Some runs are killed before they integrate
+//! anything (their restart is not probed, which would integrate), and some at the moment an
+//! integration empties the write-ahead file, which is then followed by such a run: that is the
+//! most fragile recovery path of `LogStore` (see the second test).
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -323,9 +333,16 @@ struct CheckStats {
     inclusion: usize,
 }
 
+impl CheckStats {
+    fn add(&mut self, other: &CheckStats) {
+        self.consistency += other.consistency;
+        self.entries += other.entries;
+        self.inclusion += other.inclusion;
+    }
+}
+
 /// Waits for the log at `url` to publish a checkpoint of at least `min_size` entries, then
-/// checks, from the tiles in `dir`: the tiles give the checkpoint's root; every checkpoint ever
-/// observed is consistent with it; every acknowledged entry is at its index.
+/// runs [`verify_dir`] on it, requiring every acknowledged entry to be in it.
 fn check_log(
     dir: &Path,
     url: &str,
@@ -353,6 +370,35 @@ fn check_log(
         );
         std::thread::sleep(Duration::from_millis(5));
     };
+    let history = observed.lock().unwrap().checkpoints.clone();
+    verify_dir(dir, &cp, &history, acked, true)
+}
+
+/// Right after a kill, before the restart: the checkpoint file left on disk (the last one
+/// published) must be consistent with every checkpoint seen before, and the acknowledged
+/// entries it covers must be in the tiles. Reads only; recovery is the next run's business.
+fn check_dir_after_kill(
+    dir: &Path,
+    keys: &Keys,
+    observed: &Mutex<Observed>,
+    acked: &mut BTreeMap<u64, Acked>,
+) -> Option<CheckStats> {
+    let bytes = std::fs::read(dir.join("checkpoint")).ok()?;
+    let cp = observed.lock().unwrap().record(&bytes, keys);
+    let history = observed.lock().unwrap().checkpoints.clone();
+    Some(verify_dir(dir, &cp, &history, acked, false))
+}
+
+/// Checks the tiles in `dir` against the published checkpoint `cp`: they give its root; every
+/// checkpoint in `history` is consistent with it; every acknowledged entry below its size is
+/// at its index (with `all_acked`, every acknowledged entry must be below its size).
+fn verify_dir(
+    dir: &Path,
+    cp: &Checkpoint,
+    history: &BTreeMap<u64, Hash>,
+    acked: &mut BTreeMap<u64, Acked>,
+    all_acked: bool,
+) -> CheckStats {
     let mut stats = CheckStats {
         size: cp.size,
         ..CheckStats::default()
@@ -370,8 +416,7 @@ fn check_log(
     );
 
     // (1) Every checkpoint ever published is a prefix of the current tree.
-    let history = observed.lock().unwrap().checkpoints.clone();
-    for (&size, old_root) in &history {
+    for (&size, old_root) in history {
         assert!(
             size <= cp.size,
             "the log went back: it published a checkpoint of size {size}, and after a restart its checkpoint has size {}",
@@ -399,14 +444,14 @@ fn check_log(
     }
 
     // (2) Every acknowledged entry is at its index, in the entry bundles and in the tree.
-    let mut bundle: Option<(u64, Vec<Vec<u8>>)> = None;
-    for (&i, a) in acked.iter_mut() {
-        assert!(
-            i < cp.size,
+    if all_acked && let Some((&i, a)) = acked.range(cp.size..).next() {
+        panic!(
             "acknowledged entry {:?} (index {i}) is lost: after the restart the log has {} entries",
-            a.entry,
-            cp.size
+            a.entry, cp.size
         );
+    }
+    let mut bundle: Option<(u64, Vec<Vec<u8>>)> = None;
+    for (&i, a) in acked.range_mut(..cp.size) {
         let n = i / TILE_WIDTH;
         if bundle.as_ref().is_none_or(|(b, _)| *b != n) {
             let entries = reader.entries(n).unwrap_or_else(|e| {
@@ -558,8 +603,12 @@ fn wal_state(dir: &Path) -> Option<(u64, u64)> {
 enum Mode {
     /// Check the restarted log, then load it and kill it after 10-80 ms.
     Checked,
+    /// Check the restarted log, then load it and kill it the moment `log.wal` is seen
+    /// emptied (0-40 ms in), that is in the middle of an integration, after the WAL is
+    /// truncated and around the update of `log.state`.
+    CheckedKillAtIntegration,
     /// Load it at once and kill it after 10-30 ms, often before its first checkpoint; the
-    /// next restart checks what it acknowledged.
+    /// next probed restart checks what it acknowledged.
     Cold,
     /// The last kill landed between emptying the WAL and recording that in `log.state`:
     /// kill this run right after its first acknowledgement, before it integrates anything.
@@ -619,13 +668,14 @@ fn log_survives_100_sigkills_during_appends() {
     let mut acked: BTreeMap<u64, Acked> = BTreeMap::new();
     let mut totals = CheckStats::default();
     let (mut checks, mut cut, mut window_hits, mut unintegrated_at_kill) = (0, 0, 0, 0);
+    let (mut kills_after_acks, mut dir_checks) = (0, 0);
     let mut modes = BTreeMap::<String, usize>::new();
     let mut mode = Mode::Checked;
 
     for iteration in 0..ITERATIONS {
         let mut log = Server::start(&args, &stderr_log);
         *modes.entry(format!("{mode:?}")).or_default() += 1;
-        if mode == Mode::Checked {
+        if matches!(mode, Mode::Checked | Mode::CheckedKillAtIntegration) {
             let s = probe_and_check(
                 &format!("iter-{iteration}-probe"),
                 &log_dir,
@@ -635,9 +685,7 @@ fn log_survives_100_sigkills_during_appends() {
                 &mut acked,
             );
             checks += 1;
-            totals.consistency += s.consistency;
-            totals.entries += s.entries;
-            totals.inclusion += s.inclusion;
+            totals.add(&s);
         }
 
         // Load the log from CLIENTS threads, watch its checkpoints, and kill it.
@@ -662,6 +710,20 @@ fn log_survives_100_sigkills_during_appends() {
         match mode {
             Mode::Checked => std::thread::sleep(Duration::from_millis(rng.range(10, 80))),
             Mode::Cold => std::thread::sleep(Duration::from_millis(rng.range(10, 30))),
+            Mode::CheckedKillAtIntegration => {
+                std::thread::sleep(Duration::from_millis(rng.range(0, 40)));
+                let wal = log_dir.join("log.wal");
+                let deadline = Instant::now() + Duration::from_millis(200);
+                let mut seen_records = false;
+                while Instant::now() < deadline {
+                    let len = std::fs::metadata(&wal).map_or(0, |m| m.len());
+                    if len > 0 {
+                        seen_records = true;
+                    } else if seen_records {
+                        break;
+                    }
+                }
+            }
             Mode::KillAfterFirstAck => {
                 let deadline = Instant::now() + Duration::from_secs(10);
                 while new_acks.lock().unwrap().is_empty() && Instant::now() < deadline {
@@ -682,6 +744,13 @@ fn log_survives_100_sigkills_during_appends() {
             add_acked(&mut acked, index, entry);
         }
 
+        if !iter_acks.is_empty() {
+            kills_after_acks += 1;
+        }
+        if let Some(s) = check_dir_after_kill(&log_dir, &keys, &observed, &mut acked) {
+            dir_checks += 1;
+            totals.add(&s);
+        }
         let disk = wal_state(&log_dir);
         let torn_window = disk.is_some_and(|(offset, len)| offset > len);
         if disk.is_some_and(|(offset, len)| len > offset) {
@@ -701,10 +770,12 @@ fn log_survives_100_sigkills_during_appends() {
         }
         mode = if torn_window {
             Mode::KillAfterFirstAck
-        } else if rng.range(0, 4) == 0 {
-            Mode::Cold
         } else {
-            Mode::Checked
+            match rng.range(0, 9) {
+                0 | 1 => Mode::Cold,
+                2 | 3 => Mode::CheckedKillAtIntegration,
+                _ => Mode::Checked,
+            }
         };
     }
 
@@ -719,19 +790,17 @@ fn log_survives_100_sigkills_during_appends() {
         &mut acked,
     );
     checks += 1;
-    totals.consistency += s.consistency;
-    totals.entries += s.entries;
-    totals.inclusion += s.inclusion;
+    totals.add(&s);
     drop(log);
     drop(witness);
 
     let observed = observed.lock().unwrap();
     println!(
-        "log crash test (seed {seed:#x}): {ITERATIONS} SIGKILLs during appends ({modes:?}), {checks} post-restart checks in {:.1} s",
+        "log crash test (seed {seed:#x}): {ITERATIONS} SIGKILLs during appends ({modes:?}), {checks} checks after restarts and {dir_checks} of the directory right after kills, in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     println!(
-        "  {} entries acknowledged (final tree size {}), {cut} in-flight appends cut by the kills, {unintegrated_at_kill} kills left sequenced but unintegrated entries in the WAL, {window_hits} kills landed between WAL truncation and the state update",
+        "  {} entries acknowledged (final tree size {}); {kills_after_acks} kills came after the run had acknowledged appends, {cut} appends were cut by the kills, {unintegrated_at_kill} kills left sequenced but unintegrated entries in the WAL, {window_hits} kills landed between WAL truncation and the state update",
         acked.len(),
         s.size
     );
@@ -742,6 +811,10 @@ fn log_survives_100_sigkills_during_appends() {
         totals.consistency,
         totals.entries,
         totals.inclusion
+    );
+    assert!(
+        kills_after_acks >= ITERATIONS * 3 / 4,
+        "only {kills_after_acks} of the {ITERATIONS} runs acknowledged appends before they were killed"
     );
     assert!(
         acked.len() > ITERATIONS,

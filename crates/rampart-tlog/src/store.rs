@@ -163,8 +163,15 @@ impl LogStore {
         let mut bytes = Vec::new();
         wal.read_to_end(&mut bytes).map_err(io(&wal_path))?;
         if offset > bytes.len() as u64 {
-            // The WAL was emptied after everything in it was integrated.
+            // The WAL was emptied after everything in it was integrated, and the crash came
+            // before the state said so. Record that now, before any new append reuses the WAL:
+            // otherwise a later recovery would skip or misread acknowledged records.
             offset = bytes.len() as u64;
+            write_file(
+                &state_path,
+                format!("integrated {integrated}\nwal-offset {offset}\n").as_bytes(),
+            )?;
+            sync_dir(dir)?;
         }
         let mut pending = Vec::new();
         let mut pos = offset as usize;
