@@ -60,6 +60,8 @@ impl Device {
             .with_context(|| format!("{target} not in trusted metadata"))?;
         let release = ReleaseInfo::from_custom(info.custom.as_ref())?;
         release.check_installable(&self.hardware_id, self.installed_security_version)?;
+        // The same offline transparency check rampart-agent makes.
+        rampart_agent::check_logged(self.state.path(), &mut up, target, &info, &release)?;
         up.download_target_to(target, &info, &self.state.path().join("slot-b.img"))?;
         self.installed_security_version = release.security_version;
         println!(
@@ -157,6 +159,17 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
 
     step(
         3,
+        "Starting a transparency log with three witnesses (quorum 2)",
+    );
+    let tlog = Transparency::start(&dir.join("tlog"))?;
+    println!(
+        "    log {} at {}",
+        tlog.client.policy().origin,
+        tlog.log_url
+    );
+
+    step(
+        4,
         "Releasing firmware 1.0.0 for board-a with a CycloneDX SBOM",
     );
     let images = dir.join("images");
@@ -180,7 +193,12 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
             ),
         )?;
         let target = format!("board-a/{version}/{name}");
-        let added = repo.add_releases(
+        let logger = |st: &rampart_log::statement::ReleaseStatement| {
+            tlog.client
+                .log_release(st, &tlog.release_key, std::time::Duration::from_secs(30))
+                .map_err(|e| e.to_string())
+        };
+        let added = repo.add_releases_logged(
             &[ReleaseRequest {
                 image: img,
                 target_name: Some(target.clone()),
@@ -194,10 +212,11 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
             &open,
             now,
             &crate::BarProgress::default(),
+            Some(&logger),
         )?;
         repo.publish(&open, now)?;
         println!(
-            "    released {} (sha256 {}...)",
+            "    released {} (sha256 {}...), recorded in the transparency log with its tlog-proof",
             added[0].target_name,
             &added[0].sha256[..16]
         );
@@ -206,19 +225,28 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
     let v1 = release(&repo, "fw.img", "1.0.0", 1)?;
 
     step(
-        4,
+        5,
         "Serving the repository over loopback HTTP (any static server would do)",
     );
     let server = crate::serve::StaticServer::start(&repo_dir, "127.0.0.1:0")?;
     let base = format!("http://{}", server.addr());
     println!("    {base}/metadata, {base}/targets");
 
-    step(5, "A board-a device, trusting only root v1, updates");
+    step(6, "A board-a device, trusting only root v1, updates");
     let state = tempfile::tempdir()?;
     std::fs::create_dir_all(state.path().join("metadata"))?;
     std::fs::copy(
         repo_dir.join("metadata/1.root.json"),
         state.path().join("metadata/root.json"),
+    )?;
+    // Provisioned with the log policy: every release must be proven to be in the log.
+    std::fs::write(
+        state.path().join(rampart_agent::LOG_POLICY),
+        tlog.client.policy().to_text(),
+    )?;
+    std::fs::write(
+        state.path().join(rampart_agent::RELEASE_KEY),
+        format!("{}\n", tlog.release_key.verifier_key_string()),
     )?;
     let mut device = Device {
         state,
@@ -228,7 +256,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
     device.update(&base, &v1)?;
 
     step(
-        6,
+        7,
         "Rotating root: the timestamp key is replaced and the old one revoked (root v2, signed by v1 and v2 keys)",
     );
     let old_ts_id = rampart_keys::file::read_public(Path::new(&timestamp))?.key_id();
@@ -246,7 +274,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
     device.update(&base, &v2)?;
 
     step(
-        7,
+        8,
         "Attack: the mirror swaps the firmware bytes (arbitrary installation)",
     );
     let info = repo.targets_role("board-a")?.targets[&v2].clone();
@@ -275,7 +303,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
     std::fs::write(&served, &original)?;
 
     step(
-        8,
+        9,
         "Attack: the mirror replays an older timestamp (rollback / freeze)",
     );
     let ts = repo_dir.join("metadata/timestamp.json");
@@ -299,7 +327,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
     std::fs::write(&ts, &newer)?;
 
     step(
-        9,
+        10,
         "Attack: an image for other hardware, and a downgrade below the device's security version",
     );
     let err = ReleaseInfo::from_custom(info.custom.as_ref())?
@@ -312,7 +340,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
         .unwrap_err();
     println!("    refused: {err}");
 
-    step(10, "Verifying the whole repository as a client would");
+    step(11, "Verifying the whole repository as a client would");
     let report = repo.verify(None, now, &crate::BarProgress::default())?;
     println!(
         "    ok: root v{}, timestamp v{}, snapshot v{}, {} targets roles, {} targets verified",
@@ -322,7 +350,127 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
         report.targets_roles,
         report.targets_checked
     );
+
+    step(
+        12,
+        "Monitoring the log; then someone with the stolen release key logs a release the vendor never made",
+    );
+    let registry: std::collections::BTreeSet<(String, String)> =
+        std::iter::once("targets".to_string())
+            .chain(repo.config().delegations.keys().cloned())
+            .map(|role| repo.targets_role(&role))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .flat_map(|t| {
+                t.targets
+                    .into_iter()
+                    .filter_map(|(n, f)| f.hashes.get("sha256").map(|h| (n, h.clone())))
+            })
+            .collect();
+    let known = |st: &rampart_log::statement::ReleaseStatement| {
+        registry.contains(&(st.target.clone(), hex::encode(st.sha256)))
+    };
+    let source = rampart_tlog::tiles::HttpSource::new(&tlog.log_url);
+    let mut seen = rampart_tlog::monitor::MonitorState::default();
+    let key = tlog.release_key.verifier();
+    let alerts = rampart_tlog::monitor::monitor_once(
+        &source,
+        tlog.client.policy(),
+        &key,
+        &mut seen,
+        &known,
+    )?;
+    ensure!(alerts.is_empty(), "unexpected alerts: {alerts:?}");
+    println!(
+        "    monitor: log consistent at {} entries, every release entry is in the repository",
+        seen.size
+    );
+    let evil = rampart_log::statement::ReleaseStatement {
+        target: "board-a/9.9.9/fw.img".into(),
+        version: "9.9.9".into(),
+        security_version: 99,
+        hardware_ids: vec!["board-a".into()],
+        sha256: [0x66; 32],
+        sbom_sha256: None,
+    };
+    tlog.client
+        .log_release(&evil, &tlog.release_key, std::time::Duration::from_secs(30))?;
+    let alerts = rampart_tlog::monitor::monitor_once(
+        &source,
+        tlog.client.policy(),
+        &key,
+        &mut seen,
+        &known,
+    )?;
+    ensure!(alerts.len() == 1, "the monitor missed the rogue release");
+    println!("    ALERT: {}", alerts[0]);
+
     server.stop();
     println!("\nDemo complete. Everything is in {}", dir.display());
     Ok(())
+}
+
+/// A log and three witnesses running in this process, on loopback.
+struct Transparency {
+    _runtime: tokio::runtime::Runtime,
+    log_url: String,
+    client: rampart_tlog::client::LogClient,
+    release_key: rampart_log::note::NoteSigner,
+}
+
+impl Transparency {
+    fn start(dir: &Path) -> anyhow::Result<Transparency> {
+        use rampart_log::note::NoteSigner;
+        use ring::rand::SecureRandom;
+        use std::sync::Arc;
+        let seed = || -> anyhow::Result<[u8; 32]> {
+            let mut s = [0u8; 32];
+            ring::rand::SystemRandom::new()
+                .fill(&mut s)
+                .map_err(|_| anyhow::anyhow!("no randomness"))?;
+            Ok(s)
+        };
+        let runtime = tokio::runtime::Runtime::new()?;
+        let log_key = NoteSigner::from_seed("demo.rampart.dev/firmware-log", seed()?)?;
+        let (log_verifier, origin) = (log_key.verifier(), log_key.name().to_string());
+        let mut config = rampart_tlog::service::LogConfig::new(dir.join("log"), log_key);
+        config.publish_interval = std::time::Duration::from_millis(100);
+        config.quorum = 2;
+        let mut witnesses = Vec::new();
+        for i in 1..=3 {
+            let signer =
+                NoteSigner::cosigner_from_seed(&format!("witness{i}.demo.rampart.dev"), seed()?)?;
+            let witness = Arc::new(rampart_tlog::witness::Witness::new(
+                rampart_tlog::witness::WitnessConfig {
+                    signer,
+                    state_dir: dir.join(format!("witness{i}")),
+                    logs: vec![log_verifier.clone()],
+                },
+            )?);
+            witnesses.push(witness.verifier());
+            let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+            let url = format!("http://{}", listener.local_addr()?);
+            config
+                .witnesses
+                .push(rampart_tlog::service::WitnessEndpoint {
+                    url,
+                    verifier: witness.verifier(),
+                });
+            runtime.spawn(rampart_tlog::witness::serve(witness, listener));
+        }
+        let (handle, _thread) = rampart_tlog::service::start(config)?;
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let log_url = format!("http://{}", listener.local_addr()?);
+        runtime.spawn(
+            async move { axum::serve(listener, rampart_tlog::service::router(handle)).await },
+        );
+        let policy = rampart_log::policy::WitnessPolicy::new(log_verifier, origin, witnesses, 2)?;
+        let release_key = NoteSigner::from_seed("demo.rampart.dev/releases", seed()?)?;
+        Ok(Transparency {
+            _runtime: runtime,
+            client: rampart_tlog::client::LogClient::new(&log_url, policy),
+            log_url,
+            release_key,
+        })
+    }
 }

@@ -121,9 +121,19 @@ fn releases_are_logged_witnessed_verified_offline_and_monitored() {
     let (_log, log_url) = start(rampart(&log_args));
 
     // Oversized entries are refused before they reach the log.
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let resp = agent.post(&format!("{log_url}/add")).send(&vec![b'x'; 70_000][..]).unwrap();
-    assert_eq!(resp.status().as_u16(), 413, "entries over 65,535 bytes are refused");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let resp = agent
+        .post(&format!("{log_url}/add"))
+        .send(&vec![b'x'; 70_000][..])
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        413,
+        "entries over 65,535 bytes are refused"
+    );
 
     // A repository that records every release.
     let keys = w.join("keys");

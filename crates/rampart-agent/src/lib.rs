@@ -1,0 +1,76 @@
+//! The device side of Rampart, as a library the `rampart-agent` binary (and the demo) use.
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+
+use anyhow::Context;
+use rampart_core::release::ReleaseInfo;
+use rampart_log::note::Verifier;
+use rampart_log::policy::WitnessPolicy;
+use rampart_log::statement::{ReleaseStatement, verify_logged_release};
+use rampart_tuf_client::{HttpFetcher, Updater};
+
+/// State file holding the witness policy releases must satisfy.
+pub const LOG_POLICY: &str = "log-policy";
+/// State file holding the verifier key of the vendor's release key.
+pub const RELEASE_KEY: &str = "release-key";
+
+/// When the device was provisioned with a log policy: the release must carry a tlog-proof
+/// showing its statement is in the log, cosigned by the witness quorum. Checked offline.
+pub fn check_logged(
+    state: &Path,
+    up: &mut Updater<HttpFetcher>,
+    target: &str,
+    info: &rampart_core::metadata::TargetFile,
+    release: &ReleaseInfo,
+) -> anyhow::Result<()> {
+    let policy = match std::fs::read_to_string(state.join(LOG_POLICY)) {
+        Ok(t) => t
+            .parse::<WitnessPolicy>()
+            .context("the stored log policy is malformed")?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let key = Verifier::parse(std::fs::read_to_string(state.join(RELEASE_KEY))?.trim())
+        .context("the stored release key is malformed")?;
+    let proof_ref = release
+        .tlog_proof
+        .as_ref()
+        .with_context(|| format!("{target} carries no tlog-proof, but this device only installs releases recorded in the transparency log {}", policy.origin))?;
+    let proof_info = up.get_targetinfo(&proof_ref.path)?.with_context(|| {
+        format!(
+            "the tlog-proof {} is not in the trusted metadata",
+            proof_ref.path
+        )
+    })?;
+    let proof = up.fetch_target(&proof_ref.path, &proof_info)?;
+    let digest = |h: &str| -> anyhow::Result<[u8; 32]> {
+        hex::decode(h)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .context("a sha256 in the metadata is malformed")
+    };
+    let statement = ReleaseStatement {
+        target: target.to_string(),
+        version: release.version.clone(),
+        security_version: release.security_version,
+        hardware_ids: release.hardware_ids.clone(),
+        sha256: digest(
+            info.hashes
+                .get("sha256")
+                .context("the release has no sha256")?,
+        )?,
+        sbom_sha256: release
+            .sbom
+            .as_ref()
+            .map(|d| digest(&d.sha256))
+            .transpose()?,
+    };
+    let checkpoint = verify_logged_release(&statement, &proof, &policy, &key)
+        .with_context(|| format!("{target} is not proven to be in the transparency log"))?;
+    eprintln!(
+        "{target} is in transparency log {} (tree of {} entries, {} witness quorum)",
+        checkpoint.origin, checkpoint.size, policy.quorum
+    );
+    Ok(())
+}
