@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every Rampart test on this machine, installing first what the tests need:
-# SoftHSM2 (PKCS#11 tests), faketime (tuf-conformance), python-tuf (interoperability test).
+# SoftHSM2 (PKCS#11 tests), faketime (tuf-conformance), python-tuf (interoperability test),
+# PostgreSQL (server storage tests run against SQLite and PostgreSQL).
 # Set TUF_CONFORMANCE_DIR to a checkout of theupdateframework/tuf-conformance (v2.4.0 or later)
 # to run the public conformance suite too; see docs/conformance.md.
 set -euo pipefail
@@ -13,18 +14,24 @@ missing=()
 [ -e /usr/lib/softhsm/libsofthsm2.so ] && command -v softhsm2-util >/dev/null || missing+=(softhsm2)
 command -v faketime >/dev/null || missing+=(faketime)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}" >/dev/null
 else
-    echo "softhsm2, faketime and python3-venv present"
+    echo "softhsm2, faketime, python3-venv and postgresql present"
 fi
 
 step "python packages (python-tuf for the interoperability test and benchmark)"
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -r scripts/requirements-bench.txt
 python3 -c 'import tuf; print("python-tuf", tuf.__version__)'
+
+step "PostgreSQL for the storage tests"
+eval "$(scripts/start-postgres.sh)"
+trap 'su postgres -s /bin/sh -c "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/pg_ctl -D $RAMPART_TEST_POSTGRES_DIR/data -m fast stop" >/dev/null 2>&1 || true' EXIT
+echo "PostgreSQL at $RAMPART_TEST_POSTGRES_URL"
 
 step "format and lints"
 cargo fmt --all -- --check

@@ -1,0 +1,500 @@
+//! Server storage: one sqlx code path (the `Any` driver, runtime queries, no macros) over
+//! embedded SQLite (the default: one file, WAL, synchronous commits) and PostgreSQL (by URL, for
+//! larger fleets). Each backend has its own migration files with the same schema; every
+//! multi-statement change runs in a transaction, so nothing is half-written.
+#![forbid(unsafe_code)]
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Row, SqlSafeStr};
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database URL {0:?} is not supported: use sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unknown device {0:?}")]
+    UnknownDevice(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The database behind a [`Db`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+fn migrations(backend: Backend) -> Vec<Migration> {
+    let sql: &'static str = match backend {
+        Backend::Sqlite => include_str!("../migrations/sqlite/0001_inventory.sql"),
+        Backend::Postgres => include_str!("../migrations/postgres/0001_inventory.sql"),
+    };
+    vec![Migration::new(
+        1,
+        Cow::Borrowed("inventory"),
+        MigrationType::Simple,
+        sql.into_sql_str(),
+        false,
+    )]
+}
+
+/// What a device says about itself when it polls or reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceFacts {
+    pub hardware_id: String,
+    pub firmware_version: String,
+    pub security_version: u64,
+    #[serde(default)]
+    pub region: String,
+    /// Slot states, e.g. `{"a": "good", "b": "inactive"}`.
+    #[serde(default)]
+    pub slots: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Free key/values.
+    #[serde(default)]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A device in the inventory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    pub id: String,
+    #[serde(flatten)]
+    pub facts: DeviceFacts,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub revoked: bool,
+}
+
+/// Filters for listing devices; every field set must match.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeviceFilter {
+    pub hardware_id: Option<String>,
+    pub firmware_version: Option<String>,
+    pub region: Option<String>,
+    pub tag: Option<String>,
+    pub min_security_version: Option<u64>,
+    /// Only devices whose attribute `key` equals `value` (as a JSON string).
+    pub attribute: Option<(String, String)>,
+}
+
+/// A status, progress or result report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub id: String,
+    pub device_id: String,
+    pub assignment: String,
+    pub status: String,
+    pub progress: u64,
+    pub details: serde_json::Value,
+    pub created: i64,
+}
+
+const MAX_TAGS: usize = 64;
+const MAX_FIELD: usize = 256;
+const MAX_JSON: usize = 16 * 1024;
+
+fn check_text(what: &str, v: &str) -> Result<(), DbError> {
+    if v.len() > MAX_FIELD || v.chars().any(char::is_control) {
+        return Err(DbError::Invalid(format!(
+            "{what} must be at most {MAX_FIELD} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn json_text(what: &str, v: &impl Serialize) -> Result<String, DbError> {
+    let s = serde_json::to_string(v).map_err(|e| DbError::Invalid(format!("{what}: {e}")))?;
+    if s.len() > MAX_JSON {
+        return Err(DbError::Invalid(format!("{what} is over {MAX_JSON} bytes")));
+    }
+    Ok(s)
+}
+
+impl DeviceFacts {
+    /// Checks sizes and characters before anything is stored.
+    pub fn validate(&self) -> Result<(), DbError> {
+        for (what, v) in [
+            ("hardware_id", &self.hardware_id),
+            ("firmware_version", &self.firmware_version),
+            ("region", &self.region),
+        ] {
+            check_text(what, v)?;
+        }
+        if self.tags.len() > MAX_TAGS {
+            return Err(DbError::Invalid(format!("at most {MAX_TAGS} tags")));
+        }
+        for t in &self.tags {
+            check_text("tag", t)?;
+        }
+        json_text("slots", &self.slots)?;
+        json_text("attributes", &self.attributes)?;
+        if self.security_version > i64::MAX as u64 {
+            return Err(DbError::Invalid("security_version is too large".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The server's database.
+#[derive(Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Connects and migrates. `sqlite://PATH` (created if missing) or `postgres://...`.
+    pub async fn connect(url: &str) -> Result<Db, DbError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(DbError::UnsupportedUrl(url.to_string()));
+        };
+        let pool = match backend {
+            Backend::Sqlite => {
+                let url = if url.contains('?') {
+                    url.to_string()
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                AnyPoolOptions::new()
+                    .max_connections(4)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // WAL for concurrent readers; FULL so a committed report survives power
+                            // loss, not only a process crash; wait rather than fail on a busy file.
+                            sqlx::query("PRAGMA journal_mode = WAL")
+                                .execute(&mut *conn)
+                                .await?;
+                            sqlx::query("PRAGMA synchronous = FULL")
+                                .execute(&mut *conn)
+                                .await?;
+                            sqlx::query("PRAGMA foreign_keys = ON")
+                                .execute(&mut *conn)
+                                .await?;
+                            sqlx::query("PRAGMA busy_timeout = 5000")
+                                .execute(&mut *conn)
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await?
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .connect(url)
+                    .await?
+            }
+        };
+        Migrator::with_migrations(migrations(backend))
+            .run(&pool)
+            .await?;
+        Ok(Db { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Records a device's first contact or its latest facts, tags replaced, in one transaction.
+    pub async fn upsert_device(
+        &self,
+        id: &str,
+        facts: &DeviceFacts,
+        now: i64,
+    ) -> Result<(), DbError> {
+        check_text("device id", id)?;
+        facts.validate()?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO devices (id, hardware_id, firmware_version, security_version, region, slots, attributes, first_seen, last_seen)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+             ON CONFLICT (id) DO UPDATE SET hardware_id = $2, firmware_version = $3, security_version = $4,
+                 region = $5, slots = $6, attributes = $7, last_seen = $8",
+        )
+        .bind(id)
+        .bind(&facts.hardware_id)
+        .bind(&facts.firmware_version)
+        .bind(facts.security_version as i64)
+        .bind(&facts.region)
+        .bind(json_text("slots", &facts.slots)?)
+        .bind(json_text("attributes", &facts.attributes)?)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM device_tags WHERE device_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        for tag in &facts.tags {
+            sqlx::query(
+                "INSERT INTO device_tags (device_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(tag)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Registers a device on first contact if unknown; true if it was new.
+    pub async fn register_if_new(&self, id: &str, now: i64) -> Result<bool, DbError> {
+        check_text("device id", id)?;
+        let r = sqlx::query("INSERT INTO devices (id, first_seen, last_seen) VALUES ($1, $2, $2) ON CONFLICT (id) DO NOTHING")
+            .bind(id)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Applies a batch of last-seen times in one transaction (polls are not written one by one).
+    pub async fn touch_last_seen(&self, batch: &[(String, i64)]) -> Result<(), DbError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for (id, t) in batch {
+            sqlx::query("UPDATE devices SET last_seen = $2 WHERE id = $1 AND last_seen < $2")
+                .bind(id)
+                .bind(*t)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn set_revoked(&self, id: &str, revoked: bool) -> Result<(), DbError> {
+        let r = sqlx::query("UPDATE devices SET revoked = $2 WHERE id = $1")
+            .bind(id)
+            .bind(i64::from(revoked))
+            .execute(&self.pool)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(DbError::UnknownDevice(id.to_string()));
+        }
+        Ok(())
+    }
+
+    fn device_from_row(row: &AnyRow, tags: Vec<String>) -> Result<Device, DbError> {
+        let parse = |s: String| {
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&s)
+                .unwrap_or_default()
+        };
+        Ok(Device {
+            id: row.try_get("id")?,
+            facts: DeviceFacts {
+                hardware_id: row.try_get("hardware_id")?,
+                firmware_version: row.try_get("firmware_version")?,
+                security_version: row.try_get::<i64, _>("security_version")?.max(0) as u64,
+                region: row.try_get("region")?,
+                slots: parse(row.try_get("slots")?),
+                tags,
+                attributes: parse(row.try_get("attributes")?),
+            },
+            first_seen: row.try_get("first_seen")?,
+            last_seen: row.try_get("last_seen")?,
+            revoked: row.try_get::<i64, _>("revoked")? != 0,
+        })
+    }
+
+    async fn tags_of(&self, id: &str) -> Result<Vec<String>, DbError> {
+        let rows = sqlx::query("SELECT tag FROM device_tags WHERE device_id = $1 ORDER BY tag")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("tag").map_err(DbError::from))
+            .collect()
+    }
+
+    pub async fn device(&self, id: &str) -> Result<Option<Device>, DbError> {
+        let Some(row) = sqlx::query("SELECT * FROM devices WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let tags = self.tags_of(id).await?;
+        Ok(Some(Self::device_from_row(&row, tags)?))
+    }
+
+    /// Devices matching `filter`, ordered by id, at most `limit` after `offset`.
+    pub async fn list_devices(
+        &self,
+        filter: &DeviceFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<Device>, DbError> {
+        let mut sql = String::from("SELECT d.* FROM devices d WHERE 1 = 1");
+        let mut binds: Vec<String> = Vec::new();
+        let param = |binds: &mut Vec<String>, v: String| {
+            binds.push(v);
+            format!("${}", binds.len())
+        };
+        if let Some(v) = &filter.hardware_id {
+            let p = param(&mut binds, v.clone());
+            sql.push_str(&format!(" AND d.hardware_id = {p}"));
+        }
+        if let Some(v) = &filter.firmware_version {
+            let p = param(&mut binds, v.clone());
+            sql.push_str(&format!(" AND d.firmware_version = {p}"));
+        }
+        if let Some(v) = &filter.region {
+            let p = param(&mut binds, v.clone());
+            sql.push_str(&format!(" AND d.region = {p}"));
+        }
+        if let Some(v) = &filter.tag {
+            let p = param(&mut binds, v.clone());
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM device_tags t WHERE t.device_id = d.id AND t.tag = {p})"
+            ));
+        }
+        let min_sv = filter
+            .min_security_version
+            .map(|v| v.min(i64::MAX as u64) as i64);
+        let limit = limit.clamp(1, 10_000);
+        let offset = offset.max(0);
+        sql.push_str(" ORDER BY d.id");
+        let mut rows: Vec<AnyRow> = {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for b in &binds {
+                q = q.bind(b.clone());
+            }
+            q.fetch_all(&self.pool).await?
+        };
+        // Filters needing typed comparison or JSON are applied here; tags are read for the page only.
+        let mut page = Vec::new();
+        let mut skipped = 0i64;
+        for row in rows.drain(..) {
+            let d = Self::device_from_row(&row, Vec::new())?;
+            if min_sv.is_some_and(|m| (d.facts.security_version as i64) < m) {
+                continue;
+            }
+            if let Some((k, v)) = &filter.attribute
+                && d.facts.attributes.get(k).map(|x| {
+                    x.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| x.to_string())
+                }) != Some(v.clone())
+            {
+                continue;
+            }
+            if skipped < offset {
+                skipped += 1;
+                continue;
+            }
+            page.push(d);
+            if page.len() as i64 >= limit {
+                break;
+            }
+        }
+        for d in &mut page {
+            d.facts.tags = self.tags_of(&d.id).await?;
+        }
+        Ok(page)
+    }
+
+    /// Fleet-wide device counts per firmware version.
+    pub async fn version_counts(&self) -> Result<Vec<(String, i64)>, DbError> {
+        let rows = sqlx::query("SELECT firmware_version, COUNT(*) AS n FROM devices GROUP BY firmware_version ORDER BY firmware_version")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<String, _>("firmware_version")?,
+                    r.try_get::<i64, _>("n")?,
+                ))
+            })
+            .collect()
+    }
+
+    pub async fn device_count(&self) -> Result<i64, DbError> {
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM devices")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?)
+    }
+
+    /// Stores a report durably; the device must exist. Returns once committed.
+    pub async fn insert_report(&self, r: &Report) -> Result<(), DbError> {
+        check_text("report id", &r.id)?;
+        check_text("status", &r.status)?;
+        check_text("assignment", &r.assignment)?;
+        let details = json_text("details", &r.details)?;
+        let mut tx = self.pool.begin().await?;
+        let exists = sqlx::query("SELECT 1 AS one FROM devices WHERE id = $1")
+            .bind(&r.device_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(DbError::UnknownDevice(r.device_id.clone()));
+        }
+        sqlx::query("INSERT INTO reports (id, device_id, assignment, status, progress, details, created) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(&r.id)
+            .bind(&r.device_id)
+            .bind(&r.assignment)
+            .bind(&r.status)
+            .bind(r.progress.min(i64::MAX as u64) as i64)
+            .bind(details)
+            .bind(r.created)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn reports_of(&self, device_id: &str) -> Result<Vec<Report>, DbError> {
+        let rows = sqlx::query("SELECT * FROM reports WHERE device_id = $1 ORDER BY created, id")
+            .bind(device_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Report {
+                    id: r.try_get("id")?,
+                    device_id: r.try_get("device_id")?,
+                    assignment: r.try_get("assignment")?,
+                    status: r.try_get("status")?,
+                    progress: r.try_get::<i64, _>("progress")?.max(0) as u64,
+                    details: serde_json::from_str(&r.try_get::<String, _>("details")?)
+                        .unwrap_or_default(),
+                    created: r.try_get("created")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn report_exists(&self, id: &str) -> Result<bool, DbError> {
+        Ok(sqlx::query("SELECT 1 AS one FROM reports WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
