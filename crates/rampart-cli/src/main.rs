@@ -3,6 +3,7 @@
 
 mod bench;
 mod demo;
+mod fleet;
 mod serve;
 mod tlog;
 
@@ -48,6 +49,15 @@ enum Command {
     /// Run a witness that cosigns consistent log checkpoints.
     #[command(subcommand)]
     Witness(tlog::WitnessCommand),
+    /// Manufacturer CA: create it, issue the server certificate, revoke certificates.
+    #[command(subcommand)]
+    Ca(fleet::CaCommand),
+    /// Devices: issue device keys and certificates.
+    #[command(subcommand)]
+    Device(fleet::DeviceCommand),
+    /// Verify and export the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(fleet::AuditCommand),
     /// Measure performance (figures for docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -593,6 +603,9 @@ fn main() -> std::process::ExitCode {
         Command::Release(c) => release_command(c),
         Command::Log(c) => tlog::log_command(c),
         Command::Witness(c) => tlog::witness_command(c),
+        Command::Ca(c) => fleet::ca_command(c),
+        Command::Device(c) => fleet::device_command(c),
+        Command::Audit(c) => fleet::audit_command(c),
         Command::Bench(c) => bench::run(c),
         Command::Demo { dir } => demo::run(dir),
     };

@@ -1,0 +1,192 @@
+//! `rampart ca`, `rampart device provision` and `rampart audit` through the binary.
+
+use std::path::Path;
+use std::process::Command;
+
+fn rampart(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn ca_provisioning_and_revocation() {
+    let w = tempfile::tempdir().unwrap();
+    let ca = w.path().join("ca");
+    let (ok, out) = rampart(&["ca", "init", "--dir", s(&ca), "--name", "Acme devices"]);
+    assert!(ok, "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(ca.join("ca.key"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+    }
+    let (ok, out) = rampart(&["ca", "init", "--dir", s(&ca)]);
+    assert!(!ok && out.contains("refusing to overwrite"), "{out}");
+    let devices = w.path().join("devices");
+    let (ok, out) = rampart(&[
+        "device",
+        "provision",
+        "--ca",
+        s(&ca),
+        "--id",
+        "dev-7",
+        "--out",
+        s(&devices),
+    ]);
+    assert!(ok, "{out}");
+    let serial = out
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .trim_end_matches(')')
+        .to_string();
+    let pem = std::fs::read_to_string(devices.join("dev-7.pem")).unwrap();
+    let der = rustls_der(&pem);
+    assert_eq!(
+        rampart_pki::device_id_from_cert(&der).as_deref(),
+        Some("dev-7")
+    );
+    let (ok, out) = rampart(&[
+        "device",
+        "provision",
+        "--ca",
+        s(&ca),
+        "--id",
+        "bad id/..",
+        "--out",
+        s(&devices),
+    ]);
+    assert!(!ok, "{out}");
+    let (ok, out) = rampart(&[
+        "ca",
+        "server-cert",
+        "--ca",
+        s(&ca),
+        "--name",
+        "localhost",
+        "--name",
+        "127.0.0.1",
+        "--out",
+        s(&w.path().join("server")),
+    ]);
+    assert!(ok, "{out}");
+    let before = std::fs::read_to_string(ca.join("crl.pem")).unwrap();
+    let (ok, out) = rampart(&["ca", "revoke", "--ca", s(&ca), "--serial", &serial]);
+    assert!(ok && out.contains("lists 1 certificate"), "{out}");
+    assert_ne!(std::fs::read_to_string(ca.join("crl.pem")).unwrap(), before);
+    let (ok, out) = rampart(&["ca", "revoke", "--ca", s(&ca), "--serial", &serial]);
+    assert!(!ok && out.contains("already revoked"), "{out}");
+    // The new CRL makes the server refuse that device: the CRL is valid for this CA.
+    let server = w.path().join("server");
+    rampart_pki::server_config(
+        &std::fs::read_to_string(server.join("server.pem")).unwrap(),
+        &std::fs::read_to_string(server.join("server.key")).unwrap(),
+        &std::fs::read_to_string(ca.join("ca.pem")).unwrap(),
+        &[std::fs::read_to_string(ca.join("crl.pem")).unwrap()],
+    )
+    .unwrap();
+}
+
+fn rustls_der(pem: &str) -> Vec<u8> {
+    use base64::Engine;
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
+#[test]
+fn audit_verify_detects_every_kind_of_tampering() {
+    let w = tempfile::tempdir().unwrap();
+    let mut chain = rampart_audit::AuditChain::new();
+    let records: Vec<_> = (0..6)
+        .map(|i| {
+            chain
+                .append(
+                    1_800_000_000 + i,
+                    "token:ops-1",
+                    "assignment.created",
+                    &format!("dev-{i}"),
+                    serde_json::json!({"release": "1.0.0"}),
+                )
+                .unwrap()
+        })
+        .collect();
+    let lines: Vec<String> = records.iter().map(rampart_audit::to_json_line).collect();
+    let write = |name: &str, lines: &[String]| {
+        let p = w.path().join(name);
+        std::fs::write(
+            &p,
+            lines
+                .iter()
+                .map(|l| format!("{}\n", l.trim_end()))
+                .collect::<String>(),
+        )
+        .unwrap();
+        p
+    };
+    let good = write("good.jsonl", &lines);
+    let (ok, out) = rampart(&["audit", "verify", s(&good)]);
+    assert!(ok && out.contains("ok: 6 records"), "{out}");
+    let head = hex::encode(records[5].hash);
+
+    let mut edited = lines.clone();
+    edited[2] = edited[2].replace("dev-2", "dev-X");
+    let mut removed = lines.clone();
+    removed.remove(3);
+    let mut reordered = lines.clone();
+    reordered.swap(1, 2);
+    let mut duplicated = lines.clone();
+    duplicated.insert(4, lines[3].clone());
+    let cases = [
+        ("edited", edited),
+        ("removed", removed),
+        ("reordered", reordered),
+        ("duplicated", duplicated),
+    ];
+    for (name, tampered) in cases {
+        let f = write(&format!("{name}.jsonl"), &tampered);
+        let (ok, out) = rampart(&["audit", "verify", s(&f)]);
+        assert!(!ok && out.contains("AUDIT LOG TAMPERED"), "{name}: {out}");
+    }
+    // A removed last record is caught against the published head.
+    let truncated = write("truncated.jsonl", &lines[..5]);
+    let (ok, _) = rampart(&["audit", "verify", s(&truncated)]);
+    assert!(
+        ok,
+        "without a published head a shorter prefix is a valid chain"
+    );
+    let (ok, out) = rampart(&[
+        "audit",
+        "verify",
+        s(&truncated),
+        "--head",
+        &head,
+        "--count",
+        "6",
+    ]);
+    assert!(!ok && out.contains("AUDIT LOG TAMPERED"), "{out}");
+
+    let (ok, out) = rampart(&["audit", "export", s(&good), "--format", "csv"]);
+    assert!(
+        ok && out.lines().count() == 7 && out.contains("assignment.created"),
+        "{out}"
+    );
+}
