@@ -203,8 +203,8 @@ pub fn device_command(cmd: DeviceCommand) -> anyhow::Result<()> {
 
 fn read_records(file: &Path) -> anyhow::Result<Vec<rampart_audit::AuditRecord>> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    Ok(rampart_audit::parse_jsonl(bytes)
-        .with_context(|| format!("{} is not an audit log export", file.display()))?)
+    rampart_audit::parse_jsonl(bytes)
+        .with_context(|| format!("{} is not an audit log export", file.display()))
 }
 
 pub fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
