@@ -1,0 +1,608 @@
+//! The device API (`/device/v1/...`, JSON over mutual TLS). The caller is
+//! the device named by its verified client certificate; there is no other
+//! authentication. Every authenticated request registers the device on first
+//! contact, refuses a device revoked in the inventory (403), and records its
+//! last-seen time in memory (written in batches, see [`crate::last_seen`]).
+//!
+//! * `POST /device/v1/poll` — body: the device's facts ([`DeviceFacts`]) or
+//!   `{}` (or empty). Answers `{"device_id", "poll_interval_secs",
+//!   "assignment"}` with an `ETag`; `If-None-Match` with that tag gets 304.
+//!   Facts are written only when they differ from the stored ones; facts
+//!   without an `attributes` key keep the stored attributes.
+//! * `POST /device/v1/reports` — body `{"id", "status", "assignment"?,
+//!   "progress"?, "details"?}`. Stored durably before the 201; the same id
+//!   with the same content from the same device answers 200 (idempotent
+//!   retry); an id already used otherwise answers 409.
+//! * `PUT /device/v1/attributes` — body `{"mode": "merge"|"replace", "data":
+//!   {...}}`. `merge` sets the given top-level keys (a `null` value removes
+//!   the key); `replace` makes `data` the whole attribute set.
+//!
+//! Errors are JSON `{"error": "<code>", "detail": "<explanation>"}`: 400
+//! malformed JSON, 403 revoked, 404/405 unknown endpoint or method, 408 slow
+//! body, 409 report-id conflict, 413 body over the limit, 415 not JSON, 422
+//! well-formed but invalid content, 503 storage unavailable.
+
+use std::hash::{Hash as _, Hasher as _};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{post, put};
+use rampart_db::{Db, DbError, Device, DeviceFacts, Report};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::http::{
+    ApiError, BodyLimits, json_bytes_response, json_response, parse_json, read_body,
+};
+use crate::last_seen::LastSeen;
+use crate::metrics::{Metrics, track_requests};
+use crate::tls_listener::PeerIdentity;
+
+/// Longest report id, in bytes.
+pub const MAX_REPORT_ID_LEN: usize = 128;
+
+/// Number of lock stripes serialising read-modify-write updates of a device row.
+const DEVICE_LOCK_STRIPES: usize = 64;
+
+/// What a device reports about an assignment. Unknown statuses are refused
+/// (422), which also keeps the metric labels bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportStatus {
+    Downloading,
+    Downloaded,
+    Installing,
+    Installed,
+    Rebooting,
+    Failed,
+    RolledBack,
+    Cancelled,
+}
+
+impl ReportStatus {
+    /// Every status, in declaration order (`status as usize` indexes it).
+    pub const ALL: [ReportStatus; 8] = [
+        ReportStatus::Downloading,
+        ReportStatus::Downloaded,
+        ReportStatus::Installing,
+        ReportStatus::Installed,
+        ReportStatus::Rebooting,
+        ReportStatus::Failed,
+        ReportStatus::RolledBack,
+        ReportStatus::Cancelled,
+    ];
+
+    /// The wire (and database) spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportStatus::Downloading => "downloading",
+            ReportStatus::Downloaded => "downloaded",
+            ReportStatus::Installing => "installing",
+            ReportStatus::Installed => "installed",
+            ReportStatus::Rebooting => "rebooting",
+            ReportStatus::Failed => "failed",
+            ReportStatus::RolledBack => "rolled_back",
+            ReportStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Shared state of the device API.
+pub(crate) struct DeviceApi {
+    pub(crate) db: Db,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) last_seen: Arc<LastSeen>,
+    pub(crate) poll_interval_secs: u64,
+    pub(crate) body_limits: BodyLimits,
+    device_locks: Box<[tokio::sync::Mutex<()>]>,
+}
+
+impl DeviceApi {
+    pub(crate) fn new(
+        db: Db,
+        metrics: Arc<Metrics>,
+        last_seen: Arc<LastSeen>,
+        poll_interval_secs: u64,
+        body_limits: BodyLimits,
+    ) -> Self {
+        Self {
+            db,
+            metrics,
+            last_seen,
+            poll_interval_secs,
+            body_limits,
+            device_locks: (0..DEVICE_LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        }
+    }
+
+    /// Serialises read-modify-write updates of one device's row (facts and
+    /// attributes are written whole).
+    async fn lock_device(&self, device_id: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        let mut hasher = std::hash::DefaultHasher::new();
+        device_id.hash(&mut hasher);
+        let stripe = (hasher.finish() % self.device_locks.len() as u64) as usize;
+        self.device_locks[stripe].lock().await
+    }
+
+    /// The calling device, registered if this is its first contact; 403 if
+    /// it is revoked in the inventory.
+    async fn identify(&self, peer: &PeerIdentity, now: i64) -> Result<Device, ApiError> {
+        let id = peer.device_id.as_str();
+        let found = self
+            .db
+            .device(id)
+            .await
+            .map_err(|e| ApiError::from_db("reading a device", e))?;
+        let device = match found {
+            Some(device) => device,
+            None => {
+                let new = self
+                    .db
+                    .register_if_new(id, now)
+                    .await
+                    .map_err(|e| ApiError::from_db("registering a device", e))?;
+                if new {
+                    Metrics::inc(&self.metrics.devices_registered);
+                }
+                self.stored_device(id).await?
+            }
+        };
+        if device.revoked {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "device_revoked",
+                format!(
+                    "device {id:?} has been revoked by the fleet operator; it may no longer use the device API"
+                ),
+            ));
+        }
+        Ok(device)
+    }
+
+    async fn stored_device(&self, id: &str) -> Result<Device, ApiError> {
+        self.db
+            .device(id)
+            .await
+            .map_err(|e| ApiError::from_db("reading a device", e))?
+            .ok_or_else(|| {
+                eprintln!("rampart-server: device {id:?} vanished from the inventory");
+                ApiError::internal()
+            })
+    }
+
+    /// Stores polled facts if they differ from the stored ones.
+    async fn store_facts(
+        &self,
+        id: &str,
+        mut facts: DeviceFacts,
+        keep_attributes: bool,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        facts
+            .validate()
+            .map_err(|e| ApiError::from_db("device facts", e))?;
+        normalize_tags(&mut facts.tags);
+        let _guard = self.lock_device(id).await;
+        let mut stored = self.stored_device(id).await?.facts;
+        if keep_attributes {
+            facts.attributes = stored.attributes.clone();
+        }
+        normalize_tags(&mut stored.tags);
+        if facts != stored {
+            self.db
+                .upsert_device(id, &facts, now)
+                .await
+                .map_err(|e| ApiError::from_db("storing device facts", e))?;
+        }
+        Ok(())
+    }
+
+    async fn poll(
+        &self,
+        peer: &PeerIdentity,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<Response, ApiError> {
+        let bytes = read_body(headers, body, self.body_limits).await?;
+        let now = unix_now();
+        let device = self.identify(peer, now).await?;
+        self.last_seen.record(&device.id, now);
+        if let Some((facts, keep_attributes)) = parse_poll_facts(&bytes)? {
+            self.store_facts(&device.id, facts, keep_attributes, now)
+                .await?;
+        }
+        Metrics::inc(&self.metrics.polls);
+
+        #[derive(Serialize)]
+        struct PollAnswer<'a> {
+            device_id: &'a str,
+            poll_interval_secs: u64,
+            /// What the device should install; none until assignments exist.
+            assignment: Option<Value>,
+        }
+        let answer = serde_json::to_vec(&PollAnswer {
+            device_id: &device.id,
+            poll_interval_secs: self.poll_interval_secs,
+            assignment: None,
+        })
+        .map_err(|_| ApiError::internal())?;
+        let digest = ring::digest::digest(&ring::digest::SHA256, &answer);
+        let etag = format!("\"{}\"", hex::encode(&digest.as_ref()[..16]));
+        let etag_value = HeaderValue::from_str(&etag).map_err(|_| ApiError::internal())?;
+        let cache_control = HeaderValue::from_static("no-cache");
+        if if_none_match(headers, &etag) {
+            Metrics::inc(&self.metrics.polls_not_modified);
+            return Ok((
+                StatusCode::NOT_MODIFIED,
+                [
+                    (header::ETAG, etag_value),
+                    (header::CACHE_CONTROL, cache_control),
+                ],
+            )
+                .into_response());
+        }
+        let mut response = json_bytes_response(StatusCode::OK, answer);
+        response.headers_mut().insert(header::ETAG, etag_value);
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, cache_control);
+        Ok(response)
+    }
+
+    async fn report(
+        &self,
+        peer: &PeerIdentity,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<Response, ApiError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct ReportRequest {
+            id: String,
+            status: ReportStatus,
+            #[serde(default)]
+            assignment: Option<String>,
+            #[serde(default)]
+            progress: u64,
+            #[serde(default)]
+            details: Option<Value>,
+        }
+
+        let bytes = read_body(headers, body, self.body_limits).await?;
+        let now = unix_now();
+        let device = self.identify(peer, now).await?;
+        self.last_seen.record(&device.id, now);
+        let request: ReportRequest = parse_json(
+            &bytes,
+            r#"a report {"id": "<unique id>", "status": "<status>", "assignment": "...", "progress": 0-100, "details": {...}}"#,
+        )?;
+        validate_report_id(&request.id)?;
+        if request.progress > 100 {
+            return Err(ApiError::invalid(format!(
+                "progress must be between 0 and 100, not {}",
+                request.progress
+            )));
+        }
+        let details = match request.details {
+            None | Some(Value::Null) => Value::Object(Map::new()),
+            Some(details @ Value::Object(_)) => details,
+            Some(_) => return Err(ApiError::invalid("details must be a JSON object")),
+        };
+        let report = Report {
+            id: request.id,
+            device_id: device.id,
+            assignment: request.assignment.unwrap_or_default(),
+            status: request.status.as_str().to_owned(),
+            progress: request.progress,
+            details,
+            created: now,
+        };
+        match self.db.insert_report(&report).await {
+            Ok(()) => {
+                Metrics::inc(&self.metrics.reports[request.status as usize]);
+                Ok(report_answer(StatusCode::CREATED, &report.id, now, false))
+            }
+            Err(DbError::Invalid(message)) => Err(ApiError::invalid(message)),
+            Err(insert_error) => self.repeated_report(&report, insert_error).await,
+        }
+    }
+
+    /// The insert failed: if the id is already stored, this is either an
+    /// idempotent retry (200) or a conflicting reuse of the id (409).
+    async fn repeated_report(
+        &self,
+        report: &Report,
+        insert_error: DbError,
+    ) -> Result<Response, ApiError> {
+        let existing = match self.db.reports_of(&report.device_id).await {
+            Ok(reports) => reports.into_iter().find(|r| r.id == report.id),
+            Err(_) => None,
+        };
+        match existing {
+            Some(stored) if same_report(&stored, report) => {
+                Metrics::inc(&self.metrics.reports_duplicate);
+                Ok(report_answer(
+                    StatusCode::OK,
+                    &stored.id,
+                    stored.created,
+                    true,
+                ))
+            }
+            Some(_) => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "report_id_conflict",
+                format!(
+                    "report id {:?} was already used by this device for a different report; send a new report under a new id",
+                    report.id
+                ),
+            )),
+            None => match self.db.report_exists(&report.id).await {
+                Ok(true) => Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "report_id_conflict",
+                    format!(
+                        "report id {:?} is already in use; choose a fresh unique id (e.g. a random UUID)",
+                        report.id
+                    ),
+                )),
+                _ => Err(ApiError::from_db("storing a report", insert_error)),
+            },
+        }
+    }
+
+    async fn attributes(
+        &self,
+        peer: &PeerIdentity,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<Response, ApiError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        enum Mode {
+            Merge,
+            Replace,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct AttributesRequest {
+            mode: Mode,
+            data: Map<String, Value>,
+        }
+
+        let bytes = read_body(headers, body, self.body_limits).await?;
+        let now = unix_now();
+        let device = self.identify(peer, now).await?;
+        self.last_seen.record(&device.id, now);
+        let request: AttributesRequest = parse_json(
+            &bytes,
+            r#"{"mode": "merge" or "replace", "data": {<attributes>}}"#,
+        )?;
+
+        let _guard = self.lock_device(&device.id).await;
+        let stored = self.stored_device(&device.id).await?.facts;
+        let mut facts = stored.clone();
+        match request.mode {
+            Mode::Merge => {
+                for (key, value) in request.data {
+                    if value.is_null() {
+                        facts.attributes.shift_remove(&key);
+                    } else {
+                        facts.attributes.insert(key, value);
+                    }
+                }
+            }
+            Mode::Replace => {
+                facts.attributes = request
+                    .data
+                    .into_iter()
+                    .filter(|(_, value)| !value.is_null())
+                    .collect();
+            }
+        }
+        if facts.attributes != stored.attributes {
+            facts
+                .validate()
+                .map_err(|e| ApiError::from_db("device attributes", e))?;
+            self.db
+                .upsert_device(&device.id, &facts, now)
+                .await
+                .map_err(|e| ApiError::from_db("storing device attributes", e))?;
+            Metrics::inc(&self.metrics.attribute_updates);
+        }
+        Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({"device_id": device.id, "attributes": facts.attributes}),
+        ))
+    }
+}
+
+/// The device API routes, with request metrics.
+pub(crate) fn router(api: Arc<DeviceApi>) -> Router {
+    let metrics = api.metrics.clone();
+    Router::new()
+        .route("/device/v1/poll", post(poll))
+        .route("/device/v1/reports", post(report))
+        .route("/device/v1/attributes", put(attributes))
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            track_requests,
+        ))
+        .with_state(api)
+}
+
+async fn poll(
+    State(api): State<Arc<DeviceApi>>,
+    ConnectInfo(peer): ConnectInfo<PeerIdentity>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    api.poll(&peer, &headers, body).await
+}
+
+async fn report(
+    State(api): State<Arc<DeviceApi>>,
+    ConnectInfo(peer): ConnectInfo<PeerIdentity>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    api.report(&peer, &headers, body).await
+}
+
+async fn attributes(
+    State(api): State<Arc<DeviceApi>>,
+    ConnectInfo(peer): ConnectInfo<PeerIdentity>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    api.attributes(&peer, &headers, body).await
+}
+
+/// The poll body: `None` for an empty body or `{}`, else the facts and
+/// whether the stored attributes are kept (no `attributes` key given).
+fn parse_poll_facts(bytes: &[u8]) -> Result<Option<(DeviceFacts, bool)>, ApiError> {
+    const EXPECTED: &str =
+        r#"the device's facts {"hardware_id", "firmware_version", "security_version", ...} or {}"#;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let Value::Object(map) = parse_json::<Value>(bytes, EXPECTED)? else {
+        return Err(ApiError::invalid(format!(
+            "the poll body must be a JSON object: {EXPECTED}"
+        )));
+    };
+    if map.is_empty() {
+        return Ok(None);
+    }
+    let keep_attributes = !map.contains_key("attributes");
+    let facts: DeviceFacts = serde_json::from_value(Value::Object(map))
+        .map_err(|e| ApiError::invalid(format!("device facts: {e}; expected {EXPECTED}")))?;
+    Ok(Some((facts, keep_attributes)))
+}
+
+/// Tags are a set: order and repeats carry no meaning.
+fn normalize_tags(tags: &mut Vec<String>) {
+    tags.sort_unstable();
+    tags.dedup();
+}
+
+fn validate_report_id(id: &str) -> Result<(), ApiError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_REPORT_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "report id must be 1-{MAX_REPORT_ID_LEN} characters of A-Z a-z 0-9 . _ : - (e.g. a random UUID)"
+        )))
+    }
+}
+
+fn same_report(a: &Report, b: &Report) -> bool {
+    a.device_id == b.device_id
+        && a.assignment == b.assignment
+        && a.status == b.status
+        && a.progress == b.progress
+        && a.details == b.details
+}
+
+fn report_answer(status: StatusCode, id: &str, created: i64, duplicate: bool) -> Response {
+    json_response(
+        status,
+        &serde_json::json!({"id": id, "created": created, "duplicate": duplicate}),
+    )
+}
+
+/// Whether `If-None-Match` names `etag` (weak comparison, `*` matches).
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+/// The current time in Unix seconds (the database's time unit).
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_uses_weak_comparison_and_lists() {
+        let mut headers = HeaderMap::new();
+        assert!(!if_none_match(&headers, "\"abc\""));
+        headers.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"x\", W/\"abc\""),
+        );
+        assert!(if_none_match(&headers, "\"abc\""));
+        assert!(!if_none_match(&headers, "\"abd\""));
+        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
+        assert!(if_none_match(&headers, "\"anything\""));
+    }
+
+    #[test]
+    fn poll_body_forms() {
+        assert_eq!(parse_poll_facts(b"").unwrap(), None);
+        assert_eq!(parse_poll_facts(b" {} ").unwrap(), None);
+        let (facts, keep) = parse_poll_facts(
+            br#"{"hardware_id": "board-a", "firmware_version": "1.0.0", "security_version": 2}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(facts.hardware_id, "board-a");
+        assert!(keep);
+        let (_, keep) = parse_poll_facts(
+            br#"{"hardware_id": "b", "firmware_version": "1", "security_version": 1, "attributes": {}}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!keep);
+        assert_eq!(parse_poll_facts(b"[1]").unwrap_err().status, 422);
+        assert_eq!(
+            parse_poll_facts(b"{\"hardware_id\": ").unwrap_err().status,
+            400
+        );
+        assert_eq!(
+            parse_poll_facts(br#"{"hardware_id": "b"}"#)
+                .unwrap_err()
+                .status,
+            422
+        );
+    }
+
+    #[test]
+    fn report_ids() {
+        assert!(validate_report_id("0b7c6f1e-2f7a-4c55-9d0e-8a1f3c2b4d5e").is_ok());
+        assert!(validate_report_id("").is_err());
+        assert!(validate_report_id("a b").is_err());
+        assert!(validate_report_id(&"x".repeat(MAX_REPORT_ID_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn statuses_index_their_metric() {
+        for (i, status) in ReportStatus::ALL.iter().enumerate() {
+            assert_eq!(*status as usize, i);
+            let json = serde_json::to_string(status).unwrap();
+            assert_eq!(json, format!("\"{}\"", status.as_str()));
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! HTTP plumbing shared by the APIs: JSON error answers, JSON responses,
+//! and bounded, time-limited request-body reading.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes, HttpBody as _};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rampart_db::DbError;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// An error answer: `{"error": "<code>", "detail": "<human-readable>"}`.
+///
+/// `error` is a stable machine-readable code; `detail` explains what was
+/// wrong and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub error: &'static str,
+    pub detail: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            error,
+            detail: detail.into(),
+        }
+    }
+
+    /// 422: well-formed JSON that does not say something acceptable.
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", detail)
+    }
+
+    /// 400: the body is not JSON.
+    pub fn malformed_json(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed_json", detail)
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such endpoint; the device API is POST /device/v1/poll, POST /device/v1/reports and PUT /device/v1/attributes",
+        )
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this endpoint does not accept that method; the device API is POST /device/v1/poll, POST /device/v1/reports and PUT /device/v1/attributes",
+        )
+    }
+
+    /// 500, with nothing about the cause sent to the client.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the server failed to handle the request; retry later",
+        )
+    }
+
+    /// Maps a storage error: bad input is the client's (422); anything else
+    /// is the server's (503 when the database is unreachable, else 500) and
+    /// is logged, not described to the client.
+    pub fn from_db(context: &str, error: DbError) -> Self {
+        match error {
+            DbError::Invalid(message) => Self::invalid(message),
+            other => {
+                eprintln!("rampart-server: {context}: {other}");
+                let unavailable = matches!(
+                    &other,
+                    DbError::Sql(
+                        sqlx::Error::PoolTimedOut
+                            | sqlx::Error::PoolClosed
+                            | sqlx::Error::Io(_)
+                            | sqlx::Error::Tls(_)
+                    )
+                );
+                if unavailable {
+                    Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "storage_unavailable",
+                        "the server's database is unavailable; retry later",
+                    )
+                } else {
+                    Self::internal()
+                }
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: &'a str,
+            detail: &'a str,
+        }
+        let mut response = json_response(
+            self.status,
+            &Body {
+                error: self.error,
+                detail: &self.detail,
+            },
+        );
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}
+
+/// A JSON response (`application/json`, not cacheable by intermediaries).
+pub fn json_response(status: StatusCode, value: &impl Serialize) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => json_bytes_response(status, body),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response(),
+    }
+}
+
+/// A response carrying already-serialized JSON.
+pub fn json_bytes_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Limits on request bodies.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// Largest accepted body; bigger ones get 413.
+    pub max_bytes: usize,
+    /// Time allowed to receive the whole body; slower clients get 408.
+    pub read_timeout: Duration,
+}
+
+/// A body over the limit is still read and discarded up to this many
+/// bytes, so the client receives the 413 on a healthy connection instead of
+/// a reset; beyond it (or when `Content-Length` already says so) the
+/// connection is simply not reused.
+const DRAIN_LIMIT: u64 = 1024 * 1024;
+
+/// Reads a request body within `limits`. A present `Content-Type` must be
+/// `application/json`. Every refusal except an announced `Content-Length`
+/// over the drain limit consumes the body first, so the client gets its
+/// 4xx on a connection it can keep using.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limits: BodyLimits,
+) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the request body is over the limit of {} bytes",
+                limits.max_bytes
+            ),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > DRAIN_LIMIT) {
+        return Err(too_large());
+    }
+    let max = limits.max_bytes as u64;
+    let read = async move {
+        let mut body = body;
+        let mut collected = Vec::new();
+        let mut seen: u64 = 0;
+        while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+        {
+            let frame = frame.map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "body_read_failed",
+                    "the request body could not be read (connection closed or invalid framing)",
+                )
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            seen = seen.saturating_add(data.len() as u64);
+            if seen <= max {
+                collected.extend_from_slice(&data);
+            } else if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+        if seen > max {
+            return Err(too_large());
+        }
+        Ok(Bytes::from(collected))
+    };
+    let bytes = match tokio::time::timeout(limits.read_timeout, read).await {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the request body did not arrive within {:.1} seconds",
+                    limits.read_timeout.as_secs_f64()
+                ),
+            ));
+        }
+    };
+    // Judged after reading, so the answer leaves the connection reusable.
+    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
+        let essence = content_type
+            .to_str()
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the request body must be JSON (Content-Type: application/json)",
+            ));
+        }
+    }
+    Ok(bytes)
+}
+
+/// Parses a JSON body: a syntax error is 400 `malformed_json`; JSON of the
+/// wrong shape (missing field, wrong type, unknown field) is 422.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], expected: &str) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::malformed_json(format!(
+            "the request body is empty; expected {expected}"
+        )));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => ApiError::invalid(format!("expected {expected}: {e}")),
+            Category::Syntax | Category::Eof | Category::Io => {
+                ApiError::malformed_json(format!("the request body is not valid JSON: {e}"))
+            }
+        }
+    })
+}

@@ -1,0 +1,420 @@
+//! The Rampart update server's I/O shell.
+//!
+//! This first slice serves the **device API** over mutual TLS (see
+//! [below](#device-api)) and, on an optional separate plain-HTTP
+//! listener meant for operators, **`GET /metrics`** in the Prometheus text
+//! format. Storage is [`rampart_db`] (SQLite or PostgreSQL); device identity
+//! is [`rampart_pki`].
+//!
+//! ```text
+//!             mutual TLS (rustls)            plain HTTP (loopback / ops network)
+//! devices ──► MtlsListener ──► device API    Prometheus ──► GET /metrics
+//!                  │               │  │
+//!      refused handshakes      Db  LastSeen ──(batches, 1 s / 1,000)──► Db
+//! ```
+//!
+//! # Device API
+//!
+//! The caller is the device named by its verified client certificate
+//! ([`PeerIdentity`]); devices without a certificate, with one from another
+//! CA, expired or revoked by CRL never reach the API: they are refused at the
+//! handshake and counted. Routes:
+//!
+//! * `POST /device/v1/poll` — body: the device's facts or `{}`; answers
+//!   `{"device_id", "poll_interval_secs", "assignment": null}` with an `ETag`
+//!   (`If-None-Match` → 304). Registers the device on first contact.
+//! * `POST /device/v1/reports` — `{"id", "status", "assignment"?,
+//!   "progress"?, "details"?}`; stored before the 201, an identical repeat is
+//!   200.
+//! * `PUT /device/v1/attributes` — `{"mode": "merge"|"replace", "data": {...}}`.
+//!
+//! Errors are `{"error": "<code>", "detail": "<explanation>"}` with a 4xx for
+//! every client mistake (see [`ApiError`]).
+//!
+//! # Running
+//!
+//! [`run`] binds, serves until the shutdown future completes, drains
+//! in-flight requests and writes the pending last-seen times. Tests (and
+//! callers that need the bound addresses) use [`Server::bind`] with port 0,
+//! read [`Server::local_addr`], then [`Server::serve`].
+
+#![forbid(unsafe_code)]
+
+mod device_api;
+mod http;
+mod last_seen;
+mod metrics;
+mod tls_listener;
+
+use std::fmt;
+use std::future::{Future, IntoFuture as _};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use rampart_db::{Db, DbError};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use device_api::{MAX_REPORT_ID_LEN, ReportStatus};
+pub use http::ApiError;
+pub use last_seen::{DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL};
+pub use metrics::{LATENCY_BUCKETS, Metrics};
+pub use tls_listener::{
+    ConnectionCounters, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, MAX_PENDING_HANDSHAKES,
+    MtlsListener, MtlsStream, PeerIdentity,
+};
+
+/// Default poll interval told to devices.
+pub const DEFAULT_POLL_INTERVAL_SECS: u64 = 300;
+/// Default request-body limit of the device API.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+/// Default time allowed to receive a request body.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long shutdown waits for the metrics listener's open connections.
+const METRICS_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Server configuration. [`ServerConfig::new`] fills in the defaults.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// `sqlite://PATH` or `postgres://...` (see [`rampart_db::Db::connect`]).
+    pub db_url: String,
+    /// The mutual-TLS configuration, normally from
+    /// [`rampart_pki::server_config`]. To apply a new CRL, build a new one
+    /// and restart (hot swapping is future work).
+    pub tls: Arc<rustls::ServerConfig>,
+    /// Address of the device API (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Poll interval told to devices, seconds (at least 1).
+    pub poll_interval_secs: u64,
+    /// Address of the plain-HTTP operator listener serving `GET /metrics`;
+    /// `None` disables it. Bind it to loopback or an internal network.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Deadline for a client to complete the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// An established device connection with no I/O for this long is closed.
+    pub idle_timeout: Duration,
+    /// Largest accepted request body (413 beyond).
+    pub max_body_bytes: usize,
+    /// Time allowed to receive a request body (408 beyond).
+    pub body_read_timeout: Duration,
+    /// Last-seen times are written at least this often.
+    pub last_seen_flush_interval: Duration,
+    /// Last-seen times are written as soon as this many devices are pending,
+    /// in transactions of at most this many rows.
+    pub last_seen_batch_size: usize,
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("db_url", &redact_url(&self.db_url))
+            .field("listen", &self.listen)
+            .field("poll_interval_secs", &self.poll_interval_secs)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("body_read_timeout", &self.body_read_timeout)
+            .field("last_seen_flush_interval", &self.last_seen_flush_interval)
+            .field("last_seen_batch_size", &self.last_seen_batch_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Hides the password of a `postgres://user:password@host/...` URL.
+fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((userinfo, host)) if userinfo.contains(':') => {
+                let user = userinfo.split(':').next().unwrap_or("");
+                format!("{scheme}://{user}:***@{host}")
+            }
+            _ => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+impl ServerConfig {
+    /// A configuration with the default limits, poll interval and batching,
+    /// and no metrics listener.
+    pub fn new(
+        db_url: impl Into<String>,
+        tls: Arc<rustls::ServerConfig>,
+        listen: SocketAddr,
+    ) -> Self {
+        Self {
+            db_url: db_url.into(),
+            tls,
+            listen,
+            poll_interval_secs: DEFAULT_POLL_INTERVAL_SECS,
+            metrics_listen: None,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            last_seen_flush_interval: DEFAULT_FLUSH_INTERVAL,
+            last_seen_batch_size: DEFAULT_BATCH_SIZE,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ServerError> {
+        let problem = if self.poll_interval_secs == 0 {
+            Some("poll_interval_secs must be at least 1")
+        } else if self.handshake_timeout.is_zero() {
+            Some("handshake_timeout must not be zero")
+        } else if self.idle_timeout.is_zero() {
+            Some("idle_timeout must not be zero")
+        } else if self.body_read_timeout.is_zero() {
+            Some("body_read_timeout must not be zero")
+        } else if self.max_body_bytes == 0 {
+            Some("max_body_bytes must not be zero")
+        } else if self.last_seen_flush_interval.is_zero() {
+            Some("last_seen_flush_interval must not be zero")
+        } else if self.last_seen_batch_size == 0 {
+            Some("last_seen_batch_size must not be zero")
+        } else {
+            None
+        };
+        match problem {
+            Some(problem) => Err(ServerError::Config(problem.into())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("invalid server configuration: {0}")]
+    Config(String),
+    #[error("opening the database: {0}")]
+    Db(#[from] DbError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serving: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A bound, not yet serving, server.
+pub struct Server {
+    db: Db,
+    device_listener: MtlsListener,
+    metrics_listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    metrics: Arc<Metrics>,
+    last_seen: Arc<last_seen::LastSeen>,
+    api: Arc<device_api::DeviceApi>,
+    flush_interval: Duration,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("metrics_addr", &self.metrics_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Opens (and migrates) the database and binds the listeners.
+    pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
+        config.validate()?;
+        let db = Db::connect(&config.db_url).await?;
+        let bind = |addr: SocketAddr| async move {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            let local = listener
+                .local_addr()
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            Ok::<_, ServerError>((listener, local))
+        };
+        let (tcp, local_addr) = bind(config.listen).await?;
+        let (metrics_listener, metrics_addr) = match config.metrics_listen {
+            Some(addr) => {
+                let (listener, local) = bind(addr).await?;
+                (Some(listener), Some(local))
+            }
+            None => (None, None),
+        };
+
+        let metrics = Arc::new(Metrics::default());
+        let device_listener =
+            MtlsListener::new(tcp, config.tls.clone(), metrics.connections.clone())
+                .with_timeouts(config.handshake_timeout, config.idle_timeout);
+        let last_seen = Arc::new(last_seen::LastSeen::new(
+            config.last_seen_batch_size,
+            metrics.clone(),
+        ));
+        let api = Arc::new(device_api::DeviceApi::new(
+            db.clone(),
+            metrics.clone(),
+            last_seen.clone(),
+            config.poll_interval_secs,
+            http::BodyLimits {
+                max_bytes: config.max_body_bytes,
+                read_timeout: config.body_read_timeout,
+            },
+        ));
+        Ok(Server {
+            db,
+            device_listener,
+            metrics_listener,
+            local_addr,
+            metrics_addr,
+            metrics,
+            last_seen,
+            api,
+            flush_interval: config.last_seen_flush_interval,
+        })
+    }
+
+    /// The bound address of the device API.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The bound address of the metrics listener, if configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The server's counters (live while and after it serves).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting, lets
+    /// in-flight requests finish, writes the pending last-seen times and
+    /// closes the database.
+    ///
+    /// If this future is dropped instead, the last-seen flusher still makes
+    /// a final write in the background.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let Server {
+            db,
+            device_listener,
+            metrics_listener,
+            metrics,
+            last_seen,
+            api,
+            flush_interval,
+            ..
+        } = self;
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown => { let _ = stop_tx.send(true); }
+                () = stop_tx.closed() => {}
+            }
+        });
+
+        let (flusher_stop_tx, flusher_stop_rx) = watch::channel(false);
+        let flusher = tokio::spawn(last_seen::run_flusher(
+            last_seen,
+            db.clone(),
+            flush_interval,
+            flusher_stop_rx,
+        ));
+
+        let metrics_server = metrics_listener.map(|listener| {
+            tokio::spawn(
+                axum::serve(listener, metrics_router(metrics))
+                    .with_graceful_shutdown(stopped(stop_rx.clone()))
+                    .into_future(),
+            )
+        });
+
+        let served = axum::serve(
+            device_listener,
+            device_api::router(api).into_make_service_with_connect_info::<PeerIdentity>(),
+        )
+        .with_graceful_shutdown(stopped(stop_rx))
+        .await;
+
+        // No request is in flight any more: write the last batch.
+        let _ = flusher_stop_tx.send(true);
+        let _ = flusher.await;
+        if let Some(mut task) = metrics_server
+            && tokio::time::timeout(METRICS_SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
+        }
+        db.close().await;
+        served.map_err(ServerError::Serve)
+    }
+}
+
+/// Binds and serves until `shutdown` completes (see [`Server::serve`]).
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    Server::bind(config).await?.serve(shutdown).await
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    // An error means the sender is gone, which also means "stop".
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+/// The operator listener: `GET /metrics`.
+fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "this listener serves GET /metrics only",
+            )
+        })
+        .with_state(metrics)
+}
+
+async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        metrics.render(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn database_passwords_are_not_printed() {
+        assert_eq!(
+            redact_url("postgres://rampart:s3cret@db:5432/fleet"),
+            "postgres://rampart:***@db:5432/fleet"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/x"),
+            "postgres://postgres@127.0.0.1/x"
+        );
+        assert_eq!(
+            redact_url("sqlite:///var/lib/r.db"),
+            "sqlite:///var/lib/r.db"
+        );
+    }
+}

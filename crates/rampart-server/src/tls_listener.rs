@@ -1,0 +1,370 @@
+//! A mutual-TLS [`axum::serve::Listener`]: it accepts TCP connections,
+//! completes the rustls handshake (with a deadline) off the accept path, and
+//! hands axum only connections whose client certificate was verified and
+//! names a device. The device identity travels with the stream and reaches
+//! handlers as [`axum::extract::ConnectInfo<PeerIdentity>`].
+//!
+//! Connections that fail the handshake (no certificate, unknown CA, expired,
+//! revoked, wrong protocol, timeout) or whose certificate carries no device id
+//! are dropped and counted in [`ConnectionCounters`]; they never stop the
+//! accept loop.
+
+use std::future::Future as _;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::connect_info::Connected;
+use axum::serve::{IncomingStream, Listener};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+/// How long a client gets to complete the TLS handshake.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an established connection may go without reading or writing a
+/// byte before it is closed (idle keep-alive connections, stalled clients).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Handshakes in progress at once; beyond this, new TCP connections wait in
+/// the kernel backlog until some finish.
+pub const MAX_PENDING_HANDSHAKES: usize = 1024;
+
+/// Connection-level counters of a [`MtlsListener`].
+#[derive(Debug, Default)]
+pub struct ConnectionCounters {
+    /// Connections that completed the handshake with a device identity.
+    pub accepted: AtomicU64,
+    /// Refused: the TLS handshake failed (no client certificate, unknown CA,
+    /// expired or revoked certificate, not TLS at all, peer went away).
+    pub handshake_failed: AtomicU64,
+    /// Refused: the handshake did not finish within the deadline.
+    pub handshake_timeout: AtomicU64,
+    /// Refused: the verified certificate names no valid device id.
+    pub no_device_identity: AtomicU64,
+    /// `accept(2)` errors other than per-connection ones (e.g. out of file
+    /// descriptors); the listener backs off for a second after each.
+    pub accept_errors: AtomicU64,
+}
+
+impl ConnectionCounters {
+    /// All refused connections, whatever the reason.
+    pub fn refused(&self) -> u64 {
+        self.handshake_failed.load(Ordering::Relaxed)
+            + self.handshake_timeout.load(Ordering::Relaxed)
+            + self.no_device_identity.load(Ordering::Relaxed)
+    }
+}
+
+/// The authenticated peer of a connection: the device named by its verified
+/// client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerIdentity {
+    /// The TCP peer address.
+    pub remote_addr: SocketAddr,
+    /// The device id from the certificate (see [`rampart_pki::device_id_from_cert`]).
+    pub device_id: String,
+    /// The certificate serial number, lower-case hex.
+    pub serial: String,
+}
+
+impl Connected<IncomingStream<'_, MtlsListener>> for PeerIdentity {
+    fn connect_info(stream: IncomingStream<'_, MtlsListener>) -> Self {
+        stream.io().peer().clone()
+    }
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    Handshake,
+    Timeout,
+    NoIdentity,
+}
+
+type Handshake = Result<(TlsStream<TcpStream>, PeerIdentity), Refusal>;
+
+/// A TCP listener that only yields mutually authenticated TLS connections.
+///
+/// Handshakes run as separate tasks, so a slow or malicious client cannot
+/// hold up the acceptance of others. Use it with
+/// `axum::serve(listener, router.into_make_service_with_connect_info::<PeerIdentity>())`.
+pub struct MtlsListener {
+    tcp: TcpListener,
+    acceptor: TlsAcceptor,
+    handshake_timeout: Duration,
+    idle_timeout: Duration,
+    pending: JoinSet<Handshake>,
+    counters: Arc<ConnectionCounters>,
+}
+
+impl std::fmt::Debug for MtlsListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MtlsListener")
+            .field("local_addr", &self.tcp.local_addr().ok())
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("pending_handshakes", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MtlsListener {
+    /// Wraps a bound TCP listener. `tls` must require client certificates
+    /// (as [`rampart_pki::server_config`] does); a connection without one is
+    /// refused regardless.
+    pub fn new(
+        tcp: TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+        counters: Arc<ConnectionCounters>,
+    ) -> Self {
+        Self {
+            tcp,
+            acceptor: TlsAcceptor::from(tls),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            pending: JoinSet::new(),
+            counters,
+        }
+    }
+
+    /// Sets the handshake deadline and the idle timeout of established connections.
+    pub fn with_timeouts(mut self, handshake: Duration, idle: Duration) -> Self {
+        self.handshake_timeout = handshake;
+        self.idle_timeout = idle;
+        self
+    }
+
+    /// The counters this listener updates.
+    pub fn counters(&self) -> &Arc<ConnectionCounters> {
+        &self.counters
+    }
+
+    fn count(&self, refusal: Refusal) {
+        let counter = match refusal {
+            Refusal::Handshake => &self.counters.handshake_failed,
+            Refusal::Timeout => &self.counters.handshake_timeout,
+            Refusal::NoIdentity => &self.counters.no_device_identity,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Listener for MtlsListener {
+    type Io = MtlsStream;
+    type Addr = SocketAddr;
+
+    // Cancel-safe: all state lives in `self`, and both awaited operations
+    // (`TcpListener::accept`, `JoinSet::join_next`) are cancel-safe.
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            tokio::select! {
+                accepted = self.tcp.accept(), if self.pending.len() < MAX_PENDING_HANDSHAKES => {
+                    match accepted {
+                        Ok((tcp, remote_addr)) => {
+                            let _ = tcp.set_nodelay(true);
+                            self.pending.spawn(handshake(
+                                self.acceptor.clone(),
+                                tcp,
+                                remote_addr,
+                                self.handshake_timeout,
+                            ));
+                        }
+                        Err(e) if is_connection_error(&e) => {}
+                        Err(_) => {
+                            // Typically EMFILE: back off rather than spin.
+                            self.counters.accept_errors.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+                Some(done) = self.pending.join_next() => match done {
+                    Ok(Ok((tls, peer))) => {
+                        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                        let addr = peer.remote_addr;
+                        return (MtlsStream::new(tls, peer, self.idle_timeout), addr);
+                    }
+                    Ok(Err(refusal)) => self.count(refusal),
+                    // The handshake task panicked or was cancelled.
+                    Err(_) => self.count(Refusal::Handshake),
+                },
+                else => {}
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+async fn handshake(
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    remote_addr: SocketAddr,
+    deadline: Duration,
+) -> Handshake {
+    let tls = match tokio::time::timeout(deadline, acceptor.accept(tcp)).await {
+        Err(_) => return Err(Refusal::Timeout),
+        Ok(Err(_)) => return Err(Refusal::Handshake),
+        Ok(Ok(tls)) => tls,
+    };
+    let (_, connection) = tls.get_ref();
+    let leaf = connection
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .ok_or(Refusal::NoIdentity)?;
+    let device_id = rampart_pki::device_id_from_cert(leaf).ok_or(Refusal::NoIdentity)?;
+    let serial = rampart_pki::serial_hex_from_cert(leaf).ok_or(Refusal::NoIdentity)?;
+    let peer = PeerIdentity {
+        remote_addr,
+        device_id,
+        serial,
+    };
+    Ok((tls, peer))
+}
+
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// An established, mutually authenticated connection. Reads and writes fail
+/// with `TimedOut` once the connection has been idle (no byte read or
+/// written) for the idle timeout, which closes stalled and idle keep-alive
+/// connections.
+pub struct MtlsStream {
+    inner: TlsStream<TcpStream>,
+    peer: PeerIdentity,
+    idle_timeout: Duration,
+    last_activity: Instant,
+    /// Fires at or before `last_activity + idle_timeout`; re-armed lazily.
+    idle_deadline: Pin<Box<Sleep>>,
+}
+
+impl std::fmt::Debug for MtlsStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MtlsStream")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MtlsStream {
+    fn new(inner: TlsStream<TcpStream>, peer: PeerIdentity, idle_timeout: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            inner,
+            peer,
+            idle_timeout,
+            last_activity: now,
+            idle_deadline: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
+        }
+    }
+
+    /// The authenticated peer.
+    pub fn peer(&self) -> &PeerIdentity {
+        &self.peer
+    }
+
+    fn activity(&mut self) {
+        self.last_activity = Instant::now();
+    }
+
+    /// Called when I/O is pending: `Ready(err)` once the connection has been
+    /// idle too long, else `Pending` with the timer registered.
+    fn poll_idle<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        loop {
+            if self.idle_deadline.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let due = self.last_activity + self.idle_timeout;
+            if Instant::now() >= due {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection idle for too long",
+                )));
+            }
+            self.idle_deadline.as_mut().reset(due);
+        }
+    }
+}
+
+impl AsyncRead for MtlsStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                this.activity();
+                Poll::Ready(result)
+            }
+            Poll::Pending => this.poll_idle(cx),
+        }
+    }
+}
+
+impl AsyncWrite for MtlsStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(result) => {
+                this.activity();
+                Poll::Ready(result)
+            }
+            Poll::Pending => this.poll_idle(cx),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_flush(cx) {
+            Poll::Ready(result) => Poll::Ready(result),
+            Poll::Pending => this.poll_idle(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_shutdown(cx) {
+            Poll::Ready(result) => Poll::Ready(result),
+            Poll::Pending => this.poll_idle(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(result) => {
+                this.activity();
+                Poll::Ready(result)
+            }
+            Poll::Pending => this.poll_idle(cx),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
