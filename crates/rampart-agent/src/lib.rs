@@ -44,28 +44,11 @@ pub fn check_logged(
         )
     })?;
     let proof = up.fetch_target(&proof_ref.path, &proof_info)?;
-    let digest = |h: &str| -> anyhow::Result<[u8; 32]> {
-        hex::decode(h)
-            .ok()
-            .and_then(|v| v.try_into().ok())
-            .context("a sha256 in the metadata is malformed")
-    };
-    let statement = ReleaseStatement {
-        target: target.to_string(),
-        version: release.version.clone(),
-        security_version: release.security_version,
-        hardware_ids: release.hardware_ids.clone(),
-        sha256: digest(
-            info.hashes
-                .get("sha256")
-                .context("the release has no sha256")?,
-        )?,
-        sbom_sha256: release
-            .sbom
-            .as_ref()
-            .map(|d| digest(&d.sha256))
-            .transpose()?,
-    };
+    let image_sha256 = info
+        .hashes
+        .get("sha256")
+        .context("the release has no sha256")?;
+    let statement = ReleaseStatement::for_release(target, release, image_sha256)?;
     let checkpoint = verify_logged_release(&statement, &proof, &policy, &key)
         .with_context(|| format!("{target} is not proven to be in the transparency log"))?;
     eprintln!(

@@ -64,6 +64,27 @@ fn hex32(field: &str, s: &str) -> Result<[u8; 32], StatementError> {
 }
 
 impl ReleaseStatement {
+    /// The statement for the release described by a target's `custom.rampart` fields and its
+    /// image digest (hex), as both the repository and the device build it.
+    pub fn for_release(
+        target: &str,
+        release: &rampart_core::release::ReleaseInfo,
+        image_sha256_hex: &str,
+    ) -> Result<ReleaseStatement, StatementError> {
+        Ok(ReleaseStatement {
+            target: target.to_string(),
+            version: release.version.clone(),
+            security_version: release.security_version,
+            hardware_ids: release.hardware_ids.clone(),
+            sha256: hex32("sha256", image_sha256_hex)?,
+            sbom_sha256: release
+                .sbom
+                .as_ref()
+                .map(|d| hex32("sbom sha256", &d.sha256))
+                .transpose()?,
+        })
+    }
+
     /// The statement text (the note text that gets signed).
     pub fn to_text(&self) -> Result<String, StatementError> {
         check("target", &self.target)?;

@@ -842,20 +842,12 @@ impl Repository {
                 info.provenance = Some(doc);
             }
             if let (Some(log), Some(name)) = (logger, proof_name) {
-                let digest = |h: &str| -> [u8; 32] {
-                    hex::decode(h)
-                        .ok()
-                        .and_then(|v| v.try_into().ok())
-                        .expect("sha256 we computed")
-                };
-                let statement = rampart_log::statement::ReleaseStatement {
-                    target: target_name.clone(),
-                    version: info.version.clone(),
-                    security_version: info.security_version,
-                    hardware_ids: info.hardware_ids.clone(),
-                    sha256: digest(&sha256),
-                    sbom_sha256: info.sbom.as_ref().map(|d| digest(&d.sha256)),
-                };
+                let statement = rampart_log::statement::ReleaseStatement::for_release(
+                    &target_name,
+                    &info,
+                    &sha256,
+                )
+                .map_err(|e| RepoError::Log(e.to_string()))?;
                 let proof = match log(&statement) {
                     Ok(p) => p,
                     Err(e) => {
