@@ -1,6 +1,6 @@
 //! Server storage: one sqlx code path (the `Any` driver, runtime queries, no macros) over
 //! embedded SQLite (the default: one file, WAL, synchronous commits) and PostgreSQL (by URL, for
-//! larger fleets). Each backend has its own migration files with the same schema; every
+//! larger fleets). One set of migrations in the SQL both accept serves both; every
 //! multi-statement change runs in a transaction, so nothing is half-written.
 #![forbid(unsafe_code)]
 
@@ -33,11 +33,10 @@ pub enum Backend {
     Postgres,
 }
 
-fn migrations(backend: Backend) -> Vec<Migration> {
-    let sql: &'static str = match backend {
-        Backend::Sqlite => include_str!("../migrations/sqlite/0001_inventory.sql"),
-        Backend::Postgres => include_str!("../migrations/postgres/0001_inventory.sql"),
-    };
+/// The schema, in the SQL subset both backends accept (TEXT and BIGINT columns, `ON CONFLICT`).
+/// A migration that needs backend-specific SQL gets a per-backend file here.
+fn migrations() -> Vec<Migration> {
+    let sql: &'static str = include_str!("../migrations/0001_inventory.sql");
     vec![Migration::new(
         1,
         Cow::Borrowed("inventory"),
@@ -202,9 +201,7 @@ impl Db {
                     .await?
             }
         };
-        Migrator::with_migrations(migrations(backend))
-            .run(&pool)
-            .await?;
+        Migrator::with_migrations(migrations()).run(&pool).await?;
         Ok(Db { pool, backend })
     }
 
