@@ -487,18 +487,7 @@ impl Verifier {
             });
         }
         let bad = |reason| NoteError::MalformedVerifierKey { reason };
-        let (name, rest) = vkey
-            .split_once('+')
-            .ok_or(bad("expected <name>+<key ID>+<key>"))?;
-        let (id_hex, key_b64) = rest
-            .split_once('+')
-            .ok_or(bad("expected <name>+<key ID>+<key>"))?;
-        check_name(name)?;
-        let stated =
-            parse_key_id_hex(id_hex).ok_or(bad("the key ID is not 8 lowercase hex digits"))?;
-        let key = B64
-            .decode(key_b64)
-            .map_err(|_| bad("the key is not canonical standard base64"))?;
+        let (name, stated, key) = split_key_string(vkey, "expected <name>+<key ID>+<key>", bad)?;
         let (&type_byte, public_key) = key.split_first().ok_or(bad("the key is empty"))?;
         let key_type = KeyType::from_byte(type_byte);
         if key_type.is_supported() {
@@ -624,6 +613,24 @@ impl FromStr for Verifier {
     }
 }
 
+/// Splits the `<name>+<hex key ID>+base64(type || key)` form shared by verifier and signer key
+/// strings; `bad` builds the caller's error type for a reason.
+fn split_key_string<'a>(
+    s: &'a str,
+    shape: &'static str,
+    bad: impl Fn(&'static str) -> NoteError,
+) -> Result<(&'a str, [u8; 4], Vec<u8>), NoteError> {
+    let (name, rest) = s.split_once('+').ok_or_else(|| bad(shape))?;
+    let (id_hex, key_b64) = rest.split_once('+').ok_or_else(|| bad(shape))?;
+    check_name(name)?;
+    let stated =
+        parse_key_id_hex(id_hex).ok_or_else(|| bad("the key ID is not 8 lowercase hex digits"))?;
+    let key = B64
+        .decode(key_b64)
+        .map_err(|_| bad("the key is not canonical standard base64"))?;
+    Ok((name, stated, key))
+}
+
 fn parse_key_id_hex(s: &str) -> Option<[u8; 4]> {
     // Lowercase only, as written by every implementation: one spelling per key ID.
     if s.len() != 8 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
@@ -713,18 +720,8 @@ impl NoteSigner {
         let rest = skey
             .strip_prefix("PRIVATE+KEY+")
             .ok_or(bad("it does not start with PRIVATE+KEY+"))?;
-        let (name, rest) = rest
-            .split_once('+')
-            .ok_or(bad("expected PRIVATE+KEY+<name>+<key ID>+<key>"))?;
-        let (id_hex, key_b64) = rest
-            .split_once('+')
-            .ok_or(bad("expected PRIVATE+KEY+<name>+<key ID>+<key>"))?;
-        check_name(name)?;
-        let stated =
-            parse_key_id_hex(id_hex).ok_or(bad("the key ID is not 8 lowercase hex digits"))?;
-        let key = B64
-            .decode(key_b64)
-            .map_err(|_| bad("the key is not canonical standard base64"))?;
+        let (name, stated, key) =
+            split_key_string(rest, "expected PRIVATE+KEY+<name>+<key ID>+<key>", bad)?;
         let (&type_byte, seed) = key.split_first().ok_or(bad("the key is empty"))?;
         let kind = match KeyType::from_byte(type_byte) {
             KeyType::Ed25519 => SignerKind::Ed25519,
