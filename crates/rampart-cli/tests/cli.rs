@@ -2,43 +2,11 @@
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PASS: &str = "correct horse battery staple";
-
-fn rampart(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rampart"));
-    c.args(args)
-        .env("RAMPART_KEY_PASSPHRASE", PASS)
-        .stdin(Stdio::null());
-    c
-}
-
-fn run(mut c: Command) -> Output {
-    c.output().expect("binary runs")
-}
-
-fn ok(c: Command) -> String {
-    let out = run(c);
-    assert!(
-        out.status.success(),
-        "command failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fails(c: Command) -> String {
-    let out = run(c);
-    assert!(
-        !out.status.success(),
-        "command unexpectedly succeeded: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+mod common;
+use common::{fails, ok, rampart, s};
 
 fn gen_key(dir: &Path, name: &str, scheme: &str) -> String {
     let path = dir.join(name);
@@ -51,10 +19,6 @@ fn gen_key(dir: &Path, name: &str, scheme: &str) -> String {
         path.to_str().unwrap(),
     ]));
     path.display().to_string()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn init_repo(work: &Path, root: &[&str], targets: &str) -> PathBuf {

@@ -1,21 +1,10 @@
 //! `rampart ca`, `rampart device provision` and `rampart audit` through the binary.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
+use common::s;
 
 fn rampart(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rampart"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    common::run(common::rampart(args))
 }
 
 #[test]

@@ -5,7 +5,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-const PASS: &str = "correct horse battery staple";
+mod common;
+use common::{ok, rampart, run, s};
 
 struct Proc(Child);
 impl Drop for Proc {
@@ -13,28 +14,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn rampart(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rampart"));
-    c.args(args)
-        .env("RAMPART_KEY_PASSPHRASE", PASS)
-        .stdin(Stdio::null());
-    c
-}
-
-fn run(mut c: Command) -> (bool, String) {
-    let out = c.output().expect("binary runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
-fn ok(c: Command) -> String {
-    let (success, out) = run(c);
-    assert!(success, "{out}");
-    out
 }
 
 /// Starts a server and returns it with the base URL it printed.
@@ -54,10 +33,6 @@ fn start(mut c: Command) -> (Proc, String) {
     };
     std::thread::spawn(move || for _ in lines {});
     (Proc(child), url)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn keygen(dir: &Path, name: &str, witness: bool) -> (PathBuf, String) {
