@@ -5,6 +5,7 @@ mod bench;
 mod demo;
 mod fleet;
 mod serve;
+mod server;
 mod tlog;
 
 use std::path::{Path, PathBuf};
@@ -58,6 +59,8 @@ enum Command {
     /// Verify and export the tamper-evident audit log.
     #[command(subcommand)]
     Audit(fleet::AuditCommand),
+    /// Run the update server: device API over mutual TLS, inventory, metrics.
+    Server(server::ServerArgs),
     /// Measure performance (figures for docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -606,6 +609,7 @@ fn main() -> std::process::ExitCode {
         Command::Ca(c) => fleet::ca_command(c),
         Command::Device(c) => fleet::device_command(c),
         Command::Audit(c) => fleet::audit_command(c),
+        Command::Server(args) => server::run(args),
         Command::Bench(c) => bench::run(c),
         Command::Demo { dir } => demo::run(dir),
     };

@@ -23,13 +23,16 @@ CREATE TABLE device_tags (
 CREATE INDEX device_tags_tag ON device_tags (tag);
 
 -- Status, progress and result reports, each stored before the device gets its 2xx.
+-- Report ids are chosen by devices, so they are unique per device only.
 CREATE TABLE reports (
-    id TEXT PRIMARY KEY NOT NULL,
+    id TEXT NOT NULL,
     device_id TEXT NOT NULL REFERENCES devices (id),
     assignment TEXT NOT NULL DEFAULT '',
     status TEXT NOT NULL,
     progress BIGINT NOT NULL DEFAULT 0,
     details TEXT NOT NULL DEFAULT '{}',
-    created BIGINT NOT NULL
+    created BIGINT NOT NULL,
+    PRIMARY KEY (device_id, id)
 );
 CREATE INDEX reports_device ON reports (device_id, created);
+CREATE INDEX reports_assignment ON reports (assignment, status);

@@ -4,7 +4,13 @@
 //! multi-statement change runs in a transaction, so nothing is half-written.
 #![forbid(unsafe_code)]
 
+mod management;
+
 use std::borrow::Cow;
+
+pub use management::{
+    ApiToken, Assignment, AuditLine, DeviceAssignment, Group, MAX_ASSIGNMENT_DEVICES,
+};
 
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -22,6 +28,10 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unknown device {0:?}")]
     UnknownDevice(String),
+    #[error("unknown group {0:?}")]
+    UnknownGroup(String),
+    #[error("unknown assignment {0:?}")]
+    UnknownAssignment(String),
     #[error("{0}")]
     Invalid(String),
 }
@@ -36,14 +46,30 @@ pub enum Backend {
 /// The schema, in the SQL subset both backends accept (TEXT and BIGINT columns, `ON CONFLICT`).
 /// A migration that needs backend-specific SQL gets a per-backend file here.
 fn migrations() -> Vec<Migration> {
-    let sql: &'static str = include_str!("../migrations/0001_inventory.sql");
-    vec![Migration::new(
-        1,
-        Cow::Borrowed("inventory"),
-        MigrationType::Simple,
-        sql.into_sql_str(),
-        false,
-    )]
+    let steps: [(i64, &'static str, &'static str); 2] = [
+        (
+            1,
+            "inventory",
+            include_str!("../migrations/0001_inventory.sql"),
+        ),
+        (
+            2,
+            "management",
+            include_str!("../migrations/0002_management.sql"),
+        ),
+    ];
+    steps
+        .into_iter()
+        .map(|(version, name, sql)| {
+            Migration::new(
+                version,
+                Cow::Borrowed(name),
+                MigrationType::Simple,
+                sql.into_sql_str(),
+                false,
+            )
+        })
+        .collect()
 }
 
 /// What a device says about itself when it polls or reports.
@@ -82,6 +108,8 @@ pub struct DeviceFilter {
     pub firmware_version: Option<String>,
     pub region: Option<String>,
     pub tag: Option<String>,
+    /// Only members of this operator-managed group.
+    pub group: Option<String>,
     pub min_security_version: Option<u64>,
     /// Only devices whose attribute `key` equals `value` (as a JSON string).
     pub attribute: Option<(String, String)>,
@@ -103,7 +131,7 @@ const MAX_TAGS: usize = 64;
 const MAX_FIELD: usize = 256;
 const MAX_JSON: usize = 16 * 1024;
 
-fn check_text(what: &str, v: &str) -> Result<(), DbError> {
+pub(crate) fn check_text(what: &str, v: &str) -> Result<(), DbError> {
     if v.len() > MAX_FIELD || v.chars().any(char::is_control) {
         return Err(DbError::Invalid(format!(
             "{what} must be at most {MAX_FIELD} bytes without control characters"
@@ -112,7 +140,7 @@ fn check_text(what: &str, v: &str) -> Result<(), DbError> {
     Ok(())
 }
 
-fn json_text(what: &str, v: &impl Serialize) -> Result<String, DbError> {
+pub(crate) fn json_text(what: &str, v: &impl Serialize) -> Result<String, DbError> {
     let s = serde_json::to_string(v).map_err(|e| DbError::Invalid(format!("{what}: {e}")))?;
     if s.len() > MAX_JSON {
         return Err(DbError::Invalid(format!("{what} is over {MAX_JSON} bytes")));
@@ -148,7 +176,7 @@ impl DeviceFacts {
 /// The server's database.
 #[derive(Clone)]
 pub struct Db {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     backend: Backend,
 }
 
@@ -367,6 +395,12 @@ impl Db {
                 " AND EXISTS (SELECT 1 FROM device_tags t WHERE t.device_id = d.id AND t.tag = {p})"
             ));
         }
+        if let Some(v) = &filter.group {
+            let p = param(&mut binds, v.clone());
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM group_members g WHERE g.device_id = d.id AND g.group_name = {p})"
+            ));
+        }
         let min_sv = filter
             .min_security_version
             .map(|v| v.min(i64::MAX as u64) as i64);
@@ -467,31 +501,32 @@ impl Db {
             .bind(device_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Report {
-                    id: r.try_get("id")?,
-                    device_id: r.try_get("device_id")?,
-                    assignment: r.try_get("assignment")?,
-                    status: r.try_get("status")?,
-                    progress: r.try_get::<i64, _>("progress")?.max(0) as u64,
-                    details: serde_json::from_str(&r.try_get::<String, _>("details")?)
-                        .unwrap_or_default(),
-                    created: r.try_get("created")?,
-                })
-            })
-            .collect()
+        rows.iter().map(report_from_row).collect()
     }
 
-    pub async fn report_exists(&self, id: &str) -> Result<bool, DbError> {
-        Ok(sqlx::query("SELECT 1 AS one FROM reports WHERE id = $1")
+    /// One report of a device, by its id.
+    pub async fn report(&self, device_id: &str, id: &str) -> Result<Option<Report>, DbError> {
+        let row = sqlx::query("SELECT * FROM reports WHERE device_id = $1 AND id = $2")
+            .bind(device_id)
             .bind(id)
             .fetch_optional(&self.pool)
-            .await?
-            .is_some())
+            .await?;
+        row.as_ref().map(report_from_row).transpose()
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+fn report_from_row(r: &AnyRow) -> Result<Report, DbError> {
+    Ok(Report {
+        id: r.try_get("id")?,
+        device_id: r.try_get("device_id")?,
+        assignment: r.try_get("assignment")?,
+        status: r.try_get("status")?,
+        progress: r.try_get::<i64, _>("progress")?.max(0) as u64,
+        details: serde_json::from_str(&r.try_get::<String, _>("details")?).unwrap_or_default(),
+        created: r.try_get("created")?,
+    })
 }

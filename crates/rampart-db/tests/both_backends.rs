@@ -150,7 +150,7 @@ fn inventory_filters_counts_and_reports_work_on_both_backends() {
                 vec![r.clone()],
                 "{b:?}"
             );
-            assert!(db.report_exists("r-1").await.unwrap());
+            assert!(db.report(&r.device_id, "r-1").await.unwrap().is_some());
             // Bad input: unknown device, duplicate id, oversized fields; nothing half-written.
             let mut bad = r.clone();
             bad.id = "r-2".into();

@@ -320,10 +320,12 @@ impl DeviceApi {
         report: &Report,
         insert_error: DbError,
     ) -> Result<Response, ApiError> {
-        let existing = match self.db.reports_of(&report.device_id).await {
-            Ok(reports) => reports.into_iter().find(|r| r.id == report.id),
-            Err(_) => None,
-        };
+        let existing = self
+            .db
+            .report(&report.device_id, &report.id)
+            .await
+            .ok()
+            .flatten();
         match existing {
             Some(stored) if same_report(&stored, report) => {
                 Metrics::inc(&self.metrics.reports_duplicate);
@@ -342,17 +344,7 @@ impl DeviceApi {
                     report.id
                 ),
             )),
-            None => match self.db.report_exists(&report.id).await {
-                Ok(true) => Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "report_id_conflict",
-                    format!(
-                        "report id {:?} is already in use; choose a fresh unique id (e.g. a random UUID)",
-                        report.id
-                    ),
-                )),
-                _ => Err(ApiError::from_db("storing a report", insert_error)),
-            },
+            None => Err(ApiError::from_db("storing a report", insert_error)),
         }
     }
 

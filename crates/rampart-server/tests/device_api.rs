@@ -609,11 +609,13 @@ async fn reports_are_stored_before_201_and_idempotent(backend: Backend, name: &s
         .await
         .error(409, "report_id_conflict");
     assert!(detail.contains("new id"), "{detail}");
-    // So is another device reusing it.
+    // Report ids are per device: another device may use the same id, and its
+    // report is its own (one device cannot block or overwrite another's).
     let mut dev2 = server.connect(&fx.device("dev-2")).await;
-    dev2.post(REPORTS, &report)
-        .await
-        .error(409, "report_id_conflict");
+    let r = dev2.post(REPORTS, &report).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(fx.db.reports_of("dev-1").await.unwrap().len(), 1);
+    assert_eq!(fx.db.reports_of("dev-2").await.unwrap().len(), 1);
 
     // A report can be a device's first contact; minimal form.
     let r = dev2
@@ -621,9 +623,10 @@ async fn reports_are_stored_before_201_and_idempotent(backend: Backend, name: &s
         .await;
     assert_eq!(r.status, 201, "{r:?}");
     let stored = fx.db.reports_of("dev-2").await.unwrap();
-    assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].details, json!({}));
-    assert_eq!(stored[0].progress, 0);
+    assert_eq!(stored.len(), 2);
+    let minimal = stored.iter().find(|r| r.id == "r-2").unwrap();
+    assert_eq!(minimal.details, json!({}));
+    assert_eq!(minimal.progress, 0);
 
     // Invalid reports: 422 with a useful detail, nothing stored.
     let cases = [
@@ -669,7 +672,7 @@ async fn reports_are_stored_before_201_and_idempotent(backend: Backend, name: &s
         server
             .metric("rampart_server_reports_total{status=\"installing\"}")
             .await,
-        1
+        2
     );
     assert_eq!(server.metrics.reports(ReportStatus::Failed), 1);
     assert_eq!(

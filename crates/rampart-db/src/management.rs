@@ -1,0 +1,519 @@
+//! What operators manage: API tokens, device groups, assignments (which release each device is
+//! told to install) and the stored audit log. Every change that an operator makes carries its
+//! audit record ([`AuditLine`]) and stores it in the same transaction, so no action is recorded
+//! without having happened, or happens without being recorded.
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::{Db, DbError, check_text, json_text};
+
+/// An audit record in its stored form: its sequence number and its JSON line
+/// (`rampart_audit::to_json_line`). The database only stores it; the server builds the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditLine {
+    pub seq: u64,
+    pub line: String,
+}
+
+/// A management API token (its secret is never stored, only its SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub id: String,
+    pub role: String,
+    pub name: String,
+    pub created: i64,
+    pub revoked: bool,
+}
+
+/// An operator-managed group of devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub name: String,
+    pub description: String,
+    pub created: i64,
+    pub members: i64,
+}
+
+/// An operator's decision to install `target` on a set of devices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub id: String,
+    /// The image-repository target path of the release.
+    pub target: String,
+    /// How the devices were chosen (as given to the API).
+    pub selector: serde_json::Value,
+    pub created: i64,
+    pub created_by: String,
+    pub device_count: i64,
+}
+
+/// What one device is currently told to install (an empty `target`: nothing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceAssignment {
+    pub device_id: String,
+    pub assignment_id: String,
+    pub target: String,
+    /// Version of the device's director metadata; grows with every change.
+    pub version: i64,
+    pub updated: i64,
+}
+
+/// Largest number of devices one assignment may name.
+pub const MAX_ASSIGNMENT_DEVICES: usize = 1_000_000;
+
+async fn insert_audit(tx: &mut Transaction<'_, Any>, audit: &AuditLine) -> Result<(), DbError> {
+    sqlx::query("INSERT INTO audit_log (seq, record) VALUES ($1, $2)")
+        .bind(i64::try_from(audit.seq).map_err(|_| DbError::Invalid("audit seq".into()))?)
+        .bind(&audit.line)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn token_from_row(row: &AnyRow) -> Result<ApiToken, DbError> {
+    Ok(ApiToken {
+        id: row.try_get("id")?,
+        role: row.try_get("role")?,
+        name: row.try_get("name")?,
+        created: row.try_get("created")?,
+        revoked: row.try_get::<i64, _>("revoked")? != 0,
+    })
+}
+
+fn assignment_from_row(row: &AnyRow) -> Result<Assignment, DbError> {
+    Ok(Assignment {
+        id: row.try_get("id")?,
+        target: row.try_get("target")?,
+        selector: serde_json::from_str(&row.try_get::<String, _>("selector")?).unwrap_or_default(),
+        created: row.try_get("created")?,
+        created_by: row.try_get("created_by")?,
+        device_count: row.try_get("device_count")?,
+    })
+}
+
+impl Db {
+    // ---- audit log -------------------------------------------------------------------------
+
+    /// Stores one audit record on its own (device and security events).
+    pub async fn append_audit(&self, audit: &AuditLine) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The last stored audit line, to resume the chain after a restart.
+    pub async fn last_audit(&self) -> Result<Option<AuditLine>, DbError> {
+        let row = sqlx::query("SELECT seq, record FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(AuditLine {
+                seq: r.try_get::<i64, _>("seq")?.max(0) as u64,
+                line: r.try_get("record")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Audit lines with `seq >= from`, in order, at most `limit`.
+    pub async fn audit_lines(&self, from: u64, limit: i64) -> Result<Vec<AuditLine>, DbError> {
+        let rows =
+            sqlx::query("SELECT seq, record FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2")
+                .bind(from.min(i64::MAX as u64) as i64)
+                .bind(limit.clamp(1, 100_000))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditLine {
+                    seq: r.try_get::<i64, _>("seq")?.max(0) as u64,
+                    line: r.try_get("record")?,
+                })
+            })
+            .collect()
+    }
+
+    // ---- tokens ----------------------------------------------------------------------------
+
+    /// Stores a new token (its secret's SHA-256, hex) with its audit record.
+    pub async fn create_token(
+        &self,
+        token: &ApiToken,
+        secret_sha256: &str,
+        audit: &AuditLine,
+    ) -> Result<(), DbError> {
+        check_text("token id", &token.id)?;
+        check_text("token name", &token.name)?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, secret_sha256, role, name, created) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&token.id)
+        .bind(secret_sha256)
+        .bind(&token.role)
+        .bind(&token.name)
+        .bind(token.created)
+        .execute(&mut *tx)
+        .await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The unrevoked token whose secret hashes to `secret_sha256`.
+    pub async fn token_by_secret(&self, secret_sha256: &str) -> Result<Option<ApiToken>, DbError> {
+        let row = sqlx::query("SELECT * FROM api_tokens WHERE secret_sha256 = $1 AND revoked = 0")
+            .bind(secret_sha256)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    pub async fn list_tokens(&self) -> Result<Vec<ApiToken>, DbError> {
+        let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY created, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    /// Revokes a token; false if there is no such unrevoked token.
+    pub async fn revoke_token(&self, id: &str, audit: &AuditLine) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query("UPDATE api_tokens SET revoked = 1 WHERE id = $1 AND revoked = 0")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    // ---- devices (operator side) -------------------------------------------------------------
+
+    /// Marks a device revoked or reinstated in the inventory, with its audit record.
+    pub async fn set_revoked_audited(
+        &self,
+        id: &str,
+        revoked: bool,
+        audit: &AuditLine,
+    ) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query("UPDATE devices SET revoked = $2 WHERE id = $1")
+            .bind(id)
+            .bind(i64::from(revoked))
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(DbError::UnknownDevice(id.to_string()));
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- groups ----------------------------------------------------------------------------
+
+    /// Creates a group; false if one of that name exists.
+    pub async fn create_group(
+        &self,
+        name: &str,
+        description: &str,
+        now: i64,
+        audit: &AuditLine,
+    ) -> Result<bool, DbError> {
+        check_text("group name", name)?;
+        check_text("group description", description)?;
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "INSERT INTO device_groups (name, description, created) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(description)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Deletes a group (not its devices); false if there is none of that name.
+    pub async fn delete_group(&self, name: &str, audit: &AuditLine) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM group_members WHERE group_name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        let r = sqlx::query("DELETE FROM device_groups WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn group(&self, name: &str) -> Result<Option<Group>, DbError> {
+        Ok(self
+            .list_groups()
+            .await?
+            .into_iter()
+            .find(|g| g.name == name))
+    }
+
+    pub async fn list_groups(&self) -> Result<Vec<Group>, DbError> {
+        let rows = sqlx::query(
+            "SELECT g.name, g.description, g.created,
+                    (SELECT COUNT(*) FROM group_members m WHERE m.group_name = g.name) AS members
+             FROM device_groups g ORDER BY g.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Group {
+                    name: r.try_get("name")?,
+                    description: r.try_get("description")?,
+                    created: r.try_get("created")?,
+                    members: r.try_get("members")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Adds (or with `remove`, removes) devices to a group in one transaction. Every device and
+    /// the group must exist, else nothing changes.
+    pub async fn change_group_members(
+        &self,
+        group: &str,
+        device_ids: &[String],
+        remove: bool,
+        audit: &AuditLine,
+    ) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        if sqlx::query("SELECT 1 AS one FROM device_groups WHERE name = $1")
+            .bind(group)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_none()
+        {
+            return Err(DbError::UnknownGroup(group.to_string()));
+        }
+        for id in device_ids {
+            if remove {
+                sqlx::query("DELETE FROM group_members WHERE group_name = $1 AND device_id = $2")
+                    .bind(group)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                continue;
+            }
+            if sqlx::query("SELECT 1 AS one FROM devices WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_none()
+            {
+                return Err(DbError::UnknownDevice(id.clone()));
+            }
+            sqlx::query(
+                "INSERT INTO group_members (group_name, device_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(group)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Ids of the devices in a group, ordered.
+    pub async fn group_device_ids(&self, group: &str) -> Result<Vec<String>, DbError> {
+        let rows = sqlx::query(
+            "SELECT device_id FROM group_members WHERE group_name = $1 ORDER BY device_id",
+        )
+        .bind(group)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("device_id").map_err(DbError::from))
+            .collect()
+    }
+
+    // ---- assignments -----------------------------------------------------------------------
+
+    /// Stores an assignment and points each of `device_ids` at its target (raising each one's
+    /// director version), in one transaction with its audit record. Every device must exist.
+    pub async fn create_assignment(
+        &self,
+        assignment: &Assignment,
+        device_ids: &[String],
+        audit: &AuditLine,
+    ) -> Result<(), DbError> {
+        check_text("assignment id", &assignment.id)?;
+        if assignment.target.is_empty() || assignment.target.len() > 1024 {
+            return Err(DbError::Invalid(
+                "assignment target must be 1 to 1024 bytes".into(),
+            ));
+        }
+        if device_ids.len() > MAX_ASSIGNMENT_DEVICES {
+            return Err(DbError::Invalid(format!(
+                "an assignment may name at most {MAX_ASSIGNMENT_DEVICES} devices"
+            )));
+        }
+        let selector = json_text("selector", &assignment.selector)?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO assignments (id, target, selector, created, created_by, device_count) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&assignment.id)
+        .bind(&assignment.target)
+        .bind(selector)
+        .bind(assignment.created)
+        .bind(&assignment.created_by)
+        .bind(device_ids.len() as i64)
+        .execute(&mut *tx)
+        .await?;
+        for id in device_ids {
+            point_device(
+                &mut tx,
+                id,
+                &assignment.id,
+                &assignment.target,
+                assignment.created,
+            )
+            .await?;
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Tells the devices of an assignment that still point at it to install nothing; returns
+    /// how many changed.
+    pub async fn cancel_assignment(
+        &self,
+        assignment_id: &str,
+        now: i64,
+        audit: &AuditLine,
+    ) -> Result<u64, DbError> {
+        let mut tx = self.pool.begin().await?;
+        if sqlx::query("SELECT 1 AS one FROM assignments WHERE id = $1")
+            .bind(assignment_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_none()
+        {
+            return Err(DbError::UnknownAssignment(assignment_id.to_string()));
+        }
+        let r = sqlx::query(
+            "UPDATE device_assignments SET assignment_id = '', target = '', version = version + 1, updated = $2
+             WHERE assignment_id = $1",
+        )
+        .bind(assignment_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(r.rows_affected())
+    }
+
+    pub async fn assignment(&self, id: &str) -> Result<Option<Assignment>, DbError> {
+        let row = sqlx::query("SELECT * FROM assignments WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(assignment_from_row).transpose()
+    }
+
+    /// Assignments, newest first.
+    pub async fn list_assignments(&self, limit: i64) -> Result<Vec<Assignment>, DbError> {
+        let rows = sqlx::query("SELECT * FROM assignments ORDER BY created DESC, id LIMIT $1")
+            .bind(limit.clamp(1, 10_000))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(assignment_from_row).collect()
+    }
+
+    /// What `device_id` is currently told to install, if it was ever assigned anything.
+    pub async fn device_assignment(
+        &self,
+        device_id: &str,
+    ) -> Result<Option<DeviceAssignment>, DbError> {
+        let row = sqlx::query("SELECT * FROM device_assignments WHERE device_id = $1")
+            .bind(device_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(DeviceAssignment {
+                device_id: r.try_get("device_id")?,
+                assignment_id: r.try_get("assignment_id")?,
+                target: r.try_get("target")?,
+                version: r.try_get("version")?,
+                updated: r.try_get("updated")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Per status, how many devices of an assignment last reported it.
+    pub async fn assignment_status_counts(
+        &self,
+        assignment_id: &str,
+    ) -> Result<Vec<(String, i64)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT status, COUNT(DISTINCT device_id) AS n FROM reports WHERE assignment = $1 GROUP BY status ORDER BY status",
+        )
+        .bind(assignment_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
+            .collect()
+    }
+}
+
+/// Points one device at `target` and raises its director version.
+async fn point_device(
+    tx: &mut Transaction<'_, Any>,
+    device_id: &str,
+    assignment_id: &str,
+    target: &str,
+    now: i64,
+) -> Result<(), DbError> {
+    if sqlx::query("SELECT 1 AS one FROM devices WHERE id = $1")
+        .bind(device_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .is_none()
+    {
+        return Err(DbError::UnknownDevice(device_id.to_string()));
+    }
+    sqlx::query(
+        "INSERT INTO device_assignments (device_id, assignment_id, target, version, updated) VALUES ($1, $2, $3, 1, $4)
+         ON CONFLICT (device_id) DO UPDATE SET assignment_id = $2, target = $3,
+             version = device_assignments.version + 1, updated = $4",
+    )
+    .bind(device_id)
+    .bind(assignment_id)
+    .bind(target)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
