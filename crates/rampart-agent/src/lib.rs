@@ -1,6 +1,8 @@
 //! The device side of Rampart, as a library the `rampart-agent` binary (and the demo) use.
 #![forbid(unsafe_code)]
 
+pub mod director;
+
 use std::path::Path;
 
 use anyhow::Context;

@@ -40,6 +40,32 @@ enum Command {
         /// Verifier key of the vendor's release key (signs the logged release statements).
         #[arg(long, requires = "log_policy")]
         release_key: Option<String>,
+        /// The update server's director root (`rampart director init`), pinned for `update`.
+        #[arg(long)]
+        director_root: Option<PathBuf>,
+    },
+    /// Update through the update server over mutual TLS: poll, verify the director's and the
+    /// image repository's metadata and their agreement, and download the assigned release
+    /// (resuming a partial download) into --out.
+    Update {
+        /// The server's device API, e.g. https://updates.example:8443
+        #[arg(long, env = "RAMPART_SERVER_URL")]
+        server_url: String,
+        /// CA certificate(s) the server's certificate must chain to (PEM).
+        #[arg(long)]
+        server_ca: PathBuf,
+        /// This device's certificate (PEM); its device id is this device's identity.
+        #[arg(long)]
+        cert: PathBuf,
+        /// This device's private key (PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// This device's hardware compatibility id.
+        #[arg(long, env = "RAMPART_HARDWARE_ID")]
+        hardware_id: String,
+        /// Where the verified artifact is written (a partial download is kept as <out>.part).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Refresh metadata and say whether a release may be installed on this device.
     Check(FetchArgs),
@@ -71,18 +97,6 @@ fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-/// The security version the device runs, from `<state>/security-version` (0 if absent).
-fn installed_security_version(state: &Path) -> anyhow::Result<u64> {
-    match std::fs::read_to_string(state.join("security-version")) {
-        Ok(s) => s
-            .trim()
-            .parse()
-            .context("state file security-version is not a number"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(e.into()),
-    }
-}
-
 fn verified(
     state: &Path,
     args: &FetchArgs,
@@ -104,7 +118,10 @@ fn verified(
         .get_targetinfo(&args.target)?
         .with_context(|| format!("{} is not a release in the trusted metadata", args.target))?;
     let release = ReleaseInfo::from_custom(info.custom.as_ref())?;
-    release.check_installable(&args.hardware_id, installed_security_version(state)?)?;
+    release.check_installable(
+        &args.hardware_id,
+        rampart_agent::director::installed_security_version(state)?,
+    )?;
     check_logged(state, &mut up, &args.target, &info, &release)?;
     Ok((up, info, release))
 }
@@ -115,6 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             trusted_root,
             log_policy,
             release_key,
+            director_root,
         } => {
             let bytes = std::fs::read(&trusted_root)
                 .with_context(|| format!("reading {}", trusted_root.display()))?;
@@ -143,8 +161,63 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     parsed.origin, parsed.quorum
                 );
             }
+            if let Some(director_root) = director_root {
+                let bytes = std::fs::read(&director_root)
+                    .with_context(|| format!("reading {}", director_root.display()))?;
+                rampart_agent::director::pin_director_root(&cli.state_dir, &bytes)
+                    .context("pinning the director root")?;
+                println!("director root pinned");
+            }
             write_atomic(&dir.join("root.json"), &bytes)?;
             println!("trusted root installed in {}", dir.display());
+        }
+        Command::Update {
+            server_url,
+            server_ca,
+            cert,
+            key,
+            hardware_id,
+            out,
+        } => {
+            let read =
+                |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+            let tls = rampart_agent::director::DeviceTls {
+                server_ca_pem: read(&server_ca)?,
+                cert_pem: read(&cert)?,
+                key_pem: read(&key)?,
+            };
+            let client = rampart_agent::director::ServerClient::new(&server_url, &tls)?;
+            match rampart_agent::director::update(
+                &cli.state_dir,
+                &client,
+                &hardware_id,
+                &out,
+                now_unix(),
+            )? {
+                rampart_agent::director::UpdateOutcome::NothingAssigned => {
+                    println!("nothing assigned to device {}", client.device_id());
+                }
+                rampart_agent::director::UpdateOutcome::Downloaded {
+                    target,
+                    version,
+                    director_version,
+                    path,
+                    resumed_from,
+                    already_present,
+                } => {
+                    let how = if already_present {
+                        " (already downloaded)".to_string()
+                    } else if resumed_from > 0 {
+                        format!(" (resumed from byte {resumed_from})")
+                    } else {
+                        String::new()
+                    };
+                    println!(
+                        "verified {target} version {version} (director v{director_version}) -> {}{how}",
+                        path.display()
+                    );
+                }
+            }
         }
         Command::Check(args) => {
             let (_, info, release) = verified(&cli.state_dir, &args)?;

@@ -50,6 +50,10 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 11)]
         rounds: usize,
     },
+    /// The update server under polling load: `rampart server` as a child process with N
+    /// registered devices, polled over mutual-TLS keep-alive connections from this process;
+    /// polls/s, p50/p99 latency, server peak RSS, database bytes per device.
+    Server(crate::bench_server::ServerBenchArgs),
 }
 
 /// Transparency-log benchmarks.
@@ -78,6 +82,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         } => bench_verify(rounds, (!no_peer).then_some(peer_script)),
         BenchCommand::LogAppend(a) => bench_log_append(a),
         BenchCommand::LogProof { rounds } => bench_log_proof(rounds),
+        BenchCommand::Server(a) => crate::bench_server::run(a),
         BenchCommand::TufClient {
             targets,
             iterations,
@@ -134,7 +139,7 @@ fn run_peer(script: &Path, args: &[String]) -> anyhow::Result<serde_json::Value>
         .with_context(|| format!("peer output is not JSON: {text}"))
 }
 
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {

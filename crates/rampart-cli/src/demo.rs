@@ -406,6 +406,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
     println!("    ALERT: {}", alerts[0]);
 
     server.stop();
+    crate::demo_server::run(&dir, &repo_dir, &v2, PASSPHRASE, 13)?;
     println!("\nDemo complete. Everything is in {}", dir.display());
     Ok(())
 }

@@ -61,7 +61,12 @@ pub enum AuditCommand {
     /// Verify an exported audit log (JSON Lines): any edited, removed, duplicated or reordered
     /// record fails, naming it. With --head and --count (a published head), a removed tail too.
     Verify {
-        file: PathBuf,
+        /// An exported log (JSON Lines); or give --db to check the server's stored log.
+        #[arg(required_unless_present = "db", conflicts_with = "db")]
+        file: Option<PathBuf>,
+        /// The server's database (sqlite://PATH or postgres://...).
+        #[arg(long)]
+        db: Option<String>,
         /// Expected head hash (hex) of the first --count records.
         #[arg(long, requires = "count")]
         head: Option<String>,
@@ -70,7 +75,12 @@ pub enum AuditCommand {
     },
     /// Convert an exported audit log (JSON Lines) to CSV or a JSON array on stdout.
     Export {
-        file: PathBuf,
+        /// An exported log (JSON Lines); or give --db to read the server's stored log.
+        #[arg(required_unless_present = "db", conflicts_with = "db")]
+        file: Option<PathBuf>,
+        /// The server's database (sqlite://PATH or postgres://...).
+        #[arg(long)]
+        db: Option<String>,
         #[arg(long, default_value = "csv")]
         format: String,
     },
@@ -201,16 +211,34 @@ pub fn device_command(cmd: DeviceCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_records(file: &Path) -> anyhow::Result<Vec<rampart_audit::AuditRecord>> {
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+fn read_records(
+    file: Option<&Path>,
+    db: Option<&str>,
+) -> anyhow::Result<Vec<rampart_audit::AuditRecord>> {
+    let (bytes, source) = match (file, db) {
+        (Some(file), _) => (
+            std::fs::read(file).with_context(|| format!("reading {}", file.display()))?,
+            file.display().to_string(),
+        ),
+        (None, Some(url)) => (
+            crate::server::audit_jsonl_from_db(url)?,
+            "the stored audit log".to_owned(),
+        ),
+        (None, None) => bail!("give an exported log file or --db URL"),
+    };
     rampart_audit::parse_jsonl(bytes)
-        .with_context(|| format!("{} is not an audit log export", file.display()))
+        .with_context(|| format!("{source} is not an audit log (AUDIT LOG TAMPERED or damaged)"))
 }
 
 pub fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
     match cmd {
-        AuditCommand::Verify { file, head, count } => {
-            let records = read_records(&file)?;
+        AuditCommand::Verify {
+            file,
+            db,
+            head,
+            count,
+        } => {
+            let records = read_records(file.as_deref(), db.as_deref())?;
             let expected = match (head, count) {
                 (Some(h), Some(c)) => {
                     let h: [u8; 32] = hex::decode(&h)
@@ -225,12 +253,13 @@ pub fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
                 rampart_audit::verify_against(&records, expected).context("AUDIT LOG TAMPERED")?;
             println!("ok: {} records, head {}", v.count, hex::encode(v.head));
         }
-        AuditCommand::Export { file, format } => {
-            let records = read_records(&file)?;
+        AuditCommand::Export { file, db, format } => {
+            let records = read_records(file.as_deref(), db.as_deref())?;
             match format.as_str() {
+                "jsonl" => print!("{}", rampart_audit::to_jsonl(&records)),
                 "csv" => print!("{}", rampart_audit::to_csv(&records)),
                 "json" => println!("{}", serde_json::to_string_pretty(&records)?),
-                other => bail!("unknown --format {other:?}: use csv or json"),
+                other => bail!("unknown --format {other:?}: use csv, json or jsonl"),
             }
         }
     }

@@ -2,7 +2,10 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_server;
 mod demo;
+mod demo_server;
+mod director;
 mod fleet;
 mod serve;
 mod server;
@@ -59,8 +62,14 @@ enum Command {
     /// Verify and export the tamper-evident audit log.
     #[command(subcommand)]
     Audit(fleet::AuditCommand),
-    /// Run the update server: device API over mutual TLS, inventory, metrics.
+    /// Run the update server: device API over mutual TLS, management API, inventory, metrics.
     Server(server::ServerArgs),
+    /// The director's root of trust (per-device targets metadata, Uptane-style).
+    #[command(subcommand)]
+    Director(director::DirectorCommand),
+    /// Management API tokens (admin, operator, viewer, auditor).
+    #[command(subcommand)]
+    Token(server::TokenCommand),
     /// Measure performance (figures for docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -610,6 +619,8 @@ fn main() -> std::process::ExitCode {
         Command::Device(c) => fleet::device_command(c),
         Command::Audit(c) => fleet::audit_command(c),
         Command::Server(args) => server::run(args),
+        Command::Director(c) => director::director_command(c),
+        Command::Token(c) => server::token_command(c),
         Command::Bench(c) => bench::run(c),
         Command::Demo { dir } => demo::run(dir),
     };

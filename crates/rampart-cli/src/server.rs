@@ -37,6 +37,25 @@ pub struct ServerArgs {
     /// Last-seen times are written to the database at least this often, milliseconds.
     #[arg(long, default_value_t = 1000)]
     last_seen_flush_ms: u64,
+    /// Address of the management API (HTTPS with --cert/--key, bearer tokens from
+    /// `rampart token create`).
+    #[arg(long)]
+    management_listen: Option<SocketAddr>,
+    /// The image repository directory to host (from `rampart repo init`); its releases are what
+    /// operators assign.
+    #[arg(long)]
+    repo: Option<PathBuf>,
+    /// The director root (`rampart director init` writes DIR/root.json); with --director-key,
+    /// the server signs each device's director targets metadata. Needs --repo.
+    #[arg(long, requires_all = ["director_key", "repo"])]
+    director_root: Option<PathBuf>,
+    /// The director's online key (file:PATH, passphrase from RAMPART_KEY_PASSPHRASE, or
+    /// pkcs11:token=..;object=..).
+    #[arg(long, requires = "director_root")]
+    director_key: Option<String>,
+    /// Days each signed director targets metadata stays valid.
+    #[arg(long, default_value_t = 7)]
+    director_expiry_days: u32,
 }
 
 fn read(path: &Path, what: &str) -> anyhow::Result<String> {
@@ -50,9 +69,11 @@ pub fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
         .iter()
         .map(|p| read(p, "CRL"))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let cert = read(&args.cert, "server certificate")?;
+    let key = read(&args.key, "server key")?;
     let tls = rampart_pki::server_config(
-        &read(&args.cert, "server certificate")?,
-        &read(&args.key, "server key")?,
+        &cert,
+        &key,
         &read(&args.client_ca, "client CA certificate")?,
         &crls,
     )
@@ -61,6 +82,31 @@ pub fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
     config.metrics_listen = args.metrics_listen;
     config.poll_interval_secs = args.poll_interval;
     config.last_seen_flush_interval = Duration::from_millis(args.last_seen_flush_ms.max(1));
+    if let Some(addr) = args.management_listen {
+        config.management_listen = Some(addr);
+        config.management_tls = Some(
+            rampart_pki::server_config_without_client_auth(&cert, &key)
+                .context("building the management API's TLS configuration")?,
+        );
+    }
+    if let Some(repo) = &args.repo {
+        if !repo.join("metadata/1.root.json").is_file() {
+            anyhow::bail!(
+                "{} is not an image repository (no metadata/1.root.json); create one with `rampart repo init`",
+                repo.display()
+            );
+        }
+        config.image_repo = Some(repo.clone());
+    }
+    if let (Some(root), Some(key)) = (&args.director_root, &args.director_key) {
+        let signer = rampart_keys::open_signer(key)
+            .with_context(|| format!("opening the director key {key}"))?;
+        let mut director =
+            rampart_server::DirectorConfig::new(root.clone(), std::sync::Arc::from(signer));
+        director.targets_expiry =
+            Duration::from_secs(u64::from(args.director_expiry_days.max(1)) * 86_400);
+        config.director = Some(director);
+    }
     Ok(config)
 }
 
@@ -78,8 +124,19 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         if let Some(addr) = server.metrics_addr() {
             println!("metrics listening on http://{addr}/metrics");
         }
+        if let Some(addr) = server.management_addr() {
+            println!("management API listening on https://{addr}/api/v1/");
+        }
+        rampart_server::log::info(
+            "server started",
+            serde_json::json!({
+                "device_api": server.local_addr().to_string(),
+                "management_api": server.management_addr().map(|a| a.to_string()),
+                "metrics": server.metrics_addr().map(|a| a.to_string()),
+            }),
+        );
         server.serve(shutdown_signal()).await?;
-        eprintln!("rampart server: stopped");
+        rampart_server::log::info("server stopped", serde_json::Value::Null);
         Ok(())
     })
 }
@@ -103,4 +160,127 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     ctrl_c.await;
+}
+
+/// `rampart token ...`: management API tokens, written straight to the server's database.
+#[derive(clap::Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; its secret is printed once (store it, it cannot be shown again).
+    Create {
+        #[arg(long, env = "RAMPART_DB", default_value = "sqlite://rampart-server.db")]
+        db: String,
+        /// admin, operator, viewer or auditor.
+        #[arg(long)]
+        role: String,
+        /// What the token is for (shown in listings and the audit log).
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[arg(long, env = "RAMPART_DB", default_value = "sqlite://rampart-server.db")]
+        db: String,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        #[arg(long, env = "RAMPART_DB", default_value = "sqlite://rampart-server.db")]
+        db: String,
+        id: String,
+    },
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Who acts when the CLI changes the database directly.
+fn cli_actor() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
+pub fn token_command(cmd: TokenCommand) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        match cmd {
+            TokenCommand::Create { db, role, name } => {
+                let role = rampart_server::Role::parse(&role).with_context(|| {
+                    format!("unknown role {role:?}: use admin, operator, viewer or auditor")
+                })?;
+                let db = rampart_db::Db::connect(&db).await?;
+                let audit = rampart_server::audit::AuditWriter::new(db.clone());
+                let created = rampart_server::management::create_token(
+                    &db,
+                    &audit,
+                    role,
+                    &name,
+                    &cli_actor(),
+                    crate::now_unix(),
+                )
+                .await?;
+                eprintln!(
+                    "created {} token {} (store the secret now; it is not shown again):",
+                    role.as_str(),
+                    created.token.id
+                );
+                println!("{}", created.secret);
+            }
+            TokenCommand::List { db } => {
+                let db = rampart_db::Db::connect(&db).await?;
+                for t in db.list_tokens().await? {
+                    println!(
+                        "{}  {:<8}  {}{}",
+                        t.id,
+                        t.role,
+                        t.name,
+                        if t.revoked { "  (revoked)" } else { "" }
+                    );
+                }
+            }
+            TokenCommand::Revoke { db, id } => {
+                let db = rampart_db::Db::connect(&db).await?;
+                let audit = rampart_server::audit::AuditWriter::new(db.clone());
+                let revoked = audit
+                    .write(
+                        crate::now_unix(),
+                        &cli_actor(),
+                        "token.revoked",
+                        &id,
+                        serde_json::json!({}),
+                        |line| {
+                            let (db, id) = (db.clone(), id.clone());
+                            async move { db.revoke_token(&id, &line).await }
+                        },
+                    )
+                    .await?;
+                if !revoked {
+                    anyhow::bail!("no unrevoked token {id:?}; see `rampart token list`");
+                }
+                println!("revoked token {id}");
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The stored audit log as JSON Lines (for `rampart audit verify --db` and `export --db`).
+pub fn audit_jsonl_from_db(url: &str) -> anyhow::Result<Vec<u8>> {
+    runtime()?.block_on(async move {
+        let db = rampart_db::Db::connect(url).await?;
+        let mut out = Vec::new();
+        let mut from = 0u64;
+        loop {
+            let lines = db.audit_lines(from, 10_000).await?;
+            let Some(last) = lines.last() else { break };
+            from = last.seq + 1;
+            for l in &lines {
+                out.extend_from_slice(l.line.as_bytes());
+                out.push(b'\n');
+            }
+        }
+        db.close().await;
+        Ok(out)
+    })
 }

@@ -469,3 +469,30 @@ fn hsm_signed_offline_roles() {
     let err = fails(c);
     assert!(err.contains("RAMPART_PKCS11_PIN"), "{err}");
 }
+
+/// The README's main job: `rampart demo` runs every chapter, including the update server
+/// (device enrolment, assignment through the management API, verified download through the
+/// director, revocation, and a verified audit log).
+#[test]
+fn demo_runs_end_to_end() {
+    let w = tempfile::tempdir().unwrap();
+    let dir = w.path().join("demo");
+    let out = common::ok({
+        let mut c = common::rampart(&["demo", "--dir", dir.to_str().unwrap()]);
+        c.env_remove("RAMPART_KEY_PASSPHRASE");
+        c
+    });
+    for expected in [
+        "ALERT: entry 2",
+        "device dev-0001: nothing assigned",
+        "device verified and downloaded",
+        "assignment status: {\"downloaded\":1}",
+        "refused: the update server",
+        "device_revoked",
+        "device.revoked",
+        "rampart audit verify: ok: 4 records",
+        "Demo complete.",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+}

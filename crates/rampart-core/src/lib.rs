@@ -6,6 +6,7 @@
 
 pub mod cjson;
 pub mod delegation;
+pub mod director;
 pub mod error;
 pub mod keys;
 pub mod metadata;

@@ -4,13 +4,16 @@
 //! multi-statement change runs in a transaction, so nothing is half-written.
 #![forbid(unsafe_code)]
 
+mod bulk;
 mod management;
+mod poll;
 
 use std::borrow::Cow;
 
 pub use management::{
     ApiToken, Assignment, AuditLine, DeviceAssignment, Group, MAX_ASSIGNMENT_DEVICES,
 };
+pub use poll::PollState;
 
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -198,8 +201,11 @@ impl Db {
                 } else {
                     format!("{url}?mode=rwc")
                 };
+                // No liveness ping before each use: an embedded file has no far end to lose, and
+                // the ping costs a round trip to the connection's worker thread per query.
                 AnyPoolOptions::new()
                     .max_connections(4)
+                    .test_before_acquire(false)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             // WAL for concurrent readers; FULL so a committed report survives power
@@ -223,8 +229,19 @@ impl Db {
                     .await?
             }
             Backend::Postgres => {
+                // A liveness ping (one network round trip) only before reusing a connection that
+                // sat idle for a second or more, not before every query of a busy server.
                 AnyPoolOptions::new()
                     .max_connections(16)
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for >= std::time::Duration::from_secs(1) {
+                                sqlx::Connection::ping(conn).await?;
+                            }
+                            Ok(true)
+                        })
+                    })
                     .connect(url)
                     .await?
             }
@@ -237,6 +254,18 @@ impl Db {
         self.backend
     }
 
+    /// Begins a transaction that writes. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), so it waits for another writer under the busy timeout; a deferred
+    /// transaction that reads first and then writes fails at once with SQLITE_BUSY instead.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, DbError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// Records a device's first contact or its latest facts, tags replaced, in one transaction.
     pub async fn upsert_device(
         &self,
@@ -246,7 +275,7 @@ impl Db {
     ) -> Result<(), DbError> {
         check_text("device id", id)?;
         facts.validate()?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO devices (id, hardware_id, firmware_version, security_version, region, slots, attributes, first_seen, last_seen)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
@@ -296,7 +325,7 @@ impl Db {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for (id, t) in batch {
             sqlx::query("UPDATE devices SET last_seen = $2 WHERE id = $1 AND last_seen < $2")
                 .bind(id)
@@ -474,7 +503,7 @@ impl Db {
         check_text("status", &r.status)?;
         check_text("assignment", &r.assignment)?;
         let details = json_text("details", &r.details)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let exists = sqlx::query("SELECT 1 AS one FROM devices WHERE id = $1")
             .bind(&r.device_id)
             .fetch_optional(&mut *tx)

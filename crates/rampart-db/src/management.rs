@@ -98,7 +98,7 @@ impl Db {
 
     /// Stores one audit record on its own (device and security events).
     pub async fn append_audit(&self, audit: &AuditLine) -> Result<(), DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
@@ -147,7 +147,7 @@ impl Db {
     ) -> Result<(), DbError> {
         check_text("token id", &token.id)?;
         check_text("token name", &token.name)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO api_tokens (id, secret_sha256, role, name, created) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -181,7 +181,7 @@ impl Db {
 
     /// Revokes a token; false if there is no such unrevoked token.
     pub async fn revoke_token(&self, id: &str, audit: &AuditLine) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query("UPDATE api_tokens SET revoked = 1 WHERE id = $1 AND revoked = 0")
             .bind(id)
             .execute(&mut *tx)
@@ -203,7 +203,7 @@ impl Db {
         revoked: bool,
         audit: &AuditLine,
     ) -> Result<(), DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query("UPDATE devices SET revoked = $2 WHERE id = $1")
             .bind(id)
             .bind(i64::from(revoked))
@@ -229,7 +229,7 @@ impl Db {
     ) -> Result<bool, DbError> {
         check_text("group name", name)?;
         check_text("group description", description)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query(
             "INSERT INTO device_groups (name, description, created) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
         )
@@ -248,7 +248,7 @@ impl Db {
 
     /// Deletes a group (not its devices); false if there is none of that name.
     pub async fn delete_group(&self, name: &str, audit: &AuditLine) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM group_members WHERE group_name = $1")
             .bind(name)
             .execute(&mut *tx)
@@ -302,7 +302,7 @@ impl Db {
         remove: bool,
         audit: &AuditLine,
     ) -> Result<(), DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if sqlx::query("SELECT 1 AS one FROM device_groups WHERE name = $1")
             .bind(group)
             .fetch_optional(&mut *tx)
@@ -376,7 +376,7 @@ impl Db {
             )));
         }
         let selector = json_text("selector", &assignment.selector)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO assignments (id, target, selector, created, created_by, device_count) VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -411,7 +411,7 @@ impl Db {
         now: i64,
         audit: &AuditLine,
     ) -> Result<u64, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if sqlx::query("SELECT 1 AS one FROM assignments WHERE id = $1")
             .bind(assignment_id)
             .fetch_optional(&mut *tx)

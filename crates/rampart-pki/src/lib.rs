@@ -33,7 +33,9 @@ use std::io::Write as _;
 use std::path::Path;
 
 pub use ca::{CertificateAuthority, IssuedCert, validate_device_id};
-pub use tls::{client_config, client_config_without_identity, server_config};
+pub use tls::{
+    client_config, client_config_without_identity, server_config, server_config_without_client_auth,
+};
 pub use zeroize::Zeroizing;
 
 /// URI prefix of the subjectAltName that carries a device id.

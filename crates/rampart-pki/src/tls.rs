@@ -109,6 +109,23 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// Builds the operator (management API) server configuration: TLS with the
+/// server certificate, no client certificate (operators authenticate with
+/// bearer tokens). ALPN `http/1.1`.
+pub fn server_config_without_client_auth(
+    server_cert_pem: &str,
+    server_key_pem: &str,
+) -> Result<Arc<ServerConfig>> {
+    let chain = certificates(server_cert_pem, "server certificate")?;
+    let key = private_key(server_key_pem, "server private key")?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// Builds a device client configuration: trusts servers whose certificate
 /// chains to `server_ca_pem` (one or more CA certificates) and authenticates
 /// with `client_cert_pem` (optionally followed by intermediates) and its key.

@@ -6,7 +6,8 @@
 //!
 //! * `POST /device/v1/poll` — body: the device's facts ([`DeviceFacts`]) or
 //!   `{}` (or empty). Answers `{"device_id", "poll_interval_secs",
-//!   "assignment"}` with an `ETag`; `If-None-Match` with that tag gets 304.
+//!   "assignment"}` (`{"id", "target", "director_version"}` or null) with an
+//!   `ETag`; `If-None-Match` with that tag gets 304.
 //!   Facts are written only when they differ from the stored ones; facts
 //!   without an `attributes` key keep the stored attributes.
 //! * `POST /device/v1/reports` — body `{"id", "status", "assignment"?,
@@ -61,11 +62,14 @@ pub enum ReportStatus {
     Failed,
     RolledBack,
     Cancelled,
+    /// The device refused the update because verification failed (signature, hash, director
+    /// and image repository disagreeing, ...). Recorded in the audit log.
+    VerificationFailed,
 }
 
 impl ReportStatus {
     /// Every status, in declaration order (`status as usize` indexes it).
-    pub const ALL: [ReportStatus; 8] = [
+    pub const ALL: [ReportStatus; 9] = [
         ReportStatus::Downloading,
         ReportStatus::Downloaded,
         ReportStatus::Installing,
@@ -74,6 +78,7 @@ impl ReportStatus {
         ReportStatus::Failed,
         ReportStatus::RolledBack,
         ReportStatus::Cancelled,
+        ReportStatus::VerificationFailed,
     ];
 
     /// The wire (and database) spelling.
@@ -87,6 +92,7 @@ impl ReportStatus {
             ReportStatus::Failed => "failed",
             ReportStatus::RolledBack => "rolled_back",
             ReportStatus::Cancelled => "cancelled",
+            ReportStatus::VerificationFailed => "verification_failed",
         }
     }
 }
@@ -98,6 +104,7 @@ pub(crate) struct DeviceApi {
     pub(crate) last_seen: Arc<LastSeen>,
     pub(crate) poll_interval_secs: u64,
     pub(crate) body_limits: BodyLimits,
+    pub(crate) audit: crate::audit::AuditWriter,
     device_locks: Box<[tokio::sync::Mutex<()>]>,
 }
 
@@ -108,6 +115,7 @@ impl DeviceApi {
         last_seen: Arc<LastSeen>,
         poll_interval_secs: u64,
         body_limits: BodyLimits,
+        audit: crate::audit::AuditWriter,
     ) -> Self {
         Self {
             db,
@@ -115,6 +123,7 @@ impl DeviceApi {
             last_seen,
             poll_interval_secs,
             body_limits,
+            audit,
             device_locks: (0..DEVICE_LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
@@ -132,7 +141,7 @@ impl DeviceApi {
 
     /// The calling device, registered if this is its first contact; 403 if
     /// it is revoked in the inventory.
-    async fn identify(&self, peer: &PeerIdentity, now: i64) -> Result<Device, ApiError> {
+    pub(crate) async fn identify(&self, peer: &PeerIdentity, now: i64) -> Result<Device, ApiError> {
         let id = peer.device_id.as_str();
         let found = self
             .db
@@ -149,6 +158,26 @@ impl DeviceApi {
                     .map_err(|e| ApiError::from_db("registering a device", e))?;
                 if new {
                     Metrics::inc(&self.metrics.devices_registered);
+                    // Enrolment is a security event: which certificate, from where.
+                    let details = serde_json::json!({
+                        "serial": peer.serial,
+                        "remote_address": peer.remote_addr.ip().to_string(),
+                    });
+                    if let Err(e) = self
+                        .audit
+                        .record(now, &format!("device:{id}"), "device.enrolled", id, details)
+                        .await
+                    {
+                        crate::log::error(
+                            "recording an enrolment in the audit log",
+                            serde_json::json!({"device": id, "error": e.to_string()}),
+                        );
+                        return Err(ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "storage_unavailable",
+                            "the server could not record the enrolment; retry later",
+                        ));
+                    }
                 }
                 self.stored_device(id).await?
             }
@@ -171,7 +200,10 @@ impl DeviceApi {
             .await
             .map_err(|e| ApiError::from_db("reading a device", e))?
             .ok_or_else(|| {
-                eprintln!("rampart-server: device {id:?} vanished from the inventory");
+                crate::log::error(
+                    "device vanished from the inventory",
+                    serde_json::json!({"device": id}),
+                );
                 ApiError::internal()
             })
     }
@@ -211,7 +243,8 @@ impl DeviceApi {
     ) -> Result<Response, ApiError> {
         let bytes = read_body(headers, body, self.body_limits).await?;
         let now = unix_now();
-        let device = self.identify(peer, now).await?;
+        // One database read: revocation and assignment (see crate::poll_read).
+        let device = self.polling_device(peer, now).await?;
         self.last_seen.record(&device.id, now);
         if let Some((facts, keep_attributes)) = parse_poll_facts(&bytes)? {
             self.store_facts(&device.id, facts, keep_attributes, now)
@@ -223,13 +256,23 @@ impl DeviceApi {
         struct PollAnswer<'a> {
             device_id: &'a str,
             poll_interval_secs: u64,
-            /// What the device should install; none until assignments exist.
+            /// What the device should install: `{"id", "target", "director_version"}`, or
+            /// null when nothing is assigned (never, or cancelled).
             assignment: Option<Value>,
         }
+        // Read with the revocation flag above; the ETag changes with every change of the
+        // assignment.
+        let assignment = device.assignment.filter(|a| !a.target.is_empty()).map(|a| {
+            serde_json::json!({
+                "id": a.assignment_id,
+                "target": a.target,
+                "director_version": a.version,
+            })
+        });
         let answer = serde_json::to_vec(&PollAnswer {
             device_id: &device.id,
             poll_interval_secs: self.poll_interval_secs,
-            assignment: None,
+            assignment,
         })
         .map_err(|_| ApiError::internal())?;
         let digest = ring::digest::digest(&ring::digest::SHA256, &answer);
@@ -306,6 +349,38 @@ impl DeviceApi {
         match self.db.insert_report(&report).await {
             Ok(()) => {
                 Metrics::inc(&self.metrics.reports[request.status as usize]);
+                if request.status == ReportStatus::VerificationFailed {
+                    let details = serde_json::json!({
+                        "report": report.id,
+                        "assignment": report.assignment,
+                        "details": report.details,
+                    });
+                    let actor = format!("device:{}", report.device_id);
+                    let action = "device.verification_failed";
+                    let mut result = self
+                        .audit
+                        .record(now, &actor, action, &report.device_id, details)
+                        .await;
+                    if let Err(crate::audit::AuditWriteError::Record(why)) = &result {
+                        // The device's details do not fit an audit record (e.g. fractions,
+                        // too large): record the event with a pointer to the stored report.
+                        let details = serde_json::json!({
+                            "report": report.id,
+                            "assignment": report.assignment,
+                            "details_omitted": why,
+                        });
+                        result = self
+                            .audit
+                            .record(now, &actor, action, &report.device_id, details)
+                            .await;
+                    }
+                    if let Err(e) = result {
+                        crate::log::error(
+                            "recording a failed verification in the audit log",
+                            serde_json::json!({"error": e.to_string()}),
+                        );
+                    }
+                }
                 Ok(report_answer(StatusCode::CREATED, &report.id, now, false))
             }
             Err(DbError::Invalid(message)) => Err(ApiError::invalid(message)),
@@ -415,19 +490,20 @@ impl DeviceApi {
 }
 
 /// The device API routes, with request metrics.
-pub(crate) fn router(api: Arc<DeviceApi>) -> Router {
+pub(crate) fn router(api: Arc<DeviceApi>, delivery: Router) -> Router {
     let metrics = api.metrics.clone();
     Router::new()
         .route("/device/v1/poll", post(poll))
         .route("/device/v1/reports", post(report))
         .route("/device/v1/attributes", put(attributes))
+        .with_state(api)
+        .merge(delivery)
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             track_requests,
         ))
-        .with_state(api)
 }
 
 async fn poll(

@@ -45,7 +45,7 @@ impl ApiError {
         Self::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            "no such endpoint; the device API is POST /device/v1/poll, POST /device/v1/reports and PUT /device/v1/attributes",
+            "no such endpoint; the device API is described in the server's OpenAPI document (crates/rampart-server/openapi.json, GET /api/v1/openapi.json)",
         )
     }
 
@@ -53,7 +53,7 @@ impl ApiError {
         Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
-            "this endpoint does not accept that method; the device API is POST /device/v1/poll, POST /device/v1/reports and PUT /device/v1/attributes",
+            "this endpoint does not accept that method; see the server's OpenAPI document (GET /api/v1/openapi.json)",
         )
     }
 
@@ -73,7 +73,7 @@ impl ApiError {
         match error {
             DbError::Invalid(message) => Self::invalid(message),
             other => {
-                eprintln!("rampart-server: {context}: {other}");
+                crate::log::error(context, serde_json::json!({"error": other.to_string()}));
                 let unavailable = matches!(
                     &other,
                     DbError::Sql(
@@ -111,6 +111,12 @@ impl IntoResponse for ApiError {
                 detail: &self.detail,
             },
         );
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"rampart\""),
+            );
+        }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()

@@ -86,7 +86,10 @@ impl LastSeen {
                 }
                 Err(e) => {
                     Metrics::inc(&self.metrics.last_seen_flush_errors);
-                    eprintln!("rampart-server: writing last-seen times failed (will retry): {e}");
+                    crate::log::warn(
+                        "writing last-seen times failed (will retry)",
+                        serde_json::json!({"error": e.to_string()}),
+                    );
                     let mut pending = self.pending();
                     for (id, time) in chunk.iter().chain(chunks.by_ref().flatten()) {
                         let entry = pending.entry(id.clone()).or_insert(*time);

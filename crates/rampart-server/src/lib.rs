@@ -21,12 +21,18 @@
 //! handshake and counted. Routes:
 //!
 //! * `POST /device/v1/poll` — body: the device's facts or `{}`; answers
-//!   `{"device_id", "poll_interval_secs", "assignment": null}` with an `ETag`
-//!   (`If-None-Match` → 304). Registers the device on first contact.
+//!   `{"device_id", "poll_interval_secs", "assignment"}` with an `ETag`
+//!   (`If-None-Match` → 304); `assignment` is `{"id", "target",
+//!   "director_version"}` or null. Registers the device on first contact.
 //! * `POST /device/v1/reports` — `{"id", "status", "assignment"?,
 //!   "progress"?, "details"?}`; stored before the 201, an identical repeat is
 //!   200.
 //! * `PUT /device/v1/attributes` — `{"mode": "merge"|"replace", "data": {...}}`.
+//! * With [`ServerConfig::image_repo`]: `GET /device/v1/repo/metadata/{file}`
+//!   and `GET /device/v1/repo/targets/{path}` (only the device's assigned
+//!   artifacts; `Range`, `ETag`), see [`delivery`](crate::HostedRepo); with
+//!   [`ServerConfig::director`] also `GET /device/v1/director/{root.json,
+//!   N.root.json, targets.json}`, see [`director`].
 //!
 //! Errors are `{"error": "<code>", "detail": "<explanation>"}` with a 4xx for
 //! every client mistake (see [`ApiError`]).
@@ -40,10 +46,18 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
+mod delivery;
 mod device_api;
+pub mod director;
 mod http;
+pub mod image_repo;
 mod last_seen;
+pub mod log;
+pub mod management;
 mod metrics;
+mod operator_listener;
+mod poll_read;
 mod tls_listener;
 
 use std::fmt;
@@ -62,12 +76,15 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use device_api::{MAX_REPORT_ID_LEN, ReportStatus};
+pub use director::{DEFAULT_DIRECTOR_TARGETS_EXPIRY, DirectorConfig};
 pub use http::ApiError;
+pub use image_repo::{HostedRepo, HostedRepoError};
 pub use last_seen::{DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL};
+pub use management::{OPENAPI_JSON, Permission, Role};
 pub use metrics::{LATENCY_BUCKETS, Metrics};
 pub use tls_listener::{
     ConnectionCounters, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, MAX_PENDING_HANDSHAKES,
-    MtlsListener, MtlsStream, PeerIdentity,
+    MtlsListener, MtlsStream, PeerIdentity, RefusedConnection,
 };
 
 /// Default poll interval told to devices.
@@ -108,6 +125,20 @@ pub struct ServerConfig {
     /// Last-seen times are written as soon as this many devices are pending,
     /// in transactions of at most this many rows.
     pub last_seen_batch_size: usize,
+    /// Address of the management API (HTTPS, bearer tokens); `None` disables it.
+    pub management_listen: Option<SocketAddr>,
+    /// TLS configuration of the management API, normally from
+    /// [`rampart_pki::server_config_without_client_auth`]; required with
+    /// `management_listen`.
+    pub management_tls: Option<Arc<rustls::ServerConfig>>,
+    /// The image repository directory the server hosts (releases operators assign).
+    pub image_repo: Option<std::path::PathBuf>,
+    /// The Uptane-style director (per-device targets metadata signed with its online key);
+    /// needs `image_repo`. With `image_repo` alone, devices get the repository and their
+    /// assigned artifacts but no director metadata.
+    pub director: Option<DirectorConfig>,
+    /// Refused device connections are summarised in the audit log this often.
+    pub refusal_summary_interval: Duration,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -123,6 +154,9 @@ impl fmt::Debug for ServerConfig {
             .field("body_read_timeout", &self.body_read_timeout)
             .field("last_seen_flush_interval", &self.last_seen_flush_interval)
             .field("last_seen_batch_size", &self.last_seen_batch_size)
+            .field("management_listen", &self.management_listen)
+            .field("image_repo", &self.image_repo)
+            .field("director", &self.director)
             .finish_non_exhaustive()
     }
 }
@@ -161,6 +195,11 @@ impl ServerConfig {
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             last_seen_flush_interval: DEFAULT_FLUSH_INTERVAL,
             last_seen_batch_size: DEFAULT_BATCH_SIZE,
+            management_listen: None,
+            management_tls: None,
+            image_repo: None,
+            director: None,
+            refusal_summary_interval: audit::REFUSAL_SUMMARY_INTERVAL,
         }
     }
 
@@ -179,6 +218,10 @@ impl ServerConfig {
             Some("last_seen_flush_interval must not be zero")
         } else if self.last_seen_batch_size == 0 {
             Some("last_seen_batch_size must not be zero")
+        } else if self.management_listen.is_some() && self.management_tls.is_none() {
+            Some("management_listen needs management_tls (the management API is HTTPS only)")
+        } else if self.refusal_summary_interval.is_zero() {
+            Some("refusal_summary_interval must not be zero")
         } else {
             None
         };
@@ -216,7 +259,17 @@ pub struct Server {
     metrics: Arc<Metrics>,
     last_seen: Arc<last_seen::LastSeen>,
     api: Arc<device_api::DeviceApi>,
+    /// The image-repository and director routes (empty without `image_repo`).
+    delivery: Router,
     flush_interval: Duration,
+    management: Option<(
+        operator_listener::OperatorListener,
+        Arc<management::ManagementApi>,
+    )>,
+    management_addr: Option<SocketAddr>,
+    audit: audit::AuditWriter,
+    refusals: tokio::sync::mpsc::Receiver<RefusedConnection>,
+    refusal_summary_interval: Duration,
 }
 
 impl fmt::Debug for Server {
@@ -252,9 +305,17 @@ impl Server {
         };
 
         let metrics = Arc::new(Metrics::default());
+        let audit = audit::AuditWriter::new(db.clone());
+        let (refusal_tx, refusals) = tokio::sync::mpsc::channel(audit::REFUSAL_QUEUE);
         let device_listener =
             MtlsListener::new(tcp, config.tls.clone(), metrics.connections.clone())
-                .with_timeouts(config.handshake_timeout, config.idle_timeout);
+                .with_timeouts(config.handshake_timeout, config.idle_timeout)
+                .with_refusal_sink(refusal_tx);
+        // One verified view of the image repository, shared by devices and operators.
+        let image_repo = config
+            .image_repo
+            .as_ref()
+            .map(|dir| Arc::new(image_repo::HostedRepo::new(dir)));
         let last_seen = Arc::new(last_seen::LastSeen::new(
             config.last_seen_batch_size,
             metrics.clone(),
@@ -268,7 +329,33 @@ impl Server {
                 max_bytes: config.max_body_bytes,
                 read_timeout: config.body_read_timeout,
             },
+            audit.clone(),
         ));
+        let delivery = delivery::routes(&config, api.clone(), image_repo.clone())?;
+        let (management, management_addr) = match (config.management_listen, &config.management_tls)
+        {
+            (Some(addr), Some(tls)) => {
+                let (listener, local) = bind(addr).await?;
+                let api = Arc::new(management::ManagementApi {
+                    db: db.clone(),
+                    audit: audit.clone(),
+                    metrics: metrics.clone(),
+                    image_repo: image_repo.clone(),
+                    body_limits: http::BodyLimits {
+                        max_bytes: config.max_body_bytes,
+                        read_timeout: config.body_read_timeout,
+                    },
+                    on_revocation_change: Arc::new(|_| {}),
+                });
+                let listener = operator_listener::OperatorListener::new(
+                    listener,
+                    tls.clone(),
+                    config.handshake_timeout,
+                );
+                (Some((listener, api)), Some(local))
+            }
+            _ => (None, None),
+        };
         Ok(Server {
             db,
             device_listener,
@@ -278,8 +365,19 @@ impl Server {
             metrics,
             last_seen,
             api,
+            delivery,
             flush_interval: config.last_seen_flush_interval,
+            management,
+            management_addr,
+            audit,
+            refusals,
+            refusal_summary_interval: config.refusal_summary_interval,
         })
+    }
+
+    /// The bound address of the management API, if configured.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.management_addr
     }
 
     /// The bound address of the device API.
@@ -314,7 +412,12 @@ impl Server {
             metrics,
             last_seen,
             api,
+            delivery,
             flush_interval,
+            management,
+            audit,
+            refusals,
+            refusal_summary_interval,
             ..
         } = self;
 
@@ -342,9 +445,23 @@ impl Server {
             )
         });
 
+        let refusal_recorder = tokio::spawn(audit::run_refusal_recorder(
+            audit,
+            refusals,
+            refusal_summary_interval,
+            stop_rx.clone(),
+        ));
+        let management_server = management.map(|(listener, api)| {
+            tokio::spawn(
+                axum::serve(listener, management::router(api))
+                    .with_graceful_shutdown(stopped(stop_rx.clone()))
+                    .into_future(),
+            )
+        });
+
         let served = axum::serve(
             device_listener,
-            device_api::router(api).into_make_service_with_connect_info::<PeerIdentity>(),
+            device_api::router(api, delivery).into_make_service_with_connect_info::<PeerIdentity>(),
         )
         .with_graceful_shutdown(stopped(stop_rx))
         .await;
@@ -352,13 +469,15 @@ impl Server {
         // No request is in flight any more: write the last batch.
         let _ = flusher_stop_tx.send(true);
         let _ = flusher.await;
-        if let Some(mut task) = metrics_server
-            && tokio::time::timeout(METRICS_SHUTDOWN_GRACE, &mut task)
+        for mut task in metrics_server.into_iter().chain(management_server) {
+            if tokio::time::timeout(METRICS_SHUTDOWN_GRACE, &mut task)
                 .await
                 .is_err()
-        {
-            task.abort();
+            {
+                task.abort();
+            }
         }
+        let _ = tokio::time::timeout(METRICS_SHUTDOWN_GRACE, refusal_recorder).await;
         db.close().await;
         served.map_err(ServerError::Serve)
     }

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub(crate) last_seen_flush_errors: AtomicU64,
     pub(crate) last_seen_pending: AtomicU64,
     pub(crate) internal_errors: AtomicU64,
+    pub(crate) assignments_created: AtomicU64,
+    pub(crate) audit_events_dropped: AtomicU64,
     http: Mutex<HttpStats>,
 }
 
@@ -221,6 +223,18 @@ impl Metrics {
         );
         counter(
             &mut out,
+            "rampart_server_assignments_created_total",
+            "Assignments created through the management API.",
+            &[("", load(&self.assignments_created))],
+        );
+        counter(
+            &mut out,
+            "rampart_server_audit_events_dropped_total",
+            "Security events not queued for the audit log because the queue was full.",
+            &[("", load(&self.audit_events_dropped))],
+        );
+        counter(
+            &mut out,
             "rampart_server_internal_errors_total",
             "Requests that failed on the server side (storage unavailable, internal errors).",
             &[("", load(&self.internal_errors))],
@@ -230,7 +244,7 @@ impl Metrics {
         let name = "rampart_server_http_request_duration_seconds";
         let _ = writeln!(
             out,
-            "# HELP {name} Time to answer device API requests, by route.\n# TYPE {name} histogram"
+            "# HELP {name} Time to answer API requests, by route.\n# TYPE {name} histogram"
         );
         for (route, histogram) in &http.latency {
             let route = escape_label(route);
@@ -253,7 +267,7 @@ impl Metrics {
         let name = "rampart_server_http_responses_total";
         let _ = writeln!(
             out,
-            "# HELP {name} Device API responses, by route and status code.\n# TYPE {name} counter"
+            "# HELP {name} API responses, by route and status code.\n# TYPE {name} counter"
         );
         for ((route, code), n) in &http.responses {
             let _ = writeln!(

@@ -81,14 +81,25 @@ impl Connected<IncomingStream<'_, MtlsListener>> for PeerIdentity {
 }
 
 /// Why a connection was refused.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Refusal {
-    Handshake,
+    /// The TLS error, e.g. "invalid peer certificate: Revoked".
+    Handshake(String),
     Timeout,
     NoIdentity,
 }
 
-type Handshake = Result<(TlsStream<TcpStream>, PeerIdentity), Refusal>;
+/// A refused connection, for the audit log (see [`MtlsListener::with_refusal_sink`]).
+#[derive(Debug, Clone)]
+pub struct RefusedConnection {
+    /// Unix seconds.
+    pub time: i64,
+    pub remote_addr: SocketAddr,
+    /// Why, e.g. `tls: invalid peer certificate: Revoked`, `handshake timeout`.
+    pub reason: String,
+}
+
+type Handshake = Result<(TlsStream<TcpStream>, PeerIdentity), (Refusal, SocketAddr)>;
 
 /// A TCP listener that only yields mutually authenticated TLS connections.
 ///
@@ -102,6 +113,7 @@ pub struct MtlsListener {
     idle_timeout: Duration,
     pending: JoinSet<Handshake>,
     counters: Arc<ConnectionCounters>,
+    refusal_sink: Option<tokio::sync::mpsc::Sender<RefusedConnection>>,
 }
 
 impl std::fmt::Debug for MtlsListener {
@@ -131,7 +143,15 @@ impl MtlsListener {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             pending: JoinSet::new(),
             counters,
+            refusal_sink: None,
         }
+    }
+
+    /// Also reports every refused connection to `sink` (never blocking: when
+    /// the queue is full the report is dropped; the counters still count it).
+    pub fn with_refusal_sink(mut self, sink: tokio::sync::mpsc::Sender<RefusedConnection>) -> Self {
+        self.refusal_sink = Some(sink);
+        self
     }
 
     /// Sets the handshake deadline and the idle timeout of established connections.
@@ -146,13 +166,26 @@ impl MtlsListener {
         &self.counters
     }
 
-    fn count(&self, refusal: Refusal) {
-        let counter = match refusal {
-            Refusal::Handshake => &self.counters.handshake_failed,
-            Refusal::Timeout => &self.counters.handshake_timeout,
-            Refusal::NoIdentity => &self.counters.no_device_identity,
+    fn count(&self, refusal: Refusal, remote_addr: Option<SocketAddr>) {
+        let (counter, reason) = match refusal {
+            Refusal::Handshake(e) => (&self.counters.handshake_failed, format!("tls: {e}")),
+            Refusal::Timeout => (
+                &self.counters.handshake_timeout,
+                "handshake timeout".to_owned(),
+            ),
+            Refusal::NoIdentity => (
+                &self.counters.no_device_identity,
+                "certificate names no device".to_owned(),
+            ),
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        if let (Some(sink), Some(remote_addr)) = (&self.refusal_sink, remote_addr) {
+            let _ = sink.try_send(RefusedConnection {
+                time: crate::device_api::unix_now(),
+                remote_addr,
+                reason,
+            });
+        }
     }
 }
 
@@ -190,9 +223,9 @@ impl Listener for MtlsListener {
                         let addr = peer.remote_addr;
                         return (MtlsStream::new(tls, peer, self.idle_timeout), addr);
                     }
-                    Ok(Err(refusal)) => self.count(refusal),
+                    Ok(Err((refusal, addr))) => self.count(refusal, Some(addr)),
                     // The handshake task panicked or was cancelled.
-                    Err(_) => self.count(Refusal::Handshake),
+                    Err(_) => self.count(Refusal::Handshake("handshake task failed".into()), None),
                 },
                 else => {}
             }
@@ -211,17 +244,19 @@ async fn handshake(
     deadline: Duration,
 ) -> Handshake {
     let tls = match tokio::time::timeout(deadline, acceptor.accept(tcp)).await {
-        Err(_) => return Err(Refusal::Timeout),
-        Ok(Err(_)) => return Err(Refusal::Handshake),
+        Err(_) => return Err((Refusal::Timeout, remote_addr)),
+        Ok(Err(e)) => return Err((Refusal::Handshake(e.to_string()), remote_addr)),
         Ok(Ok(tls)) => tls,
     };
     let (_, connection) = tls.get_ref();
     let leaf = connection
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .ok_or(Refusal::NoIdentity)?;
-    let device_id = rampart_pki::device_id_from_cert(leaf).ok_or(Refusal::NoIdentity)?;
-    let serial = rampart_pki::serial_hex_from_cert(leaf).ok_or(Refusal::NoIdentity)?;
+        .ok_or((Refusal::NoIdentity, remote_addr))?;
+    let device_id =
+        rampart_pki::device_id_from_cert(leaf).ok_or((Refusal::NoIdentity, remote_addr))?;
+    let serial =
+        rampart_pki::serial_hex_from_cert(leaf).ok_or((Refusal::NoIdentity, remote_addr))?;
     let peer = PeerIdentity {
         remote_addr,
         device_id,

@@ -157,24 +157,47 @@ pub struct HttpFetcher {
 
 impl Default for HttpFetcher {
     fn default() -> Self {
-        use std::time::Duration;
-        // No overall deadline (large firmware takes as long as it takes on a slow link); instead
-        // bounded connect and response waits, a per-read idle timeout and a minimum average rate.
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(None)
-            .timeout_connect(Some(Duration::from_secs(30)))
-            .timeout_recv_response(Some(Duration::from_secs(60)))
-            .timeout_per_read(Some(Duration::from_secs(30)))
-            .build();
-        HttpFetcher {
-            agent: config.into(),
-            min_rate: MinRate::default(),
-        }
+        HttpFetcher::build(None)
     }
 }
 
 impl HttpFetcher {
+    fn build(tls: Option<ureq::tls::TlsConfig>) -> Self {
+        use std::time::Duration;
+        // No overall deadline (large firmware takes as long as it takes on a slow link); instead
+        // bounded connect and response waits, a per-read idle timeout and a minimum average rate.
+        let mut config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(None)
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            .timeout_per_read(Some(Duration::from_secs(30)));
+        if let Some(tls) = tls {
+            config = config.tls_config(tls);
+        }
+        HttpFetcher {
+            agent: config.build().into(),
+            min_rate: MinRate::default(),
+        }
+    }
+
+    /// A fetcher whose HTTPS connections use `tls`: e.g. a device's client certificate for
+    /// mutual TLS, with the update server's CA as the only trusted root.
+    pub fn with_tls(tls: ureq::tls::TlsConfig) -> Self {
+        HttpFetcher::build(Some(tls))
+    }
+
+    /// The HTTP agent (and its connection pool), for requests beyond plain GETs, such as a
+    /// device's poll or a ranged download.
+    pub fn agent(&self) -> &ureq::Agent {
+        &self.agent
+    }
+
+    /// The minimum transfer rate this fetcher enforces.
+    pub fn min_rate(&self) -> MinRate {
+        self.min_rate
+    }
+
     /// Opens `url` for reading after checking the status and any announced length.
     fn open(&self, url: &str, limit: u64) -> Result<Box<dyn Read>, FetchError> {
         if let Some(path) = url.strip_prefix("file://") {

@@ -338,7 +338,9 @@ impl<F: Fetcher> Updater<F> {
         Ok(())
     }
 
-    fn target_url(&self, target_path: &str, info: &TargetFile) -> Result<String, ClientError> {
+    /// The URL a target is downloaded from (`<base>/[dir/]<hash>.<name>` with consistent
+    /// snapshots).
+    pub fn target_url(&self, target_path: &str, info: &TargetFile) -> Result<String, ClientError> {
         validate_target_path(target_path)?;
         let base = self
             .config

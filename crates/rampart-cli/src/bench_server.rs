@@ -1,0 +1,842 @@
+//! `rampart bench server`: the update server under device polling load.
+//!
+//! Each round starts the real `rampart server` (this binary, `server ...`) as a child process in
+//! a temporary directory, with a fresh CA, server certificate, empty CRL and a database seeded
+//! with `--devices` registered devices. This process then opens `--connections` mutual-TLS
+//! keep-alive connections over loopback, each authenticated as a different seeded device, and
+//! polls (`POST /device/v1/poll`, body `{}`, `If-None-Match` with the last ETag, as a device with
+//! nothing new to install does) as fast as the server answers: one request in flight per
+//! connection. After a warm-up it measures for `--duration` seconds: polls per second and the
+//! client-side latency of each poll; then the server's peak RSS (VmHWM) and, after the server
+//! stopped, the database bytes per device (growth over the empty, migrated database).
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use rampart_db::{Db, DeviceFacts};
+use rampart_pki::CertificateAuthority;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::ClientConfig;
+use tokio_rustls::rustls::pki_types::ServerName;
+
+use crate::bench::{machine, stats};
+
+/// The goal of issue 4 on a 2-core machine.
+const GOAL_POLLS_PER_SEC: f64 = 10_000.0;
+const GOAL_P99_MS: f64 = 50.0;
+/// Devices per seeding transaction (one progress step).
+const SEED_CHUNK: usize = 5_000;
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+/// `rampart bench server` options.
+#[derive(clap::Args)]
+pub struct ServerBenchArgs {
+    /// Registered devices in the database.
+    #[arg(long, default_value_t = 100_000)]
+    devices: usize,
+    /// Concurrent keep-alive connections, each a distinct device (one poll in flight each).
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Measured seconds per round.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Seconds of load before each measurement.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Rounds per backend, each with a fresh database and server.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    #[arg(long, value_enum, default_value = "sqlite")]
+    backend: BackendChoice,
+    /// A PostgreSQL server URL whose user may create databases (one is created and dropped per
+    /// round); needed for --backend postgres|both.
+    #[arg(long, env = "RAMPART_TEST_POSTGRES_URL")]
+    postgres_url: Option<String>,
+    /// Worker threads of the load generator (it shares the machine with the server).
+    #[arg(long, default_value_t = 2)]
+    client_threads: usize,
+    /// Never send If-None-Match: every poll gets the full 200 answer instead of a 304.
+    #[arg(long)]
+    no_etag: bool,
+}
+
+/// A figure of the summary: its name, how to read it from a round, its decimals.
+type Figure = (&'static str, fn(&Round) -> f64, usize);
+
+/// The figures of one round.
+struct Round {
+    seed_secs: f64,
+    polls_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    rss_mib: f64,
+    bytes_per_device: f64,
+    server_cpu: f64,
+    client_cpu: f64,
+}
+
+pub fn run(a: ServerBenchArgs) -> anyhow::Result<()> {
+    if a.devices == 0 || a.connections == 0 || a.rounds == 0 || a.duration == 0 {
+        bail!("--devices, --connections, --rounds and --duration must be at least 1");
+    }
+    if a.connections > a.devices {
+        bail!(
+            "--connections ({}) must not exceed --devices ({}): each connection is a distinct registered device",
+            a.connections,
+            a.devices
+        );
+    }
+    let backends: &[BackendChoice] = match a.backend {
+        BackendChoice::Sqlite => &[BackendChoice::Sqlite],
+        BackendChoice::Postgres => &[BackendChoice::Postgres],
+        BackendChoice::Both => &[BackendChoice::Sqlite, BackendChoice::Postgres],
+    };
+    let postgres_url = if backends.contains(&BackendChoice::Postgres) {
+        Some(a.postgres_url.clone().context(
+            "--backend postgres needs a PostgreSQL server: pass --postgres-url postgres://USER@HOST:PORT/DB (a user that may create databases) or set RAMPART_TEST_POSTGRES_URL (scripts/start-postgres.sh starts a throwaway one)",
+        )?)
+    } else {
+        None
+    };
+
+    let work = tempfile::tempdir()?;
+    let pki = Pki::create(work.path(), a.devices, a.connections)?;
+    println!("machine: {}", machine());
+    println!(
+        "server: `rampart server` child process, mutual TLS (rustls, ring) on 127.0.0.1, {} registered devices",
+        a.devices
+    );
+    println!(
+        "load: this process, {} keep-alive mutual-TLS connections (each a distinct device), one poll in flight each, POST /device/v1/poll {{}}{}; {} client threads; {} s warm-up, {} s measured; {} round(s) per backend",
+        a.connections,
+        if a.no_etag {
+            ""
+        } else {
+            " with If-None-Match (304 once the ETag is known)"
+        },
+        a.client_threads,
+        a.warmup,
+        a.duration,
+        a.rounds
+    );
+
+    let mut results = Vec::new();
+    for &backend in backends {
+        let name = backend_name(backend);
+        let mut rounds = Vec::new();
+        for r in 1..=a.rounds {
+            let round = run_round(&a, backend, postgres_url.as_deref(), &pki, work.path(), r)
+                .with_context(|| format!("{name} round {r}"))?;
+            println!(
+                "{name} round {r}/{}: seeded in {:.1} s; {:.0} polls/s, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, server peak RSS {:.1} MiB, {:.0} DB bytes/device, server CPU {:.2} cores, client CPU {:.2} cores",
+                a.rounds,
+                round.seed_secs,
+                round.polls_per_sec,
+                round.p50_ms,
+                round.p99_ms,
+                round.max_ms,
+                round.rss_mib,
+                round.bytes_per_device,
+                round.server_cpu,
+                round.client_cpu
+            );
+            rounds.push(round);
+        }
+        results.push((name, rounds));
+    }
+
+    println!();
+    println!(
+        "{:<10} {:<24} {:>12} {:>12} {:>12}",
+        "backend", "figure", "median", "min", "max"
+    );
+    let figures: [Figure; 8] = [
+        ("polls/s", |r| r.polls_per_sec, 0),
+        ("p50 latency ms", |r| r.p50_ms, 2),
+        ("p99 latency ms", |r| r.p99_ms, 2),
+        ("max latency ms", |r| r.max_ms, 1),
+        ("server peak RSS MiB", |r| r.rss_mib, 1),
+        ("DB bytes/device", |r| r.bytes_per_device, 0),
+        ("server CPU cores", |r| r.server_cpu, 2),
+        ("client CPU cores", |r| r.client_cpu, 2),
+    ];
+    for (name, rounds) in &results {
+        for (figure, get, decimals) in &figures {
+            let values: Vec<f64> = rounds.iter().map(get).collect();
+            let s = stats(&values);
+            println!(
+                "{name:<10} {figure:<24} {:>12.d$} {:>12.d$} {:>12.d$}",
+                s.median,
+                s.min,
+                s.max,
+                d = *decimals
+            );
+        }
+    }
+    println!();
+    for (name, rounds) in &results {
+        let polls = stats(&rounds.iter().map(|r| r.polls_per_sec).collect::<Vec<_>>()).median;
+        let p99 = stats(&rounds.iter().map(|r| r.p99_ms).collect::<Vec<_>>()).median;
+        let met = polls >= GOAL_POLLS_PER_SEC && p99 < GOAL_P99_MS;
+        println!(
+            "goal ({name}, medians): at least {GOAL_POLLS_PER_SEC:.0} polls/s with p99 under {GOAL_P99_MS:.0} ms: {}",
+            if met { "met" } else { "NOT met" }
+        );
+    }
+    Ok(())
+}
+
+fn backend_name(b: BackendChoice) -> &'static str {
+    match b {
+        BackendChoice::Sqlite => "sqlite",
+        BackendChoice::Postgres => "postgres",
+        BackendChoice::Both => "both",
+    }
+}
+
+/// The CA, the server's certificate and CRL on disk, and the client configurations of the
+/// polling devices.
+struct Pki {
+    ca_path: PathBuf,
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    crl_path: PathBuf,
+    /// (device id, client configuration) per connection.
+    clients: Vec<(String, Arc<ClientConfig>)>,
+}
+
+fn device_id(i: usize) -> String {
+    format!("bench-{i:07}")
+}
+
+impl Pki {
+    fn create(dir: &Path, devices: usize, connections: usize) -> anyhow::Result<Pki> {
+        let ca = CertificateAuthority::generate("Rampart bench CA", 30)?;
+        let server = ca.issue_server(&["localhost", "127.0.0.1"], 30)?;
+        let now = std::time::SystemTime::now();
+        let crl = ca.crl::<&str>(&[], now, now + Duration::from_secs(86_400), 1)?;
+        let pki = Pki {
+            ca_path: dir.join("ca.pem"),
+            cert_path: dir.join("server.pem"),
+            key_path: dir.join("server.key"),
+            crl_path: dir.join("crl.pem"),
+            clients: Vec::with_capacity(connections),
+        };
+        std::fs::write(&pki.ca_path, ca.cert_pem())?;
+        std::fs::write(&pki.cert_path, &server.cert_pem)?;
+        rampart_pki::write_private_key_pem(&pki.key_path, &server.key_pem)?;
+        std::fs::write(&pki.crl_path, crl)?;
+        let mut pki = pki;
+        for k in 0..connections {
+            // Spread over the fleet: device k * devices / connections.
+            let id = device_id(k * devices / connections);
+            let issued = ca.issue_device(&id, 30)?;
+            let config =
+                rampart_pki::client_config(ca.cert_pem(), &issued.cert_pem, &issued.key_pem)?;
+            pki.clients.push((id, config));
+        }
+        Ok(pki)
+    }
+}
+
+/// What the seeded devices say about themselves (a few hardware types, versions, regions; one
+/// tag and one attribute each).
+fn seeded_facts(i: usize) -> DeviceFacts {
+    let map = |v: serde_json::Value| v.as_object().cloned().unwrap_or_default();
+    DeviceFacts {
+        hardware_id: ["board-a", "board-b", "board-c", "board-d"][i % 4].into(),
+        firmware_version: ["2.3.1", "2.4.0", "2.4.1"][i % 3].into(),
+        security_version: 4,
+        region: ["eu-west", "us-east", "ap-south"][i % 3].into(),
+        slots: map(serde_json::json!({"a": "good", "b": "inactive"})),
+        tags: vec![format!("line-{}", i % 50)],
+        attributes: map(serde_json::json!({"site": format!("plant-{}", i % 200)})),
+    }
+}
+
+/// A database for one round, dropped (PostgreSQL) with the work directory otherwise.
+enum RoundDb {
+    Sqlite(String),
+    Postgres {
+        admin: String,
+        name: String,
+        url: String,
+    },
+}
+
+impl RoundDb {
+    fn url(&self) -> &str {
+        match self {
+            RoundDb::Sqlite(url) => url,
+            RoundDb::Postgres { url, .. } => url,
+        }
+    }
+}
+
+async fn postgres_admin(admin: &str, sql: String) -> anyhow::Result<()> {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(admin)
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {}", redact(admin)))?;
+    sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+        .execute(&pool)
+        .await
+        .with_context(|| format!("{sql} on {}", redact(admin)))?;
+    pool.close().await;
+    Ok(())
+}
+
+fn redact(url: &str) -> String {
+    match url.split_once("://").and_then(|(s, rest)| {
+        let (userinfo, host) = rest.split_once('@')?;
+        let user = userinfo.split(':').next()?;
+        Some(format!("{s}://{user}@{host}"))
+    }) {
+        Some(u) => u,
+        None => url.to_string(),
+    }
+}
+
+/// The URL of database `name` on the server of `admin` (query parameters kept).
+fn database_url(admin: &str, name: &str) -> anyhow::Result<String> {
+    let (path, query) = match admin.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (admin, None),
+    };
+    let scheme_end = path.find("://").map_or(0, |i| i + 3);
+    let base = match path[scheme_end..].find('/') {
+        Some(i) => &path[..scheme_end + i],
+        None => path,
+    };
+    if base.len() <= scheme_end {
+        bail!("not a PostgreSQL URL: {}", redact(admin));
+    }
+    Ok(match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    })
+}
+
+fn run_round(
+    a: &ServerBenchArgs,
+    backend: BackendChoice,
+    postgres_url: Option<&str>,
+    pki: &Pki,
+    work: &Path,
+    round: usize,
+) -> anyhow::Result<Round> {
+    let name = backend_name(backend);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(a.client_threads.max(1))
+        .enable_all()
+        .build()?;
+    let db = match backend {
+        BackendChoice::Postgres => {
+            let admin = postgres_url.context("no PostgreSQL URL")?.to_string();
+            let db_name = format!("rampart_bench_{}_{round}", std::process::id());
+            rt.block_on(postgres_admin(
+                &admin,
+                format!("DROP DATABASE IF EXISTS {db_name}"),
+            ))?;
+            rt.block_on(postgres_admin(&admin, format!("CREATE DATABASE {db_name}")))?;
+            RoundDb::Postgres {
+                url: database_url(&admin, &db_name)?,
+                admin,
+                name: db_name,
+            }
+        }
+        _ => RoundDb::Sqlite(format!(
+            "sqlite://{}",
+            work.join(format!("{name}-round-{round}.db")).display()
+        )),
+    };
+    let result = round_on(a, &rt, &db, pki, work, name, round);
+    if let RoundDb::Postgres {
+        admin, name: db, ..
+    } = &db
+    {
+        let dropped = rt.block_on(postgres_admin(
+            admin,
+            format!("DROP DATABASE IF EXISTS {db}"),
+        ));
+        if let (Ok(_), Err(e)) = (&result, dropped) {
+            return Err(e);
+        }
+    }
+    result
+}
+
+fn round_on(
+    a: &ServerBenchArgs,
+    rt: &tokio::runtime::Runtime,
+    db: &RoundDb,
+    pki: &Pki,
+    work: &Path,
+    name: &str,
+    round: usize,
+) -> anyhow::Result<Round> {
+    // Seed: the empty, migrated database is the baseline of the bytes per device.
+    let seed_start = Instant::now();
+    let baseline = rt.block_on(async {
+        let conn = Db::connect(db.url()).await?;
+        let baseline = conn.storage_bytes().await?;
+        let bar = ProgressBar::new(a.devices as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} devices ({per_sec}, {eta})")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(format!("{name} round {round}: seeding"));
+        let now = crate::now_unix();
+        let mut start = 0;
+        while start < a.devices {
+            let end = (start + SEED_CHUNK).min(a.devices);
+            let chunk: Vec<(String, DeviceFacts)> = (start..end)
+                .map(|i| (device_id(i), seeded_facts(i)))
+                .collect();
+            conn.insert_devices(&chunk, now).await?;
+            bar.inc((end - start) as u64);
+            start = end;
+        }
+        bar.finish_and_clear();
+        let count = conn.device_count().await?;
+        if count != a.devices as i64 {
+            bail!("seeded {count} devices, expected {}", a.devices);
+        }
+        conn.close().await;
+        Ok::<_, anyhow::Error>(baseline)
+    })?;
+    let seed_secs = seed_start.elapsed().as_secs_f64();
+
+    let log = work.join(format!("server-{name}-{round}.log"));
+    let mut server = ServerProcess::start(db.url(), pki, &log)?;
+    let load = rt.block_on(generate_load(a, pki, server.addr, server.pid()));
+    let rss = peak_rss_kib(server.pid());
+    let stopped = server.stop();
+    let load = load.with_context(|| server_log_tail(&log))?;
+    stopped.with_context(|| server_log_tail(&log))?;
+    let rss_kib = rss.context("reading the server's VmHWM")?;
+
+    let after = rt.block_on(async {
+        let conn = Db::connect(db.url()).await?;
+        let count = conn.device_count().await?;
+        let bytes = conn.storage_bytes().await?;
+        conn.close().await;
+        Ok::<_, anyhow::Error>((count, bytes))
+    })?;
+    if after.0 != a.devices as i64 {
+        bail!(
+            "the server changed the device count to {} (expected {}): polling devices were not recognised as registered",
+            after.0,
+            a.devices
+        );
+    }
+    Ok(Round {
+        seed_secs,
+        polls_per_sec: load.polls_per_sec,
+        p50_ms: load.p50_ms,
+        p99_ms: load.p99_ms,
+        max_ms: load.max_ms,
+        rss_mib: rss_kib as f64 / 1024.0,
+        bytes_per_device: after.1.saturating_sub(baseline) as f64 / a.devices as f64,
+        server_cpu: load.server_cpu,
+        client_cpu: load.client_cpu,
+    })
+}
+
+fn server_log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+    format!("server log {}:\n{tail}", log.display())
+}
+
+/// The `rampart server` child; killed if dropped while running.
+struct ServerProcess {
+    child: Child,
+    addr: std::net::SocketAddr,
+}
+
+impl ServerProcess {
+    fn start(db_url: &str, pki: &Pki, log: &Path) -> anyhow::Result<ServerProcess> {
+        let exe = std::env::current_exe().context("locating the rampart binary")?;
+        let mut child = Command::new(exe)
+            .arg("server")
+            .arg("--db")
+            .arg(db_url)
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--cert")
+            .arg(&pki.cert_path)
+            .arg("--key")
+            .arg(&pki.key_path)
+            .arg("--client-ca")
+            .arg(&pki.ca_path)
+            .arg("--crl")
+            .arg(&pki.crl_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log)?)
+            .spawn()
+            .context("starting `rampart server`")?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Keeps reading (and discarding) stdout so the server never writes into a closed pipe.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("device API listening on ")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        let mut server = ServerProcess {
+            child,
+            addr: "127.0.0.1:0".parse()?,
+        };
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => {
+                server.addr = addr
+                    .parse()
+                    .with_context(|| format!("server printed a bad address {addr:?}"))?
+            }
+            Err(_) => {
+                let _ = server.child.kill();
+                let _ = server.child.wait();
+                bail!(
+                    "`rampart server` did not start listening\n{}",
+                    server_log_tail(log)
+                );
+            }
+        }
+        Ok(server)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM (graceful: drains and writes pending last-seen times), then waits.
+    fn stop(&mut self) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("kill -TERM {} failed", self.pid());
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!("`rampart server` exited with {status}");
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!("`rampart server` did not stop within 60 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Peak resident set size of a process, KiB (VmHWM).
+fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .context("no VmHWM in /proc/PID/status")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("malformed VmHWM")?
+        .parse()?)
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) in parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // USER_HZ is 100 on every Linux architecture that matters here.
+    Some(ticks / 100.0)
+}
+
+struct Load {
+    polls_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    server_cpu: f64,
+    client_cpu: f64,
+}
+
+const WARMUP: u8 = 0;
+const MEASURE: u8 = 1;
+const STOP: u8 = 2;
+
+async fn generate_load(
+    a: &ServerBenchArgs,
+    pki: &Pki,
+    addr: std::net::SocketAddr,
+    server_pid: u32,
+) -> anyhow::Result<Load> {
+    let phase = Arc::new(AtomicU8::new(WARMUP));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (id, config) in &pki.clients {
+        let (id, config, phase, etags) = (id.clone(), config.clone(), phase.clone(), !a.no_etag);
+        tasks.spawn(async move {
+            let result = device_loop(addr, config, &id, etags, &phase).await;
+            // One failed connection ends the measurement for all.
+            if result.is_err() {
+                phase.store(STOP, Ordering::Relaxed);
+            }
+            result.with_context(|| format!("device {id}"))
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(a.warmup)).await;
+    let server_pid = server_pid.to_string();
+    let cpu = |pid: &str| cpu_secs(pid).unwrap_or(f64::NAN);
+    let (server0, client0) = (cpu(&server_pid), cpu("self"));
+    let start = Instant::now();
+    if phase
+        .compare_exchange(WARMUP, MEASURE, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
+    {
+        tokio::time::sleep(Duration::from_secs(a.duration)).await;
+        phase.store(STOP, Ordering::Relaxed);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let (server1, client1) = (cpu(&server_pid), cpu("self"));
+    let mut latencies: Vec<u32> = Vec::new();
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined.context("load task panicked")? {
+            Ok(samples) => latencies.extend(samples),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if latencies.is_empty() {
+        bail!("no poll completed during the measurement");
+    }
+    latencies.sort_unstable();
+    let quantile = |q: f64| {
+        let rank = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len());
+        f64::from(latencies[rank - 1]) / 1000.0
+    };
+    Ok(Load {
+        polls_per_sec: latencies.len() as f64 / elapsed,
+        p50_ms: quantile(0.5),
+        p99_ms: quantile(0.99),
+        max_ms: quantile(1.0),
+        server_cpu: (server1 - server0) / elapsed,
+        client_cpu: (client1 - client0) / elapsed,
+    })
+}
+
+/// One device: connects, then polls until the phase is STOP. Returns the latencies (µs) of the
+/// polls completed while measuring.
+async fn device_loop(
+    addr: std::net::SocketAddr,
+    config: Arc<ClientConfig>,
+    id: &str,
+    etags: bool,
+    phase: &AtomicU8,
+) -> anyhow::Result<Vec<u32>> {
+    let tcp = TcpStream::connect(addr).await.context("connecting")?;
+    tcp.set_nodelay(true)?;
+    let mut tls = TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost")?, tcp)
+        .await
+        .context("TLS handshake")?;
+    let mut request = poll_request(None);
+    let mut buf = Vec::with_capacity(4096);
+    let mut latencies = Vec::new();
+    let mut first = true;
+    loop {
+        let p = phase.load(Ordering::Relaxed);
+        if p == STOP {
+            return Ok(latencies);
+        }
+        let sent = Instant::now();
+        tls.write_all(&request).await.context("sending a poll")?;
+        tls.flush().await?;
+        let response = read_response(&mut tls, &mut buf).await?;
+        let micros = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+        match response.status {
+            200 | 304 => {}
+            s => bail!(
+                "poll answered {s}: {}",
+                String::from_utf8_lossy(&response.body)
+            ),
+        }
+        if first {
+            first = false;
+            let answer: serde_json::Value =
+                serde_json::from_slice(&response.body).context("poll answer is not JSON")?;
+            if answer["device_id"] != id {
+                bail!("the server took this connection for another device: {answer}");
+            }
+            if etags {
+                let etag = response.etag.context("poll answer without an ETag")?;
+                request = poll_request(Some(&etag));
+            }
+        }
+        if p == MEASURE && phase.load(Ordering::Relaxed) == MEASURE {
+            latencies.push(micros);
+        }
+    }
+}
+
+fn poll_request(etag: Option<&str>) -> Vec<u8> {
+    let mut r = String::from(
+        "POST /device/v1/poll HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\n",
+    );
+    if let Some(etag) = etag {
+        r.push_str(&format!("If-None-Match: {etag}\r\n"));
+    }
+    r.push_str("\r\n{}");
+    r.into_bytes()
+}
+
+struct Response {
+    status: u16,
+    etag: Option<String>,
+    body: Vec<u8>,
+}
+
+/// Reads one HTTP/1.1 response (Content-Length bodies only) from a keep-alive connection;
+/// `buf` carries bytes read past it.
+async fn read_response<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+) -> anyhow::Result<Response> {
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > 64 * 1024 {
+            bail!("response header over 64 KiB");
+        }
+        if stream.read_buf(buf).await.context("reading a response")? == 0 {
+            bail!("the server closed the connection");
+        }
+    };
+    let head = std::str::from_utf8(&buf[..head_end]).context("response header is not UTF-8")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("bad status line {status_line:?}"))?;
+    let (mut length, mut etag, mut close) = (None, None, false);
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            length = Some(value.parse::<usize>().context("bad Content-Length")?);
+        } else if name.eq_ignore_ascii_case("etag") {
+            etag = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            bail!("chunked responses are not supported by the load generator");
+        } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close") {
+            close = true;
+        }
+    }
+    let length = match status {
+        304 | 204 | 100..=199 => 0,
+        _ => length.context("response without Content-Length")?,
+    };
+    while buf.len() < head_end + length {
+        if stream
+            .read_buf(buf)
+            .await
+            .context("reading a response body")?
+            == 0
+        {
+            bail!("the server closed the connection mid-response");
+        }
+    }
+    let body = buf[head_end..head_end + length].to_vec();
+    buf.drain(..head_end + length);
+    if close && status < 400 {
+        bail!("the server closed the keep-alive connection");
+    }
+    Ok(Response { status, etag, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_keep_server_and_parameters() {
+        assert_eq!(
+            database_url("postgres://postgres@127.0.0.1:5432/postgres", "x").unwrap(),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            database_url("postgres://u:p@h/db?sslmode=disable", "x").unwrap(),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+        assert_eq!(
+            database_url("postgres://u@h", "x").unwrap(),
+            "postgres://u@h/x"
+        );
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u@h/db");
+    }
+
+    #[tokio::test]
+    async fn responses_are_read_one_at_a_time() {
+        let wire = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\netag: \"ab\"\r\n\r\n{}HTTP/1.1 304 Not Modified\r\netag: \"ab\"\r\n\r\n".to_vec();
+        let mut reader = &wire[..];
+        let mut buf = Vec::new();
+        let r = read_response(&mut reader, &mut buf).await.unwrap();
+        assert_eq!(
+            (r.status, r.etag.as_deref(), &r.body[..]),
+            (200, Some("\"ab\""), &b"{}"[..])
+        );
+        let r = read_response(&mut reader, &mut buf).await.unwrap();
+        assert_eq!((r.status, r.body.len()), (304, 0));
+        assert!(read_response(&mut reader, &mut buf).await.is_err());
+    }
+}

@@ -1,0 +1,47 @@
+//! The device API's most frequent read: what a poll needs, in one query.
+
+use sqlx::Row;
+
+use crate::{Db, DbError, DeviceAssignment};
+
+/// What a poll needs to know about a registered device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollState {
+    /// Revoked by the fleet operator (the device API refuses it).
+    pub revoked: bool,
+    /// Its current assignment row, if it ever had one.
+    pub assignment: Option<DeviceAssignment>,
+}
+
+impl Db {
+    /// A device's revocation flag and current assignment, read together in one primary-key
+    /// query (a poll costs one database round trip); `None` if the device is not registered.
+    pub async fn poll_state(&self, device_id: &str) -> Result<Option<PollState>, DbError> {
+        let Some(row) = sqlx::query(
+            "SELECT d.revoked AS revoked, a.assignment_id AS assignment_id, a.target AS target,
+                    a.version AS version, a.updated AS updated
+             FROM devices d LEFT JOIN device_assignments a ON a.device_id = d.id
+             WHERE d.id = $1",
+        )
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let assignment = match row.try_get::<Option<i64>, _>("version")? {
+            None => None,
+            Some(version) => Some(DeviceAssignment {
+                device_id: device_id.to_owned(),
+                assignment_id: row.try_get("assignment_id")?,
+                target: row.try_get("target")?,
+                version,
+                updated: row.try_get("updated")?,
+            }),
+        };
+        Ok(Some(PollState {
+            revoked: row.try_get::<i64, _>("revoked")? != 0,
+            assignment,
+        }))
+    }
+}

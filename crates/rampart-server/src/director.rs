@@ -1,0 +1,367 @@
+//! The Uptane-style director: each device's own targets metadata, signed on demand with the
+//! director's online key (see [`rampart_core::director`] for the format and the device checks).
+//!
+//! * `GET /device/v1/director/root.json` — the director root the server runs with.
+//! * `GET /device/v1/director/{N}.root.json` — director root version N, from the directory of
+//!   the configured root file (404 when there is none: a device walking the rotation chain
+//!   stops there).
+//! * `GET /device/v1/director/targets.json` — the calling device's director targets metadata:
+//!   version = the device's assignment version (it only grows), expiring
+//!   [`DirectorConfig::targets_expiry`] ahead, listing the assigned target copied from the
+//!   image repository and bound to the device. 404 `no_assignment` before the device was ever
+//!   assigned anything; an assignment cancelled since lists no target. Signed copies are cached
+//!   per (device, version) while more than half their validity remains, for at most
+//!   [`MAX_CACHED`] devices. `ETag`/`If-None-Match` → 304.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Path as UrlPath, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rampart_core::director::{build_targets, check_director_root, envelope, signing_bytes};
+use rampart_core::metadata::{Metadata, Root, Signature};
+use rampart_keys::Signer;
+
+use crate::delivery::Delivery;
+use crate::device_api::unix_now;
+use crate::http::ApiError;
+use crate::tls_listener::PeerIdentity;
+
+/// Default validity of director targets metadata.
+pub const DEFAULT_DIRECTOR_TARGETS_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Signed director metadata kept in memory at most (one per device).
+pub const MAX_CACHED: usize = 100_000;
+/// Largest director root file served.
+const MAX_ROOT_BYTES: u64 = 512_000;
+
+/// How the server acts as the director.
+#[derive(Clone)]
+pub struct DirectorConfig {
+    /// The current director root (`rampart director init` writes `DIR/root.json` and
+    /// `DIR/1.root.json`); other versions are served from the same directory as `N.root.json`.
+    pub root_path: PathBuf,
+    /// The online key, listed alone (threshold 1) for the `targets` role of the root.
+    pub signer: Arc<dyn Signer>,
+    /// How long each signed director targets metadata stays valid (at least 2 minutes).
+    pub targets_expiry: Duration,
+}
+
+impl std::fmt::Debug for DirectorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectorConfig")
+            .field("root_path", &self.root_path)
+            .field("key_id", &self.signer.key_id())
+            .field("targets_expiry", &self.targets_expiry)
+            .finish()
+    }
+}
+
+impl DirectorConfig {
+    pub fn new(root_path: impl Into<PathBuf>, signer: Arc<dyn Signer>) -> Self {
+        Self {
+            root_path: root_path.into(),
+            signer,
+            targets_expiry: DEFAULT_DIRECTOR_TARGETS_EXPIRY,
+        }
+    }
+}
+
+struct Signed {
+    version: i64,
+    target: String,
+    expires_unix: i64,
+    bytes: Arc<Vec<u8>>,
+    etag: String,
+}
+
+/// The running director.
+pub(crate) struct Director {
+    signer: Arc<dyn Signer>,
+    root_bytes: Vec<u8>,
+    root_version: u64,
+    root_dir: PathBuf,
+    expiry_secs: i64,
+    cache: Mutex<HashMap<String, Signed>>,
+}
+
+impl Director {
+    /// Loads and checks the director root against the online key.
+    pub(crate) fn new(config: &DirectorConfig) -> Result<Self, String> {
+        let path = &config.root_path;
+        let expiry_secs = i64::try_from(config.targets_expiry.as_secs()).unwrap_or(i64::MAX);
+        if expiry_secs < 120 {
+            return Err("director targets_expiry must be at least 2 minutes".into());
+        }
+        let root_bytes = std::fs::read(path)
+            .map_err(|e| format!("reading the director root {}: {e}", path.display()))?;
+        if root_bytes.len() as u64 > MAX_ROOT_BYTES {
+            return Err(format!(
+                "the director root {} is over {MAX_ROOT_BYTES} bytes",
+                path.display()
+            ));
+        }
+        let root = check_director_root(&root_bytes, &config.signer.key_id()).map_err(|e| {
+            format!(
+                "the director root {} does not suit the director key: {e}",
+                path.display()
+            )
+        })?;
+        if Metadata::<Root>::from_bytes("director root", &root_bytes)
+            .map(|md| md.is_expired(unix_now()))
+            .unwrap_or(false)
+        {
+            crate::log::warn(
+                &format!(
+                    "the director root {} expired at {}; devices will refuse director metadata until a new root is published",
+                    path.display(),
+                    root.common.expires
+                ),
+                serde_json::Value::Null,
+            );
+        }
+        let root_dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), PathBuf::from);
+        Ok(Director {
+            signer: config.signer.clone(),
+            root_bytes,
+            root_version: root.common.version,
+            root_dir,
+            expiry_secs,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn cached(
+        &self,
+        device_id: &str,
+        version: i64,
+        target: &str,
+        now: i64,
+    ) -> Option<(Arc<Vec<u8>>, String)> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let signed = cache.get(device_id)?;
+        let fresh = signed.expires_unix - now > self.expiry_secs / 2;
+        (signed.version == version && signed.target == target && fresh)
+            .then(|| (signed.bytes.clone(), signed.etag.clone()))
+    }
+
+    fn remember(&self, device_id: &str, signed: Signed) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_CACHED && !cache.contains_key(device_id) {
+            // Bounded: drop one entry (it is re-signed on its next request).
+            if let Some(victim) = cache.keys().next().cloned() {
+                cache.remove(&victim);
+            }
+        }
+        cache.insert(device_id.to_owned(), signed);
+    }
+}
+
+fn not_found(detail: String) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", detail)
+}
+
+fn json_with_etag(bytes: &[u8], headers: &HeaderMap, etag: &str) -> Result<Response, ApiError> {
+    let etag_value = HeaderValue::from_str(etag).map_err(|_| ApiError::internal())?;
+    let matches = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag);
+    let mut response = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut r = (StatusCode::OK, bytes.to_vec()).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        r
+    };
+    let h = response.headers_mut();
+    h.insert(header::ETAG, etag_value);
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+fn etag_of(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    format!("\"{}\"", hex::encode(&digest.as_ref()[..16]))
+}
+
+/// `GET /device/v1/director/{file}`: `root.json`, `N.root.json` or `targets.json`.
+pub(crate) async fn director_file(
+    State(delivery): State<Arc<Delivery>>,
+    ConnectInfo(peer): ConnectInfo<PeerIdentity>,
+    UrlPath(file): UrlPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Some(director) = delivery.director.as_ref() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_director",
+            "this server runs no Uptane director (start it with --director-root and --director-key)",
+        ));
+    };
+    let device_id = delivery.device(&peer).await?;
+    if file == "targets.json" {
+        return targets(&delivery, director, &device_id, &headers).await;
+    }
+    if file == "root.json" {
+        return json_with_etag(
+            &director.root_bytes,
+            &headers,
+            &etag_of(&director.root_bytes),
+        );
+    }
+    let no_such = || {
+        not_found(format!(
+            "the director has no file {file:?}; it serves root.json, N.root.json and targets.json"
+        ))
+    };
+    let version: u64 = file
+        .strip_suffix(".root.json")
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(no_such)?;
+    if version == director.root_version {
+        return json_with_etag(
+            &director.root_bytes,
+            &headers,
+            &etag_of(&director.root_bytes),
+        );
+    }
+    let path = director.root_dir.join(format!("{version}.root.json"));
+    let bytes = match tokio::fs::read(&path).await {
+        Ok(bytes) if bytes.len() as u64 <= MAX_ROOT_BYTES => bytes,
+        Ok(_) => {
+            crate::log::error(
+                &format!("{} is over {MAX_ROOT_BYTES} bytes", path.display()),
+                serde_json::Value::Null,
+            );
+            return Err(no_such());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(not_found(format!(
+                "there is no director root version {version} (the current one is {})",
+                director.root_version
+            )));
+        }
+        Err(e) => {
+            crate::log::error(
+                &format!("reading {}: {e}", path.display()),
+                serde_json::Value::Null,
+            );
+            return Err(ApiError::internal());
+        }
+    };
+    json_with_etag(&bytes, &headers, &etag_of(&bytes))
+}
+
+async fn targets(
+    delivery: &Delivery,
+    director: &Director,
+    device_id: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let assignment = delivery
+        .api
+        .db
+        .device_assignment(device_id)
+        .await
+        .map_err(|e| ApiError::from_db("reading a device assignment", e))?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_assignment",
+                format!(
+                    "no release has ever been assigned to device {device_id:?}; poll until the answer's assignment is not null"
+                ),
+            )
+        })?;
+    let version = u64::try_from(assignment.version)
+        .ok()
+        .filter(|v| *v >= 1)
+        .ok_or_else(|| {
+            crate::log::error(
+                &format!(
+                    "device {device_id:?} has assignment version {}",
+                    assignment.version
+                ),
+                serde_json::Value::Null,
+            );
+            ApiError::internal()
+        })?;
+    let now = unix_now();
+    if let Some((bytes, etag)) =
+        director.cached(device_id, assignment.version, &assignment.target, now)
+    {
+        return json_with_etag(&bytes, headers, &etag);
+    }
+    let mut assigned = Vec::new();
+    if !assignment.target.is_empty() {
+        let target = assignment.target.clone();
+        let info = delivery
+            .blocking(move |repo| repo.target(&target, now))
+            .await?
+            .ok_or_else(|| {
+                crate::log::error(&format!(
+                    "device {device_id:?} is assigned {:?}, which the image repository does not list",
+                    assignment.target
+                ), serde_json::Value::Null);
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "assigned_target_missing",
+                    format!(
+                        "the release assigned to this device ({:?}) is not in the image repository; the operator must assign a published release. Retry later",
+                        assignment.target
+                    ),
+                )
+            })?;
+        assigned.push((assignment.target.clone(), info));
+    }
+    let expires_unix = now.saturating_add(director.expiry_secs);
+    let body = build_targets(device_id, version, expires_unix, &assigned);
+    let canonical = signing_bytes(&body);
+    let signer = director.signer.clone();
+    let signature = tokio::task::spawn_blocking(move || signer.sign(&canonical))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|e| {
+            crate::log::error(
+                &format!("signing director metadata: {e}"),
+                serde_json::Value::Null,
+            );
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "director_unavailable",
+                "the director could not sign this device's metadata right now; retry later",
+            )
+        })?;
+    let bytes = Arc::new(envelope(
+        &body,
+        &[Signature {
+            keyid: director.signer.key_id(),
+            sig: hex::encode(signature),
+        }],
+    ));
+    let etag = etag_of(&bytes);
+    director.remember(
+        device_id,
+        Signed {
+            version: assignment.version,
+            target: assignment.target,
+            expires_unix,
+            bytes: bytes.clone(),
+            etag: etag.clone(),
+        },
+    );
+    json_with_etag(&bytes, headers, &etag)
+}

@@ -1,0 +1,772 @@
+//! The management API over real TLS on loopback (bearer tokens and roles), with devices on the
+//! mutual-TLS device API, against embedded SQLite and PostgreSQL. The server hosts a real image
+//! repository built with rampart-repo.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use rampart_repo::{ExpiryDays, InitOptions, NoProgress, ReleaseRequest, Repository, RoleSigners};
+use rampart_server::management::create_token;
+use rampart_server::{OPENAPI_JSON, Role};
+use rustls::ClientConfig;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+on_both_backends!(
+    tokens_and_roles_guard_every_endpoint,
+    fleet_groups_releases_and_assignments,
+    revocation_and_security_events_are_audited,
+    management_bad_input_gets_json_errors,
+    every_documented_route_exists,
+);
+
+/// An image repository with `fw-1.0.0.bin` (board-a) and `fw-other.bin` (board-z).
+fn image_repo(dir: &Path) -> std::path::PathBuf {
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let one = |name: &str| RoleSigners {
+        keys: vec![gen_key(&keys, name)],
+        threshold: 1,
+    };
+    let repo_dir = dir.join("repo");
+    let now = unix_now();
+    let repo = Repository::init(
+        &repo_dir,
+        InitOptions {
+            root: one("root"),
+            targets: one("targets"),
+            snapshot: one("snapshot"),
+            timestamp: one("timestamp"),
+            expiry_days: ExpiryDays::default(),
+        },
+        &open_key,
+        now,
+    )
+    .unwrap();
+    let mut requests = Vec::new();
+    for (name, hardware, version) in [
+        ("fw-1.0.0.bin", "board-a", "1.0.0"),
+        ("fw-other.bin", "board-z", "9.0.0"),
+    ] {
+        let image = dir.join(name);
+        std::fs::write(&image, format!("firmware {name}").repeat(100)).unwrap();
+        requests.push(ReleaseRequest {
+            image,
+            target_name: Some(name.to_owned()),
+            hardware_ids: vec![hardware.to_owned()],
+            version: version.to_owned(),
+            security_version: 1,
+            sbom: None,
+            provenance: None,
+            role: None,
+        });
+    }
+    repo.add_releases(&requests, &open_key, now, &NoProgress)
+        .unwrap();
+    repo.publish(&open_key, now).unwrap();
+    repo_dir
+}
+
+struct Ops {
+    fx: Fixture,
+    server: Running,
+    operator_tls: Arc<ClientConfig>,
+    admin: String,
+    operator: String,
+    viewer: String,
+    auditor: String,
+    _repo_dir: tempfile::TempDir,
+}
+
+impl Ops {
+    async fn start(backend: Backend, name: &str) -> Ops {
+        let fx = Fixture::new(backend, name).await;
+        let repo_tmp = tempfile::tempdir().unwrap();
+        let repo_dir = image_repo(repo_tmp.path());
+        let crl = fx
+            .ca
+            .crl::<&str>(
+                &[],
+                std::time::SystemTime::now(),
+                std::time::SystemTime::now() + Duration::from_secs(86_400),
+                1,
+            )
+            .unwrap();
+        let management_tls = fx.management_tls();
+        let server = fx
+            .start(&[crl], |config| {
+                config.management_listen = Some("127.0.0.1:0".parse().unwrap());
+                config.management_tls = Some(management_tls);
+                config.image_repo = Some(repo_dir);
+                config.refusal_summary_interval = Duration::from_millis(200);
+            })
+            .await;
+        let audit = rampart_server::audit::AuditWriter::new(fx.db.clone());
+        let token = |role| {
+            let db = fx.db.clone();
+            let audit = audit.clone();
+            async move {
+                create_token(&db, &audit, role, "test", "cli:test", unix_now())
+                    .await
+                    .unwrap()
+                    .secret
+            }
+        };
+        let admin = token(Role::Admin).await;
+        let operator = token(Role::Operator).await;
+        let viewer = token(Role::Viewer).await;
+        let auditor = token(Role::Auditor).await;
+        let operator_tls = fx.operator();
+        Ops {
+            fx,
+            server,
+            operator_tls,
+            admin,
+            operator,
+            viewer,
+            auditor,
+            _repo_dir: repo_tmp,
+        }
+    }
+
+    async fn conn(&self) -> Conn<TlsStream<TcpStream>> {
+        self.server.connect_management(&self.operator_tls).await
+    }
+
+    async fn call(&self, token: &str, method: &str, path: &str, body: Option<&Value>) -> Response {
+        let auth = format!("Bearer {token}");
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        self.conn()
+            .await
+            .send(method, path, &[("Authorization", &auth)], body.as_bytes())
+            .await
+            .unwrap()
+    }
+
+    /// Registers a device with these facts by polling as it.
+    async fn device(&self, id: &str, hardware: &str, tags: &[&str]) {
+        let mut dev = self.server.connect(&self.fx.device(id)).await;
+        let r = dev
+            .post(
+                "/device/v1/poll",
+                &json!({"hardware_id": hardware, "firmware_version": "0.9.0", "security_version": 1, "region": "eu", "tags": tags}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+
+    async fn audit_records(&self) -> Vec<rampart_audit::AuditRecord> {
+        let r = self.call(&self.auditor, "GET", "/api/v1/audit", None).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.header("content-type"), Some("application/jsonl"));
+        let records = rampart_audit::parse_jsonl(&r.body).unwrap();
+        rampart_audit::verify(&records).expect("the stored audit log verifies");
+        records
+    }
+}
+
+async fn tokens_and_roles_guard_every_endpoint(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+
+    // No token, a malformed header, an unknown token: 401 with a challenge.
+    let mut conn = ops.conn().await;
+    let r = conn.send("GET", "/api/v1/devices", &[], b"").await.unwrap();
+    let detail = r.error(401, "unauthorized");
+    assert!(detail.contains("rampart token create"), "{detail}");
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer realm=\"rampart\"")
+    );
+    let r = conn
+        .send(
+            "GET",
+            "/api/v1/devices",
+            &[("Authorization", "Basic abc")],
+            b"",
+        )
+        .await
+        .unwrap();
+    r.error(401, "unauthorized");
+    let r = ops
+        .call("rampart_0000_guess", "GET", "/api/v1/devices", None)
+        .await;
+    r.error(401, "unauthorized");
+
+    // What each role may do: (token, method, path, body, allowed).
+    let group = json!({"name": "g-roles"});
+    // Allowed for [admin, operator, viewer, auditor].
+    type Case<'a> = (&'a str, &'a str, &'a str, Option<Value>, [bool; 4]);
+    let cases: Vec<Case> = vec![
+        (
+            "read devices",
+            "GET",
+            "/api/v1/devices",
+            None,
+            [true, true, true, true],
+        ),
+        (
+            "read releases",
+            "GET",
+            "/api/v1/releases",
+            None,
+            [true, true, true, true],
+        ),
+        (
+            "export audit",
+            "GET",
+            "/api/v1/audit",
+            None,
+            [true, false, false, true],
+        ),
+        (
+            "list tokens",
+            "GET",
+            "/api/v1/tokens",
+            None,
+            [true, false, false, false],
+        ),
+        (
+            "create group",
+            "POST",
+            "/api/v1/groups",
+            Some(group),
+            [true, true, false, false],
+        ),
+    ];
+    let tokens = [&ops.admin, &ops.operator, &ops.viewer, &ops.auditor];
+    for (what, method, path, body, allowed) in &cases {
+        // Viewers and auditors first, so the create succeeds for the first permitted caller.
+        for i in [2, 3, 1, 0] {
+            let r = ops.call(tokens[i], method, path, body.as_ref()).await;
+            if allowed[i] {
+                assert!(
+                    r.status < 400 || r.status == 409,
+                    "{what}: role {i} should be allowed: {r:?}"
+                );
+            } else {
+                let detail = r.error(403, "forbidden");
+                assert!(detail.contains("may not"), "{detail}");
+            }
+        }
+    }
+
+    // Admins create and revoke tokens over the API; a revoked token is refused at once.
+    let r = ops
+        .call(
+            &ops.admin,
+            "POST",
+            "/api/v1/tokens",
+            Some(&json!({"role": "viewer", "name": "dash"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let created = r.json();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let id = created["token"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        ops.call(&secret, "GET", "/api/v1/devices", None)
+            .await
+            .status,
+        200
+    );
+    let listed = ops
+        .call(&ops.admin, "GET", "/api/v1/tokens", None)
+        .await
+        .json();
+    assert!(
+        !listed.to_string().contains(&secret),
+        "listings never show secrets"
+    );
+    let r = ops
+        .call(&ops.admin, "DELETE", &format!("/api/v1/tokens/{id}"), None)
+        .await;
+    assert_eq!(r.status, 204, "{r:?}");
+    ops.call(&secret, "GET", "/api/v1/devices", None)
+        .await
+        .error(401, "unauthorized");
+    ops.call(&ops.admin, "DELETE", &format!("/api/v1/tokens/{id}"), None)
+        .await
+        .error(404, "unknown_token");
+    let r = ops
+        .call(
+            &ops.admin,
+            "POST",
+            "/api/v1/tokens",
+            Some(&json!({"role": "root"})),
+        )
+        .await;
+    assert!(r.error(422, "invalid_request").contains("unknown role"));
+
+    let actions: Vec<String> = ops
+        .audit_records()
+        .await
+        .into_iter()
+        .map(|r| r.action)
+        .collect();
+    assert_eq!(actions.iter().filter(|a| *a == "token.created").count(), 5);
+    assert!(actions.contains(&"token.revoked".to_owned()));
+    assert!(actions.contains(&"group.created".to_owned()));
+    ops.server.stop().await;
+}
+
+async fn fleet_groups_releases_and_assignments(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+    ops.device("dev-a1", "board-a", &["canary"]).await;
+    ops.device("dev-a2", "board-a", &[]).await;
+    ops.device("dev-z1", "board-z", &["canary"]).await;
+
+    // Inventory: filters and per-version counts.
+    let ids = |v: Value| -> Vec<String> {
+        v["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let r = ops
+        .call(
+            &ops.viewer,
+            "GET",
+            "/api/v1/devices?hardware_id=board-a",
+            None,
+        )
+        .await;
+    assert_eq!(ids(r.json()), ["dev-a1", "dev-a2"]);
+    let r = ops
+        .call(&ops.viewer, "GET", "/api/v1/devices?tag=canary", None)
+        .await;
+    assert_eq!(ids(r.json()), ["dev-a1", "dev-z1"]);
+    let r = ops
+        .call(&ops.viewer, "GET", "/api/v1/fleet/versions", None)
+        .await
+        .json();
+    assert_eq!(r["devices"], 3);
+    assert_eq!(
+        r["versions"][0],
+        json!({"firmware_version": "0.9.0", "devices": 3})
+    );
+
+    // Groups: members must exist; all or nothing.
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            "/api/v1/groups",
+            Some(&json!({"name": "line-3", "description": "plant 3"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    ops.call(
+        &ops.operator,
+        "POST",
+        "/api/v1/groups",
+        Some(&json!({"name": "line-3"})),
+    )
+    .await
+    .error(409, "group_exists");
+    ops.call(
+        &ops.operator,
+        "POST",
+        "/api/v1/groups/line-3/members",
+        Some(&json!({"add": ["dev-a1", "nobody"]})),
+    )
+    .await
+    .error(404, "unknown_device");
+    assert!(
+        ops.fx
+            .db
+            .group_device_ids("line-3")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            "/api/v1/groups/line-3/members",
+            Some(&json!({"add": ["dev-a1", "dev-a2", "dev-z1"], "remove": ["dev-z1"]})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["devices"], json!(["dev-a1", "dev-a2"]));
+    let r = ops
+        .call(&ops.viewer, "GET", "/api/v1/devices?group=line-3", None)
+        .await;
+    assert_eq!(ids(r.json()), ["dev-a1", "dev-a2"]);
+
+    // Releases come from the verified image repository.
+    let r = ops
+        .call(&ops.viewer, "GET", "/api/v1/releases", None)
+        .await
+        .json();
+    let targets: Vec<&str> = r["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["target"].as_str().unwrap())
+        .collect();
+    assert!(
+        targets.contains(&"fw-1.0.0.bin") && targets.contains(&"fw-other.bin"),
+        "{r}"
+    );
+
+    // Assignments: unknown release, unknown group, incompatible hardware are refused.
+    let assign = async |body: Value| {
+        ops.call(&ops.operator, "POST", "/api/v1/assignments", Some(&body))
+            .await
+    };
+    assign(json!({"target": "fw-9.bin", "group": "line-3"}))
+        .await
+        .error(422, "unknown_release");
+    assign(json!({"target": "fw-1.0.0.bin", "group": "nope"}))
+        .await
+        .error(404, "unknown_group");
+    assign(json!({"target": "fw-1.0.0.bin"}))
+        .await
+        .error(422, "invalid_request");
+    let detail = assign(json!({"target": "fw-1.0.0.bin", "tag": "canary"}))
+        .await
+        .error(422, "incompatible_hardware");
+    assert!(detail.contains("dev-z1"), "{detail}");
+    assert!(
+        ops.fx
+            .db
+            .device_assignment("dev-z1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let r = assign(json!({"target": "fw-1.0.0.bin", "group": "line-3"})).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let assignment = r.json();
+    let id = assignment["id"].as_str().unwrap().to_owned();
+    assert_eq!(assignment["device_count"], 2);
+    let stored = ops
+        .fx
+        .db
+        .device_assignment("dev-a1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stored.target.as_str(), stored.version),
+        ("fw-1.0.0.bin", 1)
+    );
+
+    // Reports feed the assignment's status and the device's patch status.
+    let mut dev = ops.server.connect(&ops.fx.device("dev-a1")).await;
+    let r = dev
+        .post(
+            "/device/v1/reports",
+            &json!({"id": "r1", "status": "installed", "assignment": id}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let r = ops
+        .call(
+            &ops.viewer,
+            "GET",
+            &format!("/api/v1/assignments/{id}"),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(r["devices_by_last_status"], json!({"installed": 1}));
+    let r = ops
+        .call(&ops.viewer, "GET", "/api/v1/devices/dev-a1", None)
+        .await
+        .json();
+    assert_eq!(r["update_status"], "up_to_date");
+    assert_eq!(r["assignment"]["target"], "fw-1.0.0.bin");
+    let r = ops
+        .call(&ops.viewer, "GET", "/api/v1/devices/dev-a2", None)
+        .await
+        .json();
+    assert_eq!(r["update_status"], "pending");
+    let r = ops
+        .call(&ops.viewer, "GET", "/api/v1/reports?device=dev-a1", None)
+        .await
+        .json();
+    assert_eq!(r["reports"][0]["status"], "installed");
+    ops.call(&ops.viewer, "GET", "/api/v1/reports?device=ghost", None)
+        .await
+        .error(404, "unknown_device");
+
+    // Cancelling raises each device's director version and clears its target.
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            &format!("/api/v1/assignments/{id}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(r.json()["devices_cancelled"], 2);
+    let stored = ops
+        .fx
+        .db
+        .device_assignment("dev-a1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((stored.target.as_str(), stored.version), ("", 2));
+    let listed = ops
+        .call(&ops.viewer, "GET", "/api/v1/assignments", None)
+        .await
+        .json();
+    assert_eq!(listed["assignments"].as_array().unwrap().len(), 1);
+
+    let actions: Vec<String> = ops
+        .audit_records()
+        .await
+        .into_iter()
+        .map(|r| r.action)
+        .collect();
+    for expected in [
+        "device.enrolled",
+        "group.created",
+        "group.members_added",
+        "group.members_removed",
+        "assignment.created",
+        "assignment.cancelled",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == expected),
+            "{expected} in {actions:?}"
+        );
+    }
+    // Refused changes leave no record.
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "assignment.created")
+            .count(),
+        1
+    );
+    ops.server.stop().await;
+}
+
+async fn revocation_and_security_events_are_audited(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+    ops.device("dev-1", "board-a", &[]).await;
+    let device_tls = ops.fx.device("dev-1");
+
+    // A connection without a client certificate is refused and summarised in the audit log.
+    let anonymous = rampart_pki::client_config_without_identity(ops.fx.ca.cert_pem()).unwrap();
+    let mut conn = ops.server.connect(&anonymous).await;
+    assert!(
+        conn.send("POST", "/device/v1/poll", &[], b"{}")
+            .await
+            .is_err()
+    );
+
+    // A device reporting a failed verification is a security event.
+    let mut dev = ops.server.connect(&device_tls).await;
+    let r = dev
+        .post(
+            "/device/v1/reports",
+            &json!({"id": "v1", "status": "verification_failed", "details": {"reason": "director and image repository disagree"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+
+    // Operators may revoke, only admins reinstate; a revoked device is refused.
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            "/api/v1/devices/dev-1/revoke",
+            Some(&json!({"reason": "stolen"})),
+        )
+        .await;
+    assert_eq!(r.json()["revoked"], true);
+    let mut dev = ops.server.connect(&device_tls).await;
+    dev.post("/device/v1/poll", &json!({}))
+        .await
+        .error(403, "device_revoked");
+    ops.call(
+        &ops.operator,
+        "POST",
+        "/api/v1/devices/dev-1/reinstate",
+        None,
+    )
+    .await
+    .error(403, "forbidden");
+    ops.call(&ops.operator, "POST", "/api/v1/devices/ghost/revoke", None)
+        .await
+        .error(404, "unknown_device");
+    let r = ops
+        .call(&ops.admin, "POST", "/api/v1/devices/dev-1/reinstate", None)
+        .await;
+    assert_eq!(r.json()["revoked"], false);
+    assert_eq!(dev.post("/device/v1/poll", &json!({})).await.status, 200);
+
+    wait_until("the refusal summary is recorded", || async {
+        ops.audit_records()
+            .await
+            .iter()
+            .any(|r| r.action == "certificate.refused")
+    })
+    .await;
+    let records = ops.audit_records().await;
+    let find = |action: &str| {
+        records
+            .iter()
+            .find(|r| r.action == action)
+            .unwrap_or_else(|| panic!("{action} recorded"))
+    };
+    assert_eq!(find("device.enrolled").subject, "dev-1");
+    assert_eq!(find("device.verification_failed").actor, "device:dev-1");
+    let revoked = find("device.revoked");
+    assert_eq!(revoked.details["reason"], "stolen");
+    assert!(revoked.actor.starts_with("token:"));
+    assert_eq!(find("device.reinstated").subject, "dev-1");
+    let refused = find("certificate.refused");
+    assert_eq!(refused.details["count"], 1);
+    assert!(
+        refused.details["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("tls:")
+    );
+
+    // CSV and JSON exports carry the same records.
+    let csv = ops
+        .call(&ops.auditor, "GET", "/api/v1/audit?format=csv", None)
+        .await;
+    assert_eq!(csv.header("content-type"), Some("text/csv"));
+    assert_eq!(
+        String::from_utf8(csv.body).unwrap().lines().count(),
+        records.len() + 1
+    );
+    let json = ops
+        .call(&ops.auditor, "GET", "/api/v1/audit?format=json", None)
+        .await
+        .json();
+    assert_eq!(json.as_array().unwrap().len(), records.len());
+    ops.server.stop().await;
+}
+
+async fn management_bad_input_gets_json_errors(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+    let auth = format!("Bearer {}", ops.admin);
+    let mut conn = ops.conn().await;
+    let mut send = async |method: &str, path: &str, body: &[u8]| {
+        conn.send(method, path, &[("Authorization", &auth)], body)
+            .await
+            .unwrap()
+    };
+    send("POST", "/api/v1/groups", b"{\"name\": ")
+        .await
+        .error(400, "malformed_json");
+    send("POST", "/api/v1/groups", b"")
+        .await
+        .error(400, "malformed_json");
+    send(
+        "POST",
+        "/api/v1/groups",
+        br#"{"name": "x", "colour": "red"}"#,
+    )
+    .await
+    .error(422, "invalid_request");
+    send("POST", "/api/v1/groups", br#"{"name": "../etc"}"#)
+        .await
+        .error(422, "invalid_request");
+    let big = format!("{{\"name\": \"{}\"}}", "x".repeat(100_000));
+    send("POST", "/api/v1/groups", big.as_bytes())
+        .await
+        .error(413, "payload_too_large");
+    send("GET", "/api/v1/devices?limit=abc", b"")
+        .await
+        .error(422, "invalid_request");
+    send("GET", "/api/v1/devices?attribute=novalue", b"")
+        .await
+        .error(422, "invalid_request");
+    send("GET", "/api/v1/audit?format=xml", b"")
+        .await
+        .error(422, "invalid_request");
+    send("GET", "/api/v1/nothing", b"")
+        .await
+        .error(404, "not_found");
+    send("PUT", "/api/v1/devices", b"")
+        .await
+        .error(405, "method_not_allowed");
+    send("GET", "/api/v1/devices/ghost", b"")
+        .await
+        .error(404, "unknown_device");
+    send("GET", "/api/v1/assignments/ghost", b"")
+        .await
+        .error(404, "unknown_assignment");
+    send("POST", "/api/v1/assignments/ghost/cancel", b"")
+        .await
+        .error(404, "unknown_assignment");
+    send("DELETE", "/api/v1/groups/ghost", b"")
+        .await
+        .error(404, "unknown_group");
+    send(
+        "POST",
+        "/api/v1/assignments",
+        br#"{"target": "fw-1.0.0.bin", "devices": ["ghost"]}"#,
+    )
+    .await
+    .error(404, "unknown_device");
+    // Nothing half-written: none of the refused requests left a group, assignment or record.
+    assert!(ops.fx.db.list_groups().await.unwrap().is_empty());
+    assert!(ops.fx.db.list_assignments(10).await.unwrap().is_empty());
+    let actions: Vec<String> = ops
+        .audit_records()
+        .await
+        .into_iter()
+        .map(|r| r.action)
+        .collect();
+    assert!(actions.iter().all(|a| a == "token.created"), "{actions:?}");
+    ops.server.stop().await;
+}
+
+async fn every_documented_route_exists(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+    let served = ops
+        .call(&ops.viewer, "GET", "/api/v1/openapi.json", None)
+        .await;
+    assert_eq!(served.status, 200);
+    assert_eq!(served.body, OPENAPI_JSON.as_bytes());
+    let doc: Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let device_tls = ops.fx.device("dev-doc");
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let concrete = path
+                .replace("{id}", "x")
+                .replace("{name}", "x")
+                .replace("{file}", "x")
+                .replace("{path}", "x");
+            let r = if path.starts_with("/device/") {
+                let mut dev = ops.server.connect(&device_tls).await;
+                dev.send(&method.to_uppercase(), &concrete, &[], b"")
+                    .await
+                    .unwrap()
+            } else {
+                ops.call(&ops.admin, &method.to_uppercase(), &concrete, None)
+                    .await
+            };
+            // The fallbacks answer 404 "not_found" / 405: a documented route must be routed.
+            let body: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+            assert!(
+                !(r.status == 404 && body["error"] == "not_found") && r.status != 405,
+                "{method} {path} is documented but not served: {r:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "{checked}");
+    ops.server.stop().await;
+}
