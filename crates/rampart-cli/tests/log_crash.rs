@@ -16,14 +16,16 @@
 //! integration empties the write-ahead file, which is then followed by such a run: that is the
 //! most fragile recovery path of `LogStore` (see the second test).
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{ServerChild, StderrOnPanic};
 use rampart_log::checkpoint::Checkpoint;
 use rampart_log::cosignature::verify_cosignature;
 use rampart_log::merkle::{Hash, empty_root, leaf_hash, verify_consistency, verify_inclusion};
@@ -42,85 +44,9 @@ const DEFAULT_SEED: u64 = 0x5EED_CAFE_F00D_0001;
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-/// A running `rampart` server; killed (SIGKILL) and reaped when dropped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    /// Starts `rampart <args>` and waits for its `listening on http://ADDR` line.
-    fn start(args: &[&str], stderr_log: &Path) -> Server {
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(stderr_log)
-            .expect("open the stderr log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rampart"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .expect("the rampart binary starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        // Reads the listening line, then drains stdout until the process dies.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(addr.trim().to_string());
-                }
-            }
-        });
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(url) => Server { child, url },
-            Err(e) => {
-                let _ = child.kill();
-                let status = child.wait();
-                panic!(
-                    "`rampart {}` did not start listening ({e}; exit status {status:?}); its stderr:\n{}",
-                    args.join(" "),
-                    tail(stderr_log)
-                );
-            }
-        }
-    }
-
-    /// SIGKILL, then reap.
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL the server");
-        self.child.wait().expect("reap the server");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The last 4000 bytes of a file, for failure messages.
-fn tail(path: &Path) -> String {
-    let bytes = std::fs::read(path).unwrap_or_default();
-    let start = bytes.len().saturating_sub(4000);
-    String::from_utf8_lossy(&bytes[start..]).into_owned()
-}
-
-/// Prints the servers' stderr if the test fails (before the temporary directory goes).
-struct StderrOnPanic(PathBuf);
-
-impl Drop for StderrOnPanic {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "---- stderr of the rampart servers (tail) ----\n{}",
-                tail(&self.0)
-            );
-        }
-    }
+/// Starts `rampart ARGS` (a log or witness server) and waits for its `listening on URL` line.
+fn start_server(args: &[&str], stderr_log: &Path) -> ServerChild {
+    ServerChild::start(args, stderr_log, "listening on ", Duration::from_secs(30))
 }
 
 /// `rampart log keygen`; returns the verifier key it prints.
@@ -639,7 +565,7 @@ fn log_survives_100_sigkills_during_appends() {
     });
 
     let witness_state = tmp.path().join("witness");
-    let witness = Server::start(
+    let witness = start_server(
         &[
             "witness",
             "serve",
@@ -654,7 +580,7 @@ fn log_survives_100_sigkills_during_appends() {
         ],
         &stderr_log,
     );
-    let witness_arg = format!("{}={witness_vkey}", witness.url);
+    let witness_arg = format!("{}={witness_vkey}", witness.listening);
     let log_dir = tmp.path().join("log");
     let interval = PUBLISH_INTERVAL_MS.to_string();
     let args = log_args(
@@ -673,13 +599,13 @@ fn log_survives_100_sigkills_during_appends() {
     let mut mode = Mode::Checked;
 
     for iteration in 0..ITERATIONS {
-        let mut log = Server::start(&args, &stderr_log);
+        let mut log = start_server(&args, &stderr_log);
         *modes.entry(format!("{mode:?}")).or_default() += 1;
         if matches!(mode, Mode::Checked | Mode::CheckedKillAtIntegration) {
             let s = probe_and_check(
                 &format!("iter-{iteration}-probe"),
                 &log_dir,
-                &log.url,
+                &log.listening,
                 &keys,
                 &observed,
                 &mut acked,
@@ -693,13 +619,13 @@ fn log_survives_100_sigkills_during_appends() {
         let new_acks = Arc::new(Mutex::new(Vec::new()));
         let clients: Vec<_> = (0..CLIENTS)
             .map(|t| {
-                let (url, stop, new_acks) = (log.url.clone(), stop.clone(), new_acks.clone());
+                let (url, stop, new_acks) = (log.listening.clone(), stop.clone(), new_acks.clone());
                 std::thread::spawn(move || client(url, iteration, t, stop, new_acks))
             })
             .collect();
         let watcher = {
             let (url, keys, stop, observed) = (
-                log.url.clone(),
+                log.listening.clone(),
                 keys.clone(),
                 stop.clone(),
                 observed.clone(),
@@ -780,11 +706,11 @@ fn log_survives_100_sigkills_during_appends() {
     }
 
     // One more restart checks what the last killed run acknowledged and published.
-    let log = Server::start(&args, &stderr_log);
+    let log = start_server(&args, &stderr_log);
     let s = probe_and_check(
         "final-probe",
         &log_dir,
-        &log.url,
+        &log.listening,
         &keys,
         &observed,
         &mut acked,
@@ -849,11 +775,11 @@ fn acknowledged_entry_survives_a_kill_between_wal_truncation_and_state_update() 
 
     // Run 1: two entries, each integrated on its own; the second one's WAL record is
     // 4 + 200 + 4 bytes, so that integration ends with truncating a 208-byte WAL.
-    let mut log = Server::start(&log_args(dir_s, key_s, None, "20"), &stderr_log);
-    probe_and_check("first", &dir, &log.url, &keys, &observed, &mut acked);
+    let mut log = start_server(&log_args(dir_s, key_s, None, "20"), &stderr_log);
+    probe_and_check("first", &dir, &log.listening, &keys, &observed, &mut acked);
     let long = format!("second-{}", "x".repeat(193));
     assert_eq!(long.len(), 200);
-    probe_and_check(&long, &dir, &log.url, &keys, &observed, &mut acked);
+    probe_and_check(&long, &dir, &log.listening, &keys, &observed, &mut acked);
     log.kill();
     assert_eq!(
         wal_state(&dir),
@@ -866,15 +792,15 @@ fn acknowledged_entry_survives_a_kill_between_wal_truncation_and_state_update() 
 
     // Run 2: an entry is acknowledged, then the log is killed before it integrates it (its
     // publish interval is a minute).
-    let mut log = Server::start(&log_args(dir_s, key_s, None, "60000"), &stderr_log);
+    let mut log = start_server(&log_args(dir_s, key_s, None, "60000"), &stderr_log);
     let entry = "acknowledged-after-recovery";
-    let index = post_entry(&agent(), &log.url, entry).expect("run 2 acknowledges the entry");
+    let index = post_entry(&agent(), &log.listening, entry).expect("run 2 acknowledges the entry");
     assert_eq!(index, 2, "run 2 sequences after the two integrated entries");
     add_acked(&mut acked, index, entry.to_string());
     log.kill();
 
     // Run 3: the acknowledged entry must still be at index 2.
-    let log = Server::start(&log_args(dir_s, key_s, None, "20"), &stderr_log);
-    let s = probe_and_check("third", &dir, &log.url, &keys, &observed, &mut acked);
+    let log = start_server(&log_args(dir_s, key_s, None, "20"), &stderr_log);
+    let s = probe_and_check("third", &dir, &log.listening, &keys, &observed, &mut acked);
     assert!(s.size >= 4, "{s:?}");
 }

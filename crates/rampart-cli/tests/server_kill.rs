@@ -28,15 +28,17 @@
 //! SIGKILL leaves the OS page cache intact, so a lost fsync cannot be seen by killing a
 //! process.)
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::{self, BufRead as _, BufReader};
+use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use common::{ServerChild, StderrOnPanic};
 use rampart_db::{Db, Report};
 use rampart_pki::CertificateAuthority;
 use serde_json::{Value, json};
@@ -147,88 +149,31 @@ async fn postgres_admin(admin_url: &str, statement: &str) {
 
 /// A running `rampart server`; killed (SIGKILL) and reaped when dropped.
 struct ServerProcess {
-    child: Child,
+    process: ServerChild,
     addr: SocketAddr,
 }
 
 impl ServerProcess {
     /// Starts `rampart server ARGS` and waits for its `device API listening on ADDR` line.
     fn start(args: &[String], stderr_log: &Path) -> ServerProcess {
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(stderr_log)
-            .expect("open the stderr log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rampart"))
-            .arg("server")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .expect("the rampart binary starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        // Reads the listening line, then drains stdout until the process dies.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("device API listening on ") {
-                    let _ = tx.send(addr.trim().to_string());
-                }
-            }
-        });
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(addr) => ServerProcess {
-                child,
-                addr: addr
-                    .parse()
-                    .unwrap_or_else(|e| panic!("listening address {addr:?}: {e}")),
-            },
-            Err(e) => {
-                let _ = child.kill();
-                let status = child.wait();
-                panic!(
-                    "`rampart server {}` did not start listening ({e}; exit status {status:?}); its stderr:\n{}",
-                    args.join(" "),
-                    tail(stderr_log)
-                );
-            }
-        }
+        let mut full = vec!["server".to_string()];
+        full.extend(args.iter().cloned());
+        let process = ServerChild::start(
+            &full,
+            stderr_log,
+            "device API listening on ",
+            Duration::from_secs(60),
+        );
+        let addr = process
+            .listening
+            .parse()
+            .unwrap_or_else(|e| panic!("listening address {:?}: {e}", process.listening));
+        ServerProcess { process, addr }
     }
 
     /// SIGKILL, then reap.
     fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL the server");
-        self.child.wait().expect("reap the server");
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The last 4000 bytes of a file, for failure messages.
-fn tail(path: &Path) -> String {
-    let bytes = std::fs::read(path).unwrap_or_default();
-    let start = bytes.len().saturating_sub(4000);
-    String::from_utf8_lossy(&bytes[start..]).into_owned()
-}
-
-/// Prints the servers' stderr if the test fails (before the temporary directory goes).
-struct StderrOnPanic(PathBuf);
-
-impl Drop for StderrOnPanic {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "---- stderr of the rampart servers (tail) ----\n{}",
-                tail(&self.0)
-            );
-        }
+        self.process.kill();
     }
 }
 

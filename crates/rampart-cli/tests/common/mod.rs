@@ -42,3 +42,96 @@ pub fn fails(c: Command) -> String {
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("test paths are UTF-8")
 }
+
+/// A `rampart` server started as a child process; killed (SIGKILL) and reaped when dropped.
+pub struct ServerChild {
+    child: std::process::Child,
+    /// What followed the listening prefix on its standard output (an address or URL).
+    pub listening: String,
+}
+
+impl ServerChild {
+    /// Starts `rampart ARGS` with standard error appended to `stderr_log`, and waits up to
+    /// `timeout` for a standard-output line starting with `prefix` (e.g. `listening on `).
+    pub fn start<S: AsRef<std::ffi::OsStr>>(
+        args: &[S],
+        stderr_log: &Path,
+        prefix: &'static str,
+        timeout: std::time::Duration,
+    ) -> ServerChild {
+        use std::io::BufRead as _;
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(stderr_log)
+            .expect("open the stderr log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rampart"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .expect("the rampart binary starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads the listening line, then drains stdout until the process dies.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix(prefix) {
+                    let _ = tx.send(rest.trim().to_string());
+                }
+            }
+        });
+        match rx.recv_timeout(timeout) {
+            Ok(listening) => ServerChild { child, listening },
+            Err(e) => {
+                let _ = child.kill();
+                let status = child.wait();
+                let args: Vec<String> = args
+                    .iter()
+                    .map(|a| a.as_ref().to_string_lossy().into_owned())
+                    .collect();
+                panic!(
+                    "`rampart {}` did not start listening ({e}; exit status {status:?}); its stderr:\n{}",
+                    args.join(" "),
+                    tail(stderr_log)
+                );
+            }
+        }
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the server");
+        self.child.wait().expect("reap the server");
+    }
+}
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The last 4000 bytes of a file, for failure messages.
+pub fn tail(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let start = bytes.len().saturating_sub(4000);
+    String::from_utf8_lossy(&bytes[start..]).into_owned()
+}
+
+/// Prints the servers' stderr if the test fails (before the temporary directory goes).
+pub struct StderrOnPanic(pub std::path::PathBuf);
+
+impl Drop for StderrOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- stderr of the rampart servers (tail) ----\n{}",
+                tail(&self.0)
+            );
+        }
+    }
+}
