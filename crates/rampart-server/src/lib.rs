@@ -345,7 +345,6 @@ impl Server {
                         max_bytes: config.max_body_bytes,
                         read_timeout: config.body_read_timeout,
                     },
-                    on_revocation_change: Arc::new(|_| {}),
                 });
                 let listener = operator_listener::OperatorListener::new(
                     listener,

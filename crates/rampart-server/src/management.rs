@@ -140,8 +140,6 @@ pub(crate) struct ManagementApi {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) image_repo: Option<Arc<HostedRepo>>,
     pub(crate) body_limits: BodyLimits,
-    /// Called with a device id after it is revoked or reinstated (drops cached state).
-    pub(crate) on_revocation_change: Arc<dyn Fn(&str) + Send + Sync>,
 }
 
 /// The authenticated caller.
@@ -407,7 +405,6 @@ async fn set_revoked(
         )
         .await
         .map_err(write_error("revoking a device"))?;
-    (api.on_revocation_change)(id);
     Ok(json_response(
         StatusCode::OK,
         &json!({"device_id": id, "revoked": revoked}),
