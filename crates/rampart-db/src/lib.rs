@@ -116,6 +116,8 @@ pub struct DeviceFilter {
     pub min_security_version: Option<u64>,
     /// Only devices whose attribute `key` equals `value` (as a JSON string).
     pub attribute: Option<(String, String)>,
+    /// Only devices whose slot `name` reports state `state` (e.g. `("b", "bad")`).
+    pub slot: Option<(String, String)>,
 }
 
 /// A status, progress or result report.
@@ -457,6 +459,11 @@ impl Db {
                         .map(str::to_string)
                         .unwrap_or_else(|| x.to_string())
                 }) != Some(v.clone())
+            {
+                continue;
+            }
+            if let Some((name, state)) = &filter.slot
+                && d.facts.slots.get(name).and_then(|x| x.as_str()) != Some(state.as_str())
             {
                 continue;
             }

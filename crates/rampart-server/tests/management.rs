@@ -154,7 +154,7 @@ impl Ops {
         let r = dev
             .post(
                 "/device/v1/poll",
-                &json!({"hardware_id": hardware, "firmware_version": "0.9.0", "security_version": 1, "region": "eu", "tags": tags}),
+                &json!({"hardware_id": hardware, "firmware_version": "0.9.0", "security_version": 1, "region": "eu", "tags": tags, "slots": {"a": "good", "b": if hardware == "board-z" { "bad" } else { "inactive" }}}),
             )
             .await;
         assert_eq!(r.status, 200, "{r:?}");
@@ -342,6 +342,19 @@ async fn fleet_groups_releases_and_assignments(backend: Backend, name: &str) {
         .call(&ops.viewer, "GET", "/api/v1/devices?tag=canary", None)
         .await;
     assert_eq!(ids(r.json()), ["dev-a1", "dev-z1"]);
+    let r = ops
+        .call(&ops.viewer, "GET", "/api/v1/devices?slot=b=bad", None)
+        .await;
+    assert_eq!(ids(r.json()), ["dev-z1"]);
+    let r = ops
+        .call(
+            &ops.viewer,
+            "GET",
+            "/api/v1/devices?region=eu&min_security_version=1&attribute=none=x",
+            None,
+        )
+        .await;
+    assert!(ids(r.json()).is_empty());
     let r = ops
         .call(&ops.viewer, "GET", "/api/v1/fleet/versions", None)
         .await
