@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every Rampart test on this machine, installing first what the tests need:
 # SoftHSM2 (PKCS#11 tests), faketime (tuf-conformance), python-tuf (interoperability test),
-# PostgreSQL (server storage tests run against SQLite and PostgreSQL).
+# moto (an S3-compatible server for the artifact-store tests), PostgreSQL (server storage tests
+# run against SQLite and PostgreSQL).
 # Set TUF_CONFORMANCE_DIR to a checkout of theupdateframework/tuf-conformance (v2.4.0 or later)
 # to run the public conformance suite too; see docs/conformance.md.
 set -euo pipefail
@@ -24,9 +25,10 @@ else
     echo "softhsm2, faketime, python3-venv and postgresql present"
 fi
 
-step "python packages (python-tuf for the interoperability test and benchmark)"
+step "python packages (python-tuf for the interoperability test and benchmark, moto for the artifact-store tests)"
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -r scripts/requirements-bench.txt
 python3 -c 'import tuf; print("python-tuf", tuf.__version__)'
+python3 -c 'import moto.server, flask; print("moto", moto.__version__)'
 
 step "PostgreSQL for the storage tests"
 eval "$(scripts/start-postgres.sh)"

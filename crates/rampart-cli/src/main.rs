@@ -1,6 +1,7 @@
 //! `rampart`: the operator CLI (keys, image repository, releases, benchmarks, demo).
 #![forbid(unsafe_code)]
 
+mod artifacts;
 mod bench;
 mod bench_server;
 mod demo;
@@ -210,6 +211,18 @@ enum RepoCommand {
         dir: PathBuf,
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
+    },
+    /// Upload the repository's targets/ to S3-compatible object storage for
+    /// `rampart server --artifacts` (objects already there with the same size are skipped).
+    UploadArtifacts {
+        /// The image repository directory.
+        #[arg(long)]
+        repo: PathBuf,
+        /// s3://BUCKET or s3://BUCKET/PREFIX; files become PREFIX/targets/<path>. Endpoint,
+        /// region and credentials from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+        /// AWS_SECRET_ACCESS_KEY (AWS_ALLOW_HTTP=true for a plain-HTTP endpoint).
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -533,6 +546,7 @@ fn repo_command(cmd: RepoCommand) -> anyhow::Result<()> {
             println!("listening on http://{}", server.addr());
             server.join();
         }
+        RepoCommand::UploadArtifacts { repo, to } => artifacts::upload(&repo, &to)?,
     }
     Ok(())
 }

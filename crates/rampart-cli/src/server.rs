@@ -45,6 +45,12 @@ pub struct ServerArgs {
     /// operators assign.
     #[arg(long)]
     repo: Option<PathBuf>,
+    /// Where the artifacts of --repo are read from: s3://BUCKET or s3://BUCKET/PREFIX (objects
+    /// PREFIX/targets/<path>, uploaded with `rampart repo upload-artifacts`; endpoint, region and
+    /// credentials from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+    /// Default: the targets/ directory of --repo. Metadata always comes from --repo.
+    #[arg(long, requires = "repo")]
+    artifacts: Option<String>,
     /// The director root (`rampart director init` writes DIR/root.json); with --director-key,
     /// the server signs each device's director targets metadata. Needs --repo.
     #[arg(long, requires_all = ["director_key", "repo"])]
@@ -98,6 +104,9 @@ pub fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
         }
         config.image_repo = Some(repo.clone());
     }
+    if let Some(url) = &args.artifacts {
+        config.artifact_store = Some(rampart_server::ArtifactStore::from_url(url)?);
+    }
     if let (Some(root), Some(key)) = (&args.director_root, &args.director_key) {
         let signer = rampart_keys::open_signer(key)
             .with_context(|| format!("opening the director key {key}"))?;
@@ -113,6 +122,11 @@ pub fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
 /// Runs until SIGINT or SIGTERM, then drains in-flight requests.
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let config = config(&args)?;
+    let artifacts = match (&config.artifact_store, &config.image_repo) {
+        (Some(store), _) => Some(store.to_string()),
+        (None, Some(repo)) => Some(repo.join("targets").display().to_string()),
+        (None, None) => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -133,6 +147,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
                 "device_api": server.local_addr().to_string(),
                 "management_api": server.management_addr().map(|a| a.to_string()),
                 "metrics": server.metrics_addr().map(|a| a.to_string()),
+                "artifacts": artifacts,
             }),
         );
         server.serve(shutdown_signal()).await?;

@@ -11,8 +11,14 @@
 //!   provenance, tlog-proof). Anything else is 403 `artifact_not_assigned`; a path with an empty,
 //!   `.` or `..` segment, a backslash or a control character is 400 `bad_path`.
 //!
+//! Artifacts are read from the [`ArtifactStore`]: the repository's `targets/` directory, or an
+//! S3-compatible object store (`<prefix>/targets/<path>`, one ranged GET per request; `HEAD`
+//! asks the store for the size only). The store is not trusted (see
+//! [`artifact_store`](crate::artifact_store)): a stored file or object whose length differs
+//! from the signed length is not sent (503), and devices check the hashes of what they get.
+//!
 //! Artifact responses carry `ETag: "<hash from the file name>"` and `Accept-Ranges: bytes`,
-//! and are streamed from disk in 64 KiB chunks (never read whole into memory):
+//! and are streamed (from disk in 64 KiB chunks; never read whole into memory):
 //!
 //! * `If-None-Match` naming the ETag (or `*`) → 304.
 //! * `Range: bytes=a-b`, `bytes=a-` or `bytes=-n` → 206 with `Content-Range`; a range starting
@@ -29,26 +35,22 @@
 //! tampered or expired repository is reported (503, logged with the reason) instead of served
 //! as assignments.
 
-use std::io::SeekFrom;
-use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Path as UrlPath, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
+use crate::artifact_store::{ArtifactStore, Opened, open_file};
 use crate::device_api::{DeviceApi, unix_now};
 use crate::director::Director;
 use crate::http::ApiError;
 use crate::image_repo::{Artifact, HostedRepo, HostedRepoError, MAX_METADATA_BYTES};
 use crate::tls_listener::PeerIdentity;
 
-/// Size of the chunks an artifact is streamed in.
-const CHUNK: u64 = 64 * 1024;
 /// Longest artifact path accepted, in bytes.
 const MAX_PATH_LEN: usize = 1024;
 
@@ -56,6 +58,8 @@ const MAX_PATH_LEN: usize = 1024;
 pub(crate) struct Delivery {
     pub(crate) api: Arc<DeviceApi>,
     pub(crate) repo: Arc<HostedRepo>,
+    /// Where the artifacts are read from.
+    pub(crate) artifacts: ArtifactStore,
     pub(crate) director: Option<Director>,
 }
 
@@ -82,9 +86,14 @@ pub(crate) fn routes(
         .transpose()
         .map_err(crate::ServerError::Config)?;
     let repo = repo.unwrap_or_else(|| Arc::new(HostedRepo::new(dir)));
+    let artifacts = config
+        .artifact_store
+        .clone()
+        .unwrap_or_else(|| ArtifactStore::Local(dir.join("targets")));
     Ok(router(Arc::new(Delivery {
         api,
         repo,
+        artifacts,
         director,
     })))
 }
@@ -181,7 +190,7 @@ async fn metadata_file(
         )
     };
     let (body, length) = match open_file(&path, 0, None).await {
-        Ok(Some(found)) => found,
+        Ok(Some((stream, length))) => (Body::from_stream(stream), length),
         Ok(None) => return Err(not_found()),
         Err(e) => {
             crate::log::error(
@@ -215,6 +224,7 @@ async fn metadata_file(
 async fn target_file(
     State(delivery): State<Arc<Delivery>>,
     ConnectInfo(peer): ConnectInfo<PeerIdentity>,
+    method: Method,
     UrlPath(path): UrlPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -247,9 +257,11 @@ async fn target_file(
         return Err(not_assigned());
     };
     serve_artifact(
-        &delivery.repo.dir().join("targets").join(&path),
+        &delivery.artifacts,
+        &path,
         &artifact,
         &headers,
+        method == Method::HEAD,
     )
     .await
 }
@@ -350,19 +362,21 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
         .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
+/// Answers a request for the artifact `path` (below `targets/`) from `store`; `head_only` for
+/// `HEAD` (the store is asked for the size, no bytes are read).
 async fn serve_artifact(
-    path: &Path,
+    store: &ArtifactStore,
+    path: &str,
     artifact: &Artifact,
     headers: &HeaderMap,
+    head_only: bool,
 ) -> Result<Response, ApiError> {
     let etag = format!("\"{}\"", artifact.hash);
     let etag_value = HeaderValue::from_str(&etag).map_err(|_| ApiError::internal())?;
     let length = artifact.info.length;
+    // `reason` names the stored file or object.
     let unavailable = |reason: String| {
-        crate::log::error(
-            &format!("{}: {reason}", path.display()),
-            serde_json::Value::Null,
-        );
+        crate::log::error(&reason, serde_json::Value::Null);
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "artifact_unavailable",
@@ -406,14 +420,30 @@ async fn serve_artifact(
             return Ok(response);
         }
     };
-    let body = match open_file(path, start, Some(count)).await {
-        Ok(Some((body, on_disk))) if on_disk == length => body,
-        Ok(Some((_, on_disk))) => {
+    let opened = if head_only {
+        store.size(path).await.map(|found| {
+            found.map(|size| Opened {
+                size,
+                stream: Box::pin(futures_util::stream::empty()),
+            })
+        })
+    } else {
+        store.open(path, start, count).await
+    };
+    let body = match opened {
+        Ok(Some(Opened { size, stream })) if size == length => Body::from_stream(stream),
+        Ok(Some(Opened { size, .. })) => {
             return Err(unavailable(format!(
-                "the file is {on_disk} bytes but the image repository lists {length}"
+                "{} is {size} bytes but the image repository lists {length}",
+                store.location(path)
             )));
         }
-        Ok(None) => return Err(unavailable("the file is missing".into())),
+        Ok(None) => {
+            return Err(unavailable(format!(
+                "{} is missing from the artifact store",
+                store.location(path)
+            )));
+        }
         Err(e) => return Err(unavailable(e.to_string())),
     };
     let mut response = (status, body).into_response();
@@ -431,46 +461,6 @@ async fn serve_artifact(
         h.insert(header::CONTENT_RANGE, content_range);
     }
     Ok(response)
-}
-
-/// Opens `path` and streams `count` bytes (all the rest if `None`) from offset `start`, in
-/// chunks. Returns the body and the file's length, or `None` if there is no such regular file.
-async fn open_file(
-    path: &Path,
-    start: u64,
-    count: Option<u64>,
-) -> std::io::Result<Option<(Body, u64)>> {
-    let mut file = match tokio::fs::File::open(path).await {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let meta = file.metadata().await?;
-    if !meta.is_file() {
-        return Ok(None);
-    }
-    let length = meta.len();
-    let count = count.unwrap_or(length.saturating_sub(start));
-    if start > 0 {
-        file.seek(SeekFrom::Start(start)).await?;
-    }
-    let stream =
-        futures_util::stream::try_unfold((file, count), |(mut file, remaining)| async move {
-            if remaining == 0 {
-                return Ok::<_, std::io::Error>(None);
-            }
-            let mut buf = vec![0u8; CHUNK.min(remaining) as usize];
-            let n = file.read(&mut buf).await?;
-            if n == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the file shrank while it was being sent",
-                ));
-            }
-            buf.truncate(n);
-            Ok(Some((Bytes::from(buf), (file, remaining - n as u64))))
-        });
-    Ok(Some((Body::from_stream(stream), length)))
 }
 
 #[cfg(test)]

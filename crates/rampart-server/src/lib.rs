@@ -30,7 +30,9 @@
 //! * `PUT /device/v1/attributes` — `{"mode": "merge"|"replace", "data": {...}}`.
 //! * With [`ServerConfig::image_repo`]: `GET /device/v1/repo/metadata/{file}`
 //!   and `GET /device/v1/repo/targets/{path}` (only the device's assigned
-//!   artifacts; `Range`, `ETag`), see [`delivery`](crate::HostedRepo); with
+//!   artifacts; `Range`, `ETag`), see [`delivery`](crate::HostedRepo), read from the
+//!   repository's `targets/` or, with [`ServerConfig::artifact_store`], an S3-compatible object
+//!   store (see [`artifact_store`]); with
 //!   [`ServerConfig::director`] also `GET /device/v1/director/{root.json,
 //!   N.root.json, targets.json}`, see [`director`].
 //!
@@ -46,6 +48,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod artifact_store;
 pub mod audit;
 mod delivery;
 mod device_api;
@@ -75,6 +78,7 @@ use rampart_db::{Db, DbError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use artifact_store::{ArtifactStore, ArtifactStoreError};
 pub use device_api::{MAX_REPORT_ID_LEN, ReportStatus};
 pub use director::{DEFAULT_DIRECTOR_TARGETS_EXPIRY, DirectorConfig};
 pub use http::ApiError;
@@ -133,6 +137,10 @@ pub struct ServerConfig {
     pub management_tls: Option<Arc<rustls::ServerConfig>>,
     /// The image repository directory the server hosts (releases operators assign).
     pub image_repo: Option<std::path::PathBuf>,
+    /// Where the artifacts of `image_repo` are read from; `None` is its `targets/` directory.
+    /// Needs `image_repo` (the metadata always comes from there, verified). Checked when the
+    /// server binds: an object store's bucket must be reachable.
+    pub artifact_store: Option<ArtifactStore>,
     /// The Uptane-style director (per-device targets metadata signed with its online key);
     /// needs `image_repo`. With `image_repo` alone, devices get the repository and their
     /// assigned artifacts but no director metadata.
@@ -156,6 +164,7 @@ impl fmt::Debug for ServerConfig {
             .field("last_seen_batch_size", &self.last_seen_batch_size)
             .field("management_listen", &self.management_listen)
             .field("image_repo", &self.image_repo)
+            .field("artifact_store", &self.artifact_store)
             .field("director", &self.director)
             .finish_non_exhaustive()
     }
@@ -198,6 +207,7 @@ impl ServerConfig {
             management_listen: None,
             management_tls: None,
             image_repo: None,
+            artifact_store: None,
             director: None,
             refusal_summary_interval: audit::REFUSAL_SUMMARY_INTERVAL,
         }
@@ -220,6 +230,10 @@ impl ServerConfig {
             Some("last_seen_batch_size must not be zero")
         } else if self.management_listen.is_some() && self.management_tls.is_none() {
             Some("management_listen needs management_tls (the management API is HTTPS only)")
+        } else if self.artifact_store.is_some() && self.image_repo.is_none() {
+            Some(
+                "artifact_store needs image_repo: the artifacts' metadata comes from the image repository (`rampart server --repo DIR --artifacts URL`)",
+            )
         } else if self.refusal_summary_interval.is_zero() {
             Some("refusal_summary_interval must not be zero")
         } else {
@@ -239,6 +253,8 @@ pub enum ServerError {
     Config(String),
     #[error("opening the database: {0}")]
     Db(#[from] DbError),
+    #[error(transparent)]
+    ArtifactStore(#[from] ArtifactStoreError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -285,6 +301,9 @@ impl Server {
     /// Opens (and migrates) the database and binds the listeners.
     pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         config.validate()?;
+        if let Some(store) = &config.artifact_store {
+            store.check().await?;
+        }
         let db = Db::connect(&config.db_url).await?;
         let bind = |addr: SocketAddr| async move {
             let listener = TcpListener::bind(addr)

@@ -4,6 +4,9 @@
 //! so every request goes through the same handshake a device (or an operator) does.
 #![allow(dead_code)]
 
+pub mod delivery;
+pub mod moto;
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
