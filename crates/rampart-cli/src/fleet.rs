@@ -227,7 +227,9 @@ fn read_records(
         (None, None) => bail!("give an exported log file or --db URL"),
     };
     rampart_audit::parse_jsonl(bytes)
-        .with_context(|| format!("{source} is not an audit log (AUDIT LOG TAMPERED or damaged)"))
+        .with_context(|| {
+            format!("{source} does not parse as an audit log: not an audit export (JSON Lines), or damaged or tampered with")
+        })
 }
 
 pub fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {

@@ -322,6 +322,29 @@ impl Db {
         Ok(r.rows_affected() == 1)
     }
 
+    /// Registers a device on first contact together with its enrolment audit record, in one
+    /// transaction; false (and nothing written) if it was already known.
+    pub async fn register_audited(
+        &self,
+        id: &str,
+        now: i64,
+        audit: &AuditLine,
+    ) -> Result<bool, DbError> {
+        check_text("device id", id)?;
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query("INSERT INTO devices (id, first_seen, last_seen) VALUES ($1, $2, $2) ON CONFLICT (id) DO NOTHING")
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        management::insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Applies a batch of last-seen times in one transaction (polls are not written one by one).
     pub async fn touch_last_seen(&self, batch: &[(String, i64)]) -> Result<(), DbError> {
         if batch.is_empty() {
@@ -432,12 +455,21 @@ impl Db {
                 " AND EXISTS (SELECT 1 FROM group_members g WHERE g.device_id = d.id AND g.group_name = {p})"
             ));
         }
-        let min_sv = filter
-            .min_security_version
-            .map(|v| v.min(i64::MAX as u64) as i64);
+        // Integers are written into the SQL (they are typed, so nothing can be injected); the
+        // text binds above are strings, which the two backends compare differently with numbers.
+        if let Some(v) = filter.min_security_version {
+            let v = v.min(i64::MAX as u64) as i64;
+            sql.push_str(&format!(" AND d.security_version >= {v}"));
+        }
         let limit = limit.clamp(1, 10_000);
         let offset = offset.max(0);
         sql.push_str(" ORDER BY d.id");
+        // Without filters on JSON columns (applied below), the database pages: no full scan.
+        let paged_in_sql = filter.attribute.is_none() && filter.slot.is_none();
+        if paged_in_sql {
+            sql.push_str(&format!(" LIMIT {limit} OFFSET {offset}"));
+        }
+        let offset = if paged_in_sql { 0 } else { offset };
         let mut rows: Vec<AnyRow> = {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for b in &binds {
@@ -450,9 +482,6 @@ impl Db {
         let mut skipped = 0i64;
         for row in rows.drain(..) {
             let d = Self::device_from_row(&row, Vec::new())?;
-            if min_sv.is_some_and(|m| (d.facts.security_version as i64) < m) {
-                continue;
-            }
             if let Some((k, v)) = &filter.attribute
                 && d.facts.attributes.get(k).map(|x| {
                     x.as_str()
@@ -506,6 +535,15 @@ impl Db {
 
     /// Stores a report durably; the device must exist. Returns once committed.
     pub async fn insert_report(&self, r: &Report) -> Result<(), DbError> {
+        self.insert_report_audited(r, None).await
+    }
+
+    /// Stores a report and, if given, its audit record, in one transaction.
+    pub async fn insert_report_audited(
+        &self,
+        r: &Report,
+        audit: Option<&AuditLine>,
+    ) -> Result<(), DbError> {
         check_text("report id", &r.id)?;
         check_text("status", &r.status)?;
         check_text("assignment", &r.assignment)?;
@@ -528,6 +566,9 @@ impl Db {
             .bind(r.created)
             .execute(&mut *tx)
             .await?;
+        if let Some(audit) = audit {
+            management::insert_audit(&mut tx, audit).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -537,6 +578,22 @@ impl Db {
             .bind(device_id)
             .fetch_all(&self.pool)
             .await?;
+        rows.iter().map(report_from_row).collect()
+    }
+
+    /// A device's newest reports, newest first, at most `limit` (1 to 10,000).
+    pub async fn recent_reports(
+        &self,
+        device_id: &str,
+        limit: i64,
+    ) -> Result<Vec<Report>, DbError> {
+        let rows = sqlx::query(
+            "SELECT * FROM reports WHERE device_id = $1 ORDER BY created DESC, id DESC LIMIT $2",
+        )
+        .bind(device_id)
+        .bind(limit.clamp(1, 10_000))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(report_from_row).collect()
     }
 

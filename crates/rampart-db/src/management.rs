@@ -63,7 +63,10 @@ pub struct DeviceAssignment {
 /// Largest number of devices one assignment may name.
 pub const MAX_ASSIGNMENT_DEVICES: usize = 1_000_000;
 
-async fn insert_audit(tx: &mut Transaction<'_, Any>, audit: &AuditLine) -> Result<(), DbError> {
+pub(crate) async fn insert_audit(
+    tx: &mut Transaction<'_, Any>,
+    audit: &AuditLine,
+) -> Result<(), DbError> {
     sqlx::query("INSERT INTO audit_log (seq, record) VALUES ($1, $2)")
         .bind(i64::try_from(audit.seq).map_err(|_| DbError::Invalid("audit seq".into()))?)
         .bind(&audit.line)
@@ -293,13 +296,13 @@ impl Db {
             .collect()
     }
 
-    /// Adds (or with `remove`, removes) devices to a group in one transaction. Every device and
-    /// the group must exist, else nothing changes.
+    /// Adds `add` to and removes `remove` from a group, in one transaction with its audit
+    /// record. The group and every added device must exist, else nothing changes.
     pub async fn change_group_members(
         &self,
         group: &str,
-        device_ids: &[String],
-        remove: bool,
+        add: &[String],
+        remove: &[String],
         audit: &AuditLine,
     ) -> Result<(), DbError> {
         let mut tx = self.begin_write().await?;
@@ -311,15 +314,7 @@ impl Db {
         {
             return Err(DbError::UnknownGroup(group.to_string()));
         }
-        for id in device_ids {
-            if remove {
-                sqlx::query("DELETE FROM group_members WHERE group_name = $1 AND device_id = $2")
-                    .bind(group)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                continue;
-            }
+        for id in add {
             if sqlx::query("SELECT 1 AS one FROM devices WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&mut *tx)
@@ -335,6 +330,13 @@ impl Db {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        }
+        for id in remove {
+            sqlx::query("DELETE FROM group_members WHERE group_name = $1 AND device_id = $2")
+                .bind(group)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
         }
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;

@@ -122,6 +122,28 @@ fn inventory_filters_counts_and_reports_work_on_both_backends() {
                 ["dev-2", "dev-3"],
                 "{b:?}: paging"
             );
+            // Paging done by the database (no JSON filter), and a typed security-version bound.
+            let page = |limit, offset| {
+                let db = db.clone();
+                async move {
+                    db.list_devices(&DeviceFilter::default(), limit, offset)
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .map(|d| d.id)
+                        .collect::<Vec<_>>()
+                }
+            };
+            assert_eq!(page(1, 1).await, ["dev-2"], "{b:?}: SQL paging");
+            assert!(page(10, 3).await.is_empty(), "{b:?}");
+            let f = DeviceFilter {
+                min_security_version: Some(10),
+                ..Default::default()
+            };
+            assert!(
+                db.list_devices(&f, 10, 0).await.unwrap().is_empty(),
+                "{b:?}"
+            );
             assert_eq!(
                 db.version_counts().await.unwrap(),
                 vec![("1.0.0".to_string(), 1), ("1.1.0".to_string(), 2)],

@@ -46,6 +46,13 @@ use crate::tls_listener::PeerIdentity;
 /// Longest report id, in bytes.
 pub const MAX_REPORT_ID_LEN: usize = 128;
 
+/// A device's failed verifications are audited at most once per this many seconds.
+pub const VERIFICATION_AUDIT_INTERVAL: i64 = 60;
+/// Devices whose last audited failed verification is remembered (then the memory is reset).
+const MAX_TRACKED_VERIFICATION_AUDITS: usize = 100_000;
+/// Longest reason copied from a report into its audit record.
+const MAX_AUDITED_REASON_CHARS: usize = 512;
+
 /// Number of lock stripes serialising read-modify-write updates of a device row.
 const DEVICE_LOCK_STRIPES: usize = 64;
 
@@ -106,6 +113,8 @@ pub(crate) struct DeviceApi {
     pub(crate) body_limits: BodyLimits,
     pub(crate) audit: crate::audit::AuditWriter,
     device_locks: Box<[tokio::sync::Mutex<()>]>,
+    /// Per device: when its last failed verification was audited, and how many were not since.
+    verification_audits: std::sync::Mutex<std::collections::HashMap<String, (i64, u64)>>,
 }
 
 impl DeviceApi {
@@ -124,6 +133,7 @@ impl DeviceApi {
             poll_interval_secs,
             body_limits,
             audit,
+            verification_audits: std::sync::Mutex::new(std::collections::HashMap::new()),
             device_locks: (0..DEVICE_LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
@@ -151,33 +161,40 @@ impl DeviceApi {
         let device = match found {
             Some(device) => device,
             None => {
+                // Enrolment is a security event (which certificate, from where); the device
+                // row and its record are written in one transaction.
+                let details = serde_json::json!({
+                    "serial": peer.serial,
+                    "remote_address": peer.remote_addr.ip().to_string(),
+                });
+                let db = self.db.clone();
                 let new = self
-                    .db
-                    .register_if_new(id, now)
+                    .audit
+                    .write(
+                        now,
+                        &format!("device:{id}"),
+                        "device.enrolled",
+                        id,
+                        details,
+                        |line| {
+                            let db = db.clone();
+                            async move { db.register_audited(id, now, &line).await }
+                        },
+                    )
                     .await
-                    .map_err(|e| ApiError::from_db("registering a device", e))?;
-                if new {
-                    Metrics::inc(&self.metrics.devices_registered);
-                    // Enrolment is a security event: which certificate, from where.
-                    let details = serde_json::json!({
-                        "serial": peer.serial,
-                        "remote_address": peer.remote_addr.ip().to_string(),
-                    });
-                    if let Err(e) = self
-                        .audit
-                        .record(now, &format!("device:{id}"), "device.enrolled", id, details)
-                        .await
-                    {
+                    .map_err(|e| {
                         crate::log::error(
-                            "recording an enrolment in the audit log",
+                            "registering a device and recording its enrolment",
                             serde_json::json!({"device": id, "error": e.to_string()}),
                         );
-                        return Err(ApiError::new(
+                        ApiError::new(
                             StatusCode::SERVICE_UNAVAILABLE,
                             "storage_unavailable",
-                            "the server could not record the enrolment; retry later",
-                        ));
-                    }
+                            "the server could not register this device; retry later",
+                        )
+                    })?;
+                if new {
+                    Metrics::inc(&self.metrics.devices_registered);
                 }
                 self.stored_device(id).await?
             }
@@ -192,6 +209,52 @@ impl DeviceApi {
             ));
         }
         Ok(device)
+    }
+
+    /// For a `verification_failed` report: the audit record's actor and details, unless this
+    /// device already had one audited within [`VERIFICATION_AUDIT_INTERVAL`] (the report is still
+    /// stored, and the next record counts the ones in between), so one device cannot flood the
+    /// audit log. The details point to the stored report and carry at most a short reason.
+    fn verification_failure_record(
+        &self,
+        report: &Report,
+        status: ReportStatus,
+        now: i64,
+    ) -> Option<(String, Value)> {
+        if status != ReportStatus::VerificationFailed {
+            return None;
+        }
+        let mut seen = self
+            .verification_audits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= MAX_TRACKED_VERIFICATION_AUDITS {
+            seen.clear();
+        }
+        let entry = seen
+            .entry(report.device_id.clone())
+            .or_insert((i64::MIN, 0));
+        if now.saturating_sub(entry.0) < VERIFICATION_AUDIT_INTERVAL {
+            entry.1 += 1;
+            return None;
+        }
+        let not_audited_before = std::mem::take(&mut entry.1);
+        entry.0 = now;
+        let reason: String = ["error", "reason"]
+            .iter()
+            .find_map(|k| report.details.get(*k).and_then(Value::as_str))
+            .unwrap_or("")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_AUDITED_REASON_CHARS)
+            .collect();
+        let details = serde_json::json!({
+            "report": report.id,
+            "assignment": report.assignment,
+            "reason": reason,
+            "not_audited_before": not_audited_before,
+        });
+        Some((format!("device:{}", report.device_id), details))
     }
 
     async fn stored_device(&self, id: &str) -> Result<Device, ApiError> {
@@ -346,41 +409,53 @@ impl DeviceApi {
             details,
             created: now,
         };
-        match self.db.insert_report(&report).await {
-            Ok(()) => {
-                Metrics::inc(&self.metrics.reports[request.status as usize]);
-                if request.status == ReportStatus::VerificationFailed {
-                    let details = serde_json::json!({
-                        "report": report.id,
-                        "assignment": report.assignment,
-                        "details": report.details,
-                    });
-                    let actor = format!("device:{}", report.device_id);
-                    let action = "device.verification_failed";
-                    let mut result = self
-                        .audit
-                        .record(now, &actor, action, &report.device_id, details)
-                        .await;
-                    if let Err(crate::audit::AuditWriteError::Record(why)) = &result {
-                        // The device's details do not fit an audit record (e.g. fractions,
-                        // too large): record the event with a pointer to the stored report.
-                        let details = serde_json::json!({
-                            "report": report.id,
-                            "assignment": report.assignment,
-                            "details_omitted": why,
-                        });
-                        result = self
-                            .audit
-                            .record(now, &actor, action, &report.device_id, details)
-                            .await;
-                    }
-                    if let Err(e) = result {
+        // A retried verification failure is answered from the stored report, not re-audited.
+        if request.status == ReportStatus::VerificationFailed
+            && let Ok(Some(_)) = self.db.report(&report.device_id, &report.id).await
+        {
+            return self
+                .repeated_report(&report, DbError::Invalid("duplicate".into()))
+                .await;
+        }
+        let inserted = match self.verification_failure_record(&report, request.status, now) {
+            None => self.db.insert_report(&report).await,
+            Some((actor, details)) => {
+                // The report and its audit record are one transaction: a failed verification is
+                // never acknowledged without being recorded.
+                let result = self
+                    .audit
+                    .write(
+                        now,
+                        &actor,
+                        "device.verification_failed",
+                        &report.device_id,
+                        details,
+                        |line| {
+                            let (db, report) = (self.db.clone(), report.clone());
+                            async move { db.insert_report_audited(&report, Some(&line)).await }
+                        },
+                    )
+                    .await;
+                match result {
+                    Ok(()) => Ok(()),
+                    Err(crate::audit::AuditWriteError::Db(e)) => Err(e),
+                    Err(e) => {
                         crate::log::error(
                             "recording a failed verification in the audit log",
                             serde_json::json!({"error": e.to_string()}),
                         );
+                        return Err(ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "storage_unavailable",
+                            "the server could not record this report; retry later",
+                        ));
                     }
                 }
+            }
+        };
+        match inserted {
+            Ok(()) => {
+                Metrics::inc(&self.metrics.reports[request.status as usize]);
                 Ok(report_answer(StatusCode::CREATED, &report.id, now, false))
             }
             Err(DbError::Invalid(message)) => Err(ApiError::invalid(message)),

@@ -238,6 +238,14 @@ pub(crate) async fn director_file(
             &etag_of(&director.root_bytes),
         );
     }
+    // Never hand out a root newer than the one this server signs under: a device that adopted
+    // it would refuse everything signed with the current online key until the server restarts.
+    if version > director.root_version {
+        return Err(not_found(format!(
+            "there is no director root version {version} (the current one is {})",
+            director.root_version
+        )));
+    }
     let path = director.root_dir.join(format!("{version}.root.json"));
     let bytes = match tokio::fs::read(&path).await {
         Ok(bytes) if bytes.len() as u64 <= MAX_ROOT_BYTES => bytes,

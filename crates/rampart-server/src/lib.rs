@@ -369,6 +369,7 @@ impl Server {
                     listener,
                     tls.clone(),
                     config.handshake_timeout,
+                    config.idle_timeout,
                 );
                 (Some((listener, api)), Some(local))
             }

@@ -336,14 +336,13 @@ async fn get_device(
         .device_assignment(&id)
         .await
         .map_err(|e| db_error("reading an assignment", e))?;
-    let reports = api
+    let recent = api
         .db
-        .reports_of(&id)
+        .recent_reports(&id, 20)
         .await
         .map_err(|e| db_error("reading reports", e))?;
-    let recent: Vec<_> = reports.iter().rev().take(20).collect();
     // Patch status: what it runs against what it was told to install.
-    let status = match (&assignment, reports.last()) {
+    let status = match (&assignment, recent.first()) {
         (None, _) => "unassigned",
         (Some(a), _) if a.target.is_empty() => "unassigned",
         (Some(a), Some(r)) if r.assignment == a.assignment_id && r.status == "installed" => {
@@ -596,28 +595,31 @@ async fn change_members(
     if r.add.len() + r.remove.len() > 10_000 {
         return Err(ApiError::invalid("at most 10,000 devices per request"));
     }
-    for (list, remove, action) in [
-        (&r.add, false, "group.members_added"),
-        (&r.remove, true, "group.members_removed"),
-    ] {
-        if list.is_empty() {
-            continue;
-        }
-        api.audit
-            .write(
-                unix_now(),
-                &caller.actor(),
-                action,
-                &name,
-                json!({"devices": list}),
-                |line| {
-                    let (db, name, list) = (api.db.clone(), name.clone(), list.clone());
-                    async move { db.change_group_members(&name, &list, remove, &line).await }
-                },
-            )
-            .await
-            .map_err(write_error("changing a group"))?;
+    if r.add.is_empty() && r.remove.is_empty() {
+        return Err(ApiError::invalid("give devices to add and/or remove"));
     }
+    // Both lists in one transaction with one record: all of the change or none of it.
+    let details =
+        json!({"added": device_list_summary(&r.add), "removed": device_list_summary(&r.remove)});
+    api.audit
+        .write(
+            unix_now(),
+            &caller.actor(),
+            "group.members_changed",
+            &name,
+            details,
+            |line| {
+                let (db, name, add, remove) = (
+                    api.db.clone(),
+                    name.clone(),
+                    r.add.clone(),
+                    r.remove.clone(),
+                );
+                async move { db.change_group_members(&name, &add, &remove, &line).await }
+            },
+        )
+        .await
+        .map_err(write_error("changing a group"))?;
     group_members(State(api), headers, Path(name)).await
 }
 
@@ -763,8 +765,9 @@ async fn create_assignment(
     }
     if let Some(ids) = &s.devices {
         let wanted: std::collections::HashSet<&String> = ids.iter().collect();
+        let selected: std::collections::HashSet<&String> = devices.iter().map(|d| &d.id).collect();
         for id in ids {
-            if !devices.iter().any(|d| &d.id == id) {
+            if !selected.contains(id) {
                 // Either unknown, or excluded by the other criteria.
                 let known = api
                     .db
@@ -808,6 +811,12 @@ async fn create_assignment(
         ));
     }
     let ids: Vec<String> = devices.into_iter().map(|d| d.id).collect();
+    // The selector as recorded: a long device list is summarised so the record stays small.
+    let mut audited_selector =
+        serde_json::to_value(&r.selector).map_err(|_| ApiError::internal())?;
+    if let Some(list) = &r.selector.devices {
+        audited_selector["devices"] = device_list_summary(list);
+    }
     let now = unix_now();
     let assignment = Assignment {
         id: new_id("asg")?,
@@ -823,7 +832,7 @@ async fn create_assignment(
             &caller.actor(),
             "assignment.created",
             &assignment.id,
-            json!({"target": assignment.target, "selector": assignment.selector, "devices": ids.len(), "version": info.version}),
+            json!({"target": assignment.target, "selector": audited_selector, "devices": ids.len(), "version": info.version}),
             |line| {
                 let (db, assignment, ids) = (api.db.clone(), assignment.clone(), ids.clone());
                 async move { db.create_assignment(&assignment, &ids, &line).await }
@@ -833,6 +842,17 @@ async fn create_assignment(
         .map_err(write_error("creating an assignment"))?;
     Metrics::inc(&api.metrics.assignments_created);
     Ok(json_response(StatusCode::CREATED, &assignment))
+}
+
+/// Device ids for an audit record: the list itself when short, else its count and SHA-256 (of
+/// the ids joined by newlines), so a large change still fits a record.
+fn device_list_summary(ids: &[String]) -> Value {
+    const LISTED: usize = 50;
+    if ids.len() <= LISTED {
+        json!(ids)
+    } else {
+        json!({"count": ids.len(), "sha256": sha256_hex(ids.join("\n").as_bytes())})
+    }
 }
 
 fn new_id(prefix: &str) -> Result<String, ApiError> {
@@ -916,6 +936,8 @@ async fn cancel_assignment(
 #[serde(deny_unknown_fields)]
 struct ReportQuery {
     device: String,
+    /// Newest first, at most this many (default 100, at most 1000).
+    limit: Option<i64>,
 }
 
 async fn list_reports(
@@ -936,7 +958,7 @@ async fn list_reports(
     }
     let reports = api
         .db
-        .reports_of(&q.device)
+        .recent_reports(&q.device, q.limit.unwrap_or(100).clamp(1, MAX_PAGE))
         .await
         .map_err(|e| db_error("reading reports", e))?;
     Ok(json_response(StatusCode::OK, &json!({"reports": reports})))

@@ -1,26 +1,39 @@
 //! The management API's listener: TLS with the server certificate and no client certificate
 //! (operators authenticate with bearer tokens). Handshakes run off the accept path with a
-//! deadline, as on the device listener, so a stalled client cannot block others.
+//! deadline, as on the device listener, so a stalled client cannot block others; at most
+//! [`MAX_CONNECTIONS`] connections are open at once (beyond that, new ones wait in the kernel
+//! backlog), and a connection idle for the idle timeout is closed, so clients without a token
+//! cannot hold the process's file descriptors.
 
+use std::future::Future as _;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::serve::Listener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-/// Handshakes in progress at once on the operator listener.
-const MAX_PENDING: usize = 256;
+/// Open management connections (including handshakes in progress) at once.
+pub const MAX_CONNECTIONS: usize = 256;
+
+type Handshake = Option<(TlsStream<TcpStream>, SocketAddr, OwnedSemaphorePermit)>;
 
 pub struct OperatorListener {
     tcp: TcpListener,
     acceptor: TlsAcceptor,
     handshake_timeout: Duration,
-    pending: JoinSet<Option<(TlsStream<TcpStream>, SocketAddr)>>,
+    idle_timeout: Duration,
+    slots: Arc<Semaphore>,
+    pending: JoinSet<Handshake>,
 }
 
 impl OperatorListener {
@@ -28,46 +41,152 @@ impl OperatorListener {
         tcp: TcpListener,
         tls: Arc<rustls::ServerConfig>,
         handshake_timeout: Duration,
+        idle_timeout: Duration,
     ) -> Self {
         Self {
             tcp,
             acceptor: TlsAcceptor::from(tls),
             handshake_timeout,
+            idle_timeout,
+            slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
             pending: JoinSet::new(),
         }
     }
 }
 
 impl Listener for OperatorListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = OperatorStream;
     type Addr = SocketAddr;
 
+    // Cancel-safe: the permit is acquired before accept and dropped with it if cancelled.
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             tokio::select! {
-                accepted = self.tcp.accept(), if self.pending.len() < MAX_PENDING => {
-                    match accepted {
-                        Ok((tcp, addr)) => {
-                            let _ = tcp.set_nodelay(true);
-                            let acceptor = self.acceptor.clone();
-                            let deadline = self.handshake_timeout;
-                            self.pending.spawn(async move {
-                                match tokio::time::timeout(deadline, acceptor.accept(tcp)).await {
-                                    Ok(Ok(tls)) => Some((tls, addr)),
-                                    _ => None,
-                                }
-                            });
+                permit = self.slots.clone().acquire_owned() => {
+                    let Ok(permit) = permit else { continue };
+                    // Holding a free slot, wait for a connection or a finished handshake.
+                    tokio::select! {
+                        accepted = self.tcp.accept() => match accepted {
+                            Ok((tcp, addr)) => {
+                                let _ = tcp.set_nodelay(true);
+                                let acceptor = self.acceptor.clone();
+                                let deadline = self.handshake_timeout;
+                                self.pending.spawn(async move {
+                                    match tokio::time::timeout(deadline, acceptor.accept(tcp)).await {
+                                        Ok(Ok(tls)) => Some((tls, addr, permit)),
+                                        _ => None,
+                                    }
+                                });
+                            }
+                            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                        },
+                        Some(done) = self.pending.join_next() => {
+                            drop(permit);
+                            if let Ok(Some((tls, addr, slot))) = done {
+                                return (OperatorStream::new(tls, slot, self.idle_timeout), addr);
+                            }
                         }
-                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                     }
                 }
-                Some(Ok(Some((tls, addr)))) = self.pending.join_next() => return (tls, addr),
-                else => {}
+                Some(done) = self.pending.join_next() => {
+                    if let Ok(Some((tls, addr, slot))) = done {
+                        return (OperatorStream::new(tls, slot, self.idle_timeout), addr);
+                    }
+                }
             }
         }
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
         self.tcp.local_addr()
+    }
+}
+
+/// An operator connection: holds its connection slot, and fails with `TimedOut` once it has
+/// been idle (no byte read or written) for the idle timeout.
+pub struct OperatorStream {
+    inner: TlsStream<TcpStream>,
+    _slot: OwnedSemaphorePermit,
+    idle_timeout: Duration,
+    last_activity: Instant,
+    idle_deadline: Pin<Box<Sleep>>,
+}
+
+impl OperatorStream {
+    fn new(
+        inner: TlsStream<TcpStream>,
+        slot: OwnedSemaphorePermit,
+        idle_timeout: Duration,
+    ) -> Self {
+        let now = Instant::now();
+        Self {
+            inner,
+            _slot: slot,
+            idle_timeout,
+            last_activity: now,
+            idle_deadline: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
+        }
+    }
+
+    fn poll_idle<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        loop {
+            if self.idle_deadline.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let due = self.last_activity + self.idle_timeout;
+            if Instant::now() >= due {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection idle for too long",
+                )));
+            }
+            self.idle_deadline.as_mut().reset(due);
+        }
+    }
+}
+
+impl AsyncRead for OperatorStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                this.last_activity = Instant::now();
+                Poll::Ready(result)
+            }
+            Poll::Pending => this.poll_idle(cx),
+        }
+    }
+}
+
+impl AsyncWrite for OperatorStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(result) => {
+                this.last_activity = Instant::now();
+                Poll::Ready(result)
+            }
+            Poll::Pending => this.poll_idle(cx),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_flush(cx) {
+            Poll::Ready(result) => Poll::Ready(result),
+            Poll::Pending => this.poll_idle(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }

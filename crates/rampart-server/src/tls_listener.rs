@@ -245,7 +245,12 @@ async fn handshake(
 ) -> Handshake {
     let tls = match tokio::time::timeout(deadline, acceptor.accept(tcp)).await {
         Err(_) => return Err((Refusal::Timeout, remote_addr)),
-        Ok(Err(e)) => return Err((Refusal::Handshake(e.to_string()), remote_addr)),
+        Ok(Err(e)) => {
+            return Err((
+                Refusal::Handshake(refusal_reason(&e).to_owned()),
+                remote_addr,
+            ));
+        }
         Ok(Ok(tls)) => tls,
     };
     let (_, connection) = tls.get_ref();
@@ -263,6 +268,34 @@ async fn handshake(
         serial,
     };
     Ok((tls, peer))
+}
+
+/// A fixed category for a failed handshake. The audit log summarises refusals by this, so it
+/// must never carry client-chosen text (a certificate's dates, names): otherwise every
+/// handshake could make its own audit record.
+fn refusal_reason(e: &io::Error) -> &'static str {
+    use rustls::{CertificateError, Error};
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
+        Some(Error::NoCertificatesPresented) => "no client certificate",
+        Some(Error::InvalidCertificate(c)) => match c {
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                "certificate expired"
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "certificate not yet valid"
+            }
+            CertificateError::Revoked => "certificate revoked",
+            CertificateError::UnknownIssuer => "certificate from an unknown CA",
+            CertificateError::BadSignature => "bad certificate signature",
+            _ => "invalid certificate",
+        },
+        Some(Error::InvalidMessage(_) | Error::InappropriateHandshakeMessage { .. }) => {
+            "TLS protocol error"
+        }
+        Some(Error::PeerIncompatible(_)) => "incompatible TLS client",
+        Some(_) => "TLS handshake failed",
+        None => "connection failed during the handshake",
+    }
 }
 
 fn is_connection_error(e: &io::Error) -> bool {

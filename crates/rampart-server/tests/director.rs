@@ -779,6 +779,16 @@ async fn director_root_rotation_is_followed(backend: Backend, name: &str) {
         &[old_signer, new_signer],
     );
     std::fs::write(f.director_dir.join("2.root.json"), &v2).unwrap();
+    // A server still signing under root v1 does not hand out v2 (devices would then refuse
+    // everything it signs until it restarts).
+    let server = f.start(|_| {}).await;
+    let mut conn = server.connect(&dev).await;
+    let detail = conn
+        .get("/device/v1/director/2.root.json", &[])
+        .await
+        .error(404, "not_found");
+    assert!(detail.contains("current one is 1"), "{detail}");
+    server.stop().await;
     std::fs::write(f.director_dir.join("root.json"), &v2).unwrap();
     // A server still holding the old online key refuses to start with the new root.
     let tls = rampart_pki::server_config(

@@ -546,8 +546,7 @@ async fn fleet_groups_releases_and_assignments(backend: Backend, name: &str) {
     for expected in [
         "device.enrolled",
         "group.created",
-        "group.members_added",
-        "group.members_removed",
+        "group.members_changed",
         "assignment.created",
         "assignment.cancelled",
     ] {
@@ -590,6 +589,25 @@ async fn revocation_and_security_events_are_audited(backend: Backend, name: &str
         )
         .await;
     assert_eq!(r.status, 201, "{r:?}");
+    // A device repeating failures within the interval cannot flood the audit log: its reports
+    // are stored, the next record counts them. A retry of a stored report is not re-audited.
+    for id in ["v2", "v3"] {
+        let r = dev
+            .post(
+                "/device/v1/reports",
+                &json!({"id": id, "status": "verification_failed", "details": {"reason": "x".repeat(10_000)}}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{r:?}");
+    }
+    let r = dev
+        .post(
+            "/device/v1/reports",
+            &json!({"id": "v1", "status": "verification_failed", "details": {"reason": "director and image repository disagree"}}),
+        )
+        .await;
+    assert_eq!((r.status, &r.json()["duplicate"]), (200, &json!(true)));
+    assert_eq!(ops.fx.db.reports_of("dev-1").await.unwrap().len(), 3);
 
     // Operators may revoke, only admins reinstate; a revoked device is refused.
     let r = ops
@@ -638,6 +656,16 @@ async fn revocation_and_security_events_are_audited(backend: Backend, name: &str
     };
     assert_eq!(find("device.enrolled").subject, "dev-1");
     assert_eq!(find("device.verification_failed").actor, "device:dev-1");
+    let failures: Vec<_> = records
+        .iter()
+        .filter(|r| r.action == "device.verification_failed")
+        .collect();
+    assert_eq!(failures.len(), 1, "one record per device per interval");
+    assert_eq!(
+        failures[0].details["reason"],
+        "director and image repository disagree"
+    );
+    assert_eq!(failures[0].details["report"], "v1");
     let revoked = find("device.revoked");
     assert_eq!(revoked.details["reason"], "stolen");
     assert!(revoked.actor.starts_with("token:"));
