@@ -23,6 +23,7 @@ on_both_backends!(
     revocation_and_security_events_are_audited,
     management_bad_input_gets_json_errors,
     every_documented_route_exists,
+    idle_management_connections_are_closed,
 );
 
 /// An image repository with `fw-1.0.0.bin` (board-a) and `fw-other.bin` (board-z).
@@ -85,6 +86,14 @@ struct Ops {
 
 impl Ops {
     async fn start(backend: Backend, name: &str) -> Ops {
+        Self::start_with(backend, name, |_| {}).await
+    }
+
+    async fn start_with(
+        backend: Backend,
+        name: &str,
+        tweak: impl FnOnce(&mut rampart_server::ServerConfig),
+    ) -> Ops {
         let fx = Fixture::new(backend, name).await;
         let repo_tmp = tempfile::tempdir().unwrap();
         let repo_dir = image_repo(repo_tmp.path());
@@ -104,6 +113,7 @@ impl Ops {
                 config.management_tls = Some(management_tls);
                 config.image_repo = Some(repo_dir);
                 config.refusal_summary_interval = Duration::from_millis(200);
+                tweak(config);
             })
             .await;
         let audit = rampart_server::audit::AuditWriter::new(fx.db.clone());
@@ -809,5 +819,25 @@ async fn every_documented_route_exists(backend: Backend, name: &str) {
         }
     }
     assert!(checked >= 20, "{checked}");
+    ops.server.stop().await;
+}
+
+async fn idle_management_connections_are_closed(backend: Backend, name: &str) {
+    let ops = Ops::start_with(backend, name, |config| {
+        config.idle_timeout = Duration::from_millis(500);
+    })
+    .await;
+    // A client that completes the handshake and then sends nothing holds no connection for long.
+    let mut idle = ops.conn().await;
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(10), idle.read_response()).await;
+    assert!(
+        matches!(answer, Ok(Err(_))),
+        "the idle connection was not closed: {answer:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Working connections are unaffected.
+    let r = ops.call(&ops.viewer, "GET", "/api/v1/devices", None).await;
+    assert_eq!(r.status, 200);
     ops.server.stop().await;
 }
