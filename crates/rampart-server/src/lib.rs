@@ -54,6 +54,7 @@ mod delivery;
 mod device_api;
 pub mod director;
 mod http;
+pub mod idle;
 pub mod image_repo;
 mod last_seen;
 pub mod log;

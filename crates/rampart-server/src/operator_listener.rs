@@ -5,22 +5,19 @@
 //! backlog), and a connection idle for the idle timeout is closed, so clients without a token
 //! cannot hold the process's file descriptors.
 
-use std::future::Future as _;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::serve::Listener;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
-use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+
+use crate::idle::IdleTimeout;
 
 /// Open management connections (including handshakes in progress) at once.
 pub const MAX_CONNECTIONS: usize = 256;
@@ -102,91 +99,6 @@ impl Listener for OperatorListener {
     }
 }
 
-/// An operator connection: holds its connection slot, and fails with `TimedOut` once it has
-/// been idle (no byte read or written) for the idle timeout.
-pub struct OperatorStream {
-    inner: TlsStream<TcpStream>,
-    _slot: OwnedSemaphorePermit,
-    idle_timeout: Duration,
-    last_activity: Instant,
-    idle_deadline: Pin<Box<Sleep>>,
-}
-
-impl OperatorStream {
-    fn new(
-        inner: TlsStream<TcpStream>,
-        slot: OwnedSemaphorePermit,
-        idle_timeout: Duration,
-    ) -> Self {
-        let now = Instant::now();
-        Self {
-            inner,
-            _slot: slot,
-            idle_timeout,
-            last_activity: now,
-            idle_deadline: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
-        }
-    }
-
-    fn poll_idle<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        loop {
-            if self.idle_deadline.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            let due = self.last_activity + self.idle_timeout;
-            if Instant::now() >= due {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "connection idle for too long",
-                )));
-            }
-            self.idle_deadline.as_mut().reset(due);
-        }
-    }
-}
-
-impl AsyncRead for OperatorStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(result) => {
-                this.last_activity = Instant::now();
-                Poll::Ready(result)
-            }
-            Poll::Pending => this.poll_idle(cx),
-        }
-    }
-}
-
-impl AsyncWrite for OperatorStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(result) => {
-                this.last_activity = Instant::now();
-                Poll::Ready(result)
-            }
-            Poll::Pending => this.poll_idle(cx),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_flush(cx) {
-            Poll::Ready(result) => Poll::Ready(result),
-            Poll::Pending => this.poll_idle(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
+/// An operator connection: holds its connection slot, and is closed once idle for the idle
+/// timeout (see [`crate::idle`]).
+pub type OperatorStream = IdleTimeout<TlsStream<TcpStream>, OwnedSemaphorePermit>;

@@ -9,23 +9,20 @@
 //! are dropped and counted in [`ConnectionCounters`]; they never stop the
 //! accept loop.
 
-use std::future::Future as _;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
-use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+
+use crate::idle::IdleTimeout;
 
 /// How long a client gets to complete the TLS handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -307,132 +304,13 @@ fn is_connection_error(e: &io::Error) -> bool {
     )
 }
 
-/// An established, mutually authenticated connection. Reads and writes fail
-/// with `TimedOut` once the connection has been idle (no byte read or
-/// written) for the idle timeout, which closes stalled and idle keep-alive
-/// connections.
-pub struct MtlsStream {
-    inner: TlsStream<TcpStream>,
-    peer: PeerIdentity,
-    idle_timeout: Duration,
-    last_activity: Instant,
-    /// Fires at or before `last_activity + idle_timeout`; re-armed lazily.
-    idle_deadline: Pin<Box<Sleep>>,
-}
-
-impl std::fmt::Debug for MtlsStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MtlsStream")
-            .field("peer", &self.peer)
-            .finish_non_exhaustive()
-    }
-}
+/// An established, mutually authenticated connection, closed once idle for the idle timeout
+/// (see [`crate::idle`]); it carries its [`PeerIdentity`].
+pub type MtlsStream = IdleTimeout<TlsStream<TcpStream>, PeerIdentity>;
 
 impl MtlsStream {
-    fn new(inner: TlsStream<TcpStream>, peer: PeerIdentity, idle_timeout: Duration) -> Self {
-        let now = Instant::now();
-        Self {
-            inner,
-            peer,
-            idle_timeout,
-            last_activity: now,
-            idle_deadline: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
-        }
-    }
-
     /// The authenticated peer.
     pub fn peer(&self) -> &PeerIdentity {
-        &self.peer
-    }
-
-    fn activity(&mut self) {
-        self.last_activity = Instant::now();
-    }
-
-    /// Called when I/O is pending: `Ready(err)` once the connection has been
-    /// idle too long, else `Pending` with the timer registered.
-    fn poll_idle<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        loop {
-            if self.idle_deadline.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            let due = self.last_activity + self.idle_timeout;
-            if Instant::now() >= due {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "connection idle for too long",
-                )));
-            }
-            self.idle_deadline.as_mut().reset(due);
-        }
-    }
-}
-
-impl AsyncRead for MtlsStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(result) => {
-                this.activity();
-                Poll::Ready(result)
-            }
-            Poll::Pending => this.poll_idle(cx),
-        }
-    }
-}
-
-impl AsyncWrite for MtlsStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(result) => {
-                this.activity();
-                Poll::Ready(result)
-            }
-            Poll::Pending => this.poll_idle(cx),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_flush(cx) {
-            Poll::Ready(result) => Poll::Ready(result),
-            Poll::Pending => this.poll_idle(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_shutdown(cx) {
-            Poll::Ready(result) => Poll::Ready(result),
-            Poll::Pending => this.poll_idle(cx),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(result) => {
-                this.activity();
-                Poll::Ready(result)
-            }
-            Poll::Pending => this.poll_idle(cx),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.attached()
     }
 }
