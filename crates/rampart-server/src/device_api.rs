@@ -411,11 +411,9 @@ impl DeviceApi {
         };
         // A retried verification failure is answered from the stored report, not re-audited.
         if request.status == ReportStatus::VerificationFailed
-            && let Ok(Some(_)) = self.db.report(&report.device_id, &report.id).await
+            && let Ok(Some(stored)) = self.db.report(&report.device_id, &report.id).await
         {
-            return self
-                .repeated_report(&report, DbError::Invalid("duplicate".into()))
-                .await;
+            return self.answer_stored(&report, &stored);
         }
         let inserted = match self.verification_failure_record(&report, request.status, now) {
             None => self.db.insert_report(&report).await,
@@ -470,32 +468,32 @@ impl DeviceApi {
         report: &Report,
         insert_error: DbError,
     ) -> Result<Response, ApiError> {
-        let existing = self
-            .db
-            .report(&report.device_id, &report.id)
-            .await
-            .ok()
-            .flatten();
-        match existing {
-            Some(stored) if same_report(&stored, report) => {
-                Metrics::inc(&self.metrics.reports_duplicate);
-                Ok(report_answer(
-                    StatusCode::OK,
-                    &stored.id,
-                    stored.created,
-                    true,
-                ))
-            }
-            Some(_) => Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "report_id_conflict",
-                format!(
-                    "report id {:?} was already used by this device for a different report; send a new report under a new id",
-                    report.id
-                ),
-            )),
-            None => Err(ApiError::from_db("storing a report", insert_error)),
+        match self.db.report(&report.device_id, &report.id).await {
+            Ok(Some(stored)) => self.answer_stored(report, &stored),
+            _ => Err(ApiError::from_db("storing a report", insert_error)),
         }
+    }
+
+    /// A report whose id this device already used: an idempotent retry (200) if it is the same
+    /// report, else a conflict (409).
+    fn answer_stored(&self, report: &Report, stored: &Report) -> Result<Response, ApiError> {
+        if same_report(stored, report) {
+            Metrics::inc(&self.metrics.reports_duplicate);
+            return Ok(report_answer(
+                StatusCode::OK,
+                &stored.id,
+                stored.created,
+                true,
+            ));
+        }
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "report_id_conflict",
+            format!(
+                "report id {:?} was already used by this device for a different report; send a new report under a new id",
+                report.id
+            ),
+        ))
     }
 
     async fn attributes(
