@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod director;
+pub mod disk;
 
 use std::path::Path;
 
