@@ -137,7 +137,17 @@ pub struct Assignment {
 #[derive(Deserialize)]
 struct PollAnswer {
     device_id: String,
+    #[serde(default)]
+    poll_interval_secs: Option<u64>,
     assignment: Option<Assignment>,
+}
+
+/// The server's answer to a poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Poll {
+    pub assignment: Option<Assignment>,
+    /// How long the server asks the device to wait before the next poll.
+    pub interval_secs: Option<u64>,
 }
 
 fn certificates(
@@ -185,6 +195,16 @@ impl ServerClient {
         })
     }
 
+    /// A client over an already configured fetcher (e.g. [`crate::tls::device_agent`], for a
+    /// key on a PKCS#11 token) for the device `device_id`.
+    pub fn from_fetcher(base_url: &str, fetcher: HttpFetcher, device_id: String) -> Self {
+        ServerClient {
+            base: base_url.trim_end_matches('/').to_owned(),
+            device_id,
+            fetcher,
+        }
+    }
+
     /// This device's id, from its certificate.
     pub fn device_id(&self) -> &str {
         &self.device_id
@@ -203,13 +223,19 @@ impl ServerClient {
 
     /// Asks the server what to install.
     pub fn poll(&self) -> Result<Option<Assignment>, UpdateError> {
+        Ok(self.poll_with(&serde_json::json!({}))?.assignment)
+    }
+
+    /// Polls, telling the server this device's facts (hardware id, versions, slots; see the
+    /// device API).
+    pub fn poll_with(&self, facts: &serde_json::Value) -> Result<Poll, UpdateError> {
         let url = self.url("/device/v1/poll");
         let mut response = self
             .fetcher
             .agent()
             .post(&url)
             .header("content-type", "application/json")
-            .send(&b"{}"[..])
+            .send(facts.to_string().as_bytes())
             .map_err(|e| self.server_error(&url, e))?;
         let status = response.status().as_u16();
         let body = response
@@ -235,31 +261,73 @@ impl ServerClient {
                 ),
             ));
         }
-        Ok(answer.assignment)
+        Ok(Poll {
+            assignment: answer.assignment,
+            interval_secs: answer.poll_interval_secs,
+        })
     }
 
     /// Best-effort status report (the update's outcome does not depend on it).
     pub fn report(&self, assignment: &str, status: &str, details: serde_json::Value) {
-        let url = self.url("/device/v1/reports");
         let mut id = [0u8; 16];
         if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id).is_err() {
             return;
         }
-        let body = serde_json::json!({
-            "id": hex::encode(id),
+        if let Err(e) = self.send_report(&hex::encode(id), status, Some(assignment), None, details)
+        {
+            eprintln!("could not report {status}: {e}");
+        }
+    }
+
+    /// Sends one report; `Ok` once the server stored it (201, or 200 for a resent one).
+    pub fn send_report(
+        &self,
+        id: &str,
+        status: &str,
+        assignment: Option<&str>,
+        progress: Option<u8>,
+        details: serde_json::Value,
+    ) -> Result<(), UpdateError> {
+        let url = self.url("/device/v1/reports");
+        let mut body = serde_json::json!({
+            "id": id,
             "status": status,
-            "assignment": assignment,
             "details": details,
         });
-        let sent = self
+        if let Some(a) = assignment {
+            body["assignment"] = a.into();
+        }
+        if let Some(p) = progress {
+            body["progress"] = p.into();
+        }
+        let mut response = self
             .fetcher
             .agent()
             .post(&url)
             .header("content-type", "application/json")
-            .send(body.to_string().as_bytes());
-        if let Err(e) = sent {
-            eprintln!("could not report {status} to {url}: {e}");
+            .send(body.to_string().as_bytes())
+            .map_err(|e| self.server_error(&url, e))?;
+        let code = response.status().as_u16();
+        if code == 200 || code == 201 {
+            return Ok(());
         }
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_POLL_BYTES)
+            .read_to_string()
+            .unwrap_or_default();
+        Err(self.server_error(&url, format!("HTTP {code}: {text}")))
+    }
+
+    /// The HTTP agent (mutual TLS) for downloads.
+    pub fn http(&self) -> &ureq::Agent {
+        self.fetcher.agent()
+    }
+
+    /// The minimum transfer rate downloads must keep.
+    pub fn min_rate(&self) -> rampart_tuf_client::fetch::MinRate {
+        self.fetcher.min_rate()
     }
 
     /// GET a small file; `None` for 404/403.
@@ -372,6 +440,41 @@ fn update_assigned(
     out: &Path,
     now_unix: i64,
 ) -> Result<UpdateOutcome, UpdateError> {
+    let Some(v) = verify_assigned(state, client, hardware_id, now_unix)? else {
+        // The director lists nothing (the assignment was cancelled after the poll).
+        return Ok(UpdateOutcome::NothingAssigned);
+    };
+    let (resumed_from, already_present) =
+        download_resumable(client, &v.url, &v.target, &v.info, out)?;
+    Ok(UpdateOutcome::Downloaded {
+        target: v.target,
+        version: v.release.version,
+        director_version: v.director_version,
+        path: out.to_path_buf(),
+        resumed_from,
+        already_present,
+    })
+}
+
+/// A release the director assigns to this device, verified against the image repository.
+#[derive(Debug, Clone)]
+pub struct VerifiedAssignment {
+    pub target: String,
+    pub info: TargetFile,
+    pub release: ReleaseInfo,
+    /// Where the artifact is downloaded from (through the server).
+    pub url: String,
+    pub director_version: u64,
+}
+
+/// Steps 2 to 5 of the module documentation: the director's metadata, the image repository,
+/// their agreement and the release checks. `None` when the director lists no target.
+pub fn verify_assigned(
+    state: &Path,
+    client: &ServerClient,
+    hardware_id: &str,
+    now_unix: i64,
+) -> Result<Option<VerifiedAssignment>, UpdateError> {
     // The director: root rotations, then this device's targets metadata.
     let director_dir = state.join(DIRECTOR_DIR);
     let root_path = director_dir.join(DIRECTOR_ROOT);
@@ -416,7 +519,8 @@ fn update_assigned(
         target_base_url: Some(client.url("/device/v1/repo/targets")),
         limits: Limits::default(),
     };
-    let fetcher = HttpFetcher::with_tls(client.fetcher.agent().config().tls_config().clone());
+    // The same mutual-TLS identity (PEM or PKCS#11 key) as the poll.
+    let fetcher = client.fetcher.clone();
     let mut up = Updater::new(config, fetcher, now_unix)?;
     up.refresh()?;
     let mut image = std::collections::BTreeMap::new();
@@ -459,19 +563,16 @@ fn update_assigned(
     .map_err(io_error(&version_path))?;
 
     let Some((target, info, release)) = chosen else {
-        // The director lists nothing (the assignment was cancelled after the poll).
-        return Ok(UpdateOutcome::NothingAssigned);
+        return Ok(None);
     };
     let url = up.target_url(&target, &info)?;
-    let (resumed_from, already_present) = download_resumable(client, &url, &target, &info, out)?;
-    Ok(UpdateOutcome::Downloaded {
+    Ok(Some(VerifiedAssignment {
         target,
-        version: release.version,
+        info,
+        release,
+        url,
         director_version: director.version(),
-        path: out.to_path_buf(),
-        resumed_from,
-        already_present,
-    })
+    }))
 }
 
 /// Feeds the first `limit` bytes of `path` to `check` (a verified copy, or a partial download).

@@ -164,10 +164,7 @@ impl Disk {
         if let Ok(mut j) = self.journal.lock() {
             j.push(what.to_owned());
         }
-        Ok(self
-            .plan
-            .filter(|p| p.step == step)
-            .map(|p| p.point))
+        Ok(self.plan.filter(|p| p.step == step).map(|p| p.point))
     }
 
     fn crash(&self, what: &str) -> DiskError {
@@ -254,7 +251,11 @@ impl Disk {
         bytes: &[u8],
         sync: bool,
     ) -> Result<(), DiskError> {
-        let what = format!("write {} bytes at {offset} of {}", bytes.len(), path.display());
+        let what = format!(
+            "write {} bytes at {offset} of {}",
+            bytes.len(),
+            path.display()
+        );
         let crash = self.begin(&what)?;
         let io = |e| DiskError::io(path, e);
         match crash {
@@ -275,6 +276,24 @@ impl Disk {
             return Err(self.crash(&what));
         }
         Ok(())
+    }
+
+    /// Runs a persistent change made by someone else (a bootloader script) as a write step:
+    /// a planned crash happens before it (`Before`, `Torn`) or after it (`After`).
+    pub fn external<T>(
+        &self,
+        what: &str,
+        change: impl FnOnce() -> Result<T, DiskError>,
+    ) -> Result<T, DiskError> {
+        let crash = self.begin(what)?;
+        if matches!(crash, Some(CrashPoint::Before | CrashPoint::Torn)) {
+            return Err(self.crash(what));
+        }
+        let out = change()?;
+        if crash == Some(CrashPoint::After) {
+            return Err(self.crash(what));
+        }
+        Ok(out)
     }
 
     /// Fsyncs an open file (a step of its own: data written without sync may be lost).

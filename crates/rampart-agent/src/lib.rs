@@ -1,8 +1,17 @@
 //! The device side of Rampart, as a library the `rampart-agent` binary (and the demo) use.
 #![forbid(unsafe_code)]
 
+pub mod bootenv;
+pub mod bootloader;
+pub mod bootsim;
+pub mod config;
+pub mod daemon;
+pub mod device;
 pub mod director;
 pub mod disk;
+pub mod health;
+pub mod source;
+pub mod tls;
 
 use std::path::Path;
 

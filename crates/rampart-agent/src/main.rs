@@ -1,12 +1,21 @@
-//! `rampart-agent`: the device side. In this release it carries the TUF client: it keeps the
-//! device's trusted metadata, checks releases against the device's hardware id and installed
-//! security version, and downloads verified images.
+//! `rampart-agent`: the device side. With a configuration file (`--config`), it runs the
+//! update daemon (`run`), installs offline (`install --from`), and runs the boot flow: verify
+//! everything, stream into the inactive A/B slot, try-boot it with a boot counter, commit after
+//! health checks or roll back. Without one, `check`/`fetch`/`update` verify and download only.
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use std::time::Duration;
+
+use rampart_agent::config::Config;
+use rampart_agent::daemon::Pass;
+use rampart_agent::device::Device;
+use rampart_agent::director::ServerClient;
+use rampart_agent::disk::Disk;
+use rampart_agent::source::Refusal;
 use rampart_agent::{LOG_POLICY, RELEASE_KEY, check_logged};
 use rampart_core::release::ReleaseInfo;
 use rampart_log::note::Verifier;
@@ -17,6 +26,10 @@ use rampart_tuf_client::{HttpFetcher, Limits, Updater, UpdaterConfig};
 #[derive(Parser)]
 #[command(name = "rampart-agent", version, about = "Rampart device agent")]
 struct Cli {
+    /// The agent configuration (TOML; see docs/device-integration.md). Its `state_dir`
+    /// replaces --state-dir.
+    #[arg(long, short = 'c', env = "RAMPART_AGENT_CONFIG", global = true)]
+    config: Option<PathBuf>,
     /// Directory holding the device's trusted metadata and state.
     #[arg(
         long,
@@ -30,6 +43,33 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The update daemon: run the boot flow (commit or roll back a new slot), then poll the
+    /// server with jitter and exponential backoff, installing what it assigns.
+    Run {
+        /// One pass (boot flow, one poll, at most one install) and exit: for scripts and cron.
+        /// Exit status 0: up to date or rebooting into an update; 1: failure.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Install a release from an image repository directory (offline, e.g. a USB stick) or
+    /// URL: verify, stream into the inactive slot, activate, reboot.
+    Install {
+        /// Repository directory (with metadata/ and targets/) or base URL.
+        #[arg(long)]
+        from: String,
+        /// Target path of the release.
+        target: String,
+        /// Do not run the reboot command after activating.
+        #[arg(long)]
+        no_reboot: bool,
+    },
+    /// Run the boot flow only (commit or roll back after booting an update); for boot scripts.
+    Boot,
+    /// Show the agent state and the bootloader's view of the slots (JSON).
+    Status,
+    /// Rebuild a lost or corrupt state file from the running slot (the slot contents become
+    /// unknown until the next update).
+    ResetState,
     /// Install the trusted root shipped with the device (factory provisioning), and optionally
     /// the transparency-log policy every release must then satisfy.
     Init {
@@ -126,8 +166,227 @@ fn verified(
     Ok((up, info, release))
 }
 
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let path = cli.config.as_ref().context(
+        "this command needs the agent configuration: pass --config FILE (or set RAMPART_AGENT_CONFIG); see docs/device-integration.md",
+    )?;
+    Ok(Config::load(path)?)
+}
+
+fn open_device(config: Config) -> anyhow::Result<Device> {
+    let disk = Disk::from_env().map_err(anyhow::Error::msg)?;
+    Device::open(config, disk).map_err(refused)
+}
+
+/// A refusal as an error that names its reason code.
+fn refused(r: Refusal) -> anyhow::Error {
+    anyhow::anyhow!("[{}] {}", r.reason.as_str(), r.detail)
+}
+
+fn server_client(config: &Config) -> anyhow::Result<ServerClient> {
+    let server = config.server.as_ref().context(
+        "the configuration has no [server] section; `run` needs the update server (use `install --from` offline)",
+    )?;
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let key = if server.key.starts_with("pkcs11:") {
+        let pin = match &server.pkcs11_pin_file {
+            Some(p) => String::from_utf8(read(p)?)
+                .context("the PIN file is not UTF-8")?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned(),
+            None => std::env::var("RAMPART_PKCS11_PIN").context(
+                "a PKCS#11 key needs server.pkcs11_pin_file in the configuration or RAMPART_PKCS11_PIN",
+            )?,
+        };
+        rampart_agent::tls::ClientKey::pkcs11_from_uri(
+            server
+                .pkcs11_module
+                .clone()
+                .unwrap_or_else(|| rampart_keys::pkcs11::DEFAULT_MODULE.into()),
+            pin,
+            &server.key,
+        )?
+    } else {
+        rampart_agent::tls::ClientKey::Pem(read(Path::new(&server.key))?)
+    };
+    let (fetcher, device_id) =
+        rampart_agent::tls::device_agent(&read(&server.ca)?, &read(&server.cert)?, &key)?;
+    Ok(ServerClient::from_fetcher(&server.url, fetcher, device_id))
+}
+
+fn say(pass: &Pass) {
+    match pass {
+        Pass::UpToDate => println!("up to date"),
+        Pass::Committed { version } => println!("committed version {version}"),
+        Pass::RolledBack { version, reason } => {
+            println!("rolled back from version {version} ({})", reason.as_str())
+        }
+        Pass::Reboot => println!("rebooting"),
+    }
+}
+
+fn reboot_if(pass: &Pass, config: &Config) -> anyhow::Result<()> {
+    if *pass == Pass::Reboot {
+        rampart_agent::daemon::reboot(config).map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
+}
+
+fn run_daemon(config: Config, once: bool) -> anyhow::Result<()> {
+    let client = server_client(&config)?;
+    let server = config.server.clone().expect("checked by server_client");
+    let commands = config.health.commands.clone();
+    let check_server = config.health.check_server;
+    let mut device = open_device(config)?;
+    let health = rampart_agent::health::Checks {
+        commands,
+        server: check_server.then_some(&client),
+    };
+    let base = Duration::from_secs(server.poll_interval_secs.max(1));
+    let max = Duration::from_secs(server.max_backoff_secs.max(1));
+    let mut failures = 0u32;
+    loop {
+        let mut interval = base;
+        let outcome = (|| -> Result<Pass, Refusal> {
+            let mut state = device.load_state()?;
+            let pass = rampart_agent::daemon::boot(&mut device, &mut state, &health)?;
+            rampart_agent::daemon::flush(&device, &mut state, &client);
+            if pass == Pass::Reboot {
+                return Ok(pass);
+            }
+            if pass != Pass::UpToDate {
+                say(&pass);
+            }
+            let (pass, asked) =
+                rampart_agent::daemon::update_from_server(&mut device, &mut state, &client)?;
+            if let Some(secs) = asked {
+                interval = Duration::from_secs(secs.max(1));
+            }
+            Ok(pass)
+        })();
+        match outcome {
+            Ok(pass) => {
+                failures = 0;
+                say(&pass);
+                reboot_if(&pass, &device.config)?;
+                if once {
+                    return Ok(());
+                }
+                if pass == Pass::Reboot {
+                    // The reboot command returned: give the system time to go down.
+                    std::thread::sleep(Duration::from_secs(60));
+                    continue;
+                }
+            }
+            Err(r) => {
+                eprintln!("error: [{}] {}", r.reason.as_str(), r.detail);
+                if once {
+                    return Err(refused(r));
+                }
+                failures += 1;
+                interval = rampart_agent::daemon::next_delay(base, failures, max, 0.5);
+            }
+        }
+        let delay = rampart_agent::daemon::next_delay(
+            interval,
+            0,
+            max.max(interval),
+            rampart_agent::daemon::jitter(),
+        );
+        std::thread::sleep(delay);
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let cli = match (&cli.config, &cli.command) {
+        (Some(_), Command::Init { .. }) => Cli {
+            state_dir: load_config(&cli)?.state_dir,
+            ..cli
+        },
+        _ => cli,
+    };
     match cli.command {
+        Command::Run { once } => run_daemon(load_config(&cli)?, once)?,
+        Command::Install {
+            ref from,
+            ref target,
+            no_reboot,
+        } => {
+            let config = load_config(&cli)?;
+            let health = rampart_agent::health::Checks {
+                commands: config.health.commands.clone(),
+                server: None,
+            };
+            let mut device = open_device(config)?;
+            let mut state = device.load_state().map_err(refused)?;
+            let started = std::time::Instant::now();
+            let progress = |release: &rampart_boot::flow::Release, written: u64| {
+                eprintln!(
+                    "{}: {} of {} MiB written ({:.0} MiB/s)",
+                    release.target,
+                    written >> 20,
+                    release.length >> 20,
+                    written as f64 / 1048576.0 / started.elapsed().as_secs_f64().max(1e-3)
+                );
+            };
+            let pass = rampart_agent::daemon::install_from(
+                &mut device,
+                &mut state,
+                from,
+                target,
+                &health,
+                &progress,
+            )
+            .map_err(refused)?;
+            say(&pass);
+            if !no_reboot {
+                reboot_if(&pass, &device.config)?;
+            }
+        }
+        Command::Boot => {
+            let config = load_config(&cli)?;
+            let commands = config.health.commands.clone();
+            let client = if config.health.check_server {
+                Some(server_client(&config)?)
+            } else {
+                None
+            };
+            let mut device = open_device(config)?;
+            let mut state = device.load_state().map_err(refused)?;
+            let health = rampart_agent::health::Checks {
+                commands,
+                server: client.as_ref(),
+            };
+            let pass =
+                rampart_agent::daemon::boot(&mut device, &mut state, &health).map_err(refused)?;
+            if let Some(client) = &client {
+                rampart_agent::daemon::flush(&device, &mut state, client);
+            }
+            say(&pass);
+            reboot_if(&pass, &device.config)?;
+        }
+        Command::Status => {
+            let config = load_config(&cli)?;
+            let mut device = open_device(config)?;
+            let state = device.load_state().map_err(refused)?;
+            let view = serde_json::json!({
+                "state": state,
+                "security_version": device.security_version().map_err(refused)?,
+                "slots": device.describe_slots(&state),
+            });
+            println!("{}", serde_json::to_string_pretty(&view)?);
+        }
+        Command::ResetState => {
+            let config = load_config(&cli)?;
+            let mut device = open_device(config)?;
+            let state = device.reset_state().map_err(refused)?;
+            println!(
+                "state rebuilt: slot {} committed",
+                state.committed.map_or("?", |s| s.name())
+            );
+        }
         Command::Init {
             trusted_root,
             log_policy,

@@ -7,9 +7,10 @@
 //! * `BOOT_A_LEFT`, `BOOT_B_LEFT`: boot attempts left for each slot.
 //!
 //! The bootloader ([`AbState::boot`]) boots the first slot in `BOOT_ORDER` with attempts
-//! left, decrementing them; a slot with none left is skipped (bad). The agent resets the
-//! counter of the slot it runs from once the slot is healthy (mark good), so a slot that
-//! fails to come up `tries` times in a row is abandoned by the bootloader by itself.
+//! left, decrementing them while the other slot is bootable; a slot with none left is
+//! skipped (bad). The agent resets the counter of the slot it runs from once the slot is
+//! healthy (mark good), so a slot that fails to come up `tries` times in a row is abandoned
+//! by the bootloader by itself.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -189,10 +190,16 @@ impl AbState {
     }
 
     /// What the bootloader does at power-on: the first slot in the boot order with attempts
-    /// left, whose counter it decrements; `None` when neither slot may be booted.
+    /// left; `None` when neither slot may be booted. Its counter is decremented only while
+    /// the other slot is bootable: counting is what makes the bootloader fall back, and with
+    /// nothing to fall back to (the other slot marked bad while it is rewritten, or after a
+    /// rollback) a counter run down by power cuts before the agent confirms the boot would
+    /// leave no bootable slot at all.
     pub fn boot(&mut self) -> Option<Slot> {
         let slot = self.order.into_iter().find(|s| self.left(*s) > 0)?;
-        self.left[slot.index()] -= 1;
+        if self.left(slot.other()) > 0 {
+            self.left[slot.index()] -= 1;
+        }
         Some(slot)
     }
 }
@@ -261,10 +268,14 @@ mod tests {
     }
 
     #[test]
-    fn nothing_boots_when_both_slots_are_bad() {
+    fn the_last_bootable_slot_is_never_counted_down() {
         let mut s = AbState::factory(1);
         s.set_health(Slot::A, SlotHealth::Bad, 1);
-        assert_eq!(s.boot(), Some(Slot::B));
+        for _ in 0..5 {
+            assert_eq!(s.boot(), Some(Slot::B));
+        }
+        assert_eq!(s.left(Slot::B), 1);
+        s.set_health(Slot::B, SlotHealth::Bad, 1);
         assert_eq!(s.boot(), None);
     }
 }

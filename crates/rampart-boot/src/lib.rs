@@ -4,3 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod ab;
+pub mod flow;
+pub mod grubenv;
+pub mod ubootenv;

@@ -231,6 +231,83 @@ impl CertificateAuthority {
         self.issue_leaf(params, not_before, not_after)
     }
 
+    /// Issues a device client certificate, valid from a few minutes ago for
+    /// `validity_days` days, for a public key the CA did not generate:
+    /// typically one generated inside a device's PKCS#11 token or secure
+    /// element, whose private half never leaves it.
+    ///
+    /// `public_key_spki_der` is the key's DER SubjectPublicKeyInfo; ECDSA
+    /// P-256 (id-ecPublicKey on prime256v1, uncompressed point) and Ed25519
+    /// keys are accepted, anything else is refused with
+    /// [`rcgen::Error::UnsupportedSignatureAlgorithm`] (wrapped in
+    /// [`Error::Generate`]). The certificate is otherwise exactly what
+    /// [`CertificateAuthority::issue_device`] issues (device id as commonName
+    /// and `urn:rampart:device:` URI, clientAuth only). Returns it as PEM;
+    /// [`crate::serial_hex_from_cert`] gives its serial.
+    pub fn issue_device_for_public_key(
+        &self,
+        device_id: &str,
+        public_key_spki_der: &[u8],
+        validity_days: u32,
+    ) -> Result<String> {
+        /// A public key given by its algorithm and raw key bits.
+        struct GivenKey {
+            alg: &'static rcgen::SignatureAlgorithm,
+            bits: Vec<u8>,
+        }
+        impl rcgen::PublicKeyData for GivenKey {
+            fn der_bytes(&self) -> &[u8] {
+                &self.bits
+            }
+            fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+                self.alg
+            }
+        }
+        // DER is canonical, so each accepted algorithm has exactly one header.
+        const P256_SPKI_HEADER: &[u8] = &[
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+        ];
+        const ED25519_SPKI_HEADER: &[u8] = &[
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ];
+        let spki = public_key_spki_der;
+        let key = if let Some(point) = spki.strip_prefix(P256_SPKI_HEADER)
+            && point.len() == 65
+            && point[0] == 0x04
+        {
+            GivenKey {
+                alg: &PKCS_ECDSA_P256_SHA256,
+                bits: point.to_vec(),
+            }
+        } else if let Some(raw) = spki.strip_prefix(ED25519_SPKI_HEADER)
+            && raw.len() == 32
+        {
+            GivenKey {
+                alg: &rcgen::PKCS_ED25519,
+                bits: raw.to_vec(),
+            }
+        } else {
+            return Err(Error::Generate(rcgen::Error::UnsupportedSignatureAlgorithm));
+        };
+
+        let (not_before, not_after) = validity_from_now(validity_days)?;
+        validate_device_id(device_id)?;
+        let uri = Ia5String::try_from(format!("{DEVICE_URI_PREFIX}{device_id}"))?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = distinguished_name_cn(device_id);
+        params.subject_alt_names = vec![SanType::URI(uri)];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let (not_before, not_after) = validity(not_before, not_after)?;
+        params.not_before = not_before;
+        params.not_after = not_after;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.use_authority_key_identifier_extension = true;
+        params.serial_number = Some(random_serial()?);
+        Ok(params.signed_by(&key, &self.issuer)?.pem())
+    }
+
     /// Issues a TLS server certificate with a fresh P-256 key for the given
     /// DNS names and/or IP addresses (e.g. `["localhost", "127.0.0.1"]`),
     /// valid from a few minutes ago for `validity_days` days. It is for TLS
@@ -539,4 +616,65 @@ fn cert_der_to_pem(der: &[u8]) -> String {
     }
     out.push_str("-----END CERTIFICATE-----\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issues_device_certificates_for_given_public_keys() {
+        let ca = CertificateAuthority::generate("Rampart Test Manufacturer CA", 30).unwrap();
+        for alg in [&PKCS_ECDSA_P256_SHA256, &rcgen::PKCS_ED25519] {
+            let key = KeyPair::generate_for(alg).unwrap();
+            let spki = key.subject_public_key_info();
+            let pem = ca
+                .issue_device_for_public_key("dev-token-1", &spki, 30)
+                .unwrap();
+            let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+            let fields = CertFields::parse(&der).unwrap();
+            assert_eq!(
+                fields.spki,
+                &spki[..],
+                "{alg:?}: the certificate carries the key"
+            );
+            assert_eq!(
+                crate::device_id_from_cert(&der).as_deref(),
+                Some("dev-token-1")
+            );
+            assert!(crate::serial_hex_from_cert(&der).is_some());
+            // It chains to the CA: webpki accepts it as a client certificate.
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.cert_der().clone()).unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                std::sync::Arc::new(roots),
+                std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+            )
+            .build()
+            .unwrap();
+            verifier
+                .verify_client_cert(&der, &[], rustls_pki_types::UnixTime::now())
+                .unwrap_or_else(|e| panic!("{alg:?}: {e}"));
+        }
+
+        // Not a supported SubjectPublicKeyInfo.
+        let p256 = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut spki = p256.subject_public_key_info();
+        for bad in [&b""[..], &spki[..40], &[0x30, 0x03, 0x02, 0x01, 0x00][..]] {
+            assert!(matches!(
+                ca.issue_device_for_public_key("dev-token-1", bad, 30),
+                Err(Error::Generate(rcgen::Error::UnsupportedSignatureAlgorithm))
+            ));
+        }
+        spki.push(0);
+        assert!(
+            ca.issue_device_for_public_key("dev-token-1", &spki, 30)
+                .is_err()
+        );
+        spki.pop();
+        assert!(matches!(
+            ca.issue_device_for_public_key("bad/id", &spki, 30),
+            Err(Error::InvalidDeviceId(_))
+        ));
+    }
 }

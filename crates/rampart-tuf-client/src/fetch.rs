@@ -150,9 +150,19 @@ pub fn read_limited_rate(
 }
 
 /// HTTP(S) fetcher over ureq with rustls; also reads `file://` URLs, for repositories on disk.
+/// Clones share the connection pool and TLS configuration.
+#[derive(Clone)]
 pub struct HttpFetcher {
     agent: ureq::Agent,
     min_rate: MinRate,
+}
+
+impl std::fmt::Debug for HttpFetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpFetcher")
+            .field("min_rate", &self.min_rate)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for HttpFetcher {
@@ -162,7 +172,8 @@ impl Default for HttpFetcher {
 }
 
 impl HttpFetcher {
-    fn build(tls: Option<ureq::tls::TlsConfig>) -> Self {
+    /// The agent configuration of every fetcher.
+    fn config(tls: Option<ureq::tls::TlsConfig>) -> ureq::config::Config {
         use std::time::Duration;
         // No overall deadline (large firmware takes as long as it takes on a slow link); instead
         // bounded connect and response waits, a per-read idle timeout and a minimum average rate.
@@ -175,8 +186,30 @@ impl HttpFetcher {
         if let Some(tls) = tls {
             config = config.tls_config(tls);
         }
+        config.build()
+    }
+
+    fn build(tls: Option<ureq::tls::TlsConfig>) -> Self {
         HttpFetcher {
-            agent: config.build().into(),
+            agent: HttpFetcher::config(tls).into(),
+            min_rate: MinRate::default(),
+        }
+    }
+
+    /// A fetcher whose connections are made by `connector` (with ureq's default resolver),
+    /// with the same timeouts and minimum rate as every other fetcher. For transports ureq's
+    /// [`ureq::tls::TlsConfig`] cannot express, such as mutual TLS with a client key that
+    /// signs inside a PKCS#11 token. `connector` must produce plain TCP for `http://` and
+    /// TLS for `https://` itself (for example, a chain ending in its own TLS connector).
+    ///
+    /// The connector API is ureq's `unversioned` one, which may change in ureq minor releases.
+    pub fn with_connector(connector: impl ureq::unversioned::transport::Connector) -> Self {
+        HttpFetcher {
+            agent: ureq::Agent::with_parts(
+                HttpFetcher::config(None),
+                connector,
+                ureq::unversioned::resolver::DefaultResolver::default(),
+            ),
             min_rate: MinRate::default(),
         }
     }
@@ -281,6 +314,46 @@ mod tests {
         };
         let err = read_limited_rate("http://x/t", Trickle, 1 << 20, rate).unwrap_err();
         assert!(matches!(err, FetchError::TooSlow { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_fetcher_on_a_custom_connector_fetches_and_keeps_the_limits() {
+        use std::io::{BufRead as _, Write as _};
+        use ureq::unversioned::transport::{Connector as _, TcpConnector};
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            for body in ["hello", "too long for the limit"] {
+                let (mut tcp, _) = listener.accept().unwrap();
+                let mut reader = std::io::BufReader::new(tcp.try_clone().unwrap());
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                        break;
+                    }
+                }
+                write!(
+                    tcp,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+            }
+        });
+        let fetcher = HttpFetcher::with_connector(().chain(TcpConnector::default()));
+        assert_eq!(
+            fetcher.min_rate().bytes_per_second,
+            MinRate::default().bytes_per_second
+        );
+        let url = format!("http://{addr}/x");
+        assert_eq!(fetcher.fetch(&url, 100).unwrap(), b"hello");
+        let err = fetcher.fetch(&url, 10).unwrap_err();
+        assert!(
+            matches!(err, FetchError::TooLarge { limit: 10, .. }),
+            "{err}"
+        );
+        server.join().unwrap();
     }
 
     #[test]

@@ -1,0 +1,357 @@
+//! The agent's TOML configuration (`/etc/rampart/agent.toml`; see
+//! `docs/device-integration.md` for every key).
+
+use std::path::{Path, PathBuf};
+
+use rampart_boot::ab::{DEFAULT_TRIES, MAX_TRIES, Slot};
+use serde::Deserialize;
+
+/// Largest accepted configuration file.
+const MAX_CONFIG_BYTES: u64 = 256 * 1024;
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading the configuration {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the configuration {path} is {size} bytes; at most {MAX_CONFIG_BYTES} are read")]
+    TooLarge { path: String, size: u64 },
+    #[error("the configuration {path} is not valid: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory of the agent's state (trusted metadata, state file, anti-rollback counter).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// This device's hardware compatibility id.
+    pub hardware_id: String,
+    /// The update server; absent for devices updated only offline (`install --from`).
+    #[serde(default)]
+    pub server: Option<ServerConfig>,
+    /// The two slots: block devices or plain files.
+    pub slots: SlotsConfig,
+    pub bootloader: BootloaderConfig,
+    #[serde(default)]
+    pub boot: BootConfig,
+    #[serde(default)]
+    pub health: HealthConfig,
+    #[serde(default)]
+    pub install: InstallConfig,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/rampart-agent")
+}
+
+/// How the agent reaches the update server (mutual TLS).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The device API, e.g. `https://updates.example:8443`.
+    pub url: String,
+    /// CA certificate(s) the server's certificate must chain to (PEM).
+    pub ca: PathBuf,
+    /// The device certificate (PEM); its device id is this device's identity.
+    pub cert: PathBuf,
+    /// The device's private key: a PEM file path, or a PKCS#11 URI
+    /// (`pkcs11:token=LABEL;object=LABEL`) of a key that never leaves the token.
+    pub key: String,
+    /// PKCS#11 module for a token key (default: SoftHSM2's).
+    #[serde(default)]
+    pub pkcs11_module: Option<PathBuf>,
+    /// File holding the token's user PIN (first line).
+    #[serde(default)]
+    pub pkcs11_pin_file: Option<PathBuf>,
+    /// Seconds between polls when the server does not say (it normally does).
+    #[serde(default = "default_poll")]
+    pub poll_interval_secs: u64,
+    /// Upper bound of the exponential backoff after failures.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff_secs: u64,
+}
+
+fn default_poll() -> u64 {
+    300
+}
+fn default_max_backoff() -> u64 {
+    3600
+}
+
+/// The A and B slots.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotsConfig {
+    #[serde(rename = "A")]
+    pub a: PathBuf,
+    #[serde(rename = "B")]
+    pub b: PathBuf,
+}
+
+impl SlotsConfig {
+    pub fn path(&self, slot: Slot) -> &Path {
+        match slot {
+            Slot::A => &self.a,
+            Slot::B => &self.b,
+        }
+    }
+}
+
+/// Which bootloader backend switches slots.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootloaderConfig {
+    pub kind: BootloaderKind,
+    /// GRUB: the environment block file (e.g. `/boot/efi/EFI/BOOT/grubenv`).
+    #[serde(default)]
+    pub grub_env: Option<PathBuf>,
+    /// U-Boot: libubootenv's `fw_env.config`.
+    #[serde(default)]
+    pub fw_env_config: Option<PathBuf>,
+    /// Custom: a script with RAUC's interface (`get-primary`, `set-primary X`, `get-state X`,
+    /// `set-state X good|bad`).
+    #[serde(default)]
+    pub script: Option<PathBuf>,
+    /// Boot attempts a newly activated slot gets before the bootloader falls back.
+    #[serde(default = "default_tries")]
+    pub tries: u8,
+}
+
+fn default_tries() -> u8 {
+    DEFAULT_TRIES
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BootloaderKind {
+    Grub,
+    Uboot,
+    Custom,
+}
+
+/// How the agent learns which slot and which boot it runs in, and how it reboots.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootConfig {
+    /// Kernel command line carrying `rampart.slot=A|B` (or RAUC's `rauc.slot=`).
+    #[serde(default = "default_cmdline")]
+    pub cmdline: PathBuf,
+    /// A fixed booted slot instead of the command line (benchmarks, images without A/B
+    /// command lines).
+    #[serde(default)]
+    pub booted_slot: Option<String>,
+    /// The kernel's per-boot random id.
+    #[serde(default = "default_boot_id")]
+    pub boot_id: PathBuf,
+    /// The command that reboots the device.
+    #[serde(default = "default_reboot")]
+    pub reboot_command: Vec<String>,
+}
+
+fn default_cmdline() -> PathBuf {
+    PathBuf::from("/proc/cmdline")
+}
+fn default_boot_id() -> PathBuf {
+    PathBuf::from("/proc/sys/kernel/random/boot_id")
+}
+fn default_reboot() -> Vec<String> {
+    vec!["systemctl".into(), "reboot".into()]
+}
+
+impl Default for BootConfig {
+    fn default() -> Self {
+        BootConfig {
+            cmdline: default_cmdline(),
+            booted_slot: None,
+            boot_id: default_boot_id(),
+            reboot_command: default_reboot(),
+        }
+    }
+}
+
+/// Health checks run after booting a new slot, before committing it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Commands that must all exit 0 (argv lists).
+    #[serde(default)]
+    pub commands: Vec<Vec<String>>,
+    /// Whether the update server must answer a poll over mutual TLS (the built-in check).
+    #[serde(default = "default_true")]
+    pub check_server: bool,
+    /// All checks must pass within this many seconds.
+    #[serde(default = "default_deadline")]
+    pub deadline_secs: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_deadline() -> u64 {
+    300
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            commands: Vec::new(),
+            check_server: true,
+            deadline_secs: default_deadline(),
+        }
+    }
+}
+
+/// Install tuning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallConfig {
+    /// Bytes between resume checkpoints (slot fsynced, progress recorded).
+    #[serde(default = "default_checkpoint")]
+    pub checkpoint_bytes: u64,
+}
+
+fn default_checkpoint() -> u64 {
+    32 << 20
+}
+
+impl Default for InstallConfig {
+    fn default() -> Self {
+        InstallConfig {
+            checkpoint_bytes: default_checkpoint(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let read = |source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(read)?.len();
+        if size > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge { path: shown, size });
+        }
+        let text = std::fs::read_to_string(path).map_err(read)?;
+        Config::parse(&text).map_err(|reason| ConfigError::Invalid {
+            path: shown,
+            reason,
+        })
+    }
+
+    /// Parses and checks configuration text.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.hardware_id.trim().is_empty() {
+            return Err("hardware_id is empty".into());
+        }
+        if self.slots.a == self.slots.b {
+            return Err(format!(
+                "slots A and B are the same ({}); they must be two different devices or files",
+                self.slots.a.display()
+            ));
+        }
+        let b = &self.bootloader;
+        let need = |value: &Option<PathBuf>, key: &str| {
+            if value.is_none() {
+                Err(format!(
+                    "bootloader.kind = {:?} needs bootloader.{key}",
+                    format!("{:?}", b.kind).to_lowercase()
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match b.kind {
+            BootloaderKind::Grub => need(&b.grub_env, "grub_env")?,
+            BootloaderKind::Uboot => need(&b.fw_env_config, "fw_env_config")?,
+            BootloaderKind::Custom => need(&b.script, "script")?,
+        }
+        if b.tries == 0 || b.tries > MAX_TRIES {
+            return Err(format!(
+                "bootloader.tries = {} must be from 1 to {MAX_TRIES}",
+                b.tries
+            ));
+        }
+        if let Some(slot) = &self.boot.booted_slot
+            && Slot::parse(slot).is_none()
+        {
+            return Err(format!("boot.booted_slot = {slot:?} is not A or B"));
+        }
+        if self.boot.reboot_command.is_empty() {
+            return Err("boot.reboot_command is empty".into());
+        }
+        if self.health.commands.iter().any(Vec::is_empty) {
+            return Err("health.commands holds an empty command".into());
+        }
+        if self.install.checkpoint_bytes < 4096 {
+            return Err("install.checkpoint_bytes must be at least 4096".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+hardware_id = "board-a"
+[slots]
+A = "/dev/mmcblk0p2"
+B = "/dev/mmcblk0p3"
+[bootloader]
+kind = "uboot"
+fw_env_config = "/etc/fw_env.config"
+"#;
+
+    #[test]
+    fn minimal_configuration_takes_defaults() {
+        let c = Config::parse(MINIMAL).unwrap();
+        assert_eq!(c.state_dir, Path::new("/var/lib/rampart-agent"));
+        assert_eq!(c.bootloader.tries, DEFAULT_TRIES);
+        assert_eq!(c.boot.cmdline, Path::new("/proc/cmdline"));
+        assert!(c.health.check_server);
+        assert!(c.server.is_none());
+        assert_eq!(c.slots.path(Slot::B), Path::new("/dev/mmcblk0p3"));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let cases = [
+            (
+                MINIMAL.replace("fw_env_config", "grub_env"),
+                "fw_env_config",
+            ),
+            (MINIMAL.replace("mmcblk0p3", "mmcblk0p2"), "the same"),
+            (
+                MINIMAL.replace("kind = \"uboot\"", "kind = \"lilo\""),
+                "lilo",
+            ),
+            (format!("{MINIMAL}tries = 0\n"), "tries"),
+            (format!("colour = 1\n{MINIMAL}"), "colour"),
+            (
+                format!("{MINIMAL}[boot]\nbooted_slot = \"C\"\n"),
+                "booted_slot",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = Config::parse(&text).unwrap_err();
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+    }
+}

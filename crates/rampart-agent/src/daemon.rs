@@ -1,0 +1,256 @@
+//! The agent's passes: the boot flow, an update from the server, an offline install, and the
+//! polling loop with jitter and exponential backoff around them.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rampart_boot::flow::{AgentState, PendingReport, Reason};
+
+use crate::config::Config;
+use crate::device::{Device, HealthCheck, Installed, Started};
+use crate::director::ServerClient;
+use crate::source::{Fetch, Refusal, Verified};
+
+/// How a pass ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pass {
+    /// Nothing to do (up to date, or nothing assigned).
+    UpToDate,
+    /// Committed a new release in this start.
+    Committed { version: String },
+    /// Finished a rollback in this start.
+    RolledBack { version: String, reason: Reason },
+    /// Reboot now: an update was activated, or a rollback needs the old slot.
+    Reboot,
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs the boot flow. Corrupt state or environment is refused before anything is written.
+pub fn boot(
+    device: &mut Device,
+    state: &mut AgentState,
+    health: &dyn HealthCheck,
+) -> Result<Pass, Refusal> {
+    Ok(match device.start(state, health)? {
+        Started::Reboot => Pass::Reboot,
+        Started::Ready {
+            committed: Some(r), ..
+        } => Pass::Committed { version: r.version },
+        Started::Ready {
+            rolled_back: Some(r),
+            ..
+        } => Pass::RolledBack {
+            version: r.0.version,
+            reason: r.1,
+        },
+        Started::Ready { .. } => Pass::UpToDate,
+    })
+}
+
+/// Sends queued reports to the server, keeping those it did not store.
+pub fn flush(device: &Device, state: &mut AgentState, client: &ServerClient) {
+    let send = |r: &PendingReport| match client.send_report(
+        &r.id,
+        &r.status,
+        r.assignment.as_deref(),
+        None,
+        r.details.clone(),
+    ) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("report {} ({}) not sent yet: {e}", r.id, r.status);
+            false
+        }
+    };
+    if let Err(e) = device.flush_reports(state, &send) {
+        eprintln!("could not record sent reports: {e}");
+    }
+}
+
+/// The facts a poll tells the server.
+pub fn facts(device: &mut Device, state: &AgentState) -> serde_json::Value {
+    let running = state.committed.and_then(|s| state.slots.get(&s));
+    let mut slots = serde_json::Map::new();
+    if let serde_json::Value::Object(view) = device.describe_slots(state) {
+        for (name, v) in view {
+            let health = v["bootloader"].as_str().unwrap_or("unknown");
+            let role = if v["committed"].as_bool() == Some(true) {
+                "active"
+            } else {
+                "inactive"
+            };
+            slots.insert(name, format!("{role} {health}").into());
+        }
+    }
+    serde_json::json!({
+        "hardware_id": device.config.hardware_id,
+        "firmware_version": running.map_or("unknown", |c| c.version.as_str()),
+        "security_version": device.security_version().unwrap_or(0),
+        "slots": slots,
+    })
+}
+
+/// One update pass through the server: poll, verify, install, activate.
+pub fn update_from_server(
+    device: &mut Device,
+    state: &mut AgentState,
+    client: &ServerClient,
+) -> Result<(Pass, Option<u64>), Refusal> {
+    let facts = facts(device, state);
+    let poll = client
+        .poll_with(&facts)
+        .map_err(|e| Refusal::new(Reason::DownloadFailed, e))?;
+    let Some(assignment) = poll.assignment else {
+        device.abandon_install(state)?;
+        return Ok((Pass::UpToDate, poll.interval_secs));
+    };
+    let running = state.committed.and_then(|s| state.slots.get(&s));
+    if running.is_some_and(|c| c.target == assignment.target) {
+        return Ok((Pass::UpToDate, poll.interval_secs));
+    }
+    let verified = match crate::director::verify_assigned(
+        &device.config.state_dir,
+        client,
+        &device.config.hardware_id,
+        now_unix(),
+    ) {
+        Ok(Some(v)) => Verified::from_assignment(v, &assignment.id)?,
+        Ok(None) => {
+            device.abandon_install(state)?;
+            return Ok((Pass::UpToDate, poll.interval_secs));
+        }
+        Err(e) => {
+            let reason = Reason::from(&e);
+            if e.is_verification_failure() {
+                client.report(
+                    &assignment.id,
+                    "verification_failed",
+                    serde_json::json!({"target": assignment.target, "reason": reason.as_str(), "error": e.to_string()}),
+                );
+            }
+            return Err(Refusal::new(reason, e));
+        }
+    };
+    client.report(
+        &assignment.id,
+        "downloading",
+        serde_json::json!({"target": verified.release.target, "version": verified.release.version}),
+    );
+    let fetch = Fetch::server(client);
+    let progress = |release: &rampart_boot::flow::Release, written: u64| {
+        let pct = (written.saturating_mul(100) / release.length.max(1)).min(100) as u8;
+        let _ = client.send_report(
+            &random_id(),
+            "downloading",
+            release.assignment.as_deref(),
+            Some(pct),
+            serde_json::json!({"target": release.target, "written": written}),
+        );
+    };
+    let result = device.install(state, &verified, &fetch, &progress);
+    flush(device, state, client);
+    match result? {
+        Installed::AlreadyRunning => Ok((Pass::UpToDate, poll.interval_secs)),
+        Installed::Activated { slot, .. } => {
+            client.report(
+                &assignment.id,
+                "rebooting",
+                serde_json::json!({"target": verified.release.target, "slot": slot.name()}),
+            );
+            Ok((Pass::Reboot, poll.interval_secs))
+        }
+    }
+}
+
+fn random_id() -> String {
+    let mut id = [0u8; 16];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id);
+    hex::encode(id)
+}
+
+/// An offline install from a repository directory or URL (no server): boot flow first, then
+/// verify and stream.
+pub fn install_from(
+    device: &mut Device,
+    state: &mut AgentState,
+    from: &str,
+    target: &str,
+    health: &dyn HealthCheck,
+    progress: &dyn crate::device::Progress,
+) -> Result<Pass, Refusal> {
+    match boot(device, state, health)? {
+        Pass::Reboot => return Ok(Pass::Reboot),
+        Pass::Committed { .. } | Pass::RolledBack { .. } | Pass::UpToDate => {}
+    }
+    let base = crate::source::repo_url(from)?;
+    let (verified, _) = crate::source::verify_from_repo(
+        &device.config.state_dir,
+        &base,
+        &device.config.hardware_id,
+        device.security_version()?,
+        target,
+        now_unix(),
+    )?;
+    match device.install(state, &verified, &Fetch::plain(), progress)? {
+        Installed::AlreadyRunning => Ok(Pass::UpToDate),
+        Installed::Activated { .. } => Ok(Pass::Reboot),
+    }
+}
+
+/// Runs the configured reboot command.
+pub fn reboot(config: &Config) -> Result<(), String> {
+    let argv = &config.boot.reboot_command;
+    let status = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .status()
+        .map_err(|e| format!("reboot command {:?}: {e}", argv))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("reboot command {:?} failed ({status})", argv))
+    }
+}
+
+/// Backoff after `failures` consecutive failures: doubling from `base`, capped at `max`, with
+/// ±20 % jitter so a fleet does not poll in lockstep.
+pub fn next_delay(base: Duration, failures: u32, max: Duration, jitter_unit: f64) -> Duration {
+    let exp = base.saturating_mul(1u32 << failures.min(16));
+    let capped = exp.min(max);
+    let factor = 0.8 + 0.4 * jitter_unit.clamp(0.0, 1.0);
+    capped.mul_f64(factor)
+}
+
+/// A uniform number in [0, 1) from the system RNG.
+pub fn jitter() -> f64 {
+    let mut b = [0u8; 4];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    u32::from_le_bytes(b) as f64 / (u32::MAX as f64 + 1.0)
+}
+
+/// Whether `path` exists as a state directory with a trusted root.
+pub fn provisioned(state_dir: &Path) -> bool {
+    state_dir.join("metadata").join("root.json").exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_jitters() {
+        let base = Duration::from_secs(10);
+        let max = Duration::from_secs(300);
+        assert_eq!(next_delay(base, 0, max, 0.5), Duration::from_secs(10));
+        assert_eq!(next_delay(base, 3, max, 0.5), Duration::from_secs(80));
+        assert_eq!(next_delay(base, 10, max, 0.5), max);
+        assert_eq!(next_delay(base, 0, max, 0.0), Duration::from_secs(8));
+        assert_eq!(next_delay(base, 0, max, 1.0), Duration::from_secs(12));
+        assert_eq!(next_delay(base, 40, max, 1.0), Duration::from_secs(360));
+    }
+}
