@@ -212,19 +212,28 @@ impl Default for HealthConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstallConfig {
-    /// Bytes between resume checkpoints (slot fsynced, progress recorded).
+    /// Resume checkpoints (slot fsynced, progress recorded) are taken once at least this many
+    /// bytes and `checkpoint_secs` have passed since the last one: a slow download loses at
+    /// most a few seconds when interrupted, and a fast local install is not slowed by fsyncs.
     #[serde(default = "default_checkpoint")]
     pub checkpoint_bytes: u64,
+    #[serde(default = "default_checkpoint_secs")]
+    pub checkpoint_secs: u64,
 }
 
 fn default_checkpoint() -> u64 {
-    32 << 20
+    4 << 20
+}
+
+fn default_checkpoint_secs() -> u64 {
+    5
 }
 
 impl Default for InstallConfig {
     fn default() -> Self {
         InstallConfig {
             checkpoint_bytes: default_checkpoint(),
+            checkpoint_secs: default_checkpoint_secs(),
         }
     }
 }

@@ -76,16 +76,17 @@ pub fn flush(device: &Device, state: &mut AgentState, client: &ServerClient) {
 /// The facts a poll tells the server.
 pub fn facts(device: &mut Device, state: &AgentState) -> serde_json::Value {
     let running = state.committed.and_then(|s| state.slots.get(&s));
+    // The inventory's slot format: lowercase slot names; "active" for the committed slot,
+    // otherwise the bootloader's "good" or "bad" (filterable as slot=b=bad).
     let mut slots = serde_json::Map::new();
     if let serde_json::Value::Object(view) = device.describe_slots(state) {
         for (name, v) in view {
-            let health = v["bootloader"].as_str().unwrap_or("unknown");
-            let role = if v["committed"].as_bool() == Some(true) {
+            let value = if v["committed"].as_bool() == Some(true) {
                 "active"
             } else {
-                "inactive"
+                v["bootloader"].as_str().unwrap_or("unknown")
             };
-            slots.insert(name, format!("{role} {health}").into());
+            slots.insert(name.to_ascii_lowercase(), value.into());
         }
     }
     serde_json::json!({
@@ -113,6 +114,26 @@ pub fn update_from_server(
     let running = state.committed.and_then(|s| state.slots.get(&s));
     if running.is_some_and(|c| c.target == assignment.target) {
         return Ok((Pass::UpToDate, poll.interval_secs));
+    }
+    // A release rolled back here is refused (as `Device::install` refuses it) before it is
+    // verified and reported as downloading: otherwise every poll while it stays assigned would
+    // send a `downloading` report that buries the `rolled_back` one.
+    if let Some(last) = &state.last_result
+        && last.target == assignment.target
+        && matches!(
+            last.reason,
+            Reason::HealthCheckFailed | Reason::BootloaderFallback
+        )
+    {
+        return Err(Refusal::new(
+            last.reason,
+            format!(
+                "{} was rolled back on this device ({}: {}); it is not installed again; assign another release",
+                last.target,
+                last.reason.as_str(),
+                last.detail
+            ),
+        ));
     }
     let verified = match crate::director::verify_assigned(
         &device.config.state_dir,

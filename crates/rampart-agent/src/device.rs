@@ -30,7 +30,7 @@ const MAX_OUTBOX: usize = 64;
 /// Bytes read and written at a time while streaming into a slot.
 pub const DEFAULT_CHUNK: usize = 1 << 20;
 /// Chunks in flight between the writer and the hasher.
-const CHUNKS_IN_FLIGHT: usize = 4;
+const CHUNKS_IN_FLIGHT: usize = 8;
 
 /// Health checks run after booting a new slot.
 pub trait HealthCheck {
@@ -168,6 +168,21 @@ impl Device {
             .map_err(disk_refusal)
     }
 
+    /// The kernel's id of this boot.
+    pub fn boot_id(&self) -> Result<String, Refusal> {
+        std::fs::read_to_string(&self.config.boot.boot_id)
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| {
+                Refusal::new(
+                    Reason::BootloaderFailed,
+                    format!(
+                        "reading the boot id {}: {e}",
+                        self.config.boot.boot_id.display()
+                    ),
+                )
+            })
+    }
+
     /// The booted slot (configuration override, else the kernel command line's
     /// `rampart.slot=` or `rauc.slot=`), the boot id, and the bootloader's primary slot.
     pub fn observe(&mut self) -> Result<Observed, Refusal> {
@@ -193,18 +208,7 @@ impl Device {
                 ),
             )
         })?;
-        let boot_id = match std::fs::read_to_string(&self.config.boot.boot_id) {
-            Ok(s) => s.trim().to_owned(),
-            Err(e) => {
-                return Err(Refusal::new(
-                    Reason::BootloaderFailed,
-                    format!(
-                        "reading the boot id {}: {e}",
-                        self.config.boot.boot_id.display()
-                    ),
-                ));
-            }
-        };
+        let boot_id = self.boot_id()?;
         let primary = self.bootloader.primary().map_err(boot_refusal)?;
         Ok(Observed {
             booted,
@@ -634,7 +638,7 @@ impl Device {
         }
 
         // Verified: activate.
-        let boot_id = self.observe()?.boot_id;
+        let boot_id = self.boot_id()?;
         state.phase = Phase::Activated {
             slot,
             release: v.release.clone(),
@@ -710,7 +714,9 @@ impl Device {
         }
         let mut written = start;
         let checkpoint = self.config.install.checkpoint_bytes;
+        let checkpoint_every = Duration::from_secs(self.config.install.checkpoint_secs);
         let mut next_checkpoint = written + checkpoint;
+        let mut last_checkpoint = Instant::now();
         let min_rate = fetch.min_rate;
         let began = Instant::now();
         let mut fetched = 0u64;
@@ -788,6 +794,16 @@ impl Device {
                             fetched += n as u64;
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        // The connection closed before its announced length (HTTP).
+                        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                            return Err(Refusal::new(
+                                Reason::Truncated,
+                                format!(
+                                    "{what}: the download ended at byte {} of {length} ({e})",
+                                    written + filled as u64
+                                ),
+                            ));
+                        }
                         Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                             return Err(Refusal::new(
                                 Reason::DownloadStalled,
@@ -810,7 +826,11 @@ impl Device {
                     // The hasher stopped: the data was refused.
                     return Ok(());
                 }
-                if written >= next_checkpoint && written < length {
+                if written >= next_checkpoint
+                    && written < length
+                    && last_checkpoint.elapsed() >= checkpoint_every
+                {
+                    last_checkpoint = Instant::now();
                     self.disk.sync(&file, path).map_err(disk_refusal)?;
                     if let Phase::Installing { written: w, .. } = &mut state.phase {
                         *w = written;

@@ -348,7 +348,15 @@ async fn get_device(
         (Some(a), Some(r)) if r.assignment == a.assignment_id && r.status == "installed" => {
             "up_to_date"
         }
-        (Some(a), Some(r)) if r.assignment == a.assignment_id && r.status == "failed" => "failed",
+        (Some(a), Some(r))
+            if r.assignment == a.assignment_id
+                && matches!(
+                    r.status.as_str(),
+                    "failed" | "rolled_back" | "verification_failed"
+                ) =>
+        {
+            "failed"
+        }
         (Some(_), _) => "pending",
     };
     Ok(json_response(

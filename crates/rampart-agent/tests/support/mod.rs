@@ -256,6 +256,7 @@ check_server = false
 deadline_secs = 5
 [install]
 checkpoint_bytes = 16384
+checkpoint_secs = 0
 "#,
             d = d.display()
         );
@@ -384,4 +385,254 @@ pub fn hex_sha256(data: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+// --- Real-process tests (tests/sigkill.rs): a bigger release, so that a SIGKILL can land
+// while it streams, on a device with larger slots, driven through the `rampart-agent` binary.
+
+/// Length of the big test release.
+pub const BIG_IMAGE_BYTES: usize = 4 * 1024 * 1024 + 321;
+/// Slot capacity of a device for the big release.
+pub const BIG_SLOT_BYTES: usize = 5 * 1024 * 1024;
+/// Target path of the big release in [`big_repo`].
+pub const BIG_TARGET: &str = "sim/big-v2.img";
+/// Version of the big release.
+pub const BIG_VERSION: &str = "2.1.0";
+
+/// The big release's bytes (deterministic, distinct from every [`Image`]).
+pub fn big_image() -> &'static [u8] {
+    static BIG: OnceLock<Vec<u8>> = OnceLock::new();
+    BIG.get_or_init(|| {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut v = b"RAMPART-SIM-IMAGE BigV2\n".to_vec();
+        v.reserve(BIG_IMAGE_BYTES);
+        while v.len() < BIG_IMAGE_BYTES {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v.truncate(BIG_IMAGE_BYTES);
+        v
+    })
+}
+
+/// A second image repository (its own keys and root) with one release, [`BIG_TARGET`]
+/// ([`big_image`]), for the same hardware (built once per test binary).
+pub fn big_repo() -> &'static Repo {
+    static REPO: OnceLock<Repo> = OnceLock::new();
+    REPO.get_or_init(|| {
+        let dir = scratch();
+        let work = dir.path();
+        let key = |name: &str| {
+            let (_, bytes) = FileSigner::generate(
+                Scheme::Ed25519,
+                "pw",
+                KdfParams {
+                    m_kib: 64,
+                    t: 1,
+                    p: 1,
+                },
+            )
+            .unwrap();
+            let p = work.join(name);
+            std::fs::write(&p, bytes).unwrap();
+            RoleSigners {
+                keys: vec![p.display().to_string()],
+                threshold: 1,
+            }
+        };
+        let open = |r: &str| -> Result<Box<dyn Signer>, rampart_keys::SignError> {
+            Ok(Box::new(FileSigner::open(Path::new(r), "pw")?))
+        };
+        let repo_dir = work.join("repo");
+        let opts = InitOptions {
+            root: key("root"),
+            targets: key("targets"),
+            snapshot: key("snap"),
+            timestamp: key("ts"),
+            expiry_days: ExpiryDays::default(),
+        };
+        let now = now();
+        let repo = Repository::init(&repo_dir, opts, &open, now).unwrap();
+        let file = work.join("big-v2.img");
+        std::fs::write(&file, big_image()).unwrap();
+        let request = ReleaseRequest {
+            image: file,
+            target_name: Some(BIG_TARGET.into()),
+            hardware_ids: vec![HARDWARE.into()],
+            version: BIG_VERSION.into(),
+            security_version: 2,
+            sbom: None,
+            provenance: None,
+            role: None,
+        };
+        repo.add_releases(&[request], &open, now, &NoProgress)
+            .unwrap();
+        repo.publish(&open, now).unwrap();
+        let root = repo_dir.join("metadata/1.root.json");
+        Repo {
+            path: repo_dir,
+            root,
+            _dir: dir,
+        }
+    })
+}
+
+impl Rig {
+    /// A device like [`Rig::new`] (slot A committed, holding v1; slot B filled with 0xEE) but
+    /// with slots of `slot_bytes` each and `repo`'s trusted root provisioned.
+    pub fn with_slot_bytes(backend: Backend, slot_bytes: usize, repo: &Repo) -> Rig {
+        let rig = Rig::new(backend);
+        let mut a = Image::V1.bytes();
+        a.resize(slot_bytes, 0);
+        std::fs::write(rig.config.slots.path(Slot::A), a).unwrap();
+        std::fs::write(rig.config.slots.path(Slot::B), vec![0xEE; slot_bytes]).unwrap();
+        std::fs::copy(&repo.root, rig.config.state_dir.join("metadata/root.json")).unwrap();
+        rig
+    }
+
+    /// Writes the device's configuration as `agent.toml` in its directory (for the
+    /// `rampart-agent` binary's `--config`) and returns its path.
+    pub fn write_config_file(&self) -> PathBuf {
+        let c = &self.config;
+        let q = |p: &Path| format!("\"{}\"", p.display());
+        let bootloader = match c.bootloader.kind {
+            rampart_agent::config::BootloaderKind::Grub => format!(
+                "kind = \"grub\"\ngrub_env = {}",
+                q(c.bootloader.grub_env.as_ref().unwrap())
+            ),
+            _ => format!(
+                "kind = \"uboot\"\nfw_env_config = {}",
+                q(c.bootloader.fw_env_config.as_ref().unwrap())
+            ),
+        };
+        let reboot: Vec<String> = c
+            .boot
+            .reboot_command
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect();
+        let text = format!(
+            "state_dir = {state}\nhardware_id = \"{hw}\"\n[slots]\nA = {a}\nB = {b}\n\
+             [bootloader]\n{bootloader}\ntries = {tries}\n\
+             [boot]\ncmdline = {cmdline}\nboot_id = {boot_id}\nreboot_command = [{reboot}]\n\
+             [health]\ncheck_server = {check}\ndeadline_secs = {deadline}\n\
+             [install]\ncheckpoint_bytes = {checkpoint}\ncheckpoint_secs = {checkpoint_secs}\n",
+            state = q(&c.state_dir),
+            hw = c.hardware_id,
+            a = q(c.slots.path(Slot::A)),
+            b = q(c.slots.path(Slot::B)),
+            tries = c.bootloader.tries,
+            cmdline = q(&c.boot.cmdline),
+            boot_id = q(&c.boot.boot_id),
+            reboot = reboot.join(", "),
+            check = c.health.check_server,
+            deadline = c.health.deadline_secs,
+            checkpoint = c.install.checkpoint_bytes,
+            checkpoint_secs = c.install.checkpoint_secs,
+        );
+        let path = self.dir.path().join("agent.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path).unwrap();
+        path
+    }
+
+    /// Like [`Rig::power_on`], but a slot holds a complete image when it begins with one of
+    /// `images` (for releases other than the [`Image`]s); a slot holding [`Image::Panics`]
+    /// does not come up.
+    pub fn power_on_with_images(&mut self, images: &[&[u8]]) -> Result<Slot, String> {
+        let paths = (
+            self.config.slots.path(Slot::A).to_path_buf(),
+            self.config.slots.path(Slot::B).to_path_buf(),
+        );
+        let violations = self.violations.clone();
+        let panics = Image::Panics.bytes();
+        let comes_up = |slot: Slot| {
+            let path = if slot == Slot::A { &paths.0 } else { &paths.1 };
+            let bytes = std::fs::read(path).unwrap();
+            if bytes.starts_with(&panics) {
+                return false;
+            }
+            if images.iter().any(|i| bytes.starts_with(i)) {
+                return true;
+            }
+            violations.lock().unwrap().push(format!(
+                "the bootloader tried slot {slot}, which holds no complete image"
+            ));
+            false
+        };
+        let on = self.sim.power_on(&comes_up).map_err(|e| e.to_string())?;
+        if let Some(v) = self.violations.lock().unwrap().first() {
+            return Err(v.clone());
+        }
+        on.running
+            .ok_or_else(|| "no bootable slot left".to_string())
+    }
+}
+
+/// A private copy of the shared image repository (same keys, same trusted root), for tests
+/// that tamper with it or add releases to it.
+pub struct RepoCopy {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+/// Copies the shared image repository.
+pub fn repo_copy() -> RepoCopy {
+    let dir = scratch();
+    let path = dir.path().join("repo");
+    copy_dir(&repo().path, &path);
+    RepoCopy { _dir: dir, path }
+}
+
+/// A copy of the shared image repository with one more release, `target` holding `bytes`
+/// for `hardware_ids`, signed and published with the shared repository's keys.
+pub fn repo_copy_with_release(
+    target: &str,
+    bytes: &[u8],
+    hardware_ids: &[&str],
+    version: &str,
+    security_version: u64,
+) -> RepoCopy {
+    let copy = repo_copy();
+    let image = copy._dir.path().join("extra.img");
+    std::fs::write(&image, bytes).unwrap();
+    let open = |r: &str| -> Result<Box<dyn Signer>, rampart_keys::SignError> {
+        Ok(Box::new(FileSigner::open(Path::new(r), "pw")?))
+    };
+    let repo = Repository::open(&copy.path).unwrap();
+    let now = now();
+    repo.add_releases(
+        &[ReleaseRequest {
+            image,
+            target_name: Some(target.into()),
+            hardware_ids: hardware_ids.iter().map(|h| h.to_string()).collect(),
+            version: version.into(),
+            security_version,
+            sbom: None,
+            provenance: None,
+            role: None,
+        }],
+        &open,
+        now,
+        &NoProgress,
+    )
+    .unwrap();
+    repo.publish(&open, now).unwrap();
+    copy
+}
+
+/// Copies the directory tree `from` to `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
 }
