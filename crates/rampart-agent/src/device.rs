@@ -30,7 +30,7 @@ const MAX_OUTBOX: usize = 64;
 /// Bytes read and written at a time while streaming into a slot.
 pub const DEFAULT_CHUNK: usize = 1 << 20;
 /// Chunks in flight between the writer and the hasher.
-const CHUNKS_IN_FLIGHT: usize = 8;
+const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// Health checks run after booting a new slot.
 pub trait HealthCheck {
@@ -186,6 +186,12 @@ impl Device {
     /// The booted slot (configuration override, else the kernel command line's
     /// `rampart.slot=` or `rauc.slot=`), the boot id, and the bootloader's primary slot.
     pub fn observe(&mut self) -> Result<Observed, Refusal> {
+        self.observe_with(true)
+    }
+
+    /// [`Device::observe`]; the bootloader is asked for its primary slot only when `primary`
+    /// (the flow needs it only after an activation), sparing a script run at every start.
+    fn observe_with(&mut self, primary: bool) -> Result<Observed, Refusal> {
         let booted = match &self.config.boot.booted_slot {
             Some(s) => Slot::parse(s),
             None => {
@@ -209,7 +215,11 @@ impl Device {
             )
         })?;
         let boot_id = self.boot_id()?;
-        let primary = self.bootloader.primary().map_err(boot_refusal)?;
+        let primary = if primary {
+            self.bootloader.primary().map_err(boot_refusal)?
+        } else {
+            booted
+        };
         Ok(Observed {
             booted,
             boot_id,
@@ -269,7 +279,7 @@ impl Device {
         state: &mut AgentState,
         health: &dyn HealthCheck,
     ) -> Result<Started, Refusal> {
-        let seen = self.observe()?;
+        let seen = self.observe_with(matches!(state.phase, Phase::Activated { .. }))?;
         Disk::sweep(&self.config.state_dir);
         let ready = Started::Ready {
             committed: None,
