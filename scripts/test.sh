@@ -43,7 +43,11 @@ cargo fmt --all -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
 step "cargo test"
+rm -rf target/tmp/torture
 cargo test --locked --workspace
+
+step "device agent power-loss torture (from the tests above)"
+cat target/tmp/torture/*.txt
 
 if [ -n "${TUF_CONFORMANCE_DIR:-}" ]; then
     step "tuf-conformance suite in $TUF_CONFORMANCE_DIR"

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use std::io::Write as _;
 use std::time::Duration;
 
 use rampart_agent::config::Config;
@@ -376,7 +377,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "security_version": device.security_version().map_err(refused)?,
                 "slots": device.describe_slots(&state),
             });
-            println!("{}", serde_json::to_string_pretty(&view)?);
+            // A closed pipe (`status | head`) is not an error worth a panic.
+            let _ = writeln!(
+                std::io::stdout(),
+                "{}",
+                serde_json::to_string_pretty(&view)?
+            );
         }
         Command::ResetState => {
             let config = load_config(&cli)?;

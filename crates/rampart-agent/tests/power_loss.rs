@@ -255,12 +255,15 @@ fn power_cut_at_every_write_step_and_at_random_never_bricks_and_converges() {
         all.bricked.extend(t.bricked);
         all.stuck.extend(t.stuck);
     }
-    eprintln!(
-        "power-loss torture (in-process): {} runs, {} power cuts, {} bricked, {} not converged",
-        all.runs,
-        all.cuts,
-        all.bricked.len(),
-        all.stuck.len()
+    support::report_summary(
+        "power_loss",
+        &format!(
+            "power-loss torture (in-process, every write step x before/torn/after + random): {} runs, {} power cuts, {} bricked, {} not converged",
+            all.runs,
+            all.cuts,
+            all.bricked.len(),
+            all.stuck.len()
+        ),
     );
     assert!(
         all.bricked.is_empty(),

@@ -464,12 +464,15 @@ fn random_sigkills_of_the_agent_process_never_brick_and_converge() {
         let end = converge(&mut rig, &config);
         tally.record(what, end);
     }
-    eprintln!(
-        "sigkill torture: {} runs, {} killed mid-install, {} bricked, {} not converged",
-        tally.runs,
-        tally.mid_install,
-        tally.bricked.len(),
-        tally.stuck.len(),
+    support::report_summary(
+        "sigkill",
+        &format!(
+            "sigkill torture (real process, SIGKILL at random): {} runs, {} killed mid-install, {} bricked, {} not converged",
+            tally.runs,
+            tally.mid_install,
+            tally.bricked.len(),
+            tally.stuck.len(),
+        ),
     );
     eprintln!(
         "sigkill torture: {} kills before streaming, {} mid-install, {} after it, {} too late (the install had finished); {:.1} s, seed {seed:#x}",
@@ -581,15 +584,18 @@ fn aborts_at_random_write_steps_of_the_real_process_never_brick() {
         };
         tally.record(what, end);
     }
-    eprintln!(
-        "abort torture: {} runs, {} aborted ({} torn writes, {} mid-install), {} bricked, {} not converged ({:.1} s, seed {seed:#x})",
-        tally.runs,
-        tally.crashed,
-        torn,
-        tally.mid_install,
-        tally.bricked.len(),
-        tally.stuck.len(),
-        began.elapsed().as_secs_f64()
+    support::report_summary(
+        "abort",
+        &format!(
+            "abort torture (real process, abort at every write step + random): {} runs, {} aborted ({} torn writes, {} mid-install), {} bricked, {} not converged ({:.1} s, seed {seed:#x})",
+            tally.runs,
+            tally.crashed,
+            torn,
+            tally.mid_install,
+            tally.bricked.len(),
+            tally.stuck.len(),
+            began.elapsed().as_secs_f64()
+        ),
     );
     tally.check();
     assert_eq!(

@@ -636,3 +636,12 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Prints a torture test's summary line and keeps it in `target/tmp/torture/NAME.txt`, which
+/// `scripts/test.sh` prints after the test run (cargo hides a passing test's output).
+pub fn report_summary(name: &str, line: &str) {
+    eprintln!("{line}");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("torture");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join(format!("{name}.txt")), format!("{line}\n"));
+}
