@@ -24,7 +24,8 @@ pub enum Pass {
     Reboot,
 }
 
-fn now_unix() -> i64 {
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -118,22 +119,8 @@ pub fn update_from_server(
     // A release rolled back here is refused (as `Device::install` refuses it) before it is
     // verified and reported as downloading: otherwise every poll while it stays assigned would
     // send a `downloading` report that buries the `rolled_back` one.
-    if let Some(last) = &state.last_result
-        && last.target == assignment.target
-        && matches!(
-            last.reason,
-            Reason::HealthCheckFailed | Reason::BootloaderFallback
-        )
-    {
-        return Err(Refusal::new(
-            last.reason,
-            format!(
-                "{} was rolled back on this device ({}: {}); it is not installed again; assign another release",
-                last.target,
-                last.reason.as_str(),
-                last.detail
-            ),
-        ));
+    if let Some(last) = state.rolled_back(&assignment.target) {
+        return Err(Refusal::rolled_back(last));
     }
     let verified = match crate::director::verify_assigned(
         &device.config.state_dir,
@@ -167,7 +154,7 @@ pub fn update_from_server(
     let progress = |release: &rampart_boot::flow::Release, written: u64| {
         let pct = (written.saturating_mul(100) / release.length.max(1)).min(100) as u8;
         let _ = client.send_report(
-            &random_id(),
+            &crate::director::random_id(),
             "downloading",
             release.assignment.as_deref(),
             Some(pct),
@@ -187,12 +174,6 @@ pub fn update_from_server(
             Ok((Pass::Reboot, poll.interval_secs))
         }
     }
-}
-
-fn random_id() -> String {
-    let mut id = [0u8; 16];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id);
-    hex::encode(id)
 }
 
 /// An offline install from a repository directory or URL (no server): boot flow first, then

@@ -234,14 +234,12 @@ impl Device {
         reason: Reason,
         details: serde_json::Value,
     ) {
-        let mut id = [0u8; 16];
-        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id);
         let mut details = details;
         details["reason"] = reason.as_str().into();
         details["target"] = release.target.clone().into();
         details["version"] = release.version.clone().into();
         state.outbox.push(PendingReport {
-            id: hex::encode(id),
+            id: crate::director::random_id(),
             status: status.to_owned(),
             assignment: release.assignment.clone(),
             reason,
@@ -570,23 +568,9 @@ impl Device {
         }) {
             return Ok(Installed::AlreadyRunning);
         }
-        if let Some(last) = &state.last_result
-            && last.target == v.release.target
-            && matches!(
-                last.reason,
-                Reason::HealthCheckFailed | Reason::BootloaderFallback
-            )
-        {
+        if let Some(last) = state.rolled_back(&v.release.target) {
             // Retrying would loop install → reboot → rollback for as long as it stays assigned.
-            return Err(Refusal::new(
-                last.reason,
-                format!(
-                    "{} was rolled back on this device ({}: {}); it is not installed again; assign another release",
-                    v.release.target,
-                    last.reason.as_str(),
-                    last.detail
-                ),
-            ));
+            return Err(Refusal::rolled_back(last));
         }
         let slot = running.other();
         let path = self.config.slots.path(slot).to_path_buf();

@@ -269,12 +269,7 @@ impl ServerClient {
 
     /// Best-effort status report (the update's outcome does not depend on it).
     pub fn report(&self, assignment: &str, status: &str, details: serde_json::Value) {
-        let mut id = [0u8; 16];
-        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id).is_err() {
-            return;
-        }
-        if let Err(e) = self.send_report(&hex::encode(id), status, Some(assignment), None, details)
-        {
+        if let Err(e) = self.send_report(&random_id(), status, Some(assignment), None, details) {
             eprintln!("could not report {status}: {e}");
         }
     }
@@ -339,6 +334,14 @@ impl ServerClient {
             Err(e) => Err(self.server_error(&url, e)),
         }
     }
+}
+
+/// A fresh random report id (128 bits, hex): the server deduplicates resent reports by id.
+pub fn random_id() -> String {
+    let mut id = [0u8; 16];
+    // The system RNG does not fail on Linux; an all-zero id would only collide with itself.
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id);
+    hex::encode(id)
 }
 
 /// The director version this device last accepted, if any.

@@ -13,16 +13,16 @@ use std::time::Duration;
 
 use rampart_agent::config::Config;
 use rampart_agent::daemon::Pass;
+use rampart_agent::daemon::now_unix;
 use rampart_agent::device::Device;
 use rampart_agent::director::ServerClient;
 use rampart_agent::disk::Disk;
 use rampart_agent::source::Refusal;
-use rampart_agent::{LOG_POLICY, RELEASE_KEY, check_logged};
-use rampart_core::release::ReleaseInfo;
+use rampart_agent::{LOG_POLICY, RELEASE_KEY};
 use rampart_log::note::Verifier;
 use rampart_log::policy::WitnessPolicy;
 use rampart_tuf_client::store::write_atomic;
-use rampart_tuf_client::{HttpFetcher, Limits, Updater, UpdaterConfig};
+use rampart_tuf_client::{HttpFetcher, Updater};
 
 #[derive(Parser)]
 #[command(name = "rampart-agent", version, about = "Rampart device agent")]
@@ -131,40 +131,21 @@ struct FetchArgs {
     target: String,
 }
 
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
+/// Refreshes the repository and checks the release for this device (`check`, `fetch`).
 fn verified(
     state: &Path,
     args: &FetchArgs,
-) -> anyhow::Result<(
-    Updater<HttpFetcher>,
-    rampart_core::metadata::TargetFile,
-    ReleaseInfo,
-)> {
-    let base = args.repo_url.trim_end_matches('/');
-    let config = UpdaterConfig {
-        metadata_url: format!("{base}/metadata"),
-        metadata_dir: state.join("metadata"),
-        target_base_url: Some(format!("{base}/targets")),
-        limits: Limits::default(),
-    };
-    let mut up = Updater::new(config, HttpFetcher::default(), now_unix())?;
-    up.refresh()?;
-    let info = up
-        .get_targetinfo(&args.target)?
-        .with_context(|| format!("{} is not a release in the trusted metadata", args.target))?;
-    let release = ReleaseInfo::from_custom(info.custom.as_ref())?;
-    release.check_installable(
+) -> anyhow::Result<(rampart_agent::source::Verified, Updater<HttpFetcher>)> {
+    let installed = rampart_agent::director::installed_security_version(state)?;
+    rampart_agent::source::verify_from_repo(
+        state,
+        args.repo_url.trim_end_matches('/'),
         &args.hardware_id,
-        rampart_agent::director::installed_security_version(state)?,
-    )?;
-    check_logged(state, &mut up, &args.target, &info, &release)?;
-    Ok((up, info, release))
+        installed,
+        &args.target,
+        now_unix(),
+    )
+    .map_err(refused)
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
@@ -485,20 +466,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Check(args) => {
-            let (_, info, release) = verified(&cli.state_dir, &args)?;
+            let (v, _) = verified(&cli.state_dir, &args)?;
             println!(
                 "installable: {} version {} (security version {}, {} bytes)",
-                args.target, release.version, release.security_version, info.length
+                args.target, v.release.version, v.release.security_version, v.info.length
             );
         }
         Command::Fetch { args, out } => {
-            let (up, info, release) = verified(&cli.state_dir, &args)?;
-            up.download_target_to(&args.target, &info, &out)
+            let (v, up) = verified(&cli.state_dir, &args)?;
+            up.download_target_to(&args.target, &v.info, &out)
                 .with_context(|| format!("downloading {} to {}", args.target, out.display()))?;
             println!(
                 "verified {} version {} -> {}",
                 args.target,
-                release.version,
+                v.release.version,
                 out.display()
             );
         }

@@ -34,6 +34,19 @@ impl Refusal {
         }
     }
 
+    /// The refusal of a release that was rolled back on this device.
+    pub fn rolled_back(last: &rampart_boot::flow::LastResult) -> Refusal {
+        Refusal::new(
+            last.reason,
+            format!(
+                "{} was rolled back on this device ({}: {}); it is not installed again; assign another release",
+                last.target,
+                last.reason.as_str(),
+                last.detail
+            ),
+        )
+    }
+
     /// Whether trying again later may succeed (network trouble), as opposed to a refusal of
     /// what was offered.
     pub fn is_retryable(&self) -> bool {

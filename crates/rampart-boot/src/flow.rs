@@ -277,6 +277,18 @@ impl AgentState {
         v
     }
 
+    /// How `target` ended when it was rolled back on this device (health checks failed or the
+    /// bootloader fell back): such a release is not installed again.
+    pub fn rolled_back(&self, target: &str) -> Option<&LastResult> {
+        self.last_result.as_ref().filter(|last| {
+            last.target == target
+                && matches!(
+                    last.reason,
+                    Reason::HealthCheckFailed | Reason::BootloaderFallback
+                )
+        })
+    }
+
     /// The release being worked on, if any.
     pub fn release(&self) -> Option<&Release> {
         match &self.phase {
