@@ -54,36 +54,6 @@ fn run_ok(mut c: Command, what: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// An operator's HTTPS client for the management API.
-struct Operator {
-    agent: ureq::Agent,
-    base: String,
-    token: String,
-}
-
-impl Operator {
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
-        let url = format!("{}{path}", self.base);
-        let auth = format!("Bearer {}", self.token);
-        let mut response = match (method, body) {
-            ("GET", _) => self.agent.get(&url).header("authorization", &auth).call(),
-            (_, body) => self
-                .agent
-                .post(&url)
-                .header("authorization", &auth)
-                .header("content-type", "application/json")
-                .send(body.unwrap_or(json!({})).to_string().as_bytes()),
-        }
-        .with_context(|| format!("{method} {url}"))?;
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string()?;
-        Ok((
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        ))
-    }
-}
-
 /// Runs the chapter, numbering steps from `first`. `target` is a board-a release in `repo`.
 pub fn run(
     dir: &Path,
@@ -244,21 +214,8 @@ pub fn run(
     )?
     .trim()
     .to_owned();
-    let tls_config = ureq::tls::TlsConfig::builder()
-        .provider(ureq::tls::TlsProvider::Rustls)
-        .root_certs(ureq::tls::RootCerts::new_with_certs(&[
-            ureq::tls::Certificate::from_der(ca.cert_der().as_ref()).to_owned(),
-        ]))
-        .build();
-    let operator = Operator {
-        agent: ureq::Agent::config_builder()
-            .tls_config(tls_config)
-            .http_status_as_error(false)
-            .build()
-            .into(),
-        base: server.management_url.clone(),
-        token,
-    };
+    let operator =
+        crate::api_client::ApiClient::new(&server.management_url, &token, ca.cert_der().as_ref());
     let (_, devices) = operator.call("GET", "/api/v1/devices", None)?;
     println!(
         "    operator (token role operator) sees {} device(s) in the inventory: {}",

@@ -1,9 +1,11 @@
 //! `rampart`: the operator CLI (keys, image repository, releases, benchmarks, demo).
 #![forbid(unsafe_code)]
 
+mod api_client;
 mod artifacts;
 mod bench;
 mod bench_server;
+mod campaign;
 mod demo;
 mod demo_server;
 mod director;
@@ -68,6 +70,9 @@ enum Command {
     /// The director's root of trust (per-device targets metadata, Uptane-style).
     #[command(subcommand)]
     Director(director::DirectorCommand),
+    /// Campaigns: phased rollouts with health gates (create, start/pause/resume/abort/approve, status, report).
+    #[command(subcommand)]
+    Campaign(campaign::CampaignCommand),
     /// Management API tokens (admin, operator, viewer, auditor).
     #[command(subcommand)]
     Token(server::TokenCommand),
@@ -635,6 +640,7 @@ fn main() -> std::process::ExitCode {
         Command::Server(args) => server::run(args),
         Command::Director(c) => director::director_command(c),
         Command::Token(c) => server::token_command(c),
+        Command::Campaign(c) => campaign::run(c),
         Command::Bench(c) => bench::run(c),
         Command::Demo { dir } => demo::run(dir),
     };

@@ -5,15 +5,24 @@
 #![forbid(unsafe_code)]
 
 mod bulk;
+mod campaigns;
 mod management;
 mod poll;
+mod webhooks;
 
 use std::borrow::Cow;
 
+pub use campaigns::{Campaign, CampaignDevice, CampaignUpdate, DeviceInfo, ROLLBACK_SUFFIX};
 pub use management::{
     ApiToken, Assignment, AuditLine, DeviceAssignment, Group, MAX_ASSIGNMENT_DEVICES,
 };
 pub use poll::PollState;
+pub use webhooks::{
+    AttemptOutcome, ClaimedDelivery, DeliveryMaker, DeliveryStatus, Enqueued, MAX_DELIVERY_CLAIM,
+    MAX_PENDING_PER_WEBHOOK, MAX_WEBHOOK_BODY, MAX_WEBHOOK_SECRET, MAX_WEBHOOK_URL, MAX_WEBHOOKS,
+    MIN_WEBHOOK_SECRET, NewWebhook, WEBHOOK_EVENTS, Webhook, WebhookDelivery, check_webhook_events,
+    check_webhook_secret, check_webhook_url,
+};
 
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -37,6 +46,9 @@ pub enum DbError {
     UnknownAssignment(String),
     #[error("{0}")]
     Invalid(String),
+    /// The request conflicts with stored state (e.g. a device in two active campaigns).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// The database behind a [`Db`].
@@ -49,7 +61,7 @@ pub enum Backend {
 /// The schema, in the SQL subset both backends accept (TEXT and BIGINT columns, `ON CONFLICT`).
 /// A migration that needs backend-specific SQL gets a per-backend file here.
 fn migrations() -> Vec<Migration> {
-    let steps: [(i64, &'static str, &'static str); 2] = [
+    let steps: [(i64, &'static str, &'static str); 4] = [
         (
             1,
             "inventory",
@@ -59,6 +71,16 @@ fn migrations() -> Vec<Migration> {
             2,
             "management",
             include_str!("../migrations/0002_management.sql"),
+        ),
+        (
+            3,
+            "campaigns",
+            include_str!("../migrations/0003_campaigns.sql"),
+        ),
+        (
+            4,
+            "webhooks",
+            include_str!("../migrations/0004_webhooks.sql"),
         ),
     ];
     steps

@@ -58,6 +58,8 @@ pub struct DeviceAssignment {
     /// Version of the device's director metadata; grows with every change.
     pub version: i64,
     pub updated: i64,
+    /// How the device treats it: `forced`, `soft` or `download_only`.
+    pub update_type: String,
 }
 
 /// Largest number of devices one assignment may name.
@@ -468,6 +470,7 @@ impl Db {
                 target: r.try_get("target")?,
                 version: r.try_get("version")?,
                 updated: r.try_get("updated")?,
+                update_type: r.try_get("update_type")?,
             })
         })
         .transpose()
@@ -507,9 +510,10 @@ async fn point_device(
         return Err(DbError::UnknownDevice(device_id.to_string()));
     }
     sqlx::query(
-        "INSERT INTO device_assignments (device_id, assignment_id, target, version, updated) VALUES ($1, $2, $3, 1, $4)
+        "INSERT INTO device_assignments (device_id, assignment_id, target, version, updated, update_type)
+         VALUES ($1, $2, $3, 1, $4, 'forced')
          ON CONFLICT (device_id) DO UPDATE SET assignment_id = $2, target = $3,
-             version = device_assignments.version + 1, updated = $4",
+             version = device_assignments.version + 1, updated = $4, update_type = 'forced'",
     )
     .bind(device_id)
     .bind(assignment_id)

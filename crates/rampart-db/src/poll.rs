@@ -19,7 +19,7 @@ impl Db {
     pub async fn poll_state(&self, device_id: &str) -> Result<Option<PollState>, DbError> {
         let Some(row) = sqlx::query(
             "SELECT d.revoked AS revoked, a.assignment_id AS assignment_id, a.target AS target,
-                    a.version AS version, a.updated AS updated
+                    a.version AS version, a.updated AS updated, a.update_type AS update_type
              FROM devices d LEFT JOIN device_assignments a ON a.device_id = d.id
              WHERE d.id = $1",
         )
@@ -37,6 +37,7 @@ impl Db {
                 target: row.try_get("target")?,
                 version,
                 updated: row.try_get("updated")?,
+                update_type: row.try_get("update_type")?,
             }),
         };
         Ok(Some(PollState {

@@ -6,7 +6,7 @@
 //!
 //! * `POST /device/v1/poll` — body: the device's facts ([`DeviceFacts`]) or
 //!   `{}` (or empty). Answers `{"device_id", "poll_interval_secs",
-//!   "assignment"}` (`{"id", "target", "director_version"}` or null) with an
+//!   "assignment"}` (`{"id", "target", "director_version", "type"}` or null) with an
 //!   `ETag`; `If-None-Match` with that tag gets 304.
 //!   Facts are written only when they differ from the stored ones; facts
 //!   without an `attributes` key keep the stored attributes.
@@ -104,6 +104,14 @@ impl ReportStatus {
     }
 }
 
+/// Who else learns of a stored report.
+pub(crate) struct ReportSinks {
+    /// Reports about a campaign's assignment count toward its gates.
+    pub(crate) campaigns: Arc<crate::campaigns::Campaigns>,
+    /// Alerts: failed verifications and rollback spikes.
+    pub(crate) hooks: crate::webhooks::Webhooks,
+}
+
 /// Shared state of the device API.
 pub(crate) struct DeviceApi {
     pub(crate) db: Db,
@@ -113,6 +121,7 @@ pub(crate) struct DeviceApi {
     pub(crate) body_limits: BodyLimits,
     pub(crate) audit: crate::audit::AuditWriter,
     device_locks: Box<[tokio::sync::Mutex<()>]>,
+    sinks: ReportSinks,
     /// Per device: when its last failed verification was audited, and how many were not since.
     verification_audits: std::sync::Mutex<std::collections::HashMap<String, (i64, u64)>>,
 }
@@ -125,8 +134,10 @@ impl DeviceApi {
         poll_interval_secs: u64,
         body_limits: BodyLimits,
         audit: crate::audit::AuditWriter,
+        sinks: ReportSinks,
     ) -> Self {
         Self {
+            sinks,
             db,
             metrics,
             last_seen,
@@ -319,7 +330,8 @@ impl DeviceApi {
         struct PollAnswer<'a> {
             device_id: &'a str,
             poll_interval_secs: u64,
-            /// What the device should install: `{"id", "target", "director_version"}`, or
+            /// What the device should install: `{"id", "target", "director_version", "type"}`
+            /// (`type`: forced, soft or download_only), or
             /// null when nothing is assigned (never, or cancelled).
             assignment: Option<Value>,
         }
@@ -330,6 +342,7 @@ impl DeviceApi {
                 "id": a.assignment_id,
                 "target": a.target,
                 "director_version": a.version,
+                "type": a.update_type,
             })
         });
         let answer = serde_json::to_vec(&PollAnswer {
@@ -415,7 +428,9 @@ impl DeviceApi {
         {
             return self.answer_stored(&report, &stored);
         }
-        let inserted = match self.verification_failure_record(&report, request.status, now) {
+        let audited = self.verification_failure_record(&report, request.status, now);
+        let alert = audited.as_ref().map(|(_, details)| details.clone());
+        let inserted = match audited {
             None => self.db.insert_report(&report).await,
             Some((actor, details)) => {
                 // The report and its audit record are one transaction: a failed verification is
@@ -454,6 +469,28 @@ impl DeviceApi {
         match inserted {
             Ok(()) => {
                 Metrics::inc(&self.metrics.reports[request.status as usize]);
+                self.sinks
+                    .campaigns
+                    .on_report(
+                        &report.device_id,
+                        &report.assignment,
+                        &report.status,
+                        &report.details,
+                    )
+                    .await;
+                self.sinks
+                    .hooks
+                    .observe_report(&report.status, &report.device_id, now);
+                if let Some(mut data) = alert {
+                    // Alerted as often as audited (at most once a minute per device).
+                    data["device"] = Value::String(report.device_id.clone());
+                    let hooks = self.sinks.hooks.clone();
+                    tokio::spawn(async move {
+                        let _ = hooks
+                            .emit(crate::webhooks::WebhookEvent::VerificationFailed, data)
+                            .await;
+                    });
+                }
                 Ok(report_answer(StatusCode::CREATED, &report.id, now, false))
             }
             Err(DbError::Invalid(message)) => Err(ApiError::invalid(message)),

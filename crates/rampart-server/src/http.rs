@@ -72,6 +72,7 @@ impl ApiError {
     pub fn from_db(context: &str, error: DbError) -> Self {
         match error {
             DbError::Invalid(message) => Self::invalid(message),
+            DbError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
             other => {
                 crate::log::error(context, serde_json::json!({"error": other.to_string()}));
                 let unavailable = matches!(

@@ -50,6 +50,7 @@
 
 pub mod artifact_store;
 pub mod audit;
+mod campaigns;
 mod delivery;
 mod device_api;
 pub mod director;
@@ -63,6 +64,7 @@ mod metrics;
 mod operator_listener;
 mod poll_read;
 mod tls_listener;
+pub mod webhooks;
 
 use std::fmt;
 use std::future::{Future, IntoFuture as _};
@@ -148,6 +150,8 @@ pub struct ServerConfig {
     pub director: Option<DirectorConfig>,
     /// Refused device connections are summarised in the audit log this often.
     pub refusal_summary_interval: Duration,
+    /// Webhook delivery: timeouts, retries, concurrency, the rollback-spike detector.
+    pub webhooks: webhooks::WebhookConfig,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -211,6 +215,7 @@ impl ServerConfig {
             artifact_store: None,
             director: None,
             refusal_summary_interval: audit::REFUSAL_SUMMARY_INTERVAL,
+            webhooks: webhooks::WebhookConfig::default(),
         }
     }
 
@@ -287,6 +292,8 @@ pub struct Server {
     audit: audit::AuditWriter,
     refusals: tokio::sync::mpsc::Receiver<RefusedConnection>,
     refusal_summary_interval: Duration,
+    hooks: webhooks::Webhooks,
+    campaigns: Arc<campaigns::Campaigns>,
 }
 
 impl fmt::Debug for Server {
@@ -326,6 +333,8 @@ impl Server {
 
         let metrics = Arc::new(Metrics::default());
         let audit = audit::AuditWriter::new(db.clone());
+        let hooks = webhooks::Webhooks::new(db.clone(), config.webhooks.clone())
+            .map_err(|e| ServerError::Config(e.to_string()))?;
         let (refusal_tx, refusals) = tokio::sync::mpsc::channel(audit::REFUSAL_QUEUE);
         let device_listener =
             MtlsListener::new(tcp, config.tls.clone(), metrics.connections.clone())
@@ -340,6 +349,8 @@ impl Server {
             config.last_seen_batch_size,
             metrics.clone(),
         ));
+        let campaigns =
+            campaigns::Campaigns::new(db.clone(), audit.clone(), image_repo.clone(), hooks.clone());
         let api = Arc::new(device_api::DeviceApi::new(
             db.clone(),
             metrics.clone(),
@@ -350,6 +361,10 @@ impl Server {
                 read_timeout: config.body_read_timeout,
             },
             audit.clone(),
+            device_api::ReportSinks {
+                campaigns: campaigns.clone(),
+                hooks: hooks.clone(),
+            },
         ));
         let delivery = delivery::routes(&config, api.clone(), image_repo.clone())?;
         let (management, management_addr) = match (config.management_listen, &config.management_tls)
@@ -361,6 +376,7 @@ impl Server {
                     audit: audit.clone(),
                     metrics: metrics.clone(),
                     image_repo: image_repo.clone(),
+                    campaigns: campaigns.clone(),
                     body_limits: http::BodyLimits {
                         max_bytes: config.max_body_bytes,
                         read_timeout: config.body_read_timeout,
@@ -392,7 +408,15 @@ impl Server {
             audit,
             refusals,
             refusal_summary_interval: config.refusal_summary_interval,
+            hooks,
+            campaigns,
         })
+    }
+
+    /// The webhook machinery: [`webhooks::Webhooks::emit`] queues an event for operators'
+    /// endpoints, [`webhooks::Webhooks::observe_report`] feeds the rollback-spike detector.
+    pub fn webhooks(&self) -> webhooks::Webhooks {
+        self.hooks.clone()
     }
 
     /// The bound address of the management API, if configured.
@@ -438,6 +462,8 @@ impl Server {
             audit,
             refusals,
             refusal_summary_interval,
+            hooks,
+            campaigns,
             ..
         } = self;
 
@@ -471,9 +497,13 @@ impl Server {
             refusal_summary_interval,
             stop_rx.clone(),
         ));
+        let campaign_engine = tokio::spawn(campaigns.run(stop_rx.clone()));
+        let hooks_grace = hooks.config().attempt_timeout + METRICS_SHUTDOWN_GRACE;
+        let dispatcher = tokio::spawn(hooks.clone().run_dispatcher(stopped(stop_rx.clone())));
         let management_server = management.map(|(listener, api)| {
+            let router = management::router(api.clone()).merge(webhooks::router(api, hooks));
             tokio::spawn(
-                axum::serve(listener, management::router(api))
+                axum::serve(listener, router)
                     .with_graceful_shutdown(stopped(stop_rx.clone()))
                     .into_future(),
             )
@@ -498,6 +528,11 @@ impl Server {
             }
         }
         let _ = tokio::time::timeout(METRICS_SHUTDOWN_GRACE, refusal_recorder).await;
+        // A step in progress is one transaction: stopping it mid-way loses nothing.
+        campaign_engine.abort();
+        // The dispatcher lets its attempts in flight finish (each bounded by the attempt
+        // timeout) and records them; what is still pending is sent after the next start.
+        let _ = tokio::time::timeout(hooks_grace, dispatcher).await;
         db.close().await;
         served.map_err(ServerError::Serve)
     }

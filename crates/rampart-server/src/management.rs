@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::audit::{AuditWriteError, AuditWriter};
-use crate::device_api::unix_now;
+pub(crate) use crate::device_api::unix_now;
 use crate::http::{ApiError, BodyLimits, json_response, parse_json, read_body};
 use crate::image_repo::{HostedRepo, HostedRepoError, Release};
 use crate::metrics::{Metrics, track_requests};
@@ -140,22 +140,27 @@ pub(crate) struct ManagementApi {
     pub(crate) audit: AuditWriter,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) image_repo: Option<Arc<HostedRepo>>,
+    pub(crate) campaigns: Arc<crate::campaigns::Campaigns>,
     pub(crate) body_limits: BodyLimits,
 }
 
 /// The authenticated caller.
-struct Caller {
+pub(crate) struct Caller {
     token: ApiToken,
 }
 
 impl Caller {
-    fn actor(&self) -> String {
+    pub(crate) fn actor(&self) -> String {
         format!("token:{}", self.token.id)
     }
 }
 
 impl ManagementApi {
-    async fn authorize(&self, headers: &HeaderMap, need: Permission) -> Result<Caller, ApiError> {
+    pub(crate) async fn authorize(
+        &self,
+        headers: &HeaderMap,
+        need: Permission,
+    ) -> Result<Caller, ApiError> {
         let unauthorized =
             |detail: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail);
         let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
@@ -191,7 +196,7 @@ impl ManagementApi {
         Ok(Caller { token })
     }
 
-    async fn body<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn body<T: serde::de::DeserializeOwned>(
         &self,
         headers: &HeaderMap,
         body: Body,
@@ -199,6 +204,10 @@ impl ManagementApi {
     ) -> Result<T, ApiError> {
         let bytes = read_body(headers, body, self.body_limits).await?;
         parse_json(&bytes, expected)
+    }
+
+    pub(crate) fn campaigns(&self) -> Result<Arc<crate::campaigns::Campaigns>, ApiError> {
+        Ok(self.campaigns.clone())
     }
 
     fn image_repo(&self) -> Result<Arc<HostedRepo>, ApiError> {
@@ -1158,6 +1167,23 @@ pub(crate) fn router(api: Arc<ManagementApi>) -> Router {
         )
         .route("/api/v1/assignments/{id}", get(get_assignment))
         .route("/api/v1/assignments/{id}/cancel", post(cancel_assignment))
+        .route(
+            "/api/v1/campaigns",
+            get(crate::campaigns::list).post(crate::campaigns::create),
+        )
+        .route("/api/v1/campaigns/{id}", get(crate::campaigns::get))
+        .route(
+            "/api/v1/campaigns/{id}/report",
+            get(crate::campaigns::report),
+        )
+        .route(
+            "/api/v1/campaigns/{id}/{action}",
+            post(crate::campaigns::action),
+        )
+        .route(
+            "/api/v1/groups/{name}/maintenance-window",
+            axum::routing::put(crate::campaigns::set_window).delete(crate::campaigns::clear_window),
+        )
         .route("/api/v1/reports", get(list_reports))
         .route("/api/v1/audit", get(export_audit))
         .route("/api/v1/tokens", get(list_tokens).post(post_token))

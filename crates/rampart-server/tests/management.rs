@@ -4,18 +4,12 @@
 
 mod common;
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::ops::Ops;
 use common::*;
-use rampart_repo::{ExpiryDays, InitOptions, NoProgress, ReleaseRequest, Repository, RoleSigners};
-use rampart_server::management::create_token;
-use rampart_server::{OPENAPI_JSON, Role};
-use rustls::ClientConfig;
+use rampart_server::OPENAPI_JSON;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 
 on_both_backends!(
     tokens_and_roles_guard_every_endpoint,
@@ -25,160 +19,6 @@ on_both_backends!(
     every_documented_route_exists,
     idle_management_connections_are_closed,
 );
-
-/// An image repository with `fw-1.0.0.bin` (board-a) and `fw-other.bin` (board-z).
-fn image_repo(dir: &Path) -> std::path::PathBuf {
-    let keys = dir.join("keys");
-    std::fs::create_dir_all(&keys).unwrap();
-    let one = |name: &str| RoleSigners {
-        keys: vec![gen_key(&keys, name)],
-        threshold: 1,
-    };
-    let repo_dir = dir.join("repo");
-    let now = unix_now();
-    let repo = Repository::init(
-        &repo_dir,
-        InitOptions {
-            root: one("root"),
-            targets: one("targets"),
-            snapshot: one("snapshot"),
-            timestamp: one("timestamp"),
-            expiry_days: ExpiryDays::default(),
-        },
-        &open_key,
-        now,
-    )
-    .unwrap();
-    let mut requests = Vec::new();
-    for (name, hardware, version) in [
-        ("fw-1.0.0.bin", "board-a", "1.0.0"),
-        ("fw-other.bin", "board-z", "9.0.0"),
-    ] {
-        let image = dir.join(name);
-        std::fs::write(&image, format!("firmware {name}").repeat(100)).unwrap();
-        requests.push(ReleaseRequest {
-            image,
-            target_name: Some(name.to_owned()),
-            hardware_ids: vec![hardware.to_owned()],
-            version: version.to_owned(),
-            security_version: 1,
-            sbom: None,
-            provenance: None,
-            role: None,
-        });
-    }
-    repo.add_releases(&requests, &open_key, now, &NoProgress)
-        .unwrap();
-    repo.publish(&open_key, now).unwrap();
-    repo_dir
-}
-
-struct Ops {
-    fx: Fixture,
-    server: Running,
-    operator_tls: Arc<ClientConfig>,
-    admin: String,
-    operator: String,
-    viewer: String,
-    auditor: String,
-    _repo_dir: tempfile::TempDir,
-}
-
-impl Ops {
-    async fn start(backend: Backend, name: &str) -> Ops {
-        Self::start_with(backend, name, |_| {}).await
-    }
-
-    async fn start_with(
-        backend: Backend,
-        name: &str,
-        tweak: impl FnOnce(&mut rampart_server::ServerConfig),
-    ) -> Ops {
-        let fx = Fixture::new(backend, name).await;
-        let repo_tmp = tempfile::tempdir().unwrap();
-        let repo_dir = image_repo(repo_tmp.path());
-        let crl = fx
-            .ca
-            .crl::<&str>(
-                &[],
-                std::time::SystemTime::now(),
-                std::time::SystemTime::now() + Duration::from_secs(86_400),
-                1,
-            )
-            .unwrap();
-        let management_tls = fx.management_tls();
-        let server = fx
-            .start(&[crl], |config| {
-                config.management_listen = Some("127.0.0.1:0".parse().unwrap());
-                config.management_tls = Some(management_tls);
-                config.image_repo = Some(repo_dir);
-                config.refusal_summary_interval = Duration::from_millis(200);
-                tweak(config);
-            })
-            .await;
-        let audit = rampart_server::audit::AuditWriter::new(fx.db.clone());
-        let token = |role| {
-            let db = fx.db.clone();
-            let audit = audit.clone();
-            async move {
-                create_token(&db, &audit, role, "test", "cli:test", unix_now())
-                    .await
-                    .unwrap()
-                    .secret
-            }
-        };
-        let admin = token(Role::Admin).await;
-        let operator = token(Role::Operator).await;
-        let viewer = token(Role::Viewer).await;
-        let auditor = token(Role::Auditor).await;
-        let operator_tls = fx.operator();
-        Ops {
-            fx,
-            server,
-            operator_tls,
-            admin,
-            operator,
-            viewer,
-            auditor,
-            _repo_dir: repo_tmp,
-        }
-    }
-
-    async fn conn(&self) -> Conn<TlsStream<TcpStream>> {
-        self.server.connect_management(&self.operator_tls).await
-    }
-
-    async fn call(&self, token: &str, method: &str, path: &str, body: Option<&Value>) -> Response {
-        let auth = format!("Bearer {token}");
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        self.conn()
-            .await
-            .send(method, path, &[("Authorization", &auth)], body.as_bytes())
-            .await
-            .unwrap()
-    }
-
-    /// Registers a device with these facts by polling as it.
-    async fn device(&self, id: &str, hardware: &str, tags: &[&str]) {
-        let mut dev = self.server.connect(&self.fx.device(id)).await;
-        let r = dev
-            .post(
-                "/device/v1/poll",
-                &json!({"hardware_id": hardware, "firmware_version": "0.9.0", "security_version": 1, "region": "eu", "tags": tags, "slots": {"a": "good", "b": if hardware == "board-z" { "bad" } else { "inactive" }}}),
-            )
-            .await;
-        assert_eq!(r.status, 200, "{r:?}");
-    }
-
-    async fn audit_records(&self) -> Vec<rampart_audit::AuditRecord> {
-        let r = self.call(&self.auditor, "GET", "/api/v1/audit", None).await;
-        assert_eq!(r.status, 200, "{r:?}");
-        assert_eq!(r.header("content-type"), Some("application/jsonl"));
-        let records = rampart_audit::parse_jsonl(&r.body).unwrap();
-        rampart_audit::verify(&records).expect("the stored audit log verifies");
-        records
-    }
-}
 
 async fn tokens_and_roles_guard_every_endpoint(backend: Backend, name: &str) {
     let ops = Ops::start(backend, name).await;

@@ -6,6 +6,7 @@
 
 pub mod delivery;
 pub mod moto;
+pub mod ops;
 
 use std::future::Future;
 use std::io;

@@ -1,0 +1,111 @@
+//! A management-API client for the CLI: HTTPS with the server's CA, a bearer token, JSON.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+/// An operator's HTTPS client for the management API.
+pub struct ApiClient {
+    agent: ureq::Agent,
+    base: String,
+    token: String,
+}
+
+impl ApiClient {
+    /// `base` is `https://HOST:PORT`; `ca_der` the certificate that signed the server's.
+    pub fn new(base: &str, token: &str, ca_der: &[u8]) -> ApiClient {
+        let tls_config = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&[
+                ureq::tls::Certificate::from_der(ca_der).to_owned(),
+            ]))
+            .build();
+        ApiClient {
+            agent: ureq::Agent::config_builder()
+                .tls_config(tls_config)
+                .http_status_as_error(false)
+                .timeout_global(Some(std::time::Duration::from_secs(60)))
+                .build()
+                .into(),
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+        }
+    }
+
+    /// From a PEM CA certificate file.
+    pub fn from_ca_file(base: &str, token: &str, ca: &Path) -> anyhow::Result<ApiClient> {
+        let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+        let der = pem::parse(&pem)
+            .with_context(|| format!("{} is not a PEM certificate", ca.display()))?;
+        Ok(ApiClient::new(base, token, der.contents()))
+    }
+
+    /// One request; returns the status and the body (JSON, or the text as a JSON string).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let (status, text) = self.call_text(method, path, body)?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    pub fn call_text(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, String)> {
+        let url = format!("{}{path}", self.base);
+        let auth = format!("Bearer {}", self.token);
+        let mut response = match (method, body) {
+            ("GET", _) => self.agent.get(&url).header("authorization", &auth).call(),
+            ("DELETE", _) => self
+                .agent
+                .delete(&url)
+                .header("authorization", &auth)
+                .call(),
+            ("PUT", body) => self
+                .agent
+                .put(&url)
+                .header("authorization", &auth)
+                .header("content-type", "application/json")
+                .send(body.unwrap_or(json!({})).to_string().as_bytes()),
+            (_, body) => self
+                .agent
+                .post(&url)
+                .header("authorization", &auth)
+                .header("content-type", "application/json")
+                .send(body.unwrap_or(json!({})).to_string().as_bytes()),
+        }
+        .with_context(|| format!("{method} {url}"))?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(256 * 1024 * 1024)
+            .read_to_string()?;
+        Ok((status, text))
+    }
+
+    /// A call that must succeed (2xx); otherwise the server's error explains why.
+    pub fn ok(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let (status, value) = self.call(method, path, body)?;
+        if !(200..300).contains(&status) {
+            let detail = value["detail"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| value.to_string());
+            anyhow::bail!(
+                "{method} {path}: {status} {}: {detail}",
+                value["error"].as_str().unwrap_or("")
+            );
+        }
+        Ok(value)
+    }
+}

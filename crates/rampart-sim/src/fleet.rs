@@ -1,0 +1,625 @@
+//! Building a fleet (certificates, state directories, profiles) and running it: a time-ordered
+//! queue of device events served by a bounded pool of worker threads.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rampart_boot::ab::Slot;
+use rampart_boot::flow::LastResult;
+use rampart_pki::CertificateAuthority;
+
+use crate::SimError;
+use crate::device::{Image, Profile, Shared, VirtualDevice};
+use crate::link::{Connect, Identity, ServerLink};
+use crate::rng::Rng;
+use crate::spec::FleetSpec;
+use crate::stats::{Activity, Counters, Stats};
+
+/// How long an idle worker sleeps at most before looking at the queue again.
+const IDLE_WAIT: Duration = Duration::from_millis(25);
+
+/// A device as built: who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub id: String,
+    pub hardware_id: String,
+    pub region: String,
+    pub tags: Vec<String>,
+    /// Its state directory (TUF and director metadata, anti-rollback counter).
+    pub state_dir: PathBuf,
+    /// Downloads at a capped rate.
+    pub slow_link: bool,
+    /// Goes offline for a while.
+    pub goes_offline: bool,
+    /// Starts on a low battery, off mains (defers `soft` updates).
+    pub low_battery: bool,
+}
+
+/// A device's state, from [`FleetHandle::devices`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceStatus {
+    pub id: String,
+    pub hardware_id: String,
+    pub region: String,
+    pub tags: Vec<String>,
+    pub activity: Activity,
+    /// The committed slot's firmware version (persisted state).
+    pub version: String,
+    /// The persisted update phase: `idle`, `installing`, `activated`, `rolling_back`.
+    pub phase: &'static str,
+    pub committed: Option<Slot>,
+    /// The slot it runs (`None` while powered off).
+    pub running: Option<Slot>,
+    /// The bootloader's primary slot.
+    pub primary: Slot,
+    /// The anti-rollback counter.
+    pub security_version: u64,
+    pub last_result: Option<LastResult>,
+    /// Queued reports the server has not stored yet.
+    pub unsent_reports: usize,
+    /// Power-ons so far.
+    pub boots: u64,
+    /// `Ok` when settled: running the committed slot, nothing in progress, the bootloader and
+    /// the slot agreeing with the state, every report stored. Otherwise what is not.
+    pub settled: Result<(), String>,
+    /// The last error (refusal, network, server) the device met, for diagnosis.
+    pub last_error: Option<String>,
+}
+
+/// Where the state directories are.
+enum Root {
+    Temp(tempfile::TempDir),
+    Given(PathBuf),
+}
+
+impl Root {
+    fn path(&self) -> &Path {
+        match self {
+            Root::Temp(t) => t.path(),
+            Root::Given(p) => p,
+        }
+    }
+}
+
+/// A built fleet, not yet running.
+pub struct Fleet {
+    pub(crate) devices: Vec<VirtualDevice>,
+    pub(crate) boot_at: Vec<u64>,
+    pub(crate) shared: Shared,
+    workers: usize,
+    root: Root,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet")
+            .field("devices", &self.devices.len())
+            .field("workers", &self.workers)
+            .field("state_root", &self.root.path())
+            .finish_non_exhaustive()
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> SimError + '_ {
+    move |source| SimError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl Fleet {
+    /// Builds the fleet of `spec`: validates the spec and the trust it provisions, issues every
+    /// device a certificate from the manufacturer CA `ca` (in parallel), and provisions each
+    /// device's state directory (image root, director root, anti-rollback counter, log policy).
+    pub fn build(spec: FleetSpec, ca: &CertificateAuthority) -> Result<Fleet, SimError> {
+        spec.validate()?;
+        check_trust(&spec)?;
+        let identities = issue(&spec, ca)?;
+        // The server CA and the device identities are usable by the agent's TLS connector
+        // (checked once here, so a bad --server-ca fails now rather than on every device).
+        if let Some(first) = identities.first() {
+            rampart_agent::tls::device_agent(
+                &spec.server_ca_pem,
+                first.cert_pem.as_bytes(),
+                &rampart_agent::tls::ClientKey::Pem(first.key_pem.as_bytes().to_vec()),
+            )
+            .map_err(|e| SimError::Tls(e.to_string()))?;
+        }
+        let link = Box::new(ServerLink {
+            url: spec.server_url.clone(),
+            server_ca_pem: spec.server_ca_pem.clone(),
+        });
+        Fleet::assemble(spec, identities, link, true)
+    }
+
+    /// A fleet over any link (unit tests use an in-memory server); `provision` writes the
+    /// trust anchors into the state directories.
+    pub(crate) fn assemble(
+        spec: FleetSpec,
+        identities: Vec<Identity>,
+        link: Box<dyn Connect>,
+        provision: bool,
+    ) -> Result<Fleet, SimError> {
+        spec.validate()?;
+        let root = match &spec.state_root {
+            Some(dir) => {
+                if dir.exists()
+                    && std::fs::read_dir(dir)
+                        .map_err(io(dir))?
+                        .next()
+                        .is_some()
+                {
+                    return Err(SimError::Spec(format!(
+                        "the state root {} is not empty: give a new or empty directory",
+                        dir.display()
+                    )));
+                }
+                std::fs::create_dir_all(dir).map_err(io(dir))?;
+                Root::Given(dir.clone())
+            }
+            None => Root::Temp(
+                tempfile::Builder::new()
+                    .prefix("rampart-sim-")
+                    .tempdir()
+                    .map_err(io(Path::new("temporary directory")))?,
+            ),
+        };
+        let mut devices = Vec::with_capacity(identities.len());
+        let mut boot_at = Vec::with_capacity(identities.len());
+        let f = &spec.faults;
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        for (index, identity) in identities.into_iter().enumerate() {
+            let mut rng = Rng::new(spec.seed, index, "profile", 0);
+            let hardware_id = spec.models.pick(&mut rng).to_owned();
+            let region = spec.regions.pick(&mut rng).to_owned();
+            let tags = spec
+                .tags
+                .iter()
+                .filter(|(_, p)| rng.chance(*p))
+                .map(|(t, _)| t.clone())
+                .collect();
+            let slow = rng.chance(f.slow_rate).then_some(f.slow_bytes_per_sec);
+            let offline = rng.chance(f.offline_rate).then(|| {
+                let from = rng.below(ms(f.offline_for));
+                (from, from + ms(f.offline_for))
+            });
+            let low = rng.chance(f.low_battery_rate);
+            let (battery_pct, on_mains, plugged_in_at) = if low {
+                (10, false, f.recharge_after.map(ms))
+            } else {
+                (40 + rng.below(61) as u8, rng.chance(0.5), None)
+            };
+            boot_at.push(rng.below(ms(spec.timing.boot_spread)));
+            let state_dir = root.path().join(&identity.id);
+            devices.push(VirtualDevice::new(
+                Profile {
+                    index,
+                    identity,
+                    hardware_id,
+                    region,
+                    tags,
+                    slow,
+                    offline,
+                    battery_pct,
+                    on_mains,
+                    plugged_in_at,
+                    state_dir,
+                },
+                &spec.initial,
+                spec.tries,
+            ));
+        }
+        if provision {
+            let dirs: Vec<&Path> = devices.iter().map(|d| d.profile.state_dir.as_path()).collect();
+            provision_all(&spec, &dirs)?;
+        } else {
+            for d in &devices {
+                std::fs::create_dir_all(&d.profile.state_dir).map_err(io(&d.profile.state_dir))?;
+            }
+        }
+        let mut images = HashMap::new();
+        images.insert(
+            spec.initial.sha256.to_ascii_lowercase(),
+            Image {
+                target: spec.initial.target.clone(),
+                version: spec.initial.version.clone(),
+                length: spec.initial.length,
+            },
+        );
+        Ok(Fleet {
+            devices,
+            boot_at,
+            shared: Shared {
+                seed: spec.seed,
+                faults: spec.faults.clone(),
+                timing: spec.timing.clone(),
+                slot_capacity: spec.slot_capacity,
+                link,
+                counters: Counters::default(),
+                images: RwLock::new(images),
+            },
+            workers: spec.workers,
+            root,
+        })
+    }
+
+    /// The devices, in order.
+    pub fn devices(&self) -> Vec<DeviceInfo> {
+        self.devices
+            .iter()
+            .map(|d| {
+                let p = &d.profile;
+                DeviceInfo {
+                    id: p.identity.id.clone(),
+                    hardware_id: p.hardware_id.clone(),
+                    region: p.region.clone(),
+                    tags: p.tags.clone(),
+                    state_dir: p.state_dir.clone(),
+                    slow_link: p.slow.is_some(),
+                    goes_offline: p.offline.is_some(),
+                    low_battery: p.battery_pct < crate::device::LOW_BATTERY_PCT && !p.on_mains,
+                }
+            })
+            .collect()
+    }
+
+    /// The directory holding the devices' state directories.
+    pub fn state_root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// Powers the devices on (each at its time within the boot spread) and starts the workers.
+    pub fn start(self) -> FleetHandle {
+        let versions: Vec<Mutex<Summary>> = self
+            .devices
+            .iter()
+            .map(|d| {
+                Mutex::new(Summary {
+                    version: d.version().to_owned(),
+                    activity: Activity::Off,
+                })
+            })
+            .collect();
+        let queue: BinaryHeap<Reverse<(u64, usize)>> = self
+            .boot_at
+            .iter()
+            .enumerate()
+            .map(|(i, at)| Reverse((*at, i)))
+            .collect();
+        let inner = Arc::new(Inner {
+            shared: self.shared,
+            cells: self.devices.into_iter().map(Mutex::new).collect(),
+            summaries: versions,
+            queue: Mutex::new(queue),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+            start: Instant::now(),
+        });
+        let workers = (0..self.workers)
+            .map(|n| {
+                let inner = Arc::clone(&inner);
+                std::thread::Builder::new()
+                    .name(format!("rampart-sim-{n}"))
+                    .spawn(move || inner.work())
+            })
+            .filter_map(Result::ok)
+            .collect();
+        FleetHandle {
+            inner,
+            workers,
+            root: Some(self.root),
+        }
+    }
+}
+
+/// Checks the trust anchors once, before thousands of devices are provisioned with them.
+fn check_trust(spec: &FleetSpec) -> Result<(), SimError> {
+    rampart_core::TrustedSet::new(&spec.image_root, rampart_agent::daemon::now_unix())
+        .map_err(|e| SimError::Trust(format!("the image repository root does not verify: {e}")))?;
+    rampart_core::director::DirectorTrust::new(&spec.director_root)
+        .map_err(|e| SimError::Trust(format!("the director root does not verify: {e}")))?;
+    if let Some(log) = &spec.log {
+        log.policy
+            .parse::<rampart_log::policy::WitnessPolicy>()
+            .map_err(|e| SimError::Trust(format!("the log policy is malformed: {e}")))?;
+        rampart_log::note::Verifier::parse(log.release_key.trim())
+            .map_err(|e| SimError::Trust(format!("the release key is not a verifier key: {e}")))?;
+    }
+    Ok(())
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Issues every device's certificate from the CA, spread over the cores.
+fn issue(spec: &FleetSpec, ca: &CertificateAuthority) -> Result<Vec<Identity>, SimError> {
+    let n = spec.devices;
+    let per = n.div_ceil(threads());
+    std::thread::scope(|scope| {
+        let jobs: Vec<_> = (0..n)
+            .step_by(per.max(1))
+            .map(|from| {
+                scope.spawn(move || {
+                    (from..(from + per).min(n))
+                        .map(|i| {
+                            let id = spec.device_id(i);
+                            let cert = ca.issue_device(&id, spec.cert_validity_days).map_err(
+                                |source| SimError::Certificate {
+                                    device: id.clone(),
+                                    source,
+                                },
+                            )?;
+                            Ok(Identity {
+                                id,
+                                cert_pem: cert.cert_pem,
+                                key_pem: cert.key_pem,
+                            })
+                        })
+                        .collect::<Result<Vec<_>, SimError>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(n);
+        for job in jobs {
+            let part = job
+                .join()
+                .map_err(|_| SimError::Spec("a certificate thread panicked".into()))??;
+            out.extend(part);
+        }
+        Ok(out)
+    })
+}
+
+/// Writes each device's trust anchors, as `rampart-agent init` does: the image root as
+/// `metadata/root.json`, the director root, the anti-rollback counter, the log policy.
+fn provision_all(spec: &FleetSpec, dirs: &[&Path]) -> Result<(), SimError> {
+    let per = dirs.len().div_ceil(threads()).max(1);
+    let security = format!("{}\n", spec.initial.security_version);
+    let log = spec.log.as_ref().map(|l| {
+        (
+            format!("{}\n", l.policy.trim_end()),
+            format!("{}\n", l.release_key.trim()),
+        )
+    });
+    std::thread::scope(|scope| {
+        let jobs: Vec<_> = dirs
+            .chunks(per)
+            .map(|chunk| {
+                let (security, log) = (&security, &log);
+                scope.spawn(move || -> Result<(), SimError> {
+                    for dir in chunk {
+                        let metadata = dir.join("metadata");
+                        let director = dir.join(rampart_agent::director::DIRECTOR_DIR);
+                        for sub in [&metadata, &director] {
+                            std::fs::create_dir_all(sub).map_err(io(sub))?;
+                        }
+                        let files = [
+                            (metadata.join("root.json"), spec.image_root.as_slice()),
+                            (
+                                director.join(rampart_agent::director::DIRECTOR_ROOT),
+                                spec.director_root.as_slice(),
+                            ),
+                            (
+                                dir.join(rampart_agent::device::SECURITY_VERSION_FILE),
+                                security.as_bytes(),
+                            ),
+                        ];
+                        for (path, bytes) in files {
+                            std::fs::write(&path, bytes).map_err(io(&path))?;
+                        }
+                        if let Some((policy, key)) = log {
+                            for (name, text) in [
+                                (rampart_agent::LOG_POLICY, policy),
+                                (rampart_agent::RELEASE_KEY, key),
+                            ] {
+                                let path = dir.join(name);
+                                std::fs::write(&path, text).map_err(io(&path))?;
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for job in jobs {
+            job.join()
+                .map_err(|_| SimError::Spec("a provisioning thread panicked".into()))??;
+        }
+        Ok(())
+    })
+}
+
+/// What [`FleetHandle::stats`] reads without locking a device.
+struct Summary {
+    version: String,
+    activity: Activity,
+}
+
+struct Inner {
+    shared: Shared,
+    cells: Vec<Mutex<VirtualDevice>>,
+    summaries: Vec<Mutex<Summary>>,
+    /// Device events by due time (ms since `start`); each device is in it at most once.
+    queue: Mutex<BinaryHeap<Reverse<(u64, usize)>>>,
+    wake: Condvar,
+    stop: AtomicBool,
+    start: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking worker must not take the whole fleet down with it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Inner {
+    fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The next due device, waiting for it; `None` when stopping.
+    fn next_due(&self) -> Option<usize> {
+        let mut queue = lock(&self.queue);
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            let now = self.now();
+            let wait = match queue.peek() {
+                Some(Reverse((due, _))) if *due <= now => {
+                    let Reverse((_, index)) = queue.pop()?;
+                    return Some(index);
+                }
+                Some(Reverse((due, _))) => Duration::from_millis(due - now).min(IDLE_WAIT),
+                None => IDLE_WAIT,
+            };
+            queue = self
+                .wake
+                .wait_timeout(queue, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    fn work(&self) {
+        while let Some(index) = self.next_due() {
+            let (next, now) = {
+                let mut device = lock(&self.cells[index]);
+                let next = device.step(&self.shared, self.now());
+                let now = self.now();
+                let mut summary = lock(&self.summaries[index]);
+                if summary.version != device.version() {
+                    summary.version = device.version().to_owned();
+                }
+                summary.activity = device.activity(now);
+                (next, now)
+            };
+            if let Some(at) = next {
+                lock(&self.queue).push(Reverse((at, index)));
+                if at <= now {
+                    self.wake.notify_one();
+                }
+            }
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        let mut s = Stats {
+            elapsed: self.start.elapsed(),
+            devices: self.cells.len(),
+            ..Stats::default()
+        };
+        for summary in &self.summaries {
+            let summary = lock(summary);
+            match s.by_version.get_mut(summary.version.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    s.by_version.insert(summary.version.clone(), 1);
+                }
+            }
+            match summary.activity {
+                Activity::Idle => s.idle += 1,
+                Activity::Busy => s.busy += 1,
+                Activity::Offline => s.offline += 1,
+                Activity::Off => s.off += 1,
+                Activity::Bricked => s.bricked += 1,
+            }
+        }
+        s.fill_counters(&self.shared.counters);
+        s
+    }
+}
+
+/// A running fleet. Dropping it stops the workers (as [`FleetHandle::stop`]) and removes a
+/// temporary state root.
+pub struct FleetHandle {
+    inner: Arc<Inner>,
+    workers: Vec<JoinHandle<()>>,
+    root: Option<Root>,
+}
+
+impl std::fmt::Debug for FleetHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetHandle")
+            .field("devices", &self.inner.cells.len())
+            .field("workers", &self.workers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FleetHandle {
+    /// Live counters and the fleet's make-up now.
+    pub fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+
+    /// Every device's state (locks each device in turn: a device in the middle of an event is
+    /// waited for).
+    pub fn devices(&self) -> Vec<DeviceStatus> {
+        let now = self.inner.now();
+        self.inner
+            .cells
+            .iter()
+            .map(|cell| lock(cell).snapshot(now))
+            .collect()
+    }
+
+    /// One device's state, by id.
+    pub fn device(&self, id: &str) -> Option<DeviceStatus> {
+        let now = self.inner.now();
+        self.inner.cells.iter().find_map(|cell| {
+            let device = lock(cell);
+            (device.profile.identity.id == id).then(|| device.snapshot(now))
+        })
+    }
+
+    /// Waits until `done` holds for the stats (checked every 50 ms), at most `timeout`:
+    /// `Ok` with the stats that satisfied it, `Err` with the last ones.
+    pub fn wait_until(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&Stats) -> bool,
+    ) -> Result<Stats, Stats> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let stats = self.stats();
+            if done(&stats) {
+                return Ok(stats);
+            }
+            if Instant::now() >= deadline {
+                return Err(stats);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The directory holding the devices' state directories.
+    pub fn state_root(&self) -> Option<&Path> {
+        self.root.as_ref().map(Root::path)
+    }
+
+    /// Stops the workers (each finishes the event it is serving) and returns the final stats.
+    pub fn stop(mut self) -> Stats {
+        self.halt();
+        self.stats()
+    }
+
+    fn halt(&mut self) {
+        self.inner.stop.store(true, Ordering::Relaxed);
+        self.inner.wake.notify_all();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for FleetHandle {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}

@@ -1,0 +1,294 @@
+//! A device's connection to the update server, one per device session (a pass of the agent:
+//! reports, poll, verify, download), so 10,000 devices never hold 10,000 idle connections.
+//!
+//! The real link ([`ServerLink`]) is the agent's own client: the TLS connector of
+//! `rampart_agent::tls::device_agent` with the device's own certificate and key (mutual TLS),
+//! `rampart_agent::director::ServerClient` for reports, `verify_assigned` for the director and
+//! image-repository verification, and `rampart_agent::source::Fetch` for ranged artifact
+//! downloads. Only the poll answer is parsed here: it carries the assignment type, which the
+//! agent's parser does not know yet. Unit tests put an in-memory server behind [`Connect`].
+
+use std::io::Read;
+use std::path::Path;
+
+use rampart_agent::director::{ServerClient, verify_assigned};
+use rampart_agent::source::{Fetch, Refusal, Verified};
+use rampart_agent::tls::{ClientKey, device_agent};
+use rampart_boot::flow::Reason;
+use rampart_pki::Zeroizing;
+use rampart_tuf_client::fetch::MinRate;
+use serde::Deserialize;
+
+/// Largest poll answer accepted (as the agent).
+const MAX_POLL_BYTES: u64 = 64 * 1024;
+
+/// A device's mutual-TLS identity: its id, certificate and key, PEM.
+pub(crate) struct Identity {
+    pub(crate) id: String,
+    pub(crate) cert_pem: String,
+    pub(crate) key_pem: Zeroizing<String>,
+}
+
+/// How a device treats an assignment (the poll answer's `assignment.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpdateKind {
+    /// Install and reboot as soon as it is verified (also when the server sends no type).
+    #[default]
+    Forced,
+    /// Like forced, unless the device's battery is low and it is not on mains: then it waits.
+    Soft,
+    /// Download and verify into the inactive slot, report `downloaded`, do not activate.
+    DownloadOnly,
+}
+
+impl UpdateKind {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateKind::Forced => "forced",
+            UpdateKind::Soft => "soft",
+            UpdateKind::DownloadOnly => "download_only",
+        }
+    }
+
+    fn parse(s: Option<&str>) -> Result<UpdateKind, String> {
+        match s {
+            None | Some("forced") => Ok(UpdateKind::Forced),
+            Some("soft") => Ok(UpdateKind::Soft),
+            Some("download_only") => Ok(UpdateKind::DownloadOnly),
+            Some(other) => Err(format!(
+                "unknown assignment type {other:?} (expected forced, soft or download_only); not acting on it"
+            )),
+        }
+    }
+}
+
+/// What the server assigns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Assignment {
+    pub(crate) id: String,
+    pub(crate) target: String,
+    pub(crate) kind: UpdateKind,
+}
+
+/// The server's answer to a poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PollAnswer {
+    pub(crate) interval_secs: Option<u64>,
+    pub(crate) assignment: Option<Assignment>,
+}
+
+/// Parses a poll answer as the agent does (`ServerClient::poll_with`: the server must name the
+/// device its certificate names), plus the assignment type.
+pub(crate) fn parse_poll(body: &[u8], device_id: &str) -> Result<PollAnswer, String> {
+    #[derive(Deserialize)]
+    struct Wire {
+        device_id: String,
+        #[serde(default)]
+        poll_interval_secs: Option<u64>,
+        assignment: Option<WireAssignment>,
+    }
+    #[derive(Deserialize)]
+    struct WireAssignment {
+        id: String,
+        target: String,
+        // Required, as in the agent's parser (the director version of the assignment).
+        #[allow(dead_code)]
+        director_version: u64,
+        #[serde(default, rename = "type")]
+        kind: Option<String>,
+    }
+    let wire: Wire =
+        serde_json::from_slice(body).map_err(|e| format!("unexpected poll answer: {e}"))?;
+    if wire.device_id != device_id {
+        return Err(format!(
+            "the server identified this device as {:?}, but its certificate says {device_id:?}",
+            wire.device_id
+        ));
+    }
+    let assignment = match wire.assignment {
+        None => None,
+        Some(a) => Some(Assignment {
+            kind: UpdateKind::parse(a.kind.as_deref())?,
+            id: a.id,
+            target: a.target,
+        }),
+    };
+    Ok(PollAnswer {
+        interval_secs: wire.poll_interval_secs,
+        assignment,
+    })
+}
+
+/// Why verifying an assignment failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VerifyError {
+    pub(crate) reason: Reason,
+    /// A refusal of what the server sent (reported `verification_failed`), not an outage.
+    pub(crate) verification: bool,
+    pub(crate) message: String,
+}
+
+/// One device session with the server.
+pub(crate) trait Session: Send {
+    fn poll(&mut self, facts: &serde_json::Value) -> Result<PollAnswer, String>;
+    /// The director and image-repository verification of the assignment (`None`: the director
+    /// lists nothing any more).
+    fn verify(
+        &mut self,
+        state_dir: &Path,
+        hardware_id: &str,
+        assignment: &Assignment,
+        now_unix: i64,
+    ) -> Result<Option<Verified>, VerifyError>;
+    /// Opens the artifact from `offset` (the offset it really starts at: 0 when the server
+    /// sends the whole file).
+    fn open(&mut self, v: &Verified, offset: u64) -> Result<(Box<dyn Read + Send>, u64), Refusal>;
+    /// The minimum transfer rate downloads must keep.
+    fn min_rate(&self) -> MinRate;
+    /// Sends one report; `Ok` once the server stored it.
+    fn report(
+        &mut self,
+        id: &str,
+        status: &str,
+        assignment: Option<&str>,
+        progress: Option<u8>,
+        details: serde_json::Value,
+    ) -> Result<(), String>;
+}
+
+/// Opens device sessions.
+pub(crate) trait Connect: Send + Sync {
+    fn connect(&self, device: &Identity) -> Result<Box<dyn Session>, String>;
+}
+
+/// The real update server, over mutual TLS with each device's own key.
+pub(crate) struct ServerLink {
+    pub(crate) url: String,
+    pub(crate) server_ca_pem: Vec<u8>,
+}
+
+impl Connect for ServerLink {
+    fn connect(&self, device: &Identity) -> Result<Box<dyn Session>, String> {
+        // The agent's connector: a rustls client handshake with this device's certificate and
+        // key, the server CA as the only root. Built per session: cheap next to the handshake,
+        // and nothing per device stays in memory but its PEM.
+        let key = ClientKey::Pem(device.key_pem.as_bytes().to_vec());
+        let (fetcher, id) = device_agent(&self.server_ca_pem, device.cert_pem.as_bytes(), &key)
+            .map_err(|e| e.to_string())?;
+        Ok(Box::new(ServerSession {
+            base: self.url.clone(),
+            client: ServerClient::from_fetcher(&self.url, fetcher, id),
+        }))
+    }
+}
+
+struct ServerSession {
+    base: String,
+    client: ServerClient,
+}
+
+impl Session for ServerSession {
+    fn poll(&mut self, facts: &serde_json::Value) -> Result<PollAnswer, String> {
+        let url = format!("{}/device/v1/poll", self.base);
+        let mut response = self
+            .client
+            .http()
+            .post(&url)
+            .header("content-type", "application/json")
+            .send(facts.to_string().as_bytes())
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_POLL_BYTES)
+            .read_to_vec()
+            .map_err(|e| format!("{url}: {e}"))?;
+        if status != 200 {
+            return Err(format!(
+                "{url}: HTTP {status}: {}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        parse_poll(&body, self.client.device_id())
+    }
+
+    fn verify(
+        &mut self,
+        state_dir: &Path,
+        hardware_id: &str,
+        assignment: &Assignment,
+        now_unix: i64,
+    ) -> Result<Option<Verified>, VerifyError> {
+        match verify_assigned(state_dir, &self.client, hardware_id, now_unix) {
+            Ok(Some(v)) => Verified::from_assignment(v, &assignment.id)
+                .map(Some)
+                .map_err(|r| VerifyError {
+                    reason: r.reason,
+                    verification: true,
+                    message: r.detail,
+                }),
+            Ok(None) => Ok(None),
+            Err(e) => Err(VerifyError {
+                reason: Reason::from(&e),
+                verification: e.is_verification_failure(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    fn open(&mut self, v: &Verified, offset: u64) -> Result<(Box<dyn Read + Send>, u64), Refusal> {
+        Fetch::server(&self.client).open(&v.url, offset, &v.release)
+    }
+
+    fn min_rate(&self) -> MinRate {
+        self.client.min_rate()
+    }
+
+    fn report(
+        &mut self,
+        id: &str,
+        status: &str,
+        assignment: Option<&str>,
+        progress: Option<u8>,
+        details: serde_json::Value,
+    ) -> Result<(), String> {
+        self.client
+            .send_report(id, status, assignment, progress, details)
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_answers_carry_the_assignment_type() {
+        let p = parse_poll(
+            br#"{"device_id":"d","poll_interval_secs":30,"assignment":null}"#,
+            "d",
+        )
+        .unwrap();
+        assert_eq!(p.interval_secs, Some(30));
+        assert_eq!(p.assignment, None);
+        for (ty, kind) in [
+            ("", UpdateKind::Forced),
+            (r#","type":"forced""#, UpdateKind::Forced),
+            (r#","type":"soft""#, UpdateKind::Soft),
+            (r#","type":"download_only""#, UpdateKind::DownloadOnly),
+        ] {
+            let body = format!(
+                r#"{{"device_id":"d","assignment":{{"id":"a","target":"t","director_version":2{ty}}}}}"#
+            );
+            let a = parse_poll(body.as_bytes(), "d").unwrap().assignment.unwrap();
+            assert_eq!((a.id.as_str(), a.target.as_str(), a.kind), ("a", "t", kind));
+        }
+        let unknown = br#"{"device_id":"d","assignment":{"id":"a","target":"t","director_version":2,"type":"later"}}"#;
+        assert!(parse_poll(unknown, "d").unwrap_err().contains("unknown assignment type"));
+        let err = parse_poll(br#"{"device_id":"other","assignment":null}"#, "d").unwrap_err();
+        assert!(err.contains("certificate says"), "{err}");
+        assert!(parse_poll(b"junk", "d").is_err());
+    }
+}
