@@ -29,18 +29,19 @@ pub const RELEASE_KEY: &str = "release-key";
 
 /// When the device was provisioned with a log policy: the release must carry a tlog-proof
 /// showing its statement is in the log, cosigned by the witness quorum. Checked offline.
+/// Returns what was proven (for the caller to show), or `None` without a log policy.
 pub fn check_logged(
     state: &Path,
     up: &mut Updater<HttpFetcher>,
     target: &str,
     info: &rampart_core::metadata::TargetFile,
     release: &ReleaseInfo,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<String>> {
     let policy = match std::fs::read_to_string(state.join(LOG_POLICY)) {
         Ok(t) => t
             .parse::<WitnessPolicy>()
             .context("the stored log policy is malformed")?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
     };
     let key = Verifier::parse(std::fs::read_to_string(state.join(RELEASE_KEY))?.trim())
@@ -63,9 +64,8 @@ pub fn check_logged(
     let statement = ReleaseStatement::for_release(target, release, image_sha256)?;
     let checkpoint = verify_logged_release(&statement, &proof, &policy, &key)
         .with_context(|| format!("{target} is not proven to be in the transparency log"))?;
-    eprintln!(
+    Ok(Some(format!(
         "{target} is in transparency log {} (tree of {} entries, {} witness quorum)",
         checkpoint.origin, checkpoint.size, policy.quorum
-    );
-    Ok(())
+    )))
 }

@@ -12,13 +12,13 @@ use rampart_keys::file::{FileSigner, KdfParams};
 use rampart_repo::{ExpiryDays, InitOptions, ReleaseRequest, Repository, RoleSigners, RootChange};
 use rampart_tuf_client::{ClientError, HttpFetcher, Limits, Updater, UpdaterConfig};
 
-const PASSPHRASE: &str = "demo-passphrase-not-for-production";
+pub(crate) const PASSPHRASE: &str = "demo-passphrase-not-for-production";
 
 fn step(n: u32, text: &str) {
     println!("\n[{n}] {text}");
 }
 
-fn key(dir: &Path, name: &str, scheme: Scheme) -> anyhow::Result<String> {
+pub(crate) fn key(dir: &Path, name: &str, scheme: Scheme) -> anyhow::Result<String> {
     let (signer, bytes) = FileSigner::generate(scheme, PASSPHRASE, KdfParams::default())?;
     let path = dir.join(format!("{name}.key"));
     std::fs::write(&path, bytes)?;
@@ -61,7 +61,11 @@ impl Device {
         let release = ReleaseInfo::from_custom(info.custom.as_ref())?;
         release.check_installable(&self.hardware_id, self.installed_security_version)?;
         // The same offline transparency check rampart-agent makes.
-        rampart_agent::check_logged(self.state.path(), &mut up, target, &info, &release)?;
+        if let Some(proven) =
+            rampart_agent::check_logged(self.state.path(), &mut up, target, &info, &release)?
+        {
+            println!("    {proven}");
+        }
         up.download_target_to(target, &info, &self.state.path().join("slot-b.img"))?;
         self.installed_security_version = release.security_version;
         println!(
@@ -75,8 +79,9 @@ impl Device {
     }
 }
 
-pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let dir = match dir {
+/// `dir` if it is new or empty, else a fresh temporary directory that is kept afterwards.
+pub(crate) fn prepare_dir(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    Ok(match dir {
         Some(d) => {
             std::fs::create_dir_all(&d)?;
             if std::fs::read_dir(&d)?.next().is_some() {
@@ -91,7 +96,12 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
             .prefix("rampart-demo-")
             .tempdir()?
             .keep(),
-    };
+    })
+}
+
+/// The security tour: key schemes, rotation, delegation, attacks, the transparency log.
+pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let dir = prepare_dir(dir)?;
     println!("Rampart demo in {}", dir.display());
     let open = |r: &str| -> Result<Box<dyn Signer>, rampart_keys::SignError> {
         Ok(Box::new(FileSigner::open(Path::new(r), PASSPHRASE)?))
@@ -161,7 +171,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
         3,
         "Starting a transparency log with three witnesses (quorum 2)",
     );
-    let tlog = Transparency::start(&dir.join("tlog"))?;
+    let tlog = Transparency::start(&dir.join("tlog"), 3, 2)?;
     println!(
         "    log {} at {}",
         tlog.client.policy().origin,
@@ -411,16 +421,23 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A log and three witnesses running in this process, on loopback.
-struct Transparency {
+/// A log and its witnesses running in this process, on loopback.
+pub(crate) struct Transparency {
     _runtime: tokio::runtime::Runtime,
-    log_url: String,
-    client: rampart_tlog::client::LogClient,
-    release_key: rampart_log::note::NoteSigner,
+    pub log_url: String,
+    pub client: rampart_tlog::client::LogClient,
+    pub release_key: rampart_log::note::NoteSigner,
 }
 
 impl Transparency {
-    fn start(dir: &Path) -> anyhow::Result<Transparency> {
+    /// Starts the log (tiles and checkpoint under `dir/log`) and `witnesses` witnesses (state
+    /// under `dir/witnessN`), requiring `quorum` cosignatures; writes the witness policy (with
+    /// every public key) to `dir/policy.txt` and the release key to `dir/release-key.pub`.
+    pub(crate) fn start(
+        dir: &Path,
+        witnesses: usize,
+        quorum: usize,
+    ) -> anyhow::Result<Transparency> {
         use rampart_log::note::NoteSigner;
         use ring::rand::SecureRandom;
         use std::sync::Arc;
@@ -436,9 +453,10 @@ impl Transparency {
         let (log_verifier, origin) = (log_key.verifier(), log_key.name().to_string());
         let mut config = rampart_tlog::service::LogConfig::new(dir.join("log"), log_key);
         config.publish_interval = std::time::Duration::from_millis(100);
-        config.quorum = 2;
+        config.quorum = quorum;
+        let count = witnesses;
         let mut witnesses = Vec::new();
-        for i in 1..=3 {
+        for i in 1..=count {
             let signer =
                 NoteSigner::cosigner_from_seed(&format!("witness{i}.demo.rampart.dev"), seed()?)?;
             let witness = Arc::new(rampart_tlog::witness::Witness::new(
@@ -465,8 +483,14 @@ impl Transparency {
         runtime.spawn(
             async move { axum::serve(listener, rampart_tlog::service::router(handle)).await },
         );
-        let policy = rampart_log::policy::WitnessPolicy::new(log_verifier, origin, witnesses, 2)?;
+        let policy =
+            rampart_log::policy::WitnessPolicy::new(log_verifier, origin, witnesses, quorum)?;
         let release_key = NoteSigner::from_seed("demo.rampart.dev/releases", seed()?)?;
+        std::fs::write(dir.join("policy.txt"), policy.to_text())?;
+        std::fs::write(
+            dir.join("release-key.pub"),
+            format!("{}\n", release_key.verifier_key_string()),
+        )?;
         Ok(Transparency {
             _runtime: runtime,
             client: rampart_tlog::client::LogClient::new(&log_url, policy),

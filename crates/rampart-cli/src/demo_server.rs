@@ -13,10 +13,10 @@ use rampart_agent::director::{DeviceTls, ServerClient, UpdateOutcome};
 use serde_json::{Value, json};
 
 /// The running `rampart server` child; stopped (SIGTERM, then SIGKILL) when dropped.
-struct ServerProcess {
-    child: Child,
-    device_url: String,
-    management_url: String,
+pub(crate) struct ServerProcess {
+    pub child: Child,
+    pub device_url: String,
+    pub management_url: String,
 }
 
 impl Drop for ServerProcess {
@@ -35,14 +35,14 @@ impl Drop for ServerProcess {
     }
 }
 
-fn rampart(passphrase: &str) -> anyhow::Result<Command> {
+pub(crate) fn rampart(passphrase: &str) -> anyhow::Result<Command> {
     let mut c = Command::new(std::env::current_exe().context("finding the rampart binary")?);
     c.env("RAMPART_KEY_PASSPHRASE", passphrase)
         .stdin(Stdio::null());
     Ok(c)
 }
 
-fn run_ok(mut c: Command, what: &str) -> anyhow::Result<String> {
+pub(crate) fn run_ok(mut c: Command, what: &str) -> anyhow::Result<String> {
     let out = c.output().with_context(|| format!("running {what}"))?;
     if !out.status.success() {
         bail!(
@@ -54,25 +54,26 @@ fn run_ok(mut c: Command, what: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Runs the chapter, numbering steps from `first`. `target` is a board-a release in `repo`.
-pub fn run(
-    dir: &Path,
-    repo: &Path,
-    target: &str,
-    passphrase: &str,
-    first: u32,
-) -> anyhow::Result<()> {
-    let step = |n: u32, text: &str| println!("\n[{}] {text}", first + n);
-    let base = dir.join("server");
-    std::fs::create_dir_all(&base)?;
+/// A running demo server and what it was made with.
+pub(crate) struct DemoServer {
+    pub process: ServerProcess,
+    pub ca: rampart_pki::CertificateAuthority,
+    pub ca_pem: PathBuf,
+    pub director: PathBuf,
+    pub db: String,
+}
 
-    step(
-        0,
-        "The update server: manufacturer CA, device certificate, director root, `rampart server` on SQLite",
-    );
+/// Creates the manufacturer CA, the server certificate, an empty CRL and the director's keys
+/// and root in `base`, and starts `rampart server` on SQLite serving `repo`.
+pub(crate) fn start_server(
+    base: &Path,
+    repo: &Path,
+    passphrase: &str,
+    extra_args: &[&str],
+) -> anyhow::Result<DemoServer> {
+    std::fs::create_dir_all(base)?;
     let ca = rampart_pki::CertificateAuthority::generate("Demo manufacturer CA", 30)?;
     let server_cert = ca.issue_server(&["127.0.0.1"], 30)?;
-    let device_cert = ca.issue_device("dev-0001", 30)?;
     let write = |name: &str, text: &str| -> anyhow::Result<PathBuf> {
         let path = base.join(name);
         if name.ends_with(".key") {
@@ -88,12 +89,6 @@ pub fn run(
     let crl_pem = write("crl.pem", &crl)?;
     let server_pem = write("server.pem", &server_cert.cert_pem)?;
     let server_key = write("server.key", &server_cert.key_pem)?;
-    let device_pem = write("dev-0001.pem", &device_cert.cert_pem)?;
-    let device_key = write("dev-0001.key", &device_cert.key_pem)?;
-    println!(
-        "    CA, server certificate for 127.0.0.1, device dev-0001 (serial {})",
-        device_cert.serial
-    );
     for name in ["director-root", "director-online"] {
         let key = base.join(format!("{name}.key"));
         run_ok(
@@ -144,6 +139,7 @@ pub fn run(
         .arg(director.join("root.json"))
         .arg("--director-key")
         .arg(base.join("director-online.key"))
+        .args(extra_args)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(base.join("server.log"))?)
         .spawn()
@@ -167,6 +163,47 @@ pub fn run(
         !server.device_url.is_empty() && !server.management_url.is_empty(),
         "the server did not start; see {}",
         base.join("server.log").display()
+    );
+    Ok(DemoServer {
+        process: server,
+        ca,
+        ca_pem,
+        director,
+        db,
+    })
+}
+
+/// Runs the chapter, numbering steps from `first`. `target` is a board-a release in `repo`.
+pub fn run(
+    dir: &Path,
+    repo: &Path,
+    target: &str,
+    passphrase: &str,
+    first: u32,
+) -> anyhow::Result<()> {
+    let step = |n: u32, text: &str| println!("\n[{}] {text}", first + n);
+    let base = dir.join("server");
+    std::fs::create_dir_all(&base)?;
+
+    step(
+        0,
+        "The update server: manufacturer CA, device certificate, director root, `rampart server` on SQLite",
+    );
+    let DemoServer {
+        process: server,
+        ca,
+        ca_pem,
+        director,
+        db,
+    } = start_server(&base, repo, passphrase, &[])?;
+    let device_cert = ca.issue_device("dev-0001", 30)?;
+    let device_pem = base.join("dev-0001.pem");
+    std::fs::write(&device_pem, &device_cert.cert_pem)?;
+    let device_key = base.join("dev-0001.key");
+    rampart_pki::write_private_key_pem(&device_key, &device_cert.key_pem)?;
+    println!(
+        "    CA, server certificate for 127.0.0.1, device dev-0001 (serial {})",
+        device_cert.serial
     );
     println!(
         "    device API {} (mutual TLS), management API {} (tokens); log in server/server.log",

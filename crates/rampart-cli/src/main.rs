@@ -10,8 +10,10 @@ mod demo;
 mod demo_server;
 mod director;
 mod fleet;
+mod fleet_demo;
 mod serve;
 mod server;
+mod sim;
 mod tlog;
 
 use std::path::{Path, PathBuf};
@@ -79,12 +81,10 @@ enum Command {
     /// Measure performance (figures for docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-    /// Run the end-to-end demo in a fresh directory: keys, repository, releases, rotation, device update.
-    Demo {
-        /// Directory to build the demo in (default: a new temporary directory, kept afterwards).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
+    /// Simulate a fleet: virtual devices running the agent's verification and A/B boot flow against a server, over mutual TLS, with injected faults.
+    Sim(Box<sim::SimArgs>),
+    /// The main job: keys, repository, transparency log, server, a simulated fleet, a good release rolled out in waves and a bad one halted and rolled back.
+    Demo(fleet_demo::DemoArgs),
 }
 
 #[derive(Subcommand)]
@@ -642,7 +642,8 @@ fn main() -> std::process::ExitCode {
         Command::Token(c) => server::token_command(c),
         Command::Campaign(c) => campaign::run(c),
         Command::Bench(c) => bench::run(c),
-        Command::Demo { dir } => demo::run(dir),
+        Command::Sim(a) => sim::run(*a),
+        Command::Demo(a) => fleet_demo::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

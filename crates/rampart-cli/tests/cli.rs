@@ -470,15 +470,15 @@ fn hsm_signed_offline_roles() {
     assert!(err.contains("RAMPART_PKCS11_PIN"), "{err}");
 }
 
-/// The README's main job: `rampart demo` runs every chapter, including the update server
-/// (device enrolment, assignment through the management API, verified download through the
-/// director, revocation, and a verified audit log).
+/// `rampart demo --security-tour` runs every chapter, including the update server (device
+/// enrolment, assignment through the management API, verified download through the director,
+/// revocation, and a verified audit log).
 #[test]
-fn demo_runs_end_to_end() {
+fn security_tour_runs_end_to_end() {
     let w = tempfile::tempdir().unwrap();
     let dir = w.path().join("demo");
     let out = common::ok({
-        let mut c = common::rampart(&["demo", "--dir", dir.to_str().unwrap()]);
+        let mut c = common::rampart(&["demo", "--security-tour", "--dir", dir.to_str().unwrap()]);
         c.env_remove("RAMPART_KEY_PASSPHRASE");
         c
     });
@@ -494,5 +494,57 @@ fn demo_runs_end_to_end() {
         "Demo complete.",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+}
+
+/// The README's main job, with a smaller fleet: the simulated devices (the agent's update flow
+/// over mutual TLS) take a good release in waves to every device, and a bad release is halted
+/// at its canary by the gate and rolled back with no operator; everything stays in --dir.
+#[test]
+fn demo_rolls_out_a_good_release_and_halts_a_bad_one() {
+    let w = tempfile::tempdir().unwrap();
+    let dir = w.path().join("demo");
+    let out = common::ok({
+        let mut c = common::rampart(&["demo", "--devices", "200", "--dir", dir.to_str().unwrap()]);
+        c.env_remove("RAMPART_KEY_PASSPHRASE");
+        c
+    });
+    assert!(out.contains("halted automatically at its canary"), "{out}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    let good = &report["campaigns"][0];
+    assert_eq!(good["status"], "completed", "{good:#}");
+    assert_eq!(good["figures"]["total"]["succeeded"], 200);
+    assert!(good["figures"]["waves"].as_array().unwrap().len() >= 3);
+    let bad = &report["campaigns"][1];
+    assert_eq!(
+        (bad["status"].as_str(), bad["wave"].as_u64()),
+        (Some("paused"), Some(0))
+    );
+    assert_eq!(bad["state"]["halt"]["by"], "gate");
+    assert!(
+        bad["fleet_rollback"]["devices"].as_u64().unwrap() > 0,
+        "{bad:#}"
+    );
+    assert_eq!(
+        report["fleet_versions"]["versions"][0]["firmware_version"],
+        "2.0.0"
+    );
+    assert_eq!(report["fleet_versions"]["versions"][0]["devices"], 200);
+    assert_eq!(report["simulator"]["bricked"], 0);
+    // The documented layout.
+    for path in [
+        "repo/metadata/timestamp.json",
+        "repo/metadata/1.root.json",
+        "tlog/log/checkpoint",
+        "tlog/policy.txt",
+        "tlog/release-key.pub",
+        "tlog/witness1",
+        "tlog/witness2",
+        "server/server.db",
+        "server/ca.pem",
+        "report.json",
+    ] {
+        assert!(dir.join(path).exists(), "{path} missing");
     }
 }

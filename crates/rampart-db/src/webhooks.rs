@@ -85,12 +85,13 @@ pub fn check_webhook_url(url: &str) -> Result<(), DbError> {
             url.len()
         )));
     }
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    let rest = if lower.starts_with("https://") {
-        &url[8..]
-    } else if lower.starts_with("http://") {
-        &url[7..]
-    } else {
+    // The scheme is case-insensitive; `get` cannot split a multi-byte character.
+    let after = |scheme: &str| {
+        url.get(..scheme.len())
+            .filter(|prefix| prefix.eq_ignore_ascii_case(scheme))
+            .and_then(|_| url.get(scheme.len()..))
+    };
+    let Some(rest) = after("https://").or_else(|| after("http://")) else {
         return Err(DbError::Invalid(
             "the webhook url must start with https:// (or http://)".into(),
         ));
@@ -715,6 +716,8 @@ mod tests {
             "https:///path",
             "https://a b",
             "https://a\nb",
+            "httpé://x",
+            "ééééé",
         ] {
             assert!(
                 matches!(check_webhook_url(bad), Err(DbError::Invalid(_))),

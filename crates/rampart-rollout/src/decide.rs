@@ -295,6 +295,15 @@ pub fn decide(
         Verdict::Pass if state.status == Status::AwaitingApproval => {
             Decision::Wait("the gate passed; waiting for an operator to approve".into())
         }
+        // The last wave ends when every device in it has a result (stragglers of earlier
+        // waves keep their assignment and are counted in the report).
+        Verdict::Pass if state.wave + 1 >= plan.waves() && tally.results() < tally.devices => {
+            Decision::Wait(format!(
+                "the last wave passed its gate; {} of its {} devices have not reported yet",
+                tally.devices - tally.results(),
+                tally.devices
+            ))
+        }
         Verdict::Pass if state.wave + 1 >= plan.waves() => Decision::Complete,
         Verdict::Pass if spec.gate.require_approval => Decision::AwaitApproval,
         Verdict::Pass => Decision::Advance { to: state.wave + 1 },

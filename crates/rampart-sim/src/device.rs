@@ -1025,7 +1025,10 @@ impl VirtualDevice {
         // Downloaded and verified earlier by a `download_only` assignment, and still intact in
         // the slot: activate it without downloading it again.
         if kind != UpdateKind::DownloadOnly && self.staged(&run.state, slot, &v.release) {
-            return Ok(Begin::Staged { slot, verified: v });
+            return Ok(Begin::Staged {
+                slot,
+                verified: Box::new(v),
+            });
         }
         let mut resume_from = match &run.state.phase {
             Phase::Installing {
@@ -1170,7 +1173,10 @@ impl VirtualDevice {
                 Ok(0) => {
                     return Err(Refusal::new(
                         Reason::Truncated,
-                        format!("{what}: the download ended at byte {} of {length}", d.written),
+                        format!(
+                            "{what}: the download ended at byte {} of {length}",
+                            d.written
+                        ),
                     )
                     .into());
                 }
@@ -1187,7 +1193,9 @@ impl VirtualDevice {
                     .into());
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    return Err(Refusal::new(Reason::DownloadStalled, format!("{what}: {e}")).into());
+                    return Err(
+                        Refusal::new(Reason::DownloadStalled, format!("{what}: {e}")).into(),
+                    );
                 }
                 Err(e) => {
                     return Err(Refusal::new(Reason::DownloadFailed, format!("{what}: {e}")).into());
@@ -1282,11 +1290,7 @@ impl VirtualDevice {
         d: &Download,
         refusal: Refusal,
     ) -> PassEnd {
-        self.last_error = Some(format!(
-            "[{}] {}",
-            refusal.reason.as_str(),
-            refusal.detail
-        ));
+        self.last_error = Some(format!("[{}] {}", refusal.reason.as_str(), refusal.detail));
         if refusal.is_retryable() {
             Counters::inc(&sh.counters.download_errors);
         } else {
@@ -1488,10 +1492,14 @@ impl VirtualDevice {
                 run.booted
             ));
         }
-        if self.boot.primary() != committed {
+        // The next power-on must boot the committed slot. (Its being first in the boot order is
+        // not required: after a power cut between marking the new slot bad and making the old
+        // one primary, the agent finishes the rollback with the bad slot still first in the
+        // order, with no attempts left, so the bootloader skips it.)
+        let next = self.boot.clone().boot();
+        if next != Some(committed) {
             return Err(format!(
-                "the bootloader's primary slot is {}, the committed one {committed}",
-                self.boot.primary()
+                "the next power-on boots {next:?}, not the committed slot {committed}"
             ));
         }
         if self.boot.health(committed) != SlotHealth::Good {
@@ -1542,7 +1550,7 @@ impl VirtualDevice {
 /// What `begin_install` set up.
 enum Begin {
     AlreadyRunning,
-    Staged { slot: Slot, verified: Verified },
+    Staged { slot: Slot, verified: Box<Verified> },
     Streaming,
 }
 

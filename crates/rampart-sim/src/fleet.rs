@@ -148,12 +148,7 @@ impl Fleet {
         spec.validate()?;
         let root = match &spec.state_root {
             Some(dir) => {
-                if dir.exists()
-                    && std::fs::read_dir(dir)
-                        .map_err(io(dir))?
-                        .next()
-                        .is_some()
-                {
+                if dir.exists() && std::fs::read_dir(dir).map_err(io(dir))?.next().is_some() {
                     return Err(SimError::Spec(format!(
                         "the state root {} is not empty: give a new or empty directory",
                         dir.display()
@@ -215,7 +210,10 @@ impl Fleet {
             ));
         }
         if provision {
-            let dirs: Vec<&Path> = devices.iter().map(|d| d.profile.state_dir.as_path()).collect();
+            let dirs: Vec<&Path> = devices
+                .iter()
+                .map(|d| d.profile.state_dir.as_path())
+                .collect();
             provision_all(&spec, &dirs)?;
         } else {
             for d in &devices {
@@ -579,12 +577,12 @@ impl FleetHandle {
     }
 
     /// Waits until `done` holds for the stats (checked every 50 ms), at most `timeout`:
-    /// `Ok` with the stats that satisfied it, `Err` with the last ones.
+    /// `Ok` with the stats that satisfied it, `Err` with the last ones (timed out).
     pub fn wait_until(
         &self,
         timeout: Duration,
         mut done: impl FnMut(&Stats) -> bool,
-    ) -> Result<Stats, Stats> {
+    ) -> Result<Stats, Box<Stats>> {
         let deadline = Instant::now() + timeout;
         loop {
             let stats = self.stats();
@@ -592,7 +590,7 @@ impl FleetHandle {
                 return Ok(stats);
             }
             if Instant::now() >= deadline {
-                return Err(stats);
+                return Err(Box::new(stats));
             }
             std::thread::sleep(Duration::from_millis(50));
         }

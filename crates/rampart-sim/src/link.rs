@@ -282,11 +282,18 @@ mod tests {
             let body = format!(
                 r#"{{"device_id":"d","assignment":{{"id":"a","target":"t","director_version":2{ty}}}}}"#
             );
-            let a = parse_poll(body.as_bytes(), "d").unwrap().assignment.unwrap();
+            let a = parse_poll(body.as_bytes(), "d")
+                .unwrap()
+                .assignment
+                .unwrap();
             assert_eq!((a.id.as_str(), a.target.as_str(), a.kind), ("a", "t", kind));
         }
         let unknown = br#"{"device_id":"d","assignment":{"id":"a","target":"t","director_version":2,"type":"later"}}"#;
-        assert!(parse_poll(unknown, "d").unwrap_err().contains("unknown assignment type"));
+        assert!(
+            parse_poll(unknown, "d")
+                .unwrap_err()
+                .contains("unknown assignment type")
+        );
         let err = parse_poll(br#"{"device_id":"other","assignment":null}"#, "d").unwrap_err();
         assert!(err.contains("certificate says"), "{err}");
         assert!(parse_poll(b"junk", "d").is_err());

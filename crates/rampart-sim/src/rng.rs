@@ -28,8 +28,9 @@ pub(crate) struct Rng(u64);
 impl Rng {
     /// The stream for `(seed, device, purpose)`; `salt` separates further (e.g. a target).
     pub(crate) fn new(seed: u64, device: usize, purpose: &str, salt: u64) -> Rng {
-        Rng(mix(seed
-            ^ mix(device as u64 ^ mix(hash_str(purpose) ^ mix(salt)))))
+        Rng(mix(
+            seed ^ mix(device as u64 ^ mix(hash_str(purpose) ^ mix(salt)))
+        ))
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {
@@ -63,9 +64,7 @@ mod tests {
 
     #[test]
     fn streams_are_deterministic_and_distinct() {
-        let a: Vec<u64> = (0..4)
-            .map(|_| Rng::new(7, 3, "x", 0).next_u64())
-            .collect();
+        let a: Vec<u64> = (0..4).map(|_| Rng::new(7, 3, "x", 0).next_u64()).collect();
         assert!(a.windows(2).all(|w| w[0] == w[1]));
         assert_ne!(
             Rng::new(7, 3, "x", 0).next_u64(),

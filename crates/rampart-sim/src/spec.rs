@@ -374,7 +374,13 @@ impl FleetSpec {
 
     /// The id of device `index`.
     pub fn device_id(&self, index: usize) -> String {
-        let width = self.devices.saturating_sub(1).max(1).to_string().len().max(5);
+        let width = self
+            .devices
+            .saturating_sub(1)
+            .max(1)
+            .to_string()
+            .len()
+            .max(5);
         format!("{}-{index:0width$}", self.id_prefix)
     }
 
@@ -388,10 +394,7 @@ impl FleetSpec {
             ));
         }
         if self.devices == 0 || self.devices > 1_000_000 {
-            return spec(format!(
-                "{} devices: give 1 to 1,000,000",
-                self.devices
-            ));
+            return spec(format!("{} devices: give 1 to 1,000,000", self.devices));
         }
         if self.workers == 0 || self.workers > 1024 {
             return spec(format!("{} workers: give 1 to 1024", self.workers));
@@ -488,7 +491,9 @@ mod tests {
             vec![("board-a".to_owned(), 70), ("board-b".to_owned(), 30)]
         );
         let mut rng = Rng::new(1, 0, "t", 0);
-        let a = (0..10_000).filter(|_| w.pick(&mut rng) == "board-a").count();
+        let a = (0..10_000)
+            .filter(|_| w.pick(&mut rng) == "board-a")
+            .count();
         assert!((6_700..7_300).contains(&a), "{a}");
         assert_eq!("eu,us".parse::<Weights>().unwrap().0.len(), 2);
         for bad in ["", "a=x", "=3", "a=1,a=2", "a=0", "a=-1"] {
@@ -510,10 +515,7 @@ mod tests {
         assert_eq!(any.hardware_id, None);
         assert_eq!(any.probability, 0.5);
         assert!(any.matches("x/fw.img", "3.0.0", "board-z"));
-        assert_eq!(
-            "2.0:*=1".parse::<FaultRule>().unwrap().hardware_id,
-            None
-        );
+        assert_eq!("2.0:*=1".parse::<FaultRule>().unwrap().hardware_id, None);
         for bad in ["fw", "fw=2", "fw=-0.1", ":board-a=0.5", "fw=abc"] {
             assert!(bad.parse::<FaultRule>().is_err(), "{bad}");
         }

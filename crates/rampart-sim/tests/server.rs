@@ -1,0 +1,638 @@
+//! The fleet simulator against the real update server (`rampart_server`, in-process, SQLite),
+//! with a real image repository (`rampart_repo`) and director, over mutual TLS with a
+//! certificate per device. Releases are assigned through the management API, as an operator
+//! would, and the server's own view (inventory facts, assignment progress, reports) is checked
+//! beside the simulator's.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rampart_core::metadata::{Common, RoleKeys, Root, format_expires};
+use rampart_keys::Signer;
+use rampart_keys::file::{FileSigner, KdfParams};
+use rampart_pki::CertificateAuthority;
+use rampart_repo::{
+    ExpiryDays, InitOptions, NoProgress, ReleaseRequest, Repository, RoleSigners, sign_envelope,
+};
+use rampart_sim::{Fleet, FleetHandle, FleetSpec, InitialFirmware, LogTrust, Stats};
+use serde_json::{Value, json};
+
+const PASS: &str = "sim test passphrase";
+const V2: &str = "2.0.0/fw.img";
+const V3: &str = "3.0.0/fw.img";
+const IMAGE_LEN: usize = 64 * 1024;
+
+fn now() -> i64 {
+    rampart_agent::daemon::now_unix()
+}
+
+/// Deterministic firmware bytes per version.
+fn image(version: &str) -> Vec<u8> {
+    let mut v = format!("RAMPART-IMAGE {version}\n").into_bytes();
+    let mut i = 0u32;
+    while v.len() < IMAGE_LEN {
+        v.extend_from_slice(format!("{version} block {i:08}\n").as_bytes());
+        i += 1;
+    }
+    v.truncate(IMAGE_LEN);
+    v
+}
+
+fn open_key(reference: &str) -> Result<Box<dyn Signer>, rampart_keys::SignError> {
+    Ok(Box::new(FileSigner::open(Path::new(reference), PASS)?))
+}
+
+fn gen_key(dir: &Path, name: &str) -> String {
+    let (_, bytes) = FileSigner::generate(
+        rampart_core::Scheme::Ed25519,
+        PASS,
+        KdfParams {
+            m_kib: 1024,
+            t: 1,
+            p: 1,
+        },
+    )
+    .unwrap();
+    let path = dir.join(format!("{name}.key"));
+    std::fs::write(&path, bytes).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// Version 1 of a director root: `root` signs it, `online` holds the other roles.
+fn director_root(root: Box<dyn Signer>, online: &dyn Signer) -> Vec<u8> {
+    let mut keys = std::collections::BTreeMap::new();
+    keys.insert(root.key_id(), root.public_key().clone());
+    keys.insert(online.key_id(), online.public_key().clone());
+    let role = |id: String| RoleKeys {
+        keyids: vec![id],
+        threshold: 1,
+    };
+    let mut roles = std::collections::BTreeMap::new();
+    roles.insert("root".to_owned(), role(root.key_id()));
+    for r in ["targets", "snapshot", "timestamp"] {
+        roles.insert(r.to_owned(), role(online.key_id()));
+    }
+    let body = Root {
+        common: Common {
+            type_: "root".into(),
+            spec_version: "1.0.31".into(),
+            version: 1,
+            expires: format_expires(now() + 365 * 86_400),
+        },
+        consistent_snapshot: None,
+        keys,
+        roles,
+    };
+    sign_envelope(&body, &[root]).unwrap()
+}
+
+/// An image repository, a director, a CA, and the update server running with them.
+struct World {
+    _tmp: tempfile::TempDir,
+    repo: PathBuf,
+    ca: CertificateAuthority,
+    image_root: Vec<u8>,
+    director_root: Vec<u8>,
+    device_url: String,
+    operator: ureq::Agent,
+    management_url: String,
+    token: String,
+    rt: tokio::runtime::Runtime,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl World {
+    fn new() -> World {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = std::fs::canonicalize(tmp.path()).unwrap();
+        let keys = dir.join("keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        let one = |k: String| RoleSigners {
+            keys: vec![k],
+            threshold: 1,
+        };
+
+        // The image repository: 2.0.0 and 3.0.0 for both boards (1.0.0 is the factory image).
+        let repo_dir = dir.join("repo");
+        let repo = Repository::init(
+            &repo_dir,
+            InitOptions {
+                root: one(gen_key(&keys, "root")),
+                targets: one(gen_key(&keys, "targets")),
+                snapshot: one(gen_key(&keys, "snapshot")),
+                timestamp: one(gen_key(&keys, "timestamp")),
+                expiry_days: ExpiryDays::default(),
+            },
+            &open_key,
+            now(),
+        )
+        .unwrap();
+        let requests: Vec<ReleaseRequest> = [("2.0.0", V2, 2), ("3.0.0", V3, 3)]
+            .iter()
+            .map(|(version, target, sv)| {
+                let d = dir.join("images").join(version);
+                std::fs::create_dir_all(&d).unwrap();
+                let path = d.join("fw.img");
+                std::fs::write(&path, image(version)).unwrap();
+                ReleaseRequest {
+                    image: path,
+                    target_name: Some((*target).to_owned()),
+                    hardware_ids: vec!["board-a".into(), "board-b".into()],
+                    version: (*version).into(),
+                    security_version: *sv,
+                    sbom: None,
+                    provenance: None,
+                    role: None,
+                }
+            })
+            .collect();
+        repo.add_releases(&requests, &open_key, now(), &NoProgress)
+            .unwrap();
+        repo.publish(&open_key, now()).unwrap();
+        let image_root = std::fs::read(repo_dir.join("metadata/1.root.json")).unwrap();
+
+        // The director.
+        let director_dir = dir.join("director");
+        std::fs::create_dir_all(&director_dir).unwrap();
+        let root_key = gen_key(&keys, "director-root");
+        let online_key = gen_key(&keys, "director-online");
+        let root_signer = open_key(&root_key).unwrap();
+        let online: Arc<dyn Signer> = Arc::from(open_key(&online_key).unwrap());
+        let director_root = director_root(root_signer, online.as_ref());
+        std::fs::write(director_dir.join("1.root.json"), &director_root).unwrap();
+        std::fs::write(director_dir.join("root.json"), &director_root).unwrap();
+
+        // The server: device API (mutual TLS), management API, SQLite, 1 s poll interval.
+        let ca = CertificateAuthority::generate("Sim Test Manufacturer CA", 30).unwrap();
+        let server_cert = ca.issue_server(&["127.0.0.1", "localhost"], 30).unwrap();
+        let db_url = format!("sqlite://{}", dir.join("server.db").display());
+        let mut config = rampart_server::ServerConfig::new(
+            db_url.clone(),
+            rampart_pki::server_config(
+                &server_cert.cert_pem,
+                &server_cert.key_pem,
+                ca.cert_pem(),
+                &[],
+            )
+            .unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        );
+        config.poll_interval_secs = 1;
+        config.management_listen = Some("127.0.0.1:0".parse().unwrap());
+        config.management_tls = Some(
+            rampart_pki::server_config_without_client_auth(
+                &server_cert.cert_pem,
+                &server_cert.key_pem,
+            )
+            .unwrap(),
+        );
+        config.image_repo = Some(repo_dir.clone());
+        config.director = Some(rampart_server::DirectorConfig::new(
+            director_dir.join("root.json"),
+            online,
+        ));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = rt
+            .block_on(rampart_server::Server::bind(config))
+            .expect("the update server starts");
+        let device_url = format!("https://127.0.0.1:{}", server.local_addr().port());
+        let management_url = format!(
+            "https://127.0.0.1:{}",
+            server.management_addr().unwrap().port()
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        rt.spawn(server.serve(async {
+            let _ = stopped.await;
+        }));
+        let token = rt.block_on(async {
+            let db = rampart_db::Db::connect(&db_url).await.unwrap();
+            let audit = rampart_server::audit::AuditWriter::new(db.clone());
+            rampart_server::management::create_token(
+                &db,
+                &audit,
+                rampart_server::Role::Operator,
+                "sim-test",
+                "test",
+                now(),
+            )
+            .await
+            .unwrap()
+            .secret
+        });
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&[
+                ureq::tls::Certificate::from_der(ca.cert_der().as_ref()).to_owned(),
+            ]))
+            .build();
+        let operator = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .http_status_as_error(false)
+            .build()
+            .into();
+        World {
+            _tmp: tmp,
+            repo: repo_dir,
+            ca,
+            image_root,
+            director_root,
+            device_url,
+            operator,
+            management_url,
+            token,
+            rt,
+            stop: Some(stop),
+        }
+    }
+
+    fn spec(&self, devices: usize, prefix: &str) -> FleetSpec {
+        let v1 = image("1.0.0");
+        let mut spec = FleetSpec::new(
+            &self.device_url,
+            self.ca.cert_pem().as_bytes().to_vec(),
+            self.image_root.clone(),
+            self.director_root.clone(),
+            InitialFirmware {
+                target: "1.0.0/fw.img".into(),
+                version: "1.0.0".into(),
+                security_version: 1,
+                sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, &v1)),
+                length: v1.len() as u64,
+            },
+        );
+        spec.devices = devices;
+        spec.id_prefix = prefix.into();
+        spec.workers = 16;
+        spec.timing.boot_spread = Duration::from_millis(500);
+        spec.timing.reboot_delay = Duration::from_millis(200);
+        spec.timing.max_backoff = Duration::from_secs(4);
+        spec
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}{path}", self.management_url);
+        let auth = format!("Bearer {}", self.token);
+        let mut response = match method {
+            "GET" => self
+                .operator
+                .get(&url)
+                .header("authorization", &auth)
+                .call(),
+            _ => self
+                .operator
+                .post(&url)
+                .header("authorization", &auth)
+                .header("content-type", "application/json")
+                .send(body.unwrap_or(json!({})).to_string().as_bytes()),
+        }
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let (status, v) = self.call("GET", path, None);
+        assert_eq!(status, 200, "GET {path}: {v}");
+        v
+    }
+
+    /// Assigns through `POST /api/v1/assignments`; returns the assignment id.
+    fn assign(&self, body: Value) -> String {
+        let (status, v) = self.call("POST", "/api/v1/assignments", Some(body.clone()));
+        assert_eq!(status, 201, "assigning {body}: {v}");
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The server's devices by firmware version.
+    fn server_versions(&self) -> Vec<(String, u64)> {
+        let v = self.get("/api/v1/fleet/versions");
+        let mut out: Vec<(String, u64)> = v["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["firmware_version"].as_str().unwrap().to_owned(),
+                    e["devices"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Waits until the server's inventory shows these versions.
+    fn wait_for_versions(&self, want: &[(&str, u64)], timeout: Duration) {
+        let want: Vec<(String, u64)> = want.iter().map(|(v, n)| (v.to_string(), *n)).collect();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let have = self.server_versions();
+            if have == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server shows {have:?}, not {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn progress(&self, assignment: &str) -> Value {
+        self.get(&format!("/api/v1/assignments/{assignment}"))["devices_by_last_status"].clone()
+    }
+
+    /// A device's reports, newest first.
+    fn reports(&self, device: &str) -> Vec<Value> {
+        self.get(&format!("/api/v1/reports?device={device}"))["reports"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        // The runtime (and the server task) go with `rt`.
+        let _ = &self.rt;
+    }
+}
+
+/// Waits until every device has settled (nothing in progress, results stored by the server).
+fn wait_settled(h: &FleetHandle, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let unsettled: Vec<_> = h
+            .devices()
+            .into_iter()
+            .filter(|d| d.settled.is_err())
+            .collect();
+        if unsettled.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} devices not settled, e.g. {:#?}\n{}",
+            unsettled.len(),
+            unsettled[0],
+            h.stats()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait(h: &FleetHandle, secs: u64, what: &str, done: impl FnMut(&Stats) -> bool) -> Stats {
+    h.wait_until(Duration::from_secs(secs), done)
+        .unwrap_or_else(|s| panic!("timed out waiting for {what}: {s}"))
+}
+
+#[test]
+fn two_hundred_devices_install_an_assigned_release() {
+    let w = World::new();
+    let h = Fleet::build(w.spec(200, "inst"), &w.ca).unwrap().start();
+    // Every device polls and enrols with its facts before the assignment selects them.
+    w.wait_for_versions(&[("1.0.0", 200)], Duration::from_secs(60));
+    let asg = w.assign(json!({"target": V2, "hardware_id": "board-a"}));
+    let s = wait(&h, 120, "200 installs", |s| {
+        s.installs == 200 && s.on_version("2.0.0") == 200
+    });
+    assert_eq!(s.verification_failures, 0, "{s}");
+    assert_eq!(s.rollbacks, 0, "{s}");
+    assert_eq!(s.bricked, 0, "{s}");
+    assert_eq!(s.downloads, 200, "{s}");
+    wait_settled(&h, Duration::from_secs(30));
+    // The server's view: facts from the next poll, every result stored.
+    w.wait_for_versions(&[("2.0.0", 200)], Duration::from_secs(30));
+    let progress = w.progress(&asg);
+    assert_eq!(progress["installed"], 200, "{progress}");
+    let reports = w.reports("inst-00007");
+    let latest = &reports[0];
+    assert_eq!(latest["status"], "installed", "{reports:#?}");
+    assert_eq!(latest["assignment"], asg.as_str());
+    assert_eq!(latest["details"]["reason"], "ok", "{latest}");
+    assert_eq!(latest["details"]["version"], "2.0.0", "{latest}");
+    assert_eq!(latest["details"]["slot"], "B", "{latest}");
+    for earlier in ["rebooting", "downloading"] {
+        assert!(
+            reports.iter().any(|r| r["status"] == earlier),
+            "no {earlier} report: {reports:#?}"
+        );
+    }
+    let device = w.get("/api/v1/devices/inst-00007");
+    assert_eq!(device["device"]["security_version"], 2, "{device}");
+    assert_eq!(
+        device["device"]["slots"],
+        json!({"a": "good", "b": "active"}),
+        "{device}"
+    );
+    let stats = h.stop();
+    assert_eq!(stats.installs, 200, "{stats}");
+}
+
+#[test]
+fn a_health_check_fault_rolls_one_model_back_and_the_other_installs() {
+    let w = World::new();
+    let mut spec = w.spec(60, "roll");
+    spec.models = "board-a=50,board-b=50".parse().unwrap();
+    spec.tags = rampart_sim::parse_tags("wave1=100").unwrap();
+    spec.faults.health.push("3.0.0:board-a=1".parse().unwrap());
+    let fleet = Fleet::build(spec, &w.ca).unwrap();
+    let info = fleet.devices();
+    let board_a: Vec<String> = info
+        .iter()
+        .filter(|d| d.hardware_id == "board-a")
+        .map(|d| d.id.clone())
+        .collect();
+    let n_a = board_a.len() as u64;
+    assert!(n_a > 0 && n_a < 60, "{n_a}");
+    let h = fleet.start();
+    w.wait_for_versions(&[("1.0.0", 60)], Duration::from_secs(60));
+    // Selected by the tag the devices report.
+    let asg = w.assign(json!({"target": V3, "tag": "wave1"}));
+    let s = wait(&h, 120, "every result", |s| s.installs + s.rollbacks == 60);
+    assert_eq!(s.rollbacks, n_a, "{s}");
+    assert_eq!(s.installs, 60 - n_a, "{s}");
+    wait_settled(&h, Duration::from_secs(30));
+    w.wait_for_versions(
+        &[("1.0.0", n_a), ("3.0.0", 60 - n_a)],
+        Duration::from_secs(30),
+    );
+    let progress = w.progress(&asg);
+    assert_eq!(progress["rolled_back"], n_a, "{progress}");
+    assert_eq!(progress["installed"], 60 - n_a, "{progress}");
+
+    let id = &board_a[0];
+    let latest = &w.reports(id)[0];
+    assert_eq!(latest["status"], "rolled_back", "{latest}");
+    assert_eq!(
+        latest["details"]["reason"], "health_check_failed",
+        "{latest}"
+    );
+    assert_eq!(latest["details"]["version"], "3.0.0", "{latest}");
+    assert_eq!(latest["details"]["bad_slot"], "B", "{latest}");
+    assert_eq!(latest["details"]["running_slot"], "A", "{latest}");
+    let device = w.get(&format!("/api/v1/devices/{id}"));
+    assert_eq!(device["device"]["firmware_version"], "1.0.0", "{device}");
+    assert_eq!(device["device"]["security_version"], 1, "{device}");
+    let status = h.device(id).unwrap();
+    assert_eq!(status.version, "1.0.0");
+    assert_eq!(
+        status.last_result.unwrap().reason,
+        rampart_boot::flow::Reason::HealthCheckFailed
+    );
+
+    // Still assigned, never installed again: polls refuse it before downloading.
+    let downloads = s.downloads;
+    let later = wait(&h, 30, "refusals", |s| s.refused_rolled_back >= 2 * n_a);
+    assert_eq!(later.downloads, downloads, "{later}");
+    assert_eq!(later.rollbacks, n_a, "{later}");
+}
+
+#[test]
+fn a_tampered_artifact_fails_its_hash_and_nothing_is_activated() {
+    let w = World::new();
+    // Flip a byte of the published 2.0.0 artifact (same length: the server serves it).
+    let dir = w.repo.join("targets/2.0.0");
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".fw.img"))
+        .unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[IMAGE_LEN / 2] ^= 0x01;
+    std::fs::write(&file, bytes).unwrap();
+
+    let h = Fleet::build(w.spec(20, "tamper"), &w.ca).unwrap().start();
+    w.wait_for_versions(&[("1.0.0", 20)], Duration::from_secs(60));
+    w.assign(json!({"target": V2, "hardware_id": "board-a"}));
+    let s = wait(&h, 60, "20 refusals", |s| s.install_failures >= 20);
+    assert_eq!(s.installs, 0, "{s}");
+    assert_eq!(s.on_version("1.0.0"), 20, "{s}");
+    for d in h.devices() {
+        let last = d.last_result.as_ref().unwrap();
+        assert_eq!(
+            last.reason,
+            rampart_boot::flow::Reason::HashMismatch,
+            "{d:?}"
+        );
+        assert_eq!(d.running, Some(rampart_boot::ab::Slot::A), "{d:?}");
+        assert_eq!(d.boots, 1, "never rebooted into it: {d:?}");
+        assert_eq!(d.phase, "idle", "{d:?}");
+    }
+    let reports = w.reports("tamper-00003");
+    let failed = reports
+        .iter()
+        .find(|r| r["status"] == "failed")
+        .unwrap_or_else(|| panic!("no failed report: {reports:#?}"));
+    assert_eq!(failed["details"]["reason"], "hash_mismatch", "{failed}");
+    assert!(
+        reports.iter().all(|r| r["status"] != "rebooting"),
+        "{reports:#?}"
+    );
+    w.wait_for_versions(&[("1.0.0", 20)], Duration::from_secs(5));
+}
+
+#[test]
+fn power_cuts_during_installs_converge_against_the_server() {
+    let w = World::new();
+    let mut spec = w.spec(40, "crash");
+    spec.models = "board-a=50,board-b=50".parse().unwrap();
+    spec.faults.crash_rate = 1.0;
+    spec.faults
+        .health
+        .push("2.0.0:board-a=0.5".parse().unwrap());
+    // Small checkpoints: cuts mid-download resume with Range requests.
+    spec.timing.checkpoint_bytes = 8 * 1024;
+    spec.timing.checkpoint_every = Duration::ZERO;
+    let h = Fleet::build(spec, &w.ca).unwrap().start();
+    w.wait_for_versions(&[("1.0.0", 40)], Duration::from_secs(60));
+    let asg = w.assign(json!({"target": V2, "hardware_id": "board-a"}));
+    let asg_b = w.assign(json!({"target": V2, "hardware_id": "board-b"}));
+    let s = wait(&h, 120, "every result", |s| s.installs + s.rollbacks == 40);
+    assert!(s.crashes >= 25, "{s}");
+    assert_eq!(s.bricked, 0, "{s}");
+    wait_settled(&h, Duration::from_secs(30));
+    let devices = h.devices();
+    let on = |v: &str| devices.iter().filter(|d| d.version == v).count() as u64;
+    assert_eq!(on("1.0.0") + on("2.0.0"), 40);
+    assert_eq!(on("1.0.0"), s.rollbacks);
+    for d in &devices {
+        if d.hardware_id == "board-b" {
+            assert_eq!(d.version, "2.0.0", "{d:?}");
+        }
+    }
+    w.wait_for_versions(
+        &[("1.0.0", on("1.0.0")), ("2.0.0", on("2.0.0"))]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect::<Vec<_>>(),
+        Duration::from_secs(30),
+    );
+    let (a, b) = (w.progress(&asg), w.progress(&asg_b));
+    let count = |p: &Value, k: &str| p[k].as_u64().unwrap_or(0);
+    assert_eq!(
+        count(&a, "installed") + count(&b, "installed"),
+        on("2.0.0"),
+        "{a} {b}"
+    );
+    assert_eq!(count(&a, "rolled_back"), on("1.0.0"), "{a}");
+}
+
+#[test]
+fn devices_provisioned_with_a_log_policy_refuse_unlogged_releases() {
+    let w = World::new();
+    let log = rampart_log::note::NoteSigner::from_seed("log.example/sim", [7; 32]).unwrap();
+    let vendor = rampart_log::note::NoteSigner::from_seed("vendor.example", [9; 32]).unwrap();
+    let policy =
+        rampart_log::policy::WitnessPolicy::new(log.verifier(), "log.example/sim", vec![], 0)
+            .unwrap();
+    let mut spec = w.spec(5, "logged");
+    spec.log = Some(LogTrust {
+        policy: policy.to_text(),
+        release_key: vendor.verifier_key_string(),
+    });
+    let h = Fleet::build(spec, &w.ca).unwrap().start();
+    w.wait_for_versions(&[("1.0.0", 5)], Duration::from_secs(60));
+    w.assign(json!({"target": V2, "hardware_id": "board-a"}));
+    let s = wait(&h, 60, "refusals", |s| s.verification_failures >= 5);
+    assert_eq!(s.downloads, 0, "{s}");
+    let reports = w.reports("logged-00001");
+    let refused = reports
+        .iter()
+        .find(|r| r["status"] == "verification_failed")
+        .unwrap_or_else(|| panic!("{reports:#?}"));
+    assert_eq!(
+        refused["details"]["reason"], "not_in_transparency_log",
+        "{refused}"
+    );
+}
+
+#[test]
+fn bad_trust_anchors_and_server_cas_are_refused_at_build_time() {
+    let w = World::new();
+    let mut spec = w.spec(2, "bad");
+    spec.director_root = b"{}".to_vec();
+    let e = Fleet::build(spec, &w.ca).unwrap_err().to_string();
+    assert!(e.contains("director root"), "{e}");
+    let mut spec = w.spec(2, "bad");
+    spec.image_root = w.director_root.clone();
+    spec.director_root = b"junk".to_vec();
+    let e = Fleet::build(spec, &w.ca).unwrap_err().to_string();
+    assert!(e.contains("root"), "{e}");
+    let mut spec = w.spec(2, "bad");
+    spec.server_ca_pem = b"not a certificate".to_vec();
+    let e = Fleet::build(spec, &w.ca).unwrap_err().to_string();
+    assert!(e.contains("server CA"), "{e}");
+}
