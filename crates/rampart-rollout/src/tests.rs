@@ -590,3 +590,25 @@ fn a_final_result_is_not_undone_by_a_late_progress_report() {
     assert!(Outcome::Succeeded.accepts(Outcome::RolledBack));
     assert!(Outcome::Assigned.accepts(Outcome::InProgress));
 }
+
+#[test]
+fn the_last_wave_completes_only_when_all_its_devices_reported() {
+    let spec =
+        spec(json!({"gate": {"min_results": 2, "max_failure_pct": 10, "min_success_pct": 90}}));
+    let plan = Plan::new(&spec.phases, &spec.gate, 20).unwrap();
+    let mut state = started(&spec, &plan);
+    state.wave = plan.waves() - 1;
+    let mut tally = Tally {
+        devices: 10,
+        succeeded: 9,
+        ..Tally::default()
+    };
+    assert!(
+        matches!(decide(&spec, &plan, &state, &tally, 9_000), Decision::Wait(w) if w.contains("1 of its 10")),
+    );
+    tally.succeeded = 10;
+    assert_eq!(
+        decide(&spec, &plan, &state, &tally, 9_000),
+        Decision::Complete
+    );
+}

@@ -296,14 +296,19 @@ impl Campaigns {
             return Ok(());
         }
         let mut step = Step::default();
+        // Few distinct windows (one per group): parse and judge each once per step. A window
+        // stored unreadable holds its devices (it was validated when set).
+        let mut open: HashMap<String, bool> = HashMap::new();
         for (device, attributes, windows) in pending {
             let conditions = c.spec.policy.conditions_met(&attributes);
             let window = windows.is_empty()
                 || windows.iter().any(|w| {
-                    serde_json::from_str::<MaintenanceWindow>(w)
-                        .ok()
-                        .and_then(|w| w.compile().ok())
-                        .is_some_and(|w| w.is_open(now))
+                    *open.entry(w.clone()).or_insert_with(|| {
+                        serde_json::from_str::<MaintenanceWindow>(w)
+                            .ok()
+                            .and_then(|w| w.compile().ok())
+                            .is_some_and(|w| w.is_open(now))
+                    })
                 });
             if conditions && window {
                 step.assign.push(device);

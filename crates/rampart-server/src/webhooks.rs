@@ -50,7 +50,7 @@ use tokio::time::Instant;
 use crate::audit::AuditWriteError;
 use crate::device_api::{ReportStatus, unix_now};
 use crate::http::{ApiError, json_response, parse_json, read_body};
-use crate::management::{ManagementApi, Permission, Role};
+use crate::management::{ManagementApi, Permission};
 use crate::metrics::track_requests;
 
 /// Default hard limit on one attempt: connecting, sending and receiving the answer's head.
@@ -822,44 +822,7 @@ impl WebhookApi {
     /// and answers as the rest of the management API (401 without a known token, 403 without
     /// the permission).
     async fn authorize(&self, headers: &HeaderMap, need: Permission) -> Result<String, ApiError> {
-        let unauthorized =
-            |detail: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail);
-        let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
-            unauthorized(
-                "send Authorization: Bearer <token> (create one with `rampart token create`)",
-            )
-        })?;
-        let secret = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|s| !s.is_empty() && s.len() <= 256)
-            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
-        let hash = hex::encode(ring::digest::digest(
-            &ring::digest::SHA256,
-            secret.as_bytes(),
-        ));
-        let token = self
-            .management
-            .db
-            .token_by_secret(&hash)
-            .await
-            .map_err(|e| ApiError::from_db("reading tokens", e))?
-            .ok_or_else(|| unauthorized("unknown or revoked token"))?;
-        let role =
-            Role::parse(&token.role).ok_or_else(|| unauthorized("the token's role is unknown"))?;
-        if !role.allows(need) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!(
-                    "a {} token may not do this; it needs a role with the {need:?} permission",
-                    role.as_str()
-                ),
-            ));
-        }
-        Ok(format!("token:{}", token.id))
+        Ok(self.management.authorize(headers, need).await?.actor())
     }
 }
 
