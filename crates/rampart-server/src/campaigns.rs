@@ -10,8 +10,7 @@
 //! a restart resumes exactly where the database says the campaign was.
 //!
 //! Routes (management listener, bearer tokens):
-//! * `GET/POST /api/v1/campaigns` — list; create (`{"spec": CampaignSpec, "start": bool}` or
-//!   the spec itself).
+//! * `GET/POST /api/v1/campaigns` — list; create (`{"spec": CampaignSpec, "start": bool}`).
 //! * `GET /api/v1/campaigns/{id}` — spec, state, plan and per-wave figures.
 //! * `POST /api/v1/campaigns/{id}/{start|pause|resume|abort|approve}`.
 //! * `GET /api/v1/campaigns/{id}/report?format=json|csv`.
@@ -607,7 +606,7 @@ impl Campaigns {
             ApiError::new(
                 StatusCode::CONFLICT,
                 "no_image_repository",
-                "this server hosts no image repository (start it with --image-repo DIR); campaigns need one",
+                "this server hosts no image repository (start it with --repo DIR); campaigns need one",
             )
         })?;
         let t = target.to_string();
