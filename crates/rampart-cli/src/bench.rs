@@ -54,6 +54,10 @@ pub enum BenchCommand {
     /// registered devices, polled over mutual-TLS keep-alive connections from this process;
     /// polls/s, p50/p99 latency, server peak RSS, database bytes per device.
     Server(crate::bench_server::ServerBenchArgs),
+    /// A simulated rollout at fleet scale: the real server and the fleet simulator, a good
+    /// release in waves (time per wave), a bad one halted at its canary (breach-to-halt time),
+    /// the server's CPU and peak RSS.
+    Campaign(crate::bench_campaign::CampaignBenchArgs),
 }
 
 /// Transparency-log benchmarks.
@@ -83,6 +87,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::LogAppend(a) => bench_log_append(a),
         BenchCommand::LogProof { rounds } => bench_log_proof(rounds),
         BenchCommand::Server(a) => crate::bench_server::run(a),
+        BenchCommand::Campaign(a) => crate::bench_campaign::run(a),
         BenchCommand::TufClient {
             targets,
             iterations,

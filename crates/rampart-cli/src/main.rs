@@ -4,6 +4,7 @@
 mod api_client;
 mod artifacts;
 mod bench;
+mod bench_campaign;
 mod bench_server;
 mod campaign;
 mod demo;
