@@ -109,7 +109,8 @@ pub struct SimArgs {
     /// Stop after this many seconds (default: run until interrupted, or --until-version).
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
-    /// Stop once every device has settled on this firmware version.
+    /// Stop once every device has settled on this firmware version (committed, every report
+    /// stored by the server, the version told to the server in a poll).
     #[arg(long, value_name = "VERSION")]
     until_version: Option<String>,
     /// Worker threads serving device events.
@@ -341,6 +342,7 @@ pub fn run(a: SimArgs) -> anyhow::Result<()> {
     let mut next_status = started + every;
     let mut first_download: Option<Duration> = None;
     let mut reached: Option<Duration> = None;
+    let mut last_error: Option<String> = None;
     let stats: Stats = loop {
         std::thread::sleep(Duration::from_millis(100));
         let now = Instant::now();
@@ -348,14 +350,22 @@ pub fn run(a: SimArgs) -> anyhow::Result<()> {
         if first_download.is_none() && s.downloads > 0 {
             first_download = Some(s.elapsed);
         }
-        let done = a.until_version.as_deref().is_some_and(|v| {
-            s.on_version(v) == devices && s.busy == 0 && s.off == 0 && s.offline == 0
-        });
+        // Done when the server knows it too: every result stored, every device's version told.
+        let done = a
+            .until_version
+            .as_deref()
+            .is_some_and(|v| s.on_version(v) == devices && s.settled == devices);
         if done && reached.is_none() {
             reached = Some(s.elapsed);
         }
         if now >= next_status || done {
             println!("{s}");
+            if s.last_error != last_error {
+                if let Some(e) = &s.last_error {
+                    println!("        latest error: {e}");
+                }
+                last_error = s.last_error.clone();
+            }
             next_status = now + every;
         }
         if done
@@ -368,7 +378,6 @@ pub fn run(a: SimArgs) -> anyhow::Result<()> {
     let (hwm, cpu) = usage();
     println!("---- summary ----");
     println!("{stats}");
-    let mut settled = 0;
     if let Some(v) = &a.until_version {
         match (reached, first_download) {
             (Some(t), Some(d)) => println!(
@@ -421,11 +430,13 @@ pub fn run(a: SimArgs) -> anyhow::Result<()> {
             stats.bricked
         );
     }
-    if let Some(v) = &a.until_version {
-        settled += stats.on_version(v);
-        if reached.is_none() {
-            bail!("{settled} of {devices} devices reached {v}");
-        }
+    if let Some(v) = &a.until_version
+        && reached.is_none()
+    {
+        bail!(
+            "{} of {devices} devices reached {v} and settled",
+            stats.on_version(v).min(stats.settled)
+        );
     }
     Ok(())
 }

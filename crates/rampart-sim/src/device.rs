@@ -74,6 +74,8 @@ pub(crate) struct Shared {
     /// Images by SHA-256: the factory image and every release a device verified. A slot boots
     /// only if its content hashes to one of them (with the right length).
     pub(crate) images: RwLock<HashMap<String, Image>>,
+    /// The latest error any device met (device id: error), for status output.
+    pub(crate) last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -302,6 +304,8 @@ pub(crate) struct VirtualDevice {
     bricked: bool,
     pub(crate) pending: Pending,
     last_error: Option<String>,
+    /// The firmware version the last answered poll told the server.
+    told: Option<String>,
     // ---- volatile
     run: Option<Running>,
 }
@@ -352,6 +356,7 @@ impl VirtualDevice {
             bricked: false,
             pending: Pending::Boot,
             last_error: None,
+            told: None,
             run: None,
         }
     }
@@ -396,7 +401,7 @@ impl VirtualDevice {
             Counters::inc(&sh.counters.failed_boots);
         }
         self.bricked = true;
-        self.last_error = Some("no slot boots".into());
+        self.note(sh, "no slot boots".into());
         Ok(Wake {
             pending: Pending::Never,
             at: now,
@@ -603,7 +608,7 @@ impl VirtualDevice {
             Ok(()) => {
                 self.boot.set_health(slot, SlotHealth::Good);
                 self.crash_at(CrashPoint::MarkedGood)?;
-                self.raise_security_version(release.security_version);
+                self.raise_security_version(sh, release.security_version);
                 run.state.phase = Phase::Idle;
                 run.state.committed = Some(slot);
                 run.state.slots.insert(slot, SlotContent::from(&release));
@@ -721,7 +726,7 @@ impl VirtualDevice {
         self.persisted = state.clone();
     }
 
-    fn raise_security_version(&mut self, to: u64) {
+    fn raise_security_version(&mut self, sh: &Shared, to: u64) {
         if self.security_version >= to {
             return;
         }
@@ -732,8 +737,16 @@ impl VirtualDevice {
             .state_dir
             .join(rampart_agent::device::SECURITY_VERSION_FILE);
         if let Err(e) = std::fs::write(&path, format!("{to}\n")) {
-            self.last_error = Some(format!("{}: {e}", path.display()));
+            self.note(sh, format!("{}: {e}", path.display()));
         }
+    }
+
+    /// Records an error: the device's last, and the fleet's latest.
+    fn note(&mut self, sh: &Shared, error: String) {
+        let mut latest = sh.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        *latest = Some(format!("{}: {error}", self.profile.identity.id));
+        drop(latest);
+        self.last_error = Some(error);
     }
 
     /// Hits the planned power cut if this is its point.
@@ -862,7 +875,7 @@ impl VirtualDevice {
             Ok(s) => s,
             Err(e) => {
                 Counters::inc(&sh.counters.connect_errors);
-                self.last_error = Some(e);
+                self.note(sh, e);
                 return Ok(PassEnd::Done(false));
             }
         };
@@ -873,11 +886,12 @@ impl VirtualDevice {
             Ok(p) => p,
             Err(e) => {
                 Counters::inc(&sh.counters.poll_errors);
-                self.last_error = Some(e);
+                self.note(sh, e);
                 return Ok(PassEnd::Done(false));
             }
         };
         Counters::inc(&sh.counters.polls);
+        self.told = facts["firmware_version"].as_str().map(str::to_owned);
         if sh.timing.poll_interval.is_none()
             && let Some(secs) = poll.interval_secs
         {
@@ -930,7 +944,7 @@ impl VirtualDevice {
                         json!({"target": assignment.target, "reason": e.reason.as_str(), "error": e.message}),
                     );
                 }
-                self.last_error = Some(format!("[{}] {}", e.reason.as_str(), e.message));
+                self.note(sh, format!("[{}] {}", e.reason.as_str(), e.message));
                 return Ok(PassEnd::Done(false));
             }
         };
@@ -951,7 +965,7 @@ impl VirtualDevice {
             Ok(Begin::Streaming) => self.drive(sh, run, now),
             Err(Stop::Crash) => Err(Crash),
             Err(Stop::Refused(r)) => {
-                self.last_error = Some(format!("[{}] {}", r.reason.as_str(), r.detail));
+                self.note(sh, format!("[{}] {}", r.reason.as_str(), r.detail));
                 Ok(PassEnd::Done(false))
             }
         }
@@ -1290,7 +1304,10 @@ impl VirtualDevice {
         d: &Download,
         refusal: Refusal,
     ) -> PassEnd {
-        self.last_error = Some(format!("[{}] {}", refusal.reason.as_str(), refusal.detail));
+        self.note(
+            sh,
+            format!("[{}] {}", refusal.reason.as_str(), refusal.detail),
+        );
         if refusal.is_retryable() {
             Counters::inc(&sh.counters.download_errors);
         } else {
@@ -1410,7 +1427,7 @@ impl VirtualDevice {
             }
         });
         if let Some(e) = error {
-            self.last_error = Some(e);
+            self.note(sh, e);
         }
         if state.outbox.len() != before {
             self.save(state);
@@ -1520,6 +1537,12 @@ impl VirtualDevice {
             return Err(format!(
                 "{} report(s) not stored by the server yet",
                 state.outbox.len()
+            ));
+        }
+        if self.told.as_deref() != Some(content.version.as_str()) {
+            return Err(format!(
+                "the server has not been told it runs {} yet (no poll since)",
+                content.version
             ));
         }
         Ok(())

@@ -20,8 +20,9 @@ use crate::rng::Rng;
 use crate::spec::FleetSpec;
 use crate::stats::{Activity, Counters, Stats};
 
-/// How long an idle worker sleeps at most before looking at the queue again.
-const IDLE_WAIT: Duration = Duration::from_millis(25);
+/// How long an idle worker sleeps at most before looking at the queue again (a push of an
+/// earlier event wakes one sooner).
+const IDLE_WAIT: Duration = Duration::from_secs(1);
 
 /// A device as built: who it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +66,8 @@ pub struct DeviceStatus {
     /// Power-ons so far.
     pub boots: u64,
     /// `Ok` when settled: running the committed slot, nothing in progress, the bootloader and
-    /// the slot agreeing with the state, every report stored. Otherwise what is not.
+    /// the slot agreeing with the state, every report stored, and the server told the current
+    /// version (a poll since it changed). Otherwise what is not.
     pub settled: Result<(), String>,
     /// The last error (refusal, network, server) the device met, for diagnosis.
     pub last_error: Option<String>,
@@ -240,6 +242,7 @@ impl Fleet {
                 link,
                 counters: Counters::default(),
                 images: RwLock::new(images),
+                last_error: Mutex::new(None),
             },
             workers: spec.workers,
             root,
@@ -280,6 +283,7 @@ impl Fleet {
                 Mutex::new(Summary {
                     version: d.version().to_owned(),
                     activity: Activity::Off,
+                    settled: false,
                 })
             })
             .collect();
@@ -437,6 +441,7 @@ fn provision_all(spec: &FleetSpec, dirs: &[&Path]) -> Result<(), SimError> {
 struct Summary {
     version: String,
     activity: Activity,
+    settled: bool,
 }
 
 struct Inner {
@@ -495,11 +500,16 @@ impl Inner {
                     summary.version = device.version().to_owned();
                 }
                 summary.activity = device.activity(now);
+                summary.settled = device.settled().is_ok();
                 (next, now)
             };
             if let Some(at) = next {
-                lock(&self.queue).push(Reverse((at, index)));
-                if at <= now {
+                let mut queue = lock(&self.queue);
+                // Idle workers sleep until the earliest event: wake one if this is earlier.
+                let earliest = queue.peek().is_none_or(|Reverse((due, _))| at < *due);
+                queue.push(Reverse((at, index)));
+                drop(queue);
+                if earliest || at <= now {
                     self.wake.notify_one();
                 }
             }
@@ -520,6 +530,9 @@ impl Inner {
                     s.by_version.insert(summary.version.clone(), 1);
                 }
             }
+            if summary.settled {
+                s.settled += 1;
+            }
             match summary.activity {
                 Activity::Idle => s.idle += 1,
                 Activity::Busy => s.busy += 1,
@@ -529,6 +542,7 @@ impl Inner {
             }
         }
         s.fill_counters(&self.shared.counters);
+        s.last_error = lock(&self.shared.last_error).clone();
         s
     }
 }
@@ -609,6 +623,8 @@ impl FleetHandle {
 
     fn halt(&mut self) {
         self.inner.stop.store(true, Ordering::Relaxed);
+        // Under the queue's lock, so no worker is between its stop check and its wait.
+        drop(lock(&self.inner.queue));
         self.inner.wake.notify_all();
         for w in self.workers.drain(..) {
             let _ = w.join();

@@ -67,6 +67,9 @@ pub struct Stats {
     pub offline: usize,
     pub off: usize,
     pub bricked: usize,
+    /// Devices settled: running their committed slot with nothing in progress, every result
+    /// stored by the server, and the server told their current version (a poll since).
+    pub settled: usize,
     /// Device sessions (each a mutual-TLS connection) opened.
     pub sessions: u64,
     /// Polls answered, and polls (or connections) that failed.
@@ -102,6 +105,8 @@ pub struct Stats {
     pub report_errors: u64,
     /// Device events served by the workers.
     pub events: u64,
+    /// The latest error a device met (`device: [reason] detail`), for diagnosis.
+    pub last_error: Option<String>,
 }
 
 impl Stats {
@@ -146,8 +151,8 @@ impl fmt::Display for Stats {
         write!(f, " | versions {}", versions.join(" "))?;
         write!(
             f,
-            " | idle {} busy {} off {} offline {}",
-            self.idle, self.busy, self.off, self.offline
+            " | idle {} busy {} off {} offline {} settled {}",
+            self.idle, self.busy, self.off, self.offline, self.settled
         )?;
         if self.bricked > 0 {
             write!(f, " BRICKED {}", self.bricked)?;

@@ -103,7 +103,12 @@ struct World {
 }
 
 impl World {
+    /// A world whose server asks devices to poll every second.
     fn new() -> World {
+        World::with_poll_interval(1)
+    }
+
+    fn with_poll_interval(poll_secs: u64) -> World {
         let tmp = tempfile::tempdir().unwrap();
         let dir = std::fs::canonicalize(tmp.path()).unwrap();
         let keys = dir.join("keys");
@@ -163,7 +168,7 @@ impl World {
         std::fs::write(director_dir.join("1.root.json"), &director_root).unwrap();
         std::fs::write(director_dir.join("root.json"), &director_root).unwrap();
 
-        // The server: device API (mutual TLS), management API, SQLite, 1 s poll interval.
+        // The server: device API (mutual TLS), management API, SQLite.
         let ca = CertificateAuthority::generate("Sim Test Manufacturer CA", 30).unwrap();
         let server_cert = ca.issue_server(&["127.0.0.1", "localhost"], 30).unwrap();
         let db_url = format!("sqlite://{}", dir.join("server.db").display());
@@ -178,7 +183,7 @@ impl World {
             .unwrap(),
             "127.0.0.1:0".parse().unwrap(),
         );
-        config.poll_interval_secs = 1;
+        config.poll_interval_secs = poll_secs;
         config.management_listen = Some("127.0.0.1:0".parse().unwrap());
         config.management_tls = Some(
             rampart_pki::server_config_without_client_auth(
@@ -400,7 +405,9 @@ fn wait(h: &FleetHandle, secs: u64, what: &str, done: impl FnMut(&Stats) -> bool
 
 #[test]
 fn two_hundred_devices_install_an_assigned_release() {
-    let w = World::new();
+    // Polls every 3 s: 200 debug-build devices polling every second would spend the test's
+    // CPU on handshakes.
+    let w = World::with_poll_interval(3);
     let h = Fleet::build(w.spec(200, "inst"), &w.ca).unwrap().start();
     // Every device polls and enrols with its facts before the assignment selects them.
     w.wait_for_versions(&[("1.0.0", 200)], Duration::from_secs(60));
@@ -635,4 +642,66 @@ fn bad_trust_anchors_and_server_cas_are_refused_at_build_time() {
     spec.server_ca_pem = b"not a certificate".to_vec();
     let e = Fleet::build(spec, &w.ca).unwrap_err().to_string();
     assert!(e.contains("server CA"), "{e}");
+}
+
+/// `download_only` from the real server: a campaign of that type assigns the release with
+/// `"type": "download_only"` in the poll answer; devices download and verify it into the
+/// inactive slot, report `downloaded` and do not activate it. A forced assignment of the same
+/// release afterwards activates it without downloading it again.
+#[test]
+fn download_only_campaigns_stage_the_release_and_a_forced_assignment_activates_it() {
+    let w = World::new();
+    let fleet = Fleet::build(w.spec(12, "stage"), &w.ca).unwrap();
+    let ids: Vec<String> = fleet.devices().into_iter().map(|d| d.id).collect();
+    let h = fleet.start();
+    w.wait_for_versions(&[("1.0.0", 12)], Duration::from_secs(60));
+    let (status, created) = w.call(
+        "POST",
+        "/api/v1/campaigns",
+        Some(json!({"spec": {
+            "name": "stage 2.0.0",
+            "release": V2,
+            "targets": {"devices": ids},
+            "phases": {"canary": {"percent": 100}},
+            "update_type": "download_only",
+        }, "start": true})),
+    );
+    assert_eq!(status, 201, "{created}");
+    let s = wait(&h, 60, "12 staged downloads", |s| s.downloaded == 12);
+    assert_eq!(s.installs, 0, "{s}");
+    assert_eq!(s.downloads, 12, "{s}");
+    wait_settled(&h, Duration::from_secs(30));
+    for d in h.devices() {
+        assert_eq!(d.version, "1.0.0", "{d:?}");
+        assert_eq!(d.boots, 1, "not activated: {d:?}");
+        assert_eq!(d.primary, rampart_boot::ab::Slot::A, "{d:?}");
+    }
+    let reports = w.reports("stage-00004");
+    let downloaded = reports
+        .iter()
+        .find(|r| r["status"] == "downloaded")
+        .unwrap_or_else(|| panic!("{reports:#?}"));
+    assert_eq!(downloaded["details"]["reason"], "ok", "{downloaded}");
+    assert_eq!(downloaded["details"]["slot"], "B", "{downloaded}");
+    assert!(reports.iter().all(|r| r["status"] != "rebooting"));
+    // The staged slot stays marked bad (never booted until activated); the server learns it
+    // from the next poll's slot facts.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let device = w.get("/api/v1/devices/stage-00004");
+        if device["device"]["slots"] == json!({"a": "active", "b": "bad"}) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{device}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    w.assign(json!({"target": V2, "hardware_id": "board-a"}));
+    let s = wait(&h, 60, "12 installs", |s| s.installs == 12);
+    assert_eq!(
+        s.downloads, 12,
+        "activated from the slot, not downloaded again: {s}"
+    );
+    wait_settled(&h, Duration::from_secs(30));
+    w.wait_for_versions(&[("2.0.0", 12)], Duration::from_secs(10));
 }
