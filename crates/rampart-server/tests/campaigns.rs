@@ -17,6 +17,7 @@ on_both_backends!(
     bad_campaigns_are_refused_with_clear_errors,
     a_restart_mid_campaign_resumes_where_it_was,
     operator_actions_follow_the_state_machine,
+    conditions_and_maintenance_windows_hold_devices_until_they_allow,
 );
 
 fn dev(i: usize) -> String {
@@ -450,4 +451,90 @@ async fn operator_actions_follow_the_state_machine(backend: Backend, name: &str)
         "only the canary keeps it"
     );
     act("resume").await.error(409, "invalid_action");
+}
+
+/// Polls as device `i` with a battery level (its reported attributes).
+async fn battery(ops: &Ops, i: usize, pct: u64) {
+    let mut conn = ops.server.connect(&ops.fx.device(&dev(i))).await;
+    let r = conn
+        .post(
+            "/device/v1/poll",
+            &json!({"hardware_id": "board-a", "firmware_version": "0.9.0", "security_version": 1, "region": "eu", "tags": ["lab"], "attributes": {"battery_pct": pct}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+async fn conditions_and_maintenance_windows_hold_devices_until_they_allow(
+    backend: Backend,
+    name: &str,
+) {
+    let ops = Ops::start(backend, name).await;
+    for (i, pct) in [(0, 80), (1, 80), (2, 10), (3, 90)] {
+        battery(&ops, i, pct).await;
+    }
+    // dev-003 is in a group whose window opens at a minute half an hour away, for one minute.
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            "/api/v1/groups",
+            Some(&json!({"name": "night"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            "/api/v1/groups/night/members",
+            Some(&json!({"add": [dev(3)]})),
+        )
+        .await;
+    assert!(r.status < 300, "{r:?}");
+    let minute = (unix_now() / 60 + 30) % 60;
+    let r = ops
+        .call(
+            &ops.operator,
+            "PUT",
+            "/api/v1/groups/night/maintenance-window",
+            Some(&json!({"cron": format!("{minute} * * * *"), "duration_secs": 60, "timezone": "UTC"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["open_now"], false);
+    let r = ops
+        .call(
+            &ops.operator,
+            "PUT",
+            "/api/v1/groups/night/maintenance-window",
+            Some(&json!({"cron": "61 * * * *", "duration_secs": 60, "timezone": "UTC"})),
+        )
+        .await;
+    r.error(422, "invalid_request");
+
+    let mut s = spec("charged only", "fw-1.0.0.bin");
+    s["phases"] = json!({"canary": {"percent": 100}});
+    s["policy"] = json!({"conditions": [{"attribute": "battery_pct", "op": "gte", "value": 30}]});
+    let r = create(&ops, s, true).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(assigned(&ops, 4, &id).await, [dev(0), dev(1)]);
+    let c = campaign(&ops, &id).await;
+    assert_eq!(c["figures"]["total"]["outcomes"]["held"], 2, "{c:#}");
+    // dev-002 charges: the engine gives it the release on its next step.
+    battery(&ops, 2, 95).await;
+    let mut now_assigned = Vec::new();
+    for _ in 0..60 {
+        now_assigned = assigned(&ops, 4, &id).await;
+        if now_assigned.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        now_assigned,
+        [dev(0), dev(1), dev(2)],
+        "dev-003 waits for its window"
+    );
 }
