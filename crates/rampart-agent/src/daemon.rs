@@ -191,7 +191,7 @@ pub fn install_from(
         Pass::Committed { .. } | Pass::RolledBack { .. } | Pass::UpToDate => {}
     }
     let base = crate::source::repo_url(from)?;
-    let (verified, _) = crate::source::verify_from_repo(
+    let (verified, _, _) = crate::source::verify_from_repo(
         &device.config.state_dir,
         &base,
         &device.config.hardware_id,

@@ -137,7 +137,7 @@ fn verified(
     args: &FetchArgs,
 ) -> anyhow::Result<(rampart_agent::source::Verified, Updater<HttpFetcher>)> {
     let installed = rampart_agent::director::installed_security_version(state)?;
-    rampart_agent::source::verify_from_repo(
+    let (verified, up, logged) = rampart_agent::source::verify_from_repo(
         state,
         args.repo_url.trim_end_matches('/'),
         &args.hardware_id,
@@ -145,7 +145,11 @@ fn verified(
         &args.target,
         now_unix(),
     )
-    .map_err(refused)
+    .map_err(refused)?;
+    if let Some(line) = logged {
+        eprintln!("{line}");
+    }
+    Ok((verified, up))
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {

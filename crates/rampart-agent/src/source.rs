@@ -151,6 +151,10 @@ pub fn repo_url(from: &str) -> Result<String, Refusal> {
     Ok(format!("file://{}", path.display()))
 }
 
+/// What [`verify_from_repo`] verified: the release, the updater holding the trusted metadata,
+/// and what the transparency log proved (`None` when the device has no log policy).
+pub type RepoVerification = (Verified, Updater<HttpFetcher>, Option<String>);
+
 /// Refreshes the image repository at `base` (TUF, full verification) and checks `target` for
 /// this device: hardware, anti-rollback counter, transparency log.
 pub fn verify_from_repo(
@@ -160,7 +164,7 @@ pub fn verify_from_repo(
     installed_security_version: u64,
     target: &str,
     now_unix: i64,
-) -> Result<(Verified, Updater<HttpFetcher>), Refusal> {
+) -> Result<RepoVerification, Refusal> {
     let tuf = |e: ClientError| match e {
         ClientError::Tuf(e) => Refusal::new(Reason::MetadataInvalid, e),
         other => Refusal::new(Reason::DownloadFailed, other),
@@ -184,11 +188,11 @@ pub fn verify_from_repo(
     release
         .check_installable(hardware_id, installed_security_version)
         .map_err(|e| Refusal::new(release_reason(&e), format!("{target}: {e}")))?;
-    crate::check_logged(state, &mut up, target, &info, &release)
+    let logged = crate::check_logged(state, &mut up, target, &info, &release)
         .map_err(|e| Refusal::new(Reason::NotInTransparencyLog, format!("{e:#}")))?;
     let url = up.target_url(target, &info).map_err(tuf)?;
     let verified = Verified::new(target, info, &release, url, None)?;
-    Ok((verified, up))
+    Ok((verified, up, logged))
 }
 
 /// How bytes are fetched: over HTTP(S) with an agent (mutual TLS for the server), or from
