@@ -183,7 +183,7 @@ async fn poll_announces_the_assignment_and_its_director_version(backend: Backend
     assert_eq!(second.status(), 200, "a new assignment changes the ETag");
     assert_eq!(
         second.json()["assignment"],
-        json!({"id": "a-1", "target": FIRMWARE, "director_version": 1})
+        json!({"id": "a-1", "target": FIRMWARE, "director_version": 1, "type": "forced"})
     );
     let etag = second.header("etag").unwrap().to_owned();
     let same = conn

@@ -267,6 +267,8 @@ struct Download {
     min_rate: MinRate,
     next_checkpoint: u64,
     last_checkpoint: Instant,
+    /// A slow link's bytes are owed since this time (ms since the fleet started).
+    owed_since: Option<u64>,
 }
 
 /// What is lost at a power cut.
@@ -1099,6 +1101,7 @@ impl VirtualDevice {
             min_rate,
             next_checkpoint: start + sh.timing.checkpoint_bytes,
             last_checkpoint: Instant::now(),
+            owed_since: None,
             verified: v,
         });
         Ok(Begin::Streaming)
@@ -1120,8 +1123,16 @@ impl VirtualDevice {
         let Some(mut d) = run.download.take() else {
             return Ok(PassEnd::Done(false));
         };
+        // A slow link delivers its rate over the time since the last slice: when the workers
+        // are busy and the slice runs late, it reads what the link brought in meanwhile, so
+        // the simulated rate holds whatever the scheduling delay (capped at 10 s worth).
         let budget = match self.profile.slow {
-            Some(rate) => (rate.saturating_mul(SLOW_TICK_MS) / 1000).max(1),
+            Some(rate) => {
+                let since = d.owed_since.unwrap_or(now.saturating_sub(SLOW_TICK_MS));
+                d.owed_since = Some(now);
+                let ms = now.saturating_sub(since).clamp(SLOW_TICK_MS, 10_000);
+                (rate.saturating_mul(ms) / 1000).max(1)
+            }
             None => u64::MAX,
         };
         match self.stream(sh, run, &mut d, budget) {

@@ -14,7 +14,7 @@ use rampart_boot::flow::LastResult;
 use rampart_pki::CertificateAuthority;
 
 use crate::SimError;
-use crate::device::{Image, Profile, Shared, VirtualDevice};
+use crate::device::{Image, Pending, Profile, Shared, VirtualDevice};
 use crate::link::{Connect, Identity, ServerLink};
 use crate::rng::Rng;
 use crate::spec::FleetSpec;
@@ -287,12 +287,15 @@ impl Fleet {
                 })
             })
             .collect();
-        let queue: BinaryHeap<Reverse<(u64, usize)>> = self
-            .boot_at
-            .iter()
-            .enumerate()
-            .map(|(i, at)| Reverse((*at, i)))
-            .collect();
+        let queue = Queues {
+            continuations: self
+                .boot_at
+                .iter()
+                .enumerate()
+                .map(|(i, at)| Reverse((*at, i)))
+                .collect(),
+            passes: BinaryHeap::new(),
+        };
         let inner = Arc::new(Inner {
             shared: self.shared,
             cells: self.devices.into_iter().map(Mutex::new).collect(),
@@ -444,12 +447,49 @@ struct Summary {
     settled: bool,
 }
 
+/// Device events by due time (ms since the start); each device is in one of them at most
+/// once. Continuations (power-ons, slices of slow downloads) are served before agent passes
+/// that are due as well: when the workers cannot keep up, new passes wait, but what is in
+/// flight goes on (a boot or a slow link does not wait behind other devices' polls, which would
+/// stretch its time and, for a download, trip the agent's minimum-rate rule).
+struct Queues {
+    continuations: BinaryHeap<Reverse<(u64, usize)>>,
+    passes: BinaryHeap<Reverse<(u64, usize)>>,
+}
+
+impl Queues {
+    fn earliest(&self) -> Option<u64> {
+        let due = |h: &BinaryHeap<Reverse<(u64, usize)>>| h.peek().map(|Reverse((at, _))| *at);
+        match (due(&self.continuations), due(&self.passes)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn pop_due(&mut self, now: u64) -> Option<usize> {
+        for heap in [&mut self.continuations, &mut self.passes] {
+            if heap.peek().is_some_and(|Reverse((at, _))| *at <= now) {
+                return heap.pop().map(|Reverse((_, index))| index);
+            }
+        }
+        None
+    }
+
+    fn push(&mut self, at: u64, index: usize, pass: bool) {
+        let heap = if pass {
+            &mut self.passes
+        } else {
+            &mut self.continuations
+        };
+        heap.push(Reverse((at, index)));
+    }
+}
+
 struct Inner {
     shared: Shared,
     cells: Vec<Mutex<VirtualDevice>>,
     summaries: Vec<Mutex<Summary>>,
-    /// Device events by due time (ms since `start`); each device is in it at most once.
-    queue: Mutex<BinaryHeap<Reverse<(u64, usize)>>>,
+    queue: Mutex<Queues>,
     wake: Condvar,
     stop: AtomicBool,
     start: Instant,
@@ -473,14 +513,12 @@ impl Inner {
                 return None;
             }
             let now = self.now();
-            let wait = match queue.peek() {
-                Some(Reverse((due, _))) if *due <= now => {
-                    let Reverse((_, index)) = queue.pop()?;
-                    return Some(index);
-                }
-                Some(Reverse((due, _))) => Duration::from_millis(due - now).min(IDLE_WAIT),
-                None => IDLE_WAIT,
-            };
+            if let Some(index) = queue.pop_due(now) {
+                return Some(index);
+            }
+            let wait = queue.earliest().map_or(IDLE_WAIT, |due| {
+                Duration::from_millis(due.saturating_sub(now)).min(IDLE_WAIT)
+            });
             queue = self
                 .wake
                 .wait_timeout(queue, wait)
@@ -491,9 +529,10 @@ impl Inner {
 
     fn work(&self) {
         while let Some(index) = self.next_due() {
-            let (next, now) = {
+            let (next, now, pass) = {
                 let mut device = lock(&self.cells[index]);
                 let next = device.step(&self.shared, self.now());
+                let pass = device.pending == Pending::Pass;
                 let now = self.now();
                 let mut summary = lock(&self.summaries[index]);
                 if summary.version != device.version() {
@@ -501,13 +540,13 @@ impl Inner {
                 }
                 summary.activity = device.activity(now);
                 summary.settled = device.settled().is_ok();
-                (next, now)
+                (next, now, pass)
             };
             if let Some(at) = next {
                 let mut queue = lock(&self.queue);
                 // Idle workers sleep until the earliest event: wake one if this is earlier.
-                let earliest = queue.peek().is_none_or(|Reverse((due, _))| at < *due);
-                queue.push(Reverse((at, index)));
+                let earliest = queue.earliest().is_none_or(|due| at < due);
+                queue.push(at, index, pass);
                 drop(queue);
                 if earliest || at <= now {
                     self.wake.notify_one();
