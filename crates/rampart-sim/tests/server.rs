@@ -615,7 +615,15 @@ fn devices_provisioned_with_a_log_policy_refuse_unlogged_releases() {
     w.assign(json!({"target": V2, "hardware_id": "board-a"}));
     let s = wait(&h, 60, "refusals", |s| s.verification_failures >= 5);
     assert_eq!(s.downloads, 0, "{s}");
-    let reports = w.reports("logged-00001");
+    // The counter moves when the device refuses; its report reaches the server a moment later.
+    let mut reports = Vec::new();
+    for _ in 0..300 {
+        reports = w.reports("logged-00001");
+        if reports.iter().any(|r| r["status"] == "verification_failed") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let refused = reports
         .iter()
         .find(|r| r["status"] == "verification_failed")
