@@ -120,7 +120,8 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Directory for the devices' state directories (new or empty; default: a temporary
-    /// directory, removed at the end).
+    /// directory, removed at the end). For thousands of devices use a tmpfs (/dev/shm/NAME):
+    /// the agent's code fsyncs every metadata file it keeps.
     #[arg(long)]
     state_dir: Option<PathBuf>,
     /// Seconds between status lines.

@@ -34,7 +34,7 @@
 //! agent's atomic file replace leaves) and the working copy, which a power cut drops, so the
 //! next power-on really starts from what was persisted and `on_start` must converge.
 //!
-//! The device flow itself ([`device`](crate::device) module, private) mirrors
+//! The device flow itself (the private `device` module) mirrors
 //! `rampart_agent::device::Device` and `rampart_agent::daemon` step by step, since those are
 //! written against block devices, files and processes; the reports have the same JSON shapes.
 //! Two things the agent does not do yet are simulated ahead of it: the poll answer's
@@ -47,7 +47,15 @@
 //! ([`FleetSpec::workers`], blocking HTTPS calls): 10,000 devices need 10,000 small state
 //! machines, not 10,000 threads. A device holds a connection only during a session (one agent
 //! pass: reports, poll, verify, download), never while it waits for its next poll; slow links
-//! read their share of bytes per tick and yield the worker in between.
+//! read their share of bytes per tick and yield the worker in between. When the workers cannot
+//! keep up (the server answers slowly), due polls wait, but power-ons and slices of downloads in
+//! flight go first, so a device's own timeline (boot, download rate) is not stretched by other
+//! devices' polls.
+//!
+//! Each device needs about 10 small files in its state directory, which the agent's code
+//! replaces durably (write, fsync, rename); at 10,000 devices that fsync traffic is a fair share
+//! of the simulator's CPU, so for large runs put [`FleetSpec::state_root`] on a tmpfs
+//! (`/dev/shm/...`).
 //!
 //! # Use
 //!
