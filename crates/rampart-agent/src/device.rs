@@ -25,8 +25,6 @@ use crate::source::{Fetch, Refusal, Verified};
 pub const STATE_FILE: &str = "agent-state.json";
 /// The anti-rollback counter, inside the state directory.
 pub const SECURITY_VERSION_FILE: &str = "security-version";
-/// Reports kept for the server at most (the oldest are dropped).
-const MAX_OUTBOX: usize = 64;
 /// Bytes read and written at a time while streaming into a slot.
 pub const DEFAULT_CHUNK: usize = 1 << 20;
 /// Chunks in flight between the writer and the hasher.
@@ -234,21 +232,13 @@ impl Device {
         reason: Reason,
         details: serde_json::Value,
     ) {
-        let mut details = details;
-        details["reason"] = reason.as_str().into();
-        details["target"] = release.target.clone().into();
-        details["version"] = release.version.clone().into();
-        state.outbox.push(PendingReport {
-            id: crate::director::random_id(),
-            status: status.to_owned(),
-            assignment: release.assignment.clone(),
+        state.queue_report(
+            crate::director::random_id(),
+            status,
+            release,
             reason,
             details,
-        });
-        if state.outbox.len() > MAX_OUTBOX {
-            let excess = state.outbox.len() - MAX_OUTBOX;
-            state.outbox.drain(..excess);
-        }
+        );
     }
 
     fn slot_states(&mut self, state: &AgentState) -> serde_json::Value {

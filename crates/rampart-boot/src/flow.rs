@@ -251,7 +251,37 @@ pub enum StateError {
 /// Largest accepted state file.
 pub const MAX_STATE_BYTES: usize = 1 << 20;
 
+/// Reports kept for the server at most (the oldest are dropped).
+pub const MAX_OUTBOX: usize = 64;
+
 impl AgentState {
+    /// Queues a report for the server under `id` (unique per device), in the agent's report
+    /// shape: `details` gains the reason code, target and version. The outbox keeps the newest
+    /// [`MAX_OUTBOX`].
+    pub fn queue_report(
+        &mut self,
+        id: String,
+        status: &str,
+        release: &Release,
+        reason: Reason,
+        mut details: serde_json::Value,
+    ) {
+        details["reason"] = reason.as_str().into();
+        details["target"] = release.target.clone().into();
+        details["version"] = release.version.clone().into();
+        self.outbox.push(PendingReport {
+            id,
+            status: status.to_owned(),
+            assignment: release.assignment.clone(),
+            reason,
+            details,
+        });
+        if self.outbox.len() > MAX_OUTBOX {
+            let excess = self.outbox.len() - MAX_OUTBOX;
+            self.outbox.drain(..excess);
+        }
+    }
+
     /// Parses a state file, refusing oversized, malformed or foreign-format ones.
     pub fn parse(bytes: &[u8]) -> Result<AgentState, StateError> {
         if bytes.len() > MAX_STATE_BYTES {

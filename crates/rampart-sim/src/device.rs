@@ -28,8 +28,7 @@ use std::time::{Duration, Instant};
 use rampart_agent::source::{Refusal, Verified};
 use rampart_boot::ab::{Slot, SlotHealth};
 use rampart_boot::flow::{
-    AgentState, LastResult, Observed, PendingReport, Phase, Reason, Release, SlotContent,
-    StartupAction, on_start,
+    AgentState, LastResult, Observed, Phase, Reason, Release, SlotContent, StartupAction, on_start,
 };
 use rampart_core::TufError;
 use rampart_core::verify::StreamingCheck;
@@ -42,8 +41,6 @@ use crate::rng::{Rng, hash_str};
 use crate::spec::{FaultRule, Faults, InitialFirmware, Timing};
 use crate::stats::{Activity, Counters};
 
-/// Reports kept for the server at most (the agent's `MAX_OUTBOX`).
-const MAX_OUTBOX: usize = 64;
 /// Bytes read from the network at a time.
 const CHUNK: usize = 64 * 1024;
 /// A slow link gets its byte budget in slices of this long.
@@ -1596,21 +1593,13 @@ fn queue(
     reason: Reason,
     details: serde_json::Value,
 ) {
-    let mut details = details;
-    details["reason"] = reason.as_str().into();
-    details["target"] = release.target.clone().into();
-    details["version"] = release.version.clone().into();
-    state.outbox.push(PendingReport {
-        id: rampart_agent::director::random_id(),
-        status: status.to_owned(),
-        assignment: release.assignment.clone(),
+    state.queue_report(
+        rampart_agent::director::random_id(),
+        status,
+        release,
         reason,
         details,
-    });
-    if state.outbox.len() > MAX_OUTBOX {
-        let excess = state.outbox.len() - MAX_OUTBOX;
-        state.outbox.drain(..excess);
-    }
+    );
 }
 
 /// A best-effort report (not queued), as `ServerClient::report` sends them.
