@@ -36,8 +36,7 @@ use tokio::sync::{Mutex, Notify};
 
 use crate::audit::{AuditWriteError, AuditWriter};
 use crate::http::{ApiError, json_response};
-use crate::image_repo::HostedRepo;
-use crate::management::{ManagementApi, Permission, unix_now};
+use crate::management::{ManagementApi, Permission, db_error, new_id, unix_now, write_error};
 
 /// How often the engine looks at every active campaign even without reports.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -50,7 +49,6 @@ const ENGINE_ACTOR: &str = "system:campaigns";
 pub(crate) struct Campaigns {
     db: Db,
     audit: AuditWriter,
-    image_repo: Option<Arc<HostedRepo>>,
     wake: Notify,
     /// Serialises every change of campaign state (engine steps and operator actions).
     lock: Mutex<()>,
@@ -131,16 +129,10 @@ struct Step {
 }
 
 impl Campaigns {
-    pub(crate) fn new(
-        db: Db,
-        audit: AuditWriter,
-        image_repo: Option<Arc<HostedRepo>>,
-        alerts: crate::webhooks::Webhooks,
-    ) -> Arc<Self> {
+    pub(crate) fn new(db: Db, audit: AuditWriter, alerts: crate::webhooks::Webhooks) -> Arc<Self> {
         Arc::new(Campaigns {
             db,
             audit,
-            image_repo,
             wake: Notify::new(),
             lock: Mutex::new(()),
             types: std::sync::Mutex::new(HashMap::new()),
@@ -447,8 +439,15 @@ impl Campaigns {
 
     // ---- operator actions ------------------------------------------------------------------
 
-    /// Resolves the targets, checks policy and compatibility, plans the waves and starts.
-    async fn start(&self, mut c: Loaded, actor: &str, now: i64) -> Result<Value, ApiError> {
+    /// Resolves the targets, checks policy and compatibility with `release` (the campaign's
+    /// release, looked up by the caller), plans the waves and starts.
+    async fn start(
+        &self,
+        mut c: Loaded,
+        release: &rampart_core::release::ReleaseInfo,
+        actor: &str,
+        now: i64,
+    ) -> Result<Value, ApiError> {
         if c.state.status != Status::Draft {
             return Err(action_error(rampart_rollout::ActionError {
                 action: "start",
@@ -456,16 +455,12 @@ impl Campaigns {
                 hint: "it has already started",
             }));
         }
-        let release = self.release_info(&c.spec.release).await?;
-        if let Some(r) = &c.spec.rollback_release {
-            self.release_info(r).await?;
-        }
         let targets = &c.spec.targets;
         let infos = self
             .db
             .device_infos(targets.group.as_deref())
             .await
-            .map_err(|e| ApiError::from_db("reading the inventory", e))?;
+            .map_err(|e| db_error("reading the inventory", e))?;
         let selected: Vec<&DeviceInfo> = if let Some(list) = &targets.devices {
             let by_id: HashMap<&str, &DeviceInfo> =
                 infos.iter().map(|d| (d.id.as_str(), d)).collect();
@@ -598,50 +593,6 @@ impl Campaigns {
         Ok(details)
     }
 
-    async fn release_info(
-        &self,
-        target: &str,
-    ) -> Result<rampart_core::release::ReleaseInfo, ApiError> {
-        let repo = self.image_repo.clone().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "no_image_repository",
-                "this server hosts no image repository (start it with --repo DIR); campaigns need one",
-            )
-        })?;
-        let t = target.to_string();
-        let file = tokio::task::spawn_blocking(move || repo.target(&t, unix_now()))
-            .await
-            .map_err(|_| ApiError::internal())?
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "image_repository_invalid",
-                    e.to_string(),
-                )
-            })?
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "unknown_release",
-                    format!(
-                        "the image repository has no target {target:?}; list releases with GET /api/v1/releases"
-                    ),
-                )
-            })?;
-        crate::image_repo::Release::new(target, &file)
-            .release
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "not_a_release",
-                    format!(
-                        "{target:?} carries no release information (it is a document, not firmware)"
-                    ),
-                )
-            })
-    }
-
     /// Applies an operator action to a started campaign.
     async fn act(
         &self,
@@ -705,18 +656,6 @@ fn action_error(e: rampart_rollout::ActionError) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, "invalid_action", e.to_string())
 }
 
-fn write_error(context: &'static str) -> impl Fn(AuditWriteError) -> ApiError {
-    move |e| match e {
-        AuditWriteError::Db(e) => ApiError::from_db(context, e),
-        AuditWriteError::Record(m) => ApiError::invalid(m),
-        AuditWriteError::BrokenChain(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "audit_log_broken",
-            "the stored audit log does not verify, so no change is accepted; an auditor must run `rampart audit verify --db URL`",
-        ),
-    }
-}
-
 fn campaign_api_error(e: CampaignError) -> ApiError {
     match e {
         CampaignError::Db(e) => ApiError::from_db("a campaign step", e),
@@ -729,15 +668,6 @@ fn campaign_api_error(e: CampaignError) -> ApiError {
             ApiError::internal()
         }
     }
-}
-
-fn random_id() -> Result<String, ApiError> {
-    use ring::rand::SecureRandom as _;
-    let mut b = [0u8; 6];
-    ring::rand::SystemRandom::new()
-        .fill(&mut b)
-        .map_err(|_| ApiError::internal())?;
-    Ok(format!("c-{}", hex::encode(b)))
 }
 
 async fn loaded(api: &ManagementApi, id: &str) -> Result<Loaded, ApiError> {
@@ -782,9 +712,12 @@ pub(crate) async fn create(
         .validate()
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     let campaigns = api.campaigns()?;
-    campaigns.release_info(&r.spec.release).await?;
+    let release = api.firmware_release(&r.spec.release).await?;
+    if let Some(back) = &r.spec.rollback_release {
+        api.firmware_release(back).await?;
+    }
     let now = unix_now();
-    let id = random_id()?;
+    let id = new_id("c")?;
     let row = Campaign {
         id: id.clone(),
         name: r.spec.name.clone(),
@@ -815,7 +748,9 @@ pub(crate) async fn create(
     if r.start {
         let _guard = campaigns.lock.lock().await;
         let c = loaded(&api, &id).await?;
-        started = campaigns.start(c, &caller.actor(), unix_now()).await?;
+        started = campaigns
+            .start(c, &release, &caller.actor(), unix_now())
+            .await?;
     }
     let c = loaded(&api, &id).await?;
     Ok(json_response(
@@ -876,7 +811,13 @@ pub(crate) async fn action(
     let c = loaded(&api, &id).await?;
     let now = unix_now();
     let details = match action {
-        Action::Start => campaigns.start(c, &caller.actor(), now).await?,
+        Action::Start => {
+            let release = api.firmware_release(&c.spec.release).await?;
+            if let Some(back) = &c.spec.rollback_release {
+                api.firmware_release(back).await?;
+            }
+            campaigns.start(c, &release, &caller.actor(), now).await?
+        }
         other => campaigns.act(c, other, &caller.actor(), now).await?,
     };
     let c = loaded(&api, &id).await?;

@@ -349,8 +349,7 @@ impl Server {
             config.last_seen_batch_size,
             metrics.clone(),
         ));
-        let campaigns =
-            campaigns::Campaigns::new(db.clone(), audit.clone(), image_repo.clone(), hooks.clone());
+        let campaigns = campaigns::Campaigns::new(db.clone(), audit.clone(), hooks.clone());
         let api = Arc::new(device_api::DeviceApi::new(
             db.clone(),
             metrics.clone(),

@@ -219,6 +219,39 @@ impl ManagementApi {
             )
         })
     }
+
+    /// The firmware release `target` of the hosted image repository (422 if it is unknown
+    /// or a document rather than firmware).
+    pub(crate) async fn firmware_release(
+        &self,
+        target: &str,
+    ) -> Result<rampart_core::release::ReleaseInfo, ApiError> {
+        let repo = self.image_repo()?;
+        let path = target.to_owned();
+        let release = tokio::task::spawn_blocking(move || repo.target(&path, unix_now()))
+            .await
+            .map_err(|_| ApiError::internal())?
+            .map_err(repo_error)?
+            .map(|file| Release::new(target, &file))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unknown_release",
+                    format!(
+                        "the image repository has no target {target:?}; list releases with GET /api/v1/releases"
+                    ),
+                )
+            })?;
+        release.release.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "not_a_release",
+                format!(
+                    "{target:?} carries no release information (it is a document, not firmware)"
+                ),
+            )
+        })
+    }
 }
 
 fn audit_error(e: AuditWriteError) -> ApiError {
@@ -239,7 +272,7 @@ fn audit_error(e: AuditWriteError) -> ApiError {
     }
 }
 
-fn db_error(context: &str, e: DbError) -> ApiError {
+pub(crate) fn db_error(context: &str, e: DbError) -> ApiError {
     match e {
         DbError::UnknownDevice(id) => ApiError::new(
             StatusCode::NOT_FOUND,
@@ -260,7 +293,7 @@ fn db_error(context: &str, e: DbError) -> ApiError {
     }
 }
 
-fn write_error(context: &'static str) -> impl Fn(AuditWriteError) -> ApiError {
+pub(crate) fn write_error(context: &'static str) -> impl Fn(AuditWriteError) -> ApiError {
     move |e| match e {
         AuditWriteError::Db(e) => db_error(context, e),
         other => audit_error(other),
@@ -719,33 +752,7 @@ async fn create_assignment(
             "name the devices: give at least one of devices, group, tag, hardware_id, region",
         ));
     }
-    let repo = api.image_repo()?;
-    let target = r.target.clone();
-    let release = tokio::task::spawn_blocking(move || repo.target(&target, unix_now()))
-        .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(repo_error)?
-        .map(|file| Release::new(&r.target, &file))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown_release",
-                format!(
-                    "the image repository has no target {:?}; list releases with GET /api/v1/releases",
-                    r.target
-                ),
-            )
-        })?;
-    let info = release.release.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "not_a_release",
-            format!(
-                "{:?} carries no release information (it is a document, not firmware)",
-                r.target
-            ),
-        )
-    })?;
+    let info = api.firmware_release(&r.target).await?;
 
     // Resolve the devices.
     let filter = DeviceFilter {
@@ -872,7 +879,8 @@ fn device_list_summary(ids: &[String]) -> Value {
     }
 }
 
-fn new_id(prefix: &str) -> Result<String, ApiError> {
+/// A random id for a stored object: `PREFIX-` and 16 hex digits.
+pub(crate) fn new_id(prefix: &str) -> Result<String, ApiError> {
     use ring::rand::SecureRandom as _;
     let mut bytes = [0u8; 8];
     ring::rand::SystemRandom::new()

@@ -877,15 +877,6 @@ fn check_url(url: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn new_webhook_id() -> Result<String, ApiError> {
-    use ring::rand::SecureRandom as _;
-    let mut bytes = [0u8; 8];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| ApiError::internal())?;
-    Ok(format!("whk-{}", hex::encode(bytes)))
-}
-
 async fn list_webhooks(
     State(api): State<Arc<WebhookApi>>,
     headers: HeaderMap,
@@ -955,7 +946,7 @@ async fn create_webhook(
     }
     let now = unix_now();
     let new = NewWebhook {
-        id: new_webhook_id()?,
+        id: crate::management::new_id("whk")?,
         url: r.url,
         secret: r.secret,
         events,

@@ -512,6 +512,15 @@ async fn conditions_and_maintenance_windows_hold_devices_until_they_allow(
         )
         .await;
     r.error(422, "invalid_request");
+    let r = ops
+        .call(
+            &ops.operator,
+            "PUT",
+            "/api/v1/groups/nowhere/maintenance-window",
+            Some(&json!({"cron": "0 2 * * *", "duration_secs": 60, "timezone": "UTC"})),
+        )
+        .await;
+    r.error(404, "unknown_group");
 
     let mut s = spec("charged only", "fw-1.0.0.bin");
     s["phases"] = json!({"canary": {"percent": 100}});
