@@ -20,12 +20,12 @@ use anyhow::{Context, bail, ensure};
 use rampart_core::Scheme;
 use rampart_keys::Signer;
 use rampart_keys::file::FileSigner;
-use rampart_repo::{ExpiryDays, InitOptions, ReleaseRequest, Repository, RoleSigners};
+use rampart_repo::{ExpiryDays, InitOptions, Repository, RoleSigners};
 use serde_json::{Value, json};
 
-use crate::api_client::ApiClient;
 use crate::demo::{PASSPHRASE, Transparency, key, prepare_dir};
-use crate::demo_server::{DemoServer, rampart, run_ok, start_server};
+use crate::demo_server::{DemoServer, start_server};
+use crate::fleet_demo::{fleet_spec, on_version, operator, publish_releases, start_campaign, wait};
 
 /// `rampart bench campaign` options.
 #[derive(clap::Args)]
@@ -51,10 +51,10 @@ pub struct CampaignBenchArgs {
     dir: Option<PathBuf>,
 }
 
-const MODELS: [&str; 2] = ["board-a", "board-b"];
-/// Small image: the figure is the campaign engine and the device protocol, not bandwidth.
-const IMAGE_BYTES: usize = 64 * 1024;
 /// How often the bad campaign is polled: the resolution of the breach-to-halt figure.
+/// Pause between inventory checks while waiting on the fleet: each answer costs the server
+/// real CPU at this scale.
+const INVENTORY_PAUSE: Duration = Duration::from_millis(500);
 const FAST_POLL: Duration = Duration::from_millis(20);
 
 /// CPU seconds and resident memory of the server process.
@@ -159,40 +159,7 @@ pub fn run(a: CampaignBenchArgs) -> anyhow::Result<()> {
         now,
     )?;
     let tlog = Transparency::start(&dir.join("tlog"), 2, 2)?;
-    let images = dir.join("images");
-    std::fs::create_dir_all(&images)?;
-    let mut requests = Vec::new();
-    for (i, version) in ["1.0.0", "2.0.0", "3.0.0"].iter().enumerate() {
-        let image = images.join(format!("fw-{version}.img"));
-        let data: Vec<u8> = (0..IMAGE_BYTES)
-            .map(|b| (b as u8).wrapping_mul(31).wrapping_add(i as u8))
-            .collect();
-        std::fs::write(&image, data)?;
-        requests.push(ReleaseRequest {
-            image,
-            target_name: Some(format!("fw-{version}.img")),
-            hardware_ids: MODELS.iter().map(|m| m.to_string()).collect(),
-            version: version.to_string(),
-            security_version: 1,
-            sbom: None,
-            provenance: None,
-            role: None,
-        });
-    }
-    let logger = |st: &rampart_log::statement::ReleaseStatement| {
-        tlog.client
-            .log_release(st, &tlog.release_key, Duration::from_secs(30))
-            .map_err(|e| e.to_string())
-    };
-    let added = repo.add_releases_logged(
-        &requests,
-        &open,
-        now,
-        &crate::BarProgress::default(),
-        Some(&logger),
-    )?;
-    repo.publish(&open, now)?;
-    let factory = &added[0];
+    let added = publish_releases(&repo, &dir.join("images"), &tlog, &open, now)?;
 
     let poll = a.poll_interval.to_string();
     let server = start_server(
@@ -201,29 +168,11 @@ pub fn run(a: CampaignBenchArgs) -> anyhow::Result<()> {
         PASSPHRASE,
         &["--poll-interval", &poll],
     )?;
-    let DemoServer {
-        process,
-        ca,
-        ca_pem,
-        director,
-        db,
-    } = &server;
+    let DemoServer { process, ca, .. } = &server;
     let probe = Probe {
         pid: process.child.id().to_string(),
     };
-    let token = run_ok(
-        {
-            let mut c = rampart(PASSPHRASE)?;
-            c.args([
-                "token", "create", "--db", db, "--role", "operator", "--name", "bench",
-            ]);
-            c
-        },
-        "rampart token create",
-    )?
-    .trim()
-    .to_owned();
-    let api = ApiClient::from_ca_file(&process.management_url, &token, ca_pem)?;
+    let (_, api) = operator(&server, "bench")?;
     println!(
         "server pid {} at {} (setup {:.1} s)",
         probe.pid,
@@ -231,33 +180,8 @@ pub fn run(a: CampaignBenchArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let mut spec = rampart_sim::FleetSpec::new(
-        &process.device_url,
-        std::fs::read(ca_pem)?,
-        std::fs::read(repo_dir.join("metadata/1.root.json"))?,
-        std::fs::read(director.join("1.root.json"))?,
-        rampart_sim::InitialFirmware {
-            target: factory.target_name.clone(),
-            version: "1.0.0".into(),
-            security_version: 1,
-            sha256: factory.sha256.clone(),
-            length: IMAGE_BYTES as u64,
-        },
-    );
-    spec.devices = a.devices;
-    spec.id_prefix = "dev".into();
-    spec.models = rampart_sim::Weights(vec![("board-a".into(), 70), ("board-b".into(), 30)]);
-    spec.regions = rampart_sim::Weights(vec![("eu".into(), 60), ("us".into(), 40)]);
-    spec.log = Some(rampart_sim::LogTrust {
-        policy: tlog.client.policy().to_text(),
-        release_key: tlog.release_key.verifier_key_string(),
-    });
-    spec.faults.health = vec!["3.0.0:board-a=0.9".parse()?];
     let poll_every = Duration::from_secs(a.poll_interval);
-    spec.timing.poll_interval = Some(poll_every);
-    // First boots spread over one interval, as a real fleet's polls are.
-    spec.timing.boot_spread = poll_every;
-    spec.timing.reboot_delay = Duration::from_millis(500);
+    let mut spec = fleet_spec(&server, &repo_dir, &tlog, &added[0], a.devices, poll_every)?;
     if a.workers > 0 {
         spec.workers = a.workers;
     }
@@ -271,7 +195,7 @@ pub fn run(a: CampaignBenchArgs) -> anyhow::Result<()> {
     // Enrolment takes one boot spread plus the handshakes the server can do.
     let enrol_limit = poll_every * 3 + Duration::from_secs(a.devices as u64 / 100 + 60);
     let t = Instant::now();
-    wait(enrol_limit, "every device to enrol", || {
+    wait_fleet(enrol_limit, "every device to enrol", || {
         let n = on_version(&api, "1.0.0")?;
         progress(&format!("  enrolled {n}/{}", a.devices));
         Ok(n >= a.devices as u64)
@@ -290,7 +214,7 @@ pub fn run(a: CampaignBenchArgs) -> anyhow::Result<()> {
         .iter()
         .map(|p| json!({"percent": p}))
         .collect();
-    let good = create(
+    let good = start_campaign(
         &api,
         json!({
             "name": "bench to 2.0.0",
@@ -300,6 +224,7 @@ pub fn run(a: CampaignBenchArgs) -> anyhow::Result<()> {
             "gate": {"min_success_pct": 95, "max_failure_pct": 5, "min_results": 5, "min_observation_secs": 5},
             "rollback_on_breach": true,
         }),
+        "",
     )?;
     let cpu0 = probe.cpu_secs();
     let good_start = Instant::now();
@@ -371,13 +296,13 @@ pub fn run(a: CampaignBenchArgs) -> anyhow::Result<()> {
     let good_cpu = probe.cpu_secs() - cpu0;
 
     // Wait for every device to run (and report) 2.0.0 so the bad campaign targets them all.
-    wait(wave_limit, "every device to report 2.0.0", || {
+    wait_fleet(wave_limit, "every device to report 2.0.0", || {
         Ok(on_version(&api, "2.0.0")? >= a.devices as u64)
     })?;
 
     // The bad campaign: max 10 % failures over at least 5 canary results.
     let bad_canary = ((a.devices as f64 * a.canary_percent / 100.0).round() as usize).max(10);
-    let bad = create(
+    let bad = start_campaign(
         &api,
         json!({
             "name": "bench to 3.0.0",
@@ -388,6 +313,7 @@ pub fn run(a: CampaignBenchArgs) -> anyhow::Result<()> {
             "on_breach": "pause",
             "rollback_on_breach": true,
         }),
+        "",
     )?;
     let bad_start = Instant::now();
     // (seconds since bad_start, results in the canary) for every poll.
@@ -437,7 +363,7 @@ pub fn run(a: CampaignBenchArgs) -> anyhow::Result<()> {
     } else {
         f64::NAN
     };
-    wait(wave_limit, "the fleet rollback to finish", || {
+    wait_fleet(wave_limit, "the fleet rollback to finish", || {
         Ok(on_version(&api, "3.0.0")? == 0)
     })?;
     let cpu_total = probe.cpu_secs();
@@ -524,45 +450,12 @@ fn progress(line: &str) {
     let _ = std::io::stdout().flush();
 }
 
-fn on_version(api: &ApiClient, version: &str) -> anyhow::Result<u64> {
-    let (_, v) = api.call("GET", "/api/v1/fleet/versions", None)?;
-    Ok(v["versions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|v| v["firmware_version"] == version)
-        .and_then(|v| v["devices"].as_u64())
-        .unwrap_or(0))
-}
-
-fn wait(
+/// [`wait`] for the fleet, with the hint that fits this benchmark when it times out.
+fn wait_fleet(
     limit: Duration,
     what: &str,
-    mut done: impl FnMut() -> anyhow::Result<bool>,
+    done: impl FnMut() -> anyhow::Result<bool>,
 ) -> anyhow::Result<()> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if done()? {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    bail!(
-        "timed out after {} s waiting for {what}: try fewer --devices or a longer --poll-interval",
-        limit.as_secs()
-    )
-}
-
-fn create(api: &ApiClient, spec: Value) -> anyhow::Result<String> {
-    let r = api.ok(
-        "POST",
-        "/api/v1/campaigns",
-        Some(json!({"spec": spec, "start": true})),
-    )?;
-    let id = r["id"].as_str().context("campaign id")?.to_owned();
-    println!(
-        "campaign {id}: {} targets in waves {}",
-        r["started"]["targets"], r["plan"]
-    );
-    Ok(id)
+    wait(limit, INVENTORY_PAUSE, what, done)
+        .context("try fewer --devices or a longer --poll-interval")
 }

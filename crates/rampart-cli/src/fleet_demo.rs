@@ -39,7 +39,8 @@ pub struct DemoArgs {
 const MODELS: [&str; 2] = ["board-a", "board-b"];
 /// Seconds between device polls in the demo (real fleets poll every few minutes).
 const POLL_SECS: u64 = 2;
-/// Image size: small, so a thousand downloads take seconds.
+/// Image size: small, so a thousand downloads take seconds (and the campaign benchmark measures
+/// the engine and the device protocol, not bandwidth).
 const IMAGE_BYTES: usize = 64 * 1024;
 
 fn step(n: u32, text: &str) {
@@ -115,40 +116,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         4,
         "Releasing firmware 1.0.0 (factory), 2.0.0 (good) and 3.0.0 (breaks board-a) for board-a and board-b",
     );
-    let images = dir.join("images");
-    std::fs::create_dir_all(&images)?;
-    let mut requests = Vec::new();
-    for (i, version) in ["1.0.0", "2.0.0", "3.0.0"].iter().enumerate() {
-        let image = images.join(format!("fw-{version}.img"));
-        let data: Vec<u8> = (0..IMAGE_BYTES)
-            .map(|b| (b as u8).wrapping_mul(31).wrapping_add(i as u8))
-            .collect();
-        std::fs::write(&image, data)?;
-        requests.push(ReleaseRequest {
-            image,
-            target_name: Some(format!("fw-{version}.img")),
-            hardware_ids: MODELS.iter().map(|m| m.to_string()).collect(),
-            version: version.to_string(),
-            // One security version: a fleet rollback to 2.0.0 stays allowed.
-            security_version: 1,
-            sbom: None,
-            provenance: None,
-            role: None,
-        });
-    }
-    let logger = |st: &rampart_log::statement::ReleaseStatement| {
-        tlog.client
-            .log_release(st, &tlog.release_key, Duration::from_secs(30))
-            .map_err(|e| e.to_string())
-    };
-    let added = repo.add_releases_logged(
-        &requests,
-        &open,
-        now,
-        &crate::BarProgress::default(),
-        Some(&logger),
-    )?;
-    repo.publish(&open, now)?;
+    let added = publish_releases(&repo, &dir.join("images"), &tlog, &open, now)?;
     for r in &added {
         println!(
             "    {} sha256 {}… logged with its tlog-proof",
@@ -156,7 +124,6 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             &r.sha256[..16]
         );
     }
-    let factory = &added[0];
 
     step(
         5,
@@ -173,26 +140,13 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         process,
         ca,
         ca_pem,
-        director,
-        db,
+        ..
     } = &server;
     println!(
         "    device API {}  management API {}",
         process.device_url, process.management_url
     );
-    let token = run_ok(
-        {
-            let mut c = rampart(PASSPHRASE)?;
-            c.args([
-                "token", "create", "--db", db, "--role", "operator", "--name", "demo",
-            ]);
-            c
-        },
-        "rampart token create",
-    )?
-    .trim()
-    .to_owned();
-    let api = ApiClient::from_ca_file(&process.management_url, &token, ca_pem)?;
+    let (token, api) = operator(&server, "demo")?;
 
     step(
         6,
@@ -201,40 +155,18 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             a.devices
         ),
     );
-    let mut spec = rampart_sim::FleetSpec::new(
-        &process.device_url,
-        std::fs::read(ca_pem)?,
-        std::fs::read(repo_dir.join("metadata/1.root.json"))?,
-        std::fs::read(director.join("1.root.json"))?,
-        rampart_sim::InitialFirmware {
-            target: factory.target_name.clone(),
-            version: "1.0.0".into(),
-            security_version: 1,
-            sha256: factory.sha256.clone(),
-            length: IMAGE_BYTES as u64,
-        },
-    );
-    spec.devices = a.devices;
-    spec.id_prefix = "dev".into();
-    spec.models = rampart_sim::Weights(vec![("board-a".into(), 70), ("board-b".into(), 30)]);
-    spec.regions = rampart_sim::Weights(vec![("eu".into(), 60), ("us".into(), 40)]);
-    spec.log = Some(rampart_sim::LogTrust {
-        policy: tlog.client.policy().to_text(),
-        release_key: tlog.release_key.verifier_key_string(),
-    });
-    // 3.0.0 boots but fails its health check on 90 % of board-a devices.
-    spec.faults.health = vec!["3.0.0:board-a=0.9".parse()?];
+    let poll_every = Duration::from_secs(POLL_SECS);
+    let mut spec = fleet_spec(&server, &repo_dir, &tlog, &added[0], a.devices, poll_every)?;
     spec.faults.crash_rate = 0.01;
-    spec.timing.poll_interval = Some(Duration::from_secs(POLL_SECS));
-    spec.timing.boot_spread = Duration::from_secs(POLL_SECS);
-    spec.timing.reboot_delay = Duration::from_millis(500);
     spec.state_root = Some(dir.join("fleet"));
     let fleet = rampart_sim::Fleet::build(spec, ca).context("building the simulated fleet")?;
     let fleet = fleet.start();
-    wait(Duration::from_secs(60), "every device to enrol", || {
-        let (_, v) = api.call("GET", "/api/v1/fleet/versions", None)?;
-        Ok(count_on(&v, "1.0.0") >= a.devices as u64)
-    })?;
+    wait(
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        "every device to enrol",
+        || Ok(on_version(&api, "1.0.0")? >= a.devices as u64),
+    )?;
     println!(
         "    {} devices enrolled, all on 1.0.0 (device certificates from the manufacturer CA)",
         a.devices
@@ -244,7 +176,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         7,
         "Campaign 1: 2.0.0 to every device on 1.0.0 — a canary of 1% (at least 10), then 10%, 50%, 100%, health-gated",
     );
-    let good = campaign(
+    let good = start_campaign(
         &api,
         json!({
             "name": "fleet to 2.0.0",
@@ -254,6 +186,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             "gate": {"min_success_pct": 95, "max_failure_pct": 5, "min_results": 5, "min_observation_secs": 3},
             "rollback_on_breach": true,
         }),
+        "    ",
     )?;
     let good_report = follow(&api, &good, Duration::from_secs(240))?;
     ensure!(
@@ -263,11 +196,9 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     );
     wait(
         Duration::from_secs(60),
+        Duration::from_millis(250),
         "every device to report 2.0.0",
-        || {
-            let (_, v) = api.call("GET", "/api/v1/fleet/versions", None)?;
-            Ok(count_on(&v, "2.0.0") >= a.devices as u64)
-        },
+        || Ok(on_version(&api, "2.0.0")? >= a.devices as u64),
     )?;
     println!("    every device runs 2.0.0");
 
@@ -275,7 +206,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         8,
         "Campaign 2: 3.0.0 — it fails health checks on board-a; nobody intervenes",
     );
-    let bad = campaign(
+    let bad = start_campaign(
         &api,
         json!({
             "name": "fleet to 3.0.0",
@@ -286,6 +217,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             "on_breach": "pause",
             "rollback_on_breach": true,
         }),
+        "    ",
     )?;
     let bad_report = follow(&api, &bad, Duration::from_secs(120))?;
     ensure!(
@@ -296,16 +228,14 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     // The rollback: every canary device that took 3.0.0 is told 2.0.0 again.
     wait(
         Duration::from_secs(60),
+        Duration::from_millis(250),
         "the fleet rollback to finish",
-        || {
-            let (_, v) = api.call("GET", "/api/v1/fleet/versions", None)?;
-            Ok(count_on(&v, "3.0.0") == 0)
-        },
+        || Ok(on_version(&api, "3.0.0")? == 0),
     )?;
     let bad_report = api.ok("GET", &format!("/api/v1/campaigns/{bad}"), None)?;
 
     step(9, "Summary");
-    let (_, versions) = api.call("GET", "/api/v1/fleet/versions", None)?;
+    let versions = api.ok("GET", "/api/v1/fleet/versions", None)?;
     let stats = fleet.stop();
     summary(&good_report, &bad_report, &versions, &stats);
     let report = json!({
@@ -356,18 +286,22 @@ fn ctrlc_wait(tx: std::sync::mpsc::Sender<()>) {
     });
 }
 
-fn count_on(versions: &Value, version: &str) -> u64 {
-    versions["versions"]
+/// Devices whose inventory says they run `version`.
+pub(crate) fn on_version(api: &ApiClient, version: &str) -> anyhow::Result<u64> {
+    let v = api.ok("GET", "/api/v1/fleet/versions", None)?;
+    Ok(v["versions"]
         .as_array()
         .into_iter()
         .flatten()
         .find(|v| v["firmware_version"] == version)
         .and_then(|v| v["devices"].as_u64())
-        .unwrap_or(0)
+        .unwrap_or(0))
 }
 
-fn wait(
+/// Calls `done` every `pause` until it says yes, for at most `limit`.
+pub(crate) fn wait(
     limit: Duration,
+    pause: Duration,
     what: &str,
     mut done: impl FnMut() -> anyhow::Result<bool>,
 ) -> anyhow::Result<()> {
@@ -376,12 +310,13 @@ fn wait(
         if done()? {
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(pause);
     }
     bail!("timed out after {} s waiting for {what}", limit.as_secs())
 }
 
-fn campaign(api: &ApiClient, spec: Value) -> anyhow::Result<String> {
+/// Creates and starts a campaign; prints its id and plan after `indent`.
+pub(crate) fn start_campaign(api: &ApiClient, spec: Value, indent: &str) -> anyhow::Result<String> {
     let r = api.ok(
         "POST",
         "/api/v1/campaigns",
@@ -389,10 +324,114 @@ fn campaign(api: &ApiClient, spec: Value) -> anyhow::Result<String> {
     )?;
     let id = r["id"].as_str().context("campaign id")?.to_owned();
     println!(
-        "    campaign {id}: {} targets in waves {}",
+        "{indent}campaign {id}: {} targets in waves {}",
         r["started"]["targets"], r["plan"]
     );
     Ok(id)
+}
+
+/// Firmware 1.0.0 (the factory image), 2.0.0 and 3.0.0 for every model, logged in `tlog` and
+/// published in `repo`; images are written to `images`.
+pub(crate) fn publish_releases(
+    repo: &Repository,
+    images: &Path,
+    tlog: &Transparency,
+    open: rampart_repo::KeyOpener,
+    now: i64,
+) -> anyhow::Result<Vec<rampart_repo::AddedRelease>> {
+    std::fs::create_dir_all(images)?;
+    let mut requests = Vec::new();
+    for (i, version) in ["1.0.0", "2.0.0", "3.0.0"].iter().enumerate() {
+        let image = images.join(format!("fw-{version}.img"));
+        let data: Vec<u8> = (0..IMAGE_BYTES)
+            .map(|b| (b as u8).wrapping_mul(31).wrapping_add(i as u8))
+            .collect();
+        std::fs::write(&image, data)?;
+        requests.push(ReleaseRequest {
+            image,
+            target_name: Some(format!("fw-{version}.img")),
+            hardware_ids: MODELS.iter().map(|m| m.to_string()).collect(),
+            version: version.to_string(),
+            // One security version: a fleet rollback to 2.0.0 stays allowed.
+            security_version: 1,
+            sbom: None,
+            provenance: None,
+            role: None,
+        });
+    }
+    let logger = |st: &rampart_log::statement::ReleaseStatement| {
+        tlog.client
+            .log_release(st, &tlog.release_key, Duration::from_secs(30))
+            .map_err(|e| e.to_string())
+    };
+    let added = repo.add_releases_logged(
+        &requests,
+        open,
+        now,
+        &crate::BarProgress::default(),
+        Some(&logger),
+    )?;
+    repo.publish(open, now)?;
+    Ok(added)
+}
+
+/// An operator token for the demo server and a management-API client using it.
+pub(crate) fn operator(server: &DemoServer, name: &str) -> anyhow::Result<(String, ApiClient)> {
+    let token = run_ok(
+        {
+            let mut c = rampart(PASSPHRASE)?;
+            c.args([
+                "token", "create", "--db", &server.db, "--role", "operator", "--name", name,
+            ]);
+            c
+        },
+        "rampart token create",
+    )?
+    .trim()
+    .to_owned();
+    let api = ApiClient::from_ca_file(&server.process.management_url, &token, &server.ca_pem)?;
+    Ok((token, api))
+}
+
+/// The simulated fleet of the demo and the campaign benchmark: `devices` devices, 70 % board-a
+/// and 30 % board-b in two regions, committed on `factory`, provisioned with the log policy,
+/// 3.0.0 failing its health check on 90 % of board-a, polling every `poll` (first boots spread
+/// over one interval, as a real fleet's polls are).
+pub(crate) fn fleet_spec(
+    server: &DemoServer,
+    repo_dir: &Path,
+    tlog: &Transparency,
+    factory: &rampart_repo::AddedRelease,
+    devices: usize,
+    poll: Duration,
+) -> anyhow::Result<rampart_sim::FleetSpec> {
+    let mut spec = rampart_sim::FleetSpec::new(
+        &server.process.device_url,
+        std::fs::read(&server.ca_pem)?,
+        std::fs::read(repo_dir.join("metadata/1.root.json"))?,
+        std::fs::read(server.director.join("1.root.json"))?,
+        rampart_sim::InitialFirmware {
+            target: factory.target_name.clone(),
+            version: "1.0.0".into(),
+            security_version: 1,
+            sha256: factory.sha256.clone(),
+            length: IMAGE_BYTES as u64,
+        },
+    );
+    spec.devices = devices;
+    spec.id_prefix = "dev".into();
+    spec.models = rampart_sim::Weights(vec![("board-a".into(), 70), ("board-b".into(), 30)]);
+    spec.regions = rampart_sim::Weights(vec![("eu".into(), 60), ("us".into(), 40)]);
+    spec.log = Some(rampart_sim::LogTrust {
+        policy: tlog.client.policy().to_text(),
+        release_key: tlog.release_key.verifier_key_string(),
+    });
+    // 3.0.0 boots but fails its health check on 90 % of board-a devices.
+    spec.faults.health = vec!["3.0.0:board-a=0.9".parse()?];
+    spec.timing.poll_interval = Some(poll);
+    spec.timing.boot_spread = poll;
+    spec.timing.reboot_delay = Duration::from_millis(500);
+    Ok(spec)
 }
 
 /// Prints the campaign's bars whenever its wave or status changes, until it ends or pauses.
