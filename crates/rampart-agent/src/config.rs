@@ -219,6 +219,12 @@ pub struct InstallConfig {
     pub checkpoint_bytes: u64,
     #[serde(default = "default_checkpoint_secs")]
     pub checkpoint_secs: u64,
+    /// For `soft` assignments: a command (argv) that exits 0 when the device may install now
+    /// (on mains, battery high enough, no user session...). Any other exit, or a failure to
+    /// run it, defers the install to a later poll. Without it, soft installs like forced.
+    /// Forced and download-only assignments never run it.
+    #[serde(default)]
+    pub soft_check: Vec<String>,
 }
 
 fn default_checkpoint() -> u64 {
@@ -234,6 +240,7 @@ impl Default for InstallConfig {
         InstallConfig {
             checkpoint_bytes: default_checkpoint(),
             checkpoint_secs: default_checkpoint_secs(),
+            soft_check: Vec::new(),
         }
     }
 }

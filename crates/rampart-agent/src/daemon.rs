@@ -7,8 +7,8 @@ use std::time::Duration;
 use rampart_boot::flow::{AgentState, PendingReport, Reason};
 
 use crate::config::Config;
-use crate::device::{Device, HealthCheck, Installed, Started};
-use crate::director::ServerClient;
+use crate::device::{Device, HealthCheck, Installed, Staged, Started};
+use crate::director::{ServerClient, UpdateKind};
 use crate::source::{Fetch, Refusal, Verified};
 
 /// How a pass ended.
@@ -22,6 +22,27 @@ pub enum Pass {
     RolledBack { version: String, reason: Reason },
     /// Reboot now: an update was activated, or a rollback needs the old slot.
     Reboot,
+    /// A soft assignment waits: the device's soft-update check said not now.
+    Deferred { why: String },
+    /// A download-only assignment is verified in the inactive slot, not activated.
+    Downloaded { version: String },
+}
+
+/// How long the soft-update check may run.
+const SOFT_CHECK_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Whether a soft assignment may install now: the configured check exits 0 (no check: yes).
+/// `Err` says why not.
+pub fn soft_install_allowed(config: &Config) -> Result<(), String> {
+    let argv = &config.install.soft_check;
+    if argv.is_empty() {
+        return Ok(());
+    }
+    crate::health::run(
+        "soft-update check",
+        argv,
+        std::time::Instant::now() + SOFT_CHECK_DEADLINE,
+    )
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
@@ -122,6 +143,18 @@ pub fn update_from_server(
     if let Some(last) = state.rolled_back(&assignment.target) {
         return Err(Refusal::rolled_back(last));
     }
+    match assignment.kind {
+        UpdateKind::Soft => {
+            if let Err(why) = soft_install_allowed(&device.config) {
+                return Ok((Pass::Deferred { why }, poll.interval_secs));
+            }
+        }
+        // Already verified into the inactive slot: nothing to do until it is activated.
+        UpdateKind::DownloadOnly if device.staged_target(state) == Some(&assignment.target) => {
+            return Ok((Pass::UpToDate, poll.interval_secs));
+        }
+        UpdateKind::DownloadOnly | UpdateKind::Forced => {}
+    }
     let verified = match crate::director::verify_assigned(
         &device.config.state_dir,
         client,
@@ -161,6 +194,19 @@ pub fn update_from_server(
             serde_json::json!({"target": release.target, "written": written}),
         );
     };
+    if assignment.kind == UpdateKind::DownloadOnly {
+        let result = device.stage(state, &verified, &fetch, &progress);
+        flush(device, state, client);
+        return match result? {
+            Staged::AlreadyRunning => Ok((Pass::UpToDate, poll.interval_secs)),
+            Staged::AlreadyStaged { .. } | Staged::Downloaded { .. } => Ok((
+                Pass::Downloaded {
+                    version: verified.release.version.clone(),
+                },
+                poll.interval_secs,
+            )),
+        };
+    }
     let result = device.install(state, &verified, &fetch, &progress);
     flush(device, state, client);
     match result? {
@@ -186,9 +232,8 @@ pub fn install_from(
     health: &dyn HealthCheck,
     progress: &dyn crate::device::Progress,
 ) -> Result<Pass, Refusal> {
-    match boot(device, state, health)? {
-        Pass::Reboot => return Ok(Pass::Reboot),
-        Pass::Committed { .. } | Pass::RolledBack { .. } | Pass::UpToDate => {}
+    if boot(device, state, health)? == Pass::Reboot {
+        return Ok(Pass::Reboot);
     }
     let base = crate::source::repo_url(from)?;
     let (verified, _, _) = crate::source::verify_from_repo(

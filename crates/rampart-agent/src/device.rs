@@ -60,10 +60,37 @@ pub enum Started {
 /// What an install did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Installed {
-    /// Streamed, verified and activated: reboot to try it.
-    Activated { slot: Slot, resumed_from: u64 },
+    /// Streamed (or found already staged and re-verified), verified and activated: reboot to
+    /// try it. `from_staged`: a download-only assignment had put it into the slot already.
+    Activated {
+        slot: Slot,
+        resumed_from: u64,
+        from_staged: bool,
+    },
     /// The booted slot already runs this release.
     AlreadyRunning,
+}
+
+/// What a download-only install ([`Device::stage`]) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Staged {
+    /// Streamed and verified into the inactive slot, which stays marked bad until an install
+    /// activates it; a `downloaded` report is queued.
+    Downloaded { slot: Slot, resumed_from: u64 },
+    /// The inactive slot already holds exactly this release (re-verified).
+    AlreadyStaged { slot: Slot },
+    /// The booted slot already runs this release.
+    AlreadyRunning,
+}
+
+/// Where [`Device::write_inactive`] left the release.
+enum Written {
+    AlreadyRunning,
+    InSlot {
+        slot: Slot,
+        resumed_from: u64,
+        from_staged: bool,
+    },
 }
 
 /// Progress of a stream, for reports and output.
@@ -530,7 +557,9 @@ impl Device {
 
     /// Streams the verified release into the inactive slot and activates it (see the
     /// module documentation of [`rampart_boot::flow`]). A failure that may pass on retry
-    /// (network) keeps the partial install for resuming; a refusal ends it.
+    /// (network) keeps the partial install for resuming; a refusal ends it. A slot that a
+    /// download-only assignment filled with exactly this release is re-verified and activated
+    /// without downloading it again.
     pub fn install(
         &mut self,
         state: &mut AgentState,
@@ -538,6 +567,112 @@ impl Device {
         fetch: &Fetch,
         progress: &dyn Progress,
     ) -> Result<Installed, Refusal> {
+        let (slot, resumed_from, from_staged) =
+            match self.write_inactive(state, v, fetch, progress)? {
+                Written::AlreadyRunning => return Ok(Installed::AlreadyRunning),
+                Written::InSlot {
+                    slot,
+                    resumed_from,
+                    from_staged,
+                } => (slot, resumed_from, from_staged),
+            };
+        // Verified: activate.
+        let boot_id = self.boot_id()?;
+        state.phase = Phase::Activated {
+            slot,
+            release: v.release.clone(),
+            boot_id,
+            activations: 1,
+        };
+        state.slots.insert(slot, SlotContent::from(&v.release));
+        self.save(state)?;
+        self.bootloader
+            .set_primary(&self.disk, slot)
+            .map_err(boot_refusal)?;
+        Ok(Installed::Activated {
+            slot,
+            resumed_from,
+            from_staged,
+        })
+    }
+
+    /// A download-only install: streams and verifies the release into the inactive slot like
+    /// [`Device::install`], then stops. The slot stays marked bad, so the bootloader never
+    /// picks it until an install activates it; the state records what it holds.
+    pub fn stage(
+        &mut self,
+        state: &mut AgentState,
+        v: &Verified,
+        fetch: &Fetch,
+        progress: &dyn Progress,
+    ) -> Result<Staged, Refusal> {
+        match self.write_inactive(state, v, fetch, progress)? {
+            Written::AlreadyRunning => Ok(Staged::AlreadyRunning),
+            Written::InSlot {
+                slot,
+                from_staged: true,
+                ..
+            } => Ok(Staged::AlreadyStaged { slot }),
+            Written::InSlot {
+                slot, resumed_from, ..
+            } => {
+                state.phase = Phase::Idle;
+                state.slots.insert(slot, SlotContent::from(&v.release));
+                let slots = self.slot_states(state);
+                Self::queue(
+                    state,
+                    "downloaded",
+                    &v.release,
+                    Reason::Ok,
+                    serde_json::json!({"slot": slot.name(), "slots": slots}),
+                );
+                self.save(state)?;
+                Ok(Staged::Downloaded { slot, resumed_from })
+            }
+        }
+    }
+
+    /// The target the inactive slot holds, verified into it by a download-only install and
+    /// not touched since (from the state alone; [`Device::install`] re-verifies the bytes).
+    pub fn staged_target<'a>(&self, state: &'a AgentState) -> Option<&'a str> {
+        let inactive = state.committed?.other();
+        (state.phase == Phase::Idle)
+            .then(|| state.slots.get(&inactive))
+            .flatten()
+            .map(|c| c.target.as_str())
+    }
+
+    /// Whether the slot file holds exactly the release: its first `length` bytes match the
+    /// signed hashes. Any read error counts as no (the install then writes it afresh).
+    fn slot_holds(&self, path: &Path, v: &Verified) -> bool {
+        let Ok(mut check) =
+            StreamingCheck::new(&v.release.target, v.release.length, &v.info.hashes)
+        else {
+            return false;
+        };
+        let Ok(file) = File::open(path) else {
+            return false;
+        };
+        let mut buf = vec![0u8; self.chunk];
+        let mut at = 0u64;
+        while at < v.release.length {
+            let n = (v.release.length - at).min(buf.len() as u64) as usize;
+            if file.read_exact_at(&mut buf[..n], at).is_err() || check.update(&buf[..n]).is_err() {
+                return false;
+            }
+            at += n as u64;
+        }
+        check.finish().is_ok()
+    }
+
+    /// The part of an install up to a verified image in the inactive slot.
+    fn write_inactive(
+        &mut self,
+        state: &mut AgentState,
+        v: &Verified,
+        fetch: &Fetch,
+        progress: &dyn Progress,
+    ) -> Result<Written, Refusal> {
         let running = match (&state.phase, state.committed) {
             (Phase::Idle | Phase::Installing { .. }, Some(c)) => c,
             (Phase::Idle | Phase::Installing { .. }, None) => {
@@ -556,7 +691,7 @@ impl Device {
         if state.slots.get(&running).is_some_and(|c| {
             c.target == v.release.target && Some(c.sha256.as_str()) == v.release.sha256()
         }) {
-            return Ok(Installed::AlreadyRunning);
+            return Ok(Written::AlreadyRunning);
         }
         if let Some(last) = state.rolled_back(&v.release.target) {
             // Retrying would loop install → reboot → rollback for as long as it stays assigned.
@@ -575,6 +710,20 @@ impl Device {
                     path.display()
                 ),
             ));
+        }
+        // Put there and verified by a download-only install, and still intact.
+        if state.phase == Phase::Idle
+            && state.slots.get(&slot).is_some_and(|c| {
+                c.target == v.release.target && Some(c.sha256.as_str()) == v.release.sha256()
+            })
+            && self.slot_holds(&path, v)
+        {
+            progress.progress(&v.release, v.release.length);
+            return Ok(Written::InSlot {
+                slot,
+                resumed_from: 0,
+                from_staged: true,
+            });
         }
         let resume_from = match &state.phase {
             Phase::Installing {
@@ -621,22 +770,10 @@ impl Device {
             }
         }
 
-        // Verified: activate.
-        let boot_id = self.boot_id()?;
-        state.phase = Phase::Activated {
-            slot,
-            release: v.release.clone(),
-            boot_id,
-            activations: 1,
-        };
-        state.slots.insert(slot, SlotContent::from(&v.release));
-        self.save(state)?;
-        self.bootloader
-            .set_primary(&self.disk, slot)
-            .map_err(boot_refusal)?;
-        Ok(Installed::Activated {
+        Ok(Written::InSlot {
             slot,
             resumed_from: resume_from,
+            from_staged: false,
         })
     }
 

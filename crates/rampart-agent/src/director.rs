@@ -126,12 +126,52 @@ pub struct ServerClient {
     fetcher: HttpFetcher,
 }
 
+/// How a device treats an assignment: the poll answer's `assignment.type`, set by the
+/// operator per assignment or campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpdateKind {
+    /// Install and reboot as soon as it is verified (also when the server sends no type).
+    #[default]
+    Forced,
+    /// Install when the device allows it now (`install.soft_check`); otherwise wait for a
+    /// later poll.
+    Soft,
+    /// Download and verify into the inactive slot, report `downloaded`, do not activate: a
+    /// later forced or soft assignment of the same release activates it without downloading
+    /// it again.
+    DownloadOnly,
+}
+
+impl UpdateKind {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateKind::Forced => "forced",
+            UpdateKind::Soft => "soft",
+            UpdateKind::DownloadOnly => "download_only",
+        }
+    }
+
+    /// Reads the wire spelling; absent means forced (servers that predate the field).
+    pub fn parse(s: Option<&str>) -> Result<UpdateKind, String> {
+        match s {
+            None | Some("forced") => Ok(UpdateKind::Forced),
+            Some("soft") => Ok(UpdateKind::Soft),
+            Some("download_only") => Ok(UpdateKind::DownloadOnly),
+            Some(other) => Err(format!(
+                "unknown assignment type {other:?} (expected forced, soft or download_only); not acting on it"
+            )),
+        }
+    }
+}
+
 /// What the server's poll answer assigns.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assignment {
     pub id: String,
     pub target: String,
     pub director_version: u64,
+    pub kind: UpdateKind,
 }
 
 #[derive(Deserialize)]
@@ -139,7 +179,16 @@ struct PollAnswer {
     device_id: String,
     #[serde(default)]
     poll_interval_secs: Option<u64>,
-    assignment: Option<Assignment>,
+    assignment: Option<WireAssignment>,
+}
+
+#[derive(Deserialize)]
+struct WireAssignment {
+    id: String,
+    target: String,
+    director_version: u64,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
 }
 
 /// The server's answer to a poll.
@@ -148,6 +197,33 @@ pub struct Poll {
     pub assignment: Option<Assignment>,
     /// How long the server asks the device to wait before the next poll.
     pub interval_secs: Option<u64>,
+}
+
+/// Reads a poll answer. The server must name the device its certificate names (a server that
+/// answers for another device is misrouting or lying), and an assignment type this agent does
+/// not know is refused rather than guessed.
+pub fn parse_poll_answer(body: &[u8], device_id: &str) -> Result<Poll, String> {
+    let answer: PollAnswer =
+        serde_json::from_slice(body).map_err(|e| format!("unexpected poll answer: {e}"))?;
+    if answer.device_id != device_id {
+        return Err(format!(
+            "the server identified this device as {:?}, but its certificate says {device_id:?}",
+            answer.device_id
+        ));
+    }
+    let assignment = match answer.assignment {
+        None => None,
+        Some(a) => Some(Assignment {
+            kind: UpdateKind::parse(a.kind.as_deref())?,
+            id: a.id,
+            target: a.target,
+            director_version: a.director_version,
+        }),
+    };
+    Ok(Poll {
+        assignment,
+        interval_secs: answer.poll_interval_secs,
+    })
 }
 
 fn certificates(
@@ -250,21 +326,7 @@ impl ServerClient {
                 format!("HTTP {status}: {}", String::from_utf8_lossy(&body)),
             ));
         }
-        let answer: PollAnswer = serde_json::from_slice(&body)
-            .map_err(|e| self.server_error(&url, format!("unexpected poll answer: {e}")))?;
-        if answer.device_id != self.device_id {
-            return Err(self.server_error(
-                &url,
-                format!(
-                    "the server identified this device as {:?}, but its certificate says {:?}",
-                    answer.device_id, self.device_id
-                ),
-            ));
-        }
-        Ok(Poll {
-            assignment: answer.assignment,
-            interval_secs: answer.poll_interval_secs,
-        })
+        parse_poll_answer(&body, &self.device_id).map_err(|e| self.server_error(&url, e))
     }
 
     /// Best-effort status report (the update's outcome does not depend on it).

@@ -23,8 +23,9 @@ fn tail(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[start..]).trim().to_owned()
 }
 
-/// Runs `argv` until it exits or `until`; returns its exit status and output.
-fn run(argv: &[String], until: Instant) -> Result<(), String> {
+/// Runs `argv` (a `what`, e.g. "health check", for messages) until it exits or `until`;
+/// `Err` says why it did not succeed, with the tail of its output.
+pub(crate) fn run(what: &str, argv: &[String], until: Instant) -> Result<(), String> {
     let shown = argv.join(" ");
     let mut child = Command::new(&argv[0])
         .args(&argv[1..])
@@ -32,7 +33,7 @@ fn run(argv: &[String], until: Instant) -> Result<(), String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("health check `{shown}` could not run: {e}"))?;
+        .map_err(|e| format!("{what} `{shown}` could not run: {e}"))?;
     // Drain output in the background so a chatty check cannot block on a full pipe.
     let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
         std::thread::spawn(move || {
@@ -61,11 +62,9 @@ fn run(argv: &[String], until: Instant) -> Result<(), String> {
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
-                    "health check `{shown}` did not finish before the deadline"
-                ));
+                return Err(format!("{what} `{shown}` did not finish before the deadline"));
             }
-            Err(e) => return Err(format!("health check `{shown}`: {e}")),
+            Err(e) => return Err(format!("{what} `{shown}`: {e}")),
         }
     };
     let mut output = out.join().unwrap_or_default();
@@ -74,7 +73,7 @@ fn run(argv: &[String], until: Instant) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "health check `{shown}` failed ({status}); output: {}",
+            "{what} `{shown}` failed ({status}); output: {}",
             tail(&output)
         ))
     }
@@ -84,7 +83,7 @@ impl HealthCheck for Checks<'_> {
     fn check(&self, deadline: Duration) -> Result<(), String> {
         let until = Instant::now() + deadline;
         for argv in &self.commands {
-            run(argv, until)?;
+            run("health check", argv, until)?;
         }
         if let Some(server) = self.server {
             // Retried until the deadline: the network may come up after the agent.

@@ -210,6 +210,10 @@ fn say(pass: &Pass) {
             println!("rolled back from version {version} ({})", reason.as_str())
         }
         Pass::Reboot => println!("rebooting"),
+        Pass::Deferred { why } => println!("soft update deferred: {why}"),
+        Pass::Downloaded { version } => {
+            println!("downloaded version {version} into the inactive slot (not activated)")
+        }
     }
 }
 

@@ -198,10 +198,14 @@ impl Operator {
     }
 
     fn assign(&self, target: &str) -> String {
+        self.assign_as(target, "forced")
+    }
+
+    fn assign_as(&self, target: &str, kind: &str) -> String {
         let (status, v) = self.call(
             "POST",
             "/api/v1/assignments",
-            Some(json!({"target": target, "devices": [DEVICE]})),
+            Some(json!({"target": target, "type": kind, "devices": [DEVICE]})),
         );
         assert_eq!(status, 201, "assigning {target}: {v}");
         v["id"].as_str().expect("an assignment id").to_owned()
@@ -319,12 +323,17 @@ fn daemon_updates_commits_and_rolls_back_through_the_server() {
         "--timestamp-key",
         &timestamp,
     ]));
-    let (v1, v2, v3) = (
+    let (v1, v2, v3, v4) = (
         image("1.0.0", false),
         image("2.0.0", false),
         image("3.0.0", true),
+        image("4.0.0", false),
     );
-    for (version, sv, bytes) in [("2.0.0", "2", &v2), ("3.0.0", "3", &v3)] {
+    for (version, sv, bytes) in [
+        ("2.0.0", "2", &v2),
+        ("3.0.0", "3", &v3),
+        ("4.0.0", "4", &v4),
+    ] {
         let dir = w.join(format!("release-{version}"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("fw.img"), bytes).unwrap();
@@ -342,7 +351,7 @@ fn daemon_updates_commits_and_rolls_back_through_the_server() {
             sv,
         ]));
     }
-    let (good, bad) = ("2.0.0/fw.img", "3.0.0/fw.img");
+    let (good, bad, newer) = ("2.0.0/fw.img", "3.0.0/fw.img", "4.0.0/fw.img");
 
     let ca = rampart_pki::CertificateAuthority::generate("Daemon Test CA", 30).unwrap();
     let server_cert = ca.issue_server(&["127.0.0.1"], 30).unwrap();
@@ -485,6 +494,8 @@ reboot_command = ["true"]
 commands = [["/bin/sh", "{d}/health.sh"]]
 check_server = true
 deadline_secs = 20
+[install]
+soft_check = ["/bin/sh", "-c", "test -e '{d}/on-mains'"]
 "#,
             d = d.display(),
             url = server.device_url,
@@ -706,6 +717,57 @@ deadline_secs = 20
     let (success, out) = dev.run_once();
     assert!(!success && out.contains(refusal), "{out}");
     assert!(dev.slot_holds(Slot::B, &v2));
+
+    // ---- 5. Download only, then soft: v4 is verified into A and never booted; a soft
+    // assignment waits for the device's own check, then activates the staged slot as it is. ----
+    let assignment_dl = operator.assign_as(newer, "download_only");
+    let (success, out) = dev.run_once();
+    assert!(
+        success && out.contains("downloaded version 4.0.0 into the inactive slot"),
+        "{out}"
+    );
+    assert!(dev.slot_holds(Slot::A, &v4), "v4 is staged in slot A");
+    let slot_a = dev.slot(Slot::A);
+    let modified = move || std::fs::metadata(&slot_a).unwrap().modified().unwrap();
+    let staged_at = modified();
+    let status = dev.status();
+    assert_eq!(status["state"]["committed"], "B", "{status}");
+    assert_eq!(status["state"]["phase"]["phase"], "idle", "{status}");
+    assert_eq!(status["slots"]["A"]["bootloader"], "bad", "{status}");
+    let reports = operator.reports();
+    assert_eq!(reports[0]["status"], "downloaded", "{reports:#?}");
+    assert_eq!(reports[0]["assignment"], assignment_dl.as_str());
+    assert_eq!(dev.power_on(), Slot::B, "a staged slot is never booted");
+    let (success, out) = dev.run_once();
+    assert!(success && out.trim() == "up to date", "{out}");
+    assert_eq!(
+        operator.reports().len(),
+        reports.len(),
+        "an already staged release is not downloaded or reported again"
+    );
+
+    let assignment_soft = operator.assign_as(newer, "soft");
+    let (success, out) = dev.run_once();
+    assert!(
+        success && out.contains("soft update deferred: soft-update check"),
+        "{out}"
+    );
+    assert_eq!(dev.status()["state"]["phase"]["phase"], "idle");
+    std::fs::write(d.join("on-mains"), b"").unwrap();
+    let (success, out) = dev.run_once();
+    assert!(success && out.contains("rebooting"), "{out}");
+    assert_eq!(
+        modified(),
+        staged_at,
+        "the staged slot is activated as it is, not written again"
+    );
+    next_second();
+    assert_eq!(dev.power_on(), Slot::A);
+    let (success, out) = dev.run_once();
+    assert!(success && out.contains("committed version 4.0.0"), "{out}");
+    let reports = operator.reports();
+    assert_eq!(reports[0]["status"], "installed", "{reports:#?}");
+    assert_eq!(reports[0]["assignment"], assignment_soft.as_str());
 
     drop(server);
     // Every step was audited; the chain verifies.

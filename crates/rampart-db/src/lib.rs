@@ -14,7 +14,7 @@ use std::borrow::Cow;
 
 pub use campaigns::{Campaign, CampaignDevice, CampaignUpdate, DeviceInfo, ROLLBACK_SUFFIX};
 pub use management::{
-    ApiToken, Assignment, AuditLine, DeviceAssignment, Group, MAX_ASSIGNMENT_DEVICES,
+    ApiToken, Assignment, AuditLine, DeviceAssignment, Group, MAX_ASSIGNMENT_DEVICES, UPDATE_TYPES,
 };
 pub use poll::PollState;
 pub use webhooks::{
@@ -61,7 +61,7 @@ pub enum Backend {
 /// The schema, in the SQL subset both backends accept (TEXT and BIGINT columns, `ON CONFLICT`).
 /// A migration that needs backend-specific SQL gets a per-backend file here.
 fn migrations() -> Vec<Migration> {
-    let steps: [(i64, &'static str, &'static str); 4] = [
+    let steps: [(i64, &'static str, &'static str); 5] = [
         (
             1,
             "inventory",
@@ -81,6 +81,11 @@ fn migrations() -> Vec<Migration> {
             4,
             "webhooks",
             include_str!("../migrations/0004_webhooks.sql"),
+        ),
+        (
+            5,
+            "assignment type",
+            include_str!("../migrations/0005_assignment_type.sql"),
         ),
     ];
     steps

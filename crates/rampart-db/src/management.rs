@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use crate::campaigns::placeholders;
 use crate::{Db, DbError, check_text, json_text};
 
 /// An audit record in its stored form: its sequence number and its JSON line
@@ -47,7 +48,17 @@ pub struct Assignment {
     pub created: i64,
     pub created_by: String,
     pub device_count: i64,
+    /// How the devices treat it: `forced`, `soft` or `download_only`.
+    #[serde(default = "forced")]
+    pub update_type: String,
 }
+
+fn forced() -> String {
+    "forced".into()
+}
+
+/// The assignment types a device understands.
+pub const UPDATE_TYPES: [&str; 3] = ["forced", "soft", "download_only"];
 
 /// What one device is currently told to install (an empty `target`: nothing).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +106,7 @@ fn assignment_from_row(row: &AnyRow) -> Result<Assignment, DbError> {
         created: row.try_get("created")?,
         created_by: row.try_get("created_by")?,
         device_count: row.try_get("device_count")?,
+        update_type: row.try_get("update_type")?,
     })
 }
 
@@ -379,10 +391,16 @@ impl Db {
                 "an assignment may name at most {MAX_ASSIGNMENT_DEVICES} devices"
             )));
         }
+        if !UPDATE_TYPES.contains(&assignment.update_type.as_str()) {
+            return Err(DbError::Invalid(format!(
+                "assignment type {:?} is not one of forced, soft, download_only",
+                assignment.update_type
+            )));
+        }
         let selector = json_text("selector", &assignment.selector)?;
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO assignments (id, target, selector, created, created_by, device_count) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO assignments (id, target, selector, created, created_by, device_count, update_type) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&assignment.id)
         .bind(&assignment.target)
@@ -390,17 +408,44 @@ impl Db {
         .bind(assignment.created)
         .bind(&assignment.created_by)
         .bind(device_ids.len() as i64)
+        .bind(&assignment.update_type)
         .execute(&mut *tx)
         .await?;
-        for id in device_ids {
-            point_device(
-                &mut tx,
-                id,
-                &assignment.id,
-                &assignment.target,
-                assignment.created,
-            )
-            .await?;
+        // In chunks (bind-parameter limits), two statements per chunk: one statement per device
+        // took 38 s for 3,000 devices under a fleet's polling load.
+        for chunk in device_ids.chunks(500) {
+            let list = placeholders(1, chunk.len());
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT id FROM devices WHERE id IN ({list})"
+            )));
+            for id in chunk {
+                q = q.bind(id);
+            }
+            let found: std::collections::HashSet<String> = q
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get::<String, _>("id"))
+                .collect::<Result<_, _>>()?;
+            if let Some(missing) = chunk.iter().find(|id| !found.contains(*id)) {
+                return Err(DbError::UnknownDevice(missing.clone()));
+            }
+            let list = placeholders(5, chunk.len());
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO device_assignments (device_id, assignment_id, target, version, updated, update_type)
+                 SELECT id, $1, $2, 1, $3, $4 FROM devices WHERE id IN ({list})
+                 ON CONFLICT (device_id) DO UPDATE SET assignment_id = excluded.assignment_id,
+                     target = excluded.target, version = device_assignments.version + 1,
+                     updated = excluded.updated, update_type = excluded.update_type"
+            )))
+            .bind(&assignment.id)
+            .bind(&assignment.target)
+            .bind(assignment.created)
+            .bind(&assignment.update_type);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&mut *tx).await?;
         }
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
@@ -491,35 +536,4 @@ impl Db {
             .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
             .collect()
     }
-}
-
-/// Points one device at `target` and raises its director version.
-async fn point_device(
-    tx: &mut Transaction<'_, Any>,
-    device_id: &str,
-    assignment_id: &str,
-    target: &str,
-    now: i64,
-) -> Result<(), DbError> {
-    if sqlx::query("SELECT 1 AS one FROM devices WHERE id = $1")
-        .bind(device_id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .is_none()
-    {
-        return Err(DbError::UnknownDevice(device_id.to_string()));
-    }
-    sqlx::query(
-        "INSERT INTO device_assignments (device_id, assignment_id, target, version, updated, update_type)
-         VALUES ($1, $2, $3, 1, $4, 'forced')
-         ON CONFLICT (device_id) DO UPDATE SET assignment_id = $2, target = $3,
-             version = device_assignments.version + 1, updated = $4, update_type = 'forced'",
-    )
-    .bind(device_id)
-    .bind(assignment_id)
-    .bind(target)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }

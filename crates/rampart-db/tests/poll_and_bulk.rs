@@ -117,6 +117,7 @@ fn poll_state_reads_revocation_and_assignment_together() {
                 created: 20,
                 created_by: "token:test".into(),
                 device_count: 1,
+                update_type: "forced".into(),
             };
             let audit = |seq| AuditLine {
                 seq,

@@ -730,6 +730,9 @@ async fn create_assignment(
     #[serde(deny_unknown_fields)]
     struct Request {
         target: String,
+        /// `forced` (default), `soft` or `download_only`.
+        #[serde(default, rename = "type")]
+        update_type: Option<String>,
         #[serde(flatten)]
         selector: Selector,
     }
@@ -738,9 +741,15 @@ async fn create_assignment(
         .body(
             &headers,
             body,
-            r#"{"target": "<release target>", "devices": [...] | "group": "..." | "tag": "..." | "hardware_id": "..." | "region": "..."}"#,
+            r#"{"target": "<release target>", "type": "forced" | "soft" | "download_only", "devices": [...] | "group": "..." | "tag": "..." | "hardware_id": "..." | "region": "..."}"#,
         )
         .await?;
+    let update_type = r.update_type.clone().unwrap_or_else(|| "forced".into());
+    if !rampart_db::UPDATE_TYPES.contains(&update_type.as_str()) {
+        return Err(ApiError::invalid(format!(
+            "type {update_type:?} is not one of forced, soft, download_only"
+        )));
+    }
     let s = &r.selector;
     if s.devices.is_none()
         && s.group.is_none()
@@ -849,6 +858,7 @@ async fn create_assignment(
         created: now,
         created_by: caller.actor(),
         device_count: ids.len() as i64,
+        update_type,
     };
     api.audit
         .write(
@@ -856,7 +866,7 @@ async fn create_assignment(
             &caller.actor(),
             "assignment.created",
             &assignment.id,
-            json!({"target": assignment.target, "selector": audited_selector, "devices": ids.len(), "version": info.version}),
+            json!({"target": assignment.target, "type": assignment.update_type, "selector": audited_selector, "devices": ids.len(), "version": info.version}),
             |line| {
                 let (db, assignment, ids) = (api.db.clone(), assignment.clone(), ids.clone());
                 async move { db.create_assignment(&assignment, &ids, &line).await }

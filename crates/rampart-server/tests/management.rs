@@ -307,11 +307,17 @@ async fn fleet_groups_releases_and_assignments(backend: Backend, name: &str) {
             .is_none()
     );
 
-    let r = assign(json!({"target": "fw-1.0.0.bin", "group": "line-3"})).await;
+    let detail = assign(json!({"target": "fw-1.0.0.bin", "group": "line-3", "type": "eventually"}))
+        .await
+        .error(422, "invalid_request");
+    assert!(detail.contains("forced, soft, download_only"), "{detail}");
+
+    let r = assign(json!({"target": "fw-1.0.0.bin", "group": "line-3", "type": "soft"})).await;
     assert_eq!(r.status, 201, "{r:?}");
     let assignment = r.json();
     let id = assignment["id"].as_str().unwrap().to_owned();
     assert_eq!(assignment["device_count"], 2);
+    assert_eq!(assignment["update_type"], "soft", "{assignment}");
     let stored = ops
         .fx
         .db
@@ -320,8 +326,12 @@ async fn fleet_groups_releases_and_assignments(backend: Backend, name: &str) {
         .unwrap()
         .unwrap();
     assert_eq!(
-        (stored.target.as_str(), stored.version),
-        ("fw-1.0.0.bin", 1)
+        (
+            stored.target.as_str(),
+            stored.version,
+            stored.update_type.as_str()
+        ),
+        ("fw-1.0.0.bin", 1, "soft")
     );
 
     // Reports feed the assignment's status and the device's patch status.

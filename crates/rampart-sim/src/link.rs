@@ -17,7 +17,6 @@ use rampart_agent::tls::{ClientKey, device_agent};
 use rampart_boot::flow::Reason;
 use rampart_pki::Zeroizing;
 use rampart_tuf_client::fetch::MinRate;
-use serde::Deserialize;
 
 /// Largest poll answer accepted (as the agent).
 const MAX_POLL_BYTES: u64 = 64 * 1024;
@@ -29,39 +28,8 @@ pub(crate) struct Identity {
     pub(crate) key_pem: Zeroizing<String>,
 }
 
-/// How a device treats an assignment (the poll answer's `assignment.type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum UpdateKind {
-    /// Install and reboot as soon as it is verified (also when the server sends no type).
-    #[default]
-    Forced,
-    /// Like forced, unless the device's battery is low and it is not on mains: then it waits.
-    Soft,
-    /// Download and verify into the inactive slot, report `downloaded`, do not activate.
-    DownloadOnly,
-}
-
-impl UpdateKind {
-    /// The wire spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UpdateKind::Forced => "forced",
-            UpdateKind::Soft => "soft",
-            UpdateKind::DownloadOnly => "download_only",
-        }
-    }
-
-    fn parse(s: Option<&str>) -> Result<UpdateKind, String> {
-        match s {
-            None | Some("forced") => Ok(UpdateKind::Forced),
-            Some("soft") => Ok(UpdateKind::Soft),
-            Some("download_only") => Ok(UpdateKind::DownloadOnly),
-            Some(other) => Err(format!(
-                "unknown assignment type {other:?} (expected forced, soft or download_only); not acting on it"
-            )),
-        }
-    }
-}
+/// How a device treats an assignment: the agent's own type and parser.
+pub use rampart_agent::director::UpdateKind;
 
 /// What the server assigns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,45 +46,16 @@ pub(crate) struct PollAnswer {
     pub(crate) assignment: Option<Assignment>,
 }
 
-/// Parses a poll answer as the agent does (`ServerClient::poll_with`: the server must name the
-/// device its certificate names), plus the assignment type.
+/// Parses a poll answer with the agent's own parser (`ServerClient::poll_with`).
 pub(crate) fn parse_poll(body: &[u8], device_id: &str) -> Result<PollAnswer, String> {
-    #[derive(Deserialize)]
-    struct Wire {
-        device_id: String,
-        #[serde(default)]
-        poll_interval_secs: Option<u64>,
-        assignment: Option<WireAssignment>,
-    }
-    #[derive(Deserialize)]
-    struct WireAssignment {
-        id: String,
-        target: String,
-        // Required, as in the agent's parser (the director version of the assignment).
-        #[allow(dead_code)]
-        director_version: u64,
-        #[serde(default, rename = "type")]
-        kind: Option<String>,
-    }
-    let wire: Wire =
-        serde_json::from_slice(body).map_err(|e| format!("unexpected poll answer: {e}"))?;
-    if wire.device_id != device_id {
-        return Err(format!(
-            "the server identified this device as {:?}, but its certificate says {device_id:?}",
-            wire.device_id
-        ));
-    }
-    let assignment = match wire.assignment {
-        None => None,
-        Some(a) => Some(Assignment {
-            kind: UpdateKind::parse(a.kind.as_deref())?,
+    let poll = rampart_agent::director::parse_poll_answer(body, device_id)?;
+    Ok(PollAnswer {
+        interval_secs: poll.interval_secs,
+        assignment: poll.assignment.map(|a| Assignment {
             id: a.id,
             target: a.target,
+            kind: a.kind,
         }),
-    };
-    Ok(PollAnswer {
-        interval_secs: wire.poll_interval_secs,
-        assignment,
     })
 }
 

@@ -319,6 +319,7 @@ impl Fixture {
                     created: now,
                     created_by: "token:test".into(),
                     device_count: ids.len() as i64,
+                    update_type: "forced".into(),
                 },
                 &ids,
                 &line,
