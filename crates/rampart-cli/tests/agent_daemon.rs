@@ -279,18 +279,6 @@ impl Device {
     }
 }
 
-/// Waits for the wall clock's next second. The server stamps reports in whole seconds and lists
-/// a device's reports newest first by (second, random report id), so reports sent within one
-/// second come back in random order; waiting makes "the latest report" well defined here.
-fn next_second() {
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap();
-    std::thread::sleep(Duration::from_nanos(
-        1_000_000_000 - u64::from(now.subsec_nanos()) + 5_000_000,
-    ));
-}
-
 #[test]
 fn daemon_updates_commits_and_rolls_back_through_the_server() {
     let agent_bin = agent_binary();
@@ -558,7 +546,6 @@ soft_check = ["/bin/sh", "-c", "test -e '{d}/on-mains'"]
     assert_eq!(status["state"]["phase"]["phase"], "activated", "{status}");
     assert_eq!(status["state"]["phase"]["slot"], "B", "{status}");
 
-    next_second();
     assert_eq!(dev.power_on(), Slot::B, "the bootloader tries the new slot");
     let (success, out) = dev.run_once();
     assert!(
@@ -638,7 +625,6 @@ soft_check = ["/bin/sh", "-c", "test -e '{d}/on-mains'"]
     );
     assert_eq!(status["slots"]["A"]["bootloader"], "bad", "{status}");
 
-    next_second();
     assert_eq!(dev.power_on(), Slot::B, "the rollback boots v2 again");
     let (success, out) = dev.run_once();
     assert!(
@@ -761,7 +747,6 @@ soft_check = ["/bin/sh", "-c", "test -e '{d}/on-mains'"]
         staged_at,
         "the staged slot is activated as it is, not written again"
     );
-    next_second();
     assert_eq!(dev.power_on(), Slot::A);
     let (success, out) = dev.run_once();
     assert!(success && out.contains("committed version 4.0.0"), "{out}");

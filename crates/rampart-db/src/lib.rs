@@ -84,8 +84,8 @@ fn migrations() -> Vec<Migration> {
         ),
         (
             5,
-            "assignment type",
-            include_str!("../migrations/0005_assignment_type.sql"),
+            "assignment type and report order",
+            include_str!("../migrations/0005_assignment_type_report_order.sql"),
         ),
     ];
     steps
@@ -583,7 +583,7 @@ impl Db {
         if exists.is_none() {
             return Err(DbError::UnknownDevice(r.device_id.clone()));
         }
-        sqlx::query("INSERT INTO reports (id, device_id, assignment, status, progress, details, created) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        sqlx::query("INSERT INTO reports (id, device_id, assignment, status, progress, details, created, seq) VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT COALESCE(MAX(seq), 0) + 1 FROM reports WHERE device_id = $2))")
             .bind(&r.id)
             .bind(&r.device_id)
             .bind(&r.assignment)
@@ -601,7 +601,7 @@ impl Db {
     }
 
     pub async fn reports_of(&self, device_id: &str) -> Result<Vec<Report>, DbError> {
-        let rows = sqlx::query("SELECT * FROM reports WHERE device_id = $1 ORDER BY created, id")
+        let rows = sqlx::query("SELECT * FROM reports WHERE device_id = $1 ORDER BY created, seq, id")
             .bind(device_id)
             .fetch_all(&self.pool)
             .await?;
@@ -615,7 +615,7 @@ impl Db {
         limit: i64,
     ) -> Result<Vec<Report>, DbError> {
         let rows = sqlx::query(
-            "SELECT * FROM reports WHERE device_id = $1 ORDER BY created DESC, id DESC LIMIT $2",
+            "SELECT * FROM reports WHERE device_id = $1 ORDER BY created DESC, seq DESC, id DESC LIMIT $2",
         )
         .bind(device_id)
         .bind(limit.clamp(1, 10_000))

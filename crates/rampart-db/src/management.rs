@@ -527,7 +527,12 @@ impl Db {
         assignment_id: &str,
     ) -> Result<Vec<(String, i64)>, DbError> {
         let rows = sqlx::query(
-            "SELECT status, COUNT(DISTINCT device_id) AS n FROM reports WHERE assignment = $1 GROUP BY status ORDER BY status",
+            "SELECT status, COUNT(*) AS n FROM reports r WHERE assignment = $1 AND NOT EXISTS (
+                 SELECT 1 FROM reports later WHERE later.device_id = r.device_id AND later.assignment = r.assignment
+                     AND (later.created > r.created
+                          OR (later.created = r.created AND later.seq > r.seq)
+                          OR (later.created = r.created AND later.seq = r.seq AND later.id > r.id)))
+             GROUP BY status ORDER BY status",
         )
         .bind(assignment_id)
         .fetch_all(&self.pool)

@@ -157,3 +157,113 @@ fn poll_state_reads_revocation_and_assignment_together() {
         }
     });
 }
+
+#[test]
+fn reports_within_one_second_keep_their_order_and_each_device_has_one_last_status() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        for db in backends(dir.path(), "order").await {
+            let ids: Vec<String> = (0..3).map(|i| format!("dev-{i}")).collect();
+            for id in &ids {
+                db.register_if_new(id, 10).await.unwrap();
+            }
+            let assignment = Assignment {
+                id: "asg-1".into(),
+                target: "fw-2.0.0.bin".into(),
+                selector: serde_json::json!({"group": "all"}),
+                created: 20,
+                created_by: "token:test".into(),
+                device_count: 3,
+                update_type: "download_only".into(),
+            };
+            let audit = AuditLine {
+                seq: 1,
+                line: "{\"seq\":1}".into(),
+            };
+            db.create_assignment(&assignment, &ids, &audit)
+                .await
+                .unwrap();
+            let stored = db.device_assignment("dev-2").await.unwrap().unwrap();
+            assert_eq!(stored.update_type, "download_only");
+
+            // Every report in the same second, with ids that sort against arrival order: the
+            // listing follows arrival, not the ids.
+            let report = |device: &str, id: &str, status: &str| rampart_db::Report {
+                id: id.into(),
+                device_id: device.into(),
+                assignment: "asg-1".into(),
+                status: status.into(),
+                progress: 0,
+                details: serde_json::json!({}),
+                created: 30,
+            };
+            for (id, status) in [("z", "downloading"), ("m", "rebooting"), ("a", "installed")] {
+                db.insert_report(&report("dev-0", id, status))
+                    .await
+                    .unwrap();
+            }
+            for (id, status) in [("a", "downloading"), ("b", "failed")] {
+                db.insert_report(&report("dev-1", id, status))
+                    .await
+                    .unwrap();
+            }
+            db.insert_report(&report("dev-2", "q", "downloading"))
+                .await
+                .unwrap();
+            let newest: Vec<String> = db
+                .recent_reports("dev-0", 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.status)
+                .collect();
+            assert_eq!(newest, ["installed", "rebooting", "downloading"]);
+            let oldest: Vec<String> = db
+                .reports_of("dev-0")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
+            assert_eq!(oldest, ["z", "m", "a"]);
+            // Each device counted once, under the status it reported last.
+            assert_eq!(
+                db.assignment_status_counts("asg-1").await.unwrap(),
+                [
+                    ("downloading".to_string(), 1),
+                    ("failed".to_string(), 1),
+                    ("installed".to_string(), 1)
+                ]
+            );
+
+            // A bulk assignment naming one unknown device writes nothing.
+            let mut more = assignment.clone();
+            more.id = "asg-2".into();
+            let mut named = ids.clone();
+            named.push("ghost".into());
+            let err = db
+                .create_assignment(
+                    &more,
+                    &named,
+                    &AuditLine {
+                        seq: 2,
+                        line: "{\"seq\":2}".into(),
+                    },
+                )
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, DbError::UnknownDevice(ref d) if d == "ghost"),
+                "{err}"
+            );
+            assert_eq!(
+                db.device_assignment("dev-0")
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .assignment_id,
+                "asg-1"
+            );
+        }
+    });
+}

@@ -1,10 +1,12 @@
 //! Campaigns through the management API, with devices polling and reporting on the mutual-TLS
 //! device API, against embedded SQLite and PostgreSQL: waves widen on healthy results, a
 //! breach halts on its own and rolls the fleet back, bad requests are refused, and a restart
-//! mid-campaign resumes where it was.
+//! mid-campaign resumes where it was. Alerts go to a real HTTP receiver on loopback.
 
 mod common;
 
+use std::future::IntoFuture as _;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::ops::Ops;
@@ -193,8 +195,66 @@ async fn a_healthy_campaign_widens_to_every_device(backend: Backend, name: &str)
     );
 }
 
+/// An HTTP endpoint on loopback that records every webhook body it is sent (answers 200).
+async fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let bodies: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let store = bodies.clone();
+    let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+        let store = store.clone();
+        async move {
+            if let Ok(v) = serde_json::from_slice(&body) {
+                store.lock().unwrap().push(v);
+            }
+            "thanks"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/rampart", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, app).into_future());
+    (url, bodies)
+}
+
+/// The `data` of the webhook event `event` about `campaign`, once it has arrived.
+async fn alert(bodies: &Mutex<Vec<Value>>, event: &str, campaign: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|b| b["event"] == event && b["data"]["campaign"] == campaign)
+            .cloned();
+        if let Some(b) = found {
+            return b["data"].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {event} webhook for {campaign}; received: {:#?}",
+            bodies.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn a_breach_halts_at_the_canary_and_rolls_the_fleet_back(backend: Backend, name: &str) {
-    let ops = Ops::start(backend, name).await;
+    let ops = Ops::start_with(backend, name, |c| {
+        c.webhooks.poll_interval = Duration::from_millis(50);
+    })
+    .await;
+    // The operators' alert endpoint.
+    let (url, alerts) = webhook_receiver().await;
+    let r = ops
+        .call(
+            &ops.admin,
+            "POST",
+            "/api/v1/webhooks",
+            Some(
+                &json!({"url": url, "secret": "a-webhook-secret-of-32-bytes-xyz",
+                "events": ["campaign.gate_breach", "campaign.halted", "campaign.completed"]}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
     register(&ops, 10).await;
     // Everyone first runs fw-1.0.0 through a campaign that completes.
     let mut good = spec("fw 1.0", "fw-1.0.0.bin");
@@ -219,6 +279,18 @@ async fn a_breach_halts_at_the_canary_and_rolls_the_fleet_back(backend: Backend,
     let halted = wait_for(&ops, &id, "paused", 0).await;
     assert_eq!(halted["state"]["halt"]["by"], "gate");
     assert_eq!(halted["state"]["halt"]["breach"]["kind"], "failure_rate");
+    // The operators hear of it without asking: the breach and the halt, and earlier the
+    // completion of the good campaign.
+    let breach = alert(&alerts, "campaign.gate_breach", &id).await;
+    assert_eq!(breach["status"], "paused", "{breach:#}");
+    assert_eq!(
+        breach["details"]["breach"]["kind"], "failure_rate",
+        "{breach:#}"
+    );
+    assert_eq!(breach["details"]["rollback"], true, "{breach:#}");
+    let halt = alert(&alerts, "campaign.halted", &id).await;
+    assert_eq!(halt["details"]["action"], "pause", "{halt:#}");
+    alert(&alerts, "campaign.completed", &first).await;
     // The fleet rollback: every canary device is told fw-1.0.0 again; nobody else changed.
     let rollback = format!("{id}:rollback");
     for d in &canary {
