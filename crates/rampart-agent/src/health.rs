@@ -62,7 +62,9 @@ pub(crate) fn run(what: &str, argv: &[String], until: Instant) -> Result<(), Str
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("{what} `{shown}` did not finish before the deadline"));
+                return Err(format!(
+                    "{what} `{shown}` did not finish before the deadline"
+                ));
             }
             Err(e) => return Err(format!("{what} `{shown}`: {e}")),
         }

@@ -601,10 +601,11 @@ impl Db {
     }
 
     pub async fn reports_of(&self, device_id: &str) -> Result<Vec<Report>, DbError> {
-        let rows = sqlx::query("SELECT * FROM reports WHERE device_id = $1 ORDER BY created, seq, id")
-            .bind(device_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT * FROM reports WHERE device_id = $1 ORDER BY created, seq, id")
+                .bind(device_id)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(report_from_row).collect()
     }
 
