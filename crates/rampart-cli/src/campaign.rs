@@ -67,8 +67,14 @@ pub enum CampaignCommand {
     },
 }
 
+impl ApiArgs {
+    pub fn client(&self) -> anyhow::Result<ApiClient> {
+        ApiClient::from_ca_file(&self.api, &self.token, &self.ca)
+    }
+}
+
 fn client(a: &ApiArgs) -> anyhow::Result<ApiClient> {
-    ApiClient::from_ca_file(&a.api, &a.token, &a.ca)
+    a.client()
 }
 
 pub fn run(cmd: CampaignCommand) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@ mod bench;
 mod bench_campaign;
 mod bench_server;
 mod campaign;
+mod ddi;
 mod demo;
 mod demo_server;
 mod director;
@@ -76,6 +77,9 @@ enum Command {
     /// Campaigns: phased rollouts with health gates (create, start/pause/resume/abort/approve, status, report).
     #[command(subcommand)]
     Campaign(campaign::CampaignCommand),
+    /// hawkBit DDI: tenants and device tokens for SWUpdate, RAUC and other hawkBit clients.
+    #[command(subcommand)]
+    Ddi(ddi::DdiCommand),
     /// Management API tokens (admin, operator, viewer, auditor).
     #[command(subcommand)]
     Token(server::TokenCommand),
@@ -642,6 +646,7 @@ fn main() -> std::process::ExitCode {
         Command::Director(c) => director::director_command(c),
         Command::Token(c) => server::token_command(c),
         Command::Campaign(c) => campaign::run(c),
+        Command::Ddi(c) => ddi::run(c),
         Command::Bench(c) => bench::run(c),
         Command::Sim(a) => sim::run(*a),
         Command::Demo(a) => fleet_demo::run(a),

@@ -62,6 +62,10 @@ pub struct ServerArgs {
     /// Days each signed director targets metadata stays valid.
     #[arg(long, default_value_t = 7)]
     director_expiry_days: u32,
+    /// Address of the hawkBit DDI API (HTTPS with --cert/--key) for SWUpdate, RAUC and other
+    /// hawkBit clients; tenants and tokens come from `rampart ddi`.
+    #[arg(long)]
+    ddi_listen: Option<SocketAddr>,
 }
 
 fn read(path: &Path, what: &str) -> anyhow::Result<String> {
@@ -93,6 +97,18 @@ pub fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
         config.management_tls = Some(
             rampart_pki::server_config_without_client_auth(&cert, &key)
                 .context("building the management API's TLS configuration")?,
+        );
+    }
+    if let Some(addr) = args.ddi_listen {
+        config.ddi_listen = Some(addr);
+        config.ddi_tls = Some(
+            rampart_pki::server_config_optional_client_auth(
+                &cert,
+                &key,
+                &read(&args.client_ca, "client CA certificate")?,
+                &crls,
+            )
+            .context("building the DDI API's TLS configuration")?,
         );
     }
     if let Some(repo) = &args.repo {
@@ -138,6 +154,9 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         if let Some(addr) = server.metrics_addr() {
             println!("metrics listening on http://{addr}/metrics");
         }
+        if let Some(addr) = server.ddi_addr() {
+            println!("DDI API listening on https://{addr}/");
+        }
         if let Some(addr) = server.management_addr() {
             println!("management API listening on https://{addr}/api/v1/");
         }
@@ -146,6 +165,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             serde_json::json!({
                 "device_api": server.local_addr().to_string(),
                 "management_api": server.management_addr().map(|a| a.to_string()),
+                "ddi_api": server.ddi_addr().map(|a| a.to_string()),
                 "metrics": server.metrics_addr().map(|a| a.to_string()),
                 "artifacts": artifacts,
             }),

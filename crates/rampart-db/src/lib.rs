@@ -6,6 +6,7 @@
 
 mod bulk;
 mod campaigns;
+mod ddi;
 mod management;
 mod poll;
 mod webhooks;
@@ -13,6 +14,10 @@ mod webhooks;
 use std::borrow::Cow;
 
 pub use campaigns::{Campaign, CampaignDevice, CampaignUpdate, DeviceInfo, ROLLBACK_SUFFIX};
+pub use ddi::{
+    DdiAction, DdiDeviceState, DdiFeedback, DdiModule, DdiTenant, MAX_STATUSES_PER_ACTION,
+    NewAction, TenantSettings, tenant_name,
+};
 pub use management::{
     ApiToken, Assignment, AuditLine, DeviceAssignment, Group, MAX_ASSIGNMENT_DEVICES, UPDATE_TYPES,
 };
@@ -61,7 +66,7 @@ pub enum Backend {
 /// The schema, in the SQL subset both backends accept (TEXT and BIGINT columns, `ON CONFLICT`).
 /// A migration that needs backend-specific SQL gets a per-backend file here.
 fn migrations() -> Vec<Migration> {
-    let steps: [(i64, &'static str, &'static str); 5] = [
+    let steps: [(i64, &'static str, &'static str); 6] = [
         (
             1,
             "inventory",
@@ -87,6 +92,7 @@ fn migrations() -> Vec<Migration> {
             "assignment type and report order",
             include_str!("../migrations/0005_assignment_type_report_order.sql"),
         ),
+        (6, "ddi", include_str!("../migrations/0006_ddi.sql")),
     ];
     steps
         .into_iter()
@@ -571,28 +577,8 @@ impl Db {
         r: &Report,
         audit: Option<&AuditLine>,
     ) -> Result<(), DbError> {
-        check_text("report id", &r.id)?;
-        check_text("status", &r.status)?;
-        check_text("assignment", &r.assignment)?;
-        let details = json_text("details", &r.details)?;
         let mut tx = self.begin_write().await?;
-        let exists = sqlx::query("SELECT 1 AS one FROM devices WHERE id = $1")
-            .bind(&r.device_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Err(DbError::UnknownDevice(r.device_id.clone()));
-        }
-        sqlx::query("INSERT INTO reports (id, device_id, assignment, status, progress, details, created, seq) VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT COALESCE(MAX(seq), 0) + 1 FROM reports WHERE device_id = $2))")
-            .bind(&r.id)
-            .bind(&r.device_id)
-            .bind(&r.assignment)
-            .bind(&r.status)
-            .bind(r.progress.min(i64::MAX as u64) as i64)
-            .bind(details)
-            .bind(r.created)
-            .execute(&mut *tx)
-            .await?;
+        insert_report_tx(&mut tx, r).await?;
         if let Some(audit) = audit {
             management::insert_audit(&mut tx, audit).await?;
         }
@@ -638,6 +624,36 @@ impl Db {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Stores a report inside `tx`: the device must exist; the per-device sequence keeps arrival
+/// order within a second.
+pub(crate) async fn insert_report_tx(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    r: &Report,
+) -> Result<(), DbError> {
+    check_text("report id", &r.id)?;
+    check_text("status", &r.status)?;
+    check_text("assignment", &r.assignment)?;
+    let details = json_text("details", &r.details)?;
+    let exists = sqlx::query("SELECT 1 AS one FROM devices WHERE id = $1")
+        .bind(&r.device_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if exists.is_none() {
+        return Err(DbError::UnknownDevice(r.device_id.clone()));
+    }
+    sqlx::query("INSERT INTO reports (id, device_id, assignment, status, progress, details, created, seq) VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT COALESCE(MAX(seq), 0) + 1 FROM reports WHERE device_id = $2))")
+        .bind(&r.id)
+        .bind(&r.device_id)
+        .bind(&r.assignment)
+        .bind(&r.status)
+        .bind(r.progress.min(i64::MAX as u64) as i64)
+        .bind(details)
+        .bind(r.created)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 fn report_from_row(r: &AnyRow) -> Result<Report, DbError> {

@@ -69,8 +69,11 @@ pub struct DeviceAssignment {
     /// Version of the device's director metadata; grows with every change.
     pub version: i64,
     pub updated: i64,
-    /// How the device treats it: `forced`, `soft` or `download_only`.
+    /// How the device treats it: `forced`, `soft`, `download_only` or `timeforced`.
     pub update_type: String,
+    /// For `timeforced`: the Unix time from which it is forced (0 otherwise).
+    #[serde(default)]
+    pub forced_at: i64,
 }
 
 /// Largest number of devices one assignment may name.
@@ -516,6 +519,7 @@ impl Db {
                 version: r.try_get("version")?,
                 updated: r.try_get("updated")?,
                 update_type: r.try_get("update_type")?,
+                forced_at: r.try_get("forced_at")?,
             })
         })
         .transpose()

@@ -19,7 +19,8 @@ impl Db {
     pub async fn poll_state(&self, device_id: &str) -> Result<Option<PollState>, DbError> {
         let Some(row) = sqlx::query(
             "SELECT d.revoked AS revoked, a.assignment_id AS assignment_id, a.target AS target,
-                    a.version AS version, a.updated AS updated, a.update_type AS update_type
+                    a.version AS version, a.updated AS updated, a.update_type AS update_type,
+                    a.forced_at AS forced_at
              FROM devices d LEFT JOIN device_assignments a ON a.device_id = d.id
              WHERE d.id = $1",
         )
@@ -29,20 +30,30 @@ impl Db {
         else {
             return Ok(None);
         };
-        let assignment = match row.try_get::<Option<i64>, _>("version")? {
-            None => None,
-            Some(version) => Some(DeviceAssignment {
-                device_id: device_id.to_owned(),
-                assignment_id: row.try_get("assignment_id")?,
-                target: row.try_get("target")?,
-                version,
-                updated: row.try_get("updated")?,
-                update_type: row.try_get("update_type")?,
-            }),
-        };
+        let assignment = assignment_from_joined_row(&row, device_id)?;
         Ok(Some(PollState {
             revoked: row.try_get::<i64, _>("revoked")? != 0,
             assignment,
         }))
     }
+}
+
+/// The `device_assignments` columns of a row that LEFT JOINed them (`None` when the device has
+/// no assignment row).
+pub(crate) fn assignment_from_joined_row(
+    row: &sqlx::any::AnyRow,
+    device_id: &str,
+) -> Result<Option<DeviceAssignment>, DbError> {
+    let Some(version) = row.try_get::<Option<i64>, _>("version")? else {
+        return Ok(None);
+    };
+    Ok(Some(DeviceAssignment {
+        device_id: device_id.to_owned(),
+        assignment_id: row.try_get("assignment_id")?,
+        target: row.try_get("target")?,
+        version,
+        updated: row.try_get("updated")?,
+        update_type: row.try_get("update_type")?,
+        forced_at: row.try_get("forced_at")?,
+    }))
 }

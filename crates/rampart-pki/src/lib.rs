@@ -34,7 +34,8 @@ use std::path::Path;
 
 pub use ca::{CertificateAuthority, IssuedCert, validate_device_id};
 pub use tls::{
-    client_config, client_config_without_identity, server_config, server_config_without_client_auth,
+    client_config, client_config_without_identity, server_config,
+    server_config_optional_client_auth, server_config_without_client_auth,
 };
 pub use zeroize::Zeroizing;
 

@@ -44,6 +44,28 @@ pub fn server_config(
     client_ca_pem: &str,
     crls: &[String],
 ) -> Result<Arc<ServerConfig>> {
+    client_auth_config(server_cert_pem, server_key_pem, client_ca_pem, crls, false)
+}
+
+/// Like [`server_config`], but a client may also connect without a certificate (the hawkBit
+/// DDI listener, where devices may authenticate with tokens instead); a certificate that is
+/// presented must still chain to a client CA and not be revoked.
+pub fn server_config_optional_client_auth(
+    server_cert_pem: &str,
+    server_key_pem: &str,
+    client_ca_pem: &str,
+    crls: &[String],
+) -> Result<Arc<ServerConfig>> {
+    client_auth_config(server_cert_pem, server_key_pem, client_ca_pem, crls, true)
+}
+
+fn client_auth_config(
+    server_cert_pem: &str,
+    server_key_pem: &str,
+    client_ca_pem: &str,
+    crls: &[String],
+    optional: bool,
+) -> Result<Arc<ServerConfig>> {
     let chain = certificates(server_cert_pem, "server certificate")?;
     let key = private_key(server_key_pem, "server private key")?;
     let client_cas = certificates(client_ca_pem, "client CA certificate")?;
@@ -97,10 +119,14 @@ pub fn server_config(
     }
 
     let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .with_crls(crl_ders)
-        .only_check_end_entity_revocation()
-        .build()?;
+        .only_check_end_entity_revocation();
+    let verifier = if optional {
+        builder.allow_unauthenticated().build()?
+    } else {
+        builder.build()?
+    };
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)

@@ -364,7 +364,7 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
 
 /// Answers a request for the artifact `path` (below `targets/`) from `store`; `head_only` for
 /// `HEAD` (the store is asked for the size, no bytes are read).
-async fn serve_artifact(
+pub(crate) async fn serve_artifact(
     store: &ArtifactStore,
     path: &str,
     artifact: &Artifact,

@@ -112,6 +112,22 @@ pub(crate) struct ReportSinks {
     pub(crate) hooks: crate::webhooks::Webhooks,
 }
 
+impl ReportSinks {
+    /// Tells campaigns (gates) and the rollback-spike detector about a stored report.
+    pub(crate) async fn deliver(&self, report: &Report, now: i64) {
+        self.campaigns
+            .on_report(
+                &report.device_id,
+                &report.assignment,
+                &report.status,
+                &report.details,
+            )
+            .await;
+        self.hooks
+            .observe_report(&report.status, &report.device_id, now);
+    }
+}
+
 /// Shared state of the device API.
 pub(crate) struct DeviceApi {
     pub(crate) db: Db,
@@ -469,18 +485,7 @@ impl DeviceApi {
         match inserted {
             Ok(()) => {
                 Metrics::inc(&self.metrics.reports[request.status as usize]);
-                self.sinks
-                    .campaigns
-                    .on_report(
-                        &report.device_id,
-                        &report.assignment,
-                        &report.status,
-                        &report.details,
-                    )
-                    .await;
-                self.sinks
-                    .hooks
-                    .observe_report(&report.status, &report.device_id, now);
+                self.sinks.deliver(&report, now).await;
                 if let Some(mut data) = alert {
                     // Alerted as often as audited (at most once a minute per device).
                     data["device"] = Value::String(report.device_id.clone());

@@ -51,6 +51,7 @@
 pub mod artifact_store;
 pub mod audit;
 mod campaigns;
+mod ddi;
 mod delivery;
 mod device_api;
 pub mod director;
@@ -152,6 +153,12 @@ pub struct ServerConfig {
     pub refusal_summary_interval: Duration,
     /// Webhook delivery: timeouts, retries, concurrency, the rollback-spike detector.
     pub webhooks: webhooks::WebhookConfig,
+    /// Address of the hawkBit DDI API (HTTPS; devices authenticate with tokens or a device
+    /// certificate); `None` disables it.
+    pub ddi_listen: Option<SocketAddr>,
+    /// TLS configuration of the DDI API, normally from
+    /// [`rampart_pki::server_config_optional_client_auth`]; required with `ddi_listen`.
+    pub ddi_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -216,6 +223,8 @@ impl ServerConfig {
             director: None,
             refusal_summary_interval: audit::REFUSAL_SUMMARY_INTERVAL,
             webhooks: webhooks::WebhookConfig::default(),
+            ddi_listen: None,
+            ddi_tls: None,
         }
     }
 
@@ -240,6 +249,8 @@ impl ServerConfig {
             Some(
                 "artifact_store needs image_repo: the artifacts' metadata comes from the image repository (`rampart server --repo DIR --artifacts URL`)",
             )
+        } else if self.ddi_listen.is_some() && self.ddi_tls.is_none() {
+            Some("ddi_listen needs ddi_tls (the DDI API is HTTPS only)")
         } else if self.refusal_summary_interval.is_zero() {
             Some("refusal_summary_interval must not be zero")
         } else {
@@ -251,6 +262,9 @@ impl ServerConfig {
         }
     }
 }
+
+/// Open DDI connections at once (devices holding keep-alive connections).
+const DDI_MAX_CONNECTIONS: usize = 8192;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -294,6 +308,8 @@ pub struct Server {
     refusal_summary_interval: Duration,
     hooks: webhooks::Webhooks,
     campaigns: Arc<campaigns::Campaigns>,
+    ddi: Option<(operator_listener::OperatorListener, Arc<ddi::DdiApi>)>,
+    ddi_addr: Option<SocketAddr>,
 }
 
 impl fmt::Debug for Server {
@@ -366,6 +382,44 @@ impl Server {
             },
         ));
         let delivery = delivery::routes(&config, api.clone(), image_repo.clone())?;
+        let (ddi, ddi_addr) = match (config.ddi_listen, &config.ddi_tls) {
+            (Some(addr), Some(tls)) => {
+                let (listener, local) = bind(addr).await?;
+                let api = Arc::new(ddi::DdiApi {
+                    db: db.clone(),
+                    audit: audit.clone(),
+                    metrics: metrics.clone(),
+                    last_seen: last_seen.clone(),
+                    poll_interval_secs: config.poll_interval_secs,
+                    body_limits: http::BodyLimits {
+                        max_bytes: config.max_body_bytes,
+                        read_timeout: config.body_read_timeout,
+                    },
+                    repo: image_repo.clone(),
+                    artifacts: config.image_repo.as_ref().map(|dir| {
+                        config
+                            .artifact_store
+                            .clone()
+                            .unwrap_or_else(|| ArtifactStore::Local(dir.join("targets")))
+                    }),
+                    sinks: device_api::ReportSinks {
+                        campaigns: campaigns.clone(),
+                        hooks: hooks.clone(),
+                    },
+                    local_addr: local,
+                    module_lock: tokio::sync::Mutex::new(()),
+                });
+                let listener = operator_listener::OperatorListener::new(
+                    listener,
+                    tls.clone(),
+                    config.handshake_timeout,
+                    config.idle_timeout,
+                )
+                .with_max_connections(DDI_MAX_CONNECTIONS);
+                (Some((listener, api)), Some(local))
+            }
+            _ => (None, None),
+        };
         let (management, management_addr) = match (config.management_listen, &config.management_tls)
         {
             (Some(addr), Some(tls)) => {
@@ -409,7 +463,14 @@ impl Server {
             refusal_summary_interval: config.refusal_summary_interval,
             hooks,
             campaigns,
+            ddi,
+            ddi_addr,
         })
+    }
+
+    /// The bound address of the hawkBit DDI API, if configured.
+    pub fn ddi_addr(&self) -> Option<SocketAddr> {
+        self.ddi_addr
     }
 
     /// The webhook machinery: [`webhooks::Webhooks::emit`] queues an event for operators'
@@ -463,6 +524,7 @@ impl Server {
             refusal_summary_interval,
             hooks,
             campaigns,
+            ddi,
             ..
         } = self;
 
@@ -499,8 +561,20 @@ impl Server {
         let campaign_engine = tokio::spawn(campaigns.run(stop_rx.clone()));
         let hooks_grace = hooks.config().attempt_timeout + METRICS_SHUTDOWN_GRACE;
         let dispatcher = tokio::spawn(hooks.clone().run_dispatcher(stopped(stop_rx.clone())));
+        let ddi_server = ddi.map(|(listener, api)| {
+            tokio::spawn(
+                axum::serve(
+                    listener,
+                    ddi::router(api).into_make_service_with_connect_info::<ddi::DdiPeer>(),
+                )
+                .with_graceful_shutdown(stopped(stop_rx.clone()))
+                .into_future(),
+            )
+        });
         let management_server = management.map(|(listener, api)| {
-            let router = management::router(api.clone()).merge(webhooks::router(api, hooks));
+            let router = management::router(api.clone())
+                .merge(ddi::management_router(api.clone()))
+                .merge(webhooks::router(api, hooks));
             tokio::spawn(
                 axum::serve(listener, router)
                     .with_graceful_shutdown(stopped(stop_rx.clone()))
@@ -518,7 +592,11 @@ impl Server {
         // No request is in flight any more: write the last batch.
         let _ = flusher_stop_tx.send(true);
         let _ = flusher.await;
-        for mut task in metrics_server.into_iter().chain(management_server) {
+        for mut task in metrics_server
+            .into_iter()
+            .chain(management_server)
+            .chain(ddi_server)
+        {
             if tokio::time::timeout(METRICS_SHUTDOWN_GRACE, &mut task)
                 .await
                 .is_err()

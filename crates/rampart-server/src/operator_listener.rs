@@ -22,7 +22,21 @@ use crate::idle::IdleTimeout;
 /// Open management connections (including handshakes in progress) at once.
 pub const MAX_CONNECTIONS: usize = 256;
 
-type Handshake = Option<(TlsStream<TcpStream>, SocketAddr, OwnedSemaphorePermit)>;
+type Handshake = Option<(TlsStream<TcpStream>, SocketAddr, Slot)>;
+
+/// What a connection holds: its connection slot, and the device id of the client certificate
+/// it presented, if any (only the DDI listener asks for one, optionally; the management
+/// listener never does).
+#[derive(Debug)]
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    pub certificate_device: Option<String>,
+}
+
+fn certificate_device(tls: &TlsStream<TcpStream>) -> Option<String> {
+    let leaf = tls.get_ref().1.peer_certificates()?.first()?;
+    rampart_pki::device_id_from_cert(leaf)
+}
 
 pub struct OperatorListener {
     tcp: TcpListener,
@@ -49,6 +63,13 @@ impl OperatorListener {
             pending: JoinSet::new(),
         }
     }
+
+    /// At most `n` connections at once instead of [`MAX_CONNECTIONS`] (the DDI listener
+    /// serves devices, not a few operators).
+    pub fn with_max_connections(mut self, n: usize) -> Self {
+        self.slots = Arc::new(Semaphore::new(n.max(1)));
+        self
+    }
 }
 
 impl Listener for OperatorListener {
@@ -70,7 +91,10 @@ impl Listener for OperatorListener {
                                 let deadline = self.handshake_timeout;
                                 self.pending.spawn(async move {
                                     match tokio::time::timeout(deadline, acceptor.accept(tcp)).await {
-                                        Ok(Ok(tls)) => Some((tls, addr, permit)),
+                                        Ok(Ok(tls)) => {
+                                            let certificate_device = certificate_device(&tls);
+                                            Some((tls, addr, Slot { _permit: permit, certificate_device }))
+                                        }
                                         _ => None,
                                     }
                                 });
@@ -101,4 +125,4 @@ impl Listener for OperatorListener {
 
 /// An operator connection: holds its connection slot, and is closed once idle for the idle
 /// timeout (see [`crate::idle`]).
-pub type OperatorStream = IdleTimeout<TlsStream<TcpStream>, OwnedSemaphorePermit>;
+pub type OperatorStream = IdleTimeout<TlsStream<TcpStream>, Slot>;

@@ -156,6 +156,7 @@ impl Fixture {
         let addr = server.local_addr();
         let metrics_addr = server.metrics_addr().unwrap();
         let management_addr = server.management_addr();
+        let ddi_addr = server.ddi_addr();
         let metrics = server.metrics();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async {
@@ -165,6 +166,7 @@ impl Fixture {
             addr,
             metrics_addr,
             management_addr,
+            ddi_addr,
             metrics,
             stop,
             task,
@@ -177,6 +179,8 @@ pub struct Running {
     pub metrics_addr: SocketAddr,
     /// The management API, when the test enabled it.
     pub management_addr: Option<SocketAddr>,
+    /// The hawkBit DDI API, when the test enabled it.
+    pub ddi_addr: Option<SocketAddr>,
     pub metrics: Arc<Metrics>,
     pub stop: oneshot::Sender<()>,
     pub task: JoinHandle<Result<(), ServerError>>,

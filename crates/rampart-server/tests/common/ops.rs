@@ -197,9 +197,18 @@ async fn start_server(
     tweak: impl FnOnce(&mut rampart_server::ServerConfig),
 ) -> Running {
     let management_tls = fx.management_tls();
+    let ddi_tls = rampart_pki::server_config_optional_client_auth(
+        &fx.server_cert.cert_pem,
+        &fx.server_cert.key_pem,
+        fx.ca.cert_pem(),
+        &[crl.to_string()],
+    )
+    .unwrap();
     fx.start(&[crl.to_string()], |config| {
         config.management_listen = Some("127.0.0.1:0".parse().unwrap());
         config.management_tls = Some(management_tls);
+        config.ddi_listen = Some("127.0.0.1:0".parse().unwrap());
+        config.ddi_tls = Some(ddi_tls);
         config.image_repo = Some(repo_dir.to_path_buf());
         config.refusal_summary_interval = Duration::from_millis(200);
         tweak(config);

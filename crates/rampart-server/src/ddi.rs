@@ -1,0 +1,1627 @@
+//! The hawkBit Direct Device Integration (DDI) API v1, so existing SWUpdate, RAUC
+//! (rauc-hawkbit-updater) and other hawkBit clients update from Rampart unchanged.
+//!
+//! ```text
+//! GET  /{tenant}/controller/v1/{id}                                    poll
+//! GET  /{tenant}/controller/v1/{id}/deploymentBase/{action}           the deployment
+//! POST /{tenant}/controller/v1/{id}/deploymentBase/{action}/feedback  progress and result
+//! GET  /{tenant}/controller/v1/{id}/cancelAction/{action}             a withdrawal
+//! POST /{tenant}/controller/v1/{id}/cancelAction/{action}/feedback    its confirmation
+//! PUT  /{tenant}/controller/v1/{id}/configData                        attributes
+//! GET  /{tenant}/controller/v1/{id}/installedBase/{action}            the installed deployment
+//! GET  /{tenant}/controller/v1/{id}/softwaremodules/{m}/artifacts     a module's files
+//! GET|HEAD .../softwaremodules/{m}/artifacts/{file}[.MD5SUM]          download (Range)
+//! ```
+//!
+//! It is a front on the same inventory, assignments, campaigns and audit log as the native
+//! device API: a DDI action is one device's view of its current assignment (plain or
+//! campaign), opened when the device polls; DDI feedback is stored as native reports, so it
+//! counts toward campaign gates exactly as native reports do. Artifacts are the image
+//! repository's targets (any file: a `.swu`, a RAUC bundle), served only after their SHA-256
+//! matched the signed TUF metadata; their SHA-1 and MD5, which DDI clients check, are computed
+//! from the same bytes once. The protocol rules are pure (`rampart_ddi`); this module does the
+//! I/O. Authentication per tenant: `TargetToken`, `GatewayToken`, client certificate.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::serve::IncomingStream;
+use rampart_db::{
+    Db, DbError, DdiAction, DdiDeviceState, DdiFeedback, DdiModule, DdiTenant, NewAction, Report,
+};
+use rampart_ddi::action::cache_buster;
+use rampart_ddi::config_data::ConfigData;
+use rampart_ddi::wire::{
+    ActionHistory, Artifact as WireArtifact, CancelActionDoc, Chunk, Deployment, DeploymentBase,
+    ErrorBody, Feedback, Hashes, Link, Links, PollAnswer, StopId, md5sum_line, parse_lenient,
+};
+use rampart_ddi::{
+    ActionState, ActionType, Credential, FeedbackError, WindowState, cancel_feedback,
+    deployment_feedback, deployment_modes, parse_authorization,
+};
+use rampart_rollout::window::MaintenanceWindow;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::artifact_store::ArtifactStore;
+use crate::device_api::ReportSinks;
+use crate::device_api::unix_now;
+use crate::http::{ApiError, BodyLimits, read_body};
+use crate::image_repo::HostedRepo;
+use crate::last_seen::LastSeen;
+use crate::metrics::Metrics;
+use crate::operator_listener::OperatorListener;
+
+/// Longest controller id (hawkBit allows 256; Rampart device ids are stored up to 256 bytes).
+const MAX_CONTROLLER_ID: usize = 256;
+/// `actionHistory` returns at most this many messages.
+const MAX_HISTORY: usize = 100;
+
+/// Shared state of the DDI front.
+pub(crate) struct DdiApi {
+    pub(crate) db: Db,
+    pub(crate) audit: crate::audit::AuditWriter,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) last_seen: Arc<LastSeen>,
+    pub(crate) poll_interval_secs: u64,
+    pub(crate) body_limits: BodyLimits,
+    pub(crate) repo: Option<Arc<HostedRepo>>,
+    pub(crate) artifacts: Option<ArtifactStore>,
+    pub(crate) sinks: ReportSinks,
+    /// The listener's address, for links when a request has no usable `Host`.
+    pub(crate) local_addr: SocketAddr,
+    /// Computing a module's digests reads the whole artifact: once at a time.
+    pub(crate) module_lock: tokio::sync::Mutex<()>,
+}
+
+/// Who is on the other end of a DDI connection: its address and, if it presented a client
+/// certificate that chains to the device CA, the device id in it.
+#[derive(Debug, Clone)]
+pub struct DdiPeer {
+    pub remote_addr: SocketAddr,
+    pub certificate_device: Option<String>,
+}
+
+impl Connected<IncomingStream<'_, OperatorListener>> for DdiPeer {
+    fn connect_info(stream: IncomingStream<'_, OperatorListener>) -> Self {
+        DdiPeer {
+            remote_addr: *stream.remote_addr(),
+            certificate_device: stream.io().attached().certificate_device.clone(),
+        }
+    }
+}
+
+/// A DDI error: hawkBit's status codes, and its error document unless the status alone says
+/// it (hawkBit answers 410 and some 404s with no body).
+#[derive(Debug)]
+pub(crate) struct DdiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    empty: bool,
+}
+
+impl DdiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> DdiError {
+        DdiError {
+            status,
+            code,
+            message: message.into(),
+            empty: false,
+        }
+    }
+
+    fn empty(status: StatusCode) -> DdiError {
+        DdiError {
+            status,
+            code: "",
+            message: String::new(),
+            empty: true,
+        }
+    }
+
+    fn unauthorized(message: impl Into<String>) -> DdiError {
+        DdiError::new(
+            StatusCode::UNAUTHORIZED,
+            "hawkbit.server.error.unauthorized",
+            message,
+        )
+    }
+
+    fn not_found(message: impl Into<String>) -> DdiError {
+        DdiError::new(
+            StatusCode::NOT_FOUND,
+            "hawkbit.server.error.repo.entitiyNotFound",
+            message,
+        )
+    }
+
+    fn bad_body(message: impl Into<String>) -> DdiError {
+        DdiError::new(
+            StatusCode::BAD_REQUEST,
+            "hawkbit.server.error.rest.body.notReadable",
+            message,
+        )
+    }
+
+    fn unavailable(context: &str, e: impl std::fmt::Display) -> DdiError {
+        crate::log::error(context, json!({"error": e.to_string()}));
+        DdiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "rampart.storage_unavailable",
+            "the server could not complete this request; retry later",
+        )
+    }
+
+    fn db(context: &str, e: DbError) -> DdiError {
+        match e {
+            DbError::Invalid(m) => DdiError::new(
+                StatusCode::BAD_REQUEST,
+                "hawkbit.server.error.repo.constraintViolation",
+                m,
+            ),
+            DbError::UnknownDevice(d) => {
+                DdiError::not_found(format!("Target with given identifier {d} does not exist."))
+            }
+            other => DdiError::unavailable(context, other),
+        }
+    }
+}
+
+impl From<ApiError> for DdiError {
+    fn from(e: ApiError) -> DdiError {
+        let code = match e.status {
+            StatusCode::PAYLOAD_TOO_LARGE => "rampart.payload_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "rampart.unsupported_media_type",
+            StatusCode::REQUEST_TIMEOUT => "rampart.request_timeout",
+            StatusCode::RANGE_NOT_SATISFIABLE => "rampart.range_not_satisfiable",
+            StatusCode::SERVICE_UNAVAILABLE => "rampart.unavailable",
+            _ => "hawkbit.server.error.rest.body.notReadable",
+        };
+        DdiError::new(e.status, code, e.detail)
+    }
+}
+
+impl IntoResponse for DdiError {
+    fn into_response(self) -> Response {
+        if self.empty {
+            return self.status.into_response();
+        }
+        let body = ErrorBody {
+            exception_class: "io.rampart.ddi.DdiException".into(),
+            error_code: self.code.into(),
+            message: self.message,
+        };
+        crate::http::json_response(self.status, &body)
+    }
+}
+
+type Answer = Result<Response, DdiError>;
+
+fn ok_empty() -> Response {
+    // SWUpdate counts only 200, 206 and 226 as success: never 204.
+    (StatusCode::OK, "").into_response()
+}
+
+fn json_answer(value: &impl serde::Serialize) -> Answer {
+    let body =
+        serde_json::to_vec(value).map_err(|e| DdiError::unavailable("encoding a DDI answer", e))?;
+    Ok((
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/hal+json"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, s.as_bytes()))
+}
+
+/// Equal digests, compared in constant time.
+fn same_digest(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && !a.is_empty()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn check_controller(id: &str) -> Result<(), DdiError> {
+    if id.is_empty()
+        || id.len() > MAX_CONTROLLER_ID
+        || id.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(DdiError::new(
+            StatusCode::BAD_REQUEST,
+            "hawkbit.server.error.repo.constraintViolation",
+            format!("controller id must be 1 to {MAX_CONTROLLER_ID} characters without whitespace"),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_action_id(s: &str) -> Result<i64, DdiError> {
+    s.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+        DdiError::new(
+            StatusCode::BAD_REQUEST,
+            "hawkbit.server.error.rest.param.invalid",
+            format!("action id {s:?} is not a positive number"),
+        )
+    })
+}
+
+/// How the request authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuthBy {
+    TargetToken,
+    GatewayToken,
+    Certificate,
+}
+
+impl AuthBy {
+    fn as_str(self) -> &'static str {
+        match self {
+            AuthBy::TargetToken => "target_token",
+            AuthBy::GatewayToken => "gateway_token",
+            AuthBy::Certificate => "certificate",
+        }
+    }
+}
+
+/// An authenticated device.
+struct Caller {
+    id: String,
+    tenant: DdiTenant,
+    state: DdiDeviceState,
+}
+
+#[derive(Deserialize, Default)]
+struct HistoryQuery {
+    #[serde(rename = "actionHistory", default)]
+    action_history: Option<i64>,
+    /// The cache buster; must be a number if present (hawkBit: 400 otherwise).
+    #[serde(default)]
+    c: Option<String>,
+}
+
+impl DdiApi {
+    /// Checks the tenant, the credential and the device. `register`: a gateway token or a
+    /// certificate may bring an unknown controller into the inventory (the poll does).
+    async fn authenticate(
+        &self,
+        tenant: &str,
+        controller: &str,
+        headers: &HeaderMap,
+        peer: &DdiPeer,
+        register: bool,
+    ) -> Result<Caller, DdiError> {
+        check_controller(controller)?;
+        let tenant_row = self
+            .db
+            .ddi_tenant(tenant)
+            .await
+            .map_err(|e| DdiError::db("reading a DDI tenant", e))?
+            .ok_or_else(|| {
+                DdiError::unauthorized(format!(
+                    "unknown tenant {:?}; the operator creates tenants with `rampart ddi tenant create`",
+                    tenant.chars().take(64).collect::<String>()
+                ))
+            })?;
+        let header = headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or(""));
+        let by = match header.map(parse_authorization) {
+            Some(Some(Credential::Target(token))) => {
+                if !tenant_row.target_token {
+                    return Err(DdiError::unauthorized(format!(
+                        "TargetToken authentication is disabled for tenant {}",
+                        tenant_row.name
+                    )));
+                }
+                let state = self.state(controller).await?;
+                let member = state.as_ref().is_some_and(|s| {
+                    s.tenant.as_deref() == Some(tenant_row.name.as_str())
+                        && same_digest(&s.token_hash, &sha256_hex(token))
+                });
+                if !member {
+                    return Err(DdiError::unauthorized(format!(
+                        "the TargetToken is not {controller}'s in tenant {} (or {controller} has none; the operator issues one with `rampart ddi token`)",
+                        tenant_row.name
+                    )));
+                }
+                AuthBy::TargetToken
+            }
+            Some(Some(Credential::Gateway(token))) => {
+                if !tenant_row.gateway_token
+                    || !same_digest(&tenant_row.gateway_token_hash, &sha256_hex(token))
+                {
+                    return Err(DdiError::unauthorized(format!(
+                        "the GatewayToken is not tenant {}'s (or gateway tokens are disabled for it)",
+                        tenant_row.name
+                    )));
+                }
+                AuthBy::GatewayToken
+            }
+            Some(None) => {
+                return Err(DdiError::unauthorized(
+                    "unsupported Authorization header; send `TargetToken <token>` or `GatewayToken <token>`",
+                ));
+            }
+            None => match &peer.certificate_device {
+                Some(cert) if !tenant_row.mtls => {
+                    return Err(DdiError::unauthorized(format!(
+                        "client certificates ({cert}) are not accepted for tenant {}; send a TargetToken or GatewayToken",
+                        tenant_row.name
+                    )));
+                }
+                Some(cert) if cert != controller => {
+                    return Err(DdiError::unauthorized(format!(
+                        "the client certificate is device {cert}'s, not {controller}'s"
+                    )));
+                }
+                Some(_) => AuthBy::Certificate,
+                None => {
+                    return Err(DdiError::unauthorized(
+                        "no credentials: send `Authorization: TargetToken <token>` or `GatewayToken <token>`, or a device certificate",
+                    ));
+                }
+            },
+        };
+        let mut state = self.state(controller).await?;
+        let known_member = state
+            .as_ref()
+            .is_some_and(|s| s.tenant.as_deref() == Some(tenant_row.name.as_str()));
+        if let Some(other) = state.as_ref().and_then(|s| s.tenant.clone())
+            && other != tenant_row.name
+        {
+            return Err(DdiError::unauthorized(format!(
+                "{controller} belongs to another tenant"
+            )));
+        }
+        if !known_member {
+            if !register {
+                return Err(DdiError::not_found(format!(
+                    "Target with given identifier {controller} does not exist."
+                )));
+            }
+            self.join(controller, &tenant_row.name, by, peer).await?;
+            state = self.state(controller).await?;
+        }
+        let Some(state) = state else {
+            return Err(DdiError::not_found(format!(
+                "Target with given identifier {controller} does not exist."
+            )));
+        };
+        if state.revoked {
+            return Err(DdiError::new(
+                StatusCode::FORBIDDEN,
+                "rampart.device_revoked",
+                format!("device {controller} has been revoked by the fleet operator"),
+            ));
+        }
+        self.last_seen.record(controller, unix_now());
+        Ok(Caller {
+            id: controller.to_owned(),
+            tenant: tenant_row,
+            state,
+        })
+    }
+
+    async fn state(&self, controller: &str) -> Result<Option<DdiDeviceState>, DdiError> {
+        self.db
+            .ddi_device_state(controller)
+            .await
+            .map_err(|e| DdiError::db("reading a DDI device", e))
+    }
+
+    /// Registers a controller a gateway token or certificate vouched for (audited when new
+    /// to the inventory).
+    async fn join(
+        &self,
+        controller: &str,
+        tenant: &str,
+        by: AuthBy,
+        peer: &DdiPeer,
+    ) -> Result<(), DdiError> {
+        let now = unix_now();
+        let details = json!({"via": "ddi", "tenant": tenant, "authenticated_by": by.as_str(),
+            "remote_address": peer.remote_addr.ip().to_string()});
+        let (db, id, t) = (self.db.clone(), controller.to_owned(), tenant.to_owned());
+        let new = self
+            .audit
+            .write(
+                now,
+                &format!("device:{controller}"),
+                "device.enrolled",
+                controller,
+                details,
+                |line| {
+                    let (db, id, t) = (db.clone(), id.clone(), t.clone());
+                    async move { db.join_ddi_tenant(&id, &t, now, &line).await }
+                },
+            )
+            .await
+            .map_err(|e| DdiError::unavailable("registering a DDI device", e))?;
+        if new {
+            Metrics::inc(&self.metrics.devices_registered);
+        }
+        Ok(())
+    }
+
+    /// The device's maintenance window now: none, open or closed (open if any of its groups'
+    /// windows is open, as campaigns judge it).
+    async fn window(&self, device: &str, now: i64) -> Result<WindowState, DdiError> {
+        let windows = self
+            .db
+            .device_windows(device)
+            .await
+            .map_err(|e| DdiError::db("reading maintenance windows", e))?;
+        if windows.is_empty() {
+            return Ok(WindowState::NoWindow);
+        }
+        let open = windows.iter().any(|w| {
+            serde_json::from_str::<MaintenanceWindow>(w)
+                .ok()
+                .and_then(|w| w.compile().ok())
+                .is_some_and(|w| w.is_open(now))
+        });
+        Ok(if open {
+            WindowState::Open
+        } else {
+            WindowState::Closed
+        })
+    }
+
+    /// Brings the device's actions in line with its assignment: an open action whose
+    /// assignment was withdrawn or replaced is being cancelled; a current assignment without
+    /// an action gets one (unless it already ran to an end, or that release is installed).
+    /// Returns the active action.
+    async fn sync_action(&self, caller: &Caller, now: i64) -> Result<Option<DdiAction>, DdiError> {
+        let db_err = |e| DdiError::db("reading DDI actions", e);
+        let active = self
+            .db
+            .active_ddi_action(&caller.id)
+            .await
+            .map_err(db_err)?;
+        let assignment = caller
+            .state
+            .assignment
+            .clone()
+            .filter(|a| !a.target.is_empty());
+        if let Some(mut action) = active {
+            let current = assignment.as_ref().is_some_and(|a| {
+                a.assignment_id == action.assignment_id && a.version == action.assignment_version
+            });
+            if !current && action.state == ActionState::Open.as_str() {
+                self.db
+                    .cancel_ddi_action(action.id)
+                    .await
+                    .map_err(|e| DdiError::db("cancelling a DDI action", e))?;
+                action.state = ActionState::Canceling.as_str().into();
+            }
+            return Ok(Some(action));
+        }
+        let Some(a) = assignment else {
+            return Ok(None);
+        };
+        if self
+            .db
+            .ddi_action_for(&caller.id, &a.assignment_id, a.version)
+            .await
+            .map_err(db_err)?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        let installed = self
+            .db
+            .installed_ddi_action(&caller.id)
+            .await
+            .map_err(db_err)?;
+        if installed.is_some_and(|i| i.target == a.target) {
+            return Ok(None);
+        }
+        let module = match self.module(&a.target, now).await {
+            Ok(m) => m,
+            Err(e) => {
+                // The poll still answers (the device keeps its schedule); the operator sees why.
+                crate::log::error(
+                    "a DDI device's assigned release cannot be offered",
+                    json!({"device": caller.id, "target": a.target, "error": e.message}),
+                );
+                return Ok(None);
+            }
+        };
+        let action = self
+            .db
+            .open_ddi_action(&NewAction {
+                device_id: &caller.id,
+                assignment_id: &a.assignment_id,
+                assignment_version: a.version,
+                target: &a.target,
+                module_id: module.id,
+                update_type: &a.update_type,
+                forced_at: a.forced_at,
+                now,
+            })
+            .await
+            .map_err(|e| DdiError::db("opening a DDI action", e))?;
+        Ok(Some(action))
+    }
+
+    /// The release `target` as a software module: its digests are computed from the stored
+    /// artifact once, after its SHA-256 and length matched the signed metadata.
+    async fn module(&self, target: &str, now: i64) -> Result<DdiModule, DdiError> {
+        if let Some(m) = self
+            .db
+            .ddi_module_by_target(target)
+            .await
+            .map_err(|e| DdiError::db("reading a DDI module", e))?
+        {
+            return Ok(m);
+        }
+        let _one_at_a_time = self.module_lock.lock().await;
+        if let Some(m) = self
+            .db
+            .ddi_module_by_target(target)
+            .await
+            .map_err(|e| DdiError::db("reading a DDI module", e))?
+        {
+            return Ok(m);
+        }
+        let (repo, store) = self.repo_and_store()?;
+        let path = target.to_owned();
+        let artifacts = tokio::task::spawn_blocking(move || repo.artifacts(&path, now))
+            .await
+            .map_err(|e| DdiError::unavailable("reading the image repository", e))?
+            .map_err(|e| DdiError::unavailable("reading the image repository", e))?;
+        let Some(artifact) = artifacts.into_iter().find(|a| {
+            a.info.hashes.contains_key("sha256")
+                && a.info.hashes["sha256"].eq_ignore_ascii_case(&a.hash)
+        }) else {
+            return Err(DdiError::not_found(format!(
+                "the image repository has no target {target:?} with a SHA-256"
+            )));
+        };
+        let length = artifact.info.length;
+        let opened = store
+            .open(&artifact.file, 0, length)
+            .await
+            .map_err(|e| DdiError::unavailable("reading an artifact", e))?
+            .ok_or_else(|| {
+                DdiError::unavailable(
+                    "an artifact is missing from the artifact store",
+                    store.location(&artifact.file),
+                )
+            })?;
+        let mut stream = opened.stream;
+        let mut sha1 = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+        let mut sha256 = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut md5 = <md5::Md5 as md5::Digest>::new();
+        let mut seen = 0u64;
+        use futures_util::StreamExt as _;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| DdiError::unavailable("reading an artifact", e))?;
+            seen += chunk.len() as u64;
+            if seen > length {
+                break;
+            }
+            sha1.update(&chunk);
+            sha256.update(&chunk);
+            md5::Digest::update(&mut md5, &chunk);
+        }
+        let sha256 = hex::encode(sha256.finish());
+        if seen != length || !sha256.eq_ignore_ascii_case(&artifact.hash) {
+            return Err(DdiError::unavailable(
+                "a stored artifact does not match its signed metadata",
+                format!(
+                    "{}: {seen} bytes with SHA-256 {sha256}, the metadata says {length} bytes with {}",
+                    store.location(&artifact.file),
+                    artifact.hash
+                ),
+            ));
+        }
+        let version =
+            rampart_core::release::ReleaseInfo::from_custom(artifact.info.custom.as_ref())
+                .map(|r| r.version)
+                .unwrap_or_default();
+        let filename = target.rsplit('/').next().unwrap_or(target).to_owned();
+        let module = DdiModule {
+            id: 0,
+            target: target.to_owned(),
+            filename,
+            version,
+            size: length as i64,
+            sha1: hex::encode(sha1.finish()),
+            md5: hex::encode(md5::Digest::finalize(md5)),
+            sha256,
+        };
+        self.db
+            .insert_ddi_module(&module, now)
+            .await
+            .map_err(|e| DdiError::db("storing a DDI module", e))
+    }
+
+    fn repo_and_store(&self) -> Result<(Arc<HostedRepo>, ArtifactStore), DdiError> {
+        match (&self.repo, &self.artifacts) {
+            (Some(repo), Some(store)) => Ok((repo.clone(), store.clone())),
+            _ => Err(DdiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "rampart.no_image_repository",
+                "this server hosts no image repository (`rampart server --repo DIR`)",
+            )),
+        }
+    }
+
+    /// `https://host[:port]/{tenant}/controller/v1/{id}` for links: the request's `Host` if it
+    /// is a plain host name or address, else the listener's address.
+    fn base(&self, headers: &HeaderMap, tenant: &str, id: &str) -> String {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| {
+                !h.is_empty()
+                    && h.len() <= 255
+                    && h.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+            })
+            .map(str::to_owned)
+            .unwrap_or_else(|| self.local_addr.to_string());
+        format!("https://{host}/{tenant}/controller/v1/{}", utf8_percent(id))
+    }
+
+    /// The action `id` of this device, or 404.
+    async fn own_action(&self, caller: &Caller, id: i64) -> Result<DdiAction, DdiError> {
+        match self
+            .db
+            .ddi_action(id)
+            .await
+            .map_err(|e| DdiError::db("reading a DDI action", e))?
+        {
+            Some(a) if a.device_id == caller.id => Ok(a),
+            Some(_) => Err(DdiError::not_found(format!(
+                "Not a valid action ({id}) for target: {}",
+                caller.id
+            ))),
+            None => Err(DdiError::not_found(format!(
+                "Action with given identifier {id} does not exist."
+            ))),
+        }
+    }
+
+    async fn deployment_doc(
+        &self,
+        caller: &Caller,
+        action: &DdiAction,
+        base: &str,
+        history: Option<i64>,
+        now: i64,
+    ) -> Result<DeploymentBase, DdiError> {
+        let module = self
+            .db
+            .ddi_module(action.module_id)
+            .await
+            .map_err(|e| DdiError::db("reading a DDI module", e))?
+            .ok_or_else(|| DdiError::unavailable("a DDI action's module vanished", action.id))?;
+        let ty = ActionType::from_stored(&action.update_type, action.forced_at);
+        let modes = deployment_modes(ty, self.window(&caller.id, now).await?, now);
+        let action_history = match history {
+            None | Some(0) => None,
+            Some(n) => {
+                let limit = if n < 0 {
+                    MAX_HISTORY
+                } else {
+                    (n as usize).min(MAX_HISTORY)
+                };
+                let messages = self
+                    .db
+                    .ddi_action_messages(action.id, limit)
+                    .await
+                    .map_err(|e| DdiError::db("reading action messages", e))?;
+                let state = ActionState::parse(&action.state).unwrap_or(ActionState::Open);
+                (!messages.is_empty()).then(|| ActionHistory {
+                    status: state.hawkbit_status().into(),
+                    messages,
+                })
+            }
+        };
+        Ok(DeploymentBase {
+            id: action.id.to_string(),
+            deployment: Deployment {
+                download: modes.download,
+                update: modes.update,
+                maintenance_window: modes.window,
+                chunks: vec![Chunk {
+                    part: "os".into(),
+                    version: module.version.clone(),
+                    name: module.target.clone(),
+                    artifacts: vec![wire_artifact(base, &module)],
+                    metadata: Vec::new(),
+                }],
+            },
+            action_history,
+        })
+    }
+
+    /// Stores one feedback and tells campaigns and alerts about its native report.
+    async fn record(
+        &self,
+        caller: &Caller,
+        action: &DdiAction,
+        feedback: &Feedback,
+        new_state: ActionState,
+        report_status: Option<&'static str>,
+        note: Option<&'static str>,
+    ) -> Answer {
+        let messages = feedback.messages().map_err(|n| {
+            DdiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "hawkbit.server.error.quota.tooManyEntries",
+                format!(
+                    "Quota exceeded: {n} messages in one feedback; the maximum is {}.",
+                    rampart_ddi::wire::MAX_MESSAGES_PER_FEEDBACK
+                ),
+            )
+        })?;
+        let now = unix_now();
+        let report = match report_status {
+            None => None,
+            Some(status) => {
+                let id = crate::management::new_id("ddi")
+                    .map_err(|_| DdiError::unavailable("making a report id", "no randomness"))?;
+                let mut details = json!({
+                    "ddi": {
+                        "action": action.id,
+                        "execution": feedback.status.execution.as_str(),
+                        "finished": feedback.status.result.finished.as_str(),
+                        "messages": messages,
+                    },
+                    "target": action.target,
+                });
+                if status == "failed" {
+                    details["reason"] = json!("install_failed");
+                    details["detail"] = json!(messages.join("; "));
+                }
+                if let Some(note) = note {
+                    details["note"] = json!(note);
+                }
+                Some(Report {
+                    id,
+                    device_id: caller.id.clone(),
+                    assignment: action.assignment_id.clone(),
+                    status: status.into(),
+                    progress: 0,
+                    details,
+                    created: now,
+                })
+            }
+        };
+        self.db
+            .record_ddi_feedback(&DdiFeedback {
+                action_id: action.id,
+                expected_state: &action.state,
+                new_state: new_state.as_str(),
+                execution: feedback.status.execution.as_str(),
+                finished: feedback.status.result.finished.as_str(),
+                messages: &messages,
+                report: report.as_ref(),
+                now,
+            })
+            .await
+            .map_err(|e| match e {
+                DbError::Invalid(m) => DdiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "hawkbit.server.error.quota.tooManyEntries",
+                    m,
+                ),
+                DbError::Conflict(m) => DdiError::new(
+                    StatusCode::CONFLICT,
+                    "hawkbit.server.error.repo.concurrentModification",
+                    m,
+                ),
+                other => DdiError::db("storing DDI feedback", other),
+            })?;
+        if let Some(report) = report {
+            if let Some(i) = crate::device_api::ReportStatus::ALL
+                .iter()
+                .position(|s| s.as_str() == report.status)
+            {
+                Metrics::inc(&self.metrics.reports[i]);
+            }
+            self.sinks.deliver(&report, now).await;
+        }
+        Ok(ok_empty())
+    }
+}
+
+/// A module's artifact as DDI describes it: digests, size, and its download and MD5SUM links
+/// (the `-http` variants name the same HTTPS URL: clients fall back to them).
+fn wire_artifact(base: &str, module: &DdiModule) -> WireArtifact {
+    let file = format!(
+        "{base}/softwaremodules/{}/artifacts/{}",
+        module.id,
+        utf8_percent(&module.filename)
+    );
+    let mut links = Links::new();
+    links.insert("download".into(), Link::new(file.clone()));
+    links.insert("download-http".into(), Link::new(file.clone()));
+    links.insert("md5sum".into(), Link::new(format!("{file}.MD5SUM")));
+    links.insert("md5sum-http".into(), Link::new(format!("{file}.MD5SUM")));
+    WireArtifact {
+        filename: module.filename.clone(),
+        hashes: Hashes {
+            sha1: module.sha1.clone(),
+            md5: module.md5.clone(),
+            sha256: module.sha256.clone(),
+        },
+        size: module.size.max(0) as u64,
+        links,
+    }
+}
+
+/// Percent-encodes what a URL path segment cannot hold as is.
+fn utf8_percent(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The DDI routes.
+pub(crate) fn router(api: Arc<DdiApi>) -> Router {
+    let metrics = api.metrics.clone();
+    let base = "/{tenant}/controller/v1/{controller}";
+    Router::new()
+        .route(base, get(poll))
+        .route(
+            &format!("{base}/deploymentBase/{{action}}"),
+            get(deployment_base),
+        )
+        .route(
+            &format!("{base}/deploymentBase/{{action}}/feedback"),
+            post(deployment_feedback_route),
+        )
+        .route(
+            &format!("{base}/cancelAction/{{action}}"),
+            get(cancel_action),
+        )
+        .route(
+            &format!("{base}/cancelAction/{{action}}/feedback"),
+            post(cancel_feedback_route),
+        )
+        .route(&format!("{base}/configData"), put(config_data))
+        .route(
+            &format!("{base}/installedBase/{{action}}"),
+            get(installed_base),
+        )
+        .route(
+            &format!("{base}/softwaremodules/{{module}}/artifacts"),
+            get(module_artifacts),
+        )
+        .route(
+            &format!("{base}/softwaremodules/{{module}}/artifacts/{{file}}"),
+            get(artifact_file),
+        )
+        .with_state(api)
+        .fallback(|| async {
+            DdiError::new(
+                StatusCode::NOT_FOUND,
+                "rampart.not_found",
+                "no such DDI resource; the API is under /{tenant}/controller/v1/{controllerId}",
+            )
+        })
+        .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED })
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::track_requests,
+        ))
+}
+
+async fn poll(
+    State(api): State<Arc<DdiApi>>,
+    ConnectInfo(peer): ConnectInfo<DdiPeer>,
+    Path((tenant, controller)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    let caller = api
+        .authenticate(&tenant, &controller, &headers, &peer, true)
+        .await?;
+    Metrics::inc(&api.metrics.polls);
+    let now = unix_now();
+    let base = api.base(&headers, &caller.tenant.name, &caller.id);
+    let mut links = Links::new();
+    if let Some(action) = api.sync_action(&caller, now).await? {
+        if action.state == ActionState::Canceling.as_str() {
+            // No query string: SWUpdate appends `/feedback` to this link as text.
+            links.insert(
+                "cancelAction".into(),
+                Link::new(format!("{base}/cancelAction/{}", action.id)),
+            );
+        } else {
+            let window = api.window(&caller.id, now).await?;
+            // While the device's window is closed the deployment is held back: SWUpdate
+            // answers `update: skip` by closing the action as if installed.
+            if window != WindowState::Closed {
+                let ty = ActionType::from_stored(&action.update_type, action.forced_at);
+                let c = cache_buster(action.id as u64, deployment_modes(ty, window, now));
+                links.insert(
+                    "deploymentBase".into(),
+                    Link::new(format!("{base}/deploymentBase/{}?c={c}", action.id)),
+                );
+            }
+        }
+    }
+    if let Some(installed) = api
+        .db
+        .installed_ddi_action(&caller.id)
+        .await
+        .map_err(|e| DdiError::db("reading DDI actions", e))?
+    {
+        links.insert(
+            "installedBase".into(),
+            Link::new(format!("{base}/installedBase/{}", installed.id)),
+        );
+    }
+    if caller.state.request_attributes {
+        links.insert("configData".into(), Link::new(format!("{base}/configData")));
+    }
+    json_answer(&PollAnswer::new(api.poll_interval_secs, links))
+}
+
+fn check_c(q: &HistoryQuery) -> Result<(), DdiError> {
+    if let Some(c) = &q.c
+        && c.parse::<i64>().is_err()
+    {
+        return Err(DdiError::new(
+            StatusCode::BAD_REQUEST,
+            "hawkbit.server.error.rest.param.invalid",
+            format!("c must be a number, not {c:?}"),
+        ));
+    }
+    Ok(())
+}
+
+async fn deployment_base(
+    State(api): State<Arc<DdiApi>>,
+    ConnectInfo(peer): ConnectInfo<DdiPeer>,
+    Path((tenant, controller, action)): Path<(String, String, String)>,
+    Query(q): Query<HistoryQuery>,
+    headers: HeaderMap,
+) -> Answer {
+    let caller = api
+        .authenticate(&tenant, &controller, &headers, &peer, false)
+        .await?;
+    check_c(&q)?;
+    let action = api.own_action(&caller, parse_action_id(&action)?).await?;
+    if matches!(
+        ActionState::parse(&action.state),
+        Some(ActionState::Canceling | ActionState::Canceled)
+    ) {
+        return Err(DdiError::empty(StatusCode::NOT_FOUND));
+    }
+    let base = api.base(&headers, &caller.tenant.name, &caller.id);
+    let doc = api
+        .deployment_doc(&caller, &action, &base, q.action_history, unix_now())
+        .await?;
+    json_answer(&doc)
+}
+
+async fn installed_base(
+    State(api): State<Arc<DdiApi>>,
+    ConnectInfo(peer): ConnectInfo<DdiPeer>,
+    Path((tenant, controller, action)): Path<(String, String, String)>,
+    Query(q): Query<HistoryQuery>,
+    headers: HeaderMap,
+) -> Answer {
+    let caller = api
+        .authenticate(&tenant, &controller, &headers, &peer, false)
+        .await?;
+    let action = api.own_action(&caller, parse_action_id(&action)?).await?;
+    let state = ActionState::parse(&action.state).unwrap_or(ActionState::Open);
+    if state.is_active() || state == ActionState::Canceled {
+        return Err(DdiError::empty(StatusCode::NOT_FOUND));
+    }
+    let base = api.base(&headers, &caller.tenant.name, &caller.id);
+    let doc = api
+        .deployment_doc(&caller, &action, &base, q.action_history, unix_now())
+        .await?;
+    json_answer(&doc)
+}
+
+async fn feedback_body(
+    api: &DdiApi,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Feedback, DdiError> {
+    let bytes = read_body(headers, body, api.body_limits).await?;
+    parse_lenient::<Feedback>(&bytes).map_err(|e| {
+        DdiError::bad_body(format!(
+            "the feedback is not well formed ({e}); send {{\"status\": {{\"execution\": \"proceeding|closed|...\", \"result\": {{\"finished\": \"none|success|failure\"}}, \"details\": [...]}}}}"
+        ))
+    })
+}
+
+/// What both feedback routes need: the authenticated device, the parsed feedback, and the
+/// action (its own) with its state.
+struct FeedbackCall {
+    caller: Caller,
+    feedback: Feedback,
+    action: DdiAction,
+    state: ActionState,
+}
+
+async fn feedback_call(
+    api: &DdiApi,
+    peer: &DdiPeer,
+    (tenant, controller, action): (String, String, String),
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<FeedbackCall, DdiError> {
+    let caller = api
+        .authenticate(&tenant, &controller, headers, peer, false)
+        .await?;
+    let action_id = parse_action_id(&action)?;
+    let feedback = feedback_body(api, headers, body).await?;
+    let action = api.own_action(&caller, action_id).await?;
+    let state = ActionState::parse(&action.state).unwrap_or(ActionState::Error);
+    Ok(FeedbackCall {
+        caller,
+        feedback,
+        action,
+        state,
+    })
+}
+
+async fn deployment_feedback_route(
+    State(api): State<Arc<DdiApi>>,
+    ConnectInfo(peer): ConnectInfo<DdiPeer>,
+    Path(path): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let call = feedback_call(&api, &peer, path, &headers, body).await?;
+    let ty = ActionType::from_stored(&call.action.update_type, call.action.forced_at);
+    let effect = match deployment_feedback(
+        call.state,
+        ty,
+        call.feedback.status.execution,
+        call.feedback.status.result.finished,
+    ) {
+        Ok(effect) => effect,
+        // hawkBit: 410 Gone with no body for a closed action.
+        Err(FeedbackError::Closed) => return Err(DdiError::empty(StatusCode::GONE)),
+        Err(FeedbackError::NotCanceling) => {
+            return Err(DdiError::empty(StatusCode::METHOD_NOT_ALLOWED));
+        }
+    };
+    api.record(
+        &call.caller,
+        &call.action,
+        &call.feedback,
+        effect.state,
+        effect.report,
+        effect.note,
+    )
+    .await
+}
+
+async fn cancel_action(
+    State(api): State<Arc<DdiApi>>,
+    ConnectInfo(peer): ConnectInfo<DdiPeer>,
+    Path((tenant, controller, action)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    let caller = api
+        .authenticate(&tenant, &controller, &headers, &peer, false)
+        .await?;
+    let action = api.own_action(&caller, parse_action_id(&action)?).await?;
+    if !matches!(
+        ActionState::parse(&action.state),
+        Some(ActionState::Canceling | ActionState::Canceled)
+    ) {
+        return Err(DdiError::empty(StatusCode::NOT_FOUND));
+    }
+    json_answer(&CancelActionDoc {
+        id: action.id.to_string(),
+        cancel_action: StopId {
+            stop_id: action.id.to_string(),
+        },
+    })
+}
+
+async fn cancel_feedback_route(
+    State(api): State<Arc<DdiApi>>,
+    ConnectInfo(peer): ConnectInfo<DdiPeer>,
+    Path(path): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let call = feedback_call(&api, &peer, path, &headers, body).await?;
+    let effect = cancel_feedback(
+        call.state,
+        call.feedback.status.execution,
+        call.feedback.status.result.finished,
+    )
+    .map_err(|_| {
+        DdiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "hawkbit.server.error.action.notCancelable",
+            "The action is not in canceling state.",
+        )
+    })?;
+    api.record(
+        &call.caller,
+        &call.action,
+        &call.feedback,
+        effect.state,
+        effect.report_cancelled.then_some("cancelled"),
+        None,
+    )
+    .await
+}
+
+async fn config_data(
+    State(api): State<Arc<DdiApi>>,
+    ConnectInfo(peer): ConnectInfo<DdiPeer>,
+    Path((tenant, controller)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let caller = api
+        .authenticate(&tenant, &controller, &headers, &peer, false)
+        .await?;
+    let bytes = read_body(&headers, body, api.body_limits).await?;
+    let request: ConfigData = parse_lenient(&bytes).map_err(|e| {
+        DdiError::bad_body(format!(
+            "configData is not well formed ({e}); send {{\"mode\": \"merge|replace|remove\", \"data\": {{\"key\": \"value\"}}}}"
+        ))
+    })?;
+    let device = api
+        .db
+        .device(&caller.id)
+        .await
+        .map_err(|e| DdiError::db("reading a device", e))?
+        .ok_or_else(|| DdiError::not_found(format!("Target {} does not exist.", caller.id)))?;
+    let next =
+        rampart_ddi::apply_config_data(&device.facts.attributes, &request).map_err(
+            |e| match e {
+                rampart_ddi::ConfigDataError::TooMany(_) => DdiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "hawkbit.server.error.quota.tooManyEntries",
+                    e.to_string(),
+                ),
+                rampart_ddi::ConfigDataError::Empty => DdiError::bad_body(e.to_string()),
+                rampart_ddi::ConfigDataError::Invalid { .. } => DdiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "hawkbit.server.error.repo.invalidTargetAttributes",
+                    e.to_string(),
+                ),
+            },
+        )?;
+    api.db
+        .set_ddi_attributes(&caller.id, &next)
+        .await
+        .map_err(|e| DdiError::db("storing attributes", e))?;
+    Metrics::inc(&api.metrics.attribute_updates);
+    Ok(ok_empty())
+}
+
+/// The module `id` if it belongs to the device's active (open) or installed action.
+async fn assigned_module(api: &DdiApi, caller: &Caller, id: &str) -> Result<DdiModule, DdiError> {
+    let id = id.parse::<i64>().map_err(|_| {
+        DdiError::new(
+            StatusCode::BAD_REQUEST,
+            "hawkbit.server.error.rest.param.invalid",
+            format!("software module id {id:?} is not a number"),
+        )
+    })?;
+    let db_err = |e| DdiError::db("reading DDI actions", e);
+    let active = api.db.active_ddi_action(&caller.id).await.map_err(db_err)?;
+    let installed = api
+        .db
+        .installed_ddi_action(&caller.id)
+        .await
+        .map_err(db_err)?;
+    let assigned = active
+        .iter()
+        .filter(|a| a.state == ActionState::Open.as_str())
+        .chain(installed.iter())
+        .any(|a| a.module_id == id);
+    if !assigned {
+        return Err(DdiError::not_found(format!(
+            "No assignment found for SoftwareModule with id {{{id}}} to Target with id {{{}}}.",
+            caller.id
+        )));
+    }
+    api.db
+        .ddi_module(id)
+        .await
+        .map_err(|e| DdiError::db("reading a DDI module", e))?
+        .ok_or_else(|| DdiError::not_found(format!("SoftwareModule {id} does not exist.")))
+}
+
+async fn module_artifacts(
+    State(api): State<Arc<DdiApi>>,
+    ConnectInfo(peer): ConnectInfo<DdiPeer>,
+    Path((tenant, controller, module)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    let caller = api
+        .authenticate(&tenant, &controller, &headers, &peer, false)
+        .await?;
+    let module = assigned_module(&api, &caller, &module).await?;
+    let base = api.base(&headers, &caller.tenant.name, &caller.id);
+    json_answer(&vec![wire_artifact(&base, &module)])
+}
+
+async fn artifact_file(
+    State(api): State<Arc<DdiApi>>,
+    ConnectInfo(peer): ConnectInfo<DdiPeer>,
+    Path((tenant, controller, module, file)): Path<(String, String, String, String)>,
+    method: Method,
+    headers: HeaderMap,
+) -> Answer {
+    let caller = api
+        .authenticate(&tenant, &controller, &headers, &peer, false)
+        .await?;
+    let module = assigned_module(&api, &caller, &module).await?;
+    if file == format!("{}.MD5SUM", module.filename) {
+        let body = md5sum_line(&module.md5, &module.filename);
+        let disposition = HeaderValue::from_str(&format!(
+            "attachment;filename={}.MD5SUM",
+            utf8_percent(&module.filename)
+        ))
+        .map_err(|e| DdiError::unavailable("a content disposition", e))?;
+        return Ok((
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static("text/plain")),
+                (header::CONTENT_DISPOSITION, disposition),
+            ],
+            body,
+        )
+            .into_response());
+    }
+    if file != module.filename {
+        return Err(DdiError::empty(StatusCode::NOT_FOUND));
+    }
+    let (repo, store) = api.repo_and_store()?;
+    let target = module.target.clone();
+    let now = unix_now();
+    let artifacts = tokio::task::spawn_blocking(move || repo.artifacts(&target, now))
+        .await
+        .map_err(|e| DdiError::unavailable("reading the image repository", e))?
+        .map_err(|e| DdiError::unavailable("reading the image repository", e))?;
+    // The bytes served are the ones the signed metadata lists: same SHA-256 as the module.
+    let Some(artifact) = artifacts
+        .into_iter()
+        .find(|a| a.hash.eq_ignore_ascii_case(&module.sha256))
+    else {
+        return Err(DdiError::unavailable(
+            "a DDI module's release is no longer in the image repository",
+            &module.target,
+        ));
+    };
+    let mut response = crate::delivery::serve_artifact(
+        &store,
+        &artifact.file,
+        &artifact,
+        &headers,
+        method == Method::HEAD,
+    )
+    .await?;
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment;filename={}",
+        utf8_percent(&module.filename)
+    )) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Management: tenants and target tokens (`/api/v1/ddi/...`).
+
+/// A random token: 32 characters from `[A-Za-z0-9]` (hawkBit's form).
+pub(crate) fn new_token() -> Result<String, ApiError> {
+    use ring::rand::SecureRandom as _;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| ApiError::internal())?;
+    // 256 = 4 * 62 + 8: the first 8 characters come up 5 times in 256 instead of 4, which
+    // leaves 32 characters well above 180 bits of entropy.
+    Ok(bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect())
+}
+
+pub(crate) fn token_digest(token: &str) -> String {
+    sha256_hex(token)
+}
+
+use crate::management::{ManagementApi, Permission, write_error};
+
+/// Tenant settings as the API takes them; absent fields keep their value (or take the
+/// default when creating: target tokens on, gateway tokens and certificates off).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TenantRequest {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    target_token: Option<bool>,
+    #[serde(default)]
+    gateway_token: Option<bool>,
+    #[serde(default)]
+    mtls: Option<bool>,
+    /// Issue a new gateway token (the old one stops working).
+    #[serde(default)]
+    rotate_gateway_token: bool,
+}
+
+const TENANT_BODY: &str = r#"{"name": "DEFAULT", "target_token": true, "gateway_token": false, "mtls": false, "rotate_gateway_token": false}"#;
+
+/// The settings to store, and the new gateway token if one is issued (shown once).
+fn tenant_settings(
+    r: &TenantRequest,
+    current: Option<&DdiTenant>,
+) -> Result<(rampart_db::TenantSettings, Option<String>), ApiError> {
+    let target_token = r
+        .target_token
+        .unwrap_or(current.is_none_or(|t| t.target_token));
+    let gateway_token = r
+        .gateway_token
+        .unwrap_or(current.is_some_and(|t| t.gateway_token));
+    let mtls = r.mtls.unwrap_or(current.is_some_and(|t| t.mtls));
+    let has_token = current.is_some_and(|t| t.has_gateway_token);
+    let issue = r.rotate_gateway_token || (gateway_token && !has_token);
+    let token = issue.then(new_token).transpose()?;
+    Ok((
+        rampart_db::TenantSettings {
+            target_token,
+            gateway_token,
+            mtls,
+            gateway_token_hash: token.as_deref().map(token_digest),
+        },
+        token,
+    ))
+}
+
+fn tenant_answer(tenant: &DdiTenant, gateway_token: Option<String>) -> Value {
+    let mut v = json!({"tenant": tenant});
+    if let Some(t) = gateway_token {
+        v["gateway_token"] = json!(t);
+        v["note"] = json!("the gateway token is shown once; store it now");
+    }
+    v
+}
+
+async fn list_tenants(
+    State(api): State<Arc<ManagementApi>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers, Permission::Read).await?;
+    let tenants = api
+        .db
+        .ddi_tenants()
+        .await
+        .map_err(|e| crate::management::db_error("listing DDI tenants", e))?;
+    Ok(crate::http::json_response(
+        StatusCode::OK,
+        &json!({"tenants": tenants}),
+    ))
+}
+
+async fn create_tenant(
+    State(api): State<Arc<ManagementApi>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let caller = api.authorize(&headers, Permission::Admin).await?;
+    let r: TenantRequest = api.body(&headers, body, TENANT_BODY).await?;
+    let Some(name) = r.name.clone() else {
+        return Err(ApiError::invalid(format!(
+            "give the tenant a name: {TENANT_BODY}"
+        )));
+    };
+    let name = rampart_db::tenant_name(&name).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let (settings, token) = tenant_settings(&r, None)?;
+    let now = unix_now();
+    let details = json!({"target_token": settings.target_token, "gateway_token": settings.gateway_token, "mtls": settings.mtls});
+    let tenant = api
+        .audit
+        .write(
+            now,
+            &caller.actor(),
+            "ddi.tenant_created",
+            &name,
+            details,
+            |line| {
+                let (db, name, settings) = (api.db.clone(), name.clone(), settings.clone());
+                async move { db.create_ddi_tenant(&name, &settings, now, &line).await }
+            },
+        )
+        .await
+        .map_err(write_error("creating a DDI tenant"))?;
+    Ok(crate::http::json_response(
+        StatusCode::CREATED,
+        &tenant_answer(&tenant, token),
+    ))
+}
+
+async fn update_tenant(
+    State(api): State<Arc<ManagementApi>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let caller = api.authorize(&headers, Permission::Admin).await?;
+    let r: TenantRequest = api.body(&headers, body, TENANT_BODY).await?;
+    let unknown = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_tenant",
+            format!("no DDI tenant {name:?}; list them with GET /api/v1/ddi/tenants"),
+        )
+    };
+    let current = api
+        .db
+        .ddi_tenant(&name)
+        .await
+        .map_err(|e| crate::management::db_error("reading a DDI tenant", e))?
+        .ok_or_else(unknown)?;
+    if r.name
+        .as_deref()
+        .is_some_and(|n| !n.eq_ignore_ascii_case(&current.name))
+    {
+        return Err(ApiError::invalid("a tenant cannot be renamed"));
+    }
+    let (settings, token) = tenant_settings(&r, Some(&current))?;
+    let details = json!({"target_token": settings.target_token, "gateway_token": settings.gateway_token,
+        "mtls": settings.mtls, "gateway_token_rotated": token.is_some()});
+    let tenant = api
+        .audit
+        .write(
+            unix_now(),
+            &caller.actor(),
+            "ddi.tenant_updated",
+            &current.name,
+            details,
+            |line| {
+                let (db, name, settings) = (api.db.clone(), current.name.clone(), settings.clone());
+                async move { db.update_ddi_tenant(&name, &settings, &line).await }
+            },
+        )
+        .await
+        .map_err(write_error("updating a DDI tenant"))?
+        .ok_or_else(unknown)?;
+    Ok(crate::http::json_response(
+        StatusCode::OK,
+        &tenant_answer(&tenant, token),
+    ))
+}
+
+/// Issues a device's TargetToken (registering the device if new); the token is shown once.
+async fn issue_target_token(
+    State(api): State<Arc<ManagementApi>>,
+    Path((tenant, device)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct TokenRequest {
+        /// The device's hardware id (DDI clients do not report one).
+        #[serde(default)]
+        hardware_id: Option<String>,
+    }
+    let caller = api.authorize(&headers, Permission::Admin).await?;
+    let bytes = read_body(&headers, body, api.body_limits).await?;
+    let request: TokenRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        TokenRequest::default()
+    } else {
+        crate::http::parse_json(&bytes, r#"{"hardware_id": "board-a"}"#)?
+    };
+    check_controller(&device).map_err(|e| ApiError::invalid(e.message))?;
+    let tenant_row = api
+        .db
+        .ddi_tenant(&tenant)
+        .await
+        .map_err(|e| crate::management::db_error("reading a DDI tenant", e))?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_tenant",
+                format!("no DDI tenant {tenant:?}; create it first (POST /api/v1/ddi/tenants)"),
+            )
+        })?;
+    let token = new_token()?;
+    let digest = token_digest(&token);
+    let now = unix_now();
+    api.audit
+        .write(
+            now,
+            &caller.actor(),
+            "ddi.target_token_issued",
+            &device,
+            json!({"tenant": tenant_row.name, "hardware_id": request.hardware_id}),
+            |line| {
+                let (db, device, t, digest, hw) = (
+                    api.db.clone(),
+                    device.clone(),
+                    tenant_row.name.clone(),
+                    digest.clone(),
+                    request.hardware_id.clone(),
+                );
+                async move {
+                    db.set_ddi_target_token(&device, &t, &digest, hw.as_deref(), now, &line)
+                        .await
+                }
+            },
+        )
+        .await
+        .map_err(write_error("issuing a target token"))?;
+    Ok(crate::http::json_response(
+        StatusCode::CREATED,
+        &json!({"device": device, "tenant": tenant_row.name, "target_token": token,
+            "note": "the target token is shown once; configure it on the device now"}),
+    ))
+}
+
+/// A device's DDI actions, newest first.
+async fn device_actions(
+    State(api): State<Arc<ManagementApi>>,
+    Path(device): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers, Permission::Read).await?;
+    let actions = api
+        .db
+        .ddi_actions_of(&device, 100)
+        .await
+        .map_err(|e| crate::management::db_error("reading DDI actions", e))?;
+    Ok(crate::http::json_response(
+        StatusCode::OK,
+        &json!({"device": device, "actions": actions}),
+    ))
+}
+
+/// The management routes of the DDI front.
+pub(crate) fn management_router(api: Arc<ManagementApi>) -> Router {
+    let metrics = api.metrics.clone();
+    Router::new()
+        .route("/api/v1/ddi/tenants", get(list_tenants).post(create_tenant))
+        .route("/api/v1/ddi/tenants/{name}", put(update_tenant))
+        .route(
+            "/api/v1/ddi/tenants/{name}/devices/{id}/token",
+            post(issue_target_token),
+        )
+        .route("/api/v1/ddi/devices/{id}/actions", get(device_actions))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::track_requests,
+        ))
+        .with_state(api)
+}

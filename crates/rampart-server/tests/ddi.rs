@@ -1,0 +1,997 @@
+//! The hawkBit DDI API end to end, against embedded SQLite and PostgreSQL: every endpoint and
+//! authentication mode, the error cases (unknown tenant or controller, wrong token, feedback for
+//! a closed action, malformed or oversized JSON), cancellation, action types and maintenance
+//! windows, and DDI feedback counting toward a campaign's gate. Digests are checked here with
+//! independent implementations (ring for SHA-1/SHA-256, md-5 for MD5).
+
+mod common;
+
+use std::time::Duration;
+
+use common::ops::Ops;
+use common::*;
+use rustls::ClientConfig;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+on_both_backends!(
+    a_device_is_offered_a_deployment_downloads_it_and_reports,
+    every_authentication_mode_and_its_refusals,
+    bad_requests_are_refused_and_change_nothing,
+    a_withdrawn_assignment_is_cancelled_through_the_handshake,
+    action_types_and_maintenance_windows_set_the_modes,
+    ddi_feedback_counts_toward_campaign_gates,
+);
+
+const FIRMWARE: &str = "fw-1.0.0.bin";
+
+/// A DDI client: the DDI listener, TLS with or without a device certificate.
+struct Ddi {
+    addr: std::net::SocketAddr,
+    tls: Arc<ClientConfig>,
+    auth: Option<String>,
+}
+
+impl Ddi {
+    async fn send(&self, method: &str, path: &str, body: &[u8]) -> Response {
+        let mut conn = Conn::new(tls_connect(self.addr, &self.tls).await.unwrap());
+        let mut headers = vec![];
+        if let Some(a) = &self.auth {
+            headers.push(("Authorization", a.as_str()));
+        }
+        conn.send(method, path, &headers, body).await.unwrap()
+    }
+
+    async fn get(&self, path: &str) -> Response {
+        self.send("GET", path, b"").await
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Response {
+        self.send("POST", path, body.to_string().as_bytes()).await
+    }
+
+    async fn put(&self, path: &str, body: &Value) -> Response {
+        self.send("PUT", path, body.to_string().as_bytes()).await
+    }
+}
+
+fn json_of(r: &Response) -> Value {
+    serde_json::from_slice(&r.body).unwrap_or_else(|_| {
+        panic!(
+            "not JSON ({}): {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        )
+    })
+}
+
+/// The path of an absolute link (`https://host/path` → `/path`).
+fn path_of(href: &Value) -> String {
+    let href = href.as_str().expect("a link");
+    let rest = href.strip_prefix("https://").expect("an https link");
+    rest[rest.find('/').unwrap()..].to_owned()
+}
+
+fn feedback(execution: &str, finished: &str, details: &[&str]) -> Value {
+    json!({"id": 1, "time": "20261121T120000",
+        "status": {"execution": execution, "result": {"finished": finished, "progress": {"cnt": 3, "of": 0}},
+                   "details": details}})
+}
+
+impl Ops {
+    fn ddi(&self, auth: Option<String>) -> Ddi {
+        Ddi {
+            addr: self.server.ddi_addr.expect("the DDI listener"),
+            tls: self.operator_tls.clone(),
+            auth,
+        }
+    }
+
+    async fn admin_call(&self, method: &str, path: &str, body: Value) -> Value {
+        let r = self.call(&self.admin, method, path, Some(&body)).await;
+        assert!(r.status == 200 || r.status == 201, "{method} {path}: {r:?}");
+        r.json()
+    }
+
+    /// Creates tenant DEFAULT (target tokens on) and issues `device` (board-a) a TargetToken.
+    async fn ddi_device(&self, device: &str) -> String {
+        let r = self
+            .call(
+                &self.admin,
+                "POST",
+                "/api/v1/ddi/tenants",
+                Some(&json!({"name": "default"})),
+            )
+            .await;
+        assert!(r.status == 201 || r.status == 409, "{r:?}");
+        let t = self
+            .admin_call(
+                "POST",
+                &format!("/api/v1/ddi/tenants/DEFAULT/devices/{device}/token"),
+                json!({"hardware_id": "board-a"}),
+            )
+            .await;
+        format!("TargetToken {}", t["target_token"].as_str().unwrap())
+    }
+
+    async fn assign(&self, target: &str, devices: &[&str], kind: &str) -> String {
+        let r = self
+            .call(
+                &self.operator,
+                "POST",
+                "/api/v1/assignments",
+                Some(&json!({"target": target, "devices": devices, "type": kind})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{r:?}");
+        r.json()["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn reports_of(&self, device: &str) -> Vec<Value> {
+        let r = self
+            .call(
+                &self.viewer,
+                "GET",
+                &format!("/api/v1/reports?device={device}"),
+                None,
+            )
+            .await;
+        r.json()["reports"].as_array().unwrap().clone()
+    }
+}
+
+async fn poll(ddi: &Ddi, device: &str) -> Value {
+    let r = ddi.get(&format!("/DEFAULT/controller/v1/{device}")).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    json_of(&r)
+}
+
+fn hex_digest(alg: &'static ring::digest::Algorithm, data: &[u8]) -> String {
+    hex::encode(ring::digest::digest(alg, data))
+}
+
+async fn a_device_is_offered_a_deployment_downloads_it_and_reports(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+    let token = ops.ddi_device("ddi-1").await;
+    let ddi = ops.ddi(Some(token));
+
+    // Nothing assigned: the poll says how long to sleep and asks for attributes.
+    let p = poll(&ddi, "ddi-1").await;
+    assert_eq!(p["config"]["polling"]["sleep"], "00:05:00", "{p}");
+    assert!(p["_links"].get("deploymentBase").is_none(), "{p}");
+    let config_data = path_of(&p["_links"]["configData"]["href"]);
+
+    // configData as SWUpdate sends it (replace, extra fields), then the link goes away.
+    let r = ddi
+        .put(
+            &config_data,
+            &json!({"id": "", "time": "20261121T120000", "mode": "replace",
+                "status": {"result": {"finished": "success"}, "execution": "closed", "details": [""]},
+                "data": {"board": "rampart-ci", "hwRevision": "1.0"}}),
+        )
+        .await;
+    assert_eq!((r.status, r.body.len()), (200, 0), "{r:?}");
+    let device = ops
+        .call(&ops.viewer, "GET", "/api/v1/devices/ddi-1", None)
+        .await
+        .json();
+    assert_eq!(
+        device["device"]["attributes"]["board"], "rampart-ci",
+        "{device}"
+    );
+    let p = poll(&ddi, "ddi-1").await;
+    assert!(p.get("_links").is_none(), "{p}");
+
+    // An assignment becomes an action.
+    let assignment = ops.assign(FIRMWARE, &["ddi-1"], "forced").await;
+    let p = poll(&ddi, "ddi-1").await;
+    let href = p["_links"]["deploymentBase"]["href"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        href.contains("/DEFAULT/controller/v1/ddi-1/deploymentBase/") && href.contains("?c="),
+        "{href}"
+    );
+    let r = ddi
+        .get(&path_of(&p["_links"]["deploymentBase"]["href"]))
+        .await;
+    assert_eq!(r.status, 200);
+    let d = json_of(&r);
+    let action = d["id"].as_str().unwrap().to_owned();
+    assert_eq!(d["deployment"]["download"], "forced", "{d}");
+    assert_eq!(d["deployment"]["update"], "forced", "{d}");
+    assert!(d["deployment"].get("maintenanceWindow").is_none(), "{d}");
+    let chunk = &d["deployment"]["chunks"][0];
+    assert_eq!(chunk["part"], "os");
+    assert_eq!(chunk["version"], "1.0.0");
+    let artifact = &chunk["artifacts"][0];
+    assert_eq!(artifact["filename"], FIRMWARE);
+    let bytes = std::fs::read(ops.repo_dir.path().join(FIRMWARE)).unwrap();
+    assert_eq!(artifact["size"], bytes.len());
+    assert_eq!(
+        artifact["hashes"]["sha1"],
+        hex_digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &bytes)
+    );
+    assert_eq!(
+        artifact["hashes"]["sha256"],
+        hex_digest(&ring::digest::SHA256, &bytes)
+    );
+    let md5 = hex::encode(<md5::Md5 as md5::Digest>::digest(&bytes));
+    assert_eq!(artifact["hashes"]["md5"], md5);
+
+    // Downloads: whole, a range, the MD5SUM file, the module's artifact list.
+    let download = path_of(&artifact["_links"]["download"]["href"]);
+    assert_eq!(
+        download,
+        path_of(&artifact["_links"]["download-http"]["href"])
+    );
+    let r = ddi.get(&download).await;
+    assert_eq!((r.status, &r.body), (200, &bytes));
+    let mut conn = Conn::new(tls_connect(ddi.addr, &ddi.tls).await.unwrap());
+    let auth = ddi.auth.clone().unwrap();
+    let r = conn
+        .send(
+            "GET",
+            &download,
+            &[("Authorization", &auth), ("Range", "bytes=10-")],
+            b"",
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.status, &r.body[..]), (206, &bytes[10..]));
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 10-{}/{}", bytes.len() - 1, bytes.len()).as_str())
+    );
+    let r = ddi
+        .get(&path_of(&artifact["_links"]["md5sum"]["href"]))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        String::from_utf8(r.body).unwrap(),
+        format!("{md5}  {FIRMWARE}")
+    );
+    let list_path = download.rsplit_once('/').unwrap().0.to_owned();
+    let list = json_of(&ddi.get(&list_path).await);
+    assert_eq!(list[0]["filename"], FIRMWARE, "{list}");
+    assert_eq!(ddi.get(&format!("{list_path}/other.bin")).await.status, 404);
+
+    // Feedback: progress, then success; each is a native report of the assignment.
+    let fb = format!("/DEFAULT/controller/v1/ddi-1/deploymentBase/{action}/feedback");
+    let r = ddi
+        .post(
+            &fb,
+            &feedback(
+                "proceeding",
+                "none",
+                &["Installing Update Chunk Artifacts."],
+            ),
+        )
+        .await;
+    assert_eq!((r.status, r.body.len()), (200, 0), "{r:?}");
+    let r = ddi
+        .post(&fb, &feedback("closed", "success", &["Update Installed."]))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let reports = ops.reports_of("ddi-1").await;
+    assert_eq!(reports[0]["status"], "installed", "{reports:#?}");
+    assert_eq!(reports[0]["assignment"], assignment.as_str());
+    assert_eq!(reports[1]["status"], "installing");
+    let progress = ops
+        .call(
+            &ops.viewer,
+            "GET",
+            &format!("/api/v1/assignments/{assignment}"),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(
+        progress["devices_by_last_status"],
+        json!({"installed": 1}),
+        "{progress}"
+    );
+
+    // Closed: feedback is gone (410, no body), the poll offers installedBase and configData.
+    let r = ddi.post(&fb, &feedback("proceeding", "none", &[])).await;
+    assert_eq!((r.status, r.body.len()), (410, 0));
+    let p = poll(&ddi, "ddi-1").await;
+    assert!(p["_links"].get("deploymentBase").is_none(), "{p}");
+    assert!(p["_links"].get("configData").is_some(), "{p}");
+    let installed = json_of(
+        &ddi.get(&path_of(&p["_links"]["installedBase"]["href"]))
+            .await,
+    );
+    assert_eq!(installed["id"], action.as_str());
+    // The installed release stays downloadable; the history holds the device's messages.
+    assert_eq!(ddi.get(&download).await.status, 200);
+    let with_history = json_of(
+        &ddi.get(&format!(
+            "/DEFAULT/controller/v1/ddi-1/installedBase/{action}?actionHistory=10"
+        ))
+        .await,
+    );
+    assert_eq!(with_history["actionHistory"]["status"], "FINISHED");
+    assert_eq!(
+        with_history["actionHistory"]["messages"],
+        json!(["Update Installed.", "Installing Update Chunk Artifacts."])
+    );
+    // The audit log still verifies with the DDI records in it.
+    let actions: Vec<String> = ops
+        .audit_records()
+        .await
+        .into_iter()
+        .map(|r| r.action)
+        .collect();
+    assert!(
+        actions.contains(&"ddi.target_token_issued".to_string()),
+        "{actions:?}"
+    );
+}
+
+async fn every_authentication_mode_and_its_refusals(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+    let token = ops.ddi_device("ddi-t").await;
+    let with = |auth: Option<&str>| ops.ddi(auth.map(str::to_owned));
+    let base = "/DEFAULT/controller/v1";
+
+    // TargetToken: the right one works, for its own device only; tenants are case-blind.
+    assert_eq!(
+        with(Some(&token))
+            .get(&format!("{base}/ddi-t"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        with(Some(&token))
+            .get("/default/controller/v1/ddi-t")
+            .await
+            .status,
+        200
+    );
+    for (auth, path) in [
+        (None, format!("{base}/ddi-t")),
+        (Some("TargetToken wrong"), format!("{base}/ddi-t")),
+        (Some(token.as_str()), format!("{base}/someone-else")),
+        (
+            Some(token.as_str()),
+            "/NOPE/controller/v1/ddi-t".to_string(),
+        ),
+        (Some("Bearer abc"), format!("{base}/ddi-t")),
+    ] {
+        let r = with(auth).get(&path).await;
+        assert_eq!(r.status, 401, "{auth:?} {path}: {r:?}");
+        let e = json_of(&r);
+        assert!(!e["message"].as_str().unwrap().is_empty(), "{e}");
+    }
+    let unknown = json_of(&with(Some(&token)).get("/NOPE/controller/v1/ddi-t").await);
+    assert!(
+        unknown["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown tenant"),
+        "{unknown}"
+    );
+    // A TargetToken never registers a device.
+    assert!(ops.fx.db.device("someone-else").await.unwrap().is_none());
+
+    // GatewayToken: off until enabled; then any controller id of the tenant, new ones registered.
+    let r = with(Some("GatewayToken x"))
+        .get(&format!("{base}/gw-1"))
+        .await;
+    assert_eq!(r.status, 401);
+    let t = ops
+        .admin_call(
+            "PUT",
+            "/api/v1/ddi/tenants/DEFAULT",
+            json!({"gateway_token": true}),
+        )
+        .await;
+    let gateway = format!("GatewayToken {}", t["gateway_token"].as_str().unwrap());
+    assert_eq!(t["tenant"]["gateway_token"], true, "{t}");
+    assert!(
+        t["tenant"].get("gateway_token_hash").is_none(),
+        "the digest is never shown: {t}"
+    );
+    assert_eq!(
+        with(Some(&gateway))
+            .get(&format!("{base}/gw-1"))
+            .await
+            .status,
+        200
+    );
+    assert!(
+        ops.fx.db.device("gw-1").await.unwrap().is_some(),
+        "registered on its first poll"
+    );
+    // Other endpoints do not register.
+    let r = with(Some(&gateway))
+        .put(
+            &format!("{base}/gw-2/configData"),
+            &json!({"data": {"a": "b"}}),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{r:?}");
+    assert!(ops.fx.db.device("gw-2").await.unwrap().is_none());
+    // Rotation: the old gateway token stops working.
+    let t = ops
+        .admin_call(
+            "PUT",
+            "/api/v1/ddi/tenants/DEFAULT",
+            json!({"rotate_gateway_token": true}),
+        )
+        .await;
+    assert_eq!(
+        with(Some(&gateway))
+            .get(&format!("{base}/gw-1"))
+            .await
+            .status,
+        401
+    );
+    let gateway = format!("GatewayToken {}", t["gateway_token"].as_str().unwrap());
+    assert_eq!(
+        with(Some(&gateway))
+            .get(&format!("{base}/gw-1"))
+            .await
+            .status,
+        200
+    );
+    // TargetTokens can be turned off per tenant.
+    ops.admin_call(
+        "PUT",
+        "/api/v1/ddi/tenants/DEFAULT",
+        json!({"target_token": false}),
+    )
+    .await;
+    assert_eq!(
+        with(Some(&token))
+            .get(&format!("{base}/ddi-t"))
+            .await
+            .status,
+        401
+    );
+    ops.admin_call(
+        "PUT",
+        "/api/v1/ddi/tenants/DEFAULT",
+        json!({"target_token": true}),
+    )
+    .await;
+
+    // Device certificates: refused until the tenant accepts them; only for their own id.
+    let cert = Ddi {
+        addr: ops.server.ddi_addr.unwrap(),
+        tls: ops.fx.device("cert-1"),
+        auth: None,
+    };
+    assert_eq!(cert.get(&format!("{base}/cert-1")).await.status, 401);
+    ops.admin_call("PUT", "/api/v1/ddi/tenants/DEFAULT", json!({"mtls": true}))
+        .await;
+    assert_eq!(cert.get(&format!("{base}/cert-1")).await.status, 200);
+    assert_eq!(cert.get(&format!("{base}/cert-2")).await.status, 401);
+    // A certificate from another CA is refused by TLS itself.
+    let stranger = rampart_pki::CertificateAuthority::generate("Other CA", 30).unwrap();
+    let foreign = stranger.issue_device("cert-1", 30).unwrap();
+    let foreign_tls =
+        rampart_pki::client_config(ops.fx.ca.cert_pem(), &foreign.cert_pem, &foreign.key_pem)
+            .unwrap();
+    let failed = async {
+        let mut conn = Conn::new(tls_connect(ops.server.ddi_addr.unwrap(), &foreign_tls).await?);
+        conn.send("GET", &format!("{base}/cert-1"), &[], b"").await
+    }
+    .await;
+    assert!(failed.is_err(), "{failed:?}");
+
+    // A device of another tenant is not reachable through this one.
+    ops.admin_call("POST", "/api/v1/ddi/tenants", json!({"name": "plant-2"}))
+        .await;
+    let other = ops
+        .admin_call(
+            "POST",
+            "/api/v1/ddi/tenants/PLANT-2/devices/p2-dev/token",
+            json!({}),
+        )
+        .await;
+    let other = format!("TargetToken {}", other["target_token"].as_str().unwrap());
+    assert_eq!(
+        with(Some(&other))
+            .get("/PLANT-2/controller/v1/p2-dev")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        with(Some(&other))
+            .get(&format!("{base}/p2-dev"))
+            .await
+            .status,
+        401
+    );
+    let r = ops
+        .call(
+            &ops.admin,
+            "POST",
+            "/api/v1/ddi/tenants/DEFAULT/devices/p2-dev/token",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 409, "{r:?}");
+
+    // Revoked devices are refused (403), whatever the credential.
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            "/api/v1/devices/ddi-t/revoke",
+            Some(&json!({"reason": "stolen"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        with(Some(&token))
+            .get(&format!("{base}/ddi-t"))
+            .await
+            .status,
+        403
+    );
+
+    // Controller ids with whitespace are refused before anything else.
+    assert_eq!(
+        with(Some(&gateway))
+            .get(&format!("{base}/a%20b"))
+            .await
+            .status,
+        400
+    );
+
+    // Only admins manage tenants and tokens; viewers may list.
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            "/api/v1/ddi/tenants",
+            Some(&json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{r:?}");
+    let r = ops
+        .call(&ops.viewer, "GET", "/api/v1/ddi/tenants", None)
+        .await;
+    assert_eq!(r.json()["tenants"].as_array().unwrap().len(), 2);
+    let r = ops
+        .call(
+            &ops.admin,
+            "POST",
+            "/api/v1/ddi/tenants",
+            Some(&json!({"name": "bad name"})),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{r:?}");
+}
+
+async fn bad_requests_are_refused_and_change_nothing(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+    let token = ops.ddi_device("ddi-b").await;
+    let other_token = ops.ddi_device("ddi-c").await;
+    let ddi = ops.ddi(Some(token));
+    ops.assign(FIRMWARE, &["ddi-b", "ddi-c"], "forced").await;
+    let p = poll(&ddi, "ddi-b").await;
+    let action = json_of(
+        &ddi.get(&path_of(&p["_links"]["deploymentBase"]["href"]))
+            .await,
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other = ops.ddi(Some(other_token));
+    let p = poll(&other, "ddi-c").await;
+    let other_action = json_of(
+        &other
+            .get(&path_of(&p["_links"]["deploymentBase"]["href"]))
+            .await,
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let base = "/DEFAULT/controller/v1/ddi-b";
+    let fb = format!("{base}/deploymentBase/{action}/feedback");
+
+    let malformed = ddi.send("POST", &fb, b"{\"status\": ").await;
+    assert_eq!(malformed.status, 400);
+    assert_eq!(
+        json_of(&malformed)["errorCode"],
+        "hawkbit.server.error.rest.body.notReadable"
+    );
+    for bad in [
+        json!({"status": {"execution": "exploded", "result": {"finished": "none"}}}),
+        json!({"status": {"execution": "closed"}}),
+        json!({}),
+    ] {
+        assert_eq!(ddi.post(&fb, &bad).await.status, 400, "{bad}");
+    }
+    let huge = vec![b' '; 512 * 1024];
+    assert_eq!(ddi.send("POST", &fb, &huge).await.status, 413);
+    let many: Vec<String> = (0..60).map(|i| format!("line {i}")).collect();
+    let r = ddi
+        .post(&fb, &json!({"status": {"execution": "proceeding", "result": {"finished": "none"}, "details": many}}))
+        .await;
+    assert_eq!(r.status, 429, "{r:?}");
+    assert_eq!(
+        json_of(&r)["errorCode"],
+        "hawkbit.server.error.quota.tooManyEntries"
+    );
+    // Unknown, foreign and malformed action ids.
+    let ok = feedback("proceeding", "none", &[]);
+    assert_eq!(
+        ddi.post(&format!("{base}/deploymentBase/999999/feedback"), &ok)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        ddi.post(
+            &format!("{base}/deploymentBase/{other_action}/feedback"),
+            &ok
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        ddi.get(&format!("{base}/deploymentBase/{other_action}"))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        ddi.get(&format!("{base}/deploymentBase/abc")).await.status,
+        400
+    );
+    assert_eq!(
+        ddi.get(&format!("{base}/deploymentBase/{action}?c=xyz"))
+            .await
+            .status,
+        400
+    );
+    // Somebody else's module is not downloadable.
+    assert_eq!(
+        ddi.get(&format!("{base}/softwaremodules/424242/artifacts"))
+            .await
+            .status,
+        404
+    );
+    // configData: empty, invalid keys, non-string values, bad mode.
+    for bad in [
+        json!({"data": {}}),
+        json!({"data": {"k`": "v"}}),
+        json!({"data": {"n": 1}}),
+        json!({"mode": "append", "data": {"a": "b"}}),
+    ] {
+        assert_eq!(
+            ddi.put(&format!("{base}/configData"), &bad).await.status,
+            400,
+            "{bad}"
+        );
+    }
+    // Wrong methods.
+    assert_eq!(ddi.send("POST", base, b"{}").await.status, 405);
+    assert_eq!(ddi.get(&format!("{base}/configData")).await.status, 405);
+    // None of it changed anything: the action is still open with no feedback, no reports.
+    let a = ops
+        .fx
+        .db
+        .ddi_action(action.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((a.state.as_str(), a.statuses), ("open", 0));
+    assert!(ops.reports_of("ddi-b").await.is_empty());
+    let device = ops.fx.db.device("ddi-b").await.unwrap().unwrap();
+    assert!(device.facts.attributes.is_empty(), "{device:?}");
+    // And a valid feedback still works afterwards.
+    assert_eq!(ddi.post(&fb, &ok).await.status, 200);
+}
+
+async fn a_withdrawn_assignment_is_cancelled_through_the_handshake(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+    let ddi = ops.ddi(Some(ops.ddi_device("ddi-x").await));
+    let assignment = ops.assign(FIRMWARE, &["ddi-x"], "forced").await;
+    let p = poll(&ddi, "ddi-x").await;
+    let deployment = path_of(&p["_links"]["deploymentBase"]["href"]);
+    let action = json_of(&ddi.get(&deployment).await)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let base = "/DEFAULT/controller/v1/ddi-x";
+    // Cancel feedback before a cancellation: 405.
+    let confirm = json!({"id": 1, "time": "20261121T120000", "status": {"result": {"finished": "success"},
+        "execution": "closed", "details": ["cancellation acknowledged."]}});
+    let r = ddi
+        .post(&format!("{base}/cancelAction/{action}/feedback"), &confirm)
+        .await;
+    assert_eq!(r.status, 405);
+    assert_eq!(
+        json_of(&r)["errorCode"],
+        "hawkbit.server.error.action.notCancelable"
+    );
+    assert_eq!(
+        ddi.get(&format!("{base}/cancelAction/{action}"))
+            .await
+            .status,
+        404
+    );
+
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            &format!("/api/v1/assignments/{assignment}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let p = poll(&ddi, "ddi-x").await;
+    let href = p["_links"]["cancelAction"]["href"].as_str().unwrap();
+    assert!(
+        !href.contains('?'),
+        "SWUpdate appends /feedback to it: {href}"
+    );
+    assert!(p["_links"].get("deploymentBase").is_none(), "{p}");
+    let c = json_of(
+        &ddi.get(&path_of(&p["_links"]["cancelAction"]["href"]))
+            .await,
+    );
+    assert_eq!(c, json!({"id": action, "cancelAction": {"stopId": action}}));
+    assert_eq!(ddi.get(&deployment).await.status, 404);
+    // SWUpdate posts to `<cancelAction href>/feedback`.
+    let r = ddi
+        .post(
+            &format!("{}/feedback", path_of(&p["_links"]["cancelAction"]["href"])),
+            &confirm,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let a = ops
+        .fx
+        .db
+        .ddi_action(action.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.state, "canceled");
+    assert_eq!(ops.reports_of("ddi-x").await[0]["status"], "cancelled");
+    let p = poll(&ddi, "ddi-x").await;
+    assert!(
+        p["_links"].get("cancelAction").is_none() && p["_links"].get("deploymentBase").is_none(),
+        "{p}"
+    );
+    // Deployment feedback for the cancelled action: gone.
+    let r = ddi
+        .post(
+            &format!("{base}/deploymentBase/{action}/feedback"),
+            &feedback("closed", "success", &[]),
+        )
+        .await;
+    assert_eq!(r.status, 410);
+
+    // A refused cancellation (`rejected`) puts the action back: the device finishes it.
+    let again = ops.assign(FIRMWARE, &["ddi-x"], "forced").await;
+    let p = poll(&ddi, "ddi-x").await;
+    let action2 = json_of(
+        &ddi.get(&path_of(&p["_links"]["deploymentBase"]["href"]))
+            .await,
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(action2, action);
+    ops.call(
+        &ops.operator,
+        "POST",
+        &format!("/api/v1/assignments/{again}/cancel"),
+        None,
+    )
+    .await;
+    poll(&ddi, "ddi-x").await;
+    let r = ddi
+        .post(
+            &format!("{base}/cancelAction/{action2}/feedback"),
+            &feedback("rejected", "none", &["too late"]),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let r = ddi
+        .post(
+            &format!("{base}/deploymentBase/{action2}/feedback"),
+            &feedback("closed", "success", &[]),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(ops.reports_of("ddi-x").await[0]["status"], "installed");
+}
+
+async fn action_types_and_maintenance_windows_set_the_modes(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+    let ddi = ops.ddi(Some(ops.ddi_device("ddi-m").await));
+    let modes = |d: &Value| {
+        (
+            d["deployment"]["download"].as_str().unwrap().to_owned(),
+            d["deployment"]["update"].as_str().unwrap().to_owned(),
+            d["deployment"]["maintenanceWindow"]
+                .as_str()
+                .map(str::to_owned),
+        )
+    };
+    let deployment = async |ddi: &Ddi| -> Option<Value> {
+        let p = poll(ddi, "ddi-m").await;
+        let link = p["_links"].get("deploymentBase")?;
+        Some(json_of(&ddi.get(&path_of(&link["href"])).await))
+    };
+    ops.assign(FIRMWARE, &["ddi-m"], "soft").await;
+    let d = deployment(&ddi).await.unwrap();
+    assert_eq!(modes(&d), ("attempt".into(), "attempt".into(), None));
+    // Download only: `downloaded` closes it, counted as downloaded.
+    ops.assign("fw-2.0.0.bin", &["ddi-m"], "download_only")
+        .await;
+    // The soft action is withdrawn first.
+    let p = poll(&ddi, "ddi-m").await;
+    let cancel = path_of(&p["_links"]["cancelAction"]["href"]);
+    let r = ddi
+        .post(
+            &format!("{cancel}/feedback"),
+            &feedback("closed", "success", &[]),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let d = deployment(&ddi).await.unwrap();
+    assert_eq!(modes(&d), ("forced".into(), "skip".into(), None));
+    let id = d["id"].as_str().unwrap();
+    let fb = format!("/DEFAULT/controller/v1/ddi-m/deploymentBase/{id}/feedback");
+    assert_eq!(
+        ddi.post(&fb, &feedback("downloaded", "success", &[]))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(ops.reports_of("ddi-m").await[0]["status"], "downloaded");
+    assert_eq!(
+        ddi.post(&fb, &feedback("closed", "success", &[]))
+            .await
+            .status,
+        410
+    );
+
+    // Maintenance windows: a closed window holds the deployment back, an open one says so.
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            "/api/v1/groups",
+            Some(&json!({"name": "line-9"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            "/api/v1/groups/line-9/members",
+            Some(&json!({"add": ["ddi-m"]})),
+        )
+        .await;
+    assert!(r.status < 300, "{r:?}");
+    let minute = (unix_now() / 60 + 30) % 60;
+    let closed =
+        json!({"cron": format!("{minute} * * * *"), "duration_secs": 60, "timezone": "UTC"});
+    let r = ops
+        .call(
+            &ops.operator,
+            "PUT",
+            "/api/v1/groups/line-9/maintenance-window",
+            Some(&closed),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    ops.assign(FIRMWARE, &["ddi-m"], "forced").await;
+    assert!(
+        deployment(&ddi).await.is_none(),
+        "held back while the window is closed"
+    );
+    let open = json!({"cron": "* * * * *", "duration_secs": 120, "timezone": "UTC"});
+    ops.call(
+        &ops.operator,
+        "PUT",
+        "/api/v1/groups/line-9/maintenance-window",
+        Some(&open),
+    )
+    .await;
+    let d = deployment(&ddi).await.unwrap();
+    assert_eq!(
+        modes(&d),
+        ("forced".into(), "forced".into(), Some("available".into()))
+    );
+}
+
+async fn ddi_feedback_counts_toward_campaign_gates(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+    let good = ops.ddi(Some(ops.ddi_device("ddi-g").await));
+    let bad = ops.ddi(Some(ops.ddi_device("ddi-f").await));
+    let spec = json!({"name": "ddi rollout", "release": FIRMWARE,
+        "targets": {"devices": ["ddi-g", "ddi-f"]},
+        "phases": {"canary": {"devices": 2}},
+        "gate": {"min_success_pct": 90, "max_failure_pct": 10, "min_results": 1},
+        "on_breach": "pause"});
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            "/api/v1/campaigns",
+            Some(&json!({"spec": spec, "start": true})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    let mut actions = Vec::new();
+    for (ddi, device) in [(&good, "ddi-g"), (&bad, "ddi-f")] {
+        // The engine assigns within a tick.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let link = loop {
+            let p = poll(ddi, device).await;
+            if let Some(l) = p["_links"].get("deploymentBase") {
+                break l.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no deployment for {device}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let d = json_of(&ddi.get(&path_of(&link["href"])).await);
+        actions.push(d["id"].as_str().unwrap().to_owned());
+    }
+    let fb = |device: &str, action: &str| {
+        format!("/DEFAULT/controller/v1/{device}/deploymentBase/{action}/feedback")
+    };
+    let r = good
+        .post(
+            &fb("ddi-g", &actions[0]),
+            &feedback("closed", "success", &[]),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let r = bad
+        .post(
+            &fb("ddi-f", &actions[1]),
+            &feedback(
+                "closed",
+                "failure",
+                &["ERROR : HASH mismatch", "No suitable .swu image found"],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let c = loop {
+        let c = ops
+            .call(&ops.viewer, "GET", &format!("/api/v1/campaigns/{id}"), None)
+            .await
+            .json();
+        if c["status"] == "paused" {
+            break c;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gate did not halt: {c:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(c["state"]["halt"]["by"], "gate", "{c:#}");
+    let total = &c["figures"]["total"];
+    assert_eq!(
+        (total["succeeded"].as_u64(), total["failed"].as_u64()),
+        (Some(1), Some(1)),
+        "{c:#}"
+    );
+    assert_eq!(total["failure_reasons"]["install_failed"], 1, "{c:#}");
+}
