@@ -3,7 +3,8 @@
 # SoftHSM2 (PKCS#11 tests), faketime (tuf-conformance), python-tuf (interoperability test),
 # moto (an S3-compatible server for the artifact-store tests), PostgreSQL (server storage tests
 # run against SQLite and PostgreSQL), grub-common (grub-editenv) and libubootenv-tool
-# (fw_printenv/fw_setenv) for the bootloader-environment interoperability tests.
+# (fw_printenv/fw_setenv) for the bootloader-environment interoperability tests, and swupdate
+# (with openssl and cpio to build signed .swu images) for the hawkBit DDI interoperability test.
 # Set TUF_CONFORMANCE_DIR to a checkout of theupdateframework/tuf-conformance (v2.4.0 or later)
 # to run the public conformance suite too; see docs/conformance.md.
 set -euo pipefail
@@ -19,13 +20,16 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v grub-editenv >/dev/null || missing+=(grub-common)
 command -v fw_printenv >/dev/null && command -v fw_setenv >/dev/null || missing+=(libubootenv-tool)
+command -v swupdate >/dev/null || missing+=(swupdate)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v cpio >/dev/null || missing+=(cpio)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}" >/dev/null
 else
-    echo "softhsm2, faketime, python3-venv, postgresql, grub-common and libubootenv-tool present"
+    echo "softhsm2, faketime, python3-venv, postgresql, grub-common, libubootenv-tool, swupdate, openssl and cpio present"
 fi
 
 step "python packages (python-tuf for the interoperability test and benchmark, moto for the artifact-store tests)"

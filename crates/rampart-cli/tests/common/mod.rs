@@ -48,6 +48,9 @@ pub struct ServerChild {
     child: std::process::Child,
     /// What followed the listening prefix on its standard output (an address or URL).
     pub listening: String,
+    /// Standard-output lines not read yet, and the ones read.
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
 }
 
 impl ServerChild {
@@ -74,29 +77,55 @@ impl ServerChild {
             .expect("the rampart binary starts");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
-        // Reads the listening line, then drains stdout until the process dies.
+        // Forwards every line until the process dies.
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix(prefix) {
-                    let _ = tx.send(rest.trim().to_string());
-                }
+                let _ = tx.send(line);
             }
         });
-        match rx.recv_timeout(timeout) {
-            Ok(listening) => ServerChild { child, listening },
-            Err(e) => {
-                let _ = child.kill();
-                let status = child.wait();
+        let mut server = ServerChild {
+            child,
+            listening: String::new(),
+            lines: rx,
+            seen: Vec::new(),
+        };
+        match server.line_after(prefix, timeout) {
+            Some(listening) => {
+                server.listening = listening;
+                server
+            }
+            None => {
+                let _ = server.child.kill();
+                let status = server.child.wait();
                 let args: Vec<String> = args
                     .iter()
                     .map(|a| a.as_ref().to_string_lossy().into_owned())
                     .collect();
                 panic!(
-                    "`rampart {}` did not start listening ({e}; exit status {status:?}); its stderr:\n{}",
+                    "`rampart {}` did not start listening (exit status {status:?}); its stderr:\n{}",
                     args.join(" "),
                     tail(stderr_log)
                 );
+            }
+        }
+    }
+
+    /// What follows `prefix` on the first standard-output line that starts with it (already
+    /// printed, or printed within `timeout`).
+    pub fn line_after(&mut self, prefix: &str, timeout: std::time::Duration) -> Option<String> {
+        let found = |line: &str| line.strip_prefix(prefix).map(|r| r.trim().to_string());
+        if let Some(hit) = self.seen.iter().find_map(|l| found(l)) {
+            return Some(hit);
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self.lines.recv_timeout(left).ok()?;
+            let hit = found(&line);
+            self.seen.push(line);
+            if hit.is_some() {
+                return hit;
             }
         }
     }
