@@ -9,6 +9,12 @@
 //! connection. After a warm-up it measures for `--duration` seconds: polls per second and the
 //! client-side latency of each poll; then the server's peak RSS (VmHWM) and, after the server
 //! stopped, the database bytes per device (growth over the empty, migrated database).
+//!
+//! `--api ddi` polls the hawkBit DDI API instead (`GET /DEFAULT/controller/v1/{id}` with each
+//! device's `TargetToken`, over TLS without a client certificate, as SWUpdate polls); `--api
+//! both` measures native and then DDI polls against the same server, database and connection
+//! count in each round, so the two figures come from one run. DDI answers carry no ETag (DDI
+//! clients send no If-None-Match), so compare them with native `--no-etag` figures.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -34,6 +40,16 @@ const GOAL_POLLS_PER_SEC: f64 = 10_000.0;
 const GOAL_P99_MS: f64 = 50.0;
 /// Devices per seeding transaction (one progress step).
 const SEED_CHUNK: usize = 5_000;
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ApiChoice {
+    /// The native device API (mutual TLS).
+    Native,
+    /// The hawkBit DDI API (TargetToken).
+    Ddi,
+    /// Native, then DDI, against the same server in each round.
+    Both,
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendChoice {
@@ -72,6 +88,26 @@ pub struct ServerBenchArgs {
     /// Never send If-None-Match: every poll gets the full 200 answer instead of a 304.
     #[arg(long)]
     no_etag: bool,
+    /// Which device API to poll.
+    #[arg(long, value_enum, default_value = "native")]
+    api: ApiChoice,
+}
+
+/// The APIs `--api` asks for, in measuring order.
+fn apis(a: &ApiChoice) -> &'static [ApiChoice] {
+    match a {
+        ApiChoice::Native => &[ApiChoice::Native],
+        ApiChoice::Ddi => &[ApiChoice::Ddi],
+        ApiChoice::Both => &[ApiChoice::Native, ApiChoice::Ddi],
+    }
+}
+
+fn api_name(a: ApiChoice) -> &'static str {
+    match a {
+        ApiChoice::Native => "native",
+        ApiChoice::Ddi => "ddi",
+        ApiChoice::Both => "both",
+    }
 }
 
 /// A figure of the summary: its name, how to read it from a round, its decimals.
@@ -135,34 +171,42 @@ pub fn run(a: ServerBenchArgs) -> anyhow::Result<()> {
         a.rounds
     );
 
-    let mut results = Vec::new();
+    let mut results: Vec<(String, Vec<Round>)> = Vec::new();
     for &backend in backends {
-        let name = backend_name(backend);
-        let mut rounds = Vec::new();
+        let backend_label = backend_name(backend);
         for r in 1..=a.rounds {
-            let round = run_round(&a, backend, postgres_url.as_deref(), &pki, work.path(), r)
-                .with_context(|| format!("{name} round {r}"))?;
-            println!(
-                "{name} round {r}/{}: seeded in {:.1} s; {:.0} polls/s, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, server peak RSS {:.1} MiB, {:.0} DB bytes/device, server CPU {:.2} cores, client CPU {:.2} cores",
-                a.rounds,
-                round.seed_secs,
-                round.polls_per_sec,
-                round.p50_ms,
-                round.p99_ms,
-                round.max_ms,
-                round.rss_mib,
-                round.bytes_per_device,
-                round.server_cpu,
-                round.client_cpu
-            );
-            rounds.push(round);
+            let measured = run_round(&a, backend, postgres_url.as_deref(), &pki, work.path(), r)
+                .with_context(|| format!("{backend_label} round {r}"))?;
+            for (api, round) in measured {
+                let name = if a.api == ApiChoice::Native {
+                    backend_label.to_string()
+                } else {
+                    format!("{backend_label}/{}", api_name(api))
+                };
+                println!(
+                    "{name} round {r}/{}: seeded in {:.1} s; {:.0} polls/s, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, server peak RSS {:.1} MiB, {:.0} DB bytes/device, server CPU {:.2} cores, client CPU {:.2} cores",
+                    a.rounds,
+                    round.seed_secs,
+                    round.polls_per_sec,
+                    round.p50_ms,
+                    round.p99_ms,
+                    round.max_ms,
+                    round.rss_mib,
+                    round.bytes_per_device,
+                    round.server_cpu,
+                    round.client_cpu
+                );
+                match results.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, rounds)) => rounds.push(round),
+                    None => results.push((name, vec![round])),
+                }
+            }
         }
-        results.push((name, rounds));
     }
 
     println!();
     println!(
-        "{:<10} {:<24} {:>12} {:>12} {:>12}",
+        "{:<16} {:<24} {:>12} {:>12} {:>12}",
         "backend", "figure", "median", "min", "max"
     );
     let figures: [Figure; 8] = [
@@ -180,7 +224,7 @@ pub fn run(a: ServerBenchArgs) -> anyhow::Result<()> {
             let values: Vec<f64> = rounds.iter().map(get).collect();
             let s = stats(&values);
             println!(
-                "{name:<10} {figure:<24} {:>12.d$} {:>12.d$} {:>12.d$}",
+                "{name:<16} {figure:<24} {:>12.d$} {:>12.d$} {:>12.d$}",
                 s.median,
                 s.min,
                 s.max,
@@ -189,6 +233,24 @@ pub fn run(a: ServerBenchArgs) -> anyhow::Result<()> {
         }
     }
     println!();
+    if a.api == ApiChoice::Both {
+        for &backend in backends {
+            let label = backend_name(backend);
+            let median = |api: &str| {
+                results
+                    .iter()
+                    .find(|(n, _)| *n == format!("{label}/{api}"))
+                    .map(|(_, rounds)| {
+                        stats(&rounds.iter().map(|r| r.polls_per_sec).collect::<Vec<_>>()).median
+                    })
+                    .unwrap_or(f64::NAN)
+            };
+            println!(
+                "{label}: DDI polls/s are {:.2} x native polls/s (medians, same server and load)",
+                median("ddi") / median("native")
+            );
+        }
+    }
     for (name, rounds) in &results {
         let polls = stats(&rounds.iter().map(|r| r.polls_per_sec).collect::<Vec<_>>()).median;
         let p99 = stats(&rounds.iter().map(|r| r.p99_ms).collect::<Vec<_>>()).median;
@@ -218,6 +280,9 @@ struct Pki {
     crl_path: PathBuf,
     /// (device id, client configuration) per connection.
     clients: Vec<(String, Arc<ClientConfig>)>,
+    /// TLS without a client certificate, for DDI connections.
+    token_client: Arc<ClientConfig>,
+    admin_token_file: PathBuf,
 }
 
 fn device_id(i: usize) -> String {
@@ -236,6 +301,8 @@ impl Pki {
             key_path: dir.join("server.key"),
             crl_path: dir.join("crl.pem"),
             clients: Vec::with_capacity(connections),
+            token_client: rampart_pki::client_config_without_identity(ca.cert_pem())?,
+            admin_token_file: dir.join("admin.token"),
         };
         std::fs::write(&pki.ca_path, ca.cert_pem())?;
         std::fs::write(&pki.cert_path, &server.cert_pem)?;
@@ -339,7 +406,7 @@ fn run_round(
     pki: &Pki,
     work: &Path,
     round: usize,
-) -> anyhow::Result<Round> {
+) -> anyhow::Result<Vec<(ApiChoice, Round)>> {
     let name = backend_name(backend);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(a.client_threads.max(1))
@@ -389,7 +456,7 @@ fn round_on(
     work: &Path,
     name: &str,
     round: usize,
-) -> anyhow::Result<Round> {
+) -> anyhow::Result<Vec<(ApiChoice, Round)>> {
     // Seed: the empty, migrated database is the baseline of the bytes per device.
     let seed_start = Instant::now();
     let baseline = rt.block_on(async {
@@ -424,11 +491,35 @@ fn round_on(
     let seed_secs = seed_start.elapsed().as_secs_f64();
 
     let log = work.join(format!("server-{name}-{round}.log"));
-    let mut server = ServerProcess::start(db.url(), pki, &log)?;
-    let load = rt.block_on(generate_load(a, pki, server.addr, server.pid()));
+    let with_ddi = a.api != ApiChoice::Native;
+    if with_ddi {
+        admin_token(db.url(), &pki.admin_token_file)?;
+    }
+    let mut server = ServerProcess::start(db.url(), pki, &log, with_ddi)?;
+    let mut loads = Vec::new();
+    for &api in apis(&a.api) {
+        let load = match api {
+            ApiChoice::Ddi => rt.block_on(async {
+                let tokens = ddi_tokens(pki, &server).await?;
+                generate_load(a, pki, &Target::Ddi(server.ddi_addr, tokens), server.pid()).await
+            }),
+            _ => rt.block_on(generate_load(
+                a,
+                pki,
+                &Target::Native(server.addr),
+                server.pid(),
+            )),
+        };
+        match load {
+            Ok(load) => loads.push((api, load)),
+            Err(e) => {
+                let _ = server.stop();
+                return Err(e.context(server_log_tail(&log)));
+            }
+        }
+    }
     let rss = peak_rss_kib(server.pid());
     let stopped = server.stop();
-    let load = load.with_context(|| server_log_tail(&log))?;
     stopped.with_context(|| server_log_tail(&log))?;
     let rss_kib = rss.context("reading the server's VmHWM")?;
 
@@ -446,17 +537,84 @@ fn round_on(
             a.devices
         );
     }
-    Ok(Round {
-        seed_secs,
-        polls_per_sec: load.polls_per_sec,
-        p50_ms: load.p50_ms,
-        p99_ms: load.p99_ms,
-        max_ms: load.max_ms,
-        rss_mib: rss_kib as f64 / 1024.0,
-        bytes_per_device: after.1.saturating_sub(baseline) as f64 / a.devices as f64,
-        server_cpu: load.server_cpu,
-        client_cpu: load.client_cpu,
+    Ok(loads
+        .into_iter()
+        .map(|(api, load)| {
+            (
+                api,
+                Round {
+                    seed_secs,
+                    polls_per_sec: load.polls_per_sec,
+                    p50_ms: load.p50_ms,
+                    p99_ms: load.p99_ms,
+                    max_ms: load.max_ms,
+                    rss_mib: rss_kib as f64 / 1024.0,
+                    bytes_per_device: after.1.saturating_sub(baseline) as f64 / a.devices as f64,
+                    server_cpu: load.server_cpu,
+                    client_cpu: load.client_cpu,
+                },
+            )
+        })
+        .collect())
+}
+
+/// Writes an admin token for the management API into `file` (`rampart token create`, straight
+/// into the database before the server starts).
+fn admin_token(db_url: &str, file: &Path) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("locating the rampart binary")?;
+    let out = Command::new(exe)
+        .args([
+            "token", "create", "--db", db_url, "--role", "admin", "--name", "bench",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .context("running `rampart token create`")?;
+    if !out.status.success() {
+        bail!(
+            "`rampart token create` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::write(file, String::from_utf8_lossy(&out.stdout).trim())?;
+    Ok(())
+}
+
+/// Creates tenant DEFAULT and a TargetToken per polling device through the management API;
+/// returns `Authorization` values in connection order.
+async fn ddi_tokens(pki: &Pki, server: &ServerProcess) -> anyhow::Result<Vec<String>> {
+    let token = std::fs::read_to_string(&pki.admin_token_file)?;
+    let ca = pem::parse(std::fs::read(&pki.ca_path)?)?;
+    let base = format!("https://{}", server.management_addr);
+    let ids: Vec<String> = pki.clients.iter().map(|(id, _)| id.clone()).collect();
+    tokio::task::spawn_blocking(move || {
+        let api = crate::api_client::ApiClient::new(&base, &token, ca.contents());
+        api.ok(
+            "POST",
+            "/api/v1/ddi/tenants",
+            Some(serde_json::json!({"name": "DEFAULT"})),
+        )?;
+        ids.iter()
+            .map(|id| {
+                let r = api.ok(
+                    "POST",
+                    &format!("/api/v1/ddi/tenants/DEFAULT/devices/{id}/token"),
+                    None,
+                )?;
+                Ok(format!(
+                    "TargetToken {}",
+                    r["target_token"].as_str().context("no target token")?
+                ))
+            })
+            .collect()
     })
+    .await?
+}
+
+/// Where the load goes.
+enum Target {
+    Native(std::net::SocketAddr),
+    /// The DDI listener, and each connection's `Authorization` value.
+    Ddi(std::net::SocketAddr, Vec<String>),
 }
 
 fn server_log_tail(log: &Path) -> String {
@@ -470,13 +628,24 @@ fn server_log_tail(log: &Path) -> String {
 struct ServerProcess {
     child: Child,
     addr: std::net::SocketAddr,
+    ddi_addr: std::net::SocketAddr,
+    management_addr: std::net::SocketAddr,
 }
 
 impl ServerProcess {
-    fn start(db_url: &str, pki: &Pki, log: &Path) -> anyhow::Result<ServerProcess> {
+    fn start(db_url: &str, pki: &Pki, log: &Path, ddi: bool) -> anyhow::Result<ServerProcess> {
         let exe = std::env::current_exe().context("locating the rampart binary")?;
-        let mut child = Command::new(exe)
-            .arg("server")
+        let mut command = Command::new(exe);
+        command.arg("server");
+        if ddi {
+            command.args([
+                "--ddi-listen",
+                "127.0.0.1:0",
+                "--management-listen",
+                "127.0.0.1:0",
+            ]);
+        }
+        let mut child = command
             .arg("--db")
             .arg(db_url)
             .args(["--listen", "127.0.0.1:0"])
@@ -496,28 +665,57 @@ impl ServerProcess {
         let stdout = child.stdout.take().context("server stdout")?;
         let (tx, rx) = std::sync::mpsc::channel();
         // Keeps reading (and discarding) stdout so the server never writes into a closed pipe.
+        // The listening lines, in order: device API, DDI API, management API.
+        let wanted = if ddi { 3 } else { 1 };
         std::thread::spawn(move || {
-            let mut tx = Some(tx);
+            let mut sent = 0;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("device API listening on ")
-                    && let Some(tx) = tx.take()
+                let addr = [
+                    "device API listening on ",
+                    "DDI API listening on https://",
+                    "management API listening on https://",
+                ]
+                .iter()
+                .find_map(|p| line.strip_prefix(p));
+                if let Some(addr) = addr
+                    && sent < wanted
                 {
-                    let _ = tx.send(addr.trim().to_string());
+                    sent += 1;
+                    let addr = addr
+                        .trim()
+                        .trim_end_matches('/')
+                        .trim_end_matches("/api/v1");
+                    let _ = tx.send(addr.to_string());
                 }
             }
         });
+        let unset: std::net::SocketAddr = "127.0.0.1:0".parse()?;
         let mut server = ServerProcess {
             child,
-            addr: "127.0.0.1:0".parse()?,
+            addr: unset,
+            ddi_addr: unset,
+            management_addr: unset,
         };
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(addr) => {
-                server.addr = addr
-                    .parse()
-                    .with_context(|| format!("server printed a bad address {addr:?}"))?
+        let mut addrs = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while addrs.len() < wanted {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(addr) => addrs.push(
+                    addr.parse::<std::net::SocketAddr>()
+                        .with_context(|| format!("server printed a bad address {addr:?}"))?,
+                ),
+                Err(_) => break,
             }
-            Err(_) => {
+        }
+        match addrs.as_slice() {
+            [device] => server.addr = *device,
+            [device, ddi, management] => {
+                server.addr = *device;
+                server.ddi_addr = *ddi;
+                server.management_addr = *management;
+            }
+            _ => {
                 let _ = server.child.kill();
                 let _ = server.child.wait();
                 bail!(
@@ -609,15 +807,23 @@ const STOP: u8 = 2;
 async fn generate_load(
     a: &ServerBenchArgs,
     pki: &Pki,
-    addr: std::net::SocketAddr,
+    target: &Target,
     server_pid: u32,
 ) -> anyhow::Result<Load> {
     let phase = Arc::new(AtomicU8::new(WARMUP));
     let mut tasks = tokio::task::JoinSet::new();
-    for (id, config) in &pki.clients {
-        let (id, config, phase, etags) = (id.clone(), config.clone(), phase.clone(), !a.no_etag);
+    for (k, (id, config)) in pki.clients.iter().enumerate() {
+        let (addr, config, poll) = match target {
+            Target::Native(addr) => (*addr, config.clone(), Poll::Native),
+            Target::Ddi(addr, tokens) => (
+                *addr,
+                pki.token_client.clone(),
+                Poll::Ddi(tokens[k].clone()),
+            ),
+        };
+        let (id, phase, etags) = (id.clone(), phase.clone(), !a.no_etag);
         tasks.spawn(async move {
-            let result = device_loop(addr, config, &id, etags, &phase).await;
+            let result = device_loop(addr, config, &id, poll, etags, &phase).await;
             // One failed connection ends the measurement for all.
             if result.is_err() {
                 phase.store(STOP, Ordering::Relaxed);
@@ -672,10 +878,18 @@ async fn generate_load(
 
 /// One device: connects, then polls until the phase is STOP. Returns the latencies (µs) of the
 /// polls completed while measuring.
+/// How a device polls.
+enum Poll {
+    Native,
+    /// DDI, with this `Authorization` value.
+    Ddi(String),
+}
+
 async fn device_loop(
     addr: std::net::SocketAddr,
     config: Arc<ClientConfig>,
     id: &str,
+    poll: Poll,
     etags: bool,
     phase: &AtomicU8,
 ) -> anyhow::Result<Vec<u32>> {
@@ -685,7 +899,10 @@ async fn device_loop(
         .connect(ServerName::try_from("localhost")?, tcp)
         .await
         .context("TLS handshake")?;
-    let mut request = poll_request(None);
+    let mut request = match &poll {
+        Poll::Native => poll_request(None),
+        Poll::Ddi(auth) => ddi_poll_request(id, auth),
+    };
     let mut buf = Vec::with_capacity(4096);
     let mut latencies = Vec::new();
     let mut first = true;
@@ -710,10 +927,13 @@ async fn device_loop(
             first = false;
             let answer: serde_json::Value =
                 serde_json::from_slice(&response.body).context("poll answer is not JSON")?;
-            if answer["device_id"] != id {
+            if let Poll::Ddi(_) = poll {
+                if answer["config"]["polling"]["sleep"].as_str().is_none() {
+                    bail!("the DDI poll answer has no config.polling.sleep: {answer}");
+                }
+            } else if answer["device_id"] != id {
                 bail!("the server took this connection for another device: {answer}");
-            }
-            if etags {
+            } else if etags {
                 let etag = response.etag.context("poll answer without an ETag")?;
                 request = poll_request(Some(&etag));
             }
@@ -722,6 +942,13 @@ async fn device_loop(
             latencies.push(micros);
         }
     }
+}
+
+fn ddi_poll_request(id: &str, authorization: &str) -> Vec<u8> {
+    format!(
+        "GET /DEFAULT/controller/v1/{id} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nAuthorization: {authorization}\r\n\r\n"
+    )
+    .into_bytes()
 }
 
 fn poll_request(etag: Option<&str>) -> Vec<u8> {

@@ -25,7 +25,7 @@ fn figures(out: &str, backend: &str) -> HashMap<String, (f64, f64, f64)> {
     rows
 }
 
-fn check_run(backend: &str, extra: &[&str]) {
+fn check_run(backend: &str, extra: &[&str]) -> String {
     let mut args = vec![
         "bench",
         "server",
@@ -43,8 +43,11 @@ fn check_run(backend: &str, extra: &[&str]) {
         backend,
     ];
     args.extend_from_slice(extra);
-    let out = ok(rampart(&args));
-    let f = figures(&out, backend);
+    ok(rampart(&args))
+}
+
+fn check_rows(out: &str, backend: &str) {
+    let f = figures(out, backend);
     let get = |name: &str| {
         f.get(name)
             .unwrap_or_else(|| panic!("no {name:?} row for {backend}:\n{out}"))
@@ -65,8 +68,20 @@ fn check_run(backend: &str, extra: &[&str]) {
 }
 
 #[test]
+fn bench_server_measures_ddi_and_native_polls_in_one_run() {
+    let out = check_run("sqlite", &["--api", "both", "--no-etag"]);
+    for api in ["sqlite/native", "sqlite/ddi"] {
+        check_rows(&out, api);
+    }
+    assert!(
+        out.contains("sqlite: DDI polls/s are") && out.contains("x native polls/s"),
+        "{out}"
+    );
+}
+
+#[test]
 fn bench_server_on_sqlite_reports_every_figure() {
-    check_run("sqlite", &[]);
+    check_rows(&check_run("sqlite", &[]), "sqlite");
 }
 
 #[test]
@@ -74,7 +89,10 @@ fn bench_server_on_postgres_reports_every_figure() {
     let url = std::env::var("RAMPART_TEST_POSTGRES_URL").expect(
         "RAMPART_TEST_POSTGRES_URL is not set: run scripts/test.sh, which starts PostgreSQL (scripts/start-postgres.sh)",
     );
-    check_run("postgres", &["--postgres-url", &url]);
+    check_rows(
+        &check_run("postgres", &["--postgres-url", &url]),
+        "postgres",
+    );
 }
 
 #[test]
