@@ -21,6 +21,7 @@ on_both_backends!(
     a_withdrawn_assignment_is_cancelled_through_the_handshake,
     action_types_and_maintenance_windows_set_the_modes,
     ddi_feedback_counts_toward_campaign_gates,
+    a_tampered_artifact_is_never_offered,
 );
 
 const FIRMWARE: &str = "fw-1.0.0.bin";
@@ -994,4 +995,48 @@ async fn ddi_feedback_counts_toward_campaign_gates(backend: Backend, name: &str)
         "{c:#}"
     );
     assert_eq!(total["failure_reasons"]["install_failed"], 1, "{c:#}");
+}
+
+/// Threat: the artifact store is altered (a swapped file in the bucket or directory). DDI
+/// clients check SHA-1 or MD5, which the signed TUF metadata does not carry, so the server
+/// computes them only from bytes whose SHA-256 and length match the signed metadata: an
+/// altered artifact is never described to a DDI client, and the operator is told why.
+async fn a_tampered_artifact_is_never_offered(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+    let ddi = ops.ddi(Some(ops.ddi_device("ddi-t").await));
+    let targets = ops.repo_dir.path().join("repo/targets");
+    let stored = std::fs::read_dir(&targets)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".fw-2.0.0.bin"))
+        .expect("the stored artifact");
+    let mut bytes = std::fs::read(&stored).unwrap();
+    bytes[0] ^= 0xFF;
+    std::fs::write(&stored, &bytes).unwrap();
+    ops.assign("fw-2.0.0.bin", &["ddi-t"], "forced").await;
+    for _ in 0..3 {
+        let p = poll(&ddi, "ddi-t").await;
+        assert!(p["_links"].get("deploymentBase").is_none(), "{p}");
+    }
+    assert!(
+        ops.fx
+            .db
+            .ddi_module_by_target("fw-2.0.0.bin")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        ops.fx
+            .db
+            .ddi_actions_of("ddi-t", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Restored, it is offered.
+    bytes[0] ^= 0xFF;
+    std::fs::write(&stored, &bytes).unwrap();
+    let p = poll(&ddi, "ddi-t").await;
+    assert!(p["_links"].get("deploymentBase").is_some(), "{p}");
 }

@@ -649,8 +649,31 @@ async fn every_documented_route_exists(backend: Backend, name: &str) {
                 .replace("{id}", "x")
                 .replace("{name}", "x")
                 .replace("{file}", "x")
-                .replace("{path}", "x");
-            let r = if path.starts_with("/device/") {
+                .replace("{path}", "x")
+                .replace("{tenant}", "DEFAULT")
+                .replace("{controllerId}", "x")
+                .replace("{actionId}", "1")
+                .replace("{moduleId}", "1")
+                .replace("{fileName}", "x");
+            let r = if path.starts_with("/{tenant}/") {
+                // The DDI listener: unauthenticated requests to routed paths get 401.
+                let mut ddi = Conn::new(
+                    tls_connect(ops.server.ddi_addr.unwrap(), &ops.operator_tls)
+                        .await
+                        .unwrap(),
+                );
+                let r = ddi
+                    .send(&method.to_uppercase(), &concrete, &[], b"")
+                    .await
+                    .unwrap();
+                let body: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+                assert!(
+                    body["errorCode"] != "rampart.not_found" && r.status != 405,
+                    "{method} {path} is documented but not served: {r:?}"
+                );
+                checked += 1;
+                continue;
+            } else if path.starts_with("/device/") {
                 let mut dev = ops.server.connect(&device_tls).await;
                 dev.send(&method.to_uppercase(), &concrete, &[], b"")
                     .await
