@@ -286,6 +286,7 @@ fn server_runs_the_director_from_the_command_line() {
             created_by: "token:test".into(),
             device_count: 1,
             update_type: "forced".into(),
+            forced_at: 0,
         };
         let line = rampart_db::AuditLine {
             seq: record.seq,

@@ -79,3 +79,4 @@ CREATE TABLE ddi_action_messages (
 
 -- Time-forced assignments: soft until this Unix time, forced from then on (0: not time-forced).
 ALTER TABLE device_assignments ADD COLUMN forced_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE assignments ADD COLUMN forced_at BIGINT NOT NULL DEFAULT 0;

@@ -82,8 +82,10 @@ pub struct CampaignUpdate<'a> {
     pub rollback: Option<Option<&'a str>>,
     /// Withdraw the release from devices that have not finished (abort).
     pub withdraw_unfinished: bool,
-    /// How devices treat the assignment (forced, soft, download_only).
+    /// How devices treat the assignment (forced, soft, download_only, timeforced).
     pub update_type: &'a str,
+    /// For `timeforced`: when devices assigned in this step are forced (0 otherwise).
+    pub forced_at: i64,
     pub audit: Option<&'a AuditLine>,
 }
 
@@ -487,19 +489,21 @@ async fn apply_update(
             q = q.bind(d);
         }
         q.execute(&mut **tx).await?;
-        let list = placeholders(5, chunk.len());
+        let list = placeholders(6, chunk.len());
         let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO device_assignments (device_id, assignment_id, target, version, updated, update_type)
-             SELECT device_id, campaign_id, $2, 1, $3, $4 FROM campaign_devices
+            "INSERT INTO device_assignments (device_id, assignment_id, target, version, updated, update_type, forced_at)
+             SELECT device_id, campaign_id, $2, 1, $3, $4, $5 FROM campaign_devices
              WHERE campaign_id = $1 AND assigned_at = $3 AND outcome = 'assigned' AND device_id IN ({list})
              ON CONFLICT (device_id) DO UPDATE SET assignment_id = excluded.assignment_id,
                  target = excluded.target, version = device_assignments.version + 1,
-                 updated = excluded.updated, update_type = excluded.update_type"
+                 updated = excluded.updated, update_type = excluded.update_type,
+                 forced_at = excluded.forced_at"
         )))
         .bind(u.id)
         .bind(&release)
         .bind(u.now)
-        .bind(u.update_type);
+        .bind(u.update_type)
+        .bind(u.forced_at);
         for d in chunk {
             q = q.bind(d);
         }
@@ -522,7 +526,7 @@ async fn apply_update(
             "UPDATE device_assignments SET
                  assignment_id = (SELECT cd.previous_assignment FROM campaign_devices cd WHERE cd.campaign_id = $1 AND cd.device_id = device_assignments.device_id),
                  target = (SELECT cd.previous_target FROM campaign_devices cd WHERE cd.campaign_id = $1 AND cd.device_id = device_assignments.device_id),
-                 version = version + 1, updated = $2, update_type = 'forced'
+                 version = version + 1, updated = $2, update_type = 'forced', forced_at = 0
              WHERE assignment_id = $1 AND device_id IN
                  (SELECT device_id FROM campaign_devices WHERE campaign_id = $1 AND outcome IN ('assigned', 'in_progress'))",
         )
@@ -548,7 +552,7 @@ async fn apply_update(
         };
         let sql = format!(
             "UPDATE device_assignments SET assignment_id = $3, target = {target_sql},
-                 version = version + 1, updated = $2, update_type = 'forced'
+                 version = version + 1, updated = $2, update_type = 'forced', forced_at = 0
              WHERE assignment_id = $1"
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))

@@ -48,9 +48,12 @@ pub struct Assignment {
     pub created: i64,
     pub created_by: String,
     pub device_count: i64,
-    /// How the devices treat it: `forced`, `soft` or `download_only`.
+    /// How the devices treat it: `forced`, `soft`, `download_only` or `timeforced`.
     #[serde(default = "forced")]
     pub update_type: String,
+    /// For `timeforced`: the Unix time from which it is forced (0 otherwise).
+    #[serde(default)]
+    pub forced_at: i64,
 }
 
 fn forced() -> String {
@@ -58,7 +61,7 @@ fn forced() -> String {
 }
 
 /// The assignment types a device understands.
-pub const UPDATE_TYPES: [&str; 3] = ["forced", "soft", "download_only"];
+pub const UPDATE_TYPES: [&str; 4] = ["forced", "soft", "download_only", "timeforced"];
 
 /// What one device is currently told to install (an empty `target`: nothing).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +113,7 @@ fn assignment_from_row(row: &AnyRow) -> Result<Assignment, DbError> {
         created_by: row.try_get("created_by")?,
         device_count: row.try_get("device_count")?,
         update_type: row.try_get("update_type")?,
+        forced_at: row.try_get("forced_at")?,
     })
 }
 
@@ -403,7 +407,7 @@ impl Db {
         let selector = json_text("selector", &assignment.selector)?;
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO assignments (id, target, selector, created, created_by, device_count, update_type) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO assignments (id, target, selector, created, created_by, device_count, update_type, forced_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&assignment.id)
         .bind(&assignment.target)
@@ -412,6 +416,7 @@ impl Db {
         .bind(&assignment.created_by)
         .bind(device_ids.len() as i64)
         .bind(&assignment.update_type)
+        .bind(assignment.forced_at)
         .execute(&mut *tx)
         .await?;
         // In chunks (bind-parameter limits), two statements per chunk: one statement per device
@@ -433,18 +438,20 @@ impl Db {
             if let Some(missing) = chunk.iter().find(|id| !found.contains(*id)) {
                 return Err(DbError::UnknownDevice(missing.clone()));
             }
-            let list = placeholders(5, chunk.len());
+            let list = placeholders(6, chunk.len());
             let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO device_assignments (device_id, assignment_id, target, version, updated, update_type)
-                 SELECT id, $1, $2, 1, $3, $4 FROM devices WHERE id IN ({list})
+                "INSERT INTO device_assignments (device_id, assignment_id, target, version, updated, update_type, forced_at)
+                 SELECT id, $1, $2, 1, $3, $4, $5 FROM devices WHERE id IN ({list})
                  ON CONFLICT (device_id) DO UPDATE SET assignment_id = excluded.assignment_id,
                      target = excluded.target, version = device_assignments.version + 1,
-                     updated = excluded.updated, update_type = excluded.update_type"
+                     updated = excluded.updated, update_type = excluded.update_type,
+                     forced_at = excluded.forced_at"
             )))
             .bind(&assignment.id)
             .bind(&assignment.target)
             .bind(assignment.created)
-            .bind(&assignment.update_type);
+            .bind(&assignment.update_type)
+            .bind(assignment.forced_at);
             for id in chunk {
                 q = q.bind(id);
             }

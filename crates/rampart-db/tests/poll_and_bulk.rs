@@ -118,6 +118,7 @@ fn poll_state_reads_revocation_and_assignment_together() {
                 created_by: "token:test".into(),
                 device_count: 1,
                 update_type: "forced".into(),
+                forced_at: 0,
             };
             let audit = |seq| AuditLine {
                 seq,
@@ -175,6 +176,7 @@ fn reports_within_one_second_keep_their_order_and_each_device_has_one_last_statu
                 created_by: "token:test".into(),
                 device_count: 3,
                 update_type: "download_only".into(),
+                forced_at: 0,
             };
             let audit = AuditLine {
                 seq: 1,

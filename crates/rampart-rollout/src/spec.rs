@@ -46,7 +46,14 @@ pub struct CampaignSpec {
     pub rollback_on_breach: bool,
     #[serde(default)]
     pub update_type: UpdateType,
+    /// For `timeforced`: seconds after a device is assigned the release from which the update
+    /// is forced (soft until then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_after_secs: Option<u64>,
 }
+
+/// Shortest and longest `force_after_secs`.
+pub const FORCE_AFTER_RANGE: std::ops::RangeInclusive<u64> = 60..=30 * 86_400;
 
 /// Which devices a campaign targets: exactly one of a static group, a filter over inventory
 /// attributes, or an explicit list. The selection is resolved once, when the campaign starts.
@@ -379,6 +386,10 @@ pub enum UpdateType {
     Soft,
     /// Download and verify into the inactive slot; do not activate.
     DownloadOnly,
+    /// Soft until `force_after_secs` after the device was assigned it, then forced (hawkBit's
+    /// time-forced action).
+    #[serde(rename = "timeforced")]
+    TimeForced,
 }
 
 impl UpdateType {
@@ -387,6 +398,17 @@ impl UpdateType {
             UpdateType::Forced => "forced",
             UpdateType::Soft => "soft",
             UpdateType::DownloadOnly => "download_only",
+            UpdateType::TimeForced => "timeforced",
+        }
+    }
+
+    /// The type a device is told at `now` for an assignment forced from `forced_at`:
+    /// time-forced is soft before that and forced from then on; the others are themselves.
+    pub fn effective(update_type: &str, forced_at: i64, now: i64) -> &str {
+        match update_type {
+            "timeforced" if now >= forced_at => "forced",
+            "timeforced" => "soft",
+            other => other,
         }
     }
 
@@ -491,6 +513,22 @@ impl CampaignSpec {
                     )));
                 }
             }
+        }
+        match (self.update_type, self.force_after_secs) {
+            (UpdateType::TimeForced, Some(secs)) if FORCE_AFTER_RANGE.contains(&secs) => {}
+            (UpdateType::TimeForced, _) => {
+                return Err(SpecError::new(format!(
+                    "update_type timeforced needs force_after_secs between {} and {} (seconds after assignment until the update is forced)",
+                    FORCE_AFTER_RANGE.start(),
+                    FORCE_AFTER_RANGE.end()
+                )));
+            }
+            (_, Some(_)) => {
+                return Err(SpecError::new(
+                    "force_after_secs applies to update_type timeforced only",
+                ));
+            }
+            (_, None) => {}
         }
         self.phases.validate()?;
         self.gate.validate()

@@ -442,6 +442,24 @@ fn specs_with_impossible_or_ambiguous_parts_are_refused() {
     );
     assert!(with("policy", json!({"conditions": [{"any": []}]})).contains("1 to 256"));
     assert!(with("update_type", json!("eventually")).contains("unknown variant"));
+    assert!(with("update_type", json!("timeforced")).contains("force_after_secs between"));
+    assert!(with("force_after_secs", json!(600)).contains("timeforced only"));
+    let mut tf = ok.clone();
+    tf["update_type"] = json!("timeforced");
+    tf["force_after_secs"] = json!(30);
+    assert!(parse(tf.clone()).unwrap_err().contains("between 60"));
+    tf["force_after_secs"] = json!(3600);
+    assert!(parse(tf).is_ok());
+}
+
+#[test]
+fn time_forced_is_soft_until_its_time_then_forced() {
+    assert_eq!(UpdateType::effective("timeforced", 100, 99), "soft");
+    assert_eq!(UpdateType::effective("timeforced", 100, 100), "forced");
+    for other in ["forced", "soft", "download_only"] {
+        assert_eq!(UpdateType::effective(other, 100, 0), other);
+        assert_eq!(UpdateType::effective(other, 0, 1000), other);
+    }
 }
 
 fn device<'a>(

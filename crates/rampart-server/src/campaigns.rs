@@ -330,6 +330,7 @@ impl Campaigns {
                 rollback: step.rollback.as_ref().map(|t| t.as_deref()),
                 withdraw_unfinished: step.withdraw,
                 update_type: c.spec.update_type.as_str(),
+                forced_at: forced_at(&c.spec, now),
                 audit,
             })
             .await?;
@@ -546,6 +547,7 @@ impl Campaigns {
         let id = c.row.id.clone();
         let bounds = plan.bounds().to_vec();
         let update_type = c.spec.update_type.as_str();
+        let forced_at = forced_at(&c.spec, now);
         self.audit
             .write(
                 now,
@@ -571,6 +573,7 @@ impl Campaigns {
                                 rollback: None,
                                 withdraw_unfinished: false,
                                 update_type,
+                                forced_at,
                                 audit: Some(&line),
                             },
                         )
@@ -979,3 +982,31 @@ pub(crate) async fn clear_window(
         .map_err(write_error("clearing a maintenance window"))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+/// When devices assigned now are forced: `force_after_secs` from now for a time-forced campaign,
+/// 0 (not time-forced) otherwise.
+fn forced_at(spec: &rampart_rollout::spec::CampaignSpec, now: i64) -> i64 {
+    match (spec.update_type, spec.force_after_secs) {
+        (UpdateType::TimeForced, Some(secs)) => now.saturating_add(secs as i64),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_forced_campaigns_force_after_their_delay_others_never() {
+        let mut spec: rampart_rollout::spec::CampaignSpec = serde_json::from_value(json!({
+            "name": "tf", "release": "fw.bin", "targets": {"group": "g"},
+            "update_type": "timeforced", "force_after_secs": 600
+        }))
+        .unwrap();
+        assert_eq!(forced_at(&spec, 1000), 1600);
+        spec.update_type = UpdateType::Soft;
+        spec.force_after_secs = None;
+        assert_eq!(forced_at(&spec, 1000), 0);
+    }
+}
+

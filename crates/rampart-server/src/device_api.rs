@@ -353,12 +353,14 @@ impl DeviceApi {
         }
         // Read with the revocation flag above; the ETag changes with every change of the
         // assignment.
+        // A time-forced assignment is soft until its time, then forced: the answer (and its
+        // ETag) changes then, so the device learns it on its next poll.
         let assignment = device.assignment.filter(|a| !a.target.is_empty()).map(|a| {
             serde_json::json!({
                 "id": a.assignment_id,
                 "target": a.target,
                 "director_version": a.version,
-                "type": a.update_type,
+                "type": rampart_rollout::spec::UpdateType::effective(&a.update_type, a.forced_at, now),
             })
         });
         let answer = serde_json::to_vec(&PollAnswer {

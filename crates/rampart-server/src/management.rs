@@ -730,9 +730,12 @@ async fn create_assignment(
     #[serde(deny_unknown_fields)]
     struct Request {
         target: String,
-        /// `forced` (default), `soft` or `download_only`.
+        /// `forced` (default), `soft`, `download_only` or `timeforced`.
         #[serde(default, rename = "type")]
         update_type: Option<String>,
+        /// For `timeforced`: seconds from now until it is forced.
+        #[serde(default)]
+        force_after_secs: Option<u64>,
         #[serde(flatten)]
         selector: Selector,
     }
@@ -747,9 +750,26 @@ async fn create_assignment(
     let update_type = r.update_type.clone().unwrap_or_else(|| "forced".into());
     if !rampart_db::UPDATE_TYPES.contains(&update_type.as_str()) {
         return Err(ApiError::invalid(format!(
-            "type {update_type:?} is not one of forced, soft, download_only"
+            "type {update_type:?} is not one of forced, soft, download_only, timeforced"
         )));
     }
+    let range = rampart_rollout::spec::FORCE_AFTER_RANGE;
+    let forced_at = match (update_type.as_str(), r.force_after_secs) {
+        ("timeforced", Some(secs)) if range.contains(&secs) => unix_now() + secs as i64,
+        ("timeforced", _) => {
+            return Err(ApiError::invalid(format!(
+                "type timeforced needs force_after_secs between {} and {}",
+                range.start(),
+                range.end()
+            )));
+        }
+        (_, Some(_)) => {
+            return Err(ApiError::invalid(
+                "force_after_secs applies to type timeforced only",
+            ));
+        }
+        (_, None) => 0,
+    };
     let s = &r.selector;
     if s.devices.is_none()
         && s.group.is_none()
@@ -859,6 +879,7 @@ async fn create_assignment(
         created_by: caller.actor(),
         device_count: ids.len() as i64,
         update_type,
+        forced_at,
     };
     api.audit
         .write(

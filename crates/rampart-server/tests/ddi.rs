@@ -22,6 +22,7 @@ on_both_backends!(
     action_types_and_maintenance_windows_set_the_modes,
     ddi_feedback_counts_toward_campaign_gates,
     a_tampered_artifact_is_never_offered,
+    time_forced_assignments_turn_forced_at_their_time,
 );
 
 const FIRMWARE: &str = "fw-1.0.0.bin";
@@ -1039,4 +1040,68 @@ async fn a_tampered_artifact_is_never_offered(backend: Backend, name: &str) {
     std::fs::write(&stored, &bytes).unwrap();
     let p = poll(&ddi, "ddi-t").await;
     assert!(p["_links"].get("deploymentBase").is_some(), "{p}");
+}
+
+/// A time-forced assignment is soft until its time, then forced: for native devices (the poll's
+/// `type`) and for DDI devices (`download`/`update` and the link's cache buster).
+async fn time_forced_assignments_turn_forced_at_their_time(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+    let ddi = ops.ddi(Some(ops.ddi_device("tf-ddi").await));
+    let native_tls = ops.fx.device("tf-native");
+    let native_type = async || {
+        let mut dev = ops.server.connect(&native_tls).await;
+        let r = dev.post("/device/v1/poll", &json!({})).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        r.json()["assignment"]["type"].clone()
+    };
+    native_type().await; // registers the native device
+    let r = ops
+        .call(&ops.operator, "POST", "/api/v1/assignments",
+            Some(&json!({"target": FIRMWARE, "devices": ["tf-ddi", "tf-native"], "type": "timeforced"})))
+        .await;
+    assert_eq!(r.status, 422, "force_after_secs is required: {r:?}");
+    let r = ops
+        .call(&ops.operator, "POST", "/api/v1/assignments",
+            Some(&json!({"target": FIRMWARE, "devices": ["tf-ddi", "tf-native"], "type": "timeforced", "force_after_secs": 3600})))
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(native_type().await, "soft");
+    let before = poll(&ddi, "tf-ddi").await["_links"]["deploymentBase"]["href"].clone();
+    let d = json_of(&ddi.get(&path_of(&before)).await);
+    assert_eq!(
+        (
+            d["deployment"]["download"].as_str(),
+            d["deployment"]["update"].as_str()
+        ),
+        (Some("attempt"), Some("attempt")),
+        "{d}"
+    );
+
+    // An hour later (the stored force time moved into the past).
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&ops.fx.db_url).await.unwrap();
+    for table in ["device_assignments", "ddi_actions"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {table} SET forced_at = 1 WHERE forced_at > 0"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+    assert_eq!(native_type().await, "forced");
+    let after = poll(&ddi, "tf-ddi").await["_links"]["deploymentBase"]["href"].clone();
+    assert_ne!(
+        before, after,
+        "the cache buster changes when the action turns forced"
+    );
+    let d = json_of(&ddi.get(&path_of(&after)).await);
+    assert_eq!(
+        (
+            d["deployment"]["download"].as_str(),
+            d["deployment"]["update"].as_str()
+        ),
+        (Some("forced"), Some("forced")),
+        "{d}"
+    );
 }
