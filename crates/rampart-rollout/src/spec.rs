@@ -55,6 +55,21 @@ pub struct CampaignSpec {
 /// Shortest and longest `force_after_secs`.
 pub const FORCE_AFTER_RANGE: std::ops::RangeInclusive<u64> = 60..=30 * 86_400;
 
+/// Checks the pairing of an update type and its force delay: `timeforced` needs one in
+/// [`FORCE_AFTER_RANGE`], every other type none. `Err` says what to fix.
+pub fn check_force_after(update_type: &str, force_after_secs: Option<u64>) -> Result<(), String> {
+    match (update_type, force_after_secs) {
+        ("timeforced", Some(secs)) if FORCE_AFTER_RANGE.contains(&secs) => Ok(()),
+        ("timeforced", _) => Err(format!(
+            "update type timeforced needs force_after_secs between {} and {} (seconds after assignment until the update is forced)",
+            FORCE_AFTER_RANGE.start(),
+            FORCE_AFTER_RANGE.end()
+        )),
+        (_, Some(_)) => Err("force_after_secs applies to update type timeforced only".into()),
+        (_, None) => Ok(()),
+    }
+}
+
 /// Which devices a campaign targets: exactly one of a static group, a filter over inventory
 /// attributes, or an explicit list. The selection is resolved once, when the campaign starts.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -514,22 +529,8 @@ impl CampaignSpec {
                 }
             }
         }
-        match (self.update_type, self.force_after_secs) {
-            (UpdateType::TimeForced, Some(secs)) if FORCE_AFTER_RANGE.contains(&secs) => {}
-            (UpdateType::TimeForced, _) => {
-                return Err(SpecError::new(format!(
-                    "update_type timeforced needs force_after_secs between {} and {} (seconds after assignment until the update is forced)",
-                    FORCE_AFTER_RANGE.start(),
-                    FORCE_AFTER_RANGE.end()
-                )));
-            }
-            (_, Some(_)) => {
-                return Err(SpecError::new(
-                    "force_after_secs applies to update_type timeforced only",
-                ));
-            }
-            (_, None) => {}
-        }
+        check_force_after(self.update_type.as_str(), self.force_after_secs)
+            .map_err(SpecError::new)?;
         self.phases.validate()?;
         self.gate.validate()
     }

@@ -1009,4 +1009,3 @@ mod tests {
         assert_eq!(forced_at(&spec, 1000), 0);
     }
 }
-

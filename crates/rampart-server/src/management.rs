@@ -753,34 +753,11 @@ async fn create_assignment(
             "type {update_type:?} is not one of forced, soft, download_only, timeforced"
         )));
     }
-    let range = rampart_rollout::spec::FORCE_AFTER_RANGE;
-    let forced_at = match (update_type.as_str(), r.force_after_secs) {
-        ("timeforced", Some(secs)) if range.contains(&secs) => unix_now() + secs as i64,
-        ("timeforced", _) => {
-            return Err(ApiError::invalid(format!(
-                "type timeforced needs force_after_secs between {} and {}",
-                range.start(),
-                range.end()
-            )));
-        }
-        (_, Some(_)) => {
-            return Err(ApiError::invalid(
-                "force_after_secs applies to type timeforced only",
-            ));
-        }
-        (_, None) => 0,
-    };
-    let s = &r.selector;
-    if s.devices.is_none()
-        && s.group.is_none()
-        && s.tag.is_none()
-        && s.hardware_id.is_none()
-        && s.region.is_none()
-    {
-        return Err(ApiError::invalid(
-            "name the devices: give at least one of devices, group, tag, hardware_id, region",
-        ));
-    }
+    rampart_rollout::spec::check_force_after(&update_type, r.force_after_secs)
+        .map_err(ApiError::invalid)?;
+    let forced_at = r
+        .force_after_secs
+        .map_or(0, |secs| unix_now().saturating_add(secs as i64));
     let info = api.firmware_release(&r.target).await?;
 
     // Resolve the devices.
