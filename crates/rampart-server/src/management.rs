@@ -758,6 +758,17 @@ async fn create_assignment(
     let forced_at = r
         .force_after_secs
         .map_or(0, |secs| unix_now().saturating_add(secs as i64));
+    let s = &r.selector;
+    if s.devices.is_none()
+        && s.group.is_none()
+        && s.tag.is_none()
+        && s.hardware_id.is_none()
+        && s.region.is_none()
+    {
+        return Err(ApiError::invalid(
+            "name the devices: give at least one of devices, group, tag, hardware_id, region",
+        ));
+    }
     let info = api.firmware_release(&r.target).await?;
 
     // Resolve the devices.
