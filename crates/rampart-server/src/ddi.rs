@@ -322,6 +322,8 @@ impl DdiApi {
         let header = headers
             .get(header::AUTHORIZATION)
             .map(|v| v.to_str().unwrap_or(""));
+        // One read serves the credential check and the request (re-read only after a join).
+        let mut state = self.state(controller).await?;
         let by = match header.map(parse_authorization) {
             Some(Some(Credential::Target(token))) => {
                 if !tenant_row.target_token {
@@ -330,7 +332,6 @@ impl DdiApi {
                         tenant_row.name
                     )));
                 }
-                let state = self.state(controller).await?;
                 let member = state.as_ref().is_some_and(|s| {
                     s.tenant.as_deref() == Some(tenant_row.name.as_str())
                         && same_digest(&s.token_hash, &sha256_hex(token))
@@ -379,7 +380,6 @@ impl DdiApi {
                 }
             },
         };
-        let mut state = self.state(controller).await?;
         let known_member = state
             .as_ref()
             .is_some_and(|s| s.tenant.as_deref() == Some(tenant_row.name.as_str()));
