@@ -157,8 +157,13 @@ pub fn run(a: ServerBenchArgs) -> anyhow::Result<()> {
         "server: `rampart server` child process, mutual TLS (rustls, ring) on 127.0.0.1, {} registered devices",
         a.devices
     );
+    if a.api != ApiChoice::Native {
+        println!(
+            "DDI load: the same number of keep-alive TLS connections without client certificates, each a distinct device with its own TargetToken, GET /DEFAULT/controller/v1/{{id}} (no ETag: DDI clients send none)"
+        );
+    }
     println!(
-        "load: this process, {} keep-alive mutual-TLS connections (each a distinct device), one poll in flight each, POST /device/v1/poll {{}}{}; {} client threads; {} s warm-up, {} s measured; {} round(s) per backend",
+        "native load: this process, {} keep-alive mutual-TLS connections (each a distinct device), one poll in flight each, POST /device/v1/poll {{}}{}; {} client threads; {} s warm-up, {} s measured; {} round(s) per backend",
         a.connections,
         if a.no_etag {
             ""

@@ -118,6 +118,21 @@ fn tenant_from_row(r: &AnyRow) -> Result<DdiTenant, DbError> {
     })
 }
 
+fn device_state_from_row(row: &AnyRow, device_id: &str) -> Result<DdiDeviceState, DbError> {
+    Ok(DdiDeviceState {
+        revoked: row.try_get::<i64, _>("revoked")? != 0,
+        tenant: row.try_get("tenant")?,
+        token_hash: row
+            .try_get::<Option<String>, _>("token_hash")?
+            .unwrap_or_default(),
+        request_attributes: row
+            .try_get::<Option<i64>, _>("request_attributes")?
+            .unwrap_or(1)
+            != 0,
+        assignment: crate::poll::assignment_from_joined_row(row, device_id)?,
+    })
+}
+
 fn module_from_row(r: &AnyRow) -> Result<DdiModule, DbError> {
     Ok(DdiModule {
         id: r.try_get("id")?,
@@ -370,6 +385,43 @@ impl Db {
         Ok(new)
     }
 
+    /// What a DDI request needs, in one query: the tenant (`None`: no such tenant) and the
+    /// device's revocation, membership and assignment (`None`: not in the inventory).
+    pub async fn ddi_request_view(
+        &self,
+        tenant: &str,
+        device_id: &str,
+    ) -> Result<Option<(DdiTenant, Option<DdiDeviceState>)>, DbError> {
+        let Ok(tenant) = tenant_name(tenant) else {
+            return Ok(None);
+        };
+        let Some(row) = sqlx::query(
+            "SELECT t.name AS name, t.target_token AS target_token, t.gateway_token AS gateway_token,
+                    t.gateway_token_hash AS gateway_token_hash, t.mtls AS mtls, t.created AS created,
+                    d.id AS device_id, d.revoked AS revoked, m.tenant AS tenant,
+                    m.token_hash AS token_hash, m.request_attributes AS request_attributes,
+                    a.assignment_id AS assignment_id, a.target AS target, a.version AS version,
+                    a.updated AS updated, a.update_type AS update_type, a.forced_at AS forced_at
+             FROM ddi_tenants t
+             LEFT JOIN devices d ON d.id = $2
+             LEFT JOIN ddi_devices m ON m.device_id = d.id
+             LEFT JOIN device_assignments a ON a.device_id = d.id
+             WHERE t.name = $1",
+        )
+        .bind(&tenant)
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let state = match row.try_get::<Option<String>, _>("device_id")? {
+            None => None,
+            Some(_) => Some(device_state_from_row(&row, device_id)?),
+        };
+        Ok(Some((tenant_from_row(&row)?, state)))
+    }
+
     /// Revocation, DDI membership and assignment of a device, in one query; `None` if the
     /// device is not in the inventory.
     pub async fn ddi_device_state(
@@ -392,19 +444,7 @@ impl Db {
         else {
             return Ok(None);
         };
-        let assignment = crate::poll::assignment_from_joined_row(&row, device_id)?;
-        Ok(Some(DdiDeviceState {
-            revoked: row.try_get::<i64, _>("revoked")? != 0,
-            tenant: row.try_get("tenant")?,
-            token_hash: row
-                .try_get::<Option<String>, _>("token_hash")?
-                .unwrap_or_default(),
-            request_attributes: row
-                .try_get::<Option<i64>, _>("request_attributes")?
-                .unwrap_or(1)
-                != 0,
-            assignment,
-        }))
+        Ok(Some(device_state_from_row(&row, device_id)?))
     }
 
     /// Sets whether the server asks the device for its attributes (the configData link).
@@ -576,35 +616,32 @@ impl Db {
         action_from_row(&row)
     }
 
-    /// The device's active action (open or being cancelled), oldest first as hawkBit offers it.
-    pub async fn active_ddi_action(&self, device_id: &str) -> Result<Option<DdiAction>, DbError> {
-        sqlx::query(
-            "SELECT * FROM ddi_actions WHERE device_id = $1 AND state IN ('open', 'canceling')
-             ORDER BY id LIMIT 1",
-        )
-        .bind(device_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(action_from_row)
-        .transpose()
-    }
-
-    /// The device's newest finished (installed) action.
-    pub async fn installed_ddi_action(
+    /// In one query: the device's active action (open or being cancelled; the oldest, as
+    /// hawkBit offers it) and its newest finished (installed) one.
+    pub async fn ddi_actions_now(
         &self,
         device_id: &str,
-    ) -> Result<Option<DdiAction>, DbError> {
-        sqlx::query(
-            "SELECT * FROM ddi_actions WHERE device_id = $1 AND state = 'finished'
-             ORDER BY id DESC LIMIT 1",
+    ) -> Result<(Option<DdiAction>, Option<DdiAction>), DbError> {
+        let rows = sqlx::query(
+            "SELECT * FROM (SELECT * FROM ddi_actions WHERE device_id = $1 AND state IN ('open', 'canceling')
+                            ORDER BY id LIMIT 1) active
+             UNION ALL
+             SELECT * FROM (SELECT * FROM ddi_actions WHERE device_id = $1 AND state = 'finished'
+                            ORDER BY id DESC LIMIT 1) installed",
         )
         .bind(device_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(action_from_row)
-        .transpose()
+        .fetch_all(&self.pool)
+        .await?;
+        let (mut active, mut installed) = (None, None);
+        for row in &rows {
+            let a = action_from_row(row)?;
+            if a.state == "finished" {
+                installed = Some(a);
+            } else {
+                active = Some(a);
+            }
+        }
+        Ok((active, installed))
     }
 
     /// Moves an open action to `canceling` (the assignment it came from was withdrawn or

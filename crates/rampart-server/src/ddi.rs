@@ -308,11 +308,13 @@ impl DdiApi {
         register: bool,
     ) -> Result<Caller, DdiError> {
         check_controller(controller)?;
-        let tenant_row = self
+        // One read serves the tenant, the credential check and the request (the device is
+        // read again only after joining it to the tenant).
+        let (tenant_row, mut state) = self
             .db
-            .ddi_tenant(tenant)
+            .ddi_request_view(tenant, controller)
             .await
-            .map_err(|e| DdiError::db("reading a DDI tenant", e))?
+            .map_err(|e| DdiError::db("reading a DDI tenant and device", e))?
             .ok_or_else(|| {
                 DdiError::unauthorized(format!(
                     "unknown tenant {:?}; the operator creates tenants with `rampart ddi tenant create`",
@@ -322,8 +324,6 @@ impl DdiApi {
         let header = headers
             .get(header::AUTHORIZATION)
             .map(|v| v.to_str().unwrap_or(""));
-        // One read serves the credential check and the request (re-read only after a join).
-        let mut state = self.state(controller).await?;
         let by = match header.map(parse_authorization) {
             Some(Some(Credential::Target(token))) => {
                 if !tenant_row.target_token {
@@ -488,13 +488,15 @@ impl DdiApi {
     /// assignment was withdrawn or replaced is being cancelled; a current assignment without
     /// an action gets one (unless it already ran to an end, or that release is installed).
     /// Returns the active action.
-    async fn sync_action(&self, caller: &Caller, now: i64) -> Result<Option<DdiAction>, DdiError> {
+    /// `active` and `installed` are the device's current actions ([`rampart_db::Db::ddi_actions_now`]).
+    async fn sync_action(
+        &self,
+        caller: &Caller,
+        active: Option<DdiAction>,
+        installed: Option<&DdiAction>,
+        now: i64,
+    ) -> Result<Option<DdiAction>, DdiError> {
         let db_err = |e| DdiError::db("reading DDI actions", e);
-        let active = self
-            .db
-            .active_ddi_action(&caller.id)
-            .await
-            .map_err(db_err)?;
         let assignment = caller
             .state
             .assignment
@@ -525,11 +527,6 @@ impl DdiApi {
         {
             return Ok(None);
         }
-        let installed = self
-            .db
-            .installed_ddi_action(&caller.id)
-            .await
-            .map_err(db_err)?;
         if installed.is_some_and(|i| i.target == a.target) {
             return Ok(None);
         }
@@ -947,7 +944,15 @@ async fn poll(
     let now = unix_now();
     let base = api.base(&headers, &caller.tenant.name, &caller.id);
     let mut links = Links::new();
-    if let Some(action) = api.sync_action(&caller, now).await? {
+    let (active, installed) = api
+        .db
+        .ddi_actions_now(&caller.id)
+        .await
+        .map_err(|e| DdiError::db("reading DDI actions", e))?;
+    if let Some(action) = api
+        .sync_action(&caller, active, installed.as_ref(), now)
+        .await?
+    {
         if action.state == ActionState::Canceling.as_str() {
             // No query string: SWUpdate appends `/feedback` to this link as text.
             links.insert(
@@ -968,12 +973,7 @@ async fn poll(
             }
         }
     }
-    if let Some(installed) = api
-        .db
-        .installed_ddi_action(&caller.id)
-        .await
-        .map_err(|e| DdiError::db("reading DDI actions", e))?
-    {
+    if let Some(installed) = installed {
         links.insert(
             "installedBase".into(),
             Link::new(format!("{base}/installedBase/{}", installed.id)),
@@ -1232,13 +1232,11 @@ async fn assigned_module(api: &DdiApi, caller: &Caller, id: &str) -> Result<DdiM
             format!("software module id {id:?} is not a number"),
         )
     })?;
-    let db_err = |e| DdiError::db("reading DDI actions", e);
-    let active = api.db.active_ddi_action(&caller.id).await.map_err(db_err)?;
-    let installed = api
+    let (active, installed) = api
         .db
-        .installed_ddi_action(&caller.id)
+        .ddi_actions_now(&caller.id)
         .await
-        .map_err(db_err)?;
+        .map_err(|e| DdiError::db("reading DDI actions", e))?;
     let assigned = active
         .iter()
         .filter(|a| a.state == ActionState::Open.as_str())
