@@ -62,9 +62,13 @@ CREATE TABLE ddi_actions (
     state TEXT NOT NULL,
     statuses BIGINT NOT NULL DEFAULT 0,
     created BIGINT NOT NULL,
-    closed BIGINT NOT NULL DEFAULT 0
+    closed BIGINT NOT NULL DEFAULT 0,
+    -- 1 once the device refused a cancellation: the action runs on to its end, not cancelled again.
+    cancel_rejected BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX ddi_actions_device ON ddi_actions (device_id, id);
+-- At most one active action per device, whatever races between concurrent polls.
+CREATE UNIQUE INDEX ddi_actions_one_active ON ddi_actions (device_id) WHERE state IN ('open', 'canceling');
 
 -- The messages of each feedback, for `actionHistory`.
 CREATE TABLE ddi_action_messages (

@@ -75,6 +75,8 @@ pub struct DdiAction {
     pub statuses: i64,
     pub created: i64,
     pub closed: i64,
+    /// The device refused a cancellation of it: it is not cancelled again.
+    pub cancel_rejected: bool,
 }
 
 /// A new action, before it has an id.
@@ -160,6 +162,7 @@ fn action_from_row(r: &AnyRow) -> Result<DdiAction, DbError> {
         statuses: r.try_get("statuses")?,
         created: r.try_get("created")?,
         closed: r.try_get("closed")?,
+        cancel_rejected: r.try_get::<i64, _>("cancel_rejected")? != 0,
     })
 }
 
@@ -348,8 +351,9 @@ impl Db {
     }
 
     /// Registers a device that a gateway token or its certificate vouched for: the inventory
-    /// row (with its audit record) if new, and its membership of `tenant` if it has none.
-    /// Returns whether the device was new to the inventory.
+    /// row if new, and its membership of `tenant` if it has none, with the audit record of the
+    /// join (nothing is written if it already had a membership). Returns whether the device was
+    /// new to the inventory.
     pub async fn join_ddi_tenant(
         &self,
         device_id: &str,
@@ -369,7 +373,7 @@ impl Db {
         .await?
         .rows_affected()
             == 1;
-        sqlx::query(
+        let joined = sqlx::query(
             "INSERT INTO ddi_devices (device_id, tenant, created) VALUES ($1, $2, $3)
              ON CONFLICT (device_id) DO NOTHING",
         )
@@ -377,10 +381,13 @@ impl Db {
         .bind(&tenant)
         .bind(now)
         .execute(&mut *tx)
-        .await?;
-        if new {
-            insert_audit(&mut tx, audit).await?;
+        .await?
+        .rows_affected()
+            == 1;
+        if !joined {
+            return Ok(false);
         }
+        insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(new)
     }
@@ -592,7 +599,7 @@ impl Db {
             return action_from_row(&row);
         }
         let id = next_id(&mut tx, "action").await?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO ddi_actions (id, device_id, assignment_id, assignment_version, target,
                  module_id, update_type, forced_at, state, created)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', $9)",
@@ -607,7 +614,23 @@ impl Db {
         .bind(a.forced_at)
         .bind(a.now)
         .execute(&mut *tx)
-        .await?;
+        .await;
+        if let Err(e) = inserted {
+            // A concurrent poll of the same device opened one first (the unique index on its
+            // active action): answer with that one.
+            drop(tx);
+            if let Some(row) = sqlx::query(
+                "SELECT * FROM ddi_actions WHERE device_id = $1 AND state IN ('open', 'canceling')
+                 ORDER BY id LIMIT 1",
+            )
+            .bind(a.device_id)
+            .fetch_optional(&self.pool)
+            .await?
+            {
+                return action_from_row(&row);
+            }
+            return Err(e.into());
+        }
         let row = sqlx::query("SELECT * FROM ddi_actions WHERE id = $1")
             .bind(id)
             .fetch_one(&mut *tx)
@@ -666,8 +689,9 @@ impl Db {
         let mut tx = self.begin_write().await?;
         let r = sqlx::query(
             "UPDATE ddi_actions SET state = $3, statuses = statuses + 1,
-                 closed = CASE WHEN $4 = 1 THEN $5 ELSE closed END
-             WHERE id = $1 AND state = $2 AND statuses < $6",
+                 closed = CASE WHEN $4 = 1 THEN $5 ELSE closed END,
+                 cancel_rejected = CASE WHEN $2 = 'canceling' AND $3 = 'open' THEN 1 ELSE cancel_rejected END
+             WHERE id = $1 AND state = $2 AND (statuses < $6 OR $4 = 1)",
         )
         .bind(f.action_id)
         .bind(f.expected_state)
@@ -684,8 +708,8 @@ impl Db {
                 .await?;
             return Err(match row {
                 Some(row) if row.try_get::<i64, _>("statuses")? >= MAX_STATUSES_PER_ACTION => {
-                    DbError::Invalid(format!(
-                        "action {} already has {MAX_STATUSES_PER_ACTION} feedback entries, the most one action may have",
+                    DbError::Quota(format!(
+                        "action {} already has {MAX_STATUSES_PER_ACTION} feedback entries, the most one action may have before it is closed",
                         f.action_id
                     ))
                 }

@@ -54,6 +54,9 @@ pub enum DbError {
     /// The request conflicts with stored state (e.g. a device in two active campaigns).
     #[error("{0}")]
     Conflict(String),
+    /// A per-object limit is reached (e.g. feedback entries of one DDI action).
+    #[error("{0}")]
+    Quota(String),
 }
 
 /// The database behind a [`Db`].

@@ -400,7 +400,7 @@ impl Db {
         }
         if !UPDATE_TYPES.contains(&assignment.update_type.as_str()) {
             return Err(DbError::Invalid(format!(
-                "assignment type {:?} is not one of forced, soft, download_only",
+                "assignment type {:?} is not one of forced, soft, download_only, timeforced",
                 assignment.update_type
             )));
         }

@@ -63,6 +63,10 @@ use crate::operator_listener::OperatorListener;
 const MAX_CONTROLLER_ID: usize = 256;
 /// `actionHistory` returns at most this many messages.
 const MAX_HISTORY: usize = 100;
+/// A feedback's native report carries at most this many of its messages, each cut to
+/// [`REPORT_MESSAGE_CHARS`] (reports are bounded at 16 KiB of details).
+const REPORT_MESSAGES: usize = 8;
+const REPORT_MESSAGE_CHARS: usize = 256;
 
 /// Shared state of the DDI front.
 pub(crate) struct DdiApi {
@@ -390,14 +394,41 @@ impl DdiApi {
                 "{controller} belongs to another tenant"
             )));
         }
+        let revoked = || {
+            DdiError::new(
+                StatusCode::FORBIDDEN,
+                "rampart.device_revoked",
+                format!("device {controller} has been revoked by the fleet operator"),
+            )
+        };
+        // Refused before anything is written.
+        if state.as_ref().is_some_and(|s| s.revoked) {
+            return Err(revoked());
+        }
         if !known_member {
             if !register {
                 return Err(DdiError::not_found(format!(
                     "Target with given identifier {controller} does not exist."
                 )));
             }
+            // A gateway token may bring in controllers the inventory does not know; a device
+            // that exists (e.g. enrolled natively with its certificate) joins a tenant only by
+            // its own certificate or by the operator issuing it a token, never by a token
+            // shared by a whole tenant.
+            if state.is_some() && by == AuthBy::GatewayToken {
+                return Err(DdiError::unauthorized(format!(
+                    "{controller} is in the inventory but not a device of tenant {}; the operator adds it with `rampart ddi token --tenant {} {controller}`",
+                    tenant_row.name, tenant_row.name
+                )));
+            }
             self.join(controller, &tenant_row.name, by, peer).await?;
             state = self.state(controller).await?;
+            // Another tenant may have won the race to register it.
+            if state.as_ref().and_then(|s| s.tenant.as_deref()) != Some(tenant_row.name.as_str()) {
+                return Err(DdiError::unauthorized(format!(
+                    "{controller} belongs to another tenant"
+                )));
+            }
         }
         let Some(state) = state else {
             return Err(DdiError::not_found(format!(
@@ -405,11 +436,7 @@ impl DdiApi {
             )));
         };
         if state.revoked {
-            return Err(DdiError::new(
-                StatusCode::FORBIDDEN,
-                "rampart.device_revoked",
-                format!("device {controller} has been revoked by the fleet operator"),
-            ));
+            return Err(revoked());
         }
         self.last_seen.record(controller, unix_now());
         Ok(Caller {
@@ -436,7 +463,7 @@ impl DdiApi {
         peer: &DdiPeer,
     ) -> Result<(), DdiError> {
         let now = unix_now();
-        let details = json!({"via": "ddi", "tenant": tenant, "authenticated_by": by.as_str(),
+        let details = json!({"tenant": tenant, "authenticated_by": by.as_str(),
             "remote_address": peer.remote_addr.ip().to_string()});
         let (db, id, t) = (self.db.clone(), controller.to_owned(), tenant.to_owned());
         let new = self
@@ -444,7 +471,7 @@ impl DdiApi {
             .write(
                 now,
                 &format!("device:{controller}"),
-                "device.enrolled",
+                "ddi.device_joined",
                 controller,
                 details,
                 |line| {
@@ -506,12 +533,27 @@ impl DdiApi {
             let current = assignment.as_ref().is_some_and(|a| {
                 a.assignment_id == action.assignment_id && a.version == action.assignment_version
             });
-            if !current && action.state == ActionState::Open.as_str() {
-                self.db
+            // A device that refused the cancellation finishes the action first (hawkBit's
+            // CANCEL_REJECTED); the next poll then offers what is assigned now.
+            if !current && action.state == ActionState::Open.as_str() && !action.cancel_rejected {
+                let cancelled = self
+                    .db
                     .cancel_ddi_action(action.id)
                     .await
                     .map_err(|e| DdiError::db("cancelling a DDI action", e))?;
-                action.state = ActionState::Canceling.as_str().into();
+                if cancelled {
+                    action.state = ActionState::Canceling.as_str().into();
+                } else {
+                    // Closed by feedback meanwhile.
+                    return Ok(self
+                        .db
+                        .ddi_action(action.id)
+                        .await
+                        .map_err(db_err)?
+                        .filter(|a| {
+                            ActionState::parse(&a.state).is_some_and(ActionState::is_active)
+                        }));
+                }
             }
             return Ok(Some(action));
         }
@@ -778,18 +820,26 @@ impl DdiApi {
             Some(status) => {
                 let id = crate::management::new_id("ddi")
                     .map_err(|_| DdiError::unavailable("making a report id", "no randomness"))?;
+                // The full messages are in the action's history (`actionHistory`); the report
+                // carries a bounded excerpt, so any accepted feedback fits a report.
+                let excerpt: Vec<String> = messages
+                    .iter()
+                    .take(REPORT_MESSAGES)
+                    .map(|m| m.chars().take(REPORT_MESSAGE_CHARS).collect())
+                    .collect();
                 let mut details = json!({
                     "ddi": {
                         "action": action.id,
                         "execution": feedback.status.execution.as_str(),
                         "finished": feedback.status.result.finished.as_str(),
-                        "messages": messages,
+                        "messages": excerpt,
+                        "messages_total": messages.len(),
                     },
                     "target": action.target,
                 });
                 if status == "failed" {
                     details["reason"] = json!("install_failed");
-                    details["detail"] = json!(messages.join("; "));
+                    details["detail"] = json!(excerpt.join("; "));
                 }
                 if let Some(note) = note {
                     details["note"] = json!(note);
@@ -818,7 +868,7 @@ impl DdiApi {
             })
             .await
             .map_err(|e| match e {
-                DbError::Invalid(m) => DdiError::new(
+                DbError::Quota(m) => DdiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "hawkbit.server.error.quota.tooManyEntries",
                     m,
@@ -1016,9 +1066,17 @@ async fn deployment_base(
     ) {
         return Err(DdiError::empty(StatusCode::NOT_FOUND));
     }
+    let now = unix_now();
+    // While the device's window is closed, an install is not offered at all, not even to a
+    // client that kept the link: SWUpdate answers `update: skip` by closing the action as if
+    // it had installed. (A download-only action is `skip` by nature and stays offered.)
+    let ty = ActionType::from_stored(&action.update_type, action.forced_at);
+    if ty != ActionType::DownloadOnly && api.window(&caller.id, now).await? == WindowState::Closed {
+        return Err(DdiError::empty(StatusCode::NOT_FOUND));
+    }
     let base = api.base(&headers, &caller.tenant.name, &caller.id);
     let doc = api
-        .deployment_doc(&caller, &action, &base, q.action_history, unix_now())
+        .deployment_doc(&caller, &action, &base, q.action_history, now)
         .await?;
     json_answer(&doc)
 }
@@ -1393,8 +1451,10 @@ fn tenant_settings(
         .gateway_token
         .unwrap_or(current.is_some_and(|t| t.gateway_token));
     let mtls = r.mtls.unwrap_or(current.is_some_and(|t| t.mtls));
-    let has_token = current.is_some_and(|t| t.has_gateway_token);
-    let issue = r.rotate_gateway_token || (gateway_token && !has_token);
+    // Enabling gateway tokens (again) always issues a new one: a token from before it was
+    // disabled never comes back to life.
+    let was_on = current.is_some_and(|t| t.gateway_token && t.has_gateway_token);
+    let issue = r.rotate_gateway_token || (gateway_token && !was_on);
     let token = issue.then(new_token).transpose()?;
     Ok((
         rampart_db::TenantSettings {

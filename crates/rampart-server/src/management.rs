@@ -744,7 +744,7 @@ async fn create_assignment(
         .body(
             &headers,
             body,
-            r#"{"target": "<release target>", "type": "forced" | "soft" | "download_only", "devices": [...] | "group": "..." | "tag": "..." | "hardware_id": "..." | "region": "..."}"#,
+            r#"{"target": "<release target>", "type": "forced" | "soft" | "download_only" | "timeforced", "force_after_secs": 3600, "devices": [...] | "group": "..." | "tag": "..." | "hardware_id": "..." | "region": "..."}"#,
         )
         .await?;
     let update_type = r.update_type.clone().unwrap_or_else(|| "forced".into());

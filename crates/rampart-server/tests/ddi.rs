@@ -23,6 +23,7 @@ on_both_backends!(
     ddi_feedback_counts_toward_campaign_gates,
     a_tampered_artifact_is_never_offered,
     time_forced_assignments_turn_forced_at_their_time,
+    concurrent_polls_open_one_action,
 );
 
 const FIRMWARE: &str = "fw-1.0.0.bin";
@@ -440,6 +441,64 @@ async fn every_authentication_mode_and_its_refusals(backend: Backend, name: &str
             .status,
         200
     );
+    // A device enrolled natively (by its certificate) is not taken over with the gateway
+    // token, nor is a revoked one; its own certificate may join it.
+    let native = ops.fx.device("nat-1");
+    let mut conn = ops.server.connect(&native).await;
+    assert_eq!(conn.post("/device/v1/poll", &json!({})).await.status, 200);
+    let r = with(Some(&gateway)).get(&format!("{base}/nat-1")).await;
+    assert_eq!(r.status, 401, "{r:?}");
+    assert!(
+        json_of(&r)["message"]
+            .as_str()
+            .unwrap()
+            .contains("rampart ddi token"),
+        "{r:?}"
+    );
+    let member = |id: &'static str| {
+        let db = ops.fx.db.clone();
+        async move {
+            db.ddi_request_view("DEFAULT", id)
+                .await
+                .unwrap()
+                .unwrap()
+                .1
+                .and_then(|s| s.tenant)
+        }
+    };
+    assert_eq!(member("nat-1").await, None);
+    // Disabling and enabling gateway tokens issues a new one; the old one stays dead.
+    ops.admin_call(
+        "PUT",
+        "/api/v1/ddi/tenants/DEFAULT",
+        json!({"gateway_token": false}),
+    )
+    .await;
+    let t = ops
+        .admin_call(
+            "PUT",
+            "/api/v1/ddi/tenants/DEFAULT",
+            json!({"gateway_token": true}),
+        )
+        .await;
+    assert_eq!(
+        with(Some(&gateway))
+            .get(&format!("{base}/gw-1"))
+            .await
+            .status,
+        401
+    );
+    let gateway = format!(
+        "GatewayToken {}",
+        t["gateway_token"].as_str().expect("a new token")
+    );
+    assert_eq!(
+        with(Some(&gateway))
+            .get(&format!("{base}/gw-1"))
+            .await
+            .status,
+        200
+    );
     // TargetTokens can be turned off per tenant.
     ops.admin_call(
         "PUT",
@@ -520,6 +579,23 @@ async fn every_authentication_mode_and_its_refusals(backend: Backend, name: &str
         .await;
     assert_eq!(r.status, 409, "{r:?}");
 
+    // A revoked device that is no tenant's member is refused before it could join.
+    let mut conn = ops.server.connect(&ops.fx.device("nat-2")).await;
+    assert_eq!(conn.post("/device/v1/poll", &json!({})).await.status, 200);
+    ops.call(
+        &ops.operator,
+        "POST",
+        "/api/v1/devices/nat-2/revoke",
+        Some(&json!({"reason": "lost"})),
+    )
+    .await;
+    let nat2 = Ddi {
+        addr: ops.server.ddi_addr.unwrap(),
+        tls: ops.fx.device("nat-2"),
+        auth: None,
+    };
+    assert_eq!(nat2.get(&format!("{base}/nat-2")).await.status, 403);
+    assert_eq!(member("nat-2").await, None);
     // Revoked devices are refused (403), whatever the credential.
     let r = ops
         .call(
@@ -691,8 +767,40 @@ async fn bad_requests_are_refused_and_change_nothing(backend: Backend, name: &st
     assert!(ops.reports_of("ddi-b").await.is_empty());
     let device = ops.fx.db.device("ddi-b").await.unwrap().unwrap();
     assert!(device.facts.attributes.is_empty(), "{device:?}");
-    // And a valid feedback still works afterwards.
+    // And a valid feedback still works afterwards, also the largest one accepted (50 messages
+    // of 512 characters, as SWUpdate's error lists can be).
     assert_eq!(ddi.post(&fb, &ok).await.status, 200);
+    let long: Vec<String> = (0..50)
+        .map(|i| format!("{i:03} {}", "x".repeat(508)))
+        .collect();
+    let long_refs: Vec<&str> = long.iter().map(String::as_str).collect();
+    let r = ddi
+        .post(&fb, &feedback("proceeding", "none", &long_refs))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    // The per-action quota stops progress, never the result.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&ops.fx.db_url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE ddi_actions SET statuses = 1000 WHERE id = {action}"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let r = ddi.post(&fb, &ok).await;
+    assert_eq!(r.status, 429, "{r:?}");
+    assert_eq!(
+        json_of(&r)["errorCode"],
+        "hawkbit.server.error.quota.tooManyEntries"
+    );
+    let r = ddi
+        .post(&fb, &feedback("closed", "failure", &long_refs))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let report = &ops.reports_of("ddi-b").await[0];
+    assert_eq!(report["status"], "failed", "{report}");
+    assert_eq!(report["details"]["ddi"]["messages_total"], 50, "{report}");
 }
 
 async fn a_withdrawn_assignment_is_cancelled_through_the_handshake(backend: Backend, name: &str) {
@@ -803,6 +911,13 @@ async fn a_withdrawn_assignment_is_cancelled_through_the_handshake(backend: Back
         )
         .await;
     assert_eq!(r.status, 200);
+    // Not cancelled again: the device finishes the action it refused to stop.
+    for _ in 0..2 {
+        let p = poll(&ddi, "ddi-x").await;
+        assert!(p["_links"].get("cancelAction").is_none(), "{p}");
+        let d = path_of(&p["_links"]["deploymentBase"]["href"]);
+        assert!(d.contains(&format!("/deploymentBase/{action2}?")), "{d}");
+    }
     let r = ddi
         .post(
             &format!("{base}/deploymentBase/{action2}/feedback"),
@@ -908,11 +1023,23 @@ async fn action_types_and_maintenance_windows_set_the_modes(backend: Backend, na
         Some(&open),
     )
     .await;
-    let d = deployment(&ddi).await.unwrap();
+    let p = poll(&ddi, "ddi-m").await;
+    let link = path_of(&p["_links"]["deploymentBase"]["href"]);
+    let d = json_of(&ddi.get(&link).await);
     assert_eq!(
         modes(&d),
         ("forced".into(), "forced".into(), Some("available".into()))
     );
+    // The window closes while the device holds the link: no `update: skip` for it to close.
+    ops.call(
+        &ops.operator,
+        "PUT",
+        "/api/v1/groups/line-9/maintenance-window",
+        Some(&closed),
+    )
+    .await;
+    let r = ddi.get(&link).await;
+    assert_eq!((r.status, r.body.len()), (404, 0), "{r:?}");
 }
 
 async fn ddi_feedback_counts_toward_campaign_gates(backend: Backend, name: &str) {
@@ -1104,4 +1231,23 @@ async fn time_forced_assignments_turn_forced_at_their_time(backend: Backend, nam
         (Some("forced"), Some("forced")),
         "{d}"
     );
+}
+
+/// Polls racing for a new assignment (client retries, gateways) open one action, never two.
+async fn concurrent_polls_open_one_action(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+    let ddi = Arc::new(ops.ddi(Some(ops.ddi_device("ddi-r").await)));
+    ops.assign(FIRMWARE, &["ddi-r"], "forced").await;
+    let mut polls = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let ddi = ddi.clone();
+        polls.spawn(async move { poll(&ddi, "ddi-r").await });
+    }
+    let mut links = std::collections::BTreeSet::new();
+    while let Some(p) = polls.join_next().await {
+        links.insert(p.unwrap()["_links"]["deploymentBase"]["href"].to_string());
+    }
+    assert_eq!(links.len(), 1, "{links:?}");
+    let actions = ops.fx.db.ddi_actions_of("ddi-r", 10).await.unwrap();
+    assert_eq!(actions.len(), 1, "{actions:?}");
 }
