@@ -149,8 +149,12 @@ pub fn update_from_server(
                 return Ok((Pass::Deferred { why }, poll.interval_secs));
             }
         }
-        // Already verified into the inactive slot: nothing to do until it is activated.
-        UpdateKind::DownloadOnly if device.staged_target(state) == Some(&assignment.target) => {
+        // Already verified into the inactive slot and reported for this assignment: nothing
+        // to do until it is activated.
+        UpdateKind::DownloadOnly
+            if device.staged_target(state) == Some(&assignment.target)
+                && state.downloaded_for.as_deref() == Some(assignment.id.as_str()) =>
+        {
             return Ok((Pass::UpToDate, poll.interval_secs));
         }
         UpdateKind::DownloadOnly | UpdateKind::Forced => {}

@@ -606,34 +606,40 @@ impl Device {
         fetch: &Fetch,
         progress: &dyn Progress,
     ) -> Result<Staged, Refusal> {
-        match self.write_inactive(state, v, fetch, progress)? {
-            Written::AlreadyRunning => Ok(Staged::AlreadyRunning),
-            Written::InSlot {
-                slot,
-                from_staged: true,
-                ..
-            } => Ok(Staged::AlreadyStaged { slot }),
-            Written::InSlot {
-                slot, resumed_from, ..
-            } => {
-                state.phase = Phase::Idle;
-                state.slots.insert(slot, SlotContent::from(&v.release));
-                let slots = self.slot_states(state);
-                Self::queue(
-                    state,
-                    "downloaded",
-                    &v.release,
-                    Reason::Ok,
-                    serde_json::json!({"slot": slot.name(), "slots": slots}),
-                );
-                self.save(state)?;
-                Ok(Staged::Downloaded { slot, resumed_from })
-            }
+        let (slot, resumed_from, from_staged) =
+            match self.write_inactive(state, v, fetch, progress)? {
+                Written::AlreadyRunning => return Ok(Staged::AlreadyRunning),
+                Written::InSlot {
+                    slot,
+                    resumed_from,
+                    from_staged,
+                } => (slot, resumed_from, from_staged),
+            };
+        if from_staged && state.downloaded_for == v.release.assignment {
+            return Ok(Staged::AlreadyStaged { slot });
         }
+        // Newly written, or already there (re-verified) for a new assignment: report it once.
+        state.phase = Phase::Idle;
+        state.slots.insert(slot, SlotContent::from(&v.release));
+        state.downloaded_for = v.release.assignment.clone();
+        let slots = self.slot_states(state);
+        Self::queue(
+            state,
+            "downloaded",
+            &v.release,
+            Reason::Ok,
+            serde_json::json!({"slot": slot.name(), "slots": slots}),
+        );
+        self.save(state)?;
+        Ok(if from_staged {
+            Staged::AlreadyStaged { slot }
+        } else {
+            Staged::Downloaded { slot, resumed_from }
+        })
     }
 
-    /// The target the inactive slot holds, verified into it by a download-only install and
-    /// not touched since (from the state alone; [`Device::install`] re-verifies the bytes).
+    /// The target the inactive slot holds, verified into it and not touched since (from the
+    /// state alone; [`Device::install`] and [`Device::stage`] re-verify the bytes).
     pub fn staged_target<'a>(&self, state: &'a AgentState) -> Option<&'a str> {
         let inactive = state.committed?.other();
         (state.phase == Phase::Idle)

@@ -149,3 +149,56 @@ fn a_staged_slot_damaged_since_is_downloaded_again_never_activated_as_it_is() {
     assert_eq!(slot_b(&rig), Some(Image::V2));
     assert_eq!(rig.power_on(), Ok(Slot::B));
 }
+
+fn for_assignment(v: &Verified, id: &str) -> Verified {
+    let mut v = v.clone();
+    v.release.assignment = Some(id.into());
+    v
+}
+
+fn downloaded_reports(state: &AgentState) -> usize {
+    state
+        .outbox
+        .iter()
+        .filter(|r| r.status == "downloaded")
+        .count()
+}
+
+#[test]
+fn a_staged_release_is_reported_once_per_download_only_assignment() {
+    let mut rig = Rig::new(Backend::Grub);
+    let (mut device, mut state, v2) = factory_device_with_v2_verified(&mut rig);
+    let first = for_assignment(&v2, "asg-1");
+    assert!(matches!(
+        device
+            .stage(&mut state, &first, &Fetch::plain(), &quiet)
+            .unwrap(),
+        Staged::Downloaded { .. }
+    ));
+    assert_eq!(downloaded_reports(&state), 1);
+    assert_eq!(state.downloaded_for.as_deref(), Some("asg-1"));
+    // The same assignment again: nothing new to say.
+    assert_eq!(
+        device
+            .stage(&mut state, &unreachable(&first), &Fetch::plain(), &quiet)
+            .unwrap(),
+        Staged::AlreadyStaged { slot: Slot::B }
+    );
+    assert_eq!(downloaded_reports(&state), 1);
+    // A new download-only assignment of the release already there (a new campaign, say) is
+    // answered from the slot, re-verified, and reported, so that campaign sees the device.
+    let second = for_assignment(&unreachable(&v2), "asg-2");
+    assert_eq!(
+        device
+            .stage(&mut state, &second, &Fetch::plain(), &quiet)
+            .unwrap(),
+        Staged::AlreadyStaged { slot: Slot::B }
+    );
+    assert_eq!(downloaded_reports(&state), 2);
+    let last = state.outbox.last().unwrap();
+    assert_eq!(last.assignment.as_deref(), Some("asg-2"));
+    assert_eq!(
+        device.load_state().unwrap().downloaded_for.as_deref(),
+        Some("asg-2")
+    );
+}

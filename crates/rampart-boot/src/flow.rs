@@ -211,6 +211,11 @@ pub struct AgentState {
     /// Reports waiting for the server.
     #[serde(default)]
     pub outbox: Vec<PendingReport>,
+    /// The download-only assignment whose release the inactive slot was last reported
+    /// `downloaded` for: a release already there (e.g. the one the device ran before) is
+    /// reported once for each new download-only assignment, not on every poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downloaded_for: Option<String>,
 }
 
 /// How the last update ended.
@@ -231,6 +236,7 @@ impl Default for AgentState {
             slots: BTreeMap::new(),
             last_result: None,
             outbox: Vec::new(),
+            downloaded_for: None,
         }
     }
 }

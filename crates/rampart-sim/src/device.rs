@@ -975,7 +975,10 @@ impl VirtualDevice {
         let Some(inactive) = state.committed.map(Slot::other) else {
             return false;
         };
+        // Reported for this assignment, as the agent's daemon checks: a release that was
+        // already there for an earlier reason is downloaded (and reported) again.
         state.phase == Phase::Idle
+            && state.downloaded_for.as_deref() == Some(assignment.id.as_str())
             && state
                 .slots
                 .get(&inactive)
@@ -1356,6 +1359,7 @@ impl VirtualDevice {
             // it until an install activates it.
             run.state.phase = Phase::Idle;
             run.state.slots.insert(d.slot, SlotContent::from(release));
+            run.state.downloaded_for = release.assignment.clone();
             let slots = self.slot_states(&run.state);
             queue(
                 &mut run.state,
