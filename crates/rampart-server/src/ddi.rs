@@ -82,7 +82,7 @@ pub(crate) struct DdiApi {
     /// The listener's address, for links when a request has no usable `Host`.
     pub(crate) local_addr: SocketAddr,
     /// Computing a module's digests reads the whole artifact: once at a time.
-    pub(crate) module_lock: tokio::sync::Mutex<()>,
+    pub(crate) module_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Who is on the other end of a DDI connection: its address and, if it presented a client
@@ -611,86 +611,19 @@ impl DdiApi {
         {
             return Ok(m);
         }
-        let _one_at_a_time = self.module_lock.lock().await;
-        if let Some(m) = self
-            .db
-            .ddi_module_by_target(target)
-            .await
-            .map_err(|e| DdiError::db("reading a DDI module", e))?
-        {
-            return Ok(m);
-        }
         let (repo, store) = self.repo_and_store()?;
-        let path = target.to_owned();
-        let artifacts = tokio::task::spawn_blocking(move || repo.artifacts(&path, now))
-            .await
-            .map_err(|e| DdiError::unavailable("reading the image repository", e))?
-            .map_err(|e| DdiError::unavailable("reading the image repository", e))?;
-        let Some(artifact) = artifacts.into_iter().find(|a| {
-            a.info.hashes.contains_key("sha256")
-                && a.info.hashes["sha256"].eq_ignore_ascii_case(&a.hash)
-        }) else {
-            return Err(DdiError::not_found(format!(
-                "the image repository has no target {target:?} with a SHA-256"
-            )));
-        };
-        let length = artifact.info.length;
-        let opened = store
-            .open(&artifact.file, 0, length)
-            .await
-            .map_err(|e| DdiError::unavailable("reading an artifact", e))?
-            .ok_or_else(|| {
-                DdiError::unavailable(
-                    "an artifact is missing from the artifact store",
-                    store.location(&artifact.file),
-                )
-            })?;
-        let mut stream = opened.stream;
-        let mut sha1 = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
-        let mut sha256 = ring::digest::Context::new(&ring::digest::SHA256);
-        let mut md5 = <md5::Md5 as md5::Digest>::new();
-        let mut seen = 0u64;
-        use futures_util::StreamExt as _;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| DdiError::unavailable("reading an artifact", e))?;
-            seen += chunk.len() as u64;
-            if seen > length {
-                break;
-            }
-            sha1.update(&chunk);
-            sha256.update(&chunk);
-            md5::Digest::update(&mut md5, &chunk);
-        }
-        let sha256 = hex::encode(sha256.finish());
-        if seen != length || !sha256.eq_ignore_ascii_case(&artifact.hash) {
-            return Err(DdiError::unavailable(
-                "a stored artifact does not match its signed metadata",
-                format!(
-                    "{}: {seen} bytes with SHA-256 {sha256}, the metadata says {length} bytes with {}",
-                    store.location(&artifact.file),
-                    artifact.hash
-                ),
-            ));
-        }
-        let version =
-            rampart_core::release::ReleaseInfo::from_custom(artifact.info.custom.as_ref())
-                .map(|r| r.version)
-                .unwrap_or_default();
-        let filename = target.rsplit('/').next().unwrap_or(target).to_owned();
-        let module = DdiModule {
-            id: 0,
-            target: target.to_owned(),
-            filename,
-            version,
-            size: length as i64,
-            sha1: hex::encode(sha1.finish()),
-            md5: hex::encode(md5::Digest::finalize(md5)),
-            sha256,
-        };
-        self.db
-            .insert_ddi_module(&module, now)
-            .await
-            .map_err(|e| DdiError::db("storing a DDI module", e))
+        // Its own task: reading a large artifact from a slow store may outlast this request
+        // (a client that gives up), and the work must then still finish for the next poll.
+        let work = tokio::spawn(describe_module(
+            self.db.clone(),
+            self.module_lock.clone(),
+            repo,
+            store,
+            target.to_owned(),
+            now,
+        ));
+        work.await
+            .map_err(|e| DdiError::unavailable("describing a DDI module", e))?
     }
 
     fn repo_and_store(&self) -> Result<(Arc<HostedRepo>, ArtifactStore), DdiError> {
@@ -891,6 +824,96 @@ impl DdiApi {
         }
         Ok(ok_empty())
     }
+}
+
+/// Describes the release `target` as a software module: its digests are computed from the
+/// stored artifact once (one release at a time), after its SHA-256 and length matched the
+/// signed metadata.
+async fn describe_module(
+    db: Db,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    repo: Arc<HostedRepo>,
+    store: ArtifactStore,
+    target: String,
+    now: i64,
+) -> Result<DdiModule, DdiError> {
+    let target = target.as_str();
+    let _one_at_a_time = lock.lock().await;
+    if let Some(m) = db
+        .ddi_module_by_target(target)
+        .await
+        .map_err(|e| DdiError::db("reading a DDI module", e))?
+    {
+        return Ok(m);
+    }
+    let path = target.to_owned();
+    let artifacts = tokio::task::spawn_blocking(move || repo.artifacts(&path, now))
+        .await
+        .map_err(|e| DdiError::unavailable("reading the image repository", e))?
+        .map_err(|e| DdiError::unavailable("reading the image repository", e))?;
+    let Some(artifact) = artifacts.into_iter().find(|a| {
+        a.info.hashes.contains_key("sha256")
+            && a.info.hashes["sha256"].eq_ignore_ascii_case(&a.hash)
+    }) else {
+        return Err(DdiError::not_found(format!(
+            "the image repository has no target {target:?} with a SHA-256"
+        )));
+    };
+    let length = artifact.info.length;
+    let opened = store
+        .open(&artifact.file, 0, length)
+        .await
+        .map_err(|e| DdiError::unavailable("reading an artifact", e))?
+        .ok_or_else(|| {
+            DdiError::unavailable(
+                "an artifact is missing from the artifact store",
+                store.location(&artifact.file),
+            )
+        })?;
+    let mut stream = opened.stream;
+    let mut sha1 = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    let mut sha256 = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut md5 = <md5::Md5 as md5::Digest>::new();
+    let mut seen = 0u64;
+    use futures_util::StreamExt as _;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| DdiError::unavailable("reading an artifact", e))?;
+        seen += chunk.len() as u64;
+        if seen > length {
+            break;
+        }
+        sha1.update(&chunk);
+        sha256.update(&chunk);
+        md5::Digest::update(&mut md5, &chunk);
+    }
+    let sha256 = hex::encode(sha256.finish());
+    if seen != length || !sha256.eq_ignore_ascii_case(&artifact.hash) {
+        return Err(DdiError::unavailable(
+            "a stored artifact does not match its signed metadata",
+            format!(
+                "{}: {seen} bytes with SHA-256 {sha256}, the metadata says {length} bytes with {}",
+                store.location(&artifact.file),
+                artifact.hash
+            ),
+        ));
+    }
+    let version = rampart_core::release::ReleaseInfo::from_custom(artifact.info.custom.as_ref())
+        .map(|r| r.version)
+        .unwrap_or_default();
+    let filename = target.rsplit('/').next().unwrap_or(target).to_owned();
+    let module = DdiModule {
+        id: 0,
+        target: target.to_owned(),
+        filename,
+        version,
+        size: length as i64,
+        sha1: hex::encode(sha1.finish()),
+        md5: hex::encode(md5::Digest::finalize(md5)),
+        sha256,
+    };
+    db.insert_ddi_module(&module, now)
+        .await
+        .map_err(|e| DdiError::db("storing a DDI module", e))
 }
 
 /// A module's artifact as DDI describes it: digests, size, and its download and MD5SUM links

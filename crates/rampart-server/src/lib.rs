@@ -407,7 +407,7 @@ impl Server {
                         hooks: hooks.clone(),
                     },
                     local_addr: local,
-                    module_lock: tokio::sync::Mutex::new(()),
+                    module_lock: Arc::new(tokio::sync::Mutex::new(())),
                 });
                 let listener = operator_listener::OperatorListener::new(
                     listener,
