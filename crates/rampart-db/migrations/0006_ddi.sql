@@ -84,3 +84,8 @@ CREATE TABLE ddi_action_messages (
 -- Time-forced assignments: soft until this Unix time, forced from then on (0: not time-forced).
 ALTER TABLE device_assignments ADD COLUMN forced_at BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE assignments ADD COLUMN forced_at BIGINT NOT NULL DEFAULT 0;
+
+-- Each device's report counter (reports.seq): taken with a row-locking UPDATE in the report's
+-- transaction, so concurrent reports of one device never share a number (on PostgreSQL too).
+ALTER TABLE devices ADD COLUMN report_seq BIGINT NOT NULL DEFAULT 0;
+UPDATE devices SET report_seq = (SELECT COALESCE(MAX(r.seq), 0) FROM reports r WHERE r.device_id = devices.id);

@@ -774,21 +774,44 @@ impl Db {
         Ok(out)
     }
 
-    /// Replaces a device's free attributes (configData) and clears its request flag, in one
-    /// transaction. An attribute `hardware_id` also sets the device's hardware id (the one
-    /// campaigns and releases match), as a native device's poll does.
-    pub async fn set_ddi_attributes(
+    /// Changes a device's free attributes (configData) and clears its request flag, in one
+    /// transaction: `apply` computes the new attributes from the stored ones, read inside it
+    /// (row-locked on PostgreSQL), so concurrent updates never lose each other's changes. An
+    /// attribute `hardware_id` also sets the device's hardware id (the one campaigns and
+    /// releases match), as a native device's poll does. `Ok(Err(e))`: `apply` refused; nothing
+    /// was written.
+    pub async fn update_ddi_attributes<E>(
         &self,
         device_id: &str,
-        attributes: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<(), DbError> {
-        let text = crate::json_text("attributes", attributes)?;
+        apply: impl FnOnce(
+            &serde_json::Map<String, serde_json::Value>,
+        ) -> Result<serde_json::Map<String, serde_json::Value>, E>,
+    ) -> Result<Result<(), E>, DbError> {
+        let mut tx = self.begin_write().await?;
+        let select = match self.backend {
+            crate::Backend::Postgres => "SELECT attributes FROM devices WHERE id = $1 FOR UPDATE",
+            // SQLite's write transaction (BEGIN IMMEDIATE) already excludes other writers.
+            crate::Backend::Sqlite => "SELECT attributes FROM devices WHERE id = $1",
+        };
+        let Some(row) = sqlx::query(select)
+            .bind(device_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Err(DbError::UnknownDevice(device_id.to_owned()));
+        };
+        let current: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&row.try_get::<String, _>("attributes")?).unwrap_or_default();
+        let attributes = match apply(&current) {
+            Ok(next) => next,
+            Err(e) => return Ok(Err(e)),
+        };
+        let text = crate::json_text("attributes", &attributes)?;
         let hardware = attributes.get("hardware_id").and_then(|v| v.as_str());
         if let Some(hw) = hardware {
             check_text("hardware id", hw)?;
         }
-        let mut tx = self.begin_write().await?;
-        let r = sqlx::query(
+        sqlx::query(
             "UPDATE devices SET attributes = $2, hardware_id = COALESCE($3, hardware_id) WHERE id = $1",
         )
         .bind(device_id)
@@ -796,14 +819,11 @@ impl Db {
         .bind(hardware)
         .execute(&mut *tx)
         .await?;
-        if r.rows_affected() != 1 {
-            return Err(DbError::UnknownDevice(device_id.to_owned()));
-        }
         sqlx::query("UPDATE ddi_devices SET request_attributes = 0 WHERE device_id = $1")
             .bind(device_id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(Ok(()))
     }
 }

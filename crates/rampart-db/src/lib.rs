@@ -639,14 +639,18 @@ pub(crate) async fn insert_report_tx(
     check_text("status", &r.status)?;
     check_text("assignment", &r.assignment)?;
     let details = json_text("details", &r.details)?;
-    let exists = sqlx::query("SELECT 1 AS one FROM devices WHERE id = $1")
-        .bind(&r.device_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    if exists.is_none() {
+    // The device's next report number; also proves the device exists.
+    let Some(row) = sqlx::query(
+        "UPDATE devices SET report_seq = report_seq + 1 WHERE id = $1 RETURNING report_seq",
+    )
+    .bind(&r.device_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    else {
         return Err(DbError::UnknownDevice(r.device_id.clone()));
-    }
-    sqlx::query("INSERT INTO reports (id, device_id, assignment, status, progress, details, created, seq) VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT COALESCE(MAX(seq), 0) + 1 FROM reports WHERE device_id = $2))")
+    };
+    let seq: i64 = row.try_get("report_seq")?;
+    sqlx::query("INSERT INTO reports (id, device_id, assignment, status, progress, details, created, seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
         .bind(&r.id)
         .bind(&r.device_id)
         .bind(&r.assignment)
@@ -654,6 +658,7 @@ pub(crate) async fn insert_report_tx(
         .bind(r.progress.min(i64::MAX as u64) as i64)
         .bind(details)
         .bind(r.created)
+        .bind(seq)
         .execute(&mut **tx)
         .await?;
     Ok(())

@@ -1274,32 +1274,25 @@ async fn config_data(
             "configData is not well formed ({e}); send {{\"mode\": \"merge|replace|remove\", \"data\": {{\"key\": \"value\"}}}}"
         ))
     })?;
-    let device = api
-        .db
-        .device(&caller.id)
-        .await
-        .map_err(|e| DdiError::db("reading a device", e))?
-        .ok_or_else(|| DdiError::not_found(format!("Target {} does not exist.", caller.id)))?;
-    let next =
-        rampart_ddi::apply_config_data(&device.facts.attributes, &request).map_err(
-            |e| match e {
-                rampart_ddi::ConfigDataError::TooMany(_) => DdiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "hawkbit.server.error.quota.tooManyEntries",
-                    e.to_string(),
-                ),
-                rampart_ddi::ConfigDataError::Empty => DdiError::bad_body(e.to_string()),
-                rampart_ddi::ConfigDataError::Invalid { .. } => DdiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "hawkbit.server.error.repo.invalidTargetAttributes",
-                    e.to_string(),
-                ),
-            },
-        )?;
     api.db
-        .set_ddi_attributes(&caller.id, &next)
+        .update_ddi_attributes(&caller.id, |current| {
+            rampart_ddi::apply_config_data(current, &request)
+        })
         .await
-        .map_err(|e| DdiError::db("storing attributes", e))?;
+        .map_err(|e| DdiError::db("storing attributes", e))?
+        .map_err(|e| match e {
+            rampart_ddi::ConfigDataError::TooMany(_) => DdiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "hawkbit.server.error.quota.tooManyEntries",
+                e.to_string(),
+            ),
+            rampart_ddi::ConfigDataError::Empty => DdiError::bad_body(e.to_string()),
+            rampart_ddi::ConfigDataError::Invalid { .. } => DdiError::new(
+                StatusCode::BAD_REQUEST,
+                "hawkbit.server.error.repo.invalidTargetAttributes",
+                e.to_string(),
+            ),
+        })?;
     Metrics::inc(&api.metrics.attribute_updates);
     Ok(ok_empty())
 }
