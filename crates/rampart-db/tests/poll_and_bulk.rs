@@ -14,12 +14,17 @@ fn rt() -> tokio::runtime::Runtime {
 
 /// A fresh database on each backend: a new SQLite file, and a new PostgreSQL database.
 async fn backends(dir: &std::path::Path, name: &str) -> Vec<Db> {
-    let sqlite = Db::connect(&format!(
-        "sqlite://{}",
-        dir.join(format!("{name}.db")).display()
-    ))
-    .await
-    .unwrap();
+    backends_with_urls(dir, name)
+        .await
+        .into_iter()
+        .map(|(db, _)| db)
+        .collect()
+}
+
+/// The databases of [`backends`] and their URLs.
+async fn backends_with_urls(dir: &std::path::Path, name: &str) -> Vec<(Db, String)> {
+    let sqlite_url = format!("sqlite://{}", dir.join(format!("{name}.db")).display());
+    let sqlite = Db::connect(&sqlite_url).await.unwrap();
     let admin = std::env::var("RAMPART_TEST_POSTGRES_URL")
         .expect("RAMPART_TEST_POSTGRES_URL is not set: run scripts/test.sh, which starts PostgreSQL (scripts/start-postgres.sh)");
     sqlx::any::install_default_drivers();
@@ -37,8 +42,9 @@ async fn backends(dir: &std::path::Path, name: &str) -> Vec<Db> {
             .unwrap();
     }
     let (base, _) = admin.rsplit_once('/').unwrap();
-    let postgres = Db::connect(&format!("{base}/{db_name}")).await.unwrap();
-    vec![sqlite, postgres]
+    let postgres_url = format!("{base}/{db_name}");
+    let postgres = Db::connect(&postgres_url).await.unwrap();
+    vec![(sqlite, sqlite_url), (postgres, postgres_url)]
 }
 
 fn facts(i: usize) -> DeviceFacts {
@@ -163,7 +169,7 @@ fn poll_state_reads_revocation_and_assignment_together() {
 fn reports_within_one_second_keep_their_order_and_each_device_has_one_last_status() {
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
-        for db in backends(dir.path(), "order").await {
+        for (db, url) in backends_with_urls(dir.path(), "order").await {
             let ids: Vec<String> = (0..3).map(|i| format!("dev-{i}")).collect();
             for id in &ids {
                 db.register_if_new(id, 10).await.unwrap();
@@ -266,6 +272,45 @@ fn reports_within_one_second_keep_their_order_and_each_device_has_one_last_statu
                     .assignment_id,
                 "asg-1"
             );
+
+            // Reports arriving at once from one device each get their own number: after 16
+            // concurrent reports in one second, the listing and the last status are one order.
+            let mut tasks = Vec::new();
+            for i in 0..16 {
+                let db = db.clone();
+                tasks.push(tokio::spawn(async move {
+                    db.insert_report(&rampart_db::Report {
+                        id: format!("burst-{i:02}"),
+                        device_id: "dev-2".into(),
+                        assignment: "asg-1".into(),
+                        status: if i % 2 == 0 {
+                            "installing"
+                        } else {
+                            "downloading"
+                        }
+                        .into(),
+                        progress: 0,
+                        details: serde_json::json!({}),
+                        created: 40,
+                    })
+                    .await
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap().unwrap();
+            }
+            let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+            let row = sqlx::query(
+                "SELECT COUNT(*) AS n, COUNT(DISTINCT seq) AS distinct_seq FROM reports WHERE device_id = 'dev-2'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            use sqlx::Row as _;
+            let (n, distinct): (i64, i64) =
+                (row.try_get("n").unwrap(), row.try_get("distinct_seq").unwrap());
+            assert_eq!((n, distinct), (17, 17), "every report has its own number");
+            pool.close().await;
         }
     });
 }

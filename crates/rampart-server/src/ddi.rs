@@ -560,14 +560,16 @@ impl DdiApi {
         let Some(a) = assignment else {
             return Ok(None);
         };
-        if self
+        if let Some(existing) = self
             .db
             .ddi_action_for(&caller.id, &a.assignment_id, a.version)
             .await
             .map_err(db_err)?
-            .is_some()
         {
-            return Ok(None);
+            // Ran to its end already (nothing more to offer), or a concurrent poll opened it
+            // a moment ago (offer that one).
+            let active = ActionState::parse(&existing.state).is_some_and(ActionState::is_active);
+            return Ok(active.then_some(existing));
         }
         if installed.is_some_and(|i| i.target == a.target) {
             return Ok(None);

@@ -24,6 +24,7 @@ on_both_backends!(
     a_tampered_artifact_is_never_offered,
     time_forced_assignments_turn_forced_at_their_time,
     concurrent_polls_open_one_action,
+    concurrent_config_data_merges_lose_nothing,
 );
 
 const FIRMWARE: &str = "fw-1.0.0.bin";
@@ -1250,4 +1251,35 @@ async fn concurrent_polls_open_one_action(backend: Backend, name: &str) {
     assert_eq!(links.len(), 1, "{links:?}");
     let actions = ops.fx.db.ddi_actions_of("ddi-r", 10).await.unwrap();
     assert_eq!(actions.len(), 1, "{actions:?}");
+}
+
+/// Concurrent configData merges (a client retrying, several agents on one device) each keep
+/// their keys: the read-modify-write is one transaction.
+async fn concurrent_config_data_merges_lose_nothing(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+    let ddi = Arc::new(ops.ddi(Some(ops.ddi_device("ddi-c").await)));
+    let mut puts = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let ddi = ddi.clone();
+        puts.spawn(async move {
+            ddi.put(
+                "/DEFAULT/controller/v1/ddi-c/configData",
+                &json!({"mode": "merge", "data": {format!("key-{i}"): format!("value-{i}")}}),
+            )
+            .await
+            .status
+        });
+    }
+    while let Some(status) = puts.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    let device = ops.fx.db.device("ddi-c").await.unwrap().unwrap();
+    for i in 0..12 {
+        assert_eq!(
+            device.facts.attributes[&format!("key-{i}")],
+            format!("value-{i}"),
+            "{:?}",
+            device.facts.attributes
+        );
+    }
 }
