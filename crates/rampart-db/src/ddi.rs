@@ -8,6 +8,9 @@ use sqlx::any::AnyRow;
 use crate::management::insert_audit;
 use crate::{AuditLine, Db, DbError, DeviceAssignment, Report, check_text, insert_report_tx};
 
+/// A device's active action (open or being cancelled): the oldest, as hawkBit offers it.
+const ACTIVE_ACTION: &str = "SELECT * FROM ddi_actions WHERE device_id = $1 AND state IN ('open', 'canceling') ORDER BY id LIMIT 1";
+
 /// Most feedback entries stored per action (hawkBit's default quota).
 pub const MAX_STATUSES_PER_ACTION: i64 = 1000;
 
@@ -429,31 +432,6 @@ impl Db {
         Ok(Some((tenant_from_row(&row)?, state)))
     }
 
-    /// Revocation, DDI membership and assignment of a device, in one query; `None` if the
-    /// device is not in the inventory.
-    pub async fn ddi_device_state(
-        &self,
-        device_id: &str,
-    ) -> Result<Option<DdiDeviceState>, DbError> {
-        let Some(row) = sqlx::query(
-            "SELECT d.revoked AS revoked, m.tenant AS tenant, m.token_hash AS token_hash,
-                    m.request_attributes AS request_attributes,
-                    a.assignment_id AS assignment_id, a.target AS target, a.version AS version,
-                    a.updated AS updated, a.update_type AS update_type, a.forced_at AS forced_at
-             FROM devices d
-             LEFT JOIN ddi_devices m ON m.device_id = d.id
-             LEFT JOIN device_assignments a ON a.device_id = d.id
-             WHERE d.id = $1",
-        )
-        .bind(device_id)
-        .fetch_optional(&self.pool)
-        .await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(device_state_from_row(&row, device_id)?))
-    }
-
     /// Sets whether the server asks the device for its attributes (the configData link).
     pub async fn set_ddi_request_attributes(
         &self,
@@ -588,13 +566,10 @@ impl Db {
     /// Opens an action, unless the device already has an active one (then returns that).
     pub async fn open_ddi_action(&self, a: &NewAction<'_>) -> Result<DdiAction, DbError> {
         let mut tx = self.begin_write().await?;
-        if let Some(row) = sqlx::query(
-            "SELECT * FROM ddi_actions WHERE device_id = $1 AND state IN ('open', 'canceling')
-             ORDER BY id LIMIT 1",
-        )
-        .bind(a.device_id)
-        .fetch_optional(&mut *tx)
-        .await?
+        if let Some(row) = sqlx::query(ACTIVE_ACTION)
+            .bind(a.device_id)
+            .fetch_optional(&mut *tx)
+            .await?
         {
             return action_from_row(&row);
         }
@@ -619,13 +594,10 @@ impl Db {
             // A concurrent poll of the same device opened one first (the unique index on its
             // active action): answer with that one.
             drop(tx);
-            if let Some(row) = sqlx::query(
-                "SELECT * FROM ddi_actions WHERE device_id = $1 AND state IN ('open', 'canceling')
-                 ORDER BY id LIMIT 1",
-            )
-            .bind(a.device_id)
-            .fetch_optional(&self.pool)
-            .await?
+            if let Some(row) = sqlx::query(ACTIVE_ACTION)
+                .bind(a.device_id)
+                .fetch_optional(&self.pool)
+                .await?
             {
                 return action_from_row(&row);
             }

@@ -281,6 +281,16 @@ pub struct Opening {
 }
 
 impl MaintenanceWindow {
+    /// Whether a window as stored (its JSON) is open at `now`. A stored window that no longer
+    /// reads or compiles counts as closed: it holds its devices rather than releasing them (it
+    /// was validated when it was set).
+    pub fn stored_is_open(stored: &str, now: i64) -> bool {
+        serde_json::from_str::<MaintenanceWindow>(stored)
+            .ok()
+            .and_then(|w| w.compile().ok())
+            .is_some_and(|w| w.is_open(now))
+    }
+
     /// Validates and prepares the window (cron: 5 fields "minute hour
     /// day-of-month month day-of-week"; duration 60 s to 7 days; IANA zone
     /// name).

@@ -294,12 +294,9 @@ impl Campaigns {
             let conditions = c.spec.policy.conditions_met(&attributes);
             let window = windows.is_empty()
                 || windows.iter().any(|w| {
-                    *open.entry(w.clone()).or_insert_with(|| {
-                        serde_json::from_str::<MaintenanceWindow>(w)
-                            .ok()
-                            .and_then(|w| w.compile().ok())
-                            .is_some_and(|w| w.is_open(now))
-                    })
+                    *open
+                        .entry(w.clone())
+                        .or_insert_with(|| MaintenanceWindow::stored_is_open(w, now))
                 });
             if conditions && window {
                 step.assign.push(device);

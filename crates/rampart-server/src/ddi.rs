@@ -228,10 +228,6 @@ fn json_answer(value: &impl serde::Serialize) -> Answer {
         .into_response())
 }
 
-fn sha256_hex(s: &str) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, s.as_bytes()))
-}
-
 /// Equal digests, compared in constant time.
 fn same_digest(a: &str, b: &str) -> bool {
     a.len() == b.len()
@@ -338,7 +334,7 @@ impl DdiApi {
                 }
                 let member = state.as_ref().is_some_and(|s| {
                     s.tenant.as_deref() == Some(tenant_row.name.as_str())
-                        && same_digest(&s.token_hash, &sha256_hex(token))
+                        && same_digest(&s.token_hash, &token_digest(token))
                 });
                 if !member {
                     return Err(DdiError::unauthorized(format!(
@@ -350,7 +346,7 @@ impl DdiApi {
             }
             Some(Some(Credential::Gateway(token))) => {
                 if !tenant_row.gateway_token
-                    || !same_digest(&tenant_row.gateway_token_hash, &sha256_hex(token))
+                    || !same_digest(&tenant_row.gateway_token_hash, &token_digest(token))
                 {
                     return Err(DdiError::unauthorized(format!(
                         "the GatewayToken is not tenant {}'s (or gateway tokens are disabled for it)",
@@ -422,7 +418,12 @@ impl DdiApi {
                 )));
             }
             self.join(controller, &tenant_row.name, by, peer).await?;
-            state = self.state(controller).await?;
+            state = self
+                .db
+                .ddi_request_view(&tenant_row.name, controller)
+                .await
+                .map_err(|e| DdiError::db("reading a DDI device", e))?
+                .and_then(|(_, state)| state);
             // Another tenant may have won the race to register it.
             if state.as_ref().and_then(|s| s.tenant.as_deref()) != Some(tenant_row.name.as_str()) {
                 return Err(DdiError::unauthorized(format!(
@@ -444,13 +445,6 @@ impl DdiApi {
             tenant: tenant_row,
             state,
         })
-    }
-
-    async fn state(&self, controller: &str) -> Result<Option<DdiDeviceState>, DdiError> {
-        self.db
-            .ddi_device_state(controller)
-            .await
-            .map_err(|e| DdiError::db("reading a DDI device", e))
     }
 
     /// Registers a controller a gateway token or certificate vouched for (audited when new
@@ -498,12 +492,9 @@ impl DdiApi {
         if windows.is_empty() {
             return Ok(WindowState::NoWindow);
         }
-        let open = windows.iter().any(|w| {
-            serde_json::from_str::<MaintenanceWindow>(w)
-                .ok()
-                .and_then(|w| w.compile().ok())
-                .is_some_and(|w| w.is_open(now))
-        });
+        let open = windows
+            .iter()
+            .any(|w| MaintenanceWindow::stored_is_open(w, now));
         Ok(if open {
             WindowState::Open
         } else {
@@ -675,10 +666,12 @@ impl DdiApi {
         }
     }
 
+    /// The deployment document of `action`, with the device's `window` as read for this
+    /// request.
     async fn deployment_doc(
         &self,
-        caller: &Caller,
         action: &DdiAction,
+        window: WindowState,
         base: &str,
         history: Option<i64>,
         now: i64,
@@ -690,7 +683,7 @@ impl DdiApi {
             .map_err(|e| DdiError::db("reading a DDI module", e))?
             .ok_or_else(|| DdiError::unavailable("a DDI action's module vanished", action.id))?;
         let ty = ActionType::from_stored(&action.update_type, action.forced_at);
-        let modes = deployment_modes(ty, self.window(&caller.id, now).await?, now);
+        let modes = deployment_modes(ty, window, now);
         let action_history = match history {
             None | Some(0) => None,
             Some(n) => {
@@ -1096,12 +1089,13 @@ async fn deployment_base(
     // client that kept the link: SWUpdate answers `update: skip` by closing the action as if
     // it had installed. (A download-only action is `skip` by nature and stays offered.)
     let ty = ActionType::from_stored(&action.update_type, action.forced_at);
-    if ty != ActionType::DownloadOnly && api.window(&caller.id, now).await? == WindowState::Closed {
+    let window = api.window(&caller.id, now).await?;
+    if ty != ActionType::DownloadOnly && window == WindowState::Closed {
         return Err(DdiError::empty(StatusCode::NOT_FOUND));
     }
     let base = api.base(&headers, &caller.tenant.name, &caller.id);
     let doc = api
-        .deployment_doc(&caller, &action, &base, q.action_history, now)
+        .deployment_doc(&action, window, &base, q.action_history, now)
         .await?;
     json_answer(&doc)
 }
@@ -1121,9 +1115,11 @@ async fn installed_base(
     if state.is_active() || state == ActionState::Canceled {
         return Err(DdiError::empty(StatusCode::NOT_FOUND));
     }
+    let now = unix_now();
+    let window = api.window(&caller.id, now).await?;
     let base = api.base(&headers, &caller.tenant.name, &caller.id);
     let doc = api
-        .deployment_doc(&caller, &action, &base, q.action_history, unix_now())
+        .deployment_doc(&action, window, &base, q.action_history, now)
         .await?;
     json_answer(&doc)
 }
@@ -1431,8 +1427,9 @@ pub(crate) fn new_token() -> Result<String, ApiError> {
         .collect())
 }
 
-pub(crate) fn token_digest(token: &str) -> String {
-    sha256_hex(token)
+/// What is stored of a token (API tokens are stored the same way).
+fn token_digest(token: &str) -> String {
+    crate::management::sha256_hex(token.as_bytes())
 }
 
 use crate::management::{ManagementApi, Permission, write_error};
