@@ -788,3 +788,44 @@ fn download_resumable(
     }
     Ok((resumed_from, false))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_answers_carry_the_assignment_type() {
+        let p = parse_poll_answer(
+            br#"{"device_id":"d","poll_interval_secs":30,"assignment":null}"#,
+            "d",
+        )
+        .unwrap();
+        assert_eq!(p.interval_secs, Some(30));
+        assert_eq!(p.assignment, None);
+        for (ty, kind) in [
+            ("", UpdateKind::Forced),
+            (r#","type":"forced""#, UpdateKind::Forced),
+            (r#","type":"soft""#, UpdateKind::Soft),
+            (r#","type":"download_only""#, UpdateKind::DownloadOnly),
+        ] {
+            let body = format!(
+                r#"{{"device_id":"d","assignment":{{"id":"a","target":"t","director_version":2{ty}}}}}"#
+            );
+            let a = parse_poll_answer(body.as_bytes(), "d")
+                .unwrap()
+                .assignment
+                .unwrap();
+            assert_eq!((a.id.as_str(), a.target.as_str(), a.kind), ("a", "t", kind));
+        }
+        let unknown = br#"{"device_id":"d","assignment":{"id":"a","target":"t","director_version":2,"type":"later"}}"#;
+        assert!(
+            parse_poll_answer(unknown, "d")
+                .unwrap_err()
+                .contains("unknown assignment type")
+        );
+        let err =
+            parse_poll_answer(br#"{"device_id":"other","assignment":null}"#, "d").unwrap_err();
+        assert!(err.contains("certificate says"), "{err}");
+        assert!(parse_poll_answer(b"junk", "d").is_err());
+    }
+}

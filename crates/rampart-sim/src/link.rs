@@ -31,33 +31,9 @@ pub(crate) struct Identity {
 /// How a device treats an assignment: the agent's own type and parser.
 pub use rampart_agent::director::UpdateKind;
 
-/// What the server assigns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Assignment {
-    pub(crate) id: String,
-    pub(crate) target: String,
-    pub(crate) kind: UpdateKind,
-}
-
-/// The server's answer to a poll.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct PollAnswer {
-    pub(crate) interval_secs: Option<u64>,
-    pub(crate) assignment: Option<Assignment>,
-}
-
-/// Parses a poll answer with the agent's own parser (`ServerClient::poll_with`).
-pub(crate) fn parse_poll(body: &[u8], device_id: &str) -> Result<PollAnswer, String> {
-    let poll = rampart_agent::director::parse_poll_answer(body, device_id)?;
-    Ok(PollAnswer {
-        interval_secs: poll.interval_secs,
-        assignment: poll.assignment.map(|a| Assignment {
-            id: a.id,
-            target: a.target,
-            kind: a.kind,
-        }),
-    })
-}
+/// What the server assigns, and its poll answer: the agent's own types (parsed by the
+/// agent's own `parse_poll_answer`).
+pub(crate) use rampart_agent::director::{Assignment, Poll as PollAnswer};
 
 /// Why verifying an assignment failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,7 +126,7 @@ impl Session for ServerSession {
                 String::from_utf8_lossy(&body)
             ));
         }
-        parse_poll(&body, self.client.device_id())
+        rampart_agent::director::parse_poll_answer(&body, self.client.device_id())
     }
 
     fn verify(
@@ -196,45 +172,5 @@ impl Session for ServerSession {
         self.client
             .send_report(id, status, assignment, progress, details)
             .map_err(|e| e.to_string())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn poll_answers_carry_the_assignment_type() {
-        let p = parse_poll(
-            br#"{"device_id":"d","poll_interval_secs":30,"assignment":null}"#,
-            "d",
-        )
-        .unwrap();
-        assert_eq!(p.interval_secs, Some(30));
-        assert_eq!(p.assignment, None);
-        for (ty, kind) in [
-            ("", UpdateKind::Forced),
-            (r#","type":"forced""#, UpdateKind::Forced),
-            (r#","type":"soft""#, UpdateKind::Soft),
-            (r#","type":"download_only""#, UpdateKind::DownloadOnly),
-        ] {
-            let body = format!(
-                r#"{{"device_id":"d","assignment":{{"id":"a","target":"t","director_version":2{ty}}}}}"#
-            );
-            let a = parse_poll(body.as_bytes(), "d")
-                .unwrap()
-                .assignment
-                .unwrap();
-            assert_eq!((a.id.as_str(), a.target.as_str(), a.kind), ("a", "t", kind));
-        }
-        let unknown = br#"{"device_id":"d","assignment":{"id":"a","target":"t","director_version":2,"type":"later"}}"#;
-        assert!(
-            parse_poll(unknown, "d")
-                .unwrap_err()
-                .contains("unknown assignment type")
-        );
-        let err = parse_poll(br#"{"device_id":"other","assignment":null}"#, "d").unwrap_err();
-        assert!(err.contains("certificate says"), "{err}");
-        assert!(parse_poll(b"junk", "d").is_err());
     }
 }

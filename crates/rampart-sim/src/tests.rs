@@ -175,6 +175,7 @@ impl Session for FakeSession {
             assignment: st.assignment.as_ref().map(|(id, target, kind)| Assignment {
                 id: id.clone(),
                 target: target.clone(),
+                director_version: 1,
                 kind: *kind,
             }),
         })
