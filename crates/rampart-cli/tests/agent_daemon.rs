@@ -286,31 +286,7 @@ fn daemon_updates_commits_and_rolls_back_through_the_server() {
     let w = std::fs::canonicalize(tmp.path()).unwrap();
 
     // ---- 1. The image repository (good v2, bad v3), the PKI, the director, the server. ----
-    let key = |name: &str| {
-        let path = w.join(format!("{name}.key"));
-        ok(rampart(&["key", "generate", "--out", s(&path)]));
-        path.to_str().unwrap().to_owned()
-    };
-    let repo = w.join("repo");
-    let (root, targets, snapshot, timestamp) = (
-        key("root"),
-        key("targets"),
-        key("snapshot"),
-        key("timestamp"),
-    );
-    ok(rampart(&[
-        "repo",
-        "init",
-        s(&repo),
-        "--root-key",
-        &root,
-        "--targets-key",
-        &targets,
-        "--snapshot-key",
-        &snapshot,
-        "--timestamp-key",
-        &timestamp,
-    ]));
+    let repo = common::init_repo(&w);
     let (v1, v2, v3, v4) = (
         image("1.0.0", false),
         image("2.0.0", false),
@@ -365,7 +341,10 @@ fn daemon_updates_commits_and_rolls_back_through_the_server() {
     let device_key = write("dev-1-tls.key", &device_cert.key_pem);
 
     let director = w.join("director");
-    let (director_root, online) = (key("director-root"), key("director-online"));
+    let (director_root, online) = (
+        common::new_key(&w, "director-root"),
+        common::new_key(&w, "director-online"),
+    );
     ok(rampart(&[
         "director",
         "init",

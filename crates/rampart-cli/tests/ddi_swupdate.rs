@@ -219,31 +219,7 @@ fn swupdate_installs_a_campaign_release_through_ddi_and_a_failure_counts_toward_
     let swu = build_swu(&w, &payload, &installed, (&sig_cert, &sig_key));
 
     // A TUF image repository holding the .swu as release 1.0.1 (any file is a release).
-    let key = |name: &str| {
-        let path = w.join(format!("{name}.key"));
-        ok(rampart(&["key", "generate", "--out", s(&path)]));
-        path.to_str().unwrap().to_owned()
-    };
-    let repo = w.join("repo");
-    let (root, targets, snapshot, timestamp) = (
-        key("root"),
-        key("targets"),
-        key("snapshot"),
-        key("timestamp"),
-    );
-    ok(rampart(&[
-        "repo",
-        "init",
-        s(&repo),
-        "--root-key",
-        &root,
-        "--targets-key",
-        &targets,
-        "--snapshot-key",
-        &snapshot,
-        "--timestamp-key",
-        &timestamp,
-    ]));
+    let repo = common::init_repo(&w);
     ok(rampart(&[
         "release",
         "add",

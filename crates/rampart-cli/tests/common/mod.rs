@@ -43,6 +43,36 @@ pub fn s(p: &Path) -> &str {
     p.to_str().expect("test paths are UTF-8")
 }
 
+/// `rampart key generate` into `dir/NAME.key`; returns its path.
+pub fn new_key(dir: &Path, name: &str) -> String {
+    let path = dir.join(format!("{name}.key"));
+    ok(rampart(&["key", "generate", "--out", s(&path)]));
+    path.to_str().expect("test paths are UTF-8").to_owned()
+}
+
+/// `rampart repo init dir/repo` with one new key per top-level role (`dir/<role>.key`).
+pub fn init_repo(dir: &Path) -> std::path::PathBuf {
+    let repo = dir.join("repo");
+    let keys: Vec<String> = ["root", "targets", "snapshot", "timestamp"]
+        .iter()
+        .map(|role| new_key(dir, role))
+        .collect();
+    ok(rampart(&[
+        "repo",
+        "init",
+        s(&repo),
+        "--root-key",
+        &keys[0],
+        "--targets-key",
+        &keys[1],
+        "--snapshot-key",
+        &keys[2],
+        "--timestamp-key",
+        &keys[3],
+    ]));
+    repo
+}
+
 /// A `rampart` server started as a child process; killed (SIGKILL) and reaped when dropped.
 pub struct ServerChild {
     child: std::process::Child,
