@@ -91,6 +91,44 @@ pub enum AuditError {
         found: [u8; 32],
     },
 
+    /// Records that a signed audit head covers are missing: the history was cut after the head
+    /// was signed.
+    #[error(
+        "history truncated: the anchored head (signed at {}) covers {anchored} records, the log has {found}; records {found} to {} are missing",
+        crate::rfc3339_from_unix(*.signed_at).unwrap_or_else(|| .signed_at.to_string()),
+        .anchored - 1
+    )]
+    AnchorTruncated {
+        anchored: u64,
+        found: u64,
+        signed_at: i64,
+    },
+
+    /// Record `seq` (the last one a signed head covers) no longer has the anchored hash: a
+    /// record from `intact_before` to `seq` was rewritten (hashes recomputed) after the head
+    /// was signed.
+    #[error(
+        "record {seq} of {count} does not match the anchored head (signed at {}, covering {anchored} records): history was rewritten in records {intact_before} to {seq}{}",
+        crate::rfc3339_from_unix(*.signed_at).unwrap_or_else(|| .signed_at.to_string()),
+        if *.intact_before > 0 { format!(" (records 0 to {} match an earlier anchored head)", .intact_before - 1) } else { String::new() }
+    )]
+    AnchorMismatch {
+        seq: u64,
+        count: u64,
+        anchored: u64,
+        signed_at: i64,
+        intact_before: u64,
+    },
+
+    /// A signed audit head's text is not an audit head.
+    #[error("not a valid audit head: {reason}")]
+    HeadFormat { reason: String },
+
+    /// A signed audit head is not validly signed by the expected audit key (forged, damaged or
+    /// signed by another key).
+    #[error("audit head signature refused: {reason}")]
+    HeadSignature { reason: String },
+
     /// A line of JSON Lines input is not a valid record.
     #[error("line {line}: {reason}")]
     Parse { line: usize, reason: String },

@@ -10,6 +10,9 @@
 //!
 //! * [`AuditChain`]: appends records ([`AuditChain::new`], [`AuditChain::resume`]).
 //! * [`verify`] / [`verify_against`]: check a whole chain from its first record.
+//! * [`AuditHead`]: signed heads (signed notes under an audit key) that anchor the chain
+//!   outside the database; [`verify_signed_head`] and [`verify_against_heads`] detect a
+//!   history rewritten with recomputed hashes, or a cut tail, and name the first bad record.
 //! * [`to_jsonl`] / [`parse_jsonl`]: the storage and exchange form, one JSON object per line.
 //! * [`to_csv`]: a spreadsheet export (RFC 4180).
 //!
@@ -74,6 +77,7 @@
 mod chain;
 mod csv;
 mod error;
+mod head;
 mod jsonl;
 mod record;
 mod time;
@@ -84,6 +88,7 @@ mod tests;
 pub use chain::{AuditChain, VerifiedChain, verify, verify_against};
 pub use csv::{CSV_HEADER, to_csv};
 pub use error::AuditError;
+pub use head::{AuditHead, HEAD_HEADER, verify_against_heads, verify_signed_head};
 pub use jsonl::{MAX_LINE_BYTES, parse_jsonl, to_json_line, to_jsonl};
 pub use record::{
     AuditRecord, DOMAIN, GENESIS_HASH, MAX_DETAILS_BYTES, MAX_DETAILS_DEPTH, MAX_TEXT_BYTES,

@@ -982,3 +982,182 @@ fn read_csv(text: &str) -> Vec<Vec<String>> {
     }
     rows
 }
+
+// ---- signed audit heads ------------------------------------------------------------------
+
+fn audit_key(name: &str, seed: u8) -> rampart_log::note::NoteSigner {
+    rampart_log::note::NoteSigner::from_seed(name, [seed; 32]).unwrap()
+}
+
+/// Signs the head of `records` and checks it back, as the server and `audit verify` do.
+fn anchored(records: &[AuditRecord], key: &rampart_log::note::NoteSigner) -> AuditHead {
+    let head = AuditHead::of(&verify(records).unwrap(), T0 + 9_999).unwrap();
+    let note = head.sign(key).unwrap();
+    verify_signed_head(&note, &key.verifier()).unwrap()
+}
+
+/// Rewrites record `at` and recomputes every hash from there on, as an attacker with write
+/// access to the database can: the chain on its own still verifies.
+fn rewrite_from(records: &[AuditRecord], at: usize) -> Vec<AuditRecord> {
+    let mut chain = AuditChain::resume(at.checked_sub(1).map(|i| &records[i])).unwrap();
+    let mut out = records[..at].to_vec();
+    for (i, r) in records[at..].iter().enumerate() {
+        let subject = if i == 0 { "someone-else" } else { &r.subject };
+        out.push(
+            chain
+                .append(r.time, &r.actor, &r.action, subject, r.details.clone())
+                .unwrap(),
+        );
+    }
+    out
+}
+
+#[test]
+fn rewritten_audit_history_is_detected() {
+    let key = audit_key("rampart.test/audit", 7);
+    let records = build(40);
+    let early = anchored(&records[..20], &key);
+    let head = anchored(&records, &key);
+    let rewritten = rewrite_from(&records, 17);
+    assert!(
+        verify(&rewritten).is_ok(),
+        "the unkeyed chain alone cannot tell"
+    );
+    let err = verify_against_heads(&rewritten, &[head]).unwrap_err();
+    assert_eq!(
+        err,
+        AuditError::AnchorMismatch {
+            seq: 39,
+            count: 40,
+            anchored: 40,
+            signed_at: T0 + 9_999,
+            intact_before: 0,
+        }
+    );
+    assert!(
+        err.to_string()
+            .starts_with("record 39 of 40 does not match the anchored head"),
+        "{err}"
+    );
+    // An earlier head narrows it down: it is the first one to fail, so it is named.
+    let err = verify_against_heads(&rewritten, &[head, early]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AuditError::AnchorMismatch {
+                seq: 19,
+                anchored: 20,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // A rewrite after the early head: the early head still matches, the range is named.
+    let rewritten_late = rewrite_from(&records, 25);
+    let err = verify_against_heads(&rewritten_late, &[early, head]).unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "rewritten in records 20 to 39 (records 0 to 19 match an earlier anchored head)"
+        ),
+        "{err}"
+    );
+    // The untouched chain, grown since the heads were signed, passes.
+    let mut grown = records.clone();
+    let mut chain = AuditChain::resume(grown.last()).unwrap();
+    grown.push(
+        chain
+            .append(T0 + 99_999, "system", "late", "", json!({}))
+            .unwrap(),
+    );
+    assert_eq!(
+        verify_against_heads(&grown, &[early, head]).unwrap().count,
+        41
+    );
+}
+
+#[test]
+fn truncated_audit_history_is_detected() {
+    let key = audit_key("rampart.test/audit", 7);
+    let records = build(40);
+    let head = anchored(&records, &key);
+    let cut = &records[..35];
+    assert!(verify(cut).is_ok(), "the unkeyed chain alone cannot tell");
+    let err = verify_against_heads(cut, &[head]).unwrap_err();
+    assert_eq!(
+        err,
+        AuditError::AnchorTruncated {
+            anchored: 40,
+            found: 35,
+            signed_at: T0 + 9_999
+        }
+    );
+    assert!(
+        err.to_string().starts_with(
+            "history truncated: the anchored head (signed at 2026-01-01T02:46:39Z) covers 40 records, the log has 35; records 35 to 39 are missing"
+        ),
+        "{err}"
+    );
+    // Everything cut: still detected.
+    assert!(matches!(
+        verify_against_heads(&[], &[head]),
+        Err(AuditError::AnchorTruncated { found: 0, .. })
+    ));
+}
+
+#[test]
+fn forged_audit_head_signature_is_refused() {
+    let key = audit_key("rampart.test/audit", 7);
+    let records = build(5);
+    let head = AuditHead::of(&verify(&records).unwrap(), T0).unwrap();
+    let note = head.sign(&key).unwrap();
+    assert_eq!(verify_signed_head(&note, &key.verifier()).unwrap(), head);
+
+    // A head signed by another key under the same name: refused.
+    let impostor = audit_key("rampart.test/audit", 8);
+    let forged = head.sign(&impostor).unwrap();
+    assert!(matches!(
+        verify_signed_head(&forged, &key.verifier()),
+        Err(AuditError::HeadSignature { .. })
+    ));
+
+    // The genuine signature over an edited text (a smaller size, to excuse a truncation).
+    let text = String::from_utf8(note.clone()).unwrap();
+    let edited = text.replace("size 5\n", "size 3\n");
+    assert_ne!(edited, text);
+    let err = verify_signed_head(edited.as_bytes(), &key.verifier()).unwrap_err();
+    assert!(
+        err.to_string().starts_with("audit head signature refused"),
+        "{err}"
+    );
+
+    // A note signed by the right key that is not an audit head (e.g. a release statement).
+    let mut other = rampart_log::note::Note::new("rampart.dev/release-statement/v1\n").unwrap();
+    key.sign_note(&mut other).unwrap();
+    assert!(matches!(
+        verify_signed_head(&other.to_bytes(), &key.verifier()),
+        Err(AuditError::HeadFormat { .. })
+    ));
+}
+
+#[test]
+fn audit_head_text_round_trips_and_is_strict() {
+    let head = AuditHead {
+        size: 40,
+        hash: [0xab; 32],
+        time: T0,
+    };
+    let text = head.to_text();
+    assert_eq!(AuditHead::parse_text(&text).unwrap(), head);
+    for bad in [
+        text.replace("size 40", "size 040"),
+        text.replace("size 40", "size 0"),
+        text.replace("size 40", "size +40"),
+        text.replace("hash ab", "hash AB"),
+        text.replace("time ", "time  "),
+        text.replace("\ntime", "\nextra 1\ntime"),
+        text.trim_end().to_string(),
+        text.replace(HEAD_HEADER, "rampart.dev/audit-head/v2"),
+    ] {
+        assert!(AuditHead::parse_text(&bad).is_err(), "{bad:?} accepted");
+    }
+}
