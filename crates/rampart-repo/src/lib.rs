@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod documents;
+pub mod expiry;
 mod repo;
 
 pub use repo::*;

@@ -19,6 +19,8 @@ use crate::documents::{self, DocumentError};
 /// The file, at the repository's top, naming the signing keys of each role (references only:
 /// no secret is stored in it).
 pub const CONFIG_FILE: &str = "rampart-repo.json";
+/// The file, at the repository's top, whose lock every writer holds (see [`Repository::lock`]).
+pub const LOCK_FILE: &str = ".rampart-repo.lock";
 const SPEC_VERSION: &str = "1.0.31";
 const DAY: i64 = 86_400;
 
@@ -241,7 +243,25 @@ pub struct Repository {
     config: RepoConfig,
 }
 
-fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>, RepoError> {
+/// The repository's write lock (an advisory lock on [`LOCK_FILE`]); released when dropped.
+/// Every writing operation holds it, so an operator's `rampart repo publish` and the server's
+/// automatic renewal never write snapshot or timestamp versions at the same time.
+#[derive(Debug)]
+pub struct RepoLock {
+    _file: std::fs::File,
+}
+
+/// What [`Repository::renew_published`] signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renewed {
+    /// The new snapshot version, if the snapshot was re-signed too.
+    pub snapshot_version: Option<u64>,
+    pub snapshot_expires_unix: Option<i64>,
+    pub timestamp_version: u64,
+    pub timestamp_expires_unix: i64,
+}
+
+pub(crate) fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>, RepoError> {
     let f = std::fs::File::open(path).map_err(io_err(path))?;
     let mut buf = Vec::new();
     f.take(limit + 1)
@@ -308,6 +328,15 @@ pub fn sign_envelope<T: Serialize>(
     signed: &T,
     signers: &[Box<dyn Signer>],
 ) -> Result<Vec<u8>, RepoError> {
+    let signers: Vec<&dyn Signer> = signers.iter().map(|s| s.as_ref()).collect();
+    sign_envelope_with(signed, &signers)
+}
+
+/// [`sign_envelope`] with borrowed signers (keys held elsewhere, e.g. by the server).
+pub fn sign_envelope_with<T: Serialize>(
+    signed: &T,
+    signers: &[&dyn Signer],
+) -> Result<Vec<u8>, RepoError> {
     let canonical =
         rampart_core::cjson::to_canonical_bytes(signed).map_err(|e| RepoError::BadFile {
             path: "<metadata>".into(),
@@ -358,6 +387,36 @@ impl Repository {
     }
     fn targets_dir(&self) -> PathBuf {
         self.dir.join("targets")
+    }
+
+    fn lock_file(&self) -> Result<std::fs::File, RepoError> {
+        let path = self.dir.join(LOCK_FILE);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))
+    }
+
+    /// Waits for the repository's write lock and takes it (see [`RepoLock`]).
+    pub fn lock(&self) -> Result<RepoLock, RepoError> {
+        let file = self.lock_file()?;
+        file.lock().map_err(io_err(&self.dir.join(LOCK_FILE)))?;
+        Ok(RepoLock { _file: file })
+    }
+
+    /// Takes the repository's write lock if no other writer holds it; `None` if one does.
+    pub fn try_lock(&self) -> Result<Option<RepoLock>, RepoError> {
+        let file = self.lock_file()?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(RepoLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(RepoError::Io {
+                path: self.dir.join(LOCK_FILE).display().to_string(),
+                source: e,
+            }),
+        }
     }
 
     /// Creates a new repository with version 1 of every top-level role.
@@ -457,7 +516,8 @@ impl Repository {
             &sign_envelope(&targets, &t_signers)?,
         )?;
         repo.save_config()?;
-        repo.publish(open, now)?;
+        let _lock = repo.lock()?;
+        repo.publish_locked(open, now)?;
         Ok(repo)
     }
 
@@ -686,6 +746,7 @@ impl Repository {
 
     /// Saves the transparency-log settings used by `release add`.
     pub fn set_transparency(&mut self, t: Option<TransparencyConfig>) -> Result<(), RepoError> {
+        let _lock = self.lock()?;
         self.config.transparency = t;
         self.save_config()
     }
@@ -700,6 +761,7 @@ impl Repository {
         progress: &dyn Progress,
         logger: Option<ReleaseLogger>,
     ) -> Result<Vec<AddedRelease>, RepoError> {
+        let _lock = self.lock()?;
         let mut roles: BTreeMap<String, Targets> = BTreeMap::new();
         let mut all_existing: BTreeMap<String, TargetFile> = BTreeMap::new();
         let top = self.targets_role("targets")?;
@@ -894,6 +956,7 @@ impl Repository {
         open: KeyOpener,
         now: i64,
     ) -> Result<Vec<(String, u64)>, RepoError> {
+        let _lock = self.lock()?;
         let mut renewed = Vec::new();
         for role in self.targets_roles() {
             let t = self.targets_role(&role)?;
@@ -906,6 +969,12 @@ impl Repository {
     /// Signs a new snapshot listing the latest version of every targets role, and a new
     /// timestamp for it. Also the way to renew their expiry.
     pub fn publish(&self, open: KeyOpener, now: i64) -> Result<(u64, u64), RepoError> {
+        let _lock = self.lock()?;
+        self.publish_locked(open, now)
+    }
+
+    /// [`Self::publish`] for a caller holding the lock.
+    fn publish_locked(&self, open: KeyOpener, now: i64) -> Result<(u64, u64), RepoError> {
         let mut meta = BTreeMap::new();
         for role in self.targets_roles() {
             let v = self
@@ -917,46 +986,150 @@ impl Repository {
             )?;
             meta.insert(format!("{role}.json"), meta_file(v, &bytes));
         }
-        let snap_version = self.latest_version("snapshot")?.unwrap_or(0) + 1;
+        let snapshot_signers = self.open_role(RoleType::Snapshot, open)?;
+        let timestamp_signers = self.open_role(RoleType::Timestamp, open)?;
+        let (snap_version, _, snapshot) =
+            self.write_snapshot(meta, &borrowed(&snapshot_signers), now)?;
+        let (ts_version, _) = self.write_timestamp(snapshot, &borrowed(&timestamp_signers), now)?;
+        Ok((snap_version, ts_version))
+    }
+
+    /// Re-signs what is published with fresh expiries, publishing nothing new: a new timestamp
+    /// and, with `snapshot_signers`, a new snapshot listing the same targets versions as the
+    /// current one (so a release added with `--no-publish` stays unpublished). Takes the
+    /// repository's lock if it is free; `Ok(None)` if another writer holds it (try again later).
+    /// The signers must be the roles' keys in the current root ([`Self::check_online_signers`]).
+    pub fn renew_published(
+        &self,
+        snapshot_signers: Option<&[&dyn Signer]>,
+        timestamp_signers: &[&dyn Signer],
+        now: i64,
+    ) -> Result<Option<Renewed>, RepoError> {
+        let Some(_lock) = self.try_lock()? else {
+            return Ok(None);
+        };
+        let ts_path = self.metadata_dir().join("timestamp.json");
+        let current =
+            Metadata::<Timestamp>::from_bytes("timestamp", &read_file(&ts_path, 1 << 20)?)?;
+        let mut snapshot = current
+            .signed
+            .meta
+            .get("snapshot.json")
+            .cloned()
+            .ok_or_else(|| RepoError::BadFile {
+                path: ts_path.display().to_string(),
+                reason: "lists no snapshot.json".into(),
+            })?;
+        let mut renewed_snapshot = None;
+        if let Some(signers) = snapshot_signers {
+            let path = self
+                .metadata_dir()
+                .join(format!("{}.snapshot.json", snapshot.version));
+            let published =
+                Metadata::<Snapshot>::from_bytes("snapshot", &read_file(&path, 64 << 20)?)?;
+            let (version, expires, meta) =
+                self.write_snapshot(published.signed.meta, signers, now)?;
+            renewed_snapshot = Some((version, expires));
+            snapshot = meta;
+        }
+        let (timestamp_version, timestamp_expires_unix) =
+            self.write_timestamp(snapshot, timestamp_signers, now)?;
+        Ok(Some(Renewed {
+            snapshot_version: renewed_snapshot.map(|(v, _)| v),
+            snapshot_expires_unix: renewed_snapshot.map(|(_, e)| e),
+            timestamp_version,
+            timestamp_expires_unix,
+        }))
+    }
+
+    /// Checks that `signers` are keys of `role` in the current root, at least its threshold, so
+    /// that what they sign is accepted by devices.
+    pub fn check_online_signers(
+        &self,
+        role: RoleType,
+        signers: &[&dyn Signer],
+    ) -> Result<(), RepoError> {
+        let (version, root) = self.load::<Root>("root")?;
+        let name = role.as_str();
+        let keys = root
+            .signed
+            .roles
+            .get(name)
+            .ok_or_else(|| RepoError::BadRoleKeys {
+                role: name.into(),
+                reason: format!("root v{version} has no {name} role"),
+            })?;
+        let mut distinct = std::collections::BTreeSet::new();
+        for s in signers {
+            let id = s.key_id();
+            if !keys.keyids.contains(&id) {
+                return Err(RepoError::BadRoleKeys {
+                    role: name.into(),
+                    reason: format!(
+                        "key {id} is not a {name} key of root v{version}; give one of its keys ({})",
+                        keys.keyids.join(", ")
+                    ),
+                });
+            }
+            distinct.insert(id);
+        }
+        if (distinct.len() as u64) < u64::from(keys.threshold) {
+            return Err(RepoError::BadRoleKeys {
+                role: name.into(),
+                reason: format!(
+                    "root v{version} needs {} of its {name} keys, {} given",
+                    keys.threshold,
+                    distinct.len()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Signs and writes snapshot version latest+1 listing `meta`: its version, expiry and the
+    /// entry a timestamp lists for it.
+    fn write_snapshot(
+        &self,
+        meta: BTreeMap<String, MetaFile>,
+        signers: &[&dyn Signer],
+        now: i64,
+    ) -> Result<(u64, i64, MetaFile), RepoError> {
+        let version = self.latest_version("snapshot")?.unwrap_or(0) + 1;
+        let expires = now + i64::from(self.config.expiry_days.snapshot) * DAY;
         let snapshot = Snapshot {
-            common: common(
-                RoleType::Snapshot,
-                snap_version,
-                now + i64::from(self.config.expiry_days.snapshot) * DAY,
-            ),
+            common: common(RoleType::Snapshot, version, expires),
             meta,
         };
-        let snap_bytes = sign_envelope(&snapshot, &self.open_role(RoleType::Snapshot, open)?)?;
+        let bytes = sign_envelope_with(&snapshot, signers)?;
         write_metadata(
-            &self
-                .metadata_dir()
-                .join(format!("{snap_version}.snapshot.json")),
-            &snap_bytes,
+            &self.metadata_dir().join(format!("{version}.snapshot.json")),
+            &bytes,
         )?;
+        Ok((version, expires, meta_file(version, &bytes)))
+    }
+
+    /// Signs and writes the next `timestamp.json`, listing `snapshot`: its version and expiry.
+    fn write_timestamp(
+        &self,
+        snapshot: MetaFile,
+        signers: &[&dyn Signer],
+        now: i64,
+    ) -> Result<(u64, i64), RepoError> {
         let ts_path = self.metadata_dir().join("timestamp.json");
-        let ts_version = if ts_path.exists() {
+        let version = if ts_path.exists() {
             Metadata::<Timestamp>::from_bytes("timestamp", &read_file(&ts_path, 1 << 20)?)?
                 .version()
                 + 1
         } else {
             1
         };
+        let expires = now + i64::from(self.config.expiry_days.timestamp) * DAY;
         let timestamp = Timestamp {
-            common: common(
-                RoleType::Timestamp,
-                ts_version,
-                now + i64::from(self.config.expiry_days.timestamp) * DAY,
-            ),
-            meta: BTreeMap::from([(
-                "snapshot.json".to_string(),
-                meta_file(snap_version, &snap_bytes),
-            )]),
+            common: common(RoleType::Timestamp, version, expires),
+            meta: BTreeMap::from([("snapshot.json".to_string(), snapshot)]),
         };
-        write_metadata(
-            &ts_path,
-            &sign_envelope(&timestamp, &self.open_role(RoleType::Timestamp, open)?)?,
-        )?;
-        Ok((snap_version, ts_version))
+        write_metadata(&ts_path, &sign_envelope_with(&timestamp, signers)?)?;
+        Ok((version, expires))
     }
 
     /// Writes root version N+1 with the requested key changes, signed by the old root's keys
@@ -967,6 +1140,7 @@ impl Repository {
         open: KeyOpener,
         now: i64,
     ) -> Result<u64, RepoError> {
+        let _lock = self.lock()?;
         let (old_version, old_md) = self.load::<Root>("root")?;
         let old_root = old_md.signed;
         let old_root_signers = self.open_role(RoleType::Root, open)?;
@@ -1059,7 +1233,7 @@ impl Repository {
             let t = self.targets_role("targets")?;
             self.write_targets_role("targets", t, open, now)?;
         }
-        self.publish(open, now)?;
+        self.publish_locked(open, now)?;
         Ok(old_version + 1)
     }
 
@@ -1093,6 +1267,7 @@ impl Repository {
             return Err(bad("give at least one --path pattern"));
         }
         check_threshold(name, &signers)?;
+        let _lock = self.lock()?;
         let opened = self.open_refs(&signers.keys, open)?;
         let mut parent = self.targets_role("targets")?;
         let d = parent.delegations.get_or_insert_with(|| Delegations {
@@ -1129,7 +1304,7 @@ impl Repository {
         self.config.delegations.insert(name.into(), signers);
         self.write_targets_role("targets", parent, open, now)?;
         self.save_config()?;
-        self.publish(open, now)?;
+        self.publish_locked(open, now)?;
         Ok(())
     }
 
@@ -1222,6 +1397,10 @@ fn role_may_list(top: &Targets, role: &str, target: &str) -> bool {
     rampart_core::delegation::matching_children(top, target)
         .iter()
         .any(|c| c.name == role)
+}
+
+fn borrowed(signers: &[Box<dyn Signer>]) -> Vec<&dyn Signer> {
+    signers.iter().map(|s| s.as_ref()).collect()
 }
 
 fn meta_file(version: u64, bytes: &[u8]) -> MetaFile {
