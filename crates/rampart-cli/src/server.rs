@@ -66,6 +66,56 @@ pub struct ServerArgs {
     /// hawkBit clients; tenants and tokens come from `rampart ddi`.
     #[arg(long)]
     ddi_listen: Option<SocketAddr>,
+    /// A listener's connection caps, LISTENER=MAX[/PER_SOURCE] with LISTENER one of device, ddi,
+    /// management, metrics (repeatable), e.g. `device=8192/512`. Defaults: device and ddi
+    /// 4096/256, management 256/32, metrics 64/16, lowered to fit the open-file limit; caps
+    /// given here that do not fit refuse to start.
+    #[arg(long = "connection-cap", value_name = "LISTENER=MAX[/PER_SOURCE]", value_parser = parse_connection_cap)]
+    connection_caps: Vec<(String, rampart_server::connections::ListenerCaps)>,
+    /// Seconds a client has to send a whole request head; also how long a kept-alive
+    /// connection may wait idle for its next request.
+    #[arg(long, default_value_t = rampart_server::connections::DEFAULT_HEADER_TIMEOUT.as_secs())]
+    header_timeout: u64,
+}
+
+/// `LISTENER=MAX[/PER_SOURCE]` of `--connection-cap`.
+fn parse_connection_cap(
+    text: &str,
+) -> Result<(String, rampart_server::connections::ListenerCaps), String> {
+    let usage = "expected LISTENER=MAX[/PER_SOURCE], e.g. device=8192/512";
+    let (listener, caps) = text.split_once('=').ok_or(usage)?;
+    if !["device", "ddi", "management", "metrics"].contains(&listener) {
+        return Err(format!(
+            "unknown listener {listener:?}: one of device, ddi, management, metrics"
+        ));
+    }
+    let number = |n: &str| {
+        n.parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("{n:?} is not a positive number; {usage}"))
+    };
+    let defaults = rampart_server::connections::ConnectionConfig::default();
+    let default_per_source = match listener {
+        "device" => defaults.device.max_per_source,
+        "ddi" => defaults.ddi.max_per_source,
+        "management" => defaults.management.max_per_source,
+        _ => defaults.metrics.max_per_source,
+    };
+    let (max, per_source) = match caps.split_once('/') {
+        Some((max, per_source)) => (number(max)?, number(per_source)?),
+        None => {
+            let max = number(caps)?;
+            (max, default_per_source.min(max))
+        }
+    };
+    Ok((
+        listener.to_owned(),
+        rampart_server::connections::ListenerCaps {
+            max_connections: max,
+            max_per_source: per_source,
+        },
+    ))
 }
 
 fn read(path: &Path, what: &str) -> anyhow::Result<String> {
@@ -92,6 +142,20 @@ pub fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
     config.metrics_listen = args.metrics_listen;
     config.poll_interval_secs = args.poll_interval;
     config.last_seen_flush_interval = Duration::from_millis(args.last_seen_flush_ms.max(1));
+    if args.header_timeout == 0 {
+        anyhow::bail!("--header-timeout must be at least 1 second");
+    }
+    config.connections.header_timeout = Duration::from_secs(args.header_timeout);
+    for (listener, caps) in &args.connection_caps {
+        // Caps an operator chose are never lowered behind their back.
+        config.connections.scale_to_file_limit = false;
+        match listener.as_str() {
+            "device" => config.connections.device = *caps,
+            "ddi" => config.connections.ddi = *caps,
+            "management" => config.connections.management = *caps,
+            _ => config.connections.metrics = *caps,
+        }
+    }
     if let Some(addr) = args.management_listen {
         config.management_listen = Some(addr);
         config.management_tls = Some(

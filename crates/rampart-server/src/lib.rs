@@ -51,11 +51,13 @@
 pub mod artifact_store;
 pub mod audit;
 mod campaigns;
+pub mod connections;
 mod ddi;
 mod delivery;
 mod device_api;
 pub mod director;
 mod http;
+mod http_serve;
 pub mod idle;
 pub mod image_repo;
 mod last_seen;
@@ -68,7 +70,7 @@ mod tls_listener;
 pub mod webhooks;
 
 use std::fmt;
-use std::future::{Future, IntoFuture as _};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -159,6 +161,8 @@ pub struct ServerConfig {
     /// TLS configuration of the DDI API, normally from
     /// [`rampart_pki::server_config_optional_client_auth`]; required with `ddi_listen`.
     pub ddi_tls: Option<Arc<rustls::ServerConfig>>,
+    /// Every listener's connection caps and the request-head deadline (see [`connections`]).
+    pub connections: connections::ConnectionConfig,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -225,6 +229,7 @@ impl ServerConfig {
             webhooks: webhooks::WebhookConfig::default(),
             ddi_listen: None,
             ddi_tls: None,
+            connections: connections::ConnectionConfig::default(),
         }
     }
 
@@ -253,6 +258,8 @@ impl ServerConfig {
             Some("ddi_listen needs ddi_tls (the DDI API is HTTPS only)")
         } else if self.refusal_summary_interval.is_zero() {
             Some("refusal_summary_interval must not be zero")
+        } else if self.connections.header_timeout.is_zero() {
+            Some("connections.header_timeout must not be zero")
         } else {
             None
         };
@@ -262,9 +269,6 @@ impl ServerConfig {
         }
     }
 }
-
-/// Open DDI connections at once (devices holding keep-alive connections).
-const DDI_MAX_CONNECTIONS: usize = 8192;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -289,7 +293,7 @@ pub enum ServerError {
 pub struct Server {
     db: Db,
     device_listener: MtlsListener,
-    metrics_listener: Option<TcpListener>,
+    metrics_listener: Option<operator_listener::PlainListener>,
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     metrics: Arc<Metrics>,
@@ -310,6 +314,7 @@ pub struct Server {
     campaigns: Arc<campaigns::Campaigns>,
     ddi: Option<(operator_listener::OperatorListener, Arc<ddi::DdiApi>)>,
     ddi_addr: Option<SocketAddr>,
+    header_timeout: Duration,
 }
 
 impl fmt::Debug for Server {
@@ -325,6 +330,28 @@ impl Server {
     /// Opens (and migrates) the database and binds the listeners.
     pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         config.validate()?;
+        // Every listener's connections must fit in the open-file limit, or a flood of idle
+        // connections on one listener would starve the others (and the database) of files.
+        let file_limit = connections::raise_file_limit().map_err(|e| {
+            ServerError::Config(format!("reading the open-file limit (RLIMIT_NOFILE): {e}"))
+        })?;
+        let caps = config
+            .connections
+            .fit(
+                connections::EnabledListeners {
+                    ddi: config.ddi_listen.is_some(),
+                    management: config.management_listen.is_some(),
+                    metrics: config.metrics_listen.is_some(),
+                },
+                file_limit,
+            )
+            .map_err(|e| ServerError::Config(e.to_string()))?;
+        if caps != config.connections {
+            eprintln!(
+                "rampart server: the open-file limit is {file_limit}: connection caps lowered to device {}, DDI {} (raise the limit with `ulimit -n` or LimitNOFILE= to serve more)",
+                caps.device.max_connections, caps.ddi.max_connections
+            );
+        }
         if let Some(store) = &config.artifact_store {
             store.check().await?;
         }
@@ -352,10 +379,24 @@ impl Server {
         let hooks = webhooks::Webhooks::new(db.clone(), config.webhooks.clone())
             .map_err(|e| ServerError::Config(e.to_string()))?;
         let (refusal_tx, refusals) = tokio::sync::mpsc::channel(audit::REFUSAL_QUEUE);
-        let device_listener =
-            MtlsListener::new(tcp, config.tls.clone(), metrics.connections.clone())
-                .with_timeouts(config.handshake_timeout, config.idle_timeout)
-                .with_refusal_sink(refusal_tx);
+        let admission = |caps, counters: &Arc<connections::AdmissionCounters>| {
+            connections::Admission::new(caps, counters.clone())
+        };
+        let device_listener = MtlsListener::new(
+            tcp,
+            config.tls.clone(),
+            metrics.connections.clone(),
+            admission(caps.device, &metrics.listeners.device),
+        )
+        .with_timeouts(config.handshake_timeout, config.idle_timeout)
+        .with_refusal_sink(refusal_tx);
+        let metrics_listener = metrics_listener.map(|tcp| {
+            operator_listener::PlainListener::new(
+                tcp,
+                config.idle_timeout,
+                admission(caps.metrics, &metrics.listeners.metrics),
+            )
+        });
         // One verified view of the image repository, shared by devices and operators.
         let image_repo = config
             .image_repo
@@ -414,8 +455,8 @@ impl Server {
                     tls.clone(),
                     config.handshake_timeout,
                     config.idle_timeout,
-                )
-                .with_max_connections(DDI_MAX_CONNECTIONS);
+                    admission(caps.ddi, &metrics.listeners.ddi),
+                );
                 (Some((listener, api)), Some(local))
             }
             _ => (None, None),
@@ -440,6 +481,7 @@ impl Server {
                     tls.clone(),
                     config.handshake_timeout,
                     config.idle_timeout,
+                    admission(caps.management, &metrics.listeners.management),
                 );
                 (Some((listener, api)), Some(local))
             }
@@ -465,6 +507,7 @@ impl Server {
             campaigns,
             ddi,
             ddi_addr,
+            header_timeout: caps.header_timeout,
         })
     }
 
@@ -525,8 +568,13 @@ impl Server {
             hooks,
             campaigns,
             ddi,
+            header_timeout,
             ..
         } = self;
+        let operators = http_serve::HttpOptions {
+            header_timeout,
+            shutdown_grace: Some(METRICS_SHUTDOWN_GRACE),
+        };
 
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
@@ -545,11 +593,13 @@ impl Server {
         ));
 
         let metrics_server = metrics_listener.map(|listener| {
-            tokio::spawn(
-                axum::serve(listener, metrics_router(metrics))
-                    .with_graceful_shutdown(stopped(stop_rx.clone()))
-                    .into_future(),
-            )
+            tokio::spawn(http_serve::serve(
+                listener,
+                metrics_router(metrics),
+                operators,
+                |_, peer| peer,
+                stopped(stop_rx.clone()),
+            ))
         });
 
         let refusal_recorder = tokio::spawn(audit::run_refusal_recorder(
@@ -562,31 +612,41 @@ impl Server {
         let hooks_grace = hooks.config().attempt_timeout + METRICS_SHUTDOWN_GRACE;
         let dispatcher = tokio::spawn(hooks.clone().run_dispatcher(stopped(stop_rx.clone())));
         let ddi_server = ddi.map(|(listener, api)| {
-            tokio::spawn(
-                axum::serve(
-                    listener,
-                    ddi::router(api).into_make_service_with_connect_info::<ddi::DdiPeer>(),
-                )
-                .with_graceful_shutdown(stopped(stop_rx.clone()))
-                .into_future(),
-            )
+            tokio::spawn(http_serve::serve(
+                listener,
+                ddi::router(api),
+                operators,
+                |io: &operator_listener::OperatorStream, peer| ddi::DdiPeer {
+                    remote_addr: peer,
+                    certificate_device: io.attached().certificate_device.clone(),
+                },
+                stopped(stop_rx.clone()),
+            ))
         });
         let management_server = management.map(|(listener, api)| {
             let router = management::router(api.clone())
                 .merge(ddi::management_router(api.clone()))
                 .merge(webhooks::router(api, hooks));
-            tokio::spawn(
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stopped(stop_rx.clone()))
-                    .into_future(),
-            )
+            tokio::spawn(http_serve::serve(
+                listener,
+                router,
+                operators,
+                |_, peer| peer,
+                stopped(stop_rx.clone()),
+            ))
         });
 
-        let served = axum::serve(
+        // Devices' requests in flight (an artifact download may be long) all finish.
+        http_serve::serve(
             device_listener,
-            device_api::router(api, delivery).into_make_service_with_connect_info::<PeerIdentity>(),
+            device_api::router(api, delivery),
+            http_serve::HttpOptions {
+                header_timeout,
+                shutdown_grace: None,
+            },
+            |io: &MtlsStream, _| io.peer().clone(),
+            stopped(stop_rx),
         )
-        .with_graceful_shutdown(stopped(stop_rx))
         .await;
 
         // No request is in flight any more: write the last batch.
@@ -611,7 +671,7 @@ impl Server {
         // timeout) and records them; what is still pending is sent after the next start.
         let _ = tokio::time::timeout(hooks_grace, dispatcher).await;
         db.close().await;
-        served.map_err(ServerError::Serve)
+        Ok(())
     }
 }
 

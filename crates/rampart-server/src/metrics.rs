@@ -11,6 +11,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use crate::connections::AdmissionCounters;
 use crate::device_api::ReportStatus;
 use crate::tls_listener::ConnectionCounters;
 
@@ -27,6 +28,8 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct Metrics {
     /// Connection-level counters, shared with the [`crate::MtlsListener`].
     pub connections: Arc<ConnectionCounters>,
+    /// Each listener's admission counters (see [`crate::connections`]).
+    pub listeners: ListenerAdmissions,
     pub(crate) polls: AtomicU64,
     pub(crate) polls_not_modified: AtomicU64,
     pub(crate) devices_registered: AtomicU64,
@@ -41,6 +44,26 @@ pub struct Metrics {
     pub(crate) assignments_created: AtomicU64,
     pub(crate) audit_events_dropped: AtomicU64,
     http: Mutex<HttpStats>,
+}
+
+/// The admission counters of the four listeners.
+#[derive(Debug, Default)]
+pub struct ListenerAdmissions {
+    pub device: Arc<AdmissionCounters>,
+    pub ddi: Arc<AdmissionCounters>,
+    pub management: Arc<AdmissionCounters>,
+    pub metrics: Arc<AdmissionCounters>,
+}
+
+impl ListenerAdmissions {
+    fn each(&self) -> [(&'static str, &AdmissionCounters); 4] {
+        [
+            ("listener=\"device\"", &self.device),
+            ("listener=\"ddi\"", &self.ddi),
+            ("listener=\"management\"", &self.management),
+            ("listener=\"metrics\"", &self.metrics),
+        ]
+    }
 }
 
 #[derive(Debug, Default)]
@@ -148,7 +171,32 @@ impl Metrics {
                 ("reason=\"handshake_failed\"", load(&c.handshake_failed)),
                 ("reason=\"handshake_timeout\"", load(&c.handshake_timeout)),
                 ("reason=\"no_device_identity\"", load(&c.no_device_identity)),
+                ("reason=\"source_cap\"", load(&c.source_cap)),
             ],
+        );
+        let open: Vec<(&str, u64)> = self
+            .listeners
+            .each()
+            .iter()
+            .map(|(label, c)| (*label, load(&c.open)))
+            .collect();
+        gauge_series(
+            &mut out,
+            "rampart_server_connections_open",
+            "Connections open now (handshakes in progress included), by listener.",
+            &open,
+        );
+        let refused: Vec<(&str, u64)> = self
+            .listeners
+            .each()
+            .iter()
+            .map(|(label, c)| (*label, load(&c.refused_per_source)))
+            .collect();
+        counter(
+            &mut out,
+            "rampart_server_connections_source_cap_total",
+            "Connections closed at once because their source held its per-source cap, by listener.",
+            &refused,
         );
         counter(
             &mut out,
@@ -296,6 +344,13 @@ fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
         out,
         "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
     );
+}
+
+fn gauge_series(out: &mut String, name: &str, help: &str, series: &[(&str, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (labels, value) in series {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
 }
 
 fn escape_label(value: &str) -> String {

@@ -1,9 +1,10 @@
 //! The management API's listener: TLS with the server certificate and no client certificate
 //! (operators authenticate with bearer tokens). Handshakes run off the accept path with a
-//! deadline, as on the device listener, so a stalled client cannot block others; at most
-//! [`MAX_CONNECTIONS`] connections are open at once (beyond that, new ones wait in the kernel
-//! backlog), and a connection idle for the idle timeout is closed, so clients without a token
-//! cannot hold the process's file descriptors.
+//! deadline, as on the device listener, so a stalled client cannot block others. Connections
+//! are admitted by [`crate::connections`] (a cap per listener, beyond which new ones wait in
+//! the kernel backlog, and a cap per source, beyond which they are closed at once), and a
+//! connection idle for the idle timeout is closed, so clients without a token cannot hold the
+//! process's file descriptors. [`PlainListener`] does the same without TLS, for `/metrics`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,15 +13,12 @@ use std::time::Duration;
 
 use axum::serve::Listener;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use crate::connections::{Admission, Ticket};
 use crate::idle::IdleTimeout;
-
-/// Open management connections (including handshakes in progress) at once.
-pub const MAX_CONNECTIONS: usize = 256;
 
 type Handshake = Option<(TlsStream<TcpStream>, SocketAddr, Slot)>;
 
@@ -29,7 +27,7 @@ type Handshake = Option<(TlsStream<TcpStream>, SocketAddr, Slot)>;
 /// listener never does).
 #[derive(Debug)]
 pub struct Slot {
-    _permit: OwnedSemaphorePermit,
+    _ticket: Ticket,
     pub certificate_device: Option<String>,
 }
 
@@ -43,7 +41,7 @@ pub struct OperatorListener {
     acceptor: TlsAcceptor,
     handshake_timeout: Duration,
     idle_timeout: Duration,
-    slots: Arc<Semaphore>,
+    admission: Admission,
     pending: JoinSet<Handshake>,
 }
 
@@ -53,22 +51,16 @@ impl OperatorListener {
         tls: Arc<rustls::ServerConfig>,
         handshake_timeout: Duration,
         idle_timeout: Duration,
+        admission: Admission,
     ) -> Self {
         Self {
             tcp,
             acceptor: TlsAcceptor::from(tls),
             handshake_timeout,
             idle_timeout,
-            slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            admission,
             pending: JoinSet::new(),
         }
-    }
-
-    /// At most `n` connections at once instead of [`MAX_CONNECTIONS`] (the DDI listener
-    /// serves devices, not a few operators).
-    pub fn with_max_connections(mut self, n: usize) -> Self {
-        self.slots = Arc::new(Semaphore::new(n.max(1)));
-        self
     }
 }
 
@@ -76,16 +68,19 @@ impl Listener for OperatorListener {
     type Io = OperatorStream;
     type Addr = SocketAddr;
 
-    // Cancel-safe: the permit is acquired before accept and dropped with it if cancelled.
+    // Cancel-safe: the slot is acquired before accept and dropped with it if cancelled.
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             tokio::select! {
-                permit = self.slots.clone().acquire_owned() => {
-                    let Ok(permit) = permit else { continue };
+                slot = self.admission.slot() => {
                     // Holding a free slot, wait for a connection or a finished handshake.
                     tokio::select! {
                         accepted = self.tcp.accept() => match accepted {
                             Ok((tcp, addr)) => {
+                                // Closed at once when its source holds its cap.
+                                let Some(ticket) = self.admission.admit(slot, addr) else {
+                                    continue;
+                                };
                                 let _ = tcp.set_nodelay(true);
                                 let acceptor = self.acceptor.clone();
                                 let deadline = self.handshake_timeout;
@@ -93,7 +88,7 @@ impl Listener for OperatorListener {
                                     match tokio::time::timeout(deadline, acceptor.accept(tcp)).await {
                                         Ok(Ok(tls)) => {
                                             let certificate_device = certificate_device(&tls);
-                                            Some((tls, addr, Slot { _permit: permit, certificate_device }))
+                                            Some((tls, addr, Slot { _ticket: ticket, certificate_device }))
                                         }
                                         _ => None,
                                     }
@@ -102,7 +97,7 @@ impl Listener for OperatorListener {
                             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                         },
                         Some(done) = self.pending.join_next() => {
-                            drop(permit);
+                            drop(slot);
                             if let Ok(Some((tls, addr, slot))) = done {
                                 return (OperatorStream::new(tls, slot, self.idle_timeout), addr);
                             }
@@ -126,3 +121,49 @@ impl Listener for OperatorListener {
 /// An operator connection: holds its connection slot, and is closed once idle for the idle
 /// timeout (see [`crate::idle`]).
 pub type OperatorStream = IdleTimeout<TlsStream<TcpStream>, Slot>;
+
+/// A plain-TCP listener (the metrics listener): the same admission and idle timeout as the
+/// TLS listeners, without a handshake.
+pub struct PlainListener {
+    tcp: TcpListener,
+    idle_timeout: Duration,
+    admission: Admission,
+}
+
+impl PlainListener {
+    pub fn new(tcp: TcpListener, idle_timeout: Duration, admission: Admission) -> Self {
+        Self {
+            tcp,
+            idle_timeout,
+            admission,
+        }
+    }
+}
+
+/// A plain connection holding its admission ticket.
+pub type PlainStream = IdleTimeout<TcpStream, Ticket>;
+
+impl Listener for PlainListener {
+    type Io = PlainStream;
+    type Addr = SocketAddr;
+
+    // Cancel-safe: the slot is acquired before accept and dropped with it if cancelled.
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let slot = self.admission.slot().await;
+            match self.tcp.accept().await {
+                Ok((tcp, addr)) => {
+                    if let Some(ticket) = self.admission.admit(slot, addr) {
+                        let _ = tcp.set_nodelay(true);
+                        return (IdleTimeout::new(tcp, ticket, self.idle_timeout), addr);
+                    }
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}

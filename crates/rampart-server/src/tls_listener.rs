@@ -8,6 +8,12 @@
 //! revoked, wrong protocol, timeout) or whose certificate carries no device id
 //! are dropped and counted in [`ConnectionCounters`]; they never stop the
 //! accept loop.
+//!
+//! Every connection is admitted first ([`crate::connections`]): the listener holds at most its
+//! cap of connections, handshakes included, and a source holding its per-source cap has new
+//! connections closed at once (counted, and summarised in the audit log with the refused
+//! handshakes), so clients that open connections and never send a ClientHello cannot take the
+//! slots of the devices.
 
 use std::io;
 use std::net::SocketAddr;
@@ -22,6 +28,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use crate::connections::{Admission, Ticket};
 use crate::idle::IdleTimeout;
 
 /// How long a client gets to complete the TLS handshake.
@@ -48,6 +55,8 @@ pub struct ConnectionCounters {
     /// `accept(2)` errors other than per-connection ones (e.g. out of file
     /// descriptors); the listener backs off for a second after each.
     pub accept_errors: AtomicU64,
+    /// Refused before the handshake: the source already held its per-source cap.
+    pub source_cap: AtomicU64,
 }
 
 impl ConnectionCounters {
@@ -56,6 +65,7 @@ impl ConnectionCounters {
         self.handshake_failed.load(Ordering::Relaxed)
             + self.handshake_timeout.load(Ordering::Relaxed)
             + self.no_device_identity.load(Ordering::Relaxed)
+            + self.source_cap.load(Ordering::Relaxed)
     }
 }
 
@@ -84,6 +94,8 @@ enum Refusal {
     Handshake(String),
     Timeout,
     NoIdentity,
+    /// The source already holds its per-source cap of connections.
+    SourceCap,
 }
 
 /// A refused connection, for the audit log (see [`MtlsListener::with_refusal_sink`]).
@@ -96,7 +108,14 @@ pub struct RefusedConnection {
     pub reason: String,
 }
 
-type Handshake = Result<(TlsStream<TcpStream>, PeerIdentity), (Refusal, SocketAddr)>;
+type Handshake = Result<(TlsStream<TcpStream>, DeviceConnection), (Refusal, SocketAddr)>;
+
+/// What an established device connection holds besides its bytes.
+#[derive(Debug)]
+pub struct DeviceConnection {
+    peer: PeerIdentity,
+    _ticket: Ticket,
+}
 
 /// A TCP listener that only yields mutually authenticated TLS connections.
 ///
@@ -111,6 +130,7 @@ pub struct MtlsListener {
     pending: JoinSet<Handshake>,
     counters: Arc<ConnectionCounters>,
     refusal_sink: Option<tokio::sync::mpsc::Sender<RefusedConnection>>,
+    admission: Admission,
 }
 
 impl std::fmt::Debug for MtlsListener {
@@ -132,8 +152,10 @@ impl MtlsListener {
         tcp: TcpListener,
         tls: Arc<rustls::ServerConfig>,
         counters: Arc<ConnectionCounters>,
+        admission: Admission,
     ) -> Self {
         Self {
+            admission,
             tcp,
             acceptor: TlsAcceptor::from(tls),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
@@ -163,6 +185,29 @@ impl MtlsListener {
         &self.counters
     }
 
+    /// A finished handshake: the connection to serve, or the refusal counted.
+    fn finished(
+        &self,
+        done: Result<Handshake, tokio::task::JoinError>,
+    ) -> Option<(MtlsStream, SocketAddr)> {
+        match done {
+            Ok(Ok((tls, connection))) => {
+                self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                let addr = connection.peer.remote_addr;
+                Some((MtlsStream::new(tls, connection, self.idle_timeout), addr))
+            }
+            Ok(Err((refusal, addr))) => {
+                self.count(refusal, Some(addr));
+                None
+            }
+            // The handshake task panicked or was cancelled.
+            Err(_) => {
+                self.count(Refusal::Handshake("handshake task failed".into()), None);
+                None
+            }
+        }
+    }
+
     fn count(&self, refusal: Refusal, remote_addr: Option<SocketAddr>) {
         let (counter, reason) = match refusal {
             Refusal::Handshake(e) => (&self.counters.handshake_failed, format!("tls: {e}")),
@@ -173,6 +218,11 @@ impl MtlsListener {
             Refusal::NoIdentity => (
                 &self.counters.no_device_identity,
                 "certificate names no device".to_owned(),
+            ),
+            // Counted by the admission counters.
+            Refusal::SourceCap => (
+                &self.counters.source_cap,
+                "too many connections from this source".to_owned(),
             ),
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -190,41 +240,49 @@ impl Listener for MtlsListener {
     type Io = MtlsStream;
     type Addr = SocketAddr;
 
-    // Cancel-safe: all state lives in `self`, and both awaited operations
-    // (`TcpListener::accept`, `JoinSet::join_next`) are cancel-safe.
+    // Cancel-safe: all state lives in `self`, and every awaited operation (acquiring a slot,
+    // `TcpListener::accept`, `JoinSet::join_next`) is cancel-safe.
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             tokio::select! {
-                accepted = self.tcp.accept(), if self.pending.len() < MAX_PENDING_HANDSHAKES => {
-                    match accepted {
-                        Ok((tcp, remote_addr)) => {
-                            let _ = tcp.set_nodelay(true);
-                            self.pending.spawn(handshake(
-                                self.acceptor.clone(),
-                                tcp,
-                                remote_addr,
-                                self.handshake_timeout,
-                            ));
-                        }
-                        Err(e) if is_connection_error(&e) => {}
-                        Err(_) => {
-                            // Typically EMFILE: back off rather than spin.
-                            self.counters.accept_errors.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(Duration::from_secs(1)).await;
+                slot = self.admission.slot(), if self.pending.len() < MAX_PENDING_HANDSHAKES => {
+                    // Holding a free slot, wait for a connection or a finished handshake.
+                    tokio::select! {
+                        accepted = self.tcp.accept() => match accepted {
+                            Ok((tcp, remote_addr)) => match self.admission.admit(slot, remote_addr) {
+                                Some(ticket) => {
+                                    let _ = tcp.set_nodelay(true);
+                                    self.pending.spawn(handshake(
+                                        self.acceptor.clone(),
+                                        tcp,
+                                        remote_addr,
+                                        self.handshake_timeout,
+                                        ticket,
+                                    ));
+                                }
+                                // Closed at once: its source holds its cap.
+                                None => self.count(Refusal::SourceCap, Some(remote_addr)),
+                            },
+                            Err(e) if is_connection_error(&e) => {}
+                            Err(_) => {
+                                // Typically EMFILE: back off rather than spin.
+                                self.counters.accept_errors.fetch_add(1, Ordering::Relaxed);
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                        },
+                        Some(done) = self.pending.join_next() => {
+                            drop(slot);
+                            if let Some(ready) = self.finished(done) {
+                                return ready;
+                            }
                         }
                     }
                 }
-                Some(done) = self.pending.join_next() => match done {
-                    Ok(Ok((tls, peer))) => {
-                        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
-                        let addr = peer.remote_addr;
-                        return (MtlsStream::new(tls, peer, self.idle_timeout), addr);
+                Some(done) = self.pending.join_next() => {
+                    if let Some(ready) = self.finished(done) {
+                        return ready;
                     }
-                    Ok(Err((refusal, addr))) => self.count(refusal, Some(addr)),
-                    // The handshake task panicked or was cancelled.
-                    Err(_) => self.count(Refusal::Handshake("handshake task failed".into()), None),
-                },
-                else => {}
+                }
             }
         }
     }
@@ -239,6 +297,7 @@ async fn handshake(
     tcp: TcpStream,
     remote_addr: SocketAddr,
     deadline: Duration,
+    ticket: Ticket,
 ) -> Handshake {
     let tls = match tokio::time::timeout(deadline, acceptor.accept(tcp)).await {
         Err(_) => return Err((Refusal::Timeout, remote_addr)),
@@ -264,7 +323,13 @@ async fn handshake(
         device_id,
         serial,
     };
-    Ok((tls, peer))
+    Ok((
+        tls,
+        DeviceConnection {
+            peer,
+            _ticket: ticket,
+        },
+    ))
 }
 
 /// A fixed category for a failed handshake. The audit log summarises refusals by this, so it
@@ -306,11 +371,11 @@ fn is_connection_error(e: &io::Error) -> bool {
 
 /// An established, mutually authenticated connection, closed once idle for the idle timeout
 /// (see [`crate::idle`]); it carries its [`PeerIdentity`].
-pub type MtlsStream = IdleTimeout<TlsStream<TcpStream>, PeerIdentity>;
+pub type MtlsStream = IdleTimeout<TlsStream<TcpStream>, DeviceConnection>;
 
 impl MtlsStream {
     /// The authenticated peer.
     pub fn peer(&self) -> &PeerIdentity {
-        self.attached()
+        &self.attached().peer
     }
 }

@@ -334,6 +334,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
+    /// The connection itself, e.g. to watch the server close it.
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+
     pub async fn send(
         &mut self,
         method: &str,
