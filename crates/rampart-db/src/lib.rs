@@ -4,6 +4,7 @@
 //! multi-statement change runs in a transaction, so nothing is half-written.
 #![forbid(unsafe_code)]
 
+mod audit_heads;
 mod bulk;
 mod campaigns;
 mod ddi;
@@ -13,6 +14,7 @@ mod webhooks;
 
 use std::borrow::Cow;
 
+pub use audit_heads::StoredAuditHead;
 pub use campaigns::{Campaign, CampaignDevice, CampaignUpdate, DeviceInfo, ROLLBACK_SUFFIX};
 pub use ddi::{
     DdiAction, DdiDeviceState, DdiFeedback, DdiModule, DdiTenant, MAX_STATUSES_PER_ACTION,
@@ -69,7 +71,7 @@ pub enum Backend {
 /// The schema, in the SQL subset both backends accept (TEXT and BIGINT columns, `ON CONFLICT`).
 /// A migration that needs backend-specific SQL gets a per-backend file here.
 fn migrations() -> Vec<Migration> {
-    let steps: [(i64, &'static str, &'static str); 6] = [
+    let steps: [(i64, &'static str, &'static str); 7] = [
         (
             1,
             "inventory",
@@ -96,6 +98,11 @@ fn migrations() -> Vec<Migration> {
             include_str!("../migrations/0005_assignment_type_report_order.sql"),
         ),
         (6, "ddi", include_str!("../migrations/0006_ddi.sql")),
+        (
+            9,
+            "audit heads",
+            include_str!("../migrations/0009_audit_heads.sql"),
+        ),
     ];
     steps
         .into_iter()

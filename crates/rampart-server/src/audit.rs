@@ -56,6 +56,12 @@ impl AuditWriter {
         }
     }
 
+    /// Holds back appends through this writer while the guard lives (the audit anchor reads
+    /// and signs the head under it, so the head it signs is the log's head).
+    pub(crate) async fn hold(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.lock.lock().await
+    }
+
     /// Records appended through this writer.
     pub fn appended(&self) -> u64 {
         self.appended.load(Ordering::Relaxed)

@@ -50,6 +50,7 @@
 
 pub mod artifact_store;
 pub mod audit;
+pub mod audit_anchor;
 mod campaigns;
 pub mod connections;
 mod ddi;
@@ -161,6 +162,8 @@ pub struct ServerConfig {
     /// TLS configuration of the DDI API, normally from
     /// [`rampart_pki::server_config_optional_client_auth`]; required with `ddi_listen`.
     pub ddi_tls: Option<Arc<rustls::ServerConfig>>,
+    /// Signed audit heads (the audit key, interval, transparency log); `None` signs none.
+    pub audit_anchor: Option<audit_anchor::AuditAnchorConfig>,
     /// Every listener's connection caps and the request-head deadline (see [`connections`]).
     pub connections: connections::ConnectionConfig,
 }
@@ -229,6 +232,7 @@ impl ServerConfig {
             webhooks: webhooks::WebhookConfig::default(),
             ddi_listen: None,
             ddi_tls: None,
+            audit_anchor: None,
             connections: connections::ConnectionConfig::default(),
         }
     }
@@ -258,6 +262,12 @@ impl ServerConfig {
             Some("ddi_listen needs ddi_tls (the DDI API is HTTPS only)")
         } else if self.refusal_summary_interval.is_zero() {
             Some("refusal_summary_interval must not be zero")
+        } else if self
+            .audit_anchor
+            .as_ref()
+            .is_some_and(|a| a.interval.is_zero())
+        {
+            Some("audit_anchor.interval must not be zero")
         } else if self.connections.header_timeout.is_zero() {
             Some("connections.header_timeout must not be zero")
         } else {
@@ -308,6 +318,7 @@ pub struct Server {
     )>,
     management_addr: Option<SocketAddr>,
     audit: audit::AuditWriter,
+    audit_anchor: Option<Arc<audit_anchor::AuditAnchor>>,
     refusals: tokio::sync::mpsc::Receiver<RefusedConnection>,
     refusal_summary_interval: Duration,
     hooks: webhooks::Webhooks,
@@ -376,6 +387,13 @@ impl Server {
 
         let metrics = Arc::new(Metrics::default());
         let audit = audit::AuditWriter::new(db.clone());
+        let audit_anchor = config.audit_anchor.clone().map(|anchor| {
+            Arc::new(audit_anchor::AuditAnchor::new(
+                db.clone(),
+                audit.clone(),
+                anchor,
+            ))
+        });
         let hooks = webhooks::Webhooks::new(db.clone(), config.webhooks.clone())
             .map_err(|e| ServerError::Config(e.to_string()))?;
         let (refusal_tx, refusals) = tokio::sync::mpsc::channel(audit::REFUSAL_QUEUE);
@@ -471,6 +489,7 @@ impl Server {
                     metrics: metrics.clone(),
                     image_repo: image_repo.clone(),
                     campaigns: campaigns.clone(),
+                    audit_anchor: audit_anchor.clone(),
                     body_limits: http::BodyLimits {
                         max_bytes: config.max_body_bytes,
                         read_timeout: config.body_read_timeout,
@@ -501,6 +520,7 @@ impl Server {
             management,
             management_addr,
             audit,
+            audit_anchor,
             refusals,
             refusal_summary_interval: config.refusal_summary_interval,
             hooks,
@@ -563,6 +583,7 @@ impl Server {
             flush_interval,
             management,
             audit,
+            audit_anchor,
             refusals,
             refusal_summary_interval,
             hooks,
@@ -602,6 +623,7 @@ impl Server {
             ))
         });
 
+        let anchorer = audit_anchor.map(|anchor| tokio::spawn(anchor.run(stop_rx.clone())));
         let refusal_recorder = tokio::spawn(audit::run_refusal_recorder(
             audit,
             refusals,
@@ -665,6 +687,11 @@ impl Server {
             }
         }
         let _ = tokio::time::timeout(METRICS_SHUTDOWN_GRACE, refusal_recorder).await;
+        // The anchorer signs a last head at shutdown, so a restart never leaves records unanchored
+        // for a whole interval.
+        if let Some(anchorer) = anchorer {
+            let _ = tokio::time::timeout(METRICS_SHUTDOWN_GRACE, anchorer).await;
+        }
         // A step in progress is one transaction: stopping it mid-way loses nothing.
         campaign_engine.abort();
         // The dispatcher lets its attempts in flight finish (each bounded by the attempt

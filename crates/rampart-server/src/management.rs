@@ -142,6 +142,8 @@ pub(crate) struct ManagementApi {
     pub(crate) image_repo: Option<Arc<HostedRepo>>,
     pub(crate) campaigns: Arc<crate::campaigns::Campaigns>,
     pub(crate) body_limits: BodyLimits,
+    /// Signs audit heads (`POST /api/v1/audit/anchor`); `None` without an audit key.
+    pub(crate) audit_anchor: Option<Arc<crate::audit_anchor::AuditAnchor>>,
 }
 
 /// The authenticated caller.
@@ -1213,6 +1215,8 @@ pub(crate) fn router(api: Arc<ManagementApi>) -> Router {
         )
         .route("/api/v1/reports", get(list_reports))
         .route("/api/v1/audit", get(export_audit))
+        .route("/api/v1/audit/head", get(crate::audit_anchor::get_head))
+        .route("/api/v1/audit/anchor", post(crate::audit_anchor::post_anchor))
         .route("/api/v1/tokens", get(list_tokens).post(post_token))
         .route("/api/v1/tokens/{id}", axum::routing::delete(delete_token))
         .fallback(|| async {
