@@ -258,10 +258,69 @@ impl Config {
             return Err(ConfigError::TooLarge { path: shown, size });
         }
         let text = std::fs::read_to_string(path).map_err(read)?;
-        Config::parse(&text).map_err(|reason| ConfigError::Invalid {
-            path: shown,
+        let mut config = Config::parse(&text).map_err(|reason| ConfigError::Invalid {
+            path: shown.clone(),
             reason,
-        })
+        })?;
+        // Relative paths in the file mean the same thing from any working directory: they
+        // are relative to the file's own directory (as the keys document).
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let dir = std::path::absolute(dir).map_err(read)?;
+        config.resolve_relative_to(&dir);
+        Ok(config)
+    }
+
+    /// Makes every relative path of the configuration relative to `dir`: files and
+    /// directories, and commands given as a relative path with a `/` (`./check-app`; a bare
+    /// name such as `systemctl` is still looked up in `PATH`, and a bare PKCS#11 module name
+    /// by the dynamic loader). A PKCS#11 URI is not a path.
+    pub fn resolve_relative_to(&mut self, dir: &Path) {
+        let file = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        let optional = |p: &mut Option<PathBuf>| {
+            if let Some(p) = p {
+                file(p);
+            }
+        };
+        let command = |argv: &mut Vec<String>| {
+            if let Some(program) = argv.first_mut()
+                && program.contains('/')
+                && Path::new(program.as_str()).is_relative()
+            {
+                *program = dir.join(program.as_str()).display().to_string();
+            }
+        };
+        file(&mut self.state_dir);
+        if let Some(server) = &mut self.server {
+            file(&mut server.ca);
+            file(&mut server.cert);
+            if !server.key.starts_with("pkcs11:") && Path::new(&server.key).is_relative() {
+                server.key = dir.join(&server.key).display().to_string();
+            }
+            // A bare library name (`libsofthsm2.so`) is for the dynamic loader to find.
+            if let Some(module) = &mut server.pkcs11_module
+                && module.components().count() > 1
+            {
+                file(module);
+            }
+            optional(&mut server.pkcs11_pin_file);
+        }
+        file(&mut self.slots.a);
+        file(&mut self.slots.b);
+        optional(&mut self.bootloader.grub_env);
+        optional(&mut self.bootloader.fw_env_config);
+        optional(&mut self.bootloader.script);
+        file(&mut self.boot.cmdline);
+        file(&mut self.boot.boot_id);
+        command(&mut self.boot.reboot_command);
+        self.health.commands.iter_mut().for_each(command);
+        command(&mut self.install.soft_check);
     }
 
     /// Parses and checks configuration text.

@@ -128,7 +128,7 @@ pub fn update_from_server(
     let facts = facts(device, state);
     let poll = client
         .poll_with(&facts)
-        .map_err(|e| Refusal::new(Reason::DownloadFailed, e))?;
+        .map_err(|e| Refusal::new(Reason::from(&e), e))?;
     let Some(assignment) = poll.assignment else {
         device.abandon_install(state)?;
         return Ok((Pass::UpToDate, poll.interval_secs));

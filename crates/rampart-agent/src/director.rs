@@ -57,6 +57,14 @@ pub enum UpdateError {
     Identity(String),
     #[error("the update server at {url}: {reason}")]
     Server { url: String, reason: String },
+    /// The server answered a poll with an error status: it refuses this device's poll (the
+    /// answer's error code and detail say why), as opposed to an outage.
+    #[error("the update server at {url} refused the poll: HTTP {status}: {answer}")]
+    PollRefused {
+        url: String,
+        status: u16,
+        answer: String,
+    },
     #[error(transparent)]
     Director(#[from] DirectorError),
     #[error("image repository: {0}")]
@@ -100,6 +108,26 @@ impl UpdateError {
                 | UpdateError::ImageRepo(ClientError::Tuf(_))
         )
     }
+}
+
+/// Longest part of a server's error answer the agent repeats.
+const MAX_REFUSAL_CHARS: usize = 300;
+
+/// A server's error answer as one line: `error: detail` from the API's JSON error format, or
+/// the text itself; control characters dropped, at most [`MAX_REFUSAL_CHARS`].
+fn refusal_text(body: &[u8]) -> String {
+    let text = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) if v["error"].is_string() => format!(
+            "{}: {}",
+            v["error"].as_str().unwrap_or_default(),
+            v["detail"].as_str().unwrap_or_default()
+        ),
+        _ => String::from_utf8_lossy(body).into_owned(),
+    };
+    text.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_REFUSAL_CHARS)
+        .collect()
 }
 
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> UpdateError + '_ {
@@ -321,10 +349,11 @@ impl ServerClient {
             .read_to_vec()
             .map_err(|e| self.server_error(&url, e))?;
         if status != 200 {
-            return Err(self.server_error(
-                &url,
-                format!("HTTP {status}: {}", String::from_utf8_lossy(&body)),
-            ));
+            return Err(UpdateError::PollRefused {
+                url,
+                status,
+                answer: refusal_text(&body),
+            });
         }
         parse_poll_answer(&body, &self.device_id).map_err(|e| self.server_error(&url, e))
     }

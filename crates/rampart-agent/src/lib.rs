@@ -4,6 +4,7 @@
 pub mod bootenv;
 pub mod bootloader;
 pub mod bootsim;
+pub mod cli_output;
 pub mod config;
 pub mod daemon;
 pub mod device;

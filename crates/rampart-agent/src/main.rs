@@ -152,14 +152,27 @@ fn verified(
     Ok((verified, up))
 }
 
-fn load_config(cli: &Cli) -> anyhow::Result<Config> {
-    let path = cli.config.as_ref().context(
+fn config_path(cli: &Cli) -> anyhow::Result<&Path> {
+    cli.config.as_deref().context(
         "this command needs the agent configuration: pass --config FILE (or set RAMPART_AGENT_CONFIG); see docs/device-integration.md",
-    )?;
-    Ok(Config::load(path)?)
+    )
 }
 
-fn open_device(config: Config) -> anyhow::Result<Device> {
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    Ok(Config::load(config_path(cli)?)?)
+}
+
+/// The device of a provisioned agent: its state directory must exist (`init` creates it). A
+/// missing one is a mistake (a wrong `state_dir`, an unprovisioned device), never a fresh
+/// device to invent a state for.
+fn open_device(cli: &Cli, config: Config) -> anyhow::Result<Device> {
+    if !config.state_dir.is_dir() {
+        let file = config_path(cli)?.display();
+        bail!(
+            "the state directory {} (state_dir in {file}) does not exist: provision the device with `rampart-agent --config {file} init TRUSTED_ROOT.json` (it creates the directory and installs the trusted root), or correct state_dir (relative paths are relative to the configuration file's directory)",
+            config.state_dir.display(),
+        );
+    }
     let disk = Disk::from_env().map_err(anyhow::Error::msg)?;
     Device::open(config, disk).map_err(refused)
 }
@@ -224,12 +237,13 @@ fn reboot_if(pass: &Pass, config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_daemon(config: Config, once: bool) -> anyhow::Result<()> {
+fn run_daemon(cli: &Cli, once: bool) -> anyhow::Result<()> {
+    let config = load_config(cli)?;
     let client = server_client(&config)?;
     let server = config.server.clone().expect("checked by server_client");
     let commands = config.health.commands.clone();
     let check_server = config.health.check_server;
-    let mut device = open_device(config)?;
+    let mut device = open_device(cli, config)?;
     let health = rampart_agent::health::Checks {
         commands,
         server: check_server.then_some(&client),
@@ -270,11 +284,11 @@ fn run_daemon(config: Config, once: bool) -> anyhow::Result<()> {
                     continue;
                 }
             }
+            // One pass returns its error (printed once, by `main`); the daemon reports it
+            // and carries on.
+            Err(r) if once => return Err(refused(r)),
             Err(r) => {
                 eprintln!("error: [{}] {}", r.reason.as_str(), r.detail);
-                if once {
-                    return Err(refused(r));
-                }
                 failures += 1;
                 interval = rampart_agent::daemon::next_delay(base, failures, max, 0.5);
             }
@@ -298,7 +312,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         _ => cli,
     };
     match cli.command {
-        Command::Run { once } => run_daemon(load_config(&cli)?, once)?,
+        Command::Run { once } => run_daemon(&cli, once)?,
         Command::Install {
             ref from,
             ref target,
@@ -309,7 +323,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 commands: config.health.commands.clone(),
                 server: None,
             };
-            let mut device = open_device(config)?;
+            let mut device = open_device(&cli, config)?;
             let mut state = device.load_state().map_err(refused)?;
             let started = std::time::Instant::now();
             let progress = |release: &rampart_boot::flow::Release, written: u64| {
@@ -343,7 +357,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 None
             };
-            let mut device = open_device(config)?;
+            let mut device = open_device(&cli, config)?;
             let mut state = device.load_state().map_err(refused)?;
             let health = rampart_agent::health::Checks {
                 commands,
@@ -359,7 +373,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Status => {
             let config = load_config(&cli)?;
-            let mut device = open_device(config)?;
+            let mut device = open_device(&cli, config)?;
             let state = device.load_state().map_err(refused)?;
             let view = serde_json::json!({
                 "state": state,
@@ -375,7 +389,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::ResetState => {
             let config = load_config(&cli)?;
-            let mut device = open_device(config)?;
+            let mut device = open_device(&cli, config)?;
             let state = device.reset_state().map_err(refused)?;
             println!(
                 "state rebuilt: slot {} committed",
@@ -496,10 +510,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
+    rampart_agent::cli_output::exit_quietly_on_broken_pipe();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            rampart_agent::cli_output::print_error(e.as_ref());
             std::process::ExitCode::FAILURE
         }
     }

@@ -76,6 +76,7 @@ impl From<&UpdateError> for Reason {
             UpdateError::TransparencyLog(_) => Reason::NotInTransparencyLog,
             UpdateError::Download { .. } => Reason::HashMismatch,
             UpdateError::Server { .. } => Reason::DownloadFailed,
+            UpdateError::PollRefused { .. } => Reason::PollRefused,
             UpdateError::Identity(_) | UpdateError::NoDirectorRoot(_) | UpdateError::Io { .. } => {
                 Reason::MetadataInvalid
             }

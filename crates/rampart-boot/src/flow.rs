@@ -51,6 +51,9 @@ pub enum Reason {
     DownloadStalled,
     /// The server or network failed; retried later.
     DownloadFailed,
+    /// The update server answered the device's poll with an error (revoked, unknown or
+    /// conflicting identity, rate-limited...): its answer says why; retried later.
+    PollRefused,
     /// The release is not built for this device's hardware id.
     HardwareIncompatible,
     /// The release's security version is below the device's anti-rollback counter.
@@ -91,6 +94,7 @@ impl Reason {
             Reason::Truncated => "truncated",
             Reason::DownloadStalled => "download_stalled",
             Reason::DownloadFailed => "download_failed",
+            Reason::PollRefused => "poll_refused",
             Reason::HardwareIncompatible => "hardware_incompatible",
             Reason::SecurityVersionRollback => "security_version_rollback",
             Reason::NotInTransparencyLog => "not_in_transparency_log",

@@ -5,6 +5,9 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::{Value, json};
 
+/// The API's path prefix; every request path starts with it.
+const API_PREFIX: &str = "/api/v1";
+
 /// An operator's HTTPS client for the management API.
 pub struct ApiClient {
     agent: ureq::Agent,
@@ -13,7 +16,8 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    /// `base` is `https://HOST:PORT`; `ca_der` the certificate that signed the server's.
+    /// `base` is `https://HOST:PORT`, or the `https://HOST:PORT/api/v1/` the server prints at
+    /// start (see [`base_url`]); `ca_der` the certificate that signed the server's.
     pub fn new(base: &str, token: &str, ca_der: &[u8]) -> ApiClient {
         let tls_config = ureq::tls::TlsConfig::builder()
             .provider(ureq::tls::TlsProvider::Rustls)
@@ -28,7 +32,7 @@ impl ApiClient {
                 .timeout_global(Some(std::time::Duration::from_secs(60)))
                 .build()
                 .into(),
-            base: base.trim_end_matches('/').to_owned(),
+            base: base_url(base),
             token: token.to_owned(),
         }
     }
@@ -83,7 +87,7 @@ impl ApiClient {
                 .header("content-type", "application/json")
                 .send(body.unwrap_or(json!({})).to_string().as_bytes()),
         }
-        .with_context(|| format!("{method} {url}"))?;
+        .map_err(|e| request_error(method, &url, e))?;
         let status = response.status().as_u16();
         let text = response
             .body_mut()
@@ -102,10 +106,64 @@ impl ApiClient {
                 .map(str::to_owned)
                 .unwrap_or_else(|| value.to_string());
             anyhow::bail!(
-                "{method} {path}: {status} {}: {detail}",
+                "{method} {}{path}: {status} {}: {detail}",
+                self.base,
                 value["error"].as_str().unwrap_or("")
             );
         }
         Ok(value)
+    }
+}
+
+/// The server's base URL from what an operator gives: `https://HOST:PORT`, with or without a
+/// trailing `/`, or with the API prefix the server prints (`https://HOST:PORT/api/v1/`), which
+/// request paths already carry (kept, it would double the path into a 404).
+pub fn base_url(given: &str) -> String {
+    let trimmed = given.trim().trim_end_matches('/');
+    trimmed
+        .strip_suffix(API_PREFIX)
+        .unwrap_or(trimmed)
+        .to_owned()
+}
+
+/// A failed request, naming its URL. A plain `http://` URL that met a server answering
+/// something other than HTTP (the TLS listener's alert) is told to use `https://`.
+fn request_error(method: &str, url: &str, e: ureq::Error) -> anyhow::Error {
+    let not_http = matches!(e, ureq::Error::Protocol(_))
+        || matches!(&e, ureq::Error::Io(io) if matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::InvalidData
+        ));
+    match url.strip_prefix("http://") {
+        Some(rest) if not_http => anyhow::anyhow!(
+            "{method} {url}: the server did not answer in plain HTTP: this is an HTTPS endpoint: use https://{}",
+            rest.split_once(API_PREFIX).map_or(rest, |(host, _)| host)
+        ),
+        _ => anyhow::Error::new(e).context(format!("{method} {url}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_printed_api_url_and_the_bare_base_are_one_base() {
+        for given in [
+            "https://127.0.0.1:8444",
+            "https://127.0.0.1:8444/",
+            "https://127.0.0.1:8444/api/v1",
+            "https://127.0.0.1:8444/api/v1/",
+            " https://127.0.0.1:8444/api/v1/ ",
+        ] {
+            assert_eq!(base_url(given), "https://127.0.0.1:8444", "{given:?}");
+        }
+        // A server behind a path prefix keeps it.
+        assert_eq!(
+            base_url("https://example.com/rampart/api/v1/"),
+            "https://example.com/rampart"
+        );
     }
 }

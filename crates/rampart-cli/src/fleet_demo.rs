@@ -42,6 +42,12 @@ const POLL_SECS: u64 = 2;
 /// Image size: small, so a thousand downloads take seconds (and the campaign benchmark measures
 /// the engine and the device protocol, not bandwidth).
 const IMAGE_BYTES: usize = 64 * 1024;
+/// The longest the demo waits for the fleet to reach a state (enrolled, a campaign ended, every
+/// device settled). Generous on purpose: the demo waits on state, and a busy machine (a CI
+/// runner with every core taken) only makes it slower, never different.
+const STATE_LIMIT: Duration = Duration::from_secs(600);
+/// How often the demo looks at the server and the fleet while it waits.
+const STATE_PAUSE: Duration = Duration::from_millis(250);
 
 fn step(n: u32, text: &str) {
     println!("\n[{n}] {text}");
@@ -161,12 +167,9 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     spec.state_root = Some(dir.join("fleet"));
     let fleet = rampart_sim::Fleet::build(spec, ca).context("building the simulated fleet")?;
     let fleet = fleet.start();
-    wait(
-        Duration::from_secs(60),
-        Duration::from_millis(250),
-        "every device to enrol",
-        || Ok(on_version(&api, "1.0.0")? >= a.devices as u64),
-    )?;
+    wait(STATE_LIMIT, STATE_PAUSE, "every device to enrol", || {
+        Ok(on_version(&api, "1.0.0")? >= a.devices as u64)
+    })?;
     println!(
         "    {} devices enrolled, all on 1.0.0 (device certificates from the manufacturer CA)",
         a.devices
@@ -188,18 +191,17 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         }),
         "    ",
     )?;
-    let good_report = follow(&api, &good, Duration::from_secs(240))?;
+    let good_report = follow(&api, &good, STATE_LIMIT)?;
     ensure!(
         good_report["status"] == "completed",
         "the good release did not complete: {}",
         good_report["state"]
     );
-    wait(
-        Duration::from_secs(60),
-        Duration::from_millis(250),
-        "every device to report 2.0.0",
-        || Ok(on_version(&api, "2.0.0")? >= a.devices as u64),
-    )?;
+    // The campaign completes once its last wave has its results; stragglers of earlier waves
+    // may still be installing. Wait until every device has settled on 2.0.0, then read the
+    // campaign's final figures.
+    wait_settled_on(&api, &fleet, "2.0.0", a.devices)?;
+    let good_report = api.ok("GET", &format!("/api/v1/campaigns/{good}"), None)?;
     println!("    every device runs 2.0.0");
 
     step(
@@ -219,19 +221,17 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         }),
         "    ",
     )?;
-    let bad_report = follow(&api, &bad, Duration::from_secs(120))?;
+    let bad_report = follow(&api, &bad, STATE_LIMIT)?;
     ensure!(
         bad_report["status"] == "paused" && bad_report["wave"] == 0,
         "the bad release was not halted at its canary: {}",
         bad_report["state"]
     );
-    // The rollback: every canary device that took 3.0.0 is told 2.0.0 again.
-    wait(
-        Duration::from_secs(60),
-        Duration::from_millis(250),
-        "the fleet rollback to finish",
-        || Ok(on_version(&api, "3.0.0")? == 0),
-    )?;
+    // The rollback: every canary device that took 3.0.0 is told 2.0.0 again. Devices still
+    // installing 3.0.0 when the gate halted the campaign finish first (and then roll back, on
+    // their own or when told), so "nobody on 3.0.0 right now" is not the end: every device
+    // must have settled on 2.0.0.
+    wait_settled_on(&api, &fleet, "2.0.0", a.devices)?;
     let bad_report = api.ok("GET", &format!("/api/v1/campaigns/{bad}"), None)?;
 
     step(9, "Summary");
@@ -246,6 +246,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             "installs": stats.installs, "rollbacks": stats.rollbacks,
             "crashes": stats.crashes, "bricked": stats.bricked,
             "verification_failures": stats.verification_failures,
+            "settled": stats.settled, "busy": stats.busy,
         },
         "elapsed_secs": started.elapsed().as_secs_f64(),
     });
@@ -296,6 +297,42 @@ pub(crate) fn on_version(api: &ApiClient, version: &str) -> anyhow::Result<u64> 
         .find(|v| v["firmware_version"] == version)
         .and_then(|v| v["devices"].as_u64())
         .unwrap_or(0))
+}
+
+/// Waits until every one of the fleet's `devices` devices has settled on `version`: each runs
+/// its committed slot with nothing in progress (no download, install or rollback), every
+/// result it produced is stored by the server and it has told the server its version in a
+/// poll since; and the server's inventory agrees. Waits on that state, for at most
+/// [`STATE_LIMIT`] (a bound for a stuck fleet, not a schedule).
+fn wait_settled_on(
+    api: &ApiClient,
+    fleet: &rampart_sim::FleetHandle,
+    version: &str,
+    devices: usize,
+) -> anyhow::Result<()> {
+    let waited = wait(
+        STATE_LIMIT,
+        STATE_PAUSE,
+        &format!("every device to settle on {version}"),
+        || {
+            Ok(fleet_settled_on(&fleet.stats(), version, devices)
+                && on_version(api, version)? == devices as u64)
+        },
+    );
+    if let Err(e) = waited {
+        let on_server =
+            on_version(api, version).map_or_else(|e| format!("? ({e:#})"), |n| n.to_string());
+        bail!(
+            "{e:#}. The fleet now: {}; the server counts {on_server} device(s) on {version}. server/server.log and the devices' state in fleet/ show what is stuck",
+            fleet.stats()
+        );
+    }
+    Ok(())
+}
+
+/// Whether the fleet's snapshot shows all `devices` settled and idle on `version`.
+fn fleet_settled_on(s: &rampart_sim::Stats, version: &str, devices: usize) -> bool {
+    s.on_version(version) == devices && s.settled == devices && s.idle == devices
 }
 
 /// Calls `done` every `pause` until it says yes, for at most `limit`.

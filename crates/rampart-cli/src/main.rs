@@ -632,6 +632,7 @@ fn release_command(cmd: ReleaseCommand) -> anyhow::Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
+    rampart_agent::cli_output::exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Key(c) => key_command(c),
@@ -654,7 +655,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            rampart_agent::cli_output::print_error(e.as_ref());
             std::process::ExitCode::FAILURE
         }
     }

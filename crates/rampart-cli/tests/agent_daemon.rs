@@ -97,7 +97,10 @@ fn agent_binary() -> PathBuf {
 struct Server {
     child: std::process::Child,
     device_url: String,
+    /// The management API's base, `https://HOST:PORT`.
     management_url: String,
+    /// The management API's URL as the server prints it (`https://HOST:PORT/api/v1/`).
+    printed_management_url: String,
     log: PathBuf,
 }
 
@@ -121,8 +124,7 @@ impl Server {
                 } else if let Some(url) = line.strip_prefix("management API listening on ")
                     && !sent
                 {
-                    let management = url.trim().trim_end_matches("/api/v1/").to_owned();
-                    let _ = tx.send((device.clone(), management));
+                    let _ = tx.send((device.clone(), url.trim().to_owned()));
                     sent = true;
                 }
             }
@@ -131,12 +133,14 @@ impl Server {
             child,
             device_url: String::new(),
             management_url: String::new(),
+            printed_management_url: String::new(),
             log: log.to_path_buf(),
         };
         match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok((Some(device), management)) => {
+            Ok((Some(device), printed)) => {
                 server.device_url = device;
-                server.management_url = management;
+                server.management_url = printed.trim_end_matches("/api/v1/").to_owned();
+                server.printed_management_url = printed;
                 server
             }
             other => {
@@ -279,6 +283,128 @@ impl Device {
     }
 }
 
+/// The server side of a test: the PKI (CA, server and device certificates), the director,
+/// and `rampart server` on SQLite serving `repo`, with an operator client.
+struct Backend {
+    ca_pem: PathBuf,
+    device_pem: PathBuf,
+    device_key: PathBuf,
+    director: PathBuf,
+    db: String,
+    server: Server,
+    operator: Operator,
+}
+
+impl Backend {
+    fn start(w: &Path, repo: &Path) -> Backend {
+        let ca = rampart_pki::CertificateAuthority::generate("Daemon Test CA", 30).unwrap();
+        let server_cert = ca.issue_server(&["127.0.0.1"], 30).unwrap();
+        let device_cert = ca.issue_device(DEVICE, 30).unwrap();
+        let now = SystemTime::now();
+        let crl = ca
+            .crl::<&str>(&[], now, now + Duration::from_secs(86_400), 1)
+            .unwrap();
+        let write = |name: &str, text: &str| {
+            let p = w.join(name);
+            if name.ends_with(".key") {
+                rampart_pki::write_private_key_pem(&p, text).unwrap();
+            } else {
+                std::fs::write(&p, text).unwrap();
+            }
+            p
+        };
+        let ca_pem = write("ca.pem", ca.cert_pem());
+        let crl_pem = write("crl.pem", &crl);
+        let server_pem = write("server.pem", &server_cert.cert_pem);
+        let server_key = write("server.key", &server_cert.key_pem);
+        let device_pem = write("dev-1.pem", &device_cert.cert_pem);
+        let device_key = write("dev-1-tls.key", &device_cert.key_pem);
+
+        let director = w.join("director");
+        let (director_root, online) = (
+            common::new_key(w, "director-root"),
+            common::new_key(w, "director-online"),
+        );
+        ok(rampart(&[
+            "director",
+            "init",
+            "--dir",
+            s(&director),
+            "--root-key",
+            &director_root,
+            "--online-key",
+            &online,
+        ]));
+
+        let db = format!("sqlite://{}", w.join("server.db").display());
+        let args: Vec<String> = [
+            "server",
+            "--db",
+            &db,
+            "--listen",
+            "127.0.0.1:0",
+            "--management-listen",
+            "127.0.0.1:0",
+            "--cert",
+            s(&server_pem),
+            "--key",
+            s(&server_key),
+            "--client-ca",
+            s(&ca_pem),
+            "--crl",
+            s(&crl_pem),
+            "--repo",
+            s(repo),
+            "--director-root",
+            s(&director.join("root.json")),
+            "--director-key",
+            &online,
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        let server = Server::start(&args, &w.join("server.stderr"));
+
+        let token = token(&db, "operator");
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&[
+                ureq::tls::Certificate::from_der(ca.cert_der().as_ref()).to_owned(),
+            ]))
+            .build();
+        let operator = Operator {
+            agent: ureq::Agent::config_builder()
+                .tls_config(tls)
+                .http_status_as_error(false)
+                .build()
+                .into(),
+            base: server.management_url.clone(),
+            token,
+        };
+        Backend {
+            ca_pem,
+            device_pem,
+            device_key,
+            director,
+            db,
+            server,
+            operator,
+        }
+    }
+}
+
+/// A new management-API token with `role`. The secret is standard output's only line
+/// (standard error describes the token).
+fn token(db: &str, role: &str) -> String {
+    let created = rampart(&[
+        "token", "create", "--db", db, "--role", role, "--name", role,
+    ])
+    .output()
+    .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    String::from_utf8(created.stdout).unwrap().trim().to_owned()
+}
+
 #[test]
 fn daemon_updates_commits_and_rolls_back_through_the_server() {
     let agent_bin = agent_binary();
@@ -317,104 +443,15 @@ fn daemon_updates_commits_and_rolls_back_through_the_server() {
     }
     let (good, bad, newer) = ("2.0.0/fw.img", "3.0.0/fw.img", "4.0.0/fw.img");
 
-    let ca = rampart_pki::CertificateAuthority::generate("Daemon Test CA", 30).unwrap();
-    let server_cert = ca.issue_server(&["127.0.0.1"], 30).unwrap();
-    let device_cert = ca.issue_device(DEVICE, 30).unwrap();
-    let now = SystemTime::now();
-    let crl = ca
-        .crl::<&str>(&[], now, now + Duration::from_secs(86_400), 1)
-        .unwrap();
-    let write = |name: &str, text: &str| {
-        let p = w.join(name);
-        if name.ends_with(".key") {
-            rampart_pki::write_private_key_pem(&p, text).unwrap();
-        } else {
-            std::fs::write(&p, text).unwrap();
-        }
-        p
-    };
-    let ca_pem = write("ca.pem", ca.cert_pem());
-    let crl_pem = write("crl.pem", &crl);
-    let server_pem = write("server.pem", &server_cert.cert_pem);
-    let server_key = write("server.key", &server_cert.key_pem);
-    let device_pem = write("dev-1.pem", &device_cert.cert_pem);
-    let device_key = write("dev-1-tls.key", &device_cert.key_pem);
-
-    let director = w.join("director");
-    let (director_root, online) = (
-        common::new_key(&w, "director-root"),
-        common::new_key(&w, "director-online"),
-    );
-    ok(rampart(&[
-        "director",
-        "init",
-        "--dir",
-        s(&director),
-        "--root-key",
-        &director_root,
-        "--online-key",
-        &online,
-    ]));
-
-    let db = format!("sqlite://{}", w.join("server.db").display());
-    let args: Vec<String> = [
-        "server",
-        "--db",
-        &db,
-        "--listen",
-        "127.0.0.1:0",
-        "--management-listen",
-        "127.0.0.1:0",
-        "--cert",
-        s(&server_pem),
-        "--key",
-        s(&server_key),
-        "--client-ca",
-        s(&ca_pem),
-        "--crl",
-        s(&crl_pem),
-        "--repo",
-        s(&repo),
-        "--director-root",
-        s(&director.join("root.json")),
-        "--director-key",
-        &online,
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
-    let server = Server::start(&args, &w.join("server.stderr"));
-
-    // The secret is standard output's only line (standard error describes the token).
-    let created = rampart(&[
-        "token",
-        "create",
-        "--db",
-        &db,
-        "--role",
-        "operator",
-        "--name",
-        "daemon-test",
-    ])
-    .output()
-    .unwrap();
-    assert!(created.status.success(), "{created:?}");
-    let token = String::from_utf8(created.stdout).unwrap().trim().to_owned();
-    let tls = ureq::tls::TlsConfig::builder()
-        .provider(ureq::tls::TlsProvider::Rustls)
-        .root_certs(ureq::tls::RootCerts::new_with_certs(&[
-            ureq::tls::Certificate::from_der(ca.cert_der().as_ref()).to_owned(),
-        ]))
-        .build();
-    let operator = Operator {
-        agent: ureq::Agent::config_builder()
-            .tls_config(tls)
-            .http_status_as_error(false)
-            .build()
-            .into(),
-        base: server.management_url.clone(),
-        token,
-    };
+    let Backend {
+        ca_pem,
+        device_pem,
+        device_key,
+        director,
+        db,
+        server,
+        operator,
+    } = Backend::start(&w, &repo);
 
     // ---- 2. The device: slot A holds v1 (committed), slot B is blank; a GRUB environment. ----
     let d = w.join("device");
@@ -613,6 +650,7 @@ soft_check = ["/bin/sh", "-c", "test -e '{d}/on-mains'"]
     // The release is still assigned; the agent refuses to install it again (exit status 1).
     let refusal = "[health_check_failed] 3.0.0/fw.img was rolled back on this device";
     assert!(!success && out.contains(refusal), "{out}");
+    assert_eq!(out.matches(refusal).count(), 1, "printed once: {out}");
 
     let reports = operator.reports();
     let latest = &reports[0];
@@ -733,8 +771,79 @@ soft_check = ["/bin/sh", "-c", "test -e '{d}/on-mains'"]
     assert_eq!(reports[0]["status"], "installed", "{reports:#?}");
     assert_eq!(reports[0]["assignment"], assignment_soft.as_str());
 
+    // ---- 6. A revoked device: the server refuses its poll, and the agent says so with the
+    // refusal's own reason code (not a download failure), once. ----
+    let (status, revoked) = operator.call(
+        "POST",
+        &format!("/api/v1/devices/{DEVICE}/revoke"),
+        Some(json!({"reason": "lost in transit"})),
+    );
+    assert_eq!(status, 200, "{revoked}");
+    let (success, out) = dev.run_once();
+    assert!(!success, "{out}");
+    assert!(
+        out.contains("[poll_refused]") && out.contains("device_revoked"),
+        "{out}"
+    );
+    assert!(!out.contains("download_failed"), "{out}");
+    assert_eq!(out.matches("error:").count(), 1, "printed once: {out}");
+
     drop(server);
     // Every step was audited; the chain verifies.
     let out = ok(rampart(&["audit", "verify", "--db", &db]));
     assert!(!out.trim().is_empty(), "{out}");
+}
+
+/// The CLI takes the management URL as the server prints it (`https://HOST:PORT/api/v1/`)
+/// as well as the bare base; errors name the whole URL; plain `http://` against the TLS
+/// listener is told to use HTTPS; a refusal names the role with its article.
+#[test]
+fn the_cli_takes_the_printed_management_url_and_explains_plain_http() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = std::fs::canonicalize(tmp.path()).unwrap();
+    let repo = common::init_repo(&w);
+    let backend = Backend::start(&w, &repo);
+    let (printed, base) = (
+        backend.server.printed_management_url.as_str(),
+        backend.server.management_url.as_str(),
+    );
+    assert!(
+        printed.starts_with("https://") && printed.ends_with("/api/v1/"),
+        "{printed}"
+    );
+    let operator = token(&backend.db, "operator");
+    let campaign = |url: &str, token: &str, args: &[&str]| {
+        let mut c = rampart(&["campaign"]);
+        c.args(args)
+            .args(["--api", url, "--token", token, "--ca", s(&backend.ca_pem)]);
+        run(c)
+    };
+    for url in [printed, base, &format!("{base}/")] {
+        let (success, out) = campaign(url, &operator, &["list"]);
+        assert!(success && out.contains("release"), "{url}: {out}");
+    }
+
+    // A refused request names the URL it asked (no doubled /api/v1 hidden behind a 404).
+    let (success, out) = campaign(printed, &operator, &["status", "c-missing"]);
+    assert!(!success, "{out}");
+    assert!(
+        out.contains(&format!("{base}/api/v1/campaigns/c-missing: 404")),
+        "{out}"
+    );
+
+    // Plain HTTP against the TLS listener.
+    let plain = printed.replacen("https://", "http://", 1);
+    let (success, out) = campaign(&plain, &operator, &["list"]);
+    assert!(!success, "{out}");
+    assert!(
+        out.contains(&format!("this is an HTTPS endpoint: use {base}")),
+        "{out}"
+    );
+    assert!(!out.contains("invalid HTTP version"), "{out}");
+
+    // Roles in sentences take their article.
+    let auditor = token(&backend.db, "auditor");
+    let (success, out) = campaign(base, &auditor, &["do", "start", "c-missing"]);
+    assert!(!success, "{out}");
+    assert!(out.contains("an auditor token may not do this"), "{out}");
 }

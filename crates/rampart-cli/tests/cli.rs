@@ -470,6 +470,56 @@ fn hsm_signed_offline_roles() {
     assert!(err.contains("RAMPART_PKCS11_PIN"), "{err}");
 }
 
+/// An error whose type shows its I/O error and also returns it as its source is printed with
+/// the operating system's text once, not `...(os error 2): ...(os error 2)`.
+#[test]
+fn rampart_errors_print_the_os_text_once() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = common::init_repo(work.path());
+    let missing = work.path().join("missing.img");
+    let err = fails(rampart(&[
+        "release",
+        "add",
+        s(&missing),
+        "--repo",
+        s(&repo),
+        "--hw",
+        "board-a",
+        "--version",
+        "1.0.0",
+        "--security-version",
+        "1",
+    ]));
+    let os_text = std::io::Error::from_raw_os_error(2).to_string();
+    assert!(err.contains(s(&missing)), "{err}");
+    assert_eq!(err.matches(&os_text).count(), 1, "{err}");
+    assert_eq!(err.matches("error:").count(), 1, "{err}");
+}
+
+/// `rampart ... | head`: standard output whose reader is gone ends the command quietly and
+/// successfully, with no panic message.
+#[test]
+fn a_closed_standard_output_ends_rampart_quietly() {
+    let work = tempfile::tempdir().unwrap();
+    let keys = work.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    for name in ["a.key", "b.key"] {
+        gen_key(&keys, name, "ed25519");
+    }
+    // A pipe whose read end is closed before rampart starts: every write fails with EPIPE.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = rampart(&["key", "list", s(&keys)])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.is_empty(), "{err}");
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+}
+
 /// `rampart demo --security-tour` runs every chapter, including the update server (device
 /// enrolment, assignment through the management API, verified download through the director,
 /// revocation, and a verified audit log).
@@ -526,11 +576,16 @@ fn demo_rolls_out_a_good_release_and_halts_a_bad_one() {
         bad["fleet_rollback"]["devices"].as_u64().unwrap() > 0,
         "{bad:#}"
     );
+    // The end state, not a moment of it: every device settled (nothing in progress, every
+    // result stored, its version told to the server) and on 2.0.0, in the server's inventory
+    // and in the fleet itself, however slowly the machine ran.
     assert_eq!(
-        report["fleet_versions"]["versions"][0]["firmware_version"],
-        "2.0.0"
+        report["fleet_versions"]["versions"],
+        serde_json::json!([{"firmware_version": "2.0.0", "devices": 200}]),
+        "{report:#}"
     );
-    assert_eq!(report["fleet_versions"]["versions"][0]["devices"], 200);
+    assert_eq!(report["simulator"]["settled"], 200, "{report:#}");
+    assert_eq!(report["simulator"]["busy"], 0, "{report:#}");
     assert_eq!(report["simulator"]["bricked"], 0);
     // The documented layout.
     for path in [

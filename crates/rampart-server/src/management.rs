@@ -67,6 +67,16 @@ impl Role {
         }
     }
 
+    /// The role's name after its indefinite article, for sentences ("an auditor").
+    pub fn with_article(self) -> &'static str {
+        match self {
+            Role::Admin => "an admin",
+            Role::Operator => "an operator",
+            Role::Viewer => "a viewer",
+            Role::Auditor => "an auditor",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.as_str() == s)
     }
@@ -79,6 +89,14 @@ impl Role {
             Role::Auditor => matches!(permission, Permission::Read | Permission::Audit),
         }
     }
+}
+
+/// Why a token's role may not call an endpoint.
+fn forbidden_detail(role: Role, need: Permission) -> String {
+    format!(
+        "{} token may not do this; it needs a role with the {need:?} permission",
+        role.with_article()
+    )
 }
 
 /// A newly created token; `secret` is shown once and stored only as its SHA-256.
@@ -189,10 +207,7 @@ impl ManagementApi {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                format!(
-                    "a {} token may not do this; it needs a role with the {need:?} permission",
-                    role.as_str()
-                ),
+                forbidden_detail(role, need),
             ));
         }
         Ok(Caller { token })
@@ -1260,5 +1275,18 @@ mod tests {
             assert_eq!(Role::parse(role.as_str()), Some(role));
         }
         assert_eq!(Role::parse("root"), None);
+    }
+
+    #[test]
+    fn a_refusal_names_the_role_with_its_article() {
+        assert!(
+            forbidden_detail(Role::Auditor, Permission::Operate)
+                .starts_with("an auditor token may not do this"),
+        );
+        assert!(
+            forbidden_detail(Role::Operator, Permission::Admin)
+                .starts_with("an operator token may not"),
+        );
+        assert!(forbidden_detail(Role::Viewer, Permission::Audit).starts_with("a viewer token"));
     }
 }
