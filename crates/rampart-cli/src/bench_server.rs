@@ -653,6 +653,9 @@ impl ServerProcess {
         let mut child = command
             .arg("--db")
             .arg(db_url)
+            // Webhook secrets are sealed with this key (required with PostgreSQL).
+            .arg("--secrets-key")
+            .arg(log.with_extension("secrets.key"))
             .args(["--listen", "127.0.0.1:0"])
             .arg("--cert")
             .arg(&pki.cert_path)

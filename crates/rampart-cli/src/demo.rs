@@ -18,10 +18,20 @@ fn step(n: u32, text: &str) {
     println!("\n[{n}] {text}");
 }
 
+/// Where the demo's key files are and how to open them: said wherever the demo describes its
+/// directory, so its keys can be used afterwards (`rampart repo ...` reads the passphrase from
+/// RAMPART_KEY_PASSPHRASE).
+pub(crate) fn keys_note(dir: &Path) -> String {
+    format!(
+        "signing keys in {} (mode 0600), encrypted with the passphrase {PASSPHRASE:?}: export RAMPART_KEY_PASSPHRASE={PASSPHRASE} to use them",
+        dir.join("keys").display()
+    )
+}
+
 pub(crate) fn key(dir: &Path, name: &str, scheme: Scheme) -> anyhow::Result<String> {
     let (signer, bytes) = FileSigner::generate(scheme, PASSPHRASE, KdfParams::default())?;
     let path = dir.join(format!("{name}.key"));
-    std::fs::write(&path, bytes)?;
+    rampart_keys::file::write_key_file(&path, &bytes)?;
     println!(
         "    {name:<10} {:<20} {}",
         scheme.as_str(),
@@ -103,6 +113,7 @@ pub(crate) fn prepare_dir(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
     let dir = prepare_dir(dir)?;
     println!("Rampart demo in {}", dir.display());
+    println!("  {}", keys_note(&dir));
     let open = |r: &str| -> Result<Box<dyn Signer>, rampart_keys::SignError> {
         Ok(Box::new(FileSigner::open(Path::new(r), PASSPHRASE)?))
     };
@@ -417,7 +428,11 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
 
     server.stop();
     crate::demo_server::run(&dir, &repo_dir, &v2, PASSPHRASE, 13)?;
-    println!("\nDemo complete. Everything is in {}", dir.display());
+    println!(
+        "\nDemo complete. Everything is in {}; {}",
+        dir.display(),
+        keys_note(&dir)
+    );
     Ok(())
 }
 
@@ -497,5 +512,27 @@ impl Transparency {
             log_url,
             release_key,
         })
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(unix)]
+    fn demo_key_files_are_0600_and_their_passphrase_is_told() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        let path = key(&keys, "root", Scheme::Ed25519).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{path}: {mode:o}");
+        FileSigner::open(Path::new(&path), PASSPHRASE).unwrap();
+        let note = keys_note(dir.path());
+        assert!(
+            note.contains(PASSPHRASE) && note.contains(&keys.display().to_string()),
+            "{note}"
+        );
     }
 }

@@ -64,6 +64,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let dir = prepare_dir(a.dir)?;
     println!("Rampart demo in {}", dir.display());
+    println!("  {}", crate::demo::keys_note(&dir));
     let now = crate::now_unix();
     let open = |r: &str| -> Result<Box<dyn Signer>, rampart_keys::SignError> {
         Ok(Box::new(FileSigner::open(Path::new(r), PASSPHRASE)?))
@@ -254,9 +255,10 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     std::fs::write(&report_path, serde_json::to_string_pretty(&report)?)?;
     ensure!(stats.bricked == 0, "{} devices bricked", stats.bricked);
     println!(
-        "\nDemo complete in {:.0} s. Everything is in {} (report: report.json)",
+        "\nDemo complete in {:.0} s. Everything is in {} (report: report.json); {}",
         started.elapsed().as_secs_f64(),
-        dir.display()
+        dir.display(),
+        crate::demo::keys_note(&dir)
     );
     if a.keep_running {
         println!(

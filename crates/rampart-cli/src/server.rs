@@ -66,6 +66,16 @@ pub struct ServerArgs {
     /// hawkBit clients; tenants and tokens come from `rampart ddi`.
     #[arg(long)]
     ddi_listen: Option<SocketAddr>,
+    /// Let webhooks reach this internal network (CIDR such as 10.20.0.0/16, or one address;
+    /// repeatable). Without it, webhook URLs leading to loopback, private, link-local (cloud
+    /// metadata) and other internal addresses are refused.
+    #[arg(long = "webhook-allow", value_name = "CIDR")]
+    webhook_allow: Vec<rampart_server::webhooks::IpNetwork>,
+    /// The key webhook secrets are sealed with in the database: a file of 32 random bytes,
+    /// created (mode 0600) if missing. Default with SQLite: NAME.secrets.key next to NAME.db;
+    /// required with PostgreSQL.
+    #[arg(long, value_name = "FILE")]
+    secrets_key: Option<PathBuf>,
     /// A listener's connection caps, LISTENER=MAX[/PER_SOURCE] with LISTENER one of device, ddi,
     /// management, metrics (repeatable), e.g. `device=8192/512`. Defaults: device and ddi
     /// 4096/256, management 256/32, metrics 64/16, lowered to fit the open-file limit; caps
@@ -142,6 +152,8 @@ pub fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
     config.metrics_listen = args.metrics_listen;
     config.poll_interval_secs = args.poll_interval;
     config.last_seen_flush_interval = Duration::from_millis(args.last_seen_flush_ms.max(1));
+    config.webhooks.allow_networks = args.webhook_allow.clone();
+    config.webhooks.secrets_key = secrets_key_path(&args.db, args.secrets_key.as_deref())?;
     if args.header_timeout == 0 {
         anyhow::bail!("--header-timeout must be at least 1 second");
     }
@@ -197,6 +209,19 @@ pub fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
         config.director = Some(director);
     }
     Ok(config)
+}
+
+/// The webhook secrets key file: as given; else, with SQLite, the server's default next to the
+/// database file (`None` here). A PostgreSQL server has no file of its own to keep it beside,
+/// and the key must not live in the database it protects, so there it must be given.
+fn secrets_key_path(db: &str, given: Option<&Path>) -> anyhow::Result<Option<PathBuf>> {
+    match given {
+        Some(path) => Ok(Some(path.to_path_buf())),
+        None if db.starts_with("sqlite:") => Ok(None),
+        None => anyhow::bail!(
+            "with a PostgreSQL database, give --secrets-key FILE: webhook secrets are sealed in the database with the key in FILE (32 random bytes, created with mode 0600 if missing), which must live outside the database, e.g. /etc/rampart/secrets.key"
+        ),
+    }
 }
 
 /// Runs until SIGINT or SIGTERM, then drains in-flight requests.
@@ -382,4 +407,25 @@ pub fn audit_jsonl_from_db(url: &str) -> anyhow::Result<Vec<u8>> {
         db.close().await;
         Ok(out)
     })
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_needs_an_explicit_secrets_key() {
+        let e = secrets_key_path("postgres://rampart@db/fleet", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--secrets-key FILE") && e.contains("PostgreSQL"),
+            "{e}"
+        );
+        assert_eq!(
+            secrets_key_path("postgres://rampart@db/fleet", Some(Path::new("/etc/r.key"))).unwrap(),
+            Some(PathBuf::from("/etc/r.key"))
+        );
+        // SQLite: the server's default, next to the database file.
+        assert_eq!(secrets_key_path("sqlite://r.db", None).unwrap(), None);
+    }
 }

@@ -507,6 +507,13 @@ async fn scenario(backend: Backend) {
     let args: Vec<String> = vec![
         "--db".into(),
         db_url.clone(),
+        // Webhook secrets are sealed with this key (required with PostgreSQL).
+        "--secrets-key".into(),
+        tmp.path()
+            .join("secrets.key")
+            .to_str()
+            .expect("UTF-8 temporary path")
+            .to_string(),
         "--listen".into(),
         "127.0.0.1:0".into(),
         "--cert".into(),

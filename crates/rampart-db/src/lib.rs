@@ -27,8 +27,8 @@ pub use poll::PollState;
 pub use webhooks::{
     AttemptOutcome, ClaimedDelivery, DeliveryMaker, DeliveryStatus, Enqueued, MAX_DELIVERY_CLAIM,
     MAX_PENDING_PER_WEBHOOK, MAX_WEBHOOK_BODY, MAX_WEBHOOK_SECRET, MAX_WEBHOOK_URL, MAX_WEBHOOKS,
-    MIN_WEBHOOK_SECRET, NewWebhook, WEBHOOK_EVENTS, Webhook, WebhookDelivery, check_webhook_events,
-    check_webhook_secret, check_webhook_url,
+    MIN_WEBHOOK_SECRET, NewWebhook, StoredSecret, WEBHOOK_EVENTS, Webhook, WebhookDelivery,
+    check_webhook_events, check_webhook_secret, check_webhook_url,
 };
 
 use serde::{Deserialize, Serialize};
@@ -71,7 +71,7 @@ pub enum Backend {
 /// The schema, in the SQL subset both backends accept (TEXT and BIGINT columns, `ON CONFLICT`).
 /// A migration that needs backend-specific SQL gets a per-backend file here.
 fn migrations() -> Vec<Migration> {
-    let steps: [(i64, &'static str, &'static str); 7] = [
+    let steps: [(i64, &'static str, &'static str); 8] = [
         (
             1,
             "inventory",
@@ -99,6 +99,11 @@ fn migrations() -> Vec<Migration> {
         ),
         (6, "ddi", include_str!("../migrations/0006_ddi.sql")),
         (
+            8,
+            "webhook secrets and replies",
+            include_str!("../migrations/0008_webhook_secrets_and_replies.sql"),
+        ),
+        (
             9,
             "audit heads",
             include_str!("../migrations/0009_audit_heads.sql"),
@@ -116,6 +121,80 @@ fn migrations() -> Vec<Migration> {
             )
         })
         .collect()
+}
+
+/// The file of a `sqlite://PATH` (or `sqlite:PATH`) URL, as sqlx reads it (percent-decoded, the
+/// query string dropped); `None` for other URLs and in-memory databases.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || query.split('&').any(|p| p == "mode=memory") {
+        return None;
+    }
+    // Percent-decoding, as sqlx does (`%3F` for a `?` in a file name).
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                decoded.push((hex(h)? * 16 + hex(l)?) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(decoded)
+        .ok()
+        .map(std::path::PathBuf::from)
+}
+
+/// Makes a SQLite file owner-only (mode 0600): creates it so if `create` and it is missing,
+/// else removes any group and other permissions it has.
+fn private_sqlite_file(path: &std::path::Path, create: bool) -> Result<(), DbError> {
+    let failed = |e: std::io::Error| {
+        DbError::Invalid(format!(
+            "cannot make the database file {} private (mode 0600): {e}; check the directory's ownership, or run `chmod 600` on the file",
+            path.display()
+        ))
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        if create {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                // A missing directory: sqlx says so in its own words.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(failed(e)),
+            }
+        }
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                let mode = meta.permissions().mode() & 0o700;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                    .map_err(failed)?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(failed(e)),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, create, failed);
+    Ok(())
 }
 
 /// What a device says about itself when it polls or reports.
@@ -239,6 +318,16 @@ impl Db {
         } else {
             return Err(DbError::UnsupportedUrl(url.to_string()));
         };
+        let file = match backend {
+            Backend::Sqlite => sqlite_file(url),
+            Backend::Postgres => None,
+        };
+        if let Some(file) = &file {
+            // The database holds webhook secrets (sealed) and the audit log: created owner-only
+            // before SQLite opens it, as SQLite gives its -wal and -shm files the database's mode.
+            let creates = !url.contains('?') || url.contains("mode=rwc");
+            private_sqlite_file(file, creates)?;
+        }
         let pool = match backend {
             Backend::Sqlite => {
                 let url = if url.contains('?') {
@@ -292,6 +381,18 @@ impl Db {
             }
         };
         Migrator::with_migrations(migrations()).run(&pool).await?;
+        if let Some(file) = &file {
+            // WAL mode is on by now, so -wal and -shm exist: make sure they are owner-only too
+            // (a file left by an older server, or made under another umask, is tightened).
+            for companion in ["-wal", "-shm"] {
+                let mut name = file.clone().into_os_string();
+                name.push(companion);
+                let path = std::path::PathBuf::from(name);
+                if path.exists() {
+                    private_sqlite_file(&path, false)?;
+                }
+            }
+        }
         Ok(Db { pool, backend })
     }
 

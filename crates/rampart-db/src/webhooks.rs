@@ -39,6 +39,56 @@ pub const MAX_PENDING_PER_WEBHOOK: i64 = 10_000;
 pub const MAX_DELIVERY_CLAIM: i64 = 100;
 /// Longest stored `last_error`, bytes.
 const MAX_ERROR_TEXT: usize = 512;
+/// Longest stored (sealed) secret, bytes: a [`MAX_WEBHOOK_SECRET`]-byte secret sealed and
+/// hex-encoded with its nonce and tag takes well under this.
+const MAX_STORED_SECRET: usize = 2048;
+/// Longest secrets-key id, bytes.
+const MAX_SECRET_KEY_ID: usize = 64;
+
+/// A webhook secret as stored: sealed by the server with its secrets key, whose id is kept
+/// beside it (so a wrong key is named, not guessed). An empty `key_id` marks a secret stored in
+/// clear by a server from before secrets were sealed (migration 0008); the server seals those
+/// when it starts. This crate never sees a key and never opens a secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredSecret {
+    /// The id of the key that sealed `value`; empty for a legacy secret in clear.
+    pub key_id: String,
+    /// The sealed secret (the server's encoding).
+    pub value: String,
+}
+
+impl std::fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSecret")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoredSecret {
+    /// Checks a sealed secret's bounds: a key id of hex digits and a bounded value. A secret in
+    /// clear (no key id) is refused: new secrets are always stored sealed.
+    pub fn validate(&self) -> Result<(), DbError> {
+        if self.key_id.is_empty()
+            || self.key_id.len() > MAX_SECRET_KEY_ID
+            || !self.key_id.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(DbError::Invalid(
+                "a webhook secret is stored only sealed, with the hex id of the key that sealed it"
+                    .into(),
+            ));
+        }
+        if self.value.is_empty()
+            || self.value.len() > MAX_STORED_SECRET
+            || self.value.chars().any(char::is_control)
+        {
+            return Err(DbError::Invalid(format!(
+                "a sealed webhook secret must be 1 to {MAX_STORED_SECRET} bytes without control characters"
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// A registered webhook, as shown to operators: its secret is deliberately not a field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,8 +107,8 @@ pub struct Webhook {
 pub struct NewWebhook {
     pub id: String,
     pub url: String,
-    /// The HMAC-SHA256 key the deliveries are signed with.
-    pub secret: String,
+    /// The HMAC-SHA256 key the deliveries are signed with, sealed by the server.
+    pub secret: StoredSecret,
     pub events: Vec<String>,
     pub description: String,
     pub created: i64,
@@ -159,7 +209,7 @@ impl NewWebhook {
             return Err(DbError::Invalid("the webhook id must not be empty".into()));
         }
         check_webhook_url(&self.url)?;
-        check_webhook_secret(&self.secret)?;
+        self.secret.validate()?;
         check_webhook_events(&self.events)?;
         check_text("webhook description", &self.description)?;
         Ok(())
@@ -214,6 +264,9 @@ pub struct WebhookDelivery {
     pub last_error: String,
     /// The HTTP status of the last answer, if there was one.
     pub last_status_code: Option<u16>,
+    /// The length of the last answer's body in bytes (as declared, or as counted up to a
+    /// bound), if there was an answer. The body itself is never stored.
+    pub last_reply_bytes: Option<u64>,
     pub created: i64,
     /// When it was delivered (Unix seconds).
     pub delivered: Option<i64>,
@@ -225,7 +278,8 @@ pub struct ClaimedDelivery {
     pub id: String,
     pub webhook_id: String,
     pub url: String,
-    pub secret: String,
+    /// The webhook's sealed secret; the server opens it to sign.
+    pub secret: StoredSecret,
     pub event: String,
     pub body: String,
     /// Attempts including this one (1 for the first).
@@ -248,16 +302,22 @@ impl std::fmt::Debug for ClaimedDelivery {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptOutcome {
     /// 2xx: done.
-    Delivered { status_code: u16, at: i64 },
+    Delivered {
+        status_code: u16,
+        reply_bytes: Option<u64>,
+        at: i64,
+    },
     /// Failed; try again at `next_attempt_ms` (Unix milliseconds).
     Retry {
         next_attempt_ms: i64,
         status_code: Option<u16>,
+        reply_bytes: Option<u64>,
         error: String,
     },
     /// Failed for the last time.
     Failed {
         status_code: Option<u16>,
+        reply_bytes: Option<u64>,
         error: String,
     },
 }
@@ -287,6 +347,7 @@ fn webhook_from_row(row: &AnyRow) -> Result<Webhook, DbError> {
 
 fn delivery_from_row(row: &AnyRow) -> Result<WebhookDelivery, DbError> {
     let code = row.try_get::<i64, _>("last_status_code")?;
+    let reply_bytes = row.try_get::<i64, _>("last_reply_bytes")?;
     let delivered = row.try_get::<i64, _>("delivered")?;
     Ok(WebhookDelivery {
         id: row.try_get("id")?,
@@ -297,6 +358,7 @@ fn delivery_from_row(row: &AnyRow) -> Result<WebhookDelivery, DbError> {
         status: DeliveryStatus::parse(&row.try_get::<String, _>("status")?)?,
         last_error: row.try_get("last_error")?,
         last_status_code: u16::try_from(code).ok().filter(|c| *c != 0),
+        last_reply_bytes: u64::try_from(reply_bytes).ok(),
         created: row.try_get("created")?,
         delivered: (delivered != 0).then_some(delivered),
     })
@@ -356,15 +418,16 @@ impl Db {
             )));
         }
         sqlx::query(
-            "INSERT INTO webhooks (id, url, secret, events, description, created, enabled)
-             VALUES ($1, $2, $3, $4, $5, $6, 1)",
+            "INSERT INTO webhooks (id, url, secret, secret_key_id, events, description, created, enabled)
+             VALUES ($1, $2, $3, $7, $4, $5, $6, 1)",
         )
         .bind(&new.id)
         .bind(&new.url)
-        .bind(&new.secret)
+        .bind(&new.secret.value)
         .bind(&events_json)
         .bind(&new.description)
         .bind(new.created)
+        .bind(&new.secret.key_id)
         .execute(&mut *tx)
         .await?;
         insert_audit(&mut tx, audit).await?;
@@ -407,6 +470,49 @@ impl Db {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(webhook_from_row).collect()
+    }
+
+    /// Every webhook's id and stored secret, oldest first: what the server checks (and seals,
+    /// for secrets still in clear) when it starts.
+    pub async fn webhook_secrets(&self) -> Result<Vec<(String, StoredSecret)>, DbError> {
+        let rows =
+            sqlx::query("SELECT id, secret, secret_key_id FROM webhooks ORDER BY created, id")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("id")?,
+                    StoredSecret {
+                        key_id: row.try_get("secret_key_id")?,
+                        value: row.try_get("secret")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Replaces a webhook's stored secret with `sealed` if it is still `current` (another server
+    /// may have sealed it first); true if replaced.
+    pub async fn replace_webhook_secret(
+        &self,
+        id: &str,
+        current: &StoredSecret,
+        sealed: &StoredSecret,
+    ) -> Result<bool, DbError> {
+        sealed.validate()?;
+        let r = sqlx::query(
+            "UPDATE webhooks SET secret = $2, secret_key_id = $3
+             WHERE id = $1 AND secret = $4 AND secret_key_id = $5",
+        )
+        .bind(id)
+        .bind(&sealed.value)
+        .bind(&sealed.key_id)
+        .bind(&current.value)
+        .bind(&current.key_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     pub async fn webhook(&self, id: &str) -> Result<Option<Webhook>, DbError> {
@@ -531,7 +637,8 @@ impl Db {
         // transaction per poll would take the write lock from device reports for nothing.
         let due = sqlx::query(
             "SELECT d.id AS id, d.webhook_id AS webhook_id, d.event AS event, d.body AS body,
-                    d.attempts AS attempts, d.next_attempt AS next_attempt, w.url AS url, w.secret AS secret
+                    d.attempts AS attempts, d.next_attempt AS next_attempt, w.url AS url, w.secret AS secret,
+                    w.secret_key_id AS secret_key_id
              FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
              WHERE d.status = 'pending' AND d.next_attempt <= $1 AND w.enabled = 1
              ORDER BY d.next_attempt, d.id LIMIT $2",
@@ -565,7 +672,10 @@ impl Db {
                 id,
                 webhook_id: row.try_get("webhook_id")?,
                 url: row.try_get("url")?,
-                secret: row.try_get("secret")?,
+                secret: StoredSecret {
+                    key_id: row.try_get("secret_key_id")?,
+                    value: row.try_get("secret")?,
+                },
                 event: row.try_get("event")?,
                 body: row.try_get("body")?,
                 attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
@@ -583,29 +693,43 @@ impl Db {
         outcome: &AttemptOutcome,
     ) -> Result<bool, DbError> {
         let code = |c: &Option<u16>| c.map_or(0, i64::from);
-        let (status, next_ms, status_code, error, delivered) = match outcome {
-            AttemptOutcome::Delivered { status_code, at } => (
+        // -1: no answer, so no length (0 is an empty answer).
+        let length = |b: &Option<u64>| b.map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        let (status, next_ms, status_code, reply_bytes, error, delivered) = match outcome {
+            AttemptOutcome::Delivered {
+                status_code,
+                reply_bytes,
+                at,
+            } => (
                 DeliveryStatus::Delivered,
                 None,
                 i64::from(*status_code),
+                length(reply_bytes),
                 String::new(),
                 *at,
             ),
             AttemptOutcome::Retry {
                 next_attempt_ms,
                 status_code,
+                reply_bytes,
                 error,
             } => (
                 DeliveryStatus::Pending,
                 Some(*next_attempt_ms),
                 code(status_code),
+                length(reply_bytes),
                 error_text(error),
                 0,
             ),
-            AttemptOutcome::Failed { status_code, error } => (
+            AttemptOutcome::Failed {
+                status_code,
+                reply_bytes,
+                error,
+            } => (
                 DeliveryStatus::Failed,
                 None,
                 code(status_code),
+                length(reply_bytes),
                 error_text(error),
                 0,
             ),
@@ -614,7 +738,7 @@ impl Db {
         let r = sqlx::query(
             "UPDATE webhook_deliveries
              SET status = $2, next_attempt = CASE WHEN $3 >= 0 THEN $3 ELSE next_attempt END,
-                 last_status_code = $4, last_error = $5, delivered = $6
+                 last_status_code = $4, last_error = $5, delivered = $6, last_reply_bytes = $7
              WHERE id = $1 AND status = 'pending'",
         )
         .bind(delivery_id)
@@ -623,6 +747,7 @@ impl Db {
         .bind(status_code)
         .bind(error)
         .bind(delivered)
+        .bind(reply_bytes)
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
@@ -788,7 +913,10 @@ mod tests {
         NewWebhook {
             id: id.into(),
             url: format!("https://hooks.example.com/{id}"),
-            secret: "0123456789abcdef-secret".into(),
+            secret: StoredSecret {
+                key_id: "00ff00ff00ff00ff".into(),
+                value: "sealed-0123456789abcdef".into(),
+            },
             events: events.iter().map(|e| e.to_string()).collect(),
             description: format!("hook {id}"),
             created: 100,
@@ -828,6 +956,38 @@ mod tests {
                 assert_eq!(listed[0], a);
                 // The secret is never part of what is read back.
                 assert!(!format!("{listed:?}").contains("secret"), "{b:?}");
+                // Sealed secrets: listed for the server's start-up check, replaced only if
+                // unchanged, never stored without a key id.
+                let secrets = db.webhook_secrets().await.unwrap();
+                assert_eq!(secrets.len(), 2);
+                assert_eq!(secrets[0].1, hook("wh-a", &["campaign.halted"]).secret);
+                assert!(!format!("{secrets:?}").contains("sealed-0123"), "{b:?}");
+                let resealed = StoredSecret {
+                    key_id: "11ee11ee11ee11ee".into(),
+                    value: "sealed-again".into(),
+                };
+                assert!(
+                    db.replace_webhook_secret("wh-a", &secrets[0].1, &resealed)
+                        .await
+                        .unwrap()
+                );
+                assert!(
+                    !db.replace_webhook_secret("wh-a", &secrets[0].1, &resealed)
+                        .await
+                        .unwrap(),
+                    "{b:?}: replaced although it had changed"
+                );
+                assert!(
+                    db.replace_webhook_secret("wh-a", &resealed, &secrets[0].1)
+                        .await
+                        .unwrap()
+                );
+                let mut clear = hook("wh-clear", &["campaign.halted"]);
+                clear.secret.key_id.clear();
+                assert!(matches!(
+                    db.create_webhook(&clear, &audit(3)).await,
+                    Err(DbError::Invalid(_))
+                ));
 
                 // One event fans out to both subscribers in one transaction.
                 let mut n = 0;
@@ -895,11 +1055,9 @@ mod tests {
                 let mut claimed = first.unwrap();
                 claimed.extend(second.unwrap());
                 assert_eq!(claimed.len(), 2, "{b:?}: each delivery claimed once");
-                assert!(
-                    claimed
-                        .iter()
-                        .all(|c| c.attempts == 1 && c.secret == "0123456789abcdef-secret")
-                );
+                assert!(claimed.iter().all(|c| c.attempts == 1
+                    && c.secret.key_id == "00ff00ff00ff00ff"
+                    && c.secret.value == "sealed-0123456789abcdef"));
                 assert!(!format!("{claimed:?}").contains("0123456789abcdef"));
                 assert!(
                     db.claim_webhook_deliveries(4_999, 6_000, 10)
@@ -916,6 +1074,7 @@ mod tests {
                         &AttemptOutcome::Retry {
                             next_attempt_ms: 7_000,
                             status_code: Some(500),
+                            reply_bytes: Some(12),
                             error: "HTTP 500\nboom".into(),
                         }
                     )
@@ -927,6 +1086,7 @@ mod tests {
                         &to_b.id,
                         &AttemptOutcome::Delivered {
                             status_code: 204,
+                            reply_bytes: Some(0),
                             at: 300
                         }
                     )
@@ -939,6 +1099,7 @@ mod tests {
                         &to_b.id,
                         &AttemptOutcome::Failed {
                             status_code: None,
+                            reply_bytes: None,
                             error: "x".into()
                         }
                     )
@@ -951,13 +1112,22 @@ mod tests {
                     (DeliveryStatus::Pending, 1, 7_000)
                 );
                 assert_eq!(
-                    (d.last_status_code, d.last_error.as_str()),
-                    (Some(500), "HTTP 500 boom")
+                    (
+                        d.last_status_code,
+                        d.last_reply_bytes,
+                        d.last_error.as_str()
+                    ),
+                    (Some(500), Some(12), "HTTP 500 boom")
                 );
                 let d = db.webhook_delivery(&to_b.id).await.unwrap().unwrap();
                 assert_eq!(
-                    (d.status, d.delivered, d.last_status_code),
-                    (DeliveryStatus::Delivered, Some(300), Some(204))
+                    (
+                        d.status,
+                        d.delivered,
+                        d.last_status_code,
+                        d.last_reply_bytes
+                    ),
+                    (DeliveryStatus::Delivered, Some(300), Some(204), Some(0))
                 );
 
                 // The retry is claimed again at its time, then given up.
@@ -968,6 +1138,7 @@ mod tests {
                     &again[0].id,
                     &AttemptOutcome::Failed {
                         status_code: None,
+                        reply_bytes: None,
                         error: "timed out".into(),
                     },
                 )
@@ -975,8 +1146,8 @@ mod tests {
                 .unwrap();
                 let d = db.webhook_delivery(&to_a.id).await.unwrap().unwrap();
                 assert_eq!(
-                    (d.status, d.last_status_code),
-                    (DeliveryStatus::Failed, None)
+                    (d.status, d.last_status_code, d.last_reply_bytes),
+                    (DeliveryStatus::Failed, None, None)
                 );
                 assert!(
                     db.claim_webhook_deliveries(i64::MAX, i64::MAX, 10)

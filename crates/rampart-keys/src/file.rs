@@ -272,6 +272,32 @@ fn seal(
     Ok(out)
 }
 
+/// Writes a new key file: created owner-only (mode 0600) and exclusively, so an existing file
+/// (or a symlink planted where it should go) is never replaced or followed. The contents are
+/// encrypted, but a key file readable by every user of the machine is an offline passphrase
+/// guessing target all the same.
+pub fn write_key_file(path: &Path, bytes: &[u8]) -> Result<(), SignError> {
+    use std::io::Write as _;
+    let bad = |reason: String| SignError::KeyFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            bad("exists; refusing to overwrite a key file (choose another path)".into())
+        } else {
+            bad(format!("cannot create: {e}"))
+        }
+    })?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| bad(format!("cannot write: {e}")))
+}
+
 /// Reads only the public key of a key file (no passphrase needed).
 pub fn read_public(path: &Path) -> Result<Key, SignError> {
     let shown = path.display().to_string();
@@ -381,6 +407,25 @@ mod tests {
             .public_key()
             .verify(b"rampart known-answer", &sig)
             .unwrap();
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn key_files_are_written_0600_and_never_replaced() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.key");
+        let (signer, bytes) = FileSigner::generate(Scheme::Ed25519, "pw", FAST).unwrap();
+        write_key_file(&path, &bytes).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+        assert_eq!(
+            FileSigner::open(&path, "pw").unwrap().public_key(),
+            signer.public_key()
+        );
+        let e = write_key_file(&path, b"other").unwrap_err().to_string();
+        assert!(e.contains("refusing to overwrite"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
     }
 
     #[test]

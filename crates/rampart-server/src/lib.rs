@@ -394,7 +394,8 @@ impl Server {
                 anchor,
             ))
         });
-        let hooks = webhooks::Webhooks::new(db.clone(), config.webhooks.clone())
+        let hooks = webhooks::Webhooks::open(db.clone(), &config.db_url, config.webhooks.clone())
+            .await
             .map_err(|e| ServerError::Config(e.to_string()))?;
         let (refusal_tx, refusals) = tokio::sync::mpsc::channel(audit::REFUSAL_QUEUE);
         let admission = |caps, counters: &Arc<connections::AdmissionCounters>| {

@@ -21,16 +21,31 @@
 //!
 //! A 2xx answer settles it; anything else (another status, a refused connection, no answer within
 //! the attempt timeout) is retried with exponential backoff and jitter until the maximum number of
-//! attempts, then the delivery is `failed`. Redirects are not followed and answers are read only
-//! up to a small bound. The body is the envelope
+//! attempts, then the delivery is `failed`. Redirects are not followed. Of an answer only the
+//! status and the body's length are kept, never the body. The body is the envelope
 //! `{"event": "...", "delivery": "...", "created": <unix seconds>, "data": {...}}`.
 //!
+//! Where deliveries may go is the [`AddressPolicy`] (see [`address`](self::address)): internal
+//! and special-purpose addresses are refused unless the operator allow-lists them
+//! ([`WebhookConfig::allow_networks`]). It is checked when a webhook is created (a clear 422) and
+//! again at every attempt, after DNS resolution, by the resolver the HTTP client connects
+//! through: the connection goes to exactly the addresses that were checked, so a name that
+//! resolves differently later (DNS rebinding) gains nothing.
+//!
+//! Secrets are stored sealed with the server's secrets key ([`SecretsKey`],
+//! [`WebhookConfig::secrets_key`]); see [`secrets`](self::secrets).
+//!
 //! Operators manage webhooks with the management API: `GET/POST /api/v1/webhooks`,
-//! `GET/DELETE /api/v1/webhooks/{id}`, `GET /api/v1/webhooks/{id}/deliveries` and
-//! `POST /api/v1/webhooks/{id}/test`.
+//! `GET/DELETE /api/v1/webhooks/{id}`, `GET /api/v1/webhooks/{id}/deliveries` (admins and
+//! auditors) and `POST /api/v1/webhooks/{id}/test`.
+
+pub mod address;
+pub mod secrets;
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,7 +55,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use rampart_db::{AttemptOutcome, ClaimedDelivery, Db, DbError, NewWebhook};
+use rampart_db::{AttemptOutcome, Backend, ClaimedDelivery, Db, DbError, NewWebhook};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -52,6 +67,9 @@ use crate::device_api::{ReportStatus, unix_now};
 use crate::http::{ApiError, json_response, parse_json, read_body};
 use crate::management::{ManagementApi, Permission};
 use crate::metrics::track_requests;
+
+pub use address::{AddressPolicy, DeniedAddress, IpNetwork};
+pub use secrets::{SecretsKey, SecretsKeyError};
 
 /// Default hard limit on one attempt: connecting, sending and receiving the answer's head.
 pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -76,10 +94,11 @@ pub const DEFAULT_SPIKE_WINDOW: Duration = Duration::from_secs(300);
 const MAX_SPIKE_THRESHOLD: usize = 100_000;
 /// Device ids named in a rollback-spike alert.
 const SPIKE_EXAMPLES: usize = 5;
-/// Bytes of an error answer's body read (and kept in `last_error`) at most.
-const MAX_ANSWER_READ: usize = 1024;
-/// Characters of an error answer quoted in `last_error`.
-const ANSWER_QUOTE: usize = 200;
+/// Bytes of an answer's body counted at most when it declares no length (the bytes are
+/// discarded as they are counted).
+const MAX_REPLY_COUNT: u64 = 64 * 1024;
+/// How long creating a webhook waits for its host name to resolve.
+const CREATE_RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often settled deliveries older than the retention are deleted.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 /// Largest page of the deliveries listing.
@@ -177,6 +196,13 @@ pub struct WebhookConfig {
     /// Delivered and failed deliveries older than this are deleted.
     pub retention: Duration,
     pub rollback_spike: RollbackSpikeConfig,
+    /// Internal networks deliveries may reach after all (`--webhook-allow CIDR`); by default
+    /// none: loopback, private, link-local and other special-purpose addresses are refused.
+    pub allow_networks: Vec<IpNetwork>,
+    /// The file holding the key webhook secrets are sealed with (32 random bytes; created, mode
+    /// 0600, if missing). `None`: next to a SQLite database file (`NAME.secrets.key`); with
+    /// PostgreSQL there is then no key, and webhooks cannot be created.
+    pub secrets_key: Option<PathBuf>,
 }
 
 impl Default for WebhookConfig {
@@ -190,6 +216,8 @@ impl Default for WebhookConfig {
             poll_interval: DEFAULT_POLL_INTERVAL,
             retention: DEFAULT_RETENTION,
             rollback_spike: RollbackSpikeConfig::default(),
+            allow_networks: Vec::new(),
+            secrets_key: None,
         }
     }
 }
@@ -238,6 +266,13 @@ impl WebhookConfig {
 pub enum WebhookError {
     #[error("invalid webhook configuration: {0}")]
     Config(String),
+    #[error(transparent)]
+    SecretsKey(#[from] SecretsKeyError),
+    /// A stored secret does not open with the key given (or there is no key).
+    #[error("{0}")]
+    Secrets(String),
+    #[error("reading or sealing the stored webhook secrets: {0}")]
+    Db(#[from] DbError),
 }
 
 // ---- rollback-spike detector (pure) -------------------------------------------------------
@@ -373,6 +408,10 @@ pub struct Webhooks {
 struct Inner {
     db: Db,
     config: WebhookConfig,
+    /// Where deliveries may connect (shared with the HTTP client's resolver).
+    policy: Arc<AddressPolicy>,
+    /// Seals and opens webhook secrets; `None` on PostgreSQL without `secrets_key`.
+    secrets: Option<Arc<SecretsKey>>,
     /// Built at the first attempt, not at startup: building it loads the system's CA
     /// certificates, and a host without them must still run the server (only HTTPS webhooks
     /// fail, each attempt saying why).
@@ -401,15 +440,144 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// A key file others can read is still used (a secret store may mount it so), but said.
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            crate::log::warn(
+                "the webhook secrets key file can be read by other users; run chmod 600 on it",
+                json!({"path": path.display().to_string(),
+                       "mode": format!("{:o}", meta.permissions().mode() & 0o777)}),
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+/// Checks at start that every stored secret opens with `key` (named by `key_path` in errors),
+/// and seals the ones an older server stored in clear. Without a key, any stored webhook is an
+/// error: its deliveries could not be signed.
+async fn seal_stored_secrets(
+    db: &Db,
+    key: Option<(&SecretsKey, &str)>,
+) -> Result<(), WebhookError> {
+    let stored = db.webhook_secrets().await?;
+    let Some((key, key_path)) = key else {
+        if stored.is_empty() {
+            return Ok(());
+        }
+        return Err(WebhookError::Secrets(format!(
+            "{} webhooks are stored, but the server has no webhook secrets key to open their secrets with: give the key file with `rampart server --secrets-key FILE`",
+            stored.len()
+        )));
+    };
+    let mut sealed_now = 0usize;
+    for (id, secret) in &stored {
+        if secret.key_id.is_empty() {
+            let sealed = key.seal(id, &secret.value)?;
+            // Another server may have sealed it meanwhile: then what it stored is checked below
+            // at the next start, and opened at each delivery.
+            if db.replace_webhook_secret(id, secret, &sealed).await? {
+                sealed_now += 1;
+            }
+            continue;
+        }
+        key.open(id, secret).map_err(|e| {
+            WebhookError::Secrets(format!(
+                "the webhook secrets key {key_path} (key {}) does not open the stored secrets: {e}",
+                key.id()
+            ))
+        })?;
+    }
+    if sealed_now > 0 {
+        crate::log::info(
+            "sealed webhook secrets stored in clear by an older server",
+            json!({"webhooks": sealed_now, "key_id": key.id()}),
+        );
+    }
+    Ok(())
+}
+
+/// The HTTP client's resolver: resolves a webhook's host name and hands the connector only
+/// addresses the policy allows, so the connection goes where the check looked. A name with any
+/// refused address is refused as a whole.
+struct PolicyResolver {
+    policy: Arc<AddressPolicy>,
+}
+
+/// A host name whose addresses the policy refuses.
+#[derive(Debug, thiserror::Error)]
+#[error("{name} resolves to {denied}")]
+struct RefusedName {
+    name: String,
+    denied: DeniedAddress,
+}
+
+impl reqwest::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.policy.clone();
+        let name = name.as_str().to_owned();
+        Box::pin(async move {
+            let addresses: Vec<SocketAddr> =
+                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            let ips: Vec<IpAddr> = addresses.iter().map(SocketAddr::ip).collect();
+            policy
+                .check_all(&ips)
+                .map_err(|denied| RefusedName { name, denied })?;
+            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 impl Webhooks {
-    /// Checks `config`. Nothing is sent until [`Webhooks::run_dispatcher`] runs.
-    pub fn new(db: Db, config: WebhookConfig) -> Result<Webhooks, WebhookError> {
+    /// Checks `config`, loads (or creates) the secrets key and checks that every stored secret
+    /// opens with it; secrets still stored in clear (by a server from before they were sealed)
+    /// are sealed now. `db_url` is the database's URL, for the default key path. Nothing is
+    /// sent until [`Webhooks::run_dispatcher`] runs.
+    pub async fn open(
+        db: Db,
+        db_url: &str,
+        config: WebhookConfig,
+    ) -> Result<Webhooks, WebhookError> {
         config.validate()?;
+        let key_path = config
+            .secrets_key
+            .clone()
+            .or_else(|| secrets::default_key_path(db_url));
+        let secrets = match key_path {
+            Some(path) => {
+                let (key, created) = SecretsKey::load_or_create(&path)?;
+                if created {
+                    crate::log::info(
+                        "created the webhook secrets key (keep it with the database's backups, apart from them)",
+                        json!({"path": path.display().to_string(), "key_id": key.id()}),
+                    );
+                }
+                warn_if_readable_by_others(&path);
+                Some((Arc::new(key), path.display().to_string()))
+            }
+            // Only a database that lives in memory has neither a file nor a server to keep a
+            // key beside: its secrets die with it, and so may its key.
+            None if db.backend() == Backend::Sqlite => Some((
+                Arc::new(SecretsKey::ephemeral()?),
+                "(in memory, with the in-memory database)".to_owned(),
+            )),
+            None => None,
+        };
+        seal_stored_secrets(&db, secrets.as_ref().map(|(k, p)| (k.as_ref(), p.as_str()))).await?;
+        let policy = Arc::new(AddressPolicy::new(&config.allow_networks));
         let spike = Mutex::new(RollbackSpikeDetector::new(&config.rollback_spike));
         Ok(Webhooks {
             inner: Arc::new(Inner {
                 db,
                 config,
+                policy,
+                secrets: secrets.map(|(key, _)| key),
                 client: Mutex::new(None),
                 wake: Notify::new(),
                 spike,
@@ -619,8 +787,9 @@ impl Webhooks {
     async fn deliver(self, delivery: ClaimedDelivery) {
         let config = &self.inner.config;
         let outcome = match self.attempt(&delivery).await {
-            Ok(status_code) => AttemptOutcome::Delivered {
+            Ok((status_code, reply_bytes)) => AttemptOutcome::Delivered {
                 status_code,
+                reply_bytes,
                 at: unix_now(),
             },
             Err(failure) if delivery.attempts >= config.max_attempts => {
@@ -632,6 +801,7 @@ impl Webhooks {
                 );
                 AttemptOutcome::Failed {
                     status_code: failure.status_code,
+                    reply_bytes: failure.reply_bytes,
                     error: failure.message,
                 }
             }
@@ -645,6 +815,7 @@ impl Webhooks {
                 AttemptOutcome::Retry {
                     next_attempt_ms: unix_millis().saturating_add(millis(delay)),
                     status_code: failure.status_code,
+                    reply_bytes: failure.reply_bytes,
                     error: failure.message,
                 }
             }
@@ -685,6 +856,11 @@ impl Webhooks {
         let config = &self.inner.config;
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
+            // Every name is resolved through the address policy; literal addresses are checked
+            // in `attempt` (the connector does not resolve them).
+            .dns_resolver(Arc::new(PolicyResolver {
+                policy: self.inner.policy.clone(),
+            }))
             .redirect(reqwest::redirect::Policy::none())
             // Deliveries go straight to the registered URL: a proxy taken from the environment
             // would change where signed alerts go without the operator seeing it.
@@ -697,6 +873,7 @@ impl Webhooks {
             .build()
             .map_err(|e| AttemptFailure {
                 status_code: None,
+                reply_bytes: None,
                 message: format!(
                     "the server cannot build its HTTP client ({}); install the system's CA certificates (e.g. the ca-certificates package)",
                     error_chain(&e)
@@ -706,29 +883,52 @@ impl Webhooks {
         Ok(client)
     }
 
-    /// POSTs the delivery once: `Ok(status)` for a 2xx answer.
-    async fn attempt(&self, d: &ClaimedDelivery) -> Result<u16, AttemptFailure> {
+    /// POSTs the delivery once: `Ok((status, reply length))` for a 2xx answer.
+    async fn attempt(&self, d: &ClaimedDelivery) -> Result<(u16, Option<u64>), AttemptFailure> {
+        let failed = |message: String| AttemptFailure {
+            status_code: None,
+            reply_bytes: None,
+            message,
+        };
+        let key = self.inner.secrets.as_ref().ok_or_else(|| {
+            failed(
+                "the server has no webhook secrets key to sign with; restart it with --secrets-key FILE"
+                    .into(),
+            )
+        })?;
+        let secret = key
+            .open(&d.webhook_id, &d.secret)
+            .map_err(|e| failed(e.to_string()))?;
+        let url = reqwest::Url::parse(&d.url)
+            .map_err(|e| failed(format!("the stored webhook url does not parse: {e}")))?;
+        // A literal address is not resolved, so the resolver never sees it: judged here (the
+        // same parse reqwest connects with, so odd spellings are already normalised).
+        if let Some(ip) = address::literal_address(&url) {
+            self.inner
+                .policy
+                .check(ip)
+                .map_err(|denied| failed(format!("refused: {denied}")))?;
+        }
         let timeout = self.inner.config.attempt_timeout;
         let deadline = Instant::now() + timeout;
         let timestamp = unix_now();
         let request = self
             .client()?
-            .post(&d.url)
+            .post(url)
             .header(header::CONTENT_TYPE, "application/json")
             .header("X-Rampart-Event", &d.event)
             .header("X-Rampart-Delivery", &d.id)
             .header("X-Rampart-Timestamp", timestamp.to_string())
             .header(
                 "X-Rampart-Signature",
-                sign(d.secret.as_bytes(), timestamp, d.body.as_bytes()),
+                sign(secret.as_bytes(), timestamp, d.body.as_bytes()),
             )
             .body(d.body.clone());
-        let timed_out = || AttemptFailure {
-            status_code: None,
-            message: format!(
+        let timed_out = || {
+            failed(format!(
                 "no answer within {:.1} s (the attempt timeout)",
                 timeout.as_secs_f64()
-            ),
+            ))
         };
         // The client has the same timeout; this outer one also bounds DNS resolution and
         // anything else on the way, whatever the client does.
@@ -742,47 +942,43 @@ impl Webhooks {
                 } else {
                     "the request failed"
                 };
-                return Err(AttemptFailure {
-                    status_code: None,
-                    message: format!("{what}: {}", error_chain(&e)),
-                });
+                return Err(failed(format!("{what}: {}", error_chain(&e))));
             }
             Ok(Ok(response)) => response,
         };
         let status = response.status();
-        if status.is_success() {
-            // The body is not read: only the status matters, and an endless body cannot hold us.
-            return Ok(status.as_u16());
-        }
-        // Quote the start of the answer for the operator, read within what is left of the
-        // attempt's time and never more than a small bound.
-        let mut answer = Vec::new();
-        let _ = tokio::time::timeout_at(deadline, async {
-            while answer.len() < MAX_ANSWER_READ {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => {
-                        let room = MAX_ANSWER_READ - answer.len();
-                        answer.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        // The answer's length: as declared, else counted (and discarded) up to a bound within
+        // what is left of the attempt's time. Its content is never kept: a receiver's answer
+        // (an internal error page, say) is not for readers of the deliveries.
+        let reply_bytes = match response.content_length() {
+            Some(declared) => declared,
+            None => {
+                let mut counted = 0u64;
+                let _ = tokio::time::timeout_at(deadline, async {
+                    while counted < MAX_REPLY_COUNT {
+                        match response.chunk().await {
+                            Ok(Some(chunk)) => counted += chunk.len() as u64,
+                            Ok(None) | Err(_) => break,
+                        }
                     }
-                    Ok(None) | Err(_) => break,
-                }
+                })
+                .await;
+                counted.min(MAX_REPLY_COUNT)
             }
-        })
-        .await;
-        let quoted: String = String::from_utf8_lossy(&answer)
-            .chars()
-            .take(ANSWER_QUOTE)
-            .collect();
-        let mut message = format!("the endpoint answered HTTP {}", status.as_u16());
-        if status.is_redirection() {
-            message.push_str(" (redirects are not followed: register the final URL)");
+        };
+        if status.is_success() {
+            return Ok((status.as_u16(), Some(reply_bytes)));
         }
-        if !quoted.trim().is_empty() {
-            message.push_str(": ");
-            message.push_str(quoted.trim());
+        let mut message = format!(
+            "the endpoint answered HTTP {} ({reply_bytes} bytes, not stored)",
+            status.as_u16()
+        );
+        if status.is_redirection() {
+            message.push_str("; redirects are not followed: register the final URL");
         }
         Err(AttemptFailure {
             status_code: Some(status.as_u16()),
+            reply_bytes: Some(reply_bytes),
             message,
         })
     }
@@ -791,6 +987,7 @@ impl Webhooks {
 #[derive(Debug)]
 struct AttemptFailure {
     status_code: Option<u16>,
+    reply_bytes: Option<u64>,
     message: String,
 }
 
@@ -851,8 +1048,8 @@ fn audit_error(context: &str, e: AuditWriteError) -> ApiError {
 
 /// Checks a webhook URL fully: the storage bounds, then a real parse; http or https with a host
 /// and no credentials (receivers authenticate deliveries by their signature, and a password in
-/// the URL would be shown to every reader of the listing).
-fn check_url(url: &str) -> Result<(), ApiError> {
+/// the URL would be shown to every reader of the listing). Returns the parsed URL.
+fn check_url(url: &str) -> Result<reqwest::Url, ApiError> {
     rampart_db::check_webhook_url(url).map_err(|e| ApiError::invalid(e.to_string()))?;
     let parsed = reqwest::Url::parse(url).map_err(|e| {
         ApiError::invalid(format!(
@@ -874,7 +1071,37 @@ fn check_url(url: &str) -> Result<(), ApiError> {
             "the webhook url must not contain credentials (user:password@); receivers check the X-Rampart-Signature instead",
         ));
     }
-    Ok(())
+    Ok(parsed)
+}
+
+/// Checks where a new webhook would deliver: its literal address, or every address its host
+/// name resolves to now, against the address policy; a refusal is a 422 that names the address
+/// and the `--webhook-allow` flag. A name that does not resolve (yet) is accepted: every
+/// delivery resolves it again and is refused then if it leads somewhere refused.
+async fn check_destination(policy: &AddressPolicy, url: &reqwest::Url) -> Result<(), ApiError> {
+    if let Some(ip) = address::literal_address(url) {
+        return policy
+            .check(ip)
+            .map_err(|denied| ApiError::invalid(format!("the webhook url leads to {denied}")));
+    }
+    let Some(name) = url.host_str() else {
+        return Ok(());
+    };
+    let port = url.port_or_known_default().unwrap_or(443);
+    let resolved = tokio::time::timeout(
+        CREATE_RESOLVE_TIMEOUT,
+        tokio::net::lookup_host((name, port)),
+    )
+    .await;
+    let Ok(Ok(addresses)) = resolved else {
+        return Ok(());
+    };
+    let ips: Vec<IpAddr> = addresses.map(|a| a.ip()).collect();
+    policy.check_all(&ips).map_err(|denied| {
+        ApiError::invalid(format!(
+            "the webhook url's host {name} resolves to {denied}"
+        ))
+    })
 }
 
 async fn list_webhooks(
@@ -930,7 +1157,7 @@ async fn create_webhook(
         &bytes,
         r#"{"url": "https://...", "secret": "<16 to 256 bytes>", "events": ["campaign.halted", ...], "description": "..."}"#,
     )?;
-    check_url(&r.url)?;
+    let url = check_url(&r.url)?;
     rampart_db::check_webhook_secret(&r.secret).map_err(|e| ApiError::invalid(e.to_string()))?;
     if r.events.iter().any(|e| e == WebhookEvent::Test.as_str()) {
         return Err(ApiError::invalid(
@@ -944,11 +1171,27 @@ async fn create_webhook(
             "the description must be at most 256 bytes without control characters",
         ));
     }
+    check_destination(&api.webhooks.inner.policy, &url).await?;
+    let key = api.webhooks.inner.secrets.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "secrets_key_missing",
+            "this server has no webhook secrets key, so it cannot store a webhook's secret; restart it with `rampart server --secrets-key FILE`",
+        )
+    })?;
     let now = unix_now();
+    let id = crate::management::new_id("whk")?;
+    let secret = key.seal(&id, &r.secret).map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "secrets_key_failed",
+            format!("{e}; try again"),
+        )
+    })?;
     let new = NewWebhook {
-        id: crate::management::new_id("whk")?,
+        id,
         url: r.url,
-        secret: r.secret,
+        secret,
         events,
         description: r.description,
         created: now,
@@ -1008,7 +1251,9 @@ async fn list_deliveries(
     Path(id): Path<String>,
     query: Result<Query<DeliveryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    api.authorize(&headers, Permission::Read).await?;
+    // Deliveries show what endpoints answered (status, length, errors): admins and auditors
+    // only, not every reader of the fleet.
+    api.authorize(&headers, Permission::Audit).await?;
     let Query(q) = query.map_err(|_| {
         ApiError::invalid("the only query parameter is limit, a number from 1 to 1000")
     })?;

@@ -237,8 +237,13 @@ async fn alert(bodies: &Mutex<Vec<Value>>, event: &str, campaign: &str) -> Value
 }
 
 async fn a_breach_halts_at_the_canary_and_rolls_the_fleet_back(backend: Backend, name: &str) {
+    let keys = tempfile::tempdir().unwrap();
     let ops = Ops::start_with(backend, name, |c| {
         c.webhooks.poll_interval = Duration::from_millis(50);
+        // The alert receiver is on loopback, which webhooks reach only when allow-listed; the
+        // webhook's secret is sealed with a key file (needed on PostgreSQL).
+        c.webhooks.allow_networks = vec!["127.0.0.0/8".parse().unwrap()];
+        c.webhooks.secrets_key = Some(keys.path().join("secrets.key"));
     })
     .await;
     // The operators' alert endpoint.

@@ -2,6 +2,10 @@
 //! registers endpoints, events are queued durably and delivered by the dispatcher to real HTTP
 //! receivers on loopback (an axum server that answers as scripted, and a socket that accepts and
 //! never answers). Signatures are checked here independently with ring.
+//!
+//! Loopback is an internal address the address policy refuses by default, so these servers
+//! allow-list 127.0.0.0/8 (as `rampart server --webhook-allow 127.0.0.0/8` would); the tests of
+//! the policy itself run without it.
 
 mod common;
 
@@ -37,6 +41,12 @@ on_both_backends!(
     pending_deliveries_are_sent_after_a_restart,
     a_rollback_spike_is_announced_once,
     webhook_api_refuses_bad_input_and_unpermitted_callers,
+    internal_addresses_are_refused_at_creation_in_every_spelling,
+    deliveries_to_refused_addresses_are_stopped_at_connection_time,
+    reply_bodies_are_never_stored_only_status_and_length,
+    only_admins_and_auditors_read_deliveries,
+    a_wrong_secrets_key_is_refused_with_a_clear_error,
+    secrets_stored_in_clear_are_sealed_when_the_server_starts,
 );
 
 const SECRET: &str = "a-webhook-secret-of-32-bytes-xyz";
@@ -162,7 +172,7 @@ fn signature_verifies(secret: &str, timestamp: &str, body: &[u8], signature: &st
 // ---------------------------------------------------------------------------
 // The server
 
-/// Short timeouts and backoff so retries take milliseconds.
+/// Short timeouts and backoff so retries take milliseconds; the loopback receivers allowed.
 fn fast() -> WebhookConfig {
     WebhookConfig {
         attempt_timeout: Duration::from_millis(500),
@@ -171,7 +181,16 @@ fn fast() -> WebhookConfig {
         backoff_max: Duration::from_millis(200),
         max_in_flight: 4,
         poll_interval: Duration::from_millis(25),
+        allow_networks: vec!["127.0.0.0/8".parse().unwrap()],
         ..WebhookConfig::default()
+    }
+}
+
+/// [`fast`] without the allow-list: the default address policy.
+fn fast_default_policy() -> WebhookConfig {
+    WebhookConfig {
+        allow_networks: Vec::new(),
+        ..fast()
     }
 }
 
@@ -225,8 +244,21 @@ impl Hooked {
         }
     }
 
-    /// Starts a server on the fixture's database with this webhook configuration.
+    /// The secrets key file the servers of this test share (unless a test gives another).
+    fn key_path(&self) -> std::path::PathBuf {
+        self.fx._dir.path().join("webhook-secrets.key")
+    }
+
+    /// Starts a server on the fixture's database with this webhook configuration (and the
+    /// test's secrets key file, unless it names one).
     async fn start(&self, webhooks: WebhookConfig) -> Live {
+        self.try_start(webhooks).await.unwrap()
+    }
+
+    async fn try_start(&self, mut webhooks: WebhookConfig) -> Result<Live, ServerError> {
+        if webhooks.secrets_key.is_none() {
+            webhooks.secrets_key = Some(self.key_path());
+        }
         let tls = rampart_pki::server_config(
             &self.fx.server_cert.cert_pem,
             &self.fx.server_cert.key_pem,
@@ -239,19 +271,19 @@ impl Hooked {
         config.management_listen = Some("127.0.0.1:0".parse().unwrap());
         config.management_tls = Some(self.fx.management_tls());
         config.webhooks = webhooks;
-        let server = Server::bind(config).await.unwrap();
+        let server = Server::bind(config).await?;
         let hooks = server.webhooks();
         let management = server.management_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async {
             let _ = stopped.await;
         }));
-        Live {
+        Ok(Live {
             management,
             hooks,
             stop,
             task,
-        }
+        })
     }
 
     async fn call(
@@ -457,7 +489,7 @@ async fn deliveries_are_signed_with_the_webhook_secret(backend: Backend, name: &
         json!({"campaign": "c-1", "reason": "gate breached"})
     );
 
-    // The API shows both delivered, newest first; viewers may read it.
+    // The API shows both delivered, newest first, to auditors (and admins).
     wait_until("both deliveries are recorded", || async {
         hooked
             .deliveries(&id)
@@ -469,7 +501,7 @@ async fn deliveries_are_signed_with_the_webhook_secret(backend: Backend, name: &
     let r = hooked
         .call(
             &live,
-            &hooked.viewer,
+            &hooked.auditor,
             "GET",
             &format!("/api/v1/webhooks/{id}/deliveries"),
             None,
@@ -485,6 +517,8 @@ async fn deliveries_are_signed_with_the_webhook_secret(backend: Backend, name: &
         assert_eq!(d["status"], "delivered", "{d}");
         assert_eq!(d["attempts"], 1, "{d}");
         assert_eq!(d["last_status_code"], 200, "{d}");
+        // The receiver's "the receiver says no thanks": its length only.
+        assert_eq!(d["last_reply_bytes"], 27, "{d}");
         assert!(d.get("body").is_none());
     }
 
@@ -643,10 +677,7 @@ async fn deliveries_fail_after_the_maximum_attempts(backend: Backend, name: &str
     assert_eq!(d.status, DeliveryStatus::Failed, "{d:?}");
     assert_eq!(d.attempts, 4);
     assert_eq!(d.last_status_code, Some(503));
-    assert!(
-        d.last_error.contains("HTTP 503") && d.last_error.contains("says no thanks"),
-        "{d:?}"
-    );
+    assert!(d.last_error.contains("HTTP 503"), "{d:?}");
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(
         receiver.received("/down").len(),
@@ -905,7 +936,7 @@ async fn webhook_api_refuses_bad_input_and_unpermitted_callers(backend: Backend,
         (&hooked.admin, "POST", "/api/v1/webhooks/whk-nope/test"),
         (&hooked.viewer, "GET", "/api/v1/webhooks/whk-nope"),
         (
-            &hooked.viewer,
+            &hooked.auditor,
             "GET",
             "/api/v1/webhooks/whk-nope/deliveries",
         ),
@@ -947,7 +978,7 @@ async fn webhook_api_refuses_bad_input_and_unpermitted_callers(backend: Backend,
         hooked
             .call(
                 &live,
-                &hooked.viewer,
+                &hooked.auditor,
                 "GET",
                 &format!("/api/v1/webhooks/{id}/deliveries?{query}"),
                 None,
@@ -1015,6 +1046,366 @@ async fn webhook_api_refuses_bad_input_and_unpermitted_callers(backend: Backend,
     let count = |action: &str| records.iter().filter(|r| r.action == action).count();
     assert_eq!(count("webhook.created"), 101);
     assert_eq!(count("webhook.deleted"), 1);
+    live.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// The address policy, reply bodies, who reads deliveries, secrets at rest
+
+/// POSTs a webhook with `url` as the admin; the answer.
+async fn create_raw(hooked: &Hooked, live: &Live, url: &str) -> Response {
+    hooked
+        .call(
+            live,
+            &hooked.admin,
+            "POST",
+            "/api/v1/webhooks",
+            Some(&json!({"url": url, "secret": SECRET, "events": ["campaign.halted"]})),
+        )
+        .await
+}
+
+async fn internal_addresses_are_refused_at_creation_in_every_spelling(
+    backend: Backend,
+    name: &str,
+) {
+    let hooked = Hooked::new(backend, name).await;
+    let live = hooked.start(fast_default_policy()).await;
+    // (url, the address the refusal must name)
+    let cases = [
+        (
+            "http://169.254.169.254/latest/meta-data/",
+            "169.254.169.254",
+        ),
+        ("http://[::ffff:a9fe:a9fe]/", "169.254.169.254"),
+        ("http://[::ffff:169.254.169.254]:8080/", "169.254.169.254"),
+        ("http://0xa9fea9fe/", "169.254.169.254"),
+        ("http://2852039166/", "169.254.169.254"),
+        ("http://0251.0376.0251.0376/", "169.254.169.254"),
+        ("http://169.254.43518/", "169.254.169.254"),
+        ("http://localhost:6379/", "127.0.0.1"),
+        ("http://127.0.0.1:8080/hook", "127.0.0.1"),
+        ("http://0x7f000001/", "127.0.0.1"),
+        ("http://[::1]:9000/", "::1"),
+        ("http://[::ffff:127.0.0.1]/", "127.0.0.1"),
+        ("https://10.0.0.5/", "10.0.0.5"),
+        ("https://172.16.3.4/", "172.16.3.4"),
+        ("https://192.168.1.1/", "192.168.1.1"),
+        ("https://100.64.0.1/", "100.64.0.1"),
+        ("https://[fd00::1]/", "fd00::1"),
+        ("https://[fe80::1]/", "fe80::1"),
+        ("https://192.0.2.10/", "192.0.2.10"),
+        ("https://198.18.0.1/", "198.18.0.1"),
+        ("http://0.0.0.0:6379/", "0.0.0.0"),
+        ("http://224.0.0.1/", "224.0.0.1"),
+    ];
+    for (url, address) in cases {
+        let r = create_raw(&hooked, &live, url).await;
+        let detail = r.error(422, "invalid_request");
+        assert!(detail.contains(address), "{url}: {detail}");
+        assert!(detail.contains("may not reach"), "{url}: {detail}");
+        if !["0.0.0.0", "224.0.0.1"].contains(&address) {
+            assert!(detail.contains("--webhook-allow"), "{url}: {detail}");
+        }
+    }
+    assert!(hooked.fx.db.list_webhooks().await.unwrap().is_empty());
+    // A public address is accepted.
+    let r = create_raw(&hooked, &live, "https://93.184.215.14/hook").await;
+    assert_eq!(r.status, 201, "{r:?}");
+    live.stop().await;
+
+    // The allow-list re-admits exactly what it names.
+    let live = hooked
+        .start(WebhookConfig {
+            allow_networks: vec!["127.0.0.0/8".parse().unwrap()],
+            ..fast_default_policy()
+        })
+        .await;
+    for url in [
+        "http://localhost:6379/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://0x7f000001/",
+    ] {
+        let r = create_raw(&hooked, &live, url).await;
+        assert_eq!(r.status, 201, "{url}: {r:?}");
+    }
+    for url in [
+        "http://169.254.169.254/",
+        "http://[::1]/",
+        "http://10.0.0.5/",
+    ] {
+        create_raw(&hooked, &live, url)
+            .await
+            .error(422, "invalid_request");
+    }
+    live.stop().await;
+}
+
+async fn deliveries_to_refused_addresses_are_stopped_at_connection_time(
+    backend: Backend,
+    name: &str,
+) {
+    let (receiver, addr) = Receiver::start().await;
+    let hooked = Hooked::new(backend, name).await;
+    // Registered while loopback was allowed: by literal address and by a name that resolves
+    // to it.
+    let first = hooked.start(fast()).await;
+    let literal = hooked
+        .create(
+            &first,
+            &format!("http://{addr}/literal"),
+            &["campaign.halted"],
+        )
+        .await;
+    let named = hooked
+        .create(
+            &first,
+            &format!("http://localhost:{}/named", addr.port()),
+            &["campaign.halted"],
+        )
+        .await;
+    first.stop().await;
+    // The operator drops the allow-list: every attempt checks again, after resolution, and
+    // nothing reaches the receiver.
+    let live = hooked
+        .start(WebhookConfig {
+            max_attempts: 2,
+            ..fast_default_policy()
+        })
+        .await;
+    live.hooks
+        .emit(WebhookEvent::CampaignHalted, json!({"campaign": "c-9"}))
+        .await
+        .unwrap();
+    let d = hooked.settled(&literal).await;
+    assert_eq!(d.status, DeliveryStatus::Failed, "{d:?}");
+    assert!(
+        d.last_error.contains("refused") && d.last_error.contains("127.0.0.1"),
+        "{d:?}"
+    );
+    let d = hooked.settled(&named).await;
+    assert_eq!(d.status, DeliveryStatus::Failed, "{d:?}");
+    assert!(
+        d.last_error.contains("localhost resolves to")
+            && d.last_error.contains("loopback")
+            && d.last_error.contains("--webhook-allow"),
+        "{d:?}"
+    );
+    assert!(receiver.received("/literal").is_empty());
+    assert!(receiver.received("/named").is_empty());
+    live.stop().await;
+}
+
+async fn reply_bodies_are_never_stored_only_status_and_length(backend: Backend, name: &str) {
+    let (receiver, addr) = Receiver::start().await;
+    receiver.script("/leaky", &[], 500);
+    let hooked = Hooked::new(backend, name).await;
+    let live = hooked
+        .start(WebhookConfig {
+            max_attempts: 2,
+            ..fast()
+        })
+        .await;
+    let id = hooked
+        .create(&live, &format!("http://{addr}/leaky"), &["campaign.halted"])
+        .await;
+    live.hooks
+        .emit(WebhookEvent::CampaignHalted, json!({}))
+        .await
+        .unwrap();
+    let d = hooked.settled(&id).await;
+    assert_eq!(
+        (d.status, d.last_status_code, d.last_reply_bytes),
+        (DeliveryStatus::Failed, Some(500), Some(27)),
+        "{d:?}"
+    );
+    assert!(!d.last_error.contains("no thanks"), "{d:?}");
+    let r = hooked
+        .call(
+            &live,
+            &hooked.auditor,
+            "GET",
+            &format!("/api/v1/webhooks/{id}/deliveries"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        !String::from_utf8_lossy(&r.body).contains("no thanks"),
+        "{r:?}"
+    );
+    assert_eq!(r.json()["deliveries"][0]["last_reply_bytes"], 27);
+    live.stop().await;
+}
+
+async fn only_admins_and_auditors_read_deliveries(backend: Backend, name: &str) {
+    let hooked = Hooked::new(backend, name).await;
+    let live = hooked.start(fast()).await;
+    let id = hooked
+        .create(&live, "http://127.0.0.1:9/hook", &["campaign.halted"])
+        .await;
+    let path = format!("/api/v1/webhooks/{id}/deliveries");
+    for token in [&hooked.viewer, &hooked.operator] {
+        let detail = hooked
+            .call(&live, token, "GET", &path, None)
+            .await
+            .error(403, "forbidden")
+            .to_owned();
+        assert!(detail.contains("Audit permission"), "{detail}");
+    }
+    for token in [&hooked.admin, &hooked.auditor] {
+        let r = hooked.call(&live, token, "GET", &path, None).await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    live.stop().await;
+}
+
+/// The database's bytes as stored: the SQLite file and its WAL, or every PostgreSQL row of the
+/// webhooks table as text.
+async fn stored_bytes(hooked: &Hooked) -> Vec<u8> {
+    match rampart_db::sqlite_file(&hooked.fx.db_url) {
+        Some(file) => {
+            let mut bytes = Vec::new();
+            for suffix in ["", "-wal"] {
+                let mut name = file.clone().into_os_string();
+                name.push(suffix);
+                if let Ok(b) = std::fs::read(std::path::PathBuf::from(name)) {
+                    bytes.extend(b);
+                }
+            }
+            bytes
+        }
+        None => {
+            sqlx::any::install_default_drivers();
+            let pool = sqlx::AnyPool::connect(&hooked.fx.db_url).await.unwrap();
+            let rows = sqlx::query("SELECT CAST(webhooks AS TEXT) AS row FROM webhooks")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            use sqlx::Row as _;
+            rows.iter()
+                .flat_map(|r| r.get::<String, _>("row").into_bytes())
+                .collect()
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+async fn a_wrong_secrets_key_is_refused_with_a_clear_error(backend: Backend, name: &str) {
+    let (receiver, addr) = Receiver::start().await;
+    let hooked = Hooked::new(backend, name).await;
+    let live = hooked.start(fast()).await;
+    let id = hooked
+        .create(
+            &live,
+            &format!("http://{addr}/sealed"),
+            &["campaign.halted"],
+        )
+        .await;
+    live.stop().await;
+    // The secret is sealed: not in the stored bytes in clear.
+    let stored = stored_bytes(&hooked).await;
+    assert!(contains(&stored, &id), "the check reads the right data");
+    assert!(!contains(&stored, SECRET), "the secret is stored in clear");
+    // The key file is owner-only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(hooked.key_path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+
+    // Another key: the server refuses to start, naming the key file and what to do.
+    let other = hooked.fx._dir.path().join("another.key");
+    let Err(e) = hooked
+        .try_start(WebhookConfig {
+            secrets_key: Some(other.clone()),
+            ..fast()
+        })
+        .await
+    else {
+        panic!("a server started with the wrong secrets key")
+    };
+    let message = e.to_string();
+    assert!(
+        message.contains(&other.display().to_string())
+            && message.contains("does not open")
+            && message.contains("--secrets-key"),
+        "{message}"
+    );
+    // The right key still works, and signs with the original secret.
+    let live = hooked.start(fast()).await;
+    live.hooks
+        .emit(WebhookEvent::CampaignHalted, json!({}))
+        .await
+        .unwrap();
+    wait_until("the sealed webhook was delivered", || async {
+        !receiver.received("/sealed").is_empty()
+    })
+    .await;
+    let got = &receiver.received("/sealed")[0];
+    assert!(signature_verifies(
+        SECRET,
+        got.header("x-rampart-timestamp"),
+        &got.body,
+        got.header("x-rampart-signature")
+    ));
+    live.stop().await;
+}
+
+async fn secrets_stored_in_clear_are_sealed_when_the_server_starts(backend: Backend, name: &str) {
+    let (receiver, addr) = Receiver::start().await;
+    let hooked = Hooked::new(backend, name).await;
+    let live = hooked.start(fast()).await;
+    let id = hooked
+        .create(
+            &live,
+            &format!("http://{addr}/legacy"),
+            &["campaign.halted"],
+        )
+        .await;
+    live.stop().await;
+    // As a server from before migration 0008 stored it: in clear, with no key id.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&hooked.fx.db_url).await.unwrap();
+    sqlx::query("UPDATE webhooks SET secret = $1, secret_key_id = '' WHERE id = $2")
+        .bind(SECRET)
+        .bind(&id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert!(contains(&stored_bytes(&hooked).await, SECRET));
+
+    let live = hooked.start(fast()).await;
+    let secrets = hooked.fx.db.webhook_secrets().await.unwrap();
+    assert_eq!(secrets.len(), 1);
+    assert!(!secrets[0].1.key_id.is_empty(), "{:?}", secrets[0].1);
+    assert_ne!(secrets[0].1.value, SECRET);
+    live.hooks
+        .emit(WebhookEvent::CampaignHalted, json!({}))
+        .await
+        .unwrap();
+    wait_until("the resealed webhook was delivered", || async {
+        !receiver.received("/legacy").is_empty()
+    })
+    .await;
+    let got = &receiver.received("/legacy")[0];
+    assert!(signature_verifies(
+        SECRET,
+        got.header("x-rampart-timestamp"),
+        &got.body,
+        got.header("x-rampart-signature")
+    ));
     live.stop().await;
 }
 
