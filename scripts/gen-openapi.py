@@ -19,11 +19,11 @@ dev_common={"400": err("Malformed JSON"), "403": err("Device revoked in the inve
 paths={
  "/device/v1/poll": {"post": {"summary": "Poll for an assignment; registers the device on first contact and records its facts", "tags":["device"], "security":[{"mtls":[]}],
     "parameters":[{"name":"If-None-Match","in":"header","required":False,"schema":{"type":"string"}}],
-    "requestBody": {"required": False, "content": {"application/json": {"schema": {"$ref":"#/components/schemas/DeviceFacts"}}}},
+    "requestBody": {"required": False, "content": {"application/json": {"schema": {"oneOf": [{"type":"object","maxProperties":0,"description":"No facts (as no body)"}, {"$ref":"#/components/schemas/DeviceFacts"}]}}}},
     "responses": {"200": ok("The poll answer, with an ETag", {"$ref":"#/components/schemas/PollAnswer"}), "304": ok("Unchanged since If-None-Match"), **dev_common}}},
  "/device/v1/reports": {"post": {"summary": "Store a status, progress or result report (durable before the 201; idempotent by id)", "tags":["device"], "security":[{"mtls":[]}],
     "requestBody": body({"$ref":"#/components/schemas/ReportRequest"}),
-    "responses": {"201": ok("Stored", obj), "200": ok("An identical report with this id was already stored", obj), "409": err("The id was used for a different report"), **dev_common}}},
+    "responses": {"201": ok("Stored", obj), "200": ok("An identical report with this id was already stored", obj), "409": err("The id was used for a different report"), "429": err("The device sends reports faster than its rate (Retry-After says when to send again), or holds its quota of stored reports"), **dev_common}}},
  "/device/v1/attributes": {"put": {"summary": "Merge or replace the device's free key/values", "tags":["device"], "security":[{"mtls":[]}],
     "requestBody": body({"type":"object","required":["mode","data"],"properties":{"mode":{"type":"string","enum":["merge","replace"]},"data":obj}}),
     "responses": {"200": ok("The stored attributes", obj), **dev_common}}},
@@ -108,14 +108,85 @@ derr=lambda d: ok(d, {"$ref":"#/components/schemas/DdiError"})
 paths.update({
  ddi_base: {"get": ddi("Poll: registers a controller a gateway token or certificate vouches for; config.polling.sleep and links (deploymentBase or cancelAction, installedBase, configData)", {"200": dok("Poll answer", {"$ref":"#/components/schemas/DdiPoll"}), "400": derr("Bad controller id")})},
  ddi_base+"/deploymentBase/{actionId}": {"get": ddi("The deployment of an action: download/update modes, maintenance window, chunks with artifacts, hashes (sha1, md5, sha256) and links", {"200": dok("Deployment", {"$ref":"#/components/schemas/DdiDeployment"}), "400": derr("Bad action id or c"), "404": ok("Unknown action, another device's, or being cancelled (no body)")}, [action_p, q("c","Cache buster (a number; ignored)","integer"), q("actionHistory","Messages of the action to include (negative: up to 100)","integer")])},
- ddi_base+"/deploymentBase/{actionId}/feedback": {"post": ddi("Progress and result; closed+success/failure closes the action, downloaded closes a download-only one; stored as the native report it counts as (campaign gates)", {"200": ok("Stored (empty body)"), "400": derr("Malformed feedback"), "404": derr("Unknown action or another device's"), "410": ok("The action is closed (no body)"), "413": derr("Body over the limit"), "429": derr("More than 50 messages, or 1000 feedback entries for the action")}, [action_p], fb_body)},
+ ddi_base+"/deploymentBase/{actionId}/feedback": {"post": ddi("Progress and result; closed+success/failure closes the action, downloaded closes a download-only one; stored as the native report it counts as (campaign gates)", {"200": ok("Stored (empty body)"), "400": derr("Malformed feedback"), "404": derr("Unknown action or another device's"), "405": ok("A cancellation's feedback (execution canceled/rejected) for an action that is not being cancelled (no body)"), "409": derr("The action changed concurrently; send the feedback again"), "410": ok("The action is closed (no body)"), "413": derr("Body over the limit"), "429": derr("More than 50 messages, or 1000 feedback entries for the action")}, [action_p], fb_body)},
  ddi_base+"/cancelAction/{actionId}": {"get": ddi("A withdrawn action: {id, cancelAction: {stopId}}", {"200": dok("Cancellation", {"type":"object","properties":{"id":{"type":"string"},"cancelAction":{"type":"object","properties":{"stopId":{"type":"string"}}}}}), "404": ok("Not being cancelled (no body)")}, [action_p])},
- ddi_base+"/cancelAction/{actionId}/feedback": {"post": ddi("Confirm (closed+success) or refuse (closed+failure, rejected) a cancellation", {"200": ok("Stored (empty body)"), "400": derr("Malformed feedback"), "405": derr("The action is not being cancelled")}, [action_p], fb_body)},
+ ddi_base+"/cancelAction/{actionId}/feedback": {"post": ddi("Confirm (closed+success) or refuse (closed+failure, rejected) a cancellation", {"200": ok("Stored (empty body)"), "400": derr("Malformed feedback"), "404": derr("Unknown action or another device's"), "405": derr("The action is not being cancelled"), "409": derr("The action changed concurrently; send the feedback again"), "429": derr("More than 50 messages, or 1000 feedback entries for the action")}, [action_p], fb_body)},
  ddi_base+"/configData": {"put": ddi("Device attributes into the inventory: merge (default), replace or remove; an attribute hardware_id sets the device's hardware id", {"200": ok("Stored (empty body)"), "400": derr("Empty data, bad key or value, bad mode"), "429": derr("More than 100 attributes")}, (), body({"type":"object","required":["data"],"properties":{"mode":{"type":"string","enum":["merge","replace","remove"]},"data":{"type":"object","additionalProperties":{"type":["string","null"],"maxLength":128}}}}))},
  ddi_base+"/installedBase/{actionId}": {"get": ddi("The deployment of a closed (installed or failed) action", {"200": dok("Deployment", {"$ref":"#/components/schemas/DdiDeployment"}), "404": ok("Active or cancelled action (no body)")}, [action_p, q("actionHistory","Messages to include","integer")])},
  ddi_base+"/softwaremodules/{moduleId}/artifacts": {"get": ddi("The artifacts of a module of the device's open or installed action", {"200": dok("Artifacts", {"type":"array","items":{"$ref":"#/components/schemas/DdiArtifact"}}), "404": derr("Not assigned to this device")}, [module_p])},
- ddi_base+"/softwaremodules/{moduleId}/artifacts/{fileName}": {"get": ddi("Download an artifact (HEAD too; single Range, If-Range), or {fileName}.MD5SUM: `<md5>  <name>` without a final newline", {"200": ok("The bytes", {"type":"string","format":"binary"}, "application/octet-stream"), "206": ok("The range", {"type":"string","format":"binary"}, "application/octet-stream"), "404": ok("Not assigned, or no such file"), "416": derr("Range not satisfiable")}, [module_p, p("fileName","The artifact's file name, or it with .MD5SUM")])},
+ ddi_base+"/softwaremodules/{moduleId}/artifacts/{fileName}": {"get": ddi("Download an artifact (HEAD too; single Range, If-Range), or {fileName}.MD5SUM: `<md5>  <name>` without a final newline", {"200": {"description": "The bytes, or the .MD5SUM line", "content": {"application/octet-stream": {"schema": {"type":"string","format":"binary"}}, "text/plain": {"schema": {"type":"string"}}}}, "206": ok("The range", {"type":"string","format":"binary"}, "application/octet-stream"), "404": ok("Not assigned, or no such file"), "416": derr("Range not satisfiable")}, [module_p, p("fileName","The artifact's file name, or it with .MD5SUM")])},
 })
+
+# Answers the shared machinery gives on every route of a listener (authentication, the body
+# reader and JSON parser of src/http.rs, query and path parsing, storage and the audit writer),
+# added to each operation here so no route can miss one. A bounded schemathesis run
+# (crates/rampart-cli/tests/schemathesis.rs) checks that the server gives no status, and no
+# content type, that a route does not list.
+def shared_answers(path, method, op):
+    has_body = "requestBody" in op
+    has_query = any(x["in"] == "query" for x in op.get("parameters", []))
+    has_path_param = "{" in path
+    writes = method != "get"
+    reasons = {}
+    def add(code, reason): reasons.setdefault(code, []).append(reason)
+    if path.startswith("/api/"):
+        add("401", "Missing, unknown or revoked bearer token")
+        add("403", "The token's role lacks the permission")
+        add("503", "The database is unavailable; retry later (Retry-After)")
+        if writes:
+            add("503", "the stored audit log does not verify: no change is accepted until an auditor runs `rampart audit verify`")
+        if has_body:
+            add("400", "The body is not JSON (malformed, empty, or duplicate keys) or could not be read")
+            add("408", "The body did not arrive in time")
+            add("413", "The body is over the limit")
+            add("415", "Content-Type is not application/json")
+            add("422", "Well-formed JSON of the wrong shape (missing or unknown field, wrong type) or an unacceptable value")
+        if has_query:
+            add("400", "Malformed query string, an unknown or repeated parameter, or a value of the wrong type")
+            add("422", "A query value out of range")
+        if has_path_param:
+            add("400", "A name or id in the path outside its grammar")
+            if writes:
+                add("422", "A name or id in the path that the audit log cannot record (control characters, too long)")
+        return {code: err("; ".join(r)) for code, r in reasons.items()}
+    if path.startswith("/device/"):
+        add("403", "Device revoked in the inventory")
+        add("503", "Storage unavailable; retry later (Retry-After)")
+        if has_body:
+            add("400", "The body is not JSON (malformed or duplicate keys) or could not be read")
+            add("408", "The body did not arrive in time")
+            add("413", "The body is over the limit")
+            add("415", "Content-Type is not application/json")
+            add("422", "Well-formed JSON of the wrong shape or an unacceptable value")
+        return {code: err("; ".join(r)) for code, r in reasons.items()}
+    # DDI: hawkBit's error document.
+    add("400", "A controller, action or module id outside its grammar, or a bad query value")
+    add("401", "Unknown tenant; missing, wrong or disabled credential; a device of another tenant")
+    add("403", "Device revoked")
+    add("503", "Storage or the image repository unavailable; retry later")
+    if path != ddi_base:
+        add("404", "The controller is not registered (only a poll registers one)")
+    if has_body:
+        add("400", "Malformed body")
+        add("408", "The body did not arrive in time")
+        add("413", "The body is over the limit")
+        add("415", "Content-Type is not application/json")
+    return {code: derr("; ".join(r)) for code, r in reasons.items()}
+
+def merged(own, shared):
+    """A route's own answer for a status, and the shared one: both reasons; no documented
+    content when either sends no body (an empty answer has no Content-Type)."""
+    out = {"description": own["description"] + "; " + shared["description"][0].lower() + shared["description"][1:]}
+    if "content" in own and "content" in shared:
+        out["content"] = {**shared["content"], **own["content"]}
+    return out
+
+for path, item in paths.items():
+    for method, op in item.items():
+        own = op["responses"]
+        shared = shared_answers(path, method, op)
+        op["responses"] = {code: merged(own[code], shared[code]) if code in own and code in shared else own.get(code) or shared[code]
+                           for code in sorted(set(own) | set(shared))}
 doc={"openapi":"3.1.0","info":{"title":"Rampart update server","version":"1","description":"Device API (mutual TLS, identity = client certificate), management API (HTTPS, bearer tokens with roles admin, operator, viewer, auditor) and the hawkBit DDI API (HTTPS, TargetToken, GatewayToken or device certificate; its own listener). Errors are {\"error\": code, \"detail\": explanation}; DDI errors are hawkBit's {\"exceptionClass\", \"errorCode\", \"message\"}."},
  "paths": paths,
  "components": {"securitySchemes": {"mtls": {"type":"mutualTLS","description":"A device certificate issued by the manufacturer CA; its common name is the device id"}, "bearer": {"type":"http","scheme":"bearer","description":"A token from `rampart token create`"},
@@ -133,7 +204,7 @@ doc={"openapi":"3.1.0","info":{"title":"Rampart update server","version":"1","de
    "DdiArtifact": {"type":"object","properties":{"filename":{"type":"string"},"size":{"type":"integer"},"hashes":{"type":"object","properties":{"sha1":{"type":"string"},"md5":{"type":"string"},"sha256":{"type":"string"}}},"_links":{"$ref":"#/components/schemas/DdiLinks"}}},
    "DdiDeployment": {"type":"object","properties":{"id":{"type":"string"},"deployment":{"type":"object","properties":{"download":{"type":"string","enum":["skip","attempt","forced"]},"update":{"type":"string","enum":["skip","attempt","forced"]},"maintenanceWindow":{"type":"string","enum":["available","unavailable"]},"chunks":{"type":"array","items":{"type":"object","properties":{"part":{"type":"string"},"version":{"type":"string"},"name":{"type":"string"},"artifacts":{"type":"array","items":{"$ref":"#/components/schemas/DdiArtifact"}}}}}}},"actionHistory":{"type":"object","properties":{"status":{"type":"string"},"messages":{"type":"array","items":{"type":"string"}}}}}},
    "DdiFeedback": {"type":"object","required":["status"],"properties":{"status":{"type":"object","required":["execution","result"],"properties":{"execution":{"type":"string","enum":["closed","proceeding","canceled","scheduled","rejected","resumed","downloaded","download"]},"result":{"type":"object","required":["finished"],"properties":{"finished":{"type":"string","enum":["success","failure","none"]},"progress":{"type":"object"}}},"code":{"type":"integer"},"details":{"type":"array","items":{"type":"string"}}}},"timestamp":{"type":"integer"}}},
-   "DeviceFacts": {"type":"object","properties":{"hardware_id":{"type":"string"},"firmware_version":{"type":"string"},"security_version":{"type":"integer"},"region":{"type":"string"},"slots":obj,"tags":{"type":"array","items":{"type":"string"}},"attributes":obj}},
+   "DeviceFacts": {"type":"object","required":["hardware_id","firmware_version","security_version"],"properties":{"hardware_id":{"type":"string"},"firmware_version":{"type":"string"},"security_version":{"type":"integer"},"region":{"type":"string"},"slots":obj,"tags":{"type":"array","items":{"type":"string"}},"attributes":obj}},
    "Device": {"type":"object","properties":{"id":{"type":"string"},"hardware_id":{"type":"string"},"firmware_version":{"type":"string"},"security_version":{"type":"integer"},"region":{"type":"string"},"slots":obj,"tags":{"type":"array","items":{"type":"string"}},"attributes":obj,"first_seen":{"type":"integer"},"last_seen":{"type":"integer"},"revoked":{"type":"boolean"}}},
    "PollAnswer": {"type":"object","properties":{"device_id":{"type":"string"},"poll_interval_secs":{"type":"integer"},"assignment":{"type":["object","null"],"properties":{"id":{"type":"string"},"target":{"type":"string"},"director_version":{"type":"integer"},"type":{"type":"string","enum":["forced","soft","download_only"]}}}}},
    "ReportRequest": {"type":"object","required":["id","status"],"properties":{"id":{"type":"string","pattern":"^[A-Za-z0-9._:-]{1,128}$"},"status":{"type":"string","enum":["downloading","downloaded","installing","installed","rebooting","failed","rolled_back","cancelled","verification_failed"]},"assignment":{"type":"string"},"progress":{"type":"integer","minimum":0,"maximum":100},"details":obj}},

@@ -4,7 +4,8 @@
 # moto (an S3-compatible server for the artifact-store tests), PostgreSQL (server storage tests
 # run against SQLite and PostgreSQL), grub-common (grub-editenv) and libubootenv-tool
 # (fw_printenv/fw_setenv) for the bootloader-environment interoperability tests, and swupdate
-# (with openssl and cpio to build signed .swu images) for the hawkBit DDI interoperability test.
+# (with openssl and cpio to build signed .swu images) for the hawkBit DDI interoperability test,
+# and schemathesis (a venv under target/) for the bounded run against every API.
 # Set TUF_CONFORMANCE_DIR to a checkout of theupdateframework/tuf-conformance (v2.4.0 or later)
 # to run the public conformance suite too; see docs/conformance.md.
 set -euo pipefail
@@ -36,6 +37,11 @@ step "python packages (python-tuf for the interoperability test and benchmark, m
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -r scripts/requirements-bench.txt
 python3 -c 'import tuf; print("python-tuf", tuf.__version__)'
 python3 -c 'import moto.server, flask; print("moto", moto.__version__)'
+
+step "schemathesis, pinned, in target/schemathesis-venv (the bounded API run of crates/rampart-cli/tests/schemathesis.rs)"
+[ -x target/schemathesis-venv/bin/pip ] || python3 -m venv target/schemathesis-venv
+target/schemathesis-venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-schemathesis.txt
+target/schemathesis-venv/bin/schemathesis --version
 
 step "PostgreSQL for the storage tests"
 eval "$(scripts/start-postgres.sh)"
