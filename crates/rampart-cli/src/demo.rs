@@ -495,9 +495,11 @@ impl Transparency {
         let (handle, _thread) = rampart_tlog::service::start(config)?;
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let log_url = format!("http://{}", listener.local_addr()?);
-        runtime.spawn(
-            async move { axum::serve(listener, rampart_tlog::service::router(handle)).await },
-        );
+        runtime.spawn(rampart_listen::serve_small_service(
+            listener,
+            rampart_tlog::service::router(handle),
+            std::future::pending(),
+        ));
         let policy =
             rampart_log::policy::WitnessPolicy::new(log_verifier, origin, witnesses, quorum)?;
         let release_key = NoteSigner::from_seed("demo.rampart.dev/releases", seed()?)?;
@@ -514,6 +516,7 @@ impl Transparency {
         })
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

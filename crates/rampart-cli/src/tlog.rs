@@ -117,7 +117,9 @@ fn serve_forever(router: axum::Router, listen: &str) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {listen}"))?;
         println!("listening on http://{}", listener.local_addr()?);
-        axum::serve(listener, router).await.context("serving")
+        // Bounded connections and request heads, as the update server's listeners.
+        rampart_listen::serve_small_service(listener, router, std::future::pending()).await;
+        Ok(())
     })
 }
 

@@ -1,5 +1,6 @@
 //! How many connections each listener holds, and from whom: the one admission rule every
-//! listener (device, DDI, management, metrics) applies before it spends anything on a client.
+//! listener (the update server's device, DDI, management and metrics listeners, the
+//! transparency log and its witnesses) applies before it spends anything on a client.
 //!
 //! A client that opens connections and then sends nothing, or sends its request head one byte
 //! at a time, costs the server a file descriptor per connection and nothing else. Three bounds
@@ -17,7 +18,7 @@
 //!   numbers and what to change.
 //!
 //! Time bounds (handshake deadline, request-head deadline, idle connections) live with the
-//! listeners and [`crate::http_serve`]; this module only counts.
+//! listeners and [`crate::serve`]; this module only counts.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -115,7 +116,7 @@ pub enum CapacityError {
         total: usize,
     },
     #[error(
-        "the listeners may hold {needed} connections, plus {reserved} files the server needs for itself, but this process may open only {limit} files: lower the --max-connections options or raise the limit (`ulimit -n`, systemd's LimitNOFILE=)"
+        "the listeners may hold {needed} connections, plus {reserved} files the server needs for itself, but this process may open only {limit} files: lower the caps (`rampart server --connection-cap`) or raise the limit (`ulimit -n`, systemd's LimitNOFILE=)"
     )]
     DoesNotFit {
         needed: u64,

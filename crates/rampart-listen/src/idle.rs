@@ -1,6 +1,6 @@
 //! A stream that fails with `TimedOut` once it has been idle (no byte read or written) for its
-//! idle timeout, which closes stalled and idle keep-alive connections. Both listeners wrap their
-//! connections in it; `attached` carries what the connection holds besides its bytes (the
+//! idle timeout, which closes stalled connections (a body or a response that stops moving).
+//! Every listener wraps its connections in it; `attached` carries what the connection holds besides its bytes (the
 //! device's identity, an operator connection's slot).
 
 use std::future::Future as _;
@@ -31,7 +31,7 @@ impl<S, T: std::fmt::Debug> std::fmt::Debug for IdleTimeout<S, T> {
 }
 
 impl<S, T> IdleTimeout<S, T> {
-    pub(crate) fn new(inner: S, attached: T, idle_timeout: Duration) -> Self {
+    pub fn new(inner: S, attached: T, idle_timeout: Duration) -> Self {
         let now = Instant::now();
         Self {
             inner,

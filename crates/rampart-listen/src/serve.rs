@@ -7,8 +7,7 @@
 //! and headers) must arrive whole within the deadline, counted from the moment the server waits
 //! for it, which on a kept-alive connection is right after the previous response. So the same
 //! deadline also closes idle keep-alive connections. Stalled bodies and responses are closed by
-//! the listeners' idle timeout ([`crate::idle`]), slow bodies by the routes' body deadline
-//! ([`crate::http::BodyLimits`]).
+//! the listeners' idle timeout ([`crate::idle`]), slow bodies by the routes' own body deadlines.
 //!
 //! Handlers see the connection as `ConnectInfo<SocketAddr>` (the TCP peer) and as
 //! `ConnectInfo<I>` with whatever the listener learnt (the device identity of a verified

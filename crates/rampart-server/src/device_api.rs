@@ -32,7 +32,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
-use rampart_db::{Db, DbError, Device, DeviceFacts, Report};
+use rampart_db::{Db, DbError, Device, DeviceAssignment, DeviceFacts, Report};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -140,9 +140,31 @@ pub(crate) struct DeviceApi {
     sinks: ReportSinks,
     /// Per device: when its last failed verification was audited, and how many were not since.
     verification_audits: std::sync::Mutex<std::collections::HashMap<String, (i64, u64)>>,
+    /// Per device: when a certificate's refusal for a token-enrolled row was last audited.
+    pub(crate) identity_refusals: crate::auth_failures::OncePerInterval,
+    /// How fast each device may send reports.
+    report_rate: crate::report_rate::ReportRate,
+    /// The hosted image repository, to learn the version of an assigned target.
+    image_repo: Option<Arc<crate::image_repo::HostedRepo>>,
+    /// (device, assignment) pairs known to have a result: polls skip them cheaply.
+    settled: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    /// Target path -> its release version (`None`: not a release), from `image_repo`.
+    target_versions: std::sync::Mutex<std::collections::HashMap<String, Option<String>>>,
 }
 
+/// Entries kept in each of the fulfilment caches before they are cleared (bounded memory).
+const MAX_FULFILMENT_CACHE: usize = 1_000_000;
+
 impl DeviceApi {
+    /// Lets polls fulfil an assignment of the release a device already runs.
+    pub(crate) fn with_image_repo(
+        mut self,
+        image_repo: Option<Arc<crate::image_repo::HostedRepo>>,
+    ) -> Self {
+        self.image_repo = image_repo;
+        self
+    }
+
     pub(crate) fn new(
         db: Db,
         metrics: Arc<Metrics>,
@@ -153,6 +175,10 @@ impl DeviceApi {
         sinks: ReportSinks,
     ) -> Self {
         Self {
+            report_rate: crate::report_rate::ReportRate::default(),
+            image_repo: None,
+            settled: Default::default(),
+            target_versions: Default::default(),
             sinks,
             db,
             metrics,
@@ -161,6 +187,10 @@ impl DeviceApi {
             body_limits,
             audit,
             verification_audits: std::sync::Mutex::new(std::collections::HashMap::new()),
+            identity_refusals: crate::auth_failures::OncePerInterval::new(
+                VERIFICATION_AUDIT_INTERVAL,
+                MAX_TRACKED_VERIFICATION_AUDITS,
+            ),
             device_locks: (0..DEVICE_LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
@@ -226,6 +256,8 @@ impl DeviceApi {
                 self.stored_device(id).await?
             }
         };
+        // A certificate never adopts a row a token enrolled (decision 0021).
+        self.check_certificate_enrolment(peer, now).await?;
         if device.revoked {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -336,9 +368,15 @@ impl DeviceApi {
         // One database read: revocation and assignment (see crate::poll_read).
         let device = self.polling_device(peer, now).await?;
         self.last_seen.record(&device.id, now);
+        let mut running = None;
         if let Some((facts, keep_attributes)) = parse_poll_facts(&bytes)? {
+            running = Some(facts.firmware_version.clone());
             self.store_facts(&device.id, facts, keep_attributes, now)
                 .await?;
+        }
+        if let (Some(assignment), Some(running)) = (&device.assignment, running) {
+            self.fulfil_if_running(&device.id, assignment, &running, now)
+                .await;
         }
         Metrics::inc(&self.metrics.polls);
 
@@ -392,6 +430,96 @@ impl DeviceApi {
         Ok(response)
     }
 
+    /// A device told to install the release it already runs (typically: it rolled itself back
+    /// to the release a halted campaign now rolls the fleet back to) has nothing to do and
+    /// would never report, leaving the assignment "assigned" forever and the campaign's
+    /// figures short. Its poll fulfils the assignment instead: an `installed` report on its
+    /// behalf (id `running-<assignment>`, details saying so), delivered to campaigns like any
+    /// other. Checked once per device and assignment (then remembered).
+    async fn fulfil_if_running(
+        &self,
+        device_id: &str,
+        assignment: &DeviceAssignment,
+        running: &str,
+        now: i64,
+    ) {
+        if assignment.target.is_empty() || running.is_empty() {
+            return;
+        }
+        let key = (device_id.to_owned(), assignment.assignment_id.clone());
+        if lock(&self.settled).contains(&key) {
+            return;
+        }
+        if self
+            .target_version(&assignment.target, now)
+            .await
+            .as_deref()
+            != Some(running)
+        {
+            return;
+        }
+        match self
+            .db
+            .has_result_for(device_id, &assignment.assignment_id)
+            .await
+        {
+            Ok(false) => {}
+            Ok(true) => return remember(&self.settled, key),
+            // Tried again at the next poll.
+            Err(_) => return,
+        }
+        let report = Report {
+            id: format!("running-{}", assignment.assignment_id),
+            device_id: device_id.to_owned(),
+            assignment: assignment.assignment_id.clone(),
+            status: ReportStatus::Installed.as_str().to_owned(),
+            progress: 100,
+            details: serde_json::json!({
+                "source": "server",
+                "reason": "already_running",
+                "detail": format!("the device reported it already runs {running}, the assigned release"),
+            }),
+            created: now,
+        };
+        if validate_report_id(&report.id).is_err() {
+            return;
+        }
+        match self.db.insert_report(&report).await {
+            Ok(()) => {
+                Metrics::inc(&self.metrics.reports[ReportStatus::Installed as usize]);
+                self.sinks.deliver(&report, now).await;
+                remember(&self.settled, key);
+            }
+            // Stored by a concurrent poll, or storage trouble (tried again next time).
+            Err(_) => {}
+        }
+    }
+
+    /// The release version of a target of the hosted repository (cached).
+    async fn target_version(&self, target: &str, now: i64) -> Option<String> {
+        if let Some(known) = lock(&self.target_versions).get(target) {
+            return known.clone();
+        }
+        let repo = self.image_repo.clone()?;
+        let name = target.to_owned();
+        let version = tokio::task::spawn_blocking(move || repo.target(&name, now))
+            .await
+            .ok()?
+            .ok()?
+            .map(|file| {
+                rampart_core::release::ReleaseInfo::from_custom(file.custom.as_ref())
+                    .ok()
+                    .map(|info| info.version)
+            })
+            .unwrap_or(None);
+        let mut versions = lock(&self.target_versions);
+        if versions.len() >= MAX_FULFILMENT_CACHE {
+            versions.clear();
+        }
+        versions.insert(target.to_owned(), version.clone());
+        version
+    }
+
     async fn report(
         &self,
         peer: &PeerIdentity,
@@ -415,6 +543,9 @@ impl DeviceApi {
         let now = unix_now();
         let device = self.identify(peer, now).await?;
         self.last_seen.record(&device.id, now);
+        if let Err(wait) = self.report_rate.take(&device.id, std::time::Instant::now()) {
+            return Ok(too_many_reports(wait));
+        }
         let request: ReportRequest = parse_json(
             &bytes,
             r#"a report {"id": "<unique id>", "status": "<status>", "assignment": "...", "progress": 0-100, "details": {...}}"#,
@@ -630,6 +761,40 @@ async fn poll(
     body: Body,
 ) -> Result<Response, ApiError> {
     api.poll(&peer, &headers, body).await
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn remember(
+    settled: &std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    key: (String, String),
+) {
+    let mut settled = lock(settled);
+    if settled.len() >= MAX_FULFILMENT_CACHE {
+        settled.clear();
+    }
+    settled.insert(key);
+}
+
+/// 429 for a device over its report rate, with when to send again.
+fn too_many_reports(wait: std::time::Duration) -> Response {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_reports",
+        format!(
+            "this device sends reports faster than {} a second (bursts of {}); send again in {seconds} s",
+            crate::report_rate::REPORTS_PER_SECOND,
+            crate::report_rate::REPORT_BURST
+        ),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    response
 }
 
 async fn report(

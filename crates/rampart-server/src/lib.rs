@@ -50,16 +50,14 @@
 
 pub mod artifact_store;
 pub mod audit;
+pub mod auth_failures;
 pub mod audit_anchor;
 mod campaigns;
-pub mod connections;
 mod ddi;
 mod delivery;
 mod device_api;
 pub mod director;
 mod http;
-mod http_serve;
-pub mod idle;
 pub mod image_repo;
 mod last_seen;
 pub mod log;
@@ -67,6 +65,8 @@ pub mod management;
 mod metrics;
 mod operator_listener;
 mod poll_read;
+mod report_rate;
+pub mod renewal;
 mod tls_listener;
 pub mod webhooks;
 
@@ -77,6 +77,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+/// Every listener's connection caps (see [`rampart_listen::admission`]).
+pub use rampart_listen::admission as connections;
+pub use rampart_listen::idle;
+use rampart_listen::serve as http_serve;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -166,6 +170,9 @@ pub struct ServerConfig {
     pub audit_anchor: Option<audit_anchor::AuditAnchorConfig>,
     /// Every listener's connection caps and the request-head deadline (see [`connections`]).
     pub connections: connections::ConnectionConfig,
+    /// Automatic renewal of `image_repo`'s timestamp and snapshot with their online keys, and
+    /// expiry warnings for every role (see [`renewal`]).
+    pub metadata: renewal::MetadataConfig,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -185,6 +192,7 @@ impl fmt::Debug for ServerConfig {
             .field("image_repo", &self.image_repo)
             .field("artifact_store", &self.artifact_store)
             .field("director", &self.director)
+            .field("metadata", &self.metadata)
             .finish_non_exhaustive()
     }
 }
@@ -234,6 +242,7 @@ impl ServerConfig {
             ddi_tls: None,
             audit_anchor: None,
             connections: connections::ConnectionConfig::default(),
+            metadata: renewal::MetadataConfig::default(),
         }
     }
 
@@ -303,7 +312,7 @@ pub enum ServerError {
 pub struct Server {
     db: Db,
     device_listener: MtlsListener,
-    metrics_listener: Option<operator_listener::PlainListener>,
+    metrics_listener: Option<rampart_listen::PlainListener>,
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     metrics: Arc<Metrics>,
@@ -321,11 +330,17 @@ pub struct Server {
     audit_anchor: Option<Arc<audit_anchor::AuditAnchor>>,
     refusals: tokio::sync::mpsc::Receiver<RefusedConnection>,
     refusal_summary_interval: Duration,
+    /// Failed authentications on the DDI and management APIs, and their audit events.
+    auth_failures: Arc<auth_failures::AuthFailures>,
+    auth_events: tokio::sync::mpsc::Receiver<auth_failures::AuthEvent>,
     hooks: webhooks::Webhooks,
     campaigns: Arc<campaigns::Campaigns>,
     ddi: Option<(operator_listener::OperatorListener, Arc<ddi::DdiApi>)>,
     ddi_addr: Option<SocketAddr>,
     header_timeout: Duration,
+    /// Renews the online metadata and watches every role's expiry (with a repository or a
+    /// director).
+    metadata_watch: Option<renewal::MetadataWatch>,
 }
 
 impl fmt::Debug for Server {
@@ -398,6 +413,10 @@ impl Server {
             .await
             .map_err(|e| ServerError::Config(e.to_string()))?;
         let (refusal_tx, refusals) = tokio::sync::mpsc::channel(audit::REFUSAL_QUEUE);
+        let (auth_failures, auth_events) = auth_failures::AuthFailures::new(
+            metrics.clone(),
+            auth_failures::FailurePolicy::default(),
+        );
         let admission = |caps, counters: &Arc<connections::AdmissionCounters>| {
             connections::Admission::new(caps, counters.clone())
         };
@@ -410,7 +429,7 @@ impl Server {
         .with_timeouts(config.handshake_timeout, config.idle_timeout)
         .with_refusal_sink(refusal_tx);
         let metrics_listener = metrics_listener.map(|tcp| {
-            operator_listener::PlainListener::new(
+            rampart_listen::PlainListener::new(
                 tcp,
                 config.idle_timeout,
                 admission(caps.metrics, &metrics.listeners.metrics),
@@ -421,6 +440,12 @@ impl Server {
             .image_repo
             .as_ref()
             .map(|dir| Arc::new(image_repo::HostedRepo::new(dir)));
+        let metadata_watch = renewal::MetadataWatch::new(
+            &config,
+            image_repo.clone(),
+            metrics.clone(),
+            audit.clone(),
+        )?;
         let last_seen = Arc::new(last_seen::LastSeen::new(
             config.last_seen_batch_size,
             metrics.clone(),
@@ -440,7 +465,8 @@ impl Server {
                 campaigns: campaigns.clone(),
                 hooks: hooks.clone(),
             },
-        ));
+        )
+        .with_image_repo(image_repo.clone()));
         let delivery = delivery::routes(&config, api.clone(), image_repo.clone())?;
         let (ddi, ddi_addr) = match (config.ddi_listen, &config.ddi_tls) {
             (Some(addr), Some(tls)) => {
@@ -468,6 +494,7 @@ impl Server {
                     },
                     local_addr: local,
                     module_lock: Arc::new(tokio::sync::Mutex::new(())),
+                    auth_failures: auth_failures.clone(),
                 });
                 let listener = operator_listener::OperatorListener::new(
                     listener,
@@ -529,6 +556,9 @@ impl Server {
             ddi,
             ddi_addr,
             header_timeout: caps.header_timeout,
+            auth_failures,
+            auth_events,
+            metadata_watch,
         })
     }
 
@@ -591,6 +621,9 @@ impl Server {
             campaigns,
             ddi,
             header_timeout,
+            auth_failures,
+            auth_events,
+            metadata_watch,
             ..
         } = self;
         let operators = http_serve::HttpOptions {
@@ -625,6 +658,12 @@ impl Server {
         });
 
         let anchorer = audit_anchor.map(|anchor| tokio::spawn(anchor.run(stop_rx.clone())));
+        let auth_failure_recorder = tokio::spawn(auth_failures::run_recorder(
+            audit.clone(),
+            auth_events,
+            refusal_summary_interval,
+            stop_rx.clone(),
+        ));
         let refusal_recorder = tokio::spawn(audit::run_refusal_recorder(
             audit,
             refusals,
@@ -632,6 +671,7 @@ impl Server {
             stop_rx.clone(),
         ));
         let campaign_engine = tokio::spawn(campaigns.run(stop_rx.clone()));
+        let metadata_watcher = metadata_watch.map(|watch| tokio::spawn(watch.run(stop_rx.clone())));
         let hooks_grace = hooks.config().attempt_timeout + METRICS_SHUTDOWN_GRACE;
         let dispatcher = tokio::spawn(hooks.clone().run_dispatcher(stopped(stop_rx.clone())));
         let ddi_server = ddi.map(|(listener, api)| {
@@ -649,7 +689,15 @@ impl Server {
         let management_server = management.map(|(listener, api)| {
             let router = management::router(api.clone())
                 .merge(ddi::management_router(api.clone()))
-                .merge(webhooks::router(api, hooks));
+                .merge(webhooks::router(api, hooks))
+                // Unknown bearer tokens are counted, audited and slowed down per source.
+                .layer(axum::middleware::from_fn_with_state(
+                    auth_failures::Guard {
+                        failures: auth_failures,
+                        api: auth_failures::Api::Management,
+                    },
+                    auth_failures::guard,
+                ));
             tokio::spawn(http_serve::serve(
                 listener,
                 router,
@@ -667,7 +715,7 @@ impl Server {
                 header_timeout,
                 shutdown_grace: None,
             },
-            |io: &MtlsStream, _| io.peer().clone(),
+            |io: &MtlsStream, _| io.attached().peer().clone(),
             stopped(stop_rx),
         )
         .await;
@@ -688,6 +736,7 @@ impl Server {
             }
         }
         let _ = tokio::time::timeout(METRICS_SHUTDOWN_GRACE, refusal_recorder).await;
+        let _ = tokio::time::timeout(METRICS_SHUTDOWN_GRACE, auth_failure_recorder).await;
         // The anchorer signs a last head at shutdown, so a restart never leaves records unanchored
         // for a whole interval.
         if let Some(anchorer) = anchorer {
@@ -695,6 +744,10 @@ impl Server {
         }
         // A step in progress is one transaction: stopping it mid-way loses nothing.
         campaign_engine.abort();
+        // A renewal in progress finishes on its blocking thread (each file is written whole).
+        if let Some(watcher) = metadata_watcher {
+            watcher.abort();
+        }
         // The dispatcher lets its attempts in flight finish (each bounded by the attempt
         // timeout) and records them; what is still pending is sent after the next start.
         let _ = tokio::time::timeout(hooks_grace, dispatcher).await;

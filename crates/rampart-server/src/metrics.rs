@@ -11,7 +11,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::connections::AdmissionCounters;
+use rampart_listen::AdmissionCounters;
 use crate::device_api::ReportStatus;
 use crate::tls_listener::ConnectionCounters;
 
@@ -28,7 +28,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct Metrics {
     /// Connection-level counters, shared with the [`crate::MtlsListener`].
     pub connections: Arc<ConnectionCounters>,
-    /// Each listener's admission counters (see [`crate::connections`]).
+    /// Each listener's admission counters (see [`rampart_listen::admission`]).
     pub listeners: ListenerAdmissions,
     pub(crate) polls: AtomicU64,
     pub(crate) polls_not_modified: AtomicU64,
@@ -43,7 +43,25 @@ pub struct Metrics {
     pub(crate) internal_errors: AtomicU64,
     pub(crate) assignments_created: AtomicU64,
     pub(crate) audit_events_dropped: AtomicU64,
+    /// Failed authentications, by [`crate::auth_failures::FailureKind`].
+    pub(crate) auth_failures: [AtomicU64; crate::auth_failures::FailureKind::ALL.len()],
+    /// Requests refused (429) because their source failed too often, by
+    /// [`crate::auth_failures::Api`].
+    pub(crate) auth_throttled: [AtomicU64; crate::auth_failures::Api::ALL.len()],
+    pub(crate) metadata_renewals: AtomicU64,
+    pub(crate) metadata_renewal_failures: AtomicU64,
+    /// When each watched role's metadata expires (see [`crate::renewal`]), by role.
+    metadata_expiry: Mutex<BTreeMap<String, MetadataExpiry>>,
     http: Mutex<HttpStats>,
+}
+
+/// One role's expiry as the metrics know it.
+#[derive(Debug, Clone, Copy)]
+enum MetadataExpiry {
+    /// Expires at this Unix time.
+    At(i64),
+    /// Re-signed on demand: always at least this many seconds left.
+    AtLeast(i64),
 }
 
 /// The admission counters of the four listeners.
@@ -122,6 +140,56 @@ impl Metrics {
     /// Reports stored with the given status (repeats not included).
     pub fn reports(&self, status: ReportStatus) -> u64 {
         load(&self.reports[status as usize])
+    }
+
+    /// Records that `role`'s metadata expires at `unix` (seconds).
+    pub(crate) fn set_metadata_expires_at(&self, role: &str, unix: i64) {
+        self.metadata_expiry()
+            .insert(role.to_owned(), MetadataExpiry::At(unix));
+    }
+
+    /// Records that `role`'s metadata is re-signed on demand and always has at least `secs` left.
+    pub(crate) fn set_metadata_least_left(&self, role: &str, secs: i64) {
+        self.metadata_expiry()
+            .insert(role.to_owned(), MetadataExpiry::AtLeast(secs));
+    }
+
+    fn metadata_expiry(&self) -> MutexGuard<'_, BTreeMap<String, MetadataExpiry>> {
+        self.metadata_expiry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn render_metadata(&self, out: &mut String) {
+        counter(
+            out,
+            "rampart_metadata_renewals_total",
+            "Automatic renewals of the image repository's timestamp (and snapshot).",
+            &[("", load(&self.metadata_renewals))],
+        );
+        counter(
+            out,
+            "rampart_metadata_renewal_failures_total",
+            "Automatic renewals that failed (retried at the next check).",
+            &[("", load(&self.metadata_renewal_failures))],
+        );
+        let expiries = self.metadata_expiry().clone();
+        if expiries.is_empty() {
+            return;
+        }
+        let name = "rampart_metadata_expiry_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Seconds until each role's metadata expires (negative: expired), by role.\n# TYPE {name} gauge"
+        );
+        let now = crate::device_api::unix_now();
+        for (role, expiry) in expiries {
+            let left = match expiry {
+                MetadataExpiry::At(unix) => unix.saturating_sub(now),
+                MetadataExpiry::AtLeast(secs) => secs,
+            };
+            let _ = writeln!(out, "{name}{{role=\"{}\"}} {left}", escape_label(&role));
+        }
     }
 
     pub(crate) fn inc(counter: &AtomicU64) {
@@ -275,6 +343,38 @@ impl Metrics {
             "Assignments created through the management API.",
             &[("", load(&self.assignments_created))],
         );
+        let failures: Vec<(String, u64)> = crate::auth_failures::FailureKind::ALL
+            .iter()
+            .map(|&k| {
+                (
+                    format!("kind=\"{}\"", k.as_str()),
+                    load(&self.auth_failures[k as usize]),
+                )
+            })
+            .collect();
+        let failures: Vec<(&str, u64)> = failures.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        counter(
+            &mut out,
+            "rampart_server_auth_failures_total",
+            "Failed authentications (wrong DDI token or certificate, unknown bearer token, a certificate for a token-enrolled device), by kind.",
+            &failures,
+        );
+        let throttled: Vec<(String, u64)> = crate::auth_failures::Api::ALL
+            .iter()
+            .map(|&a| {
+                (
+                    format!("api=\"{}\"", a.as_str()),
+                    load(&self.auth_throttled[a as usize]),
+                )
+            })
+            .collect();
+        let throttled: Vec<(&str, u64)> = throttled.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        counter(
+            &mut out,
+            "rampart_server_auth_throttled_total",
+            "Requests answered 429 because their source failed to authenticate too often, by API.",
+            &throttled,
+        );
         counter(
             &mut out,
             "rampart_server_audit_events_dropped_total",
@@ -287,6 +387,7 @@ impl Metrics {
             "Requests that failed on the server side (storage unavailable, internal errors).",
             &[("", load(&self.internal_errors))],
         );
+        self.render_metadata(&mut out);
 
         let http = self.http();
         let name = "rampart_server_http_request_duration_seconds";

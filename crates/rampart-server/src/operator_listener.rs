@@ -1,7 +1,7 @@
 //! The management API's listener: TLS with the server certificate and no client certificate
 //! (operators authenticate with bearer tokens). Handshakes run off the accept path with a
 //! deadline, as on the device listener, so a stalled client cannot block others. Connections
-//! are admitted by [`crate::connections`] (a cap per listener, beyond which new ones wait in
+//! are admitted by [`rampart_listen::admission`] (a cap per listener, beyond which new ones wait in
 //! the kernel backlog, and a cap per source, beyond which they are closed at once), and a
 //! connection idle for the idle timeout is closed, so clients without a token cannot hold the
 //! process's file descriptors. [`PlainListener`] does the same without TLS, for `/metrics`.
@@ -17,8 +17,8 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::connections::{Admission, Ticket};
-use crate::idle::IdleTimeout;
+use rampart_listen::{Admission, Ticket};
+use rampart_listen::idle::IdleTimeout;
 
 type Handshake = Option<(TlsStream<TcpStream>, SocketAddr, Slot)>;
 
@@ -119,51 +119,6 @@ impl Listener for OperatorListener {
 }
 
 /// An operator connection: holds its connection slot, and is closed once idle for the idle
-/// timeout (see [`crate::idle`]).
+/// timeout (see [`rampart_listen::idle`]).
 pub type OperatorStream = IdleTimeout<TlsStream<TcpStream>, Slot>;
 
-/// A plain-TCP listener (the metrics listener): the same admission and idle timeout as the
-/// TLS listeners, without a handshake.
-pub struct PlainListener {
-    tcp: TcpListener,
-    idle_timeout: Duration,
-    admission: Admission,
-}
-
-impl PlainListener {
-    pub fn new(tcp: TcpListener, idle_timeout: Duration, admission: Admission) -> Self {
-        Self {
-            tcp,
-            idle_timeout,
-            admission,
-        }
-    }
-}
-
-/// A plain connection holding its admission ticket.
-pub type PlainStream = IdleTimeout<TcpStream, Ticket>;
-
-impl Listener for PlainListener {
-    type Io = PlainStream;
-    type Addr = SocketAddr;
-
-    // Cancel-safe: the slot is acquired before accept and dropped with it if cancelled.
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let slot = self.admission.slot().await;
-            match self.tcp.accept().await {
-                Ok((tcp, addr)) => {
-                    if let Some(ticket) = self.admission.admit(slot, addr) {
-                        let _ = tcp.set_nodelay(true);
-                        return (IdleTimeout::new(tcp, ticket, self.idle_timeout), addr);
-                    }
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.tcp.local_addr()
-    }
-}

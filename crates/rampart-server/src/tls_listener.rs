@@ -9,7 +9,7 @@
 //! are dropped and counted in [`ConnectionCounters`]; they never stop the
 //! accept loop.
 //!
-//! Every connection is admitted first ([`crate::connections`]): the listener holds at most its
+//! Every connection is admitted first ([`rampart_listen::admission`]): the listener holds at most its
 //! cap of connections, handshakes included, and a source holding its per-source cap has new
 //! connections closed at once (counted, and summarised in the audit log with the refused
 //! handshakes), so clients that open connections and never send a ClientHello cannot take the
@@ -28,8 +28,8 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::connections::{Admission, Ticket};
-use crate::idle::IdleTimeout;
+use rampart_listen::{Admission, Ticket};
+use rampart_listen::idle::IdleTimeout;
 
 /// How long a client gets to complete the TLS handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -83,7 +83,7 @@ pub struct PeerIdentity {
 
 impl Connected<IncomingStream<'_, MtlsListener>> for PeerIdentity {
     fn connect_info(stream: IncomingStream<'_, MtlsListener>) -> Self {
-        stream.io().peer().clone()
+        stream.io().attached().peer().clone()
     }
 }
 
@@ -370,12 +370,12 @@ fn is_connection_error(e: &io::Error) -> bool {
 }
 
 /// An established, mutually authenticated connection, closed once idle for the idle timeout
-/// (see [`crate::idle`]); it carries its [`PeerIdentity`].
+/// (see [`rampart_listen::idle`]); it carries its [`PeerIdentity`].
 pub type MtlsStream = IdleTimeout<TlsStream<TcpStream>, DeviceConnection>;
 
-impl MtlsStream {
+impl DeviceConnection {
     /// The authenticated peer.
     pub fn peer(&self) -> &PeerIdentity {
-        &self.attached().peer
+        &self.peer
     }
 }

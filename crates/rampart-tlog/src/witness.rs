@@ -565,12 +565,14 @@ async fn add_checkpoint_handler(State(witness): State<Arc<Witness>>, body: Bytes
         .into_response()
 }
 
-/// Serves [`Witness::router`] on `listener` until the task is dropped or the listener fails.
+/// Serves [`Witness::router`] on `listener` until the task is dropped, with bounded
+/// connections (see [`rampart_listen::serve_small_service`]).
 pub async fn serve(
     witness: Arc<Witness>,
     listener: tokio::net::TcpListener,
 ) -> std::io::Result<()> {
-    axum::serve(listener, witness.router()).await
+    rampart_listen::serve_small_service(listener, witness.router(), std::future::pending()).await;
+    Ok(())
 }
 
 /// What a witness answered to [`submit`].
