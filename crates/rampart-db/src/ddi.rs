@@ -39,10 +39,70 @@ pub struct TenantSettings {
     pub gateway_token_hash: Option<String>,
 }
 
+/// How a device row was enrolled (migration 0007, decision 0021): what may act for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnrolledBy {
+    /// Its device certificate (native mutual TLS, or a DDI tenant accepting certificates):
+    /// only that certificate acts for it.
+    Certificate,
+    /// An operator issued it a TargetToken: that token (or the tenant's gateway token) acts
+    /// for it, never a certificate.
+    TargetToken,
+    /// A tenant's GatewayToken brought it in: gateway and target tokens of that tenant act for
+    /// it, never a certificate.
+    GatewayToken,
+}
+
+impl EnrolledBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnrolledBy::Certificate => "certificate",
+            EnrolledBy::TargetToken => "target_token",
+            EnrolledBy::GatewayToken => "gateway_token",
+        }
+    }
+
+    /// The stored spelling; anything else reads as a target token, the enrolment neither a
+    /// certificate nor a gateway token may act for.
+    pub fn from_stored(s: &str) -> EnrolledBy {
+        match s {
+            "certificate" => EnrolledBy::Certificate,
+            "gateway_token" => EnrolledBy::GatewayToken,
+            _ => EnrolledBy::TargetToken,
+        }
+    }
+}
+
+/// How and in which DDI tenant a device row was enrolled (`tenant` is empty for a native
+/// enrolment).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Enrolment {
+    pub by: EnrolledBy,
+    pub tenant: String,
+}
+
+impl Enrolment {
+    pub(crate) fn from_row(row: &AnyRow) -> Result<Enrolment, DbError> {
+        Ok(Enrolment {
+            by: EnrolledBy::from_stored(&row.try_get::<String, _>("enrolled_by")?),
+            tenant: row.try_get("enrolled_tenant")?,
+        })
+    }
+}
+
+/// What deleting a device removed (for its audit record and the operator).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DeletedDevice {
+    pub reports: u64,
+    pub ddi_actions: u64,
+}
+
 /// What a DDI request needs to know about a device, in one query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DdiDeviceState {
     pub revoked: bool,
+    pub enrolment: Enrolment,
     /// `None`: the device has no DDI membership yet.
     pub tenant: Option<String>,
     pub token_hash: String,
@@ -126,6 +186,7 @@ fn tenant_from_row(r: &AnyRow) -> Result<DdiTenant, DbError> {
 fn device_state_from_row(row: &AnyRow, device_id: &str) -> Result<DdiDeviceState, DbError> {
     Ok(DdiDeviceState {
         revoked: row.try_get::<i64, _>("revoked")? != 0,
+        enrolment: Enrolment::from_row(row)?,
         tenant: row.try_get("tenant")?,
         token_hash: row
             .try_get::<Option<String>, _>("token_hash")?
@@ -313,10 +374,30 @@ impl Db {
             )));
         }
         sqlx::query(
-            "INSERT INTO devices (id, first_seen, last_seen) VALUES ($1, $2, $2) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO devices (id, first_seen, last_seen, enrolled_by, enrolled_tenant)
+             VALUES ($1, $2, $2, 'target_token', $3) ON CONFLICT (id) DO NOTHING",
         )
         .bind(device_id)
         .bind(now)
+        .bind(&tenant)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query("SELECT enrolled_by, enrolled_tenant FROM devices WHERE id = $1")
+            .bind(device_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if Enrolment::from_row(&row)?.by == EnrolledBy::Certificate {
+            return Err(DbError::Conflict(format!(
+                "device {device_id} was enrolled with its device certificate, so only that certificate acts for it, never a token; let it use DDI with its certificate (PUT /api/v1/ddi/tenants/{tenant} {{\"mtls\": true}}), or delete the device first (DELETE /api/v1/ddi/devices/{device_id}) if the token is to replace it"
+            )));
+        }
+        // The operator vouches for this controller by name now (a gateway-enrolled row becomes
+        // a target-token row).
+        sqlx::query(
+            "UPDATE devices SET enrolled_by = 'target_token', enrolled_tenant = $2 WHERE id = $1",
+        )
+        .bind(device_id)
+        .bind(&tenant)
         .execute(&mut *tx)
         .await?;
         let current = sqlx::query("SELECT tenant FROM ddi_devices WHERE device_id = $1")
@@ -353,14 +434,18 @@ impl Db {
         Ok(())
     }
 
-    /// Registers a device that a gateway token or its certificate vouched for: the inventory
-    /// row if new, and its membership of `tenant` if it has none, with the audit record of the
-    /// join (nothing is written if it already had a membership). Returns whether the device was
-    /// new to the inventory.
+    /// Registers a device that a gateway token or its certificate (`by`) vouched for: the
+    /// inventory row if new (enrolled by `by` in `tenant`), and its membership of `tenant` if
+    /// it has none, with the audit record of the join (nothing is written if it already had a
+    /// membership). An existing row joins only if `by` may act for it (a certificate for a
+    /// certificate's row, a gateway token for a token's row); else `Conflict`, so a row another
+    /// request created a moment earlier is never taken over. Returns whether the device was new
+    /// to the inventory.
     pub async fn join_ddi_tenant(
         &self,
         device_id: &str,
         tenant: &str,
+        by: EnrolledBy,
         now: i64,
         audit: &AuditLine,
     ) -> Result<bool, DbError> {
@@ -368,14 +453,35 @@ impl Db {
         let tenant = tenant_name(tenant)?;
         let mut tx = self.begin_write().await?;
         let new = sqlx::query(
-            "INSERT INTO devices (id, first_seen, last_seen) VALUES ($1, $2, $2) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO devices (id, first_seen, last_seen, enrolled_by, enrolled_tenant)
+             VALUES ($1, $2, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
         )
         .bind(device_id)
         .bind(now)
+        .bind(by.as_str())
+        .bind(&tenant)
         .execute(&mut *tx)
         .await?
         .rows_affected()
             == 1;
+        if !new {
+            let row = sqlx::query("SELECT enrolled_by, enrolled_tenant FROM devices WHERE id = $1")
+                .bind(device_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let stored = Enrolment::from_row(&row)?;
+            let fits = match by {
+                EnrolledBy::Certificate => stored.by == EnrolledBy::Certificate,
+                _ => stored.by != EnrolledBy::Certificate && stored.tenant == tenant,
+            };
+            if !fits {
+                return Err(DbError::Conflict(format!(
+                    "device {device_id} was enrolled by {} and may not join by {}",
+                    stored.by.as_str(),
+                    by.as_str()
+                )));
+            }
+        }
         let joined = sqlx::query(
             "INSERT INTO ddi_devices (device_id, tenant, created) VALUES ($1, $2, $3)
              ON CONFLICT (device_id) DO NOTHING",
@@ -408,7 +514,8 @@ impl Db {
         let Some(row) = sqlx::query(
             "SELECT t.name AS name, t.target_token AS target_token, t.gateway_token AS gateway_token,
                     t.gateway_token_hash AS gateway_token_hash, t.mtls AS mtls, t.created AS created,
-                    d.id AS device_id, d.revoked AS revoked, m.tenant AS tenant,
+                    d.id AS device_id, d.revoked AS revoked, d.enrolled_by AS enrolled_by,
+                    d.enrolled_tenant AS enrolled_tenant, m.tenant AS tenant,
                     m.token_hash AS token_hash, m.request_attributes AS request_attributes,
                     a.assignment_id AS assignment_id, a.target AS target, a.version AS version,
                     a.updated AS updated, a.update_type AS update_type, a.forced_at AS forced_at
@@ -430,6 +537,81 @@ impl Db {
             Some(_) => Some(device_state_from_row(&row, device_id)?),
         };
         Ok(Some((tenant_from_row(&row)?, state)))
+    }
+
+    /// How a device row was enrolled; `None` if it is not in the inventory.
+    pub async fn device_enrolment(&self, device_id: &str) -> Result<Option<Enrolment>, DbError> {
+        sqlx::query("SELECT enrolled_by, enrolled_tenant FROM devices WHERE id = $1")
+            .bind(device_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(Enrolment::from_row)
+            .transpose()
+    }
+
+    /// Deletes a device and everything stored of it (reports, DDI membership, actions and
+    /// their messages; assignments, tags, group and campaign rows go with it), with its audit
+    /// record, in one transaction; `UnknownDevice` if there is no such device. How an operator
+    /// resolves a row that the wrong identity enrolled (decision 0021): the device enrols
+    /// afresh at its next contact.
+    pub async fn delete_device(
+        &self,
+        device_id: &str,
+        audit: &AuditLine,
+    ) -> Result<DeletedDevice, DbError> {
+        let mut tx = self.begin_write().await?;
+        if sqlx::query("SELECT 1 AS one FROM devices WHERE id = $1")
+            .bind(device_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_none()
+        {
+            return Err(DbError::UnknownDevice(device_id.to_owned()));
+        }
+        sqlx::query(
+            "DELETE FROM ddi_action_messages WHERE action_id IN
+                 (SELECT id FROM ddi_actions WHERE device_id = $1)",
+        )
+        .bind(device_id)
+        .execute(&mut *tx)
+        .await?;
+        let ddi_actions = sqlx::query("DELETE FROM ddi_actions WHERE device_id = $1")
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        // Named one by one rather than left to ON DELETE CASCADE: SQLite enforces foreign keys
+        // only when the connection asks, and a re-enrolled device must inherit nothing.
+        for table in [
+            "ddi_devices",
+            "device_assignments",
+            "device_tags",
+            "group_members",
+            "campaign_devices",
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE device_id = $1"
+            )))
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let reports = sqlx::query("DELETE FROM reports WHERE device_id = $1")
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM devices WHERE id = $1")
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(DeletedDevice {
+            reports,
+            ddi_actions,
+        })
     }
 
     /// Sets whether the server asks the device for its attributes (the configData link).
@@ -704,6 +886,21 @@ impl Db {
         .await?;
         if let Some(report) = f.report {
             insert_report_tx(&mut tx, report).await?;
+        }
+        if f.new_state == "finished" {
+            // The device now runs the action's release: its inventory version says so, as a
+            // native device's next poll would (DDI clients report no version of their own), so
+            // fleet versions and version filters count it.
+            sqlx::query(
+                "UPDATE devices SET firmware_version = (SELECT m.version FROM ddi_actions a
+                     JOIN ddi_modules m ON m.id = a.module_id WHERE a.id = $1)
+                 WHERE id = (SELECT device_id FROM ddi_actions WHERE id = $1)
+                   AND (SELECT m.version FROM ddi_actions a JOIN ddi_modules m ON m.id = a.module_id
+                        WHERE a.id = $1) <> ''",
+            )
+            .bind(f.action_id)
+            .execute(&mut *tx)
+            .await?;
         }
         if f.new_state == "finished" || f.new_state == "downloaded" {
             // hawkBit asks for the attributes again after an update.

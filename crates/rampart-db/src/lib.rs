@@ -17,8 +17,8 @@ use std::borrow::Cow;
 pub use audit_heads::StoredAuditHead;
 pub use campaigns::{Campaign, CampaignDevice, CampaignUpdate, DeviceInfo, ROLLBACK_SUFFIX};
 pub use ddi::{
-    DdiAction, DdiDeviceState, DdiFeedback, DdiModule, DdiTenant, MAX_STATUSES_PER_ACTION,
-    NewAction, TenantSettings, tenant_name,
+    DdiAction, DdiDeviceState, DdiFeedback, DdiModule, DdiTenant, DeletedDevice, EnrolledBy,
+    Enrolment, MAX_STATUSES_PER_ACTION, NewAction, TenantSettings, tenant_name,
 };
 pub use management::{
     ApiToken, Assignment, AuditLine, DeviceAssignment, Group, MAX_ASSIGNMENT_DEVICES, UPDATE_TYPES,
@@ -71,7 +71,7 @@ pub enum Backend {
 /// The schema, in the SQL subset both backends accept (TEXT and BIGINT columns, `ON CONFLICT`).
 /// A migration that needs backend-specific SQL gets a per-backend file here.
 fn migrations() -> Vec<Migration> {
-    let steps: [(i64, &'static str, &'static str); 8] = [
+    let steps: [(i64, &'static str, &'static str); 9] = [
         (
             1,
             "inventory",
@@ -98,6 +98,11 @@ fn migrations() -> Vec<Migration> {
             include_str!("../migrations/0005_assignment_type_report_order.sql"),
         ),
         (6, "ddi", include_str!("../migrations/0006_ddi.sql")),
+        (
+            7,
+            "device enrolment",
+            include_str!("../migrations/0007_device_enrolment.sql"),
+        ),
         (
             8,
             "webhook secrets and replies",

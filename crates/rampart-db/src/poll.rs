@@ -2,13 +2,16 @@
 
 use sqlx::Row;
 
-use crate::{Db, DbError, DeviceAssignment};
+use crate::{Db, DbError, DeviceAssignment, Enrolment};
 
 /// What a poll needs to know about a registered device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PollState {
     /// Revoked by the fleet operator (the device API refuses it).
     pub revoked: bool,
+    /// How the row was enrolled: a device certificate may act only for a row a certificate
+    /// enrolled (decision 0021).
+    pub enrolment: Enrolment,
     /// Its current assignment row, if it ever had one.
     pub assignment: Option<DeviceAssignment>,
 }
@@ -18,7 +21,8 @@ impl Db {
     /// query (a poll costs one database round trip); `None` if the device is not registered.
     pub async fn poll_state(&self, device_id: &str) -> Result<Option<PollState>, DbError> {
         let Some(row) = sqlx::query(
-            "SELECT d.revoked AS revoked, a.assignment_id AS assignment_id, a.target AS target,
+            "SELECT d.revoked AS revoked, d.enrolled_by AS enrolled_by,
+                    d.enrolled_tenant AS enrolled_tenant, a.assignment_id AS assignment_id, a.target AS target,
                     a.version AS version, a.updated AS updated, a.update_type AS update_type,
                     a.forced_at AS forced_at
              FROM devices d LEFT JOIN device_assignments a ON a.device_id = d.id
@@ -33,6 +37,7 @@ impl Db {
         let assignment = assignment_from_joined_row(&row, device_id)?;
         Ok(Some(PollState {
             revoked: row.try_get::<i64, _>("revoked")? != 0,
+            enrolment: Enrolment::from_row(&row)?,
             assignment,
         }))
     }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rampart_db::{Campaign, CampaignUpdate, Db, DbError, DeviceInfo};
@@ -837,7 +837,7 @@ pub(crate) async fn report(
     State(api): State<Arc<ManagementApi>>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(q): Query<ReportQuery>,
+    crate::http::ApiQuery(q): crate::http::ApiQuery<ReportQuery>,
 ) -> Result<Response, ApiError> {
     api.authorize(&headers, Permission::Read).await?;
     let c = loaded(&api, &id).await?;

@@ -28,13 +28,15 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::connect_info::Connected;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::serve::IncomingStream;
 use rampart_db::{
-    Db, DbError, DdiAction, DdiDeviceState, DdiFeedback, DdiModule, DdiTenant, NewAction, Report,
+    Db, DbError, DdiAction, DdiDeviceState, DdiFeedback, DdiModule, DdiTenant, EnrolledBy,
+    Enrolment, NewAction, Report,
 };
 use rampart_ddi::action::cache_buster;
 use rampart_ddi::config_data::ConfigData;
@@ -51,6 +53,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::artifact_store::ArtifactStore;
+use crate::auth_failures::{AuthFailures, FailureKind};
 use crate::device_api::ReportSinks;
 use crate::device_api::unix_now;
 use crate::http::{ApiError, BodyLimits, read_body};
@@ -59,8 +62,6 @@ use crate::last_seen::LastSeen;
 use crate::metrics::Metrics;
 use crate::operator_listener::OperatorListener;
 
-/// Longest controller id (hawkBit allows 256; Rampart device ids are stored up to 256 bytes).
-const MAX_CONTROLLER_ID: usize = 256;
 /// `actionHistory` returns at most this many messages.
 const MAX_HISTORY: usize = 100;
 /// A feedback's native report carries at most this many of its messages, each cut to
@@ -83,6 +84,8 @@ pub(crate) struct DdiApi {
     pub(crate) local_addr: SocketAddr,
     /// Computing a module's digests reads the whole artifact: once at a time.
     pub(crate) module_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Failed authentications per source (counted, audited, slowed down).
+    pub(crate) auth_failures: Arc<AuthFailures>,
 }
 
 /// Who is on the other end of a DDI connection: its address and, if it presented a client
@@ -110,6 +113,9 @@ pub(crate) struct DdiError {
     code: &'static str,
     message: String,
     empty: bool,
+    /// A failed authentication of this kind (counted and slowed down per source by
+    /// [`crate::auth_failures::guard`]).
+    failure: Option<FailureKind>,
 }
 
 impl DdiError {
@@ -119,6 +125,7 @@ impl DdiError {
             code,
             message: message.into(),
             empty: false,
+            failure: None,
         }
     }
 
@@ -128,15 +135,19 @@ impl DdiError {
             code: "",
             message: String::new(),
             empty: true,
+            failure: None,
         }
     }
 
-    fn unauthorized(message: impl Into<String>) -> DdiError {
-        DdiError::new(
-            StatusCode::UNAUTHORIZED,
-            "hawkbit.server.error.unauthorized",
-            message,
-        )
+    fn unauthorized(kind: FailureKind, message: impl Into<String>) -> DdiError {
+        DdiError {
+            failure: Some(kind),
+            ..DdiError::new(
+                StatusCode::UNAUTHORIZED,
+                "hawkbit.server.error.unauthorized",
+                message,
+            )
+        }
     }
 
     fn not_found(message: impl Into<String>) -> DdiError {
@@ -195,15 +206,20 @@ impl From<ApiError> for DdiError {
 
 impl IntoResponse for DdiError {
     fn into_response(self) -> Response {
-        if self.empty {
-            return self.status.into_response();
-        }
-        let body = ErrorBody {
-            exception_class: "io.rampart.ddi.DdiException".into(),
-            error_code: self.code.into(),
-            message: self.message,
+        let mut response = if self.empty {
+            self.status.into_response()
+        } else {
+            let body = ErrorBody {
+                exception_class: "io.rampart.ddi.DdiException".into(),
+                error_code: self.code.into(),
+                message: self.message,
+            };
+            crate::http::json_response(self.status, &body)
         };
-        crate::http::json_response(self.status, &body)
+        if let Some(kind) = self.failure {
+            response.extensions_mut().insert(kind);
+        }
+        response
     }
 }
 
@@ -238,18 +254,44 @@ fn same_digest(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// A controller id is a device id: the one grammar of [`crate::http::check_device_id`] (a
+/// certificate's device and a token's controller must be able to name the same row, and the id
+/// is a path segment of every link the server hands out).
 fn check_controller(id: &str) -> Result<(), DdiError> {
-    if id.is_empty()
-        || id.len() > MAX_CONTROLLER_ID
-        || id.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
+    if rampart_pki::validate_device_id(id).is_err() {
         return Err(DdiError::new(
             StatusCode::BAD_REQUEST,
             "hawkbit.server.error.repo.constraintViolation",
-            format!("controller id must be 1 to {MAX_CONTROLLER_ID} characters without whitespace"),
+            crate::http::device_id_problem(id),
         ));
     }
     Ok(())
+}
+
+/// A query string that is not what the route takes: hawkBit's error document, not axum's
+/// plain-text rejection.
+fn query_error(e: QueryRejection) -> DdiError {
+    DdiError::new(
+        StatusCode::BAD_REQUEST,
+        "hawkbit.server.error.rest.param.invalid",
+        format!("the query string is not valid: {}", e.body_text()),
+    )
+}
+
+/// A feedback or configData body that names a key twice in one object (the one JSON policy of
+/// [`crate::http::parse_json`]). DDI clients' bodies may carry raw control characters, which
+/// the lenient parser reads as spaces; the check reads them the same way.
+fn check_unique_keys(bytes: &[u8]) -> Result<(), DdiError> {
+    let spaced: Vec<u8> = bytes
+        .iter()
+        .map(|b| if *b < 0x20 { b' ' } else { *b })
+        .collect();
+    match crate::http::duplicate_key(&spaced) {
+        Some(key) => Err(DdiError::bad_body(
+            crate::http::duplicate_key_error(&key).detail,
+        )),
+        None => Ok(()),
+    }
 }
 
 fn parse_action_id(s: &str) -> Result<i64, DdiError> {
@@ -272,11 +314,64 @@ enum AuthBy {
 
 impl AuthBy {
     fn as_str(self) -> &'static str {
+        self.enrolment().as_str()
+    }
+
+    /// The enrolment a row gets when this credential brings it in.
+    fn enrolment(self) -> EnrolledBy {
         match self {
-            AuthBy::TargetToken => "target_token",
-            AuthBy::GatewayToken => "gateway_token",
-            AuthBy::Certificate => "certificate",
+            AuthBy::TargetToken => EnrolledBy::TargetToken,
+            AuthBy::GatewayToken => EnrolledBy::GatewayToken,
+            AuthBy::Certificate => EnrolledBy::Certificate,
         }
+    }
+
+    fn failure(self) -> FailureKind {
+        match self {
+            AuthBy::TargetToken => FailureKind::DdiTargetToken,
+            AuthBy::GatewayToken => FailureKind::DdiGatewayToken,
+            AuthBy::Certificate => FailureKind::DdiCertificate,
+        }
+    }
+
+    /// Whether this credential may act for a row enrolled as `enrolment` (decision 0021): a
+    /// certificate only for a certificate's row, a gateway token only for a token's row. A
+    /// TargetToken matched the digest only an operator sets, naming the device.
+    fn may_act_for(self, enrolment: &Enrolment) -> bool {
+        match self {
+            AuthBy::Certificate => enrolment.by == EnrolledBy::Certificate,
+            AuthBy::GatewayToken => enrolment.by != EnrolledBy::Certificate,
+            AuthBy::TargetToken => true,
+        }
+    }
+}
+
+/// The refusal of a credential for a row another identity enrolled: what happened and what the
+/// operator does about it.
+fn enrolment_refusal(controller: &str, by: AuthBy, enrolment: &Enrolment) -> DdiError {
+    let tenant = if enrolment.tenant.is_empty() {
+        String::new()
+    } else {
+        format!(" of tenant {}", enrolment.tenant)
+    };
+    match enrolment.by {
+        EnrolledBy::Certificate => DdiError::unauthorized(
+            by.failure(),
+            format!(
+                "{controller} was enrolled with its device certificate: only that certificate acts for it, never a token (the tenant must accept certificates: mtls)"
+            ),
+        ),
+        other => DdiError {
+            failure: Some(by.failure()),
+            ..DdiError::new(
+                StatusCode::CONFLICT,
+                "rampart.enrolled_by_token",
+                format!(
+                    "{controller} was enrolled by a {}{tenant}, so a certificate never takes it over; if this certificate is the real {controller}, an operator deletes that row (DELETE /api/v1/ddi/devices/{controller}, audited) and the device enrols afresh with its certificate",
+                    other.as_str().replace('_', " ")
+                ),
+            )
+        },
     }
 }
 
@@ -316,10 +411,13 @@ impl DdiApi {
             .await
             .map_err(|e| DdiError::db("reading a DDI tenant and device", e))?
             .ok_or_else(|| {
-                DdiError::unauthorized(format!(
-                    "unknown tenant {:?}; the operator creates tenants with `rampart ddi tenant create`",
-                    tenant.chars().take(64).collect::<String>()
-                ))
+                DdiError::unauthorized(
+                    FailureKind::DdiOther,
+                    format!(
+                        "unknown tenant {:?}; the operator creates tenants with `rampart ddi tenant create`",
+                        tenant.chars().take(64).collect::<String>()
+                    ),
+                )
             })?;
         let header = headers
             .get(header::AUTHORIZATION)
@@ -327,20 +425,26 @@ impl DdiApi {
         let by = match header.map(parse_authorization) {
             Some(Some(Credential::Target(token))) => {
                 if !tenant_row.target_token {
-                    return Err(DdiError::unauthorized(format!(
-                        "TargetToken authentication is disabled for tenant {}",
-                        tenant_row.name
-                    )));
+                    return Err(DdiError::unauthorized(
+                        FailureKind::DdiTargetToken,
+                        format!(
+                            "TargetToken authentication is disabled for tenant {}",
+                            tenant_row.name
+                        ),
+                    ));
                 }
                 let member = state.as_ref().is_some_and(|s| {
                     s.tenant.as_deref() == Some(tenant_row.name.as_str())
                         && same_digest(&s.token_hash, &token_digest(token))
                 });
                 if !member {
-                    return Err(DdiError::unauthorized(format!(
-                        "the TargetToken is not {controller}'s in tenant {} (or {controller} has none; the operator issues one with `rampart ddi token`)",
-                        tenant_row.name
-                    )));
+                    return Err(DdiError::unauthorized(
+                        FailureKind::DdiTargetToken,
+                        format!(
+                            "the TargetToken is not {controller}'s in tenant {} (or {controller} has none; the operator issues one with `rampart ddi token`)",
+                            tenant_row.name
+                        ),
+                    ));
                 }
                 AuthBy::TargetToken
             }
@@ -348,33 +452,42 @@ impl DdiApi {
                 if !tenant_row.gateway_token
                     || !same_digest(&tenant_row.gateway_token_hash, &token_digest(token))
                 {
-                    return Err(DdiError::unauthorized(format!(
-                        "the GatewayToken is not tenant {}'s (or gateway tokens are disabled for it)",
-                        tenant_row.name
-                    )));
+                    return Err(DdiError::unauthorized(
+                        FailureKind::DdiGatewayToken,
+                        format!(
+                            "the GatewayToken is not tenant {}'s (or gateway tokens are disabled for it)",
+                            tenant_row.name
+                        ),
+                    ));
                 }
                 AuthBy::GatewayToken
             }
             Some(None) => {
                 return Err(DdiError::unauthorized(
+                    FailureKind::DdiOther,
                     "unsupported Authorization header; send `TargetToken <token>` or `GatewayToken <token>`",
                 ));
             }
             None => match &peer.certificate_device {
                 Some(cert) if !tenant_row.mtls => {
-                    return Err(DdiError::unauthorized(format!(
-                        "client certificates ({cert}) are not accepted for tenant {}; send a TargetToken or GatewayToken",
-                        tenant_row.name
-                    )));
+                    return Err(DdiError::unauthorized(
+                        FailureKind::DdiCertificate,
+                        format!(
+                            "client certificates ({cert}) are not accepted for tenant {}; send a TargetToken or GatewayToken",
+                            tenant_row.name
+                        ),
+                    ));
                 }
                 Some(cert) if cert != controller => {
-                    return Err(DdiError::unauthorized(format!(
-                        "the client certificate is device {cert}'s, not {controller}'s"
-                    )));
+                    return Err(DdiError::unauthorized(
+                        FailureKind::DdiCertificate,
+                        format!("the client certificate is device {cert}'s, not {controller}'s"),
+                    ));
                 }
                 Some(_) => AuthBy::Certificate,
                 None => {
                     return Err(DdiError::unauthorized(
+                        FailureKind::DdiOther,
                         "no credentials: send `Authorization: TargetToken <token>` or `GatewayToken <token>`, or a device certificate",
                     ));
                 }
@@ -386,9 +499,16 @@ impl DdiApi {
         if let Some(other) = state.as_ref().and_then(|s| s.tenant.clone())
             && other != tenant_row.name
         {
-            return Err(DdiError::unauthorized(format!(
-                "{controller} belongs to another tenant"
-            )));
+            return Err(DdiError::unauthorized(
+                by.failure(),
+                format!("{controller} belongs to another tenant"),
+            ));
+        }
+        // One identity rule: the credential must be of the kind that enrolled the row.
+        if let Some(s) = &state
+            && !by.may_act_for(&s.enrolment)
+        {
+            return Err(enrolment_refusal(controller, by, &s.enrolment));
         }
         let revoked = || {
             DdiError::new(
@@ -412,10 +532,13 @@ impl DdiApi {
             // its own certificate or by the operator issuing it a token, never by a token
             // shared by a whole tenant.
             if state.is_some() && by == AuthBy::GatewayToken {
-                return Err(DdiError::unauthorized(format!(
-                    "{controller} is in the inventory but not a device of tenant {}; the operator adds it with `rampart ddi token --tenant {} {controller}`",
-                    tenant_row.name, tenant_row.name
-                )));
+                return Err(DdiError::unauthorized(
+                    by.failure(),
+                    format!(
+                        "{controller} is in the inventory but not a device of tenant {}; the operator adds it with `rampart ddi token --tenant {} {controller}`",
+                        tenant_row.name, tenant_row.name
+                    ),
+                ));
             }
             self.join(controller, &tenant_row.name, by, peer).await?;
             state = self
@@ -426,9 +549,10 @@ impl DdiApi {
                 .and_then(|(_, state)| state);
             // Another tenant may have won the race to register it.
             if state.as_ref().and_then(|s| s.tenant.as_deref()) != Some(tenant_row.name.as_str()) {
-                return Err(DdiError::unauthorized(format!(
-                    "{controller} belongs to another tenant"
-                )));
+                return Err(DdiError::unauthorized(
+                    by.failure(),
+                    format!("{controller} belongs to another tenant"),
+                ));
             }
         }
         let Some(state) = state else {
@@ -470,11 +594,21 @@ impl DdiApi {
                 details,
                 |line| {
                     let (db, id, t) = (db.clone(), id.clone(), t.clone());
-                    async move { db.join_ddi_tenant(&id, &t, now, &line).await }
+                    async move {
+                        db.join_ddi_tenant(&id, &t, by.enrolment(), now, &line)
+                            .await
+                    }
                 },
             )
             .await
-            .map_err(|e| DdiError::unavailable("registering a DDI device", e))?;
+            .map_err(|e| match e {
+                // Another identity enrolled the row between this request's read and its join.
+                crate::audit::AuditWriteError::Db(DbError::Conflict(m)) => DdiError {
+                    failure: Some(by.failure()),
+                    ..DdiError::new(StatusCode::CONFLICT, "rampart.enrolment_conflict", m)
+                },
+                other => DdiError::unavailable("registering a DDI device", other),
+            })?;
         if new {
             Metrics::inc(&self.metrics.devices_registered);
         }
@@ -952,6 +1086,10 @@ fn utf8_percent(s: &str) -> String {
 /// The DDI routes.
 pub(crate) fn router(api: Arc<DdiApi>) -> Router {
     let metrics = api.metrics.clone();
+    let guard = crate::auth_failures::Guard {
+        failures: api.auth_failures.clone(),
+        api: crate::auth_failures::Api::Ddi,
+    };
     let base = "/{tenant}/controller/v1/{controller}";
     Router::new()
         .route(base, get(poll))
@@ -993,6 +1131,10 @@ pub(crate) fn router(api: Arc<DdiApi>) -> Router {
             )
         })
         .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED })
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            crate::auth_failures::guard,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             crate::metrics::track_requests,
@@ -1070,9 +1212,10 @@ async fn deployment_base(
     State(api): State<Arc<DdiApi>>,
     ConnectInfo(peer): ConnectInfo<DdiPeer>,
     Path((tenant, controller, action)): Path<(String, String, String)>,
-    Query(q): Query<HistoryQuery>,
+    q: Result<Query<HistoryQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Answer {
+    let Query(q) = q.map_err(query_error)?;
     let caller = api
         .authenticate(&tenant, &controller, &headers, &peer, false)
         .await?;
@@ -1104,9 +1247,10 @@ async fn installed_base(
     State(api): State<Arc<DdiApi>>,
     ConnectInfo(peer): ConnectInfo<DdiPeer>,
     Path((tenant, controller, action)): Path<(String, String, String)>,
-    Query(q): Query<HistoryQuery>,
+    q: Result<Query<HistoryQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Answer {
+    let Query(q) = q.map_err(query_error)?;
     let caller = api
         .authenticate(&tenant, &controller, &headers, &peer, false)
         .await?;
@@ -1130,6 +1274,7 @@ async fn feedback_body(
     body: Body,
 ) -> Result<Feedback, DdiError> {
     let bytes = read_body(headers, body, api.body_limits).await?;
+    check_unique_keys(&bytes)?;
     parse_lenient::<Feedback>(&bytes).map_err(|e| {
         DdiError::bad_body(format!(
             "the feedback is not well formed ({e}); send {{\"status\": {{\"execution\": \"proceeding|closed|...\", \"result\": {{\"finished\": \"none|success|failure\"}}, \"details\": [...]}}}}"
@@ -1267,6 +1412,7 @@ async fn config_data(
         .authenticate(&tenant, &controller, &headers, &peer, false)
         .await?;
     let bytes = read_body(&headers, body, api.body_limits).await?;
+    check_unique_keys(&bytes)?;
     let request: ConfigData = parse_lenient(&bytes).map_err(|e| {
         DdiError::bad_body(format!(
             "configData is not well formed ({e}); send {{\"mode\": \"merge|replace|remove\", \"data\": {{\"key\": \"value\"}}}}"
@@ -1617,7 +1763,7 @@ async fn issue_target_token(
     } else {
         crate::http::parse_json(&bytes, r#"{"hardware_id": "board-a"}"#)?
     };
-    check_controller(&device).map_err(|e| ApiError::invalid(e.message))?;
+    crate::http::check_device_id(&device)?;
     let tenant_row = api
         .db
         .ddi_tenant(&tenant)
@@ -1670,6 +1816,7 @@ async fn device_actions(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     api.authorize(&headers, Permission::Read).await?;
+    crate::http::check_device_id(&device)?;
     let actions = api
         .db
         .ddi_actions_of(&device, 100)
@@ -1678,6 +1825,45 @@ async fn device_actions(
     Ok(crate::http::json_response(
         StatusCode::OK,
         &json!({"device": device, "actions": actions}),
+    ))
+}
+
+/// Deletes a device and everything stored of it, audited: how an operator resolves a row the
+/// wrong identity enrolled (a gateway token claiming an id before its device enrolled with its
+/// certificate, decision 0021). The device enrols afresh at its next contact.
+async fn delete_device(
+    State(api): State<Arc<ManagementApi>>,
+    Path(device): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = api.authorize(&headers, Permission::Admin).await?;
+    crate::http::check_device_id(&device)?;
+    let enrolment = api
+        .db
+        .device_enrolment(&device)
+        .await
+        .map_err(|e| crate::management::db_error("reading a device", e))?
+        .ok_or_else(|| crate::management::db_error("", DbError::UnknownDevice(device.clone())))?;
+    let deleted = api
+        .audit
+        .write(
+            unix_now(),
+            &caller.actor(),
+            "device.deleted",
+            &device,
+            json!({"enrolled_by": enrolment.by.as_str(), "enrolled_tenant": enrolment.tenant}),
+            |line| {
+                let (db, device) = (api.db.clone(), device.clone());
+                async move { db.delete_device(&device, &line).await }
+            },
+        )
+        .await
+        .map_err(write_error("deleting a device"))?;
+    Ok(crate::http::json_response(
+        StatusCode::OK,
+        &json!({"device": device, "deleted": true, "enrolment": enrolment,
+            "reports_deleted": deleted.reports, "ddi_actions_deleted": deleted.ddi_actions,
+            "note": "the device enrols afresh at its next contact"}),
     ))
 }
 
@@ -1692,6 +1878,10 @@ pub(crate) fn management_router(api: Arc<ManagementApi>) -> Router {
             post(issue_target_token),
         )
         .route("/api/v1/ddi/devices/{id}/actions", get(device_actions))
+        .route(
+            "/api/v1/ddi/devices/{id}",
+            axum::routing::delete(delete_device),
+        )
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             crate::metrics::track_requests,

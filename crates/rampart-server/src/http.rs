@@ -73,6 +73,9 @@ impl ApiError {
         match error {
             DbError::Invalid(message) => Self::invalid(message),
             DbError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            DbError::Quota(message) => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message)
+            }
             other => {
                 crate::log::error(context, serde_json::json!({"error": other.to_string()}));
                 let unavailable = matches!(
@@ -250,13 +253,21 @@ pub async fn read_body(
     Ok(bytes)
 }
 
-/// Parses a JSON body: a syntax error is 400 `malformed_json`; JSON of the
-/// wrong shape (missing field, wrong type, unknown field) is 422.
+/// Parses a JSON body: a syntax error or a repeated key is 400 `malformed_json`;
+/// JSON of the wrong shape (missing field, wrong type, unknown field) is 422.
+///
+/// One JSON policy for every route: an object that names a key twice is refused, whatever
+/// `T` is. serde's derived structs refuse repeated fields, but a body read as a free
+/// [`serde_json::Value`] (the device poll's facts, attribute maps) would silently keep the
+/// last one, and two parsers may disagree on which one counts.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], expected: &str) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::malformed_json(format!(
             "the request body is empty; expected {expected}"
         )));
+    }
+    if let Some(key) = duplicate_key(bytes) {
+        return Err(duplicate_key_error(&key));
     }
     serde_json::from_slice(bytes).map_err(|e| {
         use serde_json::error::Category;
@@ -267,4 +278,176 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], expected: &str) -> Result<T
             }
         }
     })
+}
+
+/// The 400 answer for a JSON object that names `key` twice.
+pub fn duplicate_key_error(key: &str) -> ApiError {
+    ApiError::malformed_json(format!(
+        "the request body names the key {:?} twice in one object; send each key once",
+        key.chars().take(64).collect::<String>()
+    ))
+}
+
+/// The first key some object of the JSON document `bytes` names twice; `None` if there is
+/// none or `bytes` is not JSON (the caller's parser reports that). serde_json bounds the
+/// nesting depth (128), so a deep document cannot exhaust the stack.
+pub fn duplicate_key(bytes: &[u8]) -> Option<String> {
+    use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
+
+    const DUPLICATE: &str = "rampart: duplicate key ";
+
+    /// Any JSON value, checked for repeated keys and otherwise discarded.
+    struct UniqueKeys;
+
+    impl<'de> Deserialize<'de> for UniqueKeys {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(UniqueKeysVisitor)
+        }
+    }
+
+    struct UniqueKeysVisitor;
+
+    impl<'de> Visitor<'de> for UniqueKeysVisitor {
+        type Value = UniqueKeys;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<UniqueKeys, E> {
+            Ok(UniqueKeys)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<UniqueKeys, E> {
+            Ok(UniqueKeys)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<UniqueKeys, E> {
+            Ok(UniqueKeys)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<UniqueKeys, E> {
+            Ok(UniqueKeys)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<UniqueKeys, E> {
+            Ok(UniqueKeys)
+        }
+        fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+            Ok(UniqueKeys)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueKeys, A::Error> {
+            while seq.next_element::<UniqueKeys>()?.is_some() {}
+            Ok(UniqueKeys)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if seen.contains(&key) {
+                    return Err(A::Error::custom(format!("{DUPLICATE}{key}")));
+                }
+                map.next_value::<UniqueKeys>()?;
+                seen.insert(key);
+            }
+            Ok(UniqueKeys)
+        }
+    }
+
+    let error = serde_json::from_slice::<UniqueKeys>(bytes).err()?;
+    // The error's text is "<message> at line L column C"; only ours carries the marker.
+    let text = error.to_string();
+    let rest = text.strip_prefix(DUPLICATE)?;
+    let end = rest.rfind(" at line ").unwrap_or(rest.len());
+    Some(rest[..end].to_owned())
+}
+
+/// A query string, parsed as `T`; a bad one is answered in the API's error format (422
+/// `invalid_request` with what was wrong), never axum's plain-text rejection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(q)| ApiQuery(q))
+            .map_err(|e| ApiError::invalid(format!("query: {}", e.body_text())))
+    }
+}
+
+/// The one device-id grammar, at every entry (device certificates, DDI controller ids,
+/// management routes): 1 to 128 characters of `A-Z a-z 0-9 . _ : -`, not `.` or `..`
+/// ([`rampart_pki::validate_device_id`], which certificates are issued and read with). 400
+/// `invalid_device_id` otherwise.
+pub fn check_device_id(id: &str) -> Result<(), ApiError> {
+    rampart_pki::validate_device_id(id).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_device_id",
+            device_id_problem(id),
+        )
+    })
+}
+
+/// What is wrong with a device id outside the grammar (for [`check_device_id`] and the DDI
+/// front's own error format).
+pub fn device_id_problem(id: &str) -> String {
+    format!(
+        "device id {:?} is not valid: a device id is 1 to {} characters of A-Z a-z 0-9 . _ : - and not \".\" or \"..\"",
+        id.chars().take(64).collect::<String>(),
+        rampart_pki::MAX_DEVICE_ID_LEN
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_keys_are_found_at_any_depth() {
+        assert_eq!(duplicate_key(br#"{"a": 1, "b": 2}"#), None);
+        assert_eq!(duplicate_key(br#"{"a": 1, "a": 2}"#).as_deref(), Some("a"));
+        assert_eq!(
+            duplicate_key(br#"[{"x": {"k": 1, "k\u0020": 2, "k": 3}}]"#).as_deref(),
+            Some("k")
+        );
+        // Not JSON: the caller's parser answers.
+        assert_eq!(duplicate_key(b"{\"a\": "), None);
+        let e = parse_json::<serde_json::Value>(
+            br#"{"firmware_version": "1", "firmware_version": "2"}"#,
+            "x",
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.status, e.error),
+            (StatusCode::BAD_REQUEST, "malformed_json")
+        );
+    }
+
+    #[test]
+    fn one_device_id_grammar() {
+        for good in ["dev-1", "a.b_c:d", &"x".repeat(128)] {
+            assert!(check_device_id(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "<script>",
+            "a b",
+            &"x".repeat(129),
+            "é",
+        ] {
+            let e = check_device_id(bad).unwrap_err();
+            assert_eq!(
+                (e.status, e.error),
+                (StatusCode::BAD_REQUEST, "invalid_device_id")
+            );
+        }
+    }
 }

@@ -384,12 +384,19 @@ async fn get_device(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     api.authorize(&headers, Permission::Read).await?;
+    crate::http::check_device_id(&id)?;
     let device = api
         .db
         .device(&id)
         .await
         .map_err(|e| db_error("reading a device", e))?
         .ok_or_else(|| db_error("", DbError::UnknownDevice(id.clone())))?;
+    // How it was enrolled (certificate, target or gateway token): what may act for it.
+    let enrolment = api
+        .db
+        .device_enrolment(&id)
+        .await
+        .map_err(|e| db_error("reading a device", e))?;
     let assignment = api
         .db
         .device_assignment(&id)
@@ -403,6 +410,13 @@ async fn get_device(
     // Patch status: what it runs against what it was told to install.
     let status = match (&assignment, recent.first()) {
         (None, _) => "unassigned",
+        // Its assignment was withdrawn, but the device refused the cancellation (or had
+        // already begun) and installed it: it runs that release, which `unassigned` would hide.
+        (Some(a), Some(r))
+            if a.target.is_empty() && !r.assignment.is_empty() && r.status == "installed" =>
+        {
+            "installed_after_cancel"
+        }
         (Some(a), _) if a.target.is_empty() => "unassigned",
         (Some(a), Some(r)) if r.assignment == a.assignment_id && r.status == "installed" => {
             "up_to_date"
@@ -420,7 +434,7 @@ async fn get_device(
     };
     Ok(json_response(
         StatusCode::OK,
-        &json!({"device": device, "assignment": assignment, "update_status": status, "recent_reports": recent}),
+        &json!({"device": device, "enrolment": enrolment, "assignment": assignment, "update_status": status, "recent_reports": recent}),
     ))
 }
 
@@ -438,6 +452,7 @@ async fn revoke_device(
     body: Body,
 ) -> Result<Response, ApiError> {
     let caller = api.authorize(&headers, Permission::Operate).await?;
+    crate::http::check_device_id(&id)?;
     let bytes = read_body(&headers, body, api.body_limits).await?;
     let request: RevokeRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         RevokeRequest::default()
@@ -453,6 +468,7 @@ async fn reinstate_device(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let caller = api.authorize(&headers, Permission::Admin).await?;
+    crate::http::check_device_id(&id)?;
     set_revoked(&api, &caller, &id, false, "").await
 }
 

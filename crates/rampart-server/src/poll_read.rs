@@ -41,13 +41,15 @@ impl DeviceApi {
             .map_err(|e| ApiError::from_db("reading a device", e))?;
         if let Some(state) = state
             && !state.revoked
+            && state.enrolment.by == rampart_db::EnrolledBy::Certificate
         {
             return Ok(PollingDevice {
                 id: id.to_owned(),
                 assignment: state.assignment,
             });
         }
-        // First contact, or revoked (identify answers 403, re-reading the flag).
+        // First contact, revoked (identify answers 403, re-reading the flag), or a row a token
+        // enrolled (identify refuses the certificate, 409).
         let device = self.identify(peer, now).await?;
         let assignment = self
             .db

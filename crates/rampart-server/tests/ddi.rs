@@ -25,6 +25,11 @@ on_both_backends!(
     time_forced_assignments_turn_forced_at_their_time,
     concurrent_polls_open_one_action,
     concurrent_config_data_merges_lose_nothing,
+    a_gateway_token_never_claims_a_device_before_its_certificate,
+    a_token_never_acts_for_a_certificate_identity,
+    failed_authentication_is_audited_counted_and_slowed_per_source,
+    ddi_installs_count_in_fleet_versions_and_device_status,
+    one_input_grammar_for_ids_json_and_queries,
 );
 
 const FIRMWARE: &str = "fw-1.0.0.bin";
@@ -453,7 +458,7 @@ async fn every_authentication_mode_and_its_refusals(backend: Backend, name: &str
         json_of(&r)["message"]
             .as_str()
             .unwrap()
-            .contains("rampart ddi token"),
+            .contains("enrolled with its device certificate"),
         "{r:?}"
     );
     let member = |id: &'static str| {
@@ -1282,4 +1287,545 @@ async fn concurrent_config_data_merges_lose_nothing(backend: Backend, name: &str
             device.facts.attributes
         );
     }
+}
+
+/// Opens a TLS connection to `addr` from the local address `from` (another loopback address
+/// is another source to the server).
+async fn tls_connect_from(
+    from: &str,
+    addr: std::net::SocketAddr,
+    tls: &Arc<ClientConfig>,
+) -> Conn<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    Conn::new(
+        tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(name, tcp)
+            .await
+            .unwrap(),
+    )
+}
+
+impl Ops {
+    /// Turns gateway tokens on for tenant DEFAULT (created if needed, certificates accepted);
+    /// returns the `Authorization` value.
+    async fn gateway(&self) -> String {
+        let r = self
+            .call(
+                &self.admin,
+                "POST",
+                "/api/v1/ddi/tenants",
+                Some(&json!({"name": "default", "gateway_token": true, "mtls": true})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{r:?}");
+        format!(
+            "GatewayToken {}",
+            r.json()["gateway_token"].as_str().unwrap()
+        )
+    }
+
+    async fn audit_actions(&self, action: &str, subject: &str) -> Vec<Value> {
+        self.audit_records()
+            .await
+            .into_iter()
+            .filter(|r| r.action == action && r.subject == subject)
+            .map(|r| r.details)
+            .collect()
+    }
+}
+
+/// Issue 13 item 2: a gateway-token poll for an id whose device has not enrolled yet creates a
+/// row the gateway enrolled; when the real device connects with its certificate it does not
+/// adopt that row (409, audited, no enrolment), until an operator deletes the row. Then it
+/// enrols afresh, with none of the gateway's forged facts.
+async fn a_gateway_token_never_claims_a_device_before_its_certificate(
+    backend: Backend,
+    name: &str,
+) {
+    let ops = Ops::start(backend, name).await;
+    let gateway = ops.ddi(Some(ops.gateway().await));
+    let base = "/DEFAULT/controller/v1/dev-future";
+    poll(&gateway, "dev-future").await;
+    let r = gateway
+        .put(
+            &format!("{base}/configData"),
+            &json!({"mode": "merge", "data": {"hardware_id": "forged-board"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let enrolment = ops
+        .call(&ops.viewer, "GET", "/api/v1/devices/dev-future", None)
+        .await
+        .json()["enrolment"]
+        .clone();
+    assert_eq!(
+        enrolment,
+        json!({"by": "gateway_token", "tenant": "DEFAULT"}),
+        "{enrolment}"
+    );
+
+    // The real device, with its certificate: refused on every route, and audited.
+    let mut real = ops.server.connect(&ops.fx.device("dev-future")).await;
+    let r = real.post("/device/v1/poll", &json!({})).await;
+    assert_eq!(r.status, 409, "{r:?}");
+    let e = r.json();
+    assert_eq!(e["error"], "enrolled_by_token", "{e}");
+    let detail = e["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("gateway token")
+            && detail.contains("DELETE /api/v1/ddi/devices/dev-future"),
+        "{detail}"
+    );
+    let r = real
+        .post(
+            "/device/v1/reports",
+            &json!({"id": "r-1", "status": "installed"}),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{r:?}");
+    let refused = ops
+        .audit_actions("device.identity_refused", "dev-future")
+        .await;
+    assert_eq!(refused.len(), 1, "audited once a minute: {refused:?}");
+    assert_eq!(refused[0]["enrolled_by"], "gateway_token");
+    assert!(
+        ops.audit_actions("device.enrolled", "dev-future")
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        ops.server
+            .metric("rampart_server_auth_failures_total{kind=\"certificate_enrolment\"}")
+            .await,
+        2
+    );
+
+    // The operator resolves it: only an admin deletes, and the deletion is audited.
+    let r = ops
+        .call(
+            &ops.operator,
+            "DELETE",
+            "/api/v1/ddi/devices/dev-future",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 403, "{r:?}");
+    let r = ops
+        .call(&ops.admin, "DELETE", "/api/v1/ddi/devices/dev-future", None)
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        ops.audit_actions("device.deleted", "dev-future").await[0]["enrolled_by"],
+        "gateway_token"
+    );
+    let r = real.post("/device/v1/poll", &json!({})).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        ops.audit_actions("device.enrolled", "dev-future")
+            .await
+            .len(),
+        1
+    );
+    let d = ops
+        .call(&ops.viewer, "GET", "/api/v1/devices/dev-future", None)
+        .await
+        .json();
+    assert_eq!(d["device"]["hardware_id"], "", "{d}");
+    assert_eq!(d["enrolment"]["by"], "certificate", "{d}");
+    // Now the gateway token is the stranger.
+    let r = gateway.get(base).await;
+    assert_eq!(r.status, 401, "{r:?}");
+}
+
+/// Issue 13 item 2, the other direction: a device enrolled with its certificate (natively, then
+/// joined to a DDI tenant with the same certificate) is never acted for by a token: the gateway
+/// token gets neither its deployment nor its artifact, and no TargetToken is issued for it.
+async fn a_token_never_acts_for_a_certificate_identity(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+    let gateway = ops.ddi(Some(ops.gateway().await));
+    let mut native = ops.server.connect(&ops.fx.device("cert-dev")).await;
+    assert_eq!(native.post("/device/v1/poll", &json!({})).await.status, 200);
+    ops.assign(FIRMWARE, &["cert-dev"], "forced").await;
+    let cert = Ddi {
+        addr: ops.server.ddi_addr.unwrap(),
+        tls: ops.fx.device("cert-dev"),
+        auth: None,
+    };
+    // Its own certificate joins it to the tenant and sees its deployment.
+    let p = poll(&cert, "cert-dev").await;
+    let deployment = path_of(&p["_links"]["deploymentBase"]["href"]);
+    let d = json_of(&cert.get(&deployment).await);
+    let download =
+        path_of(&d["deployment"]["chunks"][0]["artifacts"][0]["_links"]["download"]["href"]);
+    assert_eq!(cert.get(&download).await.status, 200);
+
+    // The gateway token, although the row is now a member of its tenant: refused everywhere.
+    for path in [
+        "/DEFAULT/controller/v1/cert-dev".to_owned(),
+        deployment.clone(),
+        download.clone(),
+    ] {
+        let r = gateway.get(&path).await;
+        assert_eq!(r.status, 401, "{path}: {r:?}");
+        assert!(
+            json_of(&r)["message"]
+                .as_str()
+                .unwrap()
+                .contains("enrolled with its device certificate"),
+            "{r:?}"
+        );
+    }
+    // No TargetToken for it either.
+    let r = ops
+        .call(
+            &ops.admin,
+            "POST",
+            "/api/v1/ddi/tenants/DEFAULT/devices/cert-dev/token",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 409, "{r:?}");
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("enrolled with its device certificate"),
+        "{r:?}"
+    );
+    // A gateway-enrolled controller may be handed a TargetToken (the operator names it), and
+    // a certificate still never takes it over.
+    poll(&gateway, "gw-dev").await;
+    let t = ops
+        .admin_call(
+            "POST",
+            "/api/v1/ddi/tenants/DEFAULT/devices/gw-dev/token",
+            json!({}),
+        )
+        .await;
+    let target = ops.ddi(Some(format!(
+        "TargetToken {}",
+        t["target_token"].as_str().unwrap()
+    )));
+    poll(&target, "gw-dev").await;
+    let gw_cert = Ddi {
+        addr: ops.server.ddi_addr.unwrap(),
+        tls: ops.fx.device("gw-dev"),
+        auth: None,
+    };
+    let r = gw_cert.get("/DEFAULT/controller/v1/gw-dev").await;
+    assert_eq!(r.status, 409, "{r:?}");
+    assert_eq!(
+        json_of(&r)["errorCode"],
+        "rampart.enrolled_by_token",
+        "{r:?}"
+    );
+}
+
+/// Issue 13 item 8: wrong TargetTokens and bearer tokens are counted, summarised per source in
+/// the audit log, and a source that keeps failing is answered 429 (even with a valid token)
+/// while another source authenticates normally.
+async fn failed_authentication_is_audited_counted_and_slowed_per_source(
+    backend: Backend,
+    name: &str,
+) {
+    // Summaries every 2 s: many failures share one record.
+    let ops = Ops::start_with(backend, name, |c| {
+        c.refusal_summary_interval = Duration::from_secs(2);
+    })
+    .await;
+    let token = ops.ddi_device("ddi-a").await;
+    let ddi_addr = ops.server.ddi_addr.unwrap();
+    let path = "/DEFAULT/controller/v1/ddi-a";
+    let send = async |from: &str, auth: &str| {
+        tls_connect_from(from, ddi_addr, &ops.operator_tls)
+            .await
+            .send("GET", path, &[("Authorization", auth)], b"")
+            .await
+            .unwrap()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        let r = send("127.0.0.1", "TargetToken wrong-token").await;
+        statuses.push(r.status);
+        if r.status == 429 {
+            assert!(r.header("retry-after").is_some(), "{r:?}");
+            assert_eq!(
+                json_of(&r)["errorCode"],
+                "rampart.too_many_auth_failures",
+                "{r:?}"
+            );
+            break;
+        }
+        assert_eq!(r.status, 401, "{r:?}");
+    }
+    assert_eq!(
+        statuses.last(),
+        Some(&429),
+        "never slowed down: {statuses:?}"
+    );
+    assert!(
+        statuses.len() > 20,
+        "the first failures are free: {statuses:?}"
+    );
+    // The failing source is held off even with the right token; another source is not.
+    assert_eq!(send("127.0.0.1", &token).await.status, 429);
+    assert_eq!(send("127.0.0.2", &token).await.status, 200);
+
+    // The management API: its own budget per source.
+    let mut management_statuses = Vec::new();
+    for _ in 0..40 {
+        let r = tls_connect_from(
+            "127.0.0.1",
+            ops.server.management_addr.unwrap(),
+            &ops.operator_tls,
+        )
+        .await
+        .send(
+            "GET",
+            "/api/v1/devices",
+            &[("Authorization", "Bearer rampart_nope")],
+            b"",
+        )
+        .await
+        .unwrap();
+        management_statuses.push(r.status);
+        if r.status == 429 {
+            assert_eq!(r.json()["error"], "too_many_auth_failures");
+            break;
+        }
+    }
+    assert_eq!(
+        management_statuses.last(),
+        Some(&429),
+        "{management_statuses:?}"
+    );
+    let admin = format!("Bearer {}", ops.admin);
+    let r = tls_connect_from(
+        "127.0.0.2",
+        ops.server.management_addr.unwrap(),
+        &ops.operator_tls,
+    )
+    .await
+    .send("GET", "/api/v1/devices", &[("Authorization", &admin)], b"")
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+
+    // Counted, and summarised per source (not per failure) in the audit log.
+    assert!(
+        ops.server
+            .metric("rampart_server_auth_failures_total{kind=\"ddi_target_token\"}")
+            .await
+            > 20
+    );
+    assert!(
+        ops.server
+            .metric("rampart_server_auth_throttled_total{api=\"ddi\"}")
+            .await
+            >= 2
+    );
+    let records = async || {
+        let lines = ops.fx.db.audit_lines(0, 100_000).await.unwrap();
+        let text: String = lines.iter().map(|l| format!("{}\n", l.line)).collect();
+        rampart_audit::parse_jsonl(text.as_bytes())
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.action == "auth.failed")
+            .collect::<Vec<_>>()
+    };
+    wait_until("failed authentications are summarised", async || {
+        let r = records().await;
+        let ddi: u64 = r
+            .iter()
+            .filter(|r| r.subject == "127.0.0.1")
+            .map(|r| {
+                r.details["by_kind"]["ddi_target_token"]
+                    .as_u64()
+                    .unwrap_or(0)
+            })
+            .sum();
+        let management: u64 = r
+            .iter()
+            .filter(|r| r.subject == "127.0.0.1")
+            .map(|r| {
+                r.details["by_kind"]["management_token"]
+                    .as_u64()
+                    .unwrap_or(0)
+            })
+            .sum();
+        ddi as usize == statuses.len() - 1 && management as usize == management_statuses.len() - 1
+    })
+    .await;
+    let r = records().await;
+    let failures = statuses.len() + management_statuses.len() - 2;
+    assert!(
+        r.len() < failures,
+        "one record per source and interval, not per failure: {} records",
+        r.len()
+    );
+    assert!(r.iter().all(|r| r.subject != "127.0.0.2"));
+}
+
+/// Issue 13 item 12: a DDI install sets the device's inventory version (fleet versions and
+/// version filters count it), and a device that refused a cancellation and then installed shows
+/// that, not `unassigned`.
+async fn ddi_installs_count_in_fleet_versions_and_device_status(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+    let ddi = ops.ddi(Some(ops.ddi_device("ddi-v").await));
+    let base = "/DEFAULT/controller/v1/ddi-v";
+    let assignment = ops.assign(FIRMWARE, &["ddi-v"], "forced").await;
+    let p = poll(&ddi, "ddi-v").await;
+    let action = json_of(
+        &ddi.get(&path_of(&p["_links"]["deploymentBase"]["href"]))
+            .await,
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Withdrawn while it installs; the device refuses the cancellation and finishes.
+    ops.call(
+        &ops.operator,
+        "POST",
+        &format!("/api/v1/assignments/{assignment}/cancel"),
+        None,
+    )
+    .await;
+    poll(&ddi, "ddi-v").await;
+    let r = ddi
+        .post(
+            &format!("{base}/cancelAction/{action}/feedback"),
+            &feedback("rejected", "none", &["installing already"]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = ddi
+        .post(
+            &format!("{base}/deploymentBase/{action}/feedback"),
+            &feedback("closed", "success", &[]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+
+    let d = ops
+        .call(&ops.viewer, "GET", "/api/v1/devices/ddi-v", None)
+        .await
+        .json();
+    assert_eq!(d["device"]["firmware_version"], "1.0.0", "{d}");
+    assert_eq!(d["update_status"], "installed_after_cancel", "{d}");
+    let versions = ops
+        .call(&ops.viewer, "GET", "/api/v1/fleet/versions", None)
+        .await
+        .json();
+    assert_eq!(
+        versions["versions"],
+        json!([{"firmware_version": "1.0.0", "devices": 1}]),
+        "{versions}"
+    );
+    let listed = ops
+        .call(
+            &ops.viewer,
+            "GET",
+            "/api/v1/devices?firmware_version=1.0.0",
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(listed["devices"][0]["id"], "ddi-v", "{listed}");
+}
+
+/// Issue 13 item 7: one id grammar (DDI controller ids, management paths), one JSON policy
+/// (duplicate keys refused on every route, the device poll included), and bad query strings
+/// answered in each API's error format.
+async fn one_input_grammar_for_ids_json_and_queries(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+    let gateway = ops.ddi(Some(ops.gateway().await));
+    let long = "x".repeat(256);
+    for id in [long.as_str(), "..", "a%2Fb", "%3Cscript%3E", "a:b%20c"] {
+        let r = gateway.get(&format!("/DEFAULT/controller/v1/{id}")).await;
+        assert_eq!(r.status, 400, "{id}: {r:?}");
+        assert_eq!(
+            json_of(&r)["errorCode"],
+            "hawkbit.server.error.repo.constraintViolation",
+            "{r:?}"
+        );
+    }
+    assert_eq!(
+        poll(&gateway, &"y".repeat(128)).await["config"]["polling"]["sleep"],
+        "00:05:00"
+    );
+    for path in [
+        "/api/v1/devices/%3Cscript%3E",
+        "/api/v1/ddi/devices/a%2Fb/actions",
+    ] {
+        let r = ops.call(&ops.viewer, "GET", path, None).await;
+        assert_eq!(r.status, 400, "{path}: {r:?}");
+        assert_eq!(r.json()["error"], "invalid_device_id", "{r:?}");
+    }
+    let r = ops
+        .call(
+            &ops.admin,
+            "POST",
+            &format!(
+                "/api/v1/ddi/tenants/DEFAULT/devices/{}/token",
+                "z".repeat(129)
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 400, "{r:?}");
+
+    // Duplicate keys: the native poll (read as free JSON) and DDI bodies.
+    let mut native = ops.server.connect(&ops.fx.device("dup-1")).await;
+    let r = native
+        .send(
+            "POST",
+            "/device/v1/poll",
+            &[("Content-Type", "application/json")],
+            br#"{"hardware_id": "board-a", "firmware_version": "1.0.0", "security_version": 1, "firmware_version": "9.9.9"}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "{r:?}");
+    let e = r.json();
+    assert_eq!(e["error"], "malformed_json", "{e}");
+    assert!(
+        e["detail"].as_str().unwrap().contains("firmware_version"),
+        "{e}"
+    );
+    poll(&gateway, "dup-ddi").await;
+    let r = gateway
+        .send(
+            "PUT",
+            "/DEFAULT/controller/v1/dup-ddi/configData",
+            br#"{"mode": "merge", "data": {"a": "1", "a": "2"}}"#,
+        )
+        .await;
+    assert_eq!(r.status, 400, "{r:?}");
+
+    // Bad query strings: hawkBit's error document on DDI, {"error","detail"} on management.
+    let r = gateway
+        .get("/DEFAULT/controller/v1/dup-ddi/deploymentBase/1?actionHistory=many")
+        .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(
+        json_of(&r)["errorCode"],
+        "hawkbit.server.error.rest.param.invalid",
+        "{r:?}"
+    );
+    let r = ops
+        .call(
+            &ops.viewer,
+            "GET",
+            "/api/v1/campaigns/c-1/report?bogus=1",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 422, "{r:?}");
+    assert!(
+        r.json()["detail"].as_str().unwrap().contains("query"),
+        "{r:?}"
+    );
 }
