@@ -58,8 +58,11 @@ pub enum DeviceCommand {
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
-    /// Verify an exported audit log (JSON Lines): any edited, removed, duplicated or reordered
-    /// record fails, naming it. With --head and --count (a published head), a removed tail too.
+    /// Verify an exported audit log (JSON Lines) or the server's stored one: any edited,
+    /// removed, duplicated or reordered record fails, naming it. With --anchor-key, also against
+    /// the signed audit heads (stored with the log, given with --head FILE, found in the
+    /// transparency log with --log-url): a history rewritten with recomputed hashes, or cut
+    /// short, fails, naming the first bad or missing record.
     Verify {
         /// An exported log (JSON Lines); or give --db to check the server's stored log.
         #[arg(required_unless_present = "db", conflicts_with = "db")]
@@ -67,11 +70,34 @@ pub enum AuditCommand {
         /// The server's database (sqlite://PATH or postgres://...).
         #[arg(long)]
         db: Option<String>,
-        /// Expected head hash (hex) of the first --count records.
-        #[arg(long, requires = "count")]
-        head: Option<String>,
-        #[arg(long, requires = "head")]
+        /// The audit key's verifier key (`name+id+base64`, printed by `rampart server` and by
+        /// `rampart log vkey AUDIT_KEY`), or a file holding it. Repeatable (earlier keys).
+        #[arg(long = "anchor-key", value_name = "KEY")]
+        anchor_keys: Vec<String>,
+        /// A signed audit head (from `rampart audit head` or GET /api/v1/audit/head), kept off
+        /// the server; repeatable. With --count instead: a head hash (hex) published earlier.
+        #[arg(long = "head", value_name = "FILE")]
+        heads: Vec<String>,
+        /// With a hex --head: the number of records it covers.
+        #[arg(long, requires = "heads")]
         count: Option<u64>,
+        /// A transparency log the server appends its heads to (`--audit-log-url`); every head
+        /// in it signed by --anchor-key is checked. Needs --log-policy.
+        #[arg(long, requires_all = ["log_policy", "anchor_keys"])]
+        log_url: Option<String>,
+        /// The log's witness policy (log key, witnesses, quorum).
+        #[arg(long, requires = "log_url")]
+        log_policy: Option<PathBuf>,
+    },
+    /// Print the newest signed audit head stored with the server's log (a signed note), to keep
+    /// a copy off the server for `rampart audit verify --head FILE`.
+    Head {
+        /// The server's database (sqlite://PATH or postgres://...).
+        #[arg(long)]
+        db: String,
+        /// Write it to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Convert an exported audit log (JSON Lines) to CSV or a JSON array on stdout.
     Export {
@@ -232,28 +258,308 @@ fn read_records(
         })
 }
 
+/// Name of the audit keys `rampart server` creates (the signed notes' key name).
+pub const AUDIT_KEY_NAME: &str = "rampart-audit";
+
+/// Where `rampart server` keeps its audit key by default: `PATH.audit-key` next to a
+/// `sqlite://PATH` database; `None` for PostgreSQL and in-memory databases (give --audit-key).
+pub fn default_audit_key(db_url: &str) -> Option<PathBuf> {
+    let rest = db_url
+        .strip_prefix("sqlite://")
+        .or_else(|| db_url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" || rest.contains("mode=memory") {
+        return None;
+    }
+    Some(PathBuf::from(format!("{path}.audit-key")))
+}
+
+/// Reads the audit key at `path`, or creates it (mode 0600) if it does not exist. A key file
+/// others may read is refused: whoever holds the key can sign a rewritten history.
+pub fn load_or_create_audit_key(path: &Path) -> anyhow::Result<rampart_log::note::NoteSigner> {
+    use ring::rand::SecureRandom as _;
+    if !path.exists() {
+        let mut seed = [0u8; 32];
+        ring::rand::SystemRandom::new()
+            .fill(&mut seed)
+            .map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
+        let key = rampart_log::note::NoteSigner::from_seed(AUDIT_KEY_NAME, seed)?;
+        rampart_tuf_client::store::write_private(
+            path,
+            format!("{}\n", key.signer_key_string()).as_bytes(),
+        )
+        .with_context(|| format!("creating the audit key {}", path.display()))?;
+        return Ok(key);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path)
+            .with_context(|| format!("reading the audit key {}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            bail!(
+                "the audit key {} may be read by other users (mode {:o}): run `chmod 600 {}`",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
+        }
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the audit key {}", path.display()))?;
+    rampart_log::note::NoteSigner::parse_signer_key(text.trim()).with_context(|| {
+        format!(
+            "{} is not an audit key (a signed-note key from `rampart log keygen`)",
+            path.display()
+        )
+    })
+}
+
+/// The audit anchoring of `rampart server`: the key (given, or the default next to a SQLite
+/// database), the interval, and the transparency log heads are appended to.
+pub fn audit_anchor_config(
+    db_url: &str,
+    key: Option<&Path>,
+    interval_secs: u64,
+    log: Option<(&str, &Path)>,
+) -> anyhow::Result<Option<rampart_server::audit_anchor::AuditAnchorConfig>> {
+    let Some(path) = key
+        .map(Path::to_path_buf)
+        .or_else(|| default_audit_key(db_url))
+    else {
+        if log.is_some() {
+            bail!("--audit-log-url needs an audit key to sign the heads: give --audit-key FILE");
+        }
+        return Ok(None);
+    };
+    if interval_secs == 0 {
+        bail!("--audit-anchor-interval must be at least 1 second");
+    }
+    let log = match log {
+        Some((url, policy)) => {
+            let text = std::fs::read_to_string(policy)
+                .with_context(|| format!("reading the witness policy {}", policy.display()))?;
+            Some(rampart_server::audit_anchor::AuditLogTarget {
+                url: url.to_owned(),
+                policy: rampart_log::policy::WitnessPolicy::parse(&text)
+                    .with_context(|| format!("{} is not a witness policy", policy.display()))?,
+            })
+        }
+        None => None,
+    };
+    Ok(Some(rampart_server::audit_anchor::AuditAnchorConfig {
+        key: std::sync::Arc::new(load_or_create_audit_key(&path)?),
+        interval: Duration::from_secs(interval_secs),
+        log,
+    }))
+}
+
+/// Runs `future` on a runtime of its own (the audit commands talk to the database directly).
+fn block_on<F: std::future::Future>(future: F) -> anyhow::Result<F::Output> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(future))
+}
+
+/// `--anchor-key`: a verifier key, or a file holding one.
+fn read_anchor_key(value: &str) -> anyhow::Result<rampart_log::note::Verifier> {
+    let text = match std::fs::read_to_string(value) {
+        Ok(text) => text,
+        Err(_) => value.to_owned(),
+    };
+    rampart_log::note::Verifier::parse(text.trim()).with_context(|| {
+        format!(
+            "--anchor-key {value:?} is not a verifier key (name+id+base64) or a file holding one; print it with `rampart log vkey AUDIT_KEY`"
+        )
+    })
+}
+
+/// The audit heads in a transparency log that `keys` signed, each named by its entry, after
+/// checking the log's checkpoint against its witness policy and the tiles against the
+/// checkpoint.
+fn heads_from_log(
+    url: &str,
+    policy: &Path,
+    keys: &[rampart_log::note::Verifier],
+) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    use rampart_tlog::tiles::{HttpSource, LogSource as _, TreeReader};
+    let policy_text = std::fs::read_to_string(policy)
+        .with_context(|| format!("reading the witness policy {}", policy.display()))?;
+    let policy = rampart_log::policy::WitnessPolicy::parse(&policy_text)
+        .with_context(|| format!("{} is not a witness policy", policy.display()))?;
+    let source = HttpSource::new(url);
+    let checkpoint = rampart_log::note::Note::parse(
+        &source
+            .read("checkpoint")
+            .with_context(|| format!("reading the checkpoint of {url}"))?,
+    )
+    .context("the log's checkpoint is not a signed note")?;
+    let checkpoint = policy
+        .verify_checkpoint(&checkpoint)
+        .context("the log's checkpoint does not verify against the witness policy")?;
+    let mut reader = TreeReader::new(&source, checkpoint.size);
+    if checkpoint.size > 0 && reader.root()? != checkpoint.root {
+        bail!("the log's tiles do not hash to its checkpoint's root: the log is inconsistent");
+    }
+    let width = rampart_log::tiles::TILE_WIDTH;
+    let mut heads = Vec::new();
+    for bundle in 0..checkpoint.size.div_ceil(width) {
+        for (k, entry) in reader.entries(bundle)?.into_iter().enumerate() {
+            let index = bundle * width + k as u64;
+            if index >= checkpoint.size {
+                break;
+            }
+            if rampart_log::merkle::leaf_hash(&entry) != reader.node(0, index)? {
+                bail!(
+                    "entry {index} of {url} does not match its leaf hash: the log is inconsistent"
+                );
+            }
+            let is_head = rampart_log::note::Note::parse(&entry).is_ok_and(|note| {
+                note.text.starts_with(rampart_audit::HEAD_HEADER)
+                    && !note.verified_by(keys).is_empty()
+            });
+            if is_head {
+                heads.push((format!("the head in entry {index} of {url}"), entry));
+            }
+        }
+    }
+    Ok(heads)
+}
+
+/// `rampart audit verify --anchor-key`: the chain against every signed head found.
+fn verify_anchored(
+    file: Option<&Path>,
+    db: Option<&str>,
+    anchor_keys: &[String],
+    head_files: &[String],
+    log: Option<(&str, &Path)>,
+) -> anyhow::Result<()> {
+    let keys = anchor_keys
+        .iter()
+        .map(|k| read_anchor_key(k))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut given = Vec::new();
+    for path in head_files {
+        let note = std::fs::read(path).with_context(|| format!("reading the head {path}"))?;
+        given.push((path.clone(), note));
+    }
+    if let Some((url, policy)) = log {
+        let found = heads_from_log(url, policy, &keys)?;
+        if found.is_empty() {
+            eprintln!("note: {url} holds no audit head signed by the audit key");
+        }
+        given.extend(found);
+    }
+    let check = match (file, db) {
+        (None, Some(url)) => {
+            let url = url.to_owned();
+            block_on(async move {
+                let db = rampart_db::Db::connect(&url).await?;
+                let check =
+                    rampart_server::audit_anchor::verify_stored_log(&db, &keys, &given).await;
+                db.close().await;
+                anyhow::Ok(check)
+            })??
+            .context("AUDIT LOG TAMPERED")?
+        }
+        _ => {
+            let records = read_records(file, db)?;
+            let mut heads = Vec::new();
+            for (name, note) in &given {
+                heads.push(
+                    rampart_server::audit_anchor::signed_by_any(note, &keys)
+                        .with_context(|| format!("AUDIT LOG TAMPERED: {name}"))?,
+                );
+            }
+            let newest = *heads.iter().max_by_key(|h| h.size).context(
+                "no signed audit head to check an exported log against: give --head FILE or --log-url URL",
+            )?;
+            let chain = rampart_audit::verify_against_heads(&records, &heads)
+                .context("AUDIT LOG TAMPERED")?;
+            rampart_server::audit_anchor::AnchoredCheck {
+                chain,
+                heads: heads.len(),
+                newest,
+            }
+        }
+    };
+    println!(
+        "ok: {} records, head {}; consistent with {} signed audit head(s), the newest covering {} records (signed {})",
+        check.chain.count,
+        hex::encode(check.chain.head),
+        check.heads,
+        check.newest.size,
+        rampart_audit::rfc3339_from_unix(check.newest.time)
+            .unwrap_or_else(|| check.newest.time.to_string())
+    );
+    Ok(())
+}
+
 pub fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
     match cmd {
         AuditCommand::Verify {
             file,
             db,
-            head,
+            anchor_keys,
+            heads,
             count,
+            log_url,
+            log_policy,
         } => {
-            let records = read_records(file.as_deref(), db.as_deref())?;
-            let expected = match (head, count) {
-                (Some(h), Some(c)) => {
-                    let h: [u8; 32] = hex::decode(&h)
+            if !anchor_keys.is_empty() {
+                let log = log_url.as_deref().zip(log_policy.as_deref());
+                return verify_anchored(file.as_deref(), db.as_deref(), &anchor_keys, &heads, log);
+            }
+            let expected = match (heads.as_slice(), count) {
+                ([h], Some(c)) => {
+                    let h: [u8; 32] = hex::decode(h)
                         .ok()
                         .and_then(|v| v.try_into().ok())
-                        .context("--head must be 64 hex characters")?;
+                        .context("--head with --count must be 64 hex characters")?;
                     Some((h, c))
                 }
-                _ => None,
+                ([], None) => None,
+                (_, Some(_)) => bail!("--count goes with exactly one hex --head"),
+                (_, None) => bail!(
+                    "--head FILE is a signed audit head: give the audit key with --anchor-key KEY to check it"
+                ),
             };
+            let records = read_records(file.as_deref(), db.as_deref())?;
             let v =
                 rampart_audit::verify_against(&records, expected).context("AUDIT LOG TAMPERED")?;
             println!("ok: {} records, head {}", v.count, hex::encode(v.head));
+            if db.is_some() && expected.is_none() {
+                eprintln!(
+                    "note: without --anchor-key this checks the chain only; a history rewritten with recomputed hashes, or cut short, also passes"
+                );
+            }
+        }
+        AuditCommand::Head { db, out } => {
+            let head = block_on(async move {
+                let db = rampart_db::Db::connect(&db).await?;
+                let head = db.latest_audit_head().await;
+                db.close().await;
+                head
+            })??
+            .context(
+                "no audit head has been signed yet: the server signs one when it runs with an audit key (`rampart server --audit-key FILE`)",
+            )?;
+            match out {
+                Some(path) => {
+                    rampart_tuf_client::store::write_atomic(&path, head.note.as_bytes())
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!(
+                        "wrote the signed head over {} records to {}",
+                        head.tree_size,
+                        path.display()
+                    );
+                }
+                None => print!("{}", head.note),
+            }
         }
         AuditCommand::Export { file, db, format } => {
             let records = read_records(file.as_deref(), db.as_deref())?;

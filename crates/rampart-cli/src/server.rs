@@ -86,6 +86,22 @@ pub struct ServerArgs {
     /// connection may wait idle for its next request.
     #[arg(long, default_value_t = rampart_server::connections::DEFAULT_HEADER_TIMEOUT.as_secs())]
     header_timeout: u64,
+    /// The audit key (an Ed25519 signed-note key) that signs heads of the audit log, created
+    /// (mode 0600) on first use. Default: PATH.audit-key next to a sqlite://PATH database; with
+    /// PostgreSQL no heads are signed unless it is given. Its verifier key is printed at start
+    /// (and by `rampart log vkey FILE`) for `rampart audit verify --anchor-key`.
+    #[arg(long)]
+    audit_key: Option<PathBuf>,
+    /// Seconds between signed audit heads (one is signed only when records were added).
+    #[arg(long, default_value_t = rampart_server::audit_anchor::DEFAULT_ANCHOR_INTERVAL.as_secs())]
+    audit_anchor_interval: u64,
+    /// A transparency log (`rampart log serve`) every signed audit head is appended to, so its
+    /// witnesses vouch for it. Needs --audit-log-policy.
+    #[arg(long, requires = "audit_log_policy")]
+    audit_log_url: Option<String>,
+    /// The witness policy of --audit-log-url (log key, witnesses, quorum).
+    #[arg(long, requires = "audit_log_url")]
+    audit_log_policy: Option<PathBuf>,
 }
 
 /// `LISTENER=MAX[/PER_SOURCE]` of `--connection-cap`.
@@ -149,6 +165,14 @@ pub fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
     )
     .context("building the mutual-TLS configuration")?;
     let mut config = ServerConfig::new(args.db.clone(), tls, args.listen);
+    config.audit_anchor = crate::fleet::audit_anchor_config(
+        &args.db,
+        args.audit_key.as_deref(),
+        args.audit_anchor_interval,
+        args.audit_log_url
+            .as_deref()
+            .zip(args.audit_log_policy.as_deref()),
+    )?;
     config.metrics_listen = args.metrics_listen;
     config.poll_interval_secs = args.poll_interval;
     config.last_seen_flush_interval = Duration::from_millis(args.last_seen_flush_ms.max(1));
@@ -237,7 +261,17 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        let audit_key = config
+            .audit_anchor
+            .as_ref()
+            .map(|a| a.key.verifier_key_string());
         let server = rampart_server::Server::bind(config).await?;
+        match audit_key {
+            Some(key) => println!("audit heads signed with key {key}"),
+            None => println!(
+                "audit heads are not signed (no --audit-key): `rampart audit verify` cannot detect a rewritten history"
+            ),
+        }
         // Tests and scripts read these lines to find the bound ports.
         println!("device API listening on {}", server.local_addr());
         if let Some(addr) = server.metrics_addr() {
