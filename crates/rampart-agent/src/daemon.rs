@@ -135,6 +135,9 @@ pub fn update_from_server(
     };
     let running = state.committed.and_then(|s| state.slots.get(&s));
     if running.is_some_and(|c| c.target == assignment.target) {
+        // The device runs what it is assigned (a fleet rollback replaced the release it was
+        // installing): an interrupted install of another release is no longer wanted.
+        device.abandon_install(state)?;
         return Ok((Pass::UpToDate, poll.interval_secs));
     }
     // A release rolled back here is refused (as `Device::install` refuses it) before it is

@@ -209,14 +209,18 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         8,
         "Campaign 2: 3.0.0 — it fails health checks on board-a; nobody intervenes",
     );
+    // The canary's verdict waits for every canary device's result: successes come back before
+    // rollbacks (a rollback takes one more reboot), so with fewer results needed, how fast the
+    // machine runs could let a canary pass on its first successes.
+    let canary = (a.devices / 50).max(10);
     let bad = start_campaign(
         &api,
         json!({
             "name": "fleet to 3.0.0",
             "release": "fw-3.0.0.img",
             "targets": {"filter": {"firmware_version": "2.0.0"}},
-            "phases": {"canary": {"devices": (a.devices / 50).max(10)}, "waves": [{"percent": 20}, {"percent": 100}]},
-            "gate": {"min_success_pct": 95, "max_failure_pct": 10, "min_results": 5, "min_observation_secs": 3},
+            "phases": {"canary": {"devices": canary}, "waves": [{"percent": 20}, {"percent": 100}]},
+            "gate": {"min_success_pct": 95, "max_failure_pct": 10, "min_results": canary, "min_observation_secs": 3},
             "on_breach": "pause",
             "rollback_on_breach": true,
         }),

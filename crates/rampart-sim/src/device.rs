@@ -902,6 +902,8 @@ impl VirtualDevice {
         };
         let running = run.state.committed.and_then(|s| run.state.slots.get(&s));
         if running.is_some_and(|c| c.target == assignment.target) {
+            // As the daemon: an interrupted install of another release is no longer wanted.
+            self.abandon_install(&mut run.state);
             return Ok(PassEnd::Done(true));
         }
         // Refused before it is verified or reported as downloading (as the daemon does).

@@ -799,6 +799,41 @@ fn interrupted_downloads_resume_from_the_last_checkpoint() {
     assert_eq!(b.counter(|c| &c.download_errors), 3);
 }
 
+/// An install interrupted mid-download whose assignment then becomes the release the device
+/// already runs (a fleet rollback replacing a halted campaign's release) is abandoned at the
+/// next poll: the device settles, instead of staying "installing" a release nobody wants.
+#[test]
+fn an_interrupted_install_is_abandoned_when_the_running_release_is_assigned() {
+    let mut b = fleet(3, |s| {
+        s.timing.checkpoint_bytes = 10_000;
+        s.timing.checkpoint_every = Duration::ZERO;
+    });
+    b.fake.state().drop_after = Some(25_000);
+    b.fake.assign("asg-2", V2, UpdateKind::Forced);
+    for _ in 0..600 {
+        if b.counter(|c| &c.download_errors) == 3 {
+            break;
+        }
+        b.run_for(1);
+    }
+    assert_eq!(
+        b.counter(|c| &c.download_errors),
+        3,
+        "every download dropped"
+    );
+    assert!(
+        b.statuses().iter().all(|s| s.phase == "installing"),
+        "{:#?}",
+        b.statuses()
+    );
+    // The fleet rollback: the release they run is assigned instead.
+    b.fake.assign("asg-2:rollback", V1, UpdateKind::Forced);
+    b.run_for(120);
+    b.assert_all_settled();
+    assert_eq!(b.versions(), BTreeMap::from([("1.0.0".to_owned(), 3)]));
+    assert_eq!(b.counter(|c| &c.installs), 0);
+}
+
 #[test]
 fn slow_links_download_in_slices_and_offline_devices_catch_up() {
     let mut b = fleet(20, |s| {

@@ -336,9 +336,9 @@ impl World {
     }
 
     /// Waits until the server's inventory shows these versions.
-    fn wait_for_versions(&self, want: &[(&str, u64)], timeout: Duration) {
+    fn wait_for_versions(&self, want: &[(&str, u64)]) {
         let want: Vec<(String, u64)> = want.iter().map(|(v, n)| (v.to_string(), *n)).collect();
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + SETTLE_LIMIT;
         loop {
             let have = self.server_versions();
             if have == want {
@@ -363,6 +363,22 @@ impl World {
             .unwrap()
             .clone()
     }
+
+    /// A device's reports once one with `status` is among them.
+    fn wait_for_report(&self, device: &str, status: &str) -> Vec<Value> {
+        let deadline = Instant::now() + SETTLE_LIMIT;
+        loop {
+            let reports = self.reports(device);
+            if reports.iter().any(|r| r["status"] == status) {
+                return reports;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {status} report from {device}: {reports:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 impl Drop for World {
@@ -375,9 +391,14 @@ impl Drop for World {
     }
 }
 
+/// The longest any test here waits for the fleet or the server to reach a state: a bound for a
+/// stuck fleet, not a schedule (the tests wait on state, so a busy machine only makes them
+/// slower).
+const SETTLE_LIMIT: Duration = Duration::from_secs(300);
+
 /// Waits until every device has settled (nothing in progress, results stored by the server).
-fn wait_settled(h: &FleetHandle, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
+fn wait_settled(h: &FleetHandle) {
+    let deadline = Instant::now() + SETTLE_LIMIT;
     loop {
         let unsettled: Vec<_> = h
             .devices()
@@ -398,8 +419,8 @@ fn wait_settled(h: &FleetHandle, timeout: Duration) {
     }
 }
 
-fn wait(h: &FleetHandle, secs: u64, what: &str, done: impl FnMut(&Stats) -> bool) -> Stats {
-    h.wait_until(Duration::from_secs(secs), done)
+fn wait(h: &FleetHandle, what: &str, done: impl FnMut(&Stats) -> bool) -> Stats {
+    h.wait_until(SETTLE_LIMIT, done)
         .unwrap_or_else(|s| panic!("timed out waiting for {what}: {s}"))
 }
 
@@ -410,18 +431,18 @@ fn two_hundred_devices_install_an_assigned_release() {
     let w = World::with_poll_interval(3);
     let h = Fleet::build(w.spec(200, "inst"), &w.ca).unwrap().start();
     // Every device polls and enrols with its facts before the assignment selects them.
-    w.wait_for_versions(&[("1.0.0", 200)], Duration::from_secs(60));
+    w.wait_for_versions(&[("1.0.0", 200)]);
     let asg = w.assign(json!({"target": V2, "hardware_id": "board-a"}));
-    let s = wait(&h, 120, "200 installs", |s| {
+    let s = wait(&h, "200 installs", |s| {
         s.installs == 200 && s.on_version("2.0.0") == 200
     });
     assert_eq!(s.verification_failures, 0, "{s}");
     assert_eq!(s.rollbacks, 0, "{s}");
     assert_eq!(s.bricked, 0, "{s}");
     assert_eq!(s.downloads, 200, "{s}");
-    wait_settled(&h, Duration::from_secs(30));
+    wait_settled(&h);
     // The server's view: facts from the next poll, every result stored.
-    w.wait_for_versions(&[("2.0.0", 200)], Duration::from_secs(30));
+    w.wait_for_versions(&[("2.0.0", 200)]);
     let progress = w.progress(&asg);
     assert_eq!(progress["installed"], 200, "{progress}");
     let reports = w.reports("inst-00007");
@@ -466,17 +487,14 @@ fn a_health_check_fault_rolls_one_model_back_and_the_other_installs() {
     let n_a = board_a.len() as u64;
     assert!(n_a > 0 && n_a < 60, "{n_a}");
     let h = fleet.start();
-    w.wait_for_versions(&[("1.0.0", 60)], Duration::from_secs(60));
+    w.wait_for_versions(&[("1.0.0", 60)]);
     // Selected by the tag the devices report.
     let asg = w.assign(json!({"target": V3, "tag": "wave1"}));
-    let s = wait(&h, 120, "every result", |s| s.installs + s.rollbacks == 60);
+    let s = wait(&h, "every result", |s| s.installs + s.rollbacks == 60);
     assert_eq!(s.rollbacks, n_a, "{s}");
     assert_eq!(s.installs, 60 - n_a, "{s}");
-    wait_settled(&h, Duration::from_secs(30));
-    w.wait_for_versions(
-        &[("1.0.0", n_a), ("3.0.0", 60 - n_a)],
-        Duration::from_secs(30),
-    );
+    wait_settled(&h);
+    w.wait_for_versions(&[("1.0.0", n_a), ("3.0.0", 60 - n_a)]);
     let progress = w.progress(&asg);
     assert_eq!(progress["rolled_back"], n_a, "{progress}");
     assert_eq!(progress["installed"], 60 - n_a, "{progress}");
@@ -519,7 +537,7 @@ fn a_health_check_fault_rolls_one_model_back_and_the_other_installs() {
 
     // Still assigned, never installed again: polls refuse it before downloading.
     let downloads = s.downloads;
-    let later = wait(&h, 30, "refusals", |s| s.refused_rolled_back >= 2 * n_a);
+    let later = wait(&h, "refusals", |s| s.refused_rolled_back >= 2 * n_a);
     assert_eq!(later.downloads, downloads, "{later}");
     assert_eq!(later.rollbacks, n_a, "{later}");
 }
@@ -539,9 +557,9 @@ fn a_tampered_artifact_fails_its_hash_and_nothing_is_activated() {
     std::fs::write(&file, bytes).unwrap();
 
     let h = Fleet::build(w.spec(20, "tamper"), &w.ca).unwrap().start();
-    w.wait_for_versions(&[("1.0.0", 20)], Duration::from_secs(60));
+    w.wait_for_versions(&[("1.0.0", 20)]);
     w.assign(json!({"target": V2, "hardware_id": "board-a"}));
-    let s = wait(&h, 60, "20 refusals", |s| s.install_failures >= 20);
+    let s = wait(&h, "20 refusals", |s| s.install_failures >= 20);
     assert_eq!(s.installs, 0, "{s}");
     assert_eq!(s.on_version("1.0.0"), 20, "{s}");
     for d in h.devices() {
@@ -559,24 +577,14 @@ fn a_tampered_artifact_fails_its_hash_and_nothing_is_activated() {
         assert!(matches!(d.phase, "idle" | "installing"), "{d:?}");
     }
     // The counter moves when the device refuses; its report reaches the server a moment later.
-    let mut reports = Vec::new();
-    for _ in 0..300 {
-        reports = w.reports("tamper-00003");
-        if reports.iter().any(|r| r["status"] == "failed") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let failed = reports
-        .iter()
-        .find(|r| r["status"] == "failed")
-        .unwrap_or_else(|| panic!("no failed report: {reports:#?}"));
+    let reports = w.wait_for_report("tamper-00003", "failed");
+    let failed = reports.iter().find(|r| r["status"] == "failed").unwrap();
     assert_eq!(failed["details"]["reason"], "hash_mismatch", "{failed}");
     assert!(
         reports.iter().all(|r| r["status"] != "rebooting"),
         "{reports:#?}"
     );
-    w.wait_for_versions(&[("1.0.0", 20)], Duration::from_secs(5));
+    w.wait_for_versions(&[("1.0.0", 20)]);
 }
 
 #[test]
@@ -592,13 +600,13 @@ fn power_cuts_during_installs_converge_against_the_server() {
     spec.timing.checkpoint_bytes = 8 * 1024;
     spec.timing.checkpoint_every = Duration::ZERO;
     let h = Fleet::build(spec, &w.ca).unwrap().start();
-    w.wait_for_versions(&[("1.0.0", 40)], Duration::from_secs(60));
+    w.wait_for_versions(&[("1.0.0", 40)]);
     let asg = w.assign(json!({"target": V2, "hardware_id": "board-a"}));
     let asg_b = w.assign(json!({"target": V2, "hardware_id": "board-b"}));
-    let s = wait(&h, 120, "every result", |s| s.installs + s.rollbacks == 40);
+    let s = wait(&h, "every result", |s| s.installs + s.rollbacks == 40);
     assert!(s.crashes >= 25, "{s}");
     assert_eq!(s.bricked, 0, "{s}");
-    wait_settled(&h, Duration::from_secs(30));
+    wait_settled(&h);
     let devices = h.devices();
     let on = |v: &str| devices.iter().filter(|d| d.version == v).count() as u64;
     assert_eq!(on("1.0.0") + on("2.0.0"), 40);
@@ -613,7 +621,6 @@ fn power_cuts_during_installs_converge_against_the_server() {
             .into_iter()
             .filter(|(_, n)| *n > 0)
             .collect::<Vec<_>>(),
-        Duration::from_secs(30),
     );
     let (a, b) = (w.progress(&asg), w.progress(&asg_b));
     let count = |p: &Value, k: &str| p[k].as_u64().unwrap_or(0);
@@ -639,23 +646,16 @@ fn devices_provisioned_with_a_log_policy_refuse_unlogged_releases() {
         release_key: vendor.verifier_key_string(),
     });
     let h = Fleet::build(spec, &w.ca).unwrap().start();
-    w.wait_for_versions(&[("1.0.0", 5)], Duration::from_secs(60));
+    w.wait_for_versions(&[("1.0.0", 5)]);
     w.assign(json!({"target": V2, "hardware_id": "board-a"}));
-    let s = wait(&h, 60, "refusals", |s| s.verification_failures >= 5);
+    let s = wait(&h, "refusals", |s| s.verification_failures >= 5);
     assert_eq!(s.downloads, 0, "{s}");
     // The counter moves when the device refuses; its report reaches the server a moment later.
-    let mut reports = Vec::new();
-    for _ in 0..300 {
-        reports = w.reports("logged-00001");
-        if reports.iter().any(|r| r["status"] == "verification_failed") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let reports = w.wait_for_report("logged-00001", "verification_failed");
     let refused = reports
         .iter()
         .find(|r| r["status"] == "verification_failed")
-        .unwrap_or_else(|| panic!("{reports:#?}"));
+        .unwrap();
     assert_eq!(
         refused["details"]["reason"], "not_in_transparency_log",
         "{refused}"
@@ -690,7 +690,7 @@ fn download_only_campaigns_stage_the_release_and_a_forced_assignment_activates_i
     let fleet = Fleet::build(w.spec(12, "stage"), &w.ca).unwrap();
     let ids: Vec<String> = fleet.devices().into_iter().map(|d| d.id).collect();
     let h = fleet.start();
-    w.wait_for_versions(&[("1.0.0", 12)], Duration::from_secs(60));
+    w.wait_for_versions(&[("1.0.0", 12)]);
     let (status, created) = w.call(
         "POST",
         "/api/v1/campaigns",
@@ -703,10 +703,10 @@ fn download_only_campaigns_stage_the_release_and_a_forced_assignment_activates_i
         }, "start": true})),
     );
     assert_eq!(status, 201, "{created}");
-    let s = wait(&h, 60, "12 staged downloads", |s| s.downloaded == 12);
+    let s = wait(&h, "12 staged downloads", |s| s.downloaded == 12);
     assert_eq!(s.installs, 0, "{s}");
     assert_eq!(s.downloads, 12, "{s}");
-    wait_settled(&h, Duration::from_secs(30));
+    wait_settled(&h);
     for d in h.devices() {
         assert_eq!(d.version, "1.0.0", "{d:?}");
         assert_eq!(d.boots, 1, "not activated: {d:?}");
@@ -722,7 +722,7 @@ fn download_only_campaigns_stage_the_release_and_a_forced_assignment_activates_i
     assert!(reports.iter().all(|r| r["status"] != "rebooting"));
     // The staged slot stays marked bad (never booted until activated); the server learns it
     // from the next poll's slot facts.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + SETTLE_LIMIT;
     loop {
         let device = w.get("/api/v1/devices/stage-00004");
         if device["device"]["slots"] == json!({"a": "active", "b": "bad"}) {
@@ -733,11 +733,11 @@ fn download_only_campaigns_stage_the_release_and_a_forced_assignment_activates_i
     }
 
     w.assign(json!({"target": V2, "hardware_id": "board-a"}));
-    let s = wait(&h, 60, "12 installs", |s| s.installs == 12);
+    let s = wait(&h, "12 installs", |s| s.installs == 12);
     assert_eq!(
         s.downloads, 12,
         "activated from the slot, not downloaded again: {s}"
     );
-    wait_settled(&h, Duration::from_secs(30));
-    w.wait_for_versions(&[("2.0.0", 12)], Duration::from_secs(10));
+    wait_settled(&h);
+    w.wait_for_versions(&[("2.0.0", 12)]);
 }
