@@ -94,6 +94,7 @@ paths={
  "/api/v1/ddi/tenants/{name}/devices/{id}/token": {"post": mgmt("Issue a device's TargetToken, returned once; registers the device if new (audited)", "admin", {"201": ok("The token", {"type":"object","properties":{"device":{"type":"string"},"tenant":{"type":"string"},"target_token":{"type":"string"}}}), "404": err("Unknown tenant"), "409": err("The device belongs to another tenant"), "422": err("Bad device id or hardware id")}, [p("name","Tenant name"), p("id","Controller (device) id")],
       {"required": False, "content": {"application/json": {"schema": {"type":"object","additionalProperties":False,"properties":{"hardware_id":{"type":"string","description":"The device's hardware id (DDI clients do not report one)"}}}}}}, tag="ddi")},
  "/api/v1/ddi/devices/{id}/actions": {"get": mgmt("A device's DDI actions, newest first", "read", {"200": ok("Actions", {"type":"object","properties":{"device":{"type":"string"},"actions":{"type":"array","items":{"$ref":"#/components/schemas/DdiAction"}}}})}, [p("id","Device id")], tag="ddi")},
+ "/api/v1/ddi/devices/{id}": {"delete": mgmt("Delete a device and everything stored of it (reports, DDI actions, assignment, memberships; audited): how an operator resolves a row the wrong identity enrolled; the device enrols afresh at its next contact", "admin", {"200": ok("Deleted", obj), "404": err("Unknown device")}, [p("id","Device id")], tag="ddi")},
 }
 def ddi(summary, responses, params=(), request=None, method_note=None):
     op={"summary": summary, "tags":["ddi"], "security":[{"targetToken":[]},{"gatewayToken":[]},{"mtls":[]}],
@@ -134,6 +135,7 @@ def shared_answers(path, method, op):
     if path.startswith("/api/"):
         add("401", "Missing, unknown or revoked bearer token")
         add("403", "The token's role lacks the permission")
+        add("429", "Too many failed authentications from this address: slowed down, retry after Retry-After")
         add("503", "The database is unavailable; retry later (Retry-After)")
         if writes:
             add("503", "the stored audit log does not verify: no change is accepted until an auditor runs `rampart audit verify`")
@@ -153,6 +155,7 @@ def shared_answers(path, method, op):
         return {code: err("; ".join(r)) for code, r in reasons.items()}
     if path.startswith("/device/"):
         add("403", "Device revoked in the inventory")
+        add("409", "The certificate's device id names a device row a DDI token enrolled (error enrolled_by_token; an operator resolves it)")
         add("503", "Storage unavailable; retry later (Retry-After)")
         if has_body:
             add("400", "The body is not JSON (malformed or duplicate keys) or could not be read")
@@ -165,6 +168,8 @@ def shared_answers(path, method, op):
     add("400", "A controller, action or module id outside its grammar, or a bad query value")
     add("401", "Unknown tenant; missing, wrong or disabled credential; a device of another tenant")
     add("403", "Device revoked")
+    add("409", "A client certificate for a device row a token enrolled, or another identity enrolled the controller concurrently")
+    add("429", "Too many failed authentications from this address: slowed down, retry after Retry-After")
     add("503", "Storage or the image repository unavailable; retry later")
     if path != ddi_base:
         add("404", "The controller is not registered (only a poll registers one)")
