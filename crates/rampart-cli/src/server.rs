@@ -62,6 +62,24 @@ pub struct ServerArgs {
     /// Days each signed director targets metadata stays valid.
     #[arg(long, default_value_t = 7)]
     director_expiry_days: u32,
+    /// A timestamp key of --repo (file:PATH, passphrase from RAMPART_KEY_PASSPHRASE, or
+    /// pkcs11:token=..;object=..; repeat up to the role's threshold): the server renews the
+    /// timestamp before it expires, so updates never stop for want of a `rampart repo publish`.
+    #[arg(long = "timestamp-key", requires = "repo")]
+    timestamp_keys: Vec<String>,
+    /// A snapshot key of --repo (as --timestamp-key): the server renews the snapshot too.
+    #[arg(long = "snapshot-key", requires = "timestamp_keys")]
+    snapshot_keys: Vec<String>,
+    /// Renew the timestamp (and snapshot) once less than this fraction of its validity is left.
+    #[arg(long, default_value_t = rampart_server::renewal::DEFAULT_RENEW_WHEN_REMAINING)]
+    renew_when_remaining: f64,
+    /// Seconds between looks at the metadata's expiries (renewals, metrics, warnings).
+    #[arg(long, default_value_t = rampart_server::renewal::DEFAULT_METADATA_CHECK_INTERVAL.as_secs())]
+    metadata_check_secs: u64,
+    /// Warn this many days before an offline role (root, targets, delegated roles, the
+    /// director root) expires: a person with its offline keys must sign a new version.
+    #[arg(long, default_value_t = rampart_server::renewal::DEFAULT_OFFLINE_WARNING.as_secs() / 86_400)]
+    expiry_warning_days: u64,
     /// Address of the hawkBit DDI API (HTTPS with --cert/--key) for SWUpdate, RAUC and other
     /// hawkBit clients; tenants and tokens come from `rampart ddi`.
     #[arg(long)]
@@ -232,6 +250,22 @@ pub fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
             Duration::from_secs(u64::from(args.director_expiry_days.max(1)) * 86_400);
         config.director = Some(director);
     }
+    let open_keys = |refs: &[String], role: &str| {
+        refs.iter()
+            .map(|r| {
+                rampart_keys::open_signer(r)
+                    .map(std::sync::Arc::from)
+                    .with_context(|| format!("opening the {role} key {r}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+    };
+    config.metadata = rampart_server::renewal::MetadataConfig {
+        timestamp_keys: open_keys(&args.timestamp_keys, "timestamp")?,
+        snapshot_keys: open_keys(&args.snapshot_keys, "snapshot")?,
+        renew_when_remaining: args.renew_when_remaining,
+        check_interval: Duration::from_secs(args.metadata_check_secs),
+        offline_warning: Duration::from_secs(args.expiry_warning_days.saturating_mul(86_400)),
+    };
     Ok(config)
 }
 
@@ -442,6 +476,7 @@ pub fn audit_jsonl_from_db(url: &str) -> anyhow::Result<Vec<u8>> {
         Ok(out)
     })
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -998,7 +998,8 @@ impl Repository {
     /// and, with `snapshot_signers`, a new snapshot listing the same targets versions as the
     /// current one (so a release added with `--no-publish` stays unpublished). Takes the
     /// repository's lock if it is free; `Ok(None)` if another writer holds it (try again later).
-    /// The signers must be the roles' keys in the current root ([`Self::check_online_signers`]).
+    /// The signers must be the roles' keys in the current root ([`Self::check_online_signers`],
+    /// checked here too: a key rotated out since is refused, not used).
     pub fn renew_published(
         &self,
         snapshot_signers: Option<&[&dyn Signer]>,
@@ -1008,6 +1009,10 @@ impl Repository {
         let Some(_lock) = self.try_lock()? else {
             return Ok(None);
         };
+        self.check_online_signers(RoleType::Timestamp, timestamp_signers)?;
+        if let Some(signers) = snapshot_signers {
+            self.check_online_signers(RoleType::Snapshot, signers)?;
+        }
         let ts_path = self.metadata_dir().join("timestamp.json");
         let current =
             Metadata::<Timestamp>::from_bytes("timestamp", &read_file(&ts_path, 1 << 20)?)?;

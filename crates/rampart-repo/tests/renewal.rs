@@ -194,6 +194,12 @@ fn renewal_waits_for_another_writer_and_refuses_keys_the_root_does_not_trust() {
                 .contains("is not a timestamp key of root v1"),
         "{err}"
     );
+    // Renewing with a key the root does not trust (e.g. rotated out) writes nothing.
+    let err = repo
+        .renew_published(None, &[snap.as_ref()], NOW)
+        .unwrap_err();
+    assert!(matches!(&err, RepoError::BadRoleKeys { .. }), "{err}");
+    assert_eq!(timestamp(&repo).version(), 2);
     let err = repo
         .check_online_signers(RoleType::Snapshot, &[])
         .unwrap_err();

@@ -30,7 +30,7 @@ const MAX_CACHED_LOOKUPS: usize = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum HostedRepoError {
     #[error(
-        "the image repository in {dir} does not verify: {reason}; check it with `rampart repo verify {dir}` (an expired timestamp needs `rampart repo publish {dir}`)"
+        "the image repository in {dir} does not verify: {reason}; check it with `rampart repo verify {dir}` (an expired timestamp needs `rampart repo publish {dir}`, or the server's --timestamp-key to renew it automatically)"
     )]
     Invalid { dir: String, reason: String },
     #[error("reading the image repository in {dir}: {reason}")]
@@ -107,6 +107,12 @@ impl HostedRepo {
             dir: self.dir.display().to_string(),
             reason: e.to_string(),
         }
+    }
+
+    /// Forgets the loaded view, so the next request verifies the directory again (after the
+    /// server renewed its metadata, devices get the new timestamp at once).
+    pub(crate) fn reload(&self) {
+        *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     fn stamp(&self) -> Stamp {

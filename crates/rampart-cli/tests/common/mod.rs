@@ -92,14 +92,25 @@ impl ServerChild {
         prefix: &'static str,
         timeout: std::time::Duration,
     ) -> ServerChild {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rampart"));
+        command.args(args);
+        Self::start_command(command, stderr_log, prefix, timeout)
+    }
+
+    /// [`Self::start`] for a prepared command (e.g. with its own environment).
+    pub fn start_command(
+        mut command: Command,
+        stderr_log: &Path,
+        prefix: &'static str,
+        timeout: std::time::Duration,
+    ) -> ServerChild {
         use std::io::BufRead as _;
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(stderr_log)
             .expect("open the stderr log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rampart"))
-            .args(args)
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
@@ -128,9 +139,9 @@ impl ServerChild {
             None => {
                 let _ = server.child.kill();
                 let status = server.child.wait();
-                let args: Vec<String> = args
-                    .iter()
-                    .map(|a| a.as_ref().to_string_lossy().into_owned())
+                let args: Vec<String> = command
+                    .get_args()
+                    .map(|a| a.to_string_lossy().into_owned())
                     .collect();
                 panic!(
                     "`rampart {}` did not start listening (exit status {status:?}); its stderr:\n{}",
@@ -192,5 +203,56 @@ impl Drop for StderrOnPanic {
                 tail(&self.0)
             );
         }
+    }
+}
+
+/// The `rampart-agent` binary, built (or found up to date) beside the `rampart` binary.
+///
+/// It is another package's binary: `cargo test -p rampart-cli` does not build it, so this runs
+/// `cargo build -p rampart-agent --bin rampart-agent` with the same profile and target
+/// directory (cargo releases its build lock before running tests, so this does not deadlock).
+pub fn agent_binary() -> std::path::PathBuf {
+    let rampart = Path::new(env!("CARGO_BIN_EXE_rampart"));
+    let bin = rampart.with_file_name("rampart-agent");
+    let profile_dir = rampart
+        .parent()
+        .expect("the rampart binary has a directory");
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev",
+        Some(name) => name,
+        None => panic!("cannot tell the profile from {}", rampart.display()),
+    };
+    let target_dir = profile_dir.parent().expect("a target directory");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(&cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "rampart-agent",
+            "--bin",
+            "rampart-agent",
+        ])
+        .args(["--profile", profile])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .output();
+    match out {
+        Ok(out) if out.status.success() && bin.exists() => bin,
+        Ok(out) => panic!(
+            "building the rampart-agent binary failed ({}); build it with `cargo build -p rampart-agent` \
+             (expected at {}):\n{}",
+            out.status,
+            bin.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => panic!(
+            "could not run {} to build rampart-agent ({e}); build it with `cargo build -p rampart-agent` \
+             (expected at {})",
+            cargo.to_string_lossy(),
+            bin.display()
+        ),
     }
 }
