@@ -447,11 +447,13 @@ fn verify_anchored(
         let note = std::fs::read(path).with_context(|| format!("reading the head {path}"))?;
         given.push((path.clone(), note));
     }
+    let mut from_log = None;
     if let Some((url, policy)) = log {
         let found = heads_from_log(url, policy, &keys)?;
         if found.is_empty() {
             eprintln!("note: {url} holds no audit head signed by the audit key");
         }
+        from_log = Some(found.len());
         given.extend(found);
     }
     let check = match (file, db) {
@@ -488,10 +490,11 @@ fn verify_anchored(
         }
     };
     println!(
-        "ok: {} records, head {}; consistent with {} signed audit head(s), the newest covering {} records (signed {})",
+        "ok: {} records, head {}; consistent with {} signed audit head(s){}, the newest covering {} records (signed {})",
         check.chain.count,
         hex::encode(check.chain.head),
         check.heads,
+        from_log.map_or(String::new(), |n| format!(" ({n} from the transparency log)")),
         check.newest.size,
         rampart_audit::rfc3339_from_unix(check.newest.time)
             .unwrap_or_else(|| check.newest.time.to_string())

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::{ServerChild, fails, ok, rampart, s};
 
-fn start_server(w: &Path, db: &str) -> ServerChild {
+fn start_server(w: &Path, db: &str, extra: &[&str]) -> ServerChild {
     let ca = rampart_pki::CertificateAuthority::generate("Audit Test CA", 30).unwrap();
     let server_cert = ca.issue_server(&["127.0.0.1"], 30).unwrap();
     let now = SystemTime::now();
@@ -39,7 +39,10 @@ fn start_server(w: &Path, db: &str) -> ServerChild {
             s(&w.join("crl.pem")),
             "--audit-anchor-interval",
             "1",
-        ],
+        ]
+        .iter()
+        .chain(extra)
+        .collect::<Vec<_>>(),
         &w.join("server.stderr"),
         "device API listening on ",
         Duration::from_secs(60),
@@ -102,7 +105,7 @@ fn audit_verify_detects_a_rewritten_or_truncated_history_against_signed_heads() 
     let dir = tempfile::tempdir().unwrap();
     let w = dir.path();
     let db = format!("sqlite://{}", w.join("server.db").display());
-    let mut server = start_server(w, &db);
+    let mut server = start_server(w, &db, &[]);
     let key = server
         .line_after("audit heads signed with key ", Duration::from_secs(10))
         .expect("the server prints its audit key");
@@ -244,4 +247,155 @@ fn audit_verify_detects_a_rewritten_or_truncated_history_against_signed_heads() 
             )),
         "{out}"
     );
+}
+
+/// A helper process (log, witness) that prints `listening on URL`.
+fn start_listening(w: &Path, args: &[&str], name: &str) -> ServerChild {
+    ServerChild::start(
+        args,
+        &w.join(format!("{name}.stderr")),
+        "listening on ",
+        Duration::from_secs(60),
+    )
+}
+
+#[test]
+fn audit_heads_are_appended_to_the_transparency_log_and_checked_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    let keygen = |name: &str, witness: bool| {
+        let path = w.join(format!("{}.key", name.replace('/', "_")));
+        let mut args = vec!["log", "keygen", "--name", name, "--out", s(&path)];
+        if witness {
+            args.push("--witness");
+        }
+        let vkey = ok(rampart(&args)).trim().to_owned();
+        (path, vkey)
+    };
+    let (log_key, log_vkey) = keygen("log.example/audit", false);
+    let (witness_key, witness_vkey) = keygen("w1.example", true);
+    let witness = start_listening(
+        w,
+        &[
+            "witness",
+            "serve",
+            "--key",
+            s(&witness_key),
+            "--state",
+            s(&w.join("w1-state")),
+            "--listen",
+            "127.0.0.1:0",
+            "--log",
+            &log_vkey,
+        ],
+        "witness",
+    );
+    let policy = w.join("policy.txt");
+    std::fs::write(
+        &policy,
+        format!("log {log_vkey}\nwitness {witness_vkey}\nquorum 1\n"),
+    )
+    .unwrap();
+    let witness_arg = format!("{}={witness_vkey}", witness.listening);
+    let log = start_listening(
+        w,
+        &[
+            "log",
+            "serve",
+            "--dir",
+            s(&w.join("log")),
+            "--key",
+            s(&log_key),
+            "--listen",
+            "127.0.0.1:0",
+            "--quorum",
+            "1",
+            "--publish-interval-ms",
+            "50",
+            "--witness",
+            &witness_arg,
+        ],
+        "log",
+    );
+
+    let db = format!("sqlite://{}", w.join("server.db").display());
+    let mut server = start_server(
+        w,
+        &db,
+        &[
+            "--audit-log-url",
+            &log.listening,
+            "--audit-log-policy",
+            s(&policy),
+        ],
+    );
+    let key = server
+        .line_after("audit heads signed with key ", Duration::from_secs(10))
+        .expect("the server prints its audit key");
+    for name in ["ops-1", "ops-2"] {
+        ok(rampart(&[
+            "token", "create", "--db", &db, "--role", "viewer", "--name", name,
+        ]));
+    }
+    let count = rampart_audit::parse_jsonl(
+        ok(rampart(&[
+            "audit", "export", "--db", &db, "--format", "jsonl",
+        ]))
+        .as_bytes(),
+    )
+    .unwrap()
+    .len();
+    // Wait (on state) for a witnessed head over every record in the log.
+    let verify_from_log = || {
+        rampart(&[
+            "audit",
+            "verify",
+            "--db",
+            &db,
+            "--anchor-key",
+            &key,
+            "--log-url",
+            &log.listening,
+            "--log-policy",
+            s(&policy),
+        ])
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = verify_from_log().output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if out.status.success()
+            && !stdout.contains("(0 from the transparency log)")
+            && stdout.contains(&format!("the newest covering {count} records"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no head over {count} records reached the log: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server.kill();
+
+    // The attacker rewrites the log and deletes every head in the database: the heads the
+    // transparency log holds still give it away.
+    tamper(&db, Some(0), None);
+    let out = fails(rampart(&[
+        "audit",
+        "verify",
+        "--db",
+        &db,
+        "--anchor-key",
+        &key,
+    ]));
+    assert!(
+        out.contains("no signed audit head to check against"),
+        "{out}"
+    );
+    let out = fails(verify_from_log());
+    assert!(out.contains("does not match the anchored head"), "{out}");
+    drop(log);
+    drop(witness);
 }
