@@ -494,7 +494,9 @@ fn verify_anchored(
         check.chain.count,
         hex::encode(check.chain.head),
         check.heads,
-        from_log.map_or(String::new(), |n| format!(" ({n} from the transparency log)")),
+        from_log.map_or(String::new(), |n| format!(
+            " ({n} from the transparency log)"
+        )),
         check.newest.size,
         rampart_audit::rfc3339_from_unix(check.newest.time)
             .unwrap_or_else(|| check.newest.time.to_string())
