@@ -14,6 +14,7 @@ pub mod admission;
 pub mod idle;
 pub mod plain;
 pub mod serve;
+mod unread_body;
 
 pub use admission::{Admission, AdmissionCounters, ListenerCaps, Ticket, raise_file_limit};
 pub use plain::{PlainListener, PlainStream};

@@ -94,14 +94,22 @@ impl<I: Clone + Send + Sync + 'static> hyper::service::Service<hyper::Request<In
 {
     type Response = axum::response::Response;
     type Error = Infallible;
-    type Future = axum::routing::future::RouteFuture<Infallible>;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<axum::response::Response, Infallible>> + Send>,
+    >;
 
-    fn call(&self, mut request: hyper::Request<Incoming>) -> Self::Future {
+    fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
+        // An answer given before the body was read says `Connection: close` (see
+        // crate::unread_body).
+        let (parts, body) = request.into_parts();
+        let (body, body_read) = crate::unread_body::TrackedBody::new(body);
+        let mut request = hyper::Request::from_parts(parts, body);
         request.extensions_mut().insert(ConnectInfo(self.peer));
         request
             .extensions_mut()
             .insert(ConnectInfo(self.info.clone()));
         let mut router = self.router.clone();
-        tower_service::Service::call(&mut router, request)
+        let answer = tower_service::Service::call(&mut router, request);
+        Box::pin(async move { answer.await.map(|response| body_read.mark(response)) })
     }
 }
