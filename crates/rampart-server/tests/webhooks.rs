@@ -45,6 +45,7 @@ on_both_backends!(
     deliveries_to_refused_addresses_are_stopped_at_connection_time,
     reply_bodies_are_never_stored_only_status_and_length,
     only_admins_and_auditors_read_deliveries,
+    webhook_secrets_are_not_stored_in_clear,
     a_wrong_secrets_key_is_refused_with_a_clear_error,
     secrets_stored_in_clear_are_sealed_when_the_server_starts,
 );
@@ -1297,19 +1298,18 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
-async fn a_wrong_secrets_key_is_refused_with_a_clear_error(backend: Backend, name: &str) {
-    let (receiver, addr) = Receiver::start().await;
+async fn webhook_secrets_are_not_stored_in_clear(backend: Backend, name: &str) {
     let hooked = Hooked::new(backend, name).await;
-    let live = hooked.start(fast()).await;
+    // SQLite: the server's default key file, next to the database.
+    let default_key = rampart_db::sqlite_file(&hooked.fx.db_url)
+        .map(|db| db.with_file_name(format!("{name}.secrets.key")));
+    let mut config = fast();
+    config.secrets_key = default_key.clone();
+    let live = hooked.start(config).await;
     let id = hooked
-        .create(
-            &live,
-            &format!("http://{addr}/sealed"),
-            &["campaign.halted"],
-        )
+        .create(&live, "http://127.0.0.1:9/sealed", &["campaign.halted"])
         .await;
     live.stop().await;
-    // The secret is sealed: not in the stored bytes in clear.
     let stored = stored_bytes(&hooked).await;
     assert!(contains(&stored, &id), "the check reads the right data");
     assert!(!contains(&stored, SECRET), "the secret is stored in clear");
@@ -1317,12 +1317,24 @@ async fn a_wrong_secrets_key_is_refused_with_a_clear_error(backend: Backend, nam
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(hooked.key_path())
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        let key = default_key.unwrap_or_else(|| hooked.key_path());
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}: {mode:o}", key.display());
     }
+}
+
+async fn a_wrong_secrets_key_is_refused_with_a_clear_error(backend: Backend, name: &str) {
+    let (receiver, addr) = Receiver::start().await;
+    let hooked = Hooked::new(backend, name).await;
+    let live = hooked.start(fast()).await;
+    hooked
+        .create(
+            &live,
+            &format!("http://{addr}/sealed"),
+            &["campaign.halted"],
+        )
+        .await;
+    live.stop().await;
 
     // Another key: the server refuses to start, naming the key file and what to do.
     let other = hooked.fx._dir.path().join("another.key");

@@ -35,8 +35,10 @@ pub enum SecretsKeyError {
         "the webhook secrets key {path} is {len} bytes; it must be exactly {SECRETS_KEY_LEN} random bytes (give a path that does not exist to have one created)"
     )]
     Length { path: String, len: usize },
-    #[error("the system random generator failed while making a webhook secrets key")]
+    #[error("the system random generator failed while making a webhook secrets key or nonce")]
     Random,
+    #[error("sealing a webhook secret failed (it is longer than ChaCha20-Poly1305 can seal)")]
+    Seal,
 }
 
 /// Why a stored secret could not be opened.
@@ -169,7 +171,7 @@ impl SecretsKey {
                 Aad::from(webhook_id.as_bytes()),
                 &mut sealed,
             )
-            .map_err(|_| SecretsKeyError::Random)?;
+            .map_err(|_| SecretsKeyError::Seal)?;
         let mut stored = nonce.to_vec();
         stored.extend_from_slice(&sealed);
         Ok(StoredSecret {
