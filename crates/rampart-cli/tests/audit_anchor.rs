@@ -173,6 +173,25 @@ fn audit_verify_detects_a_rewritten_or_truncated_history_against_signed_heads() 
         "{verified}"
     );
 
+    // An export is checked against the off-box head the same way.
+    let export = w.join("audit.jsonl");
+    std::fs::write(
+        &export,
+        ok(rampart(&[
+            "audit", "export", "--db", &db, "--format", "jsonl",
+        ])),
+    )
+    .unwrap();
+    ok(rampart(&[
+        "audit",
+        "verify",
+        s(&export),
+        "--anchor-key",
+        &key,
+        "--head",
+        s(&head_file),
+    ]));
+
     // A head that the audit key did not sign is refused.
     let other_key = w.join("other.key");
     let other = ok(rampart(&[
@@ -226,6 +245,21 @@ fn audit_verify_detects_a_rewritten_or_truncated_history_against_signed_heads() 
         )),
         "{out}"
     );
+
+    let exported = ok(rampart(&[
+        "audit", "export", "--db", &db, "--format", "jsonl",
+    ]));
+    std::fs::write(&export, exported).unwrap();
+    let out = fails(rampart(&[
+        "audit",
+        "verify",
+        s(&export),
+        "--anchor-key",
+        &key,
+        "--head",
+        s(&head_file),
+    ]));
+    assert!(out.contains("does not match the anchored head"), "{out}");
 
     // Cut short: named as a truncation, with the records missing.
     tamper(&db, None, Some(count - 1));
