@@ -42,7 +42,7 @@ const PAGE: i64 = 10_000;
 /// How the server anchors its audit log.
 #[derive(Clone)]
 pub struct AuditAnchorConfig {
-    /// The audit key: signs the heads. Its verifier key (`rampart log vkey --key FILE`) is what
+    /// The audit key: signs the heads. Its verifier key (`rampart log vkey FILE`) is what
     /// `rampart audit verify --anchor-key` takes.
     pub key: Arc<NoteSigner>,
     /// A head is signed this often when records were added since the last one.
@@ -125,12 +125,22 @@ impl AuditAnchor {
         let mut last = self.last.lock().await;
         // Appends wait while the head is read, so the head signed is the log's head.
         let signed = {
-            let _appends = self.writer.hold().await;
             let base = match *last {
                 Some(head) => Some(head),
                 None => self.stored_base().await?,
             };
-            let Some(tip) = self.check_extends(base.as_ref()).await? else {
+            // The bulk of the log is checked while appends go on; under the lock only what was
+            // appended meanwhile is read.
+            let checked = self.check_extends(base.as_ref()).await?.map(|r| AuditHead {
+                size: r.seq + 1,
+                hash: r.hash,
+                time: r.time,
+            });
+            let _appends = self.writer.hold().await;
+            let Some(tip) = self
+                .check_extends(checked.as_ref().or(base.as_ref()))
+                .await?
+            else {
                 return Ok(None);
             };
             if base.is_some_and(|b| b.size == tip.seq + 1) {
