@@ -70,7 +70,8 @@ enum Command {
     #[command(subcommand)]
     Audit(fleet::AuditCommand),
     /// Run the update server: device API over mutual TLS, management API, inventory, metrics.
-    Server(server::ServerArgs),
+    // Boxed: the server's many flags would make every command this large.
+    Server(Box<server::ServerArgs>),
     /// The director's root of trust (per-device targets metadata, Uptane-style).
     #[command(subcommand)]
     Director(director::DirectorCommand),
@@ -643,7 +644,7 @@ fn main() -> std::process::ExitCode {
         Command::Ca(c) => fleet::ca_command(c),
         Command::Device(c) => fleet::device_command(c),
         Command::Audit(c) => fleet::audit_command(c),
-        Command::Server(args) => server::run(args),
+        Command::Server(args) => server::run(*args),
         Command::Director(c) => director::director_command(c),
         Command::Token(c) => server::token_command(c),
         Command::Campaign(c) => campaign::run(c),
