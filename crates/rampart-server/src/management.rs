@@ -1024,6 +1024,7 @@ async fn list_reports(
 ) -> Result<Response, ApiError> {
     api.authorize(&headers, Permission::Read).await?;
     let Query(q) = query.map_err(|_| ApiError::invalid("give ?device=<device id>"))?;
+    crate::http::check_device_id(&q.device)?;
     if api
         .db
         .device(&q.device)

@@ -1759,6 +1759,8 @@ async fn one_input_grammar_for_ids_json_and_queries(backend: Backend, name: &str
     for path in [
         "/api/v1/devices/%3Cscript%3E",
         "/api/v1/ddi/devices/a%2Fb/actions",
+        "/api/v1/reports?device=%3Cscript%3E",
+        "/api/v1/devices/..",
     ] {
         let r = ops.call(&ops.viewer, "GET", path, None).await;
         assert_eq!(r.status, 400, "{path}: {r:?}");
