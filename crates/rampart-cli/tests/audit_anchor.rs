@@ -275,7 +275,7 @@ fn audit_verify_detects_a_rewritten_or_truncated_history_against_signed_heads() 
         s(&head_file),
     ]));
     assert!(
-        out.contains(&format!("history truncated: the anchored head (signed at "))
+        out.contains("history truncated: the anchored head (signed at ")
             && out.contains(&format!(
                 "covers {count} records, the log has {last}; records {last} to {last} are missing"
             )),
