@@ -277,15 +277,33 @@ pub struct Guard {
     pub api: Api,
 }
 
-/// The address a request came from: the TCP peer every listener records.
+/// The source a request is charged to: the TCP peer every listener records, an IPv6 peer by its
+/// /64 (one host commonly holds a whole /64, so single addresses would let it start over at
+/// will; the listeners' per-source connection caps count the same way).
 fn source_of(request: &Request) -> Option<IpAddr> {
-    if let Some(ConnectInfo(addr)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
-        return Some(addr.ip());
+    let ip = match request.extensions().get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(addr)) => addr.ip(),
+        None => request
+            .extensions()
+            .get::<ConnectInfo<crate::ddi::DdiPeer>>()?
+            .0
+            .remote_addr
+            .ip(),
+    };
+    Some(source_key(ip))
+}
+
+/// An IPv4 address (also when mapped into IPv6) as is; an IPv6 address as its /64.
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !u128::from(u64::MAX),
+            )),
+        },
     }
-    request
-        .extensions()
-        .get::<ConnectInfo<crate::ddi::DdiPeer>>()
-        .map(|ConnectInfo(peer)| peer.remote_addr.ip())
 }
 
 /// Middleware: answers a slowed-down source 429 at once; counts every 401 (by the
@@ -640,6 +658,17 @@ mod tests {
                 .load(std::sync::atomic::Ordering::Relaxed),
             3 + 2 + 40 + 2 + 3 + 100
         );
+    }
+
+    #[test]
+    fn an_ipv6_host_is_charged_by_its_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(source_key(a), source_key(b));
+        assert_ne!(source_key(a), source_key(other));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(source_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
     }
 
     #[test]
