@@ -413,16 +413,18 @@ fn daemon_updates_commits_and_rolls_back_through_the_server() {
 
     // ---- 1. The image repository (good v2, bad v3), the PKI, the director, the server. ----
     let repo = common::init_repo(&w);
-    let (v1, v2, v3, v4) = (
+    let (v1, v2, v3, v4, v5) = (
         image("1.0.0", false),
         image("2.0.0", false),
         image("3.0.0", true),
         image("4.0.0", false),
+        image("5.0.0", false),
     );
     for (version, sv, bytes) in [
         ("2.0.0", "2", &v2),
         ("3.0.0", "3", &v3),
         ("4.0.0", "4", &v4),
+        ("5.0.0", "5", &v5),
     ] {
         let dir = w.join(format!("release-{version}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -441,7 +443,12 @@ fn daemon_updates_commits_and_rolls_back_through_the_server() {
             sv,
         ]));
     }
-    let (good, bad, newer) = ("2.0.0/fw.img", "3.0.0/fw.img", "4.0.0/fw.img");
+    let (good, bad, newer, unreachable) = (
+        "2.0.0/fw.img",
+        "3.0.0/fw.img",
+        "4.0.0/fw.img",
+        "5.0.0/fw.img",
+    );
 
     let Backend {
         ca_pem,
@@ -771,7 +778,29 @@ soft_check = ["/bin/sh", "-c", "test -e '{d}/on-mains'"]
     assert_eq!(reports[0]["status"], "installed", "{reports:#?}");
     assert_eq!(reports[0]["assignment"], assignment_soft.as_str());
 
-    // ---- 6. A revoked device: the server refuses its poll, and the agent says so with the
+    // ---- 6. An install cut off mid-download, then the release the device runs is assigned
+    // again (as a fleet rollback does): the unfinished install is abandoned at the next poll,
+    // the device is idle, not "installing" a release nobody wants. ----
+    let targets = repo.join("targets/5.0.0");
+    let hidden = w.join("hidden-5.0.0");
+    std::fs::rename(&targets, &hidden).unwrap();
+    operator.assign(unreachable);
+    let (success, out) = dev.run_once();
+    assert!(!success && out.contains("[download_failed]"), "{out}");
+    assert_eq!(
+        dev.status()["state"]["phase"]["phase"],
+        "installing",
+        "kept to resume"
+    );
+    operator.assign(newer);
+    let (success, out) = dev.run_once();
+    assert!(success && out.contains("up to date"), "{out}");
+    let status = dev.status();
+    assert_eq!(status["state"]["phase"]["phase"], "idle", "{status}");
+    assert_eq!(status["state"]["committed"], "A", "{status}");
+    std::fs::rename(&hidden, &targets).unwrap();
+
+    // ---- 7. A revoked device: the server refuses its poll, and the agent says so with the
     // refusal's own reason code (not a download failure), once. ----
     let (status, revoked) = operator.call(
         "POST",
