@@ -578,3 +578,56 @@ pub fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_audit_key_sits_next_to_a_sqlite_database_only() {
+        assert_eq!(
+            default_audit_key("sqlite:///var/lib/rampart/server.db?mode=rwc"),
+            Some(PathBuf::from("/var/lib/rampart/server.db.audit-key"))
+        );
+        assert_eq!(
+            default_audit_key("sqlite:server.db"),
+            Some(PathBuf::from("server.db.audit-key"))
+        );
+        assert_eq!(default_audit_key("sqlite::memory:"), None);
+        assert_eq!(default_audit_key("postgres://rampart@db/fleet"), None);
+    }
+
+    #[test]
+    fn an_audit_key_is_created_owner_only_and_one_others_can_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.key");
+        let created = load_or_create_audit_key(&path).unwrap();
+        let loaded = load_or_create_audit_key(&path).unwrap();
+        assert_eq!(created.verifier_key_string(), loaded.verifier_key_string());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let e = load_or_create_audit_key(&path).unwrap_err().to_string();
+            assert!(
+                e.contains("may be read by other users") && e.contains("chmod 600"),
+                "{e}"
+            );
+        }
+        // PostgreSQL without --audit-key signs nothing, and refuses a log it could not feed.
+        let none = audit_anchor_config("postgres://rampart@db/fleet", None, 300, None).unwrap();
+        assert!(none.is_none());
+        let e = audit_anchor_config(
+            "postgres://rampart@db/fleet",
+            None,
+            300,
+            Some(("https://log.example", Path::new("policy.txt"))),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("--audit-key FILE"), "{e}");
+    }
+}
