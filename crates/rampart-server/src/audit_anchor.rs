@@ -513,14 +513,23 @@ pub(crate) async fn get_head(
             )
         })?;
     let public_key = api.audit_anchor.as_ref().map(|a| a.public_key());
+    let unreadable = |e: String| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "audit_head_unreadable",
+            format!(
+                "the newest stored audit head does not parse ({e}); run `rampart audit verify --db URL --anchor-key KEY`"
+            ),
+        )
+    };
     let head = SignedHead {
         head: rampart_audit::AuditHead::parse_text(
             rampart_log::note::Note::parse(stored.note.as_bytes())
-                .map_err(|_| ApiError::internal())?
+                .map_err(|e| unreadable(e.to_string()))?
                 .text
                 .as_str(),
         )
-        .map_err(|_| ApiError::internal())?,
+        .map_err(|e| unreadable(e.to_string()))?,
         note: stored.note,
         log_index: stored.log_index,
     };
