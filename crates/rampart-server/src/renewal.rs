@@ -393,48 +393,25 @@ impl MetadataWatch {
     /// Logs a warning if `e` expires within its warning distance (at most once per
     /// [`WARNING_REPEAT`] per role).
     fn warn_if_close(&mut self, e: &RoleExpiry, now: i64) {
-        let left = e.expires_unix.saturating_sub(now);
-        let validity = |days: u32| i64::from(days) * DAY;
-        let online_due = |days: u32| {
-            renewal_due(
-                now,
-                e.expires_unix,
-                validity(days),
-                self.config.renew_when_remaining,
-            )
-        };
         let dir = self
             .repo_dir
             .as_ref()
             .map_or_else(|| "DIR".to_owned(), |d| d.display().to_string());
-        let offline_warning =
-            i64::try_from(self.config.offline_warning.as_secs()).unwrap_or(i64::MAX);
-        let fix = match e.role.as_str() {
-            "timestamp" if online_due(self.expiry_days.timestamp) => {
-                if self.renewer.is_some() {
-                    format!("the automatic renewal has not succeeded (see the log above); run `rampart repo publish {dir}`")
-                } else {
-                    format!("run `rampart repo publish {dir}`, or start the server with --timestamp-key to renew it automatically")
-                }
-            }
-            "snapshot" if online_due(self.expiry_days.snapshot) => {
-                if self.renewer.as_ref().is_some_and(|r| !r.snapshot_keys.is_empty()) {
-                    format!("the automatic renewal has not succeeded (see the log above); run `rampart repo publish {dir}`")
-                } else {
-                    format!("run `rampart repo publish {dir}`, or start the server with --snapshot-key to renew it automatically")
-                }
-            }
-            "timestamp" | "snapshot" => return,
-            "root" if left < offline_warning => format!(
-                "sign a new root version with the offline root keys (`rampart repo rotate-root {dir}`)"
-            ),
-            "director_root" if left < offline_warning => "sign a new director root with its offline keys (`rampart director rotate-root`) and restart the server with it".to_owned(),
-            "root" | "director_root" => return,
-            _ if left < offline_warning => format!(
-                "re-sign it with its offline keys (`rampart repo publish --renew-targets {dir}`)"
-            ),
-            _ => return,
+        let policy = WarningPolicy {
+            expiry_days: self.expiry_days,
+            renew_when_remaining: self.config.renew_when_remaining,
+            offline_warning_secs: i64::try_from(self.config.offline_warning.as_secs())
+                .unwrap_or(i64::MAX),
+            renews_timestamp: self.renewer.is_some(),
+            renews_snapshot: self
+                .renewer
+                .as_ref()
+                .is_some_and(|r| !r.snapshot_keys.is_empty()),
         };
+        let Some(fix) = policy.advice(e, now, &dir) else {
+            return;
+        };
+        let left = e.expires_unix.saturating_sub(now);
         if self
             .last_warned
             .get(&e.role)
@@ -466,6 +443,68 @@ impl MetadataWatch {
                 "fix": fix,
             }),
         );
+    }
+}
+
+/// When a role's coming expiry is worth a warning.
+#[derive(Debug, Clone, Copy)]
+struct WarningPolicy {
+    expiry_days: ExpiryDays,
+    renew_when_remaining: f64,
+    offline_warning_secs: i64,
+    /// Whether the server holds the timestamp (snapshot) keys and renews them.
+    renews_timestamp: bool,
+    renews_snapshot: bool,
+}
+
+impl WarningPolicy {
+    /// What the operator should do about `e` at `now`, if it is close enough to expiry to warn:
+    /// offline roles within the warning distance, online roles once due for renewal (when the
+    /// server holds their keys it renews them before that, so a warning means it failed).
+    /// `None` for metadata far from expiry and for the director's targets (signed on demand).
+    fn advice(&self, e: &RoleExpiry, now: i64, dir: &str) -> Option<String> {
+        let left = e.expires_unix.saturating_sub(now);
+        let online_due = |days: u32| {
+            renewal_due(
+                now,
+                e.expires_unix,
+                i64::from(days) * DAY,
+                self.renew_when_remaining,
+            )
+        };
+        let offline_close = left < self.offline_warning_secs;
+        let failing = "the automatic renewal has not succeeded (see the errors logged before)";
+        Some(match e.role.as_str() {
+            "timestamp" if online_due(self.expiry_days.timestamp) => {
+                if self.renews_timestamp {
+                    format!("{failing}; run `rampart repo publish {dir}`")
+                } else {
+                    format!(
+                        "run `rampart repo publish {dir}`, or start the server with --timestamp-key to renew it automatically"
+                    )
+                }
+            }
+            "snapshot" if online_due(self.expiry_days.snapshot) => {
+                if self.renews_snapshot {
+                    format!("{failing}; run `rampart repo publish {dir}`")
+                } else {
+                    format!(
+                        "run `rampart repo publish {dir}`, or start the server with --snapshot-key to renew it automatically"
+                    )
+                }
+            }
+            "timestamp" | "snapshot" | "director_targets" => return None,
+            "root" if offline_close => format!(
+                "sign a new root version with the offline root keys (`rampart repo rotate-root {dir}`)"
+            ),
+            "director_root" if offline_close => "sign a new director root with its offline keys (`rampart director rotate-root`) and restart the server with it".to_owned(),
+            "root" | "director_root" => return None,
+            // The targets role and delegated roles (by name).
+            _ if offline_close => format!(
+                "re-sign it with its offline keys (`rampart repo publish --renew-targets {dir}`)"
+            ),
+            _ => return None,
+        })
     }
 }
 
@@ -520,5 +559,49 @@ mod tests {
             expiry("targets", now + 60),
         ];
         assert_eq!(plan_renewal(now, &only_targets, days, 0.5, true), nothing);
+    }
+
+    #[test]
+    fn offline_roles_are_warned_about_weeks_ahead_online_ones_when_not_renewed() {
+        let now = 1_800_000_000;
+        let policy = WarningPolicy {
+            expiry_days: ExpiryDays::default(),
+            renew_when_remaining: 0.5,
+            offline_warning_secs: 21 * DAY,
+            renews_timestamp: false,
+            renews_snapshot: false,
+        };
+        let advice = |policy: &WarningPolicy, role: &str, left: i64| {
+            policy.advice(&expiry(role, now + left), now, "/srv/repo")
+        };
+        // Offline roles: three weeks ahead, not before.
+        for (role, fix) in [
+            ("root", "rotate-root /srv/repo"),
+            ("targets", "--renew-targets /srv/repo"),
+            ("releases-a", "--renew-targets /srv/repo"),
+            ("director_root", "rampart director rotate-root"),
+        ] {
+            assert_eq!(advice(&policy, role, 22 * DAY), None, "{role}");
+            let warned = advice(&policy, role, 20 * DAY).unwrap_or_default();
+            assert!(warned.contains(fix), "{role}: {warned}");
+            assert!(advice(&policy, role, -60).is_some(), "{role} expired");
+        }
+        // Online roles: at their renewal point, telling how to renew.
+        assert_eq!(advice(&policy, "timestamp", 13 * 3600), None);
+        let warned = advice(&policy, "timestamp", 11 * 3600).unwrap_or_default();
+        assert!(warned.contains("--timestamp-key"), "{warned}");
+        assert_eq!(advice(&policy, "snapshot", 4 * DAY), None);
+        let warned = advice(&policy, "snapshot", 3 * DAY).unwrap_or_default();
+        assert!(warned.contains("--snapshot-key"), "{warned}");
+        // A server that renews only warns when the renewal did not happen.
+        let renewing = WarningPolicy {
+            renews_timestamp: true,
+            renews_snapshot: true,
+            ..policy
+        };
+        let warned = advice(&renewing, "timestamp", -60).unwrap_or_default();
+        assert!(warned.contains("has not succeeded"), "{warned}");
+        // Director targets are signed on demand: never warned about.
+        assert_eq!(advice(&policy, "director_targets", 60), None);
     }
 }
