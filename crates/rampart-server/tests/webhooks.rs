@@ -24,7 +24,7 @@ use rampart_db::DeliveryStatus;
 use rampart_server::audit::AuditWriter;
 use rampart_server::management::create_token;
 use rampart_server::webhooks::{
-    RollbackSpikeConfig, RollbackSpikeDetector, WebhookConfig, WebhookEvent, Webhooks,
+    IpNetwork, RollbackSpikeConfig, RollbackSpikeDetector, WebhookConfig, WebhookEvent, Webhooks,
 };
 use rampart_server::{Role, Server, ServerConfig, ServerError};
 use rustls::ClientConfig;
@@ -173,6 +173,11 @@ fn signature_verifies(secret: &str, timestamp: &str, body: &[u8], signature: &st
 // ---------------------------------------------------------------------------
 // The server
 
+/// Loopback, where the test receivers listen (`localhost` may resolve to both).
+fn loopback() -> Vec<IpNetwork> {
+    vec!["127.0.0.0/8".parse().unwrap(), "::1".parse().unwrap()]
+}
+
 /// Short timeouts and backoff so retries take milliseconds; the loopback receivers allowed.
 fn fast() -> WebhookConfig {
     WebhookConfig {
@@ -182,7 +187,7 @@ fn fast() -> WebhookConfig {
         backoff_max: Duration::from_millis(200),
         max_in_flight: 4,
         poll_interval: Duration::from_millis(25),
-        allow_networks: vec!["127.0.0.0/8".parse().unwrap()],
+        allow_networks: loopback(),
         ..WebhookConfig::default()
     }
 }
@@ -1118,7 +1123,7 @@ async fn internal_addresses_are_refused_at_creation_in_every_spelling(
     // The allow-list re-admits exactly what it names.
     let live = hooked
         .start(WebhookConfig {
-            allow_networks: vec!["127.0.0.0/8".parse().unwrap()],
+            allow_networks: loopback(),
             ..fast_default_policy()
         })
         .await;
@@ -1132,7 +1137,7 @@ async fn internal_addresses_are_refused_at_creation_in_every_spelling(
     }
     for url in [
         "http://169.254.169.254/",
-        "http://[::1]/",
+        "http://[fd00::1]/",
         "http://10.0.0.5/",
     ] {
         create_raw(&hooked, &live, url)
