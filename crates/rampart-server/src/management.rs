@@ -1248,7 +1248,10 @@ pub(crate) fn router(api: Arc<ManagementApi>) -> Router {
         .route("/api/v1/reports", get(list_reports))
         .route("/api/v1/audit", get(export_audit))
         .route("/api/v1/audit/head", get(crate::audit_anchor::get_head))
-        .route("/api/v1/audit/anchor", post(crate::audit_anchor::post_anchor))
+        .route(
+            "/api/v1/audit/anchor",
+            post(crate::audit_anchor::post_anchor),
+        )
         .route("/api/v1/tokens", get(list_tokens).post(post_token))
         .route("/api/v1/tokens/{id}", axum::routing::delete(delete_token))
         .fallback(|| async {
