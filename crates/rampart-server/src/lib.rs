@@ -50,8 +50,8 @@
 
 pub mod artifact_store;
 pub mod audit;
-pub mod auth_failures;
 pub mod audit_anchor;
+pub mod auth_failures;
 mod campaigns;
 mod ddi;
 mod delivery;
