@@ -123,7 +123,6 @@ impl AuditAnchor {
     /// empty). A head not yet in the transparency log is (re)submitted.
     pub async fn anchor(&self) -> Result<Option<SignedHead>, AnchorError> {
         let mut last = self.last.lock().await;
-        // Appends wait while the head is read, so the head signed is the log's head.
         let signed = {
             let base = match *last {
                 Some(head) => Some(head),
@@ -136,6 +135,7 @@ impl AuditAnchor {
                 hash: r.hash,
                 time: r.time,
             });
+            // Appends wait while the head is read, so the head signed is the log's head.
             let _appends = self.writer.hold().await;
             let Some(tip) = self
                 .check_extends(checked.as_ref().or(base.as_ref()))
