@@ -484,14 +484,11 @@ impl DeviceApi {
         if validate_report_id(&report.id).is_err() {
             return;
         }
-        match self.db.insert_report(&report).await {
-            Ok(()) => {
-                Metrics::inc(&self.metrics.reports[ReportStatus::Installed as usize]);
-                self.sinks.deliver(&report, now).await;
-                remember(&self.settled, key);
-            }
-            // Stored by a concurrent poll, or storage trouble (tried again next time).
-            Err(_) => {}
+        // An error means a concurrent poll stored it, or storage trouble: tried again next time.
+        if self.db.insert_report(&report).await.is_ok() {
+            Metrics::inc(&self.metrics.reports[ReportStatus::Installed as usize]);
+            self.sinks.deliver(&report, now).await;
+            remember(&self.settled, key);
         }
     }
 
