@@ -600,10 +600,12 @@ async fn ddi_tokens(pki: &Pki, server: &ServerProcess) -> anyhow::Result<Vec<Str
         )?;
         ids.iter()
             .map(|id| {
+                // The devices were registered as certificate devices: the token is bound to
+                // them explicitly (decision 0021), so both APIs poll the same rows.
                 let r = api.ok(
                     "POST",
                     &format!("/api/v1/ddi/tenants/DEFAULT/devices/{id}/token"),
-                    None,
+                    Some(serde_json::json!({"bind_certificate_device": true})),
                 )?;
                 Ok(format!(
                     "TargetToken {}",

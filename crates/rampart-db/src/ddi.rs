@@ -347,13 +347,17 @@ impl Db {
 
     /// Makes `device_id` (registered if new) a member of `tenant` with the given TargetToken
     /// digest, replacing an earlier one; refused if it belongs to another tenant. With
-    /// `hardware_id`, records the device's hardware (DDI clients do not report it).
+    /// `hardware_id`, records the device's hardware (DDI clients do not report it). A device its
+    /// certificate enrolled gets a token only with `bind_certificate_device` (the operator's
+    /// explicit choice that the token also speaks for it); its enrolment stays the certificate's.
+    #[allow(clippy::too_many_arguments)]
     pub async fn set_ddi_target_token(
         &self,
         device_id: &str,
         tenant: &str,
         token_hash: &str,
         hardware_id: Option<&str>,
+        bind_certificate_device: bool,
         now: i64,
         audit: &AuditLine,
     ) -> Result<(), DbError> {
@@ -386,20 +390,23 @@ impl Db {
             .bind(device_id)
             .fetch_one(&mut *tx)
             .await?;
-        if Enrolment::from_row(&row)?.by == EnrolledBy::Certificate {
+        let certificate_row = Enrolment::from_row(&row)?.by == EnrolledBy::Certificate;
+        if certificate_row && !bind_certificate_device {
             return Err(DbError::Conflict(format!(
-                "device {device_id} was enrolled with its device certificate, so only that certificate acts for it, never a token; let it use DDI with its certificate (PUT /api/v1/ddi/tenants/{tenant} {{\"mtls\": true}}), or delete the device first (DELETE /api/v1/ddi/devices/{device_id}) if the token is to replace it"
+                "device {device_id} was enrolled with its device certificate, so only that certificate acts for it; let it use DDI with its certificate (PUT /api/v1/ddi/tenants/{tenant} {{\"mtls\": true}}), or, if a token must also speak for it, issue one with {{\"bind_certificate_device\": true}}"
             )));
         }
-        // The operator vouches for this controller by name now (a gateway-enrolled row becomes
-        // a target-token row).
-        sqlx::query(
-            "UPDATE devices SET enrolled_by = 'target_token', enrolled_tenant = $2 WHERE id = $1",
-        )
-        .bind(device_id)
-        .bind(&tenant)
-        .execute(&mut *tx)
-        .await?;
+        if !certificate_row {
+            // The operator vouches for this controller by name now (a gateway-enrolled row
+            // becomes a target-token row).
+            sqlx::query(
+                "UPDATE devices SET enrolled_by = 'target_token', enrolled_tenant = $2 WHERE id = $1",
+            )
+            .bind(device_id)
+            .bind(&tenant)
+            .execute(&mut *tx)
+            .await?;
+        }
         let current = sqlx::query("SELECT tenant FROM ddi_devices WHERE device_id = $1")
             .bind(device_id)
             .fetch_optional(&mut *tx)

@@ -76,7 +76,7 @@ fn existing_rows_are_backfilled_on_the_safe_side() {
                 .await
                 .unwrap();
             db.register_if_new("native-only", 100).await.unwrap();
-            db.set_ddi_target_token("tok", "TOKENS", "digest", None, 300, &line(4))
+            db.set_ddi_target_token("tok", "TOKENS", "digest", None, false, 300, &line(4))
                 .await
                 .unwrap();
             db.join_ddi_tenant("gw", "GATEWAY", EnrolledBy::GatewayToken, 300, &line(5))

@@ -1755,6 +1755,10 @@ async fn issue_target_token(
         /// The device's hardware id (DDI clients do not report one).
         #[serde(default)]
         hardware_id: Option<String>,
+        /// For a device its certificate enrolled: the operator's explicit choice that this
+        /// token also speaks for it (refused otherwise, decision 0021).
+        #[serde(default)]
+        bind_certificate_device: bool,
     }
     let caller = api.authorize(&headers, Permission::Admin).await?;
     let bytes = read_body(&headers, body, api.body_limits).await?;
@@ -1785,7 +1789,8 @@ async fn issue_target_token(
             &caller.actor(),
             "ddi.target_token_issued",
             &device,
-            json!({"tenant": tenant_row.name, "hardware_id": request.hardware_id}),
+            json!({"tenant": tenant_row.name, "hardware_id": request.hardware_id,
+                "bind_certificate_device": request.bind_certificate_device}),
             |line| {
                 let (db, device, t, digest, hw) = (
                     api.db.clone(),
@@ -1794,8 +1799,9 @@ async fn issue_target_token(
                     digest.clone(),
                     request.hardware_id.clone(),
                 );
+                let bind = request.bind_certificate_device;
                 async move {
-                    db.set_ddi_target_token(&device, &t, &digest, hw.as_deref(), now, &line)
+                    db.set_ddi_target_token(&device, &t, &digest, hw.as_deref(), bind, now, &line)
                         .await
                 }
             },

@@ -1495,6 +1495,20 @@ async fn a_token_never_acts_for_a_certificate_identity(backend: Backend, name: &
             .contains("enrolled with its device certificate"),
         "{r:?}"
     );
+    // Only the operator's explicit binding gives it a token too; it stays the certificate's.
+    let t = ops
+        .admin_call(
+            "POST",
+            "/api/v1/ddi/tenants/DEFAULT/devices/cert-dev/token",
+            json!({"bind_certificate_device": true}),
+        )
+        .await;
+    let bound = ops.ddi(Some(format!(
+        "TargetToken {}",
+        t["target_token"].as_str().unwrap()
+    )));
+    poll(&bound, "cert-dev").await;
+    poll(&cert, "cert-dev").await;
     // A gateway-enrolled controller may be handed a TargetToken (the operator names it), and
     // a certificate still never takes it over.
     poll(&gateway, "gw-dev").await;
