@@ -146,10 +146,10 @@ def shared_answers(path, method, op):
             add("415", "Content-Type is not application/json")
             add("422", "Well-formed JSON of the wrong shape (missing or unknown field, wrong type) or an unacceptable value")
         if has_query:
-            add("400", "Malformed query string, an unknown or repeated parameter, or a value of the wrong type")
-            add("422", "A query value out of range")
+            add("422", "A malformed query string, an unknown or repeated parameter, or a value of the wrong type or out of range")
+        if "/devices/{id}" in path or any(x["name"] == "device" for x in op.get("parameters", [])):
+            add("400", "A device id outside the id grammar (1 to 128 of A-Z a-z 0-9 . _ : -, not . or ..)")
         if has_path_param:
-            add("400", "A name or id in the path outside its grammar")
             if writes:
                 add("422", "A name or id in the path that the audit log cannot record (control characters, too long)")
         return {code: err("; ".join(r)) for code, r in reasons.items()}
@@ -165,7 +165,7 @@ def shared_answers(path, method, op):
             add("422", "Well-formed JSON of the wrong shape or an unacceptable value")
         return {code: err("; ".join(r)) for code, r in reasons.items()}
     # DDI: hawkBit's error document.
-    add("400", "A controller, action or module id outside its grammar, or a bad query value")
+    add("400", "A controller, action or module id outside its grammar" + (", or a bad query value" if has_query else ""))
     add("401", "Unknown tenant; missing, wrong or disabled credential; a device of another tenant")
     add("403", "Device revoked")
     add("409", "A client certificate for a device row a token enrolled, or another identity enrolled the controller concurrently")
