@@ -237,6 +237,17 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     // their own or when told), so "nobody on 3.0.0 right now" is not the end: every device
     // must have settled on 2.0.0.
     wait_settled_on(&api, &fleet, "2.0.0", a.devices)?;
+    // And each device told 2.0.0 again has its result: those already on it (they rolled back
+    // on their own, or never got 3.0.0) are fulfilled at their next poll.
+    wait(
+        STATE_LIMIT,
+        STATE_PAUSE,
+        "every fleet-rollback device's result",
+        || {
+            let r = api.ok("GET", &format!("/api/v1/campaigns/{bad}"), None)?;
+            Ok(fleet_rollback_settled(&r))
+        },
+    )?;
     let bad_report = api.ok("GET", &format!("/api/v1/campaigns/{bad}"), None)?;
 
     step(9, "Summary");
@@ -334,6 +345,21 @@ fn wait_settled_on(
         );
     }
     Ok(())
+}
+
+/// Whether every device of a campaign's fleet rollback has a result (installed, failed,
+/// rolled back...), none still assigned or in progress.
+fn fleet_rollback_settled(campaign: &Value) -> bool {
+    const RESULTS: [&str; 5] = [
+        "installed",
+        "failed",
+        "rolled_back",
+        "verification_failed",
+        "cancelled",
+    ];
+    campaign["fleet_rollback"]["by_status"]
+        .as_object()
+        .is_some_and(|by| by.keys().all(|status| RESULTS.contains(&status.as_str())))
 }
 
 /// Whether the fleet's snapshot shows all `devices` settled and idle on `version`.

@@ -576,6 +576,14 @@ fn demo_rolls_out_a_good_release_and_halts_a_bad_one() {
         bad["fleet_rollback"]["devices"].as_u64().unwrap() > 0,
         "{bad:#}"
     );
+    // Every device told 2.0.0 again has its result: none is left assigned.
+    let by_status = bad["fleet_rollback"]["by_status"].as_object().unwrap();
+    assert!(
+        by_status
+            .keys()
+            .all(|s| ["installed", "failed", "rolled_back"].contains(&s.as_str())),
+        "{bad:#}"
+    );
     // The end state, not a moment of it: every device settled (nothing in progress, every
     // result stored, its version told to the server) and on 2.0.0, in the server's inventory
     // and in the fleet itself, however slowly the machine ran.
