@@ -265,12 +265,11 @@ impl MetadataWatch {
         }
     }
 
-    /// One look: renew what is due, then publish every expiry and warn about close ones.
+    /// One look: renew what is due, then publish every expiry and warn about close ones. An
+    /// unreadable repository is logged and skipped (the director's root is still watched).
     pub(crate) async fn check(&mut self, now: i64) {
-        let Some(mut expiries) = self.read_published().await else {
-            return;
-        };
-        if let Some(renewer) = &self.renewer {
+        let mut expiries = self.read_published().await.unwrap_or_default();
+        if let Some(renewer) = self.renewer.as_ref().filter(|_| !expiries.is_empty()) {
             let plan = plan_renewal(
                 now,
                 &expiries,
@@ -280,10 +279,7 @@ impl MetadataWatch {
             );
             if plan.timestamp {
                 self.renew(plan, now).await;
-                match self.read_published().await {
-                    Some(fresh) => expiries = fresh,
-                    None => return,
-                }
+                expiries = self.read_published().await.unwrap_or_default();
             }
         }
         expiries.extend(self.director_root.clone());
@@ -294,11 +290,11 @@ impl MetadataWatch {
         }
     }
 
+    /// The published expiries; `None` without a repository or when it cannot be read (logged).
     async fn read_published(&mut self) -> Option<Vec<RoleExpiry>> {
-        let Some(dir) = self.repo_dir.clone() else {
-            return Some(Vec::new());
-        };
+        let dir = self.repo_dir.clone()?;
         let mut published = std::mem::take(&mut self.published);
+        let shown = dir.display().to_string();
         let (published, read) = tokio::task::spawn_blocking(move || {
             let read = published.read(&dir);
             (published, read)
@@ -313,7 +309,7 @@ impl MetadataWatch {
                     "cannot read the image repository's metadata expiries",
                     serde_json::json!({
                         "error": e.to_string(),
-                        "fix": "check the repository with `rampart repo verify DIR`",
+                        "fix": format!("check the repository with `rampart repo verify {shown}`"),
                     }),
                 );
                 None
