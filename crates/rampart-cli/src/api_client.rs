@@ -116,8 +116,8 @@ impl ApiClient {
 }
 
 /// The server's base URL from what an operator gives: `https://HOST:PORT`, with or without a
-/// trailing `/`, or with the API prefix the server prints (`https://HOST:PORT/api/v1/`), which
-/// request paths already carry (kept, it would double the path into a 404).
+/// trailing `/`, or the URL the server prints (`https://HOST:PORT/api/v1/`). The API prefix is
+/// dropped because every request path carries it: kept, it would double into a 404.
 pub fn base_url(given: &str) -> String {
     let trimmed = given.trim().trim_end_matches('/');
     trimmed
