@@ -727,6 +727,18 @@ impl Db {
         rows.iter().map(report_from_row).collect()
     }
 
+    /// Whether the device has reported a result (not progress) for `assignment`.
+    pub async fn has_result_for(&self, device_id: &str, assignment: &str) -> Result<bool, DbError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) AS n FROM reports WHERE device_id = $1 AND assignment = $2 AND status NOT IN {PROGRESS_STATUSES}"
+        )))
+        .bind(device_id)
+        .bind(assignment)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
     /// One report of a device, by its id.
     pub async fn report(&self, device_id: &str, id: &str) -> Result<Option<Report>, DbError> {
         let row = sqlx::query("SELECT * FROM reports WHERE device_id = $1 AND id = $2")
@@ -774,6 +786,59 @@ pub(crate) async fn insert_report_tx(
         .bind(seq)
         .execute(&mut **tx)
         .await?;
+    if seq % REPORT_QUOTA_CHECK_EVERY == 0 {
+        enforce_report_quota(tx, &r.device_id).await?;
+    }
+    Ok(())
+}
+
+/// Reports one device may keep stored. Past it, the device's oldest progress reports are
+/// deleted (see [`PROGRESS_REPORTS_KEPT`]); results (`installed`, `failed`, `rolled_back`, ...)
+/// never are: when results alone fill the quota, new reports are refused with
+/// [`DbError::Quota`] (the device keeps them queued and an operator can look at why a device
+/// reports so much).
+pub const REPORTS_PER_DEVICE: i64 = 5_000;
+/// The newest progress reports of a device kept when its reports are compacted.
+pub const PROGRESS_REPORTS_KEPT: i64 = 100;
+/// The quota is checked on every this-many-th report of a device (counting is not free), so a
+/// device may briefly hold up to this many reports over it.
+pub const REPORT_QUOTA_CHECK_EVERY: i64 = 64;
+/// Statuses that say how far a device got, as opposed to results; compaction may delete them.
+const PROGRESS_STATUSES: &str = "('downloading', 'installing', 'rebooting')";
+
+async fn device_report_count(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    device_id: &str,
+) -> Result<i64, DbError> {
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM reports WHERE device_id = $1")
+        .bind(device_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(row.try_get("n")?)
+}
+
+async fn enforce_report_quota(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    device_id: &str,
+) -> Result<(), DbError> {
+    if device_report_count(tx, device_id).await? <= REPORTS_PER_DEVICE {
+        return Ok(());
+    }
+    // Every progress report older than the newest PROGRESS_REPORTS_KEPT goes.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM reports WHERE device_id = $1 AND status IN {PROGRESS_STATUSES} AND seq <= \
+         (SELECT seq FROM reports WHERE device_id = $1 AND status IN {PROGRESS_STATUSES} \
+          ORDER BY seq DESC LIMIT 1 OFFSET $2)"
+    )))
+    .bind(device_id)
+    .bind(PROGRESS_REPORTS_KEPT)
+    .execute(&mut **tx)
+    .await?;
+    if device_report_count(tx, device_id).await? > REPORTS_PER_DEVICE {
+        return Err(DbError::Quota(format!(
+            "device {device_id:?} already has {REPORTS_PER_DEVICE} stored results, its quota: further reports are refused (the device keeps them queued); an operator should find out why it reports so much"
+        )));
+    }
     Ok(())
 }
 
