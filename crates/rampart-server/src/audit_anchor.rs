@@ -84,6 +84,34 @@ pub enum AnchorError {
     Db(#[from] DbError),
 }
 
+/// Why an anchoring attempt signed or published nothing (the label of
+/// `rampart_audit_anchor_failures_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnchorFailure {
+    /// The log no longer extends the last signed head: rewritten or truncated.
+    Tampered = 0,
+    /// The database could not be read or written, or signing failed.
+    Storage = 1,
+    /// The transparency log did not take the head (retried at the next interval).
+    TransparencyLog = 2,
+}
+
+impl AnchorFailure {
+    pub const ALL: [AnchorFailure; 3] = [
+        AnchorFailure::Tampered,
+        AnchorFailure::Storage,
+        AnchorFailure::TransparencyLog,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            AnchorFailure::Tampered => "reason=\"tampered\"",
+            AnchorFailure::Storage => "reason=\"storage\"",
+            AnchorFailure::TransparencyLog => "reason=\"transparency_log\"",
+        }
+    }
+}
+
 /// A head that was signed (or the newest stored one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedHead {
@@ -101,6 +129,7 @@ pub struct AuditAnchor {
     config: AuditAnchorConfig,
     /// The last head this process signed or checked: the history it must keep extending.
     last: Mutex<Option<AuditHead>>,
+    metrics: Option<Arc<crate::Metrics>>,
 }
 
 impl AuditAnchor {
@@ -110,6 +139,19 @@ impl AuditAnchor {
             writer,
             config,
             last: Mutex::new(None),
+            metrics: None,
+        }
+    }
+
+    /// Counts signed heads and failures in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count_failure(&self, failure: AnchorFailure) {
+        if let Some(m) = &self.metrics {
+            crate::Metrics::inc(&m.audit_anchor_failures[failure as usize]);
         }
     }
 
@@ -122,6 +164,17 @@ impl AuditAnchor {
     /// first that the log extends it. Returns the newest head either way (`None`: the log is
     /// empty). A head not yet in the transparency log is (re)submitted.
     pub async fn anchor(&self) -> Result<Option<SignedHead>, AnchorError> {
+        let result = self.anchor_once().await;
+        if let Err(e) = &result {
+            self.count_failure(match e {
+                AnchorError::Tampered(_) => AnchorFailure::Tampered,
+                AnchorError::Sign(_) | AnchorError::Db(_) => AnchorFailure::Storage,
+            });
+        }
+        result
+    }
+
+    async fn anchor_once(&self) -> Result<Option<SignedHead>, AnchorError> {
         let mut last = self.last.lock().await;
         let signed = {
             let base = match *last {
@@ -170,6 +223,9 @@ impl AuditAnchor {
             }
         };
         if let Some(head) = signed {
+            if let Some(m) = &self.metrics {
+                crate::Metrics::inc(&m.audit_heads_signed);
+            }
             crate::log::info(
                 "audit head signed",
                 json!({"size": head.size, "hash": hex::encode(head.hash)}),
@@ -330,6 +386,7 @@ impl AuditAnchor {
                 Some(index)
             }
             Err(e) => {
+                self.count_failure(AnchorFailure::TransparencyLog);
                 crate::log::error(
                     "appending the audit head to the transparency log (retried at the next interval)",
                     json!({"size": size, "error": e}),

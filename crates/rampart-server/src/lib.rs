@@ -403,11 +403,10 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         let audit = audit::AuditWriter::new(db.clone());
         let audit_anchor = config.audit_anchor.clone().map(|anchor| {
-            Arc::new(audit_anchor::AuditAnchor::new(
-                db.clone(),
-                audit.clone(),
-                anchor,
-            ))
+            Arc::new(
+                audit_anchor::AuditAnchor::new(db.clone(), audit.clone(), anchor)
+                    .with_metrics(metrics.clone()),
+            )
         });
         let hooks = webhooks::Webhooks::open(db.clone(), &config.db_url, config.webhooks.clone())
             .await

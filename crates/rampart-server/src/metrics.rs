@@ -43,6 +43,10 @@ pub struct Metrics {
     pub(crate) internal_errors: AtomicU64,
     pub(crate) assignments_created: AtomicU64,
     pub(crate) audit_events_dropped: AtomicU64,
+    /// Signed audit heads (see [`crate::audit_anchor`]).
+    pub(crate) audit_heads_signed: AtomicU64,
+    /// Anchoring attempts that signed nothing, by [`crate::audit_anchor::AnchorFailure`].
+    pub(crate) audit_anchor_failures: [AtomicU64; crate::audit_anchor::AnchorFailure::ALL.len()],
     /// Failed authentications, by [`crate::auth_failures::FailureKind`].
     pub(crate) auth_failures: [AtomicU64; crate::auth_failures::FailureKind::ALL.len()],
     /// Requests refused (429) because their source failed too often, by
@@ -380,6 +384,22 @@ impl Metrics {
             "rampart_server_audit_events_dropped_total",
             "Security events not queued for the audit log because the queue was full.",
             &[("", load(&self.audit_events_dropped))],
+        );
+        counter(
+            &mut out,
+            "rampart_audit_heads_signed_total",
+            "Heads of the audit log signed with the audit key.",
+            &[("", load(&self.audit_heads_signed))],
+        );
+        let anchor_failures: Vec<(&str, u64)> = crate::audit_anchor::AnchorFailure::ALL
+            .iter()
+            .map(|f| (f.label(), load(&self.audit_anchor_failures[*f as usize])))
+            .collect();
+        counter(
+            &mut out,
+            "rampart_audit_anchor_failures_total",
+            "Audit anchoring that failed, by reason: tampered (the log no longer extends the last signed head; nothing is signed), storage, transparency_log (the append is retried).",
+            &anchor_failures,
         );
         counter(
             &mut out,

@@ -48,13 +48,19 @@ async fn anchored_log(fx: &Fixture, n: u64) -> (AuditAnchor, Vec<u8>, Verifier) 
     }
     let key = audit_key(7);
     let verifier = key.verifier();
-    let anchor = AuditAnchor::new(fx.db.clone(), writer, anchor_config(key));
+    let metrics = Arc::new(rampart_server::Metrics::default());
+    let anchor =
+        AuditAnchor::new(fx.db.clone(), writer, anchor_config(key)).with_metrics(metrics.clone());
     let head = anchor
         .anchor()
         .await
         .unwrap()
         .expect("a head over the records");
     assert_eq!(head.head.size, n);
+    assert_eq!(
+        common::metric_value(&metrics.render(), "rampart_audit_heads_signed_total"),
+        Some(1)
+    );
     (anchor, head.note.into_bytes(), verifier)
 }
 
@@ -143,6 +149,8 @@ async fn rewritten_audit_history_is_detected(backend: Backend, name: &str) {
 async fn truncated_audit_history_is_detected(backend: Backend, name: &str) {
     let fx = Fixture::new(backend, name).await;
     let (anchor, off_box, key) = anchored_log(&fx, 40).await;
+    let metrics = Arc::new(rampart_server::Metrics::default());
+    let anchor = anchor.with_metrics(metrics.clone());
     let pool = raw_pool(&fx).await;
     sqlx::query("DELETE FROM audit_log WHERE seq >= 35")
         .execute(&pool)
@@ -175,6 +183,16 @@ async fn truncated_audit_history_is_detected(backend: Backend, name: &str) {
     }
     let refused = anchor.anchor().await.unwrap_err();
     assert!(matches!(refused, AnchorError::Tampered(_)), "{refused}");
+    // Operators alert on it.
+    let scraped = metrics.render();
+    assert_eq!(
+        common::metric_value(
+            &scraped,
+            "rampart_audit_anchor_failures_total{reason=\"tampered\"}"
+        ),
+        Some(1),
+        "{scraped}"
+    );
 
     // After a restart (no head in memory), the stored head is the history to extend.
     let restarted = AuditAnchor::new(
