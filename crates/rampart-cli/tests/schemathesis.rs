@@ -6,7 +6,8 @@
 //! path values (ids that mostly do not exist, or break the id grammar), once with the ids of
 //! real resources seeded first (a device with an assignment, a DDI controller with an open
 //! action, a group, a campaign, a webhook; DELETE routes get copies of their own), so the
-//! generated requests reach the handlers' own logic. The checks: no 5xx, every status and
+//! generated requests reach the handlers' own logic; last, the DDI and management APIs without
+//! credentials (401, then the source slowed down: 429). The checks: no 5xx, every status and
 //! content type is one the OpenAPI document (crates/rampart-server/openapi.json, from
 //! scripts/gen-openapi.py) lists for the route, and every JSON body matches the documented
 //! schema. Bounded: a fixed seed, a few examples per operation, one worker, and a generous
@@ -94,6 +95,11 @@ fn run_all(exe: &Path, schema: &Path, work: &Path, runs: &[Run]) -> Vec<String> 
             .args(["--seed", SEED, "--workers", "1", "--no-color"])
             .args(["--continue-on-failure", "--generation-database", "none"])
             .args(["--request-timeout", "30"])
+            // Every request carries the run's credential (or none): schemathesis would
+            // otherwise also send each operation without it, and those failed authentications
+            // get the whole source slowed down (429) for the rest of the run. The runs without
+            // credentials cover those answers.
+            .args(["--generation-with-security-parameters", "false"])
             .args(&run.args)
             .current_dir(work)
             .env("NO_COLOR", "1")
@@ -102,6 +108,11 @@ fn run_all(exe: &Path, schema: &Path, work: &Path, runs: &[Run]) -> Vec<String> 
             .stderr(Stdio::from(
                 std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
             ));
+        // Every request and answer of each run, for a developer who wants to see what was sent.
+        if let Some(dir) = std::env::var_os("RAMPART_SCHEMATHESIS_HAR_DIR") {
+            cmd.args(["--report", "har", "--report-har-path"])
+                .arg(Path::new(&dir).join(format!("{}.har", run.name)));
+        }
         let mut child = cmd.spawn().expect("schemathesis starts");
         let deadline = Instant::now() + RUN_DEADLINE;
         let status = loop {
@@ -630,6 +641,17 @@ fn schemathesis_finds_no_server_error_and_no_undocumented_answer_on_any_api() {
                     &admin_auth("generated-ids"),
                 ],
             ),
+        },
+        // Last: their failed authentications slow the source down (429), as they should.
+        Run {
+            name: "ddi-without-credentials",
+            config: Some("[parameters]\n\"path.tenant\" = \"DEFAULT\"\n".into()),
+            args: with(tls(&ddi_url), &["--include-path-regex", "^/\\{tenant\\}/"]),
+        },
+        Run {
+            name: "management-without-credentials",
+            config: None,
+            args: with(tls(&management_url), &["--include-path-regex", "^/api/"]),
         },
     ];
     let failed = run_all(&exe, &schema, &w, &runs);
