@@ -128,7 +128,7 @@ pub struct AuditAnchor {
     writer: AuditWriter,
     config: AuditAnchorConfig,
     /// The last head this process signed or checked: the history it must keep extending.
-    last: Mutex<Option<AuditHead>>,
+    last: Mutex<Option<SignedHead>>,
     metrics: Option<Arc<crate::Metrics>>,
 }
 
@@ -176,18 +176,18 @@ impl AuditAnchor {
 
     async fn anchor_once(&self) -> Result<Option<SignedHead>, AnchorError> {
         let mut last = self.last.lock().await;
-        let signed = {
-            let base = match *last {
-                Some(head) => Some(head),
-                None => self.stored_base().await?,
-            };
-            // The bulk of the log is checked while appends go on; under the lock only what was
-            // appended meanwhile is read.
-            let checked = self.check_extends(base.as_ref()).await?.map(|r| AuditHead {
-                size: r.seq + 1,
-                hash: r.hash,
-                time: r.time,
-            });
+        if last.is_none() {
+            *last = self.stored_base().await?;
+        }
+        let base = last.as_ref().map(|signed| signed.head);
+        // The bulk of the log is checked while appends go on; under the lock only what was
+        // appended meanwhile is read.
+        let checked = self.check_extends(base.as_ref()).await?.map(|r| AuditHead {
+            size: r.seq + 1,
+            hash: r.hash,
+            time: r.time,
+        });
+        {
             // Appends wait while the head is read, so the head signed is the log's head.
             let _appends = self.writer.hold().await;
             let Some(tip) = self
@@ -196,10 +196,7 @@ impl AuditAnchor {
             else {
                 return Ok(None);
             };
-            if base.is_some_and(|b| b.size == tip.seq + 1) {
-                *last = base;
-                None
-            } else {
+            if base.is_none_or(|b| b.size != tip.seq + 1) {
                 let head = AuditHead {
                     size: tip.seq + 1,
                     hash: tip.hash,
@@ -218,39 +215,36 @@ impl AuditAnchor {
                         log_index: None,
                     })
                     .await?;
-                *last = Some(head);
-                Some(head)
+                if let Some(m) = &self.metrics {
+                    crate::Metrics::inc(&m.audit_heads_signed);
+                }
+                crate::log::info(
+                    "audit head signed",
+                    json!({"size": head.size, "hash": hex::encode(head.hash)}),
+                );
+                *last = Some(SignedHead {
+                    head,
+                    note,
+                    log_index: None,
+                });
             }
-        };
-        if let Some(head) = signed {
-            if let Some(m) = &self.metrics {
-                crate::Metrics::inc(&m.audit_heads_signed);
-            }
-            crate::log::info(
-                "audit head signed",
-                json!({"size": head.size, "hash": hex::encode(head.hash)}),
-            );
         }
-        let Some(stored) = self.db.latest_audit_head().await? else {
-            return Ok(None);
-        };
-        let mut newest = self.signed_head(stored)?;
-        if newest.log_index.is_none() && self.config.log.is_some() {
-            newest.log_index = self.publish(&newest).await;
+        // Only heads this key signed are published: never a note someone put in the database.
+        if let Some(newest) = last.as_mut()
+            && newest.log_index.is_none()
+            && self.config.log.is_some()
+        {
+            newest.log_index = self.publish(newest).await;
         }
-        Ok(Some(newest))
+        Ok(last.clone())
     }
 
     /// The newest stored head signed by this key, as the history to extend. Heads signed by
-    /// another key (an earlier audit key) are skipped; `audit verify` still checks them.
-    async fn stored_base(&self) -> Result<Option<AuditHead>, AnchorError> {
-        let verifier = self.config.key.verifier();
+    /// another key (an earlier audit key), or not at all, are skipped; `audit verify` still
+    /// checks every one of them.
+    async fn stored_base(&self) -> Result<Option<SignedHead>, AnchorError> {
         let heads = self.db.audit_heads(PAGE).await?;
-        Ok(heads.iter().rev().find_map(|h| {
-            rampart_audit::verify_signed_head(h.note.as_bytes(), &verifier)
-                .ok()
-                .filter(|head| head.size == h.tree_size)
-        }))
+        Ok(newest_signed_by(&heads, &self.config.key.verifier()))
     }
 
     /// Checks that the stored log extends `base` (record `base.size - 1` has its hash and
@@ -341,21 +335,6 @@ impl AuditAnchor {
         Ok(last)
     }
 
-    fn signed_head(&self, stored: StoredAuditHead) -> Result<SignedHead, AnchorError> {
-        let head = rampart_audit::AuditHead::parse_text(
-            rampart_log::note::Note::parse(stored.note.as_bytes())
-                .map_err(|e| AnchorError::Tampered(format!("stored head: {e}")))?
-                .text
-                .as_str(),
-        )
-        .map_err(|e| AnchorError::Tampered(format!("stored head: {e}")))?;
-        Ok(SignedHead {
-            head,
-            note: stored.note,
-            log_index: stored.log_index,
-        })
-    }
-
     /// Appends the head to the transparency log; on failure it is logged and retried at the
     /// next interval.
     async fn publish(&self, head: &SignedHead) -> Option<u64> {
@@ -416,6 +395,20 @@ impl AuditAnchor {
             crate::log::error("anchoring the audit log", json!({"error": e.to_string()}));
         }
     }
+}
+
+/// The stored head covering the most records among those `key` signed.
+fn newest_signed_by(heads: &[StoredAuditHead], key: &Verifier) -> Option<SignedHead> {
+    heads.iter().rev().find_map(|stored| {
+        rampart_audit::verify_signed_head(stored.note.as_bytes(), key)
+            .ok()
+            .filter(|head| head.size == stored.tree_size)
+            .map(|head| SignedHead {
+                head,
+                note: stored.note.clone(),
+                log_index: stored.log_index,
+            })
+    })
 }
 
 fn parse_line(line: &AuditLine) -> Result<AuditRecord, String> {
@@ -557,19 +550,13 @@ pub(crate) async fn get_head(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     api.authorize(&headers, Permission::Audit).await?;
-    let stored = api
-        .db
-        .latest_audit_head()
-        .await
-        .map_err(|e| ApiError::from_db("reading the audit heads", e))?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "no_audit_head",
-                "no audit head has been signed yet: start the server with --audit-key FILE, or sign one with POST /api/v1/audit/anchor",
-            )
-        })?;
-    let public_key = api.audit_anchor.as_ref().map(|a| a.public_key());
+    let none = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_audit_head",
+            "no audit head has been signed yet: start the server with --audit-key FILE, or sign one with POST /api/v1/audit/anchor",
+        )
+    };
     let unreadable = |e: String| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -579,16 +566,32 @@ pub(crate) async fn get_head(
             ),
         )
     };
-    let head = SignedHead {
-        head: rampart_audit::AuditHead::parse_text(
-            rampart_log::note::Note::parse(stored.note.as_bytes())
-                .map_err(|e| unreadable(e.to_string()))?
-                .text
-                .as_str(),
-        )
-        .map_err(|e| unreadable(e.to_string()))?,
-        note: stored.note,
-        log_index: stored.log_index,
+    let read_error = |e| ApiError::from_db("reading the audit heads", e);
+    let (head, public_key) = match &api.audit_anchor {
+        // With the audit key at hand, only a head it signed is served.
+        Some(anchor) => {
+            let heads = api.db.audit_heads(PAGE).await.map_err(read_error)?;
+            let key = anchor.config.key.verifier();
+            let head = newest_signed_by(&heads, &key).ok_or_else(none)?;
+            (head, Some(anchor.public_key()))
+        }
+        None => {
+            let stored = api
+                .db
+                .latest_audit_head()
+                .await
+                .map_err(read_error)?
+                .ok_or_else(none)?;
+            let note = rampart_log::note::Note::parse(stored.note.as_bytes())
+                .map_err(|e| unreadable(e.to_string()))?;
+            let head = SignedHead {
+                head: rampart_audit::AuditHead::parse_text(&note.text)
+                    .map_err(|e| unreadable(e.to_string()))?,
+                note: stored.note,
+                log_index: stored.log_index,
+            };
+            (head, None)
+        }
     };
     Ok(json_response(StatusCode::OK, &head_json(&head, public_key)))
 }

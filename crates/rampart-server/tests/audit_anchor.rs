@@ -322,6 +322,36 @@ async fn audit_heads_are_signed_on_demand_and_served(backend: Backend, name: &st
         .call(&ops.viewer, "GET", "/api/v1/audit/head", None)
         .await;
     r.error(403, "forbidden");
+
+    // A head someone slipped into the database under another key is neither served nor
+    // extended: the server keeps to the heads its own key signed.
+    let forged = rampart_audit::AuditHead {
+        size: 10_000,
+        hash: [7; 32],
+        time: 1_767_300_000,
+    };
+    ops.fx
+        .db
+        .insert_audit_head(&rampart_db::StoredAuditHead {
+            tree_size: forged.size,
+            signed_at: forged.time,
+            note: String::from_utf8(forged.sign(&audit_key(8)).unwrap()).unwrap(),
+            log_index: None,
+        })
+        .await
+        .unwrap();
+    let r = ops
+        .call(&ops.auditor, "GET", "/api/v1/audit/head", None)
+        .await;
+    assert_eq!(r.json()["size"], head.size, "{r:?}");
+    let r = ops
+        .call(&ops.admin, "POST", "/api/v1/audit/anchor", None)
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let again =
+        rampart_audit::verify_signed_head(r.json()["note"].as_str().unwrap().as_bytes(), &verifier)
+            .unwrap();
+    assert!(again.size > head.size && again.size < 10_000, "{again:?}");
     ops.server.stop().await;
 }
 
