@@ -13,6 +13,9 @@ use rampart_repo::{ExpiryDays, InitOptions, ReleaseRequest, Repository, RoleSign
 use rampart_tuf_client::{ClientError, HttpFetcher, Limits, Updater, UpdaterConfig};
 
 pub(crate) const PASSPHRASE: &str = "demo-passphrase-not-for-production";
+/// The longest the demo waits for the transparency log to include a release and the witnesses
+/// to cosign it: a bound for a stuck log, not a schedule (a busy machine only makes it slower).
+pub(crate) const LOG_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 fn step(n: u32, text: &str) {
     println!("\n[{n}] {text}");
@@ -216,7 +219,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
         let target = format!("board-a/{version}/{name}");
         let logger = |st: &rampart_log::statement::ReleaseStatement| {
             tlog.client
-                .log_release(st, &tlog.release_key, std::time::Duration::from_secs(30))
+                .log_release(st, &tlog.release_key, LOG_WAIT)
                 .map_err(|e| e.to_string())
         };
         let added = repo.add_releases_logged(
@@ -415,7 +418,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
         sbom_sha256: None,
     };
     tlog.client
-        .log_release(&evil, &tlog.release_key, std::time::Duration::from_secs(30))?;
+        .log_release(&evil, &tlog.release_key, LOG_WAIT)?;
     let alerts = rampart_tlog::monitor::monitor_once(
         &source,
         tlog.client.policy(),

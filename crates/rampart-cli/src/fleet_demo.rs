@@ -14,7 +14,7 @@ use rampart_repo::{ExpiryDays, InitOptions, ReleaseRequest, Repository, RoleSign
 use serde_json::{Value, json};
 
 use crate::api_client::ApiClient;
-use crate::demo::{PASSPHRASE, Transparency, key, prepare_dir};
+use crate::demo::{LOG_WAIT, PASSPHRASE, Transparency, key, prepare_dir};
 use crate::demo_server::{DemoServer, rampart, run_ok, start_server};
 
 /// `rampart demo` options.
@@ -430,7 +430,7 @@ pub(crate) fn publish_releases(
     }
     let logger = |st: &rampart_log::statement::ReleaseStatement| {
         tlog.client
-            .log_release(st, &tlog.release_key, Duration::from_secs(30))
+            .log_release(st, &tlog.release_key, LOG_WAIT)
             .map_err(|e| e.to_string())
     };
     let added = repo.add_releases_logged(
