@@ -65,8 +65,8 @@ pub mod management;
 mod metrics;
 mod operator_listener;
 mod poll_read;
-mod report_rate;
 pub mod renewal;
+mod report_rate;
 mod tls_listener;
 pub mod webhooks;
 
@@ -77,15 +77,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-/// Every listener's connection caps (see [`rampart_listen::admission`]).
-pub use rampart_listen::admission as connections;
-pub use rampart_listen::idle;
-use rampart_listen::serve as http_serve;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use rampart_db::{Db, DbError};
+/// Every listener's connection caps (see [`rampart_listen::admission`]).
+pub use rampart_listen::admission as connections;
+pub use rampart_listen::idle;
+use rampart_listen::serve as http_serve;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -450,22 +450,24 @@ impl Server {
             metrics.clone(),
         ));
         let campaigns = campaigns::Campaigns::new(db.clone(), audit.clone(), hooks.clone());
-        let api = Arc::new(device_api::DeviceApi::new(
-            db.clone(),
-            metrics.clone(),
-            last_seen.clone(),
-            config.poll_interval_secs,
-            http::BodyLimits {
-                max_bytes: config.max_body_bytes,
-                read_timeout: config.body_read_timeout,
-            },
-            audit.clone(),
-            device_api::ReportSinks {
-                campaigns: campaigns.clone(),
-                hooks: hooks.clone(),
-            },
-        )
-        .with_image_repo(image_repo.clone()));
+        let api = Arc::new(
+            device_api::DeviceApi::new(
+                db.clone(),
+                metrics.clone(),
+                last_seen.clone(),
+                config.poll_interval_secs,
+                http::BodyLimits {
+                    max_bytes: config.max_body_bytes,
+                    read_timeout: config.body_read_timeout,
+                },
+                audit.clone(),
+                device_api::ReportSinks {
+                    campaigns: campaigns.clone(),
+                    hooks: hooks.clone(),
+                },
+            )
+            .with_image_repo(image_repo.clone()),
+        );
         let delivery = delivery::routes(&config, api.clone(), image_repo.clone())?;
         let (ddi, ddi_addr) = match (config.ddi_listen, &config.ddi_tls) {
             (Some(addr), Some(tls)) => {

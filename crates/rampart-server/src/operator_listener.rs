@@ -17,8 +17,8 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use rampart_listen::{Admission, Ticket};
 use rampart_listen::idle::IdleTimeout;
+use rampart_listen::{Admission, Ticket};
 
 type Handshake = Option<(TlsStream<TcpStream>, SocketAddr, Slot)>;
 
@@ -121,4 +121,3 @@ impl Listener for OperatorListener {
 /// An operator connection: holds its connection slot, and is closed once idle for the idle
 /// timeout (see [`rampart_listen::idle`]).
 pub type OperatorStream = IdleTimeout<TlsStream<TcpStream>, Slot>;
-

@@ -28,8 +28,8 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use rampart_listen::{Admission, Ticket};
 use rampart_listen::idle::IdleTimeout;
+use rampart_listen::{Admission, Ticket};
 
 /// How long a client gets to complete the TLS handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
