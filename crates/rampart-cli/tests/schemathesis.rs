@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 const REQUIREMENTS: &str = include_str!("../../../scripts/requirements-schemathesis.txt");
 /// What every run checks.
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance";
-/// Test cases per operation and phase: small, so six runs take a minute or two on a busy
+/// Test cases per operation and phase: small, so the eight runs take a minute or two on a busy
 /// two-core machine.
 const MAX_EXAMPLES: &str = "12";
 /// Generation is reproducible: the same seed gives the same requests.
@@ -41,7 +41,8 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The venv's `schemathesis`, at the pinned version (the test fails, never skips, without it).
+/// The venv's `schemathesis` (or `$RAMPART_SCHEMATHESIS`), at the pinned version (the test fails,
+/// never skips, without it).
 fn schemathesis() -> PathBuf {
     let pinned = REQUIREMENTS
         .lines()
