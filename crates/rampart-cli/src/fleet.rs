@@ -284,12 +284,12 @@ pub fn load_or_create_audit_key(path: &Path) -> anyhow::Result<rampart_log::note
             .fill(&mut seed)
             .map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
         let key = rampart_log::note::NoteSigner::from_seed(AUDIT_KEY_NAME, seed)?;
-        rampart_tuf_client::store::write_private(
-            path,
-            format!("{}\n", key.signer_key_string()).as_bytes(),
-        )
-        .with_context(|| format!("creating the audit key {}", path.display()))?;
-        return Ok(key);
+        if create_private_once(path, format!("{}\n", key.signer_key_string()).as_bytes())
+            .with_context(|| format!("creating the audit key {}", path.display()))?
+        {
+            return Ok(key);
+        }
+        // Another server created it at the same moment: both use that one.
     }
     #[cfg(unix)]
     {
@@ -315,6 +315,32 @@ pub fn load_or_create_audit_key(path: &Path) -> anyhow::Result<rampart_log::note
             path.display()
         )
     })
+}
+
+/// Writes `bytes` to a new owner-only file at `path`, whole (written and synced under a
+/// temporary name, then linked in place); `false` if `path` already exists, which is then left
+/// as it is.
+fn create_private_once(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+    use std::io::Write as _;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".tmp-audit-key-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        builder.permissions(std::fs::Permissions::from_mode(0o600));
+    }
+    let mut tmp = builder.tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    match tmp.persist_noclobber(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e.error),
+    }
 }
 
 /// The audit anchoring of `rampart server`: the key (given, or the default next to a SQLite
@@ -604,6 +630,14 @@ mod tests {
         let created = load_or_create_audit_key(&path).unwrap();
         let loaded = load_or_create_audit_key(&path).unwrap();
         assert_eq!(created.verifier_key_string(), loaded.verifier_key_string());
+        // A second server starting at the same moment never replaces the key.
+        assert!(!create_private_once(&path, b"another key\n").unwrap());
+        assert_eq!(
+            load_or_create_audit_key(&path)
+                .unwrap()
+                .verifier_key_string(),
+            created.verifier_key_string()
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
