@@ -157,6 +157,9 @@ pub(crate) fn start_server(
         } else if let Some(url) = line.strip_prefix("management API listening on ") {
             server.management_url = url.trim_end_matches("/api/v1/").to_owned();
             break;
+        } else if !line.contains(" listening on ") {
+            // What the server says about itself (renewal, audit heads) is part of the tour.
+            println!("    server: {line}");
         }
     }
     ensure!(

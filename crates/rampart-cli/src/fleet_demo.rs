@@ -81,6 +81,8 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     let targets = key(&keys, "targets", Scheme::EcdsaP256Sha256)?;
     let snapshot = key(&keys, "snapshot", Scheme::Ed25519)?;
     let timestamp = key(&keys, "timestamp", Scheme::Ed25519)?;
+    // The server renews snapshot and timestamp with them (`--keep-running` lasts past a day).
+    let (snapshot_key, timestamp_key) = (snapshot.clone(), timestamp.clone());
 
     step(
         2,
@@ -141,7 +143,14 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         &dir.join("server"),
         &repo_dir,
         PASSPHRASE,
-        &["--poll-interval", &poll],
+        &[
+            "--poll-interval",
+            &poll,
+            "--timestamp-key",
+            &timestamp_key,
+            "--snapshot-key",
+            &snapshot_key,
+        ],
     )?;
     let DemoServer {
         process,

@@ -299,7 +299,24 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             .audit_anchor
             .as_ref()
             .map(|a| a.key.verifier_key_string());
+        let renewal = match (
+            config.image_repo.is_some(),
+            config.metadata.timestamp_keys.is_empty(),
+            config.metadata.snapshot_keys.is_empty(),
+        ) {
+            (false, _, _) => None,
+            (true, false, false) => Some("the server renews the repository's timestamp and snapshot"),
+            (true, false, true) => Some(
+                "the server renews the repository's timestamp; re-sign the snapshot (`rampart repo publish`) within its validity",
+            ),
+            (true, true, _) => Some(
+                "the repository's timestamp is not renewed by the server (no --timestamp-key): run `rampart repo publish` daily",
+            ),
+        };
         let server = rampart_server::Server::bind(config).await?;
+        if let Some(renewal) = renewal {
+            println!("{renewal}");
+        }
         match audit_key {
             Some(key) => println!("audit heads signed with key {key}"),
             None => println!(

@@ -560,6 +560,11 @@ fn demo_rolls_out_a_good_release_and_halts_a_bad_one() {
         c
     });
     assert!(out.contains("halted automatically at its canary"), "{out}");
+    // The demo's server holds the online keys, so a demo left running stays valid past a day.
+    assert!(
+        out.contains("server: the server renews the repository's timestamp and snapshot"),
+        "{out}"
+    );
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
     let good = &report["campaigns"][0];
