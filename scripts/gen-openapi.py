@@ -13,7 +13,10 @@ def mgmt(summary, perm, responses, params=None, request=None, tag="management"):
     if params: op["parameters"]=params
     if request: op["requestBody"]=request
     return op
-def q(name, desc, typ="string", required=False): return {"name": name, "in": "query", "required": required, "description": desc, "schema": {"type": typ}}
+def q(name, desc, typ="string", required=False, enum=None):
+    schema={"type": typ}
+    if enum: schema["enum"]=enum
+    return {"name": name, "in": "query", "required": required, "description": desc, "schema": schema}
 def p(name, desc): return {"name": name, "in": "path", "required": True, "description": desc, "schema": {"type": "string"}}
 dev_common={"400": err("Malformed JSON"), "403": err("Device revoked in the inventory"), "408": err("Body too slow"), "413": err("Body over the limit"), "415": err("Not JSON"), "422": err("Well-formed but invalid"), "503": err("Storage unavailable; retry")}
 paths={
@@ -58,7 +61,7 @@ paths={
  "/api/v1/assignments/{id}/cancel": {"post": mgmt("Cancel: devices still pointed at it are told to install nothing (audited)", "operate", {"200": ok("Cancelled", obj), "404": err("Unknown assignment")}, [p("id","Assignment id")])},
  "/api/v1/reports": {"get": mgmt("A device's reports", "read", {"200": ok("Reports", obj), "404": err("Unknown device"), "422": err("Missing device")}, [q("device","Device id", required=True)])},
  "/api/v1/audit": {"get": mgmt("Export the audit log", "audit", {"200": {"description":"Records","content":{"application/jsonl":{"schema":{"type":"string"}},"application/json":{"schema":{"type":"array"}},"text/csv":{"schema":{"type":"string"}}}}, "422": err("Bad format")},
-    [q("format","jsonl (default), json or csv"), q("from","First sequence number","integer"), q("limit","At most this many records (default 100000)","integer")])},
+    [q("format","jsonl (default), json or csv", enum=["jsonl","json","csv"]), q("from","First sequence number","integer"), q("limit","At most this many records (default 100000)","integer")])},
  "/api/v1/audit/head": {"get": mgmt("The newest signed audit head: record count, hash of the last record, time, the signed note (keep copies off the server for `rampart audit verify --head`) and its transparency-log index", "audit", {"200": ok("The head", {"type":"object","properties":{"size":{"type":"integer"},"hash":{"type":"string"},"time":{"type":"integer"},"note":{"type":"string","description":"A signed note (rampart.dev/audit-head/v1) under the server's audit key"},"log_index":{"type":["integer","null"]},"public_key":{"type":["string","null"],"description":"The audit key's verifier key, for --anchor-key"}}}), "404": err("No head has been signed yet"), "409": err("The newest stored head does not parse (the database was tampered with)")})},
  "/api/v1/audit/anchor": {"post": mgmt("Sign a head over the audit log now (the request is audited and covered by the head)", "audit", {"200": ok("The head", {"type":"object","properties":{"size":{"type":"integer"},"hash":{"type":"string"},"time":{"type":"integer"},"note":{"type":"string"},"log_index":{"type":["integer","null"]},"public_key":{"type":["string","null"]}}}), "409": err("The server has no audit key (--audit-key), or the stored log no longer extends the last signed head (rewritten or truncated)")})},
  "/api/v1/tokens": {"get": mgmt("List tokens (never their secrets)", "admin", {"200": ok("Tokens", obj)}),
@@ -76,7 +79,7 @@ paths={
                  ("abort","Abort: terminal; unfinished assignments are withdrawn (audited)"),
                  ("approve","Approve the current gate and start the next wave (or complete); also overrides a breach of a paused campaign (audited)")]},
  "/api/v1/campaigns/{id}/report": {"get": mgmt("A campaign's report", "read", {"200": {"description":"The report","content":{"application/json":{"schema":{"$ref":"#/components/schemas/CampaignReport"}},"text/csv":{"schema":{"type":"string","description":"One row per wave and a total row: wave,devices,succeeded,failed,rolled_back,verification_failed,in_progress,assigned,held,waiting,cancelled,success_rate,failure_reasons"}}}}, "404": err("Unknown campaign"), "422": err("Unsupported format")},
-    [p("id","Campaign id"), q("format","json (default) or csv")], tag="campaigns")},
+    [p("id","Campaign id"), q("format","json (default) or csv", enum=["json","csv"])], tag="campaigns")},
  "/api/v1/groups/{name}/maintenance-window": {"put": mgmt("Set the group's maintenance window (audited)", "operate", {"200": ok("The window, whether it is open now and when it next opens", {"type":"object","properties":{"group":{"type":"string"},"maintenance_window":{"$ref":"#/components/schemas/MaintenanceWindow"},"open_now":{"type":"boolean"},"next_open":{"type":["integer","null"]}}}), "404": err("Unknown group"), "422": err("Invalid pattern, duration or time zone")}, [p("name","Group name")], body({"$ref":"#/components/schemas/MaintenanceWindow"}), tag="campaigns"),
     "delete": mgmt("Remove the group's maintenance window (audited)", "operate", {"204": ok("Removed"), "404": err("Unknown group")}, [p("name","Group name")], tag="campaigns")},
  "/api/v1/webhooks": {"get": mgmt("List webhooks (never their secrets)", "read", {"200": ok("Webhooks", {"type":"object","properties":{"webhooks":{"type":"array","items":{"$ref":"#/components/schemas/Webhook"}}}})}, tag="webhooks"),
