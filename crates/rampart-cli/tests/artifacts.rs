@@ -287,15 +287,22 @@ fn server_checks_its_artifact_store_at_start() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut first = String::new();
-    std::io::BufReader::new(stdout)
-        .read_line(&mut first)
-        .unwrap();
+    // The server says a few things about itself (renewal, audit heads), then where it listens.
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut seen = Vec::new();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        let listening = line.starts_with("device API listening on ");
+        seen.push(line);
+        if listening || seen.len() > 10 {
+            break;
+        }
+    }
     let _ = child.kill();
     let status = child.wait().unwrap();
     assert!(
-        first.starts_with("device API listening on "),
-        "{first:?} (exit status {status})"
+        seen.iter()
+            .any(|l| l.starts_with("device API listening on ")),
+        "{seen:?} (exit status {status})"
     );
 }
