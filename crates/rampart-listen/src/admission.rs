@@ -177,11 +177,14 @@ impl ConnectionConfig {
         // The device-facing listeners give up what the machine cannot hold; each keeps at
         // least 16 connections, or the configuration is refused.
         let room = file_limit.saturating_sub(RESERVED_FILES + fixed);
+        // Both caps shrink by the same factor: a per-source cap left as it was could exceed
+        // the lowered total and let one source take the whole listener again.
         let scale = |caps: ListenerCaps| -> ListenerCaps {
-            let max = (caps.max_connections as u64 * room / scalable) as usize;
+            let shrink = |n: usize| (n as u64 * room / scalable) as usize;
+            let max = shrink(caps.max_connections);
             ListenerCaps {
                 max_connections: max,
-                max_per_source: caps.max_per_source.min(max),
+                max_per_source: shrink(caps.max_per_source).clamp(1, max.max(1)),
             }
         };
         let scaled = ConnectionConfig {
@@ -331,7 +334,16 @@ mod tests {
             + fitted.metrics.max_connections;
         assert!(total as u64 + RESERVED_FILES <= 1024, "{fitted:?}");
         assert!(fitted.device.max_connections >= 16);
-        assert!(fitted.device.max_per_source <= fitted.device.max_connections);
+        // The per-source cap shrinks with the total, so one source still gets only a share.
+        for caps in [fitted.device, fitted.ddi] {
+            assert!(caps.max_per_source >= 1);
+            assert!(
+                caps.max_per_source * 8 <= caps.max_connections,
+                "one source may hold {} of {}",
+                caps.max_per_source,
+                caps.max_connections
+            );
+        }
         // The operators' listeners keep their caps.
         assert_eq!(fitted.management, ConnectionConfig::default().management);
     }
