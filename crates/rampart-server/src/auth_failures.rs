@@ -6,10 +6,12 @@
 //! failure of the connection's source address, by kind. Each source has a budget of
 //! [`FailurePolicy::free`] failures that refills by one every [`FailurePolicy::refill_every`] (a
 //! misconfigured device failing once a poll never exhausts it). A failure with the budget spent
-//! closes the API to that source for an exponentially growing delay
-//! ([`FailurePolicy::base_delay`] doubling up to [`FailurePolicy::max_delay`]), during which it is
-//! answered 429 with `Retry-After` before any credential is looked at: guessing tokens costs the
-//! guesser time, and the server no database reads. Sources are keyed per API, so failures on the
+//! blocks that source for an exponentially growing delay ([`FailurePolicy::base_delay`] doubling
+//! up to [`FailurePolicy::max_delay`]), during which its failing requests are answered 429 with
+//! `Retry-After` instead of 401. A request with a valid credential is still served: the devices
+//! behind a NAT, or the clients behind a proxy, share one address, and a stranger's wrong tokens
+//! must not lock them out. (Tokens are 32 random characters, so the delay is not what stops
+//! guessing; it keeps failures from being free and makes them visible.) Sources are keyed per API, so failures on the
 //! DDI listener never lock an operator out of the management API. The per-source table is
 //! bounded ([`FailurePolicy::max_sources`]): beyond it the longest-quiet source is forgotten.
 //!
@@ -312,13 +314,9 @@ pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> 
     let Some(source) = source_of(&request) else {
         return next.run(request).await;
     };
-    if let Some(wait) = guard
+    let blocked = guard
         .failures
-        .blocked_for(guard.api, source, Instant::now())
-    {
-        guard.failures.throttled(guard.api, source);
-        return too_many_failures(guard.api, wait);
-    }
+        .blocked_for(guard.api, source, Instant::now());
     let response = next.run(request).await;
     let kind = response.extensions().get::<FailureKind>().copied();
     let kind = match (kind, response.status()) {
@@ -329,12 +327,21 @@ pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> 
         }),
         (None, _) => None,
     };
-    if let Some(kind) = kind {
-        guard
-            .failures
-            .failed(guard.api, source, kind, Instant::now());
+    match (kind, blocked) {
+        // A blocked source learns nothing from its failures but when to try again (counted as
+        // throttled, as before the block's end nothing more is charged).
+        (Some(_), Some(wait)) => {
+            guard.failures.throttled(guard.api, source);
+            too_many_failures(guard.api, wait)
+        }
+        (Some(kind), None) => {
+            guard
+                .failures
+                .failed(guard.api, source, kind, Instant::now());
+            response
+        }
+        (None, _) => response,
     }
-    response
 }
 
 /// The 429 answer, in the API's own error format.
