@@ -11,6 +11,11 @@
 //! * a **per-source cap** ([`ListenerCaps::max_per_source`]): connections from one IPv4
 //!   address or one IPv6 /64 beyond it are closed at once, so one client (or one attacker)
 //!   cannot take the listener's slots from everybody else;
+//! * **shedding**: a connection is *unproven* until it has sent a whole request head (its
+//!   handshake and its first head are what a slow client stretches). When a new connection
+//!   arrives at a full listener, the oldest unproven connection is closed to make room
+//!   ([`Admission::make_room`]), so a few sources together cannot hold the listener either: a
+//!   legitimate client proves itself in milliseconds, long before it becomes the oldest;
 //! * **the process's open-file limit**: [`fit_file_limit`] raises the soft limit to the hard
 //!   one at start and checks that every listener's cap fits inside it, with room for the
 //!   database, artifacts and outgoing connections. Defaults that do not fit are scaled down
@@ -26,7 +31,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Deadline for a whole request head (request line and headers), counted from the moment the
 /// server starts waiting for it: on a new connection, and after each response on a kept-alive
@@ -216,6 +224,56 @@ pub struct AdmissionCounters {
     pub refused_per_source: AtomicU64,
     /// Connections open now.
     pub open: AtomicU64,
+    /// Unproven connections closed to make room for a new one at a full listener.
+    pub shed: AtomicU64,
+}
+
+/// Whether a connection has proven itself, and the signal that closes it when it is shed.
+#[derive(Debug, Default)]
+struct StandingState {
+    proven: AtomicBool,
+    shed: AtomicBool,
+    notify: Notify,
+}
+
+type Unproven = Arc<Mutex<BTreeMap<u64, Arc<StandingState>>>>;
+
+/// A connection's standing, held by whatever serves it: [`Standing::prove`] once it has sent a
+/// whole request head, [`Standing::shed`] resolves when the listener closes it to make room.
+#[derive(Debug, Clone)]
+pub struct Standing {
+    id: u64,
+    state: Arc<StandingState>,
+    unproven: Unproven,
+}
+
+impl Standing {
+    /// The connection sent a whole request head: it is never shed from now on.
+    pub fn prove(&self) {
+        if !self.state.proven.swap(true, Ordering::AcqRel) {
+            lock(&self.unproven).remove(&self.id);
+        }
+    }
+
+    /// Whether the listener chose this connection to make room.
+    pub fn is_shed(&self) -> bool {
+        self.state.shed.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the listener chose this connection to make room.
+    pub async fn shed(&self) {
+        loop {
+            let notified = self.state.notify.notified();
+            if self.is_shed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The admission state of one listener: its slots and who holds them.
@@ -225,6 +283,9 @@ pub struct Admission {
     sources: Arc<Mutex<HashMap<IpAddr, usize>>>,
     max_per_source: usize,
     counters: Arc<AdmissionCounters>,
+    /// Unproven connections, oldest first.
+    unproven: Unproven,
+    next_id: Arc<AtomicU64>,
 }
 
 /// Held by a connection for as long as it is open: its listener slot and its source's count.
@@ -234,6 +295,14 @@ pub struct Ticket {
     source: IpAddr,
     sources: Arc<Mutex<HashMap<IpAddr, usize>>>,
     counters: Arc<AdmissionCounters>,
+    standing: Standing,
+}
+
+impl Ticket {
+    /// The connection's standing, for whatever serves it.
+    pub fn standing(&self) -> Standing {
+        self.standing.clone()
+    }
 }
 
 impl Drop for Ticket {
@@ -246,6 +315,7 @@ impl Drop for Ticket {
             }
         }
         self.counters.open.fetch_sub(1, Ordering::Relaxed);
+        lock(&self.standing.unproven).remove(&self.standing.id);
     }
 }
 
@@ -256,6 +326,48 @@ impl Admission {
             sources: Arc::new(Mutex::new(HashMap::new())),
             max_per_source: caps.max_per_source.max(1),
             counters,
+            unproven: Arc::new(Mutex::new(BTreeMap::new())),
+            next_id: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// A free listener slot, if there is one now.
+    pub fn try_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.slots.clone().try_acquire_owned().ok()
+    }
+
+    /// Whether a connection from `peer` would be refused for its source's cap.
+    pub fn source_is_full(&self, peer: SocketAddr) -> bool {
+        let full = lock(&self.sources)
+            .get(&source_of(peer.ip()))
+            .is_some_and(|&count| count >= self.max_per_source);
+        if full {
+            self.counters
+                .refused_per_source
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        full
+    }
+
+    /// The listener is full and a connection is waiting: closes the oldest connection that has
+    /// not sent a whole request head yet (its slot comes free once it is gone). `false` when
+    /// every connection has proven itself; the newcomer then waits for a slot.
+    pub fn make_room(&self) -> bool {
+        let oldest = {
+            let mut unproven = lock(&self.unproven);
+            let Some((&id, _)) = unproven.iter().next() else {
+                return false;
+            };
+            unproven.remove(&id)
+        };
+        match oldest {
+            Some(state) => {
+                state.shed.store(true, Ordering::Release);
+                state.notify.notify_waiters();
+                self.counters.shed.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            None => false,
         }
     }
 
@@ -285,7 +397,15 @@ impl Admission {
         *count += 1;
         drop(sources);
         self.counters.open.fetch_add(1, Ordering::Relaxed);
+        let state = Arc::new(StandingState::default());
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        lock(&self.unproven).insert(id, state.clone());
         Some(Ticket {
+            standing: Standing {
+                id,
+                state,
+                unproven: self.unproven.clone(),
+            },
             _slot: slot,
             source,
             sources: self.sources.clone(),
@@ -397,6 +517,37 @@ mod tests {
             source_of("2001:db8:1:2:aaaa:bbbb:cccc:dddd".parse().unwrap()),
             "2001:db8:1:2::".parse::<IpAddr>().unwrap()
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_listener_sheds_its_oldest_unproven_connection_never_a_proven_one() {
+        let counters = Arc::new(AdmissionCounters::default());
+        let admission = Admission::new(
+            ListenerCaps {
+                max_connections: 3,
+                max_per_source: 3,
+            },
+            counters.clone(),
+        );
+        let peer = |i: u8| SocketAddr::from(([127, 0, 0, i], 1000));
+        let proven = admission.admit(admission.slot().await, peer(1)).unwrap();
+        proven.standing().prove();
+        let oldest = admission.admit(admission.slot().await, peer(2)).unwrap();
+        let newer = admission.admit(admission.slot().await, peer(3)).unwrap();
+        assert!(admission.try_slot().is_none());
+        // Room is made by the oldest connection that has not proven itself.
+        assert!(admission.make_room());
+        assert!(oldest.standing().is_shed());
+        tokio::time::timeout(std::time::Duration::from_secs(5), oldest.standing().shed())
+            .await
+            .expect("the shed signal resolves");
+        assert!(!newer.standing().is_shed() && !proven.standing().is_shed());
+        drop(oldest);
+        assert!(admission.try_slot().is_some());
+        // Once the rest have proven themselves, nothing is shed.
+        newer.standing().prove();
+        assert!(!admission.make_room());
+        assert_eq!(counters.shed.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]

@@ -12,9 +12,16 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use crate::admission::Standing;
+
+type ShedSignal = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 pub struct IdleTimeout<S, T> {
     inner: S,
     attached: T,
+    /// The connection's standing with its listener and the future that resolves when the
+    /// listener sheds it (see [`crate::admission::Admission::make_room`]).
+    standing: Option<(Standing, ShedSignal)>,
     idle_timeout: Duration,
     last_activity: Instant,
     /// Fires at or before `last_activity + idle_timeout`; re-armed lazily.
@@ -36,10 +43,23 @@ impl<S, T> IdleTimeout<S, T> {
         Self {
             inner,
             attached,
+            standing: None,
             idle_timeout,
             last_activity: now,
             idle_deadline: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
         }
+    }
+
+    /// Closes the connection (its next read or write fails) once its listener sheds it.
+    pub fn with_standing(mut self, standing: Standing) -> Self {
+        let watched = standing.clone();
+        self.standing = Some((standing, Box::pin(async move { watched.shed().await })));
+        self
+    }
+
+    /// The connection's standing with its listener, if it has one.
+    pub fn standing(&self) -> Option<&Standing> {
+        self.standing.as_ref().map(|(standing, _)| standing)
     }
 
     /// What the connection carries besides its bytes.
@@ -56,6 +76,14 @@ impl<S, T> IdleTimeout<S, T> {
     /// Called when I/O is pending: `Ready(err)` once the connection has been
     /// idle too long, else `Pending` with the timer registered.
     fn poll_idle<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
+        if let Some((_, shed)) = &mut self.standing
+            && shed.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "closed to make room for a new connection (no request head yet)",
+            )));
+        }
         loop {
             if self.idle_deadline.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;

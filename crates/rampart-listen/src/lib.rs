@@ -16,9 +16,11 @@ pub mod plain;
 pub mod serve;
 mod unread_body;
 
-pub use admission::{Admission, AdmissionCounters, ListenerCaps, Ticket, raise_file_limit};
+pub use admission::{
+    Admission, AdmissionCounters, ListenerCaps, Standing, Ticket, raise_file_limit,
+};
 pub use plain::{PlainListener, PlainStream};
-pub use serve::{HttpOptions, serve};
+pub use serve::{HasStanding, HttpOptions, serve};
 
 /// Bounds for a service with one plain listener and a few clients (the transparency log, a
 /// witness): [`serve`] with [`admission::DEFAULT_HEADER_TIMEOUT`] and these caps.

@@ -39,15 +39,32 @@ impl Listener for PlainListener {
     // Cancel-safe: the slot is acquired before accept and dropped with it if cancelled.
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
-            let slot = self.admission.slot().await;
-            match self.tcp.accept().await {
-                Ok((tcp, addr)) => {
-                    if let Some(ticket) = self.admission.admit(slot, addr) {
-                        let _ = tcp.set_nodelay(true);
-                        return (IdleTimeout::new(tcp, ticket, self.idle_timeout), addr);
-                    }
+            let (tcp, addr) = match self.tcp.accept().await {
+                Ok(accepted) => accepted,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            };
+            // Closed at once when its source holds its cap (before it can make room).
+            if self.admission.source_is_full(addr) {
+                continue;
+            }
+            let slot = match self.admission.try_slot() {
+                Some(slot) => slot,
+                None => {
+                    // Full: the oldest connection without a request head yet makes room.
+                    self.admission.make_room();
+                    self.admission.slot().await
+                }
+            };
+            if let Some(ticket) = self.admission.admit(slot, addr) {
+                let _ = tcp.set_nodelay(true);
+                let standing = ticket.standing();
+                return (
+                    IdleTimeout::new(tcp, ticket, self.idle_timeout).with_standing(standing),
+                    addr,
+                );
             }
         }
     }

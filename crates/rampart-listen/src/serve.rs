@@ -26,6 +26,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::admission::Standing;
+
 /// How [`serve`] runs a listener.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpOptions {
@@ -46,7 +48,7 @@ pub async fn serve<L, I, F>(
     shutdown: impl Future<Output = ()>,
 ) where
     L: Listener<Addr = SocketAddr>,
-    L::Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    L::Io: AsyncRead + AsyncWrite + HasStanding + Unpin + Send + 'static,
     F: Fn(&L::Io, SocketAddr) -> I,
     I: Clone + Send + Sync + 'static,
 {
@@ -63,6 +65,7 @@ pub async fn serve<L, I, F>(
         };
         let service = ConnectionService {
             router: router.clone(),
+            standing: io.standing(),
             peer,
             info: connection_info(&io, peer),
         };
@@ -85,6 +88,8 @@ pub async fn serve<L, I, F>(
 #[derive(Clone)]
 struct ConnectionService<I> {
     router: Router,
+    /// Proven by the first request head, after which the listener never sheds it.
+    standing: Option<Standing>,
     peer: SocketAddr,
     info: I,
 }
@@ -99,6 +104,9 @@ impl<I: Clone + Send + Sync + 'static> hyper::service::Service<hyper::Request<In
     >;
 
     fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
+        if let Some(standing) = &self.standing {
+            standing.prove();
+        }
         // An answer given before the body was read says `Connection: close` (see
         // crate::unread_body).
         let (parts, body) = request.into_parts();
@@ -111,5 +119,23 @@ impl<I: Clone + Send + Sync + 'static> hyper::service::Service<hyper::Request<In
         let mut router = self.router.clone();
         let answer = tower_service::Service::call(&mut router, request);
         Box::pin(async move { answer.await.map(|response| body_read.mark(response)) })
+    }
+}
+
+/// A connection that may carry a [`Standing`] with its listener.
+pub trait HasStanding {
+    fn standing(&self) -> Option<Standing>;
+}
+
+impl<S, T> HasStanding for crate::idle::IdleTimeout<S, T> {
+    fn standing(&self) -> Option<Standing> {
+        crate::idle::IdleTimeout::standing(self).cloned()
+    }
+}
+
+/// A bare TCP connection (no admission) is never shed.
+impl HasStanding for tokio::net::TcpStream {
+    fn standing(&self) -> Option<Standing> {
+        None
     }
 }

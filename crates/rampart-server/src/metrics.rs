@@ -270,6 +270,18 @@ impl Metrics {
             "Connections closed at once because their source held its per-source cap, by listener.",
             &refused,
         );
+        let shed: Vec<(&str, u64)> = self
+            .listeners
+            .each()
+            .iter()
+            .map(|(label, c)| (*label, load(&c.shed)))
+            .collect();
+        counter(
+            &mut out,
+            "rampart_server_connections_shed_total",
+            "Connections without a request head yet closed to make room at a full listener, by listener.",
+            &shed,
+        );
         counter(
             &mut out,
             "rampart_server_accept_errors_total",

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use axum::serve::Listener;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -43,6 +44,8 @@ pub struct OperatorListener {
     idle_timeout: Duration,
     admission: Admission,
     pending: JoinSet<Handshake>,
+    /// An accepted connection waiting for a slot of the full listener.
+    waiting: Option<(TcpStream, SocketAddr)>,
 }
 
 impl OperatorListener {
@@ -60,7 +63,40 @@ impl OperatorListener {
             idle_timeout,
             admission,
             pending: JoinSet::new(),
+            waiting: None,
         }
+    }
+}
+
+impl OperatorListener {
+    /// Starts the handshake of an admitted connection; a connection whose source holds its
+    /// cap is dropped.
+    fn start_handshake(&mut self, tcp: TcpStream, addr: SocketAddr, slot: OwnedSemaphorePermit) {
+        let Some(ticket) = self.admission.admit(slot, addr) else {
+            return;
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = self.acceptor.clone();
+        let deadline = self.handshake_timeout;
+        let standing = ticket.standing();
+        self.pending.spawn(async move {
+            tokio::select! {
+                handshake = tokio::time::timeout(deadline, acceptor.accept(tcp)) => match handshake {
+                    Ok(Ok(tls)) => {
+                        let certificate_device = certificate_device(&tls);
+                        Some((tls, addr, Slot { _ticket: ticket, certificate_device }))
+                    }
+                    _ => None,
+                },
+                // Shed to make room for a newer connection before it finished its handshake.
+                () = standing.shed() => None,
+            }
+        });
+    }
+
+    fn served(&self, tls: TlsStream<TcpStream>, slot: Slot) -> OperatorStream {
+        let standing = slot._ticket.standing();
+        OperatorStream::new(tls, slot, self.idle_timeout).with_standing(standing)
     }
 }
 
@@ -68,45 +104,52 @@ impl Listener for OperatorListener {
     type Io = OperatorStream;
     type Addr = SocketAddr;
 
-    // Cancel-safe: the slot is acquired before accept and dropped with it if cancelled.
+    // Cancel-safe: a connection waiting for a slot is kept in `self.waiting`; accepting,
+    // acquiring a slot and joining a handshake are cancel-safe.
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
-            tokio::select! {
-                slot = self.admission.slot() => {
-                    // Holding a free slot, wait for a connection or a finished handshake.
-                    tokio::select! {
-                        accepted = self.tcp.accept() => match accepted {
-                            Ok((tcp, addr)) => {
-                                // Closed at once when its source holds its cap.
-                                let Some(ticket) = self.admission.admit(slot, addr) else {
-                                    continue;
-                                };
-                                let _ = tcp.set_nodelay(true);
-                                let acceptor = self.acceptor.clone();
-                                let deadline = self.handshake_timeout;
-                                self.pending.spawn(async move {
-                                    match tokio::time::timeout(deadline, acceptor.accept(tcp)).await {
-                                        Ok(Ok(tls)) => {
-                                            let certificate_device = certificate_device(&tls);
-                                            Some((tls, addr, Slot { _ticket: ticket, certificate_device }))
-                                        }
-                                        _ => None,
-                                    }
-                                });
-                            }
-                            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                        },
-                        Some(done) = self.pending.join_next() => {
-                            drop(slot);
-                            if let Ok(Some((tls, addr, slot))) = done {
-                                return (OperatorStream::new(tls, slot, self.idle_timeout), addr);
-                            }
+            if let Some((tcp, addr)) = self.waiting.take() {
+                if let Some(slot) = self.admission.try_slot() {
+                    self.start_handshake(tcp, addr, slot);
+                    continue;
+                }
+                self.waiting = Some((tcp, addr));
+                tokio::select! {
+                    slot = self.admission.slot() => {
+                        if let Some((tcp, addr)) = self.waiting.take() {
+                            self.start_handshake(tcp, addr, slot);
+                        }
+                    }
+                    Some(done) = self.pending.join_next() => {
+                        if let Ok(Some((tls, addr, slot))) = done {
+                            return (self.served(tls, slot), addr);
                         }
                     }
                 }
+                continue;
+            }
+            tokio::select! {
+                accepted = self.tcp.accept() => match accepted {
+                    Ok((tcp, addr)) => {
+                        // Closed at once when its source holds its cap, before it can make room.
+                        if self.admission.source_is_full(addr) {
+                            continue;
+                        }
+                        match self.admission.try_slot() {
+                            Some(slot) => self.start_handshake(tcp, addr, slot),
+                            None => {
+                                // Full: the oldest connection without a request head yet makes
+                                // room, and this one waits for its slot.
+                                self.admission.make_room();
+                                self.waiting = Some((tcp, addr));
+                            }
+                        }
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                },
                 Some(done) = self.pending.join_next() => {
                     if let Ok(Some((tls, addr, slot))) = done {
-                        return (OperatorStream::new(tls, slot, self.idle_timeout), addr);
+                        return (self.served(tls, slot), addr);
                     }
                 }
             }

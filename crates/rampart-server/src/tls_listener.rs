@@ -24,6 +24,7 @@ use std::time::Duration;
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -96,6 +97,8 @@ enum Refusal {
     NoIdentity,
     /// The source already holds its per-source cap of connections.
     SourceCap,
+    /// Closed to make room at a full listener before its handshake finished.
+    Shed,
 }
 
 /// A refused connection, for the audit log (see [`MtlsListener::with_refusal_sink`]).
@@ -128,6 +131,8 @@ pub struct MtlsListener {
     handshake_timeout: Duration,
     idle_timeout: Duration,
     pending: JoinSet<Handshake>,
+    /// An accepted connection waiting for a slot of the full listener.
+    waiting: Option<(TcpStream, SocketAddr)>,
     counters: Arc<ConnectionCounters>,
     refusal_sink: Option<tokio::sync::mpsc::Sender<RefusedConnection>>,
     admission: Admission,
@@ -161,6 +166,7 @@ impl MtlsListener {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             pending: JoinSet::new(),
+            waiting: None,
             counters,
             refusal_sink: None,
         }
@@ -185,6 +191,29 @@ impl MtlsListener {
         &self.counters
     }
 
+    /// Starts the handshake of an admitted connection (one whose source holds its cap is
+    /// refused and counted).
+    fn start_handshake(
+        &mut self,
+        tcp: TcpStream,
+        remote_addr: SocketAddr,
+        slot: OwnedSemaphorePermit,
+    ) {
+        match self.admission.admit(slot, remote_addr) {
+            Some(ticket) => {
+                let _ = tcp.set_nodelay(true);
+                self.pending.spawn(handshake(
+                    self.acceptor.clone(),
+                    tcp,
+                    remote_addr,
+                    self.handshake_timeout,
+                    ticket,
+                ));
+            }
+            None => self.count(Refusal::SourceCap, Some(remote_addr)),
+        }
+    }
+
     /// A finished handshake: the connection to serve, or the refusal counted.
     fn finished(
         &self,
@@ -194,7 +223,11 @@ impl MtlsListener {
             Ok(Ok((tls, connection))) => {
                 self.counters.accepted.fetch_add(1, Ordering::Relaxed);
                 let addr = connection.peer.remote_addr;
-                Some((MtlsStream::new(tls, connection, self.idle_timeout), addr))
+                let standing = connection._ticket.standing();
+                Some((
+                    MtlsStream::new(tls, connection, self.idle_timeout).with_standing(standing),
+                    addr,
+                ))
             }
             Ok(Err((refusal, addr))) => {
                 self.count(refusal, Some(addr));
@@ -210,6 +243,8 @@ impl MtlsListener {
 
     fn count(&self, refusal: Refusal, remote_addr: Option<SocketAddr>) {
         let (counter, reason) = match refusal {
+            // Counted by the admission counters; not the client's fault as such.
+            Refusal::Shed => return,
             Refusal::Handshake(e) => (&self.counters.handshake_failed, format!("tls: {e}")),
             Refusal::Timeout => (
                 &self.counters.handshake_timeout,
@@ -244,37 +279,51 @@ impl Listener for MtlsListener {
     // `TcpListener::accept`, `JoinSet::join_next`) is cancel-safe.
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
+            if let Some((tcp, addr)) = self.waiting.take() {
+                if let Some(slot) = self.admission.try_slot() {
+                    self.start_handshake(tcp, addr, slot);
+                    continue;
+                }
+                self.waiting = Some((tcp, addr));
+                tokio::select! {
+                    slot = self.admission.slot() => {
+                        if let Some((tcp, addr)) = self.waiting.take() {
+                            self.start_handshake(tcp, addr, slot);
+                        }
+                    }
+                    Some(done) = self.pending.join_next() => {
+                        if let Some(ready) = self.finished(done) {
+                            return ready;
+                        }
+                    }
+                }
+                continue;
+            }
             tokio::select! {
-                slot = self.admission.slot(), if self.pending.len() < MAX_PENDING_HANDSHAKES => {
-                    // Holding a free slot, wait for a connection or a finished handshake.
-                    tokio::select! {
-                        accepted = self.tcp.accept() => match accepted {
-                            Ok((tcp, remote_addr)) => match self.admission.admit(slot, remote_addr) {
-                                Some(ticket) => {
-                                    let _ = tcp.set_nodelay(true);
-                                    self.pending.spawn(handshake(
-                                        self.acceptor.clone(),
-                                        tcp,
-                                        remote_addr,
-                                        self.handshake_timeout,
-                                        ticket,
-                                    ));
+                accepted = self.tcp.accept(), if self.pending.len() < MAX_PENDING_HANDSHAKES => {
+                    match accepted {
+                        Ok((tcp, remote_addr)) => {
+                            // Closed at once when its source holds its cap, before it can make
+                            // room.
+                            if self.admission.source_is_full(remote_addr) {
+                                self.count(Refusal::SourceCap, Some(remote_addr));
+                                continue;
+                            }
+                            match self.admission.try_slot() {
+                                Some(slot) => self.start_handshake(tcp, remote_addr, slot),
+                                None => {
+                                    // Full: the oldest connection without a request head yet
+                                    // makes room, and this one waits for its slot.
+                                    self.admission.make_room();
+                                    self.waiting = Some((tcp, remote_addr));
                                 }
-                                // Closed at once: its source holds its cap.
-                                None => self.count(Refusal::SourceCap, Some(remote_addr)),
-                            },
-                            Err(e) if is_connection_error(&e) => {}
-                            Err(_) => {
-                                // Typically EMFILE: back off rather than spin.
-                                self.counters.accept_errors.fetch_add(1, Ordering::Relaxed);
-                                tokio::time::sleep(Duration::from_secs(1)).await;
                             }
-                        },
-                        Some(done) = self.pending.join_next() => {
-                            drop(slot);
-                            if let Some(ready) = self.finished(done) {
-                                return ready;
-                            }
+                        }
+                        Err(e) if is_connection_error(&e) => {}
+                        Err(_) => {
+                            // Typically EMFILE: back off rather than spin.
+                            self.counters.accept_errors.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_secs(1)).await;
                         }
                     }
                 }
@@ -299,7 +348,14 @@ async fn handshake(
     deadline: Duration,
     ticket: Ticket,
 ) -> Handshake {
-    let tls = match tokio::time::timeout(deadline, acceptor.accept(tcp)).await {
+    let standing = ticket.standing();
+    let handshake = tokio::select! {
+        handshake = tokio::time::timeout(deadline, acceptor.accept(tcp)) => handshake,
+        // Shed to make room for a newer connection before it finished its handshake (counted
+        // by the admission counters).
+        () = standing.shed() => return Err((Refusal::Shed, remote_addr)),
+    };
+    let tls = match handshake {
         Err(_) => return Err((Refusal::Timeout, remote_addr)),
         Ok(Err(e)) => {
             return Err((

@@ -192,6 +192,24 @@ enum Attack {
     IdleFlood,
     /// TCP connections that never send a TLS ClientHello.
     NoClientHello,
+    /// Slow headers from 12 sources (127.0.0.10 to .21), together over the listener's cap
+    /// although each stays under its per-source cap.
+    ManySourcesSlowHeaders,
+    /// No ClientHello from 12 sources.
+    ManySourcesNoClientHello,
+}
+
+impl Attack {
+    fn many_sources(self) -> bool {
+        matches!(
+            self,
+            Attack::ManySourcesSlowHeaders | Attack::ManySourcesNoClientHello
+        )
+    }
+
+    fn slow_headers(self) -> bool {
+        matches!(self, Attack::SlowHeaders | Attack::ManySourcesSlowHeaders)
+    }
 }
 
 /// Opens the attack's connections from 127.0.0.1 and keeps them busy until the returned set
@@ -200,17 +218,22 @@ async fn launch(target: &Target, listener: Listener, attack: Attack) -> JoinSet<
     let mut attackers = JoinSet::new();
     let addr = target.addr(listener);
     let tls = match attack {
-        Attack::NoClientHello => None,
+        Attack::NoClientHello | Attack::ManySourcesNoClientHello => None,
         _ => target.tls(listener, "attacker-device"),
     };
-    for _ in 0..ATTACK_CONNECTIONS {
+    for i in 0..ATTACK_CONNECTIONS {
         let tls = tls.clone();
+        let source = if attack.many_sources() {
+            format!("127.0.0.{}", 10 + i % 12)
+        } else {
+            ATTACKER.to_owned()
+        };
         attackers.spawn(async move {
-            let Ok(mut stream) = connect(ATTACKER, addr, tls.as_ref()).await else {
+            let Ok(mut stream) = connect(&source, addr, tls.as_ref()).await else {
                 return;
             };
             match attack {
-                Attack::SlowHeaders => {
+                _ if attack.slow_headers() => {
                     let head = b"POST /device/v1/poll HTTP/1.1\r\nHost: localhost\r\nX-Slow: ";
                     if stream.write_all(head).await.is_err() {
                         return;
@@ -222,7 +245,7 @@ async fn launch(target: &Target, listener: Listener, attack: Attack) -> JoinSet<
                         }
                     }
                 }
-                Attack::IdleFlood | Attack::NoClientHello => {
+                _ => {
                     // Hold the connection until the server closes it or the test ends.
                     let mut buf = [0u8; 64];
                     let _ = stream.read(&mut buf).await;
@@ -232,9 +255,15 @@ async fn launch(target: &Target, listener: Listener, attack: Attack) -> JoinSet<
     }
     // Let the attack take every slot it can before the legitimate client comes.
     let counters = target.admission(listener);
-    // The attack is in place once its source holds its whole share of the listener.
+    // The attack is in place once its source holds its whole share of the listener (with many
+    // sources: the whole listener).
+    let share = if attack.many_sources() {
+        CAPS.max_connections
+    } else {
+        CAPS.max_per_source
+    };
     let in_place = async {
-        while counters.open.load(Ordering::Relaxed) < CAPS.max_per_source as u64 {
+        while counters.open.load(Ordering::Relaxed) < share as u64 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
@@ -252,22 +281,43 @@ async fn survives_every_attack(listener: Listener, name: &str) {
     let _serial = ONE_ATTACK_AT_A_TIME.lock().await;
     let target = start(name, Duration::from_secs(10)).await;
     let attacks: &[Attack] = match listener {
-        Listener::Metrics => &[Attack::SlowHeaders, Attack::IdleFlood],
+        Listener::Metrics => &[
+            Attack::SlowHeaders,
+            Attack::IdleFlood,
+            Attack::ManySourcesSlowHeaders,
+        ],
         _ => &[
             Attack::SlowHeaders,
             Attack::IdleFlood,
             Attack::NoClientHello,
+            Attack::ManySourcesSlowHeaders,
+            Attack::ManySourcesNoClientHello,
         ],
     };
     for &attack in attacks {
         let attackers = launch(&target, listener, attack).await;
         target.legitimate_request(listener).await;
         let counters = target.admission(listener);
-        assert!(
-            counters.refused_per_source.load(Ordering::Relaxed) > 0,
-            "{listener:?}: the per-source cap closed none of the attack's connections"
-        );
+        if attack.many_sources() {
+            assert!(
+                counters.shed.load(Ordering::Relaxed) > 0,
+                "{listener:?}, {attack:?}: no unproven connection was shed to make room"
+            );
+        } else {
+            assert!(
+                counters.refused_per_source.load(Ordering::Relaxed) > 0,
+                "{listener:?}, {attack:?}: the per-source cap closed none of the attack's connections"
+            );
+        }
         drop(attackers);
+        // The next attack starts on an empty listener.
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while counters.open.load(Ordering::Relaxed) > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("the attack's connections were closed");
     }
     target.server.stop().await;
 }
