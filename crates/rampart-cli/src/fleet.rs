@@ -88,6 +88,12 @@ pub enum AuditCommand {
         /// The log's witness policy (log key, witnesses, quorum).
         #[arg(long, requires = "log_url")]
         log_policy: Option<PathBuf>,
+        /// With --anchor-key: records written over more than this many seconds after the newest
+        /// signed head fail the check (the server signs a head every 300 s by default, so a
+        /// longer unsigned tail means newer heads were removed). Raise it with a longer
+        /// `--audit-anchor-interval`.
+        #[arg(long, default_value_t = 900, requires = "anchor_keys")]
+        max_unanchored_secs: i64,
     },
     /// Print the newest signed audit head stored with the server's log (a signed note), to keep
     /// a copy off the server for `rampart audit verify --head FILE`.
@@ -463,6 +469,7 @@ fn verify_anchored(
     anchor_keys: &[String],
     head_files: &[String],
     log: Option<(&str, &Path)>,
+    max_unanchored_secs: i64,
 ) -> anyhow::Result<()> {
     let keys = anchor_keys
         .iter()
@@ -515,6 +522,28 @@ fn verify_anchored(
             }
         }
     };
+    // Heads stored with the log can be deleted with it: a long tail of records after the newest
+    // head means newer heads are missing.
+    let records = read_records(file, db)?;
+    if let Some(last) = records.last()
+        && check.chain.count > check.newest.size
+        && last.time - check.newest.time > max_unanchored_secs
+    {
+        bail!(
+            "AUDIT LOG TAMPERED: {} records were written over {} s after the newest signed head (covering {} records, signed {}), more than --max-unanchored-secs {}: the server signs heads every few minutes, so newer heads were removed; compare with a head kept off the server (--head FILE, --log-url)",
+            check.chain.count - check.newest.size,
+            last.time - check.newest.time,
+            check.newest.size,
+            rampart_audit::rfc3339_from_unix(check.newest.time)
+                .unwrap_or_else(|| check.newest.time.to_string()),
+            max_unanchored_secs
+        );
+    }
+    if head_files.is_empty() && log.is_none() {
+        eprintln!(
+            "warning: every head came from the database being verified; whoever can rewrite it can also delete its newest heads together with the records they cover. Keep heads off the server (`rampart audit head --out FILE` regularly, or `rampart server --audit-log-url`) and give them with --head or --log-url."
+        );
+    }
     println!(
         "ok: {} records, head {}; consistent with {} signed audit head(s){}, the newest covering {} records (signed {})",
         check.chain.count,
@@ -540,10 +569,18 @@ pub fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
             count,
             log_url,
             log_policy,
+            max_unanchored_secs,
         } => {
             if !anchor_keys.is_empty() {
                 let log = log_url.as_deref().zip(log_policy.as_deref());
-                return verify_anchored(file.as_deref(), db.as_deref(), &anchor_keys, &heads, log);
+                return verify_anchored(
+                    file.as_deref(),
+                    db.as_deref(),
+                    &anchor_keys,
+                    &heads,
+                    log,
+                    max_unanchored_secs,
+                );
             }
             let expected = match (heads.as_slice(), count) {
                 ([h], Some(c)) => {

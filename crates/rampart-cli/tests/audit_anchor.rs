@@ -433,3 +433,59 @@ fn audit_heads_are_appended_to_the_transparency_log_and_checked_from_it() {
     drop(log);
     drop(witness);
 }
+
+/// The heads stored with the log can be deleted with it: records written long after the newest
+/// signed head mean newer heads are missing, and `audit verify` says so; without off-box heads
+/// it warns that stored heads alone cannot prove the history was not cut.
+#[test]
+fn a_long_unsigned_tail_after_the_newest_head_fails_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    let db = format!("sqlite://{}", w.join("server.db").display());
+    let mut server = start_server(w, &db, &[]);
+    let key = server
+        .line_after("audit heads signed with key ", Duration::from_secs(10))
+        .expect("the server prints its audit key");
+    ok(rampart(&[
+        "token", "create", "--db", &db, "--role", "viewer", "--name", "ops-1",
+    ]));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !rampart(&["audit", "head", "--db", &db])
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "no head was signed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server.kill();
+    // Records written after the newest head, later than the allowed unsigned tail (1 s here).
+    std::thread::sleep(Duration::from_secs(2));
+    ok(rampart(&[
+        "token", "create", "--db", &db, "--role", "viewer", "--name", "ops-2",
+    ]));
+    let out = rampart(&[
+        "audit",
+        "verify",
+        "--db",
+        &db,
+        "--anchor-key",
+        &key,
+        "--max-unanchored-secs",
+        "1",
+    ])
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("newer heads were removed"), "{stderr}");
+    // Within the default allowance it verifies, with a warning that stored heads alone do not
+    // prove the history was not cut.
+    let out = rampart(&["audit", "verify", "--db", &db, "--anchor-key", &key])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("Keep heads off the server"), "{stderr}");
+}
