@@ -493,7 +493,7 @@ fn verify_anchored(
         (None, Some(url)) => {
             let url = url.to_owned();
             block_on(async move {
-                let db = rampart_db::Db::connect(&url).await?;
+                let db = crate::server::connect_existing(&url).await?;
                 let check =
                     rampart_server::audit_anchor::verify_stored_log(&db, &keys, &given).await;
                 db.close().await;
@@ -608,10 +608,10 @@ pub fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
         }
         AuditCommand::Head { db, out } => {
             let head = block_on(async move {
-                let db = rampart_db::Db::connect(&db).await?;
+                let db = crate::server::connect_existing(&db).await?;
                 let head = db.latest_audit_head().await;
                 db.close().await;
-                head
+                anyhow::Ok(head?)
             })??
             .context(
                 "no audit head has been signed yet: the server signs one when it runs with an audit key (`rampart server --audit-key FILE`)",

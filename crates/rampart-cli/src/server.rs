@@ -437,7 +437,7 @@ pub fn token_command(cmd: TokenCommand) -> anyhow::Result<()> {
                 println!("{}", created.secret);
             }
             TokenCommand::List { db } => {
-                let db = rampart_db::Db::connect(&db).await?;
+                let db = connect_existing(&db).await?;
                 for t in db.list_tokens().await? {
                     println!(
                         "{}  {:<8}  {}{}",
@@ -474,10 +474,26 @@ pub fn token_command(cmd: TokenCommand) -> anyhow::Result<()> {
     })
 }
 
+/// Opens the server's database for a command that only reads it: a SQLite file that does not
+/// exist is a mistyped `--db`, not an empty database to create.
+pub async fn connect_existing(url: &str) -> anyhow::Result<rampart_db::Db> {
+    if let Some(path) = rampart_db::sqlite_file(url)
+        && !path.exists()
+    {
+        anyhow::bail!(
+            "no database at {}: check --db (the server creates it on its first start)",
+            path.display()
+        );
+    }
+    Ok(rampart_db::Db::connect(url)
+        .await
+        .context("opening the database given with --db")?)
+}
+
 /// The stored audit log as JSON Lines (for `rampart audit verify --db` and `export --db`).
 pub fn audit_jsonl_from_db(url: &str) -> anyhow::Result<Vec<u8>> {
     runtime()?.block_on(async move {
-        let db = rampart_db::Db::connect(url).await?;
+        let db = connect_existing(url).await?;
         let mut out = Vec::new();
         let mut from = 0u64;
         loop {

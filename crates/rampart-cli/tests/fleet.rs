@@ -251,3 +251,22 @@ fn tokens_are_audited_and_the_stored_log_is_verified() {
         "deleted row: {out}"
     );
 }
+
+/// A mistyped `--db` for a command that only reads the database is an error naming the path;
+/// it does not create an empty database and report "ok: 0 records" about it.
+#[test]
+fn a_mistyped_database_path_is_an_error_not_a_new_empty_database() {
+    let w = tempfile::tempdir().unwrap();
+    let typo = w.path().join("typo.db");
+    let url = format!("sqlite://{}", s(&typo));
+    for args in [
+        vec!["audit", "verify", "--db", url.as_str()],
+        vec!["audit", "export", "--db", url.as_str()],
+        vec!["token", "list", "--db", url.as_str()],
+    ] {
+        let out = common::fails(common::rampart(&args));
+        assert!(out.contains("no database at"), "{args:?}: {out}");
+        assert!(out.contains(s(&typo)), "{out}");
+        assert!(!typo.exists(), "{args:?} created {}", typo.display());
+    }
+}

@@ -33,6 +33,18 @@ pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
 /// Largest page of a listing.
 const MAX_PAGE: i64 = 1000;
 
+/// A listing's `limit`: 100 by default, else 1 to [`MAX_PAGE`] (a value outside is a mistake
+/// worth saying, not one to round silently).
+fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(100),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::invalid(format!(
+            "limit must be between 1 and {MAX_PAGE}, not {n}"
+        ))),
+    }
+}
+
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -369,10 +381,16 @@ async fn list_devices(
         min_security_version: q.min_security_version,
         attribute,
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let limit = page_limit(q.limit)?;
+    let offset = q.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::invalid(format!(
+            "offset must be 0 or more, not {offset}"
+        )));
+    }
     let devices = api
         .db
-        .list_devices(&filter, limit, q.offset.unwrap_or(0))
+        .list_devices(&filter, limit, offset)
         .await
         .map_err(|e| db_error("listing devices", e))?;
     Ok(json_response(StatusCode::OK, &json!({"devices": devices})))
@@ -1036,7 +1054,7 @@ async fn list_reports(
     }
     let reports = api
         .db
-        .recent_reports(&q.device, q.limit.unwrap_or(100).clamp(1, MAX_PAGE))
+        .recent_reports(&q.device, page_limit(q.limit)?)
         .await
         .map_err(|e| db_error("reading reports", e))?;
     Ok(json_response(StatusCode::OK, &json!({"reports": reports})))

@@ -440,23 +440,26 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// A key file others can read is still used (a secret store may mount it so), but said.
-fn warn_if_readable_by_others(path: &std::path::Path) {
+/// A key file others can read is refused, as the audit key is: whoever can read it can open
+/// every webhook secret in the database.
+fn refuse_if_readable_by_others(path: &std::path::Path) -> Result<(), WebhookError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
         if let Ok(meta) = std::fs::metadata(path)
             && meta.permissions().mode() & 0o077 != 0
         {
-            crate::log::warn(
-                "the webhook secrets key file can be read by other users; run chmod 600 on it",
-                json!({"path": path.display().to_string(),
-                       "mode": format!("{:o}", meta.permissions().mode() & 0o777)}),
-            );
+            return Err(WebhookError::Config(format!(
+                "the webhook secrets key {} may be read by other users (mode {:o}): run `chmod 600 {}`",
+                path.display(),
+                meta.permissions().mode() & 0o777,
+                path.display()
+            )));
         }
     }
     #[cfg(not(unix))]
     let _ = path;
+    Ok(())
 }
 
 /// Checks at start that every stored secret opens with `key` (named by `key_path` in errors),
@@ -558,7 +561,7 @@ impl Webhooks {
                         json!({"path": path.display().to_string(), "key_id": key.id()}),
                     );
                 }
-                warn_if_readable_by_others(&path);
+                refuse_if_readable_by_others(&path)?;
                 Some((Arc::new(key), path.display().to_string()))
             }
             // Only a database that lives in memory has neither a file nor a server to keep a

@@ -588,6 +588,16 @@ async fn management_bad_input_gets_json_errors(backend: Backend, name: &str) {
     send("GET", "/api/v1/devices?limit=abc", b"")
         .await
         .error(422, "invalid_request");
+    // Out-of-range pages are said, not rounded silently.
+    for query in ["limit=0", "limit=-1", "limit=1001", "offset=-1"] {
+        let detail = send("GET", &format!("/api/v1/devices?{query}"), b"")
+            .await
+            .error(422, "invalid_request");
+        assert!(
+            detail.contains("limit") || detail.contains("offset"),
+            "{detail}"
+        );
+    }
     send("GET", "/api/v1/devices?attribute=novalue", b"")
         .await
         .error(422, "invalid_request");

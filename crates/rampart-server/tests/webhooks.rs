@@ -1359,6 +1359,22 @@ async fn a_wrong_secrets_key_is_refused_with_a_clear_error(backend: Backend, nam
             && message.contains("--secrets-key"),
         "{message}"
     );
+    // The right key, readable by other users: refused, naming it and the fix.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let key = hooked.key_path();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let Err(e) = hooked.try_start(fast()).await else {
+            panic!("a server started with a secrets key others can read")
+        };
+        let message = e.to_string();
+        assert!(
+            message.contains("may be read by other users") && message.contains("chmod 600"),
+            "{message}"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     // The right key still works, and signs with the original secret.
     let live = hooked.start(fast()).await;
     live.hooks
