@@ -327,6 +327,15 @@ impl Db {
             Backend::Sqlite => sqlite_file(url),
             Backend::Postgres => None,
         };
+        if let Some(dir) = file.as_deref().and_then(std::path::Path::parent)
+            && !dir.as_os_str().is_empty()
+            && !dir.is_dir()
+        {
+            return Err(DbError::Invalid(format!(
+                "cannot create the database in {}: no such directory; create it or give another path",
+                dir.display()
+            )));
+        }
         if let Some(file) = &file {
             // The database holds webhook secrets (sealed) and the audit log: created owner-only
             // before SQLite opens it, as SQLite gives its -wal and -shm files the database's mode.

@@ -71,3 +71,18 @@ fn sqlite_urls_name_their_file() {
     assert_eq!(sqlite_file("sqlite://x.db?mode=memory"), None);
     assert_eq!(sqlite_file("postgres://u@h/db"), None);
 }
+
+#[tokio::test]
+async fn a_database_in_a_missing_directory_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir");
+    let url = format!("sqlite://{}", missing.join("server.db").display());
+    let Err(e) = rampart_db::Db::connect(&url).await else {
+        panic!("a database was opened in a directory that does not exist");
+    };
+    let message = e.to_string();
+    assert!(
+        message.contains(&missing.display().to_string()) && message.contains("no such directory"),
+        "{message}"
+    );
+}
