@@ -485,9 +485,9 @@ pub async fn connect_existing(url: &str) -> anyhow::Result<rampart_db::Db> {
             path.display()
         );
     }
-    Ok(rampart_db::Db::connect(url)
+    rampart_db::Db::connect(url)
         .await
-        .context("opening the database given with --db")?)
+        .context("opening the database given with --db")
 }
 
 /// The stored audit log as JSON Lines (for `rampart audit verify --db` and `export --db`).
