@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use common::{ok, rampart, run, s};
+use common::{agent_binary, ok, rampart, run, s};
 use rampart_agent::bootenv::GrubEnvFile;
 use rampart_agent::bootsim::BootSim;
 use rampart_boot::ab::Slot;
@@ -40,57 +40,6 @@ fn image(version: &str, bad: bool) -> Vec<u8> {
 
 fn sha256_hex(data: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, data))
-}
-
-/// The `rampart-agent` binary, built (or found up to date) beside the `rampart` binary.
-///
-/// It is another package's binary: `cargo test -p rampart-cli` does not build it, so this runs
-/// `cargo build -p rampart-agent --bin rampart-agent` with the same profile and target
-/// directory (cargo releases its build lock before running tests, so this does not deadlock).
-fn agent_binary() -> PathBuf {
-    let rampart = Path::new(env!("CARGO_BIN_EXE_rampart"));
-    let bin = rampart.with_file_name("rampart-agent");
-    let profile_dir = rampart
-        .parent()
-        .expect("the rampart binary has a directory");
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") => "dev",
-        Some(name) => name,
-        None => panic!("cannot tell the profile from {}", rampart.display()),
-    };
-    let target_dir = profile_dir.parent().expect("a target directory");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(&cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "rampart-agent",
-            "--bin",
-            "rampart-agent",
-        ])
-        .args(["--profile", profile])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .output();
-    match out {
-        Ok(out) if out.status.success() && bin.exists() => bin,
-        Ok(out) => panic!(
-            "building the rampart-agent binary failed ({}); build it with `cargo build -p rampart-agent` \
-             (expected at {}):\n{}",
-            out.status,
-            bin.display(),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => panic!(
-            "could not run {} to build rampart-agent ({e}); build it with `cargo build -p rampart-agent` \
-             (expected at {})",
-            cargo.to_string_lossy(),
-            bin.display()
-        ),
-    }
 }
 
 /// The `rampart server` child with both listeners; SIGKILLed and reaped when dropped.

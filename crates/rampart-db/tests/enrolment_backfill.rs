@@ -5,33 +5,14 @@
 //! by scripts/test.sh): the rows are made with today's code, reset to what a server before 0007
 //! stored, and the migration's backfill statement is run on them again.
 
+mod support;
+
 use rampart_db::{AuditLine, Db, EnrolledBy, Enrolment, TenantSettings};
 
 /// The backfill statement of migration 0007 (everything from its `UPDATE`).
 fn backfill_sql() -> &'static str {
     let migration = include_str!("../migrations/0007_device_enrolment.sql");
     &migration[migration.find("UPDATE devices SET").expect("the backfill")..]
-}
-
-async fn urls(dir: &std::path::Path, name: &str) -> Vec<String> {
-    let sqlite = format!("sqlite://{}", dir.join(format!("{name}.db")).display());
-    let admin = std::env::var("RAMPART_TEST_POSTGRES_URL")
-        .expect("RAMPART_TEST_POSTGRES_URL is not set: run scripts/test.sh, which starts PostgreSQL (scripts/start-postgres.sh)");
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
-    let db_name = format!("rampart_eb_{name}_{}", std::process::id());
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {db_name}"),
-        format!("CREATE DATABASE {db_name}"),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
-    pool.close().await;
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    vec![sqlite, format!("{base}/{db_name}")]
 }
 
 fn line(seq: u64) -> AuditLine {
@@ -59,7 +40,7 @@ fn existing_rows_are_backfilled_on_the_safe_side() {
         .build()
         .unwrap();
     rt.block_on(async {
-        for url in urls(dir.path(), "backfill").await {
+        for url in support::fresh_urls(dir.path(), "eb", "backfill").await {
             let db = Db::connect(&url).await.unwrap();
             db.create_ddi_tenant("TOKENS", &settings(true, false, false), 1, &line(0))
                 .await

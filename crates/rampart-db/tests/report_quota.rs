@@ -3,36 +3,12 @@
 //! when results alone fill the quota further reports are refused (`DbError::Quota`). On
 //! embedded SQLite and on PostgreSQL (RAMPART_TEST_POSTGRES_URL, set by scripts/test.sh).
 
+mod support;
+
 use rampart_db::{
-    Db, DbError, DeviceFacts, PROGRESS_REPORTS_KEPT, REPORT_QUOTA_CHECK_EVERY, REPORTS_PER_DEVICE,
+    DbError, DeviceFacts, PROGRESS_REPORTS_KEPT, REPORT_QUOTA_CHECK_EVERY, REPORTS_PER_DEVICE,
     Report,
 };
-
-async fn backends(dir: &std::path::Path, name: &str) -> Vec<Db> {
-    let sqlite = Db::connect(&format!(
-        "sqlite://{}",
-        dir.join(format!("{name}.db")).display()
-    ))
-    .await
-    .unwrap();
-    let admin = std::env::var("RAMPART_TEST_POSTGRES_URL")
-        .expect("RAMPART_TEST_POSTGRES_URL is not set: run scripts/test.sh, which starts PostgreSQL (scripts/start-postgres.sh)");
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
-    let db_name = format!("rampart_rq_{name}_{}", std::process::id());
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {db_name}"),
-        format!("CREATE DATABASE {db_name}"),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    let postgres = Db::connect(&format!("{base}/{db_name}")).await.unwrap();
-    vec![sqlite, postgres]
-}
 
 fn report(id: String, status: &str, created: i64) -> Report {
     Report {
@@ -55,7 +31,7 @@ fn a_devices_reports_are_bounded_progress_is_compacted_and_results_are_never_dro
         .build()
         .unwrap();
     rt.block_on(async {
-        for db in backends(dir.path(), "quota").await {
+        for db in support::fresh_databases(dir.path(), "rq", "quota").await {
             let facts = DeviceFacts {
                 hardware_id: "board-a".into(),
                 firmware_version: "1.0.0".into(),
