@@ -4,13 +4,14 @@
 //! * [`admission`]: connection caps per listener and per source, fitted to the open-file limit;
 //! * [`serve`]: one HTTP/1.1 serve loop with a deadline on every request head;
 //! * [`idle`]: closes connections on which nothing moves;
-//! * [`plain`]: a plain-TCP listener built from the three.
-//!
-//! TLS listeners (the update server's) wrap their handshakes around the same admission.
+//! * [`plain`]: a plain-TCP listener built from the three;
+//! * [`handshakes`]: the accept loop of listeners that run a handshake per connection (the
+//!   update server's TLS listeners), on the same admission.
 
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod handshakes;
 pub mod idle;
 pub mod plain;
 pub mod serve;
@@ -19,6 +20,7 @@ mod unread_body;
 pub use admission::{
     Admission, AdmissionCounters, ListenerCaps, Standing, Ticket, raise_file_limit,
 };
+pub use handshakes::{HandshakeQueue, Handshaker};
 pub use plain::{PlainListener, PlainStream};
 pub use serve::{HasStanding, HttpOptions, serve};
 

@@ -1,10 +1,10 @@
 //! The management API's listener: TLS with the server certificate and no client certificate
-//! (operators authenticate with bearer tokens). Handshakes run off the accept path with a
-//! deadline, as on the device listener, so a stalled client cannot block others. Connections
-//! are admitted by [`rampart_listen::admission`] (a cap per listener, beyond which new ones wait in
-//! the kernel backlog, and a cap per source, beyond which they are closed at once), and a
-//! connection idle for the idle timeout is closed, so clients without a token cannot hold the
-//! process's file descriptors. [`PlainListener`] does the same without TLS, for `/metrics`.
+//! (operators authenticate with bearer tokens); the DDI listener uses it too, asking for an
+//! optional client certificate. Connections are admitted and their handshakes run through
+//! [`rampart_listen::HandshakeQueue`] (caps per listener and per source, a handshake deadline,
+//! the oldest unproven connection shed at a full listener), and a connection idle for the idle
+//! timeout is closed, so clients without a token cannot hold the process's file descriptors.
+//! `rampart_listen::PlainListener` does the same without TLS, for `/metrics`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -13,13 +13,11 @@ use std::time::Duration;
 
 use axum::serve::Listener;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::OwnedSemaphorePermit;
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use rampart_listen::idle::IdleTimeout;
-use rampart_listen::{Admission, Ticket};
+use rampart_listen::{Admission, HandshakeQueue, Handshaker, Ticket};
 
 type Handshake = Option<(TlsStream<TcpStream>, SocketAddr, Slot)>;
 
@@ -38,14 +36,43 @@ fn certificate_device(tls: &TlsStream<TcpStream>) -> Option<String> {
 }
 
 pub struct OperatorListener {
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
-    handshake_timeout: Duration,
+    queue: HandshakeQueue<Handshake>,
+    handshaker: OperatorHandshake,
     idle_timeout: Duration,
-    admission: Admission,
-    pending: JoinSet<Handshake>,
-    /// An accepted connection waiting for a slot of the full listener.
-    waiting: Option<(TcpStream, SocketAddr)>,
+}
+
+/// The TLS handshake of an operator (or DDI) connection.
+struct OperatorHandshake {
+    acceptor: TlsAcceptor,
+    timeout: Duration,
+}
+
+impl Handshaker for OperatorHandshake {
+    type Output = Handshake;
+
+    fn handshake(
+        &self,
+        tcp: TcpStream,
+        addr: SocketAddr,
+        ticket: Ticket,
+    ) -> impl std::future::Future<Output = Handshake> + Send + 'static {
+        let acceptor = self.acceptor.clone();
+        let deadline = self.timeout;
+        async move {
+            let standing = ticket.standing();
+            tokio::select! {
+                handshake = tokio::time::timeout(deadline, acceptor.accept(tcp)) => match handshake {
+                    Ok(Ok(tls)) => {
+                        let certificate_device = certificate_device(&tls);
+                        Some((tls, addr, Slot { _ticket: ticket, certificate_device }))
+                    }
+                    _ => None,
+                },
+                // Shed to make room for a newer connection before its handshake finished.
+                () = standing.shed() => None,
+            }
+        }
+    }
 }
 
 impl OperatorListener {
@@ -57,46 +84,13 @@ impl OperatorListener {
         admission: Admission,
     ) -> Self {
         Self {
-            tcp,
-            acceptor: TlsAcceptor::from(tls),
-            handshake_timeout,
+            queue: HandshakeQueue::new(tcp, admission, usize::MAX),
+            handshaker: OperatorHandshake {
+                acceptor: TlsAcceptor::from(tls),
+                timeout: handshake_timeout,
+            },
             idle_timeout,
-            admission,
-            pending: JoinSet::new(),
-            waiting: None,
         }
-    }
-}
-
-impl OperatorListener {
-    /// Starts the handshake of an admitted connection; a connection whose source holds its
-    /// cap is dropped.
-    fn start_handshake(&mut self, tcp: TcpStream, addr: SocketAddr, slot: OwnedSemaphorePermit) {
-        let Some(ticket) = self.admission.admit(slot, addr) else {
-            return;
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = self.acceptor.clone();
-        let deadline = self.handshake_timeout;
-        let standing = ticket.standing();
-        self.pending.spawn(async move {
-            tokio::select! {
-                handshake = tokio::time::timeout(deadline, acceptor.accept(tcp)) => match handshake {
-                    Ok(Ok(tls)) => {
-                        let certificate_device = certificate_device(&tls);
-                        Some((tls, addr, Slot { _ticket: ticket, certificate_device }))
-                    }
-                    _ => None,
-                },
-                // Shed to make room for a newer connection before it finished its handshake.
-                () = standing.shed() => None,
-            }
-        });
-    }
-
-    fn served(&self, tls: TlsStream<TcpStream>, slot: Slot) -> OperatorStream {
-        let standing = slot._ticket.standing();
-        OperatorStream::new(tls, slot, self.idle_timeout).with_standing(standing)
     }
 }
 
@@ -104,60 +98,20 @@ impl Listener for OperatorListener {
     type Io = OperatorStream;
     type Addr = SocketAddr;
 
-    // Cancel-safe: a connection waiting for a slot is kept in `self.waiting`; accepting,
-    // acquiring a slot and joining a handshake are cancel-safe.
+    // Cancel-safe: see HandshakeQueue::next.
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
-            if let Some((tcp, addr)) = self.waiting.take() {
-                if let Some(slot) = self.admission.try_slot() {
-                    self.start_handshake(tcp, addr, slot);
-                    continue;
-                }
-                self.waiting = Some((tcp, addr));
-                tokio::select! {
-                    slot = self.admission.slot() => {
-                        if let Some((tcp, addr)) = self.waiting.take() {
-                            self.start_handshake(tcp, addr, slot);
-                        }
-                    }
-                    Some(done) = self.pending.join_next() => {
-                        if let Ok(Some((tls, addr, slot))) = done {
-                            return (self.served(tls, slot), addr);
-                        }
-                    }
-                }
-                continue;
-            }
-            tokio::select! {
-                accepted = self.tcp.accept() => match accepted {
-                    Ok((tcp, addr)) => {
-                        // Closed at once when its source holds its cap, before it can make room.
-                        if self.admission.source_is_full(addr) {
-                            continue;
-                        }
-                        match self.admission.try_slot() {
-                            Some(slot) => self.start_handshake(tcp, addr, slot),
-                            None => {
-                                // Full: the oldest connection without a request head yet makes
-                                // room, and this one waits for its slot.
-                                self.admission.make_room();
-                                self.waiting = Some((tcp, addr));
-                            }
-                        }
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                },
-                Some(done) = self.pending.join_next() => {
-                    if let Ok(Some((tls, addr, slot))) = done {
-                        return (self.served(tls, slot), addr);
-                    }
-                }
+            if let Ok(Some((tls, addr, slot))) = self.queue.next(&self.handshaker).await {
+                let standing = slot._ticket.standing();
+                let stream =
+                    OperatorStream::new(tls, slot, self.idle_timeout).with_standing(standing);
+                return (stream, addr);
             }
         }
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.tcp.local_addr()
+        self.queue.local_addr()
     }
 }
 

@@ -9,11 +9,12 @@
 //! are dropped and counted in [`ConnectionCounters`]; they never stop the
 //! accept loop.
 //!
-//! Every connection is admitted first ([`rampart_listen::admission`]): the listener holds at most its
-//! cap of connections, handshakes included, and a source holding its per-source cap has new
-//! connections closed at once (counted, and summarised in the audit log with the refused
-//! handshakes), so clients that open connections and never send a ClientHello cannot take the
-//! slots of the devices.
+//! Every connection is admitted first ([`rampart_listen::admission`]): the listener holds at
+//! most its cap of connections, handshakes included; a source holding its per-source cap has
+//! new connections closed at once (counted, and summarised in the audit log with the refused
+//! handshakes); and at a full listener the oldest connection without a request head yet is
+//! shed, so clients that open connections and never send a ClientHello cannot take the slots
+//! of the devices.
 
 use std::io;
 use std::net::SocketAddr;
@@ -24,13 +25,11 @@ use std::time::Duration;
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::OwnedSemaphorePermit;
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use rampart_listen::idle::IdleTimeout;
-use rampart_listen::{Admission, Ticket};
+use rampart_listen::{Admission, HandshakeQueue, Handshaker, Ticket};
 
 /// How long a client gets to complete the TLS handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -122,29 +121,29 @@ pub struct DeviceConnection {
 
 /// A TCP listener that only yields mutually authenticated TLS connections.
 ///
-/// Handshakes run as separate tasks, so a slow or malicious client cannot
-/// hold up the acceptance of others. Use it with
-/// `axum::serve(listener, router.into_make_service_with_connect_info::<PeerIdentity>())`.
+/// Handshakes run as separate tasks ([`rampart_listen::HandshakeQueue`]), so a slow or
+/// malicious client cannot hold up the acceptance of others.
 pub struct MtlsListener {
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
-    handshake_timeout: Duration,
+    queue: HandshakeQueue<Handshake>,
+    handshaker: MtlsHandshake,
     idle_timeout: Duration,
-    pending: JoinSet<Handshake>,
-    /// An accepted connection waiting for a slot of the full listener.
-    waiting: Option<(TcpStream, SocketAddr)>,
+}
+
+/// The mutual-TLS handshake and the counting of refused connections.
+struct MtlsHandshake {
+    acceptor: TlsAcceptor,
+    timeout: Duration,
     counters: Arc<ConnectionCounters>,
     refusal_sink: Option<tokio::sync::mpsc::Sender<RefusedConnection>>,
-    admission: Admission,
 }
 
 impl std::fmt::Debug for MtlsListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MtlsListener")
-            .field("local_addr", &self.tcp.local_addr().ok())
-            .field("handshake_timeout", &self.handshake_timeout)
+            .field("local_addr", &self.queue.local_addr().ok())
+            .field("handshake_timeout", &self.handshaker.timeout)
             .field("idle_timeout", &self.idle_timeout)
-            .field("pending_handshakes", &self.pending.len())
+            .field("pending_handshakes", &self.queue.pending())
             .finish_non_exhaustive()
     }
 }
@@ -160,58 +159,34 @@ impl MtlsListener {
         admission: Admission,
     ) -> Self {
         Self {
-            admission,
-            tcp,
-            acceptor: TlsAcceptor::from(tls),
-            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            queue: HandshakeQueue::new(tcp, admission, MAX_PENDING_HANDSHAKES),
+            handshaker: MtlsHandshake {
+                acceptor: TlsAcceptor::from(tls),
+                timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+                counters,
+                refusal_sink: None,
+            },
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            pending: JoinSet::new(),
-            waiting: None,
-            counters,
-            refusal_sink: None,
         }
     }
 
     /// Also reports every refused connection to `sink` (never blocking: when
     /// the queue is full the report is dropped; the counters still count it).
     pub fn with_refusal_sink(mut self, sink: tokio::sync::mpsc::Sender<RefusedConnection>) -> Self {
-        self.refusal_sink = Some(sink);
+        self.handshaker.refusal_sink = Some(sink);
         self
     }
 
     /// Sets the handshake deadline and the idle timeout of established connections.
     pub fn with_timeouts(mut self, handshake: Duration, idle: Duration) -> Self {
-        self.handshake_timeout = handshake;
+        self.handshaker.timeout = handshake;
         self.idle_timeout = idle;
         self
     }
 
     /// The counters this listener updates.
     pub fn counters(&self) -> &Arc<ConnectionCounters> {
-        &self.counters
-    }
-
-    /// Starts the handshake of an admitted connection (one whose source holds its cap is
-    /// refused and counted).
-    fn start_handshake(
-        &mut self,
-        tcp: TcpStream,
-        remote_addr: SocketAddr,
-        slot: OwnedSemaphorePermit,
-    ) {
-        match self.admission.admit(slot, remote_addr) {
-            Some(ticket) => {
-                let _ = tcp.set_nodelay(true);
-                self.pending.spawn(handshake(
-                    self.acceptor.clone(),
-                    tcp,
-                    remote_addr,
-                    self.handshake_timeout,
-                    ticket,
-                ));
-            }
-            None => self.count(Refusal::SourceCap, Some(remote_addr)),
-        }
+        &self.handshaker.counters
     }
 
     /// A finished handshake: the connection to serve, or the refusal counted.
@@ -221,7 +196,10 @@ impl MtlsListener {
     ) -> Option<(MtlsStream, SocketAddr)> {
         match done {
             Ok(Ok((tls, connection))) => {
-                self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                self.handshaker
+                    .counters
+                    .accepted
+                    .fetch_add(1, Ordering::Relaxed);
                 let addr = connection.peer.remote_addr;
                 let standing = connection._ticket.standing();
                 Some((
@@ -230,17 +208,20 @@ impl MtlsListener {
                 ))
             }
             Ok(Err((refusal, addr))) => {
-                self.count(refusal, Some(addr));
+                self.handshaker.count(refusal, Some(addr));
                 None
             }
             // The handshake task panicked or was cancelled.
             Err(_) => {
-                self.count(Refusal::Handshake("handshake task failed".into()), None);
+                self.handshaker
+                    .count(Refusal::Handshake("handshake task failed".into()), None);
                 None
             }
         }
     }
+}
 
+impl MtlsHandshake {
     fn count(&self, refusal: Refusal, remote_addr: Option<SocketAddr>) {
         let (counter, reason) = match refusal {
             // Counted by the admission counters; not the client's fault as such.
@@ -254,7 +235,6 @@ impl MtlsListener {
                 &self.counters.no_device_identity,
                 "certificate names no device".to_owned(),
             ),
-            // Counted by the admission counters.
             Refusal::SourceCap => (
                 &self.counters.source_cap,
                 "too many connections from this source".to_owned(),
@@ -271,73 +251,43 @@ impl MtlsListener {
     }
 }
 
+impl Handshaker for MtlsHandshake {
+    type Output = Handshake;
+
+    fn handshake(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        ticket: Ticket,
+    ) -> impl std::future::Future<Output = Handshake> + Send + 'static {
+        handshake(self.acceptor.clone(), tcp, peer, self.timeout, ticket)
+    }
+
+    fn source_refused(&self, peer: SocketAddr) {
+        self.count(Refusal::SourceCap, Some(peer));
+    }
+
+    fn accept_failed(&self, _error: &io::Error) {
+        self.counters.accept_errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 impl Listener for MtlsListener {
     type Io = MtlsStream;
     type Addr = SocketAddr;
 
-    // Cancel-safe: all state lives in `self`, and every awaited operation (acquiring a slot,
-    // `TcpListener::accept`, `JoinSet::join_next`) is cancel-safe.
+    // Cancel-safe: see HandshakeQueue::next.
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
-            if let Some((tcp, addr)) = self.waiting.take() {
-                if let Some(slot) = self.admission.try_slot() {
-                    self.start_handshake(tcp, addr, slot);
-                    continue;
-                }
-                self.waiting = Some((tcp, addr));
-                tokio::select! {
-                    slot = self.admission.slot() => {
-                        if let Some((tcp, addr)) = self.waiting.take() {
-                            self.start_handshake(tcp, addr, slot);
-                        }
-                    }
-                    Some(done) = self.pending.join_next() => {
-                        if let Some(ready) = self.finished(done) {
-                            return ready;
-                        }
-                    }
-                }
-                continue;
-            }
-            tokio::select! {
-                accepted = self.tcp.accept(), if self.pending.len() < MAX_PENDING_HANDSHAKES => {
-                    match accepted {
-                        Ok((tcp, remote_addr)) => {
-                            // Closed at once when its source holds its cap, before it can make
-                            // room.
-                            if self.admission.source_is_full(remote_addr) {
-                                self.count(Refusal::SourceCap, Some(remote_addr));
-                                continue;
-                            }
-                            match self.admission.try_slot() {
-                                Some(slot) => self.start_handshake(tcp, remote_addr, slot),
-                                None => {
-                                    // Full: the oldest connection without a request head yet
-                                    // makes room, and this one waits for its slot.
-                                    self.admission.make_room();
-                                    self.waiting = Some((tcp, remote_addr));
-                                }
-                            }
-                        }
-                        Err(e) if is_connection_error(&e) => {}
-                        Err(_) => {
-                            // Typically EMFILE: back off rather than spin.
-                            self.counters.accept_errors.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                        }
-                    }
-                }
-                Some(done) = self.pending.join_next() => {
-                    if let Some(ready) = self.finished(done) {
-                        return ready;
-                    }
-                }
+            let done = self.queue.next(&self.handshaker).await;
+            if let Some(ready) = self.finished(done) {
+                return ready;
             }
         }
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.tcp.local_addr()
+        self.queue.local_addr()
     }
 }
 
@@ -414,15 +364,6 @@ fn refusal_reason(e: &io::Error) -> &'static str {
         Some(_) => "TLS handshake failed",
         None => "connection failed during the handshake",
     }
-}
-
-fn is_connection_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
 }
 
 /// An established, mutually authenticated connection, closed once idle for the idle timeout
