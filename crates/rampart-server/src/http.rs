@@ -451,3 +451,66 @@ mod tests {
         }
     }
 }
+
+/// Which error document a listener answers in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ErrorFormat {
+    /// `{"error", "detail"}` (device and management APIs).
+    Api,
+    /// hawkBit's `{"exceptionClass", "errorCode", "message"}` (the DDI API).
+    Ddi,
+}
+
+/// Largest framework rejection text carried into the error document.
+const MAX_REJECTION_TEXT: usize = 1024;
+
+/// One error format for every answer: the framework's own rejections (a path that does not
+/// decode, a method a route does not take) are plain text or empty; they are rewritten into
+/// the listener's error document, so clients parse one format whatever went wrong.
+pub(crate) async fn framework_rejections_in(format: ErrorFormat, response: Response) -> Response {
+    let status = response.status();
+    let content_type = response.headers().get(header::CONTENT_TYPE);
+    let plain = content_type.is_some_and(|t| t.as_bytes().starts_with(b"text/plain"));
+    // An empty 405 is the router's; other empty answers are deliberate (DDI's bodiless 404
+    // and 410, as hawkBit sends them).
+    let bare_405 = content_type.is_none() && status == StatusCode::METHOD_NOT_ALLOWED;
+    if !(status.is_client_error() && (plain || bare_405)) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_REJECTION_TEXT)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let detail = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_owned()
+    } else {
+        text
+    };
+    let code = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::NOT_FOUND => "not_found",
+        _ => "invalid_request",
+    };
+    let rewritten = match format {
+        ErrorFormat::Api => ApiError::new(status, code, detail).into_response(),
+        ErrorFormat::Ddi => json_response(
+            status,
+            &rampart_ddi::wire::ErrorBody {
+                exception_class: "io.rampart.ddi.DdiException".into(),
+                error_code: format!("rampart.{code}"),
+                message: detail,
+            },
+        ),
+    };
+    // Keep what the framework said besides the body (`Allow` on a 405, for one).
+    let (new_parts, new_body) = rewritten.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    for (name, value) in &new_parts.headers {
+        parts.headers.insert(name.clone(), value.clone());
+    }
+    Response::from_parts(parts, new_body)
+}

@@ -678,7 +678,9 @@ impl Server {
         let ddi_server = ddi.map(|(listener, api)| {
             tokio::spawn(http_serve::serve(
                 listener,
-                ddi::router(api),
+                ddi::router(api).layer(axum::middleware::map_response(|r| {
+                    http::framework_rejections_in(http::ErrorFormat::Ddi, r)
+                })),
                 operators,
                 |io: &operator_listener::OperatorStream, peer| ddi::DdiPeer {
                     remote_addr: peer,
@@ -698,7 +700,10 @@ impl Server {
                         api: auth_failures::Api::Management,
                     },
                     auth_failures::guard,
-                ));
+                ))
+                .layer(axum::middleware::map_response(|r| {
+                    http::framework_rejections_in(http::ErrorFormat::Api, r)
+                }));
             tokio::spawn(http_serve::serve(
                 listener,
                 router,
@@ -711,7 +716,9 @@ impl Server {
         // Devices' requests in flight (an artifact download may be long) all finish.
         http_serve::serve(
             device_listener,
-            device_api::router(api, delivery),
+            device_api::router(api, delivery).layer(axum::middleware::map_response(|r| {
+                http::framework_rejections_in(http::ErrorFormat::Api, r)
+            })),
             http_serve::HttpOptions {
                 header_timeout,
                 shutdown_grace: None,

@@ -1775,6 +1775,15 @@ async fn one_input_grammar_for_ids_json_and_queries(backend: Backend, name: &str
         poll(&gateway, &"y".repeat(128)).await["config"]["polling"]["sleep"],
         "00:05:00"
     );
+    // A path the framework cannot decode gets hawkBit's error document, not plain text.
+    let r = gateway.get("/DEFAULT/controller/v1/%FF%FE").await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(
+        json_of(&r)["errorCode"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("rampart.") || c.starts_with("hawkbit.")),
+        "{r:?}"
+    );
     for path in [
         "/api/v1/devices/%3Cscript%3E",
         "/api/v1/ddi/devices/a%2Fb/actions",

@@ -610,6 +610,11 @@ async fn management_bad_input_gets_json_errors(backend: Backend, name: &str) {
     send("PUT", "/api/v1/devices", b"")
         .await
         .error(405, "method_not_allowed");
+    // A path the framework cannot decode is answered in the API's error format too.
+    let detail = send("GET", "/api/v1/devices/%FF%FE", b"")
+        .await
+        .error(400, "invalid_request");
+    assert!(!detail.is_empty());
     send("GET", "/api/v1/devices/ghost", b"")
         .await
         .error(404, "unknown_device");
