@@ -462,27 +462,26 @@ impl Metrics {
 }
 
 fn counter(out: &mut String, name: &str, help: &str, series: &[(&str, u64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    family(out, name, help, "counter", series);
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
+    family(out, name, help, "gauge", &[("", value)]);
+}
+
+fn gauge_series(out: &mut String, name: &str, help: &str, series: &[(&str, u64)]) {
+    family(out, name, help, "gauge", series);
+}
+
+/// One metric family in the text format: its help, its type, then a line per series.
+fn family(out: &mut String, name: &str, help: &str, kind: &str, series: &[(&str, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for (labels, value) in series {
         if labels.is_empty() {
             let _ = writeln!(out, "{name} {value}");
         } else {
             let _ = writeln!(out, "{name}{{{labels}}} {value}");
         }
-    }
-}
-
-fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-    );
-}
-
-fn gauge_series(out: &mut String, name: &str, help: &str, series: &[(&str, u64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-    for (labels, value) in series {
-        let _ = writeln!(out, "{name}{{{labels}}} {value}");
     }
 }
 
