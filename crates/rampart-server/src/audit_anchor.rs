@@ -26,9 +26,11 @@ use rampart_log::note::{NoteSigner, Verifier};
 use serde_json::json;
 use tokio::sync::{Mutex, watch};
 
-use crate::audit::AuditWriter;
-use crate::http::{ApiError, json_response};
-use crate::management::{ManagementApi, Permission, unix_now};
+use crate::helpers::unix_now;
+use crate::listen::http::{ApiError, json_response};
+use crate::management::{ManagementApi, Permission};
+use crate::observe::audit::AuditWriter;
+pub use crate::observe::labels::AnchorFailure;
 
 /// Default interval between signed heads (a head is signed only when records were added).
 pub const DEFAULT_ANCHOR_INTERVAL: Duration = Duration::from_secs(300);
@@ -82,34 +84,6 @@ pub enum AnchorError {
     Sign(String),
     #[error(transparent)]
     Db(#[from] DbError),
-}
-
-/// Why an anchoring attempt signed or published nothing (the label of
-/// `rampart_audit_anchor_failures_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AnchorFailure {
-    /// The log no longer extends the last signed head: rewritten or truncated.
-    Tampered = 0,
-    /// The database could not be read or written, or signing failed.
-    Storage = 1,
-    /// The transparency log did not take the head (retried at the next interval).
-    TransparencyLog = 2,
-}
-
-impl AnchorFailure {
-    pub const ALL: [AnchorFailure; 3] = [
-        AnchorFailure::Tampered,
-        AnchorFailure::Storage,
-        AnchorFailure::TransparencyLog,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            AnchorFailure::Tampered => "reason=\"tampered\"",
-            AnchorFailure::Storage => "reason=\"storage\"",
-            AnchorFailure::TransparencyLog => "reason=\"transparency_log\"",
-        }
-    }
 }
 
 /// A head that was signed (or the newest stored one).
@@ -218,7 +192,7 @@ impl AuditAnchor {
                 if let Some(m) = &self.metrics {
                     crate::Metrics::inc(&m.audit_heads_signed);
                 }
-                crate::log::info(
+                crate::observe::log::info(
                     "audit head signed",
                     json!({"size": head.size, "hash": hex::encode(head.hash)}),
                 );
@@ -357,7 +331,7 @@ impl AuditAnchor {
         match result {
             Ok(index) => {
                 if let Err(e) = self.db.set_audit_head_log_index(size, index).await {
-                    crate::log::error(
+                    crate::observe::log::error(
                         "recording the transparency-log index of an audit head",
                         json!({"size": size, "index": index, "error": e.to_string()}),
                     );
@@ -366,7 +340,7 @@ impl AuditAnchor {
             }
             Err(e) => {
                 self.count_failure(AnchorFailure::TransparencyLog);
-                crate::log::error(
+                crate::observe::log::error(
                     "appending the audit head to the transparency log (retried at the next interval)",
                     json!({"size": size, "error": e}),
                 );
@@ -377,7 +351,7 @@ impl AuditAnchor {
 
     /// Signs heads every interval until `stop`, then once more so the final state is anchored.
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
-        let stop = crate::stopped(stop);
+        let stop = crate::helpers::stopped(stop);
         tokio::pin!(stop);
         let mut tick = tokio::time::interval(self.config.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -392,7 +366,7 @@ impl AuditAnchor {
 
     async fn anchor_logged(&self) {
         if let Err(e) = self.anchor().await {
-            crate::log::error("anchoring the audit log", json!({"error": e.to_string()}));
+            crate::observe::log::error("anchoring the audit log", json!({"error": e.to_string()}));
         }
     }
 }

@@ -34,9 +34,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, Notify};
 
-use crate::audit::{AuditWriteError, AuditWriter};
-use crate::http::{ApiError, json_response};
-use crate::management::{ManagementApi, Permission, db_error, new_id, unix_now, write_error};
+use crate::helpers::{new_id, unix_now};
+use crate::listen::http::{ApiError, json_response};
+use crate::listen::http::{db_error, write_error};
+use crate::management::{ManagementApi, Permission};
+use crate::observe::audit::{AuditWriteError, AuditWriter};
 
 /// How often the engine looks at every active campaign even without reports.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -147,7 +149,7 @@ impl Campaigns {
                 return;
             }
             if let Err(e) = self.step_all(unix_now()).await {
-                crate::log::error(
+                crate::observe::log::error(
                     "a campaign step failed; retrying on the next tick",
                     json!({"error": e.to_string()}),
                 );
@@ -166,7 +168,7 @@ impl Campaigns {
         for row in self.db.active_campaigns().await? {
             let id = row.id.clone();
             if let Err(e) = self.step(load(row)?, now).await {
-                crate::log::error(
+                crate::observe::log::error(
                     "a campaign step failed",
                     json!({"campaign": id, "error": e.to_string()}),
                 );
@@ -224,7 +226,7 @@ impl Campaigns {
         rampart_rollout::apply(&mut c.state, &decision, now);
         self.save(&c, &step, now, ENGINE_ACTOR, action, details.clone())
             .await?;
-        crate::log::info(
+        crate::observe::log::info(
             action,
             json!({"campaign": c.row.id, "name": c.row.name, "details": details}),
         );
@@ -269,7 +271,7 @@ impl Campaigns {
             "details": data,
         });
         if let Err(e) = self.alerts.emit(event, payload).await {
-            crate::log::error(
+            crate::observe::log::error(
                 "queueing a webhook alert failed",
                 json!({"campaign": c.row.id, "error": e.to_string()}),
             );
@@ -408,7 +410,7 @@ impl Campaigns {
         {
             Ok(true) if outcome.is_result() => self.wake.notify_one(),
             Ok(_) => {}
-            Err(e) => crate::log::error(
+            Err(e) => crate::observe::log::error(
                 "recording a campaign result failed",
                 json!({"device": device_id, "campaign": campaign, "error": e.to_string()}),
             ),
@@ -584,7 +586,7 @@ impl Campaigns {
         // The canary's devices are given the release now (and by any later step if this
         // one does not happen).
         if let Err(e) = self.release_pending(&c, now).await {
-            crate::log::error(
+            crate::observe::log::error(
                 "assigning the canary failed; the engine retries",
                 json!({"campaign": id, "error": e.to_string()}),
             );
@@ -661,7 +663,7 @@ fn campaign_api_error(e: CampaignError) -> ApiError {
         CampaignError::Db(e) => ApiError::from_db("a campaign step", e),
         CampaignError::Audit(e) => write_error("a campaign step")(e),
         CampaignError::Corrupt(..) => {
-            crate::log::error(
+            crate::observe::log::error(
                 "a stored campaign is unreadable",
                 json!({"error": e.to_string()}),
             );
@@ -837,7 +839,7 @@ pub(crate) async fn report(
     State(api): State<Arc<ManagementApi>>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    crate::http::ApiQuery(q): crate::http::ApiQuery<ReportQuery>,
+    crate::listen::http::ApiQuery(q): crate::listen::http::ApiQuery<ReportQuery>,
 ) -> Result<Response, ApiError> {
     api.authorize(&headers, Permission::Read).await?;
     let c = loaded(&api, &id).await?;

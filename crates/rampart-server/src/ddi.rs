@@ -27,13 +27,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::connect_info::Connected;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::serve::IncomingStream;
 use rampart_db::{
     Db, DbError, DdiAction, DdiDeviceState, DdiFeedback, DdiModule, DdiTenant, EnrolledBy,
     Enrolment, NewAction, Report,
@@ -53,14 +51,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::artifact_store::ArtifactStore;
-use crate::auth_failures::{AuthFailures, FailureKind};
 use crate::device_api::ReportSinks;
-use crate::device_api::unix_now;
-use crate::http::{ApiError, BodyLimits, read_body};
+use crate::helpers::unix_now;
 use crate::image_repo::HostedRepo;
 use crate::last_seen::LastSeen;
-use crate::metrics::Metrics;
-use crate::operator_listener::OperatorListener;
+use crate::listen::auth_failures::{AuthFailures, FailureKind};
+use crate::listen::http::{ApiError, BodyLimits, read_body};
+use crate::listen::https::DdiPeer;
+use crate::observe::metrics::Metrics;
 
 /// `actionHistory` returns at most this many messages.
 const MAX_HISTORY: usize = 100;
@@ -72,7 +70,7 @@ const REPORT_MESSAGE_CHARS: usize = 256;
 /// Shared state of the DDI front.
 pub(crate) struct DdiApi {
     pub(crate) db: Db,
-    pub(crate) audit: crate::audit::AuditWriter,
+    pub(crate) audit: crate::observe::audit::AuditWriter,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) last_seen: Arc<LastSeen>,
     pub(crate) poll_interval_secs: u64,
@@ -88,23 +86,6 @@ pub(crate) struct DdiApi {
     pub(crate) auth_failures: Arc<AuthFailures>,
 }
 
-/// Who is on the other end of a DDI connection: its address and, if it presented a client
-/// certificate that chains to the device CA, the device id in it.
-#[derive(Debug, Clone)]
-pub struct DdiPeer {
-    pub remote_addr: SocketAddr,
-    pub certificate_device: Option<String>,
-}
-
-impl Connected<IncomingStream<'_, OperatorListener>> for DdiPeer {
-    fn connect_info(stream: IncomingStream<'_, OperatorListener>) -> Self {
-        DdiPeer {
-            remote_addr: *stream.remote_addr(),
-            certificate_device: stream.io().attached().certificate_device.clone(),
-        }
-    }
-}
-
 /// A DDI error: hawkBit's status codes, and its error document unless the status alone says
 /// it (hawkBit answers 410 and some 404s with no body).
 #[derive(Debug)]
@@ -114,7 +95,7 @@ pub(crate) struct DdiError {
     message: String,
     empty: bool,
     /// A failed authentication of this kind (counted and slowed down per source by
-    /// [`crate::auth_failures::guard`]).
+    /// [`crate::listen::auth_failures::guard`]).
     failure: Option<FailureKind>,
 }
 
@@ -167,7 +148,7 @@ impl DdiError {
     }
 
     fn unavailable(context: &str, e: impl std::fmt::Display) -> DdiError {
-        crate::log::error(context, json!({"error": e.to_string()}));
+        crate::observe::log::error(context, json!({"error": e.to_string()}));
         DdiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "rampart.storage_unavailable",
@@ -214,7 +195,7 @@ impl IntoResponse for DdiError {
                 error_code: self.code.into(),
                 message: self.message,
             };
-            crate::http::json_response(self.status, &body)
+            crate::listen::http::json_response(self.status, &body)
         };
         if let Some(kind) = self.failure {
             response.extensions_mut().insert(kind);
@@ -254,7 +235,7 @@ fn same_digest(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// A controller id is a device id: the one grammar of [`crate::http::check_device_id`] (a
+/// A controller id is a device id: the one grammar of [`crate::listen::http::check_device_id`] (a
 /// certificate's device and a token's controller must be able to name the same row, and the id
 /// is a path segment of every link the server hands out).
 fn check_controller(id: &str) -> Result<(), DdiError> {
@@ -262,7 +243,7 @@ fn check_controller(id: &str) -> Result<(), DdiError> {
         return Err(DdiError::new(
             StatusCode::BAD_REQUEST,
             "hawkbit.server.error.repo.constraintViolation",
-            crate::http::device_id_problem(id),
+            crate::listen::http::device_id_problem(id),
         ));
     }
     Ok(())
@@ -279,16 +260,16 @@ fn query_error(e: QueryRejection) -> DdiError {
 }
 
 /// A feedback or configData body that names a key twice in one object (the one JSON policy of
-/// [`crate::http::parse_json`]). DDI clients' bodies may carry raw control characters, which
+/// [`crate::listen::http::parse_json`]). DDI clients' bodies may carry raw control characters, which
 /// the lenient parser reads as spaces; the check reads them the same way.
 fn check_unique_keys(bytes: &[u8]) -> Result<(), DdiError> {
     let spaced: Vec<u8> = bytes
         .iter()
         .map(|b| if *b < 0x20 { b' ' } else { *b })
         .collect();
-    match crate::http::duplicate_key(&spaced) {
+    match crate::listen::http::duplicate_key(&spaced) {
         Some(key) => Err(DdiError::bad_body(
-            crate::http::duplicate_key_error(&key).detail,
+            crate::listen::http::duplicate_key_error(&key).detail,
         )),
         None => Ok(()),
     }
@@ -603,7 +584,7 @@ impl DdiApi {
             .await
             .map_err(|e| match e {
                 // Another identity enrolled the row between this request's read and its join.
-                crate::audit::AuditWriteError::Db(DbError::Conflict(m)) => DdiError {
+                crate::observe::audit::AuditWriteError::Db(DbError::Conflict(m)) => DdiError {
                     failure: Some(by.failure()),
                     ..DdiError::new(StatusCode::CONFLICT, "rampart.enrolment_conflict", m)
                 },
@@ -703,7 +684,7 @@ impl DdiApi {
             Ok(m) => m,
             Err(e) => {
                 // The poll still answers (the device keeps its schedule); the operator sees why.
-                crate::log::error(
+                crate::observe::log::error(
                     "a DDI device's assigned release cannot be offered",
                     json!({"device": caller.id, "target": a.target, "error": e.message}),
                 );
@@ -880,7 +861,7 @@ impl DdiApi {
         let report = match report_status {
             None => None,
             Some(status) => {
-                let id = crate::management::new_id("ddi")
+                let id = crate::helpers::new_id("ddi")
                     .map_err(|_| DdiError::unavailable("making a report id", "no randomness"))?;
                 // The full messages are in the action's history (`actionHistory`); the report
                 // carries a bounded excerpt, so any accepted feedback fits a report.
@@ -1086,9 +1067,9 @@ fn utf8_percent(s: &str) -> String {
 /// The DDI routes.
 pub(crate) fn router(api: Arc<DdiApi>) -> Router {
     let metrics = api.metrics.clone();
-    let guard = crate::auth_failures::Guard {
+    let guard = crate::listen::auth_failures::Guard {
         failures: api.auth_failures.clone(),
-        api: crate::auth_failures::Api::Ddi,
+        api: crate::listen::auth_failures::Api::Ddi,
     };
     let base = "/{tenant}/controller/v1/{controller}";
     Router::new()
@@ -1133,11 +1114,11 @@ pub(crate) fn router(api: Arc<DdiApi>) -> Router {
         .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED })
         .layer(axum::middleware::from_fn_with_state(
             guard,
-            crate::auth_failures::guard,
+            crate::listen::auth_failures::guard,
         ))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
-            crate::metrics::track_requests,
+            crate::observe::metrics::track_requests,
         ))
 }
 
@@ -1575,10 +1556,11 @@ pub(crate) fn new_token() -> Result<String, ApiError> {
 
 /// What is stored of a token (API tokens are stored the same way).
 fn token_digest(token: &str) -> String {
-    crate::management::sha256_hex(token.as_bytes())
+    crate::helpers::sha256_hex(token.as_bytes())
 }
 
-use crate::management::{ManagementApi, Permission, write_error};
+use crate::listen::http::write_error;
+use crate::management::{ManagementApi, Permission};
 
 /// Tenant settings as the API takes them; absent fields keep their value (or take the
 /// default when creating: target tokens on, gateway tokens and certificates off).
@@ -1646,8 +1628,8 @@ async fn list_tenants(
         .db
         .ddi_tenants()
         .await
-        .map_err(|e| crate::management::db_error("listing DDI tenants", e))?;
-    Ok(crate::http::json_response(
+        .map_err(|e| crate::listen::http::db_error("listing DDI tenants", e))?;
+    Ok(crate::listen::http::json_response(
         StatusCode::OK,
         &json!({"tenants": tenants}),
     ))
@@ -1684,7 +1666,7 @@ async fn create_tenant(
         )
         .await
         .map_err(write_error("creating a DDI tenant"))?;
-    Ok(crate::http::json_response(
+    Ok(crate::listen::http::json_response(
         StatusCode::CREATED,
         &tenant_answer(&tenant, token),
     ))
@@ -1709,7 +1691,7 @@ async fn update_tenant(
         .db
         .ddi_tenant(&name)
         .await
-        .map_err(|e| crate::management::db_error("reading a DDI tenant", e))?
+        .map_err(|e| crate::listen::http::db_error("reading a DDI tenant", e))?
         .ok_or_else(unknown)?;
     if r.name
         .as_deref()
@@ -1736,7 +1718,7 @@ async fn update_tenant(
         .await
         .map_err(write_error("updating a DDI tenant"))?
         .ok_or_else(unknown)?;
-    Ok(crate::http::json_response(
+    Ok(crate::listen::http::json_response(
         StatusCode::OK,
         &tenant_answer(&tenant, token),
     ))
@@ -1765,14 +1747,14 @@ async fn issue_target_token(
     let request: TokenRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         TokenRequest::default()
     } else {
-        crate::http::parse_json(&bytes, r#"{"hardware_id": "board-a"}"#)?
+        crate::listen::http::parse_json(&bytes, r#"{"hardware_id": "board-a"}"#)?
     };
-    crate::http::check_device_id(&device)?;
+    crate::listen::http::check_device_id(&device)?;
     let tenant_row = api
         .db
         .ddi_tenant(&tenant)
         .await
-        .map_err(|e| crate::management::db_error("reading a DDI tenant", e))?
+        .map_err(|e| crate::listen::http::db_error("reading a DDI tenant", e))?
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -1808,7 +1790,7 @@ async fn issue_target_token(
         )
         .await
         .map_err(write_error("issuing a target token"))?;
-    Ok(crate::http::json_response(
+    Ok(crate::listen::http::json_response(
         StatusCode::CREATED,
         &json!({"device": device, "tenant": tenant_row.name, "target_token": token,
             "note": "the target token is shown once; configure it on the device now"}),
@@ -1822,13 +1804,13 @@ async fn device_actions(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     api.authorize(&headers, Permission::Read).await?;
-    crate::http::check_device_id(&device)?;
+    crate::listen::http::check_device_id(&device)?;
     let actions = api
         .db
         .ddi_actions_of(&device, 100)
         .await
-        .map_err(|e| crate::management::db_error("reading DDI actions", e))?;
-    Ok(crate::http::json_response(
+        .map_err(|e| crate::listen::http::db_error("reading DDI actions", e))?;
+    Ok(crate::listen::http::json_response(
         StatusCode::OK,
         &json!({"device": device, "actions": actions}),
     ))
@@ -1843,13 +1825,13 @@ async fn delete_device(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let caller = api.authorize(&headers, Permission::Admin).await?;
-    crate::http::check_device_id(&device)?;
+    crate::listen::http::check_device_id(&device)?;
     let enrolment = api
         .db
         .device_enrolment(&device)
         .await
-        .map_err(|e| crate::management::db_error("reading a device", e))?
-        .ok_or_else(|| crate::management::db_error("", DbError::UnknownDevice(device.clone())))?;
+        .map_err(|e| crate::listen::http::db_error("reading a device", e))?
+        .ok_or_else(|| crate::listen::http::db_error("", DbError::UnknownDevice(device.clone())))?;
     let deleted = api
         .audit
         .write(
@@ -1865,7 +1847,7 @@ async fn delete_device(
         )
         .await
         .map_err(write_error("deleting a device"))?;
-    Ok(crate::http::json_response(
+    Ok(crate::listen::http::json_response(
         StatusCode::OK,
         &json!({"device": device, "deleted": true, "enrolment": enrolment,
             "reports_deleted": deleted.reports, "ddi_actions_deleted": deleted.ddi_actions,
@@ -1890,7 +1872,7 @@ pub(crate) fn management_router(api: Arc<ManagementApi>) -> Router {
         )
         .layer(axum::middleware::from_fn_with_state(
             metrics,
-            crate::metrics::track_requests,
+            crate::observe::metrics::track_requests,
         ))
         .with_state(api)
 }

@@ -45,11 +45,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::artifact_store::{ArtifactStore, Opened, open_file};
-use crate::device_api::{DeviceApi, unix_now};
+use crate::device_api::DeviceApi;
 use crate::director::Director;
-use crate::http::ApiError;
+use crate::helpers::unix_now;
 use crate::image_repo::{Artifact, HostedRepo, HostedRepoError, MAX_METADATA_BYTES};
-use crate::tls_listener::PeerIdentity;
+use crate::listen::http::ApiError;
+use crate::listen::mtls::PeerIdentity;
 
 /// Longest artifact path accepted, in bytes.
 const MAX_PATH_LEN: usize = 1024;
@@ -193,7 +194,7 @@ async fn metadata_file(
         Ok(Some((stream, length))) => (Body::from_stream(stream), length),
         Ok(None) => return Err(not_found()),
         Err(e) => {
-            crate::log::error(
+            crate::observe::log::error(
                 &format!("reading {}: {e}", path.display()),
                 serde_json::Value::Null,
             );
@@ -201,7 +202,7 @@ async fn metadata_file(
         }
     };
     if length > MAX_METADATA_BYTES {
-        crate::log::error(
+        crate::observe::log::error(
             &format!(
                 "{} is {length} bytes, over the {MAX_METADATA_BYTES}-byte limit",
                 path.display()
@@ -376,7 +377,7 @@ pub(crate) async fn serve_artifact(
     let length = artifact.info.length;
     // `reason` names the stored file or object.
     let unavailable = |reason: String| {
-        crate::log::error(&reason, serde_json::Value::Null);
+        crate::observe::log::error(&reason, serde_json::Value::Null);
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "artifact_unavailable",

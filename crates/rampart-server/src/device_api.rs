@@ -36,12 +36,13 @@ use rampart_db::{Db, DbError, Device, DeviceAssignment, DeviceFacts, Report};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::http::{
+use crate::helpers::unix_now;
+use crate::last_seen::LastSeen;
+use crate::listen::http::{
     ApiError, BodyLimits, json_bytes_response, json_response, parse_json, read_body,
 };
-use crate::last_seen::LastSeen;
-use crate::metrics::{Metrics, track_requests};
-use crate::tls_listener::PeerIdentity;
+use crate::listen::mtls::PeerIdentity;
+use crate::observe::metrics::{Metrics, track_requests};
 
 /// Longest report id, in bytes.
 pub const MAX_REPORT_ID_LEN: usize = 128;
@@ -135,13 +136,13 @@ pub(crate) struct DeviceApi {
     pub(crate) last_seen: Arc<LastSeen>,
     pub(crate) poll_interval_secs: u64,
     pub(crate) body_limits: BodyLimits,
-    pub(crate) audit: crate::audit::AuditWriter,
+    pub(crate) audit: crate::observe::audit::AuditWriter,
     device_locks: Box<[tokio::sync::Mutex<()>]>,
     sinks: ReportSinks,
     /// Per device: when its last failed verification was audited, and how many were not since.
     verification_audits: std::sync::Mutex<std::collections::HashMap<String, (i64, u64)>>,
     /// Per device: when a certificate's refusal for a token-enrolled row was last audited.
-    pub(crate) identity_refusals: crate::auth_failures::OncePerInterval,
+    pub(crate) identity_refusals: crate::listen::auth_failures::OncePerInterval,
     /// How fast each device may send reports.
     report_rate: crate::report_rate::ReportRate,
     /// The hosted image repository, to learn the version of an assigned target.
@@ -171,7 +172,7 @@ impl DeviceApi {
         last_seen: Arc<LastSeen>,
         poll_interval_secs: u64,
         body_limits: BodyLimits,
-        audit: crate::audit::AuditWriter,
+        audit: crate::observe::audit::AuditWriter,
         sinks: ReportSinks,
     ) -> Self {
         Self {
@@ -187,7 +188,7 @@ impl DeviceApi {
             body_limits,
             audit,
             verification_audits: std::sync::Mutex::new(std::collections::HashMap::new()),
-            identity_refusals: crate::auth_failures::OncePerInterval::new(
+            identity_refusals: crate::listen::auth_failures::OncePerInterval::new(
                 VERIFICATION_AUDIT_INTERVAL,
                 MAX_TRACKED_VERIFICATION_AUDITS,
             ),
@@ -240,7 +241,7 @@ impl DeviceApi {
                     )
                     .await
                     .map_err(|e| {
-                        crate::log::error(
+                        crate::observe::log::error(
                             "registering a device and recording its enrolment",
                             serde_json::json!({"device": id, "error": e.to_string()}),
                         );
@@ -322,7 +323,7 @@ impl DeviceApi {
             .await
             .map_err(|e| ApiError::from_db("reading a device", e))?
             .ok_or_else(|| {
-                crate::log::error(
+                crate::observe::log::error(
                     "device vanished from the inventory",
                     serde_json::json!({"device": id}),
                 );
@@ -597,9 +598,9 @@ impl DeviceApi {
                     .await;
                 match result {
                     Ok(()) => Ok(()),
-                    Err(crate::audit::AuditWriteError::Db(e)) => Err(e),
+                    Err(crate::observe::audit::AuditWriteError::Db(e)) => Err(e),
                     Err(e) => {
-                        crate::log::error(
+                        crate::observe::log::error(
                             "recording a failed verification in the audit log",
                             serde_json::json!({"error": e.to_string()}),
                         );
@@ -879,13 +880,6 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
         .flat_map(|value| value.split(','))
         .map(str::trim)
         .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
-}
-
-/// The current time in Unix seconds (the database's time unit).
-pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -26,9 +26,9 @@ use rampart_core::metadata::{Metadata, Root, Signature};
 use rampart_keys::Signer;
 
 use crate::delivery::Delivery;
-use crate::device_api::unix_now;
-use crate::http::ApiError;
-use crate::tls_listener::PeerIdentity;
+use crate::helpers::unix_now;
+use crate::listen::http::ApiError;
+use crate::listen::mtls::PeerIdentity;
 
 /// Default validity of director targets metadata.
 pub const DEFAULT_DIRECTOR_TARGETS_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -113,7 +113,7 @@ impl Director {
             .map(|md| md.is_expired(unix_now()))
             .unwrap_or(false)
         {
-            crate::log::warn(
+            crate::observe::log::warn(
                 &format!(
                     "the director root {} expired at {}; devices will refuse director metadata until a new root is published",
                     path.display(),
@@ -250,7 +250,7 @@ pub(crate) async fn director_file(
     let bytes = match tokio::fs::read(&path).await {
         Ok(bytes) if bytes.len() as u64 <= MAX_ROOT_BYTES => bytes,
         Ok(_) => {
-            crate::log::error(
+            crate::observe::log::error(
                 &format!("{} is over {MAX_ROOT_BYTES} bytes", path.display()),
                 serde_json::Value::Null,
             );
@@ -263,7 +263,7 @@ pub(crate) async fn director_file(
             )));
         }
         Err(e) => {
-            crate::log::error(
+            crate::observe::log::error(
                 &format!("reading {}: {e}", path.display()),
                 serde_json::Value::Null,
             );
@@ -298,7 +298,7 @@ async fn targets(
         .ok()
         .filter(|v| *v >= 1)
         .ok_or_else(|| {
-            crate::log::error(
+            crate::observe::log::error(
                 &format!(
                     "device {device_id:?} has assignment version {}",
                     assignment.version
@@ -320,7 +320,7 @@ async fn targets(
             .blocking(move |repo| repo.target(&target, now))
             .await?
             .ok_or_else(|| {
-                crate::log::error(&format!(
+                crate::observe::log::error(&format!(
                     "device {device_id:?} is assigned {:?}, which the image repository does not list",
                     assignment.target
                 ), serde_json::Value::Null);
@@ -343,7 +343,7 @@ async fn targets(
         .await
         .map_err(|_| ApiError::internal())?
         .map_err(|e| {
-            crate::log::error(
+            crate::observe::log::error(
                 &format!("signing director metadata: {e}"),
                 serde_json::Value::Null,
             );

@@ -49,26 +49,27 @@
 #![forbid(unsafe_code)]
 
 pub mod artifact_store;
-pub mod audit;
 pub mod audit_anchor;
-pub mod auth_failures;
 mod campaigns;
 mod ddi;
 mod delivery;
+mod device;
 mod device_api;
 pub mod director;
-mod http;
+mod helpers;
 pub mod image_repo;
 mod last_seen;
-pub mod log;
+mod listen;
 pub mod management;
-mod metrics;
-mod operator_listener;
+mod observe;
 mod poll_read;
 pub mod renewal;
 mod report_rate;
-mod tls_listener;
 pub mod webhooks;
+
+// The old public paths of moved modules.
+pub use listen::auth_failures;
+pub use observe::{audit, log};
 
 use std::fmt;
 use std::future::Future;
@@ -92,15 +93,15 @@ use tokio::sync::watch;
 pub use artifact_store::{ArtifactStore, ArtifactStoreError};
 pub use device_api::{MAX_REPORT_ID_LEN, ReportStatus};
 pub use director::{DEFAULT_DIRECTOR_TARGETS_EXPIRY, DirectorConfig};
-pub use http::ApiError;
 pub use image_repo::{HostedRepo, HostedRepoError};
 pub use last_seen::{DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL};
-pub use management::{OPENAPI_JSON, Permission, Role};
-pub use metrics::{LATENCY_BUCKETS, Metrics};
-pub use tls_listener::{
+pub use listen::http::ApiError;
+pub use listen::mtls::{
     ConnectionCounters, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, MAX_PENDING_HANDSHAKES,
     MtlsListener, MtlsStream, PeerIdentity, RefusedConnection,
 };
+pub use management::{OPENAPI_JSON, Permission, Role};
+pub use observe::metrics::{LATENCY_BUCKETS, Metrics};
 
 /// Default poll interval told to devices.
 pub const DEFAULT_POLL_INTERVAL_SECS: u64 = 300;
@@ -236,7 +237,7 @@ impl ServerConfig {
             image_repo: None,
             artifact_store: None,
             director: None,
-            refusal_summary_interval: audit::REFUSAL_SUMMARY_INTERVAL,
+            refusal_summary_interval: listen::refusals::REFUSAL_SUMMARY_INTERVAL,
             webhooks: webhooks::WebhookConfig::default(),
             ddi_listen: None,
             ddi_tls: None,
@@ -322,7 +323,7 @@ pub struct Server {
     delivery: Router,
     flush_interval: Duration,
     management: Option<(
-        operator_listener::OperatorListener,
+        listen::https::OperatorListener,
         Arc<management::ManagementApi>,
     )>,
     management_addr: Option<SocketAddr>,
@@ -335,7 +336,7 @@ pub struct Server {
     auth_events: tokio::sync::mpsc::Receiver<auth_failures::AuthEvent>,
     hooks: webhooks::Webhooks,
     campaigns: Arc<campaigns::Campaigns>,
-    ddi: Option<(operator_listener::OperatorListener, Arc<ddi::DdiApi>)>,
+    ddi: Option<(listen::https::OperatorListener, Arc<ddi::DdiApi>)>,
     ddi_addr: Option<SocketAddr>,
     header_timeout: Duration,
     /// Renews the online metadata and watches every role's expiry (with a repository or a
@@ -411,7 +412,7 @@ impl Server {
         let hooks = webhooks::Webhooks::open(db.clone(), &config.db_url, config.webhooks.clone())
             .await
             .map_err(|e| ServerError::Config(e.to_string()))?;
-        let (refusal_tx, refusals) = tokio::sync::mpsc::channel(audit::REFUSAL_QUEUE);
+        let (refusal_tx, refusals) = tokio::sync::mpsc::channel(listen::refusals::REFUSAL_QUEUE);
         let (auth_failures, auth_events) = auth_failures::AuthFailures::new(
             metrics.clone(),
             auth_failures::FailurePolicy::default(),
@@ -456,7 +457,7 @@ impl Server {
                 metrics.clone(),
                 last_seen.clone(),
                 config.poll_interval_secs,
-                http::BodyLimits {
+                listen::http::BodyLimits {
                     max_bytes: config.max_body_bytes,
                     read_timeout: config.body_read_timeout,
                 },
@@ -478,7 +479,7 @@ impl Server {
                     metrics: metrics.clone(),
                     last_seen: last_seen.clone(),
                     poll_interval_secs: config.poll_interval_secs,
-                    body_limits: http::BodyLimits {
+                    body_limits: listen::http::BodyLimits {
                         max_bytes: config.max_body_bytes,
                         read_timeout: config.body_read_timeout,
                     },
@@ -497,7 +498,7 @@ impl Server {
                     module_lock: Arc::new(tokio::sync::Mutex::new(())),
                     auth_failures: auth_failures.clone(),
                 });
-                let listener = operator_listener::OperatorListener::new(
+                let listener = listen::https::OperatorListener::new(
                     listener,
                     tls.clone(),
                     config.handshake_timeout,
@@ -519,12 +520,12 @@ impl Server {
                     image_repo: image_repo.clone(),
                     campaigns: campaigns.clone(),
                     audit_anchor: audit_anchor.clone(),
-                    body_limits: http::BodyLimits {
+                    body_limits: listen::http::BodyLimits {
                         max_bytes: config.max_body_bytes,
                         read_timeout: config.body_read_timeout,
                     },
                 });
-                let listener = operator_listener::OperatorListener::new(
+                let listener = listen::https::OperatorListener::new(
                     listener,
                     tls.clone(),
                     config.handshake_timeout,
@@ -654,7 +655,7 @@ impl Server {
                 metrics_router(metrics),
                 operators,
                 |_, peer| peer,
-                stopped(stop_rx.clone()),
+                helpers::stopped(stop_rx.clone()),
             ))
         });
 
@@ -665,7 +666,7 @@ impl Server {
             refusal_summary_interval,
             stop_rx.clone(),
         ));
-        let refusal_recorder = tokio::spawn(audit::run_refusal_recorder(
+        let refusal_recorder = tokio::spawn(listen::refusals::run_refusal_recorder(
             audit,
             refusals,
             refusal_summary_interval,
@@ -674,19 +675,23 @@ impl Server {
         let campaign_engine = tokio::spawn(campaigns.run(stop_rx.clone()));
         let metadata_watcher = metadata_watch.map(|watch| tokio::spawn(watch.run(stop_rx.clone())));
         let hooks_grace = hooks.config().attempt_timeout + METRICS_SHUTDOWN_GRACE;
-        let dispatcher = tokio::spawn(hooks.clone().run_dispatcher(stopped(stop_rx.clone())));
+        let dispatcher = tokio::spawn(
+            hooks
+                .clone()
+                .run_dispatcher(helpers::stopped(stop_rx.clone())),
+        );
         let ddi_server = ddi.map(|(listener, api)| {
             tokio::spawn(http_serve::serve(
                 listener,
                 ddi::router(api).layer(axum::middleware::map_response(|r| {
-                    http::framework_rejections_in(http::ErrorFormat::Ddi, r)
+                    listen::http::framework_rejections_in(listen::http::ErrorFormat::Ddi, r)
                 })),
                 operators,
-                |io: &operator_listener::OperatorStream, peer| ddi::DdiPeer {
+                |io: &listen::https::OperatorStream, peer| listen::https::DdiPeer {
                     remote_addr: peer,
                     certificate_device: io.attached().certificate_device.clone(),
                 },
-                stopped(stop_rx.clone()),
+                helpers::stopped(stop_rx.clone()),
             ))
         });
         let management_server = management.map(|(listener, api)| {
@@ -702,14 +707,14 @@ impl Server {
                     auth_failures::guard,
                 ))
                 .layer(axum::middleware::map_response(|r| {
-                    http::framework_rejections_in(http::ErrorFormat::Api, r)
+                    listen::http::framework_rejections_in(listen::http::ErrorFormat::Api, r)
                 }));
             tokio::spawn(http_serve::serve(
                 listener,
                 router,
                 operators,
                 |_, peer| peer,
-                stopped(stop_rx.clone()),
+                helpers::stopped(stop_rx.clone()),
             ))
         });
 
@@ -717,14 +722,14 @@ impl Server {
         http_serve::serve(
             device_listener,
             device_api::router(api, delivery).layer(axum::middleware::map_response(|r| {
-                http::framework_rejections_in(http::ErrorFormat::Api, r)
+                listen::http::framework_rejections_in(listen::http::ErrorFormat::Api, r)
             })),
             http_serve::HttpOptions {
                 header_timeout,
                 shutdown_grace: None,
             },
             |io: &MtlsStream, _| io.attached().peer().clone(),
-            stopped(stop_rx),
+            helpers::stopped(stop_rx),
         )
         .await;
 
@@ -772,11 +777,6 @@ pub async fn run(
     Server::bind(config).await?.serve(shutdown).await
 }
 
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    // An error means the sender is gone, which also means "stop".
-    let _ = stop.wait_for(|stopped| *stopped).await;
-}
-
 /// The operator listener: `GET /metrics`.
 fn metrics_router(metrics: Arc<Metrics>) -> Router {
     Router::new()
@@ -793,7 +793,7 @@ fn metrics_router(metrics: Arc<Metrics>) -> Router {
 
 async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        [(header::CONTENT_TYPE, observe::metrics::CONTENT_TYPE)],
         metrics.render(),
     )
 }

@@ -62,11 +62,12 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::audit::AuditWriteError;
-use crate::device_api::{ReportStatus, unix_now};
-use crate::http::{ApiError, json_response, parse_json, read_body};
+use crate::device_api::ReportStatus;
+use crate::helpers::unix_now;
+use crate::listen::http::{ApiError, json_response, parse_json, read_body};
 use crate::management::{ManagementApi, Permission};
-use crate::metrics::track_requests;
+use crate::observe::audit::AuditWriteError;
+use crate::observe::metrics::track_requests;
 
 pub use address::{AddressPolicy, DeniedAddress, IpNetwork};
 pub use secrets::{SecretsKey, SecretsKeyError};
@@ -498,7 +499,7 @@ async fn seal_stored_secrets(
         })?;
     }
     if sealed_now > 0 {
-        crate::log::info(
+        crate::observe::log::info(
             "sealed webhook secrets stored in clear by an older server",
             json!({"webhooks": sealed_now, "key_id": key.id()}),
         );
@@ -556,7 +557,7 @@ impl Webhooks {
             Some(path) => {
                 let (key, created) = SecretsKey::load_or_create(&path)?;
                 if created {
-                    crate::log::info(
+                    crate::observe::log::info(
                         "created the webhook secrets key (keep it with the database's backups, apart from them)",
                         json!({"path": path.display().to_string(), "key_id": key.id()}),
                     );
@@ -606,7 +607,7 @@ impl Webhooks {
             .enqueue_webhook_event(event.as_str(), created, unix_millis(), &mut make)
             .await?;
         if done.dropped > 0 {
-            crate::log::warn(
+            crate::observe::log::warn(
                 "webhook deliveries dropped: their webhooks have too many pending deliveries",
                 json!({"event": event.as_str(), "dropped": done.dropped,
                        "pending_limit": rampart_db::MAX_PENDING_PER_WEBHOOK}),
@@ -685,9 +686,9 @@ impl Webhooks {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .observe(status, device_id, now);
         let Some(spike) = spike else { return };
-        crate::log::warn("rollback spike", spike.payload());
+        crate::observe::log::warn("rollback spike", spike.payload());
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            crate::log::error(
+            crate::observe::log::error(
                 "a rollback spike could not be queued: no async runtime",
                 spike.payload(),
             );
@@ -699,7 +700,7 @@ impl Webhooks {
                 .emit(WebhookEvent::RollbackSpike, spike.payload())
                 .await
             {
-                crate::log::error(
+                crate::observe::log::error(
                     "queueing the fleet.rollback_spike webhook event",
                     json!({"error": e.to_string()}),
                 );
@@ -730,7 +731,10 @@ impl Webhooks {
                 {
                     Ok(claimed) => {
                         if claims_failing {
-                            crate::log::info("webhook deliveries can be read again", json!({}));
+                            crate::observe::log::info(
+                                "webhook deliveries can be read again",
+                                json!({}),
+                            );
                             claims_failing = false;
                         }
                         for delivery in claimed {
@@ -740,7 +744,7 @@ impl Webhooks {
                     Err(e) => {
                         // Logged once per outage, not once per poll.
                         if !claims_failing {
-                            crate::log::error(
+                            crate::observe::log::error(
                                 "reading due webhook deliveries (will retry)",
                                 json!({"error": e.to_string()}),
                             );
@@ -779,7 +783,7 @@ impl Webhooks {
             .prune_webhook_deliveries(unix_now().saturating_sub(retention))
             .await
         {
-            crate::log::warn(
+            crate::observe::log::warn(
                 "deleting old webhook deliveries (will retry)",
                 json!({"error": e.to_string()}),
             );
@@ -796,7 +800,7 @@ impl Webhooks {
                 at: unix_now(),
             },
             Err(failure) if delivery.attempts >= config.max_attempts => {
-                crate::log::warn(
+                crate::observe::log::warn(
                     "a webhook delivery failed for good",
                     json!({"webhook": delivery.webhook_id, "delivery": delivery.id,
                            "event": delivery.event, "attempts": delivery.attempts,
@@ -829,7 +833,7 @@ impl Webhooks {
             .record_webhook_attempt(&delivery.id, &outcome)
             .await
         {
-            crate::log::error(
+            crate::observe::log::error(
                 "recording a webhook attempt (the delivery is retried when its lease runs out)",
                 json!({"delivery": delivery.id, "error": e.to_string()}),
             );
@@ -1039,7 +1043,7 @@ fn audit_error(context: &str, e: AuditWriteError) -> ApiError {
         AuditWriteError::Db(e) => ApiError::from_db(context, e),
         AuditWriteError::Record(m) => ApiError::invalid(m),
         AuditWriteError::BrokenChain(m) => {
-            crate::log::error("the stored audit log does not verify", json!({"error": m}));
+            crate::observe::log::error("the stored audit log does not verify", json!({"error": m}));
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "audit_log_broken",
@@ -1183,7 +1187,7 @@ async fn create_webhook(
         )
     })?;
     let now = unix_now();
-    let id = crate::management::new_id("whk")?;
+    let id = crate::helpers::new_id("whk")?;
     let secret = key.seal(&id, &r.secret).map_err(|e| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
