@@ -36,8 +36,8 @@ use rampart_db::{Db, DbError, Device, DeviceAssignment, DeviceFacts, Report};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::engines::last_seen::LastSeen;
 use crate::helpers::unix_now;
-use crate::last_seen::LastSeen;
 use crate::listen::http::{
     ApiError, BodyLimits, json_bytes_response, json_response, parse_json, read_body,
 };
@@ -108,9 +108,9 @@ impl ReportStatus {
 /// Who else learns of a stored report.
 pub(crate) struct ReportSinks {
     /// Reports about a campaign's assignment count toward its gates.
-    pub(crate) campaigns: Arc<crate::campaigns::Campaigns>,
+    pub(crate) campaigns: Arc<crate::engines::campaigns::Campaigns>,
     /// Alerts: failed verifications and rollback spikes.
-    pub(crate) hooks: crate::webhooks::Webhooks,
+    pub(crate) hooks: crate::engines::webhooks::Webhooks,
 }
 
 impl ReportSinks {
@@ -146,7 +146,7 @@ pub(crate) struct DeviceApi {
     /// How fast each device may send reports.
     report_rate: crate::report_rate::ReportRate,
     /// The hosted image repository, to learn the version of an assigned target.
-    image_repo: Option<Arc<crate::image_repo::HostedRepo>>,
+    image_repo: Option<Arc<crate::delivery::image_repo::HostedRepo>>,
     /// (device, assignment) pairs known to have a result: polls skip them cheaply.
     settled: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
     /// Target path -> its release version (`None`: not a release), from `image_repo`.
@@ -160,7 +160,7 @@ impl DeviceApi {
     /// Lets polls fulfil an assignment of the release a device already runs.
     pub(crate) fn with_image_repo(
         mut self,
-        image_repo: Option<Arc<crate::image_repo::HostedRepo>>,
+        image_repo: Option<Arc<crate::delivery::image_repo::HostedRepo>>,
     ) -> Self {
         self.image_repo = image_repo;
         self
@@ -623,7 +623,10 @@ impl DeviceApi {
                     let hooks = self.sinks.hooks.clone();
                     tokio::spawn(async move {
                         let _ = hooks
-                            .emit(crate::webhooks::WebhookEvent::VerificationFailed, data)
+                            .emit(
+                                crate::engines::webhooks::WebhookEvent::VerificationFailed,
+                                data,
+                            )
                             .await;
                     });
                 }

@@ -35,6 +35,11 @@ pub(crate) async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
+/// What is stored of a token or secret: its SHA-256 (API and DDI tokens alike).
+pub(crate) fn token_digest(token: &str) -> String {
+    sha256_hex(token.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

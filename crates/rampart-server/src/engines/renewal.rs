@@ -27,7 +27,7 @@ use rampart_repo::expiry::{PublishedExpiries, RoleExpiry, renewal_due};
 use rampart_repo::{ExpiryDays, Repository};
 use tokio::sync::watch;
 
-use crate::image_repo::HostedRepo;
+use crate::delivery::image_repo::HostedRepo;
 use crate::observe::audit::AuditWriter;
 use crate::observe::metrics::Metrics;
 use crate::{ServerConfig, ServerError};
