@@ -52,8 +52,8 @@ use serde_json::json;
 
 use crate::delivery::artifact_store::ArtifactStore;
 use crate::delivery::image_repo::HostedRepo;
-use crate::device_api::ReportSinks;
 use crate::engines::last_seen::LastSeen;
+use crate::engines::report_sinks::ReportSinks;
 use crate::helpers::unix_now;
 use crate::listen::auth_failures::{AuthFailures, FailureKind};
 use crate::listen::http::{ApiError, BodyLimits, read_body};
@@ -927,7 +927,7 @@ impl DdiApi {
                 other => DdiError::db("storing DDI feedback", other),
             })?;
         if let Some(report) = report {
-            if let Some(i) = crate::device_api::ReportStatus::ALL
+            if let Some(i) = rampart_protocol::ReportStatus::ALL
                 .iter()
                 .position(|s| s.as_str() == report.status)
             {
