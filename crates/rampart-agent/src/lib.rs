@@ -11,6 +11,8 @@ pub mod device;
 pub mod director;
 pub mod disk;
 pub mod health;
+pub mod server_client;
+pub mod server_update;
 pub mod source;
 pub mod tls;
 
