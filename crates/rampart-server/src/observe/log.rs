@@ -29,7 +29,7 @@ impl Level {
 /// stored under `"data"`).
 pub fn line(level: Level, msg: &str, fields: Value) -> String {
     let mut out = Map::new();
-    out.insert("ts".into(), Value::from(crate::device_api::unix_now()));
+    out.insert("ts".into(), Value::from(crate::helpers::unix_now()));
     out.insert("level".into(), Value::from(level.as_str()));
     out.insert("msg".into(), Value::from(msg));
     match fields {

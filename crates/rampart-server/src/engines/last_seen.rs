@@ -10,7 +10,7 @@ use std::time::Duration;
 use rampart_db::Db;
 use tokio::sync::{Notify, watch};
 
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 
 /// The default flush interval.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -86,7 +86,7 @@ impl LastSeen {
                 }
                 Err(e) => {
                     Metrics::inc(&self.metrics.last_seen_flush_errors);
-                    crate::log::warn(
+                    crate::observe::log::warn(
                         "writing last-seen times failed (will retry)",
                         serde_json::json!({"error": e.to_string()}),
                     );

@@ -15,7 +15,7 @@ use rampart_core::release::ReleaseInfo;
 use rampart_tuf_client::{HttpFetcher, Limits, Updater, UpdaterConfig};
 use serde::Serialize;
 
-use crate::http::ApiError;
+use crate::listen::http::ApiError;
 
 /// A loaded view is reused at most this long before `timestamp.json` is looked at again.
 const RECHECK_AFTER: Duration = Duration::from_secs(2);
@@ -40,7 +40,7 @@ pub enum HostedRepoError {
 impl HostedRepoError {
     /// The device's answer: 503, with the reason logged for the operator.
     pub(crate) fn to_api(&self) -> ApiError {
-        crate::log::error(
+        crate::observe::log::error(
             "the image repository cannot be served",
             serde_json::json!({"error": self.to_string()}),
         );

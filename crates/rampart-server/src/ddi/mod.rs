@@ -27,13 +27,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::connect_info::Connected;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::serve::IncomingStream;
 use rampart_db::{
     Db, DbError, DdiAction, DdiDeviceState, DdiFeedback, DdiModule, DdiTenant, EnrolledBy,
     Enrolment, NewAction, Report,
@@ -50,17 +48,17 @@ use rampart_ddi::{
 };
 use rampart_rollout::window::MaintenanceWindow;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::artifact_store::ArtifactStore;
-use crate::auth_failures::{AuthFailures, FailureKind};
+use crate::delivery::artifact_store::ArtifactStore;
+use crate::delivery::image_repo::HostedRepo;
 use crate::device_api::ReportSinks;
-use crate::device_api::unix_now;
-use crate::http::{ApiError, BodyLimits, read_body};
-use crate::image_repo::HostedRepo;
-use crate::last_seen::LastSeen;
-use crate::metrics::Metrics;
-use crate::operator_listener::OperatorListener;
+use crate::engines::last_seen::LastSeen;
+use crate::helpers::unix_now;
+use crate::listen::auth_failures::{AuthFailures, FailureKind};
+use crate::listen::http::{ApiError, BodyLimits, read_body};
+use crate::listen::https::DdiPeer;
+use crate::observe::metrics::Metrics;
 
 /// `actionHistory` returns at most this many messages.
 const MAX_HISTORY: usize = 100;
@@ -72,7 +70,7 @@ const REPORT_MESSAGE_CHARS: usize = 256;
 /// Shared state of the DDI front.
 pub(crate) struct DdiApi {
     pub(crate) db: Db,
-    pub(crate) audit: crate::audit::AuditWriter,
+    pub(crate) audit: crate::observe::audit::AuditWriter,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) last_seen: Arc<LastSeen>,
     pub(crate) poll_interval_secs: u64,
@@ -88,23 +86,6 @@ pub(crate) struct DdiApi {
     pub(crate) auth_failures: Arc<AuthFailures>,
 }
 
-/// Who is on the other end of a DDI connection: its address and, if it presented a client
-/// certificate that chains to the device CA, the device id in it.
-#[derive(Debug, Clone)]
-pub struct DdiPeer {
-    pub remote_addr: SocketAddr,
-    pub certificate_device: Option<String>,
-}
-
-impl Connected<IncomingStream<'_, OperatorListener>> for DdiPeer {
-    fn connect_info(stream: IncomingStream<'_, OperatorListener>) -> Self {
-        DdiPeer {
-            remote_addr: *stream.remote_addr(),
-            certificate_device: stream.io().attached().certificate_device.clone(),
-        }
-    }
-}
-
 /// A DDI error: hawkBit's status codes, and its error document unless the status alone says
 /// it (hawkBit answers 410 and some 404s with no body).
 #[derive(Debug)]
@@ -114,7 +95,7 @@ pub(crate) struct DdiError {
     message: String,
     empty: bool,
     /// A failed authentication of this kind (counted and slowed down per source by
-    /// [`crate::auth_failures::guard`]).
+    /// [`crate::listen::auth_failures::guard`]).
     failure: Option<FailureKind>,
 }
 
@@ -167,7 +148,7 @@ impl DdiError {
     }
 
     fn unavailable(context: &str, e: impl std::fmt::Display) -> DdiError {
-        crate::log::error(context, json!({"error": e.to_string()}));
+        crate::observe::log::error(context, json!({"error": e.to_string()}));
         DdiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "rampart.storage_unavailable",
@@ -214,7 +195,7 @@ impl IntoResponse for DdiError {
                 error_code: self.code.into(),
                 message: self.message,
             };
-            crate::http::json_response(self.status, &body)
+            crate::listen::http::json_response(self.status, &body)
         };
         if let Some(kind) = self.failure {
             response.extensions_mut().insert(kind);
@@ -254,7 +235,7 @@ fn same_digest(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// A controller id is a device id: the one grammar of [`crate::http::check_device_id`] (a
+/// A controller id is a device id: the one grammar of [`crate::listen::http::check_device_id`] (a
 /// certificate's device and a token's controller must be able to name the same row, and the id
 /// is a path segment of every link the server hands out).
 fn check_controller(id: &str) -> Result<(), DdiError> {
@@ -262,7 +243,7 @@ fn check_controller(id: &str) -> Result<(), DdiError> {
         return Err(DdiError::new(
             StatusCode::BAD_REQUEST,
             "hawkbit.server.error.repo.constraintViolation",
-            crate::http::device_id_problem(id),
+            crate::listen::http::device_id_problem(id),
         ));
     }
     Ok(())
@@ -279,16 +260,16 @@ fn query_error(e: QueryRejection) -> DdiError {
 }
 
 /// A feedback or configData body that names a key twice in one object (the one JSON policy of
-/// [`crate::http::parse_json`]). DDI clients' bodies may carry raw control characters, which
+/// [`crate::listen::http::parse_json`]). DDI clients' bodies may carry raw control characters, which
 /// the lenient parser reads as spaces; the check reads them the same way.
 fn check_unique_keys(bytes: &[u8]) -> Result<(), DdiError> {
     let spaced: Vec<u8> = bytes
         .iter()
         .map(|b| if *b < 0x20 { b' ' } else { *b })
         .collect();
-    match crate::http::duplicate_key(&spaced) {
+    match crate::listen::http::duplicate_key(&spaced) {
         Some(key) => Err(DdiError::bad_body(
-            crate::http::duplicate_key_error(&key).detail,
+            crate::listen::http::duplicate_key_error(&key).detail,
         )),
         None => Ok(()),
     }
@@ -435,7 +416,7 @@ impl DdiApi {
                 }
                 let member = state.as_ref().is_some_and(|s| {
                     s.tenant.as_deref() == Some(tenant_row.name.as_str())
-                        && same_digest(&s.token_hash, &token_digest(token))
+                        && same_digest(&s.token_hash, &crate::helpers::token_digest(token))
                 });
                 if !member {
                     return Err(DdiError::unauthorized(
@@ -450,7 +431,10 @@ impl DdiApi {
             }
             Some(Some(Credential::Gateway(token))) => {
                 if !tenant_row.gateway_token
-                    || !same_digest(&tenant_row.gateway_token_hash, &token_digest(token))
+                    || !same_digest(
+                        &tenant_row.gateway_token_hash,
+                        &crate::helpers::token_digest(token),
+                    )
                 {
                     return Err(DdiError::unauthorized(
                         FailureKind::DdiGatewayToken,
@@ -603,7 +587,7 @@ impl DdiApi {
             .await
             .map_err(|e| match e {
                 // Another identity enrolled the row between this request's read and its join.
-                crate::audit::AuditWriteError::Db(DbError::Conflict(m)) => DdiError {
+                crate::observe::audit::AuditWriteError::Db(DbError::Conflict(m)) => DdiError {
                     failure: Some(by.failure()),
                     ..DdiError::new(StatusCode::CONFLICT, "rampart.enrolment_conflict", m)
                 },
@@ -703,7 +687,7 @@ impl DdiApi {
             Ok(m) => m,
             Err(e) => {
                 // The poll still answers (the device keeps its schedule); the operator sees why.
-                crate::log::error(
+                crate::observe::log::error(
                     "a DDI device's assigned release cannot be offered",
                     json!({"device": caller.id, "target": a.target, "error": e.message}),
                 );
@@ -880,7 +864,7 @@ impl DdiApi {
         let report = match report_status {
             None => None,
             Some(status) => {
-                let id = crate::management::new_id("ddi")
+                let id = crate::helpers::new_id("ddi")
                     .map_err(|_| DdiError::unavailable("making a report id", "no randomness"))?;
                 // The full messages are in the action's history (`actionHistory`); the report
                 // carries a bounded excerpt, so any accepted feedback fits a report.
@@ -1086,9 +1070,9 @@ fn utf8_percent(s: &str) -> String {
 /// The DDI routes.
 pub(crate) fn router(api: Arc<DdiApi>) -> Router {
     let metrics = api.metrics.clone();
-    let guard = crate::auth_failures::Guard {
+    let guard = crate::listen::auth_failures::Guard {
         failures: api.auth_failures.clone(),
-        api: crate::auth_failures::Api::Ddi,
+        api: crate::listen::auth_failures::Api::Ddi,
     };
     let base = "/{tenant}/controller/v1/{controller}";
     Router::new()
@@ -1133,11 +1117,11 @@ pub(crate) fn router(api: Arc<DdiApi>) -> Router {
         .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED })
         .layer(axum::middleware::from_fn_with_state(
             guard,
-            crate::auth_failures::guard,
+            crate::listen::auth_failures::guard,
         ))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
-            crate::metrics::track_requests,
+            crate::observe::metrics::track_requests,
         ))
 }
 
@@ -1552,345 +1536,4 @@ async fn artifact_file(
             .insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(response)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Management: tenants and target tokens (`/api/v1/ddi/...`).
-
-/// A random token: 32 characters from `[A-Za-z0-9]` (hawkBit's form).
-pub(crate) fn new_token() -> Result<String, ApiError> {
-    use ring::rand::SecureRandom as _;
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut bytes = [0u8; 32];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| ApiError::internal())?;
-    // 256 = 4 * 62 + 8: the first 8 characters come up 5 times in 256 instead of 4, which
-    // leaves 32 characters well above 180 bits of entropy.
-    Ok(bytes
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect())
-}
-
-/// What is stored of a token (API tokens are stored the same way).
-fn token_digest(token: &str) -> String {
-    crate::management::sha256_hex(token.as_bytes())
-}
-
-use crate::management::{ManagementApi, Permission, write_error};
-
-/// Tenant settings as the API takes them; absent fields keep their value (or take the
-/// default when creating: target tokens on, gateway tokens and certificates off).
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct TenantRequest {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    target_token: Option<bool>,
-    #[serde(default)]
-    gateway_token: Option<bool>,
-    #[serde(default)]
-    mtls: Option<bool>,
-    /// Issue a new gateway token (the old one stops working).
-    #[serde(default)]
-    rotate_gateway_token: bool,
-}
-
-const TENANT_BODY: &str = r#"{"name": "DEFAULT", "target_token": true, "gateway_token": false, "mtls": false, "rotate_gateway_token": false}"#;
-
-/// The settings to store, and the new gateway token if one is issued (shown once).
-fn tenant_settings(
-    r: &TenantRequest,
-    current: Option<&DdiTenant>,
-) -> Result<(rampart_db::TenantSettings, Option<String>), ApiError> {
-    let target_token = r
-        .target_token
-        .unwrap_or(current.is_none_or(|t| t.target_token));
-    let gateway_token = r
-        .gateway_token
-        .unwrap_or(current.is_some_and(|t| t.gateway_token));
-    let mtls = r.mtls.unwrap_or(current.is_some_and(|t| t.mtls));
-    // Enabling gateway tokens (again) always issues a new one: a token from before it was
-    // disabled never comes back to life.
-    let was_on = current.is_some_and(|t| t.gateway_token && t.has_gateway_token);
-    let issue = r.rotate_gateway_token || (gateway_token && !was_on);
-    let token = issue.then(new_token).transpose()?;
-    Ok((
-        rampart_db::TenantSettings {
-            target_token,
-            gateway_token,
-            mtls,
-            gateway_token_hash: token.as_deref().map(token_digest),
-        },
-        token,
-    ))
-}
-
-fn tenant_answer(tenant: &DdiTenant, gateway_token: Option<String>) -> Value {
-    let mut v = json!({"tenant": tenant});
-    if let Some(t) = gateway_token {
-        v["gateway_token"] = json!(t);
-        v["note"] = json!("the gateway token is shown once; store it now");
-    }
-    v
-}
-
-async fn list_tenants(
-    State(api): State<Arc<ManagementApi>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    api.authorize(&headers, Permission::Read).await?;
-    let tenants = api
-        .db
-        .ddi_tenants()
-        .await
-        .map_err(|e| crate::management::db_error("listing DDI tenants", e))?;
-    Ok(crate::http::json_response(
-        StatusCode::OK,
-        &json!({"tenants": tenants}),
-    ))
-}
-
-async fn create_tenant(
-    State(api): State<Arc<ManagementApi>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let caller = api.authorize(&headers, Permission::Admin).await?;
-    let r: TenantRequest = api.body(&headers, body, TENANT_BODY).await?;
-    let Some(name) = r.name.clone() else {
-        return Err(ApiError::invalid(format!(
-            "give the tenant a name: {TENANT_BODY}"
-        )));
-    };
-    let name = rampart_db::tenant_name(&name).map_err(|e| ApiError::invalid(e.to_string()))?;
-    let (settings, token) = tenant_settings(&r, None)?;
-    let now = unix_now();
-    let details = json!({"target_token": settings.target_token, "gateway_token": settings.gateway_token, "mtls": settings.mtls});
-    let tenant = api
-        .audit
-        .write(
-            now,
-            &caller.actor(),
-            "ddi.tenant_created",
-            &name,
-            details,
-            |line| {
-                let (db, name, settings) = (api.db.clone(), name.clone(), settings.clone());
-                async move { db.create_ddi_tenant(&name, &settings, now, &line).await }
-            },
-        )
-        .await
-        .map_err(write_error("creating a DDI tenant"))?;
-    Ok(crate::http::json_response(
-        StatusCode::CREATED,
-        &tenant_answer(&tenant, token),
-    ))
-}
-
-async fn update_tenant(
-    State(api): State<Arc<ManagementApi>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let caller = api.authorize(&headers, Permission::Admin).await?;
-    let r: TenantRequest = api.body(&headers, body, TENANT_BODY).await?;
-    let unknown = || {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_tenant",
-            format!("no DDI tenant {name:?}; list them with GET /api/v1/ddi/tenants"),
-        )
-    };
-    let current = api
-        .db
-        .ddi_tenant(&name)
-        .await
-        .map_err(|e| crate::management::db_error("reading a DDI tenant", e))?
-        .ok_or_else(unknown)?;
-    if r.name
-        .as_deref()
-        .is_some_and(|n| !n.eq_ignore_ascii_case(&current.name))
-    {
-        return Err(ApiError::invalid("a tenant cannot be renamed"));
-    }
-    let (settings, token) = tenant_settings(&r, Some(&current))?;
-    let details = json!({"target_token": settings.target_token, "gateway_token": settings.gateway_token,
-        "mtls": settings.mtls, "gateway_token_rotated": token.is_some()});
-    let tenant = api
-        .audit
-        .write(
-            unix_now(),
-            &caller.actor(),
-            "ddi.tenant_updated",
-            &current.name,
-            details,
-            |line| {
-                let (db, name, settings) = (api.db.clone(), current.name.clone(), settings.clone());
-                async move { db.update_ddi_tenant(&name, &settings, &line).await }
-            },
-        )
-        .await
-        .map_err(write_error("updating a DDI tenant"))?
-        .ok_or_else(unknown)?;
-    Ok(crate::http::json_response(
-        StatusCode::OK,
-        &tenant_answer(&tenant, token),
-    ))
-}
-
-/// Issues a device's TargetToken (registering the device if new); the token is shown once.
-async fn issue_target_token(
-    State(api): State<Arc<ManagementApi>>,
-    Path((tenant, device)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    #[derive(Deserialize, Default)]
-    #[serde(deny_unknown_fields)]
-    struct TokenRequest {
-        /// The device's hardware id (DDI clients do not report one).
-        #[serde(default)]
-        hardware_id: Option<String>,
-        /// For a device its certificate enrolled: the operator's explicit choice that this
-        /// token also speaks for it (refused otherwise, decision 0021).
-        #[serde(default)]
-        bind_certificate_device: bool,
-    }
-    let caller = api.authorize(&headers, Permission::Admin).await?;
-    let bytes = read_body(&headers, body, api.body_limits).await?;
-    let request: TokenRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
-        TokenRequest::default()
-    } else {
-        crate::http::parse_json(&bytes, r#"{"hardware_id": "board-a"}"#)?
-    };
-    crate::http::check_device_id(&device)?;
-    let tenant_row = api
-        .db
-        .ddi_tenant(&tenant)
-        .await
-        .map_err(|e| crate::management::db_error("reading a DDI tenant", e))?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_tenant",
-                format!("no DDI tenant {tenant:?}; create it first (POST /api/v1/ddi/tenants)"),
-            )
-        })?;
-    let token = new_token()?;
-    let digest = token_digest(&token);
-    let now = unix_now();
-    api.audit
-        .write(
-            now,
-            &caller.actor(),
-            "ddi.target_token_issued",
-            &device,
-            json!({"tenant": tenant_row.name, "hardware_id": request.hardware_id,
-                "bind_certificate_device": request.bind_certificate_device}),
-            |line| {
-                let (db, device, t, digest, hw) = (
-                    api.db.clone(),
-                    device.clone(),
-                    tenant_row.name.clone(),
-                    digest.clone(),
-                    request.hardware_id.clone(),
-                );
-                let bind = request.bind_certificate_device;
-                async move {
-                    db.set_ddi_target_token(&device, &t, &digest, hw.as_deref(), bind, now, &line)
-                        .await
-                }
-            },
-        )
-        .await
-        .map_err(write_error("issuing a target token"))?;
-    Ok(crate::http::json_response(
-        StatusCode::CREATED,
-        &json!({"device": device, "tenant": tenant_row.name, "target_token": token,
-            "note": "the target token is shown once; configure it on the device now"}),
-    ))
-}
-
-/// A device's DDI actions, newest first.
-async fn device_actions(
-    State(api): State<Arc<ManagementApi>>,
-    Path(device): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    api.authorize(&headers, Permission::Read).await?;
-    crate::http::check_device_id(&device)?;
-    let actions = api
-        .db
-        .ddi_actions_of(&device, 100)
-        .await
-        .map_err(|e| crate::management::db_error("reading DDI actions", e))?;
-    Ok(crate::http::json_response(
-        StatusCode::OK,
-        &json!({"device": device, "actions": actions}),
-    ))
-}
-
-/// Deletes a device and everything stored of it, audited: how an operator resolves a row the
-/// wrong identity enrolled (a gateway token claiming an id before its device enrolled with its
-/// certificate, decision 0021). The device enrols afresh at its next contact.
-async fn delete_device(
-    State(api): State<Arc<ManagementApi>>,
-    Path(device): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let caller = api.authorize(&headers, Permission::Admin).await?;
-    crate::http::check_device_id(&device)?;
-    let enrolment = api
-        .db
-        .device_enrolment(&device)
-        .await
-        .map_err(|e| crate::management::db_error("reading a device", e))?
-        .ok_or_else(|| crate::management::db_error("", DbError::UnknownDevice(device.clone())))?;
-    let deleted = api
-        .audit
-        .write(
-            unix_now(),
-            &caller.actor(),
-            "device.deleted",
-            &device,
-            json!({"enrolled_by": enrolment.by.as_str(), "enrolled_tenant": enrolment.tenant}),
-            |line| {
-                let (db, device) = (api.db.clone(), device.clone());
-                async move { db.delete_device(&device, &line).await }
-            },
-        )
-        .await
-        .map_err(write_error("deleting a device"))?;
-    Ok(crate::http::json_response(
-        StatusCode::OK,
-        &json!({"device": device, "deleted": true, "enrolment": enrolment,
-            "reports_deleted": deleted.reports, "ddi_actions_deleted": deleted.ddi_actions,
-            "note": "the device enrols afresh at its next contact"}),
-    ))
-}
-
-/// The management routes of the DDI front.
-pub(crate) fn management_router(api: Arc<ManagementApi>) -> Router {
-    let metrics = api.metrics.clone();
-    Router::new()
-        .route("/api/v1/ddi/tenants", get(list_tenants).post(create_tenant))
-        .route("/api/v1/ddi/tenants/{name}", put(update_tenant))
-        .route(
-            "/api/v1/ddi/tenants/{name}/devices/{id}/token",
-            post(issue_target_token),
-        )
-        .route("/api/v1/ddi/devices/{id}/actions", get(device_actions))
-        .route(
-            "/api/v1/ddi/devices/{id}",
-            axum::routing::delete(delete_device),
-        )
-        .layer(axum::middleware::from_fn_with_state(
-            metrics,
-            crate::metrics::track_requests,
-        ))
-        .with_state(api)
 }

@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::device_api::ReportStatus;
-use crate::tls_listener::ConnectionCounters;
+use crate::observe::labels::{AnchorFailure, Api, ConnectionCounters, FailureKind};
 use rampart_listen::AdmissionCounters;
 
 /// Upper bounds (seconds) of the request-latency histogram buckets.
@@ -26,7 +26,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Everything the server counts. Counters only go up (until restart).
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Connection-level counters, shared with the [`crate::MtlsListener`].
+    /// Connection-level counters, shared with the device listener.
     pub connections: Arc<ConnectionCounters>,
     /// Each listener's admission counters (see [`rampart_listen::admission`]).
     pub listeners: ListenerAdmissions,
@@ -43,18 +43,18 @@ pub struct Metrics {
     pub(crate) internal_errors: AtomicU64,
     pub(crate) assignments_created: AtomicU64,
     pub(crate) audit_events_dropped: AtomicU64,
-    /// Signed audit heads (see [`crate::audit_anchor`]).
+    /// Signed audit heads (by the audit anchoring engine).
     pub(crate) audit_heads_signed: AtomicU64,
-    /// Anchoring attempts that signed nothing, by [`crate::audit_anchor::AnchorFailure`].
-    pub(crate) audit_anchor_failures: [AtomicU64; crate::audit_anchor::AnchorFailure::ALL.len()],
-    /// Failed authentications, by [`crate::auth_failures::FailureKind`].
-    pub(crate) auth_failures: [AtomicU64; crate::auth_failures::FailureKind::ALL.len()],
+    /// Anchoring attempts that signed nothing, by [`AnchorFailure`].
+    pub(crate) audit_anchor_failures: [AtomicU64; AnchorFailure::ALL.len()],
+    /// Failed authentications, by [`FailureKind`].
+    pub(crate) auth_failures: [AtomicU64; FailureKind::ALL.len()],
     /// Requests refused (429) because their source failed too often, by
-    /// [`crate::auth_failures::Api`].
-    pub(crate) auth_throttled: [AtomicU64; crate::auth_failures::Api::ALL.len()],
+    /// [`Api`].
+    pub(crate) auth_throttled: [AtomicU64; Api::ALL.len()],
     pub(crate) metadata_renewals: AtomicU64,
     pub(crate) metadata_renewal_failures: AtomicU64,
-    /// When each watched role's metadata expires (see [`crate::renewal`]), by role.
+    /// When each watched role's metadata expires (watched by the metadata renewal engine), by role.
     metadata_expiry: Mutex<BTreeMap<String, MetadataExpiry>>,
     http: Mutex<HttpStats>,
 }
@@ -186,7 +186,7 @@ impl Metrics {
             out,
             "# HELP {name} Seconds until each role's metadata expires (negative: expired), by role.\n# TYPE {name} gauge"
         );
-        let now = crate::device_api::unix_now();
+        let now = crate::helpers::unix_now();
         for (role, expiry) in expiries {
             let left = match expiry {
                 MetadataExpiry::At(unix) => unix.saturating_sub(now),
@@ -359,7 +359,7 @@ impl Metrics {
             "Assignments created through the management API.",
             &[("", load(&self.assignments_created))],
         );
-        let failures: Vec<(String, u64)> = crate::auth_failures::FailureKind::ALL
+        let failures: Vec<(String, u64)> = FailureKind::ALL
             .iter()
             .map(|&k| {
                 (
@@ -375,7 +375,7 @@ impl Metrics {
             "Failed authentications (wrong DDI token or certificate, unknown bearer token, a certificate for a token-enrolled device), by kind.",
             &failures,
         );
-        let throttled: Vec<(String, u64)> = crate::auth_failures::Api::ALL
+        let throttled: Vec<(String, u64)> = Api::ALL
             .iter()
             .map(|&a| {
                 (
@@ -403,7 +403,7 @@ impl Metrics {
             "Heads of the audit log signed with the audit key.",
             &[("", load(&self.audit_heads_signed))],
         );
-        let anchor_failures: Vec<(&str, u64)> = crate::audit_anchor::AnchorFailure::ALL
+        let anchor_failures: Vec<(&str, u64)> = AnchorFailure::ALL
             .iter()
             .map(|f| (f.label(), load(&self.audit_anchor_failures[*f as usize])))
             .collect();

@@ -17,18 +17,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
 use rampart_audit::{AuditChain, AuditError, AuditHead, AuditRecord, VerifiedChain};
 use rampart_db::{AuditLine, Db, DbError, StoredAuditHead};
 use rampart_log::note::{NoteSigner, Verifier};
 use serde_json::json;
 use tokio::sync::{Mutex, watch};
 
-use crate::audit::AuditWriter;
-use crate::http::{ApiError, json_response};
-use crate::management::{ManagementApi, Permission, unix_now};
+use crate::helpers::unix_now;
+use crate::observe::audit::AuditWriter;
+pub use crate::observe::labels::AnchorFailure;
 
 /// Default interval between signed heads (a head is signed only when records were added).
 pub const DEFAULT_ANCHOR_INTERVAL: Duration = Duration::from_secs(300);
@@ -37,7 +34,7 @@ pub const DEFAULT_ANCHOR_INTERVAL: Duration = Duration::from_secs(300);
 const LOG_APPEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Audit records read per query while checking the log.
-const PAGE: i64 = 10_000;
+pub(crate) const PAGE: i64 = 10_000;
 
 /// How the server anchors its audit log.
 #[derive(Clone)]
@@ -84,34 +81,6 @@ pub enum AnchorError {
     Db(#[from] DbError),
 }
 
-/// Why an anchoring attempt signed or published nothing (the label of
-/// `rampart_audit_anchor_failures_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AnchorFailure {
-    /// The log no longer extends the last signed head: rewritten or truncated.
-    Tampered = 0,
-    /// The database could not be read or written, or signing failed.
-    Storage = 1,
-    /// The transparency log did not take the head (retried at the next interval).
-    TransparencyLog = 2,
-}
-
-impl AnchorFailure {
-    pub const ALL: [AnchorFailure; 3] = [
-        AnchorFailure::Tampered,
-        AnchorFailure::Storage,
-        AnchorFailure::TransparencyLog,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            AnchorFailure::Tampered => "reason=\"tampered\"",
-            AnchorFailure::Storage => "reason=\"storage\"",
-            AnchorFailure::TransparencyLog => "reason=\"transparency_log\"",
-        }
-    }
-}
-
 /// A head that was signed (or the newest stored one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedHead {
@@ -126,10 +95,10 @@ pub struct SignedHead {
 pub struct AuditAnchor {
     db: Db,
     writer: AuditWriter,
-    config: AuditAnchorConfig,
+    pub(crate) config: AuditAnchorConfig,
     /// The last head this process signed or checked: the history it must keep extending.
     last: Mutex<Option<SignedHead>>,
-    metrics: Option<Arc<crate::Metrics>>,
+    metrics: Option<Arc<crate::observe::metrics::Metrics>>,
 }
 
 impl AuditAnchor {
@@ -144,14 +113,14 @@ impl AuditAnchor {
     }
 
     /// Counts signed heads and failures in `metrics`.
-    pub fn with_metrics(mut self, metrics: Arc<crate::Metrics>) -> Self {
+    pub fn with_metrics(mut self, metrics: Arc<crate::observe::metrics::Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
     }
 
     fn count_failure(&self, failure: AnchorFailure) {
         if let Some(m) = &self.metrics {
-            crate::Metrics::inc(&m.audit_anchor_failures[failure as usize]);
+            crate::observe::metrics::Metrics::inc(&m.audit_anchor_failures[failure as usize]);
         }
     }
 
@@ -216,9 +185,9 @@ impl AuditAnchor {
                     })
                     .await?;
                 if let Some(m) = &self.metrics {
-                    crate::Metrics::inc(&m.audit_heads_signed);
+                    crate::observe::metrics::Metrics::inc(&m.audit_heads_signed);
                 }
-                crate::log::info(
+                crate::observe::log::info(
                     "audit head signed",
                     json!({"size": head.size, "hash": hex::encode(head.hash)}),
                 );
@@ -357,7 +326,7 @@ impl AuditAnchor {
         match result {
             Ok(index) => {
                 if let Err(e) = self.db.set_audit_head_log_index(size, index).await {
-                    crate::log::error(
+                    crate::observe::log::error(
                         "recording the transparency-log index of an audit head",
                         json!({"size": size, "index": index, "error": e.to_string()}),
                     );
@@ -366,7 +335,7 @@ impl AuditAnchor {
             }
             Err(e) => {
                 self.count_failure(AnchorFailure::TransparencyLog);
-                crate::log::error(
+                crate::observe::log::error(
                     "appending the audit head to the transparency log (retried at the next interval)",
                     json!({"size": size, "error": e}),
                 );
@@ -377,7 +346,7 @@ impl AuditAnchor {
 
     /// Signs heads every interval until `stop`, then once more so the final state is anchored.
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
-        let stop = crate::stopped(stop);
+        let stop = crate::helpers::stopped(stop);
         tokio::pin!(stop);
         let mut tick = tokio::time::interval(self.config.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -392,13 +361,13 @@ impl AuditAnchor {
 
     async fn anchor_logged(&self) {
         if let Err(e) = self.anchor().await {
-            crate::log::error("anchoring the audit log", json!({"error": e.to_string()}));
+            crate::observe::log::error("anchoring the audit log", json!({"error": e.to_string()}));
         }
     }
 }
 
 /// The stored head covering the most records among those `key` signed.
-fn newest_signed_by(heads: &[StoredAuditHead], key: &Verifier) -> Option<SignedHead> {
+pub(crate) fn newest_signed_by(heads: &[StoredAuditHead], key: &Verifier) -> Option<SignedHead> {
     heads.iter().rev().find_map(|stored| {
         rampart_audit::verify_signed_head(stored.note.as_bytes(), key)
             .ok()
@@ -519,114 +488,4 @@ pub fn signed_by_any(note: &[u8], keys: &[Verifier]) -> Result<AuditHead, AuditE
         }
     }
     Err(last_error)
-}
-
-// ---- management API ------------------------------------------------------------------------
-
-fn head_json(head: &SignedHead, public_key: Option<String>) -> serde_json::Value {
-    json!({
-        "size": head.head.size,
-        "hash": hex::encode(head.head.hash),
-        "time": head.head.time,
-        "note": head.note,
-        "log_index": head.log_index,
-        "public_key": public_key,
-    })
-}
-
-fn anchor_error(e: AnchorError) -> ApiError {
-    match e {
-        AnchorError::Db(e) => ApiError::from_db("anchoring the audit log", e),
-        AnchorError::Tampered(_) => {
-            ApiError::new(StatusCode::CONFLICT, "audit_log_tampered", e.to_string())
-        }
-        AnchorError::Sign(_) => ApiError::internal(),
-    }
-}
-
-/// `GET /api/v1/audit/head`: the newest signed head (admin, auditor).
-pub(crate) async fn get_head(
-    State(api): State<Arc<ManagementApi>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    api.authorize(&headers, Permission::Audit).await?;
-    let none = || {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_audit_head",
-            "no audit head has been signed yet: start the server with --audit-key FILE, or sign one with POST /api/v1/audit/anchor",
-        )
-    };
-    let unreadable = |e: String| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "audit_head_unreadable",
-            format!(
-                "the newest stored audit head does not parse ({e}); run `rampart audit verify --db URL --anchor-key KEY`"
-            ),
-        )
-    };
-    let read_error = |e| ApiError::from_db("reading the audit heads", e);
-    let (head, public_key) = match &api.audit_anchor {
-        // With the audit key at hand, only a head it signed is served.
-        Some(anchor) => {
-            let heads = api.db.audit_heads(PAGE).await.map_err(read_error)?;
-            let key = anchor.config.key.verifier();
-            let head = newest_signed_by(&heads, &key).ok_or_else(none)?;
-            (head, Some(anchor.public_key()))
-        }
-        None => {
-            let stored = api
-                .db
-                .latest_audit_head()
-                .await
-                .map_err(read_error)?
-                .ok_or_else(none)?;
-            let note = rampart_log::note::Note::parse(stored.note.as_bytes())
-                .map_err(|e| unreadable(e.to_string()))?;
-            let head = SignedHead {
-                head: rampart_audit::AuditHead::parse_text(&note.text)
-                    .map_err(|e| unreadable(e.to_string()))?,
-                note: stored.note,
-                log_index: stored.log_index,
-            };
-            (head, None)
-        }
-    };
-    Ok(json_response(StatusCode::OK, &head_json(&head, public_key)))
-}
-
-/// `POST /api/v1/audit/anchor`: records the request, then signs a head covering it (admin,
-/// auditor).
-pub(crate) async fn post_anchor(
-    State(api): State<Arc<ManagementApi>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let caller = api.authorize(&headers, Permission::Audit).await?;
-    let anchor = api.audit_anchor.clone().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "audit_anchoring_disabled",
-            "this server signs no audit heads: start it with --audit-key FILE",
-        )
-    })?;
-    api.audit
-        .record(
-            unix_now(),
-            &caller.actor(),
-            "audit.anchor_requested",
-            "",
-            json!({}),
-        )
-        .await
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "audit_log_unwritable", e.to_string()))?;
-    let head = anchor
-        .anchor()
-        .await
-        .map_err(anchor_error)?
-        .ok_or_else(ApiError::internal)?;
-    Ok(json_response(
-        StatusCode::OK,
-        &head_json(&head, Some(anchor.public_key())),
-    ))
 }

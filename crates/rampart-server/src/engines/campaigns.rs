@@ -1,6 +1,7 @@
-//! Campaigns: the I/O shell around `rampart_rollout`. The rules (waves, gates, breach
-//! handling, policies, windows) are pure and live there; this module stores campaigns, runs
-//! the engine that applies the rules, and serves the management API.
+//! The campaign engine: the I/O shell around `rampart_rollout`. The rules (waves, gates, breach
+//! handling, policies, windows) are pure and live there; this module stores campaigns and runs
+//! the engine that applies the rules (the operator room serves the routes, see
+//! `operator::campaigns`).
 //!
 //! The engine wakes every [`TICK`] and at once when a device reports a final result for a
 //! campaign, so a breaching report halts its campaign within milliseconds, well inside one
@@ -8,35 +9,22 @@
 //! of started waves that are not yet assigned (held by conditions or windows, or not reached
 //! because the server stopped between two transactions) are picked up by the next step, so
 //! a restart resumes exactly where the database says the campaign was.
-//!
-//! Routes (management listener, bearer tokens):
-//! * `GET/POST /api/v1/campaigns` — list; create (`{"spec": CampaignSpec, "start": bool}`).
-//! * `GET /api/v1/campaigns/{id}` — spec, state, plan and per-wave figures.
-//! * `POST /api/v1/campaigns/{id}/{start|pause|resume|abort|approve}`.
-//! * `GET /api/v1/campaigns/{id}/report?format=json|csv`.
-//! * `PUT/DELETE /api/v1/groups/{name}/maintenance-window`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use rampart_db::{Campaign, CampaignUpdate, Db, DbError, DeviceInfo};
 use rampart_rollout::window::MaintenanceWindow;
 use rampart_rollout::{
-    Action, CampaignSpec, CampaignState, Decision, DeviceRecord, DeviceView, Effect, Ineligible,
-    Outcome, Plan, Status, Tally, UpdateType,
+    Action, CampaignSpec, CampaignState, Decision, DeviceView, Effect, Ineligible, Outcome, Plan,
+    Status, Tally, UpdateType,
 };
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, Notify};
 
-use crate::audit::{AuditWriteError, AuditWriter};
-use crate::http::{ApiError, json_response};
-use crate::management::{ManagementApi, Permission, db_error, new_id, unix_now, write_error};
+use crate::helpers::unix_now;
+use crate::observe::audit::{AuditWriteError, AuditWriter};
 
 /// How often the engine looks at every active campaign even without reports.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -51,10 +39,10 @@ pub(crate) struct Campaigns {
     audit: AuditWriter,
     wake: Notify,
     /// Serialises every change of campaign state (engine steps and operator actions).
-    lock: Mutex<()>,
+    pub(crate) lock: Mutex<()>,
     /// Update type per campaign, to interpret reports without a database read.
     types: std::sync::Mutex<HashMap<String, UpdateType>>,
-    alerts: crate::webhooks::Webhooks,
+    alerts: crate::engines::webhooks::Webhooks,
 }
 
 /// Why a campaign step failed.
@@ -68,19 +56,37 @@ pub(crate) enum CampaignError {
     Corrupt(String, String),
 }
 
+/// Why an operator action on a campaign was refused or failed; the operator room turns it into
+/// an answer.
+#[derive(Debug)]
+pub(crate) enum ActionFailed {
+    /// The rules do not allow the action in the campaign's state.
+    Refused(rampart_rollout::ActionError),
+    /// The targets, policy or plan do not fit the fleet or the release.
+    Invalid(String),
+    /// Reading (`context`) failed.
+    Read(&'static str, DbError),
+    /// The audited write (`context`) failed.
+    Write(&'static str, AuditWriteError),
+    /// A campaign step failed.
+    Step(CampaignError),
+    /// The campaign state could not be encoded.
+    Encoding,
+}
+
 fn corrupt(id: &str) -> impl Fn(String) -> CampaignError + '_ {
     move |e| CampaignError::Corrupt(id.to_string(), e)
 }
 
 /// A campaign as stored, parsed.
-struct Loaded {
-    row: Campaign,
-    spec: CampaignSpec,
-    state: CampaignState,
-    plan: Option<Plan>,
+pub(crate) struct Loaded {
+    pub(crate) row: Campaign,
+    pub(crate) spec: CampaignSpec,
+    pub(crate) state: CampaignState,
+    pub(crate) plan: Option<Plan>,
 }
 
-fn load(row: Campaign) -> Result<Loaded, CampaignError> {
+pub(crate) fn load(row: Campaign) -> Result<Loaded, CampaignError> {
     let spec: CampaignSpec =
         serde_json::from_value(row.spec.clone()).map_err(|e| corrupt(&row.id)(e.to_string()))?;
     let state: CampaignState =
@@ -129,7 +135,11 @@ struct Step {
 }
 
 impl Campaigns {
-    pub(crate) fn new(db: Db, audit: AuditWriter, alerts: crate::webhooks::Webhooks) -> Arc<Self> {
+    pub(crate) fn new(
+        db: Db,
+        audit: AuditWriter,
+        alerts: crate::engines::webhooks::Webhooks,
+    ) -> Arc<Self> {
         Arc::new(Campaigns {
             db,
             audit,
@@ -147,7 +157,7 @@ impl Campaigns {
                 return;
             }
             if let Err(e) = self.step_all(unix_now()).await {
-                crate::log::error(
+                crate::observe::log::error(
                     "a campaign step failed; retrying on the next tick",
                     json!({"error": e.to_string()}),
                 );
@@ -166,7 +176,7 @@ impl Campaigns {
         for row in self.db.active_campaigns().await? {
             let id = row.id.clone();
             if let Err(e) = self.step(load(row)?, now).await {
-                crate::log::error(
+                crate::observe::log::error(
                     "a campaign step failed",
                     json!({"campaign": id, "error": e.to_string()}),
                 );
@@ -224,7 +234,7 @@ impl Campaigns {
         rampart_rollout::apply(&mut c.state, &decision, now);
         self.save(&c, &step, now, ENGINE_ACTOR, action, details.clone())
             .await?;
-        crate::log::info(
+        crate::observe::log::info(
             action,
             json!({"campaign": c.row.id, "name": c.row.name, "details": details}),
         );
@@ -232,7 +242,7 @@ impl Campaigns {
             Decision::Advance { .. } => self.release_pending(&c, now).await?,
             Decision::Complete => {
                 self.alert(
-                    crate::webhooks::WebhookEvent::CampaignCompleted,
+                    crate::engines::webhooks::WebhookEvent::CampaignCompleted,
                     &c,
                     json!({"tally": tally}),
                 )
@@ -250,17 +260,25 @@ impl Campaigns {
                     "action": action,
                     "rollback": rollback,
                 });
-                self.alert(crate::webhooks::WebhookEvent::GateBreach, &c, data.clone())
-                    .await;
-                self.alert(crate::webhooks::WebhookEvent::CampaignHalted, &c, data)
-                    .await;
+                self.alert(
+                    crate::engines::webhooks::WebhookEvent::GateBreach,
+                    &c,
+                    data.clone(),
+                )
+                .await;
+                self.alert(
+                    crate::engines::webhooks::WebhookEvent::CampaignHalted,
+                    &c,
+                    data,
+                )
+                .await;
             }
             _ => {}
         }
         Ok(())
     }
 
-    async fn alert(&self, event: crate::webhooks::WebhookEvent, c: &Loaded, data: Value) {
+    async fn alert(&self, event: crate::engines::webhooks::WebhookEvent, c: &Loaded, data: Value) {
         let payload = json!({
             "campaign": c.row.id,
             "name": c.row.name,
@@ -269,7 +287,7 @@ impl Campaigns {
             "details": data,
         });
         if let Err(e) = self.alerts.emit(event, payload).await {
-            crate::log::error(
+            crate::observe::log::error(
                 "queueing a webhook alert failed",
                 json!({"campaign": c.row.id, "error": e.to_string()}),
             );
@@ -408,7 +426,7 @@ impl Campaigns {
         {
             Ok(true) if outcome.is_result() => self.wake.notify_one(),
             Ok(_) => {}
-            Err(e) => crate::log::error(
+            Err(e) => crate::observe::log::error(
                 "recording a campaign result failed",
                 json!({"device": device_id, "campaign": campaign, "error": e.to_string()}),
             ),
@@ -439,15 +457,15 @@ impl Campaigns {
 
     /// Resolves the targets, checks policy and compatibility with `release` (the campaign's
     /// release, looked up by the caller), plans the waves and starts.
-    async fn start(
+    pub(crate) async fn start(
         &self,
         mut c: Loaded,
         release: &rampart_core::release::ReleaseInfo,
         actor: &str,
         now: i64,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Value, ActionFailed> {
         if c.state.status != Status::Draft {
-            return Err(action_error(rampart_rollout::ActionError {
+            return Err(ActionFailed::Refused(rampart_rollout::ActionError {
                 action: "start",
                 status: c.state.status.as_str(),
                 hint: "it has already started",
@@ -458,7 +476,7 @@ impl Campaigns {
             .db
             .device_infos(targets.group.as_deref())
             .await
-            .map_err(|e| db_error("reading the inventory", e))?;
+            .map_err(|e| ActionFailed::Read("reading the inventory", e))?;
         let selected: Vec<&DeviceInfo> = if let Some(list) = &targets.devices {
             let by_id: HashMap<&str, &DeviceInfo> =
                 infos.iter().map(|d| (d.id.as_str(), d)).collect();
@@ -467,7 +485,7 @@ impl Campaigns {
                 .filter(|id| !by_id.contains_key(id.as_str()))
                 .collect();
             if !unknown.is_empty() {
-                return Err(ApiError::invalid(format!(
+                return Err(ActionFailed::Invalid(format!(
                     "{} listed device(s) are not in the inventory (e.g. {:?}); devices appear after their first contact",
                     unknown.len(),
                     unknown.iter().take(5).collect::<Vec<_>>()
@@ -506,7 +524,7 @@ impl Campaigns {
                 .take(5)
                 .map(|d| format!("{} ({:?})", d.id, d.hardware_id))
                 .collect();
-            return Err(ApiError::invalid(format!(
+            return Err(ActionFailed::Invalid(format!(
                 "release {:?} is built for hardware {:?}, but {} selected device(s) are other hardware, e.g. {}; narrow the targets or set policy.hardware_ids",
                 c.spec.release,
                 release.hardware_ids,
@@ -515,7 +533,7 @@ impl Campaigns {
             )));
         }
         let plan = Plan::new(&c.spec.phases, &c.spec.gate, eligible.len() as u64).map_err(|e| {
-            ApiError::invalid(format!(
+            ActionFailed::Invalid(format!(
                 "{e} ({selected_count} selected, {} eligible, excluded: {excluded:?})",
                 eligible.len()
             ))
@@ -532,9 +550,9 @@ impl Campaigns {
             .collect();
         let effect =
             rampart_rollout::act(&mut c.state, Action::Start, &plan, &Tally::default(), now)
-                .map_err(action_error)?;
+                .map_err(ActionFailed::Refused)?;
         debug_assert_eq!(effect, Effect::Started);
-        let state = serde_json::to_value(&c.state).map_err(|_| ApiError::internal())?;
+        let state = serde_json::to_value(&c.state).map_err(|_| ActionFailed::Encoding)?;
         let details = json!({
             "selected": selected_count,
             "targets": devices.len(),
@@ -579,12 +597,12 @@ impl Campaigns {
                 },
             )
             .await
-            .map_err(write_error("starting a campaign"))?;
+            .map_err(|e| ActionFailed::Write("starting a campaign", e))?;
         c.plan = Some(plan);
         // The canary's devices are given the release now (and by any later step if this
         // one does not happen).
         if let Err(e) = self.release_pending(&c, now).await {
-            crate::log::error(
+            crate::observe::log::error(
                 "assigning the canary failed; the engine retries",
                 json!({"campaign": id, "error": e.to_string()}),
             );
@@ -594,15 +612,15 @@ impl Campaigns {
     }
 
     /// Applies an operator action to a started campaign.
-    async fn act(
+    pub(crate) async fn act(
         &self,
         mut c: Loaded,
         action: Action,
         actor: &str,
         now: i64,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Value, ActionFailed> {
         let plan = c.plan.clone().ok_or_else(|| {
-            action_error(rampart_rollout::ActionError {
+            ActionFailed::Refused(rampart_rollout::ActionError {
                 action: action.as_str(),
                 status: c.state.status.as_str(),
                 hint: "start it first",
@@ -612,10 +630,10 @@ impl Campaigns {
             .db
             .campaign_wave_counts(&c.row.id, c.state.wave as i64)
             .await
-            .map_err(|e| ApiError::from_db("reading a campaign", e))?;
+            .map_err(|e| ActionFailed::Read("reading a campaign", e))?;
         let tally = tally_from(&counts);
-        let effect =
-            rampart_rollout::act(&mut c.state, action, &plan, &tally, now).map_err(action_error)?;
+        let effect = rampart_rollout::act(&mut c.state, action, &plan, &tally, now)
+            .map_err(ActionFailed::Refused)?;
         let step = Step {
             withdraw: effect == Effect::Aborted,
             ..Step::default()
@@ -630,11 +648,11 @@ impl Campaigns {
             details.clone(),
         )
         .await
-        .map_err(campaign_api_error)?;
+        .map_err(ActionFailed::Step)?;
         if let Effect::Advanced { .. } = effect {
             self.release_pending(&c, now)
                 .await
-                .map_err(campaign_api_error)?;
+                .map_err(ActionFailed::Step)?;
         }
         self.wake.notify_one();
         Ok(details)
@@ -650,334 +668,6 @@ fn view(d: &DeviceInfo) -> DeviceView<'_> {
         tags: &d.tags,
         attributes: &d.attributes,
     }
-}
-
-fn action_error(e: rampart_rollout::ActionError) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, "invalid_action", e.to_string())
-}
-
-fn campaign_api_error(e: CampaignError) -> ApiError {
-    match e {
-        CampaignError::Db(e) => ApiError::from_db("a campaign step", e),
-        CampaignError::Audit(e) => write_error("a campaign step")(e),
-        CampaignError::Corrupt(..) => {
-            crate::log::error(
-                "a stored campaign is unreadable",
-                json!({"error": e.to_string()}),
-            );
-            ApiError::internal()
-        }
-    }
-}
-
-async fn loaded(api: &ManagementApi, id: &str) -> Result<Loaded, ApiError> {
-    let row = api
-        .db
-        .campaign(id)
-        .await
-        .map_err(|e| ApiError::from_db("reading a campaign", e))?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_campaign",
-                format!("no campaign {id:?}; list them with GET /api/v1/campaigns"),
-            )
-        })?;
-    load(row).map_err(campaign_api_error)
-}
-
-// ---- handlers ------------------------------------------------------------------------------
-
-pub(crate) async fn create(
-    State(api): State<Arc<ManagementApi>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Request {
-        spec: CampaignSpec,
-        #[serde(default)]
-        start: bool,
-    }
-    let caller = api.authorize(&headers, Permission::Operate).await?;
-    let r: Request = api
-        .body(
-            &headers,
-            body,
-            r#"{"spec": {"name", "release", "targets": {...}, "phases"?, "gate"?, "policy"?, ...}, "start": true|false}"#,
-        )
-        .await?;
-    r.spec
-        .validate()
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
-    let campaigns = api.campaigns()?;
-    let release = api.firmware_release(&r.spec.release).await?;
-    if let Some(back) = &r.spec.rollback_release {
-        api.firmware_release(back).await?;
-    }
-    let now = unix_now();
-    let id = new_id("c")?;
-    let row = Campaign {
-        id: id.clone(),
-        name: r.spec.name.clone(),
-        release_target: r.spec.release.clone(),
-        spec: serde_json::to_value(&r.spec).map_err(|_| ApiError::internal())?,
-        plan: vec![],
-        state: serde_json::to_value(CampaignState::draft()).map_err(|_| ApiError::internal())?,
-        status: Status::Draft.as_str().into(),
-        created: now,
-        created_by: caller.actor(),
-        updated: now,
-    };
-    api.audit
-        .write(
-            now,
-            &caller.actor(),
-            "campaign.created",
-            &id,
-            json!({"name": row.name, "release": row.release_target}),
-            |line| {
-                let (db, row) = (api.db.clone(), row.clone());
-                async move { db.create_campaign(&row, &line).await }
-            },
-        )
-        .await
-        .map_err(write_error("creating a campaign"))?;
-    let mut started = Value::Null;
-    if r.start {
-        let _guard = campaigns.lock.lock().await;
-        let c = loaded(&api, &id).await?;
-        started = campaigns
-            .start(c, &release, &caller.actor(), unix_now())
-            .await?;
-    }
-    let c = loaded(&api, &id).await?;
-    Ok(json_response(
-        StatusCode::CREATED,
-        &json!({"id": id, "status": c.state.status.as_str(), "state": c.state, "plan": c.row.plan, "started": started}),
-    ))
-}
-
-pub(crate) async fn list(
-    State(api): State<Arc<ManagementApi>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    api.authorize(&headers, Permission::Read).await?;
-    let rows = api
-        .db
-        .list_campaigns(1000)
-        .await
-        .map_err(|e| ApiError::from_db("listing campaigns", e))?;
-    let list: Vec<Value> = rows
-        .into_iter()
-        .map(|c| {
-            json!({"id": c.id, "name": c.name, "release": c.release_target, "status": c.status,
-                   "created": c.created, "created_by": c.created_by, "waves": c.plan.len(),
-                   "targets": c.plan.last().copied().unwrap_or(0)})
-        })
-        .collect();
-    Ok(json_response(StatusCode::OK, &json!({"campaigns": list})))
-}
-
-pub(crate) async fn get(
-    State(api): State<Arc<ManagementApi>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    api.authorize(&headers, Permission::Read).await?;
-    let c = loaded(&api, &id).await?;
-    let report = report_json(&api, &c).await?;
-    Ok(json_response(StatusCode::OK, &report))
-}
-
-pub(crate) async fn action(
-    State(api): State<Arc<ManagementApi>>,
-    headers: HeaderMap,
-    Path((id, action)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    let caller = api.authorize(&headers, Permission::Operate).await?;
-    let action = Action::parse(&action).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_action",
-            format!(
-                "{action:?} is not a campaign action; use start, pause, resume, abort or approve"
-            ),
-        )
-    })?;
-    let campaigns = api.campaigns()?;
-    let _guard = campaigns.lock.lock().await;
-    let c = loaded(&api, &id).await?;
-    let now = unix_now();
-    let details = match action {
-        Action::Start => {
-            let release = api.firmware_release(&c.spec.release).await?;
-            if let Some(back) = &c.spec.rollback_release {
-                api.firmware_release(back).await?;
-            }
-            campaigns.start(c, &release, &caller.actor(), now).await?
-        }
-        other => campaigns.act(c, other, &caller.actor(), now).await?,
-    };
-    let c = loaded(&api, &id).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"id": id, "status": c.state.status.as_str(), "state": c.state, "result": details}),
-    ))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ReportQuery {
-    format: Option<String>,
-}
-
-pub(crate) async fn report(
-    State(api): State<Arc<ManagementApi>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    crate::http::ApiQuery(q): crate::http::ApiQuery<ReportQuery>,
-) -> Result<Response, ApiError> {
-    api.authorize(&headers, Permission::Read).await?;
-    let c = loaded(&api, &id).await?;
-    match q.format.as_deref().unwrap_or("json") {
-        "json" => Ok(json_response(StatusCode::OK, &report_json(&api, &c).await?)),
-        "csv" => {
-            let (figures, _) = figures_of(&api, &c).await?;
-            let csv = figures
-                .map(|f| rampart_rollout::to_csv(&f))
-                .unwrap_or_default();
-            Ok((
-                StatusCode::OK,
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/csv; charset=utf-8"),
-                )],
-                csv,
-            )
-                .into_response())
-        }
-        other => Err(ApiError::invalid(format!(
-            "format {other:?} is not supported; use json or csv"
-        ))),
-    }
-}
-
-async fn figures_of(
-    api: &ManagementApi,
-    c: &Loaded,
-) -> Result<(Option<rampart_rollout::Figures>, BTreeMap<String, u64>), ApiError> {
-    let Some(plan) = &c.plan else {
-        return Ok((None, BTreeMap::new()));
-    };
-    let devices = api
-        .db
-        .campaign_devices(&c.row.id)
-        .await
-        .map_err(|e| ApiError::from_db("reading a campaign's devices", e))?;
-    let mut rollback: BTreeMap<String, u64> = BTreeMap::new();
-    let records: Vec<DeviceRecord> = devices
-        .iter()
-        .map(|d| {
-            if !d.rollback_outcome.is_empty() {
-                *rollback.entry(d.rollback_outcome.clone()).or_default() += 1;
-            }
-            DeviceRecord {
-                wave: d.wave.max(0) as usize,
-                outcome: Outcome::parse(&d.outcome).unwrap_or(Outcome::Waiting),
-                reason: (!d.reason.is_empty()).then(|| d.reason.clone()),
-                result_at: d.result_at,
-            }
-        })
-        .collect();
-    Ok((
-        Some(rampart_rollout::figures(plan, &records, c.state.started)),
-        rollback,
-    ))
-}
-
-async fn report_json(api: &ManagementApi, c: &Loaded) -> Result<Value, ApiError> {
-    let (figures, rollback) = figures_of(api, c).await?;
-    let rolled_back_devices: u64 = rollback.values().sum();
-    Ok(json!({
-        "id": c.row.id,
-        "name": c.row.name,
-        "release": c.row.release_target,
-        "status": c.state.status.as_str(),
-        "created": c.row.created,
-        "created_by": c.row.created_by,
-        "spec": c.spec,
-        "state": c.state,
-        "plan": c.row.plan,
-        "wave": c.state.wave,
-        "wave_name": Plan::wave_name(c.state.wave),
-        "figures": figures,
-        "fleet_rollback": (rolled_back_devices > 0).then(|| json!({
-            "devices": rolled_back_devices,
-            "by_status": rollback,
-        })),
-    }))
-}
-
-pub(crate) async fn set_window(
-    State(api): State<Arc<ManagementApi>>,
-    headers: HeaderMap,
-    Path(group): Path<String>,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let caller = api.authorize(&headers, Permission::Operate).await?;
-    let w: MaintenanceWindow = api
-        .body(
-            &headers,
-            body,
-            r#"{"cron": "0 2 * * *", "duration_secs": 7200, "timezone": "Europe/Berlin"}"#,
-        )
-        .await?;
-    let compiled = w.compile().map_err(|e| ApiError::invalid(e.to_string()))?;
-    let now = unix_now();
-    let text = serde_json::to_string(&w).map_err(|_| ApiError::internal())?;
-    api.audit
-        .write(
-            now,
-            &caller.actor(),
-            "group.window_set",
-            &group,
-            serde_json::to_value(&w).unwrap_or_default(),
-            |line| {
-                let (db, group, text) = (api.db.clone(), group.clone(), text.clone());
-                async move { db.set_group_window(&group, Some(&text), &line).await }
-            },
-        )
-        .await
-        .map_err(write_error("setting a maintenance window"))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"group": group, "maintenance_window": w, "open_now": compiled.is_open(now), "next_open": compiled.next_open(now)}),
-    ))
-}
-
-pub(crate) async fn clear_window(
-    State(api): State<Arc<ManagementApi>>,
-    headers: HeaderMap,
-    Path(group): Path<String>,
-) -> Result<Response, ApiError> {
-    let caller = api.authorize(&headers, Permission::Operate).await?;
-    api.audit
-        .write(
-            unix_now(),
-            &caller.actor(),
-            "group.window_cleared",
-            &group,
-            json!({}),
-            |line| {
-                let (db, group) = (api.db.clone(), group.clone());
-                async move { db.set_group_window(&group, None, &line).await }
-            },
-        )
-        .await
-        .map_err(write_error("clearing a maintenance window"))?;
-    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// When devices assigned now are forced: `force_after_secs` from now for a time-forced campaign,

@@ -1,5 +1,4 @@
-//! The Uptane-style director: each device's own targets metadata, signed on demand with the
-//! director's online key (see [`rampart_core::director`] for the format and the device checks).
+//! The director routes of the native device API (the director itself is `delivery::director`).
 //!
 //! * `GET /device/v1/director/root.json` — the director root the server runs with.
 //! * `GET /device/v1/director/{N}.root.json` — director root version N, from the directory of
@@ -7,160 +6,25 @@
 //!   stops there).
 //! * `GET /device/v1/director/targets.json` — the calling device's director targets metadata:
 //!   version = the device's assignment version (it only grows), expiring
-//!   [`DirectorConfig::targets_expiry`] ahead, listing the assigned target copied from the
+//!   `DirectorConfig::targets_expiry` ahead, listing the assigned target copied from the
 //!   image repository and bound to the device. 404 `no_assignment` before the device was ever
 //!   assigned anything; an assignment cancelled since lists no target. Signed copies are cached
 //!   per (device, version) while more than half their validity remains, for at most
-//!   [`MAX_CACHED`] devices. `ETag`/`If-None-Match` → 304.
+//!   `MAX_CACHED` devices. `ETag`/`If-None-Match` → 304.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rampart_core::director::{build_targets, check_director_root, envelope, signing_bytes};
-use rampart_core::metadata::{Metadata, Root, Signature};
-use rampart_keys::Signer;
+use rampart_core::director::{build_targets, envelope, signing_bytes};
+use rampart_core::metadata::Signature;
 
-use crate::delivery::Delivery;
-use crate::device_api::unix_now;
-use crate::http::ApiError;
-use crate::tls_listener::PeerIdentity;
-
-/// Default validity of director targets metadata.
-pub const DEFAULT_DIRECTOR_TARGETS_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Signed director metadata kept in memory at most (one per device).
-pub const MAX_CACHED: usize = 100_000;
-/// Largest director root file served.
-const MAX_ROOT_BYTES: u64 = 512_000;
-
-/// How the server acts as the director.
-#[derive(Clone)]
-pub struct DirectorConfig {
-    /// The current director root (`rampart director init` writes `DIR/root.json` and
-    /// `DIR/1.root.json`); other versions are served from the same directory as `N.root.json`.
-    pub root_path: PathBuf,
-    /// The online key, listed alone (threshold 1) for the `targets` role of the root.
-    pub signer: Arc<dyn Signer>,
-    /// How long each signed director targets metadata stays valid (at least 2 minutes).
-    pub targets_expiry: Duration,
-}
-
-impl std::fmt::Debug for DirectorConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DirectorConfig")
-            .field("root_path", &self.root_path)
-            .field("key_id", &self.signer.key_id())
-            .field("targets_expiry", &self.targets_expiry)
-            .finish()
-    }
-}
-
-impl DirectorConfig {
-    pub fn new(root_path: impl Into<PathBuf>, signer: Arc<dyn Signer>) -> Self {
-        Self {
-            root_path: root_path.into(),
-            signer,
-            targets_expiry: DEFAULT_DIRECTOR_TARGETS_EXPIRY,
-        }
-    }
-}
-
-struct Signed {
-    version: i64,
-    target: String,
-    expires_unix: i64,
-    bytes: Arc<Vec<u8>>,
-    etag: String,
-}
-
-/// The running director.
-pub(crate) struct Director {
-    signer: Arc<dyn Signer>,
-    root_bytes: Vec<u8>,
-    root_version: u64,
-    root_dir: PathBuf,
-    expiry_secs: i64,
-    cache: Mutex<HashMap<String, Signed>>,
-}
-
-impl Director {
-    /// Loads and checks the director root against the online key.
-    pub(crate) fn new(config: &DirectorConfig) -> Result<Self, String> {
-        let path = &config.root_path;
-        let expiry_secs = i64::try_from(config.targets_expiry.as_secs()).unwrap_or(i64::MAX);
-        if expiry_secs < 120 {
-            return Err("director targets_expiry must be at least 2 minutes".into());
-        }
-        let root_bytes = std::fs::read(path)
-            .map_err(|e| format!("reading the director root {}: {e}", path.display()))?;
-        if root_bytes.len() as u64 > MAX_ROOT_BYTES {
-            return Err(format!(
-                "the director root {} is over {MAX_ROOT_BYTES} bytes",
-                path.display()
-            ));
-        }
-        let root = check_director_root(&root_bytes, &config.signer.key_id()).map_err(|e| {
-            format!(
-                "the director root {} does not suit the director key: {e}",
-                path.display()
-            )
-        })?;
-        if Metadata::<Root>::from_bytes("director root", &root_bytes)
-            .map(|md| md.is_expired(unix_now()))
-            .unwrap_or(false)
-        {
-            crate::log::warn(
-                &format!(
-                    "the director root {} expired at {}; devices will refuse director metadata until a new root is published",
-                    path.display(),
-                    root.common.expires
-                ),
-                serde_json::Value::Null,
-            );
-        }
-        let root_dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), PathBuf::from);
-        Ok(Director {
-            signer: config.signer.clone(),
-            root_bytes,
-            root_version: root.common.version,
-            root_dir,
-            expiry_secs,
-            cache: Mutex::new(HashMap::new()),
-        })
-    }
-
-    fn cached(
-        &self,
-        device_id: &str,
-        version: i64,
-        target: &str,
-        now: i64,
-    ) -> Option<(Arc<Vec<u8>>, String)> {
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let signed = cache.get(device_id)?;
-        let fresh = signed.expires_unix - now > self.expiry_secs / 2;
-        (signed.version == version && signed.target == target && fresh)
-            .then(|| (signed.bytes.clone(), signed.etag.clone()))
-    }
-
-    fn remember(&self, device_id: &str, signed: Signed) {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= MAX_CACHED && !cache.contains_key(device_id) {
-            // Bounded: drop one entry (it is re-signed on its next request).
-            if let Some(victim) = cache.keys().next().cloned() {
-                cache.remove(&victim);
-            }
-        }
-        cache.insert(device_id.to_owned(), signed);
-    }
-}
+use super::Delivery;
+use crate::delivery::director::{Director, MAX_ROOT_BYTES, Signed};
+use crate::helpers::unix_now;
+use crate::listen::http::ApiError;
+use crate::listen::mtls::PeerIdentity;
 
 fn not_found(detail: String) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", detail)
@@ -250,7 +114,7 @@ pub(crate) async fn director_file(
     let bytes = match tokio::fs::read(&path).await {
         Ok(bytes) if bytes.len() as u64 <= MAX_ROOT_BYTES => bytes,
         Ok(_) => {
-            crate::log::error(
+            crate::observe::log::error(
                 &format!("{} is over {MAX_ROOT_BYTES} bytes", path.display()),
                 serde_json::Value::Null,
             );
@@ -263,7 +127,7 @@ pub(crate) async fn director_file(
             )));
         }
         Err(e) => {
-            crate::log::error(
+            crate::observe::log::error(
                 &format!("reading {}: {e}", path.display()),
                 serde_json::Value::Null,
             );
@@ -298,7 +162,7 @@ async fn targets(
         .ok()
         .filter(|v| *v >= 1)
         .ok_or_else(|| {
-            crate::log::error(
+            crate::observe::log::error(
                 &format!(
                     "device {device_id:?} has assignment version {}",
                     assignment.version
@@ -320,7 +184,7 @@ async fn targets(
             .blocking(move |repo| repo.target(&target, now))
             .await?
             .ok_or_else(|| {
-                crate::log::error(&format!(
+                crate::observe::log::error(&format!(
                     "device {device_id:?} is assigned {:?}, which the image repository does not list",
                     assignment.target
                 ), serde_json::Value::Null);
@@ -343,7 +207,7 @@ async fn targets(
         .await
         .map_err(|_| ApiError::internal())?
         .map_err(|e| {
-            crate::log::error(
+            crate::observe::log::error(
                 &format!("signing director metadata: {e}"),
                 serde_json::Value::Null,
             );

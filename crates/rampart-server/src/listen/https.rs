@@ -11,7 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::Listener;
+use axum::extract::connect_info::Connected;
+use axum::serve::{IncomingStream, Listener};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -118,3 +119,20 @@ impl Listener for OperatorListener {
 /// An operator connection: holds its connection slot, and is closed once idle for the idle
 /// timeout (see [`rampart_listen::idle`]).
 pub type OperatorStream = IdleTimeout<TlsStream<TcpStream>, Slot>;
+
+/// Who is on the other end of a DDI connection: its address and, if it presented a client
+/// certificate that chains to the device CA, the device id in it.
+#[derive(Debug, Clone)]
+pub struct DdiPeer {
+    pub remote_addr: SocketAddr,
+    pub certificate_device: Option<String>,
+}
+
+impl Connected<IncomingStream<'_, OperatorListener>> for DdiPeer {
+    fn connect_info(stream: IncomingStream<'_, OperatorListener>) -> Self {
+        DdiPeer {
+            remote_addr: *stream.remote_addr(),
+            certificate_device: stream.io().attached().certificate_device.clone(),
+        }
+    }
+}

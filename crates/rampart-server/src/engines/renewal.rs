@@ -27,9 +27,9 @@ use rampart_repo::expiry::{PublishedExpiries, RoleExpiry, renewal_due};
 use rampart_repo::{ExpiryDays, Repository};
 use tokio::sync::watch;
 
-use crate::audit::AuditWriter;
-use crate::image_repo::HostedRepo;
-use crate::metrics::Metrics;
+use crate::delivery::image_repo::HostedRepo;
+use crate::observe::audit::AuditWriter;
+use crate::observe::metrics::Metrics;
 use crate::{ServerConfig, ServerError};
 
 /// How often expiries are looked at by default.
@@ -257,7 +257,7 @@ impl MetadataWatch {
     /// Checks now, then every check interval, until `stop` says stop.
     pub(crate) async fn run(mut self, mut stop: watch::Receiver<bool>) {
         loop {
-            self.check(crate::device_api::unix_now()).await;
+            self.check(crate::helpers::unix_now()).await;
             tokio::select! {
                 () = tokio::time::sleep(self.config.check_interval) => {}
                 _ = stop.wait_for(|stopped| *stopped) => return,
@@ -305,7 +305,7 @@ impl MetadataWatch {
         match read {
             Ok(expiries) => Some(expiries),
             Err(e) => {
-                crate::log::error(
+                crate::observe::log::error(
                     "cannot read the image repository's metadata expiries",
                     serde_json::json!({
                         "error": e.to_string(),
@@ -341,7 +341,7 @@ impl MetadataWatch {
                     "snapshot_version": r.snapshot_version,
                     "snapshot_expires": r.snapshot_expires_unix.map(rampart_core::metadata::format_expires),
                 });
-                crate::log::info(
+                crate::observe::log::info(
                     "renewed the image repository's online metadata",
                     details.clone(),
                 );
@@ -355,19 +355,19 @@ impl MetadataWatch {
                     .record(now, "system", "repository.renewed", subject, details)
                     .await
                 {
-                    crate::log::error(
+                    crate::observe::log::error(
                         "recording a metadata renewal in the audit log",
                         serde_json::json!({"error": e.to_string()}),
                     );
                 }
             }
-            Ok(Ok(None)) => crate::log::info(
+            Ok(Ok(None)) => crate::observe::log::info(
                 "another writer holds the image repository's lock; the renewal is retried at the next check",
                 serde_json::json!({"repository": dir}),
             ),
             Ok(Err(e)) => {
                 Metrics::inc(&self.metrics.metadata_renewal_failures);
-                crate::log::error(
+                crate::observe::log::error(
                     "renewing the image repository's online metadata failed; it is retried at the next check",
                     serde_json::json!({
                         "repository": dir,
@@ -378,7 +378,7 @@ impl MetadataWatch {
             }
             Err(e) => {
                 Metrics::inc(&self.metrics.metadata_renewal_failures);
-                crate::log::error(
+                crate::observe::log::error(
                     "the metadata renewal task failed",
                     serde_json::json!({"error": e.to_string()}),
                 );
@@ -429,7 +429,7 @@ impl MetadataWatch {
                 left / 3600
             )
         };
-        crate::log::warn(
+        crate::observe::log::warn(
             &what,
             serde_json::json!({
                 "role": e.role,

@@ -19,7 +19,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
@@ -28,6 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+pub use crate::observe::labels::ConnectionCounters;
 use rampart_listen::idle::IdleTimeout;
 use rampart_listen::{Admission, HandshakeQueue, Handshaker, Ticket};
 
@@ -39,35 +40,6 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Handshakes in progress at once; beyond this, new TCP connections wait in
 /// the kernel backlog until some finish.
 pub const MAX_PENDING_HANDSHAKES: usize = 1024;
-
-/// Connection-level counters of a [`MtlsListener`].
-#[derive(Debug, Default)]
-pub struct ConnectionCounters {
-    /// Connections that completed the handshake with a device identity.
-    pub accepted: AtomicU64,
-    /// Refused: the TLS handshake failed (no client certificate, unknown CA,
-    /// expired or revoked certificate, not TLS at all, peer went away).
-    pub handshake_failed: AtomicU64,
-    /// Refused: the handshake did not finish within the deadline.
-    pub handshake_timeout: AtomicU64,
-    /// Refused: the verified certificate names no valid device id.
-    pub no_device_identity: AtomicU64,
-    /// `accept(2)` errors other than per-connection ones (e.g. out of file
-    /// descriptors); the listener backs off for a second after each.
-    pub accept_errors: AtomicU64,
-    /// Refused before the handshake: the source already held its per-source cap.
-    pub source_cap: AtomicU64,
-}
-
-impl ConnectionCounters {
-    /// All refused connections, whatever the reason.
-    pub fn refused(&self) -> u64 {
-        self.handshake_failed.load(Ordering::Relaxed)
-            + self.handshake_timeout.load(Ordering::Relaxed)
-            + self.no_device_identity.load(Ordering::Relaxed)
-            + self.source_cap.load(Ordering::Relaxed)
-    }
-}
 
 /// The authenticated peer of a connection: the device named by its verified
 /// client certificate.
@@ -243,7 +215,7 @@ impl MtlsHandshake {
         counter.fetch_add(1, Ordering::Relaxed);
         if let (Some(sink), Some(remote_addr)) = (&self.refusal_sink, remote_addr) {
             let _ = sink.try_send(RefusedConnection {
-                time: crate::device_api::unix_now(),
+                time: crate::helpers::unix_now(),
                 remote_addr,
                 reason,
             });

@@ -35,40 +35,33 @@
 //! Secrets are stored sealed with the server's secrets key ([`SecretsKey`],
 //! [`WebhookConfig::secrets_key`]); see [`secrets`](self::secrets).
 //!
-//! Operators manage webhooks with the management API: `GET/POST /api/v1/webhooks`,
-//! `GET/DELETE /api/v1/webhooks/{id}`, `GET /api/v1/webhooks/{id}/deliveries` (admins and
-//! auditors) and `POST /api/v1/webhooks/{id}/test`.
+//! Operators manage webhooks with the management API (`operator::webhooks`). The pure parts
+//! (signatures, backoff, the spike detector) are [`rampart_notify`].
 
 pub mod address;
 pub mod secrets;
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use rampart_db::{AttemptOutcome, Backend, ClaimedDelivery, Db, DbError, NewWebhook};
-use serde::Deserialize;
+use rampart_db::{AttemptOutcome, Backend, ClaimedDelivery, Db, DbError};
+use reqwest::header;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::audit::AuditWriteError;
-use crate::device_api::{ReportStatus, unix_now};
-use crate::http::{ApiError, json_response, parse_json, read_body};
-use crate::management::{ManagementApi, Permission};
-use crate::metrics::track_requests;
+use crate::helpers::unix_now;
 
 pub use address::{AddressPolicy, DeniedAddress, IpNetwork};
+pub use rampart_notify::{
+    DEFAULT_SPIKE_THRESHOLD, DEFAULT_SPIKE_WINDOW, RollbackSpike, RollbackSpikeConfig,
+    RollbackSpikeDetector, backoff_delay, sign,
+};
+use rampart_notify::{MAX_SPIKE_THRESHOLD, ROLLED_BACK};
 pub use secrets::{SecretsKey, SecretsKeyError};
 
 /// Default hard limit on one attempt: connecting, sending and receiving the answer's head.
@@ -85,24 +78,11 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 4;
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Default time delivered and failed deliveries are kept for operators to inspect.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
-/// Default rolled-back reports within the window that make a spike.
-pub const DEFAULT_SPIKE_THRESHOLD: usize = 10;
-/// Default sliding window of the rollback-spike detector.
-pub const DEFAULT_SPIKE_WINDOW: Duration = Duration::from_secs(300);
-
-/// Largest spike threshold: the detector keeps this many timestamps.
-const MAX_SPIKE_THRESHOLD: usize = 100_000;
-/// Device ids named in a rollback-spike alert.
-const SPIKE_EXAMPLES: usize = 5;
 /// Bytes of an answer's body counted at most when it declares no length (the bytes are
 /// discarded as they are counted).
 const MAX_REPLY_COUNT: u64 = 64 * 1024;
-/// How long creating a webhook waits for its host name to resolve.
-const CREATE_RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often settled deliveries older than the retention are deleted.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
-/// Largest page of the deliveries listing.
-const MAX_DELIVERY_PAGE: i64 = 1000;
 
 /// What a webhook can be told about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -156,24 +136,6 @@ impl WebhookEvent {
 impl std::fmt::Display for WebhookEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// The rollback-spike detector's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RollbackSpikeConfig {
-    /// `rolled_back` reports within `window` that make a spike (1 to 100,000).
-    pub threshold: usize,
-    /// The sliding window (whole seconds, at least 1).
-    pub window: Duration,
-}
-
-impl Default for RollbackSpikeConfig {
-    fn default() -> Self {
-        Self {
-            threshold: DEFAULT_SPIKE_THRESHOLD,
-            window: DEFAULT_SPIKE_WINDOW,
-        }
     }
 }
 
@@ -275,127 +237,6 @@ pub enum WebhookError {
     Db(#[from] DbError),
 }
 
-// ---- rollback-spike detector (pure) -------------------------------------------------------
-
-/// A detected rollback spike.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RollbackSpike {
-    /// `rolled_back` reports within the window (the threshold, when it fires).
-    pub count: usize,
-    pub window_secs: u64,
-    pub threshold: usize,
-    /// A few of the devices (most recent first, without repeats).
-    pub example_devices: Vec<String>,
-    /// Unix seconds of the oldest and newest report counted.
-    pub first: i64,
-    pub last: i64,
-}
-
-impl RollbackSpike {
-    /// The `data` of the `fleet.rollback_spike` event.
-    pub fn payload(&self) -> Value {
-        json!({
-            "count": self.count,
-            "window_secs": self.window_secs,
-            "threshold": self.threshold,
-            "example_devices": self.example_devices,
-            "first_report": self.first,
-            "last_report": self.last,
-        })
-    }
-}
-
-/// Counts `rolled_back` reports in a sliding window, on a caller-given clock. It fires once when
-/// the count reaches the threshold, and again only after the count fell below the threshold.
-///
-/// It keeps only the newest `threshold` reports: the count reaches the threshold exactly when the
-/// oldest of those is still inside the window, so memory stays bounded whatever the report rate.
-#[derive(Debug, Clone)]
-pub struct RollbackSpikeDetector {
-    threshold: usize,
-    window_secs: i64,
-    /// (Unix seconds, device id) of the newest reports, oldest first; at most `threshold`.
-    recent: VecDeque<(i64, String)>,
-    /// False from a spike until the count falls below the threshold.
-    armed: bool,
-}
-
-impl RollbackSpikeDetector {
-    pub fn new(config: &RollbackSpikeConfig) -> Self {
-        let threshold = config.threshold.clamp(1, MAX_SPIKE_THRESHOLD);
-        Self {
-            threshold,
-            window_secs: i64::try_from(config.window.as_secs().max(1)).unwrap_or(i64::MAX),
-            recent: VecDeque::with_capacity(threshold.min(1024)),
-            armed: true,
-        }
-    }
-
-    /// Notes a report with `status` from `device_id` at `now` (Unix seconds); returns the spike
-    /// if this report made one.
-    pub fn observe(&mut self, status: &str, device_id: &str, now: i64) -> Option<RollbackSpike> {
-        if status != ReportStatus::RolledBack.as_str() {
-            // Other reports change nothing: the window is re-evaluated at the next rollback.
-            return None;
-        }
-        let horizon = now.saturating_sub(self.window_secs);
-        while self.recent.front().is_some_and(|(t, _)| *t <= horizon) {
-            self.recent.pop_front();
-        }
-        if self.recent.len() < self.threshold {
-            self.armed = true;
-        }
-        if self.recent.len() == self.threshold {
-            self.recent.pop_front();
-        }
-        self.recent.push_back((now, device_id.to_owned()));
-        if !self.armed || self.recent.len() < self.threshold {
-            return None;
-        }
-        self.armed = false;
-        let mut examples: Vec<String> = Vec::new();
-        for (_, id) in self.recent.iter().rev() {
-            if examples.len() == SPIKE_EXAMPLES {
-                break;
-            }
-            if !examples.contains(id) {
-                examples.push(id.clone());
-            }
-        }
-        Some(RollbackSpike {
-            count: self.recent.len(),
-            window_secs: self.window_secs.unsigned_abs(),
-            threshold: self.threshold,
-            example_devices: examples,
-            first: self.recent.front().map_or(now, |(t, _)| *t),
-            last: now,
-        })
-    }
-}
-
-// ---- signing and backoff (pure) -----------------------------------------------------------
-
-/// The `X-Rampart-Signature` value: `sha256=` and the lowercase hex HMAC-SHA256 of
-/// `timestamp + "." + body` keyed with `secret`. The timestamp is inside the MAC so a captured
-/// delivery cannot be replayed later with a fresh timestamp.
-pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
-    let mut context = ring::hmac::Context::with_key(&key);
-    context.update(timestamp.to_string().as_bytes());
-    context.update(b".");
-    context.update(body);
-    format!("sha256={}", hex::encode(context.sign().as_ref()))
-}
-
-/// The delay after failed attempt number `attempt` (1 for the first): `base · 2^(attempt-1)`,
-/// at most `max`, scaled by `0.8 + 0.4 · jitter` (`jitter` in `[0, 1]`) so that many deliveries
-/// failing together do not retry in lockstep, and never over `max`.
-pub fn backoff_delay(attempt: u32, base: Duration, max: Duration, jitter: f64) -> Duration {
-    let doublings = attempt.saturating_sub(1).min(32);
-    let delay = base.saturating_mul(1u32 << doublings.min(31)).min(max);
-    delay.mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0)).min(max)
-}
-
 // ---- the I/O shell --------------------------------------------------------------------------
 
 /// The server's webhook machinery: emitting events, the rollback-spike detector and the
@@ -420,6 +261,18 @@ struct Inner {
     wake: Notify,
     spike: Mutex<RollbackSpikeDetector>,
     rng: ring::rand::SystemRandom,
+}
+
+impl Webhooks {
+    /// Where deliveries may connect.
+    pub(crate) fn policy(&self) -> &AddressPolicy {
+        &self.inner.policy
+    }
+
+    /// The key webhook secrets are sealed with (`None` on PostgreSQL without one).
+    pub(crate) fn secrets_key(&self) -> Option<&Arc<SecretsKey>> {
+        self.inner.secrets.as_ref()
+    }
 }
 
 impl std::fmt::Debug for Webhooks {
@@ -498,7 +351,7 @@ async fn seal_stored_secrets(
         })?;
     }
     if sealed_now > 0 {
-        crate::log::info(
+        crate::observe::log::info(
             "sealed webhook secrets stored in clear by an older server",
             json!({"webhooks": sealed_now, "key_id": key.id()}),
         );
@@ -556,7 +409,7 @@ impl Webhooks {
             Some(path) => {
                 let (key, created) = SecretsKey::load_or_create(&path)?;
                 if created {
-                    crate::log::info(
+                    crate::observe::log::info(
                         "created the webhook secrets key (keep it with the database's backups, apart from them)",
                         json!({"path": path.display().to_string(), "key_id": key.id()}),
                     );
@@ -606,7 +459,7 @@ impl Webhooks {
             .enqueue_webhook_event(event.as_str(), created, unix_millis(), &mut make)
             .await?;
         if done.dropped > 0 {
-            crate::log::warn(
+            crate::observe::log::warn(
                 "webhook deliveries dropped: their webhooks have too many pending deliveries",
                 json!({"event": event.as_str(), "dropped": done.dropped,
                        "pending_limit": rampart_db::MAX_PENDING_PER_WEBHOOK}),
@@ -674,7 +527,7 @@ impl Webhooks {
     /// synchronous: a report that completes a spike queues one `fleet.rollback_spike` event on a
     /// spawned task, so the report handler never waits on storage or the network for it.
     pub fn observe_report(&self, status: &str, device_id: &str, now: i64) {
-        if status != ReportStatus::RolledBack.as_str() {
+        if status != ROLLED_BACK {
             return;
         }
         let spike = self
@@ -685,9 +538,9 @@ impl Webhooks {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .observe(status, device_id, now);
         let Some(spike) = spike else { return };
-        crate::log::warn("rollback spike", spike.payload());
+        crate::observe::log::warn("rollback spike", spike.payload());
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            crate::log::error(
+            crate::observe::log::error(
                 "a rollback spike could not be queued: no async runtime",
                 spike.payload(),
             );
@@ -699,7 +552,7 @@ impl Webhooks {
                 .emit(WebhookEvent::RollbackSpike, spike.payload())
                 .await
             {
-                crate::log::error(
+                crate::observe::log::error(
                     "queueing the fleet.rollback_spike webhook event",
                     json!({"error": e.to_string()}),
                 );
@@ -730,7 +583,10 @@ impl Webhooks {
                 {
                     Ok(claimed) => {
                         if claims_failing {
-                            crate::log::info("webhook deliveries can be read again", json!({}));
+                            crate::observe::log::info(
+                                "webhook deliveries can be read again",
+                                json!({}),
+                            );
                             claims_failing = false;
                         }
                         for delivery in claimed {
@@ -740,7 +596,7 @@ impl Webhooks {
                     Err(e) => {
                         // Logged once per outage, not once per poll.
                         if !claims_failing {
-                            crate::log::error(
+                            crate::observe::log::error(
                                 "reading due webhook deliveries (will retry)",
                                 json!({"error": e.to_string()}),
                             );
@@ -779,7 +635,7 @@ impl Webhooks {
             .prune_webhook_deliveries(unix_now().saturating_sub(retention))
             .await
         {
-            crate::log::warn(
+            crate::observe::log::warn(
                 "deleting old webhook deliveries (will retry)",
                 json!({"error": e.to_string()}),
             );
@@ -796,7 +652,7 @@ impl Webhooks {
                 at: unix_now(),
             },
             Err(failure) if delivery.attempts >= config.max_attempts => {
-                crate::log::warn(
+                crate::observe::log::warn(
                     "a webhook delivery failed for good",
                     json!({"webhook": delivery.webhook_id, "delivery": delivery.id,
                            "event": delivery.event, "attempts": delivery.attempts,
@@ -829,7 +685,7 @@ impl Webhooks {
             .record_webhook_attempt(&delivery.id, &outcome)
             .await
         {
-            crate::log::error(
+            crate::observe::log::error(
                 "recording a webhook attempt (the delivery is retried when its lease runs out)",
                 json!({"delivery": delivery.id, "error": e.to_string()}),
             );
@@ -1009,319 +865,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-// ---- management API -------------------------------------------------------------------------
-
-/// State of the webhook routes: the management API's (tokens, audit, limits) and the webhooks.
-pub(crate) struct WebhookApi {
-    management: Arc<ManagementApi>,
-    webhooks: Webhooks,
-}
-
-impl WebhookApi {
-    /// The caller's actor name (`token:<id>`) if its bearer token grants `need`. The same rules
-    /// and answers as the rest of the management API (401 without a known token, 403 without
-    /// the permission).
-    async fn authorize(&self, headers: &HeaderMap, need: Permission) -> Result<String, ApiError> {
-        Ok(self.management.authorize(headers, need).await?.actor())
-    }
-}
-
-fn unknown_webhook(id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "unknown_webhook",
-        format!("no webhook {id:?}; list them with GET /api/v1/webhooks"),
-    )
-}
-
-fn audit_error(context: &str, e: AuditWriteError) -> ApiError {
-    match e {
-        AuditWriteError::Db(e) => ApiError::from_db(context, e),
-        AuditWriteError::Record(m) => ApiError::invalid(m),
-        AuditWriteError::BrokenChain(m) => {
-            crate::log::error("the stored audit log does not verify", json!({"error": m}));
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "audit_log_broken",
-                "the stored audit log does not verify, so no change is accepted; an auditor must run `rampart audit verify --db URL`",
-            )
-        }
-    }
-}
-
-/// Checks a webhook URL fully: the storage bounds, then a real parse; http or https with a host
-/// and no credentials (receivers authenticate deliveries by their signature, and a password in
-/// the URL would be shown to every reader of the listing). Returns the parsed URL.
-fn check_url(url: &str) -> Result<reqwest::Url, ApiError> {
-    rampart_db::check_webhook_url(url).map_err(|e| ApiError::invalid(e.to_string()))?;
-    let parsed = reqwest::Url::parse(url).map_err(|e| {
-        ApiError::invalid(format!(
-            "the webhook url does not parse ({e}); give e.g. https://alerts.example.com/rampart"
-        ))
-    })?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(ApiError::invalid(
-            "the webhook url must start with https:// (or http://)",
-        ));
-    }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(ApiError::invalid(
-            "the webhook url has no host, e.g. https://alerts.example.com/rampart",
-        ));
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(ApiError::invalid(
-            "the webhook url must not contain credentials (user:password@); receivers check the X-Rampart-Signature instead",
-        ));
-    }
-    Ok(parsed)
-}
-
-/// Checks where a new webhook would deliver: its literal address, or every address its host
-/// name resolves to now, against the address policy; a refusal is a 422 that names the address
-/// and the `--webhook-allow` flag. A name that does not resolve (yet) is accepted: every
-/// delivery resolves it again and is refused then if it leads somewhere refused.
-async fn check_destination(policy: &AddressPolicy, url: &reqwest::Url) -> Result<(), ApiError> {
-    if let Some(ip) = address::literal_address(url) {
-        return policy
-            .check(ip)
-            .map_err(|denied| ApiError::invalid(format!("the webhook url leads to {denied}")));
-    }
-    let Some(name) = url.host_str() else {
-        return Ok(());
-    };
-    let port = url.port_or_known_default().unwrap_or(443);
-    let resolved = tokio::time::timeout(
-        CREATE_RESOLVE_TIMEOUT,
-        tokio::net::lookup_host((name, port)),
-    )
-    .await;
-    let Ok(Ok(addresses)) = resolved else {
-        return Ok(());
-    };
-    let ips: Vec<IpAddr> = addresses.map(|a| a.ip()).collect();
-    policy.check_all(&ips).map_err(|denied| {
-        ApiError::invalid(format!(
-            "the webhook url's host {name} resolves to {denied}"
-        ))
-    })
-}
-
-async fn list_webhooks(
-    State(api): State<Arc<WebhookApi>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    api.authorize(&headers, Permission::Read).await?;
-    let webhooks = api
-        .management
-        .db
-        .list_webhooks()
-        .await
-        .map_err(|e| ApiError::from_db("listing webhooks", e))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"webhooks": webhooks}),
-    ))
-}
-
-async fn get_webhook(
-    State(api): State<Arc<WebhookApi>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    api.authorize(&headers, Permission::Read).await?;
-    let webhook = api
-        .management
-        .db
-        .webhook(&id)
-        .await
-        .map_err(|e| ApiError::from_db("reading a webhook", e))?
-        .ok_or_else(|| unknown_webhook(&id))?;
-    Ok(json_response(StatusCode::OK, &webhook))
-}
-
-async fn create_webhook(
-    State(api): State<Arc<WebhookApi>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Request {
-        url: String,
-        secret: String,
-        events: Vec<String>,
-        #[serde(default)]
-        description: String,
-    }
-    let actor = api.authorize(&headers, Permission::Admin).await?;
-    let bytes = read_body(&headers, body, api.management.body_limits).await?;
-    let r: Request = parse_json(
-        &bytes,
-        r#"{"url": "https://...", "secret": "<16 to 256 bytes>", "events": ["campaign.halted", ...], "description": "..."}"#,
-    )?;
-    let url = check_url(&r.url)?;
-    rampart_db::check_webhook_secret(&r.secret).map_err(|e| ApiError::invalid(e.to_string()))?;
-    if r.events.iter().any(|e| e == WebhookEvent::Test.as_str()) {
-        return Err(ApiError::invalid(
-            "webhook.test cannot be subscribed to; every webhook receives the test deliveries asked with POST /api/v1/webhooks/{id}/test",
-        ));
-    }
-    let events = rampart_db::check_webhook_events(&r.events)
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
-    if r.description.len() > 256 || r.description.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
-            "the description must be at most 256 bytes without control characters",
-        ));
-    }
-    check_destination(&api.webhooks.inner.policy, &url).await?;
-    let key = api.webhooks.inner.secrets.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "secrets_key_missing",
-            "this server has no webhook secrets key, so it cannot store a webhook's secret; restart it with `rampart server --secrets-key FILE`",
-        )
-    })?;
-    let now = unix_now();
-    let id = crate::management::new_id("whk")?;
-    let secret = key.seal(&id, &r.secret).map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "secrets_key_failed",
-            format!("{e}; try again"),
-        )
-    })?;
-    let new = NewWebhook {
-        id,
-        url: r.url,
-        secret,
-        events,
-        description: r.description,
-        created: now,
-    };
-    // The record names the endpoint and the subscriptions, never the secret.
-    let details = json!({"url": new.url, "events": new.events, "description": new.description});
-    let webhook = api
-        .management
-        .audit
-        .write(now, &actor, "webhook.created", &new.id, details, |line| {
-            let (db, new) = (api.management.db.clone(), new.clone());
-            async move { db.create_webhook(&new, &line).await }
-        })
-        .await
-        .map_err(|e| audit_error("creating a webhook", e))?;
-    Ok(json_response(StatusCode::CREATED, &webhook))
-}
-
-async fn delete_webhook(
-    State(api): State<Arc<WebhookApi>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let actor = api.authorize(&headers, Permission::Admin).await?;
-    let deleted = api
-        .management
-        .audit
-        .write(
-            unix_now(),
-            &actor,
-            "webhook.deleted",
-            &id,
-            json!({}),
-            |line| {
-                let (db, id) = (api.management.db.clone(), id.clone());
-                async move { db.delete_webhook(&id, &line).await }
-            },
-        )
-        .await
-        .map_err(|e| audit_error("deleting a webhook", e))?;
-    if !deleted {
-        return Err(unknown_webhook(&id));
-    }
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeliveryQuery {
-    /// Newest first, at most this many (default 100, at most 1000).
-    limit: Option<i64>,
-}
-
-async fn list_deliveries(
-    State(api): State<Arc<WebhookApi>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    query: Result<Query<DeliveryQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    // Deliveries show what endpoints answered (status, length, errors): admins and auditors
-    // only, not every reader of the fleet.
-    api.authorize(&headers, Permission::Audit).await?;
-    let Query(q) = query.map_err(|_| {
-        ApiError::invalid("the only query parameter is limit, a number from 1 to 1000")
-    })?;
-    let limit = q.limit.unwrap_or(100).clamp(1, MAX_DELIVERY_PAGE);
-    let deliveries = api
-        .management
-        .db
-        .webhook_deliveries(&id, limit)
-        .await
-        .map_err(|e| ApiError::from_db("listing webhook deliveries", e))?
-        .ok_or_else(|| unknown_webhook(&id))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"webhook": id, "deliveries": deliveries}),
-    ))
-}
-
-async fn test_webhook(
-    State(api): State<Arc<WebhookApi>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    api.authorize(&headers, Permission::Admin).await?;
-    let delivery = api
-        .webhooks
-        .send_test(&id)
-        .await
-        .map_err(|e| ApiError::from_db("queueing a test delivery", e))?
-        .ok_or_else(|| unknown_webhook(&id))?;
-    Ok(json_response(
-        StatusCode::ACCEPTED,
-        &json!({"webhook": id, "delivery": delivery, "event": WebhookEvent::Test.as_str()}),
-    ))
-}
-
-/// The webhook routes, to merge into the management API's router. They have no fallback of their
-/// own (the management router's answers unknown paths) and count in the same request metrics.
-pub(crate) fn router(management: Arc<ManagementApi>, webhooks: Webhooks) -> Router {
-    let metrics = management.metrics.clone();
-    let state = Arc::new(WebhookApi {
-        management,
-        webhooks,
-    });
-    Router::new()
-        .route("/api/v1/webhooks", get(list_webhooks).post(create_webhook))
-        .route(
-            "/api/v1/webhooks/{id}",
-            get(get_webhook).delete(delete_webhook),
-        )
-        .route("/api/v1/webhooks/{id}/deliveries", get(list_deliveries))
-        .route("/api/v1/webhooks/{id}/test", post(test_webhook))
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this endpoint does not accept that method; webhooks are GET/POST /api/v1/webhooks, GET/DELETE /api/v1/webhooks/{id}, GET .../deliveries and POST .../test",
-            )
-        })
-        .layer(axum::middleware::from_fn_with_state(
-            metrics,
-            track_requests,
-        ))
-        .with_state(state)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1334,46 +877,6 @@ mod tests {
             assert_eq!(WebhookEvent::parse(e.as_str()), Some(e));
         }
         assert_eq!(WebhookEvent::parse("campaign.nope"), None);
-    }
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_is_capped() {
-        let base = Duration::from_secs(2);
-        let max = Duration::from_secs(600);
-        assert_eq!(backoff_delay(1, base, max, 0.5), Duration::from_secs(2));
-        assert_eq!(backoff_delay(2, base, max, 0.5), Duration::from_secs(4));
-        assert_eq!(backoff_delay(3, base, max, 0.5), Duration::from_secs(8));
-        assert_eq!(
-            backoff_delay(1, base, max, 0.0),
-            Duration::from_millis(1600)
-        );
-        assert_eq!(
-            backoff_delay(1, base, max, 1.0),
-            Duration::from_millis(2400)
-        );
-        assert_eq!(backoff_delay(9, base, max, 0.5), Duration::from_secs(512));
-        for attempt in [10, 31, 32, 1000, u32::MAX] {
-            assert_eq!(backoff_delay(attempt, base, max, 1.0), max, "{attempt}");
-            assert!(backoff_delay(attempt, base, max, 0.0) >= Duration::from_secs(480));
-        }
-    }
-
-    #[test]
-    fn signatures_are_hmac_sha256_of_timestamp_dot_body() {
-        // RFC 4231 test case 2 with the message split as "timestamp.body".
-        let key = b"Jefe";
-        let tag = ring::hmac::sign(
-            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key),
-            b"1700000000.{\"a\":1}",
-        );
-        assert_eq!(
-            sign(key, 1_700_000_000, b"{\"a\":1}"),
-            format!("sha256={}", hex::encode(tag.as_ref()))
-        );
-        assert_ne!(
-            sign(key, 1_700_000_001, b"{\"a\":1}"),
-            sign(key, 1_700_000_000, b"{\"a\":1}")
-        );
     }
 
     #[test]

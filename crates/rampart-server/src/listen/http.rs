@@ -11,6 +11,9 @@ use rampart_db::DbError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::helpers::NoRandomness;
+use crate::observe::audit::AuditWriteError;
+
 /// An error answer: `{"error": "<code>", "detail": "<human-readable>"}`.
 ///
 /// `error` is a stable machine-readable code; `detail` explains what was
@@ -77,7 +80,10 @@ impl ApiError {
                 Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message)
             }
             other => {
-                crate::log::error(context, serde_json::json!({"error": other.to_string()}));
+                crate::observe::log::error(
+                    context,
+                    serde_json::json!({"error": other.to_string()}),
+                );
                 let unavailable = matches!(
                     &other,
                     DbError::Sql(
@@ -401,6 +407,62 @@ pub fn device_id_problem(id: &str) -> String {
         id.chars().take(64).collect::<String>(),
         rampart_pki::MAX_DEVICE_ID_LEN
     )
+}
+
+/// No id could be made: the answer is a 500 (nothing was stored).
+impl From<NoRandomness> for ApiError {
+    fn from(_: NoRandomness) -> Self {
+        ApiError::internal()
+    }
+}
+
+/// A failed audited write, as an answer: the audit log's own failures, or a storage error.
+pub(crate) fn audit_error(e: AuditWriteError) -> ApiError {
+    match e {
+        AuditWriteError::Db(e) => ApiError::from_db("writing an audited change", e),
+        AuditWriteError::Record(m) => ApiError::invalid(m),
+        AuditWriteError::BrokenChain(m) => {
+            crate::observe::log::error(
+                "the stored audit log does not verify",
+                serde_json::json!({"error": m}),
+            );
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_log_broken",
+                "the stored audit log does not verify, so no change is accepted; an auditor must run `rampart audit verify --db URL`",
+            )
+        }
+    }
+}
+
+/// A storage error as an answer, naming the unknown device, group or assignment.
+pub(crate) fn db_error(context: &str, e: DbError) -> ApiError {
+    match e {
+        DbError::UnknownDevice(id) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_device",
+            format!("no device {id:?} in the inventory"),
+        ),
+        DbError::UnknownGroup(name) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_group",
+            format!("no group {name:?}; create it with POST /api/v1/groups"),
+        ),
+        DbError::UnknownAssignment(id) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_assignment",
+            format!("no assignment {id:?}"),
+        ),
+        other => ApiError::from_db(context, other),
+    }
+}
+
+/// A failed audited write (`context` names the change) as an answer.
+pub(crate) fn write_error(context: &'static str) -> impl Fn(AuditWriteError) -> ApiError {
+    move |e| match e {
+        AuditWriteError::Db(e) => db_error(context, e),
+        other => audit_error(other),
+    }
 }
 
 #[cfg(test)]

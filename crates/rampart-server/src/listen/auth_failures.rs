@@ -16,7 +16,7 @@
 //! bounded ([`FailurePolicy::max_sources`]): beyond it the longest-quiet source is forgotten.
 //!
 //! The audit log gets one `auth.failed` record per source and summary interval (the interval of
-//! refused TLS handshakes, [`crate::audit::run_refusal_recorder`]), never one per failure, so a
+//! refused TLS handshakes, [`crate::listen::refusals::run_refusal_recorder`]), never one per failure, so a
 //! flood of wrong tokens cannot flood the log.
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,68 +30,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{mpsc, watch};
 
-use crate::audit::AuditWriter;
-use crate::metrics::Metrics;
-
-/// What failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum FailureKind {
-    /// A DDI `TargetToken` that is not the controller's (or target tokens are off).
-    DdiTargetToken,
-    /// A DDI `GatewayToken` that is not the tenant's (or gateway tokens are off), or one used for
-    /// a device a certificate enrolled.
-    DdiGatewayToken,
-    /// A DDI client certificate for another device, refused by the tenant, or used for a device
-    /// a token enrolled.
-    DdiCertificate,
-    /// A DDI request with no usable credential, or for an unknown tenant.
-    DdiOther,
-    /// A management API request with a missing, malformed, unknown or revoked bearer token.
-    ManagementToken,
-    /// A device certificate on the native device API for a device row a token enrolled.
-    CertificateEnrolment,
-}
-
-impl FailureKind {
-    /// Every kind, in declaration order (`kind as usize` indexes it).
-    pub const ALL: [FailureKind; 6] = [
-        FailureKind::DdiTargetToken,
-        FailureKind::DdiGatewayToken,
-        FailureKind::DdiCertificate,
-        FailureKind::DdiOther,
-        FailureKind::ManagementToken,
-        FailureKind::CertificateEnrolment,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureKind::DdiTargetToken => "ddi_target_token",
-            FailureKind::DdiGatewayToken => "ddi_gateway_token",
-            FailureKind::DdiCertificate => "ddi_certificate",
-            FailureKind::DdiOther => "ddi_other",
-            FailureKind::ManagementToken => "management_token",
-            FailureKind::CertificateEnrolment => "certificate_enrolment",
-        }
-    }
-}
-
-/// The API a source failed on (each has its own budget per source).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Api {
-    Ddi,
-    Management,
-}
-
-impl Api {
-    pub const ALL: [Api; 2] = [Api::Ddi, Api::Management];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Api::Ddi => "ddi",
-            Api::Management => "management",
-        }
-    }
-}
+use crate::observe::audit::AuditWriter;
+pub use crate::observe::labels::{Api, FailureKind};
+use crate::observe::metrics::Metrics;
 
 /// How failures are slowed down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,7 +142,7 @@ impl AuthFailures {
     ) -> Option<Duration> {
         Metrics::inc(&self.metrics.auth_failures[kind as usize]);
         self.note(AuthEvent {
-            time: crate::device_api::unix_now(),
+            time: crate::helpers::unix_now(),
             source,
             api,
             kind: Some(kind),
@@ -240,7 +181,7 @@ impl AuthFailures {
     fn throttled(&self, api: Api, source: IpAddr) {
         Metrics::inc(&self.metrics.auth_throttled[api as usize]);
         self.note(AuthEvent {
-            time: crate::device_api::unix_now(),
+            time: crate::helpers::unix_now(),
             source,
             api,
             kind: None,
@@ -287,7 +228,7 @@ fn source_of(request: &Request) -> Option<IpAddr> {
         Some(ConnectInfo(addr)) => addr.ip(),
         None => request
             .extensions()
-            .get::<ConnectInfo<crate::ddi::DdiPeer>>()?
+            .get::<ConnectInfo<crate::listen::https::DdiPeer>>()?
             .0
             .remote_addr
             .ip(),
@@ -351,13 +292,13 @@ fn too_many_failures(api: Api, wait: Duration) -> Response {
         "too many failed authentications from this address; retry in {seconds} s with valid credentials"
     );
     let mut response = match api {
-        Api::Management => crate::http::ApiError::new(
+        Api::Management => crate::listen::http::ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_auth_failures",
             message,
         )
         .into_response(),
-        Api::Ddi => crate::http::json_response(
+        Api::Ddi => crate::listen::http::json_response(
             StatusCode::TOO_MANY_REQUESTS,
             &rampart_ddi::wire::ErrorBody {
                 exception_class: "io.rampart.ddi.DdiException".into(),
@@ -428,7 +369,7 @@ pub async fn run_recorder(
     summary_interval: Duration,
     stop: watch::Receiver<bool>,
 ) {
-    let stop = crate::stopped(stop);
+    let stop = crate::helpers::stopped(stop);
     tokio::pin!(stop);
     let mut pending = Pending::default();
     let mut tick = tokio::time::interval(summary_interval);
@@ -481,7 +422,7 @@ async fn flush(writer: &AuditWriter, pending: &mut Pending) {
     for (subject, details) in records {
         if let Err(e) = writer
             .record(
-                crate::device_api::unix_now(),
+                crate::helpers::unix_now(),
                 "system",
                 "auth.failed",
                 &subject,
@@ -489,7 +430,7 @@ async fn flush(writer: &AuditWriter, pending: &mut Pending) {
             )
             .await
         {
-            crate::log::error(
+            crate::observe::log::error(
                 "recording failed authentications in the audit log",
                 serde_json::json!({"error": e.to_string()}),
             );
@@ -529,69 +470,6 @@ impl OncePerInterval {
         }
         entry.0 = now;
         Some(std::mem::take(&mut entry.1))
-    }
-}
-
-impl crate::device_api::DeviceApi {
-    /// The native device API's half of the identity rule (decision 0021): a device certificate
-    /// acts only for a row a certificate enrolled. A row a DDI token enrolled under the same id
-    /// (a gateway claiming an id before its device first connected) is refused with 409, counted
-    /// as a failed authentication, and audited (`device.identity_refused`, at most once per
-    /// device and minute, with the repeats in between), for an operator to resolve.
-    pub(crate) async fn check_certificate_enrolment(
-        &self,
-        peer: &crate::tls_listener::PeerIdentity,
-        now: i64,
-    ) -> Result<(), crate::http::ApiError> {
-        let id = peer.device_id.as_str();
-        let enrolment = self
-            .db
-            .device_enrolment(id)
-            .await
-            .map_err(|e| crate::http::ApiError::from_db("reading a device's enrolment", e))?;
-        let Some(enrolment) = enrolment.filter(|e| e.by != rampart_db::EnrolledBy::Certificate)
-        else {
-            return Ok(());
-        };
-        Metrics::inc(&self.metrics.auth_failures[FailureKind::CertificateEnrolment as usize]);
-        if let Some(not_audited_before) = self.identity_refusals.due(id, now) {
-            let details = serde_json::json!({
-                "serial": peer.serial,
-                "remote_address": peer.remote_addr.ip().to_string(),
-                "enrolled_by": enrolment.by.as_str(),
-                "enrolled_tenant": enrolment.tenant,
-                "not_audited_before": not_audited_before,
-            });
-            if let Err(e) = self
-                .audit
-                .record(
-                    now,
-                    &format!("device:{id}"),
-                    "device.identity_refused",
-                    id,
-                    details,
-                )
-                .await
-            {
-                crate::log::error(
-                    "recording a refused device certificate in the audit log",
-                    serde_json::json!({"device": id, "error": e.to_string()}),
-                );
-            }
-        }
-        let tenant = if enrolment.tenant.is_empty() {
-            String::new()
-        } else {
-            format!(" of DDI tenant {}", enrolment.tenant)
-        };
-        Err(crate::http::ApiError::new(
-            StatusCode::CONFLICT,
-            "enrolled_by_token",
-            format!(
-                "device {id:?} is in the inventory, enrolled by a {}{tenant}, not by this certificate, so the certificate is refused; an operator checks which one is genuine and, if it is this device, deletes that row (DELETE /api/v1/ddi/devices/{id}, audited); the device then enrols with its certificate at its next poll",
-                enrolment.by.as_str().replace('_', " ")
-            ),
-        ))
     }
 }
 
