@@ -200,9 +200,7 @@ fn repository(
             .unwrap_or_default()
             .to_owned();
         let bytes = std::fs::read(&path)?;
-        if name.ends_with(".cdx.json") {
-            seeds.add("cyclonedx_sbom", &name, &bytes)?;
-        } else if name.ends_with(".intoto.json") || name.contains("provenance") {
+        if name.ends_with(".cdx.json") || name.ends_with(".intoto.json") {
             seeds.add("cyclonedx_sbom", &name, &bytes)?;
         } else if name.ends_with(".json") && !name.starts_with("rampart-repo") {
             seeds.add("tuf_metadata", &name, &bytes)?;
