@@ -76,8 +76,8 @@ pub fn boot(
 }
 
 /// Sends queued reports to the server, keeping those it did not store.
-pub fn flush(device: &Device, state: &mut AgentState, client: &ServerClient) {
-    let send = |r: &PendingReport| match client.send_report(
+pub fn flush(device: &mut Device, state: &mut AgentState, client: &ServerClient) {
+    let mut send = |r: &PendingReport| match client.send_report(
         &r.id,
         &r.status,
         r.assignment.as_deref(),
@@ -90,7 +90,7 @@ pub fn flush(device: &Device, state: &mut AgentState, client: &ServerClient) {
             false
         }
     };
-    if let Err(e) = device.flush_reports(state, &send) {
+    if let Err(e) = device.flush_reports(state, &mut send) {
         eprintln!("could not record sent reports: {e}");
     }
 }

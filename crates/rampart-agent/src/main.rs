@@ -256,7 +256,7 @@ fn run_daemon(cli: &Cli, once: bool) -> anyhow::Result<()> {
         let outcome = (|| -> Result<Pass, Refusal> {
             let mut state = device.load_state()?;
             let pass = rampart_agent::daemon::boot(&mut device, &mut state, &health)?;
-            rampart_agent::daemon::flush(&device, &mut state, &client);
+            rampart_agent::daemon::flush(&mut device, &mut state, &client);
             if pass == Pass::Reboot {
                 return Ok(pass);
             }
@@ -366,7 +366,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let pass =
                 rampart_agent::daemon::boot(&mut device, &mut state, &health).map_err(refused)?;
             if let Some(client) = &client {
-                rampart_agent::daemon::flush(&device, &mut state, client);
+                rampart_agent::daemon::flush(&mut device, &mut state, client);
             }
             say(&pass);
             reboot_if(&pass, &device.config)?;
