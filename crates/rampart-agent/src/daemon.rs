@@ -9,6 +9,7 @@ use rampart_boot::flow::{AgentState, PendingReport, Reason};
 use crate::config::Config;
 use crate::device::{Device, HealthCheck, Installed, Staged, Started};
 use crate::director::{ServerClient, UpdateKind};
+use crate::platform::Platform;
 use crate::source::{Fetch, Refusal, Verified};
 
 /// How a pass ended.
@@ -96,7 +97,7 @@ pub fn flush(device: &mut Device, state: &mut AgentState, client: &ServerClient)
 }
 
 /// The facts a poll tells the server.
-pub fn facts(device: &mut Device, state: &AgentState) -> serde_json::Value {
+pub fn facts<P: Platform>(device: &mut Device<P>, state: &AgentState) -> serde_json::Value {
     let running = state.committed.and_then(|s| state.slots.get(&s));
     // The inventory's slot format: lowercase slot names; "active" for the committed slot,
     // otherwise the bootloader's "good" or "bad" (filterable as slot=b=bad).

@@ -102,6 +102,8 @@ mod device;
 mod fleet;
 mod hw;
 mod link;
+mod platform;
+mod power;
 mod rng;
 mod spec;
 mod stats;
