@@ -5,8 +5,8 @@
 //! `rampart_agent::tls::device_agent` with the device's own certificate and key (mutual TLS),
 //! `rampart_agent::director::ServerClient` for reports, `verify_assigned` for the director and
 //! image-repository verification, and `rampart_agent::source::Fetch` for ranged artifact
-//! downloads. Only the poll answer is parsed here: it carries the assignment type, which the
-//! agent's parser does not know yet. Unit tests put an in-memory server behind [`Connect`].
+//! downloads, `ServerClient::poll_with` for the poll. Unit tests put an in-memory server
+//! behind [`Connect`].
 
 use std::io::Read;
 use std::path::Path;
@@ -17,9 +17,6 @@ use rampart_agent::tls::{ClientKey, device_agent};
 use rampart_boot::flow::Reason;
 use rampart_pki::Zeroizing;
 use rampart_tuf_client::fetch::MinRate;
-
-/// Largest poll answer accepted (as the agent).
-const MAX_POLL_BYTES: u64 = 64 * 1024;
 
 /// A device's mutual-TLS identity: its id, certificate and key, PEM.
 pub(crate) struct Identity {
@@ -92,41 +89,18 @@ impl Connect for ServerLink {
         let (fetcher, id) = device_agent(&self.server_ca_pem, device.cert_pem.as_bytes(), &key)
             .map_err(|e| e.to_string())?;
         Ok(Box::new(ServerSession {
-            base: self.url.clone(),
             client: ServerClient::from_fetcher(&self.url, fetcher, id),
         }))
     }
 }
 
 struct ServerSession {
-    base: String,
     client: ServerClient,
 }
 
 impl Session for ServerSession {
     fn poll(&mut self, facts: &serde_json::Value) -> Result<PollAnswer, String> {
-        let url = format!("{}/device/v1/poll", self.base);
-        let mut response = self
-            .client
-            .http()
-            .post(&url)
-            .header("content-type", "application/json")
-            .send(facts.to_string().as_bytes())
-            .map_err(|e| format!("{url}: {e}"))?;
-        let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_POLL_BYTES)
-            .read_to_vec()
-            .map_err(|e| format!("{url}: {e}"))?;
-        if status != 200 {
-            return Err(format!(
-                "{url}: HTTP {status}: {}",
-                String::from_utf8_lossy(&body)
-            ));
-        }
-        rampart_agent::director::parse_poll_answer(&body, self.client.device_id())
+        self.client.poll_with(facts).map_err(|e| e.to_string())
     }
 
     fn verify(

@@ -389,22 +389,16 @@ impl VirtualDevice {
             return Ok(());
         }
         let mut error = None;
-        let mut send = |r: &PendingReport| match session.report(
-            &r.id,
-            &r.status,
-            r.assignment.as_deref(),
-            None,
-            r.details.clone(),
-        ) {
-            Ok(()) => {
-                Counters::inc(&sh.counters.reports_sent);
-                true
-            }
-            Err(e) => {
-                Counters::inc(&sh.counters.report_errors);
-                error = Some(e);
-                false
-            }
+        let mut send = |r: &PendingReport| {
+            let details = r.details.clone();
+            let sent = session.report(&r.id, &r.status, r.assignment.as_deref(), None, details);
+            let counter = match &sent {
+                Ok(()) => &sh.counters.reports_sent,
+                Err(_) => &sh.counters.report_errors,
+            };
+            Counters::inc(counter);
+            // Kept in the outbox unless the server stored it.
+            sent.map_err(|e| error = Some(e)).is_ok()
         };
         let recorded = self.agent.flush_reports(state, &mut send);
         self.crashed()?;
