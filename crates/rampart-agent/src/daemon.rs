@@ -245,17 +245,26 @@ pub fn install_from(
     }
     let base = crate::source::repo_url(from)?;
     let (verified, _, _) = crate::source::verify_from_repo(
+        &device.disk,
         &device.config.state_dir,
         &base,
         &device.config.hardware_id,
         device.security_version()?,
         target,
         now_unix(),
-    )?;
+    )
+    .map_err(|r| crash_aware(device, r))?;
     match device.install(state, &verified, &Fetch::plain(), progress)? {
         Installed::AlreadyRunning => Ok(Pass::UpToDate),
         Installed::Activated { .. } => Ok(Pass::Reboot),
     }
+}
+
+/// A refusal met while writing through the device's [`crate::disk::Disk`] from code that
+/// knows nothing of power cuts (the TUF client): a power cut stays a power cut.
+fn crash_aware(device: &Device, mut refusal: Refusal) -> Refusal {
+    refusal.crashed |= device.disk.crashed();
+    refusal
 }
 
 /// Runs the configured reboot command.

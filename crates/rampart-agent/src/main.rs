@@ -21,7 +21,6 @@ use rampart_agent::source::Refusal;
 use rampart_agent::{LOG_POLICY, RELEASE_KEY};
 use rampart_log::note::Verifier;
 use rampart_log::policy::WitnessPolicy;
-use rampart_tuf_client::store::write_atomic;
 use rampart_tuf_client::{HttpFetcher, Updater};
 
 #[derive(Parser)]
@@ -138,6 +137,7 @@ fn verified(
 ) -> anyhow::Result<(rampart_agent::source::Verified, Updater<HttpFetcher>)> {
     let installed = rampart_agent::director::installed_security_version(state)?;
     let (verified, up, logged) = rampart_agent::source::verify_from_repo(
+        &Disk::from_env().map_err(anyhow::Error::msg)?,
         state,
         args.repo_url.trim_end_matches('/'),
         &args.hardware_id,
@@ -408,6 +408,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("the trusted root does not verify")?;
             let dir = cli.state_dir.join("metadata");
             std::fs::create_dir_all(&dir)?;
+            let disk = Disk::from_env().map_err(anyhow::Error::msg)?;
             if dir.join("root.json").exists() {
                 bail!(
                     "{} already holds a trusted root; a device's root changes only by rotation",
@@ -419,8 +420,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .with_context(|| format!("reading {}", policy.display()))?;
                 let parsed: WitnessPolicy = text.parse().context("the log policy is malformed")?;
                 Verifier::parse(&key).context("--release-key is not a verifier key")?;
-                write_atomic(&cli.state_dir.join(LOG_POLICY), parsed.to_text().as_bytes())?;
-                write_atomic(
+                disk.replace_file(&cli.state_dir.join(LOG_POLICY), parsed.to_text().as_bytes())?;
+                disk.replace_file(
                     &cli.state_dir.join(RELEASE_KEY),
                     format!("{key}\n").as_bytes(),
                 )?;
@@ -436,7 +437,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .context("pinning the director root")?;
                 println!("director root pinned");
             }
-            write_atomic(&dir.join("root.json"), &bytes)?;
+            disk.replace_file(&dir.join("root.json"), &bytes)?;
             println!("trusted root installed in {}", dir.display());
         }
         Command::Update {

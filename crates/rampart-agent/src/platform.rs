@@ -318,8 +318,12 @@ impl Platform for Local {
         .map_err(disk_refusal)
     }
 
+    /// The state file and counters, and the trusted metadata of the image repository and the
+    /// director (written through the [`Disk`] too).
     fn sweep(&self, config: &Config) {
         Disk::sweep(&config.state_dir);
+        Disk::sweep(&config.state_dir.join("metadata"));
+        Disk::sweep(&config.state_dir.join(crate::director::DIRECTOR_DIR));
     }
 
     /// A block device's or file's size.
