@@ -5,11 +5,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use rampart_boot::flow::{AgentState, PendingReport, Reason};
+use rampart_protocol::{DeviceFacts, ReportStatus};
 
 use crate::config::Config;
 use crate::device::{Device, HealthCheck, Installed, Staged, Started};
-use crate::director::{ServerClient, UpdateKind};
 use crate::platform::Platform;
+use crate::server_client::{ServerClient, UpdateKind, random_id};
 use crate::source::{Fetch, Refusal, Verified};
 
 /// How a pass ended.
@@ -78,17 +79,28 @@ pub fn boot(
 
 /// Sends queued reports to the server, keeping those it did not store.
 pub fn flush(device: &mut Device, state: &mut AgentState, client: &ServerClient) {
-    let mut send = |r: &PendingReport| match client.send_report(
-        &r.id,
-        &r.status,
-        r.assignment.as_deref(),
-        None,
-        r.details.clone(),
-    ) {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!("report {} ({}) not sent yet: {e}", r.id, r.status);
-            false
+    let mut send = |r: &PendingReport| {
+        // The agent queues only the protocol's statuses; another one (a hand-edited state
+        // file) could never be sent and is dropped.
+        let Ok(status) = r.status.parse::<ReportStatus>() else {
+            eprintln!(
+                "report {} has an unknown status {:?}; dropped",
+                r.id, r.status
+            );
+            return true;
+        };
+        match client.send_report(
+            &r.id,
+            status,
+            r.assignment.as_deref(),
+            None,
+            r.details.clone(),
+        ) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("report {} ({}) not sent yet: {e}", r.id, r.status);
+                false
+            }
         }
     };
     if let Err(e) = device.flush_reports(state, &mut send) {
@@ -97,7 +109,7 @@ pub fn flush(device: &mut Device, state: &mut AgentState, client: &ServerClient)
 }
 
 /// The facts a poll tells the server.
-pub fn facts<P: Platform>(device: &mut Device<P>, state: &AgentState) -> serde_json::Value {
+pub fn facts<P: Platform>(device: &mut Device<P>, state: &AgentState) -> DeviceFacts {
     let running = state.committed.and_then(|s| state.slots.get(&s));
     // The inventory's slot format: lowercase slot names; "active" for the committed slot,
     // otherwise the bootloader's "good" or "bad" (filterable as slot=b=bad).
@@ -112,12 +124,13 @@ pub fn facts<P: Platform>(device: &mut Device<P>, state: &AgentState) -> serde_j
             slots.insert(name.to_ascii_lowercase(), value.into());
         }
     }
-    serde_json::json!({
-        "hardware_id": device.config.hardware_id,
-        "firmware_version": running.map_or("unknown", |c| c.version.as_str()),
-        "security_version": device.security_version().unwrap_or(0),
-        "slots": slots,
-    })
+    DeviceFacts {
+        hardware_id: device.config.hardware_id.clone(),
+        firmware_version: running.map_or("unknown", |c| c.version.as_str()).to_owned(),
+        security_version: device.security_version().unwrap_or(0),
+        slots,
+        ..DeviceFacts::default()
+    }
 }
 
 /// One update pass through the server: poll, verify, install, activate.
@@ -179,7 +192,7 @@ pub fn update_from_server(
             if e.is_verification_failure() {
                 client.report(
                     &assignment.id,
-                    "verification_failed",
+                    ReportStatus::VerificationFailed,
                     serde_json::json!({"target": assignment.target, "reason": reason.as_str(), "error": e.to_string()}),
                 );
             }
@@ -188,15 +201,15 @@ pub fn update_from_server(
     };
     client.report(
         &assignment.id,
-        "downloading",
+        ReportStatus::Downloading,
         serde_json::json!({"target": verified.release.target, "version": verified.release.version}),
     );
     let fetch = Fetch::server(client);
     let progress = |release: &rampart_boot::flow::Release, written: u64| {
         let pct = (written.saturating_mul(100) / release.length.max(1)).min(100) as u8;
         let _ = client.send_report(
-            &crate::director::random_id(),
-            "downloading",
+            &random_id(),
+            ReportStatus::Downloading,
             release.assignment.as_deref(),
             Some(pct),
             serde_json::json!({"target": release.target, "written": written}),
@@ -222,7 +235,7 @@ pub fn update_from_server(
         Installed::Activated { slot, .. } => {
             client.report(
                 &assignment.id,
-                "rebooting",
+                ReportStatus::Rebooting,
                 serde_json::json!({"target": verified.release.target, "slot": slot.name()}),
             );
             Ok((Pass::Reboot, poll.interval_secs))

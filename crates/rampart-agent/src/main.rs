@@ -15,8 +15,8 @@ use rampart_agent::config::Config;
 use rampart_agent::daemon::Pass;
 use rampart_agent::daemon::now_unix;
 use rampart_agent::device::Device;
-use rampart_agent::director::ServerClient;
 use rampart_agent::disk::Disk;
+use rampart_agent::server_client::ServerClient;
 use rampart_agent::source::Refusal;
 use rampart_agent::{LOG_POLICY, RELEASE_KEY};
 use rampart_log::note::Verifier;
@@ -450,23 +450,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let read =
                 |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-            let tls = rampart_agent::director::DeviceTls {
+            let tls = rampart_agent::server_client::DeviceTls {
                 server_ca_pem: read(&server_ca)?,
                 cert_pem: read(&cert)?,
                 key_pem: read(&key)?,
             };
-            let client = rampart_agent::director::ServerClient::new(&server_url, &tls)?;
-            match rampart_agent::director::update(
+            let client = ServerClient::new(&server_url, &tls)?;
+            match rampart_agent::server_update::update(
                 &cli.state_dir,
                 &client,
                 &hardware_id,
                 &out,
                 now_unix(),
             )? {
-                rampart_agent::director::UpdateOutcome::NothingAssigned => {
+                rampart_agent::server_update::UpdateOutcome::NothingAssigned => {
                     println!("nothing assigned to device {}", client.device_id());
                 }
-                rampart_agent::director::UpdateOutcome::Downloaded {
+                rampart_agent::server_update::UpdateOutcome::Downloaded {
                     target,
                     version,
                     director_version,

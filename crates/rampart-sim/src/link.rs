@@ -3,15 +3,17 @@
 //!
 //! The real link ([`ServerLink`]) is the agent's own client: the TLS connector of
 //! `rampart_agent::tls::device_agent` with the device's own certificate and key (mutual TLS),
-//! `rampart_agent::director::ServerClient` for reports, `verify_assigned` for the director and
+//! `rampart_agent::server_client::ServerClient` for reports, `verify_assigned` for the director and
 //! image-repository verification, and `rampart_agent::source::Fetch` for ranged artifact
-//! downloads, `ServerClient::poll_with` for the poll. Unit tests put an in-memory server
-//! behind [`Connect`].
+//! downloads. Unit tests put an in-memory server behind [`Connect`].
 
 use std::io::Read;
 use std::path::Path;
 
-use rampart_agent::director::{ServerClient, verify_assigned};
+use rampart_protocol::DeviceFacts;
+
+use rampart_agent::director::verify_assigned;
+use rampart_agent::server_client::ServerClient;
 use rampart_agent::source::{Fetch, Refusal, Verified};
 use rampart_agent::tls::{ClientKey, device_agent};
 use rampart_boot::flow::Reason;
@@ -26,11 +28,11 @@ pub(crate) struct Identity {
 }
 
 /// How a device treats an assignment: the agent's own type and parser.
-pub use rampart_agent::director::UpdateKind;
+pub use rampart_agent::server_client::UpdateKind;
 
 /// What the server assigns, and its poll answer: the agent's own types (parsed by the
 /// agent's own `parse_poll_answer`).
-pub(crate) use rampart_agent::director::{Assignment, Poll as PollAnswer};
+pub(crate) use rampart_agent::server_client::{Assignment, Poll as PollAnswer};
 
 /// Why verifying an assignment failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +45,7 @@ pub(crate) struct VerifyError {
 
 /// One device session with the server.
 pub(crate) trait Session: Send {
-    fn poll(&mut self, facts: &serde_json::Value) -> Result<PollAnswer, String>;
+    fn poll(&mut self, facts: &DeviceFacts) -> Result<PollAnswer, String>;
     /// The director and image-repository verification of the assignment (`None`: the director
     /// lists nothing any more).
     fn verify(
@@ -99,7 +101,7 @@ struct ServerSession {
 }
 
 impl Session for ServerSession {
-    fn poll(&mut self, facts: &serde_json::Value) -> Result<PollAnswer, String> {
+    fn poll(&mut self, facts: &DeviceFacts) -> Result<PollAnswer, String> {
         self.client.poll_with(facts).map_err(|e| e.to_string())
     }
 
@@ -143,6 +145,7 @@ impl Session for ServerSession {
         progress: Option<u8>,
         details: serde_json::Value,
     ) -> Result<(), String> {
+        let status = status.parse().map_err(|e| format!("{e}"))?;
         self.client
             .send_report(id, status, assignment, progress, details)
             .map_err(|e| e.to_string())

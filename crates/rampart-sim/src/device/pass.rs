@@ -11,6 +11,7 @@ use rampart_agent::install::{Begin, ImageSource};
 use rampart_agent::source::{Refusal, Verified};
 use rampart_boot::ab::Slot;
 use rampart_boot::flow::{AgentState, PendingReport};
+use rampart_protocol::DeviceFacts;
 use rampart_tuf_client::fetch::MinRate;
 use serde_json::json;
 
@@ -145,7 +146,7 @@ impl VirtualDevice {
             }
         };
         Counters::inc(&sh.counters.polls);
-        self.told = facts["firmware_version"].as_str().map(str::to_owned);
+        self.told = Some(facts.firmware_version.clone());
         if sh.timing.poll_interval.is_none()
             && let Some(secs) = poll.interval_secs
         {
@@ -413,13 +414,17 @@ impl VirtualDevice {
 
     /// The facts a poll tells the server (`daemon::facts`, plus region, tags and the
     /// simulated condition attributes).
-    fn facts(&mut self, state: &AgentState, now: u64) -> serde_json::Value {
-        let mut facts = rampart_agent::daemon::facts(&mut self.agent, state);
+    fn facts(&mut self, state: &AgentState, now: u64) -> DeviceFacts {
         let (battery, mains) = self.profile.power(now);
-        facts["region"] = self.profile.region.clone().into();
-        facts["tags"] = json!(self.profile.tags);
-        facts["attributes"] = json!({"battery_pct": battery, "on_mains": mains});
-        facts
+        let mut attributes = serde_json::Map::new();
+        attributes.insert("battery_pct".into(), battery.into());
+        attributes.insert("on_mains".into(), mains.into());
+        DeviceFacts {
+            region: self.profile.region.clone(),
+            tags: self.profile.tags.clone(),
+            attributes: Some(attributes),
+            ..rampart_agent::daemon::facts(&mut self.agent, state)
+        }
     }
 }
 
