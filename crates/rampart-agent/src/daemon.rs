@@ -177,6 +177,7 @@ pub fn update_from_server(
         UpdateKind::DownloadOnly | UpdateKind::Forced => {}
     }
     let verified = match crate::director::verify_assigned(
+        &device.disk,
         &device.config.state_dir,
         client,
         &device.config.hardware_id,
@@ -196,7 +197,7 @@ pub fn update_from_server(
                     serde_json::json!({"target": assignment.target, "reason": reason.as_str(), "error": e.to_string()}),
                 );
             }
-            return Err(Refusal::new(reason, e));
+            return Err(crash_aware(device, Refusal::new(reason, e)));
         }
     };
     client.report(

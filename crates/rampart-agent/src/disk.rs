@@ -331,6 +331,10 @@ impl rampart_tuf_client::store::MetadataStore for Disk {
         self.replace_file(path, bytes)
             .map_err(std::io::Error::other)
     }
+
+    fn to_box(&self) -> Box<dyn rampart_tuf_client::store::MetadataStore> {
+        Box::new(self.clone())
+    }
 }
 
 /// Prefix of the temporary files of [`Disk::replace_file`].

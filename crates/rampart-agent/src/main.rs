@@ -433,7 +433,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(director_root) = director_root {
                 let bytes = std::fs::read(&director_root)
                     .with_context(|| format!("reading {}", director_root.display()))?;
-                rampart_agent::director::pin_director_root(&cli.state_dir, &bytes)
+                rampart_agent::director::pin_director_root_on(&disk, &cli.state_dir, &bytes)
                     .context("pinning the director root")?;
                 println!("director root pinned");
             }
@@ -456,7 +456,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 key_pem: read(&key)?,
             };
             let client = ServerClient::new(&server_url, &tls)?;
-            match rampart_agent::server_update::update(
+            match rampart_agent::server_update::update_on(
+                &Disk::from_env().map_err(anyhow::Error::msg)?,
                 &cli.state_dir,
                 &client,
                 &hardware_id,

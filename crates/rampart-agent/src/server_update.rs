@@ -18,6 +18,7 @@ use rampart_tuf_client::FetchError;
 use rampart_tuf_client::fetch::copy_limited;
 
 use crate::director::verify_assigned;
+use crate::disk::Disk;
 use crate::server_client::{ServerClient, UpdateError, io_error};
 
 /// What [`update`] did.
@@ -48,10 +49,22 @@ pub fn update(
     out: &Path,
     now_unix: i64,
 ) -> Result<UpdateOutcome, UpdateError> {
+    update_on(&Disk::new(), state, client, hardware_id, out, now_unix)
+}
+
+/// [`update`], keeping the director and image-repository state through `disk`.
+pub fn update_on(
+    disk: &Disk,
+    state: &Path,
+    client: &ServerClient,
+    hardware_id: &str,
+    out: &Path,
+    now_unix: i64,
+) -> Result<UpdateOutcome, UpdateError> {
     let Some(assignment) = client.poll()? else {
         return Ok(UpdateOutcome::NothingAssigned);
     };
-    let result = update_assigned(state, client, hardware_id, out, now_unix);
+    let result = update_assigned(disk, state, client, hardware_id, out, now_unix);
     match &result {
         Ok(UpdateOutcome::Downloaded { .. }) => client.report(
             &assignment.id,
@@ -69,13 +82,14 @@ pub fn update(
 }
 
 fn update_assigned(
+    disk: &Disk,
     state: &Path,
     client: &ServerClient,
     hardware_id: &str,
     out: &Path,
     now_unix: i64,
 ) -> Result<UpdateOutcome, UpdateError> {
-    let Some(v) = verify_assigned(state, client, hardware_id, now_unix)? else {
+    let Some(v) = verify_assigned(disk, state, client, hardware_id, now_unix)? else {
         // The director lists nothing (the assignment was cancelled after the poll).
         return Ok(UpdateOutcome::NothingAssigned);
     };

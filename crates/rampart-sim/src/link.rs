@@ -13,6 +13,7 @@ use std::path::Path;
 use rampart_protocol::DeviceFacts;
 
 use rampart_agent::director::verify_assigned;
+use rampart_agent::disk::Disk;
 use rampart_agent::server_client::ServerClient;
 use rampart_agent::source::{Fetch, Refusal, Verified};
 use rampart_agent::tls::{ClientKey, device_agent};
@@ -112,7 +113,9 @@ impl Session for ServerSession {
         assignment: &Assignment,
         now_unix: i64,
     ) -> Result<Option<Verified>, VerifyError> {
-        match verify_assigned(state_dir, &self.client, hardware_id, now_unix) {
+        // The simulated power cuts strike the install and boot flow's writes (`crate::power`),
+        // not these: the metadata files are written whole and atomically.
+        match verify_assigned(&Disk::new(), state_dir, &self.client, hardware_id, now_unix) {
             Ok(Some(v)) => Verified::from_assignment(v, &assignment.id)
                 .map(Some)
                 .map_err(|r| VerifyError {

@@ -12,6 +12,8 @@ use std::path::Path;
 /// (a crash leaves the old or the new file).
 pub trait MetadataStore: Send {
     fn replace(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()>;
+    /// The same store, for an [`crate::Updater`] to own.
+    fn to_box(&self) -> Box<dyn MetadataStore>;
 }
 
 /// Plain files replaced with [`write_atomic`].
@@ -21,6 +23,10 @@ pub struct AtomicFiles;
 impl MetadataStore for AtomicFiles {
     fn replace(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         write_atomic(path, bytes)
+    }
+
+    fn to_box(&self) -> Box<dyn MetadataStore> {
+        Box::new(AtomicFiles)
     }
 }
 
