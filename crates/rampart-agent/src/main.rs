@@ -456,8 +456,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 key_pem: read(&key)?,
             };
             let client = ServerClient::new(&server_url, &tls)?;
-            match rampart_agent::server_update::update_on(
-                &Disk::from_env().map_err(anyhow::Error::msg)?,
+            match rampart_agent::server_update::update(
                 &cli.state_dir,
                 &client,
                 &hardware_id,

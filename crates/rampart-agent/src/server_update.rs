@@ -41,7 +41,8 @@ pub enum UpdateOutcome {
 
 /// One update session: poll, verify director and image repository, check agreement, and
 /// download the assigned artifact to `out` (see the module documentation). Verification
-/// failures are also reported to the server as `verification_failed`.
+/// failures are also reported to the server as `verification_failed`. The director and
+/// image-repository state is kept through a [`Disk`].
 pub fn update(
     state: &Path,
     client: &ServerClient,
@@ -49,22 +50,11 @@ pub fn update(
     out: &Path,
     now_unix: i64,
 ) -> Result<UpdateOutcome, UpdateError> {
-    update_on(&Disk::new(), state, client, hardware_id, out, now_unix)
-}
-
-/// [`update`], keeping the director and image-repository state through `disk`.
-pub fn update_on(
-    disk: &Disk,
-    state: &Path,
-    client: &ServerClient,
-    hardware_id: &str,
-    out: &Path,
-    now_unix: i64,
-) -> Result<UpdateOutcome, UpdateError> {
+    let disk = Disk::new();
     let Some(assignment) = client.poll()? else {
         return Ok(UpdateOutcome::NothingAssigned);
     };
-    let result = update_assigned(disk, state, client, hardware_id, out, now_unix);
+    let result = update_assigned(&disk, state, client, hardware_id, out, now_unix);
     match &result {
         Ok(UpdateOutcome::Downloaded { .. }) => client.report(
             &assignment.id,
