@@ -943,7 +943,7 @@ impl DdiApi {
                 other => DdiError::db("storing DDI feedback", other),
             })?;
         if let Some(report) = report {
-            if let Some(i) = crate::device_api::ReportStatus::ALL
+            if let Some(i) = rampart_protocol::ReportStatus::ALL
                 .iter()
                 .position(|s| s.as_str() == report.status)
             {

@@ -63,10 +63,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::audit::AuditWriteError;
-use crate::device_api::{ReportStatus, unix_now};
+use crate::device_api::unix_now;
 use crate::http::{ApiError, json_response, parse_json, read_body};
 use crate::management::{ManagementApi, Permission};
 use crate::metrics::track_requests;
+use rampart_protocol::ReportStatus;
 
 pub use address::{AddressPolicy, DeniedAddress, IpNetwork};
 pub use secrets::{SecretsKey, SecretsKeyError};
