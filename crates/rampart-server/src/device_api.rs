@@ -42,12 +42,13 @@ use rampart_protocol::{
 };
 use serde_json::{Map, Value};
 
-use crate::http::{
+use crate::engines::last_seen::LastSeen;
+use crate::helpers::unix_now;
+use crate::listen::http::{
     ApiError, BodyLimits, json_bytes_response, json_response, parse_json, read_body,
 };
-use crate::last_seen::LastSeen;
-use crate::metrics::{Metrics, track_requests};
-use crate::tls_listener::PeerIdentity;
+use crate::listen::mtls::PeerIdentity;
+use crate::observe::metrics::{Metrics, track_requests};
 
 /// Longest report id, in bytes.
 pub const MAX_REPORT_ID_LEN: usize = 128;
@@ -69,9 +70,9 @@ pub use rampart_protocol::ReportStatus;
 /// Who else learns of a stored report.
 pub(crate) struct ReportSinks {
     /// Reports about a campaign's assignment count toward its gates.
-    pub(crate) campaigns: Arc<crate::campaigns::Campaigns>,
+    pub(crate) campaigns: Arc<crate::engines::campaigns::Campaigns>,
     /// Alerts: failed verifications and rollback spikes.
-    pub(crate) hooks: crate::webhooks::Webhooks,
+    pub(crate) hooks: crate::engines::webhooks::Webhooks,
 }
 
 impl ReportSinks {
@@ -97,17 +98,17 @@ pub(crate) struct DeviceApi {
     pub(crate) last_seen: Arc<LastSeen>,
     pub(crate) poll_interval_secs: u64,
     pub(crate) body_limits: BodyLimits,
-    pub(crate) audit: crate::audit::AuditWriter,
+    pub(crate) audit: crate::observe::audit::AuditWriter,
     device_locks: Box<[tokio::sync::Mutex<()>]>,
     sinks: ReportSinks,
     /// Per device: when its last failed verification was audited, and how many were not since.
     verification_audits: std::sync::Mutex<std::collections::HashMap<String, (i64, u64)>>,
     /// Per device: when a certificate's refusal for a token-enrolled row was last audited.
-    pub(crate) identity_refusals: crate::auth_failures::OncePerInterval,
+    pub(crate) identity_refusals: crate::listen::auth_failures::OncePerInterval,
     /// How fast each device may send reports.
     report_rate: crate::report_rate::ReportRate,
     /// The hosted image repository, to learn the version of an assigned target.
-    image_repo: Option<Arc<crate::image_repo::HostedRepo>>,
+    image_repo: Option<Arc<crate::delivery::image_repo::HostedRepo>>,
     /// (device, assignment) pairs known to have a result: polls skip them cheaply.
     settled: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
     /// Target path -> its release version (`None`: not a release), from `image_repo`.
@@ -121,7 +122,7 @@ impl DeviceApi {
     /// Lets polls fulfil an assignment of the release a device already runs.
     pub(crate) fn with_image_repo(
         mut self,
-        image_repo: Option<Arc<crate::image_repo::HostedRepo>>,
+        image_repo: Option<Arc<crate::delivery::image_repo::HostedRepo>>,
     ) -> Self {
         self.image_repo = image_repo;
         self
@@ -133,7 +134,7 @@ impl DeviceApi {
         last_seen: Arc<LastSeen>,
         poll_interval_secs: u64,
         body_limits: BodyLimits,
-        audit: crate::audit::AuditWriter,
+        audit: crate::observe::audit::AuditWriter,
         sinks: ReportSinks,
     ) -> Self {
         Self {
@@ -149,7 +150,7 @@ impl DeviceApi {
             body_limits,
             audit,
             verification_audits: std::sync::Mutex::new(std::collections::HashMap::new()),
-            identity_refusals: crate::auth_failures::OncePerInterval::new(
+            identity_refusals: crate::listen::auth_failures::OncePerInterval::new(
                 VERIFICATION_AUDIT_INTERVAL,
                 MAX_TRACKED_VERIFICATION_AUDITS,
             ),
@@ -202,7 +203,7 @@ impl DeviceApi {
                     )
                     .await
                     .map_err(|e| {
-                        crate::log::error(
+                        crate::observe::log::error(
                             "registering a device and recording its enrolment",
                             serde_json::json!({"device": id, "error": e.to_string()}),
                         );
@@ -284,7 +285,7 @@ impl DeviceApi {
             .await
             .map_err(|e| ApiError::from_db("reading a device", e))?
             .ok_or_else(|| {
-                crate::log::error(
+                crate::observe::log::error(
                     "device vanished from the inventory",
                     serde_json::json!({"device": id}),
                 );
@@ -552,9 +553,9 @@ impl DeviceApi {
                     .await;
                 match result {
                     Ok(()) => Ok(()),
-                    Err(crate::audit::AuditWriteError::Db(e)) => Err(e),
+                    Err(crate::observe::audit::AuditWriteError::Db(e)) => Err(e),
                     Err(e) => {
-                        crate::log::error(
+                        crate::observe::log::error(
                             "recording a failed verification in the audit log",
                             serde_json::json!({"error": e.to_string()}),
                         );
@@ -577,7 +578,10 @@ impl DeviceApi {
                     let hooks = self.sinks.hooks.clone();
                     tokio::spawn(async move {
                         let _ = hooks
-                            .emit(crate::webhooks::WebhookEvent::VerificationFailed, data)
+                            .emit(
+                                crate::engines::webhooks::WebhookEvent::VerificationFailed,
+                                data,
+                            )
                             .await;
                     });
                 }
@@ -839,13 +843,6 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
         .flat_map(|value| value.split(','))
         .map(str::trim)
         .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
-}
-
-/// The current time in Unix seconds (the database's time unit).
-pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

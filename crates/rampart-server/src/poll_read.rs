@@ -16,8 +16,8 @@
 use rampart_db::DeviceAssignment;
 
 use crate::device_api::DeviceApi;
-use crate::http::ApiError;
-use crate::tls_listener::PeerIdentity;
+use crate::listen::http::ApiError;
+use crate::listen::mtls::PeerIdentity;
 
 /// The polling device and its assignment row (if it ever had one).
 pub(crate) struct PollingDevice {
