@@ -9,7 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use rampart_agent::director::{DeviceTls, ServerClient, UpdateOutcome};
+use rampart_agent::director::{DeviceTls, ServerClient};
+use rampart_agent::server_update::UpdateOutcome;
 use serde_json::{Value, json};
 
 /// The running `rampart server` child; stopped (SIGTERM, then SIGKILL) when dropped.
@@ -235,7 +236,7 @@ pub fn run(
     let client = ServerClient::new(&server.device_url, &tls)?;
     let slot = base.join("dev-0001-slot-b.img");
     let outcome =
-        rampart_agent::director::update(&state, &client, "board-a", &slot, crate::now_unix())?;
+        rampart_agent::server_update::update(&state, &client, "board-a", &slot, crate::now_unix())?;
     ensure!(
         matches!(outcome, UpdateOutcome::NothingAssigned),
         "unexpected {outcome:?}"
@@ -275,7 +276,7 @@ pub fn run(
     ensure!(status == 201, "assignment refused: {status} {assignment}");
     println!("    assignment {} of {target}", assignment["id"]);
     let outcome =
-        rampart_agent::director::update(&state, &client, "board-a", &slot, crate::now_unix())?;
+        rampart_agent::server_update::update(&state, &client, "board-a", &slot, crate::now_unix())?;
     match outcome {
         UpdateOutcome::Downloaded { path, .. } => println!(
             "    device verified and downloaded {} ({} bytes)",
@@ -307,7 +308,7 @@ pub fn run(
         Some(json!({"reason": "reported stolen"})),
     )?;
     ensure!(status == 200, "revocation failed: {status}");
-    match rampart_agent::director::update(&state, &client, "board-a", &slot, crate::now_unix()) {
+    match rampart_agent::server_update::update(&state, &client, "board-a", &slot, crate::now_unix()) {
         Err(e) => println!("    refused: {e}"),
         Ok(o) => bail!("a revoked device was served: {o:?}"),
     }
