@@ -20,6 +20,10 @@ use rampart_log::note::{Note, NoteSigner};
 use rampart_log::proof::TlogProof;
 use rampart_log::statement::ReleaseStatement;
 use rampart_log::tiles::{encode_bundle, entries_path, tile_path};
+use rampart_protocol::{
+    AttributesMode, AttributesUpdate, DeviceFacts, ErrorDocument, Reason, ReportRequest,
+    ReportStatus,
+};
 use rampart_repo::{InitOptions, ReleaseRequest, Repository, RoleSigners};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -47,6 +51,15 @@ impl Seeds {
         std::fs::write(dir.join(name), bytes)?;
         self.count += 1;
         Ok(())
+    }
+
+    fn add_json<T: serde::Serialize>(
+        &mut self,
+        target: &str,
+        name: &str,
+        value: &T,
+    ) -> Result<(), Error> {
+        self.add(target, name, &serde_json::to_vec(value)?)
     }
 }
 
@@ -210,12 +223,8 @@ fn repository(
             }
         }
     }
-    seeds.add("cyclonedx_sbom", "sbom.json", &serde_json::to_vec(&sbom)?)?;
-    seeds.add(
-        "cyclonedx_sbom",
-        "provenance.json",
-        &serde_json::to_vec(&provenance)?,
-    )?;
+    seeds.add_json("cyclonedx_sbom", "sbom.json", &sbom)?;
+    seeds.add_json("cyclonedx_sbom", "provenance.json", &provenance)?;
     Ok(repo)
 }
 
@@ -365,7 +374,8 @@ fn boot_environments(seeds: &mut Seeds) -> Result<(), Error> {
     Ok(())
 }
 
-/// hawkBit DDI feedback and configData bodies (as SWUpdate sends them) and native poll answers.
+/// hawkBit DDI feedback and configData bodies (as SWUpdate sends them), native poll answers and
+/// the native request bodies.
 fn device_protocols(seeds: &mut Seeds) -> Result<(), Error> {
     let feedback = json!({
         "id": "17", "time": "20260101T000000",
@@ -373,22 +383,14 @@ fn device_protocols(seeds: &mut Seeds) -> Result<(), Error> {
                    "code": 200, "details": ["Installing", "x".repeat(600)]},
         "timestamp": 1_767_225_600_000_i64
     });
-    seeds.add(
-        "ddi_bodies",
-        "feedback.json",
-        &serde_json::to_vec(&feedback)?,
-    )?;
+    seeds.add_json("ddi_bodies", "feedback.json", &feedback)?;
     // SWUpdate puts raw newlines from its messages into details.
     let raw =
         br#"{"status":{"execution":"closed","result":{"finished":"failure"},"details":["line one
 line two"]}}"#;
     seeds.add("ddi_bodies", "feedback-raw-newline.json", raw)?;
     let config = json!({"mode": "merge", "data": {"hwRevision": "2", "VIN": "JH4TB2H26CC000000"}});
-    seeds.add(
-        "ddi_bodies",
-        "config-data.json",
-        &serde_json::to_vec(&config)?,
-    )?;
+    seeds.add_json("ddi_bodies", "config-data.json", &config)?;
     seeds.add(
         "ddi_bodies",
         "config-remove.json",
@@ -399,12 +401,54 @@ line two"]}}"#;
         "device_id": DEVICE_ID, "poll_interval_secs": 300,
         "assignment": {"id": "asg-7", "target": "1.2.0/image.bin", "director_version": 3, "type": "soft"}
     });
-    seeds.add(
-        "poll_answer",
-        "assignment.json",
-        &serde_json::to_vec(&poll)?,
-    )?;
+    seeds.add_json("poll_answer", "assignment.json", &poll)?;
     let idle = json!({"device_id": DEVICE_ID, "assignment": null});
-    seeds.add("poll_answer", "idle.json", &serde_json::to_vec(&idle)?)?;
+    seeds.add_json("poll_answer", "idle.json", &idle)?;
+    let refusal = ErrorDocument {
+        error: "forbidden".into(),
+        detail: "the device certificate is revoked".into(),
+    };
+    seeds.add_json("poll_answer", "error.json", &refusal)?;
+    device_requests(seeds)
+}
+
+/// The native device API's request bodies, as the agent writes them.
+fn device_requests(seeds: &mut Seeds) -> Result<(), Error> {
+    let facts = DeviceFacts {
+        hardware_id: "board-a".into(),
+        firmware_version: "1.2.0".into(),
+        security_version: 2,
+        region: "eu-west".into(),
+        tags: vec!["canary".into()],
+        attributes: Some(serde_json::Map::from_iter([(
+            "site".into(),
+            json!("plant-4"),
+        )])),
+        ..DeviceFacts::default()
+    };
+    seeds.add_json("device_requests", "facts.json", &facts)?;
+    let report = ReportRequest {
+        id: "0f8e2c1a-5b7d-4e2f-9a61-3c4d5e6f7a8b".into(),
+        status: ReportStatus::Installing,
+        details: Some(
+            json!({"reason": Reason::Ok, "target": "1.2.0/image.bin", "version": "1.2.0"}),
+        ),
+        assignment: Some("asg-7".into()),
+        progress: Some(42),
+    };
+    seeds.add_json("device_requests", "report.json", &report)?;
+    let update = AttributesUpdate {
+        mode: AttributesMode::Merge,
+        data: serde_json::Map::from_iter([
+            ("site".into(), json!("plant-5")),
+            ("old".into(), json!(null)),
+        ]),
+    };
+    seeds.add_json("device_requests", "attributes.json", &update)?;
+    seeds.add(
+        "device_requests",
+        "status",
+        ReportStatus::VerificationFailed.as_str().as_bytes(),
+    )?;
     Ok(())
 }
