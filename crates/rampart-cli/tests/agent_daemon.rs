@@ -4,18 +4,18 @@
 //! back; every step is checked through the management API. Both sides are the real binaries;
 //! the bootloader is the boot simulator over a GRUB environment file in this process.
 
-mod common;
-
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use common::{agent_binary, ok, rampart, run, s};
 use rampart_agent::bootenv::GrubEnvFile;
 use rampart_agent::bootsim::BootSim;
 use rampart_boot::ab::Slot;
 use rampart_boot::flow::{AgentState, SlotContent};
+use rampart_testkit::binaries::agent_binary;
+use rampart_testkit::cli;
+use rampart_testkit::cli::{ok, rampart, run, s};
 use serde_json::{Value, json};
 
 const HARDWARE: &str = "board-1";
@@ -97,7 +97,7 @@ impl Server {
                 let status = server.child.wait();
                 panic!(
                     "rampart server did not start ({other:?}; exit status {status:?}); its stderr:\n{}",
-                    common::tail(log)
+                    cli::tail(log)
                 );
             }
         }
@@ -111,7 +111,7 @@ impl Drop for Server {
         if std::thread::panicking() {
             eprintln!(
                 "---- stderr of rampart server (tail) ----\n{}",
-                common::tail(&self.log)
+                cli::tail(&self.log)
             );
         }
     }
@@ -271,8 +271,8 @@ impl Backend {
 
         let director = w.join("director");
         let (director_root, online) = (
-            common::new_key(w, "director-root"),
-            common::new_key(w, "director-online"),
+            cli::new_key(w, "director-root"),
+            cli::new_key(w, "director-online"),
         );
         ok(rampart(&[
             "director",
@@ -361,7 +361,7 @@ fn daemon_updates_commits_and_rolls_back_through_the_server() {
     let w = std::fs::canonicalize(tmp.path()).unwrap();
 
     // ---- 1. The image repository (good v2, bad v3), the PKI, the director, the server. ----
-    let repo = common::init_repo(&w);
+    let repo = cli::init_repo(&w);
     let (v1, v2, v3, v4, v5) = (
         image("1.0.0", false),
         image("2.0.0", false),
@@ -779,7 +779,7 @@ soft_check = ["/bin/sh", "-c", "test -e '{d}/on-mains'"]
 fn the_cli_takes_the_printed_management_url_and_explains_plain_http() {
     let tmp = tempfile::tempdir().unwrap();
     let w = std::fs::canonicalize(tmp.path()).unwrap();
-    let repo = common::init_repo(&w);
+    let repo = cli::init_repo(&w);
     let backend = Backend::start(&w, &repo);
     let (printed, base) = (
         backend.server.printed_management_url.as_str(),

@@ -2,7 +2,6 @@
 //! S3-compatible server (moto; the tests fail if it is not installed, see
 //! crates/rampart-server/tests/common/moto.rs).
 
-mod common;
 #[path = "../../rampart-server/tests/common/moto.rs"]
 mod moto;
 
@@ -11,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use common::{fails, ok, rampart, s};
 use moto::Moto;
+use rampart_testkit::cli::{fails, ok, rampart, s};
 
 const BUCKET: &str = "fleet-artifacts";
 

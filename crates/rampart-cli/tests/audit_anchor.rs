@@ -4,12 +4,10 @@
 //! off the server; `rampart audit verify --anchor-key` then detects a history rewritten with
 //! recomputed hashes or cut short, naming the record, where the plain chain check passes.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{ServerChild, fails, ok, rampart, s};
+use rampart_testkit::cli::{ServerChild, fails, ok, rampart, s};
 
 fn start_server(w: &Path, db: &str, extra: &[&str]) -> ServerChild {
     let ca = rampart_pki::CertificateAuthority::generate("Audit Test CA", 30).unwrap();

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
-use common::{fails, ok, rampart, s};
+use rampart_testkit::cli;
+use rampart_testkit::cli::{fails, ok, rampart, s};
 
 fn gen_key(dir: &Path, name: &str, scheme: &str) -> String {
     let path = dir.join(name);
@@ -475,7 +475,7 @@ fn hsm_signed_offline_roles() {
 #[test]
 fn rampart_errors_print_the_os_text_once() {
     let work = tempfile::tempdir().unwrap();
-    let repo = common::init_repo(work.path());
+    let repo = cli::init_repo(work.path());
     let missing = work.path().join("missing.img");
     let err = fails(rampart(&[
         "release",
@@ -527,8 +527,8 @@ fn a_closed_standard_output_ends_rampart_quietly() {
 fn security_tour_runs_end_to_end() {
     let w = tempfile::tempdir().unwrap();
     let dir = w.path().join("demo");
-    let out = common::ok({
-        let mut c = common::rampart(&["demo", "--security-tour", "--dir", dir.to_str().unwrap()]);
+    let out = cli::ok({
+        let mut c = cli::rampart(&["demo", "--security-tour", "--dir", dir.to_str().unwrap()]);
         c.env_remove("RAMPART_KEY_PASSPHRASE");
         c
     });
@@ -554,8 +554,8 @@ fn security_tour_runs_end_to_end() {
 fn demo_rolls_out_a_good_release_and_halts_a_bad_one() {
     let w = tempfile::tempdir().unwrap();
     let dir = w.path().join("demo");
-    let out = common::ok({
-        let mut c = common::rampart(&["demo", "--devices", "200", "--dir", dir.to_str().unwrap()]);
+    let out = cli::ok({
+        let mut c = cli::rampart(&["demo", "--devices", "200", "--dir", dir.to_str().unwrap()]);
         c.env_remove("RAMPART_KEY_PASSPHRASE");
         c
     });

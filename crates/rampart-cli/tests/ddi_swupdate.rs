@@ -6,13 +6,12 @@
 //! different hardware revision, refuses the image and reports failure, and the campaign's gate
 //! counts it and halts. Needs `swupdate`, `openssl` and `cpio` (scripts/test.sh installs them).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ServerChild, StderrOnPanic, ok, rampart, s};
+use rampart_testkit::cli;
+use rampart_testkit::cli::{ServerChild, StderrOnPanic, ok, rampart, s};
 use serde_json::{Value, json};
 
 const HARDWARE: &str = "board-a";
@@ -134,11 +133,7 @@ impl Drop for Swupdate {
     fn drop(&mut self) {
         self.stop();
         if std::thread::panicking() {
-            eprintln!(
-                "---- {} ----\n{}",
-                self.log.display(),
-                common::tail(&self.log)
-            );
+            eprintln!("---- {} ----\n{}", self.log.display(), cli::tail(&self.log));
         }
     }
 }
@@ -219,7 +214,7 @@ fn swupdate_installs_a_campaign_release_through_ddi_and_a_failure_counts_toward_
     let swu = build_swu(&w, &payload, &installed, (&sig_cert, &sig_key));
 
     // A TUF image repository holding the .swu as release 1.0.1 (any file is a release).
-    let repo = common::init_repo(&w);
+    let repo = cli::init_repo(&w);
     ok(rampart(&[
         "release",
         "add",

@@ -16,8 +16,6 @@
 //! integration empties the write-ahead file, which is then followed by such a run: that is the
 //! most fragile recovery path of `LogStore` (see the second test).
 
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -25,12 +23,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{ServerChild, StderrOnPanic};
 use rampart_log::checkpoint::Checkpoint;
 use rampart_log::cosignature::verify_cosignature;
 use rampart_log::merkle::{Hash, empty_root, leaf_hash, verify_consistency, verify_inclusion};
 use rampart_log::note::{Note, Verifier};
 use rampart_log::tiles::TILE_WIDTH;
+use rampart_testkit::cli::{ServerChild, StderrOnPanic};
 use rampart_tlog::tiles::{DirSource, TreeReader};
 
 const LOG_ORIGIN: &str = "crash-test.rampart.example/log";

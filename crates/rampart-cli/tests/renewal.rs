@@ -8,17 +8,16 @@
 //! control is the same setup without the keys: on day 1 the timestamp has expired and the
 //! device cannot update.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{ServerChild, ok, rampart, run, s};
 use rampart_agent::bootenv::GrubEnvFile;
 use rampart_agent::bootsim::BootSim;
 use rampart_boot::ab::Slot;
 use rampart_boot::flow::{AgentState, SlotContent};
+use rampart_testkit::cli;
+use rampart_testkit::cli::{ServerChild, ok, rampart, run, s};
 use serde_json::{Value, json};
 
 const HARDWARE: &str = "board-1";
@@ -190,14 +189,14 @@ impl Device {
 
 #[test]
 fn devices_keep_updating_across_simulated_days_with_automatic_renewal() {
-    let agent_bin = common::agent_binary();
+    let agent_bin = rampart_testkit::binaries::agent_binary();
     let tmp = tempfile::tempdir().unwrap();
     let w = std::fs::canonicalize(tmp.path()).unwrap();
     let clock = Clock::new(&w);
 
     // ---- Day 0: a repository with five releases, published once (timestamp valid one day,
     // snapshot seven), a director, certificates and a CRL valid for the whole period. ----
-    let repo = common::init_repo(&w);
+    let repo = cli::init_repo(&w);
     let versions = ["2.0.0", "3.0.0", "4.0.0", "5.0.0", "6.0.0"];
     for (i, version) in versions.iter().enumerate() {
         let img = w.join(format!("fw-{version}.img"));
@@ -242,8 +241,8 @@ fn devices_keep_updating_across_simulated_days_with_automatic_renewal() {
     let device_key = write("dev-1-tls.key", &device_cert.key_pem);
     let director = w.join("director");
     let (director_root, online) = (
-        common::new_key(&w, "director-root"),
-        common::new_key(&w, "director-online"),
+        cli::new_key(&w, "director-root"),
+        cli::new_key(&w, "director-online"),
     );
     ok(rampart(&[
         "director",
@@ -258,7 +257,7 @@ fn devices_keep_updating_across_simulated_days_with_automatic_renewal() {
 
     let db = format!("sqlite://{}", w.join("server.db").display());
     let stderr_log = w.join("server.stderr");
-    let _stderr_on_panic = common::StderrOnPanic(stderr_log.clone());
+    let _stderr_on_panic = cli::StderrOnPanic(stderr_log.clone());
     let start_server = |renewal_keys: bool| {
         let mut command = rampart(&[
             "server",
@@ -451,7 +450,7 @@ deadline_secs = 20
         assert!(
             Instant::now() < deadline,
             "the expired timestamp is warned about: {}",
-            common::tail(&stderr_log)
+            cli::tail(&stderr_log)
         );
         std::thread::sleep(Duration::from_millis(200));
     }

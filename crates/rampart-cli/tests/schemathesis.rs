@@ -14,14 +14,13 @@
 //! deadline per run after which it is stopped and the test fails
 //! (docs/decisions/0024-schemathesis.md).
 
-mod common;
-
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ServerChild, StderrOnPanic, ok, rampart, s};
+use rampart_testkit::cli;
+use rampart_testkit::cli::{ServerChild, StderrOnPanic, ok, rampart, s};
 use serde_json::{Value, json};
 
 /// The pinned requirement, e.g. `schemathesis==4.32.5`.
@@ -237,7 +236,7 @@ fn schemathesis_finds_no_server_error_and_no_undocumented_answer_on_any_api() {
     let _stderr = StderrOnPanic(w.join("server.stderr"));
 
     // An image repository with one release, and a director root.
-    let repo = common::init_repo(&w);
+    let repo = cli::init_repo(&w);
     let firmware = w.join("fw.bin");
     std::fs::write(&firmware, b"rampart schemathesis firmware\n".repeat(128)).unwrap();
     ok(rampart(&[
@@ -259,8 +258,8 @@ fn schemathesis_finds_no_server_error_and_no_undocumented_answer_on_any_api() {
         &std::fs::read(&firmware).unwrap(),
     ));
     let director = w.join("director");
-    let director_root = common::new_key(&w, "director-root");
-    let director_online = common::new_key(&w, "director-online");
+    let director_root = cli::new_key(&w, "director-root");
+    let director_online = cli::new_key(&w, "director-online");
     ok(rampart(&[
         "director",
         "init",

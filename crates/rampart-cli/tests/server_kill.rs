@@ -28,8 +28,6 @@
 //! SIGKILL leaves the OS page cache intact, so a lost fsync cannot be seen by killing a
 //! process.)
 
-mod common;
-
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
@@ -38,9 +36,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{ServerChild, StderrOnPanic};
 use rampart_db::{Db, Report};
 use rampart_pki::CertificateAuthority;
+use rampart_testkit::cli::{ServerChild, StderrOnPanic};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;

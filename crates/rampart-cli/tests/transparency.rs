@@ -5,8 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-mod common;
-use common::{ok, rampart, run, s};
+use rampart_testkit::cli::{ok, rampart, run, s};
 
 struct Proc(Child);
 impl Drop for Proc {

@@ -17,7 +17,7 @@ use rampart_keys::Signer;
 use rampart_repo::sign_envelope;
 use rampart_tuf_client::store::write_atomic;
 
-use crate::now_unix;
+use crate::shared::now_unix;
 
 const DAY: i64 = 86_400;
 
@@ -132,7 +132,7 @@ fn write_root(dir: &Path, version: u64, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn director_command(cmd: DirectorCommand) -> anyhow::Result<()> {
+pub fn run(cmd: DirectorCommand) -> anyhow::Result<()> {
     match cmd {
         DirectorCommand::Init {
             dir,

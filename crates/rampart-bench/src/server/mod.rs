@@ -1,6 +1,6 @@
-//! `rampart bench server`: the update server under device polling load.
+//! `rampart-bench server`: the update server under device polling load.
 //!
-//! Each round starts the real `rampart server` (this binary, `server ...`) as a child process in
+//! Each round starts the real `rampart server` (the `rampart` binary built beside this one) as a child process in
 //! a temporary directory, with a fresh CA, server certificate, empty CRL and a database seeded
 //! with `--devices` registered devices. This process then opens `--connections` mutual-TLS
 //! keep-alive connections over loopback, each authenticated as a different seeded device, and
@@ -16,24 +16,23 @@
 //! count in each round, so the two figures come from one run. DDI answers carry no ETag (DDI
 //! clients send no If-None-Match), so compare them with native `--no-etag` figures.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use rampart_db::{Db, DeviceFacts};
 use rampart_pki::CertificateAuthority;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::ClientConfig;
-use tokio_rustls::rustls::pki_types::ServerName;
 
-use crate::bench::{machine, stats};
+use crate::report::{machine, stats};
+use load::generate_load;
+use process::{ServerProcess, peak_rss_kib, server_log_tail};
+
+mod load;
+mod process;
 
 /// The goal of issue 4 on a 2-core machine.
 const GOAL_POLLS_PER_SEC: f64 = 10_000.0;
@@ -58,7 +57,7 @@ pub enum BackendChoice {
     Both,
 }
 
-/// `rampart bench server` options.
+/// `rampart-bench server` options.
 #[derive(clap::Args)]
 pub struct ServerBenchArgs {
     /// Registered devices in the database.
@@ -474,7 +473,7 @@ fn round_on(
                 .progress_chars("=> "),
         );
         bar.set_message(format!("{name} round {round}: seeding"));
-        let now = crate::now_unix();
+        let now = rampart_cli::shared::now_unix();
         let mut start = 0;
         while start < a.devices {
             let end = (start + SEED_CHUNK).min(a.devices);
@@ -566,7 +565,7 @@ fn round_on(
 /// Writes an admin token for the management API into `file` (`rampart token create`, straight
 /// into the database before the server starts).
 fn admin_token(db_url: &str, file: &Path) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("locating the rampart binary")?;
+    let exe = rampart_cli::shared::rampart_binary()?;
     let out = Command::new(exe)
         .args([
             "token", "create", "--db", db_url, "--role", "admin", "--name", "bench",
@@ -592,7 +591,7 @@ async fn ddi_tokens(pki: &Pki, server: &ServerProcess) -> anyhow::Result<Vec<Str
     let base = format!("https://{}", server.management_addr);
     let ids: Vec<String> = pki.clients.iter().map(|(id, _)| id.clone()).collect();
     tokio::task::spawn_blocking(move || {
-        let api = crate::api_client::ApiClient::new(&base, &token, ca.contents());
+        let api = rampart_cli::shared::api_client::ApiClient::new(&base, &token, ca.contents());
         api.ok(
             "POST",
             "/api/v1/ddi/tenants",
@@ -624,423 +623,6 @@ enum Target {
     Ddi(std::net::SocketAddr, Vec<String>),
 }
 
-fn server_log_tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines[lines.len().saturating_sub(20)..].join("\n");
-    format!("server log {}:\n{tail}", log.display())
-}
-
-/// The `rampart server` child; killed if dropped while running.
-struct ServerProcess {
-    child: Child,
-    addr: std::net::SocketAddr,
-    ddi_addr: std::net::SocketAddr,
-    management_addr: std::net::SocketAddr,
-}
-
-impl ServerProcess {
-    fn start(db_url: &str, pki: &Pki, log: &Path, ddi: bool) -> anyhow::Result<ServerProcess> {
-        let exe = std::env::current_exe().context("locating the rampart binary")?;
-        let mut command = Command::new(exe);
-        command.arg("server");
-        if ddi {
-            command.args([
-                "--ddi-listen",
-                "127.0.0.1:0",
-                "--management-listen",
-                "127.0.0.1:0",
-            ]);
-        }
-        let mut child = command
-            .arg("--db")
-            .arg(db_url)
-            // Webhook secrets are sealed with this key (required with PostgreSQL).
-            .arg("--secrets-key")
-            .arg(log.with_extension("secrets.key"))
-            .args(["--listen", "127.0.0.1:0"])
-            .arg("--cert")
-            .arg(&pki.cert_path)
-            .arg("--key")
-            .arg(&pki.key_path)
-            .arg("--client-ca")
-            .arg(&pki.ca_path)
-            .arg("--crl")
-            .arg(&pki.crl_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log)?)
-            .spawn()
-            .context("starting `rampart server`")?;
-        let stdout = child.stdout.take().context("server stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        // Keeps reading (and discarding) stdout so the server never writes into a closed pipe.
-        // The listening lines, in order: device API, DDI API, management API.
-        let wanted = if ddi { 3 } else { 1 };
-        std::thread::spawn(move || {
-            let mut sent = 0;
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let addr = [
-                    "device API listening on ",
-                    "DDI API listening on https://",
-                    "management API listening on https://",
-                ]
-                .iter()
-                .find_map(|p| line.strip_prefix(p));
-                if let Some(addr) = addr
-                    && sent < wanted
-                {
-                    sent += 1;
-                    let addr = addr
-                        .trim()
-                        .trim_end_matches('/')
-                        .trim_end_matches("/api/v1");
-                    let _ = tx.send(addr.to_string());
-                }
-            }
-        });
-        let unset: std::net::SocketAddr = "127.0.0.1:0".parse()?;
-        let mut server = ServerProcess {
-            child,
-            addr: unset,
-            ddi_addr: unset,
-            management_addr: unset,
-        };
-        let mut addrs = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while addrs.len() < wanted {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(addr) => addrs.push(
-                    addr.parse::<std::net::SocketAddr>()
-                        .with_context(|| format!("server printed a bad address {addr:?}"))?,
-                ),
-                Err(_) => break,
-            }
-        }
-        match addrs.as_slice() {
-            [device] => server.addr = *device,
-            [device, ddi, management] => {
-                server.addr = *device;
-                server.ddi_addr = *ddi;
-                server.management_addr = *management;
-            }
-            _ => {
-                let _ = server.child.kill();
-                let _ = server.child.wait();
-                bail!(
-                    "`rampart server` did not start listening\n{}",
-                    server_log_tail(log)
-                );
-            }
-        }
-        Ok(server)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGTERM (graceful: drains and writes pending last-seen times), then waits.
-    fn stop(&mut self) -> anyhow::Result<()> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .context("running kill")?;
-        if !status.success() {
-            bail!("kill -TERM {} failed", self.pid());
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                if !status.success() {
-                    bail!("`rampart server` exited with {status}");
-                }
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                bail!("`rampart server` did not stop within 60 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Peak resident set size of a process, KiB (VmHWM).
-fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .context("no VmHWM in /proc/PID/status")?;
-    Ok(line
-        .split_whitespace()
-        .nth(1)
-        .context("malformed VmHWM")?
-        .parse()?)
-}
-
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_secs(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may contain spaces) in parentheses.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    // USER_HZ is 100 on every Linux architecture that matters here.
-    Some(ticks / 100.0)
-}
-
-struct Load {
-    polls_per_sec: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
-    server_cpu: f64,
-    client_cpu: f64,
-}
-
-const WARMUP: u8 = 0;
-const MEASURE: u8 = 1;
-const STOP: u8 = 2;
-
-async fn generate_load(
-    a: &ServerBenchArgs,
-    pki: &Pki,
-    target: &Target,
-    server_pid: u32,
-) -> anyhow::Result<Load> {
-    let phase = Arc::new(AtomicU8::new(WARMUP));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (k, (id, config)) in pki.clients.iter().enumerate() {
-        let (addr, config, poll) = match target {
-            Target::Native(addr) => (*addr, config.clone(), Poll::Native),
-            Target::Ddi(addr, tokens) => (
-                *addr,
-                pki.token_client.clone(),
-                Poll::Ddi(tokens[k].clone()),
-            ),
-        };
-        let (id, phase, etags) = (id.clone(), phase.clone(), !a.no_etag);
-        tasks.spawn(async move {
-            let result = device_loop(addr, config, &id, poll, etags, &phase).await;
-            // One failed connection ends the measurement for all.
-            if result.is_err() {
-                phase.store(STOP, Ordering::Relaxed);
-            }
-            result.with_context(|| format!("device {id}"))
-        });
-    }
-    tokio::time::sleep(Duration::from_secs(a.warmup)).await;
-    let server_pid = server_pid.to_string();
-    let cpu = |pid: &str| cpu_secs(pid).unwrap_or(f64::NAN);
-    let (server0, client0) = (cpu(&server_pid), cpu("self"));
-    let start = Instant::now();
-    if phase
-        .compare_exchange(WARMUP, MEASURE, Ordering::Relaxed, Ordering::Relaxed)
-        .is_ok()
-    {
-        tokio::time::sleep(Duration::from_secs(a.duration)).await;
-        phase.store(STOP, Ordering::Relaxed);
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    let (server1, client1) = (cpu(&server_pid), cpu("self"));
-    let mut latencies: Vec<u32> = Vec::new();
-    let mut first_error = None;
-    while let Some(joined) = tasks.join_next().await {
-        match joined.context("load task panicked")? {
-            Ok(samples) => latencies.extend(samples),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    if let Some(e) = first_error {
-        return Err(e);
-    }
-    if latencies.is_empty() {
-        bail!("no poll completed during the measurement");
-    }
-    latencies.sort_unstable();
-    let quantile = |q: f64| {
-        let rank = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len());
-        f64::from(latencies[rank - 1]) / 1000.0
-    };
-    Ok(Load {
-        polls_per_sec: latencies.len() as f64 / elapsed,
-        p50_ms: quantile(0.5),
-        p99_ms: quantile(0.99),
-        max_ms: quantile(1.0),
-        server_cpu: (server1 - server0) / elapsed,
-        client_cpu: (client1 - client0) / elapsed,
-    })
-}
-
-/// One device: connects, then polls until the phase is STOP. Returns the latencies (µs) of the
-/// polls completed while measuring.
-/// How a device polls.
-enum Poll {
-    Native,
-    /// DDI, with this `Authorization` value.
-    Ddi(String),
-}
-
-async fn device_loop(
-    addr: std::net::SocketAddr,
-    config: Arc<ClientConfig>,
-    id: &str,
-    poll: Poll,
-    etags: bool,
-    phase: &AtomicU8,
-) -> anyhow::Result<Vec<u32>> {
-    let tcp = TcpStream::connect(addr).await.context("connecting")?;
-    tcp.set_nodelay(true)?;
-    let mut tls = TlsConnector::from(config)
-        .connect(ServerName::try_from("localhost")?, tcp)
-        .await
-        .context("TLS handshake")?;
-    let mut request = match &poll {
-        Poll::Native => poll_request(None),
-        Poll::Ddi(auth) => ddi_poll_request(id, auth),
-    };
-    let mut buf = Vec::with_capacity(4096);
-    let mut latencies = Vec::new();
-    let mut first = true;
-    loop {
-        let p = phase.load(Ordering::Relaxed);
-        if p == STOP {
-            return Ok(latencies);
-        }
-        let sent = Instant::now();
-        tls.write_all(&request).await.context("sending a poll")?;
-        tls.flush().await?;
-        let response = read_response(&mut tls, &mut buf).await?;
-        let micros = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-        match response.status {
-            200 | 304 => {}
-            s => bail!(
-                "poll answered {s}: {}",
-                String::from_utf8_lossy(&response.body)
-            ),
-        }
-        if first {
-            first = false;
-            let answer: serde_json::Value =
-                serde_json::from_slice(&response.body).context("poll answer is not JSON")?;
-            if let Poll::Ddi(_) = poll {
-                if answer["config"]["polling"]["sleep"].as_str().is_none() {
-                    bail!("the DDI poll answer has no config.polling.sleep: {answer}");
-                }
-            } else if answer["device_id"] != id {
-                bail!("the server took this connection for another device: {answer}");
-            } else if etags {
-                let etag = response.etag.context("poll answer without an ETag")?;
-                request = poll_request(Some(&etag));
-            }
-        }
-        if p == MEASURE && phase.load(Ordering::Relaxed) == MEASURE {
-            latencies.push(micros);
-        }
-    }
-}
-
-fn ddi_poll_request(id: &str, authorization: &str) -> Vec<u8> {
-    format!(
-        "GET /DEFAULT/controller/v1/{id} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nAuthorization: {authorization}\r\n\r\n"
-    )
-    .into_bytes()
-}
-
-fn poll_request(etag: Option<&str>) -> Vec<u8> {
-    let mut r = String::from(
-        "POST /device/v1/poll HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\n",
-    );
-    if let Some(etag) = etag {
-        r.push_str(&format!("If-None-Match: {etag}\r\n"));
-    }
-    r.push_str("\r\n{}");
-    r.into_bytes()
-}
-
-struct Response {
-    status: u16,
-    etag: Option<String>,
-    body: Vec<u8>,
-}
-
-/// Reads one HTTP/1.1 response (Content-Length bodies only) from a keep-alive connection;
-/// `buf` carries bytes read past it.
-async fn read_response<S: tokio::io::AsyncRead + Unpin>(
-    stream: &mut S,
-    buf: &mut Vec<u8>,
-) -> anyhow::Result<Response> {
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > 64 * 1024 {
-            bail!("response header over 64 KiB");
-        }
-        if stream.read_buf(buf).await.context("reading a response")? == 0 {
-            bail!("the server closed the connection");
-        }
-    };
-    let head = std::str::from_utf8(&buf[..head_end]).context("response header is not UTF-8")?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let status: u16 = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("bad status line {status_line:?}"))?;
-    let (mut length, mut etag, mut close) = (None, None, false);
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            length = Some(value.parse::<usize>().context("bad Content-Length")?);
-        } else if name.eq_ignore_ascii_case("etag") {
-            etag = Some(value.to_string());
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            bail!("chunked responses are not supported by the load generator");
-        } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close") {
-            close = true;
-        }
-    }
-    let length = match status {
-        304 | 204 | 100..=199 => 0,
-        _ => length.context("response without Content-Length")?,
-    };
-    while buf.len() < head_end + length {
-        if stream
-            .read_buf(buf)
-            .await
-            .context("reading a response body")?
-            == 0
-        {
-            bail!("the server closed the connection mid-response");
-        }
-    }
-    let body = buf[head_end..head_end + length].to_vec();
-    buf.drain(..head_end + length);
-    if close && status < 400 {
-        bail!("the server closed the keep-alive connection");
-    }
-    Ok(Response { status, etag, body })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1060,20 +642,5 @@ mod tests {
             "postgres://u@h/x"
         );
         assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u@h/db");
-    }
-
-    #[tokio::test]
-    async fn responses_are_read_one_at_a_time() {
-        let wire = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\netag: \"ab\"\r\n\r\n{}HTTP/1.1 304 Not Modified\r\netag: \"ab\"\r\n\r\n".to_vec();
-        let mut reader = &wire[..];
-        let mut buf = Vec::new();
-        let r = read_response(&mut reader, &mut buf).await.unwrap();
-        assert_eq!(
-            (r.status, r.etag.as_deref(), &r.body[..]),
-            (200, Some("\"ab\""), &b"{}"[..])
-        );
-        let r = read_response(&mut reader, &mut buf).await.unwrap();
-        assert_eq!((r.status, r.body.len()), (304, 0));
-        assert!(read_response(&mut reader, &mut buf).await.is_err());
     }
 }

@@ -1,5 +1,5 @@
-//! `rampart demo`: the main job. Builds everything in local files, then plays a device updating
-//! over loopback HTTP, including the attacks the design defends against.
+//! `rampart demo --security-tour`: builds everything in local files, then plays a device
+//! updating over loopback HTTP, including the attacks the design defends against.
 
 use std::path::{Path, PathBuf};
 
@@ -8,40 +8,15 @@ use rampart_core::Scheme;
 use rampart_core::metadata::RoleType;
 use rampart_core::release::ReleaseInfo;
 use rampart_keys::Signer;
-use rampart_keys::file::{FileSigner, KdfParams};
+use rampart_keys::file::FileSigner;
 use rampart_repo::{ExpiryDays, InitOptions, ReleaseRequest, Repository, RoleSigners, RootChange};
 use rampart_tuf_client::{ClientError, HttpFetcher, Limits, Updater, UpdaterConfig};
 
-pub(crate) const PASSPHRASE: &str = "demo-passphrase-not-for-production";
-/// The longest the demo waits for the transparency log to include a release and the witnesses
-/// to cosign it: a bound for a stuck log, not a schedule (a busy machine only makes it slower).
-pub(crate) const LOG_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+use rampart_agent::director::{DeviceTls, ServerClient, UpdateOutcome};
+use serde_json::{Value, json};
 
-fn step(n: u32, text: &str) {
-    println!("\n[{n}] {text}");
-}
-
-/// Where the demo's key files are and how to open them: said wherever the demo describes its
-/// directory, so its keys can be used afterwards (`rampart repo ...` reads the passphrase from
-/// RAMPART_KEY_PASSPHRASE).
-pub(crate) fn keys_note(dir: &Path) -> String {
-    format!(
-        "signing keys in {} (mode 0600), encrypted with the passphrase {PASSPHRASE:?}: export RAMPART_KEY_PASSPHRASE={PASSPHRASE} to use them",
-        dir.join("keys").display()
-    )
-}
-
-pub(crate) fn key(dir: &Path, name: &str, scheme: Scheme) -> anyhow::Result<String> {
-    let (signer, bytes) = FileSigner::generate(scheme, PASSPHRASE, KdfParams::default())?;
-    let path = dir.join(format!("{name}.key"));
-    rampart_keys::file::write_key_file(&path, &bytes)?;
-    println!(
-        "    {name:<10} {:<20} {}",
-        scheme.as_str(),
-        &signer.key_id()[..16]
-    );
-    Ok(path.display().to_string())
-}
+use super::server::{DemoServer, rampart, run_ok, start_server};
+use super::setup::{LOG_WAIT, PASSPHRASE, Transparency, key, keys_note, prepare_dir, step};
 
 struct Device {
     state: tempfile::TempDir,
@@ -60,7 +35,7 @@ impl Device {
         Ok(Updater::new(
             config,
             HttpFetcher::default(),
-            crate::now_unix(),
+            crate::shared::now_unix(),
         )?)
     }
 
@@ -92,26 +67,6 @@ impl Device {
     }
 }
 
-/// `dir` if it is new or empty, else a fresh temporary directory that is kept afterwards.
-pub(crate) fn prepare_dir(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    Ok(match dir {
-        Some(d) => {
-            std::fs::create_dir_all(&d)?;
-            if std::fs::read_dir(&d)?.next().is_some() {
-                bail!(
-                    "{} is not empty; give an empty or new directory",
-                    d.display()
-                );
-            }
-            d
-        }
-        None => tempfile::Builder::new()
-            .prefix("rampart-demo-")
-            .tempdir()?
-            .keep(),
-    })
-}
-
 /// The security tour: key schemes, rotation, delegation, attacks, the transparency log.
 pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
     let dir = prepare_dir(dir)?;
@@ -120,7 +75,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
     let open = |r: &str| -> Result<Box<dyn Signer>, rampart_keys::SignError> {
         Ok(Box::new(FileSigner::open(Path::new(r), PASSPHRASE)?))
     };
-    let now = crate::now_unix();
+    let now = crate::shared::now_unix();
 
     step(
         1,
@@ -235,7 +190,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
             }],
             &open,
             now,
-            &crate::BarProgress::default(),
+            &crate::shared::output::BarProgress::default(),
             Some(&logger),
         )?;
         repo.publish(&open, now)?;
@@ -252,7 +207,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
         5,
         "Serving the repository over loopback HTTP (any static server would do)",
     );
-    let server = crate::serve::StaticServer::start(&repo_dir, "127.0.0.1:0")?;
+    let server = crate::shared::static_server::StaticServer::start(&repo_dir, "127.0.0.1:0")?;
     let base = format!("http://{}", server.addr());
     println!("    {base}/metadata, {base}/targets");
 
@@ -365,7 +320,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
     println!("    refused: {err}");
 
     step(11, "Verifying the whole repository as a client would");
-    let report = repo.verify(None, now, &crate::BarProgress::default())?;
+    let report = repo.verify(None, now, &crate::shared::output::BarProgress::default())?;
     println!(
         "    ok: root v{}, timestamp v{}, snapshot v{}, {} targets roles, {} targets verified",
         report.root_version,
@@ -430,7 +385,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
     println!("    ALERT: {}", alerts[0]);
 
     server.stop();
-    crate::demo_server::run(&dir, &repo_dir, &v2, PASSPHRASE, 13)?;
+    server_chapter(&dir, &repo_dir, &v2, PASSPHRASE, 13)?;
     println!(
         "\nDemo complete. Everything is in {}; {}",
         dir.display(),
@@ -439,106 +394,192 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A log and its witnesses running in this process, on loopback.
-pub(crate) struct Transparency {
-    _runtime: tokio::runtime::Runtime,
-    pub log_url: String,
-    pub client: rampart_tlog::client::LogClient,
-    pub release_key: rampart_log::note::NoteSigner,
-}
+/// Runs the chapter, numbering steps from `first`. `target` is a board-a release in `repo`.
+fn server_chapter(
+    dir: &Path,
+    repo: &Path,
+    target: &str,
+    passphrase: &str,
+    first: u32,
+) -> anyhow::Result<()> {
+    let step = |n: u32, text: &str| println!("\n[{}] {text}", first + n);
+    let base = dir.join("server");
+    std::fs::create_dir_all(&base)?;
 
-impl Transparency {
-    /// Starts the log (tiles and checkpoint under `dir/log`) and `witnesses` witnesses (state
-    /// under `dir/witnessN`), requiring `quorum` cosignatures; writes the witness policy (with
-    /// every public key) to `dir/policy.txt` and the release key to `dir/release-key.pub`.
-    pub(crate) fn start(
-        dir: &Path,
-        witnesses: usize,
-        quorum: usize,
-    ) -> anyhow::Result<Transparency> {
-        use rampart_log::note::NoteSigner;
-        use ring::rand::SecureRandom;
-        use std::sync::Arc;
-        let seed = || -> anyhow::Result<[u8; 32]> {
-            let mut s = [0u8; 32];
-            ring::rand::SystemRandom::new()
-                .fill(&mut s)
-                .map_err(|_| anyhow::anyhow!("no randomness"))?;
-            Ok(s)
-        };
-        let runtime = tokio::runtime::Runtime::new()?;
-        let log_key = NoteSigner::from_seed("demo.rampart.dev/firmware-log", seed()?)?;
-        let (log_verifier, origin) = (log_key.verifier(), log_key.name().to_string());
-        let mut config = rampart_tlog::service::LogConfig::new(dir.join("log"), log_key);
-        config.publish_interval = std::time::Duration::from_millis(100);
-        config.quorum = quorum;
-        let count = witnesses;
-        let mut witnesses = Vec::new();
-        for i in 1..=count {
-            let signer =
-                NoteSigner::cosigner_from_seed(&format!("witness{i}.demo.rampart.dev"), seed()?)?;
-            let witness = Arc::new(rampart_tlog::witness::Witness::new(
-                rampart_tlog::witness::WitnessConfig {
-                    signer,
-                    state_dir: dir.join(format!("witness{i}")),
-                    logs: vec![log_verifier.clone()],
-                },
-            )?);
-            witnesses.push(witness.verifier());
-            let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-            let url = format!("http://{}", listener.local_addr()?);
-            config
-                .witnesses
-                .push(rampart_tlog::service::WitnessEndpoint {
-                    url,
-                    verifier: witness.verifier(),
-                });
-            runtime.spawn(rampart_tlog::witness::serve(witness, listener));
-        }
-        let (handle, _thread) = rampart_tlog::service::start(config)?;
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-        let log_url = format!("http://{}", listener.local_addr()?);
-        runtime.spawn(rampart_listen::serve_small_service(
-            listener,
-            rampart_tlog::service::router(handle),
-            std::future::pending(),
-        ));
-        let policy =
-            rampart_log::policy::WitnessPolicy::new(log_verifier, origin, witnesses, quorum)?;
-        let release_key = NoteSigner::from_seed("demo.rampart.dev/releases", seed()?)?;
-        std::fs::write(dir.join("policy.txt"), policy.to_text())?;
-        std::fs::write(
-            dir.join("release-key.pub"),
-            format!("{}\n", release_key.verifier_key_string()),
-        )?;
-        Ok(Transparency {
-            _runtime: runtime,
-            client: rampart_tlog::client::LogClient::new(&log_url, policy),
-            log_url,
-            release_key,
-        })
+    step(
+        0,
+        "The update server: manufacturer CA, device certificate, director root, `rampart server` on SQLite",
+    );
+    let DemoServer {
+        process: server,
+        ca,
+        ca_pem,
+        director,
+        db,
+    } = start_server(&base, repo, passphrase, &[])?;
+    let device_cert = ca.issue_device("dev-0001", 30)?;
+    let device_pem = base.join("dev-0001.pem");
+    std::fs::write(&device_pem, &device_cert.cert_pem)?;
+    let device_key = base.join("dev-0001.key");
+    rampart_pki::write_private_key_pem(&device_key, &device_cert.key_pem)?;
+    println!(
+        "    CA, server certificate for 127.0.0.1, device dev-0001 (serial {})",
+        device_cert.serial
+    );
+    println!(
+        "    device API {} (mutual TLS), management API {} (tokens); log in server/server.log",
+        server.device_url, server.management_url
+    );
+
+    step(
+        1,
+        "A device pins both roots and polls: it enrols, nothing is assigned yet",
+    );
+    let state = base.join("dev-0001-state");
+    std::fs::create_dir_all(state.join("metadata"))?;
+    std::fs::copy(
+        repo.join("metadata/1.root.json"),
+        state.join("metadata/root.json"),
+    )?;
+    rampart_agent::director::pin_director_root(
+        &state,
+        &std::fs::read(director.join("1.root.json"))?,
+    )?;
+    let tls = DeviceTls {
+        server_ca_pem: std::fs::read(&ca_pem)?,
+        cert_pem: std::fs::read(&device_pem)?,
+        key_pem: std::fs::read(&device_key)?,
+    };
+    let client = ServerClient::new(&server.device_url, &tls)?;
+    let slot = base.join("dev-0001-slot-b.img");
+    let outcome = rampart_agent::director::update(
+        &state,
+        &client,
+        "board-a",
+        &slot,
+        crate::shared::now_unix(),
+    )?;
+    ensure!(
+        matches!(outcome, UpdateOutcome::NothingAssigned),
+        "unexpected {outcome:?}"
+    );
+    println!("    device {}: nothing assigned", client.device_id());
+
+    let token = run_ok(
+        {
+            let mut c = rampart(passphrase)?;
+            c.args([
+                "token", "create", "--db", &db, "--role", "operator", "--name", "demo",
+            ]);
+            c
+        },
+        "rampart token create",
+    )?
+    .trim()
+    .to_owned();
+    let operator = crate::shared::api_client::ApiClient::new(
+        &server.management_url,
+        &token,
+        ca.cert_der().as_ref(),
+    );
+    let (_, devices) = operator.call("GET", "/api/v1/devices", None)?;
+    println!(
+        "    operator (token role operator) sees {} device(s) in the inventory: {}",
+        devices["devices"].as_array().map_or(0, Vec::len),
+        devices["devices"][0]["id"]
+    );
+
+    step(
+        2,
+        "The operator assigns the release; the device verifies director and image repository agree, then downloads",
+    );
+    let (status, assignment) = operator.call(
+        "POST",
+        "/api/v1/assignments",
+        Some(json!({"target": target, "devices": ["dev-0001"]})),
+    )?;
+    ensure!(status == 201, "assignment refused: {status} {assignment}");
+    println!("    assignment {} of {target}", assignment["id"]);
+    let outcome = rampart_agent::director::update(
+        &state,
+        &client,
+        "board-a",
+        &slot,
+        crate::shared::now_unix(),
+    )?;
+    match outcome {
+        UpdateOutcome::Downloaded { path, .. } => println!(
+            "    device verified and downloaded {} ({} bytes)",
+            path.display(),
+            std::fs::metadata(&path)?.len()
+        ),
+        other => bail!("expected a download, got {other:?}"),
     }
-}
+    let (_, progress) = operator.call(
+        "GET",
+        &format!(
+            "/api/v1/assignments/{}",
+            assignment["id"].as_str().unwrap_or_default()
+        ),
+        None,
+    )?;
+    println!(
+        "    assignment status: {}",
+        progress["devices_by_last_status"]
+    );
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    step(
+        3,
+        "Attack: the device is stolen; the operator revokes it and the server refuses it",
+    );
+    let (status, _) = operator.call(
+        "POST",
+        "/api/v1/devices/dev-0001/revoke",
+        Some(json!({"reason": "reported stolen"})),
+    )?;
+    ensure!(status == 200, "revocation failed: {status}");
+    match rampart_agent::director::update(
+        &state,
+        &client,
+        "board-a",
+        &slot,
+        crate::shared::now_unix(),
+    ) {
+        Err(e) => println!("    refused: {e}"),
+        Ok(o) => bail!("a revoked device was served: {o:?}"),
+    }
 
-    #[test]
-    #[cfg(unix)]
-    fn demo_key_files_are_0600_and_their_passphrase_is_told() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let dir = tempfile::tempdir().unwrap();
-        let keys = dir.path().join("keys");
-        std::fs::create_dir_all(&keys).unwrap();
-        let path = key(&keys, "root", Scheme::Ed25519).unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600, "{path}: {mode:o}");
-        FileSigner::open(Path::new(&path), PASSPHRASE).unwrap();
-        let note = keys_note(dir.path());
-        assert!(
-            note.contains(PASSPHRASE) && note.contains(&keys.display().to_string()),
-            "{note}"
+    step(
+        4,
+        "The audit log: every operator action and security event, hash-chained",
+    );
+    drop(server);
+    let out = run_ok(
+        {
+            let mut c = rampart(passphrase)?;
+            c.args(["audit", "export", "--db", &db, "--format", "json"]);
+            c
+        },
+        "rampart audit export",
+    )?;
+    let records: Vec<Value> = serde_json::from_str(&out).context("the audit export")?;
+    for r in &records {
+        println!(
+            "    #{:<2} {:<26} {:<22} {}",
+            r["seq"],
+            r["action"].as_str().unwrap_or_default(),
+            r["actor"].as_str().unwrap_or_default(),
+            r["subject"].as_str().unwrap_or_default()
         );
     }
+    let verified = run_ok(
+        {
+            let mut c = rampart(passphrase)?;
+            c.args(["audit", "verify", "--db", &db]);
+            c
+        },
+        "rampart audit verify",
+    )?;
+    println!("    rampart audit verify: {}", verified.trim());
+    Ok(())
 }

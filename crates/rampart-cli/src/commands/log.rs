@@ -1,19 +1,17 @@
-//! `rampart log ...` and `rampart witness ...`: the transparency log, its witnesses and its
-//! monitor.
+//! `rampart log ...`: the transparency log (keys, the log service) and its monitor.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use rampart_log::note::{NoteSigner, SignerKind, Verifier};
-use rampart_log::policy::WitnessPolicy;
 use rampart_tlog::monitor::{MonitorState, monitor_once};
 use rampart_tlog::service::{LogConfig, WitnessEndpoint};
 use rampart_tlog::tiles::HttpSource;
-use rampart_tlog::witness::{Witness, WitnessConfig};
 use ring::rand::SecureRandom;
+
+use crate::shared::signing::{parse_policy_file, read_note_key};
 
 #[derive(Subcommand)]
 pub enum LogCommand {
@@ -77,40 +75,7 @@ pub enum LogCommand {
     },
 }
 
-#[derive(Subcommand)]
-pub enum WitnessCommand {
-    /// Run a C2SP tlog-witness (POST /add-checkpoint).
-    Serve {
-        /// The witness's cosigning key file (from `rampart log keygen --witness`).
-        #[arg(long)]
-        key: PathBuf,
-        /// Directory holding the last checkpoint seen per log.
-        #[arg(long)]
-        state: PathBuf,
-        #[arg(long, default_value = "127.0.0.1:8091")]
-        listen: String,
-        /// Verifier key of a log to witness (repeat).
-        #[arg(long = "log", required = true)]
-        logs: Vec<String>,
-    },
-}
-
-/// Reads a note signing key file (`PRIVATE+KEY+...`).
-pub fn read_note_key(path: &Path) -> anyhow::Result<NoteSigner> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading key {}", path.display()))?;
-    NoteSigner::parse_signer_key(text.trim())
-        .with_context(|| format!("{} is not a note signing key", path.display()))
-}
-
-pub fn parse_policy_file(path: &Path) -> anyhow::Result<WitnessPolicy> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading policy {}", path.display()))?;
-    text.parse::<WitnessPolicy>()
-        .with_context(|| format!("{} is not a witness policy", path.display()))
-}
-
-fn serve_forever(router: axum::Router, listen: &str) -> anyhow::Result<()> {
+pub(crate) fn serve_forever(router: axum::Router, listen: &str) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
@@ -123,7 +88,7 @@ fn serve_forever(router: axum::Router, listen: &str) -> anyhow::Result<()> {
     })
 }
 
-pub fn log_command(cmd: LogCommand) -> anyhow::Result<()> {
+pub fn run(cmd: LogCommand) -> anyhow::Result<()> {
     match cmd {
         LogCommand::Keygen { name, out, witness } => {
             if out.exists() {
@@ -247,25 +212,4 @@ impl Registry {
     fn knows(&self, s: &rampart_log::statement::ReleaseStatement) -> bool {
         self.0.contains(&(s.target.clone(), hex::encode(s.sha256)))
     }
-}
-
-pub fn witness_command(cmd: WitnessCommand) -> anyhow::Result<()> {
-    let WitnessCommand::Serve {
-        key,
-        state,
-        listen,
-        logs,
-    } = cmd;
-    let signer = read_note_key(&key)?;
-    let logs = logs
-        .iter()
-        .map(|l| Verifier::parse(l).with_context(|| format!("--log {l:?} is not a verifier key")))
-        .collect::<Result<Vec<_>, _>>()?;
-    let witness = Arc::new(Witness::new(WitnessConfig {
-        signer,
-        state_dir: state,
-        logs,
-    })?);
-    println!("witness {}", witness.verifier().to_vkey_string());
-    serve_forever(witness.router(), &listen)
 }

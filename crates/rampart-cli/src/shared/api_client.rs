@@ -1,12 +1,33 @@
 //! A management-API client for the CLI: HTTPS with the server's CA, a bearer token, JSON.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use clap::Args;
 use serde_json::{Value, json};
 
 /// The API's path prefix; every request path starts with it.
 const API_PREFIX: &str = "/api/v1";
+
+/// Where the management API is and how to authenticate.
+#[derive(Args, Clone)]
+pub struct ApiArgs {
+    /// Management API base URL, e.g. https://127.0.0.1:8444.
+    #[arg(long, env = "RAMPART_API_URL")]
+    api: String,
+    /// Bearer token (`rampart token create`).
+    #[arg(long, env = "RAMPART_API_TOKEN", hide_env_values = true)]
+    token: String,
+    /// The CA certificate (PEM) that signed the server's certificate.
+    #[arg(long, env = "RAMPART_API_CA")]
+    ca: PathBuf,
+}
+
+impl ApiArgs {
+    pub fn client(&self) -> anyhow::Result<ApiClient> {
+        ApiClient::from_ca_file(&self.api, &self.token, &self.ca)
+    }
+}
 
 /// An operator's HTTPS client for the management API.
 pub struct ApiClient {

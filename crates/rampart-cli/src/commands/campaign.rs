@@ -4,24 +4,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::api_client::ApiClient;
-
-/// Where the management API is and how to authenticate.
-#[derive(Args, Clone)]
-pub struct ApiArgs {
-    /// Management API base URL, e.g. https://127.0.0.1:8444.
-    #[arg(long, env = "RAMPART_API_URL")]
-    api: String,
-    /// Bearer token (`rampart token create`).
-    #[arg(long, env = "RAMPART_API_TOKEN", hide_env_values = true)]
-    token: String,
-    /// The CA certificate (PEM) that signed the server's certificate.
-    #[arg(long, env = "RAMPART_API_CA")]
-    ca: PathBuf,
-}
+use crate::shared::api_client::{ApiArgs, ApiClient};
 
 #[derive(Subcommand)]
 pub enum CampaignCommand {
@@ -65,12 +51,6 @@ pub enum CampaignCommand {
         #[arg(long, default_value = "json")]
         format: String,
     },
-}
-
-impl ApiArgs {
-    pub fn client(&self) -> anyhow::Result<ApiClient> {
-        ApiClient::from_ca_file(&self.api, &self.token, &self.ca)
-    }
 }
 
 fn client(a: &ApiArgs) -> anyhow::Result<ApiClient> {

@@ -1,4 +1,4 @@
-//! `rampart bench campaign`: a simulated rollout at fleet scale (issue 6). Set up like
+//! `rampart-bench campaign`: a simulated rollout at fleet scale (issue 6). Set up like
 //! `rampart demo` (keys, image repository, transparency log, the real `rampart server` as a
 //! child process, the fleet simulator over mutual TLS), then:
 //!
@@ -23,11 +23,13 @@ use rampart_keys::file::FileSigner;
 use rampart_repo::{ExpiryDays, InitOptions, Repository, RoleSigners};
 use serde_json::{Value, json};
 
-use crate::demo::{PASSPHRASE, Transparency, key, prepare_dir};
-use crate::demo_server::{DemoServer, start_server};
-use crate::fleet_demo::{fleet_spec, on_version, operator, publish_releases, start_campaign, wait};
+use rampart_cli::commands::demo::fleet::{
+    fleet_spec, on_version, operator, publish_releases, start_campaign, wait,
+};
+use rampart_cli::commands::demo::server::{DemoServer, start_server};
+use rampart_cli::commands::demo::setup::{PASSPHRASE, Transparency, key, prepare_dir};
 
-/// `rampart bench campaign` options.
+/// `rampart-bench campaign` options.
 #[derive(clap::Args)]
 pub struct CampaignBenchArgs {
     /// Simulated devices.
@@ -123,12 +125,12 @@ pub fn run(a: CampaignBenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let dir = prepare_dir(a.dir)?;
     println!(
-        "rampart bench campaign: {} devices, poll interval {} s, in {}",
+        "rampart-bench campaign: {} devices, poll interval {} s, in {}",
         a.devices,
         a.poll_interval,
         dir.display()
     );
-    let now = crate::now_unix();
+    let now = rampart_cli::shared::now_unix();
     let open = |r: &str| -> Result<Box<dyn Signer>, rampart_keys::SignError> {
         Ok(Box::new(FileSigner::open(Path::new(r), PASSPHRASE)?))
     };
@@ -370,7 +372,7 @@ pub fn run(a: CampaignBenchArgs) -> anyhow::Result<()> {
     let rss = probe.peak_rss_mib();
     let stats = fleet.stop();
 
-    println!("\n\nrampart bench campaign — {}", crate::bench::machine());
+    println!("\n\nrampart-bench campaign — {}", crate::report::machine());
     println!(
         "{} devices, poll interval {} s, SQLite, one `rampart server` process; no peer (none runs campaigns in this harness)\n",
         a.devices, a.poll_interval
@@ -423,7 +425,7 @@ pub fn run(a: CampaignBenchArgs) -> anyhow::Result<()> {
     let report = json!({
         "devices": a.devices,
         "poll_interval": a.poll_interval,
-        "machine": crate::bench::machine(),
+        "machine": crate::report::machine(),
         "waves": rows.iter().map(|r| json!({"name": r.name, "devices": r.devices, "secs": r.secs, "server_secs": r.server_secs, "server_cpu_secs": r.cpu})).collect::<Vec<_>>(),
         "good_campaign_secs": good_secs,
         "breach_to_halt_ms": breach_to_halt_ms,

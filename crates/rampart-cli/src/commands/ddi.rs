@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::campaign::ApiArgs;
+use crate::shared::api_client::ApiArgs;
 
 #[derive(Subcommand)]
 pub enum DdiCommand {

@@ -1,12 +1,19 @@
-//! `rampart bench server` with small numbers: it starts the real server, seeds devices, polls
+//! `rampart-bench server` with small numbers: it starts the real server, seeds devices, polls
 //! over mutual TLS and reports every figure, on SQLite and on PostgreSQL (from
 //! RAMPART_TEST_POSTGRES_URL, which scripts/test.sh sets; without it the PostgreSQL test fails).
 
-mod common;
-
 use std::collections::HashMap;
+use std::process::{Command, Stdio};
 
-use common::{fails, ok, rampart};
+use rampart_testkit::cli::{fails, ok};
+
+/// `rampart-bench ARGS`, with the `rampart` binary it runs built beside it.
+fn bench(args: &[&str]) -> Command {
+    rampart_testkit::binaries::rampart_binary();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rampart-bench"));
+    c.args(args).stdin(Stdio::null());
+    c
+}
 
 /// The summary table rows of `backend`: figure -> (median, min, max).
 fn figures(out: &str, backend: &str) -> HashMap<String, (f64, f64, f64)> {
@@ -27,7 +34,6 @@ fn figures(out: &str, backend: &str) -> HashMap<String, (f64, f64, f64)> {
 
 fn check_run(backend: &str, extra: &[&str]) -> String {
     let mut args = vec![
-        "bench",
         "server",
         "--devices",
         "2000",
@@ -43,7 +49,7 @@ fn check_run(backend: &str, extra: &[&str]) -> String {
         backend,
     ];
     args.extend_from_slice(extra);
-    ok(rampart(&args))
+    ok(bench(&args))
 }
 
 fn check_rows(out: &str, backend: &str) {
@@ -97,7 +103,7 @@ fn bench_server_on_postgres_reports_every_figure() {
 
 #[test]
 fn bench_server_on_postgres_without_a_url_says_what_is_missing() {
-    let mut c = rampart(&["bench", "server", "--backend", "postgres"]);
+    let mut c = bench(&["server", "--backend", "postgres"]);
     c.env_remove("RAMPART_TEST_POSTGRES_URL");
     let out = fails(c);
     assert!(out.contains("--postgres-url"), "{out}");

@@ -1,5 +1,5 @@
-//! Helpers shared by the integration tests that drive the `rampart` binary.
-#![allow(dead_code)] // each test file uses a different subset
+//! Driving the `rampart` binary: its commands with the tests' passphrase, their output, a
+//! server child process, and a new image repository.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -9,7 +9,7 @@ pub const PASS: &str = "correct horse battery staple";
 
 /// `rampart ARGS` with the test passphrase and no standard input.
 pub fn rampart(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rampart"));
+    let mut c = Command::new(crate::binaries::rampart_binary());
     c.args(args)
         .env("RAMPART_KEY_PASSPHRASE", PASS)
         .stdin(Stdio::null());
@@ -92,7 +92,7 @@ impl ServerChild {
         prefix: &'static str,
         timeout: std::time::Duration,
     ) -> ServerChild {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_rampart"));
+        let mut command = Command::new(crate::binaries::rampart_binary());
         command.args(args);
         Self::start_command(command, stderr_log, prefix, timeout)
     }
@@ -203,56 +203,5 @@ impl Drop for StderrOnPanic {
                 tail(&self.0)
             );
         }
-    }
-}
-
-/// The `rampart-agent` binary, built (or found up to date) beside the `rampart` binary.
-///
-/// It is another package's binary: `cargo test -p rampart-cli` does not build it, so this runs
-/// `cargo build -p rampart-agent --bin rampart-agent` with the same profile and target
-/// directory (cargo releases its build lock before running tests, so this does not deadlock).
-pub fn agent_binary() -> std::path::PathBuf {
-    let rampart = Path::new(env!("CARGO_BIN_EXE_rampart"));
-    let bin = rampart.with_file_name("rampart-agent");
-    let profile_dir = rampart
-        .parent()
-        .expect("the rampart binary has a directory");
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") => "dev",
-        Some(name) => name,
-        None => panic!("cannot tell the profile from {}", rampart.display()),
-    };
-    let target_dir = profile_dir.parent().expect("a target directory");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(&cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "rampart-agent",
-            "--bin",
-            "rampart-agent",
-        ])
-        .args(["--profile", profile])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .output();
-    match out {
-        Ok(out) if out.status.success() && bin.exists() => bin,
-        Ok(out) => panic!(
-            "building the rampart-agent binary failed ({}); build it with `cargo build -p rampart-agent` \
-             (expected at {}):\n{}",
-            out.status,
-            bin.display(),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => panic!(
-            "could not run {} to build rampart-agent ({e}); build it with `cargo build -p rampart-agent` \
-             (expected at {})",
-            cargo.to_string_lossy(),
-            bin.display()
-        ),
     }
 }
