@@ -1,4 +1,12 @@
 import json
+import os
+# The native device API's schemas (DeviceFacts, PollAnswer, ReportRequest, ..., Error) are
+# generated from the wire types of crates/rampart-protocol (decision 0025); everything else is
+# described here.
+ROOT=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+with open(os.path.join(ROOT, "crates/rampart-protocol/device-api-schemas.json")) as f:
+    device_schemas=json.load(f)
+def ref(name): return {"$ref": "#/components/schemas/" + name}
 def err(desc): return {"description": desc, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 def ok(desc, schema=None, ctype="application/json"):
     r={"description": desc}
@@ -26,10 +34,10 @@ paths={
     "responses": {"200": ok("The poll answer, with an ETag", {"$ref":"#/components/schemas/PollAnswer"}), "304": ok("Unchanged since If-None-Match"), **dev_common}}},
  "/device/v1/reports": {"post": {"summary": "Store a status, progress or result report (durable before the 201; idempotent by id)", "tags":["device"], "security":[{"mtls":[]}],
     "requestBody": body({"$ref":"#/components/schemas/ReportRequest"}),
-    "responses": {"201": ok("Stored", obj), "200": ok("An identical report with this id was already stored", obj), "409": err("The id was used for a different report"), "429": err("The device sends reports faster than its rate (Retry-After says when to send again), or holds its quota of stored reports"), **dev_common}}},
+    "responses": {"201": ok("Stored", ref("ReportAnswer")), "200": ok("An identical report with this id was already stored", ref("ReportAnswer")), "409": err("The id was used for a different report"), "429": err("The device sends reports faster than its rate (Retry-After says when to send again), or holds its quota of stored reports"), **dev_common}}},
  "/device/v1/attributes": {"put": {"summary": "Merge or replace the device's free key/values", "tags":["device"], "security":[{"mtls":[]}],
-    "requestBody": body({"type":"object","required":["mode","data"],"properties":{"mode":{"type":"string","enum":["merge","replace"]},"data":obj}}),
-    "responses": {"200": ok("The stored attributes", obj), **dev_common}}},
+    "requestBody": body(ref("AttributesUpdate")),
+    "responses": {"200": ok("The stored attributes", ref("AttributesAnswer")), **dev_common}}},
  "/device/v1/director/{file}": {"get": {"summary": "Director metadata: root.json, N.root.json (rotations) or targets.json (this device's targets, signed by the director's online key; ETag/304)", "tags":["device"], "security":[{"mtls":[]}],
     "parameters":[p("file","root.json, N.root.json or targets.json"), {"name":"If-None-Match","in":"header","required":False,"schema":{"type":"string"}}],
     "responses": {"200": ok("Signed TUF metadata", obj), "304": ok("Unchanged"), "403": err("Device revoked"), "404": err("No such file, or no assignment"), "409": err("The assigned target is not in the image repository"), "503": err("Image repository or signing unavailable")}}},
@@ -203,7 +211,6 @@ doc={"openapi":"3.1.0","info":{"title":"Rampart update server","version":"1","de
    "targetToken": {"type":"apiKey","in":"header","name":"Authorization","description":"`TargetToken <token>` from `rampart ddi token` (hawkBit DDI)"},
    "gatewayToken": {"type":"apiKey","in":"header","name":"Authorization","description":"`GatewayToken <token>` of the tenant (hawkBit DDI)"}},
   "schemas": {
-   "Error": {"type":"object","required":["error","detail"],"properties":{"error":{"type":"string"},"detail":{"type":"string"}}},
    "DdiError": {"type":"object","description":"hawkBit's error document","properties":{"exceptionClass":{"type":"string"},"errorCode":{"type":"string"},"message":{"type":"string"}}},
    "DdiTenant": {"type":"object","properties":{"name":{"type":"string"},"target_token":{"type":"boolean"},"gateway_token":{"type":"boolean"},"has_gateway_token":{"type":"boolean"},"mtls":{"type":"boolean"},"created":{"type":"integer"}}},
    "DdiTenantRequest": {"type":"object","additionalProperties":False,"properties":{"name":{"type":"string","pattern":"^[A-Za-z0-9_-]{1,64}$"},"target_token":{"type":"boolean","default":True},"gateway_token":{"type":"boolean","default":False},"mtls":{"type":"boolean","default":False},"rotate_gateway_token":{"type":"boolean","default":False}}},
@@ -214,10 +221,7 @@ doc={"openapi":"3.1.0","info":{"title":"Rampart update server","version":"1","de
    "DdiArtifact": {"type":"object","properties":{"filename":{"type":"string"},"size":{"type":"integer"},"hashes":{"type":"object","properties":{"sha1":{"type":"string"},"md5":{"type":"string"},"sha256":{"type":"string"}}},"_links":{"$ref":"#/components/schemas/DdiLinks"}}},
    "DdiDeployment": {"type":"object","properties":{"id":{"type":"string"},"deployment":{"type":"object","properties":{"download":{"type":"string","enum":["skip","attempt","forced"]},"update":{"type":"string","enum":["skip","attempt","forced"]},"maintenanceWindow":{"type":"string","enum":["available","unavailable"]},"chunks":{"type":"array","items":{"type":"object","properties":{"part":{"type":"string"},"version":{"type":"string"},"name":{"type":"string"},"artifacts":{"type":"array","items":{"$ref":"#/components/schemas/DdiArtifact"}}}}}}},"actionHistory":{"type":"object","properties":{"status":{"type":"string"},"messages":{"type":"array","items":{"type":"string"}}}}}},
    "DdiFeedback": {"type":"object","required":["status"],"properties":{"status":{"type":"object","required":["execution","result"],"properties":{"execution":{"type":"string","enum":["closed","proceeding","canceled","scheduled","rejected","resumed","downloaded","download"]},"result":{"type":"object","required":["finished"],"properties":{"finished":{"type":"string","enum":["success","failure","none"]},"progress":{"type":"object"}}},"code":{"type":"integer"},"details":{"type":"array","items":{"type":"string"}}}},"timestamp":{"type":"integer"}}},
-   "DeviceFacts": {"type":"object","required":["hardware_id","firmware_version","security_version"],"properties":{"hardware_id":{"type":"string"},"firmware_version":{"type":"string"},"security_version":{"type":"integer"},"region":{"type":"string"},"slots":obj,"tags":{"type":"array","items":{"type":"string"}},"attributes":obj}},
    "Device": {"type":"object","properties":{"id":{"type":"string"},"hardware_id":{"type":"string"},"firmware_version":{"type":"string"},"security_version":{"type":"integer"},"region":{"type":"string"},"slots":obj,"tags":{"type":"array","items":{"type":"string"}},"attributes":obj,"first_seen":{"type":"integer"},"last_seen":{"type":"integer"},"revoked":{"type":"boolean"}}},
-   "PollAnswer": {"type":"object","properties":{"device_id":{"type":"string"},"poll_interval_secs":{"type":"integer"},"assignment":{"type":["object","null"],"properties":{"id":{"type":"string"},"target":{"type":"string"},"director_version":{"type":"integer"},"type":{"type":"string","enum":["forced","soft","download_only"]}}}}},
-   "ReportRequest": {"type":"object","required":["id","status"],"properties":{"id":{"type":"string","pattern":"^[A-Za-z0-9._:-]{1,128}$"},"status":{"type":"string","enum":["downloading","downloaded","installing","installed","rebooting","failed","rolled_back","cancelled","verification_failed"]},"assignment":{"type":"string"},"progress":{"type":"integer","minimum":0,"maximum":100},"details":obj}},
    "Assignment": {"type":"object","properties":{"id":{"type":"string"},"target":{"type":"string"},"selector":obj,"created":{"type":"integer"},"created_by":{"type":"string"},"device_count":{"type":"integer"},"update_type":{"type":"string","enum":["forced","soft","download_only","timeforced"]},"forced_at":{"type":"integer"}}},
    "Size": {"description":"A number of devices, or a percentage of the campaign's targets (rounded up, at least one)","oneOf":[{"type":"object","required":["devices"],"additionalProperties":False,"properties":{"devices":{"type":"integer","minimum":1}}},{"type":"object","required":["percent"],"additionalProperties":False,"properties":{"percent":{"type":"number","exclusiveMinimum":0,"maximum":100}}}]},
    "Comparison": {"type":"object","required":["attribute","op","value"],"additionalProperties":False,"properties":{"attribute":{"type":"string"},"op":{"type":"string","enum":["eq","ne","gt","gte","lt","lte"]},"value":{"description":"Any JSON value for eq/ne; a number for the ordering operators"}}},
@@ -247,4 +251,8 @@ doc={"openapi":"3.1.0","info":{"title":"Rampart update server","version":"1","de
    "Webhook": {"type":"object","properties":{"id":{"type":"string"},"url":{"type":"string"},"events":{"type":"array","items":{"$ref":"#/components/schemas/WebhookEvent"}},"description":{"type":"string"},"created":{"type":"integer"},"enabled":{"type":"boolean"}}},
    "WebhookDelivery": {"type":"object","properties":{"id":{"type":"string"},"webhook_id":{"type":"string"},"event":{"type":"string"},"attempts":{"type":"integer"},"next_attempt_ms":{"type":"integer"},"status":{"type":"string","enum":["pending","delivered","failed"]},"last_error":{"type":"string"},"last_status_code":{"type":["integer","null"]},"last_reply_bytes":{"type":["integer","null"],"description":"Length of the last answer's body (declared, or counted up to 64 KiB); the body is never stored"},"created":{"type":"integer"},"delivered":{"type":["integer","null"]}}},
   }}}
+by_hand=doc["components"]["schemas"]
+if set(by_hand) & set(device_schemas):
+    raise SystemExit(f"described both here and by the Rust types: {sorted(set(by_hand) & set(device_schemas))}")
+doc["components"]["schemas"]={**device_schemas, **by_hand}
 print(json.dumps(doc, indent=1))

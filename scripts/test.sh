@@ -50,6 +50,8 @@ echo "PostgreSQL at $RAMPART_TEST_POSTGRES_URL"
 
 step "format and lints"
 cargo fmt --all -- --check
+python3 scripts/check-module-graph.py --self-test
+python3 scripts/check-module-graph.py
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
 step "cargo test"

@@ -19,14 +19,13 @@
 //! exceed 2^63 - 1. Whether a timestamp is too far in the future is the caller's policy.
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
-use crate::note::{KeyType, Note, NoteError, NoteSignature, NoteSigner, SignerKind, Verifier};
+use crate::note::{
+    CosignatureBytesError, KeyType, Note, NoteError, NoteSignature, NoteSigner, SignerKind,
+    Verifier, verify_cosignature_bytes,
+};
 
-/// The domain-separation header line of the signed message, with its newline.
-pub const COSIGNATURE_V1_HEADER: &str = "cosignature/v1\n";
-/// The largest timestamp a cosignature may carry (2^63 - 1).
-pub const MAX_TIMESTAMP: u64 = i64::MAX as u64;
-/// Length of an Ed25519 cosignature's signature bytes: 8-byte timestamp and 64-byte signature.
-pub const COSIGNATURE_LEN: usize = 8 + 64;
+// The wire form lives with the note verifier, which checks type-0x04 signatures itself.
+pub use crate::note::{COSIGNATURE_LEN, COSIGNATURE_V1_HEADER, MAX_TIMESTAMP, cosigned_message};
 
 /// Errors from making or checking cosignatures and checkpoint signatures.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,15 +48,6 @@ pub enum CosignatureError {
     WrongLength { key: String, len: usize },
     #[error("cosignature by {key} does not verify over the checkpoint")]
     BadSignature { key: String },
-}
-
-/// The message an Ed25519 cosigner signs for `checkpoint_body` at `timestamp`.
-pub fn cosigned_message(checkpoint_body: &str, timestamp: u64) -> Vec<u8> {
-    let mut msg = Vec::with_capacity(COSIGNATURE_V1_HEADER.len() + 26 + checkpoint_body.len());
-    msg.extend_from_slice(COSIGNATURE_V1_HEADER.as_bytes());
-    msg.extend_from_slice(format!("time {timestamp}\n").as_bytes());
-    msg.extend_from_slice(checkpoint_body.as_bytes());
-    msg
 }
 
 /// Cosigns a checkpoint body at `timestamp` (POSIX seconds) with a cosignature (`0x04`) signer.
@@ -103,24 +93,13 @@ pub fn verify_cosignature(
             expected: key,
         });
     }
-    if sig.signature.len() != COSIGNATURE_LEN {
-        return Err(CosignatureError::WrongLength {
-            key,
-            len: sig.signature.len(),
-        });
-    }
-    let (ts, ed_sig) = sig.signature.split_at(8);
-    let mut ts_bytes = [0u8; 8];
-    ts_bytes.copy_from_slice(ts);
-    let timestamp = u64::from_be_bytes(ts_bytes);
-    if timestamp > MAX_TIMESTAMP {
-        return Err(CosignatureError::TimestampTooLarge(timestamp));
-    }
-    let msg = cosigned_message(checkpoint_body, timestamp);
-    if !crate::note::ed25519_verify(verifier.public_key(), &msg, ed_sig) {
-        return Err(CosignatureError::BadSignature { key });
-    }
-    Ok(timestamp)
+    verify_cosignature_bytes(verifier.public_key(), checkpoint_body, &sig.signature).map_err(|e| {
+        match e {
+            CosignatureBytesError::WrongLength(len) => CosignatureError::WrongLength { key, len },
+            CosignatureBytesError::TimestampTooLarge(t) => CosignatureError::TimestampTooLarge(t),
+            CosignatureBytesError::BadSignature => CosignatureError::BadSignature { key },
+        }
+    })
 }
 
 /// The log signs its checkpoint: a note whose text is `checkpoint.to_body()`, signed by the

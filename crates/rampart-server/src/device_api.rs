@@ -4,18 +4,21 @@
 //! contact, refuses a device revoked in the inventory (403), and records its
 //! last-seen time in memory (written in batches, see [`crate::last_seen`]).
 //!
-//! * `POST /device/v1/poll` — body: the device's facts ([`DeviceFacts`]) or
-//!   `{}` (or empty). Answers `{"device_id", "poll_interval_secs",
-//!   "assignment"}` (`{"id", "target", "director_version", "type"}` or null) with an
+//! The bodies are the wire types of `rampart_protocol`, which says how each is read.
+//!
+//! * `POST /device/v1/poll` — body: the device's facts
+//!   ([`rampart_protocol::DeviceFacts`]) or `{}` (or empty). Answers a
+//!   [`PollAnswer`] `{"device_id", "poll_interval_secs", "assignment"}`
+//!   (`{"id", "target", "director_version", "type"}` or null) with an
 //!   `ETag`; `If-None-Match` with that tag gets 304.
 //!   Facts are written only when they differ from the stored ones; facts
 //!   without an `attributes` key keep the stored attributes.
-//! * `POST /device/v1/reports` — body `{"id", "status", "assignment"?,
-//!   "progress"?, "details"?}`. Stored durably before the 201; the same id
+//! * `POST /device/v1/reports` — body a [`ReportRequest`] `{"id", "status",
+//!   "assignment"?, "progress"?, "details"?}`. Stored durably before the 201; the same id
 //!   with the same content from the same device answers 200 (idempotent
 //!   retry); an id already used otherwise answers 409.
-//! * `PUT /device/v1/attributes` — body `{"mode": "merge"|"replace", "data":
-//!   {...}}`. `merge` sets the given top-level keys (a `null` value removes
+//! * `PUT /device/v1/attributes` — body an [`AttributesUpdate`] `{"mode":
+//!   "merge"|"replace", "data": {...}}`. `merge` sets the given top-level keys (a `null` value removes
 //!   the key); `replace` makes `data` the whole attribute set.
 //!
 //! Errors are JSON `{"error": "<code>", "detail": "<explanation>"}`: 400
@@ -33,7 +36,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use rampart_db::{Db, DbError, Device, DeviceAssignment, DeviceFacts, Report};
-use serde::{Deserialize, Serialize};
+use rampart_protocol::{
+    AttributesAnswer, AttributesMode, AttributesUpdate, PollAnswer, ReportAnswer, ReportRequest,
+    UpdateKind,
+};
 use serde_json::{Map, Value};
 
 use crate::http::{
@@ -56,53 +62,9 @@ const MAX_AUDITED_REASON_CHARS: usize = 512;
 /// Number of lock stripes serialising read-modify-write updates of a device row.
 const DEVICE_LOCK_STRIPES: usize = 64;
 
-/// What a device reports about an assignment. Unknown statuses are refused
-/// (422), which also keeps the metric labels bounded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReportStatus {
-    Downloading,
-    Downloaded,
-    Installing,
-    Installed,
-    Rebooting,
-    Failed,
-    RolledBack,
-    Cancelled,
-    /// The device refused the update because verification failed (signature, hash, director
-    /// and image repository disagreeing, ...). Recorded in the audit log.
-    VerificationFailed,
-}
-
-impl ReportStatus {
-    /// Every status, in declaration order (`status as usize` indexes it).
-    pub const ALL: [ReportStatus; 9] = [
-        ReportStatus::Downloading,
-        ReportStatus::Downloaded,
-        ReportStatus::Installing,
-        ReportStatus::Installed,
-        ReportStatus::Rebooting,
-        ReportStatus::Failed,
-        ReportStatus::RolledBack,
-        ReportStatus::Cancelled,
-        ReportStatus::VerificationFailed,
-    ];
-
-    /// The wire (and database) spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReportStatus::Downloading => "downloading",
-            ReportStatus::Downloaded => "downloaded",
-            ReportStatus::Installing => "installing",
-            ReportStatus::Installed => "installed",
-            ReportStatus::Rebooting => "rebooting",
-            ReportStatus::Failed => "failed",
-            ReportStatus::RolledBack => "rolled_back",
-            ReportStatus::Cancelled => "cancelled",
-            ReportStatus::VerificationFailed => "verification_failed",
-        }
-    }
-}
+/// What a device reports about an assignment (the protocol's type; unknown statuses are refused
+/// with 422, which also keeps the metric labels bounded).
+pub use rampart_protocol::ReportStatus;
 
 /// Who else learns of a stored report.
 pub(crate) struct ReportSinks {
@@ -380,30 +342,36 @@ impl DeviceApi {
         }
         Metrics::inc(&self.metrics.polls);
 
-        #[derive(Serialize)]
-        struct PollAnswer<'a> {
-            device_id: &'a str,
-            poll_interval_secs: u64,
-            /// What the device should install: `{"id", "target", "director_version", "type"}`
-            /// (`type`: forced, soft or download_only), or
-            /// null when nothing is assigned (never, or cancelled).
-            assignment: Option<Value>,
-        }
         // Read with the revocation flag above; the ETag changes with every change of the
         // assignment.
         // A time-forced assignment is soft until its time, then forced: the answer (and its
         // ETag) changes then, so the device learns it on its next poll.
-        let assignment = device.assignment.filter(|a| !a.target.is_empty()).map(|a| {
-            serde_json::json!({
-                "id": a.assignment_id,
-                "target": a.target,
-                "director_version": a.version,
-                "type": rampart_rollout::spec::UpdateType::effective(&a.update_type, a.forced_at, now),
-            })
-        });
+        let assignment = match device.assignment.filter(|a| !a.target.is_empty()) {
+            None => None,
+            Some(a) => {
+                let effective =
+                    rampart_rollout::spec::UpdateType::effective(&a.update_type, a.forced_at, now);
+                // Stored types are checked when the assignment is written, and versions
+                // count up from 1.
+                let unreadable = |e: String| {
+                    crate::log::error(
+                        "a stored assignment cannot be sent to its device",
+                        serde_json::json!({"device": device.id, "error": e}),
+                    );
+                    ApiError::internal()
+                };
+                Some(rampart_protocol::Assignment {
+                    kind: UpdateKind::parse(Some(effective)).map_err(unreadable)?,
+                    director_version: u64::try_from(a.version)
+                        .map_err(|_| unreadable(format!("version {}", a.version)))?,
+                    id: a.assignment_id,
+                    target: a.target,
+                })
+            }
+        };
         let answer = serde_json::to_vec(&PollAnswer {
-            device_id: &device.id,
-            poll_interval_secs: self.poll_interval_secs,
+            device_id: device.id.clone(),
+            poll_interval_secs: Some(self.poll_interval_secs),
             assignment,
         })
         .map_err(|_| ApiError::internal())?;
@@ -523,19 +491,6 @@ impl DeviceApi {
         headers: &HeaderMap,
         body: Body,
     ) -> Result<Response, ApiError> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct ReportRequest {
-            id: String,
-            status: ReportStatus,
-            #[serde(default)]
-            assignment: Option<String>,
-            #[serde(default)]
-            progress: u64,
-            #[serde(default)]
-            details: Option<Value>,
-        }
-
         let bytes = read_body(headers, body, self.body_limits).await?;
         let now = unix_now();
         let device = self.identify(peer, now).await?;
@@ -548,10 +503,10 @@ impl DeviceApi {
             r#"a report {"id": "<unique id>", "status": "<status>", "assignment": "...", "progress": 0-100, "details": {...}}"#,
         )?;
         validate_report_id(&request.id)?;
-        if request.progress > 100 {
+        let progress = request.progress.unwrap_or(0);
+        if progress > 100 {
             return Err(ApiError::invalid(format!(
-                "progress must be between 0 and 100, not {}",
-                request.progress
+                "progress must be between 0 and 100, not {progress}"
             )));
         }
         let details = match request.details {
@@ -564,7 +519,7 @@ impl DeviceApi {
             device_id: device.id,
             assignment: request.assignment.unwrap_or_default(),
             status: request.status.as_str().to_owned(),
-            progress: request.progress,
+            progress,
             details,
             created: now,
         };
@@ -674,24 +629,11 @@ impl DeviceApi {
         headers: &HeaderMap,
         body: Body,
     ) -> Result<Response, ApiError> {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "lowercase")]
-        enum Mode {
-            Merge,
-            Replace,
-        }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct AttributesRequest {
-            mode: Mode,
-            data: Map<String, Value>,
-        }
-
         let bytes = read_body(headers, body, self.body_limits).await?;
         let now = unix_now();
         let device = self.identify(peer, now).await?;
         self.last_seen.record(&device.id, now);
-        let request: AttributesRequest = parse_json(
+        let request: AttributesUpdate = parse_json(
             &bytes,
             r#"{"mode": "merge" or "replace", "data": {<attributes>}}"#,
         )?;
@@ -700,7 +642,7 @@ impl DeviceApi {
         let stored = self.stored_device(&device.id).await?.facts;
         let mut facts = stored.clone();
         match request.mode {
-            Mode::Merge => {
+            AttributesMode::Merge => {
                 for (key, value) in request.data {
                     if value.is_null() {
                         facts.attributes.shift_remove(&key);
@@ -709,7 +651,7 @@ impl DeviceApi {
                     }
                 }
             }
-            Mode::Replace => {
+            AttributesMode::Replace => {
                 facts.attributes = request
                     .data
                     .into_iter()
@@ -729,7 +671,10 @@ impl DeviceApi {
         }
         Ok(json_response(
             StatusCode::OK,
-            &serde_json::json!({"device_id": device.id, "attributes": facts.attributes}),
+            &AttributesAnswer {
+                device_id: device.id,
+                attributes: facts.attributes,
+            },
         ))
     }
 }
@@ -828,10 +773,21 @@ fn parse_poll_facts(bytes: &[u8]) -> Result<Option<(DeviceFacts, bool)>, ApiErro
     if map.is_empty() {
         return Ok(None);
     }
-    let keep_attributes = !map.contains_key("attributes");
-    let facts: DeviceFacts = serde_json::from_value(Value::Object(map))
+    let facts: rampart_protocol::DeviceFacts = serde_json::from_value(Value::Object(map))
         .map_err(|e| ApiError::invalid(format!("device facts: {e}; expected {EXPECTED}")))?;
-    Ok(Some((facts, keep_attributes)))
+    let keep_attributes = facts.attributes.is_none();
+    Ok(Some((
+        DeviceFacts {
+            hardware_id: facts.hardware_id,
+            firmware_version: facts.firmware_version,
+            security_version: facts.security_version,
+            region: facts.region,
+            slots: facts.slots,
+            tags: facts.tags,
+            attributes: facts.attributes.unwrap_or_default(),
+        },
+        keep_attributes,
+    )))
 }
 
 /// Tags are a set: order and repeats carry no meaning.
@@ -866,7 +822,11 @@ fn same_report(a: &Report, b: &Report) -> bool {
 fn report_answer(status: StatusCode, id: &str, created: i64, duplicate: bool) -> Response {
     json_response(
         status,
-        &serde_json::json!({"id": id, "created": created, "duplicate": duplicate}),
+        &ReportAnswer {
+            id: id.to_owned(),
+            created,
+            duplicate,
+        },
     )
 }
 

@@ -1,0 +1,119 @@
+//! `POST /device/v1/poll`: the device's facts in, the assignment out.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+/// The body of a poll: what a device says about itself. An empty body or `{}` (no facts) is
+/// also a poll; the server handles that before reading this type.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(any(test, feature = "schema"), derive(schemars::JsonSchema))]
+pub struct DeviceFacts {
+    pub hardware_id: String,
+    pub firmware_version: String,
+    pub security_version: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub region: String,
+    /// Slot states, e.g. `{"a": "active", "b": "bad"}`.
+    #[serde(default)]
+    pub slots: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Free key/values. Absent: the stored attributes are kept; present (even `{}`): they are
+    /// replaced.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::present"
+    )]
+    #[cfg_attr(any(test, feature = "schema"), schemars(with = "Map<String, Value>"))]
+    pub attributes: Option<Map<String, Value>>,
+}
+
+/// The server's answer to a poll.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(any(test, feature = "schema"), derive(schemars::JsonSchema))]
+pub struct PollAnswer {
+    /// The device the server took the caller for (the agent checks it is its own).
+    pub device_id: String,
+    /// How long the server asks the device to wait before its next poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_interval_secs: Option<u64>,
+    /// What the device should install, or `null` when nothing is assigned (never, or
+    /// cancelled).
+    #[serde(default)]
+    pub assignment: Option<Assignment>,
+}
+
+/// What a poll answer assigns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(any(test, feature = "schema"), derive(schemars::JsonSchema))]
+#[cfg_attr(any(test, feature = "schema"), schemars(rename = "PollAssignment"))]
+pub struct Assignment {
+    /// The assignment id, which reports name.
+    pub id: String,
+    /// The release's target path in the image repository.
+    pub target: String,
+    /// The version of the director targets metadata that lists it for this device.
+    pub director_version: u64,
+    /// How the device treats it (absent or `null`: forced, from servers that predate the
+    /// field; a type the reader does not know is refused).
+    #[serde(rename = "type", default, deserialize_with = "kind_or_forced")]
+    pub kind: UpdateKind,
+}
+
+/// How a device treats an assignment: the poll answer's `assignment.type`, set by the operator
+/// per assignment or campaign (a time-forced one is sent as soft until its time, then forced).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(any(test, feature = "schema"), derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateKind {
+    /// Install and reboot as soon as it is verified.
+    #[default]
+    Forced,
+    /// Install when the device allows it now; otherwise wait for a later poll.
+    Soft,
+    /// Download and verify into the inactive slot, report `downloaded`, do not activate: a
+    /// later forced or soft assignment of the same release activates it without downloading it
+    /// again.
+    DownloadOnly,
+}
+
+impl UpdateKind {
+    /// Every kind.
+    pub const ALL: [UpdateKind; 3] = [
+        UpdateKind::Forced,
+        UpdateKind::Soft,
+        UpdateKind::DownloadOnly,
+    ];
+
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateKind::Forced => "forced",
+            UpdateKind::Soft => "soft",
+            UpdateKind::DownloadOnly => "download_only",
+        }
+    }
+
+    /// Reads the wire spelling; absent means forced (servers that predate the field). A type
+    /// this agent does not know is refused rather than guessed.
+    pub fn parse(s: Option<&str>) -> Result<UpdateKind, String> {
+        let Some(s) = s else {
+            return Ok(UpdateKind::Forced);
+        };
+        UpdateKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown assignment type {s:?} (expected forced, soft or download_only); not acting on it"
+                )
+            })
+    }
+}
+
+/// The assignment's `type` as [`UpdateKind::parse`] reads it.
+fn kind_or_forced<'de, D: Deserializer<'de>>(deserializer: D) -> Result<UpdateKind, D::Error> {
+    let s = Option::<String>::deserialize(deserializer)?;
+    UpdateKind::parse(s.as_deref()).map_err(serde::de::Error::custom)
+}
