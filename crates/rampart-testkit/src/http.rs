@@ -200,6 +200,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         Ok(())
     }
 
+    /// Whether the connection can carry another request: the peer has not closed it and sent
+    /// nothing unasked (looked at without waiting).
+    pub async fn is_open(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let peek = std::future::poll_fn(|cx| {
+            let mut chunk = [0u8; 1];
+            let mut read = tokio::io::ReadBuf::new(&mut chunk);
+            match std::pin::Pin::new(&mut self.stream).poll_read(cx, &mut read) {
+                std::task::Poll::Pending => std::task::Poll::Ready(true),
+                std::task::Poll::Ready(_) => std::task::Poll::Ready(false),
+            }
+        });
+        peek.await
+    }
+
     /// Reads one answer.
     pub async fn read_response(&mut self) -> io::Result<Message> {
         self.read_message(Reading::Answer).await
@@ -267,6 +284,8 @@ pub async fn connect_tls(
     config: &Arc<ClientConfig>,
 ) -> io::Result<TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await?;
+    // Requests go out in one write each; waiting to coalesce them only adds latency.
+    tcp.set_nodelay(true)?;
     let name = ServerName::try_from(server_name.to_owned())
         .map_err(|e| io::Error::other(format!("server name {server_name:?}: {e}")))?;
     TlsConnector::from(config.clone()).connect(name, tcp).await
@@ -280,6 +299,17 @@ pub fn tls_config(ca_pem: &str) -> Arc<ClientConfig> {
 /// A mutual-TLS client configuration: trusts `ca_pem`, presents `cert_pem` with `key_pem`.
 pub fn mutual_tls_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Arc<ClientConfig> {
     rampart_pki::client_config(ca_pem, cert_pem, key_pem).expect("a certificate and its key")
+}
+
+/// Whether `e` says the peer closed the connection.
+fn closed(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
 }
 
 /// A base URL split into what a connection needs.
@@ -314,8 +344,12 @@ fn origin(base: &str) -> Origin {
 /// A blocking client on a base URL (`http://HOST:PORT` or `https://HOST:PORT`, any path after it
 /// is ignored): each request reuses the keep-alive connection, or opens a new one when there is
 /// none or the server closed it.
+///
+/// It works inside an async test too: the request then runs on a thread of its own (a runtime
+/// cannot block inside another).
 pub struct BlockingClient {
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until dropped.
+    runtime: Option<tokio::runtime::Runtime>,
     origin: Origin,
     tls: Option<Arc<ClientConfig>>,
     headers: Vec<(String, String)>,
@@ -333,10 +367,12 @@ impl BlockingClient {
             "{base} needs a TLS client configuration"
         );
         BlockingClient {
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for the blocking client"),
+            runtime: Some(
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for the blocking client"),
+            ),
             origin,
             tls,
             headers: Vec::new(),
@@ -377,37 +413,58 @@ impl BlockingClient {
         if !all.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
             all.push(("Host", &host));
         }
-        let mut slot = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        self.runtime.block_on(async {
-            tokio::time::timeout(self.timeout, async {
-                let reused = slot.is_some();
-                let mut conn = match slot.take() {
-                    Some(conn) => conn,
-                    None => self.connect().await?,
-                };
-                let answer = match conn.send(method, path, &all, body).await {
-                    Err(e) if reused && e.kind() == io::ErrorKind::UnexpectedEof => {
-                        conn = self.connect().await?;
-                        conn.send(method, path, &all, body).await
+        let runtime = self
+            .runtime
+            .as_ref()
+            .expect("the runtime lives as long as the client");
+        let exchange = || {
+            let mut slot = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+            runtime.block_on(async {
+                tokio::time::timeout(self.timeout, async {
+                    // A kept connection the server has closed meanwhile (its idle limit) is
+                    // replaced before anything is sent on it.
+                    let kept = match slot.take() {
+                        Some(mut conn) => conn.is_open().await.then_some(conn),
+                        None => None,
+                    };
+                    let reused = kept.is_some();
+                    let mut conn = match kept {
+                        Some(conn) => conn,
+                        None => self.connect().await?,
+                    };
+                    // Sent again on a new connection only when repeating it is harmless: a
+                    // POST the server may have carried out before dying is not repeated.
+                    let idempotent =
+                        matches!(method, "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS");
+                    let answer = match conn.send(method, path, &all, body).await {
+                        Err(e) if reused && idempotent && closed(&e) => {
+                            conn = self.connect().await?;
+                            conn.send(method, path, &all, body).await
+                        }
+                        other => other,
+                    }?;
+                    let closes = answer
+                        .header("connection")
+                        .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+                    if !closes {
+                        *slot = Some(conn);
                     }
-                    other => other,
-                }?;
-                let closes = answer
-                    .header("connection")
-                    .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-                if !closes {
-                    *slot = Some(conn);
-                }
-                Ok(answer)
+                    Ok(answer)
+                })
+                .await
+                .unwrap_or_else(|_| {
+                    Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("{method} {path}: no answer within {:?}", self.timeout),
+                    ))
+                })
             })
-            .await
-            .unwrap_or_else(|_| {
-                Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("{method} {path}: no answer within {:?}", self.timeout),
-                ))
-            })
-        })
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            std::thread::scope(|s| s.spawn(exchange).join().expect("the request thread"))
+        } else {
+            exchange()
+        }
     }
 
     async fn connect(&self) -> io::Result<Conn<Box<dyn Stream>>> {
@@ -430,6 +487,15 @@ impl BlockingClient {
     pub fn post(&self, path: &str, body: &[u8]) -> Message {
         self.request("POST", path, &[], body)
             .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+}
+
+impl Drop for BlockingClient {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which an async test's thread must not do.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
@@ -559,5 +625,46 @@ mod tests {
         );
         let o = origin("http://[::1]:80");
         assert_eq!((o.host.as_str(), o.tls), ("::1", false));
+    }
+
+    /// A server on loopback that answers `answers_per_connection` requests on each connection
+    /// with `ok` and the connection's number, then closes it.
+    fn serve(answers_per_connection: usize) -> SocketAddr {
+        use std::io::{BufRead as _, BufReader, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for (n, stream) in listener.incoming().enumerate() {
+                let mut stream = stream.unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                for _ in 0..answers_per_connection {
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).unwrap() > 0 && !line.ends_with("\r\n\r\n") {}
+                    let body = format!("ok{n}");
+                    write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .unwrap();
+                }
+            }
+        });
+        addr
+    }
+
+    fn exchange_three(addr: SocketAddr) -> Vec<String> {
+        let client = BlockingClient::new(&format!("http://{addr}/"), None);
+        (0..3).map(|_| client.get("/").text()).collect()
+    }
+
+    #[test]
+    fn the_blocking_client_keeps_its_connection_and_reconnects_when_it_is_closed() {
+        assert_eq!(exchange_three(serve(2)), ["ok0", "ok0", "ok1"]);
+    }
+
+    #[tokio::test]
+    async fn the_blocking_client_works_inside_an_async_test() {
+        assert_eq!(exchange_three(serve(3)), ["ok0", "ok0", "ok0"]);
     }
 }

@@ -5,11 +5,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
+use rampart_testkit::http::{TlsConn, connect_tls};
 use tokio_rustls::rustls::ClientConfig;
-use tokio_rustls::rustls::pki_types::ServerName;
 
 use super::process::cpu_secs;
 use super::{Pki, ServerBenchArgs, Target};
@@ -116,17 +113,12 @@ async fn device_loop(
     etags: bool,
     phase: &AtomicU8,
 ) -> anyhow::Result<Vec<u32>> {
-    let tcp = TcpStream::connect(addr).await.context("connecting")?;
-    tcp.set_nodelay(true)?;
-    let mut tls = TlsConnector::from(config)
-        .connect(ServerName::try_from("localhost")?, tcp)
-        .await
-        .context("TLS handshake")?;
-    let mut request = match &poll {
-        Poll::Native => poll_request(None),
-        Poll::Ddi(auth) => ddi_poll_request(id, auth),
-    };
-    let mut buf = Vec::with_capacity(4096);
+    let mut conn = TlsConn::new(
+        connect_tls(addr, "localhost", &config)
+            .await
+            .context("connecting (TCP and TLS)")?,
+    );
+    let mut etag: Option<String> = None;
     let mut latencies = Vec::new();
     let mut first = true;
     loop {
@@ -135,9 +127,38 @@ async fn device_loop(
             return Ok(latencies);
         }
         let sent = Instant::now();
-        tls.write_all(&request).await.context("sending a poll")?;
-        tls.flush().await?;
-        let response = read_response(&mut tls, &mut buf).await?;
+        match &poll {
+            // A device with nothing new to install: `{}`, and the last ETag once it has one.
+            Poll::Native => {
+                let headers: Vec<(&str, &str)> =
+                    etag.iter().map(|e| ("If-None-Match", e.as_str())).collect();
+                conn.write_request("POST", "/device/v1/poll", &headers, b"{}")
+                    .await
+            }
+            Poll::Ddi(auth) => {
+                let path = format!("/DEFAULT/controller/v1/{id}");
+                let headers = [
+                    ("Accept", "application/json"),
+                    ("Authorization", auth.as_str()),
+                ];
+                conn.write_request("GET", &path, &headers, b"").await
+            }
+        }
+        .context("sending a poll")?;
+        let response = conn
+            .read_response()
+            .await
+            .context("reading the poll answer")?;
+        if response.header("transfer-encoding").is_some() {
+            bail!("chunked responses are not supported by the load generator");
+        }
+        if response
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+            && response.status < 400
+        {
+            bail!("the server closed the keep-alive connection");
+        }
         let micros = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
         match response.status {
             200 | 304 => {}
@@ -157,119 +178,14 @@ async fn device_loop(
             } else if answer["device_id"] != id {
                 bail!("the server took this connection for another device: {answer}");
             } else if etags {
-                let etag = response.etag.context("poll answer without an ETag")?;
-                request = poll_request(Some(&etag));
+                let tag = response
+                    .header("etag")
+                    .context("poll answer without an ETag")?;
+                etag = Some(tag.to_owned());
             }
         }
         if p == MEASURE && phase.load(Ordering::Relaxed) == MEASURE {
             latencies.push(micros);
         }
-    }
-}
-
-fn ddi_poll_request(id: &str, authorization: &str) -> Vec<u8> {
-    format!(
-        "GET /DEFAULT/controller/v1/{id} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nAuthorization: {authorization}\r\n\r\n"
-    )
-    .into_bytes()
-}
-
-fn poll_request(etag: Option<&str>) -> Vec<u8> {
-    let mut r = String::from(
-        "POST /device/v1/poll HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\n",
-    );
-    if let Some(etag) = etag {
-        r.push_str(&format!("If-None-Match: {etag}\r\n"));
-    }
-    r.push_str("\r\n{}");
-    r.into_bytes()
-}
-
-pub struct Response {
-    pub(super) status: u16,
-    pub(super) etag: Option<String>,
-    pub(super) body: Vec<u8>,
-}
-
-/// Reads one HTTP/1.1 response (Content-Length bodies only) from a keep-alive connection;
-/// `buf` carries bytes read past it.
-async fn read_response<S: tokio::io::AsyncRead + Unpin>(
-    stream: &mut S,
-    buf: &mut Vec<u8>,
-) -> anyhow::Result<Response> {
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > 64 * 1024 {
-            bail!("response header over 64 KiB");
-        }
-        if stream.read_buf(buf).await.context("reading a response")? == 0 {
-            bail!("the server closed the connection");
-        }
-    };
-    let head = std::str::from_utf8(&buf[..head_end]).context("response header is not UTF-8")?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let status: u16 = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("bad status line {status_line:?}"))?;
-    let (mut length, mut etag, mut close) = (None, None, false);
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            length = Some(value.parse::<usize>().context("bad Content-Length")?);
-        } else if name.eq_ignore_ascii_case("etag") {
-            etag = Some(value.to_string());
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            bail!("chunked responses are not supported by the load generator");
-        } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close") {
-            close = true;
-        }
-    }
-    let length = match status {
-        304 | 204 | 100..=199 => 0,
-        _ => length.context("response without Content-Length")?,
-    };
-    while buf.len() < head_end + length {
-        if stream
-            .read_buf(buf)
-            .await
-            .context("reading a response body")?
-            == 0
-        {
-            bail!("the server closed the connection mid-response");
-        }
-    }
-    let body = buf[head_end..head_end + length].to_vec();
-    buf.drain(..head_end + length);
-    if close && status < 400 {
-        bail!("the server closed the keep-alive connection");
-    }
-    Ok(Response { status, etag, body })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn responses_are_read_one_at_a_time() {
-        let wire = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\netag: \"ab\"\r\n\r\n{}HTTP/1.1 304 Not Modified\r\netag: \"ab\"\r\n\r\n".to_vec();
-        let mut reader = &wire[..];
-        let mut buf = Vec::new();
-        let r = read_response(&mut reader, &mut buf).await.unwrap();
-        assert_eq!(
-            (r.status, r.etag.as_deref(), &r.body[..]),
-            (200, Some("\"ab\""), &b"{}"[..])
-        );
-        let r = read_response(&mut reader, &mut buf).await.unwrap();
-        assert_eq!((r.status, r.body.len()), (304, 0));
-        assert!(read_response(&mut reader, &mut buf).await.is_err());
     }
 }

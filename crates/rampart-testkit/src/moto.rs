@@ -2,12 +2,8 @@
 //! pinned in scripts/requirements-bench.txt, which scripts/test.sh installs for `python3`), run
 //! as `python3 -m moto.server` on a free loopback port and killed when dropped. The tests FAIL
 //! (never skip) when moto is missing, saying how to install it.
-//!
-//! Standard library only: the CLI tests include this file too (`#[path]`).
-#![allow(dead_code)]
 
-use std::io::{Read as _, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -41,28 +37,12 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// One HTTP/1.1 request without a body (moto checks no signatures): the status code and the
-/// body.
+/// One request without a body (moto checks no signatures): the status code and the body.
 fn request(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let head_end = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no end of the HTTP head"))?;
-    let head = String::from_utf8_lossy(&response[..head_end]).into_owned();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {head:.200}")))?;
-    Ok((status, response[head_end + 4..].to_vec()))
+    let answer = crate::http::BlockingClient::new(&format!("http://{addr}"), None)
+        .with_timeout(Duration::from_secs(10))
+        .request(method, path, &[("Connection", "close")], b"")?;
+    Ok((answer.status, answer.body))
 }
 
 impl Moto {

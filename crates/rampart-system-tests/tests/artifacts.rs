@@ -1,17 +1,14 @@
 //! `rampart repo upload-artifacts` and `rampart server --artifacts`, against a real
 //! S3-compatible server (moto; the tests fail if it is not installed, see
-//! crates/rampart-server/tests/common/moto.rs).
-
-#[path = "../../rampart-server/tests/common/moto.rs"]
-mod moto;
+//! rampart_testkit::moto).
 
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use moto::Moto;
 use rampart_testkit::cli::{fails, ok, rampart, s};
+use rampart_testkit::moto::Moto;
 
 const BUCKET: &str = "fleet-artifacts";
 

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use rampart_testkit::cli;
 use rampart_testkit::cli::{ServerChild, StderrOnPanic, ok, rampart, s};
+use rampart_testkit::http::ManagementClient;
 use serde_json::{Value, json};
 
 const HARDWARE: &str = "board-a";
@@ -139,31 +140,12 @@ impl Drop for Swupdate {
 }
 
 struct Api {
-    agent: ureq::Agent,
-    base: String,
-    token: String,
+    api: ManagementClient,
 }
 
 impl Api {
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let url = format!("{}{path}", self.base);
-        let auth = format!("Bearer {}", self.token);
-        let mut r = match method {
-            "GET" => self.agent.get(&url).header("authorization", &auth).call(),
-            _ => self
-                .agent
-                .post(&url)
-                .header("authorization", &auth)
-                .header("content-type", "application/json")
-                .send(body.unwrap_or(json!({})).to_string().as_bytes()),
-        }
-        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-        let status = r.status().as_u16();
-        let text = r.body_mut().read_to_string().unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        self.api.call(method, path, body)
     }
 
     fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
@@ -286,23 +268,12 @@ fn swupdate_installs_a_campaign_release_through_ddi_and_a_failure_counts_toward_
     .output()
     .unwrap();
     assert!(created.status.success(), "{created:?}");
-    let tls = ureq::tls::TlsConfig::builder()
-        .provider(ureq::tls::TlsProvider::Rustls)
-        .root_certs(ureq::tls::RootCerts::new_with_certs(&[
-            ureq::tls::Certificate::from_der(ca.cert_der().as_ref()).to_owned(),
-        ]))
-        .build();
     let api = Api {
-        agent: ureq::Agent::config_builder()
-            .tls_config(tls)
-            .http_status_as_error(false)
-            .build()
-            .into(),
-        base: management
-            .trim_end_matches('/')
-            .trim_end_matches("/api/v1")
-            .to_owned(),
-        token: String::from_utf8(created.stdout).unwrap().trim().to_owned(),
+        api: ManagementClient::new(
+            &management,
+            String::from_utf8(created.stdout).unwrap().trim(),
+            ca.cert_pem(),
+        ),
     };
 
     // Tenant DEFAULT with TargetTokens; one token per device.

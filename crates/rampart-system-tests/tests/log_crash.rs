@@ -29,6 +29,7 @@ use rampart_log::merkle::{Hash, empty_root, leaf_hash, verify_consistency, verif
 use rampart_log::note::{Note, Verifier};
 use rampart_log::tiles::TILE_WIDTH;
 use rampart_testkit::cli::{ServerChild, StderrOnPanic};
+use rampart_testkit::http::BlockingClient;
 use rampart_tlog::tiles::{DirSource, TreeReader};
 
 const LOG_ORIGIN: &str = "crash-test.rampart.example/log";
@@ -49,7 +50,7 @@ fn start_server(args: &[&str], stderr_log: &Path) -> ServerChild {
 
 /// `rampart log keygen`; returns the verifier key it prints.
 fn keygen(name: &str, out: &Path, witness: bool) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
+    let mut cmd = Command::new(rampart_testkit::binaries::rampart_binary());
     cmd.args(["log", "keygen", "--name", name, "--out"])
         .arg(out)
         .stdin(Stdio::null());
@@ -95,12 +96,10 @@ fn log_args<'a>(
 // ---------------------------------------------------------------------------------------------
 // HTTP
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
+/// A client of the log at `url`. Requests are never repeated on their own: a POST the log
+/// may have carried out before it was killed must be seen failing, not sent again.
+fn log_client(url: &str) -> BlockingClient {
+    BlockingClient::new(url, None).with_timeout(Duration::from_secs(10))
 }
 
 #[derive(Debug)]
@@ -121,16 +120,11 @@ impl std::fmt::Display for PostError {
 }
 
 /// `POST /add`; the index, once the log acknowledged the entry.
-fn post_entry(agent: &ureq::Agent, url: &str, entry: &str) -> Result<u64, PostError> {
-    let mut resp = agent
-        .post(format!("{url}/add"))
-        .send(entry.as_bytes())
+fn post_entry(log: &BlockingClient, entry: &str) -> Result<u64, PostError> {
+    let resp = log
+        .request("POST", "/add", &[], entry.as_bytes())
         .map_err(|e| PostError::Transport(e.to_string()))?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| PostError::Transport(e.to_string()))?;
+    let (status, body) = (resp.status, resp.text());
     if status != 200 {
         return Err(PostError::Refused(status, body));
     }
@@ -142,13 +136,11 @@ fn post_entry(agent: &ureq::Agent, url: &str, entry: &str) -> Result<u64, PostEr
 }
 
 /// `GET /checkpoint`: `None` before the first checkpoint is published.
-fn get_checkpoint(agent: &ureq::Agent, url: &str) -> Result<Option<Vec<u8>>, String> {
-    let mut resp = agent
-        .get(format!("{url}/checkpoint"))
-        .call()
+fn get_checkpoint(log: &BlockingClient) -> Result<Option<Vec<u8>>, String> {
+    let resp = log
+        .request("GET", "/checkpoint", &[], b"")
         .map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let body = resp.body_mut().read_to_vec().map_err(|e| e.to_string())?;
+    let (status, body) = (resp.status, resp.body);
     match status {
         200 => Ok(Some(body)),
         404 => Ok(None),
@@ -275,10 +267,10 @@ fn check_log(
     acked: &mut BTreeMap<u64, Acked>,
     min_size: u64,
 ) -> CheckStats {
-    let agent = agent();
+    let log = log_client(url);
     let deadline = Instant::now() + Duration::from_secs(30);
     let cp = loop {
-        let bytes = get_checkpoint(&agent, url)
+        let bytes = get_checkpoint(&log)
             .unwrap_or_else(|e| panic!("the restarted log does not serve /checkpoint: {e}"));
         let mut last = None;
         if let Some(bytes) = bytes {
@@ -427,7 +419,7 @@ fn probe_and_check(
     observed: &Mutex<Observed>,
     acked: &mut BTreeMap<u64, Acked>,
 ) -> CheckStats {
-    let index = post_entry(&agent(), url, name)
+    let index = post_entry(&log_client(url), name)
         .unwrap_or_else(|e| panic!("the restarted log did not acknowledge {name:?}: {e}"));
     add_acked(acked, index, name.to_string());
     let highest = *acked.keys().next_back().expect("the probe at least");
@@ -451,13 +443,13 @@ fn client(
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<(u64, String)>>>,
 ) -> ClientStats {
-    let agent = agent();
+    let log = log_client(&url);
     let mut stats = ClientStats::default();
     let mut n = 0u64;
     while !stop.load(Ordering::SeqCst) {
         let entry = format!("iter-{iteration}-thread-{thread}-{n}");
         n += 1;
-        match post_entry(&agent, &url, &entry) {
+        match post_entry(&log, &entry) {
             Ok(index) => {
                 acked.lock().unwrap().push((index, entry));
                 stats.acked += 1;
@@ -477,10 +469,10 @@ fn client(
 
 /// Polls `/checkpoint` and records every distinct checkpoint until `stop` (or the log dies).
 fn poller(url: String, keys: Arc<Keys>, stop: Arc<AtomicBool>, observed: Arc<Mutex<Observed>>) {
-    let agent = agent();
+    let log = log_client(&url);
     let mut last: Vec<u8> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
-        match get_checkpoint(&agent, &url) {
+        match get_checkpoint(&log) {
             Ok(Some(bytes)) if bytes != last => {
                 observed.lock().unwrap().record(&bytes, &keys);
                 last = bytes;
@@ -792,7 +784,8 @@ fn acknowledged_entry_survives_a_kill_between_wal_truncation_and_state_update() 
     // publish interval is a minute).
     let mut log = start_server(&log_args(dir_s, key_s, None, "60000"), &stderr_log);
     let entry = "acknowledged-after-recovery";
-    let index = post_entry(&agent(), &log.listening, entry).expect("run 2 acknowledges the entry");
+    let index =
+        post_entry(&log_client(&log.listening), entry).expect("run 2 acknowledges the entry");
     assert_eq!(index, 2, "run 2 sequences after the two integrated entries");
     add_acked(&mut acked, index, entry.to_string());
     log.kill();

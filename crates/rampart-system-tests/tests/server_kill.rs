@@ -39,14 +39,11 @@ use std::time::{Duration, Instant, SystemTime};
 use rampart_db::{Db, Report};
 use rampart_pki::CertificateAuthority;
 use rampart_testkit::cli::{ServerChild, StderrOnPanic};
+use rampart_testkit::databases;
+use rampart_testkit::http::{Message, TlsConn, connect_tls};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::ClientConfig;
-use tokio_rustls::rustls::pki_types::ServerName;
 
 const DEVICES: usize = 1000;
 /// Keep-alive connections each device opens, one after the other.
@@ -108,38 +105,14 @@ enum Backend {
 }
 
 /// A fresh database: a new SQLite file, or a new PostgreSQL database (its name, to drop it).
-async fn database_url(backend: Backend, dir: &Path) -> (String, Option<(String, String)>) {
+async fn database_url(backend: Backend, dir: &Path) -> (String, Option<String>) {
     match backend {
-        Backend::Sqlite => (
-            format!("sqlite://{}", dir.join("server.db").display()),
-            None,
-        ),
+        Backend::Sqlite => (databases::sqlite_url(dir, "server"), None),
         Backend::Postgres => {
-            let admin = std::env::var("RAMPART_TEST_POSTGRES_URL").expect(
-                "RAMPART_TEST_POSTGRES_URL is not set: run scripts/test.sh, which starts PostgreSQL \
-                 (or `eval \"$(scripts/start-postgres.sh)\"` first); the PostgreSQL crash test cannot run without it",
-            );
             let db_name = format!("rampart_server_kill_{}", std::process::id());
-            postgres_admin(&admin, &format!("DROP DATABASE IF EXISTS {db_name}")).await;
-            postgres_admin(&admin, &format!("CREATE DATABASE {db_name}")).await;
-            let (base, _) = admin
-                .rsplit_once('/')
-                .expect("RAMPART_TEST_POSTGRES_URL ends in /DATABASE");
-            (format!("{base}/{db_name}"), Some((admin, db_name)))
+            (databases::fresh_postgres(&db_name).await, Some(db_name))
         }
     }
-}
-
-async fn postgres_admin(admin_url: &str, statement: &str) {
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at RAMPART_TEST_POSTGRES_URL: {e}"));
-    sqlx::query(sqlx::AssertSqlSafe(statement.to_string()))
-        .execute(&pool)
-        .await
-        .unwrap_or_else(|e| panic!("{statement}: {e}"));
-    pool.close().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -176,93 +149,23 @@ impl ServerProcess {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A minimal HTTP/1.1 client over mutual TLS (keep-alive, Content-Length bodies)
+// The test kit's HTTP/1.1 client over mutual TLS (keep-alive, Content-Length bodies)
 
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "answer {} is not JSON ({e}): {}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-struct Conn {
-    stream: TlsStream<TcpStream>,
-    buf: Vec<u8>,
-}
+/// A device's keep-alive connection.
+struct Conn(TlsConn);
 
 impl Conn {
     /// A mutual-TLS connection as the device whose client configuration this is.
     async fn open(addr: SocketAddr, tls: &Arc<ClientConfig>) -> io::Result<Conn> {
-        let tcp = TcpStream::connect(addr).await?;
-        let name = ServerName::try_from("127.0.0.1").expect("an IP address server name");
-        let stream = TlsConnector::from(tls.clone()).connect(name, tcp).await?;
-        Ok(Conn {
-            stream,
-            buf: Vec::new(),
-        })
+        Ok(Conn(TlsConn::new(
+            connect_tls(addr, "127.0.0.1", tls).await?,
+        )))
     }
 
-    async fn post(&mut self, path: &str, body: &Value) -> io::Result<Response> {
-        let body = body.to_string();
-        let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        self.stream.write_all(request.as_bytes()).await?;
-        self.stream.flush().await?;
-        self.read_response().await
-    }
-
-    async fn fill(&mut self) -> io::Result<()> {
-        let mut chunk = [0u8; 8 * 1024];
-        let n = self.stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
-    }
-
-    async fn read_response(&mut self) -> io::Result<Response> {
-        let head_end = loop {
-            if let Some(pos) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break pos;
-            }
-            self.fill().await?;
-        };
-        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let status: u16 = lines
-            .next()
-            .and_then(|line| line.split(' ').nth(1))
-            .and_then(|code| code.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("bad status line in {head:?}")))?;
-        let length = lines
-            .filter_map(|line| line.split_once(':'))
-            .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-            .ok_or_else(|| io::Error::other(format!("no Content-Length in {head:?}")))?;
-        while self.buf.len() < head_end + 4 + length {
-            self.fill().await?;
-        }
-        let body = self.buf[head_end + 4..head_end + 4 + length].to_vec();
-        self.buf.drain(..head_end + 4 + length);
-        Ok(Response { status, body })
+    async fn post(&mut self, path: &str, body: &Value) -> io::Result<Message> {
+        self.0
+            .send("POST", path, &[], body.to_string().as_bytes())
+            .await
     }
 }
 
@@ -780,8 +683,8 @@ async fn scenario(backend: Backend) {
 
     db.close().await;
     drop(server);
-    if let Some((admin, db_name)) = postgres_db {
-        postgres_admin(&admin, &format!("DROP DATABASE IF EXISTS {db_name}")).await;
+    if let Some(db_name) = postgres_db {
+        databases::postgres_admin(&format!("DROP DATABASE IF EXISTS {db_name}")).await;
     }
     println!(
         "{backend:?}: {DEVICES} devices, {CONNECTIONS} connections at a time; killed after {:.1} s of load \

@@ -18,6 +18,7 @@ use rampart_boot::ab::Slot;
 use rampart_boot::flow::{AgentState, SlotContent};
 use rampart_testkit::cli;
 use rampart_testkit::cli::{ServerChild, ok, rampart, run, s};
+use rampart_testkit::http::{BlockingClient, ManagementClient};
 use serde_json::{Value, json};
 
 const HARDWARE: &str = "board-1";
@@ -81,36 +82,36 @@ impl Clock {
 
 /// An HTTPS client of the management API and a plain one of /metrics.
 struct Operator {
-    agent: ureq::Agent,
-    base: String,
-    metrics_url: String,
-    token: String,
+    api: ManagementClient,
+    metrics: BlockingClient,
 }
 
 impl Operator {
+    /// The operator of the server whose management API is at `management` (HOST:PORT) and
+    /// metrics at `metrics_url`.
+    fn new(management: &str, metrics_url: &str, token: &str, ca_pem: &str) -> Operator {
+        Operator {
+            api: ManagementClient::new(&format!("https://{management}"), token, ca_pem),
+            metrics: BlockingClient::new(metrics_url, None),
+        }
+    }
+
     fn assign(&self, target: &str) {
-        let mut response = self
-            .agent
-            .post(format!("{}/api/v1/assignments", self.base))
-            .header("authorization", &format!("Bearer {}", self.token))
-            .header("content-type", "application/json")
-            .send(json!({"target": target, "type": "forced", "devices": [DEVICE]}).to_string())
-            .unwrap();
-        let status = response.status().as_u16();
-        let body = response.body_mut().read_to_string().unwrap();
+        let (status, body) = self.api.call(
+            "POST",
+            "/api/v1/assignments",
+            Some(json!({"target": target, "type": "forced", "devices": [DEVICE]})),
+        );
         assert_eq!(status, 201, "assigning {target}: {body}");
     }
 
     /// The value of one series of /metrics (`name{labels}` as printed), if present.
     fn metric(&self, series: &str) -> Option<f64> {
         let text = self
-            .agent
-            .get(&self.metrics_url)
-            .call()
+            .metrics
+            .request("GET", "/metrics", &[], b"")
             .ok()?
-            .body_mut()
-            .read_to_string()
-            .ok()?;
+            .text();
         text.lines()
             .filter_map(|l| l.strip_prefix(series))
             .find_map(|rest| rest.strip_prefix(' ')?.trim().parse().ok())
@@ -316,22 +317,8 @@ fn devices_keep_updating_across_simulated_days_with_automatic_renewal() {
         .output()
         .unwrap();
     assert!(created.status.success(), "{created:?}");
-    let tls = ureq::tls::TlsConfig::builder()
-        .provider(ureq::tls::TlsProvider::Rustls)
-        .root_certs(ureq::tls::RootCerts::new_with_certs(&[
-            ureq::tls::Certificate::from_der(ca.cert_der().as_ref()).to_owned(),
-        ]))
-        .build();
-    let mut operator = Operator {
-        agent: ureq::Agent::config_builder()
-            .tls_config(tls)
-            .http_status_as_error(false)
-            .build()
-            .into(),
-        base: format!("https://{management}"),
-        metrics_url,
-        token: String::from_utf8(created.stdout).unwrap().trim().to_owned(),
-    };
+    let token = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    let mut operator = Operator::new(&management, &metrics_url, &token, ca.cert_pem());
 
     // The device: slot A holds 1.0.0 (committed), slot B is blank.
     let d = w.join("device");
@@ -459,8 +446,7 @@ deadline_secs = 20
     // The same day with the keys: the server renews at once and keeps renewing, and the
     // device takes a new release every day.
     let (server, metrics_url, management) = start_server(true);
-    operator.base = format!("https://{management}");
-    operator.metrics_url = metrics_url;
+    operator = Operator::new(&management, &metrics_url, &token, ca.cert_pem());
     std::fs::write(
         &dev.config,
         agent_config(&format!("https://{}", host_port(&server.listening))),

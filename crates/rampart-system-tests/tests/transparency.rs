@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use rampart_testkit::cli::{ok, rampart, run, s};
+use rampart_testkit::http::BlockingClient;
 
 struct Proc(Child);
 impl Drop for Proc {
@@ -95,19 +96,8 @@ fn releases_are_logged_witnessed_verified_offline_and_monitored() {
     let (_log, log_url) = start(rampart(&log_args));
 
     // Oversized entries are refused before they reach the log.
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let resp = agent
-        .post(&format!("{log_url}/add"))
-        .send(&vec![b'x'; 70_000][..])
-        .unwrap();
-    assert_eq!(
-        resp.status().as_u16(),
-        413,
-        "entries over 65,535 bytes are refused"
-    );
+    let resp = BlockingClient::new(&log_url, None).post("/add", &vec![b'x'; 70_000]);
+    assert_eq!(resp.status, 413, "entries over 65,535 bytes are refused");
 
     // A repository that records every release.
     let keys = w.join("keys");
@@ -202,7 +192,7 @@ fn releases_are_logged_witnessed_verified_offline_and_monitored() {
     let repo_url = repo_url.trim_end_matches('/').to_string();
     let state = w.join("device");
     // The agent is another package's binary, built beside ours by `cargo test --workspace`.
-    let agent_bin = Path::new(env!("CARGO_BIN_EXE_rampart")).with_file_name("rampart-agent");
+    let agent_bin = rampart_testkit::binaries::agent_binary();
     assert!(
         agent_bin.exists(),
         "{} missing: run the tests with `cargo test --workspace`",

@@ -17,10 +17,13 @@
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rampart_testkit::cli;
 use rampart_testkit::cli::{ServerChild, StderrOnPanic, ok, rampart, s};
+use rampart_testkit::http::{BlockingClient, mutual_tls_config, tls_config};
+use rustls::ClientConfig;
 use serde_json::{Value, json};
 
 /// The pinned requirement, e.g. `schemathesis==4.32.5`.
@@ -148,53 +151,38 @@ fn run_all(exe: &Path, schema: &Path, work: &Path, runs: &[Run]) -> Vec<String> 
     failed
 }
 
-/// An HTTPS client trusting the test CA, presenting `identity` (certificate, key) if given.
-fn agent(ca_pem: &str, identity: Option<(&str, &str)>) -> ureq::Agent {
-    use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
-    let mut tls = TlsConfig::builder()
-        .provider(TlsProvider::Rustls)
-        .root_certs(RootCerts::new_with_certs(&[Certificate::from_pem(
-            ca_pem.as_bytes(),
-        )
-        .unwrap()]));
-    if let Some((cert, key)) = identity {
-        tls = tls.client_cert(Some(ClientCert::new_with_certs(
-            &[Certificate::from_pem(cert.as_bytes()).unwrap()],
-            PrivateKey::from_pem(key.as_bytes()).unwrap(),
-        )));
+/// An HTTPS client configuration trusting the test CA, presenting `identity` (certificate,
+/// key) if given.
+fn agent(ca_pem: &str, identity: Option<(&str, &str)>) -> Arc<ClientConfig> {
+    match identity {
+        Some((cert, key)) => mutual_tls_config(ca_pem, cert, key),
+        None => tls_config(ca_pem),
     }
-    ureq::Agent::config_builder()
-        .tls_config(tls.build())
-        .http_status_as_error(false)
-        .build()
-        .into()
 }
 
 /// `METHOD url` with an Authorization header and a JSON body; the status and parsed body.
 fn call(
-    agent: &ureq::Agent,
+    agent: &Arc<ClientConfig>,
     method: &str,
     url: &str,
     auth: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = ureq::http::Request::builder()
-        .method(method)
-        .uri(url)
-        .header("content-type", "application/json");
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let path = url[after_scheme..]
+        .find('/')
+        .map_or("/", |i| &url[after_scheme + i..]);
+    let mut headers = vec![("content-type", "application/json")];
     if !auth.is_empty() {
-        request = request.header("authorization", auth);
+        headers.push(("authorization", auth));
     }
-    let request = request
-        .body(body.map(|b| b.to_string()).unwrap_or_default())
-        .unwrap();
-    let mut r = agent
-        .run(request)
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let r = BlockingClient::new(url, Some(agent.clone()))
+        .request(method, path, &headers, body.as_bytes())
         .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-    let status = r.status().as_u16();
-    let text = r.body_mut().read_to_string().unwrap();
+    let text = r.text();
     (
-        status,
+        r.status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
 }

@@ -16,6 +16,7 @@ use rampart_boot::flow::{AgentState, SlotContent};
 use rampart_testkit::binaries::agent_binary;
 use rampart_testkit::cli;
 use rampart_testkit::cli::{ok, rampart, run, s};
+use rampart_testkit::http::ManagementClient;
 use serde_json::{Value, json};
 
 const HARDWARE: &str = "board-1";
@@ -119,29 +120,12 @@ impl Drop for Server {
 
 /// An operator's HTTPS client for the management API.
 struct Operator {
-    agent: ureq::Agent,
-    base: String,
-    token: String,
+    api: ManagementClient,
 }
 
 impl Operator {
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let url = format!("{}{path}", self.base);
-        let auth = format!("Bearer {}", self.token);
-        let mut response = match method {
-            "GET" => self.agent.get(&url).header("authorization", &auth).call(),
-            _ => self
-                .agent
-                .post(&url)
-                .header("authorization", &auth)
-                .header("content-type", "application/json")
-                .send(body.unwrap_or(json!({})).to_string().as_bytes()),
-        }
-        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap();
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, value)
+        self.api.call(method, path, body)
     }
 
     fn get(&self, path: &str) -> Value {
@@ -315,20 +299,8 @@ impl Backend {
         let server = Server::start(&args, &w.join("server.stderr"));
 
         let token = token(&db, "operator");
-        let tls = ureq::tls::TlsConfig::builder()
-            .provider(ureq::tls::TlsProvider::Rustls)
-            .root_certs(ureq::tls::RootCerts::new_with_certs(&[
-                ureq::tls::Certificate::from_der(ca.cert_der().as_ref()).to_owned(),
-            ]))
-            .build();
         let operator = Operator {
-            agent: ureq::Agent::config_builder()
-                .tls_config(tls)
-                .http_status_as_error(false)
-                .build()
-                .into(),
-            base: server.management_url.clone(),
-            token,
+            api: ManagementClient::new(&server.management_url, &token, ca.cert_pem()),
         };
         Backend {
             ca_pem,
