@@ -5,10 +5,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use rampart_boot::flow::{AgentState, PendingReport, Reason};
+use rampart_protocol::{DeviceFacts, ReportStatus};
 
 use crate::config::Config;
 use crate::device::{Device, HealthCheck, Installed, Staged, Started};
-use crate::director::{ServerClient, UpdateKind};
+use crate::platform::Platform;
+use crate::server_client::{ServerClient, UpdateKind, random_id};
 use crate::source::{Fetch, Refusal, Verified};
 
 /// How a pass ended.
@@ -76,27 +78,38 @@ pub fn boot(
 }
 
 /// Sends queued reports to the server, keeping those it did not store.
-pub fn flush(device: &Device, state: &mut AgentState, client: &ServerClient) {
-    let send = |r: &PendingReport| match client.send_report(
-        &r.id,
-        &r.status,
-        r.assignment.as_deref(),
-        None,
-        r.details.clone(),
-    ) {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!("report {} ({}) not sent yet: {e}", r.id, r.status);
-            false
+pub fn flush(device: &mut Device, state: &mut AgentState, client: &ServerClient) {
+    let mut send = |r: &PendingReport| {
+        // The agent queues only the protocol's statuses; another one (a hand-edited state
+        // file) could never be sent and is dropped.
+        let Ok(status) = r.status.parse::<ReportStatus>() else {
+            eprintln!(
+                "report {} has an unknown status {:?}; dropped",
+                r.id, r.status
+            );
+            return true;
+        };
+        match client.send_report(
+            &r.id,
+            status,
+            r.assignment.as_deref(),
+            None,
+            r.details.clone(),
+        ) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("report {} ({}) not sent yet: {e}", r.id, r.status);
+                false
+            }
         }
     };
-    if let Err(e) = device.flush_reports(state, &send) {
+    if let Err(e) = device.flush_reports(state, &mut send) {
         eprintln!("could not record sent reports: {e}");
     }
 }
 
 /// The facts a poll tells the server.
-pub fn facts(device: &mut Device, state: &AgentState) -> serde_json::Value {
+pub fn facts<P: Platform>(device: &mut Device<P>, state: &AgentState) -> DeviceFacts {
     let running = state.committed.and_then(|s| state.slots.get(&s));
     // The inventory's slot format: lowercase slot names; "active" for the committed slot,
     // otherwise the bootloader's "good" or "bad" (filterable as slot=b=bad).
@@ -111,12 +124,13 @@ pub fn facts(device: &mut Device, state: &AgentState) -> serde_json::Value {
             slots.insert(name.to_ascii_lowercase(), value.into());
         }
     }
-    serde_json::json!({
-        "hardware_id": device.config.hardware_id,
-        "firmware_version": running.map_or("unknown", |c| c.version.as_str()),
-        "security_version": device.security_version().unwrap_or(0),
-        "slots": slots,
-    })
+    DeviceFacts {
+        hardware_id: device.config.hardware_id.clone(),
+        firmware_version: running.map_or("unknown", |c| c.version.as_str()).to_owned(),
+        security_version: device.security_version().unwrap_or(0),
+        slots,
+        ..DeviceFacts::default()
+    }
 }
 
 /// One update pass through the server: poll, verify, install, activate.
@@ -163,6 +177,7 @@ pub fn update_from_server(
         UpdateKind::DownloadOnly | UpdateKind::Forced => {}
     }
     let verified = match crate::director::verify_assigned(
+        &device.disk,
         &device.config.state_dir,
         client,
         &device.config.hardware_id,
@@ -178,24 +193,24 @@ pub fn update_from_server(
             if e.is_verification_failure() {
                 client.report(
                     &assignment.id,
-                    "verification_failed",
+                    ReportStatus::VerificationFailed,
                     serde_json::json!({"target": assignment.target, "reason": reason.as_str(), "error": e.to_string()}),
                 );
             }
-            return Err(Refusal::new(reason, e));
+            return Err(crash_aware(device, Refusal::new(reason, e)));
         }
     };
     client.report(
         &assignment.id,
-        "downloading",
+        ReportStatus::Downloading,
         serde_json::json!({"target": verified.release.target, "version": verified.release.version}),
     );
     let fetch = Fetch::server(client);
     let progress = |release: &rampart_boot::flow::Release, written: u64| {
         let pct = (written.saturating_mul(100) / release.length.max(1)).min(100) as u8;
         let _ = client.send_report(
-            &crate::director::random_id(),
-            "downloading",
+            &random_id(),
+            ReportStatus::Downloading,
             release.assignment.as_deref(),
             Some(pct),
             serde_json::json!({"target": release.target, "written": written}),
@@ -221,7 +236,7 @@ pub fn update_from_server(
         Installed::Activated { slot, .. } => {
             client.report(
                 &assignment.id,
-                "rebooting",
+                ReportStatus::Rebooting,
                 serde_json::json!({"target": verified.release.target, "slot": slot.name()}),
             );
             Ok((Pass::Reboot, poll.interval_secs))
@@ -244,17 +259,26 @@ pub fn install_from(
     }
     let base = crate::source::repo_url(from)?;
     let (verified, _, _) = crate::source::verify_from_repo(
+        &device.disk,
         &device.config.state_dir,
         &base,
         &device.config.hardware_id,
         device.security_version()?,
         target,
         now_unix(),
-    )?;
+    )
+    .map_err(|r| crash_aware(device, r))?;
     match device.install(state, &verified, &Fetch::plain(), progress)? {
         Installed::AlreadyRunning => Ok(Pass::UpToDate),
         Installed::Activated { .. } => Ok(Pass::Reboot),
     }
+}
+
+/// A refusal met while writing through the device's [`crate::disk::Disk`] from code that
+/// knows nothing of power cuts (the TUF client): a power cut stays a power cut.
+fn crash_aware(device: &Device, mut refusal: Refusal) -> Refusal {
+    refusal.crashed |= device.disk.crashed();
+    refusal
 }
 
 /// Runs the configured reboot command.

@@ -32,85 +32,9 @@ pub const STATE_FORMAT: u32 = 1;
 /// the bootloader fell back (the first may have been cut off before the bootloader saw it).
 pub const MAX_ACTIVATIONS: u32 = 2;
 
-/// Why an update ended the way it did: the reason code in reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    /// Installed and committed.
-    Ok,
-    /// TUF metadata (director or image repository) failed verification: signature,
-    /// threshold, expiry, rollback, or the two repositories disagreeing.
-    MetadataInvalid,
-    /// The image's SHA-256 (or another listed hash) did not match the signed one.
-    HashMismatch,
-    /// The download was longer than the signed length (an endless download).
-    TooLong,
-    /// The download ended before the signed length.
-    Truncated,
-    /// The download stalled or was slower than the minimum rate.
-    DownloadStalled,
-    /// The server or network failed; retried later.
-    DownloadFailed,
-    /// The update server answered the device's poll with an error (revoked, unknown or
-    /// conflicting identity, rate-limited...): its answer says why; retried later.
-    PollRefused,
-    /// The release is not built for this device's hardware id.
-    HardwareIncompatible,
-    /// The release's security version is below the device's anti-rollback counter.
-    SecurityVersionRollback,
-    /// The release is not proven to be in the transparency log with the witness quorum.
-    NotInTransparencyLog,
-    /// The release information in the metadata is malformed.
-    ReleaseInvalid,
-    /// The image is larger than the inactive slot.
-    SlotTooSmall,
-    /// Writing or reading the slot failed.
-    SlotIo,
-    /// The bootloader environment is corrupt (both copies fail their CRC, bad block) or
-    /// holds malformed A/B variables.
-    BootEnvCorrupt,
-    /// The bootloader backend failed (script error, I/O).
-    BootloaderFailed,
-    /// The agent's state file is corrupt.
-    StateCorrupt,
-    /// The new slot booted but failed its health checks.
-    HealthCheckFailed,
-    /// The bootloader gave up on the new slot (its boot counter ran out) and booted the old one.
-    BootloaderFallback,
-    /// The device runs a slot other than the committed one without an update in progress.
-    UnexpectedSlot,
-    /// The operator cancelled the assignment.
-    Cancelled,
-}
-
-impl Reason {
-    /// The wire spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Ok => "ok",
-            Reason::MetadataInvalid => "metadata_invalid",
-            Reason::HashMismatch => "hash_mismatch",
-            Reason::TooLong => "too_long",
-            Reason::Truncated => "truncated",
-            Reason::DownloadStalled => "download_stalled",
-            Reason::DownloadFailed => "download_failed",
-            Reason::PollRefused => "poll_refused",
-            Reason::HardwareIncompatible => "hardware_incompatible",
-            Reason::SecurityVersionRollback => "security_version_rollback",
-            Reason::NotInTransparencyLog => "not_in_transparency_log",
-            Reason::ReleaseInvalid => "release_invalid",
-            Reason::SlotTooSmall => "slot_too_small",
-            Reason::SlotIo => "slot_io",
-            Reason::BootEnvCorrupt => "boot_env_corrupt",
-            Reason::BootloaderFailed => "bootloader_failed",
-            Reason::StateCorrupt => "state_corrupt",
-            Reason::HealthCheckFailed => "health_check_failed",
-            Reason::BootloaderFallback => "bootloader_fallback",
-            Reason::UnexpectedSlot => "unexpected_slot",
-            Reason::Cancelled => "cancelled",
-        }
-    }
-}
+/// Why an update ended the way it did: the reason code in reports (a wire spelling of the
+/// native device protocol, so it lives there).
+pub use rampart_protocol::Reason;
 
 /// A release the agent installs: everything needed to resume, verify and commit it without
 /// the metadata at hand.

@@ -312,11 +312,11 @@ fn server_runs_the_director_from_the_command_line() {
         .unwrap()
         .as_secs() as i64;
     let outcome =
-        rampart_agent::director::update(&state, &client, "board-a", &out, unix_now).unwrap();
+        rampart_agent::server_update::update(&state, &client, "board-a", &out, unix_now).unwrap();
     assert!(
         matches!(
             &outcome,
-            rampart_agent::director::UpdateOutcome::Downloaded {
+            rampart_agent::server_update::UpdateOutcome::Downloaded {
                 director_version: 1,
                 ..
             }

@@ -48,27 +48,24 @@
 
 #![forbid(unsafe_code)]
 
-pub mod artifact_store;
-pub mod audit;
-pub mod audit_anchor;
-pub mod auth_failures;
-mod campaigns;
 mod ddi;
 mod delivery;
-mod device_api;
-pub mod director;
-mod http;
-pub mod image_repo;
-mod last_seen;
-pub mod log;
-pub mod management;
-mod metrics;
-mod operator_listener;
-mod poll_read;
-pub mod renewal;
-mod report_rate;
-mod tls_listener;
-pub mod webhooks;
+mod device;
+mod engines;
+mod helpers;
+mod listen;
+mod observe;
+mod operator;
+
+// The public paths of the modules before they moved into rooms.
+pub use delivery::{artifact_store, director, image_repo};
+pub use engines::{audit_anchor, renewal, webhooks};
+pub use listen::auth_failures;
+pub use observe::{audit, log};
+/// The management API's tokens and roles (the API itself is in the operator room).
+pub mod management {
+    pub use crate::operator::{NewToken, OPENAPI_JSON, Permission, Role, create_token};
+}
 
 use std::fmt;
 use std::future::Future;
@@ -90,17 +87,17 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use artifact_store::{ArtifactStore, ArtifactStoreError};
-pub use device_api::{MAX_REPORT_ID_LEN, ReportStatus};
-pub use director::{DEFAULT_DIRECTOR_TARGETS_EXPIRY, DirectorConfig};
-pub use http::ApiError;
-pub use image_repo::{HostedRepo, HostedRepoError};
-pub use last_seen::{DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL};
-pub use management::{OPENAPI_JSON, Permission, Role};
-pub use metrics::{LATENCY_BUCKETS, Metrics};
-pub use tls_listener::{
+pub use delivery::director::{DEFAULT_DIRECTOR_TARGETS_EXPIRY, DirectorConfig};
+pub use delivery::image_repo::{HostedRepo, HostedRepoError};
+pub use device::api::{MAX_REPORT_ID_LEN, ReportStatus};
+pub use engines::last_seen::{DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL};
+pub use listen::http::ApiError;
+pub use listen::mtls::{
     ConnectionCounters, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, MAX_PENDING_HANDSHAKES,
     MtlsListener, MtlsStream, PeerIdentity, RefusedConnection,
 };
+pub use observe::metrics::{LATENCY_BUCKETS, Metrics};
+pub use operator::{OPENAPI_JSON, Permission, Role};
 
 /// Default poll interval told to devices.
 pub const DEFAULT_POLL_INTERVAL_SECS: u64 = 300;
@@ -159,7 +156,7 @@ pub struct ServerConfig {
     /// Refused device connections are summarised in the audit log this often.
     pub refusal_summary_interval: Duration,
     /// Webhook delivery: timeouts, retries, concurrency, the rollback-spike detector.
-    pub webhooks: webhooks::WebhookConfig,
+    pub webhooks: engines::webhooks::WebhookConfig,
     /// Address of the hawkBit DDI API (HTTPS; devices authenticate with tokens or a device
     /// certificate); `None` disables it.
     pub ddi_listen: Option<SocketAddr>,
@@ -167,12 +164,12 @@ pub struct ServerConfig {
     /// [`rampart_pki::server_config_optional_client_auth`]; required with `ddi_listen`.
     pub ddi_tls: Option<Arc<rustls::ServerConfig>>,
     /// Signed audit heads (the audit key, interval, transparency log); `None` signs none.
-    pub audit_anchor: Option<audit_anchor::AuditAnchorConfig>,
+    pub audit_anchor: Option<engines::audit_anchor::AuditAnchorConfig>,
     /// Every listener's connection caps and the request-head deadline (see [`connections`]).
     pub connections: connections::ConnectionConfig,
     /// Automatic renewal of `image_repo`'s timestamp and snapshot with their online keys, and
     /// expiry warnings for every role (see [`renewal`]).
-    pub metadata: renewal::MetadataConfig,
+    pub metadata: engines::renewal::MetadataConfig,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -236,13 +233,13 @@ impl ServerConfig {
             image_repo: None,
             artifact_store: None,
             director: None,
-            refusal_summary_interval: audit::REFUSAL_SUMMARY_INTERVAL,
-            webhooks: webhooks::WebhookConfig::default(),
+            refusal_summary_interval: listen::refusals::REFUSAL_SUMMARY_INTERVAL,
+            webhooks: engines::webhooks::WebhookConfig::default(),
             ddi_listen: None,
             ddi_tls: None,
             audit_anchor: None,
             connections: connections::ConnectionConfig::default(),
-            metadata: renewal::MetadataConfig::default(),
+            metadata: engines::renewal::MetadataConfig::default(),
         }
     }
 
@@ -316,31 +313,31 @@ pub struct Server {
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     metrics: Arc<Metrics>,
-    last_seen: Arc<last_seen::LastSeen>,
-    api: Arc<device_api::DeviceApi>,
+    last_seen: Arc<engines::last_seen::LastSeen>,
+    api: Arc<device::api::DeviceApi>,
     /// The image-repository and director routes (empty without `image_repo`).
     delivery: Router,
     flush_interval: Duration,
     management: Option<(
-        operator_listener::OperatorListener,
-        Arc<management::ManagementApi>,
+        listen::https::OperatorListener,
+        Arc<operator::ManagementApi>,
     )>,
     management_addr: Option<SocketAddr>,
     audit: audit::AuditWriter,
-    audit_anchor: Option<Arc<audit_anchor::AuditAnchor>>,
+    audit_anchor: Option<Arc<engines::audit_anchor::AuditAnchor>>,
     refusals: tokio::sync::mpsc::Receiver<RefusedConnection>,
     refusal_summary_interval: Duration,
     /// Failed authentications on the DDI and management APIs, and their audit events.
     auth_failures: Arc<auth_failures::AuthFailures>,
     auth_events: tokio::sync::mpsc::Receiver<auth_failures::AuthEvent>,
-    hooks: webhooks::Webhooks,
-    campaigns: Arc<campaigns::Campaigns>,
-    ddi: Option<(operator_listener::OperatorListener, Arc<ddi::DdiApi>)>,
+    hooks: engines::webhooks::Webhooks,
+    campaigns: Arc<engines::campaigns::Campaigns>,
+    ddi: Option<(listen::https::OperatorListener, Arc<ddi::DdiApi>)>,
     ddi_addr: Option<SocketAddr>,
     header_timeout: Duration,
     /// Renews the online metadata and watches every role's expiry (with a repository or a
     /// director).
-    metadata_watch: Option<renewal::MetadataWatch>,
+    metadata_watch: Option<engines::renewal::MetadataWatch>,
 }
 
 impl fmt::Debug for Server {
@@ -404,14 +401,15 @@ impl Server {
         let audit = audit::AuditWriter::new(db.clone());
         let audit_anchor = config.audit_anchor.clone().map(|anchor| {
             Arc::new(
-                audit_anchor::AuditAnchor::new(db.clone(), audit.clone(), anchor)
+                engines::audit_anchor::AuditAnchor::new(db.clone(), audit.clone(), anchor)
                     .with_metrics(metrics.clone()),
             )
         });
-        let hooks = webhooks::Webhooks::open(db.clone(), &config.db_url, config.webhooks.clone())
-            .await
-            .map_err(|e| ServerError::Config(e.to_string()))?;
-        let (refusal_tx, refusals) = tokio::sync::mpsc::channel(audit::REFUSAL_QUEUE);
+        let hooks =
+            engines::webhooks::Webhooks::open(db.clone(), &config.db_url, config.webhooks.clone())
+                .await
+                .map_err(|e| ServerError::Config(e.to_string()))?;
+        let (refusal_tx, refusals) = tokio::sync::mpsc::channel(listen::refusals::REFUSAL_QUEUE);
         let (auth_failures, auth_events) = auth_failures::AuthFailures::new(
             metrics.clone(),
             auth_failures::FailurePolicy::default(),
@@ -438,37 +436,38 @@ impl Server {
         let image_repo = config
             .image_repo
             .as_ref()
-            .map(|dir| Arc::new(image_repo::HostedRepo::new(dir)));
-        let metadata_watch = renewal::MetadataWatch::new(
+            .map(|dir| Arc::new(delivery::image_repo::HostedRepo::new(dir)));
+        let metadata_watch = engines::renewal::MetadataWatch::new(
             &config,
             image_repo.clone(),
             metrics.clone(),
             audit.clone(),
         )?;
-        let last_seen = Arc::new(last_seen::LastSeen::new(
+        let last_seen = Arc::new(engines::last_seen::LastSeen::new(
             config.last_seen_batch_size,
             metrics.clone(),
         ));
-        let campaigns = campaigns::Campaigns::new(db.clone(), audit.clone(), hooks.clone());
+        let campaigns =
+            engines::campaigns::Campaigns::new(db.clone(), audit.clone(), hooks.clone());
         let api = Arc::new(
-            device_api::DeviceApi::new(
+            device::api::DeviceApi::new(
                 db.clone(),
                 metrics.clone(),
                 last_seen.clone(),
                 config.poll_interval_secs,
-                http::BodyLimits {
+                listen::http::BodyLimits {
                     max_bytes: config.max_body_bytes,
                     read_timeout: config.body_read_timeout,
                 },
                 audit.clone(),
-                device_api::ReportSinks {
+                engines::report_sinks::ReportSinks {
                     campaigns: campaigns.clone(),
                     hooks: hooks.clone(),
                 },
             )
             .with_image_repo(image_repo.clone()),
         );
-        let delivery = delivery::routes(&config, api.clone(), image_repo.clone())?;
+        let delivery = device::routes(&config, api.clone(), image_repo.clone())?;
         let (ddi, ddi_addr) = match (config.ddi_listen, &config.ddi_tls) {
             (Some(addr), Some(tls)) => {
                 let (listener, local) = bind(addr).await?;
@@ -478,7 +477,7 @@ impl Server {
                     metrics: metrics.clone(),
                     last_seen: last_seen.clone(),
                     poll_interval_secs: config.poll_interval_secs,
-                    body_limits: http::BodyLimits {
+                    body_limits: listen::http::BodyLimits {
                         max_bytes: config.max_body_bytes,
                         read_timeout: config.body_read_timeout,
                     },
@@ -489,7 +488,7 @@ impl Server {
                             .clone()
                             .unwrap_or_else(|| ArtifactStore::Local(dir.join("targets")))
                     }),
-                    sinks: device_api::ReportSinks {
+                    sinks: engines::report_sinks::ReportSinks {
                         campaigns: campaigns.clone(),
                         hooks: hooks.clone(),
                     },
@@ -497,7 +496,7 @@ impl Server {
                     module_lock: Arc::new(tokio::sync::Mutex::new(())),
                     auth_failures: auth_failures.clone(),
                 });
-                let listener = operator_listener::OperatorListener::new(
+                let listener = listen::https::OperatorListener::new(
                     listener,
                     tls.clone(),
                     config.handshake_timeout,
@@ -512,19 +511,19 @@ impl Server {
         {
             (Some(addr), Some(tls)) => {
                 let (listener, local) = bind(addr).await?;
-                let api = Arc::new(management::ManagementApi {
+                let api = Arc::new(operator::ManagementApi {
                     db: db.clone(),
                     audit: audit.clone(),
                     metrics: metrics.clone(),
                     image_repo: image_repo.clone(),
                     campaigns: campaigns.clone(),
                     audit_anchor: audit_anchor.clone(),
-                    body_limits: http::BodyLimits {
+                    body_limits: listen::http::BodyLimits {
                         max_bytes: config.max_body_bytes,
                         read_timeout: config.body_read_timeout,
                     },
                 });
-                let listener = operator_listener::OperatorListener::new(
+                let listener = listen::https::OperatorListener::new(
                     listener,
                     tls.clone(),
                     config.handshake_timeout,
@@ -568,9 +567,9 @@ impl Server {
         self.ddi_addr
     }
 
-    /// The webhook machinery: [`webhooks::Webhooks::emit`] queues an event for operators'
-    /// endpoints, [`webhooks::Webhooks::observe_report`] feeds the rollback-spike detector.
-    pub fn webhooks(&self) -> webhooks::Webhooks {
+    /// The webhook machinery: [`engines::webhooks::Webhooks::emit`] queues an event for operators'
+    /// endpoints, [`engines::webhooks::Webhooks::observe_report`] feeds the rollback-spike detector.
+    pub fn webhooks(&self) -> engines::webhooks::Webhooks {
         self.hooks.clone()
     }
 
@@ -641,7 +640,7 @@ impl Server {
         });
 
         let (flusher_stop_tx, flusher_stop_rx) = watch::channel(false);
-        let flusher = tokio::spawn(last_seen::run_flusher(
+        let flusher = tokio::spawn(engines::last_seen::run_flusher(
             last_seen,
             db.clone(),
             flush_interval,
@@ -654,7 +653,7 @@ impl Server {
                 metrics_router(metrics),
                 operators,
                 |_, peer| peer,
-                stopped(stop_rx.clone()),
+                helpers::stopped(stop_rx.clone()),
             ))
         });
 
@@ -665,7 +664,7 @@ impl Server {
             refusal_summary_interval,
             stop_rx.clone(),
         ));
-        let refusal_recorder = tokio::spawn(audit::run_refusal_recorder(
+        let refusal_recorder = tokio::spawn(listen::refusals::run_refusal_recorder(
             audit,
             refusals,
             refusal_summary_interval,
@@ -674,25 +673,29 @@ impl Server {
         let campaign_engine = tokio::spawn(campaigns.run(stop_rx.clone()));
         let metadata_watcher = metadata_watch.map(|watch| tokio::spawn(watch.run(stop_rx.clone())));
         let hooks_grace = hooks.config().attempt_timeout + METRICS_SHUTDOWN_GRACE;
-        let dispatcher = tokio::spawn(hooks.clone().run_dispatcher(stopped(stop_rx.clone())));
+        let dispatcher = tokio::spawn(
+            hooks
+                .clone()
+                .run_dispatcher(helpers::stopped(stop_rx.clone())),
+        );
         let ddi_server = ddi.map(|(listener, api)| {
             tokio::spawn(http_serve::serve(
                 listener,
                 ddi::router(api).layer(axum::middleware::map_response(|r| {
-                    http::framework_rejections_in(http::ErrorFormat::Ddi, r)
+                    listen::http::framework_rejections_in(listen::http::ErrorFormat::Ddi, r)
                 })),
                 operators,
-                |io: &operator_listener::OperatorStream, peer| ddi::DdiPeer {
+                |io: &listen::https::OperatorStream, peer| listen::https::DdiPeer {
                     remote_addr: peer,
                     certificate_device: io.attached().certificate_device.clone(),
                 },
-                stopped(stop_rx.clone()),
+                helpers::stopped(stop_rx.clone()),
             ))
         });
         let management_server = management.map(|(listener, api)| {
-            let router = management::router(api.clone())
-                .merge(ddi::management_router(api.clone()))
-                .merge(webhooks::router(api, hooks))
+            let router = operator::router(api.clone())
+                .merge(operator::ddi_tenants::router(api.clone()))
+                .merge(operator::webhooks::router(api, hooks))
                 // Unknown bearer tokens are counted, audited and slowed down per source.
                 .layer(axum::middleware::from_fn_with_state(
                     auth_failures::Guard {
@@ -702,29 +705,29 @@ impl Server {
                     auth_failures::guard,
                 ))
                 .layer(axum::middleware::map_response(|r| {
-                    http::framework_rejections_in(http::ErrorFormat::Api, r)
+                    listen::http::framework_rejections_in(listen::http::ErrorFormat::Api, r)
                 }));
             tokio::spawn(http_serve::serve(
                 listener,
                 router,
                 operators,
                 |_, peer| peer,
-                stopped(stop_rx.clone()),
+                helpers::stopped(stop_rx.clone()),
             ))
         });
 
         // Devices' requests in flight (an artifact download may be long) all finish.
         http_serve::serve(
             device_listener,
-            device_api::router(api, delivery).layer(axum::middleware::map_response(|r| {
-                http::framework_rejections_in(http::ErrorFormat::Api, r)
+            device::api::router(api, delivery).layer(axum::middleware::map_response(|r| {
+                listen::http::framework_rejections_in(listen::http::ErrorFormat::Api, r)
             })),
             http_serve::HttpOptions {
                 header_timeout,
                 shutdown_grace: None,
             },
             |io: &MtlsStream, _| io.attached().peer().clone(),
-            stopped(stop_rx),
+            helpers::stopped(stop_rx),
         )
         .await;
 
@@ -772,11 +775,6 @@ pub async fn run(
     Server::bind(config).await?.serve(shutdown).await
 }
 
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    // An error means the sender is gone, which also means "stop".
-    let _ = stop.wait_for(|stopped| *stopped).await;
-}
-
 /// The operator listener: `GET /metrics`.
 fn metrics_router(metrics: Arc<Metrics>) -> Router {
     Router::new()
@@ -793,7 +791,7 @@ fn metrics_router(metrics: Arc<Metrics>) -> Router {
 
 async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        [(header::CONTENT_TYPE, observe::metrics::CONTENT_TYPE)],
         metrics.render(),
     )
 }

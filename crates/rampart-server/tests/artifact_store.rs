@@ -16,7 +16,7 @@ use common::delivery::{
     assert_artifact_http_semantics, image,
 };
 use common::unix_now;
-use rampart_agent::director::UpdateOutcome;
+use rampart_agent::server_update::UpdateOutcome;
 use rampart_server::artifact_store::{ArtifactStore, ArtifactStoreError, ObjectStoreArtifacts};
 use rampart_server::{Server, ServerConfig, ServerError};
 use rampart_testkit::moto::Moto;

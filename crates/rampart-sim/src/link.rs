@@ -3,23 +3,23 @@
 //!
 //! The real link ([`ServerLink`]) is the agent's own client: the TLS connector of
 //! `rampart_agent::tls::device_agent` with the device's own certificate and key (mutual TLS),
-//! `rampart_agent::director::ServerClient` for reports, `verify_assigned` for the director and
+//! `rampart_agent::server_client::ServerClient` for reports, `verify_assigned` for the director and
 //! image-repository verification, and `rampart_agent::source::Fetch` for ranged artifact
-//! downloads. Only the poll answer is parsed here: it carries the assignment type, which the
-//! agent's parser does not know yet. Unit tests put an in-memory server behind [`Connect`].
+//! downloads. Unit tests put an in-memory server behind [`Connect`].
 
 use std::io::Read;
 use std::path::Path;
 
-use rampart_agent::director::{ServerClient, verify_assigned};
+use rampart_protocol::DeviceFacts;
+
+use rampart_agent::director::verify_assigned;
+use rampart_agent::disk::Disk;
+use rampart_agent::server_client::ServerClient;
 use rampart_agent::source::{Fetch, Refusal, Verified};
 use rampart_agent::tls::{ClientKey, device_agent};
 use rampart_boot::flow::Reason;
 use rampart_pki::Zeroizing;
 use rampart_tuf_client::fetch::MinRate;
-
-/// Largest poll answer accepted (as the agent).
-const MAX_POLL_BYTES: u64 = 64 * 1024;
 
 /// A device's mutual-TLS identity: its id, certificate and key, PEM.
 pub(crate) struct Identity {
@@ -29,11 +29,11 @@ pub(crate) struct Identity {
 }
 
 /// How a device treats an assignment: the agent's own type and parser.
-pub use rampart_agent::director::UpdateKind;
+pub use rampart_agent::server_client::UpdateKind;
 
 /// What the server assigns, and its poll answer: the agent's own types (parsed by the
 /// agent's own `parse_poll_answer`).
-pub(crate) use rampart_agent::director::{Assignment, Poll as PollAnswer};
+pub(crate) use rampart_agent::server_client::{Assignment, Poll as PollAnswer};
 
 /// Why verifying an assignment failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +46,7 @@ pub(crate) struct VerifyError {
 
 /// One device session with the server.
 pub(crate) trait Session: Send {
-    fn poll(&mut self, facts: &serde_json::Value) -> Result<PollAnswer, String>;
+    fn poll(&mut self, facts: &DeviceFacts) -> Result<PollAnswer, String>;
     /// The director and image-repository verification of the assignment (`None`: the director
     /// lists nothing any more).
     fn verify(
@@ -92,41 +92,18 @@ impl Connect for ServerLink {
         let (fetcher, id) = device_agent(&self.server_ca_pem, device.cert_pem.as_bytes(), &key)
             .map_err(|e| e.to_string())?;
         Ok(Box::new(ServerSession {
-            base: self.url.clone(),
             client: ServerClient::from_fetcher(&self.url, fetcher, id),
         }))
     }
 }
 
 struct ServerSession {
-    base: String,
     client: ServerClient,
 }
 
 impl Session for ServerSession {
-    fn poll(&mut self, facts: &serde_json::Value) -> Result<PollAnswer, String> {
-        let url = format!("{}/device/v1/poll", self.base);
-        let mut response = self
-            .client
-            .http()
-            .post(&url)
-            .header("content-type", "application/json")
-            .send(facts.to_string().as_bytes())
-            .map_err(|e| format!("{url}: {e}"))?;
-        let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_POLL_BYTES)
-            .read_to_vec()
-            .map_err(|e| format!("{url}: {e}"))?;
-        if status != 200 {
-            return Err(format!(
-                "{url}: HTTP {status}: {}",
-                String::from_utf8_lossy(&body)
-            ));
-        }
-        rampart_agent::director::parse_poll_answer(&body, self.client.device_id())
+    fn poll(&mut self, facts: &DeviceFacts) -> Result<PollAnswer, String> {
+        self.client.poll_with(facts).map_err(|e| e.to_string())
     }
 
     fn verify(
@@ -136,7 +113,9 @@ impl Session for ServerSession {
         assignment: &Assignment,
         now_unix: i64,
     ) -> Result<Option<Verified>, VerifyError> {
-        match verify_assigned(state_dir, &self.client, hardware_id, now_unix) {
+        // The simulated power cuts strike the install and boot flow's writes (`crate::power`),
+        // not these: the metadata files are written whole and atomically.
+        match verify_assigned(&Disk::new(), state_dir, &self.client, hardware_id, now_unix) {
             Ok(Some(v)) => Verified::from_assignment(v, &assignment.id)
                 .map(Some)
                 .map_err(|r| VerifyError {
@@ -169,6 +148,7 @@ impl Session for ServerSession {
         progress: Option<u8>,
         details: serde_json::Value,
     ) -> Result<(), String> {
+        let status = status.parse().map_err(|e| format!("{e}"))?;
         self.client
             .send_report(id, status, assignment, progress, details)
             .map_err(|e| e.to_string())

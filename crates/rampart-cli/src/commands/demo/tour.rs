@@ -12,7 +12,8 @@ use rampart_keys::file::FileSigner;
 use rampart_repo::{ExpiryDays, InitOptions, ReleaseRequest, Repository, RoleSigners, RootChange};
 use rampart_tuf_client::{ClientError, HttpFetcher, Limits, Updater, UpdaterConfig};
 
-use rampart_agent::director::{DeviceTls, ServerClient, UpdateOutcome};
+use rampart_agent::director::{DeviceTls, ServerClient};
+use rampart_agent::server_update::UpdateOutcome;
 use serde_json::{Value, json};
 
 use super::server::{DemoServer, rampart, run_ok, start_server};
@@ -452,7 +453,7 @@ fn server_chapter(
     };
     let client = ServerClient::new(&server.device_url, &tls)?;
     let slot = base.join("dev-0001-slot-b.img");
-    let outcome = rampart_agent::director::update(
+    let outcome = rampart_agent::server_update::update(
         &state,
         &client,
         "board-a",
@@ -500,7 +501,7 @@ fn server_chapter(
     )?;
     ensure!(status == 201, "assignment refused: {status} {assignment}");
     println!("    assignment {} of {target}", assignment["id"]);
-    let outcome = rampart_agent::director::update(
+    let outcome = rampart_agent::server_update::update(
         &state,
         &client,
         "board-a",
@@ -538,7 +539,7 @@ fn server_chapter(
         Some(json!({"reason": "reported stolen"})),
     )?;
     ensure!(status == 200, "revocation failed: {status}");
-    match rampart_agent::director::update(
+    match rampart_agent::server_update::update(
         &state,
         &client,
         "board-a",

@@ -1,0 +1,70 @@
+//! The hawkBit Direct Device Integration (DDI) API v1, so existing SWUpdate, RAUC
+//! (rauc-hawkbit-updater) and other hawkBit clients update from Rampart unchanged.
+//!
+//! ```text
+//! GET  /{tenant}/controller/v1/{id}                                    poll
+//! GET  /{tenant}/controller/v1/{id}/deploymentBase/{action}           the deployment
+//! POST /{tenant}/controller/v1/{id}/deploymentBase/{action}/feedback  progress and result
+//! GET  /{tenant}/controller/v1/{id}/cancelAction/{action}             a withdrawal
+//! POST /{tenant}/controller/v1/{id}/cancelAction/{action}/feedback    its confirmation
+//! PUT  /{tenant}/controller/v1/{id}/configData                        attributes
+//! GET  /{tenant}/controller/v1/{id}/installedBase/{action}            the installed deployment
+//! GET  /{tenant}/controller/v1/{id}/softwaremodules/{m}/artifacts     a module's files
+//! GET|HEAD .../softwaremodules/{m}/artifacts/{file}[.MD5SUM]          download (Range)
+//! ```
+//!
+//! It is a front on the same inventory, assignments, campaigns and audit log as the native
+//! device API: a DDI action is one device's view of its current assignment (plain or
+//! campaign), opened when the device polls; DDI feedback is stored as native reports, so it
+//! counts toward campaign gates exactly as native reports do. Artifacts are the image
+//! repository's targets (any file: a `.swu`, a RAUC bundle), served only after their SHA-256
+//! matched the signed TUF metadata; their SHA-1 and MD5, which DDI clients check, are computed
+//! from the same bytes once. The protocol rules are pure (`rampart_ddi`); this module does the
+//! I/O. Authentication per tenant: `TargetToken`, `GatewayToken`, client certificate.
+
+mod actions;
+mod auth;
+mod checks;
+mod errors;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rampart_db::Db;
+
+use crate::delivery::artifact_store::ArtifactStore;
+use crate::delivery::image_repo::HostedRepo;
+use crate::engines::last_seen::LastSeen;
+use crate::engines::report_sinks::ReportSinks;
+use crate::listen::auth_failures::AuthFailures;
+use crate::listen::http::BodyLimits;
+use crate::observe::metrics::Metrics;
+
+pub(crate) use routes::router;
+
+/// `actionHistory` returns at most this many messages.
+const MAX_HISTORY: usize = 100;
+/// A feedback's native report carries at most this many of its messages, each cut to
+/// [`REPORT_MESSAGE_CHARS`] (reports are bounded at 16 KiB of details).
+const REPORT_MESSAGES: usize = 8;
+const REPORT_MESSAGE_CHARS: usize = 256;
+
+/// Shared state of the DDI front.
+pub(crate) struct DdiApi {
+    pub(crate) db: Db,
+    pub(crate) audit: crate::observe::audit::AuditWriter,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) last_seen: Arc<LastSeen>,
+    pub(crate) poll_interval_secs: u64,
+    pub(crate) body_limits: BodyLimits,
+    pub(crate) repo: Option<Arc<HostedRepo>>,
+    pub(crate) artifacts: Option<ArtifactStore>,
+    pub(crate) sinks: ReportSinks,
+    /// The listener's address, for links when a request has no usable `Host`.
+    pub(crate) local_addr: SocketAddr,
+    /// Computing a module's digests reads the whole artifact: once at a time.
+    pub(crate) module_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Failed authentications per source (counted, audited, slowed down).
+    pub(crate) auth_failures: Arc<AuthFailures>,
+}

@@ -1,0 +1,10 @@
+//! The engines: work the server does on its own clock or on events, with no HTTP (no axum,
+//! no hyper, no answer types): the campaign engine, the webhook dispatcher, the batched
+//! last-seen writer, metadata renewal, and audit anchoring.
+
+pub mod audit_anchor;
+pub mod campaigns;
+pub mod last_seen;
+pub mod renewal;
+pub(crate) mod report_sinks;
+pub mod webhooks;

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Builds the seed corpora of every fuzz target into fuzz/seeds/<target>/ (or $1): what
+# make-seeds writes with the project's own writers, plus the known-answer vectors of
+# ../shared/vectors and the agent configuration documented in docs/device-integration.md.
+# Nothing here is committed: the vectors stay where they are (see their README).
+set -euo pipefail
+fuzz_dir=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$fuzz_dir")
+vectors=$repo/../shared/vectors
+out=${1:-$fuzz_dir/seeds}
+
+rm -rf "$out"
+mkdir -p "$out"
+# An ordinary (uninstrumented) build: make-seeds runs once, outside libFuzzer.
+cargo run --quiet --manifest-path "$fuzz_dir/Cargo.toml" --example make-seeds -- "$out"
+rm -rf "$out/.work"
+
+mkdir -p "$out/signed_note" "$out/canonical_json" "$out/agent_config" "$out/cyclonedx_sbom" "$out/tiles"
+if [ -d "$vectors" ]; then
+    cp "$vectors/signed-note/example.note" "$out/signed_note/c2sp-example.note"
+    cp "$vectors/signed-note/example.vkey" "$out/signed_note/c2sp-example.vkey"
+    # A few of each kind of JSON document the vectors hold (the fuzzer mutates; more seeds of
+    # the same shape only slow its start).
+    find "$vectors/rfc6962-merkle" -name '*.json' | sort | awk 'NR <= 12' | while read -r f; do
+        cp "$f" "$out/canonical_json/merkle-$(basename "$(dirname "$f")")-$(basename "$f")"
+    done
+    find "$vectors/osv-pypi" -name 'PYSEC-*.json' | sort | awk 'NR <= 12' | while read -r f; do
+        cp "$f" "$out/canonical_json/osv-$(basename "$f")"
+        cp "$f" "$out/cyclonedx_sbom/osv-$(basename "$f")"
+    done
+else
+    echo "seeds.sh: $vectors not found; seeding without the shared vectors" >&2
+fi
+
+# Every TOML example of the agent configuration in the docs.
+n=0
+for doc in "$repo/docs/device-integration.md" "$repo/README.md"; do
+    [ -f "$doc" ] || continue
+    awk -v dir="$out/agent_config" -v base="$(basename "$doc" .md)" '
+        /^```toml/ { inside = 1; n++; file = dir "/" base "-" n ".toml"; next }
+        /^```/ && inside { inside = 0; close(file); next }
+        inside { print > file }
+    ' "$doc"
+done
+n=$(find "$out/agent_config" -type f | wc -l)
+[ "$n" -gt 0 ] || { echo "seeds.sh: no agent configuration example found in the docs" >&2; exit 1; }
+
+for dir in "$out"/*/; do
+    [ -n "$(ls -A "$dir")" ] || { echo "seeds.sh: no seeds for $(basename "$dir")" >&2; exit 1; }
+done
+echo "seeds.sh: $(find "$out" -type f | wc -l) seeds for $(ls "$out" | wc -l) targets in $out"
