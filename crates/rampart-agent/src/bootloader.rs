@@ -69,19 +69,20 @@ impl BootError {
     }
 }
 
-/// The four operations the agent needs (RAUC's custom-backend interface).
-pub trait Bootloader: Send {
+/// The four operations the agent needs (RAUC's custom-backend interface). Changes are written
+/// through `D`, the platform's persistent-write layer (on a device, the [`Disk`]).
+pub trait Bootloader<D = Disk>: Send {
     /// The first slot in the boot order.
     fn primary(&mut self) -> Result<Slot, BootError>;
     /// Whether `slot` may be booted.
     fn health(&mut self, slot: Slot) -> Result<SlotHealth, BootError>;
     /// Makes `slot` the first to boot, with a fresh boot counter (a try boot).
-    fn set_primary(&mut self, disk: &Disk, slot: Slot) -> Result<(), BootError>;
+    fn set_primary(&mut self, disk: &D, slot: Slot) -> Result<(), BootError>;
     /// Marks `slot` good (counter reset) or bad (never booted).
-    fn set_health(&mut self, disk: &Disk, slot: Slot, health: SlotHealth) -> Result<(), BootError>;
+    fn set_health(&mut self, disk: &D, slot: Slot, health: SlotHealth) -> Result<(), BootError>;
     /// Confirms the running `slot` at start: resets its boot counter if the bootloader
     /// decremented it (only written when needed, to spare flash).
-    fn confirm(&mut self, disk: &Disk, slot: Slot) -> Result<(), BootError> {
+    fn confirm(&mut self, disk: &D, slot: Slot) -> Result<(), BootError> {
         self.set_health(disk, slot, SlotHealth::Good)
     }
     /// Names the backend in messages.

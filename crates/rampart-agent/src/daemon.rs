@@ -9,6 +9,7 @@ use rampart_protocol::{DeviceFacts, ReportStatus};
 
 use crate::config::Config;
 use crate::device::{Device, HealthCheck, Installed, Staged, Started};
+use crate::platform::Platform;
 use crate::server_client::{ServerClient, UpdateKind, random_id};
 use crate::source::{Fetch, Refusal, Verified};
 
@@ -77,8 +78,8 @@ pub fn boot(
 }
 
 /// Sends queued reports to the server, keeping those it did not store.
-pub fn flush(device: &Device, state: &mut AgentState, client: &ServerClient) {
-    let send = |r: &PendingReport| {
+pub fn flush(device: &mut Device, state: &mut AgentState, client: &ServerClient) {
+    let mut send = |r: &PendingReport| {
         // The agent queues only the protocol's statuses; another one (a hand-edited state
         // file) could never be sent and is dropped.
         let Ok(status) = r.status.parse::<ReportStatus>() else {
@@ -102,13 +103,13 @@ pub fn flush(device: &Device, state: &mut AgentState, client: &ServerClient) {
             }
         }
     };
-    if let Err(e) = device.flush_reports(state, &send) {
+    if let Err(e) = device.flush_reports(state, &mut send) {
         eprintln!("could not record sent reports: {e}");
     }
 }
 
 /// The facts a poll tells the server.
-pub fn facts(device: &mut Device, state: &AgentState) -> DeviceFacts {
+pub fn facts<P: Platform>(device: &mut Device<P>, state: &AgentState) -> DeviceFacts {
     let running = state.committed.and_then(|s| state.slots.get(&s));
     // The inventory's slot format: lowercase slot names; "active" for the committed slot,
     // otherwise the bootloader's "good" or "bad" (filterable as slot=b=bad).
@@ -176,6 +177,7 @@ pub fn update_from_server(
         UpdateKind::DownloadOnly | UpdateKind::Forced => {}
     }
     let verified = match crate::director::verify_assigned(
+        &device.disk,
         &device.config.state_dir,
         client,
         &device.config.hardware_id,
@@ -195,7 +197,7 @@ pub fn update_from_server(
                     serde_json::json!({"target": assignment.target, "reason": reason.as_str(), "error": e.to_string()}),
                 );
             }
-            return Err(Refusal::new(reason, e));
+            return Err(crash_aware(device, Refusal::new(reason, e)));
         }
     };
     client.report(
@@ -257,17 +259,26 @@ pub fn install_from(
     }
     let base = crate::source::repo_url(from)?;
     let (verified, _, _) = crate::source::verify_from_repo(
+        &device.disk,
         &device.config.state_dir,
         &base,
         &device.config.hardware_id,
         device.security_version()?,
         target,
         now_unix(),
-    )?;
+    )
+    .map_err(|r| crash_aware(device, r))?;
     match device.install(state, &verified, &Fetch::plain(), progress)? {
         Installed::AlreadyRunning => Ok(Pass::UpToDate),
         Installed::Activated { .. } => Ok(Pass::Reboot),
     }
+}
+
+/// A refusal met while writing through the device's [`crate::disk::Disk`] from code that
+/// knows nothing of power cuts (the TUF client): a power cut stays a power cut.
+fn crash_aware(device: &Device, mut refusal: Refusal) -> Refusal {
+    refusal.crashed |= device.disk.crashed();
+    refusal
 }
 
 /// Runs the configured reboot command.

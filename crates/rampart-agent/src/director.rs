@@ -15,6 +15,10 @@
 //! 4. records the accepted director version (write, fsync, rename) so an older one is refused
 //!    from then on.
 //!
+//! Every file it keeps (the director root and targets, the accepted version, the image
+//! repository's trusted metadata) is written through the device's [`Disk`], so the power-loss
+//! tests cut the power at these writes too.
+//!
 //! Polling and reporting are [`crate::server_client`]'s; one whole session (poll, verify,
 //! download) is [`crate::server_update`]'s.
 
@@ -23,9 +27,11 @@ use std::path::Path;
 use rampart_core::director::{DirectorTrust, check_agreement};
 use rampart_core::metadata::TargetFile;
 use rampart_core::release::ReleaseInfo;
-use rampart_tuf_client::store::write_atomic;
 use rampart_tuf_client::{Limits, Updater, UpdaterConfig};
 
+use rampart_tuf_client::store::MetadataStore;
+
+use crate::disk::Disk;
 use crate::server_client::io_error;
 // Moved to `server_client`; kept here for the callers that still name them by this path.
 pub use crate::server_client::{DeviceTls, ServerClient, UpdateError, random_id};
@@ -70,8 +76,22 @@ pub fn installed_security_version(state: &Path) -> Result<u64, UpdateError> {
     }
 }
 
+/// A file of the director state replaced through `store`.
+fn replace(store: &dyn MetadataStore, path: &Path, bytes: &[u8]) -> Result<(), UpdateError> {
+    store.replace(path, bytes).map_err(io_error(path))
+}
+
 /// Pins the director root at provisioning (refuses to replace one: it changes by rotation).
 pub fn pin_director_root(state: &Path, root_bytes: &[u8]) -> Result<(), UpdateError> {
+    pin_director_root_on(&Disk::new(), state, root_bytes)
+}
+
+/// [`pin_director_root`], written through `store` (on a device, its [`Disk`]).
+pub fn pin_director_root_on(
+    store: &dyn MetadataStore,
+    state: &Path,
+    root_bytes: &[u8],
+) -> Result<(), UpdateError> {
     DirectorTrust::new(root_bytes)?;
     let dir = state.join(DIRECTOR_DIR);
     std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
@@ -85,7 +105,7 @@ pub fn pin_director_root(state: &Path, root_bytes: &[u8]) -> Result<(), UpdateEr
             ),
         });
     }
-    write_atomic(&path, root_bytes).map_err(io_error(&path))
+    replace(store, &path, root_bytes)
 }
 
 /// A release the director assigns to this device, verified against the image repository.
@@ -100,8 +120,10 @@ pub struct VerifiedAssignment {
 }
 
 /// Steps 1 to 4 of the module documentation: the director's metadata, the image repository,
-/// their agreement and the release checks. `None` when the director lists no target.
+/// their agreement and the release checks. `None` when the director lists no target. What it
+/// keeps is written through `store` (on a device, its [`Disk`]).
 pub fn verify_assigned(
+    store: &dyn MetadataStore,
     state: &Path,
     client: &ServerClient,
     hardware_id: &str,
@@ -130,7 +152,7 @@ pub fn verify_assigned(
             break;
         };
         trust.update_root(&bytes)?;
-        write_atomic(&root_path, &bytes).map_err(io_error(&root_path))?;
+        replace(store, &root_path, &bytes)?;
     }
     let accepted = accepted_director_version(state)?;
     let targets_path = "/device/v1/director/targets.json";
@@ -153,7 +175,7 @@ pub fn verify_assigned(
     };
     // The same mutual-TLS identity (PEM or PKCS#11 key) as the poll.
     let fetcher = client.fetcher().clone();
-    let mut up = Updater::new(config, fetcher, now_unix)?;
+    let mut up = Updater::new(config, fetcher, now_unix)?.with_store(store.to_box());
     up.refresh()?;
     let mut image = std::collections::BTreeMap::new();
     for path in director.signed.targets.keys() {
@@ -186,13 +208,13 @@ pub fn verify_assigned(
     // Accepted: from now on an older director version is refused.
     std::fs::create_dir_all(&director_dir).map_err(io_error(&director_dir))?;
     let stored = director_dir.join(DIRECTOR_TARGETS);
-    write_atomic(&stored, &director_bytes).map_err(io_error(&stored))?;
+    replace(store, &stored, &director_bytes)?;
     let version_path = director_dir.join(DIRECTOR_VERSION);
-    write_atomic(
+    replace(
+        store,
         &version_path,
         format!("{}\n", director.version()).as_bytes(),
-    )
-    .map_err(io_error(&version_path))?;
+    )?;
 
     let Some((target, info, release)) = chosen else {
         return Ok(None);

@@ -16,8 +16,8 @@ use std::fs::File;
 use std::io::Write as _;
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Environment variable that makes the agent process abort at a write step (tests only).
 pub const CRASH_ENV: &str = "RAMPART_AGENT_CRASH_AT";
@@ -100,11 +100,17 @@ impl DiskError {
     }
 }
 
-/// The agent's persistent-write layer (see the module documentation).
-#[derive(Debug, Default)]
+/// The agent's persistent-write layer (see the module documentation). Clones share the step
+/// count and the fault plan: the TUF client writes its trusted metadata through a clone.
+#[derive(Debug, Default, Clone)]
 pub struct Disk {
     plan: Option<FaultPlan>,
-    steps: AtomicU64,
+    steps: Arc<Steps>,
+}
+
+#[derive(Debug, Default)]
+struct Steps {
+    taken: AtomicU64,
     crashed: AtomicBool,
     /// Labels of the steps taken, for tests that enumerate every step of a flow.
     journal: Mutex<Vec<String>>,
@@ -134,17 +140,21 @@ impl Disk {
 
     /// Write steps taken so far.
     pub fn steps(&self) -> u64 {
-        self.steps.load(Ordering::SeqCst)
+        self.steps.taken.load(Ordering::SeqCst)
     }
 
     /// Whether an injected crash happened.
     pub fn crashed(&self) -> bool {
-        self.crashed.load(Ordering::SeqCst)
+        self.steps.crashed.load(Ordering::SeqCst)
     }
 
     /// The labels of the steps taken, in order.
     pub fn journal(&self) -> Vec<String> {
-        self.journal.lock().map(|j| j.clone()).unwrap_or_default()
+        self.steps
+            .journal
+            .lock()
+            .map(|j| j.clone())
+            .unwrap_or_default()
     }
 
     fn dead(&self, what: &str) -> Result<(), DiskError> {
@@ -160,8 +170,8 @@ impl Disk {
     /// Starts a write step; returns the crash point if this step is the planned one.
     fn begin(&self, what: &str) -> Result<Option<CrashPoint>, DiskError> {
         self.dead(what)?;
-        let step = self.steps.fetch_add(1, Ordering::SeqCst) + 1;
-        if let Ok(mut j) = self.journal.lock() {
+        let step = self.steps.taken.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Ok(mut j) = self.steps.journal.lock() {
             j.push(what.to_owned());
         }
         Ok(self.plan.filter(|p| p.step == step).map(|p| p.point))
@@ -175,7 +185,7 @@ impl Disk {
             );
             std::process::abort();
         }
-        self.crashed.store(true, Ordering::SeqCst);
+        self.steps.crashed.store(true, Ordering::SeqCst);
         DiskError::Crashed {
             step: self.steps(),
             what: what.to_owned(),
@@ -312,6 +322,18 @@ impl Disk {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
+    }
+}
+
+/// The TUF client's trusted metadata is written as whole-file replacements: write steps.
+impl rampart_tuf_client::store::MetadataStore for Disk {
+    fn replace(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        self.replace_file(path, bytes)
+            .map_err(std::io::Error::other)
+    }
+
+    fn to_box(&self) -> Box<dyn rampart_tuf_client::store::MetadataStore> {
+        Box::new(self.clone())
     }
 }
 

@@ -11,9 +11,12 @@ pub mod device;
 pub mod director;
 pub mod disk;
 pub mod health;
+pub mod install;
+pub mod platform;
 pub mod server_client;
 pub mod server_update;
 pub mod source;
+pub mod startup;
 pub mod tls;
 
 use std::path::Path;

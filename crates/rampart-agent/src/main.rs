@@ -21,7 +21,6 @@ use rampart_agent::source::Refusal;
 use rampart_agent::{LOG_POLICY, RELEASE_KEY};
 use rampart_log::note::Verifier;
 use rampart_log::policy::WitnessPolicy;
-use rampart_tuf_client::store::write_atomic;
 use rampart_tuf_client::{HttpFetcher, Updater};
 
 #[derive(Parser)]
@@ -138,6 +137,7 @@ fn verified(
 ) -> anyhow::Result<(rampart_agent::source::Verified, Updater<HttpFetcher>)> {
     let installed = rampart_agent::director::installed_security_version(state)?;
     let (verified, up, logged) = rampart_agent::source::verify_from_repo(
+        &Disk::from_env().map_err(anyhow::Error::msg)?,
         state,
         args.repo_url.trim_end_matches('/'),
         &args.hardware_id,
@@ -256,7 +256,7 @@ fn run_daemon(cli: &Cli, once: bool) -> anyhow::Result<()> {
         let outcome = (|| -> Result<Pass, Refusal> {
             let mut state = device.load_state()?;
             let pass = rampart_agent::daemon::boot(&mut device, &mut state, &health)?;
-            rampart_agent::daemon::flush(&device, &mut state, &client);
+            rampart_agent::daemon::flush(&mut device, &mut state, &client);
             if pass == Pass::Reboot {
                 return Ok(pass);
             }
@@ -366,7 +366,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let pass =
                 rampart_agent::daemon::boot(&mut device, &mut state, &health).map_err(refused)?;
             if let Some(client) = &client {
-                rampart_agent::daemon::flush(&device, &mut state, client);
+                rampart_agent::daemon::flush(&mut device, &mut state, client);
             }
             say(&pass);
             reboot_if(&pass, &device.config)?;
@@ -408,6 +408,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("the trusted root does not verify")?;
             let dir = cli.state_dir.join("metadata");
             std::fs::create_dir_all(&dir)?;
+            let disk = Disk::from_env().map_err(anyhow::Error::msg)?;
             if dir.join("root.json").exists() {
                 bail!(
                     "{} already holds a trusted root; a device's root changes only by rotation",
@@ -419,8 +420,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .with_context(|| format!("reading {}", policy.display()))?;
                 let parsed: WitnessPolicy = text.parse().context("the log policy is malformed")?;
                 Verifier::parse(&key).context("--release-key is not a verifier key")?;
-                write_atomic(&cli.state_dir.join(LOG_POLICY), parsed.to_text().as_bytes())?;
-                write_atomic(
+                disk.replace_file(&cli.state_dir.join(LOG_POLICY), parsed.to_text().as_bytes())?;
+                disk.replace_file(
                     &cli.state_dir.join(RELEASE_KEY),
                     format!("{key}\n").as_bytes(),
                 )?;
@@ -432,11 +433,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(director_root) = director_root {
                 let bytes = std::fs::read(&director_root)
                     .with_context(|| format!("reading {}", director_root.display()))?;
-                rampart_agent::director::pin_director_root(&cli.state_dir, &bytes)
+                rampart_agent::director::pin_director_root_on(&disk, &cli.state_dir, &bytes)
                     .context("pinning the director root")?;
                 println!("director root pinned");
             }
-            write_atomic(&dir.join("root.json"), &bytes)?;
+            disk.replace_file(&dir.join("root.json"), &bytes)?;
             println!("trusted root installed in {}", dir.display());
         }
         Command::Update {

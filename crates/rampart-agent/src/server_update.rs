@@ -18,6 +18,7 @@ use rampart_tuf_client::FetchError;
 use rampart_tuf_client::fetch::copy_limited;
 
 use crate::director::verify_assigned;
+use crate::disk::Disk;
 use crate::server_client::{ServerClient, UpdateError, io_error};
 
 /// What [`update`] did.
@@ -40,7 +41,8 @@ pub enum UpdateOutcome {
 
 /// One update session: poll, verify director and image repository, check agreement, and
 /// download the assigned artifact to `out` (see the module documentation). Verification
-/// failures are also reported to the server as `verification_failed`.
+/// failures are also reported to the server as `verification_failed`. The director and
+/// image-repository state is kept through a [`Disk`].
 pub fn update(
     state: &Path,
     client: &ServerClient,
@@ -48,10 +50,11 @@ pub fn update(
     out: &Path,
     now_unix: i64,
 ) -> Result<UpdateOutcome, UpdateError> {
+    let disk = Disk::new();
     let Some(assignment) = client.poll()? else {
         return Ok(UpdateOutcome::NothingAssigned);
     };
-    let result = update_assigned(state, client, hardware_id, out, now_unix);
+    let result = update_assigned(&disk, state, client, hardware_id, out, now_unix);
     match &result {
         Ok(UpdateOutcome::Downloaded { .. }) => client.report(
             &assignment.id,
@@ -69,13 +72,14 @@ pub fn update(
 }
 
 fn update_assigned(
+    disk: &Disk,
     state: &Path,
     client: &ServerClient,
     hardware_id: &str,
     out: &Path,
     now_unix: i64,
 ) -> Result<UpdateOutcome, UpdateError> {
-    let Some(v) = verify_assigned(state, client, hardware_id, now_unix)? else {
+    let Some(v) = verify_assigned(disk, state, client, hardware_id, now_unix)? else {
         // The director lists nothing (the assignment was cancelled after the poll).
         return Ok(UpdateOutcome::NothingAssigned);
     };

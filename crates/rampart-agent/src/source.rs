@@ -14,6 +14,7 @@ use rampart_tuf_client::fetch::MinRate;
 use rampart_tuf_client::{ClientError, HttpFetcher, Limits, Updater, UpdaterConfig};
 
 use crate::director::{ServerClient, UpdateError, VerifiedAssignment};
+use crate::disk::Disk;
 
 /// A refusal or failure, with the reason code reports carry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -157,8 +158,10 @@ pub fn repo_url(from: &str) -> Result<String, Refusal> {
 pub type RepoVerification = (Verified, Updater<HttpFetcher>, Option<String>);
 
 /// Refreshes the image repository at `base` (TUF, full verification) and checks `target` for
-/// this device: hardware, anti-rollback counter, transparency log.
+/// this device: hardware, anti-rollback counter, transparency log. The trusted metadata is
+/// written through `disk`.
 pub fn verify_from_repo(
+    disk: &Disk,
     state: &Path,
     base: &str,
     hardware_id: &str,
@@ -176,7 +179,9 @@ pub fn verify_from_repo(
         target_base_url: Some(format!("{base}/targets")),
         limits: Limits::default(),
     };
-    let mut up = Updater::new(config, HttpFetcher::default(), now_unix).map_err(tuf)?;
+    let mut up = Updater::new(config, HttpFetcher::default(), now_unix)
+        .map_err(tuf)?
+        .with_store(Box::new(disk.clone()));
     up.refresh().map_err(tuf)?;
     let info = up.get_targetinfo(target).map_err(tuf)?.ok_or_else(|| {
         Refusal::new(

@@ -23,6 +23,7 @@ fn factory_device_with_v2_verified(rig: &mut Rig) -> (Device, AgentState, Verifi
     boot(&mut device, &mut state, &rig.health()).unwrap();
     let base = repo_url(&support::repo().path.display().to_string()).unwrap();
     let (verified, _, _) = verify_from_repo(
+        &device.disk,
         &rig.config.state_dir,
         &base,
         support::HARDWARE,

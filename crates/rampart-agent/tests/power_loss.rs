@@ -301,3 +301,33 @@ fn the_running_slot_is_never_written() {
         assert_eq!(rig.slot_bytes(Slot::A), before);
     }
 }
+
+/// A power cut while the TUF client stores trusted metadata must be one the torture injects:
+/// the image repository's metadata is written through the agent's `Disk`, as write steps.
+#[test]
+fn trusted_metadata_writes_are_power_cut_steps() {
+    let mut rig = Rig::new(Backend::UbootRedundant);
+    rig.power_on().unwrap();
+    let health = rig.health();
+    let mut device = rig.device(Disk::new());
+    let mut state = device.load_state().unwrap();
+    install_from(
+        &mut device,
+        &mut state,
+        &repo_dir(),
+        Image::V2.target(),
+        &health,
+        &|_: &rampart_boot::flow::Release, _: u64| {},
+    )
+    .unwrap();
+    let journal = device.disk.journal();
+    for role in ["timestamp", "snapshot", "targets"] {
+        let file = format!("metadata/{role}.json");
+        assert!(
+            journal
+                .iter()
+                .any(|step| step.starts_with("replace ") && step.ends_with(&file)),
+            "{file} is not a write step: {journal:#?}"
+        );
+    }
+}

@@ -308,7 +308,8 @@ pub fn run(
         Some(json!({"reason": "reported stolen"})),
     )?;
     ensure!(status == 200, "revocation failed: {status}");
-    match rampart_agent::server_update::update(&state, &client, "board-a", &slot, crate::now_unix()) {
+    match rampart_agent::server_update::update(&state, &client, "board-a", &slot, crate::now_unix())
+    {
         Err(e) => println!("    refused: {e}"),
         Ok(o) => bail!("a revoked device was served: {o:?}"),
     }

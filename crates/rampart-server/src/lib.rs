@@ -51,14 +51,11 @@
 mod ddi;
 mod delivery;
 mod device;
-mod device_api;
 mod engines;
 mod helpers;
 mod listen;
 mod observe;
 mod operator;
-mod poll_read;
-mod report_rate;
 
 // The public paths of the modules before they moved into rooms.
 pub use delivery::{artifact_store, director, image_repo};
@@ -92,7 +89,7 @@ use tokio::sync::watch;
 pub use artifact_store::{ArtifactStore, ArtifactStoreError};
 pub use delivery::director::{DEFAULT_DIRECTOR_TARGETS_EXPIRY, DirectorConfig};
 pub use delivery::image_repo::{HostedRepo, HostedRepoError};
-pub use device_api::{MAX_REPORT_ID_LEN, ReportStatus};
+pub use device::api::{MAX_REPORT_ID_LEN, ReportStatus};
 pub use engines::last_seen::{DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL};
 pub use listen::http::ApiError;
 pub use listen::mtls::{
@@ -317,7 +314,7 @@ pub struct Server {
     metrics_addr: Option<SocketAddr>,
     metrics: Arc<Metrics>,
     last_seen: Arc<engines::last_seen::LastSeen>,
-    api: Arc<device_api::DeviceApi>,
+    api: Arc<device::api::DeviceApi>,
     /// The image-repository and director routes (empty without `image_repo`).
     delivery: Router,
     flush_interval: Duration,
@@ -453,7 +450,7 @@ impl Server {
         let campaigns =
             engines::campaigns::Campaigns::new(db.clone(), audit.clone(), hooks.clone());
         let api = Arc::new(
-            device_api::DeviceApi::new(
+            device::api::DeviceApi::new(
                 db.clone(),
                 metrics.clone(),
                 last_seen.clone(),
@@ -463,7 +460,7 @@ impl Server {
                     read_timeout: config.body_read_timeout,
                 },
                 audit.clone(),
-                device_api::ReportSinks {
+                engines::report_sinks::ReportSinks {
                     campaigns: campaigns.clone(),
                     hooks: hooks.clone(),
                 },
@@ -491,7 +488,7 @@ impl Server {
                             .clone()
                             .unwrap_or_else(|| ArtifactStore::Local(dir.join("targets")))
                     }),
-                    sinks: device_api::ReportSinks {
+                    sinks: engines::report_sinks::ReportSinks {
                         campaigns: campaigns.clone(),
                         hooks: hooks.clone(),
                     },
@@ -722,7 +719,7 @@ impl Server {
         // Devices' requests in flight (an artifact download may be long) all finish.
         http_serve::serve(
             device_listener,
-            device_api::router(api, delivery).layer(axum::middleware::map_response(|r| {
+            device::api::router(api, delivery).layer(axum::middleware::map_response(|r| {
                 listen::http::framework_rejections_in(listen::http::ErrorFormat::Api, r)
             })),
             http_serve::HttpOptions {

@@ -17,7 +17,7 @@ use common::delivery::{
 };
 use common::moto::Moto;
 use common::unix_now;
-use rampart_agent::director::UpdateOutcome;
+use rampart_agent::server_update::UpdateOutcome;
 use rampart_server::artifact_store::{ArtifactStore, ArtifactStoreError, ObjectStoreArtifacts};
 use rampart_server::{Server, ServerConfig, ServerError};
 

@@ -22,7 +22,9 @@ use common::delivery::{
 };
 use common::{Backend, gen_key, open_key, unix_now};
 use indexmap::IndexMap;
-use rampart_agent::director::{UpdateError, UpdateOutcome, accepted_director_version};
+use rampart_agent::director::accepted_director_version;
+use rampart_agent::server_client::UpdateError;
+use rampart_agent::server_update::UpdateOutcome;
 use rampart_core::TufError;
 use rampart_core::director::{
     DirectorError, DirectorTrust, Mismatch, build_targets, envelope, signing_bytes,

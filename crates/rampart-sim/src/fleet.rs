@@ -209,6 +209,8 @@ impl Fleet {
                 },
                 &spec.initial,
                 spec.tries,
+                &spec.timing,
+                spec.slot_capacity,
             ));
         }
         if provision {
@@ -238,7 +240,6 @@ impl Fleet {
                 seed: spec.seed,
                 faults: spec.faults.clone(),
                 timing: spec.timing.clone(),
-                slot_capacity: spec.slot_capacity,
                 link,
                 counters: Counters::default(),
                 images: RwLock::new(images),

@@ -9,9 +9,14 @@
 //!
 //! The bootloader environment is [`rampart_boot::ab::AbState`], the model the agent's
 //! bootloader backends and the boot simulator share; every change of it is atomic (a redundant
-//! U-Boot environment or a GRUB environment block written in one piece).
+//! U-Boot environment or a GRUB environment block written in one piece). It is a backend of the
+//! agent's own [`rampart_agent::bootloader::Bootloader`] interface, written through the
+//! device's [`MemDisk`] (where power cuts strike).
 
+use rampart_agent::bootloader::{BootError, Bootloader as AgentBootloader};
 use rampart_boot::ab::{AbState, Slot, SlotHealth};
+
+use crate::power::{MemDisk, Write};
 
 /// What a slot's bytes hash to.
 #[derive(Clone)]
@@ -184,6 +189,7 @@ impl Bootloader {
     }
 
     /// The agent's `confirm` at start: the running slot is good (counter reset).
+    #[cfg(test)]
     pub(crate) fn confirm(&mut self, slot: Slot) {
         self.set_health(slot, SlotHealth::Good);
     }
@@ -191,6 +197,35 @@ impl Bootloader {
     /// Power-on: the slot the bootloader picks (its counter counted down), if any.
     pub(crate) fn boot(&mut self) -> Option<Slot> {
         self.ab.boot()
+    }
+}
+
+impl AgentBootloader<MemDisk> for Bootloader {
+    fn primary(&mut self) -> Result<Slot, BootError> {
+        Ok(self.ab.primary())
+    }
+
+    fn health(&mut self, slot: Slot) -> Result<SlotHealth, BootError> {
+        Ok(self.ab.health(slot))
+    }
+
+    fn set_primary(&mut self, disk: &MemDisk, slot: Slot) -> Result<(), BootError> {
+        Ok(disk.step(Write::Primary, || Bootloader::set_primary(self, slot))?)
+    }
+
+    fn set_health(
+        &mut self,
+        disk: &MemDisk,
+        slot: Slot,
+        health: SlotHealth,
+    ) -> Result<(), BootError> {
+        Ok(disk.step(Write::SlotHealth(health), || {
+            Bootloader::set_health(self, slot, health)
+        })?)
+    }
+
+    fn describe(&self) -> String {
+        "the in-memory bootloader environment".into()
     }
 }
 

@@ -20,26 +20,32 @@
 //! * `rampart_agent::source::Fetch` for the artifact (ranged requests when resuming), and
 //!   `rampart_core::verify::StreamingCheck`, the agent's length and hash check, with the same
 //!   refusals and reason codes ([`rampart_boot::flow::Reason`]);
-//! * the install and boot state machine, [`rampart_boot::flow::on_start`] over the agent's
-//!   [`rampart_boot::flow::AgentState`], and the A/B slot model [`rampart_boot::ab::AbState`]
-//!   (boot order, boot counters, the bootloader's fallback);
-//! * the daemon's poll interval, jitter and backoff (`rampart_agent::daemon::next_delay`).
+//! * the agent's own device, `rampart_agent::device::Device`, for the whole install and boot
+//!   flow: the start of every boot ([`rampart_boot::flow::on_start`] and its actions: commit,
+//!   rollback, the bootloader's fallback, an unexpected slot), the checks before an install,
+//!   the resumable stream into the inactive slot (`rampart_agent::install`, a byte budget per
+//!   tick on slow links), the length and hash check, activation, staging a `download_only`
+//!   release and activating it later without downloading it again, the anti-rollback counter,
+//!   and the reports it queues, with the same JSON shapes and reason codes
+//!   ([`rampart_boot::flow::Reason`]);
+//! * the A/B slot model [`rampart_boot::ab::AbState`] (boot order, boot counters, the
+//!   bootloader's fallback), behind the agent's bootloader interface;
+//! * the daemon's facts, poll interval, jitter and backoff (`rampart_agent::daemon`).
 //!
-//! **Simulated**: the slots (in memory, keeping a length and a SHA-256 state instead of bytes,
-//! so 10,000 devices fit in memory), the bootloader environment (in memory, each change
-//! atomic), reboots (a boot event a moment later), the health check (fault rules decide), and
-//! the faults: health-check failures and images that never come up per release and hardware,
-//! power cuts at any write step of the install and boot flow, slow links, offline periods, and
-//! battery conditions. The agent's state file is kept twice: the persisted copy (what the
-//! agent's atomic file replace leaves) and the working copy, which a power cut drops, so the
-//! next power-on really starts from what was persisted and `on_start` must converge.
+//! **Simulated**: the agent's platform (`rampart_agent::platform::Platform`): the slots (in
+//! memory, keeping a length and a SHA-256 state instead of bytes, so 10,000 devices fit in
+//! memory), the bootloader environment (in memory, each change atomic), the state file (the
+//! state as last saved), and the boot (slot and boot id); reboots (a boot event a moment
+//! later), the health check (fault rules decide), and the faults: health-check failures and
+//! images that never come up per release and hardware, power cuts at any write step of the
+//! install and boot flow (the fault plan of the in-memory write layer, `power.rs`), slow links,
+//! offline periods, and battery conditions. A power cut drops everything but what the agent
+//! persisted, so the next power-on really starts from it and the agent's start must converge.
 //!
-//! The device flow itself (the private `device` module) mirrors
-//! `rampart_agent::device::Device` and `rampart_agent::daemon` step by step, since those are
-//! written against block devices, files and processes; the reports have the same JSON shapes.
-//! Two things the agent does not do yet are simulated ahead of it: the poll answer's
-//! `assignment.type` (`forced`, `soft`, `download_only`), and activating a release a
-//! `download_only` assignment already put into the inactive slot without downloading it again.
+//! Around the agent's device, the simulator keeps only a thin policy of the daemon's pass,
+//! driven by events instead of a loop: a session per pass, the poll, the assignment's `type`
+//! (a `soft` one waits while the battery is low and the device is off mains), verification
+//! and best-effort reports.
 //!
 //! # Scale
 //!
@@ -102,6 +108,8 @@ mod device;
 mod fleet;
 mod hw;
 mod link;
+mod platform;
+mod power;
 mod rng;
 mod spec;
 mod stats;

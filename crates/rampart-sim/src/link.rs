@@ -10,7 +10,10 @@
 use std::io::Read;
 use std::path::Path;
 
+use rampart_protocol::DeviceFacts;
+
 use rampart_agent::director::verify_assigned;
+use rampart_agent::disk::Disk;
 use rampart_agent::server_client::ServerClient;
 use rampart_agent::source::{Fetch, Refusal, Verified};
 use rampart_agent::tls::{ClientKey, device_agent};
@@ -43,7 +46,7 @@ pub(crate) struct VerifyError {
 
 /// One device session with the server.
 pub(crate) trait Session: Send {
-    fn poll(&mut self, facts: &serde_json::Value) -> Result<PollAnswer, String>;
+    fn poll(&mut self, facts: &DeviceFacts) -> Result<PollAnswer, String>;
     /// The director and image-repository verification of the assignment (`None`: the director
     /// lists nothing any more).
     fn verify(
@@ -99,10 +102,8 @@ struct ServerSession {
 }
 
 impl Session for ServerSession {
-    fn poll(&mut self, facts: &serde_json::Value) -> Result<PollAnswer, String> {
-        let facts: rampart_protocol::DeviceFacts =
-            serde_json::from_value(facts.clone()).map_err(|e| format!("device facts: {e}"))?;
-        self.client.poll_with(&facts).map_err(|e| e.to_string())
+    fn poll(&mut self, facts: &DeviceFacts) -> Result<PollAnswer, String> {
+        self.client.poll_with(facts).map_err(|e| e.to_string())
     }
 
     fn verify(
@@ -112,7 +113,9 @@ impl Session for ServerSession {
         assignment: &Assignment,
         now_unix: i64,
     ) -> Result<Option<Verified>, VerifyError> {
-        match verify_assigned(state_dir, &self.client, hardware_id, now_unix) {
+        // The simulated power cuts strike the install and boot flow's writes (`crate::power`),
+        // not these: the metadata files are written whole and atomically.
+        match verify_assigned(&Disk::new(), state_dir, &self.client, hardware_id, now_unix) {
             Ok(Some(v)) => Verified::from_assignment(v, &assignment.id)
                 .map(Some)
                 .map_err(|r| VerifyError {

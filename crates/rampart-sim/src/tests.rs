@@ -167,9 +167,10 @@ impl Read for FakeReader {
 }
 
 impl Session for FakeSession {
-    fn poll(&mut self, facts: &Value) -> Result<PollAnswer, String> {
+    fn poll(&mut self, facts: &rampart_protocol::DeviceFacts) -> Result<PollAnswer, String> {
         let mut st = self.fake.state();
-        st.facts.insert(self.device.clone(), facts.clone());
+        let facts = serde_json::to_value(facts).map_err(|e| e.to_string())?;
+        st.facts.insert(self.device.clone(), facts);
         Ok(PollAnswer {
             interval_secs: Some(60),
             assignment: st.assignment.as_ref().map(|(id, target, kind)| Assignment {

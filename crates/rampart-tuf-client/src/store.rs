@@ -1,8 +1,34 @@
 //! Durable local files: write to a fresh temporary file in the same directory, fsync, rename,
 //! fsync the directory, so a crash leaves either the old or the new file, never a torn one.
+//!
+//! The client writes its trusted metadata through a [`MetadataStore`]: by default
+//! [`AtomicFiles`] ([`write_atomic`]); a device passes its own persistent-write layer, so its
+//! power-loss tests can cut the power at these writes too.
 
 use std::io::Write;
 use std::path::Path;
+
+/// Where the client's trusted metadata is written: each file replaced whole and atomically
+/// (a crash leaves the old or the new file).
+pub trait MetadataStore: Send {
+    fn replace(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()>;
+    /// The same store, for an [`crate::Updater`] to own.
+    fn to_box(&self) -> Box<dyn MetadataStore>;
+}
+
+/// Plain files replaced with [`write_atomic`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AtomicFiles;
+
+impl MetadataStore for AtomicFiles {
+    fn replace(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        write_atomic(path, bytes)
+    }
+
+    fn to_box(&self) -> Box<dyn MetadataStore> {
+        Box::new(AtomicFiles)
+    }
+}
 
 /// Atomically replaces `path` with `bytes`, readable by everyone (mode 0644 on Unix).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

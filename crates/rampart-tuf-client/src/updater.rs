@@ -7,7 +7,7 @@ use rampart_core::verify::{StreamingCheck, check_length_and_hashes};
 use rampart_core::{TrustedSet, TufError};
 
 use crate::fetch::{FetchError, Fetcher};
-use crate::store::write_atomic;
+use crate::store::{AtomicFiles, MetadataStore};
 
 /// Hard upper bounds on what the client downloads and walks (endless-data defence).
 #[derive(Debug, Clone, Copy)]
@@ -85,6 +85,7 @@ pub struct Updater<F: Fetcher> {
     config: UpdaterConfig,
     fetcher: F,
     trusted: TrustedSet,
+    store: Box<dyn MetadataStore>,
 }
 
 impl<F: Fetcher> Updater<F> {
@@ -99,7 +100,14 @@ impl<F: Fetcher> Updater<F> {
             config,
             fetcher,
             trusted,
+            store: Box::new(AtomicFiles),
         })
+    }
+
+    /// Writes the trusted metadata through `store` instead of plain atomic file replacement.
+    pub fn with_store(mut self, store: Box<dyn MetadataStore>) -> Self {
+        self.store = store;
+        self
     }
 
     pub fn trusted(&self) -> &TrustedSet {
@@ -130,10 +138,12 @@ impl<F: Fetcher> Updater<F> {
 
     fn persist(&self, role: &str, bytes: &[u8]) -> Result<(), ClientError> {
         let path = self.local_path(role);
-        write_atomic(&path, bytes).map_err(|source| ClientError::Io {
-            path: path.display().to_string(),
-            source,
-        })
+        self.store
+            .replace(&path, bytes)
+            .map_err(|source| ClientError::Io {
+                path: path.display().to_string(),
+                source,
+            })
     }
 
     fn load_root(&mut self) -> Result<(), ClientError> {

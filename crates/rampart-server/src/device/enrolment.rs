@@ -8,7 +8,7 @@ use crate::listen::mtls::PeerIdentity;
 use crate::observe::labels::FailureKind;
 use crate::observe::metrics::Metrics;
 
-impl crate::device_api::DeviceApi {
+impl super::api::DeviceApi {
     /// The native device API's half of the identity rule (decision 0021): a device certificate
     /// acts only for a row a certificate enrolled. A row a DDI token enrolled under the same id
     /// (a gateway claiming an id before its device first connected) is refused with 409, counted

@@ -1,9 +1,12 @@
 //! The native device API (`/device/v1/...` over mutual TLS): polls, reports, attributes, and
 //! the image repository and director routes devices read.
 
+pub(crate) mod api;
 mod director;
 mod enrolment;
+mod poll_read;
 mod repo;
+mod report_rate;
 
 use std::sync::Arc;
 
@@ -13,10 +16,10 @@ use axum::routing::get;
 use crate::delivery::artifact_store::ArtifactStore;
 use crate::delivery::director::Director;
 use crate::delivery::image_repo::{HostedRepo, HostedRepoError};
-use crate::device_api::DeviceApi;
 use crate::helpers::unix_now;
 use crate::listen::http::ApiError;
 use crate::listen::mtls::PeerIdentity;
+use api::DeviceApi;
 
 /// Shared state of the repository and director routes.
 pub(crate) struct Delivery {
@@ -92,5 +95,18 @@ impl Delivery {
             Ok(result) => result.map_err(|e| e.to_api()),
             Err(_) => Err(ApiError::internal()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The rollback-spike detector (rampart-notify) counts reports by the device protocol's
+    /// spelling of a rollback; a renamed status would silently blind it.
+    #[test]
+    fn the_spike_detector_counts_the_protocols_rolled_back_status() {
+        assert_eq!(
+            rampart_notify::ROLLED_BACK,
+            rampart_protocol::ReportStatus::RolledBack.as_str()
+        );
     }
 }

@@ -6,4 +6,5 @@ pub mod audit_anchor;
 pub mod campaigns;
 pub mod last_seen;
 pub mod renewal;
+pub(crate) mod report_sinks;
 pub mod webhooks;

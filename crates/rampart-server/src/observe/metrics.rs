@@ -11,9 +11,9 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::device_api::ReportStatus;
 use crate::observe::labels::{AnchorFailure, Api, ConnectionCounters, FailureKind};
 use rampart_listen::AdmissionCounters;
+use rampart_protocol::ReportStatus;
 
 /// Upper bounds (seconds) of the request-latency histogram buckets.
 pub const LATENCY_BUCKETS: [f64; 12] = [

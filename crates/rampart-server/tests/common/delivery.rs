@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rampart_agent::director::{
-    DeviceTls, ServerClient, UpdateError, UpdateOutcome, pin_director_root, update,
-};
+use rampart_agent::director::pin_director_root;
+use rampart_agent::server_client::{DeviceTls, ServerClient, UpdateError};
+use rampart_agent::server_update::{UpdateOutcome, update};
 use rampart_core::metadata::{Common, RoleKeys, Root, TargetFile, format_expires};
 use rampart_db::{Assignment, AuditLine, Db};
 use rampart_keys::Signer;

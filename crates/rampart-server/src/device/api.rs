@@ -43,6 +43,7 @@ use rampart_protocol::{
 use serde_json::{Map, Value};
 
 use crate::engines::last_seen::LastSeen;
+use crate::engines::report_sinks::ReportSinks;
 use crate::helpers::unix_now;
 use crate::listen::http::{
     ApiError, BodyLimits, json_bytes_response, json_response, parse_json, read_body,
@@ -67,30 +68,6 @@ const DEVICE_LOCK_STRIPES: usize = 64;
 /// with 422, which also keeps the metric labels bounded).
 pub use rampart_protocol::ReportStatus;
 
-/// Who else learns of a stored report.
-pub(crate) struct ReportSinks {
-    /// Reports about a campaign's assignment count toward its gates.
-    pub(crate) campaigns: Arc<crate::engines::campaigns::Campaigns>,
-    /// Alerts: failed verifications and rollback spikes.
-    pub(crate) hooks: crate::engines::webhooks::Webhooks,
-}
-
-impl ReportSinks {
-    /// Tells campaigns (gates) and the rollback-spike detector about a stored report.
-    pub(crate) async fn deliver(&self, report: &Report, now: i64) {
-        self.campaigns
-            .on_report(
-                &report.device_id,
-                &report.assignment,
-                &report.status,
-                &report.details,
-            )
-            .await;
-        self.hooks
-            .observe_report(&report.status, &report.device_id, now);
-    }
-}
-
 /// Shared state of the device API.
 pub(crate) struct DeviceApi {
     pub(crate) db: Db,
@@ -106,7 +83,7 @@ pub(crate) struct DeviceApi {
     /// Per device: when a certificate's refusal for a token-enrolled row was last audited.
     pub(crate) identity_refusals: crate::listen::auth_failures::OncePerInterval,
     /// How fast each device may send reports.
-    report_rate: crate::report_rate::ReportRate,
+    report_rate: super::report_rate::ReportRate,
     /// The hosted image repository, to learn the version of an assigned target.
     image_repo: Option<Arc<crate::delivery::image_repo::HostedRepo>>,
     /// (device, assignment) pairs known to have a result: polls skip them cheaply.
@@ -138,7 +115,7 @@ impl DeviceApi {
         sinks: ReportSinks,
     ) -> Self {
         Self {
-            report_rate: crate::report_rate::ReportRate::default(),
+            report_rate: super::report_rate::ReportRate::default(),
             image_repo: None,
             settled: Default::default(),
             target_versions: Default::default(),
@@ -328,7 +305,7 @@ impl DeviceApi {
     ) -> Result<Response, ApiError> {
         let bytes = read_body(headers, body, self.body_limits).await?;
         let now = unix_now();
-        // One database read: revocation and assignment (see crate::poll_read).
+        // One database read: revocation and assignment (see super::poll_read).
         let device = self.polling_device(peer, now).await?;
         self.last_seen.record(&device.id, now);
         let mut running = None;
@@ -732,8 +709,8 @@ fn too_many_reports(wait: std::time::Duration) -> Response {
         "too_many_reports",
         format!(
             "this device sends reports faster than {} a second (bursts of {}); send again in {seconds} s",
-            crate::report_rate::REPORTS_PER_SECOND,
-            crate::report_rate::REPORT_BURST
+            super::report_rate::REPORTS_PER_SECOND,
+            super::report_rate::REPORT_BURST
         ),
     )
     .into_response();

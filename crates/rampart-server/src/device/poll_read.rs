@@ -15,7 +15,7 @@
 
 use rampart_db::DeviceAssignment;
 
-use crate::device_api::DeviceApi;
+use super::api::DeviceApi;
 use crate::listen::http::ApiError;
 use crate::listen::mtls::PeerIdentity;
 
