@@ -444,7 +444,7 @@ impl Server {
         // Devices' requests in flight (an artifact download may be long) all finish.
         http_serve::serve(
             device_listener,
-            device::api::router(api, delivery).layer(axum::middleware::map_response(|r| {
+            device::router(api, delivery).layer(axum::middleware::map_response(|r| {
                 listen::http::framework_rejections_in(listen::http::ErrorFormat::Api, r)
             })),
             http_serve::HttpOptions {
