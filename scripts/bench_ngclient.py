@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark driver: time python-tuf's ngclient doing "refresh + download one target".
 
-This is the Python half of `rampart bench tuf-client`. Rampart builds a TUF
+This is the Python half of `rampart-bench tuf-client`. Rampart builds a TUF
 repository, serves it over a local static HTTP server, times its own client,
 and then runs this script against the same server so the two clients can be
 compared as a ratio.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Peer for `rampart bench verify`: signature verifications per second with pyca/cryptography
+"""Peer for `rampart-bench verify`: signature verifications per second with pyca/cryptography
 (the library python-tuf's securesystemslib verifies with), same message size and round scheme.
 Prints one JSON line: {"library": ..., "results": {scheme: {"median":..,"min":..,"max":..}}}."""
 import argparse

@@ -134,7 +134,7 @@ paths.update({
 # Answers the shared machinery gives on every route of a listener (authentication, the body
 # reader and JSON parser of src/http.rs, query and path parsing, storage and the audit writer),
 # added to each operation here so no route can miss one. A bounded schemathesis run
-# (crates/rampart-cli/tests/schemathesis.rs) checks that the server gives no status, and no
+# (crates/rampart-system-tests/tests/schemathesis.rs) checks that the server gives no status, and no
 # content type, that a route does not list.
 def shared_answers(path, method, op):
     has_body = "requestBody" in op

@@ -38,7 +38,7 @@ python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 
 python3 -c 'import tuf; print("python-tuf", tuf.__version__)'
 python3 -c 'import moto.server, flask; print("moto", moto.__version__)'
 
-step "schemathesis, pinned, in target/schemathesis-venv (the bounded API run of crates/rampart-cli/tests/schemathesis.rs)"
+step "schemathesis, pinned, in target/schemathesis-venv (the bounded API run of crates/rampart-system-tests/tests/schemathesis.rs)"
 [ -x target/schemathesis-venv/bin/pip ] || python3 -m venv target/schemathesis-venv
 target/schemathesis-venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-schemathesis.txt
 target/schemathesis-venv/bin/schemathesis --version

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
-use common::{fails, ok, rampart, s};
+use rampart_testkit::cli;
+use rampart_testkit::cli::{fails, ok, rampart, s};
+use rampart_testkit::softhsm::SoftHsm;
 
 fn gen_key(dir: &Path, name: &str, scheme: &str) -> String {
     let path = dir.join(name);
@@ -337,47 +338,11 @@ fn python_tuf_ngclient_updates_from_our_repository() {
 /// Offline roles (root, targets) signed inside a PKCS#11 token (SoftHSM2), online roles with files.
 #[test]
 fn hsm_signed_offline_roles() {
-    let module = "/usr/lib/softhsm/libsofthsm2.so";
-    assert!(
-        Path::new(module).exists(),
-        "SoftHSM2 is not installed ({module} missing): apt-get install softhsm2"
-    );
     let work = tempfile::tempdir().unwrap();
-    let tokens = work.path().join("tokens");
-    std::fs::create_dir_all(&tokens).unwrap();
-    let conf = work.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-    let init = Command::new("softhsm2-util")
-        .env("SOFTHSM2_CONF", &conf)
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "rampart-ci",
-            "--so-pin",
-            "12345678",
-            "--pin",
-            "4321",
-        ])
-        .output()
-        .expect("softhsm2-util runs (apt-get install softhsm2)");
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    let token = SoftHsm::init(work.path(), "rampart-ci", "12345678", "4321");
     let hsm = |args: &[&str]| {
         let mut c = rampart(args);
-        c.env("SOFTHSM2_CONF", &conf)
-            .env("RAMPART_PKCS11_MODULE", module)
-            .env("RAMPART_PKCS11_PIN", "4321");
+        token.env(&mut c);
         c
     };
     ok(hsm(&[
@@ -463,9 +428,7 @@ fn hsm_signed_offline_roles() {
         "--security-version",
         "1",
     ]);
-    c.env("SOFTHSM2_CONF", &conf)
-        .env("RAMPART_PKCS11_MODULE", module)
-        .env_remove("RAMPART_PKCS11_PIN");
+    token.env(&mut c).env_remove("RAMPART_PKCS11_PIN");
     let err = fails(c);
     assert!(err.contains("RAMPART_PKCS11_PIN"), "{err}");
 }
@@ -475,7 +438,7 @@ fn hsm_signed_offline_roles() {
 #[test]
 fn rampart_errors_print_the_os_text_once() {
     let work = tempfile::tempdir().unwrap();
-    let repo = common::init_repo(work.path());
+    let repo = cli::init_repo(work.path());
     let missing = work.path().join("missing.img");
     let err = fails(rampart(&[
         "release",
@@ -527,8 +490,8 @@ fn a_closed_standard_output_ends_rampart_quietly() {
 fn security_tour_runs_end_to_end() {
     let w = tempfile::tempdir().unwrap();
     let dir = w.path().join("demo");
-    let out = common::ok({
-        let mut c = common::rampart(&["demo", "--security-tour", "--dir", dir.to_str().unwrap()]);
+    let out = cli::ok({
+        let mut c = cli::rampart(&["demo", "--security-tour", "--dir", dir.to_str().unwrap()]);
         c.env_remove("RAMPART_KEY_PASSPHRASE");
         c
     });
@@ -554,8 +517,8 @@ fn security_tour_runs_end_to_end() {
 fn demo_rolls_out_a_good_release_and_halts_a_bad_one() {
     let w = tempfile::tempdir().unwrap();
     let dir = w.path().join("demo");
-    let out = common::ok({
-        let mut c = common::rampart(&["demo", "--devices", "200", "--dir", dir.to_str().unwrap()]);
+    let out = cli::ok({
+        let mut c = cli::rampart(&["demo", "--devices", "200", "--dir", dir.to_str().unwrap()]);
         c.env_remove("RAMPART_KEY_PASSPHRASE");
         c
     });

@@ -1,12 +1,10 @@
 //! `rampart director init` and `rampart director rotate-root`: the director root a device pins
 //! and the server runs with.
 
-mod common;
-
 use std::path::Path;
 
-use common::{fails, ok, rampart, s};
 use rampart_core::director::{DirectorTrust, check_director_root};
+use rampart_testkit::cli::{fails, ok, rampart, s};
 
 fn key(dir: &Path, name: &str) -> String {
     let path = dir.join(format!("{name}.key"));

@@ -1,10 +1,10 @@
 //! `rampart ca`, `rampart device provision` and `rampart audit` through the binary.
 
-mod common;
-use common::s;
+use rampart_testkit::cli;
+use rampart_testkit::cli::s;
 
 fn rampart(args: &[&str]) -> (bool, String) {
-    common::run(common::rampart(args))
+    cli::run(cli::rampart(args))
 }
 
 #[test]
@@ -264,7 +264,7 @@ fn a_mistyped_database_path_is_an_error_not_a_new_empty_database() {
         vec!["audit", "export", "--db", url.as_str()],
         vec!["token", "list", "--db", url.as_str()],
     ] {
-        let out = common::fails(common::rampart(&args));
+        let out = cli::fails(cli::rampart(&args));
         assert!(out.contains("no database at"), "{args:?}: {out}");
         assert!(out.contains(s(&typo)), "{out}");
         assert!(!typo.exists(), "{args:?} created {}", typo.display());

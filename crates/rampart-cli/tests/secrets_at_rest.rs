@@ -1,15 +1,15 @@
 //! Secrets at rest through the binary: key files are owner-only, the webhook flags of
 //! `rampart server` are checked, and a PostgreSQL server needs its webhook secrets key named.
 
-mod common;
-use common::{fails, ok, rampart, s};
+use rampart_testkit::cli;
+use rampart_testkit::cli::{fails, ok, rampart, s};
 
 #[test]
 #[cfg(unix)]
 fn key_generate_writes_an_owner_only_key_file() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
-    let path = common::new_key(dir.path(), "targets");
+    let path = cli::new_key(dir.path(), "targets");
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{path}: {mode:o}");
 }

@@ -2,6 +2,7 @@
 //! RAMPART_TEST_POSTGRES_URL (scripts/test.sh starts one); without it these tests fail.
 
 use rampart_db::{Db, DbError, DeviceFacts, DeviceFilter, Report};
+use rampart_testkit::databases::fresh_postgres;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -19,25 +20,8 @@ async fn backends(dir: &std::path::Path, name: &str) -> Vec<Db> {
     ))
     .await
     .unwrap();
-    let admin = std::env::var("RAMPART_TEST_POSTGRES_URL")
-        .expect("RAMPART_TEST_POSTGRES_URL is not set: run scripts/test.sh, which starts PostgreSQL (scripts/start-postgres.sh)");
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&admin)
-        .await
-        .expect("PostgreSQL reachable at RAMPART_TEST_POSTGRES_URL");
-    let db_name = format!("rampart_{name}_{}", std::process::id());
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {db_name}"
-    )))
-    .execute(&pool)
-    .await
-    .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
-        .execute(&pool)
-        .await
-        .unwrap();
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    let postgres = Db::connect(&format!("{base}/{db_name}")).await.unwrap();
+    let postgres_url = fresh_postgres(&format!("rampart_{name}_{}", std::process::id())).await;
+    let postgres = Db::connect(&postgres_url).await.unwrap();
     vec![sqlite, postgres]
 }
 

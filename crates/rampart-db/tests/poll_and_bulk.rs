@@ -3,6 +3,7 @@
 //! without it these tests fail).
 
 use rampart_db::{Assignment, AuditLine, Db, DbError, DeviceFacts};
+use rampart_testkit::databases::fresh_postgres;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -25,24 +26,7 @@ async fn backends(dir: &std::path::Path, name: &str) -> Vec<Db> {
 async fn backends_with_urls(dir: &std::path::Path, name: &str) -> Vec<(Db, String)> {
     let sqlite_url = format!("sqlite://{}", dir.join(format!("{name}.db")).display());
     let sqlite = Db::connect(&sqlite_url).await.unwrap();
-    let admin = std::env::var("RAMPART_TEST_POSTGRES_URL")
-        .expect("RAMPART_TEST_POSTGRES_URL is not set: run scripts/test.sh, which starts PostgreSQL (scripts/start-postgres.sh)");
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&admin)
-        .await
-        .expect("PostgreSQL reachable at RAMPART_TEST_POSTGRES_URL");
-    let db_name = format!("rampart_pb_{name}_{}", std::process::id());
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {db_name}"),
-        format!("CREATE DATABASE {db_name}"),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    let postgres_url = format!("{base}/{db_name}");
+    let postgres_url = fresh_postgres(&format!("rampart_pb_{name}_{}", std::process::id())).await;
     let postgres = Db::connect(&postgres_url).await.unwrap();
     vec![(sqlite, sqlite_url), (postgres, postgres_url)]
 }

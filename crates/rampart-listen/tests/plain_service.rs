@@ -12,6 +12,7 @@ use axum::routing::get;
 use rampart_listen::{
     Admission, AdmissionCounters, HttpOptions, ListenerCaps, PlainListener, serve,
 };
+use rampart_testkit::http::Conn;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
@@ -47,15 +48,14 @@ async fn connect_from(source: &str, addr: SocketAddr) -> std::io::Result<TcpStre
     socket.connect(addr).await
 }
 
+/// `GET /` from `source` on a connection of its own: the answer's status line.
 async fn get_root(source: &str, addr: SocketAddr) -> String {
-    let mut stream = connect_from(source, addr).await.unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    let stream = connect_from(source, addr).await.unwrap();
+    Conn::new(stream)
+        .send("GET", "/", &[("Host", "x"), ("Connection", "close")], b"")
         .await
-        .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    answer
+        .unwrap()
+        .start
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

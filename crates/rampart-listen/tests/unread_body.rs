@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::routing::post;
 use rampart_listen::{HttpOptions, serve};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use rampart_testkit::http::{Conn, Message};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Starts the serve loop on loopback with a route that refuses without reading the body and
@@ -38,27 +38,28 @@ async fn server() -> std::net::SocketAddr {
     addr
 }
 
-/// Sends `head` (a request announcing a 5-byte body), then reads the answer's head, lower-cased.
+/// Sends a request announcing a 5-byte body (and the body if `send_body`), then reads the
+/// answer's head, lower-cased.
 async fn answer_head(addr: std::net::SocketAddr, path: &str, send_body: bool) -> String {
-    let mut conn = TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: 5\r\n\r\n"
-    );
-    conn.write_all(head.as_bytes()).await.unwrap();
-    if send_body {
-        conn.write_all(b"false").await.unwrap();
-    }
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(30), conn.read(&mut buf))
-            .await
-            .expect("an answer within 30 s")
-            .unwrap();
-        assert!(n > 0, "closed before an answer: {answer:?}");
-        answer.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&answer).to_lowercase()
+    let mut conn = Conn::new(TcpStream::connect(addr).await.unwrap());
+    let headers = [
+        ("host", "test"),
+        ("content-type", "application/json"),
+        ("content-length", "5"),
+    ];
+    let body: &[u8] = if send_body { b"false" } else { b"" };
+    conn.write_request("POST", path, &headers, body)
+        .await
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(30), conn.read_response())
+        .await
+        .expect("an answer within 30 s")
+        .unwrap_or_else(|e| panic!("closed before an answer: {e}"));
+    let head = Message {
+        body: Vec::new(),
+        ..answer
+    };
+    String::from_utf8_lossy(&head.to_bytes()).to_lowercase()
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! Artifacts in S3-compatible object storage, against a real S3-compatible server (moto, started
 //! per test on a free loopback port; the tests fail if it is not installed, see
-//! tests/common/moto.rs). The image repository's metadata stays local; its `targets/` is
+//! rampart_testkit::moto). The image repository's metadata stays local; its `targets/` is
 //! uploaded under a prefix and then **removed from disk**, so every artifact byte a device gets
 //! must have come from the object store.
 //!
@@ -15,11 +15,11 @@ use common::delivery::{
     Conn, FIRMWARE, FIRMWARE_2, Fixture, OTHER, Running, agent_update,
     assert_artifact_http_semantics, image,
 };
-use common::moto::Moto;
 use common::unix_now;
 use rampart_agent::server_update::UpdateOutcome;
 use rampart_server::artifact_store::{ArtifactStore, ArtifactStoreError, ObjectStoreArtifacts};
 use rampart_server::{Server, ServerConfig, ServerError};
+use rampart_testkit::moto::Moto;
 
 const BUCKET: &str = "rampart-artifacts";
 const PREFIX: &str = "fleet/prod";
@@ -98,7 +98,7 @@ async fn assigned_artifacts_are_served_from_the_object_store() {
             .unwrap();
     let (dir, file) = sbom.path.rsplit_once('/').unwrap();
     let sbom_url = format!("/device/v1/repo/targets/{dir}/{}.{file}", sbom.sha256);
-    assert_eq!(conn.get(&sbom_url, &[]).await.status(), 200);
+    assert_eq!(conn.get(&sbom_url, &[]).await.status, 200);
 
     // Objects in the bucket that are not assigned to this device: 403, as from a directory.
     for target in [FIRMWARE_2, OTHER] {
@@ -179,12 +179,15 @@ async fn missing_or_altered_objects_are_a_clear_503_and_never_installed() {
             .error(503, "artifact_unavailable");
         assert!(detail.contains("retry later"), "{detail}");
     }
-    assert_eq!(conn2.send("HEAD", &missing, &[], b"").await.status(), 503);
+    assert_eq!(
+        conn2.send("HEAD", &missing, &[], b"").await.unwrap().status,
+        503
+    );
     assert_eq!(
         conn2
             .get("/device/v1/repo/metadata/timestamp.json", &[])
             .await
-            .status(),
+            .status,
         200
     );
 
@@ -206,7 +209,7 @@ async fn missing_or_altered_objects_are_a_clear_503_and_never_installed() {
             .await
             .error(503, "artifact_unavailable");
     }
-    assert_eq!(conn.send("HEAD", &url, &[], b"").await.status(), 503);
+    assert_eq!(conn.send("HEAD", &url, &[], b"").await.unwrap().status, 503);
 
     // Same length, other bytes: the server cannot tell (the store is not trusted to be right),
     // and the device refuses them because their hash is not the signed one.

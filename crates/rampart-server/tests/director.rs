@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::delivery::{
-    Conn, DAY, Device, FIRMWARE, FIRMWARE_2, Fixture, IMAGE_LEN, Message, OTHER, agent_update,
+    Conn, DAY, Device, FIRMWARE, FIRMWARE_2, Fixture, IMAGE_LEN, OTHER, agent_update,
     assert_artifact_http_semantics, director_root, image,
 };
 use common::{Backend, gen_key, open_key, unix_now};
@@ -32,12 +32,12 @@ use rampart_core::director::{
 use rampart_core::metadata::{Metadata, Root, Signature, TargetFile};
 use rampart_db::AuditLine;
 use rampart_server::{DirectorConfig, Server, ServerConfig, ServerError};
-use rustls::pki_types::ServerName;
+use rampart_testkit::http::{Message, Reading};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsAcceptor;
 
 on_both_backends!(
     poll_announces_the_assignment_and_its_director_version,
@@ -106,18 +106,17 @@ impl Mitm {
                         return;
                     };
                     let mut down = Conn::new(stream);
-                    let tcp = TcpStream::connect(upstream).await.unwrap();
-                    let name = ServerName::try_from("localhost").unwrap();
-                    let up = TlsConnector::from(device_config)
-                        .connect(name, tcp)
-                        .await
-                        .unwrap();
+                    let up =
+                        rampart_testkit::http::connect_tls(upstream, "localhost", &device_config)
+                            .await
+                            .unwrap();
                     let mut up = Conn::new(up);
-                    while let Ok(request) = down.read(true, false).await {
+                    while let Ok(request) = down.read_message(Reading::Request).await {
                         let path = request.start.split(' ').nth(1).unwrap_or("").to_owned();
                         let response = if let Some(body) = replace.get(&path) {
                             Message {
                                 start: "HTTP/1.1 200 OK".into(),
+                                status: 200,
                                 headers: vec![
                                     ("content-type".into(), "application/json".into()),
                                     ("content-length".into(), body.len().to_string()),
@@ -125,10 +124,18 @@ impl Mitm {
                                 body: body.clone(),
                             }
                         } else {
-                            up.stream.write_all(&request.to_bytes()).await.unwrap();
-                            up.read(false, false).await.unwrap()
+                            up.stream_mut()
+                                .write_all(&request.to_bytes())
+                                .await
+                                .unwrap();
+                            up.read_message(Reading::Answer).await.unwrap()
                         };
-                        if down.stream.write_all(&response.to_bytes()).await.is_err() {
+                        if down
+                            .stream_mut()
+                            .write_all(&response.to_bytes())
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -168,8 +175,11 @@ async fn poll_announces_the_assignment_and_its_director_version(backend: Backend
     let server = f.start(|_| {}).await;
     let dev = f.device("dev-1").await;
     let mut conn = server.connect(&dev).await;
-    let first = conn.send("POST", "/device/v1/poll", &[], b"{}").await;
-    assert_eq!(first.status(), 200);
+    let first = conn
+        .send("POST", "/device/v1/poll", &[], b"{}")
+        .await
+        .unwrap();
+    assert_eq!(first.status, 200);
     assert_eq!(first.json()["assignment"], Value::Null);
     let etag = first.header("etag").unwrap().to_owned();
 
@@ -181,8 +191,9 @@ async fn poll_announces_the_assignment_and_its_director_version(backend: Backend
             &[("If-None-Match", &etag)],
             b"{}",
         )
-        .await;
-    assert_eq!(second.status(), 200, "a new assignment changes the ETag");
+        .await
+        .unwrap();
+    assert_eq!(second.status, 200, "a new assignment changes the ETag");
     assert_eq!(
         second.json()["assignment"],
         json!({"id": "a-1", "target": FIRMWARE, "director_version": 1, "type": "forced"})
@@ -195,11 +206,15 @@ async fn poll_announces_the_assignment_and_its_director_version(backend: Backend
             &[("If-None-Match", &etag)],
             b"{}",
         )
-        .await;
-    assert_eq!(same.status(), 304);
+        .await
+        .unwrap();
+    assert_eq!(same.status, 304);
 
     f.assign("a-2", FIRMWARE_2, &[&dev]).await;
-    let third = conn.send("POST", "/device/v1/poll", &[], b"{}").await;
+    let third = conn
+        .send("POST", "/device/v1/poll", &[], b"{}")
+        .await
+        .unwrap();
     assert_eq!(third.json()["assignment"]["director_version"], 2);
     assert_eq!(third.json()["assignment"]["target"], FIRMWARE_2);
     server.stop().await;
@@ -212,7 +227,7 @@ async fn director_signs_per_device_targets_from_the_image_repository(backend: Ba
     let mut conn = server.connect(&dev).await;
 
     let root = conn.get("/device/v1/director/root.json", &[]).await;
-    assert_eq!(root.status(), 200);
+    assert_eq!(root.status, 200);
     assert_eq!(
         root.body,
         std::fs::read(f.director_dir.join("1.root.json")).unwrap()
@@ -234,7 +249,7 @@ async fn director_signs_per_device_targets_from_the_image_repository(backend: Ba
     f.assign("a-1", FIRMWARE, &[&dev]).await;
     let signed = conn.get(DIRECTOR_TARGETS, &[]).await;
     assert_eq!(
-        signed.status(),
+        signed.status,
         200,
         "{}",
         String::from_utf8_lossy(&signed.body)
@@ -263,7 +278,7 @@ async fn director_signs_per_device_targets_from_the_image_repository(backend: Ba
     assert_eq!(
         conn.get(DIRECTOR_TARGETS, &[("If-None-Match", &etag)])
             .await
-            .status(),
+            .status,
         304
     );
 
@@ -327,7 +342,7 @@ async fn unassigned_artifact_is_refused(backend: Backend, name: &str) {
     f.assign("a-1", FIRMWARE, &[&dev]).await;
     f.assign("a-2", OTHER, &[&other]).await;
     let ok = conn.get(&firmware, &[]).await;
-    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.status, 200);
     assert_eq!(ok.body, image(1));
     // The release's SBOM, which its release information references, is allowed too.
     let info = f.image_target(FIRMWARE);
@@ -337,7 +352,7 @@ async fn unassigned_artifact_is_refused(backend: Backend, name: &str) {
         .unwrap();
     let (dir, file) = sbom.path.rsplit_once('/').unwrap();
     let sbom_url = format!("/device/v1/repo/targets/{dir}/{}.{file}", sbom.sha256);
-    assert_eq!(conn.get(&sbom_url, &[]).await.status(), 200);
+    assert_eq!(conn.get(&sbom_url, &[]).await.status, 200);
     // Another release in the same repository, and another device's assigned artifact: 403.
     for target in [FIRMWARE_2, OTHER] {
         let path = format!("/device/v1/repo/targets/{}", f.artifact_path(target));
@@ -361,12 +376,12 @@ async fn unassigned_artifact_is_refused(backend: Backend, name: &str) {
             &[],
         )
         .await;
-    assert_eq!((mine.status(), mine.body == image(2)), (200, true));
+    assert_eq!((mine.status, mine.body == image(2)), (200, true));
     // Metadata is readable by every device: it is signed and verified on the device.
     let ts = conn2
         .get("/device/v1/repo/metadata/timestamp.json", &[])
         .await;
-    assert_eq!(ts.status(), 200);
+    assert_eq!(ts.status, 200);
     assert_eq!(
         ts.body,
         std::fs::read(f.repo_dir.join("metadata/timestamp.json")).unwrap()
@@ -416,12 +431,12 @@ async fn path_traversal_is_refused(backend: Backend, name: &str) {
     ] {
         let answer = conn.get(path, &[]).await;
         assert!(
-            answer.status() == 400 || answer.status() == 404,
+            answer.status == 400 || answer.status == 404,
             "{path}: {}",
-            answer.status()
+            answer.status
         );
         assert_ne!(answer.body, b"{\"secret\": true}", "{path}");
-        if answer.status() == 400 {
+        if answer.status == 400 {
             answer.error(400, "bad_path");
         }
     }
@@ -555,7 +570,7 @@ async fn director_metadata_for_another_device_is_refused(backend: Backend, name:
         .await
         .get(DIRECTOR_TARGETS, &[])
         .await;
-    assert_eq!(for_other.status(), 200);
+    assert_eq!(for_other.status, 200);
     let mitm = Mitm::start(
         &f,
         server.addr,

@@ -18,6 +18,8 @@ use rampart_tlog::witness::{
     WitnessConfig, WitnessError, request_body, serve, state_file_name, submit,
 };
 
+use rampart_testkit::http::BlockingClient;
+
 const TIMEOUT: Duration = Duration::from_secs(20);
 
 fn now() -> u64 {
@@ -166,26 +168,11 @@ impl Server {
 
     /// A raw POST: status, content type and body.
     fn post(&self, path: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut resp = agent
-            .post(&format!("{}{path}", self.url))
-            .send(body)
+        let resp = BlockingClient::new(&self.url, None)
+            .request("POST", path, &[], body)
             .unwrap();
-        let ct = resp
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_vec()
-            .unwrap();
-        (resp.status().as_u16(), ct, body)
+        let ct = resp.header("content-type").unwrap_or_default().to_owned();
+        (resp.status, ct, resp.body)
     }
 }
 
@@ -346,15 +333,8 @@ fn protocol_errors_get_the_specified_statuses() {
     w.cosign(5, &tree.proof(5, 8), &log.note(&tree, 8));
 
     // HTTP-level limits: only POST, bounded bodies.
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let resp = agent
-        .get(&format!("{}/add-checkpoint", w.url))
-        .call()
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 405);
+    let resp = BlockingClient::new(&w.url, None).get("/add-checkpoint");
+    assert_eq!(resp.status, 405);
     let (status, _, _) = w.post("/add-checkpoint", &vec![b'a'; MAX_REQUEST_BODY + 1]);
     assert_eq!(status, 413);
     let (status, _, _) = w.post("/other", b"");

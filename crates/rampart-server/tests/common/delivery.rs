@@ -2,9 +2,8 @@
 //! tests/artifact_store.rs): a real image repository written by `rampart_repo` with three
 //! releases, a director root and online key, a CA and server certificate, a database, the server
 //! over real mutual TLS on loopback, devices with their trusted roots, assignments with proper
-//! audit records, and a minimal HTTP/1.1 client that also reads `HEAD` answers.
+//! audit records; HTTP through the test kit's client (which also reads `HEAD` answers).
 
-use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,8 +22,8 @@ use rampart_repo::{
 use rampart_server::{DirectorConfig, Server, ServerConfig, ServerError};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
-use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -422,147 +421,9 @@ pub async fn agent_update(
 }
 
 // ---------------------------------------------------------------------------
-// A minimal HTTP/1.1 client and message reader (Content-Length bodies)
+// The HTTP client and message reader: the test kit's
 
-#[derive(Debug, Clone)]
-pub struct Message {
-    /// The request line or status line.
-    pub start: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Message {
-    pub fn status(&self) -> u16 {
-        self.start.split(' ').nth(1).unwrap().parse().unwrap()
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-
-    pub fn error(&self, status: u16, code: &str) -> String {
-        assert_eq!(
-            self.status(),
-            status,
-            "{}",
-            String::from_utf8_lossy(&self.body)
-        );
-        let body = self.json();
-        assert_eq!(body["error"], code, "{body}");
-        body["detail"].as_str().unwrap().to_owned()
-    }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = format!("{}\r\n", self.start);
-        for (k, v) in &self.headers {
-            out.push_str(&format!("{k}: {v}\r\n"));
-        }
-        out.push_str("\r\n");
-        let mut out = out.into_bytes();
-        out.extend_from_slice(&self.body);
-        out
-    }
-}
-
-pub struct Conn<S> {
-    pub stream: S,
-    pub buf: Vec<u8>,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
-    pub fn new(stream: S) -> Self {
-        Self {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    pub async fn fill(&mut self) -> io::Result<()> {
-        let mut chunk = vec![0u8; 64 * 1024];
-        let n = self.stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
-    }
-
-    /// Reads one message; `request` says whether a missing Content-Length means no body.
-    pub async fn read(&mut self, request: bool, head_request: bool) -> io::Result<Message> {
-        let head_end = loop {
-            if let Some(pos) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break pos;
-            }
-            self.fill().await?;
-        };
-        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let start = lines.next().unwrap_or("").to_owned();
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|line| line.split_once(':'))
-            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-            .collect();
-        let length = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-            .map(|(_, v)| v.parse::<usize>().unwrap());
-        let status = start.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok());
-        let length = match (length, request, status) {
-            (_, false, _) if head_request => 0,
-            (Some(n), _, _) => n,
-            (None, true, _) | (None, false, Some(304 | 204)) => 0,
-            (None, false, _) => {
-                return Err(io::Error::other(format!("no Content-Length in {head:?}")));
-            }
-        };
-        while self.buf.len() < head_end + 4 + length {
-            self.fill().await?;
-        }
-        let body = self.buf[head_end + 4..head_end + 4 + length].to_vec();
-        self.buf.drain(..head_end + 4 + length);
-        Ok(Message {
-            start,
-            headers,
-            body,
-        })
-    }
-
-    pub async fn send(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Message {
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        if !body.is_empty() {
-            head.push_str("Content-Type: application/json\r\n");
-        }
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        self.stream.write_all(head.as_bytes()).await.unwrap();
-        self.stream.write_all(body).await.unwrap();
-        self.stream.flush().await.unwrap();
-        self.read(false, method == "HEAD").await.unwrap()
-    }
-
-    pub async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Message {
-        self.send("GET", path, headers, b"").await
-    }
-}
+pub use rampart_testkit::http::Conn;
 
 /// What every artifact answer must honour, whatever stores the bytes: the whole file with its
 /// ETag, single ranges (206, Content-Range), unsatisfiable ranges (416), ignored multi-ranges and
@@ -577,7 +438,7 @@ pub async fn assert_artifact_http_semantics<S: AsyncRead + AsyncWrite + Unpin>(
     let etag = etag.to_owned();
     let len = data.len();
     let full = conn.get(&url, &[]).await;
-    assert_eq!(full.status(), 200);
+    assert_eq!(full.status, 200);
     assert_eq!(full.header("etag"), Some(etag.as_str()));
     assert_eq!(full.header("accept-ranges"), Some("bytes"));
     assert_eq!(
@@ -594,7 +455,7 @@ pub async fn assert_artifact_http_semantics<S: AsyncRead + AsyncWrite + Unpin>(
     ];
     for (range, start, end) in cases {
         let part = conn.get(&url, &[("Range", range)]).await;
-        assert_eq!(part.status(), 206, "{range}");
+        assert_eq!(part.status, 206, "{range}");
         assert_eq!(
             part.header("content-range"),
             Some(format!("bytes {start}-{end}/{len}").as_str()),
@@ -615,17 +476,17 @@ pub async fn assert_artifact_http_semantics<S: AsyncRead + AsyncWrite + Unpin>(
     // Several ranges and nonsense are ignored: the whole artifact.
     for range in ["bytes=0-1,5-6", "bytes=9-3", "pages=1-2"] {
         let whole = conn.get(&url, &[("Range", range)]).await;
-        assert_eq!((whole.status(), whole.body.len()), (200, len), "{range}");
+        assert_eq!((whole.status, whole.body.len()), (200, len), "{range}");
     }
     // If-None-Match: 304 without a body.
     let not_modified = conn.get(&url, &[("If-None-Match", &etag)]).await;
-    assert_eq!(not_modified.status(), 304);
+    assert_eq!(not_modified.status, 304);
     assert!(not_modified.body.is_empty());
     assert_eq!(not_modified.header("etag"), Some(etag.as_str()));
     assert_eq!(
         conn.get(&url, &[("If-None-Match", "\"other\"")])
             .await
-            .status(),
+            .status,
         200
     );
     // If-Range: the range only if the ETag still matches, else the whole new artifact.
@@ -633,16 +494,16 @@ pub async fn assert_artifact_http_semantics<S: AsyncRead + AsyncWrite + Unpin>(
         .get(&url, &[("Range", "bytes=100-"), ("If-Range", &etag)])
         .await;
     assert_eq!(
-        (resumed.status(), resumed.body.as_slice()),
+        (resumed.status, resumed.body.as_slice()),
         (206, &data[100..])
     );
     let changed = conn
         .get(&url, &[("Range", "bytes=100-"), ("If-Range", "\"0000\"")])
         .await;
-    assert_eq!((changed.status(), changed.body.len()), (200, len));
+    assert_eq!((changed.status, changed.body.len()), (200, len));
     // HEAD: the headers only.
-    let head = conn.send("HEAD", &url, &[], b"").await;
-    assert_eq!(head.status(), 200);
+    let head = conn.send("HEAD", &url, &[], b"").await.unwrap();
+    assert_eq!(head.status, 200);
     assert_eq!(
         head.header("content-length"),
         Some(len.to_string().as_str())

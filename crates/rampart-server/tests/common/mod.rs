@@ -1,11 +1,10 @@
 //! Shared by the server's integration tests: fresh SQLite / PostgreSQL databases (PostgreSQL
 //! from RAMPART_TEST_POSTGRES_URL, which scripts/test.sh sets; without it those tests fail), a
-//! running server with its CA and certificates, and a minimal HTTP/1.1 client over tokio-rustls
-//! so every request goes through the same handshake a device (or an operator) does.
+//! running server with its CA and certificates, and the test kit's HTTP/1.1 client over
+//! tokio-rustls so every request goes through the same handshake a device (or an operator) does.
 #![allow(dead_code)]
 
 pub mod delivery;
-pub mod moto;
 pub mod ops;
 
 use std::future::Future;
@@ -18,13 +17,9 @@ use rampart_db::Db;
 use rampart_pki::{CertificateAuthority, IssuedCert};
 use rampart_server::{Metrics, Server, ServerConfig, ServerError};
 use rustls::ClientConfig;
-use rustls::pki_types::ServerName;
-use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 // ---------------------------------------------------------------------------
@@ -41,27 +36,8 @@ pub async fn database_url(backend: Backend, dir: &std::path::Path, name: &str) -
     match backend {
         Backend::Sqlite => format!("sqlite://{}", dir.join(format!("{name}.db")).display()),
         Backend::Postgres => {
-            let admin = std::env::var("RAMPART_TEST_POSTGRES_URL").expect(
-                "RAMPART_TEST_POSTGRES_URL is not set: run scripts/test.sh, which starts PostgreSQL (scripts/start-postgres.sh)",
-            );
-            sqlx::any::install_default_drivers();
-            let pool = sqlx::AnyPool::connect(&admin)
+            rampart_testkit::databases::fresh_postgres(&format!("rs_{name}_{}", std::process::id()))
                 .await
-                .expect("PostgreSQL reachable at RAMPART_TEST_POSTGRES_URL");
-            let db_name = format!("rs_{name}_{}", std::process::id());
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {db_name}"
-            )))
-            .execute(&pool)
-            .await
-            .unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
-                .execute(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-            let (base, _) = admin.rsplit_once('/').unwrap();
-            format!("{base}/{db_name}")
         }
     }
 }
@@ -244,9 +220,7 @@ pub async fn tls_connect(
     addr: SocketAddr,
     config: &Arc<ClientConfig>,
 ) -> io::Result<TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await?;
-    let name = ServerName::try_from("localhost").unwrap();
-    TlsConnector::from(config.clone()).connect(name, tcp).await
+    rampart_testkit::http::connect_tls(addr, "localhost", config).await
 }
 
 /// Waits (up to 10 s) until `check` holds.
@@ -277,154 +251,9 @@ pub async fn wait_past(t: i64) {
 }
 
 // ---------------------------------------------------------------------------
-// A minimal HTTP/1.1 client (keep-alive, Content-Length bodies)
+// The HTTP client: the test kit's (keep-alive, Content-Length bodies)
 
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn json(&self) -> Value {
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/json"),
-            "{self:?}"
-        );
-        serde_json::from_slice(&self.body).unwrap()
-    }
-
-    /// Asserts a JSON error answer with this status and code, and returns
-    /// its detail.
-    pub fn error(&self, status: u16, code: &str) -> String {
-        assert_eq!(
-            self.status,
-            status,
-            "{}",
-            String::from_utf8_lossy(&self.body)
-        );
-        let body = self.json();
-        assert_eq!(body["error"], code, "{body}");
-        let detail = body["detail"].as_str().unwrap().to_owned();
-        assert!(!detail.is_empty());
-        assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
-        detail
-    }
-}
-
-pub struct Conn<S> {
-    stream: S,
-    buf: Vec<u8>,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
-    pub fn new(stream: S) -> Self {
-        Self {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    /// The connection itself, e.g. to watch the server close it.
-    pub fn into_inner(self) -> S {
-        self.stream
-    }
-
-    pub async fn send(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> io::Result<Response> {
-        let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
-        if !has("content-length") {
-            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        if !has("content-type") && !body.is_empty() {
-            head.push_str("Content-Type: application/json\r\n");
-        }
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        self.stream.write_all(head.as_bytes()).await?;
-        self.stream.write_all(body).await?;
-        self.stream.flush().await?;
-        self.read_response().await
-    }
-
-    pub async fn post(&mut self, path: &str, body: &Value) -> Response {
-        self.send("POST", path, &[], body.to_string().as_bytes())
-            .await
-            .unwrap()
-    }
-
-    pub async fn put(&mut self, path: &str, body: &Value) -> Response {
-        self.send("PUT", path, &[], body.to_string().as_bytes())
-            .await
-            .unwrap()
-    }
-
-    pub async fn fill(&mut self) -> io::Result<()> {
-        let mut chunk = [0u8; 16 * 1024];
-        let n = self.stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
-    }
-
-    pub async fn read_response(&mut self) -> io::Result<Response> {
-        let head_end = loop {
-            if let Some(pos) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break pos;
-            }
-            self.fill().await?;
-        };
-        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let status: u16 = lines
-            .next()
-            .and_then(|line| line.split(' ').nth(1))
-            .and_then(|code| code.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("bad status line in {head:?}")))?;
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|line| line.split_once(':'))
-            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-            .collect();
-        let length = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-            .map(|(_, v)| v.parse::<usize>().unwrap());
-        let length = match (length, status) {
-            (Some(n), _) => n,
-            (None, 304 | 204) => 0,
-            (None, _) => return Err(io::Error::other("response without Content-Length")),
-        };
-        while self.buf.len() < head_end + 4 + length {
-            self.fill().await?;
-        }
-        let body = self.buf[head_end + 4..head_end + 4 + length].to_vec();
-        self.buf.drain(..head_end + 4 + length);
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
-    }
-}
+pub use rampart_testkit::http::{Conn, Message as Response};
 
 // ---------------------------------------------------------------------------
 // Signing keys for test repositories (fast KDF parameters)

@@ -1,0 +1,18 @@
+//! One module per `rampart` command. Each defines the command's arguments (`XCommand` for a
+//! command with subcommands, `XArgs` for one without) and `run`, which carries it out.
+
+pub mod audit;
+pub mod ca;
+pub mod campaign;
+pub mod ddi;
+pub mod demo;
+pub mod device;
+pub mod director;
+pub mod key;
+pub mod log;
+pub mod release;
+pub mod repo;
+pub mod server;
+pub mod sim;
+pub mod token;
+pub mod witness;
