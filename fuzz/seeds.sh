@@ -11,8 +11,10 @@ out=${1:-$fuzz_dir/seeds}
 
 rm -rf "$out"
 mkdir -p "$out"
-# An ordinary (uninstrumented) build: make-seeds runs once, outside libFuzzer.
-cargo run --quiet --manifest-path "$fuzz_dir/Cargo.toml" --example make-seeds -- "$out"
+# An ordinary (uninstrumented) debug build: make-seeds runs once, outside libFuzzer. It goes to
+# the workspace's target directory, where the test build has compiled most of what it needs.
+cargo run --quiet --manifest-path "$fuzz_dir/Cargo.toml" --target-dir "${CARGO_TARGET_DIR:-$repo/target}" \
+    --example make-seeds -- "$out"
 rm -rf "$out/.work"
 
 mkdir -p "$out/signed_note" "$out/canonical_json" "$out/agent_config" "$out/cyclonedx_sbom" "$out/tiles"

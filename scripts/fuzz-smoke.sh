@@ -38,9 +38,9 @@ each=$(( total / count ))
 failed=""
 for t in $listed; do
     mkdir -p "$work/corpus/$t" "$work/artifacts/$t"
-    seeds="$work/seeds/$t"
-    [ -d "$seeds" ] || seeds=""
-    if "$bin_dir/$t" "$work/corpus/$t" $seeds \
+    corpora=("$work/corpus/$t")
+    [ -d "$work/seeds/$t" ] && corpora+=("$work/seeds/$t")
+    if "$bin_dir/$t" "${corpora[@]}" \
         -max_total_time="$each" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
         -artifact_prefix="$work/artifacts/$t/" >"$work/$t.log" 2>&1; then
         echo "fuzz-smoke: $t ok ($(grep -o 'Done [0-9]* runs' "$work/$t.log" | tail -1 || true))"

@@ -112,9 +112,12 @@ pub struct Disk {
 struct Steps {
     taken: AtomicU64,
     crashed: AtomicBool,
-    /// Labels of the steps taken, for tests that enumerate every step of a flow.
+    /// Labels of the first steps taken, for tests that enumerate every step of a flow.
     journal: Mutex<Vec<String>>,
 }
+
+/// Step labels kept at most: a daemon runs for months on one `Disk`.
+const JOURNAL_MAX: usize = 4096;
 
 impl Disk {
     /// A disk without fault injection (production).
@@ -148,7 +151,7 @@ impl Disk {
         self.steps.crashed.load(Ordering::SeqCst)
     }
 
-    /// The labels of the steps taken, in order.
+    /// The labels of the steps taken, in order (the first [`JOURNAL_MAX`]).
     pub fn journal(&self) -> Vec<String> {
         self.steps
             .journal
@@ -171,7 +174,9 @@ impl Disk {
     fn begin(&self, what: &str) -> Result<Option<CrashPoint>, DiskError> {
         self.dead(what)?;
         let step = self.steps.taken.fetch_add(1, Ordering::SeqCst) + 1;
-        if let Ok(mut j) = self.steps.journal.lock() {
+        if let Ok(mut j) = self.steps.journal.lock()
+            && j.len() < JOURNAL_MAX
+        {
             j.push(what.to_owned());
         }
         Ok(self.plan.filter(|p| p.step == step).map(|p| p.point))
@@ -393,6 +398,16 @@ mod tests {
         assert_eq!(disk.steps(), 2);
         assert!(disk.crashed());
         assert_eq!(disk.journal().len(), 2);
+    }
+
+    #[test]
+    fn a_long_running_daemon_does_not_grow_the_journal_without_bound() {
+        let disk = Disk::new();
+        for _ in 0..JOURNAL_MAX + 10 {
+            disk.external("a bootloader script", || Ok(())).unwrap();
+        }
+        assert_eq!(disk.steps(), JOURNAL_MAX as u64 + 10);
+        assert_eq!(disk.journal().len(), JOURNAL_MAX);
     }
 
     #[test]

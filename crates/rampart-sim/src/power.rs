@@ -11,9 +11,12 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use std::path::Path;
+
 use rampart_agent::disk::DiskError;
 use rampart_boot::ab::SlotHealth;
 use rampart_boot::flow::Phase;
+use rampart_tuf_client::store::{MetadataStore, write_atomic};
 
 use crate::rng::Rng;
 
@@ -133,12 +136,17 @@ impl CrashPoint {
     }
 }
 
-/// The fault plan of one device: one power cut per release at most.
+/// The fault plan of one device: one power cut per release at most in the install and boot
+/// flow, and one while the trusted metadata for an assigned release is stored.
 #[derive(Debug)]
 struct Plan {
     for_target: Option<String>,
     point: Option<CrashPoint>,
     saved: Saved,
+    metadata_for: Option<String>,
+    /// The metadata write (counted from 1) the cut strikes, and whether after it.
+    metadata_cut: Option<(u32, When)>,
+    metadata_writes: u32,
 }
 
 /// One device's power: the fault plan, and whether the power is cut. Shared by its write
@@ -157,6 +165,9 @@ impl PowerSwitch {
                 for_target: None,
                 point: None,
                 saved: Saved::Idle,
+                metadata_for: None,
+                metadata_cut: None,
+                metadata_writes: 0,
             }),
             cut: AtomicBool::new(false),
             steps: AtomicU64::new(0),
@@ -195,6 +206,23 @@ impl PowerSwitch {
         }
         plan.for_target = Some(target.to_owned());
         plan.point = pick();
+    }
+
+    /// Plans the power cut among the metadata writes of verifying `target`, once per release:
+    /// `pick` gives the write (counted from 1) and whether the cut comes after it.
+    pub(crate) fn plan_metadata_for(
+        &self,
+        target: &str,
+        pick: impl FnOnce() -> Option<(u32, bool)>,
+    ) {
+        let mut plan = self.plan();
+        if plan.metadata_for.as_deref() == Some(target) {
+            return;
+        }
+        plan.metadata_for = Some(target.to_owned());
+        plan.metadata_writes = 0;
+        plan.metadata_cut =
+            pick().map(|(n, after)| (n, if after { When::After } else { When::Before }));
     }
 
     /// Plans a power cut at `point` during the install of `target` (tests).
@@ -257,5 +285,49 @@ impl MemDisk {
             return Err(self.dead(what));
         }
         Ok(out)
+    }
+}
+
+/// The trusted metadata `verify_assigned` keeps (real files in the device's state directory,
+/// each replaced whole and atomically), where the fault plan may cut the power before or after
+/// one of the writes.
+pub(crate) struct MetadataFiles {
+    pub(crate) power: Arc<PowerSwitch>,
+}
+
+impl MetadataStore for MetadataFiles {
+    fn replace(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        let cut = || std::io::Error::other("simulated power cut while storing trusted metadata");
+        if self.power.is_cut() {
+            return Err(cut());
+        }
+        let when = {
+            let mut plan = self.power.plan();
+            plan.metadata_writes += 1;
+            let n = plan.metadata_writes;
+            match plan.metadata_cut {
+                Some((at, when)) if at == n => {
+                    plan.metadata_cut = None;
+                    Some(when)
+                }
+                _ => None,
+            }
+        };
+        if when == Some(When::Before) {
+            self.power.cut.store(true, Ordering::SeqCst);
+            return Err(cut());
+        }
+        write_atomic(path, bytes)?;
+        if when == Some(When::After) {
+            self.power.cut.store(true, Ordering::SeqCst);
+            return Err(cut());
+        }
+        Ok(())
+    }
+
+    fn to_box(&self) -> Box<dyn MetadataStore> {
+        Box::new(MetadataFiles {
+            power: self.power.clone(),
+        })
     }
 }

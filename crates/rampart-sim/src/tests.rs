@@ -184,6 +184,7 @@ impl Session for FakeSession {
 
     fn verify(
         &mut self,
+        store: &dyn rampart_tuf_client::store::MetadataStore,
         state_dir: &Path,
         hardware_id: &str,
         assignment: &Assignment,
@@ -214,6 +215,15 @@ impl Session for FakeSession {
                 Reason::SecurityVersionRollback,
                 "anti-rollback".into(),
             ));
+        }
+        // As `verify_assigned`: what was accepted is stored (director targets, then version).
+        for (file, bytes) in [
+            ("fake-director-targets.json", "{}"),
+            ("fake-director-version", "1\n"),
+        ] {
+            store
+                .replace(&state_dir.join(file), bytes.as_bytes())
+                .map_err(|e| refuse(Reason::MetadataInvalid, e.to_string()))?;
         }
         let sha256 = sha(&r.signed);
         Ok(Some(Verified {
@@ -633,6 +643,26 @@ fn power_cuts_at_every_write_step_converge() {
                     "{what}: resumed from the checkpoint: {opens:?}"
                 );
             }
+        }
+    }
+}
+
+/// A power cut before or after each trusted-metadata write of the verification (what
+/// `verify_assigned` stores through the agent's write layer): the device powers on again,
+/// verifies again and converges on the new release, reporting it once.
+#[test]
+fn power_cuts_while_storing_trusted_metadata_converge() {
+    for write in 1..=2 {
+        for after in [false, true] {
+            let mut b = fleet(1, |_| {});
+            b.fleet.devices[0].force_metadata_cut(V2, write, after);
+            b.fake.assign("asg-2", V2, UpdateKind::Forced);
+            b.run_for(120);
+            let what = format!("power cut at metadata write {write}, after={after}");
+            b.assert_all_settled();
+            assert_eq!(b.counter(|c| &c.crashes), 1, "{what}");
+            assert_eq!(b.statuses()[0].version, "2.0.0", "{what}");
+            assert_eq!(b.fake.reports("installed").len(), 1, "{what}");
         }
     }
 }

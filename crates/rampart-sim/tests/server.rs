@@ -604,6 +604,10 @@ fn power_cuts_during_installs_converge_against_the_server() {
     let asg = w.assign(json!({"target": V2, "hardware_id": "board-a"}));
     let asg_b = w.assign(json!({"target": V2, "hardware_id": "board-b"}));
     let s = wait(&h, "every result", |s| s.installs + s.rollbacks == 40);
+    eprintln!(
+        "power cuts against the server: {} ({} bricked)",
+        s.crashes, s.bricked
+    );
     assert!(s.crashes >= 25, "{s}");
     assert_eq!(s.bricked, 0, "{s}");
     wait_settled(&h);

@@ -7,11 +7,14 @@ mod enrolment;
 mod poll_read;
 mod repo;
 mod report_rate;
+mod reports;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post, put};
+
+use crate::observe::metrics::track_requests;
 
 use crate::delivery::artifact_store::ArtifactStore;
 use crate::delivery::director::Director;
@@ -57,7 +60,7 @@ pub(crate) fn routes(
         .artifact_store
         .clone()
         .unwrap_or_else(|| ArtifactStore::Local(dir.join("targets")));
-    Ok(router(Arc::new(Delivery {
+    Ok(repo_router(Arc::new(Delivery {
         api,
         repo,
         artifacts,
@@ -66,7 +69,7 @@ pub(crate) fn routes(
 }
 
 /// The repository routes, and the director's when one is configured.
-fn router(delivery: Arc<Delivery>) -> Router {
+fn repo_router(delivery: Arc<Delivery>) -> Router {
     // The director route exists even without a director, so a device configured for one gets
     // a clear `no_director` answer rather than an unknown-endpoint one.
     Router::new()
@@ -96,6 +99,23 @@ impl Delivery {
             Err(_) => Err(ApiError::internal()),
         }
     }
+}
+
+/// The device API routes, with request metrics.
+pub(crate) fn router(api: Arc<DeviceApi>, delivery: Router) -> Router {
+    let metrics = api.metrics.clone();
+    Router::new()
+        .route("/device/v1/poll", post(api::poll))
+        .route("/device/v1/reports", post(reports::report))
+        .route("/device/v1/attributes", put(reports::attributes))
+        .with_state(api)
+        .merge(delivery)
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            track_requests,
+        ))
 }
 
 #[cfg(test)]

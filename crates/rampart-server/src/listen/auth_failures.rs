@@ -16,7 +16,7 @@
 //! bounded ([`FailurePolicy::max_sources`]): beyond it the longest-quiet source is forgotten.
 //!
 //! The audit log gets one `auth.failed` record per source and summary interval (the interval of
-//! refused TLS handshakes, [`crate::listen::refusals::run_refusal_recorder`]), never one per failure, so a
+//! refused TLS handshakes, `listen::refusals`), never one per failure, so a
 //! flood of wrong tokens cannot flood the log.
 
 use std::collections::{BTreeMap, HashMap};

@@ -3,14 +3,15 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::engines::audit_anchor::{AnchorError, PAGE, SignedHead, newest_signed_by};
 use crate::helpers::unix_now;
-use crate::listen::http::{ApiError, json_response};
+use crate::listen::http::{ApiError, db_error, json_response};
 use crate::operator::{ManagementApi, Permission};
 
 fn head_json(head: &SignedHead, public_key: Option<String>) -> serde_json::Value {
@@ -119,4 +120,62 @@ pub(crate) async fn post_anchor(
         StatusCode::OK,
         &head_json(&head, Some(anchor.public_key())),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuditQuery {
+    /// `jsonl` (default), `json` or `csv`.
+    format: Option<String>,
+    from: Option<u64>,
+    limit: Option<i64>,
+}
+
+pub(super) async fn export_audit(
+    State(api): State<Arc<ManagementApi>>,
+    headers: HeaderMap,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers, Permission::Audit).await?;
+    let Query(q) = query.map_err(|e| ApiError::invalid(format!("query: {}", e.body_text())))?;
+    let lines = api
+        .db
+        .audit_lines(q.from.unwrap_or(0), q.limit.unwrap_or(100_000))
+        .await
+        .map_err(|e| db_error("reading the audit log", e))?;
+    let mut jsonl = String::new();
+    for l in &lines {
+        jsonl.push_str(&l.line);
+        jsonl.push('\n');
+    }
+    let (content_type, body) = match q.format.as_deref().unwrap_or("jsonl") {
+        "jsonl" => ("application/jsonl", jsonl),
+        format @ ("json" | "csv") => {
+            let records = rampart_audit::parse_jsonl(jsonl.as_bytes()).map_err(|e| {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "audit_log_unreadable",
+                    format!("a stored record does not parse ({e}); export as jsonl and run `rampart audit verify`"),
+                )
+            })?;
+            if format == "csv" {
+                ("text/csv", rampart_audit::to_csv(&records))
+            } else {
+                (
+                    "application/json",
+                    serde_json::to_string(&records).map_err(|_| ApiError::internal())?,
+                )
+            }
+        }
+        other => {
+            return Err(ApiError::invalid(format!(
+                "unknown format {other:?}: use jsonl, json or csv"
+            )));
+        }
+    };
+    Ok((
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response())
 }

@@ -19,6 +19,7 @@ use super::{
     Crash, Download, PassEnd, Pending, Running, SLOW_TICK_MS, Shared, VirtualDevice, Wake, ms,
 };
 use crate::link::{Session, UpdateKind};
+use crate::power::MetadataFiles;
 use crate::rng::Rng;
 use crate::stats::Counters;
 
@@ -180,12 +181,19 @@ impl VirtualDevice {
             }
             _ => {}
         }
-        let verified = match session.verify(
+        self.plan_metadata_cut(sh, &assignment.target);
+        let metadata = MetadataFiles {
+            power: self.power.clone(),
+        };
+        let verifying = session.verify(
+            &metadata,
             &self.profile.state_dir,
             &self.profile.hardware_id,
             &assignment,
             rampart_agent::daemon::now_unix(),
-        ) {
+        );
+        self.crashed()?;
+        let verified = match verifying {
             Ok(Some(v)) => v,
             Ok(None) => return self.abandon_install(run),
             Err(e) => {

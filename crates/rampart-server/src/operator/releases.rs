@@ -1,0 +1,284 @@
+//! The release and assignment routes: the hosted releases, and assigning one to devices.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use rampart_db::{Assignment, DbError, DeviceFilter};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::helpers::{new_id, unix_now};
+use crate::listen::http::{ApiError, json_response};
+use crate::listen::http::{db_error, write_error};
+use crate::observe::metrics::Metrics;
+
+use super::{MAX_PAGE, ManagementApi, Permission, device_list_summary, repo_error};
+
+pub(super) async fn list_releases(
+    State(api): State<Arc<ManagementApi>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers, Permission::Read).await?;
+    let repo = api.image_repo()?;
+    let catalog = tokio::task::spawn_blocking(move || repo.catalog(unix_now()))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(repo_error)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"timestamp_version": catalog.timestamp_version, "releases": catalog.releases}),
+    ))
+}
+
+// ---- assignments -------------------------------------------------------------------------
+
+/// Which devices an assignment is for; every given criterion must match.
+#[derive(Debug, Deserialize, serde::Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Selector {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    devices: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hardware_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    region: Option<String>,
+}
+
+pub(super) async fn create_assignment(
+    State(api): State<Arc<ManagementApi>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Request {
+        target: String,
+        /// `forced` (default), `soft`, `download_only` or `timeforced`.
+        #[serde(default, rename = "type")]
+        update_type: Option<String>,
+        /// For `timeforced`: seconds from now until it is forced.
+        #[serde(default)]
+        force_after_secs: Option<u64>,
+        #[serde(flatten)]
+        selector: Selector,
+    }
+    let caller = api.authorize(&headers, Permission::Operate).await?;
+    let r: Request = api
+        .body(
+            &headers,
+            body,
+            r#"{"target": "<release target>", "type": "forced" | "soft" | "download_only" | "timeforced", "force_after_secs": 3600, "devices": [...] | "group": "..." | "tag": "..." | "hardware_id": "..." | "region": "..."}"#,
+        )
+        .await?;
+    let update_type = r.update_type.clone().unwrap_or_else(|| "forced".into());
+    if !rampart_db::UPDATE_TYPES.contains(&update_type.as_str()) {
+        return Err(ApiError::invalid(format!(
+            "type {update_type:?} is not one of forced, soft, download_only, timeforced"
+        )));
+    }
+    rampart_rollout::spec::check_force_after(&update_type, r.force_after_secs)
+        .map_err(ApiError::invalid)?;
+    let forced_at = r
+        .force_after_secs
+        .map_or(0, |secs| unix_now().saturating_add(secs as i64));
+    let s = &r.selector;
+    if s.devices.is_none()
+        && s.group.is_none()
+        && s.tag.is_none()
+        && s.hardware_id.is_none()
+        && s.region.is_none()
+    {
+        return Err(ApiError::invalid(
+            "name the devices: give at least one of devices, group, tag, hardware_id, region",
+        ));
+    }
+    let info = api.firmware_release(&r.target).await?;
+
+    // Resolve the devices.
+    let filter = DeviceFilter {
+        hardware_id: s.hardware_id.clone(),
+        region: s.region.clone(),
+        tag: s.tag.clone(),
+        group: s.group.clone(),
+        ..DeviceFilter::default()
+    };
+    if let Some(group) = &s.group
+        && api
+            .db
+            .group(group)
+            .await
+            .map_err(|e| db_error("reading a group", e))?
+            .is_none()
+    {
+        return Err(db_error("", DbError::UnknownGroup(group.clone())));
+    }
+    let mut devices = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = api
+            .db
+            .list_devices(&filter, 10_000, offset)
+            .await
+            .map_err(|e| db_error("selecting devices", e))?;
+        let n = page.len() as i64;
+        devices.extend(page);
+        if n < 10_000 {
+            break;
+        }
+        offset += n;
+    }
+    if let Some(ids) = &s.devices {
+        let wanted: std::collections::HashSet<&String> = ids.iter().collect();
+        let selected: std::collections::HashSet<&String> = devices.iter().map(|d| &d.id).collect();
+        for id in ids {
+            if !selected.contains(id) {
+                // Either unknown, or excluded by the other criteria.
+                let known = api
+                    .db
+                    .device(id)
+                    .await
+                    .map_err(|e| db_error("reading a device", e))?;
+                if known.is_none() {
+                    return Err(db_error("", DbError::UnknownDevice(id.clone())));
+                }
+            }
+        }
+        devices.retain(|d| wanted.contains(&d.id));
+    }
+    devices.retain(|d| !d.revoked);
+    if devices.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_devices",
+            "no (unrevoked) device matches the selector",
+        ));
+    }
+    // Never tell a device to install firmware built for other hardware.
+    let incompatible: Vec<&str> = devices
+        .iter()
+        .filter(|d| {
+            !d.facts.hardware_id.is_empty() && !info.hardware_ids.contains(&d.facts.hardware_id)
+        })
+        .map(|d| d.id.as_str())
+        .take(10)
+        .collect();
+    if !incompatible.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "incompatible_hardware",
+            format!(
+                "{} is built for {:?}, but these devices report other hardware: {}; narrow the selector (e.g. hardware_id)",
+                r.target,
+                info.hardware_ids,
+                incompatible.join(", ")
+            ),
+        ));
+    }
+    let ids: Vec<String> = devices.into_iter().map(|d| d.id).collect();
+    // The selector as recorded: a long device list is summarised so the record stays small.
+    let mut audited_selector =
+        serde_json::to_value(&r.selector).map_err(|_| ApiError::internal())?;
+    if let Some(list) = &r.selector.devices {
+        audited_selector["devices"] = device_list_summary(list);
+    }
+    let now = unix_now();
+    let assignment = Assignment {
+        id: new_id("asg")?,
+        target: r.target.clone(),
+        selector: serde_json::to_value(&r.selector).map_err(|_| ApiError::internal())?,
+        created: now,
+        created_by: caller.actor(),
+        device_count: ids.len() as i64,
+        update_type,
+        forced_at,
+    };
+    api.audit
+        .write(
+            now,
+            &caller.actor(),
+            "assignment.created",
+            &assignment.id,
+            json!({"target": assignment.target, "type": assignment.update_type, "selector": audited_selector, "devices": ids.len(), "version": info.version}),
+            |line| {
+                let (db, assignment, ids) = (api.db.clone(), assignment.clone(), ids.clone());
+                async move { db.create_assignment(&assignment, &ids, &line).await }
+            },
+        )
+        .await
+        .map_err(write_error("creating an assignment"))?;
+    Metrics::inc(&api.metrics.assignments_created);
+    Ok(json_response(StatusCode::CREATED, &assignment))
+}
+
+pub(super) async fn list_assignments(
+    State(api): State<Arc<ManagementApi>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers, Permission::Read).await?;
+    let list = api
+        .db
+        .list_assignments(MAX_PAGE)
+        .await
+        .map_err(|e| db_error("listing assignments", e))?;
+    Ok(json_response(StatusCode::OK, &json!({"assignments": list})))
+}
+
+pub(super) async fn get_assignment(
+    State(api): State<Arc<ManagementApi>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers, Permission::Read).await?;
+    let assignment = api
+        .db
+        .assignment(&id)
+        .await
+        .map_err(|e| db_error("reading an assignment", e))?
+        .ok_or_else(|| db_error("", DbError::UnknownAssignment(id.clone())))?;
+    let counts = api
+        .db
+        .assignment_status_counts(&id)
+        .await
+        .map_err(|e| db_error("counting reports", e))?;
+    let status: serde_json::Map<String, Value> =
+        counts.into_iter().map(|(s, n)| (s, json!(n))).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"assignment": assignment, "devices_by_last_status": status}),
+    ))
+}
+
+pub(super) async fn cancel_assignment(
+    State(api): State<Arc<ManagementApi>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = api.authorize(&headers, Permission::Operate).await?;
+    let now = unix_now();
+    let changed = api
+        .audit
+        .write(
+            now,
+            &caller.actor(),
+            "assignment.cancelled",
+            &id,
+            json!({}),
+            |line| {
+                let (db, id) = (api.db.clone(), id.clone());
+                async move { db.cancel_assignment(&id, now, &line).await }
+            },
+        )
+        .await
+        .map_err(write_error("cancelling an assignment"))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"id": id, "devices_cancelled": changed}),
+    ))
+}

@@ -1,0 +1,522 @@
+//! The server itself: binds every listener with its caps, builds each room's state from the
+//! same handles (one database pool, audit writer, metrics, last-seen batcher, campaign engine,
+//! webhook dispatcher), serves, and shuts down in order.
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use rampart_db::Db;
+use rampart_listen::serve as http_serve;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::delivery::artifact_store::ArtifactStore;
+use crate::listen::http::ApiError;
+use crate::listen::mtls::{MtlsListener, MtlsStream, RefusedConnection};
+use crate::observe::metrics::Metrics;
+use crate::{
+    ServerConfig, ServerError, connections, ddi, delivery, device, engines, helpers, listen,
+    observe, operator,
+};
+
+/// How long shutdown waits for the metrics listener's open connections.
+const METRICS_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A bound, not yet serving, server.
+pub struct Server {
+    db: Db,
+    device_listener: MtlsListener,
+    metrics_listener: Option<rampart_listen::PlainListener>,
+    local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    metrics: Arc<Metrics>,
+    last_seen: Arc<engines::last_seen::LastSeen>,
+    api: Arc<device::api::DeviceApi>,
+    /// The image-repository and director routes (empty without `image_repo`).
+    delivery: Router,
+    flush_interval: Duration,
+    management: Option<(
+        listen::https::OperatorListener,
+        Arc<operator::ManagementApi>,
+    )>,
+    management_addr: Option<SocketAddr>,
+    audit: observe::audit::AuditWriter,
+    audit_anchor: Option<Arc<engines::audit_anchor::AuditAnchor>>,
+    refusals: tokio::sync::mpsc::Receiver<RefusedConnection>,
+    refusal_summary_interval: Duration,
+    /// Failed authentications on the DDI and management APIs, and their audit events.
+    auth_failures: Arc<listen::auth_failures::AuthFailures>,
+    auth_events: tokio::sync::mpsc::Receiver<listen::auth_failures::AuthEvent>,
+    hooks: engines::webhooks::Webhooks,
+    campaigns: Arc<engines::campaigns::Campaigns>,
+    ddi: Option<(listen::https::OperatorListener, Arc<ddi::DdiApi>)>,
+    ddi_addr: Option<SocketAddr>,
+    header_timeout: Duration,
+    /// Renews the online metadata and watches every role's expiry (with a repository or a
+    /// director).
+    metadata_watch: Option<engines::renewal::MetadataWatch>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("metrics_addr", &self.metrics_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Opens (and migrates) the database and binds the listeners.
+    pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
+        config.validate()?;
+        // Every listener's connections must fit in the open-file limit, or a flood of idle
+        // connections on one listener would starve the others (and the database) of files.
+        let file_limit = connections::raise_file_limit().map_err(|e| {
+            ServerError::Config(format!("reading the open-file limit (RLIMIT_NOFILE): {e}"))
+        })?;
+        let caps = config
+            .connections
+            .fit(
+                connections::EnabledListeners {
+                    ddi: config.ddi_listen.is_some(),
+                    management: config.management_listen.is_some(),
+                    metrics: config.metrics_listen.is_some(),
+                },
+                file_limit,
+            )
+            .map_err(|e| ServerError::Config(e.to_string()))?;
+        if caps != config.connections {
+            eprintln!(
+                "rampart server: the open-file limit is {file_limit}: connection caps lowered to device {}, DDI {} (raise the limit with `ulimit -n` or LimitNOFILE= to serve more)",
+                caps.device.max_connections, caps.ddi.max_connections
+            );
+        }
+        if let Some(store) = &config.artifact_store {
+            store.check().await?;
+        }
+        let db = Db::connect(&config.db_url).await?;
+        let bind = |addr: SocketAddr| async move {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            let local = listener
+                .local_addr()
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            Ok::<_, ServerError>((listener, local))
+        };
+        let (tcp, local_addr) = bind(config.listen).await?;
+        let (metrics_listener, metrics_addr) = match config.metrics_listen {
+            Some(addr) => {
+                let (listener, local) = bind(addr).await?;
+                (Some(listener), Some(local))
+            }
+            None => (None, None),
+        };
+
+        let metrics = Arc::new(Metrics::default());
+        let audit = observe::audit::AuditWriter::new(db.clone());
+        let audit_anchor = config.audit_anchor.clone().map(|anchor| {
+            Arc::new(
+                engines::audit_anchor::AuditAnchor::new(db.clone(), audit.clone(), anchor)
+                    .with_metrics(metrics.clone()),
+            )
+        });
+        let hooks =
+            engines::webhooks::Webhooks::open(db.clone(), &config.db_url, config.webhooks.clone())
+                .await
+                .map_err(|e| ServerError::Config(e.to_string()))?;
+        let (refusal_tx, refusals) = tokio::sync::mpsc::channel(listen::refusals::REFUSAL_QUEUE);
+        let (auth_failures, auth_events) = listen::auth_failures::AuthFailures::new(
+            metrics.clone(),
+            listen::auth_failures::FailurePolicy::default(),
+        );
+        let admission = |caps, counters: &Arc<connections::AdmissionCounters>| {
+            connections::Admission::new(caps, counters.clone())
+        };
+        let device_listener = MtlsListener::new(
+            tcp,
+            config.tls.clone(),
+            metrics.connections.clone(),
+            admission(caps.device, &metrics.listeners.device),
+        )
+        .with_timeouts(config.handshake_timeout, config.idle_timeout)
+        .with_refusal_sink(refusal_tx);
+        let metrics_listener = metrics_listener.map(|tcp| {
+            rampart_listen::PlainListener::new(
+                tcp,
+                config.idle_timeout,
+                admission(caps.metrics, &metrics.listeners.metrics),
+            )
+        });
+        // One verified view of the image repository, shared by devices and operators.
+        let image_repo = config
+            .image_repo
+            .as_ref()
+            .map(|dir| Arc::new(delivery::image_repo::HostedRepo::new(dir)));
+        let metadata_watch = engines::renewal::MetadataWatch::new(
+            &config,
+            image_repo.clone(),
+            metrics.clone(),
+            audit.clone(),
+        )?;
+        let last_seen = Arc::new(engines::last_seen::LastSeen::new(
+            config.last_seen_batch_size,
+            metrics.clone(),
+        ));
+        let campaigns =
+            engines::campaigns::Campaigns::new(db.clone(), audit.clone(), hooks.clone());
+        let api = Arc::new(
+            device::api::DeviceApi::new(
+                db.clone(),
+                metrics.clone(),
+                last_seen.clone(),
+                config.poll_interval_secs,
+                listen::http::BodyLimits {
+                    max_bytes: config.max_body_bytes,
+                    read_timeout: config.body_read_timeout,
+                },
+                audit.clone(),
+                engines::report_sinks::ReportSinks {
+                    campaigns: campaigns.clone(),
+                    hooks: hooks.clone(),
+                },
+            )
+            .with_image_repo(image_repo.clone()),
+        );
+        let delivery = device::routes(&config, api.clone(), image_repo.clone())?;
+        let (ddi, ddi_addr) = match (config.ddi_listen, &config.ddi_tls) {
+            (Some(addr), Some(tls)) => {
+                let (listener, local) = bind(addr).await?;
+                let api = Arc::new(ddi::DdiApi {
+                    db: db.clone(),
+                    audit: audit.clone(),
+                    metrics: metrics.clone(),
+                    last_seen: last_seen.clone(),
+                    poll_interval_secs: config.poll_interval_secs,
+                    body_limits: listen::http::BodyLimits {
+                        max_bytes: config.max_body_bytes,
+                        read_timeout: config.body_read_timeout,
+                    },
+                    repo: image_repo.clone(),
+                    artifacts: config.image_repo.as_ref().map(|dir| {
+                        config
+                            .artifact_store
+                            .clone()
+                            .unwrap_or_else(|| ArtifactStore::Local(dir.join("targets")))
+                    }),
+                    sinks: engines::report_sinks::ReportSinks {
+                        campaigns: campaigns.clone(),
+                        hooks: hooks.clone(),
+                    },
+                    local_addr: local,
+                    module_lock: Arc::new(tokio::sync::Mutex::new(())),
+                    auth_failures: auth_failures.clone(),
+                });
+                let listener = listen::https::OperatorListener::new(
+                    listener,
+                    tls.clone(),
+                    config.handshake_timeout,
+                    config.idle_timeout,
+                    admission(caps.ddi, &metrics.listeners.ddi),
+                );
+                (Some((listener, api)), Some(local))
+            }
+            _ => (None, None),
+        };
+        let (management, management_addr) = match (config.management_listen, &config.management_tls)
+        {
+            (Some(addr), Some(tls)) => {
+                let (listener, local) = bind(addr).await?;
+                let api = Arc::new(operator::ManagementApi {
+                    db: db.clone(),
+                    audit: audit.clone(),
+                    metrics: metrics.clone(),
+                    image_repo: image_repo.clone(),
+                    campaigns: campaigns.clone(),
+                    audit_anchor: audit_anchor.clone(),
+                    body_limits: listen::http::BodyLimits {
+                        max_bytes: config.max_body_bytes,
+                        read_timeout: config.body_read_timeout,
+                    },
+                });
+                let listener = listen::https::OperatorListener::new(
+                    listener,
+                    tls.clone(),
+                    config.handshake_timeout,
+                    config.idle_timeout,
+                    admission(caps.management, &metrics.listeners.management),
+                );
+                (Some((listener, api)), Some(local))
+            }
+            _ => (None, None),
+        };
+        Ok(Server {
+            db,
+            device_listener,
+            metrics_listener,
+            local_addr,
+            metrics_addr,
+            metrics,
+            last_seen,
+            api,
+            delivery,
+            flush_interval: config.last_seen_flush_interval,
+            management,
+            management_addr,
+            audit,
+            audit_anchor,
+            refusals,
+            refusal_summary_interval: config.refusal_summary_interval,
+            hooks,
+            campaigns,
+            ddi,
+            ddi_addr,
+            header_timeout: caps.header_timeout,
+            auth_failures,
+            auth_events,
+            metadata_watch,
+        })
+    }
+
+    /// The bound address of the hawkBit DDI API, if configured.
+    pub fn ddi_addr(&self) -> Option<SocketAddr> {
+        self.ddi_addr
+    }
+
+    /// The webhook machinery: [`engines::webhooks::Webhooks::emit`] queues an event for operators'
+    /// endpoints, [`engines::webhooks::Webhooks::observe_report`] feeds the rollback-spike detector.
+    pub fn webhooks(&self) -> engines::webhooks::Webhooks {
+        self.hooks.clone()
+    }
+
+    /// The bound address of the management API, if configured.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.management_addr
+    }
+
+    /// The bound address of the device API.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The bound address of the metrics listener, if configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The server's counters (live while and after it serves).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting, lets
+    /// in-flight requests finish, writes the pending last-seen times and
+    /// closes the database.
+    ///
+    /// If this future is dropped instead, the last-seen flusher still makes
+    /// a final write in the background.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let Server {
+            db,
+            device_listener,
+            metrics_listener,
+            metrics,
+            last_seen,
+            api,
+            delivery,
+            flush_interval,
+            management,
+            audit,
+            audit_anchor,
+            refusals,
+            refusal_summary_interval,
+            hooks,
+            campaigns,
+            ddi,
+            header_timeout,
+            auth_failures,
+            auth_events,
+            metadata_watch,
+            ..
+        } = self;
+        let operators = http_serve::HttpOptions {
+            header_timeout,
+            shutdown_grace: Some(METRICS_SHUTDOWN_GRACE),
+        };
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown => { let _ = stop_tx.send(true); }
+                () = stop_tx.closed() => {}
+            }
+        });
+
+        let (flusher_stop_tx, flusher_stop_rx) = watch::channel(false);
+        let flusher = tokio::spawn(engines::last_seen::run_flusher(
+            last_seen,
+            db.clone(),
+            flush_interval,
+            flusher_stop_rx,
+        ));
+
+        let metrics_server = metrics_listener.map(|listener| {
+            tokio::spawn(http_serve::serve(
+                listener,
+                metrics_router(metrics),
+                operators,
+                |_, peer| peer,
+                helpers::stopped(stop_rx.clone()),
+            ))
+        });
+
+        let anchorer = audit_anchor.map(|anchor| tokio::spawn(anchor.run(stop_rx.clone())));
+        let auth_failure_recorder = tokio::spawn(listen::auth_failures::run_recorder(
+            audit.clone(),
+            auth_events,
+            refusal_summary_interval,
+            stop_rx.clone(),
+        ));
+        let refusal_recorder = tokio::spawn(listen::refusals::run_refusal_recorder(
+            audit,
+            refusals,
+            refusal_summary_interval,
+            stop_rx.clone(),
+        ));
+        let campaign_engine = tokio::spawn(campaigns.run(stop_rx.clone()));
+        let metadata_watcher = metadata_watch.map(|watch| tokio::spawn(watch.run(stop_rx.clone())));
+        let hooks_grace = hooks.config().attempt_timeout + METRICS_SHUTDOWN_GRACE;
+        let dispatcher = tokio::spawn(
+            hooks
+                .clone()
+                .run_dispatcher(helpers::stopped(stop_rx.clone())),
+        );
+        let ddi_server = ddi.map(|(listener, api)| {
+            tokio::spawn(http_serve::serve(
+                listener,
+                ddi::router(api).layer(axum::middleware::map_response(|r| {
+                    listen::http::framework_rejections_in(listen::http::ErrorFormat::Ddi, r)
+                })),
+                operators,
+                |io: &listen::https::OperatorStream, peer| listen::https::DdiPeer {
+                    remote_addr: peer,
+                    certificate_device: io.attached().certificate_device.clone(),
+                },
+                helpers::stopped(stop_rx.clone()),
+            ))
+        });
+        let management_server = management.map(|(listener, api)| {
+            let router = operator::router(api.clone())
+                .merge(operator::ddi_tenants::router(api.clone()))
+                .merge(operator::webhooks::router(api, hooks))
+                // Unknown bearer tokens are counted, audited and slowed down per source.
+                .layer(axum::middleware::from_fn_with_state(
+                    listen::auth_failures::Guard {
+                        failures: auth_failures,
+                        api: listen::auth_failures::Api::Management,
+                    },
+                    listen::auth_failures::guard,
+                ))
+                .layer(axum::middleware::map_response(|r| {
+                    listen::http::framework_rejections_in(listen::http::ErrorFormat::Api, r)
+                }));
+            tokio::spawn(http_serve::serve(
+                listener,
+                router,
+                operators,
+                |_, peer| peer,
+                helpers::stopped(stop_rx.clone()),
+            ))
+        });
+
+        // Devices' requests in flight (an artifact download may be long) all finish.
+        http_serve::serve(
+            device_listener,
+            device::router(api, delivery).layer(axum::middleware::map_response(|r| {
+                listen::http::framework_rejections_in(listen::http::ErrorFormat::Api, r)
+            })),
+            http_serve::HttpOptions {
+                header_timeout,
+                shutdown_grace: None,
+            },
+            |io: &MtlsStream, _| io.attached().peer().clone(),
+            helpers::stopped(stop_rx),
+        )
+        .await;
+
+        // No request is in flight any more: write the last batch.
+        let _ = flusher_stop_tx.send(true);
+        let _ = flusher.await;
+        for mut task in metrics_server
+            .into_iter()
+            .chain(management_server)
+            .chain(ddi_server)
+        {
+            if tokio::time::timeout(METRICS_SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+        let _ = tokio::time::timeout(METRICS_SHUTDOWN_GRACE, refusal_recorder).await;
+        let _ = tokio::time::timeout(METRICS_SHUTDOWN_GRACE, auth_failure_recorder).await;
+        // The anchorer signs a last head at shutdown, so a restart never leaves records unanchored
+        // for a whole interval.
+        if let Some(anchorer) = anchorer {
+            let _ = tokio::time::timeout(METRICS_SHUTDOWN_GRACE, anchorer).await;
+        }
+        // A step in progress is one transaction: stopping it mid-way loses nothing.
+        campaign_engine.abort();
+        // A renewal in progress finishes on its blocking thread (each file is written whole).
+        if let Some(watcher) = metadata_watcher {
+            watcher.abort();
+        }
+        // The dispatcher lets its attempts in flight finish (each bounded by the attempt
+        // timeout) and records them; what is still pending is sent after the next start.
+        let _ = tokio::time::timeout(hooks_grace, dispatcher).await;
+        db.close().await;
+        Ok(())
+    }
+}
+
+/// Binds and serves until `shutdown` completes (see [`Server::serve`]).
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    Server::bind(config).await?.serve(shutdown).await
+}
+
+/// The operator listener: `GET /metrics`.
+fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "this listener serves GET /metrics only",
+            )
+        })
+        .with_state(metrics)
+}
+
+async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, observe::metrics::CONTENT_TYPE)],
+        metrics.render(),
+    )
+}
