@@ -2,7 +2,7 @@
 //! the device named by its verified client certificate; there is no other
 //! authentication. Every authenticated request registers the device on first
 //! contact, refuses a device revoked in the inventory (403), and records its
-//! last-seen time in memory (written in batches, see [`crate::last_seen`]).
+//! last-seen time in memory (written in batches, see `engines::last_seen`).
 //!
 //! The bodies are the wire types of `rampart_protocol`, which says how each is read.
 //!
