@@ -7,7 +7,7 @@
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rampart_agent::bootenv::GrubEnvFile;
 use rampart_agent::bootsim::BootSim;
@@ -17,6 +17,7 @@ use rampart_testkit::binaries::agent_binary;
 use rampart_testkit::cli;
 use rampart_testkit::cli::{ok, rampart, run, s};
 use rampart_testkit::http::ManagementClient;
+use rampart_testkit::pki::ServerPki;
 use serde_json::{Value, json};
 
 const HARDWARE: &str = "board-1";
@@ -230,44 +231,10 @@ struct Backend {
 
 impl Backend {
     fn start(w: &Path, repo: &Path) -> Backend {
-        let ca = rampart_pki::CertificateAuthority::generate("Daemon Test CA", 30).unwrap();
-        let server_cert = ca.issue_server(&["127.0.0.1"], 30).unwrap();
-        let device_cert = ca.issue_device(DEVICE, 30).unwrap();
-        let now = SystemTime::now();
-        let crl = ca
-            .crl::<&str>(&[], now, now + Duration::from_secs(86_400), 1)
-            .unwrap();
-        let write = |name: &str, text: &str| {
-            let p = w.join(name);
-            if name.ends_with(".key") {
-                rampart_pki::write_private_key_pem(&p, text).unwrap();
-            } else {
-                std::fs::write(&p, text).unwrap();
-            }
-            p
-        };
-        let ca_pem = write("ca.pem", ca.cert_pem());
-        let crl_pem = write("crl.pem", &crl);
-        let server_pem = write("server.pem", &server_cert.cert_pem);
-        let server_key = write("server.key", &server_cert.key_pem);
-        let device_pem = write("dev-1.pem", &device_cert.cert_pem);
-        let device_key = write("dev-1-tls.key", &device_cert.key_pem);
-
-        let director = w.join("director");
-        let (director_root, online) = (
-            cli::new_key(w, "director-root"),
-            cli::new_key(w, "director-online"),
-        );
-        ok(rampart(&[
-            "director",
-            "init",
-            "--dir",
-            s(&director),
-            "--root-key",
-            &director_root,
-            "--online-key",
-            &online,
-        ]));
+        let pki = ServerPki::write(w, "Daemon Test CA", 1, "server.key");
+        let (device_pem, device_key) = pki.device(w, DEVICE, "dev-1-tls.key");
+        let (ca, ca_pem) = (&pki.ca, pki.ca_pem.clone());
+        let (director, online) = cli::init_director(w);
 
         let db = format!("sqlite://{}", w.join("server.db").display());
         let args: Vec<String> = [
@@ -278,14 +245,6 @@ impl Backend {
             "127.0.0.1:0",
             "--management-listen",
             "127.0.0.1:0",
-            "--cert",
-            s(&server_pem),
-            "--key",
-            s(&server_key),
-            "--client-ca",
-            s(&ca_pem),
-            "--crl",
-            s(&crl_pem),
             "--repo",
             s(repo),
             "--director-root",
@@ -295,6 +254,7 @@ impl Backend {
         ]
         .iter()
         .map(|a| a.to_string())
+        .chain(pki.server_args())
         .collect();
         let server = Server::start(&args, &w.join("server.stderr"));
 

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use rampart_testkit::cli;
 use rampart_testkit::cli::{ServerChild, StderrOnPanic, ok, rampart, s};
 use rampart_testkit::http::ManagementClient;
+use rampart_testkit::pki::ServerPki;
 use serde_json::{Value, json};
 
 const HARDWARE: &str = "board-a";
@@ -213,47 +214,30 @@ fn swupdate_installs_a_campaign_release_through_ddi_and_a_failure_counts_toward_
     let release = "1.0.1/rampart-update.swu";
 
     // The server: HTTPS for DDI and management, with a certificate for 127.0.0.1.
-    let ca = rampart_pki::CertificateAuthority::generate("DDI Test CA", 30).unwrap();
-    let server_cert = ca.issue_server(&["127.0.0.1"], 30).unwrap();
-    let now = std::time::SystemTime::now();
-    let crl = ca
-        .crl::<&str>(&[], now, now + Duration::from_secs(86_400), 1)
-        .unwrap();
-    let write = |name: &str, text: &str| {
-        let p = w.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    };
-    let ca_pem = write("ca.pem", ca.cert_pem());
-    let crl_pem = write("crl.pem", &crl);
-    let server_pem = write("server.pem", &server_cert.cert_pem);
-    let server_key = w.join("server.key");
-    rampart_pki::write_private_key_pem(&server_key, &server_cert.key_pem).unwrap();
+    let pki = ServerPki::write(&w, "DDI Test CA", 1, "server.key");
+    let (ca, ca_pem) = (&pki.ca, &pki.ca_pem);
     let db = format!("sqlite://{}", w.join("server.db").display());
+    let mut args: Vec<String> = [
+        "server",
+        "--db",
+        &db,
+        "--listen",
+        "127.0.0.1:0",
+        "--management-listen",
+        "127.0.0.1:0",
+        "--ddi-listen",
+        "127.0.0.1:0",
+        "--repo",
+        s(&repo),
+        "--poll-interval",
+        "1",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(pki.server_args());
     let mut server = ServerChild::start(
-        &[
-            "server",
-            "--db",
-            &db,
-            "--listen",
-            "127.0.0.1:0",
-            "--management-listen",
-            "127.0.0.1:0",
-            "--ddi-listen",
-            "127.0.0.1:0",
-            "--cert",
-            s(&server_pem),
-            "--key",
-            s(&server_key),
-            "--client-ca",
-            s(&ca_pem),
-            "--crl",
-            s(&crl_pem),
-            "--repo",
-            s(&repo),
-            "--poll-interval",
-            "1",
-        ],
+        &args,
         &w.join("server.stderr"),
         "DDI API listening on ",
         Duration::from_secs(60),

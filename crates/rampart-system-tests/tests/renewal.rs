@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use rampart_agent::bootenv::GrubEnvFile;
 use rampart_agent::bootsim::BootSim;
@@ -19,6 +19,7 @@ use rampart_boot::flow::{AgentState, SlotContent};
 use rampart_testkit::cli;
 use rampart_testkit::cli::{ServerChild, ok, rampart, run, s};
 use rampart_testkit::http::{BlockingClient, ManagementClient};
+use rampart_testkit::pki::ServerPki;
 use serde_json::{Value, json};
 
 const HARDWARE: &str = "board-1";
@@ -218,43 +219,10 @@ fn devices_keep_updating_across_simulated_days_with_automatic_renewal() {
             &(i + 2).to_string(),
         ]));
     }
-    let ca = rampart_pki::CertificateAuthority::generate("Renewal Test CA", 30).unwrap();
-    let server_cert = ca.issue_server(&["127.0.0.1"], 30).unwrap();
-    let device_cert = ca.issue_device(DEVICE, 30).unwrap();
-    let now = SystemTime::now();
-    let crl = ca
-        .crl::<&str>(&[], now, now + Duration::from_secs(30 * 86_400), 1)
-        .unwrap();
-    let write = |name: &str, text: &str| {
-        let p = w.join(name);
-        if name.ends_with(".key") {
-            rampart_pki::write_private_key_pem(&p, text).unwrap();
-        } else {
-            std::fs::write(&p, text).unwrap();
-        }
-        p
-    };
-    let ca_pem = write("ca.pem", ca.cert_pem());
-    let crl_pem = write("crl.pem", &crl);
-    let server_pem = write("server.pem", &server_cert.cert_pem);
-    let server_key = write("server-tls.key", &server_cert.key_pem);
-    let device_pem = write("dev-1.pem", &device_cert.cert_pem);
-    let device_key = write("dev-1-tls.key", &device_cert.key_pem);
-    let director = w.join("director");
-    let (director_root, online) = (
-        cli::new_key(&w, "director-root"),
-        cli::new_key(&w, "director-online"),
-    );
-    ok(rampart(&[
-        "director",
-        "init",
-        "--dir",
-        s(&director),
-        "--root-key",
-        &director_root,
-        "--online-key",
-        &online,
-    ]));
+    let pki = ServerPki::write(&w, "Renewal Test CA", 30, "server-tls.key");
+    let (device_pem, device_key) = pki.device(&w, DEVICE, "dev-1-tls.key");
+    let (ca, ca_pem) = (&pki.ca, pki.ca_pem.clone());
+    let (director, online) = cli::init_director(&w);
 
     let db = format!("sqlite://{}", w.join("server.db").display());
     let stderr_log = w.join("server.stderr");
@@ -270,14 +238,6 @@ fn devices_keep_updating_across_simulated_days_with_automatic_renewal() {
             "127.0.0.1:0",
             "--metrics-listen",
             "127.0.0.1:0",
-            "--cert",
-            s(&server_pem),
-            "--key",
-            s(&server_key),
-            "--client-ca",
-            s(&ca_pem),
-            "--crl",
-            s(&crl_pem),
             "--repo",
             s(&repo),
             "--director-root",
@@ -287,6 +247,7 @@ fn devices_keep_updating_across_simulated_days_with_automatic_renewal() {
             "--metadata-check-secs",
             "1",
         ]);
+        command.args(pki.server_args());
         if renewal_keys {
             command.args([
                 "--timestamp-key",

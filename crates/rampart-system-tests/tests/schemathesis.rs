@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use rampart_testkit::cli;
 use rampart_testkit::cli::{ServerChild, StderrOnPanic, ok, rampart, s};
 use rampart_testkit::http::{BlockingClient, mutual_tls_config, tls_config};
+use rampart_testkit::pki::ServerPki;
 use rustls::ClientConfig;
 use serde_json::{Value, json};
 
@@ -245,41 +246,14 @@ fn schemathesis_finds_no_server_error_and_no_undocumented_answer_on_any_api() {
         &ring::digest::SHA256,
         &std::fs::read(&firmware).unwrap(),
     ));
-    let director = w.join("director");
-    let director_root = cli::new_key(&w, "director-root");
-    let director_online = cli::new_key(&w, "director-online");
-    ok(rampart(&[
-        "director",
-        "init",
-        "--dir",
-        s(&director),
-        "--root-key",
-        &format!("file:{director_root}"),
-        "--online-key",
-        &format!("file:{director_online}"),
-    ]));
+    let (director, director_online) = cli::init_director(&w);
 
     // The CA, the server's certificate for 127.0.0.1 and a device certificate.
-    let ca = rampart_pki::CertificateAuthority::generate("Schemathesis Test CA", 30).unwrap();
-    let server_cert = ca.issue_server(&["127.0.0.1"], 30).unwrap();
-    let device = ca.issue_device("dev-sch", 30).unwrap();
-    let now = std::time::SystemTime::now();
-    let crl = ca
-        .crl::<&str>(&[], now, now + Duration::from_secs(86_400), 1)
-        .unwrap();
-    let write = |name: &str, text: &str| {
-        let p = w.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    };
-    let ca_pem = write("ca.pem", ca.cert_pem());
-    let crl_pem = write("crl.pem", &crl);
-    let server_pem = write("server.pem", &server_cert.cert_pem);
-    let server_key = w.join("server.key");
-    rampart_pki::write_private_key_pem(&server_key, &server_cert.key_pem).unwrap();
-    let device_pem = write("dev-sch.pem", &device.cert_pem);
-    let device_key = w.join("dev-sch.key");
-    rampart_pki::write_private_key_pem(&device_key, &device.key_pem).unwrap();
+    let pki = ServerPki::write(&w, "Schemathesis Test CA", 1, "server.key");
+    let (device_pem, device_key) = pki.device(&w, "dev-sch", "dev-sch.key");
+    let (ca, ca_pem) = (&pki.ca, pki.ca_pem.clone());
+    let read = |path: &Path| std::fs::read_to_string(path).unwrap();
+    let (device_cert_pem, device_key_pem) = (read(&device_pem), read(&device_key));
 
     let db = format!("sqlite://{}", w.join("server.db").display());
     // The director's online key is an encrypted key file: the server reads its passphrase.
@@ -294,14 +268,6 @@ fn schemathesis_finds_no_server_error_and_no_undocumented_answer_on_any_api() {
         "127.0.0.1:0",
         "--ddi-listen",
         "127.0.0.1:0",
-        "--cert",
-        s(&server_pem),
-        "--key",
-        s(&server_key),
-        "--client-ca",
-        s(&ca_pem),
-        "--crl",
-        s(&crl_pem),
         "--repo",
         s(&repo),
         "--director-root",
@@ -312,6 +278,7 @@ fn schemathesis_finds_no_server_error_and_no_undocumented_answer_on_any_api() {
         "--webhook-allow",
         "127.0.0.1/32",
     ]);
+    command.args(pki.server_args());
     let mut server = ServerChild::start_command(
         command,
         &w.join("server.stderr"),
@@ -359,7 +326,7 @@ fn schemathesis_finds_no_server_error_and_no_undocumented_answer_on_any_api() {
             ),
         )
     };
-    let device_agent = agent(ca_text, Some((&device.cert_pem, &device.key_pem)));
+    let device_agent = agent(ca_text, Some((&device_cert_pem, &device_key_pem)));
     created(
         "the device's first poll",
         call(

@@ -205,3 +205,25 @@ impl Drop for StderrOnPanic {
         }
     }
 }
+
+/// A director root of trust in `dir/director` (`rampart director init` with new keys
+/// `dir/director-root.key` and `dir/director-online.key`): the directory, and the online key
+/// `rampart server --director-key` signs with.
+pub fn init_director(dir: &Path) -> (std::path::PathBuf, String) {
+    let director = dir.join("director");
+    let (root, online) = (
+        new_key(dir, "director-root"),
+        new_key(dir, "director-online"),
+    );
+    ok(rampart(&[
+        "director",
+        "init",
+        "--dir",
+        s(&director),
+        "--root-key",
+        &root,
+        "--online-key",
+        &online,
+    ]));
+    (director, online)
+}

@@ -1,8 +1,8 @@
 //! What Rampart's tests and benchmarks share, in one unpublished crate: the workspace's binaries
 //! built for any package's tests ([`binaries`]), the `rampart` CLI driven as a process
 //! ([`cli`]), the one (mutual-)TLS HTTP client ([`http`]), and the fixtures: fresh databases on
-//! both backends ([`databases`]), an S3-compatible server ([`moto`]) and a SoftHSM2 token
-//! ([`softhsm`]).
+//! both backends ([`databases`]), the server's PKI as files ([`pki`]), an S3-compatible server
+//! ([`moto`]) and a SoftHSM2 token ([`softhsm`]).
 #![forbid(unsafe_code)]
 
 pub mod binaries;
@@ -10,4 +10,5 @@ pub mod cli;
 pub mod databases;
 pub mod http;
 pub mod moto;
+pub mod pki;
 pub mod softhsm;
