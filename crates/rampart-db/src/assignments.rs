@@ -2,6 +2,7 @@
 //! in one transaction (so no action is recorded without having happened, or happens without
 //! being recorded), and each device's current assignment.
 
+use crate::error::DomainError;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -82,20 +83,20 @@ impl Db {
     ) -> Result<(), DbError> {
         check_text("assignment id", &assignment.id)?;
         if assignment.target.is_empty() || assignment.target.len() > 1024 {
-            return Err(DbError::Invalid(
+            return Err(DbError::Domain(DomainError::Invalid(
                 "assignment target must be 1 to 1024 bytes".into(),
-            ));
+            )));
         }
         if device_ids.len() > MAX_ASSIGNMENT_DEVICES {
-            return Err(DbError::Invalid(format!(
+            return Err(DbError::Domain(DomainError::Invalid(format!(
                 "an assignment may name at most {MAX_ASSIGNMENT_DEVICES} devices"
-            )));
+            ))));
         }
         if !UPDATE_TYPES.contains(&assignment.update_type.as_str()) {
-            return Err(DbError::Invalid(format!(
+            return Err(DbError::Domain(DomainError::Invalid(format!(
                 "assignment type {:?} is not one of forced, soft, download_only, timeforced",
                 assignment.update_type
-            )));
+            ))));
         }
         let selector = json_text("selector", &assignment.selector)?;
         let mut tx = self.begin_write().await?;
@@ -129,7 +130,7 @@ impl Db {
                 .map(|r| r.try_get::<String, _>("id"))
                 .collect::<Result<_, _>>()?;
             if let Some(missing) = chunk.iter().find(|id| !found.contains(*id)) {
-                return Err(DbError::UnknownDevice(missing.clone()));
+                return Err(DbError::Domain(DomainError::UnknownDevice(missing.clone())));
             }
             let list = placeholders(6, chunk.len());
             let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -170,7 +171,9 @@ impl Db {
             .await?
             .is_none()
         {
-            return Err(DbError::UnknownAssignment(assignment_id.to_string()));
+            return Err(DbError::Domain(DomainError::UnknownAssignment(
+                assignment_id.to_string(),
+            )));
         }
         let r = sqlx::query(
             "UPDATE device_assignments SET assignment_id = '', target = '', version = version + 1, updated = $2

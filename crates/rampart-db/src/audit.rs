@@ -1,6 +1,7 @@
 //! The stored audit log: records in their stored form, appended in the transaction of the change
 //! they record (see `insert_audit`), read back in order.
 
+use crate::error::DomainError;
 use sqlx::{Any, Row, Transaction};
 
 use crate::Db;
@@ -19,7 +20,10 @@ pub(crate) async fn insert_audit(
     audit: &AuditLine,
 ) -> Result<(), DbError> {
     sqlx::query("INSERT INTO audit_log (seq, record) VALUES ($1, $2)")
-        .bind(i64::try_from(audit.seq).map_err(|_| DbError::Invalid("audit seq".into()))?)
+        .bind(
+            i64::try_from(audit.seq)
+                .map_err(|_| DbError::Domain(DomainError::Invalid("audit seq".into())))?,
+        )
         .bind(&audit.line)
         .execute(&mut **tx)
         .await?;

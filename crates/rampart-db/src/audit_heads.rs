@@ -1,6 +1,7 @@
 //! Signed audit heads: the server's anchors of the audit log (see `rampart_audit::AuditHead`).
 //! The database only stores the signed notes; signing and checking them is the caller's.
 
+use crate::error::DomainError;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -31,7 +32,8 @@ fn head_from_row(row: &AnyRow) -> Result<StoredAuditHead, DbError> {
 }
 
 fn size_param(size: u64) -> Result<i64, DbError> {
-    i64::try_from(size).map_err(|_| DbError::Invalid(format!("audit head size {size}")))
+    i64::try_from(size)
+        .map_err(|_| DbError::Domain(DomainError::Invalid(format!("audit head size {size}"))))
 }
 
 impl Db {

@@ -4,6 +4,7 @@
 //! new state and its audit record, so a server that stops at any instant resumes exactly
 //! where the database says it was.
 
+use crate::error::DomainError;
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -92,16 +93,20 @@ pub struct CampaignUpdate<'a> {
 
 fn campaign_from_row(row: &AnyRow) -> Result<Campaign, DbError> {
     let json = |col: &str| -> Result<serde_json::Value, DbError> {
-        serde_json::from_str(&row.try_get::<String, _>(col)?)
-            .map_err(|e| DbError::Invalid(format!("stored campaign {col} is not JSON: {e}")))
+        serde_json::from_str(&row.try_get::<String, _>(col)?).map_err(|e| {
+            DbError::Domain(DomainError::Invalid(format!(
+                "stored campaign {col} is not JSON: {e}"
+            )))
+        })
     };
     Ok(Campaign {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         release_target: row.try_get("release_target")?,
         spec: json("spec")?,
-        plan: serde_json::from_value(json("plan")?)
-            .map_err(|e| DbError::Invalid(format!("stored campaign plan: {e}")))?,
+        plan: serde_json::from_value(json("plan")?).map_err(|e| {
+            DbError::Domain(DomainError::Invalid(format!("stored campaign plan: {e}")))
+        })?,
         state: json("state")?,
         status: row.try_get("status")?,
         created: row.try_get("created")?,
@@ -196,7 +201,7 @@ impl Db {
         if let Some(g) = group
             && self.group(g).await?.is_none()
         {
-            return Err(DbError::UnknownGroup(g.to_string()));
+            return Err(DbError::Domain(DomainError::UnknownGroup(g.to_string())));
         }
         let mut q = sqlx::query(sqlx::AssertSqlSafe(devices_sql.as_str()));
         let mut t = sqlx::query(sqlx::AssertSqlSafe(tags_sql.as_str()));
@@ -272,9 +277,9 @@ impl Db {
             let n: i64 = r.try_get("n")?;
             let example: String = r.try_get("example")?;
             tx.rollback().await?;
-            return Err(DbError::Conflict(format!(
+            return Err(DbError::Domain(DomainError::Conflict(format!(
                 "{n} of this campaign's devices (e.g. {example:?}) are in active campaign {other:?}; a device follows one campaign at a time: finish, abort or narrow one of them"
-            )));
+            ))));
         }
         sqlx::query("UPDATE campaigns SET plan = $2 WHERE id = $1")
             .bind(id)
@@ -436,7 +441,9 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         if r.rows_affected() == 0 {
-            return Err(DbError::UnknownGroup(group.to_string()));
+            return Err(DbError::Domain(DomainError::UnknownGroup(
+                group.to_string(),
+            )));
         }
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
@@ -449,7 +456,7 @@ impl Db {
             .bind(group)
             .fetch_optional(&self.pool)
             .await?
-            .ok_or_else(|| DbError::UnknownGroup(group.to_string()))?;
+            .ok_or_else(|| DbError::Domain(DomainError::UnknownGroup(group.to_string())))?;
         let w: String = row.try_get("maintenance_window")?;
         Ok((!w.is_empty()).then_some(w))
     }
@@ -468,7 +475,10 @@ async fn apply_update(
             .execute(&mut **tx)
             .await?;
     if updated.rows_affected() == 0 {
-        return Err(DbError::Invalid(format!("unknown campaign {:?}", u.id)));
+        return Err(DbError::Domain(DomainError::Invalid(format!(
+            "unknown campaign {:?}",
+            u.id
+        ))));
     }
     let release: String = sqlx::query("SELECT release_target FROM campaigns WHERE id = $1")
         .bind(u.id)

@@ -1,6 +1,7 @@
 //! Storage of the hawkBit DDI front: tenants, device membership and tokens, software modules,
 //! actions and their feedback (see migration 0006 and `docs/ddi.md`).
 
+use crate::error::DomainError;
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -241,10 +242,10 @@ pub fn tenant_name(name: &str) -> Result<String, DbError> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        return Err(DbError::Invalid(format!(
+        return Err(DbError::Domain(DomainError::Invalid(format!(
             "tenant name {:?} must be 1 to 64 ASCII letters, digits, '-' or '_'",
             name.chars().take(80).collect::<String>()
-        )));
+        ))));
     }
     Ok(name.to_ascii_uppercase())
 }
@@ -286,13 +287,15 @@ impl Db {
         .execute(&mut *tx)
         .await?;
         if r.rows_affected() != 1 {
-            return Err(DbError::Conflict(format!("tenant {name} already exists")));
+            return Err(DbError::Domain(DomainError::Conflict(format!(
+                "tenant {name} already exists"
+            ))));
         }
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         self.ddi_tenant(&name)
             .await?
-            .ok_or_else(|| DbError::Invalid(format!("tenant {name} vanished")))
+            .ok_or_else(|| DbError::Domain(DomainError::Invalid(format!("tenant {name} vanished"))))
     }
 
     /// Changes a tenant's settings, with its audit record; `None` if it does not exist.
@@ -375,9 +378,9 @@ impl Db {
             .await?
             .is_none()
         {
-            return Err(DbError::Invalid(format!(
+            return Err(DbError::Domain(DomainError::Invalid(format!(
                 "unknown tenant {tenant}; create it first (rampart ddi tenant create {tenant})"
-            )));
+            ))));
         }
         sqlx::query(
             "INSERT INTO devices (id, first_seen, last_seen, enrolled_by, enrolled_tenant)
@@ -394,9 +397,9 @@ impl Db {
             .await?;
         let certificate_row = Enrolment::from_row(&row)?.by == EnrolledBy::Certificate;
         if certificate_row && !bind_certificate_device {
-            return Err(DbError::Conflict(format!(
+            return Err(DbError::Domain(DomainError::Conflict(format!(
                 "device {device_id} was enrolled with its device certificate, so only that certificate acts for it; let it use DDI with its certificate (PUT /api/v1/ddi/tenants/{tenant} {{\"mtls\": true}}), or, if a token must also speak for it, issue one with {{\"bind_certificate_device\": true}}"
-            )));
+            ))));
         }
         if !certificate_row {
             // The operator vouches for this controller by name now (a gateway-enrolled row
@@ -416,9 +419,9 @@ impl Db {
         if let Some(row) = current {
             let other: String = row.try_get("tenant")?;
             if other != tenant {
-                return Err(DbError::Conflict(format!(
+                return Err(DbError::Domain(DomainError::Conflict(format!(
                     "device {device_id} belongs to tenant {other}, not {tenant}"
-                )));
+                ))));
             }
         }
         if let Some(hw) = hardware_id {
@@ -484,11 +487,11 @@ impl Db {
                 _ => stored.by != EnrolledBy::Certificate && stored.tenant == tenant,
             };
             if !fits {
-                return Err(DbError::Conflict(format!(
+                return Err(DbError::Domain(DomainError::Conflict(format!(
                     "device {device_id} was enrolled by {} and may not join by {}",
                     stored.by.as_str(),
                     by.as_str()
-                )));
+                ))));
             }
         }
         let joined = sqlx::query(
@@ -576,7 +579,9 @@ impl Db {
             .await?
             .is_none()
         {
-            return Err(DbError::UnknownDevice(device_id.to_owned()));
+            return Err(DbError::Domain(DomainError::UnknownDevice(
+                device_id.to_owned(),
+            )));
         }
         sqlx::query(
             "DELETE FROM ddi_action_messages WHERE action_id IN
@@ -846,8 +851,9 @@ impl Db {
     /// caller decided from), the messages, the native report. Closing states set `closed`.
     /// `Conflict` if the state changed meanwhile; `Invalid` past the per-action quota.
     pub async fn record_ddi_feedback(&self, f: &DdiFeedback<'_>) -> Result<(), DbError> {
-        let messages = serde_json::to_string(f.messages)
-            .map_err(|e| DbError::Invalid(format!("feedback messages: {e}")))?;
+        let messages = serde_json::to_string(f.messages).map_err(|e| {
+            DbError::Domain(DomainError::Invalid(format!("feedback messages: {e}")))
+        })?;
         let closing = !matches!(f.new_state, "open" | "canceling");
         let mut tx = self.begin_write().await?;
         let r = sqlx::query(
@@ -871,15 +877,15 @@ impl Db {
                 .await?;
             return Err(match row {
                 Some(row) if row.try_get::<i64, _>("statuses")? >= MAX_STATUSES_PER_ACTION => {
-                    DbError::Quota(format!(
+                    DbError::Domain(DomainError::Quota(format!(
                         "action {} already has {MAX_STATUSES_PER_ACTION} feedback entries, the most one action may have before it is closed",
                         f.action_id
-                    ))
+                    )))
                 }
-                _ => DbError::Conflict(format!(
+                _ => DbError::Domain(DomainError::Conflict(format!(
                     "action {} changed while this feedback was processed; send it again",
                     f.action_id
-                )),
+                ))),
             });
         }
         sqlx::query(
@@ -976,7 +982,9 @@ impl Db {
             .fetch_optional(&mut *tx)
             .await?
         else {
-            return Err(DbError::UnknownDevice(device_id.to_owned()));
+            return Err(DbError::Domain(DomainError::UnknownDevice(
+                device_id.to_owned(),
+            )));
         };
         let current: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&row.try_get::<String, _>("attributes")?).unwrap_or_default();

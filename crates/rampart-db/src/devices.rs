@@ -1,6 +1,7 @@
 //! The device inventory: what devices say about themselves, registration (plain or audited),
 //! last-seen times, revocation, listing and fleet versions.
 
+use crate::error::DomainError;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -69,7 +70,9 @@ impl DeviceFacts {
             check_text(what, v)?;
         }
         if self.tags.len() > MAX_TAGS {
-            return Err(DbError::Invalid(format!("at most {MAX_TAGS} tags")));
+            return Err(DbError::Domain(DomainError::Invalid(format!(
+                "at most {MAX_TAGS} tags"
+            ))));
         }
         for t in &self.tags {
             check_text("tag", t)?;
@@ -77,7 +80,9 @@ impl DeviceFacts {
         json_text("slots", &self.slots)?;
         json_text("attributes", &self.attributes)?;
         if self.security_version > i64::MAX as u64 {
-            return Err(DbError::Invalid("security_version is too large".into()));
+            return Err(DbError::Domain(DomainError::Invalid(
+                "security_version is too large".into(),
+            )));
         }
         Ok(())
     }
@@ -185,7 +190,7 @@ impl Db {
             .execute(&self.pool)
             .await?;
         if r.rows_affected() == 0 {
-            return Err(DbError::UnknownDevice(id.to_string()));
+            return Err(DbError::Domain(DomainError::UnknownDevice(id.to_string())));
         }
         Ok(())
     }
@@ -363,7 +368,7 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         if r.rows_affected() == 0 {
-            return Err(DbError::UnknownDevice(id.to_string()));
+            return Err(DbError::Domain(DomainError::UnknownDevice(id.to_string())));
         }
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;

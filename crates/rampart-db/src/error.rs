@@ -2,32 +2,17 @@
 //! differently: the request does not fit what is stored ([`DomainError`]: an unknown device,
 //! group or assignment, an invalid value, a conflict, a quota; the caller's to correct), or the
 //! storage itself failed ([`StorageError`]: the URL, the database, a migration; nobody's
-//! request was wrong). [`DbError`] carries either, flat, so existing matches on its variants keep
-//! working; [`DbError::split`] separates them.
+//! request was wrong). [`DbError`] is one or the other.
 
 /// Why a storage operation failed (see the module documentation).
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("database URL {0:?} is not supported: use sqlite://PATH or postgres://...")]
-    UnsupportedUrl(String),
-    #[error("database: {0}")]
-    Sql(#[from] sqlx::Error),
-    #[error("database migration: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("unknown device {0:?}")]
-    UnknownDevice(String),
-    #[error("unknown group {0:?}")]
-    UnknownGroup(String),
-    #[error("unknown assignment {0:?}")]
-    UnknownAssignment(String),
-    #[error("{0}")]
-    Invalid(String),
-    /// The request conflicts with stored state (e.g. a device in two active campaigns).
-    #[error("{0}")]
-    Conflict(String),
-    /// A per-object limit is reached (e.g. feedback entries of one DDI action).
-    #[error("{0}")]
-    Quota(String),
+    /// The request does not fit what is stored.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 /// The request does not fit what is stored: the caller's to correct.
@@ -80,47 +65,27 @@ impl DbError {
     /// What the caller did wrong (`Ok`), or what failed in storage (`Err`).
     pub fn split(self) -> Result<DomainError, StorageError> {
         match self {
-            DbError::UnknownDevice(id) => Ok(DomainError::UnknownDevice(id)),
-            DbError::UnknownGroup(name) => Ok(DomainError::UnknownGroup(name)),
-            DbError::UnknownAssignment(id) => Ok(DomainError::UnknownAssignment(id)),
-            DbError::Invalid(m) => Ok(DomainError::Invalid(m)),
-            DbError::Conflict(m) => Ok(DomainError::Conflict(m)),
-            DbError::Quota(m) => Ok(DomainError::Quota(m)),
-            DbError::UnsupportedUrl(url) => Err(StorageError::UnsupportedUrl(url)),
-            DbError::Sql(e) => Err(StorageError::Sql(e)),
-            DbError::Migrate(e) => Err(StorageError::Migrate(e)),
+            DbError::Domain(e) => Ok(e),
+            DbError::Storage(e) => Err(e),
         }
     }
 
     /// Whether the caller's request was at fault (not the storage).
     pub fn is_domain(&self) -> bool {
-        !matches!(
-            self,
-            DbError::UnsupportedUrl(_) | DbError::Sql(_) | DbError::Migrate(_)
-        )
+        matches!(self, DbError::Domain(_))
     }
 }
 
-impl From<DomainError> for DbError {
-    fn from(e: DomainError) -> Self {
-        match e {
-            DomainError::UnknownDevice(id) => DbError::UnknownDevice(id),
-            DomainError::UnknownGroup(name) => DbError::UnknownGroup(name),
-            DomainError::UnknownAssignment(id) => DbError::UnknownAssignment(id),
-            DomainError::Invalid(m) => DbError::Invalid(m),
-            DomainError::Conflict(m) => DbError::Conflict(m),
-            DomainError::Quota(m) => DbError::Quota(m),
-        }
+// Queries and migrations fail as storage (`?` on sqlx results inside this crate).
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        DbError::Storage(StorageError::Sql(e))
     }
 }
 
-impl From<StorageError> for DbError {
-    fn from(e: StorageError) -> Self {
-        match e {
-            StorageError::UnsupportedUrl(url) => DbError::UnsupportedUrl(url),
-            StorageError::Sql(e) => DbError::Sql(e),
-            StorageError::Migrate(e) => DbError::Migrate(e),
-        }
+impl From<sqlx::migrate::MigrateError> for DbError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        DbError::Storage(StorageError::Migrate(e))
     }
 }
 
@@ -131,12 +96,12 @@ mod tests {
     #[test]
     fn domain_errors_and_storage_errors_split_and_come_back_whole() {
         let domain = [
-            DbError::UnknownDevice("d".into()),
-            DbError::UnknownGroup("g".into()),
-            DbError::UnknownAssignment("a".into()),
-            DbError::Invalid("i".into()),
-            DbError::Conflict("c".into()),
-            DbError::Quota("q".into()),
+            DbError::from(DomainError::UnknownDevice("d".into())),
+            DbError::from(DomainError::UnknownGroup("g".into())),
+            DbError::from(DomainError::UnknownAssignment("a".into())),
+            DbError::from(DomainError::Invalid("i".into())),
+            DbError::from(DomainError::Conflict("c".into())),
+            DbError::from(DomainError::Quota("q".into())),
         ];
         for e in domain {
             assert!(e.is_domain(), "{e}");
@@ -146,9 +111,9 @@ mod tests {
             assert_eq!(DbError::from(d).to_string(), text);
         }
         for e in [
-            DbError::UnsupportedUrl("mysql://x".into()),
-            DbError::Sql(sqlx::Error::PoolTimedOut),
-            DbError::Sql(sqlx::Error::RowNotFound),
+            DbError::from(StorageError::UnsupportedUrl("mysql://x".into())),
+            DbError::from(sqlx::Error::PoolTimedOut),
+            DbError::from(sqlx::Error::RowNotFound),
         ] {
             assert!(!e.is_domain(), "{e}");
             let text = e.to_string();

@@ -1,5 +1,6 @@
 //! Device groups and their members.
 
+use crate::error::DomainError;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -108,7 +109,9 @@ impl Db {
             .await?
             .is_none()
         {
-            return Err(DbError::UnknownGroup(group.to_string()));
+            return Err(DbError::Domain(DomainError::UnknownGroup(
+                group.to_string(),
+            )));
         }
         for id in add {
             if sqlx::query("SELECT 1 AS one FROM devices WHERE id = $1")
@@ -117,7 +120,7 @@ impl Db {
                 .await?
                 .is_none()
             {
-                return Err(DbError::UnknownDevice(id.clone()));
+                return Err(DbError::Domain(DomainError::UnknownDevice(id.clone())));
             }
             sqlx::query(
                 "INSERT INTO group_members (group_name, device_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",

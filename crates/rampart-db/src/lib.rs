@@ -149,10 +149,10 @@ pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
 /// else removes any group and other permissions it has.
 fn private_sqlite_file(path: &std::path::Path, create: bool) -> Result<(), DbError> {
     let failed = |e: std::io::Error| {
-        DbError::Invalid(format!(
+        DbError::Domain(DomainError::Invalid(format!(
             "cannot make the database file {} private (mode 0600): {e}; check the directory's ownership, or run `chmod 600` on the file",
             path.display()
-        ))
+        )))
     };
     #[cfg(unix)]
     {
@@ -203,7 +203,9 @@ impl Db {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
         } else {
-            return Err(DbError::UnsupportedUrl(url.to_string()));
+            return Err(DbError::Storage(StorageError::UnsupportedUrl(
+                url.to_string(),
+            )));
         };
         let file = match backend {
             Backend::Sqlite => sqlite_file(url),
@@ -213,10 +215,10 @@ impl Db {
             && !dir.as_os_str().is_empty()
             && !dir.is_dir()
         {
-            return Err(DbError::Invalid(format!(
+            return Err(DbError::Domain(DomainError::Invalid(format!(
                 "cannot create the database in {}: no such directory; create it or give another path",
                 dir.display()
-            )));
+            ))));
         }
         if let Some(file) = &file {
             // The database holds webhook secrets (sealed) and the audit log: created owner-only

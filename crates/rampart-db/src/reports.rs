@@ -1,5 +1,6 @@
 //! Device reports: storing them (with the per-device quota), reading them back.
 
+use crate::error::DomainError;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -109,7 +110,9 @@ pub(crate) async fn insert_report_tx(
     .fetch_optional(&mut **tx)
     .await?
     else {
-        return Err(DbError::UnknownDevice(r.device_id.clone()));
+        return Err(DbError::Domain(DomainError::UnknownDevice(
+            r.device_id.clone(),
+        )));
     };
     let seq: i64 = row.try_get("report_seq")?;
     sqlx::query("INSERT INTO reports (id, device_id, assignment, status, progress, details, created, seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
@@ -132,7 +135,7 @@ pub(crate) async fn insert_report_tx(
 /// Reports one device may keep stored. Past it, the device's oldest progress reports are
 /// deleted (see [`PROGRESS_REPORTS_KEPT`]); results (`installed`, `failed`, `rolled_back`, ...)
 /// never are: when results alone fill the quota, new reports are refused with
-/// [`DbError::Quota`] (the device keeps them queued and an operator can look at why a device
+/// [`DomainError::Quota`] (the device keeps them queued and an operator can look at why a device
 /// reports so much).
 pub const REPORTS_PER_DEVICE: i64 = 5_000;
 /// The newest progress reports of a device kept when its reports are compacted.
@@ -172,9 +175,9 @@ async fn enforce_report_quota(
     .execute(&mut **tx)
     .await?;
     if device_report_count(tx, device_id).await? > REPORTS_PER_DEVICE {
-        return Err(DbError::Quota(format!(
+        return Err(DbError::Domain(DomainError::Quota(format!(
             "device {device_id:?} already has {REPORTS_PER_DEVICE} stored results, its quota: further reports are refused (the device keeps them queued); an operator should find out why it reports so much"
-        )));
+        ))));
     }
     Ok(())
 }

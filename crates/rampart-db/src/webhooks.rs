@@ -7,6 +7,7 @@
 //! module only stores what it decides. Every input is bounded: URL length and scheme, secret
 //! length, the number of webhooks, the event names, body size and the pending rows per webhook.
 
+use crate::error::DomainError;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -74,18 +75,18 @@ impl StoredSecret {
             || self.key_id.len() > MAX_SECRET_KEY_ID
             || !self.key_id.bytes().all(|b| b.is_ascii_hexdigit())
         {
-            return Err(DbError::Invalid(
+            return Err(DbError::Domain(DomainError::Invalid(
                 "a webhook secret is stored only sealed, with the hex id of the key that sealed it"
                     .into(),
-            ));
+            )));
         }
         if self.value.is_empty()
             || self.value.len() > MAX_STORED_SECRET
             || self.value.chars().any(char::is_control)
         {
-            return Err(DbError::Invalid(format!(
+            return Err(DbError::Domain(DomainError::Invalid(format!(
                 "a sealed webhook secret must be 1 to {MAX_STORED_SECRET} bytes without control characters"
-            )));
+            ))));
         }
         Ok(())
     }
@@ -131,10 +132,10 @@ impl std::fmt::Debug for NewWebhook {
 /// something after the scheme, no spaces or control characters. (The server parses it fully.)
 pub fn check_webhook_url(url: &str) -> Result<(), DbError> {
     if url.len() > MAX_WEBHOOK_URL {
-        return Err(DbError::Invalid(format!(
+        return Err(DbError::Domain(DomainError::Invalid(format!(
             "the webhook url is {} bytes; at most {MAX_WEBHOOK_URL} are accepted",
             url.len()
-        )));
+        ))));
     }
     // The scheme is case-insensitive; `get` cannot split a multi-byte character.
     let after = |scheme: &str| {
@@ -143,20 +144,20 @@ pub fn check_webhook_url(url: &str) -> Result<(), DbError> {
             .and_then(|_| url.get(scheme.len()..))
     };
     let Some(rest) = after("https://").or_else(|| after("http://")) else {
-        return Err(DbError::Invalid(
+        return Err(DbError::Domain(DomainError::Invalid(
             "the webhook url must start with https:// (or http://)".into(),
-        ));
+        )));
     };
     if rest.is_empty() || rest.starts_with('/') {
-        return Err(DbError::Invalid(
+        return Err(DbError::Domain(DomainError::Invalid(
             "the webhook url has no host, e.g. https://alerts.example.com/rampart".into(),
-        ));
+        )));
     }
     if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(DbError::Invalid(
+        return Err(DbError::Domain(DomainError::Invalid(
             "the webhook url must not contain spaces or control characters (percent-encode them)"
                 .into(),
-        ));
+        )));
     }
     Ok(())
 }
@@ -165,15 +166,15 @@ pub fn check_webhook_url(url: &str) -> Result<(), DbError> {
 /// characters (no control characters). The message never repeats the secret.
 pub fn check_webhook_secret(secret: &str) -> Result<(), DbError> {
     if !(MIN_WEBHOOK_SECRET..=MAX_WEBHOOK_SECRET).contains(&secret.len()) {
-        return Err(DbError::Invalid(format!(
+        return Err(DbError::Domain(DomainError::Invalid(format!(
             "the webhook secret is {} bytes; use {MIN_WEBHOOK_SECRET} to {MAX_WEBHOOK_SECRET} (e.g. 32 random bytes, hex-encoded)",
             secret.len()
-        )));
+        ))));
     }
     if secret.chars().any(char::is_control) {
-        return Err(DbError::Invalid(
+        return Err(DbError::Domain(DomainError::Invalid(
             "the webhook secret must not contain control characters".into(),
-        ));
+        )));
     }
     Ok(())
 }
@@ -182,18 +183,18 @@ pub fn check_webhook_secret(secret: &str) -> Result<(), DbError> {
 /// repeats, in the given order.
 pub fn check_webhook_events(events: &[String]) -> Result<Vec<String>, DbError> {
     if events.is_empty() {
-        return Err(DbError::Invalid(format!(
+        return Err(DbError::Domain(DomainError::Invalid(format!(
             "a webhook needs at least one event, from: {}",
             WEBHOOK_EVENTS.join(", ")
-        )));
+        ))));
     }
     let mut out: Vec<String> = Vec::new();
     for event in events {
         if !WEBHOOK_EVENTS.contains(&event.as_str()) {
-            return Err(DbError::Invalid(format!(
+            return Err(DbError::Domain(DomainError::Invalid(format!(
                 "unknown event {event:?}; the known events are {}",
                 WEBHOOK_EVENTS.join(", ")
-            )));
+            ))));
         }
         if !out.contains(event) {
             out.push(event.clone());
@@ -207,7 +208,9 @@ impl NewWebhook {
     pub fn validate(&self) -> Result<(), DbError> {
         check_text("webhook id", &self.id)?;
         if self.id.is_empty() {
-            return Err(DbError::Invalid("the webhook id must not be empty".into()));
+            return Err(DbError::Domain(DomainError::Invalid(
+                "the webhook id must not be empty".into(),
+            )));
         }
         check_webhook_url(&self.url)?;
         self.secret.validate()?;
@@ -243,9 +246,9 @@ impl DeliveryStatus {
             "pending" => Ok(DeliveryStatus::Pending),
             "delivered" => Ok(DeliveryStatus::Delivered),
             "failed" => Ok(DeliveryStatus::Failed),
-            other => Err(DbError::Invalid(format!(
+            other => Err(DbError::Domain(DomainError::Invalid(format!(
                 "stored delivery status {other:?} is not pending, delivered or failed"
-            ))),
+            )))),
         }
     }
 }
@@ -380,17 +383,17 @@ fn error_text(error: &str) -> String {
 
 fn check_body(body: &str) -> Result<(), DbError> {
     if body.len() > MAX_WEBHOOK_BODY {
-        return Err(DbError::Invalid(format!(
+        return Err(DbError::Domain(DomainError::Invalid(format!(
             "the webhook payload is {} bytes; at most {MAX_WEBHOOK_BODY} are sent, so send less data",
             body.len()
-        )));
+        ))));
     }
     Ok(())
 }
 
 impl Db {
     /// Stores a new webhook with its audit record, in one transaction. Fails with
-    /// [`DbError::Invalid`] on any bound (see [`NewWebhook::validate`]) and when
+    /// [`DomainError::Invalid`] on any bound (see [`NewWebhook::validate`]) and when
     /// [`MAX_WEBHOOKS`] exist already.
     pub async fn create_webhook(
         &self,
@@ -400,7 +403,7 @@ impl Db {
         new.validate()?;
         let events = check_webhook_events(&new.events)?;
         let events_json = serde_json::to_string(&events)
-            .map_err(|e| DbError::Invalid(format!("webhook events: {e}")))?;
+            .map_err(|e| DbError::Domain(DomainError::Invalid(format!("webhook events: {e}"))))?;
         let mut tx = self.begin_write().await?;
         if self.backend() == Backend::Postgres {
             // Two concurrent creations must not both see 99 and make 101; SQLite's write
@@ -414,9 +417,9 @@ impl Db {
             .await?
             .try_get("n")?;
         if count >= MAX_WEBHOOKS {
-            return Err(DbError::Invalid(format!(
+            return Err(DbError::Domain(DomainError::Invalid(format!(
                 "there are already {count} webhooks, the most this server keeps; delete one first"
-            )));
+            ))));
         }
         sqlx::query(
             "INSERT INTO webhooks (id, url, secret, secret_key_id, events, description, created, enabled)
@@ -539,10 +542,10 @@ impl Db {
         make: &mut DeliveryMaker<'_>,
     ) -> Result<Enqueued, DbError> {
         if !WEBHOOK_EVENTS.contains(&event) {
-            return Err(DbError::Invalid(format!(
+            return Err(DbError::Domain(DomainError::Invalid(format!(
                 "unknown webhook event {event:?}; the known events are {}",
                 WEBHOOK_EVENTS.join(", ")
-            )));
+            ))));
         }
         let mut tx = self.begin_write().await?;
         let hooks = sqlx::query("SELECT id, events FROM webhooks WHERE enabled = 1 ORDER BY id")
@@ -585,7 +588,7 @@ impl Db {
     }
 
     /// Queues one delivery of `event` (any name, e.g. a test ping) to one webhook, whatever it
-    /// subscribes to; `None` if there is no such webhook. Fails with [`DbError::Invalid`] when
+    /// subscribes to; `None` if there is no such webhook. Fails with [`DomainError::Invalid`] when
     /// it already has [`MAX_PENDING_PER_WEBHOOK`] pending deliveries.
     pub async fn enqueue_webhook_delivery(
         &self,
@@ -613,9 +616,9 @@ impl Db {
         .await?
         .try_get("n")?;
         if pending >= MAX_PENDING_PER_WEBHOOK {
-            return Err(DbError::Invalid(format!(
+            return Err(DbError::Domain(DomainError::Invalid(format!(
                 "webhook {webhook_id:?} already has {pending} pending deliveries; fix its endpoint and wait for them to drain"
-            )));
+            ))));
         }
         let (id, body) = make(webhook_id)?;
         insert_delivery(&mut tx, &id, webhook_id, event, &body, created, due_ms).await?;
@@ -846,17 +849,20 @@ mod tests {
             "ééééé",
         ] {
             assert!(
-                matches!(check_webhook_url(bad), Err(DbError::Invalid(_))),
+                matches!(
+                    check_webhook_url(bad),
+                    Err(DbError::Domain(DomainError::Invalid(_)))
+                ),
                 "{bad:?}"
             );
         }
         let long = format!("https://e.com/{}", "a".repeat(MAX_WEBHOOK_URL));
-        let Err(DbError::Invalid(m)) = check_webhook_url(&long) else {
+        let Err(DbError::Domain(DomainError::Invalid(m))) = check_webhook_url(&long) else {
             panic!("a long url passed")
         };
         assert!(m.contains("2048"), "{m}");
 
-        let Err(DbError::Invalid(m)) = check_webhook_secret("short") else {
+        let Err(DbError::Domain(DomainError::Invalid(m))) = check_webhook_secret("short") else {
             panic!("a short secret passed")
         };
         assert!(m.contains("16") && !m.contains("short"), "{m}");
@@ -864,7 +870,9 @@ mod tests {
         assert!(check_webhook_secret(&"s".repeat(257)).is_err());
 
         assert!(check_webhook_events(&[]).is_err());
-        let Err(DbError::Invalid(m)) = check_webhook_events(&["campaign.nope".into()]) else {
+        let Err(DbError::Domain(DomainError::Invalid(m))) =
+            check_webhook_events(&["campaign.nope".into()])
+        else {
             panic!("an unknown event passed")
         };
         assert!(m.contains("campaign.nope") && m.contains("fleet.rollback_spike"));
@@ -987,7 +995,7 @@ mod tests {
                 clear.secret.key_id.clear();
                 assert!(matches!(
                     db.create_webhook(&clear, &audit(3)).await,
-                    Err(DbError::Invalid(_))
+                    Err(DbError::Domain(DomainError::Invalid(_)))
                 ));
 
                 // One event fans out to both subscribers in one transaction.
@@ -1016,10 +1024,10 @@ mod tests {
                 assert!(matches!(
                     db.enqueue_webhook_event("webhook.nope", 200, 1_000, &mut make)
                         .await,
-                    Err(DbError::Invalid(_))
+                    Err(DbError::Domain(DomainError::Invalid(_)))
                 ));
                 // A failing maker leaves nothing behind.
-                let mut failing = |_: &str| Err(DbError::Invalid("no".into()));
+                let mut failing = |_: &str| Err(DbError::Domain(DomainError::Invalid("no".into())));
                 assert!(
                     db.enqueue_webhook_event("campaign.halted", 200, 1_000, &mut failing)
                         .await
@@ -1039,7 +1047,7 @@ mod tests {
                 assert!(matches!(
                     db.enqueue_webhook_event("campaign.halted", 200, 1_000, &mut huge)
                         .await,
-                    Err(DbError::Invalid(_))
+                    Err(DbError::Domain(DomainError::Invalid(_)))
                 ));
 
                 // Nothing is due before its time; claims are exclusive and leased.
@@ -1202,7 +1210,7 @@ mod tests {
                     .await
                     .unwrap();
                 }
-                let Err(DbError::Invalid(m)) = db
+                let Err(DbError::Domain(DomainError::Invalid(m))) = db
                     .create_webhook(&hook("wh-over", &["campaign.halted"]), &audit(1_000))
                     .await
                 else {

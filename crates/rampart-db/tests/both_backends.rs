@@ -1,6 +1,8 @@
 //! The same storage tests against embedded SQLite and PostgreSQL. PostgreSQL comes from
 //! RAMPART_TEST_POSTGRES_URL (scripts/test.sh starts one); without it these tests fail.
 
+use rampart_db::DomainError;
+use rampart_db::StorageError;
 use rampart_db::{Db, DbError, DeviceFacts, DeviceFilter, Report};
 use rampart_testkit::databases::fresh_postgres;
 
@@ -162,7 +164,10 @@ fn inventory_filters_counts_and_reports_work_on_both_backends() {
             bad.id = "r-2".into();
             bad.device_id = "nobody".into();
             assert!(
-                matches!(db.insert_report(&bad).await, Err(DbError::UnknownDevice(_))),
+                matches!(
+                    db.insert_report(&bad).await,
+                    Err(DbError::Domain(DomainError::UnknownDevice(_)))
+                ),
                 "{b:?}"
             );
             assert!(
@@ -175,7 +180,7 @@ fn inventory_filters_counts_and_reports_work_on_both_backends() {
             assert!(
                 matches!(
                     db.upsert_device("dev-4", &huge, 1).await,
-                    Err(DbError::Invalid(_))
+                    Err(DbError::Domain(DomainError::Invalid(_)))
                 ),
                 "{b:?}"
             );
@@ -189,7 +194,7 @@ fn inventory_filters_counts_and_reports_work_on_both_backends() {
             assert!(db.device("dev-2").await.unwrap().unwrap().revoked);
             assert!(matches!(
                 db.set_revoked("nobody", true).await,
-                Err(DbError::UnknownDevice(_))
+                Err(DbError::Domain(DomainError::UnknownDevice(_)))
             ));
             db.close().await;
         }
@@ -210,7 +215,7 @@ fn reopening_runs_migrations_once_and_keeps_data() {
         assert_eq!(db.device_count().await.unwrap(), 1);
         assert!(matches!(
             Db::connect("mysql://x").await,
-            Err(DbError::UnsupportedUrl(_))
+            Err(DbError::Storage(StorageError::UnsupportedUrl(_)))
         ));
     });
 }

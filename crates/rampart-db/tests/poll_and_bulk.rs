@@ -2,6 +2,7 @@
 //! embedded SQLite and on PostgreSQL (from RAMPART_TEST_POSTGRES_URL, which scripts/test.sh sets;
 //! without it these tests fail).
 
+use rampart_db::DomainError;
 use rampart_db::{Assignment, AuditLine, Db, DbError, DeviceFacts};
 use rampart_testkit::databases::fresh_postgres;
 
@@ -82,7 +83,10 @@ fn bulk_import_is_all_or_nothing_and_reads_back() {
                 .insert_devices(&[("new-2".to_string(), bad)], 1002)
                 .await
                 .unwrap_err();
-            assert!(matches!(err, DbError::Invalid(_)), "{err}");
+            assert!(
+                matches!(err, DbError::Domain(DomainError::Invalid(_))),
+                "{err}"
+            );
             db.insert_devices(&[], 1003).await.unwrap();
         }
     });
@@ -245,7 +249,7 @@ fn reports_within_one_second_keep_their_order_and_each_device_has_one_last_statu
                 .await
                 .unwrap_err();
             assert!(
-                matches!(err, DbError::UnknownDevice(ref d) if d == "ghost"),
+                matches!(err, DbError::Domain(DomainError::UnknownDevice(ref d)) if d == "ghost"),
                 "{err}"
             );
             assert_eq!(

@@ -1,10 +1,11 @@
 //! One device certificate once stored 10,792 reports in 15 s: a device's stored reports are
 //! bounded. Past the quota its oldest progress reports are deleted, its results never are, and
-//! when results alone fill the quota further reports are refused (`DbError::Quota`). On
+//! when results alone fill the quota further reports are refused (`DomainError::Quota`). On
 //! embedded SQLite and on PostgreSQL (RAMPART_TEST_POSTGRES_URL, set by scripts/test.sh).
 
 mod support;
 
+use rampart_db::DomainError;
 use rampart_db::{
     DbError, DeviceFacts, PROGRESS_REPORTS_KEPT, REPORT_QUOTA_CHECK_EVERY, REPORTS_PER_DEVICE,
     Report,
@@ -75,7 +76,7 @@ fn a_devices_reports_are_bounded_progress_is_compacted_and_results_are_never_dro
                     .await
                 {
                     Ok(()) => {}
-                    Err(DbError::Quota(message)) => {
+                    Err(DbError::Domain(DomainError::Quota(message))) => {
                         refused = Some((i, message));
                         break;
                     }

@@ -2,6 +2,7 @@
 //! deployment document, recording feedback as native reports, and the software module of a
 //! release (digests computed once).
 
+use rampart_db::DomainError;
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, StatusCode, header};
@@ -339,12 +340,12 @@ impl DdiApi {
             })
             .await
             .map_err(|e| match e {
-                DbError::Quota(m) => DdiError::new(
+                DbError::Domain(DomainError::Quota(m)) => DdiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "hawkbit.server.error.quota.tooManyEntries",
                     m,
                 ),
-                DbError::Conflict(m) => DdiError::new(
+                DbError::Domain(DomainError::Conflict(m)) => DdiError::new(
                     StatusCode::CONFLICT,
                     "hawkbit.server.error.repo.concurrentModification",
                     m,

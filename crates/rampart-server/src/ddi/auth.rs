@@ -3,6 +3,7 @@
 //! device to its tenant.
 
 use axum::http::{HeaderMap, StatusCode, header};
+use rampart_db::DomainError;
 use rampart_db::{DbError, DdiDeviceState, DdiTenant, EnrolledBy, Enrolment};
 use rampart_ddi::{Credential, parse_authorization};
 use serde::Deserialize;
@@ -319,7 +320,9 @@ impl DdiApi {
             .await
             .map_err(|e| match e {
                 // Another identity enrolled the row between this request's read and its join.
-                crate::observe::audit::AuditWriteError::Db(DbError::Conflict(m)) => DdiError {
+                crate::observe::audit::AuditWriteError::Db(DbError::Domain(
+                    DomainError::Conflict(m),
+                )) => DdiError {
                     failure: Some(by.failure()),
                     ..DdiError::new(StatusCode::CONFLICT, "rampart.enrolment_conflict", m)
                 },

@@ -3,6 +3,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rampart_db::DbError;
+use rampart_db::DomainError;
 use rampart_ddi::wire::ErrorBody;
 use serde_json::json;
 
@@ -85,12 +86,12 @@ impl DdiError {
 
     pub(super) fn db(context: &str, e: DbError) -> DdiError {
         match e {
-            DbError::Invalid(m) => DdiError::new(
+            DbError::Domain(DomainError::Invalid(m)) => DdiError::new(
                 StatusCode::BAD_REQUEST,
                 "hawkbit.server.error.repo.constraintViolation",
                 m,
             ),
-            DbError::UnknownDevice(d) => {
+            DbError::Domain(DomainError::UnknownDevice(d)) => {
                 DdiError::not_found(format!("Target with given identifier {d} does not exist."))
             }
             other => DdiError::unavailable(context, other),
@@ -206,9 +207,15 @@ mod tests {
         assert_eq!(e.message, "over 64 KiB");
         let e = DdiError::from(ApiError::invalid("bad"));
         assert_eq!(e.code, "hawkbit.server.error.rest.body.notReadable");
-        let e = DdiError::db("x", DbError::Invalid("name too long".into()));
+        let e = DdiError::db(
+            "x",
+            DbError::Domain(DomainError::Invalid("name too long".into())),
+        );
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
-        let e = DdiError::db("x", DbError::UnknownDevice("d1".into()));
+        let e = DdiError::db(
+            "x",
+            DbError::Domain(DomainError::UnknownDevice("d1".into())),
+        );
         assert_eq!(e.status, StatusCode::NOT_FOUND);
         assert!(e.message.contains("d1"));
     }

@@ -2,6 +2,7 @@
 //! bounded rate per device), auditing failed verifications at most once per interval, and the
 //! device's attribute updates.
 
+use rampart_db::DomainError;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -171,7 +172,7 @@ impl DeviceApi {
                 }
                 Ok(report_answer(StatusCode::CREATED, &report.id, now, false))
             }
-            Err(DbError::Invalid(message)) => Err(ApiError::invalid(message)),
+            Err(DbError::Domain(DomainError::Invalid(message))) => Err(ApiError::invalid(message)),
             Err(insert_error) => self.repeated_report(&report, insert_error).await,
         }
     }

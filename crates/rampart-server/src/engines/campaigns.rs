@@ -10,6 +10,7 @@
 //! because the server stopped between two transactions) are picked up by the next step, so
 //! a restart resumes exactly where the database says the campaign was.
 
+use rampart_db::DomainError;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -368,7 +369,7 @@ impl Campaigns {
                     .await
                     .map_err(|e| match e {
                         CampaignError::Db(e) => e,
-                        other => DbError::Invalid(other.to_string()),
+                        other => DbError::Domain(DomainError::Invalid(other.to_string())),
                     })
             })
             .await?;

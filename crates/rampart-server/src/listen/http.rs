@@ -436,17 +436,17 @@ pub(crate) fn audit_error(e: AuditWriteError) -> ApiError {
 /// A storage error as an answer, naming the unknown device, group or assignment.
 pub(crate) fn db_error(context: &str, e: DbError) -> ApiError {
     match e {
-        DbError::UnknownDevice(id) => ApiError::new(
+        DbError::Domain(DomainError::UnknownDevice(id)) => ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_device",
             format!("no device {id:?} in the inventory"),
         ),
-        DbError::UnknownGroup(name) => ApiError::new(
+        DbError::Domain(DomainError::UnknownGroup(name)) => ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_group",
             format!("no group {name:?}; create it with POST /api/v1/groups"),
         ),
-        DbError::UnknownAssignment(id) => ApiError::new(
+        DbError::Domain(DomainError::UnknownAssignment(id)) => ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_assignment",
             format!("no assignment {id:?}"),

@@ -6,6 +6,7 @@
 //! A management action and its record are written in one transaction ([`AuditWriter::write`]),
 //! so neither exists without the other.
 
+use rampart_db::StorageError;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -142,7 +143,7 @@ fn parse_stored(line: &AuditLine) -> Result<AuditRecord, AuditWriteError> {
 /// A unique-key violation: most likely another writer took the sequence number.
 fn is_conflict(e: &DbError) -> bool {
     match e {
-        DbError::Sql(sqlx::Error::Database(db)) => {
+        DbError::Storage(StorageError::Sql(sqlx::Error::Database(db))) => {
             db.is_unique_violation()
                 || db.message().contains("UNIQUE")
                 || db

@@ -1,6 +1,7 @@
 //! The DDI front's management routes (`/api/v1/ddi/...`): tenants, target tokens, a device's
 //! DDI actions, and deleting a DDI device (the DDI device API itself is `crate::ddi`).
 
+use rampart_db::DomainError;
 use std::sync::Arc;
 
 use axum::Router;
@@ -302,7 +303,12 @@ async fn delete_device(
         .device_enrolment(&device)
         .await
         .map_err(|e| crate::listen::http::db_error("reading a device", e))?
-        .ok_or_else(|| crate::listen::http::db_error("", DbError::UnknownDevice(device.clone())))?;
+        .ok_or_else(|| {
+            crate::listen::http::db_error(
+                "",
+                DbError::Domain(DomainError::UnknownDevice(device.clone())),
+            )
+        })?;
     let deleted = api
         .audit
         .write(

@@ -1,5 +1,6 @@
 //! The device routes: the inventory, revocation, fleet versions, and device reports.
 
+use rampart_db::DomainError;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -93,7 +94,7 @@ pub(super) async fn get_device(
         .device(&id)
         .await
         .map_err(|e| db_error("reading a device", e))?
-        .ok_or_else(|| db_error("", DbError::UnknownDevice(id.clone())))?;
+        .ok_or_else(|| db_error("", DbError::Domain(DomainError::UnknownDevice(id.clone()))))?;
     // How it was enrolled (certificate, target or gateway token): what may act for it.
     let enrolment = api
         .db
@@ -254,7 +255,10 @@ pub(super) async fn list_reports(
         .map_err(|e| db_error("reading a device", e))?
         .is_none()
     {
-        return Err(db_error("", DbError::UnknownDevice(q.device)));
+        return Err(db_error(
+            "",
+            DbError::Domain(DomainError::UnknownDevice(q.device)),
+        ));
     }
     let reports = api
         .db

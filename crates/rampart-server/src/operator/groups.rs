@@ -1,5 +1,6 @@
 //! The group routes: groups and their members.
 
+use rampart_db::DomainError;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -113,7 +114,10 @@ pub(super) async fn delete_group(
         .await
         .map_err(write_error("deleting a group"))?;
     if !deleted {
-        return Err(db_error("", DbError::UnknownGroup(name)));
+        return Err(db_error(
+            "",
+            DbError::Domain(DomainError::UnknownGroup(name)),
+        ));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -129,7 +133,7 @@ pub(super) async fn group_members(
         .group(&name)
         .await
         .map_err(|e| db_error("reading a group", e))?
-        .ok_or_else(|| db_error("", DbError::UnknownGroup(name.clone())))?;
+        .ok_or_else(|| db_error("", DbError::Domain(DomainError::UnknownGroup(name.clone()))))?;
     let devices = api
         .db
         .group_device_ids(&name)

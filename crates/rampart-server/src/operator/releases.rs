@@ -1,5 +1,6 @@
 //! The release and assignment routes: the hosted releases, and assigning one to devices.
 
+use rampart_db::DomainError;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -117,7 +118,10 @@ pub(super) async fn create_assignment(
             .map_err(|e| db_error("reading a group", e))?
             .is_none()
     {
-        return Err(db_error("", DbError::UnknownGroup(group.clone())));
+        return Err(db_error(
+            "",
+            DbError::Domain(DomainError::UnknownGroup(group.clone())),
+        ));
     }
     let mut devices = Vec::new();
     let mut offset = 0;
@@ -146,7 +150,10 @@ pub(super) async fn create_assignment(
                     .await
                     .map_err(|e| db_error("reading a device", e))?;
                 if known.is_none() {
-                    return Err(db_error("", DbError::UnknownDevice(id.clone())));
+                    return Err(db_error(
+                        "",
+                        DbError::Domain(DomainError::UnknownDevice(id.clone())),
+                    ));
                 }
             }
         }
@@ -241,7 +248,12 @@ pub(super) async fn get_assignment(
         .assignment(&id)
         .await
         .map_err(|e| db_error("reading an assignment", e))?
-        .ok_or_else(|| db_error("", DbError::UnknownAssignment(id.clone())))?;
+        .ok_or_else(|| {
+            db_error(
+                "",
+                DbError::Domain(DomainError::UnknownAssignment(id.clone())),
+            )
+        })?;
     let counts = api
         .db
         .assignment_status_counts(&id)

@@ -42,6 +42,7 @@ pub mod address;
 mod config;
 pub mod secrets;
 
+use rampart_db::DomainError;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -342,9 +343,9 @@ impl Webhooks {
         use ring::rand::SecureRandom as _;
         let mut random = [0u8; 6];
         self.inner.rng.fill(&mut random).map_err(|_| {
-            DbError::Invalid(
+            DbError::Domain(DomainError::Invalid(
                 "the system random generator failed; no delivery id could be made".into(),
-            )
+            ))
         })?;
         let id = format!("dlv-{:012x}{}", unix_millis().max(0), hex::encode(random));
         let body = json!({
