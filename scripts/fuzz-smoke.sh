@@ -25,7 +25,9 @@ done
 
 # Stable toolchain: without a sanitizer cargo-fuzz passes no -Z flag, so stable rustc builds the
 # targets; no sanitizer is needed because every fuzzed crate forbids unsafe code (docs/fuzzing.md).
-cargo fuzz build --sanitizer none
+# Its own target directory (instrumented builds share nothing with the workspace's), named so
+# that a CARGO_TARGET_DIR in the environment does not move the binaries.
+cargo fuzz build --sanitizer none --target-dir "$fuzz_dir/target"
 bin_dir=$fuzz_dir/target/$(rustc -vV | sed -n 's/^host: //p')/release
 
 work=$(mktemp -d)

@@ -61,6 +61,9 @@ cargo test --locked --workspace
 step "device agent power-loss torture (from the tests above)"
 cat target/tmp/torture/*.txt
 
+step "fuzzing smoke run: every cargo-fuzz target of fuzz/, 2 minutes in total (docs/fuzzing.md)"
+scripts/fuzz-smoke.sh
+
 if [ -n "${TUF_CONFORMANCE_DIR:-}" ]; then
     step "tuf-conformance suite in $TUF_CONFORMANCE_DIR"
     cargo build --locked -q -p rampart-tuf-client --bin tuf-conformance-client

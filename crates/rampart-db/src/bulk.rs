@@ -2,7 +2,8 @@
 
 use sqlx::Row;
 
-use crate::{Backend, Db, DbError, DeviceFacts, check_text, json_text};
+use crate::sql::{check_text, json_text};
+use crate::{Backend, Db, DbError, DeviceFacts};
 
 /// Devices per multi-row `INSERT` (9 parameters each: well under SQLite's 32,766 and
 /// PostgreSQL's 65,535 bind parameters per statement).

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use crate::management::{AuditLine, insert_audit};
+use crate::audit::{AuditLine, insert_audit};
+use crate::sql::placeholders;
 use crate::{Db, DbError};
 
 /// Statuses in which a campaign holds its devices.
@@ -582,12 +583,4 @@ async fn apply_update(
         insert_audit(tx, audit).await?;
     }
     Ok(())
-}
-
-/// `$first, $first+1, …` for `n` values.
-pub(crate) fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -5,8 +5,10 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::management::insert_audit;
-use crate::{AuditLine, Db, DbError, DeviceAssignment, Report, check_text, insert_report_tx};
+use crate::audit::insert_audit;
+use crate::reports::insert_report_tx;
+use crate::sql::{check_text, json_text};
+use crate::{AuditLine, Db, DbError, DeviceAssignment, Report};
 
 /// A device's active action (open or being cancelled): the oldest, as hawkBit offers it.
 const ACTIVE_ACTION: &str = "SELECT * FROM ddi_actions WHERE device_id = $1 AND state IN ('open', 'canceling') ORDER BY id LIMIT 1";
@@ -982,7 +984,7 @@ impl Db {
             Ok(next) => next,
             Err(e) => return Ok(Err(e)),
         };
-        let text = crate::json_text("attributes", &attributes)?;
+        let text = json_text("attributes", &attributes)?;
         let hardware = attributes.get("hardware_id").and_then(|v| v.as_str());
         if let Some(hw) = hardware {
             check_text("hardware id", hw)?;

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::management::insert_audit;
-use crate::{AuditLine, Backend, Db, DbError, check_text};
+use crate::audit::insert_audit;
+use crate::sql::check_text;
+use crate::{AuditLine, Backend, Db, DbError};
 
 /// The events a webhook may subscribe to (their wire names).
 pub const WEBHOOK_EVENTS: [&str; 5] = [

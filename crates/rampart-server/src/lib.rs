@@ -20,6 +20,7 @@
 //! | `listen` | the mutual-TLS and HTTPS listeners, request limits, the API error document, failed-authentication throttling, refused-connection summaries |
 //! | `delivery` | the hosted image repository, the artifact store, the director, how an artifact is answered (ranges, ETags) |
 //! | `engines` | work on the server's own clock or on events, with no HTTP: the campaign engine, the webhook dispatcher, last-seen batching, metadata renewal, audit anchoring, where a stored report goes |
+//! | `state` | the handles every front door is built from (database, audit, metrics, last-seen, repository, campaign engine, webhooks, limits) |
 //! | `device` | front door: the native device API (poll, reports, attributes, repository and director routes) |
 //! | `ddi` | front door: the hawkBit DDI device API |
 //! | `operator` | front door: every management route (devices, groups, releases, assignments, campaigns, webhooks, tokens, DDI tenants, audit) |
@@ -67,6 +68,7 @@ mod listen;
 mod observe;
 mod operator;
 mod server;
+mod state;
 
 // The public paths of the modules before they moved into rooms.
 pub use delivery::{artifact_store, director, image_repo};

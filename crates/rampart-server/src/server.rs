@@ -24,7 +24,7 @@ use crate::listen::mtls::{MtlsListener, MtlsStream, RefusedConnection};
 use crate::observe::metrics::Metrics;
 use crate::{
     ServerConfig, ServerError, connections, ddi, delivery, device, engines, helpers, listen,
-    observe, operator,
+    observe, operator, state,
 };
 
 /// How long shutdown waits for the metrics listener's open connections.
@@ -174,53 +174,37 @@ impl Server {
         ));
         let campaigns =
             engines::campaigns::Campaigns::new(db.clone(), audit.clone(), hooks.clone());
-        let api = Arc::new(
-            device::api::DeviceApi::new(
-                db.clone(),
-                metrics.clone(),
-                last_seen.clone(),
-                config.poll_interval_secs,
-                listen::http::BodyLimits {
-                    max_bytes: config.max_body_bytes,
-                    read_timeout: config.body_read_timeout,
-                },
-                audit.clone(),
-                engines::report_sinks::ReportSinks {
-                    campaigns: campaigns.clone(),
-                    hooks: hooks.clone(),
-                },
-            )
-            .with_image_repo(image_repo.clone()),
-        );
+        let shared = state::Shared {
+            db: db.clone(),
+            audit: audit.clone(),
+            metrics: metrics.clone(),
+            last_seen: last_seen.clone(),
+            image_repo: image_repo.clone(),
+            campaigns: campaigns.clone(),
+            hooks: hooks.clone(),
+            body_limits: listen::http::BodyLimits {
+                max_bytes: config.max_body_bytes,
+                read_timeout: config.body_read_timeout,
+            },
+            poll_interval_secs: config.poll_interval_secs,
+        };
+        let api = Arc::new(device::api::DeviceApi::new(&shared));
         let delivery = device::routes(&config, api.clone(), image_repo.clone())?;
         let (ddi, ddi_addr) = match (config.ddi_listen, &config.ddi_tls) {
             (Some(addr), Some(tls)) => {
                 let (listener, local) = bind(addr).await?;
-                let api = Arc::new(ddi::DdiApi {
-                    db: db.clone(),
-                    audit: audit.clone(),
-                    metrics: metrics.clone(),
-                    last_seen: last_seen.clone(),
-                    poll_interval_secs: config.poll_interval_secs,
-                    body_limits: listen::http::BodyLimits {
-                        max_bytes: config.max_body_bytes,
-                        read_timeout: config.body_read_timeout,
-                    },
-                    repo: image_repo.clone(),
-                    artifacts: config.image_repo.as_ref().map(|dir| {
-                        config
-                            .artifact_store
-                            .clone()
-                            .unwrap_or_else(|| ArtifactStore::Local(dir.join("targets")))
-                    }),
-                    sinks: engines::report_sinks::ReportSinks {
-                        campaigns: campaigns.clone(),
-                        hooks: hooks.clone(),
-                    },
-                    local_addr: local,
-                    module_lock: Arc::new(tokio::sync::Mutex::new(())),
-                    auth_failures: auth_failures.clone(),
+                let artifacts = config.image_repo.as_ref().map(|dir| {
+                    config
+                        .artifact_store
+                        .clone()
+                        .unwrap_or_else(|| ArtifactStore::Local(dir.join("targets")))
                 });
+                let api = Arc::new(ddi::DdiApi::new(
+                    &shared,
+                    artifacts,
+                    local,
+                    auth_failures.clone(),
+                ));
                 let listener = listen::https::OperatorListener::new(
                     listener,
                     tls.clone(),
@@ -236,18 +220,7 @@ impl Server {
         {
             (Some(addr), Some(tls)) => {
                 let (listener, local) = bind(addr).await?;
-                let api = Arc::new(operator::ManagementApi {
-                    db: db.clone(),
-                    audit: audit.clone(),
-                    metrics: metrics.clone(),
-                    image_repo: image_repo.clone(),
-                    campaigns: campaigns.clone(),
-                    audit_anchor: audit_anchor.clone(),
-                    body_limits: listen::http::BodyLimits {
-                        max_bytes: config.max_body_bytes,
-                        read_timeout: config.body_read_timeout,
-                    },
-                });
+                let api = Arc::new(operator::ManagementApi::new(&shared, audit_anchor.clone()));
                 let listener = listen::https::OperatorListener::new(
                     listener,
                     tls.clone(),

@@ -40,6 +40,7 @@ use crate::engines::report_sinks::ReportSinks;
 use crate::listen::auth_failures::AuthFailures;
 use crate::listen::http::BodyLimits;
 use crate::observe::metrics::Metrics;
+use crate::state::Shared;
 
 pub(crate) use routes::router;
 
@@ -67,4 +68,30 @@ pub(crate) struct DdiApi {
     pub(crate) module_lock: Arc<tokio::sync::Mutex<()>>,
     /// Failed authentications per source (counted, audited, slowed down).
     pub(crate) auth_failures: Arc<AuthFailures>,
+}
+
+impl DdiApi {
+    /// The DDI front's state: the shared handles, where artifacts are read from, the listener's
+    /// address, and the failed-authentication throttle.
+    pub(crate) fn new(
+        shared: &Shared,
+        artifacts: Option<ArtifactStore>,
+        local_addr: SocketAddr,
+        auth_failures: Arc<AuthFailures>,
+    ) -> Self {
+        DdiApi {
+            db: shared.db.clone(),
+            audit: shared.audit.clone(),
+            metrics: shared.metrics.clone(),
+            last_seen: shared.last_seen.clone(),
+            poll_interval_secs: shared.poll_interval_secs,
+            body_limits: shared.body_limits,
+            repo: shared.image_repo.clone(),
+            artifacts,
+            sinks: shared.report_sinks(),
+            local_addr,
+            module_lock: Arc::new(tokio::sync::Mutex::new(())),
+            auth_failures,
+        }
+    }
 }

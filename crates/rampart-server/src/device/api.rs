@@ -2,7 +2,7 @@
 //! the device named by its verified client certificate; there is no other
 //! authentication. Every authenticated request registers the device on first
 //! contact, refuses a device revoked in the inventory (403), and records its
-//! last-seen time in memory (written in batches, see [`crate::last_seen`]).
+//! last-seen time in memory (written in batches, see `engines::last_seen`).
 //!
 //! The bodies are the wire types of `rampart_protocol`, which says how each is read.
 //!
@@ -43,6 +43,7 @@ use crate::helpers::unix_now;
 use crate::listen::http::{ApiError, BodyLimits, json_bytes_response, parse_json, read_body};
 use crate::listen::mtls::PeerIdentity;
 use crate::observe::metrics::Metrics;
+use crate::state::Shared;
 
 /// Longest report id, in bytes.
 pub const MAX_REPORT_ID_LEN: usize = 128;
@@ -86,36 +87,20 @@ pub(crate) struct DeviceApi {
 const MAX_FULFILMENT_CACHE: usize = 1_000_000;
 
 impl DeviceApi {
-    /// Lets polls fulfil an assignment of the release a device already runs.
-    pub(crate) fn with_image_repo(
-        mut self,
-        image_repo: Option<Arc<crate::delivery::image_repo::HostedRepo>>,
-    ) -> Self {
-        self.image_repo = image_repo;
-        self
-    }
-
-    pub(crate) fn new(
-        db: Db,
-        metrics: Arc<Metrics>,
-        last_seen: Arc<LastSeen>,
-        poll_interval_secs: u64,
-        body_limits: BodyLimits,
-        audit: crate::observe::audit::AuditWriter,
-        sinks: ReportSinks,
-    ) -> Self {
+    /// The device API's state, from the handles every front door shares.
+    pub(crate) fn new(shared: &Shared) -> Self {
         Self {
             report_rate: super::report_rate::ReportRate::default(),
-            image_repo: None,
+            image_repo: shared.image_repo.clone(),
             settled: Default::default(),
             target_versions: Default::default(),
-            sinks,
-            db,
-            metrics,
-            last_seen,
-            poll_interval_secs,
-            body_limits,
-            audit,
+            sinks: shared.report_sinks(),
+            db: shared.db.clone(),
+            metrics: shared.metrics.clone(),
+            last_seen: shared.last_seen.clone(),
+            poll_interval_secs: shared.poll_interval_secs,
+            body_limits: shared.body_limits,
+            audit: shared.audit.clone(),
             verification_audits: std::sync::Mutex::new(std::collections::HashMap::new()),
             identity_refusals: crate::listen::auth_failures::OncePerInterval::new(
                 VERIFICATION_AUDIT_INTERVAL,

@@ -10,7 +10,7 @@
 //! it (and audits the enrolment) or refuses it with 403.
 //!
 //! Database work per poll, besides this read: none when the body is `{}`;
-//! the last-seen time is written in batches ([`crate::last_seen`]); facts in
+//! the last-seen time is written in batches (`engines::last_seen`); facts in
 //! the body cost one more read, and a write when they changed.
 
 use rampart_db::DeviceAssignment;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes, HttpBody as _};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rampart_db::DbError;
+use rampart_db::{DbError, DomainError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -73,36 +73,34 @@ impl ApiError {
     /// is the server's (503 when the database is unreachable, else 500) and
     /// is logged, not described to the client.
     pub fn from_db(context: &str, error: DbError) -> Self {
-        match error {
-            DbError::Invalid(message) => Self::invalid(message),
-            DbError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
-            DbError::Quota(message) => {
-                Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message)
+        let storage = match error.split() {
+            Ok(DomainError::Invalid(message)) => return Self::invalid(message),
+            Ok(DomainError::Conflict(message)) => {
+                return Self::new(StatusCode::CONFLICT, "conflict", message);
             }
-            other => {
+            Ok(DomainError::Quota(message)) => {
+                return Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message);
+            }
+            // An unknown device, group or assignment where the handler did not expect one
+            // (handlers that name them answer 404 through `db_error`).
+            Ok(unexpected) => {
                 crate::observe::log::error(
                     context,
-                    serde_json::json!({"error": other.to_string()}),
+                    serde_json::json!({"error": unexpected.to_string()}),
                 );
-                let unavailable = matches!(
-                    &other,
-                    DbError::Sql(
-                        sqlx::Error::PoolTimedOut
-                            | sqlx::Error::PoolClosed
-                            | sqlx::Error::Io(_)
-                            | sqlx::Error::Tls(_)
-                    )
-                );
-                if unavailable {
-                    Self::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "storage_unavailable",
-                        "the server's database is unavailable; retry later",
-                    )
-                } else {
-                    Self::internal()
-                }
+                return Self::internal();
             }
+            Err(storage) => storage,
+        };
+        crate::observe::log::error(context, serde_json::json!({"error": storage.to_string()}));
+        if storage.is_unavailable() {
+            Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "the server's database is unavailable; retry later",
+            )
+        } else {
+            Self::internal()
         }
     }
 }

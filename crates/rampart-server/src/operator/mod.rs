@@ -33,6 +33,7 @@ use crate::helpers::{sha256_hex, unix_now};
 use crate::listen::http::{ApiError, BodyLimits, parse_json, read_body};
 use crate::observe::audit::AuditWriter;
 use crate::observe::metrics::{Metrics, track_requests};
+use crate::state::Shared;
 
 pub use tokens::{NewToken, create_token};
 
@@ -132,6 +133,24 @@ pub(crate) struct ManagementApi {
     pub(crate) body_limits: BodyLimits,
     /// Signs audit heads (`POST /api/v1/audit/anchor`); `None` without an audit key.
     pub(crate) audit_anchor: Option<Arc<crate::engines::audit_anchor::AuditAnchor>>,
+}
+
+impl ManagementApi {
+    /// The management API's state: the shared handles and the audit anchor, if any.
+    pub(crate) fn new(
+        shared: &Shared,
+        audit_anchor: Option<Arc<crate::engines::audit_anchor::AuditAnchor>>,
+    ) -> Self {
+        ManagementApi {
+            db: shared.db.clone(),
+            audit: shared.audit.clone(),
+            metrics: shared.metrics.clone(),
+            image_repo: shared.image_repo.clone(),
+            campaigns: shared.campaigns.clone(),
+            body_limits: shared.body_limits,
+            audit_anchor,
+        }
+    }
 }
 
 /// The authenticated caller.
