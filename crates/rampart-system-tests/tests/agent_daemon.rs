@@ -237,25 +237,18 @@ impl Backend {
         let (director, online) = cli::init_director(w);
 
         let db = format!("sqlite://{}", w.join("server.db").display());
-        let args: Vec<String> = [
-            "server",
-            "--db",
-            &db,
-            "--listen",
-            "127.0.0.1:0",
-            "--management-listen",
-            "127.0.0.1:0",
-            "--repo",
-            s(repo),
-            "--director-root",
-            s(&director.join("root.json")),
-            "--director-key",
-            &online,
-        ]
-        .iter()
-        .map(|a| a.to_string())
-        .chain(pki.server_args())
-        .collect();
+        let mut args = pki.server_command(&db);
+        args.extend(
+            [
+                "--repo",
+                s(repo),
+                "--director-root",
+                s(&director.join("root.json")),
+                "--director-key",
+                &online,
+            ]
+            .map(String::from),
+        );
         let server = Server::start(&args, &w.join("server.stderr"));
 
         let token = token(&db, "operator");

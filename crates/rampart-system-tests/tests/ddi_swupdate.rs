@@ -217,25 +217,18 @@ fn swupdate_installs_a_campaign_release_through_ddi_and_a_failure_counts_toward_
     let pki = ServerPki::write(&w, "DDI Test CA", 1, "server.key");
     let (ca, ca_pem) = (&pki.ca, &pki.ca_pem);
     let db = format!("sqlite://{}", w.join("server.db").display());
-    let mut args: Vec<String> = [
-        "server",
-        "--db",
-        &db,
-        "--listen",
-        "127.0.0.1:0",
-        "--management-listen",
-        "127.0.0.1:0",
-        "--ddi-listen",
-        "127.0.0.1:0",
-        "--repo",
-        s(&repo),
-        "--poll-interval",
-        "1",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
-    args.extend(pki.server_args());
+    let mut args = pki.server_command(&db);
+    args.extend(
+        [
+            "--ddi-listen",
+            "127.0.0.1:0",
+            "--repo",
+            s(&repo),
+            "--poll-interval",
+            "1",
+        ]
+        .map(String::from),
+    );
     let mut server = ServerChild::start(
         &args,
         &w.join("server.stderr"),

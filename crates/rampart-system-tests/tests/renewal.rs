@@ -228,14 +228,9 @@ fn devices_keep_updating_across_simulated_days_with_automatic_renewal() {
     let stderr_log = w.join("server.stderr");
     let _stderr_on_panic = cli::StderrOnPanic(stderr_log.clone());
     let start_server = |renewal_keys: bool| {
-        let mut command = rampart(&[
-            "server",
-            "--db",
-            &db,
-            "--listen",
-            "127.0.0.1:0",
-            "--management-listen",
-            "127.0.0.1:0",
+        let mut command = rampart(&[]);
+        command.args(pki.server_command(&db));
+        command.args([
             "--metrics-listen",
             "127.0.0.1:0",
             "--repo",
@@ -247,7 +242,6 @@ fn devices_keep_updating_across_simulated_days_with_automatic_renewal() {
             "--metadata-check-secs",
             "1",
         ]);
-        command.args(pki.server_args());
         if renewal_keys {
             command.args([
                 "--timestamp-key",

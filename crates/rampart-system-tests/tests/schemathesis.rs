@@ -258,14 +258,8 @@ fn schemathesis_finds_no_server_error_and_no_undocumented_answer_on_any_api() {
     let db = format!("sqlite://{}", w.join("server.db").display());
     // The director's online key is an encrypted key file: the server reads its passphrase.
     let mut command = rampart(&[]);
+    command.args(pki.server_command(&db));
     command.args([
-        "server",
-        "--db",
-        &db,
-        "--listen",
-        "127.0.0.1:0",
-        "--management-listen",
-        "127.0.0.1:0",
         "--ddi-listen",
         "127.0.0.1:0",
         "--repo",
@@ -278,7 +272,6 @@ fn schemathesis_finds_no_server_error_and_no_undocumented_answer_on_any_api() {
         "--webhook-allow",
         "127.0.0.1/32",
     ]);
-    command.args(pki.server_args());
     let mut server = ServerChild::start_command(
         command,
         &w.join("server.stderr"),

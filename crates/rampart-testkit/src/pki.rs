@@ -58,6 +58,24 @@ impl ServerPki {
         (pem, key)
     }
 
+    /// `server --db DB` with the device API and the management API on free loopback ports and
+    /// this PKI's certificates; callers add the rest.
+    pub fn server_command(&self, db: &str) -> Vec<String> {
+        [
+            "server",
+            "--db",
+            db,
+            "--listen",
+            "127.0.0.1:0",
+            "--management-listen",
+            "127.0.0.1:0",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .chain(self.server_args())
+        .collect()
+    }
+
     /// `--cert`, `--key`, `--client-ca` and `--crl` of `rampart server`.
     pub fn server_args(&self) -> Vec<String> {
         [
