@@ -79,28 +79,17 @@ pub fn boot(
 
 /// Sends queued reports to the server, keeping those it did not store.
 pub fn flush(device: &mut Device, state: &mut AgentState, client: &ServerClient) {
-    let mut send = |r: &PendingReport| {
-        // The agent queues only the protocol's statuses; another one (a hand-edited state
-        // file) could never be sent and is dropped.
-        let Ok(status) = r.status.parse::<ReportStatus>() else {
-            eprintln!(
-                "report {} has an unknown status {:?}; dropped",
-                r.id, r.status
-            );
-            return true;
-        };
-        match client.send_report(
-            &r.id,
-            status,
-            r.assignment.as_deref(),
-            None,
-            r.details.clone(),
-        ) {
-            Ok(()) => true,
-            Err(e) => {
-                eprintln!("report {} ({}) not sent yet: {e}", r.id, r.status);
-                false
-            }
+    let mut send = |r: &PendingReport| match client.send_report(
+        &r.id,
+        r.status,
+        r.assignment.as_deref(),
+        None,
+        r.details.clone(),
+    ) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("report {} ({}) not sent yet: {e}", r.id, r.status);
+            false
         }
     };
     if let Err(e) = device.flush_reports(state, &mut send) {

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use rampart_boot::ab::{Slot, SlotHealth};
 use rampart_boot::flow::{AgentState, Observed, PendingReport, Reason, Release};
+use rampart_protocol::ReportStatus;
 
 use crate::bootloader::Bootloader;
 use crate::config::Config;
@@ -234,13 +235,13 @@ impl<P: Platform> Device<P> {
 /// Queues a report in the state's outbox, under a fresh id.
 pub(crate) fn queue(
     state: &mut AgentState,
-    status: &str,
+    status: ReportStatus,
     release: &Release,
     reason: Reason,
     details: serde_json::Value,
 ) {
     state.queue_report(
-        crate::director::random_id(),
+        crate::server_client::random_id(),
         status,
         release,
         reason,

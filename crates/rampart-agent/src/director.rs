@@ -34,7 +34,7 @@ use rampart_tuf_client::store::MetadataStore;
 use crate::disk::Disk;
 use crate::server_client::io_error;
 // Moved to `server_client`; kept here for the callers that still name them by this path.
-pub use crate::server_client::{DeviceTls, ServerClient, UpdateError, random_id};
+use crate::server_client::{ServerClient, UpdateError};
 
 /// Directory (inside the state directory) of the director state.
 pub const DIRECTOR_DIR: &str = "director";

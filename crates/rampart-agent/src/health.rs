@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::device::HealthCheck;
-use crate::director::ServerClient;
+use crate::server_client::ServerClient;
 
 /// Output kept from each failing command, for the rollback report.
 const MAX_OUTPUT: usize = 2048;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use rampart_boot::ab::{Slot, SlotHealth};
 use rampart_boot::flow::{AgentState, LastResult, Phase, Reason, Release, SlotContent};
+use rampart_protocol::ReportStatus;
 use rampart_tuf_client::fetch::MinRate;
 
 use crate::device::{Device, Installed, Progress, Staged, queue};
@@ -192,7 +193,7 @@ impl<P: Platform> Device<P> {
         let slots = self.slot_states(state);
         queue(
             state,
-            "downloaded",
+            ReportStatus::Downloaded,
             &v.release,
             Reason::Ok,
             serde_json::json!({"slot": slot.name(), "slots": slots}),
@@ -401,7 +402,7 @@ impl<P: Platform> Device<P> {
         });
         queue(
             state,
-            "failed",
+            ReportStatus::Failed,
             release,
             refusal.reason,
             serde_json::json!({"detail": refusal.detail}),

@@ -13,8 +13,9 @@ use rampart_core::release::{ReleaseError, ReleaseInfo};
 use rampart_tuf_client::fetch::MinRate;
 use rampart_tuf_client::{ClientError, HttpFetcher, Limits, Updater, UpdaterConfig};
 
-use crate::director::{ServerClient, UpdateError, VerifiedAssignment};
+use crate::director::VerifiedAssignment;
 use crate::disk::Disk;
+use crate::server_client::{ServerClient, UpdateError};
 
 /// A refusal or failure, with the reason code reports carry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

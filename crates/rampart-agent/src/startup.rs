@@ -8,6 +8,7 @@ use rampart_boot::ab::{Slot, SlotHealth};
 use rampart_boot::flow::{
     AgentState, LastResult, Phase, Reason, Release, SlotContent, StartupAction, on_start,
 };
+use rampart_protocol::ReportStatus;
 
 use crate::device::{Device, HealthCheck, Started, queue};
 use crate::platform::{Platform, boot_refusal};
@@ -65,7 +66,7 @@ impl<P: Platform> Device<P> {
                     });
                     queue(
                         state,
-                        "failed",
+                        ReportStatus::Failed,
                         r,
                         Reason::UnexpectedSlot,
                         serde_json::json!({"detail": detail}),
@@ -127,7 +128,7 @@ impl<P: Platform> Device<P> {
                         let slots = self.slot_states(state);
                         queue(
                             state,
-                            "installed",
+                            ReportStatus::Installed,
                             &release,
                             Reason::Ok,
                             serde_json::json!({"slot": slot.name(), "slots": slots}),
@@ -225,7 +226,7 @@ impl<P: Platform> Device<P> {
         };
         queue(
             state,
-            "failed",
+            ReportStatus::Failed,
             &release,
             Reason::UnexpectedSlot,
             serde_json::json!({"detail": detail, "previous_slot": committed.name()}),
@@ -270,7 +271,7 @@ impl<P: Platform> Device<P> {
         let slots = self.slot_states(state);
         queue(
             state,
-            "rolled_back",
+            ReportStatus::RolledBack,
             release,
             reason,
             serde_json::json!({"detail": detail, "bad_slot": bad.name(), "running_slot": running.name(), "slots": slots, "logs": detail}),

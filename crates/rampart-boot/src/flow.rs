@@ -35,6 +35,7 @@ pub const MAX_ACTIVATIONS: u32 = 2;
 /// Why an update ended the way it did: the reason code in reports (a wire spelling of the
 /// native device protocol, so it lives there).
 pub use rampart_protocol::Reason;
+use rampart_protocol::ReportStatus;
 
 /// A release the agent installs: everything needed to resume, verify and commit it without
 /// the metadata at hand.
@@ -115,7 +116,7 @@ pub enum Phase {
 pub struct PendingReport {
     /// Unique id: the server answers a resent report idempotently.
     pub id: String,
-    pub status: String,
+    pub status: ReportStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignment: Option<String>,
     pub reason: Reason,
@@ -195,7 +196,7 @@ impl AgentState {
     pub fn queue_report(
         &mut self,
         id: String,
-        status: &str,
+        status: ReportStatus,
         release: &Release,
         reason: Reason,
         mut details: serde_json::Value,
@@ -205,7 +206,7 @@ impl AgentState {
         details["version"] = release.version.clone().into();
         self.outbox.push(PendingReport {
             id,
-            status: status.to_owned(),
+            status,
             assignment: release.assignment.clone(),
             reason,
             details,

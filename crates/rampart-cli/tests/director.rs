@@ -296,12 +296,12 @@ fn server_runs_the_director_from_the_command_line() {
         db.close().await;
     });
 
-    let tls = rampart_agent::director::DeviceTls {
+    let tls = rampart_agent::server_client::DeviceTls {
         server_ca_pem: ca.cert_pem().as_bytes().to_vec(),
         cert_pem: device.cert_pem.as_bytes().to_vec(),
         key_pem: device.key_pem.as_bytes().to_vec(),
     };
-    let client = rampart_agent::director::ServerClient::new(
+    let client = rampart_agent::server_client::ServerClient::new(
         &format!("https://localhost:{}", addr.port()),
         &tls,
     )

@@ -106,6 +106,13 @@ impl std::fmt::Display for ReportStatus {
     }
 }
 
+// A status equals its wire spelling, so logs, stored rows and tests compare with text.
+impl PartialEq<&str> for ReportStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// A report status that is not one of [`ReportStatus`]'s spellings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownStatus(pub String);

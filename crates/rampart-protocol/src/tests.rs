@@ -168,6 +168,7 @@ fn every_report_status_spelling() {
             *status
         );
         assert_eq!(ReportStatus::from_str(spelling), Ok(*status));
+        assert!(*status == spelling && *status != "Installed");
     }
     assert_eq!(
         ReportStatus::from_str("Installed"),

@@ -12,7 +12,7 @@
 //!
 //! * mutual TLS with each device's own certificate (issued from the manufacturer CA) and key,
 //!   through the agent's TLS connector (`rampart_agent::tls::device_agent`) and
-//!   `rampart_agent::director::ServerClient` for reports;
+//!   `rampart_agent::server_client::ServerClient` for polls and reports;
 //! * `rampart_agent::director::verify_assigned`: the director's metadata for this device, the
 //!   image repository's TUF metadata, their agreement, the hardware id, anti-rollback, and the
 //!   transparency-log proof when the device is provisioned with a log policy; per-device state

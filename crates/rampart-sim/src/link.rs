@@ -10,7 +10,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use rampart_protocol::DeviceFacts;
+use rampart_protocol::{DeviceFacts, ReportStatus};
 use rampart_tuf_client::store::MetadataStore;
 
 use rampart_agent::director::verify_assigned;
@@ -66,7 +66,7 @@ pub(crate) trait Session: Send {
     fn report(
         &mut self,
         id: &str,
-        status: &str,
+        status: ReportStatus,
         assignment: Option<&str>,
         progress: Option<u8>,
         details: serde_json::Value,
@@ -143,12 +143,11 @@ impl Session for ServerSession {
     fn report(
         &mut self,
         id: &str,
-        status: &str,
+        status: ReportStatus,
         assignment: Option<&str>,
         progress: Option<u8>,
         details: serde_json::Value,
     ) -> Result<(), String> {
-        let status = status.parse().map_err(|e| format!("{e}"))?;
         self.client
             .send_report(id, status, assignment, progress, details)
             .map_err(|e| e.to_string())

@@ -13,6 +13,7 @@ use rampart_agent::source::{Refusal, Verified};
 use rampart_boot::ab::Slot;
 use rampart_boot::flow::{Reason, Release};
 use rampart_core::metadata::TargetFile;
+use rampart_protocol::ReportStatus;
 use rampart_tuf_client::fetch::MinRate;
 use serde_json::Value;
 
@@ -270,7 +271,7 @@ impl Session for FakeSession {
     fn report(
         &mut self,
         id: &str,
-        status: &str,
+        status: ReportStatus,
         _assignment: Option<&str>,
         progress: Option<u8>,
         details: Value,
@@ -282,7 +283,7 @@ impl Session for FakeSession {
         if st.ids.insert((self.device.clone(), id.to_owned())) {
             st.reports.push(Stored {
                 device: self.device.clone(),
-                status: status.to_owned(),
+                status: status.as_str().to_owned(),
                 progress,
                 details,
             });

@@ -11,7 +11,7 @@ use rampart_agent::install::{Begin, ImageSource};
 use rampart_agent::source::{Refusal, Verified};
 use rampart_boot::ab::Slot;
 use rampart_boot::flow::{AgentState, PendingReport};
-use rampart_protocol::DeviceFacts;
+use rampart_protocol::{DeviceFacts, ReportStatus};
 use rampart_tuf_client::fetch::MinRate;
 use serde_json::json;
 
@@ -51,7 +51,7 @@ fn progress_reports<'a>(
             sh,
             session.borrow_mut().as_mut(),
             release.assignment.as_deref(),
-            "downloading",
+            ReportStatus::Downloading,
             Some(pct),
             json!({"target": release.target, "written": written}),
         );
@@ -203,7 +203,7 @@ impl VirtualDevice {
                         sh,
                         session.as_mut(),
                         Some(&assignment.id),
-                        "verification_failed",
+                        ReportStatus::VerificationFailed,
                         None,
                         json!({"target": assignment.target, "reason": e.reason.as_str(), "error": e.message}),
                     );
@@ -218,7 +218,7 @@ impl VirtualDevice {
             sh,
             session.as_mut(),
             Some(&assignment.id),
-            "downloading",
+            ReportStatus::Downloading,
             None,
             json!({"target": verified.release.target, "version": verified.release.version}),
         );
@@ -379,7 +379,7 @@ impl VirtualDevice {
                 sh,
                 session.as_mut(),
                 v.release.assignment.as_deref(),
-                "rebooting",
+                ReportStatus::Rebooting,
                 None,
                 json!({"target": v.release.target, "slot": slot.name()}),
             );
@@ -400,7 +400,7 @@ impl VirtualDevice {
         let mut error = None;
         let mut send = |r: &PendingReport| {
             let details = r.details.clone();
-            let sent = session.report(&r.id, &r.status, r.assignment.as_deref(), None, details);
+            let sent = session.report(&r.id, r.status, r.assignment.as_deref(), None, details);
             let counter = match &sent {
                 Ok(()) => &sh.counters.reports_sent,
                 Err(_) => &sh.counters.report_errors,
@@ -441,11 +441,11 @@ fn report(
     sh: &Shared,
     session: &mut dyn Session,
     assignment: Option<&str>,
-    status: &str,
+    status: ReportStatus,
     progress: Option<u8>,
     details: serde_json::Value,
 ) {
-    let id = rampart_agent::director::random_id();
+    let id = rampart_agent::server_client::random_id();
     match session.report(&id, status, assignment, progress, details) {
         Ok(()) => Counters::inc(&sh.counters.reports_sent),
         Err(_) => Counters::inc(&sh.counters.report_errors),

@@ -12,7 +12,7 @@ use rampart_keys::file::FileSigner;
 use rampart_repo::{ExpiryDays, InitOptions, ReleaseRequest, Repository, RoleSigners, RootChange};
 use rampart_tuf_client::{ClientError, HttpFetcher, Limits, Updater, UpdaterConfig};
 
-use rampart_agent::director::{DeviceTls, ServerClient};
+use rampart_agent::server_client::{DeviceTls, ServerClient};
 use rampart_agent::server_update::UpdateOutcome;
 use serde_json::{Value, json};
 
