@@ -16,6 +16,7 @@ use rampart_repo::{
     ExpiryDays, InitOptions, NoProgress, ReleaseRequest, Repository, RoleSigners, sign_envelope,
 };
 use rampart_sim::{Fleet, FleetHandle, FleetSpec, InitialFirmware, LogTrust, Stats};
+use rampart_testkit::http::ManagementClient;
 use serde_json::{Value, json};
 
 const PASS: &str = "sim test passphrase";
@@ -95,9 +96,7 @@ struct World {
     image_root: Vec<u8>,
     director_root: Vec<u8>,
     device_url: String,
-    operator: ureq::Agent,
-    management_url: String,
-    token: String,
+    operator: ManagementClient,
     rt: tokio::runtime::Runtime,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -229,17 +228,7 @@ impl World {
             .unwrap()
             .secret
         });
-        let tls = ureq::tls::TlsConfig::builder()
-            .provider(ureq::tls::TlsProvider::Rustls)
-            .root_certs(ureq::tls::RootCerts::new_with_certs(&[
-                ureq::tls::Certificate::from_der(ca.cert_der().as_ref()).to_owned(),
-            ]))
-            .build();
-        let operator = ureq::Agent::config_builder()
-            .tls_config(tls)
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let operator = ManagementClient::new(&management_url, &token, ca.cert_pem());
         World {
             _tmp: tmp,
             repo: repo_dir,
@@ -248,8 +237,6 @@ impl World {
             director_root,
             device_url,
             operator,
-            management_url,
-            token,
             rt,
             stop: Some(stop),
         }
@@ -280,34 +267,11 @@ impl World {
     }
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let url = format!("{}{path}", self.management_url);
-        let auth = format!("Bearer {}", self.token);
-        let mut response = match method {
-            "GET" => self
-                .operator
-                .get(&url)
-                .header("authorization", &auth)
-                .call(),
-            _ => self
-                .operator
-                .post(&url)
-                .header("authorization", &auth)
-                .header("content-type", "application/json")
-                .send(body.unwrap_or(json!({})).to_string().as_bytes()),
-        }
-        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        self.operator.call(method, path, body)
     }
 
     fn get(&self, path: &str) -> Value {
-        let (status, v) = self.call("GET", path, None);
-        assert_eq!(status, 200, "GET {path}: {v}");
-        v
+        self.operator.get(path)
     }
 
     /// Assigns through `POST /api/v1/assignments`; returns the assignment id.
