@@ -8,7 +8,6 @@
 //!
 //! Needs SoftHSM2 (Debian package `softhsm2`). Without it the test fails; it never skips.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -26,7 +25,6 @@ const TEST_NAME: &str = "softhsm_token_end_to_end";
 const TOKEN: &str = "rampart-test";
 const SO_PIN: &str = "12345678";
 const USER_PIN: &str = "1234";
-const INSTALL_HINT: &str = "install SoftHSM2 (Debian/Ubuntu: apt-get install softhsm2)";
 
 #[test]
 fn softhsm_token_end_to_end() {
@@ -35,43 +33,9 @@ fn softhsm_token_end_to_end() {
         return;
     }
 
-    let module = std::env::var_os(pkcs11::MODULE_ENV)
-        .filter(|m| !m.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(pkcs11::DEFAULT_MODULE));
-    assert!(
-        module.is_file(),
-        "SoftHSM2 PKCS#11 module {} not found: {INSTALL_HINT}, or set {} to it",
-        module.display(),
-        pkcs11::MODULE_ENV
-    );
-
     let tmp = tempfile::tempdir().unwrap();
-    let tokens = tmp.path().join("tokens");
-    std::fs::create_dir(&tokens).unwrap();
-    let conf = tmp.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n\
-             slots.removable = false\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-
-    let init = Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", TOKEN])
-        .args(["--so-pin", SO_PIN, "--pin", USER_PIN])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run softhsm2-util ({e}): {INSTALL_HINT}"));
-    assert!(
-        init.status.success(),
-        "softhsm2-util --init-token failed: {}{}",
-        String::from_utf8_lossy(&init.stdout),
-        String::from_utf8_lossy(&init.stderr)
-    );
+    let hsm = rampart_testkit::softhsm::SoftHsm::init(tmp.path(), TOKEN, SO_PIN, USER_PIN);
+    let (module, conf) = (hsm.module, hsm.conf);
 
     let child = Command::new(std::env::current_exe().unwrap())
         .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])

@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The variable naming the PKCS#11 module, as the `rampart` binary reads it.
+pub const MODULE_ENV: &str = "RAMPART_PKCS11_MODULE";
 /// Where Debian installs the SoftHSM2 PKCS#11 module.
 pub const DEFAULT_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
@@ -25,11 +27,16 @@ pub struct SoftHsm {
 impl SoftHsm {
     /// Initialises token `label` (security officer PIN `so_pin`, user PIN `pin`) with its
     /// store under `dir/tokens` and its configuration in `dir/softhsm2.conf`.
+    /// The module is `RAMPART_PKCS11_MODULE` when set (another SoftHSM2 build), else
+    /// [`DEFAULT_MODULE`].
     pub fn init(dir: &Path, label: &str, so_pin: &str, pin: &str) -> SoftHsm {
-        let module = PathBuf::from(DEFAULT_MODULE);
+        let module = std::env::var_os(MODULE_ENV)
+            .filter(|m| !m.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_MODULE));
         assert!(
-            module.exists(),
-            "SoftHSM2 is not installed ({} missing): apt-get install softhsm2",
+            module.is_file(),
+            "SoftHSM2's PKCS#11 module {} is missing: apt-get install softhsm2, or set {MODULE_ENV} to it",
             module.display()
         );
         let tokens = dir.join("tokens");
