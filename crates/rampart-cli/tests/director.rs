@@ -4,13 +4,7 @@
 use std::path::Path;
 
 use rampart_core::director::{DirectorTrust, check_director_root};
-use rampart_testkit::cli::{fails, ok, rampart, s};
-
-fn key(dir: &Path, name: &str) -> String {
-    let path = dir.join(format!("{name}.key"));
-    ok(rampart(&["key", "generate", "--out", s(&path)]));
-    path.to_str().unwrap().to_owned()
-}
+use rampart_testkit::cli::{fails, init_director, new_key, ok, rampart, s};
 
 fn key_id(path: &str) -> String {
     rampart_keys::file::read_public(Path::new(path))
@@ -22,7 +16,7 @@ fn key_id(path: &str) -> String {
 fn director_init_and_rotation() {
     let tmp = tempfile::tempdir().unwrap();
     let keys = tmp.path();
-    let (root, online) = (key(keys, "root"), key(keys, "online"));
+    let (root, online) = (new_key(keys, "root"), new_key(keys, "online"));
     let dir = tmp.path().join("director");
 
     // The online key may not double as the offline root key.
@@ -68,7 +62,7 @@ fn director_init_and_rotation() {
     assert!(out.contains("already holds a director root"), "{out}");
 
     // Rotation: new root and online keys, signed by the old and the new root keys.
-    let (root2, online2) = (key(keys, "root2"), key(keys, "online2"));
+    let (root2, online2) = (new_key(keys, "root2"), new_key(keys, "online2"));
     let out = fails(rampart(&[
         "director",
         "rotate-root",
@@ -114,7 +108,7 @@ fn server_runs_the_director_from_the_command_line() {
     let w = std::fs::canonicalize(tmp.path()).unwrap();
     let keys = w.join("keys");
     std::fs::create_dir_all(&keys).unwrap();
-    let k = |name: &str| key(&keys, name);
+    let k = |name: &str| new_key(&keys, name);
     let repo = w.join("repo");
     let (root, targets, snapshot, timestamp) =
         (k("root"), k("targets"), k("snapshot"), k("timestamp"));
@@ -149,18 +143,7 @@ fn server_runs_the_director_from_the_command_line() {
         "--security-version",
         "1",
     ]));
-    let director = w.join("director");
-    let (director_root, online) = (k("director-root"), k("director-online"));
-    ok(rampart(&[
-        "director",
-        "init",
-        "--dir",
-        s(&director),
-        "--root-key",
-        &director_root,
-        "--online-key",
-        &online,
-    ]));
+    let (director, online) = init_director(&w);
 
     // Device PKI.
     let ca = rampart_pki::CertificateAuthority::generate("CLI Test CA", 30).unwrap();
