@@ -84,11 +84,13 @@ class Crate:
     def __init__(self, name: str, root_file: Path):
         self.name = name
         self.modules: dict[tuple[str, ...], Path] = {}
+        # Each module's code with comments and literals blanked, read once.
+        self.code: dict[tuple[str, ...], str] = {}
         self.walk((), root_file)
 
     def walk(self, path: tuple[str, ...], file: Path) -> None:
         self.modules[path] = file
-        text = strip_comments_and_strings(file.read_text())
+        text = self.code[path] = strip_comments_and_strings(file.read_text())
         if PATH_ATTR.search(text):
             raise SystemExit(f"{file}: #[path] is not supported by this check; name module files after their modules")
         # Children of `foo.rs` / `foo/mod.rs` / `lib.rs` live in `foo/` / `foo/` / `src/`.
@@ -262,7 +264,7 @@ def check(root: Path, graph_for: str | None) -> int:
             # edges[parent][a][b] = first (file, line, path) naming b from a
             edges: dict[tuple[str, ...], dict[str, dict[str, tuple]]] = defaultdict(lambda: defaultdict(dict))
             for mod, file in crate.modules.items():
-                text = strip_comments_and_strings(file.read_text())
+                text = crate.code[mod]
                 rel = file.relative_to(root)
                 for line, target, spelled in references(crate, mod, text):
                     e = sibling_edge(mod, target)
