@@ -69,11 +69,6 @@ impl DbError {
             DbError::Storage(e) => Err(e),
         }
     }
-
-    /// Whether the caller's request was at fault (not the storage).
-    pub fn is_domain(&self) -> bool {
-        matches!(self, DbError::Domain(_))
-    }
 }
 
 // Queries and migrations fail as storage (`?` on sqlx results inside this crate).
@@ -104,7 +99,6 @@ mod tests {
             DbError::from(DomainError::Quota("q".into())),
         ];
         for e in domain {
-            assert!(e.is_domain(), "{e}");
             let text = e.to_string();
             let d = e.split().expect("a domain error");
             assert_eq!(d.to_string(), text);
@@ -115,7 +109,6 @@ mod tests {
             DbError::from(sqlx::Error::PoolTimedOut),
             DbError::from(sqlx::Error::RowNotFound),
         ] {
-            assert!(!e.is_domain(), "{e}");
             let text = e.to_string();
             let s = e.split().expect_err("a storage error");
             assert_eq!(s.to_string(), text);
