@@ -28,6 +28,7 @@
 
 #![forbid(unsafe_code)]
 
+mod attestation;
 mod attributes;
 mod error;
 mod poll;
@@ -35,6 +36,10 @@ mod report;
 #[cfg(any(test, feature = "schema"))]
 pub mod schema;
 
+pub use attestation::{
+    AttestationAnswer, AttestationOutcome, AttestationRequest, EnrolAnswer, EnrolChallenge,
+    EnrolProof, EnrolRequest, QuoteSubmission,
+};
 pub use attributes::{AttributesAnswer, AttributesMode, AttributesUpdate};
 pub use error::ErrorDocument;
 pub use poll::{Assignment, DeviceFacts, PollAnswer, UpdateKind};

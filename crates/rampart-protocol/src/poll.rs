@@ -42,6 +42,9 @@ pub struct PollAnswer {
     /// cancelled).
     #[serde(default)]
     pub assignment: Option<Assignment>,
+    /// The server wants a fresh TPM quote (absent: not now, or attestation is off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<crate::AttestationRequest>,
 }
 
 /// What a poll answer assigns.

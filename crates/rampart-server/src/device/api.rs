@@ -280,6 +280,7 @@ impl DeviceApi {
             device_id: device.id.clone(),
             poll_interval_secs: Some(self.poll_interval_secs),
             assignment,
+            attestation: None,
         })
         .map_err(|_| ApiError::internal())?;
         let digest = ring::digest::digest(&ring::digest::SHA256, &answer);
