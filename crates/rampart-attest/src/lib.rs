@@ -21,3 +21,5 @@
 #![forbid(unsafe_code)]
 
 pub mod device;
+pub mod eventlog;
+pub mod measure;
