@@ -23,3 +23,4 @@
 pub mod device;
 pub mod eventlog;
 pub mod measure;
+pub mod credential;
