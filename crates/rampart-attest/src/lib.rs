@@ -22,5 +22,6 @@
 
 pub mod credential;
 pub mod device;
+pub mod ekcert;
 pub mod eventlog;
 pub mod measure;
