@@ -25,3 +25,9 @@ pub mod device;
 pub mod ekcert;
 pub mod eventlog;
 pub mod measure;
+pub mod pcr;
+pub mod quote;
+pub mod spki;
+#[cfg(test)]
+mod testdata;
+pub mod wire;
