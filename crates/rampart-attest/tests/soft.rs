@@ -182,3 +182,12 @@ fn soft_tpm_keys_have_the_templates_swtpm_makes() {
         template(&read("ak.pub"))
     );
 }
+
+#[test]
+fn soft_tpm_refuses_a_nonce_longer_than_a_tpm_takes() {
+    let mut tpm = SoftTpm::new([10; 32]);
+    let max = rampart_attest::soft::MAX_NONCE;
+    tpm.quote(&vec![1; max], &[13]).unwrap();
+    let err = tpm.quote(&vec![1; max + 1], &[13]).unwrap_err();
+    assert!(err.message.contains("nonce"), "{err}");
+}
