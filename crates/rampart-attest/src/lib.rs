@@ -20,4 +20,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod credential;
 pub mod device;
+pub mod ekcert;
+pub mod eventlog;
+pub mod measure;
+pub mod pcr;
+pub mod quote;
+pub mod spki;
+#[cfg(test)]
+mod testdata;
+pub mod wire;
