@@ -246,3 +246,43 @@ fn soft_tpm_quotes_and_event_logs_pass_tpm2_checkquote() {
     write("log.bin", &boot_log(13, [0x43; 32], TARGET).encode());
     assert!(!check(&nonce).status.success());
 }
+
+#[test]
+fn soft_tpm_activates_a_credential_made_by_tpm2_makecredential() {
+    // tpm2-tools' own MakeCredential (software, `-T none`) for the model's EK and AK: the
+    // model's ActivateCredential is the TPM's, not only the inverse of Rampart's MakeCredential.
+    let mut tpm = SoftTpm::new([12; 32]);
+    let ek = tpm.endorsement().unwrap().public;
+    let dir = tempfile::tempdir().unwrap();
+    let mut ek_file = (ek.len() as u16).to_be_bytes().to_vec();
+    ek_file.extend_from_slice(&ek);
+    std::fs::write(dir.path().join("ek.pub"), ek_file).unwrap();
+    std::fs::write(dir.path().join("secret"), b"tpm2-tools secret").unwrap();
+    let out = std::process::Command::new("tpm2_makecredential")
+        .current_dir(dir.path())
+        .args(["-T", "none", "-u", "ek.pub", "-s", "secret", "-o", "cred.out", "-n"])
+        // tpm2-tools 5.4 takes the name in hex, not a file.
+        .arg(hex::encode(tpm.attestation_key_name()))
+        .output()
+        .expect("tpm2_makecredential (Debian package tpm2-tools) must be installed; scripts/test.sh installs it");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // tpm2-tools' file: magic, version, TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET.
+    let file = std::fs::read(dir.path().join("cred.out")).unwrap();
+    assert_eq!(file[..8], [0xba, 0xdc, 0xc0, 0xde, 0, 0, 0, 1]);
+    let blob_len = usize::from(u16::from_be_bytes([file[8], file[9]]));
+    let blob = &file[10..10 + blob_len];
+    let secret_len = usize::from(u16::from_be_bytes([
+        file[10 + blob_len],
+        file[11 + blob_len],
+    ]));
+    let secret = &file[12 + blob_len..];
+    assert_eq!(secret.len(), secret_len);
+    assert_eq!(
+        tpm.activate_credential(blob, secret).unwrap(),
+        b"tpm2-tools secret"
+    );
+}
