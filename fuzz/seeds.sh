@@ -34,6 +34,19 @@ else
     echo "seeds.sh: $vectors not found; seeding without the shared vectors" >&2
 fi
 
+# TPM structures and PCR files a real TPM made (swtpm with tpm2-tools; rampart-attest's test
+# data), and PCR selections as tpm2-tools writes them.
+mkdir -p "$out/tpm_structures" "$out/pcr_file"
+for f in "$repo"/crates/rampart-attest/testdata/*; do
+    case $f in
+        *.pcrs) cp "$f" "$out/pcr_file/" ;;
+        *.pem) ;;
+        *) cp "$f" "$out/tpm_structures/" ;;
+    esac
+done
+printf 'sha256:0,1,16' >"$out/pcr_file/selection-sha256"
+printf 'sha1:0,7+sha256:all' >"$out/pcr_file/selection-two-banks"
+
 # Every TOML example of the agent configuration in the docs.
 n=0
 for doc in "$repo/docs/device-integration.md" "$repo/README.md"; do

@@ -94,7 +94,8 @@ pub fn from_der(der: &[u8]) -> Result<SpkiKey, SpkiError> {
     })
 }
 
-fn strip_zeros(mut v: &[u8]) -> &[u8] {
+/// `v` without leading zero bytes (the form [`SpkiKey::Rsa`] holds integers in).
+pub(crate) fn strip_zeros(mut v: &[u8]) -> &[u8] {
     while let [0, rest @ ..] = v {
         v = rest;
     }

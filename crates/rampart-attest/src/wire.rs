@@ -902,7 +902,7 @@ impl Public {
                 let e = e.to_be_bytes();
                 let first = e.iter().position(|b| *b != 0).unwrap_or(3);
                 SpkiKey::Rsa {
-                    modulus: modulus.clone(),
+                    modulus: crate::spki::strip_zeros(modulus).to_vec(),
                     exponent: e[first..].to_vec(),
                 }
             }
@@ -1011,6 +1011,18 @@ mod tests {
         assert_eq!(symmetric.key_bits_mode, Some((128, alg::CFB)));
         // An EK decrypts: it is no attestation key.
         assert!(ek.check_attestation_key().is_err());
+        // Its SPKI reads back as the same key, also when the modulus starts with zero bytes
+        // (found by the tpm_structures fuzz target).
+        let mut small = ek.clone();
+        if let PublicKey::Rsa { modulus, .. } = &mut small.key {
+            modulus[..5].fill(0);
+        }
+        for key in [ek, small] {
+            assert_eq!(
+                crate::spki::from_der(&key.to_spki_der()),
+                Ok(key.spki_key())
+            );
+        }
     }
 
     #[test]

@@ -384,6 +384,14 @@ fn check_quote_refuses_what_tpm2_checkquote_5_4_wrongly_accepts() {
 
 #[test]
 fn check_quote_refuses_unreadable_inputs_with_the_reason() {
+    let testdata = |name: &str| {
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../rampart-attest/testdata")
+                .join(name),
+        )
+        .unwrap()
+    };
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
     std::fs::write(dir.join("garbage"), b"not a key").unwrap();
@@ -397,17 +405,25 @@ fn check_quote_refuses_unreadable_inputs_with_the_reason() {
         !ok && out.contains("neither a PEM or DER public key"),
         "{out}"
     );
-    std::fs::write(
-        dir.join("ak.pem"),
-        include_str!("../../rampart-attest/testdata/swtpm-ak.pem"),
-    )
-    .unwrap();
+    std::fs::write(dir.join("ak.pem"), testdata("swtpm-ak.pem")).unwrap();
     let big_message = QuoteFiles {
         message: "big",
         ..GOOD
     };
     let (ok, out) = rampart_check_quote(dir, &big_message, &[]);
     assert!(!ok && out.contains("larger than 1024 bytes"), "{out}");
+    // A PCR file cut short is a failed check like the others (and so in --json).
+    std::fs::write(dir.join("quote.msg"), testdata("swtpm-quote.msg")).unwrap();
+    std::fs::write(dir.join("quote.sig"), testdata("swtpm-quote.sig")).unwrap();
+    let mut short = testdata("swtpm-quote.pcrs");
+    short.truncate(200);
+    std::fs::write(dir.join("quote.pcrs"), short).unwrap();
+    let (ok, out) = rampart_check_quote(dir, &GOOD, &["--json"]);
+    assert!(
+        !ok && out.contains("refused by the pcr-values-format check"),
+        "{out}"
+    );
+    assert!(out.contains("\"check\": \"pcr-values-format\""), "{out}");
     let missing = QuoteFiles {
         message: "missing.msg",
         ..GOOD

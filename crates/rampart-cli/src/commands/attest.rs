@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use rampart_attest::pcr::{PcrSelection, PcrValues};
-use rampart_attest::quote::{AttestationKey, VerifiedQuote, verify_quote};
+use rampart_attest::quote::{AttestationKey, QuoteError, VerifiedQuote, verify_quote};
 use rampart_attest::wire::{Attest, Attested, MAX_ATTEST_SIZE, MAX_SIGNATURE_SIZE, Public};
 
 /// Largest AK file read (a PEM RSA-4096 key is under 1 KiB).
@@ -62,16 +62,24 @@ fn check_quote(args: &CheckQuoteArgs) -> anyhow::Result<()> {
         rampart_attest::pcr::MAX_PCR_FILE_SIZE,
         "the PCR file",
     )?;
-    let pcrs = PcrValues::parse_file(&pcr_file)
-        .with_context(|| format!("reading the PCR file {}", args.pcrs.display()))?;
     let nonce = parse_nonce(&args.nonce)?;
-    let required = match &args.pcr_list {
-        Some(list) => PcrSelection::parse(list)?,
-        // Nothing required: whatever the quote covers (as tpm2_checkquote), still checked
-        // against the PCR file's selection. A message that does not parse fails verification.
-        None => quoted_selection(&message).unwrap_or_else(|| pcrs.selection().clone()),
-    };
-    match verify_quote(&message, &signature, &pcrs, &ak, &nonce, &required) {
+    let required = args
+        .pcr_list
+        .as_deref()
+        .map(PcrSelection::parse)
+        .transpose()?;
+    // A malformed PCR file is refused like any other failed check (named, and in --json).
+    let verified = PcrValues::parse_file(&pcr_file)
+        .map_err(QuoteError::PcrValues)
+        .and_then(|pcrs| {
+            // Nothing required: whatever the quote covers (as tpm2_checkquote), still checked
+            // against the PCR file's selection. A message that does not parse fails below.
+            let required = required.unwrap_or_else(|| {
+                quoted_selection(&message).unwrap_or_else(|| pcrs.selection().clone())
+            });
+            verify_quote(&message, &signature, &pcrs, &ak, &nonce, &required)
+        });
+    match verified {
         Ok(verified) => {
             if args.json {
                 println!(
