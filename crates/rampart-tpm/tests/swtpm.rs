@@ -9,7 +9,11 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 
+use rampart_attest::credential::make_credential;
 use rampart_attest::device::TpmDevice as _;
+use rampart_attest::pcr::PcrSelection;
+use rampart_attest::quote::{AttestationKey, verify_quote_bytes};
+use rampart_attest::wire::{HashAlg, Public};
 use rampart_pki::CertificateAuthority;
 use rampart_testkit::swtpm::SwTpm;
 use rampart_tpm::counter::MAX_RAISE_STEPS;
@@ -33,7 +37,7 @@ fn tpm2b(bytes: &[u8]) -> Vec<u8> {
     [&(bytes.len() as u16).to_be_bytes()[..], bytes].concat()
 }
 
-/// The AK name: nameAlg SHA-256 (0x000B) || SHA-256(TPMT_PUBLIC).
+/// The AK name as the contract defines it: nameAlg SHA-256 (0x000B) || SHA-256(TPMT_PUBLIC).
 fn name(public: &[u8]) -> Vec<u8> {
     [&[0x00, 0x0b][..], &sha256(public)].concat()
 }
@@ -95,6 +99,15 @@ fn quote_verifies_with_tpm2_checkquote_and_the_ak_persists() {
         "tpm2_checkquote must refuse another nonce (or this test proves nothing)"
     );
 
+    // rampart-attest's verifier (the server's) agrees, and refuses what it must.
+    let ak_key = AttestationKey::from_public(&Public::parse(&ak).unwrap());
+    let required = PcrSelection::parse("sha256:0,13,16").unwrap();
+    let verified = verify_quote_bytes(&quote, &ak_key, &nonce, &required).unwrap();
+    assert_eq!(verified.pcrs.get(HashAlg::Sha256, 13), Some(&pcr13[..]));
+    assert!(verify_quote_bytes(&quote, &ak_key, &sha256(b"another nonce"), &required).is_err());
+    let fewer = PcrSelection::parse("sha256:0,13").unwrap();
+    assert!(verify_quote_bytes(&quote, &ak_key, &nonce, &fewer).is_err());
+
     // The same AK after a reopen and after a power cycle: it is persistent.
     assert_eq!(open(&swtpm).attestation_key().unwrap(), ak);
     let mut swtpm = swtpm;
@@ -116,7 +129,7 @@ fn parse_credential(file: &[u8]) -> (Vec<u8>, Vec<u8>) {
     (blob, secret)
 }
 
-fn make_credential(swtpm: &SwTpm, dir: &Path, ek: &[u8], ak_name: &[u8], out: &str) {
+fn tpm2_make_credential(swtpm: &SwTpm, dir: &Path, ek: &[u8], ak_name: &[u8], out: &str) {
     write(dir, "ek.pub", &tpm2b(ek));
     write(dir, "secret.bin", b"a secret for the enrolling AK...");
     swtpm.tpm2_ok(
@@ -148,7 +161,7 @@ fn activation(options: TpmOptions, expect_certificate: Option<&str>) {
     let ak = tpm.attestation_key().unwrap();
     drop(tpm);
 
-    make_credential(
+    tpm2_make_credential(
         &swtpm,
         dir.path(),
         &endorsement.public,
@@ -156,7 +169,7 @@ fn activation(options: TpmOptions, expect_certificate: Option<&str>) {
         "mine.cred",
     );
     let another_ak = name(b"the public area of another attestation key");
-    make_credential(
+    tpm2_make_credential(
         &swtpm,
         dir.path(),
         &endorsement.public,
@@ -167,10 +180,39 @@ fn activation(options: TpmOptions, expect_certificate: Option<&str>) {
     let (their_blob, their_secret) =
         parse_credential(&std::fs::read(dir.path().join("theirs.cred")).unwrap());
 
+    // The server's MakeCredential (rampart-attest), for this AK and for another.
+    let entropy = |label: &[u8]| sha256(&[label, &ak].concat());
+    let server_made = make_credential(
+        &endorsement.public,
+        &Public::parse(&ak).unwrap().name(),
+        b"the server's enrolment challenge",
+        &entropy(b"1"),
+    )
+    .unwrap();
+    let server_made_for_another = make_credential(
+        &endorsement.public,
+        &another_ak,
+        b"not yours",
+        &entropy(b"2"),
+    )
+    .unwrap();
+
     let mut tpm = HardwareTpm::open(&swtpm.tcti(), options).unwrap();
     assert_eq!(
         tpm.activate_credential(&blob, &secret).unwrap(),
         b"a secret for the enrolling AK..."
+    );
+    assert_eq!(
+        tpm.activate_credential(&server_made.credential_blob, &server_made.encrypted_secret)
+            .unwrap(),
+        b"the server's enrolment challenge"
+    );
+    assert!(
+        tpm.activate_credential(
+            &server_made_for_another.credential_blob,
+            &server_made_for_another.encrypted_secret
+        )
+        .is_err()
     );
     let err = tpm
         .activate_credential(&their_blob, &their_secret)
