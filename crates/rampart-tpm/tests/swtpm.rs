@@ -366,3 +366,59 @@ fn tls_key_in_the_tpm_makes_a_csr_and_a_mutual_tls_handshake() {
     assert_eq!(line, "hello from the TPM\n");
     assert_eq!(peer_id.as_deref(), Some("tpm-device-1"));
 }
+
+fn err<T>(result: Result<T, rampart_attest::device::TpmError>) -> String {
+    match result {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn bad_quote_extend_and_credential_inputs_are_refused_with_reasons() {
+    let swtpm = SwTpm::start();
+    let mut tpm = open(&swtpm);
+    let e = err(tpm.quote(&[0; 65], &[0]));
+    assert!(e.contains("at most 64"), "{e}");
+    let e = err(tpm.quote(&[0; 32], &[]));
+    assert!(e.contains("no PCRs selected"), "{e}");
+    let e = err(tpm.quote(&[0; 32], &[0, 24]));
+    assert!(e.contains("PCR 24 does not exist"), "{e}");
+    let e = err(tpm.extend(24, &[0; 32]));
+    assert!(e.contains("PCR 24 does not exist"), "{e}");
+    let e = err(tpm.activate_credential(&[0; 5000], &[0; 10]));
+    assert!(e.contains("TPM2B_ID_OBJECT"), "{e}");
+    let e = err(tpm.activate_credential(&[0; 10], &[0; 5000]));
+    assert!(e.contains("TPM2B_ENCRYPTED_SECRET"), "{e}");
+    let e = err(tpm.activate_credential(&[0; 10], &[0; 10]));
+    assert!(e.contains("refused the credential"), "{e}");
+    // The TPM still answers after every refusal.
+    tpm.quote(&[0; 32], &[0]).unwrap();
+}
+
+#[test]
+fn options_outside_the_owner_ranges_and_missing_tpms_are_clear_errors() {
+    let open_with =
+        |tcti: &str, options: TpmOptions| HardwareTpm::open(tcti, options).unwrap_err().to_string();
+    let tcti = "swtpm:host=127.0.0.1,port=1";
+    let e = open_with(
+        tcti,
+        TpmOptions {
+            ak_handle: 0x8180_0000,
+            ..TpmOptions::default()
+        },
+    );
+    assert!(e.contains("not an owner persistent handle"), "{e}");
+    let e = open_with(
+        tcti,
+        TpmOptions {
+            counter_index: 0x01c0_0002,
+            ..TpmOptions::default()
+        },
+    );
+    assert!(e.contains("not in the owner's range"), "{e}");
+    let e = open_with(tcti, TpmOptions::default());
+    assert!(e.contains("cannot reach the TPM"), "{e}");
+    let e = open_with("no-such-tcti-library", TpmOptions::default());
+    assert!(e.contains("no-such-tcti-library"), "{e}");
+}
