@@ -422,3 +422,37 @@ fn options_outside_the_owner_ranges_and_missing_tpms_are_clear_errors() {
     let e = open_with("no-such-tcti-library", TpmOptions::default());
     assert!(e.contains("no-such-tcti-library"), "{e}");
 }
+
+/// TLS handshakes, quotes and counter raises from different threads share one TPM context.
+#[test]
+fn tls_signing_quotes_and_the_counter_share_the_context_across_threads() {
+    let swtpm = SwTpm::start();
+    let tpm = open(&swtpm);
+    let key = tpm.tls_key().unwrap();
+    let spki = key.spki_der().to_vec();
+    let signer = std::thread::spawn(move || {
+        for i in 0..20u8 {
+            let message = [i; 100];
+            let signature = key.sign_sha256(&message).unwrap();
+            ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ECDSA_P256_SHA256_ASN1,
+                &spki[26..], // the point, after the 26-byte P-256 SPKI header
+            )
+            .verify(&message, &signature)
+            .expect("a TPM signature verifies with the key's SPKI");
+        }
+    });
+    let mut quoting = tpm.clone();
+    let quoter = std::thread::spawn(move || {
+        for i in 0..10u8 {
+            quoting.quote(&[i; 32], &[0, 13]).unwrap();
+        }
+    });
+    let mut counting = tpm;
+    for to in 1..=10 {
+        counting.raise_security_floor(to).unwrap();
+    }
+    signer.join().unwrap();
+    quoter.join().unwrap();
+    assert_eq!(counting.security_floor().unwrap(), 10);
+}
