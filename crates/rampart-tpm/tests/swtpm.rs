@@ -158,6 +158,24 @@ fn activation(options: TpmOptions, expect_certificate: Option<&str>) {
     let expected_certificate =
         expect_certificate.map(|file| std::fs::read(swtpm.ek_certificate_file(file)).unwrap());
     assert_eq!(endorsement.certificate, expected_certificate);
+    if let Some(certificate) = &endorsement.certificate {
+        // What the server checks at enrolment: the chain to the manufacturer's root, and the
+        // certified key is this EK.
+        let pem_der = |path: std::path::PathBuf| {
+            CertificateDer::from_pem_file(path)
+                .unwrap()
+                .as_ref()
+                .to_vec()
+        };
+        rampart_attest::ekcert::verify_ek_certificate(
+            certificate,
+            &[pem_der(swtpm.ek_issuer())],
+            &[pem_der(swtpm.ek_root())],
+            std::time::SystemTime::now(),
+            &endorsement.public,
+        )
+        .unwrap();
+    }
     let ak = tpm.attestation_key().unwrap();
     drop(tpm);
 
