@@ -5,6 +5,8 @@
 # run against SQLite and PostgreSQL), grub-common (grub-editenv) and libubootenv-tool
 # (fw_printenv/fw_setenv) for the bootloader-environment interoperability tests, and swupdate
 # (with openssl and cpio to build signed .swu images) for the hawkBit DDI interoperability test,
+# swtpm, swtpm-tools and tpm2-tools (a software TPM 2.0 per test, checked by tpm2-tools) with
+# libtss2-dev and pkg-config (rampart-tpm builds tss-esapi against the system's libtss2),
 # and schemathesis (a venv under target/) for the bounded run against every API.
 # Set TUF_CONFORMANCE_DIR to a checkout of theupdateframework/tuf-conformance (v2.4.0 or later)
 # to run the public conformance suite too; see docs/conformance.md.
@@ -24,13 +26,18 @@ command -v fw_printenv >/dev/null && command -v fw_setenv >/dev/null || missing+
 command -v swupdate >/dev/null || missing+=(swupdate)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v cpio >/dev/null || missing+=(cpio)
+command -v swtpm >/dev/null || missing+=(swtpm)
+command -v swtpm_setup >/dev/null || missing+=(swtpm-tools)
+command -v tpm2_checkquote >/dev/null || missing+=(tpm2-tools)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+pkg-config --exists tss2-esys 2>/dev/null || missing+=(libtss2-dev)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}" >/dev/null
 else
-    echo "softhsm2, faketime, python3-venv, postgresql, grub-common, libubootenv-tool, swupdate, openssl and cpio present"
+    echo "softhsm2, faketime, python3-venv, postgresql, grub-common, libubootenv-tool, swupdate, openssl, cpio, swtpm, swtpm-tools, tpm2-tools, pkg-config and libtss2-dev present"
 fi
 
 step "python packages (python-tuf for the interoperability test and benchmark, moto for the artifact-store tests)"

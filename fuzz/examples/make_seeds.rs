@@ -96,6 +96,7 @@ fn main() -> Result<(), Error> {
     boot_environments(&mut seeds)?;
     device_protocols(&mut seeds)?;
     attestation(&mut seeds)?;
+    device_csr(&mut seeds)?;
     std::fs::remove_dir_all(&work)?;
     println!(
         "make-seeds: {} seeds in {}",
@@ -476,5 +477,22 @@ fn attestation(seeds: &mut Seeds) -> Result<(), Error> {
     }
     input.extend_from_slice(&made.encrypted_secret);
     seeds.add("credential_input", "soft-ek", &input)?;
+    Ok(())
+}
+
+/// Certificate signing requests as devices make them (device_csr): ECDSA P-256 and Ed25519.
+fn device_csr(seeds: &mut Seeds) -> Result<(), Error> {
+    for (name, algorithm) in [
+        ("p256", &rcgen::PKCS_ECDSA_P256_SHA256),
+        ("ed25519", &rcgen::PKCS_ED25519),
+    ] {
+        let key = rcgen::KeyPair::generate_for(algorithm)?;
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, DEVICE_ID);
+        seeds.add("device_csr", name, params.serialize_request(&key)?.der())?;
+    }
     Ok(())
 }

@@ -16,6 +16,9 @@
 //!
 //! One TPM context serves all of them, behind one mutex: a TPM (and swtpm's TCP server) runs one
 //! command at a time, and TLS handshakes, quotes and counter updates come from different threads.
+//! Open it once per process and clone it (or take [`HardwareTpm::tls_key`]) where it is needed:
+//! clones share the context, and swtpm serves one client at a time, so a second `open` against it
+//! waits for the first context to close.
 
 #![forbid(unsafe_code)]
 

@@ -2,6 +2,8 @@
 //! key, and the PCR values read right after it, as the three files `tpm2_quote -m -s -o` writes.
 
 use rampart_attest::device::{QuoteBytes, TpmError};
+use rampart_attest::pcr::{PcrSelection, PcrValues};
+use rampart_attest::wire::HashAlg;
 use tss_esapi::Context;
 use tss_esapi::handles::{KeyHandle, PcrHandle};
 use tss_esapi::interface_types::algorithm::HashingAlgorithm;
@@ -117,62 +119,12 @@ pub(crate) fn quote(
     Ok(QuoteBytes {
         message: attest.marshall().map_err(|e| tss_error(OP, e))?,
         signature: signature.marshall().map_err(|e| tss_error(OP, e))?,
-        pcrs: pcr_file(&indices, &values),
+        // tpm2-tools' PCR file, as `tpm2_quote -o` writes it.
+        pcrs: PcrValues::new(
+            PcrSelection::bank(HashAlg::Sha256, indices).map_err(|e| error(OP, e.to_string()))?,
+            values,
+        )
+        .map_err(|e| error(OP, e.to_string()))?
+        .to_file(),
     })
-}
-
-/// The PCR values in tpm2-tools' PCR file format (`tpm2_quote -o`, `tpm2_checkquote -f`): the C
-/// structures as the tools write them on a little-endian machine. A TPML_PCR_SELECTION (count,
-/// then 16 TPMS_PCR_SELECTION slots of hash, sizeofSelect, a 4-byte bitmap and a padding byte),
-/// the number of TPML_DIGEST that follow, then each TPML_DIGEST (count, then 8 TPM2B_DIGEST
-/// slots of size and a 64-byte buffer), up to 8 values each, in PCR order.
-fn pcr_file(indices: &[u8], values: &[Vec<u8>]) -> Vec<u8> {
-    const SELECTION_SLOTS: usize = 16;
-    const DIGEST_SLOTS: usize = 8;
-    const DIGEST_BUFFER: usize = 64;
-    let mut out = Vec::new();
-    out.extend_from_slice(&1u32.to_le_bytes());
-    let bitmap = indices
-        .iter()
-        .fold(0u32, |m, &p| m | (1u32 << p))
-        .to_le_bytes();
-    out.extend_from_slice(&0x000bu16.to_le_bytes());
-    out.push(3);
-    out.extend_from_slice(&bitmap);
-    out.push(0);
-    out.resize(4 + SELECTION_SLOTS * 8, 0);
-    let chunks: Vec<&[Vec<u8>]> = values.chunks(DIGEST_SLOTS).collect();
-    out.extend_from_slice(&(chunks.len() as u32).to_le_bytes());
-    for chunk in chunks {
-        out.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
-        for slot in 0..DIGEST_SLOTS {
-            let value = chunk.get(slot).map_or(&[][..], Vec::as_slice);
-            out.extend_from_slice(&(value.len() as u16).to_le_bytes());
-            let start = out.len();
-            out.extend_from_slice(value);
-            out.resize(start + DIGEST_BUFFER, 0);
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The bytes `tpm2_quote -l sha256:0,13,16 -o` wrote (tpm2-tools 5.4) for three zero PCRs.
-    #[test]
-    fn pcr_file_matches_tpm2_tools_layout() {
-        let file = pcr_file(&[0, 13, 16], &vec![vec![0u8; 32]; 3]);
-        assert_eq!(file.len(), 668);
-        assert_eq!(&file[..11], &[1, 0, 0, 0, 0x0b, 0, 3, 0x01, 0x20, 0x01, 0]);
-        assert_eq!(&file[0x84..0x8e], &[1, 0, 0, 0, 3, 0, 0, 0, 0x20, 0]);
-        assert_eq!(&file[0xce..0xd0], &[0x20, 0]);
-        assert_eq!(&file[0x110..0x112], &[0x20, 0]);
-        assert_eq!(
-            &file[0x152..0x154],
-            &[0, 0],
-            "unused digest slots are empty"
-        );
-    }
 }

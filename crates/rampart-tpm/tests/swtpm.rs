@@ -9,7 +9,11 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 
+use rampart_attest::credential::make_credential;
 use rampart_attest::device::TpmDevice as _;
+use rampart_attest::pcr::PcrSelection;
+use rampart_attest::quote::{AttestationKey, verify_quote_bytes};
+use rampart_attest::wire::{HashAlg, Public};
 use rampart_pki::CertificateAuthority;
 use rampart_testkit::swtpm::SwTpm;
 use rampart_tpm::counter::MAX_RAISE_STEPS;
@@ -33,7 +37,7 @@ fn tpm2b(bytes: &[u8]) -> Vec<u8> {
     [&(bytes.len() as u16).to_be_bytes()[..], bytes].concat()
 }
 
-/// The AK name: nameAlg SHA-256 (0x000B) || SHA-256(TPMT_PUBLIC).
+/// The AK name as the contract defines it: nameAlg SHA-256 (0x000B) || SHA-256(TPMT_PUBLIC).
 fn name(public: &[u8]) -> Vec<u8> {
     [&[0x00, 0x0b][..], &sha256(public)].concat()
 }
@@ -95,6 +99,15 @@ fn quote_verifies_with_tpm2_checkquote_and_the_ak_persists() {
         "tpm2_checkquote must refuse another nonce (or this test proves nothing)"
     );
 
+    // rampart-attest's verifier (the server's) agrees, and refuses what it must.
+    let ak_key = AttestationKey::from_public(&Public::parse(&ak).unwrap());
+    let required = PcrSelection::parse("sha256:0,13,16").unwrap();
+    let verified = verify_quote_bytes(&quote, &ak_key, &nonce, &required).unwrap();
+    assert_eq!(verified.pcrs.get(HashAlg::Sha256, 13), Some(&pcr13[..]));
+    assert!(verify_quote_bytes(&quote, &ak_key, &sha256(b"another nonce"), &required).is_err());
+    let fewer = PcrSelection::parse("sha256:0,13").unwrap();
+    assert!(verify_quote_bytes(&quote, &ak_key, &nonce, &fewer).is_err());
+
     // The same AK after a reopen and after a power cycle: it is persistent.
     assert_eq!(open(&swtpm).attestation_key().unwrap(), ak);
     let mut swtpm = swtpm;
@@ -116,7 +129,7 @@ fn parse_credential(file: &[u8]) -> (Vec<u8>, Vec<u8>) {
     (blob, secret)
 }
 
-fn make_credential(swtpm: &SwTpm, dir: &Path, ek: &[u8], ak_name: &[u8], out: &str) {
+fn tpm2_make_credential(swtpm: &SwTpm, dir: &Path, ek: &[u8], ak_name: &[u8], out: &str) {
     write(dir, "ek.pub", &tpm2b(ek));
     write(dir, "secret.bin", b"a secret for the enrolling AK...");
     swtpm.tpm2_ok(
@@ -145,10 +158,28 @@ fn activation(options: TpmOptions, expect_certificate: Option<&str>) {
     let expected_certificate =
         expect_certificate.map(|file| std::fs::read(swtpm.ek_certificate_file(file)).unwrap());
     assert_eq!(endorsement.certificate, expected_certificate);
+    if let Some(certificate) = &endorsement.certificate {
+        // What the server checks at enrolment: the chain to the manufacturer's root, and the
+        // certified key is this EK.
+        let pem_der = |path: std::path::PathBuf| {
+            CertificateDer::from_pem_file(path)
+                .unwrap()
+                .as_ref()
+                .to_vec()
+        };
+        rampart_attest::ekcert::verify_ek_certificate(
+            certificate,
+            &[pem_der(swtpm.ek_issuer())],
+            &[pem_der(swtpm.ek_root())],
+            std::time::SystemTime::now(),
+            &endorsement.public,
+        )
+        .unwrap();
+    }
     let ak = tpm.attestation_key().unwrap();
     drop(tpm);
 
-    make_credential(
+    tpm2_make_credential(
         &swtpm,
         dir.path(),
         &endorsement.public,
@@ -156,7 +187,7 @@ fn activation(options: TpmOptions, expect_certificate: Option<&str>) {
         "mine.cred",
     );
     let another_ak = name(b"the public area of another attestation key");
-    make_credential(
+    tpm2_make_credential(
         &swtpm,
         dir.path(),
         &endorsement.public,
@@ -167,10 +198,39 @@ fn activation(options: TpmOptions, expect_certificate: Option<&str>) {
     let (their_blob, their_secret) =
         parse_credential(&std::fs::read(dir.path().join("theirs.cred")).unwrap());
 
+    // The server's MakeCredential (rampart-attest), for this AK and for another.
+    let entropy = |label: &[u8]| sha256(&[label, &ak].concat());
+    let server_made = make_credential(
+        &endorsement.public,
+        &Public::parse(&ak).unwrap().name(),
+        b"the server's enrolment challenge",
+        &entropy(b"1"),
+    )
+    .unwrap();
+    let server_made_for_another = make_credential(
+        &endorsement.public,
+        &another_ak,
+        b"not yours",
+        &entropy(b"2"),
+    )
+    .unwrap();
+
     let mut tpm = HardwareTpm::open(&swtpm.tcti(), options).unwrap();
     assert_eq!(
         tpm.activate_credential(&blob, &secret).unwrap(),
         b"a secret for the enrolling AK..."
+    );
+    assert_eq!(
+        tpm.activate_credential(&server_made.credential_blob, &server_made.encrypted_secret)
+            .unwrap(),
+        b"the server's enrolment challenge"
+    );
+    assert!(
+        tpm.activate_credential(
+            &server_made_for_another.credential_blob,
+            &server_made_for_another.encrypted_secret
+        )
+        .is_err()
     );
     let err = tpm
         .activate_credential(&their_blob, &their_secret)
@@ -323,4 +383,94 @@ fn tls_key_in_the_tpm_makes_a_csr_and_a_mutual_tls_handshake() {
     let (line, peer_id) = server.join().unwrap();
     assert_eq!(line, "hello from the TPM\n");
     assert_eq!(peer_id.as_deref(), Some("tpm-device-1"));
+}
+
+fn err<T>(result: Result<T, rampart_attest::device::TpmError>) -> String {
+    match result {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn bad_quote_extend_and_credential_inputs_are_refused_with_reasons() {
+    let swtpm = SwTpm::start();
+    let mut tpm = open(&swtpm);
+    let e = err(tpm.quote(&[0; 65], &[0]));
+    assert!(e.contains("at most 64"), "{e}");
+    let e = err(tpm.quote(&[0; 32], &[]));
+    assert!(e.contains("no PCRs selected"), "{e}");
+    let e = err(tpm.quote(&[0; 32], &[0, 24]));
+    assert!(e.contains("PCR 24 does not exist"), "{e}");
+    let e = err(tpm.extend(24, &[0; 32]));
+    assert!(e.contains("PCR 24 does not exist"), "{e}");
+    let e = err(tpm.activate_credential(&[0; 5000], &[0; 10]));
+    assert!(e.contains("TPM2B_ID_OBJECT"), "{e}");
+    let e = err(tpm.activate_credential(&[0; 10], &[0; 5000]));
+    assert!(e.contains("TPM2B_ENCRYPTED_SECRET"), "{e}");
+    let e = err(tpm.activate_credential(&[0; 10], &[0; 10]));
+    assert!(e.contains("refused the credential"), "{e}");
+    // The TPM still answers after every refusal.
+    tpm.quote(&[0; 32], &[0]).unwrap();
+}
+
+#[test]
+fn options_outside_the_owner_ranges_and_missing_tpms_are_clear_errors() {
+    let open_with =
+        |tcti: &str, options: TpmOptions| HardwareTpm::open(tcti, options).unwrap_err().to_string();
+    let tcti = "swtpm:host=127.0.0.1,port=1";
+    let e = open_with(
+        tcti,
+        TpmOptions {
+            ak_handle: 0x8180_0000,
+            ..TpmOptions::default()
+        },
+    );
+    assert!(e.contains("not an owner persistent handle"), "{e}");
+    let e = open_with(
+        tcti,
+        TpmOptions {
+            counter_index: 0x01c0_0002,
+            ..TpmOptions::default()
+        },
+    );
+    assert!(e.contains("not in the owner's range"), "{e}");
+    let e = open_with(tcti, TpmOptions::default());
+    assert!(e.contains("cannot reach the TPM"), "{e}");
+    let e = open_with("no-such-tcti-library", TpmOptions::default());
+    assert!(e.contains("no-such-tcti-library"), "{e}");
+}
+
+/// TLS handshakes, quotes and counter raises from different threads share one TPM context.
+#[test]
+fn tls_signing_quotes_and_the_counter_share_the_context_across_threads() {
+    let swtpm = SwTpm::start();
+    let tpm = open(&swtpm);
+    let key = tpm.tls_key().unwrap();
+    let spki = key.spki_der().to_vec();
+    let signer = std::thread::spawn(move || {
+        for i in 0..20u8 {
+            let message = [i; 100];
+            let signature = key.sign_sha256(&message).unwrap();
+            ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ECDSA_P256_SHA256_ASN1,
+                &spki[26..], // the point, after the 26-byte P-256 SPKI header
+            )
+            .verify(&message, &signature)
+            .expect("a TPM signature verifies with the key's SPKI");
+        }
+    });
+    let mut quoting = tpm.clone();
+    let quoter = std::thread::spawn(move || {
+        for i in 0..10u8 {
+            quoting.quote(&[i; 32], &[0, 13]).unwrap();
+        }
+    });
+    let mut counting = tpm;
+    for to in 1..=10 {
+        counting.raise_security_floor(to).unwrap();
+    }
+    signer.join().unwrap();
+    quoter.join().unwrap();
+    assert_eq!(counting.security_floor().unwrap(), 10);
 }

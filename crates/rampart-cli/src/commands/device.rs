@@ -22,7 +22,7 @@ pub enum DeviceCommand {
         /// The device id (the CSR's subject commonName with --csr, which must then match).
         #[arg(long, required_unless_present = "csr")]
         id: Option<String>,
-        /// A PKCS#10 request (PEM or DER) from the device, e.g. `rampart-agent tpm csr`.
+        /// A PKCS#10 request (PEM or DER) made on the device for its own key (e.g. its TPM key).
         #[arg(long)]
         csr: Option<PathBuf>,
         #[arg(long)]
