@@ -741,10 +741,14 @@ impl Db {
         .transpose()
     }
 
-    /// Stores one security event on its own.
-    pub async fn insert_security_event(&self, event: &SecurityEvent) -> Result<(), DbError> {
+    /// Stores a security event with its audit record, in one transaction.
+    pub async fn insert_security_event(
+        &self,
+        event: &SecurityEvent,
+        audit: &AuditLine,
+    ) -> Result<(), DbError> {
         let mut tx = self.begin_write().await?;
-        insert_event(&mut tx, event).await?;
+        record_alongside(&mut tx, Some(audit), Some(event)).await?;
         tx.commit().await?;
         Ok(())
     }
