@@ -2,7 +2,8 @@
 //! built for any package's tests ([`binaries`]), the `rampart` CLI driven as a process
 //! ([`cli`]), the one (mutual-)TLS HTTP client ([`http`]), and the fixtures: fresh databases on
 //! both backends ([`databases`]), the server's PKI as files ([`pki`]), an S3-compatible server
-//! ([`moto`]) and a SoftHSM2 token ([`softhsm`]).
+//! ([`moto`]) a SoftHSM2 token ([`softhsm`]) and a software TPM
+//! ([`swtpm`]).
 #![forbid(unsafe_code)]
 
 pub mod binaries;
@@ -12,3 +13,4 @@ pub mod http;
 pub mod moto;
 pub mod pki;
 pub mod softhsm;
+pub mod swtpm;
