@@ -21,3 +21,9 @@
 #![forbid(unsafe_code)]
 
 pub mod device;
+pub mod pcr;
+pub mod quote;
+pub mod spki;
+#[cfg(test)]
+mod testdata;
+pub mod wire;
