@@ -20,7 +20,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod credential;
 pub mod device;
+pub mod ekcert;
+pub mod eventlog;
+pub mod measure;
 pub mod pcr;
 pub mod quote;
 pub mod spki;
