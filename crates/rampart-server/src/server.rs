@@ -183,7 +183,12 @@ impl Server {
             ))
         });
         let campaigns =
-            engines::campaigns::Campaigns::new(db.clone(), audit.clone(), hooks.clone());
+            engines::campaigns::Campaigns::new(
+                db.clone(),
+                audit.clone(),
+                hooks.clone(),
+                attestation.clone(),
+            );
         let shared = state::Shared {
             db: db.clone(),
             audit: audit.clone(),

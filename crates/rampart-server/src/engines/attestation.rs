@@ -208,15 +208,6 @@ impl Attestation {
         ))
     }
 
-    /// Whether the device is attested at `now`.
-    pub(crate) async fn is_attested(&self, device_id: &str, now: i64) -> Result<bool, DbError> {
-        Ok(self
-            .db
-            .attestation_state(device_id)
-            .await?
-            .is_some_and(|s| s.attested(now, self.config.freshness_secs())))
-    }
-
     /// Records a refused quote or enrolment step: the device's state (for a quote), an audit
     /// record and a security event, in one transaction, and the failure counter. Recorded
     /// before the device is answered: a refusal is never only logged.

@@ -1,4 +1,5 @@
-//! The verifier: AK enrolment (MakeCredential to the device's EK and AK name, then the secret
+//! The verifier: AK enrolment (an EK an operator approved or certified by the EK roots, then
+//! MakeCredential to the device's EK and AK name, then the secret
 //! back) and quote verification (nonce, quote, counters, event log, golden measurements from
 //! the signed release the inventory says the device runs), with [`rampart_attest`]'s pure
 //! checks. Every refusal is recorded by [`Attestation::record_failure`] before it is answered.
@@ -85,7 +86,7 @@ impl Attestation {
         }
     }
 
-    /// Enrolment, step 1: checks the EK is trusted (an operator approved it) and the AK is a
+    /// Enrolment, step 1: checks the EK is trusted (approved, or certified by the EK roots) and the AK is a
     /// restricted signing key, then seals a fresh secret to both (TPM2_MakeCredential).
     pub(crate) async fn begin_enrolment(
         &self,
@@ -97,16 +98,28 @@ impl Attestation {
     ) -> Result<Challenge, Refusal> {
         let enrolment = AttestationCheck::Enrolment;
         let ek_digest = crate::helpers::sha256_hex(ek_public);
+        let certified = match ek_certificate {
+            Some(_) if self.config.ek_roots.is_empty() => Err(
+                "it sent an EK certificate, but this server has no EK roots (--ek-roots)".to_owned(),
+            ),
+            Some(leaf) => rampart_attest::ekcert::verify_ek_certificate(
+                leaf,
+                &[],
+                &self.config.ek_roots,
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(now.max(0) as u64),
+                ek_public,
+            )
+            .map_err(|e| format!("its EK certificate is refused: {e}")),
+            None => Err("it sent no EK certificate".to_owned()),
+        };
         let basis = if self.db.approved_ek(&ek_digest).await?.is_some() {
             EkBasis::Approved
+        } else if certified.is_ok() {
+            EkBasis::Certificate
         } else {
-            let certificate = if ek_certificate.is_some() {
-                " The EK certificate it sent is not checked against EK roots by this server; approve the EK."
-            } else {
-                ""
-            };
+            let why = certified.err().unwrap_or_default();
             let reason = format!(
-                "endorsement key sha256:{ek_digest} is neither certified nor approved.{certificate} An operator who trusts this TPM approves it with `rampart attest approve-ek EK.pub` (the EK's TPMT_PUBLIC, e.g. from `tpm2_createek -f tpmt`)"
+                "endorsement key sha256:{ek_digest} is neither certified nor approved ({why}). An operator who trusts this TPM approves it with `rampart attest approve-ek EK.pub` (the EK's TPMT_PUBLIC, e.g. from `tpm2_createek -f tpmt`), or gives the server the TPM maker's EK roots (--ek-roots)"
             );
             return Err(self.refuse(device_id, now, enrolment, reason, false).await);
         };

@@ -3,6 +3,7 @@
 //! last-seen writer, metadata renewal, audit anchoring, and the attestation staleness sweep.
 
 pub mod attestation;
+pub(crate) mod attestation_verify;
 pub mod audit_anchor;
 pub mod campaigns;
 pub mod last_seen;
