@@ -182,13 +182,12 @@ impl Server {
                 settings,
             ))
         });
-        let campaigns =
-            engines::campaigns::Campaigns::new(
-                db.clone(),
-                audit.clone(),
-                hooks.clone(),
-                attestation.clone(),
-            );
+        let campaigns = engines::campaigns::Campaigns::new(
+            db.clone(),
+            audit.clone(),
+            hooks.clone(),
+            attestation.clone(),
+        );
         let shared = state::Shared {
             db: db.clone(),
             audit: audit.clone(),

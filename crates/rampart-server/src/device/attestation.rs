@@ -101,7 +101,11 @@ impl DeviceApi {
             return Ok((None, true));
         };
         let read = |e| ApiError::from_db("reading a device's attestation", e);
-        let state = attestation.db.attestation_state(device_id).await.map_err(read)?;
+        let state = attestation
+            .db
+            .attestation_state(device_id)
+            .await
+            .map_err(read)?;
         let freshness = attestation.config.freshness_secs();
         let attested = state.as_ref().is_some_and(|s| s.attested(now, freshness));
         let allowed = attested || !attestation.config.require;
@@ -118,7 +122,8 @@ impl DeviceApi {
             .await
             .map_err(read)?
             .is_some();
-        let lifetime = i64::try_from(attestation.config.nonce_lifetime.as_secs()).unwrap_or(i64::MAX);
+        let lifetime =
+            i64::try_from(attestation.config.nonce_lifetime.as_secs()).unwrap_or(i64::MAX);
         let min_left = i64::try_from(self.poll_interval_secs)
             .unwrap_or(i64::MAX)
             .min(lifetime / 2);
@@ -127,7 +132,8 @@ impl DeviceApi {
             .db
             .pending_nonce(device_id, now, lifetime, min_left, || {
                 let mut nonce = [0u8; 32];
-                random = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce);
+                random =
+                    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce);
                 hex::encode(nonce)
             })
             .await

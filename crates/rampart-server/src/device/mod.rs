@@ -110,7 +110,10 @@ pub(crate) fn router(api: Arc<DeviceApi>, delivery: Router) -> Router {
         .route("/device/v1/reports", post(reports::report))
         .route("/device/v1/attributes", put(reports::attributes))
         .route("/device/v1/attestation/enrol", post(attestation::enrol))
-        .route("/device/v1/attestation/activate", post(attestation::activate))
+        .route(
+            "/device/v1/attestation/activate",
+            post(attestation::activate),
+        )
         .route("/device/v1/attestation/quote", post(attestation::quote))
         .with_state(api)
         .merge(delivery)

@@ -223,7 +223,10 @@ impl Attestation {
         let (action, kind) = if quote {
             ("device.attestation_failed", "attestation.failed")
         } else {
-            ("device.attestation_enrolment_refused", "attestation.enrolment_refused")
+            (
+                "device.attestation_enrolment_refused",
+                "attestation.enrolment_refused",
+            )
         };
         let details = json!({"check": check.as_str(), "reason": reason});
         let event = security_event(kind, device_id, details.clone(), now)?;
@@ -242,8 +245,14 @@ impl Attestation {
                     let device_id = device_id.to_owned();
                     async move {
                         if quote {
-                            db.record_attestation(&device_id, now, &result, Some(&line), Some(&event))
-                                .await
+                            db.record_attestation(
+                                &device_id,
+                                now,
+                                &result,
+                                Some(&line),
+                                Some(&event),
+                            )
+                            .await
                         } else {
                             db.insert_security_event(&event, &line).await
                         }
@@ -324,7 +333,9 @@ impl Attestation {
         }
         let (attested, failed, stale) = self.db.attestation_counts(now, freshness).await?;
         let gauges = &self.metrics.attestation;
-        gauges.attested.store(attested.max(0) as u64, Ordering::Relaxed);
+        gauges
+            .attested
+            .store(attested.max(0) as u64, Ordering::Relaxed);
         gauges.failed.store(failed.max(0) as u64, Ordering::Relaxed);
         gauges.stale.store(stale.max(0) as u64, Ordering::Relaxed);
         gauges

@@ -100,7 +100,8 @@ impl Attestation {
         let ek_digest = crate::helpers::sha256_hex(ek_public);
         let certified = match ek_certificate {
             Some(_) if self.config.ek_roots.is_empty() => Err(
-                "it sent an EK certificate, but this server has no EK roots (--ek-roots)".to_owned(),
+                "it sent an EK certificate, but this server has no EK roots (--ek-roots)"
+                    .to_owned(),
             ),
             Some(leaf) => rampart_attest::ekcert::verify_ek_certificate(
                 leaf,
@@ -425,7 +426,9 @@ async fn golden_measurements(
         .get("sha256")
         .and_then(|h| hex::decode(h).ok())
         .and_then(|h| <[u8; 32]>::try_from(h).ok())
-        .ok_or_else(|| format!("release {target_path:?} has no sha256 hash in its signed metadata"))?;
+        .ok_or_else(|| {
+            format!("release {target_path:?} has no sha256 hash in its signed metadata")
+        })?;
     Ok(GoldenMeasurements {
         firmware_pcrs: firmware_pcrs(file.custom.as_ref())
             .map_err(|e| format!("release {target_path:?}: {e}"))?,
@@ -441,9 +444,9 @@ pub(crate) fn firmware_pcrs(
     let Some(pinned) = custom.and_then(|c| c.get("attestation")?.get("firmware_pcrs")) else {
         return Ok(BTreeMap::new());
     };
-    let map = pinned
-        .as_object()
-        .ok_or("custom.attestation.firmware_pcrs must be an object {\"<PCR>\": \"<sha256 hex>\"}")?;
+    let map = pinned.as_object().ok_or(
+        "custom.attestation.firmware_pcrs must be an object {\"<PCR>\": \"<sha256 hex>\"}",
+    )?;
     if map.len() > MAX_FIRMWARE_PCRS {
         return Err(format!(
             "custom.attestation.firmware_pcrs pins {} PCRs; a TPM has {MAX_FIRMWARE_PCRS}",
@@ -456,13 +459,17 @@ pub(crate) fn firmware_pcrs(
                 .parse::<u8>()
                 .ok()
                 .filter(|p| usize::from(*p) < MAX_FIRMWARE_PCRS)
-                .ok_or_else(|| format!("custom.attestation.firmware_pcrs: {pcr:?} is not a PCR 0-23"))?;
+                .ok_or_else(|| {
+                    format!("custom.attestation.firmware_pcrs: {pcr:?} is not a PCR 0-23")
+                })?;
             let digest = value
                 .as_str()
                 .and_then(|v| hex::decode(v).ok())
                 .and_then(|v| <[u8; 32]>::try_from(v).ok())
                 .ok_or_else(|| {
-                    format!("custom.attestation.firmware_pcrs[{pcr:?}] must be 64 hex digits (SHA-256)")
+                    format!(
+                        "custom.attestation.firmware_pcrs[{pcr:?}] must be 64 hex digits (SHA-256)"
+                    )
                 })?;
             Ok((index, digest))
         })
