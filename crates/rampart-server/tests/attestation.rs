@@ -247,6 +247,8 @@ on_both_backends!(
     truncated_or_garbage_attestation_structures_are_refused,
     tpm_counters_going_backwards_are_refused,
     the_policy_withholds_assignment_and_artifacts_until_the_device_attests,
+    a_campaign_requiring_attestation_holds_unattested_devices_without_failing_them,
+    the_staleness_engine_audits_a_pass_going_stale_once,
 );
 
 async fn enrol_activate_and_attest_then_the_inventory_shows_attested(backend: Backend, name: &str) {
@@ -635,4 +637,96 @@ async fn the_policy_withholds_assignment_and_artifacts_until_the_device_attests(
     let r = conn.get(&artifact, &[]).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.body, image("fw-2.0.0.bin"));
+}
+
+async fn a_campaign_requiring_attestation_holds_unattested_devices_without_failing_them(
+    backend: Backend,
+    name: &str,
+) {
+    let ops = start(backend, name, config(|_| {})).await;
+    let mut attested = Device::new("dev-tpm-13a", 14);
+    let unattested = Device::new("dev-tpm-13b", 15);
+    attested.attest(&ops).await;
+    unattested.poll(&ops).await;
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            "/api/v1/campaigns",
+            Some(&json!({"spec": {
+                "name": "attested only",
+                "release": "fw-2.0.0.bin",
+                "targets": {"devices": [attested.id, unattested.id]},
+                "phases": {"canary": {"percent": 100}},
+                "require_attestation": true,
+            }, "start": true})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    let assignment = |answer: Value| answer["assignment"]["id"].as_str().map(str::to_owned);
+    assert_eq!(assignment(attested.poll(&ops).await), Some(id.clone()));
+    assert_eq!(assignment(unattested.poll(&ops).await), None);
+    let c = ops
+        .call(&ops.viewer, "GET", &format!("/api/v1/campaigns/{id}"), None)
+        .await
+        .json();
+    assert_eq!(c["figures"]["total"]["outcomes"]["held"], 1, "{c:#}");
+    assert_eq!(
+        c["figures"]["total"]["outcomes"]["failed"]
+            .as_u64()
+            .unwrap_or(0),
+        0,
+        "{c:#}"
+    );
+}
+
+async fn the_staleness_engine_audits_a_pass_going_stale_once(backend: Backend, name: &str) {
+    let ops = start(
+        backend,
+        name,
+        config(|c| {
+            c.freshness = Duration::from_secs(1);
+            c.sweep_interval = Duration::from_millis(100);
+        }),
+    )
+    .await;
+    let mut dev = Device::new("dev-tpm-14", 16);
+    dev.attest(&ops).await;
+    wait_until(
+        "the pass going stale is raised as a security event",
+        || async {
+            security_events(&ops, dev.id)
+                .await
+                .iter()
+                .any(|e| e["kind"] == "attestation.stale")
+        },
+    )
+    .await;
+    wait_until("the sweeps after it", || async {
+        ops.server
+            .metric("rampart_attestation_devices{state=\"stale\"}")
+            .await
+            == 1
+    })
+    .await;
+    let stale_events = security_events(&ops, dev.id)
+        .await
+        .into_iter()
+        .filter(|e| e["kind"] == "attestation.stale")
+        .count();
+    assert_eq!(stale_events, 1, "noted once, not at every sweep");
+    assert_eq!(
+        ops.server.metric("rampart_attestation_stale_total").await,
+        1
+    );
+    let records = ops.audit_records().await;
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.action == "device.attestation_stale" && r.subject == dev.id)
+            .count(),
+        1
+    );
+    assert_eq!(dev.view(&ops).await["outcome"], "stale");
 }
