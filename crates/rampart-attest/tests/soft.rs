@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use rampart_attest::credential::{CredentialError, make_credential};
 use rampart_attest::device::TpmDevice;
-use rampart_attest::measure::{GoldenMeasurements, boot_log, check_measurements};
+use rampart_attest::measure::{GoldenMeasurements, boot_log, check_measurements, quoted_sha256};
 use rampart_attest::pcr::PcrSelection;
 use rampart_attest::quote::{AttestationKey, QuoteError, verify_quote_bytes};
 use rampart_attest::soft::SoftTpm;
@@ -38,11 +38,7 @@ fn soft_tpm_quotes_verify_with_verify_quote_and_the_log_replays() {
     let quote = tpm.quote(&nonce, &[13]).unwrap();
     let verified = verify_quote_bytes(&quote, &ak, &nonce, &sha256_13()).unwrap();
 
-    let quoted: BTreeMap<u8, [u8; 32]> = verified
-        .pcrs
-        .iter()
-        .map(|(_, pcr, value)| (pcr, value.try_into().unwrap()))
-        .collect();
+    let quoted = quoted_sha256(&verified.pcrs);
     let golden = GoldenMeasurements {
         target_path: TARGET.into(),
         image_sha256: IMAGE,
