@@ -208,6 +208,19 @@ impl Attestation {
         ))
     }
 
+    /// Whether the fleet-wide policy lets the device have updates at `now`: always without
+    /// `require`, else only when it is attested (the DDI front's gate).
+    pub(crate) async fn allows_updates(&self, device_id: &str, now: i64) -> Result<bool, DbError> {
+        if !self.config.require {
+            return Ok(true);
+        }
+        Ok(self
+            .db
+            .attestation_state(device_id)
+            .await?
+            .is_some_and(|s| s.attested(now, self.config.freshness_secs())))
+    }
+
     /// Records a refused quote or enrolment step: the device's state (for a quote), an audit
     /// record and a security event, in one transaction, and the failure counter. Recorded
     /// before the device is answered: a refusal is never only logged.
