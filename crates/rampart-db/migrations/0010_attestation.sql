@@ -13,6 +13,8 @@ CREATE TABLE attestation_keys (
     ek_basis TEXT NOT NULL,
     enrolled_at BIGINT NOT NULL
 );
+-- One TPM, one device: enrolment looks up who holds an EK.
+CREATE INDEX attestation_keys_ek ON attestation_keys (ek_digest);
 
 -- Enrolments waiting for the device's answer. Only the secret's SHA-256 is kept, compared in
 -- constant time; a challenge is single use and expires.

@@ -418,6 +418,23 @@ impl Db {
         .transpose()
     }
 
+    /// The attestation key enrolled with the EK whose TPMT_PUBLIC has SHA-256 `ek_digest`, if
+    /// any device holds one.
+    pub async fn attestation_key_by_ek(
+        &self,
+        ek_digest: &str,
+    ) -> Result<Option<AttestationKey>, DbError> {
+        sqlx::query(
+            "SELECT device_id, ak_public, ak_name, ek_digest, ek_basis, enrolled_at FROM attestation_keys WHERE ek_digest = $1 LIMIT 1",
+        )
+        .bind(ek_digest)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(key_from_row)
+        .transpose()
+    }
+
     /// The device's pending nonce: the one issued earlier if it is unused and valid until at
     /// least `now + min_left` (so a poll answer, and its ETag, stays the same between polls),
     /// else a new one (`make_nonce`, hex) valid for `lifetime` seconds. Used and expired nonces

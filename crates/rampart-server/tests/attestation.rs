@@ -249,6 +249,7 @@ on_both_backends!(
     the_policy_withholds_assignment_and_artifacts_until_the_device_attests,
     a_campaign_requiring_attestation_holds_unattested_devices_without_failing_them,
     the_staleness_engine_audits_a_pass_going_stale_once,
+    one_tpm_attests_for_one_device_and_a_device_keeps_its_tpm,
 );
 
 async fn enrol_activate_and_attest_then_the_inventory_shows_attested(backend: Backend, name: &str) {
@@ -729,4 +730,34 @@ async fn the_staleness_engine_audits_a_pass_going_stale_once(backend: Backend, n
         1
     );
     assert_eq!(dev.view(&ops).await["outcome"], "stale");
+}
+
+async fn one_tpm_attests_for_one_device_and_a_device_keeps_its_tpm(backend: Backend, name: &str) {
+    let ops = start(backend, name, config(|_| {})).await;
+    let mut first = Device::new("dev-tpm-15a", 17);
+    first.attest(&ops).await;
+    // The same TPM (same seed: same EK) behind a second device certificate.
+    let mut second = Device::new("dev-tpm-15b", 17);
+    second.poll(&ops).await;
+    let r = second.enrol(&ops).await;
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already attests for device \"dev-tpm-15a\"")
+    );
+    // Another approved TPM behind the first device's certificate.
+    let mut other_tpm = Device::new("dev-tpm-15a", 18);
+    other_tpm.approve_ek(&ops).await;
+    let r = other_tpm.enrol(&ops).await;
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("this device enrolled with the TPM")
+    );
+    // The first device still holds its attestation.
+    assert_eq!(first.view(&ops).await["outcome"], "attested");
 }

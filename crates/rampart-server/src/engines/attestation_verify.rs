@@ -98,6 +98,27 @@ impl Attestation {
     ) -> Result<Challenge, Refusal> {
         let enrolment = AttestationCheck::Enrolment;
         let ek_digest = crate::helpers::sha256_hex(ek_public);
+        // One TPM per device and one device per TPM: another TPM cannot take over a device's
+        // identity (a stolen certificate with an approved TPM of another device), nor can one
+        // TPM attest for two identities.
+        if let Some(own) = self.db.attestation_key(device_id).await?
+            && own.ek_digest != ek_digest
+        {
+            let reason = format!(
+                "this device enrolled with the TPM whose EK is sha256:{}, not sha256:{ek_digest}; if its TPM was really replaced, an operator deletes the device (DELETE /api/v1/ddi/devices/{device_id}, audited) so it enrols afresh",
+                own.ek_digest
+            );
+            return Err(self.refuse(device_id, now, enrolment, reason, false).await);
+        }
+        if let Some(other) = self.db.attestation_key_by_ek(&ek_digest).await?
+            && other.device_id != device_id
+        {
+            let reason = format!(
+                "the TPM whose EK is sha256:{ek_digest} already attests for device {:?}; one TPM attests for one device",
+                other.device_id
+            );
+            return Err(self.refuse(device_id, now, enrolment, reason, false).await);
+        }
         let certified = match ek_certificate {
             Some(_) if self.config.ek_roots.is_empty() => Err(
                 "it sent an EK certificate, but this server has no EK roots (--ek-roots)"
