@@ -108,8 +108,8 @@ impl Device {
         .await
     }
 
-    /// Both enrolment steps, with the secret the TPM recovers.
-    async fn enrol_and_activate(&mut self, ops: &Ops) {
+    /// Enrolment, step 1, and the secret the TPM recovers from the challenge.
+    async fn challenge(&mut self, ops: &Ops) -> (Value, Vec<u8>) {
         let challenge = self.enrol(ops).await;
         assert_eq!(challenge.status, 200, "{challenge:?}");
         let challenge = challenge.json();
@@ -122,6 +122,12 @@ impl Device {
             .tpm
             .activate_credential(&decode("credential_blob"), &decode("encrypted_secret"))
             .unwrap();
+        (challenge, secret)
+    }
+
+    /// Both enrolment steps, with the secret the TPM recovers.
+    async fn enrol_and_activate(&mut self, ops: &Ops) {
+        let (challenge, secret) = self.challenge(ops).await;
         let r = self
             .post(
                 ops,
@@ -157,12 +163,29 @@ impl Device {
         })
     }
 
+    /// Quotes `pcrs` for the nonce of the next poll answer and sends it with `log`: the answer.
+    async fn quote_and_submit(&mut self, ops: &Ops, pcrs: &[u8], log: &[u8]) -> Value {
+        let nonce = self.nonce(ops).await;
+        let submission = self.quote(&nonce, pcrs, log);
+        self.submit(ops, &submission).await
+    }
+
     async fn submit(&self, ops: &Ops, submission: &Value) -> Value {
         let r = self
             .post(ops, "/device/v1/attestation/quote", submission)
             .await;
         assert_eq!(r.status, 200, "{r:?}");
         r.json()
+    }
+
+    /// A device with an approved EK and an enrolled AK that booted `RUNNING`; the boot's log.
+    async fn enrolled(ops: &Ops, id: &'static str, seed: u8) -> (Device, Vec<u8>) {
+        let mut dev = Device::new(id, seed);
+        dev.poll(ops).await;
+        dev.approve_ek(ops).await;
+        dev.enrol_and_activate(ops).await;
+        let log = dev.boot(RUNNING);
+        (dev, log)
     }
 
     /// Enrols, boots `RUNNING`, and attests; returns the boot's event log.
@@ -195,6 +218,12 @@ impl Device {
 
 async fn start(backend: Backend, name: &str, attestation: AttestationConfig) -> Ops {
     Ops::start_with(backend, name, |c| c.attestation = Some(attestation)).await
+}
+
+/// Asserts `rampart_attestation_failures_total{check}` is `n`.
+async fn assert_failures(ops: &Ops, check: &str, n: u64) {
+    let series = format!("rampart_attestation_failures_total{{check=\"{check}\"}}");
+    assert_eq!(ops.server.metric(&series).await, n, "{series}");
 }
 
 async fn security_events(ops: &Ops, device: &str) -> Vec<Value> {
@@ -297,18 +326,7 @@ async fn a_wrong_secret_at_activation_is_refused_and_enrols_nothing(backend: Bac
     let mut dev = Device::new("dev-tpm-2", 2);
     dev.poll(&ops).await;
     dev.approve_ek(&ops).await;
-    let challenge = dev.enrol(&ops).await;
-    assert_eq!(challenge.status, 200, "{challenge:?}");
-    let challenge = challenge.json();
-    let decode = |field: &str| {
-        base64::engine::general_purpose::STANDARD
-            .decode(challenge[field].as_str().unwrap())
-            .unwrap()
-    };
-    let right = dev
-        .tpm
-        .activate_credential(&decode("credential_blob"), &decode("encrypted_secret"))
-        .unwrap();
+    let (challenge, right) = dev.challenge(&ops).await;
     let answer = |secret: Vec<u8>| json!({"challenge_id": challenge["challenge_id"], "secret": b64(&secret)});
     let r = dev
         .post(
@@ -337,12 +355,7 @@ async fn a_wrong_secret_at_activation_is_refused_and_enrols_nothing(backend: Bac
         events[0]["kind"], "attestation.enrolment_refused",
         "{events:?}"
     );
-    assert_eq!(
-        ops.server
-            .metric("rampart_attestation_failures_total{check=\"enrolment\"}")
-            .await,
-        2
-    );
+    assert_failures(&ops, "enrolment", 2).await;
 }
 
 async fn an_ek_neither_certified_nor_approved_is_refused(backend: Backend, name: &str) {
@@ -421,12 +434,7 @@ async fn a_bad_signature_is_refused_and_recorded_not_only_logged(backend: Backen
     let answer = dev.submit(&ops, &submission).await;
     // Was attested; now failed (not attested with a warning in a log).
     assert_failed(&ops, &dev, &answer, "signature").await;
-    assert_eq!(
-        ops.server
-            .metric("rampart_attestation_failures_total{check=\"quote\"}")
-            .await,
-        1
-    );
+    assert_failures(&ops, "quote", 1).await;
 }
 
 /// A fresh nonce for a device that is attested (so its poll asks for none): the test asks
@@ -442,22 +450,13 @@ async fn issue_nonce(ops: &Ops, dev: &Device) -> String {
 
 async fn a_replayed_nonce_is_refused(backend: Backend, name: &str) {
     let ops = start(backend, name, config(|_| {})).await;
-    let mut dev = Device::new("dev-tpm-6", 6);
-    dev.poll(&ops).await;
-    dev.approve_ek(&ops).await;
-    dev.enrol_and_activate(&ops).await;
-    let log = dev.boot(RUNNING);
+    let (mut dev, log) = Device::enrolled(&ops, "dev-tpm-6", 6).await;
     let nonce = dev.nonce(&ops).await;
     let submission = dev.quote(&nonce, &[AGENT_PCR], &log);
     assert_eq!(dev.submit(&ops, &submission).await["outcome"], "attested");
     let answer = dev.submit(&ops, &submission).await;
     assert_failed(&ops, &dev, &answer, "already used").await;
-    assert_eq!(
-        ops.server
-            .metric("rampart_attestation_failures_total{check=\"nonce\"}")
-            .await,
-        1
-    );
+    assert_failures(&ops, "nonce", 1).await;
 }
 
 async fn a_quote_by_another_devices_ak_is_refused(backend: Backend, name: &str) {
@@ -481,14 +480,8 @@ async fn a_quote_by_another_devices_ak_is_refused(backend: Backend, name: &str) 
 
 async fn a_pcr_selection_other_than_the_required_one_is_refused(backend: Backend, name: &str) {
     let ops = start(backend, name, config(|_| {})).await;
-    let mut dev = Device::new("dev-tpm-8", 9);
-    dev.poll(&ops).await;
-    dev.approve_ek(&ops).await;
-    dev.enrol_and_activate(&ops).await;
-    let log = dev.boot(RUNNING);
-    let nonce = dev.nonce(&ops).await;
-    let submission = dev.quote(&nonce, &[AGENT_PCR, 14], &log);
-    let answer = dev.submit(&ops, &submission).await;
+    let (mut dev, log) = Device::enrolled(&ops, "dev-tpm-8", 9).await;
+    let answer = dev.quote_and_submit(&ops, &[AGENT_PCR, 14], &log).await;
     assert_failed(&ops, &dev, &answer, "are required").await;
 }
 
@@ -505,25 +498,14 @@ async fn an_event_log_that_does_not_replay_is_refused(backend: Backend, name: &s
         .extend(AGENT_PCR, &sha256(&release_claim_data(RUNNING)))
         .unwrap();
     let log = boot_log(AGENT_PCR, sha256(&image(RUNNING)), RUNNING).encode();
-    let nonce = dev.nonce(&ops).await;
-    let submission = dev.quote(&nonce, &[AGENT_PCR], &log);
-    let answer = dev.submit(&ops, &submission).await;
+    let answer = dev.quote_and_submit(&ops, &[AGENT_PCR], &log).await;
     assert_failed(&ops, &dev, &answer, "does not replay").await;
-    assert_eq!(
-        ops.server
-            .metric("rampart_attestation_failures_total{check=\"measurements\"}")
-            .await,
-        1
-    );
+    assert_failures(&ops, "measurements", 1).await;
 }
 
 async fn truncated_or_garbage_attestation_structures_are_refused(backend: Backend, name: &str) {
     let ops = start(backend, name, config(|_| {})).await;
-    let mut dev = Device::new("dev-tpm-10", 11);
-    dev.poll(&ops).await;
-    dev.approve_ek(&ops).await;
-    dev.enrol_and_activate(&ops).await;
-    let log = dev.boot(RUNNING);
+    let (mut dev, log) = Device::enrolled(&ops, "dev-tpm-10", 11).await;
     let nonce = dev.nonce(&ops).await;
     let mut submission = dev.quote(&nonce, &[AGENT_PCR], &log);
     let message = base64::engine::general_purpose::STANDARD
@@ -557,11 +539,7 @@ async fn tpm_counters_going_backwards_are_refused(backend: Backend, name: &str) 
         config(|c| c.freshness = Duration::from_secs(2)),
     )
     .await;
-    let mut dev = Device::new("dev-tpm-11", 12);
-    dev.poll(&ops).await;
-    dev.approve_ek(&ops).await;
-    dev.enrol_and_activate(&ops).await;
-    let log = dev.boot(RUNNING);
+    let (mut dev, log) = Device::enrolled(&ops, "dev-tpm-11", 12).await;
     // Two quotes the server never sees advance the TPM's clock.
     for _ in 0..2 {
         dev.tpm.quote(&[1; 32], &[AGENT_PCR]).unwrap();
@@ -589,12 +567,7 @@ async fn tpm_counters_going_backwards_are_refused(backend: Backend, name: &str) 
     let submission = restored.quote(&next, &[AGENT_PCR], &log);
     let answer = restored.submit(&ops, &submission).await;
     assert_failed(&ops, &restored, &answer, "clock went backwards").await;
-    assert_eq!(
-        ops.server
-            .metric("rampart_attestation_failures_total{check=\"counters\"}")
-            .await,
-        1
-    );
+    assert_failures(&ops, "counters", 1).await;
 }
 
 async fn the_policy_withholds_assignment_and_artifacts_until_the_device_attests(

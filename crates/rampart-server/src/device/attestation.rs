@@ -75,6 +75,24 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 impl DeviceApi {
+    /// What every attestation route starts with: attestation enabled (else 404), the body read
+    /// within `limits`, the calling device (registered on first contact, 403 if revoked; its
+    /// contact recorded), and the time.
+    async fn caller(
+        &self,
+        peer: &PeerIdentity,
+        headers: &HeaderMap,
+        body: Body,
+        limits: BodyLimits,
+    ) -> Result<(Arc<Attestation>, rampart_db::Device, axum::body::Bytes, i64), ApiError> {
+        let attestation = self.attestation()?.clone();
+        let bytes = read_body(headers, body, limits).await?;
+        let now = unix_now();
+        let device = self.identify(peer, now).await?;
+        self.last_seen.record(&device.id, now);
+        Ok((attestation, device, bytes, now))
+    }
+
     /// The attestation engine, or 404 when the server runs without attestation.
     fn attestation(&self) -> Result<&Arc<Attestation>, ApiError> {
         self.attestation.as_ref().ok_or_else(|| {
@@ -204,11 +222,8 @@ pub(super) async fn enrol(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let attestation = api.attestation()?;
-    let bytes = read_body(&headers, body, api.body_limits).await?;
-    let now = unix_now();
-    let device = api.identify(&peer, now).await?;
-    api.last_seen.record(&device.id, now);
+    let (attestation, device, bytes, now) =
+        api.caller(&peer, &headers, body, api.body_limits).await?;
     let request: EnrolRequest = parse_json(
         &bytes,
         r#"{"ek_public": "<base64 TPMT_PUBLIC>", "ek_certificate": "<base64 DER>"?, "ak_public": "<base64 TPMT_PUBLIC>"}"#,
@@ -246,11 +261,8 @@ pub(super) async fn activate(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let attestation = api.attestation()?;
-    let bytes = read_body(&headers, body, api.body_limits).await?;
-    let now = unix_now();
-    let device = api.identify(&peer, now).await?;
-    api.last_seen.record(&device.id, now);
+    let (attestation, device, bytes, now) =
+        api.caller(&peer, &headers, body, api.body_limits).await?;
     let proof: EnrolProof = parse_json(
         &bytes,
         r#"{"challenge_id": "<from the enrolment answer>", "secret": "<base64>"}"#,
@@ -279,15 +291,11 @@ pub(super) async fn quote(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let attestation = api.attestation()?;
     let limits = BodyLimits {
         max_bytes: api.body_limits.max_bytes.max(MAX_QUOTE_BODY),
         ..api.body_limits
     };
-    let bytes = read_body(&headers, body, limits).await?;
-    let now = unix_now();
-    let device = api.identify(&peer, now).await?;
-    api.last_seen.record(&device.id, now);
+    let (attestation, device, bytes, now) = api.caller(&peer, &headers, body, limits).await?;
     let submission: QuoteSubmission = parse_json(
         &bytes,
         r#"{"nonce": "<hex>", "message": "<base64 TPMS_ATTEST>", "signature": "<base64 TPMT_SIGNATURE>", "pcrs": "<base64 PCR file>", "event_log": "<base64>"}"#,
