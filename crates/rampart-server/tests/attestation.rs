@@ -279,6 +279,7 @@ on_both_backends!(
     a_campaign_requiring_attestation_holds_unattested_devices_without_failing_them,
     the_staleness_engine_audits_a_pass_going_stale_once,
     one_tpm_attests_for_one_device_and_a_device_keeps_its_tpm,
+    a_device_flooding_the_attestation_routes_is_slowed_down,
 );
 
 async fn enrol_activate_and_attest_then_the_inventory_shows_attested(backend: Backend, name: &str) {
@@ -733,4 +734,20 @@ async fn one_tpm_attests_for_one_device_and_a_device_keeps_its_tpm(backend: Back
     );
     // The first device still holds its attestation.
     assert_eq!(first.view(&ops).await["outcome"], "attested");
+}
+
+async fn a_device_flooding_the_attestation_routes_is_slowed_down(backend: Backend, name: &str) {
+    let ops = start(backend, name, config(|_| {})).await;
+    let mut dev = Device::new("dev-tpm-16", 19);
+    dev.poll(&ops).await;
+    // Refused enrolments (no approved EK), each recorded, as fast as the device can send them.
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        statuses.push(dev.enrol(&ops).await.status);
+    }
+    let refused = statuses.iter().filter(|s| **s == 403).count();
+    let slowed = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(refused + slowed, 30, "{statuses:?}");
+    assert!(slowed >= 5, "{statuses:?}");
+    assert!(security_events(&ops, dev.id).await.len() <= 25);
 }

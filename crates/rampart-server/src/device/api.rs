@@ -83,6 +83,9 @@ pub(crate) struct DeviceApi {
     pub(super) target_versions: std::sync::Mutex<std::collections::HashMap<String, Option<String>>>,
     /// Remote attestation, when enabled.
     pub(super) attestation: Option<Arc<crate::engines::attestation::Attestation>>,
+    /// How fast each device may call the attestation routes (each refusal is written to the
+    /// audit log and the security events).
+    pub(super) attestation_rate: super::report_rate::ReportRate,
 }
 
 /// Entries kept in each of the fulfilment caches before they are cleared (bounded memory).
@@ -94,6 +97,10 @@ impl DeviceApi {
         Self {
             report_rate: super::report_rate::ReportRate::default(),
             attestation: shared.attestation.clone(),
+            attestation_rate: super::report_rate::ReportRate::new(
+                super::attestation::ATTESTATION_BURST,
+                super::attestation::ATTESTATION_PER_SECOND,
+            ),
             image_repo: shared.image_repo.clone(),
             settled: Default::default(),
             target_versions: Default::default(),

@@ -45,6 +45,11 @@ const MAX_PCR_FILE: usize = 4 * 1024;
 const MAX_EVENT_LOG: usize = 256 * 1024;
 /// Largest quote body: the event log in base64 and the rest.
 const MAX_QUOTE_BODY: usize = MAX_EVENT_LOG / 3 * 4 + 32 * 1024;
+/// Attestation calls a device may make at once (an enrolment and a quote take three).
+pub(super) const ATTESTATION_BURST: f64 = 20.0;
+/// Attestation calls per second a device may make in the long run (a quote is due every half
+/// freshness window, minutes apart).
+pub(super) const ATTESTATION_PER_SECOND: f64 = 0.2;
 /// Longest nonce the server issues, in bytes.
 const MAX_NONCE: usize = 64;
 
@@ -90,6 +95,22 @@ impl DeviceApi {
         let now = unix_now();
         let device = self.identify(peer, now).await?;
         self.last_seen.record(&device.id, now);
+        // Every refused step is written to the audit log: a device certificate must not be
+        // able to flood it.
+        if let Err(wait) = self
+            .attestation_rate
+            .take(&device.id, std::time::Instant::now())
+        {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attestation_requests",
+                format!(
+                    "this device calls the attestation routes faster than once every {} s (bursts of {ATTESTATION_BURST}); send again in {} s",
+                    1.0 / ATTESTATION_PER_SECOND,
+                    wait.as_secs() + 1
+                ),
+            ));
+        }
         Ok((attestation, device, bytes, now))
     }
 
