@@ -280,6 +280,7 @@ on_both_backends!(
     the_staleness_engine_audits_a_pass_going_stale_once,
     one_tpm_attests_for_one_device_and_a_device_keeps_its_tpm,
     a_device_flooding_the_attestation_routes_is_slowed_down,
+    an_ek_certificate_chaining_to_the_ek_roots_needs_no_approval,
 );
 
 async fn enrol_activate_and_attest_then_the_inventory_shows_attested(backend: Backend, name: &str) {
@@ -750,4 +751,69 @@ async fn a_device_flooding_the_attestation_routes_is_slowed_down(backend: Backen
     assert_eq!(refused + slowed, 30, "{statuses:?}");
     assert!(slowed >= 5, "{statuses:?}");
     assert!(security_events(&ops, dev.id).await.len() <= 25);
+}
+
+/// A TPM's RSA EK (TPMT_PUBLIC) and its EK certificate (DER) from swtpm, and its maker's CA
+/// certificates (root and issuer) as an operator's EK roots.
+fn swtpm_ek(tpm: &rampart_testkit::swtpm::SwTpm) -> (Vec<u8>, Vec<u8>, Vec<Vec<u8>>) {
+    let dir = tempfile::tempdir().unwrap();
+    tpm.tpm2_ok(
+        dir.path(),
+        "tpm2_createek",
+        &["-c", "ek.ctx", "-G", "rsa", "-u", "ek.pub"],
+    );
+    tpm.tpm2_ok(dir.path(), "tpm2_flushcontext", &["-t"]);
+    // tpm2-tools writes a TPM2B_PUBLIC: its size, then the TPMT_PUBLIC.
+    let public = std::fs::read(dir.path().join("ek.pub")).unwrap()[2..].to_vec();
+    let certificate = std::fs::read(tpm.ek_certificate_file("ek-rsa2048.crt")).unwrap();
+    let mut roots = Vec::new();
+    for pem in [tpm.ek_root(), tpm.ek_issuer()] {
+        roots.extend(
+            rampart_attest::ekcert::certificates_from_pem(&std::fs::read(pem).unwrap()).unwrap(),
+        );
+    }
+    (public, certificate, roots)
+}
+
+async fn an_ek_certificate_chaining_to_the_ek_roots_needs_no_approval(
+    backend: Backend,
+    name: &str,
+) {
+    let maker = rampart_testkit::swtpm::SwTpm::start();
+    let other_maker = rampart_testkit::swtpm::SwTpm::start();
+    let (ek_public, certificate, roots) = swtpm_ek(&maker);
+    let (_, _, other_roots) = swtpm_ek(&other_maker);
+    let ops = start(backend, name, config(|c| c.ek_roots = other_roots)).await;
+    // The AK's attributes are what step 1 checks of it; the software TPM's will do.
+    let mut dev = Device::new("dev-tpm-17", 20);
+    dev.poll(&ops).await;
+    let ak = dev.tpm.attestation_key().unwrap();
+    let enrol = json!({"ek_public": b64(&ek_public), "ek_certificate": b64(&certificate), "ak_public": b64(&ak)});
+    // Another maker's roots do not vouch for this TPM.
+    let r = dev.post(&ops, "/device/v1/attestation/enrol", &enrol).await;
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("its EK certificate is refused"),
+        "{r:?}"
+    );
+    ops.server.stop().await;
+
+    let ops = start(backend, "ekroots2", config(|c| c.ek_roots = roots)).await;
+    dev.poll(&ops).await;
+    let r = dev.post(&ops, "/device/v1/attestation/enrol", &enrol).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.json()["credential_blob"].is_string());
+    // A certificate for another EK does not vouch for this one.
+    let (other_public, _, _) = swtpm_ek(&other_maker);
+    let r = dev
+        .post(
+            &ops,
+            "/device/v1/attestation/enrol",
+            &json!({"ek_public": b64(&other_public), "ek_certificate": b64(&certificate), "ak_public": b64(&ak)}),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{r:?}");
 }

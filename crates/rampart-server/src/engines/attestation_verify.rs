@@ -124,9 +124,11 @@ impl Attestation {
                 "it sent an EK certificate, but this server has no EK roots (--ek-roots)"
                     .to_owned(),
             ),
+            // Every certificate of the EK roots file is trusted, intermediates included (a
+            // maker's EK certificates are usually issued by an intermediate).
             Some(leaf) => rampart_attest::ekcert::verify_ek_certificate(
                 leaf,
-                &[],
+                &self.config.ek_roots,
                 &self.config.ek_roots,
                 std::time::UNIX_EPOCH + std::time::Duration::from_secs(now.max(0) as u64),
                 ek_public,
