@@ -98,8 +98,8 @@ impl DeviceApi {
             report_rate: super::report_rate::ReportRate::default(),
             attestation: shared.attestation.clone(),
             attestation_rate: super::report_rate::ReportRate::new(
-                super::attestation::ATTESTATION_BURST,
-                super::attestation::ATTESTATION_PER_SECOND,
+                super::report_rate::ATTESTATION_BURST,
+                super::report_rate::ATTESTATION_PER_SECOND,
             ),
             image_repo: shared.image_repo.clone(),
             settled: Default::default(),

@@ -28,6 +28,7 @@ use rampart_protocol::{
 };
 
 use super::api::DeviceApi;
+use super::report_rate::{ATTESTATION_BURST, ATTESTATION_PER_SECOND};
 use crate::engines::attestation::Attestation;
 use crate::engines::attestation_verify::{QuoteEvidence, Refusal};
 use crate::helpers::unix_now;
@@ -45,11 +46,6 @@ const MAX_PCR_FILE: usize = 4 * 1024;
 const MAX_EVENT_LOG: usize = 256 * 1024;
 /// Largest quote body: the event log in base64 and the rest.
 const MAX_QUOTE_BODY: usize = MAX_EVENT_LOG / 3 * 4 + 32 * 1024;
-/// Attestation calls a device may make at once (an enrolment and a quote take three).
-pub(super) const ATTESTATION_BURST: f64 = 20.0;
-/// Attestation calls per second a device may make in the long run (a quote is due every half
-/// freshness window, minutes apart).
-pub(super) const ATTESTATION_PER_SECOND: f64 = 0.2;
 /// Longest nonce the server issues, in bytes.
 const MAX_NONCE: usize = 64;
 
