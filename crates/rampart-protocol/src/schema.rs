@@ -7,8 +7,9 @@ use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{Map, Value};
 
 use crate::{
-    AttributesAnswer, AttributesUpdate, DeviceFacts, ErrorDocument, PollAnswer, ReportAnswer,
-    ReportRequest,
+    AttestationAnswer, AttributesAnswer, AttributesUpdate, DeviceFacts, EnrolAnswer,
+    EnrolChallenge, EnrolProof, EnrolRequest, ErrorDocument, PollAnswer, QuoteSubmission,
+    ReportAnswer, ReportRequest,
 };
 
 /// Where the generated schemas are checked in, relative to this crate.
@@ -22,11 +23,17 @@ pub fn device_api_schemas() -> Map<String, Value> {
     requests.subschema_for::<DeviceFacts>();
     requests.subschema_for::<ReportRequest>();
     requests.subschema_for::<AttributesUpdate>();
+    requests.subschema_for::<EnrolRequest>();
+    requests.subschema_for::<EnrolProof>();
+    requests.subschema_for::<QuoteSubmission>();
     let mut answers = generator(SchemaSettings::draft2020_12().for_serialize());
     answers.subschema_for::<PollAnswer>();
     answers.subschema_for::<ReportAnswer>();
     answers.subschema_for::<AttributesAnswer>();
     answers.subschema_for::<ErrorDocument>();
+    answers.subschema_for::<EnrolChallenge>();
+    answers.subschema_for::<EnrolAnswer>();
+    answers.subschema_for::<AttestationAnswer>();
 
     let mut out = Map::new();
     for (name, mut schema) in requests

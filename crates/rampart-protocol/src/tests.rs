@@ -254,7 +254,7 @@ fn checked_in_schemas_are_generated_from_the_types() {
 type Answer = (&'static str, &'static str);
 
 /// The device API's bodies in the OpenAPI document: (path, method, request schema, answers).
-const DEVICE_BODIES: [(&str, &str, &str, &[Answer]); 3] = [
+const DEVICE_BODIES: [(&str, &str, &str, &[Answer]); 6] = [
     (
         "/device/v1/poll",
         "post",
@@ -272,6 +272,24 @@ const DEVICE_BODIES: [(&str, &str, &str, &[Answer]); 3] = [
         "put",
         "AttributesUpdate",
         &[("200", "AttributesAnswer")],
+    ),
+    (
+        "/device/v1/attestation/enrol",
+        "post",
+        "EnrolRequest",
+        &[("200", "EnrolChallenge")],
+    ),
+    (
+        "/device/v1/attestation/activate",
+        "post",
+        "EnrolProof",
+        &[("200", "EnrolAnswer")],
+    ),
+    (
+        "/device/v1/attestation/quote",
+        "post",
+        "QuoteSubmission",
+        &[("200", "AttestationAnswer")],
     ),
 ];
 

@@ -30,6 +30,7 @@ on_both_backends!(
     failed_authentication_is_audited_counted_and_slowed_per_source,
     ddi_installs_count_in_fleet_versions_and_device_status,
     one_input_grammar_for_ids_json_and_queries,
+    the_fleet_wide_attestation_policy_offers_ddi_devices_no_deployment,
 );
 
 const FIRMWARE: &str = "fw-1.0.0.bin";
@@ -1858,4 +1859,37 @@ async fn one_input_grammar_for_ids_json_and_queries(backend: Backend, name: &str
         r.json()["detail"].as_str().unwrap().contains("query"),
         "{r:?}"
     );
+}
+
+/// hawkBit clients cannot attest: under `--require-attestation` they are offered no
+/// deployment, and its documents and artifacts answer 403.
+async fn the_fleet_wide_attestation_policy_offers_ddi_devices_no_deployment(
+    backend: Backend,
+    name: &str,
+) {
+    let ops = Ops::start_with(backend, name, |c| {
+        c.attestation = Some(rampart_server::attestation::AttestationConfig {
+            require: true,
+            ..Default::default()
+        })
+    })
+    .await;
+    let token = ops.ddi_device("ddi-att").await;
+    let ddi = ops.ddi(Some(token));
+    ops.assign(FIRMWARE, &["ddi-att"], "forced").await;
+    let p = poll(&ddi, "ddi-att").await;
+    assert!(p["_links"].get("deploymentBase").is_none(), "{p}");
+    for path in [
+        "/DEFAULT/controller/v1/ddi-att/deploymentBase/1",
+        "/DEFAULT/controller/v1/ddi-att/softwaremodules/1/artifacts",
+    ] {
+        let r = ddi.get(path).await;
+        assert_eq!(
+            r.status,
+            403,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(String::from_utf8_lossy(&r.body).contains("attestation"));
+    }
 }

@@ -68,6 +68,9 @@ pub(crate) struct DdiApi {
     pub(crate) module_lock: Arc<tokio::sync::Mutex<()>>,
     /// Failed authentications per source (counted, audited, slowed down).
     pub(crate) auth_failures: Arc<AuthFailures>,
+    /// Remote attestation, when enabled: under the fleet-wide policy, DDI devices (which do
+    /// not attest) get no deployment.
+    pub(crate) attestation: Option<Arc<crate::engines::attestation::Attestation>>,
 }
 
 impl DdiApi {
@@ -92,6 +95,40 @@ impl DdiApi {
             local_addr,
             module_lock: Arc::new(tokio::sync::Mutex::new(())),
             auth_failures,
+            attestation: shared.attestation.clone(),
         }
+    }
+
+    /// Whether the fleet-wide attestation policy lets the device have a deployment now.
+    pub(crate) async fn attestation_allows(
+        &self,
+        device_id: &str,
+        now: i64,
+    ) -> Result<bool, errors::DdiError> {
+        match &self.attestation {
+            None => Ok(true),
+            Some(a) => a
+                .allows_updates(device_id, now)
+                .await
+                .map_err(|e| errors::DdiError::db("reading a device's attestation", e)),
+        }
+    }
+
+    /// 403 for a device the fleet-wide attestation policy keeps from deployments.
+    pub(crate) async fn require_attested(
+        &self,
+        device_id: &str,
+        now: i64,
+    ) -> Result<(), errors::DdiError> {
+        if self.attestation_allows(device_id, now).await? {
+            return Ok(());
+        }
+        Err(errors::DdiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "rampart.attestation_required",
+            format!(
+                "this server gives updates only to devices with a fresh passing remote attestation (--require-attestation), and device {device_id:?} has none; hawkBit clients cannot attest: update it through the native device API with a TPM"
+            ),
+        ))
     }
 }

@@ -120,8 +120,9 @@ pub(super) async fn poll(
         } else {
             let window = api.window(&caller.id, now).await?;
             // While the device's window is closed the deployment is held back: SWUpdate
-            // answers `update: skip` by closing the action as if installed.
-            if window != WindowState::Closed {
+            // answers `update: skip` by closing the action as if installed. So it is for a
+            // device the fleet-wide attestation policy keeps from updates.
+            if window != WindowState::Closed && api.attestation_allows(&caller.id, now).await? {
                 let ty = ActionType::from_stored(&action.update_type, action.forced_at);
                 let c = cache_buster(action.id as u64, deployment_modes(ty, window, now));
                 links.insert(
@@ -168,6 +169,7 @@ pub(super) async fn deployment_base(
         .authenticate(&tenant, &controller, &headers, &peer, false)
         .await?;
     check_c(&q)?;
+    api.require_attested(&caller.id, unix_now()).await?;
     let action = api.own_action(&caller, parse_action_id(&action)?).await?;
     if matches!(
         ActionState::parse(&action.state),
@@ -395,6 +397,7 @@ pub(super) async fn assigned_module(
     caller: &Caller,
     id: &str,
 ) -> Result<DdiModule, DdiError> {
+    api.require_attested(&caller.id, unix_now()).await?;
     let id = id.parse::<i64>().map_err(|_| {
         DdiError::new(
             StatusCode::BAD_REQUEST,

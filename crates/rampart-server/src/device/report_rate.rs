@@ -11,6 +11,12 @@ use std::time::{Duration, Instant};
 pub const REPORT_BURST: f64 = 120.0;
 /// Reports per second a device may send in the long run.
 pub const REPORTS_PER_SECOND: f64 = 2.0;
+/// Attestation calls a device may make at once (an enrolment and a quote take three); each
+/// refused step is written to the audit log, so the attestation routes have their own rate.
+pub const ATTESTATION_BURST: f64 = 20.0;
+/// Attestation calls per second a device may make in the long run (a quote is due every half
+/// freshness window, minutes apart).
+pub const ATTESTATION_PER_SECOND: f64 = 0.2;
 /// Buckets kept before full (idle) ones are forgotten; bounds the table's memory.
 const MAX_TRACKED_DEVICES: usize = 100_000;
 
