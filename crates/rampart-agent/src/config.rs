@@ -45,6 +45,10 @@ pub struct Config {
     pub health: HealthConfig,
     #[serde(default)]
     pub install: InstallConfig,
+    /// The device's TPM 2.0 (measured boot, attestation, the hardware anti-rollback floor);
+    /// absent: the device has none, and the anti-rollback counter is a file.
+    #[serde(default)]
+    pub tpm: Option<TpmConfig>,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -245,6 +249,117 @@ impl Default for InstallConfig {
     }
 }
 
+/// The device's TPM 2.0 (`[tpm]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TpmConfig {
+    /// How libtss2 reaches the TPM (a TCTI string): `device:/dev/tpmrm0` (the kernel's resource
+    /// manager), `tabrmd`, or `swtpm:host=127.0.0.1,port=2321`.
+    #[serde(default = "default_tcti")]
+    pub tcti: String,
+    /// The SHA-256 PCR the agent extends with what booted (one no firmware or bootloader
+    /// measures into; PCR 13 by default).
+    #[serde(default = "default_agent_pcr")]
+    pub pcr: u8,
+    /// Persistent handle of the attestation key (created there on first use).
+    #[serde(default = "default_ak_handle", deserialize_with = "handle")]
+    pub ak_handle: u32,
+    /// Persistent handle of the mutual-TLS key (`rampart-agent tpm provision` creates it).
+    #[serde(default = "default_tls_key_handle", deserialize_with = "handle")]
+    pub tls_key_handle: u32,
+    /// NV index of the anti-rollback counter (TPM_NT_COUNTER, defined on first use).
+    #[serde(default = "default_nv_counter_index", deserialize_with = "handle")]
+    pub nv_counter_index: u32,
+}
+
+fn default_tcti() -> String {
+    "device:/dev/tpmrm0".into()
+}
+/// PCR 13: not used by the TCG PC client firmware profile, nor by GRUB or systemd.
+pub const DEFAULT_AGENT_PCR: u8 = 13;
+fn default_agent_pcr() -> u8 {
+    DEFAULT_AGENT_PCR
+}
+fn default_ak_handle() -> u32 {
+    0x8101_0002
+}
+fn default_tls_key_handle() -> u32 {
+    0x8101_0003
+}
+fn default_nv_counter_index() -> u32 {
+    0x0150_0016
+}
+
+/// A TPM handle written as hex (`"0x81010002"`) or as a number.
+fn handle<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Handle {
+        Number(u32),
+        Text(String),
+    }
+    match Handle::deserialize(d)? {
+        Handle::Number(n) => Ok(n),
+        Handle::Text(t) => parse_handle(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parses a TPM handle: `0x81010002` (hex) or decimal.
+pub fn parse_handle(text: &str) -> Result<u32, String> {
+    let t = text.trim();
+    let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => t.parse(),
+    };
+    parsed
+        .map_err(|_| format!("{text:?} is not a TPM handle (write it as hex, e.g. \"0x81010002\")"))
+}
+
+/// The largest PCR index of a PC-client TPM (24 PCRs).
+const MAX_PCR: u8 = 23;
+
+impl TpmConfig {
+    fn check(&self) -> Result<(), String> {
+        if self.tcti.trim().is_empty() {
+            return Err("tpm.tcti is empty; e.g. \"device:/dev/tpmrm0\"".into());
+        }
+        if self.pcr > MAX_PCR {
+            return Err(format!(
+                "tpm.pcr = {} is not a PCR (0 to {MAX_PCR}); the default is {DEFAULT_AGENT_PCR}",
+                self.pcr
+            ));
+        }
+        for (key, value, range) in [
+            ("ak_handle", self.ak_handle, 0x8101_0000..=0x81ff_ffff),
+            (
+                "tls_key_handle",
+                self.tls_key_handle,
+                0x8100_0000..=0x81ff_ffff,
+            ),
+            (
+                "nv_counter_index",
+                self.nv_counter_index,
+                0x0100_0000..=0x01ff_ffff,
+            ),
+        ] {
+            if !range.contains(&value) {
+                return Err(format!(
+                    "tpm.{key} = 0x{value:08x} is outside 0x{:08x}..0x{:08x}",
+                    range.start(),
+                    range.end()
+                ));
+            }
+        }
+        if self.ak_handle == self.tls_key_handle {
+            return Err(format!(
+                "tpm.ak_handle and tpm.tls_key_handle are both 0x{:08x}; they must differ",
+                self.ak_handle
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -376,6 +491,9 @@ impl Config {
         if self.install.checkpoint_bytes < 4096 {
             return Err("install.checkpoint_bytes must be at least 4096".into());
         }
+        if let Some(tpm) = &self.tpm {
+            tpm.check()?;
+        }
         Ok(())
     }
 }
@@ -403,6 +521,25 @@ fw_env_config = "/etc/fw_env.config"
         assert!(c.health.check_server);
         assert!(c.server.is_none());
         assert_eq!(c.slots.path(Slot::B), Path::new("/dev/mmcblk0p3"));
+        assert!(c.tpm.is_none());
+    }
+
+    #[test]
+    fn tpm_section_takes_defaults_and_hex_handles() {
+        let c = Config::parse(&format!("{MINIMAL}[tpm]\n")).unwrap();
+        let tpm = c.tpm.unwrap();
+        assert_eq!(tpm.tcti, "device:/dev/tpmrm0");
+        assert_eq!(tpm.pcr, 13);
+        assert_eq!(tpm.ak_handle, 0x8101_0002);
+        let c = Config::parse(&format!(
+            "{MINIMAL}[tpm]\ntcti = \"swtpm:host=127.0.0.1,port=2321\"\npcr = 16\nak_handle = \"0x81010010\"\nnv_counter_index = 0x01500020\n"
+        ))
+        .unwrap();
+        let tpm = c.tpm.unwrap();
+        assert_eq!(
+            (tpm.pcr, tpm.ak_handle, tpm.nv_counter_index),
+            (16, 0x8101_0010, 0x0150_0020)
+        );
     }
 
     #[test]
@@ -423,6 +560,20 @@ fw_env_config = "/etc/fw_env.config"
                 format!("{MINIMAL}[boot]\nbooted_slot = \"C\"\n"),
                 "booted_slot",
             ),
+            (format!("{MINIMAL}[tpm]\npcr = 24\n"), "tpm.pcr"),
+            (
+                format!("{MINIMAL}[tpm]\nak_handle = \"81010002\"\n"),
+                "ak_handle",
+            ),
+            (
+                format!("{MINIMAL}[tpm]\nak_handle = \"0x02\"\n"),
+                "ak_handle",
+            ),
+            (
+                format!("{MINIMAL}[tpm]\ntls_key_handle = \"0x81010002\"\n"),
+                "both",
+            ),
+            (format!("{MINIMAL}[tpm]\ntcti = \"\"\n"), "tcti"),
         ];
         for (text, needle) in cases {
             let err = Config::parse(&text).unwrap_err();

@@ -5,8 +5,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use rampart_boot::flow::{AgentState, PendingReport, Reason};
-use rampart_protocol::{DeviceFacts, ReportStatus};
+use rampart_protocol::{AttestationOutcome, AttestationRequest, DeviceFacts, ReportStatus};
 
+use crate::attest::AttestationServer;
 use crate::config::Config;
 use crate::device::{Device, HealthCheck, Installed, Staged, Started};
 use crate::platform::Platform;
@@ -129,9 +130,19 @@ pub fn update_from_server(
     client: &ServerClient,
 ) -> Result<(Pass, Option<u64>), Refusal> {
     let facts = facts(device, state);
-    let poll = client
+    let mut poll = client
         .poll_with(&facts)
         .map_err(|e| Refusal::new(Reason::from(&e), e))?;
+    if let Some(request) = poll.attestation.take()
+        && attested(device, &request, client)
+    {
+        // The server has a fresh quote now: an assignment its policy withheld from an
+        // unattested device comes with this poll, not one interval later.
+        poll = client
+            .poll_with(&facts)
+            .map_err(|e| Refusal::new(Reason::from(&e), e))?;
+        poll.attestation = None;
+    }
     let Some(assignment) = poll.assignment else {
         device.abandon_install(state)?;
         return Ok((Pass::UpToDate, poll.interval_secs));
@@ -233,6 +244,38 @@ pub fn update_from_server(
     }
 }
 
+/// Answers the server's attestation request; whether the server found the device attested.
+/// A failure is printed and the pass goes on: a policy that requires attestation withholds
+/// the assignment, and the next poll asks again.
+pub fn attested<P: Platform>(
+    device: &mut Device<P>,
+    request: &AttestationRequest,
+    server: &dyn AttestationServer,
+) -> bool {
+    match device.attest(request, server) {
+        Ok(answer) if answer.outcome == AttestationOutcome::Attested => true,
+        Ok(answer) => {
+            let outcome = match answer.outcome {
+                AttestationOutcome::Attested => "attested",
+                AttestationOutcome::Failed => "failed",
+                AttestationOutcome::Stale => "stale",
+            };
+            eprintln!(
+                "attestation {outcome}: {}",
+                answer
+                    .reason
+                    .as_deref()
+                    .unwrap_or("the server gave no reason")
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("attestation failed: {e}");
+            false
+        }
+    }
+}
+
 /// An offline install from a repository directory or URL (no server): boot flow first, then
 /// verify and stream.
 pub fn install_from(
@@ -247,12 +290,13 @@ pub fn install_from(
         return Ok(Pass::Reboot);
     }
     let base = crate::source::repo_url(from)?;
+    let floor = device.security_version()?;
     let (verified, _, _) = crate::source::verify_from_repo(
         &device.disk,
         &device.config.state_dir,
         &base,
         &device.config.hardware_id,
-        device.security_version()?,
+        floor,
         target,
         now_unix(),
     )

@@ -1,6 +1,7 @@
 //! The device side of Rampart, as a library the `rampart-agent` binary (and the demo) use.
 #![forbid(unsafe_code)]
 
+pub mod attest;
 pub mod bootenv;
 pub mod bootloader;
 pub mod bootsim;

@@ -174,7 +174,23 @@ fn open_device(cli: &Cli, config: Config) -> anyhow::Result<Device> {
         );
     }
     let disk = Disk::from_env().map_err(anyhow::Error::msg)?;
-    Device::open(config, disk).map_err(refused)
+    match &config.tpm {
+        Some(tpm) => {
+            let tpm = open_tpm(tpm)?;
+            Device::open_with_tpm(config, disk, tpm).map_err(refused)
+        }
+        None => Device::open(config, disk).map_err(refused),
+    }
+}
+
+/// Without the `tpm` feature there is no TPM stack: a configured TPM is an error, never
+/// silently ignored (its anti-rollback floor would be).
+fn open_tpm(
+    _: &rampart_agent::config::TpmConfig,
+) -> anyhow::Result<Box<dyn rampart_attest::device::TpmDevice>> {
+    bail!(
+        "the configuration has a [tpm] section, but this rampart-agent was built without TPM support: build it with `cargo build -p rampart-agent --features tpm` (needs libtss2-dev), or remove [tpm] from the configuration"
+    )
 }
 
 /// A refusal as an error that names its reason code.

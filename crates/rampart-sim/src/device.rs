@@ -259,6 +259,7 @@ fn agent_config(profile: &Profile, timing: &Timing) -> rampart_agent::config::Co
             checkpoint_secs: timing.checkpoint_every.as_secs(),
             ..Default::default()
         },
+        tpm: None,
     }
 }
 
@@ -311,6 +312,8 @@ impl VirtualDevice {
             capacity: slot_capacity,
             booted: Slot::A,
             boot_id: String::new(),
+            tpm: None,
+            boot_log: None,
         };
         let power = PowerSwitch::new();
         let disk = MemDisk {

@@ -18,7 +18,7 @@ use serde_json::json;
 use super::{
     Crash, Download, PassEnd, Pending, Running, SLOW_TICK_MS, Shared, VirtualDevice, Wake, ms,
 };
-use crate::link::{Session, UpdateKind};
+use crate::link::{PollAnswer, Session, UpdateKind};
 use crate::power::MetadataFiles;
 use crate::rng::Rng;
 use crate::stats::Counters;
@@ -125,6 +125,55 @@ impl VirtualDevice {
         rampart_agent::daemon::next_delay(interval, 0, max.max(interval), jitter)
     }
 
+    /// The server asks for a quote: the agent's own answer (`Device::attest`: enrolment when
+    /// the server has no AK yet, the quote, this boot's measurement log), then, once attested,
+    /// a second poll for what a policy withheld from an unattested device (as the daemon
+    /// does). Anything else leaves the first poll's answer.
+    fn attest(
+        &mut self,
+        sh: &Shared,
+        session: &mut dyn Session,
+        facts: &DeviceFacts,
+        request: &rampart_protocol::AttestationRequest,
+        poll: PollAnswer,
+    ) -> PollAnswer {
+        let Some(server) = session.attestation() else {
+            Counters::inc(&sh.counters.attestation_failures);
+            self.note(
+                sh,
+                "the server asks for a quote over a link that does not attest".into(),
+            );
+            return poll;
+        };
+        match self.agent.attest(request, server) {
+            Ok(answer) if answer.outcome == rampart_protocol::AttestationOutcome::Attested => {
+                Counters::inc(&sh.counters.attested);
+            }
+            Ok(answer) => {
+                Counters::inc(&sh.counters.attestation_failures);
+                let why = answer.reason.unwrap_or_else(|| "no reason given".into());
+                self.note(sh, format!("not attested ({:?}): {why}", answer.outcome));
+                return poll;
+            }
+            Err(e) => {
+                Counters::inc(&sh.counters.attestation_failures);
+                self.note(sh, format!("attestation: {e}"));
+                return poll;
+            }
+        }
+        match session.poll(facts) {
+            Ok(again) => {
+                Counters::inc(&sh.counters.polls);
+                again
+            }
+            Err(e) => {
+                Counters::inc(&sh.counters.poll_errors);
+                self.note(sh, e);
+                poll
+            }
+        }
+    }
+
     /// One pass of `rampart_agent::daemon`: queued reports, poll, and the update it assigns.
     fn update_pass(&mut self, sh: &Shared, run: &mut Running, now: u64) -> Result<PassEnd, Crash> {
         let mut session = match sh.link.connect(&self.profile.identity) {
@@ -147,6 +196,10 @@ impl VirtualDevice {
             }
         };
         Counters::inc(&sh.counters.polls);
+        let poll = match poll.attestation.clone() {
+            Some(request) => self.attest(sh, session.as_mut(), &facts, &request, poll),
+            None => poll,
+        };
         self.told = Some(facts.firmware_version.clone());
         if sh.timing.poll_interval.is_none()
             && let Some(secs) = poll.interval_secs
