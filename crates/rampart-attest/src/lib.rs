@@ -21,3 +21,6 @@
 #![forbid(unsafe_code)]
 
 pub mod device;
+pub mod eventlog;
+pub mod measure;
+pub mod credential;
