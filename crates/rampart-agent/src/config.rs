@@ -261,10 +261,15 @@ pub struct TpmConfig {
     /// measures into; PCR 13 by default).
     #[serde(default = "default_agent_pcr")]
     pub pcr: u8,
+    /// The endorsement key's standard template: `rsa2048` (what most TPMs certify) or
+    /// `ecc256`.
+    #[serde(default = "default_ek_algorithm")]
+    pub ek_algorithm: String,
     /// Persistent handle of the attestation key (created there on first use).
     #[serde(default = "default_ak_handle", deserialize_with = "handle")]
     pub ak_handle: u32,
-    /// Persistent handle of the mutual-TLS key (`rampart-agent tpm provision` creates it).
+    /// Persistent handle of the mutual-TLS key (`rampart-agent tpm provision` creates it;
+    /// `server.key = "tpm:"` uses it).
     #[serde(default = "default_tls_key_handle", deserialize_with = "handle")]
     pub tls_key_handle: u32,
     /// NV index of the anti-rollback counter (TPM_NT_COUNTER, defined on first use).
@@ -275,19 +280,23 @@ pub struct TpmConfig {
 fn default_tcti() -> String {
     "device:/dev/tpmrm0".into()
 }
-/// PCR 13: not used by the TCG PC client firmware profile, nor by GRUB or systemd.
-pub const DEFAULT_AGENT_PCR: u8 = 13;
+pub use rampart_attest::measure::DEFAULT_AGENT_PCR;
 fn default_agent_pcr() -> u8 {
     DEFAULT_AGENT_PCR
 }
+fn default_ek_algorithm() -> String {
+    "rsa2048".into()
+}
+// The defaults of `rampart-tpm` (its TpmOptions), which the agent without the `tpm` feature
+// does not link.
 fn default_ak_handle() -> u32 {
-    0x8101_0002
+    0x8101_0052
 }
 fn default_tls_key_handle() -> u32 {
-    0x8101_0003
+    0x8100_0052
 }
 fn default_nv_counter_index() -> u32 {
-    0x0150_0016
+    0x0100_5250
 }
 
 /// A TPM handle written as hex (`"0x81010002"`) or as a number.
@@ -329,17 +338,18 @@ impl TpmConfig {
                 self.pcr
             ));
         }
+        // The owner's persistent handles and NV indexes (TPM 2.0 Part 1, 29.7).
         for (key, value, range) in [
-            ("ak_handle", self.ak_handle, 0x8101_0000..=0x81ff_ffff),
+            ("ak_handle", self.ak_handle, 0x8100_0000..=0x817f_ffff),
             (
                 "tls_key_handle",
                 self.tls_key_handle,
-                0x8100_0000..=0x81ff_ffff,
+                0x8100_0000..=0x817f_ffff,
             ),
             (
                 "nv_counter_index",
                 self.nv_counter_index,
-                0x0100_0000..=0x01ff_ffff,
+                0x0100_0000..=0x013f_ffff,
             ),
         ] {
             if !range.contains(&value) {
@@ -530,15 +540,15 @@ fw_env_config = "/etc/fw_env.config"
         let tpm = c.tpm.unwrap();
         assert_eq!(tpm.tcti, "device:/dev/tpmrm0");
         assert_eq!(tpm.pcr, 13);
-        assert_eq!(tpm.ak_handle, 0x8101_0002);
+        assert_eq!(tpm.ak_handle, 0x8101_0052);
         let c = Config::parse(&format!(
-            "{MINIMAL}[tpm]\ntcti = \"swtpm:host=127.0.0.1,port=2321\"\npcr = 16\nak_handle = \"0x81010010\"\nnv_counter_index = 0x01500020\n"
+            "{MINIMAL}[tpm]\ntcti = \"swtpm:host=127.0.0.1,port=2321\"\npcr = 16\nak_handle = \"0x81010010\"\nnv_counter_index = 0x01000020\n"
         ))
         .unwrap();
         let tpm = c.tpm.unwrap();
         assert_eq!(
             (tpm.pcr, tpm.ak_handle, tpm.nv_counter_index),
-            (16, 0x8101_0010, 0x0150_0020)
+            (16, 0x8101_0010, 0x0100_0020)
         );
     }
 
@@ -570,7 +580,7 @@ fw_env_config = "/etc/fw_env.config"
                 "ak_handle",
             ),
             (
-                format!("{MINIMAL}[tpm]\ntls_key_handle = \"0x81010002\"\n"),
+                format!("{MINIMAL}[tpm]\ntls_key_handle = \"0x81010052\"\n"),
                 "both",
             ),
             (format!("{MINIMAL}[tpm]\ntcti = \"\"\n"), "tcti"),

@@ -62,7 +62,11 @@ pub fn boot(
     state: &mut AgentState,
     health: &dyn HealthCheck,
 ) -> Result<Pass, Refusal> {
-    Ok(match device.start(state, health)? {
+    let started = device.start(state, health)?;
+    if started != Started::Reboot {
+        measure(device, state)?;
+    }
+    Ok(match started {
         Started::Reboot => Pass::Reboot,
         Started::Ready {
             committed: Some(r), ..
@@ -76,6 +80,20 @@ pub fn boot(
         },
         Started::Ready { .. } => Pass::UpToDate,
     })
+}
+
+/// Measures the running boot into the TPM ([`Device::measure_boot`]). A TPM failure is
+/// printed and the boot goes on (its quotes will fail, saying the boot was not measured);
+/// a power cut stays a power cut.
+pub fn measure<P: Platform>(device: &mut Device<P>, state: &AgentState) -> Result<(), Refusal> {
+    match device.measure_boot(state) {
+        Ok(_) => Ok(()),
+        Err(r) if r.crashed => Err(r),
+        Err(r) => {
+            eprintln!("measured boot: [{}] {}", r.reason.as_str(), r.detail);
+            Ok(())
+        }
+    }
 }
 
 /// Sends queued reports to the server, keeping those it did not store.

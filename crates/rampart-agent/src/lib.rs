@@ -13,6 +13,7 @@ pub mod director;
 pub mod disk;
 pub mod health;
 pub mod install;
+pub mod measured;
 pub mod platform;
 pub mod server_client;
 pub mod server_update;

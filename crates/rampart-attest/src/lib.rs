@@ -20,7 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod credential;
 pub mod device;
 pub mod eventlog;
 pub mod measure;
-pub mod credential;

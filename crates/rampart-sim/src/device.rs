@@ -439,6 +439,15 @@ impl VirtualDevice {
                 committed,
                 rolled_back,
             }) => {
+                // The agent measures each boot into the TPM (devices of an attesting fleet).
+                let measured = self.agent.measure_boot(&state);
+                self.crashed()?;
+                if let Err(r) = measured {
+                    self.note(
+                        sh,
+                        format!("measured boot: [{}] {}", r.reason.as_str(), r.detail),
+                    );
+                }
                 if committed.is_some() {
                     Counters::inc(&sh.counters.installs);
                 }
