@@ -22,5 +22,12 @@
 
 pub mod credential;
 pub mod device;
+pub mod ekcert;
 pub mod eventlog;
 pub mod measure;
+pub mod pcr;
+pub mod quote;
+pub mod spki;
+#[cfg(test)]
+mod testdata;
+pub mod wire;
