@@ -20,29 +20,11 @@ use p256::elliptic_curve::sec1::ToSec1Point as _;
 use ring::hmac;
 
 use crate::eventlog::sha256;
-
-/// TPM_ALG_RSA.
-pub const ALG_RSA: u16 = 0x0001;
-/// TPM_ALG_ECC.
-pub const ALG_ECC: u16 = 0x0023;
-/// TPM_ALG_SHA256.
-pub const ALG_SHA256: u16 = 0x000B;
-/// TPM_ALG_AES.
-pub const ALG_AES: u16 = 0x0006;
-/// TPM_ALG_CFB.
-pub const ALG_CFB: u16 = 0x0043;
-/// TPM_ALG_NULL.
-pub const ALG_NULL: u16 = 0x0010;
-/// TPM_ECC_NIST_P256.
-pub const ECC_NIST_P256: u16 = 0x0003;
-/// TPM_ALG_ECDAA: the one ECC scheme whose details carry a count besides the hash.
-const ALG_ECDAA: u16 = 0x001A;
+use crate::wire::{self, Public, PublicKey, Reader, alg, object_attributes as attr};
 
 /// The longest credential MakeCredential seals: a TPM refuses one longer than the digest of
 /// the EK's name algorithm (SHA-256).
 pub const MAX_CREDENTIAL: usize = 32;
-/// The largest TPMT_PUBLIC accepted (a TPM2B_PUBLIC is at most a few hundred bytes).
-pub const MAX_PUBLIC: usize = 1024;
 /// The largest credential blob or encrypted secret accepted (an RSA-4096 secret is 512).
 pub const MAX_BLOB: usize = 1024;
 
@@ -77,11 +59,6 @@ pub struct EkPublic {
     /// The key.
     pub key: EkKey,
 }
-
-/// TPMA_OBJECT restricted.
-const ATTR_RESTRICTED: u32 = 1 << 16;
-/// TPMA_OBJECT decrypt.
-const ATTR_DECRYPT: u32 = 1 << 17;
 
 /// A credential could not be made or activated.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -118,96 +95,59 @@ impl EkPublic {
     /// other than AES-CFB, an ECC curve other than P-256, a key that is not a restricted
     /// decryption key.
     pub fn parse(bytes: &[u8]) -> Result<EkPublic, CredentialError> {
-        if bytes.len() > MAX_PUBLIC {
-            return Err(CredentialError::BadPublic(format!(
-                "{} bytes, more than {MAX_PUBLIC}",
-                bytes.len()
+        let public = Public::parse(bytes).map_err(|e| match e {
+            wire::WireError::Unsupported { .. } => CredentialError::Unsupported(e.to_string()),
+            _ => CredentialError::BadPublic(e.to_string()),
+        })?;
+        if public.name_alg != alg::SHA256 {
+            return Err(CredentialError::Unsupported(format!(
+                "name algorithm {:#06x}",
+                public.name_alg
             )));
         }
-        let mut r = BeReader { bytes, offset: 0 };
-        let key_type = r.u16()?;
-        let name_alg = r.u16()?;
-        let attributes = r.u32()?;
-        let _auth_policy = r.sized()?;
-        let sym_alg = r.u16()?;
-        let mut sym_key_bits = 0;
-        if sym_alg != ALG_NULL {
-            sym_key_bits = r.u16()?;
-            let mode = r.u16()?;
-            if sym_alg != ALG_AES || mode != ALG_CFB {
-                return Err(CredentialError::Unsupported(format!(
-                    "symmetric algorithm {sym_alg:#06x} mode {mode:#06x}"
-                )));
+        let (symmetric, key) = match public.key {
+            PublicKey::Rsa {
+                symmetric,
+                exponent,
+                modulus,
+                ..
+            } => {
+                let exponent = if exponent == 0 { 65537 } else { exponent };
+                (symmetric, EkKey::Rsa { modulus, exponent })
             }
-        }
-        let scheme = r.u16()?;
-        if scheme != ALG_NULL {
-            let _hash = r.u16()?;
-            if key_type == ALG_ECC && scheme == ALG_ECDAA {
-                let _count = r.u16()?;
-            }
-        }
-        let key = match key_type {
-            ALG_RSA => {
-                let key_bits = r.u16()?;
-                let exponent = match r.u32()? {
-                    0 => 65537,
-                    e => e,
-                };
-                let modulus = r.sized()?.to_vec();
-                if modulus.len() * 8 != usize::from(key_bits) {
-                    return Err(CredentialError::BadPublic(format!(
-                        "RSA modulus is {} bytes but keyBits says {key_bits}",
-                        modulus.len()
-                    )));
-                }
-                EkKey::Rsa { modulus, exponent }
-            }
-            ALG_ECC => {
-                let curve = r.u16()?;
-                if curve != ECC_NIST_P256 {
-                    return Err(CredentialError::Unsupported(format!(
-                        "ECC curve {curve:#06x}"
-                    )));
-                }
-                let kdf = r.u16()?;
-                if kdf != ALG_NULL {
-                    let _kdf_hash = r.u16()?;
-                }
-                let x = coordinate(r.sized()?)?;
-                let y = coordinate(r.sized()?)?;
-                EkKey::EccP256 { x, y }
-            }
-            other => {
-                return Err(CredentialError::Unsupported(format!(
-                    "key type {other:#06x} (only RSA and ECC endorsement keys exist)"
-                )));
-            }
+            PublicKey::Ecc {
+                symmetric, x, y, ..
+            } => (
+                symmetric,
+                EkKey::EccP256 {
+                    x: coordinate(&x)?,
+                    y: coordinate(&y)?,
+                },
+            ),
         };
-        if r.offset != bytes.len() {
-            return Err(CredentialError::BadPublic(format!(
-                "{} bytes after the structure",
-                bytes.len() - r.offset
-            )));
-        }
-        if name_alg != ALG_SHA256 {
+        let Some((sym_key_bits, alg::CFB)) = symmetric
+            .key_bits_mode
+            .filter(|_| symmetric.algorithm == alg::AES)
+        else {
             return Err(CredentialError::Unsupported(format!(
-                "name algorithm {name_alg:#06x}"
+                "symmetric algorithm {:#06x} {:?} (an EK protects credentials with AES-CFB)",
+                symmetric.algorithm, symmetric.key_bits_mode
             )));
-        }
-        if sym_alg == ALG_NULL || sym_key_bits != 128 {
+        };
+        if sym_key_bits != 128 {
             return Err(CredentialError::Unsupported(format!(
-                "symmetric key size {sym_key_bits} bits (an EK protects credentials with AES-128)"
+                "symmetric key size {sym_key_bits} bits"
             )));
         }
-        if attributes & (ATTR_RESTRICTED | ATTR_DECRYPT) != ATTR_RESTRICTED | ATTR_DECRYPT {
+        let restricted_decrypt = attr::RESTRICTED | attr::DECRYPT;
+        if public.object_attributes & restricted_decrypt != restricted_decrypt {
             return Err(CredentialError::BadPublic(
                 "not a restricted decryption key, so it is not an endorsement key".into(),
             ));
         }
         Ok(EkPublic {
-            name_alg,
-            attributes,
+            name_alg: public.name_alg,
+            attributes: public.object_attributes,
             sym_key_bits,
             key,
         })
@@ -298,18 +238,13 @@ pub fn activate_credential_p256(
     if credential_blob.len() > MAX_BLOB || encrypted_secret.len() > MAX_BLOB {
         return Err(CredentialError::Malformed("larger than any credential"));
     }
-    let mut r = BeReader {
-        bytes: encrypted_secret,
-        offset: 0,
-    };
-    let parse_err = |_| CredentialError::Malformed("encrypted secret is not a TPMS_ECC_POINT");
-    let ex = coordinate(r.sized().map_err(parse_err)?).map_err(parse_err)?;
-    let ey = coordinate(r.sized().map_err(parse_err)?).map_err(parse_err)?;
-    if r.offset != encrypted_secret.len() {
-        return Err(CredentialError::Malformed(
-            "bytes after the encrypted secret's point",
-        ));
-    }
+    let parse_err =
+        |_| CredentialError::Malformed("encrypted secret is not a P-256 TPMS_ECC_POINT");
+    let mut r = Reader::new("TPMS_ECC_POINT", encrypted_secret, MAX_BLOB).map_err(parse_err)?;
+    let x = r.sized("x", 32).map_err(parse_err)?;
+    let y = r.sized("y", 32).map_err(parse_err)?;
+    r.finish().map_err(parse_err)?;
+    let (ex, ey) = (coordinate(x)?, coordinate(y)?);
     let ephemeral = p256_point(&ex, &ey).map_err(|_| {
         CredentialError::Malformed("encrypted secret's point is not on the P-256 curve")
     })?;
@@ -324,7 +259,7 @@ pub fn activate_credential_p256(
 
 /// A SHA-256 object name: 0x000B || 32-byte digest.
 fn check_name(name: &[u8]) -> Result<(), CredentialError> {
-    if name.len() != 34 || name[..2] != ALG_SHA256.to_be_bytes() {
+    if name.len() != 34 || name[..2] != alg::SHA256.to_be_bytes() {
         return Err(CredentialError::BadName(name.len()));
     }
     Ok(())
@@ -345,14 +280,10 @@ fn seal(seed: &[u8; 32], name: &[u8], credential: &[u8]) -> Vec<u8> {
 
 /// The inverse of [`seal`], checking the outer HMAC first.
 fn unseal(seed: &[u8; 32], name: &[u8], blob: &[u8]) -> Result<Vec<u8>, CredentialError> {
-    let mut r = BeReader {
-        bytes: blob,
-        offset: 0,
-    };
-    let integrity = r
-        .sized()
-        .map_err(|_| CredentialError::Malformed("credential blob ends in its integrity field"))?;
-    let enc_identity = &blob[r.offset..];
+    let malformed = |_| CredentialError::Malformed("credential blob ends in its integrity field");
+    let mut r = Reader::new("TPM2B_ID_OBJECT", blob, MAX_BLOB).map_err(malformed)?;
+    let integrity = r.sized("integrityHMAC", 64).map_err(malformed)?;
+    let enc_identity = r.take("encIdentity", r.remaining()).map_err(malformed)?;
     let hmac_key = hmac::Key::new(hmac::HMAC_SHA256, &kdfa(seed, b"INTEGRITY", &[], 32));
     let mut signed = enc_identity.to_vec();
     signed.extend_from_slice(name);
@@ -360,17 +291,12 @@ fn unseal(seed: &[u8; 32], name: &[u8], blob: &[u8]) -> Result<Vec<u8>, Credenti
     let sym_key = kdfa(seed, b"STORAGE", name, 16);
     let mut plain = enc_identity.to_vec();
     Aes128CfbDec::new(&aes_key(&sym_key).into(), &[0u8; 16].into()).decrypt(&mut plain);
-    let mut p = BeReader {
-        bytes: &plain,
-        offset: 0,
-    };
-    let credential = p
-        .sized()
-        .map_err(|_| CredentialError::Malformed("decrypted credential's size is wrong"))?;
-    if p.offset != plain.len() || credential.is_empty() || credential.len() > MAX_CREDENTIAL {
-        return Err(CredentialError::Malformed(
-            "decrypted credential's size is wrong",
-        ));
+    let wrong_size = |_| CredentialError::Malformed("decrypted credential's size is wrong");
+    let mut p = Reader::new("TPM2B_DIGEST", &plain, MAX_BLOB).map_err(wrong_size)?;
+    let credential = p.sized("credential", MAX_CREDENTIAL).map_err(wrong_size)?;
+    p.finish().map_err(wrong_size)?;
+    if credential.is_empty() {
+        return Err(CredentialError::Malformed("decrypted credential is empty"));
     }
     Ok(credential.to_vec())
 }
@@ -521,39 +447,3 @@ impl rand_core::TryRng for EntropyRng {
 }
 
 impl rand_core::TryCryptoRng for EntropyRng {}
-
-/// A big-endian cursor over TPM structures that never reads past its bytes.
-struct BeReader<'a> {
-    bytes: &'a [u8],
-    offset: usize,
-}
-
-impl<'a> BeReader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], CredentialError> {
-        if n > self.bytes.len() - self.offset {
-            return Err(CredentialError::BadPublic(format!(
-                "truncated at byte {}",
-                self.offset
-            )));
-        }
-        let out = &self.bytes[self.offset..self.offset + n];
-        self.offset += n;
-        Ok(out)
-    }
-
-    fn u16(&mut self) -> Result<u16, CredentialError> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-
-    fn u32(&mut self) -> Result<u32, CredentialError> {
-        let b = self.take(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    /// A TPM2B: u16 size, then that many bytes.
-    fn sized(&mut self) -> Result<&'a [u8], CredentialError> {
-        let n = self.u16()? as usize;
-        self.take(n)
-    }
-}

@@ -27,6 +27,7 @@ pub mod eventlog;
 pub mod measure;
 pub mod pcr;
 pub mod quote;
+pub mod soft;
 pub mod spki;
 #[cfg(test)]
 mod testdata;

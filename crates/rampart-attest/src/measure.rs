@@ -15,6 +15,8 @@
 use std::collections::BTreeMap;
 
 use crate::eventlog::{EV_IPL, Event, EventLog, EventLogError, sha256};
+use crate::pcr::PcrValues;
+use crate::wire::HashAlg;
 
 /// The PCR the agent measures into unless configured otherwise (see decision 0028: not used
 /// by firmware or common boot loaders, and not resettable from software like 16 and 23).
@@ -63,6 +65,92 @@ pub struct GoldenMeasurements {
     pub image_sha256: [u8; 32],
     /// Firmware PCR values pinned in the target's `custom` metadata (SHA-256 bank), if any.
     pub firmware_pcrs: BTreeMap<u8, [u8; 32]>,
+}
+
+/// The key, inside a target's `custom.rampart` object, of the firmware PCR values a release
+/// pins: an object from PCR number (as a string) to the SHA-256 PCR value in hex, e.g.
+/// `{"0": "3d45...", "7": "65ca..."}`.
+pub const FIRMWARE_PCRS_FIELD: &str = "firmware_pcrs";
+
+/// The golden measurements of a signed target could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GoldenError {
+    /// The target's sha256 hash is not 64 hex digits.
+    #[error("the signed target's sha256 hash {0:?} is not 64 hex digits")]
+    BadImageHash(String),
+    /// The firmware PCR values are malformed.
+    #[error(
+        "custom.rampart.{FIRMWARE_PCRS_FIELD} in the signed target is malformed: {0}; it must map PCR numbers 0 to 23 to SHA-256 values in hex"
+    )]
+    BadFirmwarePcrs(String),
+}
+
+impl GoldenMeasurements {
+    /// The golden measurements of the signed target `target_path` with sha256 hash
+    /// `sha256_hex` and `custom` object (firmware PCR values from
+    /// `custom.rampart.`[`FIRMWARE_PCRS_FIELD`], when present).
+    pub fn from_target(
+        target_path: &str,
+        sha256_hex: &str,
+        custom: Option<&serde_json::Value>,
+    ) -> Result<GoldenMeasurements, GoldenError> {
+        let image_sha256 =
+            hex32(sha256_hex).ok_or_else(|| GoldenError::BadImageHash(sha256_hex.to_string()))?;
+        let mut firmware_pcrs = BTreeMap::new();
+        let field = custom
+            .and_then(|c| c.get("rampart"))
+            .and_then(|r| r.get(FIRMWARE_PCRS_FIELD));
+        if let Some(field) = field {
+            let map = field
+                .as_object()
+                .ok_or_else(|| GoldenError::BadFirmwarePcrs("not an object".into()))?;
+            for (pcr, value) in map {
+                let number = pcr
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|n| *n < 24 && n.to_string() == *pcr)
+                    .ok_or_else(|| GoldenError::BadFirmwarePcrs(format!("PCR {pcr:?}")))?;
+                let digest = value.as_str().and_then(hex32).ok_or_else(|| {
+                    GoldenError::BadFirmwarePcrs(format!(
+                        "the value of PCR {pcr} is not 64 hex digits"
+                    ))
+                })?;
+                firmware_pcrs.insert(number, digest);
+            }
+        }
+        Ok(GoldenMeasurements {
+            target_path: target_path.to_string(),
+            image_sha256,
+            firmware_pcrs,
+        })
+    }
+}
+
+/// The `custom.rampart.`[`FIRMWARE_PCRS_FIELD`] value for `pcrs` (for release writers).
+pub fn firmware_pcrs_json(pcrs: &BTreeMap<u8, [u8; 32]>) -> serde_json::Value {
+    pcrs.iter()
+        .map(|(pcr, value)| {
+            (
+                pcr.to_string(),
+                serde_json::Value::String(hex::encode(value)),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// The SHA-256 PCR values of a verified quote, as [`check_measurements`] takes them.
+pub fn quoted_sha256(pcrs: &PcrValues) -> BTreeMap<u8, [u8; 32]> {
+    pcrs.iter()
+        .filter(|(bank, _, _)| *bank == HashAlg::Sha256)
+        .filter_map(|(_, pcr, value)| Some((pcr, value.try_into().ok()?)))
+        .collect()
+}
+
+fn hex32(text: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text, &mut out).ok()?;
+    Some(out)
 }
 
 /// A measurement does not match what the release's signed metadata says.

@@ -7,7 +7,8 @@ use rampart_attest::eventlog::{
     ALG_SHA1, AlgorithmSize, EV_IPL, EV_NO_ACTION, EventLog, EventLogError, extend_sha256,
 };
 use rampart_attest::measure::{
-    GoldenMeasurements, MeasurementError, boot_log, check_measurements, release_claim_data,
+    GoldenError, GoldenMeasurements, MeasurementError, boot_log, check_measurements,
+    firmware_pcrs_json, release_claim_data,
 };
 
 const PCR: u8 = 13;
@@ -230,4 +231,44 @@ fn garbage_and_truncated_logs_are_refused() {
     let mut log = boot_log(PCR, IMAGE, TARGET);
     log.events[1].event_type = EV_NO_ACTION;
     assert!(check(&log).is_err());
+}
+
+#[test]
+fn golden_measurements_are_read_from_the_signed_target() {
+    let pcrs = BTreeMap::from([(0u8, [1u8; 32]), (7, [2; 32])]);
+    let custom = serde_json::json!({
+        "rampart": { "version": "2.0.0", "firmware_pcrs": firmware_pcrs_json(&pcrs) }
+    });
+    let golden =
+        GoldenMeasurements::from_target(TARGET, &hex::encode(IMAGE), Some(&custom)).unwrap();
+    assert_eq!(golden.image_sha256, IMAGE);
+    assert_eq!(golden.firmware_pcrs, pcrs);
+    // Without the field, no firmware PCR is pinned.
+    let golden = GoldenMeasurements::from_target(TARGET, &hex::encode(IMAGE), None).unwrap();
+    assert_eq!(golden, self::golden());
+}
+
+#[test]
+fn malformed_golden_firmware_pcrs_are_refused() {
+    let image = hex::encode(IMAGE);
+    for bad in [
+        serde_json::json!({ "24": hex::encode([0; 32]) }),
+        serde_json::json!({ "07": hex::encode([0; 32]) }),
+        serde_json::json!({ "x": hex::encode([0; 32]) }),
+        serde_json::json!({ "0": "zz" }),
+        serde_json::json!({ "0": hex::encode([0; 20]) }),
+        serde_json::json!({ "0": 5 }),
+        serde_json::json!(["0"]),
+    ] {
+        let custom = serde_json::json!({ "rampart": { "firmware_pcrs": bad } });
+        let err = GoldenMeasurements::from_target(TARGET, &image, Some(&custom)).unwrap_err();
+        assert!(
+            matches!(err, GoldenError::BadFirmwarePcrs(_)),
+            "{bad}: {err}"
+        );
+    }
+    assert!(matches!(
+        GoldenMeasurements::from_target(TARGET, "abc", None),
+        Err(GoldenError::BadImageHash(_))
+    ));
 }

@@ -1,0 +1,184 @@
+//! The software TPM model: its quotes pass the same verification as a real TPM's, its
+//! credentials activate only for its own EK and AK, its PCRs reset on reboot, its NV counter
+//! only counts up, and its keys have the real templates (compared with swtpm's).
+
+use std::collections::BTreeMap;
+
+use rampart_attest::credential::{CredentialError, make_credential};
+use rampart_attest::device::TpmDevice;
+use rampart_attest::measure::{GoldenMeasurements, boot_log, check_measurements, quoted_sha256};
+use rampart_attest::pcr::PcrSelection;
+use rampart_attest::quote::{AttestationKey, QuoteError, verify_quote_bytes};
+use rampart_attest::soft::SoftTpm;
+use rampart_attest::wire::{HashAlg, Public};
+use rampart_testkit::swtpm::SwTpm;
+
+const IMAGE: [u8; 32] = [0x42; 32];
+const TARGET: &str = "firmware/sim-1.0.bin";
+
+fn ak_of(tpm: &mut SoftTpm) -> AttestationKey {
+    let public = Public::parse(&tpm.attestation_key().unwrap()).unwrap();
+    public.check_attestation_key().unwrap();
+    AttestationKey::from_public(&public)
+}
+
+fn sha256_13() -> PcrSelection {
+    PcrSelection::bank(HashAlg::Sha256, [13]).unwrap()
+}
+
+#[test]
+fn soft_tpm_quotes_verify_with_verify_quote_and_the_log_replays() {
+    let mut tpm = SoftTpm::new([1; 32]);
+    let log = boot_log(13, IMAGE, TARGET);
+    for event in &log.events {
+        tpm.extend(13, &event.sha256().unwrap()).unwrap();
+    }
+    let ak = ak_of(&mut tpm);
+    let nonce = [0xa5; 32];
+    let quote = tpm.quote(&nonce, &[13]).unwrap();
+    let verified = verify_quote_bytes(&quote, &ak, &nonce, &sha256_13()).unwrap();
+
+    let quoted = quoted_sha256(&verified.pcrs);
+    let golden = GoldenMeasurements {
+        target_path: TARGET.into(),
+        image_sha256: IMAGE,
+        firmware_pcrs: BTreeMap::new(),
+    };
+    check_measurements(&log, &quoted, &golden, 13).unwrap();
+
+    // Fail closed on the model's quotes as on a real TPM's.
+    let err = verify_quote_bytes(&quote, &ak, &[0x5a; 32], &sha256_13()).unwrap_err();
+    assert!(matches!(err, QuoteError::NonceMismatch { .. }), "{err}");
+    let other_ak = ak_of(&mut SoftTpm::new([2; 32]));
+    verify_quote_bytes(&quote, &other_ak, &nonce, &sha256_13()).unwrap_err();
+    let mut tampered = quote.clone();
+    let last = tampered.message.len() - 1;
+    tampered.message[last] ^= 1;
+    verify_quote_bytes(&tampered, &ak, &nonce, &sha256_13()).unwrap_err();
+}
+
+#[test]
+fn soft_tpm_is_deterministic_from_its_seed() {
+    let mut a = SoftTpm::new([7; 32]);
+    let mut b = SoftTpm::new([7; 32]);
+    assert_eq!(a.endorsement().unwrap(), b.endorsement().unwrap());
+    assert_eq!(a.attestation_key().unwrap(), b.attestation_key().unwrap());
+    assert_eq!(
+        a.quote(b"n", &[0, 13]).unwrap(),
+        b.quote(b"n", &[0, 13]).unwrap()
+    );
+    let mut c = SoftTpm::new([8; 32]);
+    assert_ne!(a.endorsement().unwrap(), c.endorsement().unwrap());
+    assert_eq!(a.endorsement().unwrap().certificate, None);
+}
+
+#[test]
+fn soft_tpm_reboot_resets_pcrs_and_counts_the_reset() {
+    let mut tpm = SoftTpm::new([3; 32]);
+    let ak = ak_of(&mut tpm);
+    tpm.extend(13, &[9; 32]).unwrap();
+    let before =
+        verify_quote_bytes(&tpm.quote(b"1", &[13]).unwrap(), &ak, b"1", &sha256_13()).unwrap();
+    assert_ne!(tpm.pcr(13).unwrap(), [0; 32]);
+    tpm.reboot();
+    assert_eq!(tpm.pcr(13).unwrap(), [0; 32]);
+    let after =
+        verify_quote_bytes(&tpm.quote(b"2", &[13]).unwrap(), &ak, b"2", &sha256_13()).unwrap();
+    assert_eq!(
+        after.clock_info.reset_count,
+        before.clock_info.reset_count + 1
+    );
+    after.check_after(&before.clock_info).unwrap();
+    // Counters that went backwards are refused: the earlier quote after the later one.
+    before.check_after(&after.clock_info).unwrap_err();
+    // A PCR the TPM does not have.
+    tpm.extend(24, &[0; 32]).unwrap_err();
+    tpm.quote(b"3", &[24]).unwrap_err();
+}
+
+#[test]
+fn soft_tpm_activates_only_credentials_for_its_own_ek_and_ak() {
+    let mut tpm = SoftTpm::new([4; 32]);
+    let ek = tpm.endorsement().unwrap().public;
+    let name = tpm.attestation_key_name();
+    let made = make_credential(&ek, &name, b"challenge", &[1; 32]).unwrap();
+    assert_eq!(
+        tpm.activate_credential(&made.credential_blob, &made.encrypted_secret)
+            .unwrap(),
+        b"challenge"
+    );
+
+    // Another AK's name.
+    let other_name = SoftTpm::new([5; 32]).attestation_key_name();
+    let made_other = make_credential(&ek, &other_name, b"challenge", &[2; 32]).unwrap();
+    let err = tpm
+        .activate_credential(&made_other.credential_blob, &made_other.encrypted_secret)
+        .unwrap_err();
+    assert!(
+        err.message
+            .contains(&CredentialError::Integrity.to_string()),
+        "{err}"
+    );
+
+    // Another TPM's EK.
+    let other_ek = SoftTpm::new([5; 32]).endorsement().unwrap().public;
+    let made_other = make_credential(&other_ek, &name, b"challenge", &[3; 32]).unwrap();
+    tpm.activate_credential(&made_other.credential_blob, &made_other.encrypted_secret)
+        .unwrap_err();
+
+    // A tampered blob, and garbage.
+    let mut blob = made.credential_blob.clone();
+    let last = blob.len() - 1;
+    blob[last] ^= 1;
+    tpm.activate_credential(&blob, &made.encrypted_secret)
+        .unwrap_err();
+    tpm.activate_credential(&[], &[]).unwrap_err();
+    tpm.activate_credential(&made.credential_blob, &made.encrypted_secret[..10])
+        .unwrap_err();
+}
+
+#[test]
+fn soft_tpm_nv_counter_only_counts_up_and_survives_reboot() {
+    let mut tpm = SoftTpm::new([6; 32]);
+    assert_eq!(tpm.security_floor().unwrap(), 0);
+    tpm.raise_security_floor(3).unwrap();
+    tpm.raise_security_floor(2).unwrap();
+    assert_eq!(tpm.security_floor().unwrap(), 3);
+    tpm.reboot();
+    assert_eq!(tpm.security_floor().unwrap(), 3);
+}
+
+/// The TPMT_PUBLIC without its unique field (the last 68 bytes of a P-256 key: two TPM2B
+/// coordinates): the template.
+fn template(public: &[u8]) -> &[u8] {
+    &public[..public.len() - 68]
+}
+
+#[test]
+fn soft_tpm_keys_have_the_templates_swtpm_makes() {
+    let swtpm = SwTpm::start();
+    let dir = tempfile::tempdir().unwrap();
+    swtpm.tpm2_ok(
+        dir.path(),
+        "tpm2_createek",
+        &["-c", "ek.ctx", "-G", "ecc", "-u", "ek.pub"],
+    );
+    swtpm.tpm2_ok(
+        dir.path(),
+        "tpm2_createak",
+        &[
+            "-C", "ek.ctx", "-c", "ak.ctx", "-G", "ecc", "-g", "sha256", "-s", "ecdsa", "-u",
+            "ak.pub",
+        ],
+    );
+    let read = |f: &str| std::fs::read(dir.path().join(f)).unwrap()[2..].to_vec();
+    let mut soft = SoftTpm::new([9; 32]);
+    assert_eq!(
+        template(&soft.endorsement().unwrap().public),
+        template(&read("ek.pub"))
+    );
+    assert_eq!(
+        template(&soft.attestation_key().unwrap()),
+        template(&read("ak.pub"))
+    );
+}
