@@ -16,6 +16,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use rampart_attest::device::{TpmDevice, TpmError};
+use rampart_attest::pcr::PcrSelection;
+use rampart_attest::wire::HashAlg;
 use rampart_protocol::{
     AttestationAnswer, AttestationRequest, EnrolAnswer, EnrolChallenge, EnrolProof, EnrolRequest,
     QuoteSubmission,
@@ -178,23 +180,17 @@ fn request_nonce(hex_nonce: &str) -> Result<Vec<u8>, AttestError> {
 /// The SHA-256 PCR indexes of a selection as tpm2-tools writes it (`sha256:0,1,13`): the
 /// device's TPM quotes its SHA-256 bank only.
 fn requested_pcrs(selection: &str) -> Result<Vec<u8>, AttestError> {
-    let bad = |why: String| AttestError::Request(format!("PCR selection {selection:?}: {why}"));
-    let list = selection
-        .strip_prefix("sha256:")
-        .ok_or_else(|| bad("this device quotes its SHA-256 bank only (sha256:...)".into()))?;
+    let parsed = PcrSelection::parse(selection)
+        .map_err(|e| AttestError::Request(format!("PCR selection: {e}")))?;
     let mut pcrs = Vec::new();
-    for item in list.split(',') {
-        let pcr: u8 = item
-            .trim()
-            .parse()
-            .ok()
-            .filter(|p| *p < 24)
-            .ok_or_else(|| bad(format!("{item:?} is not a PCR (0 to 23)")))?;
-        if pcrs.contains(&pcr) {
-            return Err(bad(format!("PCR {pcr} is listed twice")));
+    for (bank, pcr) in parsed.iter() {
+        if bank != HashAlg::Sha256 {
+            return Err(AttestError::Request(format!(
+                "PCR selection {selection:?} asks for the {} bank; this device quotes its SHA-256 bank only",
+                bank.name()
+            )));
         }
         pcrs.push(pcr);
     }
-    pcrs.sort_unstable();
     Ok(pcrs)
 }

@@ -14,6 +14,7 @@
 use rampart_attest::device::TpmDevice;
 use rampart_attest::eventlog::{Event, extend_sha256};
 use rampart_attest::measure::{DEFAULT_AGENT_PCR, boot_log};
+use rampart_attest::wire::{Attest, Attested};
 use rampart_boot::flow::{AgentState, Reason};
 
 use crate::device::Device;
@@ -91,7 +92,7 @@ fn events_in_pcr(tpm: &mut dyn TpmDevice, pcr: u8, digests: &[[u8; 32]]) -> Resu
     let quoted = quoted_pcr_digest(&quote.message).ok_or_else(|| {
         Refusal::new(
             Reason::TpmFailed,
-            "the TPM's quote of the agent's PCR is not a TPMS_ATTEST ending in a SHA-256 PCR digest",
+            "the TPM's quote of the agent's PCR is not a TPMS_ATTEST quote with a SHA-256 PCR digest",
         )
     })?;
     let mut value = [0u8; 32];
@@ -111,14 +112,12 @@ fn events_in_pcr(tpm: &mut dyn TpmDevice, pcr: u8, digests: &[[u8; 32]]) -> Resu
     ))
 }
 
-/// The pcrDigest of a quote's TPMS_ATTEST: its last field (TPMS_QUOTE_INFO's TPM2B_DIGEST),
-/// 32 bytes for a SHA-256 quote.
+/// The pcrDigest of a quote's TPMS_ATTEST.
 fn quoted_pcr_digest(message: &[u8]) -> Option<[u8; 32]> {
-    let tail = message.len().checked_sub(34)?;
-    if message[tail..tail + 2] != [0, 32] {
-        return None;
+    match Attest::parse(message).ok()?.attested {
+        Attested::Quote(info) => info.pcr_digest.try_into().ok(),
+        Attested::Other(_) => None,
     }
-    message[tail + 2..].try_into().ok()
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {

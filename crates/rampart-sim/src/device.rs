@@ -287,6 +287,7 @@ impl VirtualDevice {
         tries: u8,
         timing: &Timing,
         slot_capacity: u64,
+        tpm: Option<rampart_attest::soft::SoftTpm>,
     ) -> VirtualDevice {
         let mut state = AgentState {
             committed: Some(Slot::A),
@@ -312,7 +313,7 @@ impl VirtualDevice {
             capacity: slot_capacity,
             booted: Slot::A,
             boot_id: String::new(),
-            tpm: None,
+            tpm,
             boot_log: None,
         };
         let power = PowerSwitch::new();
@@ -422,6 +423,10 @@ impl VirtualDevice {
         self.boots += 1;
         self.agent.platform.booted = booted;
         self.agent.platform.boot_id = format!("{}-boot-{}", self.profile.index, self.boots);
+        // A power-on resets the TPM: its PCRs start from zeros, to be measured again.
+        if let Some(tpm) = &mut self.agent.platform.tpm {
+            tpm.reboot();
+        }
         let mut state = self.agent.platform.persisted.clone();
         let verdict = match &state.phase {
             Phase::Activated { slot, release, .. } => self.health(sh, release, *slot),

@@ -8,6 +8,7 @@ use rampart_agent::config::Config;
 use rampart_agent::platform::{Platform, check_refusal, disk_refusal, new_check, tpm_refusal};
 use rampart_agent::source::{Refusal, Verified};
 use rampart_attest::device::TpmDevice;
+use rampart_attest::soft::SoftTpm;
 use rampart_boot::ab::Slot;
 use rampart_boot::flow::{AgentState, Reason};
 use rampart_core::TufError;
@@ -29,7 +30,7 @@ pub(crate) struct SimPlatform {
     pub(crate) booted: Slot,
     pub(crate) boot_id: String,
     /// The device's TPM, for fleets that attest.
-    pub(crate) tpm: Option<Box<dyn TpmDevice>>,
+    pub(crate) tpm: Option<SoftTpm>,
     /// The measurement log of a boot (boot id, log), as the agent stored it.
     pub(crate) boot_log: Option<(String, Vec<u8>)>,
 }
@@ -134,7 +135,7 @@ impl Platform for SimPlatform {
     fn sweep(&self, _: &Config) {}
 
     fn tpm(&mut self) -> Option<&mut dyn TpmDevice> {
-        self.tpm.as_deref_mut().map(|t| t as &mut dyn TpmDevice)
+        self.tpm.as_mut().map(|t| t as &mut dyn TpmDevice)
     }
 
     fn boot_log(&self, _: &Config, boot_id: &str) -> Result<Option<Vec<u8>>, Refusal> {
