@@ -270,3 +270,77 @@ fn a_mistyped_database_path_is_an_error_not_a_new_empty_database() {
         assert!(!typo.exists(), "{args:?} created {}", typo.display());
     }
 }
+
+/// A certificate signing request as a device makes it: its key's own signature, the device id
+/// as the subject commonName.
+fn device_request(device_id: &str) -> (String, Vec<u8>) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, device_id);
+    let csr = params.serialize_request(&key).unwrap();
+    (
+        csr.pem().unwrap(),
+        rcgen::PublicKeyData::subject_public_key_info(&key),
+    )
+}
+
+/// `rampart device provision --csr`: the CA certifies the key the device kept, for the device the
+/// request names; no key file is written, and a request whose signature does not verify, or that
+/// names another device than `--id`, gets nothing.
+#[test]
+fn provision_from_a_device_csr_certifies_the_device_key() {
+    let w = tempfile::tempdir().unwrap();
+    let ca = w.path().join("ca");
+    cli::ok(cli::rampart(&["ca", "init", "--dir", s(&ca)]));
+    let devices = w.path().join("devices");
+    let (csr_pem, spki) = device_request("tpm-dev-3");
+    let csr = w.path().join("tpm-dev-3.csr");
+    std::fs::write(&csr, &csr_pem).unwrap();
+    let provision = |extra: &[&str]| {
+        let mut args = vec![
+            "device",
+            "provision",
+            "--ca",
+            s(&ca),
+            "--csr",
+            s(&csr),
+            "--out",
+            s(&devices),
+        ];
+        args.extend_from_slice(extra);
+        rampart(&args)
+    };
+
+    let (ok, out) = provision(&[]);
+    assert!(ok && out.contains("provisioned device tpm-dev-3"), "{out}");
+    let der = rustls_der(&std::fs::read_to_string(devices.join("tpm-dev-3.pem")).unwrap());
+    assert_eq!(
+        rampart_pki::device_id_from_cert(&der).as_deref(),
+        Some("tpm-dev-3")
+    );
+    assert!(
+        der.windows(spki.len()).any(|w| w == spki),
+        "the certificate certifies the request's key"
+    );
+    assert!(
+        !devices.join("tpm-dev-3.key").exists(),
+        "no key leaves the CA"
+    );
+
+    let (ok, out) = provision(&["--id", "tpm-dev-4"]);
+    assert!(!ok && out.contains("not \"tpm-dev-4\""), "{out}");
+
+    // Another key put into the request after signing: its signature no longer verifies.
+    let (_, other_spki) = device_request("tpm-dev-3");
+    let mut der = rustls_der(&csr_pem);
+    let at = der.windows(spki.len()).position(|w| w == spki).unwrap();
+    der[at..at + spki.len()].copy_from_slice(&other_spki);
+    std::fs::write(&csr, &der).unwrap();
+    std::fs::remove_dir_all(&devices).unwrap();
+    let (ok, out) = provision(&[]);
+    assert!(!ok && out.contains("does not verify"), "{out}");
+    assert!(!devices.join("tpm-dev-3.pem").exists());
+}

@@ -263,32 +263,16 @@ impl CertificateAuthority {
                 self.alg
             }
         }
-        // DER is canonical, so each accepted algorithm has exactly one header.
-        const P256_SPKI_HEADER: &[u8] = &[
-            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
-            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-        ];
-        const ED25519_SPKI_HEADER: &[u8] = &[
-            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-        ];
-        let spki = public_key_spki_der;
-        let key = if let Some(point) = spki.strip_prefix(P256_SPKI_HEADER)
-            && point.len() == 65
-            && point[0] == 0x04
-        {
-            GivenKey {
+        let key = match der::device_key(public_key_spki_der) {
+            Some(der::DeviceKey::P256(point)) => GivenKey {
                 alg: &PKCS_ECDSA_P256_SHA256,
                 bits: point.to_vec(),
-            }
-        } else if let Some(raw) = spki.strip_prefix(ED25519_SPKI_HEADER)
-            && raw.len() == 32
-        {
-            GivenKey {
+            },
+            Some(der::DeviceKey::Ed25519(raw)) => GivenKey {
                 alg: &rcgen::PKCS_ED25519,
                 bits: raw.to_vec(),
-            }
-        } else {
-            return Err(Error::Generate(rcgen::Error::UnsupportedSignatureAlgorithm));
+            },
+            None => return Err(Error::Generate(rcgen::Error::UnsupportedSignatureAlgorithm)),
         };
 
         let (not_before, not_after) = validity_from_now(validity_days)?;

@@ -34,6 +34,39 @@ pub(crate) const OID_SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
 /// DER content of OID 2.5.29.19 (id-ce-basicConstraints).
 pub(crate) const OID_BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x13];
 
+/// A device key's raw public key, from its SubjectPublicKeyInfo.
+pub(crate) enum DeviceKey<'a> {
+    /// The uncompressed P-256 point (65 bytes).
+    P256(&'a [u8]),
+    /// The Ed25519 key (32 bytes).
+    Ed25519(&'a [u8]),
+}
+
+/// The key of a P-256 (id-ecPublicKey on prime256v1, uncompressed point) or Ed25519
+/// SubjectPublicKeyInfo, the keys device certificates are issued for; `None` for anything else.
+/// DER is canonical, so each accepted algorithm has exactly one header.
+pub(crate) fn device_key(spki: &[u8]) -> Option<DeviceKey<'_>> {
+    const P256_SPKI_HEADER: &[u8] = &[
+        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
+        0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    ];
+    const ED25519_SPKI_HEADER: &[u8] = &[
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    if let Some(point) = spki.strip_prefix(P256_SPKI_HEADER)
+        && point.len() == 65
+        && point[0] == 0x04
+    {
+        Some(DeviceKey::P256(point))
+    } else if let Some(raw) = spki.strip_prefix(ED25519_SPKI_HEADER)
+        && raw.len() == 32
+    {
+        Some(DeviceKey::Ed25519(raw))
+    } else {
+        None
+    }
+}
+
 /// One tag-length-value element.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Tlv<'a> {

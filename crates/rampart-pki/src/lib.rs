@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 mod ca;
+pub mod csr;
 mod der;
 mod tls;
 
@@ -83,6 +84,9 @@ pub enum Error {
         #[source]
         source: rustls_pki_types::pem::Error,
     },
+    /// A certificate signing request was refused.
+    #[error("certificate signing request refused: {0}")]
+    InvalidRequest(String),
     /// A certificate could not be parsed.
     #[error("malformed certificate: {0}")]
     MalformedCertificate(&'static str),
