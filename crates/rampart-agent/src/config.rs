@@ -65,8 +65,9 @@ pub struct ServerConfig {
     pub ca: PathBuf,
     /// The device certificate (PEM); its device id is this device's identity.
     pub cert: PathBuf,
-    /// The device's private key: a PEM file path, or a PKCS#11 URI
-    /// (`pkcs11:token=LABEL;object=LABEL`) of a key that never leaves the token.
+    /// The device's private key: a PEM file path, a PKCS#11 URI
+    /// (`pkcs11:token=LABEL;object=LABEL`) of a key that never leaves the token, or `tpm:`,
+    /// the key kept in the TPM at `[tpm] tls_key_handle` (`rampart-agent tpm provision`).
     pub key: String,
     /// PKCS#11 module for a token key (default: SoftHSM2's).
     #[serde(default)]
@@ -425,7 +426,10 @@ impl Config {
         if let Some(server) = &mut self.server {
             file(&mut server.ca);
             file(&mut server.cert);
-            if !server.key.starts_with("pkcs11:") && Path::new(&server.key).is_relative() {
+            if !server.key.starts_with("pkcs11:")
+                && !server.key.starts_with(crate::tpm::TPM_KEY)
+                && Path::new(&server.key).is_relative()
+            {
                 server.key = dir.join(&server.key).display().to_string();
             }
             // A bare library name (`libsofthsm2.so`) is for the dynamic loader to find.
@@ -503,6 +507,22 @@ impl Config {
         }
         if let Some(tpm) = &self.tpm {
             tpm.check()?;
+        }
+        if let Some(server) = &self.server
+            && server.key.starts_with(crate::tpm::TPM_KEY)
+        {
+            if server.key != crate::tpm::TPM_KEY {
+                return Err(format!(
+                    "server.key = {:?}: the key in the TPM is written \"tpm:\" (its handle is tpm.tls_key_handle)",
+                    server.key
+                ));
+            }
+            if self.tpm.is_none() {
+                return Err(
+                    "server.key = \"tpm:\" needs a [tpm] section (the TPM that holds the key)"
+                        .into(),
+                );
+            }
         }
         Ok(())
     }

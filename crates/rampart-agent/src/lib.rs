@@ -20,6 +20,7 @@ pub mod server_update;
 pub mod source;
 pub mod startup;
 pub mod tls;
+pub mod tpm;
 
 use std::path::Path;
 
