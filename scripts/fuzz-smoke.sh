@@ -9,7 +9,8 @@ fuzz_dir=$repo/fuzz
 total=${FUZZ_SMOKE_SECONDS:-120}
 # The targets docs/fuzzing.md lists: one missing from fuzz/Cargo.toml fails the run.
 expected="agent_config canonical_json checkpoint cosignature cyclonedx_sbom ddi_bodies device_requests
-director_metadata grub_env key_file poll_answer signed_note tiles tlog_proof tuf_metadata uboot_env"
+director_metadata grub_env key_file poll_answer signed_note tiles tlog_proof tuf_metadata uboot_env
+event_log credential_input"
 cargo_fuzz_version=0.13.2
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

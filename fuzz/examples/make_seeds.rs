@@ -6,6 +6,10 @@
 //! the documented agent configuration.
 #![forbid(unsafe_code)]
 
+use rampart_attest::credential::make_credential;
+use rampart_attest::device::TpmDevice;
+use rampart_attest::measure::{append_boot_events, boot_log};
+use rampart_attest::soft::SoftTpm;
 use rampart_boot::{grubenv, ubootenv};
 use rampart_core::Scheme;
 use rampart_core::director::{build_targets, signing_bytes};
@@ -91,6 +95,7 @@ fn main() -> Result<(), Error> {
     tiles(&mut seeds)?;
     boot_environments(&mut seeds)?;
     device_protocols(&mut seeds)?;
+    attestation(&mut seeds)?;
     std::fs::remove_dir_all(&work)?;
     println!(
         "make-seeds: {} seeds in {}",
@@ -450,5 +455,26 @@ fn device_requests(seeds: &mut Seeds) -> Result<(), Error> {
         "status",
         ReportStatus::VerificationFailed.as_str().as_bytes(),
     )?;
+    Ok(())
+}
+
+/// The agent's event log (one and two boots' worth), and an enrolment: the software TPM
+/// model's EK public, and a credential made for it (credential_input: length-prefixed public
+/// and blob, then the secret).
+fn attestation(seeds: &mut Seeds) -> Result<(), Error> {
+    let mut log = boot_log(13, [0x5a; 32], "firmware/widget-2.0.bin");
+    seeds.add("event_log", "agent-boot", &log.encode())?;
+    append_boot_events(&mut log, 9, [0x01; 32], "firmware/widget-2.1.bin");
+    seeds.add("event_log", "two-pcrs", &log.encode())?;
+    let mut tpm = SoftTpm::new([1; 32]);
+    let ek = tpm.endorsement()?.public;
+    let made = make_credential(&ek, &tpm.attestation_key_name(), b"challenge", &[2; 32])?;
+    let mut input = Vec::new();
+    for part in [&ek, &made.credential_blob] {
+        input.extend_from_slice(&u16::try_from(part.len())?.to_be_bytes());
+        input.extend_from_slice(part);
+    }
+    input.extend_from_slice(&made.encrypted_secret);
+    seeds.add("credential_input", "soft-ek", &input)?;
     Ok(())
 }

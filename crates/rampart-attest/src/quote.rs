@@ -665,6 +665,14 @@ mod tests {
             matches!(err, QuoteError::PcrValuesSelection { .. }),
             "{err}"
         );
+        // Values for more PCRs than quoted: the quoted ones match the digest, the extra one
+        // would be reported as attested without the TPM ever vouching for it.
+        let more = sha256_pcrs(&[(0, 0xaa), (16, 0xbb)]);
+        let err = verify_signed_requiring(&ak, &message, &more, quoted.selection()).unwrap_err();
+        assert!(
+            matches!(err, QuoteError::PcrValuesSelection { .. }),
+            "{err}"
+        );
     }
 
     #[test]

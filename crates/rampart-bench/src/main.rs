@@ -4,6 +4,7 @@
 //! built beside this one (`cargo build --release -p rampart-cli -p rampart-bench`).
 #![forbid(unsafe_code)]
 
+mod attest;
 mod campaign;
 mod log;
 mod report;
@@ -38,6 +39,12 @@ enum BenchCommand {
         peer_script: PathBuf,
         #[arg(long)]
         no_peer: bool,
+    },
+    /// TPM quote verifications per second on one core (the server's whole check), and ring's
+    /// bare ECDSA P-256 verification in the same run.
+    AttestQuotes {
+        #[arg(long, default_value_t = 11)]
+        rounds: usize,
     },
     /// TUF client refresh + one target download from a 10,000-target repository with one
     /// delegation, served over loopback HTTP; python-tuf ngclient measured in the same run.
@@ -81,6 +88,7 @@ fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             peer_script,
             no_peer,
         } => verify::bench_verify(rounds, (!no_peer).then_some(peer_script)),
+        BenchCommand::AttestQuotes { rounds } => attest::bench_attest_quotes(rounds),
         BenchCommand::LogAppend(a) => log::bench_log_append(a),
         BenchCommand::LogProof { rounds } => log::bench_log_proof(rounds),
         BenchCommand::Server(a) => server::run(a),

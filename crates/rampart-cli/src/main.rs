@@ -4,8 +4,8 @@
 
 use clap::{Parser, Subcommand};
 use rampart_cli::commands::{
-    audit, ca, campaign, ddi, demo, device, director, key, log, release, repo, server, sim, token,
-    witness,
+    attest, audit, ca, campaign, ddi, demo, device, director, key, log, release, repo, server, sim,
+    token, witness,
 };
 
 #[derive(Parser)]
@@ -42,6 +42,9 @@ enum Command {
     /// Devices: issue device keys and certificates.
     #[command(subcommand)]
     Device(device::DeviceCommand),
+    /// Remote attestation: check a TPM quote offline (the inputs of tpm2_checkquote).
+    #[command(subcommand)]
+    Attest(attest::AttestCommand),
     /// Verify and export the tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -76,6 +79,7 @@ fn main() -> std::process::ExitCode {
         Command::Witness(c) => witness::run(c),
         Command::Ca(c) => ca::run(c),
         Command::Device(c) => device::run(c),
+        Command::Attest(c) => attest::run(c),
         Command::Audit(c) => audit::run(c),
         Command::Server(a) => server::run(*a),
         Command::Director(c) => director::run(c),

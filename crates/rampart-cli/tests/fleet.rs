@@ -271,19 +271,50 @@ fn a_mistyped_database_path_is_an_error_not_a_new_empty_database() {
     }
 }
 
-/// A certificate signing request as a device makes it: its key's own signature, the device id
-/// as the subject commonName.
-fn device_request(device_id: &str) -> (String, Vec<u8>) {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, device_id);
-    let csr = params.serialize_request(&key).unwrap();
+/// A certificate signing request as another implementation makes it (OpenSSL): a new P-256
+/// key's own signature, the device id as the subject commonName. Returns the request (PEM) and
+/// the key's DER SubjectPublicKeyInfo.
+fn device_request(dir: &std::path::Path, device_id: &str) -> (String, Vec<u8>) {
+    let (key, csr, spki) = (dir.join("k.pem"), dir.join("r.csr"), dir.join("k.spki"));
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl runs (scripts/test.sh installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        &format!("/CN={device_id}"),
+        "-keyout",
+        s(&key),
+        "-out",
+        s(&csr),
+    ]);
+    openssl(&[
+        "pkey",
+        "-in",
+        s(&key),
+        "-pubout",
+        "-outform",
+        "DER",
+        "-out",
+        s(&spki),
+    ]);
     (
-        csr.pem().unwrap(),
-        rcgen::PublicKeyData::subject_public_key_info(&key),
+        std::fs::read_to_string(&csr).unwrap(),
+        std::fs::read(&spki).unwrap(),
     )
 }
 
@@ -296,7 +327,7 @@ fn provision_from_a_device_csr_certifies_the_device_key() {
     let ca = w.path().join("ca");
     cli::ok(cli::rampart(&["ca", "init", "--dir", s(&ca)]));
     let devices = w.path().join("devices");
-    let (csr_pem, spki) = device_request("tpm-dev-3");
+    let (csr_pem, spki) = device_request(w.path(), "tpm-dev-3");
     let csr = w.path().join("tpm-dev-3.csr");
     std::fs::write(&csr, &csr_pem).unwrap();
     let provision = |extra: &[&str]| {
@@ -334,7 +365,7 @@ fn provision_from_a_device_csr_certifies_the_device_key() {
     assert!(!ok && out.contains("not \"tpm-dev-4\""), "{out}");
 
     // Another key put into the request after signing: its signature no longer verifies.
-    let (_, other_spki) = device_request("tpm-dev-3");
+    let (_, other_spki) = device_request(w.path(), "tpm-dev-3");
     let mut der = rustls_der(&csr_pem);
     let at = der.windows(spki.len()).position(|w| w == spki).unwrap();
     der[at..at + spki.len()].copy_from_slice(&other_spki);

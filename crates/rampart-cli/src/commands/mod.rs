@@ -1,6 +1,7 @@
 //! One module per `rampart` command. Each defines the command's arguments (`XCommand` for a
 //! command with subcommands, `XArgs` for one without) and `run`, which carries it out.
 
+pub mod attest;
 pub mod audit;
 pub mod ca;
 pub mod campaign;
