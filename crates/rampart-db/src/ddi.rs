@@ -603,6 +603,10 @@ impl Db {
             "device_tags",
             "group_members",
             "campaign_devices",
+            "attestation_keys",
+            "attestation_challenges",
+            "attestation_nonces",
+            "attestation_states",
         ] {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE device_id = $1"

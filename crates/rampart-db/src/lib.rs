@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod assignments;
+mod attestation;
 mod audit;
 mod audit_heads;
 mod bulk;
@@ -22,6 +23,11 @@ mod webhooks;
 use std::borrow::Cow;
 
 pub use assignments::{Assignment, DeviceAssignment, MAX_ASSIGNMENT_DEVICES, UPDATE_TYPES};
+pub use attestation::{
+    ApprovedEk, AttestationKey, AttestationState, CheckOutcome, CheckResult, EkBasis, IssuedNonce,
+    MAX_ATTESTATION_REASON, MAX_SECURITY_EVENTS_READ, MAX_TPM_STRUCTURE, NonceClaim,
+    PendingEnrolment, QuoteCounters, SecurityEvent,
+};
 pub use audit::AuditLine;
 pub use audit_heads::StoredAuditHead;
 pub use campaigns::{Campaign, CampaignDevice, CampaignUpdate, DeviceInfo, ROLLBACK_SUFFIX};
@@ -56,7 +62,7 @@ pub enum Backend {
 /// The schema, in the SQL subset both backends accept (TEXT and BIGINT columns, `ON CONFLICT`).
 /// A migration that needs backend-specific SQL gets a per-backend file here.
 fn migrations() -> Vec<Migration> {
-    let steps: [(i64, &'static str, &'static str); 9] = [
+    let steps: [(i64, &'static str, &'static str); 10] = [
         (
             1,
             "inventory",
@@ -97,6 +103,11 @@ fn migrations() -> Vec<Migration> {
             9,
             "audit heads",
             include_str!("../migrations/0009_audit_heads.sql"),
+        ),
+        (
+            10,
+            "attestation",
+            include_str!("../migrations/0010_attestation.sql"),
         ),
     ];
     steps

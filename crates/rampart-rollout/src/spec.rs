@@ -50,6 +50,11 @@ pub struct CampaignSpec {
     /// is forced (soft until then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force_after_secs: Option<u64>,
+    /// Only devices with a fresh passing remote attestation receive the release; the others
+    /// are held (not counted as failures) until they attest. Needs a server running with
+    /// attestation enabled.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_attestation: bool,
 }
 
 /// Shortest and longest `force_after_secs`.

@@ -72,7 +72,7 @@ mod state;
 
 // The public paths of the modules before they moved into rooms.
 pub use delivery::{artifact_store, director, image_repo};
-pub use engines::{audit_anchor, renewal, webhooks};
+pub use engines::{attestation, audit_anchor, renewal, webhooks};
 pub use listen::auth_failures;
 pub use observe::{audit, log};
 /// The management API's tokens and roles (the API itself is in the operator room).
@@ -173,6 +173,9 @@ pub struct ServerConfig {
     /// Automatic renewal of `image_repo`'s timestamp and snapshot with their online keys, and
     /// expiry warnings for every role (see [`renewal`]).
     pub metadata: engines::renewal::MetadataConfig,
+    /// Remote attestation (AK enrolment, quotes, the staleness engine, the policy); `None`
+    /// disables it: the poll answer asks for no quote and the attestation routes answer 404.
+    pub attestation: Option<engines::attestation::AttestationConfig>,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -193,6 +196,7 @@ impl fmt::Debug for ServerConfig {
             .field("artifact_store", &self.artifact_store)
             .field("director", &self.director)
             .field("metadata", &self.metadata)
+            .field("attestation", &self.attestation)
             .finish_non_exhaustive()
     }
 }
@@ -243,6 +247,7 @@ impl ServerConfig {
             audit_anchor: None,
             connections: connections::ConnectionConfig::default(),
             metadata: engines::renewal::MetadataConfig::default(),
+            attestation: None,
         }
     }
 
@@ -282,10 +287,13 @@ impl ServerConfig {
         } else {
             None
         };
-        match problem {
-            Some(problem) => Err(ServerError::Config(problem.into())),
-            None => Ok(()),
+        if let Some(problem) = problem {
+            return Err(ServerError::Config(problem.into()));
         }
+        if let Some(attestation) = &self.attestation {
+            attestation.validate().map_err(ServerError::Config)?;
+        }
+        Ok(())
     }
 }
 

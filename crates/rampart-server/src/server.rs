@@ -63,6 +63,8 @@ pub struct Server {
     /// Renews the online metadata and watches every role's expiry (with a repository or a
     /// director).
     metadata_watch: Option<engines::renewal::MetadataWatch>,
+    /// The attestation staleness engine, when attestation is enabled.
+    attestation: Option<Arc<engines::attestation::Attestation>>,
 }
 
 impl fmt::Debug for Server {
@@ -172,8 +174,20 @@ impl Server {
             config.last_seen_batch_size,
             metrics.clone(),
         ));
-        let campaigns =
-            engines::campaigns::Campaigns::new(db.clone(), audit.clone(), hooks.clone());
+        let attestation = config.attestation.clone().map(|settings| {
+            Arc::new(engines::attestation::Attestation::new(
+                db.clone(),
+                audit.clone(),
+                metrics.clone(),
+                settings,
+            ))
+        });
+        let campaigns = engines::campaigns::Campaigns::new(
+            db.clone(),
+            audit.clone(),
+            hooks.clone(),
+            attestation.clone(),
+        );
         let shared = state::Shared {
             db: db.clone(),
             audit: audit.clone(),
@@ -187,6 +201,7 @@ impl Server {
                 read_timeout: config.body_read_timeout,
             },
             poll_interval_secs: config.poll_interval_secs,
+            attestation: attestation.clone(),
         };
         let api = Arc::new(device::api::DeviceApi::new(&shared));
         let delivery = device::routes(&config, api.clone(), image_repo.clone())?;
@@ -257,6 +272,7 @@ impl Server {
             auth_failures,
             auth_events,
             metadata_watch,
+            attestation,
         })
     }
 
@@ -322,6 +338,7 @@ impl Server {
             auth_failures,
             auth_events,
             metadata_watch,
+            attestation,
             ..
         } = self;
         let operators = http_serve::HttpOptions {
@@ -369,6 +386,8 @@ impl Server {
             stop_rx.clone(),
         ));
         let campaign_engine = tokio::spawn(campaigns.run(stop_rx.clone()));
+        let attestation_engine =
+            attestation.map(|engine| tokio::spawn(engine.run(stop_rx.clone())));
         let metadata_watcher = metadata_watch.map(|watch| tokio::spawn(watch.run(stop_rx.clone())));
         let hooks_grace = hooks.config().attempt_timeout + METRICS_SHUTDOWN_GRACE;
         let dispatcher = tokio::spawn(
@@ -453,6 +472,10 @@ impl Server {
         }
         // A step in progress is one transaction: stopping it mid-way loses nothing.
         campaign_engine.abort();
+        // Each stale note is one transaction; "attested" never depended on this engine.
+        if let Some(engine) = attestation_engine {
+            engine.abort();
+        }
         // A renewal in progress finishes on its blocking thread (each file is written whole).
         if let Some(watcher) = metadata_watcher {
             watcher.abort();

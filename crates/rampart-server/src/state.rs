@@ -8,6 +8,7 @@ use std::sync::Arc;
 use rampart_db::Db;
 
 use crate::delivery::image_repo::HostedRepo;
+use crate::engines::attestation::Attestation;
 use crate::engines::campaigns::Campaigns;
 use crate::engines::last_seen::LastSeen;
 use crate::engines::report_sinks::ReportSinks;
@@ -32,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) body_limits: BodyLimits,
     /// Poll interval told to devices, seconds.
     pub(crate) poll_interval_secs: u64,
+    /// Remote attestation, when enabled.
+    pub(crate) attestation: Option<Arc<Attestation>>,
 }
 
 impl Shared {

@@ -18,6 +18,12 @@ pub enum AttestCommand {
     /// Verify a TPM2_Quote offline (the inputs of tpm2_checkquote): exit 0 and print the PCR
     /// values it vouches for, or fail saying which check failed.
     CheckQuote(CheckQuoteArgs),
+    /// Approve a TPM's endorsement key (a TPM without an EK certificate) so its device may
+    /// enrol an attestation key (management API).
+    ApproveEk(super::attest_fleet::ApproveEkArgs),
+    /// A device's attestation (attested, failed with the reason, or stale), or the fleet's
+    /// counts (management API).
+    Status(super::attest_fleet::StatusArgs),
 }
 
 #[derive(clap::Args)]
@@ -50,6 +56,8 @@ pub struct CheckQuoteArgs {
 pub fn run(cmd: AttestCommand) -> anyhow::Result<()> {
     match cmd {
         AttestCommand::CheckQuote(args) => check_quote(&args),
+        AttestCommand::ApproveEk(args) => super::attest_fleet::approve_ek(&args),
+        AttestCommand::Status(args) => super::attest_fleet::status(&args),
     }
 }
 

@@ -2,6 +2,7 @@
 //! command with subcommands, `XArgs` for one without) and `run`, which carries it out.
 
 pub mod attest;
+pub mod attest_fleet;
 pub mod audit;
 pub mod ca;
 pub mod campaign;

@@ -120,6 +120,29 @@ pub struct ServerArgs {
     /// The witness policy of --audit-log-url (log key, witnesses, quorum).
     #[arg(long, requires = "audit_log_url")]
     audit_log_policy: Option<PathBuf>,
+    /// Remote attestation: devices enrol a TPM attestation key and answer the poll's requests
+    /// for quotes; the inventory shows each attested, failed (with the reason) or stale.
+    /// Implied by every other attestation option.
+    #[arg(long)]
+    attestation: bool,
+    /// Fleet-wide policy: no assignment, director metadata or artifact for a device without a
+    /// fresh passing attestation (campaigns hold such devices).
+    #[arg(long)]
+    require_attestation: bool,
+    /// Seconds a passing quote keeps a device attested.
+    #[arg(long, default_value_t = rampart_server::attestation::DEFAULT_FRESHNESS.as_secs())]
+    attestation_freshness: u64,
+    /// The SHA-256 PCRs every quote must cover, e.g. 0,2,13 (must include --agent-pcr;
+    /// default: the agent PCR alone).
+    #[arg(long, value_delimiter = ',', value_name = "PCR,...")]
+    attestation_pcrs: Vec<u8>,
+    /// The PCR the device agent measures the booted image and its release claim into.
+    #[arg(long, default_value_t = rampart_server::attestation::DEFAULT_AGENT_PCR)]
+    agent_pcr: u8,
+    /// PEM file of the TPM makers' EK root (and intermediate) certificates: a device whose EK
+    /// certificate chains to one enrols without an operator approving its EK.
+    #[arg(long, value_name = "FILE")]
+    ek_roots: Option<PathBuf>,
 }
 
 /// `LISTENER=MAX[/PER_SOURCE]` of `--connection-cap`.
@@ -259,6 +282,7 @@ pub fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
             })
             .collect::<anyhow::Result<Vec<_>>>()
     };
+    config.attestation = attestation_config(args)?;
     config.metadata = rampart_server::renewal::MetadataConfig {
         timestamp_keys: open_keys(&args.timestamp_keys, "timestamp")?,
         snapshot_keys: open_keys(&args.snapshot_keys, "snapshot")?,
@@ -267,6 +291,44 @@ pub fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
         offline_warning: Duration::from_secs(args.expiry_warning_days.saturating_mul(86_400)),
     };
     Ok(config)
+}
+
+/// The attestation settings, when any attestation option is given.
+fn attestation_config(
+    args: &ServerArgs,
+) -> anyhow::Result<Option<rampart_server::attestation::AttestationConfig>> {
+    let defaults = rampart_server::attestation::AttestationConfig::default();
+    let enabled = args.attestation
+        || args.require_attestation
+        || args.ek_roots.is_some()
+        || !args.attestation_pcrs.is_empty()
+        || args.agent_pcr != defaults.agent_pcr
+        || args.attestation_freshness != defaults.freshness.as_secs();
+    if !enabled {
+        return Ok(None);
+    }
+    let ek_roots = match &args.ek_roots {
+        None => Vec::new(),
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading the EK roots {}", path.display()))?;
+            rampart_attest::ekcert::certificates_from_pem(&pem)
+                .with_context(|| format!("the EK roots {}", path.display()))?
+        }
+    };
+    let required_pcrs = if args.attestation_pcrs.is_empty() {
+        vec![args.agent_pcr]
+    } else {
+        args.attestation_pcrs.clone()
+    };
+    Ok(Some(rampart_server::attestation::AttestationConfig {
+        freshness: Duration::from_secs(args.attestation_freshness),
+        required_pcrs,
+        agent_pcr: args.agent_pcr,
+        ek_roots,
+        require: args.require_attestation,
+        ..defaults
+    }))
 }
 
 /// The webhook secrets key file: as given; else, with SQLite, the server's default next to the
@@ -313,7 +375,23 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
                 "the repository's timestamp is not renewed by the server (no --timestamp-key): run `rampart repo publish` daily",
             ),
         };
+        let attestation = config.attestation.as_ref().map(|a| {
+            format!(
+                "remote attestation on: quotes over {}, fresh for {} s, {} EK root certificate(s); {}",
+                a.selection_text(),
+                a.freshness.as_secs(),
+                a.ek_roots.len(),
+                if a.require {
+                    "updates only for attested devices"
+                } else {
+                    "updates not gated on it (--require-attestation gates them)"
+                }
+            )
+        });
         let server = rampart_server::Server::bind(config).await?;
+        if let Some(attestation) = attestation {
+            println!("{attestation}");
+        }
         if let Some(renewal) = renewal {
             println!("{renewal}");
         }

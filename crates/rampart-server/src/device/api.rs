@@ -81,6 +81,8 @@ pub(crate) struct DeviceApi {
     pub(super) settled: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
     /// Target path -> its release version (`None`: not a release), from `image_repo`.
     pub(super) target_versions: std::sync::Mutex<std::collections::HashMap<String, Option<String>>>,
+    /// Remote attestation, when enabled.
+    pub(super) attestation: Option<Arc<crate::engines::attestation::Attestation>>,
 }
 
 /// Entries kept in each of the fulfilment caches before they are cleared (bounded memory).
@@ -91,6 +93,7 @@ impl DeviceApi {
     pub(crate) fn new(shared: &Shared) -> Self {
         Self {
             report_rate: super::report_rate::ReportRate::default(),
+            attestation: shared.attestation.clone(),
             image_repo: shared.image_repo.clone(),
             settled: Default::default(),
             target_versions: Default::default(),
@@ -248,12 +251,18 @@ impl DeviceApi {
                 .await;
         }
         Metrics::inc(&self.metrics.polls);
+        let (attestation, attested) = self.attestation_request(&device.id, now).await?;
 
         // Read with the revocation flag above; the ETag changes with every change of the
         // assignment.
         // A time-forced assignment is soft until its time, then forced: the answer (and its
         // ETag) changes then, so the device learns it on its next poll.
-        let assignment = match device.assignment.filter(|a| !a.target.is_empty()) {
+        // Under the fleet-wide policy an unattested device is told of no assignment (its poll
+        // answer asks for a quote instead).
+        let assignment = match device
+            .assignment
+            .filter(|a| !a.target.is_empty() && attested)
+        {
             None => None,
             Some(a) => {
                 let effective =
@@ -280,7 +289,7 @@ impl DeviceApi {
             device_id: device.id.clone(),
             poll_interval_secs: Some(self.poll_interval_secs),
             assignment,
-            attestation: None,
+            attestation,
         })
         .map_err(|_| ApiError::internal())?;
         let digest = ring::digest::digest(&ring::digest::SHA256, &answer);

@@ -76,6 +76,10 @@ pub(crate) async fn director_file(
     };
     let device_id = delivery.device(&peer).await?;
     if file == "targets.json" {
+        delivery
+            .api
+            .require_attested(&device_id, unix_now())
+            .await?;
         return targets(&delivery, director, &device_id, &headers).await;
     }
     if file == "root.json" {

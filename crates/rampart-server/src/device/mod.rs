@@ -2,6 +2,7 @@
 //! the image repository and director routes devices read.
 
 pub(crate) mod api;
+mod attestation;
 mod director;
 mod enrolment;
 mod poll_read;
@@ -108,6 +109,12 @@ pub(crate) fn router(api: Arc<DeviceApi>, delivery: Router) -> Router {
         .route("/device/v1/poll", post(api::poll))
         .route("/device/v1/reports", post(reports::report))
         .route("/device/v1/attributes", put(reports::attributes))
+        .route("/device/v1/attestation/enrol", post(attestation::enrol))
+        .route(
+            "/device/v1/attestation/activate",
+            post(attestation::activate),
+        )
+        .route("/device/v1/attestation/quote", post(attestation::quote))
         .with_state(api)
         .merge(delivery)
         .fallback(|| async { ApiError::not_found() })

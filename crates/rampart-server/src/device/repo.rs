@@ -131,6 +131,10 @@ pub(crate) async fn target_file(
 ) -> Result<Response, ApiError> {
     check_artifact_path(&path)?;
     let device_id = delivery.device(&peer).await?;
+    delivery
+        .api
+        .require_attested(&device_id, unix_now())
+        .await?;
     let assignment = delivery
         .api
         .db

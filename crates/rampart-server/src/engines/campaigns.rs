@@ -44,6 +44,9 @@ pub(crate) struct Campaigns {
     /// Update type per campaign, to interpret reports without a database read.
     types: std::sync::Mutex<HashMap<String, UpdateType>>,
     alerts: crate::engines::webhooks::Webhooks,
+    /// Remote attestation, when enabled: campaigns that require it (or a server that does)
+    /// hold unattested devices.
+    attestation: Option<Arc<crate::engines::attestation::Attestation>>,
 }
 
 /// Why a campaign step failed.
@@ -140,8 +143,10 @@ impl Campaigns {
         db: Db,
         audit: AuditWriter,
         alerts: crate::engines::webhooks::Webhooks,
+        attestation: Option<Arc<crate::engines::attestation::Attestation>>,
     ) -> Arc<Self> {
         Arc::new(Campaigns {
+            attestation,
             db,
             audit,
             wake: Notify::new(),
@@ -306,6 +311,19 @@ impl Campaigns {
             return Ok(());
         }
         let mut step = Step::default();
+        // Devices without a fresh passing attestation are held, not failed: they are given the
+        // release at a later step once they attest.
+        let attested = match &self.attestation {
+            Some(a) if a.config.require || c.spec.require_attestation => {
+                let ids: Vec<String> = pending.iter().map(|(d, _, _)| d.clone()).collect();
+                Some(
+                    self.db
+                        .attested_among(&ids, now, a.config.freshness_secs())
+                        .await?,
+                )
+            }
+            _ => None,
+        };
         // Few distinct windows (one per group): parse and judge each once per step. A window
         // stored unreadable holds its devices (it was validated when set).
         let mut open: HashMap<String, bool> = HashMap::new();
@@ -317,7 +335,8 @@ impl Campaigns {
                         .entry(w.clone())
                         .or_insert_with(|| MaintenanceWindow::stored_is_open(w, now))
                 });
-            if conditions && window {
+            let attested = attested.as_ref().is_none_or(|set| set.contains(&device));
+            if conditions && window && attested {
                 step.assign.push(device);
             } else {
                 step.hold.push(device);
@@ -471,6 +490,11 @@ impl Campaigns {
                 status: c.state.status.as_str(),
                 hint: "it has already started",
             }));
+        }
+        if c.spec.require_attestation && self.attestation.is_none() {
+            return Err(ActionFailed::Invalid(
+                "the campaign requires attestation (require_attestation), but this server runs without it; start the server with --attestation, or drop require_attestation".into(),
+            ));
         }
         let targets = &c.spec.targets;
         let infos = self

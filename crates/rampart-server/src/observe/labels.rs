@@ -92,6 +92,43 @@ impl AnchorFailure {
     }
 }
 
+/// Which check refused an attestation step (the label of `rampart_attestation_failures_total`;
+/// the reason a person reads is in the audit record and the security event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttestationCheck {
+    /// The quote's nonce was unknown, used before or expired (a replay).
+    Nonce = 0,
+    /// The quote structure, signature, AK, PCR selection or PCR digest.
+    Quote = 1,
+    /// The TPM's reset, restart or clock counters went backwards.
+    Counters = 2,
+    /// The event log does not replay to the quoted PCRs, or its measurements are not the
+    /// release the device runs.
+    Measurements = 3,
+    /// Enrolment: an EK neither certified nor approved, a bad AK, a wrong activation secret.
+    Enrolment = 4,
+}
+
+impl AttestationCheck {
+    pub const ALL: [AttestationCheck; 5] = [
+        AttestationCheck::Nonce,
+        AttestationCheck::Quote,
+        AttestationCheck::Counters,
+        AttestationCheck::Measurements,
+        AttestationCheck::Enrolment,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttestationCheck::Nonce => "nonce",
+            AttestationCheck::Quote => "quote",
+            AttestationCheck::Counters => "counters",
+            AttestationCheck::Measurements => "measurements",
+            AttestationCheck::Enrolment => "enrolment",
+        }
+    }
+}
+
 /// Connection-level counters of the device API's mutual-TLS listener.
 #[derive(Debug, Default)]
 pub struct ConnectionCounters {

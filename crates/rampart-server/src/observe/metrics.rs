@@ -11,7 +11,9 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::observe::labels::{AnchorFailure, Api, ConnectionCounters, FailureKind};
+use crate::observe::labels::{
+    AnchorFailure, Api, AttestationCheck, ConnectionCounters, FailureKind,
+};
 use rampart_listen::AdmissionCounters;
 use rampart_protocol::ReportStatus;
 
@@ -53,10 +55,84 @@ pub struct Metrics {
     /// [`Api`].
     pub(crate) auth_throttled: [AtomicU64; Api::ALL.len()],
     pub(crate) metadata_renewals: AtomicU64,
+    /// Remote attestation (engines::attestation and the device routes).
+    pub(crate) attestation: AttestationMetrics,
     pub(crate) metadata_renewal_failures: AtomicU64,
     /// When each watched role's metadata expires (watched by the metadata renewal engine), by role.
     metadata_expiry: Mutex<BTreeMap<String, MetadataExpiry>>,
     http: Mutex<HttpStats>,
+}
+
+/// Remote attestation's counters and the fleet's attestation gauges.
+#[derive(Debug, Default)]
+pub(crate) struct AttestationMetrics {
+    pub(crate) enrolments: AtomicU64,
+    pub(crate) quotes_passed: AtomicU64,
+    /// Refused attestation steps, by [`AttestationCheck`].
+    pub(crate) failures: [AtomicU64; AttestationCheck::ALL.len()],
+    /// Passing attestations that went stale (noted by the staleness engine).
+    pub(crate) stale_transitions: AtomicU64,
+    /// Devices attested, failed and stale at the engine's last sweep.
+    pub(crate) attested: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) stale: AtomicU64,
+    /// Unix time of the engine's last completed sweep (0: none yet).
+    pub(crate) last_sweep: AtomicU64,
+}
+
+impl AttestationMetrics {
+    fn render(&self, out: &mut String) {
+        counter(
+            out,
+            "rampart_attestation_enrolments_total",
+            "Attestation keys enrolled (credential activated).",
+            &[("", load(&self.enrolments))],
+        );
+        counter(
+            out,
+            "rampart_attestation_quotes_passed_total",
+            "Quotes verified, with measurements matching the release the device runs.",
+            &[("", load(&self.quotes_passed))],
+        );
+        let labels: Vec<(String, u64)> = AttestationCheck::ALL
+            .iter()
+            .map(|&c| {
+                (
+                    format!("check=\"{}\"", c.as_str()),
+                    load(&self.failures[c as usize]),
+                )
+            })
+            .collect();
+        let labels: Vec<(&str, u64)> = labels.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        counter(
+            out,
+            "rampart_attestation_failures_total",
+            "Refused attestation steps, by the check that refused them.",
+            &labels,
+        );
+        counter(
+            out,
+            "rampart_attestation_stale_total",
+            "Passing attestations that went stale (no fresh quote within the freshness window).",
+            &[("", load(&self.stale_transitions))],
+        );
+        gauge_series(
+            out,
+            "rampart_attestation_devices",
+            "Devices by attestation state at the staleness engine's last sweep (never attested counts as stale).",
+            &[
+                ("state=\"attested\"", load(&self.attested)),
+                ("state=\"failed\"", load(&self.failed)),
+                ("state=\"stale\"", load(&self.stale)),
+            ],
+        );
+        gauge(
+            out,
+            "rampart_attestation_last_sweep_timestamp_seconds",
+            "When the attestation staleness engine last completed a sweep (0: never); alert when it falls behind.",
+            load(&self.last_sweep),
+        );
+    }
 }
 
 /// One role's expiry as the metrics know it.
@@ -420,6 +496,7 @@ impl Metrics {
             &[("", load(&self.internal_errors))],
         );
         self.render_metadata(&mut out);
+        self.attestation.render(&mut out);
 
         let http = self.http();
         let name = "rampart_server_http_request_duration_seconds";

@@ -136,10 +136,21 @@ pub(super) async fn get_device(
         }
         (Some(_), _) => "pending",
     };
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"device": device, "enrolment": enrolment, "assignment": assignment, "update_status": status, "recent_reports": recent}),
-    ))
+    // Computed now (a pass expires by time alone); absent when the server does not attest.
+    let attestation = match &api.attestation {
+        Some(engine) => Some(
+            engine
+                .view(&id, unix_now())
+                .await
+                .map_err(|e| db_error("reading a device's attestation", e))?,
+        ),
+        None => None,
+    };
+    let mut body = json!({"device": device, "enrolment": enrolment, "assignment": assignment, "update_status": status, "recent_reports": recent});
+    if let Some(attestation) = attestation {
+        body["attestation"] = json!(attestation);
+    }
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 #[derive(Deserialize, Default)]

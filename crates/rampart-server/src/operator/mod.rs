@@ -8,6 +8,7 @@
 //! a role without the permission 403. Every change is stored in one transaction with its audit
 //! record. The routes are listed in the OpenAPI document served at `GET /api/v1/openapi.json`.
 
+mod attestation;
 mod audit;
 mod campaigns;
 pub(crate) mod ddi_tenants;
@@ -133,6 +134,8 @@ pub(crate) struct ManagementApi {
     pub(crate) body_limits: BodyLimits,
     /// Signs audit heads (`POST /api/v1/audit/anchor`); `None` without an audit key.
     pub(crate) audit_anchor: Option<Arc<crate::engines::audit_anchor::AuditAnchor>>,
+    /// Remote attestation, when enabled.
+    pub(crate) attestation: Option<Arc<crate::engines::attestation::Attestation>>,
 }
 
 impl ManagementApi {
@@ -149,6 +152,7 @@ impl ManagementApi {
             campaigns: shared.campaigns.clone(),
             body_limits: shared.body_limits,
             audit_anchor,
+            attestation: shared.attestation.clone(),
         }
     }
 }
@@ -322,6 +326,13 @@ pub(crate) fn router(api: Arc<ManagementApi>) -> Router {
             axum::routing::put(campaigns::set_window).delete(campaigns::clear_window),
         )
         .route("/api/v1/reports", get(devices::list_reports))
+        .route(
+            "/api/v1/attestation/approved-eks",
+            post(attestation::approve_ek),
+        )
+        .route("/api/v1/attestation/status", get(attestation::status))
+        .route("/api/v1/attestation/events", get(attestation::events))
+        .route("/api/v1/attestation/devices/{id}", get(attestation::device))
         .route("/api/v1/audit", get(audit::export_audit))
         .route("/api/v1/audit/head", get(audit::get_head))
         .route("/api/v1/audit/anchor", post(audit::post_anchor))
