@@ -19,8 +19,8 @@ use rampart_attest::device::{TpmDevice, TpmError};
 use rampart_attest::pcr::PcrSelection;
 use rampart_attest::wire::HashAlg;
 use rampart_protocol::{
-    AttestationAnswer, AttestationRequest, EnrolAnswer, EnrolChallenge, EnrolProof, EnrolRequest,
-    QuoteSubmission,
+    AttestationAnswer, AttestationOutcome, AttestationRequest, EnrolAnswer, EnrolChallenge,
+    EnrolProof, EnrolRequest, QuoteSubmission,
 };
 
 use crate::device::Device;
@@ -82,7 +82,7 @@ impl<P: Platform> Device<P> {
         &mut self,
         request: &AttestationRequest,
         server: &dyn AttestationServer,
-    ) -> Result<AttestationAnswer, AttestError> {
+    ) -> Result<Answered, AttestError> {
         let boot_id = self.boot_id().map_err(AttestError::Device)?;
         // A boot the agent could not measure (its slot's content unknown) has an empty log:
         // the server then says which measurement is missing.
@@ -135,19 +135,41 @@ fn challenge_field(text: &str, name: &str) -> Result<Vec<u8>, AttestError> {
     })
 }
 
-/// Answers a poll's attestation request: enrols first when the server has no attestation key
-/// for this device, then quotes the requested PCRs over the nonce and sends the quote with
+/// What answering an attestation request did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answered {
+    /// The server had no attestation key for this device: it has one now. A new key's first
+    /// nonce comes with the next poll (the server drops nonces issued before the enrolment).
+    Enrolled,
+    /// The quote was sent; the server's verdict.
+    Quoted(AttestationAnswer),
+}
+
+impl Answered {
+    /// Whether the next poll's answer changes: a first nonce after an enrolment, or an
+    /// assignment a policy withheld from an unattested device.
+    pub fn poll_again(&self) -> bool {
+        match self {
+            Answered::Enrolled => true,
+            Answered::Quoted(a) => a.outcome == AttestationOutcome::Attested,
+        }
+    }
+}
+
+/// Answers a poll's attestation request: enrols when the server has no attestation key for
+/// this device, otherwise quotes the requested PCRs over the nonce and sends the quote with
 /// this boot's measurement log (`event_log`, the TCG crypto-agile format).
 pub fn answer(
     tpm: &mut dyn TpmDevice,
     request: &AttestationRequest,
     event_log: &[u8],
     server: &dyn AttestationServer,
-) -> Result<AttestationAnswer, AttestError> {
+) -> Result<Answered, AttestError> {
     let nonce = request_nonce(&request.nonce)?;
     let pcrs = requested_pcrs(&request.pcrs)?;
     if !request.enrolled {
         enrol(tpm, server)?;
+        return Ok(Answered::Enrolled);
     }
     let quote = tpm.quote(&nonce, &pcrs)?;
     server
@@ -159,6 +181,7 @@ pub fn answer(
             event_log: BASE64.encode(event_log),
             firmware_event_log: None,
         })
+        .map(Answered::Quoted)
         .map_err(AttestError::Server)
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rampart_boot::flow::{AgentState, PendingReport, Reason};
 use rampart_protocol::{AttestationOutcome, AttestationRequest, DeviceFacts, ReportStatus};
 
-use crate::attest::AttestationServer;
+use crate::attest::{Answered, AttestationServer};
 use crate::config::Config;
 use crate::device::{Device, HealthCheck, Installed, Staged, Started};
 use crate::platform::Platform;
@@ -151,15 +151,19 @@ pub fn update_from_server(
     let mut poll = client
         .poll_with(&facts)
         .map_err(|e| Refusal::new(Reason::from(&e), e))?;
-    if let Some(request) = poll.attestation.take()
-        && attested(device, &request, client)
-    {
-        // The server has a fresh quote now: an assignment its policy withheld from an
-        // unattested device comes with this poll, not one interval later.
+    // At most an enrolment, then a quote: each changes what the next poll answers (the new
+    // key's first nonce; an assignment a policy withheld from an unattested device), so the
+    // device polls again at once rather than one interval later.
+    for _ in 0..2 {
+        let Some(request) = poll.attestation.take() else {
+            break;
+        };
+        if !answer_attestation(device, &request, client) {
+            break;
+        }
         poll = client
             .poll_with(&facts)
             .map_err(|e| Refusal::new(Reason::from(&e), e))?;
-        poll.attestation = None;
     }
     let Some(assignment) = poll.assignment else {
         device.abandon_install(state)?;
@@ -262,17 +266,16 @@ pub fn update_from_server(
     }
 }
 
-/// Answers the server's attestation request; whether the server found the device attested.
-/// A failure is printed and the pass goes on: a policy that requires attestation withholds
-/// the assignment, and the next poll asks again.
-pub fn attested<P: Platform>(
+/// Answers the server's attestation request; whether the next poll answers differently
+/// ([`Answered::poll_again`]). A failure is printed and the pass goes on: a policy that
+/// requires attestation withholds the assignment, and the next poll asks again.
+pub fn answer_attestation<P: Platform>(
     device: &mut Device<P>,
     request: &AttestationRequest,
     server: &dyn AttestationServer,
 ) -> bool {
     match device.attest(request, server) {
-        Ok(answer) if answer.outcome == AttestationOutcome::Attested => true,
-        Ok(answer) => {
+        Ok(Answered::Quoted(answer)) if answer.outcome != AttestationOutcome::Attested => {
             let outcome = match answer.outcome {
                 AttestationOutcome::Attested => "attested",
                 AttestationOutcome::Failed => "failed",
@@ -287,6 +290,7 @@ pub fn attested<P: Platform>(
             );
             false
         }
+        Ok(answered) => answered.poll_again(),
         Err(e) => {
             eprintln!("attestation failed: {e}");
             false

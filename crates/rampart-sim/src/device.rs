@@ -504,6 +504,15 @@ impl VirtualDevice {
         }
     }
 
+    /// The TPM's endorsement key (TPMT_PUBLIC), for a device that has a TPM.
+    pub(crate) fn endorsement_key(
+        &mut self,
+    ) -> Option<Result<Vec<u8>, rampart_attest::device::TpmError>> {
+        use rampart_attest::device::TpmDevice as _;
+        let tpm = self.agent.platform.tpm.as_mut()?;
+        Some(tpm.endorsement().map(|e| e.public))
+    }
+
     /// Records an error: the device's last, and the fleet's latest.
     fn note(&mut self, sh: &Shared, error: String) {
         let mut latest = sh.last_error.lock().unwrap_or_else(|e| e.into_inner());

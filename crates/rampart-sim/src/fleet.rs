@@ -276,6 +276,21 @@ impl Fleet {
         self.root.path()
     }
 
+    /// Each attesting device's endorsement key (its TPMT_PUBLIC), by device id: their TPMs
+    /// carry no EK certificate, so the operator approves these keys
+    /// (`POST /api/v1/attestation/approved-eks`, `rampart attest approve-ek`).
+    pub fn endorsement_keys(&mut self) -> Result<Vec<(String, Vec<u8>)>, SimError> {
+        let mut out = Vec::new();
+        for d in &mut self.devices {
+            if let Some(ek) = d.endorsement_key() {
+                let ek =
+                    ek.map_err(|e| SimError::Spec(format!("{}: {e}", d.profile.identity.id)))?;
+                out.push((d.profile.identity.id.clone(), ek));
+            }
+        }
+        Ok(out)
+    }
+
     /// Powers the devices on (each at its time within the boot spread) and starts the workers.
     pub fn start(self) -> FleetHandle {
         let versions: Vec<Mutex<Summary>> = self

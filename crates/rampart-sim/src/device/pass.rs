@@ -22,6 +22,8 @@ use crate::link::{PollAnswer, Session, UpdateKind};
 use crate::power::MetadataFiles;
 use crate::rng::Rng;
 use crate::stats::Counters;
+use rampart_agent::attest::Answered;
+use rampart_protocol::AttestationOutcome;
 
 /// A device's session as the agent's image source.
 struct SessionSource<'a>(&'a RefCell<Box<dyn Session>>);
@@ -125,51 +127,51 @@ impl VirtualDevice {
         rampart_agent::daemon::next_delay(interval, 0, max.max(interval), jitter)
     }
 
-    /// The server asks for a quote: the agent's own answer (`Device::attest`: enrolment when
-    /// the server has no AK yet, the quote, this boot's measurement log), then, once attested,
-    /// a second poll for what a policy withheld from an unattested device (as the daemon
-    /// does). Anything else leaves the first poll's answer.
+    /// The server asks for a quote: the agent's own answer (`Device::attest`: an enrolment
+    /// when the server has no AK yet, else the quote with this boot's measurement log), then,
+    /// when that changes what the server answers (the new key's first nonce; what a policy
+    /// withheld from an unattested device), the next poll's answer, as the daemon does.
     fn attest(
         &mut self,
         sh: &Shared,
         session: &mut dyn Session,
         facts: &DeviceFacts,
         request: &rampart_protocol::AttestationRequest,
-        poll: PollAnswer,
-    ) -> PollAnswer {
+    ) -> Option<PollAnswer> {
         let Some(server) = session.attestation() else {
             Counters::inc(&sh.counters.attestation_failures);
             self.note(
                 sh,
                 "the server asks for a quote over a link that does not attest".into(),
             );
-            return poll;
+            return None;
         };
         match self.agent.attest(request, server) {
-            Ok(answer) if answer.outcome == rampart_protocol::AttestationOutcome::Attested => {
+            Ok(Answered::Enrolled) => {}
+            Ok(Answered::Quoted(answer)) if answer.outcome == AttestationOutcome::Attested => {
                 Counters::inc(&sh.counters.attested);
             }
-            Ok(answer) => {
+            Ok(Answered::Quoted(answer)) => {
                 Counters::inc(&sh.counters.attestation_failures);
                 let why = answer.reason.unwrap_or_else(|| "no reason given".into());
                 self.note(sh, format!("not attested ({:?}): {why}", answer.outcome));
-                return poll;
+                return None;
             }
             Err(e) => {
                 Counters::inc(&sh.counters.attestation_failures);
                 self.note(sh, format!("attestation: {e}"));
-                return poll;
+                return None;
             }
         }
         match session.poll(facts) {
             Ok(again) => {
                 Counters::inc(&sh.counters.polls);
-                again
+                Some(again)
             }
             Err(e) => {
                 Counters::inc(&sh.counters.poll_errors);
                 self.note(sh, e);
-                poll
+                None
             }
         }
     }
@@ -196,10 +198,17 @@ impl VirtualDevice {
             }
         };
         Counters::inc(&sh.counters.polls);
-        let poll = match poll.attestation.clone() {
-            Some(request) => self.attest(sh, session.as_mut(), &facts, &request, poll),
-            None => poll,
-        };
+        // At most an enrolment, then a quote, each followed by a poll (as the daemon).
+        let mut poll = poll;
+        for _ in 0..2 {
+            let Some(request) = poll.attestation.take() else {
+                break;
+            };
+            match self.attest(sh, session.as_mut(), &facts, &request) {
+                Some(again) => poll = again,
+                None => break,
+            }
+        }
         self.told = Some(facts.firmware_version.clone());
         if sh.timing.poll_interval.is_none()
             && let Some(secs) = poll.interval_secs
