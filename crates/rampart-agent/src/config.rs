@@ -250,6 +250,9 @@ impl Default for InstallConfig {
     }
 }
 
+/// `server.key` naming the TLS key in the TPM: `tpm:` (at `[tpm] tls_key_handle`).
+pub const TPM_KEY: &str = "tpm:";
+
 /// The device's TPM 2.0 (`[tpm]`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -427,7 +430,7 @@ impl Config {
             file(&mut server.ca);
             file(&mut server.cert);
             if !server.key.starts_with("pkcs11:")
-                && !server.key.starts_with(crate::tpm::TPM_KEY)
+                && !server.key.starts_with(TPM_KEY)
                 && Path::new(&server.key).is_relative()
             {
                 server.key = dir.join(&server.key).display().to_string();
@@ -509,9 +512,9 @@ impl Config {
             tpm.check()?;
         }
         if let Some(server) = &self.server
-            && server.key.starts_with(crate::tpm::TPM_KEY)
+            && server.key.starts_with(TPM_KEY)
         {
-            if server.key != crate::tpm::TPM_KEY {
+            if server.key != TPM_KEY {
                 return Err(format!(
                     "server.key = {:?}: the key in the TPM is written \"tpm:\" (its handle is tpm.tls_key_handle)",
                     server.key

@@ -228,7 +228,7 @@ fn server_client(config: &Config, tpm: Option<&dyn OpenTpm>) -> anyhow::Result<S
         "the configuration has no [server] section; `run` needs the update server (use `install --from` offline)",
     )?;
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-    let key = if server.key == rampart_agent::tpm::TPM_KEY {
+    let key = if server.key == rampart_agent::config::TPM_KEY {
         let tpm = tpm.context("server.key = \"tpm:\" needs the [tpm] section's TPM")?;
         rampart_agent::tls::ClientKey::Signer {
             key: tpm.tls_key()?,

@@ -14,9 +14,6 @@ use rustls::sign::SigningKey;
 
 use crate::config::TpmConfig;
 
-/// `server.key` naming the TLS key in the TPM: `tpm:` (at `[tpm] tls_key_handle`).
-pub const TPM_KEY: &str = "tpm:";
-
 /// An open TPM (see the module documentation).
 pub trait OpenTpm {
     /// A handle for the device logic, sharing this connection.
