@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod attest;
+mod attest_fleet;
 mod campaign;
 mod log;
 mod report;
@@ -79,6 +80,8 @@ enum BenchCommand {
     /// release in waves (time per wave), a bad one halted at its canary (breach-to-halt time),
     /// the server's CPU and peak RSS.
     Campaign(campaign::CampaignBenchArgs),
+    /// A fleet update with remote attestation required vs without, same run (issue 15).
+    AttestFleet(attest_fleet::AttestFleetArgs),
 }
 
 fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -93,6 +96,7 @@ fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::LogProof { rounds } => log::bench_log_proof(rounds),
         BenchCommand::Server(a) => server::run(a),
         BenchCommand::Campaign(a) => campaign::run(a),
+        BenchCommand::AttestFleet(a) => attest_fleet::run(a),
         BenchCommand::TufClient {
             targets,
             iterations,
