@@ -5,8 +5,8 @@
 //! EK certificates are not TLS certificates: the subject is often empty and the TPM's
 //! manufacturer, model and firmware version sit in a critical subjectAltName directoryName
 //! (TCG EK Credential Profile), with a Subject Directory Attributes extension and the
-//! tcg-kp-EKCertificate extended key usage. A general TLS path validator refuses them, so the
-//! chain is checked here: X.509 parsed by x509-parser, signatures checked by ring, every
+//! tcg-kp-EKCertificate extended key usage, and there is no host name to check. So the chain
+//! is checked here: X.509 parsed by x509-parser, signatures checked by ring, every
 //! certificate in its validity period, issuers that are CAs allowed to sign certificates, and
 //! no critical extension this check does not understand.
 

@@ -67,10 +67,11 @@ pub struct GoldenMeasurements {
     pub firmware_pcrs: BTreeMap<u8, [u8; 32]>,
 }
 
-/// The key, inside a target's `custom.rampart` object, of the firmware PCR values a release
-/// pins: an object from PCR number (as a string) to the SHA-256 PCR value in hex, e.g.
-/// `{"0": "3d45...", "7": "65ca..."}`.
-pub const FIRMWARE_PCRS_FIELD: &str = "firmware_pcrs";
+/// Where a target's `custom` object pins firmware PCR values: `custom.attestation.firmware_pcrs`,
+/// an object from PCR number (as a string) to the SHA-256 PCR value in hex, e.g.
+/// `{"0": "3d45...", "7": "65ca..."}` (beside `custom.rampart`, which older agents read
+/// strictly).
+pub const FIRMWARE_PCRS_FIELD: [&str; 2] = ["attestation", "firmware_pcrs"];
 
 /// The golden measurements of a signed target could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -80,7 +81,7 @@ pub enum GoldenError {
     BadImageHash(String),
     /// The firmware PCR values are malformed.
     #[error(
-        "custom.rampart.{FIRMWARE_PCRS_FIELD} in the signed target is malformed: {0}; it must map PCR numbers 0 to 23 to SHA-256 values in hex"
+        "custom.attestation.firmware_pcrs in the signed target is malformed: {0}; it must map PCR numbers 0 to 23 to SHA-256 values in hex"
     )]
     BadFirmwarePcrs(String),
 }
@@ -88,7 +89,7 @@ pub enum GoldenError {
 impl GoldenMeasurements {
     /// The golden measurements of the signed target `target_path` with sha256 hash
     /// `sha256_hex` and `custom` object (firmware PCR values from
-    /// `custom.rampart.`[`FIRMWARE_PCRS_FIELD`], when present).
+    /// `custom.attestation.firmware_pcrs` ([`FIRMWARE_PCRS_FIELD`]), when present).
     pub fn from_target(
         target_path: &str,
         sha256_hex: &str,
@@ -98,8 +99,8 @@ impl GoldenMeasurements {
             hex32(sha256_hex).ok_or_else(|| GoldenError::BadImageHash(sha256_hex.to_string()))?;
         let mut firmware_pcrs = BTreeMap::new();
         let field = custom
-            .and_then(|c| c.get("rampart"))
-            .and_then(|r| r.get(FIRMWARE_PCRS_FIELD));
+            .and_then(|c| c.get(FIRMWARE_PCRS_FIELD[0]))
+            .and_then(|a| a.get(FIRMWARE_PCRS_FIELD[1]));
         if let Some(field) = field {
             let map = field
                 .as_object()
@@ -126,7 +127,7 @@ impl GoldenMeasurements {
     }
 }
 
-/// The `custom.rampart.`[`FIRMWARE_PCRS_FIELD`] value for `pcrs` (for release writers).
+/// The `custom.attestation.firmware_pcrs` value for `pcrs` (for release writers).
 pub fn firmware_pcrs_json(pcrs: &BTreeMap<u8, [u8; 32]>) -> serde_json::Value {
     pcrs.iter()
         .map(|(pcr, value)| {

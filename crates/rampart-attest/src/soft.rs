@@ -35,10 +35,12 @@ const EK_POLICY: [u8; 32] = [
 const TPM_RH_ENDORSEMENT: u32 = 0x4000_000B;
 /// The firmware version the model reports in its quotes.
 pub const SOFT_FIRMWARE_VERSION: u64 = 0x2026_0001;
-/// The longest nonce a quote takes (TPM2B_DATA of a SHA-256 TPM: sizeof(TPMT_HA)).
-pub const MAX_NONCE: usize = 64;
+/// The longest nonce a quote takes (TPM2B_DATA: sizeof(TPMT_HA)).
+pub const MAX_NONCE: usize = crate::wire::MAX_DIGEST_SIZE;
 
-/// The software TPM model (see the module documentation).
+/// The software TPM model (see the module documentation). A clone is the same TPM in the same
+/// state (for a simulator that snapshots devices).
+#[derive(Clone)]
 pub struct SoftTpm {
     seed: [u8; 32],
     keys: Option<Keys>,
@@ -50,6 +52,7 @@ pub struct SoftTpm {
 }
 
 /// The derived keys, made on first use.
+#[derive(Clone)]
 struct Keys {
     ek_private: [u8; 32],
     ek_public: Vec<u8>,

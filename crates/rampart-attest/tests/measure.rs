@@ -237,7 +237,8 @@ fn garbage_and_truncated_logs_are_refused() {
 fn golden_measurements_are_read_from_the_signed_target() {
     let pcrs = BTreeMap::from([(0u8, [1u8; 32]), (7, [2; 32])]);
     let custom = serde_json::json!({
-        "rampart": { "version": "2.0.0", "firmware_pcrs": firmware_pcrs_json(&pcrs) }
+        "rampart": { "version": "2.0.0" },
+        "attestation": { "firmware_pcrs": firmware_pcrs_json(&pcrs) }
     });
     let golden =
         GoldenMeasurements::from_target(TARGET, &hex::encode(IMAGE), Some(&custom)).unwrap();
@@ -260,7 +261,7 @@ fn malformed_golden_firmware_pcrs_are_refused() {
         serde_json::json!({ "0": 5 }),
         serde_json::json!(["0"]),
     ] {
-        let custom = serde_json::json!({ "rampart": { "firmware_pcrs": bad } });
+        let custom = serde_json::json!({ "attestation": { "firmware_pcrs": bad } });
         let err = GoldenMeasurements::from_target(TARGET, &image, Some(&custom)).unwrap_err();
         assert!(
             matches!(err, GoldenError::BadFirmwarePcrs(_)),

@@ -182,3 +182,107 @@ fn soft_tpm_keys_have_the_templates_swtpm_makes() {
         template(&read("ak.pub"))
     );
 }
+
+#[test]
+fn soft_tpm_refuses_a_nonce_longer_than_a_tpm_takes() {
+    let mut tpm = SoftTpm::new([10; 32]);
+    let max = rampart_attest::soft::MAX_NONCE;
+    tpm.quote(&vec![1; max], &[13]).unwrap();
+    let err = tpm.quote(&vec![1; max + 1], &[13]).unwrap_err();
+    assert!(err.message.contains("nonce"), "{err}");
+}
+
+/// The AK as the PEM `tpm2_checkquote -u` reads.
+fn ak_pem(public: &[u8]) -> String {
+    use base64::Engine as _;
+    let der = Public::parse(public).unwrap().to_spki_der();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        lines.join("\n")
+    )
+}
+
+#[test]
+fn soft_tpm_quotes_and_event_logs_pass_tpm2_checkquote() {
+    let mut tpm = SoftTpm::new([11; 32]);
+    let log = boot_log(13, IMAGE, TARGET);
+    for event in &log.events {
+        tpm.extend(13, &event.sha256().unwrap()).unwrap();
+    }
+    let nonce = [0x3c; 20];
+    let quote = tpm.quote(&nonce, &[0, 13]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, bytes: &[u8]| std::fs::write(dir.path().join(name), bytes).unwrap();
+    write("ak.pem", ak_pem(&tpm.attestation_key().unwrap()).as_bytes());
+    write("quote.msg", &quote.message);
+    write("quote.sig", &quote.signature);
+    write("quote.pcrs", &quote.pcrs);
+    write("log.bin", &log.encode());
+    let check = |qualification: &[u8]| {
+        std::process::Command::new("tpm2_checkquote")
+            .current_dir(dir.path())
+            .args(["-u", "ak.pem", "-m", "quote.msg", "-s", "quote.sig", "-f", "quote.pcrs", "-g", "sha256", "-e", "log.bin"])
+            .arg("-q")
+            .arg(hex::encode(qualification))
+            .output()
+            .expect("tpm2_checkquote (Debian package tpm2-tools) must be installed; scripts/test.sh installs it")
+    };
+    let out = check(&nonce);
+    assert!(
+        out.status.success(),
+        "tpm2_checkquote refused the model's quote:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The positive result means something: another nonce is refused, and so is a log that
+    // does not replay to the quoted PCRs.
+    assert!(!check(&[0x3d; 20]).status.success());
+    write("log.bin", &boot_log(13, [0x43; 32], TARGET).encode());
+    assert!(!check(&nonce).status.success());
+}
+
+#[test]
+fn soft_tpm_activates_a_credential_made_by_tpm2_makecredential() {
+    // tpm2-tools' own MakeCredential (software, `-T none`) for the model's EK and AK: the
+    // model's ActivateCredential is the TPM's, not only the inverse of Rampart's MakeCredential.
+    let mut tpm = SoftTpm::new([12; 32]);
+    let ek = tpm.endorsement().unwrap().public;
+    let dir = tempfile::tempdir().unwrap();
+    let mut ek_file = (ek.len() as u16).to_be_bytes().to_vec();
+    ek_file.extend_from_slice(&ek);
+    std::fs::write(dir.path().join("ek.pub"), ek_file).unwrap();
+    std::fs::write(dir.path().join("secret"), b"tpm2-tools secret").unwrap();
+    let out = std::process::Command::new("tpm2_makecredential")
+        .current_dir(dir.path())
+        .args(["-T", "none", "-u", "ek.pub", "-s", "secret", "-o", "cred.out", "-n"])
+        // tpm2-tools 5.4 takes the name in hex, not a file.
+        .arg(hex::encode(tpm.attestation_key_name()))
+        .output()
+        .expect("tpm2_makecredential (Debian package tpm2-tools) must be installed; scripts/test.sh installs it");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // tpm2-tools' file: magic, version, TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET.
+    let file = std::fs::read(dir.path().join("cred.out")).unwrap();
+    assert_eq!(file[..8], [0xba, 0xdc, 0xc0, 0xde, 0, 0, 0, 1]);
+    let blob_len = usize::from(u16::from_be_bytes([file[8], file[9]]));
+    let blob = &file[10..10 + blob_len];
+    let secret_len = usize::from(u16::from_be_bytes([
+        file[10 + blob_len],
+        file[11 + blob_len],
+    ]));
+    let secret = &file[12 + blob_len..];
+    assert_eq!(secret.len(), secret_len);
+    assert_eq!(
+        tpm.activate_credential(blob, secret).unwrap(),
+        b"tpm2-tools secret"
+    );
+}
