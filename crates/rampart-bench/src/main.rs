@@ -6,6 +6,7 @@
 
 mod attest;
 mod attest_fleet;
+mod attest_roundtrip;
 mod campaign;
 mod log;
 mod report;
@@ -82,6 +83,8 @@ enum BenchCommand {
     Campaign(campaign::CampaignBenchArgs),
     /// A fleet update with remote attestation required vs without, same run (issue 15).
     AttestFleet(attest_fleet::AttestFleetArgs),
+    /// One device's attestation round trip with swtpm and the real server (`tpm` feature).
+    AttestRoundtrip(attest_roundtrip::AttestRoundtripArgs),
 }
 
 fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -97,6 +100,7 @@ fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Server(a) => server::run(a),
         BenchCommand::Campaign(a) => campaign::run(a),
         BenchCommand::AttestFleet(a) => attest_fleet::run(a),
+        BenchCommand::AttestRoundtrip(a) => attest_roundtrip::run(a),
         BenchCommand::TufClient {
             targets,
             iterations,
