@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rampart_agent::daemon::{Pass, boot, install_from};
 use rampart_agent::device::{Device, SECURITY_VERSION_FILE};
-use rampart_agent::disk::Disk;
+use rampart_agent::disk::{CrashPoint, Disk, FaultPlan};
 use rampart_agent::measured::Measured;
 use rampart_agent::platform::{BOOT_LOG_FILE, Local};
 use rampart_agent::source::{Fetch, Refusal};
@@ -68,9 +68,14 @@ fn quiet(_: &Release, _: u64) {}
 
 /// The agent of `rig` with `tpm`.
 fn agent(rig: &Rig, tpm: &SharedTpm) -> Device {
+    agent_on(rig, tpm, Disk::new())
+}
+
+/// The agent of `rig` with `tpm`, writing through `disk`.
+fn agent_on(rig: &Rig, tpm: &SharedTpm, disk: Disk) -> Device {
     let bootloader = rampart_agent::bootloader::from_config(&rig.config.bootloader).unwrap();
     let platform = Local::with_tpm(bootloader, Box::new(tpm.clone()));
-    let mut device = Device::with_platform(rig.config.clone(), Disk::new(), platform);
+    let mut device = Device::with_platform(rig.config.clone(), disk, platform);
     device.chunk = 8 * 1024;
     device
 }
@@ -83,7 +88,12 @@ fn power_on(rig: &mut Rig, tpm: &SharedTpm) -> Slot {
 
 /// A fresh agent's pass: boot flow, then an offline install of `image`.
 fn install(rig: &Rig, tpm: &SharedTpm, image: Image) -> Result<Pass, Refusal> {
-    let mut device = agent(rig, tpm);
+    install_on(rig, tpm, image, Disk::new())
+}
+
+/// [`install`] writing through `disk`.
+fn install_on(rig: &Rig, tpm: &SharedTpm, image: Image, disk: Disk) -> Result<Pass, Refusal> {
+    let mut device = agent_on(rig, tpm, disk);
     let mut state = device.load_state().unwrap();
     let repo = support::repo().path.display().to_string();
     install_from(
@@ -241,4 +251,82 @@ fn measured_boot_extends_once_per_boot_and_its_log_replays_to_the_pcr() {
     let refusal = agent(&rig, &tpm).measure_boot(&state).unwrap_err();
     assert_eq!(refusal.reason, Reason::TpmFailed);
     assert!(refusal.detail.contains("PCR 13"), "{refusal}");
+}
+
+/// The running boot's stored log replays to the agent PCR's value.
+fn pcr_explained_by_the_log(rig: &Rig, tpm: &SharedTpm) -> Result<(), String> {
+    let bytes = std::fs::read(rig.config.state_dir.join(BOOT_LOG_FILE))
+        .map_err(|e| format!("no boot log: {e}"))?;
+    let boot_id = std::fs::read_to_string(&rig.config.boot.boot_id).unwrap();
+    let log = stored_log(rig);
+    if !bytes.starts_with(format!("{}\n", boot_id.trim()).as_bytes()) {
+        return Err("the stored log is of another boot".into());
+    }
+    let replayed = log.replay_sha256().unwrap()[&u32::from(PCR)];
+    if tpm.lock().pcr(PCR) != Some(replayed) {
+        return Err("the PCR holds more or other events than the log".into());
+    }
+    Ok(())
+}
+
+#[test]
+fn power_cuts_and_agent_restarts_at_every_write_step_never_extend_the_pcr_twice() {
+    // A cut at write step `step` of the agent's run number `run` (0: install and activate v2;
+    // 1: commit it after the reboot), followed either by a power cut (TPM reset, new boot) or
+    // by the agent restarting in the same boot; then runs without cuts until v2 is committed.
+    // After every run that ends, the PCR is exactly what the stored log of this boot says.
+    let mut sequences = 0;
+    for run in 0..2 {
+        for step in 1.. {
+            let mut reached = false;
+            for restart_only in [false, true] {
+                let mut rig = Rig::new(Backend::UbootRedundant);
+                let tpm = SharedTpm::new();
+                power_on(&mut rig, &tpm);
+                let mut runs = 0;
+                let mut converged = false;
+                for _ in 0..30 {
+                    let disk = if runs == run {
+                        Disk::with_fault(FaultPlan {
+                            step,
+                            point: CrashPoint::Torn,
+                            abort: false,
+                        })
+                    } else {
+                        Disk::new()
+                    };
+                    let result = install_on(&rig, &tpm, Image::V2, disk);
+                    runs += 1;
+                    match result {
+                        Err(r) if r.crashed => {
+                            reached = true;
+                            if !restart_only {
+                                power_on(&mut rig, &tpm);
+                            }
+                        }
+                        Ok(Pass::Reboot) => {
+                            pcr_explained_by_the_log(&rig, &tpm)
+                                .unwrap_or_else(|e| panic!("run {run} step {step}: {e}"));
+                            power_on(&mut rig, &tpm);
+                        }
+                        Ok(Pass::UpToDate) => {
+                            pcr_explained_by_the_log(&rig, &tpm)
+                                .unwrap_or_else(|e| panic!("run {run} step {step}: {e}"));
+                            converged = true;
+                            break;
+                        }
+                        other => panic!("run {run} step {step}: {other:?}"),
+                    }
+                }
+                assert!(converged, "run {run} step {step}: did not converge");
+                assert_eq!(tpm.lock().security_floor().unwrap(), 2);
+                sequences += 1;
+            }
+            if !reached {
+                break;
+            }
+        }
+    }
+    eprintln!("{sequences} sequences");
+    assert!(sequences > 20, "only {sequences} sequences");
 }
