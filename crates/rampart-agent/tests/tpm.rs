@@ -283,9 +283,8 @@ fn power_cuts_and_agent_restarts_at_every_write_step_never_extend_the_pcr_twice(
                 let mut rig = Rig::new(Backend::UbootRedundant);
                 let tpm = SharedTpm::new();
                 power_on(&mut rig, &tpm);
-                let mut runs = 0;
                 let mut converged = false;
-                for _ in 0..30 {
+                for runs in 0..30 {
                     let disk = if runs == run {
                         Disk::with_fault(FaultPlan {
                             step,
@@ -296,7 +295,6 @@ fn power_cuts_and_agent_restarts_at_every_write_step_never_extend_the_pcr_twice(
                         Disk::new()
                     };
                     let result = install_on(&rig, &tpm, Image::V2, disk);
-                    runs += 1;
                     match result {
                         Err(r) if r.crashed => {
                             reached = true;
