@@ -146,12 +146,13 @@ pub enum Answered {
 }
 
 impl Answered {
-    /// Whether the next poll's answer changes: a first nonce after an enrolment, or an
-    /// assignment a policy withheld from an unattested device.
-    pub fn poll_again(&self) -> bool {
+    /// Whether polling again at once can bring something new: the new key's first nonce
+    /// after an enrolment, or, after a passing quote, an assignment a policy withheld from the
+    /// unattested device (only when the answer carried none: `assigned`).
+    pub fn poll_again(&self, assigned: bool) -> bool {
         match self {
             Answered::Enrolled => true,
-            Answered::Quoted(a) => a.outcome == AttestationOutcome::Attested,
+            Answered::Quoted(a) => a.outcome == AttestationOutcome::Attested && !assigned,
         }
     }
 }

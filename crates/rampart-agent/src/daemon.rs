@@ -151,14 +151,14 @@ pub fn update_from_server(
     let mut poll = client
         .poll_with(&facts)
         .map_err(|e| Refusal::new(Reason::from(&e), e))?;
-    // At most an enrolment, then a quote: each changes what the next poll answers (the new
-    // key's first nonce; an assignment a policy withheld from an unattested device), so the
-    // device polls again at once rather than one interval later.
+    // At most an enrolment, then a quote: each may change what the next poll answers (the
+    // new key's first nonce; an assignment a policy withheld from an unattested device), so
+    // the device polls again at once rather than one interval later.
     for _ in 0..2 {
         let Some(request) = poll.attestation.take() else {
             break;
         };
-        if !answer_attestation(device, &request, client) {
+        if !answer_attestation(device, &request, client, poll.assignment.is_some()) {
             break;
         }
         poll = client
@@ -266,13 +266,14 @@ pub fn update_from_server(
     }
 }
 
-/// Answers the server's attestation request; whether the next poll answers differently
-/// ([`Answered::poll_again`]). A failure is printed and the pass goes on: a policy that
+/// Answers the server's attestation request (`assigned`: the poll answer that asked carried an
+/// assignment); whether to poll again at once ([`Answered::poll_again`]). A failure is printed and the pass goes on: a policy that
 /// requires attestation withholds the assignment, and the next poll asks again.
 pub fn answer_attestation<P: Platform>(
     device: &mut Device<P>,
     request: &AttestationRequest,
     server: &dyn AttestationServer,
+    assigned: bool,
 ) -> bool {
     match device.attest(request, server) {
         Ok(Answered::Quoted(answer)) if answer.outcome != AttestationOutcome::Attested => {
@@ -290,7 +291,7 @@ pub fn answer_attestation<P: Platform>(
             );
             false
         }
-        Ok(answered) => answered.poll_again(),
+        Ok(answered) => answered.poll_again(assigned),
         Err(e) => {
             eprintln!("attestation failed: {e}");
             false

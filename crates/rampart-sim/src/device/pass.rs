@@ -129,14 +129,16 @@ impl VirtualDevice {
 
     /// The server asks for a quote: the agent's own answer (`Device::attest`: an enrolment
     /// when the server has no AK yet, else the quote with this boot's measurement log), then,
-    /// when that changes what the server answers (the new key's first nonce; what a policy
-    /// withheld from an unattested device), the next poll's answer, as the daemon does.
+    /// when that may change what the server answers (the new key's first nonce; what a policy
+    /// withheld from an unattested device: `assigned` says the answer carried an
+    /// assignment), the next poll's answer, as the daemon does. `None`: keep the first.
     fn attest(
         &mut self,
         sh: &Shared,
         session: &mut dyn Session,
         facts: &DeviceFacts,
         request: &rampart_protocol::AttestationRequest,
+        assigned: bool,
     ) -> Option<PollAnswer> {
         let Some(server) = session.attestation() else {
             Counters::inc(&sh.counters.attestation_failures);
@@ -146,10 +148,15 @@ impl VirtualDevice {
             );
             return None;
         };
-        match self.agent.attest(request, server) {
+        let answered = self.agent.attest(request, server);
+        let again = answered.as_ref().is_ok_and(|a| a.poll_again(assigned));
+        match answered {
             Ok(Answered::Enrolled) => {}
             Ok(Answered::Quoted(answer)) if answer.outcome == AttestationOutcome::Attested => {
                 Counters::inc(&sh.counters.attested);
+                if !again {
+                    return None;
+                }
             }
             Ok(Answered::Quoted(answer)) => {
                 Counters::inc(&sh.counters.attestation_failures);
@@ -204,7 +211,8 @@ impl VirtualDevice {
             let Some(request) = poll.attestation.take() else {
                 break;
             };
-            match self.attest(sh, session.as_mut(), &facts, &request) {
+            let assigned = poll.assignment.is_some();
+            match self.attest(sh, session.as_mut(), &facts, &request, assigned) {
                 Some(again) => poll = again,
                 None => break,
             }
