@@ -45,6 +45,10 @@ pub struct Config {
     pub health: HealthConfig,
     #[serde(default)]
     pub install: InstallConfig,
+    /// The device's TPM 2.0 (measured boot, attestation, the hardware anti-rollback floor);
+    /// absent: the device has none, and the anti-rollback counter is a file.
+    #[serde(default)]
+    pub tpm: Option<TpmConfig>,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -61,8 +65,9 @@ pub struct ServerConfig {
     pub ca: PathBuf,
     /// The device certificate (PEM); its device id is this device's identity.
     pub cert: PathBuf,
-    /// The device's private key: a PEM file path, or a PKCS#11 URI
-    /// (`pkcs11:token=LABEL;object=LABEL`) of a key that never leaves the token.
+    /// The device's private key: a PEM file path, a PKCS#11 URI
+    /// (`pkcs11:token=LABEL;object=LABEL`) of a key that never leaves the token, or `tpm:`,
+    /// the key kept in the TPM at `[tpm] tls_key_handle` (`rampart-agent tpm provision`).
     pub key: String,
     /// PKCS#11 module for a token key (default: SoftHSM2's).
     #[serde(default)]
@@ -245,6 +250,130 @@ impl Default for InstallConfig {
     }
 }
 
+/// `server.key` naming the TLS key in the TPM: `tpm:` (at `[tpm] tls_key_handle`).
+pub const TPM_KEY: &str = "tpm:";
+
+/// The device's TPM 2.0 (`[tpm]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TpmConfig {
+    /// How libtss2 reaches the TPM (a TCTI string): `device:/dev/tpmrm0` (the kernel's resource
+    /// manager), `tabrmd`, or `swtpm:host=127.0.0.1,port=2321`.
+    #[serde(default = "default_tcti")]
+    pub tcti: String,
+    /// The SHA-256 PCR the agent extends with what booted (one no firmware or bootloader
+    /// measures into; PCR 13 by default).
+    #[serde(default = "default_agent_pcr")]
+    pub pcr: u8,
+    /// The endorsement key's standard template: `rsa2048` (what most TPMs certify) or
+    /// `ecc256`.
+    #[serde(default = "default_ek_algorithm")]
+    pub ek_algorithm: String,
+    /// Persistent handle of the attestation key (created there on first use).
+    #[serde(default = "default_ak_handle", deserialize_with = "handle")]
+    pub ak_handle: u32,
+    /// Persistent handle of the mutual-TLS key (`rampart-agent tpm provision` creates it;
+    /// `server.key = "tpm:"` uses it).
+    #[serde(default = "default_tls_key_handle", deserialize_with = "handle")]
+    pub tls_key_handle: u32,
+    /// NV index of the anti-rollback counter (TPM_NT_COUNTER, defined on first use).
+    #[serde(default = "default_nv_counter_index", deserialize_with = "handle")]
+    pub nv_counter_index: u32,
+}
+
+fn default_tcti() -> String {
+    "device:/dev/tpmrm0".into()
+}
+pub use rampart_attest::measure::DEFAULT_AGENT_PCR;
+fn default_agent_pcr() -> u8 {
+    DEFAULT_AGENT_PCR
+}
+fn default_ek_algorithm() -> String {
+    "rsa2048".into()
+}
+// The defaults of `rampart-tpm` (its TpmOptions), which the agent without the `tpm` feature
+// does not link.
+fn default_ak_handle() -> u32 {
+    0x8101_0052
+}
+fn default_tls_key_handle() -> u32 {
+    0x8100_0052
+}
+fn default_nv_counter_index() -> u32 {
+    0x0100_5250
+}
+
+/// A TPM handle written as hex (`"0x81010002"`) or as a number.
+fn handle<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Handle {
+        Number(u32),
+        Text(String),
+    }
+    match Handle::deserialize(d)? {
+        Handle::Number(n) => Ok(n),
+        Handle::Text(t) => parse_handle(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parses a TPM handle: `0x81010002` (hex) or decimal.
+pub fn parse_handle(text: &str) -> Result<u32, String> {
+    let t = text.trim();
+    let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => t.parse(),
+    };
+    parsed
+        .map_err(|_| format!("{text:?} is not a TPM handle (write it as hex, e.g. \"0x81010002\")"))
+}
+
+/// The largest PCR index of a PC-client TPM (24 PCRs).
+const MAX_PCR: u8 = 23;
+
+impl TpmConfig {
+    fn check(&self) -> Result<(), String> {
+        if self.tcti.trim().is_empty() {
+            return Err("tpm.tcti is empty; e.g. \"device:/dev/tpmrm0\"".into());
+        }
+        if self.pcr > MAX_PCR {
+            return Err(format!(
+                "tpm.pcr = {} is not a PCR (0 to {MAX_PCR}); the default is {DEFAULT_AGENT_PCR}",
+                self.pcr
+            ));
+        }
+        // The owner's persistent handles and NV indexes (TPM 2.0 Part 1, 29.7).
+        for (key, value, range) in [
+            ("ak_handle", self.ak_handle, 0x8100_0000..=0x817f_ffff),
+            (
+                "tls_key_handle",
+                self.tls_key_handle,
+                0x8100_0000..=0x817f_ffff,
+            ),
+            (
+                "nv_counter_index",
+                self.nv_counter_index,
+                0x0100_0000..=0x013f_ffff,
+            ),
+        ] {
+            if !range.contains(&value) {
+                return Err(format!(
+                    "tpm.{key} = 0x{value:08x} is outside 0x{:08x}..0x{:08x}",
+                    range.start(),
+                    range.end()
+                ));
+            }
+        }
+        if self.ak_handle == self.tls_key_handle {
+            return Err(format!(
+                "tpm.ak_handle and tpm.tls_key_handle are both 0x{:08x}; they must differ",
+                self.ak_handle
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -300,7 +429,10 @@ impl Config {
         if let Some(server) = &mut self.server {
             file(&mut server.ca);
             file(&mut server.cert);
-            if !server.key.starts_with("pkcs11:") && Path::new(&server.key).is_relative() {
+            if !server.key.starts_with("pkcs11:")
+                && !server.key.starts_with(TPM_KEY)
+                && Path::new(&server.key).is_relative()
+            {
                 server.key = dir.join(&server.key).display().to_string();
             }
             // A bare library name (`libsofthsm2.so`) is for the dynamic loader to find.
@@ -376,6 +508,25 @@ impl Config {
         if self.install.checkpoint_bytes < 4096 {
             return Err("install.checkpoint_bytes must be at least 4096".into());
         }
+        if let Some(tpm) = &self.tpm {
+            tpm.check()?;
+        }
+        if let Some(server) = &self.server
+            && server.key.starts_with(TPM_KEY)
+        {
+            if server.key != TPM_KEY {
+                return Err(format!(
+                    "server.key = {:?}: the key in the TPM is written \"tpm:\" (its handle is tpm.tls_key_handle)",
+                    server.key
+                ));
+            }
+            if self.tpm.is_none() {
+                return Err(
+                    "server.key = \"tpm:\" needs a [tpm] section (the TPM that holds the key)"
+                        .into(),
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -403,6 +554,25 @@ fw_env_config = "/etc/fw_env.config"
         assert!(c.health.check_server);
         assert!(c.server.is_none());
         assert_eq!(c.slots.path(Slot::B), Path::new("/dev/mmcblk0p3"));
+        assert!(c.tpm.is_none());
+    }
+
+    #[test]
+    fn tpm_section_takes_defaults_and_hex_handles() {
+        let c = Config::parse(&format!("{MINIMAL}[tpm]\n")).unwrap();
+        let tpm = c.tpm.unwrap();
+        assert_eq!(tpm.tcti, "device:/dev/tpmrm0");
+        assert_eq!(tpm.pcr, 13);
+        assert_eq!(tpm.ak_handle, 0x8101_0052);
+        let c = Config::parse(&format!(
+            "{MINIMAL}[tpm]\ntcti = \"swtpm:host=127.0.0.1,port=2321\"\npcr = 16\nak_handle = \"0x81010010\"\nnv_counter_index = 0x01000020\n"
+        ))
+        .unwrap();
+        let tpm = c.tpm.unwrap();
+        assert_eq!(
+            (tpm.pcr, tpm.ak_handle, tpm.nv_counter_index),
+            (16, 0x8101_0010, 0x0100_0020)
+        );
     }
 
     #[test]
@@ -423,6 +593,20 @@ fw_env_config = "/etc/fw_env.config"
                 format!("{MINIMAL}[boot]\nbooted_slot = \"C\"\n"),
                 "booted_slot",
             ),
+            (format!("{MINIMAL}[tpm]\npcr = 24\n"), "tpm.pcr"),
+            (
+                format!("{MINIMAL}[tpm]\nak_handle = \"81010002\"\n"),
+                "ak_handle",
+            ),
+            (
+                format!("{MINIMAL}[tpm]\nak_handle = \"0x02\"\n"),
+                "ak_handle",
+            ),
+            (
+                format!("{MINIMAL}[tpm]\ntls_key_handle = \"0x81010052\"\n"),
+                "both",
+            ),
+            (format!("{MINIMAL}[tpm]\ntcti = \"\"\n"), "tcti"),
         ];
         for (text, needle) in cases {
             let err = Config::parse(&text).unwrap_err();

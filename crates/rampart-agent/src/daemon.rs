@@ -5,8 +5,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use rampart_boot::flow::{AgentState, PendingReport, Reason};
-use rampart_protocol::{DeviceFacts, ReportStatus};
+use rampart_protocol::{AttestationOutcome, AttestationRequest, DeviceFacts, ReportStatus};
 
+use crate::attest::{Answered, AttestationServer};
 use crate::config::Config;
 use crate::device::{Device, HealthCheck, Installed, Staged, Started};
 use crate::platform::Platform;
@@ -61,7 +62,11 @@ pub fn boot(
     state: &mut AgentState,
     health: &dyn HealthCheck,
 ) -> Result<Pass, Refusal> {
-    Ok(match device.start(state, health)? {
+    let started = device.start(state, health)?;
+    if started != Started::Reboot {
+        measure(device, state)?;
+    }
+    Ok(match started {
         Started::Reboot => Pass::Reboot,
         Started::Ready {
             committed: Some(r), ..
@@ -75,6 +80,20 @@ pub fn boot(
         },
         Started::Ready { .. } => Pass::UpToDate,
     })
+}
+
+/// Measures the running boot into the TPM ([`Device::measure_boot`]). A TPM failure is
+/// printed and the boot goes on (its quotes will fail, saying the boot was not measured);
+/// a power cut stays a power cut.
+pub fn measure<P: Platform>(device: &mut Device<P>, state: &AgentState) -> Result<(), Refusal> {
+    match device.measure_boot(state) {
+        Ok(_) => Ok(()),
+        Err(r) if r.crashed => Err(r),
+        Err(r) => {
+            eprintln!("measured boot: [{}] {}", r.reason.as_str(), r.detail);
+            Ok(())
+        }
+    }
 }
 
 /// Sends queued reports to the server, keeping those it did not store.
@@ -129,9 +148,23 @@ pub fn update_from_server(
     client: &ServerClient,
 ) -> Result<(Pass, Option<u64>), Refusal> {
     let facts = facts(device, state);
-    let poll = client
+    let mut poll = client
         .poll_with(&facts)
         .map_err(|e| Refusal::new(Reason::from(&e), e))?;
+    // At most an enrolment, then a quote: each may change what the next poll answers (the
+    // new key's first nonce; an assignment a policy withheld from an unattested device), so
+    // the device polls again at once rather than one interval later.
+    for _ in 0..2 {
+        let Some(request) = poll.attestation.take() else {
+            break;
+        };
+        if !answer_attestation(device, &request, client, poll.assignment.is_some()) {
+            break;
+        }
+        poll = client
+            .poll_with(&facts)
+            .map_err(|e| Refusal::new(Reason::from(&e), e))?;
+    }
     let Some(assignment) = poll.assignment else {
         device.abandon_install(state)?;
         return Ok((Pass::UpToDate, poll.interval_secs));
@@ -233,6 +266,39 @@ pub fn update_from_server(
     }
 }
 
+/// Answers the server's attestation request (`assigned`: the poll answer that asked carried an
+/// assignment); whether to poll again at once ([`Answered::poll_again`]). A failure is printed and the pass goes on: a policy that
+/// requires attestation withholds the assignment, and the next poll asks again.
+pub fn answer_attestation<P: Platform>(
+    device: &mut Device<P>,
+    request: &AttestationRequest,
+    server: &dyn AttestationServer,
+    assigned: bool,
+) -> bool {
+    match device.attest(request, server) {
+        Ok(Answered::Quoted(answer)) if answer.outcome != AttestationOutcome::Attested => {
+            let outcome = match answer.outcome {
+                AttestationOutcome::Attested => "attested",
+                AttestationOutcome::Failed => "failed",
+                AttestationOutcome::Stale => "stale",
+            };
+            eprintln!(
+                "attestation {outcome}: {}",
+                answer
+                    .reason
+                    .as_deref()
+                    .unwrap_or("the server gave no reason")
+            );
+            false
+        }
+        Ok(answered) => answered.poll_again(assigned),
+        Err(e) => {
+            eprintln!("attestation failed: {e}");
+            false
+        }
+    }
+}
+
 /// An offline install from a repository directory or URL (no server): boot flow first, then
 /// verify and stream.
 pub fn install_from(
@@ -247,12 +313,13 @@ pub fn install_from(
         return Ok(Pass::Reboot);
     }
     let base = crate::source::repo_url(from)?;
+    let floor = device.security_version()?;
     let (verified, _, _) = crate::source::verify_from_repo(
         &device.disk,
         &device.config.state_dir,
         &base,
         &device.config.hardware_id,
-        device.security_version()?,
+        floor,
         target,
         now_unix(),
     )

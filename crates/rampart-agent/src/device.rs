@@ -113,6 +113,22 @@ impl Device<Local> {
         Device::with_platform(config, disk, Local::new(bootloader))
     }
 
+    /// A device with the configured bootloader backend and `tpm` (measured boot,
+    /// attestation, the hardware anti-rollback floor).
+    pub fn open_with_tpm(
+        config: Config,
+        disk: Disk,
+        tpm: Box<dyn rampart_attest::device::TpmDevice>,
+    ) -> Result<Device, Refusal> {
+        let bootloader =
+            crate::bootloader::from_config(&config.bootloader).map_err(boot_refusal)?;
+        Ok(Device::with_platform(
+            config,
+            disk,
+            Local::with_tpm(bootloader, tpm),
+        ))
+    }
+
     pub fn state_path(&self) -> PathBuf {
         self.config.state_dir.join(STATE_FILE)
     }
@@ -138,8 +154,8 @@ impl<P: Platform> Device<P> {
         self.platform.save_state(&self.disk, &self.config, state)
     }
 
-    /// The anti-rollback counter (0 when never raised).
-    pub fn security_version(&self) -> Result<u64, Refusal> {
+    /// The anti-rollback counter (0 when never raised; with a TPM, its NV counter).
+    pub fn security_version(&mut self) -> Result<u64, Refusal> {
         self.platform.security_version(&self.config)
     }
 

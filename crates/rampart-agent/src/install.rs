@@ -278,6 +278,19 @@ impl<P: Platform> Device<P> {
             // Retrying would loop install → reboot → rollback for as long as it stays assigned.
             return Err(Refusal::rolled_back(last));
         }
+        // The verifiers checked the release against the state directory's counter; the
+        // platform's floor (a TPM's NV counter) holds even when that directory was wiped or
+        // replaced.
+        let floor = self.security_version()?;
+        if v.release.security_version < floor {
+            return Err(Refusal::new(
+                Reason::SecurityVersionRollback,
+                format!(
+                    "{} has security version {}, below this device's anti-rollback floor {floor}; it is never installed (the floor only rises)",
+                    v.release.target, v.release.security_version
+                ),
+            ));
+        }
         let slot = running.other();
         let capacity = self.platform.slot_capacity(&self.config, slot)?;
         if v.release.length > capacity {

@@ -1,6 +1,7 @@
 //! The device side of Rampart, as a library the `rampart-agent` binary (and the demo) use.
 #![forbid(unsafe_code)]
 
+pub mod attest;
 pub mod bootenv;
 pub mod bootloader;
 pub mod bootsim;
@@ -12,12 +13,14 @@ pub mod director;
 pub mod disk;
 pub mod health;
 pub mod install;
+pub mod measured;
 pub mod platform;
 pub mod server_client;
 pub mod server_update;
 pub mod source;
 pub mod startup;
 pub mod tls;
+pub mod tpm;
 
 use std::path::Path;
 

@@ -18,6 +18,7 @@ use rampart_agent::device::Device;
 use rampart_agent::disk::Disk;
 use rampart_agent::server_client::ServerClient;
 use rampart_agent::source::Refusal;
+use rampart_agent::tpm::OpenTpm;
 use rampart_agent::{LOG_POLICY, RELEASE_KEY};
 use rampart_log::note::Verifier;
 use rampart_log::policy::WitnessPolicy;
@@ -107,6 +108,11 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The device's TPM (the configuration's `[tpm]` section).
+    Tpm {
+        #[command(subcommand)]
+        command: TpmCommand,
+    },
     /// Refresh metadata and say whether a release may be installed on this device.
     Check(FetchArgs),
     /// Refresh, verify and download a release into --out (nothing is written unless it verifies).
@@ -115,6 +121,22 @@ enum Command {
         args: FetchArgs,
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TpmCommand {
+    /// Make the mutual-TLS key inside the TPM (at tpm.tls_key_handle; it never leaves the TPM)
+    /// and write a certificate signing request for it. The operator answers it with `rampart
+    /// device provision --csr FILE`; the certificate goes to server.cert, with server.key =
+    /// "tpm:".
+    Provision {
+        /// Where the certificate signing request (PEM) is written.
+        #[arg(long)]
+        csr: PathBuf,
+        /// This device's id (the request's subject; the certificate names it).
+        #[arg(long)]
+        device_id: String,
     },
 }
 
@@ -162,10 +184,19 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(Config::load(config_path(cli)?)?)
 }
 
+/// The configured TPM, opened once: the device logic and the TLS key share its connection.
+fn open_tpm(config: &Config) -> anyhow::Result<Option<Box<dyn OpenTpm>>> {
+    config
+        .tpm
+        .as_ref()
+        .map(|tpm| rampart_agent::tpm::open(tpm).map_err(anyhow::Error::from))
+        .transpose()
+}
+
 /// The device of a provisioned agent: its state directory must exist (`init` creates it). A
 /// missing one is a mistake (a wrong `state_dir`, an unprovisioned device), never a fresh
 /// device to invent a state for.
-fn open_device(cli: &Cli, config: Config) -> anyhow::Result<Device> {
+fn open_device(cli: &Cli, config: Config, tpm: Option<&dyn OpenTpm>) -> anyhow::Result<Device> {
     if !config.state_dir.is_dir() {
         let file = config_path(cli)?.display();
         bail!(
@@ -174,7 +205,17 @@ fn open_device(cli: &Cli, config: Config) -> anyhow::Result<Device> {
         );
     }
     let disk = Disk::from_env().map_err(anyhow::Error::msg)?;
-    Device::open(config, disk).map_err(refused)
+    match tpm {
+        Some(tpm) => Device::open_with_tpm(config, disk, tpm.device()).map_err(refused),
+        None => Device::open(config, disk).map_err(refused),
+    }
+}
+
+/// A device of the configuration with its TPM, if it has one.
+fn open_configured(cli: &Cli) -> anyhow::Result<(Device, Option<Box<dyn OpenTpm>>)> {
+    let config = load_config(cli)?;
+    let tpm = open_tpm(&config)?;
+    Ok((open_device(cli, config, tpm.as_deref())?, tpm))
 }
 
 /// A refusal as an error that names its reason code.
@@ -182,12 +223,21 @@ fn refused(r: Refusal) -> anyhow::Error {
     anyhow::anyhow!("[{}] {}", r.reason.as_str(), r.detail)
 }
 
-fn server_client(config: &Config) -> anyhow::Result<ServerClient> {
+fn server_client(config: &Config, tpm: Option<&dyn OpenTpm>) -> anyhow::Result<ServerClient> {
     let server = config.server.as_ref().context(
         "the configuration has no [server] section; `run` needs the update server (use `install --from` offline)",
     )?;
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-    let key = if server.key.starts_with("pkcs11:") {
+    let key = if server.key == rampart_agent::config::TPM_KEY {
+        let tpm = tpm.context("server.key = \"tpm:\" needs the [tpm] section's TPM")?;
+        rampart_agent::tls::ClientKey::Signer {
+            key: tpm.tls_key()?,
+            name: format!(
+                "the TLS key in the TPM (handle {:#010x})",
+                config.tpm.as_ref().map_or(0, |t| t.tls_key_handle)
+            ),
+        }
+    } else if server.key.starts_with("pkcs11:") {
         let pin = match &server.pkcs11_pin_file {
             Some(p) => String::from_utf8(read(p)?)
                 .context("the PIN file is not UTF-8")?
@@ -239,11 +289,12 @@ fn reboot_if(pass: &Pass, config: &Config) -> anyhow::Result<()> {
 
 fn run_daemon(cli: &Cli, once: bool) -> anyhow::Result<()> {
     let config = load_config(cli)?;
-    let client = server_client(&config)?;
+    let tpm = open_tpm(&config)?;
+    let client = server_client(&config, tpm.as_deref())?;
     let server = config.server.clone().expect("checked by server_client");
     let commands = config.health.commands.clone();
     let check_server = config.health.check_server;
-    let mut device = open_device(cli, config)?;
+    let mut device = open_device(cli, config, tpm.as_deref())?;
     let health = rampart_agent::health::Checks {
         commands,
         server: check_server.then_some(&client),
@@ -318,12 +369,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ref target,
             no_reboot,
         } => {
-            let config = load_config(&cli)?;
+            let (mut device, _tpm) = open_configured(&cli)?;
             let health = rampart_agent::health::Checks {
-                commands: config.health.commands.clone(),
+                commands: device.config.health.commands.clone(),
                 server: None,
             };
-            let mut device = open_device(&cli, config)?;
             let mut state = device.load_state().map_err(refused)?;
             let started = std::time::Instant::now();
             let progress = |release: &rampart_boot::flow::Release, written: u64| {
@@ -351,13 +401,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Boot => {
             let config = load_config(&cli)?;
+            let tpm = open_tpm(&config)?;
             let commands = config.health.commands.clone();
             let client = if config.health.check_server {
-                Some(server_client(&config)?)
+                Some(server_client(&config, tpm.as_deref())?)
             } else {
                 None
             };
-            let mut device = open_device(&cli, config)?;
+            let mut device = open_device(&cli, config, tpm.as_deref())?;
             let mut state = device.load_state().map_err(refused)?;
             let health = rampart_agent::health::Checks {
                 commands,
@@ -372,8 +423,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             reboot_if(&pass, &device.config)?;
         }
         Command::Status => {
-            let config = load_config(&cli)?;
-            let mut device = open_device(&cli, config)?;
+            let (mut device, _tpm) = open_configured(&cli)?;
             let state = device.load_state().map_err(refused)?;
             let view = serde_json::json!({
                 "state": state,
@@ -388,8 +438,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::ResetState => {
-            let config = load_config(&cli)?;
-            let mut device = open_device(&cli, config)?;
+            let (mut device, _tpm) = open_configured(&cli)?;
             let state = device.reset_state().map_err(refused)?;
             println!(
                 "state rebuilt: slot {} committed",
@@ -487,6 +536,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        Command::Tpm {
+            command:
+                TpmCommand::Provision {
+                    ref csr,
+                    ref device_id,
+                },
+        } => {
+            let config = load_config(&cli)?;
+            let tpm = open_tpm(&config)?.context(
+                "`tpm provision` needs a [tpm] section in the configuration (the TPM to keep the key in)",
+            )?;
+            let request = tpm.certificate_request_pem(device_id)?;
+            std::fs::write(csr, request).with_context(|| format!("writing {}", csr.display()))?;
+            println!(
+                "the TLS key of device {device_id} is in the TPM (handle {:#010x}); certificate signing request written to {}",
+                config.tpm.as_ref().map_or(0, |t| t.tls_key_handle),
+                csr.display()
+            );
         }
         Command::Check(args) => {
             let (v, _) = verified(&cli.state_dir, &args)?;

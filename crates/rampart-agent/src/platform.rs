@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
+use rampart_attest::device::{TpmDevice, TpmError};
 use rampart_boot::ab::Slot;
 use rampart_boot::flow::{AgentState, Reason, StateError};
 use rampart_core::TufError;
@@ -55,9 +56,10 @@ pub trait Platform: Send {
         config: &Config,
         state: &AgentState,
     ) -> Result<(), Refusal>;
-    /// The anti-rollback counter (0 when never raised).
-    fn security_version(&self, config: &Config) -> Result<u64, Refusal>;
-    /// Stores a new anti-rollback counter.
+    /// The anti-rollback counter (0 when never raised). With a TPM it is the TPM's NV counter
+    /// (or the state file's, if higher): wiping the state directory does not lower it.
+    fn security_version(&mut self, config: &Config) -> Result<u64, Refusal>;
+    /// Stores a new anti-rollback counter (with a TPM: raises the NV counter first).
     fn store_security_version(
         &mut self,
         disk: &Self::Disk,
@@ -66,6 +68,20 @@ pub trait Platform: Send {
     ) -> Result<(), Refusal>;
     /// Removes what a power cut inside a write may have left in the state directory.
     fn sweep(&self, config: &Config);
+
+    /// The device's TPM, when it has one.
+    fn tpm(&mut self) -> Option<&mut dyn TpmDevice>;
+    /// The stored measurement log (TCG crypto-agile event log) of boot `boot_id`; `None`
+    /// when this boot is not measured yet.
+    fn boot_log(&self, config: &Config, boot_id: &str) -> Result<Option<Vec<u8>>, Refusal>;
+    /// Stores the measurement log of boot `boot_id`, replacing any earlier boot's.
+    fn store_boot_log(
+        &mut self,
+        disk: &Self::Disk,
+        config: &Config,
+        boot_id: &str,
+        log: &[u8],
+    ) -> Result<(), Refusal>;
 
     /// How many bytes `slot` holds.
     fn slot_capacity(&self, config: &Config, slot: Slot) -> Result<u64, Refusal>;
@@ -120,6 +136,16 @@ pub fn boot_refusal(e: BootError) -> Refusal {
     r
 }
 
+/// A TPM failure as a refusal, saying what to check.
+pub fn tpm_refusal(e: TpmError) -> Refusal {
+    Refusal::new(
+        Reason::TpmFailed,
+        format!(
+            "{e}; check that the TPM is reachable through the configured tpm.tcti and not held by another program"
+        ),
+    )
+}
+
 /// A failed persistent write as a refusal (a power cut stays a power cut).
 pub fn disk_refusal(e: DiskError) -> Refusal {
     let crashed = matches!(e, DiskError::Crashed { .. });
@@ -146,14 +172,32 @@ pub fn new_check(v: &Verified) -> Result<StreamingCheck, Refusal> {
         .map_err(|e| Refusal::new(Reason::MetadataInvalid, e))
 }
 
-/// The real device: slots, state directory, kernel files and bootloader as configured.
+/// The measurement log of the running boot, inside the state directory.
+pub const BOOT_LOG_FILE: &str = "boot-measurements";
+/// The largest measurement log read (a boot has two events).
+const MAX_BOOT_LOG_BYTES: u64 = 64 * 1024;
+
+/// The real device: slots, state directory, kernel files and bootloader as configured, and
+/// the TPM when it has one.
 pub struct Local {
     bootloader: Box<dyn Bootloader>,
+    tpm: Option<Box<dyn TpmDevice>>,
 }
 
 impl Local {
     pub fn new(bootloader: Box<dyn Bootloader>) -> Local {
-        Local { bootloader }
+        Local {
+            bootloader,
+            tpm: None,
+        }
+    }
+
+    /// A device whose TPM is `tpm` (measured boot, attestation, the anti-rollback floor).
+    pub fn with_tpm(bootloader: Box<dyn Bootloader>, tpm: Box<dyn TpmDevice>) -> Local {
+        Local {
+            bootloader,
+            tpm: Some(tpm),
+        }
     }
 
     fn state_path(config: &Config) -> PathBuf {
@@ -300,9 +344,13 @@ impl Platform for Local {
             .map_err(disk_refusal)
     }
 
-    fn security_version(&self, config: &Config) -> Result<u64, Refusal> {
-        crate::director::installed_security_version(&config.state_dir)
-            .map_err(|e| Refusal::new(Reason::StateCorrupt, e))
+    fn security_version(&mut self, config: &Config) -> Result<u64, Refusal> {
+        let file = crate::director::installed_security_version(&config.state_dir)
+            .map_err(|e| Refusal::new(Reason::StateCorrupt, e))?;
+        match &mut self.tpm {
+            Some(tpm) => Ok(file.max(tpm.security_floor().map_err(tpm_refusal)?)),
+            None => Ok(file),
+        }
     }
 
     fn store_security_version(
@@ -311,6 +359,11 @@ impl Platform for Local {
         config: &Config,
         to: u64,
     ) -> Result<(), Refusal> {
+        // The TPM first: a power cut before the file is written leaves the higher floor in
+        // the TPM, which wins.
+        if let Some(tpm) = &mut self.tpm {
+            tpm.raise_security_floor(to).map_err(tpm_refusal)?;
+        }
         disk.replace_file(
             &config.state_dir.join(SECURITY_VERSION_FILE),
             format!("{to}\n").as_bytes(),
@@ -324,6 +377,41 @@ impl Platform for Local {
         Disk::sweep(&config.state_dir);
         Disk::sweep(&config.state_dir.join("metadata"));
         Disk::sweep(&config.state_dir.join(crate::director::DIRECTOR_DIR));
+    }
+
+    fn tpm(&mut self) -> Option<&mut dyn TpmDevice> {
+        self.tpm.as_deref_mut().map(|t| t as &mut dyn TpmDevice)
+    }
+
+    /// The file holds the boot id on its first line, then the log.
+    fn boot_log(&self, config: &Config, boot_id: &str) -> Result<Option<Vec<u8>>, Refusal> {
+        let path = config.state_dir.join(BOOT_LOG_FILE);
+        let bytes = match read_bounded(&path, MAX_BOOT_LOG_BYTES) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(Refusal::new(
+                    Reason::StateCorrupt,
+                    format!("reading {}: {e}", path.display()),
+                ));
+            }
+        };
+        Ok(split_boot_log(&bytes)
+            .filter(|(id, _)| *id == boot_id)
+            .map(|(_, log)| log.to_vec()))
+    }
+
+    fn store_boot_log(
+        &mut self,
+        disk: &Disk,
+        config: &Config,
+        boot_id: &str,
+        log: &[u8],
+    ) -> Result<(), Refusal> {
+        let mut bytes = format!("{boot_id}\n").into_bytes();
+        bytes.extend_from_slice(log);
+        disk.replace_file(&config.state_dir.join(BOOT_LOG_FILE), &bytes)
+            .map_err(disk_refusal)
     }
 
     /// A block device's or file's size.
@@ -443,6 +531,26 @@ impl Platform for Local {
         disk.sync(&w.file, &w.path).map_err(disk_refusal)?;
         check.finish().map_err(|e| check_refusal(e, w.slot))
     }
+}
+
+/// Reads at most `limit` bytes of `path` (a longer file is an error).
+fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let file = File::open(path)?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, limit + 1), &mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::other(format!(
+            "larger than {limit} bytes; it is not the agent's"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// The boot id line and the log of a stored measurement log.
+fn split_boot_log(bytes: &[u8]) -> Option<(&str, &[u8])> {
+    let end = bytes.iter().position(|b| *b == b'\n')?;
+    let id = std::str::from_utf8(&bytes[..end]).ok()?;
+    Some((id, &bytes[end + 1..]))
 }
 
 /// The slot named by `rampart.slot=` (or RAUC's `rauc.slot=`) on a kernel command line.

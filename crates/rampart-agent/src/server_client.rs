@@ -13,12 +13,15 @@ use std::path::Path;
 use rampart_core::TufError;
 use rampart_core::director::DirectorError;
 use rampart_core::release::ReleaseError;
-use rampart_protocol::{DeviceFacts, ErrorDocument, PollAnswer, ReportRequest, ReportStatus};
+use rampart_protocol::{
+    AttestationAnswer, AttestationRequest, DeviceFacts, EnrolAnswer, EnrolChallenge, EnrolProof,
+    EnrolRequest, ErrorDocument, PollAnswer, QuoteSubmission, ReportRequest, ReportStatus,
+};
 use rampart_tuf_client::{ClientError, Fetcher as _, HttpFetcher};
 
 pub use rampart_protocol::{Assignment, UpdateKind};
 
-/// Largest poll answer (and report answer) read.
+/// Largest poll answer (and report or attestation answer) read.
 const MAX_POLL_BYTES: u64 = 64 * 1024;
 
 /// Why an update through the server failed.
@@ -128,6 +131,8 @@ pub struct Poll {
     pub assignment: Option<Assignment>,
     /// How long the server asks the device to wait before the next poll.
     pub interval_secs: Option<u64>,
+    /// The server wants a fresh TPM quote (with this nonce).
+    pub attestation: Option<AttestationRequest>,
 }
 
 /// Reads a poll answer. The server must name the device its certificate names (a server that
@@ -145,6 +150,7 @@ pub fn parse_poll_answer(body: &[u8], device_id: &str) -> Result<Poll, String> {
     Ok(Poll {
         assignment: answer.assignment,
         interval_secs: answer.poll_interval_secs,
+        attestation: answer.attestation,
     })
 }
 
@@ -235,13 +241,7 @@ impl ServerClient {
 
     fn send_poll(&self, body: &[u8]) -> Result<Poll, UpdateError> {
         let url = self.url("/device/v1/poll");
-        let mut response = self
-            .fetcher
-            .agent()
-            .post(&url)
-            .header("content-type", "application/json")
-            .send(body)
-            .map_err(|e| self.server_error(&url, e))?;
+        let mut response = self.post(&url, body)?;
         let status = response.status().as_u16();
         let body = response
             .body_mut()
@@ -284,13 +284,7 @@ impl ServerClient {
             progress: progress.map(u64::from),
         })
         .map_err(|e| self.server_error(&url, format!("report: {e}")))?;
-        let mut response = self
-            .fetcher
-            .agent()
-            .post(&url)
-            .header("content-type", "application/json")
-            .send(&body)
-            .map_err(|e| self.server_error(&url, e))?;
+        let mut response = self.post(&url, &body)?;
         let code = response.status().as_u16();
         if code == 200 || code == 201 {
             return Ok(());
@@ -302,6 +296,64 @@ impl ServerClient {
             .read_to_string()
             .unwrap_or_default();
         Err(self.server_error(&url, format!("HTTP {code}: {text}")))
+    }
+
+    /// `POST /device/v1/attestation/enrol`: this TPM's endorsement and attestation keys; the
+    /// answer is a credential only that TPM can activate.
+    pub fn enrol(&self, request: &EnrolRequest) -> Result<EnrolChallenge, UpdateError> {
+        self.post_json("/device/v1/attestation/enrol", request)
+    }
+
+    /// `POST /device/v1/attestation/activate`: the activated secret proves the AK and EK
+    /// live in the same TPM.
+    pub fn activate(&self, proof: &EnrolProof) -> Result<EnrolAnswer, UpdateError> {
+        self.post_json("/device/v1/attestation/activate", proof)
+    }
+
+    /// `POST /device/v1/attestation/quote`: a quote and the event log; the answer is the
+    /// server's verdict.
+    pub fn submit_quote(&self, quote: &QuoteSubmission) -> Result<AttestationAnswer, UpdateError> {
+        self.post_json("/device/v1/attestation/quote", quote)
+    }
+
+    /// POSTs `body` as JSON to `path` and reads a bounded JSON answer; an error status is
+    /// refused with the server's error answer.
+    fn post_json<B: serde::Serialize, A: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<A, UpdateError> {
+        let url = self.url(path);
+        let body = serde_json::to_vec(body).map_err(|e| self.server_error(&url, e))?;
+        let mut response = self.post(&url, &body)?;
+        let status = response.status().as_u16();
+        let answer = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_POLL_BYTES)
+            .read_to_vec()
+            .map_err(|e| self.server_error(&url, e))?;
+        if !(200..300).contains(&status) {
+            return Err(
+                self.server_error(&url, format!("HTTP {status}: {}", refusal_text(&answer)))
+            );
+        }
+        serde_json::from_slice(&answer)
+            .map_err(|e| self.server_error(&url, format!("unexpected answer: {e}")))
+    }
+
+    /// POSTs a JSON body.
+    fn post(
+        &self,
+        url: &str,
+        body: &[u8],
+    ) -> Result<ureq::http::Response<ureq::Body>, UpdateError> {
+        self.fetcher
+            .agent()
+            .post(url)
+            .header("content-type", "application/json")
+            .send(body)
+            .map_err(|e| self.server_error(url, e))
     }
 
     /// The HTTP agent (mutual TLS) for downloads.

@@ -55,6 +55,12 @@ pub enum ClientKey {
         pin: String,
         key: TokenKeyRef,
     },
+    /// A key that signs where it lives (the TPM's TLS key, [`crate::tpm`]); `name` says
+    /// which, in messages.
+    Signer {
+        key: Arc<dyn SigningKey>,
+        name: String,
+    },
 }
 
 impl ClientKey {
@@ -84,6 +90,7 @@ impl fmt::Debug for ClientKey {
                 .field("pin", &"<redacted>")
                 .field("key", &key.to_string())
                 .finish(),
+            ClientKey::Signer { name, .. } => f.debug_struct("Signer").field("name", name).finish(),
         }
     }
 }
@@ -199,6 +206,7 @@ fn client_config(
         ClientKey::Pkcs11 { module, pin, key } => {
             (Arc::new(token_key(module, pin, key)?), key.to_string())
         }
+        ClientKey::Signer { key, name } => (Arc::clone(key), name.clone()),
     };
 
     let certified = CertifiedKey::new(chain, signing_key);

@@ -446,7 +446,7 @@ fn lower_security_version_is_refused() {
     let counter = rig.config.state_dir.join(SECURITY_VERSION_FILE);
     std::fs::write(&counter, "5\n").unwrap();
 
-    let (device, result) = install(&rig, &shared_repo(), Image::V2.target());
+    let (mut device, result) = install(&rig, &shared_repo(), Image::V2.target());
     let r = refused(result, Reason::SecurityVersionRollback);
     assert_names(&r, &["sim/v2.img", "security version 2", "installed 5"]);
     assert_eq!(device.security_version(), Ok(5));

@@ -60,13 +60,13 @@ const INVENTORY_PAUSE: Duration = Duration::from_millis(500);
 const FAST_POLL: Duration = Duration::from_millis(20);
 
 /// CPU seconds and resident memory of the server process.
-struct Probe {
-    pid: String,
+pub(crate) struct Probe {
+    pub(crate) pid: String,
 }
 
 impl Probe {
     /// utime + stime, seconds (the same reading as `bench server`).
-    fn cpu_secs(&self) -> f64 {
+    pub(crate) fn cpu_secs(&self) -> f64 {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
             return f64::NAN;
         };
@@ -89,7 +89,7 @@ impl Probe {
     }
 
     /// Peak resident set size so far, MiB.
-    fn peak_rss_mib(&self) -> f64 {
+    pub(crate) fn peak_rss_mib(&self) -> f64 {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
         status
@@ -130,38 +130,7 @@ pub fn run(a: CampaignBenchArgs) -> anyhow::Result<()> {
         a.poll_interval,
         dir.display()
     );
-    let now = rampart_cli::shared::now_unix();
-    let open = |r: &str| -> Result<Box<dyn Signer>, rampart_keys::SignError> {
-        Ok(Box::new(FileSigner::open(Path::new(r), PASSPHRASE)?))
-    };
-
-    // One Ed25519 root key instead of the demo's Ed25519 + ML-DSA-65 pair: every device keeps
-    // the root metadata, and an ML-DSA signature and key add ~5 KB per device to its state.
-    let keys = dir.join("keys");
-    std::fs::create_dir_all(&keys)?;
-    let root = key(&keys, "root", Scheme::Ed25519)?;
-    let targets = key(&keys, "targets", Scheme::Ed25519)?;
-    let snapshot = key(&keys, "snapshot", Scheme::Ed25519)?;
-    let timestamp = key(&keys, "timestamp", Scheme::Ed25519)?;
-    let repo_dir = dir.join("repo");
-    let one = |k: String| RoleSigners {
-        keys: vec![k],
-        threshold: 1,
-    };
-    let repo = Repository::init(
-        &repo_dir,
-        InitOptions {
-            root: one(root),
-            targets: one(targets),
-            snapshot: one(snapshot),
-            timestamp: one(timestamp),
-            expiry_days: ExpiryDays::default(),
-        },
-        &open,
-        now,
-    )?;
-    let tlog = Transparency::start(&dir.join("tlog"), 2, 2)?;
-    let added = publish_releases(&repo, &dir.join("images"), &tlog, &open, now)?;
+    let (repo_dir, tlog, added) = demo_repository(&dir)?;
 
     let poll = a.poll_interval.to_string();
     let server = start_server(
@@ -446,7 +415,46 @@ pub fn run(a: CampaignBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn progress(line: &str) {
+/// The demo's world for a fleet benchmark in `dir`: encrypted keys (one Ed25519 root key
+/// instead of the demo's Ed25519 + ML-DSA-65 pair: every device keeps the root metadata, and an
+/// ML-DSA signature and key add ~5 KB per device to its state), a TUF image repository with
+/// releases 1.0.0, 2.0.0 and 3.0.0, and a transparency log with two witnesses.
+pub(crate) fn demo_repository(
+    dir: &Path,
+) -> anyhow::Result<(PathBuf, Transparency, Vec<rampart_repo::AddedRelease>)> {
+    let now = rampart_cli::shared::now_unix();
+    let open = |r: &str| -> Result<Box<dyn Signer>, rampart_keys::SignError> {
+        Ok(Box::new(FileSigner::open(Path::new(r), PASSPHRASE)?))
+    };
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys)?;
+    let root = key(&keys, "root", Scheme::Ed25519)?;
+    let targets = key(&keys, "targets", Scheme::Ed25519)?;
+    let snapshot = key(&keys, "snapshot", Scheme::Ed25519)?;
+    let timestamp = key(&keys, "timestamp", Scheme::Ed25519)?;
+    let repo_dir = dir.join("repo");
+    let one = |k: String| RoleSigners {
+        keys: vec![k],
+        threshold: 1,
+    };
+    let repo = Repository::init(
+        &repo_dir,
+        InitOptions {
+            root: one(root),
+            targets: one(targets),
+            snapshot: one(snapshot),
+            timestamp: one(timestamp),
+            expiry_days: ExpiryDays::default(),
+        },
+        &open,
+        now,
+    )?;
+    let tlog = Transparency::start(&dir.join("tlog"), 2, 2)?;
+    let added = publish_releases(&repo, &dir.join("images"), &tlog, &open, now)?;
+    Ok((repo_dir, tlog, added))
+}
+
+pub(crate) fn progress(line: &str) {
     use std::io::Write;
     print!("\r{line:<60}");
     let _ = std::io::stdout().flush();

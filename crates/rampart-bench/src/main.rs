@@ -5,6 +5,8 @@
 #![forbid(unsafe_code)]
 
 mod attest;
+mod attest_fleet;
+mod attest_roundtrip;
 mod campaign;
 mod log;
 mod report;
@@ -79,6 +81,10 @@ enum BenchCommand {
     /// release in waves (time per wave), a bad one halted at its canary (breach-to-halt time),
     /// the server's CPU and peak RSS.
     Campaign(campaign::CampaignBenchArgs),
+    /// A fleet update with remote attestation required vs without, same run (issue 15).
+    AttestFleet(attest_fleet::AttestFleetArgs),
+    /// One device's attestation round trip with swtpm and the real server (`tpm` feature).
+    AttestRoundtrip(attest_roundtrip::AttestRoundtripArgs),
 }
 
 fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -93,6 +99,8 @@ fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::LogProof { rounds } => log::bench_log_proof(rounds),
         BenchCommand::Server(a) => server::run(a),
         BenchCommand::Campaign(a) => campaign::run(a),
+        BenchCommand::AttestFleet(a) => attest_fleet::run(a),
+        BenchCommand::AttestRoundtrip(a) => attest_roundtrip::run(a),
         BenchCommand::TufClient {
             targets,
             iterations,

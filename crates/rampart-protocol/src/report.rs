@@ -188,6 +188,9 @@ pub enum Reason {
     UnexpectedSlot,
     /// The operator cancelled the assignment.
     Cancelled,
+    /// The device's TPM failed or is unreachable (measured boot, attestation, or its
+    /// anti-rollback counter): nothing is installed while the hardware floor cannot be read.
+    TpmFailed,
 }
 
 impl Reason {
@@ -215,6 +218,7 @@ impl Reason {
             Reason::BootloaderFallback => "bootloader_fallback",
             Reason::UnexpectedSlot => "unexpected_slot",
             Reason::Cancelled => "cancelled",
+            Reason::TpmFailed => "tpm_failed",
         }
     }
 }

@@ -200,6 +200,7 @@ fn every_reason_spelling() {
         (Reason::BootloaderFallback, "bootloader_fallback"),
         (Reason::UnexpectedSlot, "unexpected_slot"),
         (Reason::Cancelled, "cancelled"),
+        (Reason::TpmFailed, "tpm_failed"),
     ];
     for (reason, spelling) in reasons {
         assert_eq!(reason.as_str(), spelling);

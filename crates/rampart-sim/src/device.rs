@@ -259,6 +259,7 @@ fn agent_config(profile: &Profile, timing: &Timing) -> rampart_agent::config::Co
             checkpoint_secs: timing.checkpoint_every.as_secs(),
             ..Default::default()
         },
+        tpm: None,
     }
 }
 
@@ -286,6 +287,7 @@ impl VirtualDevice {
         tries: u8,
         timing: &Timing,
         slot_capacity: u64,
+        tpm: Option<rampart_attest::soft::SoftTpm>,
     ) -> VirtualDevice {
         let mut state = AgentState {
             committed: Some(Slot::A),
@@ -311,6 +313,8 @@ impl VirtualDevice {
             capacity: slot_capacity,
             booted: Slot::A,
             boot_id: String::new(),
+            tpm,
+            boot_log: None,
         };
         let power = PowerSwitch::new();
         let disk = MemDisk {
@@ -419,6 +423,10 @@ impl VirtualDevice {
         self.boots += 1;
         self.agent.platform.booted = booted;
         self.agent.platform.boot_id = format!("{}-boot-{}", self.profile.index, self.boots);
+        // A power-on resets the TPM: its PCRs start from zeros, to be measured again.
+        if let Some(tpm) = &mut self.agent.platform.tpm {
+            tpm.reboot();
+        }
         let mut state = self.agent.platform.persisted.clone();
         let verdict = match &state.phase {
             Phase::Activated { slot, release, .. } => self.health(sh, release, *slot),
@@ -436,6 +444,15 @@ impl VirtualDevice {
                 committed,
                 rolled_back,
             }) => {
+                // The agent measures each boot into the TPM (devices of an attesting fleet).
+                let measured = self.agent.measure_boot(&state);
+                self.crashed()?;
+                if let Err(r) = measured {
+                    self.note(
+                        sh,
+                        format!("measured boot: [{}] {}", r.reason.as_str(), r.detail),
+                    );
+                }
                 if committed.is_some() {
                     Counters::inc(&sh.counters.installs);
                 }
@@ -485,6 +502,15 @@ impl VirtualDevice {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The TPM's endorsement key (TPMT_PUBLIC), for a device that has a TPM.
+    pub(crate) fn endorsement_key(
+        &mut self,
+    ) -> Option<Result<Vec<u8>, rampart_attest::device::TpmError>> {
+        use rampart_attest::device::TpmDevice as _;
+        let tpm = self.agent.platform.tpm.as_mut()?;
+        Some(tpm.endorsement().map(|e| e.public))
     }
 
     /// Records an error: the device's last, and the fleet's latest.

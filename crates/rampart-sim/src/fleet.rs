@@ -211,6 +211,7 @@ impl Fleet {
                 spec.tries,
                 &spec.timing,
                 spec.slot_capacity,
+                spec.attest.then(|| soft_tpm(spec.seed, index)),
             ));
         }
         if provision {
@@ -273,6 +274,21 @@ impl Fleet {
     /// The directory holding the devices' state directories.
     pub fn state_root(&self) -> &Path {
         self.root.path()
+    }
+
+    /// Each attesting device's endorsement key (its TPMT_PUBLIC), by device id: their TPMs
+    /// carry no EK certificate, so the operator approves these keys
+    /// (`POST /api/v1/attestation/approved-eks`, `rampart attest approve-ek`).
+    pub fn endorsement_keys(&mut self) -> Result<Vec<(String, Vec<u8>)>, SimError> {
+        let mut out = Vec::new();
+        for d in &mut self.devices {
+            if let Some(ek) = d.endorsement_key() {
+                let ek =
+                    ek.map_err(|e| SimError::Spec(format!("{}: {e}", d.profile.identity.id)))?;
+                out.push((d.profile.identity.id.clone(), ek));
+            }
+        }
+        Ok(out)
     }
 
     /// Powers the devices on (each at its time within the boot spread) and starts the workers.
@@ -676,4 +692,16 @@ impl Drop for FleetHandle {
     fn drop(&mut self) {
         self.halt();
     }
+}
+
+/// Device `index`'s software TPM: its keys derive from the fleet's seed, so a rebuilt fleet
+/// has the same TPMs (and the server's enrolments stay valid).
+fn soft_tpm(seed: u64, index: usize) -> rampart_attest::soft::SoftTpm {
+    let mut material = b"rampart-sim soft TPM".to_vec();
+    material.extend_from_slice(&seed.to_le_bytes());
+    material.extend_from_slice(&(index as u64).to_le_bytes());
+    let digest = ring::digest::digest(&ring::digest::SHA256, &material);
+    let mut tpm_seed = [0u8; 32];
+    tpm_seed.copy_from_slice(digest.as_ref());
+    rampart_attest::soft::SoftTpm::new(tpm_seed)
 }

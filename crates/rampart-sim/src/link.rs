@@ -13,6 +13,7 @@ use std::path::Path;
 use rampart_protocol::{DeviceFacts, ReportStatus};
 use rampart_tuf_client::store::MetadataStore;
 
+use rampart_agent::attest::AttestationServer;
 use rampart_agent::director::verify_assigned;
 use rampart_agent::server_client::ServerClient;
 use rampart_agent::source::{Fetch, Refusal, Verified};
@@ -71,6 +72,8 @@ pub(crate) trait Session: Send {
         progress: Option<u8>,
         details: serde_json::Value,
     ) -> Result<(), String>;
+    /// The server's attestation routes (`None`: this link does not attest).
+    fn attestation(&self) -> Option<&dyn AttestationServer>;
 }
 
 /// Opens device sessions.
@@ -151,5 +154,9 @@ impl Session for ServerSession {
         self.client
             .send_report(id, status, assignment, progress, details)
             .map_err(|e| e.to_string())
+    }
+
+    fn attestation(&self) -> Option<&dyn AttestationServer> {
+        Some(&self.client)
     }
 }

@@ -5,8 +5,10 @@
 
 use rampart_agent::bootloader::Bootloader as AgentBootloader;
 use rampart_agent::config::Config;
-use rampart_agent::platform::{Platform, check_refusal, disk_refusal, new_check};
+use rampart_agent::platform::{Platform, check_refusal, disk_refusal, new_check, tpm_refusal};
 use rampart_agent::source::{Refusal, Verified};
+use rampart_attest::device::TpmDevice;
+use rampart_attest::soft::SoftTpm;
 use rampart_boot::ab::Slot;
 use rampart_boot::flow::{AgentState, Reason};
 use rampart_core::TufError;
@@ -27,6 +29,10 @@ pub(crate) struct SimPlatform {
     /// The running boot: the slot the bootloader picked, and its boot id.
     pub(crate) booted: Slot,
     pub(crate) boot_id: String,
+    /// The device's TPM, for fleets that attest.
+    pub(crate) tpm: Option<SoftTpm>,
+    /// The measurement log of a boot (boot id, log), as the agent stored it.
+    pub(crate) boot_log: Option<(String, Vec<u8>)>,
 }
 
 pub(crate) fn slot_index(slot: Slot) -> usize {
@@ -95,8 +101,13 @@ impl Platform for SimPlatform {
         .map_err(disk_refusal)
     }
 
-    fn security_version(&self, _: &Config) -> Result<u64, Refusal> {
-        Ok(self.security_version)
+    fn security_version(&mut self, _: &Config) -> Result<u64, Refusal> {
+        match &mut self.tpm {
+            Some(tpm) => Ok(self
+                .security_version
+                .max(tpm.security_floor().map_err(tpm_refusal)?)),
+            None => Ok(self.security_version),
+        }
     }
 
     fn store_security_version(
@@ -109,6 +120,10 @@ impl Platform for SimPlatform {
         let path = config
             .state_dir
             .join(rampart_agent::device::SECURITY_VERSION_FILE);
+        if let Some(tpm) = &mut self.tpm {
+            disk.alive("raise the TPM counter").map_err(disk_refusal)?;
+            tpm.raise_security_floor(to).map_err(tpm_refusal)?;
+        }
         disk.step(Write::SecurityVersion, || {
             self.security_version = to;
             std::fs::write(&path, format!("{to}\n"))
@@ -118,6 +133,31 @@ impl Platform for SimPlatform {
     }
 
     fn sweep(&self, _: &Config) {}
+
+    fn tpm(&mut self) -> Option<&mut dyn TpmDevice> {
+        self.tpm.as_mut().map(|t| t as &mut dyn TpmDevice)
+    }
+
+    fn boot_log(&self, _: &Config, boot_id: &str) -> Result<Option<Vec<u8>>, Refusal> {
+        Ok(self
+            .boot_log
+            .as_ref()
+            .filter(|(id, _)| id == boot_id)
+            .map(|(_, log)| log.clone()))
+    }
+
+    fn store_boot_log(
+        &mut self,
+        disk: &MemDisk,
+        _: &Config,
+        boot_id: &str,
+        log: &[u8],
+    ) -> Result<(), Refusal> {
+        disk.step(Write::BootLog, || {
+            self.boot_log = Some((boot_id.to_owned(), log.to_vec()));
+        })
+        .map_err(disk_refusal)
+    }
 
     fn slot_capacity(&self, _: &Config, _: Slot) -> Result<u64, Refusal> {
         Ok(self.capacity)

@@ -75,6 +75,8 @@ pub(crate) enum Write<'a> {
     Image { written: u64 },
     /// The anti-rollback counter.
     SecurityVersion,
+    /// The measurement log of the running boot.
+    BootLog,
 }
 
 /// The phase of the last state saved, as far as the fault plan needs it.
@@ -264,6 +266,7 @@ impl MemDisk {
             Write::Primary => "primary slot",
             Write::Image { .. } => "image",
             Write::SecurityVersion => "security version",
+            Write::BootLog => "boot measurement log",
         };
         self.alive(what)?;
         self.power.steps.fetch_add(1, Ordering::SeqCst);

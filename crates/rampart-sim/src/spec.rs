@@ -337,6 +337,10 @@ pub struct FleetSpec {
     pub tries: u8,
     /// Validity of the issued device certificates, days.
     pub cert_validity_days: u32,
+    /// Each device has a software TPM (`rampart_attest::soft::SoftTpm`, its keys derived from
+    /// the seed and the device's index): the agent measures every boot into it and answers
+    /// the server's attestation requests (enrolment, quotes) with it, as on real hardware.
+    pub attest: bool,
 }
 
 impl FleetSpec {
@@ -369,6 +373,7 @@ impl FleetSpec {
             slot_capacity: 1 << 30,
             tries: rampart_boot::ab::DEFAULT_TRIES,
             cert_validity_days: 30,
+            attest: false,
         }
     }
 

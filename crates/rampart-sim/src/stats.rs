@@ -28,6 +28,8 @@ pub(crate) struct Counters {
     pub(crate) reports_sent: AtomicU64,
     pub(crate) report_errors: AtomicU64,
     pub(crate) events: AtomicU64,
+    pub(crate) attested: AtomicU64,
+    pub(crate) attestation_failures: AtomicU64,
 }
 
 impl Counters {
@@ -105,6 +107,10 @@ pub struct Stats {
     pub report_errors: u64,
     /// Device events served by the workers.
     pub events: u64,
+    /// Quotes the server found attested.
+    pub attested: u64,
+    /// Attestation requests that ended otherwise (failed, stale, or an error).
+    pub attestation_failures: u64,
     /// The latest error a device met (`device: [reason] detail`), for diagnosis.
     pub last_error: Option<String>,
 }
@@ -131,6 +137,8 @@ impl Stats {
         self.reports_sent = get(&c.reports_sent);
         self.report_errors = get(&c.report_errors);
         self.events = get(&c.events);
+        self.attested = get(&c.attested);
+        self.attestation_failures = get(&c.attestation_failures);
     }
 
     /// Devices whose committed firmware is `version`.
@@ -172,6 +180,13 @@ impl fmt::Display for Stats {
         }
         if self.deferred > 0 {
             write!(f, " deferred {}", self.deferred)?;
+        }
+        if self.attested + self.attestation_failures > 0 {
+            write!(
+                f,
+                " | attested {} not attested {}",
+                self.attested, self.attestation_failures
+            )?;
         }
         write!(
             f,

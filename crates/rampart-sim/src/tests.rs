@@ -174,6 +174,7 @@ impl Session for FakeSession {
         st.facts.insert(self.device.clone(), facts);
         Ok(PollAnswer {
             interval_secs: Some(60),
+            attestation: None,
             assignment: st.assignment.as_ref().map(|(id, target, kind)| Assignment {
                 id: id.clone(),
                 target: target.clone(),
@@ -289,6 +290,11 @@ impl Session for FakeSession {
             });
         }
         Ok(())
+    }
+
+    /// The in-memory server does not attest (the attested fleet runs against the real one).
+    fn attestation(&self) -> Option<&dyn rampart_agent::attest::AttestationServer> {
+        None
     }
 }
 

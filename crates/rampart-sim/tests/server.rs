@@ -20,6 +20,7 @@ use rampart_testkit::http::ManagementClient;
 use serde_json::{Value, json};
 
 const PASS: &str = "sim test passphrase";
+const V1: &str = "1.0.0/fw.img";
 const V2: &str = "2.0.0/fw.img";
 const V3: &str = "3.0.0/fw.img";
 const IMAGE_LEN: usize = 64 * 1024;
@@ -108,6 +109,14 @@ impl World {
     }
 
     fn with_poll_interval(poll_secs: u64) -> World {
+        World::with_options(poll_secs, None)
+    }
+
+    /// A world whose server runs with `attestation`.
+    fn with_options(
+        poll_secs: u64,
+        attestation: Option<rampart_server::attestation::AttestationConfig>,
+    ) -> World {
         let tmp = tempfile::tempdir().unwrap();
         let dir = std::fs::canonicalize(tmp.path()).unwrap();
         let keys = dir.join("keys");
@@ -117,7 +126,9 @@ impl World {
             threshold: 1,
         };
 
-        // The image repository: 2.0.0 and 3.0.0 for both boards (1.0.0 is the factory image).
+        // The image repository: 2.0.0 and 3.0.0 for both boards, and the factory image 1.0.0
+        // (a server that attests devices checks their measurements against the signed release
+        // they run).
         let repo_dir = dir.join("repo");
         let repo = Repository::init(
             &repo_dir,
@@ -132,7 +143,7 @@ impl World {
             now(),
         )
         .unwrap();
-        let requests: Vec<ReleaseRequest> = [("2.0.0", V2, 2), ("3.0.0", V3, 3)]
+        let requests: Vec<ReleaseRequest> = [("1.0.0", V1, 1), ("2.0.0", V2, 2), ("3.0.0", V3, 3)]
             .iter()
             .map(|(version, target, sv)| {
                 let d = dir.join("images").join(version);
@@ -192,6 +203,7 @@ impl World {
             .unwrap(),
         );
         config.image_repo = Some(repo_dir.clone());
+        config.attestation = attestation;
         config.director = Some(rampart_server::DirectorConfig::new(
             director_dir.join("root.json"),
             online,
@@ -213,13 +225,14 @@ impl World {
         rt.spawn(server.serve(async {
             let _ = stopped.await;
         }));
+        // An admin: attesting fleets have their endorsement keys approved.
         let token = rt.block_on(async {
             let db = rampart_db::Db::connect(&db_url).await.unwrap();
             let audit = rampart_server::audit::AuditWriter::new(db.clone());
             rampart_server::management::create_token(
                 &db,
                 &audit,
-                rampart_server::Role::Operator,
+                rampart_server::Role::Admin,
                 "sim-test",
                 "test",
                 now(),
@@ -384,8 +397,12 @@ fn wait_settled(h: &FleetHandle) {
 }
 
 fn wait(h: &FleetHandle, what: &str, done: impl FnMut(&Stats) -> bool) -> Stats {
-    h.wait_until(SETTLE_LIMIT, done)
-        .unwrap_or_else(|s| panic!("timed out waiting for {what}: {s}"))
+    h.wait_until(SETTLE_LIMIT, done).unwrap_or_else(|s| {
+        panic!(
+            "timed out waiting for {what}: {s}\nlatest error: {}",
+            s.last_error.as_deref().unwrap_or("none")
+        )
+    })
 }
 
 #[test]
@@ -708,4 +725,68 @@ fn download_only_campaigns_stage_the_release_and_a_forced_assignment_activates_i
     );
     wait_settled(&h);
     w.wait_for_versions(&[("2.0.0", 12)]);
+}
+
+#[test]
+fn an_attested_fleet_installs_where_attestation_is_required_and_a_fleet_without_tpms_is_held() {
+    let attestation = rampart_server::attestation::AttestationConfig {
+        require: true,
+        freshness: Duration::from_secs(4),
+        ..Default::default()
+    };
+    let w = World::with_options(1, Some(attestation));
+    let mut spec = w.spec(12, "att");
+    spec.attest = true;
+    let mut fleet = Fleet::build(spec, &w.ca).unwrap();
+    // The software TPMs carry no EK certificate: the operator approves their EKs.
+    let eks = fleet.endorsement_keys().unwrap();
+    assert_eq!(eks.len(), 12);
+    for (id, ek) in eks {
+        let (status, v) = w.call(
+            "POST",
+            "/api/v1/attestation/approved-eks",
+            Some(json!({"ek_public": base64_encode(&ek), "note": id})),
+        );
+        assert!(status == 200 || status == 201, "approving {id}'s EK: {v}");
+    }
+    let attested = fleet.start();
+    let plain = Fleet::build(w.spec(3, "plain"), &w.ca).unwrap().start();
+    w.wait_for_versions(&[("1.0.0", 15)]);
+    w.assign(json!({"target": V2, "hardware_id": "board-a"}));
+
+    let s = wait(&attested, "12 attested installs", |s| {
+        s.installs == 12 && s.on_version("2.0.0") == 12 || s.attestation_failures > 30
+    });
+    assert_eq!(s.attestation_failures, 0, "{s}: {:?}", s.last_error);
+    assert_eq!(s.verification_failures, 0, "{s}");
+    assert!(s.attested >= 12, "{s}");
+    // After the reboot into 2.0.0 the devices measure the new release and are attested on it.
+    let deadline = Instant::now() + SETTLE_LIMIT;
+    loop {
+        let view = w.get("/api/v1/attestation/devices/att-00004")["attestation"].clone();
+        if view["outcome"] == "attested" && view["release"] == V2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not attested on {V2}: {view}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Devices without a TPM never attest: their assignment is withheld.
+    let p = plain.stats();
+    assert_eq!(p.on_version("1.0.0"), 3, "{p}");
+    assert_eq!(p.installs, 0, "{p}");
+    assert!(p.attestation_failures > 0, "{p}");
+    assert!(
+        p.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("no TPM configured"),
+        "{p}"
+    );
+    attested.stop();
+    plain.stop();
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

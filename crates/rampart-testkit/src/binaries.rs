@@ -13,14 +13,20 @@ use std::sync::{Mutex, OnceLock};
 /// BIN` with the same profile and target directory (cargo releases its build lock before running
 /// tests, so this does not deadlock), once per test process and binary.
 pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
+    workspace_binary_with_features(package, bin, "")
+}
+
+/// [`workspace_binary`] built with the cargo `features` (comma-separated; `""`: the default).
+pub fn workspace_binary_with_features(package: &str, bin: &str, features: &str) -> PathBuf {
     static BUILT: OnceLock<Mutex<Vec<(String, PathBuf)>>> = OnceLock::new();
     let built = BUILT.get_or_init(Default::default);
     let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, path)) = built.iter().find(|(name, _)| name == bin) {
+    let key = format!("{bin} [{features}]");
+    if let Some((_, path)) = built.iter().find(|(name, _)| *name == key) {
         return path.clone();
     }
-    let path = build(package, bin);
-    built.push((bin.to_owned(), path.clone()));
+    let path = build(package, bin, features);
+    built.push((key, path.clone()));
     path
 }
 
@@ -32,6 +38,17 @@ pub fn rampart_binary() -> PathBuf {
 /// The `rampart-agent` device binary.
 pub fn agent_binary() -> PathBuf {
     workspace_binary("rampart-agent", "rampart-agent")
+}
+
+/// The `rampart-agent` device binary with TPM support (its `tpm` feature: libtss2), copied
+/// beside the default build as `rampart-agent-tpm`, so tests that run the default binary
+/// meanwhile keep theirs.
+pub fn agent_binary_with_tpm() -> PathBuf {
+    let built = workspace_binary_with_features("rampart-agent", "rampart-agent", "tpm");
+    let copy = built.with_file_name(format!("rampart-agent-tpm{}", std::env::consts::EXE_SUFFIX));
+    std::fs::copy(&built, &copy)
+        .unwrap_or_else(|e| panic!("copying {} to {}: {e}", built.display(), copy.display()));
+    copy
 }
 
 /// The profile directory (`target/debug`, `target/release`, ...) the running test was built in:
@@ -47,7 +64,7 @@ fn profile_dir() -> PathBuf {
     dir.to_path_buf()
 }
 
-fn build(package: &str, bin: &str) -> PathBuf {
+fn build(package: &str, bin: &str, features: &str) -> PathBuf {
     let profile_dir = profile_dir();
     let binary = profile_dir.join(format!("{bin}{}", std::env::consts::EXE_SUFFIX));
     let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
@@ -59,6 +76,7 @@ fn build(package: &str, bin: &str) -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(&cargo)
         .args(["build", "--quiet", "-p", package, "--bin", bin])
+        .args(["--features", features])
         .args(["--profile", profile])
         .arg("--target-dir")
         .arg(target_dir)

@@ -18,10 +18,12 @@ use serde_json::json;
 use super::{
     Crash, Download, PassEnd, Pending, Running, SLOW_TICK_MS, Shared, VirtualDevice, Wake, ms,
 };
-use crate::link::{Session, UpdateKind};
+use crate::link::{PollAnswer, Session, UpdateKind};
 use crate::power::MetadataFiles;
 use crate::rng::Rng;
 use crate::stats::Counters;
+use rampart_agent::attest::Answered;
+use rampart_protocol::AttestationOutcome;
 
 /// A device's session as the agent's image source.
 struct SessionSource<'a>(&'a RefCell<Box<dyn Session>>);
@@ -125,6 +127,62 @@ impl VirtualDevice {
         rampart_agent::daemon::next_delay(interval, 0, max.max(interval), jitter)
     }
 
+    /// The server asks for a quote: the agent's own answer (`Device::attest`: an enrolment
+    /// when the server has no AK yet, else the quote with this boot's measurement log), then,
+    /// when that may change what the server answers (the new key's first nonce; what a policy
+    /// withheld from an unattested device: `assigned` says the answer carried an
+    /// assignment), the next poll's answer, as the daemon does. `None`: keep the first.
+    fn attest(
+        &mut self,
+        sh: &Shared,
+        session: &mut dyn Session,
+        facts: &DeviceFacts,
+        request: &rampart_protocol::AttestationRequest,
+        assigned: bool,
+    ) -> Option<PollAnswer> {
+        let Some(server) = session.attestation() else {
+            Counters::inc(&sh.counters.attestation_failures);
+            self.note(
+                sh,
+                "the server asks for a quote over a link that does not attest".into(),
+            );
+            return None;
+        };
+        let answered = self.agent.attest(request, server);
+        let again = answered.as_ref().is_ok_and(|a| a.poll_again(assigned));
+        match answered {
+            Ok(Answered::Enrolled) => {}
+            Ok(Answered::Quoted(answer)) if answer.outcome == AttestationOutcome::Attested => {
+                Counters::inc(&sh.counters.attested);
+                if !again {
+                    return None;
+                }
+            }
+            Ok(Answered::Quoted(answer)) => {
+                Counters::inc(&sh.counters.attestation_failures);
+                let why = answer.reason.unwrap_or_else(|| "no reason given".into());
+                self.note(sh, format!("not attested ({:?}): {why}", answer.outcome));
+                return None;
+            }
+            Err(e) => {
+                Counters::inc(&sh.counters.attestation_failures);
+                self.note(sh, format!("attestation: {e}"));
+                return None;
+            }
+        }
+        match session.poll(facts) {
+            Ok(again) => {
+                Counters::inc(&sh.counters.polls);
+                Some(again)
+            }
+            Err(e) => {
+                Counters::inc(&sh.counters.poll_errors);
+                self.note(sh, e);
+                None
+            }
+        }
+    }
+
     /// One pass of `rampart_agent::daemon`: queued reports, poll, and the update it assigns.
     fn update_pass(&mut self, sh: &Shared, run: &mut Running, now: u64) -> Result<PassEnd, Crash> {
         let mut session = match sh.link.connect(&self.profile.identity) {
@@ -147,6 +205,18 @@ impl VirtualDevice {
             }
         };
         Counters::inc(&sh.counters.polls);
+        // At most an enrolment, then a quote, each followed by a poll (as the daemon).
+        let mut poll = poll;
+        for _ in 0..2 {
+            let Some(request) = poll.attestation.take() else {
+                break;
+            };
+            let assigned = poll.assignment.is_some();
+            match self.attest(sh, session.as_mut(), &facts, &request, assigned) {
+                Some(again) => poll = again,
+                None => break,
+            }
+        }
         self.told = Some(facts.firmware_version.clone());
         if sh.timing.poll_interval.is_none()
             && let Some(secs) = poll.interval_secs
