@@ -71,6 +71,9 @@ pub enum AttestError {
         "the server asks for a TPM quote but this agent has no TPM configured: add a [tpm] section to the agent configuration (see docs/device-integration.md), or ask the operator not to require attestation of this device"
     )]
     NoTpm,
+    /// The configured firmware event log could not be read or is too large.
+    #[error("{0}")]
+    FirmwareLog(String),
     #[error("{0}")]
     Device(crate::source::Refusal),
 }
@@ -91,9 +94,47 @@ impl<P: Platform> Device<P> {
             .boot_log(&self.config, &boot_id)
             .map_err(AttestError::Device)?
             .unwrap_or_default();
+        let firmware = match self
+            .config
+            .tpm
+            .as_ref()
+            .and_then(|t| t.firmware_event_log.as_ref())
+        {
+            Some(path) => Some(read_firmware_event_log(path)?),
+            None => None,
+        };
         let tpm = self.platform.tpm().ok_or(AttestError::NoTpm)?;
-        answer(tpm, request, &log, server)
+        answer(tpm, request, &log, firmware.as_deref(), server)
     }
+}
+
+/// The largest firmware event log sent (the server accepts 256 KiB; real logs are tens of KiB).
+pub const MAX_FIRMWARE_EVENT_LOG: u64 = 256 * 1024;
+
+/// Reads the configured firmware event log, bounded.
+fn read_firmware_event_log(path: &std::path::Path) -> Result<Vec<u8>, AttestError> {
+    use std::io::Read as _;
+    let unreadable = |e: std::io::Error| {
+        AttestError::FirmwareLog(format!(
+            "cannot read the firmware event log {} (tpm.firmware_event_log): {e}; fix the path \
+             or remove the setting",
+            path.display()
+        ))
+    };
+    let mut log = Vec::new();
+    std::fs::File::open(path)
+        .map_err(unreadable)?
+        .take(MAX_FIRMWARE_EVENT_LOG + 1)
+        .read_to_end(&mut log)
+        .map_err(unreadable)?;
+    if log.len() as u64 > MAX_FIRMWARE_EVENT_LOG {
+        return Err(AttestError::FirmwareLog(format!(
+            "the firmware event log {} is larger than {MAX_FIRMWARE_EVENT_LOG} bytes, more than \
+             the server accepts",
+            path.display()
+        )));
+    }
+    Ok(log)
 }
 
 /// Enrols this TPM's attestation key with the server (see the module documentation).
@@ -164,6 +205,7 @@ pub fn answer(
     tpm: &mut dyn TpmDevice,
     request: &AttestationRequest,
     event_log: &[u8],
+    firmware_event_log: Option<&[u8]>,
     server: &dyn AttestationServer,
 ) -> Result<Answered, AttestError> {
     let nonce = request_nonce(&request.nonce)?;
@@ -180,7 +222,7 @@ pub fn answer(
             signature: BASE64.encode(&quote.signature),
             pcrs: BASE64.encode(&quote.pcrs),
             event_log: BASE64.encode(event_log),
-            firmware_event_log: None,
+            firmware_event_log: firmware_event_log.map(|log| BASE64.encode(log)),
         })
         .map(Answered::Quoted)
         .map_err(AttestError::Server)
@@ -217,4 +259,74 @@ fn requested_pcrs(selection: &str) -> Result<Vec<u8>, AttestError> {
         pcrs.push(pcr);
     }
     Ok(pcrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rampart_attest::soft::SoftTpm;
+    use std::cell::RefCell;
+
+    /// Keeps the quote it was sent; enrolment is not exercised here.
+    #[derive(Default)]
+    struct Recorder(RefCell<Option<QuoteSubmission>>);
+
+    impl AttestationServer for Recorder {
+        fn enrol(&self, _: &EnrolRequest) -> Result<EnrolChallenge, String> {
+            Err("not in this test".into())
+        }
+        fn activate(&self, _: &EnrolProof) -> Result<EnrolAnswer, String> {
+            Err("not in this test".into())
+        }
+        fn submit_quote(&self, quote: &QuoteSubmission) -> Result<AttestationAnswer, String> {
+            *self.0.borrow_mut() = Some(quote.clone());
+            Ok(AttestationAnswer {
+                outcome: AttestationOutcome::Attested,
+                reason: None,
+            })
+        }
+    }
+
+    fn request() -> AttestationRequest {
+        AttestationRequest {
+            nonce: "00".repeat(32),
+            pcrs: "sha256:0,13".into(),
+            enrolled: true,
+        }
+    }
+
+    #[test]
+    fn a_quote_carries_the_firmware_event_log_beside_the_agents() {
+        let mut tpm = SoftTpm::new([7; 32]);
+        let server = Recorder::default();
+        answer(
+            &mut tpm,
+            &request(),
+            b"agent log",
+            Some(b"firmware log"),
+            &server,
+        )
+        .unwrap();
+        let sent = server.0.borrow().clone().unwrap();
+        assert_eq!(sent.event_log, BASE64.encode(b"agent log"));
+        assert_eq!(
+            sent.firmware_event_log,
+            Some(BASE64.encode(b"firmware log"))
+        );
+        answer(&mut tpm, &request(), b"agent log", None, &server).unwrap();
+        assert_eq!(server.0.borrow().as_ref().unwrap().firmware_event_log, None);
+    }
+
+    #[test]
+    fn a_missing_or_oversized_firmware_event_log_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("binary_bios_measurements");
+        let e = read_firmware_event_log(&missing).unwrap_err().to_string();
+        assert!(e.contains("tpm.firmware_event_log"), "{e}");
+        std::fs::write(&missing, vec![0u8; MAX_FIRMWARE_EVENT_LOG as usize + 1]).unwrap();
+        let e = read_firmware_event_log(&missing).unwrap_err().to_string();
+        assert!(e.contains("larger than"), "{e}");
+        std::fs::write(&missing, b"log").unwrap();
+        assert_eq!(read_firmware_event_log(&missing).unwrap(), b"log");
+    }
 }

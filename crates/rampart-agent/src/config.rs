@@ -279,6 +279,12 @@ pub struct TpmConfig {
     /// NV index of the anti-rollback counter (TPM_NT_COUNTER, defined on first use).
     #[serde(default = "default_nv_counter_index", deserialize_with = "handle")]
     pub nv_counter_index: u32,
+    /// The firmware's TCG event log, sent with every quote so the server can replay the
+    /// firmware and bootloader measurements (PCRs 0-9) it requires: on devices whose firmware
+    /// measures, `/sys/kernel/security/tpm0/binary_bios_measurements`. Absent: only the
+    /// agent's own log is sent.
+    #[serde(default)]
+    pub firmware_event_log: Option<PathBuf>,
 }
 
 fn default_tcti() -> String {

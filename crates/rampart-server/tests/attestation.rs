@@ -281,6 +281,7 @@ on_both_backends!(
     one_tpm_attests_for_one_device_and_a_device_keeps_its_tpm,
     a_device_flooding_the_attestation_routes_is_slowed_down,
     an_ek_certificate_chaining_to_the_ek_roots_needs_no_approval,
+    a_firmware_event_log_is_replayed_with_the_agents_to_the_quoted_firmware_pcr,
 );
 
 async fn enrol_activate_and_attest_then_the_inventory_shows_attested(backend: Backend, name: &str) {
@@ -816,4 +817,56 @@ async fn an_ek_certificate_chaining_to_the_ek_roots_needs_no_approval(
         )
         .await;
     assert_eq!(r.status, 403, "{r:?}");
+}
+
+/// A device whose firmware measured into PCR 0 sends the firmware's log beside its own: the
+/// server replays both to the quoted PCRs 0 and 13. A firmware log that does not explain PCR 0
+/// fails, naming the PCR; without the firmware log PCR 0 is unexplained and fails too.
+async fn a_firmware_event_log_is_replayed_with_the_agents_to_the_quoted_firmware_pcr(
+    backend: Backend,
+    name: &str,
+) {
+    const EV_POST_CODE: u32 = 0x1;
+    let ops = start(
+        backend,
+        name,
+        config(|c| c.required_pcrs = vec![0, AGENT_PCR]),
+    )
+    .await;
+    let mut dev = Device::new("dev-tpm-fw", 40);
+    dev.poll(&ops).await;
+    dev.approve_ek(&ops).await;
+    dev.enrol_and_activate(&ops).await;
+    let firmware_digest = sha256(b"the firmware's first stage");
+    dev.tpm.extend(0, &firmware_digest).unwrap();
+    let mut firmware = rampart_attest::eventlog::EventLog::new_sha256();
+    firmware.push_sha256(0, EV_POST_CODE, firmware_digest, b"first stage".to_vec());
+    let log = dev.boot(RUNNING);
+
+    // No firmware log: nothing explains PCR 0.
+    let nonce = dev.nonce(&ops).await;
+    let submission = dev.quote(&nonce, &[0, AGENT_PCR], &log);
+    let answer = dev.submit(&ops, &submission).await;
+    assert_failed(&ops, &dev, &answer, "PCR 0").await;
+
+    // A firmware log that claims another first stage than the TPM measured.
+    let mut forged = rampart_attest::eventlog::EventLog::new_sha256();
+    forged.push_sha256(
+        0,
+        EV_POST_CODE,
+        sha256(b"another first stage"),
+        b"first stage".to_vec(),
+    );
+    let nonce = dev.nonce(&ops).await;
+    let mut submission = dev.quote(&nonce, &[0, AGENT_PCR], &log);
+    submission["firmware_event_log"] = json!(b64(&forged.encode()));
+    let answer = dev.submit(&ops, &submission).await;
+    assert_failed(&ops, &dev, &answer, "PCR 0").await;
+
+    // The firmware's own log with the agent's: both replay to the quote.
+    let nonce = dev.nonce(&ops).await;
+    let mut submission = dev.quote(&nonce, &[0, AGENT_PCR], &log);
+    submission["firmware_event_log"] = json!(b64(&firmware.encode()));
+    let answer = dev.submit(&ops, &submission).await;
+    assert_eq!(answer["outcome"], "attested", "{answer}");
 }

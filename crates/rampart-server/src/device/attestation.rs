@@ -44,8 +44,8 @@ const MAX_PCR_FILE: usize = 4 * 1024;
 /// Largest event log accepted (the agent's log is a few hundred bytes; firmware logs are tens
 /// of kilobytes).
 const MAX_EVENT_LOG: usize = 256 * 1024;
-/// Largest quote body: the event log in base64 and the rest.
-const MAX_QUOTE_BODY: usize = MAX_EVENT_LOG / 3 * 4 + 32 * 1024;
+/// Largest quote body: the agent's and the firmware's event logs in base64, and the rest.
+const MAX_QUOTE_BODY: usize = 2 * (MAX_EVENT_LOG / 3 * 4) + 32 * 1024;
 /// Longest nonce the server issues, in bytes.
 const MAX_NONCE: usize = 64;
 
@@ -315,7 +315,7 @@ pub(super) async fn quote(
     let (attestation, device, bytes, now) = api.caller(&peer, &headers, body, limits).await?;
     let submission: QuoteSubmission = parse_json(
         &bytes,
-        r#"{"nonce": "<hex>", "message": "<base64 TPMS_ATTEST>", "signature": "<base64 TPMT_SIGNATURE>", "pcrs": "<base64 PCR file>", "event_log": "<base64>"}"#,
+        r#"{"nonce": "<hex>", "message": "<base64 TPMS_ATTEST>", "signature": "<base64 TPMT_SIGNATURE>", "pcrs": "<base64 PCR file>", "event_log": "<base64>", "firmware_event_log": "<base64, optional>"}"#,
     )?;
     let nonce = hex::decode(&submission.nonce)
         .ok()
@@ -325,11 +325,6 @@ pub(super) async fn quote(
                 "nonce must be the hex nonce of the poll answer's attestation request (at most {MAX_NONCE} bytes)"
             ))
         })?;
-    if submission.firmware_event_log.is_some() {
-        return Err(ApiError::invalid(
-            "firmware_event_log is not accepted by this server yet: quote only the PCRs of the poll answer's attestation request",
-        ));
-    }
     let evidence = QuoteEvidence {
         nonce_hex: hex::encode(&nonce),
         nonce,
@@ -337,6 +332,11 @@ pub(super) async fn quote(
         signature: decode("signature", &submission.signature, MAX_STRUCTURE)?,
         pcrs: decode("pcrs", &submission.pcrs, MAX_PCR_FILE)?,
         event_log: decode("event_log", &submission.event_log, MAX_EVENT_LOG)?,
+        firmware_event_log: submission
+            .firmware_event_log
+            .as_deref()
+            .map(|log| decode("firmware_event_log", log, MAX_EVENT_LOG))
+            .transpose()?,
     };
     let answer = attestation
         .check_quote(

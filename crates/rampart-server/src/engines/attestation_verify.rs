@@ -37,6 +37,8 @@ pub(crate) struct QuoteEvidence {
     pub(crate) signature: Vec<u8>,
     pub(crate) pcrs: Vec<u8>,
     pub(crate) event_log: Vec<u8>,
+    /// The firmware's log (the kernel's `binary_bios_measurements`), when the device sent it.
+    pub(crate) firmware_event_log: Option<Vec<u8>>,
 }
 
 /// Why an attestation step was refused or could not be done.
@@ -374,9 +376,9 @@ impl Attestation {
             Ok(golden) => golden,
             Err(reason) => return Ok(Err((measurements, reason))),
         };
-        let log = match EventLog::parse(&evidence.event_log) {
+        let log = match device_log(&evidence.event_log, evidence.firmware_event_log.as_deref()) {
             Ok(log) => log,
-            Err(e) => return Ok(Err((measurements, format!("event log: {e}")))),
+            Err(reason) => return Ok(Err((measurements, reason))),
         };
         let quoted: BTreeMap<u8, [u8; 32]> = verified
             .pcrs
@@ -396,6 +398,19 @@ impl Attestation {
             },
         )))
     }
+}
+
+/// The log that must explain the quoted PCRs: the firmware's events (what booted before the
+/// agent ran: firmware, bootloader, kernel), then the agent's boot events. Each log is parsed
+/// with its own limits; a firmware PCR the quote covers is then checked by replaying them.
+fn device_log(agent: &[u8], firmware: Option<&[u8]>) -> Result<EventLog, String> {
+    let agent = EventLog::parse(agent).map_err(|e| format!("event log: {e}"))?;
+    let Some(firmware) = firmware else {
+        return Ok(agent);
+    };
+    let mut log = EventLog::parse(firmware).map_err(|e| format!("firmware event log: {e}"))?;
+    log.events.extend(agent.events);
+    Ok(log)
 }
 
 /// The golden measurements of the release the inventory says the device runs: the signed
