@@ -31,12 +31,7 @@ fn now() -> i64 {
 
 /// Deterministic firmware bytes per version.
 fn image(version: &str) -> Vec<u8> {
-    let mut v = format!("RAMPART-IMAGE {version}\n").into_bytes();
-    let mut i = 0u32;
-    while v.len() < IMAGE_LEN {
-        v.extend_from_slice(format!("{version} block {i:08}\n").as_bytes());
-        i += 1;
-    }
+    let mut v = rampart_testkit::images::release_image(version, IMAGE_LEN);
     v.truncate(IMAGE_LEN);
     v
 }

@@ -28,13 +28,7 @@ const V1: &str = "1.0.0/fw.img";
 const V2: &str = "2.0.0/fw.img";
 
 fn image(version: &str) -> Vec<u8> {
-    let mut v = format!("RAMPART-IMAGE {version}\n").into_bytes();
-    let mut i = 0u32;
-    while v.len() < 60_000 {
-        v.extend_from_slice(format!("{version} block {i:08}\n").as_bytes());
-        i += 1;
-    }
-    v
+    rampart_testkit::images::release_image(version, 60_000)
 }
 
 /// The device: slot files, the boot simulator over a GRUB environment, the agent binary.

@@ -29,13 +29,7 @@ const SLOT_BYTES: usize = 256 * 1024;
 const WAIT: Duration = Duration::from_secs(120);
 
 fn image(version: &str) -> Vec<u8> {
-    let mut v = format!("RAMPART-IMAGE {version}\n").into_bytes();
-    let mut i = 0u32;
-    while v.len() < 100_000 {
-        v.extend_from_slice(format!("{version} block {i:08}\n").as_bytes());
-        i += 1;
-    }
-    v
+    rampart_testkit::images::release_image(version, 100_000)
 }
 
 /// The shared fake clock: every process started through [`Clock::apply`] sees real time plus

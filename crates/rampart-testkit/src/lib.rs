@@ -10,6 +10,7 @@ pub mod binaries;
 pub mod cli;
 pub mod databases;
 pub mod http;
+pub mod images;
 pub mod moto;
 pub mod pki;
 pub mod softhsm;
