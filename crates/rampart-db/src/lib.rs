@@ -14,6 +14,7 @@ mod ddi;
 mod devices;
 mod error;
 mod groups;
+mod incidents;
 mod poll;
 mod reports;
 mod sql;
@@ -38,6 +39,7 @@ pub use ddi::{
 pub use devices::{Device, DeviceFacts, DeviceFilter};
 pub use error::{DbError, DomainError, StorageError};
 pub use groups::Group;
+pub use incidents::TimelineEntry;
 pub use poll::PollState;
 pub use reports::{PROGRESS_REPORTS_KEPT, REPORT_QUOTA_CHECK_EVERY, REPORTS_PER_DEVICE, Report};
 pub use tokens::ApiToken;
@@ -62,7 +64,7 @@ pub enum Backend {
 /// The schema, in the SQL subset both backends accept (TEXT and BIGINT columns, `ON CONFLICT`).
 /// A migration that needs backend-specific SQL gets a per-backend file here.
 fn migrations() -> Vec<Migration> {
-    let steps: [(i64, &'static str, &'static str); 10] = [
+    let steps: [(i64, &'static str, &'static str); 11] = [
         (
             1,
             "inventory",
@@ -108,6 +110,11 @@ fn migrations() -> Vec<Migration> {
             10,
             "attestation",
             include_str!("../migrations/0010_attestation.sql"),
+        ),
+        (
+            11,
+            "incidents",
+            include_str!("../migrations/0011_incidents.sql"),
         ),
     ];
     steps

@@ -2,7 +2,8 @@
 //! sends when it polls ([`DeviceFacts`]), what the server answers ([`PollAnswer`] with its
 //! [`Assignment`] and [`UpdateKind`]), the reports a device sends ([`ReportRequest`] with its
 //! [`ReportStatus`], and the [`Reason`] codes agent reports carry in `details.reason`), the
-//! attribute updates ([`AttributesUpdate`]), the server's answers to those, and the error
+//! attribute updates ([`AttributesUpdate`]), quarantine and forensic evidence (`incident`),
+//! the server's answers to those, and the error
 //! document ([`ErrorDocument`]). The update server, the device agent and the fleet simulator
 //! read and write these types; the OpenAPI document's device schemas are generated from them
 //! (feature `schema`, `examples/device_api_schemas.rs`; the crate's tests fail when the document
@@ -31,6 +32,7 @@
 mod attestation;
 mod attributes;
 mod error;
+mod incident;
 mod poll;
 mod report;
 #[cfg(any(test, feature = "schema"))]
@@ -42,6 +44,10 @@ pub use attestation::{
 };
 pub use attributes::{AttributesAnswer, AttributesMode, AttributesUpdate};
 pub use error::ErrorDocument;
+pub use incident::{
+    EvidenceComplete, EvidenceProgress, EvidenceRequest, HookOutcome, InstructionSignature,
+    QuarantineAck, QuarantineState, QuarantineStatement, SignedQuarantine,
+};
 pub use poll::{Assignment, DeviceFacts, PollAnswer, UpdateKind};
 pub use report::{Reason, ReportAnswer, ReportRequest, ReportStatus, UnknownStatus};
 

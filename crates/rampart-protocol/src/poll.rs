@@ -45,6 +45,13 @@ pub struct PollAnswer {
     /// The server wants a fresh TPM quote (absent: not now, or attestation is off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attestation: Option<crate::AttestationRequest>,
+    /// The device is quarantined (or was just released): a signed statement for its
+    /// containment hook. Absent: not quarantined, or nothing new to say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<crate::SignedQuarantine>,
+    /// The server wants a forensic evidence bundle (absent: not now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<crate::EvidenceRequest>,
 }
 
 /// What a poll answer assigns.
@@ -62,6 +69,11 @@ pub struct Assignment {
     /// field; a type the reader does not know is refused).
     #[serde(rename = "type", default, deserialize_with = "kind_or_forced")]
     pub kind: UpdateKind,
+    /// A forced re-image (incident response): install the release into the inactive slot,
+    /// boot and health-check it, then write it to the other slot too, so no slot keeps the
+    /// previous image. Bypasses soft-update and maintenance-window deferral. Absent: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reimage: bool,
 }
 
 /// How a device treats an assignment: the poll answer's `assignment.type`, set by the operator

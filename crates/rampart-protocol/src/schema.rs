@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::{
     AttestationAnswer, AttributesAnswer, AttributesUpdate, DeviceFacts, EnrolAnswer,
-    EnrolChallenge, EnrolProof, EnrolRequest, ErrorDocument, PollAnswer, QuoteSubmission,
-    ReportAnswer, ReportRequest,
+    EnrolChallenge, EnrolProof, EnrolRequest, ErrorDocument, EvidenceComplete, EvidenceProgress,
+    PollAnswer, QuarantineAck, QuoteSubmission, ReportAnswer, ReportRequest,
 };
 
 /// Where the generated schemas are checked in, relative to this crate.
@@ -26,6 +26,8 @@ pub fn device_api_schemas() -> Map<String, Value> {
     requests.subschema_for::<EnrolRequest>();
     requests.subschema_for::<EnrolProof>();
     requests.subschema_for::<QuoteSubmission>();
+    requests.subschema_for::<QuarantineAck>();
+    requests.subschema_for::<EvidenceComplete>();
     let mut answers = generator(SchemaSettings::draft2020_12().for_serialize());
     answers.subschema_for::<PollAnswer>();
     answers.subschema_for::<ReportAnswer>();
@@ -34,6 +36,7 @@ pub fn device_api_schemas() -> Map<String, Value> {
     answers.subschema_for::<EnrolChallenge>();
     answers.subschema_for::<EnrolAnswer>();
     answers.subschema_for::<AttestationAnswer>();
+    answers.subschema_for::<EvidenceProgress>();
 
     let mut out = Map::new();
     for (name, mut schema) in requests

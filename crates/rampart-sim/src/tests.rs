@@ -180,6 +180,7 @@ impl Session for FakeSession {
                 target: target.clone(),
                 director_version: 1,
                 kind: *kind,
+                reimage: false,
             }),
         })
     }

@@ -289,6 +289,7 @@ impl DeviceApi {
                         .map_err(|_| unreadable(format!("version {}", a.version)))?,
                     id: a.assignment_id,
                     target: a.target,
+                    reimage: false,
                 })
             }
         };
@@ -297,6 +298,8 @@ impl DeviceApi {
             poll_interval_secs: Some(self.poll_interval_secs),
             assignment,
             attestation,
+            quarantine: None,
+            evidence: None,
         })
         .map_err(|_| ApiError::internal())?;
         let digest = ring::digest::digest(&ring::digest::SHA256, &answer);
