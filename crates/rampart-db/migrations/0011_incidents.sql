@@ -77,3 +77,20 @@ CREATE TABLE engine_heartbeats (
     beat_at BIGINT NOT NULL,
     detail TEXT NOT NULL DEFAULT ''
 );
+
+-- Quarantined devices (server side, whether the device cooperates or not): no assignments, no
+-- campaign waves, only the quarantine routes answer. A row exists while the device is
+-- quarantined; only an operator's release deletes it. `ack_*` is the device's last
+-- acknowledgement of the signed instruction (its containment hook's outcome).
+CREATE TABLE device_quarantine (
+    device_id TEXT PRIMARY KEY NOT NULL,
+    incident_id TEXT NOT NULL DEFAULT '',
+    since BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    ack_issued BIGINT,
+    ack_hook TEXT,
+    ack_detail TEXT,
+    ack_at BIGINT
+);
+CREATE INDEX device_quarantine_incident ON device_quarantine (incident_id);

@@ -88,3 +88,118 @@ impl crate::Db {
         Ok(())
     }
 }
+
+/// A playbook action as stored: what to do, to which device, and where it stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentAction {
+    pub id: String,
+    pub incident_id: String,
+    /// `rampart_incident::model::Action`'s wire name (`quarantine`, `reimage`, ...).
+    pub action: String,
+    /// Empty for incident-wide actions (an alert).
+    pub device_id: String,
+    /// `pending_approval`, `approved`, `running`, `done`, `failed` or `rejected`.
+    pub state: String,
+    /// The role that must approve it (empty: ran at once).
+    pub required_role: String,
+    pub requested_at: i64,
+    pub decided_at: Option<i64>,
+    pub decided_by: Option<String>,
+    /// Parameters (e.g. `{"release": "fw-1.2.0.img"}` for a re-image) and, once finished, the
+    /// outcome.
+    pub detail: serde_json::Value,
+}
+
+fn action_from_row(r: &sqlx::any::AnyRow) -> Result<IncidentAction, DbError> {
+    use sqlx::Row;
+    let detail: String = r.try_get("detail")?;
+    Ok(IncidentAction {
+        id: r.try_get("id")?,
+        incident_id: r.try_get("incident_id")?,
+        action: r.try_get("action")?,
+        device_id: r.try_get("device_id")?,
+        state: r.try_get("state")?,
+        required_role: r.try_get("required_role")?,
+        requested_at: r.try_get("requested_at")?,
+        decided_at: r.try_get("decided_at")?,
+        decided_by: r.try_get("decided_by")?,
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+/// Most actions one claim returns.
+pub const MAX_ACTION_CLAIM: i64 = 500;
+
+impl crate::Db {
+    /// Claims up to `limit` approved actions of one kind for its executor: they move to
+    /// `running` in one transaction, so two executors never run the same one. An executor that
+    /// dies leaves them `running`; [`Db::requeue_running_actions`] at start puts them back.
+    pub async fn claim_incident_actions(
+        &self,
+        action: &str,
+        limit: i64,
+    ) -> Result<Vec<IncidentAction>, DbError> {
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(
+            "SELECT id, incident_id, action, device_id, state, required_role, requested_at, decided_at, decided_by, detail
+             FROM incident_actions WHERE action = $1 AND state = 'approved' ORDER BY requested_at, id LIMIT $2",
+        )
+        .bind(action)
+        .bind(limit.clamp(1, MAX_ACTION_CLAIM))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let mut a = action_from_row(r)?;
+            sqlx::query("UPDATE incident_actions SET state = 'running' WHERE id = $1")
+                .bind(&a.id)
+                .execute(&mut *tx)
+                .await?;
+            a.state = "running".into();
+            claimed.push(a);
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Puts actions an executor claimed but never finished (the server stopped) back to
+    /// `approved`, so a restarted server resumes them.
+    pub async fn requeue_running_actions(&self) -> Result<u64, DbError> {
+        let r =
+            sqlx::query("UPDATE incident_actions SET state = 'approved' WHERE state = 'running'")
+                .execute(&self.pool)
+                .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Finishes a running action (`done` or `failed`; `detail` becomes `outcome`, so keep the
+    /// parameters in it)
+    /// together with its timeline entry and audit record, in one transaction.
+    pub async fn finish_incident_action(
+        &self,
+        id: &str,
+        succeeded: bool,
+        outcome: &serde_json::Value,
+        entry: &TimelineEntry,
+        audit: &AuditLine,
+    ) -> Result<(), DbError> {
+        let outcome = json_text("action outcome", outcome)?;
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query(
+            "UPDATE incident_actions SET state = $2, detail = $3 WHERE id = $1 AND state = 'running'",
+        )
+        .bind(id)
+        .bind(if succeeded { "done" } else { "failed" })
+        .bind(outcome)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            return Err(DbError::Domain(DomainError::Conflict(format!(
+                "incident action {id} is not running"
+            ))));
+        }
+        insert_timeline(&mut tx, entry, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -39,7 +39,7 @@ pub use ddi::{
 pub use devices::{Device, DeviceFacts, DeviceFilter};
 pub use error::{DbError, DomainError, StorageError};
 pub use groups::Group;
-pub use incidents::TimelineEntry;
+pub use incidents::{IncidentAction, MAX_ACTION_CLAIM, TimelineEntry};
 pub use poll::PollState;
 pub use reports::{PROGRESS_REPORTS_KEPT, REPORT_QUOTA_CHECK_EVERY, REPORTS_PER_DEVICE, Report};
 pub use tokens::ApiToken;
