@@ -8,8 +8,11 @@
 //!   approve them.
 //! - `finding`: what a detector found (cause, severity, device, release, first signal), the
 //!   input the server's incident store records.
+//! - `playbook`: per detector and severity, the actions run at once and those held for a
+//!   role's approval (built-in defaults, TOML/JSON configuration, validation).
 
 #![forbid(unsafe_code)]
 
 pub mod finding;
 pub mod model;
+pub mod playbook;
