@@ -8,11 +8,14 @@
 //!   approve them.
 //! - `finding`: what a detector found (cause, severity, device, release, first signal), the
 //!   input the server's incident store records.
+//! - `lifecycle`: forward-only moves with each state's time, the acknowledgement, and the
+//!   timings (to detect, acknowledge, contain, eradicate, recover, close).
 //! - `playbook`: per detector and severity, the actions run at once and those held for a
 //!   role's approval (built-in defaults, TOML/JSON configuration, validation).
 
 #![forbid(unsafe_code)]
 
 pub mod finding;
+pub mod lifecycle;
 pub mod model;
 pub mod playbook;
