@@ -6,7 +6,16 @@
 //! - `model`: incident states and their order, severities, detectors, causes (the dedupe key:
 //!   one open incident per cause, devices join it), playbook actions and the roles that may
 //!   approve them.
+//! - `device_signature`: signatures by a device's own (TLS) key and their verification with its
+//!   SubjectPublicKeyInfo, for bundles and log anchors.
+//! - `evidence`: the forensic evidence bundle (`rampart-evidence/1`): its manifest, canonical
+//!   bytes, parsing with every limit and item hash checked, the signature and the
+//!   TPM quote's qualifying data.
+//! - `agent_log`: the agent's hash-chained log, its device-key anchors and their verification.
 
 #![forbid(unsafe_code)]
 
+pub mod agent_log;
+pub mod device_signature;
+pub mod evidence;
 pub mod model;
