@@ -12,9 +12,18 @@
 //!   timings (to detect, acknowledge, contain, eradicate, recover, close).
 //! - `playbook`: per detector and severity, the actions run at once and those held for a
 //!   role's approval (built-in defaults, TOML/JSON configuration, validation).
+//! - `device_signature`: signatures by a device's own (TLS) key and their verification with its
+//!   SubjectPublicKeyInfo, for bundles and log anchors.
+//! - `evidence`: the forensic evidence bundle (`rampart-evidence/1`): its manifest, canonical
+//!   bytes, parsing with every limit and item hash checked, the signature and the
+//!   TPM quote's qualifying data.
+//! - `agent_log`: the agent's hash-chained log, its device-key anchors and their verification.
 
 #![forbid(unsafe_code)]
 
+pub mod agent_log;
+pub mod device_signature;
+pub mod evidence;
 pub mod finding;
 pub mod lifecycle;
 pub mod model;
