@@ -6,7 +6,10 @@
 //! - `model`: incident states and their order, severities, detectors, causes (the dedupe key:
 //!   one open incident per cause, devices join it), playbook actions and the roles that may
 //!   approve them.
+//! - `alert`: what a high-priority alert says (severity, dedupe key, the incident's devices,
+//!   release, evidence hashes and timeline tail, bounded) and the dedupe window's rule.
 
 #![forbid(unsafe_code)]
 
+pub mod alert;
 pub mod model;
