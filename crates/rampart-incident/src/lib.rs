@@ -18,10 +18,13 @@
 //!   bytes, parsing with every limit and item hash checked, the signature and the
 //!   TPM quote's qualifying data.
 //! - `agent_log`: the agent's hash-chained log, its device-key anchors and their verification.
+//! - `alert`: what a high-priority alert says (severity, dedupe key, the incident's devices,
+//!   release, evidence hashes and timeline tail, bounded) and the dedupe window's rule.
 
 #![forbid(unsafe_code)]
 
 pub mod agent_log;
+pub mod alert;
 pub mod device_signature;
 pub mod evidence;
 pub mod finding;
