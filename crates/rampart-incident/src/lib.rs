@@ -6,7 +6,10 @@
 //! - `model`: incident states and their order, severities, detectors, causes (the dedupe key:
 //!   one open incident per cause, devices join it), playbook actions and the roles that may
 //!   approve them.
+//! - `finding`: what a detector found (cause, severity, device, release, first signal), the
+//!   input the server's incident store records.
 
 #![forbid(unsafe_code)]
 
+pub mod finding;
 pub mod model;
