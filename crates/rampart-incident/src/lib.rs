@@ -11,9 +11,12 @@
 //!   findings (a detector that cannot evaluate, a stalled engine) and their deduplication.
 //! - `finding`: what a detector found (cause, severity, device, release, first signal), the
 //!   input the server's incident store records.
+//! - `playbook`: per detector and severity, the actions run at once and those held for a
+//!   role's approval (built-in defaults, TOML/JSON configuration, validation).
 
 #![forbid(unsafe_code)]
 
 pub mod detect;
 pub mod finding;
 pub mod model;
+pub mod playbook;

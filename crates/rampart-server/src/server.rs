@@ -188,6 +188,11 @@ impl Server {
             hooks.clone(),
             attestation.clone(),
         );
+        let incidents = Arc::new(engines::incidents::IncidentStore::new(
+            db.clone(),
+            audit.clone(),
+            config.incidents.playbooks.clone(),
+        ));
         let shared = state::Shared {
             db: db.clone(),
             audit: audit.clone(),
@@ -202,6 +207,7 @@ impl Server {
             },
             poll_interval_secs: config.poll_interval_secs,
             attestation: attestation.clone(),
+            incidents: incidents.clone(),
         };
         let api = Arc::new(device::api::DeviceApi::new(&shared));
         let delivery = device::routes(&config, api.clone(), image_repo.clone())?;
