@@ -6,6 +6,9 @@
 //! - `model`: incident states and their order, severities, detectors, causes (the dedupe key:
 //!   one open incident per cause, devices join it), playbook actions and the roles that may
 //!   approve them.
+//! - `detect`: one rule per detector over typed signals read from stored state, with its
+//!   thresholds (`[detectors]` of the server's incident configuration), the failing-closed
+//!   findings (a detector that cannot evaluate, a stalled engine) and their deduplication.
 //! - `finding`: what a detector found (cause, severity, device, release, first signal), the
 //!   input the server's incident store records.
 //! - `lifecycle`: forward-only moves with each state's time, the acknowledgement, and the
@@ -25,6 +28,7 @@
 
 pub mod agent_log;
 pub mod alert;
+pub mod detect;
 pub mod device_signature;
 pub mod evidence;
 pub mod finding;
