@@ -16,6 +16,7 @@ mod error;
 mod groups;
 mod incidents;
 mod poll;
+mod quarantine;
 mod reports;
 mod sql;
 mod tokens;
@@ -41,6 +42,10 @@ pub use error::{DbError, DomainError, StorageError};
 pub use groups::Group;
 pub use incidents::{IncidentAction, MAX_ACTION_CLAIM, TimelineEntry};
 pub use poll::PollState;
+pub use quarantine::{
+    MAX_ACK_DETAIL, NewQuarantine, QUARANTINED_OUTCOME, Quarantine, QuarantineAckRecord,
+    QuarantineMark, QuarantineRelease,
+};
 pub use reports::{PROGRESS_REPORTS_KEPT, REPORT_QUOTA_CHECK_EVERY, REPORTS_PER_DEVICE, Report};
 pub use tokens::ApiToken;
 pub use webhooks::{
@@ -64,7 +69,7 @@ pub enum Backend {
 /// The schema, in the SQL subset both backends accept (TEXT and BIGINT columns, `ON CONFLICT`).
 /// A migration that needs backend-specific SQL gets a per-backend file here.
 fn migrations() -> Vec<Migration> {
-    let steps: [(i64, &'static str, &'static str); 11] = [
+    let steps: [(i64, &'static str, &'static str); 12] = [
         (
             1,
             "inventory",
@@ -115,6 +120,11 @@ fn migrations() -> Vec<Migration> {
             11,
             "incidents",
             include_str!("../migrations/0011_incidents.sql"),
+        ),
+        (
+            12,
+            "quarantine releases",
+            include_str!("../migrations/0012_quarantine_releases.sql"),
         ),
     ];
     steps

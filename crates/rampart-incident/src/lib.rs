@@ -6,7 +6,10 @@
 //! - `model`: incident states and their order, severities, detectors, causes (the dedupe key:
 //!   one open incident per cause, devices join it), playbook actions and the roles that may
 //!   approve them.
+//! - `instruction`: the signed quarantine instruction: the bytes the director key signs and the
+//!   device's check against its trusted director root.
 
 #![forbid(unsafe_code)]
 
+pub mod instruction;
 pub mod model;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use rampart_db::Db;
 
 use crate::delivery::image_repo::HostedRepo;
+use crate::delivery::instruction::InstructionSigner;
 use crate::engines::attestation::Attestation;
 use crate::engines::campaigns::Campaigns;
 use crate::engines::last_seen::LastSeen;
@@ -35,6 +36,9 @@ pub(crate) struct Shared {
     pub(crate) poll_interval_secs: u64,
     /// Remote attestation, when enabled.
     pub(crate) attestation: Option<Arc<Attestation>>,
+    /// Signs quarantine instructions with the director's key (none without a director: the
+    /// server still enforces quarantine, devices just get no signed instruction).
+    pub(crate) instructions: Option<Arc<InstructionSigner>>,
 }
 
 impl Shared {
