@@ -276,9 +276,10 @@ impl DeviceApi {
             .as_ref()
             .is_some_and(|q| q.is_quarantined());
         let instruction = self.instruction(&device.id, device.quarantine.as_ref(), now);
-        let assignment = match device.assignment.filter(|a| {
-            !a.target.is_empty() && attested && may_receive(quarantined, a)
-        }) {
+        let assignment = match device
+            .assignment
+            .filter(|a| !a.target.is_empty() && attested && may_receive(quarantined, a))
+        {
             None => None,
             Some(a) => {
                 let effective =
