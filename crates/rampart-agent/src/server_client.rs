@@ -133,6 +133,9 @@ pub struct Poll {
     pub interval_secs: Option<u64>,
     /// The server wants a fresh TPM quote (with this nonce).
     pub attestation: Option<AttestationRequest>,
+    /// The server's signed quarantine statement (checked by `quarantine`, never trusted as
+    /// sent).
+    pub quarantine: Option<rampart_protocol::SignedQuarantine>,
 }
 
 /// Reads a poll answer. The server must name the device its certificate names (a server that
@@ -151,6 +154,7 @@ pub fn parse_poll_answer(body: &[u8], device_id: &str) -> Result<Poll, String> {
         assignment: answer.assignment,
         interval_secs: answer.poll_interval_secs,
         attestation: answer.attestation,
+        quarantine: answer.quarantine,
     })
 }
 
@@ -314,6 +318,14 @@ impl ServerClient {
     /// server's verdict.
     pub fn submit_quote(&self, quote: &QuoteSubmission) -> Result<AttestationAnswer, UpdateError> {
         self.post_json("/device/v1/attestation/quote", quote)
+    }
+
+    /// `POST /device/v1/quarantine/ack`: what the containment (or release) hook did.
+    pub fn acknowledge_quarantine(
+        &self,
+        ack: &rampart_protocol::QuarantineAck,
+    ) -> Result<serde_json::Value, UpdateError> {
+        self.post_json("/device/v1/quarantine/ack", ack)
     }
 
     /// POSTs `body` as JSON to `path` and reads a bounded JSON answer; an error status is
