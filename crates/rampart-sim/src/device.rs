@@ -260,6 +260,7 @@ fn agent_config(profile: &Profile, timing: &Timing) -> rampart_agent::config::Co
             ..Default::default()
         },
         tpm: None,
+        evidence: Default::default(),
     }
 }
 
