@@ -4,6 +4,7 @@
 //! multi-statement change runs in a transaction, so nothing is half-written.
 #![forbid(unsafe_code)]
 
+mod alerts;
 mod assignments;
 mod attestation;
 mod audit;
@@ -23,6 +24,10 @@ mod webhooks;
 
 use std::borrow::Cow;
 
+pub use alerts::{
+    ALERT_SINK_SYSLOG, ALERT_SINK_WEBHOOKS, AlertAttempt, AlertQueued, AlertSinkStats,
+    ClaimedAlert, INCIDENT_ALERT_EVENT, MAX_ALERT_BODY,
+};
 pub use assignments::{Assignment, DeviceAssignment, MAX_ASSIGNMENT_DEVICES, UPDATE_TYPES};
 pub use attestation::{
     ApprovedEk, AttestationKey, AttestationState, CheckOutcome, CheckResult, EkBasis, IssuedNonce,
@@ -39,7 +44,11 @@ pub use ddi::{
 pub use devices::{Device, DeviceFacts, DeviceFilter};
 pub use error::{DbError, DomainError, StorageError};
 pub use groups::Group;
-pub use incidents::{IncidentAction, MAX_ACTION_CLAIM, TimelineEntry};
+pub use incidents::{
+    Incident, IncidentAction, IncidentDevice, IncidentFilter, IncidentProgress, IncidentTarget,
+    IncidentWrite, MAX_ACTION_CLAIM, MAX_INCIDENT_DEVICES_READ, MAX_INCIDENT_PAGE,
+    MAX_TIMELINE_READ, PlannedAction, TimelineEntry,
+};
 pub use poll::PollState;
 pub use reports::{PROGRESS_REPORTS_KEPT, REPORT_QUOTA_CHECK_EVERY, REPORTS_PER_DEVICE, Report};
 pub use tokens::ApiToken;
@@ -64,7 +73,7 @@ pub enum Backend {
 /// The schema, in the SQL subset both backends accept (TEXT and BIGINT columns, `ON CONFLICT`).
 /// A migration that needs backend-specific SQL gets a per-backend file here.
 fn migrations() -> Vec<Migration> {
-    let steps: [(i64, &'static str, &'static str); 11] = [
+    let steps: [(i64, &'static str, &'static str); 12] = [
         (
             1,
             "inventory",
@@ -116,6 +125,7 @@ fn migrations() -> Vec<Migration> {
             "incidents",
             include_str!("../migrations/0011_incidents.sql"),
         ),
+        (15, "alerts", include_str!("../migrations/0015_alerts.sql")),
     ];
     steps
         .into_iter()
