@@ -176,6 +176,7 @@ impl Session for FakeSession {
             interval_secs: Some(60),
             attestation: None,
             quarantine: None,
+            evidence: None,
             assignment: st.assignment.as_ref().map(|(id, target, kind)| Assignment {
                 id: id.clone(),
                 target: target.clone(),
