@@ -42,7 +42,7 @@ pub use groups::Group;
 pub use incidents::{
     Incident, IncidentAction, IncidentDevice, IncidentFilter, IncidentProgress, IncidentTarget,
     IncidentWrite, MAX_ACTION_CLAIM, MAX_INCIDENT_DEVICES_READ, MAX_INCIDENT_PAGE,
-    MAX_TIMELINE_READ, PlannedAction, TimelineEntry,
+    MAX_PLAYBOOKS_BYTES, MAX_TIMELINE_READ, PlannedAction, StoredPlaybooks, TimelineEntry,
 };
 pub use poll::PollState;
 pub use reports::{PROGRESS_REPORTS_KEPT, REPORT_QUOTA_CHECK_EVERY, REPORTS_PER_DEVICE, Report};
@@ -68,7 +68,7 @@ pub enum Backend {
 /// The schema, in the SQL subset both backends accept (TEXT and BIGINT columns, `ON CONFLICT`).
 /// A migration that needs backend-specific SQL gets a per-backend file here.
 fn migrations() -> Vec<Migration> {
-    let steps: [(i64, &'static str, &'static str); 11] = [
+    let steps: [(i64, &'static str, &'static str); 12] = [
         (
             1,
             "inventory",
@@ -119,6 +119,11 @@ fn migrations() -> Vec<Migration> {
             11,
             "incidents",
             include_str!("../migrations/0011_incidents.sql"),
+        ),
+        (
+            16,
+            "incident playbooks",
+            include_str!("../migrations/0016_incident_playbooks.sql"),
         ),
     ];
     steps

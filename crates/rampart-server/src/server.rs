@@ -65,6 +65,8 @@ pub struct Server {
     metadata_watch: Option<engines::renewal::MetadataWatch>,
     /// The attestation staleness engine, when attestation is enabled.
     attestation: Option<Arc<engines::attestation::Attestation>>,
+    /// The incident store and its automatic-progress interval.
+    incidents: (Arc<engines::incidents::IncidentStore>, Duration),
 }
 
 impl fmt::Debug for Server {
@@ -193,6 +195,12 @@ impl Server {
             audit.clone(),
             config.incidents.playbooks.clone(),
         ));
+        // Before any executor claims actions: those a stopped server left running go back to
+        // approved, and stored playbooks are put in force.
+        incidents
+            .resume()
+            .await
+            .map_err(|e| ServerError::Config(format!("resuming incidents: {e}")))?;
         let shared = state::Shared {
             db: db.clone(),
             audit: audit.clone(),
@@ -279,6 +287,7 @@ impl Server {
             auth_events,
             metadata_watch,
             attestation,
+            incidents: (incidents, config.incidents.progress_interval),
         })
     }
 
@@ -345,6 +354,7 @@ impl Server {
             auth_events,
             metadata_watch,
             attestation,
+            incidents,
             ..
         } = self;
         let operators = http_serve::HttpOptions {
@@ -392,6 +402,7 @@ impl Server {
             stop_rx.clone(),
         ));
         let campaign_engine = tokio::spawn(campaigns.run(stop_rx.clone()));
+        let incident_engine = tokio::spawn(incidents.0.run(incidents.1, stop_rx.clone()));
         let attestation_engine =
             attestation.map(|engine| tokio::spawn(engine.run(stop_rx.clone())));
         let metadata_watcher = metadata_watch.map(|watch| tokio::spawn(watch.run(stop_rx.clone())));
@@ -418,6 +429,7 @@ impl Server {
         let management_server = management.map(|(listener, api)| {
             let router = operator::router(api.clone())
                 .merge(operator::ddi_tenants::router(api.clone()))
+                .merge(operator::incidents::router(api.clone()))
                 .merge(operator::webhooks::router(api, hooks))
                 // Unknown bearer tokens are counted, audited and slowed down per source.
                 .layer(axum::middleware::from_fn_with_state(
@@ -478,6 +490,8 @@ impl Server {
         }
         // A step in progress is one transaction: stopping it mid-way loses nothing.
         campaign_engine.abort();
+        // Each automatic move is one transaction: stopping mid-pass loses nothing.
+        incident_engine.abort();
         // Each stale note is one transaction; "attested" never depended on this engine.
         if let Some(engine) = attestation_engine {
             engine.abort();
