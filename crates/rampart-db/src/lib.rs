@@ -4,6 +4,7 @@
 //! multi-statement change runs in a transaction, so nothing is half-written.
 #![forbid(unsafe_code)]
 
+mod alerts;
 mod assignments;
 mod attestation;
 mod audit;
@@ -23,6 +24,10 @@ mod webhooks;
 
 use std::borrow::Cow;
 
+pub use alerts::{
+    ALERT_SINK_SYSLOG, ALERT_SINK_WEBHOOKS, AlertAttempt, AlertQueued, AlertSinkStats,
+    ClaimedAlert, INCIDENT_ALERT_EVENT, MAX_ALERT_BODY,
+};
 pub use assignments::{Assignment, DeviceAssignment, MAX_ASSIGNMENT_DEVICES, UPDATE_TYPES};
 pub use attestation::{
     ApprovedEk, AttestationKey, AttestationState, CheckOutcome, CheckResult, EkBasis, IssuedNonce,
@@ -68,7 +73,7 @@ pub enum Backend {
 /// The schema, in the SQL subset both backends accept (TEXT and BIGINT columns, `ON CONFLICT`).
 /// A migration that needs backend-specific SQL gets a per-backend file here.
 fn migrations() -> Vec<Migration> {
-    let steps: [(i64, &'static str, &'static str); 12] = [
+    let steps: [(i64, &'static str, &'static str); 13] = [
         (
             1,
             "inventory",
@@ -120,6 +125,7 @@ fn migrations() -> Vec<Migration> {
             "incidents",
             include_str!("../migrations/0011_incidents.sql"),
         ),
+        (15, "alerts", include_str!("../migrations/0015_alerts.sql")),
         (
             16,
             "incident playbooks",

@@ -67,6 +67,8 @@ pub struct Server {
     attestation: Option<Arc<engines::attestation::Attestation>>,
     /// The incident store and its automatic-progress interval.
     incidents: (Arc<engines::incidents::IncidentStore>, Duration),
+    /// The incident alerts' executor and sinks.
+    alerts: engines::alerts::Alerts,
 }
 
 impl fmt::Debug for Server {
@@ -138,6 +140,14 @@ impl Server {
             engines::webhooks::Webhooks::open(db.clone(), &config.db_url, config.webhooks.clone())
                 .await
                 .map_err(|e| ServerError::Config(e.to_string()))?;
+        hooks.count_alert_failures_in(metrics.clone());
+        let alerts = engines::alerts::Alerts::new(
+            db.clone(),
+            audit.clone(),
+            hooks.clone(),
+            metrics.clone(),
+            config.alerts.clone(),
+        );
         let (refusal_tx, refusals) = tokio::sync::mpsc::channel(listen::refusals::REFUSAL_QUEUE);
         let (auth_failures, auth_events) = listen::auth_failures::AuthFailures::new(
             metrics.clone(),
@@ -288,7 +298,13 @@ impl Server {
             metadata_watch,
             attestation,
             incidents: (incidents, config.incidents.progress_interval),
+            alerts,
         })
+    }
+
+    /// The incident alert engine ([`engines::alerts::Alerts::failing_sinks`]).
+    pub fn alerts(&self) -> engines::alerts::Alerts {
+        self.alerts.clone()
     }
 
     /// The bound address of the hawkBit DDI API, if configured.
@@ -355,6 +371,7 @@ impl Server {
             metadata_watch,
             attestation,
             incidents,
+            alerts,
             ..
         } = self;
         let operators = http_serve::HttpOptions {
@@ -403,6 +420,7 @@ impl Server {
         ));
         let campaign_engine = tokio::spawn(campaigns.run(stop_rx.clone()));
         let incident_engine = tokio::spawn(incidents.0.run(incidents.1, stop_rx.clone()));
+        let alert_engine = tokio::spawn(alerts.run(stop_rx.clone()));
         let attestation_engine =
             attestation.map(|engine| tokio::spawn(engine.run(stop_rx.clone())));
         let metadata_watcher = metadata_watch.map(|watch| tokio::spawn(watch.run(stop_rx.clone())));
@@ -492,6 +510,8 @@ impl Server {
         campaign_engine.abort();
         // Each automatic move is one transaction: stopping mid-pass loses nothing.
         incident_engine.abort();
+        // Every alert step is one transaction; an attempt cut short is retried after its lease.
+        alert_engine.abort();
         // Each stale note is one transaction; "attested" never depended on this engine.
         if let Some(engine) = attestation_engine {
             engine.abort();
