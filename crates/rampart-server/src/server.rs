@@ -200,11 +200,14 @@ impl Server {
             hooks.clone(),
             attestation.clone(),
         );
-        let incidents = Arc::new(engines::incidents::IncidentStore::new(
-            db.clone(),
-            audit.clone(),
-            config.incidents.playbooks.clone(),
-        ));
+        let incidents = Arc::new(
+            engines::incidents::IncidentStore::new(
+                db.clone(),
+                audit.clone(),
+                config.incidents.playbooks.clone(),
+            )
+            .with_metrics(metrics.clone()),
+        );
         // Before any executor claims actions: those a stopped server left running go back to
         // approved, and stored playbooks are put in force.
         incidents

@@ -786,6 +786,20 @@ async fn a_restart_mid_incident_resumes_actions_and_progress(backend: Backend, n
     .await;
     let timings = show(&ops, &id).await["timings"].clone();
     assert!(timings["to_recover"].as_i64().unwrap() >= timings["to_contain"].as_i64().unwrap());
+    // The metrics: the recovery this server saw, and the incident counted by state.
+    assert_eq!(
+        ops.server
+            .metric("rampart_incident_response_seconds_count{phase=\"recover\"}")
+            .await,
+        1
+    );
+    wait_until("the gauge counts the recovered incident", || async {
+        ops.server
+            .metric("rampart_incidents{state=\"recovered\",severity=\"high\"}")
+            .await
+            == 1
+    })
+    .await;
     ops.server.stop().await;
 }
 

@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{NoRandomness, new_id, unix_now};
 use crate::observe::audit::{AuditWriteError, AuditWriter};
+use crate::observe::metrics::Metrics;
 
 /// Attempts to record one finding while other writers keep opening, joining or closing its
 /// incident in between (each attempt re-reads what is stored).
@@ -127,6 +128,7 @@ pub struct IncidentStore {
     pub(crate) audit: AuditWriter,
     playbooks: RwLock<Playbooks>,
     clock: Clock,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// Another writer got there first: the incident was opened, joined, moved or closed in
@@ -166,6 +168,19 @@ impl IncidentStore {
             audit,
             playbooks: RwLock::new(playbooks),
             clock,
+            metrics: None,
+        }
+    }
+
+    /// Counts incidents and observes the response's timings in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> IncidentStore {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn observe(&self, phase: &'static str, seconds: i64) {
+        if let Some(m) = &self.metrics {
+            m.incidents.observe(phase, seconds);
         }
     }
 
@@ -283,7 +298,12 @@ impl IncidentStore {
                 )
                 .await;
             match result {
-                Ok(()) => return Ok(recorded),
+                Ok(()) => {
+                    if recorded.opened {
+                        self.observe("detect", now - f.first_signal_at.min(now));
+                    }
+                    return Ok(recorded);
+                }
                 // Another writer opened, joined or closed it in between: read again.
                 Err(e) if is_race(&e) => back_off(attempt).await,
                 Err(e) => return Err(e.into()),
@@ -560,7 +580,16 @@ impl IncidentStore {
                 })
                 .await;
             match result {
-                Ok(()) => return Ok((self.incident(id).await?, true)),
+                Ok(()) => {
+                    let after = self.incident(id).await?;
+                    if current.contained_at.is_none() && after.contained_at.is_some() {
+                        self.observe("contain", lifecycle.timings().to_contain.unwrap_or(0));
+                    }
+                    if current.recovered_at.is_none() && after.recovered_at.is_some() {
+                        self.observe("recover", lifecycle.timings().to_recover.unwrap_or(0));
+                    }
+                    return Ok((after, true));
+                }
                 Err(e) if is_race(&e) => back_off(attempt).await,
                 Err(e) => return Err(e.into()),
             }
@@ -742,6 +771,9 @@ impl IncidentStore {
     /// contained; all re-imaged (a `reimage` action done), eradicated; all re-imaged and
     /// released, recovered. Returns the moves made.
     pub async fn progress_once(&self) -> Result<usize, IncidentError> {
+        if let Some(m) = &self.metrics {
+            m.incidents.set_counts(&self.db.incident_counts().await?);
+        }
         let mut moves = 0;
         for p in self.db.incident_progress(PROGRESS_BATCH).await? {
             let incident = match self.db.incident(&p.incident_id).await? {
