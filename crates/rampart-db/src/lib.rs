@@ -44,7 +44,11 @@ pub use ddi::{
 pub use devices::{Device, DeviceFacts, DeviceFilter};
 pub use error::{DbError, DomainError, StorageError};
 pub use groups::Group;
-pub use incidents::{IncidentAction, MAX_ACTION_CLAIM, TimelineEntry};
+pub use incidents::{
+    Incident, IncidentAction, IncidentDevice, IncidentFilter, IncidentProgress, IncidentTarget,
+    IncidentWrite, MAX_ACTION_CLAIM, MAX_INCIDENT_DEVICES_READ, MAX_INCIDENT_PAGE,
+    MAX_TIMELINE_READ, PlannedAction, TimelineEntry,
+};
 pub use poll::PollState;
 pub use reports::{PROGRESS_REPORTS_KEPT, REPORT_QUOTA_CHECK_EVERY, REPORTS_PER_DEVICE, Report};
 pub use tokens::ApiToken;

@@ -72,7 +72,7 @@ mod state;
 
 // The public paths of the modules before they moved into rooms.
 pub use delivery::{artifact_store, director, image_repo};
-pub use engines::{alerts, attestation, audit_anchor, renewal, webhooks};
+pub use engines::{alerts, attestation, audit_anchor, incidents, renewal, webhooks};
 pub use listen::auth_failures;
 pub use observe::{audit, log};
 /// The management API's tokens and roles (the API itself is in the operator room).
@@ -178,6 +178,8 @@ pub struct ServerConfig {
     /// Remote attestation (AK enrolment, quotes, the staleness engine, the policy); `None`
     /// disables it: the poll answer asks for no quote and the attestation routes answer 404.
     pub attestation: Option<engines::attestation::AttestationConfig>,
+    /// Incident response: the playbooks and the detectors' settings (`--incident-config`).
+    pub incidents: engines::incidents::IncidentConfig,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -251,6 +253,7 @@ impl ServerConfig {
             connections: connections::ConnectionConfig::default(),
             metadata: engines::renewal::MetadataConfig::default(),
             attestation: None,
+            incidents: engines::incidents::IncidentConfig::default(),
         }
     }
 

@@ -138,14 +138,6 @@ impl Server {
             engines::webhooks::Webhooks::open(db.clone(), &config.db_url, config.webhooks.clone())
                 .await
                 .map_err(|e| ServerError::Config(e.to_string()))?;
-        hooks.count_alert_failures_in(metrics.clone());
-        let alerts = engines::alerts::Alerts::new(
-            db.clone(),
-            audit.clone(),
-            hooks.clone(),
-            metrics.clone(),
-            config.alerts.clone(),
-        );
         let (refusal_tx, refusals) = tokio::sync::mpsc::channel(listen::refusals::REFUSAL_QUEUE);
         let (auth_failures, auth_events) = listen::auth_failures::AuthFailures::new(
             metrics.clone(),
@@ -198,6 +190,22 @@ impl Server {
             hooks.clone(),
             attestation.clone(),
         );
+        let incidents = Arc::new(engines::incidents::IncidentStore::new(
+            db.clone(),
+            audit.clone(),
+            config.incidents.playbooks.clone(),
+        ));
+        hooks.count_alert_failures_in(metrics.clone());
+        let alerts = engines::alerts::Alerts::new(
+            engines::alerts::AlertHandles {
+                db: db.clone(),
+                audit: audit.clone(),
+                hooks: hooks.clone(),
+                metrics: metrics.clone(),
+                incidents: incidents.clone(),
+            },
+            config.alerts.clone(),
+        );
         let shared = state::Shared {
             db: db.clone(),
             audit: audit.clone(),
@@ -212,6 +220,7 @@ impl Server {
             },
             poll_interval_secs: config.poll_interval_secs,
             attestation: attestation.clone(),
+            incidents: incidents.clone(),
         };
         let api = Arc::new(device::api::DeviceApi::new(&shared));
         let delivery = device::routes(&config, api.clone(), image_repo.clone())?;

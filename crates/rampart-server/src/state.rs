@@ -10,6 +10,7 @@ use rampart_db::Db;
 use crate::delivery::image_repo::HostedRepo;
 use crate::engines::attestation::Attestation;
 use crate::engines::campaigns::Campaigns;
+use crate::engines::incidents::IncidentStore;
 use crate::engines::last_seen::LastSeen;
 use crate::engines::report_sinks::ReportSinks;
 use crate::engines::webhooks::Webhooks;
@@ -35,6 +36,9 @@ pub(crate) struct Shared {
     pub(crate) poll_interval_secs: u64,
     /// Remote attestation, when enabled.
     pub(crate) attestation: Option<Arc<Attestation>>,
+    /// The incident store: detectors and operators record incidents through it.
+    #[allow(dead_code)] // read by the incident routes and the detectors' engine (issue 16)
+    pub(crate) incidents: Arc<IncidentStore>,
 }
 
 impl Shared {

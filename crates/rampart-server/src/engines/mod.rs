@@ -1,13 +1,14 @@
 //! The engines: work the server does on its own clock or on events, with no HTTP (no axum,
 //! no hyper, no answer types): the campaign engine, the webhook dispatcher, the batched
-//! last-seen writer, metadata renewal, audit anchoring, the attestation staleness sweep, and
-//! the incident alerts' executor and sinks.
+//! last-seen writer, metadata renewal, audit anchoring, the attestation staleness sweep, the
+//! incident store, and the incident alerts' executor and sinks.
 
 pub mod alerts;
 pub mod attestation;
 pub(crate) mod attestation_verify;
 pub mod audit_anchor;
 pub mod campaigns;
+pub mod incidents;
 pub mod last_seen;
 pub mod renewal;
 pub(crate) mod report_sinks;

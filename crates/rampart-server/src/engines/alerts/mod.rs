@@ -36,17 +36,24 @@ use rampart_db::{
     IncidentAction, TimelineEntry,
 };
 use rampart_incident::alert::{Alert, AlertIncident};
-use rampart_incident::model::{Action, Detector, IncidentState, Severity};
+use rampart_incident::finding::Finding;
+use rampart_incident::model::{Action, Cause, Detector, IncidentState, Severity};
 use rampart_notify::backoff_delay;
 use rampart_notify::sink_health::{HealthPolicy, SinkProblem, SinkStats, judge};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
+use crate::engines::incidents::IncidentStore;
 use crate::engines::webhooks::{WebhookEvent, Webhooks, jitter, millis, unix_millis};
 use crate::helpers::unix_now;
 use crate::observe::audit::AuditWriter;
 use crate::observe::metrics::Metrics;
 
+pub use rampart_notify::sink_health::{
+    DEFAULT_MAX_AGE as DEFAULT_FAILING_AFTER,
+    DEFAULT_MAX_FAILURES as DEFAULT_FAILING_AFTER_ATTEMPTS,
+};
+pub use rampart_notify::syslog::{FACILITIES, facility_code};
 pub use syslog::{SyslogTarget, Transport};
 
 /// Default dedupe window: repeats of one key within it become one update.
@@ -135,11 +142,22 @@ pub struct Alerts {
     inner: Arc<Inner>,
 }
 
+/// What the alert engine works with, shared with the rest of the server.
+pub struct AlertHandles {
+    pub db: Db,
+    pub audit: AuditWriter,
+    pub hooks: Webhooks,
+    pub metrics: Arc<Metrics>,
+    /// Where a failing sink is recorded as an `alert_delivery_failing` incident.
+    pub incidents: Arc<IncidentStore>,
+}
+
 struct Inner {
     db: Db,
     audit: AuditWriter,
     hooks: Webhooks,
     metrics: Arc<Metrics>,
+    incidents: Arc<IncidentStore>,
     config: AlertConfig,
     hostname: Option<String>,
     /// The failing sinks and why, as of the last health check.
@@ -157,13 +175,14 @@ impl std::fmt::Debug for Alerts {
 }
 
 impl Alerts {
-    pub fn new(
-        db: Db,
-        audit: AuditWriter,
-        hooks: Webhooks,
-        metrics: Arc<Metrics>,
-        config: AlertConfig,
-    ) -> Alerts {
+    pub fn new(handles: AlertHandles, config: AlertConfig) -> Alerts {
+        let AlertHandles {
+            db,
+            audit,
+            hooks,
+            metrics,
+            incidents,
+        } = handles;
         let hostname = config.hostname.clone().or_else(syslog::local_hostname);
         Alerts {
             inner: Arc::new(Inner {
@@ -171,6 +190,7 @@ impl Alerts {
                 audit,
                 hooks,
                 metrics,
+                incidents,
                 config,
                 hostname,
                 failing: Mutex::new(BTreeMap::new()),
@@ -510,7 +530,8 @@ impl Alerts {
                 match (judged, failing.contains_key(&s.sink)) {
                     (Some(problem), false) => {
                         failing.insert(s.sink.clone(), problem);
-                        newly_failing.push((s.sink.clone(), problem));
+                        let since = s.oldest_pending.or(s.last_given_up).unwrap_or(now);
+                        newly_failing.push((s.sink.clone(), problem, since));
                     }
                     (Some(problem), true) => {
                         failing.insert(s.sink.clone(), problem);
@@ -529,18 +550,50 @@ impl Alerts {
                     .set_alert_sink_failing(&s.sink, failing.contains_key(&s.sink));
             }
         }
-        for (sink, problem) in newly_failing {
-            self.raise_sink_failing(&sink, problem).await?;
+        for (sink, problem, since) in newly_failing {
+            self.raise_sink_failing(&sink, problem, since).await?;
         }
         Ok(())
     }
 
-    /// The `alert_delivery_failing` alert for `sink`, through every other sink.
-    async fn raise_sink_failing(&self, sink: &str, problem: SinkProblem) -> Result<(), DbError> {
+    /// Records the `alert_delivery_failing` incident of `sink` and sends its alert at once
+    /// through every other sink (the playbook's own alert of the incident follows through all
+    /// sinks as an update of the same key).
+    async fn raise_sink_failing(
+        &self,
+        sink: &str,
+        problem: SinkProblem,
+        since: i64,
+    ) -> Result<(), DbError> {
         crate::observe::log::error(
             "alert delivery keeps failing",
             json!({"sink": sink, "problem": problem.to_string()}),
         );
+        let now = unix_now();
+        let title = format!("alert delivery through {sink} keeps failing: {problem}");
+        let finding = Finding {
+            cause: Cause {
+                detector: Detector::AlertDeliveryFailing,
+                key: sink.to_owned(),
+            },
+            severity: Severity::High,
+            title: title.clone(),
+            device_id: None,
+            release: None,
+            first_signal_at: since.min(now),
+            detail: json!({"sink": sink, "problem": problem.to_string()}),
+        };
+        // Recorded or not, the alert goes out: a failing incident store must not silence it.
+        let recorded = match self.inner.incidents.record_finding(&finding).await {
+            Ok(recorded) => self.inner.db.alert_incident(&recorded.incident_id).await?,
+            Err(e) => {
+                crate::observe::log::error(
+                    "recording the failing alert sink as an incident (its alert is sent anyway)",
+                    json!({"sink": sink, "error": e.to_string()}),
+                );
+                None
+            }
+        };
         let others: Vec<String> = self
             .sinks()
             .into_iter()
@@ -553,32 +606,34 @@ impl Alerts {
             );
             return Ok(());
         }
-        let now = unix_now();
+        let (incident, severity, dedupe_key) = recorded.unwrap_or_else(|| {
+            (
+                AlertIncident {
+                    id: String::new(),
+                    title,
+                    detector: Detector::AlertDeliveryFailing,
+                    state: IncidentState::Detected,
+                    release: String::new(),
+                    detected_at: now,
+                    devices: Vec::new(),
+                    device_count: 0,
+                    evidence: Vec::new(),
+                    evidence_count: 0,
+                    timeline: Vec::new(),
+                    timeline_count: 0,
+                },
+                Severity::High,
+                finding.cause.dedupe_key(),
+            )
+        });
         let alert = Alert {
-            id: format!(
-                "sink-failing-{}-{:x}",
-                sink.replace([' ', '/'], "_"),
-                unix_millis()
-            ),
-            dedupe_key: format!("{}:{sink}", Detector::AlertDeliveryFailing.as_str()),
-            severity: Severity::High,
+            id: format!("sink-failing-{:x}-{}", unix_millis(), incident.id),
+            dedupe_key,
+            severity,
             update: false,
             repeats: 0,
             created: now,
-            incident: AlertIncident {
-                id: String::new(),
-                title: format!("alert delivery through {sink} keeps failing: {problem}"),
-                detector: Detector::AlertDeliveryFailing,
-                state: IncidentState::Detected,
-                release: String::new(),
-                detected_at: now,
-                devices: Vec::new(),
-                device_count: 0,
-                evidence: Vec::new(),
-                evidence_count: 0,
-                timeline: Vec::new(),
-                timeline_count: 0,
-            },
+            incident,
         }
         .bounded();
         self.inner
