@@ -6,6 +6,9 @@
 //! - `model`: incident states and their order, severities, detectors, causes (the dedupe key:
 //!   one open incident per cause, devices join it), playbook actions and the roles that may
 //!   approve them.
+//! - `detect`: one rule per detector over typed signals read from stored state, with its
+//!   thresholds (`[detectors]` of the server's incident configuration), the failing-closed
+//!   findings (a detector that cannot evaluate, a stalled engine) and their deduplication.
 //! - `finding`: what a detector found (cause, severity, device, release, first signal), the
 //!   input the server's incident store records.
 //! - `lifecycle`: forward-only moves with each state's time, the acknowledgement, and the
@@ -17,14 +20,15 @@
 //! - `evidence`: the forensic evidence bundle (`rampart-evidence/1`): its manifest, canonical
 //!   bytes, parsing with every limit and item hash checked, the signature and the
 //!   TPM quote's qualifying data.
+//! - `agent_log`: the agent's hash-chained log, its device-key anchors and their verification.
 //! - `alert`: what a high-priority alert says (severity, dedupe key, the incident's devices,
 //!   release, evidence hashes and timeline tail, bounded) and the dedupe window's rule.
-//! - `agent_log`: the agent's hash-chained log, its device-key anchors and their verification.
 
 #![forbid(unsafe_code)]
 
 pub mod agent_log;
 pub mod alert;
+pub mod detect;
 pub mod device_signature;
 pub mod evidence;
 pub mod finding;

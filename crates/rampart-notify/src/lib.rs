@@ -143,6 +143,18 @@ impl RollbackSpikeDetector {
             last: now,
         })
     }
+
+    /// The distinct devices of the reports the detector holds, oldest first (at most the
+    /// threshold): at a spike, every device that made it (the incident detectors make each
+    /// one join the spike's incident).
+    pub fn devices_in_window(&self) -> Vec<String> {
+        let mut seen = std::collections::HashSet::with_capacity(self.recent.len());
+        self.recent
+            .iter()
+            .filter(|(_, id)| seen.insert(id.as_str()))
+            .map(|(_, id)| id.clone())
+            .collect()
+    }
 }
 
 // ---- signing and backoff -------------------------------------------------------------------
