@@ -41,6 +41,7 @@ on_both_backends!(
     a_failing_alert_sink_raises_its_own_alert,
     a_failing_webhook_raises_its_alert_through_syslog,
     an_alert_of_a_huge_incident_fits_one_syslog_message,
+    alerts_pending_at_a_restart_are_sent_after_it,
 );
 
 const SECRET: &str = "an-alert-webhook-secret-32-bytes";
@@ -342,6 +343,10 @@ impl Alerting {
     }
 
     async fn stop(mut self) {
+        self.stop_server().await;
+    }
+
+    async fn stop_server(&mut self) {
         self.running.take().unwrap().stop().await;
     }
 }
@@ -587,6 +592,13 @@ async fn a_failing_alert_sink_raises_its_own_alert(backend: Backend, name: &str)
             .unwrap()
             .expect("an alert_delivery_failing incident is open");
     assert_eq!(raised.incident.id, incident.id);
+    let timeline = t.fx.db.incident_timeline(&incident.id).await.unwrap();
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e.kind == "alert_sent" && e.detail["sinks"] == json!(["webhooks"])),
+        "{timeline:?}"
+    );
     let running = t.running();
     assert!(
         running
@@ -647,5 +659,36 @@ async fn an_alert_of_a_huge_incident_fits_one_syslog_message(backend: Backend, n
     let alert: Alert = serde_json::from_str(&m.msg).expect("the bounded alert fits as JSON");
     assert_eq!(alert.incident.devices.len(), MAX_ALERT_DEVICES);
     assert_eq!(alert.incident.device_count, 120);
+    t.stop().await;
+}
+
+async fn alerts_pending_at_a_restart_are_sent_after_it(backend: Backend, name: &str) {
+    let addr = closed_port().await;
+    let config = || fast(Some(target(format!("tcp://{addr}"))));
+    let mut t = Alerting::new(backend, name).await;
+    t.start(config()).await;
+    let incident = t.incident("case-1", "dev-1").await;
+    let alert_id = t.fx.db.incident_actions(&incident).await.unwrap()[0]
+        .id
+        .clone();
+    wait_until("the alert waits for its receiver", || async {
+        t.fx.db
+            .alert_deliveries(&alert_id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|(sink, status, attempts)| {
+                sink == "syslog" && status == "pending" && *attempts >= 1
+            })
+    })
+    .await;
+    t.stop_server().await;
+    let receiver = SyslogReceiver::tcp_on(TcpListener::bind(addr).await.unwrap()).await;
+    t.start(config()).await;
+    wait_until("the restarted server sends the pending alert", || async {
+        !receiver.messages().is_empty()
+    })
+    .await;
+    check_alert_message(&receiver.messages()[0], &incident, "dev-1");
     t.stop().await;
 }

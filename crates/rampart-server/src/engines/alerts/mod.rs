@@ -636,7 +636,8 @@ impl Alerts {
             incident,
         }
         .bounded();
-        self.inner
+        let queued = self
+            .inner
             .db
             .queue_alert(
                 &alert,
@@ -647,6 +648,43 @@ impl Alerts {
             .await?;
         // Sent at once, not at the next tick.
         self.inner.wake.notify_one();
+        if !alert.incident.id.is_empty() {
+            let detail = json!({"alert": alert.id, "sinks": others,
+                                "queued": format!("{queued:?}"),
+                                "why": format!("{sink} is left out: it is the failing sink")});
+            let db = self.inner.db.clone();
+            let incident_id = alert.incident.id.clone();
+            let written = self
+                .inner
+                .audit
+                .write(
+                    now,
+                    "engine:alerts",
+                    "incident.alert_sent",
+                    &incident_id,
+                    detail.clone(),
+                    |line| {
+                        let db = db.clone();
+                        let entry = TimelineEntry {
+                            audit_seq: line.seq,
+                            incident_id: incident_id.clone(),
+                            at: now,
+                            kind: "alert_sent".to_owned(),
+                            actor: "engine:alerts".to_owned(),
+                            device_id: String::new(),
+                            detail: detail.clone(),
+                        };
+                        async move { db.append_incident_timeline(&entry, &line).await }
+                    },
+                )
+                .await;
+            if let Err(e) = written {
+                crate::observe::log::error(
+                    "noting the failing sink's alert in its incident's timeline (the alert is queued)",
+                    json!({"incident": incident_id, "error": e.to_string()}),
+                );
+            }
+        }
         Ok(())
     }
 }
