@@ -32,8 +32,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rampart_db::{
-    ALERT_SINK_SYSLOG, ALERT_SINK_WEBHOOKS, AlertAttempt, AlertQueued, ClaimedAlert, Db, DbError,
-    IncidentAction, TimelineEntry,
+    ALERT_SINK_SYSLOG, ALERT_SINK_WEBHOOKS, AlertAttempt, AlertQueued, AuditLine, ClaimedAlert, Db,
+    DbError, IncidentAction, TimelineEntry,
 };
 use rampart_incident::alert::{Alert, AlertIncident};
 use rampart_incident::finding::Finding;
@@ -46,7 +46,7 @@ use tokio::sync::{Notify, watch};
 use crate::engines::incidents::IncidentStore;
 use crate::engines::webhooks::{WebhookEvent, Webhooks, jitter, millis, unix_millis};
 use crate::helpers::unix_now;
-use crate::observe::audit::AuditWriter;
+use crate::observe::audit::{AuditWriteError, AuditWriter};
 use crate::observe::metrics::Metrics;
 
 pub use rampart_notify::sink_health::{
@@ -60,6 +60,8 @@ pub use syslog::{SyslogTarget, Transport};
 pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(300);
 /// Default syslog facility: `auth` (4), security and authorisation messages.
 pub const DEFAULT_FACILITY: u8 = 4;
+/// Who the alert engine's timeline entries and audit records name.
+const ACTOR: &str = "engine:alerts";
 /// Actions claimed per tick.
 const CLAIM_BATCH: i64 = 50;
 /// Syslog messages sent per tick (each bounded by the attempt timeout).
@@ -377,32 +379,14 @@ impl Alerts {
         }
         let db = self.inner.db.clone();
         let written = self
-            .inner
-            .audit
-            .write(
-                now,
-                "engine:alerts",
-                &format!("incident.{kind}"),
-                &action.incident_id,
-                outcome.clone(),
-                |line| {
-                    let db = db.clone();
-                    let detail = detail.clone();
-                    let entry = TimelineEntry {
-                        audit_seq: line.seq,
-                        incident_id: action.incident_id.clone(),
-                        at: now,
-                        kind: kind.to_owned(),
-                        actor: "engine:alerts".to_owned(),
-                        device_id: String::new(),
-                        detail: outcome.clone(),
-                    };
-                    async move {
-                        db.finish_incident_action(&action.id, succeeded, &detail, &entry, &line)
-                            .await
-                    }
-                },
-            )
+            .timeline(&action.incident_id, kind, now, outcome, |entry, line| {
+                let db = db.clone();
+                let detail = detail.clone();
+                async move {
+                    db.finish_incident_action(&action.id, succeeded, &detail, &entry, &line)
+                        .await
+                }
+            })
             .await;
         if let Err(e) = written {
             crate::observe::log::error(
@@ -410,6 +394,44 @@ impl Alerts {
                 json!({"action": action.id, "incident": action.incident_id, "error": e.to_string()}),
             );
         }
+    }
+
+    /// Writes a timeline entry of `incident` (`kind`, by `engine:alerts`) and its audit record
+    /// (`incident.KIND`) through `store`, which stores both in one transaction with its change.
+    async fn timeline<F, Fut>(
+        &self,
+        incident: &str,
+        kind: &str,
+        at: i64,
+        detail: Value,
+        store: F,
+    ) -> Result<(), AuditWriteError>
+    where
+        F: Fn(TimelineEntry, AuditLine) -> Fut,
+        Fut: std::future::Future<Output = Result<(), DbError>>,
+    {
+        self.inner
+            .audit
+            .write(
+                at,
+                ACTOR,
+                &format!("incident.{kind}"),
+                incident,
+                detail.clone(),
+                |line| {
+                    let entry = TimelineEntry {
+                        audit_seq: line.seq,
+                        incident_id: incident.to_owned(),
+                        at,
+                        kind: kind.to_owned(),
+                        actor: ACTOR.to_owned(),
+                        device_id: String::new(),
+                        detail: detail.clone(),
+                    };
+                    store(entry, line)
+                },
+            )
+            .await
     }
 
     /// Sends the due syslog alerts, one at a time, and records each attempt.
@@ -655,28 +677,10 @@ impl Alerts {
             let db = self.inner.db.clone();
             let incident_id = alert.incident.id.clone();
             let written = self
-                .inner
-                .audit
-                .write(
-                    now,
-                    "engine:alerts",
-                    "incident.alert_sent",
-                    &incident_id,
-                    detail.clone(),
-                    |line| {
-                        let db = db.clone();
-                        let entry = TimelineEntry {
-                            audit_seq: line.seq,
-                            incident_id: incident_id.clone(),
-                            at: now,
-                            kind: "alert_sent".to_owned(),
-                            actor: "engine:alerts".to_owned(),
-                            device_id: String::new(),
-                            detail: detail.clone(),
-                        };
-                        async move { db.append_incident_timeline(&entry, &line).await }
-                    },
-                )
+                .timeline(&incident_id, "alert_sent", now, detail, |entry, line| {
+                    let db = db.clone();
+                    async move { db.append_incident_timeline(&entry, &line).await }
+                })
                 .await;
             if let Err(e) = written {
                 crate::observe::log::error(
