@@ -692,3 +692,38 @@ impl Alerts {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_config_problems_are_named() {
+        assert_eq!(AlertConfig::default().validate(), Ok(()));
+        let problem = |c: AlertConfig| c.validate().unwrap_err();
+        assert!(
+            problem(AlertConfig {
+                facility: 24,
+                ..AlertConfig::default()
+            })
+            .contains("facility")
+        );
+        assert!(
+            problem(AlertConfig {
+                health: HealthPolicy {
+                    max_failures: 0,
+                    ..HealthPolicy::default()
+                },
+                ..AlertConfig::default()
+            })
+            .contains("max_failures")
+        );
+        assert!(
+            problem(AlertConfig {
+                backoff_max: Duration::from_millis(1),
+                ..AlertConfig::default()
+            })
+            .contains("backoff_max")
+        );
+    }
+}
