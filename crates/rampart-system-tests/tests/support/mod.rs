@@ -1,0 +1,3 @@
+//! What several system tests share.
+
+pub mod tpm_site;
