@@ -8,6 +8,7 @@ use std::sync::Arc;
 use rampart_db::Db;
 
 use crate::delivery::image_repo::HostedRepo;
+use crate::delivery::instruction::InstructionSigner;
 use crate::engines::attestation::Attestation;
 use crate::engines::campaigns::Campaigns;
 use crate::engines::incidents::IncidentStore;
@@ -38,6 +39,9 @@ pub(crate) struct Shared {
     pub(crate) attestation: Option<Arc<Attestation>>,
     /// The incident store: detectors and operators record incidents through it.
     pub(crate) incidents: Arc<IncidentStore>,
+    /// Signs quarantine instructions with the director's key (none without a director: the
+    /// server still enforces quarantine, devices just get no signed instruction).
+    pub(crate) instructions: Option<Arc<InstructionSigner>>,
 }
 
 impl Shared {
