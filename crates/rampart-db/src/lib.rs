@@ -11,6 +11,7 @@ mod audit_heads;
 mod bulk;
 mod campaigns;
 mod ddi;
+mod detectors;
 mod devices;
 mod error;
 mod groups;
@@ -36,6 +37,7 @@ pub use ddi::{
     DdiAction, DdiDeviceState, DdiFeedback, DdiModule, DdiTenant, DeletedDevice, EnrolledBy,
     Enrolment, MAX_STATUSES_PER_ACTION, NewAction, TenantSettings, tenant_name,
 };
+pub use detectors::{InventoryRow, MAX_SIGNAL_READ, ReportCursor, ReportSignal, StaleAttestation};
 pub use devices::{Device, DeviceFacts, DeviceFilter};
 pub use error::{DbError, DomainError, StorageError};
 pub use groups::Group;
@@ -68,7 +70,7 @@ pub enum Backend {
 /// The schema, in the SQL subset both backends accept (TEXT and BIGINT columns, `ON CONFLICT`).
 /// A migration that needs backend-specific SQL gets a per-backend file here.
 fn migrations() -> Vec<Migration> {
-    let steps: [(i64, &'static str, &'static str); 11] = [
+    let steps: [(i64, &'static str, &'static str); 12] = [
         (
             1,
             "inventory",
@@ -119,6 +121,11 @@ fn migrations() -> Vec<Migration> {
             11,
             "incidents",
             include_str!("../migrations/0011_incidents.sql"),
+        ),
+        (
+            17,
+            "detectors",
+            include_str!("../migrations/0017_detectors.sql"),
         ),
     ];
     steps

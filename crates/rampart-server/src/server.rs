@@ -65,6 +65,13 @@ pub struct Server {
     metadata_watch: Option<engines::renewal::MetadataWatch>,
     /// The attestation staleness engine, when attestation is enabled.
     attestation: Option<Arc<engines::attestation::Attestation>>,
+    /// Every engine's heartbeat, written together; the detectors' watchdog reads them.
+    heartbeats: engines::heartbeat::Heartbeats,
+    /// The incident detectors (with the watchdog) and their settings.
+    detectors: (
+        Arc<engines::detectors::DetectorEngine>,
+        rampart_incident::detect::DetectorConfig,
+    ),
 }
 
 impl fmt::Debug for Server {
@@ -193,6 +200,21 @@ impl Server {
             audit.clone(),
             config.incidents.playbooks.clone(),
         ));
+        let detector_config =
+            engines::detectors::detector_config(&config).map_err(ServerError::Config)?;
+        let heartbeats = engines::heartbeat::Heartbeats::default();
+        let detectors = engines::detectors::DetectorEngine::start(
+            db.clone(),
+            incidents.clone(),
+            detector_config.clone(),
+            image_repo.clone(),
+            heartbeats.clone(),
+            metrics.clone(),
+            config.attestation.as_ref().map(|a| a.freshness_secs()),
+            helpers::unix_now(),
+        )
+        .await
+        .map_err(ServerError::Config)?;
         let shared = state::Shared {
             db: db.clone(),
             audit: audit.clone(),
@@ -208,6 +230,10 @@ impl Server {
             poll_interval_secs: config.poll_interval_secs,
             attestation: attestation.clone(),
             incidents: incidents.clone(),
+            revoked_use: Arc::new(engines::detectors::RevokedUse::new(
+                db.clone(),
+                audit.clone(),
+            )),
         };
         let api = Arc::new(device::api::DeviceApi::new(&shared));
         let delivery = device::routes(&config, api.clone(), image_repo.clone())?;
@@ -279,6 +305,8 @@ impl Server {
             auth_events,
             metadata_watch,
             attestation,
+            heartbeats,
+            detectors: (detectors, detector_config),
         })
     }
 
@@ -345,6 +373,8 @@ impl Server {
             auth_events,
             metadata_watch,
             attestation,
+            heartbeats,
+            detectors: (detectors, detector_config),
             ..
         } = self;
         let operators = http_serve::HttpOptions {
@@ -366,6 +396,7 @@ impl Server {
             db.clone(),
             flush_interval,
             flusher_stop_rx,
+            heartbeats.register("last_seen"),
         ));
 
         let metrics_server = metrics_listener.map(|listener| {
@@ -378,7 +409,9 @@ impl Server {
             ))
         });
 
-        let anchorer = audit_anchor.map(|anchor| tokio::spawn(anchor.run(stop_rx.clone())));
+        let anchorer = audit_anchor.map(|anchor| {
+            tokio::spawn(anchor.run(stop_rx.clone(), heartbeats.register("audit_anchor")))
+        });
         let auth_failure_recorder = tokio::spawn(listen::auth_failures::run_recorder(
             audit.clone(),
             auth_events,
@@ -391,16 +424,24 @@ impl Server {
             refusal_summary_interval,
             stop_rx.clone(),
         ));
-        let campaign_engine = tokio::spawn(campaigns.run(stop_rx.clone()));
-        let attestation_engine =
-            attestation.map(|engine| tokio::spawn(engine.run(stop_rx.clone())));
-        let metadata_watcher = metadata_watch.map(|watch| tokio::spawn(watch.run(stop_rx.clone())));
+        let campaign_engine =
+            tokio::spawn(campaigns.run(stop_rx.clone(), heartbeats.register("campaigns")));
+        let attestation_engine = attestation.map(|engine| {
+            tokio::spawn(engine.run(stop_rx.clone(), heartbeats.register("attestation")))
+        });
+        let metadata_watcher = metadata_watch
+            .map(|watch| tokio::spawn(watch.run(stop_rx.clone(), heartbeats.register("renewal"))));
         let hooks_grace = hooks.config().attempt_timeout + METRICS_SHUTDOWN_GRACE;
-        let dispatcher = tokio::spawn(
-            hooks
-                .clone()
-                .run_dispatcher(helpers::stopped(stop_rx.clone())),
-        );
+        let dispatcher = tokio::spawn(hooks.clone().run_dispatcher(
+            helpers::stopped(stop_rx.clone()),
+            heartbeats.register("webhooks"),
+        ));
+        // Registered last: by now every engine above is registered, so the watchdog expects
+        // each from its first round.
+        let detector_engine = tokio::spawn(detectors.clone().run(stop_rx.clone()));
+        let detector_watch =
+            tokio::spawn(detectors.watch_detectors(detector_config, stop_rx.clone()));
+        let heartbeat_flusher = tokio::spawn(heartbeats.run_flusher(db.clone(), stop_rx.clone()));
         let ddi_server = ddi.map(|(listener, api)| {
             tokio::spawn(http_serve::serve(
                 listener,
@@ -478,6 +519,11 @@ impl Server {
         }
         // A step in progress is one transaction: stopping it mid-way loses nothing.
         campaign_engine.abort();
+        // Each finding is one transaction and each cursor moves after its findings: a round
+        // stopped mid-way is read again after the next start.
+        detector_engine.abort();
+        detector_watch.abort();
+        let _ = tokio::time::timeout(METRICS_SHUTDOWN_GRACE, heartbeat_flusher).await;
         // Each stale note is one transaction; "attested" never depended on this engine.
         if let Some(engine) = attestation_engine {
             engine.abort();

@@ -6,6 +6,8 @@ pub mod attestation;
 pub(crate) mod attestation_verify;
 pub mod audit_anchor;
 pub mod campaigns;
+pub(crate) mod detectors;
+pub(crate) mod heartbeat;
 pub mod incidents;
 pub mod last_seen;
 pub mod renewal;
