@@ -1,6 +1,8 @@
 //! The engines: work the server does on its own clock or on events, with no HTTP (no axum,
 //! no hyper, no answer types): the campaign engine, the webhook dispatcher, the batched
-//! last-seen writer, metadata renewal, audit anchoring, the attestation staleness sweep, and the incident store.
+//! last-seen writer, metadata renewal, audit anchoring, the attestation staleness sweep, the
+//! incident store, the incident detectors (`detectors`) and every engine's heartbeat
+//! (`heartbeat`).
 
 pub mod attestation;
 pub(crate) mod attestation_verify;
