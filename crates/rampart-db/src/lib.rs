@@ -4,6 +4,7 @@
 //! multi-statement change runs in a transaction, so nothing is half-written.
 #![forbid(unsafe_code)]
 
+mod alerts;
 mod assignments;
 mod attestation;
 mod audit;
@@ -17,6 +18,7 @@ mod error;
 mod groups;
 mod incidents;
 mod poll;
+mod quarantine;
 mod reports;
 mod sql;
 mod tokens;
@@ -24,6 +26,10 @@ mod webhooks;
 
 use std::borrow::Cow;
 
+pub use alerts::{
+    ALERT_SINK_SYSLOG, ALERT_SINK_WEBHOOKS, AlertAttempt, AlertQueued, AlertSinkStats,
+    ClaimedAlert, INCIDENT_ALERT_EVENT, MAX_ALERT_BODY,
+};
 pub use assignments::{Assignment, DeviceAssignment, MAX_ASSIGNMENT_DEVICES, UPDATE_TYPES};
 pub use attestation::{
     ApprovedEk, AttestationKey, AttestationState, CheckOutcome, CheckResult, EkBasis, IssuedNonce,
@@ -47,6 +53,10 @@ pub use incidents::{
     MAX_TIMELINE_READ, PlannedAction, TimelineEntry,
 };
 pub use poll::PollState;
+pub use quarantine::{
+    MAX_ACK_DETAIL, NewQuarantine, QUARANTINED_OUTCOME, Quarantine, QuarantineAckRecord,
+    QuarantineMark, QuarantineRelease,
+};
 pub use reports::{PROGRESS_REPORTS_KEPT, REPORT_QUOTA_CHECK_EVERY, REPORTS_PER_DEVICE, Report};
 pub use tokens::ApiToken;
 pub use webhooks::{
@@ -70,7 +80,7 @@ pub enum Backend {
 /// The schema, in the SQL subset both backends accept (TEXT and BIGINT columns, `ON CONFLICT`).
 /// A migration that needs backend-specific SQL gets a per-backend file here.
 fn migrations() -> Vec<Migration> {
-    let steps: [(i64, &'static str, &'static str); 12] = [
+    let steps: [(i64, &'static str, &'static str); 14] = [
         (
             1,
             "inventory",
@@ -122,6 +132,12 @@ fn migrations() -> Vec<Migration> {
             "incidents",
             include_str!("../migrations/0011_incidents.sql"),
         ),
+        (
+            12,
+            "quarantine releases",
+            include_str!("../migrations/0012_quarantine_releases.sql"),
+        ),
+        (15, "alerts", include_str!("../migrations/0015_alerts.sql")),
         (
             17,
             "detectors",

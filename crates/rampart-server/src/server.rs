@@ -72,6 +72,8 @@ pub struct Server {
         Arc<engines::detectors::DetectorEngine>,
         rampart_incident::detect::DetectorConfig,
     ),
+    /// The incident alerts' executor and sinks.
+    alerts: engines::alerts::Alerts,
 }
 
 impl fmt::Debug for Server {
@@ -143,6 +145,14 @@ impl Server {
             engines::webhooks::Webhooks::open(db.clone(), &config.db_url, config.webhooks.clone())
                 .await
                 .map_err(|e| ServerError::Config(e.to_string()))?;
+        hooks.count_alert_failures_in(metrics.clone());
+        let alerts = engines::alerts::Alerts::new(
+            db.clone(),
+            audit.clone(),
+            hooks.clone(),
+            metrics.clone(),
+            config.alerts.clone(),
+        );
         let (refusal_tx, refusals) = tokio::sync::mpsc::channel(listen::refusals::REFUSAL_QUEUE);
         let (auth_failures, auth_events) = listen::auth_failures::AuthFailures::new(
             metrics.clone(),
@@ -234,6 +244,12 @@ impl Server {
                 db.clone(),
                 audit.clone(),
             )),
+            instructions: config.director.as_ref().map(|d| {
+                Arc::new(delivery::instruction::InstructionSigner::new(
+                    d.signer.clone(),
+                    i64::try_from(d.targets_expiry.as_secs()).unwrap_or(i64::MAX),
+                ))
+            }),
         };
         let api = Arc::new(device::api::DeviceApi::new(&shared));
         let delivery = device::routes(&config, api.clone(), image_repo.clone())?;
@@ -307,7 +323,13 @@ impl Server {
             attestation,
             heartbeats,
             detectors: (detectors, detector_config),
+            alerts,
         })
+    }
+
+    /// The incident alert engine ([`engines::alerts::Alerts::failing_sinks`]).
+    pub fn alerts(&self) -> engines::alerts::Alerts {
+        self.alerts.clone()
     }
 
     /// The bound address of the hawkBit DDI API, if configured.
@@ -375,6 +397,7 @@ impl Server {
             attestation,
             heartbeats,
             detectors: (detectors, detector_config),
+            alerts,
             ..
         } = self;
         let operators = http_serve::HttpOptions {
@@ -418,6 +441,10 @@ impl Server {
             refusal_summary_interval,
             stop_rx.clone(),
         ));
+        let quarantine_executor = tokio::spawn(
+            engines::quarantine::QuarantineExecutor::new(db.clone(), audit.clone())
+                .run(stop_rx.clone(), heartbeats.register("quarantine")),
+        );
         let refusal_recorder = tokio::spawn(listen::refusals::run_refusal_recorder(
             audit,
             refusals,
@@ -431,6 +458,7 @@ impl Server {
         });
         let metadata_watcher = metadata_watch
             .map(|watch| tokio::spawn(watch.run(stop_rx.clone(), heartbeats.register("renewal"))));
+        let alert_engine = tokio::spawn(alerts.run(stop_rx.clone(), heartbeats.register("alerts")));
         let hooks_grace = hooks.config().attempt_timeout + METRICS_SHUTDOWN_GRACE;
         let dispatcher = tokio::spawn(hooks.clone().run_dispatcher(
             helpers::stopped(stop_rx.clone()),
@@ -524,6 +552,11 @@ impl Server {
         detector_engine.abort();
         detector_watch.abort();
         let _ = tokio::time::timeout(METRICS_SHUTDOWN_GRACE, heartbeat_flusher).await;
+        // Every alert step is one transaction; an attempt cut short is retried after its lease.
+        alert_engine.abort();
+        // Each change is one transaction; an action claimed and not finished is requeued at
+        // the next start.
+        quarantine_executor.abort();
         // Each stale note is one transaction; "attested" never depended on this engine.
         if let Some(engine) = attestation_engine {
             engine.abort();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use rampart_db::Db;
 
 use crate::delivery::image_repo::HostedRepo;
+use crate::delivery::instruction::InstructionSigner;
 use crate::engines::attestation::Attestation;
 use crate::engines::campaigns::Campaigns;
 use crate::engines::incidents::IncidentStore;
@@ -41,6 +42,9 @@ pub(crate) struct Shared {
     pub(crate) incidents: Arc<IncidentStore>,
     /// Notes revoked certificates and tokens presented to a front door (a detector's signal).
     pub(crate) revoked_use: Arc<crate::engines::detectors::RevokedUse>,
+    /// Signs quarantine instructions with the director's key (none without a director: the
+    /// server still enforces quarantine, devices just get no signed instruction).
+    pub(crate) instructions: Option<Arc<InstructionSigner>>,
 }
 
 impl Shared {

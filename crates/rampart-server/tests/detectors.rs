@@ -352,7 +352,7 @@ async fn detection_resumes_after_a_restart_without_reading_twice(backend: Backen
     let timeline = ops.fx.db.incident_timeline(&first.id).await.unwrap();
     let joined: Vec<&str> = timeline
         .iter()
-        .filter(|e| !e.device_id.is_empty())
+        .filter(|e| e.kind == "opened" || e.kind == "device_joined")
         .map(|e| e.device_id.as_str())
         .collect();
     assert_eq!(

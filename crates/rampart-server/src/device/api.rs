@@ -88,6 +88,8 @@ pub(crate) struct DeviceApi {
     pub(super) attestation_rate: super::report_rate::ReportRate,
     /// Notes a revoked device's use of the API (the revoked-credential detector's signal).
     pub(super) revoked_use: Arc<crate::engines::detectors::RevokedUse>,
+    /// Signs the quarantine instruction a quarantined device's poll answer carries.
+    pub(super) instructions: Option<Arc<crate::delivery::instruction::InstructionSigner>>,
 }
 
 /// Entries kept in each of the fulfilment caches before they are cleared (bounded memory).
@@ -105,6 +107,7 @@ impl DeviceApi {
             ),
             image_repo: shared.image_repo.clone(),
             revoked_use: shared.revoked_use.clone(),
+            instructions: shared.instructions.clone(),
             settled: Default::default(),
             target_versions: Default::default(),
             sinks: shared.report_sinks(),
@@ -300,9 +303,16 @@ impl DeviceApi {
         // ETag) changes then, so the device learns it on its next poll.
         // Under the fleet-wide policy an unattested device is told of no assignment (its poll
         // answer asks for a quote instead).
+        // A quarantined device is told of no assignment, whatever it is assigned (a
+        // campaign's rollback may still point it somewhere): see super::quarantine.
+        let quarantined = device
+            .quarantine
+            .as_ref()
+            .is_some_and(|q| q.is_quarantined());
+        let instruction = self.instruction(&device.id, device.quarantine.as_ref(), now);
         let assignment = match device
             .assignment
-            .filter(|a| !a.target.is_empty() && attested)
+            .filter(|a| !a.target.is_empty() && attested && may_receive(quarantined, a))
         {
             None => None,
             Some(a) => {
@@ -332,7 +342,7 @@ impl DeviceApi {
             poll_interval_secs: Some(self.poll_interval_secs),
             assignment,
             attestation,
-            quarantine: None,
+            quarantine: instruction,
             evidence: None,
         })
         .map_err(|_| ApiError::internal())?;
@@ -502,6 +512,12 @@ fn parse_poll_facts(bytes: &[u8]) -> Result<Option<(DeviceFacts, bool)>, ApiErro
         },
         keep_attributes,
     )))
+}
+
+/// Whether a device may be told of an assignment: not while it is quarantined (decision 0031;
+/// a re-imaging assignment will be the one exception, once assignments carry that flag).
+fn may_receive(quarantined: bool, _assignment: &DeviceAssignment) -> bool {
+    !quarantined
 }
 
 /// Tags are a set: order and repeats carry no meaning.

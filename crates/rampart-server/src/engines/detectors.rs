@@ -481,6 +481,7 @@ pub(crate) fn detector_config(config: &crate::ServerConfig) -> Result<DetectorCo
         ("last_seen", config.last_seen_flush_interval),
         ("webhooks", config.webhooks.poll_interval),
         ("renewal", config.metadata.check_interval),
+        ("alerts", config.alerts.poll_interval),
     ];
     if let Some(anchor) = &config.audit_anchor {
         intervals.push(("audit_anchor", anchor.interval));
