@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rampart_boot::flow::{AgentState, PendingReport, Reason};
+use rampart_boot::flow::{AgentState, PendingReport, Phase, Reason};
 use rampart_protocol::{
     AttestationOutcome, AttestationRequest, DeviceFacts, ReportStatus, SignedQuarantine,
 };
@@ -31,6 +31,8 @@ pub enum Pass {
     Deferred { why: String },
     /// A download-only assignment is verified in the inactive slot, not activated.
     Downloaded { version: String },
+    /// A re-image is complete: `version` was committed and mirrored, both slots hold it.
+    Reimaged { version: String },
 }
 
 /// How long the soft-update check may run.
@@ -175,7 +177,13 @@ pub fn update_from_server(
         return Ok((Pass::UpToDate, poll.interval_secs));
     };
     let running = state.committed.and_then(|s| state.slots.get(&s));
-    if running.is_some_and(|c| c.target == assignment.target) {
+    // A re-image is wanted over the running release until it completed for this assignment
+    // (both slots written); a mirror in progress is finished.
+    let reimage_pending = (assignment.reimage
+        && state.reimaged_for.as_deref() != Some(assignment.id.as_str()))
+        || matches!(&state.phase, Phase::Mirroring { release, .. }
+            if release.assignment.as_deref() == Some(assignment.id.as_str()));
+    if !reimage_pending && running.is_some_and(|c| c.target == assignment.target) {
         // The device runs what it is assigned (a fleet rollback replaced the release it was
         // installing): an interrupted install of another release is no longer wanted.
         device.abandon_install(state)?;
@@ -187,7 +195,13 @@ pub fn update_from_server(
     if let Some(last) = state.rolled_back(&assignment.target) {
         return Err(Refusal::rolled_back(last));
     }
-    match assignment.kind {
+    // A re-image is forced: neither the soft-update check nor download-only defers it.
+    let kind = if assignment.reimage {
+        UpdateKind::Forced
+    } else {
+        assignment.kind
+    };
+    match kind {
         UpdateKind::Soft => {
             if let Err(why) = soft_install_allowed(&device.config) {
                 return Ok((Pass::Deferred { why }, poll.interval_secs));
@@ -210,7 +224,11 @@ pub fn update_from_server(
         &device.config.hardware_id,
         now_unix(),
     ) {
-        Ok(Some(v)) => Verified::from_assignment(v, &assignment.id)?,
+        Ok(Some(v)) => {
+            let mut v = Verified::from_assignment(v, &assignment.id)?;
+            v.release.reimage = assignment.reimage;
+            v
+        }
         Ok(None) => {
             device.abandon_install(state)?;
             return Ok((Pass::UpToDate, poll.interval_secs));
@@ -243,7 +261,7 @@ pub fn update_from_server(
             serde_json::json!({"target": release.target, "written": written}),
         );
     };
-    if assignment.kind == UpdateKind::DownloadOnly {
+    if kind == UpdateKind::DownloadOnly {
         let result = device.stage(state, &verified, &fetch, &progress);
         flush(device, state, client);
         return match result? {
@@ -260,6 +278,12 @@ pub fn update_from_server(
     flush(device, state, client);
     match result? {
         Installed::AlreadyRunning => Ok((Pass::UpToDate, poll.interval_secs)),
+        Installed::Reimaged { .. } => Ok((
+            Pass::Reimaged {
+                version: verified.release.version.clone(),
+            },
+            poll.interval_secs,
+        )),
         Installed::Activated { slot, .. } => {
             client.report(
                 &assignment.id,
@@ -337,6 +361,32 @@ pub fn install_from(
     health: &dyn HealthCheck,
     progress: &dyn crate::device::Progress,
 ) -> Result<Pass, Refusal> {
+    offline_install(device, state, from, target, false, health, progress)
+}
+
+/// An offline re-image from a repository directory or URL: like [`install_from`], but the
+/// release is written even over the same release, and after the reboot and commit the same
+/// call (run again) mirrors it into the other slot ([`Pass::Reimaged`] when both hold it).
+pub fn reimage_from(
+    device: &mut Device,
+    state: &mut AgentState,
+    from: &str,
+    target: &str,
+    health: &dyn HealthCheck,
+    progress: &dyn crate::device::Progress,
+) -> Result<Pass, Refusal> {
+    offline_install(device, state, from, target, true, health, progress)
+}
+
+fn offline_install(
+    device: &mut Device,
+    state: &mut AgentState,
+    from: &str,
+    target: &str,
+    reimage: bool,
+    health: &dyn HealthCheck,
+    progress: &dyn crate::device::Progress,
+) -> Result<Pass, Refusal> {
     if boot(device, state, health)? == Pass::Reboot {
         return Ok(Pass::Reboot);
     }
@@ -352,9 +402,14 @@ pub fn install_from(
         now_unix(),
     )
     .map_err(|r| crash_aware(device, r))?;
+    let mut verified = verified;
+    verified.release.reimage = reimage;
     match device.install(state, &verified, &Fetch::plain(), progress)? {
         Installed::AlreadyRunning => Ok(Pass::UpToDate),
         Installed::Activated { .. } => Ok(Pass::Reboot),
+        Installed::Reimaged { .. } => Ok(Pass::Reimaged {
+            version: verified.release.version,
+        }),
     }
 }
 

@@ -63,6 +63,11 @@ enum Command {
         /// Do not run the reboot command after activating.
         #[arg(long)]
         no_reboot: bool,
+        /// Re-image (incident response): write the release even over the same release, and
+        /// after the reboot that commits it, run the same command again to write it into the
+        /// other slot too, so no slot keeps the previous image.
+        #[arg(long)]
+        reimage: bool,
     },
     /// Run the boot flow only (commit or roll back after booting an update); for boot scripts.
     Boot,
@@ -277,6 +282,9 @@ fn say(pass: &Pass) {
         Pass::Downloaded { version } => {
             println!("downloaded version {version} into the inactive slot (not activated)")
         }
+        Pass::Reimaged { version } => {
+            println!("re-imaged: both slots hold version {version}")
+        }
     }
 }
 
@@ -368,6 +376,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ref from,
             ref target,
             no_reboot,
+            reimage,
         } => {
             let (mut device, _tpm) = open_configured(&cli)?;
             let health = rampart_agent::health::Checks {
@@ -385,15 +394,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     written as f64 / 1048576.0 / started.elapsed().as_secs_f64().max(1e-3)
                 );
             };
-            let pass = rampart_agent::daemon::install_from(
-                &mut device,
-                &mut state,
-                from,
-                target,
-                &health,
-                &progress,
-            )
-            .map_err(refused)?;
+            let install = if reimage {
+                rampart_agent::daemon::reimage_from
+            } else {
+                rampart_agent::daemon::install_from
+            };
+            let pass = install(&mut device, &mut state, from, target, &health, &progress)
+                .map_err(refused)?;
             say(&pass);
             if !no_reboot {
                 reboot_if(&pass, &device.config)?;

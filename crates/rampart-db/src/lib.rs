@@ -4,6 +4,7 @@
 //! multi-statement change runs in a transaction, so nothing is half-written.
 #![forbid(unsafe_code)]
 
+mod alerts;
 mod assignments;
 mod attestation;
 mod audit;
@@ -24,6 +25,10 @@ mod webhooks;
 
 use std::borrow::Cow;
 
+pub use alerts::{
+    ALERT_SINK_SYSLOG, ALERT_SINK_WEBHOOKS, AlertAttempt, AlertQueued, AlertSinkStats,
+    ClaimedAlert, INCIDENT_ALERT_EVENT, MAX_ALERT_BODY,
+};
 pub use assignments::{Assignment, DeviceAssignment, MAX_ASSIGNMENT_DEVICES, UPDATE_TYPES};
 pub use attestation::{
     ApprovedEk, AttestationKey, AttestationState, CheckOutcome, CheckResult, EkBasis, IssuedNonce,
@@ -40,7 +45,11 @@ pub use ddi::{
 pub use devices::{Device, DeviceFacts, DeviceFilter};
 pub use error::{DbError, DomainError, StorageError};
 pub use groups::Group;
-pub use incidents::{IncidentAction, MAX_ACTION_CLAIM, TimelineEntry};
+pub use incidents::{
+    Incident, IncidentAction, IncidentDevice, IncidentFilter, IncidentProgress, IncidentTarget,
+    IncidentWrite, MAX_ACTION_CLAIM, MAX_INCIDENT_DEVICES_READ, MAX_INCIDENT_PAGE,
+    MAX_TIMELINE_READ, PlannedAction, TimelineEntry,
+};
 pub use poll::PollState;
 pub use quarantine::{
     MAX_ACK_DETAIL, NewQuarantine, QUARANTINED_OUTCOME, Quarantine, QuarantineAckRecord,
@@ -69,7 +78,7 @@ pub enum Backend {
 /// The schema, in the SQL subset both backends accept (TEXT and BIGINT columns, `ON CONFLICT`).
 /// A migration that needs backend-specific SQL gets a per-backend file here.
 fn migrations() -> Vec<Migration> {
-    let steps: [(i64, &'static str, &'static str); 12] = [
+    let steps: [(i64, &'static str, &'static str); 13] = [
         (
             1,
             "inventory",
@@ -126,6 +135,7 @@ fn migrations() -> Vec<Migration> {
             "quarantine releases",
             include_str!("../migrations/0012_quarantine_releases.sql"),
         ),
+        (15, "alerts", include_str!("../migrations/0015_alerts.sql")),
     ];
     steps
         .into_iter()

@@ -72,7 +72,7 @@ mod state;
 
 // The public paths of the modules before they moved into rooms.
 pub use delivery::{artifact_store, director, image_repo};
-pub use engines::{attestation, audit_anchor, renewal, webhooks};
+pub use engines::{alerts, attestation, audit_anchor, incidents, renewal, webhooks};
 pub use listen::auth_failures;
 pub use observe::{audit, log};
 /// The management API's tokens and roles (the API itself is in the operator room).
@@ -160,6 +160,8 @@ pub struct ServerConfig {
     pub refusal_summary_interval: Duration,
     /// Webhook delivery: timeouts, retries, concurrency, the rollback-spike detector.
     pub webhooks: engines::webhooks::WebhookConfig,
+    /// Incident alerts: the syslog sink, the dedupe window, when a sink counts as failing.
+    pub alerts: engines::alerts::AlertConfig,
     /// Address of the hawkBit DDI API (HTTPS; devices authenticate with tokens or a device
     /// certificate); `None` disables it.
     pub ddi_listen: Option<SocketAddr>,
@@ -176,6 +178,8 @@ pub struct ServerConfig {
     /// Remote attestation (AK enrolment, quotes, the staleness engine, the policy); `None`
     /// disables it: the poll answer asks for no quote and the attestation routes answer 404.
     pub attestation: Option<engines::attestation::AttestationConfig>,
+    /// Incident response: the playbooks and the detectors' settings (`--incident-config`).
+    pub incidents: engines::incidents::IncidentConfig,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -242,12 +246,14 @@ impl ServerConfig {
             director: None,
             refusal_summary_interval: listen::refusals::REFUSAL_SUMMARY_INTERVAL,
             webhooks: engines::webhooks::WebhookConfig::default(),
+            alerts: engines::alerts::AlertConfig::default(),
             ddi_listen: None,
             ddi_tls: None,
             audit_anchor: None,
             connections: connections::ConnectionConfig::default(),
             metadata: engines::renewal::MetadataConfig::default(),
             attestation: None,
+            incidents: engines::incidents::IncidentConfig::default(),
         }
     }
 
@@ -293,6 +299,7 @@ impl ServerConfig {
         if let Some(attestation) = &self.attestation {
             attestation.validate().map_err(ServerError::Config)?;
         }
+        self.alerts.validate().map_err(ServerError::Config)?;
         Ok(())
     }
 }

@@ -65,6 +65,8 @@ pub struct Server {
     metadata_watch: Option<engines::renewal::MetadataWatch>,
     /// The attestation staleness engine, when attestation is enabled.
     attestation: Option<Arc<engines::attestation::Attestation>>,
+    /// The incident alerts' executor and sinks.
+    alerts: engines::alerts::Alerts,
 }
 
 impl fmt::Debug for Server {
@@ -136,6 +138,14 @@ impl Server {
             engines::webhooks::Webhooks::open(db.clone(), &config.db_url, config.webhooks.clone())
                 .await
                 .map_err(|e| ServerError::Config(e.to_string()))?;
+        hooks.count_alert_failures_in(metrics.clone());
+        let alerts = engines::alerts::Alerts::new(
+            db.clone(),
+            audit.clone(),
+            hooks.clone(),
+            metrics.clone(),
+            config.alerts.clone(),
+        );
         let (refusal_tx, refusals) = tokio::sync::mpsc::channel(listen::refusals::REFUSAL_QUEUE);
         let (auth_failures, auth_events) = listen::auth_failures::AuthFailures::new(
             metrics.clone(),
@@ -188,6 +198,11 @@ impl Server {
             hooks.clone(),
             attestation.clone(),
         );
+        let incidents = Arc::new(engines::incidents::IncidentStore::new(
+            db.clone(),
+            audit.clone(),
+            config.incidents.playbooks.clone(),
+        ));
         let shared = state::Shared {
             db: db.clone(),
             audit: audit.clone(),
@@ -208,6 +223,7 @@ impl Server {
                     i64::try_from(d.targets_expiry.as_secs()).unwrap_or(i64::MAX),
                 ))
             }),
+            incidents: incidents.clone(),
         };
         let api = Arc::new(device::api::DeviceApi::new(&shared));
         let delivery = device::routes(&config, api.clone(), image_repo.clone())?;
@@ -279,7 +295,13 @@ impl Server {
             auth_events,
             metadata_watch,
             attestation,
+            alerts,
         })
+    }
+
+    /// The incident alert engine ([`engines::alerts::Alerts::failing_sinks`]).
+    pub fn alerts(&self) -> engines::alerts::Alerts {
+        self.alerts.clone()
     }
 
     /// The bound address of the hawkBit DDI API, if configured.
@@ -345,6 +367,7 @@ impl Server {
             auth_events,
             metadata_watch,
             attestation,
+            alerts,
             ..
         } = self;
         let operators = http_serve::HttpOptions {
@@ -396,6 +419,7 @@ impl Server {
             stop_rx.clone(),
         ));
         let campaign_engine = tokio::spawn(campaigns.run(stop_rx.clone()));
+        let alert_engine = tokio::spawn(alerts.run(stop_rx.clone()));
         let attestation_engine =
             attestation.map(|engine| tokio::spawn(engine.run(stop_rx.clone())));
         let metadata_watcher = metadata_watch.map(|watch| tokio::spawn(watch.run(stop_rx.clone())));
@@ -485,6 +509,8 @@ impl Server {
         // Each change is one transaction; an action claimed and not finished is requeued at
         // the next start.
         quarantine_executor.abort();
+        // Every alert step is one transaction; an attempt cut short is retried after its lease.
+        alert_engine.abort();
         // Each stale note is one transaction; "attested" never depended on this engine.
         if let Some(engine) = attestation_engine {
             engine.abort();

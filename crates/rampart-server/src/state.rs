@@ -11,6 +11,7 @@ use crate::delivery::image_repo::HostedRepo;
 use crate::delivery::instruction::InstructionSigner;
 use crate::engines::attestation::Attestation;
 use crate::engines::campaigns::Campaigns;
+use crate::engines::incidents::IncidentStore;
 use crate::engines::last_seen::LastSeen;
 use crate::engines::report_sinks::ReportSinks;
 use crate::engines::webhooks::Webhooks;
@@ -39,6 +40,9 @@ pub(crate) struct Shared {
     /// Signs quarantine instructions with the director's key (none without a director: the
     /// server still enforces quarantine, devices just get no signed instruction).
     pub(crate) instructions: Option<Arc<InstructionSigner>>,
+    /// The incident store: detectors and operators record incidents through it.
+    #[allow(dead_code)] // read by the incident routes and the detectors' engine (issue 16)
+    pub(crate) incidents: Arc<IncidentStore>,
 }
 
 impl Shared {

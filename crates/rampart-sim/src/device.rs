@@ -230,6 +230,7 @@ fn phase_name(phase: &Phase) -> &'static str {
         Phase::Installing { .. } => "installing",
         Phase::Activated { .. } => "activated",
         Phase::RollingBack { .. } => "rolling_back",
+        Phase::Mirroring { .. } => "mirroring",
     }
 }
 

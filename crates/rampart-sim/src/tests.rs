@@ -238,6 +238,7 @@ impl Session for FakeSession {
                 length: r.signed.len() as u64,
                 hashes: BTreeMap::from([("sha256".to_owned(), sha256.clone())]),
                 assignment: Some(assignment.id.clone()),
+                reimage: assignment.reimage,
             },
             info: TargetFile {
                 length: r.signed.len() as u64,

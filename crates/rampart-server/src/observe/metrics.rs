@@ -58,6 +58,8 @@ pub struct Metrics {
     /// Remote attestation (engines::attestation and the device routes).
     pub(crate) attestation: AttestationMetrics,
     pub(crate) metadata_renewal_failures: AtomicU64,
+    /// Incident alert delivery, by sink.
+    pub(crate) alerts: AlertMetrics,
     /// When each watched role's metadata expires (watched by the metadata renewal engine), by role.
     metadata_expiry: Mutex<BTreeMap<String, MetadataExpiry>>,
     http: Mutex<HttpStats>,
@@ -132,6 +134,58 @@ impl AttestationMetrics {
             "When the attestation staleness engine last completed a sweep (0: never); alert when it falls behind.",
             load(&self.last_sweep),
         );
+    }
+}
+
+/// Incident alert delivery by sink (`syslog`, `webhook:ID`): failed attempts, and whether the
+/// sink is failing now (engines::alerts judges it).
+#[derive(Debug, Default)]
+pub(crate) struct AlertMetrics {
+    /// Sink -> (failed attempts, failing now).
+    sinks: Mutex<BTreeMap<String, (u64, bool)>>,
+}
+
+impl AlertMetrics {
+    fn sinks(&self) -> MutexGuard<'_, BTreeMap<String, (u64, bool)>> {
+        self.sinks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn render(&self, out: &mut String) {
+        let sinks = self.sinks();
+        let series = |value: &dyn Fn(&(u64, bool)) -> u64| -> Vec<(String, u64)> {
+            sinks
+                .iter()
+                .map(|(sink, v)| (format!("sink=\"{}\"", escape_label(sink)), value(v)))
+                .collect()
+        };
+        let failures = series(&|v| v.0);
+        let failing = series(&|v| u64::from(v.1));
+        counter(
+            out,
+            "rampart_alert_delivery_failures_total",
+            "Failed incident-alert delivery attempts, by sink (syslog, webhook:ID).",
+            &borrowed(&failures),
+        );
+        gauge_series(
+            out,
+            "rampart_alert_sink_failing",
+            "1 while an alert sink keeps failing (too many failed attempts in a row, an alert waiting too long, or given up).",
+            &borrowed(&failing),
+        );
+    }
+}
+
+impl Metrics {
+    /// Counts a failed alert delivery attempt through `sink`.
+    pub(crate) fn alert_delivery_failed(&self, sink: &str) {
+        self.alerts.sinks().entry(sink.to_owned()).or_default().0 += 1;
+    }
+
+    /// Notes whether `sink` is failing now.
+    pub(crate) fn set_alert_sink_failing(&self, sink: &str, failing: bool) {
+        self.alerts.sinks().entry(sink.to_owned()).or_default().1 = failing;
     }
 }
 
@@ -497,6 +551,7 @@ impl Metrics {
         );
         self.render_metadata(&mut out);
         self.attestation.render(&mut out);
+        self.alerts.render(&mut out);
 
         let http = self.http();
         let name = "rampart_server_http_request_duration_seconds";
@@ -536,6 +591,11 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Label series with owned labels, as the families take them.
+fn borrowed(series: &[(String, u64)]) -> Vec<(&str, u64)> {
+    series.iter().map(|(l, v)| (l.as_str(), *v)).collect()
 }
 
 fn counter(out: &mut String, name: &str, help: &str, series: &[(&str, u64)]) {
