@@ -73,7 +73,7 @@ pub enum Backend {
 /// The schema, in the SQL subset both backends accept (TEXT and BIGINT columns, `ON CONFLICT`).
 /// A migration that needs backend-specific SQL gets a per-backend file here.
 fn migrations() -> Vec<Migration> {
-    let steps: [(i64, &'static str, &'static str); 12] = [
+    let steps: &[(i64, &'static str, &'static str)] = &[
         (
             1,
             "inventory",
@@ -125,11 +125,16 @@ fn migrations() -> Vec<Migration> {
             "incidents",
             include_str!("../migrations/0011_incidents.sql"),
         ),
+        (
+            13,
+            "reimage",
+            include_str!("../migrations/0013_reimage.sql"),
+        ),
         (15, "alerts", include_str!("../migrations/0015_alerts.sql")),
     ];
     steps
-        .into_iter()
-        .map(|(version, name, sql)| {
+        .iter()
+        .map(|&(version, name, sql)| {
             Migration::new(
                 version,
                 Cow::Borrowed(name),

@@ -67,6 +67,8 @@ pub struct Server {
     attestation: Option<Arc<engines::attestation::Attestation>>,
     /// The incident alerts' executor and sinks.
     alerts: engines::alerts::Alerts,
+    /// The executor of incident `reimage` actions.
+    reimager: engines::reimage::Reimager,
 }
 
 impl fmt::Debug for Server {
@@ -192,6 +194,8 @@ impl Server {
                 settings,
             ))
         });
+        let reimager =
+            engines::reimage::Reimager::new(db.clone(), audit.clone(), image_repo.clone());
         let campaigns = engines::campaigns::Campaigns::new(
             db.clone(),
             audit.clone(),
@@ -290,6 +294,7 @@ impl Server {
             metadata_watch,
             attestation,
             alerts,
+            reimager,
         })
     }
 
@@ -362,6 +367,7 @@ impl Server {
             metadata_watch,
             attestation,
             alerts,
+            reimager,
             ..
         } = self;
         let operators = http_serve::HttpOptions {
@@ -410,6 +416,7 @@ impl Server {
         ));
         let campaign_engine = tokio::spawn(campaigns.run(stop_rx.clone()));
         let alert_engine = tokio::spawn(alerts.run(stop_rx.clone()));
+        let reimage_engine = tokio::spawn(reimager.run(stop_rx.clone()));
         let attestation_engine =
             attestation.map(|engine| tokio::spawn(engine.run(stop_rx.clone())));
         let metadata_watcher = metadata_watch.map(|watch| tokio::spawn(watch.run(stop_rx.clone())));
@@ -498,6 +505,9 @@ impl Server {
         campaign_engine.abort();
         // Every alert step is one transaction; an attempt cut short is retried after its lease.
         alert_engine.abort();
+        // Each re-image is one transaction, and its action is finished in another: an action
+        // cut in between is requeued at the next start and finds its assignment made.
+        reimage_engine.abort();
         // Each stale note is one transaction; "attested" never depended on this engine.
         if let Some(engine) = attestation_engine {
             engine.abort();

@@ -14,6 +14,7 @@ mod campaigns;
 pub(crate) mod ddi_tenants;
 mod devices;
 mod groups;
+mod reimage;
 mod releases;
 mod tokens;
 pub(crate) mod webhooks;
@@ -287,6 +288,7 @@ pub(crate) fn router(api: Arc<ManagementApi>) -> Router {
         .route("/api/v1/devices", get(devices::list_devices))
         .route("/api/v1/devices/{id}", get(devices::get_device))
         .route("/api/v1/devices/{id}/revoke", post(devices::revoke_device))
+        .route("/api/v1/devices/{id}/reimage", post(reimage::reimage))
         .route(
             "/api/v1/devices/{id}/reinstate",
             post(devices::reinstate_device),
