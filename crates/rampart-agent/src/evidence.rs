@@ -901,8 +901,9 @@ pub struct Answered {
 }
 
 /// Answers the poll's evidence request (if any: collected once per request id, then kept) and
-/// uploads every pending bundle. Everything is written to the agent log; failures leave the
-/// bundle pending for the next pass.
+/// uploads every pending bundle. Everything is written to the agent log (nothing is printed:
+/// the caller says what it wants from [`Answered`]); failures leave the bundle pending for the
+/// next pass.
 #[allow(clippy::too_many_arguments)]
 pub fn answer<P: Platform>(
     device: &mut Device<P>,
@@ -917,7 +918,9 @@ pub fn answer<P: Platform>(
 ) -> Answered {
     let mut done = Answered::default();
     let mut failed = |log: &mut AgentLog, line: String| {
-        log.note(Level::Error, &line);
+        if let Err(e) = log.append(Level::Error, &line) {
+            done.failed.push(e.to_string());
+        }
         done.failed.push(line);
     };
     let pending = match store.pending() {
@@ -945,7 +948,8 @@ pub fn answer<P: Platform>(
         };
         match outcome {
             Ok(p) => {
-                log.note(
+                // Already in the log: the request's record and its anchor precede the bundle.
+                let _ = log.append(
                     Level::Info,
                     &format!(
                         "evidence {} collected ({} bytes)",
@@ -966,7 +970,7 @@ pub fn answer<P: Platform>(
                 if let Err(e) = store.drop_uploaded(&id) {
                     failed(log, format!("evidence {id} uploaded but not dropped: {e}"));
                 }
-                log.note(
+                let _ = log.append(
                     Level::Info,
                     &format!(
                         "evidence {id} uploaded (sha256 {})",

@@ -30,6 +30,9 @@ pub(crate) struct Counters {
     pub(crate) events: AtomicU64,
     pub(crate) attested: AtomicU64,
     pub(crate) attestation_failures: AtomicU64,
+    pub(crate) evidence_collected: AtomicU64,
+    pub(crate) evidence_uploaded: AtomicU64,
+    pub(crate) evidence_failures: AtomicU64,
 }
 
 impl Counters {
@@ -111,6 +114,11 @@ pub struct Stats {
     pub attested: u64,
     /// Attestation requests that ended otherwise (failed, stale, or an error).
     pub attestation_failures: u64,
+    /// Evidence bundles collected, uploaded to completion, and evidence failures (a bundle
+    /// that could not be collected, or an upload given up for the pass).
+    pub evidence_collected: u64,
+    pub evidence_uploaded: u64,
+    pub evidence_failures: u64,
     /// The latest error a device met (`device: [reason] detail`), for diagnosis.
     pub last_error: Option<String>,
 }
@@ -139,6 +147,9 @@ impl Stats {
         self.events = get(&c.events);
         self.attested = get(&c.attested);
         self.attestation_failures = get(&c.attestation_failures);
+        self.evidence_collected = get(&c.evidence_collected);
+        self.evidence_uploaded = get(&c.evidence_uploaded);
+        self.evidence_failures = get(&c.evidence_failures);
     }
 
     /// Devices whose committed firmware is `version`.
@@ -186,6 +197,13 @@ impl fmt::Display for Stats {
                 f,
                 " | attested {} not attested {}",
                 self.attested, self.attestation_failures
+            )?;
+        }
+        if self.evidence_collected + self.evidence_failures > 0 {
+            write!(
+                f,
+                " | evidence collected {} uploaded {} failed {}",
+                self.evidence_collected, self.evidence_uploaded, self.evidence_failures
             )?;
         }
         write!(

@@ -218,6 +218,7 @@ impl VirtualDevice {
             }
         }
         self.told = Some(facts.firmware_version.clone());
+        self.answer_evidence(sh, session.as_ref(), poll.evidence.take());
         if sh.timing.poll_interval.is_none()
             && let Some(secs) = poll.interval_secs
         {
