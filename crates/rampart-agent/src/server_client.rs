@@ -140,6 +140,9 @@ pub struct Poll {
     pub attestation: Option<AttestationRequest>,
     /// The server wants a forensic evidence bundle ([`crate::evidence`]).
     pub evidence: Option<EvidenceRequest>,
+    /// The server's signed quarantine statement (checked by `quarantine`, never trusted as
+    /// sent).
+    pub quarantine: Option<rampart_protocol::SignedQuarantine>,
 }
 
 /// Reads a poll answer. The server must name the device its certificate names (a server that
@@ -159,6 +162,7 @@ pub fn parse_poll_answer(body: &[u8], device_id: &str) -> Result<Poll, String> {
         interval_secs: answer.poll_interval_secs,
         attestation: answer.attestation,
         evidence: answer.evidence,
+        quarantine: answer.quarantine,
     })
 }
 
@@ -380,6 +384,13 @@ impl ServerClient {
         complete: &EvidenceComplete,
     ) -> Result<EvidenceProgress, UpdateError> {
         self.post_json(&format!("/device/v1/evidence/{id}/complete"), complete)
+    }
+    /// `POST /device/v1/quarantine/ack`: what the containment (or release) hook did.
+    pub fn acknowledge_quarantine(
+        &self,
+        ack: &rampart_protocol::QuarantineAck,
+    ) -> Result<serde_json::Value, UpdateError> {
+        self.post_json("/device/v1/quarantine/ack", ack)
     }
 
     /// POSTs `body` as JSON to `path` and reads a bounded JSON answer; an error status is

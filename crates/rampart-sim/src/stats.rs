@@ -33,6 +33,8 @@ pub(crate) struct Counters {
     pub(crate) evidence_collected: AtomicU64,
     pub(crate) evidence_uploaded: AtomicU64,
     pub(crate) evidence_failures: AtomicU64,
+    pub(crate) quarantine_acks: AtomicU64,
+    pub(crate) quarantine_ignored: AtomicU64,
 }
 
 impl Counters {
@@ -119,6 +121,10 @@ pub struct Stats {
     pub evidence_collected: u64,
     pub evidence_uploaded: u64,
     pub evidence_failures: u64,
+    /// Signed quarantine statements a cooperative device acted on and acknowledged.
+    pub quarantine_acks: u64,
+    /// Quarantine instructions not acted on (uncooperative devices, or refused ones).
+    pub quarantine_ignored: u64,
     /// The latest error a device met (`device: [reason] detail`), for diagnosis.
     pub last_error: Option<String>,
 }
@@ -150,6 +156,8 @@ impl Stats {
         self.evidence_collected = get(&c.evidence_collected);
         self.evidence_uploaded = get(&c.evidence_uploaded);
         self.evidence_failures = get(&c.evidence_failures);
+        self.quarantine_acks = get(&c.quarantine_acks);
+        self.quarantine_ignored = get(&c.quarantine_ignored);
     }
 
     /// Devices whose committed firmware is `version`.
@@ -204,6 +212,13 @@ impl fmt::Display for Stats {
                 f,
                 " | evidence collected {} uploaded {} failed {}",
                 self.evidence_collected, self.evidence_uploaded, self.evidence_failures
+            )?;
+        }
+        if self.quarantine_acks + self.quarantine_ignored > 0 {
+            write!(
+                f,
+                " | quarantine acknowledged {} ignored {}",
+                self.quarantine_acks, self.quarantine_ignored
             )?;
         }
         write!(
