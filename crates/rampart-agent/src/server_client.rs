@@ -15,8 +15,8 @@ use rampart_core::director::DirectorError;
 use rampart_core::release::ReleaseError;
 use rampart_protocol::{
     AttestationAnswer, AttestationRequest, DeviceFacts, EnrolAnswer, EnrolChallenge, EnrolProof,
-    EnrolRequest, ErrorDocument, EvidenceComplete, EvidenceProgress, EvidenceRequest, PollAnswer,
-    QuoteSubmission, ReportRequest, ReportStatus,
+    EnrolRequest, ErrorDocument, EvidenceRequest, PollAnswer, QuoteSubmission, ReportRequest,
+    ReportStatus,
 };
 use rampart_tuf_client::{ClientError, Fetcher as _, HttpFetcher};
 
@@ -138,11 +138,11 @@ pub struct Poll {
     pub interval_secs: Option<u64>,
     /// The server wants a fresh TPM quote (with this nonce).
     pub attestation: Option<AttestationRequest>,
-    /// The server wants a forensic evidence bundle ([`crate::evidence`]).
-    pub evidence: Option<EvidenceRequest>,
     /// The server's signed quarantine statement (checked by `quarantine`, never trusted as
     /// sent).
     pub quarantine: Option<rampart_protocol::SignedQuarantine>,
+    /// The server wants a forensic evidence bundle ([`crate::evidence`]).
+    pub evidence: Option<EvidenceRequest>,
 }
 
 /// Reads a poll answer. The server must name the device its certificate names (a server that
@@ -161,8 +161,8 @@ pub fn parse_poll_answer(body: &[u8], device_id: &str) -> Result<Poll, String> {
         assignment: answer.assignment,
         interval_secs: answer.poll_interval_secs,
         attestation: answer.attestation,
-        evidence: answer.evidence,
         quarantine: answer.quarantine,
+        evidence: answer.evidence,
     })
 }
 
@@ -346,45 +346,6 @@ impl ServerClient {
         self.post_json("/device/v1/attestation/quote", quote)
     }
 
-    /// `GET /device/v1/evidence/{id}`: how much of an evidence upload the server holds. `id`
-    /// is path-safe (checked by [`crate::evidence`]).
-    pub fn evidence_progress(&self, id: &str) -> Result<EvidenceProgress, UpdateError> {
-        let url = self.url(&format!("/device/v1/evidence/{id}"));
-        let response = self
-            .fetcher
-            .agent()
-            .get(&url)
-            .call()
-            .map_err(|e| self.server_error(&url, e))?;
-        self.json_answer(&url, response)
-    }
-
-    /// `PUT /device/v1/evidence/{id}?offset=N`: one chunk of an evidence bundle.
-    pub fn evidence_put(
-        &self,
-        id: &str,
-        offset: u64,
-        chunk: &[u8],
-    ) -> Result<EvidenceProgress, UpdateError> {
-        let url = self.url(&format!("/device/v1/evidence/{id}?offset={offset}"));
-        let response = self
-            .fetcher
-            .agent()
-            .put(&url)
-            .header("content-type", "application/octet-stream")
-            .send(chunk)
-            .map_err(|e| self.server_error(&url, e))?;
-        self.json_answer(&url, response)
-    }
-
-    /// `POST /device/v1/evidence/{id}/complete`: the whole bundle is uploaded.
-    pub fn evidence_complete(
-        &self,
-        id: &str,
-        complete: &EvidenceComplete,
-    ) -> Result<EvidenceProgress, UpdateError> {
-        self.post_json(&format!("/device/v1/evidence/{id}/complete"), complete)
-    }
     /// `POST /device/v1/quarantine/ack`: what the containment (or release) hook did.
     pub fn acknowledge_quarantine(
         &self,
