@@ -267,8 +267,8 @@ fn agent_config(profile: &Profile, timing: &Timing) -> rampart_agent::config::Co
             ..Default::default()
         },
         tpm: None,
-        evidence: Default::default(),
         incident: Default::default(),
+        evidence: Default::default(),
     }
 }
 

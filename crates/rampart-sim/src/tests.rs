@@ -175,8 +175,8 @@ impl Session for FakeSession {
         Ok(PollAnswer {
             interval_secs: Some(60),
             attestation: None,
-            evidence: None,
             quarantine: None,
+            evidence: None,
             assignment: st.assignment.as_ref().map(|(id, target, kind)| Assignment {
                 id: id.clone(),
                 target: target.clone(),
