@@ -44,6 +44,7 @@ use crate::stats::{Activity, Counters};
 
 pub(crate) use crate::power::CrashPoint;
 
+mod evidence;
 mod pass;
 
 /// Bytes written into a slot at a time (as a socket delivers them).
@@ -220,6 +221,8 @@ pub(crate) struct VirtualDevice {
     last_error: Option<String>,
     /// The firmware version the last answered poll told the server.
     told: Option<String>,
+    /// The agent log and the evidence bundles waiting for upload (the state directory's).
+    evidence: evidence::DeviceEvidence,
     // ---- volatile
     run: Option<Running>,
 }
@@ -337,6 +340,7 @@ impl VirtualDevice {
             pending: Pending::Boot,
             last_error: None,
             told: None,
+            evidence: Default::default(),
             run: None,
         }
     }

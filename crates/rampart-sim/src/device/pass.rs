@@ -221,6 +221,7 @@ impl VirtualDevice {
             self.act_on_quarantine(sh, session.as_mut(), &instruction);
         }
         self.told = Some(facts.firmware_version.clone());
+        self.answer_evidence(sh, session.as_ref(), poll.evidence.take());
         if sh.timing.poll_interval.is_none()
             && let Some(secs) = poll.interval_secs
         {
