@@ -10,14 +10,6 @@ use rampart_db::{
 use rampart_incident::alert::{Alert, AlertIncident};
 use rampart_incident::model::{Detector, IncidentState, Severity};
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn alert(id: &str, key: &str) -> Alert {
     Alert {
         id: id.into(),
@@ -57,7 +49,7 @@ const WINDOW: i64 = 5_000;
 
 #[test]
 fn alerts_within_the_window_are_held_and_go_out_once_as_an_update_with_their_repeats() {
-    rt().block_on(async {
+    support::rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         for db in support::fresh_databases(dir.path(), "alerts", "window").await {
             let key = "unknown_firmware:fw-9";
@@ -117,7 +109,7 @@ fn alerts_within_the_window_are_held_and_go_out_once_as_an_update_with_their_rep
 
 #[test]
 fn an_alert_queued_again_after_a_restart_is_not_sent_twice() {
-    rt().block_on(async {
+    support::rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         for db in support::fresh_databases(dir.path(), "alerts", "again").await {
             let a = alert("a1", "operator:case");
@@ -146,7 +138,7 @@ fn an_alert_queued_again_after_a_restart_is_not_sent_twice() {
 
 #[test]
 fn attempts_are_leased_recorded_and_judged_per_sink() {
-    rt().block_on(async {
+    support::rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         for db in support::fresh_databases(dir.path(), "alerts", "attempts").await {
             let s = sinks(&[ALERT_SINK_SYSLOG]);
