@@ -133,6 +133,8 @@ pub struct Poll {
     pub interval_secs: Option<u64>,
     /// The server wants a fresh TPM quote (with this nonce).
     pub attestation: Option<AttestationRequest>,
+    /// The server's signed quarantine statement, when it has one for this device.
+    pub quarantine: Option<rampart_protocol::SignedQuarantine>,
 }
 
 /// Reads a poll answer. The server must name the device its certificate names (a server that
@@ -151,6 +153,7 @@ pub fn parse_poll_answer(body: &[u8], device_id: &str) -> Result<Poll, String> {
         assignment: answer.assignment,
         interval_secs: answer.poll_interval_secs,
         attestation: answer.attestation,
+        quarantine: answer.quarantine,
     })
 }
 

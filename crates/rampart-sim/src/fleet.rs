@@ -225,6 +225,11 @@ impl Fleet {
                 std::fs::create_dir_all(&d.profile.state_dir).map_err(io(&d.profile.state_dir))?;
             }
         }
+        for (index, kind, at) in
+            crate::compromise::victims(&spec.compromises, devices.len(), spec.seed)?
+        {
+            devices[index].infection = Some(crate::compromise::Infection::new(kind, at));
+        }
         let mut images = HashMap::new();
         images.insert(
             spec.initial.sha256.to_ascii_lowercase(),
@@ -245,6 +250,9 @@ impl Fleet {
                 counters: Counters::default(),
                 images: RwLock::new(images),
                 last_error: Mutex::new(None),
+                stolen: spec.stolen.clone().unwrap_or_else(|| {
+                    crate::compromise::StolenRelease::made_up(spec.initial.length)
+                }),
             },
             workers: spec.workers,
             root,
@@ -313,6 +321,14 @@ impl Fleet {
                 .collect(),
             passes: BinaryHeap::new(),
         };
+        // Game days: each compromise strikes at its time, whatever the device is doing.
+        let mut plan: Vec<(u64, usize)> = self
+            .devices
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| d.infection.as_ref().map(|inf| (inf.at, i)))
+            .collect();
+        plan.sort_unstable();
         let inner = Arc::new(Inner {
             shared: self.shared,
             cells: self.devices.into_iter().map(Mutex::new).collect(),
@@ -322,7 +338,7 @@ impl Fleet {
             stop: AtomicBool::new(false),
             start: Instant::now(),
         });
-        let workers = (0..self.workers)
+        let mut workers: Vec<JoinHandle<()>> = (0..self.workers)
             .map(|n| {
                 let inner = Arc::clone(&inner);
                 std::thread::Builder::new()
@@ -331,6 +347,15 @@ impl Fleet {
             })
             .filter_map(Result::ok)
             .collect();
+        if !plan.is_empty() {
+            let inner = Arc::clone(&inner);
+            workers.extend(
+                std::thread::Builder::new()
+                    .name("rampart-sim-compromise".into())
+                    .spawn(move || inner.inject(plan))
+                    .ok(),
+            );
+        }
         FleetHandle {
             inner,
             workers,
@@ -572,6 +597,25 @@ impl Inner {
         }
     }
 
+    /// Applies each planned compromise (`plan`: (ms since the start, device index), in time
+    /// order) at its time, until stopped.
+    fn inject(&self, plan: Vec<(u64, usize)>) {
+        for (at, index) in plan {
+            loop {
+                if self.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let now = self.now();
+                if now >= at {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis((at - now).min(50)));
+            }
+            let now = self.now();
+            lock(&self.cells[index]).compromise(&self.shared, now);
+        }
+    }
+
     fn stats(&self) -> Stats {
         let mut s = Stats {
             elapsed: self.start.elapsed(),
@@ -664,6 +708,16 @@ impl FleetHandle {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The game day so far: each compromised device's times, and the healthy devices that
+    /// got a quarantine statement (locks each device in turn).
+    pub fn game_day(&self) -> crate::GameDay {
+        let mut day = crate::GameDay::default();
+        for cell in &self.inner.cells {
+            day.add(&lock(cell));
+        }
+        day
     }
 
     /// The directory holding the devices' state directories.
