@@ -337,6 +337,7 @@ impl Fleet {
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
             start: Instant::now(),
+            started_at: std::time::SystemTime::now(),
         });
         let mut workers: Vec<JoinHandle<()>> = (0..self.workers)
             .map(|n| {
@@ -535,6 +536,8 @@ struct Inner {
     wake: Condvar,
     stop: AtomicBool,
     start: Instant,
+    /// The wall-clock time of `start` (the game day compares device times with the server's).
+    started_at: std::time::SystemTime,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -718,6 +721,23 @@ impl FleetHandle {
             day.add(&lock(cell));
         }
         day
+    }
+
+    /// Applies every planned compromise not applied yet at once, whatever its planned time
+    /// (a game-day harness strikes once the fleet is enrolled); returns the time since the
+    /// start it struck at.
+    pub fn strike_now(&self) -> Duration {
+        let now = self.inner.now();
+        for cell in &self.inner.cells {
+            lock(cell).compromise_now(&self.inner.shared, now);
+        }
+        Duration::from_millis(now)
+    }
+
+    /// When the fleet started, on the wall clock: the game day's times (since the start) are
+    /// compared with the server's timestamps through it.
+    pub fn started_at(&self) -> std::time::SystemTime {
+        self.inner.started_at
     }
 
     /// The directory holding the devices' state directories.

@@ -139,6 +139,11 @@ pub struct ServerArgs {
     /// The PCR the device agent measures the booted image and its release claim into.
     #[arg(long, default_value_t = rampart_server::attestation::DEFAULT_AGENT_PCR)]
     agent_pcr: u8,
+    /// Incident response settings: `[playbooks.DETECTOR.LEVEL]` (what runs at once, what
+    /// waits for which role's approval) and `[detectors]` thresholds (TOML; see the operator
+    /// guide). Without it the built-in playbooks apply.
+    #[arg(long, value_name = "FILE")]
+    incident_config: Option<PathBuf>,
     /// PEM file of the TPM makers' EK root (and intermediate) certificates: a device whose EK
     /// certificate chains to one enrols without an operator approving its EK.
     #[arg(long, value_name = "FILE")]
@@ -283,6 +288,17 @@ pub fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
             .collect::<anyhow::Result<Vec<_>>>()
     };
     config.attestation = attestation_config(args)?;
+    if let Some(path) = &args.incident_config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the incident configuration {}", path.display()))?;
+        config.incidents =
+            rampart_server::incidents::IncidentConfig::from_toml(&text).map_err(|e| {
+                anyhow::anyhow!(
+                    "the incident configuration {} is invalid: {e}; fix it and start again",
+                    path.display()
+                )
+            })?;
+    }
     config.metadata = rampart_server::renewal::MetadataConfig {
         timestamp_keys: open_keys(&args.timestamp_keys, "timestamp")?,
         snapshot_keys: open_keys(&args.snapshot_keys, "snapshot")?,

@@ -77,6 +77,16 @@ impl VirtualDevice {
         }
     }
 
+    /// Applies the planned compromise at once, whatever its planned time.
+    pub(crate) fn compromise_now(&mut self, sh: &Shared, now: u64) {
+        if let Some(i) = self.infection.as_mut()
+            && i.compromised.is_none()
+        {
+            i.at = i.at.min(now);
+        }
+        self.compromise(sh, now);
+    }
+
     /// The attacker reboots the device into what it changed: its running state is gone, and
     /// its next event powers it on.
     fn reboot_now(&mut self) {
