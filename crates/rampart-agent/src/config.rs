@@ -49,6 +49,39 @@ pub struct Config {
     /// absent: the device has none, and the anti-rollback counter is a file.
     #[serde(default)]
     pub tpm: Option<TpmConfig>,
+    /// Incident response: the hooks a signed quarantine instruction runs.
+    #[serde(default)]
+    pub incident: IncidentConfig,
+}
+
+/// Incident response on the device (`[incident]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentConfig {
+    /// Run (argv) when a signed `quarantined` statement arrives, e.g. a network lock-down
+    /// that leaves the update server reachable. Empty: none (acknowledged `not_configured`).
+    #[serde(default)]
+    pub containment_hook: Vec<String>,
+    /// Run (argv) when a signed `released` statement arrives, undoing the containment.
+    #[serde(default)]
+    pub release_hook: Vec<String>,
+    /// A hook not finished within this many seconds is killed and counts as failed.
+    #[serde(default = "default_hook_timeout")]
+    pub hook_timeout_secs: u64,
+}
+
+fn default_hook_timeout() -> u64 {
+    60
+}
+
+impl Default for IncidentConfig {
+    fn default() -> Self {
+        IncidentConfig {
+            containment_hook: Vec::new(),
+            release_hook: Vec::new(),
+            hook_timeout_secs: default_hook_timeout(),
+        }
+    }
 }
 
 fn default_state_dir() -> PathBuf {

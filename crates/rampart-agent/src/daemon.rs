@@ -5,7 +5,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use rampart_boot::flow::{AgentState, PendingReport, Phase, Reason};
-use rampart_protocol::{AttestationOutcome, AttestationRequest, DeviceFacts, ReportStatus};
+use rampart_protocol::{
+    AttestationOutcome, AttestationRequest, DeviceFacts, ReportStatus, SignedQuarantine,
+};
 
 use crate::attest::{Answered, AttestationServer};
 use crate::config::Config;
@@ -167,6 +169,9 @@ pub fn update_from_server(
             .poll_with(&facts)
             .map_err(|e| Refusal::new(Reason::from(&e), e))?;
     }
+    if let Some(instruction) = poll.quarantine.take() {
+        act_on_quarantine(device, client, &instruction);
+    }
     let Some(assignment) = poll.assignment else {
         device.abandon_install(state)?;
         return Ok((Pass::UpToDate, poll.interval_secs));
@@ -287,6 +292,29 @@ pub fn update_from_server(
             );
             Ok((Pass::Reboot, poll.interval_secs))
         }
+    }
+}
+
+/// Acts on a signed quarantine instruction (see `quarantine`); a failure is printed and the
+/// pass goes on: the server enforces the quarantine either way, and the next poll brings the
+/// instruction again.
+pub fn act_on_quarantine(device: &Device, client: &ServerClient, instruction: &SignedQuarantine) {
+    let config = device.config.incident.clone();
+    let outcome = crate::quarantine::handle(
+        &device.config.state_dir,
+        &device.disk,
+        client,
+        instruction,
+        now_unix(),
+        |statement| crate::quarantine::run_hook(&config, statement),
+    );
+    match outcome {
+        Ok(Some(acted)) => eprintln!(
+            "quarantine statement {:?} (incident {:?}, issued {}): hook {:?}, acknowledged",
+            acted.state, acted.incident, acted.issued, acted.hook
+        ),
+        Ok(None) => {}
+        Err(e) => eprintln!("quarantine instruction not acted on: {e}"),
     }
 }
 

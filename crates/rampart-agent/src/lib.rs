@@ -15,6 +15,7 @@ pub mod health;
 pub mod install;
 pub mod measured;
 pub mod platform;
+pub mod quarantine;
 pub mod server_client;
 pub mod server_update;
 pub mod source;

@@ -133,7 +133,8 @@ pub struct Poll {
     pub interval_secs: Option<u64>,
     /// The server wants a fresh TPM quote (with this nonce).
     pub attestation: Option<AttestationRequest>,
-    /// The server's signed quarantine statement, when it has one for this device.
+    /// The server's signed quarantine statement (checked by `quarantine`, never trusted as
+    /// sent).
     pub quarantine: Option<rampart_protocol::SignedQuarantine>,
 }
 
@@ -317,6 +318,14 @@ impl ServerClient {
     /// server's verdict.
     pub fn submit_quote(&self, quote: &QuoteSubmission) -> Result<AttestationAnswer, UpdateError> {
         self.post_json("/device/v1/attestation/quote", quote)
+    }
+
+    /// `POST /device/v1/quarantine/ack`: what the containment (or release) hook did.
+    pub fn acknowledge_quarantine(
+        &self,
+        ack: &rampart_protocol::QuarantineAck,
+    ) -> Result<serde_json::Value, UpdateError> {
+        self.post_json("/device/v1/quarantine/ack", ack)
     }
 
     /// POSTs `body` as JSON to `path` and reads a bounded JSON answer; an error status is

@@ -315,6 +315,16 @@ impl Session for FakeSession {
     fn attestation(&self) -> Option<&dyn rampart_agent::attest::AttestationServer> {
         None
     }
+
+    fn quarantine(
+        &mut self,
+        _: &dyn rampart_tuf_client::store::MetadataStore,
+        _: &Path,
+        _: &rampart_protocol::SignedQuarantine,
+        _: i64,
+    ) -> Result<bool, String> {
+        Err("the in-memory server never quarantines".into())
+    }
 }
 
 // ---- a fleet on a virtual clock ----------------------------------------------------------

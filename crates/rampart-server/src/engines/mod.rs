@@ -1,7 +1,8 @@
 //! The engines: work the server does on its own clock or on events, with no HTTP (no axum,
 //! no hyper, no answer types): the campaign engine, the webhook dispatcher, the batched
 //! last-seen writer, metadata renewal, audit anchoring, the attestation staleness sweep, the
-//! incident store, and the incident alerts' executor and sinks.
+//! incident store, the incident alerts' executor and sinks, and the quarantine executor of the
+//! incident-action outbox.
 
 pub mod alerts;
 pub mod attestation;
@@ -10,6 +11,7 @@ pub mod audit_anchor;
 pub mod campaigns;
 pub mod incidents;
 pub mod last_seen;
+pub mod quarantine;
 pub mod renewal;
 pub(crate) mod report_sinks;
 pub mod webhooks;
