@@ -293,6 +293,9 @@ pub(crate) struct Infection {
     pub(crate) compromised: Option<u64>,
     /// The re-image assignment done before the compromise (a later one recovers it).
     pub(crate) reimaged_before: Option<String>,
+    /// The slot the compromise lives in, and that slot's content then: it acts only when that
+    /// slot boots with that content (a re-image boots the other slot, then overwrites it).
+    pub(crate) infected: Option<(rampart_boot::ab::Slot, Option<String>)>,
     pub(crate) contained: Option<u64>,
     pub(crate) recovered: Option<u64>,
 }
@@ -304,6 +307,7 @@ impl Infection {
             at: u64::try_from(at.as_millis()).unwrap_or(u64::MAX),
             compromised: None,
             reimaged_before: None,
+            infected: None,
             contained: None,
             recovered: None,
         }

@@ -30,10 +30,15 @@ impl VirtualDevice {
         infection.reimaged_before = self.agent.platform.persisted.reimaged_for.clone();
         let kind = infection.kind;
         let committed = self.agent.platform.persisted.committed.unwrap_or(Slot::A);
+        let infected_content = self.agent.platform.medium(committed).sha256();
+        if let Some(i) = self.infection.as_mut() {
+            i.infected = Some((committed, infected_content));
+        }
         match kind {
             // Lies in its facts from the next poll on: nothing on the device changes.
             CompromiseKind::ForgedReport => {}
-            CompromiseKind::FailingAttestation => self.rogue_measurement(),
+            CompromiseKind::FailingAttestation if self.run.is_some() => self.rogue_measurement(),
+            CompromiseKind::FailingAttestation => {}
             CompromiseKind::TamperedSlot => {
                 let medium = self.agent.platform.medium(committed);
                 let original = medium.sha256().unwrap_or_default();
@@ -95,13 +100,16 @@ impl VirtualDevice {
     }
 
     /// A `failing-attestation` compromise extends the agent's PCR with a measurement the log
-    /// does not show (while the device runs; at every boot until recovered).
+    /// does not show: when it strikes, and at every boot of the infected slot while that slot
+    /// still holds the infected content.
     pub(super) fn rogue_measurement(&mut self) {
-        if !self
-            .infection
-            .as_ref()
-            .is_some_and(|i| i.is(CompromiseKind::FailingAttestation))
-        {
+        let booted = self.agent.platform.booted;
+        let content = self.agent.platform.medium(booted).sha256();
+        let infects = self.infection.as_ref().is_some_and(|i| {
+            i.is(CompromiseKind::FailingAttestation)
+                && i.infected.as_ref() == Some(&(booted, content))
+        });
+        if !infects {
             return;
         }
         let digest: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, ROGUE_MEASUREMENT)
