@@ -65,6 +65,8 @@ pub struct Server {
     metadata_watch: Option<engines::renewal::MetadataWatch>,
     /// The attestation staleness engine, when attestation is enabled.
     attestation: Option<Arc<engines::attestation::Attestation>>,
+    /// The incident store and its automatic-progress interval.
+    incidents: (Arc<engines::incidents::IncidentStore>, Duration),
     /// The incident alerts' executor and sinks.
     alerts: engines::alerts::Alerts,
 }
@@ -198,11 +200,20 @@ impl Server {
             hooks.clone(),
             attestation.clone(),
         );
-        let incidents = Arc::new(engines::incidents::IncidentStore::new(
-            db.clone(),
-            audit.clone(),
-            config.incidents.playbooks.clone(),
-        ));
+        let incidents = Arc::new(
+            engines::incidents::IncidentStore::new(
+                db.clone(),
+                audit.clone(),
+                config.incidents.playbooks.clone(),
+            )
+            .with_metrics(metrics.clone()),
+        );
+        // Before any executor claims actions: those a stopped server left running go back to
+        // approved, and stored playbooks are put in force.
+        incidents
+            .resume()
+            .await
+            .map_err(|e| ServerError::Config(format!("resuming incidents: {e}")))?;
         let shared = state::Shared {
             db: db.clone(),
             audit: audit.clone(),
@@ -295,6 +306,7 @@ impl Server {
             auth_events,
             metadata_watch,
             attestation,
+            incidents: (incidents, config.incidents.progress_interval),
             alerts,
         })
     }
@@ -367,6 +379,7 @@ impl Server {
             auth_events,
             metadata_watch,
             attestation,
+            incidents,
             alerts,
             ..
         } = self;
@@ -419,6 +432,7 @@ impl Server {
             stop_rx.clone(),
         ));
         let campaign_engine = tokio::spawn(campaigns.run(stop_rx.clone()));
+        let incident_engine = tokio::spawn(incidents.0.run(incidents.1, stop_rx.clone()));
         let alert_engine = tokio::spawn(alerts.run(stop_rx.clone()));
         let attestation_engine =
             attestation.map(|engine| tokio::spawn(engine.run(stop_rx.clone())));
@@ -446,6 +460,7 @@ impl Server {
         let management_server = management.map(|(listener, api)| {
             let router = operator::router(api.clone())
                 .merge(operator::ddi_tenants::router(api.clone()))
+                .merge(operator::incidents::router(api.clone()))
                 .merge(operator::webhooks::router(api, hooks))
                 // Unknown bearer tokens are counted, audited and slowed down per source.
                 .layer(axum::middleware::from_fn_with_state(
@@ -506,6 +521,8 @@ impl Server {
         }
         // A step in progress is one transaction: stopping it mid-way loses nothing.
         campaign_engine.abort();
+        // Each automatic move is one transaction: stopping mid-pass loses nothing.
+        incident_engine.abort();
         // Every alert step is one transaction; an attempt cut short is retried after its lease.
         alert_engine.abort();
         // Each change is one transaction; an action claimed and not finished is requeued at

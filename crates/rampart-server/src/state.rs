@@ -38,7 +38,6 @@ pub(crate) struct Shared {
     /// Remote attestation, when enabled.
     pub(crate) attestation: Option<Arc<Attestation>>,
     /// The incident store: detectors and operators record incidents through it.
-    #[allow(dead_code)] // read by the incident routes and the detectors' engine (issue 16)
     pub(crate) incidents: Arc<IncidentStore>,
     /// Signs quarantine instructions with the director's key (none without a director: the
     /// server still enforces quarantine, devices just get no signed instruction).

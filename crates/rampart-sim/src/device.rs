@@ -273,6 +273,7 @@ fn agent_config(profile: &Profile, timing: &Timing) -> rampart_agent::config::Co
         },
         tpm: None,
         incident: Default::default(),
+        evidence: Default::default(),
     }
 }
 

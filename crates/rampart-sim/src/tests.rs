@@ -190,6 +190,7 @@ impl Session for FakeSession {
                 .quarantined
                 .contains(&self.device)
                 .then(|| game_day::quarantine_statement(&self.device)),
+            evidence: None,
             assignment: reimage.or_else(|| {
                 st.assignment.as_ref().map(|(id, target, kind)| Assignment {
                     id: id.clone(),

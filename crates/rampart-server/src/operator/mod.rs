@@ -14,6 +14,7 @@ mod campaigns;
 pub(crate) mod ddi_tenants;
 mod devices;
 mod groups;
+pub(crate) mod incidents;
 mod quarantine;
 mod releases;
 mod tokens;
@@ -137,6 +138,8 @@ pub(crate) struct ManagementApi {
     pub(crate) audit_anchor: Option<Arc<crate::engines::audit_anchor::AuditAnchor>>,
     /// Remote attestation, when enabled.
     pub(crate) attestation: Option<Arc<crate::engines::attestation::Attestation>>,
+    /// The incident store (incident routes).
+    pub(crate) incidents: Arc<crate::engines::incidents::IncidentStore>,
 }
 
 impl ManagementApi {
@@ -154,6 +157,7 @@ impl ManagementApi {
             body_limits: shared.body_limits,
             audit_anchor,
             attestation: shared.attestation.clone(),
+            incidents: shared.incidents.clone(),
         }
     }
 }
@@ -166,6 +170,11 @@ pub(crate) struct Caller {
 impl Caller {
     pub(crate) fn actor(&self) -> String {
         format!("token:{}", self.token.id)
+    }
+
+    /// The token's role (authorization already refused unknown roles).
+    pub(crate) fn role(&self) -> Role {
+        Role::parse(&self.token.role).unwrap_or(Role::Viewer)
     }
 }
 
