@@ -135,9 +135,9 @@ pub struct SimArgs {
     /// (--endorsement-keys writes them).
     #[arg(long)]
     attest: bool,
-    /// With --attest: write each device's endorsement key here, one JSON object a line
-    /// ({"device", "ek_public" base64}), for `rampart attest approve-ek`.
-    #[arg(long, requires = "attest", value_name = "FILE")]
+    /// With --attest: write each device's endorsement key (its TPMT_PUBLIC) to DIR/DEVICE.ek,
+    /// for `rampart attest approve-ek DIR/DEVICE.ek --note DEVICE`.
+    #[arg(long, requires = "attest", value_name = "DIR")]
     endorsement_keys: Option<PathBuf>,
     /// Game day: compromise COUNT devices SECS into the run (default 0), e.g.
     /// tampered-slot=5@60. KIND: tampered-slot and failing-attestation (need --attest),
@@ -474,17 +474,19 @@ pub fn run(a: SimArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes each device's endorsement key, one JSON object a line.
-fn write_endorsement_keys(fleet: &mut Fleet, path: &Path) -> anyhow::Result<()> {
-    use base64::Engine as _;
-    let mut out = String::new();
-    for (device, ek) in fleet.endorsement_keys()? {
-        let ek_public = base64::engine::general_purpose::STANDARD.encode(ek);
-        out.push_str(&serde_json::json!({"device": device, "ek_public": ek_public}).to_string());
-        out.push('\n');
+/// Writes each device's endorsement key to `dir/DEVICE.ek`.
+fn write_endorsement_keys(fleet: &mut Fleet, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let keys = fleet.endorsement_keys()?;
+    for (device, ek) in &keys {
+        let path = dir.join(format!("{device}.ek"));
+        std::fs::write(&path, ek).with_context(|| format!("writing {}", path.display()))?;
     }
-    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))?;
-    println!("endorsement keys written to {}", path.display());
+    println!(
+        "{} endorsement keys written to {}/DEVICE.ek: approve them (rampart attest approve-ek)",
+        keys.len(),
+        dir.display()
+    );
     Ok(())
 }
 
