@@ -140,14 +140,6 @@ impl Server {
             engines::webhooks::Webhooks::open(db.clone(), &config.db_url, config.webhooks.clone())
                 .await
                 .map_err(|e| ServerError::Config(e.to_string()))?;
-        hooks.count_alert_failures_in(metrics.clone());
-        let alerts = engines::alerts::Alerts::new(
-            db.clone(),
-            audit.clone(),
-            hooks.clone(),
-            metrics.clone(),
-            config.alerts.clone(),
-        );
         let (refusal_tx, refusals) = tokio::sync::mpsc::channel(listen::refusals::REFUSAL_QUEUE);
         let (auth_failures, auth_events) = listen::auth_failures::AuthFailures::new(
             metrics.clone(),
@@ -214,6 +206,17 @@ impl Server {
             .resume()
             .await
             .map_err(|e| ServerError::Config(format!("resuming incidents: {e}")))?;
+        hooks.count_alert_failures_in(metrics.clone());
+        let alerts = engines::alerts::Alerts::new(
+            engines::alerts::AlertHandles {
+                db: db.clone(),
+                audit: audit.clone(),
+                hooks: hooks.clone(),
+                metrics: metrics.clone(),
+                incidents: incidents.clone(),
+            },
+            config.alerts.clone(),
+        );
         let shared = state::Shared {
             db: db.clone(),
             audit: audit.clone(),
