@@ -239,7 +239,11 @@ impl Alerts {
 
     /// Runs until `stop` turns true: executes alert actions, releases held alerts, sends due
     /// alerts and judges the sinks, every poll interval or when woken.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub(crate) async fn run(
+        self,
+        mut stop: watch::Receiver<bool>,
+        heart: crate::engines::heartbeat::Heart,
+    ) {
         let mut syslog_sink = self
             .inner
             .config
@@ -277,6 +281,7 @@ impl Alerts {
                 let before = unix_now().saturating_sub(secs(self.inner.config.retention));
                 let _ = self.inner.db.prune_alert_deliveries(before).await;
             }
+            heart.beat(unix_now());
             tokio::select! {
                 _ = stop.changed() => {}
                 () = self.inner.wake.notified() => {}
