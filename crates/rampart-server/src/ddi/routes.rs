@@ -102,8 +102,10 @@ pub(super) async fn poll(
     let now = unix_now();
     let base = api.base(&headers, &caller.tenant.name, &caller.id);
     let mut links = Links::new();
-    // A quarantined device is offered no deployment and no configData (decision 0031).
+    // A quarantined device is offered no deployment and no configData (decision 0031), but
+    // for a forced re-image: the one install quarantine allows.
     let quarantined = api.quarantine(&caller.id).await?.is_some();
+    let reimaging = reimaging(&caller);
     let (active, installed) = api
         .db
         .ddi_actions_now(&caller.id)
@@ -126,7 +128,7 @@ pub(super) async fn poll(
             // device the fleet-wide attestation policy keeps from updates.
             if window != WindowState::Closed
                 && api.attestation_allows(&caller.id, now).await?
-                && !quarantined
+                && (!quarantined || reimaging)
             {
                 let ty = ActionType::from_stored(&action.update_type, action.forced_at);
                 let c = cache_buster(action.id as u64, deployment_modes(ty, window, now));
@@ -174,7 +176,8 @@ pub(super) async fn deployment_base(
         .authenticate(&tenant, &controller, &headers, &peer, false)
         .await?;
     check_c(&q)?;
-    api.require_not_quarantined(&caller.id).await?;
+    api.require_not_quarantined(&caller.id, reimaging(&caller))
+        .await?;
     api.require_attested(&caller.id, unix_now()).await?;
     let action = api.own_action(&caller, parse_action_id(&action)?).await?;
     if matches!(
@@ -368,7 +371,7 @@ pub(super) async fn config_data(
         .authenticate(&tenant, &controller, &headers, &peer, false)
         .await?;
     // Campaign selection reads attributes: a quarantined device does not change them.
-    api.require_not_quarantined(&caller.id).await?;
+    api.require_not_quarantined(&caller.id, false).await?;
     let bytes = read_body(&headers, body, api.body_limits).await?;
     check_unique_keys(&bytes)?;
     let request: ConfigData = parse_lenient(&bytes).map_err(|e| {
@@ -399,13 +402,19 @@ pub(super) async fn config_data(
     Ok(ok_empty())
 }
 
+/// Whether the device's assignment is a forced re-image (quarantine still lets it through).
+fn reimaging(caller: &Caller) -> bool {
+    caller.state.assignment.as_ref().is_some_and(|a| a.reimage)
+}
+
 /// The module `id` if it belongs to the device's active (open) or installed action.
 pub(super) async fn assigned_module(
     api: &DdiApi,
     caller: &Caller,
     id: &str,
 ) -> Result<DdiModule, DdiError> {
-    api.require_not_quarantined(&caller.id).await?;
+    api.require_not_quarantined(&caller.id, reimaging(caller))
+        .await?;
     api.require_attested(&caller.id, unix_now()).await?;
     let id = id.parse::<i64>().map_err(|_| {
         DdiError::new(

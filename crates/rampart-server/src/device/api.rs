@@ -520,10 +520,10 @@ fn parse_poll_facts(bytes: &[u8]) -> Result<Option<(DeviceFacts, bool)>, ApiErro
     )))
 }
 
-/// Whether a device may be told of an assignment: not while it is quarantined (decision 0031;
-/// a re-imaging assignment will be the one exception, once assignments carry that flag).
-fn may_receive(quarantined: bool, _assignment: &DeviceAssignment) -> bool {
-    !quarantined
+/// Whether a device may be told of an assignment: not while it is quarantined (decision 0031),
+/// except a forced re-image, the one install quarantine allows.
+fn may_receive(quarantined: bool, assignment: &DeviceAssignment) -> bool {
+    !quarantined || assignment.reimage
 }
 
 /// Tags are a set: order and repeats carry no meaning.
