@@ -12,6 +12,7 @@ mod audit_heads;
 mod bulk;
 mod campaigns;
 mod ddi;
+mod detectors;
 mod devices;
 mod error;
 mod groups;
@@ -42,6 +43,7 @@ pub use ddi::{
     DdiAction, DdiDeviceState, DdiFeedback, DdiModule, DdiTenant, DeletedDevice, EnrolledBy,
     Enrolment, MAX_STATUSES_PER_ACTION, NewAction, TenantSettings, tenant_name,
 };
+pub use detectors::{InventoryRow, MAX_SIGNAL_READ, ReportCursor, ReportSignal, StaleAttestation};
 pub use devices::{Device, DeviceFacts, DeviceFilter};
 pub use error::{DbError, DomainError, StorageError};
 pub use groups::Group;
@@ -78,7 +80,7 @@ pub enum Backend {
 /// The schema, in the SQL subset both backends accept (TEXT and BIGINT columns, `ON CONFLICT`).
 /// A migration that needs backend-specific SQL gets a per-backend file here.
 fn migrations() -> Vec<Migration> {
-    let steps: [(i64, &'static str, &'static str); 14] = [
+    let steps: &[(i64, &'static str, &'static str)] = &[
         (
             1,
             "inventory",
@@ -135,16 +137,26 @@ fn migrations() -> Vec<Migration> {
             "quarantine releases",
             include_str!("../migrations/0012_quarantine_releases.sql"),
         ),
+        (
+            13,
+            "reimage",
+            include_str!("../migrations/0013_reimage.sql"),
+        ),
         (15, "alerts", include_str!("../migrations/0015_alerts.sql")),
         (
             16,
             "incident playbooks",
             include_str!("../migrations/0016_incident_playbooks.sql"),
         ),
+        (
+            17,
+            "detectors",
+            include_str!("../migrations/0017_detectors.sql"),
+        ),
     ];
     steps
-        .into_iter()
-        .map(|(version, name, sql)| {
+        .iter()
+        .map(|&(version, name, sql)| {
             Migration::new(
                 version,
                 Cow::Borrowed(name),

@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     pub(crate) attestation: Option<Arc<Attestation>>,
     /// The incident store: detectors and operators record incidents through it.
     pub(crate) incidents: Arc<IncidentStore>,
+    /// Notes revoked certificates and tokens presented to a front door (a detector's signal).
+    pub(crate) revoked_use: Arc<crate::engines::detectors::RevokedUse>,
     /// Signs quarantine instructions with the director's key (none without a director: the
     /// server still enforces quarantine, devices just get no signed instruction).
     pub(crate) instructions: Option<Arc<InstructionSigner>>,

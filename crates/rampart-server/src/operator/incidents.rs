@@ -372,7 +372,7 @@ async fn decide(
     let role = match caller.role() {
         Role::Admin => Some(rampart_incident::model::Role::Admin),
         Role::Operator => Some(rampart_incident::model::Role::Operator),
-        Role::Viewer | Role::Auditor => None,
+        Role::Viewer | Role::Auditor | Role::Monitor => None,
     };
     let action = api
         .incidents
