@@ -5,11 +5,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use rampart_boot::flow::{AgentState, PendingReport, Phase, Reason};
-use rampart_protocol::{AttestationOutcome, AttestationRequest, DeviceFacts, ReportStatus};
+use rampart_protocol::{
+    AttestationOutcome, AttestationRequest, DeviceFacts, ReportStatus, SignedQuarantine,
+};
 
+use crate::agent_log::AgentLog;
 use crate::attest::{Answered, AttestationServer};
 use crate::config::Config;
 use crate::device::{Device, HealthCheck, Installed, Staged, Started};
+use crate::evidence::DeviceKey;
 use crate::platform::Platform;
 use crate::server_client::{ServerClient, UpdateKind, random_id};
 use crate::source::{Fetch, Refusal, Verified};
@@ -167,6 +171,9 @@ pub fn update_from_server(
             .poll_with(&facts)
             .map_err(|e| Refusal::new(Reason::from(&e), e))?;
     }
+    if let Some(instruction) = poll.quarantine.take() {
+        act_on_quarantine(device, client, &instruction);
+    }
     let Some(assignment) = poll.assignment else {
         device.abandon_install(state)?;
         return Ok((Pass::UpToDate, poll.interval_secs));
@@ -287,6 +294,29 @@ pub fn update_from_server(
             );
             Ok((Pass::Reboot, poll.interval_secs))
         }
+    }
+}
+
+/// Acts on a signed quarantine instruction (see `quarantine`); a failure is printed and the
+/// pass goes on: the server enforces the quarantine either way, and the next poll brings the
+/// instruction again.
+pub fn act_on_quarantine(device: &Device, client: &ServerClient, instruction: &SignedQuarantine) {
+    let config = device.config.incident.clone();
+    let outcome = crate::quarantine::handle(
+        &device.config.state_dir,
+        &device.disk,
+        client,
+        instruction,
+        now_unix(),
+        |statement| crate::quarantine::run_hook(&config, statement),
+    );
+    match outcome {
+        Ok(Some(acted)) => eprintln!(
+            "quarantine statement {:?} (incident {:?}, issued {}): hook {:?}, acknowledged",
+            acted.state, acted.incident, acted.issued, acted.hook
+        ),
+        Ok(None) => {}
+        Err(e) => eprintln!("quarantine instruction not acted on: {e}"),
     }
 }
 
@@ -420,6 +450,38 @@ pub fn jitter() -> f64 {
     let mut b = [0u8; 4];
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
     u32::from_le_bytes(b) as f64 / (u32::MAX as f64 + 1.0)
+}
+
+/// The evidence pass, after every update pass whatever it did: answers the last poll's
+/// evidence request (collect once, keep, upload) and resumes every pending upload
+/// ([`crate::evidence::answer`]), then anchors the agent log if an anchor is due.
+pub fn evidence_pass(
+    device: &mut Device,
+    log: &mut AgentLog,
+    key: &DeviceKey,
+    client: &ServerClient,
+) -> crate::evidence::Answered {
+    let request = client.take_evidence_request();
+    let disk = device.disk.clone();
+    let state_dir = device.config.state_dir.clone();
+    let mut store = crate::evidence::StateDirStore::new(&state_dir, &disk);
+    let answered = crate::evidence::answer(
+        device,
+        log,
+        key,
+        client.device_id(),
+        &mut store,
+        client,
+        request.as_ref(),
+        crate::evidence::Retry::default(),
+        now_unix(),
+    );
+    if log.anchor_due()
+        && let Err(e) = log.anchor(client.device_id(), &key.anchor_signer())
+    {
+        eprintln!("{e}");
+    }
+    answered
 }
 
 /// Whether `path` exists as a state directory with a trusted root.

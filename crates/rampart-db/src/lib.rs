@@ -17,6 +17,7 @@ mod error;
 mod groups;
 mod incidents;
 mod poll;
+mod quarantine;
 mod reports;
 mod sql;
 mod tokens;
@@ -50,6 +51,10 @@ pub use incidents::{
     MAX_TIMELINE_READ, PlannedAction, TimelineEntry,
 };
 pub use poll::PollState;
+pub use quarantine::{
+    MAX_ACK_DETAIL, NewQuarantine, QUARANTINED_OUTCOME, Quarantine, QuarantineAckRecord,
+    QuarantineMark, QuarantineRelease,
+};
 pub use reports::{PROGRESS_REPORTS_KEPT, REPORT_QUOTA_CHECK_EVERY, REPORTS_PER_DEVICE, Report};
 pub use tokens::ApiToken;
 pub use webhooks::{
@@ -124,6 +129,11 @@ fn migrations() -> Vec<Migration> {
             11,
             "incidents",
             include_str!("../migrations/0011_incidents.sql"),
+        ),
+        (
+            12,
+            "quarantine releases",
+            include_str!("../migrations/0012_quarantine_releases.sql"),
         ),
         (
             13,

@@ -23,6 +23,8 @@
 //! - `agent_log`: the agent's hash-chained log, its device-key anchors and their verification.
 //! - `alert`: what a high-priority alert says (severity, dedupe key, the incident's devices,
 //!   release, evidence hashes and timeline tail, bounded) and the dedupe window's rule.
+//! - `instruction`: the signed quarantine instruction: the bytes the director key signs and the
+//!   device's check against its trusted director root.
 
 #![forbid(unsafe_code)]
 
@@ -32,6 +34,7 @@ pub mod detect;
 pub mod device_signature;
 pub mod evidence;
 pub mod finding;
+pub mod instruction;
 pub mod lifecycle;
 pub mod model;
 pub mod playbook;

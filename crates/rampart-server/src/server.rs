@@ -222,6 +222,12 @@ impl Server {
             poll_interval_secs: config.poll_interval_secs,
             attestation: attestation.clone(),
             incidents: incidents.clone(),
+            instructions: config.director.as_ref().map(|d| {
+                Arc::new(delivery::instruction::InstructionSigner::new(
+                    d.signer.clone(),
+                    i64::try_from(d.targets_expiry.as_secs()).unwrap_or(i64::MAX),
+                ))
+            }),
         };
         let api = Arc::new(device::api::DeviceApi::new(&shared));
         let delivery = device::routes(&config, api.clone(), image_repo.clone())?;
@@ -408,6 +414,10 @@ impl Server {
             refusal_summary_interval,
             stop_rx.clone(),
         ));
+        let quarantine_executor = tokio::spawn(
+            engines::quarantine::QuarantineExecutor::new(db.clone(), audit.clone())
+                .run(stop_rx.clone()),
+        );
         let refusal_recorder = tokio::spawn(listen::refusals::run_refusal_recorder(
             audit,
             refusals,
@@ -505,6 +515,9 @@ impl Server {
         campaign_engine.abort();
         // Every alert step is one transaction; an attempt cut short is retried after its lease.
         alert_engine.abort();
+        // Each change is one transaction; an action claimed and not finished is requeued at
+        // the next start.
+        quarantine_executor.abort();
         // Each re-image is one transaction, and its action is finished in another: an action
         // cut in between is requeued at the next start and finds its assignment made.
         reimage_engine.abort();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use rampart_db::Db;
 
 use crate::delivery::image_repo::HostedRepo;
+use crate::delivery::instruction::InstructionSigner;
 use crate::engines::attestation::Attestation;
 use crate::engines::campaigns::Campaigns;
 use crate::engines::incidents::IncidentStore;
@@ -39,6 +40,9 @@ pub(crate) struct Shared {
     /// The incident store: detectors and operators record incidents through it.
     #[allow(dead_code)] // read by the incident routes and the detectors' engine (issue 16)
     pub(crate) incidents: Arc<IncidentStore>,
+    /// Signs quarantine instructions with the director's key (none without a director: the
+    /// server still enforces quarantine, devices just get no signed instruction).
+    pub(crate) instructions: Option<Arc<InstructionSigner>>,
 }
 
 impl Shared {

@@ -31,6 +31,7 @@ on_both_backends!(
     ddi_installs_count_in_fleet_versions_and_device_status,
     one_input_grammar_for_ids_json_and_queries,
     the_fleet_wide_attestation_policy_offers_ddi_devices_no_deployment,
+    a_quarantined_device_gets_no_assignment_over_ddi,
     a_reimage_is_a_forced_ddi_action_through_a_closed_window_even_over_the_installed_release,
 );
 
@@ -1895,6 +1896,69 @@ async fn the_fleet_wide_attestation_policy_offers_ddi_devices_no_deployment(
     }
 }
 
+/// Quarantine (decision 0031) over DDI: no deploymentBase link and no configData link in the
+/// poll; the deployment, its artifacts and configData answer 403 naming the quarantine; a new
+/// assignment for the device is refused (409, naming `rampart device release`); after the
+/// operator's release the deployment is offered again.
+async fn a_quarantined_device_gets_no_assignment_over_ddi(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+    let token = ops.ddi_device("ddi-q").await;
+    let ddi = ops.ddi(Some(token));
+    ops.assign(FIRMWARE, &["ddi-q"], "forced").await;
+    let p = poll(&ddi, "ddi-q").await;
+    let deployment = path_of(&p["_links"]["deploymentBase"]["href"]);
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            "/api/v1/devices/ddi-q/quarantine",
+            Some(&json!({"reason": "forged report"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let p = poll(&ddi, "ddi-q").await;
+    assert!(p["_links"].get("deploymentBase").is_none(), "{p}");
+    assert!(p["_links"].get("configData").is_none(), "{p}");
+    for path in [
+        deployment.clone(),
+        "/DEFAULT/controller/v1/ddi-q/softwaremodules/1/artifacts".into(),
+    ] {
+        let r = ddi.get(&path).await;
+        assert_eq!(r.status, 403, "{path}: {r:?}");
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(
+            body.contains("quarantined") && body.contains("rampart device release"),
+            "{body}"
+        );
+    }
+    let r = ddi
+        .put(
+            "/DEFAULT/controller/v1/ddi-q/configData",
+            &json!({"mode": "merge", "data": {"k": "v"}}),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{r:?}");
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            "/api/v1/assignments",
+            Some(&json!({"target": FIRMWARE, "devices": ["ddi-q"]})),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{r:?}");
+    assert!(String::from_utf8_lossy(&r.body).contains("rampart device release"));
+    let r = ops
+        .call(&ops.operator, "POST", "/api/v1/devices/ddi-q/release", None)
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let p = poll(&ddi, "ddi-q").await;
+    assert!(p["_links"].get("deploymentBase").is_some(), "{p}");
+}
+
+/// A re-image over DDI (decision 0032) is a forced action: offered through a closed maintenance
+/// window, over the release the device reports installed, and to a quarantined device (its
+/// deployment and artifact too).
 async fn a_reimage_is_a_forced_ddi_action_through_a_closed_window_even_over_the_installed_release(
     backend: Backend,
     name: &str,
@@ -1922,6 +1986,16 @@ async fn a_reimage_is_a_forced_ddi_action_through_a_closed_window_even_over_the_
     ops.assign("fw-2.0.0.bin", &["ddi-r"], "forced").await;
     let p = poll(&ddi, "ddi-r").await;
     assert!(p["_links"].get("deploymentBase").is_none(), "{p}");
+    // And it is quarantined: a re-image is the one deployment it still gets.
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            "/api/v1/devices/ddi-r/quarantine",
+            Some(&json!({"reason": "tampered slot"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
     // A re-image of the installed release is offered at once, forced, with no window.
     let r = ops
         .call(
@@ -1949,4 +2023,11 @@ async fn a_reimage_is_a_forced_ddi_action_through_a_closed_window_even_over_the_
     assert_eq!(d["deployment"]["update"], "forced", "{d}");
     assert!(d["deployment"].get("maintenanceWindow").is_none(), "{d}");
     assert_eq!(d["deployment"]["chunks"][0]["version"], "1.0.0", "{d}");
+    let module =
+        d["deployment"]["chunks"][0]["artifacts"][0]["_links"]["download-http"]["href"].clone();
+    let r = ddi.get(&path_of(&module)).await;
+    assert_eq!(
+        r.status, 200,
+        "the quarantined device downloads its re-image: {r:?}"
+    );
 }

@@ -114,6 +114,33 @@ impl DdiApi {
         }
     }
 
+    /// The device's quarantine, if it is quarantined (one primary-key read).
+    pub(crate) async fn quarantine(
+        &self,
+        device_id: &str,
+    ) -> Result<Option<rampart_db::Quarantine>, errors::DdiError> {
+        self.db
+            .quarantine(device_id)
+            .await
+            .map_err(|e| errors::DdiError::db("reading a device's quarantine", e))
+    }
+
+    /// 403 `rampart.quarantined` for a quarantined device: no deployment, artifact or
+    /// configData (decision 0031).
+    pub(crate) async fn require_not_quarantined(
+        &self,
+        device_id: &str,
+    ) -> Result<(), errors::DdiError> {
+        match self.quarantine(device_id).await? {
+            None => Ok(()),
+            Some(q) => Err(errors::DdiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "rampart.quarantined",
+                crate::engines::quarantine::refusal(device_id, &q),
+            )),
+        }
+    }
+
     /// 403 for a device the fleet-wide attestation policy keeps from deployments.
     pub(crate) async fn require_attested(
         &self,

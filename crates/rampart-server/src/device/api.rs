@@ -86,6 +86,8 @@ pub(crate) struct DeviceApi {
     /// How fast each device may call the attestation routes (each refusal is written to the
     /// audit log and the security events).
     pub(super) attestation_rate: super::report_rate::ReportRate,
+    /// Signs the quarantine instruction a quarantined device's poll answer carries.
+    pub(super) instructions: Option<Arc<crate::delivery::instruction::InstructionSigner>>,
 }
 
 /// Entries kept in each of the fulfilment caches before they are cleared (bounded memory).
@@ -102,6 +104,7 @@ impl DeviceApi {
                 super::report_rate::ATTESTATION_PER_SECOND,
             ),
             image_repo: shared.image_repo.clone(),
+            instructions: shared.instructions.clone(),
             settled: Default::default(),
             target_versions: Default::default(),
             sinks: shared.report_sinks(),
@@ -266,9 +269,16 @@ impl DeviceApi {
         // ETag) changes then, so the device learns it on its next poll.
         // Under the fleet-wide policy an unattested device is told of no assignment (its poll
         // answer asks for a quote instead).
+        // A quarantined device is told of no assignment, whatever it is assigned (a
+        // campaign's rollback may still point it somewhere): see super::quarantine.
+        let quarantined = device
+            .quarantine
+            .as_ref()
+            .is_some_and(|q| q.is_quarantined());
+        let instruction = self.instruction(&device.id, device.quarantine.as_ref(), now);
         let assignment = match device
             .assignment
-            .filter(|a| !a.target.is_empty() && attested)
+            .filter(|a| !a.target.is_empty() && attested && may_receive(quarantined, a))
         {
             None => None,
             Some(a) => {
@@ -304,7 +314,7 @@ impl DeviceApi {
             poll_interval_secs: Some(self.poll_interval_secs),
             assignment,
             attestation,
-            quarantine: None,
+            quarantine: instruction,
             evidence: None,
         })
         .map_err(|_| ApiError::internal())?;
@@ -474,6 +484,12 @@ fn parse_poll_facts(bytes: &[u8]) -> Result<Option<(DeviceFacts, bool)>, ApiErro
         },
         keep_attributes,
     )))
+}
+
+/// Whether a device may be told of an assignment: not while it is quarantined (decision 0031),
+/// except a re-image, which is how a quarantined device is remedied (decision 0032).
+fn may_receive(quarantined: bool, assignment: &DeviceAssignment) -> bool {
+    !quarantined || assignment.reimage
 }
 
 /// Tags are a set: order and repeats carry no meaning.

@@ -6,6 +6,7 @@ mod attestation;
 mod director;
 mod enrolment;
 mod poll_read;
+mod quarantine;
 mod repo;
 mod report_rate;
 mod reports;
@@ -115,6 +116,7 @@ pub(crate) fn router(api: Arc<DeviceApi>, delivery: Router) -> Router {
             post(attestation::activate),
         )
         .route("/device/v1/attestation/quote", post(attestation::quote))
+        .route("/device/v1/quarantine/ack", post(quarantine::ack))
         .with_state(api)
         .merge(delivery)
         .fallback(|| async { ApiError::not_found() })

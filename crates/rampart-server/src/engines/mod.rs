@@ -1,7 +1,8 @@
 //! The engines: work the server does on its own clock or on events, with no HTTP (no axum,
 //! no hyper, no answer types): the campaign engine, the webhook dispatcher, the batched
 //! last-seen writer, metadata renewal, audit anchoring, the attestation staleness sweep, the
-//! incident store, the incident alerts' executor and sinks, and the re-image executor.
+//! incident store, the incident alerts' executor and sinks, the quarantine executor of the
+//! incident-action outbox, and the re-image executor.
 
 pub mod alerts;
 pub mod attestation;
@@ -10,6 +11,7 @@ pub mod audit_anchor;
 pub mod campaigns;
 pub mod incidents;
 pub mod last_seen;
+pub mod quarantine;
 pub mod reimage;
 pub mod renewal;
 pub(crate) mod report_sinks;

@@ -14,6 +14,7 @@ mod campaigns;
 pub(crate) mod ddi_tenants;
 mod devices;
 mod groups;
+mod quarantine;
 mod reimage;
 mod releases;
 mod tokens;
@@ -293,6 +294,15 @@ pub(crate) fn router(api: Arc<ManagementApi>) -> Router {
             "/api/v1/devices/{id}/reinstate",
             post(devices::reinstate_device),
         )
+        .route(
+            "/api/v1/devices/{id}/quarantine",
+            post(quarantine::quarantine_device).get(quarantine::device_quarantine),
+        )
+        .route(
+            "/api/v1/devices/{id}/release",
+            post(quarantine::release_device),
+        )
+        .route("/api/v1/quarantine", get(quarantine::list_quarantined))
         .route("/api/v1/fleet/versions", get(devices::fleet_versions))
         .route(
             "/api/v1/groups",
