@@ -10,7 +10,7 @@ use rampart_agent::device::Staged;
 use rampart_agent::install::{Begin, ImageSource};
 use rampart_agent::source::{Refusal, Verified};
 use rampart_boot::ab::Slot;
-use rampart_boot::flow::{AgentState, PendingReport};
+use rampart_boot::flow::{AgentState, PendingReport, Phase};
 use rampart_protocol::{DeviceFacts, ReportStatus};
 use rampart_tuf_client::fetch::MinRate;
 use serde_json::json;
@@ -230,7 +230,9 @@ impl VirtualDevice {
             return self.abandon_install(run);
         };
         let running = run.state.committed.and_then(|s| run.state.slots.get(&s));
-        if running.is_some_and(|c| c.target == assignment.target) {
+        if !rampart_agent::daemon::reimage_pending(&run.state, &assignment)
+            && running.is_some_and(|c| c.target == assignment.target)
+        {
             // As the daemon: an interrupted install of another release is no longer wanted.
             return self.abandon_install(run);
         }
@@ -239,6 +241,11 @@ impl VirtualDevice {
             Counters::inc(&sh.counters.refused_rolled_back);
             self.last_error = Some(Refusal::rolled_back(last).detail);
             return Ok(PassEnd::Done(false));
+        }
+        // A re-image is forced, as the daemon treats it.
+        let mut assignment = assignment;
+        if assignment.reimage {
+            assignment.kind = UpdateKind::Forced;
         }
         match assignment.kind {
             UpdateKind::Soft if self.profile.battery_low(now) => {
@@ -267,7 +274,10 @@ impl VirtualDevice {
         );
         self.crashed()?;
         let verified = match verifying {
-            Ok(Some(v)) => v,
+            Ok(Some(mut v)) => {
+                v.release.reimage = assignment.reimage;
+                v
+            }
             Ok(None) => return self.abandon_install(run),
             Err(e) => {
                 if e.verification {
@@ -433,6 +443,19 @@ impl VirtualDevice {
                 }
                 Ok(_) => {}
                 Err(r) => self.note(sh, format!("[{}] {}", r.reason.as_str(), r.detail)),
+            }
+            if let Some(mut session) = run.session.take() {
+                self.flush(sh, &mut run.state, session.as_mut())?;
+            }
+            return Ok(PassEnd::Done(true));
+        }
+        if matches!(&run.state.phase, Phase::Mirroring { slot: s, .. } if *s == slot) {
+            // A re-image's second slot is verified: marked good and reported, no reboot.
+            let mirrored = self.agent.finish_mirror(&mut run.state, slot, v);
+            self.crashed()?;
+            if let Err(r) = mirrored {
+                self.note(sh, format!("[{}] {}", r.reason.as_str(), r.detail));
+                return Ok(PassEnd::Done(false));
             }
             if let Some(mut session) = run.session.take() {
                 self.flush(sh, &mut run.state, session.as_mut())?;
