@@ -1956,6 +1956,9 @@ async fn a_quarantined_device_gets_no_assignment_over_ddi(backend: Backend, name
     assert!(p["_links"].get("deploymentBase").is_some(), "{p}");
 }
 
+/// A re-image over DDI (decision 0032) is a forced action: offered through a closed maintenance
+/// window, over the release the device reports installed, and to a quarantined device (its
+/// deployment and artifact too).
 async fn a_reimage_is_a_forced_ddi_action_through_a_closed_window_even_over_the_installed_release(
     backend: Backend,
     name: &str,
@@ -1983,6 +1986,16 @@ async fn a_reimage_is_a_forced_ddi_action_through_a_closed_window_even_over_the_
     ops.assign("fw-2.0.0.bin", &["ddi-r"], "forced").await;
     let p = poll(&ddi, "ddi-r").await;
     assert!(p["_links"].get("deploymentBase").is_none(), "{p}");
+    // And it is quarantined: a re-image is the one deployment it still gets.
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            "/api/v1/devices/ddi-r/quarantine",
+            Some(&json!({"reason": "tampered slot"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
     // A re-image of the installed release is offered at once, forced, with no window.
     let r = ops
         .call(
@@ -2010,4 +2023,11 @@ async fn a_reimage_is_a_forced_ddi_action_through_a_closed_window_even_over_the_
     assert_eq!(d["deployment"]["update"], "forced", "{d}");
     assert!(d["deployment"].get("maintenanceWindow").is_none(), "{d}");
     assert_eq!(d["deployment"]["chunks"][0]["version"], "1.0.0", "{d}");
+    let module =
+        d["deployment"]["chunks"][0]["artifacts"][0]["_links"]["download-http"]["href"].clone();
+    let r = ddi.get(&path_of(&module)).await;
+    assert_eq!(
+        r.status, 200,
+        "the quarantined device downloads its re-image: {r:?}"
+    );
 }

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 on_both_backends!(
     a_reimage_is_sent_with_reimage_true_and_no_maintenance_window_holds_it_back,
     reimage_requests_are_refused_clearly_and_change_nothing,
+    a_quarantined_device_gets_its_reimage_and_nothing_else,
     the_reimage_executor_uses_the_last_attested_release_and_finishes_when_the_device_reports,
 );
 
@@ -90,6 +91,41 @@ async fn a_reimage_is_sent_with_reimage_true_and_no_maintenance_window_holds_it_
     assert_eq!(r.status, 201, "{r:?}");
     let answer = poll(&ops, "dev-r").await;
     assert!(answer["assignment"].get("reimage").is_none(), "{answer}");
+}
+
+async fn a_quarantined_device_gets_its_reimage_and_nothing_else(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+    ops.device("dev-x", "board-a", &[]).await;
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            "/api/v1/devices/dev-x/quarantine",
+            Some(&json!({"reason": "tampered slot"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = reimage(
+        &ops,
+        &ops.operator,
+        "dev-x",
+        Some(json!({"release": FIRMWARE})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let answer = poll(&ops, "dev-x").await;
+    assert_eq!(answer["assignment"]["reimage"], true, "{answer}");
+    // Anything else assigned while it is quarantined is refused, and never sent.
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            "/api/v1/assignments",
+            Some(&json!({"target": "fw-2.0.0.bin", "devices": ["dev-x"]})),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{r:?}");
+    assert_eq!(poll(&ops, "dev-x").await["assignment"]["reimage"], true);
 }
 
 async fn reimage_requests_are_refused_clearly_and_change_nothing(backend: Backend, name: &str) {

@@ -129,16 +129,13 @@ impl DdiApi {
     }
 
     /// 403 `rampart.quarantined` for a quarantined device: no deployment, artifact or
-    /// configData (decision 0031), except the deployment and artifacts of a forced re-image
-    /// (`reimaging`: the device's assignment is one), the one install quarantine allows.
+    /// configData (decision 0031).
     pub(crate) async fn require_not_quarantined(
         &self,
         device_id: &str,
-        reimaging: bool,
     ) -> Result<(), errors::DdiError> {
         match self.quarantine(device_id).await? {
             None => Ok(()),
-            Some(_) if reimaging => Ok(()),
             Some(q) => Err(errors::DdiError::new(
                 axum::http::StatusCode::FORBIDDEN,
                 "rampart.quarantined",

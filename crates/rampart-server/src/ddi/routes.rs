@@ -105,7 +105,6 @@ pub(super) async fn poll(
     // A quarantined device is offered no deployment and no configData (decision 0031), but
     // for a forced re-image: the one install quarantine allows.
     let quarantined = api.quarantine(&caller.id).await?.is_some();
-    let reimaging = reimaging(&caller);
     let (active, installed) = api
         .db
         .ddi_actions_now(&caller.id)
@@ -128,7 +127,7 @@ pub(super) async fn poll(
             // device the fleet-wide attestation policy keeps from updates.
             if window != WindowState::Closed
                 && api.attestation_allows(&caller.id, now).await?
-                && (!quarantined || reimaging)
+                && (!quarantined || super::actions::is_reimage(&caller, &action))
             {
                 let ty = ActionType::from_stored(&action.update_type, action.forced_at);
                 let c = cache_buster(action.id as u64, deployment_modes(ty, window, now));
@@ -176,10 +175,10 @@ pub(super) async fn deployment_base(
         .authenticate(&tenant, &controller, &headers, &peer, false)
         .await?;
     check_c(&q)?;
-    api.require_not_quarantined(&caller.id, reimaging(&caller))
+    let action = api.own_action(&caller, parse_action_id(&action)?).await?;
+    api.require_not_quarantined_unless_reimage(&caller, &action)
         .await?;
     api.require_attested(&caller.id, unix_now()).await?;
-    let action = api.own_action(&caller, parse_action_id(&action)?).await?;
     if matches!(
         ActionState::parse(&action.state),
         Some(ActionState::Canceling | ActionState::Canceled)
@@ -371,7 +370,7 @@ pub(super) async fn config_data(
         .authenticate(&tenant, &controller, &headers, &peer, false)
         .await?;
     // Campaign selection reads attributes: a quarantined device does not change them.
-    api.require_not_quarantined(&caller.id, false).await?;
+    api.require_not_quarantined(&caller.id).await?;
     let bytes = read_body(&headers, body, api.body_limits).await?;
     check_unique_keys(&bytes)?;
     let request: ConfigData = parse_lenient(&bytes).map_err(|e| {
@@ -402,19 +401,13 @@ pub(super) async fn config_data(
     Ok(ok_empty())
 }
 
-/// Whether the device's assignment is a forced re-image (quarantine still lets it through).
-fn reimaging(caller: &Caller) -> bool {
-    caller.state.assignment.as_ref().is_some_and(|a| a.reimage)
-}
-
-/// The module `id` if it belongs to the device's active (open) or installed action.
+/// The module `id` if it belongs to the device's active (open) or installed action. A
+/// quarantined device gets only the module of its open re-image action.
 pub(super) async fn assigned_module(
     api: &DdiApi,
     caller: &Caller,
     id: &str,
 ) -> Result<DdiModule, DdiError> {
-    api.require_not_quarantined(&caller.id, reimaging(caller))
-        .await?;
     api.require_attested(&caller.id, unix_now()).await?;
     let id = id.parse::<i64>().map_err(|_| {
         DdiError::new(
@@ -428,6 +421,14 @@ pub(super) async fn assigned_module(
         .ddi_actions_now(&caller.id)
         .await
         .map_err(|e| DdiError::db("reading DDI actions", e))?;
+    let reimage = active.as_ref().filter(|a| {
+        a.state == ActionState::Open.as_str()
+            && a.module_id == id
+            && super::actions::is_reimage(caller, a)
+    });
+    if reimage.is_none() {
+        api.require_not_quarantined(&caller.id).await?;
+    }
     let assigned = active
         .iter()
         .filter(|a| a.state == ActionState::Open.as_str())

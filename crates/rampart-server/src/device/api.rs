@@ -521,7 +521,7 @@ fn parse_poll_facts(bytes: &[u8]) -> Result<Option<(DeviceFacts, bool)>, ApiErro
 }
 
 /// Whether a device may be told of an assignment: not while it is quarantined (decision 0031),
-/// except a forced re-image, the one install quarantine allows.
+/// except a re-image, which is how a quarantined device is remedied (decision 0032).
 fn may_receive(quarantined: bool, assignment: &DeviceAssignment) -> bool {
     !quarantined || assignment.reimage
 }
