@@ -659,9 +659,11 @@ impl crate::Db {
         row.as_ref().map(action_from_row).transpose()
     }
 
-    /// Writes an incident's new progress (state, its times, acknowledgement, severity) if it
-    /// is still in `expected_state`, with its timeline entry and audit record. Closing clears
-    /// `open_cause`, so the cause may open a new incident. `Conflict`: it moved meanwhile.
+    /// Writes an incident's progress if it is still in `expected_state`: its new state, and
+    /// the times and acknowledgement `updated` sets that were not set yet (a time, once set,
+    /// is kept: moves only go forward, and two writers cannot erase each other's times).
+    /// Closing clears `open_cause`, so the cause may open a new incident. With the timeline
+    /// entry and audit record. `Conflict`: it moved meanwhile (read it again).
     pub async fn update_incident(
         &self,
         updated: &Incident,
@@ -670,22 +672,25 @@ impl crate::Db {
         audit: &AuditLine,
     ) -> Result<(), DbError> {
         check_text("state", &updated.state)?;
-        check_text("severity", &updated.severity)?;
         if let Some(by) = &updated.acknowledged_by {
             check_text("acknowledged by", by)?;
         }
         let mut tx = self.begin_write().await?;
         let r = sqlx::query(
-            "UPDATE incidents SET state = $3, severity = $4, open_cause = $5, acknowledged_at = $6,
-               acknowledged_by = $7, contained_at = $8, eradicated_at = $9, recovered_at = $10,
-               closed_at = $11, updated_at = $12
+            "UPDATE incidents SET state = $3,
+               open_cause = CASE WHEN $3 = 'closed' THEN NULL ELSE open_cause END,
+               acknowledged_at = COALESCE(acknowledged_at, $4),
+               acknowledged_by = COALESCE(acknowledged_by, $5),
+               contained_at = COALESCE(contained_at, $6),
+               eradicated_at = COALESCE(eradicated_at, $7),
+               recovered_at = COALESCE(recovered_at, $8),
+               closed_at = COALESCE(closed_at, $9),
+               updated_at = $10
              WHERE id = $1 AND state = $2",
         )
         .bind(&updated.id)
         .bind(expected_state)
         .bind(&updated.state)
-        .bind(&updated.severity)
-        .bind(&updated.open_cause)
         .bind(updated.acknowledged_at)
         .bind(&updated.acknowledged_by)
         .bind(updated.contained_at)
@@ -696,6 +701,7 @@ impl crate::Db {
         .execute(&mut *tx)
         .await?;
         if r.rows_affected() != 1 {
+            drop(tx);
             return Err(match self.incident(&updated.id).await? {
                 None => unknown_incident(&updated.id),
                 Some(_) => conflict(format!(
@@ -705,6 +711,55 @@ impl crate::Db {
             });
         }
         insert_timeline(&mut tx, entry, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The playbooks operators stored through the API (JSON), with who stored them and when;
+    /// `None` until one is stored.
+    pub async fn stored_playbooks(&self) -> Result<Option<StoredPlaybooks>, DbError> {
+        use sqlx::Row;
+        let row = sqlx::query(
+            "SELECT body, updated_at, updated_by FROM incident_playbooks WHERE name = 'playbooks'",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let body: String = r.try_get("body")?;
+            Ok(StoredPlaybooks {
+                body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+                updated_at: r.try_get("updated_at")?,
+                updated_by: r.try_get("updated_by")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Stores the playbooks (replacing the stored ones) with their audit record.
+    pub async fn store_playbooks(
+        &self,
+        playbooks: &StoredPlaybooks,
+        audit: &AuditLine,
+    ) -> Result<(), DbError> {
+        check_text("updated by", &playbooks.updated_by)?;
+        let body = serde_json::to_string(&playbooks.body)
+            .map_err(|e| DbError::Domain(DomainError::Invalid(format!("playbooks: {e}"))))?;
+        if body.len() > MAX_PLAYBOOKS_BYTES {
+            return Err(DbError::Domain(DomainError::Invalid(format!(
+                "the playbooks are over {MAX_PLAYBOOKS_BYTES} bytes as JSON"
+            ))));
+        }
+        let mut tx = self.begin_write().await?;
+        insert_audit(&mut tx, audit).await?;
+        sqlx::query(
+            "INSERT INTO incident_playbooks (name, body, updated_at, updated_by) VALUES ('playbooks', $1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+        )
+        .bind(body)
+        .bind(playbooks.updated_at)
+        .bind(&playbooks.updated_by)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -832,4 +887,16 @@ pub struct IncidentProgress {
     pub quarantined: i64,
     pub reimaged: i64,
     pub reimaged_and_released: i64,
+}
+
+/// Longest stored playbooks document, bytes of JSON.
+pub const MAX_PLAYBOOKS_BYTES: usize = 64 * 1024;
+
+/// Playbooks stored through the management API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredPlaybooks {
+    /// `rampart_incident::playbook::Playbooks` as JSON.
+    pub body: serde_json::Value,
+    pub updated_at: i64,
+    pub updated_by: String,
 }

@@ -50,7 +50,7 @@ pub use groups::Group;
 pub use incidents::{
     Incident, IncidentAction, IncidentDevice, IncidentFilter, IncidentProgress, IncidentTarget,
     IncidentWrite, MAX_ACTION_CLAIM, MAX_INCIDENT_DEVICES_READ, MAX_INCIDENT_PAGE,
-    MAX_TIMELINE_READ, PlannedAction, TimelineEntry,
+    MAX_PLAYBOOKS_BYTES, MAX_TIMELINE_READ, PlannedAction, StoredPlaybooks, TimelineEntry,
 };
 pub use poll::PollState;
 pub use quarantine::{
@@ -80,7 +80,7 @@ pub enum Backend {
 /// The schema, in the SQL subset both backends accept (TEXT and BIGINT columns, `ON CONFLICT`).
 /// A migration that needs backend-specific SQL gets a per-backend file here.
 fn migrations() -> Vec<Migration> {
-    let steps: [(i64, &'static str, &'static str); 14] = [
+    let steps: [(i64, &'static str, &'static str); 15] = [
         (
             1,
             "inventory",
@@ -138,6 +138,11 @@ fn migrations() -> Vec<Migration> {
             include_str!("../migrations/0012_quarantine_releases.sql"),
         ),
         (15, "alerts", include_str!("../migrations/0015_alerts.sql")),
+        (
+            16,
+            "incident playbooks",
+            include_str!("../migrations/0016_incident_playbooks.sql"),
+        ),
         (
             17,
             "detectors",

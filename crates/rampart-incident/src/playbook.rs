@@ -33,6 +33,12 @@ impl Role {
     pub fn parse(s: &str) -> Option<Role> {
         Self::ALL.into_iter().find(|x| x.as_str() == s)
     }
+
+    /// Whether a token of this role may approve an action held for `required`: its own
+    /// role's actions, and an admin any.
+    pub fn may_approve(self, required: Role) -> bool {
+        self == Role::Admin || self == required
+    }
 }
 
 /// What a playbook does about one incident: actions run at once, and actions held until a
@@ -440,6 +446,14 @@ mod tests {
             let err = from_toml(text).unwrap_err();
             assert!(err.contains(want), "{text}\n-> {err}\nwant {want}");
         }
+    }
+
+    #[test]
+    fn an_operator_may_not_approve_what_is_held_for_an_admin() {
+        assert!(Role::Operator.may_approve(Role::Operator));
+        assert!(!Role::Operator.may_approve(Role::Admin));
+        assert!(Role::Admin.may_approve(Role::Operator));
+        assert!(Role::Admin.may_approve(Role::Admin));
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub struct Server {
         Arc<engines::detectors::DetectorEngine>,
         rampart_incident::detect::DetectorConfig,
     ),
+    /// The incident store and its automatic-progress interval.
+    incidents: (Arc<engines::incidents::IncidentStore>, Duration),
     /// The incident alerts' executor and sinks.
     alerts: engines::alerts::Alerts,
 }
@@ -205,11 +207,20 @@ impl Server {
             hooks.clone(),
             attestation.clone(),
         );
-        let incidents = Arc::new(engines::incidents::IncidentStore::new(
-            db.clone(),
-            audit.clone(),
-            config.incidents.playbooks.clone(),
-        ));
+        let incidents = Arc::new(
+            engines::incidents::IncidentStore::new(
+                db.clone(),
+                audit.clone(),
+                config.incidents.playbooks.clone(),
+            )
+            .with_metrics(metrics.clone()),
+        );
+        // Before any executor claims actions: those a stopped server left running go back to
+        // approved, and stored playbooks are put in force.
+        incidents
+            .resume()
+            .await
+            .map_err(|e| ServerError::Config(format!("resuming incidents: {e}")))?;
         let detector_config =
             engines::detectors::detector_config(&config).map_err(ServerError::Config)?;
         let heartbeats = engines::heartbeat::Heartbeats::default();
@@ -323,6 +334,7 @@ impl Server {
             attestation,
             heartbeats,
             detectors: (detectors, detector_config),
+            incidents: (incidents, config.incidents.progress_interval),
             alerts,
         })
     }
@@ -397,6 +409,7 @@ impl Server {
             attestation,
             heartbeats,
             detectors: (detectors, detector_config),
+            incidents,
             alerts,
             ..
         } = self;
@@ -459,6 +472,11 @@ impl Server {
         let metadata_watcher = metadata_watch
             .map(|watch| tokio::spawn(watch.run(stop_rx.clone(), heartbeats.register("renewal"))));
         let alert_engine = tokio::spawn(alerts.run(stop_rx.clone(), heartbeats.register("alerts")));
+        let incident_engine = tokio::spawn(incidents.0.run(
+            incidents.1,
+            stop_rx.clone(),
+            heartbeats.register("incidents"),
+        ));
         let hooks_grace = hooks.config().attempt_timeout + METRICS_SHUTDOWN_GRACE;
         let dispatcher = tokio::spawn(hooks.clone().run_dispatcher(
             helpers::stopped(stop_rx.clone()),
@@ -487,6 +505,7 @@ impl Server {
         let management_server = management.map(|(listener, api)| {
             let router = operator::router(api.clone())
                 .merge(operator::ddi_tenants::router(api.clone()))
+                .merge(operator::incidents::router(api.clone()))
                 .merge(operator::webhooks::router(api, hooks))
                 // Unknown bearer tokens are counted, audited and slowed down per source.
                 .layer(axum::middleware::from_fn_with_state(
@@ -552,6 +571,8 @@ impl Server {
         detector_engine.abort();
         detector_watch.abort();
         let _ = tokio::time::timeout(METRICS_SHUTDOWN_GRACE, heartbeat_flusher).await;
+        // Each automatic move is one transaction: stopping mid-pass loses nothing.
+        incident_engine.abort();
         // Every alert step is one transaction; an attempt cut short is retried after its lease.
         alert_engine.abort();
         // Each change is one transaction; an action claimed and not finished is requeued at

@@ -38,7 +38,6 @@ pub(crate) struct Shared {
     /// Remote attestation, when enabled.
     pub(crate) attestation: Option<Arc<Attestation>>,
     /// The incident store: detectors and operators record incidents through it.
-    #[allow(dead_code)] // read by the incident routes and the detectors' engine (issue 16)
     pub(crate) incidents: Arc<IncidentStore>,
     /// Notes revoked certificates and tokens presented to a front door (a detector's signal).
     pub(crate) revoked_use: Arc<crate::engines::detectors::RevokedUse>,

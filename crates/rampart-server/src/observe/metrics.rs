@@ -63,6 +63,8 @@ pub struct Metrics {
     pub(crate) metadata_renewal_failures: AtomicU64,
     /// Incident alert delivery, by sink.
     pub(crate) alerts: AlertMetrics,
+    /// Incidents by state and severity, and the response's timings (engines::incidents).
+    pub(crate) incidents: IncidentMetrics,
     /// When each watched role's metadata expires (watched by the metadata renewal engine), by role.
     metadata_expiry: Mutex<BTreeMap<String, MetadataExpiry>>,
     http: Mutex<HttpStats>,
@@ -243,6 +245,110 @@ impl Metrics {
     /// Notes whether `sink` is failing now.
     pub(crate) fn set_alert_sink_failing(&self, sink: &str, failing: bool) {
         self.alerts.sinks().entry(sink.to_owned()).or_default().1 = failing;
+    }
+}
+
+/// Upper bounds (seconds) of the incident timing histogram: a poll interval to a day.
+pub const INCIDENT_TIMING_BUCKETS: [u64; 12] =
+    [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 14_400, 86_400];
+
+/// The incident response's phases the timing histogram has.
+pub(crate) const INCIDENT_PHASES: [&str; 3] = ["detect", "contain", "recover"];
+
+/// Incidents by (state, severity) at the incident engine's last pass, and how long detection,
+/// containment and recovery took (engines::incidents observes them as they happen).
+#[derive(Debug, Default)]
+pub(crate) struct IncidentMetrics {
+    counts: Mutex<BTreeMap<(String, String), u64>>,
+    timings: Mutex<BTreeMap<&'static str, PhaseTimings>>,
+}
+
+/// One phase's histogram: counts per bucket of [`INCIDENT_TIMING_BUCKETS`] (then +Inf), sum
+/// and count.
+type PhaseTimings = ([u64; INCIDENT_TIMING_BUCKETS.len() + 1], u64, u64);
+
+impl IncidentMetrics {
+    /// Replaces the counts by (state, severity).
+    pub(crate) fn set_counts(&self, counts: &[(String, String, i64)]) {
+        let mut map = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.clear();
+        for (state, severity, n) in counts {
+            map.insert(
+                (state.clone(), severity.clone()),
+                u64::try_from(*n).unwrap_or(0),
+            );
+        }
+    }
+
+    /// Observes one phase's duration (one of [`INCIDENT_PHASES`]).
+    pub(crate) fn observe(&self, phase: &'static str, seconds: i64) {
+        let seconds = u64::try_from(seconds).unwrap_or(0);
+        let mut timings = self
+            .timings
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = timings.entry(phase).or_default();
+        let index = INCIDENT_TIMING_BUCKETS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(INCIDENT_TIMING_BUCKETS.len());
+        entry.0[index] += 1;
+        entry.1 += seconds;
+        entry.2 += 1;
+    }
+
+    fn render(&self, out: &mut String) {
+        let counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Every (state, severity) pair, so a series reads 0 rather than vanishing.
+        let mut series = Vec::new();
+        for state in ["detected", "contained", "eradicated", "recovered", "closed"] {
+            for severity in ["low", "medium", "high", "critical"] {
+                let n = counts
+                    .get(&(state.to_string(), severity.to_string()))
+                    .copied()
+                    .unwrap_or(0);
+                series.push((format!("state=\"{state}\",severity=\"{severity}\""), n));
+            }
+        }
+        drop(counts);
+        gauge_series(
+            out,
+            "rampart_incidents",
+            "Incidents by state and severity at the incident engine's last pass.",
+            &borrowed(&series),
+        );
+        let name = "rampart_incident_response_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Seconds to detect (first signal to detection), contain and recover (from detection), by phase.\n# TYPE {name} histogram"
+        );
+        let timings = self
+            .timings
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for phase in INCIDENT_PHASES {
+            let (buckets, sum, count) = timings.get(phase).copied().unwrap_or_default();
+            let mut cumulative = 0;
+            for (bound, n) in INCIDENT_TIMING_BUCKETS.iter().zip(buckets) {
+                cumulative += n;
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{phase=\"{phase}\",le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{phase=\"{phase}\",le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(out, "{name}_sum{{phase=\"{phase}\"}} {sum}");
+            let _ = writeln!(out, "{name}_count{{phase=\"{phase}\"}} {count}");
+        }
     }
 }
 
@@ -610,6 +716,7 @@ impl Metrics {
         self.attestation.render(&mut out);
         self.detectors.render(&mut out);
         self.alerts.render(&mut out);
+        self.incidents.render(&mut out);
 
         let http = self.http();
         let name = "rampart_server_http_request_duration_seconds";

@@ -14,6 +14,7 @@ mod campaigns;
 pub(crate) mod ddi_tenants;
 mod devices;
 mod groups;
+pub(crate) mod incidents;
 mod monitor;
 mod quarantine;
 mod releases;
@@ -154,6 +155,8 @@ pub(crate) struct ManagementApi {
     pub(crate) attestation: Option<Arc<crate::engines::attestation::Attestation>>,
     /// Notes a revoked token's use (the revoked-credential detector's signal).
     pub(crate) revoked_use: Arc<crate::engines::detectors::RevokedUse>,
+    /// The incident store (incident routes).
+    pub(crate) incidents: Arc<crate::engines::incidents::IncidentStore>,
 }
 
 impl ManagementApi {
@@ -171,6 +174,7 @@ impl ManagementApi {
             body_limits: shared.body_limits,
             audit_anchor,
             attestation: shared.attestation.clone(),
+            incidents: shared.incidents.clone(),
             revoked_use: shared.revoked_use.clone(),
         }
     }
@@ -198,6 +202,11 @@ pub(crate) struct Caller {
 impl Caller {
     pub(crate) fn actor(&self) -> String {
         format!("token:{}", self.token.id)
+    }
+
+    /// The token's role (authorization already refused unknown roles).
+    pub(crate) fn role(&self) -> Role {
+        Role::parse(&self.token.role).unwrap_or(Role::Viewer)
     }
 }
 
