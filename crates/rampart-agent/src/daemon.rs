@@ -476,6 +476,15 @@ pub fn evidence_pass(
         crate::evidence::Retry::default(),
         now_unix(),
     );
+    for id in &answered.collected {
+        println!("evidence {id} collected");
+    }
+    for id in &answered.uploaded {
+        println!("evidence {id} uploaded");
+    }
+    for line in &answered.failed {
+        eprintln!("evidence: {line}");
+    }
     if log.anchor_due()
         && let Err(e) = log.anchor(client.device_id(), &key.anchor_signer())
     {

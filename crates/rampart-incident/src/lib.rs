@@ -26,6 +26,9 @@
 //! - `instruction`: the signed quarantine instruction: the bytes the director key signs and the
 //!   device's check against its trusted director root.
 
+//! - `instruction`: the signed quarantine instruction: the bytes the director key signs and the
+//!   device's check against its trusted director root.
+
 #![forbid(unsafe_code)]
 
 pub mod agent_log;

@@ -18,8 +18,8 @@
 //! | `helpers` | the clock, random ids, SHA-256 digests, the stop signal |
 //! | `observe` | structured logs, Prometheus metrics (and their labels), the audit log writer |
 //! | `listen` | the mutual-TLS and HTTPS listeners, request limits, the API error document, failed-authentication throttling, refused-connection summaries |
-//! | `delivery` | the hosted image repository, the artifact store, the director, how an artifact is answered (ranges, ETags) |
-//! | `engines` | work on the server's own clock or on events, with no HTTP: the campaign engine, the webhook dispatcher, last-seen batching, metadata renewal, audit anchoring, where a stored report goes, remote attestation (the verifier, recording outcomes, the staleness sweep), the incident detectors and every engine's heartbeat |
+//! | `delivery` | the hosted image repository, the artifact store, the director, the signed quarantine instruction, how an artifact is answered (ranges, ETags) |
+//! | `engines` | work on the server's own clock or on events, with no HTTP: the campaign engine, the webhook dispatcher, last-seen batching, metadata renewal, audit anchoring, where a stored report goes, remote attestation (the verifier, recording outcomes, the staleness sweep), the quarantine executor, the incident detectors and every engine's heartbeat |
 //! | `state` | the handles every front door is built from (database, audit, metrics, last-seen, repository, campaign engine, webhooks, limits) |
 //! | `device` | front door: the native device API (poll, reports, attributes, repository and director routes) |
 //! | `ddi` | front door: the hawkBit DDI device API |

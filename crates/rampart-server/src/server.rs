@@ -65,6 +65,8 @@ pub struct Server {
     metadata_watch: Option<engines::renewal::MetadataWatch>,
     /// The attestation staleness engine, when attestation is enabled.
     attestation: Option<Arc<engines::attestation::Attestation>>,
+    /// The incident store and its automatic-progress interval.
+    incidents: (Arc<engines::incidents::IncidentStore>, Duration),
     /// Every engine's heartbeat, written together; the detectors' watchdog reads them.
     heartbeats: engines::heartbeat::Heartbeats,
     /// The incident detectors (with the watchdog) and their settings.
@@ -72,10 +74,10 @@ pub struct Server {
         Arc<engines::detectors::DetectorEngine>,
         rampart_incident::detect::DetectorConfig,
     ),
-    /// The incident store and its automatic-progress interval.
-    incidents: (Arc<engines::incidents::IncidentStore>, Duration),
     /// The incident alerts' executor and sinks.
     alerts: engines::alerts::Alerts,
+    /// The executor of incident `reimage` actions.
+    reimager: engines::reimage::Reimager,
 }
 
 impl fmt::Debug for Server {
@@ -147,14 +149,6 @@ impl Server {
             engines::webhooks::Webhooks::open(db.clone(), &config.db_url, config.webhooks.clone())
                 .await
                 .map_err(|e| ServerError::Config(e.to_string()))?;
-        hooks.count_alert_failures_in(metrics.clone());
-        let alerts = engines::alerts::Alerts::new(
-            db.clone(),
-            audit.clone(),
-            hooks.clone(),
-            metrics.clone(),
-            config.alerts.clone(),
-        );
         let (refusal_tx, refusals) = tokio::sync::mpsc::channel(listen::refusals::REFUSAL_QUEUE);
         let (auth_failures, auth_events) = listen::auth_failures::AuthFailures::new(
             metrics.clone(),
@@ -201,6 +195,8 @@ impl Server {
                 settings,
             ))
         });
+        let reimager =
+            engines::reimage::Reimager::new(db.clone(), audit.clone(), image_repo.clone());
         let campaigns = engines::campaigns::Campaigns::new(
             db.clone(),
             audit.clone(),
@@ -221,6 +217,17 @@ impl Server {
             .resume()
             .await
             .map_err(|e| ServerError::Config(format!("resuming incidents: {e}")))?;
+        hooks.count_alert_failures_in(metrics.clone());
+        let alerts = engines::alerts::Alerts::new(
+            engines::alerts::AlertHandles {
+                db: db.clone(),
+                audit: audit.clone(),
+                hooks: hooks.clone(),
+                metrics: metrics.clone(),
+                incidents: incidents.clone(),
+            },
+            config.alerts.clone(),
+        );
         let detector_config =
             engines::detectors::detector_config(&config).map_err(ServerError::Config)?;
         let heartbeats = engines::heartbeat::Heartbeats::default();
@@ -332,10 +339,11 @@ impl Server {
             auth_events,
             metadata_watch,
             attestation,
+            incidents: (incidents, config.incidents.progress_interval),
             heartbeats,
             detectors: (detectors, detector_config),
-            incidents: (incidents, config.incidents.progress_interval),
             alerts,
+            reimager,
         })
     }
 
@@ -407,10 +415,11 @@ impl Server {
             auth_events,
             metadata_watch,
             attestation,
+            incidents,
             heartbeats,
             detectors: (detectors, detector_config),
-            incidents,
             alerts,
+            reimager,
             ..
         } = self;
         let operators = http_serve::HttpOptions {
@@ -464,6 +473,11 @@ impl Server {
             refusal_summary_interval,
             stop_rx.clone(),
         ));
+        let incident_engine = tokio::spawn(incidents.0.run(
+            incidents.1,
+            stop_rx.clone(),
+            heartbeats.register("incidents"),
+        ));
         let campaign_engine =
             tokio::spawn(campaigns.run(stop_rx.clone(), heartbeats.register("campaigns")));
         let attestation_engine = attestation.map(|engine| {
@@ -472,11 +486,8 @@ impl Server {
         let metadata_watcher = metadata_watch
             .map(|watch| tokio::spawn(watch.run(stop_rx.clone(), heartbeats.register("renewal"))));
         let alert_engine = tokio::spawn(alerts.run(stop_rx.clone(), heartbeats.register("alerts")));
-        let incident_engine = tokio::spawn(incidents.0.run(
-            incidents.1,
-            stop_rx.clone(),
-            heartbeats.register("incidents"),
-        ));
+        let reimage_engine =
+            tokio::spawn(reimager.run(stop_rx.clone(), heartbeats.register("reimage")));
         let hooks_grace = hooks.config().attempt_timeout + METRICS_SHUTDOWN_GRACE;
         let dispatcher = tokio::spawn(hooks.clone().run_dispatcher(
             helpers::stopped(stop_rx.clone()),
@@ -566,18 +577,21 @@ impl Server {
         }
         // A step in progress is one transaction: stopping it mid-way loses nothing.
         campaign_engine.abort();
+        // Each automatic move is one transaction: stopping mid-pass loses nothing.
+        incident_engine.abort();
         // Each finding is one transaction and each cursor moves after its findings: a round
         // stopped mid-way is read again after the next start.
         detector_engine.abort();
         detector_watch.abort();
         let _ = tokio::time::timeout(METRICS_SHUTDOWN_GRACE, heartbeat_flusher).await;
-        // Each automatic move is one transaction: stopping mid-pass loses nothing.
-        incident_engine.abort();
         // Every alert step is one transaction; an attempt cut short is retried after its lease.
         alert_engine.abort();
         // Each change is one transaction; an action claimed and not finished is requeued at
         // the next start.
         quarantine_executor.abort();
+        // Each re-image is one transaction, and its action is finished in another: an action
+        // cut in between is requeued at the next start and finds its assignment made.
+        reimage_engine.abort();
         // Each stale note is one transaction; "attested" never depended on this engine.
         if let Some(engine) = attestation_engine {
             engine.abort();

@@ -46,6 +46,26 @@ impl DdiApi {
         })
     }
 
+    /// The maintenance window that applies to `action`: a re-image (the device's current
+    /// assignment, with `reimage` set) is a forced action that no window defers; any other
+    /// action has the device's window ([`DdiApi::window`]).
+    pub(super) async fn action_window(
+        &self,
+        caller: &Caller,
+        action: &DdiAction,
+        now: i64,
+    ) -> Result<WindowState, DdiError> {
+        let reimage = caller.state.assignment.as_ref().is_some_and(|a| {
+            a.reimage
+                && a.assignment_id == action.assignment_id
+                && a.version == action.assignment_version
+        });
+        if reimage {
+            return Ok(WindowState::NoWindow);
+        }
+        self.window(&caller.id, now).await
+    }
+
     /// Brings the device's actions in line with its assignment: an open action whose
     /// assignment was withdrawn or replaced is being cancelled; a current assignment without
     /// an action gets one (unless it already ran to an end, or that release is installed).
@@ -106,7 +126,9 @@ impl DdiApi {
             let active = ActionState::parse(&existing.state).is_some_and(ActionState::is_active);
             return Ok(active.then_some(existing));
         }
-        if installed.is_some_and(|i| i.target == a.target) {
+        // A re-image is offered even over the release the device reports installed: that
+        // image is what is suspect.
+        if !a.reimage && installed.is_some_and(|i| i.target == a.target) {
             return Ok(None);
         }
         let module = match self.module(&a.target, now).await {

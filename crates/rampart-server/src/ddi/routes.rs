@@ -120,7 +120,7 @@ pub(super) async fn poll(
                 Link::new(format!("{base}/cancelAction/{}", action.id)),
             );
         } else {
-            let window = api.window(&caller.id, now).await?;
+            let window = api.action_window(&caller, &action, now).await?;
             // While the device's window is closed the deployment is held back: SWUpdate
             // answers `update: skip` by closing the action as if installed. So it is for a
             // device the fleet-wide attestation policy keeps from updates.
@@ -188,7 +188,7 @@ pub(super) async fn deployment_base(
     // client that kept the link: SWUpdate answers `update: skip` by closing the action as if
     // it had installed. (A download-only action is `skip` by nature and stays offered.)
     let ty = ActionType::from_stored(&action.update_type, action.forced_at);
-    let window = api.window(&caller.id, now).await?;
+    let window = api.action_window(&caller, &action, now).await?;
     if ty != ActionType::DownloadOnly && window == WindowState::Closed {
         return Err(DdiError::empty(StatusCode::NOT_FOUND));
     }

@@ -327,13 +327,19 @@ impl DeviceApi {
                     );
                     ApiError::internal()
                 };
+                // A re-image is forced, whatever deferred the assignment before.
+                let kind = if a.reimage {
+                    UpdateKind::Forced
+                } else {
+                    UpdateKind::parse(Some(effective)).map_err(unreadable)?
+                };
                 Some(rampart_protocol::Assignment {
-                    kind: UpdateKind::parse(Some(effective)).map_err(unreadable)?,
+                    kind,
                     director_version: u64::try_from(a.version)
                         .map_err(|_| unreadable(format!("version {}", a.version)))?,
                     id: a.assignment_id,
                     target: a.target,
-                    reimage: false,
+                    reimage: a.reimage,
                 })
             }
         };

@@ -17,6 +17,7 @@ mod groups;
 pub(crate) mod incidents;
 mod monitor;
 mod quarantine;
+mod reimage;
 mod releases;
 mod tokens;
 pub(crate) mod webhooks;
@@ -153,10 +154,10 @@ pub(crate) struct ManagementApi {
     pub(crate) audit_anchor: Option<Arc<crate::engines::audit_anchor::AuditAnchor>>,
     /// Remote attestation, when enabled.
     pub(crate) attestation: Option<Arc<crate::engines::attestation::Attestation>>,
-    /// Notes a revoked token's use (the revoked-credential detector's signal).
-    pub(crate) revoked_use: Arc<crate::engines::detectors::RevokedUse>,
     /// The incident store (incident routes).
     pub(crate) incidents: Arc<crate::engines::incidents::IncidentStore>,
+    /// Notes a revoked token's use (the revoked-credential detector's signal).
+    pub(crate) revoked_use: Arc<crate::engines::detectors::RevokedUse>,
 }
 
 impl ManagementApi {
@@ -332,6 +333,7 @@ pub(crate) fn router(api: Arc<ManagementApi>) -> Router {
         .route("/api/v1/devices", get(devices::list_devices))
         .route("/api/v1/devices/{id}", get(devices::get_device))
         .route("/api/v1/devices/{id}/revoke", post(devices::revoke_device))
+        .route("/api/v1/devices/{id}/reimage", post(reimage::reimage))
         .route(
             "/api/v1/devices/{id}/reinstate",
             post(devices::reinstate_device),

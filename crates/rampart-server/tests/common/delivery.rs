@@ -320,6 +320,7 @@ impl Fixture {
                     device_count: ids.len() as i64,
                     update_type: "forced".into(),
                     forced_at: 0,
+                    reimage: false,
                 },
                 &ids,
                 &line,

@@ -10,7 +10,7 @@ use rampart_agent::device::Staged;
 use rampart_agent::install::{Begin, ImageSource};
 use rampart_agent::source::{Refusal, Verified};
 use rampart_boot::ab::Slot;
-use rampart_boot::flow::{AgentState, PendingReport};
+use rampart_boot::flow::{AgentState, PendingReport, Phase};
 use rampart_protocol::{DeviceFacts, ReportStatus};
 use rampart_tuf_client::fetch::MinRate;
 use serde_json::json;
@@ -217,10 +217,12 @@ impl VirtualDevice {
                 None => break,
             }
         }
+        self.note_quarantine(poll.quarantine.as_ref(), now);
         if let Some(instruction) = poll.quarantine.take() {
             self.act_on_quarantine(sh, session.as_mut(), &instruction);
         }
         self.told = Some(facts.firmware_version.clone());
+        self.answer_evidence(sh, session.as_ref(), poll.evidence.take());
         if sh.timing.poll_interval.is_none()
             && let Some(secs) = poll.interval_secs
         {
@@ -230,7 +232,13 @@ impl VirtualDevice {
             return self.abandon_install(run);
         };
         let running = run.state.committed.and_then(|s| run.state.slots.get(&s));
-        if running.is_some_and(|c| c.target == assignment.target) {
+        // As the daemon: a re-image is wanted over the running release until it completed for
+        // this assignment (both slots written); a mirror in progress is finished.
+        let reimage_pending = (assignment.reimage
+            && run.state.reimaged_for.as_deref() != Some(assignment.id.as_str()))
+            || matches!(&run.state.phase, Phase::Mirroring { release, .. }
+                if release.assignment.as_deref() == Some(assignment.id.as_str()));
+        if !reimage_pending && running.is_some_and(|c| c.target == assignment.target) {
             // As the daemon: an interrupted install of another release is no longer wanted.
             return self.abandon_install(run);
         }
@@ -240,7 +248,13 @@ impl VirtualDevice {
             self.last_error = Some(Refusal::rolled_back(last).detail);
             return Ok(PassEnd::Done(false));
         }
-        match assignment.kind {
+        // A re-image is forced: neither the battery nor download-only defers it.
+        let kind = if assignment.reimage {
+            UpdateKind::Forced
+        } else {
+            assignment.kind
+        };
+        match kind {
             UpdateKind::Soft if self.profile.battery_low(now) => {
                 Counters::inc(&sh.counters.deferred);
                 return Ok(PassEnd::Done(true));
@@ -266,7 +280,7 @@ impl VirtualDevice {
             rampart_agent::daemon::now_unix(),
         );
         self.crashed()?;
-        let verified = match verifying {
+        let mut verified = match verifying {
             Ok(Some(v)) => v,
             Ok(None) => return self.abandon_install(run),
             Err(e) => {
@@ -285,6 +299,7 @@ impl VirtualDevice {
                 return Ok(PassEnd::Done(false));
             }
         };
+        verified.release.reimage = assignment.reimage;
         // The signed image is a real firmware image: a slot holding exactly it boots.
         sh.learn(&verified.release);
         report(
@@ -308,13 +323,13 @@ impl VirtualDevice {
         match begun {
             Ok(Begin::AlreadyRunning) => Ok(PassEnd::Done(true)),
             Ok(Begin::Staged { slot }) => {
-                self.finish_install(sh, run, slot, &verified, assignment.kind, 0, true)
+                self.finish_install(sh, run, slot, &verified, kind, 0, true)
             }
             Ok(Begin::Streaming(stream)) => {
                 Counters::inc(&sh.counters.downloads);
                 run.download = Some(Download {
                     stream,
-                    kind: assignment.kind,
+                    kind,
                     owed_since: None,
                 });
                 self.drive(sh, run, now)
@@ -439,6 +454,18 @@ impl VirtualDevice {
             }
             return Ok(PassEnd::Done(true));
         }
+        if matches!(&run.state.phase, Phase::Mirroring { slot: s, .. } if *s == slot) {
+            // A re-image's second slot: verified as written, marked good, reported with both.
+            let mirrored = self.agent.finish_mirror(&mut run.state, slot, v);
+            self.crashed()?;
+            if let Err(r) = &mirrored {
+                self.note(sh, format!("[{}] {}", r.reason.as_str(), r.detail));
+            }
+            if let Some(mut session) = run.session.take() {
+                self.flush(sh, &mut run.state, session.as_mut())?;
+            }
+            return Ok(PassEnd::Done(mirrored.is_ok()));
+        }
         let activated = self.agent.activate(&mut run.state, slot, &v.release);
         self.crashed()?;
         if let Err(r) = activated {
@@ -531,12 +558,16 @@ impl VirtualDevice {
         let mut attributes = serde_json::Map::new();
         attributes.insert("battery_pct".into(), battery.into());
         attributes.insert("on_mains".into(), mains.into());
-        DeviceFacts {
+        let mut facts = DeviceFacts {
             region: self.profile.region.clone(),
             tags: self.profile.tags.clone(),
             attributes: Some(attributes),
             ..rampart_agent::daemon::facts(&mut self.agent, state)
+        };
+        if self.forges_reports() {
+            facts.firmware_version = crate::compromise::FORGED_VERSION.to_owned();
         }
+        facts
     }
 }
 

@@ -32,27 +32,36 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rampart_db::{
-    ALERT_SINK_SYSLOG, ALERT_SINK_WEBHOOKS, AlertAttempt, AlertQueued, ClaimedAlert, Db, DbError,
-    IncidentAction, TimelineEntry,
+    ALERT_SINK_SYSLOG, ALERT_SINK_WEBHOOKS, AlertAttempt, AlertQueued, AuditLine, ClaimedAlert, Db,
+    DbError, INCIDENT_ALERT_EVENT, IncidentAction, TimelineEntry,
 };
 use rampart_incident::alert::{Alert, AlertIncident};
-use rampart_incident::model::{Action, Detector, IncidentState, Severity};
+use rampart_incident::finding::Finding;
+use rampart_incident::model::{Action, Cause, Detector, IncidentState, Severity};
 use rampart_notify::backoff_delay;
 use rampart_notify::sink_health::{HealthPolicy, SinkProblem, SinkStats, judge};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
+use crate::engines::incidents::IncidentStore;
 use crate::engines::webhooks::{WebhookEvent, Webhooks, jitter, millis, unix_millis};
 use crate::helpers::unix_now;
-use crate::observe::audit::AuditWriter;
+use crate::observe::audit::{AuditWriteError, AuditWriter};
 use crate::observe::metrics::Metrics;
 
+pub use rampart_notify::sink_health::{
+    DEFAULT_MAX_AGE as DEFAULT_FAILING_AFTER,
+    DEFAULT_MAX_FAILURES as DEFAULT_FAILING_AFTER_ATTEMPTS,
+};
+pub use rampart_notify::syslog::{FACILITIES, facility_code};
 pub use syslog::{SyslogTarget, Transport};
 
 /// Default dedupe window: repeats of one key within it become one update.
 pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(300);
 /// Default syslog facility: `auth` (4), security and authorisation messages.
 pub const DEFAULT_FACILITY: u8 = 4;
+/// Who the alert engine's timeline entries and audit records name.
+const ACTOR: &str = "engine:alerts";
 /// Actions claimed per tick.
 const CLAIM_BATCH: i64 = 50;
 /// Syslog messages sent per tick (each bounded by the attempt timeout).
@@ -135,11 +144,22 @@ pub struct Alerts {
     inner: Arc<Inner>,
 }
 
+/// What the alert engine works with, shared with the rest of the server.
+pub struct AlertHandles {
+    pub db: Db,
+    pub audit: AuditWriter,
+    pub hooks: Webhooks,
+    pub metrics: Arc<Metrics>,
+    /// Where a failing sink is recorded as an `alert_delivery_failing` incident.
+    pub incidents: Arc<IncidentStore>,
+}
+
 struct Inner {
     db: Db,
     audit: AuditWriter,
     hooks: Webhooks,
     metrics: Arc<Metrics>,
+    incidents: Arc<IncidentStore>,
     config: AlertConfig,
     hostname: Option<String>,
     /// The failing sinks and why, as of the last health check.
@@ -157,13 +177,14 @@ impl std::fmt::Debug for Alerts {
 }
 
 impl Alerts {
-    pub fn new(
-        db: Db,
-        audit: AuditWriter,
-        hooks: Webhooks,
-        metrics: Arc<Metrics>,
-        config: AlertConfig,
-    ) -> Alerts {
+    pub fn new(handles: AlertHandles, config: AlertConfig) -> Alerts {
+        let AlertHandles {
+            db,
+            audit,
+            hooks,
+            metrics,
+            incidents,
+        } = handles;
         let hostname = config.hostname.clone().or_else(syslog::local_hostname);
         Alerts {
             inner: Arc::new(Inner {
@@ -171,6 +192,7 @@ impl Alerts {
                 audit,
                 hooks,
                 metrics,
+                incidents,
                 config,
                 hostname,
                 failing: Mutex::new(BTreeMap::new()),
@@ -213,6 +235,26 @@ impl Alerts {
         }
         sinks.push(ALERT_SINK_WEBHOOKS.to_owned());
         sinks
+    }
+
+    /// The sinks an alert about failing `sink` can go through: syslog unless it is the one
+    /// failing, and the webhooks handoff when an enabled webhook other than the failing one
+    /// subscribes to `incident.alert` (the handoff reaches the failing one too, uselessly but
+    /// harmlessly).
+    async fn other_sinks(&self, sink: &str) -> Result<Vec<String>, DbError> {
+        let mut others = Vec::with_capacity(2);
+        if self.inner.config.syslog.is_some() && sink != ALERT_SINK_SYSLOG {
+            others.push(ALERT_SINK_SYSLOG.to_owned());
+        }
+        let other_webhook = self.inner.db.list_webhooks().await?.iter().any(|w| {
+            w.enabled
+                && w.events.iter().any(|e| e == INCIDENT_ALERT_EVENT)
+                && sink != format!("webhook:{}", w.id)
+        });
+        if other_webhook {
+            others.push(ALERT_SINK_WEBHOOKS.to_owned());
+        }
+        Ok(others)
     }
 
     /// Runs until `stop` turns true: executes alert actions, releases held alerts, sends due
@@ -362,32 +404,14 @@ impl Alerts {
         }
         let db = self.inner.db.clone();
         let written = self
-            .inner
-            .audit
-            .write(
-                now,
-                "engine:alerts",
-                &format!("incident.{kind}"),
-                &action.incident_id,
-                outcome.clone(),
-                |line| {
-                    let db = db.clone();
-                    let detail = detail.clone();
-                    let entry = TimelineEntry {
-                        audit_seq: line.seq,
-                        incident_id: action.incident_id.clone(),
-                        at: now,
-                        kind: kind.to_owned(),
-                        actor: "engine:alerts".to_owned(),
-                        device_id: String::new(),
-                        detail: outcome.clone(),
-                    };
-                    async move {
-                        db.finish_incident_action(&action.id, succeeded, &detail, &entry, &line)
-                            .await
-                    }
-                },
-            )
+            .timeline(&action.incident_id, kind, now, outcome, |entry, line| {
+                let db = db.clone();
+                let detail = detail.clone();
+                async move {
+                    db.finish_incident_action(&action.id, succeeded, &detail, &entry, &line)
+                        .await
+                }
+            })
             .await;
         if let Err(e) = written {
             crate::observe::log::error(
@@ -397,50 +421,103 @@ impl Alerts {
         }
     }
 
+    /// Writes a timeline entry of `incident` (`kind`, by `engine:alerts`) and its audit record
+    /// (`incident.KIND`) through `store`, which stores both in one transaction with its change.
+    async fn timeline<F, Fut>(
+        &self,
+        incident: &str,
+        kind: &str,
+        at: i64,
+        detail: Value,
+        store: F,
+    ) -> Result<(), AuditWriteError>
+    where
+        F: Fn(TimelineEntry, AuditLine) -> Fut,
+        Fut: std::future::Future<Output = Result<(), DbError>>,
+    {
+        self.inner
+            .audit
+            .write(
+                at,
+                ACTOR,
+                &format!("incident.{kind}"),
+                incident,
+                detail.clone(),
+                |line| {
+                    let entry = TimelineEntry {
+                        audit_seq: line.seq,
+                        incident_id: incident.to_owned(),
+                        at,
+                        kind: kind.to_owned(),
+                        actor: ACTOR.to_owned(),
+                        device_id: String::new(),
+                        detail: detail.clone(),
+                    };
+                    store(entry, line)
+                },
+            )
+            .await
+    }
+
     /// Sends the due syslog alerts, one at a time, and records each attempt.
     async fn send_syslog(&self, sink: &mut syslog::SyslogSink) -> Result<(), DbError> {
         let config = &self.inner.config;
-        let now_ms = unix_millis();
         let lease = millis(config.attempt_timeout.saturating_mul(2)) + 30_000;
-        let due = self
-            .inner
-            .db
-            .claim_alert_deliveries(ALERT_SINK_SYSLOG, now_ms, now_ms + lease, SEND_BATCH)
-            .await?;
-        for claimed in due {
-            let outcome = match self.syslog_attempt(sink, &claimed).await {
-                Ok(()) => AlertAttempt::Delivered { at: unix_now() },
+        // One at a time, in order; a failure ends the round, so a receiver that is down costs
+        // one attempt per round, not one per waiting alert.
+        for _ in 0..SEND_BATCH {
+            let now_ms = unix_millis();
+            let Some(claimed) = self
+                .inner
+                .db
+                .claim_alert_deliveries(ALERT_SINK_SYSLOG, now_ms, now_ms + lease, 1)
+                .await?
+                .pop()
+            else {
+                break;
+            };
+            let (outcome, failed) = match self.syslog_attempt(sink, &claimed).await {
+                Ok(()) => (AlertAttempt::Delivered { at: unix_now() }, false),
                 Err(error) => {
                     self.inner.metrics.alert_delivery_failed(ALERT_SINK_SYSLOG);
-                    if unix_now().saturating_sub(claimed.created) >= secs(config.give_up_after) {
-                        crate::observe::log::warn(
-                            "a syslog alert was given up",
-                            json!({"alert": claimed.alert_id, "attempts": claimed.attempts, "error": error}),
-                        );
-                        AlertAttempt::GaveUp {
-                            at: unix_now(),
-                            error,
-                        }
-                    } else {
-                        let delay = backoff_delay(
-                            claimed.attempts,
-                            config.backoff_base,
-                            config.backoff_max,
-                            jitter(&self.inner.rng),
-                        );
-                        AlertAttempt::Retry {
-                            next_attempt_ms: unix_millis().saturating_add(millis(delay)),
-                            error,
-                        }
-                    }
+                    (self.after_failure(&claimed, error), true)
                 }
             };
             self.inner
                 .db
                 .record_alert_attempt(&claimed.id, &outcome)
                 .await?;
+            if failed {
+                break;
+            }
         }
         Ok(())
+    }
+
+    /// What a failed syslog attempt leads to: a retry after the backoff, or giving the alert up
+    /// once it is older than [`AlertConfig::give_up_after`].
+    fn after_failure(&self, claimed: &ClaimedAlert, error: String) -> AlertAttempt {
+        let config = &self.inner.config;
+        if unix_now().saturating_sub(claimed.created) >= secs(config.give_up_after) {
+            crate::observe::log::warn(
+                "a syslog alert was given up",
+                json!({"alert": claimed.alert_id, "attempts": claimed.attempts, "error": error}),
+            );
+            return AlertAttempt::GaveUp {
+                at: unix_now(),
+                error,
+            };
+        }
+        let delay = backoff_delay(
+            claimed.attempts,
+            config.backoff_base,
+            config.backoff_max,
+            jitter(&self.inner.rng),
+        );
+        AlertAttempt::Retry {
+            next_attempt_ms: unix_millis().saturating_add(millis(delay)),
+            error,
+        }
     }
 
     async fn syslog_attempt(
@@ -515,7 +592,8 @@ impl Alerts {
                 match (judged, failing.contains_key(&s.sink)) {
                     (Some(problem), false) => {
                         failing.insert(s.sink.clone(), problem);
-                        newly_failing.push((s.sink.clone(), problem));
+                        let since = s.oldest_pending.or(s.last_given_up).unwrap_or(now);
+                        newly_failing.push((s.sink.clone(), problem, since));
                     }
                     (Some(problem), true) => {
                         failing.insert(s.sink.clone(), problem);
@@ -534,23 +612,51 @@ impl Alerts {
                     .set_alert_sink_failing(&s.sink, failing.contains_key(&s.sink));
             }
         }
-        for (sink, problem) in newly_failing {
-            self.raise_sink_failing(&sink, problem).await?;
+        for (sink, problem, since) in newly_failing {
+            self.raise_sink_failing(&sink, problem, since).await?;
         }
         Ok(())
     }
 
-    /// The `alert_delivery_failing` alert for `sink`, through every other sink.
-    async fn raise_sink_failing(&self, sink: &str, problem: SinkProblem) -> Result<(), DbError> {
+    /// Records the `alert_delivery_failing` incident of `sink` and sends its alert at once
+    /// through every other sink (the playbook's own alert of the incident follows through all
+    /// sinks as an update of the same key).
+    async fn raise_sink_failing(
+        &self,
+        sink: &str,
+        problem: SinkProblem,
+        since: i64,
+    ) -> Result<(), DbError> {
         crate::observe::log::error(
             "alert delivery keeps failing",
             json!({"sink": sink, "problem": problem.to_string()}),
         );
-        let others: Vec<String> = self
-            .sinks()
-            .into_iter()
-            .filter(|other| other != sink)
-            .collect();
+        let now = unix_now();
+        let title = format!("alert delivery through {sink} keeps failing: {problem}");
+        let finding = Finding {
+            cause: Cause {
+                detector: Detector::AlertDeliveryFailing,
+                key: sink.to_owned(),
+            },
+            severity: Severity::High,
+            title: title.clone(),
+            device_id: None,
+            release: None,
+            first_signal_at: since.min(now),
+            detail: json!({"sink": sink, "problem": problem.to_string()}),
+        };
+        // Recorded or not, the alert goes out: a failing incident store must not silence it.
+        let recorded = match self.inner.incidents.record_finding(&finding).await {
+            Ok(recorded) => self.inner.db.alert_incident(&recorded.incident_id).await?,
+            Err(e) => {
+                crate::observe::log::error(
+                    "recording the failing alert sink as an incident (its alert is sent anyway)",
+                    json!({"sink": sink, "error": e.to_string()}),
+                );
+                None
+            }
+        };
+        let others = self.other_sinks(sink).await?;
         if others.is_empty() {
             crate::observe::log::error(
                 "no other alert sink to report a failing sink through: configure both --syslog and an incident.alert webhook",
@@ -558,35 +664,38 @@ impl Alerts {
             );
             return Ok(());
         }
-        let now = unix_now();
+        let (incident, severity, dedupe_key) = recorded.unwrap_or_else(|| {
+            (
+                AlertIncident {
+                    id: String::new(),
+                    title,
+                    detector: Detector::AlertDeliveryFailing,
+                    state: IncidentState::Detected,
+                    release: String::new(),
+                    detected_at: now,
+                    devices: Vec::new(),
+                    device_count: 0,
+                    evidence: Vec::new(),
+                    evidence_count: 0,
+                    timeline: Vec::new(),
+                    timeline_count: 0,
+                },
+                Severity::High,
+                finding.cause.dedupe_key(),
+            )
+        });
         let alert = Alert {
-            id: format!(
-                "sink-failing-{}-{:x}",
-                sink.replace([' ', '/'], "_"),
-                unix_millis()
-            ),
-            dedupe_key: format!("{}:{sink}", Detector::AlertDeliveryFailing.as_str()),
-            severity: Severity::High,
+            id: format!("sink-failing-{:x}-{}", unix_millis(), incident.id),
+            dedupe_key,
+            severity,
             update: false,
             repeats: 0,
             created: now,
-            incident: AlertIncident {
-                id: String::new(),
-                title: format!("alert delivery through {sink} keeps failing: {problem}"),
-                detector: Detector::AlertDeliveryFailing,
-                state: IncidentState::Detected,
-                release: String::new(),
-                detected_at: now,
-                devices: Vec::new(),
-                device_count: 0,
-                evidence: Vec::new(),
-                evidence_count: 0,
-                timeline: Vec::new(),
-                timeline_count: 0,
-            },
+            incident,
         }
         .bounded();
-        self.inner
+        let queued = self
+            .inner
             .db
             .queue_alert(
                 &alert,
@@ -597,6 +706,60 @@ impl Alerts {
             .await?;
         // Sent at once, not at the next tick.
         self.inner.wake.notify_one();
+        if !alert.incident.id.is_empty() {
+            let detail = json!({"alert": alert.id, "sinks": others,
+                                "queued": format!("{queued:?}"),
+                                "why": format!("{sink} is left out: it is the failing sink")});
+            let db = self.inner.db.clone();
+            let incident_id = alert.incident.id.clone();
+            let written = self
+                .timeline(&incident_id, "alert_sent", now, detail, |entry, line| {
+                    let db = db.clone();
+                    async move { db.append_incident_timeline(&entry, &line).await }
+                })
+                .await;
+            if let Err(e) = written {
+                crate::observe::log::error(
+                    "noting the failing sink's alert in its incident's timeline (the alert is queued)",
+                    json!({"incident": incident_id, "error": e.to_string()}),
+                );
+            }
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_config_problems_are_named() {
+        assert_eq!(AlertConfig::default().validate(), Ok(()));
+        let problem = |c: AlertConfig| c.validate().unwrap_err();
+        assert!(
+            problem(AlertConfig {
+                facility: 24,
+                ..AlertConfig::default()
+            })
+            .contains("facility")
+        );
+        assert!(
+            problem(AlertConfig {
+                health: HealthPolicy {
+                    max_failures: 0,
+                    ..HealthPolicy::default()
+                },
+                ..AlertConfig::default()
+            })
+            .contains("max_failures")
+        );
+        assert!(
+            problem(AlertConfig {
+                backoff_max: Duration::from_millis(1),
+                ..AlertConfig::default()
+            })
+            .contains("backoff_max")
+        );
     }
 }
