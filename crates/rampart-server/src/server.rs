@@ -473,7 +473,11 @@ impl Server {
             refusal_summary_interval,
             stop_rx.clone(),
         ));
-        let incident_engine = tokio::spawn(incidents.0.run(incidents.1, stop_rx.clone()));
+        let incident_engine = tokio::spawn(incidents.0.run(
+            incidents.1,
+            stop_rx.clone(),
+            heartbeats.register("incidents"),
+        ));
         let campaign_engine =
             tokio::spawn(campaigns.run(stop_rx.clone(), heartbeats.register("campaigns")));
         let attestation_engine = attestation.map(|engine| {
@@ -482,7 +486,8 @@ impl Server {
         let metadata_watcher = metadata_watch
             .map(|watch| tokio::spawn(watch.run(stop_rx.clone(), heartbeats.register("renewal"))));
         let alert_engine = tokio::spawn(alerts.run(stop_rx.clone(), heartbeats.register("alerts")));
-        let reimage_engine = tokio::spawn(reimager.run(stop_rx.clone()));
+        let reimage_engine =
+            tokio::spawn(reimager.run(stop_rx.clone(), heartbeats.register("reimage")));
         let hooks_grace = hooks.config().attempt_timeout + METRICS_SHUTDOWN_GRACE;
         let dispatcher = tokio::spawn(hooks.clone().run_dispatcher(
             helpers::stopped(stop_rx.clone()),

@@ -484,6 +484,7 @@ pub(crate) fn detector_config(config: &crate::ServerConfig) -> Result<DetectorCo
         ("webhooks", config.webhooks.poll_interval),
         ("renewal", config.metadata.check_interval),
         ("alerts", config.alerts.poll_interval),
+        ("incidents", config.incidents.progress_interval),
     ];
     if let Some(anchor) = &config.audit_anchor {
         intervals.push(("audit_anchor", anchor.interval));

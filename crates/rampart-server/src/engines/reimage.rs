@@ -247,7 +247,11 @@ impl Reimager {
     }
 
     /// Runs until `shutdown` turns true, a pass every [`CLAIM_INTERVAL`].
-    pub(crate) async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub(crate) async fn run(
+        self,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        heart: super::heartbeat::Heart,
+    ) {
         let mut tick = tokio::time::interval(CLAIM_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -258,6 +262,7 @@ impl Reimager {
             if *shutdown.borrow() {
                 return;
             }
+            heart.beat(crate::helpers::unix_now());
             if let Err(e) = self.pass().await {
                 crate::observe::log::error(
                     "the re-image executor could not read its actions (they stay as they are and are taken up at the next pass)",
