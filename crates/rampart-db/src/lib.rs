@@ -13,6 +13,7 @@ mod campaigns;
 mod ddi;
 mod devices;
 mod error;
+mod evidence;
 mod groups;
 mod incidents;
 mod poll;
@@ -38,6 +39,10 @@ pub use ddi::{
 };
 pub use devices::{Device, DeviceFacts, DeviceFilter};
 pub use error::{DbError, DomainError, StorageError};
+pub use evidence::{
+    EvidenceBundle, EvidenceQuota, EvidenceRequest, EvidenceState, EvidenceUsage,
+    MAX_EVIDENCE_CERTIFICATE, MAX_EVIDENCE_LIST, MAX_EVIDENCE_REASON,
+};
 pub use groups::Group;
 pub use incidents::{IncidentAction, MAX_ACTION_CLAIM, TimelineEntry};
 pub use poll::PollState;
@@ -64,7 +69,7 @@ pub enum Backend {
 /// The schema, in the SQL subset both backends accept (TEXT and BIGINT columns, `ON CONFLICT`).
 /// A migration that needs backend-specific SQL gets a per-backend file here.
 fn migrations() -> Vec<Migration> {
-    let steps: [(i64, &'static str, &'static str); 11] = [
+    let steps: [(i64, &'static str, &'static str); 12] = [
         (
             1,
             "inventory",
@@ -115,6 +120,11 @@ fn migrations() -> Vec<Migration> {
             11,
             "incidents",
             include_str!("../migrations/0011_incidents.sql"),
+        ),
+        (
+            14,
+            "evidence",
+            include_str!("../migrations/0014_evidence.sql"),
         ),
     ];
     steps

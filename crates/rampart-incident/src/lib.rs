@@ -12,10 +12,13 @@
 //!   bytes, parsing with every limit and item hash checked, the signature and the
 //!   TPM quote's qualifying data.
 //! - `agent_log`: the agent's hash-chained log, its device-key anchors and their verification.
+//! - `custody`: chain of custody for evidence: the checks of an uploaded bundle, and the
+//!   incident export (`rampart-incident-export/1`) anyone verifies offline.
 
 #![forbid(unsafe_code)]
 
 pub mod agent_log;
+pub mod custody;
 pub mod device_signature;
 pub mod evidence;
 pub mod model;

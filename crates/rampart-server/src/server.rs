@@ -65,6 +65,8 @@ pub struct Server {
     metadata_watch: Option<engines::renewal::MetadataWatch>,
     /// The attestation staleness engine, when attestation is enabled.
     attestation: Option<Arc<engines::attestation::Attestation>>,
+    /// The evidence executor and anchorer, when the server keeps evidence.
+    evidence: Option<Arc<engines::evidence::Evidence>>,
 }
 
 impl fmt::Debug for Server {
@@ -182,6 +184,17 @@ impl Server {
                 settings,
             ))
         });
+        let evidence = match config.evidence.clone() {
+            Some(settings) => {
+                let engine = engines::evidence::Evidence::new(db.clone(), audit.clone(), settings);
+                engine
+                    .check()
+                    .await
+                    .map_err(|e| ServerError::Config(e.to_string()))?;
+                Some(Arc::new(engine))
+            }
+            None => None,
+        };
         let campaigns = engines::campaigns::Campaigns::new(
             db.clone(),
             audit.clone(),
@@ -202,6 +215,7 @@ impl Server {
             },
             poll_interval_secs: config.poll_interval_secs,
             attestation: attestation.clone(),
+            evidence: evidence.clone(),
         };
         let api = Arc::new(device::api::DeviceApi::new(&shared));
         let delivery = device::routes(&config, api.clone(), image_repo.clone())?;
@@ -273,6 +287,7 @@ impl Server {
             auth_events,
             metadata_watch,
             attestation,
+            evidence,
         })
     }
 
@@ -339,6 +354,7 @@ impl Server {
             auth_events,
             metadata_watch,
             attestation,
+            evidence,
             ..
         } = self;
         let operators = http_serve::HttpOptions {
@@ -389,6 +405,7 @@ impl Server {
         let attestation_engine =
             attestation.map(|engine| tokio::spawn(engine.run(stop_rx.clone())));
         let metadata_watcher = metadata_watch.map(|watch| tokio::spawn(watch.run(stop_rx.clone())));
+        let evidence_engine = evidence.map(|engine| tokio::spawn(engine.run(stop_rx.clone())));
         let hooks_grace = hooks.config().attempt_timeout + METRICS_SHUTDOWN_GRACE;
         let dispatcher = tokio::spawn(
             hooks
@@ -412,6 +429,7 @@ impl Server {
         let management_server = management.map(|(listener, api)| {
             let router = operator::router(api.clone())
                 .merge(operator::ddi_tenants::router(api.clone()))
+                .merge(operator::evidence::router(api.clone()))
                 .merge(operator::webhooks::router(api, hooks))
                 // Unknown bearer tokens are counted, audited and slowed down per source.
                 .layer(axum::middleware::from_fn_with_state(
@@ -474,6 +492,11 @@ impl Server {
         campaign_engine.abort();
         // Each stale note is one transaction; "attested" never depended on this engine.
         if let Some(engine) = attestation_engine {
+            engine.abort();
+        }
+        // Each action and each anchor is its own transaction; what was running is requeued at
+        // the next start.
+        if let Some(engine) = evidence_engine {
             engine.abort();
         }
         // A renewal in progress finishes on its blocking thread (each file is written whole).

@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     pub(crate) poll_interval_secs: u64,
     /// Remote attestation, when enabled.
     pub(crate) attestation: Option<Arc<Attestation>>,
+    /// Forensic evidence, when the server keeps it.
+    pub(crate) evidence: Option<Arc<crate::engines::evidence::Evidence>>,
 }
 
 impl Shared {

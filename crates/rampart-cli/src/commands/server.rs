@@ -143,6 +143,8 @@ pub struct ServerArgs {
     /// certificate chains to one enrols without an operator approving its EK.
     #[arg(long, value_name = "FILE")]
     ek_roots: Option<PathBuf>,
+    #[command(flatten)]
+    evidence: crate::commands::incident_export::EvidenceArgs,
 }
 
 /// `LISTENER=MAX[/PER_SOURCE]` of `--connection-cap`.
@@ -283,6 +285,9 @@ pub fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
             .collect::<anyhow::Result<Vec<_>>>()
     };
     config.attestation = attestation_config(args)?;
+    config.evidence = args
+        .evidence
+        .config(config.audit_anchor.as_ref().and_then(|a| a.log.clone()))?;
     config.metadata = rampart_server::renewal::MetadataConfig {
         timestamp_keys: open_keys(&args.timestamp_keys, "timestamp")?,
         snapshot_keys: open_keys(&args.snapshot_keys, "snapshot")?,

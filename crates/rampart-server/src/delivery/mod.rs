@@ -23,6 +23,7 @@
 
 pub mod artifact_store;
 pub mod director;
+pub mod evidence_store;
 pub mod image_repo;
 
 use axum::body::Body;

@@ -86,6 +86,10 @@ pub(crate) struct DeviceApi {
     /// How fast each device may call the attestation routes (each refusal is written to the
     /// audit log and the security events).
     pub(super) attestation_rate: super::report_rate::ReportRate,
+    /// Forensic evidence, when the server keeps it.
+    pub(super) evidence: Option<Arc<crate::engines::evidence::Evidence>>,
+    /// How fast each device may call the evidence routes.
+    pub(super) evidence_rate: super::report_rate::ReportRate,
 }
 
 /// Entries kept in each of the fulfilment caches before they are cleared (bounded memory).
@@ -100,6 +104,16 @@ impl DeviceApi {
             attestation_rate: super::report_rate::ReportRate::new(
                 super::report_rate::ATTESTATION_BURST,
                 super::report_rate::ATTESTATION_PER_SECOND,
+            ),
+            evidence: shared.evidence.clone(),
+            evidence_rate: shared.evidence.as_ref().map_or_else(
+                super::report_rate::ReportRate::default,
+                |e| {
+                    super::report_rate::ReportRate::new(
+                        e.config.upload_burst,
+                        e.config.uploads_per_second,
+                    )
+                },
             ),
             image_repo: shared.image_repo.clone(),
             settled: Default::default(),
@@ -259,6 +273,13 @@ impl DeviceApi {
         }
         Metrics::inc(&self.metrics.polls);
         let (attestation, attested) = self.attestation_request(&device.id, now).await?;
+        let evidence = match &self.evidence {
+            Some(engine) => engine
+                .request_for_poll(&device.id)
+                .await
+                .map_err(|e| ApiError::from_db("reading a device's evidence request", e))?,
+            None => None,
+        };
 
         // Read with the revocation flag above; the ETag changes with every change of the
         // assignment.
@@ -299,7 +320,7 @@ impl DeviceApi {
             assignment,
             attestation,
             quarantine: None,
-            evidence: None,
+            evidence,
         })
         .map_err(|_| ApiError::internal())?;
         let digest = ring::digest::digest(&ring::digest::SHA256, &answer);

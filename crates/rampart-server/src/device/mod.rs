@@ -5,6 +5,7 @@ pub(crate) mod api;
 mod attestation;
 mod director;
 mod enrolment;
+mod evidence;
 mod poll_read;
 mod repo;
 mod report_rate;
@@ -115,6 +116,14 @@ pub(crate) fn router(api: Arc<DeviceApi>, delivery: Router) -> Router {
             post(attestation::activate),
         )
         .route("/device/v1/attestation/quote", post(attestation::quote))
+        .route(
+            "/device/v1/evidence/{id}",
+            get(evidence::progress).put(evidence::upload),
+        )
+        .route(
+            "/device/v1/evidence/{id}/complete",
+            post(evidence::complete),
+        )
         .with_state(api)
         .merge(delivery)
         .fallback(|| async { ApiError::not_found() })

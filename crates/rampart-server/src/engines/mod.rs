@@ -6,6 +6,7 @@ pub mod attestation;
 pub(crate) mod attestation_verify;
 pub mod audit_anchor;
 pub mod campaigns;
+pub mod evidence;
 pub mod last_seen;
 pub mod renewal;
 pub(crate) mod report_sinks;

@@ -13,6 +13,7 @@ mod audit;
 mod campaigns;
 pub(crate) mod ddi_tenants;
 mod devices;
+pub(crate) mod evidence;
 mod groups;
 mod releases;
 mod tokens;
@@ -136,6 +137,8 @@ pub(crate) struct ManagementApi {
     pub(crate) audit_anchor: Option<Arc<crate::engines::audit_anchor::AuditAnchor>>,
     /// Remote attestation, when enabled.
     pub(crate) attestation: Option<Arc<crate::engines::attestation::Attestation>>,
+    /// Forensic evidence, when the server keeps it.
+    pub(crate) evidence: Option<Arc<crate::engines::evidence::Evidence>>,
 }
 
 impl ManagementApi {
@@ -153,6 +156,7 @@ impl ManagementApi {
             body_limits: shared.body_limits,
             audit_anchor,
             attestation: shared.attestation.clone(),
+            evidence: shared.evidence.clone(),
         }
     }
 }
