@@ -87,6 +87,24 @@ pub trait Bootloader<D = Disk>: Send {
     }
     /// Names the backend in messages.
     fn describe(&self) -> String;
+    /// The environment as text, for forensic evidence: every variable of an environment
+    /// store (`name=value` lines); for a backend without one, what the A/B interface tells
+    /// (the primary slot and each slot's health).
+    fn environment(&mut self) -> Result<String, BootError> {
+        let mut text = format!(
+            "# {}\nprimary={}\n",
+            self.describe(),
+            self.primary()?.name()
+        );
+        for slot in [Slot::A, Slot::B] {
+            let health = match self.health(slot)? {
+                SlotHealth::Good => "good",
+                SlotHealth::Bad => "bad",
+            };
+            text.push_str(&format!("{}={health}\n", slot.name()));
+        }
+        Ok(text)
+    }
 }
 
 /// GRUB or U-Boot: the A/B variables in an environment store.
@@ -128,6 +146,15 @@ impl<S: EnvStore> EnvBootloader<S> {
 }
 
 impl<S: EnvStore + Send> Bootloader for EnvBootloader<S> {
+    fn environment(&mut self) -> Result<String, BootError> {
+        let (vars, _) = self.load()?;
+        let mut text = format!("# {}\n", self.store.describe());
+        for (name, value) in vars {
+            text.push_str(&format!("{name}={value}\n"));
+        }
+        Ok(text)
+    }
+
     fn primary(&mut self) -> Result<Slot, BootError> {
         Ok(self.load()?.1.primary())
     }

@@ -49,6 +49,42 @@ pub struct Config {
     /// absent: the device has none, and the anti-rollback counter is a file.
     #[serde(default)]
     pub tpm: Option<TpmConfig>,
+    /// The tamper-evident agent log and forensic evidence bundles (`[evidence]`).
+    #[serde(default)]
+    pub evidence: EvidenceConfig,
+    /// Incident response: the hooks a signed quarantine instruction runs.
+    #[serde(default)]
+    pub incident: IncidentConfig,
+}
+
+/// Incident response on the device (`[incident]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentConfig {
+    /// Run (argv) when a signed `quarantined` statement arrives, e.g. a network lock-down
+    /// that leaves the update server reachable. Empty: none (acknowledged `not_configured`).
+    #[serde(default)]
+    pub containment_hook: Vec<String>,
+    /// Run (argv) when a signed `released` statement arrives, undoing the containment.
+    #[serde(default)]
+    pub release_hook: Vec<String>,
+    /// A hook not finished within this many seconds is killed and counts as failed.
+    #[serde(default = "default_hook_timeout")]
+    pub hook_timeout_secs: u64,
+}
+
+fn default_hook_timeout() -> u64 {
+    60
+}
+
+impl Default for IncidentConfig {
+    fn default() -> Self {
+        IncidentConfig {
+            containment_hook: Vec::new(),
+            release_hook: Vec::new(),
+            hook_timeout_secs: default_hook_timeout(),
+        }
+    }
 }
 
 fn default_state_dir() -> PathBuf {
@@ -247,6 +283,92 @@ impl Default for InstallConfig {
             checkpoint_secs: default_checkpoint_secs(),
             soft_check: Vec::new(),
         }
+    }
+}
+
+/// The agent's hash-chained log and what an evidence bundle collects (`[evidence]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceConfig {
+    /// Commands whose output goes into every evidence bundle (argv lists), e.g.
+    /// `[["ip", "addr"], ["ss", "-tanp"]]`.
+    #[serde(default)]
+    pub commands: Vec<Vec<String>>,
+    /// How long one command may run before it is killed.
+    #[serde(default = "default_command_timeout")]
+    pub command_timeout_secs: u64,
+    /// Output kept per command (stdout then stderr); the rest is cut.
+    #[serde(default = "default_command_max_bytes")]
+    pub command_max_bytes: u64,
+    /// Lines of the system journal (`journalctl -n N -o short-iso`) in a bundle; 0: none.
+    #[serde(default = "default_journal_lines")]
+    pub journal_lines: u64,
+    /// Bytes of journal excerpt kept at most.
+    #[serde(default = "default_journal_max_bytes")]
+    pub journal_max_bytes: u64,
+    /// The agent log's file size before it is rotated.
+    #[serde(default = "default_log_file_bytes")]
+    pub log_file_bytes: u64,
+    /// Rotated agent log files kept besides the current one.
+    #[serde(default = "default_log_keep_files")]
+    pub log_keep_files: u32,
+    /// Records between two anchors (the chain head signed by the device key).
+    #[serde(default = "default_anchor_every")]
+    pub anchor_every: u64,
+}
+
+fn default_command_timeout() -> u64 {
+    10
+}
+fn default_command_max_bytes() -> u64 {
+    64 * 1024
+}
+fn default_journal_lines() -> u64 {
+    1000
+}
+fn default_journal_max_bytes() -> u64 {
+    256 * 1024
+}
+fn default_log_file_bytes() -> u64 {
+    1 << 20
+}
+fn default_log_keep_files() -> u32 {
+    4
+}
+fn default_anchor_every() -> u64 {
+    100
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        EvidenceConfig {
+            commands: Vec::new(),
+            command_timeout_secs: default_command_timeout(),
+            command_max_bytes: default_command_max_bytes(),
+            journal_lines: default_journal_lines(),
+            journal_max_bytes: default_journal_max_bytes(),
+            log_file_bytes: default_log_file_bytes(),
+            log_keep_files: default_log_keep_files(),
+            anchor_every: default_anchor_every(),
+        }
+    }
+}
+
+impl EvidenceConfig {
+    fn check(&self) -> Result<(), String> {
+        if self.commands.iter().any(Vec::is_empty) {
+            return Err("evidence.commands holds an empty command".into());
+        }
+        if self.command_timeout_secs == 0 {
+            return Err("evidence.command_timeout_secs must be at least 1".into());
+        }
+        if self.log_file_bytes < 64 * 1024 {
+            return Err("evidence.log_file_bytes must be at least 65536".into());
+        }
+        if self.anchor_every == 0 {
+            return Err("evidence.anchor_every must be at least 1".into());
+        }
+        Ok(())
     }
 }
 
@@ -459,6 +581,7 @@ impl Config {
         command(&mut self.boot.reboot_command);
         self.health.commands.iter_mut().for_each(command);
         command(&mut self.install.soft_check);
+        self.evidence.commands.iter_mut().for_each(command);
     }
 
     /// Parses and checks configuration text.
@@ -517,6 +640,7 @@ impl Config {
         if let Some(tpm) = &self.tpm {
             tpm.check()?;
         }
+        self.evidence.check()?;
         if let Some(server) = &self.server
             && server.key.starts_with(TPM_KEY)
         {

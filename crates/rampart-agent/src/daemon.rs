@@ -4,12 +4,16 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rampart_boot::flow::{AgentState, PendingReport, Reason};
-use rampart_protocol::{AttestationOutcome, AttestationRequest, DeviceFacts, ReportStatus};
+use rampart_boot::flow::{AgentState, PendingReport, Phase, Reason};
+use rampart_protocol::{
+    AttestationOutcome, AttestationRequest, DeviceFacts, ReportStatus, SignedQuarantine,
+};
 
+use crate::agent_log::AgentLog;
 use crate::attest::{Answered, AttestationServer};
 use crate::config::Config;
 use crate::device::{Device, HealthCheck, Installed, Staged, Started};
+use crate::evidence::DeviceKey;
 use crate::platform::Platform;
 use crate::server_client::{ServerClient, UpdateKind, random_id};
 use crate::source::{Fetch, Refusal, Verified};
@@ -29,6 +33,8 @@ pub enum Pass {
     Deferred { why: String },
     /// A download-only assignment is verified in the inactive slot, not activated.
     Downloaded { version: String },
+    /// A re-image is complete: `version` was committed and mirrored, both slots hold it.
+    Reimaged { version: String },
 }
 
 /// How long the soft-update check may run.
@@ -165,12 +171,21 @@ pub fn update_from_server(
             .poll_with(&facts)
             .map_err(|e| Refusal::new(Reason::from(&e), e))?;
     }
+    if let Some(instruction) = poll.quarantine.take() {
+        act_on_quarantine(device, client, &instruction);
+    }
     let Some(assignment) = poll.assignment else {
         device.abandon_install(state)?;
         return Ok((Pass::UpToDate, poll.interval_secs));
     };
     let running = state.committed.and_then(|s| state.slots.get(&s));
-    if running.is_some_and(|c| c.target == assignment.target) {
+    // A re-image is wanted over the running release until it completed for this assignment
+    // (both slots written); a mirror in progress is finished.
+    let reimage_pending = (assignment.reimage
+        && state.reimaged_for.as_deref() != Some(assignment.id.as_str()))
+        || matches!(&state.phase, Phase::Mirroring { release, .. }
+            if release.assignment.as_deref() == Some(assignment.id.as_str()));
+    if !reimage_pending && running.is_some_and(|c| c.target == assignment.target) {
         // The device runs what it is assigned (a fleet rollback replaced the release it was
         // installing): an interrupted install of another release is no longer wanted.
         device.abandon_install(state)?;
@@ -182,7 +197,13 @@ pub fn update_from_server(
     if let Some(last) = state.rolled_back(&assignment.target) {
         return Err(Refusal::rolled_back(last));
     }
-    match assignment.kind {
+    // A re-image is forced: neither the soft-update check nor download-only defers it.
+    let kind = if assignment.reimage {
+        UpdateKind::Forced
+    } else {
+        assignment.kind
+    };
+    match kind {
         UpdateKind::Soft => {
             if let Err(why) = soft_install_allowed(&device.config) {
                 return Ok((Pass::Deferred { why }, poll.interval_secs));
@@ -205,7 +226,11 @@ pub fn update_from_server(
         &device.config.hardware_id,
         now_unix(),
     ) {
-        Ok(Some(v)) => Verified::from_assignment(v, &assignment.id)?,
+        Ok(Some(v)) => {
+            let mut v = Verified::from_assignment(v, &assignment.id)?;
+            v.release.reimage = assignment.reimage;
+            v
+        }
         Ok(None) => {
             device.abandon_install(state)?;
             return Ok((Pass::UpToDate, poll.interval_secs));
@@ -238,7 +263,7 @@ pub fn update_from_server(
             serde_json::json!({"target": release.target, "written": written}),
         );
     };
-    if assignment.kind == UpdateKind::DownloadOnly {
+    if kind == UpdateKind::DownloadOnly {
         let result = device.stage(state, &verified, &fetch, &progress);
         flush(device, state, client);
         return match result? {
@@ -255,6 +280,12 @@ pub fn update_from_server(
     flush(device, state, client);
     match result? {
         Installed::AlreadyRunning => Ok((Pass::UpToDate, poll.interval_secs)),
+        Installed::Reimaged { .. } => Ok((
+            Pass::Reimaged {
+                version: verified.release.version.clone(),
+            },
+            poll.interval_secs,
+        )),
         Installed::Activated { slot, .. } => {
             client.report(
                 &assignment.id,
@@ -263,6 +294,29 @@ pub fn update_from_server(
             );
             Ok((Pass::Reboot, poll.interval_secs))
         }
+    }
+}
+
+/// Acts on a signed quarantine instruction (see `quarantine`); a failure is printed and the
+/// pass goes on: the server enforces the quarantine either way, and the next poll brings the
+/// instruction again.
+pub fn act_on_quarantine(device: &Device, client: &ServerClient, instruction: &SignedQuarantine) {
+    let config = device.config.incident.clone();
+    let outcome = crate::quarantine::handle(
+        &device.config.state_dir,
+        &device.disk,
+        client,
+        instruction,
+        now_unix(),
+        |statement| crate::quarantine::run_hook(&config, statement),
+    );
+    match outcome {
+        Ok(Some(acted)) => eprintln!(
+            "quarantine statement {:?} (incident {:?}, issued {}): hook {:?}, acknowledged",
+            acted.state, acted.incident, acted.issued, acted.hook
+        ),
+        Ok(None) => {}
+        Err(e) => eprintln!("quarantine instruction not acted on: {e}"),
     }
 }
 
@@ -309,6 +363,32 @@ pub fn install_from(
     health: &dyn HealthCheck,
     progress: &dyn crate::device::Progress,
 ) -> Result<Pass, Refusal> {
+    offline_install(device, state, from, target, false, health, progress)
+}
+
+/// An offline re-image from a repository directory or URL: like [`install_from`], but the
+/// release is written even over the same release, and after the reboot and commit the same
+/// call (run again) mirrors it into the other slot ([`Pass::Reimaged`] when both hold it).
+pub fn reimage_from(
+    device: &mut Device,
+    state: &mut AgentState,
+    from: &str,
+    target: &str,
+    health: &dyn HealthCheck,
+    progress: &dyn crate::device::Progress,
+) -> Result<Pass, Refusal> {
+    offline_install(device, state, from, target, true, health, progress)
+}
+
+fn offline_install(
+    device: &mut Device,
+    state: &mut AgentState,
+    from: &str,
+    target: &str,
+    reimage: bool,
+    health: &dyn HealthCheck,
+    progress: &dyn crate::device::Progress,
+) -> Result<Pass, Refusal> {
     if boot(device, state, health)? == Pass::Reboot {
         return Ok(Pass::Reboot);
     }
@@ -324,9 +404,14 @@ pub fn install_from(
         now_unix(),
     )
     .map_err(|r| crash_aware(device, r))?;
+    let mut verified = verified;
+    verified.release.reimage = reimage;
     match device.install(state, &verified, &Fetch::plain(), progress)? {
         Installed::AlreadyRunning => Ok(Pass::UpToDate),
         Installed::Activated { .. } => Ok(Pass::Reboot),
+        Installed::Reimaged { .. } => Ok(Pass::Reimaged {
+            version: verified.release.version,
+        }),
     }
 }
 
@@ -365,6 +450,38 @@ pub fn jitter() -> f64 {
     let mut b = [0u8; 4];
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
     u32::from_le_bytes(b) as f64 / (u32::MAX as f64 + 1.0)
+}
+
+/// The evidence pass, after every update pass whatever it did: answers the last poll's
+/// evidence request (collect once, keep, upload) and resumes every pending upload
+/// ([`crate::evidence::answer`]), then anchors the agent log if an anchor is due.
+pub fn evidence_pass(
+    device: &mut Device,
+    log: &mut AgentLog,
+    key: &DeviceKey,
+    client: &ServerClient,
+) -> crate::evidence::Answered {
+    let request = client.take_evidence_request();
+    let disk = device.disk.clone();
+    let state_dir = device.config.state_dir.clone();
+    let mut store = crate::evidence::StateDirStore::new(&state_dir, &disk);
+    let answered = crate::evidence::answer(
+        device,
+        log,
+        key,
+        client.device_id(),
+        &mut store,
+        client,
+        request.as_ref(),
+        crate::evidence::Retry::default(),
+        now_unix(),
+    );
+    if log.anchor_due()
+        && let Err(e) = log.anchor(client.device_id(), &key.anchor_signer())
+    {
+        eprintln!("{e}");
+    }
+    answered
 }
 
 /// Whether `path` exists as a state directory with a trusted root.

@@ -66,6 +66,9 @@ pub enum Installed {
     },
     /// The booted slot already runs this release.
     AlreadyRunning,
+    /// A re-image's mirror is verified and marked good: `slots` (lowercase names) hold the
+    /// release, and the re-image is reported `installed`.
+    Reimaged { slots: Vec<String> },
 }
 
 /// What a download-only install ([`Device::stage`]) did.

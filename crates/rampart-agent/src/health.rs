@@ -3,6 +3,7 @@
 
 use std::io::Read as _;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::device::HealthCheck;
@@ -23,54 +24,128 @@ fn tail(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[start..]).trim().to_owned()
 }
 
-/// Runs `argv` (a `what`, e.g. "health check", for messages) until it exits or `until`;
-/// `Err` says why it did not succeed, with the tail of its output.
-pub(crate) fn run(what: &str, argv: &[String], until: Instant) -> Result<(), String> {
-    let shown = argv.join(" ");
+/// How long [`capture`] waits for a finished command's output to end (its children may still
+/// hold the pipes).
+const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+
+/// A command's output as its reader thread fills it, and whether some was dropped.
+type SharedOutput = Arc<Mutex<(Vec<u8>, bool)>>;
+
+/// Which part of a long output [`capture`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keep {
+    Head,
+    Tail,
+}
+
+/// What a command run by [`capture`] did.
+#[derive(Debug)]
+pub(crate) struct Captured {
+    /// `None`: still running at the deadline, so it was killed.
+    pub status: Option<std::process::ExitStatus>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Output beyond the limit was dropped.
+    pub cut: bool,
+}
+
+/// Runs `argv` until it exits or `until` (then kills it), keeping at most `max` bytes of each
+/// of its outputs (their head or tail). `Err`: it could not be started.
+pub(crate) fn capture(
+    argv: &[String],
+    until: Instant,
+    max: usize,
+    keep: Keep,
+) -> std::io::Result<Captured> {
     let mut child = Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{what} `{shown}` could not run: {e}"))?;
-    // Drain output in the background so a chatty check cannot block on a full pipe.
+        .spawn()?;
+    // Drain output in the background so a chatty command cannot block on a full pipe. The
+    // buffers are shared: a killed command's children may hold the pipes open, so its output
+    // is taken after a short grace rather than at end of file.
     let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let mut chunk = [0u8; 4096];
-                while let Ok(n) = r.read(&mut chunk) {
-                    if n == 0 {
-                        break;
+        let shared: SharedOutput = Arc::new(Mutex::new((Vec::new(), false)));
+        let sink = Arc::clone(&shared);
+        let done = std::thread::spawn(move || {
+            let Some(mut r) = r else { return };
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = r.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                let mut guard = sink.lock().unwrap_or_else(|p| p.into_inner());
+                let (buf, cut) = &mut *guard;
+                match keep {
+                    Keep::Head => {
+                        let room = max.saturating_sub(buf.len()).min(n);
+                        buf.extend_from_slice(&chunk[..room]);
+                        *cut |= room < n;
                     }
-                    buf.extend_from_slice(&chunk[..n]);
-                    if buf.len() > 4 * MAX_OUTPUT {
-                        buf.drain(..buf.len() - MAX_OUTPUT);
+                    Keep::Tail => {
+                        buf.extend_from_slice(&chunk[..n]);
+                        if buf.len() > 4 * max {
+                            let excess = buf.len() - max;
+                            buf.drain(..excess);
+                            *cut = true;
+                        }
                     }
                 }
             }
-            buf
-        })
+        });
+        (shared, done)
     };
     let out = drain(child.stdout.take().map(|s| Box::new(s) as _));
     let err = drain(child.stderr.take().map(|s| Box::new(s) as _));
     let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(10)),
-            Ok(None) => {
+        match child.try_wait()? {
+            Some(status) => break Some(status),
+            None if Instant::now() < until => std::thread::sleep(Duration::from_millis(10)),
+            None => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
-                    "{what} `{shown}` did not finish before the deadline"
-                ));
+                break None;
             }
-            Err(e) => return Err(format!("{what} `{shown}`: {e}")),
         }
     };
-    let mut output = out.join().unwrap_or_default();
-    output.extend(err.join().unwrap_or_default());
+    let grace = Instant::now() + OUTPUT_GRACE;
+    let take = |(shared, done): (SharedOutput, std::thread::JoinHandle<()>)| {
+        while !done.is_finished() && Instant::now() < grace {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut guard = shared.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut buf, mut cut) = std::mem::take(&mut *guard);
+        if buf.len() > max {
+            buf.drain(..buf.len() - max);
+            cut = true;
+        }
+        (buf, cut)
+    };
+    let (stdout, cut_out) = take(out);
+    let (stderr, cut_err) = take(err);
+    Ok(Captured {
+        status,
+        stdout,
+        stderr,
+        cut: cut_out || cut_err,
+    })
+}
+
+/// Runs `argv` (a `what`, e.g. "health check", for messages) until it exits or `until`;
+/// `Err` says why it did not succeed, with the tail of its output.
+pub(crate) fn run(what: &str, argv: &[String], until: Instant) -> Result<(), String> {
+    let shown = argv.join(" ");
+    let captured = capture(argv, until, MAX_OUTPUT, Keep::Tail)
+        .map_err(|e| format!("{what} `{shown}` could not run: {e}"))?;
+    let Some(status) = captured.status else {
+        return Err(format!(
+            "{what} `{shown}` did not finish before the deadline"
+        ));
+    };
+    let mut output = captured.stdout;
+    output.extend(captured.stderr);
     if status.success() {
         Ok(())
     } else {

@@ -2,6 +2,11 @@
 //! the stream (resumable from the last checkpoint), the final check, and activation or (for a
 //! download-only assignment) staging.
 //!
+//! A re-image ([`Release::reimage`]) writes the release even over the same release (the running
+//! image is suspect), and after its commit ([`crate::startup`]) the next install of the same
+//! release is the mirror: the same stream, checks and checkpoints into the other slot, which is
+//! marked good only once it verifies ([`Installed::Reimaged`]).
+//!
 //! The stream is step-wise: [`Device::begin_write`] opens it, [`Device::pump`] moves up to a
 //! byte budget from the source into the slot, and reports when the image is in and verified.
 //! The agent pumps with no budget (the whole image in one call); the fleet simulator pumps a
@@ -122,6 +127,9 @@ impl<P: Platform> Device<P> {
                     from_staged,
                 } => (slot, resumed_from, from_staged),
             };
+        if matches!(&state.phase, Phase::Mirroring { slot: s, .. } if *s == slot) {
+            return self.finish_mirror(state, slot, v);
+        }
         self.activate(state, slot, &v.release)?;
         Ok(Installed::Activated {
             slot,
@@ -151,6 +159,49 @@ impl<P: Platform> Device<P> {
             .bootloader()
             .set_primary(&self.disk, slot)
             .map_err(boot_refusal)
+    }
+
+    /// A re-image's mirror is verified in `slot`: only now is it marked good (the fallback),
+    /// then both slots are checked afresh and the re-image is reported `installed` with
+    /// `details.reimaged` (the slots that hold the release) and their SHA-256. Marked good
+    /// before the state says so: a power cut in between re-marks it bad at start and verifies
+    /// it again, never the reverse (a state claiming a fallback the bootloader does not have).
+    pub fn finish_mirror(
+        &mut self,
+        state: &mut AgentState,
+        slot: Slot,
+        v: &Verified,
+    ) -> Result<Installed, Refusal> {
+        self.platform
+            .bootloader()
+            .set_health(&self.disk, slot, SlotHealth::Good)
+            .map_err(boot_refusal)?;
+        let Some(release) = state.finish_mirror(slot) else {
+            return Err(Refusal::new(
+                Reason::StateCorrupt,
+                format!("no re-image was mirroring into slot {slot}"),
+            ));
+        };
+        let mut reimaged = Vec::new();
+        let mut sha256 = serde_json::Map::new();
+        for s in Slot::BOTH {
+            // The mirror was verified as it was written; the running slot is read again.
+            if s == slot || self.platform.slot_holds(&self.config, s, v, self.chunk) {
+                let name = s.name().to_ascii_lowercase();
+                sha256.insert(name.clone(), release.sha256().unwrap_or_default().into());
+                reimaged.push(name);
+            }
+        }
+        let slots = self.slot_states(state);
+        queue(
+            state,
+            ReportStatus::Installed,
+            &release,
+            Reason::Ok,
+            serde_json::json!({"slot": slot.other().name(), "slots": slots, "reimaged": reimaged, "sha256": sha256}),
+        );
+        self.save(state)?;
+        Ok(Installed::Reimaged { slots: reimaged })
     }
 
     /// A download-only install: streams and verifies the release into the inactive slot like
@@ -253,8 +304,8 @@ impl<P: Platform> Device<P> {
         progress: &dyn Progress,
     ) -> Result<Begin<P::Writer>, Refusal> {
         let running = match (&state.phase, state.committed) {
-            (Phase::Idle | Phase::Installing { .. }, Some(c)) => c,
-            (Phase::Idle | Phase::Installing { .. }, None) => {
+            (Phase::Idle | Phase::Installing { .. } | Phase::Mirroring { .. }, Some(c)) => c,
+            (Phase::Idle | Phase::Installing { .. } | Phase::Mirroring { .. }, None) => {
                 return Err(Refusal::new(
                     Reason::StateCorrupt,
                     "the running slot is not known yet; the boot flow (start) must run first",
@@ -267,10 +318,15 @@ impl<P: Platform> Device<P> {
                 ));
             }
         };
-        if state
-            .slots
-            .get(&running)
-            .is_some_and(|c| same_release(c, &v.release))
+        let mirroring =
+            matches!(&state.phase, Phase::Mirroring { release, .. } if *release == v.release);
+        // A re-image writes even over the same release: the running image is suspect.
+        let reimaging = mirroring || (v.release.reimage && !state.reimage_done(&v.release));
+        if !reimaging
+            && state
+                .slots
+                .get(&running)
+                .is_some_and(|c| same_release(c, &v.release))
         {
             return Ok(Begin::AlreadyRunning);
         }
@@ -304,8 +360,10 @@ impl<P: Platform> Device<P> {
                 ),
             ));
         }
-        // Put there and verified by a download-only install, and still intact.
-        if state.phase == Phase::Idle
+        // Put there and verified by a download-only install, and still intact (never for a
+        // re-image: no slot keeps what it held before).
+        if !reimaging
+            && state.phase == Phase::Idle
             && state
                 .slots
                 .get(&slot)
@@ -320,6 +378,11 @@ impl<P: Platform> Device<P> {
                 slot: s,
                 release,
                 written,
+            }
+            | Phase::Mirroring {
+                slot: s,
+                release,
+                written,
             } if *s == slot
                 && *release == v.release
                 && self.platform.can_resume(slot, v, *written) =>
@@ -329,10 +392,18 @@ impl<P: Platform> Device<P> {
             _ => 0,
         };
         if resume_from == 0 {
-            state.phase = Phase::Installing {
-                slot,
-                release: v.release.clone(),
-                written: 0,
+            state.phase = if mirroring {
+                Phase::Mirroring {
+                    slot,
+                    release: v.release.clone(),
+                    written: 0,
+                }
+            } else {
+                Phase::Installing {
+                    slot,
+                    release: v.release.clone(),
+                    written: 0,
+                }
             };
             state.slots.remove(&slot);
             self.save(state)?;
@@ -476,7 +547,9 @@ impl<P: Platform> Device<P> {
             {
                 s.last_checkpoint = Instant::now();
                 self.platform.sync_slot(&self.disk, writer)?;
-                if let Phase::Installing { written: w, .. } = &mut state.phase {
+                if let Phase::Installing { written: w, .. } | Phase::Mirroring { written: w, .. } =
+                    &mut state.phase
+                {
                     *w = s.written;
                 }
                 self.save(state)?;

@@ -1,6 +1,7 @@
 //! The device side of Rampart, as a library the `rampart-agent` binary (and the demo) use.
 #![forbid(unsafe_code)]
 
+pub mod agent_log;
 pub mod attest;
 pub mod bootenv;
 pub mod bootloader;
@@ -11,10 +12,12 @@ pub mod daemon;
 pub mod device;
 pub mod director;
 pub mod disk;
+pub mod evidence;
 pub mod health;
 pub mod install;
 pub mod measured;
 pub mod platform;
+pub mod quarantine;
 pub mod server_client;
 pub mod server_update;
 pub mod source;

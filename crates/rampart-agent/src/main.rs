@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use std::io::Write as _;
 use std::time::Duration;
 
+use rampart_agent::agent_log::AgentLog;
 use rampart_agent::config::Config;
 use rampart_agent::daemon::Pass;
 use rampart_agent::daemon::now_unix;
@@ -20,6 +21,7 @@ use rampart_agent::server_client::ServerClient;
 use rampart_agent::source::Refusal;
 use rampart_agent::tpm::OpenTpm;
 use rampart_agent::{LOG_POLICY, RELEASE_KEY};
+use rampart_incident::agent_log::Level;
 use rampart_log::note::Verifier;
 use rampart_log::policy::WitnessPolicy;
 use rampart_tuf_client::{HttpFetcher, Updater};
@@ -63,6 +65,11 @@ enum Command {
         /// Do not run the reboot command after activating.
         #[arg(long)]
         no_reboot: bool,
+        /// Re-image (incident response): write the release even over the same release, and
+        /// after the reboot that commits it, run the same command again to write it into the
+        /// other slot too, so no slot keeps the previous image.
+        #[arg(long)]
+        reimage: bool,
     },
     /// Run the boot flow only (commit or roll back after booting an update); for boot scripts.
     Boot,
@@ -223,12 +230,16 @@ fn refused(r: Refusal) -> anyhow::Error {
     anyhow::anyhow!("[{}] {}", r.reason.as_str(), r.detail)
 }
 
-fn server_client(config: &Config, tpm: Option<&dyn OpenTpm>) -> anyhow::Result<ServerClient> {
+/// The device's TLS client key as the configuration names it (`server.key`).
+fn client_key(
+    config: &Config,
+    tpm: Option<&dyn OpenTpm>,
+) -> anyhow::Result<rampart_agent::tls::ClientKey> {
     let server = config.server.as_ref().context(
         "the configuration has no [server] section; `run` needs the update server (use `install --from` offline)",
     )?;
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-    let key = if server.key == rampart_agent::config::TPM_KEY {
+    Ok(if server.key == rampart_agent::config::TPM_KEY {
         let tpm = tpm.context("server.key = \"tpm:\" needs the [tpm] section's TPM")?;
         rampart_agent::tls::ClientKey::Signer {
             key: tpm.tls_key()?,
@@ -259,10 +270,32 @@ fn server_client(config: &Config, tpm: Option<&dyn OpenTpm>) -> anyhow::Result<S
         )?
     } else {
         rampart_agent::tls::ClientKey::Pem(read(Path::new(&server.key))?)
-    };
+    })
+}
+
+fn server_client(config: &Config, tpm: Option<&dyn OpenTpm>) -> anyhow::Result<ServerClient> {
+    let key = client_key(config, tpm)?;
+    let server = config.server.as_ref().expect("checked by client_key");
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     let (fetcher, device_id) =
         rampart_agent::tls::device_agent(&read(&server.ca)?, &read(&server.cert)?, &key)?;
     Ok(ServerClient::from_fetcher(&server.url, fetcher, device_id))
+}
+
+/// The device key that signs evidence bundles and agent-log anchors: the TLS client key.
+fn device_key(
+    config: &Config,
+    tpm: Option<&dyn OpenTpm>,
+) -> anyhow::Result<rampart_agent::evidence::DeviceKey> {
+    let key = client_key(config, tpm)?;
+    let server = config.server.as_ref().expect("checked by client_key");
+    let cert = std::fs::read(&server.cert)
+        .with_context(|| format!("reading {}", server.cert.display()))?;
+    let (key, certificate) = rampart_agent::tls::device_signing_key(&cert, &key)?;
+    Ok(rampart_agent::evidence::DeviceKey::new(
+        key,
+        certificate.to_vec(),
+    ))
 }
 
 fn say(pass: &Pass) {
@@ -276,6 +309,9 @@ fn say(pass: &Pass) {
         Pass::Deferred { why } => println!("soft update deferred: {why}"),
         Pass::Downloaded { version } => {
             println!("downloaded version {version} into the inactive slot (not activated)")
+        }
+        Pass::Reimaged { version } => {
+            println!("re-imaged: both slots hold version {version}")
         }
     }
 }
@@ -291,6 +327,9 @@ fn run_daemon(cli: &Cli, once: bool) -> anyhow::Result<()> {
     let config = load_config(cli)?;
     let tpm = open_tpm(&config)?;
     let client = server_client(&config, tpm.as_deref())?;
+    let device_key = device_key(&config, tpm.as_deref())?;
+    let mut log = AgentLog::open(&config.state_dir, &config.evidence)?;
+    log.append(Level::Info, "agent started")?;
     let server = config.server.clone().expect("checked by server_client");
     let commands = config.health.commands.clone();
     let check_server = config.health.check_server;
@@ -321,6 +360,25 @@ fn run_daemon(cli: &Cli, once: bool) -> anyhow::Result<()> {
             }
             Ok(pass)
         })();
+        // Into the tamper-evident log; the console gets them from `say` and below.
+        let recorded = match &outcome {
+            Ok(Pass::UpToDate) => Ok(()),
+            Ok(pass) => log
+                .append(Level::Info, &format!("pass: {pass:?}"))
+                .map(drop),
+            Err(r) => log
+                .append(
+                    Level::Error,
+                    &format!("error: [{}] {}", r.reason.as_str(), r.detail),
+                )
+                .map(drop),
+        };
+        if let Err(e) = recorded {
+            eprintln!("{e}");
+        }
+        if !matches!(outcome, Ok(Pass::Reboot)) {
+            rampart_agent::daemon::evidence_pass(&mut device, &mut log, &device_key, &client);
+        }
         match outcome {
             Ok(pass) => {
                 failures = 0;
@@ -368,6 +426,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ref from,
             ref target,
             no_reboot,
+            reimage,
         } => {
             let (mut device, _tpm) = open_configured(&cli)?;
             let health = rampart_agent::health::Checks {
@@ -385,15 +444,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     written as f64 / 1048576.0 / started.elapsed().as_secs_f64().max(1e-3)
                 );
             };
-            let pass = rampart_agent::daemon::install_from(
-                &mut device,
-                &mut state,
-                from,
-                target,
-                &health,
-                &progress,
-            )
-            .map_err(refused)?;
+            let install = if reimage {
+                rampart_agent::daemon::reimage_from
+            } else {
+                rampart_agent::daemon::install_from
+            };
+            let pass = install(&mut device, &mut state, from, target, &health, &progress)
+                .map_err(refused)?;
             say(&pass);
             if !no_reboot {
                 reboot_if(&pass, &device.config)?;

@@ -87,6 +87,9 @@ pub trait Platform: Send {
     fn slot_capacity(&self, config: &Config, slot: Slot) -> Result<u64, Refusal>;
     /// Names `slot`'s medium in messages.
     fn describe_slot(&self, config: &Config, slot: Slot) -> String;
+    /// SHA-256 and length of everything `slot` holds, read now (forensic evidence: what is
+    /// really in the slot, not what the state file says); `Err` says why it could not be read.
+    fn hash_slot(&self, config: &Config, slot: Slot) -> Result<([u8; 32], u64), String>;
     /// Whether `slot` holds exactly the release (its first `length` bytes match the signed
     /// hashes); any read error counts as no.
     fn slot_holds(&self, config: &Config, slot: Slot, v: &Verified, chunk: usize) -> bool;
@@ -421,6 +424,30 @@ impl Platform for Local {
 
     fn describe_slot(&self, config: &Config, slot: Slot) -> String {
         config.slots.path(slot).display().to_string()
+    }
+
+    fn hash_slot(&self, config: &Config, slot: Slot) -> Result<([u8; 32], u64), String> {
+        use std::io::Read as _;
+        let path = config.slots.path(slot);
+        let mut file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut length = 0u64;
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("{}: {e}", path.display())),
+            };
+            digest.update(&buf[..n]);
+            length += n as u64;
+        }
+        let hash = digest.finish();
+        Ok((
+            hash.as_ref().try_into().expect("SHA-256 is 32 bytes"),
+            length,
+        ))
     }
 
     fn slot_holds(&self, config: &Config, slot: Slot, v: &Verified, chunk: usize) -> bool {

@@ -15,7 +15,8 @@ use rampart_core::director::DirectorError;
 use rampart_core::release::ReleaseError;
 use rampart_protocol::{
     AttestationAnswer, AttestationRequest, DeviceFacts, EnrolAnswer, EnrolChallenge, EnrolProof,
-    EnrolRequest, ErrorDocument, PollAnswer, QuoteSubmission, ReportRequest, ReportStatus,
+    EnrolRequest, ErrorDocument, EvidenceComplete, EvidenceProgress, EvidenceRequest, PollAnswer,
+    QuoteSubmission, ReportRequest, ReportStatus,
 };
 use rampart_tuf_client::{ClientError, Fetcher as _, HttpFetcher};
 
@@ -123,6 +124,10 @@ pub struct ServerClient {
     base: String,
     device_id: String,
     fetcher: HttpFetcher,
+    /// The last poll answer's evidence request, until the daemon takes it
+    /// ([`ServerClient::take_evidence_request`]): polls happen deep in the update pass, the
+    /// evidence pass runs after it whatever the update did.
+    evidence_request: std::sync::Mutex<Option<EvidenceRequest>>,
 }
 
 /// The server's answer to a poll, once it is known to be for this device.
@@ -133,6 +138,11 @@ pub struct Poll {
     pub interval_secs: Option<u64>,
     /// The server wants a fresh TPM quote (with this nonce).
     pub attestation: Option<AttestationRequest>,
+    /// The server's signed quarantine statement (checked by `quarantine`, never trusted as
+    /// sent).
+    pub quarantine: Option<rampart_protocol::SignedQuarantine>,
+    /// The server wants a forensic evidence bundle ([`crate::evidence`]).
+    pub evidence: Option<EvidenceRequest>,
 }
 
 /// Reads a poll answer. The server must name the device its certificate names (a server that
@@ -151,6 +161,8 @@ pub fn parse_poll_answer(body: &[u8], device_id: &str) -> Result<Poll, String> {
         assignment: answer.assignment,
         interval_secs: answer.poll_interval_secs,
         attestation: answer.attestation,
+        quarantine: answer.quarantine,
+        evidence: answer.evidence,
     })
 }
 
@@ -196,6 +208,7 @@ impl ServerClient {
             base: base_url.trim_end_matches('/').to_owned(),
             device_id,
             fetcher: HttpFetcher::with_tls(config),
+            evidence_request: Default::default(),
         })
     }
 
@@ -206,6 +219,7 @@ impl ServerClient {
             base: base_url.trim_end_matches('/').to_owned(),
             device_id,
             fetcher,
+            evidence_request: Default::default(),
         }
     }
 
@@ -256,7 +270,23 @@ impl ServerClient {
                 answer: refusal_text(&body),
             });
         }
-        parse_poll_answer(&body, &self.device_id).map_err(|e| self.server_error(&url, e))
+        let poll =
+            parse_poll_answer(&body, &self.device_id).map_err(|e| self.server_error(&url, e))?;
+        if poll.evidence.is_some() {
+            *self
+                .evidence_request
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = poll.evidence.clone();
+        }
+        Ok(poll)
+    }
+
+    /// The evidence request of the last poll answer that carried one, once.
+    pub fn take_evidence_request(&self) -> Option<EvidenceRequest> {
+        self.evidence_request
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// Best-effort status report (the update's outcome does not depend on it).
@@ -316,6 +346,54 @@ impl ServerClient {
         self.post_json("/device/v1/attestation/quote", quote)
     }
 
+    /// `POST /device/v1/quarantine/ack`: what the containment (or release) hook did.
+    pub fn acknowledge_quarantine(
+        &self,
+        ack: &rampart_protocol::QuarantineAck,
+    ) -> Result<serde_json::Value, UpdateError> {
+        self.post_json("/device/v1/quarantine/ack", ack)
+    }
+
+    /// `GET /device/v1/evidence/{id}`: how much of an evidence upload the server holds. `id`
+    /// is path-safe (checked by [`crate::evidence`]).
+    pub fn evidence_progress(&self, id: &str) -> Result<EvidenceProgress, UpdateError> {
+        let url = self.url(&format!("/device/v1/evidence/{id}"));
+        let response = self
+            .fetcher
+            .agent()
+            .get(&url)
+            .call()
+            .map_err(|e| self.server_error(&url, e))?;
+        self.json_answer(&url, response)
+    }
+
+    /// `PUT /device/v1/evidence/{id}?offset=N`: one chunk of an evidence bundle.
+    pub fn evidence_put(
+        &self,
+        id: &str,
+        offset: u64,
+        chunk: &[u8],
+    ) -> Result<EvidenceProgress, UpdateError> {
+        let url = self.url(&format!("/device/v1/evidence/{id}?offset={offset}"));
+        let response = self
+            .fetcher
+            .agent()
+            .put(&url)
+            .header("content-type", "application/octet-stream")
+            .send(chunk)
+            .map_err(|e| self.server_error(&url, e))?;
+        self.json_answer(&url, response)
+    }
+
+    /// `POST /device/v1/evidence/{id}/complete`: the whole bundle is uploaded.
+    pub fn evidence_complete(
+        &self,
+        id: &str,
+        complete: &EvidenceComplete,
+    ) -> Result<EvidenceProgress, UpdateError> {
+        self.post_json(&format!("/device/v1/evidence/{id}/complete"), complete)
+    }
+
     /// POSTs `body` as JSON to `path` and reads a bounded JSON answer; an error status is
     /// refused with the server's error answer.
     fn post_json<B: serde::Serialize, A: serde::de::DeserializeOwned>(
@@ -325,21 +403,28 @@ impl ServerClient {
     ) -> Result<A, UpdateError> {
         let url = self.url(path);
         let body = serde_json::to_vec(body).map_err(|e| self.server_error(&url, e))?;
-        let mut response = self.post(&url, &body)?;
+        let response = self.post(&url, &body)?;
+        self.json_answer(&url, response)
+    }
+
+    /// Reads a bounded JSON answer; an error status is refused with the server's error answer.
+    fn json_answer<A: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        mut response: ureq::http::Response<ureq::Body>,
+    ) -> Result<A, UpdateError> {
         let status = response.status().as_u16();
         let answer = response
             .body_mut()
             .with_config()
             .limit(MAX_POLL_BYTES)
             .read_to_vec()
-            .map_err(|e| self.server_error(&url, e))?;
+            .map_err(|e| self.server_error(url, e))?;
         if !(200..300).contains(&status) {
-            return Err(
-                self.server_error(&url, format!("HTTP {status}: {}", refusal_text(&answer)))
-            );
+            return Err(self.server_error(url, format!("HTTP {status}: {}", refusal_text(&answer))));
         }
         serde_json::from_slice(&answer)
-            .map_err(|e| self.server_error(&url, format!("unexpected answer: {e}")))
+            .map_err(|e| self.server_error(url, format!("unexpected answer: {e}")))
     }
 
     /// POSTs a JSON body.

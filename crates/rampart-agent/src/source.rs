@@ -122,6 +122,7 @@ impl Verified {
                 length: info.length,
                 hashes,
                 assignment,
+                reimage: false,
             },
             info,
             url,

@@ -5,9 +5,7 @@
 use std::time::Duration;
 
 use rampart_boot::ab::{Slot, SlotHealth};
-use rampart_boot::flow::{
-    AgentState, LastResult, Phase, Reason, Release, SlotContent, StartupAction, on_start,
-};
+use rampart_boot::flow::{AgentState, LastResult, Phase, Reason, Release, StartupAction, on_start};
 use rampart_protocol::ReportStatus;
 
 use crate::device::{Device, HealthCheck, Started, queue};
@@ -55,25 +53,29 @@ impl<P: Platform> Device<P> {
                 let detail = format!(
                     "the bootloader booted slot {slot} while an update was being written to it; the update was abandoned"
                 );
-                let release = state.release().cloned();
-                state.phase = Phase::Idle;
-                if let Some(r) = &release {
-                    state.last_result = Some(LastResult {
-                        target: r.target.clone(),
-                        version: r.version.clone(),
-                        reason: Reason::UnexpectedSlot,
-                        detail: detail.clone(),
-                    });
-                    queue(
-                        state,
-                        ReportStatus::Failed,
-                        r,
-                        Reason::UnexpectedSlot,
-                        serde_json::json!({"detail": detail}),
-                    );
-                }
-                let committed = state.committed.unwrap_or(slot.other());
-                self.adopt_unexpected(state, slot, committed, &detail)?;
+                self.abandon_for_booted(state, slot, &detail)?;
+                Ok(ready)
+            }
+            StartupAction::AbandonMirror { slot } => {
+                let detail = format!(
+                    "the bootloader booted slot {slot}, which a re-image was about to overwrite (it still held its previous image); the re-image was abandoned and starts over"
+                );
+                self.abandon_for_booted(state, slot, &detail)?;
+                Ok(ready)
+            }
+            StartupAction::ResumeMirror { slot, .. } => {
+                // Resumed by the next install of the same release, as an interrupted install
+                // is. The mirror slot may be half written, and the commit may have been cut
+                // off before it was marked bad: mark it (again) before anything else.
+                let committed = state.committed.unwrap_or(seen.booted);
+                self.platform
+                    .bootloader()
+                    .confirm(&self.disk, committed)
+                    .map_err(boot_refusal)?;
+                self.platform
+                    .bootloader()
+                    .set_health(&self.disk, slot, SlotHealth::Bad)
+                    .map_err(boot_refusal)?;
                 Ok(ready)
             }
             StartupAction::ResumeInstall { .. } => {
@@ -115,25 +117,29 @@ impl<P: Platform> Device<P> {
                             .bootloader()
                             .set_health(&self.disk, slot, SlotHealth::Good)
                             .map_err(boot_refusal)?;
+                        // The floor rises at every commit, a re-image's too: re-imaging to a
+                        // release with a higher security version shuts out the suspect one.
                         self.raise_security_version(release.security_version)?;
-                        state.phase = Phase::Idle;
-                        state.committed = Some(slot);
-                        state.slots.insert(slot, SlotContent::from(&release));
-                        state.last_result = Some(LastResult {
-                            target: release.target.clone(),
-                            version: release.version.clone(),
-                            reason: Reason::Ok,
-                            detail: format!("committed in slot {slot}"),
-                        });
-                        let slots = self.slot_states(state);
-                        queue(
-                            state,
-                            ReportStatus::Installed,
-                            &release,
-                            Reason::Ok,
-                            serde_json::json!({"slot": slot.name(), "slots": slots}),
-                        );
-                        self.save(state)?;
+                        if let Some(mirror) = state.commit(slot, &release) {
+                            // Mirroring is recorded before the old slot is marked bad: a power
+                            // cut between the two is repaired at start (ResumeMirror). It is
+                            // reported `installed` only once the mirror is verified.
+                            self.save(state)?;
+                            self.platform
+                                .bootloader()
+                                .set_health(&self.disk, mirror, SlotHealth::Bad)
+                                .map_err(boot_refusal)?;
+                        } else {
+                            let slots = self.slot_states(state);
+                            queue(
+                                state,
+                                ReportStatus::Installed,
+                                &release,
+                                Reason::Ok,
+                                serde_json::json!({"slot": slot.name(), "slots": slots}),
+                            );
+                            self.save(state)?;
+                        }
                         Ok(Started::Ready {
                             committed: Some(Box::new(release)),
                             rolled_back: None,
@@ -201,6 +207,35 @@ impl<P: Platform> Device<P> {
         }
     }
 
+    /// The bootloader booted `slot`, which the agent was about to write or writing while it
+    /// was still whole: give up the install or mirror, adopt the slot and report.
+    fn abandon_for_booted(
+        &mut self,
+        state: &mut AgentState,
+        slot: Slot,
+        detail: &str,
+    ) -> Result<(), Refusal> {
+        let release = state.release().cloned();
+        state.phase = Phase::Idle;
+        if let Some(r) = &release {
+            state.last_result = Some(LastResult {
+                target: r.target.clone(),
+                version: r.version.clone(),
+                reason: Reason::UnexpectedSlot,
+                detail: detail.to_owned(),
+            });
+            queue(
+                state,
+                ReportStatus::Failed,
+                r,
+                Reason::UnexpectedSlot,
+                serde_json::json!({"detail": detail}),
+            );
+        }
+        let committed = state.committed.unwrap_or(slot.other());
+        self.adopt_unexpected(state, slot, committed, detail)
+    }
+
     fn adopt_unexpected(
         &mut self,
         state: &mut AgentState,
@@ -223,6 +258,7 @@ impl<P: Platform> Device<P> {
             length: 0,
             hashes: Default::default(),
             assignment: None,
+            reimage: false,
         };
         queue(
             state,

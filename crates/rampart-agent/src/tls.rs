@@ -189,7 +189,55 @@ fn client_config(
     let device_id = rampart_pki::device_id_from_cert(&chain[0]).ok_or(TlsError::NoDeviceId)?;
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let (signing_key, what): (Arc<dyn SigningKey>, String) = match key {
+    let (signing_key, what) = load_signing_key(&provider, key)?;
+
+    let certified = certified_key(chain, signing_key, what)?;
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
+    config.alpn_protocols = vec![rampart_pki::ALPN_HTTP_1_1.to_vec()];
+    Ok((Arc::new(config), device_id))
+}
+
+/// The device's TLS key as a signer of other things than handshakes (evidence bundles and the
+/// agent log's anchors, [`crate::evidence`]), with the device certificate (DER) it belongs to.
+/// The key is checked against the certificate as for TLS.
+pub fn device_signing_key(
+    cert_pem: &[u8],
+    key: &ClientKey,
+) -> Result<(Arc<dyn SigningKey>, CertificateDer<'static>), TlsError> {
+    let chain = certificates(cert_pem).map_err(TlsError::Certificate)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let (signing_key, what) = load_signing_key(&provider, key)?;
+    let certificate = chain[0].clone();
+    certified_key(chain, Arc::clone(&signing_key), what)?;
+    Ok((signing_key, certificate))
+}
+
+/// The certificate chain with its key, once the certificate is known to be for that key.
+fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: Arc<dyn SigningKey>,
+    what: String,
+) -> Result<CertifiedKey, TlsError> {
+    let certified = CertifiedKey::new(chain, key);
+    match certified.keys_match() {
+        // A PEM key rustls cannot derive a public key from is left to the handshake.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => Ok(certified),
+        Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
+            Err(TlsError::KeyMismatch { key: what })
+        }
+        Err(other) => Err(TlsError::Certificate(format!("unusable: {other}"))),
+    }
+}
+
+/// The configured key as a rustls signing key, and how to name it in messages.
+fn load_signing_key(
+    provider: &rustls::crypto::CryptoProvider,
+    key: &ClientKey,
+) -> Result<(Arc<dyn SigningKey>, String), TlsError> {
+    Ok(match key {
         ClientKey::Pem(pem) => {
             let der = PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
                 rustls_pki_types::pem::Error::NoItemsFound => {
@@ -207,24 +255,7 @@ fn client_config(
             (Arc::new(token_key(module, pin, key)?), key.to_string())
         }
         ClientKey::Signer { key, name } => (Arc::clone(key), name.clone()),
-    };
-
-    let certified = CertifiedKey::new(chain, signing_key);
-    match certified.keys_match() {
-        // A PEM key rustls cannot derive a public key from is left to the handshake.
-        Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {}
-        Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
-            return Err(TlsError::KeyMismatch { key: what });
-        }
-        Err(other) => return Err(TlsError::Certificate(format!("unusable: {other}"))),
-    }
-
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_root_certificates(roots)
-        .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
-    config.alpn_protocols = vec![rampart_pki::ALPN_HTTP_1_1.to_vec()];
-    Ok((Arc::new(config), device_id))
+    })
 }
 
 /// The DER certificates of a PEM input (at least one).

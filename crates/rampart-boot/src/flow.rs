@@ -19,6 +19,17 @@
 //!    `Idle` on the old slot, the rollback reported.
 //! 4. Booting the old slot while `Activated` in a later boot means the bootloader gave up on
 //!    the new slot (its counter ran out): a fallback, reported as a rollback.
+//!
+//! A re-image ([`Release::reimage`], incident response) runs the same flow, even when the
+//! running slot claims the same release (its bytes are suspect), and does not end at the
+//! commit:
+//!
+//! 5. The commit records `Mirroring{slot, written}` for the other slot (the one that held the
+//!    suspect image) before that slot is marked bad, then the same release streams into it
+//!    with the same verification and checkpoints. Only a verified mirror is marked good (the
+//!    fallback); then `Idle`, both slots hold the release, and the re-image is reported. The
+//!    committed slot stays primary and good throughout, and the bootloader never counts down
+//!    the only bootable slot, so a power cut at any instant leaves a bootable good slot.
 
 use std::collections::BTreeMap;
 
@@ -51,6 +62,10 @@ pub struct Release {
     /// The server's assignment id, when installed through the update server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignment: Option<String>,
+    /// A forced re-image: installed even over the same release, then mirrored into the other
+    /// slot after the commit, so no slot keeps the previous (suspect) image.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reimage: bool,
 }
 
 impl Release {
@@ -109,6 +124,14 @@ pub enum Phase {
         reason: Reason,
         detail: String,
     },
+    /// A re-image committed `release` in the other slot (the running one) and is writing the
+    /// same release into `slot` (marked bad while it is written, marked good only once it
+    /// verifies); `written` bytes are on the medium, as for `Installing`.
+    Mirroring {
+        slot: Slot,
+        release: Release,
+        written: u64,
+    },
 }
 
 /// A report not yet acknowledged by the server; sent (again) at every start until it is.
@@ -145,6 +168,10 @@ pub struct AgentState {
     /// reported once for each new download-only assignment, not on every poll.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub downloaded_for: Option<String>,
+    /// The re-image assignment last completed here (both slots written): the server keeps the
+    /// assignment after the report, and the same assignment never re-images twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reimaged_for: Option<String>,
 }
 
 /// How the last update ended.
@@ -166,6 +193,7 @@ impl Default for AgentState {
             last_result: None,
             outbox: Vec::new(),
             downloaded_for: None,
+            reimaged_for: None,
         }
     }
 }
@@ -260,8 +288,70 @@ impl AgentState {
             Phase::Idle => None,
             Phase::Installing { release, .. }
             | Phase::Activated { release, .. }
-            | Phase::RollingBack { release, .. } => Some(release),
+            | Phase::RollingBack { release, .. }
+            | Phase::Mirroring { release, .. } => Some(release),
         }
+    }
+
+    /// Records `release` committed in `slot` (its health checks passed). A plain update ends
+    /// `Idle`; a re-image goes on to `Mirroring` the other slot, whose old content is
+    /// forgotten from here on (the caller marks it bad next). Returns the slot to mirror.
+    pub fn commit(&mut self, slot: Slot, release: &Release) -> Option<Slot> {
+        self.committed = Some(slot);
+        self.slots.insert(slot, SlotContent::from(release));
+        self.last_result = Some(LastResult {
+            target: release.target.clone(),
+            version: release.version.clone(),
+            reason: Reason::Ok,
+            detail: format!("committed in slot {slot}"),
+        });
+        if release.reimage {
+            let mirror = slot.other();
+            self.slots.remove(&mirror);
+            self.phase = Phase::Mirroring {
+                slot: mirror,
+                release: release.clone(),
+                written: 0,
+            };
+            Some(mirror)
+        } else {
+            self.phase = Phase::Idle;
+            None
+        }
+    }
+
+    /// Records the mirror of a re-image verified in `slot`: both slots hold the release, the
+    /// re-image is done (and never redone for the same assignment). Returns the release, or
+    /// `None` when no mirror of `slot` was in progress.
+    pub fn finish_mirror(&mut self, slot: Slot) -> Option<Release> {
+        let Phase::Mirroring {
+            slot: mirror,
+            release,
+            ..
+        } = &self.phase
+        else {
+            return None;
+        };
+        if *mirror != slot {
+            return None;
+        }
+        let release = release.clone();
+        self.slots.insert(slot, SlotContent::from(&release));
+        self.phase = Phase::Idle;
+        self.reimaged_for = release.assignment.clone();
+        self.last_result = Some(LastResult {
+            target: release.target.clone(),
+            version: release.version.clone(),
+            reason: Reason::Ok,
+            detail: format!("re-imaged: slots {} and {slot} hold it", slot.other()),
+        });
+        Some(release)
+    }
+
+    /// Whether `release` is a re-image this device already completed (for the same server
+    /// assignment): it is not re-imaged again while the assignment stays.
+    pub fn reimage_done(&self, release: &Release) -> bool {
+        release.reimage && release.assignment.is_some() && self.reimaged_for == release.assignment
     }
 }
 
@@ -304,6 +394,14 @@ pub enum StartupAction {
     RedoRollback { slot: Slot },
     /// The rollback reached the old slot: record it and report.
     FinishRollback { slot: Slot },
+    /// A re-image's mirror into `slot` was interrupted: the committed slot runs; make sure
+    /// `slot` is marked bad (it may be half written), and resume from `written` with the next
+    /// install of the same release.
+    ResumeMirror { slot: Slot, written: u64 },
+    /// The bootloader booted the slot a re-image was to mirror into. It is only ever written
+    /// after it is marked bad, so it still held its previous image: adopt it and report (the
+    /// re-image assignment, still there, starts over).
+    AbandonMirror { slot: Slot },
 }
 
 /// Decides what to do at start (see the module documentation).
@@ -355,6 +453,16 @@ pub fn on_start(state: &AgentState, seen: &Observed) -> StartupAction {
                 StartupAction::FinishRollback { slot: *slot }
             }
         }
+        Phase::Mirroring { slot, written, .. } => {
+            if *slot == seen.booted {
+                StartupAction::AbandonMirror { slot: *slot }
+            } else {
+                StartupAction::ResumeMirror {
+                    slot: *slot,
+                    written: *written,
+                }
+            }
+        }
     }
 }
 
@@ -370,6 +478,7 @@ mod tests {
             length: 10,
             hashes: BTreeMap::from([("sha256".into(), "ab".repeat(32))]),
             assignment: None,
+            reimage: false,
         }
     }
 
@@ -507,5 +616,79 @@ mod tests {
             AgentState::parse(&vec![b' '; MAX_STATE_BYTES + 1]),
             Err(StateError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn a_reimage_commit_goes_on_to_mirror_the_other_slot_and_forgets_its_old_content() {
+        let mut s = with(Phase::Idle);
+        s.slots.insert(Slot::A, SlotContent::from(&release()));
+        // A plain update ends at the commit.
+        assert_eq!(s.commit(Slot::B, &release()), None);
+        assert_eq!(s.phase, Phase::Idle);
+        assert_eq!(s.committed, Some(Slot::B));
+        // A re-image mirrors: the old slot's content is no longer trusted to be known.
+        let mut s = with(Phase::Idle);
+        s.slots.insert(Slot::A, SlotContent::from(&release()));
+        let mut r = release();
+        r.reimage = true;
+        r.assignment = Some("as-1".into());
+        assert_eq!(s.commit(Slot::B, &r), Some(Slot::A));
+        assert_eq!(
+            s.phase,
+            Phase::Mirroring {
+                slot: Slot::A,
+                release: r.clone(),
+                written: 0
+            }
+        );
+        assert!(!s.slots.contains_key(&Slot::A));
+        assert!(!s.reimage_done(&r));
+        // Finishing another slot's mirror is refused; the right one completes the re-image.
+        assert_eq!(s.finish_mirror(Slot::B), None);
+        assert_eq!(s.finish_mirror(Slot::A), Some(r.clone()));
+        assert_eq!(s.phase, Phase::Idle);
+        assert_eq!(s.slots.get(&Slot::A), Some(&SlotContent::from(&r)));
+        assert_eq!(s.slots.get(&Slot::B), Some(&SlotContent::from(&r)));
+        assert!(s.reimage_done(&r));
+        // A new re-image assignment of the same release is a new re-image.
+        r.assignment = Some("as-2".into());
+        assert!(!s.reimage_done(&r));
+    }
+
+    #[test]
+    fn an_interrupted_mirror_resumes_unless_the_bootloader_booted_its_slot() {
+        let mut r = release();
+        r.reimage = true;
+        let s = AgentState {
+            phase: Phase::Mirroring {
+                slot: Slot::A,
+                release: r,
+                written: 8,
+            },
+            committed: Some(Slot::B),
+            ..AgentState::default()
+        };
+        assert_eq!(
+            on_start(&s, &seen(Slot::B, "5", Slot::B)),
+            StartupAction::ResumeMirror {
+                slot: Slot::A,
+                written: 8
+            }
+        );
+        assert_eq!(
+            on_start(&s, &seen(Slot::A, "6", Slot::B)),
+            StartupAction::AbandonMirror { slot: Slot::A }
+        );
+        assert_eq!(AgentState::parse(&s.to_bytes()).unwrap(), s);
+    }
+
+    #[test]
+    fn state_files_written_before_reimaging_existed_still_parse() {
+        let old = br#"{"format":1,"phase":{"phase":"installing","slot":"B","release":{"target":"fw.img","version":"2.0.0","security_version":2,"length":10,"hashes":{"sha256":"ab"}},"written":4},"committed":"A"}"#;
+        let s = AgentState::parse(old).unwrap();
+        assert_eq!(s.release().map(|r| r.reimage), Some(false));
+        assert_eq!(s.reimaged_for, None);
+        // And a plain release writes no `reimage` field (older agents read it back).
+        assert!(!String::from_utf8(s.to_bytes()).unwrap().contains("reimage"));
     }
 }

@@ -299,14 +299,18 @@ impl Db {
         Ok(())
     }
 
-    /// Devices of a wave per outcome.
+    /// Devices of a wave per outcome; a device quarantined now counts under
+    /// [`QUARANTINED_OUTCOME`] whatever it reported, so the gate counts it neither as a success
+    /// nor as a failure (read at the time, so a released device counts again).
     pub async fn campaign_wave_counts(
         &self,
         id: &str,
         wave: i64,
     ) -> Result<Vec<(String, i64)>, DbError> {
         let rows = sqlx::query(
-            "SELECT outcome, COUNT(*) AS n FROM campaign_devices WHERE campaign_id = $1 AND wave = $2 GROUP BY outcome",
+            "SELECT CASE WHEN q.device_id IS NULL THEN cd.outcome ELSE 'quarantined' END AS outcome, COUNT(*) AS n
+             FROM campaign_devices cd LEFT JOIN device_quarantine q ON q.device_id = cd.device_id
+             WHERE cd.campaign_id = $1 AND cd.wave = $2 GROUP BY 1",
         )
         .bind(id)
         .bind(wave)
@@ -318,7 +322,8 @@ impl Db {
     }
 
     /// Devices of waves up to `wave` still waiting or held, with their attributes and the
-    /// maintenance windows of their groups (JSON texts), at most `limit`.
+    /// maintenance windows of their groups (JSON texts), at most `limit`. Quarantined devices
+    /// are left out: they stay waiting, never given the release while quarantined.
     pub async fn campaign_pending(
         &self,
         id: &str,
@@ -336,6 +341,7 @@ impl Db {
             "SELECT cd.device_id AS device_id, d.attributes AS attributes
              FROM campaign_devices cd JOIN devices d ON d.id = cd.device_id
              WHERE cd.campaign_id = $1 AND cd.wave <= $2 AND cd.outcome IN ('waiting', 'held')
+               AND NOT EXISTS (SELECT 1 FROM device_quarantine q WHERE q.device_id = cd.device_id)
              ORDER BY cd.position LIMIT $3",
         )
         .bind(id)

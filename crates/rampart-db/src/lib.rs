@@ -4,6 +4,7 @@
 //! multi-statement change runs in a transaction, so nothing is half-written.
 #![forbid(unsafe_code)]
 
+mod alerts;
 mod assignments;
 mod attestation;
 mod audit;
@@ -11,12 +12,14 @@ mod audit_heads;
 mod bulk;
 mod campaigns;
 mod ddi;
+mod detectors;
 mod devices;
 mod error;
 mod evidence;
 mod groups;
 mod incidents;
 mod poll;
+mod quarantine;
 mod reports;
 mod sql;
 mod tokens;
@@ -24,6 +27,10 @@ mod webhooks;
 
 use std::borrow::Cow;
 
+pub use alerts::{
+    ALERT_SINK_SYSLOG, ALERT_SINK_WEBHOOKS, AlertAttempt, AlertQueued, AlertSinkStats,
+    ClaimedAlert, INCIDENT_ALERT_EVENT, MAX_ALERT_BODY,
+};
 pub use assignments::{Assignment, DeviceAssignment, MAX_ASSIGNMENT_DEVICES, UPDATE_TYPES};
 pub use attestation::{
     ApprovedEk, AttestationKey, AttestationState, CheckOutcome, CheckResult, EkBasis, IssuedNonce,
@@ -37,6 +44,7 @@ pub use ddi::{
     DdiAction, DdiDeviceState, DdiFeedback, DdiModule, DdiTenant, DeletedDevice, EnrolledBy,
     Enrolment, MAX_STATUSES_PER_ACTION, NewAction, TenantSettings, tenant_name,
 };
+pub use detectors::{InventoryRow, MAX_SIGNAL_READ, ReportCursor, ReportSignal, StaleAttestation};
 pub use devices::{Device, DeviceFacts, DeviceFilter};
 pub use error::{DbError, DomainError, StorageError};
 pub use evidence::{
@@ -44,8 +52,16 @@ pub use evidence::{
     MAX_EVIDENCE_CERTIFICATE, MAX_EVIDENCE_LIST, MAX_EVIDENCE_REASON,
 };
 pub use groups::Group;
-pub use incidents::{IncidentAction, MAX_ACTION_CLAIM, TimelineEntry};
+pub use incidents::{
+    Incident, IncidentAction, IncidentDevice, IncidentFilter, IncidentProgress, IncidentTarget,
+    IncidentWrite, MAX_ACTION_CLAIM, MAX_INCIDENT_DEVICES_READ, MAX_INCIDENT_PAGE,
+    MAX_PLAYBOOKS_BYTES, MAX_TIMELINE_READ, PlannedAction, StoredPlaybooks, TimelineEntry,
+};
 pub use poll::PollState;
+pub use quarantine::{
+    MAX_ACK_DETAIL, NewQuarantine, QUARANTINED_OUTCOME, Quarantine, QuarantineAckRecord,
+    QuarantineMark, QuarantineRelease,
+};
 pub use reports::{PROGRESS_REPORTS_KEPT, REPORT_QUOTA_CHECK_EVERY, REPORTS_PER_DEVICE, Report};
 pub use tokens::ApiToken;
 pub use webhooks::{
@@ -69,7 +85,7 @@ pub enum Backend {
 /// The schema, in the SQL subset both backends accept (TEXT and BIGINT columns, `ON CONFLICT`).
 /// A migration that needs backend-specific SQL gets a per-backend file here.
 fn migrations() -> Vec<Migration> {
-    let steps: [(i64, &'static str, &'static str); 12] = [
+    let steps: [(i64, &'static str, &'static str); 16] = [
         (
             1,
             "inventory",
@@ -122,9 +138,25 @@ fn migrations() -> Vec<Migration> {
             include_str!("../migrations/0011_incidents.sql"),
         ),
         (
+            12,
+            "quarantine releases",
+            include_str!("../migrations/0012_quarantine_releases.sql"),
+        ),
+        (
             14,
             "evidence",
             include_str!("../migrations/0014_evidence.sql"),
+        ),
+        (15, "alerts", include_str!("../migrations/0015_alerts.sql")),
+        (
+            16,
+            "incident playbooks",
+            include_str!("../migrations/0016_incident_playbooks.sql"),
+        ),
+        (
+            17,
+            "detectors",
+            include_str!("../migrations/0017_detectors.sql"),
         ),
     ];
     steps

@@ -2,7 +2,8 @@
 
 use sqlx::Row;
 
-use crate::{Db, DbError, DeviceAssignment, Enrolment};
+use crate::quarantine::{QUARANTINE_JOIN, QUARANTINE_SELECT, mark_from_joined_row};
+use crate::{Db, DbError, DeviceAssignment, Enrolment, QuarantineMark};
 
 /// What a poll needs to know about a registered device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,20 +15,25 @@ pub struct PollState {
     pub enrolment: Enrolment,
     /// Its current assignment row, if it ever had one.
     pub assignment: Option<DeviceAssignment>,
+    /// Quarantined, or released with the `released` statement not yet acknowledged (read in
+    /// the same query).
+    pub quarantine: Option<QuarantineMark>,
 }
 
 impl Db {
-    /// A device's revocation flag and current assignment, read together in one primary-key
-    /// query (a poll costs one database round trip); `None` if the device is not registered.
+    /// A device's revocation flag, current assignment and quarantine, read together in one
+    /// primary-key query (a poll costs one database round trip); `None` if the device is not
+    /// registered.
     pub async fn poll_state(&self, device_id: &str) -> Result<Option<PollState>, DbError> {
-        let Some(row) = sqlx::query(
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT d.revoked AS revoked, d.enrolled_by AS enrolled_by,
                     d.enrolled_tenant AS enrolled_tenant, a.assignment_id AS assignment_id, a.target AS target,
                     a.version AS version, a.updated AS updated, a.update_type AS update_type,
-                    a.forced_at AS forced_at
+                    a.forced_at AS forced_at, {QUARANTINE_SELECT}
              FROM devices d LEFT JOIN device_assignments a ON a.device_id = d.id
+             {QUARANTINE_JOIN}
              WHERE d.id = $1",
-        )
+        )))
         .bind(device_id)
         .fetch_optional(&self.pool)
         .await?
@@ -39,6 +45,7 @@ impl Db {
             revoked: row.try_get::<i64, _>("revoked")? != 0,
             enrolment: Enrolment::from_row(&row)?,
             assignment,
+            quarantine: mark_from_joined_row(&row)?,
         }))
     }
 }

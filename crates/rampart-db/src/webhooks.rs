@@ -17,12 +17,13 @@ use crate::sql::check_text;
 use crate::{AuditLine, Backend, Db, DbError};
 
 /// The events a webhook may subscribe to (their wire names).
-pub const WEBHOOK_EVENTS: [&str; 5] = [
+pub const WEBHOOK_EVENTS: [&str; 6] = [
     "campaign.gate_breach",
     "campaign.halted",
     "campaign.completed",
     "fleet.rollback_spike",
     "device.verification_failed",
+    crate::alerts::INCIDENT_ALERT_EVENT,
 ];
 /// Most webhooks one server keeps (each event fans out to all of them in one transaction).
 pub const MAX_WEBHOOKS: i64 = 100;

@@ -1,9 +1,15 @@
-//! Pure webhook logic, on a caller-given clock and with caller-given randomness: the
-//! `X-Rampart-Signature` of a delivery, the delay before a retry, and the rollback-spike
-//! detector. The update server's webhook dispatcher (`rampart_server::webhooks`) is the I/O
-//! shell around it: storage, the HTTP client, the clock.
+//! Pure alert-delivery logic, on a caller-given clock and with caller-given randomness: the
+//! `X-Rampart-Signature` of a webhook delivery, the delay before a retry, the rollback-spike
+//! detector, RFC 5424 syslog messages and their framing (`syslog`), and whether a sink keeps
+//! failing (`sink_health`). The update server's webhook dispatcher
+//! (`rampart_server::webhooks`) and alert engine (`engines::alerts`) are the I/O shells around
+//! it: storage, the HTTP client, the sockets, the clock. What an alert says is
+//! `rampart_incident::alert`'s.
 
 #![forbid(unsafe_code)]
+
+pub mod sink_health;
+pub mod syslog;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -136,6 +142,18 @@ impl RollbackSpikeDetector {
             first: self.recent.front().map_or(now, |(t, _)| *t),
             last: now,
         })
+    }
+
+    /// The distinct devices of the reports the detector holds, oldest first (at most the
+    /// threshold): at a spike, every device that made it (the incident detectors make each
+    /// one join the spike's incident).
+    pub fn devices_in_window(&self) -> Vec<String> {
+        let mut seen = std::collections::HashSet::with_capacity(self.recent.len());
+        self.recent
+            .iter()
+            .filter(|(_, id)| seen.insert(id.as_str()))
+            .map(|(_, id)| id.clone())
+            .collect()
     }
 }
 

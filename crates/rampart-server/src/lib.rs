@@ -18,8 +18,8 @@
 //! | `helpers` | the clock, random ids, SHA-256 digests, the stop signal |
 //! | `observe` | structured logs, Prometheus metrics (and their labels), the audit log writer |
 //! | `listen` | the mutual-TLS and HTTPS listeners, request limits, the API error document, failed-authentication throttling, refused-connection summaries |
-//! | `delivery` | the hosted image repository, the artifact store, the content-addressed evidence store, the director, how an artifact is answered (ranges, ETags) |
-//! | `engines` | work on the server's own clock or on events, with no HTTP: the campaign engine, the webhook dispatcher, last-seen batching, metadata renewal, audit anchoring, where a stored report goes, remote attestation (the verifier, recording outcomes, the staleness sweep), forensic evidence (the `collect_evidence` executor, upload checks, anchoring, the chain-of-custody export) |
+//! | `delivery` | the hosted image repository, the artifact store, the content-addressed evidence store, the director, the signed quarantine instruction, how an artifact is answered (ranges, ETags) |
+//! | `engines` | work on the server's own clock or on events, with no HTTP: the campaign engine, the webhook dispatcher, last-seen batching, metadata renewal, audit anchoring, where a stored report goes, remote attestation (the verifier, recording outcomes, the staleness sweep), the quarantine executor, forensic evidence (the `collect_evidence` executor, upload checks, anchoring, the chain-of-custody export), the incident detectors and every engine's heartbeat |
 //! | `state` | the handles every front door is built from (database, audit, metrics, last-seen, repository, campaign engine, webhooks, limits) |
 //! | `device` | front door: the native device API (poll, reports, attributes, repository and director routes) |
 //! | `ddi` | front door: the hawkBit DDI device API |
@@ -72,7 +72,7 @@ mod state;
 
 // The public paths of the modules before they moved into rooms.
 pub use delivery::{artifact_store, director, evidence_store, image_repo};
-pub use engines::{attestation, audit_anchor, evidence, renewal, webhooks};
+pub use engines::{alerts, attestation, audit_anchor, evidence, incidents, renewal, webhooks};
 pub use listen::auth_failures;
 pub use observe::{audit, log};
 /// The management API's tokens and roles (the API itself is in the operator room).
@@ -160,6 +160,8 @@ pub struct ServerConfig {
     pub refusal_summary_interval: Duration,
     /// Webhook delivery: timeouts, retries, concurrency, the rollback-spike detector.
     pub webhooks: engines::webhooks::WebhookConfig,
+    /// Incident alerts: the syslog sink, the dedupe window, when a sink counts as failing.
+    pub alerts: engines::alerts::AlertConfig,
     /// Address of the hawkBit DDI API (HTTPS; devices authenticate with tokens or a device
     /// certificate); `None` disables it.
     pub ddi_listen: Option<SocketAddr>,
@@ -180,6 +182,8 @@ pub struct ServerConfig {
     /// bundles are anchored in); `None`: the evidence routes answer 404 and `collect_evidence`
     /// actions wait.
     pub evidence: Option<engines::evidence::EvidenceConfig>,
+    /// Incident response: the playbooks and the detectors' settings (`--incident-config`).
+    pub incidents: engines::incidents::IncidentConfig,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -246,6 +250,7 @@ impl ServerConfig {
             director: None,
             refusal_summary_interval: listen::refusals::REFUSAL_SUMMARY_INTERVAL,
             webhooks: engines::webhooks::WebhookConfig::default(),
+            alerts: engines::alerts::AlertConfig::default(),
             ddi_listen: None,
             ddi_tls: None,
             audit_anchor: None,
@@ -253,6 +258,7 @@ impl ServerConfig {
             metadata: engines::renewal::MetadataConfig::default(),
             attestation: None,
             evidence: None,
+            incidents: engines::incidents::IncidentConfig::default(),
         }
     }
 
@@ -301,6 +307,7 @@ impl ServerConfig {
         if let Some(evidence) = &self.evidence {
             evidence.validate().map_err(ServerError::Config)?;
         }
+        self.alerts.validate().map_err(ServerError::Config)?;
         Ok(())
     }
 }

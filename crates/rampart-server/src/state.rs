@@ -8,8 +8,10 @@ use std::sync::Arc;
 use rampart_db::Db;
 
 use crate::delivery::image_repo::HostedRepo;
+use crate::delivery::instruction::InstructionSigner;
 use crate::engines::attestation::Attestation;
 use crate::engines::campaigns::Campaigns;
+use crate::engines::incidents::IncidentStore;
 use crate::engines::last_seen::LastSeen;
 use crate::engines::report_sinks::ReportSinks;
 use crate::engines::webhooks::Webhooks;
@@ -37,6 +39,13 @@ pub(crate) struct Shared {
     pub(crate) attestation: Option<Arc<Attestation>>,
     /// Forensic evidence, when the server keeps it.
     pub(crate) evidence: Option<Arc<crate::engines::evidence::Evidence>>,
+    /// The incident store: detectors and operators record incidents through it.
+    pub(crate) incidents: Arc<IncidentStore>,
+    /// Notes revoked certificates and tokens presented to a front door (a detector's signal).
+    pub(crate) revoked_use: Arc<crate::engines::detectors::RevokedUse>,
+    /// Signs quarantine instructions with the director's key (none without a director: the
+    /// server still enforces quarantine, devices just get no signed instruction).
+    pub(crate) instructions: Option<Arc<InstructionSigner>>,
 }
 
 impl Shared {

@@ -20,6 +20,7 @@ on_both_backends!(
     a_restart_mid_campaign_resumes_where_it_was,
     operator_actions_follow_the_state_machine,
     conditions_and_maintenance_windows_hold_devices_until_they_allow,
+    a_campaign_skips_a_quarantined_device_and_its_gate_does_not_count_it,
 );
 
 fn dev(i: usize) -> String {
@@ -623,5 +624,51 @@ async fn conditions_and_maintenance_windows_hold_devices_until_they_allow(
         now_assigned,
         [dev(0), dev(1), dev(2)],
         "dev-003 waits for its window"
+    );
+}
+
+async fn quarantine(ops: &Ops, id: &str) {
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            &format!("/api/v1/devices/{id}/quarantine"),
+            Some(&json!({"reason": "test"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+}
+
+/// Quarantine (decision 0031) in campaigns: a device quarantined before the start is in no
+/// wave; a canary device quarantined mid-wave is told the release no more, and its failure
+/// report is not counted by the gate (counted, one failure of three canaries would breach the
+/// 20% failure limit and halt the campaign).
+async fn a_campaign_skips_a_quarantined_device_and_its_gate_does_not_count_it(
+    backend: Backend,
+    name: &str,
+) {
+    let ops = Ops::start(backend, name).await;
+    register(&ops, 7).await;
+    quarantine(&ops, &dev(0)).await;
+    let mut s = spec("fw 1.0", "fw-1.0.0.bin");
+    s["phases"] = json!({"canary": {"devices": 3}, "waves": [{"percent": 50}]});
+    let r = create(&ops, s, true).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(r.json()["plan"].as_array().unwrap().last(), Some(&json!(6)));
+    let canary = assigned(&ops, 7, &id).await;
+    assert_eq!(canary.len(), 3, "{canary:?}");
+    assert!(!canary.contains(&dev(0)));
+    quarantine(&ops, &canary[0]).await;
+    assert_eq!(poll(&ops, &canary[0]).await, None);
+    report(&ops, &canary[0], &id, "failed", "tampered").await;
+    for d in &canary[1..] {
+        report(&ops, d, &id, "installed", "ok").await;
+    }
+    wait_for(&ops, &id, "running", 1).await;
+    let wave1 = assigned(&ops, 7, &id).await;
+    assert!(
+        !wave1.contains(&dev(0)) && !wave1.contains(&canary[0]),
+        "{wave1:?}"
     );
 }

@@ -31,6 +31,7 @@ on_both_backends!(
     ddi_installs_count_in_fleet_versions_and_device_status,
     one_input_grammar_for_ids_json_and_queries,
     the_fleet_wide_attestation_policy_offers_ddi_devices_no_deployment,
+    a_quarantined_device_gets_no_assignment_over_ddi,
 );
 
 const FIRMWARE: &str = "fw-1.0.0.bin";
@@ -1892,4 +1893,64 @@ async fn the_fleet_wide_attestation_policy_offers_ddi_devices_no_deployment(
         );
         assert!(String::from_utf8_lossy(&r.body).contains("attestation"));
     }
+}
+
+/// Quarantine (decision 0031) over DDI: no deploymentBase link and no configData link in the
+/// poll; the deployment, its artifacts and configData answer 403 naming the quarantine; a new
+/// assignment for the device is refused (409, naming `rampart device release`); after the
+/// operator's release the deployment is offered again.
+async fn a_quarantined_device_gets_no_assignment_over_ddi(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+    let token = ops.ddi_device("ddi-q").await;
+    let ddi = ops.ddi(Some(token));
+    ops.assign(FIRMWARE, &["ddi-q"], "forced").await;
+    let p = poll(&ddi, "ddi-q").await;
+    let deployment = path_of(&p["_links"]["deploymentBase"]["href"]);
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            "/api/v1/devices/ddi-q/quarantine",
+            Some(&json!({"reason": "forged report"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let p = poll(&ddi, "ddi-q").await;
+    assert!(p["_links"].get("deploymentBase").is_none(), "{p}");
+    assert!(p["_links"].get("configData").is_none(), "{p}");
+    for path in [
+        deployment.clone(),
+        "/DEFAULT/controller/v1/ddi-q/softwaremodules/1/artifacts".into(),
+    ] {
+        let r = ddi.get(&path).await;
+        assert_eq!(r.status, 403, "{path}: {r:?}");
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(
+            body.contains("quarantined") && body.contains("rampart device release"),
+            "{body}"
+        );
+    }
+    let r = ddi
+        .put(
+            "/DEFAULT/controller/v1/ddi-q/configData",
+            &json!({"mode": "merge", "data": {"k": "v"}}),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{r:?}");
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            "/api/v1/assignments",
+            Some(&json!({"target": FIRMWARE, "devices": ["ddi-q"]})),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{r:?}");
+    assert!(String::from_utf8_lossy(&r.body).contains("rampart device release"));
+    let r = ops
+        .call(&ops.operator, "POST", "/api/v1/devices/ddi-q/release", None)
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let p = poll(&ddi, "ddi-q").await;
+    assert!(p["_links"].get("deploymentBase").is_some(), "{p}");
 }

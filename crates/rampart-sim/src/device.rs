@@ -116,6 +116,9 @@ pub(crate) struct Profile {
     /// When the device is plugged in, ms since the fleet started.
     pub(crate) plugged_in_at: Option<u64>,
     pub(crate) state_dir: PathBuf,
+    /// Acts on a signed quarantine instruction (runs its simulated containment hook and
+    /// acknowledges it); an uncooperative device ignores it (the server enforces it anyway).
+    pub(crate) cooperative: bool,
 }
 
 impl Profile {
@@ -227,6 +230,7 @@ fn phase_name(phase: &Phase) -> &'static str {
         Phase::Installing { .. } => "installing",
         Phase::Activated { .. } => "activated",
         Phase::RollingBack { .. } => "rolling_back",
+        Phase::Mirroring { .. } => "mirroring",
     }
 }
 
@@ -260,6 +264,8 @@ fn agent_config(profile: &Profile, timing: &Timing) -> rampart_agent::config::Co
             ..Default::default()
         },
         tpm: None,
+        incident: Default::default(),
+        evidence: Default::default(),
     }
 }
 

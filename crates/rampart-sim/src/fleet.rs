@@ -192,6 +192,7 @@ impl Fleet {
                 (40 + rng.below(61) as u8, rng.chance(0.5), None)
             };
             boot_at.push(rng.below(ms(spec.timing.boot_spread)));
+            let cooperative = !rng.chance(f.uncooperative_rate);
             let state_dir = root.path().join(&identity.id);
             devices.push(VirtualDevice::new(
                 Profile {
@@ -206,6 +207,7 @@ impl Fleet {
                     on_mains,
                     plugged_in_at,
                     state_dir,
+                    cooperative,
                 },
                 &spec.initial,
                 spec.tries,

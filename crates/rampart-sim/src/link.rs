@@ -74,6 +74,15 @@ pub(crate) trait Session: Send {
     ) -> Result<(), String>;
     /// The server's attestation routes (`None`: this link does not attest).
     fn attestation(&self) -> Option<&dyn AttestationServer>;
+    /// Acts on a signed quarantine instruction as the agent does (`rampart_agent::quarantine`),
+    /// its containment hook simulated; whether it was acted on and acknowledged now.
+    fn quarantine(
+        &mut self,
+        store: &dyn MetadataStore,
+        state_dir: &Path,
+        instruction: &rampart_protocol::SignedQuarantine,
+        now_unix: i64,
+    ) -> Result<bool, String>;
 }
 
 /// Opens device sessions.
@@ -158,5 +167,28 @@ impl Session for ServerSession {
 
     fn attestation(&self) -> Option<&dyn AttestationServer> {
         Some(&self.client)
+    }
+
+    fn quarantine(
+        &mut self,
+        store: &dyn MetadataStore,
+        state_dir: &Path,
+        instruction: &rampart_protocol::SignedQuarantine,
+        now_unix: i64,
+    ) -> Result<bool, String> {
+        rampart_agent::quarantine::handle(
+            state_dir,
+            store,
+            &self.client,
+            instruction,
+            now_unix,
+            |_| {
+                (
+                    rampart_protocol::HookOutcome::Succeeded,
+                    "simulated containment".into(),
+                )
+            },
+        )
+        .map(|acted| acted.is_some())
     }
 }

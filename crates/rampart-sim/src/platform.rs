@@ -167,6 +167,18 @@ impl Platform for SimPlatform {
         "in memory".into()
     }
 
+    fn hash_slot(&self, _: &Config, slot: Slot) -> Result<([u8; 32], u64), String> {
+        let medium = self.medium(slot);
+        let digest = medium
+            .sha256()
+            .ok_or("the slot holds no whole image (torn or partly overwritten)")?;
+        let digest = hex::decode(&digest)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| format!("the slot's SHA-256 {digest:?} is not 32 bytes"))?;
+        Ok((digest, medium.len()))
+    }
+
     fn slot_holds(&self, _: &Config, slot: Slot, v: &Verified, _: usize) -> bool {
         let medium = self.medium(slot);
         medium.len() == v.release.length && medium.sha256().as_deref() == v.release.sha256()

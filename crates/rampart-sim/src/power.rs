@@ -86,6 +86,7 @@ enum Saved {
     Installing,
     Activated,
     RollingBack,
+    Mirroring,
 }
 
 impl Saved {
@@ -95,6 +96,7 @@ impl Saved {
             Phase::Installing { .. } => Saved::Installing,
             Phase::Activated { .. } => Saved::Activated,
             Phase::RollingBack { .. } => Saved::RollingBack,
+            Phase::Mirroring { .. } => Saved::Mirroring,
         }
     }
 }

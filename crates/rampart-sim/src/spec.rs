@@ -252,6 +252,9 @@ pub struct Faults {
     pub low_battery_rate: f64,
     /// Low-battery devices are plugged in (on mains) after this long; `None`: never.
     pub recharge_after: Option<Duration>,
+    /// Share of devices that ignore a signed quarantine instruction (no containment hook, no
+    /// acknowledgement): the server's enforcement must hold without them.
+    pub uncooperative_rate: f64,
 }
 
 impl Default for Faults {
@@ -266,6 +269,7 @@ impl Default for Faults {
             offline_for: Duration::from_secs(60),
             low_battery_rate: 0.0,
             recharge_after: None,
+            uncooperative_rate: 0.0,
         }
     }
 }

@@ -30,6 +30,8 @@ pub(crate) struct Counters {
     pub(crate) events: AtomicU64,
     pub(crate) attested: AtomicU64,
     pub(crate) attestation_failures: AtomicU64,
+    pub(crate) quarantine_acks: AtomicU64,
+    pub(crate) quarantine_ignored: AtomicU64,
 }
 
 impl Counters {
@@ -111,6 +113,10 @@ pub struct Stats {
     pub attested: u64,
     /// Attestation requests that ended otherwise (failed, stale, or an error).
     pub attestation_failures: u64,
+    /// Signed quarantine statements a cooperative device acted on and acknowledged.
+    pub quarantine_acks: u64,
+    /// Quarantine instructions not acted on (uncooperative devices, or refused ones).
+    pub quarantine_ignored: u64,
     /// The latest error a device met (`device: [reason] detail`), for diagnosis.
     pub last_error: Option<String>,
 }
@@ -139,6 +145,8 @@ impl Stats {
         self.events = get(&c.events);
         self.attested = get(&c.attested);
         self.attestation_failures = get(&c.attestation_failures);
+        self.quarantine_acks = get(&c.quarantine_acks);
+        self.quarantine_ignored = get(&c.quarantine_ignored);
     }
 
     /// Devices whose committed firmware is `version`.
@@ -186,6 +194,13 @@ impl fmt::Display for Stats {
                 f,
                 " | attested {} not attested {}",
                 self.attested, self.attestation_failures
+            )?;
+        }
+        if self.quarantine_acks + self.quarantine_ignored > 0 {
+            write!(
+                f,
+                " | quarantine acknowledged {} ignored {}",
+                self.quarantine_acks, self.quarantine_ignored
             )?;
         }
         write!(

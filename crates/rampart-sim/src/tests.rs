@@ -175,6 +175,8 @@ impl Session for FakeSession {
         Ok(PollAnswer {
             interval_secs: Some(60),
             attestation: None,
+            quarantine: None,
+            evidence: None,
             assignment: st.assignment.as_ref().map(|(id, target, kind)| Assignment {
                 id: id.clone(),
                 target: target.clone(),
@@ -237,6 +239,7 @@ impl Session for FakeSession {
                 length: r.signed.len() as u64,
                 hashes: BTreeMap::from([("sha256".to_owned(), sha256.clone())]),
                 assignment: Some(assignment.id.clone()),
+                reimage: assignment.reimage,
             },
             info: TargetFile {
                 length: r.signed.len() as u64,
@@ -296,6 +299,16 @@ impl Session for FakeSession {
     /// The in-memory server does not attest (the attested fleet runs against the real one).
     fn attestation(&self) -> Option<&dyn rampart_agent::attest::AttestationServer> {
         None
+    }
+
+    fn quarantine(
+        &mut self,
+        _: &dyn rampart_tuf_client::store::MetadataStore,
+        _: &Path,
+        _: &rampart_protocol::SignedQuarantine,
+        _: i64,
+    ) -> Result<bool, String> {
+        Err("the in-memory server never quarantines".into())
     }
 }
 

@@ -1,6 +1,7 @@
 //! `rampart device provision`: a device certificate from the manufacturer CA, either with a key
 //! made here, or for a certificate signing request made on the device (its key stays in the
-//! device's TPM or secure element).
+//! device's TPM or secure element). `rampart device quarantine|release|quarantined`: the
+//! server's quarantine of a device (decision 0031), through the management API.
 
 use std::path::PathBuf;
 
@@ -10,6 +11,7 @@ use rustls_pki_types::CertificateSigningRequestDer;
 use rustls_pki_types::pem::PemObject as _;
 
 use super::ca::load_ca;
+use crate::shared::api_client::ApiArgs;
 
 #[derive(Subcommand)]
 pub enum DeviceCommand {
@@ -30,16 +32,102 @@ pub enum DeviceCommand {
         #[arg(long, default_value_t = 3650)]
         days: u32,
     },
+    /// Quarantine a device: the server gives it no assignments or campaign waves and answers
+    /// it only on the quarantine routes, whether or not it cooperates; its polls carry a signed
+    /// instruction for its containment hook. Only `rampart device release` ends it.
+    Quarantine {
+        #[command(flatten)]
+        api: ApiArgs,
+        id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// The incident it belongs to (its timeline records it).
+        #[arg(long, default_value = "")]
+        incident: String,
+        /// Also revoke the device's certificate (after the quarantine is written).
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// Release a quarantined device (the only way a quarantine ends; audited).
+    Release {
+        #[command(flatten)]
+        api: ApiArgs,
+        id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// List quarantined devices, oldest first.
+    Quarantined {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 pub fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
-    let DeviceCommand::Provision {
-        ca,
-        id,
-        csr,
-        out,
-        days,
-    } = cmd;
+    let (ca, id, csr, out, days) = match cmd {
+        DeviceCommand::Provision {
+            ca,
+            id,
+            csr,
+            out,
+            days,
+        } => (ca, id, csr, out, days),
+        DeviceCommand::Quarantine {
+            api,
+            id,
+            reason,
+            incident,
+            revoke,
+        } => {
+            let answer = api.client()?.ok(
+                "POST",
+                &format!("/api/v1/devices/{id}/quarantine"),
+                Some(serde_json::json!({"reason": reason, "incident": incident, "revoke": revoke})),
+            )?;
+            let q = &answer["quarantine"];
+            if answer["newly_quarantined"] == true {
+                println!("quarantined {id} (since {})", q["since"]);
+            } else {
+                println!(
+                    "{id} was already quarantined (since {}, by {})",
+                    q["since"], q["actor"]
+                );
+            }
+            if revoke {
+                println!("revoked {id}'s certificate");
+            }
+            return Ok(());
+        }
+        DeviceCommand::Release { api, id, reason } => {
+            api.client()?.ok(
+                "POST",
+                &format!("/api/v1/devices/{id}/release"),
+                Some(serde_json::json!({"reason": reason})),
+            )?;
+            println!("released {id}: its next polls carry a signed release statement");
+            return Ok(());
+        }
+        DeviceCommand::Quarantined { api } => {
+            let answer = api
+                .client()?
+                .ok("GET", "/api/v1/quarantine?limit=1000", None)?;
+            for q in answer["devices"].as_array().into_iter().flatten() {
+                println!(
+                    "{}\tsince {}\t{}\t{}\thook {}",
+                    q["device_id"].as_str().unwrap_or(""),
+                    q["since"],
+                    if q["incident_id"] == "" {
+                        q["actor"].as_str().unwrap_or("")
+                    } else {
+                        q["incident_id"].as_str().unwrap_or("")
+                    },
+                    q["reason"].as_str().unwrap_or(""),
+                    q["ack_hook"].as_str().unwrap_or("not acknowledged"),
+                );
+            }
+            return Ok(());
+        }
+    };
     let ca = load_ca(&ca)?;
     let Some(csr) = csr else {
         let id = id.context("--id names the device to provision")?;

@@ -89,6 +89,26 @@ pub struct ServerArgs {
     /// metadata) and other internal addresses are refused.
     #[arg(long = "webhook-allow", value_name = "CIDR")]
     webhook_allow: Vec<rampart_server::webhooks::IpNetwork>,
+    /// Send incident alerts to this syslog receiver as RFC 5424 messages: udp://HOST:PORT (one
+    /// datagram each) or tcp://HOST:PORT (octet-counted frames, retried with backoff while the
+    /// receiver is down). Alerts also go to every webhook subscribed to `incident.alert`.
+    #[arg(long, value_name = "udp://HOST:PORT|tcp://HOST:PORT")]
+    syslog: Option<rampart_server::alerts::SyslogTarget>,
+    /// The syslog facility of incident alerts (kern, user, daemon, auth, authpriv, audit,
+    /// alert, local0 ... local7).
+    #[arg(long, default_value = "auth", value_parser = parse_facility)]
+    syslog_facility: u8,
+    /// Seconds within which repeats of one incident's alert are held and sent as one update.
+    #[arg(long, default_value_t = rampart_server::alerts::DEFAULT_DEDUPE_WINDOW.as_secs())]
+    alert_dedupe_window: u64,
+    /// An alert sink counts as failing after this many failed attempts of one alert in a row
+    /// (or an alert waiting over --alert-failing-after-secs); the server then raises an
+    /// alert_delivery_failing incident and alerts through the other sink.
+    #[arg(long, default_value_t = rampart_server::alerts::DEFAULT_FAILING_AFTER_ATTEMPTS)]
+    alert_failing_after_attempts: u32,
+    /// Seconds an alert may wait undelivered before its sink counts as failing.
+    #[arg(long, default_value_t = rampart_server::alerts::DEFAULT_FAILING_AFTER.as_secs())]
+    alert_failing_after_secs: u64,
     /// The key webhook secrets are sealed with in the database: a file of 32 random bytes,
     /// created (mode 0600) if missing. Default with SQLite: NAME.secrets.key next to NAME.db;
     /// required with PostgreSQL.
@@ -145,6 +165,12 @@ pub struct ServerArgs {
     ek_roots: Option<PathBuf>,
     #[command(flatten)]
     evidence: crate::commands::incident_export::EvidenceArgs,
+    /// Incident response settings (TOML): `[playbooks.DETECTOR.LEVEL]` tables (`now = [...]`,
+    /// `approve = [{action, role}]`) replacing the built-in playbooks of the detectors they
+    /// name, and the `[detectors]` table. Playbooks an admin stores through the API take
+    /// precedence.
+    #[arg(long, value_name = "FILE")]
+    incident_config: Option<PathBuf>,
 }
 
 /// `LISTENER=MAX[/PER_SOURCE]` of `--connection-cap`.
@@ -221,6 +247,11 @@ pub fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
     config.last_seen_flush_interval = Duration::from_millis(args.last_seen_flush_ms.max(1));
     config.webhooks.allow_networks = args.webhook_allow.clone();
     config.webhooks.secrets_key = secrets_key_path(&args.db, args.secrets_key.as_deref())?;
+    config.alerts.syslog = args.syslog.clone();
+    config.alerts.facility = args.syslog_facility;
+    config.alerts.dedupe_window = Duration::from_secs(args.alert_dedupe_window);
+    config.alerts.health.max_failures = args.alert_failing_after_attempts;
+    config.alerts.health.max_age = Duration::from_secs(args.alert_failing_after_secs.max(1));
     if args.header_timeout == 0 {
         anyhow::bail!("--header-timeout must be at least 1 second");
     }
@@ -288,6 +319,12 @@ pub fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
     config.evidence = args
         .evidence
         .config(config.audit_anchor.as_ref().and_then(|a| a.log.clone()))?;
+    if let Some(path) = &args.incident_config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the incident configuration {}", path.display()))?;
+        config.incidents = rampart_server::incidents::IncidentConfig::from_toml(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
     config.metadata = rampart_server::renewal::MetadataConfig {
         timestamp_keys: open_keys(&args.timestamp_keys, "timestamp")?,
         snapshot_keys: open_keys(&args.snapshot_keys, "snapshot")?,
@@ -334,6 +371,16 @@ fn attestation_config(
         require: args.require_attestation,
         ..defaults
     }))
+}
+
+/// A syslog facility by name (`auth`, `local0`, ...).
+fn parse_facility(name: &str) -> Result<u8, String> {
+    rampart_server::alerts::facility_code(name).ok_or_else(|| {
+        format!(
+            "unknown syslog facility {name:?}; use one of {}",
+            rampart_server::alerts::FACILITIES.join(", ")
+        )
+    })
 }
 
 /// The webhook secrets key file: as given; else, with SQLite, the server's default next to the

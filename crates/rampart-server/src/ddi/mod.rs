@@ -71,6 +71,8 @@ pub(crate) struct DdiApi {
     /// Remote attestation, when enabled: under the fleet-wide policy, DDI devices (which do
     /// not attest) get no deployment.
     pub(crate) attestation: Option<Arc<crate::engines::attestation::Attestation>>,
+    /// Notes a revoked device's use of the API (the revoked-credential detector's signal).
+    pub(crate) revoked_use: Arc<crate::engines::detectors::RevokedUse>,
 }
 
 impl DdiApi {
@@ -96,6 +98,7 @@ impl DdiApi {
             module_lock: Arc::new(tokio::sync::Mutex::new(())),
             auth_failures,
             attestation: shared.attestation.clone(),
+            revoked_use: shared.revoked_use.clone(),
         }
     }
 
@@ -111,6 +114,33 @@ impl DdiApi {
                 .allows_updates(device_id, now)
                 .await
                 .map_err(|e| errors::DdiError::db("reading a device's attestation", e)),
+        }
+    }
+
+    /// The device's quarantine, if it is quarantined (one primary-key read).
+    pub(crate) async fn quarantine(
+        &self,
+        device_id: &str,
+    ) -> Result<Option<rampart_db::Quarantine>, errors::DdiError> {
+        self.db
+            .quarantine(device_id)
+            .await
+            .map_err(|e| errors::DdiError::db("reading a device's quarantine", e))
+    }
+
+    /// 403 `rampart.quarantined` for a quarantined device: no deployment, artifact or
+    /// configData (decision 0031).
+    pub(crate) async fn require_not_quarantined(
+        &self,
+        device_id: &str,
+    ) -> Result<(), errors::DdiError> {
+        match self.quarantine(device_id).await? {
+            None => Ok(()),
+            Some(q) => Err(errors::DdiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "rampart.quarantined",
+                crate::engines::quarantine::refusal(device_id, &q),
+            )),
         }
     }
 

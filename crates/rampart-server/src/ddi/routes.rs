@@ -102,6 +102,8 @@ pub(super) async fn poll(
     let now = unix_now();
     let base = api.base(&headers, &caller.tenant.name, &caller.id);
     let mut links = Links::new();
+    // A quarantined device is offered no deployment and no configData (decision 0031).
+    let quarantined = api.quarantine(&caller.id).await?.is_some();
     let (active, installed) = api
         .db
         .ddi_actions_now(&caller.id)
@@ -122,7 +124,10 @@ pub(super) async fn poll(
             // While the device's window is closed the deployment is held back: SWUpdate
             // answers `update: skip` by closing the action as if installed. So it is for a
             // device the fleet-wide attestation policy keeps from updates.
-            if window != WindowState::Closed && api.attestation_allows(&caller.id, now).await? {
+            if window != WindowState::Closed
+                && api.attestation_allows(&caller.id, now).await?
+                && !quarantined
+            {
                 let ty = ActionType::from_stored(&action.update_type, action.forced_at);
                 let c = cache_buster(action.id as u64, deployment_modes(ty, window, now));
                 links.insert(
@@ -138,7 +143,7 @@ pub(super) async fn poll(
             Link::new(format!("{base}/installedBase/{}", installed.id)),
         );
     }
-    if caller.state.request_attributes {
+    if caller.state.request_attributes && !quarantined {
         links.insert("configData".into(), Link::new(format!("{base}/configData")));
     }
     json_answer(&PollAnswer::new(api.poll_interval_secs, links))
@@ -169,6 +174,7 @@ pub(super) async fn deployment_base(
         .authenticate(&tenant, &controller, &headers, &peer, false)
         .await?;
     check_c(&q)?;
+    api.require_not_quarantined(&caller.id).await?;
     api.require_attested(&caller.id, unix_now()).await?;
     let action = api.own_action(&caller, parse_action_id(&action)?).await?;
     if matches!(
@@ -361,6 +367,8 @@ pub(super) async fn config_data(
     let caller = api
         .authenticate(&tenant, &controller, &headers, &peer, false)
         .await?;
+    // Campaign selection reads attributes: a quarantined device does not change them.
+    api.require_not_quarantined(&caller.id).await?;
     let bytes = read_body(&headers, body, api.body_limits).await?;
     check_unique_keys(&bytes)?;
     let request: ConfigData = parse_lenient(&bytes).map_err(|e| {
@@ -397,6 +405,7 @@ pub(super) async fn assigned_module(
     caller: &Caller,
     id: &str,
 ) -> Result<DdiModule, DdiError> {
+    api.require_not_quarantined(&caller.id).await?;
     api.require_attested(&caller.id, unix_now()).await?;
     let id = id.parse::<i64>().map_err(|_| {
         DdiError::new(

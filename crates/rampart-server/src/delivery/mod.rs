@@ -1,5 +1,6 @@
 //! Delivery: the image repository the server hosts ([`image_repo`]), where its artifacts are
-//! stored ([`artifact_store`]), the Uptane-style director ([`director`]), and how an artifact is
+//! stored ([`artifact_store`]), the Uptane-style director ([`director`]), the signed quarantine
+//! instruction ([`instruction`], signed with the director's key), and how an artifact is
 //! answered, shared by the native device API and the DDI API.
 //!
 //! Artifacts are read from the [`ArtifactStore`]: the repository's `targets/` directory, or an
@@ -25,6 +26,7 @@ pub mod artifact_store;
 pub mod director;
 pub mod evidence_store;
 pub mod image_repo;
+pub(crate) mod instruction;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

@@ -90,6 +90,10 @@ pub(crate) struct DeviceApi {
     pub(super) evidence: Option<Arc<crate::engines::evidence::Evidence>>,
     /// How fast each device may call the evidence routes.
     pub(super) evidence_rate: super::report_rate::ReportRate,
+    /// Notes a revoked device's use of the API (the revoked-credential detector's signal).
+    pub(super) revoked_use: Arc<crate::engines::detectors::RevokedUse>,
+    /// Signs the quarantine instruction a quarantined device's poll answer carries.
+    pub(super) instructions: Option<Arc<crate::delivery::instruction::InstructionSigner>>,
 }
 
 /// Entries kept in each of the fulfilment caches before they are cleared (bounded memory).
@@ -116,6 +120,8 @@ impl DeviceApi {
                 },
             ),
             image_repo: shared.image_repo.clone(),
+            revoked_use: shared.revoked_use.clone(),
+            instructions: shared.instructions.clone(),
             settled: Default::default(),
             target_versions: Default::default(),
             sinks: shared.report_sinks(),
@@ -198,6 +204,9 @@ impl DeviceApi {
         // A certificate never adopts a row a token enrolled (decision 0021).
         self.check_certificate_enrolment(peer, now).await?;
         if device.revoked {
+            self.revoked_use
+                .note(&format!("device:{id}"), Some(id), "device", now)
+                .await;
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "device_revoked",
@@ -241,7 +250,35 @@ impl DeviceApi {
             facts.attributes = stored.attributes.clone();
         }
         normalize_tags(&mut stored.tags);
-        if facts != stored {
+        if !stored.hardware_id.is_empty() && facts.hardware_id != stored.hardware_id {
+            // Real hardware does not change its id: stored with the security event the
+            // hardware-id detector reads, in one transaction.
+            crate::engines::detectors::record_hardware_change(
+                &self.db,
+                &self.audit,
+                id,
+                &facts,
+                &stored.hardware_id,
+                now,
+            )
+            .await
+            .map_err(|e| match e {
+                crate::observe::audit::AuditWriteError::Db(e) => {
+                    ApiError::from_db("storing device facts", e)
+                }
+                other => {
+                    crate::observe::log::error(
+                        "recording a device's hardware-id change",
+                        serde_json::json!({"device": id, "error": other.to_string()}),
+                    );
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "storage_unavailable",
+                        "the server could not record this poll; retry later",
+                    )
+                }
+            })?;
+        } else if facts != stored {
             self.db
                 .upsert_device(id, &facts, now)
                 .await
@@ -287,9 +324,16 @@ impl DeviceApi {
         // ETag) changes then, so the device learns it on its next poll.
         // Under the fleet-wide policy an unattested device is told of no assignment (its poll
         // answer asks for a quote instead).
+        // A quarantined device is told of no assignment, whatever it is assigned (a
+        // campaign's rollback may still point it somewhere): see super::quarantine.
+        let quarantined = device
+            .quarantine
+            .as_ref()
+            .is_some_and(|q| q.is_quarantined());
+        let instruction = self.instruction(&device.id, device.quarantine.as_ref(), now);
         let assignment = match device
             .assignment
-            .filter(|a| !a.target.is_empty() && attested)
+            .filter(|a| !a.target.is_empty() && attested && may_receive(quarantined, a))
         {
             None => None,
             Some(a) => {
@@ -319,7 +363,7 @@ impl DeviceApi {
             poll_interval_secs: Some(self.poll_interval_secs),
             assignment,
             attestation,
-            quarantine: None,
+            quarantine: instruction,
             evidence,
         })
         .map_err(|_| ApiError::internal())?;
@@ -489,6 +533,12 @@ fn parse_poll_facts(bytes: &[u8]) -> Result<Option<(DeviceFacts, bool)>, ApiErro
         },
         keep_attributes,
     )))
+}
+
+/// Whether a device may be told of an assignment: not while it is quarantined (decision 0031;
+/// a re-imaging assignment will be the one exception, once assignments carry that flag).
+fn may_receive(quarantined: bool, _assignment: &DeviceAssignment) -> bool {
+    !quarantined
 }
 
 /// Tags are a set: order and repeats carry no meaning.

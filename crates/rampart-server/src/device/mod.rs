@@ -7,6 +7,7 @@ mod director;
 mod enrolment;
 mod evidence;
 mod poll_read;
+mod quarantine;
 mod repo;
 mod report_rate;
 mod reports;
@@ -124,6 +125,7 @@ pub(crate) fn router(api: Arc<DeviceApi>, delivery: Router) -> Router {
             "/device/v1/evidence/{id}/complete",
             post(evidence::complete),
         )
+        .route("/device/v1/quarantine/ack", post(quarantine::ack))
         .with_state(api)
         .merge(delivery)
         .fallback(|| async { ApiError::not_found() })

@@ -1,7 +1,7 @@
 //! The read path of a poll: one database query per poll.
 //!
-//! A poll needs the device's revocation flag and its current assignment.
-//! [`rampart_db::Db::poll_state`] reads both in one primary-key query, so a
+//! A poll needs the device's revocation flag, its current assignment and its quarantine.
+//! [`rampart_db::Db::poll_state`] reads them in one primary-key query, so a
 //! poll by a registered device costs exactly one database round trip, and
 //! both are read fresh from the database on every poll (nothing is cached:
 //! a revocation by any server sharing the database takes effect on the
@@ -13,7 +13,7 @@
 //! the last-seen time is written in batches (`engines::last_seen`); facts in
 //! the body cost one more read, and a write when they changed.
 
-use rampart_db::DeviceAssignment;
+use rampart_db::{DeviceAssignment, QuarantineMark};
 
 use super::api::DeviceApi;
 use crate::listen::http::ApiError;
@@ -23,6 +23,8 @@ use crate::listen::mtls::PeerIdentity;
 pub(crate) struct PollingDevice {
     pub(crate) id: String,
     pub(crate) assignment: Option<DeviceAssignment>,
+    /// Quarantined, or released with the `released` statement not yet acknowledged.
+    pub(crate) quarantine: Option<QuarantineMark>,
 }
 
 impl DeviceApi {
@@ -46,19 +48,23 @@ impl DeviceApi {
             return Ok(PollingDevice {
                 id: id.to_owned(),
                 assignment: state.assignment,
+                quarantine: state.quarantine,
             });
         }
         // First contact, revoked (identify answers 403, re-reading the flag), or a row a token
         // enrolled (identify refuses the certificate, 409).
+        // A device may have been quarantined before its first contact (by an incident's
+        // executor), so the quarantine is read here too.
         let device = self.identify(peer, now).await?;
-        let assignment = self
+        let state = self
             .db
-            .device_assignment(&device.id)
+            .poll_state(&device.id)
             .await
             .map_err(|e| ApiError::from_db("reading a device assignment", e))?;
         Ok(PollingDevice {
             id: device.id,
-            assignment,
+            assignment: state.as_ref().and_then(|s| s.assignment.clone()),
+            quarantine: state.and_then(|s| s.quarantine),
         })
     }
 }

@@ -223,6 +223,9 @@ impl DeviceApi {
         let now = unix_now();
         let device = self.identify(peer, now).await?;
         self.last_seen.record(&device.id, now);
+        // Campaign selection and policies read attributes: a quarantined device's claims do
+        // not change its inventory record.
+        self.require_not_quarantined(&device.id).await?;
         let request: AttributesUpdate = parse_json(
             &bytes,
             r#"{"mode": "merge" or "replace", "data": {<attributes>}}"#,

@@ -111,6 +111,11 @@ pub(crate) fn load(row: Campaign) -> Result<Loaded, CampaignError> {
 fn tally_from(counts: &[(String, i64)]) -> Tally {
     let mut t = Tally::default();
     for (outcome, n) in counts {
+        // A quarantined device is in no wave's figures: neither a success nor a failure, and
+        // not a device the wave waits for (decision 0031).
+        if outcome == rampart_db::QUARANTINED_OUTCOME {
+            continue;
+        }
         let n = (*n).max(0) as u64;
         t.devices += n;
         match Outcome::parse(outcome) {
@@ -157,7 +162,11 @@ impl Campaigns {
     }
 
     /// Runs the engine until `shutdown` resolves.
-    pub(crate) async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        heart: super::heartbeat::Heart,
+    ) {
         loop {
             if *shutdown.borrow() {
                 return;
@@ -168,6 +177,7 @@ impl Campaigns {
                     json!({"error": e.to_string()}),
                 );
             }
+            heart.beat(unix_now());
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(TICK) => {}
@@ -529,9 +539,22 @@ impl Campaigns {
         let selected_count = selected.len();
         let mut excluded: BTreeMap<&'static str, u64> = BTreeMap::new();
         let mut eligible = Vec::new();
+        // Quarantined devices are never in a wave (decision 0031).
+        let quarantined: std::collections::HashSet<String> = self
+            .db
+            .quarantined_devices(i64::MAX)
+            .await
+            .map_err(|e| ActionFailed::Read("reading quarantined devices", e))?
+            .into_iter()
+            .map(|q| q.device_id)
+            .collect();
         for d in selected {
             if d.revoked {
                 *excluded.entry("revoked").or_default() += 1;
+                continue;
+            }
+            if quarantined.contains(&d.id) {
+                *excluded.entry("quarantined").or_default() += 1;
                 continue;
             }
             match c.spec.policy.eligible(&view(d)) {

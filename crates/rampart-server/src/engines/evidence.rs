@@ -230,7 +230,11 @@ impl Evidence {
     // ---- the executor ---------------------------------------------------------------------
 
     /// Executes approved `collect_evidence` actions until `stop`, and anchors stored bundles.
-    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        stop: watch::Receiver<bool>,
+        heart: crate::engines::heartbeat::Heart,
+    ) {
         let stop = crate::helpers::stopped(stop);
         tokio::pin!(stop);
         let mut tick = tokio::time::interval(TICK);
@@ -248,6 +252,7 @@ impl Evidence {
                 );
             }
             self.anchor_pending().await;
+            heart.beat(unix_now());
         }
     }
 

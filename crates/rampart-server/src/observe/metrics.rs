@@ -14,6 +14,7 @@ use axum::response::Response;
 use crate::observe::labels::{
     AnchorFailure, Api, AttestationCheck, ConnectionCounters, FailureKind,
 };
+use rampart_incident::model::Detector;
 use rampart_listen::AdmissionCounters;
 use rampart_protocol::ReportStatus;
 
@@ -57,7 +58,13 @@ pub struct Metrics {
     pub(crate) metadata_renewals: AtomicU64,
     /// Remote attestation (engines::attestation and the device routes).
     pub(crate) attestation: AttestationMetrics,
+    /// Incident detectors' findings and engine heartbeat ages (engines::detectors).
+    pub(crate) detectors: DetectorMetrics,
     pub(crate) metadata_renewal_failures: AtomicU64,
+    /// Incident alert delivery, by sink.
+    pub(crate) alerts: AlertMetrics,
+    /// Incidents by state and severity, and the response's timings (engines::incidents).
+    pub(crate) incidents: IncidentMetrics,
     /// When each watched role's metadata expires (watched by the metadata renewal engine), by role.
     metadata_expiry: Mutex<BTreeMap<String, MetadataExpiry>>,
     http: Mutex<HttpStats>,
@@ -132,6 +139,216 @@ impl AttestationMetrics {
             "When the attestation staleness engine last completed a sweep (0: never); alert when it falls behind.",
             load(&self.last_sweep),
         );
+    }
+}
+
+/// The incident detectors' findings, by detector, and each engine's heartbeat age.
+#[derive(Debug, Default)]
+pub(crate) struct DetectorMetrics {
+    findings: [AtomicU64; Detector::ALL.len()],
+    /// Engine -> age of its last heartbeat at the watchdog's last round, seconds.
+    heartbeat_ages: Mutex<BTreeMap<String, u64>>,
+}
+
+impl DetectorMetrics {
+    /// Counts a finding recorded for `detector`.
+    pub(crate) fn found(&self, detector: Detector) {
+        if let Some(i) = Detector::ALL.iter().position(|d| *d == detector) {
+            Metrics::inc(&self.findings[i]);
+        }
+    }
+
+    /// Sets the age of `engine`'s last heartbeat.
+    pub(crate) fn heartbeat_age(&self, engine: &str, secs: u64) {
+        self.heartbeat_ages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(engine.to_owned(), secs);
+    }
+
+    fn render(&self, out: &mut String) {
+        let labels: Vec<(String, u64)> = Detector::ALL
+            .iter()
+            .zip(&self.findings)
+            .map(|(d, n)| (format!("detector=\"{}\"", d.as_str()), load(n)))
+            .collect();
+        let labels: Vec<(&str, u64)> = labels.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        counter(
+            out,
+            "rampart_detector_findings_total",
+            "Findings the incident detectors recorded (an incident opened or a device joined one), by detector.",
+            &labels,
+        );
+        let ages: Vec<(String, u64)> = self
+            .heartbeat_ages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(engine, age)| (format!("engine=\"{}\"", escape_label(engine)), *age))
+            .collect();
+        let ages: Vec<(&str, u64)> = ages.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        gauge_series(
+            out,
+            "rampart_engine_heartbeat_age_seconds",
+            "Age of each engine's last heartbeat at the detectors' last round; an engine past its bound is an engine_stalled incident.",
+            &ages,
+        );
+    }
+}
+
+/// Incident alert delivery by sink (`syslog`, `webhook:ID`): failed attempts, and whether the
+/// sink is failing now (engines::alerts judges it).
+#[derive(Debug, Default)]
+pub(crate) struct AlertMetrics {
+    /// Sink -> (failed attempts, failing now).
+    sinks: Mutex<BTreeMap<String, (u64, bool)>>,
+}
+
+impl AlertMetrics {
+    fn sinks(&self) -> MutexGuard<'_, BTreeMap<String, (u64, bool)>> {
+        self.sinks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn render(&self, out: &mut String) {
+        let sinks = self.sinks();
+        let series = |value: &dyn Fn(&(u64, bool)) -> u64| -> Vec<(String, u64)> {
+            sinks
+                .iter()
+                .map(|(sink, v)| (format!("sink=\"{}\"", escape_label(sink)), value(v)))
+                .collect()
+        };
+        let failures = series(&|v| v.0);
+        let failing = series(&|v| u64::from(v.1));
+        counter(
+            out,
+            "rampart_alert_delivery_failures_total",
+            "Failed incident-alert delivery attempts, by sink (syslog, webhook:ID).",
+            &borrowed(&failures),
+        );
+        gauge_series(
+            out,
+            "rampart_alert_sink_failing",
+            "1 while an alert sink keeps failing (too many failed attempts in a row, an alert waiting too long, or given up).",
+            &borrowed(&failing),
+        );
+    }
+}
+
+impl Metrics {
+    /// Counts a failed alert delivery attempt through `sink`.
+    pub(crate) fn alert_delivery_failed(&self, sink: &str) {
+        self.alerts.sinks().entry(sink.to_owned()).or_default().0 += 1;
+    }
+
+    /// Notes whether `sink` is failing now.
+    pub(crate) fn set_alert_sink_failing(&self, sink: &str, failing: bool) {
+        self.alerts.sinks().entry(sink.to_owned()).or_default().1 = failing;
+    }
+}
+
+/// Upper bounds (seconds) of the incident timing histogram: a poll interval to a day.
+pub const INCIDENT_TIMING_BUCKETS: [u64; 12] =
+    [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 14_400, 86_400];
+
+/// The incident response's phases the timing histogram has.
+pub(crate) const INCIDENT_PHASES: [&str; 3] = ["detect", "contain", "recover"];
+
+/// Incidents by (state, severity) at the incident engine's last pass, and how long detection,
+/// containment and recovery took (engines::incidents observes them as they happen).
+#[derive(Debug, Default)]
+pub(crate) struct IncidentMetrics {
+    counts: Mutex<BTreeMap<(String, String), u64>>,
+    timings: Mutex<BTreeMap<&'static str, PhaseTimings>>,
+}
+
+/// One phase's histogram: counts per bucket of [`INCIDENT_TIMING_BUCKETS`] (then +Inf), sum
+/// and count.
+type PhaseTimings = ([u64; INCIDENT_TIMING_BUCKETS.len() + 1], u64, u64);
+
+impl IncidentMetrics {
+    /// Replaces the counts by (state, severity).
+    pub(crate) fn set_counts(&self, counts: &[(String, String, i64)]) {
+        let mut map = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.clear();
+        for (state, severity, n) in counts {
+            map.insert(
+                (state.clone(), severity.clone()),
+                u64::try_from(*n).unwrap_or(0),
+            );
+        }
+    }
+
+    /// Observes one phase's duration (one of [`INCIDENT_PHASES`]).
+    pub(crate) fn observe(&self, phase: &'static str, seconds: i64) {
+        let seconds = u64::try_from(seconds).unwrap_or(0);
+        let mut timings = self
+            .timings
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = timings.entry(phase).or_default();
+        let index = INCIDENT_TIMING_BUCKETS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(INCIDENT_TIMING_BUCKETS.len());
+        entry.0[index] += 1;
+        entry.1 += seconds;
+        entry.2 += 1;
+    }
+
+    fn render(&self, out: &mut String) {
+        let counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Every (state, severity) pair, so a series reads 0 rather than vanishing.
+        let mut series = Vec::new();
+        for state in ["detected", "contained", "eradicated", "recovered", "closed"] {
+            for severity in ["low", "medium", "high", "critical"] {
+                let n = counts
+                    .get(&(state.to_string(), severity.to_string()))
+                    .copied()
+                    .unwrap_or(0);
+                series.push((format!("state=\"{state}\",severity=\"{severity}\""), n));
+            }
+        }
+        drop(counts);
+        gauge_series(
+            out,
+            "rampart_incidents",
+            "Incidents by state and severity at the incident engine's last pass.",
+            &borrowed(&series),
+        );
+        let name = "rampart_incident_response_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Seconds to detect (first signal to detection), contain and recover (from detection), by phase.\n# TYPE {name} histogram"
+        );
+        let timings = self
+            .timings
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for phase in INCIDENT_PHASES {
+            let (buckets, sum, count) = timings.get(phase).copied().unwrap_or_default();
+            let mut cumulative = 0;
+            for (bound, n) in INCIDENT_TIMING_BUCKETS.iter().zip(buckets) {
+                cumulative += n;
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{phase=\"{phase}\",le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{phase=\"{phase}\",le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(out, "{name}_sum{{phase=\"{phase}\"}} {sum}");
+            let _ = writeln!(out, "{name}_count{{phase=\"{phase}\"}} {count}");
+        }
     }
 }
 
@@ -497,6 +714,9 @@ impl Metrics {
         );
         self.render_metadata(&mut out);
         self.attestation.render(&mut out);
+        self.detectors.render(&mut out);
+        self.alerts.render(&mut out);
+        self.incidents.render(&mut out);
 
         let http = self.http();
         let name = "rampart_server_http_request_duration_seconds";
@@ -536,6 +756,11 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Label series with owned labels, as the families take them.
+fn borrowed(series: &[(String, u64)]) -> Vec<(&str, u64)> {
+    series.iter().map(|(l, v)| (l.as_str(), *v)).collect()
 }
 
 fn counter(out: &mut String, name: &str, help: &str, series: &[(&str, u64)]) {

@@ -15,6 +15,9 @@ pub(crate) mod ddi_tenants;
 mod devices;
 pub(crate) mod evidence;
 mod groups;
+pub(crate) mod incidents;
+mod monitor;
+mod quarantine;
 mod releases;
 mod tokens;
 pub(crate) mod webhooks;
@@ -65,6 +68,9 @@ pub enum Role {
     Operator,
     Viewer,
     Auditor,
+    /// The transparency-log monitor (`rampart log monitor --server`): may only report its
+    /// alerts.
+    Monitor,
 }
 
 /// What an endpoint needs.
@@ -78,10 +84,18 @@ pub enum Permission {
     Audit,
     /// Manage tokens, reinstate devices.
     Admin,
+    /// Report the transparency-log monitor's alerts (`POST /api/v1/monitor/alerts`).
+    MonitorAlert,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Operator, Role::Viewer, Role::Auditor];
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Operator,
+        Role::Viewer,
+        Role::Auditor,
+        Role::Monitor,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -89,6 +103,7 @@ impl Role {
             Role::Operator => "operator",
             Role::Viewer => "viewer",
             Role::Auditor => "auditor",
+            Role::Monitor => "monitor",
         }
     }
 
@@ -99,6 +114,7 @@ impl Role {
             Role::Operator => "an operator",
             Role::Viewer => "a viewer",
             Role::Auditor => "an auditor",
+            Role::Monitor => "a monitor",
         }
     }
 
@@ -112,6 +128,7 @@ impl Role {
             Role::Operator => matches!(permission, Permission::Read | Permission::Operate),
             Role::Viewer => permission == Permission::Read,
             Role::Auditor => matches!(permission, Permission::Read | Permission::Audit),
+            Role::Monitor => permission == Permission::MonitorAlert,
         }
     }
 }
@@ -139,6 +156,10 @@ pub(crate) struct ManagementApi {
     pub(crate) attestation: Option<Arc<crate::engines::attestation::Attestation>>,
     /// Forensic evidence, when the server keeps it.
     pub(crate) evidence: Option<Arc<crate::engines::evidence::Evidence>>,
+    /// The incident store (incident routes).
+    pub(crate) incidents: Arc<crate::engines::incidents::IncidentStore>,
+    /// Notes a revoked token's use (the revoked-credential detector's signal).
+    pub(crate) revoked_use: Arc<crate::engines::detectors::RevokedUse>,
 }
 
 impl ManagementApi {
@@ -157,6 +178,22 @@ impl ManagementApi {
             audit_anchor,
             attestation: shared.attestation.clone(),
             evidence: shared.evidence.clone(),
+            incidents: shared.incidents.clone(),
+            revoked_use: shared.revoked_use.clone(),
+        }
+    }
+
+    /// Notes the use of a revoked token, if `secret` is one (asked only when authentication
+    /// failed; a lookup error leaves the refusal as it is).
+    async fn note_revoked_token(&self, secret: &str) {
+        if let Ok(Some(id)) = self
+            .db
+            .revoked_token_by_secret(&sha256_hex(secret.as_bytes()))
+            .await
+        {
+            self.revoked_use
+                .note(&format!("token:{id}"), None, "management", unix_now())
+                .await;
         }
     }
 }
@@ -169,6 +206,11 @@ pub(crate) struct Caller {
 impl Caller {
     pub(crate) fn actor(&self) -> String {
         format!("token:{}", self.token.id)
+    }
+
+    /// The token's role (authorization already refused unknown roles).
+    pub(crate) fn role(&self) -> Role {
+        Role::parse(&self.token.role).unwrap_or(Role::Viewer)
     }
 }
 
@@ -196,8 +238,11 @@ impl ManagementApi {
             .db
             .token_by_secret(&sha256_hex(secret.as_bytes()))
             .await
-            .map_err(|e| ApiError::from_db("reading tokens", e))?
-            .ok_or_else(|| unauthorized("unknown or revoked token"))?;
+            .map_err(|e| ApiError::from_db("reading tokens", e))?;
+        let Some(token) = token else {
+            self.note_revoked_token(secret).await;
+            return Err(unauthorized("unknown or revoked token"));
+        };
         let role =
             Role::parse(&token.role).ok_or_else(|| unauthorized("the token's role is unknown"))?;
         if !role.allows(need) {
@@ -295,6 +340,15 @@ pub(crate) fn router(api: Arc<ManagementApi>) -> Router {
             "/api/v1/devices/{id}/reinstate",
             post(devices::reinstate_device),
         )
+        .route(
+            "/api/v1/devices/{id}/quarantine",
+            post(quarantine::quarantine_device).get(quarantine::device_quarantine),
+        )
+        .route(
+            "/api/v1/devices/{id}/release",
+            post(quarantine::release_device),
+        )
+        .route("/api/v1/quarantine", get(quarantine::list_quarantined))
         .route("/api/v1/fleet/versions", get(devices::fleet_versions))
         .route(
             "/api/v1/groups",
@@ -337,6 +391,7 @@ pub(crate) fn router(api: Arc<ManagementApi>) -> Router {
         .route("/api/v1/attestation/status", get(attestation::status))
         .route("/api/v1/attestation/events", get(attestation::events))
         .route("/api/v1/attestation/devices/{id}", get(attestation::device))
+        .route("/api/v1/monitor/alerts", post(monitor::post_alert))
         .route("/api/v1/audit", get(audit::export_audit))
         .route("/api/v1/audit/head", get(audit::get_head))
         .route("/api/v1/audit/anchor", post(audit::post_anchor))

@@ -189,6 +189,7 @@ pub(super) async fn create_assignment(
         ));
     }
     let ids: Vec<String> = devices.into_iter().map(|d| d.id).collect();
+    refuse_quarantined(&api, &ids).await?;
     // The selector as recorded: a long device list is summarised so the record stays small.
     let mut audited_selector =
         serde_json::to_value(&r.selector).map_err(|_| ApiError::internal())?;
@@ -222,6 +223,45 @@ pub(super) async fn create_assignment(
         .map_err(write_error("creating an assignment"))?;
     Metrics::inc(&api.metrics.assignments_created);
     Ok(json_response(StatusCode::CREATED, &assignment))
+}
+
+/// 409 when any of the devices is quarantined, naming them, their incidents and the way out
+/// (decision 0031). The poll refuses a quarantined device any assignment anyway; this says so
+/// to the operator at once.
+async fn refuse_quarantined(api: &ManagementApi, ids: &[String]) -> Result<(), ApiError> {
+    let wanted: std::collections::HashSet<&String> = ids.iter().collect();
+    let quarantined: Vec<String> = api
+        .db
+        .quarantined_devices(i64::MAX)
+        .await
+        .map_err(|e| db_error("reading quarantined devices", e))?
+        .into_iter()
+        .filter(|q| wanted.contains(&q.device_id))
+        .map(|q| {
+            if q.incident_id.is_empty() {
+                format!("{} (by {})", q.device_id, q.actor)
+            } else {
+                format!("{} (incident {})", q.device_id, q.incident_id)
+            }
+        })
+        .collect();
+    if quarantined.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "quarantined",
+        format!(
+            "{} of the selected devices are quarantined and get no assignments: {}; release them first with `rampart device release DEVICE`, or narrow the selector",
+            quarantined.len(),
+            quarantined
+                .iter()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ))
 }
 
 pub(super) async fn list_assignments(

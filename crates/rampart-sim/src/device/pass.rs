@@ -217,6 +217,9 @@ impl VirtualDevice {
                 None => break,
             }
         }
+        if let Some(instruction) = poll.quarantine.take() {
+            self.act_on_quarantine(sh, session.as_mut(), &instruction);
+        }
         self.told = Some(facts.firmware_version.clone());
         if sh.timing.poll_interval.is_none()
             && let Some(secs) = poll.interval_secs
@@ -455,6 +458,37 @@ impl VirtualDevice {
             );
         }
         Ok(PassEnd::Reboot)
+    }
+
+    /// A signed quarantine instruction: a cooperative device acts on it as the agent does
+    /// (through its metadata store, so a power cut can strike the memory write); an
+    /// uncooperative one ignores it.
+    fn act_on_quarantine(
+        &mut self,
+        sh: &Shared,
+        session: &mut dyn Session,
+        instruction: &rampart_protocol::SignedQuarantine,
+    ) {
+        if !self.profile.cooperative {
+            Counters::inc(&sh.counters.quarantine_ignored);
+            return;
+        }
+        let metadata = MetadataFiles {
+            power: self.power.clone(),
+        };
+        match session.quarantine(
+            &metadata,
+            &self.profile.state_dir,
+            instruction,
+            rampart_agent::daemon::now_unix(),
+        ) {
+            Ok(true) => Counters::inc(&sh.counters.quarantine_acks),
+            Ok(false) => {}
+            Err(e) => {
+                Counters::inc(&sh.counters.quarantine_ignored);
+                self.note(sh, e);
+            }
+        }
     }
 
     /// Sends queued reports, keeping those the server did not store (`daemon::flush`).

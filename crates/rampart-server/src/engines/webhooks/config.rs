@@ -39,6 +39,8 @@ pub enum WebhookEvent {
     RollbackSpike,
     /// A device refused an update whose verification failed (`device.verification_failed`).
     VerificationFailed,
+    /// A high-priority incident alert (`incident.alert`; see `engines::alerts`).
+    IncidentAlert,
     /// A test delivery requested by an operator (`webhook.test`); sent to one webhook whatever
     /// it subscribes to, and not subscribable.
     Test,
@@ -46,12 +48,13 @@ pub enum WebhookEvent {
 
 impl WebhookEvent {
     /// The events a webhook may subscribe to ([`WebhookEvent::Test`] is not one).
-    pub const ALL: [WebhookEvent; 5] = [
+    pub const ALL: [WebhookEvent; 6] = [
         WebhookEvent::GateBreach,
         WebhookEvent::CampaignHalted,
         WebhookEvent::CampaignCompleted,
         WebhookEvent::RollbackSpike,
         WebhookEvent::VerificationFailed,
+        WebhookEvent::IncidentAlert,
     ];
 
     /// The wire name (the `event` field and the `X-Rampart-Event` header).
@@ -62,6 +65,7 @@ impl WebhookEvent {
             WebhookEvent::CampaignCompleted => "campaign.completed",
             WebhookEvent::RollbackSpike => "fleet.rollback_spike",
             WebhookEvent::VerificationFailed => "device.verification_failed",
+            WebhookEvent::IncidentAlert => rampart_db::INCIDENT_ALERT_EVENT,
             WebhookEvent::Test => "webhook.test",
         }
     }

@@ -94,6 +94,8 @@ struct Inner {
     client: Mutex<Option<reqwest::Client>>,
     /// New deliveries wake the dispatcher (a permit is kept if it is busy, so none is missed).
     wake: Notify,
+    /// Where failed `incident.alert` attempts are counted (set by the server).
+    alert_metrics: std::sync::OnceLock<Arc<crate::observe::metrics::Metrics>>,
     spike: Mutex<RollbackSpikeDetector>,
     rng: ring::rand::SystemRandom,
 }
@@ -102,6 +104,12 @@ impl Webhooks {
     /// Where deliveries may connect.
     pub(crate) fn policy(&self) -> &AddressPolicy {
         &self.inner.policy
+    }
+
+    /// Counts failed `incident.alert` attempts in `metrics`
+    /// (`rampart_alert_delivery_failures_total{sink="webhook:ID"}`).
+    pub(crate) fn count_alert_failures_in(&self, metrics: Arc<crate::observe::metrics::Metrics>) {
+        let _ = self.inner.alert_metrics.set(metrics);
     }
 
     /// The key webhook secrets are sealed with (`None` on PostgreSQL without one).
@@ -118,13 +126,13 @@ impl std::fmt::Debug for Webhooks {
     }
 }
 
-fn unix_millis() -> i64 {
+pub(crate) fn unix_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn millis(d: Duration) -> i64 {
+pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -271,6 +279,7 @@ impl Webhooks {
                 secrets: secrets.map(|(key, _)| key),
                 client: Mutex::new(None),
                 wake: Notify::new(),
+                alert_metrics: std::sync::OnceLock::new(),
                 spike,
                 rng: ring::rand::SystemRandom::new(),
             }),
@@ -399,7 +408,11 @@ impl Webhooks {
     /// events at once, retries when due. On shutdown it claims nothing more and waits for the
     /// attempts in flight (each bounded by the attempt timeout) so their outcome is recorded;
     /// whatever is still pending is sent by the next start.
-    pub async fn run_dispatcher(self, shutdown: impl Future<Output = ()> + Send) {
+    pub(crate) async fn run_dispatcher(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+        heart: crate::engines::heartbeat::Heart,
+    ) {
         tokio::pin!(shutdown);
         let config = self.inner.config.clone();
         let mut in_flight: JoinSet<()> = JoinSet::new();
@@ -444,6 +457,7 @@ impl Webhooks {
                 next_prune = Instant::now() + PRUNE_INTERVAL;
                 self.prune().await;
             }
+            heart.beat(crate::helpers::unix_now());
             tokio::select! {
                 () = &mut shutdown => break,
                 () = self.inner.wake.notified() => {}
@@ -480,7 +494,14 @@ impl Webhooks {
     /// One attempt of a claimed delivery, and its outcome recorded.
     async fn deliver(self, delivery: ClaimedDelivery) {
         let config = &self.inner.config;
-        let outcome = match self.attempt(&delivery).await {
+        let attempt = self.attempt(&delivery).await;
+        if attempt.is_err()
+            && delivery.event == WebhookEvent::IncidentAlert.as_str()
+            && let Some(metrics) = self.inner.alert_metrics.get()
+        {
+            metrics.alert_delivery_failed(&format!("webhook:{}", delivery.webhook_id));
+        }
+        let outcome = match attempt {
             Ok((status_code, reply_bytes)) => AttemptOutcome::Delivered {
                 status_code,
                 reply_bytes,
@@ -528,12 +549,7 @@ impl Webhooks {
     }
 
     fn jitter(&self) -> f64 {
-        use ring::rand::SecureRandom as _;
-        let mut bytes = [0u8; 2];
-        match self.inner.rng.fill(&mut bytes) {
-            Ok(()) => f64::from(u16::from_le_bytes(bytes)) / f64::from(u16::MAX),
-            Err(_) => 0.5,
-        }
+        jitter(&self.inner.rng)
     }
 
     /// The HTTP client: rustls with ring (installed as the process default if none is, as for
@@ -675,6 +691,16 @@ impl Webhooks {
             reply_bytes: Some(reply_bytes),
             message,
         })
+    }
+}
+
+/// A random fraction in `[0, 1]` for [`backoff_delay`]; 0.5 if the system generator fails.
+pub(crate) fn jitter(rng: &ring::rand::SystemRandom) -> f64 {
+    use ring::rand::SecureRandom as _;
+    let mut bytes = [0u8; 2];
+    match rng.fill(&mut bytes) {
+        Ok(()) => f64::from(u16::from_le_bytes(bytes)) / f64::from(u16::MAX),
+        Err(_) => 0.5,
     }
 }
 
