@@ -15,6 +15,7 @@ mod ddi;
 mod detectors;
 mod devices;
 mod error;
+mod evidence;
 mod groups;
 mod incidents;
 mod poll;
@@ -46,6 +47,10 @@ pub use ddi::{
 pub use detectors::{InventoryRow, MAX_SIGNAL_READ, ReportCursor, ReportSignal, StaleAttestation};
 pub use devices::{Device, DeviceFacts, DeviceFilter};
 pub use error::{DbError, DomainError, StorageError};
+pub use evidence::{
+    EvidenceBundle, EvidenceQuota, EvidenceRequest, EvidenceState, EvidenceUsage,
+    MAX_EVIDENCE_CERTIFICATE, MAX_EVIDENCE_LIST, MAX_EVIDENCE_REASON,
+};
 pub use groups::Group;
 pub use incidents::{
     Incident, IncidentAction, IncidentDevice, IncidentFilter, IncidentProgress, IncidentTarget,
@@ -141,6 +146,11 @@ fn migrations() -> Vec<Migration> {
             13,
             "reimage",
             include_str!("../migrations/0013_reimage.sql"),
+        ),
+        (
+            14,
+            "evidence",
+            include_str!("../migrations/0014_evidence.sql"),
         ),
         (15, "alerts", include_str!("../migrations/0015_alerts.sql")),
         (

@@ -65,6 +65,8 @@ pub struct Server {
     metadata_watch: Option<engines::renewal::MetadataWatch>,
     /// The attestation staleness engine, when attestation is enabled.
     attestation: Option<Arc<engines::attestation::Attestation>>,
+    /// The evidence executor and anchorer, when the server keeps evidence.
+    evidence: Option<Arc<engines::evidence::Evidence>>,
     /// The incident store and its automatic-progress interval.
     incidents: (Arc<engines::incidents::IncidentStore>, Duration),
     /// Every engine's heartbeat, written together; the detectors' watchdog reads them.
@@ -197,6 +199,17 @@ impl Server {
         });
         let reimager =
             engines::reimage::Reimager::new(db.clone(), audit.clone(), image_repo.clone());
+        let evidence = match config.evidence.clone() {
+            Some(settings) => {
+                let engine = engines::evidence::Evidence::new(db.clone(), audit.clone(), settings);
+                engine
+                    .check()
+                    .await
+                    .map_err(|e| ServerError::Config(e.to_string()))?;
+                Some(Arc::new(engine))
+            }
+            None => None,
+        };
         let campaigns = engines::campaigns::Campaigns::new(
             db.clone(),
             audit.clone(),
@@ -257,6 +270,7 @@ impl Server {
             },
             poll_interval_secs: config.poll_interval_secs,
             attestation: attestation.clone(),
+            evidence: evidence.clone(),
             incidents: incidents.clone(),
             revoked_use: Arc::new(engines::detectors::RevokedUse::new(
                 db.clone(),
@@ -339,6 +353,7 @@ impl Server {
             auth_events,
             metadata_watch,
             attestation,
+            evidence,
             incidents: (incidents, config.incidents.progress_interval),
             heartbeats,
             detectors: (detectors, detector_config),
@@ -415,6 +430,7 @@ impl Server {
             auth_events,
             metadata_watch,
             attestation,
+            evidence,
             incidents,
             heartbeats,
             detectors: (detectors, detector_config),
@@ -473,6 +489,9 @@ impl Server {
             refusal_summary_interval,
             stop_rx.clone(),
         ));
+        let evidence_engine = evidence.map(|engine| {
+            tokio::spawn(engine.run(stop_rx.clone(), heartbeats.register("evidence")))
+        });
         let incident_engine = tokio::spawn(incidents.0.run(
             incidents.1,
             stop_rx.clone(),
@@ -516,6 +535,7 @@ impl Server {
         let management_server = management.map(|(listener, api)| {
             let router = operator::router(api.clone())
                 .merge(operator::ddi_tenants::router(api.clone()))
+                .merge(operator::evidence::router(api.clone()))
                 .merge(operator::incidents::router(api.clone()))
                 .merge(operator::webhooks::router(api, hooks))
                 // Unknown bearer tokens are counted, audited and slowed down per source.
@@ -594,6 +614,11 @@ impl Server {
         reimage_engine.abort();
         // Each stale note is one transaction; "attested" never depended on this engine.
         if let Some(engine) = attestation_engine {
+            engine.abort();
+        }
+        // Each action and each anchor is its own transaction; what was running is requeued at
+        // the next start.
+        if let Some(engine) = evidence_engine {
             engine.abort();
         }
         // A renewal in progress finishes on its blocking thread (each file is written whole).

@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub(crate) poll_interval_secs: u64,
     /// Remote attestation, when enabled.
     pub(crate) attestation: Option<Arc<Attestation>>,
+    /// Forensic evidence, when the server keeps it.
+    pub(crate) evidence: Option<Arc<crate::engines::evidence::Evidence>>,
     /// The incident store: detectors and operators record incidents through it.
     pub(crate) incidents: Arc<IncidentStore>,
     /// Notes revoked certificates and tokens presented to a front door (a detector's signal).

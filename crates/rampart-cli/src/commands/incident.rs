@@ -15,6 +15,10 @@ const MAX_PLAYBOOKS_FILE: u64 = 64 * 1024;
 
 #[derive(clap::Subcommand)]
 pub enum IncidentCommand {
+    /// Chain of custody: `export ID --out FILE` and `verify-export FILE --ca CA.pem ...`
+    /// (commands/incident_export.rs).
+    #[command(flatten)]
+    Custody(super::incident_export::IncidentExportCommand),
     /// List incidents, newest first, with their timings.
     List(ListArgs),
     /// One incident: devices, timeline, actions and timings.
@@ -143,6 +147,7 @@ pub struct PlaybooksArgs {
 
 pub fn run(cmd: IncidentCommand) -> anyhow::Result<()> {
     match cmd {
+        IncidentCommand::Custody(c) => super::incident_export::run(c),
         IncidentCommand::List(a) => list(&a),
         IncidentCommand::Show(a) => {
             let v = a

@@ -163,6 +163,8 @@ pub struct ServerArgs {
     /// certificate chains to one enrols without an operator approving its EK.
     #[arg(long, value_name = "FILE")]
     ek_roots: Option<PathBuf>,
+    #[command(flatten)]
+    evidence: crate::commands::incident_export::EvidenceArgs,
     /// Incident response settings (TOML): `[playbooks.DETECTOR.LEVEL]` tables (`now = [...]`,
     /// `approve = [{action, role}]`) replacing the built-in playbooks of the detectors they
     /// name, and the `[detectors]` table. Playbooks an admin stores through the API take
@@ -314,6 +316,9 @@ pub fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
             .collect::<anyhow::Result<Vec<_>>>()
     };
     config.attestation = attestation_config(args)?;
+    config.evidence = args
+        .evidence
+        .config(config.audit_anchor.as_ref().and_then(|a| a.log.clone()))?;
     if let Some(path) = &args.incident_config {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the incident configuration {}", path.display()))?;

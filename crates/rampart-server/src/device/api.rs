@@ -86,6 +86,10 @@ pub(crate) struct DeviceApi {
     /// How fast each device may call the attestation routes (each refusal is written to the
     /// audit log and the security events).
     pub(super) attestation_rate: super::report_rate::ReportRate,
+    /// Forensic evidence, when the server keeps it.
+    pub(super) evidence: Option<Arc<crate::engines::evidence::Evidence>>,
+    /// How fast each device may call the evidence routes.
+    pub(super) evidence_rate: super::report_rate::ReportRate,
     /// Notes a revoked device's use of the API (the revoked-credential detector's signal).
     pub(super) revoked_use: Arc<crate::engines::detectors::RevokedUse>,
     /// Signs the quarantine instruction a quarantined device's poll answer carries.
@@ -104,6 +108,16 @@ impl DeviceApi {
             attestation_rate: super::report_rate::ReportRate::new(
                 super::report_rate::ATTESTATION_BURST,
                 super::report_rate::ATTESTATION_PER_SECOND,
+            ),
+            evidence: shared.evidence.clone(),
+            evidence_rate: shared.evidence.as_ref().map_or_else(
+                super::report_rate::ReportRate::default,
+                |e| {
+                    super::report_rate::ReportRate::new(
+                        e.config.upload_burst,
+                        e.config.uploads_per_second,
+                    )
+                },
             ),
             image_repo: shared.image_repo.clone(),
             revoked_use: shared.revoked_use.clone(),
@@ -296,6 +310,13 @@ impl DeviceApi {
         }
         Metrics::inc(&self.metrics.polls);
         let (attestation, attested) = self.attestation_request(&device.id, now).await?;
+        let evidence = match &self.evidence {
+            Some(engine) => engine
+                .request_for_poll(&device.id)
+                .await
+                .map_err(|e| ApiError::from_db("reading a device's evidence request", e))?,
+            None => None,
+        };
 
         // Read with the revocation flag above; the ETag changes with every change of the
         // assignment.
@@ -349,7 +370,7 @@ impl DeviceApi {
             assignment,
             attestation,
             quarantine: instruction,
-            evidence: None,
+            evidence,
         })
         .map_err(|_| ApiError::internal())?;
         let digest = ring::digest::digest(&ring::digest::SHA256, &answer);

@@ -11,6 +11,7 @@ pub(crate) mod attestation_verify;
 pub mod audit_anchor;
 pub mod campaigns;
 pub(crate) mod detectors;
+pub mod evidence;
 pub(crate) mod heartbeat;
 pub mod incidents;
 pub mod last_seen;

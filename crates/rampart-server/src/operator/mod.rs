@@ -13,6 +13,7 @@ mod audit;
 mod campaigns;
 pub(crate) mod ddi_tenants;
 mod devices;
+pub(crate) mod evidence;
 mod groups;
 pub(crate) mod incidents;
 mod monitor;
@@ -154,6 +155,8 @@ pub(crate) struct ManagementApi {
     pub(crate) audit_anchor: Option<Arc<crate::engines::audit_anchor::AuditAnchor>>,
     /// Remote attestation, when enabled.
     pub(crate) attestation: Option<Arc<crate::engines::attestation::Attestation>>,
+    /// Forensic evidence, when the server keeps it.
+    pub(crate) evidence: Option<Arc<crate::engines::evidence::Evidence>>,
     /// The incident store (incident routes).
     pub(crate) incidents: Arc<crate::engines::incidents::IncidentStore>,
     /// Notes a revoked token's use (the revoked-credential detector's signal).
@@ -175,6 +178,7 @@ impl ManagementApi {
             body_limits: shared.body_limits,
             audit_anchor,
             attestation: shared.attestation.clone(),
+            evidence: shared.evidence.clone(),
             incidents: shared.incidents.clone(),
             revoked_use: shared.revoked_use.clone(),
         }
