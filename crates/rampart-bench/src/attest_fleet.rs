@@ -187,7 +187,7 @@ pub fn run(a: AttestFleetArgs) -> anyhow::Result<()> {
 
 /// Approves every simulated TPM's endorsement key (they carry no EK certificate) through the
 /// management API, as an admin, from a few threads.
-fn approve_endorsement_keys(
+pub(crate) fn approve_endorsement_keys(
     server: &rampart_cli::commands::demo::server::DemoServer,
     fleet: &mut rampart_sim::Fleet,
 ) -> anyhow::Result<()> {

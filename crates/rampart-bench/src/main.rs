@@ -8,6 +8,7 @@ mod attest;
 mod attest_fleet;
 mod attest_roundtrip;
 mod campaign;
+mod gameday;
 mod log;
 mod report;
 mod server;
@@ -85,6 +86,10 @@ enum BenchCommand {
     AttestFleet(attest_fleet::AttestFleetArgs),
     /// One device's attestation round trip with swtpm and the real server (`tpm` feature).
     AttestRoundtrip(attest_roundtrip::AttestRoundtripArgs),
+    /// Game day (issue 16): devices compromised among a simulated fleet on the real server with
+    /// attestation and incident playbooks; time to detect, contain and recover (p50/p95),
+    /// devices recovered, healthy devices quarantined.
+    Gameday(gameday::GameDayArgs),
 }
 
 fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -101,6 +106,7 @@ fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Campaign(a) => campaign::run(a),
         BenchCommand::AttestFleet(a) => attest_fleet::run(a),
         BenchCommand::AttestRoundtrip(a) => attest_roundtrip::run(a),
+        BenchCommand::Gameday(a) => gameday::run(a),
         BenchCommand::TufClient {
             targets,
             iterations,

@@ -4,8 +4,8 @@
 
 use clap::{Parser, Subcommand};
 use rampart_cli::commands::{
-    attest, audit, ca, campaign, ddi, demo, device, director, key, log, release, repo, server, sim,
-    token, witness,
+    attest, audit, ca, campaign, ddi, demo, device, director, incident, key, log, release, repo,
+    server, sim, token, witness,
 };
 
 #[derive(Parser)]
@@ -57,6 +57,9 @@ enum Command {
     /// Campaigns: phased rollouts with health gates (create, start/pause/resume/abort/approve, status, report).
     #[command(subcommand)]
     Campaign(campaign::CampaignCommand),
+    /// Incidents: list, show, open, acknowledge, contain, re-image, collect evidence, close; approve held actions; playbooks.
+    #[command(subcommand)]
+    Incident(incident::IncidentCommand),
     /// hawkBit DDI: tenants and device tokens for SWUpdate, RAUC and other hawkBit clients.
     #[command(subcommand)]
     Ddi(ddi::DdiCommand),
@@ -84,6 +87,7 @@ fn main() -> std::process::ExitCode {
         Command::Server(a) => server::run(*a),
         Command::Director(c) => director::run(c),
         Command::Campaign(c) => campaign::run(c),
+        Command::Incident(c) => incident::run(c),
         Command::Ddi(c) => ddi::run(c),
         Command::Token(c) => token::run(c),
         Command::Sim(a) => sim::run(*a),

@@ -254,7 +254,10 @@ fn event_from_row(row: &AnyRow) -> Result<SecurityEvent, DbError> {
     })
 }
 
-async fn insert_event(tx: &mut Transaction<'_, Any>, event: &SecurityEvent) -> Result<(), DbError> {
+pub(crate) async fn insert_event(
+    tx: &mut Transaction<'_, Any>,
+    event: &SecurityEvent,
+) -> Result<(), DbError> {
     check_text("security event id", &event.id)?;
     check_text("security event kind", &event.kind)?;
     sqlx::query(

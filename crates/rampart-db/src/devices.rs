@@ -99,35 +99,7 @@ impl Db {
         check_text("device id", id)?;
         facts.validate()?;
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO devices (id, hardware_id, firmware_version, security_version, region, slots, attributes, first_seen, last_seen)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
-             ON CONFLICT (id) DO UPDATE SET hardware_id = $2, firmware_version = $3, security_version = $4,
-                 region = $5, slots = $6, attributes = $7, last_seen = $8",
-        )
-        .bind(id)
-        .bind(&facts.hardware_id)
-        .bind(&facts.firmware_version)
-        .bind(facts.security_version as i64)
-        .bind(&facts.region)
-        .bind(json_text("slots", &facts.slots)?)
-        .bind(json_text("attributes", &facts.attributes)?)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM device_tags WHERE device_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        for tag in &facts.tags {
-            sqlx::query(
-                "INSERT INTO device_tags (device_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            )
-            .bind(id)
-            .bind(tag)
-            .execute(&mut *tx)
-            .await?;
-        }
+        upsert_device_tx(&mut tx, id, facts, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -376,4 +348,43 @@ impl Db {
     }
 
     // ---- groups ----------------------------------------------------------------------------
+}
+
+/// Writes a device's facts (inserting it on first contact), tags replaced, in `tx`.
+pub(crate) async fn upsert_device_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+    facts: &DeviceFacts,
+    now: i64,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO devices (id, hardware_id, firmware_version, security_version, region, slots, attributes, first_seen, last_seen)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+         ON CONFLICT (id) DO UPDATE SET hardware_id = $2, firmware_version = $3, security_version = $4,
+             region = $5, slots = $6, attributes = $7, last_seen = $8",
+    )
+    .bind(id)
+    .bind(&facts.hardware_id)
+    .bind(&facts.firmware_version)
+    .bind(facts.security_version as i64)
+    .bind(&facts.region)
+    .bind(json_text("slots", &facts.slots)?)
+    .bind(json_text("attributes", &facts.attributes)?)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM device_tags WHERE device_id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    for tag in &facts.tags {
+        sqlx::query(
+            "INSERT INTO device_tags (device_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(tag)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }

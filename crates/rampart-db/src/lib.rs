@@ -12,8 +12,10 @@ mod audit_heads;
 mod bulk;
 mod campaigns;
 mod ddi;
+mod detectors;
 mod devices;
 mod error;
+mod evidence;
 mod groups;
 mod incidents;
 mod poll;
@@ -42,8 +44,13 @@ pub use ddi::{
     DdiAction, DdiDeviceState, DdiFeedback, DdiModule, DdiTenant, DeletedDevice, EnrolledBy,
     Enrolment, MAX_STATUSES_PER_ACTION, NewAction, TenantSettings, tenant_name,
 };
+pub use detectors::{InventoryRow, MAX_SIGNAL_READ, ReportCursor, ReportSignal, StaleAttestation};
 pub use devices::{Device, DeviceFacts, DeviceFilter};
 pub use error::{DbError, DomainError, StorageError};
+pub use evidence::{
+    EvidenceBundle, EvidenceQuota, EvidenceRequest, EvidenceState, EvidenceUsage,
+    MAX_EVIDENCE_CERTIFICATE, MAX_EVIDENCE_LIST, MAX_EVIDENCE_REASON,
+};
 pub use groups::Group;
 pub use incidents::{
     Incident, IncidentAction, IncidentDevice, IncidentFilter, IncidentProgress, IncidentTarget,
@@ -78,7 +85,7 @@ pub enum Backend {
 /// The schema, in the SQL subset both backends accept (TEXT and BIGINT columns, `ON CONFLICT`).
 /// A migration that needs backend-specific SQL gets a per-backend file here.
 fn migrations() -> Vec<Migration> {
-    let steps: [(i64, &'static str, &'static str); 14] = [
+    let steps: &[(i64, &'static str, &'static str)] = &[
         (
             1,
             "inventory",
@@ -135,16 +142,31 @@ fn migrations() -> Vec<Migration> {
             "quarantine releases",
             include_str!("../migrations/0012_quarantine_releases.sql"),
         ),
+        (
+            13,
+            "reimage",
+            include_str!("../migrations/0013_reimage.sql"),
+        ),
+        (
+            14,
+            "evidence",
+            include_str!("../migrations/0014_evidence.sql"),
+        ),
         (15, "alerts", include_str!("../migrations/0015_alerts.sql")),
         (
             16,
             "incident playbooks",
             include_str!("../migrations/0016_incident_playbooks.sql"),
         ),
+        (
+            17,
+            "detectors",
+            include_str!("../migrations/0017_detectors.sql"),
+        ),
     ];
     steps
-        .into_iter()
-        .map(|(version, name, sql)| {
+        .iter()
+        .map(|&(version, name, sql)| {
             Migration::new(
                 version,
                 Cow::Borrowed(name),

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 pub use config::{
     ConfigError, DetectorConfig, HeartbeatConfig, MAX_THRESHOLD, MAX_WINDOW_SECS,
-    MIN_HEARTBEAT_BOUND_SECS, SpikeConfig, StaleConfig,
+    MIN_HEARTBEAT_BOUND_SECS, SpikeConfig, StaleConfig, UnknownFirmwareConfig,
 };
 
 use crate::finding::Finding;
@@ -265,7 +265,8 @@ impl Detectors {
                 slot_sha256,
                 at,
             } => match known {
-                Some(known) => Self::unknown_firmware(device_id, version, slot_sha256, known)
+                Some(known) => self
+                    .unknown_firmware(device_id, version, slot_sha256, known)
                     .into_iter()
                     .map(|(key, title, detail)| {
                         self.finding(
@@ -364,6 +365,15 @@ impl Detectors {
         found
     }
 
+    /// Forgets that `f` was returned, so the same signal read again returns it again (the
+    /// caller could not record it and reads its signals again).
+    pub fn forget(&mut self, f: &Finding) {
+        self.returned.remove(&(
+            f.cause.dedupe_key(),
+            f.device_id.clone().unwrap_or_default(),
+        ));
+    }
+
     /// The finding of a rule, with its configured severity.
     #[allow(clippy::too_many_arguments)]
     fn finding(
@@ -414,13 +424,15 @@ impl Detectors {
 
     /// Unknown firmware: the version, and each slot's hash, that no release has.
     fn unknown_firmware(
+        &self,
         device_id: &str,
         version: &str,
         slot_sha256: &[(String, String)],
         known: &KnownReleases,
     ) -> Vec<(String, String, Value)> {
         let mut out = Vec::new();
-        if !version.is_empty() && !known.versions.contains(version) {
+        let judge = &self.config.unknown_firmware;
+        if judge.versions && !version.is_empty() && !known.versions.contains(version) {
             out.push((
                 format!("version:{}", key_text(version)),
                 format!(
@@ -430,7 +442,7 @@ impl Detectors {
                 json!({"version": version, "device_id": device_id}),
             ));
         }
-        for (slot, hash) in slot_sha256 {
+        for (slot, hash) in slot_sha256.iter().filter(|_| judge.slot_hashes) {
             let hash = hash.to_ascii_lowercase();
             if !known.sha256.contains(&hash) {
                 out.push((

@@ -21,8 +21,13 @@
 //!   bytes, parsing with every limit and item hash checked, the signature and the
 //!   TPM quote's qualifying data.
 //! - `agent_log`: the agent's hash-chained log, its device-key anchors and their verification.
+//! - `custody`: chain of custody for evidence: the checks of an uploaded bundle, and the
+//!   incident export (`rampart-incident-export/1`) anyone verifies offline.
 //! - `alert`: what a high-priority alert says (severity, dedupe key, the incident's devices,
 //!   release, evidence hashes and timeline tail, bounded) and the dedupe window's rule.
+//! - `instruction`: the signed quarantine instruction: the bytes the director key signs and the
+//!   device's check against its trusted director root.
+
 //! - `instruction`: the signed quarantine instruction: the bytes the director key signs and the
 //!   device's check against its trusted director root.
 
@@ -30,6 +35,7 @@
 
 pub mod agent_log;
 pub mod alert;
+pub mod custody;
 pub mod detect;
 pub mod device_signature;
 pub mod evidence;

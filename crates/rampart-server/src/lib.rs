@@ -18,8 +18,8 @@
 //! | `helpers` | the clock, random ids, SHA-256 digests, the stop signal |
 //! | `observe` | structured logs, Prometheus metrics (and their labels), the audit log writer |
 //! | `listen` | the mutual-TLS and HTTPS listeners, request limits, the API error document, failed-authentication throttling, refused-connection summaries |
-//! | `delivery` | the hosted image repository, the artifact store, the director, how an artifact is answered (ranges, ETags) |
-//! | `engines` | work on the server's own clock or on events, with no HTTP: the campaign engine, the webhook dispatcher, last-seen batching, metadata renewal, audit anchoring, where a stored report goes, remote attestation (the verifier, recording outcomes, the staleness sweep) |
+//! | `delivery` | the hosted image repository, the artifact store, the content-addressed evidence store, the director, the signed quarantine instruction, how an artifact is answered (ranges, ETags) |
+//! | `engines` | work on the server's own clock or on events, with no HTTP: the campaign engine, the webhook dispatcher, last-seen batching, metadata renewal, audit anchoring, where a stored report goes, remote attestation (the verifier, recording outcomes, the staleness sweep), the quarantine executor, forensic evidence (the `collect_evidence` executor, upload checks, anchoring, the chain-of-custody export), the incident detectors and every engine's heartbeat |
 //! | `state` | the handles every front door is built from (database, audit, metrics, last-seen, repository, campaign engine, webhooks, limits) |
 //! | `device` | front door: the native device API (poll, reports, attributes, repository and director routes) |
 //! | `ddi` | front door: the hawkBit DDI device API |
@@ -71,8 +71,8 @@ mod server;
 mod state;
 
 // The public paths of the modules before they moved into rooms.
-pub use delivery::{artifact_store, director, image_repo};
-pub use engines::{alerts, attestation, audit_anchor, incidents, renewal, webhooks};
+pub use delivery::{artifact_store, director, evidence_store, image_repo};
+pub use engines::{alerts, attestation, audit_anchor, evidence, incidents, renewal, webhooks};
 pub use listen::auth_failures;
 pub use observe::{audit, log};
 /// The management API's tokens and roles (the API itself is in the operator room).
@@ -178,6 +178,10 @@ pub struct ServerConfig {
     /// Remote attestation (AK enrolment, quotes, the staleness engine, the policy); `None`
     /// disables it: the poll answer asks for no quote and the attestation routes answer 404.
     pub attestation: Option<engines::attestation::AttestationConfig>,
+    /// Forensic evidence (the upload spool, the store, limits and quotas, the transparency log
+    /// bundles are anchored in); `None`: the evidence routes answer 404 and `collect_evidence`
+    /// actions wait.
+    pub evidence: Option<engines::evidence::EvidenceConfig>,
     /// Incident response: the playbooks and the detectors' settings (`--incident-config`).
     pub incidents: engines::incidents::IncidentConfig,
 }
@@ -253,6 +257,7 @@ impl ServerConfig {
             connections: connections::ConnectionConfig::default(),
             metadata: engines::renewal::MetadataConfig::default(),
             attestation: None,
+            evidence: None,
             incidents: engines::incidents::IncidentConfig::default(),
         }
     }
@@ -298,6 +303,9 @@ impl ServerConfig {
         }
         if let Some(attestation) = &self.attestation {
             attestation.validate().map_err(ServerError::Config)?;
+        }
+        if let Some(evidence) = &self.evidence {
+            evidence.validate().map_err(ServerError::Config)?;
         }
         self.alerts.validate().map_err(ServerError::Config)?;
         Ok(())

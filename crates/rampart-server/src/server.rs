@@ -65,10 +65,21 @@ pub struct Server {
     metadata_watch: Option<engines::renewal::MetadataWatch>,
     /// The attestation staleness engine, when attestation is enabled.
     attestation: Option<Arc<engines::attestation::Attestation>>,
+    /// The evidence executor and anchorer, when the server keeps evidence.
+    evidence: Option<Arc<engines::evidence::Evidence>>,
     /// The incident store and its automatic-progress interval.
     incidents: (Arc<engines::incidents::IncidentStore>, Duration),
+    /// Every engine's heartbeat, written together; the detectors' watchdog reads them.
+    heartbeats: engines::heartbeat::Heartbeats,
+    /// The incident detectors (with the watchdog) and their settings.
+    detectors: (
+        Arc<engines::detectors::DetectorEngine>,
+        rampart_incident::detect::DetectorConfig,
+    ),
     /// The incident alerts' executor and sinks.
     alerts: engines::alerts::Alerts,
+    /// The executor of incident `reimage` actions.
+    reimager: engines::reimage::Reimager,
 }
 
 impl fmt::Debug for Server {
@@ -186,6 +197,19 @@ impl Server {
                 settings,
             ))
         });
+        let reimager =
+            engines::reimage::Reimager::new(db.clone(), audit.clone(), image_repo.clone());
+        let evidence = match config.evidence.clone() {
+            Some(settings) => {
+                let engine = engines::evidence::Evidence::new(db.clone(), audit.clone(), settings);
+                engine
+                    .check()
+                    .await
+                    .map_err(|e| ServerError::Config(e.to_string()))?;
+                Some(Arc::new(engine))
+            }
+            None => None,
+        };
         let campaigns = engines::campaigns::Campaigns::new(
             db.clone(),
             audit.clone(),
@@ -217,6 +241,21 @@ impl Server {
             },
             config.alerts.clone(),
         );
+        let detector_config =
+            engines::detectors::detector_config(&config).map_err(ServerError::Config)?;
+        let heartbeats = engines::heartbeat::Heartbeats::default();
+        let detectors = engines::detectors::DetectorEngine::start(
+            db.clone(),
+            incidents.clone(),
+            detector_config.clone(),
+            image_repo.clone(),
+            heartbeats.clone(),
+            metrics.clone(),
+            config.attestation.as_ref().map(|a| a.freshness_secs()),
+            helpers::unix_now(),
+        )
+        .await
+        .map_err(ServerError::Config)?;
         let shared = state::Shared {
             db: db.clone(),
             audit: audit.clone(),
@@ -231,7 +270,12 @@ impl Server {
             },
             poll_interval_secs: config.poll_interval_secs,
             attestation: attestation.clone(),
+            evidence: evidence.clone(),
             incidents: incidents.clone(),
+            revoked_use: Arc::new(engines::detectors::RevokedUse::new(
+                db.clone(),
+                audit.clone(),
+            )),
             instructions: config.director.as_ref().map(|d| {
                 Arc::new(delivery::instruction::InstructionSigner::new(
                     d.signer.clone(),
@@ -309,8 +353,12 @@ impl Server {
             auth_events,
             metadata_watch,
             attestation,
+            evidence,
             incidents: (incidents, config.incidents.progress_interval),
+            heartbeats,
+            detectors: (detectors, detector_config),
             alerts,
+            reimager,
         })
     }
 
@@ -382,8 +430,12 @@ impl Server {
             auth_events,
             metadata_watch,
             attestation,
+            evidence,
             incidents,
+            heartbeats,
+            detectors: (detectors, detector_config),
             alerts,
+            reimager,
             ..
         } = self;
         let operators = http_serve::HttpOptions {
@@ -405,6 +457,7 @@ impl Server {
             db.clone(),
             flush_interval,
             flusher_stop_rx,
+            heartbeats.register("last_seen"),
         ));
 
         let metrics_server = metrics_listener.map(|listener| {
@@ -417,7 +470,9 @@ impl Server {
             ))
         });
 
-        let anchorer = audit_anchor.map(|anchor| tokio::spawn(anchor.run(stop_rx.clone())));
+        let anchorer = audit_anchor.map(|anchor| {
+            tokio::spawn(anchor.run(stop_rx.clone(), heartbeats.register("audit_anchor")))
+        });
         let auth_failure_recorder = tokio::spawn(listen::auth_failures::run_recorder(
             audit.clone(),
             auth_events,
@@ -426,7 +481,7 @@ impl Server {
         ));
         let quarantine_executor = tokio::spawn(
             engines::quarantine::QuarantineExecutor::new(db.clone(), audit.clone())
-                .run(stop_rx.clone()),
+                .run(stop_rx.clone(), heartbeats.register("quarantine")),
         );
         let refusal_recorder = tokio::spawn(listen::refusals::run_refusal_recorder(
             audit,
@@ -434,18 +489,35 @@ impl Server {
             refusal_summary_interval,
             stop_rx.clone(),
         ));
-        let campaign_engine = tokio::spawn(campaigns.run(stop_rx.clone()));
-        let incident_engine = tokio::spawn(incidents.0.run(incidents.1, stop_rx.clone()));
-        let alert_engine = tokio::spawn(alerts.run(stop_rx.clone()));
-        let attestation_engine =
-            attestation.map(|engine| tokio::spawn(engine.run(stop_rx.clone())));
-        let metadata_watcher = metadata_watch.map(|watch| tokio::spawn(watch.run(stop_rx.clone())));
+        let evidence_engine = evidence.map(|engine| {
+            tokio::spawn(engine.run(stop_rx.clone(), heartbeats.register("evidence")))
+        });
+        let incident_engine = tokio::spawn(incidents.0.run(
+            incidents.1,
+            stop_rx.clone(),
+            heartbeats.register("incidents"),
+        ));
+        let campaign_engine =
+            tokio::spawn(campaigns.run(stop_rx.clone(), heartbeats.register("campaigns")));
+        let attestation_engine = attestation.map(|engine| {
+            tokio::spawn(engine.run(stop_rx.clone(), heartbeats.register("attestation")))
+        });
+        let metadata_watcher = metadata_watch
+            .map(|watch| tokio::spawn(watch.run(stop_rx.clone(), heartbeats.register("renewal"))));
+        let alert_engine = tokio::spawn(alerts.run(stop_rx.clone(), heartbeats.register("alerts")));
+        let reimage_engine =
+            tokio::spawn(reimager.run(stop_rx.clone(), heartbeats.register("reimage")));
         let hooks_grace = hooks.config().attempt_timeout + METRICS_SHUTDOWN_GRACE;
-        let dispatcher = tokio::spawn(
-            hooks
-                .clone()
-                .run_dispatcher(helpers::stopped(stop_rx.clone())),
-        );
+        let dispatcher = tokio::spawn(hooks.clone().run_dispatcher(
+            helpers::stopped(stop_rx.clone()),
+            heartbeats.register("webhooks"),
+        ));
+        // Registered last: by now every engine above is registered, so the watchdog expects
+        // each from its first round.
+        let detector_engine = tokio::spawn(detectors.clone().run(stop_rx.clone()));
+        let detector_watch =
+            tokio::spawn(detectors.watch_detectors(detector_config, stop_rx.clone()));
+        let heartbeat_flusher = tokio::spawn(heartbeats.run_flusher(db.clone(), stop_rx.clone()));
         let ddi_server = ddi.map(|(listener, api)| {
             tokio::spawn(http_serve::serve(
                 listener,
@@ -463,6 +535,7 @@ impl Server {
         let management_server = management.map(|(listener, api)| {
             let router = operator::router(api.clone())
                 .merge(operator::ddi_tenants::router(api.clone()))
+                .merge(operator::evidence::router(api.clone()))
                 .merge(operator::incidents::router(api.clone()))
                 .merge(operator::webhooks::router(api, hooks))
                 // Unknown bearer tokens are counted, audited and slowed down per source.
@@ -526,13 +599,26 @@ impl Server {
         campaign_engine.abort();
         // Each automatic move is one transaction: stopping mid-pass loses nothing.
         incident_engine.abort();
+        // Each finding is one transaction and each cursor moves after its findings: a round
+        // stopped mid-way is read again after the next start.
+        detector_engine.abort();
+        detector_watch.abort();
+        let _ = tokio::time::timeout(METRICS_SHUTDOWN_GRACE, heartbeat_flusher).await;
         // Every alert step is one transaction; an attempt cut short is retried after its lease.
         alert_engine.abort();
         // Each change is one transaction; an action claimed and not finished is requeued at
         // the next start.
         quarantine_executor.abort();
+        // Each re-image is one transaction, and its action is finished in another: an action
+        // cut in between is requeued at the next start and finds its assignment made.
+        reimage_engine.abort();
         // Each stale note is one transaction; "attested" never depended on this engine.
         if let Some(engine) = attestation_engine {
+            engine.abort();
+        }
+        // Each action and each anchor is its own transaction; what was running is requeued at
+        // the next start.
+        if let Some(engine) = evidence_engine {
             engine.abort();
         }
         // A renewal in progress finishes on its blocking thread (each file is written whole).

@@ -37,8 +37,12 @@ pub(crate) struct Shared {
     pub(crate) poll_interval_secs: u64,
     /// Remote attestation, when enabled.
     pub(crate) attestation: Option<Arc<Attestation>>,
+    /// Forensic evidence, when the server keeps it.
+    pub(crate) evidence: Option<Arc<crate::engines::evidence::Evidence>>,
     /// The incident store: detectors and operators record incidents through it.
     pub(crate) incidents: Arc<IncidentStore>,
+    /// Notes revoked certificates and tokens presented to a front door (a detector's signal).
+    pub(crate) revoked_use: Arc<crate::engines::detectors::RevokedUse>,
     /// Signs quarantine instructions with the director's key (none without a director: the
     /// server still enforces quarantine, devices just get no signed instruction).
     pub(crate) instructions: Option<Arc<InstructionSigner>>,

@@ -34,6 +34,7 @@ use rampart_agent::install::StreamInstall;
 use rampart_boot::ab::{Slot, SlotHealth};
 use rampart_boot::flow::{AgentState, Phase, Release, SlotContent};
 
+use crate::compromise::{Infection, StolenRelease};
 use crate::hw::{Bootloader, MemSlot};
 use crate::link::{Connect, Identity, Session, UpdateKind};
 use crate::platform::{MemWriter, SimPlatform};
@@ -44,6 +45,8 @@ use crate::stats::{Activity, Counters};
 
 pub(crate) use crate::power::CrashPoint;
 
+mod compromised;
+mod evidence;
 mod pass;
 
 /// Bytes written into a slot at a time (as a socket delivers them).
@@ -77,6 +80,8 @@ pub(crate) struct Shared {
     pub(crate) images: RwLock<HashMap<String, Image>>,
     /// The latest error any device met (device id: error), for status output.
     pub(crate) last_error: std::sync::Mutex<Option<String>>,
+    /// What `stolen-key` devices run.
+    pub(crate) stolen: StolenRelease,
 }
 
 impl Shared {
@@ -220,6 +225,12 @@ pub(crate) struct VirtualDevice {
     last_error: Option<String>,
     /// The firmware version the last answered poll told the server.
     told: Option<String>,
+    /// The agent log and the evidence bundles waiting for upload (the state directory's).
+    evidence: evidence::DeviceEvidence,
+    /// The compromise planned for this device (game days), and what happened next.
+    pub(crate) infection: Option<Infection>,
+    /// The first poll answer carrying a signed `quarantined` statement (ms since the start).
+    pub(crate) quarantined: Option<u64>,
     // ---- volatile
     run: Option<Running>,
 }
@@ -337,6 +348,9 @@ impl VirtualDevice {
             pending: Pending::Boot,
             last_error: None,
             told: None,
+            evidence: Default::default(),
+            infection: None,
+            quarantined: None,
             run: None,
         }
     }
@@ -355,6 +369,7 @@ impl VirtualDevice {
             self.power_loss(sh);
             Wake::boot(now + ms(sh.timing.reboot_delay))
         });
+        self.note_recovery(now);
         self.pending = wake.pending;
         (wake.pending != Pending::Never).then_some(wake.at)
     }
@@ -450,9 +465,25 @@ impl VirtualDevice {
                 committed,
                 rolled_back,
             }) => {
-                // The agent measures each boot into the TPM (devices of an attesting fleet).
-                let measured = self.agent.measure_boot(&state);
+                // The agent measures each boot into the TPM (devices of an attesting fleet). On
+                // a compromised device, what it boots is measured (a measuring bootloader sees
+                // the slot's real bytes, whatever the state file claims), and a compromise that
+                // extends the PCR behind the log's back does so again.
+                let measured = match self.infection.as_ref().is_some_and(Infection::active) {
+                    true => {
+                        let mut seen = state.clone();
+                        if let (Some(content), Some(sha)) = (
+                            seen.slots.get_mut(&booted),
+                            self.agent.platform.medium(booted).sha256(),
+                        ) {
+                            content.sha256 = sha;
+                        }
+                        self.agent.measure_boot(&seen)
+                    }
+                    false => self.agent.measure_boot(&state),
+                };
                 self.crashed()?;
+                self.rogue_measurement();
                 if let Err(r) = measured {
                     self.note(
                         sh,

@@ -227,6 +227,11 @@ impl Fleet {
                 std::fs::create_dir_all(&d.profile.state_dir).map_err(io(&d.profile.state_dir))?;
             }
         }
+        for (index, kind, at) in
+            crate::compromise::victims(&spec.compromises, devices.len(), spec.seed)?
+        {
+            devices[index].infection = Some(crate::compromise::Infection::new(kind, at));
+        }
         let mut images = HashMap::new();
         images.insert(
             spec.initial.sha256.to_ascii_lowercase(),
@@ -247,6 +252,9 @@ impl Fleet {
                 counters: Counters::default(),
                 images: RwLock::new(images),
                 last_error: Mutex::new(None),
+                stolen: spec.stolen.clone().unwrap_or_else(|| {
+                    crate::compromise::StolenRelease::made_up(spec.initial.length)
+                }),
             },
             workers: spec.workers,
             root,
@@ -315,6 +323,14 @@ impl Fleet {
                 .collect(),
             passes: BinaryHeap::new(),
         };
+        // Game days: each compromise strikes at its time, whatever the device is doing.
+        let mut plan: Vec<(u64, usize)> = self
+            .devices
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| d.infection.as_ref().map(|inf| (inf.at, i)))
+            .collect();
+        plan.sort_unstable();
         let inner = Arc::new(Inner {
             shared: self.shared,
             cells: self.devices.into_iter().map(Mutex::new).collect(),
@@ -323,8 +339,9 @@ impl Fleet {
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
             start: Instant::now(),
+            started_at: std::time::SystemTime::now(),
         });
-        let workers = (0..self.workers)
+        let mut workers: Vec<JoinHandle<()>> = (0..self.workers)
             .map(|n| {
                 let inner = Arc::clone(&inner);
                 std::thread::Builder::new()
@@ -333,6 +350,15 @@ impl Fleet {
             })
             .filter_map(Result::ok)
             .collect();
+        if !plan.is_empty() {
+            let inner = Arc::clone(&inner);
+            workers.extend(
+                std::thread::Builder::new()
+                    .name("rampart-sim-compromise".into())
+                    .spawn(move || inner.inject(plan))
+                    .ok(),
+            );
+        }
         FleetHandle {
             inner,
             workers,
@@ -512,6 +538,8 @@ struct Inner {
     wake: Condvar,
     stop: AtomicBool,
     start: Instant,
+    /// The wall-clock time of `start` (the game day compares device times with the server's).
+    started_at: std::time::SystemTime,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -571,6 +599,25 @@ impl Inner {
                     self.wake.notify_one();
                 }
             }
+        }
+    }
+
+    /// Applies each planned compromise (`plan`: (ms since the start, device index), in time
+    /// order) at its time, until stopped.
+    fn inject(&self, plan: Vec<(u64, usize)>) {
+        for (at, index) in plan {
+            loop {
+                if self.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let now = self.now();
+                if now >= at {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis((at - now).min(50)));
+            }
+            let now = self.now();
+            lock(&self.cells[index]).compromise(&self.shared, now);
         }
     }
 
@@ -666,6 +713,33 @@ impl FleetHandle {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The game day so far: each compromised device's times, and the healthy devices that
+    /// got a quarantine statement (locks each device in turn).
+    pub fn game_day(&self) -> crate::GameDay {
+        let mut day = crate::GameDay::default();
+        for cell in &self.inner.cells {
+            day.add(&lock(cell));
+        }
+        day
+    }
+
+    /// Applies every planned compromise not applied yet at once, whatever its planned time
+    /// (a game-day harness strikes once the fleet is enrolled); returns the time since the
+    /// start it struck at.
+    pub fn strike_now(&self) -> Duration {
+        let now = self.inner.now();
+        for cell in &self.inner.cells {
+            lock(cell).compromise_now(&self.inner.shared, now);
+        }
+        Duration::from_millis(now)
+    }
+
+    /// When the fleet started, on the wall clock: the game day's times (since the start) are
+    /// compared with the server's timestamps through it.
+    pub fn started_at(&self) -> std::time::SystemTime {
+        self.inner.started_at
     }
 
     /// The directory holding the devices' state directories.

@@ -104,6 +104,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod compromise;
 mod device;
 mod fleet;
 mod hw;
@@ -114,6 +115,10 @@ mod rng;
 mod spec;
 mod stats;
 
+pub use compromise::{
+    Compromise, CompromiseKind, CompromiseRecord, FORGED_VERSION, GameDay, StolenRelease,
+    percentile,
+};
 pub use fleet::{DeviceInfo, DeviceStatus, Fleet, FleetHandle};
 pub use link::UpdateKind;
 pub use spec::{

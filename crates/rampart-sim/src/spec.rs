@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::SimError;
+use crate::compromise::{Compromise, StolenRelease};
 use crate::rng::Rng;
 
 /// Weighted names, e.g. hardware models `board-a=70,board-b=30` (weights are relative).
@@ -345,6 +346,10 @@ pub struct FleetSpec {
     /// the seed and the device's index): the agent measures every boot into it and answers
     /// the server's attestation requests (enrolment, quotes) with it, as on real hardware.
     pub attest: bool,
+    /// Game days: devices compromised during the run ([`crate::compromise`]).
+    pub compromises: Vec<Compromise>,
+    /// What `stolen-key` devices run (`None`: [`StolenRelease::made_up`]).
+    pub stolen: Option<StolenRelease>,
 }
 
 impl FleetSpec {
@@ -378,6 +383,8 @@ impl FleetSpec {
             tries: rampart_boot::ab::DEFAULT_TRIES,
             cert_validity_days: 30,
             attest: false,
+            compromises: Vec::new(),
+            stolen: None,
         }
     }
 
@@ -459,6 +466,30 @@ impl FleetSpec {
         }
         if t.checkpoint_bytes == 0 {
             return spec("checkpoint bytes must be above 0".into());
+        }
+        if let Some(c) = self
+            .compromises
+            .iter()
+            .find(|c| c.kind.needs_attestation() && !self.attest)
+        {
+            return spec(format!(
+                "a {} compromise shows only through attestation: give the fleet TPMs (attest)",
+                c.kind
+            ));
+        }
+        crate::compromise::victims(&self.compromises, self.devices, self.seed)?;
+        if let Some(s) = &self.stolen
+            && (s.target.is_empty()
+                || s.version.is_empty()
+                || s.sha256.len() != 64
+                || !s.sha256.bytes().all(|b| b.is_ascii_hexdigit())
+                || s.length == 0
+                || s.length > self.slot_capacity)
+        {
+            return spec(format!(
+                "the stolen-key release {:?} needs a target, a version, a 64-hex-digit sha256 and a length from 1 to the slot capacity",
+                s.target
+            ));
         }
         let i = &self.initial;
         if i.target.is_empty() || i.version.is_empty() {

@@ -74,6 +74,10 @@ struct FakeState {
     /// Artifact requests: (device, offset asked).
     opens: Vec<(String, u64)>,
     facts: HashMap<String, Value>,
+    /// Devices the server quarantined (their polls carry the statement).
+    quarantined: HashSet<String>,
+    /// Re-image assignments (id, target) by device, over the fleet's assignment.
+    reimage: HashMap<String, (String, String)>,
 }
 
 #[derive(Clone, Default)]
@@ -172,17 +176,29 @@ impl Session for FakeSession {
         let mut st = self.fake.state();
         let facts = serde_json::to_value(facts).map_err(|e| e.to_string())?;
         st.facts.insert(self.device.clone(), facts);
+        let reimage = st.reimage.get(&self.device).map(|(id, target)| Assignment {
+            id: id.clone(),
+            target: target.clone(),
+            director_version: 1,
+            kind: UpdateKind::Forced,
+            reimage: true,
+        });
         Ok(PollAnswer {
             interval_secs: Some(60),
             attestation: None,
-            quarantine: None,
+            quarantine: st
+                .quarantined
+                .contains(&self.device)
+                .then(|| game_day::quarantine_statement(&self.device)),
             evidence: None,
-            assignment: st.assignment.as_ref().map(|(id, target, kind)| Assignment {
-                id: id.clone(),
-                target: target.clone(),
-                director_version: 1,
-                kind: *kind,
-                reimage: false,
+            assignment: reimage.or_else(|| {
+                st.assignment.as_ref().map(|(id, target, kind)| Assignment {
+                    id: id.clone(),
+                    target: target.clone(),
+                    director_version: 1,
+                    kind: *kind,
+                    reimage: false,
+                })
             }),
         })
     }
@@ -428,6 +444,8 @@ fn fleet(devices: usize, tweak: impl FnOnce(&mut FleetSpec)) -> Bench {
 }
 
 // ---- tests -------------------------------------------------------------------------------
+
+mod game_day;
 
 #[test]
 fn an_assigned_release_is_installed_committed_and_reported() {

@@ -785,3 +785,57 @@ fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+/// Quarantine (decision 0031) with simulated devices: every device is quarantined through the
+/// management API; the cooperative ones check the signed statement as the agent does and
+/// acknowledge it once (the server stores their hook's outcome), the uncooperative ones ignore
+/// it and stay quarantined all the same. After the release, the cooperative ones acknowledge
+/// the signed `released` statement.
+#[test]
+fn simulated_devices_acknowledge_a_quarantine_and_uncooperative_ones_stay_quarantined() {
+    let w = World::new();
+    let mut spec = w.spec(8, "quar");
+    spec.faults.uncooperative_rate = 0.5;
+    let h = Fleet::build(spec, &w.ca).unwrap().start();
+    w.wait_for_versions(&[("1.0.0", 8)]);
+    let ids: Vec<String> = (0..8).map(|i| format!("quar-{i:05}")).collect();
+    for id in &ids {
+        let (status, v) = w.call(
+            "POST",
+            &format!("/api/v1/devices/{id}/quarantine"),
+            Some(json!({"reason": "game day"})),
+        );
+        assert_eq!(status, 201, "{v}");
+    }
+    let acknowledged = || {
+        w.get("/api/v1/quarantine")["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|q| q["ack_hook"] == "succeeded")
+            .count() as u64
+    };
+    let s = wait(&h, "cooperative devices acknowledging", |s| {
+        s.quarantine_ignored >= 8 && s.quarantine_acks > 0 && s.quarantine_acks == acknowledged()
+    });
+    let cooperative = s.quarantine_acks;
+    assert!(cooperative < 8, "every device acknowledged: {s}");
+    assert_eq!(
+        w.get("/api/v1/quarantine")["devices"]
+            .as_array()
+            .unwrap()
+            .len(),
+        8
+    );
+    // Acknowledged once each, however many polls carried the statement since.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(h.stats().quarantine_acks, cooperative);
+    for id in &ids {
+        let (status, v) = w.call("POST", &format!("/api/v1/devices/{id}/release"), None);
+        assert_eq!(status, 200, "{v}");
+    }
+    wait(&h, "the release acknowledged", |s| {
+        s.quarantine_acks == 2 * cooperative
+    });
+    h.stop();
+}

@@ -89,7 +89,7 @@ fn read_records(
 }
 
 /// `--anchor-key`: a verifier key, or a file holding one.
-fn read_anchor_key(value: &str) -> anyhow::Result<rampart_log::note::Verifier> {
+pub(crate) fn read_anchor_key(value: &str) -> anyhow::Result<rampart_log::note::Verifier> {
     let text = match std::fs::read_to_string(value) {
         Ok(text) => text,
         Err(_) => value.to_owned(),

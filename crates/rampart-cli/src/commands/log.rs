@@ -72,6 +72,16 @@ pub enum LogCommand {
         once: bool,
         #[arg(long, default_value_t = 10)]
         interval_secs: u64,
+        /// Also report each alert to the update server's management API (`POST
+        /// /api/v1/monitor/alerts`), which opens an incident: its base URL.
+        #[arg(long, requires_all = ["token", "ca"])]
+        server: Option<String>,
+        /// A token of the `monitor` role (`rampart token create --role monitor`).
+        #[arg(long, env = "RAMPART_MONITOR_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The CA certificate (PEM) that signed the server's certificate.
+        #[arg(long)]
+        ca: Option<PathBuf>,
     },
 }
 
@@ -151,7 +161,16 @@ pub fn run(cmd: LogCommand) -> anyhow::Result<()> {
             state,
             once,
             interval_secs,
+            server,
+            token,
+            ca,
         } => {
+            let reporter = match (&server, &token, &ca) {
+                (Some(server), Some(token), Some(ca)) => Some(
+                    crate::shared::api_client::ApiClient::from_ca_file(server, token, ca)?,
+                ),
+                _ => None,
+            };
             let policy = parse_policy_file(&policy)?;
             let release_key =
                 Verifier::parse(&release_key).context("--release-key is not a verifier key")?;
@@ -170,6 +189,24 @@ pub fn run(cmd: LogCommand) -> anyhow::Result<()> {
                 if !alerts.is_empty() {
                     for a in &alerts {
                         eprintln!("ALERT: {a}");
+                    }
+                    if let Some(client) = &reporter {
+                        for a in &alerts {
+                            client
+                                .ok(
+                                    "POST",
+                                    "/api/v1/monitor/alerts",
+                                    Some(serde_json::json!({
+                                        "target": a.statement.target,
+                                        "version": a.statement.version,
+                                        "sha256": hex::encode(a.statement.sha256),
+                                        "index": a.index,
+                                        "log": url,
+                                    })),
+                                )
+                                .context("reporting the alert to the update server (the alert stands: this command still fails)")?;
+                        }
+                        eprintln!("reported {} alert(s) to the update server", alerts.len());
                     }
                     bail!(
                         "{} release(s) signed with the release key are missing from the registry",

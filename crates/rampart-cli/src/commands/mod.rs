@@ -10,6 +10,8 @@ pub mod ddi;
 pub mod demo;
 pub mod device;
 pub mod director;
+pub mod incident;
+pub mod incident_export;
 pub mod key;
 pub mod log;
 pub mod release;

@@ -163,6 +163,14 @@ pub struct ServerArgs {
     /// certificate chains to one enrols without an operator approving its EK.
     #[arg(long, value_name = "FILE")]
     ek_roots: Option<PathBuf>,
+    #[command(flatten)]
+    evidence: crate::commands::incident_export::EvidenceArgs,
+    /// Incident response settings (TOML): `[playbooks.DETECTOR.LEVEL]` tables (`now = [...]`,
+    /// `approve = [{action, role}]`) replacing the built-in playbooks of the detectors they
+    /// name, and the `[detectors]` table. Playbooks an admin stores through the API take
+    /// precedence.
+    #[arg(long, value_name = "FILE")]
+    incident_config: Option<PathBuf>,
 }
 
 /// `LISTENER=MAX[/PER_SOURCE]` of `--connection-cap`.
@@ -308,6 +316,15 @@ pub fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
             .collect::<anyhow::Result<Vec<_>>>()
     };
     config.attestation = attestation_config(args)?;
+    config.evidence = args
+        .evidence
+        .config(config.audit_anchor.as_ref().and_then(|a| a.log.clone()))?;
+    if let Some(path) = &args.incident_config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the incident configuration {}", path.display()))?;
+        config.incidents = rampart_server::incidents::IncidentConfig::from_toml(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
     config.metadata = rampart_server::renewal::MetadataConfig {
         timestamp_keys: open_keys(&args.timestamp_keys, "timestamp")?,
         snapshot_keys: open_keys(&args.snapshot_keys, "snapshot")?,

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use rampart_sim::{FaultRule, Fleet, FleetSpec, InitialFirmware, LogTrust, Stats, Weights};
+use rampart_sim::{
+    Compromise, FaultRule, Fleet, FleetSpec, GameDay, InitialFirmware, LogTrust, Stats, Weights,
+    percentile,
+};
 
 #[derive(Args)]
 pub struct SimArgs {
@@ -127,6 +130,22 @@ pub struct SimArgs {
     /// Seconds between status lines.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     status_every: f64,
+    /// Give every device a software TPM: it measures its boots and answers the server's
+    /// attestation requests. Their endorsement keys carry no certificate: approve them
+    /// (--endorsement-keys writes them).
+    #[arg(long)]
+    attest: bool,
+    /// With --attest: write each device's endorsement key (its TPMT_PUBLIC) to DIR/DEVICE.ek,
+    /// for `rampart attest approve-ek DIR/DEVICE.ek --note DEVICE`.
+    #[arg(long, requires = "attest", value_name = "DIR")]
+    endorsement_keys: Option<PathBuf>,
+    /// Game day: compromise COUNT devices SECS into the run (default 0), e.g.
+    /// tampered-slot=5@60. KIND: tampered-slot and failing-attestation (need --attest),
+    /// forged-report, stolen-key. Repeat for several; the summary gives each compromised
+    /// device's time to containment (the signed quarantine reached it) and to recovery (a
+    /// re-image of both slots), and the healthy devices told they are quarantined.
+    #[arg(long = "compromise", value_name = "KIND=COUNT[@SECS]")]
+    compromise: Vec<String>,
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -261,6 +280,11 @@ fn spec(a: &SimArgs) -> anyhow::Result<FleetSpec> {
     t.boot_spread = secs("boot-spread", a.boot_spread)?;
     t.reboot_delay = secs("reboot-secs", a.reboot_secs)?;
     t.max_backoff = secs("max-backoff", a.max_backoff)?;
+    spec.attest = a.attest;
+    for c in &a.compromise {
+        spec.compromises
+            .push(c.parse::<Compromise>().context("--compromise")?);
+    }
     spec.workers = a.workers;
     spec.seed = a.seed;
     spec.state_root = a.state_dir.clone();
@@ -302,8 +326,12 @@ pub fn run(a: SimArgs) -> anyhow::Result<()> {
     let devices = spec.devices;
     let initial = spec.initial.version.clone();
     let began = Instant::now();
-    let fleet = Fleet::build(spec, &ca)?;
+    let game_day = !spec.compromises.is_empty();
+    let mut fleet = Fleet::build(spec, &ca)?;
     let built = began.elapsed();
+    if let Some(path) = &a.endorsement_keys {
+        write_endorsement_keys(&mut fleet, path)?;
+    }
     let mut per_model = std::collections::BTreeMap::<String, usize>::new();
     for d in fleet.devices() {
         *per_model.entry(d.hardware_id).or_default() += 1;
@@ -344,7 +372,7 @@ pub fn run(a: SimArgs) -> anyhow::Result<()> {
     let mut first_download: Option<Duration> = None;
     let mut reached: Option<Duration> = None;
     let mut last_error: Option<String> = None;
-    let stats: Stats = loop {
+    let (stats, day): (Stats, Option<GameDay>) = loop {
         std::thread::sleep(Duration::from_millis(100));
         let now = Instant::now();
         let s = handle.stats();
@@ -373,7 +401,8 @@ pub fn run(a: SimArgs) -> anyhow::Result<()> {
             || interrupted.load(Ordering::Relaxed)
             || duration.is_some_and(|d| started.elapsed() >= d)
         {
-            break handle.stop();
+            let day = game_day.then(|| handle.game_day());
+            break (handle.stop(), day);
         }
     };
     let (hwm, cpu) = usage();
@@ -425,6 +454,9 @@ pub fn run(a: SimArgs) -> anyhow::Result<()> {
             100.0 * cpu / (built + stats.elapsed).as_secs_f64().max(1e-6)
         );
     }
+    if let Some(day) = &day {
+        print_game_day(day);
+    }
     if stats.bricked > 0 {
         bail!(
             "{} device(s) ended with no bootable slot: the update flow must never do that",
@@ -440,4 +472,68 @@ pub fn run(a: SimArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Writes each device's endorsement key to `dir/DEVICE.ek`.
+fn write_endorsement_keys(fleet: &mut Fleet, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let keys = fleet.endorsement_keys()?;
+    for (device, ek) in &keys {
+        let path = dir.join(format!("{device}.ek"));
+        std::fs::write(&path, ek).with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!(
+        "{} endorsement keys written to {}/DEVICE.ek: approve them (rampart attest approve-ek)",
+        keys.len(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// The game day's summary: per measure, how many devices and the p50/p95 times.
+fn print_game_day(day: &GameDay) {
+    let total = day.compromised.len();
+    let line = |what: &str, n: usize, times: &[Duration]| {
+        let p = |q| {
+            percentile(times, q).map_or("-".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()))
+        };
+        println!(
+            "  {what}: {n}/{total} (p50 {}, p95 {}, max {})",
+            p(50.0),
+            p(95.0),
+            p(100.0)
+        );
+    };
+    println!("---- game day ----");
+    println!("  compromised: {}/{total}", day.applied());
+    line(
+        "contained (signed quarantine received)",
+        day.contained(),
+        &day.times_to_contain(),
+    );
+    line(
+        "recovered (re-imaged on both slots)",
+        day.recovered(),
+        &day.times_to_recover(),
+    );
+    println!(
+        "  healthy devices told they are quarantined: {}{}",
+        day.healthy_quarantined.len(),
+        day.healthy_quarantined
+            .iter()
+            .take(10)
+            .map(|(d, _)| format!(" {d}"))
+            .collect::<String>()
+    );
+    for r in day.compromised.iter().filter(|r| r.recovered.is_none()) {
+        println!(
+            "  not recovered: {} ({}) compromised {} contained {}",
+            r.device,
+            r.kind,
+            r.compromised
+                .map_or("not yet".into(), |d| format!("at {:.1} s", d.as_secs_f64())),
+            r.contained
+                .map_or("no".into(), |d| format!("at {:.1} s", d.as_secs_f64()))
+        );
+    }
 }

@@ -11,7 +11,7 @@ pub enum TokenCommand {
     Create {
         #[arg(long, env = "RAMPART_DB", default_value = "sqlite://rampart-server.db")]
         db: String,
-        /// admin, operator, viewer or auditor.
+        /// admin, operator, viewer, auditor or monitor (reports the log monitor's alerts only).
         #[arg(long)]
         role: String,
         /// What the token is for (shown in listings and the audit log).
@@ -36,7 +36,9 @@ pub fn run(cmd: TokenCommand) -> anyhow::Result<()> {
         match cmd {
             TokenCommand::Create { db, role, name } => {
                 let role = rampart_server::Role::parse(&role).with_context(|| {
-                    format!("unknown role {role:?}: use admin, operator, viewer or auditor")
+                    format!(
+                        "unknown role {role:?}: use admin, operator, viewer, auditor or monitor"
+                    )
                 })?;
                 let db = rampart_db::Db::connect(&db).await?;
                 let audit = rampart_server::audit::AuditWriter::new(db.clone());

@@ -27,9 +27,34 @@ pub struct DetectorConfig {
     /// A device's finding for one cause is handed to the incident store once within this many
     /// seconds (the store also keeps a device in an open incident once).
     pub repeat_after_secs: u64,
+    /// How often the sources read whole are read (the inventory's versions and slot hashes
+    /// against the registry, passes gone stale): not every round.
+    pub inventory_interval_secs: u64,
     pub attestation_stale: StaleConfig,
     pub rollback_spike: SpikeConfig,
     pub heartbeat: HeartbeatConfig,
+    pub unknown_firmware: UnknownFirmwareConfig,
+}
+
+/// Unknown firmware: what a device reports that no release of the registry has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UnknownFirmwareConfig {
+    /// Judge the version a device reports (a claim: off by default, because devices that
+    /// left the factory with an image that was never a release of this registry would all be
+    /// found; switch it on once every version in the field is a release).
+    pub versions: bool,
+    /// Judge the SHA-256 of the slots a device reports (the image itself: on by default).
+    pub slot_hashes: bool,
+}
+
+impl Default for UnknownFirmwareConfig {
+    fn default() -> Self {
+        Self {
+            versions: false,
+            slot_hashes: true,
+        }
+    }
 }
 
 /// Stale attestation: a device counts once it has been stale for `grace_secs` past its
@@ -68,9 +93,11 @@ impl Default for DetectorConfig {
             disabled: Vec::new(),
             severity: BTreeMap::new(),
             repeat_after_secs: 600,
+            inventory_interval_secs: 30,
             attestation_stale: StaleConfig::default(),
             rollback_spike: SpikeConfig::default(),
             heartbeat: HeartbeatConfig::default(),
+            unknown_firmware: UnknownFirmwareConfig::default(),
         }
     }
 }
@@ -162,6 +189,7 @@ impl DetectorConfig {
             }
         }
         check_secs("repeat_after_secs", self.repeat_after_secs, 1)?;
+        check_secs("inventory_interval_secs", self.inventory_interval_secs, 1)?;
         let stale = &self.attestation_stale;
         check_secs("attestation_stale.grace_secs", stale.grace_secs, 0)?;
         check_count("attestation_stale.threshold", stale.threshold)?;

@@ -195,7 +195,9 @@ fn rollback_spikes_count_per_release_and_hardware() {
 
 #[test]
 fn unknown_versions_and_slot_hashes_are_found_only_against_a_registry() {
-    let mut d = detectors();
+    let mut config = DetectorConfig::default();
+    config.unknown_firmware.versions = true;
+    let mut d = Detectors::new(config.clone()).unwrap();
     let known = KnownReleases {
         versions: ["1.0.0".to_owned()].into(),
         sha256: ["aa".repeat(32)].into(),
@@ -223,6 +225,10 @@ fn unknown_versions_and_slot_hashes_are_found_only_against_a_registry() {
     );
     // No registry: nothing can be judged unknown.
     assert!(detectors().observe(&inv("6.6.6", "cc"), None, 8).is_empty());
+    // By default only the image (its hash) is judged, not the version a device claims.
+    let found = detectors().observe(&inv("6.6.6", &"bb".repeat(32)), Some(&known), 8);
+    assert_eq!(found.len(), 1);
+    assert!(found[0].cause.key.starts_with("sha256:"));
 }
 
 #[test]
@@ -315,6 +321,9 @@ fn a_failing_signal_source_is_a_finding_of_its_own() {
     assert_eq!(f.cause.dedupe_key(), "detector_failure:signals:reports");
     assert_eq!(f.detail["error"], "database is locked");
     assert!(d.detector_failure("signals:reports", "again", 51).is_none());
+    // Not recorded (the store failed): forgotten, so the next read finds it again.
+    d.forget(&f);
+    assert!(d.detector_failure("signals:reports", "again", 52).is_some());
 }
 
 #[test]

@@ -234,8 +234,9 @@ impl DdiApi {
                 format!("device {controller} has been revoked by the fleet operator"),
             )
         };
-        // Refused before anything is written.
+        // Refused before anything is written (but the revoked credential's use is noted).
         if state.as_ref().is_some_and(|s| s.revoked) {
+            self.note_revoked(controller).await;
             return Err(revoked());
         }
         if !known_member {
@@ -278,6 +279,7 @@ impl DdiApi {
             )));
         };
         if state.revoked {
+            self.note_revoked(controller).await;
             return Err(revoked());
         }
         self.last_seen.record(controller, unix_now());
@@ -332,5 +334,19 @@ impl DdiApi {
             Metrics::inc(&self.metrics.devices_registered);
         }
         Ok(())
+    }
+}
+
+impl DdiApi {
+    /// Notes that revoked `controller` presented its credential (a detector's signal).
+    async fn note_revoked(&self, controller: &str) {
+        self.revoked_use
+            .note(
+                &format!("device:{controller}"),
+                Some(controller),
+                "ddi",
+                unix_now(),
+            )
+            .await;
     }
 }

@@ -71,6 +71,8 @@ pub(crate) struct DdiApi {
     /// Remote attestation, when enabled: under the fleet-wide policy, DDI devices (which do
     /// not attest) get no deployment.
     pub(crate) attestation: Option<Arc<crate::engines::attestation::Attestation>>,
+    /// Notes a revoked device's use of the API (the revoked-credential detector's signal).
+    pub(crate) revoked_use: Arc<crate::engines::detectors::RevokedUse>,
 }
 
 impl DdiApi {
@@ -96,6 +98,7 @@ impl DdiApi {
             module_lock: Arc::new(tokio::sync::Mutex::new(())),
             auth_failures,
             attestation: shared.attestation.clone(),
+            revoked_use: shared.revoked_use.clone(),
         }
     }
 

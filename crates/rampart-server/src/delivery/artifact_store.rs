@@ -309,6 +309,16 @@ impl ObjectStoreArtifacts {
         &self.url
     }
 
+    /// The same bucket and credentials with objects below `<prefix>/<directory>/` instead of
+    /// `<prefix>/targets/` (the evidence store keeps its bundles beside the artifacts).
+    pub(crate) fn under(&self, directory: &str) -> Self {
+        let prefix = parse_s3_url(&self.url).map_or_else(|_| ObjectPath::default(), |(_, p)| p);
+        ObjectStoreArtifacts {
+            targets: prefix.join(directory),
+            ..self.clone()
+        }
+    }
+
     /// The object of the artifact `path` (below `targets/`).
     fn object(&self, path: &str) -> Result<ObjectPath, ArtifactStoreError> {
         let mut object = self.targets.clone();
@@ -358,7 +368,7 @@ impl ObjectStoreArtifacts {
     }
 
     /// One ranged GET: the object's size and `count` bytes from `start`.
-    async fn open(
+    pub(crate) async fn open(
         &self,
         path: &str,
         start: u64,

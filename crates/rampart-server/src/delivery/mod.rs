@@ -24,6 +24,7 @@
 
 pub mod artifact_store;
 pub mod director;
+pub mod evidence_store;
 pub mod image_repo;
 pub(crate) mod instruction;
 

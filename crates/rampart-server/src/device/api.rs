@@ -86,6 +86,12 @@ pub(crate) struct DeviceApi {
     /// How fast each device may call the attestation routes (each refusal is written to the
     /// audit log and the security events).
     pub(super) attestation_rate: super::report_rate::ReportRate,
+    /// Forensic evidence, when the server keeps it.
+    pub(super) evidence: Option<Arc<crate::engines::evidence::Evidence>>,
+    /// How fast each device may call the evidence routes.
+    pub(super) evidence_rate: super::report_rate::ReportRate,
+    /// Notes a revoked device's use of the API (the revoked-credential detector's signal).
+    pub(super) revoked_use: Arc<crate::engines::detectors::RevokedUse>,
     /// Signs the quarantine instruction a quarantined device's poll answer carries.
     pub(super) instructions: Option<Arc<crate::delivery::instruction::InstructionSigner>>,
 }
@@ -103,7 +109,18 @@ impl DeviceApi {
                 super::report_rate::ATTESTATION_BURST,
                 super::report_rate::ATTESTATION_PER_SECOND,
             ),
+            evidence: shared.evidence.clone(),
+            evidence_rate: shared.evidence.as_ref().map_or_else(
+                super::report_rate::ReportRate::default,
+                |e| {
+                    super::report_rate::ReportRate::new(
+                        e.config.upload_burst,
+                        e.config.uploads_per_second,
+                    )
+                },
+            ),
             image_repo: shared.image_repo.clone(),
+            revoked_use: shared.revoked_use.clone(),
             instructions: shared.instructions.clone(),
             settled: Default::default(),
             target_versions: Default::default(),
@@ -187,6 +204,9 @@ impl DeviceApi {
         // A certificate never adopts a row a token enrolled (decision 0021).
         self.check_certificate_enrolment(peer, now).await?;
         if device.revoked {
+            self.revoked_use
+                .note(&format!("device:{id}"), Some(id), "device", now)
+                .await;
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "device_revoked",
@@ -230,7 +250,35 @@ impl DeviceApi {
             facts.attributes = stored.attributes.clone();
         }
         normalize_tags(&mut stored.tags);
-        if facts != stored {
+        if !stored.hardware_id.is_empty() && facts.hardware_id != stored.hardware_id {
+            // Real hardware does not change its id: stored with the security event the
+            // hardware-id detector reads, in one transaction.
+            crate::engines::detectors::record_hardware_change(
+                &self.db,
+                &self.audit,
+                id,
+                &facts,
+                &stored.hardware_id,
+                now,
+            )
+            .await
+            .map_err(|e| match e {
+                crate::observe::audit::AuditWriteError::Db(e) => {
+                    ApiError::from_db("storing device facts", e)
+                }
+                other => {
+                    crate::observe::log::error(
+                        "recording a device's hardware-id change",
+                        serde_json::json!({"device": id, "error": other.to_string()}),
+                    );
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "storage_unavailable",
+                        "the server could not record this poll; retry later",
+                    )
+                }
+            })?;
+        } else if facts != stored {
             self.db
                 .upsert_device(id, &facts, now)
                 .await
@@ -262,6 +310,13 @@ impl DeviceApi {
         }
         Metrics::inc(&self.metrics.polls);
         let (attestation, attested) = self.attestation_request(&device.id, now).await?;
+        let evidence = match &self.evidence {
+            Some(engine) => engine
+                .request_for_poll(&device.id)
+                .await
+                .map_err(|e| ApiError::from_db("reading a device's evidence request", e))?,
+            None => None,
+        };
 
         // Read with the revocation flag above; the ETag changes with every change of the
         // assignment.
@@ -293,13 +348,19 @@ impl DeviceApi {
                     );
                     ApiError::internal()
                 };
+                // A re-image is forced, whatever deferred the assignment before.
+                let kind = if a.reimage {
+                    UpdateKind::Forced
+                } else {
+                    UpdateKind::parse(Some(effective)).map_err(unreadable)?
+                };
                 Some(rampart_protocol::Assignment {
-                    kind: UpdateKind::parse(Some(effective)).map_err(unreadable)?,
+                    kind,
                     director_version: u64::try_from(a.version)
                         .map_err(|_| unreadable(format!("version {}", a.version)))?,
                     id: a.assignment_id,
                     target: a.target,
-                    reimage: false,
+                    reimage: a.reimage,
                 })
             }
         };
@@ -309,7 +370,7 @@ impl DeviceApi {
             assignment,
             attestation,
             quarantine: instruction,
-            evidence: None,
+            evidence,
         })
         .map_err(|_| ApiError::internal())?;
         let digest = ring::digest::digest(&ring::digest::SHA256, &answer);
@@ -480,10 +541,10 @@ fn parse_poll_facts(bytes: &[u8]) -> Result<Option<(DeviceFacts, bool)>, ApiErro
     )))
 }
 
-/// Whether a device may be told of an assignment: not while it is quarantined (decision 0031;
-/// a re-imaging assignment will be the one exception, once assignments carry that flag).
-fn may_receive(quarantined: bool, _assignment: &DeviceAssignment) -> bool {
-    !quarantined
+/// Whether a device may be told of an assignment: not while it is quarantined (decision 0031),
+/// except a re-image, which is how a quarantined device is remedied (decision 0032).
+fn may_receive(quarantined: bool, assignment: &DeviceAssignment) -> bool {
+    !quarantined || assignment.reimage
 }
 
 /// Tags are a set: order and repeats carry no meaning.

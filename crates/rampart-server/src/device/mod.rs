@@ -5,6 +5,7 @@ pub(crate) mod api;
 mod attestation;
 mod director;
 mod enrolment;
+mod evidence;
 mod poll_read;
 mod quarantine;
 mod repo;
@@ -116,6 +117,14 @@ pub(crate) fn router(api: Arc<DeviceApi>, delivery: Router) -> Router {
             post(attestation::activate),
         )
         .route("/device/v1/attestation/quote", post(attestation::quote))
+        .route(
+            "/device/v1/evidence/{id}",
+            get(evidence::progress).put(evidence::upload),
+        )
+        .route(
+            "/device/v1/evidence/{id}/complete",
+            post(evidence::complete),
+        )
         .route("/device/v1/quarantine/ack", post(quarantine::ack))
         .with_state(api)
         .merge(delivery)

@@ -358,7 +358,11 @@ impl Attestation {
     }
 
     /// Sweeps every `sweep_interval` until shutdown.
-    pub(crate) async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        heart: super::heartbeat::Heart,
+    ) {
         let mut tick = tokio::time::interval(self.config.sweep_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -375,12 +379,13 @@ impl Attestation {
                     json!({"error": e.to_string()}),
                 );
             }
+            heart.beat(crate::helpers::unix_now());
         }
     }
 }
 
-/// A security event with a fresh id.
-fn security_event(
+/// A security event with a fresh id (also the detectors' signals, `engines::detectors`).
+pub(crate) fn security_event(
     kind: &str,
     device_id: &str,
     detail: Value,

@@ -345,7 +345,11 @@ impl AuditAnchor {
     }
 
     /// Signs heads every interval until `stop`, then once more so the final state is anchored.
-    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        stop: watch::Receiver<bool>,
+        heart: super::heartbeat::Heart,
+    ) {
         let stop = crate::helpers::stopped(stop);
         tokio::pin!(stop);
         let mut tick = tokio::time::interval(self.config.interval);
@@ -355,6 +359,7 @@ impl AuditAnchor {
                 _ = tick.tick() => self.anchor_logged().await,
                 () = &mut stop => break,
             }
+            heart.beat(crate::helpers::unix_now());
         }
         self.anchor_logged().await;
     }

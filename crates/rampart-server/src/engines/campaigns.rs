@@ -162,7 +162,11 @@ impl Campaigns {
     }
 
     /// Runs the engine until `shutdown` resolves.
-    pub(crate) async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        heart: super::heartbeat::Heart,
+    ) {
         loop {
             if *shutdown.borrow() {
                 return;
@@ -173,6 +177,7 @@ impl Campaigns {
                     json!({"error": e.to_string()}),
                 );
             }
+            heart.beat(unix_now());
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(TICK) => {}

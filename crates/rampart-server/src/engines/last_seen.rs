@@ -112,6 +112,7 @@ pub(crate) async fn run_flusher(
     db: Db,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
+    heart: super::heartbeat::Heart,
 ) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -122,6 +123,7 @@ pub(crate) async fn run_flusher(
             _ = stop.wait_for(|stopped| *stopped) => break,
         }
         last_seen.flush(&db).await;
+        heart.beat(crate::helpers::unix_now());
     }
     last_seen.flush(&db).await;
 }

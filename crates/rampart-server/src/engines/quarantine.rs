@@ -63,7 +63,11 @@ impl QuarantineExecutor {
     }
 
     /// Steps every [`STEP_INTERVAL`] until `shutdown` turns true.
-    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        heart: super::heartbeat::Heart,
+    ) {
         loop {
             if let Err(e) = self.step(crate::helpers::unix_now()).await {
                 crate::observe::log::error(
@@ -71,6 +75,7 @@ impl QuarantineExecutor {
                     json!({"error": e.to_string()}),
                 );
             }
+            heart.beat(crate::helpers::unix_now());
             tokio::select! {
                 _ = tokio::time::sleep(STEP_INTERVAL) => {}
                 _ = shutdown.changed() => {}

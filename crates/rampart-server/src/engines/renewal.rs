@@ -255,9 +255,14 @@ impl MetadataWatch {
     }
 
     /// Checks now, then every check interval, until `stop` says stop.
-    pub(crate) async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    pub(crate) async fn run(
+        mut self,
+        mut stop: watch::Receiver<bool>,
+        heart: super::heartbeat::Heart,
+    ) {
         loop {
             self.check(crate::helpers::unix_now()).await;
+            heart.beat(crate::helpers::unix_now());
             tokio::select! {
                 () = tokio::time::sleep(self.config.check_interval) => {}
                 _ = stop.wait_for(|stopped| *stopped) => return,

@@ -178,6 +178,17 @@ pub async fn read_body(
     body: Body,
     limits: BodyLimits,
 ) -> Result<Bytes, ApiError> {
+    read_body_of(headers, body, limits, "application/json").await
+}
+
+/// [`read_body`] for a body of another media type: a present `Content-Type` must be
+/// `media_type` (e.g. `application/octet-stream` for an evidence chunk).
+pub async fn read_body_of(
+    headers: &HeaderMap,
+    body: Body,
+    limits: BodyLimits,
+    media_type: &'static str,
+) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -246,11 +257,15 @@ pub async fn read_body(
             .next()
             .unwrap_or("")
             .trim();
-        if !essence.eq_ignore_ascii_case("application/json") {
+        if !essence.eq_ignore_ascii_case(media_type) {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
-                "the request body must be JSON (Content-Type: application/json)",
+                if media_type == "application/json" {
+                    "the request body must be JSON (Content-Type: application/json)".to_string()
+                } else {
+                    format!("the request body must be Content-Type: {media_type}")
+                },
             ));
         }
     }

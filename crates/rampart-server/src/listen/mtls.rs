@@ -51,6 +51,9 @@ pub struct PeerIdentity {
     pub device_id: String,
     /// The certificate serial number, lower-case hex.
     pub serial: String,
+    /// The verified client certificate (DER), e.g. what a signed evidence bundle is checked
+    /// against.
+    pub certificate: Arc<[u8]>,
 }
 
 impl Connected<IncomingStream<'_, MtlsListener>> for PeerIdentity {
@@ -300,6 +303,7 @@ async fn handshake(
         remote_addr,
         device_id,
         serial,
+        certificate: Arc::from(leaf.as_ref()),
     };
     Ok((
         tls,

@@ -14,6 +14,7 @@ use axum::response::Response;
 use crate::observe::labels::{
     AnchorFailure, Api, AttestationCheck, ConnectionCounters, FailureKind,
 };
+use rampart_incident::model::Detector;
 use rampart_listen::AdmissionCounters;
 use rampart_protocol::ReportStatus;
 
@@ -57,6 +58,8 @@ pub struct Metrics {
     pub(crate) metadata_renewals: AtomicU64,
     /// Remote attestation (engines::attestation and the device routes).
     pub(crate) attestation: AttestationMetrics,
+    /// Incident detectors' findings and engine heartbeat ages (engines::detectors).
+    pub(crate) detectors: DetectorMetrics,
     pub(crate) metadata_renewal_failures: AtomicU64,
     /// Incident alert delivery, by sink.
     pub(crate) alerts: AlertMetrics,
@@ -135,6 +138,60 @@ impl AttestationMetrics {
             "rampart_attestation_last_sweep_timestamp_seconds",
             "When the attestation staleness engine last completed a sweep (0: never); alert when it falls behind.",
             load(&self.last_sweep),
+        );
+    }
+}
+
+/// The incident detectors' findings, by detector, and each engine's heartbeat age.
+#[derive(Debug, Default)]
+pub(crate) struct DetectorMetrics {
+    findings: [AtomicU64; Detector::ALL.len()],
+    /// Engine -> age of its last heartbeat at the watchdog's last round, seconds.
+    heartbeat_ages: Mutex<BTreeMap<String, u64>>,
+}
+
+impl DetectorMetrics {
+    /// Counts a finding recorded for `detector`.
+    pub(crate) fn found(&self, detector: Detector) {
+        if let Some(i) = Detector::ALL.iter().position(|d| *d == detector) {
+            Metrics::inc(&self.findings[i]);
+        }
+    }
+
+    /// Sets the age of `engine`'s last heartbeat.
+    pub(crate) fn heartbeat_age(&self, engine: &str, secs: u64) {
+        self.heartbeat_ages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(engine.to_owned(), secs);
+    }
+
+    fn render(&self, out: &mut String) {
+        let labels: Vec<(String, u64)> = Detector::ALL
+            .iter()
+            .zip(&self.findings)
+            .map(|(d, n)| (format!("detector=\"{}\"", d.as_str()), load(n)))
+            .collect();
+        let labels: Vec<(&str, u64)> = labels.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        counter(
+            out,
+            "rampart_detector_findings_total",
+            "Findings the incident detectors recorded (an incident opened or a device joined one), by detector.",
+            &labels,
+        );
+        let ages: Vec<(String, u64)> = self
+            .heartbeat_ages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(engine, age)| (format!("engine=\"{}\"", escape_label(engine)), *age))
+            .collect();
+        let ages: Vec<(&str, u64)> = ages.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        gauge_series(
+            out,
+            "rampart_engine_heartbeat_age_seconds",
+            "Age of each engine's last heartbeat at the detectors' last round; an engine past its bound is an engine_stalled incident.",
+            &ages,
         );
     }
 }
@@ -657,6 +714,7 @@ impl Metrics {
         );
         self.render_metadata(&mut out);
         self.attestation.render(&mut out);
+        self.detectors.render(&mut out);
         self.alerts.render(&mut out);
         self.incidents.render(&mut out);
 

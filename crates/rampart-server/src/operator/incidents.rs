@@ -368,11 +368,11 @@ async fn decide(
         }
     };
     check_id("incident action", &id)?;
-    // The playbook's roles: operator and admin (a viewer or auditor never got here).
+    // The playbook's roles: operator and admin (a viewer, auditor or monitor never got here).
     let role = match caller.role() {
         Role::Admin => Some(rampart_incident::model::Role::Admin),
         Role::Operator => Some(rampart_incident::model::Role::Operator),
-        Role::Viewer | Role::Auditor => None,
+        Role::Viewer | Role::Auditor | Role::Monitor => None,
     };
     let action = api
         .incidents

@@ -13,9 +13,12 @@ mod audit;
 mod campaigns;
 pub(crate) mod ddi_tenants;
 mod devices;
+pub(crate) mod evidence;
 mod groups;
 pub(crate) mod incidents;
+mod monitor;
 mod quarantine;
+mod reimage;
 mod releases;
 mod tokens;
 pub(crate) mod webhooks;
@@ -66,6 +69,9 @@ pub enum Role {
     Operator,
     Viewer,
     Auditor,
+    /// The transparency-log monitor (`rampart log monitor --server`): may only report its
+    /// alerts.
+    Monitor,
 }
 
 /// What an endpoint needs.
@@ -79,10 +85,18 @@ pub enum Permission {
     Audit,
     /// Manage tokens, reinstate devices.
     Admin,
+    /// Report the transparency-log monitor's alerts (`POST /api/v1/monitor/alerts`).
+    MonitorAlert,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Operator, Role::Viewer, Role::Auditor];
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Operator,
+        Role::Viewer,
+        Role::Auditor,
+        Role::Monitor,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -90,6 +104,7 @@ impl Role {
             Role::Operator => "operator",
             Role::Viewer => "viewer",
             Role::Auditor => "auditor",
+            Role::Monitor => "monitor",
         }
     }
 
@@ -100,6 +115,7 @@ impl Role {
             Role::Operator => "an operator",
             Role::Viewer => "a viewer",
             Role::Auditor => "an auditor",
+            Role::Monitor => "a monitor",
         }
     }
 
@@ -113,6 +129,7 @@ impl Role {
             Role::Operator => matches!(permission, Permission::Read | Permission::Operate),
             Role::Viewer => permission == Permission::Read,
             Role::Auditor => matches!(permission, Permission::Read | Permission::Audit),
+            Role::Monitor => permission == Permission::MonitorAlert,
         }
     }
 }
@@ -138,8 +155,12 @@ pub(crate) struct ManagementApi {
     pub(crate) audit_anchor: Option<Arc<crate::engines::audit_anchor::AuditAnchor>>,
     /// Remote attestation, when enabled.
     pub(crate) attestation: Option<Arc<crate::engines::attestation::Attestation>>,
+    /// Forensic evidence, when the server keeps it.
+    pub(crate) evidence: Option<Arc<crate::engines::evidence::Evidence>>,
     /// The incident store (incident routes).
     pub(crate) incidents: Arc<crate::engines::incidents::IncidentStore>,
+    /// Notes a revoked token's use (the revoked-credential detector's signal).
+    pub(crate) revoked_use: Arc<crate::engines::detectors::RevokedUse>,
 }
 
 impl ManagementApi {
@@ -157,7 +178,23 @@ impl ManagementApi {
             body_limits: shared.body_limits,
             audit_anchor,
             attestation: shared.attestation.clone(),
+            evidence: shared.evidence.clone(),
             incidents: shared.incidents.clone(),
+            revoked_use: shared.revoked_use.clone(),
+        }
+    }
+
+    /// Notes the use of a revoked token, if `secret` is one (asked only when authentication
+    /// failed; a lookup error leaves the refusal as it is).
+    async fn note_revoked_token(&self, secret: &str) {
+        if let Ok(Some(id)) = self
+            .db
+            .revoked_token_by_secret(&sha256_hex(secret.as_bytes()))
+            .await
+        {
+            self.revoked_use
+                .note(&format!("token:{id}"), None, "management", unix_now())
+                .await;
         }
     }
 }
@@ -202,8 +239,11 @@ impl ManagementApi {
             .db
             .token_by_secret(&sha256_hex(secret.as_bytes()))
             .await
-            .map_err(|e| ApiError::from_db("reading tokens", e))?
-            .ok_or_else(|| unauthorized("unknown or revoked token"))?;
+            .map_err(|e| ApiError::from_db("reading tokens", e))?;
+        let Some(token) = token else {
+            self.note_revoked_token(secret).await;
+            return Err(unauthorized("unknown or revoked token"));
+        };
         let role =
             Role::parse(&token.role).ok_or_else(|| unauthorized("the token's role is unknown"))?;
         if !role.allows(need) {
@@ -297,6 +337,7 @@ pub(crate) fn router(api: Arc<ManagementApi>) -> Router {
         .route("/api/v1/devices", get(devices::list_devices))
         .route("/api/v1/devices/{id}", get(devices::get_device))
         .route("/api/v1/devices/{id}/revoke", post(devices::revoke_device))
+        .route("/api/v1/devices/{id}/reimage", post(reimage::reimage))
         .route(
             "/api/v1/devices/{id}/reinstate",
             post(devices::reinstate_device),
@@ -352,6 +393,7 @@ pub(crate) fn router(api: Arc<ManagementApi>) -> Router {
         .route("/api/v1/attestation/status", get(attestation::status))
         .route("/api/v1/attestation/events", get(attestation::events))
         .route("/api/v1/attestation/devices/{id}", get(attestation::device))
+        .route("/api/v1/monitor/alerts", post(monitor::post_alert))
         .route("/api/v1/audit", get(audit::export_audit))
         .route("/api/v1/audit/head", get(audit::get_head))
         .route("/api/v1/audit/anchor", post(audit::post_anchor))

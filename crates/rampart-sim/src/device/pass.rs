@@ -10,7 +10,7 @@ use rampart_agent::device::Staged;
 use rampart_agent::install::{Begin, ImageSource};
 use rampart_agent::source::{Refusal, Verified};
 use rampart_boot::ab::Slot;
-use rampart_boot::flow::{AgentState, PendingReport};
+use rampart_boot::flow::{AgentState, PendingReport, Phase};
 use rampart_protocol::{DeviceFacts, ReportStatus};
 use rampart_tuf_client::fetch::MinRate;
 use serde_json::json;
@@ -217,10 +217,12 @@ impl VirtualDevice {
                 None => break,
             }
         }
+        self.note_quarantine(poll.quarantine.as_ref(), now);
         if let Some(instruction) = poll.quarantine.take() {
             self.act_on_quarantine(sh, session.as_mut(), &instruction);
         }
         self.told = Some(facts.firmware_version.clone());
+        self.answer_evidence(sh, session.as_ref(), poll.evidence.take());
         if sh.timing.poll_interval.is_none()
             && let Some(secs) = poll.interval_secs
         {
@@ -230,7 +232,9 @@ impl VirtualDevice {
             return self.abandon_install(run);
         };
         let running = run.state.committed.and_then(|s| run.state.slots.get(&s));
-        if running.is_some_and(|c| c.target == assignment.target) {
+        if !rampart_agent::daemon::reimage_pending(&run.state, &assignment)
+            && running.is_some_and(|c| c.target == assignment.target)
+        {
             // As the daemon: an interrupted install of another release is no longer wanted.
             return self.abandon_install(run);
         }
@@ -239,6 +243,11 @@ impl VirtualDevice {
             Counters::inc(&sh.counters.refused_rolled_back);
             self.last_error = Some(Refusal::rolled_back(last).detail);
             return Ok(PassEnd::Done(false));
+        }
+        // A re-image is forced, as the daemon treats it.
+        let mut assignment = assignment;
+        if assignment.reimage {
+            assignment.kind = UpdateKind::Forced;
         }
         match assignment.kind {
             UpdateKind::Soft if self.profile.battery_low(now) => {
@@ -266,7 +275,7 @@ impl VirtualDevice {
             rampart_agent::daemon::now_unix(),
         );
         self.crashed()?;
-        let verified = match verifying {
+        let mut verified = match verifying {
             Ok(Some(v)) => v,
             Ok(None) => return self.abandon_install(run),
             Err(e) => {
@@ -285,6 +294,7 @@ impl VirtualDevice {
                 return Ok(PassEnd::Done(false));
             }
         };
+        verified.release.reimage = assignment.reimage;
         // The signed image is a real firmware image: a slot holding exactly it boots.
         sh.learn(&verified.release);
         report(
@@ -439,6 +449,19 @@ impl VirtualDevice {
             }
             return Ok(PassEnd::Done(true));
         }
+        if matches!(&run.state.phase, Phase::Mirroring { slot: s, .. } if *s == slot) {
+            // A re-image's second slot is verified: marked good and reported, no reboot.
+            let mirrored = self.agent.finish_mirror(&mut run.state, slot, v);
+            self.crashed()?;
+            if let Err(r) = mirrored {
+                self.note(sh, format!("[{}] {}", r.reason.as_str(), r.detail));
+                return Ok(PassEnd::Done(false));
+            }
+            if let Some(mut session) = run.session.take() {
+                self.flush(sh, &mut run.state, session.as_mut())?;
+            }
+            return Ok(PassEnd::Done(true));
+        }
         let activated = self.agent.activate(&mut run.state, slot, &v.release);
         self.crashed()?;
         if let Err(r) = activated {
@@ -531,12 +554,16 @@ impl VirtualDevice {
         let mut attributes = serde_json::Map::new();
         attributes.insert("battery_pct".into(), battery.into());
         attributes.insert("on_mains".into(), mains.into());
-        DeviceFacts {
+        let mut facts = DeviceFacts {
             region: self.profile.region.clone(),
             tags: self.profile.tags.clone(),
             attributes: Some(attributes),
             ..rampart_agent::daemon::facts(&mut self.agent, state)
+        };
+        if self.forges_reports() {
+            facts.firmware_version = crate::compromise::FORGED_VERSION.to_owned();
         }
+        facts
     }
 }
 

@@ -408,7 +408,11 @@ impl Webhooks {
     /// events at once, retries when due. On shutdown it claims nothing more and waits for the
     /// attempts in flight (each bounded by the attempt timeout) so their outcome is recorded;
     /// whatever is still pending is sent by the next start.
-    pub async fn run_dispatcher(self, shutdown: impl Future<Output = ()> + Send) {
+    pub(crate) async fn run_dispatcher(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+        heart: crate::engines::heartbeat::Heart,
+    ) {
         tokio::pin!(shutdown);
         let config = self.inner.config.clone();
         let mut in_flight: JoinSet<()> = JoinSet::new();
@@ -453,6 +457,7 @@ impl Webhooks {
                 next_prune = Instant::now() + PRUNE_INTERVAL;
                 self.prune().await;
             }
+            heart.beat(crate::helpers::unix_now());
             tokio::select! {
                 () = &mut shutdown => break,
                 () = self.inner.wake.notified() => {}
