@@ -7,7 +7,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
+mod support;
+
 use rampart_testkit::cli::{ServerChild, fails, ok, rampart, s};
+use support::log_site::LogSite;
 
 fn start_server(w: &Path, db: &str, extra: &[&str]) -> ServerChild {
     let ca = rampart_pki::CertificateAuthority::generate("Audit Test CA", 30).unwrap();
@@ -281,74 +284,12 @@ fn audit_verify_detects_a_rewritten_or_truncated_history_against_signed_heads() 
     );
 }
 
-/// A helper process (log, witness) that prints `listening on URL`.
-fn start_listening(w: &Path, args: &[&str], name: &str) -> ServerChild {
-    ServerChild::start(
-        args,
-        &w.join(format!("{name}.stderr")),
-        "listening on ",
-        Duration::from_secs(60),
-    )
-}
-
 #[test]
 fn audit_heads_are_appended_to_the_transparency_log_and_checked_from_it() {
     let dir = tempfile::tempdir().unwrap();
     let w = dir.path();
-    let keygen = |name: &str, witness: bool| {
-        let path = w.join(format!("{}.key", name.replace('/', "_")));
-        let mut args = vec!["log", "keygen", "--name", name, "--out", s(&path)];
-        if witness {
-            args.push("--witness");
-        }
-        let vkey = ok(rampart(&args)).trim().to_owned();
-        (path, vkey)
-    };
-    let (log_key, log_vkey) = keygen("log.example/audit", false);
-    let (witness_key, witness_vkey) = keygen("w1.example", true);
-    let witness = start_listening(
-        w,
-        &[
-            "witness",
-            "serve",
-            "--key",
-            s(&witness_key),
-            "--state",
-            s(&w.join("w1-state")),
-            "--listen",
-            "127.0.0.1:0",
-            "--log",
-            &log_vkey,
-        ],
-        "witness",
-    );
-    let policy = w.join("policy.txt");
-    std::fs::write(
-        &policy,
-        format!("log {log_vkey}\nwitness {witness_vkey}\nquorum 1\n"),
-    )
-    .unwrap();
-    let witness_arg = format!("{}={witness_vkey}", witness.listening);
-    let log = start_listening(
-        w,
-        &[
-            "log",
-            "serve",
-            "--dir",
-            s(&w.join("log")),
-            "--key",
-            s(&log_key),
-            "--listen",
-            "127.0.0.1:0",
-            "--quorum",
-            "1",
-            "--publish-interval-ms",
-            "50",
-            "--witness",
-            &witness_arg,
-        ],
-        "log",
-    );
+    let logs = LogSite::start(w, "log.example/audit");
+    let (log, policy) = (&logs.log, &logs.policy);
 
     let db = format!("sqlite://{}", w.join("server.db").display());
     let mut server = start_server(
@@ -428,8 +369,7 @@ fn audit_heads_are_appended_to_the_transparency_log_and_checked_from_it() {
     );
     let out = fails(verify_from_log());
     assert!(out.contains("does not match the anchored head"), "{out}");
-    drop(log);
-    drop(witness);
+    drop(logs);
 }
 
 /// The heads stored with the log can be deleted with it: records written long after the newest

@@ -20,6 +20,7 @@ use std::time::Duration;
 use rampart_boot::ab::Slot;
 use rampart_testkit::cli::{ok, rampart, run, s};
 use serde_json::{Value, json};
+use support::log_site::LogSite;
 use support::tpm_site::{DEVICE, SLOT_BYTES, TpmSite, V1, V2};
 
 const SECRET: &str = "incident-webhook-secret-0123456789";
@@ -135,6 +136,9 @@ fn a_tampered_device_is_detected_contained_investigated_reimaged_and_exported() 
         .unwrap();
     let syslog_addr = syslog.local_addr().unwrap();
     let hook_dir = tempfile::tempdir().unwrap();
+    // Evidence bundles are anchored in a witnessed transparency log (with the audit heads).
+    let logs = LogSite::start(hook_dir.path(), "log.example/incidents");
+    let evidence_dir = hook_dir.path().join("evidence");
     let contained = hook_dir.path().join("contained");
     let agent_config = format!(
         "[incident]\ncontainment_hook = [\"sh\", \"-c\", \"echo locked-down >> {c}\"]\n",
@@ -148,6 +152,12 @@ fn a_tampered_device_is_detected_contained_investigated_reimaged_and_exported() 
             format!("udp://{syslog_addr}"),
             "--webhook-allow".into(),
             "127.0.0.1/32".into(),
+            "--evidence-dir".into(),
+            evidence_dir.display().to_string(),
+            "--audit-log-url".into(),
+            logs.url.clone(),
+            "--audit-log-policy".into(),
+            logs.policy.display().to_string(),
         ],
         &agent_config,
     );
@@ -157,6 +167,10 @@ fn a_tampered_device_is_detected_contained_investigated_reimaged_and_exported() 
         Some(json!({"url": webhook_url, "secret": SECRET, "events": ["incident.alert"], "description": "on-call"})),
     );
     assert_eq!(status, 201, "{v}");
+    let audit_key = site
+        .server
+        .line_after("audit heads signed with key ", Duration::from_secs(30))
+        .expect("the server prints its audit key");
     site.attested_on(V1);
 
     // ---- The attack: the running slot's image is changed (it still boots). ----
@@ -258,6 +272,9 @@ fn a_tampered_device_is_detected_contained_investigated_reimaged_and_exported() 
     }
 
     // ---- Exported: the chain-of-custody bundle verifies offline; a tampered one fails. ----
+    site.run_until("the evidence bundle is anchored in the log", |site| {
+        site.api.get(&format!("/api/v1/incidents/{id}/evidence"))["bundles"][0]["anchored"] == true
+    });
     let export = site.w.join("incident-export.json");
     ok(rampart(&[
         "incident",
@@ -278,10 +295,20 @@ fn a_tampered_device_is_detected_contained_investigated_reimaged_and_exported() 
         s(&export),
         "--ca",
         s(&site.pki.ca_pem),
+        "--anchor-key",
+        audit_key.trim(),
+        "--log-policy",
+        s(&logs.policy),
     ]));
-    assert!(out.contains("verified"), "{out}");
+    assert!(out.contains("1 evidence bundle(s) verified"), "{out}");
     let mut tampered: Value = serde_json::from_slice(&std::fs::read(&export).unwrap()).unwrap();
-    tampered["timeline"][0]["detail"] = json!({"edited": true});
+    // The device's own words in the bundle, changed after the fact.
+    let bundle = tampered["evidence"][0]["bundle"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let flipped = if bundle.starts_with('e') { "f" } else { "e" };
+    tampered["evidence"][0]["bundle"] = json!(format!("{flipped}{}", &bundle[1..]));
     let tampered_path = site.w.join("tampered-export.json");
     write(&tampered_path, &serde_json::to_vec(&tampered).unwrap());
     let (verified, out) = run(rampart(&[
@@ -290,6 +317,10 @@ fn a_tampered_device_is_detected_contained_investigated_reimaged_and_exported() 
         s(&tampered_path),
         "--ca",
         s(&site.pki.ca_pem),
+        "--anchor-key",
+        audit_key.trim(),
+        "--log-policy",
+        s(&logs.policy),
     ]));
     assert!(!verified, "a tampered export must not verify: {out}");
 
@@ -310,4 +341,5 @@ fn a_tampered_device_is_detected_contained_investigated_reimaged_and_exported() 
     }
     assert!(found, "a syslog message names the incident");
     site.server.kill();
+    drop(logs);
 }

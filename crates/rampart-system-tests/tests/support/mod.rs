@@ -1,3 +1,4 @@
 //! What several system tests share.
 
+pub mod log_site;
 pub mod tpm_site;
