@@ -135,15 +135,6 @@ impl AgentLog {
         Ok(record)
     }
 
-    /// Appends a record and prints it to standard error, for what an operator at the console
-    /// should see too. A record that cannot be written is said on standard error.
-    pub fn note(&mut self, level: Level, message: &str) {
-        eprintln!("{message}");
-        if let Err(e) = self.append(level, message) {
-            eprintln!("{e}");
-        }
-    }
-
     /// Whether `anchor_every` records were written since the last anchor.
     pub fn anchor_due(&self) -> bool {
         self.since_anchor >= self.anchor_every

@@ -147,6 +147,14 @@ pub fn facts<P: Platform>(device: &mut Device<P>, state: &AgentState) -> DeviceF
     }
 }
 
+/// Whether `assignment` still wants work although the device may run its release: a re-image
+/// until it completed for this assignment (both slots written), or a mirror in progress.
+pub fn reimage_pending(state: &AgentState, assignment: &crate::server_client::Assignment) -> bool {
+    (assignment.reimage && state.reimaged_for.as_deref() != Some(assignment.id.as_str()))
+        || matches!(&state.phase, Phase::Mirroring { release, .. }
+            if release.assignment.as_deref() == Some(assignment.id.as_str()))
+}
+
 /// One update pass through the server: poll, verify, install, activate.
 pub fn update_from_server(
     device: &mut Device,
@@ -179,13 +187,9 @@ pub fn update_from_server(
         return Ok((Pass::UpToDate, poll.interval_secs));
     };
     let running = state.committed.and_then(|s| state.slots.get(&s));
-    // A re-image is wanted over the running release until it completed for this assignment
-    // (both slots written); a mirror in progress is finished.
-    let reimage_pending = (assignment.reimage
-        && state.reimaged_for.as_deref() != Some(assignment.id.as_str()))
-        || matches!(&state.phase, Phase::Mirroring { release, .. }
-            if release.assignment.as_deref() == Some(assignment.id.as_str()));
-    if !reimage_pending && running.is_some_and(|c| c.target == assignment.target) {
+    if !reimage_pending(state, &assignment)
+        && running.is_some_and(|c| c.target == assignment.target)
+    {
         // The device runs what it is assigned (a fleet rollback replaced the release it was
         // installing): an interrupted install of another release is no longer wanted.
         device.abandon_install(state)?;
@@ -476,6 +480,15 @@ pub fn evidence_pass(
         crate::evidence::Retry::default(),
         now_unix(),
     );
+    for id in &answered.collected {
+        println!("evidence {id} collected");
+    }
+    for id in &answered.uploaded {
+        println!("evidence {id} uploaded");
+    }
+    for line in &answered.failed {
+        eprintln!("evidence: {line}");
+    }
     if log.anchor_due()
         && let Err(e) = log.anchor(client.device_id(), &key.anchor_signer())
     {

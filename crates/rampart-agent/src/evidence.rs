@@ -86,6 +86,8 @@ pub enum EvidenceError {
     TooLarge { max: u64 },
     #[error("uploading evidence {id}: {reason}")]
     Upload { id: String, reason: String },
+    #[error("the server refused evidence {id} for good ({reason}); the bundle is dropped")]
+    Refused { id: String, reason: String },
 }
 
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> EvidenceError + '_ {
@@ -199,28 +201,112 @@ impl DeviceKey {
 // The upload routes
 // ---------------------------------------------------------------------------------------------
 
+/// Why an evidence route call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallError {
+    /// The server refused for good (an unknown or closed request, a refused bundle, a quota):
+    /// sending the bundle again cannot succeed, so it is dropped. Otherwise (no answer, a
+    /// conflict to resume from, a rate limit, the server unavailable) it is retried.
+    pub terminal: bool,
+    pub reason: String,
+}
+
+impl CallError {
+    pub fn transient(reason: impl Into<String>) -> CallError {
+        CallError {
+            terminal: false,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Whether an error answer ends the request for good: 400 (the upload is malformed: sent
+/// again it stays so), 404 (no such request for this device), 410, 413 (too large, or the
+/// quota is used up), 422 (the bundle was refused), and a 409 that says the request is closed
+/// (used once: stored or refused). A 409 offset mismatch, 429 and 5xx are retried.
+pub fn is_terminal(status: u16, code: &str) -> bool {
+    matches!(status, 400 | 404 | 410 | 413 | 422)
+        || (status == 409 && code == "evidence_request_closed")
+}
+
 /// The server's evidence routes, as the agent calls them: the update server through
 /// [`ServerClient`], or the fleet simulator's device sessions.
 pub trait EvidenceServer {
     /// `GET /device/v1/evidence/{id}`.
-    fn progress(&self, id: &str) -> Result<EvidenceProgress, String>;
+    fn progress(&self, id: &str) -> Result<EvidenceProgress, CallError>;
     /// `PUT /device/v1/evidence/{id}?offset=N`.
-    fn put(&self, id: &str, offset: u64, chunk: &[u8]) -> Result<EvidenceProgress, String>;
+    fn put(&self, id: &str, offset: u64, chunk: &[u8]) -> Result<EvidenceProgress, CallError>;
     /// `POST /device/v1/evidence/{id}/complete`.
-    fn complete(&self, id: &str, complete: &EvidenceComplete) -> Result<EvidenceProgress, String>;
+    fn complete(
+        &self,
+        id: &str,
+        complete: &EvidenceComplete,
+    ) -> Result<EvidenceProgress, CallError>;
+}
+
+/// Largest answer of an evidence route read.
+const MAX_ANSWER_BYTES: u64 = 64 * 1024;
+
+/// Reads an evidence route's answer: the progress, or a [`CallError`] classified by
+/// [`is_terminal`] with the server's error code and detail.
+fn progress_answer(
+    url: &str,
+    answer: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<EvidenceProgress, CallError> {
+    let mut response = answer.map_err(|e| CallError::transient(format!("{url}: {e}")))?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER_BYTES)
+        .read_to_vec()
+        .map_err(|e| CallError::transient(format!("{url}: {e}")))?;
+    if status == 200 {
+        return serde_json::from_slice(&body)
+            .map_err(|e| CallError::transient(format!("{url}: unexpected answer: {e}")));
+    }
+    let (code, detail) = match serde_json::from_slice::<rampart_protocol::ErrorDocument>(&body) {
+        Ok(e) => (e.error, e.detail),
+        Err(_) => (String::new(), String::from_utf8_lossy(&body).into_owned()),
+    };
+    let detail: String = detail
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(300)
+        .collect();
+    Err(CallError {
+        terminal: is_terminal(status, &code),
+        reason: format!("{url}: HTTP {status} {code}: {detail}"),
+    })
 }
 
 impl EvidenceServer for ServerClient {
-    fn progress(&self, id: &str) -> Result<EvidenceProgress, String> {
-        self.evidence_progress(id).map_err(|e| e.to_string())
+    fn progress(&self, id: &str) -> Result<EvidenceProgress, CallError> {
+        let url = self.url(&format!("/device/v1/evidence/{id}"));
+        progress_answer(&url, self.http().get(&url).call())
     }
-    fn put(&self, id: &str, offset: u64, chunk: &[u8]) -> Result<EvidenceProgress, String> {
-        self.evidence_put(id, offset, chunk)
-            .map_err(|e| e.to_string())
+    fn put(&self, id: &str, offset: u64, chunk: &[u8]) -> Result<EvidenceProgress, CallError> {
+        let url = self.url(&format!("/device/v1/evidence/{id}?offset={offset}"));
+        let sent = self
+            .http()
+            .put(&url)
+            .header("content-type", "application/octet-stream")
+            .send(chunk);
+        progress_answer(&url, sent)
     }
-    fn complete(&self, id: &str, complete: &EvidenceComplete) -> Result<EvidenceProgress, String> {
-        self.evidence_complete(id, complete)
-            .map_err(|e| e.to_string())
+    fn complete(
+        &self,
+        id: &str,
+        complete: &EvidenceComplete,
+    ) -> Result<EvidenceProgress, CallError> {
+        let url = self.url(&format!("/device/v1/evidence/{id}/complete"));
+        let body = serde_json::to_vec(complete).expect("a completion serializes");
+        let sent = self
+            .http()
+            .post(&url)
+            .header("content-type", "application/json")
+            .send(&body[..]);
+        progress_answer(&url, sent)
     }
 }
 
@@ -259,7 +345,14 @@ pub fn upload(
     let sha256 = hex::encode(rampart_incident::device_signature::sha256(bundle));
     let length = bundle.len() as u64;
     let mut failures = 0u32;
-    let mut fail = |reason: String| -> Result<(), EvidenceError> {
+    let mut fail = |error: CallError| -> Result<(), EvidenceError> {
+        if error.terminal {
+            return Err(EvidenceError::Refused {
+                id: id.to_owned(),
+                reason: error.reason,
+            });
+        }
+        let reason = error.reason;
         failures += 1;
         if failures >= retry.attempts {
             return Err(EvidenceError::Upload {
@@ -286,7 +379,7 @@ pub fn upload(
         };
         if progress.complete {
             return match progress.sha256.as_deref() {
-                Some(h) if h != sha256 => Err(EvidenceError::Upload {
+                Some(h) if h != sha256 => Err(EvidenceError::Refused {
                     id: id.to_owned(),
                     reason: format!(
                         "the server completed another bundle ({h}) under this id; this one is {sha256}"
@@ -296,7 +389,7 @@ pub fn upload(
             };
         }
         if progress.received > length {
-            return Err(EvidenceError::Upload {
+            return Err(EvidenceError::Refused {
                 id: id.to_owned(),
                 reason: format!(
                     "the server holds {} bytes, more than the bundle's {length}",
@@ -311,10 +404,10 @@ pub fn upload(
             match server.put(id, offset, &bundle[offset as usize..end as usize]) {
                 Ok(p) if p.received == end => offset = end,
                 Ok(p) => {
-                    broke = Some(format!(
+                    broke = Some(CallError::transient(format!(
                         "after a chunk up to byte {end} the server holds {} bytes",
                         p.received
-                    ));
+                    )));
                     break;
                 }
                 Err(e) => {
@@ -323,8 +416,8 @@ pub fn upload(
                 }
             }
         }
-        if let Some(reason) = broke {
-            fail(reason)?;
+        if let Some(error) = broke {
+            fail(error)?;
             continue;
         }
         match server.complete(
@@ -335,7 +428,9 @@ pub fn upload(
             },
         ) {
             Ok(p) if p.complete => return Ok(p),
-            Ok(_) => fail("the server did not mark the upload complete".into())?,
+            Ok(_) => fail(CallError::transient(
+                "the server did not mark the upload complete",
+            ))?,
             Err(e) => fail(e)?,
         }
     }
@@ -901,8 +996,9 @@ pub struct Answered {
 }
 
 /// Answers the poll's evidence request (if any: collected once per request id, then kept) and
-/// uploads every pending bundle. Everything is written to the agent log; failures leave the
-/// bundle pending for the next pass.
+/// uploads every pending bundle. Everything is written to the agent log (nothing is printed:
+/// the caller says what it wants from [`Answered`]); failures leave the bundle pending for the
+/// next pass.
 #[allow(clippy::too_many_arguments)]
 pub fn answer<P: Platform>(
     device: &mut Device<P>,
@@ -917,7 +1013,9 @@ pub fn answer<P: Platform>(
 ) -> Answered {
     let mut done = Answered::default();
     let mut failed = |log: &mut AgentLog, line: String| {
-        log.note(Level::Error, &line);
+        if let Err(e) = log.append(Level::Error, &line) {
+            done.failed.push(e.to_string());
+        }
         done.failed.push(line);
     };
     let pending = match store.pending() {
@@ -945,7 +1043,8 @@ pub fn answer<P: Platform>(
         };
         match outcome {
             Ok(p) => {
-                log.note(
+                // Already in the log: the request's record and its anchor precede the bundle.
+                let _ = log.append(
                     Level::Info,
                     &format!(
                         "evidence {} collected ({} bytes)",
@@ -966,7 +1065,7 @@ pub fn answer<P: Platform>(
                 if let Err(e) = store.drop_uploaded(&id) {
                     failed(log, format!("evidence {id} uploaded but not dropped: {e}"));
                 }
-                log.note(
+                let _ = log.append(
                     Level::Info,
                     &format!(
                         "evidence {id} uploaded (sha256 {})",
@@ -974,6 +1073,15 @@ pub fn answer<P: Platform>(
                     ),
                 );
                 done.uploaded.push(id);
+            }
+            Err(e @ EvidenceError::Refused { .. }) => {
+                if let Err(dropped) = store.drop_uploaded(&id) {
+                    failed(
+                        log,
+                        format!("evidence {id} could not be dropped: {dropped}"),
+                    );
+                }
+                failed(log, e.to_string());
             }
             Err(e) => failed(log, e.to_string()),
         }

@@ -15,8 +15,8 @@ use rampart_core::director::DirectorError;
 use rampart_core::release::ReleaseError;
 use rampart_protocol::{
     AttestationAnswer, AttestationRequest, DeviceFacts, EnrolAnswer, EnrolChallenge, EnrolProof,
-    EnrolRequest, ErrorDocument, EvidenceComplete, EvidenceProgress, EvidenceRequest, PollAnswer,
-    QuoteSubmission, ReportRequest, ReportStatus,
+    EnrolRequest, ErrorDocument, EvidenceRequest, PollAnswer, QuoteSubmission, ReportRequest,
+    ReportStatus,
 };
 use rampart_tuf_client::{ClientError, Fetcher as _, HttpFetcher};
 
@@ -352,46 +352,6 @@ impl ServerClient {
         ack: &rampart_protocol::QuarantineAck,
     ) -> Result<serde_json::Value, UpdateError> {
         self.post_json("/device/v1/quarantine/ack", ack)
-    }
-
-    /// `GET /device/v1/evidence/{id}`: how much of an evidence upload the server holds. `id`
-    /// is path-safe (checked by [`crate::evidence`]).
-    pub fn evidence_progress(&self, id: &str) -> Result<EvidenceProgress, UpdateError> {
-        let url = self.url(&format!("/device/v1/evidence/{id}"));
-        let response = self
-            .fetcher
-            .agent()
-            .get(&url)
-            .call()
-            .map_err(|e| self.server_error(&url, e))?;
-        self.json_answer(&url, response)
-    }
-
-    /// `PUT /device/v1/evidence/{id}?offset=N`: one chunk of an evidence bundle.
-    pub fn evidence_put(
-        &self,
-        id: &str,
-        offset: u64,
-        chunk: &[u8],
-    ) -> Result<EvidenceProgress, UpdateError> {
-        let url = self.url(&format!("/device/v1/evidence/{id}?offset={offset}"));
-        let response = self
-            .fetcher
-            .agent()
-            .put(&url)
-            .header("content-type", "application/octet-stream")
-            .send(chunk)
-            .map_err(|e| self.server_error(&url, e))?;
-        self.json_answer(&url, response)
-    }
-
-    /// `POST /device/v1/evidence/{id}/complete`: the whole bundle is uploaded.
-    pub fn evidence_complete(
-        &self,
-        id: &str,
-        complete: &EvidenceComplete,
-    ) -> Result<EvidenceProgress, UpdateError> {
-        self.post_json(&format!("/device/v1/evidence/{id}/complete"), complete)
     }
 
     /// POSTs `body` as JSON to `path` and reads a bounded JSON answer; an error status is

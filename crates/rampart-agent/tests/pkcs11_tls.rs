@@ -184,6 +184,22 @@ fn suite(module: &Path) {
     assert_eq!(poll(&fetcher_ed, &base).unwrap(), "dev-token-ed25519");
     println!("Ed25519 token key: polled over mutual TLS as {id_ed}");
 
+    // 2b. The token keys also sign evidence bundles and agent-log anchors (through the same
+    //     rustls signing key), verifiable with the certificate's key.
+    for (cert, object) in [(&p256_cert, "device-p256"), (&ed_cert, "device-ed25519")] {
+        let (key, certificate) = rampart_agent::tls::device_signing_key(
+            cert.as_bytes(),
+            &token_key(module, USER_PIN, object),
+        )
+        .expect("the token key as the evidence signer");
+        let key = rampart_agent::evidence::DeviceKey::new(key, certificate.to_vec());
+        let signature = key.sign(b"a manifest").expect("the token signs");
+        let spki = rampart_incident::evidence::certificate_spki(key.certificate()).unwrap();
+        signature.verify(&spki, b"a manifest").unwrap();
+        assert!(signature.verify(&spki, b"another manifest").is_err());
+        println!("{object}: signed evidence as {}", signature.algorithm);
+    }
+
     // 3. A PEM key goes through the same connector.
     let pem_dev = ca.issue_device("dev-pem", 30).unwrap();
     let (fetcher_pem, id_pem) = device_agent(

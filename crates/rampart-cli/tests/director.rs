@@ -268,6 +268,7 @@ fn server_runs_the_director_from_the_command_line() {
             device_count: 1,
             update_type: "forced".into(),
             forced_at: 0,
+            reimage: false,
         };
         let line = rampart_db::AuditLine {
             seq: record.seq,

@@ -173,7 +173,10 @@ fn incidents_through_the_cli() {
     let out = cli::fails(with(&operator, &["approve", &reimage]));
     assert!(out.contains("403"), "{out}");
     let out = cli::ok(with(&admin, &["approve", &reimage]));
-    assert!(out.contains("is approved"), "{out}");
+    assert!(
+        out.contains(": reimage of ") && !out.contains("pending_approval"),
+        "{out}"
+    );
     let out = cli::ok(with(
         &operator,
         &["state", &id, "contained", "--note", "by hand"],

@@ -393,17 +393,19 @@ impl Db {
         })
     }
 
-    /// The same for each webhook's `incident.alert` deliveries (sink `webhook:ID`), for the
-    /// enabled webhooks subscribed to the event or holding such deliveries.
+    /// The same for each enabled webhook's `incident.alert` deliveries (sink `webhook:ID`); a
+    /// failed delivery counts as given up when it was created (the table keeps no settle time
+    /// for failures). A disabled webhook is not judged: its deliveries wait on purpose.
     pub async fn webhook_alert_stats(&self) -> Result<Vec<AlertSinkStats>, DbError> {
         let rows = sqlx::query(
-            "SELECT webhook_id,
-               MIN(CASE WHEN status = 'pending' THEN created END) AS oldest,
-               MAX(CASE WHEN status = 'pending' THEN attempts END) AS attempts,
-               MAX(CASE WHEN status = 'delivered' THEN delivered END) AS delivered,
-               MAX(CASE WHEN status = 'failed' THEN created END) AS given_up
-             FROM webhook_deliveries WHERE event = $1
-             GROUP BY webhook_id ORDER BY webhook_id",
+            "SELECT d.webhook_id AS webhook_id,
+               MIN(CASE WHEN d.status = 'pending' THEN d.created END) AS oldest,
+               MAX(CASE WHEN d.status = 'pending' THEN d.attempts END) AS attempts,
+               MAX(CASE WHEN d.status = 'delivered' THEN d.delivered END) AS delivered,
+               MAX(CASE WHEN d.status = 'failed' THEN d.created END) AS given_up
+             FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+             WHERE d.event = $1 AND w.enabled = 1
+             GROUP BY d.webhook_id ORDER BY d.webhook_id",
         )
         .bind(INCIDENT_ALERT_EVENT)
         .fetch_all(&self.pool)

@@ -29,6 +29,11 @@ pub struct Assignment {
     /// For `timeforced`: the Unix time from which it is forced (0 otherwise).
     #[serde(default)]
     pub forced_at: i64,
+    /// A forced re-image (incident response): the devices write the release into both slots,
+    /// even over the same release; soft checks and maintenance windows do not defer it.
+    /// Always of type `forced`.
+    #[serde(default)]
+    pub reimage: bool,
 }
 
 fn forced() -> String {
@@ -52,6 +57,9 @@ pub struct DeviceAssignment {
     /// For `timeforced`: the Unix time from which it is forced (0 otherwise).
     #[serde(default)]
     pub forced_at: i64,
+    /// The assignment is a forced re-image ([`Assignment::reimage`]).
+    #[serde(default)]
+    pub reimage: bool,
 }
 
 /// Largest number of devices one assignment may name.
@@ -67,6 +75,7 @@ fn assignment_from_row(row: &AnyRow) -> Result<Assignment, DbError> {
         device_count: row.try_get("device_count")?,
         update_type: row.try_get("update_type")?,
         forced_at: row.try_get("forced_at")?,
+        reimage: row.try_get::<i64, _>("reimage")? != 0,
     })
 }
 
@@ -98,10 +107,16 @@ impl Db {
                 assignment.update_type
             ))));
         }
+        if assignment.reimage && assignment.update_type != "forced" {
+            return Err(DbError::Domain(DomainError::Invalid(format!(
+                "a re-image is always forced, not {:?}",
+                assignment.update_type
+            ))));
+        }
         let selector = json_text("selector", &assignment.selector)?;
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO assignments (id, target, selector, created, created_by, device_count, update_type, forced_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO assignments (id, target, selector, created, created_by, device_count, update_type, forced_at, reimage) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&assignment.id)
         .bind(&assignment.target)
@@ -111,6 +126,7 @@ impl Db {
         .bind(device_ids.len() as i64)
         .bind(&assignment.update_type)
         .bind(assignment.forced_at)
+        .bind(i64::from(assignment.reimage))
         .execute(&mut *tx)
         .await?;
         // In chunks (bind-parameter limits), two statements per chunk: one statement per device
@@ -132,20 +148,21 @@ impl Db {
             if let Some(missing) = chunk.iter().find(|id| !found.contains(*id)) {
                 return Err(DbError::Domain(DomainError::UnknownDevice(missing.clone())));
             }
-            let list = placeholders(6, chunk.len());
+            let list = placeholders(7, chunk.len());
             let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO device_assignments (device_id, assignment_id, target, version, updated, update_type, forced_at)
-                 SELECT id, $1, $2, 1, $3, $4, $5 FROM devices WHERE id IN ({list})
+                "INSERT INTO device_assignments (device_id, assignment_id, target, version, updated, update_type, forced_at, reimage)
+                 SELECT id, $1, $2, 1, $3, $4, $5, $6 FROM devices WHERE id IN ({list})
                  ON CONFLICT (device_id) DO UPDATE SET assignment_id = excluded.assignment_id,
                      target = excluded.target, version = device_assignments.version + 1,
                      updated = excluded.updated, update_type = excluded.update_type,
-                     forced_at = excluded.forced_at"
+                     forced_at = excluded.forced_at, reimage = excluded.reimage"
             )))
             .bind(&assignment.id)
             .bind(&assignment.target)
             .bind(assignment.created)
             .bind(&assignment.update_type)
-            .bind(assignment.forced_at);
+            .bind(assignment.forced_at)
+            .bind(i64::from(assignment.reimage));
             for id in chunk {
                 q = q.bind(id);
             }
@@ -176,7 +193,7 @@ impl Db {
             )));
         }
         let r = sqlx::query(
-            "UPDATE device_assignments SET assignment_id = '', target = '', version = version + 1, updated = $2
+            "UPDATE device_assignments SET assignment_id = '', target = '', version = version + 1, updated = $2, reimage = 0
              WHERE assignment_id = $1",
         )
         .bind(assignment_id)
@@ -223,6 +240,7 @@ impl Db {
                 updated: r.try_get("updated")?,
                 update_type: r.try_get("update_type")?,
                 forced_at: r.try_get("forced_at")?,
+                reimage: r.try_get::<i64, _>("reimage")? != 0,
             })
         })
         .transpose()

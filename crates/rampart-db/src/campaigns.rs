@@ -514,7 +514,7 @@ async fn apply_update(
              ON CONFLICT (device_id) DO UPDATE SET assignment_id = excluded.assignment_id,
                  target = excluded.target, version = device_assignments.version + 1,
                  updated = excluded.updated, update_type = excluded.update_type,
-                 forced_at = excluded.forced_at"
+                 forced_at = excluded.forced_at, reimage = 0"
         )))
         .bind(u.id)
         .bind(&release)
@@ -543,7 +543,7 @@ async fn apply_update(
             "UPDATE device_assignments SET
                  assignment_id = (SELECT cd.previous_assignment FROM campaign_devices cd WHERE cd.campaign_id = $1 AND cd.device_id = device_assignments.device_id),
                  target = (SELECT cd.previous_target FROM campaign_devices cd WHERE cd.campaign_id = $1 AND cd.device_id = device_assignments.device_id),
-                 version = version + 1, updated = $2, update_type = 'forced', forced_at = 0
+                 version = version + 1, updated = $2, update_type = 'forced', forced_at = 0, reimage = 0
              WHERE assignment_id = $1 AND device_id IN
                  (SELECT device_id FROM campaign_devices WHERE campaign_id = $1 AND outcome IN ('assigned', 'in_progress'))",
         )
@@ -569,7 +569,7 @@ async fn apply_update(
         };
         let sql = format!(
             "UPDATE device_assignments SET assignment_id = $3, target = {target_sql},
-                 version = version + 1, updated = $2, update_type = 'forced', forced_at = 0
+                 version = version + 1, updated = $2, update_type = 'forced', forced_at = 0, reimage = 0
              WHERE assignment_id = $1"
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))

@@ -530,7 +530,8 @@ impl Db {
                     d.enrolled_tenant AS enrolled_tenant, m.tenant AS tenant,
                     m.token_hash AS token_hash, m.request_attributes AS request_attributes,
                     a.assignment_id AS assignment_id, a.target AS target, a.version AS version,
-                    a.updated AS updated, a.update_type AS update_type, a.forced_at AS forced_at
+                    a.updated AS updated, a.update_type AS update_type, a.forced_at AS forced_at,
+                    a.reimage AS reimage
              FROM ddi_tenants t
              LEFT JOIN devices d ON d.id = $2
              LEFT JOIN ddi_devices m ON m.device_id = d.id

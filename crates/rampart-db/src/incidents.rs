@@ -162,6 +162,24 @@ impl crate::Db {
         Ok(claimed)
     }
 
+    /// Actions of one kind an executor claimed and has not finished yet (a re-image runs until
+    /// its device reports), oldest first, at most `limit`.
+    pub async fn running_incident_actions(
+        &self,
+        action: &str,
+        limit: i64,
+    ) -> Result<Vec<IncidentAction>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, incident_id, action, device_id, state, required_role, requested_at, decided_at, decided_by, detail
+             FROM incident_actions WHERE action = $1 AND state = 'running' ORDER BY requested_at, id LIMIT $2",
+        )
+        .bind(action)
+        .bind(limit.clamp(1, MAX_ACTION_CLAIM))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(action_from_row).collect()
+    }
+
     /// Puts actions an executor claimed but never finished (the server stopped) back to
     /// `approved`, so a restarted server resumes them.
     pub async fn requeue_running_actions(&self) -> Result<u64, DbError> {

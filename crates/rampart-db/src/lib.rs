@@ -80,7 +80,7 @@ pub enum Backend {
 /// The schema, in the SQL subset both backends accept (TEXT and BIGINT columns, `ON CONFLICT`).
 /// A migration that needs backend-specific SQL gets a per-backend file here.
 fn migrations() -> Vec<Migration> {
-    let steps: [(i64, &'static str, &'static str); 15] = [
+    let steps: &[(i64, &'static str, &'static str)] = &[
         (
             1,
             "inventory",
@@ -137,6 +137,11 @@ fn migrations() -> Vec<Migration> {
             "quarantine releases",
             include_str!("../migrations/0012_quarantine_releases.sql"),
         ),
+        (
+            13,
+            "reimage",
+            include_str!("../migrations/0013_reimage.sql"),
+        ),
         (15, "alerts", include_str!("../migrations/0015_alerts.sql")),
         (
             16,
@@ -150,8 +155,8 @@ fn migrations() -> Vec<Migration> {
         ),
     ];
     steps
-        .into_iter()
-        .map(|(version, name, sql)| {
+        .iter()
+        .map(|&(version, name, sql)| {
             Migration::new(
                 version,
                 Cow::Borrowed(name),

@@ -29,7 +29,7 @@ impl Db {
             "SELECT d.revoked AS revoked, d.enrolled_by AS enrolled_by,
                     d.enrolled_tenant AS enrolled_tenant, a.assignment_id AS assignment_id, a.target AS target,
                     a.version AS version, a.updated AS updated, a.update_type AS update_type,
-                    a.forced_at AS forced_at, {QUARANTINE_SELECT}
+                    a.forced_at AS forced_at, a.reimage AS reimage, {QUARANTINE_SELECT}
              FROM devices d LEFT JOIN device_assignments a ON a.device_id = d.id
              {QUARANTINE_JOIN}
              WHERE d.id = $1",
@@ -67,5 +67,6 @@ pub(crate) fn assignment_from_joined_row(
         updated: row.try_get("updated")?,
         update_type: row.try_get("update_type")?,
         forced_at: row.try_get("forced_at")?,
+        reimage: row.try_get::<Option<i64>, _>("reimage")?.unwrap_or(0) != 0,
     }))
 }

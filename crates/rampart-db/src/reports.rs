@@ -81,6 +81,24 @@ impl Db {
         Ok(found.is_some())
     }
 
+    /// The device's latest result (not progress) for `assignment`, if any: how a re-image
+    /// ended (its executor waits for it).
+    pub async fn last_result_for(
+        &self,
+        device_id: &str,
+        assignment: &str,
+    ) -> Result<Option<Report>, DbError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM reports WHERE device_id = $1 AND assignment = $2 AND status NOT IN {PROGRESS_STATUSES}
+             ORDER BY created DESC, seq DESC, id DESC LIMIT 1"
+        )))
+        .bind(device_id)
+        .bind(assignment)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(report_from_row).transpose()
+    }
+
     /// One report of a device, by its id.
     pub async fn report(&self, device_id: &str, id: &str) -> Result<Option<Report>, DbError> {
         let row = sqlx::query("SELECT * FROM reports WHERE device_id = $1 AND id = $2")

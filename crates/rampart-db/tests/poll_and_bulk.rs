@@ -113,6 +113,7 @@ fn poll_state_reads_revocation_and_assignment_together() {
                 device_count: 1,
                 update_type: "forced".into(),
                 forced_at: 0,
+                reimage: false,
             };
             let audit = |seq| AuditLine {
                 seq,
@@ -154,6 +155,58 @@ fn poll_state_reads_revocation_and_assignment_together() {
 }
 
 #[test]
+fn a_reimage_assignment_reaches_the_poll_read_and_the_next_assignment_clears_it() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        for db in backends(dir.path(), "reimage").await {
+            db.register_if_new("dev-1", 10).await.unwrap();
+            let audit = |seq| AuditLine {
+                seq,
+                line: format!("{{\"seq\":{seq}}}"),
+            };
+            let mut reimage = Assignment {
+                id: "rei-1".into(),
+                target: "fw-1.0.0.bin".into(),
+                selector: serde_json::json!({"devices": ["dev-1"]}),
+                created: 20,
+                created_by: "engine:reimage".into(),
+                device_count: 1,
+                update_type: "soft".into(),
+                forced_at: 0,
+                reimage: true,
+            };
+            // A re-image is forced by nature: a soft one is refused, nothing written.
+            assert!(matches!(
+                db.create_assignment(&reimage, &["dev-1".to_string()], &audit(1))
+                    .await,
+                Err(rampart_db::DbError::Domain(
+                    rampart_db::DomainError::Invalid(_)
+                ))
+            ));
+            assert_eq!(db.assignment("rei-1").await.unwrap(), None);
+            reimage.update_type = "forced".into();
+            db.create_assignment(&reimage, &["dev-1".to_string()], &audit(1))
+                .await
+                .unwrap();
+            assert_eq!(db.assignment("rei-1").await.unwrap(), Some(reimage.clone()));
+            let polled = db.poll_state("dev-1").await.unwrap().unwrap();
+            assert!(polled.assignment.unwrap().reimage);
+            // An ordinary assignment that replaces it is no re-image.
+            let plain = Assignment {
+                id: "asg-2".into(),
+                reimage: false,
+                ..reimage.clone()
+            };
+            db.create_assignment(&plain, &["dev-1".to_string()], &audit(2))
+                .await
+                .unwrap();
+            let a = db.device_assignment("dev-1").await.unwrap().unwrap();
+            assert_eq!((a.assignment_id.as_str(), a.reimage), ("asg-2", false));
+        }
+    });
+}
+
+#[test]
 fn reports_within_one_second_keep_their_order_and_each_device_has_one_last_status() {
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
@@ -171,6 +224,7 @@ fn reports_within_one_second_keep_their_order_and_each_device_has_one_last_statu
                 device_count: 3,
                 update_type: "download_only".into(),
                 forced_at: 0,
+                reimage: false,
             };
             let audit = AuditLine {
                 seq: 1,

@@ -76,6 +76,8 @@ pub struct Server {
     ),
     /// The incident alerts' executor and sinks.
     alerts: engines::alerts::Alerts,
+    /// The executor of incident `reimage` actions.
+    reimager: engines::reimage::Reimager,
 }
 
 impl fmt::Debug for Server {
@@ -193,6 +195,8 @@ impl Server {
                 settings,
             ))
         });
+        let reimager =
+            engines::reimage::Reimager::new(db.clone(), audit.clone(), image_repo.clone());
         let campaigns = engines::campaigns::Campaigns::new(
             db.clone(),
             audit.clone(),
@@ -339,6 +343,7 @@ impl Server {
             heartbeats,
             detectors: (detectors, detector_config),
             alerts,
+            reimager,
         })
     }
 
@@ -414,6 +419,7 @@ impl Server {
             heartbeats,
             detectors: (detectors, detector_config),
             alerts,
+            reimager,
             ..
         } = self;
         let operators = http_serve::HttpOptions {
@@ -467,7 +473,11 @@ impl Server {
             refusal_summary_interval,
             stop_rx.clone(),
         ));
-        let incident_engine = tokio::spawn(incidents.0.run(incidents.1, stop_rx.clone()));
+        let incident_engine = tokio::spawn(incidents.0.run(
+            incidents.1,
+            stop_rx.clone(),
+            heartbeats.register("incidents"),
+        ));
         let campaign_engine =
             tokio::spawn(campaigns.run(stop_rx.clone(), heartbeats.register("campaigns")));
         let attestation_engine = attestation.map(|engine| {
@@ -476,6 +486,8 @@ impl Server {
         let metadata_watcher = metadata_watch
             .map(|watch| tokio::spawn(watch.run(stop_rx.clone(), heartbeats.register("renewal"))));
         let alert_engine = tokio::spawn(alerts.run(stop_rx.clone(), heartbeats.register("alerts")));
+        let reimage_engine =
+            tokio::spawn(reimager.run(stop_rx.clone(), heartbeats.register("reimage")));
         let hooks_grace = hooks.config().attempt_timeout + METRICS_SHUTDOWN_GRACE;
         let dispatcher = tokio::spawn(hooks.clone().run_dispatcher(
             helpers::stopped(stop_rx.clone()),
@@ -577,6 +589,9 @@ impl Server {
         // Each change is one transaction; an action claimed and not finished is requeued at
         // the next start.
         quarantine_executor.abort();
+        // Each re-image is one transaction, and its action is finished in another: an action
+        // cut in between is requeued at the next start and finds its assignment made.
+        reimage_engine.abort();
         // Each stale note is one transaction; "attested" never depended on this engine.
         if let Some(engine) = attestation_engine {
             engine.abort();

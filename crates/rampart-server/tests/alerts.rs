@@ -42,6 +42,7 @@ on_both_backends!(
     a_failing_webhook_raises_its_alert_through_syslog,
     an_alert_of_a_huge_incident_fits_one_syslog_message,
     alerts_pending_at_a_restart_are_sent_after_it,
+    the_only_sink_failing_still_opens_its_incident,
 );
 
 const SECRET: &str = "an-alert-webhook-secret-32-bytes";
@@ -690,5 +691,22 @@ async fn alerts_pending_at_a_restart_are_sent_after_it(backend: Backend, name: &
     })
     .await;
     check_alert_message(&receiver.messages()[0], &incident, "dev-1");
+    t.stop().await;
+}
+
+async fn the_only_sink_failing_still_opens_its_incident(backend: Backend, name: &str) {
+    let dead = closed_port().await;
+    let mut t = Alerting::new(backend, name).await;
+    t.start(fast(Some(target(format!("tcp://{dead}"))))).await;
+    t.incident("case-1", "dev-1").await;
+    wait_until("the syslog sink is failing", || t.failing("syslog")).await;
+    wait_until("the failing sink's incident is open", || async {
+        t.fx.db
+            .open_incident_for_cause("alert_delivery_failing:syslog")
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
     t.stop().await;
 }

@@ -32,6 +32,7 @@ on_both_backends!(
     one_input_grammar_for_ids_json_and_queries,
     the_fleet_wide_attestation_policy_offers_ddi_devices_no_deployment,
     a_quarantined_device_gets_no_assignment_over_ddi,
+    a_reimage_is_a_forced_ddi_action_through_a_closed_window_even_over_the_installed_release,
 );
 
 const FIRMWARE: &str = "fw-1.0.0.bin";
@@ -1953,4 +1954,80 @@ async fn a_quarantined_device_gets_no_assignment_over_ddi(backend: Backend, name
     assert_eq!(r.status, 200, "{r:?}");
     let p = poll(&ddi, "ddi-q").await;
     assert!(p["_links"].get("deploymentBase").is_some(), "{p}");
+}
+
+/// A re-image over DDI (decision 0032) is a forced action: offered through a closed maintenance
+/// window, over the release the device reports installed, and to a quarantined device (its
+/// deployment and artifact too).
+async fn a_reimage_is_a_forced_ddi_action_through_a_closed_window_even_over_the_installed_release(
+    backend: Backend,
+    name: &str,
+) {
+    let ops = Ops::start(backend, name).await;
+    let ddi = ops.ddi(Some(ops.ddi_device("ddi-r").await));
+    let base = "/DEFAULT/controller/v1/ddi-r";
+    // The device installs the release the ordinary way.
+    ops.assign(FIRMWARE, &["ddi-r"], "forced").await;
+    let p = poll(&ddi, "ddi-r").await;
+    let link = path_of(&p["_links"]["deploymentBase"]["href"]);
+    let id = json_of(&ddi.get(&link).await)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = ddi
+        .post(
+            &format!("{base}/deploymentBase/{id}/feedback"),
+            &feedback("closed", "success", &[]),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    // Its group's window closes; an ordinary assignment is now held back.
+    ops.closed_window_group("night", &["ddi-r"]).await;
+    ops.assign("fw-2.0.0.bin", &["ddi-r"], "forced").await;
+    let p = poll(&ddi, "ddi-r").await;
+    assert!(p["_links"].get("deploymentBase").is_none(), "{p}");
+    // And it is quarantined: a re-image is the one deployment it still gets.
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            "/api/v1/devices/ddi-r/quarantine",
+            Some(&json!({"reason": "tampered slot"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    // A re-image of the installed release is offered at once, forced, with no window.
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            "/api/v1/devices/ddi-r/reimage",
+            Some(&json!({"release": FIRMWARE})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    // The held action is withdrawn first (the cancellation handshake).
+    let p = poll(&ddi, "ddi-r").await;
+    let cancel = path_of(&p["_links"]["cancelAction"]["href"]);
+    let r = ddi
+        .post(
+            &format!("{cancel}/feedback"),
+            &feedback("closed", "success", &[]),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let p = poll(&ddi, "ddi-r").await;
+    let link = path_of(&p["_links"]["deploymentBase"]["href"]);
+    let d = json_of(&ddi.get(&link).await);
+    assert_eq!(d["deployment"]["download"], "forced", "{d}");
+    assert_eq!(d["deployment"]["update"], "forced", "{d}");
+    assert!(d["deployment"].get("maintenanceWindow").is_none(), "{d}");
+    assert_eq!(d["deployment"]["chunks"][0]["version"], "1.0.0", "{d}");
+    let module =
+        d["deployment"]["chunks"][0]["artifacts"][0]["_links"]["download-http"]["href"].clone();
+    let r = ddi.get(&path_of(&module)).await;
+    assert_eq!(
+        r.status, 200,
+        "the quarantined device downloads its re-image: {r:?}"
+    );
 }

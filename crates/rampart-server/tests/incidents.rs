@@ -260,7 +260,8 @@ async fn quarantine_rows(fx: &Fixture, incident: &str, devices: &[&str]) {
     let pool = sqlx::AnyPool::connect(&fx.db_url).await.unwrap();
     for d in devices {
         sqlx::query(
-            "INSERT INTO device_quarantine (device_id, incident_id, since, actor, reason) VALUES ($1, $2, 1, 'test', 'test')",
+            "INSERT INTO device_quarantine (device_id, incident_id, since, actor, reason) VALUES ($1, $2, 1, 'test', 'test')
+             ON CONFLICT DO NOTHING",
         )
         .bind(*d)
         .bind(incident)
@@ -326,16 +327,6 @@ async fn operators_open_ack_act_on_and_close_an_incident(backend: Backend, name:
         assert_eq!(r.status, 202, "{path}: {r:?}");
         assert_eq!(r.json()["requested"].as_array().unwrap().len(), 2, "{path}");
     }
-    // Asked again while the first ones are still approved: no second action per device.
-    let again = ops
-        .call(
-            &ops.operator,
-            "POST",
-            &format!("/api/v1/incidents/{id}/contain"),
-            None,
-        )
-        .await;
-    assert_eq!(again.json()["requested"].as_array().unwrap().len(), 0);
 
     let view = show(&ops, &id).await;
     let reimage: Vec<_> = view["actions"]
@@ -346,7 +337,10 @@ async fn operators_open_ack_act_on_and_close_an_incident(backend: Backend, name:
         .collect();
     assert_eq!(reimage.len(), 2);
     assert_eq!(reimage[0]["detail"]["release"], "fw-1.0.0.bin");
-    assert_eq!(reimage[0]["state"], "approved");
+    assert_eq!(
+        reimage[0]["required_role"], "",
+        "an operator's request runs at once"
+    );
 
     let r = ops
         .call(
@@ -392,10 +386,12 @@ async fn operators_open_ack_act_on_and_close_an_incident(backend: Backend, name:
     assert!(r.json()["open_cause"].is_null());
 
     let view = show(&ops, &id).await;
+    // The operators' entries (the executors add theirs as they run the actions).
     let kinds: Vec<_> = view["timeline"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|e| e["actor"].as_str().unwrap().starts_with("token:"))
         .map(|e| e["kind"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(
@@ -403,7 +399,6 @@ async fn operators_open_ack_act_on_and_close_an_incident(backend: Backend, name:
         [
             "opened",
             "acknowledged",
-            "actions_requested",
             "actions_requested",
             "actions_requested",
             "actions_requested",
@@ -665,12 +660,16 @@ async fn stored_playbooks_are_validated_audited_and_kept_across_restarts(
     ops.server.stop().await;
 }
 
-/// The engine moves incidents on its own: contained once every device is quarantined,
-/// eradicated once each is re-imaged, recovered once each is also released. A restart in the
-/// middle resumes: actions the stopped server had claimed are approved again.
-async fn a_restart_mid_incident_resumes_actions_and_progress(backend: Backend, name: &str) {
-    let ops = Ops::start_with(backend, name, fast_progress).await;
-    let store = store(&ops.fx.db);
+/// A store whose playbook requests no device action at once (the alert, and re-imaging
+/// held for an operator), so the server's executors leave the tests' devices alone.
+fn store_without_device_actions(db: &Db) -> IncidentStore {
+    let playbooks: Playbooks = serde_json::from_value(json!({"attestation_failed": {"default":
+        {"now": ["alert"], "approve": [{"action": "reimage", "role": "operator"}]}}}))
+    .unwrap();
+    IncidentStore::new(db.clone(), AuditWriter::new(db.clone()), playbooks)
+}
+
+async fn two_device_incident(store: &IncidentStore) -> String {
     let mut id = String::new();
     for d in ["dev-1", "dev-2"] {
         id = store
@@ -684,118 +683,178 @@ async fn a_restart_mid_incident_resumes_actions_and_progress(backend: Backend, n
             .unwrap()
             .incident_id;
     }
-    quarantine_rows(&ops.fx, &id, &["dev-1"]).await;
-    // Not every device is quarantined yet: still detected.
-    assert_eq!(show(&ops, &id).await["state"], "detected");
-    quarantine_rows(&ops.fx, &id, &["dev-2"]).await;
-    wait_until("the incident is contained", || async {
-        show(&ops, &id).await["state"] == "contained"
-    })
-    .await;
-    let contained = show(&ops, &id).await;
-    assert!(contained["timings"]["to_contain"].is_i64(), "{contained}");
+    id
+}
 
-    // The re-imaging executor claims the actions an operator approved, and the server stops.
-    for a in contained["actions"].as_array().unwrap() {
-        if a["action"] == "reimage" {
-            let r = ops
-                .call(
-                    &ops.operator,
-                    "POST",
-                    &format!(
-                        "/api/v1/incident-actions/{}/approve",
-                        a["id"].as_str().unwrap()
-                    ),
-                    None,
-                )
-                .await;
-            assert_eq!(r.status, 200, "{r:?}");
-        }
-    }
-    let claimed = ops
-        .fx
-        .db
-        .claim_incident_actions("reimage", 10)
+/// Finishes a claimed action as its executor would, with its timeline entry and audit record.
+async fn finish(db: &Db, action: &rampart_db::IncidentAction) {
+    let audit = AuditWriter::new(db.clone());
+    let now = unix_now();
+    let subject = format!("incident:{}", action.incident_id);
+    audit
+        .write(
+            now,
+            "engine:test",
+            "incident.action_done",
+            &subject,
+            json!({}),
+            |line| {
+                let (db, a) = (db.clone(), action.clone());
+                async move {
+                    let entry = rampart_db::TimelineEntry {
+                        audit_seq: line.seq,
+                        incident_id: a.incident_id.clone(),
+                        at: now,
+                        kind: "action_done".into(),
+                        actor: "engine:test".into(),
+                        device_id: a.device_id.clone(),
+                        detail: json!({}),
+                    };
+                    db.finish_incident_action(&a.id, true, &a.detail, &entry, &line)
+                        .await
+                }
+            },
+        )
         .await
         .unwrap();
-    assert_eq!(claimed.len(), 2);
-    let ops = ops.restart().await;
-    let after = show(&ops, &id).await;
-    let states: Vec<_> = after["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["action"] == "reimage")
-        .map(|a| a["state"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(states, ["approved", "approved"], "requeued at start");
-    assert_eq!(after["state"], "contained", "the incident kept its state");
+}
 
-    // The executor runs them to the end; both devices re-imaged: eradicated.
-    let audit = AuditWriter::new(ops.fx.db.clone());
-    for a in ops
-        .fx
-        .db
-        .claim_incident_actions("reimage", 10)
-        .await
-        .unwrap()
-    {
-        let now = unix_now();
-        audit
-            .write(
-                now,
-                "engine:reimage",
-                "incident.action_done",
-                &format!("incident:{id}"),
+/// Actions a stopped server had claimed are approved again at start; the store moves the
+/// incident as its devices go: contained once every device is quarantined, eradicated once
+/// each is re-imaged, recovered once each is also released.
+async fn running_actions_are_requeued_at_start_and_progress_follows_the_devices(
+    backend: Backend,
+    name: &str,
+) {
+    let fx = Fixture::new(backend, name).await;
+    let store = store_without_device_actions(&fx.db);
+    let id = two_device_incident(&store).await;
+    // Asked twice while the first ones are still approved: no second action per device.
+    for want in [2, 0] {
+        let requested = store
+            .request(
+                &id,
+                rampart_incident::model::Action::CollectEvidence,
+                "token:test",
                 json!({}),
-                |line| {
-                    let (db, a) = (ops.fx.db.clone(), a.clone());
-                    async move {
-                        let entry = rampart_db::TimelineEntry {
-                            audit_seq: line.seq,
-                            incident_id: a.incident_id.clone(),
-                            at: now,
-                            kind: "reimaged".into(),
-                            actor: "engine:reimage".into(),
-                            device_id: a.device_id.clone(),
-                            detail: json!({}),
-                        };
-                        db.finish_incident_action(&a.id, true, &a.detail, &entry, &line)
-                            .await
-                    }
-                },
             )
             .await
             .unwrap();
+        assert_eq!(requested.len(), want);
     }
-    wait_until("the incident is eradicated", || async {
-        show(&ops, &id).await["state"] == "eradicated"
-    })
-    .await;
-    // Released by an operator (the quarantine engineer's route deletes the rows): recovered.
+    for a in fx.db.incident_actions(&id).await.unwrap() {
+        if a.action == "reimage" {
+            store
+                .decide(
+                    &a.id,
+                    true,
+                    "token:test",
+                    Some(rampart_incident::model::Role::Operator),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    // An executor claims them, and the server stops before finishing.
+    assert_eq!(
+        fx.db
+            .claim_incident_actions("reimage", 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        fx.db
+            .claim_incident_actions("reimage", 10)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(store.resume().await.unwrap(), 2, "both requeued at start");
+    let claimed = fx.db.claim_incident_actions("reimage", 10).await.unwrap();
+    assert_eq!(claimed.len(), 2, "and claimable again");
+
+    let state = async |fx: &Fixture| fx.db.incident(&id).await.unwrap().unwrap().state;
+    quarantine_rows(&fx, &id, &["dev-1"]).await;
+    store.progress_once().await.unwrap();
+    assert_eq!(state(&fx).await, "detected", "one device is still free");
+    quarantine_rows(&fx, &id, &["dev-2"]).await;
+    assert_eq!(store.progress_once().await.unwrap(), 1);
+    assert_eq!(state(&fx).await, "contained");
+    finish(&fx.db, &claimed[0]).await;
+    store.progress_once().await.unwrap();
+    assert_eq!(
+        state(&fx).await,
+        "contained",
+        "one device is not re-imaged yet"
+    );
+    finish(&fx.db, &claimed[1]).await;
+    store.progress_once().await.unwrap();
+    assert_eq!(state(&fx).await, "eradicated");
     sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&ops.fx.db_url).await.unwrap();
+    let pool = sqlx::AnyPool::connect(&fx.db_url).await.unwrap();
     sqlx::query("DELETE FROM device_quarantine")
         .execute(&pool)
         .await
         .unwrap();
     pool.close().await;
-    wait_until("the incident is recovered", || async {
-        show(&ops, &id).await["state"] == "recovered"
+    store.progress_once().await.unwrap();
+    let incident = fx.db.incident(&id).await.unwrap().unwrap();
+    assert_eq!(incident.state, "recovered");
+    let timings = rampart_server::incidents::lifecycle_of(&incident).timings();
+    assert!(timings.to_recover.unwrap() >= timings.to_contain.unwrap());
+    assert_eq!(timings.to_detect, incident.detected_at - 1_000);
+    let kinds: Vec<_> = fx
+        .db
+        .incident_timeline(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.actor == "engine:incidents")
+        .map(|e| e.detail["state"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["contained", "eradicated", "recovered"]);
+}
+
+/// A restart mid-incident resumes where it was: the incident, its devices and held actions
+/// are in the database, and the restarted server's engine moves it on.
+async fn a_restart_mid_incident_resumes_where_it_was(backend: Backend, name: &str) {
+    let ops = Ops::start_with(backend, name, fast_progress).await;
+    let store = store_without_device_actions(&ops.fx.db);
+    let id = two_device_incident(&store).await;
+    quarantine_rows(&ops.fx, &id, &["dev-1"]).await;
+    let before = show(&ops, &id).await;
+    assert_eq!(before["state"], "detected");
+    let ops = ops.restart().await;
+    let after = show(&ops, &id).await;
+    assert_eq!(after["devices"], before["devices"]);
+    assert_eq!(after["timeline"], before["timeline"]);
+    let held = |v: &serde_json::Value| {
+        v["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["state"] == "pending_approval")
+            .count()
+    };
+    assert_eq!(held(&after), 2, "re-imaging still waits for an operator");
+    quarantine_rows(&ops.fx, &id, &["dev-2"]).await;
+    wait_until("the restarted server contains the incident", || async {
+        show(&ops, &id).await["state"] == "contained"
     })
     .await;
-    let timings = show(&ops, &id).await["timings"].clone();
-    assert!(timings["to_recover"].as_i64().unwrap() >= timings["to_contain"].as_i64().unwrap());
-    // The metrics: the recovery this server saw, and the incident counted by state.
+    // The metrics: the containment this server saw, and the incident counted by state.
     assert_eq!(
         ops.server
-            .metric("rampart_incident_response_seconds_count{phase=\"recover\"}")
+            .metric("rampart_incident_response_seconds_count{phase=\"contain\"}")
             .await,
         1
     );
-    wait_until("the gauge counts the recovered incident", || async {
+    wait_until("the gauge counts the contained incident", || async {
         ops.server
-            .metric("rampart_incidents{state=\"recovered\",severity=\"high\"}")
+            .metric("rampart_incidents{state=\"contained\",severity=\"high\"}")
             .await
             == 1
     })
@@ -811,5 +870,6 @@ on_both_backends!(
     unknown_incidents_are_404_and_bad_states_422,
     roles_without_the_permission_are_refused_403,
     stored_playbooks_are_validated_audited_and_kept_across_restarts,
-    a_restart_mid_incident_resumes_actions_and_progress,
+    running_actions_are_requeued_at_start_and_progress_follows_the_devices,
+    a_restart_mid_incident_resumes_where_it_was,
 );

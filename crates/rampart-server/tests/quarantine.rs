@@ -19,6 +19,7 @@ on_both_backends!(
     a_quarantined_device_gets_no_assignment_natively,
     only_an_operator_releases_a_device,
     an_executor_error_leaves_the_device_quarantined_never_free,
+    a_quarantined_device_may_still_be_reimaged_and_nothing_else,
 );
 
 /// The next audit line of the fixture's chain, for a change the test writes itself.
@@ -331,4 +332,64 @@ async fn an_executor_error_leaves_the_device_quarantined_never_free(backend: Bac
     let mut dev = ops.server.connect(&ops.fx.device("dev-unseen")).await;
     let r = dev.post("/device/v1/poll", &json!({})).await;
     assert!(r.json()["assignment"].is_null(), "{r:?}");
+}
+
+/// Quarantine limits a device to the quarantine routes, and a forced re-image is one of them:
+/// a re-image assignment reaches the quarantined device (flagged `reimage`), with the director
+/// targets, image repository metadata and artifact it needs; an ordinary assignment made
+/// before the quarantine does not, and none of those routes answer it.
+async fn a_quarantined_device_may_still_be_reimaged_and_nothing_else(backend: Backend, name: &str) {
+    let fx = Fixture::new(backend, name).await;
+    let server = fx.start(|_| {}).await;
+    let device = fx.device("dev-x").await;
+    fx.assign("asg-plain", FIRMWARE, &[&device]).await;
+    let line = audit_line(&fx, "device.quarantined", "dev-x").await;
+    fx.db
+        .quarantine_device(
+            &NewQuarantine {
+                device_id: "dev-x".into(),
+                incident_id: String::new(),
+                actor: "token:test".into(),
+                reason: "tampered slot".into(),
+                since: unix_now(),
+            },
+            &line,
+        )
+        .await
+        .unwrap();
+    let mut conn = server.connect(&device).await;
+    let artifact = format!("/device/v1/repo/targets/{}", fx.artifact_path(FIRMWARE));
+    let gated = [
+        "/device/v1/director/targets.json",
+        "/device/v1/repo/metadata/timestamp.json",
+        artifact.as_str(),
+    ];
+    let r = conn.post("/device/v1/poll", &json!({})).await;
+    assert!(r.json()["assignment"].is_null(), "{r:?}");
+    for path in gated {
+        assert_eq!(conn.get(path, &[]).await.status, 403, "{path}");
+    }
+
+    fx.assign_kind("asg-reimage", FIRMWARE, &[&device], true)
+        .await;
+    let r = conn.post("/device/v1/poll", &json!({})).await;
+    let answer = r.json();
+    assert_eq!(answer["assignment"]["id"], "asg-reimage", "{answer}");
+    assert_eq!(answer["assignment"]["reimage"], true, "{answer}");
+    assert!(
+        answer["quarantine"].is_object(),
+        "still quarantined: {answer}"
+    );
+    for path in gated {
+        assert_eq!(conn.get(path, &[]).await.status, 200, "{path}");
+    }
+    // Attributes stay refused: the re-image opens the install's routes only.
+    let r = conn
+        .put(
+            "/device/v1/attributes",
+            &json!({"mode": "merge", "data": {"k": "v"}}),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{r:?}");
+    server.stop().await;
 }

@@ -46,6 +46,7 @@ use crate::stats::{Activity, Counters};
 pub(crate) use crate::power::CrashPoint;
 
 mod compromised;
+mod evidence;
 mod pass;
 
 /// Bytes written into a slot at a time (as a socket delivers them).
@@ -224,6 +225,8 @@ pub(crate) struct VirtualDevice {
     last_error: Option<String>,
     /// The firmware version the last answered poll told the server.
     told: Option<String>,
+    /// The agent log and the evidence bundles waiting for upload (the state directory's).
+    evidence: evidence::DeviceEvidence,
     /// The compromise planned for this device (game days), and what happened next.
     pub(crate) infection: Option<Infection>,
     /// The first poll answer carrying a signed `quarantined` statement (ms since the start).
@@ -345,6 +348,7 @@ impl VirtualDevice {
             pending: Pending::Boot,
             last_error: None,
             told: None,
+            evidence: Default::default(),
             infection: None,
             quarantined: None,
             run: None,

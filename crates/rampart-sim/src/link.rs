@@ -15,6 +15,7 @@ use rampart_tuf_client::store::MetadataStore;
 
 use rampart_agent::attest::AttestationServer;
 use rampart_agent::director::verify_assigned;
+use rampart_agent::evidence::EvidenceServer;
 use rampart_agent::server_client::ServerClient;
 use rampart_agent::source::{Fetch, Refusal, Verified};
 use rampart_agent::tls::{ClientKey, device_agent};
@@ -74,6 +75,10 @@ pub(crate) trait Session: Send {
     ) -> Result<(), String>;
     /// The server's attestation routes (`None`: this link does not attest).
     fn attestation(&self) -> Option<&dyn AttestationServer>;
+    /// The server's evidence upload routes (`None`: this link takes no evidence).
+    fn evidence(&self) -> Option<&dyn EvidenceServer> {
+        None
+    }
     /// Acts on a signed quarantine instruction as the agent does (`rampart_agent::quarantine`),
     /// its containment hook simulated; whether it was acted on and acknowledged now.
     fn quarantine(
@@ -169,6 +174,9 @@ impl Session for ServerSession {
         Some(&self.client)
     }
 
+    fn evidence(&self) -> Option<&dyn EvidenceServer> {
+        Some(&self.client)
+    }
     fn quarantine(
         &mut self,
         store: &dyn MetadataStore,

@@ -30,6 +30,9 @@ pub(crate) struct Counters {
     pub(crate) events: AtomicU64,
     pub(crate) attested: AtomicU64,
     pub(crate) attestation_failures: AtomicU64,
+    pub(crate) evidence_collected: AtomicU64,
+    pub(crate) evidence_uploaded: AtomicU64,
+    pub(crate) evidence_failures: AtomicU64,
     pub(crate) quarantine_acks: AtomicU64,
     pub(crate) quarantine_ignored: AtomicU64,
 }
@@ -113,6 +116,11 @@ pub struct Stats {
     pub attested: u64,
     /// Attestation requests that ended otherwise (failed, stale, or an error).
     pub attestation_failures: u64,
+    /// Evidence bundles collected, uploaded to completion, and evidence failures (a bundle
+    /// that could not be collected, or an upload given up for the pass).
+    pub evidence_collected: u64,
+    pub evidence_uploaded: u64,
+    pub evidence_failures: u64,
     /// Signed quarantine statements a cooperative device acted on and acknowledged.
     pub quarantine_acks: u64,
     /// Quarantine instructions not acted on (uncooperative devices, or refused ones).
@@ -145,6 +153,9 @@ impl Stats {
         self.events = get(&c.events);
         self.attested = get(&c.attested);
         self.attestation_failures = get(&c.attestation_failures);
+        self.evidence_collected = get(&c.evidence_collected);
+        self.evidence_uploaded = get(&c.evidence_uploaded);
+        self.evidence_failures = get(&c.evidence_failures);
         self.quarantine_acks = get(&c.quarantine_acks);
         self.quarantine_ignored = get(&c.quarantine_ignored);
     }
@@ -194,6 +205,13 @@ impl fmt::Display for Stats {
                 f,
                 " | attested {} not attested {}",
                 self.attested, self.attestation_failures
+            )?;
+        }
+        if self.evidence_collected + self.evidence_failures > 0 {
+            write!(
+                f,
+                " | evidence collected {} uploaded {} failed {}",
+                self.evidence_collected, self.evidence_uploaded, self.evidence_failures
             )?;
         }
         if self.quarantine_acks + self.quarantine_ignored > 0 {

@@ -1,7 +1,8 @@
 //! `rampart device provision`: a device certificate from the manufacturer CA, either with a key
 //! made here, or for a certificate signing request made on the device (its key stays in the
 //! device's TPM or secure element). `rampart device quarantine|release|quarantined`: the
-//! server's quarantine of a device (decision 0031), through the management API.
+//! server's quarantine of a device (decision 0031), through the management API. `rampart device
+//! reimage`: a forced re-image onto both A/B slots (decision 0032).
 
 use std::path::PathBuf;
 
@@ -56,6 +57,17 @@ pub enum DeviceCommand {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// Force a re-image (incident response): the device writes the release into its inactive
+    /// slot even over the same release, boots and checks it, then writes it into the other slot
+    /// too. No soft check or maintenance window defers it; a quarantined device still gets it.
+    Reimage {
+        #[command(flatten)]
+        api: ApiArgs,
+        id: String,
+        /// The release (target path); without it, the device's last attested-good release.
+        #[arg(long)]
+        release: Option<String>,
+    },
     /// List quarantined devices, oldest first.
     Quarantined {
         #[command(flatten)]
@@ -105,6 +117,27 @@ pub fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
                 Some(serde_json::json!({"reason": reason})),
             )?;
             println!("released {id}: its next polls carry a signed release statement");
+            return Ok(());
+        }
+        DeviceCommand::Reimage { api, id, release } => {
+            let body = match release {
+                Some(r) => serde_json::json!({"release": r}),
+                None => serde_json::json!({}),
+            };
+            let answer =
+                api.client()?
+                    .ok("POST", &format!("/api/v1/devices/{id}/reimage"), Some(body))?;
+            let a = &answer["assignment"];
+            let why = if answer["release_chosen"] == "last_attested" {
+                " (its last attested-good release)"
+            } else {
+                ""
+            };
+            println!(
+                "re-imaging {id} to {}{why}: assignment {}; it reports `installed` once both slots hold it",
+                a["target"].as_str().unwrap_or(""),
+                a["id"].as_str().unwrap_or("")
+            );
             return Ok(());
         }
         DeviceCommand::Quarantined { api } => {

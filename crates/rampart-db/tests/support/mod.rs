@@ -17,3 +17,12 @@ pub async fn fresh_databases(
     }
     dbs
 }
+
+/// The runtime the storage tests run on: two worker threads, as the server's tests.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}

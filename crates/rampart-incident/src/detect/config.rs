@@ -27,8 +27,8 @@ pub struct DetectorConfig {
     /// A device's finding for one cause is handed to the incident store once within this many
     /// seconds (the store also keeps a device in an open incident once).
     pub repeat_after_secs: u64,
-    /// How often the inventory's versions and slot hashes are compared with the registry (the
-    /// inventory is read whole, so not every round).
+    /// How often the sources read whole are read (the inventory's versions and slot hashes
+    /// against the registry, passes gone stale): not every round.
     pub inventory_interval_secs: u64,
     pub attestation_stale: StaleConfig,
     pub rollback_spike: SpikeConfig,

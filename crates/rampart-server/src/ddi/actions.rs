@@ -24,6 +24,15 @@ use super::auth::*;
 use super::errors::*;
 use super::{DdiApi, MAX_HISTORY, REPORT_MESSAGE_CHARS, REPORT_MESSAGES};
 
+/// Whether `action` is the device's current assignment and that assignment is a re-image.
+pub(super) fn is_reimage(caller: &Caller, action: &DdiAction) -> bool {
+    caller.state.assignment.as_ref().is_some_and(|a| {
+        a.reimage
+            && a.assignment_id == action.assignment_id
+            && a.version == action.assignment_version
+    })
+}
+
 impl DdiApi {
     /// The device's maintenance window now: none, open or closed (open if any of its groups'
     /// windows is open, as campaigns judge it).
@@ -44,6 +53,34 @@ impl DdiApi {
         } else {
             WindowState::Closed
         })
+    }
+
+    /// The maintenance window that applies to `action`: a re-image (the device's current
+    /// assignment, with `reimage` set) is a forced action that no window defers; any other
+    /// action has the device's window ([`DdiApi::window`]).
+    pub(super) async fn action_window(
+        &self,
+        caller: &Caller,
+        action: &DdiAction,
+        now: i64,
+    ) -> Result<WindowState, DdiError> {
+        if is_reimage(caller, action) {
+            return Ok(WindowState::NoWindow);
+        }
+        self.window(&caller.id, now).await
+    }
+
+    /// 403 for a quarantined device ([`DdiApi::require_not_quarantined`]), unless `action` is
+    /// its re-image: a quarantined device is remedied by re-imaging it (decision 0032).
+    pub(super) async fn require_not_quarantined_unless_reimage(
+        &self,
+        caller: &Caller,
+        action: &DdiAction,
+    ) -> Result<(), DdiError> {
+        if is_reimage(caller, action) {
+            return Ok(());
+        }
+        self.require_not_quarantined(&caller.id).await
     }
 
     /// Brings the device's actions in line with its assignment: an open action whose
@@ -106,7 +143,9 @@ impl DdiApi {
             let active = ActionState::parse(&existing.state).is_some_and(ActionState::is_active);
             return Ok(active.then_some(existing));
         }
-        if installed.is_some_and(|i| i.target == a.target) {
+        // A re-image is offered even over the release the device reports installed: that
+        // image is what is suspect.
+        if !a.reimage && installed.is_some_and(|i| i.target == a.target) {
             return Ok(None);
         }
         let module = match self.module(&a.target, now).await {

@@ -102,7 +102,8 @@ pub(super) async fn poll(
     let now = unix_now();
     let base = api.base(&headers, &caller.tenant.name, &caller.id);
     let mut links = Links::new();
-    // A quarantined device is offered no deployment and no configData (decision 0031).
+    // A quarantined device is offered no deployment and no configData (decision 0031), but
+    // for a forced re-image: the one install quarantine allows.
     let quarantined = api.quarantine(&caller.id).await?.is_some();
     let (active, installed) = api
         .db
@@ -120,13 +121,13 @@ pub(super) async fn poll(
                 Link::new(format!("{base}/cancelAction/{}", action.id)),
             );
         } else {
-            let window = api.window(&caller.id, now).await?;
+            let window = api.action_window(&caller, &action, now).await?;
             // While the device's window is closed the deployment is held back: SWUpdate
             // answers `update: skip` by closing the action as if installed. So it is for a
             // device the fleet-wide attestation policy keeps from updates.
             if window != WindowState::Closed
                 && api.attestation_allows(&caller.id, now).await?
-                && !quarantined
+                && (!quarantined || super::actions::is_reimage(&caller, &action))
             {
                 let ty = ActionType::from_stored(&action.update_type, action.forced_at);
                 let c = cache_buster(action.id as u64, deployment_modes(ty, window, now));
@@ -174,9 +175,10 @@ pub(super) async fn deployment_base(
         .authenticate(&tenant, &controller, &headers, &peer, false)
         .await?;
     check_c(&q)?;
-    api.require_not_quarantined(&caller.id).await?;
-    api.require_attested(&caller.id, unix_now()).await?;
     let action = api.own_action(&caller, parse_action_id(&action)?).await?;
+    api.require_not_quarantined_unless_reimage(&caller, &action)
+        .await?;
+    api.require_attested(&caller.id, unix_now()).await?;
     if matches!(
         ActionState::parse(&action.state),
         Some(ActionState::Canceling | ActionState::Canceled)
@@ -188,7 +190,7 @@ pub(super) async fn deployment_base(
     // client that kept the link: SWUpdate answers `update: skip` by closing the action as if
     // it had installed. (A download-only action is `skip` by nature and stays offered.)
     let ty = ActionType::from_stored(&action.update_type, action.forced_at);
-    let window = api.window(&caller.id, now).await?;
+    let window = api.action_window(&caller, &action, now).await?;
     if ty != ActionType::DownloadOnly && window == WindowState::Closed {
         return Err(DdiError::empty(StatusCode::NOT_FOUND));
     }
@@ -399,13 +401,13 @@ pub(super) async fn config_data(
     Ok(ok_empty())
 }
 
-/// The module `id` if it belongs to the device's active (open) or installed action.
+/// The module `id` if it belongs to the device's active (open) or installed action. A
+/// quarantined device gets only the module of its open re-image action.
 pub(super) async fn assigned_module(
     api: &DdiApi,
     caller: &Caller,
     id: &str,
 ) -> Result<DdiModule, DdiError> {
-    api.require_not_quarantined(&caller.id).await?;
     api.require_attested(&caller.id, unix_now()).await?;
     let id = id.parse::<i64>().map_err(|_| {
         DdiError::new(
@@ -419,6 +421,14 @@ pub(super) async fn assigned_module(
         .ddi_actions_now(&caller.id)
         .await
         .map_err(|e| DdiError::db("reading DDI actions", e))?;
+    let reimage = active.as_ref().filter(|a| {
+        a.state == ActionState::Open.as_str()
+            && a.module_id == id
+            && super::actions::is_reimage(caller, a)
+    });
+    if reimage.is_none() {
+        api.require_not_quarantined(&caller.id).await?;
+    }
     let assigned = active
         .iter()
         .filter(|a| a.state == ActionState::Open.as_str())

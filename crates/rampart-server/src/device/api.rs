@@ -327,13 +327,19 @@ impl DeviceApi {
                     );
                     ApiError::internal()
                 };
+                // A re-image is forced, whatever deferred the assignment before.
+                let kind = if a.reimage {
+                    UpdateKind::Forced
+                } else {
+                    UpdateKind::parse(Some(effective)).map_err(unreadable)?
+                };
                 Some(rampart_protocol::Assignment {
-                    kind: UpdateKind::parse(Some(effective)).map_err(unreadable)?,
+                    kind,
                     director_version: u64::try_from(a.version)
                         .map_err(|_| unreadable(format!("version {}", a.version)))?,
                     id: a.assignment_id,
                     target: a.target,
-                    reimage: false,
+                    reimage: a.reimage,
                 })
             }
         };
@@ -514,10 +520,10 @@ fn parse_poll_facts(bytes: &[u8]) -> Result<Option<(DeviceFacts, bool)>, ApiErro
     )))
 }
 
-/// Whether a device may be told of an assignment: not while it is quarantined (decision 0031;
-/// a re-imaging assignment will be the one exception, once assignments carry that flag).
-fn may_receive(quarantined: bool, _assignment: &DeviceAssignment) -> bool {
-    !quarantined
+/// Whether a device may be told of an assignment: not while it is quarantined (decision 0031),
+/// except a re-image, which is how a quarantined device is remedied (decision 0032).
+fn may_receive(quarantined: bool, assignment: &DeviceAssignment) -> bool {
+    !quarantined || assignment.reimage
 }
 
 /// Tags are a set: order and repeats carry no meaning.

@@ -78,7 +78,10 @@ pub(crate) async fn director_file(
     if file == "targets.json" {
         // The root files stay readable to a quarantined device: it checks the signed
         // quarantine instruction with them.
-        delivery.api.require_not_quarantined(&device_id).await?;
+        delivery
+            .api
+            .require_not_quarantined_unless_reimaging(&device_id)
+            .await?;
         delivery
             .api
             .require_attested(&device_id, unix_now())

@@ -46,6 +46,31 @@ impl DeviceApi {
         }
     }
 
+    /// As [`Self::require_not_quarantined`], but a quarantined device whose assignment is a
+    /// forced re-image may fetch what that install needs (director targets, image repository
+    /// metadata, the artifact): quarantine limits a device to the quarantine routes, and the
+    /// re-image is one of them.
+    pub(crate) async fn require_not_quarantined_unless_reimaging(
+        &self,
+        device_id: &str,
+    ) -> Result<(), ApiError> {
+        match self.require_not_quarantined(device_id).await {
+            Ok(()) => Ok(()),
+            Err(refusal) => {
+                let assignment = self
+                    .db
+                    .device_assignment(device_id)
+                    .await
+                    .map_err(|e| ApiError::from_db("reading a device's assignment", e))?;
+                if assignment.is_some_and(|a| a.reimage && !a.target.is_empty()) {
+                    Ok(())
+                } else {
+                    Err(refusal)
+                }
+            }
+        }
+    }
+
     /// The signed statement a poll answer carries (none without a director, or when signing
     /// fails: the quarantine is enforced here either way, so the device is not freed).
     pub(super) fn instruction(

@@ -82,7 +82,10 @@ pub(crate) async fn metadata_file(
 ) -> Result<Response, ApiError> {
     check_metadata_name(&file)?;
     let device_id = delivery.device(&peer).await?;
-    delivery.api.require_not_quarantined(&device_id).await?;
+    delivery
+        .api
+        .require_not_quarantined_unless_reimaging(&device_id)
+        .await?;
     let path = delivery.repo.dir().join("metadata").join(&file);
     let not_found = || {
         ApiError::new(
@@ -132,7 +135,10 @@ pub(crate) async fn target_file(
 ) -> Result<Response, ApiError> {
     check_artifact_path(&path)?;
     let device_id = delivery.device(&peer).await?;
-    delivery.api.require_not_quarantined(&device_id).await?;
+    delivery
+        .api
+        .require_not_quarantined_unless_reimaging(&device_id)
+        .await?;
     delivery
         .api
         .require_attested(&device_id, unix_now())

@@ -232,7 +232,10 @@ impl DetectorEngine {
             Err(e) => self.failed(rules, source::REPORTS, &e, now).await,
         }
 
-        if let Some(freshness) = self.freshness {
+        // The recomputed sources (stale passes, the inventory) are read whole: not every round.
+        let inventory_every = i64::try_from(rules.config().inventory_interval_secs).unwrap_or(30);
+        let sweep_due = now.saturating_sub(cursors.inventory_at) >= inventory_every;
+        if let Some(freshness) = self.freshness.filter(|_| sweep_due) {
             let stale = rules.config().attestation_stale.clone();
             let secs = |s: u64| i64::try_from(s).unwrap_or(i64::MAX);
             match signals::stale_signals(
@@ -251,8 +254,7 @@ impl DetectorEngine {
             }
         }
 
-        let inventory_every = i64::try_from(rules.config().inventory_interval_secs).unwrap_or(30);
-        if now.saturating_sub(cursors.inventory_at) >= inventory_every {
+        if sweep_due {
             match signals::known_releases(self.image_repo.as_ref(), now).await {
                 Ok(Some(known)) => match signals::inventory_signals(&self.db, now).await {
                     Ok(found) => {
@@ -482,6 +484,7 @@ pub(crate) fn detector_config(config: &crate::ServerConfig) -> Result<DetectorCo
         ("webhooks", config.webhooks.poll_interval),
         ("renewal", config.metadata.check_interval),
         ("alerts", config.alerts.poll_interval),
+        ("incidents", config.incidents.progress_interval),
     ];
     if let Some(anchor) = &config.audit_anchor {
         intervals.push(("audit_anchor", anchor.interval));

@@ -822,10 +822,11 @@ impl IncidentStore {
     }
 
     /// The engine: automatic progress every `interval` until `stop`.
-    pub async fn run(
+    pub(crate) async fn run(
         self: Arc<Self>,
         interval: std::time::Duration,
         stop: tokio::sync::watch::Receiver<bool>,
+        heart: super::heartbeat::Heart,
     ) {
         let stopped = crate::helpers::stopped(stop);
         tokio::pin!(stopped);
@@ -836,6 +837,7 @@ impl IncidentStore {
                     json!({"error": e.to_string()}),
                 );
             }
+            heart.beat(crate::helpers::unix_now());
             tokio::select! {
                 () = &mut stopped => return,
                 () = tokio::time::sleep(interval) => {}

@@ -1,9 +1,9 @@
 //! The engines: work the server does on its own clock or on events, with no HTTP (no axum,
 //! no hyper, no answer types): the campaign engine, the webhook dispatcher, the batched
 //! last-seen writer, metadata renewal, audit anchoring, the attestation staleness sweep, the
-//! incident store, the incident alerts' executor and sinks, the quarantine executor of the
-//! incident-action outbox, the incident detectors (`detectors`) and every engine's heartbeat
-//! (`heartbeat`).
+//! incident store, the incident alerts' executor and sinks, the quarantine and re-image
+//! executors of the incident-action outbox, the incident detectors (`detectors`) and every
+//! engine's heartbeat (`heartbeat`).
 
 pub mod alerts;
 pub mod attestation;
@@ -15,6 +15,7 @@ pub(crate) mod heartbeat;
 pub mod incidents;
 pub mod last_seen;
 pub mod quarantine;
+pub mod reimage;
 pub mod renewal;
 pub(crate) mod report_sinks;
 pub mod webhooks;

@@ -368,7 +368,7 @@ async fn decide(
         }
     };
     check_id("incident action", &id)?;
-    // The playbook's roles: operator and admin (a viewer or auditor never got here).
+    // The playbook's roles: operator and admin (a viewer, auditor or monitor never got here).
     let role = match caller.role() {
         Role::Admin => Some(rampart_incident::model::Role::Admin),
         Role::Operator => Some(rampart_incident::model::Role::Operator),

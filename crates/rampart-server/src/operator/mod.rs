@@ -17,6 +17,7 @@ mod groups;
 pub(crate) mod incidents;
 mod monitor;
 mod quarantine;
+mod reimage;
 mod releases;
 mod tokens;
 pub(crate) mod webhooks;
@@ -332,6 +333,7 @@ pub(crate) fn router(api: Arc<ManagementApi>) -> Router {
         .route("/api/v1/devices", get(devices::list_devices))
         .route("/api/v1/devices/{id}", get(devices::get_device))
         .route("/api/v1/devices/{id}/revoke", post(devices::revoke_device))
+        .route("/api/v1/devices/{id}/reimage", post(reimage::reimage))
         .route(
             "/api/v1/devices/{id}/reinstate",
             post(devices::reinstate_device),

@@ -206,6 +206,7 @@ pub(super) async fn create_assignment(
         device_count: ids.len() as i64,
         update_type,
         forced_at,
+        reimage: false,
     };
     api.audit
         .write(

@@ -286,6 +286,11 @@ impl Fixture {
 
     /// Assigns `target` to `devices`, with a proper audit record.
     pub async fn assign(&self, id: &str, target: &str, devices: &[&Device]) {
+        self.assign_kind(id, target, devices, false).await
+    }
+
+    /// Assigns `target` (forced), as a re-image when `reimage` is set.
+    pub async fn assign_kind(&self, id: &str, target: &str, devices: &[&Device], reimage: bool) {
         let _guard = self.audit_seq_guard.lock().await;
         let last = self.db.last_audit().await.unwrap();
         let last = last.map(|l| {
@@ -320,6 +325,7 @@ impl Fixture {
                     device_count: ids.len() as i64,
                     update_type: "forced".into(),
                     forced_at: 0,
+                    reimage,
                 },
                 &ids,
                 &line,

@@ -180,6 +180,24 @@ impl Ops {
         assert_eq!(r.status, 200, "{r:?}");
     }
 
+    /// Puts `devices` in a new group `group` whose maintenance window is closed now (it opens
+    /// for a minute, half an hour away).
+    pub async fn closed_window_group(&self, group: &str, devices: &[&str]) {
+        let call = async |method: &str, path: &str, body: Value| {
+            let r = self.call(&self.operator, method, path, Some(&body)).await;
+            assert!(r.status < 300, "{method} {path}: {r:?}");
+            r.json()
+        };
+        call("POST", "/api/v1/groups", json!({"name": group})).await;
+        let members = format!("/api/v1/groups/{group}/members");
+        call("POST", &members, json!({"add": devices})).await;
+        let minute = (unix_now() / 60 + 30) % 60;
+        let closed =
+            json!({"cron": format!("{minute} * * * *"), "duration_secs": 60, "timezone": "UTC"});
+        let window = format!("/api/v1/groups/{group}/maintenance-window");
+        assert_eq!(call("PUT", &window, closed).await["open_now"], false);
+    }
+
     pub async fn audit_records(&self) -> Vec<rampart_audit::AuditRecord> {
         let r = self.call(&self.auditor, "GET", "/api/v1/audit", None).await;
         assert_eq!(r.status, 200, "{r:?}");

@@ -222,6 +222,7 @@ impl VirtualDevice {
             self.act_on_quarantine(sh, session.as_mut(), &instruction);
         }
         self.told = Some(facts.firmware_version.clone());
+        self.answer_evidence(sh, session.as_ref(), poll.evidence.take());
         if sh.timing.poll_interval.is_none()
             && let Some(secs) = poll.interval_secs
         {
@@ -231,13 +232,9 @@ impl VirtualDevice {
             return self.abandon_install(run);
         };
         let running = run.state.committed.and_then(|s| run.state.slots.get(&s));
-        // As the daemon: a re-image is wanted over the running release until it completed for
-        // this assignment (both slots written); a mirror in progress is finished.
-        let reimage_pending = (assignment.reimage
-            && run.state.reimaged_for.as_deref() != Some(assignment.id.as_str()))
-            || matches!(&run.state.phase, Phase::Mirroring { release, .. }
-                if release.assignment.as_deref() == Some(assignment.id.as_str()));
-        if !reimage_pending && running.is_some_and(|c| c.target == assignment.target) {
+        if !rampart_agent::daemon::reimage_pending(&run.state, &assignment)
+            && running.is_some_and(|c| c.target == assignment.target)
+        {
             // As the daemon: an interrupted install of another release is no longer wanted.
             return self.abandon_install(run);
         }
@@ -247,13 +244,12 @@ impl VirtualDevice {
             self.last_error = Some(Refusal::rolled_back(last).detail);
             return Ok(PassEnd::Done(false));
         }
-        // A re-image is forced: neither the battery nor download-only defers it.
-        let kind = if assignment.reimage {
-            UpdateKind::Forced
-        } else {
-            assignment.kind
-        };
-        match kind {
+        // A re-image is forced, as the daemon treats it.
+        let mut assignment = assignment;
+        if assignment.reimage {
+            assignment.kind = UpdateKind::Forced;
+        }
+        match assignment.kind {
             UpdateKind::Soft if self.profile.battery_low(now) => {
                 Counters::inc(&sh.counters.deferred);
                 return Ok(PassEnd::Done(true));
@@ -322,13 +318,13 @@ impl VirtualDevice {
         match begun {
             Ok(Begin::AlreadyRunning) => Ok(PassEnd::Done(true)),
             Ok(Begin::Staged { slot }) => {
-                self.finish_install(sh, run, slot, &verified, kind, 0, true)
+                self.finish_install(sh, run, slot, &verified, assignment.kind, 0, true)
             }
             Ok(Begin::Streaming(stream)) => {
                 Counters::inc(&sh.counters.downloads);
                 run.download = Some(Download {
                     stream,
-                    kind,
+                    kind: assignment.kind,
                     owed_since: None,
                 });
                 self.drive(sh, run, now)
@@ -454,16 +450,17 @@ impl VirtualDevice {
             return Ok(PassEnd::Done(true));
         }
         if matches!(&run.state.phase, Phase::Mirroring { slot: s, .. } if *s == slot) {
-            // A re-image's second slot: verified as written, marked good, reported with both.
+            // A re-image's second slot is verified: marked good and reported, no reboot.
             let mirrored = self.agent.finish_mirror(&mut run.state, slot, v);
             self.crashed()?;
-            if let Err(r) = &mirrored {
+            if let Err(r) = mirrored {
                 self.note(sh, format!("[{}] {}", r.reason.as_str(), r.detail));
+                return Ok(PassEnd::Done(false));
             }
             if let Some(mut session) = run.session.take() {
                 self.flush(sh, &mut run.state, session.as_mut())?;
             }
-            return Ok(PassEnd::Done(mirrored.is_ok()));
+            return Ok(PassEnd::Done(true));
         }
         let activated = self.agent.activate(&mut run.state, slot, &v.release);
         self.crashed()?;

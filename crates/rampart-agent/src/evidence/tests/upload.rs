@@ -22,6 +22,8 @@ struct RouteState {
     cut_puts: Vec<u32>,
     /// Answer every request 503.
     down: bool,
+    /// Refuse completed bundles as the server does one that fails a check (422).
+    refuse: bool,
     puts: u32,
     bytes_put: u64,
     largest_put: usize,
@@ -202,6 +204,12 @@ fn route(routes: &Routes, method: &str, target: &str, body: &[u8]) -> (u16, serd
             (200, progress(&st))
         }
         ("POST", true) => {
+            if st.refuse {
+                return (
+                    422,
+                    serde_json::json!({"error": "evidence_refused", "detail": "refused for the test"}),
+                );
+            }
             let done: EvidenceComplete = serde_json::from_slice(body).unwrap();
             let spki = st.device_spki.clone();
             let upload = st.uploads.entry(id.clone()).or_default();
@@ -292,6 +300,35 @@ fn an_upload_cut_mid_chunk_resumes_from_what_the_server_holds() {
         st.bytes_put,
         bytes.len()
     );
+}
+
+#[test]
+fn a_bundle_the_server_refuses_is_dropped_not_sent_again_at_every_pass() {
+    let server = TestServer::start();
+    server.state().refuse = true;
+    let t = TestDevice::new("");
+    let disk = Disk::new();
+    let req = request("ev-refused", 1 << 20);
+    let done = evidence_pass(&server, &t, &disk, &req, 1_767_000_000);
+    assert_eq!(done.uploaded, Vec::<String>::new());
+    assert!(
+        done.failed
+            .iter()
+            .any(|f| f.contains("refused") && f.contains("evidence_refused")),
+        "{:?}",
+        done.failed
+    );
+    assert_eq!(
+        StateDirStore::new(&t.config.state_dir, &disk)
+            .pending()
+            .unwrap(),
+        vec![]
+    );
+    assert!(is_terminal(404, "unknown_evidence_request"));
+    assert!(is_terminal(409, "evidence_request_closed"));
+    assert!(!is_terminal(409, "offset_mismatch"));
+    assert!(!is_terminal(503, "storage_unavailable"));
+    assert!(!is_terminal(429, "rate_limited"));
 }
 
 #[test]

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use rampart_db::{
     ALERT_SINK_SYSLOG, ALERT_SINK_WEBHOOKS, AlertAttempt, AlertQueued, AuditLine, ClaimedAlert, Db,
-    DbError, IncidentAction, TimelineEntry,
+    DbError, INCIDENT_ALERT_EVENT, IncidentAction, TimelineEntry,
 };
 use rampart_incident::alert::{Alert, AlertIncident};
 use rampart_incident::finding::Finding;
@@ -235,6 +235,26 @@ impl Alerts {
         }
         sinks.push(ALERT_SINK_WEBHOOKS.to_owned());
         sinks
+    }
+
+    /// The sinks an alert about failing `sink` can go through: syslog unless it is the one
+    /// failing, and the webhooks handoff when an enabled webhook other than the failing one
+    /// subscribes to `incident.alert` (the handoff reaches the failing one too, uselessly but
+    /// harmlessly).
+    async fn other_sinks(&self, sink: &str) -> Result<Vec<String>, DbError> {
+        let mut others = Vec::with_capacity(2);
+        if self.inner.config.syslog.is_some() && sink != ALERT_SINK_SYSLOG {
+            others.push(ALERT_SINK_SYSLOG.to_owned());
+        }
+        let other_webhook = self.inner.db.list_webhooks().await?.iter().any(|w| {
+            w.enabled
+                && w.events.iter().any(|e| e == INCIDENT_ALERT_EVENT)
+                && sink != format!("webhook:{}", w.id)
+        });
+        if other_webhook {
+            others.push(ALERT_SINK_WEBHOOKS.to_owned());
+        }
+        Ok(others)
     }
 
     /// Runs until `stop` turns true: executes alert actions, releases held alerts, sends due
@@ -442,47 +462,62 @@ impl Alerts {
     /// Sends the due syslog alerts, one at a time, and records each attempt.
     async fn send_syslog(&self, sink: &mut syslog::SyslogSink) -> Result<(), DbError> {
         let config = &self.inner.config;
-        let now_ms = unix_millis();
         let lease = millis(config.attempt_timeout.saturating_mul(2)) + 30_000;
-        let due = self
-            .inner
-            .db
-            .claim_alert_deliveries(ALERT_SINK_SYSLOG, now_ms, now_ms + lease, SEND_BATCH)
-            .await?;
-        for claimed in due {
-            let outcome = match self.syslog_attempt(sink, &claimed).await {
-                Ok(()) => AlertAttempt::Delivered { at: unix_now() },
+        // One at a time, in order; a failure ends the round, so a receiver that is down costs
+        // one attempt per round, not one per waiting alert.
+        for _ in 0..SEND_BATCH {
+            let now_ms = unix_millis();
+            let Some(claimed) = self
+                .inner
+                .db
+                .claim_alert_deliveries(ALERT_SINK_SYSLOG, now_ms, now_ms + lease, 1)
+                .await?
+                .pop()
+            else {
+                break;
+            };
+            let (outcome, failed) = match self.syslog_attempt(sink, &claimed).await {
+                Ok(()) => (AlertAttempt::Delivered { at: unix_now() }, false),
                 Err(error) => {
                     self.inner.metrics.alert_delivery_failed(ALERT_SINK_SYSLOG);
-                    if unix_now().saturating_sub(claimed.created) >= secs(config.give_up_after) {
-                        crate::observe::log::warn(
-                            "a syslog alert was given up",
-                            json!({"alert": claimed.alert_id, "attempts": claimed.attempts, "error": error}),
-                        );
-                        AlertAttempt::GaveUp {
-                            at: unix_now(),
-                            error,
-                        }
-                    } else {
-                        let delay = backoff_delay(
-                            claimed.attempts,
-                            config.backoff_base,
-                            config.backoff_max,
-                            jitter(&self.inner.rng),
-                        );
-                        AlertAttempt::Retry {
-                            next_attempt_ms: unix_millis().saturating_add(millis(delay)),
-                            error,
-                        }
-                    }
+                    (self.after_failure(&claimed, error), true)
                 }
             };
             self.inner
                 .db
                 .record_alert_attempt(&claimed.id, &outcome)
                 .await?;
+            if failed {
+                break;
+            }
         }
         Ok(())
+    }
+
+    /// What a failed syslog attempt leads to: a retry after the backoff, or giving the alert up
+    /// once it is older than [`AlertConfig::give_up_after`].
+    fn after_failure(&self, claimed: &ClaimedAlert, error: String) -> AlertAttempt {
+        let config = &self.inner.config;
+        if unix_now().saturating_sub(claimed.created) >= secs(config.give_up_after) {
+            crate::observe::log::warn(
+                "a syslog alert was given up",
+                json!({"alert": claimed.alert_id, "attempts": claimed.attempts, "error": error}),
+            );
+            return AlertAttempt::GaveUp {
+                at: unix_now(),
+                error,
+            };
+        }
+        let delay = backoff_delay(
+            claimed.attempts,
+            config.backoff_base,
+            config.backoff_max,
+            jitter(&self.inner.rng),
+        );
+        AlertAttempt::Retry {
+            next_attempt_ms: unix_millis().saturating_add(millis(delay)),
+            error,
+        }
     }
 
     async fn syslog_attempt(
@@ -621,11 +656,7 @@ impl Alerts {
                 None
             }
         };
-        let others: Vec<String> = self
-            .sinks()
-            .into_iter()
-            .filter(|other| other != sink)
-            .collect();
+        let others = self.other_sinks(sink).await?;
         if others.is_empty() {
             crate::observe::log::error(
                 "no other alert sink to report a failing sink through: configure both --syslog and an incident.alert webhook",
