@@ -268,6 +268,7 @@ fn the_agent_with_a_tpm_held_key_attests_installs_and_is_attested_on_the_new_rel
             version: "1.0.0".into(),
             security_version: 1,
             sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, &v1)),
+            length: v1.len() as u64,
         },
     );
     std::fs::write(d.join("state/agent-state.json"), state.to_bytes()).unwrap();
