@@ -49,7 +49,7 @@ impl<P: Platform> Device<P> {
         let Some(content) = state.slots.get(&booted) else {
             return Ok(Measured::Unknown);
         };
-        let image: [u8; 32] = hex::decode(&content.sha256)
+        let claimed: [u8; 32] = hex::decode(&content.sha256)
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| {
@@ -61,6 +61,19 @@ impl<P: Platform> Device<P> {
                     ),
                 )
             })?;
+        // What the slot really holds, hashed now: a slot changed behind the agent's back
+        // (tampered with, or flashed by someone else) is measured as it is, so its quotes fail
+        // the golden check. A slot that cannot be read is measured as unreadable, never as the
+        // claim. States written before the length was recorded measure the claim.
+        let image = match content.length {
+            0 => claimed,
+            length => self
+                .platform
+                .hash_slot_image(&self.config, booted, length)
+                .unwrap_or_else(|e| {
+                    sha256(format!("rampart: slot {booted} unreadable: {e}").as_bytes())
+                }),
+        };
         let pcr = self
             .config
             .tpm

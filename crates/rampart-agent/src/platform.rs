@@ -90,6 +90,10 @@ pub trait Platform: Send {
     /// SHA-256 and length of everything `slot` holds, read now (forensic evidence: what is
     /// really in the slot, not what the state file says); `Err` says why it could not be read.
     fn hash_slot(&self, config: &Config, slot: Slot) -> Result<([u8; 32], u64), String>;
+    /// SHA-256 of the first `length` bytes `slot` holds, read now (measured boot: the image
+    /// as it is, not as the state file says); `Err` when they cannot be read.
+    fn hash_slot_image(&self, config: &Config, slot: Slot, length: u64)
+    -> Result<[u8; 32], String>;
     /// Whether `slot` holds exactly the release (its first `length` bytes match the signed
     /// hashes); any read error counts as no.
     fn slot_holds(&self, config: &Config, slot: Slot, v: &Verified, chunk: usize) -> bool;
@@ -424,6 +428,42 @@ impl Platform for Local {
 
     fn describe_slot(&self, config: &Config, slot: Slot) -> String {
         config.slots.path(slot).display().to_string()
+    }
+
+    fn hash_slot_image(
+        &self,
+        config: &Config,
+        slot: Slot,
+        length: u64,
+    ) -> Result<[u8; 32], String> {
+        use std::io::Read as _;
+        let path = config.slots.path(slot);
+        let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut reader = file.take(length);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut read = 0u64;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("{}: {e}", path.display())),
+            };
+            digest.update(&buf[..n]);
+            read += n as u64;
+        }
+        if read != length {
+            return Err(format!(
+                "{} holds {read} bytes, fewer than the image's {length}",
+                path.display()
+            ));
+        }
+        Ok(digest
+            .finish()
+            .as_ref()
+            .try_into()
+            .expect("SHA-256 is 32 bytes"))
     }
 
     fn hash_slot(&self, config: &Config, slot: Slot) -> Result<([u8; 32], u64), String> {

@@ -328,3 +328,43 @@ fn power_cuts_and_agent_restarts_at_every_write_step_never_extend_the_pcr_twice(
     eprintln!("{sequences} sequences");
     assert!(sequences > 20, "only {sequences} sequences");
 }
+
+/// Measured boot measures the slot as it is: an image changed behind the agent's back (its
+/// state file still names the release) is extended with its real digest, so quotes of that boot
+/// fail the golden check instead of vouching for the release the state claims.
+#[test]
+fn a_slot_changed_behind_the_agents_back_is_measured_as_it_is() {
+    let mut rig = Rig::new(Backend::UbootRedundant);
+    let tpm = SharedTpm::new();
+    assert_eq!(power_on(&mut rig, &tpm), Slot::A);
+    let health = rig.health();
+    let mut device = agent(&rig, &tpm);
+    let mut state = device.load_state().unwrap();
+    boot(&mut device, &mut state, &health).unwrap();
+    let v1 = hex_sha256(&Image::V1.bytes());
+    assert_eq!(
+        hex::encode(stored_log(&rig).events[0].sha256().unwrap()),
+        v1
+    );
+
+    // The running slot's image is changed (it still boots), then the device restarts.
+    let path = rig.config.slots.path(Slot::A).to_owned();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let image_length = Image::V1.bytes().len();
+    tpm.lock().reboot();
+    assert_eq!(
+        rig.power_on_with_images(&[&bytes[..image_length]]).unwrap(),
+        Slot::A
+    );
+    let mut device = agent(&rig, &tpm);
+    let mut state = device.load_state().unwrap();
+    boot(&mut device, &mut state, &health).unwrap();
+    let tampered = hex_sha256(&bytes[..image_length]);
+    let log = stored_log(&rig);
+    assert_eq!(hex::encode(log.events[0].sha256().unwrap()), tampered);
+    assert_ne!(tampered, v1);
+    // The release claim still names what the state says, so the server sees the mismatch.
+    assert!(String::from_utf8_lossy(&log.events[1].data).ends_with(Image::V1.target()));
+}

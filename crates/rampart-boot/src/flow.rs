@@ -82,6 +82,14 @@ pub struct SlotContent {
     pub version: String,
     pub security_version: u64,
     pub sha256: String,
+    /// The image's length in bytes (0: not recorded, in states written before it was), so
+    /// measured boot can hash what the slot really holds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub length: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl From<&Release> for SlotContent {
@@ -91,6 +99,7 @@ impl From<&Release> for SlotContent {
             version: r.version.clone(),
             security_version: r.security_version,
             sha256: r.sha256().unwrap_or_default().to_owned(),
+            length: r.length,
         }
     }
 }

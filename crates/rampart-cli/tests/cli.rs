@@ -503,7 +503,8 @@ fn security_tour_runs_end_to_end() {
         "refused: the update server",
         "device_revoked",
         "device.revoked",
-        "rampart audit verify: ok: 4 records",
+        "credential.revoked_use",
+        "rampart audit verify: ok: 5 records",
         "Demo complete.",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");

@@ -317,6 +317,7 @@ impl VirtualDevice {
                 version: initial.version.clone(),
                 security_version: initial.security_version,
                 sha256: initial.sha256.to_ascii_lowercase(),
+                length: initial.length,
             },
         );
         let platform = SimPlatform {
@@ -465,23 +466,10 @@ impl VirtualDevice {
                 committed,
                 rolled_back,
             }) => {
-                // The agent measures each boot into the TPM (devices of an attesting fleet). On
-                // a compromised device, what it boots is measured (a measuring bootloader sees
-                // the slot's real bytes, whatever the state file claims), and a compromise that
-                // extends the PCR behind the log's back does so again.
-                let measured = match self.infection.as_ref().is_some_and(Infection::active) {
-                    true => {
-                        let mut seen = state.clone();
-                        if let (Some(content), Some(sha)) = (
-                            seen.slots.get_mut(&booted),
-                            self.agent.platform.medium(booted).sha256(),
-                        ) {
-                            content.sha256 = sha;
-                        }
-                        self.agent.measure_boot(&seen)
-                    }
-                    false => self.agent.measure_boot(&state),
-                };
+                // The agent measures each boot into the TPM (devices of an attesting fleet): the
+                // slot's real bytes, whatever the state file claims; a compromise that extends
+                // the PCR behind the log's back does so again.
+                let measured = self.agent.measure_boot(&state);
                 self.crashed()?;
                 self.rogue_measurement();
                 if let Err(r) = measured {

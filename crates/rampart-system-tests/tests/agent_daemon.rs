@@ -420,6 +420,7 @@ soft_check = ["/bin/sh", "-c", "test -e '{d}/on-mains'"]
             version: "1.0.0".into(),
             security_version: 1,
             sha256: sha256_hex(&v1),
+            length: v1.len() as u64,
         },
     );
     std::fs::write(d.join("state/agent-state.json"), state.to_bytes()).unwrap();

@@ -276,6 +276,7 @@ checkpoint_secs = 0
                 version: "1.0.0".into(),
                 security_version: 1,
                 sha256: hex_sha256(&v1),
+                length: v1.len() as u64,
             },
         );
         std::fs::write(d.join("state/agent-state.json"), state.to_bytes()).unwrap();

@@ -75,6 +75,7 @@ impl VirtualDevice {
                         version: stolen.version.clone(),
                         security_version,
                         sha256: stolen.sha256.clone(),
+                        length: stolen.length,
                     },
                 );
                 self.reboot_now();

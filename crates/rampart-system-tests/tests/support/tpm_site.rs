@@ -263,6 +263,7 @@ impl TpmSite {
                 version: "1.0.0".into(),
                 security_version: 1,
                 sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, &v1)),
+                length: v1.len() as u64,
             },
         );
         std::fs::write(d.join("state/agent-state.json"), state.to_bytes()).unwrap();
