@@ -299,7 +299,7 @@ fn audit_heads_are_appended_to_the_transparency_log_and_checked_from_it() {
             "--audit-log-url",
             &log.listening,
             "--audit-log-policy",
-            s(&policy),
+            s(policy),
         ],
     );
     let key = server
@@ -330,7 +330,7 @@ fn audit_heads_are_appended_to_the_transparency_log_and_checked_from_it() {
             "--log-url",
             &log.listening,
             "--log-policy",
-            s(&policy),
+            s(policy),
         ])
     };
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -25,9 +25,12 @@ use support::tpm_site::{DEVICE, SLOT_BYTES, TpmSite, V1, V2};
 
 const SECRET: &str = "incident-webhook-secret-0123456789";
 
+/// One request a receiver got: its headers (names lowercased) and body.
+type Request = (Vec<(String, String)>, Vec<u8>);
+
 /// A webhook receiver: every request's headers and body, answered 200.
 #[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<(Vec<(String, String)>, Vec<u8>)>>>);
+struct Received(Arc<Mutex<Vec<Request>>>);
 
 impl Received {
     fn start() -> (Received, String) {
