@@ -203,7 +203,7 @@ fn tokens_are_audited_and_the_stored_log_is_verified() {
     }
     let (ok, out) = rampart(&["token", "create", "--db", &db, "--role", "root"]);
     assert!(
-        !ok && out.contains("use admin, operator, viewer or auditor"),
+        !ok && out.contains("use admin, operator, viewer, auditor or monitor"),
         "{out}"
     );
     let (ok, out) = rampart(&["token", "revoke", "--db", &db, &ids[2]]);

@@ -97,12 +97,12 @@ pub(super) async fn post_token(
         .body(
             &headers,
             body,
-            r#"{"role": "admin|operator|viewer|auditor", "name": "..."}"#,
+            r#"{"role": "admin|operator|viewer|auditor|monitor", "name": "..."}"#,
         )
         .await?;
     let role = Role::parse(&r.role).ok_or_else(|| {
         ApiError::invalid(format!(
-            "unknown role {:?}: use admin, operator, viewer or auditor",
+            "unknown role {:?}: use admin, operator, viewer, auditor or monitor",
             r.role
         ))
     })?;
