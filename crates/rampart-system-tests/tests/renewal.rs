@@ -221,10 +221,21 @@ fn devices_keep_updating_across_simulated_days_with_automatic_renewal() {
     let db = format!("sqlite://{}", w.join("server.db").display());
     let stderr_log = w.join("server.stderr");
     let _stderr_on_panic = cli::StderrOnPanic(stderr_log.clone());
+    // Without renewal keys the device's metadata expires on purpose and it reports
+    // `verification_failed`; incident response would quarantine it (the built-in playbook) and
+    // this test is about renewal, so that detector only alerts here.
+    let incident_config = w.join("incidents.toml");
+    std::fs::write(
+        &incident_config,
+        "[playbooks.verification_failed.default]\nnow = [\"alert\"]\n",
+    )
+    .unwrap();
     let start_server = |renewal_keys: bool| {
         let mut command = rampart(&[]);
         command.args(pki.server_command(&db));
         command.args([
+            "--incident-config",
+            s(&incident_config),
             "--metrics-listen",
             "127.0.0.1:0",
             "--repo",
