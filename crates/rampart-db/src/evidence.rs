@@ -476,15 +476,6 @@ impl crate::Db {
         Ok(())
     }
 
-    /// Whether an incident exists.
-    pub async fn incident_exists(&self, incident_id: &str) -> Result<bool, DbError> {
-        Ok(sqlx::query("SELECT id FROM incidents WHERE id = $1")
-            .bind(incident_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some())
-    }
-
     /// The devices with an open request.
     pub async fn devices_with_open_evidence(
         &self,
@@ -635,18 +626,7 @@ impl crate::Db {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| {
-                let detail: String = r.try_get("detail")?;
-                Ok(TimelineEntry {
-                    audit_seq: r.try_get::<i64, _>("audit_seq")?.max(0) as u64,
-                    incident_id: r.try_get("incident_id")?,
-                    at: r.try_get("at")?,
-                    kind: r.try_get("kind")?,
-                    actor: r.try_get("actor")?,
-                    device_id: r.try_get("device_id")?,
-                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-                })
-            })
+            .map(crate::incidents::timeline_from_row)
             .collect()
     }
 }

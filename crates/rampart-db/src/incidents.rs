@@ -620,7 +620,6 @@ impl crate::Db {
         &self,
         incident_id: &str,
     ) -> Result<Vec<TimelineEntry>, DbError> {
-        use sqlx::Row;
         let rows = sqlx::query(
             "SELECT audit_seq, incident_id, at, kind, actor, device_id, detail FROM incident_timeline
              WHERE incident_id = $1 ORDER BY audit_seq DESC LIMIT $2",
@@ -631,19 +630,7 @@ impl crate::Db {
         .await?;
         let mut entries = rows
             .iter()
-            .map(|r| {
-                let seq: i64 = r.try_get("audit_seq")?;
-                let detail: String = r.try_get("detail")?;
-                Ok(TimelineEntry {
-                    audit_seq: u64::try_from(seq).unwrap_or(0),
-                    incident_id: r.try_get("incident_id")?,
-                    at: r.try_get("at")?,
-                    kind: r.try_get("kind")?,
-                    actor: r.try_get("actor")?,
-                    device_id: r.try_get("device_id")?,
-                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-                })
-            })
+            .map(timeline_from_row)
             .collect::<Result<Vec<_>, DbError>>()?;
         entries.reverse();
         Ok(entries)
@@ -917,4 +904,20 @@ pub struct StoredPlaybooks {
     pub body: serde_json::Value,
     pub updated_at: i64,
     pub updated_by: String,
+}
+
+/// A stored timeline entry, as `incident_timeline` rows read it.
+pub(crate) fn timeline_from_row(r: &sqlx::any::AnyRow) -> Result<TimelineEntry, DbError> {
+    use sqlx::Row;
+    let seq: i64 = r.try_get("audit_seq")?;
+    let detail: String = r.try_get("detail")?;
+    Ok(TimelineEntry {
+        audit_seq: u64::try_from(seq).unwrap_or(0),
+        incident_id: r.try_get("incident_id")?,
+        at: r.try_get("at")?,
+        kind: r.try_get("kind")?,
+        actor: r.try_get("actor")?,
+        device_id: r.try_get("device_id")?,
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+    })
 }

@@ -908,11 +908,12 @@ impl Evidence {
             ))
         };
         let anchor = anchor.ok_or(ExportError::NoAuditKey)?;
-        if !self
+        if self
             .db
-            .incident_exists(incident_id)
+            .incident(incident_id)
             .await
             .map_err(|e| storage("read the incident", e.to_string()))?
+            .is_none()
         {
             return Err(ExportError::UnknownIncident(incident_id.to_owned()));
         }

@@ -56,9 +56,10 @@ impl ManagementApi {
         check_id("the incident id", id)?;
         if self
             .db
-            .incident_exists(id)
+            .incident(id)
             .await
             .map_err(|e| db_error("reading an incident", e))?
+            .is_some()
         {
             Ok(())
         } else {
