@@ -26,7 +26,8 @@ pub struct TimelineEntry {
     pub kind: String,
     /// Who: `detector:NAME`, `engine:NAME`, `token:NAME` or `device:ID`.
     pub actor: String,
-    /// The device concerned, empty when none.
+    /// The device concerned, empty when none (then left out of the JSON).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub device_id: String,
     /// Details (a JSON object, at most 16 KiB).
     pub detail: serde_json::Value,
@@ -96,11 +97,13 @@ pub struct IncidentAction {
     pub incident_id: String,
     /// `rampart_incident::model::Action`'s wire name (`quarantine`, `reimage`, ...).
     pub action: String,
-    /// Empty for incident-wide actions (an alert).
+    /// Empty for incident-wide actions (an alert); left out of the JSON then.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub device_id: String,
     /// `pending_approval`, `approved`, `running`, `done`, `failed` or `rejected`.
     pub state: String,
-    /// The role that must approve it (empty: ran at once).
+    /// The role that must approve it (empty: ran at once; left out of the JSON then).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub required_role: String,
     pub requested_at: i64,
     pub decided_at: Option<i64>,
@@ -245,7 +248,8 @@ pub struct Incident {
     pub state: String,
     pub title: String,
     pub detail: serde_json::Value,
-    /// The release involved, empty when none.
+    /// The release involved, empty when none (then left out of the JSON).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub release: String,
     /// `detector:NAME` or `token:NAME`.
     pub opened_by: String,

@@ -395,6 +395,7 @@ impl Detectors {
             first_signal_at,
             detail,
         }
+        .bounded()
     }
 
     /// `f`, unless the same cause and device was returned within `repeat_after_secs`.

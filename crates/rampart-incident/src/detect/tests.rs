@@ -420,3 +420,27 @@ fn long_signal_values_are_cut_in_cause_keys() {
     let f = d.observe(&failed("d1", &"é".repeat(300), 0), None, 0);
     assert!(f[0].cause.key.len() <= MAX_KEY_TEXT + "release:".len());
 }
+
+#[test]
+fn a_monitor_alert_with_a_huge_or_control_character_target_still_gives_a_storable_finding() {
+    // Regression: a 200-byte target made a 266-byte title that the store refused, and the
+    // detector read the same alert again every round.
+    let mut d = detectors();
+    for target in ["0".repeat(10_000), "fw\n\u{1b}[31m.bin".into()] {
+        let f = d.observe(
+            &Signal::UnknownSignedRelease {
+                target: target.clone(),
+                sha256: "0".repeat(64),
+                at: 0,
+                detail: json!({}),
+            },
+            None,
+            0,
+        );
+        assert_eq!(f.len(), 1);
+        for text in [&f[0].title, &f[0].cause.key] {
+            assert!(text.len() <= crate::finding::MAX_FINDING_TEXT, "{text:?}");
+            assert!(!text.chars().any(char::is_control), "{text:?}");
+        }
+    }
+}

@@ -28,8 +28,8 @@ use crate::observe::metrics::Metrics;
 /// Attempts to record one finding while other writers keep opening, joining or closing its
 /// incident in between (each attempt re-reads what is stored).
 const RECORD_ATTEMPTS: usize = 8;
-/// Longest incident title, bytes.
-pub const MAX_TITLE: usize = 256;
+/// Longest incident title, bytes (what a detector's bounded finding fits in).
+pub const MAX_TITLE: usize = rampart_incident::finding::MAX_FINDING_TEXT;
 
 /// The current time in Unix seconds; tests give a virtual one.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
