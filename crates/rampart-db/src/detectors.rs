@@ -199,6 +199,36 @@ impl Db {
             .collect()
     }
 
+    /// The devices whose reported firmware (version or slots) changed at or after `since`
+    /// (Unix seconds), oldest change first, at most `limit`; each with the time of its change.
+    pub async fn firmware_changed_since(
+        &self,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<(InventoryRow, i64)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, firmware_version, slots, firmware_changed_at FROM devices
+             WHERE firmware_changed_at >= $1 ORDER BY firmware_changed_at, id LIMIT $2",
+        )
+        .bind(since)
+        .bind(limit.clamp(1, MAX_SIGNAL_READ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    InventoryRow {
+                        device_id: r.try_get("id")?,
+                        firmware_version: r.try_get("firmware_version")?,
+                        slots: serde_json::from_str(&r.try_get::<String, _>("slots")?)
+                            .unwrap_or_default(),
+                    },
+                    r.try_get("firmware_changed_at")?,
+                ))
+            })
+            .collect()
+    }
+
     /// Writes engines' heartbeats (engine, Unix seconds) in one transaction; a beat never
     /// moves back.
     pub async fn beat_engines(&self, beats: &[(String, i64)]) -> Result<(), DbError> {

@@ -358,10 +358,12 @@ pub(crate) async fn upsert_device_tx(
     now: i64,
 ) -> Result<(), DbError> {
     sqlx::query(
-        "INSERT INTO devices (id, hardware_id, firmware_version, security_version, region, slots, attributes, first_seen, last_seen)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+        "INSERT INTO devices (id, hardware_id, firmware_version, security_version, region, slots, attributes, first_seen, last_seen, firmware_changed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8)
          ON CONFLICT (id) DO UPDATE SET hardware_id = $2, firmware_version = $3, security_version = $4,
-             region = $5, slots = $6, attributes = $7, last_seen = $8",
+             region = $5, slots = $6, attributes = $7, last_seen = $8,
+             firmware_changed_at = CASE WHEN devices.firmware_version <> $3 OR devices.slots <> $6
+                 THEN $8 ELSE devices.firmware_changed_at END",
     )
     .bind(id)
     .bind(&facts.hardware_id)

@@ -163,6 +163,11 @@ fn migrations() -> Vec<Migration> {
             "detectors",
             include_str!("../migrations/0017_detectors.sql"),
         ),
+        (
+            18,
+            "firmware changes",
+            include_str!("../migrations/0018_firmware_changes.sql"),
+        ),
     ];
     steps
         .iter()

@@ -407,7 +407,45 @@ async fn the_monitor_route_takes_only_the_monitor_role_and_a_well_formed_alert(
     ops.server.stop().await;
 }
 
+async fn a_device_reporting_unknown_firmware_is_caught_at_that_poll_not_at_the_next_sweep(
+    backend: Backend,
+    name: &str,
+) {
+    // The whole-inventory sweep runs once an hour: only the read of the devices whose firmware
+    // changed can catch this device within the test's bound.
+    let ops = Ops::start_with(backend, name, |config| {
+        config.incidents = incident_config(
+            "[detectors]\ninventory_interval_secs = 3600\n[detectors.unknown_firmware]\nversions = true\n",
+        );
+    })
+    .await;
+    poll(&ops, "fc-1", "board-a", "1.0.0").await;
+    // The first round (and its sweep) is over once the detectors have beaten.
+    wait_until("the detectors' first round", || async {
+        ops.fx
+            .db
+            .engine_heartbeats()
+            .await
+            .unwrap()
+            .iter()
+            .any(|(engine, _)| engine == "detectors")
+    })
+    .await;
+    assert!(
+        ops.fx
+            .db
+            .open_incident_for_cause("unknown_firmware:version:6.6.7")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    poll(&ops, "fc-1", "board-a", "6.6.7").await;
+    wait_for_incident(&ops, "unknown_firmware:version:6.6.7", Some("fc-1")).await;
+    ops.server.stop().await;
+}
+
 on_both_backends!(
+    a_device_reporting_unknown_firmware_is_caught_at_that_poll_not_at_the_next_sweep,
     every_detector_opens_its_incident,
     a_detector_that_cannot_read_its_signals_opens_an_incident,
     a_stalled_engine_opens_an_incident,

@@ -58,6 +58,10 @@ struct Cursors {
     reports: ReportCursor,
     /// When the inventory was last compared (Unix seconds).
     inventory_at: i64,
+    /// Firmware changes from this time on (Unix seconds) are still to be compared: every
+    /// round reads them, so a device reporting unknown firmware is caught at that poll; the
+    /// whole-inventory sweep stays as the backstop (and covers changes from before a start).
+    firmware_changes_from: i64,
 }
 
 /// The detectors' engine.
@@ -132,6 +136,7 @@ impl DetectorEngine {
                     audit,
                     reports,
                     inventory_at: i64::MIN,
+                    firmware_changes_from: i64::MAX,
                 },
             )),
             image_repo,
@@ -254,17 +259,43 @@ impl DetectorEngine {
             }
         }
 
+        if !sweep_due && cursors.firmware_changes_from <= now {
+            match signals::firmware_change_signals(&self.db, cursors.firmware_changes_from, now)
+                .await
+            {
+                Ok((found, _)) if found.is_empty() => {}
+                Ok((found, next)) => {
+                    match signals::known_releases(self.image_repo.as_ref(), now).await {
+                        Ok(known) => {
+                            if self.judge(rules, &found, known.as_ref(), now).await {
+                                cursors.firmware_changes_from = next;
+                            }
+                        }
+                        Err(e) => self.failed(rules, source::REGISTRY, &e, now).await,
+                    }
+                }
+                Err(e) => self.failed(rules, source::INVENTORY, &e, now).await,
+            }
+        }
+
         if sweep_due {
             match signals::known_releases(self.image_repo.as_ref(), now).await {
                 Ok(Some(known)) => match signals::inventory_signals(&self.db, now).await {
                     Ok(found) => {
                         if self.judge(rules, &found, Some(&known), now).await {
                             cursors.inventory_at = now;
+                            // The sweep saw every change committed by now; the last
+                            // seconds are read again (a change may commit after the read).
+                            cursors.firmware_changes_from =
+                                now - signals::FIRMWARE_CHANGES_REREAD_SECS;
                         }
                     }
                     Err(e) => self.failed(rules, source::INVENTORY, &e, now).await,
                 },
-                Ok(None) => cursors.inventory_at = now,
+                Ok(None) => {
+                    cursors.inventory_at = now;
+                    cursors.firmware_changes_from = now - signals::FIRMWARE_CHANGES_REREAD_SECS;
+                }
                 Err(e) => self.failed(rules, source::REGISTRY, &e, now).await,
             }
         }

@@ -212,6 +212,45 @@ pub(crate) async fn inventory_signals(db: &Db, now: i64) -> Result<Vec<Signal>, 
     Ok(signals)
 }
 
+/// How far back every read of firmware changes looks again, seconds: a poll's transaction
+/// stamps its change with the time the request started and may commit a little later, so the
+/// last seconds are read again (the rules do not repeat a finding).
+pub(crate) const FIRMWARE_CHANGES_REREAD_SECS: i64 = 5;
+
+/// The devices whose reported firmware changed at or after `from` (Unix seconds), as inventory
+/// signals, and where the next read starts (never before `from`): one past the last change
+/// read, but no later than [`FIRMWARE_CHANGES_REREAD_SECS`] ago; when the page was full, the
+/// last change's second (one past it if the whole page shares `from`'s second: the inventory
+/// sweep covers what that skips).
+pub(crate) async fn firmware_change_signals(
+    db: &Db,
+    from: i64,
+    now: i64,
+) -> Result<(Vec<Signal>, i64), String> {
+    let page = db
+        .firmware_changed_since(from, rampart_db::MAX_SIGNAL_READ)
+        .await
+        .map_err(|e| format!("reading the devices whose firmware changed: {e}"))?;
+    let full = page.len() as i64 >= rampart_db::MAX_SIGNAL_READ;
+    let last = page.last().map_or(from, |(_, at)| *at);
+    let next = match (full, last == from) {
+        (true, true) => last + 1,
+        (true, false) => last,
+        (false, _) => (last + 1).min(now - FIRMWARE_CHANGES_REREAD_SECS),
+    }
+    .max(from);
+    let signals = page
+        .into_iter()
+        .map(|(row, _)| Signal::Inventory {
+            slot_sha256: slot_hashes(&row.slots),
+            device_id: row.device_id,
+            version: row.firmware_version,
+            at: now,
+        })
+        .collect();
+    Ok((signals, next))
+}
+
 /// The firmware releases the hosted repository lists (`None` without a repository, or when
 /// it lists no firmware: then nothing can be judged unknown).
 pub(crate) async fn known_releases(
