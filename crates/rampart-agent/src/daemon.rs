@@ -122,6 +122,9 @@ pub fn flush(device: &mut Device, state: &mut AgentState, client: &ServerClient)
     }
 }
 
+/// Longest boot id a poll tells (Linux's is a 36-character UUID).
+const MAX_BOOT_ID: usize = 64;
+
 /// The facts a poll tells the server.
 pub fn facts<P: Platform>(device: &mut Device<P>, state: &AgentState) -> DeviceFacts {
     let running = state.committed.and_then(|s| state.slots.get(&s));
@@ -143,6 +146,15 @@ pub fn facts<P: Platform>(device: &mut Device<P>, state: &AgentState) -> DeviceF
         firmware_version: running.map_or("unknown", |c| c.version.as_str()).to_owned(),
         security_version: device.security_version().unwrap_or(0),
         slots,
+        // A new boot makes the server ask for a quote at once; a platform that cannot tell
+        // (or tells something that is not a boot id) says nothing: the freshness window still
+        // asks.
+        boot_id: device
+            .platform
+            .boot_id(&device.config)
+            .ok()
+            .filter(|b| b.len() <= MAX_BOOT_ID && !b.chars().any(char::is_control))
+            .unwrap_or_default(),
         ..DeviceFacts::default()
     }
 }

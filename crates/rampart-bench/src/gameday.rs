@@ -39,6 +39,9 @@ use crate::campaign::{demo_repository, progress};
 /// is left out: the simulated devices do not upload bundles, and the figures are about
 /// detection, containment and recovery.
 const INCIDENT_CONFIG: &str = r#"
+[detectors.unknown_firmware]
+versions = true
+
 [playbooks.attestation_failed.default]
 now = ["quarantine", "reimage", "alert"]
 
@@ -171,7 +174,10 @@ pub fn run(a: GameDayArgs) -> anyhow::Result<()> {
     let config = dir.join("incidents.toml");
     std::fs::write(&config, INCIDENT_CONFIG)?;
     let poll = a.poll_interval.to_string();
-    let freshness = (2 * a.poll_interval).to_string();
+    // A quote at every poll: the server asks again once half the window has passed (0.75 of
+    // an interval), and the agent's jittered polls come 0.8 to 1.2 intervals apart, so a
+    // healthy device is never stale and a failing one is caught at its next poll.
+    let freshness = (3 * a.poll_interval).div_ceil(2).to_string();
     let config_arg = config.display().to_string();
     let server = start_server(
         &dir.join("server"),

@@ -128,6 +128,9 @@ pub struct AttestationState {
     pub counters: Option<QuoteCounters>,
     /// When the staleness engine audited the last pass going stale.
     pub stale_noted_at: Option<i64>,
+    /// The boot the device reported in its facts when its last quote was checked ('' when it
+    /// did not say).
+    pub quoted_boot_id: String,
 }
 
 impl AttestationState {
@@ -211,7 +214,7 @@ fn key_from_row(row: &AnyRow) -> Result<AttestationKey, DbError> {
     })
 }
 
-const STATE_COLUMNS: &str = "device_id, outcome, reason, checked_at, verified_at, release, reset_count, restart_count, clock, stale_noted_at";
+const STATE_COLUMNS: &str = "device_id, outcome, reason, checked_at, verified_at, release, reset_count, restart_count, clock, stale_noted_at, quoted_boot_id";
 
 fn state_from_row(row: &AnyRow) -> Result<AttestationState, DbError> {
     let outcome = match row.try_get::<String, _>("outcome")?.as_str() {
@@ -239,6 +242,7 @@ fn state_from_row(row: &AnyRow) -> Result<AttestationState, DbError> {
         release: row.try_get("release")?,
         counters,
         stale_noted_at: row.try_get("stale_noted_at")?,
+        quoted_boot_id: row.try_get("quoted_boot_id")?,
     })
 }
 
@@ -549,9 +553,9 @@ impl Db {
             CheckResult::Passed { release, counters } => {
                 check_text("release", release)?;
                 sqlx::query(
-                    "INSERT INTO attestation_states (device_id, outcome, reason, checked_at, verified_at, release, reset_count, restart_count, clock, stale_noted_at)
-                     VALUES ($1, 'passed', '', $2, $2, $3, $4, $5, $6, NULL)
-                     ON CONFLICT (device_id) DO UPDATE SET outcome = 'passed', reason = '', checked_at = excluded.checked_at,
+                    "INSERT INTO attestation_states (device_id, outcome, reason, checked_at, verified_at, release, reset_count, restart_count, clock, stale_noted_at, quoted_boot_id)
+                     VALUES ($1, 'passed', '', $2, $2, $3, $4, $5, $6, NULL, (SELECT d.boot_id FROM devices d WHERE d.id = $1))
+                     ON CONFLICT (device_id) DO UPDATE SET outcome = 'passed', reason = '', checked_at = excluded.checked_at, quoted_boot_id = excluded.quoted_boot_id,
                          verified_at = excluded.verified_at, release = excluded.release, reset_count = excluded.reset_count,
                          restart_count = excluded.restart_count, clock = excluded.clock, stale_noted_at = NULL",
                 )
@@ -574,9 +578,9 @@ impl Db {
                     cut -= 1;
                 }
                 sqlx::query(
-                    "INSERT INTO attestation_states (device_id, outcome, reason, checked_at, release)
-                     VALUES ($1, 'failed', $2, $3, '')
-                     ON CONFLICT (device_id) DO UPDATE SET outcome = 'failed', reason = excluded.reason,
+                    "INSERT INTO attestation_states (device_id, outcome, reason, checked_at, release, quoted_boot_id)
+                     VALUES ($1, 'failed', $2, $3, '', (SELECT d.boot_id FROM devices d WHERE d.id = $1))
+                     ON CONFLICT (device_id) DO UPDATE SET outcome = 'failed', reason = excluded.reason, quoted_boot_id = excluded.quoted_boot_id,
                          checked_at = excluded.checked_at, stale_noted_at = NULL",
                 )
                 .bind(device_id)

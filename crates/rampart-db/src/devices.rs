@@ -30,6 +30,10 @@ pub struct DeviceFacts {
     /// Free key/values.
     #[serde(default)]
     pub attributes: serde_json::Map<String, serde_json::Value>,
+    /// The boot the device is in (Linux's `/proc/sys/kernel/random/boot_id`), '' when it does
+    /// not say: a new one makes the server ask for a quote at once.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub boot_id: String,
 }
 
 /// A device in the inventory.
@@ -66,6 +70,7 @@ impl DeviceFacts {
             ("hardware_id", &self.hardware_id),
             ("firmware_version", &self.firmware_version),
             ("region", &self.region),
+            ("boot_id", &self.boot_id),
         ] {
             check_text(what, v)?;
         }
@@ -182,6 +187,7 @@ impl Db {
                 slots: parse(row.try_get("slots")?),
                 tags,
                 attributes: parse(row.try_get("attributes")?),
+                boot_id: row.try_get("boot_id")?,
             },
             first_seen: row.try_get("first_seen")?,
             last_seen: row.try_get("last_seen")?,
@@ -358,10 +364,10 @@ pub(crate) async fn upsert_device_tx(
     now: i64,
 ) -> Result<(), DbError> {
     sqlx::query(
-        "INSERT INTO devices (id, hardware_id, firmware_version, security_version, region, slots, attributes, first_seen, last_seen, firmware_changed_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8)
+        "INSERT INTO devices (id, hardware_id, firmware_version, security_version, region, slots, attributes, first_seen, last_seen, firmware_changed_at, boot_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8, $9)
          ON CONFLICT (id) DO UPDATE SET hardware_id = $2, firmware_version = $3, security_version = $4,
-             region = $5, slots = $6, attributes = $7, last_seen = $8,
+             region = $5, slots = $6, attributes = $7, last_seen = $8, boot_id = $9,
              firmware_changed_at = CASE WHEN devices.firmware_version <> $3 OR devices.slots <> $6
                  THEN $8 ELSE devices.firmware_changed_at END",
     )
@@ -373,6 +379,7 @@ pub(crate) async fn upsert_device_tx(
     .bind(json_text("slots", &facts.slots)?)
     .bind(json_text("attributes", &facts.attributes)?)
     .bind(now)
+    .bind(&facts.boot_id)
     .execute(&mut **tx)
     .await?;
     sqlx::query("DELETE FROM device_tags WHERE device_id = $1")

@@ -165,8 +165,8 @@ fn migrations() -> Vec<Migration> {
         ),
         (
             18,
-            "firmware changes",
-            include_str!("../migrations/0018_firmware_changes.sql"),
+            "device changes",
+            include_str!("../migrations/0018_device_changes.sql"),
         ),
     ];
     steps

@@ -42,6 +42,7 @@ fn facts(hw: &str, version: &str, sv: u64, tags: &[&str]) -> DeviceFacts {
             .as_object()
             .unwrap()
             .clone(),
+        boot_id: String::new(),
     }
 }
 
@@ -217,5 +218,56 @@ fn reopening_runs_migrations_once_and_keeps_data() {
             Db::connect("mysql://x").await,
             Err(DbError::Storage(StorageError::UnsupportedUrl(_)))
         ));
+    });
+}
+
+#[test]
+fn a_firmware_change_is_stamped_and_a_repeat_poll_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        for db in backends(dir.path(), "firmware_changes").await {
+            let ids = |rows: Vec<(rampart_db::InventoryRow, i64)>| {
+                rows.into_iter()
+                    .map(|(r, at)| (r.device_id, r.firmware_version, at))
+                    .collect::<Vec<_>>()
+            };
+            db.upsert_device("fc-1", &facts("board-a", "1.0.0", 1, &[]), 100)
+                .await
+                .unwrap();
+            db.upsert_device("fc-2", &facts("board-a", "1.0.0", 1, &[]), 100)
+                .await
+                .unwrap();
+            // The same facts again: not a change.
+            db.upsert_device("fc-1", &facts("board-a", "1.0.0", 1, &[]), 150)
+                .await
+                .unwrap();
+            assert_eq!(
+                ids(db.firmware_changed_since(101, 100).await.unwrap()),
+                vec![]
+            );
+            // Another version, then other slot states: changes, stamped with their time.
+            db.upsert_device("fc-1", &facts("board-a", "6.6.6", 1, &[]), 200)
+                .await
+                .unwrap();
+            let mut slots_changed = facts("board-a", "1.0.0", 1, &[]);
+            slots_changed.slots = serde_json::json!({"a": "bad", "b": "active"})
+                .as_object()
+                .unwrap()
+                .clone();
+            slots_changed.boot_id = "boot-2".into();
+            db.upsert_device("fc-2", &slots_changed, 210).await.unwrap();
+            assert_eq!(
+                ids(db.firmware_changed_since(101, 100).await.unwrap()),
+                vec![
+                    ("fc-1".into(), "6.6.6".into(), 200),
+                    ("fc-2".into(), "1.0.0".into(), 210)
+                ]
+            );
+            assert_eq!(
+                db.device("fc-2").await.unwrap().unwrap().facts.boot_id,
+                "boot-2"
+            );
+            db.close().await;
+        }
     });
 }

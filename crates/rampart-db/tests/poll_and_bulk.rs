@@ -45,6 +45,7 @@ fn facts(i: usize) -> DeviceFacts {
         // Unsorted with a repeat: stored as a set.
         tags: vec!["z".into(), format!("t{}", i % 5), "z".into()],
         attributes: serde_json::json!({"n": i}).as_object().unwrap().clone(),
+        boot_id: String::new(),
     }
 }
 

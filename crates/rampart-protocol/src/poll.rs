@@ -27,6 +27,12 @@ pub struct DeviceFacts {
     )]
     #[cfg_attr(any(test, feature = "schema"), schemars(with = "Map<String, Value>"))]
     pub attributes: Option<Map<String, Value>>,
+    /// The boot the device is in (Linux's `/proc/sys/kernel/random/boot_id`; absent: not
+    /// said). When it differs from the boot of the device's last quote, the server asks for a
+    /// quote in this poll's answer, whatever the freshness window: a reboot into a changed
+    /// image is measured at once.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub boot_id: String,
 }
 
 /// The server's answer to a poll.

@@ -78,6 +78,19 @@ impl Device {
         r.json()
     }
 
+    /// A poll that says which boot the device is in.
+    async fn poll_in_boot(&self, ops: &Ops, boot_id: &str) -> Value {
+        let mut conn = ops.server.connect(&ops.fx.device(self.id)).await;
+        let r = conn
+            .post(
+                "/device/v1/poll",
+                &json!({"hardware_id": "board-a", "firmware_version": "1.0.0", "security_version": 1, "boot_id": boot_id}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        r.json()
+    }
+
     async fn post(&self, ops: &Ops, path: &str, body: &Value) -> Response {
         let mut conn = ops.server.connect(&ops.fx.device(self.id)).await;
         conn.post(path, body).await
@@ -265,6 +278,7 @@ async fn assert_failed(ops: &Ops, device: &Device, answer: &Value, needle: &str)
 
 on_both_backends!(
     enrol_activate_and_attest_then_the_inventory_shows_attested,
+    a_device_that_rebooted_is_asked_for_a_quote_at_once,
     a_wrong_secret_at_activation_is_refused_and_enrols_nothing,
     an_ek_neither_certified_nor_approved_is_refused,
     a_dead_verifier_engine_leaves_devices_stale_never_attested,
@@ -869,4 +883,36 @@ async fn a_firmware_event_log_is_replayed_with_the_agents_to_the_quoted_firmware
     submission["firmware_event_log"] = json!(b64(&firmware.encode()));
     let answer = dev.submit(&ops, &submission).await;
     assert_eq!(answer["outcome"], "attested", "{answer}");
+}
+
+async fn a_device_that_rebooted_is_asked_for_a_quote_at_once(backend: Backend, name: &str) {
+    // An hour of freshness: only the reboot can make the server ask again within the test.
+    let ops = start(
+        backend,
+        name,
+        config(|c| c.freshness = Duration::from_secs(3600)),
+    )
+    .await;
+    let mut dev = Device::new("dev-boot-1", 9);
+    dev.poll_in_boot(&ops, "boot-1").await;
+    dev.approve_ek(&ops).await;
+    dev.enrol_and_activate(&ops).await;
+    let log = dev.boot(RUNNING);
+    let asked = dev.poll_in_boot(&ops, "boot-1").await;
+    let nonce = asked["attestation"]["nonce"].as_str().unwrap().to_owned();
+    let submission = dev.quote(&nonce, &[AGENT_PCR], &log);
+    let answer = dev.submit(&ops, &submission).await;
+    assert_eq!(answer["outcome"], "attested", "{answer}");
+    // Fresh and in the boot it quoted from: no quote asked.
+    let same = dev.poll_in_boot(&ops, "boot-1").await;
+    assert_eq!(same["attestation"], Value::Null, "{same}");
+    // A poll that does not say its boot is judged by freshness alone.
+    assert_eq!(dev.poll(&ops).await["attestation"], Value::Null);
+    // Rebooted (perhaps into an image changed behind the agent's back): asked at once.
+    let rebooted = dev.poll_in_boot(&ops, "boot-2").await;
+    assert!(
+        rebooted["attestation"]["nonce"].is_string(),
+        "a reboot must be measured at once: {rebooted}"
+    );
+    assert_eq!(dev.view(&ops).await["outcome"], "attested");
 }

@@ -231,6 +231,10 @@ pub(crate) struct VirtualDevice {
     pub(crate) infection: Option<Infection>,
     /// The first poll answer carrying a signed `quarantined` statement (ms since the start).
     pub(crate) quarantined: Option<u64>,
+    /// When this device's queued event is due (ms since the start): the fleet's queue may
+    /// also hold an entry it replaced (a compromise that reboots the device at once), which
+    /// is skipped because its time is not this one.
+    pub(crate) due: u64,
     // ---- volatile
     run: Option<Running>,
 }
@@ -352,6 +356,7 @@ impl VirtualDevice {
             evidence: Default::default(),
             infection: None,
             quarantined: None,
+            due: 0,
             run: None,
         }
     }
@@ -692,6 +697,6 @@ impl VirtualDevice {
     }
 }
 
-fn ms(d: Duration) -> u64 {
+pub(crate) fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

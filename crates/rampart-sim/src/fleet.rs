@@ -314,6 +314,10 @@ impl Fleet {
                 })
             })
             .collect();
+        let mut devices = self.devices;
+        for (device, at) in devices.iter_mut().zip(&self.boot_at) {
+            device.due = *at;
+        }
         let queue = Queues {
             continuations: self
                 .boot_at
@@ -324,8 +328,7 @@ impl Fleet {
             passes: BinaryHeap::new(),
         };
         // Game days: each compromise strikes at its time, whatever the device is doing.
-        let mut plan: Vec<(u64, usize)> = self
-            .devices
+        let mut plan: Vec<(u64, usize)> = devices
             .iter()
             .enumerate()
             .filter_map(|(i, d)| d.infection.as_ref().map(|inf| (inf.at, i)))
@@ -333,7 +336,7 @@ impl Fleet {
         plan.sort_unstable();
         let inner = Arc::new(Inner {
             shared: self.shared,
-            cells: self.devices.into_iter().map(Mutex::new).collect(),
+            cells: devices.into_iter().map(Mutex::new).collect(),
             summaries: versions,
             queue: Mutex::new(queue),
             wake: Condvar::new(),
@@ -511,10 +514,10 @@ impl Queues {
         }
     }
 
-    fn pop_due(&mut self, now: u64) -> Option<usize> {
+    fn pop_due(&mut self, now: u64) -> Option<(u64, usize)> {
         for heap in [&mut self.continuations, &mut self.passes] {
             if heap.peek().is_some_and(|Reverse((at, _))| *at <= now) {
-                return heap.pop().map(|Reverse((_, index))| index);
+                return heap.pop().map(|Reverse(entry)| entry);
             }
         }
         None
@@ -552,16 +555,16 @@ impl Inner {
         u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// The next due device, waiting for it; `None` when stopping.
-    fn next_due(&self) -> Option<usize> {
+    /// The next due event (its time, the device), waiting for it; `None` when stopping.
+    fn next_due(&self) -> Option<(u64, usize)> {
         let mut queue = lock(&self.queue);
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return None;
             }
             let now = self.now();
-            if let Some(index) = queue.pop_due(now) {
-                return Some(index);
+            if let Some(due) = queue.pop_due(now) {
+                return Some(due);
             }
             let wait = queue.earliest().map_or(IDLE_WAIT, |due| {
                 Duration::from_millis(due.saturating_sub(now)).min(IDLE_WAIT)
@@ -575,10 +578,17 @@ impl Inner {
     }
 
     fn work(&self) {
-        while let Some(index) = self.next_due() {
+        while let Some((due, index)) = self.next_due() {
             let (next, now, pass) = {
                 let mut device = lock(&self.cells[index]);
+                if device.due != due {
+                    // Replaced (a compromise rebooted the device meanwhile).
+                    continue;
+                }
                 let next = device.step(&self.shared, self.now());
+                if let Some(at) = next {
+                    device.due = at;
+                }
                 let pass = device.pending == Pending::Pass;
                 let now = self.now();
                 let mut summary = lock(&self.summaries[index]);
@@ -617,8 +627,18 @@ impl Inner {
                 std::thread::sleep(Duration::from_millis((at - now).min(50)));
             }
             let now = self.now();
-            lock(&self.cells[index]).compromise(&self.shared, now);
+            let wake = lock(&self.cells[index]).compromise(&self.shared, now);
+            if let Some(at) = wake {
+                self.wake_at(at, index);
+            }
         }
+    }
+
+    /// Queues `index`'s event (its `due` already set to `at`) as a continuation, replacing the
+    /// one queued before (skipped when popped: its time is no longer the device's).
+    fn wake_at(&self, at: u64, index: usize) {
+        lock(&self.queue).push(at, index, false);
+        self.wake.notify_one();
     }
 
     fn stats(&self) -> Stats {
@@ -730,8 +750,11 @@ impl FleetHandle {
     /// start it struck at.
     pub fn strike_now(&self) -> Duration {
         let now = self.inner.now();
-        for cell in &self.inner.cells {
-            lock(cell).compromise_now(&self.inner.shared, now);
+        for (index, cell) in self.inner.cells.iter().enumerate() {
+            let wake = lock(cell).compromise_now(&self.inner.shared, now);
+            if let Some(at) = wake {
+                self.inner.wake_at(at, index);
+            }
         }
         Duration::from_millis(now)
     }

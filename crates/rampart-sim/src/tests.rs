@@ -373,7 +373,10 @@ impl Bench {
                 key_pem: rampart_pki::Zeroizing::new(String::new()),
             })
             .collect();
-        let fleet = Fleet::assemble(spec, identities, Box::new(fake.clone()), false).unwrap();
+        let mut fleet = Fleet::assemble(spec, identities, Box::new(fake.clone()), false).unwrap();
+        for (device, at) in fleet.devices.iter_mut().zip(&fleet.boot_at) {
+            device.due = *at;
+        }
         let queue = fleet
             .boot_at
             .iter()
@@ -398,8 +401,13 @@ impl Bench {
             }
             self.queue.pop();
             self.now = at;
+            if self.fleet.devices[i].due != at {
+                // Replaced, as in the fleet's queue (a compromise rebooted the device).
+                continue;
+            }
             if let Some(next) = self.fleet.devices[i].step(&self.fleet.shared, at) {
                 assert!(next >= at, "events never go back in time");
+                self.fleet.devices[i].due = next;
                 self.queue.push(Reverse((next, i)));
             }
         }

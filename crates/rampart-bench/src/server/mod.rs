@@ -337,6 +337,7 @@ fn seeded_facts(i: usize) -> DeviceFacts {
         slots: map(serde_json::json!({"a": "good", "b": "inactive"})),
         tags: vec![format!("line-{}", i % 50)],
         attributes: map(serde_json::json!({"site": format!("plant-{}", i % 200)})),
+        boot_id: String::new(),
     }
 }
 

@@ -299,8 +299,10 @@ impl DeviceApi {
         let device = self.polling_device(peer, now).await?;
         self.last_seen.record(&device.id, now);
         let mut running = None;
+        let mut boot_id = None;
         if let Some((facts, keep_attributes)) = parse_poll_facts(&bytes)? {
             running = Some(facts.firmware_version.clone());
+            boot_id = Some(facts.boot_id.clone()).filter(|b| !b.is_empty());
             self.store_facts(&device.id, facts, keep_attributes, now)
                 .await?;
         }
@@ -309,7 +311,9 @@ impl DeviceApi {
                 .await;
         }
         Metrics::inc(&self.metrics.polls);
-        let (attestation, attested) = self.attestation_request(&device.id, now).await?;
+        let (attestation, attested) = self
+            .attestation_request(&device.id, boot_id.as_deref(), now)
+            .await?;
         let evidence = match &self.evidence {
             Some(engine) => engine
                 .request_for_poll(&device.id)
@@ -536,6 +540,7 @@ fn parse_poll_facts(bytes: &[u8]) -> Result<Option<(DeviceFacts, bool)>, ApiErro
             slots: facts.slots,
             tags: facts.tags,
             attributes: facts.attributes.unwrap_or_default(),
+            boot_id: facts.boot_id,
         },
         keep_attributes,
     )))

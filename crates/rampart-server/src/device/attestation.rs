@@ -124,12 +124,14 @@ impl DeviceApi {
 
 impl DeviceApi {
     /// The poll answer's attestation request (when a quote is due: the device is not attested,
-    /// or half its freshness window has passed) and whether the fleet-wide policy lets the
+    /// half its freshness window has passed, or it reports a boot (`boot_id`) other than its
+    /// last quote's: it rebooted, perhaps into a changed image) and whether the fleet-wide policy lets the
     /// device have its assignment. The pending nonce is reused until it is used or nearly
     /// expired, so the answer and its ETag stay the same between polls.
     pub(super) async fn attestation_request(
         &self,
         device_id: &str,
+        boot_id: Option<&str>,
         now: i64,
     ) -> Result<(Option<AttestationRequest>, bool), ApiError> {
         let Some(attestation) = &self.attestation else {
@@ -148,7 +150,12 @@ impl DeviceApi {
             .as_ref()
             .and_then(|s| s.verified_at)
             .map(|at| at.saturating_add(freshness / 2));
-        if attested && refresh_from.is_some_and(|from| from > now) {
+        let rebooted = boot_id.is_some_and(|boot| {
+            state
+                .as_ref()
+                .is_some_and(|s| !s.quoted_boot_id.is_empty() && s.quoted_boot_id != boot)
+        });
+        if attested && !rebooted && refresh_from.is_some_and(|from| from > now) {
             return Ok((None, allowed));
         }
         let enrolled = attestation

@@ -416,6 +416,7 @@ mod tests {
             release: "fw.img".into(),
             counters: None,
             stale_noted_at: None,
+            quoted_boot_id: String::new(),
         }
     }
 

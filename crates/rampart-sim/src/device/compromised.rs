@@ -18,13 +18,13 @@ fn since_start(ms: u64) -> std::time::Duration {
 
 impl VirtualDevice {
     /// Applies the planned compromise at `now` (ms since the fleet started), once. A device
-    /// without one, or whose compromise is not due, is left alone.
-    pub(crate) fn compromise(&mut self, sh: &Shared, now: u64) {
-        let Some(infection) = self.infection.as_mut() else {
-            return;
-        };
+    /// without one, or whose compromise is not due, is left alone. `Some(at)`: the attacker
+    /// rebooted the device, which powers on at `at` (its queued event is replaced by one then:
+    /// the reboot does not wait for the agent's next poll).
+    pub(crate) fn compromise(&mut self, sh: &Shared, now: u64) -> Option<u64> {
+        let infection = self.infection.as_mut()?;
         if infection.compromised.is_some() || now < infection.at {
-            return;
+            return None;
         }
         infection.compromised = Some(now);
         infection.reimaged_before = self.agent.platform.persisted.reimaged_for.clone();
@@ -36,9 +36,12 @@ impl VirtualDevice {
         }
         match kind {
             // Lies in its facts from the next poll on: nothing on the device changes.
-            CompromiseKind::ForgedReport => {}
-            CompromiseKind::FailingAttestation if self.run.is_some() => self.rogue_measurement(),
-            CompromiseKind::FailingAttestation => {}
+            CompromiseKind::ForgedReport => None,
+            CompromiseKind::FailingAttestation if self.run.is_some() => {
+                self.rogue_measurement();
+                None
+            }
+            CompromiseKind::FailingAttestation => None,
             CompromiseKind::TamperedSlot => {
                 let medium = self.agent.platform.medium(committed);
                 let original = medium.sha256().unwrap_or_default();
@@ -54,7 +57,7 @@ impl VirtualDevice {
                 }
                 self.agent.platform.slots[crate::platform::slot_index(committed)] =
                     MemSlot::flashed(length, &tampered);
-                self.reboot_now();
+                Some(self.reboot_now(sh, now))
             }
             CompromiseKind::StolenKey => {
                 let stolen = &sh.stolen;
@@ -78,26 +81,29 @@ impl VirtualDevice {
                         length: stolen.length,
                     },
                 );
-                self.reboot_now();
+                Some(self.reboot_now(sh, now))
             }
         }
     }
 
-    /// Applies the planned compromise at once, whatever its planned time.
-    pub(crate) fn compromise_now(&mut self, sh: &Shared, now: u64) {
+    /// Applies the planned compromise at once, whatever its planned time (see
+    /// [`VirtualDevice::compromise`] for the answer).
+    pub(crate) fn compromise_now(&mut self, sh: &Shared, now: u64) -> Option<u64> {
         if let Some(i) = self.infection.as_mut()
             && i.compromised.is_none()
         {
             i.at = i.at.min(now);
         }
-        self.compromise(sh, now);
+        self.compromise(sh, now)
     }
 
     /// The attacker reboots the device into what it changed: its running state is gone, and
-    /// its next event powers it on.
-    fn reboot_now(&mut self) {
+    /// it powers on after the fleet's reboot delay; when that is (ms since the start).
+    fn reboot_now(&mut self, sh: &Shared, now: u64) -> u64 {
         self.run = None;
         self.pending = Pending::Boot;
+        self.due = now + super::ms(sh.timing.reboot_delay);
+        self.due
     }
 
     /// A `failing-attestation` compromise extends the agent's PCR with a measurement the log

@@ -35,11 +35,14 @@ fn game_day(b: &Bench) -> GameDay {
     day
 }
 
-/// Applies every compromise due now, as the fleet's injector does at its time.
+/// Applies every compromise due now, as the fleet's injector does at its time (a device the
+/// attacker rebooted powers on after the reboot delay, not at its next poll).
 fn strike(b: &mut Bench) {
     let now = b.now;
-    for d in &mut b.fleet.devices {
-        d.compromise(&b.fleet.shared, now);
+    for (i, d) in b.fleet.devices.iter_mut().enumerate() {
+        if let Some(at) = d.compromise(&b.fleet.shared, now) {
+            b.queue.push(std::cmp::Reverse((at, i)));
+        }
     }
 }
 
@@ -95,7 +98,16 @@ fn compromised_devices_show_the_server_what_they_run_and_a_reimage_of_both_slots
         "nothing is compromised before its time"
     );
     strike(&mut b);
-    b.run_for(30);
+    // The attacker's reboot does not wait for the agent's next poll (8 to 12 s away): the
+    // device powers on after the reboot delay (1 s), and its first poll tells what it runs.
+    b.run_for(2);
+    let stolen_version = b.fleet.shared.stolen.version.clone();
+    let reporting_stolen = reported_versions(&b)
+        .iter()
+        .filter(|(_, v)| *v == stolen_version)
+        .count();
+    assert_eq!(reporting_stolen, 3, "{:?}", reported_versions(&b));
+    b.run_for(28);
 
     // What the server is told: forged reports claim a version no release has, stolen-key
     // devices run (and report) the stolen release; everyone else is on 1.0.0.
