@@ -380,6 +380,30 @@ impl crate::Db {
         )
     }
 
+    /// The quarantines of those of `device_ids` that are quarantined (read by primary key in
+    /// chunks: a selection of 100,000 devices costs 200 reads, not a scan of every quarantine).
+    pub async fn quarantined_among(
+        &self,
+        device_ids: &[String],
+    ) -> Result<Vec<Quarantine>, DbError> {
+        let mut found = Vec::new();
+        for chunk in device_ids.chunks(500) {
+            let query = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {QUARANTINE_COLUMNS} FROM device_quarantine WHERE device_id IN ({}) ORDER BY since, device_id",
+                crate::sql::placeholders(1, chunk.len())
+            )));
+            let rows = chunk
+                .iter()
+                .fold(query, |q, id| q.bind(id))
+                .fetch_all(&self.pool)
+                .await?;
+            for row in &rows {
+                found.push(quarantine_from_row(row)?);
+            }
+        }
+        Ok(found)
+    }
+
     /// Quarantined devices, oldest first, at most `limit`.
     pub async fn quarantined_devices(&self, limit: i64) -> Result<Vec<Quarantine>, DbError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(

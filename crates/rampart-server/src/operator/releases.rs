@@ -230,14 +230,12 @@ pub(super) async fn create_assignment(
 /// (decision 0031). The poll refuses a quarantined device any assignment anyway; this says so
 /// to the operator at once.
 async fn refuse_quarantined(api: &ManagementApi, ids: &[String]) -> Result<(), ApiError> {
-    let wanted: std::collections::HashSet<&String> = ids.iter().collect();
     let quarantined: Vec<String> = api
         .db
-        .quarantined_devices(i64::MAX)
+        .quarantined_among(ids)
         .await
         .map_err(|e| db_error("reading quarantined devices", e))?
         .into_iter()
-        .filter(|q| wanted.contains(&q.device_id))
         .map(|q| {
             if q.incident_id.is_empty() {
                 format!("{} (by {})", q.device_id, q.actor)
