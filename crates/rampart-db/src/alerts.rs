@@ -97,15 +97,7 @@ fn alert_json(alert: &Alert) -> Result<String, DbError> {
 }
 
 fn error_text(error: &str) -> String {
-    let mut out = String::new();
-    for c in error.chars() {
-        let c = if c.is_control() { ' ' } else { c };
-        if out.len() + c.len_utf8() > MAX_ERROR_TEXT {
-            break;
-        }
-        out.push(c);
-    }
-    out
+    crate::sql::bounded_text(error, MAX_ERROR_TEXT)
 }
 
 fn positive(v: Option<i64>) -> Option<i64> {

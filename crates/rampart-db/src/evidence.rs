@@ -634,13 +634,5 @@ impl crate::Db {
 /// A reason cut to [`MAX_EVIDENCE_REASON`] bytes at a character boundary, control characters
 /// replaced (it comes partly from what a device sent).
 fn bounded_reason(reason: &str) -> String {
-    let mut out = String::with_capacity(reason.len().min(MAX_EVIDENCE_REASON));
-    for c in reason.chars() {
-        let c = if c.is_control() { ' ' } else { c };
-        if out.len() + c.len_utf8() > MAX_EVIDENCE_REASON {
-            break;
-        }
-        out.push(c);
-    }
-    out
+    crate::sql::bounded_text(reason, MAX_EVIDENCE_REASON)
 }

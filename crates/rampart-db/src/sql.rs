@@ -10,6 +10,21 @@ const MAX_FIELD: usize = 256;
 /// Longest stored JSON document, in bytes.
 const MAX_JSON: usize = 16 * 1024;
 
+/// `s` with control characters replaced by spaces, cut to `max` bytes at a character boundary:
+/// for texts stored from what others sent (error messages, refusal reasons), which are kept,
+/// bounded, rather than refused.
+pub(crate) fn bounded_text(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max));
+    for c in s.chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if out.len() + c.len_utf8() > max {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
 pub(crate) fn check_text(what: &str, v: &str) -> Result<(), DbError> {
     if v.len() > MAX_FIELD || v.chars().any(char::is_control) {
         return Err(DbError::Domain(DomainError::Invalid(format!(

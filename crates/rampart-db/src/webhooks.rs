@@ -371,15 +371,7 @@ fn delivery_from_row(row: &AnyRow) -> Result<WebhookDelivery, DbError> {
 
 /// An error text bounded to [`MAX_ERROR_TEXT`] bytes without control characters.
 fn error_text(error: &str) -> String {
-    let mut out = String::new();
-    for c in error.chars() {
-        let c = if c.is_control() { ' ' } else { c };
-        if out.len() + c.len_utf8() > MAX_ERROR_TEXT {
-            break;
-        }
-        out.push(c);
-    }
-    out
+    crate::sql::bounded_text(error, MAX_ERROR_TEXT)
 }
 
 fn check_body(body: &str) -> Result<(), DbError> {
