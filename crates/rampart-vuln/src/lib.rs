@@ -1,0 +1,25 @@
+//! The pure supply-chain risk core (issue 17): what a release is made of, which published
+//! advisories apply to it, and how the vendor vouches for how it was built. No I/O and no
+//! clock: the server's advisory import and risk posture, and the CLI's `rampart risk` and
+//! `rampart release ... --provenance`, are its shells.
+//!
+//! Modules, one concern each:
+//! - `component`: a software component as an SBOM names it (name, version, purl, CPE) and the
+//!   ecosystem its version rules come from; purl parsing and package-name normalization.
+//! - `version`: each ecosystem's version ordering (SemVer, PEP 440, dpkg, Alpine, crates.io,
+//!   npm, Go, Maven) and the generic fallback, behind one `compare`.
+//! - `osv`: OSV advisory records (ranges SEMVER / ECOSYSTEM / GIT, events, `versions` lists,
+//!   aliases, withdrawn), parsed with every limit first.
+//! - `matching`: advisories indexed by ecosystem and name, matched against components:
+//!   which advisory applies, its aliases and fixed versions; ecosystems without rules are
+//!   reported, never dropped.
+//! - `sbom`: CycloneDX 1.4-1.6 JSON and SPDX 2.3 JSON read into components, bounded.
+//! - `vex`: CycloneDX VEX and OpenVEX statements (not affected, with the justification kept;
+//!   conflicts resolved by a stated rule).
+//! - `severity`: CVSS v3.x and v4 vectors to a score and a rating.
+//! - `provenance`: in-toto statements with SLSA v1 provenance in DSSE envelopes, and the policy
+//!   that accepts them (trusted builders, source, build type, k independent rebuilds).
+
+#![forbid(unsafe_code)]
+
+pub mod component;
