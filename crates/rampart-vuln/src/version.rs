@@ -320,7 +320,9 @@ impl AlpineVersion {
         let (main, revision) = match version.rsplit_once("-r") {
             Some((main, revision)) => {
                 if revision.is_empty() || !revision.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(format!("the package release `-r{revision}` is not a number"));
+                    return Err(format!(
+                        "the package release `-r{revision}` is not a number"
+                    ));
                 }
                 (main, revision.to_owned())
             }
@@ -368,7 +370,9 @@ impl AlpineVersion {
                 ));
             };
             if !number.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(format!("`_{part}` has a suffix number that is not a number"));
+                return Err(format!(
+                    "`_{part}` has a suffix number that is not a number"
+                ));
             }
             suffixes.push((rank, number.to_owned()));
         }
@@ -405,10 +409,9 @@ impl Ord for AlpineVersion {
                 for index in 0..count {
                     let a = self.suffixes.get(index).unwrap_or(&none);
                     let b = other.suffixes.get(index).unwrap_or(&none);
-                    let ordering = a
-                        .0
-                        .cmp(&b.0)
-                        .then_with(|| numeric_cmp(a.1.as_bytes(), b.1.as_bytes()));
+                    let ordering =
+                        a.0.cmp(&b.0)
+                            .then_with(|| numeric_cmp(a.1.as_bytes(), b.1.as_bytes()));
                     if ordering != Ordering::Equal {
                         return ordering;
                     }
@@ -459,7 +462,10 @@ pub struct MavenVersion {
 impl MavenVersion {
     fn parse(version: &str) -> Result<MavenVersion, String> {
         let version = version.trim().to_ascii_lowercase();
-        if let Some(bad) = version.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        if let Some(bad) = version
+            .chars()
+            .find(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(format!("{bad:?} is not allowed in a Maven version"));
         }
         // Each `-` (and each digit/letter switch) opens a sublist nested in the one before,
@@ -713,7 +719,11 @@ mod tests {
                 ("0001.0", "1.0", Equal),
                 ("1.2.3-1ubuntu0.1", "1.2.3-1", Greater),
                 ("1:1.0-1", "1:1.0-1", Equal),
-                ("99999999999999999999999.1", "99999999999999999999998.9", Greater),
+                (
+                    "99999999999999999999999.1",
+                    "99999999999999999999998.9",
+                    Greater,
+                ),
             ],
         );
     }
@@ -722,7 +732,10 @@ mod tests {
     fn debian_refuses_malformed_versions() {
         for bad in ["a1.0", "x:1.0", "1.0-", "1.0 1", "1:", "1.0-1!"] {
             assert!(
-                matches!(parse(&Ecosystem::Debian, bad), Err(VersionError::Invalid { .. })),
+                matches!(
+                    parse(&Ecosystem::Debian, bad),
+                    Err(VersionError::Invalid { .. })
+                ),
                 "{bad}"
             );
         }
@@ -757,7 +770,10 @@ mod tests {
     fn alpine_refuses_unknown_suffixes_and_garbage() {
         for bad in ["1.2.3_foo", "a1", "1..2", "1.2.3-rX", "1.2.3AB"] {
             assert!(
-                matches!(parse(&Ecosystem::Alpine, bad), Err(VersionError::Invalid { .. })),
+                matches!(
+                    parse(&Ecosystem::Alpine, bad),
+                    Err(VersionError::Invalid { .. })
+                ),
                 "{bad}"
             );
         }
