@@ -23,4 +23,5 @@
 #![forbid(unsafe_code)]
 
 pub mod component;
+pub mod osv;
 pub mod version;
