@@ -23,5 +23,6 @@
 #![forbid(unsafe_code)]
 
 pub mod component;
+pub mod matching;
 pub mod osv;
 pub mod version;
