@@ -99,7 +99,21 @@ pub struct MatchReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IndexProblem {
     pub advisory: String,
+    pub kind: ProblemKind,
     pub problem: String,
+}
+
+/// How much an [`IndexProblem`] costs the matching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ProblemKind {
+    /// A listed version the ecosystem's rules cannot parse (PyPI's pre-PEP 440 releases):
+    /// it still matches a component spelled the same.
+    ListedVersionAsText,
+    /// A range with a bound the rules cannot parse: only the `versions` list is matched, so a
+    /// version missing from it is not found.
+    RangeNotEvaluated,
+    /// An affected entry that names no package: nothing can match it by name.
+    NoPackage,
 }
 
 /// (ecosystem, normalized package name).
@@ -192,6 +206,7 @@ impl AdvisoryIndex {
             let Some(package) = affected.package else {
                 self.problems.push(IndexProblem {
                     advisory: advisory.id.clone(),
+                    kind: ProblemKind::NoPackage,
                     problem: "an affected entry names no package (only a repository): it cannot be matched to components".to_owned(),
                 });
                 continue;
@@ -217,6 +232,7 @@ impl AdvisoryIndex {
                     Some(Err(error)) => {
                         self.problems.push(IndexProblem {
                             advisory: advisory.id.clone(),
+                            kind: ProblemKind::ListedVersionAsText,
                             problem: format!("listed version compared as text: {error}"),
                         });
                         entry.versions_text.push(listed.trim().to_owned());
@@ -252,6 +268,7 @@ impl AdvisoryIndex {
                     Err(error) => {
                         self.problems.push(IndexProblem {
                             advisory: advisory.id.clone(),
+                            kind: ProblemKind::RangeNotEvaluated,
                             problem: format!(
                                 "a range of {} was not evaluated, only the versions list: {error}",
                                 package.name
@@ -832,6 +849,7 @@ mod tests {
             r#""ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"not a version"}]}],"versions":["1.0"]"#,
         )]);
         assert_eq!(index.problems().len(), 1);
+        assert_eq!(index.problems()[0].kind, ProblemKind::RangeNotEvaluated);
         assert!(index.problems()[0].problem.contains("not evaluated"));
         assert_eq!(
             matched(&index, "pkg:pypi/pkg", "1.0"),

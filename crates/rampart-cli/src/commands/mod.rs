@@ -16,6 +16,7 @@ pub mod key;
 pub mod log;
 pub mod release;
 pub mod repo;
+pub mod risk;
 pub mod server;
 pub mod sim;
 pub mod token;
