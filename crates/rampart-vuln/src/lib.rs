@@ -23,3 +23,5 @@
 #![forbid(unsafe_code)]
 
 pub mod component;
+pub mod json_limits;
+pub mod sbom;
