@@ -25,3 +25,4 @@
 pub mod component;
 pub mod json_limits;
 pub mod sbom;
+pub mod severity;
