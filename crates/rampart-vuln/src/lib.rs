@@ -26,3 +26,4 @@ pub mod component;
 pub mod json_limits;
 pub mod sbom;
 pub mod severity;
+pub mod vex;
