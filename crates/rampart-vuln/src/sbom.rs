@@ -167,6 +167,11 @@ struct TopLevel {
     spec_version: Option<String>,
     spdx_version: Option<String>,
     saw_components: bool,
+    /// CycloneDX's top-level `version`, `serialNumber` and `metadata` when present, checked
+    /// for their types once the format is known.
+    bom_version: Option<serde_json::Value>,
+    serial_number: Option<serde_json::Value>,
+    metadata_is_object: Option<bool>,
 }
 
 fn top_format_hint(collected: &Collected) -> SbomFormat {
@@ -195,6 +200,29 @@ fn identify(top: &TopLevel) -> Result<(SbomFormat, String), SbomError> {
                     found,
                     supported: CYCLONEDX_SPEC_VERSIONS.join(", "),
                 });
+            }
+            let malformed = |reason: &str| {
+                Err(SbomError::Malformed {
+                    format: SbomFormat::CycloneDx,
+                    reason: reason.into(),
+                })
+            };
+            if top
+                .bom_version
+                .as_ref()
+                .is_some_and(|v| v.as_u64().is_none_or(|n| n < 1))
+            {
+                return malformed("\"version\" must be an integer of at least 1");
+            }
+            if top
+                .serial_number
+                .as_ref()
+                .is_some_and(|v| !v.as_str().is_some_and(|s| s.starts_with("urn:uuid:")))
+            {
+                return malformed("\"serialNumber\" must be a \"urn:uuid:\" string");
+            }
+            if top.metadata_is_object == Some(false) {
+                return malformed("\"metadata\" must be an object");
             }
             Ok((SbomFormat::CycloneDx, found))
         }
@@ -318,6 +346,12 @@ impl<'de> Visitor<'de> for DocumentSeed<'_> {
                 "bomFormat" => top.bom_format = Some(map.next_value()?),
                 "specVersion" => top.spec_version = Some(map.next_value()?),
                 "spdxVersion" => top.spdx_version = Some(map.next_value()?),
+                "version" => top.bom_version = Some(map.next_value()?),
+                "serialNumber" => top.serial_number = Some(map.next_value()?),
+                "metadata" => {
+                    let metadata: serde_json::Value = map.next_value()?;
+                    top.metadata_is_object = Some(metadata.is_object());
+                }
                 "components" => {
                     top.saw_components = true;
                     map.next_value_seed(CycloneDxComponentsSeed {
@@ -631,6 +665,16 @@ fn dpkg_component(
     if let Some(source) = source.filter(|s| *s != package) {
         purl.push_str("&upstream=");
         purl.push_str(&utf8_percent_encode(source, PURL_VERSION_KEEP).to_string());
+    }
+    // Percent-encoding can triple a field: the purl is bounded as parse_sbom bounds one, so
+    // the SBOM written from it reads back.
+    if purl.len() > MAX_FIELD_BYTES {
+        return Err(Some(SbomError::FieldTooLong {
+            field: "purl",
+            position,
+            len: purl.len(),
+            max: MAX_FIELD_BYTES,
+        }));
     }
     Ok(Some(Component {
         reference: purl.clone(),

@@ -280,7 +280,19 @@ fn unknown_spec_version_is_refused_naming_the_supported_ones() {
 
 #[test]
 fn documents_that_are_not_sboms_are_refused_with_a_reason() {
-    let cases: [(&[u8], &str); 7] = [
+    let cases: [(&[u8], &str); 10] = [
+        (
+            br#"{"bomFormat":"CycloneDX","specVersion":"1.5","version":0}"#,
+            "\"version\" must be an integer",
+        ),
+        (
+            br#"{"bomFormat":"CycloneDX","specVersion":"1.5","serialNumber":"42"}"#,
+            "urn:uuid:",
+        ),
+        (
+            br#"{"bomFormat":"CycloneDX","specVersion":"1.5","metadata":[]}"#,
+            "\"metadata\" must be an object",
+        ),
         (b"not json", "not valid JSON"),
         (b"[1,2]", "malformed"),
         (
