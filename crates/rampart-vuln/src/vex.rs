@@ -9,7 +9,7 @@
 //! severe status wins (affected, then under investigation, then fixed, then not affected), so a
 //! conflict never hides a vulnerability.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -276,7 +276,7 @@ enum OpenVexProduct {
         #[serde(rename = "@id")]
         id: Option<String>,
         #[serde(default)]
-        identifiers: HashMap<String, String>,
+        identifiers: BTreeMap<String, String>,
         #[serde(default)]
         subcomponents: Vec<OpenVexProduct>,
     },
@@ -324,8 +324,21 @@ fn first_time(
     Ok(None)
 }
 
-/// Checks one statement's sizes.
+/// Checks one statement's sizes, and that it names a vulnerability and only non-empty
+/// products (an empty id would match nothing, silently).
 fn bounded(statement: &VexStatement, index: usize) -> Result<(), VexError> {
+    if statement.vulnerability.is_empty() {
+        return Err(VexError::InvalidStatement {
+            index,
+            reason: "the vulnerability id is empty".into(),
+        });
+    }
+    if statement.products.iter().any(String::is_empty) {
+        return Err(VexError::InvalidStatement {
+            index,
+            reason: "a product id is empty".into(),
+        });
+    }
     if statement.products.len() + statement.aliases.len() > MAX_PRODUCTS_PER_STATEMENT {
         return Err(VexError::TooManyProducts {
             index,

@@ -443,6 +443,17 @@ fn documents_that_are_not_vex_are_refused_with_a_reason() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("RFC 3339"), "{err}");
+    for empty in [
+        &br#"{"@context":"https://openvex.dev/ns","statements":[{"vulnerability":"CVE-1","products":[""],"status":"affected"}]}"#[..],
+        br#"{"@context":"https://openvex.dev/ns","statements":[{"vulnerability":"","products":["p"],"status":"affected"}]}"#,
+        br#"{"bomFormat":"CycloneDX","specVersion":"1.6","vulnerabilities":[{"id":"CVE-1","analysis":{"state":"exploitable"},"affects":[{"ref":""}]}]}"#,
+    ] {
+        let err = parse_vex(empty).unwrap_err();
+        assert!(
+            matches!(&err, VexError::InvalidStatement { reason, .. } if reason.contains("empty")),
+            "{err}"
+        );
+    }
     let err = parse_vex(br#"{"@context":"https://openvex.dev/ns","statements":[{"products":[]}]}"#)
         .unwrap_err();
     assert!(
