@@ -38,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
                 version,
                 purl: Some(format!("pkg:{purl_type}/{}", package.name)),
                 cpe: None,
+                group: None,
             });
         }
     }

@@ -148,7 +148,7 @@ fn sbom_check_json_reports_the_vulnerable_pins_only() {
     assert!(table.contains("PYSEC-2018-28"), "{table}");
     assert!(
         table.contains(&format!(
-            "{} matches: 6 of 15 components affected",
+            "{} matches: 6 of 14 components affected",
             matches.len()
         )),
         "{table}"
@@ -204,8 +204,8 @@ fn sbom_check_refuses_a_bad_advisory_file_naming_it() {
         "--advisories",
         s(&feed),
     ]));
-    // An SBOM that is not CycloneDX is refused clearly.
-    std::fs::write(&sbom, b"{\"spdxVersion\":\"SPDX-2.3\"}").unwrap();
+    // A document that is no SBOM is refused clearly.
+    std::fs::write(&sbom, b"{\"hello\":1}").unwrap();
     let out = fails(rampart(&[
         "risk",
         "sbom-check",
@@ -214,5 +214,5 @@ fn sbom_check_refuses_a_bad_advisory_file_naming_it() {
         "--advisories",
         s(&feed),
     ]));
-    assert!(out.contains("not CycloneDX"), "{out}");
+    assert!(out.contains("neither CycloneDX JSON"), "{out}");
 }

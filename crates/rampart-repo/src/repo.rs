@@ -825,7 +825,14 @@ impl Repository {
                     role,
                 });
             }
-            let sbom_name = req.sbom.as_ref().map(|_| format!("{target_name}.cdx.json"));
+            // The SBOM is read and checked first: its format names its target.
+            let sbom = req
+                .sbom
+                .as_ref()
+                .map(|p| read_file(p, documents::MAX_DOCUMENT_BYTES as u64))
+                .transpose()?;
+            let sbom_kind = sbom.as_deref().map(documents::validate_sbom).transpose()?;
+            let sbom_name = sbom_kind.map(|kind| format!("{target_name}{}", kind.suffix));
             let provenance_name = req
                 .provenance
                 .as_ref()
@@ -870,14 +877,6 @@ impl Repository {
             }
             // Read and validate documents before touching the repository (the provenance
             // subject check needs the image hash, so a failure there removes the stored copy).
-            let sbom = req
-                .sbom
-                .as_ref()
-                .map(|p| read_file(p, documents::MAX_DOCUMENT_BYTES as u64))
-                .transpose()?;
-            if let Some(b) = &sbom {
-                documents::validate_cyclonedx(b)?;
-            }
             let provenance = req
                 .provenance
                 .as_ref()
@@ -891,8 +890,8 @@ impl Repository {
                 return Err(e.into());
             }
             let targets = roles.get_mut(&role).expect("checked");
-            if let (Some(b), Some(name)) = (sbom, sbom_name) {
-                let (doc, tf) = self.store_document(&name, &b, "application/vnd.cyclonedx+json")?;
+            if let (Some(b), Some(name), Some(kind)) = (sbom, sbom_name, sbom_kind) {
+                let (doc, tf) = self.store_document(&name, &b, kind.media_type)?;
                 targets.targets.insert(name.clone(), tf.clone());
                 all_existing.insert(name, tf);
                 info.sbom = Some(doc);
@@ -1379,7 +1378,9 @@ impl Repository {
             updater
                 .fetch_target(name, &info)
                 .map_err(|e| RepoError::Verify(format!("{name}: {e}")))?;
-            let is_document = name.ends_with(".cdx.json")
+            let is_document = documents::SBOM_SUFFIXES
+                .iter()
+                .any(|suffix| name.ends_with(suffix))
                 || name.ends_with(".intoto.json")
                 || name.ends_with(".tlog-proof");
             if !is_document {

@@ -23,6 +23,10 @@
 #![forbid(unsafe_code)]
 
 pub mod component;
+pub mod json_limits;
 pub mod matching;
 pub mod osv;
+pub mod sbom;
+pub mod severity;
 pub mod version;
+pub mod vex;

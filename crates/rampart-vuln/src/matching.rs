@@ -609,6 +609,7 @@ mod tests {
             version: version.to_owned(),
             purl: Some(purl.to_owned()),
             cpe: None,
+            group: None,
         }
     }
 

@@ -213,7 +213,9 @@ pub fn parse_advisory(bytes: &[u8]) -> Result<Advisory, OsvError> {
             limit: MAX_ADVISORY_BYTES,
         });
     }
-    check_json_depth(bytes, MAX_JSON_DEPTH)?;
+    crate::json_limits::check_depth(bytes, MAX_JSON_DEPTH).map_err(|_| OsvError::TooDeep {
+        limit: MAX_JSON_DEPTH,
+    })?;
     let wire: WireAdvisory =
         serde_json::from_slice(bytes).map_err(|error| OsvError::Json(error.to_string()))?;
     let id = wire.id;
@@ -392,38 +394,6 @@ fn cut_at_char_boundary(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
-}
-
-/// Refuses JSON whose arrays and objects nest deeper than `limit`, in one pass over the bytes
-/// before any parser allocates for it (brackets inside strings do not count).
-pub(crate) fn check_json_depth(bytes: &[u8], limit: usize) -> Result<(), OsvError> {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &byte in bytes {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > limit {
-                    return Err(OsvError::TooDeep { limit });
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

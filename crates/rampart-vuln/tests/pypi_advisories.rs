@@ -102,6 +102,7 @@ fn pin(name: &str, version: &str) -> Component {
         version: version.to_owned(),
         purl: Some(format!("pkg:pypi/{}@{version}", name.to_lowercase())),
         cpe: None,
+        group: None,
     }
 }
 

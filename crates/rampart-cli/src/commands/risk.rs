@@ -7,17 +7,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use rampart_vuln::component::Component;
 use rampart_vuln::matching::{AdvisoryIndex, MatchReport, ProblemKind};
 use rampart_vuln::osv::{MAX_ADVISORY_BYTES, parse_advisory};
+use rampart_vuln::sbom::{MAX_SBOM_BYTES, parse_sbom};
 
-/// The largest SBOM read. A CycloneDX SBOM of a 2,000-component firmware image is about 2 MiB.
-const MAX_SBOM_BYTES: usize = 64 * 1024 * 1024;
 /// The most advisory files read from one directory (all of OSV's ecosystems together hold
 /// fewer than 250,000 records).
 const MAX_ADVISORY_FILES: usize = 1_000_000;
-/// The most components taken from one SBOM.
-const MAX_SBOM_COMPONENTS: usize = 200_000;
 
 #[derive(Subcommand)]
 pub enum RiskCommand {
@@ -25,7 +21,7 @@ pub enum RiskCommand {
     /// advisory applies to which component, with its aliases and fixed versions. Exits 0
     /// when it ran, whatever it found.
     SbomCheck {
-        /// The SBOM (CycloneDX JSON).
+        /// The SBOM (CycloneDX 1.4-1.6 or SPDX 2.3 JSON).
         #[arg(long)]
         sbom: PathBuf,
         /// A directory of OSV advisories, one JSON record per `*.json` file (an unpacked
@@ -50,8 +46,9 @@ pub fn run(command: RiskCommand) -> anyhow::Result<()> {
 
 fn sbom_check(sbom: &Path, advisories: &Path, json: bool) -> anyhow::Result<()> {
     let sbom_bytes = read_bounded(sbom, MAX_SBOM_BYTES, "SBOM")?;
-    let components = cyclonedx_components(&sbom_bytes)
-        .with_context(|| format!("reading the SBOM {}", sbom.display()))?;
+    let components = parse_sbom(&sbom_bytes)
+        .with_context(|| format!("reading the SBOM {}", sbom.display()))?
+        .components;
     let index = load_advisories(advisories)?;
     let report = index.match_components(&components);
     // Legacy (pre-PEP 440) versions in lists are common and harmless (matched as text):
@@ -137,42 +134,6 @@ fn read_bounded(path: &Path, max: usize, what: &str) -> anyhow::Result<Vec<u8>> 
         );
     }
     Ok(bytes)
-}
-
-// TO BE REPLACED by `rampart_vuln::sbom::parse_sbom` (branch h/vuln-sbom: CycloneDX and SPDX,
-// bounded) once it is on main. Until then: a minimal CycloneDX JSON reader of `components[]`
-// (nested ones included) and their name, version, purl, cpe and bom-ref.
-fn cyclonedx_components(bytes: &[u8]) -> anyhow::Result<Vec<Component>> {
-    let document: serde_json::Value =
-        serde_json::from_slice(bytes).context("the SBOM is not JSON")?;
-    if document.get("bomFormat").and_then(|f| f.as_str()) != Some("CycloneDX") {
-        bail!("the SBOM is not CycloneDX JSON (no \"bomFormat\": \"CycloneDX\")");
-    }
-    let text = |value: &serde_json::Value, key: &str| {
-        value.get(key).and_then(|v| v.as_str()).map(str::to_owned)
-    };
-    let mut components = Vec::new();
-    let mut pending: Vec<&serde_json::Value> = document
-        .get("components")
-        .and_then(|c| c.as_array())
-        .map(|c| c.iter().collect())
-        .unwrap_or_default();
-    while let Some(component) = pending.pop() {
-        if components.len() == MAX_SBOM_COMPONENTS {
-            bail!("the SBOM lists more than {MAX_SBOM_COMPONENTS} components");
-        }
-        if let Some(nested) = component.get("components").and_then(|c| c.as_array()) {
-            pending.extend(nested);
-        }
-        components.push(Component {
-            reference: text(component, "bom-ref").unwrap_or_default(),
-            name: text(component, "name").unwrap_or_default(),
-            version: text(component, "version").unwrap_or_default(),
-            purl: text(component, "purl"),
-            cpe: text(component, "cpe"),
-        });
-    }
-    Ok(components)
 }
 
 fn warn_unchecked(report: &MatchReport) {
