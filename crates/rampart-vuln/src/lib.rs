@@ -17,6 +17,8 @@
 //! - `vex`: CycloneDX VEX and OpenVEX statements (not affected, with the justification kept;
 //!   conflicts resolved by a stated rule).
 //! - `severity`: CVSS v3.x and v4 vectors to a score and a rating.
+//! - `posture`: risk posture per device, release, hardware id, region and tag (severity
+//!   counts, the worst advisory, Dependency-Track's score), from matched releases.
 //! - `provenance`: in-toto statements with SLSA v1 provenance in DSSE envelopes, and the policy
 //!   that accepts them (trusted builders, source, build type, k independent rebuilds).
 
@@ -26,6 +28,7 @@ pub mod component;
 pub mod json_limits;
 pub mod matching;
 pub mod osv;
+pub mod posture;
 pub mod sbom;
 pub mod severity;
 pub mod version;
