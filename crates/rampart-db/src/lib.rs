@@ -21,6 +21,7 @@ mod incidents;
 mod poll;
 mod quarantine;
 mod reports;
+mod risk;
 mod sql;
 mod tokens;
 mod webhooks;
@@ -63,6 +64,9 @@ pub use quarantine::{
     QuarantineMark, QuarantineRelease,
 };
 pub use reports::{PROGRESS_REPORTS_KEPT, REPORT_QUOTA_CHECK_EVERY, REPORTS_PER_DEVICE, Report};
+pub use risk::{
+    AdvisoryImport, ImportCounts, MAX_ADVISORIES_PER_IMPORT, MAX_ALIAS_LOOKUP, StoredAdvisory,
+};
 pub use tokens::ApiToken;
 pub use webhooks::{
     AttemptOutcome, ClaimedDelivery, DeliveryMaker, DeliveryStatus, Enqueued, MAX_DELIVERY_CLAIM,
@@ -168,6 +172,7 @@ fn migrations() -> Vec<Migration> {
             "device changes",
             include_str!("../migrations/0018_device_changes.sql"),
         ),
+        (19, "risk", include_str!("../migrations/0019_risk.sql")),
     ];
     steps
         .iter()
