@@ -19,4 +19,5 @@ pub mod quarantine;
 pub mod reimage;
 pub mod renewal;
 pub(crate) mod report_sinks;
+pub mod risk;
 pub mod webhooks;

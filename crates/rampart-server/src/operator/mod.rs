@@ -20,6 +20,7 @@ mod monitor;
 mod quarantine;
 mod reimage;
 mod releases;
+mod risk;
 mod tokens;
 pub(crate) mod webhooks;
 
@@ -386,6 +387,9 @@ pub(crate) fn router(api: Arc<ManagementApi>) -> Router {
             axum::routing::put(campaigns::set_window).delete(campaigns::clear_window),
         )
         .route("/api/v1/reports", get(devices::list_reports))
+        .route("/api/v1/risk/advisories", post(risk::import_advisories))
+        .route("/api/v1/risk/advisories/{id}", get(risk::get_advisory))
+        .route("/api/v1/risk/posture", get(risk::get_posture))
         .route(
             "/api/v1/attestation/approved-eks",
             post(attestation::approve_ek),

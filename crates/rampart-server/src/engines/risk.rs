@@ -1,0 +1,264 @@
+//! Supply-chain risk (issue 17, decision 0043): what the fleet is exposed to. Joins the
+//! inventory (what each device runs), the components of each release's SBOM (parsed once from
+//! the hosted repository, hash-checked against its TUF target, and stored) and the stored OSV
+//! advisories, and hands the result to `rampart_vuln::posture`. No HTTP here: the operator
+//! routes call [`assess`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Read;
+use std::sync::Arc;
+
+use rampart_db::{Db, DbError, DeviceFilter};
+use rampart_vuln::component::Component;
+use rampart_vuln::matching::AdvisoryIndex;
+use rampart_vuln::osv::parse_advisory;
+use rampart_vuln::posture::{AdvisorySeverity, DeviceRun, ReleaseExposure};
+use rampart_vuln::sbom::{MAX_SBOM_BYTES, parse_sbom};
+use serde::Serialize;
+
+use crate::delivery::image_repo::{HostedRepo, HostedRepoError};
+use crate::helpers::sha256_hex;
+
+/// Devices read per page of the inventory.
+const DEVICE_PAGE: i64 = 1000;
+/// The most devices one assessment reads (beyond this, the answer says it stopped).
+pub const MAX_ASSESSED_DEVICES: usize = 1_000_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RiskError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Repo(#[from] HostedRepoError),
+    #[error("the risk assessment task failed: {0}")]
+    Task(String),
+}
+
+/// How a release's SBOM stands.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleaseRisk {
+    pub target: String,
+    pub version: String,
+    pub hardware_ids: Vec<String>,
+    /// `indexed`, `none` (the release carries no SBOM: not assessed) or `unavailable` (see
+    /// `problem`).
+    pub sbom: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    pub components: usize,
+    pub advisories: usize,
+}
+
+/// The joined view [`rampart_vuln::posture`] reads.
+#[derive(Debug, Default)]
+pub struct Assessment {
+    pub devices: Vec<DeviceRun>,
+    /// Devices past [`MAX_ASSESSED_DEVICES`], not assessed.
+    pub devices_not_read: bool,
+    pub exposure: ReleaseExposure,
+    pub severities: BTreeMap<String, AdvisorySeverity>,
+    pub releases: Vec<ReleaseRisk>,
+    /// Advisories in matching.
+    pub advisories: usize,
+    /// Stored records that no longer parse (skipped; re-import them).
+    pub unreadable_advisories: Vec<String>,
+    /// For the advisory route: each matched advisory's (release, component name, version).
+    pub matched_components: BTreeMap<String, Vec<(String, String, String)>>,
+}
+
+/// Reads and hash-checks `target`'s SBOM from the repository directory (blocking).
+fn read_sbom(
+    repo: &HostedRepo,
+    doc: &rampart_core::release::DocumentRef,
+    now: i64,
+) -> Result<Vec<Component>, String> {
+    let artifacts = repo.artifacts(&doc.path, now).map_err(|e| e.to_string())?;
+    let artifact = artifacts
+        .iter()
+        .find(|a| {
+            a.info
+                .hashes
+                .get("sha256")
+                .is_some_and(|h| h.eq_ignore_ascii_case(&a.hash))
+        })
+        .ok_or_else(|| format!("the repository lists no target {:?}", doc.path))?;
+    let path = repo.dir().join("targets").join(&artifact.file);
+    let file = std::fs::File::open(&path).map_err(|e| {
+        format!(
+            "{}: {e} (is the SBOM in the repository directory?)",
+            path.display()
+        )
+    })?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SBOM_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() > MAX_SBOM_BYTES {
+        return Err(format!(
+            "{} is larger than {MAX_SBOM_BYTES} bytes",
+            doc.path
+        ));
+    }
+    let expected = artifact
+        .info
+        .hashes
+        .get("sha256")
+        .map(|h| h.to_ascii_lowercase())
+        .unwrap_or_default();
+    if sha256_hex(&bytes) != expected || bytes.len() as u64 != artifact.info.length {
+        return Err(format!(
+            "{} does not match its signed target (length or SHA-256); the repository directory was changed",
+            doc.path
+        ));
+    }
+    parse_sbom(&bytes)
+        .map(|sbom| sbom.components)
+        .map_err(|e| format!("{}: {e}", doc.path))
+}
+
+/// The advisory index of every stored advisory in matching, with each one's severity.
+pub async fn advisory_index(
+    db: &Db,
+) -> Result<
+    (
+        AdvisoryIndex,
+        BTreeMap<String, AdvisorySeverity>,
+        Vec<String>,
+    ),
+    RiskError,
+> {
+    let records = db.advisories_for_matching().await?;
+    let (index, severities, unreadable) = tokio::task::spawn_blocking(move || {
+        let mut index = AdvisoryIndex::new();
+        let mut severities = BTreeMap::new();
+        let mut unreadable = Vec::new();
+        for (id, record) in records {
+            match parse_advisory(record.as_bytes()) {
+                Ok(advisory) => {
+                    severities.insert(advisory.id.clone(), AdvisorySeverity::of(&advisory));
+                    index.insert(advisory);
+                }
+                Err(_) => unreadable.push(id),
+            }
+        }
+        (index, severities, unreadable)
+    })
+    .await
+    .map_err(|e| RiskError::Task(e.to_string()))?;
+    Ok((index, severities, unreadable))
+}
+
+/// Joins the inventory, the releases' components and the stored advisories.
+pub async fn assess(db: &Db, repo: &Arc<HostedRepo>, now: i64) -> Result<Assessment, RiskError> {
+    let catalog = {
+        let repo = repo.clone();
+        tokio::task::spawn_blocking(move || repo.catalog(now))
+            .await
+            .map_err(|e| RiskError::Task(e.to_string()))??
+    };
+    let (index, severities, unreadable) = advisory_index(db).await?;
+    let mut out = Assessment {
+        advisories: index.len(),
+        severities,
+        unreadable_advisories: unreadable,
+        ..Assessment::default()
+    };
+    // (version, hardware id) -> target, and version -> first target, for the inventory.
+    let mut by_version_hw: HashMap<(String, String), String> = HashMap::new();
+    let mut by_version: HashMap<String, String> = HashMap::new();
+    let mut releases = catalog.releases;
+    releases.sort_by(|a, b| a.target.cmp(&b.target));
+    for release in releases {
+        let Some(info) = release.release else {
+            continue;
+        };
+        for hw in &info.hardware_ids {
+            by_version_hw
+                .entry((info.version.clone(), hw.clone()))
+                .or_insert_with(|| release.target.clone());
+        }
+        by_version
+            .entry(info.version.clone())
+            .or_insert_with(|| release.target.clone());
+        let mut state = ReleaseRisk {
+            target: release.target.clone(),
+            version: info.version.clone(),
+            hardware_ids: info.hardware_ids.clone(),
+            sbom: "none",
+            problem: None,
+            components: 0,
+            advisories: 0,
+        };
+        let Some(doc) = info.sbom else {
+            out.releases.push(state);
+            continue;
+        };
+        let digest = doc.sha256.to_ascii_lowercase();
+        let components = match db.release_components(&release.target, &digest).await? {
+            Some(components) => Ok(components),
+            None => {
+                let repo = repo.clone();
+                let read = tokio::task::spawn_blocking(move || read_sbom(&repo, &doc, now))
+                    .await
+                    .map_err(|e| RiskError::Task(e.to_string()))?;
+                if let Ok(components) = &read {
+                    db.store_release_components(&release.target, &digest, components, now)
+                        .await?;
+                }
+                read
+            }
+        };
+        match components {
+            Ok(components) => {
+                let report = index.match_components(&components);
+                let mut ids = BTreeSet::new();
+                for m in &report.matches {
+                    ids.insert(m.advisory.clone());
+                    out.matched_components
+                        .entry(m.advisory.clone())
+                        .or_default()
+                        .push((release.target.clone(), m.name.clone(), m.version.clone()));
+                }
+                state.sbom = "indexed";
+                state.components = components.len();
+                state.advisories = ids.len();
+                out.exposure.insert(release.target.clone(), ids);
+            }
+            Err(problem) => {
+                state.sbom = "unavailable";
+                state.problem = Some(problem);
+            }
+        }
+        out.releases.push(state);
+    }
+    let mut offset = 0;
+    loop {
+        let page = db
+            .list_devices(&DeviceFilter::default(), DEVICE_PAGE, offset)
+            .await?;
+        let done = (page.len() as i64) < DEVICE_PAGE;
+        for device in page {
+            if out.devices.len() == MAX_ASSESSED_DEVICES {
+                out.devices_not_read = true;
+                break;
+            }
+            let facts = device.facts;
+            let release = by_version_hw
+                .get(&(facts.firmware_version.clone(), facts.hardware_id.clone()))
+                .or_else(|| by_version.get(&facts.firmware_version))
+                .cloned();
+            out.devices.push(DeviceRun {
+                device_id: device.id,
+                release,
+                hardware_id: facts.hardware_id,
+                region: facts.region,
+                tags: facts.tags,
+            });
+        }
+        if done || out.devices_not_read {
+            break;
+        }
+        offset += DEVICE_PAGE;
+    }
+    Ok(out)
+}

@@ -1,0 +1,279 @@
+//! The supply-chain risk routes (issue 17, decision 0043):
+//!
+//! * `POST /api/v1/risk/advisories` (operate) — body `{"advisories": [<OSV record>, ...]}`, at
+//!   most [`MAX_IMPORT_RECORDS`] records and [`MAX_IMPORT_BODY`] bytes (1 MiB): each record is parsed
+//!   (`rampart_vuln::osv`, its limits first); one that does not parse refuses the batch (422,
+//!   naming it). Stored incrementally by id and `modified`; a withdrawn one leaves matching.
+//!   `rampart risk import` sends a directory or an osv.dev zip in batches.
+//! * `GET /api/v1/risk/posture?by=device|release|hardware|region|tag&limit&offset` (read): the
+//!   posture rows (`rampart_vuln::posture`), most at risk first, paged; the releases and how
+//!   their SBOMs stand.
+//! * `GET /api/v1/risk/advisories/{id}?limit&offset` (read): a stored advisory (by id or
+//!   alias), the releases and components it matched, and the devices it affects, paged.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use rampart_db::AdvisoryImport;
+use rampart_vuln::osv::parse_advisory;
+use rampart_vuln::posture::{AdvisorySeverity, GroupBy, affected_devices, posture};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::engines::risk::{RiskError, assess};
+use crate::helpers::{sha256_hex, unix_now};
+use crate::listen::http::{
+    ApiError, BodyLimits, db_error, json_response, parse_json, read_body, write_error,
+};
+
+use super::{ManagementApi, Permission, page_limit, repo_error};
+
+/// Largest import body: a batch of OSV records. The listener refuses any body announced over
+/// 1 MiB before reading it (`listen::http::read_body`), so that is the ceiling; a record near it
+/// (OSV records are rarely over 100 KiB) is refused by the CLI with a clear message.
+pub(crate) const MAX_IMPORT_BODY: usize = 1024 * 1024;
+/// The most records in one import body.
+pub(crate) const MAX_IMPORT_RECORDS: usize = 2_000;
+/// Longest advisory id or alias looked up.
+const MAX_ADVISORY_ID: usize = 256;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportRequest {
+    advisories: Vec<Box<serde_json::value::RawValue>>,
+}
+
+fn risk_error(context: &str, e: RiskError) -> ApiError {
+    match e {
+        RiskError::Db(e) => db_error(context, e),
+        RiskError::Repo(e) => repo_error(e),
+        RiskError::Task(reason) => {
+            crate::observe::log::error(
+                "the risk assessment failed",
+                json!({"context": context, "error": reason}),
+            );
+            ApiError::internal()
+        }
+    }
+}
+
+pub(super) async fn import_advisories(
+    State(api): State<Arc<ManagementApi>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let caller = api.authorize(&headers, Permission::Operate).await?;
+    let limits = BodyLimits {
+        max_bytes: MAX_IMPORT_BODY,
+        ..api.body_limits
+    };
+    let bytes = read_body(&headers, body, limits).await?;
+    let request: ImportRequest = parse_json(&bytes, r#"{"advisories": [<OSV record>, ...]}"#)?;
+    if request.advisories.is_empty() || request.advisories.len() > MAX_IMPORT_RECORDS {
+        return Err(ApiError::invalid(format!(
+            "advisories must hold 1 to {MAX_IMPORT_RECORDS} OSV records, not {}; send a feed in batches (`rampart risk import` does)",
+            request.advisories.len()
+        )));
+    }
+    let mut batch = Vec::with_capacity(request.advisories.len());
+    let mut seen = std::collections::HashSet::new();
+    for (position, raw) in request.advisories.iter().enumerate() {
+        let advisory = parse_advisory(raw.get().as_bytes()).map_err(|e| {
+            ApiError::invalid(format!(
+                "advisories[{position}] is not a valid OSV record: {e}; fix or leave it out"
+            ))
+        })?;
+        if !seen.insert(advisory.id.clone()) {
+            return Err(ApiError::invalid(format!(
+                "advisories[{position}]: {:?} is given twice in this batch; send each id once",
+                advisory.id
+            )));
+        }
+        batch.push(AdvisoryImport {
+            id: advisory.id.clone(),
+            modified: advisory.modified.clone(),
+            withdrawn: advisory.withdrawn.clone(),
+            aliases: advisory.aliases.clone(),
+            record: raw.get().to_owned(),
+        });
+    }
+    let now = unix_now();
+    let ids: Vec<String> = batch.iter().map(|a| a.id.clone()).collect();
+    let digest = sha256_hex(ids.join("\n").as_bytes());
+    let counts = api
+        .audit
+        .write(
+            now,
+            &caller.actor(),
+            "risk.advisories_imported",
+            "advisories",
+            json!({"records": ids.len(), "ids_sha256": digest}),
+            |line| {
+                let (db, batch) = (api.db.clone(), batch.clone());
+                async move { db.import_advisories(&batch, now, &line).await }
+            },
+        )
+        .await
+        .map_err(write_error("importing advisories"))?;
+    Ok(json_response(StatusCode::OK, &counts))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PostureQuery {
+    by: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+fn page_offset(offset: Option<i64>) -> Result<usize, ApiError> {
+    match offset {
+        None => Ok(0),
+        Some(n) if (0..=i64::from(u32::MAX)).contains(&n) => Ok(n as usize),
+        Some(n) => Err(ApiError::invalid(format!(
+            "offset must be between 0 and {}, not {n}",
+            u32::MAX
+        ))),
+    }
+}
+
+pub(super) async fn get_posture(
+    State(api): State<Arc<ManagementApi>>,
+    headers: HeaderMap,
+    Query(query): Query<PostureQuery>,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers, Permission::Read).await?;
+    let by = match query.by.as_deref() {
+        None => GroupBy::Region,
+        Some(s) => GroupBy::parse(s).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "by must be device, release, hardware, region or tag, not {s:?}"
+            ))
+        })?,
+    };
+    let limit = page_limit(query.limit)? as usize;
+    let offset = page_offset(query.offset)?;
+    let repo = api.image_repo()?;
+    let assessment = assess(&api.db, &repo, unix_now())
+        .await
+        .map_err(|e| risk_error("assessing risk", e))?;
+    let rows = posture(
+        by,
+        &assessment.devices,
+        &assessment.exposure,
+        &assessment.severities,
+    );
+    let total = rows.len();
+    let page: Vec<_> = rows.into_iter().skip(offset).take(limit).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "by": by.as_str(),
+            "total": total,
+            "rows": page,
+            "devices": assessment.devices.len(),
+            "devices_not_read": assessment.devices_not_read,
+            "advisories": assessment.advisories,
+            "unreadable_advisories": assessment.unreadable_advisories.len(),
+            "releases": assessment.releases,
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AdvisoryQuery {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+pub(super) async fn get_advisory(
+    State(api): State<Arc<ManagementApi>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<AdvisoryQuery>,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers, Permission::Read).await?;
+    if id.is_empty() || id.len() > MAX_ADVISORY_ID || id.chars().any(char::is_control) {
+        return Err(ApiError::invalid(format!(
+            "an advisory id is 1 to {MAX_ADVISORY_ID} bytes without control characters"
+        )));
+    }
+    let limit = page_limit(query.limit)? as usize;
+    let offset = page_offset(query.offset)?;
+    let stored = api
+        .db
+        .advisories_named(&id)
+        .await
+        .map_err(|e| db_error("reading an advisory", e))?;
+    if stored.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_advisory",
+            format!(
+                "no advisory {id:?} (by id or alias) is stored; import the feed with `rampart risk import`"
+            ),
+        ));
+    }
+    let repo = api.image_repo()?;
+    let assessment = assess(&api.db, &repo, unix_now())
+        .await
+        .map_err(|e| risk_error("assessing risk", e))?;
+    let mut answers = Vec::new();
+    for advisory in stored {
+        let parsed = parse_advisory(advisory.record.as_bytes()).ok();
+        let severity = parsed
+            .as_ref()
+            .map(AdvisorySeverity::of)
+            .unwrap_or(AdvisorySeverity::UNASSIGNED);
+        // A withdrawn advisory is out of matching: it affects nothing.
+        let affected = if advisory.withdrawn.is_some() {
+            Vec::new()
+        } else {
+            affected_devices(&advisory.id, &assessment.devices, &assessment.exposure)
+        };
+        let matched = assessment
+            .matched_components
+            .get(&advisory.id)
+            .map_or(&[][..], Vec::as_slice);
+        let components: Vec<Value> = matched
+            .iter()
+            .take(super::MAX_PAGE as usize)
+            .map(|(release, name, version)| {
+                json!({"release": release, "name": name, "version": version})
+            })
+            .collect();
+        let devices: Vec<Value> = affected
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|d| {
+                json!({
+                    "id": d.device_id,
+                    "release": d.release,
+                    "hardware_id": d.hardware_id,
+                    "region": d.region,
+                })
+            })
+            .collect();
+        answers.push(json!({
+            "id": advisory.id,
+            "modified": advisory.modified,
+            "withdrawn": advisory.withdrawn,
+            "aliases": advisory.aliases,
+            "summary": parsed.as_ref().and_then(|a| a.summary.clone()),
+            "severity": severity,
+            "components": components,
+            "components_total": matched.len(),
+            "affected_count": affected.len(),
+            "devices": devices,
+        }));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"query": id, "advisories": answers}),
+    ))
+}
