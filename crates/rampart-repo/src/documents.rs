@@ -1,7 +1,10 @@
-//! Validation of the documents a release may carry: a CycloneDX JSON SBOM and an in-toto
-//! provenance statement. Hand-written against the published schemas' required fields: see
-//! docs/decisions/0004-sbom-validation.md.
+//! Validation of the documents a release may carry: a CycloneDX JSON SBOM and in-toto
+//! provenance (a bare statement, or a bundle of DSSE envelopes). Hand-written against the
+//! published schemas' required fields: see docs/decisions/0004-sbom-validation.md. Provenance is
+//! read by `rampart_vuln::provenance`, its one home; here only the repository's question is
+//! asked: does it belong to this image.
 
+use rampart_vuln::provenance::{self, BareStatementError, EnvelopeError};
 use serde_json::Value;
 
 /// Largest SBOM or provenance document accepted.
@@ -16,8 +19,8 @@ pub enum DocumentError {
     NotJson { what: &'static str, reason: String },
     #[error("SBOM is not a CycloneDX JSON document: {0}")]
     NotCycloneDx(String),
-    #[error("provenance is not an in-toto statement: {0}")]
-    NotInToto(String),
+    #[error("provenance {0}")]
+    Provenance(EnvelopeError),
     #[error("provenance does not name the image: no subject has sha256 {0}")]
     SubjectMismatch(String),
 }
@@ -100,30 +103,26 @@ pub fn validate_cyclonedx(bytes: &[u8]) -> Result<(), DocumentError> {
     Ok(())
 }
 
-/// Checks an in-toto Statement (v0.1 or v1) and that one subject carries `image_sha256`.
+/// Checks a bare in-toto Statement (v0.1 or v1) and that one subject carries `image_sha256`.
 pub fn validate_provenance(bytes: &[u8], image_sha256: &str) -> Result<(), DocumentError> {
-    let v = parse_json("provenance", bytes)?;
-    let bad = |m: &str| Err(DocumentError::NotInToto(m.to_string()));
-    match v.get("_type").and_then(Value::as_str) {
-        Some("https://in-toto.io/Statement/v1" | "https://in-toto.io/Statement/v0.1") => {}
-        _ => return bad("_type must be https://in-toto.io/Statement/v1 (or v0.1)"),
-    }
-    if v.get("predicateType").and_then(Value::as_str).is_none() {
-        return bad("predicateType must be a string");
-    }
-    let Some(subjects) = v.get("subject").and_then(Value::as_array) else {
-        return bad("subject must be an array");
-    };
-    let named = subjects.iter().any(|s| {
-        s.get("digest")
-            .and_then(|d| d.get("sha256"))
-            .and_then(Value::as_str)
-            == Some(image_sha256)
-    });
-    if named {
-        Ok(())
-    } else {
-        Err(DocumentError::SubjectMismatch(image_sha256.to_string()))
+    provenance::check_bare_statement(bytes, image_sha256).map_err(provenance_error)
+}
+
+/// Checks an in-toto bundle (DSSE envelopes as JSON Lines) and that every envelope's statement
+/// names `image_sha256`. Signatures are checked against a policy by the caller
+/// (`rampart_vuln::provenance::verify`) before anything is written.
+pub fn validate_provenance_bundle(bytes: &[u8], image_sha256: &str) -> Result<(), DocumentError> {
+    provenance::check_bundle_subjects(bytes, image_sha256).map_err(provenance_error)
+}
+
+fn provenance_error(e: BareStatementError) -> DocumentError {
+    match e {
+        BareStatementError::SubjectMismatch(d) => DocumentError::SubjectMismatch(d),
+        BareStatementError::Malformed(EnvelopeError::NotJson(reason)) => DocumentError::NotJson {
+            what: "provenance",
+            reason,
+        },
+        BareStatementError::Malformed(other) => DocumentError::Provenance(other),
     }
 }
 
