@@ -34,6 +34,23 @@ else
     echo "seeds.sh: $vectors not found; seeding without the shared vectors" >&2
 fi
 
+# SBOMs and VEX documents: one small document of each format read, and a real dpkg status
+# file's first packages when this machine has one.
+mkdir -p "$out/sbom_document" "$out/vex_document"
+printf '%s' '{"bomFormat":"CycloneDX","specVersion":"1.6","version":1,"components":[{"type":"library","bom-ref":"r","name":"requests","version":"2.19.0","purl":"pkg:pypi/requests@2.19.0","components":[{"type":"library","group":"org.a","name":"core","version":"1","cpe":"cpe:2.3:a:a:core:1:*:*:*:*:*:*:*"}]}]}' \
+    >"$out/sbom_document/cyclonedx.json"
+printf '%s' '{"spdxVersion":"SPDX-2.3","packages":[{"SPDXID":"SPDXRef-a","name":"busybox","versionInfo":"1.36.1","externalRefs":[{"referenceType":"purl","referenceLocator":"pkg:generic/busybox@1.36.1"},{"referenceType":"cpe23Type","referenceLocator":"cpe:2.3:a:busybox:busybox:1.36.1:*:*:*:*:*:*:*"}]}]}' \
+    >"$out/sbom_document/spdx.json"
+printf 'Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nSource: glibc (2.36-9)\nVersion: 2.36-9+deb12u4\nDescription: C library\n more\n\n' \
+    >"$out/sbom_document/dpkg-status"
+if [ -f /var/lib/dpkg/status ]; then
+    head -c 16384 /var/lib/dpkg/status >"$out/sbom_document/dpkg-status-real"
+fi
+printf '%s' '{"bomFormat":"CycloneDX","specVersion":"1.5","metadata":{"timestamp":"2024-01-01T00:00:00Z"},"vulnerabilities":[{"id":"CVE-2019-10906","references":[{"id":"GHSA-462w-v97r-4m45"}],"analysis":{"state":"not_affected","justification":"code_not_reachable","detail":"unused","lastUpdated":"2024-03-01T12:00:00Z"},"affects":[{"ref":"urn:cdx:3e671687-395b-41f5-a30f-a58921a69b79/1#pkg:pypi/jinja2@2.10"}]}]}' \
+    >"$out/vex_document/cyclonedx-vex.json"
+printf '%s' '{"@context":"https://openvex.dev/ns/v0.2.0","timestamp":"2024-02-01T00:00:00Z","statements":[{"vulnerability":{"name":"CVE-2019-10906","aliases":["PYSEC-2019-217"]},"products":[{"@id":"pkg:oci/image","subcomponents":[{"@id":"pkg:pypi/jinja2@2.10"}]}],"status":"not_affected","justification":"vulnerable_code_not_in_execute_path","impact_statement":"unused"},{"vulnerability":"CVE-1","products":["pkg:pypi/a"],"status":"fixed","timestamp":"2024-02-02T00:00:00Z"}]}' \
+    >"$out/vex_document/openvex.json"
+
 # TPM structures and PCR files a real TPM made (swtpm with tpm2-tools; rampart-attest's test
 # data), and PCR selections as tpm2-tools writes them.
 mkdir -p "$out/tpm_structures" "$out/pcr_file"

@@ -50,6 +50,9 @@ step "schemathesis, pinned, in target/schemathesis-venv (the bounded API run of 
 target/schemathesis-venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-schemathesis.txt
 target/schemathesis-venv/bin/schemathesis --version
 
+step "SBOM generator and a Python environment with known-vulnerable pins (crates/rampart-vuln/tests/real_sboms.rs)"
+scripts/make-sboms.sh
+
 step "PostgreSQL for the storage tests"
 eval "$(scripts/start-postgres.sh)"
 trap 'su postgres -s /bin/sh -c "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/pg_ctl -D $RAMPART_TEST_POSTGRES_DIR/data -m fast stop" >/dev/null 2>&1 || true' EXIT

@@ -1,11 +1,11 @@
-//! Validation of the documents a release may carry: a CycloneDX JSON SBOM and in-toto
-//! provenance (a bare statement, or a bundle of DSSE envelopes). Hand-written against the
-//! published schemas' required fields: see docs/decisions/0004-sbom-validation.md. Provenance is
-//! read by `rampart_vuln::provenance`, its one home; here only the repository's question is
-//! asked: does it belong to this image.
+//! Validation of the documents a release may carry: an SBOM (CycloneDX or SPDX JSON, read by
+//! `rampart_vuln::sbom`, the one home of SBOM parsing: docs/decisions/0039-sbom-and-vex-parsing.md)
+//! and in-toto provenance (a bare statement, or a bundle of DSSE envelopes, read by
+//! `rampart_vuln::provenance`, its one home: docs/decisions/0041-dsse-and-slsa-by-hand.md); here
+//! only the repository's question is asked of provenance: does it belong to this image.
 
 use rampart_vuln::provenance::{self, BareStatementError, EnvelopeError};
-use serde_json::Value;
+use rampart_vuln::sbom::{self, SbomError, SbomFormat};
 
 /// Largest SBOM or provenance document accepted.
 pub const MAX_DOCUMENT_BYTES: usize = 32 * 1024 * 1024;
@@ -17,90 +17,45 @@ pub enum DocumentError {
     TooLarge { what: &'static str, size: usize },
     #[error("{what} is not valid JSON: {reason}")]
     NotJson { what: &'static str, reason: String },
-    #[error("SBOM is not a CycloneDX JSON document: {0}")]
-    NotCycloneDx(String),
+    #[error("SBOM refused: {0}")]
+    Sbom(SbomError),
     #[error("provenance {0}")]
     Provenance(EnvelopeError),
     #[error("provenance does not name the image: no subject has sha256 {0}")]
     SubjectMismatch(String),
 }
 
-const CYCLONEDX_SPEC_VERSIONS: [&str; 7] = ["1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6"];
+/// How a release stores a validated SBOM: its target name's suffix and its media type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SbomKind {
+    pub suffix: &'static str,
+    pub media_type: &'static str,
+}
 
-fn parse_json(what: &'static str, bytes: &[u8]) -> Result<Value, DocumentError> {
+/// Every suffix an SBOM target may carry (for telling documents from images).
+pub const SBOM_SUFFIXES: [&str; 2] = [".cdx.json", ".spdx.json"];
+
+/// Checks an SBOM the way matching reads it (CycloneDX 1.2-1.6 or SPDX 2.2/2.3 JSON, every
+/// component with its limits) and says how to store it.
+pub fn validate_sbom(bytes: &[u8]) -> Result<SbomKind, DocumentError> {
     if bytes.len() > MAX_DOCUMENT_BYTES {
         return Err(DocumentError::TooLarge {
-            what,
+            what: "SBOM",
             size: bytes.len(),
         });
     }
-    serde_json::from_slice(bytes).map_err(|e| DocumentError::NotJson {
-        what,
-        reason: e.to_string(),
+    let parsed = sbom::parse_sbom(bytes).map_err(DocumentError::Sbom)?;
+    Ok(match parsed.format {
+        SbomFormat::Spdx => SbomKind {
+            suffix: ".spdx.json",
+            media_type: "application/spdx+json",
+        },
+        // parse_sbom reads JSON documents only; a dpkg status file is never one.
+        SbomFormat::CycloneDx | SbomFormat::DpkgStatus => SbomKind {
+            suffix: ".cdx.json",
+            media_type: "application/vnd.cyclonedx+json",
+        },
     })
-}
-
-/// Checks the structure CycloneDX 1.x JSON requires: `bomFormat` "CycloneDX", a known
-/// `specVersion`, an integer `version` if present, and well-formed `components` (each an object
-/// with string `type` and `name`, recursively).
-pub fn validate_cyclonedx(bytes: &[u8]) -> Result<(), DocumentError> {
-    let v = parse_json("SBOM", bytes)?;
-    let bad = |m: String| Err(DocumentError::NotCycloneDx(m));
-    let Some(obj) = v.as_object() else {
-        return bad("top level is not an object".into());
-    };
-    match obj.get("bomFormat").and_then(Value::as_str) {
-        Some("CycloneDX") => {}
-        other => return bad(format!("bomFormat must be \"CycloneDX\", found {other:?}")),
-    }
-    match obj.get("specVersion").and_then(Value::as_str) {
-        Some(s) if CYCLONEDX_SPEC_VERSIONS.contains(&s) => {}
-        other => {
-            return bad(format!(
-                "specVersion must be one of {CYCLONEDX_SPEC_VERSIONS:?}, found {other:?}"
-            ));
-        }
-    }
-    if let Some(ver) = obj.get("version")
-        && ver.as_u64().is_none_or(|n| n < 1)
-    {
-        return bad("version must be an integer >= 1".into());
-    }
-    if let Some(sn) = obj.get("serialNumber")
-        && !sn.as_str().is_some_and(|s| s.starts_with("urn:uuid:"))
-    {
-        return bad("serialNumber must be a urn:uuid: string".into());
-    }
-    fn components(v: &Value, at: &str) -> Result<(), DocumentError> {
-        let Some(list) = v.as_array() else {
-            return Err(DocumentError::NotCycloneDx(format!(
-                "{at} must be an array"
-            )));
-        };
-        for (i, c) in list.iter().enumerate() {
-            let here = format!("{at}[{i}]");
-            let ok = c.get("type").and_then(Value::as_str).is_some()
-                && c.get("name").and_then(Value::as_str).is_some();
-            if !ok {
-                return Err(DocumentError::NotCycloneDx(format!(
-                    "{here} needs string \"type\" and \"name\""
-                )));
-            }
-            if let Some(sub) = c.get("components") {
-                components(sub, &format!("{here}.components"))?;
-            }
-        }
-        Ok(())
-    }
-    if let Some(c) = obj.get("components") {
-        components(c, "components")?;
-    }
-    if let Some(meta) = obj.get("metadata")
-        && !meta.is_object()
-    {
-        return bad("metadata must be an object".into());
-    }
-    Ok(())
 }
 
 /// Checks a bare in-toto Statement (v0.1 or v1) and that one subject carries `image_sha256`.
@@ -131,8 +86,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accepts_minimal_cyclonedx_and_rejects_malformed() {
-        validate_cyclonedx(br#"{"bomFormat":"CycloneDX","specVersion":"1.5","version":1,"components":[{"type":"library","name":"zlib"}]}"#).unwrap();
+    fn accepts_cyclonedx_and_spdx_and_rejects_malformed() {
+        assert_eq!(
+            validate_sbom(br#"{"bomFormat":"CycloneDX","specVersion":"1.5","version":1,"components":[{"type":"library","name":"zlib"}]}"#).unwrap().suffix,
+            ".cdx.json"
+        );
+        assert_eq!(
+            validate_sbom(br#"{"spdxVersion":"SPDX-2.3","packages":[{"SPDXID":"SPDXRef-zlib","name":"zlib"}]}"#).unwrap(),
+            SbomKind { suffix: ".spdx.json", media_type: "application/spdx+json" }
+        );
         for bad in [
             &b"not json"[..],
             br#"{"bomFormat":"SPDX","specVersion":"1.5"}"#,
@@ -142,11 +104,29 @@ mod tests {
             br#"{"bomFormat":"CycloneDX","specVersion":"1.5","version":0}"#,
         ] {
             assert!(
-                validate_cyclonedx(bad).is_err(),
+                matches!(validate_sbom(bad), Err(DocumentError::Sbom(_))),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
         }
+        let err = validate_sbom(br#"{"bomFormat":"CycloneDX","specVersion":"9.9"}"#).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("SBOM refused: CycloneDX version \"9.9\" is not supported"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sbom_over_the_repository_limit_is_refused_before_parsing() {
+        let oversized = vec![b' '; MAX_DOCUMENT_BYTES + 1];
+        assert_eq!(
+            validate_sbom(&oversized),
+            Err(DocumentError::TooLarge {
+                what: "SBOM",
+                size: MAX_DOCUMENT_BYTES + 1
+            })
+        );
     }
 
     #[test]

@@ -836,7 +836,14 @@ impl Repository {
                     role,
                 });
             }
-            let sbom_name = req.sbom.as_ref().map(|_| format!("{target_name}.cdx.json"));
+            // The SBOM is read and checked first: its format names its target.
+            let sbom = req
+                .sbom
+                .as_ref()
+                .map(|p| read_file(p, documents::MAX_DOCUMENT_BYTES as u64))
+                .transpose()?;
+            let sbom_kind = sbom.as_deref().map(documents::validate_sbom).transpose()?;
+            let sbom_name = sbom_kind.map(|kind| format!("{target_name}{}", kind.suffix));
             let provenance_name = req.provenance.as_ref().map(|p| match p {
                 ProvenanceInput::Statement(_) => format!("{target_name}.intoto.json"),
                 ProvenanceInput::Bundle(_) => format!("{target_name}.intoto.jsonl"),
@@ -881,14 +888,6 @@ impl Repository {
             }
             // Read and validate documents before touching the repository (the provenance
             // subject check needs the image hash, so a failure there removes the stored copy).
-            let sbom = req
-                .sbom
-                .as_ref()
-                .map(|p| read_file(p, documents::MAX_DOCUMENT_BYTES as u64))
-                .transpose()?;
-            if let Some(b) = &sbom {
-                documents::validate_cyclonedx(b)?;
-            }
             // (bytes, whether a bundle)
             let provenance = match &req.provenance {
                 None => None,
@@ -909,8 +908,8 @@ impl Repository {
                 return Err(e.into());
             }
             let targets = roles.get_mut(&role).expect("checked");
-            if let (Some(b), Some(name)) = (sbom, sbom_name) {
-                let (doc, tf) = self.store_document(&name, &b, "application/vnd.cyclonedx+json")?;
+            if let (Some(b), Some(name), Some(kind)) = (sbom, sbom_name, sbom_kind) {
+                let (doc, tf) = self.store_document(&name, &b, kind.media_type)?;
                 targets.targets.insert(name.clone(), tf.clone());
                 all_existing.insert(name, tf);
                 info.sbom = Some(doc);
@@ -1402,7 +1401,9 @@ impl Repository {
             updater
                 .fetch_target(name, &info)
                 .map_err(|e| RepoError::Verify(format!("{name}: {e}")))?;
-            let is_document = name.ends_with(".cdx.json")
+            let is_document = documents::SBOM_SUFFIXES
+                .iter()
+                .any(|suffix| name.ends_with(suffix))
                 || name.ends_with(".intoto.json")
                 || name.ends_with(".intoto.jsonl")
                 || name.ends_with(".tlog-proof");

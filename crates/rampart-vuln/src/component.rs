@@ -75,7 +75,7 @@ impl Ecosystem {
 }
 
 /// One component of a release, as its SBOM lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Component {
     /// The SBOM's own reference to it (CycloneDX `bom-ref`, SPDX `SPDXID`); empty if none.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -90,4 +90,8 @@ pub struct Component {
     /// A CPE 2.3 name (`cpe:2.3:a:denx:u-boot:2023.04:*:*:*:*:*:*:*`), for firmware parts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpe: Option<String>,
+    /// The CycloneDX `group` (a Maven group id, an npm scope), kept apart from the name as
+    /// the SBOM gives it; OSV's Maven names are `group:name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }

@@ -23,4 +23,8 @@
 #![forbid(unsafe_code)]
 
 pub mod component;
+pub mod json_limits;
 pub mod provenance;
+pub mod sbom;
+pub mod severity;
+pub mod vex;

@@ -182,35 +182,10 @@ pub enum PolicyError {
 // ---------------------------------------------------------------------------------------------
 // Bounded JSON
 
-/// Refuses JSON nested deeper than `max` before any parser sees it (serde_json's own limit is
-/// 128 and recursive; this keeps the bound explicit and the same for every input here).
+/// Refuses JSON nested deeper than `max` before any parser recurses into it (the crate's one
+/// depth check, `json_limits`).
 fn check_depth(bytes: &[u8], max: usize) -> Result<(), EnvelopeError> {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in bytes {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > max {
-                    return Err(EnvelopeError::TooDeep);
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    Ok(())
+    crate::json_limits::check_depth(bytes, max).map_err(|_| EnvelopeError::TooDeep)
 }
 
 fn bounded_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, EnvelopeError> {

@@ -29,7 +29,7 @@ pub enum ReleaseCommand {
         /// Anti-rollback counter; never lower than an earlier release for the same hardware.
         #[arg(long)]
         security_version: u64,
-        /// CycloneDX JSON SBOM to attach (validated).
+        /// SBOM to attach: CycloneDX (1.2-1.6) or SPDX (2.2, 2.3) JSON, validated as matching reads it.
         #[arg(long)]
         sbom: Option<PathBuf>,
         /// Provenance to attach: DSSE envelopes (or in-toto bundles) signed by builders, or one
