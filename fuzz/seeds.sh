@@ -29,6 +29,8 @@ if [ -d "$vectors" ]; then
     find "$vectors/osv-pypi" -name 'PYSEC-*.json' | sort | awk 'NR <= 12' | while read -r f; do
         cp "$f" "$out/canonical_json/osv-$(basename "$f")"
         cp "$f" "$out/cyclonedx_sbom/osv-$(basename "$f")"
+        mkdir -p "$out/osv_advisory"
+        cp "$f" "$out/osv_advisory/$(basename "$f")"
     done
 else
     echo "seeds.sh: $vectors not found; seeding without the shared vectors" >&2

@@ -5,7 +5,7 @@
 use clap::{Parser, Subcommand};
 use rampart_cli::commands::{
     attest, audit, ca, campaign, ddi, demo, device, director, incident, key, log, release, repo,
-    server, sim, token, witness,
+    risk, server, sim, token, witness,
 };
 
 #[derive(Parser)]
@@ -66,6 +66,9 @@ enum Command {
     /// Management API tokens (admin, operator, viewer, auditor).
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Supply-chain risk: match an SBOM against OSV advisories (`sbom-check`, offline).
+    #[command(subcommand)]
+    Risk(risk::RiskCommand),
     /// Simulate a fleet: virtual devices running the agent's verification and A/B boot flow against a server, over mutual TLS, with injected faults.
     Sim(Box<sim::SimArgs>),
     /// The main job: keys, repository, transparency log, server, a simulated fleet, a good release rolled out in waves and a bad one halted and rolled back.
@@ -90,6 +93,7 @@ fn main() -> std::process::ExitCode {
         Command::Incident(c) => incident::run(c),
         Command::Ddi(c) => ddi::run(c),
         Command::Token(c) => token::run(c),
+        Command::Risk(c) => risk::run(c),
         Command::Sim(a) => sim::run(*a),
         Command::Demo(a) => demo::run(a),
     };

@@ -64,6 +64,16 @@ impl Ecosystem {
             "deb" => Ecosystem::Debian,
             "apk" => Ecosystem::Alpine,
             "generic" => return None,
+            // Purl types of ecosystems without ordering rules here carry OSV's spelling, so
+            // that their advisories' explicit `versions` lists still meet them.
+            "nuget" => Ecosystem::Other("NuGet".to_owned()),
+            "gem" => Ecosystem::Other("RubyGems".to_owned()),
+            "composer" => Ecosystem::Other("Packagist".to_owned()),
+            "hex" => Ecosystem::Other("Hex".to_owned()),
+            "pub" => Ecosystem::Other("Pub".to_owned()),
+            "hackage" => Ecosystem::Other("Hackage".to_owned()),
+            "cran" => Ecosystem::Other("CRAN".to_owned()),
+            "swift" => Ecosystem::Other("SwiftURL".to_owned()),
             other => Ecosystem::Other(other.to_owned()),
         })
     }
@@ -94,4 +104,72 @@ pub struct Component {
     /// the SBOM gives it; OSV's Maven names are `group:name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+}
+
+impl Ecosystem {
+    /// The package name as this ecosystem compares names, so that an advisory's spelling and
+    /// an SBOM's meet: PyPI by PEP 503 (lowercase, runs of `-`, `_`, `.` as one `-`);
+    /// crates.io case-insensitively with `_` as `-` (crates.io refuses two crates that differ
+    /// only so); every other ecosystem as written (npm, Go, Maven and distribution package
+    /// names are case-sensitive).
+    pub fn normalize_package_name(&self, name: &str) -> String {
+        let name = name.trim();
+        match self {
+            Ecosystem::PyPI => {
+                let mut normalized = String::with_capacity(name.len());
+                let mut in_separator_run = false;
+                for c in name.chars() {
+                    if matches!(c, '-' | '_' | '.') {
+                        if !in_separator_run {
+                            normalized.push('-');
+                        }
+                        in_separator_run = true;
+                    } else {
+                        normalized.extend(c.to_lowercase());
+                        in_separator_run = false;
+                    }
+                }
+                normalized
+            }
+            Ecosystem::CratesIo => name.to_ascii_lowercase().replace('_', "-"),
+            _ => name.to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pypi_names_normalize_by_pep_503() {
+        for spelling in ["PyYAML", "pyyaml", "Py_Yaml", "py.yaml", "py-_.yaml"] {
+            let expected = if spelling.eq_ignore_ascii_case("pyyaml") {
+                "pyyaml"
+            } else {
+                "py-yaml"
+            };
+            assert_eq!(Ecosystem::PyPI.normalize_package_name(spelling), expected);
+        }
+        assert_eq!(
+            Ecosystem::PyPI.normalize_package_name("zope.interface"),
+            "zope-interface"
+        );
+    }
+
+    #[test]
+    fn crates_io_names_ignore_case_and_underscores_other_ecosystems_keep_theirs() {
+        assert_eq!(
+            Ecosystem::CratesIo.normalize_package_name("Serde_JSON"),
+            "serde-json"
+        );
+        assert_eq!(
+            Ecosystem::Npm.normalize_package_name("JSONStream"),
+            "JSONStream"
+        );
+        assert_eq!(
+            Ecosystem::Go.normalize_package_name("github.com/Foo/bar"),
+            "github.com/Foo/bar"
+        );
+    }
 }

@@ -17,6 +17,7 @@ pub mod log;
 pub mod release;
 pub mod release_provenance;
 pub mod repo;
+pub mod risk;
 pub mod server;
 pub mod sim;
 pub mod token;

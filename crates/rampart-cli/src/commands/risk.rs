@@ -1,0 +1,237 @@
+//! `rampart risk ...`: supply-chain risk. `sbom-check` matches an SBOM against a directory of
+//! OSV advisories offline, for pipelines, without a server. The matching is
+//! `rampart_vuln::matching`; this module reads files with size limits and prints.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use rampart_vuln::matching::{AdvisoryIndex, MatchReport, ProblemKind};
+use rampart_vuln::osv::{MAX_ADVISORY_BYTES, parse_advisory};
+use rampart_vuln::sbom::{MAX_SBOM_BYTES, parse_sbom};
+
+/// The most advisory files read from one directory (all of OSV's ecosystems together hold
+/// fewer than 250,000 records).
+const MAX_ADVISORY_FILES: usize = 1_000_000;
+
+#[derive(Subcommand)]
+pub enum RiskCommand {
+    /// Match an SBOM's components against a directory of OSV advisories, offline: which
+    /// advisory applies to which component, with its aliases and fixed versions. Exits 0
+    /// when it ran, whatever it found.
+    SbomCheck {
+        /// The SBOM (CycloneDX 1.4-1.6 or SPDX 2.3 JSON).
+        #[arg(long)]
+        sbom: PathBuf,
+        /// A directory of OSV advisories, one JSON record per `*.json` file (an unpacked
+        /// osv.dev ecosystem export, or a clone of an advisory database's records).
+        #[arg(long)]
+        advisories: PathBuf,
+        /// Print `{"matches":[...],"unmatched_ecosystems":[...]}` instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(command: RiskCommand) -> anyhow::Result<()> {
+    match command {
+        RiskCommand::SbomCheck {
+            sbom,
+            advisories,
+            json,
+        } => sbom_check(&sbom, &advisories, json),
+    }
+}
+
+fn sbom_check(sbom: &Path, advisories: &Path, json: bool) -> anyhow::Result<()> {
+    let sbom_bytes = read_bounded(sbom, MAX_SBOM_BYTES, "SBOM")?;
+    let components = parse_sbom(&sbom_bytes)
+        .with_context(|| format!("reading the SBOM {}", sbom.display()))?
+        .components;
+    let index = load_advisories(advisories)?;
+    let report = index.match_components(&components);
+    // Legacy (pre-PEP 440) versions in lists are common and harmless (matched as text):
+    // counted, not listed; anything that narrows the matching is named.
+    let mut as_text = 0;
+    for problem in index.problems() {
+        if problem.kind == ProblemKind::ListedVersionAsText {
+            as_text += 1;
+        } else {
+            eprintln!("warning: {}: {}", problem.advisory, problem.problem);
+        }
+    }
+    if as_text > 0 {
+        eprintln!(
+            "note: {as_text} listed versions follow no ordering rules of their ecosystem and are matched as written"
+        );
+    }
+    warn_unchecked(&report);
+    if json {
+        println!("{}", report_json(&report));
+    } else {
+        print_table(&report, components.len(), index.len());
+    }
+    Ok(())
+}
+
+/// Every `*.json` file of the directory, each bounded, parsed and indexed; a file that is
+/// not an OSV record fails the command, naming it.
+fn load_advisories(dir: &Path) -> anyhow::Result<AdvisoryIndex> {
+    let entries = std::fs::read_dir(dir).with_context(|| {
+        format!(
+            "reading the advisories directory {}: give a directory of OSV JSON records",
+            dir.display()
+        )
+    })?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("listing {}", dir.display()))?
+            .path();
+        if path.extension().is_some_and(|e| e == "json") && path.is_file() {
+            if paths.len() == MAX_ADVISORY_FILES {
+                bail!(
+                    "{} holds more than {MAX_ADVISORY_FILES} advisory files: split the feed",
+                    dir.display()
+                );
+            }
+            paths.push(path);
+        }
+    }
+    if paths.is_empty() {
+        bail!(
+            "{} holds no *.json advisory files: give a directory of OSV records",
+            dir.display()
+        );
+    }
+    paths.sort();
+    let mut index = AdvisoryIndex::new();
+    for path in paths {
+        let bytes = read_bounded(&path, MAX_ADVISORY_BYTES, "advisory")?;
+        let advisory = parse_advisory(&bytes).with_context(|| {
+            format!(
+                "advisory file {}: fix or remove it and run again",
+                path.display()
+            )
+        })?;
+        index.insert(advisory);
+    }
+    Ok(index)
+}
+
+fn read_bounded(path: &Path, max: usize, what: &str) -> anyhow::Result<Vec<u8>> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("opening {what} {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {what} {}", path.display()))?;
+    if bytes.len() > max {
+        bail!(
+            "{what} {} is larger than the {max}-byte limit: is it the right file?",
+            path.display()
+        );
+    }
+    Ok(bytes)
+}
+
+fn warn_unchecked(report: &MatchReport) {
+    for component in &report.unversioned {
+        eprintln!(
+            "warning: {} states no version: not checked",
+            component.purl.as_deref().unwrap_or(&component.name)
+        );
+    }
+    for unidentified in &report.unidentified {
+        eprintln!(
+            "warning: {} {}: not checked: {}",
+            unidentified.component.name, unidentified.component.version, unidentified.reason
+        );
+    }
+    for unordered in &report.unordered_versions {
+        eprintln!(
+            "warning: {}: only explicit versions lists checked: {}",
+            unordered
+                .component
+                .purl
+                .as_deref()
+                .unwrap_or(&unordered.component.name),
+            unordered.reason
+        );
+    }
+}
+
+/// Exactly `{"matches":[{"purl","name","version","advisory","aliases","fixed"}...],
+/// "unmatched_ecosystems":[...]}`: the pipeline format of issue 17.
+fn report_json(report: &MatchReport) -> serde_json::Value {
+    let matches: Vec<serde_json::Value> = report
+        .matches
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "purl": m.purl,
+                "name": m.name,
+                "version": m.version,
+                "advisory": m.advisory,
+                "aliases": m.aliases,
+                "fixed": m.fixed,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "matches": matches,
+        "unmatched_ecosystems": report.unmatched_ecosystems,
+    })
+}
+
+fn print_table(report: &MatchReport, components: usize, advisories: usize) {
+    let rows: Vec<[String; 5]> = report
+        .matches
+        .iter()
+        .map(|m| {
+            [
+                m.name.clone(),
+                m.version.clone(),
+                m.advisory.clone(),
+                m.aliases.join(","),
+                if m.fixed.is_empty() {
+                    "-".to_owned()
+                } else {
+                    m.fixed.join(",")
+                },
+            ]
+        })
+        .collect();
+    let header = ["COMPONENT", "VERSION", "ADVISORY", "ALIASES", "FIXED"].map(str::to_owned);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:width$}"))
+            .collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+    let affected: std::collections::BTreeSet<(&str, &str)> = report
+        .matches
+        .iter()
+        .map(|m| (m.purl.as_str(), m.version.as_str()))
+        .collect();
+    println!(
+        "{} matches: {} of {components} components affected, {advisories} advisories checked",
+        report.matches.len(),
+        affected.len()
+    );
+    if !report.unmatched_ecosystems.is_empty() {
+        println!(
+            "ecosystems without version ordering (explicit versions lists only): {}",
+            report.unmatched_ecosystems.join(", ")
+        );
+    }
+}
