@@ -26,6 +26,7 @@ pub mod component;
 pub mod json_limits;
 pub mod matching;
 pub mod osv;
+pub mod provenance;
 pub mod sbom;
 pub mod severity;
 pub mod version;
