@@ -53,6 +53,18 @@ printf '%s' '{"bomFormat":"CycloneDX","specVersion":"1.5","metadata":{"timestamp
 printf '%s' '{"@context":"https://openvex.dev/ns/v0.2.0","timestamp":"2024-02-01T00:00:00Z","statements":[{"vulnerability":{"name":"CVE-2019-10906","aliases":["PYSEC-2019-217"]},"products":[{"@id":"pkg:oci/image","subcomponents":[{"@id":"pkg:pypi/jinja2@2.10"}]}],"status":"not_affected","justification":"vulnerable_code_not_in_execute_path","impact_statement":"unused"},{"vulnerability":"CVE-1","products":["pkg:pypi/a"],"status":"fixed","timestamp":"2024-02-02T00:00:00Z"}]}' \
     >"$out/vex_document/openvex.json"
 
+# Provenance: an in-toto statement with SLSA v1 provenance (the payload seed), an envelope and
+# a bundle carrying it, and a provenance policy.
+mkdir -p "$out/provenance_envelope"
+statement='{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"fw.img","digest":{"sha256":"5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"}}],"predicateType":"https://slsa.dev/provenance/v1","predicate":{"buildDefinition":{"buildType":"https://actions.github.io/buildtypes/workflow/v1","externalParameters":{"workflow":{"repository":"https://github.com/acme/firmware","ref":"refs/heads/main","path":".github/workflows/release.yml"}},"resolvedDependencies":[{"uri":"git+https://github.com/acme/firmware@refs/heads/main","digest":{"gitCommit":"9f1e2d"}}]},"runDetails":{"builder":{"id":"https://builder.example"},"metadata":{"invocationId":"run-1","startedOn":"2025-03-01T10:00:00Z"}}}}'
+printf '%s' "$statement" >"$out/provenance_envelope/statement.json"
+envelope=$(printf '{"payloadType":"application/vnd.in-toto+json","payload":"%s","signatures":[{"keyid":"00","sig":"AAAA"}]}' \
+    "$(printf '%s' "$statement" | base64 -w0)")
+printf '%s' "$envelope" >"$out/provenance_envelope/envelope.json"
+printf '%s\n%s\n' "$envelope" "$envelope" >"$out/provenance_envelope/bundle.intoto.jsonl"
+printf 'required_builders = 1\nbuild_types = ["https://actions.github.io/buildtypes/workflow/v1"]\n[[sources]]\nrepository = "https://github.com/acme/*"\nrefs = ["refs/tags/v*"]\n[[builders]]\nid = "https://builder.example"\nkeys = [{ keytype = "ed25519", scheme = "ed25519", keyval = { public = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c" } }]\n' \
+    >"$out/provenance_envelope/policy.toml"
+
 # TPM structures and PCR files a real TPM made (swtpm with tpm2-tools; rampart-attest's test
 # data), and PCR selections as tpm2-tools writes them.
 mkdir -p "$out/tpm_structures" "$out/pcr_file"

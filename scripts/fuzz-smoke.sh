@@ -10,7 +10,8 @@ total=${FUZZ_SMOKE_SECONDS:-120}
 # The targets docs/fuzzing.md lists: one missing from fuzz/Cargo.toml fails the run.
 expected="agent_config canonical_json checkpoint cosignature cyclonedx_sbom ddi_bodies device_requests
 director_metadata grub_env key_file pcr_file poll_answer signed_note tiles tlog_proof tpm_structures tuf_metadata
-uboot_env event_log credential_input device_csr evidence_bundle incident_inputs osv_advisory sbom_document vex_document"
+uboot_env event_log credential_input device_csr evidence_bundle incident_inputs osv_advisory sbom_document vex_document
+provenance_envelope"
 cargo_fuzz_version=0.13.2
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

@@ -11,6 +11,7 @@ mod campaign;
 mod gameday;
 mod log;
 mod report;
+mod risk;
 mod server;
 mod tuf_client;
 mod verify;
@@ -90,6 +91,9 @@ enum BenchCommand {
     /// attestation and incident playbooks; time to detect, contain and recover (p50/p95),
     /// devices recovered, healthy devices quarantined.
     Gameday(gameday::GameDayArgs),
+    /// Supply-chain risk (issue 17): every real advisory re-matched against a fleet's releases,
+    /// one new advisory to affected devices, memory (the pure core's figures).
+    Risk(risk::RiskArgs),
 }
 
 fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -107,6 +111,7 @@ fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::AttestFleet(a) => attest_fleet::run(a),
         BenchCommand::AttestRoundtrip(a) => attest_roundtrip::run(a),
         BenchCommand::Gameday(a) => gameday::run(a),
+        BenchCommand::Risk(a) => risk::run(a),
         BenchCommand::TufClient {
             targets,
             iterations,

@@ -1,9 +1,11 @@
 //! Validation of the documents a release may carry: an SBOM (CycloneDX or SPDX JSON, read by
 //! `rampart_vuln::sbom`, the one home of SBOM parsing: docs/decisions/0039-sbom-and-vex-parsing.md)
-//! and an in-toto provenance statement (checked by hand: docs/decisions/0004-sbom-validation.md).
+//! and in-toto provenance (a bare statement, or a bundle of DSSE envelopes, read by
+//! `rampart_vuln::provenance`, its one home: docs/decisions/0041-dsse-and-slsa-by-hand.md); here
+//! only the repository's question is asked of provenance: does it belong to this image.
 
+use rampart_vuln::provenance::{self, BareStatementError, EnvelopeError};
 use rampart_vuln::sbom::{self, SbomError, SbomFormat};
-use serde_json::Value;
 
 /// Largest SBOM or provenance document accepted.
 pub const MAX_DOCUMENT_BYTES: usize = 32 * 1024 * 1024;
@@ -17,8 +19,8 @@ pub enum DocumentError {
     NotJson { what: &'static str, reason: String },
     #[error("SBOM refused: {0}")]
     Sbom(SbomError),
-    #[error("provenance is not an in-toto statement: {0}")]
-    NotInToto(String),
+    #[error("provenance {0}")]
+    Provenance(EnvelopeError),
     #[error("provenance does not name the image: no subject has sha256 {0}")]
     SubjectMismatch(String),
 }
@@ -32,19 +34,6 @@ pub struct SbomKind {
 
 /// Every suffix an SBOM target may carry (for telling documents from images).
 pub const SBOM_SUFFIXES: [&str; 2] = [".cdx.json", ".spdx.json"];
-
-fn parse_json(what: &'static str, bytes: &[u8]) -> Result<Value, DocumentError> {
-    if bytes.len() > MAX_DOCUMENT_BYTES {
-        return Err(DocumentError::TooLarge {
-            what,
-            size: bytes.len(),
-        });
-    }
-    serde_json::from_slice(bytes).map_err(|e| DocumentError::NotJson {
-        what,
-        reason: e.to_string(),
-    })
-}
 
 /// Checks an SBOM the way matching reads it (CycloneDX 1.2-1.6 or SPDX 2.2/2.3 JSON, every
 /// component with its limits) and says how to store it.
@@ -69,30 +58,26 @@ pub fn validate_sbom(bytes: &[u8]) -> Result<SbomKind, DocumentError> {
     })
 }
 
-/// Checks an in-toto Statement (v0.1 or v1) and that one subject carries `image_sha256`.
+/// Checks a bare in-toto Statement (v0.1 or v1) and that one subject carries `image_sha256`.
 pub fn validate_provenance(bytes: &[u8], image_sha256: &str) -> Result<(), DocumentError> {
-    let v = parse_json("provenance", bytes)?;
-    let bad = |m: &str| Err(DocumentError::NotInToto(m.to_string()));
-    match v.get("_type").and_then(Value::as_str) {
-        Some("https://in-toto.io/Statement/v1" | "https://in-toto.io/Statement/v0.1") => {}
-        _ => return bad("_type must be https://in-toto.io/Statement/v1 (or v0.1)"),
-    }
-    if v.get("predicateType").and_then(Value::as_str).is_none() {
-        return bad("predicateType must be a string");
-    }
-    let Some(subjects) = v.get("subject").and_then(Value::as_array) else {
-        return bad("subject must be an array");
-    };
-    let named = subjects.iter().any(|s| {
-        s.get("digest")
-            .and_then(|d| d.get("sha256"))
-            .and_then(Value::as_str)
-            == Some(image_sha256)
-    });
-    if named {
-        Ok(())
-    } else {
-        Err(DocumentError::SubjectMismatch(image_sha256.to_string()))
+    provenance::check_bare_statement(bytes, image_sha256).map_err(provenance_error)
+}
+
+/// Checks an in-toto bundle (DSSE envelopes as JSON Lines) and that every envelope's statement
+/// names `image_sha256`. Signatures are checked against a policy by the caller
+/// (`rampart_vuln::provenance::verify`) before anything is written.
+pub fn validate_provenance_bundle(bytes: &[u8], image_sha256: &str) -> Result<(), DocumentError> {
+    provenance::check_bundle_subjects(bytes, image_sha256).map_err(provenance_error)
+}
+
+fn provenance_error(e: BareStatementError) -> DocumentError {
+    match e {
+        BareStatementError::SubjectMismatch(d) => DocumentError::SubjectMismatch(d),
+        BareStatementError::Malformed(EnvelopeError::NotJson(reason)) => DocumentError::NotJson {
+            what: "provenance",
+            reason,
+        },
+        BareStatementError::Malformed(other) => DocumentError::Provenance(other),
     }
 }
 

@@ -203,9 +203,20 @@ pub struct ReleaseRequest {
     pub version: String,
     pub security_version: u64,
     pub sbom: Option<PathBuf>,
-    pub provenance: Option<PathBuf>,
+    pub provenance: Option<ProvenanceInput>,
     /// Delegated role to list the release in; `None` for the top-level targets role.
     pub role: Option<String>,
+}
+
+/// Provenance attached to a release, stored as its own target next to the image.
+#[derive(Debug, Clone)]
+pub enum ProvenanceInput {
+    /// A bare in-toto statement file (unsigned), stored as `<target>.intoto.json`.
+    Statement(PathBuf),
+    /// An in-toto bundle (DSSE envelopes, one a line), stored as `<target>.intoto.jsonl`. The
+    /// caller verifies signatures against its policy first; the repository checks that every
+    /// envelope names the stored image.
+    Bundle(Vec<u8>),
 }
 
 /// What `add_releases` did for one release.
@@ -833,10 +844,10 @@ impl Repository {
                 .transpose()?;
             let sbom_kind = sbom.as_deref().map(documents::validate_sbom).transpose()?;
             let sbom_name = sbom_kind.map(|kind| format!("{target_name}{}", kind.suffix));
-            let provenance_name = req
-                .provenance
-                .as_ref()
-                .map(|_| format!("{target_name}.intoto.json"));
+            let provenance_name = req.provenance.as_ref().map(|p| match p {
+                ProvenanceInput::Statement(_) => format!("{target_name}.intoto.json"),
+                ProvenanceInput::Bundle(_) => format!("{target_name}.intoto.jsonl"),
+            });
             let proof_name = logger.map(|_| format!("{target_name}.tlog-proof"));
             for name in std::iter::once(&target_name)
                 .chain(&sbom_name)
@@ -877,14 +888,21 @@ impl Repository {
             }
             // Read and validate documents before touching the repository (the provenance
             // subject check needs the image hash, so a failure there removes the stored copy).
-            let provenance = req
-                .provenance
-                .as_ref()
-                .map(|p| read_file(p, documents::MAX_DOCUMENT_BYTES as u64))
-                .transpose()?;
+            // (bytes, whether a bundle)
+            let provenance = match &req.provenance {
+                None => None,
+                Some(ProvenanceInput::Statement(p)) => {
+                    Some((read_file(p, documents::MAX_DOCUMENT_BYTES as u64)?, false))
+                }
+                Some(ProvenanceInput::Bundle(b)) => Some((b.clone(), true)),
+            };
             let (sha256, length) = self.store_target(&target_name, &req.image, progress)?;
-            if let Some(b) = &provenance
-                && let Err(e) = documents::validate_provenance(b, &sha256)
+            if let Some((b, is_bundle)) = &provenance
+                && let Err(e) = if *is_bundle {
+                    documents::validate_provenance_bundle(b, &sha256)
+                } else {
+                    documents::validate_provenance(b, &sha256)
+                }
             {
                 let _ = std::fs::remove_file(self.target_file_path(&target_name, &sha256));
                 return Err(e.into());
@@ -896,8 +914,13 @@ impl Repository {
                 all_existing.insert(name, tf);
                 info.sbom = Some(doc);
             }
-            if let (Some(b), Some(name)) = (provenance, provenance_name) {
-                let (doc, tf) = self.store_document(&name, &b, "application/vnd.in-toto+json")?;
+            if let (Some((b, is_bundle)), Some(name)) = (provenance, provenance_name) {
+                let media_type = if is_bundle {
+                    rampart_vuln::provenance::BUNDLE_MEDIA_TYPE
+                } else {
+                    "application/vnd.in-toto+json"
+                };
+                let (doc, tf) = self.store_document(&name, &b, media_type)?;
                 targets.targets.insert(name.clone(), tf.clone());
                 all_existing.insert(name, tf);
                 info.provenance = Some(doc);
@@ -1382,6 +1405,7 @@ impl Repository {
                 .iter()
                 .any(|suffix| name.ends_with(suffix))
                 || name.ends_with(".intoto.json")
+                || name.ends_with(".intoto.jsonl")
                 || name.ends_with(".tlog-proof");
             if !is_document {
                 ReleaseInfo::from_custom(info.custom.as_ref())

@@ -3,51 +3,15 @@
 
 use std::path::Path;
 
-use rampart_core::Scheme;
 use rampart_core::metadata::{Metadata, RoleType, Snapshot, Timestamp};
-use rampart_keys::file::{FileSigner, KdfParams};
-use rampart_keys::{SignError, Signer};
+use rampart_keys::Signer;
 use rampart_repo::expiry::PublishedExpiries;
-use rampart_repo::{
-    ExpiryDays, InitOptions, NoProgress, ReleaseRequest, RepoError, Repository, RoleSigners,
-};
+use rampart_repo::{NoProgress, ReleaseRequest, RepoError, Repository};
 
-const NOW: i64 = 1_800_000_000;
+mod support;
+
+use support::{NOW, open, repo};
 const DAY: i64 = 86_400;
-
-fn open(r: &str) -> Result<Box<dyn Signer>, SignError> {
-    Ok(Box::new(FileSigner::open(Path::new(r), "pw")?))
-}
-
-fn key(dir: &Path, name: &str) -> RoleSigners {
-    let (_, bytes) = FileSigner::generate(
-        Scheme::Ed25519,
-        "pw",
-        KdfParams {
-            m_kib: 64,
-            t: 1,
-            p: 1,
-        },
-    )
-    .unwrap();
-    let p = dir.join(format!("{name}.key"));
-    std::fs::write(&p, bytes).unwrap();
-    RoleSigners {
-        keys: vec![p.display().to_string()],
-        threshold: 1,
-    }
-}
-
-fn repo(dir: &Path) -> Repository {
-    let opts = InitOptions {
-        root: key(dir, "root"),
-        targets: key(dir, "targets"),
-        snapshot: key(dir, "snapshot"),
-        timestamp: key(dir, "timestamp"),
-        expiry_days: ExpiryDays::default(),
-    };
-    Repository::init(&dir.join("repo"), opts, &open, NOW).unwrap()
-}
 
 fn signer(dir: &Path, name: &str) -> Box<dyn Signer> {
     open(&dir.join(format!("{name}.key")).display().to_string()).unwrap()

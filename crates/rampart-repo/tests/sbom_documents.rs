@@ -3,49 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use rampart_core::Scheme;
-use rampart_keys::file::{FileSigner, KdfParams};
-use rampart_keys::{SignError, Signer};
 use rampart_repo::documents::DocumentError;
-use rampart_repo::{
-    ExpiryDays, InitOptions, NoProgress, ReleaseRequest, RepoError, Repository, RoleSigners,
-};
+use rampart_repo::{NoProgress, ReleaseRequest, RepoError};
 
-const NOW: i64 = 1_800_000_000;
+mod support;
 
-fn open(r: &str) -> Result<Box<dyn Signer>, SignError> {
-    Ok(Box::new(FileSigner::open(Path::new(r), "pw")?))
-}
-
-fn keys(dir: &Path, name: &str) -> RoleSigners {
-    let (_, bytes) = FileSigner::generate(
-        Scheme::Ed25519,
-        "pw",
-        KdfParams {
-            m_kib: 64,
-            t: 1,
-            p: 1,
-        },
-    )
-    .unwrap();
-    let p = dir.join(format!("{name}.key"));
-    std::fs::write(&p, bytes).unwrap();
-    RoleSigners {
-        keys: vec![p.display().to_string()],
-        threshold: 1,
-    }
-}
-
-fn repo(dir: &Path) -> Repository {
-    let opts = InitOptions {
-        root: keys(dir, "root"),
-        targets: keys(dir, "targets"),
-        snapshot: keys(dir, "snapshot"),
-        timestamp: keys(dir, "timestamp"),
-        expiry_days: ExpiryDays::default(),
-    };
-    Repository::init(&dir.join("repo"), opts, &open, NOW).unwrap()
-}
+use support::{NOW, open, repo};
 
 fn release(dir: &Path, sbom: &str) -> ReleaseRequest {
     let image = dir.join("fw.img");

@@ -29,6 +29,7 @@ pub mod json_limits;
 pub mod matching;
 pub mod osv;
 pub mod posture;
+pub mod provenance;
 pub mod sbom;
 pub mod severity;
 pub mod version;

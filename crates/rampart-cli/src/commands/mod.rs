@@ -15,6 +15,7 @@ pub mod incident_export;
 pub mod key;
 pub mod log;
 pub mod release;
+pub mod release_provenance;
 pub mod repo;
 pub mod risk;
 pub mod server;

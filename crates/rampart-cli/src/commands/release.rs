@@ -1,5 +1,6 @@
 //! `rampart release add`: a firmware image as a signed target (logged in the transparency log when
-//! the repository says so), then published.
+//! the repository says so), then published; with `--provenance-policy` its provenance is verified
+//! first. `verify-provenance` and `sign-provenance` are in `release_provenance`.
 
 use std::path::{Path, PathBuf};
 
@@ -7,6 +8,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use rampart_repo::{ReleaseRequest, Repository};
 
+use super::release_provenance;
 use crate::shared::now_unix;
 use crate::shared::output::BarProgress;
 use crate::shared::signing::{opener, read_note_key};
@@ -30,9 +32,15 @@ pub enum ReleaseCommand {
         /// SBOM to attach: CycloneDX (1.2-1.6) or SPDX (2.2, 2.3) JSON, validated as matching reads it.
         #[arg(long)]
         sbom: Option<PathBuf>,
-        /// in-toto provenance statement to attach (its subject must name the image).
+        /// Provenance to attach: DSSE envelopes (or in-toto bundles) signed by builders, or one
+        /// bare in-toto statement when no --provenance-policy is given. Its subjects must name
+        /// the image.
+        #[arg(long, num_args = 1..)]
+        provenance: Vec<PathBuf>,
+        /// Provenance policy (TOML): trusted builders and keys, sources, build types and how
+        /// many independent builders must agree. Verified before anything is written.
         #[arg(long)]
-        provenance: Option<PathBuf>,
+        provenance_policy: Option<PathBuf>,
         /// Target path (default VERSION/FILE_NAME).
         #[arg(long)]
         name: Option<String>,
@@ -43,11 +51,111 @@ pub enum ReleaseCommand {
         #[arg(long)]
         no_publish: bool,
     },
+    /// Verify provenance (DSSE envelopes with in-toto SLSA v1) against a policy for an image.
+    VerifyProvenance {
+        /// Provenance policy (TOML).
+        #[arg(long)]
+        policy: PathBuf,
+        /// The image the provenance must name.
+        #[arg(long, required_unless_present = "sha256", conflicts_with = "sha256")]
+        image: Option<PathBuf>,
+        /// The image's sha256 instead of the image.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// Print the verdict as JSON.
+        #[arg(long)]
+        json: bool,
+        /// DSSE envelopes or in-toto bundles (.intoto.jsonl).
+        #[arg(required = true)]
+        envelopes: Vec<PathBuf>,
+    },
+    /// Sign an in-toto statement (SLSA v1 provenance) as a builder: prints a DSSE envelope.
+    SignProvenance {
+        /// The builder's key: file:PATH, a key file path, or pkcs11:token=..;object=..
+        #[arg(long)]
+        key: String,
+        /// The builder id the statement must name (runDetails.builder.id).
+        #[arg(long)]
+        builder_id: String,
+        /// Write the envelope here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        statement: PathBuf,
+    },
 }
 
 pub fn run(cmd: ReleaseCommand) -> anyhow::Result<()> {
+    match cmd {
+        ReleaseCommand::Add {
+            image,
+            repo,
+            hardware,
+            version,
+            security_version,
+            sbom,
+            provenance,
+            provenance_policy,
+            name,
+            role,
+            no_publish,
+        } => {
+            // Verified before the repository is touched: a refusal writes nothing.
+            let provenance = release_provenance::prepare_for_release(
+                &image,
+                &provenance,
+                provenance_policy.as_deref(),
+            )?;
+            add(AddArgs {
+                image,
+                repo,
+                hardware,
+                version,
+                security_version,
+                sbom,
+                provenance,
+                name,
+                role,
+                no_publish,
+            })
+        }
+        ReleaseCommand::VerifyProvenance {
+            policy,
+            image,
+            sha256,
+            json,
+            envelopes,
+        } => release_provenance::verify_command(
+            &policy,
+            image.as_deref(),
+            sha256.as_deref(),
+            &envelopes,
+            json,
+        ),
+        ReleaseCommand::SignProvenance {
+            key,
+            builder_id,
+            out,
+            statement,
+        } => release_provenance::sign_command(&key, &builder_id, &statement, out.as_deref()),
+    }
+}
+
+struct AddArgs {
+    image: PathBuf,
+    repo: PathBuf,
+    hardware: Vec<String>,
+    version: String,
+    security_version: u64,
+    sbom: Option<PathBuf>,
+    provenance: Option<rampart_repo::ProvenanceInput>,
+    name: Option<String>,
+    role: Option<String>,
+    no_publish: bool,
+}
+
+fn add(args: AddArgs) -> anyhow::Result<()> {
     let open = opener();
-    let ReleaseCommand::Add {
+    let AddArgs {
         image,
         repo,
         hardware,
@@ -58,7 +166,7 @@ pub fn run(cmd: ReleaseCommand) -> anyhow::Result<()> {
         name,
         role,
         no_publish,
-    } = cmd;
+    } = args;
     let repository = Repository::open(&repo)?;
     let req = ReleaseRequest {
         image,
