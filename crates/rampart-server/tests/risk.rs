@@ -44,8 +44,8 @@ fn cyclonedx(pins: &[(&str, &str)]) -> String {
 
 /// Adds `fw-vuln.bin` (3.0.0, the vulnerable pins) and `fw-clean.bin` (4.0.0, a package no
 /// advisory names) for board-a and board-b to the hosted repository.
-/// Waits out the hosted view's recheck (two seconds) and the file system's time stamps (the view
-/// notices a new `timestamp.json` by its modification time and length).
+/// Waits until the hosted view lists them. (It notices a new `timestamp.json` by its modification
+/// time and length, so the repository is written at least a second after the server read it.)
 async fn add_sbom_releases(ops: &Ops) {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let dir = ops.repo_dir.path();
@@ -78,7 +78,19 @@ async fn add_sbom_releases(ops: &Ops) {
     repo.add_releases(&requests, &open_key, now, &NoProgress)
         .unwrap();
     repo.publish(&open_key, now).unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    // The hosted view rechecks the repository every two seconds: wait until it lists both
+    // releases (a state, however long a busy machine takes).
+    wait_until("the hosted repository lists the SBOM releases", || async {
+        let r = ops
+            .call(&ops.viewer, "GET", "/api/v1/releases", None)
+            .await
+            .json();
+        let listed = r["releases"].as_array().cloned().unwrap_or_default();
+        ["fw-vuln.bin", "fw-clean.bin"]
+            .iter()
+            .all(|t| listed.iter().any(|r| r["target"] == *t))
+    })
+    .await;
 }
 
 async fn poll_as(ops: &Ops, id: &str, hardware: &str, region: &str, version: &str) {
