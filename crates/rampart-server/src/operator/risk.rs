@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -129,6 +130,15 @@ pub(super) struct PostureQuery {
     offset: Option<i64>,
 }
 
+/// A query string the route does not take: 422 naming the problem, after authorization (an
+/// unauthenticated caller learns nothing about the route's parameters).
+fn query_error(e: QueryRejection) -> ApiError {
+    ApiError::invalid(format!(
+        "query: {}; this route takes by, limit and offset (the advisory route: limit and offset)",
+        e.body_text()
+    ))
+}
+
 fn page_offset(offset: Option<i64>) -> Result<usize, ApiError> {
     match offset {
         None => Ok(0),
@@ -143,9 +153,10 @@ fn page_offset(offset: Option<i64>) -> Result<usize, ApiError> {
 pub(super) async fn get_posture(
     State(api): State<Arc<ManagementApi>>,
     headers: HeaderMap,
-    Query(query): Query<PostureQuery>,
+    query: Result<Query<PostureQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     api.authorize(&headers, Permission::Read).await?;
+    let Query(query) = query.map_err(query_error)?;
     let by = match query.by.as_deref() {
         None => GroupBy::Region,
         Some(s) => GroupBy::parse(s).ok_or_else(|| {
@@ -194,9 +205,10 @@ pub(super) async fn get_advisory(
     State(api): State<Arc<ManagementApi>>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(query): Query<AdvisoryQuery>,
+    query: Result<Query<AdvisoryQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     api.authorize(&headers, Permission::Read).await?;
+    let Query(query) = query.map_err(query_error)?;
     if id.is_empty() || id.len() > MAX_ADVISORY_ID || id.chars().any(char::is_control) {
         return Err(ApiError::invalid(format!(
             "an advisory id is 1 to {MAX_ADVISORY_ID} bytes without control characters"
