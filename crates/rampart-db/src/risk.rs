@@ -147,9 +147,26 @@ impl crate::Db {
                     .await?;
             }
         }
+        if counts.added + counts.replaced > 0 {
+            sqlx::query("UPDATE advisory_feed SET version = version + 1 WHERE id = 1")
+                .execute(&mut *tx)
+                .await?;
+        }
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(counts)
+    }
+
+    /// The advisory feed's version: it changes with every import that changed a stored
+    /// advisory (a cached index of an older version is stale).
+    pub async fn advisory_feed_version(&self) -> Result<i64, DbError> {
+        let row = sqlx::query("SELECT version FROM advisory_feed WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get("version")?,
+            None => 0,
+        })
     }
 
     /// Every advisory that is not withdrawn, as `(id, record)`, in id order: what matching

@@ -42,11 +42,15 @@ fn a_re_import_replaces_changed_advisories_keeps_unchanged_ones_and_withdraws() 
                     &["CVE-2024-2", "GHSA-x"],
                 ),
             ];
+            assert_eq!(db.advisory_feed_version().await.unwrap(), 0);
             let counts = import(&db, 1, &first).await;
             assert_eq!((counts.added, counts.replaced, counts.unchanged), (2, 0, 0));
-            // The same feed again changes nothing.
+            assert_eq!(db.advisory_feed_version().await.unwrap(), 1);
+            // The same feed again changes nothing, not even the feed's version (a cached
+            // index stays valid).
             let again = import(&db, 2, &first).await;
             assert_eq!((again.added, again.replaced, again.unchanged), (0, 0, 2));
+            assert_eq!(db.advisory_feed_version().await.unwrap(), 1);
             // PYSEC-2 withdrawn: replaced, counted withdrawn, out of matching, still readable.
             let withdrawn = import(
                 &db,
@@ -60,6 +64,11 @@ fn a_re_import_replaces_changed_advisories_keeps_unchanged_ones_and_withdraws() 
             )
             .await;
             assert_eq!((withdrawn.replaced, withdrawn.withdrawn), (1, 1));
+            assert_eq!(
+                db.advisory_feed_version().await.unwrap(),
+                2,
+                "a withdrawal changes the feed: cached indexes are stale"
+            );
             let matching: Vec<String> = db
                 .advisories_for_matching()
                 .await
