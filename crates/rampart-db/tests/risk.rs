@@ -160,3 +160,41 @@ fn release_components_are_kept_per_sbom_digest() {
         }
     });
 }
+
+#[test]
+fn risk_devices_are_read_in_keyset_pages_with_their_own_tags() {
+    support::rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        for db in support::fresh_databases(dir.path(), "risk", "devices").await {
+            for i in 0..25 {
+                let facts = rampart_db::DeviceFacts {
+                    hardware_id: format!("board-{}", i % 2),
+                    firmware_version: "1.0.0".into(),
+                    region: if i % 3 == 0 { "eu" } else { "us" }.into(),
+                    tags: (0..i % 4).map(|t| format!("t{t}")).collect(),
+                    ..Default::default()
+                };
+                db.upsert_device(&format!("dev-{i:02}"), &facts, 1)
+                    .await
+                    .unwrap();
+            }
+            // Pages of 10: every device once, in order, each with exactly its tags.
+            let mut all = Vec::new();
+            let mut after = String::new();
+            loop {
+                let page = db.risk_devices_after(&after, 10).await.unwrap();
+                let Some(last) = page.last() else { break };
+                after = last.id.clone();
+                all.extend(page);
+            }
+            assert_eq!(all.len(), 25);
+            for (i, d) in all.iter().enumerate() {
+                assert_eq!(d.id, format!("dev-{i:02}"));
+                let want: Vec<String> = (0..i % 4).map(|t| format!("t{t}")).collect();
+                assert_eq!(d.tags, want, "{}", d.id);
+                assert_eq!(d.region, if i % 3 == 0 { "eu" } else { "us" });
+            }
+            db.close().await;
+        }
+    });
+}

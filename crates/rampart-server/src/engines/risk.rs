@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::sync::Arc;
 
-use rampart_db::{Db, DbError, DeviceFilter};
+use rampart_db::{Db, DbError};
 use rampart_vuln::component::Component;
 use rampart_vuln::matching::AdvisoryIndex;
 use rampart_vuln::osv::parse_advisory;
@@ -20,7 +20,7 @@ use crate::delivery::image_repo::{HostedRepo, HostedRepoError};
 use crate::helpers::sha256_hex;
 
 /// Devices read per page of the inventory.
-const DEVICE_PAGE: i64 = 1000;
+const DEVICE_PAGE: i64 = rampart_db::MAX_RISK_DEVICE_PAGE;
 /// The most devices one assessment reads (beyond this, the answer says it stopped).
 pub const MAX_ASSESSED_DEVICES: usize = 1_000_000;
 
@@ -276,34 +276,33 @@ pub async fn assess_with(
         }
         out.releases.push(state);
     }
-    let mut offset = 0;
+    let mut after = String::new();
     loop {
-        let page = db
-            .list_devices(&DeviceFilter::default(), DEVICE_PAGE, offset)
-            .await?;
+        let page = db.risk_devices_after(&after, DEVICE_PAGE).await?;
         let done = (page.len() as i64) < DEVICE_PAGE;
+        if let Some(last) = page.last() {
+            after = last.id.clone();
+        }
         for device in page {
             if out.devices.len() == MAX_ASSESSED_DEVICES {
                 out.devices_not_read = true;
                 break;
             }
-            let facts = device.facts;
             let release = by_version_hw
-                .get(&(facts.firmware_version.clone(), facts.hardware_id.clone()))
-                .or_else(|| by_version.get(&facts.firmware_version))
+                .get(&(device.firmware_version.clone(), device.hardware_id.clone()))
+                .or_else(|| by_version.get(&device.firmware_version))
                 .cloned();
             out.devices.push(DeviceRun {
                 device_id: device.id,
                 release,
-                hardware_id: facts.hardware_id,
-                region: facts.region,
-                tags: facts.tags,
+                hardware_id: device.hardware_id,
+                region: device.region,
+                tags: device.tags,
             });
         }
         if done || out.devices_not_read {
             break;
         }
-        offset += DEVICE_PAGE;
     }
     Ok(out)
 }
