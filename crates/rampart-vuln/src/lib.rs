@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod component;
+pub mod cpe;
 pub mod json_limits;
 pub mod matching;
 pub mod osv;
