@@ -12,8 +12,8 @@
 //! ranges name commits and resolve only through `versions`, as OSV publishes them.
 //!
 //! A component's ecosystem comes from its purl type. Components without a purl, or with a
-//! `generic` one, are returned as [`Unidentified`]: matching them by CPE is a later step
-//! ([`MatchReport::unidentified`] is its input). Ecosystems without ordering rules are
+//! `generic` one, are returned as [`Unidentified`]: `nvd::CpeIndex` matches them by CPE
+//! (those [`MatchReport::unidentified`] lists). Ecosystems without ordering rules are
 //! reported in [`MatchReport::unmatched_ecosystems`]; their `versions` lists still match.
 //!
 //! Distribution advisories name a release (`Debian:12`, `Alpine:v3.19`): such an entry applies
@@ -559,7 +559,7 @@ fn component_version(component: &Component) -> String {
 /// `distro` qualifier.
 fn identify(component: &Component) -> Result<(Ecosystem, String, String, Option<String>), String> {
     let Some(purl_text) = component.purl.as_deref().map(str::trim) else {
-        return Err("no purl: its ecosystem is unknown (CPE matching is a later step)".to_owned());
+        return Err("no purl: its ecosystem is unknown (match it by CPE or firmware name against NVD records)".to_owned());
     };
     if purl_text.len() > crate::osv::MAX_FIELD_LEN * 4 {
         return Err(format!("a purl of {} bytes is too long", purl_text.len()));
@@ -568,7 +568,7 @@ fn identify(component: &Component) -> Result<(Ecosystem, String, String, Option<
         .map_err(|error| format!("the purl `{purl_text}` is not valid: {error}"))?;
     let Some(ecosystem) = Ecosystem::from_purl_type(purl.ty()) else {
         return Err(format!(
-            "a `{}` purl names no ecosystem (CPE matching is a later step)",
+            "a `{}` purl names no ecosystem (match it by CPE or firmware name against NVD records)",
             purl.ty()
         ));
     };
