@@ -13,6 +13,15 @@ CREATE TABLE advisories (
 );
 CREATE INDEX advisories_withdrawn ON advisories (withdrawn, id);
 
+-- The feed's version: raised by every import that changes a stored advisory, in the same
+-- transaction, so a server's cached advisory index is rebuilt exactly when the feed changed
+-- (by any server on the database) and never served stale.
+CREATE TABLE advisory_feed (
+    id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
+    version BIGINT NOT NULL
+);
+INSERT INTO advisory_feed (id, version) VALUES (1, 0);
+
 -- Each alias (CVE, GHSA, ...) of a stored advisory, so one can be looked up by any of its names.
 CREATE TABLE advisory_aliases (
     alias TEXT NOT NULL,

@@ -65,7 +65,8 @@ pub use quarantine::{
 };
 pub use reports::{PROGRESS_REPORTS_KEPT, REPORT_QUOTA_CHECK_EVERY, REPORTS_PER_DEVICE, Report};
 pub use risk::{
-    AdvisoryImport, ImportCounts, MAX_ADVISORIES_PER_IMPORT, MAX_ALIAS_LOOKUP, StoredAdvisory,
+    AdvisoryImport, ImportCounts, MAX_ADVISORIES_PER_IMPORT, MAX_ALIAS_LOOKUP,
+    MAX_RISK_DEVICE_PAGE, RiskDevice, StoredAdvisory,
 };
 pub use tokens::ApiToken;
 pub use webhooks::{

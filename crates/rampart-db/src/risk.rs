@@ -43,6 +43,20 @@ pub struct ImportCounts {
 }
 
 /// A stored advisory.
+/// What risk posture needs of a device: what it runs and how it is grouped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RiskDevice {
+    pub id: String,
+    pub hardware_id: String,
+    pub firmware_version: String,
+    pub region: String,
+    /// Sorted.
+    pub tags: Vec<String>,
+}
+
+/// Most devices one [`crate::Db::risk_devices_after`] page returns.
+pub const MAX_RISK_DEVICE_PAGE: i64 = 10_000;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredAdvisory {
     pub id: String,
@@ -147,9 +161,26 @@ impl crate::Db {
                     .await?;
             }
         }
+        if counts.added + counts.replaced > 0 {
+            sqlx::query("UPDATE advisory_feed SET version = version + 1 WHERE id = 1")
+                .execute(&mut *tx)
+                .await?;
+        }
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(counts)
+    }
+
+    /// The advisory feed's version: it changes with every import that changed a stored
+    /// advisory (a cached index of an older version is stale).
+    pub async fn advisory_feed_version(&self) -> Result<i64, DbError> {
+        let row = sqlx::query("SELECT version FROM advisory_feed WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get("version")?,
+            None => 0,
+        })
     }
 
     /// Every advisory that is not withdrawn, as `(id, record)`, in id order: what matching
@@ -176,6 +207,63 @@ impl crate::Db {
         let active: i64 = row.try_get("active")?;
         let withdrawn: i64 = row.try_get("withdrawn")?;
         Ok((active as u64, withdrawn as u64))
+    }
+
+    /// Devices with an id after `after` (keyset order), at most `limit`, with their tags: two
+    /// range reads per page, whatever the fleet's size (posture reads the whole inventory).
+    pub async fn risk_devices_after(
+        &self,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<RiskDevice>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, hardware_id, firmware_version, region FROM devices
+             WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit.clamp(1, MAX_RISK_DEVICE_PAGE))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut page: Vec<RiskDevice> = rows
+            .iter()
+            .map(|r| {
+                Ok(RiskDevice {
+                    id: r.try_get("id")?,
+                    hardware_id: r.try_get("hardware_id")?,
+                    firmware_version: r.try_get("firmware_version")?,
+                    region: r.try_get("region")?,
+                    tags: Vec::new(),
+                })
+            })
+            .collect::<Result<_, DbError>>()?;
+        let (Some(first), Some(last)) = (page.first(), page.last()) else {
+            return Ok(page);
+        };
+        let tags = sqlx::query(
+            "SELECT device_id, tag FROM device_tags WHERE device_id >= $1 AND device_id <= $2
+             ORDER BY device_id, tag",
+        )
+        .bind(&first.id)
+        .bind(&last.id)
+        .fetch_all(&self.pool)
+        .await?;
+        // By id, not by walking both orders together: the database's collation orders text,
+        // and it need not be Rust's byte order.
+        let position: std::collections::HashMap<String, usize> = page
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.id.clone(), i))
+            .collect();
+        for row in &tags {
+            let device: String = row.try_get("device_id")?;
+            if let Some(&i) = position.get(&device) {
+                page[i].tags.push(row.try_get("tag")?);
+            }
+        }
+        for device in &mut page {
+            device.tags.sort();
+        }
+        Ok(page)
     }
 
     /// The advisory stored under `id`, else those having `id` as an alias (at most

@@ -42,11 +42,15 @@ fn a_re_import_replaces_changed_advisories_keeps_unchanged_ones_and_withdraws() 
                     &["CVE-2024-2", "GHSA-x"],
                 ),
             ];
+            assert_eq!(db.advisory_feed_version().await.unwrap(), 0);
             let counts = import(&db, 1, &first).await;
             assert_eq!((counts.added, counts.replaced, counts.unchanged), (2, 0, 0));
-            // The same feed again changes nothing.
+            assert_eq!(db.advisory_feed_version().await.unwrap(), 1);
+            // The same feed again changes nothing, not even the feed's version (a cached
+            // index stays valid).
             let again = import(&db, 2, &first).await;
             assert_eq!((again.added, again.replaced, again.unchanged), (0, 0, 2));
+            assert_eq!(db.advisory_feed_version().await.unwrap(), 1);
             // PYSEC-2 withdrawn: replaced, counted withdrawn, out of matching, still readable.
             let withdrawn = import(
                 &db,
@@ -60,6 +64,11 @@ fn a_re_import_replaces_changed_advisories_keeps_unchanged_ones_and_withdraws() 
             )
             .await;
             assert_eq!((withdrawn.replaced, withdrawn.withdrawn), (1, 1));
+            assert_eq!(
+                db.advisory_feed_version().await.unwrap(),
+                2,
+                "a withdrawal changes the feed: cached indexes are stale"
+            );
             let matching: Vec<String> = db
                 .advisories_for_matching()
                 .await
@@ -148,6 +157,44 @@ fn release_components_are_kept_per_sbom_digest() {
                 Some(components[..1].to_vec())
             );
             assert_eq!(db.release_components("fw.bin", "aa").await.unwrap(), None);
+        }
+    });
+}
+
+#[test]
+fn risk_devices_are_read_in_keyset_pages_with_their_own_tags() {
+    support::rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        for db in support::fresh_databases(dir.path(), "risk", "devices").await {
+            for i in 0..25 {
+                let facts = rampart_db::DeviceFacts {
+                    hardware_id: format!("board-{}", i % 2),
+                    firmware_version: "1.0.0".into(),
+                    region: if i % 3 == 0 { "eu" } else { "us" }.into(),
+                    tags: (0..i % 4).map(|t| format!("t{t}")).collect(),
+                    ..Default::default()
+                };
+                db.upsert_device(&format!("dev-{i:02}"), &facts, 1)
+                    .await
+                    .unwrap();
+            }
+            // Pages of 10: every device once, in order, each with exactly its tags.
+            let mut all = Vec::new();
+            let mut after = String::new();
+            loop {
+                let page = db.risk_devices_after(&after, 10).await.unwrap();
+                let Some(last) = page.last() else { break };
+                after = last.id.clone();
+                all.extend(page);
+            }
+            assert_eq!(all.len(), 25);
+            for (i, d) in all.iter().enumerate() {
+                assert_eq!(d.id, format!("dev-{i:02}"));
+                let want: Vec<String> = (0..i % 4).map(|t| format!("t{t}")).collect();
+                assert_eq!(d.tags, want, "{}", d.id);
+                assert_eq!(d.region, if i % 3 == 0 { "eu" } else { "us" });
+            }
+            db.close().await;
         }
     });
 }

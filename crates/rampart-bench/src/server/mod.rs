@@ -32,7 +32,7 @@ use load::generate_load;
 use process::{ServerProcess, peak_rss_kib, server_log_tail};
 
 mod load;
-mod process;
+pub(crate) mod process;
 
 /// The goal of issue 4 on a 2-core machine.
 const GOAL_POLLS_PER_SEC: f64 = 10_000.0;

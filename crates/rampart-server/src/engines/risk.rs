@@ -2,13 +2,13 @@
 //! inventory (what each device runs), the components of each release's SBOM (parsed once from
 //! the hosted repository, hash-checked against its TUF target, and stored) and the stored OSV
 //! advisories, and hands the result to `rampart_vuln::posture`. No HTTP here: the operator
-//! routes call [`assess`].
+//! routes call [`assess_with`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::sync::Arc;
 
-use rampart_db::{Db, DbError, DeviceFilter};
+use rampart_db::{Db, DbError};
 use rampart_vuln::component::Component;
 use rampart_vuln::matching::AdvisoryIndex;
 use rampart_vuln::osv::parse_advisory;
@@ -20,7 +20,7 @@ use crate::delivery::image_repo::{HostedRepo, HostedRepoError};
 use crate::helpers::sha256_hex;
 
 /// Devices read per page of the inventory.
-const DEVICE_PAGE: i64 = 1000;
+const DEVICE_PAGE: i64 = rampart_db::MAX_RISK_DEVICE_PAGE;
 /// The most devices one assessment reads (beyond this, the answer says it stopped).
 pub const MAX_ASSESSED_DEVICES: usize = 1_000_000;
 
@@ -148,19 +148,64 @@ pub async fn advisory_index(
     Ok((index, severities, unreadable))
 }
 
-/// Joins the inventory, the releases' components and the stored advisories.
-pub async fn assess(db: &Db, repo: &Arc<HostedRepo>, now: i64) -> Result<Assessment, RiskError> {
+/// The stored advisories parsed into an index, with each one's severity and the records that
+/// no longer parse.
+pub struct ParsedFeed {
+    pub index: AdvisoryIndex,
+    pub severities: BTreeMap<String, AdvisorySeverity>,
+    pub unreadable: Vec<String>,
+}
+
+/// The parsed feed, kept while the stored feed's version (`Db::advisory_feed_version`, raised
+/// by every import that changed an advisory, on any server of the database) stays the same:
+/// parsing thousands of records on every posture request would cost more than the join.
+#[derive(Default)]
+pub struct AdvisoryCache {
+    cached: tokio::sync::Mutex<Option<(i64, Arc<ParsedFeed>)>>,
+}
+
+impl AdvisoryCache {
+    /// The parsed feed of the stored advisories as they are now. The version is read before
+    /// the records: an import committing in between leaves newer records under an older
+    /// version, which the next call rebuilds; never older records under a newer version.
+    pub async fn feed(&self, db: &Db) -> Result<Arc<ParsedFeed>, RiskError> {
+        let version = db.advisory_feed_version().await?;
+        let mut cached = self.cached.lock().await;
+        if let Some((at, feed)) = cached.as_ref()
+            && *at == version
+        {
+            return Ok(feed.clone());
+        }
+        let (index, severities, unreadable) = advisory_index(db).await?;
+        let feed = Arc::new(ParsedFeed {
+            index,
+            severities,
+            unreadable,
+        });
+        *cached = Some((version, feed.clone()));
+        Ok(feed)
+    }
+}
+
+/// Joins the inventory, the releases' components and the parsed `feed` (the management API
+/// keeps it in an [`AdvisoryCache`]).
+pub async fn assess_with(
+    db: &Db,
+    repo: &Arc<HostedRepo>,
+    feed: &ParsedFeed,
+    now: i64,
+) -> Result<Assessment, RiskError> {
     let catalog = {
         let repo = repo.clone();
         tokio::task::spawn_blocking(move || repo.catalog(now))
             .await
             .map_err(|e| RiskError::Task(e.to_string()))??
     };
-    let (index, severities, unreadable) = advisory_index(db).await?;
+    let index = &feed.index;
     let mut out = Assessment {
         advisories: index.len(),
-        severities,
-        unreadable_advisories: unreadable,
+        severities: feed.severities.clone(),
+        unreadable_advisories: feed.unreadable.clone(),
         ..Assessment::default()
     };
     // (version, hardware id) -> target, and version -> first target, for the inventory.
@@ -231,34 +276,33 @@ pub async fn assess(db: &Db, repo: &Arc<HostedRepo>, now: i64) -> Result<Assessm
         }
         out.releases.push(state);
     }
-    let mut offset = 0;
+    let mut after = String::new();
     loop {
-        let page = db
-            .list_devices(&DeviceFilter::default(), DEVICE_PAGE, offset)
-            .await?;
+        let page = db.risk_devices_after(&after, DEVICE_PAGE).await?;
         let done = (page.len() as i64) < DEVICE_PAGE;
+        if let Some(last) = page.last() {
+            after = last.id.clone();
+        }
         for device in page {
             if out.devices.len() == MAX_ASSESSED_DEVICES {
                 out.devices_not_read = true;
                 break;
             }
-            let facts = device.facts;
             let release = by_version_hw
-                .get(&(facts.firmware_version.clone(), facts.hardware_id.clone()))
-                .or_else(|| by_version.get(&facts.firmware_version))
+                .get(&(device.firmware_version.clone(), device.hardware_id.clone()))
+                .or_else(|| by_version.get(&device.firmware_version))
                 .cloned();
             out.devices.push(DeviceRun {
                 device_id: device.id,
                 release,
-                hardware_id: facts.hardware_id,
-                region: facts.region,
-                tags: facts.tags,
+                hardware_id: device.hardware_id,
+                region: device.region,
+                tags: device.tags,
             });
         }
         if done || out.devices_not_read {
             break;
         }
-        offset += DEVICE_PAGE;
     }
     Ok(out)
 }

@@ -163,6 +163,8 @@ pub(crate) struct ManagementApi {
     pub(crate) incidents: Arc<crate::engines::incidents::IncidentStore>,
     /// Notes a revoked token's use (the revoked-credential detector's signal).
     pub(crate) revoked_use: Arc<crate::engines::detectors::RevokedUse>,
+    /// The parsed advisory feed, kept until an import changes it (risk routes).
+    pub(crate) advisories: Arc<crate::engines::risk::AdvisoryCache>,
 }
 
 impl ManagementApi {
@@ -183,6 +185,7 @@ impl ManagementApi {
             evidence: shared.evidence.clone(),
             incidents: shared.incidents.clone(),
             revoked_use: shared.revoked_use.clone(),
+            advisories: Arc::default(),
         }
     }
 

@@ -24,7 +24,7 @@ use rampart_vuln::posture::{AdvisorySeverity, GroupBy, affected_devices, posture
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::engines::risk::{RiskError, assess};
+use crate::engines::risk::{Assessment, RiskError, assess_with};
 use crate::helpers::{sha256_hex, unix_now};
 use crate::listen::http::{
     ApiError, BodyLimits, db_error, json_response, parse_json, read_body, write_error,
@@ -130,6 +130,15 @@ pub(super) struct PostureQuery {
     offset: Option<i64>,
 }
 
+/// The assessment now, through the API's cached advisory feed.
+async fn assess_cached(
+    api: &ManagementApi,
+    repo: &Arc<crate::delivery::image_repo::HostedRepo>,
+) -> Result<Assessment, RiskError> {
+    let feed = api.advisories.feed(&api.db).await?;
+    assess_with(&api.db, repo, &feed, unix_now()).await
+}
+
 /// A query string the route does not take: 422 naming the problem, after authorization (an
 /// unauthenticated caller learns nothing about the route's parameters).
 fn query_error(e: QueryRejection) -> ApiError {
@@ -168,7 +177,7 @@ pub(super) async fn get_posture(
     let limit = page_limit(query.limit)? as usize;
     let offset = page_offset(query.offset)?;
     let repo = api.image_repo()?;
-    let assessment = assess(&api.db, &repo, unix_now())
+    let assessment = assess_cached(&api, &repo)
         .await
         .map_err(|e| risk_error("assessing risk", e))?;
     let rows = posture(
@@ -231,7 +240,7 @@ pub(super) async fn get_advisory(
         ));
     }
     let repo = api.image_repo()?;
-    let assessment = assess(&api.db, &repo, unix_now())
+    let assessment = assess_cached(&api, &repo)
         .await
         .map_err(|e| risk_error("assessing risk", e))?;
     let mut answers = Vec::new();
