@@ -131,7 +131,7 @@ pub(super) struct PostureQuery {
 }
 
 /// The assessment now, through the API's cached advisory feed.
-async fn assess_cached(
+pub(super) async fn assess_cached(
     api: &ManagementApi,
     repo: &Arc<crate::delivery::image_repo::HostedRepo>,
 ) -> Result<Assessment, RiskError> {

@@ -24,12 +24,11 @@ use rampart_vuln::posture::affected_devices;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::engines::risk::assess;
 use crate::helpers::{new_id, sha256_hex, unix_now};
 use crate::listen::http::{ApiError, json_response, write_error};
 
 use super::campaigns::{action_failed, loaded};
-use super::risk::{MAX_ADVISORY_ID, risk_error};
+use super::risk::{MAX_ADVISORY_ID, assess_cached, risk_error};
 use super::{ManagementApi, Permission};
 
 /// Campaign spec fields the route sets itself; `options` may not give them.
@@ -103,7 +102,7 @@ pub(super) async fn remediate(
     // The release must exist and be firmware before anything else is judged about it.
     api.firmware_release(&request.release).await?;
     let repo = api.image_repo()?;
-    let assessment = assess(&api.db, &repo, unix_now())
+    let assessment = assess_cached(&api, &repo)
         .await
         .map_err(|e| risk_error("assessing risk", e))?;
     let release_state = assessment
