@@ -53,6 +53,10 @@ printf '%s' '{"bomFormat":"CycloneDX","specVersion":"1.5","metadata":{"timestamp
 printf '%s' '{"@context":"https://openvex.dev/ns/v0.2.0","timestamp":"2024-02-01T00:00:00Z","statements":[{"vulnerability":{"name":"CVE-2019-10906","aliases":["PYSEC-2019-217"]},"products":[{"@id":"pkg:oci/image","subcomponents":[{"@id":"pkg:pypi/jinja2@2.10"}]}],"status":"not_affected","justification":"vulnerable_code_not_in_execute_path","impact_statement":"unused"},{"vulnerability":"CVE-1","products":["pkg:pypi/a"],"status":"fixed","timestamp":"2024-02-02T00:00:00Z"}]}' \
     >"$out/vex_document/openvex.json"
 
+# NVD CVE API 2.0: the firmware CVE fixture the rampart-vuln tests use.
+mkdir -p "$out/nvd_record"
+cp "$repo/crates/rampart-vuln/tests/data/nvd-firmware-cves.json" "$out/nvd_record/nvd-firmware-cves.json"
+
 # Provenance: an in-toto statement with SLSA v1 provenance (the payload seed), an envelope and
 # a bundle carrying it, and a provenance policy.
 mkdir -p "$out/provenance_envelope"

@@ -10,6 +10,10 @@
 //!   npm, Go, Maven) and the generic fallback, behind one `compare`.
 //! - `osv`: OSV advisory records (ranges SEMVER / ECOSYSTEM / GIT, events, `versions` lists,
 //!   aliases, withdrawn), parsed with every limit first.
+//! - `cpe`: CPE 2.3 names and NVD's match criteria (version bounds), ordered by a generic
+//!   firmware version rule, for firmware parts with no package ecosystem.
+//! - `nvd`: NVD CVE API 2.0 records, parsed with every limit first, and the index that matches
+//!   firmware components by CPE (or by a known firmware name when they have none).
 //! - `matching`: advisories indexed by ecosystem and name, matched against components:
 //!   which advisory applies, its aliases and fixed versions; ecosystems without rules are
 //!   reported, never dropped.
@@ -25,8 +29,10 @@
 #![forbid(unsafe_code)]
 
 pub mod component;
+pub mod cpe;
 pub mod json_limits;
 pub mod matching;
+pub mod nvd;
 pub mod osv;
 pub mod posture;
 pub mod provenance;

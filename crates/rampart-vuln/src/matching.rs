@@ -12,9 +12,16 @@
 //! ranges name commits and resolve only through `versions`, as OSV publishes them.
 //!
 //! A component's ecosystem comes from its purl type. Components without a purl, or with a
-//! `generic` one, are returned as [`Unidentified`]: matching them by CPE is a later step
-//! ([`MatchReport::unidentified`] is its input). Ecosystems without ordering rules are
+//! `generic` one, are returned as [`Unidentified`]: `nvd::CpeIndex` matches them by CPE
+//! (those [`MatchReport::unidentified`] lists). Ecosystems without ordering rules are
 //! reported in [`MatchReport::unmatched_ecosystems`]; their `versions` lists still match.
+//!
+//! Distribution advisories name a release (`Debian:12`, `Alpine:v3.19`): such an entry applies
+//! only to components whose purl `distro` qualifier names that release (`debian-12` or
+//! `bookworm`; `alpine-3.19`). A component without a `distro` qualifier matches every release
+//! (the SBOM did not say which it came from, and a missed advisory costs more than a spare
+//! one); one whose `distro` names no release of the ecosystem (`ubuntu-22.04` on a `deb` purl)
+//! matches only advisories without a release.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};
@@ -153,6 +160,9 @@ struct IndexedRange {
 #[derive(Debug)]
 struct IndexedEntry {
     advisory: Arc<AdvisoryFacts>,
+    /// The distribution release the entry is qualified with (`12` of `Debian:12`, `3.19` of
+    /// `Alpine:v3.19`); `None` applies to every release.
+    release: Option<String>,
     /// Explicit versions parsed under the ecosystem's rules, sorted, for a binary search.
     versions: Vec<ParsedVersion>,
     /// Explicit versions compared as text: those of an ecosystem without ordering rules, and
@@ -218,6 +228,7 @@ impl AdvisoryIndex {
             }
             let mut entry = IndexedEntry {
                 advisory: Arc::clone(&facts),
+                release: osv_release(&package.ecosystem_name),
                 versions: Vec::new(),
                 versions_text: Vec::new(),
                 ranges: Vec::new(),
@@ -326,7 +337,7 @@ impl AdvisoryIndex {
         let mut unmatched: BTreeSet<String> = self.unordered_ecosystems.clone();
         let mut seen: BTreeSet<(String, String, String)> = BTreeSet::new();
         for component in components {
-            let (ecosystem, name, purl) = match identify(component) {
+            let (ecosystem, name, purl, distro) = match identify(component) {
                 Ok(identity) => identity,
                 Err(reason) => {
                     report.unidentified.push(Unidentified {
@@ -356,6 +367,9 @@ impl AdvisoryIndex {
             }
             let mut by_advisory: Vec<(&Arc<AdvisoryFacts>, Vec<String>)> = Vec::new();
             for entry in entries {
+                if !release_applies(entry.release.as_deref(), &ecosystem, distro.as_deref()) {
+                    continue;
+                }
                 let Some(fixed) = entry_affects(entry, &mut candidate) else {
                     continue;
                 };
@@ -541,10 +555,11 @@ fn component_version(component: &Component) -> String {
         .unwrap_or_default()
 }
 
-/// The component's (ecosystem, normalized name) from its purl, and the purl as given.
-fn identify(component: &Component) -> Result<(Ecosystem, String, String), String> {
+/// The component's (ecosystem, normalized name) from its purl, the purl as given, and its
+/// `distro` qualifier.
+fn identify(component: &Component) -> Result<(Ecosystem, String, String, Option<String>), String> {
     let Some(purl_text) = component.purl.as_deref().map(str::trim) else {
-        return Err("no purl: its ecosystem is unknown (CPE matching is a later step)".to_owned());
+        return Err("no purl: its ecosystem is unknown (match it by CPE or firmware name against NVD records)".to_owned());
     };
     if purl_text.len() > crate::osv::MAX_FIELD_LEN * 4 {
         return Err(format!("a purl of {} bytes is too long", purl_text.len()));
@@ -553,7 +568,7 @@ fn identify(component: &Component) -> Result<(Ecosystem, String, String), String
         .map_err(|error| format!("the purl `{purl_text}` is not valid: {error}"))?;
     let Some(ecosystem) = Ecosystem::from_purl_type(purl.ty()) else {
         return Err(format!(
-            "a `{}` purl names no ecosystem (CPE matching is a later step)",
+            "a `{}` purl names no ecosystem (match it by CPE or firmware name against NVD records)",
             purl.ty()
         ));
     };
@@ -579,7 +594,71 @@ fn identify(component: &Component) -> Result<(Ecosystem, String, String), String
         _ => purl.name().to_owned(),
     };
     let normalized = ecosystem.normalize_package_name(&name);
-    Ok((ecosystem, normalized, purl_text.to_owned()))
+    let distro = purl
+        .qualifiers()
+        .get("distro")
+        .map(|distro| distro.to_string());
+    Ok((ecosystem, normalized, purl_text.to_owned(), distro))
+}
+
+/// The release an OSV ecosystem name is qualified with, as [`distro_release`] spells it:
+/// `Debian:12` -> `12`, `Alpine:v3.19` -> `3.19`; `None` for an unqualified name.
+fn osv_release(ecosystem_name: &str) -> Option<String> {
+    let (_, release) = ecosystem_name.split_once(':')?;
+    let release = release.trim();
+    let release = release.strip_prefix('v').unwrap_or(release);
+    (!release.is_empty()).then(|| release.to_owned())
+}
+
+/// Debian's codenames, for `distro=bookworm` (the spelling Debian's own tools write).
+const DEBIAN_CODENAMES: [(&str, &str); 7] = [
+    ("stretch", "9"),
+    ("buster", "10"),
+    ("bullseye", "11"),
+    ("bookworm", "12"),
+    ("trixie", "13"),
+    ("forky", "14"),
+    ("duke", "15"),
+];
+
+/// The release a purl `distro` qualifier names, spelled as [`osv_release`] spells it:
+/// `debian-12` (or `debian-12.5`) and `bookworm` -> `12`; `alpine-3.19` (or `alpine-3.19.1`)
+/// -> `3.19`. `None` when it names no release of the ecosystem.
+fn distro_release(ecosystem: &Ecosystem, distro: &str) -> Option<String> {
+    let distro = distro.trim().to_ascii_lowercase();
+    match ecosystem {
+        Ecosystem::Debian => {
+            if let Some((_, number)) = DEBIAN_CODENAMES.iter().find(|(name, _)| *name == distro) {
+                return Some((*number).to_owned());
+            }
+            let major = distro.strip_prefix("debian-")?.split('.').next()?;
+            (!major.is_empty() && major.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| major.to_owned())
+        }
+        Ecosystem::Alpine => {
+            let version = distro.strip_prefix("alpine-")?;
+            let version = version.strip_prefix('v').unwrap_or(version);
+            let mut parts = version.split('.');
+            let (major, minor) = (parts.next()?, parts.next()?);
+            [major, minor]
+                .iter()
+                .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| format!("{major}.{minor}"))
+        }
+        _ => None,
+    }
+}
+
+/// Whether an entry qualified with `release` applies to a component with this `distro`
+/// qualifier: an unqualified entry, or a component that names no distro, always; otherwise
+/// only the same release.
+fn release_applies(release: Option<&str>, ecosystem: &Ecosystem, distro: Option<&str>) -> bool {
+    match (release, distro) {
+        (None, _) | (_, None) => true,
+        (Some(release), Some(distro)) => {
+            distro_release(ecosystem, distro).as_deref() == Some(release)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -839,6 +918,84 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    #[test]
+    fn release_qualified_advisories_apply_only_to_components_of_that_release() {
+        let index = AdvisoryIndex::build([
+            advisory(
+                "DSA-12",
+                "Debian:12",
+                "openssl",
+                r#""ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"3.0.11-1~deb12u2"}]}]"#,
+            ),
+            advisory(
+                "DSA-11",
+                "Debian:11",
+                "openssl",
+                r#""ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1.1.1w-0+deb11u1"}]}]"#,
+            ),
+            advisory(
+                "ALPINE-319",
+                "Alpine:v3.19",
+                "busybox",
+                r#""ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1.36.1-r16"}]}]"#,
+            ),
+        ]);
+        let ids = |purl: &str, version: &str| -> Vec<String> {
+            matched(&index, purl, version)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect()
+        };
+        // Bookworm's package meets Debian 12's advisory only, by number or by codename.
+        for distro in ["debian-12", "bookworm", "debian-12.5", "Bookworm"] {
+            assert_eq!(
+                ids(
+                    &format!("pkg:deb/debian/openssl?distro={distro}"),
+                    "1.1.1n-0+deb11u5"
+                ),
+                ["DSA-12"],
+                "{distro}"
+            );
+        }
+        assert_eq!(
+            ids("pkg:deb/debian/openssl?distro=bullseye", "1.1.1n-0+deb11u5"),
+            ["DSA-11"]
+        );
+        // No distro: every release's advisory applies.
+        assert_eq!(
+            ids("pkg:deb/debian/openssl", "1.1.1n-0+deb11u5"),
+            ["DSA-11", "DSA-12"]
+        );
+        // A distro that names no Debian release meets no release-qualified advisory.
+        assert!(ids("pkg:deb/debian/openssl?distro=ubuntu-22.04", "1.0").is_empty());
+        assert_eq!(
+            ids("pkg:apk/alpine/busybox?distro=alpine-3.19.1", "1.36.1-r15"),
+            ["ALPINE-319"]
+        );
+        assert!(ids("pkg:apk/alpine/busybox?distro=alpine-3.18", "1.36.1-r15").is_empty());
+        assert_eq!(ids("pkg:apk/alpine/busybox", "1.36.1-r15"), ["ALPINE-319"]);
+    }
+
+    #[test]
+    fn release_spellings_meet_between_osv_and_purl_qualifiers() {
+        assert_eq!(osv_release("Debian:12").as_deref(), Some("12"));
+        assert_eq!(osv_release("Alpine:v3.19").as_deref(), Some("3.19"));
+        assert_eq!(osv_release("Debian"), None);
+        assert_eq!(osv_release("Debian:"), None);
+        assert_eq!(
+            distro_release(&Ecosystem::Debian, "trixie").as_deref(),
+            Some("13")
+        );
+        assert_eq!(distro_release(&Ecosystem::Debian, "debian-"), None);
+        assert_eq!(distro_release(&Ecosystem::Debian, "debian-x"), None);
+        assert_eq!(distro_release(&Ecosystem::Alpine, "alpine-3"), None);
+        assert_eq!(
+            distro_release(&Ecosystem::Alpine, "alpine-v3.20").as_deref(),
+            Some("3.20")
+        );
+        assert_eq!(distro_release(&Ecosystem::PyPI, "debian-12"), None);
     }
 
     #[test]
