@@ -66,7 +66,8 @@ enum Command {
     /// Management API tokens (admin, operator, viewer, auditor).
     #[command(subcommand)]
     Token(token::TokenCommand),
-    /// Supply-chain risk: match an SBOM against OSV advisories (`sbom-check`, offline).
+    /// Supply-chain risk: match an SBOM against OSV advisories (`sbom-check`, offline); import
+    /// advisories, the fleet's posture and remediation campaigns (through the API).
     #[command(subcommand)]
     Risk(risk::RiskCommand),
     /// Simulate a fleet: virtual devices running the agent's verification and A/B boot flow against a server, over mutual TLS, with injected faults.

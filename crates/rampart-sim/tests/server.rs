@@ -1004,3 +1004,204 @@ fn a_game_day_detects_contains_and_recovers_every_compromised_device_and_no_heal
     let s = h.stop();
     assert_eq!(s.bricked, 0, "{s}");
 }
+
+// ---- supply-chain risk: a remediation campaign end to end (issue 17) ----------------------
+
+const V4_VULNERABLE: &str = "4.0.0/fw.img";
+const V5_FIXED: &str = "5.0.0/fw.img";
+
+const OSV_PYPI: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/vectors/osv-pypi"
+);
+
+/// Adds 4.0.0 (its CycloneDX SBOM pins jinja2 2.10, known-vulnerable) and 5.0.0 (jinja2 3.1.6)
+/// to the world's image repository and waits until the server lists them.
+fn add_sbom_releases(w: &World) {
+    // The hosted view notices a new timestamp.json by its modification time and length: write
+    // it at least a second after the server read the first one.
+    std::thread::sleep(Duration::from_millis(1100));
+    let dir = w.repo.parent().unwrap().join("sbom-releases");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut requests = Vec::new();
+    for (version, target, jinja2, sv) in [
+        ("4.0.0", V4_VULNERABLE, "2.10", 4),
+        ("5.0.0", V5_FIXED, "3.1.6", 5),
+    ] {
+        let image_path = dir.join(format!("{version}.img"));
+        std::fs::write(&image_path, image(version)).unwrap();
+        let purl = format!("pkg:pypi/jinja2@{jinja2}");
+        let sbom = json!({"bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
+            "components": [{"type": "library", "bom-ref": purl, "name": "jinja2",
+                            "version": jinja2, "purl": purl}]});
+        let sbom_path = dir.join(format!("{version}.cdx.json"));
+        std::fs::write(&sbom_path, sbom.to_string()).unwrap();
+        requests.push(ReleaseRequest {
+            image: image_path,
+            target_name: Some(target.to_owned()),
+            hardware_ids: vec!["board-a".into(), "board-b".into()],
+            version: version.into(),
+            security_version: sv,
+            sbom: Some(sbom_path),
+            provenance: None,
+            role: None,
+        });
+    }
+    let repo = Repository::open(&w.repo).unwrap();
+    repo.add_releases(&requests, &open_key, now(), &NoProgress)
+        .unwrap();
+    repo.publish(&open_key, now()).unwrap();
+    let deadline = Instant::now() + SETTLE_LIMIT;
+    loop {
+        let listed = w.get("/api/v1/releases");
+        let has = |t: &str| {
+            listed["releases"]
+                .as_array()
+                .is_some_and(|rs| rs.iter().any(|r| r["target"] == t))
+        };
+        if has(V4_VULNERABLE) && has(V5_FIXED) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{listed}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The real PyPI advisories naming jinja2.
+fn jinja2_advisories() -> Vec<Value> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(OSV_PYPI)
+        .unwrap_or_else(|e| panic!("{OSV_PYPI}: {e} (the shared vectors are needed)"))
+    {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let record: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let names_jinja2 = record["affected"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| a["package"]["name"].as_str() == Some("jinja2"));
+        if names_jinja2 {
+            out.push(record);
+        }
+    }
+    assert!(out.len() >= 3, "{} jinja2 advisories", out.len());
+    out
+}
+
+/// Runs a campaign of `release` for `devices` (all at once) and waits until it completes.
+fn campaign_to_completion(w: &World, name: &str, release: &str, devices: &[String]) -> Value {
+    let (status, created) = w.call(
+        "POST",
+        "/api/v1/campaigns",
+        Some(json!({"spec": {"name": name, "release": release,
+            "targets": {"devices": devices}, "phases": {"canary": {"percent": 100}}},
+            "start": true})),
+    );
+    assert_eq!(status, 201, "{created}");
+    wait_campaign_completed(w, created["id"].as_str().unwrap())
+}
+
+fn wait_campaign_completed(w: &World, id: &str) -> Value {
+    let deadline = Instant::now() + SETTLE_LIMIT;
+    loop {
+        let c = w.get(&format!("/api/v1/campaigns/{id}"));
+        if c["status"] == "completed" {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline && c["status"] != "aborted" && c["status"] != "paused",
+            "{c}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn posture_row(w: &World, by: &str, key: &str) -> Value {
+    let p = w.get(&format!("/api/v1/risk/posture?by={by}"));
+    p["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == key)
+        .cloned()
+        .unwrap_or_else(|| panic!("no row {key:?}: {p}"))
+}
+
+#[test]
+fn a_remediation_campaign_moves_exactly_the_affected_devices_to_the_fixed_release() {
+    let w = World::new();
+    let fleet = Fleet::build(w.spec(10, "risk"), &w.ca).unwrap();
+    let ids: Vec<String> = fleet.devices().into_iter().map(|d| d.id).collect();
+    let (vulnerable, clean) = ids.split_at(6);
+    let h = fleet.start();
+    w.wait_for_versions(&[("1.0.0", 10)]);
+    add_sbom_releases(&w);
+    // Six devices on the vulnerable release, four on the fixed one.
+    campaign_to_completion(&w, "to 4.0.0", V4_VULNERABLE, vulnerable);
+    campaign_to_completion(&w, "to 5.0.0", V5_FIXED, clean);
+    wait(&h, "6 on 4.0.0 and 4 on 5.0.0", |s| {
+        s.on_version("4.0.0") == 6 && s.on_version("5.0.0") == 4
+    });
+    wait_settled(&h);
+    w.wait_for_versions(&[("4.0.0", 6), ("5.0.0", 4)]);
+    let installs_before = h.stats().installs;
+
+    let (status, counts) = w.call(
+        "POST",
+        "/api/v1/risk/advisories",
+        Some(json!({"advisories": jinja2_advisories()})),
+    );
+    assert_eq!(status, 200, "{counts}");
+    let before = posture_row(&w, "release", V4_VULNERABLE);
+    assert_eq!(before["affected_devices"], 6, "{before}");
+    assert_eq!(posture_row(&w, "release", V5_FIXED)["score"], 0);
+    let advisory = before["worst"]["id"].as_str().unwrap().to_owned();
+
+    let (status, remediation) = w.call(
+        "POST",
+        &format!("/api/v1/risk/advisories/{advisory}/remediate"),
+        Some(json!({"release": V5_FIXED, "start": true,
+                    "options": {"phases": {"canary": {"percent": 100}}}})),
+    );
+    assert_eq!(status, 201, "{remediation}");
+    let mut in_campaign: Vec<String> = remediation["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_owned())
+        .collect();
+    in_campaign.sort();
+    assert_eq!(in_campaign, vulnerable, "exactly the affected devices");
+    let done = wait_campaign_completed(&w, remediation["id"].as_str().unwrap());
+    assert_eq!(done["figures"]["total"]["devices"], 6, "{done}");
+    assert_eq!(done["figures"]["total"]["succeeded"], 6, "{done}");
+
+    let s = wait(&h, "10 on 5.0.0", |s| s.on_version("5.0.0") == 10);
+    // Only the six were updated: the clean four installed nothing more.
+    assert_eq!(s.installs, installs_before + 6, "{s}");
+    wait_settled(&h);
+    w.wait_for_versions(&[("5.0.0", 10)]);
+    for d in h.devices() {
+        assert_eq!(d.version, "5.0.0", "{d:?}");
+    }
+    // The posture shows the fleet clean.
+    let deadline = Instant::now() + SETTLE_LIMIT;
+    loop {
+        let p = w.get("/api/v1/risk/posture?by=device");
+        let rows = p["rows"].as_array().unwrap();
+        if rows.len() == 10 && rows.iter().all(|r| r["affected_devices"] == 0) {
+            for r in rows {
+                assert_eq!(r["score"], 0, "{r}");
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "{p}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let detail = w.get(&format!("/api/v1/risk/advisories/{advisory}"));
+    assert_eq!(detail["advisories"][0]["affected_count"], 0, "{detail}");
+    h.stop();
+}

@@ -18,6 +18,8 @@ pub mod release;
 pub mod release_provenance;
 pub mod repo;
 pub mod risk;
+pub mod risk_feed;
+pub mod risk_fleet;
 pub mod server;
 pub mod sim;
 pub mod token;

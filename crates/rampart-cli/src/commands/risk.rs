@@ -1,6 +1,7 @@
 //! `rampart risk ...`: supply-chain risk. `sbom-check` matches an SBOM against a directory of
 //! OSV advisories offline, for pipelines, without a server. The matching is
-//! `rampart_vuln::matching`; this module reads files with size limits and prints.
+//! `rampart_vuln::matching`; this module reads files with size limits and prints. `import`,
+//! `posture` and `remediate` go through the management API (`risk_fleet`).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,9 @@ use clap::Subcommand;
 use rampart_vuln::matching::{AdvisoryIndex, MatchReport, ProblemKind};
 use rampart_vuln::osv::{MAX_ADVISORY_BYTES, parse_advisory};
 use rampart_vuln::sbom::{MAX_SBOM_BYTES, parse_sbom};
+
+use super::risk_fleet::{self, Output, RemediateRequest};
+use crate::shared::api_client::ApiArgs;
 
 /// The most advisory files read from one directory (all of OSV's ecosystems together hold
 /// fewer than 250,000 records).
@@ -32,6 +36,51 @@ pub enum RiskCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Import OSV advisories into the server: every `*.json` of a directory, or every
+    /// `*.json` entry of osv.dev's per-ecosystem zip; sent in batches. Incremental: a changed
+    /// record replaces the stored one, a withdrawn one leaves matching.
+    Import {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// A directory of OSV records, or a .zip of them.
+        #[arg(long)]
+        advisories: PathBuf,
+    },
+    /// The fleet's risk posture: per group the devices, the affected devices, advisories by
+    /// severity, the worst advisory and a score; most at risk first.
+    Posture {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// What to group by.
+        #[arg(long, default_value = "region", value_parser = ["device", "release", "hardware", "region", "tag"])]
+        by: String,
+        /// Print the API's JSON (every row).
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// Print CSV (a header line, RFC 4180 quoting).
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Create a campaign of a fixed release for exactly the devices an advisory affects now.
+    Remediate {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The advisory id or alias (PYSEC-..., CVE-..., GHSA-...).
+        advisory: String,
+        /// The fixed release (its target path); its SBOM must not match the advisory.
+        #[arg(long)]
+        release: String,
+        /// The campaign's name (default: "remediate ADVISORY").
+        #[arg(long)]
+        name: Option<String>,
+        /// Campaign spec fields as in `campaign create` (phases, gate, policy, ...; not name,
+        /// release or targets), a JSON file.
+        #[arg(long)]
+        options: Option<PathBuf>,
+        /// Start the campaign at once.
+        #[arg(long)]
+        start: bool,
+    },
 }
 
 pub fn run(command: RiskCommand) -> anyhow::Result<()> {
@@ -41,6 +90,34 @@ pub fn run(command: RiskCommand) -> anyhow::Result<()> {
             advisories,
             json,
         } => sbom_check(&sbom, &advisories, json),
+        RiskCommand::Import { api, advisories } => risk_fleet::import(&api.client()?, &advisories),
+        RiskCommand::Posture { api, by, json, csv } => {
+            let output = if json {
+                Output::Json
+            } else if csv {
+                Output::Csv
+            } else {
+                Output::Table
+            };
+            risk_fleet::posture(&api.client()?, &by, output)
+        }
+        RiskCommand::Remediate {
+            api,
+            advisory,
+            release,
+            name,
+            options,
+            start,
+        } => risk_fleet::remediate(
+            &api.client()?,
+            RemediateRequest {
+                advisory: &advisory,
+                release: &release,
+                name: name.as_deref(),
+                options: options.as_deref(),
+                start,
+            },
+        ),
     }
 }
 

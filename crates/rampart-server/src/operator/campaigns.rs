@@ -25,7 +25,7 @@ use crate::listen::http::{ApiError, db_error, json_response, write_error};
 use crate::operator::{ManagementApi, Permission};
 
 /// A refused or failed campaign action, as an answer.
-fn action_failed(e: ActionFailed) -> ApiError {
+pub(super) fn action_failed(e: ActionFailed) -> ApiError {
     match e {
         ActionFailed::Refused(e) => action_error(e),
         ActionFailed::Invalid(detail) => ApiError::invalid(detail),
@@ -54,7 +54,7 @@ fn campaign_api_error(e: CampaignError) -> ApiError {
     }
 }
 
-async fn loaded(api: &ManagementApi, id: &str) -> Result<Loaded, ApiError> {
+pub(super) async fn loaded(api: &ManagementApi, id: &str) -> Result<Loaded, ApiError> {
     let row = api
         .db
         .campaign(id)

@@ -21,6 +21,7 @@ mod quarantine;
 mod reimage;
 mod releases;
 mod risk;
+mod risk_remediate;
 mod tokens;
 pub(crate) mod webhooks;
 
@@ -392,6 +393,10 @@ pub(crate) fn router(api: Arc<ManagementApi>) -> Router {
         .route("/api/v1/reports", get(devices::list_reports))
         .route("/api/v1/risk/advisories", post(risk::import_advisories))
         .route("/api/v1/risk/advisories/{id}", get(risk::get_advisory))
+        .route(
+            "/api/v1/risk/advisories/{id}/remediate",
+            post(risk_remediate::remediate),
+        )
         .route("/api/v1/risk/posture", get(risk::get_posture))
         .route(
             "/api/v1/attestation/approved-eks",

@@ -39,7 +39,7 @@ pub(crate) const MAX_IMPORT_BODY: usize = 1024 * 1024;
 /// The most records in one import body.
 pub(crate) const MAX_IMPORT_RECORDS: usize = 2_000;
 /// Longest advisory id or alias looked up.
-const MAX_ADVISORY_ID: usize = 256;
+pub(super) const MAX_ADVISORY_ID: usize = 256;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,7 +47,7 @@ struct ImportRequest {
     advisories: Vec<Box<serde_json::value::RawValue>>,
 }
 
-fn risk_error(context: &str, e: RiskError) -> ApiError {
+pub(super) fn risk_error(context: &str, e: RiskError) -> ApiError {
     match e {
         RiskError::Db(e) => db_error(context, e),
         RiskError::Repo(e) => repo_error(e),
@@ -131,7 +131,7 @@ pub(super) struct PostureQuery {
 }
 
 /// The assessment now, through the API's cached advisory feed.
-async fn assess_cached(
+pub(super) async fn assess_cached(
     api: &ManagementApi,
     repo: &Arc<crate::delivery::image_repo::HostedRepo>,
 ) -> Result<Assessment, RiskError> {

@@ -6,6 +6,7 @@
 
 pub mod delivery;
 pub mod ops;
+pub mod risk;
 
 use std::future::Future;
 use std::io;

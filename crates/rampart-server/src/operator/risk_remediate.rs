@@ -1,0 +1,248 @@
+//! `POST /api/v1/risk/advisories/{id}/remediate` (operate): a campaign of a fixed release for
+//! exactly the devices an advisory affects (issue 17). Body:
+//! `{"release": TARGET, "name"?: NAME, "start"?: bool, "options"?: {<campaign spec fields>}}`;
+//! `options` takes what a campaign spec takes except `name`, `release` and `targets`.
+//!
+//! The device set is resolved now, from the current assessment, and fixed in the campaign as an
+//! explicit list (`targets.devices`): a device that starts running the vulnerable release later
+//! is not swept in silently, and the campaign shows what the operator was shown. Refused:
+//! an unknown advisory (404), an advisory affecting no device (409), an unknown release (422),
+//! a release whose own SBOM the advisory matches, or one without an indexed SBOM (nothing shows
+//! it is fixed) (409). The campaign and its audit record (`risk.remediation_created`) are
+//! stored in one transaction.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use rampart_db::Campaign;
+use rampart_rollout::{CampaignSpec, CampaignState, Status};
+use rampart_vuln::posture::affected_devices;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::helpers::{new_id, sha256_hex, unix_now};
+use crate::listen::http::{ApiError, json_response, write_error};
+
+use super::campaigns::{action_failed, loaded};
+use super::risk::{MAX_ADVISORY_ID, assess_cached, risk_error};
+use super::{ManagementApi, Permission};
+
+/// Campaign spec fields the route sets itself; `options` may not give them.
+const SET_BY_ROUTE: [&str; 3] = ["name", "release", "targets"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemediateRequest {
+    release: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    start: bool,
+    #[serde(default)]
+    options: Map<String, Value>,
+}
+
+fn conflict(code: &'static str, detail: String) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, code, detail)
+}
+
+pub(super) async fn remediate(
+    State(api): State<Arc<ManagementApi>>,
+    headers: HeaderMap,
+    Path(advisory): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let caller = api.authorize(&headers, Permission::Operate).await?;
+    let request: RemediateRequest = api
+        .body(
+            &headers,
+            body,
+            r#"{"release": "fixed.bin", "name"?: "...", "start"?: true|false, "options"?: {"phases"?, "gate"?, "policy"?, ...}}"#,
+        )
+        .await?;
+    if advisory.is_empty()
+        || advisory.len() > MAX_ADVISORY_ID
+        || advisory.chars().any(char::is_control)
+    {
+        return Err(ApiError::invalid(format!(
+            "an advisory id is 1 to {MAX_ADVISORY_ID} bytes without control characters"
+        )));
+    }
+    if let Some(field) = SET_BY_ROUTE
+        .iter()
+        .find(|f| request.options.contains_key(**f))
+    {
+        return Err(ApiError::invalid(format!(
+            "options.{field} is set by the remediation (the release and name are fields of their own, the targets are the affected devices); leave it out"
+        )));
+    }
+    let stored = api
+        .db
+        .advisories_named(&advisory)
+        .await
+        .map_err(|e| crate::listen::http::db_error("reading an advisory", e))?;
+    let ids: BTreeSet<String> = stored
+        .iter()
+        .filter(|a| a.withdrawn.is_none())
+        .map(|a| a.id.clone())
+        .collect();
+    if stored.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_advisory",
+            format!(
+                "no advisory {advisory:?} (by id or alias) is stored; import the feed with `rampart risk import`"
+            ),
+        ));
+    }
+    // The release must exist and be firmware before anything else is judged about it.
+    api.firmware_release(&request.release).await?;
+    let repo = api.image_repo()?;
+    let assessment = assess_cached(&api, &repo)
+        .await
+        .map_err(|e| risk_error("assessing risk", e))?;
+    let release_state = assessment
+        .releases
+        .iter()
+        .find(|r| r.target == request.release);
+    match release_state {
+        Some(r) if r.sbom == "indexed" => {}
+        Some(r) => {
+            return Err(conflict(
+                "release_not_assessed",
+                format!(
+                    "release {:?} has no indexed SBOM ({}{}): nothing shows it fixes {advisory:?}; attach an SBOM to the release",
+                    request.release,
+                    r.sbom,
+                    r.problem
+                        .as_deref()
+                        .map(|p| format!(": {p}"))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        None => {
+            return Err(conflict(
+                "release_not_assessed",
+                format!(
+                    "release {:?} is not in the assessment; list releases with GET /api/v1/risk/posture",
+                    request.release
+                ),
+            ));
+        }
+    }
+    if let Some(still) = assessment
+        .exposure
+        .get(&request.release)
+        .and_then(|matched| ids.iter().find(|id| matched.contains(*id)))
+    {
+        return Err(conflict(
+            "release_still_affected",
+            format!(
+                "release {:?} is itself affected by {still}: its SBOM still holds a vulnerable component; choose a release with the fix",
+                request.release
+            ),
+        ));
+    }
+    let mut devices = BTreeSet::new();
+    for id in &ids {
+        for device in affected_devices(id, &assessment.devices, &assessment.exposure) {
+            devices.insert(device.device_id.clone());
+        }
+    }
+    if devices.is_empty() {
+        return Err(conflict(
+            "no_affected_devices",
+            format!(
+                "advisory {advisory:?} affects no device in the fleet{}; there is nothing to remediate",
+                if ids.is_empty() {
+                    " (it is withdrawn)"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    let devices: Vec<String> = devices.into_iter().collect();
+    let name = request
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("remediate {advisory}"));
+    let mut spec = request.options.clone();
+    spec.insert("name".into(), json!(name));
+    spec.insert("release".into(), json!(request.release));
+    spec.insert("targets".into(), json!({"devices": devices}));
+    let spec: CampaignSpec = serde_json::from_value(Value::Object(spec))
+        .map_err(|e| ApiError::invalid(format!("options: {e}; give campaign spec fields")))?;
+    spec.validate()
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    if let Some(back) = &spec.rollback_release {
+        api.firmware_release(back).await?;
+    }
+    let campaigns = api.campaigns()?;
+    let now = unix_now();
+    let id = new_id("c")?;
+    let row = Campaign {
+        id: id.clone(),
+        name: spec.name.clone(),
+        release_target: spec.release.clone(),
+        spec: serde_json::to_value(&spec).map_err(|_| ApiError::internal())?,
+        plan: vec![],
+        state: serde_json::to_value(CampaignState::draft()).map_err(|_| ApiError::internal())?,
+        status: Status::Draft.as_str().into(),
+        created: now,
+        created_by: caller.actor(),
+        updated: now,
+    };
+    api.audit
+        .write(
+            now,
+            &caller.actor(),
+            "risk.remediation_created",
+            &id,
+            json!({
+                "advisory": advisory,
+                "advisory_ids": ids,
+                "release": spec.release,
+                "name": spec.name,
+                "devices": devices.len(),
+                "devices_sha256": sha256_hex(devices.join("\n").as_bytes()),
+            }),
+            |line| {
+                let (db, row) = (api.db.clone(), row.clone());
+                async move { db.create_campaign(&row, &line).await }
+            },
+        )
+        .await
+        .map_err(write_error("creating a remediation campaign"))?;
+    let mut started = Value::Null;
+    if request.start {
+        let release = api.firmware_release(&spec.release).await?;
+        let _guard = campaigns.lock.lock().await;
+        let c = loaded(&api, &id).await?;
+        started = campaigns
+            .start(c, &release, &caller.actor(), unix_now())
+            .await
+            .map_err(action_failed)?;
+    }
+    let c = loaded(&api, &id).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({
+            "id": id,
+            "name": spec.name,
+            "release": spec.release,
+            "advisory": advisory,
+            "advisory_ids": ids,
+            // The list is bounded like a page; the count is whole.
+            "devices": devices.iter().take(super::MAX_PAGE as usize).collect::<Vec<_>>(),
+            "devices_total": devices.len(),
+            "status": c.state.status.as_str(),
+            "started": started,
+        }),
+    ))
+}
