@@ -201,7 +201,9 @@ fn repository(
         version: version.into(),
         security_version: 2,
         sbom: Some(sbom_path.clone()),
-        provenance: Some(provenance_path.clone()),
+        provenance: Some(rampart_repo::ProvenanceInput::Statement(
+            provenance_path.clone(),
+        )),
         role: role.map(str::to_owned),
     };
     let requests = [
