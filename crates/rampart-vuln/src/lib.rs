@@ -20,6 +20,9 @@
 //! - `sbom`: CycloneDX 1.4-1.6 JSON and SPDX 2.3 JSON read into components, bounded.
 //! - `vex`: CycloneDX VEX and OpenVEX statements (not affected, with the justification kept;
 //!   conflicts resolved by a stated rule).
+//! - `signed_vex`: VEX documents in DSSE envelopes signed by a vendor key, verified before
+//!   they are read.
+//! - `suppression`: VEX applied to matches (suppressed, with the statement's justification).
 //! - `severity`: CVSS v3.x and v4 vectors to a score and a rating.
 //! - `posture`: risk posture per device, release, hardware id, region and tag (severity
 //!   counts, the worst advisory, Dependency-Track's score), from matched releases.
@@ -38,5 +41,7 @@ pub mod posture;
 pub mod provenance;
 pub mod sbom;
 pub mod severity;
+pub mod signed_vex;
+pub mod suppression;
 pub mod version;
 pub mod vex;

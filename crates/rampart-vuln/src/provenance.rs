@@ -197,7 +197,7 @@ fn bounded_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Envel
 }
 
 /// DSSE allows standard and URL-safe base64, padded or not: accept all four.
-fn decode_base64(text: &str) -> Result<Vec<u8>, EnvelopeError> {
+pub(crate) fn decode_base64(text: &str) -> Result<Vec<u8>, EnvelopeError> {
     const INDIFFERENT: GeneralPurposeConfig =
         GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
     const STANDARD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, INDIFFERENT);

@@ -566,6 +566,13 @@ impl VexSet {
     /// one); between equally recent ones the more severe status wins (affected, under
     /// investigation, fixed, not affected), so a conflict never hides a vulnerability.
     pub fn applies(&self, advisory_ids: &[&str], component: &Component) -> Option<&VexStatement> {
+        self.applies_at(advisory_ids, component)
+            .map(|index| &self.statements[index])
+    }
+
+    /// As [`VexSet::applies`], the deciding statement's position in [`VexSet::statements`] (so
+    /// a caller can tell which document it came from).
+    pub fn applies_at(&self, advisory_ids: &[&str], component: &Component) -> Option<usize> {
         let mut candidates: Vec<usize> = advisory_ids
             .iter()
             .filter_map(|id| self.by_id.get(*id))
@@ -576,8 +583,15 @@ impl VexSet {
         candidates.dedup();
         candidates
             .into_iter()
-            .map(|index| &self.statements[index])
-            .filter(|s| s.products.iter().any(|p| names_component(p, component)))
-            .max_by_key(|s| (s.timestamp.is_some(), s.timestamp, s.status.severity_rank()))
+            .filter(|&index| {
+                self.statements[index]
+                    .products
+                    .iter()
+                    .any(|p| names_component(p, component))
+            })
+            .max_by_key(|&index| {
+                let s = &self.statements[index];
+                (s.timestamp.is_some(), s.timestamp, s.status.severity_rank())
+            })
     }
 }
