@@ -24,6 +24,7 @@ mod reports;
 mod risk;
 mod sql;
 mod tokens;
+mod vex;
 mod webhooks;
 
 use std::borrow::Cow;
@@ -69,6 +70,7 @@ pub use risk::{
     MAX_RISK_DEVICE_PAGE, RiskDevice, StoredAdvisory,
 };
 pub use tokens::ApiToken;
+pub use vex::{MAX_VEX_DOCUMENTS, MAX_VEX_PAGE, VexDocumentSummary, VexImport};
 pub use webhooks::{
     AttemptOutcome, ClaimedDelivery, DeliveryMaker, DeliveryStatus, Enqueued, MAX_DELIVERY_CLAIM,
     MAX_PENDING_PER_WEBHOOK, MAX_WEBHOOK_BODY, MAX_WEBHOOK_SECRET, MAX_WEBHOOK_URL, MAX_WEBHOOKS,

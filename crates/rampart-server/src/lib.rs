@@ -184,6 +184,9 @@ pub struct ServerConfig {
     pub evidence: Option<engines::evidence::EvidenceConfig>,
     /// Incident response: the playbooks and the detectors' settings (`--incident-config`).
     pub incidents: engines::incidents::IncidentConfig,
+    /// The vendor public keys VEX documents must be signed by to be imported (`--vex-signer`);
+    /// empty: the VEX import route refuses, saying how to configure it.
+    pub vex_signers: Vec<rampart_core::keys::Key>,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -259,6 +262,7 @@ impl ServerConfig {
             attestation: None,
             evidence: None,
             incidents: engines::incidents::IncidentConfig::default(),
+            vex_signers: Vec::new(),
         }
     }
 

@@ -315,7 +315,9 @@ impl Server {
         {
             (Some(addr), Some(tls)) => {
                 let (listener, local) = bind(addr).await?;
-                let api = Arc::new(operator::ManagementApi::new(&shared, audit_anchor.clone()));
+                let mut management = operator::ManagementApi::new(&shared, audit_anchor.clone());
+                management.vex_signers = config.vex_signers.clone().into();
+                let api = Arc::new(management);
                 let listener = listen::https::OperatorListener::new(
                     listener,
                     tls.clone(),

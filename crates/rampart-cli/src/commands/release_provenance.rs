@@ -276,21 +276,31 @@ pub fn sign_command(
             slsa.run_details.builder.id
         );
     }
-    let signer = rampart_keys::open_signer(key).with_context(|| format!("opening key {key}"))?;
-    let envelope = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &bytes, &signer.key_id(), |m| {
-        signer.sign(m)
-    })?;
+    let (envelope, key_id) = sign_envelope(key, IN_TOTO_PAYLOAD_TYPE, &bytes)?;
     let line = envelope.to_line() + "\n";
     match out {
         Some(path) => {
             std::fs::write(path, &line).with_context(|| format!("writing {}", path.display()))?;
             eprintln!(
-                "wrote {} signed by key {} for builder {builder_id}",
+                "wrote {} signed by key {key_id} for builder {builder_id}",
                 path.display(),
-                signer.key_id()
             );
         }
         None => print!("{line}"),
     }
     Ok(())
+}
+
+/// A DSSE envelope over `payload` of `payload_type`, signed by the key `key` names (a key file
+/// or a PKCS#11 token key, through `rampart_keys`), with the signer's key id. Provenance and
+/// vendor VEX (`rampart risk vex sign`) are signed here alike.
+pub fn sign_envelope(
+    key: &str,
+    payload_type: &str,
+    payload: &[u8],
+) -> anyhow::Result<(Envelope, String)> {
+    let signer = rampart_keys::open_signer(key).with_context(|| format!("opening key {key}"))?;
+    let key_id = signer.key_id();
+    let envelope = Envelope::sign(payload_type, payload, &key_id, |m| signer.sign(m))?;
+    Ok((envelope, key_id))
 }

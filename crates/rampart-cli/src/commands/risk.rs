@@ -11,6 +11,7 @@ use clap::Subcommand;
 use rampart_vuln::matching::{AdvisoryIndex, MatchReport, ProblemKind};
 use rampart_vuln::osv::{MAX_ADVISORY_BYTES, parse_advisory};
 use rampart_vuln::sbom::{MAX_SBOM_BYTES, parse_sbom};
+use rampart_vuln::suppression::SuppressedMatch;
 
 use super::risk_fleet::{self, Output, RemediateRequest};
 use crate::shared::api_client::ApiArgs;
@@ -32,9 +33,24 @@ pub enum RiskCommand {
         /// osv.dev ecosystem export, or a clone of an advisory database's records).
         #[arg(long)]
         advisories: PathBuf,
-        /// Print `{"matches":[...],"unmatched_ecosystems":[...]}` instead of a table.
+        /// Print `{"matches":[...],"unmatched_ecosystems":[...]}` instead of a table (with
+        /// --vex, also `"suppressed":[...]`).
         #[arg(long)]
         json: bool,
+        /// A vendor VEX document (CycloneDX VEX or OpenVEX, bare or signed with `rampart risk
+        /// vex sign`): matches a statement says do not affect the component move out of
+        /// `matches` into `suppressed`, with the statement's justification. Repeatable.
+        #[arg(long = "vex")]
+        vex: Vec<PathBuf>,
+        /// A trusted vendor public key (`rampart key export-public`): every --vex must then be
+        /// signed by one of them. Without it, VEX is used unchecked (said on stderr). Repeatable.
+        #[arg(long = "vex-signer", requires = "vex")]
+        vex_signers: Vec<PathBuf>,
+    },
+    /// Vendor VEX: sign and verify documents, import them into the server, list them.
+    Vex {
+        #[command(subcommand)]
+        command: super::risk_vex::VexCommand,
     },
     /// Import OSV advisories into the server: every `*.json` of a directory, or every
     /// `*.json` entry of osv.dev's per-ecosystem zip; sent in batches. Incremental: a changed
@@ -89,7 +105,10 @@ pub fn run(command: RiskCommand) -> anyhow::Result<()> {
             sbom,
             advisories,
             json,
-        } => sbom_check(&sbom, &advisories, json),
+            vex,
+            vex_signers,
+        } => sbom_check(&sbom, &advisories, json, &vex, &vex_signers),
+        RiskCommand::Vex { command } => super::risk_vex::run(command),
         RiskCommand::Import { api, advisories } => risk_fleet::import(&api.client()?, &advisories),
         RiskCommand::Posture { api, by, json, csv } => {
             let output = if json {
@@ -121,13 +140,31 @@ pub fn run(command: RiskCommand) -> anyhow::Result<()> {
     }
 }
 
-fn sbom_check(sbom: &Path, advisories: &Path, json: bool) -> anyhow::Result<()> {
+fn sbom_check(
+    sbom: &Path,
+    advisories: &Path,
+    json: bool,
+    vex_files: &[PathBuf],
+    vex_signers: &[PathBuf],
+) -> anyhow::Result<()> {
+    // VEX first: a refused VEX fails the command before the feed is read.
+    let vex = (!vex_files.is_empty())
+        .then(|| super::risk_vex::load_for_check(vex_files, vex_signers))
+        .transpose()?;
     let sbom_bytes = read_bounded(sbom, MAX_SBOM_BYTES, "SBOM")?;
     let components = parse_sbom(&sbom_bytes)
         .with_context(|| format!("reading the SBOM {}", sbom.display()))?
         .components;
     let index = load_advisories(advisories)?;
-    let report = index.match_components(&components);
+    let mut report = index.match_components(&components);
+    let suppressed = match &vex {
+        Some(vex) => {
+            let (kept, suppressed) = vex.split(std::mem::take(&mut report.matches), &components);
+            report.matches = kept;
+            Some(suppressed)
+        }
+        None => None,
+    };
     // Legacy (pre-PEP 440) versions in lists are common and harmless (matched as text):
     // counted, not listed; anything that narrows the matching is named.
     let mut as_text = 0;
@@ -145,9 +182,16 @@ fn sbom_check(sbom: &Path, advisories: &Path, json: bool) -> anyhow::Result<()> 
     }
     warn_unchecked(&report);
     if json {
-        println!("{}", report_json(&report));
+        let mut out = report_json(&report);
+        if let Some(suppressed) = &suppressed {
+            out["suppressed"] = suppressed_json(suppressed);
+        }
+        println!("{out}");
     } else {
         print_table(&report, components.len(), index.len());
+        if let Some(suppressed) = &suppressed {
+            print_suppressed(suppressed);
+        }
     }
     Ok(())
 }
@@ -260,6 +304,51 @@ fn report_json(report: &MatchReport) -> serde_json::Value {
         "matches": matches,
         "unmatched_ecosystems": report.unmatched_ecosystems,
     })
+}
+
+/// The suppressed matches: each match's fields as in `matches`, and `"vex": {"status",
+/// "justification", "impact_statement", "source"}`.
+fn suppressed_json(suppressed: &[SuppressedMatch]) -> serde_json::Value {
+    serde_json::Value::Array(
+        suppressed
+            .iter()
+            .map(|s| {
+                let m = &s.matched;
+                serde_json::json!({
+                    "purl": m.purl,
+                    "name": m.name,
+                    "version": m.version,
+                    "advisory": m.advisory,
+                    "aliases": m.aliases,
+                    "fixed": m.fixed,
+                    "vex": s.vex,
+                })
+            })
+            .collect(),
+    )
+}
+
+fn print_suppressed(suppressed: &[SuppressedMatch]) {
+    if suppressed.is_empty() {
+        return;
+    }
+    println!("{} matches suppressed by VEX:", suppressed.len());
+    for s in suppressed {
+        let status = serde_json::to_value(s.vex.status).unwrap_or_default();
+        println!(
+            "  {} {} {}: {}{} ({})",
+            s.matched.name,
+            s.matched.version,
+            s.matched.advisory,
+            status.as_str().unwrap_or(""),
+            s.vex
+                .justification
+                .as_deref()
+                .map(|j| format!(", {j}"))
+                .unwrap_or_default(),
+            s.vex.source
+        );
+    }
 }
 
 fn print_table(report: &MatchReport, components: usize, advisories: usize) {

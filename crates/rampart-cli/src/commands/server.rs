@@ -171,6 +171,11 @@ pub struct ServerArgs {
     /// precedence.
     #[arg(long, value_name = "FILE")]
     incident_config: Option<PathBuf>,
+    /// A vendor public key VEX documents must be signed by to be imported (POST
+    /// /api/v1/risk/vex): the JSON `rampart key export-public` prints. Repeatable; without
+    /// one the server imports no VEX.
+    #[arg(long = "vex-signer", value_name = "PUBKEY")]
+    vex_signers: Vec<PathBuf>,
 }
 
 /// `LISTENER=MAX[/PER_SOURCE]` of `--connection-cap`.
@@ -316,6 +321,8 @@ pub fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
             .collect::<anyhow::Result<Vec<_>>>()
     };
     config.attestation = attestation_config(args)?;
+    config.vex_signers = crate::commands::risk_vex::read_signers(&args.vex_signers)
+        .context("reading the --vex-signer keys")?;
     config.evidence = args
         .evidence
         .config(config.audit_anchor.as_ref().and_then(|a| a.log.clone()))?;

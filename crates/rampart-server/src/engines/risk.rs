@@ -64,6 +64,8 @@ pub struct Assessment {
     pub unreadable_advisories: Vec<String>,
     /// For the advisory route: each matched advisory's (release, component name, version).
     pub matched_components: BTreeMap<String, Vec<(String, String, String)>>,
+    /// Per release target, the matches vendor VEX suppressed (out of `exposure`).
+    pub suppressed: BTreeMap<String, Vec<rampart_vuln::suppression::SuppressedMatch>>,
 }
 
 /// Reads and hash-checks `target`'s SBOM from the repository directory (blocking).
@@ -154,6 +156,8 @@ pub struct ParsedFeed {
     pub index: AdvisoryIndex,
     pub severities: BTreeMap<String, AdvisorySeverity>,
     pub unreadable: Vec<String>,
+    /// The stored vendor VEX statements (`risk_vex`).
+    pub vex: rampart_vuln::suppression::SourcedVex,
 }
 
 /// The parsed feed, kept while the stored feed's version (`Db::advisory_feed_version`, raised
@@ -177,10 +181,12 @@ impl AdvisoryCache {
             return Ok(feed.clone());
         }
         let (index, severities, unreadable) = advisory_index(db).await?;
+        let vex = super::risk_vex::load(db).await?;
         let feed = Arc::new(ParsedFeed {
             index,
             severities,
             unreadable,
+            vex,
         });
         *cached = Some((version, feed.clone()));
         Ok(feed)
@@ -256,8 +262,13 @@ pub async fn assess_with(
         match components {
             Ok(components) => {
                 let report = index.match_components(&components);
+                let (matches, suppressed) =
+                    super::risk_vex::apply(&feed.vex, report.matches, &components);
+                if !suppressed.is_empty() {
+                    out.suppressed.insert(release.target.clone(), suppressed);
+                }
                 let mut ids = BTreeSet::new();
-                for m in &report.matches {
+                for m in &matches {
                     ids.insert(m.advisory.clone());
                     out.matched_components
                         .entry(m.advisory.clone())

@@ -22,6 +22,7 @@ mod reimage;
 mod releases;
 mod risk;
 mod risk_remediate;
+mod risk_vex;
 mod tokens;
 pub(crate) mod webhooks;
 
@@ -165,6 +166,8 @@ pub(crate) struct ManagementApi {
     pub(crate) revoked_use: Arc<crate::engines::detectors::RevokedUse>,
     /// The parsed advisory feed, kept until an import changes it (risk routes).
     pub(crate) advisories: Arc<crate::engines::risk::AdvisoryCache>,
+    /// The vendor keys VEX imports must be signed by (`--vex-signer`); none: VEX is refused.
+    pub(crate) vex_signers: Arc<[rampart_core::keys::Key]>,
 }
 
 impl ManagementApi {
@@ -186,6 +189,7 @@ impl ManagementApi {
             incidents: shared.incidents.clone(),
             revoked_use: shared.revoked_use.clone(),
             advisories: Arc::default(),
+            vex_signers: Arc::default(),
         }
     }
 
@@ -398,6 +402,14 @@ pub(crate) fn router(api: Arc<ManagementApi>) -> Router {
             post(risk_remediate::remediate),
         )
         .route("/api/v1/risk/posture", get(risk::get_posture))
+        .route(
+            "/api/v1/risk/vex",
+            post(risk_vex::import_vex).get(risk_vex::list_vex),
+        )
+        .route(
+            "/api/v1/risk/vex/{id}",
+            axum::routing::delete(risk_vex::delete_vex),
+        )
         .route(
             "/api/v1/attestation/approved-eks",
             post(attestation::approve_ek),

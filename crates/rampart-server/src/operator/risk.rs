@@ -188,6 +188,12 @@ pub(super) async fn get_posture(
     );
     let total = rows.len();
     let page: Vec<_> = rows.into_iter().skip(offset).take(limit).collect();
+    let page = super::risk_vex::rows_with_suppressed(
+        by,
+        &assessment.devices,
+        &assessment.suppressed,
+        page,
+    );
     Ok(json_response(
         StatusCode::OK,
         &json!({
@@ -291,6 +297,7 @@ pub(super) async fn get_advisory(
             "components_total": matched.len(),
             "affected_count": affected.len(),
             "devices": devices,
+            "suppressed": super::risk_vex::advisory_suppressed(&assessment.suppressed, &advisory.id),
         }));
     }
     Ok(json_response(
