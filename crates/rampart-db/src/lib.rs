@@ -176,6 +176,7 @@ fn migrations() -> Vec<Migration> {
             include_str!("../migrations/0018_device_changes.sql"),
         ),
         (19, "risk", include_str!("../migrations/0019_risk.sql")),
+        (21, "vex", include_str!("../migrations/0021_vex.sql")),
     ];
     steps
         .iter()

@@ -23,7 +23,7 @@ use crate::shared::api_client::{ApiArgs, ApiClient};
 /// Largest public key file read (a TUF key, or the JSON `rampart key export-public` prints).
 const MAX_KEY_FILE_BYTES: usize = 64 * 1024;
 /// Largest envelope `import` sends: the management API's body limit.
-pub const MAX_VEX_IMPORT_BYTES: usize = 1024 * 1024;
+pub const MAX_VEX_IMPORT_BYTES: usize = 512 * 1024;
 /// Most VEX files one `sbom-check` reads.
 const MAX_VEX_FILES: usize = 256;
 

@@ -33,8 +33,9 @@ use crate::listen::http::{ApiError, BodyLimits, db_error, json_response, read_bo
 
 use super::{MAX_PAGE, ManagementApi, Permission, page_limit};
 
-/// Largest VEX import body: the listener's ceiling (1 MiB; vendor VEX documents are a few KiB).
-pub(crate) const MAX_VEX_BODY: usize = 1024 * 1024;
+/// Largest VEX import body (vendor VEX documents are a few KiB; a CycloneDX VEX of thousands of
+/// statements fits).
+pub(crate) const MAX_VEX_BODY: usize = 512 * 1024;
 /// Most suppressed matches listed per posture row or advisory (the total is given beside).
 const MAX_SUPPRESSED_LISTED: usize = MAX_PAGE as usize;
 
