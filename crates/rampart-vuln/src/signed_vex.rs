@@ -135,11 +135,18 @@ fn format_of(payload: &[u8]) -> Result<VexFormat, SignedVexError> {
 /// The payload type to sign `document` under, once it has been read as VEX (a document that
 /// is not VEX is never signed).
 pub fn prepare_for_signing(document: &[u8]) -> Result<&'static str, VexError> {
-    parse_vex(document)?;
+    let statements = parse_vex(document)?;
     let format = format_of(document).map_err(|e| match e {
         SignedVexError::Vex(e) => e,
         other => VexError::NotJson(other.to_string()),
     })?;
+    // A CycloneDX SBOM without analyses reads as VEX of no statement: signing it says nothing.
+    if statements.is_empty() {
+        return Err(VexError::Malformed {
+            format,
+            reason: "the document makes no VEX statement (no vulnerabilities[].analysis, or no statements)".into(),
+        });
+    }
     Ok(payload_type(format))
 }
 

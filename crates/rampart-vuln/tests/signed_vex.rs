@@ -207,8 +207,10 @@ fn an_envelope_of_another_payload_type_or_a_mislabelled_document_is_refused() {
         ),
         "{err}"
     );
-    // Not VEX at all is never signed.
+    // Not VEX at all is never signed, nor an SBOM that makes no VEX statement.
     assert!(prepare_for_signing(br#"{"_type":"https://in-toto.io/Statement/v1"}"#).is_err());
+    let sbom = br#"{"bomFormat":"CycloneDX","specVersion":"1.6","components":[]}"#;
+    assert!(prepare_for_signing(sbom).is_err());
 }
 
 #[test]
