@@ -278,13 +278,19 @@ impl RiskWatch {
         }
         // Incidents first: a finding recorded twice joins the same open incident (its cause
         // is the advisory), while one lost between the records' commit and a crash would never
-        // be recorded (the record says it was alerted).
+        // be recorded (the record says it was alerted). An advisory whose incident could not
+        // be recorded keeps its record unchanged this pass, so the next pass tries both again.
         let mut incidents = 0;
-        for (_, finding, joining) in &alerts {
+        let mut unrecorded = BTreeSet::new();
+        for (index, (_, finding, joining)) in alerts.iter().enumerate() {
             let Some(finding) = finding else { continue };
-            self.record_incident(finding, joining).await;
-            incidents += 1;
+            if self.record_incident(finding, joining).await {
+                incidents += 1;
+            } else {
+                unrecorded.insert(index);
+            }
         }
+        changes.retain(|(_, alert)| alert.is_none_or(|i| !unrecorded.contains(&i)));
         let payloads: Vec<Option<&Value>> = changes
             .iter()
             .map(|(_, a)| a.map(|i| &alerts[i].0))
@@ -343,9 +349,9 @@ impl RiskWatch {
         Ok(out)
     }
 
-    /// Opens (or joins) the advisory's incident with its first devices; a failure is logged
-    /// (the next version's alert, or an operator, covers it: the alert itself went out).
-    async fn record_incident(&self, finding: &Finding, joining: &[String]) {
+    /// Opens (or joins) the advisory's incident with its first devices; false when the
+    /// incident could not be opened (logged; the pass leaves the advisory for the next one).
+    async fn record_incident(&self, finding: &Finding, joining: &[String]) -> bool {
         let record = |f: Finding| async move {
             if let Err(e) = self.incidents.record_finding(&f).await {
                 crate::observe::log::error(
@@ -358,13 +364,16 @@ impl RiskWatch {
             true
         };
         if !record(finding.clone()).await {
-            return;
+            return false;
         }
         for device in joining {
             let mut join = finding.clone();
             join.device_id = Some(device.clone());
+            // A device that could not join is logged; the incident names the advisory and
+            // carries the first devices in its detail either way.
             record(join.bounded()).await;
         }
+        true
     }
 }
 
@@ -474,7 +483,8 @@ fn critical_finding(
         detail: json!({
             "advisory": id,
             "aliases": advisory.map(|a| a.aliases.iter().take(MAX_ALERT_LIST).cloned().collect::<Vec<_>>()).unwrap_or_default(),
-            "score": severity.score,
+            // The audit log takes no fractions: the score as text.
+            "score": severity.score.map(|s| format!("{s:.1}")),
             "affected_count": devices.len(),
             "devices": listed,
             "truncated": truncated || devices.len() > MAX_INCIDENT_DEVICES,
