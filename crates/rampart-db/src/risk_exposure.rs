@@ -41,6 +41,9 @@ pub struct ExposureChange {
     pub alert: bool,
 }
 
+/// Makes the delivery (id, signed-envelope body) of change `index`'s alert for one webhook.
+pub type AlertMaker<'a> = dyn FnMut(usize, &str) -> Result<(String, String), DbError> + Send + 'a;
+
 /// What a pass stored.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SavedPass {
@@ -167,7 +170,7 @@ impl crate::Db {
         changes: &[ExposureChange],
         now: i64,
         now_ms: i64,
-        make: &mut (dyn FnMut(usize, &str) -> Result<(String, String), DbError> + Send),
+        make: &mut AlertMaker<'_>,
     ) -> Result<SavedPass, DbError> {
         if changes.len() > MAX_WATCHED_ADVISORIES {
             return Err(DbError::Domain(DomainError::Invalid(format!(

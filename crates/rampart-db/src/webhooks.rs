@@ -790,6 +790,54 @@ async fn insert_delivery(
     Ok(())
 }
 
+/// Queues `event` for every enabled webhook subscribed to it inside the caller's transaction,
+/// so an event can be queued together with the state change it announces (the risk watch's
+/// alert with its exposure record): both are stored, or neither is.
+pub(crate) async fn enqueue_event_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    event: &str,
+    created: i64,
+    due_ms: i64,
+    make: &mut DeliveryMaker<'_>,
+) -> Result<Enqueued, DbError> {
+    let hooks = sqlx::query("SELECT id, events FROM webhooks WHERE enabled = 1 ORDER BY id")
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut subscribed = Vec::new();
+    for row in &hooks {
+        let events: Vec<String> =
+            serde_json::from_str(&row.try_get::<String, _>("events")?).unwrap_or_default();
+        if events.iter().any(|e| e == event) {
+            subscribed.push(row.try_get::<String, _>("id")?);
+        }
+    }
+    let mut done = Enqueued::default();
+    if subscribed.is_empty() {
+        return Ok(done);
+    }
+    let pending = sqlx::query(
+            "SELECT webhook_id, COUNT(*) AS n FROM webhook_deliveries WHERE status = 'pending' GROUP BY webhook_id",
+        )
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut full = Vec::new();
+    for row in &pending {
+        if row.try_get::<i64, _>("n")? >= MAX_PENDING_PER_WEBHOOK {
+            full.push(row.try_get::<String, _>("webhook_id")?);
+        }
+    }
+    for webhook_id in &subscribed {
+        if full.contains(webhook_id) {
+            done.dropped += 1;
+            continue;
+        }
+        let (id, body) = make(webhook_id)?;
+        insert_delivery(tx, &id, webhook_id, event, &body, created, due_ms).await?;
+        done.queued += 1;
+    }
+    Ok(done)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1181,52 +1229,4 @@ mod tests {
             }
         });
     }
-}
-
-/// Queues `event` for every enabled webhook subscribed to it inside the caller's transaction,
-/// so an event can be queued together with the state change it announces (the risk watch's
-/// alert with its exposure record): both are stored, or neither is.
-pub(crate) async fn enqueue_event_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    event: &str,
-    created: i64,
-    due_ms: i64,
-    make: &mut DeliveryMaker<'_>,
-) -> Result<Enqueued, DbError> {
-    let hooks = sqlx::query("SELECT id, events FROM webhooks WHERE enabled = 1 ORDER BY id")
-        .fetch_all(&mut **tx)
-        .await?;
-    let mut subscribed = Vec::new();
-    for row in &hooks {
-        let events: Vec<String> =
-            serde_json::from_str(&row.try_get::<String, _>("events")?).unwrap_or_default();
-        if events.iter().any(|e| e == event) {
-            subscribed.push(row.try_get::<String, _>("id")?);
-        }
-    }
-    let mut done = Enqueued::default();
-    if subscribed.is_empty() {
-        return Ok(done);
-    }
-    let pending = sqlx::query(
-            "SELECT webhook_id, COUNT(*) AS n FROM webhook_deliveries WHERE status = 'pending' GROUP BY webhook_id",
-        )
-        .fetch_all(&mut **tx)
-        .await?;
-    let mut full = Vec::new();
-    for row in &pending {
-        if row.try_get::<i64, _>("n")? >= MAX_PENDING_PER_WEBHOOK {
-            full.push(row.try_get::<String, _>("webhook_id")?);
-        }
-    }
-    for webhook_id in &subscribed {
-        if full.contains(webhook_id) {
-            done.dropped += 1;
-            continue;
-        }
-        let (id, body) = make(webhook_id)?;
-        insert_delivery(tx, &id, webhook_id, event, &body, created, due_ms).await?;
-        done.queued += 1;
-    }
-    Ok(done)
 }
