@@ -101,6 +101,10 @@ pub(super) async fn import_vex(
         )
         .await
         .map_err(write_error("importing a VEX document"))?;
+    if created {
+        // The watch re-assesses now: a suppression changes exposure and alerts too.
+        api.risk_watch.wake();
+    }
     Ok(json_response(
         if created {
             StatusCode::CREATED
@@ -186,6 +190,9 @@ pub(super) async fn delete_vex(
         )
         .await
         .map_err(write_error("removing a VEX document"))?;
+    if removed {
+        api.risk_watch.wake();
+    }
     if !removed {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
