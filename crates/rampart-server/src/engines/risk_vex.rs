@@ -7,18 +7,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rampart_db::Db;
+use rampart_db::{Db, DbError};
 use rampart_vuln::component::Component;
 use rampart_vuln::matching::Match;
 use rampart_vuln::posture::{DeviceRun, GroupBy};
 use rampart_vuln::suppression::{SourcedVex, SuppressedMatch, releases_by_group};
 use rampart_vuln::vex::VexStatement;
 
-use super::risk::RiskError;
-
 /// The stored VEX statements, each knowing its document's id. A stored document whose
 /// statements no longer read (written by another version) is left out and logged: re-import it.
-pub async fn load(db: &Db) -> Result<SourcedVex, RiskError> {
+pub async fn load(db: &Db) -> Result<SourcedVex, DbError> {
     let stored = db.vex_statements().await?;
     let mut documents = Vec::with_capacity(stored.len());
     for (id, json) in stored {
