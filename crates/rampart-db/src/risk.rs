@@ -343,16 +343,24 @@ impl crate::Db {
             .bind(target)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
+        // Two assessments (the risk watch and a posture request, or two servers) may index
+        // the same release at once: the second waits for the first's row and then stores
+        // nothing, as the components are the same parse of the same hash-checked SBOM.
+        let inserted = sqlx::query(
             "INSERT INTO release_sboms (target, sbom_sha256, components, indexed_at)
-             VALUES ($1, $2, $3, $4)",
+             VALUES ($1, $2, $3, $4) ON CONFLICT (target) DO NOTHING",
         )
         .bind(target)
         .bind(sbom_sha256)
         .bind(components.len() as i64)
         .bind(now)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            tx.rollback().await?;
+            return Ok(());
+        }
         for (position, c) in components.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO release_components
