@@ -22,6 +22,7 @@ mod poll;
 mod quarantine;
 mod reports;
 mod risk;
+mod risk_nvd;
 mod sql;
 mod tokens;
 mod webhooks;
@@ -68,6 +69,7 @@ pub use risk::{
     AdvisoryImport, ImportCounts, MAX_ADVISORIES_PER_IMPORT, MAX_ALIAS_LOOKUP,
     MAX_RISK_DEVICE_PAGE, RiskDevice, StoredAdvisory,
 };
+pub use risk_nvd::{MAX_NVD_PER_IMPORT, NvdImport};
 pub use tokens::ApiToken;
 pub use webhooks::{
     AttemptOutcome, ClaimedDelivery, DeliveryMaker, DeliveryStatus, Enqueued, MAX_DELIVERY_CLAIM,
@@ -174,6 +176,7 @@ fn migrations() -> Vec<Migration> {
             include_str!("../migrations/0018_device_changes.sql"),
         ),
         (19, "risk", include_str!("../migrations/0019_risk.sql")),
+        (22, "nvd", include_str!("../migrations/0022_nvd.sql")),
     ];
     steps
         .iter()
