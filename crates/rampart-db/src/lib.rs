@@ -22,6 +22,7 @@ mod poll;
 mod quarantine;
 mod reports;
 mod risk;
+mod risk_exposure;
 mod risk_nvd;
 mod sql;
 mod tokens;
@@ -68,6 +69,10 @@ pub use reports::{PROGRESS_REPORTS_KEPT, REPORT_QUOTA_CHECK_EVERY, REPORTS_PER_D
 pub use risk::{
     AdvisoryImport, ImportCounts, MAX_ADVISORIES_PER_IMPORT, MAX_ALIAS_LOOKUP,
     MAX_RISK_DEVICE_PAGE, RiskDevice, StoredAdvisory,
+};
+pub use risk_exposure::{
+    ExposureChange, ExposureRecord, MAX_ADVISORY_READ, MAX_EXPOSURE_PAGE, MAX_WATCHED_ADVISORIES,
+    RISK_ADVISORY_EVENT, SavedPass, WatchedAdvisory,
 };
 pub use risk_nvd::{MAX_NVD_PER_IMPORT, NvdImport};
 pub use tokens::ApiToken;
@@ -176,6 +181,11 @@ fn migrations() -> Vec<Migration> {
             include_str!("../migrations/0018_device_changes.sql"),
         ),
         (19, "risk", include_str!("../migrations/0019_risk.sql")),
+        (
+            20,
+            "risk exposure",
+            include_str!("../migrations/0020_risk_exposure.sql"),
+        ),
         (22, "nvd", include_str!("../migrations/0022_nvd.sql")),
     ];
     steps
