@@ -23,6 +23,7 @@ mod quarantine;
 mod reports;
 mod risk;
 mod risk_exposure;
+mod risk_nvd;
 mod sql;
 mod tokens;
 mod webhooks;
@@ -73,6 +74,7 @@ pub use risk_exposure::{
     ExposureChange, ExposureRecord, MAX_ADVISORY_READ, MAX_EXPOSURE_PAGE, MAX_WATCHED_ADVISORIES,
     RISK_ADVISORY_EVENT, SavedPass, WatchedAdvisory,
 };
+pub use risk_nvd::{MAX_NVD_PER_IMPORT, NvdImport};
 pub use tokens::ApiToken;
 pub use webhooks::{
     AttemptOutcome, ClaimedDelivery, DeliveryMaker, DeliveryStatus, Enqueued, MAX_DELIVERY_CLAIM,
@@ -184,6 +186,7 @@ fn migrations() -> Vec<Migration> {
             "risk exposure",
             include_str!("../migrations/0020_risk_exposure.sql"),
         ),
+        (22, "nvd", include_str!("../migrations/0022_nvd.sql")),
     ];
     steps
         .iter()

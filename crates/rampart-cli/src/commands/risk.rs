@@ -1,6 +1,7 @@
 //! `rampart risk ...`: supply-chain risk. `sbom-check` matches an SBOM against a directory of
-//! OSV advisories offline, for pipelines, without a server. The matching is
-//! `rampart_vuln::matching`; this module reads files with size limits and prints. `import`,
+//! OSV advisories (and NVD documents, `--nvd`) offline, for pipelines, without a server. The
+//! matching is `rampart_vuln::matching` and `::nvd`, merged by `::combined`; this module reads
+//! files with size limits and prints. `import`,
 //! `posture` and `remediate` go through the management API (`risk_fleet`).
 
 use std::io::Read;
@@ -8,11 +9,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
+use rampart_vuln::combined::{Finding, combine};
 use rampart_vuln::matching::{AdvisoryIndex, MatchReport, ProblemKind};
+use rampart_vuln::nvd::CpeMatchReport;
 use rampart_vuln::osv::{MAX_ADVISORY_BYTES, parse_advisory};
 use rampart_vuln::sbom::{MAX_SBOM_BYTES, parse_sbom};
 
 use super::risk_fleet::{self, Output, RemediateRequest};
+use super::risk_nvd;
 use crate::shared::api_client::ApiArgs;
 
 /// The most advisory files read from one directory (all of OSV's ecosystems together hold
@@ -29,9 +33,15 @@ pub enum RiskCommand {
         #[arg(long)]
         sbom: PathBuf,
         /// A directory of OSV advisories, one JSON record per `*.json` file (an unpacked
-        /// osv.dev ecosystem export, or a clone of an advisory database's records).
+        /// osv.dev ecosystem export, or a clone of an advisory database's records). Optional
+        /// with `--nvd`.
+        #[arg(long, required_unless_present = "nvd")]
+        advisories: Option<PathBuf>,
+        /// NVD CVE API 2.0 documents (a file, or a directory of `*.json` pages; repeatable):
+        /// firmware parts are matched by their CPE, or by a known firmware name (busybox,
+        /// u-boot, linux, ...) when they have neither purl nor CPE.
         #[arg(long)]
-        advisories: PathBuf,
+        nvd: Vec<PathBuf>,
         /// Print `{"matches":[...],"unmatched_ecosystems":[...]}` instead of a table.
         #[arg(long)]
         json: bool,
@@ -43,8 +53,12 @@ pub enum RiskCommand {
         #[command(flatten)]
         api: ApiArgs,
         /// A directory of OSV records, or a .zip of them.
+        #[arg(long, required_unless_present = "nvd")]
+        advisories: Option<PathBuf>,
+        /// NVD CVE API 2.0 documents (a file, or a directory of `*.json` pages; repeatable),
+        /// sent to `POST /api/v1/risk/nvd` in batches.
         #[arg(long)]
-        advisories: PathBuf,
+        nvd: Vec<PathBuf>,
     },
     /// The fleet's risk posture: per group the devices, the affected devices, advisories by
     /// severity, the worst advisory and a score; most at risk first.
@@ -113,9 +127,23 @@ pub fn run(command: RiskCommand) -> anyhow::Result<()> {
         RiskCommand::SbomCheck {
             sbom,
             advisories,
+            nvd,
             json,
-        } => sbom_check(&sbom, &advisories, json),
-        RiskCommand::Import { api, advisories } => risk_fleet::import(&api.client()?, &advisories),
+        } => sbom_check(&sbom, advisories.as_deref(), &nvd, json),
+        RiskCommand::Import {
+            api,
+            advisories,
+            nvd,
+        } => {
+            let client = api.client()?;
+            if let Some(advisories) = advisories {
+                risk_fleet::import(&client, &advisories)?;
+            }
+            if !nvd.is_empty() {
+                risk_nvd::import(&client, &nvd)?;
+            }
+            Ok(())
+        }
         RiskCommand::Posture { api, by, json, csv } => {
             let output = if json {
                 Output::Json
@@ -164,12 +192,20 @@ pub fn run(command: RiskCommand) -> anyhow::Result<()> {
     }
 }
 
-fn sbom_check(sbom: &Path, advisories: &Path, json: bool) -> anyhow::Result<()> {
+fn sbom_check(
+    sbom: &Path,
+    advisories: Option<&Path>,
+    nvd: &[PathBuf],
+    json: bool,
+) -> anyhow::Result<()> {
     let sbom_bytes = read_bounded(sbom, MAX_SBOM_BYTES, "SBOM")?;
     let components = parse_sbom(&sbom_bytes)
         .with_context(|| format!("reading the SBOM {}", sbom.display()))?
         .components;
-    let index = load_advisories(advisories)?;
+    let index = match advisories {
+        Some(advisories) => load_advisories(advisories)?,
+        None => AdvisoryIndex::new(),
+    };
     let report = index.match_components(&components);
     // Legacy (pre-PEP 440) versions in lists are common and harmless (matched as text):
     // counted, not listed; anything that narrows the matching is named.
@@ -186,11 +222,36 @@ fn sbom_check(sbom: &Path, advisories: &Path, json: bool) -> anyhow::Result<()> 
             "note: {as_text} listed versions follow no ordering rules of their ecosystem and are matched as written"
         );
     }
-    warn_unchecked(&report);
-    if json {
-        println!("{}", report_json(&report));
+    let (cpe_report, nvd_records) = if nvd.is_empty() {
+        (None, 0)
     } else {
-        print_table(&report, components.len(), index.len());
+        let cpe_index = risk_nvd::load_index(nvd)?;
+        for problem in cpe_index.problems() {
+            eprintln!(
+                "warning: {}: {}: {}",
+                problem.advisory, problem.criteria, problem.problem
+            );
+        }
+        let records = cpe_index.len();
+        (Some(cpe_index.match_cpe_components(&components)), records)
+    };
+    warn_unchecked(&report, cpe_report.as_ref());
+    let findings = combine(
+        &components,
+        &report.matches,
+        cpe_report
+            .as_ref()
+            .map_or(&[][..], |r| r.matches.as_slice()),
+    );
+    if json {
+        println!("{}", report_json(&findings, &report));
+    } else {
+        print_table(
+            &findings,
+            &report,
+            components.len(),
+            index.len() + nvd_records,
+        );
     }
     Ok(())
 }
@@ -240,7 +301,7 @@ fn load_advisories(dir: &Path) -> anyhow::Result<AdvisoryIndex> {
     Ok(index)
 }
 
-fn read_bounded(path: &Path, max: usize, what: &str) -> anyhow::Result<Vec<u8>> {
+pub(super) fn read_bounded(path: &Path, max: usize, what: &str) -> anyhow::Result<Vec<u8>> {
     let file =
         std::fs::File::open(path).with_context(|| format!("opening {what} {}", path.display()))?;
     let mut bytes = Vec::new();
@@ -256,20 +317,28 @@ fn read_bounded(path: &Path, max: usize, what: &str) -> anyhow::Result<Vec<u8>> 
     Ok(bytes)
 }
 
-fn warn_unchecked(report: &MatchReport) {
-    for component in &report.unversioned {
+/// Names every component a matcher could not check. With NVD records, a part without a purl
+/// is the CPE matcher's: only what neither matcher identifies is named.
+fn warn_unchecked(report: &MatchReport, cpe: Option<&CpeMatchReport>) {
+    let unidentified = match cpe {
+        Some(cpe) => &cpe.unidentified,
+        None => &report.unidentified,
+    };
+    let cpe_unchecked = cpe.map_or(&[][..], |cpe| cpe.unversioned.as_slice());
+    let cpe_unordered = cpe.map_or(&[][..], |cpe| cpe.unordered_versions.as_slice());
+    for component in report.unversioned.iter().chain(cpe_unchecked) {
         eprintln!(
             "warning: {} states no version: not checked",
             component.purl.as_deref().unwrap_or(&component.name)
         );
     }
-    for unidentified in &report.unidentified {
+    for unidentified in unidentified {
         eprintln!(
             "warning: {} {}: not checked: {}",
             unidentified.component.name, unidentified.component.version, unidentified.reason
         );
     }
-    for unordered in &report.unordered_versions {
+    for unordered in report.unordered_versions.iter().chain(cpe_unordered) {
         eprintln!(
             "warning: {}: only explicit versions lists checked: {}",
             unordered
@@ -282,11 +351,11 @@ fn warn_unchecked(report: &MatchReport) {
     }
 }
 
-/// Exactly `{"matches":[{"purl","name","version","advisory","aliases","fixed"}...],
-/// "unmatched_ecosystems":[...]}`: the pipeline format of issue 17.
-fn report_json(report: &MatchReport) -> serde_json::Value {
-    let matches: Vec<serde_json::Value> = report
-        .matches
+/// `{"matches":[{"purl","name","version","advisory","aliases","fixed","cpe","matched_by"}...],
+/// "unmatched_ecosystems":[...]}`: the pipeline format of issue 17, each match saying how its
+/// component was identified (`purl` is null for a part that has none).
+fn report_json(findings: &[Finding], report: &MatchReport) -> serde_json::Value {
+    let matches: Vec<serde_json::Value> = findings
         .iter()
         .map(|m| {
             serde_json::json!({
@@ -296,6 +365,8 @@ fn report_json(report: &MatchReport) -> serde_json::Value {
                 "advisory": m.advisory,
                 "aliases": m.aliases,
                 "fixed": m.fixed,
+                "cpe": m.cpe,
+                "matched_by": m.matched_by.as_str(),
             })
         })
         .collect();
@@ -305,14 +376,14 @@ fn report_json(report: &MatchReport) -> serde_json::Value {
     })
 }
 
-fn print_table(report: &MatchReport, components: usize, advisories: usize) {
-    let rows: Vec<[String; 5]> = report
-        .matches
+fn print_table(findings: &[Finding], report: &MatchReport, components: usize, advisories: usize) {
+    let rows: Vec<[String; 6]> = findings
         .iter()
         .map(|m| {
             [
                 m.name.clone(),
                 m.version.clone(),
+                m.matched_by.as_str().to_owned(),
                 m.advisory.clone(),
                 m.aliases.join(","),
                 if m.fixed.is_empty() {
@@ -323,7 +394,15 @@ fn print_table(report: &MatchReport, components: usize, advisories: usize) {
             ]
         })
         .collect();
-    let header = ["COMPONENT", "VERSION", "ADVISORY", "ALIASES", "FIXED"].map(str::to_owned);
+    let header = [
+        "COMPONENT",
+        "VERSION",
+        "MATCHED BY",
+        "ADVISORY",
+        "ALIASES",
+        "FIXED",
+    ]
+    .map(str::to_owned);
     let mut widths = header.clone().map(|h| h.len());
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -338,14 +417,13 @@ fn print_table(report: &MatchReport, components: usize, advisories: usize) {
             .collect();
         println!("{}", cells.join("  ").trim_end());
     }
-    let affected: std::collections::BTreeSet<(&str, &str)> = report
-        .matches
+    let affected: std::collections::BTreeSet<(&str, Option<&str>, &str)> = findings
         .iter()
-        .map(|m| (m.purl.as_str(), m.version.as_str()))
+        .map(|m| (m.name.as_str(), m.purl.as_deref(), m.version.as_str()))
         .collect();
     println!(
         "{} matches: {} of {components} components affected, {advisories} advisories checked",
-        report.matches.len(),
+        findings.len(),
         affected.len()
     );
     if !report.unmatched_ecosystems.is_empty() {

@@ -20,5 +20,6 @@ pub mod reimage;
 pub mod renewal;
 pub(crate) mod report_sinks;
 pub mod risk;
+pub mod risk_cpe;
 pub mod risk_watch;
 pub mod webhooks;

@@ -154,6 +154,8 @@ pub struct ParsedFeed {
     pub index: AdvisoryIndex,
     pub severities: BTreeMap<String, AdvisorySeverity>,
     pub unreadable: Vec<String>,
+    /// The stored NVD records, for CPE and firmware-name matching.
+    pub nvd: super::risk_cpe::NvdFeed,
 }
 
 /// The parsed feed, kept while the stored feed's version (`Db::advisory_feed_version`, raised
@@ -177,10 +179,12 @@ impl AdvisoryCache {
             return Ok(feed.clone());
         }
         let (index, severities, unreadable) = advisory_index(db).await?;
+        let nvd = super::risk_cpe::load_nvd_feed(db).await?;
         let feed = Arc::new(ParsedFeed {
             index,
             severities,
             unreadable,
+            nvd,
         });
         *cached = Some((version, feed.clone()));
         Ok(feed)
@@ -203,9 +207,9 @@ pub async fn assess_with(
     };
     let index = &feed.index;
     let mut out = Assessment {
-        advisories: index.len(),
+        advisories: index.len() + feed.nvd.index.len(),
         severities: feed.severities.clone(),
-        unreadable_advisories: feed.unreadable.clone(),
+        unreadable_advisories: [&feed.unreadable[..], &feed.nvd.unreadable[..]].concat(),
         ..Assessment::default()
     };
     // (version, hardware id) -> target, and version -> first target, for the inventory.
@@ -264,6 +268,17 @@ pub async fn assess_with(
                         .or_default()
                         .push((release.target.clone(), m.name.clone(), m.version.clone()));
                 }
+                super::risk_cpe::add_cpe_matches(
+                    &feed.nvd,
+                    &components,
+                    &report.matches,
+                    super::risk_cpe::ReleaseCpeFindings {
+                        target: &release.target,
+                        ids: &mut ids,
+                        matched_components: &mut out.matched_components,
+                        severities: &mut out.severities,
+                    },
+                );
                 state.sbom = "indexed";
                 state.components = components.len();
                 state.advisories = ids.len();

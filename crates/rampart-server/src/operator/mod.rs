@@ -22,6 +22,7 @@ mod reimage;
 mod releases;
 mod risk;
 mod risk_exposure;
+mod risk_nvd;
 mod risk_remediate;
 mod tokens;
 pub(crate) mod webhooks;
@@ -403,6 +404,7 @@ pub(crate) fn router(api: Arc<ManagementApi>) -> Router {
             post(risk_remediate::remediate),
         )
         .route("/api/v1/risk/posture", get(risk::get_posture))
+        .route("/api/v1/risk/nvd", post(risk_nvd::import_nvd))
         .route(
             "/api/v1/attestation/approved-eks",
             post(attestation::approve_ek),
