@@ -174,6 +174,11 @@ fn migrations() -> Vec<Migration> {
             include_str!("../migrations/0018_device_changes.sql"),
         ),
         (19, "risk", include_str!("../migrations/0019_risk.sql")),
+        (
+            23,
+            "slot_versions",
+            include_str!("../migrations/0023_slot_versions.sql"),
+        ),
     ];
     steps
         .iter()
