@@ -30,6 +30,7 @@
 
 pub mod component;
 pub mod cpe;
+pub mod fallback;
 pub mod json_limits;
 pub mod matching;
 pub mod nvd;

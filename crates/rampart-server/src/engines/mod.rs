@@ -20,4 +20,5 @@ pub mod reimage;
 pub mod renewal;
 pub(crate) mod report_sinks;
 pub mod risk;
+pub mod risk_slots;
 pub mod webhooks;
