@@ -47,14 +47,18 @@ pub struct RiskArgs {
     /// Measurement rounds of each figure.
     #[arg(long, default_value_t = 7)]
     rounds: usize,
-    /// Through a real `rampart server` (SQLite) instead of the core alone: the releases are
-    /// published with their SBOMs, the devices seeded into its database, the feed imported
-    /// through the API, and the figures are the API's answers.
+    /// Through a real `rampart server` (SQLite, or PostgreSQL with --postgres-url) instead of
+    /// the core alone: the releases are published with their SBOMs, the devices seeded into its
+    /// database, the feed imported through the API, and the figures are the API's answers.
     #[arg(long)]
     server: bool,
     /// Directory to build in with --server (new or empty; default: a new temporary directory).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// With --server: a PostgreSQL server URL whose user may create databases; the server
+    /// then runs on a new database there (dropped at the end) instead of SQLite.
+    #[arg(long, requires = "server")]
+    postgres_url: Option<String>,
 }
 
 /// A small deterministic generator: the same fleet every run.
@@ -340,8 +344,7 @@ fn cyclonedx(components: &[Component]) -> Vec<u8> {
 
 /// The figures through a real server: see [`RiskArgs::server`].
 fn run_server(a: RiskArgs) -> anyhow::Result<()> {
-    use rampart_cli::commands::demo::fleet::operator;
-    use rampart_cli::commands::demo::server::start_server;
+    use crate::server::{database_url, postgres_admin};
     use rampart_cli::commands::demo::setup::{PASSPHRASE, prepare_dir};
 
     println!(
@@ -395,14 +398,69 @@ fn run_server(a: RiskArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let server = start_server(&dir.join("server"), &repo_dir, PASSPHRASE, &[])?;
+    // The database: a new SQLite file, or a new database on the PostgreSQL server given.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let postgres = match &a.postgres_url {
+        Some(admin) => {
+            let name = format!("rampart_bench_risk_{}", std::process::id());
+            rt.block_on(postgres_admin(
+                admin,
+                format!("DROP DATABASE IF EXISTS {name}"),
+            ))?;
+            rt.block_on(postgres_admin(admin, format!("CREATE DATABASE {name}")))?;
+            Some((admin.clone(), name.clone(), database_url(admin, &name)?))
+        }
+        None => None,
+    };
+    let backend = if postgres.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    println!("  database: {backend}");
+    let measured = measure_server(
+        &a,
+        &rt,
+        &dir,
+        &repo_dir,
+        postgres.as_ref().map(|(_, _, url)| url.as_str()),
+        &feed_packages,
+        &releases,
+    );
+    if let Some((admin, name, _)) = &postgres {
+        let dropped = rt.block_on(postgres_admin(
+            admin,
+            format!("DROP DATABASE IF EXISTS {name}"),
+        ));
+        if let (Ok(_), Err(e)) = (&measured, dropped) {
+            return Err(e);
+        }
+    }
+    measured
+}
+
+/// The server figures, on the server's database `db_url` (`None`: SQLite).
+#[allow(clippy::too_many_arguments)]
+fn measure_server(
+    a: &RiskArgs,
+    rt: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    repo_dir: &std::path::Path,
+    db_url: Option<&str>,
+    feed_packages: &[(String, Vec<String>)],
+    releases: &[Vec<Component>],
+) -> anyhow::Result<()> {
+    use rampart_cli::commands::demo::fleet::operator;
+    use rampart_cli::commands::demo::server::start_server_on;
+    use rampart_cli::commands::demo::setup::PASSPHRASE;
+    let server = start_server_on(&dir.join("server"), repo_dir, PASSPHRASE, &[], db_url)?;
+    let now = rampart_cli::shared::now_unix();
     let (_, api) = operator(&server, "risk-bench")?;
 
     // The fleet, seeded straight into the server's database (as the server benchmark does).
     let started = Instant::now();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     rt.block_on(async {
         let db = rampart_db::Db::connect(&server.db).await?;
         let regions = ["eu-west", "us-east", "ap-south", "sa-east"];
@@ -486,7 +544,7 @@ fn run_server(a: RiskArgs) -> anyhow::Result<()> {
 
     // One new advisory: imported, then its affected devices asked for (the feed changed, so
     // the server re-indexes it: the honest path).
-    let target = most_carried(&feed_packages, &releases);
+    let target = most_carried(feed_packages, releases);
     let mut one = Vec::new();
     let mut affected = 0;
     for round in 0..a.rounds {

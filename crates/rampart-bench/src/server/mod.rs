@@ -361,7 +361,7 @@ impl RoundDb {
     }
 }
 
-async fn postgres_admin(admin: &str, sql: String) -> anyhow::Result<()> {
+pub(crate) async fn postgres_admin(admin: &str, sql: String) -> anyhow::Result<()> {
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(admin)
         .await
@@ -374,7 +374,7 @@ async fn postgres_admin(admin: &str, sql: String) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match url.split_once("://").and_then(|(s, rest)| {
         let (userinfo, host) = rest.split_once('@')?;
         let user = userinfo.split(':').next()?;
@@ -386,7 +386,7 @@ fn redact(url: &str) -> String {
 }
 
 /// The URL of database `name` on the server of `admin` (query parameters kept).
-fn database_url(admin: &str, name: &str) -> anyhow::Result<String> {
+pub(crate) fn database_url(admin: &str, name: &str) -> anyhow::Result<String> {
     let (path, query) = match admin.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (admin, None),

@@ -69,6 +69,18 @@ pub fn start_server(
     passphrase: &str,
     extra_args: &[&str],
 ) -> anyhow::Result<DemoServer> {
+    start_server_on(base, repo, passphrase, extra_args, None)
+}
+
+/// [`start_server`] on the database at `db_url` (`None`: a new SQLite file under `base`), for
+/// the benchmarks that measure PostgreSQL too.
+pub fn start_server_on(
+    base: &Path,
+    repo: &Path,
+    passphrase: &str,
+    extra_args: &[&str],
+    db_url: Option<&str>,
+) -> anyhow::Result<DemoServer> {
     std::fs::create_dir_all(base)?;
     let ca = rampart_pki::CertificateAuthority::generate("Demo manufacturer CA", 30)?;
     let server_cert = ca.issue_server(&["127.0.0.1"], 30)?;
@@ -112,7 +124,10 @@ pub fn start_server(
         },
         "rampart director init",
     )?;
-    let db = format!("sqlite://{}", base.join("server.db").display());
+    let db = db_url.map_or_else(
+        || format!("sqlite://{}", base.join("server.db").display()),
+        str::to_owned,
+    );
     let mut child = rampart(passphrase)?
         .arg("server")
         .args([
@@ -138,6 +153,12 @@ pub fn start_server(
         .arg("--director-key")
         .arg(base.join("director-online.key"))
         .args(extra_args)
+        // Outside SQLite the webhook secrets are sealed with a key kept beside the database.
+        .args(
+            db_url
+                .map(|_| vec!["--secrets-key".into(), base.join("secrets.key")])
+                .unwrap_or_default(),
+        )
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(base.join("server.log"))?)
         .spawn()
