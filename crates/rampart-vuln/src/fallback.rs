@@ -216,6 +216,8 @@ mod tests {
         let by_release = rows(GroupBy::Release);
         assert_eq!(row(&by_release, "fixed.bin").fallback_affected, 1);
         assert_eq!(row(&by_release, "vuln.bin").fallback_affected, 1);
+        let by_hardware = rows(GroupBy::Hardware);
+        assert_eq!(row(&by_hardware, "board-a").fallback_affected, 2);
         // A device counts once under each distinct tag, as posture counts it.
         let by_tag = rows(GroupBy::Tag);
         assert_eq!(row(&by_tag, "lab").fallback_affected, 2);
