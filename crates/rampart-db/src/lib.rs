@@ -22,6 +22,7 @@ mod poll;
 mod quarantine;
 mod reports;
 mod risk;
+mod risk_exposure;
 mod sql;
 mod tokens;
 mod webhooks;
@@ -67,6 +68,10 @@ pub use reports::{PROGRESS_REPORTS_KEPT, REPORT_QUOTA_CHECK_EVERY, REPORTS_PER_D
 pub use risk::{
     AdvisoryImport, ImportCounts, MAX_ADVISORIES_PER_IMPORT, MAX_ALIAS_LOOKUP,
     MAX_RISK_DEVICE_PAGE, RiskDevice, StoredAdvisory,
+};
+pub use risk_exposure::{
+    ExposureChange, ExposureRecord, MAX_ADVISORY_READ, MAX_EXPOSURE_PAGE, MAX_WATCHED_ADVISORIES,
+    RISK_ADVISORY_EVENT, SavedPass, WatchedAdvisory,
 };
 pub use tokens::ApiToken;
 pub use webhooks::{
@@ -174,6 +179,11 @@ fn migrations() -> Vec<Migration> {
             include_str!("../migrations/0018_device_changes.sql"),
         ),
         (19, "risk", include_str!("../migrations/0019_risk.sql")),
+        (
+            20,
+            "risk exposure",
+            include_str!("../migrations/0020_risk_exposure.sql"),
+        ),
         (
             23,
             "slot_versions",

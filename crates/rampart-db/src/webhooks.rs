@@ -17,13 +17,14 @@ use crate::sql::check_text;
 use crate::{AuditLine, Backend, Db, DbError};
 
 /// The events a webhook may subscribe to (their wire names).
-pub const WEBHOOK_EVENTS: [&str; 6] = [
+pub const WEBHOOK_EVENTS: [&str; 7] = [
     "campaign.gate_breach",
     "campaign.halted",
     "campaign.completed",
     "fleet.rollback_spike",
     "device.verification_failed",
     crate::alerts::INCIDENT_ALERT_EVENT,
+    crate::risk_exposure::RISK_ADVISORY_EVENT,
 ];
 /// Most webhooks one server keeps (each event fans out to all of them in one transaction).
 pub const MAX_WEBHOOKS: i64 = 100;
@@ -541,41 +542,7 @@ impl Db {
             ))));
         }
         let mut tx = self.begin_write().await?;
-        let hooks = sqlx::query("SELECT id, events FROM webhooks WHERE enabled = 1 ORDER BY id")
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut subscribed = Vec::new();
-        for row in &hooks {
-            let events: Vec<String> =
-                serde_json::from_str(&row.try_get::<String, _>("events")?).unwrap_or_default();
-            if events.iter().any(|e| e == event) {
-                subscribed.push(row.try_get::<String, _>("id")?);
-            }
-        }
-        let mut done = Enqueued::default();
-        if subscribed.is_empty() {
-            return Ok(done);
-        }
-        let pending = sqlx::query(
-            "SELECT webhook_id, COUNT(*) AS n FROM webhook_deliveries WHERE status = 'pending' GROUP BY webhook_id",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut full = Vec::new();
-        for row in &pending {
-            if row.try_get::<i64, _>("n")? >= MAX_PENDING_PER_WEBHOOK {
-                full.push(row.try_get::<String, _>("webhook_id")?);
-            }
-        }
-        for webhook_id in &subscribed {
-            if full.contains(webhook_id) {
-                done.dropped += 1;
-                continue;
-            }
-            let (id, body) = make(webhook_id)?;
-            insert_delivery(&mut tx, &id, webhook_id, event, &body, created, due_ms).await?;
-            done.queued += 1;
-        }
+        let done = enqueue_event_in(&mut tx, event, created, due_ms, make).await?;
         tx.commit().await?;
         Ok(done)
     }
@@ -821,6 +788,54 @@ async fn insert_delivery(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Queues `event` for every enabled webhook subscribed to it inside the caller's transaction,
+/// so an event can be queued together with the state change it announces (the risk watch's
+/// alert with its exposure record): both are stored, or neither is.
+pub(crate) async fn enqueue_event_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    event: &str,
+    created: i64,
+    due_ms: i64,
+    make: &mut DeliveryMaker<'_>,
+) -> Result<Enqueued, DbError> {
+    let hooks = sqlx::query("SELECT id, events FROM webhooks WHERE enabled = 1 ORDER BY id")
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut subscribed = Vec::new();
+    for row in &hooks {
+        let events: Vec<String> =
+            serde_json::from_str(&row.try_get::<String, _>("events")?).unwrap_or_default();
+        if events.iter().any(|e| e == event) {
+            subscribed.push(row.try_get::<String, _>("id")?);
+        }
+    }
+    let mut done = Enqueued::default();
+    if subscribed.is_empty() {
+        return Ok(done);
+    }
+    let pending = sqlx::query(
+            "SELECT webhook_id, COUNT(*) AS n FROM webhook_deliveries WHERE status = 'pending' GROUP BY webhook_id",
+        )
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut full = Vec::new();
+    for row in &pending {
+        if row.try_get::<i64, _>("n")? >= MAX_PENDING_PER_WEBHOOK {
+            full.push(row.try_get::<String, _>("webhook_id")?);
+        }
+    }
+    for webhook_id in &subscribed {
+        if full.contains(webhook_id) {
+            done.dropped += 1;
+            continue;
+        }
+        let (id, body) = make(webhook_id)?;
+        insert_delivery(tx, &id, webhook_id, event, &body, created, due_ms).await?;
+        done.queued += 1;
+    }
+    Ok(done)
 }
 
 #[cfg(test)]

@@ -109,12 +109,15 @@ pub enum Detector {
     EngineStalled,
     /// Alert delivery keeps failing.
     AlertDeliveryFailing,
+    /// A new advisory affects components that devices of the fleet run (issue 17): a known
+    /// vulnerability, not a compromise.
+    VulnerableComponent,
     /// Opened by an operator.
     Operator,
 }
 
 impl Detector {
-    pub const ALL: [Detector; 12] = [
+    pub const ALL: [Detector; 13] = [
         Detector::AttestationFailed,
         Detector::AttestationStale,
         Detector::VerificationFailed,
@@ -126,6 +129,7 @@ impl Detector {
         Detector::DetectorFailure,
         Detector::EngineStalled,
         Detector::AlertDeliveryFailing,
+        Detector::VulnerableComponent,
         Detector::Operator,
     ];
 
@@ -142,6 +146,7 @@ impl Detector {
             Detector::DetectorFailure => "detector_failure",
             Detector::EngineStalled => "engine_stalled",
             Detector::AlertDeliveryFailing => "alert_delivery_failing",
+            Detector::VulnerableComponent => "vulnerable_component",
             Detector::Operator => "operator",
         }
     }

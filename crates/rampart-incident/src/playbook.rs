@@ -63,7 +63,7 @@ impl Plan {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlaybookError {
     #[error(
-        "playbooks.{0}: unknown detector; use one of attestation_failed, attestation_stale, verification_failed, unknown_signed_release, unknown_firmware, rollback_spike, revoked_credential_use, hardware_id_change, detector_failure, engine_stalled, alert_delivery_failing, operator"
+        "playbooks.{0}: unknown detector; use one of attestation_failed, attestation_stale, verification_failed, unknown_signed_release, unknown_firmware, rollback_spike, revoked_credential_use, hardware_id_change, detector_failure, engine_stalled, alert_delivery_failing, vulnerable_component, operator"
     )]
     UnknownDetector(String),
     #[error("playbooks.{0}.{1}: unknown severity; use default, low, medium, high or critical")]
@@ -196,6 +196,10 @@ impl Default for Playbooks {
                     | Detector::EngineStalled
                     | Detector::AlertDeliveryFailing
                     | Detector::Operator => alert_only(),
+                    // A known vulnerability in what devices run is not a compromise: alert at
+                    // once; quarantining would take healthy devices off the air for a flaw
+                    // they share with every device of the release.
+                    Detector::VulnerableComponent => alert_only(),
                 };
                 (d, playbook)
             })
@@ -354,6 +358,20 @@ mod tests {
         assert_eq!(
             p.plan(Detector::RollbackSpike, Severity::Critical).now,
             vec![Action::Alert]
+        );
+    }
+
+    #[test]
+    fn a_vulnerable_component_alerts_at_once_and_never_quarantines() {
+        let p = Playbooks::default();
+        for s in Severity::ALL {
+            let plan = p.plan(Detector::VulnerableComponent, s);
+            assert_eq!(plan.now, vec![Action::Alert], "{s:?}");
+            assert!(plan.approve.is_empty(), "{s:?}: {plan:?}");
+        }
+        assert_eq!(
+            Detector::parse("vulnerable_component"),
+            Some(Detector::VulnerableComponent)
         );
     }
 

@@ -72,7 +72,9 @@ mod state;
 
 // The public paths of the modules before they moved into rooms.
 pub use delivery::{artifact_store, director, evidence_store, image_repo};
-pub use engines::{alerts, attestation, audit_anchor, evidence, incidents, renewal, webhooks};
+pub use engines::{
+    alerts, attestation, audit_anchor, evidence, incidents, renewal, risk_watch, webhooks,
+};
 pub use listen::auth_failures;
 pub use observe::{audit, log};
 /// The management API's tokens and roles (the API itself is in the operator room).
@@ -184,6 +186,8 @@ pub struct ServerConfig {
     pub evidence: Option<engines::evidence::EvidenceConfig>,
     /// Incident response: the playbooks and the detectors' settings (`--incident-config`).
     pub incidents: engines::incidents::IncidentConfig,
+    /// The risk watch: how often it re-assesses the fleet when no import wakes it.
+    pub risk_watch: engines::risk_watch::RiskWatchConfig,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -259,6 +263,7 @@ impl ServerConfig {
             attestation: None,
             evidence: None,
             incidents: engines::incidents::IncidentConfig::default(),
+            risk_watch: engines::risk_watch::RiskWatchConfig::default(),
         }
     }
 
@@ -293,6 +298,8 @@ impl ServerConfig {
             .is_some_and(|a| a.interval.is_zero())
         {
             Some("audit_anchor.interval must not be zero")
+        } else if self.risk_watch.interval < Duration::from_secs(1) {
+            Some("risk_watch.interval must be at least 1 second")
         } else if self.connections.header_timeout.is_zero() {
             Some("connections.header_timeout must not be zero")
         } else {

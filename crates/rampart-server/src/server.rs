@@ -80,6 +80,8 @@ pub struct Server {
     alerts: engines::alerts::Alerts,
     /// The executor of incident `reimage` actions.
     reimager: engines::reimage::Reimager,
+    /// Advisory exposure and alerts (issue 17).
+    risk_watch: Arc<engines::risk_watch::RiskWatch>,
 }
 
 impl fmt::Debug for Server {
@@ -256,6 +258,17 @@ impl Server {
         )
         .await
         .map_err(ServerError::Config)?;
+        let advisories = Arc::new(engines::risk::AdvisoryCache::default());
+        let risk_watch = Arc::new(engines::risk_watch::RiskWatch::new(
+            db.clone(),
+            image_repo.clone(),
+            advisories.clone(),
+            hooks.clone(),
+            incidents.clone(),
+            detector_config.enabled(rampart_incident::model::Detector::VulnerableComponent),
+            metrics.clone(),
+            config.risk_watch,
+        ));
         let shared = state::Shared {
             db: db.clone(),
             audit: audit.clone(),
@@ -282,6 +295,8 @@ impl Server {
                     i64::try_from(d.targets_expiry.as_secs()).unwrap_or(i64::MAX),
                 ))
             }),
+            advisories,
+            risk_watch: risk_watch.clone(),
         };
         let api = Arc::new(device::api::DeviceApi::new(&shared));
         let delivery = device::routes(&config, api.clone(), image_repo.clone())?;
@@ -359,6 +374,7 @@ impl Server {
             detectors: (detectors, detector_config),
             alerts,
             reimager,
+            risk_watch,
         })
     }
 
@@ -436,6 +452,7 @@ impl Server {
             detectors: (detectors, detector_config),
             alerts,
             reimager,
+            risk_watch,
             ..
         } = self;
         let operators = http_serve::HttpOptions {
@@ -511,6 +528,10 @@ impl Server {
         let dispatcher = tokio::spawn(hooks.clone().run_dispatcher(
             helpers::stopped(stop_rx.clone()),
             heartbeats.register("webhooks"),
+        ));
+        let risk_watch_engine = tokio::spawn(risk_watch.run(
+            stop_rx.clone(),
+            heartbeats.register(engines::risk_watch::ENGINE),
         ));
         // Registered last: by now every engine above is registered, so the watchdog expects
         // each from its first round.
@@ -612,6 +633,9 @@ impl Server {
         // Each re-image is one transaction, and its action is finished in another: an action
         // cut in between is requeued at the next start and finds its assignment made.
         reimage_engine.abort();
+        // A pass's records and alerts are one transaction: a pass cut short is decided again
+        // after the next start, and alerts nothing twice.
+        risk_watch_engine.abort();
         // Each stale note is one transaction; "attested" never depended on this engine.
         if let Some(engine) = attestation_engine {
             engine.abort();

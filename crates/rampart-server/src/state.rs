@@ -46,6 +46,10 @@ pub(crate) struct Shared {
     /// Signs quarantine instructions with the director's key (none without a director: the
     /// server still enforces quarantine, devices just get no signed instruction).
     pub(crate) instructions: Option<Arc<InstructionSigner>>,
+    /// The parsed advisory feed, kept until an import changes it (risk routes, risk watch).
+    pub(crate) advisories: Arc<crate::engines::risk::AdvisoryCache>,
+    /// The risk watch, woken by an import that changed the feed.
+    pub(crate) risk_watch: Arc<crate::engines::risk_watch::RiskWatch>,
 }
 
 impl Shared {

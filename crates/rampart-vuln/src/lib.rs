@@ -23,6 +23,8 @@
 //! - `severity`: CVSS v3.x and v4 vectors to a score and a rating.
 //! - `posture`: risk posture per device, release, hardware id, region and tag (severity
 //!   counts, the worst advisory, Dependency-Track's score), from matched releases.
+//! - `exposure`: each advisory's exposure window (published -> fleet remediated) and when to
+//!   alert on it, once per version of the record.
 //! - `provenance`: in-toto statements with SLSA v1 provenance in DSSE envelopes, and the policy
 //!   that accepts them (trusted builders, source, build type, k independent rebuilds).
 
@@ -30,6 +32,7 @@
 
 pub mod component;
 pub mod cpe;
+pub mod exposure;
 pub mod fallback;
 pub mod json_limits;
 pub mod matching;

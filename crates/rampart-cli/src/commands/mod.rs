@@ -18,6 +18,7 @@ pub mod release;
 pub mod release_provenance;
 pub mod repo;
 pub mod risk;
+pub mod risk_exposure;
 pub mod risk_feed;
 pub mod risk_fleet;
 pub mod server;

@@ -61,6 +61,31 @@ pub enum RiskCommand {
         #[arg(long)]
         csv: bool,
     },
+    /// Each advisory's exposure window (published -> fleet remediated), as the server's risk
+    /// watch keeps it: open ones oldest first.
+    Exposure {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Only exposures in this state.
+        #[arg(long, value_parser = ["open", "remediated", "withdrawn"])]
+        state: Option<String>,
+        /// Print the API's JSON (every row).
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// Print CSV (a header line, RFC 4180 quoting; times in Unix seconds).
+        #[arg(long)]
+        csv: bool,
+    },
+    /// One advisory (by id or alias): severity, the devices it affects and its exposure.
+    Advisory {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The advisory id or alias (PYSEC-..., CVE-..., GHSA-...).
+        id: String,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a campaign of a fixed release for exactly the devices an advisory affects now.
     Remediate {
         #[command(flatten)]
@@ -100,6 +125,24 @@ pub fn run(command: RiskCommand) -> anyhow::Result<()> {
                 Output::Table
             };
             risk_fleet::posture(&api.client()?, &by, output)
+        }
+        RiskCommand::Exposure {
+            api,
+            state,
+            json,
+            csv,
+        } => {
+            let output = if json {
+                Output::Json
+            } else if csv {
+                Output::Csv
+            } else {
+                Output::Table
+            };
+            super::risk_exposure::exposure(&api.client()?, state.as_deref(), output)
+        }
+        RiskCommand::Advisory { api, id, json } => {
+            super::risk_exposure::advisory(&api.client()?, &id, json)
         }
         RiskCommand::Remediate {
             api,

@@ -37,6 +37,10 @@ pub struct ServerArgs {
     /// Last-seen times are written to the database at least this often, milliseconds.
     #[arg(long, default_value_t = 1000)]
     last_seen_flush_ms: u64,
+    /// Seconds between the risk watch's passes (advisory exposure and `risk.advisory` alerts)
+    /// when no advisory import wakes it; an import that changed the feed runs one at once.
+    #[arg(long, default_value_t = rampart_server::risk_watch::DEFAULT_INTERVAL.as_secs())]
+    risk_watch_interval: u64,
     /// Address of the management API (HTTPS with --cert/--key, bearer tokens from
     /// `rampart token create`).
     #[arg(long)]
@@ -245,6 +249,10 @@ pub fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
     config.metrics_listen = args.metrics_listen;
     config.poll_interval_secs = args.poll_interval;
     config.last_seen_flush_interval = Duration::from_millis(args.last_seen_flush_ms.max(1));
+    if args.risk_watch_interval == 0 {
+        anyhow::bail!("--risk-watch-interval must be at least 1 second");
+    }
+    config.risk_watch.interval = Duration::from_secs(args.risk_watch_interval);
     config.webhooks.allow_networks = args.webhook_allow.clone();
     config.webhooks.secrets_key = secrets_key_path(&args.db, args.secrets_key.as_deref())?;
     config.alerts.syslog = args.syslog.clone();

@@ -226,7 +226,7 @@ impl DetectorConfig {
             return *s;
         }
         match detector {
-            Detector::UnknownSignedRelease => Severity::Critical,
+            Detector::UnknownSignedRelease | Detector::VulnerableComponent => Severity::Critical,
             Detector::AttestationFailed
             | Detector::VerificationFailed
             | Detector::UnknownFirmware

@@ -21,4 +21,5 @@ pub mod renewal;
 pub(crate) mod report_sinks;
 pub mod risk;
 pub mod risk_slots;
+pub mod risk_watch;
 pub mod webhooks;

@@ -65,6 +65,8 @@ pub struct Metrics {
     pub(crate) alerts: AlertMetrics,
     /// Incidents by state and severity, and the response's timings (engines::incidents).
     pub(crate) incidents: IncidentMetrics,
+    /// The risk watch's exposure gauges (engines::risk_watch).
+    pub(crate) risk: RiskMetrics,
     /// When each watched role's metadata expires (watched by the metadata renewal engine), by role.
     metadata_expiry: Mutex<BTreeMap<String, MetadataExpiry>>,
     http: Mutex<HttpStats>,
@@ -245,6 +247,30 @@ impl Metrics {
     /// Notes whether `sink` is failing now.
     pub(crate) fn set_alert_sink_failing(&self, sink: &str, failing: bool) {
         self.alerts.sinks().entry(sink.to_owned()).or_default().1 = failing;
+    }
+}
+
+/// Advisories with an open exposure and the devices exposed, at the risk watch's last pass.
+#[derive(Debug, Default)]
+pub(crate) struct RiskMetrics {
+    pub(crate) advisories_open: AtomicU64,
+    pub(crate) exposed_devices: AtomicU64,
+}
+
+impl RiskMetrics {
+    fn render(&self, out: &mut String) {
+        gauge(
+            out,
+            "rampart_risk_advisories_open",
+            "Advisories affecting devices now (exposure open), at the risk watch's last pass.",
+            load(&self.advisories_open),
+        );
+        gauge(
+            out,
+            "rampart_risk_exposed_devices",
+            "Devices running a release at least one advisory affects, at the risk watch's last pass.",
+            load(&self.exposed_devices),
+        );
     }
 }
 
@@ -717,6 +743,7 @@ impl Metrics {
         self.detectors.render(&mut out);
         self.alerts.render(&mut out);
         self.incidents.render(&mut out);
+        self.risk.render(&mut out);
 
         let http = self.http();
         let name = "rampart_server_http_request_duration_seconds";

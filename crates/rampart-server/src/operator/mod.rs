@@ -21,6 +21,7 @@ mod quarantine;
 mod reimage;
 mod releases;
 mod risk;
+mod risk_exposure;
 mod risk_remediate;
 mod tokens;
 pub(crate) mod webhooks;
@@ -165,6 +166,8 @@ pub(crate) struct ManagementApi {
     pub(crate) revoked_use: Arc<crate::engines::detectors::RevokedUse>,
     /// The parsed advisory feed, kept until an import changes it (risk routes).
     pub(crate) advisories: Arc<crate::engines::risk::AdvisoryCache>,
+    /// Woken by an import that changed the feed.
+    pub(crate) risk_watch: Arc<crate::engines::risk_watch::RiskWatch>,
 }
 
 impl ManagementApi {
@@ -185,7 +188,8 @@ impl ManagementApi {
             evidence: shared.evidence.clone(),
             incidents: shared.incidents.clone(),
             revoked_use: shared.revoked_use.clone(),
-            advisories: Arc::default(),
+            advisories: shared.advisories.clone(),
+            risk_watch: shared.risk_watch.clone(),
         }
     }
 
@@ -393,6 +397,7 @@ pub(crate) fn router(api: Arc<ManagementApi>) -> Router {
         .route("/api/v1/reports", get(devices::list_reports))
         .route("/api/v1/risk/advisories", post(risk::import_advisories))
         .route("/api/v1/risk/advisories/{id}", get(risk::get_advisory))
+        .route("/api/v1/risk/exposure", get(risk_exposure::list_exposure))
         .route(
             "/api/v1/risk/advisories/{id}/remediate",
             post(risk_remediate::remediate),

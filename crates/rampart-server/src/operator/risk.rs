@@ -124,6 +124,9 @@ pub(super) async fn import_advisories(
         )
         .await
         .map_err(write_error("importing advisories"))?;
+    if counts.added + counts.replaced > 0 {
+        api.risk_watch.wake();
+    }
     Ok(json_response(StatusCode::OK, &counts))
 }
 
@@ -294,7 +297,13 @@ pub(super) async fn get_advisory(
                 })
             })
             .collect();
+        let exposure = api
+            .db
+            .exposure_of(&advisory.id)
+            .await
+            .map_err(|e| db_error("reading an advisory's exposure", e))?;
         answers.push(json!({
+            "exposure": super::risk_exposure::exposure_json(exposure.as_ref().map(|r| &r.exposure)),
             "id": advisory.id,
             "modified": advisory.modified,
             "withdrawn": advisory.withdrawn,

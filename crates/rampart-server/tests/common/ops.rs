@@ -130,6 +130,11 @@ impl Ops {
 
     /// Stops the server and starts it again on the same database and repository.
     pub async fn restart(self) -> Ops {
+        self.restart_with(|_| {}).await
+    }
+
+    /// [`Ops::restart`] with the configuration changed by `tweak` (as at the first start).
+    pub async fn restart_with(self, tweak: impl FnOnce(&mut rampart_server::ServerConfig)) -> Ops {
         let Ops {
             fx,
             server,
@@ -138,7 +143,7 @@ impl Ops {
             ..
         } = self;
         server.stop().await;
-        let server = start_server(&fx, &crl, &repo_dir.path().join("repo"), |_| {}).await;
+        let server = start_server(&fx, &crl, &repo_dir.path().join("repo"), tweak).await;
         Ops {
             fx,
             server,

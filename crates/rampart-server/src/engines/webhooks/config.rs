@@ -41,6 +41,8 @@ pub enum WebhookEvent {
     VerificationFailed,
     /// A high-priority incident alert (`incident.alert`; see `engines::alerts`).
     IncidentAlert,
+    /// A new advisory affects devices of the fleet (`risk.advisory`; see `engines::risk_watch`).
+    RiskAdvisory,
     /// A test delivery requested by an operator (`webhook.test`); sent to one webhook whatever
     /// it subscribes to, and not subscribable.
     Test,
@@ -48,13 +50,14 @@ pub enum WebhookEvent {
 
 impl WebhookEvent {
     /// The events a webhook may subscribe to ([`WebhookEvent::Test`] is not one).
-    pub const ALL: [WebhookEvent; 6] = [
+    pub const ALL: [WebhookEvent; 7] = [
         WebhookEvent::GateBreach,
         WebhookEvent::CampaignHalted,
         WebhookEvent::CampaignCompleted,
         WebhookEvent::RollbackSpike,
         WebhookEvent::VerificationFailed,
         WebhookEvent::IncidentAlert,
+        WebhookEvent::RiskAdvisory,
     ];
 
     /// The wire name (the `event` field and the `X-Rampart-Event` header).
@@ -66,6 +69,7 @@ impl WebhookEvent {
             WebhookEvent::RollbackSpike => "fleet.rollback_spike",
             WebhookEvent::VerificationFailed => "device.verification_failed",
             WebhookEvent::IncidentAlert => rampart_db::INCIDENT_ALERT_EVENT,
+            WebhookEvent::RiskAdvisory => rampart_db::RISK_ADVISORY_EVENT,
             WebhookEvent::Test => "webhook.test",
         }
     }

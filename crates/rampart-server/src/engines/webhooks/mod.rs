@@ -341,9 +341,15 @@ impl Webhooks {
         Ok(id)
     }
 
+    /// Wakes the dispatcher (after events were queued in another transaction, as the risk
+    /// watch queues its alerts with their exposure records).
+    pub(crate) fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
     /// A new delivery's id and envelope. Ids start with the creation time in milliseconds (fixed
     /// width hex) so they sort in creation order, then random bytes so they never collide.
-    fn delivery(
+    pub(crate) fn delivery(
         &self,
         event: WebhookEvent,
         created: i64,

@@ -1,0 +1,564 @@
+//! The risk watch (issue 17, decision 0046): each pass assesses the fleet against the stored
+//! advisories (`engines::risk::assess_with`, through the shared [`AdvisoryCache`]), keeps each
+//! advisory's exposure record (`rampart_vuln::exposure`: first affected, remediated, withdrawn,
+//! the window) and raises the `risk.advisory` webhook alert once per version of an advisory that
+//! newly affects devices; a critical one also opens a `vulnerable_component` incident through
+//! the incident store.
+//!
+//! A pass runs at once when an advisory import changed the feed ([`RiskWatch::wake`]), else
+//! every [`RiskWatchConfig::interval`]: devices move between releases between imports, and the
+//! remediation time is what the pass sees. The records and their alerts are written in one
+//! transaction per pass (`Db::save_exposure_pass`), so an alert is queued exactly when its
+//! record says so; a restart reads the records back and alerts nothing twice.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart_db::{Db, DbError, ExposureChange, ExposureRecord, MAX_WATCHED_ADVISORIES};
+use rampart_incident::finding::Finding;
+use rampart_incident::model::{Cause, Detector, Severity};
+use rampart_vuln::exposure::{Exposure, Observation, observe, parse_published};
+use rampart_vuln::osv::{Advisory, Event, parse_advisory};
+use rampart_vuln::posture::AdvisorySeverity;
+use rampart_vuln::severity::Rating;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use super::heartbeat::Heart;
+use super::incidents::IncidentStore;
+use super::risk::{AdvisoryCache, RiskError, assess_with};
+use super::webhooks::{WebhookEvent, Webhooks};
+use crate::delivery::image_repo::HostedRepo;
+use crate::observe::metrics::Metrics;
+
+/// Default time between passes when no import wakes the watch.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+/// How often the engine beats while it waits for its next pass.
+const BEAT_INTERVAL: Duration = Duration::from_secs(20);
+/// This engine's name in `engine_heartbeats`.
+pub const ENGINE: &str = "risk_watch";
+/// Most device ids one alert lists (the count is always whole; `truncated` says when cut).
+pub const MAX_ALERT_DEVICES: usize = 1_000;
+/// Bytes of device ids one alert lists at most: the whole delivery stays well under the
+/// webhook outbox's body limit (`rampart_db::MAX_WEBHOOK_BODY`, 64 KiB) whatever the ids' length.
+const MAX_ALERT_DEVICE_BYTES: usize = 32 * 1024;
+/// Most release targets, aliases and fixed versions one alert lists, and the longest each
+/// (bytes): with the device list and the summary, a delivery stays under 64 KiB.
+const MAX_ALERT_LIST: usize = 32;
+const MAX_ALERT_ITEM: usize = 128;
+/// Longest summary an alert carries, bytes.
+const MAX_ALERT_SUMMARY: usize = 1_024;
+/// Most devices a critical advisory's incident is given (one finding each).
+pub const MAX_INCIDENT_DEVICES: usize = 100;
+
+/// The watch's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RiskWatchConfig {
+    /// Time between passes when no import wakes the watch (at least 1 s).
+    pub interval: Duration,
+}
+
+impl Default for RiskWatchConfig {
+    fn default() -> Self {
+        RiskWatchConfig {
+            interval: DEFAULT_INTERVAL,
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassSummary {
+    pub watched: usize,
+    pub written: u64,
+    pub alerts: u64,
+    pub incidents: usize,
+    pub open: u64,
+    pub exposed_devices: u64,
+}
+
+/// The risk watch.
+pub struct RiskWatch {
+    db: Db,
+    repo: Option<Arc<HostedRepo>>,
+    cache: Arc<AdvisoryCache>,
+    hooks: Webhooks,
+    incidents: Arc<IncidentStore>,
+    /// Whether `vulnerable_component` findings are recorded (the detectors' configuration may
+    /// disable it).
+    incidents_enabled: bool,
+    metrics: Arc<Metrics>,
+    config: RiskWatchConfig,
+    wake: Notify,
+}
+
+/// One advisory as the pass sees it.
+struct Seen {
+    devices: Vec<String>,
+    releases: BTreeSet<String>,
+}
+
+impl RiskWatch {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        db: Db,
+        repo: Option<Arc<HostedRepo>>,
+        cache: Arc<AdvisoryCache>,
+        hooks: Webhooks,
+        incidents: Arc<IncidentStore>,
+        incidents_enabled: bool,
+        metrics: Arc<Metrics>,
+        config: RiskWatchConfig,
+    ) -> RiskWatch {
+        RiskWatch {
+            db,
+            repo,
+            cache,
+            hooks,
+            incidents,
+            incidents_enabled,
+            metrics,
+            config,
+            wake: Notify::new(),
+        }
+    }
+
+    /// Runs a pass now (an import changed the feed).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        heart: Heart,
+    ) {
+        loop {
+            if let Err(e) = self.pass(crate::helpers::unix_now()).await {
+                crate::observe::log::error(
+                    "the risk watch's pass failed; the next pass decides again",
+                    json!({"error": e.to_string()}),
+                );
+            }
+            heart.beat(crate::helpers::unix_now());
+            // Waits for the interval or an import, beating meanwhile: a long interval is not a
+            // stalled engine.
+            let next = tokio::time::Instant::now() + self.config.interval;
+            loop {
+                let beat_at = (tokio::time::Instant::now() + BEAT_INTERVAL).min(next);
+                tokio::select! {
+                    _ = tokio::time::sleep_until(beat_at) => {}
+                    _ = self.wake.notified() => break,
+                    _ = shutdown.changed() => break,
+                }
+                heart.beat(crate::helpers::unix_now());
+                if tokio::time::Instant::now() >= next {
+                    break;
+                }
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// One pass at `now`: assess, decide every record, store them with their alerts, then open
+    /// the critical ones' incidents.
+    pub async fn pass(&self, now: i64) -> Result<PassSummary, RiskError> {
+        let Some(repo) = &self.repo else {
+            // No hosted repository: no release, so nothing any advisory could affect.
+            return Ok(PassSummary::default());
+        };
+        let feed = self.cache.feed(&self.db).await?;
+        let assessment = assess_with(&self.db, repo, &feed, now).await?;
+        // Affected devices and releases per advisory, from each device's release exposure.
+        let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
+        let mut exposed_devices = 0u64;
+        for device in &assessment.devices {
+            let Some(ids) = device
+                .release
+                .as_ref()
+                .and_then(|r| assessment.exposure.get(r))
+            else {
+                continue;
+            };
+            if !ids.is_empty() {
+                exposed_devices += 1;
+            }
+            for id in ids {
+                let entry = seen.entry(id.clone()).or_insert_with(|| Seen {
+                    devices: Vec::new(),
+                    releases: BTreeSet::new(),
+                });
+                entry.devices.push(device.device_id.clone());
+                if let Some(release) = &device.release {
+                    entry.releases.insert(release.clone());
+                }
+            }
+        }
+        let (records, more) = self.db.exposure_records().await?;
+        if more {
+            crate::observe::log::warn(
+                "more advisories have exposure records than one pass watches; the first ones by id are kept up to date",
+                json!({"watched": MAX_WATCHED_ADVISORIES}),
+            );
+        }
+        let records: BTreeMap<String, ExposureRecord> = records
+            .into_iter()
+            .map(|r| (r.advisory_id.clone(), r))
+            .collect();
+        // Every advisory with devices now or a record: at most the bound, in id order.
+        let ids: Vec<String> = seen
+            .keys()
+            .chain(records.keys())
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .take(MAX_WATCHED_ADVISORIES)
+            .collect();
+        let stored = self.stored_advisories(&ids).await?;
+        let no_releases = BTreeSet::new();
+        let mut changes = Vec::new();
+        let mut alerts: Vec<(Value, Option<Finding>, Vec<String>)> = Vec::new();
+        let mut open = 0u64;
+        for id in &ids {
+            let Some((modified, withdrawn, advisory)) = stored.get(id) else {
+                // No longer stored (never happens today: imports never delete): leave it.
+                continue;
+            };
+            let now_seen = seen.get(id);
+            let observation = Observation {
+                modified,
+                published: advisory
+                    .as_ref()
+                    .and_then(|a| parse_published(a.published.as_deref())),
+                withdrawn: *withdrawn,
+                affected: if *withdrawn {
+                    0
+                } else {
+                    now_seen.map_or(0, |s| s.devices.len() as u64)
+                },
+                releases: now_seen.map_or(&no_releases, |s| &s.releases),
+            };
+            let previous = records.get(id).map(|r| &r.exposure);
+            let step = observe(previous, &observation, now);
+            let Some(next) = step.next else { continue };
+            if next.affected_now > 0 && next.withdrawn_at.is_none() {
+                open += 1;
+            }
+            if previous == Some(&next) {
+                continue;
+            }
+            if step.alert {
+                let severity = advisory
+                    .as_ref()
+                    .map_or(AdvisorySeverity::UNASSIGNED, AdvisorySeverity::of);
+                let devices = now_seen.map_or(&[][..], |s| s.devices.as_slice());
+                let payload = alert_payload(id, advisory.as_ref(), severity, devices, &next);
+                let finding = (self.incidents_enabled && severity.rating == Some(Rating::Critical))
+                    .then(|| critical_finding(id, advisory.as_ref(), severity, devices, now));
+                let joining = devices
+                    .iter()
+                    .skip(1)
+                    .take(MAX_INCIDENT_DEVICES.saturating_sub(1))
+                    .cloned()
+                    .collect();
+                alerts.push((payload, finding, joining));
+            }
+            changes.push((
+                ExposureChange {
+                    advisory_id: id.clone(),
+                    exposure: next,
+                    decided_from: previous.cloned(),
+                    alert: step.alert,
+                },
+                step.alert.then(|| alerts.len() - 1),
+            ));
+        }
+        // Incidents first: a finding recorded twice joins the same open incident (its cause
+        // is the advisory), while one lost between the records' commit and a crash would never
+        // be recorded (the record says it was alerted). An advisory whose incident could not
+        // be recorded keeps its record unchanged this pass, so the next pass tries both again.
+        let mut incidents = 0;
+        let mut unrecorded = BTreeSet::new();
+        for (index, (_, finding, joining)) in alerts.iter().enumerate() {
+            let Some(finding) = finding else { continue };
+            if self.record_incident(finding, joining).await {
+                incidents += 1;
+            } else {
+                unrecorded.insert(index);
+            }
+        }
+        changes.retain(|(_, alert)| alert.is_none_or(|i| !unrecorded.contains(&i)));
+        let payloads: Vec<Option<&Value>> = changes
+            .iter()
+            .map(|(_, a)| a.map(|i| &alerts[i].0))
+            .collect();
+        let hooks = self.hooks.clone();
+        let created = now;
+        let mut make = |index: usize, _webhook: &str| {
+            let payload = payloads[index].cloned().unwrap_or(Value::Null);
+            hooks.delivery(WebhookEvent::RiskAdvisory, created, &payload)
+        };
+        let changes: Vec<ExposureChange> = changes.into_iter().map(|(c, _)| c).collect();
+        let saved = self
+            .db
+            .save_exposure_pass(&changes, now, super::webhooks::unix_millis(), &mut make)
+            .await?;
+        if saved.deliveries.queued > 0 {
+            self.hooks.wake();
+        }
+        if saved.deliveries.dropped > 0 {
+            crate::observe::log::warn(
+                "risk.advisory deliveries dropped: their webhooks have too many pending deliveries",
+                json!({"dropped": saved.deliveries.dropped}),
+            );
+        }
+        use std::sync::atomic::Ordering::Relaxed;
+        self.metrics.risk.advisories_open.store(open, Relaxed);
+        self.metrics
+            .risk
+            .exposed_devices
+            .store(exposed_devices, Relaxed);
+        Ok(PassSummary {
+            watched: ids.len(),
+            written: saved.written,
+            alerts: saved.alerts,
+            incidents,
+            open,
+            exposed_devices,
+        })
+    }
+
+    /// The stored advisories among `ids`: `(modified, withdrawn, parsed record)` by id.
+    async fn stored_advisories(
+        &self,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, (String, bool, Option<Advisory>)>, DbError> {
+        let mut out = BTreeMap::new();
+        for chunk in ids.chunks(rampart_db::MAX_ADVISORY_READ) {
+            for stored in self.db.advisories_by_id(chunk).await? {
+                let parsed = parse_advisory(stored.record.as_bytes()).ok();
+                out.insert(
+                    stored.id.clone(),
+                    (stored.modified, stored.withdrawn.is_some(), parsed),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Opens (or joins) the advisory's incident with its first devices; false when the
+    /// incident could not be opened (logged; the pass leaves the advisory for the next one).
+    async fn record_incident(&self, finding: &Finding, joining: &[String]) -> bool {
+        let record = |f: Finding| async move {
+            if let Err(e) = self.incidents.record_finding(&f).await {
+                crate::observe::log::error(
+                    "recording a vulnerable_component finding",
+                    json!({"cause": f.cause.dedupe_key(), "device": f.device_id, "error": e.to_string()}),
+                );
+                return false;
+            }
+            self.metrics.detectors.found(Detector::VulnerableComponent);
+            true
+        };
+        if !record(finding.clone()).await {
+            return false;
+        }
+        for device in joining {
+            let mut join = finding.clone();
+            join.device_id = Some(device.clone());
+            // A device that could not join is logged; the incident names the advisory and
+            // carries the first devices in its detail either way.
+            record(join.bounded()).await;
+        }
+        true
+    }
+}
+
+/// The fixed versions an advisory names, in record order, each once.
+fn fixed_versions(advisory: &Advisory) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for affected in &advisory.affected {
+        for range in &affected.ranges {
+            for event in &range.events {
+                if let Event::Fixed(v) = event {
+                    let v = cut(v, MAX_ALERT_ITEM);
+                    if !out.contains(&v) {
+                        out.push(v);
+                    }
+                }
+            }
+        }
+    }
+    out.truncate(MAX_ALERT_LIST);
+    out
+}
+
+fn cut(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+/// The devices an alert lists: at most [`MAX_ALERT_DEVICES`] and [`MAX_ALERT_DEVICE_BYTES`];
+/// whether some were left out.
+fn bounded_devices(devices: &[String]) -> (Vec<&str>, bool) {
+    let mut listed = Vec::new();
+    let mut bytes = 0;
+    for d in devices.iter().take(MAX_ALERT_DEVICES) {
+        bytes += d.len() + 3;
+        if bytes > MAX_ALERT_DEVICE_BYTES {
+            break;
+        }
+        listed.push(d.as_str());
+    }
+    let truncated = listed.len() < devices.len();
+    (listed, truncated)
+}
+
+/// The `risk.advisory` event's data.
+fn alert_payload(
+    id: &str,
+    advisory: Option<&Advisory>,
+    severity: AdvisorySeverity,
+    devices: &[String],
+    exposure: &Exposure,
+) -> Value {
+    let (listed, truncated) = bounded_devices(devices);
+    let aliases: Vec<String> = advisory
+        .map(|a| {
+            a.aliases
+                .iter()
+                .take(MAX_ALERT_LIST)
+                .map(|s| cut(s, MAX_ALERT_ITEM))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "advisory": cut(id, 256),
+        "modified": exposure.alerted_modified,
+        "aliases": aliases,
+        "severity": severity,
+        "summary": advisory.and_then(|a| a.summary.as_deref()).map(|s| cut(s, MAX_ALERT_SUMMARY)),
+        "published": advisory.and_then(|a| a.published.as_deref()).map(|s| cut(s, 64)),
+        "affected_count": devices.len(),
+        "devices": listed,
+        "truncated": truncated,
+        "releases": exposure.alerted_releases.iter().take(MAX_ALERT_LIST).map(|r| cut(r, MAX_ALERT_ITEM)).collect::<Vec<_>>(),
+        "fixed": advisory.map(fixed_versions).unwrap_or_default(),
+    })
+}
+
+/// The finding that opens a critical advisory's incident: the advisory is the cause, so every
+/// later finding of it joins the same open incident.
+fn critical_finding(
+    id: &str,
+    advisory: Option<&Advisory>,
+    severity: AdvisorySeverity,
+    devices: &[String],
+    now: i64,
+) -> Finding {
+    let (listed, truncated) = bounded_devices(&devices[..devices.len().min(MAX_INCIDENT_DEVICES)]);
+    let title = match advisory.and_then(|a| a.summary.as_deref()) {
+        Some(summary) => format!("{id} affects {} device(s): {summary}", devices.len()),
+        None => format!("{id} affects {} device(s)", devices.len()),
+    };
+    Finding {
+        cause: Cause {
+            detector: Detector::VulnerableComponent,
+            key: id.to_owned(),
+        },
+        severity: Severity::Critical,
+        title,
+        device_id: devices.first().cloned(),
+        release: None,
+        first_signal_at: advisory
+            .and_then(|a| parse_published(a.published.as_deref()))
+            .unwrap_or(now)
+            .min(now),
+        detail: json!({
+            "advisory": id,
+            "aliases": advisory.map(|a| a.aliases.iter().take(MAX_ALERT_LIST).cloned().collect::<Vec<_>>()).unwrap_or_default(),
+            // The audit log takes no fractions: the score as text.
+            "score": severity.score.map(|s| format!("{s:.1}")),
+            "affected_count": devices.len(),
+            "devices": listed,
+            "truncated": truncated || devices.len() > MAX_INCIDENT_DEVICES,
+        }),
+    }
+    .bounded()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_device_lists_are_bounded_by_count_and_bytes() {
+        let many: Vec<String> = (0..5_000).map(|i| format!("dev-{i:05}")).collect();
+        let (listed, truncated) = bounded_devices(&many);
+        assert_eq!(listed.len(), MAX_ALERT_DEVICES);
+        assert!(truncated);
+        let long: Vec<String> = (0..500)
+            .map(|i| format!("{i}-{}", "x".repeat(200)))
+            .collect();
+        let (listed, truncated) = bounded_devices(&long);
+        assert!(truncated);
+        assert!(listed.iter().map(|d| d.len() + 3).sum::<usize>() <= MAX_ALERT_DEVICE_BYTES);
+        let few = vec!["a".to_owned(), "b".to_owned()];
+        assert_eq!(bounded_devices(&few), (vec!["a", "b"], false));
+    }
+
+    #[test]
+    fn an_alert_of_the_largest_fleet_fits_the_webhook_body_limit() {
+        let long = |prefix: &str, i: usize| format!("{prefix}{i}-{}", "z".repeat(5_000));
+        let advisory = Advisory {
+            id: "A".repeat(1_000),
+            modified: "2024-01-01T00:00:00Z".into(),
+            published: Some("x".repeat(5_000)),
+            withdrawn: None,
+            aliases: (0..1_000).map(|i| long("CVE-", i)).collect(),
+            summary: Some("s".repeat(100_000)),
+            details: None,
+            severity: Vec::new(),
+            affected: vec![rampart_vuln::osv::Affected {
+                package: None,
+                ranges: vec![rampart_vuln::osv::Range {
+                    kind: rampart_vuln::osv::RangeKind::Ecosystem,
+                    repo: None,
+                    events: (0..1_000).map(|i| Event::Fixed(long("", i))).collect(),
+                }],
+                versions: Vec::new(),
+            }],
+        };
+        let devices: Vec<String> = (0..100_000)
+            .map(|i| format!("{i}-{}", "d".repeat(120)))
+            .collect();
+        let exposure = Exposure {
+            alerted_modified: Some("2024-01-01T00:00:00Z".into()),
+            alerted_releases: (0..1_000)
+                .map(|i| format!("release-{i}-{}", "r".repeat(200)))
+                .collect(),
+            ..Exposure::default()
+        };
+        let payload = alert_payload(
+            &advisory.id,
+            Some(&advisory),
+            AdvisorySeverity::UNASSIGNED,
+            &devices,
+            &exposure,
+        );
+        let body = payload.to_string();
+        assert!(
+            body.len() < rampart_db::MAX_WEBHOOK_BODY - 1_024,
+            "{}",
+            body.len()
+        );
+        assert_eq!(payload["affected_count"], 100_000);
+        assert_eq!(payload["truncated"], true);
+    }
+}
