@@ -187,6 +187,11 @@ fn migrations() -> Vec<Migration> {
             include_str!("../migrations/0020_risk_exposure.sql"),
         ),
         (22, "nvd", include_str!("../migrations/0022_nvd.sql")),
+        (
+            23,
+            "slot_versions",
+            include_str!("../migrations/0023_slot_versions.sql"),
+        ),
     ];
     steps
         .iter()

@@ -52,6 +52,10 @@ pub struct RiskDevice {
     pub region: String,
     /// Sorted.
     pub tags: Vec<String>,
+    /// Slot states as reported (`{"a": "active", "b": "good"}`): which slot runs.
+    pub slots: serde_json::Map<String, serde_json::Value>,
+    /// The firmware version each slot holds (`None`: the device did not say).
+    pub slot_versions: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Most devices one [`crate::Db::risk_devices_after`] page returns.
@@ -217,7 +221,7 @@ impl crate::Db {
         limit: i64,
     ) -> Result<Vec<RiskDevice>, DbError> {
         let rows = sqlx::query(
-            "SELECT id, hardware_id, firmware_version, region FROM devices
+            "SELECT id, hardware_id, firmware_version, region, slots, slot_versions FROM devices
              WHERE id > $1 ORDER BY id LIMIT $2",
         )
         .bind(after)
@@ -233,6 +237,9 @@ impl crate::Db {
                     firmware_version: r.try_get("firmware_version")?,
                     region: r.try_get("region")?,
                     tags: Vec::new(),
+                    slots: serde_json::from_str(&r.try_get::<String, _>("slots")?)
+                        .unwrap_or_default(),
+                    slot_versions: crate::devices::slot_versions_from(r.try_get("slot_versions")?),
                 })
             })
             .collect::<Result<_, DbError>>()?;

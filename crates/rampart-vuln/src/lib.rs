@@ -36,6 +36,7 @@ pub mod combined;
 pub mod component;
 pub mod cpe;
 pub mod exposure;
+pub mod fallback;
 pub mod json_limits;
 pub mod matching;
 pub mod nvd;

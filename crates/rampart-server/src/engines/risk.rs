@@ -303,16 +303,29 @@ pub async fn assess_with(
                 out.devices_not_read = true;
                 break;
             }
-            let release = by_version_hw
-                .get(&(device.firmware_version.clone(), device.hardware_id.clone()))
-                .or_else(|| by_version.get(&device.firmware_version))
-                .cloned();
+            let resolve = |version: &str| {
+                by_version_hw
+                    .get(&(version.to_owned(), device.hardware_id.clone()))
+                    .or_else(|| by_version.get(version))
+                    .cloned()
+            };
+            let release = resolve(&device.firmware_version);
+            // What a rollback boots (decision 0049): versions no release has are left out.
+            let fallback_releases = super::risk_slots::inactive_slot_versions(
+                &device.slots,
+                device.slot_versions.as_ref(),
+                &device.firmware_version,
+            )
+            .into_iter()
+            .filter_map(resolve)
+            .collect();
             out.devices.push(DeviceRun {
                 device_id: device.id,
                 release,
                 hardware_id: device.hardware_id,
                 region: device.region,
                 tags: device.tags,
+                fallback_releases,
             });
         }
         if done || out.devices_not_read {
