@@ -4,7 +4,6 @@
 //! files with size limits and prints. `import`,
 //! `posture` and `remediate` go through the management API (`risk_fleet`).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -18,6 +17,7 @@ use rampart_vuln::sbom::{MAX_SBOM_BYTES, parse_sbom};
 use super::risk_fleet::{self, Output, RemediateRequest};
 use super::risk_nvd;
 use crate::shared::api_client::ApiArgs;
+use crate::shared::files::read_bounded;
 
 /// The most advisory files read from one directory (all of OSV's ecosystems together hold
 /// fewer than 250,000 records).
@@ -299,22 +299,6 @@ fn load_advisories(dir: &Path) -> anyhow::Result<AdvisoryIndex> {
         index.insert(advisory);
     }
     Ok(index)
-}
-
-pub(super) fn read_bounded(path: &Path, max: usize, what: &str) -> anyhow::Result<Vec<u8>> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("opening {what} {}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(max as u64 + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("reading {what} {}", path.display()))?;
-    if bytes.len() > max {
-        bail!(
-            "{what} {} is larger than the {max}-byte limit: is it the right file?",
-            path.display()
-        );
-    }
-    Ok(bytes)
 }
 
 /// Names every component a matcher could not check. With NVD records, a part without a purl

@@ -80,7 +80,7 @@ fn read_document(path: &Path, total: &mut u64) -> anyhow::Result<Vec<u8>> {
             "the NVD documents given are larger than {MAX_NVD_TOTAL_BYTES} bytes in all: give only the products your firmware ships (NVD's API filters by cpeName or keyword)"
         );
     }
-    super::risk::read_bounded(path, MAX_NVD_BYTES, "NVD document")
+    crate::shared::files::read_bounded(path, MAX_NVD_BYTES, "NVD document")
 }
 
 /// Every document's records, each document parsed with its limits first; a document that is

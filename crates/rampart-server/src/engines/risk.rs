@@ -179,7 +179,10 @@ impl AdvisoryCache {
             return Ok(feed.clone());
         }
         let (index, severities, unreadable) = advisory_index(db).await?;
-        let nvd = super::risk_cpe::load_nvd_feed(db).await?;
+        let nvd_records = db.nvd_advisories_for_matching().await?;
+        let nvd = tokio::task::spawn_blocking(move || super::risk_cpe::parse_nvd_feed(nvd_records))
+            .await
+            .map_err(|e| RiskError::Task(e.to_string()))?;
         let feed = Arc::new(ParsedFeed {
             index,
             severities,

@@ -7,14 +7,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rampart_db::Db;
 use rampart_vuln::combined::osv_names;
 use rampart_vuln::component::Component;
 use rampart_vuln::matching::Match;
 use rampart_vuln::nvd::{CpeIndex, NvdAdvisory, parse_nvd_item};
 use rampart_vuln::posture::AdvisorySeverity;
-
-use super::risk::RiskError;
 
 /// The stored NVD records, parsed.
 #[derive(Debug, Default)]
@@ -36,25 +33,21 @@ fn severity_of(advisory: &NvdAdvisory) -> AdvisorySeverity {
         .unwrap_or(AdvisorySeverity::UNASSIGNED)
 }
 
-/// Parses every stored NVD record in matching (rejected ones are not read).
-pub async fn load_nvd_feed(db: &Db) -> Result<NvdFeed, RiskError> {
-    let records = db.nvd_advisories_for_matching().await?;
-    tokio::task::spawn_blocking(move || {
-        let mut feed = NvdFeed::default();
-        for (id, record) in records {
-            match parse_nvd_item(record.as_bytes()) {
-                Ok(advisory) => {
-                    feed.severities
-                        .insert(advisory.id.clone(), severity_of(&advisory));
-                    feed.index.insert(advisory);
-                }
-                Err(_) => feed.unreadable.push(id),
+/// Parses the stored NVD records in matching (`Db::nvd_advisories_for_matching`: rejected
+/// ones are not read), blocking: the caller runs it off the async workers.
+pub fn parse_nvd_feed(records: Vec<(String, String)>) -> NvdFeed {
+    let mut feed = NvdFeed::default();
+    for (id, record) in records {
+        match parse_nvd_item(record.as_bytes()) {
+            Ok(advisory) => {
+                feed.severities
+                    .insert(advisory.id.clone(), severity_of(&advisory));
+                feed.index.insert(advisory);
             }
+            Err(_) => feed.unreadable.push(id),
         }
-        feed
-    })
-    .await
-    .map_err(|e| RiskError::Task(e.to_string()))
+    }
+    feed
 }
 
 /// What one release's CPE matching adds to the assessment.
