@@ -1,4 +1,4 @@
-//! NVD CVE API 2.0 documents (rampart-vuln::nvd) and what CPE matching does with them: every
+//! NVD CVE API 2.0 documents and single records (rampart-vuln::nvd) and what CPE matching does with them: every
 //! criterion parsed as a CPE name with its version bounds, and components at each criterion's
 //! CPE and bounds matched against the index.
 #![no_main]
@@ -6,9 +6,13 @@
 
 use libfuzzer_sys::fuzz_target;
 use rampart_vuln::component::Component;
-use rampart_vuln::nvd::{CpeIndex, parse_nvd_document};
+use rampart_vuln::nvd::{CpeIndex, parse_nvd_document, parse_nvd_item};
 
 fuzz_target!(|data: &[u8]| {
+    // The same bytes as one stored record (`{"cve":{...}}`), as the server re-reads them.
+    if let Ok(record) = parse_nvd_item(data) {
+        let _ = record.severity();
+    }
     let Ok(advisories) = parse_nvd_document(data) else {
         return;
     };

@@ -155,8 +155,22 @@ pub fn facts<P: Platform>(device: &mut Device<P>, state: &AgentState) -> DeviceF
             .ok()
             .filter(|b| b.len() <= MAX_BOOT_ID && !b.chars().any(char::is_control))
             .unwrap_or_default(),
+        slot_versions: Some(slot_versions(state)),
         ..DeviceFacts::default()
     }
+}
+
+/// The version each slot holds, as the state records it (decision 0049): a slot whose content
+/// the state does not record (never written by this agent, being written, or after
+/// `reset-state`) is left out, never guessed; a version the wire type would refuse is left out
+/// too, so the poll itself is never refused for it. Slot names as in `slots`.
+pub fn slot_versions(state: &AgentState) -> std::collections::BTreeMap<String, String> {
+    state
+        .slots
+        .iter()
+        .map(|(slot, content)| (slot.name().to_ascii_lowercase(), content.version.clone()))
+        .filter(|(name, version)| rampart_protocol::check_slot_version(name, version).is_ok())
+        .collect()
 }
 
 /// Whether `assignment` still wants work although the device may run its release: a re-image
@@ -528,5 +542,42 @@ mod tests {
         assert_eq!(next_delay(base, 0, max, 0.0), Duration::from_secs(8));
         assert_eq!(next_delay(base, 0, max, 1.0), Duration::from_secs(12));
         assert_eq!(next_delay(base, 40, max, 1.0), Duration::from_secs(360));
+    }
+
+    fn content(version: &str) -> rampart_boot::flow::SlotContent {
+        rampart_boot::flow::SlotContent {
+            target: format!("{version}/fw.img"),
+            version: version.into(),
+            security_version: 1,
+            sha256: "00".repeat(32),
+            length: 10,
+        }
+    }
+
+    #[test]
+    fn slot_versions_say_only_what_the_state_records() {
+        use rampart_boot::ab::Slot;
+        let mut state = AgentState::default();
+        assert!(
+            slot_versions(&state).is_empty(),
+            "nothing recorded: nothing said"
+        );
+        state.slots.insert(Slot::A, content("1.0.0"));
+        state.slots.insert(Slot::B, content("2.0.0"));
+        assert_eq!(
+            slot_versions(&state),
+            [("a", "1.0.0"), ("b", "2.0.0")]
+                .map(|(s, v)| (s.to_owned(), v.to_owned()))
+                .into()
+        );
+        // A version the server would refuse is left out rather than refusing the whole poll.
+        state.slots.insert(
+            Slot::B,
+            content(&"9".repeat(rampart_protocol::MAX_SLOT_VERSION_LEN + 1)),
+        );
+        assert_eq!(
+            slot_versions(&state),
+            [("a".to_owned(), "1.0.0".to_owned())].into()
+        );
     }
 }

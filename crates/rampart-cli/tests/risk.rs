@@ -91,7 +91,16 @@ fn sbom_check_json_reports_the_vulnerable_pins_only() {
         let fields: Vec<&String> = m.as_object().unwrap().keys().collect();
         assert_eq!(
             fields,
-            ["purl", "name", "version", "advisory", "aliases", "fixed"]
+            [
+                "purl",
+                "name",
+                "version",
+                "advisory",
+                "aliases",
+                "fixed",
+                "cpe",
+                "matched_by"
+            ]
         );
     }
     let affected: BTreeSet<&str> = matches

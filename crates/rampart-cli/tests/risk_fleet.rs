@@ -220,10 +220,12 @@ fn risk_import_posture_and_remediate_through_the_cli() {
     let out = cli::ok(site.risk(&["posture", "--csv"]));
     assert_eq!(
         out.lines().next().unwrap(),
-        "key,devices,affected_devices,unknown_release_devices,critical,high,medium,low,unassigned,score,worst"
+        "key,devices,affected_devices,fallback_affected,unknown_release_devices,critical,high,medium,low,unassigned,score,worst"
     );
     let out = cli::ok(site.risk(&["posture", "--by", "release"]));
     assert!(out.starts_with("RELEASE"), "{out}");
+    // The fallback column: devices whose inactive slot holds an exposed release.
+    assert!(out.lines().next().unwrap().contains(" FALLBACK "), "{out}");
     let out = cli::fails(site.risk(&["posture", "--by", "planet"]));
     assert!(out.contains("planet"), "{out}");
 

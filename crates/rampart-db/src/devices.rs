@@ -34,6 +34,9 @@ pub struct DeviceFacts {
     /// not say: a new one makes the server ask for a quote at once.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub boot_id: String,
+    /// The firmware version each slot holds, by slot name (`None`: the device did not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot_versions: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// A device in the inventory.
@@ -84,6 +87,19 @@ impl DeviceFacts {
         }
         json_text("slots", &self.slots)?;
         json_text("attributes", &self.attributes)?;
+        if let Some(versions) = &self.slot_versions {
+            // The wire type refuses these already; storage holds the same line for any caller.
+            if versions.len() > rampart_protocol::MAX_SLOT_VERSIONS {
+                return Err(DbError::Domain(DomainError::Invalid(format!(
+                    "slot_versions gives more than {} slots",
+                    rampart_protocol::MAX_SLOT_VERSIONS
+                ))));
+            }
+            for (name, version) in versions {
+                rampart_protocol::check_slot_version(name, version)
+                    .map_err(|e| DbError::Domain(DomainError::Invalid(e)))?;
+            }
+        }
         if self.security_version > i64::MAX as u64 {
             return Err(DbError::Domain(DomainError::Invalid(
                 "security_version is too large".into(),
@@ -188,6 +204,7 @@ impl Db {
                 tags,
                 attributes: parse(row.try_get("attributes")?),
                 boot_id: row.try_get("boot_id")?,
+                slot_versions: slot_versions_from(row.try_get("slot_versions")?),
             },
             first_seen: row.try_get("first_seen")?,
             last_seen: row.try_get("last_seen")?,
@@ -357,6 +374,14 @@ impl Db {
 }
 
 /// Writes a device's facts (inserting it on first contact), tags replaced, in `tx`.
+/// The stored `slot_versions` column: NULL (not said) is `None`; text that is not a map of
+/// strings (never written so) is read as not said rather than failing the whole read.
+pub(crate) fn slot_versions_from(
+    text: Option<String>,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+}
+
 pub(crate) async fn upsert_device_tx(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     id: &str,
@@ -364,10 +389,10 @@ pub(crate) async fn upsert_device_tx(
     now: i64,
 ) -> Result<(), DbError> {
     sqlx::query(
-        "INSERT INTO devices (id, hardware_id, firmware_version, security_version, region, slots, attributes, first_seen, last_seen, firmware_changed_at, boot_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8, $9)
+        "INSERT INTO devices (id, hardware_id, firmware_version, security_version, region, slots, attributes, first_seen, last_seen, firmware_changed_at, boot_id, slot_versions)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8, $9, $10)
          ON CONFLICT (id) DO UPDATE SET hardware_id = $2, firmware_version = $3, security_version = $4,
-             region = $5, slots = $6, attributes = $7, last_seen = $8, boot_id = $9,
+             region = $5, slots = $6, attributes = $7, last_seen = $8, boot_id = $9, slot_versions = $10,
              firmware_changed_at = CASE WHEN devices.firmware_version <> $3 OR devices.slots <> $6
                  THEN $8 ELSE devices.firmware_changed_at END",
     )
@@ -380,6 +405,13 @@ pub(crate) async fn upsert_device_tx(
     .bind(json_text("attributes", &facts.attributes)?)
     .bind(now)
     .bind(&facts.boot_id)
+    .bind(
+        facts
+            .slot_versions
+            .as_ref()
+            .map(|v| json_text("slot_versions", v))
+            .transpose()?,
+    )
     .execute(&mut **tx)
     .await?;
     sqlx::query("DELETE FROM device_tags WHERE device_id = $1")

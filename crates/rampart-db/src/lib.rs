@@ -23,6 +23,7 @@ mod quarantine;
 mod reports;
 mod risk;
 mod risk_exposure;
+mod risk_nvd;
 mod sql;
 mod tokens;
 mod vex;
@@ -74,6 +75,7 @@ pub use risk_exposure::{
     ExposureChange, ExposureRecord, MAX_ADVISORY_READ, MAX_EXPOSURE_PAGE, MAX_WATCHED_ADVISORIES,
     RISK_ADVISORY_EVENT, SavedPass, WatchedAdvisory,
 };
+pub use risk_nvd::{MAX_NVD_PER_IMPORT, NvdImport};
 pub use tokens::ApiToken;
 pub use vex::{MAX_VEX_DOCUMENTS, MAX_VEX_PAGE, VexDocumentSummary, VexImport};
 pub use webhooks::{
@@ -187,6 +189,12 @@ fn migrations() -> Vec<Migration> {
             include_str!("../migrations/0020_risk_exposure.sql"),
         ),
         (21, "vex", include_str!("../migrations/0021_vex.sql")),
+        (22, "nvd", include_str!("../migrations/0022_nvd.sql")),
+        (
+            23,
+            "slot_versions",
+            include_str!("../migrations/0023_slot_versions.sql"),
+        ),
     ];
     steps
         .iter()

@@ -52,6 +52,10 @@ pub struct RiskDevice {
     pub region: String,
     /// Sorted.
     pub tags: Vec<String>,
+    /// Slot states as reported (`{"a": "active", "b": "good"}`): which slot runs.
+    pub slots: serde_json::Map<String, serde_json::Value>,
+    /// The firmware version each slot holds (`None`: the device did not say).
+    pub slot_versions: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Most devices one [`crate::Db::risk_devices_after`] page returns.
@@ -217,7 +221,7 @@ impl crate::Db {
         limit: i64,
     ) -> Result<Vec<RiskDevice>, DbError> {
         let rows = sqlx::query(
-            "SELECT id, hardware_id, firmware_version, region FROM devices
+            "SELECT id, hardware_id, firmware_version, region, slots, slot_versions FROM devices
              WHERE id > $1 ORDER BY id LIMIT $2",
         )
         .bind(after)
@@ -233,6 +237,9 @@ impl crate::Db {
                     firmware_version: r.try_get("firmware_version")?,
                     region: r.try_get("region")?,
                     tags: Vec::new(),
+                    slots: serde_json::from_str(&r.try_get::<String, _>("slots")?)
+                        .unwrap_or_default(),
+                    slot_versions: crate::devices::slot_versions_from(r.try_get("slot_versions")?),
                 })
             })
             .collect::<Result<_, DbError>>()?;
@@ -343,16 +350,24 @@ impl crate::Db {
             .bind(target)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
+        // Two assessments (the risk watch and a posture request, or two servers) may index
+        // the same release at once: the second waits for the first's row and then stores
+        // nothing, as the components are the same parse of the same hash-checked SBOM.
+        let inserted = sqlx::query(
             "INSERT INTO release_sboms (target, sbom_sha256, components, indexed_at)
-             VALUES ($1, $2, $3, $4)",
+             VALUES ($1, $2, $3, $4) ON CONFLICT (target) DO NOTHING",
         )
         .bind(target)
         .bind(sbom_sha256)
         .bind(components.len() as i64)
         .bind(now)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            tx.rollback().await?;
+            return Ok(());
+        }
         for (position, c) in components.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO release_components

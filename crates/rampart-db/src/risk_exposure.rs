@@ -10,10 +10,9 @@ use sqlx::any::AnyRow;
 use rampart_vuln::exposure::{Exposure, ExposureState, MAX_ALERTED_RELEASES};
 
 use crate::error::{DbError, DomainError};
+pub use crate::webhooks::RISK_ADVISORY_EVENT;
 use crate::webhooks::{DeliveryMaker, Enqueued, enqueue_event_in};
 
-/// The webhook event of a new advisory affecting devices.
-pub const RISK_ADVISORY_EVENT: &str = "risk.advisory";
 /// Most exposure records one pass reads and writes: a feed that affects more advisories than
 /// this is watched for the first ones (in id order) and the rest wait (the pass says so).
 pub const MAX_WATCHED_ADVISORIES: usize = 100_000;

@@ -24,8 +24,11 @@ pub const WEBHOOK_EVENTS: [&str; 7] = [
     "fleet.rollback_spike",
     "device.verification_failed",
     crate::alerts::INCIDENT_ALERT_EVENT,
-    crate::risk_exposure::RISK_ADVISORY_EVENT,
+    RISK_ADVISORY_EVENT,
 ];
+/// The webhook event of a new advisory affecting devices (queued by the risk watch's pass,
+/// `risk_exposure`).
+pub const RISK_ADVISORY_EVENT: &str = "risk.advisory";
 /// Most webhooks one server keeps (each event fans out to all of them in one transaction).
 pub const MAX_WEBHOOKS: i64 = 100;
 /// Longest webhook URL, bytes.

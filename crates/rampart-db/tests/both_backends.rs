@@ -43,6 +43,7 @@ fn facts(hw: &str, version: &str, sv: u64, tags: &[&str]) -> DeviceFacts {
             .unwrap()
             .clone(),
         boot_id: String::new(),
+        slot_versions: None,
     }
 }
 

@@ -46,6 +46,7 @@ fn facts(i: usize) -> DeviceFacts {
         tags: vec!["z".into(), format!("t{}", i % 5), "z".into()],
         attributes: serde_json::json!({"n": i}).as_object().unwrap().clone(),
         boot_id: String::new(),
+        slot_versions: None,
     }
 }
 

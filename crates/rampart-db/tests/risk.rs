@@ -157,6 +157,30 @@ fn release_components_are_kept_per_sbom_digest() {
                 Some(components[..1].to_vec())
             );
             assert_eq!(db.release_components("fw.bin", "aa").await.unwrap(), None);
+            // Two assessments indexing one release at once (the risk watch and a posture
+            // request): both succeed and the components are stored once.
+            let many: Vec<Component> = (0..200)
+                .map(|i| Component {
+                    reference: format!("c{i}"),
+                    name: format!("c{i}"),
+                    ..components[0].clone()
+                })
+                .collect();
+            for round in 0..5 {
+                let target = format!("fw-{round}.bin");
+                let (a, b, c) = tokio::join!(
+                    db.store_release_components(&target, "cc", &many, 7),
+                    db.store_release_components(&target, "cc", &many, 7),
+                    db.store_release_components(&target, "cc", &many, 7),
+                );
+                a.unwrap();
+                b.unwrap();
+                c.unwrap();
+                assert_eq!(
+                    db.release_components(&target, "cc").await.unwrap(),
+                    Some(many.clone())
+                );
+            }
         }
     });
 }

@@ -48,7 +48,10 @@ pub use incident::{
     EvidenceComplete, EvidenceProgress, EvidenceRequest, HookOutcome, InstructionSignature,
     QuarantineAck, QuarantineState, QuarantineStatement, SignedQuarantine,
 };
-pub use poll::{Assignment, DeviceFacts, PollAnswer, UpdateKind};
+pub use poll::{
+    Assignment, DeviceFacts, MAX_SLOT_NAME_LEN, MAX_SLOT_VERSION_LEN, MAX_SLOT_VERSIONS,
+    PollAnswer, UpdateKind, check_slot_version,
+};
 pub use report::{Reason, ReportAnswer, ReportRequest, ReportStatus, UnknownStatus};
 
 /// For an optional field that may be absent but not `null`: absent gives `None` (through

@@ -1,7 +1,17 @@
 //! `POST /device/v1/poll`: the device's facts in, the assignment out.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
+
+/// The most slots a poll may give versions for (an A/B device has two; a few more leave room
+/// for recovery partitions): more is refused, not truncated.
+pub const MAX_SLOT_VERSIONS: usize = 8;
+/// Longest slot name in `slot_versions`, in bytes.
+pub const MAX_SLOT_NAME_LEN: usize = 32;
+/// Longest version in `slot_versions`, in bytes (a release version is at most this long).
+pub const MAX_SLOT_VERSION_LEN: usize = 128;
 
 /// The body of a poll: what a device says about itself. An empty body or `{}` (no facts) is
 /// also a poll; the server handles that before reading this type.
@@ -33,6 +43,81 @@ pub struct DeviceFacts {
     /// image is measured at once.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub boot_id: String,
+    /// The firmware version each slot holds, by the slot names of `slots`, e.g.
+    /// `{"a": "1.0.0", "b": "2.0.0"}`: only the slots whose version the device knows (a slot
+    /// being written, or never written by the agent, is left out). Absent: not said (older
+    /// agents, hawkBit clients); the server then knows only the running version. At most 8
+    /// slots, names of 1 to 32 bytes and versions of 1 to 128 bytes without control
+    /// characters (`MAX_SLOT_VERSIONS`, `MAX_SLOT_NAME_LEN`, `MAX_SLOT_VERSION_LEN`); anything
+    /// else refuses the poll (422). `null` is not a map and is refused too.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded_slot_versions"
+    )]
+    #[cfg_attr(
+        any(test, feature = "schema"),
+        schemars(with = "BTreeMap<String, String>", extend("maxProperties" = MAX_SLOT_VERSIONS))
+    )]
+    pub slot_versions: Option<BTreeMap<String, String>>,
+}
+
+/// Reads `slot_versions` entry by entry, refusing the map at its ninth entry rather than after
+/// collecting all of them, and any name or version out of bounds.
+fn bounded_slot_versions<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    struct Bounded;
+    impl<'de> serde::de::Visitor<'de> for Bounded {
+        type Value = BTreeMap<String, String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(
+                f,
+                "a map of at most {MAX_SLOT_VERSIONS} slot names to firmware versions"
+            )
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            use serde::de::Error;
+            let mut out = BTreeMap::new();
+            while let Some((name, version)) = map.next_entry::<String, String>()? {
+                if out.len() == MAX_SLOT_VERSIONS {
+                    return Err(A::Error::custom(format!(
+                        "slot_versions gives more than {MAX_SLOT_VERSIONS} slots; report only the device's real slots"
+                    )));
+                }
+                check_slot_version(&name, &version).map_err(A::Error::custom)?;
+                if out.insert(name, version).is_some() {
+                    return Err(A::Error::custom(
+                        "slot_versions names a slot twice; give each slot once",
+                    ));
+                }
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_map(Bounded).map(Some)
+}
+
+/// Whether one `slot_versions` entry is within bounds (the agent checks what it sends with it
+/// too, so a poll is never refused for what the agent could have left out).
+pub fn check_slot_version(name: &str, version: &str) -> Result<(), String> {
+    let bad =
+        |s: &str, max: usize| s.is_empty() || s.len() > max || s.chars().any(char::is_control);
+    if bad(name, MAX_SLOT_NAME_LEN) {
+        return Err(format!(
+            "slot name {:?} in slot_versions must be 1 to {MAX_SLOT_NAME_LEN} bytes without control characters",
+            name.chars().take(40).collect::<String>()
+        ));
+    }
+    if bad(version, MAX_SLOT_VERSION_LEN) {
+        return Err(format!(
+            "the version of slot {name:?} in slot_versions must be 1 to {MAX_SLOT_VERSION_LEN} bytes without control characters; leave out a slot whose version is not known"
+        ));
+    }
+    Ok(())
 }
 
 /// The server's answer to a poll.

@@ -354,3 +354,106 @@ fn openapi_document_and_types_agree_both_ways() {
         }
     }
 }
+
+#[test]
+fn slot_versions_round_trip_and_interoperate_with_older_peers() {
+    // A new agent's poll round-trips.
+    let facts = round_trip::<DeviceFacts>(
+        r#"{"hardware_id":"board-a","firmware_version":"2.0.0","security_version":2,"slots":{"a":"good","b":"active"},"slot_versions":{"a":"1.0.0","b":"2.0.0"}}"#,
+    );
+    let versions = facts.slot_versions.unwrap();
+    assert_eq!(versions["a"], "1.0.0");
+    assert_eq!(versions["b"], "2.0.0");
+    // An old agent's poll (no slot_versions): not said, and written back without the key.
+    let old = round_trip::<DeviceFacts>(
+        r#"{"hardware_id":"board-a","firmware_version":"1.0.0","security_version":2,"slots":{"a":"active","b":"good"}}"#,
+    );
+    assert_eq!(old.slot_versions, None);
+    // An old server reads a new agent's poll: its facts type has no slot_versions and ignores
+    // unknown keys, as this crate's own type did before the field.
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct OldServerFacts {
+        hardware_id: String,
+        firmware_version: String,
+        security_version: u64,
+        #[serde(default)]
+        slots: serde_json::Map<String, Value>,
+    }
+    let new_body = serde_json::to_string(&DeviceFacts {
+        hardware_id: "board-a".into(),
+        firmware_version: "2.0.0".into(),
+        security_version: 2,
+        slot_versions: Some([("a".to_owned(), "1.0.0".to_owned())].into()),
+        ..DeviceFacts::default()
+    })
+    .unwrap();
+    let read: OldServerFacts = serde_json::from_str(&new_body).unwrap();
+    assert_eq!(read.firmware_version, "2.0.0");
+    // `{}` is said (no slot version known); `null` is not a map.
+    let none_known: DeviceFacts = serde_json::from_str(
+        r#"{"hardware_id":"b","firmware_version":"1","security_version":1,"slot_versions":{}}"#,
+    )
+    .unwrap();
+    assert_eq!(none_known.slot_versions, Some(Default::default()));
+    assert!(
+        serde_json::from_str::<DeviceFacts>(
+            r#"{"hardware_id":"b","firmware_version":"1","security_version":1,"slot_versions":null}"#
+        )
+        .is_err()
+    );
+}
+
+fn facts_with_slot_versions(versions: &str) -> Result<DeviceFacts, serde_json::Error> {
+    serde_json::from_str(&format!(
+        r#"{{"hardware_id":"b","firmware_version":"1","security_version":1,"slot_versions":{versions}}}"#
+    ))
+}
+
+#[test]
+fn too_many_slot_versions_are_refused() {
+    let slots = |n: usize| {
+        let entries: Vec<String> = (0..n).map(|i| format!(r#""s{i}":"1.0.{i}""#)).collect();
+        format!("{{{}}}", entries.join(","))
+    };
+    assert_eq!(
+        facts_with_slot_versions(&slots(crate::MAX_SLOT_VERSIONS))
+            .unwrap()
+            .slot_versions
+            .unwrap()
+            .len(),
+        crate::MAX_SLOT_VERSIONS
+    );
+    let err = facts_with_slot_versions(&slots(crate::MAX_SLOT_VERSIONS + 1))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("more than 8 slots"), "{err}");
+}
+
+#[test]
+fn slot_version_names_and_versions_are_bounded() {
+    let long_name = "n".repeat(crate::MAX_SLOT_NAME_LEN + 1);
+    let long_version = "1".repeat(crate::MAX_SLOT_VERSION_LEN + 1);
+    for (body, needle) in [
+        (format!(r#"{{"{long_name}":"1.0"}}"#), "slot name"),
+        (r#"{"":"1.0"}"#.to_owned(), "slot name"),
+        (
+            format!(r#"{{"a":"{long_version}"}}"#),
+            "the version of slot",
+        ),
+        (r#"{"a":""}"#.to_owned(), "the version of slot"),
+        (r#"{"a":"1.0\u0007"}"#.to_owned(), "control characters"),
+        (r#"{"a":"1.0","a":"2.0"}"#.to_owned(), "twice"),
+        (r#"{"a":1}"#.to_owned(), "invalid type"),
+        (r#"["a"]"#.to_owned(), "slot names to firmware versions"),
+    ] {
+        let err = facts_with_slot_versions(&body).unwrap_err().to_string();
+        assert!(err.contains(needle), "{body}: {err}");
+    }
+    let at_limits = format!(
+        r#"{{"{}":"{}"}}"#,
+        "n".repeat(crate::MAX_SLOT_NAME_LEN),
+        "1".repeat(crate::MAX_SLOT_VERSION_LEN)
+    );
+    assert!(facts_with_slot_versions(&at_limits).is_ok());
+}

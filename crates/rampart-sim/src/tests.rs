@@ -454,6 +454,7 @@ fn fleet(devices: usize, tweak: impl FnOnce(&mut FleetSpec)) -> Bench {
 // ---- tests -------------------------------------------------------------------------------
 
 mod game_day;
+mod slot_versions;
 
 #[test]
 fn an_assigned_release_is_installed_committed_and_reported() {

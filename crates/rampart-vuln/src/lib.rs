@@ -14,6 +14,8 @@
 //!   firmware version rule, for firmware parts with no package ecosystem.
 //! - `nvd`: NVD CVE API 2.0 records, parsed with every limit first, and the index that matches
 //!   firmware components by CPE (or by a known firmware name when they have none).
+//! - `combined`: one report of both matchers' findings (OSV by purl, NVD by CPE or firmware
+//!   name), a CVE found both ways on one component reported once.
 //! - `matching`: advisories indexed by ecosystem and name, matched against components:
 //!   which advisory applies, its aliases and fixed versions; ecosystems without rules are
 //!   reported, never dropped.
@@ -33,9 +35,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod combined;
 pub mod component;
 pub mod cpe;
 pub mod exposure;
+pub mod fallback;
 pub mod json_limits;
 pub mod matching;
 pub mod nvd;

@@ -572,6 +572,18 @@ fn identify(component: &Component) -> Result<(Ecosystem, String, String, Option<
             purl.ty()
         ));
     };
+    // A package built from a local path (cargo-cyclonedx writes a workspace or path
+    // dependency as `download_url=file://...`) is not the registry's package of that name: a
+    // registry advisory for the name says nothing about it, and matching it would blame the
+    // vendor's own code for someone else's flaw.
+    if let Some(url) = purl.qualifiers().get("download_url")
+        && url.trim_start().to_ascii_lowercase().starts_with("file:")
+    {
+        return Err(format!(
+            "built from a local path ({url}), not {}'s package of that name: no registry advisory applies",
+            ecosystem.as_osv()
+        ));
+    }
     let name = match (&ecosystem, purl.namespace()) {
         (Ecosystem::Maven, Some(group)) => format!("{group}:{}", purl.name()),
         (Ecosystem::Go | Ecosystem::Npm, Some(namespace)) => {

@@ -226,6 +226,23 @@ pub fn parse_nvd_document(bytes: &[u8]) -> Result<Vec<NvdAdvisory>, NvdError> {
         .collect()
 }
 
+/// Parses one item of a document's `vulnerabilities` (`{"cve":{...}}`), as the server stores
+/// each record: the same limits as a whole document, first.
+pub fn parse_nvd_item(bytes: &[u8]) -> Result<NvdAdvisory, NvdError> {
+    if bytes.len() > MAX_NVD_BYTES {
+        return Err(NvdError::TooLarge {
+            size: bytes.len(),
+            limit: MAX_NVD_BYTES,
+        });
+    }
+    crate::json_limits::check_depth(bytes, MAX_JSON_DEPTH).map_err(|_| NvdError::TooDeep {
+        limit: MAX_JSON_DEPTH,
+    })?;
+    let item: WireItem =
+        serde_json::from_slice(bytes).map_err(|error| NvdError::Json(error.to_string()))?;
+    convert(item.cve)
+}
+
 fn convert(cve: WireCve) -> Result<NvdAdvisory, NvdError> {
     let id = cve.id;
     let invalid = |problem: String| NvdError::Invalid {

@@ -140,6 +140,11 @@ pub struct DeviceRun {
     pub hardware_id: String,
     pub region: String,
     pub tags: Vec<String>,
+    /// The release targets its inactive slots hold (what a rollback boots), resolved like
+    /// `release`; empty when the device does not say, or holds no known release there
+    /// (decision 0049; see `fallback`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback_releases: Vec<String>,
 }
 
 /// The advisories that apply to one release's components (advisory ids, from matching).
@@ -167,6 +172,13 @@ pub struct PostureRow {
     pub counts: SeverityCounts,
     pub score: u64,
     pub worst: Option<WorstAdvisory>,
+    /// Devices whose inactive slot holds a release an advisory applies to: a rollback would
+    /// bring it back (filled by `fallback::annotate`; not in `counts` or `score`).
+    #[serde(default)]
+    pub fallback_affected: u64,
+    /// In rows by device: the advisories that apply to the releases its inactive slots hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback_advisories: Vec<String>,
 }
 
 #[derive(Default)]
@@ -258,6 +270,8 @@ pub fn posture(
                 score: counts.score(),
                 counts,
                 worst,
+                fallback_affected: 0,
+                fallback_advisories: Vec::new(),
             }
         })
         .collect();
@@ -301,6 +315,7 @@ mod tests {
             hardware_id: hw.into(),
             region: region.into(),
             tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            fallback_releases: Vec::new(),
         }
     }
 

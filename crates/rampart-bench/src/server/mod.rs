@@ -338,6 +338,7 @@ fn seeded_facts(i: usize) -> DeviceFacts {
         tags: vec![format!("line-{}", i % 50)],
         attributes: map(serde_json::json!({"site": format!("plant-{}", i % 200)})),
         boot_id: String::new(),
+        slot_versions: None,
     }
 }
 

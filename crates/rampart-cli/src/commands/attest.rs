@@ -10,6 +10,8 @@ use rampart_attest::pcr::{PcrSelection, PcrValues};
 use rampart_attest::quote::{AttestationKey, QuoteError, VerifiedQuote, verify_quote};
 use rampart_attest::wire::{Attest, Attested, MAX_ATTEST_SIZE, MAX_SIGNATURE_SIZE, Public};
 
+use crate::shared::files::read_bounded;
+
 /// Largest AK file read (a PEM RSA-4096 key is under 1 KiB).
 const MAX_AK_FILE: usize = 16 * 1024;
 
@@ -123,23 +125,6 @@ fn quoted_selection(message: &[u8]) -> Option<PcrSelection> {
         Attested::Quote(info) => PcrSelection::from_wire(&info.pcr_select).ok(),
         Attested::Other(_) => None,
     }
-}
-
-fn read_bounded(path: &Path, max: usize, what: &str) -> anyhow::Result<Vec<u8>> {
-    use std::io::Read;
-    let file =
-        std::fs::File::open(path).with_context(|| format!("opening {what} {}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(max as u64 + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("reading {what} {}", path.display()))?;
-    if bytes.len() > max {
-        anyhow::bail!(
-            "{what} {} is larger than {max} bytes, more than any TPM writes: is it the right file?",
-            path.display()
-        );
-    }
-    Ok(bytes)
 }
 
 /// The AK in any of the forms tpm2-tools writes: PEM, DER SPKI, TPM2B_PUBLIC, TPMT_PUBLIC.

@@ -21,6 +21,7 @@ pub mod risk;
 pub mod risk_exposure;
 pub mod risk_feed;
 pub mod risk_fleet;
+pub mod risk_nvd;
 pub mod risk_vex;
 pub mod server;
 pub mod sim;

@@ -6,6 +6,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::shared::files::read_bounded;
 use anyhow::{Context, bail};
 use rampart_repo::ProvenanceInput;
 use rampart_vuln::provenance::{
@@ -15,7 +16,7 @@ use rampart_vuln::provenance::{
 
 /// Reads and checks a provenance policy file.
 pub fn read_policy(path: &Path) -> anyhow::Result<ProvenancePolicy> {
-    let bytes = read_bounded(path, provenance::MAX_POLICY_BYTES)?;
+    let bytes = read_bounded(path, provenance::MAX_POLICY_BYTES, "provenance policy")?;
     ProvenancePolicy::from_toml(&bytes).with_context(|| format!("policy {}", path.display()))
 }
 
@@ -35,21 +36,6 @@ pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
         ctx.update(&buf[..n]);
     }
     Ok(hex::encode(ctx.finish()))
-}
-
-fn read_bounded(path: &Path, limit: usize) -> anyhow::Result<Vec<u8>> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(limit as u64 + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("reading {}", path.display()))?;
-    if bytes.len() > limit {
-        bail!(
-            "{} is over the {limit}-byte limit for provenance documents",
-            path.display()
-        );
-    }
-    Ok(bytes)
 }
 
 /// The envelopes of the given files (each an envelope or a bundle), with a label each
@@ -96,7 +82,7 @@ fn read_envelopes(files: &[PathBuf]) -> anyhow::Result<Envelopes> {
         labels: Vec::new(),
     };
     for path in files {
-        let bytes = read_bounded(path, MAX_ENVELOPE_BYTES)?;
+        let bytes = read_bounded(path, MAX_ENVELOPE_BYTES, "provenance document")?;
         match provenance::read_document(&bytes)
             .with_context(|| format!("provenance {}", path.display()))?
         {
@@ -191,7 +177,7 @@ pub fn prepare_for_release(
     let mut statements = Vec::new();
     let mut envelopes = Vec::new();
     for path in files {
-        let bytes = read_bounded(path, MAX_ENVELOPE_BYTES)?;
+        let bytes = read_bounded(path, MAX_ENVELOPE_BYTES, "provenance document")?;
         match provenance::read_document(&bytes)
             .with_context(|| format!("provenance {}", path.display()))?
         {
@@ -256,7 +242,7 @@ pub fn sign_command(
     statement_path: &Path,
     out: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let bytes = read_bounded(statement_path, MAX_ENVELOPE_BYTES)?;
+    let bytes = read_bounded(statement_path, MAX_ENVELOPE_BYTES, "provenance statement")?;
     let statement = Statement::parse(&bytes)
         .with_context(|| format!("statement {}", statement_path.display()))?;
     if statement.statement_type != STATEMENT_V1 {

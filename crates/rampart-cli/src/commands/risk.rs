@@ -1,20 +1,24 @@
 //! `rampart risk ...`: supply-chain risk. `sbom-check` matches an SBOM against a directory of
-//! OSV advisories offline, for pipelines, without a server. The matching is
-//! `rampart_vuln::matching`; this module reads files with size limits and prints. `import`,
+//! OSV advisories (and NVD documents, `--nvd`) offline, for pipelines, without a server. The
+//! matching is `rampart_vuln::matching` and `::nvd`, merged by `::combined`; this module reads
+//! files with size limits and prints. `import`,
 //! `posture` and `remediate` go through the management API (`risk_fleet`).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
+use rampart_vuln::combined::{Finding, combine};
 use rampart_vuln::matching::{AdvisoryIndex, MatchReport, ProblemKind};
+use rampart_vuln::nvd::CpeMatchReport;
 use rampart_vuln::osv::{MAX_ADVISORY_BYTES, parse_advisory};
 use rampart_vuln::sbom::{MAX_SBOM_BYTES, parse_sbom};
 use rampart_vuln::suppression::SuppressedMatch;
 
 use super::risk_fleet::{self, Output, RemediateRequest};
+use super::risk_nvd;
 use crate::shared::api_client::ApiArgs;
+use crate::shared::files::read_bounded;
 
 /// The most advisory files read from one directory (all of OSV's ecosystems together hold
 /// fewer than 250,000 records).
@@ -30,15 +34,21 @@ pub enum RiskCommand {
         #[arg(long)]
         sbom: PathBuf,
         /// A directory of OSV advisories, one JSON record per `*.json` file (an unpacked
-        /// osv.dev ecosystem export, or a clone of an advisory database's records).
+        /// osv.dev ecosystem export, or a clone of an advisory database's records). Optional
+        /// with `--nvd`.
+        #[arg(long, required_unless_present = "nvd")]
+        advisories: Option<PathBuf>,
+        /// NVD CVE API 2.0 documents (a file, or a directory of `*.json` pages; repeatable):
+        /// firmware parts are matched by their CPE, or by a known firmware name (busybox,
+        /// u-boot, linux, ...) when they have neither purl nor CPE.
         #[arg(long)]
-        advisories: PathBuf,
+        nvd: Vec<PathBuf>,
         /// Print `{"matches":[...],"unmatched_ecosystems":[...]}` instead of a table (with
         /// --vex, also `"suppressed":[...]`).
         #[arg(long)]
         json: bool,
         /// A vendor VEX document (CycloneDX VEX or OpenVEX, bare or signed with `rampart risk
-        /// vex sign`): matches a statement says do not affect the component move out of
+        /// vex sign`): OSV matches a statement says do not affect the component move out of
         /// `matches` into `suppressed`, with the statement's justification. Repeatable.
         #[arg(long = "vex")]
         vex: Vec<PathBuf>,
@@ -59,8 +69,12 @@ pub enum RiskCommand {
         #[command(flatten)]
         api: ApiArgs,
         /// A directory of OSV records, or a .zip of them.
+        #[arg(long, required_unless_present = "nvd")]
+        advisories: Option<PathBuf>,
+        /// NVD CVE API 2.0 documents (a file, or a directory of `*.json` pages; repeatable),
+        /// sent to `POST /api/v1/risk/nvd` in batches.
         #[arg(long)]
-        advisories: PathBuf,
+        nvd: Vec<PathBuf>,
     },
     /// The fleet's risk posture: per group the devices, the affected devices, advisories by
     /// severity, the worst advisory and a score; most at risk first.
@@ -129,12 +143,32 @@ pub fn run(command: RiskCommand) -> anyhow::Result<()> {
         RiskCommand::SbomCheck {
             sbom,
             advisories,
+            nvd,
             json,
             vex,
             vex_signers,
-        } => sbom_check(&sbom, &advisories, json, &vex, &vex_signers),
+        } => sbom_check(
+            &sbom,
+            advisories.as_deref(),
+            &nvd,
+            json,
+            (&vex, &vex_signers),
+        ),
         RiskCommand::Vex { command } => super::risk_vex::run(command),
-        RiskCommand::Import { api, advisories } => risk_fleet::import(&api.client()?, &advisories),
+        RiskCommand::Import {
+            api,
+            advisories,
+            nvd,
+        } => {
+            let client = api.client()?;
+            if let Some(advisories) = advisories {
+                risk_fleet::import(&client, &advisories)?;
+            }
+            if !nvd.is_empty() {
+                risk_nvd::import(&client, &nvd)?;
+            }
+            Ok(())
+        }
         RiskCommand::Posture { api, by, json, csv } => {
             let output = if json {
                 Output::Json
@@ -185,12 +219,12 @@ pub fn run(command: RiskCommand) -> anyhow::Result<()> {
 
 fn sbom_check(
     sbom: &Path,
-    advisories: &Path,
+    advisories: Option<&Path>,
+    nvd: &[PathBuf],
     json: bool,
-    vex_files: &[PathBuf],
-    vex_signers: &[PathBuf],
+    (vex_files, vex_signers): (&[PathBuf], &[PathBuf]),
 ) -> anyhow::Result<()> {
-    // VEX first: a refused VEX fails the command before the feed is read.
+    // VEX first: a refused VEX fails the command before the feeds are read.
     let vex = (!vex_files.is_empty())
         .then(|| super::risk_vex::load_for_check(vex_files, vex_signers))
         .transpose()?;
@@ -198,7 +232,10 @@ fn sbom_check(
     let components = parse_sbom(&sbom_bytes)
         .with_context(|| format!("reading the SBOM {}", sbom.display()))?
         .components;
-    let index = load_advisories(advisories)?;
+    let index = match advisories {
+        Some(advisories) => load_advisories(advisories)?,
+        None => AdvisoryIndex::new(),
+    };
     let mut report = index.match_components(&components);
     let suppressed = match &vex {
         Some(vex) => {
@@ -223,15 +260,40 @@ fn sbom_check(
             "note: {as_text} listed versions follow no ordering rules of their ecosystem and are matched as written"
         );
     }
-    warn_unchecked(&report);
+    let (cpe_report, nvd_records) = if nvd.is_empty() {
+        (None, 0)
+    } else {
+        let cpe_index = risk_nvd::load_index(nvd)?;
+        for problem in cpe_index.problems() {
+            eprintln!(
+                "warning: {}: {}: {}",
+                problem.advisory, problem.criteria, problem.problem
+            );
+        }
+        let records = cpe_index.len();
+        (Some(cpe_index.match_cpe_components(&components)), records)
+    };
+    warn_unchecked(&report, cpe_report.as_ref());
+    let findings = combine(
+        &components,
+        &report.matches,
+        cpe_report
+            .as_ref()
+            .map_or(&[][..], |r| r.matches.as_slice()),
+    );
     if json {
-        let mut out = report_json(&report);
+        let mut out = report_json(&findings, &report);
         if let Some(suppressed) = &suppressed {
             out["suppressed"] = suppressed_json(suppressed);
         }
         println!("{out}");
     } else {
-        print_table(&report, components.len(), index.len());
+        print_table(
+            &findings,
+            &report,
+            components.len(),
+            index.len() + nvd_records,
+        );
         if let Some(suppressed) = &suppressed {
             print_suppressed(suppressed);
         }
@@ -284,36 +346,28 @@ fn load_advisories(dir: &Path) -> anyhow::Result<AdvisoryIndex> {
     Ok(index)
 }
 
-fn read_bounded(path: &Path, max: usize, what: &str) -> anyhow::Result<Vec<u8>> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("opening {what} {}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(max as u64 + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("reading {what} {}", path.display()))?;
-    if bytes.len() > max {
-        bail!(
-            "{what} {} is larger than the {max}-byte limit: is it the right file?",
-            path.display()
-        );
-    }
-    Ok(bytes)
-}
-
-fn warn_unchecked(report: &MatchReport) {
-    for component in &report.unversioned {
+/// Names every component a matcher could not check. With NVD records, a part without a purl
+/// is the CPE matcher's: only what neither matcher identifies is named.
+fn warn_unchecked(report: &MatchReport, cpe: Option<&CpeMatchReport>) {
+    let unidentified = match cpe {
+        Some(cpe) => &cpe.unidentified,
+        None => &report.unidentified,
+    };
+    let cpe_unchecked = cpe.map_or(&[][..], |cpe| cpe.unversioned.as_slice());
+    let cpe_unordered = cpe.map_or(&[][..], |cpe| cpe.unordered_versions.as_slice());
+    for component in report.unversioned.iter().chain(cpe_unchecked) {
         eprintln!(
             "warning: {} states no version: not checked",
             component.purl.as_deref().unwrap_or(&component.name)
         );
     }
-    for unidentified in &report.unidentified {
+    for unidentified in unidentified {
         eprintln!(
             "warning: {} {}: not checked: {}",
             unidentified.component.name, unidentified.component.version, unidentified.reason
         );
     }
-    for unordered in &report.unordered_versions {
+    for unordered in report.unordered_versions.iter().chain(cpe_unordered) {
         eprintln!(
             "warning: {}: only explicit versions lists checked: {}",
             unordered
@@ -326,11 +380,11 @@ fn warn_unchecked(report: &MatchReport) {
     }
 }
 
-/// Exactly `{"matches":[{"purl","name","version","advisory","aliases","fixed"}...],
-/// "unmatched_ecosystems":[...]}`: the pipeline format of issue 17.
-fn report_json(report: &MatchReport) -> serde_json::Value {
-    let matches: Vec<serde_json::Value> = report
-        .matches
+/// `{"matches":[{"purl","name","version","advisory","aliases","fixed","cpe","matched_by"}...],
+/// "unmatched_ecosystems":[...]}`: the pipeline format of issue 17, each match saying how its
+/// component was identified (`purl` is null for a part that has none).
+fn report_json(findings: &[Finding], report: &MatchReport) -> serde_json::Value {
+    let matches: Vec<serde_json::Value> = findings
         .iter()
         .map(|m| {
             serde_json::json!({
@@ -340,6 +394,8 @@ fn report_json(report: &MatchReport) -> serde_json::Value {
                 "advisory": m.advisory,
                 "aliases": m.aliases,
                 "fixed": m.fixed,
+                "cpe": m.cpe,
+                "matched_by": m.matched_by.as_str(),
             })
         })
         .collect();
@@ -349,7 +405,7 @@ fn report_json(report: &MatchReport) -> serde_json::Value {
     })
 }
 
-/// The suppressed matches: each match's fields as in `matches`, and `"vex": {"status",
+/// The suppressed matches: each match's OSV fields as in `matches`, and `"vex": {"status",
 /// "justification", "impact_statement", "source"}`.
 fn suppressed_json(suppressed: &[SuppressedMatch]) -> serde_json::Value {
     serde_json::Value::Array(
@@ -394,14 +450,14 @@ fn print_suppressed(suppressed: &[SuppressedMatch]) {
     }
 }
 
-fn print_table(report: &MatchReport, components: usize, advisories: usize) {
-    let rows: Vec<[String; 5]> = report
-        .matches
+fn print_table(findings: &[Finding], report: &MatchReport, components: usize, advisories: usize) {
+    let rows: Vec<[String; 6]> = findings
         .iter()
         .map(|m| {
             [
                 m.name.clone(),
                 m.version.clone(),
+                m.matched_by.as_str().to_owned(),
                 m.advisory.clone(),
                 m.aliases.join(","),
                 if m.fixed.is_empty() {
@@ -412,7 +468,15 @@ fn print_table(report: &MatchReport, components: usize, advisories: usize) {
             ]
         })
         .collect();
-    let header = ["COMPONENT", "VERSION", "ADVISORY", "ALIASES", "FIXED"].map(str::to_owned);
+    let header = [
+        "COMPONENT",
+        "VERSION",
+        "MATCHED BY",
+        "ADVISORY",
+        "ALIASES",
+        "FIXED",
+    ]
+    .map(str::to_owned);
     let mut widths = header.clone().map(|h| h.len());
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -427,14 +491,13 @@ fn print_table(report: &MatchReport, components: usize, advisories: usize) {
             .collect();
         println!("{}", cells.join("  ").trim_end());
     }
-    let affected: std::collections::BTreeSet<(&str, &str)> = report
-        .matches
+    let affected: std::collections::BTreeSet<(&str, Option<&str>, &str)> = findings
         .iter()
-        .map(|m| (m.purl.as_str(), m.version.as_str()))
+        .map(|m| (m.name.as_str(), m.purl.as_deref(), m.version.as_str()))
         .collect();
     println!(
         "{} matches: {} of {components} components affected, {advisories} advisories checked",
-        report.matches.len(),
+        findings.len(),
         affected.len()
     );
     if !report.unmatched_ecosystems.is_empty() {

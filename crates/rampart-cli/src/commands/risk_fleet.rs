@@ -102,10 +102,11 @@ pub enum Output {
     Csv,
 }
 
-const COLUMNS: [&str; 11] = [
+const COLUMNS: [&str; 12] = [
     "key",
     "devices",
     "affected_devices",
+    "fallback_affected",
     "unknown_release_devices",
     "critical",
     "high",
@@ -116,13 +117,15 @@ const COLUMNS: [&str; 11] = [
     "worst",
 ];
 
-fn cells(row: &Value) -> [String; 11] {
+fn cells(row: &Value) -> [String; 12] {
     let n = |v: &Value| v.as_u64().unwrap_or(0).to_string();
     let counts = &row["counts"];
     [
         row["key"].as_str().unwrap_or("").to_owned(),
         n(&row["devices"]),
         n(&row["affected_devices"]),
+        // Devices whose inactive slot (what a rollback boots) holds an exposed release.
+        n(&row["fallback_affected"]),
         n(&row["unknown_release_devices"]),
         n(&counts["critical"]),
         n(&counts["high"]),
@@ -202,10 +205,11 @@ pub fn posture_csv(rows: &[Value]) -> anyhow::Result<String> {
 }
 
 pub fn posture_table(by: &str, rows: &[Value]) -> String {
-    let header: [String; 11] = [
+    let header: [String; 12] = [
         by.to_ascii_uppercase(),
         "DEVICES".into(),
         "AFFECTED".into(),
+        "FALLBACK".into(),
         "UNKNOWN".into(),
         "CRIT".into(),
         "HIGH".into(),
@@ -215,7 +219,7 @@ pub fn posture_table(by: &str, rows: &[Value]) -> String {
         "SCORE".into(),
         "WORST".into(),
     ];
-    let body: Vec<[String; 11]> = rows
+    let body: Vec<[String; 12]> = rows
         .iter()
         .map(|r| {
             let mut c = cells(r);
@@ -297,6 +301,17 @@ pub fn remediate(client: &ApiClient, r: RemediateRequest<'_>) -> anyhow::Result<
     for device in answer["devices"].as_array().into_iter().flatten() {
         println!("  {}", device.as_str().unwrap_or(""));
     }
+    // Not in the campaign: their running release is fixed, but the slot a rollback boots is
+    // not (decision 0049).
+    let fallback_only = answer["fallback_only_total"].as_u64().unwrap_or(0);
+    if fallback_only > 0 {
+        println!(
+            "{fallback_only} device(s) not targeted hold an affected release in their inactive slot (a rollback would bring it back); re-image them with `rampart device reimage`:"
+        );
+        for device in answer["fallback_only"].as_array().into_iter().flatten() {
+            println!("  {}", device.as_str().unwrap_or(""));
+        }
+    }
     Ok(())
 }
 
@@ -322,14 +337,15 @@ mod tests {
     fn csv_quotes_keys_with_commas_and_quotes() {
         let rows = [
             json!({"key": "eu, \"west\"", "devices": 2, "affected_devices": 1,
-            "counts": {"critical": 1}, "score": 10, "worst": {"id": "PYSEC-1"}}),
+            "fallback_affected": 1, "counts": {"critical": 1}, "score": 10,
+            "worst": {"id": "PYSEC-1"}}),
         ];
         let text = posture_csv(&rows).unwrap();
         let mut lines = text.lines();
         assert_eq!(lines.next().unwrap(), COLUMNS.join(","));
         assert_eq!(
             lines.next().unwrap(),
-            "\"eu, \"\"west\"\"\",2,1,0,1,0,0,0,0,10,PYSEC-1"
+            "\"eu, \"\"west\"\"\",2,1,1,0,1,0,0,0,0,10,PYSEC-1"
         );
     }
 

@@ -5,6 +5,7 @@
 pub mod api_client;
 pub mod audit_key;
 pub mod database;
+pub mod files;
 pub mod output;
 pub mod signing;
 pub mod static_server;

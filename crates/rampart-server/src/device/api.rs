@@ -541,6 +541,7 @@ fn parse_poll_facts(bytes: &[u8]) -> Result<Option<(DeviceFacts, bool)>, ApiErro
             tags: facts.tags,
             attributes: facts.attributes.unwrap_or_default(),
             boot_id: facts.boot_id,
+            slot_versions: facts.slot_versions,
         },
         keep_attributes,
     )))

@@ -156,6 +156,8 @@ pub struct ParsedFeed {
     pub index: AdvisoryIndex,
     pub severities: BTreeMap<String, AdvisorySeverity>,
     pub unreadable: Vec<String>,
+    /// The stored NVD records, for CPE and firmware-name matching.
+    pub nvd: super::risk_cpe::NvdFeed,
     /// The stored vendor VEX statements (`risk_vex`).
     pub vex: rampart_vuln::suppression::SourcedVex,
 }
@@ -181,11 +183,16 @@ impl AdvisoryCache {
             return Ok(feed.clone());
         }
         let (index, severities, unreadable) = advisory_index(db).await?;
+        let nvd_records = db.nvd_advisories_for_matching().await?;
+        let nvd = tokio::task::spawn_blocking(move || super::risk_cpe::parse_nvd_feed(nvd_records))
+            .await
+            .map_err(|e| RiskError::Task(e.to_string()))?;
         let vex = super::risk_vex::load(db).await?;
         let feed = Arc::new(ParsedFeed {
             index,
             severities,
             unreadable,
+            nvd,
             vex,
         });
         *cached = Some((version, feed.clone()));
@@ -209,9 +216,9 @@ pub async fn assess_with(
     };
     let index = &feed.index;
     let mut out = Assessment {
-        advisories: index.len(),
+        advisories: index.len() + feed.nvd.index.len(),
         severities: feed.severities.clone(),
-        unreadable_advisories: feed.unreadable.clone(),
+        unreadable_advisories: [&feed.unreadable[..], &feed.nvd.unreadable[..]].concat(),
         ..Assessment::default()
     };
     // (version, hardware id) -> target, and version -> first target, for the inventory.
@@ -262,8 +269,10 @@ pub async fn assess_with(
         match components {
             Ok(components) => {
                 let report = index.match_components(&components);
+                // The CPE step below dedupes against every OSV match, suppressed ones too (a
+                // suppressed advisory must not come back through the component's CPE).
                 let (matches, suppressed) =
-                    super::risk_vex::apply(&feed.vex, report.matches, &components);
+                    super::risk_vex::apply(&feed.vex, report.matches.clone(), &components);
                 if !suppressed.is_empty() {
                     out.suppressed.insert(release.target.clone(), suppressed);
                 }
@@ -275,6 +284,17 @@ pub async fn assess_with(
                         .or_default()
                         .push((release.target.clone(), m.name.clone(), m.version.clone()));
                 }
+                super::risk_cpe::add_cpe_matches(
+                    &feed.nvd,
+                    &components,
+                    &report.matches,
+                    super::risk_cpe::ReleaseCpeFindings {
+                        target: &release.target,
+                        ids: &mut ids,
+                        matched_components: &mut out.matched_components,
+                        severities: &mut out.severities,
+                    },
+                );
                 state.sbom = "indexed";
                 state.components = components.len();
                 state.advisories = ids.len();
@@ -299,16 +319,29 @@ pub async fn assess_with(
                 out.devices_not_read = true;
                 break;
             }
-            let release = by_version_hw
-                .get(&(device.firmware_version.clone(), device.hardware_id.clone()))
-                .or_else(|| by_version.get(&device.firmware_version))
-                .cloned();
+            let resolve = |version: &str| {
+                by_version_hw
+                    .get(&(version.to_owned(), device.hardware_id.clone()))
+                    .or_else(|| by_version.get(version))
+                    .cloned()
+            };
+            let release = resolve(&device.firmware_version);
+            // What a rollback boots (decision 0049): versions no release has are left out.
+            let fallback_releases = super::risk_slots::inactive_slot_versions(
+                &device.slots,
+                device.slot_versions.as_ref(),
+                &device.firmware_version,
+            )
+            .into_iter()
+            .filter_map(resolve)
+            .collect();
             out.devices.push(DeviceRun {
                 device_id: device.id,
                 release,
                 hardware_id: device.hardware_id,
                 region: device.region,
                 tags: device.tags,
+                fallback_releases,
             });
         }
         if done || out.devices_not_read {

@@ -22,6 +22,7 @@ mod reimage;
 mod releases;
 mod risk;
 mod risk_exposure;
+mod risk_nvd;
 mod risk_remediate;
 mod risk_vex;
 mod tokens;
@@ -407,6 +408,7 @@ pub(crate) fn router(api: Arc<ManagementApi>) -> Router {
             post(risk_remediate::remediate),
         )
         .route("/api/v1/risk/posture", get(risk::get_posture))
+        .route("/api/v1/risk/nvd", post(risk_nvd::import_nvd))
         .route(
             "/api/v1/risk/vex",
             post(risk_vex::import_vex).get(risk_vex::list_vex),

@@ -6,10 +6,14 @@
 //!   naming it). Stored incrementally by id and `modified`; a withdrawn one leaves matching.
 //!   `rampart risk import` sends a directory or an osv.dev zip in batches.
 //! * `GET /api/v1/risk/posture?by=device|release|hardware|region|tag&limit&offset` (read): the
-//!   posture rows (`rampart_vuln::posture`), most at risk first, paged; the releases and how
-//!   their SBOMs stand.
+//!   posture rows (`rampart_vuln::posture`), most at risk first, paged, each with
+//!   `fallback_affected` (devices whose inactive slot holds an exposed release;
+//!   `rampart_vuln::fallback`); the releases and how their SBOMs stand.
 //! * `GET /api/v1/risk/advisories/{id}?limit&offset` (read): a stored advisory (by id or
-//!   alias), the releases and components it matched, and the devices it affects, paged.
+//!   alias), the releases and components it matched, and the devices it affects, paged; each
+//!   device says which slot holds the affected release (`slot`: `running`, `inactive` (only the
+//!   fallback: a rollback would bring it back) or `both`, decision 0049). `affected_count`
+//!   counts the devices running it, `fallback_only_count` the others.
 
 use std::sync::Arc;
 
@@ -19,8 +23,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use rampart_db::AdvisoryImport;
+use rampart_vuln::fallback::{SlotHolding, devices_by_slot};
 use rampart_vuln::osv::parse_advisory;
-use rampart_vuln::posture::{AdvisorySeverity, GroupBy, affected_devices, posture};
+use rampart_vuln::posture::{AdvisorySeverity, GroupBy, posture};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -183,12 +188,13 @@ pub(super) async fn get_posture(
     let assessment = assess_cached(&api, &repo)
         .await
         .map_err(|e| risk_error("assessing risk", e))?;
-    let rows = posture(
+    let mut rows = posture(
         by,
         &assessment.devices,
         &assessment.exposure,
         &assessment.severities,
     );
+    rampart_vuln::fallback::annotate(by, &mut rows, &assessment.devices, &assessment.exposure);
     let total = rows.len();
     let page: Vec<_> = rows.into_iter().skip(offset).take(limit).collect();
     let page = super::risk_vex::rows_with_suppressed(
@@ -259,12 +265,18 @@ pub(super) async fn get_advisory(
             .as_ref()
             .map(AdvisorySeverity::of)
             .unwrap_or(AdvisorySeverity::UNASSIGNED);
-        // A withdrawn advisory is out of matching: it affects nothing.
-        let affected = if advisory.withdrawn.is_some() {
+        // A withdrawn advisory is out of matching: it affects nothing. Devices are listed
+        // whichever slot holds the release (decision 0049); `affected_count` stays the
+        // devices running it.
+        let reached = if advisory.withdrawn.is_some() {
             Vec::new()
         } else {
-            affected_devices(&advisory.id, &assessment.devices, &assessment.exposure)
+            devices_by_slot(&advisory.id, &assessment.devices, &assessment.exposure)
         };
+        let affected_count = reached
+            .iter()
+            .filter(|(_, holding)| *holding != SlotHolding::Inactive)
+            .count();
         let matched = assessment
             .matched_components
             .get(&advisory.id)
@@ -276,16 +288,18 @@ pub(super) async fn get_advisory(
                 json!({"release": release, "name": name, "version": version})
             })
             .collect();
-        let devices: Vec<Value> = affected
+        let devices: Vec<Value> = reached
             .iter()
             .skip(offset)
             .take(limit)
-            .map(|d| {
+            .map(|(d, holding)| {
                 json!({
                     "id": d.device_id,
                     "release": d.release,
                     "hardware_id": d.hardware_id,
                     "region": d.region,
+                    "slot": holding.as_str(),
+                    "fallback_releases": d.fallback_releases,
                 })
             })
             .collect();
@@ -304,7 +318,9 @@ pub(super) async fn get_advisory(
             "severity": severity,
             "components": components,
             "components_total": matched.len(),
-            "affected_count": affected.len(),
+            "affected_count": affected_count,
+            "fallback_only_count": reached.len() - affected_count,
+            "devices_total": reached.len(),
             "devices": devices,
             "suppressed": super::risk_vex::advisory_suppressed(&assessment.suppressed, &advisory.id),
         }));

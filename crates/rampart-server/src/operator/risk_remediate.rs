@@ -10,6 +10,11 @@
 //! a release whose own SBOM the advisory matches, or one without an indexed SBOM (nothing shows
 //! it is fixed) (409). The campaign and its audit record (`risk.remediation_created`) are
 //! stored in one transaction.
+//!
+//! The campaign targets the devices whose RUNNING slot holds an affected release. A device
+//! that runs a fixed release but keeps an affected one in its inactive slot (what a rollback
+//! boots, decision 0049) is not targeted: the answer lists it in `fallback_only` (bounded like a
+//! page, `fallback_only_total` whole); `rampart device reimage` writes both of its slots.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -20,6 +25,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use rampart_db::Campaign;
 use rampart_rollout::{CampaignSpec, CampaignState, Status};
+use rampart_vuln::fallback::fallback_only_devices;
 use rampart_vuln::posture::affected_devices;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -149,20 +155,36 @@ pub(super) async fn remediate(
         ));
     }
     let mut devices = BTreeSet::new();
+    let mut fallback = BTreeSet::new();
     for id in &ids {
         for device in affected_devices(id, &assessment.devices, &assessment.exposure) {
             devices.insert(device.device_id.clone());
         }
+        for device in fallback_only_devices(id, &assessment.devices, &assessment.exposure) {
+            fallback.insert(device.device_id.clone());
+        }
     }
+    // A device the campaign updates gets the fixed release in its inactive slot and runs it;
+    // its old slot keeps the vulnerable one until the next update. Only devices that are not
+    // targeted are listed as needing a re-image.
+    let fallback_only: Vec<String> = fallback.difference(&devices).cloned().collect();
     if devices.is_empty() {
         return Err(conflict(
             "no_affected_devices",
             format!(
-                "advisory {advisory:?} affects no device in the fleet{}; there is nothing to remediate",
+                "advisory {advisory:?} affects no device in the fleet{}; there is nothing to remediate{}",
                 if ids.is_empty() {
                     " (it is withdrawn)"
                 } else {
                     ""
+                },
+                if fallback_only.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " by a campaign, but {} device(s) hold an affected release in their inactive slot (a rollback would bring it back): re-image them with `rampart device reimage` (GET /api/v1/risk/advisories/{advisory} lists them with slot \"inactive\")",
+                        fallback_only.len()
+                    )
                 }
             ),
         ));
@@ -211,6 +233,7 @@ pub(super) async fn remediate(
                 "name": spec.name,
                 "devices": devices.len(),
                 "devices_sha256": sha256_hex(devices.join("\n").as_bytes()),
+                "fallback_only": fallback_only.len(),
             }),
             |line| {
                 let (db, row) = (api.db.clone(), row.clone());
@@ -241,6 +264,10 @@ pub(super) async fn remediate(
             // The list is bounded like a page; the count is whole.
             "devices": devices.iter().take(super::MAX_PAGE as usize).collect::<Vec<_>>(),
             "devices_total": devices.len(),
+            // Not targeted (their running release is not affected) but their inactive slot
+            // holds an affected release: `rampart device reimage` writes both slots.
+            "fallback_only": fallback_only.iter().take(super::MAX_PAGE as usize).collect::<Vec<_>>(),
+            "fallback_only_total": fallback_only.len(),
             "status": c.state.status.as_str(),
             "started": started,
         }),
