@@ -411,7 +411,10 @@ fn check_quote_refuses_unreadable_inputs_with_the_reason() {
         ..GOOD
     };
     let (ok, out) = rampart_check_quote(dir, &big_message, &[]);
-    assert!(!ok && out.contains("larger than 1024 bytes"), "{out}");
+    assert!(
+        !ok && out.contains("larger than the 1024-byte limit"),
+        "{out}"
+    );
     // A PCR file cut short is a failed check like the others (and so in --json).
     std::fs::write(dir.join("quote.msg"), testdata("swtpm-quote.msg")).unwrap();
     std::fs::write(dir.join("quote.sig"), testdata("swtpm-quote.sig")).unwrap();

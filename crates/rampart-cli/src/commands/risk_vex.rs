@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use super::release_provenance::sign_envelope;
 use crate::shared::api_client::{ApiArgs, ApiClient};
+use crate::shared::files::read_bounded;
 
 /// Largest public key file read (a TUF key, or the JSON `rampart key export-public` prints).
 const MAX_KEY_FILE_BYTES: usize = 64 * 1024;
@@ -89,23 +90,6 @@ pub fn run(command: VexCommand) -> anyhow::Result<()> {
         VexCommand::List { api, json } => list(&api.client()?, json),
         VexCommand::Delete { api, id } => delete(&api.client()?, &id),
     }
-}
-
-fn read_bounded(path: &Path, max: usize, what: &str) -> anyhow::Result<Vec<u8>> {
-    use std::io::Read;
-    let file =
-        std::fs::File::open(path).with_context(|| format!("opening {what} {}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(max as u64 + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("reading {what} {}", path.display()))?;
-    if bytes.len() > max {
-        bail!(
-            "{what} {} is larger than the {max}-byte limit: is it the right file?",
-            path.display()
-        );
-    }
-    Ok(bytes)
 }
 
 /// A vendor public key from a file: the JSON `rampart key export-public` prints
