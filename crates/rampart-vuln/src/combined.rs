@@ -53,7 +53,7 @@ pub struct Finding {
 
 /// The identity both matchers give a component in [`Match::purl`]: its purl, else its CPE,
 /// else the CPE its firmware name stands for.
-fn identity(component: &Component) -> Option<String> {
+pub fn identity(component: &Component) -> Option<String> {
     if let Some(purl) = &component.purl {
         return Some(purl.trim().to_owned());
     }

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::combined::identity;
 use crate::component::Component;
 use crate::matching::Match;
 use crate::posture::{DeviceRun, GroupBy};
@@ -63,9 +64,10 @@ impl SourcedVex {
         self.sources.len()
     }
 
-    /// The verdict that suppresses `matched`, if any. The match names a purl; every component
-    /// of `components` with that purl must be suppressed by its deciding statement (a
-    /// statement about one of two listed copies does not hide the other).
+    /// The verdict that suppresses `matched`, if any. The match names its component as both
+    /// matchers do (`combined::identity`: the purl, else the CPE, else the CPE a firmware
+    /// name stands for); every component of `components` it names must be suppressed by its
+    /// deciding statement (a statement about one of two listed copies does not hide the other).
     pub fn suppresses(&self, matched: &Match, components: &[Component]) -> Option<VexVerdict> {
         let ids: Vec<&str> = std::iter::once(matched.advisory.as_str())
             .chain(matched.aliases.iter().map(String::as_str))
@@ -74,7 +76,7 @@ impl SourcedVex {
         let mut any = false;
         for component in components
             .iter()
-            .filter(|c| c.purl.as_deref().map(str::trim) == Some(matched.purl.as_str()))
+            .filter(|c| names_matched_component(matched, c))
         {
             any = true;
             let index = self.set.applies_at(&ids, component)?;
@@ -111,6 +113,60 @@ impl SourcedVex {
         }
         (kept, suppressed)
     }
+}
+
+/// Whether `matched` is about `component`: the same purl; for a part without one (matched by
+/// CPE or firmware name) the same CPE identity, name and version, as two parts can stand for
+/// one CPE (`linux` and `linux-yocto`).
+fn names_matched_component(matched: &Match, component: &Component) -> bool {
+    if component.purl.is_some() {
+        return component.purl.as_deref().map(str::trim) == Some(matched.purl.trim());
+    }
+    identity(component).as_deref() == Some(matched.purl.trim())
+        && component.name == matched.name
+        && component.version == matched.version
+}
+
+/// VEX applied to CPE and firmware-name matches (`nvd::CpeIndex::match_cpe_components`) of
+/// the components OSV matches were split for: a CVE an OSV match that VEX suppressed already
+/// names on the same component (as its id or an alias) is that finding, suppressed with it;
+/// the others are split by their own statements. Answers the CPE matches that stand and
+/// those suppressed.
+pub fn split_cpe_matches(
+    vex: &SourcedVex,
+    cpe: Vec<Match>,
+    osv_suppressed: &[SuppressedMatch],
+    components: &[Component],
+) -> (Vec<Match>, Vec<SuppressedMatch>) {
+    // (component identity, version, advisory id or alias) -> the OSV verdict.
+    let mut named: BTreeMap<(&str, &str, &str), &VexVerdict> = BTreeMap::new();
+    for s in osv_suppressed {
+        let m = &s.matched;
+        for id in std::iter::once(&m.advisory).chain(&m.aliases) {
+            named
+                .entry((m.purl.trim(), m.version.as_str(), id.as_str()))
+                .or_insert(&s.vex);
+        }
+    }
+    let mut kept = Vec::with_capacity(cpe.len());
+    let mut suppressed = Vec::new();
+    for matched in cpe {
+        let key = (
+            matched.purl.trim(),
+            matched.version.as_str(),
+            matched.advisory.as_str(),
+        );
+        let verdict = match named.get(&key) {
+            Some(verdict) => Some((*verdict).clone()),
+            None if vex.is_empty() => None,
+            None => vex.suppresses(&matched, components),
+        };
+        match verdict {
+            Some(vex) => suppressed.push(SuppressedMatch { matched, vex }),
+            None => kept.push(matched),
+        }
+    }
+    (kept, suppressed)
 }
 
 /// The keys a device counts under when grouped `by` (as `posture::posture` groups them: a

@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::component::Component;
+use crate::cpe::{CpeName, CpeValue};
 use crate::json_limits;
 
 /// Largest VEX document accepted, in bytes.
@@ -195,6 +196,10 @@ struct Probe {
 struct CdxDocument {
     #[serde(default)]
     metadata: Option<CdxMetadata>,
+    /// The components a standalone VEX document describes, so its `affects[].ref`s can name
+    /// them by `bom-ref` (and through them by purl or CPE).
+    #[serde(default)]
+    components: Vec<CdxComponent>,
     #[serde(default)]
     vulnerabilities: Vec<CdxVulnerability>,
 }
@@ -202,6 +207,48 @@ struct CdxDocument {
 #[derive(Deserialize)]
 struct CdxMetadata {
     timestamp: Option<String>,
+    component: Option<CdxComponent>,
+}
+
+#[derive(Deserialize)]
+struct CdxComponent {
+    #[serde(rename = "bom-ref")]
+    bom_ref: Option<String>,
+    purl: Option<String>,
+    cpe: Option<String>,
+    #[serde(default)]
+    components: Vec<CdxComponent>,
+}
+
+impl CdxComponent {
+    /// Each described component's `bom-ref` -> its purl and CPE (nesting is bounded by the
+    /// document's depth limit, checked before parsing).
+    fn identities(&self, out: &mut HashMap<String, Vec<String>>) {
+        // A `bom-ref` is unique in a valid document; the first wins, so a ref names at most
+        // three products whatever the document repeats.
+        if let Some(reference) = &self.bom_ref
+            && !out.contains_key(reference)
+        {
+            let ids = self.purl.iter().chain(&self.cpe).cloned().collect();
+            out.insert(reference.clone(), ids);
+        }
+        for sub in &self.components {
+            sub.identities(out);
+        }
+    }
+}
+
+/// The products an `affects[].ref` names: the ref itself (a `bom-ref` of the SBOM, or a
+/// BOM-Link), and the purl and CPE of the component the VEX document itself describes under
+/// that `bom-ref` (or under a BOM-Link's fragment).
+fn affected_products(reference: String, described: &HashMap<String, Vec<String>>) -> Vec<String> {
+    let local = reference
+        .strip_prefix("urn:cdx:")
+        .and_then(|link| link.rsplit_once('#'))
+        .map_or(reference.as_str(), |(_, fragment)| fragment);
+    let mut products: Vec<String> = described.get(local).cloned().unwrap_or_default();
+    products.insert(0, reference);
+    products
 }
 
 #[derive(Deserialize)]
@@ -378,6 +425,16 @@ fn cyclonedx_statements(document: CdxDocument) -> Result<Vec<VexStatement>, VexE
             max: MAX_STATEMENTS,
         });
     }
+    let mut described = HashMap::new();
+    for component in document
+        .metadata
+        .as_ref()
+        .and_then(|m| m.component.as_ref())
+        .into_iter()
+        .chain(&document.components)
+    {
+        component.identities(&mut described);
+    }
     let document_time = document.metadata.and_then(|m| m.timestamp);
     let mut statements = Vec::new();
     for (index, vulnerability) in document.vulnerabilities.into_iter().enumerate() {
@@ -419,7 +476,7 @@ fn cyclonedx_statements(document: CdxDocument) -> Result<Vec<VexStatement>, VexE
             products: vulnerability
                 .affects
                 .into_iter()
-                .map(|a| a.reference)
+                .flat_map(|a| affected_products(a.reference, &described))
                 .collect(),
             status,
             stated_status,
@@ -502,10 +559,62 @@ fn purl_without_qualifiers(purl: &str) -> &str {
     &purl[..end]
 }
 
+/// The CPE a component stands for in VEX: the one its SBOM gives, else the one its firmware
+/// name stands for (`busybox` -> `cpe:2.3:a:busybox:busybox`), with the component's version
+/// where the CPE leaves the version open.
+fn component_cpe(component: &Component) -> Option<CpeName> {
+    let mut cpe = match &component.cpe {
+        Some(given) => CpeName::parse(given).ok()?,
+        None => crate::nvd::firmware_cpe(&component.name)?,
+    };
+    let version = component.version.trim();
+    if cpe.version == CpeValue::Any && !version.is_empty() {
+        cpe.version = CpeValue::Value(version.to_ascii_lowercase());
+    }
+    Some(cpe)
+}
+
+/// Whether a statement's product, a CPE 2.3 name (OpenVEX `identifiers.cpe23`, or the `cpe` of
+/// the CycloneDX component its `affects[].ref` names), names this component. Part, vendor and
+/// product must be given and equal; a product version `*` covers every version; any other
+/// attribute the statement gives must equal the component's. Stricter than NVD's matching on
+/// purpose: a statement that hides a vulnerability must name the component plainly.
+fn cpe_names_component(product: &str, component: &Component) -> bool {
+    if !product.starts_with("cpe:2.3:") {
+        return false;
+    }
+    let (Ok(stated), Some(actual)) = (CpeName::parse(product), component_cpe(component)) else {
+        return false;
+    };
+    let given_and_equal = |a: &CpeValue, b: &CpeValue| a.value().is_some() && a == b;
+    if !(given_and_equal(&stated.part, &actual.part)
+        && given_and_equal(&stated.vendor, &actual.vendor)
+        && given_and_equal(&stated.product, &actual.product))
+    {
+        return false;
+    }
+    [
+        (&stated.version, &actual.version),
+        (&stated.update, &actual.update),
+        (&stated.edition, &actual.edition),
+        (&stated.language, &actual.language),
+        (&stated.sw_edition, &actual.sw_edition),
+        (&stated.target_sw, &actual.target_sw),
+        (&stated.target_hw, &actual.target_hw),
+        (&stated.other, &actual.other),
+    ]
+    .into_iter()
+    .all(|(stated, actual)| *stated == CpeValue::Any || stated == actual)
+}
+
 /// Whether a statement's product names this component: its purl (a product purl without
 /// qualifiers covers every qualified form; one without a version covers every version), its
-/// `bom-ref`, or a CycloneDX BOM-Link whose fragment is its `bom-ref`.
+/// `bom-ref`, a CycloneDX BOM-Link whose fragment is its `bom-ref`, or its CPE
+/// ([`cpe_names_component`]).
 fn names_component(product: &str, component: &Component) -> bool {
+    if cpe_names_component(product, component) {
+        return true;
+    }
     if !component.reference.is_empty()
         && (product == component.reference
             || product

@@ -13,7 +13,7 @@ use rampart_vuln::matching::{AdvisoryIndex, MatchReport, ProblemKind};
 use rampart_vuln::nvd::CpeMatchReport;
 use rampart_vuln::osv::{MAX_ADVISORY_BYTES, parse_advisory};
 use rampart_vuln::sbom::{MAX_SBOM_BYTES, parse_sbom};
-use rampart_vuln::suppression::SuppressedMatch;
+use rampart_vuln::suppression::{SuppressedMatch, split_cpe_matches};
 
 use super::risk_fleet::{self, Output, RemediateRequest};
 use super::risk_nvd;
@@ -273,6 +273,23 @@ fn sbom_check(
         let records = cpe_index.len();
         (Some(cpe_index.match_cpe_components(&components)), records)
     };
+    // VEX on the CPE and firmware-name matches too: a CVE the vendor says does not affect a
+    // firmware part (named by CPE or bom-ref) moves out with its justification, and one a
+    // suppressed OSV advisory names on the same component goes with it.
+    let (cpe_report, suppressed) = match (cpe_report, suppressed, &vex) {
+        (Some(mut cpe_report), Some(mut suppressed), Some(vex)) => {
+            let (kept, cpe_suppressed) = split_cpe_matches(
+                vex,
+                std::mem::take(&mut cpe_report.matches),
+                &suppressed,
+                &components,
+            );
+            cpe_report.matches = kept;
+            suppressed.extend(cpe_suppressed);
+            (Some(cpe_report), Some(suppressed))
+        }
+        (cpe_report, suppressed, _) => (cpe_report, suppressed),
+    };
     warn_unchecked(&report, cpe_report.as_ref());
     let findings = combine(
         &components,
@@ -405,23 +422,31 @@ fn report_json(findings: &[Finding], report: &MatchReport) -> serde_json::Value 
     })
 }
 
-/// The suppressed matches: each match's OSV fields as in `matches`, and `"vex": {"status",
-/// "justification", "impact_statement", "source"}`.
+/// The suppressed matches: each match's fields as in `matches` (`"purl"`, or `"cpe"` for a
+/// firmware part matched by CPE or name), and `"vex": {"status", "justification",
+/// "impact_statement", "source"}`.
 fn suppressed_json(suppressed: &[SuppressedMatch]) -> serde_json::Value {
     serde_json::Value::Array(
         suppressed
             .iter()
             .map(|s| {
                 let m = &s.matched;
-                serde_json::json!({
-                    "purl": m.purl,
+                // A firmware part without a purl is named by its CPE (given or by its name):
+                // `"purl": null` and a `"cpe"` after the other fields.
+                let by_cpe = m.purl.starts_with("cpe:2.3:");
+                let mut out = serde_json::json!({
+                    "purl": (!by_cpe).then_some(&m.purl),
                     "name": m.name,
                     "version": m.version,
                     "advisory": m.advisory,
                     "aliases": m.aliases,
                     "fixed": m.fixed,
                     "vex": s.vex,
-                })
+                });
+                if by_cpe {
+                    out["cpe"] = serde_json::json!(m.purl);
+                }
+                out
             })
             .collect(),
     )

@@ -271,11 +271,8 @@ pub async fn assess_with(
                 let report = index.match_components(&components);
                 // The CPE step below dedupes against every OSV match, suppressed ones too (a
                 // suppressed advisory must not come back through the component's CPE).
-                let (matches, suppressed) =
+                let (matches, mut suppressed) =
                     super::risk_vex::apply(&feed.vex, report.matches.clone(), &components);
-                if !suppressed.is_empty() {
-                    out.suppressed.insert(release.target.clone(), suppressed);
-                }
                 let mut ids = BTreeSet::new();
                 for m in &matches {
                     ids.insert(m.advisory.clone());
@@ -293,8 +290,13 @@ pub async fn assess_with(
                         ids: &mut ids,
                         matched_components: &mut out.matched_components,
                         severities: &mut out.severities,
+                        vex: &feed.vex,
+                        suppressed: &mut suppressed,
                     },
                 );
+                if !suppressed.is_empty() {
+                    out.suppressed.insert(release.target.clone(), suppressed);
+                }
                 state.sbom = "indexed";
                 state.components = components.len();
                 state.advisories = ids.len();

@@ -12,6 +12,7 @@ use rampart_vuln::component::Component;
 use rampart_vuln::matching::Match;
 use rampart_vuln::nvd::{CpeIndex, NvdAdvisory, parse_nvd_item};
 use rampart_vuln::posture::AdvisorySeverity;
+use rampart_vuln::suppression::{SourcedVex, SuppressedMatch};
 
 /// The stored NVD records, parsed.
 #[derive(Debug, Default)]
@@ -58,6 +59,11 @@ pub struct ReleaseCpeFindings<'a> {
     /// Each advisory's (release, component name, version).
     pub matched_components: &'a mut BTreeMap<String, Vec<(String, String, String)>>,
     pub severities: &'a mut BTreeMap<String, AdvisorySeverity>,
+    /// The stored vendor VEX: a CVE a statement says does not affect a firmware part (named
+    /// by CPE or bom-ref) is not counted, and lands in `suppressed` with its justification.
+    pub vex: &'a SourcedVex,
+    /// The release's suppressed matches (OSV's so far): the CPE ones are added.
+    pub suppressed: &'a mut Vec<SuppressedMatch>,
 }
 
 /// Matches `components` by CPE and firmware name and adds the CVEs that no OSV match of the
@@ -91,10 +97,14 @@ pub fn add_cpe_matches(
         }
     }
     let report = feed.index.match_cpe_components(components);
-    for m in report.matches {
-        if named_by_osv.contains(&m.advisory) {
-            continue;
-        }
+    let unnamed: Vec<Match> = report
+        .matches
+        .into_iter()
+        .filter(|m| !named_by_osv.contains(&m.advisory))
+        .collect();
+    let (kept, suppressed) = out.vex.split(unnamed, components);
+    out.suppressed.extend(suppressed);
+    for m in kept {
         out.ids.insert(m.advisory.clone());
         let severity = feed
             .severities
