@@ -11,7 +11,7 @@ total=${FUZZ_SMOKE_SECONDS:-120}
 expected="agent_config canonical_json checkpoint cosignature cyclonedx_sbom ddi_bodies device_requests
 director_metadata grub_env key_file pcr_file poll_answer signed_note tiles tlog_proof tpm_structures tuf_metadata
 uboot_env event_log credential_input device_csr evidence_bundle incident_inputs osv_advisory sbom_document vex_document
-provenance_envelope nvd_record signed_vex"
+provenance_envelope nvd_record signed_vex osv_feed_zip"
 cargo_fuzz_version=0.13.2
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

@@ -2,8 +2,9 @@
 //! own writers as its tests build their fixtures: a signed TUF repository with a delegation,
 //! SBOM and provenance; director metadata; a release statement logged with a checkpoint,
 //! a cosignature and its tlog-proof; tiles and bundles; GRUB and U-Boot environments; key
-//! files; DDI bodies and poll answers. fuzz/seeds.sh runs it, then adds ../shared/vectors and
-//! the documented agent configuration.
+//! files; DDI bodies and poll answers; advisory-feed zips (with a few of ../shared/vectors'
+//! OSV records when they are there: the shell has no zip writer). fuzz/seeds.sh runs it, then
+//! adds ../shared/vectors and the documented agent configuration.
 #![forbid(unsafe_code)]
 
 use rampart_attest::credential::make_credential;
@@ -97,6 +98,7 @@ fn main() -> Result<(), Error> {
     device_protocols(&mut seeds)?;
     attestation(&mut seeds)?;
     device_csr(&mut seeds)?;
+    osv_feed_zip(&mut seeds)?;
     std::fs::remove_dir_all(&work)?;
     println!(
         "make-seeds: {} seeds in {}",
@@ -497,4 +499,94 @@ fn device_csr(seeds: &mut Seeds) -> Result<(), Error> {
         seeds.add("device_csr", name, params.serialize_request(&key)?.der())?;
     }
     Ok(())
+}
+
+/// An OSV record as osv.dev publishes one (a PyPI range with a fix, a `versions` list, aliases).
+fn osv_record(id: &str) -> Result<Vec<u8>, Error> {
+    Ok(serde_json::to_vec(&json!({
+        "schema_version": "1.6.0",
+        "id": id,
+        "modified": "2024-01-01T00:00:00Z",
+        "published": "2023-06-01T00:00:00Z",
+        "aliases": ["CVE-2023-0001"],
+        "affected": [{
+            "package": {"ecosystem": "PyPI", "name": "requests", "purl": "pkg:pypi/requests"},
+            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.20.0"}]}],
+            "versions": ["2.19.0", "2.19.1"]
+        }],
+        "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:N/A:N"}]
+    }))?)
+}
+
+/// A zip of `entries` written as osv.dev writes its per-ecosystem `all.zip`.
+fn feed_zip(
+    entries: &[(String, Vec<u8>)],
+    method: zip::CompressionMethod,
+) -> Result<Vec<u8>, Error> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_method(method);
+    for (name, bytes) in entries {
+        if name.ends_with('/') {
+            zip.add_directory(name.as_str(), options)?;
+        } else {
+            zip.start_file(name.as_str(), options)?;
+            zip.write_all(bytes)?;
+        }
+    }
+    Ok(zip.finish()?.into_inner())
+}
+
+/// Advisory-feed zips (the osv_feed_zip target): stored and deflated, with entries that are not
+/// records, and the first real PyPI records of ../shared/vectors when they are beside the repository.
+fn osv_feed_zip(seeds: &mut Seeds) -> Result<(), Error> {
+    let records = vec![
+        ("PYSEC-2023-1.json".to_owned(), osv_record("PYSEC-2023-1")?),
+        (
+            "GHSA-aaaa-bbbb-cccc.json".to_owned(),
+            osv_record("GHSA-aaaa-bbbb-cccc")?,
+        ),
+    ];
+    for (name, method) in [
+        ("stored.zip", zip::CompressionMethod::Stored),
+        ("deflated.zip", zip::CompressionMethod::Deflated),
+    ] {
+        seeds.add("osv_feed_zip", name, &feed_zip(&records, method)?)?;
+    }
+    let mut mixed = records.clone();
+    mixed.insert(1, ("README.txt".to_owned(), b"not a record".to_vec()));
+    mixed.push(("nested/".to_owned(), Vec::new()));
+    mixed.push(("nested/NOT-JSON.json".to_owned(), b"{\"id\": 3}".to_vec()));
+    seeds.add(
+        "osv_feed_zip",
+        "mixed.zip",
+        &feed_zip(&mixed, zip::CompressionMethod::Deflated)?,
+    )?;
+    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/osv-pypi");
+    let Ok(listing) = std::fs::read_dir(&vectors) else {
+        eprintln!(
+            "make-seeds: {} not found; the osv_feed_zip seeds hold no real records",
+            vectors.display()
+        );
+        return Ok(());
+    };
+    let mut names: Vec<PathBuf> = listing
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .collect();
+    names.sort();
+    let mut real = Vec::new();
+    for path in names.iter().take(8) {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or("vector file name")?;
+        real.push((name.to_owned(), std::fs::read(path)?));
+    }
+    seeds.add(
+        "osv_feed_zip",
+        "pypi-real.zip",
+        &feed_zip(&real, zip::CompressionMethod::Deflated)?,
+    )
 }

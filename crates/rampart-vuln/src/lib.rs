@@ -10,6 +10,8 @@
 //!   npm, Go, Maven) and the generic fallback, behind one `compare`.
 //! - `osv`: OSV advisory records (ranges SEMVER / ECOSYSTEM / GIT, events, `versions` lists,
 //!   aliases, withdrawn), parsed with every limit first.
+//! - `feed_archive`: osv.dev's per-ecosystem zip of OSV records, walked within limits (entry
+//!   count, each entry's bytes whatever its headers claim, the total), over any `Read + Seek`.
 //! - `cpe`: CPE 2.3 names and NVD's match criteria (version bounds), ordered by a generic
 //!   firmware version rule, for firmware parts with no package ecosystem.
 //! - `nvd`: NVD CVE API 2.0 records, parsed with every limit first, and the index that matches
@@ -40,6 +42,7 @@ pub mod component;
 pub mod cpe;
 pub mod exposure;
 pub mod fallback;
+pub mod feed_archive;
 pub mod json_limits;
 pub mod matching;
 pub mod nvd;

@@ -2,17 +2,18 @@
 //! or every `*.json` entry of an osv.dev per-ecosystem zip, each checked as an OSV record; and
 //! cutting the records into batches the import route takes.
 //!
-//! A zip is untrusted input and may be a bomb: the entry count is checked before any entry is
-//! read, each entry is read through a reader bounded at the record limit (the sizes its headers
-//! claim are never trusted, neither for allocation nor for the limit), and the uncompressed
-//! bytes of all entries together are bounded.
+//! A zip is untrusted input and may be a bomb: rampart-vuln's `feed_archive` walks it within
+//! the limits (entry count, each entry's bytes whatever its headers claim, the total). A
+//! directory is read here within the same limits.
 
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use rampart_vuln::osv::{MAX_ADVISORY_BYTES, parse_advisory};
+use rampart_vuln::feed_archive::FeedArchive;
+pub use rampart_vuln::feed_archive::FeedLimits;
+use rampart_vuln::osv::parse_advisory;
 use serde_json::Value;
 
 /// The import route's limits (`POST /api/v1/risk/advisories`, decision 0043).
@@ -20,29 +21,6 @@ pub const ROUTE_MAX_RECORDS: usize = 2_000;
 pub const ROUTE_MAX_BODY: usize = 1024 * 1024;
 /// `{"advisories":[` ... `]}` around the records.
 const BODY_FRAME: usize = 32;
-
-/// Bounds on what a feed may hold.
-#[derive(Debug, Clone, Copy)]
-pub struct FeedLimits {
-    /// Advisory files or zip entries (all of OSV's ecosystems together hold fewer than
-    /// 250,000 records).
-    pub max_entries: usize,
-    /// One record, uncompressed.
-    pub max_entry_bytes: usize,
-    /// All records together, uncompressed (osv.dev's largest ecosystem zip unpacks to well
-    /// under this).
-    pub max_total_bytes: u64,
-}
-
-impl Default for FeedLimits {
-    fn default() -> Self {
-        FeedLimits {
-            max_entries: 1_000_000,
-            max_entry_bytes: MAX_ADVISORY_BYTES,
-            max_total_bytes: 8 * 1024 * 1024 * 1024,
-        }
-    }
-}
 
 /// One advisory read from the feed: where it came from, its id, and the record.
 #[derive(Debug)]
@@ -62,14 +40,11 @@ pub enum Feed {
     },
     Zip {
         path: PathBuf,
-        archive: Box<zip::ZipArchive<File>>,
-        /// Indexes of the `*.json` entries.
-        entries: Vec<usize>,
-        next: usize,
+        archive: Box<FeedArchive<File>>,
     },
 }
 
-/// Opens a directory or a `.zip` file.
+/// Opens a directory or a `.zip` file; also returns how many records it holds.
 pub fn open_feed(path: &Path, limits: FeedLimits) -> anyhow::Result<(Feed, usize)> {
     if path.is_dir() {
         let mut paths = Vec::new();
@@ -99,36 +74,13 @@ pub fn open_feed(path: &Path, limits: FeedLimits) -> anyhow::Result<(Feed, usize
         .is_some_and(|e| e.eq_ignore_ascii_case("zip"))
     {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let archive = zip::ZipArchive::new(file).with_context(|| {
-            format!(
-                "{} is not a readable zip: give osv.dev's per-ecosystem all.zip or a directory",
-                path.display()
-            )
-        })?;
-        // The central directory's count, before any entry is read.
-        if archive.len() > limits.max_entries {
-            bail!(
-                "{} has {} entries, more than the {} an advisory feed may hold: is it the right file?",
-                path.display(),
-                archive.len(),
-                limits.max_entries
-            );
-        }
-        let entries: Vec<usize> = (0..archive.len())
-            .filter(|&i| {
-                archive
-                    .name_for_index(i)
-                    .and_then(Result::ok)
-                    .is_some_and(|name| name.ends_with(".json") && !name.ends_with('/'))
-            })
-            .collect();
-        let n = entries.len();
+        let archive =
+            FeedArchive::open(file, limits).with_context(|| path.display().to_string())?;
+        let n = archive.json_entries();
         return Ok((
             Feed::Zip {
                 path: path.to_owned(),
                 archive: Box::new(archive),
-                entries,
-                next: 0,
             },
             n,
         ));
@@ -148,14 +100,15 @@ fn read_bounded(reader: impl Read, max: usize, what: &str) -> anyhow::Result<Vec
         .with_context(|| format!("reading {what}"))?;
     if bytes.len() > max {
         bail!(
-            "{what} is larger than the {max}-byte limit of one advisory record: is it an OSV record (or a zip bomb)?"
+            "{what} is larger than the {max}-byte limit of one advisory record: is it an OSV record?"
         );
     }
     Ok(bytes)
 }
 
 impl Feed {
-    /// The next record, or `None` at the end; `total` counts the uncompressed bytes read.
+    /// The next record, or `None` at the end; `total` counts the bytes of a directory's files
+    /// (a zip counts and bounds its own).
     pub fn next_record(
         &mut self,
         limits: FeedLimits,
@@ -171,37 +124,25 @@ impl Feed {
                 let file =
                     File::open(path).with_context(|| format!("opening advisory {source}"))?;
                 let bytes = read_bounded(file, limits.max_entry_bytes, &source)?;
+                *total += bytes.len() as u64;
+                if *total > limits.max_total_bytes {
+                    bail!(
+                        "the advisory files together are more than {} bytes: split the feed",
+                        limits.max_total_bytes
+                    );
+                }
                 (source, bytes)
             }
-            Feed::Zip {
-                path,
-                archive,
-                entries,
-                next,
-            } => {
-                let Some(&index) = entries.get(*next) else {
+            Feed::Zip { path, archive } => {
+                let Some(entry) = archive
+                    .next_entry()
+                    .with_context(|| path.display().to_string())?
+                else {
                     return Ok(None);
                 };
-                *next += 1;
-                let entry = archive
-                    .by_index(index)
-                    .with_context(|| format!("{}: entry {index}", path.display()))?;
-                let name = entry
-                    .name()
-                    .map(|n| n.into_owned())
-                    .unwrap_or_else(|_| format!("entry {index}"));
-                let source = format!("{}:{name}", path.display());
-                let bytes = read_bounded(entry, limits.max_entry_bytes, &source)?;
-                (source, bytes)
+                (format!("{}:{}", path.display(), entry.name), entry.bytes)
             }
         };
-        *total += bytes.len() as u64;
-        if *total > limits.max_total_bytes {
-            bail!(
-                "the feed unpacks to more than {} bytes: is it the right file (or a zip bomb)?",
-                limits.max_total_bytes
-            );
-        }
         let advisory = parse_advisory(&bytes)
             .with_context(|| format!("advisory {source}: fix or remove it and run again"))?;
         let record: Value = serde_json::from_slice(&bytes)
@@ -281,8 +222,11 @@ mod tests {
         Ok(out)
     }
 
+    /// The zip walk itself (limits, bombs, lying headers) is tested in rampart-vuln's
+    /// feed_archive tests; here: records come out named by archive and entry, non-records left
+    /// out, and the archive's refusals name the file.
     #[test]
-    fn zip_entries_that_are_json_are_read_in_order() {
+    fn zip_feed_records_are_named_by_archive_and_entry() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("all.zip");
         write_zip(
@@ -293,105 +237,96 @@ mod tests {
                 ("B-2.json", record("B-2", 10).into_bytes()),
             ],
         );
+        let (_, expected) = open_feed(&path, FeedLimits::default()).unwrap();
+        assert_eq!(expected, 2);
         let records = read_all(&path, FeedLimits::default()).unwrap();
         let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["A-1", "B-2"]);
-    }
+        assert_eq!(records[1].source, format!("{}:B-2.json", path.display()));
 
-    #[test]
-    fn zip_with_too_many_entries_is_refused_before_reading() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("many.zip");
-        let entries: Vec<(String, Vec<u8>)> = (0..5)
-            .map(|i| {
-                (
-                    format!("X-{i}.json"),
-                    record(&format!("X-{i}"), 1).into_bytes(),
-                )
-            })
-            .collect();
-        let refs: Vec<(&str, Vec<u8>)> = entries
-            .iter()
-            .map(|(n, b)| (n.as_str(), b.clone()))
-            .collect();
-        write_zip(&path, &refs);
         let limits = FeedLimits {
-            max_entries: 4,
+            max_entry_bytes: 20,
             ..FeedLimits::default()
         };
-        let e = open_feed(&path, limits).err().unwrap().to_string();
-        assert!(e.contains("5 entries"), "{e}");
-    }
-
-    #[test]
-    fn zip_entry_over_the_record_limit_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bomb.zip");
-        // 4 MiB of spaces deflate to a few KiB.
-        let mut bomb = record("BOMB-1", 0).into_bytes();
-        bomb.splice(1..1, std::iter::repeat_n(b' ', 4 * 1024 * 1024));
-        write_zip(&path, &[("BOMB-1.json", bomb)]);
-        assert!(std::fs::metadata(&path).unwrap().len() < 64 * 1024);
-        let e = format!("{:#}", read_all(&path, FeedLimits::default()).unwrap_err());
-        assert!(e.contains("larger than the"), "{e}");
-    }
-
-    /// The headers claim a tiny entry; the data inflates far past the limit. The bounded read
-    /// stops at the limit whatever the headers say.
-    #[test]
-    fn zip_entry_lying_about_its_size_is_read_bounded() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("liar.zip");
-        let mut big = record("LIAR-1", 0).into_bytes();
-        big.splice(1..1, std::iter::repeat_n(b' ', 2 * 1024 * 1024));
-        let real_size = big.len() as u32;
-        write_zip(&path, &[("LIAR-1.json", big)]);
-        // Rewrite every uncompressed-size field holding the real size (local header and
-        // central directory) to 100 bytes.
-        let mut bytes = std::fs::read(&path).unwrap();
-        let needle = real_size.to_le_bytes();
-        let mut patched = 0;
-        for i in 0..bytes.len() - 4 {
-            if bytes[i..i + 4] == needle {
-                bytes[i..i + 4].copy_from_slice(&100u32.to_le_bytes());
-                patched += 1;
-            }
-        }
-        assert!(patched >= 2, "{patched}");
-        std::fs::write(&path, &bytes).unwrap();
-        let limits = FeedLimits {
-            max_entry_bytes: 1024 * 1024,
-            ..FeedLimits::default()
-        };
-        // Refused either way: never read as a 100-byte record, never read past the limit.
         let e = format!("{:#}", read_all(&path, limits).unwrap_err());
-        assert!(e.contains("larger than the") || e.contains("LIAR-1"), "{e}");
+        assert!(
+            e.contains("all.zip") && e.contains("A-1.json") && e.contains("larger than the"),
+            "{e}"
+        );
+
+        let not_zip = dir.path().join("not.zip");
+        std::fs::write(&not_zip, b"{}").unwrap();
+        let e = format!(
+            "{:#}",
+            open_feed(&not_zip, FeedLimits::default()).err().unwrap()
+        );
+        assert!(e.contains("not.zip") && e.contains("all.zip"), "{e}");
     }
 
     #[test]
-    fn feed_over_the_total_uncompressed_bytes_is_refused() {
+    fn directory_with_too_many_files_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("total.zip");
-        let entries: Vec<(String, Vec<u8>)> = (0..4)
-            .map(|i| {
-                (
-                    format!("T-{i}.json"),
-                    record(&format!("T-{i}"), 1000).into_bytes(),
-                )
-            })
-            .collect();
-        let refs: Vec<(&str, Vec<u8>)> = entries
-            .iter()
-            .map(|(n, b)| (n.as_str(), b.clone()))
-            .collect();
-        write_zip(&path, &refs);
+        for i in 0..3 {
+            std::fs::write(
+                dir.path().join(format!("D-{i}.json")),
+                record(&format!("D-{i}"), 1),
+            )
+            .unwrap();
+        }
+        let limits = FeedLimits {
+            max_entries: 2,
+            ..FeedLimits::default()
+        };
+        let e = open_feed(dir.path(), limits).err().unwrap().to_string();
+        assert!(e.contains("more than 2 advisory files"), "{e}");
+        let limits = FeedLimits {
+            max_entries: 3,
+            ..FeedLimits::default()
+        };
+        assert_eq!(read_all(dir.path(), limits).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn directory_file_over_the_record_limit_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = record("BIG-1", 500);
+        std::fs::write(dir.path().join("BIG-1.json"), &big).unwrap();
+        let limits = FeedLimits {
+            max_entry_bytes: big.len() - 1,
+            ..FeedLimits::default()
+        };
+        let e = format!("{:#}", read_all(dir.path(), limits).unwrap_err());
+        assert!(
+            e.contains("BIG-1.json") && e.contains("larger than the"),
+            "{e}"
+        );
+        let limits = FeedLimits {
+            max_entry_bytes: big.len(),
+            ..FeedLimits::default()
+        };
+        assert_eq!(read_all(dir.path(), limits).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn directory_over_the_total_bytes_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..4 {
+            std::fs::write(
+                dir.path().join(format!("T-{i}.json")),
+                record(&format!("T-{i}"), 1000),
+            )
+            .unwrap();
+        }
         let limits = FeedLimits {
             max_total_bytes: 3000,
             ..FeedLimits::default()
         };
-        let e = format!("{:#}", read_all(&path, limits).unwrap_err());
-        assert!(e.contains("unpacks to more than 3000 bytes"), "{e}");
-        assert!(read_all(&path, FeedLimits::default()).is_ok());
+        let e = format!("{:#}", read_all(dir.path(), limits).unwrap_err());
+        assert!(e.contains("more than 3000 bytes"), "{e}");
+        assert_eq!(
+            read_all(dir.path(), FeedLimits::default()).unwrap().len(),
+            4
+        );
     }
 
     #[test]
