@@ -13,20 +13,10 @@ const PYPI_ADVISORIES: &str = concat!(
     "/../../../shared/vectors/osv-pypi"
 );
 
-const OPENVEX: &str = r#"{
-  "@context": "https://openvex.dev/ns/v0.2.0",
-  "@id": "https://vendor.example/vex/2024-001",
-  "author": "Vendor Security",
-  "timestamp": "2024-03-01T12:00:00Z",
-  "version": 1,
-  "statements": [
-    {"vulnerability": {"name": "CVE-2019-10906"},
-     "products": [{"@id": "pkg:pypi/jinja2@2.10"}],
-     "status": "not_affected",
-     "justification": "vulnerable_code_not_in_execute_path",
-     "impact_statement": "Templates are compiled at build time; the sandbox is never used."}
-  ]
-}"#;
+const OPENVEX: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../rampart-vuln/tests/data/vex/jinja2-not-affected.openvex.json"
+));
 
 fn write_sbom(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("sbom.cdx.json");

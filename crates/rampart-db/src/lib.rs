@@ -75,7 +75,7 @@ pub use risk_exposure::{
     ExposureChange, ExposureRecord, MAX_ADVISORY_READ, MAX_EXPOSURE_PAGE, MAX_WATCHED_ADVISORIES,
     RISK_ADVISORY_EVENT, SavedPass, WatchedAdvisory,
 };
-pub use risk_nvd::{MAX_NVD_PER_IMPORT, NvdImport};
+pub use risk_nvd::{MAX_NVD_PER_IMPORT, NvdImport, StoredNvd};
 pub use tokens::ApiToken;
 pub use vex::{MAX_VEX_DOCUMENTS, MAX_VEX_PAGE, VexDocumentSummary, VexImport};
 pub use webhooks::{

@@ -277,11 +277,10 @@ impl crate::Db {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
         // Only numbered placeholders are formatted in; the ids are bound.
         let sql = format!(
             "SELECT id, modified, withdrawn, record FROM advisories WHERE id IN ({}) ORDER BY id",
-            placeholders.join(", ")
+            crate::sql::placeholders(1, ids.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for id in ids {

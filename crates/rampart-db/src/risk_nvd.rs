@@ -27,7 +27,72 @@ pub struct NvdImport {
     pub record: String,
 }
 
+/// One stored NVD record, as [`crate::Db::nvd_advisory`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredNvd {
+    pub id: String,
+    pub last_modified: String,
+    /// NVD's `vulnStatus`; `Rejected` is out of matching.
+    pub status: String,
+    pub record: String,
+    pub imported_at: i64,
+}
+
+impl StoredNvd {
+    pub fn is_rejected(&self) -> bool {
+        self.status == REJECTED
+    }
+}
+
+fn stored_nvd(r: &sqlx::any::AnyRow) -> Result<StoredNvd, DbError> {
+    Ok(StoredNvd {
+        id: r.try_get("id")?,
+        last_modified: r.try_get("last_modified")?,
+        status: r.try_get("status")?,
+        record: r.try_get("record")?,
+        imported_at: r.try_get("imported_at")?,
+    })
+}
+
 impl crate::Db {
+    /// The NVD record stored under the CVE id `id`, rejected or not.
+    pub async fn nvd_advisory(&self, id: &str) -> Result<Option<StoredNvd>, DbError> {
+        let row = sqlx::query(
+            "SELECT id, last_modified, status, record, imported_at FROM nvd_advisories WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(stored_nvd).transpose()
+    }
+
+    /// The stored NVD records among `ids` (at most [`crate::MAX_ADVISORY_READ`]), rejected
+    /// or not, in id order; ids not stored are left out. The risk watch reads the CVEs that
+    /// matched firmware parts this way.
+    pub async fn nvd_advisories_by_id(&self, ids: &[String]) -> Result<Vec<StoredNvd>, DbError> {
+        if ids.len() > crate::MAX_ADVISORY_READ {
+            return Err(DbError::Domain(DomainError::Invalid(format!(
+                "at most {} NVD records are read at once, not {}",
+                crate::MAX_ADVISORY_READ,
+                ids.len()
+            ))));
+        }
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Only numbered placeholders are formatted in; the ids are bound.
+        let sql = format!(
+            "SELECT id, last_modified, status, record, imported_at FROM nvd_advisories WHERE id IN ({}) ORDER BY id",
+            crate::sql::placeholders(1, ids.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(stored_nvd).collect()
+    }
+
     /// Stores a batch of NVD records with its audit record, in one transaction: a new id is
     /// added; a stored one is replaced when its `lastModified` or status differs, else left
     /// unchanged. Any change raises the advisory feed's version, so cached indexes rebuild.

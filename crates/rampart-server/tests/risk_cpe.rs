@@ -11,116 +11,12 @@ mod common;
 use common::ops::Ops;
 use common::risk::*;
 use common::*;
-use rampart_repo::{NoProgress, ReleaseRequest, Repository};
 use serde_json::{Value, json};
-
-const FIRMWARE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../rampart-vuln/tests/data/nvd-firmware"
-);
 
 on_both_backends!(
     posture_counts_firmware_part_cves_on_the_devices_that_run_the_release,
     nvd_import_refuses_bad_documents_and_stores_nothing,
 );
-
-/// Every record of the fixture's NVD documents.
-fn nvd_records() -> Vec<Value> {
-    let mut records = Vec::new();
-    for name in [
-        "nvd-busybox.json",
-        "nvd-u-boot.json",
-        "nvd-linux-kernel.json",
-        "nvd-urllib3.json",
-    ] {
-        let path = std::path::Path::new(FIRMWARE).join("nvd").join(name);
-        let document: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        records.extend(
-            document["vulnerabilities"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .cloned(),
-        );
-    }
-    records
-}
-
-async fn import_nvd(ops: &Ops, token: &str, records: &[Value]) -> Value {
-    let r = ops
-        .call(
-            token,
-            "POST",
-            "/api/v1/risk/nvd",
-            Some(&json!({"vulnerabilities": records})),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{r:?}");
-    r.json()
-}
-
-/// The fixture SBOM with urllib3 1.24.1 added (by purl and CPE).
-fn image_sbom(file: &str, urllib3: &str) -> String {
-    let mut sbom: Value =
-        serde_json::from_slice(&std::fs::read(std::path::Path::new(FIRMWARE).join(file)).unwrap())
-            .unwrap();
-    sbom["components"].as_array_mut().unwrap().push(json!({
-        "type": "library", "name": "urllib3", "version": urllib3,
-        "purl": format!("pkg:pypi/urllib3@{urllib3}"),
-        "cpe": format!("cpe:2.3:a:python:urllib3:{urllib3}:*:*:*:*:*:*:*"),
-    }));
-    sbom.to_string()
-}
-
-/// `fw-yocto-vuln.bin` (5.0.0) and `fw-yocto-fixed.bin` (6.0.0) for board-y.
-async fn add_image_releases(ops: &Ops) {
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let dir = ops.repo_dir.path();
-    let repo = Repository::open(&dir.join("repo")).unwrap();
-    let mut requests = Vec::new();
-    for (name, version, sbom) in [
-        (
-            "fw-yocto-vuln.bin",
-            "5.0.0",
-            image_sbom("yocto-image-vulnerable.cdx.json", "1.24.1"),
-        ),
-        (
-            "fw-yocto-fixed.bin",
-            "6.0.0",
-            image_sbom("yocto-image-fixed.cdx.json", "1.26.19"),
-        ),
-    ] {
-        let image = dir.join(name);
-        std::fs::write(&image, format!("firmware {name}").repeat(100)).unwrap();
-        let sbom_path = dir.join(format!("{name}.cdx.json"));
-        std::fs::write(&sbom_path, sbom).unwrap();
-        requests.push(ReleaseRequest {
-            image,
-            target_name: Some(name.to_owned()),
-            hardware_ids: vec!["board-y".into()],
-            version: version.to_owned(),
-            security_version: 1,
-            sbom: Some(sbom_path),
-            provenance: None,
-            role: None,
-        });
-    }
-    let now = unix_now();
-    repo.add_releases(&requests, &open_key, now, &NoProgress)
-        .unwrap();
-    repo.publish(&open_key, now).unwrap();
-    wait_until("the hosted repository lists the image releases", || async {
-        let r = ops
-            .call(&ops.viewer, "GET", "/api/v1/releases", None)
-            .await
-            .json();
-        let listed = r["releases"].as_array().cloned().unwrap_or_default();
-        ["fw-yocto-vuln.bin", "fw-yocto-fixed.bin"]
-            .iter()
-            .all(|t| listed.iter().any(|r| r["target"] == *t))
-    })
-    .await;
-}
 
 fn counts(row: &Value) -> [u64; 5] {
     ["critical", "high", "medium", "low", "unassigned"]
@@ -132,7 +28,7 @@ async fn posture_counts_firmware_part_cves_on_the_devices_that_run_the_release(
     name: &str,
 ) {
     let ops = Ops::start(backend, name).await;
-    add_image_releases(&ops).await;
+    add_firmware_image_releases(&ops).await;
     poll_as(&ops, "dev-eu-vuln", "board-y", "eu", "5.0.0").await;
     poll_as(&ops, "dev-us-vuln", "board-y", "us", "5.0.0").await;
     poll_as(&ops, "dev-eu-fixed", "board-y", "eu", "6.0.0").await;
@@ -177,6 +73,39 @@ async fn posture_counts_firmware_part_cves_on_the_devices_that_run_the_release(
         .await
         .json();
     assert_eq!(detail["advisories"][0]["affected_count"], 2, "{detail}");
+    assert_eq!(detail["advisories"][0]["source"], "osv", "{detail}");
+    // A CVE only NVD describes, matched by name on busybox: found by its CVE id, with the
+    // devices and the component it matched.
+    let busybox = ops
+        .call(
+            &ops.viewer,
+            "GET",
+            "/api/v1/risk/advisories/CVE-2022-28391",
+            None,
+        )
+        .await;
+    assert_eq!(busybox.status, 200, "{busybox:?}");
+    let busybox = busybox.json();
+    let cve = &busybox["advisories"][0];
+    assert_eq!(cve["source"], "nvd", "{busybox}");
+    assert_eq!(cve["severity"]["rating"], "critical", "{busybox}");
+    assert_eq!(cve["affected_count"], 2, "{busybox}");
+    assert_eq!(cve["withdrawn"], Value::Null, "{busybox}");
+    assert_eq!(cve["components"][0]["name"], "busybox", "{busybox}");
+
+    // A remediation of a CVE only NVD describes targets the devices running the release.
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            "/api/v1/risk/advisories/CVE-2022-30790/remediate",
+            Some(&json!({"release": "fw-yocto-fixed.bin"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = r.json();
+    assert_eq!(r["devices"], json!(["dev-eu-vuln", "dev-us-vuln"]), "{r}");
+    assert_eq!(r["advisory_ids"], json!(["CVE-2022-30790"]), "{r}");
 
     // NVD rejects CVE-2022-28391 (the record re-issued as Rejected): out of the posture.
     let mut rejected = records
@@ -198,6 +127,29 @@ async fn posture_counts_firmware_part_cves_on_the_devices_that_run_the_release(
     let after = posture(&ops, "release").await;
     let vuln = row(&after, "fw-yocto-vuln.bin");
     assert_eq!(counts(vuln), [1, 2, 0, 0, 0], "{vuln}");
+    // Still found by id, as rejected, affecting nothing; nothing to remediate.
+    let busybox = ops
+        .call(
+            &ops.viewer,
+            "GET",
+            "/api/v1/risk/advisories/CVE-2022-28391",
+            None,
+        )
+        .await
+        .json();
+    let cve = &busybox["advisories"][0];
+    assert_eq!(cve["withdrawn"], "2030-01-01T00:00:00.000", "{busybox}");
+    assert_eq!(cve["affected_count"], 0, "{busybox}");
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            "/api/v1/risk/advisories/CVE-2022-28391/remediate",
+            Some(&json!({"release": "fw-yocto-fixed.bin"})),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{r:?}");
+    assert!(r.text().contains("no_affected_devices"), "{r:?}");
     assert_eq!(vuln["worst"]["id"], "CVE-2022-30790", "{vuln}");
     assert_eq!(
         ops.fx.db.nvd_advisory_counts().await.unwrap(),

@@ -3,7 +3,8 @@
 //! affects (the vulnerable release's devices, in two regions and two hardware ids), audited;
 //! refusals of a release the advisory still affects, a release without an SBOM, an unknown
 //! release, an unknown advisory, one affecting no device, and options that would override the
-//! device set.
+//! device set; affected devices on hardware the fixed release does not list are left out and
+//! named, and a release built for none of them is refused.
 
 mod common;
 
@@ -15,6 +16,7 @@ use serde_json::{Value, json};
 on_both_backends!(
     remediation_campaign_targets_exactly_the_affected_devices,
     remediation_refuses_a_still_affected_or_unknown_release_and_nothing_to_fix,
+    remediation_leaves_out_devices_the_fixed_release_is_not_built_for,
 );
 
 /// The fleet of the posture test: two devices on the vulnerable release, two on the clean one;
@@ -26,6 +28,16 @@ async fn fleet_with_feed(ops: &Ops) -> String {
     poll_as(ops, "dev-us-b", "board-b", "us", "3.0.0").await;
     poll_as(ops, "dev-us-a-clean", "board-a", "us", "4.0.0").await;
     poll_as(ops, "dev-eu-b-clean", "board-b", "eu", "4.0.0").await;
+    import_pin_advisories(ops).await;
+    let by_release = posture(ops, "release").await;
+    row(&by_release, "fw-vuln.bin")["worst"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Imports the real advisories naming one of the vulnerable pins.
+async fn import_pin_advisories(ops: &Ops) {
     let pins: Vec<String> = VULNERABLE_PINS
         .iter()
         .map(|(name, _)| name.to_ascii_lowercase())
@@ -42,11 +54,6 @@ async fn fleet_with_feed(ops: &Ops) -> String {
         .collect();
     assert!(records.len() > 20, "{} records", records.len());
     import(ops, &ops.operator, &records).await;
-    let by_release = posture(ops, "release").await;
-    row(&by_release, "fw-vuln.bin")["worst"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 async fn remediate(ops: &Ops, token: &str, advisory: &str, body: Value) -> (u16, Value) {
@@ -182,5 +189,62 @@ async fn remediation_refuses_a_still_affected_or_unknown_release_and_nothing_to_
         .await
         .json();
     assert_eq!(list["campaigns"], json!([]), "{list}");
+    ops.server.stop().await;
+}
+
+async fn remediation_leaves_out_devices_the_fixed_release_is_not_built_for(
+    backend: Backend,
+    name: &str,
+) {
+    let ops = Ops::start(backend, name).await;
+    add_sbom_releases(&ops).await;
+    // board-c runs version 3.0.0 too; fw-clean.bin is built for board-a and board-b only,
+    // so a campaign of it could not start on board-c.
+    poll_as(&ops, "dev-eu-a", "board-a", "eu", "3.0.0").await;
+    poll_as(&ops, "dev-eu-c", "board-c", "eu", "3.0.0").await;
+    import_pin_advisories(&ops).await;
+    let by_release = posture(&ops, "release").await;
+    let vulnerable = row(&by_release, "fw-vuln.bin");
+    assert_eq!(vulnerable["affected_devices"], 2, "{vulnerable}");
+    let advisory = vulnerable["worst"]["id"].as_str().unwrap().to_owned();
+
+    let (status, r) = remediate(
+        &ops,
+        &ops.operator,
+        &advisory,
+        json!({"release": "fw-clean.bin", "start": true}),
+    )
+    .await;
+    assert_eq!(status, 201, "{r}");
+    assert_eq!(r["devices"], json!(["dev-eu-a"]), "{r}");
+    assert_eq!(
+        r["incompatible"],
+        json!([{"id": "dev-eu-c", "hardware_id": "board-c"}]),
+        "{r}"
+    );
+    assert_eq!(r["incompatible_total"], 1, "{r}");
+    // Leaving board-c out is what lets the campaign start.
+    assert_eq!(r["status"], "running", "{r}");
+    let audit = ops.audit_records().await;
+    let record = audit
+        .iter()
+        .find(|r| r.action == "risk.remediation_created")
+        .expect("the remediation is audited");
+    assert_eq!(record.details["incompatible"], 1);
+
+    // Once board-a runs the clean release, only board-c is affected: fw-clean.bin fixes
+    // none of the affected devices.
+    poll_as(&ops, "dev-eu-a", "board-a", "eu", "4.0.0").await;
+    let (status, r) = remediate(
+        &ops,
+        &ops.operator,
+        &advisory,
+        json!({"release": "fw-clean.bin"}),
+    )
+    .await;
+    assert_eq!(status, 409, "{r}");
+    assert_eq!(r["error"], "no_compatible_devices", "{r}");
+    let detail = r["detail"].as_str().unwrap();
+    assert!(detail.contains("board-c"), "{detail}");
     ops.server.stop().await;
 }

@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 on_both_backends!(
     a_new_advisory_alerts_once_per_version_and_remediation_closes_its_window,
     a_critical_advisory_opens_an_incident_and_a_withdrawal_stops_counting_it,
+    an_nvd_import_wakes_the_watch_before_its_interval,
 );
 
 const SECRET: &str = "a-risk-webhook-secret-32-bytes-x";
@@ -439,5 +440,59 @@ async fn a_critical_advisory_opens_an_incident_and_a_withdrawal_stops_counting_i
         1
     );
     assert_eq!(receiver.risk_alerts().len(), 1);
+    ops.server.stop().await;
+}
+
+/// The watch's interval is an hour here: only the wake an import sends makes it pass again
+/// within the test's bound. The CVE is in no OSV record: the watch reads it from the NVD
+/// records.
+async fn an_nvd_import_wakes_the_watch_before_its_interval(backend: Backend, name: &str) {
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("secrets.key");
+    let watch = watching(key);
+    let ops = Ops::start_with(backend, name, move |config| {
+        watch(config);
+        config.risk_watch.interval = Duration::from_secs(3600);
+    })
+    .await;
+    add_firmware_image_releases(&ops).await;
+    poll_as(&ops, "dev-eu-vuln", "board-y", "eu", "5.0.0").await;
+    let (receiver, addr) = Receiver::start().await;
+    subscribe(&ops, &format!("http://{addr}/hook")).await;
+    // The watch's first pass, at start, saw no advisory at all.
+    wait_for_open(&ops, 0).await;
+    let busybox: Vec<Value> = nvd_records()
+        .into_iter()
+        .filter(|r| r["cve"]["id"] == "CVE-2022-28391")
+        .collect();
+    let counts = import_nvd(&ops, &ops.operator, &busybox).await;
+    assert_eq!(counts["added"], 1, "{counts}");
+    wait_for_open(&ops, 1).await;
+    let exposure = exposure_of(&ops, "CVE-2022-28391").await;
+    assert_eq!(exposure["state"], "open", "{exposure}");
+    assert_eq!(exposure["affected_now"], 1, "{exposure}");
+    // A CVE only NVD describes alerts like an OSV advisory, with NVD's score. NVD names the
+    // last affected busybox (versionEndIncluding 1.35.0), not a fixed one: `fixed` is empty.
+    wait_until("the CVE's risk.advisory alert arrives", || async {
+        !receiver.risk_alerts().is_empty()
+    })
+    .await;
+    let alert = &receiver.risk_alerts()[0];
+    assert_eq!(alert["advisory"], "CVE-2022-28391", "{alert}");
+    assert_eq!(alert["devices"], json!(["dev-eu-vuln"]), "{alert}");
+    assert_eq!(alert["severity"]["rating"], "critical", "{alert}");
+    assert_eq!(alert["fixed"], json!([]), "{alert}");
+    assert_eq!(alert["published"], "2022-04-03T21:15:00.000", "{alert}");
+    assert_eq!(alert["releases"], json!(["fw-yocto-vuln.bin"]), "{alert}");
+    // and, critical, opens its incident.
+    wait_until("the CVE's incident is open", || async {
+        ops.fx
+            .db
+            .open_incident_for_cause("vulnerable_component:CVE-2022-28391")
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
     ops.server.stop().await;
 }

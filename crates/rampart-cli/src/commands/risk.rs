@@ -110,7 +110,8 @@ pub enum RiskCommand {
     Advisory {
         #[command(flatten)]
         api: ApiArgs,
-        /// The advisory id or alias (PYSEC-..., CVE-..., GHSA-...).
+        /// The advisory id or alias (PYSEC-..., CVE-..., GHSA-...), or a CVE id of the
+        /// imported NVD records.
         id: String,
         /// Print the API's JSON.
         #[arg(long)]
@@ -120,9 +121,11 @@ pub enum RiskCommand {
     Remediate {
         #[command(flatten)]
         api: ApiArgs,
-        /// The advisory id or alias (PYSEC-..., CVE-..., GHSA-...).
+        /// The advisory id or alias (PYSEC-..., CVE-..., GHSA-...), or a CVE id of the
+        /// imported NVD records.
         advisory: String,
         /// The fixed release (its target path); its SBOM must not match the advisory.
+        /// Affected devices on hardware it is not built for are left out and listed.
         #[arg(long)]
         release: String,
         /// The campaign's name (default: "remediate ADVISORY").

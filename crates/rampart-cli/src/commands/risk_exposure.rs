@@ -141,14 +141,7 @@ pub fn exposure_table(rows: &[Value]) -> String {
 }
 
 pub fn advisory(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<()> {
-    let mut encoded = String::new();
-    for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            encoded.push(b as char);
-        } else {
-            encoded.push_str(&format!("%{b:02X}"));
-        }
-    }
+    let encoded = super::risk_fleet::percent_encode_segment(id);
     let answer = client.ok("GET", &format!("/api/v1/risk/advisories/{encoded}"), None)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
@@ -158,7 +151,8 @@ pub fn advisory(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<()> 
         let e = &a["exposure"];
         println!("{}  {}", cell(&a["id"]), cell(&a["summary"]));
         println!(
-            "  severity {} {}  aliases {}",
+            "  from {}  severity {} {}  aliases {}",
+            cell(&a["source"]),
             cell(&a["severity"]["rating"]),
             cell(&a["severity"]["score"]),
             a["aliases"]

@@ -312,12 +312,27 @@ pub fn remediate(client: &ApiClient, r: RemediateRequest<'_>) -> anyhow::Result<
             println!("  {}", device.as_str().unwrap_or(""));
         }
     }
+    // Not in the campaign either: the release is not built for their hardware.
+    let incompatible = answer["incompatible_total"].as_u64().unwrap_or(0);
+    if incompatible > 0 {
+        println!(
+            "{incompatible} affected device(s) not targeted are hardware release {} is not built for; remediate them with a fixed release for their hardware:",
+            answer["release"].as_str().unwrap_or("")
+        );
+        for device in answer["incompatible"].as_array().into_iter().flatten() {
+            println!(
+                "  {} ({})",
+                device["id"].as_str().unwrap_or(""),
+                device["hardware_id"].as_str().unwrap_or("")
+            );
+        }
+    }
     Ok(())
 }
 
 /// An advisory id as one URL path segment (ids are ASCII like `GHSA-xxxx-...`; anything else
 /// is escaped rather than trusted).
-fn percent_encode_segment(s: &str) -> String {
+pub(crate) fn percent_encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {

@@ -24,7 +24,8 @@ pub struct NvdFeed {
     pub unreadable: Vec<String>,
 }
 
-fn severity_of(advisory: &NvdAdvisory) -> AdvisorySeverity {
+/// A CVE's severity from its CVSS vectors; unassigned when none scores.
+pub(crate) fn severity_of(advisory: &NvdAdvisory) -> AdvisorySeverity {
     advisory
         .severity()
         .map(|s| AdvisorySeverity {

@@ -19,6 +19,7 @@ use rampart_db::{Db, DbError, ExposureChange, ExposureRecord, MAX_WATCHED_ADVISO
 use rampart_incident::finding::Finding;
 use rampart_incident::model::{Cause, Detector, Severity};
 use rampart_vuln::exposure::{Exposure, Observation, observe, parse_published};
+use rampart_vuln::nvd::{NvdAdvisory, parse_nvd_item};
 use rampart_vuln::osv::{Advisory, Event, parse_advisory};
 use rampart_vuln::posture::AdvisorySeverity;
 use rampart_vuln::severity::Rating;
@@ -223,18 +224,16 @@ impl RiskWatch {
         let mut alerts: Vec<(Value, Option<Finding>, Vec<String>)> = Vec::new();
         let mut open = 0u64;
         for id in &ids {
-            let Some((modified, withdrawn, advisory)) = stored.get(id) else {
+            let Some(described) = stored.get(id) else {
                 // No longer stored (never happens today: imports never delete): leave it.
                 continue;
             };
             let now_seen = seen.get(id);
             let observation = Observation {
-                modified,
-                published: advisory
-                    .as_ref()
-                    .and_then(|a| parse_published(a.published.as_deref())),
-                withdrawn: *withdrawn,
-                affected: if *withdrawn {
+                modified: &described.modified,
+                published: parse_published(described.published.as_deref()),
+                withdrawn: described.withdrawn,
+                affected: if described.withdrawn {
                     0
                 } else {
                     now_seen.map_or(0, |s| s.devices.len() as u64)
@@ -251,13 +250,18 @@ impl RiskWatch {
                 continue;
             }
             if step.alert {
-                let severity = advisory
-                    .as_ref()
-                    .map_or(AdvisorySeverity::UNASSIGNED, AdvisorySeverity::of);
+                // The assessment's severity: an OSV advisory without a score takes the one
+                // NVD gives its CVE alias (decision 0048).
+                let severity = assessment
+                    .severities
+                    .get(id)
+                    .copied()
+                    .filter(|s| s.rating.is_some())
+                    .unwrap_or(described.severity);
                 let devices = now_seen.map_or(&[][..], |s| s.devices.as_slice());
-                let payload = alert_payload(id, advisory.as_ref(), severity, devices, &next);
+                let payload = alert_payload(id, described, severity, devices, &next);
                 let finding = (self.incidents_enabled && severity.rating == Some(Rating::Critical))
-                    .then(|| critical_finding(id, advisory.as_ref(), severity, devices, now));
+                    .then(|| critical_finding(id, described, severity, devices, now));
                 let joining = devices
                     .iter()
                     .skip(1)
@@ -332,18 +336,35 @@ impl RiskWatch {
     }
 
     /// The stored advisories among `ids`: `(modified, withdrawn, parsed record)` by id.
+    /// What the watch needs of each of `ids`: the stored OSV advisory of that id, else the
+    /// stored NVD record (a CVE that matched firmware parts by CPE or name, decision 0048).
     async fn stored_advisories(
         &self,
         ids: &[String],
-    ) -> Result<BTreeMap<String, (String, bool, Option<Advisory>)>, DbError> {
+    ) -> Result<BTreeMap<String, Described>, DbError> {
         let mut out = BTreeMap::new();
         for chunk in ids.chunks(rampart_db::MAX_ADVISORY_READ) {
             for stored in self.db.advisories_by_id(chunk).await? {
-                let parsed = parse_advisory(stored.record.as_bytes()).ok();
-                out.insert(
-                    stored.id.clone(),
-                    (stored.modified, stored.withdrawn.is_some(), parsed),
+                let described = Described::of_osv(
+                    stored.modified,
+                    stored.withdrawn.is_some(),
+                    parse_advisory(stored.record.as_bytes()).ok(),
                 );
+                out.insert(stored.id, described);
+            }
+            let rest: Vec<String> = chunk
+                .iter()
+                .filter(|id| !out.contains_key(*id))
+                .cloned()
+                .collect();
+            for stored in self.db.nvd_advisories_by_id(&rest).await? {
+                let withdrawn = stored.is_rejected();
+                let described = Described::of_nvd(
+                    stored.last_modified,
+                    withdrawn,
+                    parse_nvd_item(stored.record.as_bytes()).ok(),
+                );
+                out.insert(stored.id, described);
             }
         }
         Ok(out)
@@ -378,6 +399,70 @@ impl RiskWatch {
 }
 
 /// The fixed versions an advisory names, in record order, each once.
+/// An advisory as the watch reports it, from whichever feed holds it.
+#[derive(Debug)]
+struct Described {
+    modified: String,
+    withdrawn: bool,
+    published: Option<String>,
+    aliases: Vec<String>,
+    summary: Option<String>,
+    fixed: Vec<String>,
+    severity: AdvisorySeverity,
+}
+
+impl Described {
+    /// An OSV advisory; `advisory` is `None` when its stored record no longer parses (it is
+    /// still watched, unscored).
+    fn of_osv(modified: String, withdrawn: bool, advisory: Option<Advisory>) -> Described {
+        Described {
+            modified,
+            withdrawn,
+            severity: advisory
+                .as_ref()
+                .map_or(AdvisorySeverity::UNASSIGNED, AdvisorySeverity::of),
+            fixed: advisory.as_ref().map(fixed_versions).unwrap_or_default(),
+            published: advisory.as_ref().and_then(|a| a.published.clone()),
+            aliases: advisory
+                .as_ref()
+                .map(|a| a.aliases.clone())
+                .unwrap_or_default(),
+            summary: advisory.and_then(|a| a.summary),
+        }
+    }
+
+    /// An NVD record: no aliases or summary (the parser keeps neither); the first versions
+    /// without the flaw are its vulnerable criteria's `versionEndExcluding`.
+    fn of_nvd(modified: String, withdrawn: bool, advisory: Option<NvdAdvisory>) -> Described {
+        let mut fixed: Vec<String> = Vec::new();
+        for criterion in advisory.iter().flat_map(|a| &a.criteria) {
+            if let Some(v) = criterion
+                .bounds
+                .end_excluding
+                .as_deref()
+                .filter(|_| criterion.vulnerable)
+            {
+                let v = cut(v, MAX_ALERT_ITEM);
+                if !fixed.contains(&v) {
+                    fixed.push(v);
+                }
+            }
+        }
+        fixed.truncate(MAX_ALERT_LIST);
+        Described {
+            modified,
+            withdrawn,
+            severity: advisory
+                .as_ref()
+                .map_or(AdvisorySeverity::UNASSIGNED, super::risk_cpe::severity_of),
+            published: advisory.and_then(|a| a.published),
+            aliases: Vec::new(),
+            summary: None,
+            fixed,
+        }
+    }
+}
+
 fn fixed_versions(advisory: &Advisory) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for affected in &advisory.affected {
@@ -423,33 +508,30 @@ fn bounded_devices(devices: &[String]) -> (Vec<&str>, bool) {
 /// The `risk.advisory` event's data.
 fn alert_payload(
     id: &str,
-    advisory: Option<&Advisory>,
+    advisory: &Described,
     severity: AdvisorySeverity,
     devices: &[String],
     exposure: &Exposure,
 ) -> Value {
     let (listed, truncated) = bounded_devices(devices);
     let aliases: Vec<String> = advisory
-        .map(|a| {
-            a.aliases
-                .iter()
-                .take(MAX_ALERT_LIST)
-                .map(|s| cut(s, MAX_ALERT_ITEM))
-                .collect()
-        })
-        .unwrap_or_default();
+        .aliases
+        .iter()
+        .take(MAX_ALERT_LIST)
+        .map(|s| cut(s, MAX_ALERT_ITEM))
+        .collect();
     json!({
         "advisory": cut(id, 256),
         "modified": exposure.alerted_modified,
         "aliases": aliases,
         "severity": severity,
-        "summary": advisory.and_then(|a| a.summary.as_deref()).map(|s| cut(s, MAX_ALERT_SUMMARY)),
-        "published": advisory.and_then(|a| a.published.as_deref()).map(|s| cut(s, 64)),
+        "summary": advisory.summary.as_deref().map(|s| cut(s, MAX_ALERT_SUMMARY)),
+        "published": advisory.published.as_deref().map(|s| cut(s, 64)),
         "affected_count": devices.len(),
         "devices": listed,
         "truncated": truncated,
         "releases": exposure.alerted_releases.iter().take(MAX_ALERT_LIST).map(|r| cut(r, MAX_ALERT_ITEM)).collect::<Vec<_>>(),
-        "fixed": advisory.map(fixed_versions).unwrap_or_default(),
+        "fixed": advisory.fixed,
     })
 }
 
@@ -457,13 +539,13 @@ fn alert_payload(
 /// later finding of it joins the same open incident.
 fn critical_finding(
     id: &str,
-    advisory: Option<&Advisory>,
+    advisory: &Described,
     severity: AdvisorySeverity,
     devices: &[String],
     now: i64,
 ) -> Finding {
     let (listed, truncated) = bounded_devices(&devices[..devices.len().min(MAX_INCIDENT_DEVICES)]);
-    let title = match advisory.and_then(|a| a.summary.as_deref()) {
+    let title = match advisory.summary.as_deref() {
         Some(summary) => format!("{id} affects {} device(s): {summary}", devices.len()),
         None => format!("{id} affects {} device(s)", devices.len()),
     };
@@ -476,13 +558,12 @@ fn critical_finding(
         title,
         device_id: devices.first().cloned(),
         release: None,
-        first_signal_at: advisory
-            .and_then(|a| parse_published(a.published.as_deref()))
+        first_signal_at: parse_published(advisory.published.as_deref())
             .unwrap_or(now)
             .min(now),
         detail: json!({
             "advisory": id,
-            "aliases": advisory.map(|a| a.aliases.iter().take(MAX_ALERT_LIST).cloned().collect::<Vec<_>>()).unwrap_or_default(),
+            "aliases": advisory.aliases.iter().take(MAX_ALERT_LIST).cloned().collect::<Vec<_>>(),
             // The audit log takes no fractions: the score as text.
             "score": severity.score.map(|s| format!("{s:.1}")),
             "affected_count": devices.len(),
@@ -496,6 +577,32 @@ fn critical_finding(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_nvd_record_alerts_with_its_score_and_the_versions_its_criteria_fix() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../rampart-vuln/tests/data/nvd-firmware/nvd/nvd-busybox.json"
+        );
+        let document: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let record = document["vulnerabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["cve"]["id"] == "CVE-2022-48174")
+            .unwrap()
+            .to_string();
+        let parsed = parse_nvd_item(record.as_bytes()).unwrap();
+        let described = Described::of_nvd("m".into(), false, Some(parsed));
+        // versionEndExcluding: the first busybox without the flaw.
+        assert_eq!(described.fixed, ["1.35.0"]);
+        assert_eq!(described.severity.rating, Some(Rating::Critical));
+        assert!(described.published.is_some());
+        // A record that no longer parses is still watched, unscored.
+        let unread = Described::of_nvd("m".into(), true, None);
+        assert!(unread.fixed.is_empty() && unread.withdrawn);
+        assert_eq!(unread.severity, AdvisorySeverity::UNASSIGNED);
+    }
 
     #[test]
     fn alert_device_lists_are_bounded_by_count_and_bytes() {
@@ -545,9 +652,11 @@ mod tests {
                 .collect(),
             ..Exposure::default()
         };
+        let id = advisory.id.clone();
+        let described = Described::of_osv(advisory.modified.clone(), false, Some(advisory));
         let payload = alert_payload(
-            &advisory.id,
-            Some(&advisory),
+            &id,
+            &described,
             AdvisorySeverity::UNASSIGNED,
             &devices,
             &exposure,

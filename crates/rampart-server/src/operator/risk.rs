@@ -9,8 +9,8 @@
 //!   posture rows (`rampart_vuln::posture`), most at risk first, paged, each with
 //!   `fallback_affected` (devices whose inactive slot holds an exposed release;
 //!   `rampart_vuln::fallback`); the releases and how their SBOMs stand.
-//! * `GET /api/v1/risk/advisories/{id}?limit&offset` (read): a stored advisory (by id or
-//!   alias), the releases and components it matched, and the devices it affects, paged; each
+//! * `GET /api/v1/risk/advisories/{id}?limit&offset` (read): a stored advisory (by OSV id or
+//!   alias, or a CVE id of the stored NVD records: [`named_advisories`]), the releases and components it matched, and the devices it affects, paged; each
 //!   device says which slot holds the affected release (`slot`: `running`, `inactive` (only the
 //!   fallback: a rollback would bring it back) or `both`, decision 0049). `affected_count`
 //!   counts the devices running it, `fallback_only_count` the others.
@@ -24,6 +24,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use rampart_db::AdvisoryImport;
 use rampart_vuln::fallback::{SlotHolding, devices_by_slot};
+use rampart_vuln::nvd::parse_nvd_item;
 use rampart_vuln::osv::parse_advisory;
 use rampart_vuln::posture::{AdvisorySeverity, GroupBy, posture};
 use serde::Deserialize;
@@ -225,6 +226,85 @@ pub(super) struct AdvisoryQuery {
     offset: Option<i64>,
 }
 
+/// An advisory a route was asked about: an OSV one stored under the id or naming it as an
+/// alias, or the NVD record of a CVE (decision 0048), which firmware parts match by CPE or
+/// name and which the assessment keys by its CVE id.
+pub(super) struct NamedAdvisory {
+    pub id: String,
+    /// `osv` or `nvd`: the feed it came from.
+    pub source: &'static str,
+    pub modified: String,
+    /// When it was withdrawn (OSV) or rejected (NVD); `None` while it applies.
+    pub withdrawn: Option<String>,
+    pub aliases: Vec<String>,
+    pub summary: Option<String>,
+    pub severity: AdvisorySeverity,
+}
+
+/// The advisories `id` names: the stored OSV advisories (by id, else by alias), and the NVD
+/// record stored under `id` unless one of those OSV advisories is it. A CVE that OSV also
+/// describes is matched as the OSV advisory where an OSV match names it, and under its own
+/// id where only CPE or name matching found it, so both are answered. 404 when neither feed
+/// holds it.
+pub(super) async fn named_advisories(
+    api: &ManagementApi,
+    id: &str,
+) -> Result<Vec<NamedAdvisory>, ApiError> {
+    let osv = api
+        .db
+        .advisories_named(id)
+        .await
+        .map_err(|e| db_error("reading an advisory", e))?;
+    let nvd = api
+        .db
+        .nvd_advisory(id)
+        .await
+        .map_err(|e| db_error("reading an NVD record", e))?;
+    let mut named: Vec<NamedAdvisory> = osv
+        .into_iter()
+        .map(|a| {
+            let parsed = parse_advisory(a.record.as_bytes()).ok();
+            NamedAdvisory {
+                severity: parsed
+                    .as_ref()
+                    .map(AdvisorySeverity::of)
+                    .unwrap_or(AdvisorySeverity::UNASSIGNED),
+                summary: parsed.and_then(|p| p.summary),
+                id: a.id,
+                source: "osv",
+                modified: a.modified,
+                withdrawn: a.withdrawn,
+                aliases: a.aliases,
+            }
+        })
+        .collect();
+    if let Some(record) = nvd.filter(|r| !named.iter().any(|a| a.id == r.id)) {
+        let parsed = parse_nvd_item(record.record.as_bytes()).ok();
+        named.push(NamedAdvisory {
+            severity: parsed
+                .as_ref()
+                .map(crate::engines::risk_cpe::severity_of)
+                .unwrap_or(AdvisorySeverity::UNASSIGNED),
+            summary: None,
+            withdrawn: record.is_rejected().then(|| record.last_modified.clone()),
+            id: record.id,
+            source: "nvd",
+            modified: record.last_modified,
+            aliases: Vec::new(),
+        });
+    }
+    if named.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_advisory",
+            format!(
+                "no advisory {id:?} is stored (by OSV id or alias, or as an NVD CVE id); import the feed with `rampart risk import` (OSV) or `rampart risk import --nvd` (NVD)"
+            ),
+        ));
+    }
+    Ok(named)
+}
+
 pub(super) async fn get_advisory(
     State(api): State<Arc<ManagementApi>>,
     headers: HeaderMap,
@@ -240,34 +320,13 @@ pub(super) async fn get_advisory(
     }
     let limit = page_limit(query.limit)? as usize;
     let offset = page_offset(query.offset)?;
-    let stored = api
-        .db
-        .advisories_named(&id)
-        .await
-        .map_err(|e| db_error("reading an advisory", e))?;
-    if stored.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_advisory",
-            format!(
-                "no advisory {id:?} (by id or alias) is stored; import the feed with `rampart risk import`"
-            ),
-        ));
-    }
+    let stored = named_advisories(&api, &id).await?;
     let repo = api.image_repo()?;
     let assessment = assess_cached(&api, &repo)
         .await
         .map_err(|e| risk_error("assessing risk", e))?;
     let mut answers = Vec::new();
     for advisory in stored {
-        let parsed = parse_advisory(advisory.record.as_bytes()).ok();
-        let severity = parsed
-            .as_ref()
-            .map(AdvisorySeverity::of)
-            .unwrap_or(AdvisorySeverity::UNASSIGNED);
-        // A withdrawn advisory is out of matching: it affects nothing. Devices are listed
-        // whichever slot holds the release (decision 0049); `affected_count` stays the
-        // devices running it.
         let reached = if advisory.withdrawn.is_some() {
             Vec::new()
         } else {
@@ -311,11 +370,12 @@ pub(super) async fn get_advisory(
         answers.push(json!({
             "exposure": super::risk_exposure::exposure_json(exposure.as_ref().map(|r| &r.exposure)),
             "id": advisory.id,
+            "source": advisory.source,
             "modified": advisory.modified,
             "withdrawn": advisory.withdrawn,
             "aliases": advisory.aliases,
-            "summary": parsed.as_ref().and_then(|a| a.summary.clone()),
-            "severity": severity,
+            "summary": advisory.summary,
+            "severity": advisory.severity,
             "components": components,
             "components_total": matched.len(),
             "affected_count": affected_count,

@@ -104,5 +104,10 @@ pub(super) async fn import_nvd(
         )
         .await
         .map_err(write_error("importing NVD records"))?;
+    // A new or changed CVE may reach devices now: the watch rechecks without waiting for
+    // its interval (as an OSV import does).
+    if counts.added + counts.replaced > 0 {
+        api.risk_watch.wake();
+    }
     Ok(json_response(StatusCode::OK, &counts))
 }

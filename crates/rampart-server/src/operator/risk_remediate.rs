@@ -6,7 +6,9 @@
 //! The device set is resolved now, from the current assessment, and fixed in the campaign as an
 //! explicit list (`targets.devices`): a device that starts running the vulnerable release later
 //! is not swept in silently, and the campaign shows what the operator was shown. Refused:
-//! an unknown advisory (404), an advisory affecting no device (409), an unknown release (422),
+//! an unknown advisory (404; an OSV id or alias, or a CVE id of the stored NVD records), an
+//! advisory affecting no device (409), an unknown release (422), one built for none of the
+//! affected devices' hardware (409 `no_compatible_devices`),
 //! a release whose own SBOM the advisory matches, or one without an indexed SBOM (nothing shows
 //! it is fixed) (409). The campaign and its audit record (`risk.remediation_created`) are
 //! stored in one transaction.
@@ -15,6 +17,8 @@
 //! that runs a fixed release but keeps an affected one in its inactive slot (what a rollback
 //! boots, decision 0049) is not targeted: the answer lists it in `fallback_only` (bounded like a
 //! page, `fallback_only_total` whole); `rampart device reimage` writes both of its slots.
+//! An affected device whose hardware the release does not list is left out too and listed
+//! in `incompatible` (with its hardware id): it needs a fixed release built for it.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -34,7 +38,7 @@ use crate::helpers::{new_id, sha256_hex, unix_now};
 use crate::listen::http::{ApiError, json_response, write_error};
 
 use super::campaigns::{action_failed, loaded};
-use super::risk::{MAX_ADVISORY_ID, assess_cached, risk_error};
+use super::risk::{MAX_ADVISORY_ID, assess_cached, named_advisories, risk_error};
 use super::{ManagementApi, Permission};
 
 /// Campaign spec fields the route sets itself; `options` may not give them.
@@ -86,27 +90,14 @@ pub(super) async fn remediate(
             "options.{field} is set by the remediation (the release and name are fields of their own, the targets are the affected devices); leave it out"
         )));
     }
-    let stored = api
-        .db
-        .advisories_named(&advisory)
-        .await
-        .map_err(|e| crate::listen::http::db_error("reading an advisory", e))?;
+    let stored = named_advisories(&api, &advisory).await?;
     let ids: BTreeSet<String> = stored
         .iter()
         .filter(|a| a.withdrawn.is_none())
         .map(|a| a.id.clone())
         .collect();
-    if stored.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_advisory",
-            format!(
-                "no advisory {advisory:?} (by id or alias) is stored; import the feed with `rampart risk import`"
-            ),
-        ));
-    }
     // The release must exist and be firmware before anything else is judged about it.
-    api.firmware_release(&request.release).await?;
+    let release_info = api.firmware_release(&request.release).await?;
     let repo = api.image_repo()?;
     let assessment = assess_cached(&api, &repo)
         .await
@@ -155,10 +146,21 @@ pub(super) async fn remediate(
         ));
     }
     let mut devices = BTreeSet::new();
+    let mut incompatible = BTreeSet::new();
     let mut fallback = BTreeSet::new();
     for id in &ids {
         for device in affected_devices(id, &assessment.devices, &assessment.exposure) {
-            devices.insert(device.device_id.clone());
+            // The fixed release installs only on the hardware it lists (a campaign refuses to
+            // start otherwise): another board needs its own fixed build, in its own campaign.
+            if release_info
+                .hardware_ids
+                .iter()
+                .any(|h| h == &device.hardware_id)
+            {
+                devices.insert(device.device_id.clone());
+            } else {
+                incompatible.insert((device.device_id.clone(), device.hardware_id.clone()));
+            }
         }
         for device in fallback_only_devices(id, &assessment.devices, &assessment.exposure) {
             fallback.insert(device.device_id.clone());
@@ -167,7 +169,25 @@ pub(super) async fn remediate(
     // A device the campaign updates gets the fixed release in its inactive slot and runs it;
     // its old slot keeps the vulnerable one until the next update. Only devices that are not
     // targeted are listed as needing a re-image.
-    let fallback_only: Vec<String> = fallback.difference(&devices).cloned().collect();
+    let incompatible_ids: BTreeSet<String> =
+        incompatible.iter().map(|(id, _)| id.clone()).collect();
+    let fallback_only: Vec<String> = fallback
+        .iter()
+        .filter(|d| !devices.contains(*d) && !incompatible_ids.contains(*d))
+        .cloned()
+        .collect();
+    if devices.is_empty() && !incompatible.is_empty() {
+        let hardware: BTreeSet<&str> = incompatible.iter().map(|(_, h)| h.as_str()).collect();
+        return Err(conflict(
+            "no_compatible_devices",
+            format!(
+                "the {} device(s) advisory {advisory:?} affects are hardware {hardware:?}, and release {:?} is built for {:?}; remediate with a fixed release built for their hardware",
+                incompatible.len(),
+                request.release,
+                release_info.hardware_ids,
+            ),
+        ));
+    }
     if devices.is_empty() {
         return Err(conflict(
             "no_affected_devices",
@@ -234,6 +254,7 @@ pub(super) async fn remediate(
                 "devices": devices.len(),
                 "devices_sha256": sha256_hex(devices.join("\n").as_bytes()),
                 "fallback_only": fallback_only.len(),
+                "incompatible": incompatible.len(),
             }),
             |line| {
                 let (db, row) = (api.db.clone(), row.clone());
@@ -268,6 +289,14 @@ pub(super) async fn remediate(
             // holds an affected release: `rampart device reimage` writes both slots.
             "fallback_only": fallback_only.iter().take(super::MAX_PAGE as usize).collect::<Vec<_>>(),
             "fallback_only_total": fallback_only.len(),
+            // Affected, but on hardware the release is not built for: they need another
+            // fixed release, in a campaign of their own.
+            "incompatible": incompatible
+                .iter()
+                .take(super::MAX_PAGE as usize)
+                .map(|(id, hardware)| json!({"id": id, "hardware_id": hardware}))
+                .collect::<Vec<_>>(),
+            "incompatible_total": incompatible.len(),
             "status": c.state.status.as_str(),
             "started": started,
         }),

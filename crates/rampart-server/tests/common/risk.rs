@@ -1,6 +1,7 @@
 //! Supply-chain risk fixtures shared by the risk tests: releases whose CycloneDX SBOMs pin
 //! known-vulnerable PyPI packages (and a clean one), devices polling as running them, the real
-//! PyPI advisories of ../shared/vectors/osv-pypi and their import through the management API.
+//! PyPI advisories of ../shared/vectors/osv-pypi and their import through the management API;
+//! firmware images whose parts NVD records match by CPE or name.
 
 use rampart_repo::{NoProgress, ReleaseRequest, Repository};
 use serde_json::{Value, json};
@@ -11,6 +12,12 @@ use super::*;
 pub const OSV_PYPI: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../../shared/vectors/osv-pypi"
+);
+
+/// NVD records and Yocto-like image SBOMs written after the public ones (decision 0048).
+pub const FIRMWARE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../rampart-vuln/tests/data/nvd-firmware"
 );
 
 pub const VULNERABLE_PINS: [(&str, &str); 6] = [
@@ -34,32 +41,34 @@ pub fn cyclonedx(pins: &[(&str, &str)]) -> String {
         .to_string()
 }
 
-/// Adds `fw-vuln.bin` (3.0.0, the vulnerable pins) and `fw-clean.bin` (4.0.0, a package no
-/// advisory names) for board-a and board-b to the hosted repository.
-/// Waits until the hosted view lists them. (It notices a new `timestamp.json` by its modification
-/// time and length, so the repository is written at least a second after the server read it.)
-pub async fn add_sbom_releases(ops: &Ops) {
+/// A release to publish: target name, version, hardware ids and its SBOM's text.
+pub struct SbomRelease<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub hardware: &'a [&'a str],
+    pub sbom: String,
+}
+
+/// Publishes `releases` (each image a few bytes of text, its SBOM attached) into the hosted
+/// repository and waits until the hosted view lists them all. (It notices a new
+/// `timestamp.json` by its modification time and length, so the repository is written at
+/// least a second after the server read it; it rechecks every two seconds, so this waits on
+/// the state, however long a busy machine takes.)
+pub async fn publish_sbom_releases(ops: &Ops, releases: &[SbomRelease<'_>]) {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let dir = ops.repo_dir.path();
     let repo = Repository::open(&dir.join("repo")).unwrap();
     let mut requests = Vec::new();
-    for (name, version, pins) in [
-        ("fw-vuln.bin", "3.0.0", &VULNERABLE_PINS[..]),
-        (
-            "fw-clean.bin",
-            "4.0.0",
-            &[("rampart-test-clean-lib", "1.0.0")][..],
-        ),
-    ] {
-        let image = dir.join(name);
-        std::fs::write(&image, format!("firmware {name}").repeat(100)).unwrap();
-        let sbom = dir.join(format!("{name}.cdx.json"));
-        std::fs::write(&sbom, cyclonedx(pins)).unwrap();
+    for release in releases {
+        let image = dir.join(release.name);
+        std::fs::write(&image, format!("firmware {}", release.name).repeat(100)).unwrap();
+        let sbom = dir.join(format!("{}.cdx.json", release.name));
+        std::fs::write(&sbom, &release.sbom).unwrap();
         requests.push(ReleaseRequest {
             image,
-            target_name: Some(name.to_owned()),
-            hardware_ids: vec!["board-a".into(), "board-b".into()],
-            version: version.to_owned(),
+            target_name: Some(release.name.to_owned()),
+            hardware_ids: release.hardware.iter().map(|h| (*h).to_owned()).collect(),
+            version: release.version.to_owned(),
             security_version: 1,
             sbom: Some(sbom),
             provenance: None,
@@ -70,18 +79,40 @@ pub async fn add_sbom_releases(ops: &Ops) {
     repo.add_releases(&requests, &open_key, now, &NoProgress)
         .unwrap();
     repo.publish(&open_key, now).unwrap();
-    // The hosted view rechecks the repository every two seconds: wait until it lists both
-    // releases (a state, however long a busy machine takes).
     wait_until("the hosted repository lists the SBOM releases", || async {
         let r = ops
             .call(&ops.viewer, "GET", "/api/v1/releases", None)
             .await
             .json();
         let listed = r["releases"].as_array().cloned().unwrap_or_default();
-        ["fw-vuln.bin", "fw-clean.bin"]
+        releases
             .iter()
-            .all(|t| listed.iter().any(|r| r["target"] == *t))
+            .all(|t| listed.iter().any(|r| r["target"] == t.name))
     })
+    .await;
+}
+
+/// Adds `fw-vuln.bin` (3.0.0, the vulnerable pins) and `fw-clean.bin` (4.0.0, a package no
+/// advisory names) for board-a and board-b to the hosted repository.
+pub async fn add_sbom_releases(ops: &Ops) {
+    let boards = ["board-a", "board-b"];
+    publish_sbom_releases(
+        ops,
+        &[
+            SbomRelease {
+                name: "fw-vuln.bin",
+                version: "3.0.0",
+                hardware: &boards,
+                sbom: cyclonedx(&VULNERABLE_PINS),
+            },
+            SbomRelease {
+                name: "fw-clean.bin",
+                version: "4.0.0",
+                hardware: &boards,
+                sbom: cyclonedx(&[("rampart-test-clean-lib", "1.0.0")]),
+            },
+        ],
+    )
     .await;
 }
 
@@ -151,4 +182,74 @@ pub fn row<'a>(posture: &'a Value, key: &str) -> &'a Value {
         .iter()
         .find(|r| r["key"] == key)
         .unwrap_or_else(|| panic!("no row {key:?} in {posture}"))
+}
+
+/// Every record of the fixture's NVD documents.
+pub fn nvd_records() -> Vec<Value> {
+    let mut records = Vec::new();
+    for name in [
+        "nvd-busybox.json",
+        "nvd-u-boot.json",
+        "nvd-linux-kernel.json",
+        "nvd-urllib3.json",
+    ] {
+        let path = std::path::Path::new(FIRMWARE).join("nvd").join(name);
+        let document: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        records.extend(
+            document["vulnerabilities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .cloned(),
+        );
+    }
+    records
+}
+
+pub async fn import_nvd(ops: &Ops, token: &str, records: &[Value]) -> Value {
+    let r = ops
+        .call(
+            token,
+            "POST",
+            "/api/v1/risk/nvd",
+            Some(&json!({"vulnerabilities": records})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    r.json()
+}
+
+/// The fixture SBOM with urllib3 1.24.1 added (by purl and CPE).
+fn firmware_image_sbom(file: &str, urllib3: &str) -> String {
+    let mut sbom: Value =
+        serde_json::from_slice(&std::fs::read(std::path::Path::new(FIRMWARE).join(file)).unwrap())
+            .unwrap();
+    sbom["components"].as_array_mut().unwrap().push(json!({
+        "type": "library", "name": "urllib3", "version": urllib3,
+        "purl": format!("pkg:pypi/urllib3@{urllib3}"),
+        "cpe": format!("cpe:2.3:a:python:urllib3:{urllib3}:*:*:*:*:*:*:*"),
+    }));
+    sbom.to_string()
+}
+
+/// Adds `fw-yocto-vuln.bin` (5.0.0) and `fw-yocto-fixed.bin` (6.0.0) for board-y.
+pub async fn add_firmware_image_releases(ops: &Ops) {
+    publish_sbom_releases(
+        ops,
+        &[
+            SbomRelease {
+                name: "fw-yocto-vuln.bin",
+                version: "5.0.0",
+                hardware: &["board-y"],
+                sbom: firmware_image_sbom("yocto-image-vulnerable.cdx.json", "1.24.1"),
+            },
+            SbomRelease {
+                name: "fw-yocto-fixed.bin",
+                version: "6.0.0",
+                hardware: &["board-y"],
+                sbom: firmware_image_sbom("yocto-image-fixed.cdx.json", "1.26.19"),
+            },
+        ],
+    )
+    .await;
 }
