@@ -95,9 +95,39 @@ pub struct RiskWatch {
 }
 
 /// One advisory as the pass sees it.
+#[derive(Default)]
 struct Seen {
-    devices: Vec<String>,
+    /// How many devices run one of `releases`.
+    devices: usize,
     releases: BTreeSet<String>,
+}
+
+/// The first `n` devices (in the assessment's order) that run one of `releases`: a merge of
+/// the releases' device lists, each already in that order.
+fn first_devices(
+    releases: &BTreeSet<String>,
+    by_release: &BTreeMap<&str, Vec<usize>>,
+    devices: &[rampart_vuln::posture::DeviceRun],
+    n: usize,
+) -> Vec<String> {
+    let lists: Vec<&[usize]> = releases
+        .iter()
+        .filter_map(|r| by_release.get(r.as_str()).map(Vec::as_slice))
+        .collect();
+    let mut at = vec![0usize; lists.len()];
+    let mut out = Vec::new();
+    while out.len() < n {
+        let next = lists
+            .iter()
+            .zip(&at)
+            .enumerate()
+            .filter_map(|(i, (list, &pos))| list.get(pos).map(|&d| (d, i)))
+            .min();
+        let Some((device, list)) = next else { break };
+        at[list] += 1;
+        out.push(devices[device].device_id.clone());
+    }
+    out
 }
 
 impl RiskWatch {
@@ -173,29 +203,31 @@ impl RiskWatch {
         };
         let feed = self.cache.feed(&self.db).await?;
         let assessment = assess_with(&self.db, repo, &feed, now).await?;
-        // Affected devices and releases per advisory, from each device's release exposure.
-        let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
+        // The devices running each exposed release (indexes into the assessment, in its
+        // order), then the releases each advisory reaches. Devices are counted per release,
+        // never listed per advisory: with thousands of advisories over a 100,000-device fleet,
+        // a list per advisory would hold tens of millions of ids.
         let mut exposed_devices = 0u64;
-        for device in &assessment.devices {
-            let Some(ids) = device
-                .release
-                .as_ref()
-                .and_then(|r| assessment.exposure.get(r))
-            else {
+        let mut by_release: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (index, device) in assessment.devices.iter().enumerate() {
+            let Some(release) = device.release.as_deref() else {
                 continue;
             };
-            if !ids.is_empty() {
+            if assessment
+                .exposure
+                .get(release)
+                .is_some_and(|ids| !ids.is_empty())
+            {
                 exposed_devices += 1;
+                by_release.entry(release).or_default().push(index);
             }
-            for id in ids {
-                let entry = seen.entry(id.clone()).or_insert_with(|| Seen {
-                    devices: Vec::new(),
-                    releases: BTreeSet::new(),
-                });
-                entry.devices.push(device.device_id.clone());
-                if let Some(release) = &device.release {
-                    entry.releases.insert(release.clone());
-                }
+        }
+        let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
+        for (release, devices) in &by_release {
+            for id in &assessment.exposure[*release] {
+                let entry = seen.entry(id.clone()).or_default();
+                entry.devices += devices.len();
+                entry.releases.insert((*release).to_owned());
             }
         }
         let (records, more) = self.db.exposure_records().await?;
@@ -236,7 +268,7 @@ impl RiskWatch {
                 affected: if described.withdrawn {
                     0
                 } else {
-                    now_seen.map_or(0, |s| s.devices.len() as u64)
+                    now_seen.map_or(0, |s| s.devices as u64)
                 },
                 releases: now_seen.map_or(&no_releases, |s| &s.releases),
             };
@@ -258,11 +290,20 @@ impl RiskWatch {
                     .copied()
                     .filter(|s| s.rating.is_some())
                     .unwrap_or(described.severity);
-                let devices = now_seen.map_or(&[][..], |s| s.devices.as_slice());
-                let payload = alert_payload(id, described, severity, devices, &next);
+                let reach = now_seen.map_or_else(Reach::default, |s| Reach {
+                    count: s.devices,
+                    first: first_devices(
+                        &s.releases,
+                        &by_release,
+                        &assessment.devices,
+                        MAX_ALERT_DEVICES.max(MAX_INCIDENT_DEVICES),
+                    ),
+                });
+                let payload = alert_payload(id, described, severity, &reach, &next);
                 let finding = (self.incidents_enabled && severity.rating == Some(Rating::Critical))
-                    .then(|| critical_finding(id, described, severity, devices, now));
-                let joining = devices
+                    .then(|| critical_finding(id, described, severity, &reach, now));
+                let joining = reach
+                    .first
                     .iter()
                     .skip(1)
                     .take(MAX_INCIDENT_DEVICES.saturating_sub(1))
@@ -489,9 +530,17 @@ fn cut(s: &str, max: usize) -> String {
     s[..end].to_owned()
 }
 
-/// The devices an alert lists: at most [`MAX_ALERT_DEVICES`] and [`MAX_ALERT_DEVICE_BYTES`];
-/// whether some were left out.
-fn bounded_devices(devices: &[String]) -> (Vec<&str>, bool) {
+/// The devices an advisory reaches: how many, and the first of them (enough for an alert's
+/// and an incident's lists).
+#[derive(Debug, Default)]
+struct Reach {
+    count: usize,
+    first: Vec<String>,
+}
+
+/// The devices an alert lists (of the first `devices` of `count`): at most
+/// [`MAX_ALERT_DEVICES`] and [`MAX_ALERT_DEVICE_BYTES`]; whether some were left out.
+fn bounded_devices(devices: &[String], count: usize) -> (Vec<&str>, bool) {
     let mut listed = Vec::new();
     let mut bytes = 0;
     for d in devices.iter().take(MAX_ALERT_DEVICES) {
@@ -501,7 +550,7 @@ fn bounded_devices(devices: &[String]) -> (Vec<&str>, bool) {
         }
         listed.push(d.as_str());
     }
-    let truncated = listed.len() < devices.len();
+    let truncated = listed.len() < count;
     (listed, truncated)
 }
 
@@ -510,10 +559,10 @@ fn alert_payload(
     id: &str,
     advisory: &Described,
     severity: AdvisorySeverity,
-    devices: &[String],
+    reach: &Reach,
     exposure: &Exposure,
 ) -> Value {
-    let (listed, truncated) = bounded_devices(devices);
+    let (listed, truncated) = bounded_devices(&reach.first, reach.count);
     let aliases: Vec<String> = advisory
         .aliases
         .iter()
@@ -527,7 +576,7 @@ fn alert_payload(
         "severity": severity,
         "summary": advisory.summary.as_deref().map(|s| cut(s, MAX_ALERT_SUMMARY)),
         "published": advisory.published.as_deref().map(|s| cut(s, 64)),
-        "affected_count": devices.len(),
+        "affected_count": reach.count,
         "devices": listed,
         "truncated": truncated,
         "releases": exposure.alerted_releases.iter().take(MAX_ALERT_LIST).map(|r| cut(r, MAX_ALERT_ITEM)).collect::<Vec<_>>(),
@@ -541,13 +590,14 @@ fn critical_finding(
     id: &str,
     advisory: &Described,
     severity: AdvisorySeverity,
-    devices: &[String],
+    reach: &Reach,
     now: i64,
 ) -> Finding {
-    let (listed, truncated) = bounded_devices(&devices[..devices.len().min(MAX_INCIDENT_DEVICES)]);
+    let first = &reach.first[..reach.first.len().min(MAX_INCIDENT_DEVICES)];
+    let (listed, truncated) = bounded_devices(first, reach.count);
     let title = match advisory.summary.as_deref() {
-        Some(summary) => format!("{id} affects {} device(s): {summary}", devices.len()),
-        None => format!("{id} affects {} device(s)", devices.len()),
+        Some(summary) => format!("{id} affects {} device(s): {summary}", reach.count),
+        None => format!("{id} affects {} device(s)", reach.count),
     };
     Finding {
         cause: Cause {
@@ -556,7 +606,7 @@ fn critical_finding(
         },
         severity: Severity::Critical,
         title,
-        device_id: devices.first().cloned(),
+        device_id: reach.first.first().cloned(),
         release: None,
         first_signal_at: parse_published(advisory.published.as_deref())
             .unwrap_or(now)
@@ -566,9 +616,9 @@ fn critical_finding(
             "aliases": advisory.aliases.iter().take(MAX_ALERT_LIST).cloned().collect::<Vec<_>>(),
             // The audit log takes no fractions: the score as text.
             "score": severity.score.map(|s| format!("{s:.1}")),
-            "affected_count": devices.len(),
+            "affected_count": reach.count,
             "devices": listed,
-            "truncated": truncated || devices.len() > MAX_INCIDENT_DEVICES,
+            "truncated": truncated,
         }),
     }
     .bounded()
@@ -605,19 +655,53 @@ mod tests {
     }
 
     #[test]
+    fn an_advisorys_first_devices_merge_its_releases_lists_in_fleet_order() {
+        let device = |id: &str, release: &str| rampart_vuln::posture::DeviceRun {
+            device_id: id.into(),
+            release: Some(release.into()),
+            hardware_id: "hw".into(),
+            region: "eu".into(),
+            tags: Vec::new(),
+            fallback_releases: Vec::new(),
+        };
+        let devices = vec![
+            device("d0", "r1"),
+            device("d1", "r2"),
+            device("d2", "r1"),
+            device("d3", "r3"),
+            device("d4", "r2"),
+        ];
+        let by_release: BTreeMap<&str, Vec<usize>> =
+            BTreeMap::from([("r1", vec![0, 2]), ("r2", vec![1, 4]), ("r3", vec![3])]);
+        let releases: BTreeSet<String> = ["r1".to_owned(), "r2".to_owned()].into();
+        assert_eq!(
+            first_devices(&releases, &by_release, &devices, 10),
+            ["d0", "d1", "d2", "d4"]
+        );
+        assert_eq!(
+            first_devices(&releases, &by_release, &devices, 3),
+            ["d0", "d1", "d2"]
+        );
+        let unknown: BTreeSet<String> = ["r9".to_owned()].into();
+        assert!(first_devices(&unknown, &by_release, &devices, 3).is_empty());
+    }
+
+    #[test]
     fn alert_device_lists_are_bounded_by_count_and_bytes() {
         let many: Vec<String> = (0..5_000).map(|i| format!("dev-{i:05}")).collect();
-        let (listed, truncated) = bounded_devices(&many);
+        let (listed, truncated) = bounded_devices(&many, many.len());
         assert_eq!(listed.len(), MAX_ALERT_DEVICES);
         assert!(truncated);
         let long: Vec<String> = (0..500)
             .map(|i| format!("{i}-{}", "x".repeat(200)))
             .collect();
-        let (listed, truncated) = bounded_devices(&long);
+        let (listed, truncated) = bounded_devices(&long, long.len());
         assert!(truncated);
         assert!(listed.iter().map(|d| d.len() + 3).sum::<usize>() <= MAX_ALERT_DEVICE_BYTES);
         let few = vec!["a".to_owned(), "b".to_owned()];
-        assert_eq!(bounded_devices(&few), (vec!["a", "b"], false));
+        assert_eq!(bounded_devices(&few, 2), (vec!["a", "b"], false));
+        // Only the first devices are given: the count says more were reached.
+        assert_eq!(bounded_devices(&few, 3), (vec!["a", "b"], true));
     }
 
     #[test]
@@ -642,9 +726,12 @@ mod tests {
                 versions: Vec::new(),
             }],
         };
-        let devices: Vec<String> = (0..100_000)
-            .map(|i| format!("{i}-{}", "d".repeat(120)))
-            .collect();
+        let reach = Reach {
+            count: 100_000,
+            first: (0..MAX_ALERT_DEVICES)
+                .map(|i| format!("{i}-{}", "d".repeat(120)))
+                .collect(),
+        };
         let exposure = Exposure {
             alerted_modified: Some("2024-01-01T00:00:00Z".into()),
             alerted_releases: (0..1_000)
@@ -658,7 +745,7 @@ mod tests {
             &id,
             &described,
             AdvisorySeverity::UNASSIGNED,
-            &devices,
+            &reach,
             &exposure,
         );
         let body = payload.to_string();
