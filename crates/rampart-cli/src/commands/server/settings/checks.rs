@@ -317,7 +317,7 @@ pub fn validate(r: &Resolved) -> Vec<Problem> {
     if let Some(config) = attestation_config(s)
         && let Err(e) = config.validate()
     {
-        problem("attestation.pcrs", e);
+        problem("attestation", e);
     }
 
     if s.evidence.store.is_some() && s.evidence.dir.is_none() {

@@ -52,25 +52,30 @@ pub fn parse_file(name: &str, text: &str) -> Result<FileLayer, SettingsError> {
         let attempt = toml::de::Deserializer::from(remaining.clone());
         match Settings::deserialize(attempt) {
             Ok(settings) => {
+                // In the file's order, not the order serde met them in.
+                problems.sort_by_key(|(offset, _)| *offset);
                 return Ok(FileLayer {
                     name: name.to_owned(),
                     settings,
                     lines,
-                    problems,
+                    problems: problems.into_iter().map(|(_, p)| p).collect(),
                 });
             }
             Err(e) => {
                 let removed = e
                     .span()
                     .and_then(|span| remove_entry_at(remaining.get_mut(), &span, ""));
-                problems.push(Problem {
+                let problem = Problem {
                     key: removed.clone().unwrap_or_default(),
                     origin: Some(at(e.span())),
                     message: describe_serde_error(e.message(), removed.as_deref()),
-                });
+                };
                 if removed.is_none() {
+                    let mut problems: Vec<Problem> = problems.into_iter().map(|(_, p)| p).collect();
+                    problems.push(problem);
                     return Err(SettingsError::Problems(problems));
                 }
+                problems.push((e.span().map_or(0, |s| s.start), problem));
             }
         }
     }
