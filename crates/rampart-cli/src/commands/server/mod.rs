@@ -104,7 +104,7 @@ fn serve(args: &SettingsArgs) -> anyhow::Result<()> {
                 "the server renews the repository's timestamp; re-sign the snapshot (`rampart repo publish`) within its validity",
             ),
             (true, true, _) => Some(
-                "the repository's timestamp is not renewed by the server (no --timestamp-key): run `rampart repo publish` daily",
+                "the repository's timestamp is not renewed by the server (no timestamp key: `timestamp_keys` under [repository] or --timestamp-key): run `rampart repo publish` daily",
             ),
         };
         let attestation = config.attestation.as_ref().map(|a| {
@@ -116,7 +116,7 @@ fn serve(args: &SettingsArgs) -> anyhow::Result<()> {
                 if a.require {
                     "updates only for attested devices"
                 } else {
-                    "updates not gated on it (--require-attestation gates them)"
+                    "updates not gated on it (`require = true` under [attestation] or --require-attestation gates them)"
                 }
             )
         });
@@ -130,7 +130,7 @@ fn serve(args: &SettingsArgs) -> anyhow::Result<()> {
         match audit_key {
             Some(key) => println!("audit heads signed with key {key}"),
             None => println!(
-                "audit heads are not signed (no --audit-key): `rampart audit verify` cannot detect a rewritten history"
+                "audit heads are not signed (no audit key: `key` under [audit] or --audit-key): `rampart audit verify` cannot detect a rewritten history"
             ),
         }
         // Tests and scripts read these lines to find the bound ports.
