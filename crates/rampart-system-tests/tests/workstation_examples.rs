@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rampart_testkit::cli::{self, ok, rampart, s};
+use rampart_testkit::cli::{self, ok, s};
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/bootloader");
 const SLOT_BYTES: usize = 1 << 20;
@@ -26,19 +26,7 @@ impl Workstation {
         for version in ["1.0.0", "2.0.0"] {
             let image = dir.join(format!("fw-{version}.img"));
             std::fs::write(&image, format!("firmware {version}\n").repeat(1000)).unwrap();
-            ok(rampart(&[
-                "release",
-                "add",
-                s(&image),
-                "--repo",
-                s(&repo),
-                "--hw",
-                "board-a",
-                "--version",
-                version,
-                "--security-version",
-                "1",
-            ]));
+            ok(cli::release_add(&repo, &image, "board-a", version));
         }
         for slot in ["slot-a.img", "slot-b.img"] {
             std::fs::write(dir.join(slot), vec![0u8; SLOT_BYTES]).unwrap();

@@ -409,3 +409,39 @@ fn connection_caps_name_a_listener_and_positive_numbers() {
             .contains("not a positive number")
     );
 }
+
+/// The operator guide's table of settings, as the program defines them.
+fn settings_table() -> String {
+    let defaults = Settings::defaults().to_table().unwrap();
+    let command = Settings::augment_args(clap::Command::new("server"));
+    let mut table =
+        String::from("| Key | Flag | Environment | Default |\n| --- | --- | --- | --- |\n");
+    for arg in command.get_arguments() {
+        let id = arg.get_id().as_str();
+        let (section, key) = id.split_once('.').unwrap();
+        let default = defaults
+            .get(section)
+            .and_then(|s| s.get(key))
+            .map_or("(unset)".to_owned(), |v| format!("`{v}`"));
+        table.push_str(&format!(
+            "| `[{section}]` `{key}` | `--{}` | `{}` | {default} |\n",
+            arg.get_long().unwrap(),
+            arg.get_env().unwrap().to_str().unwrap(),
+        ));
+    }
+    table
+}
+
+#[test]
+fn the_operator_guide_lists_every_setting_with_its_flag_variable_and_default() {
+    let guide = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/operator-guide.md"
+    ))
+    .unwrap();
+    let table = settings_table();
+    assert!(
+        guide.contains(&table),
+        "docs/operator-guide.md's table of server settings differs from the program's; it is:\n{table}"
+    );
+}
