@@ -73,6 +73,16 @@ enum Command {
     },
     /// Run the boot flow only (commit or roll back after booting an update); for boot scripts.
     Boot,
+    /// Simulate a power-on on a workstation: the configured GRUB or U-Boot environment's boot
+    /// script picks a slot and counts the attempt, as on a device, then the "kernel" writes
+    /// `rampart.slot=X` to boot.cmdline and a new boot id to boot.boot_id. Try the A/B flow
+    /// with it (docs/device-integration.md, "Trying the A/B flow on a workstation").
+    SimulateReboot {
+        /// The kernel of this slot does not come up (repeatable): the bootloader uses up its
+        /// attempts and falls back, as after a broken update.
+        #[arg(long, value_name = "A|B")]
+        kernel_fails: Vec<String>,
+    },
     /// Show the agent state and the bootloader's view of the slots (JSON).
     Status,
     /// Rebuild a lost or corrupt state file from the running slot (the slot contents become
@@ -412,6 +422,47 @@ fn run_daemon(cli: &Cli, once: bool) -> anyhow::Result<()> {
     }
 }
 
+/// `simulate-reboot`: one simulated power-on, and what it did.
+fn simulate_reboot(cli: &Cli, kernel_fails: &[String]) -> anyhow::Result<()> {
+    let failing = kernel_fails
+        .iter()
+        .map(|s| {
+            rampart_boot::ab::Slot::parse(s)
+                .with_context(|| format!("--kernel-fails {s:?}: name slot A or B"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let config = load_config(cli)?;
+    let mut sim = rampart_agent::bootsim::from_config(&config).map_err(anyhow::Error::msg)?;
+    let on = sim.power_on(&|slot| !failing.contains(&slot))?;
+    let env = sim.environment().map_err(anyhow::Error::msg)?;
+    let var = |name: &str| env.get(name).map_or("(unset)", String::as_str);
+    if on.used_default_env {
+        println!(
+            "the bootloader environment was unset or unreadable: the boot script's defaults were used"
+        );
+    }
+    if on.failed_attempts > 0 {
+        println!(
+            "{} boot attempt(s) failed: the kernel did not come up",
+            on.failed_attempts
+        );
+    }
+    println!(
+        "BOOT_ORDER={} BOOT_A_LEFT={} BOOT_B_LEFT={}",
+        var("BOOT_ORDER"),
+        var("BOOT_A_LEFT"),
+        var("BOOT_B_LEFT")
+    );
+    match on.running {
+        Some(slot) => println!(
+            "booted slot {slot} ({} says rampart.slot={slot}); now run the agent's boot flow (`boot` or `run`)",
+            config.boot.cmdline.display()
+        ),
+        None => bail!("no slot has boot attempts left: the device would not boot"),
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let cli = match (&cli.config, &cli.command) {
         (Some(_), Command::Init { .. }) => Cli {
@@ -479,6 +530,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             say(&pass);
             reboot_if(&pass, &device.config)?;
         }
+        Command::SimulateReboot { ref kernel_fails } => simulate_reboot(&cli, kernel_fails)?,
         Command::Status => {
             let (mut device, _tpm) = open_configured(&cli)?;
             let state = device.load_state().map_err(refused)?;

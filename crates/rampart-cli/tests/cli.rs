@@ -483,6 +483,107 @@ fn a_closed_standard_output_ends_rampart_quietly() {
     assert!(out.status.success(), "{:?}: {err}", out.status);
 }
 
+/// `rampart demo --keep-running` leaves the server running and prints the `export` line of the
+/// CLI's API settings: pasted into a shell, `rampart campaign list` reaches the demo's server
+/// with its operator token and sees the demo's two campaigns. Ctrl-C stops the demo and what it
+/// started.
+#[test]
+fn demo_keep_running_prints_the_cli_settings_for_its_server() {
+    use std::io::BufRead as _;
+    let w = tempfile::tempdir().unwrap();
+    let dir = w.path().join("demo");
+    let mut demo = cli::rampart(&[
+        "demo",
+        "--devices",
+        "10",
+        "--keep-running",
+        "--dir",
+        s(&dir),
+    ]);
+    demo.env_remove("RAMPART_KEY_PASSPHRASE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = demo.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let export = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("no export line in:\n{}", seen.join("\n"))
+        });
+        if let Some(export) = line.trim().strip_prefix("export ") {
+            break export.to_owned();
+        }
+        seen.push(line);
+    };
+    let out = seen.join("\n");
+    assert!(out.contains("Still running (Ctrl-C stops):"), "{out}");
+    let management = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("management API"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(management.starts_with("https://127.0.0.1:"), "{management}");
+    // The variables ApiArgs reads, and nothing else.
+    let vars: Vec<(String, String)> = export
+        .split(' ')
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap();
+            (name.to_owned(), value.to_owned())
+        })
+        .collect();
+    let names: Vec<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["RAMPART_API_URL", "RAMPART_API_TOKEN", "RAMPART_API_CA"]
+    );
+    assert!(
+        management.starts_with(&vars[0].1),
+        "{management} vs {}",
+        vars[0].1
+    );
+    assert!(Path::new(&vars[2].1).is_absolute() && Path::new(&vars[2].1).exists());
+    let mut list = rampart(&["campaign", "list"]);
+    list.envs(vars.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    let campaigns = ok(list);
+    assert!(
+        campaigns.contains("fleet to 2.0.0") && campaigns.contains("fleet to 3.0.0"),
+        "{campaigns}"
+    );
+    // Ctrl-C: the demo stops, and the server it started with it.
+    ok({
+        let mut c = Command::new("kill");
+        c.args(["-INT", &child.id().to_string()]);
+        c
+    });
+    let stopped = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < stopped, "the demo did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let api = vars[0].1.trim_start_matches("https://").to_owned();
+    let gone = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(&api).is_ok() {
+        assert!(
+            Instant::now() < gone,
+            "the demo's server still answers at {api}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// `rampart demo --security-tour` runs every chapter, including the update server (device
 /// enrolment, assignment through the management API, verified download through the director,
 /// revocation, and a verified audit log).

@@ -271,6 +271,15 @@ impl ServerConfig {
         }
     }
 
+    /// Checks the settings without binding or opening anything: what [`Server::bind`] refuses
+    /// before it opens the database, the detectors' settings included (`rampart server
+    /// check-config` runs it).
+    pub fn check(&self) -> Result<(), ServerError> {
+        self.validate()?;
+        engines::detectors::detector_config(self).map_err(ServerError::Config)?;
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), ServerError> {
         let problem = if self.poll_interval_secs == 0 {
             Some("poll_interval_secs must be at least 1")

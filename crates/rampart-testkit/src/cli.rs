@@ -50,6 +50,24 @@ pub fn new_key(dir: &Path, name: &str) -> String {
     path.to_str().expect("test paths are UTF-8").to_owned()
 }
 
+/// `rampart release add IMAGE --repo REPO --hw HARDWARE --version VERSION --security-version 1`,
+/// for the caller to add flags to (`--sbom`, ...) and run.
+pub fn release_add(repo: &Path, image: &Path, hardware: &str, version: &str) -> Command {
+    rampart(&[
+        "release",
+        "add",
+        s(image),
+        "--repo",
+        s(repo),
+        "--hw",
+        hardware,
+        "--version",
+        version,
+        "--security-version",
+        "1",
+    ])
+}
+
 /// `rampart repo init dir/repo` with one new key per top-level role (`dir/<role>.key`).
 pub fn init_repo(dir: &Path) -> std::path::PathBuf {
     let repo = dir.join("repo");

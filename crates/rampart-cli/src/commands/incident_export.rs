@@ -3,7 +3,6 @@
 //! offline verification: the audit head's signature, the audit segment, every bundle's hash,
 //! structure, request, signature and TPM quote binding, the device certificates against the
 //! manufacturer CA, and (with the log's policy) every bundle's transparency-log inclusion.
-//! Also the server's evidence options (`rampart server --evidence-dir DIR ...`).
 
 use std::path::{Path, PathBuf};
 
@@ -54,68 +53,6 @@ pub struct VerifyExportArgs {
     /// inclusion is not checked (and the output says so).
     #[arg(long = "log-policy", value_name = "FILE")]
     log_policy: Option<PathBuf>,
-}
-
-/// `rampart server`'s forensic evidence options.
-#[derive(Args, Clone, Debug)]
-pub struct EvidenceArgs {
-    /// Keep forensic evidence: uploads in progress in DIR/incoming, verified bundles in
-    /// DIR/bundles (content-addressed) unless --evidence-store is given. Bundles are anchored
-    /// in --audit-log-url's transparency log when one is given.
-    #[arg(long, value_name = "DIR")]
-    evidence_dir: Option<PathBuf>,
-    /// Store verified bundles in an S3-compatible object store instead (s3://BUCKET[/PREFIX],
-    /// objects PREFIX/evidence/<sha256>; endpoint and credentials from the AWS_* variables).
-    #[arg(long, value_name = "URL", requires = "evidence_dir")]
-    evidence_store: Option<String>,
-    /// Largest evidence bundle one request accepts, in bytes.
-    #[arg(long, default_value_t = rampart_server::evidence::DEFAULT_MAX_BUNDLE_BYTES)]
-    evidence_max_bytes: u64,
-    /// Largest chunk one upload request may carry, in bytes (at most 1 MiB).
-    #[arg(long, default_value_t = rampart_server::evidence::DEFAULT_CHUNK_BYTES)]
-    evidence_chunk_bytes: u64,
-    /// Bytes of evidence one device may hold (uploads in progress and bundles stored).
-    #[arg(long, default_value_t = rampart_server::evidence::DEFAULT_DEVICE_BYTES)]
-    evidence_device_bytes: u64,
-    /// Evidence bundles one device may hold.
-    #[arg(long, default_value_t = rampart_server::evidence::DEFAULT_DEVICE_BUNDLES)]
-    evidence_device_bundles: u64,
-    /// Bytes of evidence one incident may hold.
-    #[arg(long, default_value_t = rampart_server::evidence::DEFAULT_INCIDENT_BYTES)]
-    evidence_incident_bytes: u64,
-    /// Evidence bundles one incident may hold.
-    #[arg(long, default_value_t = rampart_server::evidence::DEFAULT_INCIDENT_BUNDLES)]
-    evidence_incident_bundles: u64,
-}
-
-impl EvidenceArgs {
-    /// The server's evidence settings (`None` without --evidence-dir); `log` is the
-    /// transparency log the audit heads go to, which anchors the bundles too.
-    pub fn config(
-        &self,
-        log: Option<rampart_server::audit_anchor::AuditLogTarget>,
-    ) -> anyhow::Result<Option<rampart_server::evidence::EvidenceConfig>> {
-        let Some(dir) = &self.evidence_dir else {
-            return Ok(None);
-        };
-        let mut config = rampart_server::evidence::EvidenceConfig::in_directory(dir);
-        if let Some(url) = &self.evidence_store {
-            config.store = rampart_server::evidence_store::EvidenceStore::from_url(url)?;
-        }
-        config.max_bundle_bytes = self.evidence_max_bytes;
-        config.chunk_bytes = self.evidence_chunk_bytes;
-        config.quota = rampart_db::EvidenceQuota {
-            device_bytes: self.evidence_device_bytes,
-            device_bundles: self.evidence_device_bundles,
-            incident_bytes: self.evidence_incident_bytes,
-            incident_bundles: self.evidence_incident_bundles,
-        };
-        config.log = log;
-        config
-            .validate()
-            .map_err(|e| anyhow::anyhow!("--evidence-*: {e}"))?;
-        Ok(Some(config))
-    }
 }
 
 pub fn run(cmd: IncidentExportCommand) -> anyhow::Result<()> {

@@ -1,8 +1,7 @@
-//! The server's audit key: where it lives by default, created owner-only once, and the
-//! audit anchoring configuration built from it (`rampart server`).
+//! The server's audit key: where it lives by default, and created owner-only once
+//! (`rampart server`).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 
@@ -25,13 +24,8 @@ pub fn default_audit_key(db_url: &str) -> Option<PathBuf> {
 /// Reads the audit key at `path`, or creates it (mode 0600) if it does not exist. A key file
 /// others may read is refused: whoever holds the key can sign a rewritten history.
 pub fn load_or_create_audit_key(path: &Path) -> anyhow::Result<rampart_log::note::NoteSigner> {
-    use ring::rand::SecureRandom as _;
     if !path.exists() {
-        let mut seed = [0u8; 32];
-        ring::rand::SystemRandom::new()
-            .fill(&mut seed)
-            .map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
-        let key = rampart_log::note::NoteSigner::from_seed(AUDIT_KEY_NAME, seed)?;
+        let key = ephemeral_audit_key()?;
         if create_private_once(path, format!("{}\n", key.signer_key_string()).as_bytes())
             .with_context(|| format!("creating the audit key {}", path.display()))?
         {
@@ -65,6 +59,20 @@ pub fn load_or_create_audit_key(path: &Path) -> anyhow::Result<rampart_log::note
     })
 }
 
+/// A new random audit key, not written anywhere (`load_or_create_audit_key` writes it;
+/// `rampart server check-config` checks with one when the configured key is not created yet).
+pub fn ephemeral_audit_key() -> anyhow::Result<rampart_log::note::NoteSigner> {
+    use ring::rand::SecureRandom as _;
+    let mut seed = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut seed)
+        .map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
+    Ok(rampart_log::note::NoteSigner::from_seed(
+        AUDIT_KEY_NAME,
+        seed,
+    )?)
+}
+
 /// Writes `bytes` to a new owner-only file at `path`, whole (written and synced under a
 /// temporary name, then linked in place); `false` if `path` already exists, which is then left
 /// as it is.
@@ -89,45 +97,6 @@ fn create_private_once(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
         Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e.error),
     }
-}
-
-/// The audit anchoring of `rampart server`: the key (given, or the default next to a SQLite
-/// database), the interval, and the transparency log heads are appended to.
-pub fn audit_anchor_config(
-    db_url: &str,
-    key: Option<&Path>,
-    interval_secs: u64,
-    log: Option<(&str, &Path)>,
-) -> anyhow::Result<Option<rampart_server::audit_anchor::AuditAnchorConfig>> {
-    let Some(path) = key
-        .map(Path::to_path_buf)
-        .or_else(|| default_audit_key(db_url))
-    else {
-        if log.is_some() {
-            bail!("--audit-log-url needs an audit key to sign the heads: give --audit-key FILE");
-        }
-        return Ok(None);
-    };
-    if interval_secs == 0 {
-        bail!("--audit-anchor-interval must be at least 1 second");
-    }
-    let log = match log {
-        Some((url, policy)) => {
-            let text = std::fs::read_to_string(policy)
-                .with_context(|| format!("reading the witness policy {}", policy.display()))?;
-            Some(rampart_server::audit_anchor::AuditLogTarget {
-                url: url.to_owned(),
-                policy: rampart_log::policy::WitnessPolicy::parse(&text)
-                    .with_context(|| format!("{} is not a witness policy", policy.display()))?,
-            })
-        }
-        None => None,
-    };
-    Ok(Some(rampart_server::audit_anchor::AuditAnchorConfig {
-        key: std::sync::Arc::new(load_or_create_audit_key(&path)?),
-        interval: Duration::from_secs(interval_secs),
-        log,
-    }))
 }
 
 #[cfg(test)]
@@ -175,18 +144,5 @@ mod tests {
                 "{e}"
             );
         }
-        // PostgreSQL without --audit-key signs nothing, and refuses a log it could not feed.
-        let none = audit_anchor_config("postgres://rampart@db/fleet", None, 300, None).unwrap();
-        assert!(none.is_none());
-        let e = audit_anchor_config(
-            "postgres://rampart@db/fleet",
-            None,
-            300,
-            Some(("https://log.example", Path::new("policy.txt"))),
-        )
-        .err()
-        .unwrap()
-        .to_string();
-        assert!(e.contains("--audit-key FILE"), "{e}");
     }
 }

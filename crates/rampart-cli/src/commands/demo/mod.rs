@@ -39,7 +39,8 @@ pub struct DemoArgs {
     /// Simulated devices.
     #[arg(long, default_value_t = 1000)]
     devices: usize,
-    /// After the demo, leave the server and the log running and print their URLs (Ctrl-C stops).
+    /// After the demo, leave the server and the log running and print their URLs, an operator
+    /// token and the `export` line for the CLI's API settings (Ctrl-C stops).
     #[arg(long)]
     keep_running: bool,
     /// Run the security tour instead: key schemes, root rotation, delegation, the attacks the
@@ -280,18 +281,44 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         setup::keys_note(&dir)
     );
     if a.keep_running {
+        let ca_pem = std::path::absolute(ca_pem).unwrap_or_else(|_| ca_pem.clone());
         println!(
-            "\nStill running (Ctrl-C stops):\n  device API      {}\n  management API  {}  (token: {token}, CA: {})\n  transparency log {}",
-            process.device_url,
-            process.management_url,
-            ca_pem.display(),
-            tlog.log_url
+            "\nStill running (Ctrl-C stops):\n  device API        {}\n  management API    {}/api/v1/  (operator token {token})\n  transparency log  {}",
+            process.device_url, process.management_url, tlog.log_url
+        );
+        println!(
+            "The CLI against this server (`rampart campaign list`, `rampart incident list`, ...):\n  {}",
+            cli_exports(&process.management_url, &token, &ca_pem)
         );
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         ctrlc_wait(tx);
         let _ = rx.recv();
     }
     Ok(())
+}
+
+/// The `export` line that points `rampart`'s API commands at a server: the variables
+/// [`crate::shared::api_client::ApiArgs`] reads.
+fn cli_exports(api: &str, token: &str, ca: &Path) -> String {
+    format!(
+        "export RAMPART_API_URL={} RAMPART_API_TOKEN={} RAMPART_API_CA={}",
+        shell_word(api),
+        shell_word(token),
+        shell_word(&ca.display().to_string())
+    )
+}
+
+/// `word` as one shell word: as it is when it is plain, else single-quoted.
+fn shell_word(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._:-=+@%,".contains(c))
+    {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 fn ctrlc_wait(tx: std::sync::mpsc::Sender<()>) {
@@ -306,4 +333,22 @@ fn ctrlc_wait(tx: std::sync::mpsc::Sender<()>) {
         }
         let _ = tx.send(());
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_export_line_quotes_only_what_a_shell_would_split() {
+        assert_eq!(
+            cli_exports(
+                "https://127.0.0.1:8444",
+                "rmp_abc-123",
+                Path::new("/tmp/demo dir/server/ca.pem")
+            ),
+            "export RAMPART_API_URL=https://127.0.0.1:8444 RAMPART_API_TOKEN=rmp_abc-123 RAMPART_API_CA='/tmp/demo dir/server/ca.pem'"
+        );
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+    }
 }
