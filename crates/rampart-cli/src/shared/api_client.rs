@@ -9,6 +9,19 @@ use serde_json::{Value, json};
 /// The API's path prefix; every request path starts with it.
 const API_PREFIX: &str = "/api/v1";
 
+/// Bytes escaped in a path segment or query value: all but RFC 3986's unreserved characters,
+/// and `.` too, so that no id can be the segment `..` that a client would resolve upwards.
+const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'~');
+
+/// An id or filter as one URL path segment or query value: it cannot change the path or add
+/// parameters (the server then answers that no such thing exists).
+pub fn path_segment(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, ESCAPED).to_string()
+}
+
 /// Where the management API is and how to authenticate.
 #[derive(Args, Clone)]
 pub struct ApiArgs {
@@ -26,6 +39,33 @@ pub struct ApiArgs {
 impl ApiArgs {
     pub fn client(&self) -> anyhow::Result<ApiClient> {
         ApiClient::from_ca_file(&self.api, &self.token, &self.ca)
+    }
+}
+
+/// The management API and how to print its answer: a table for people, or with `--json` the
+/// API's JSON for scripts.
+#[derive(Args, Clone)]
+pub struct ApiOutput {
+    /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+impl ApiOutput {
+    pub fn client(&self) -> anyhow::Result<ApiClient> {
+        self.api.client()
+    }
+
+    /// Prints `v` as JSON with `--json`, else as `human` renders it.
+    pub fn print(&self, v: &Value, human: impl FnOnce(&Value) -> String) -> anyhow::Result<()> {
+        if self.json {
+            crate::shared::table::print_json(v)
+        } else {
+            print!("{}", human(v));
+            Ok(())
+        }
     }
 }
 
@@ -169,6 +209,14 @@ fn request_error(method: &str, url: &str, e: ureq::Error) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_one_path_segment() {
+        assert_eq!(path_segment("GHSA-abc_1~"), "GHSA-abc_1~");
+        assert_eq!(path_segment("a/b?c&d=e f"), "a%2Fb%3Fc%26d%3De%20f");
+        assert_eq!(path_segment(".."), "%2E%2E");
+        assert_eq!(path_segment("é"), "%C3%A9");
+    }
 
     #[test]
     fn the_printed_api_url_and_the_bare_base_are_one_base() {
