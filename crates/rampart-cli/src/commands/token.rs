@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::shared::api_client::{ApiArgs, ApiClient, path_segment};
+use crate::shared::api_client::{ApiClient, OptionalApiArgs, path_segment};
 use crate::shared::database::{cli_actor, connect_existing, runtime};
 use crate::shared::now_unix;
 use crate::shared::table::{Align, Table, cell, when};
@@ -40,7 +40,7 @@ pub struct Place {
     db: Option<String>,
     /// Through the management API, with an admin token.
     #[command(flatten)]
-    api: Option<ApiArgs>,
+    api: OptionalApiArgs,
     /// Print JSON (the API's answer) instead of text.
     #[arg(long)]
     json: bool,
@@ -74,13 +74,13 @@ enum Store {
 
 impl Place {
     fn store(&self) -> anyhow::Result<Store> {
-        match (&self.db, &self.api) {
-            (Some(_), Some(_)) => anyhow::bail!(
+        match (&self.db, self.api.given()) {
+            (Some(_), true) => anyhow::bail!(
                 "give either --db (the database) or --api/--token/--ca (the management API), not both; unset RAMPART_DB or RAMPART_API_URL if one comes from the environment"
             ),
-            (Some(db), None) => Ok(Store::Db(db.clone())),
-            (None, Some(api)) => Ok(Store::Api(api.client()?)),
-            (None, None) => anyhow::bail!(
+            (Some(db), false) => Ok(Store::Db(db.clone())),
+            (None, true) => Ok(Store::Api(self.api.client()?)),
+            (None, false) => anyhow::bail!(
                 "say where the tokens are: --api URL --token ADMIN_TOKEN --ca CA.pem (the management API), or --db URL on the server's host to create the first admin token"
             ),
         }

@@ -42,6 +42,38 @@ impl ApiArgs {
     }
 }
 
+/// The management API where a command can also work elsewhere (`rampart token --db`): the
+/// same options and variables as [`ApiArgs`], none of them required.
+#[derive(Args, Clone)]
+pub struct OptionalApiArgs {
+    /// Management API base URL, e.g. https://127.0.0.1:8444.
+    #[arg(long, env = "RAMPART_API_URL")]
+    api: Option<String>,
+    /// Bearer token (`rampart token create`).
+    #[arg(long, env = "RAMPART_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The CA certificate (PEM) that signed the server's certificate.
+    #[arg(long, env = "RAMPART_API_CA")]
+    ca: Option<PathBuf>,
+}
+
+impl OptionalApiArgs {
+    /// Whether the API was named (by option or variable).
+    pub fn given(&self) -> bool {
+        self.api.is_some()
+    }
+
+    /// The client, once the URL, token and CA are all given.
+    pub fn client(&self) -> anyhow::Result<ApiClient> {
+        let (Some(api), Some(token), Some(ca)) = (&self.api, &self.token, &self.ca) else {
+            anyhow::bail!(
+                "the management API needs --api URL, --token TOKEN and --ca CA.pem (or RAMPART_API_URL, RAMPART_API_TOKEN and RAMPART_API_CA)"
+            );
+        };
+        ApiClient::from_ca_file(api, token, ca)
+    }
+}
+
 /// The management API and how to print its answer: a table for people, or with `--json` the
 /// API's JSON for scripts.
 #[derive(Args, Clone)]
@@ -100,7 +132,12 @@ impl ApiClient {
 
     /// From a PEM CA certificate file.
     pub fn from_ca_file(base: &str, token: &str, ca: &Path) -> anyhow::Result<ApiClient> {
-        let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+        let pem = std::fs::read(ca).with_context(|| {
+            format!(
+                "reading the server's CA certificate {} (--ca, RAMPART_API_CA)",
+                ca.display()
+            )
+        })?;
         let der = pem::parse(&pem)
             .with_context(|| format!("{} is not a PEM certificate", ca.display()))?;
         Ok(ApiClient::new(base, token, der.contents()))
@@ -128,6 +165,7 @@ impl ApiClient {
     ) -> anyhow::Result<(u16, String)> {
         let url = format!("{}{path}", self.base);
         let auth = format!("Bearer {}", self.token);
+        let started = std::time::Instant::now();
         let mut response = match (method, body) {
             ("GET", _) => self.agent.get(&url).header("authorization", &auth).call(),
             ("DELETE", _) => self
@@ -155,6 +193,12 @@ impl ApiClient {
             .with_config()
             .limit(256 * 1024 * 1024)
             .read_to_string()?;
+        // `--log-level debug`: each call, as the server logs each request.
+        rampart_server::log::debug(
+            "api call",
+            json!({"method": method, "url": url, "status": status, "bytes": text.len(),
+                   "millis": started.elapsed().as_millis()}),
+        );
         Ok((status, text))
     }
 
