@@ -114,7 +114,10 @@ fn completions_are_generated_for_every_shell_and_name_real_commands() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("possible values: bash, elvish, fish, powershell, zsh"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("possible values: bash, elvish, fish, powershell, zsh")
+    );
 }
 
 #[test]
@@ -128,16 +131,22 @@ fn man_pages_are_written_for_every_command() {
     assert!(out.status.success(), "{out:?}");
     let paths = command_paths();
     for path in &paths {
-        let page = dir.path().join("man1").join(format!("{}.1", case_name(path)));
-        let text = std::fs::read_to_string(&page)
-            .unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+        let page = dir
+            .path()
+            .join("man1")
+            .join(format!("{}.1", case_name(path)));
+        let text =
+            std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
         assert!(text.starts_with(".ie \\n(.g .ds Aq"), "{}", page.display());
         assert!(text.contains(".SH NAME"), "{}", page.display());
     }
     let written = std::fs::read_dir(dir.path().join("man1")).unwrap().count();
     assert_eq!(written, paths.len());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with(&format!("{} man pages in ", paths.len())), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("{} man pages in ", paths.len())),
+        "{stderr}"
+    );
     // Without --dir: the top page on stdout.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"))
         .arg("man")
@@ -146,5 +155,9 @@ fn man_pages_are_written_for_every_command() {
     assert!(out.status.success());
     let top = String::from_utf8(out.stdout).unwrap();
     assert!(top.contains(".TH rampart 1"), "{top}");
-    assert!(top.contains("rampart\\-status(1)"), "{}", &top[..top.len().min(2000)]);
+    assert!(
+        top.contains("rampart\\-status(1)"),
+        "{}",
+        &top[..top.len().min(2000)]
+    );
 }
