@@ -1,8 +1,9 @@
 //! `rampart completions SHELL`: a shell completion script generated from the CLI's own clap
-//! definition (clap_complete, decision 0050), so it always names the commands that exist.
+//! definition (`rampart_agent::cli_docs`, decision 0050), so it always names the commands that
+//! exist.
 
 use clap::Args;
-use clap_complete::Shell;
+use rampart_agent::cli_docs::{Shell, write_completions};
 
 #[derive(Args)]
 pub struct CompletionsArgs {
@@ -11,10 +12,8 @@ pub struct CompletionsArgs {
     pub shell: Shell,
 }
 
-/// Writes the completion script of `cli` (whose binary is named by it) for the shell.
-pub fn completions(args: &CompletionsArgs, mut cli: clap::Command) -> anyhow::Result<()> {
-    let name = cli.get_name().to_owned();
-    let mut out = std::io::stdout().lock();
-    clap_complete::generate(args.shell, &mut cli, name, &mut out);
+/// Writes the completion script of `cli` for the shell to stdout.
+pub fn completions(args: &CompletionsArgs, cli: clap::Command) -> anyhow::Result<()> {
+    write_completions(args.shell, cli, &mut std::io::stdout().lock());
     Ok(())
 }

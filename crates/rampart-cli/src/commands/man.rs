@@ -1,11 +1,12 @@
-//! `rampart man`: man pages generated from the CLI's own clap definition (clap_mangen,
-//! decision 0050): one page per command and subcommand (`rampart.1`, `rampart-device.1`,
-//! `rampart-device-list.1`, ...).
+//! `rampart man`: man pages generated from the CLI's own clap definition
+//! (`rampart_agent::cli_docs`, decision 0050): one page per command and subcommand
+//! (`rampart.1`, `rampart-device.1`, `rampart-device-list.1`, ...).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use rampart_agent::cli_docs::{write_man_page, write_man_pages};
 
 #[derive(Args)]
 pub struct ManArgs {
@@ -17,23 +18,14 @@ pub struct ManArgs {
 
 /// Writes the pages of `cli` and every subcommand into `--dir`, or its top page to stdout.
 pub fn man(args: &ManArgs, cli: clap::Command) -> anyhow::Result<()> {
+    let name = cli.get_name().to_owned();
     let Some(dir) = &args.dir else {
-        let mut out = std::io::stdout().lock();
-        clap_mangen::Man::new(cli)
-            .render(&mut out)
-            .context("writing the man page")?;
-        return Ok(());
+        return write_man_page(cli, &mut std::io::stdout().lock()).context("writing the man page");
     };
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    clap_mangen::generate_to(cli, dir)
+    let pages = write_man_pages(cli, dir)
         .with_context(|| format!("writing man pages into {}", dir.display()))?;
-    let pages = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(Result::ok)
-        .filter(|e| e.path().extension().is_some_and(|x| x == "1"))
-        .count();
     eprintln!(
-        "{pages} man pages in {} (read one with `man -l {}/rampart.1`)",
+        "{pages} man pages in {} (read one with `man -l {}/{name}.1`)",
         dir.display(),
         dir.display()
     );
