@@ -148,14 +148,24 @@ fn completions_for_every_shell_and_man_pages_for_every_command() {
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
         let (ok, script, err) = agent(work.path(), &["completions", shell]);
         assert!(ok, "{shell}: {err}");
-        for word in ["rampart-agent", "install", "reset-state", "provision", "state-dir"] {
+        for word in [
+            "rampart-agent",
+            "install",
+            "reset-state",
+            "provision",
+            "state-dir",
+        ] {
             assert!(script.contains(word), "{shell} completions lack {word}");
         }
     }
     let man = work.path().join("man");
     let (ok, _, err) = agent(work.path(), &["man", "--dir", man.to_str().unwrap()]);
     assert!(ok, "{err}");
-    for page in ["rampart-agent", "rampart-agent-install", "rampart-agent-tpm-provision"] {
+    for page in [
+        "rampart-agent",
+        "rampart-agent-install",
+        "rampart-agent-tpm-provision",
+    ] {
         let text = std::fs::read_to_string(man.join(format!("{page}.1"))).unwrap();
         assert!(text.contains(".SH NAME"), "{page}");
     }

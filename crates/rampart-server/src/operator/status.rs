@@ -71,20 +71,8 @@ pub(super) async fn status(
         .engine_heartbeats()
         .await
         .map_err(|e| db_error("reading engine heartbeats", e))?;
-    // As the watchdog sees them: the stored beats, those from a previous run not counted.
-    let beats: Vec<Beat> = sources
-        .heartbeats
-        .engines()
-        .into_iter()
-        .map(|engine| {
-            let beat_at = stored
-                .iter()
-                .find(|(name, _)| *name == engine)
-                .map(|(_, at)| *at)
-                .filter(|at| *at >= sources.started_at);
-            Beat { engine, beat_at }
-        })
-        .collect();
+    // As the watchdog sees them.
+    let beats = sources.heartbeats.stored_beats(&stored, sources.started_at);
     let (roles, metadata_error) = match api.image_repo.clone() {
         Some(repo) => {
             let read =
