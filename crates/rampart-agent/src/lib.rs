@@ -6,6 +6,7 @@ pub mod attest;
 pub mod bootenv;
 pub mod bootloader;
 pub mod bootsim;
+pub mod cli_docs;
 pub mod cli_output;
 pub mod config;
 pub mod daemon;

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use std::io::Write as _;
 use std::time::Duration;
 
@@ -46,6 +46,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        shell: rampart_agent::cli_docs::Shell,
+    },
+    /// Write man pages: one per command (to --dir, else rampart-agent.1 to stdout).
+    Man {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// The update daemon: run the boot flow (commit or roll back a new slot), then poll the
     /// server with jitter and exponential backoff, installing what it assigns.
     Run {
@@ -472,6 +481,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         _ => cli,
     };
     match cli.command {
+        Command::Completions { shell } => rampart_agent::cli_docs::write_completions(
+            shell,
+            Cli::command(),
+            &mut std::io::stdout().lock(),
+        ),
+        Command::Man { dir: None } => {
+            rampart_agent::cli_docs::write_man_page(Cli::command(), &mut std::io::stdout().lock())?
+        }
+        Command::Man { dir: Some(dir) } => {
+            let pages = rampart_agent::cli_docs::write_man_pages(Cli::command(), &dir)?;
+            eprintln!("{pages} man pages in {}", dir.display());
+        }
         Command::Run { once } => run_daemon(&cli, once)?,
         Command::Install {
             ref from,

@@ -141,3 +141,34 @@ fn a_closed_standard_output_ends_the_agent_quietly() {
     // The work itself was done.
     assert!(dev.join("state/agent-state.json").is_file());
 }
+
+#[test]
+fn completions_for_every_shell_and_man_pages_for_every_command() {
+    let work = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let (ok, script, err) = agent(work.path(), &["completions", shell]);
+        assert!(ok, "{shell}: {err}");
+        for word in [
+            "rampart-agent",
+            "install",
+            "reset-state",
+            "provision",
+            "state-dir",
+        ] {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let man = work.path().join("man");
+    let (ok, _, err) = agent(work.path(), &["man", "--dir", man.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    for page in [
+        "rampart-agent",
+        "rampart-agent-install",
+        "rampart-agent-tpm-provision",
+    ] {
+        let text = std::fs::read_to_string(man.join(format!("{page}.1"))).unwrap();
+        assert!(text.contains(".SH NAME"), "{page}");
+    }
+    let pages = std::fs::read_dir(&man).unwrap().count();
+    assert!(err.starts_with(&format!("{pages} man pages in ")), "{err}");
+}

@@ -64,6 +64,9 @@ pub struct DeviceFilter {
     pub attribute: Option<(String, String)>,
     /// Only devices whose slot `name` reports state `state` (e.g. `("b", "bad")`).
     pub slot: Option<(String, String)>,
+    /// Only revoked devices (`Some(true)`) or only those not revoked (`Some(false)`).
+    #[serde(default)]
+    pub revoked: Option<bool>,
 }
 
 impl DeviceFacts {
@@ -276,6 +279,9 @@ impl Db {
         if let Some(v) = filter.min_security_version {
             let v = v.min(i64::MAX as u64) as i64;
             sql.push_str(&format!(" AND d.security_version >= {v}"));
+        }
+        if let Some(revoked) = filter.revoked {
+            sql.push_str(&format!(" AND d.revoked = {}", i64::from(revoked)));
         }
         let limit = limit.clamp(1, 10_000);
         let offset = offset.max(0);

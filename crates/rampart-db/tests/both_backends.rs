@@ -132,6 +132,26 @@ fn inventory_filters_counts_and_reports_work_on_both_backends() {
                 db.list_devices(&f, 10, 0).await.unwrap().is_empty(),
                 "{b:?}"
             );
+            // Revoked or not.
+            db.set_revoked("dev-2", true).await.unwrap();
+            let ids = |revoked| {
+                let db = db.clone();
+                async move {
+                    let f = DeviceFilter {
+                        revoked: Some(revoked),
+                        ..Default::default()
+                    };
+                    db.list_devices(&f, 10, 0)
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .map(|d| d.id)
+                        .collect::<Vec<_>>()
+                }
+            };
+            assert_eq!(ids(true).await, ["dev-2"], "{b:?}");
+            assert_eq!(ids(false).await, ["dev-1", "dev-3"], "{b:?}");
+            db.set_revoked("dev-2", false).await.unwrap();
             assert_eq!(
                 db.version_counts().await.unwrap(),
                 vec![("1.0.0".to_string(), 1), ("1.1.0".to_string(), 2)],

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub use config::{
-    ConfigError, DetectorConfig, HeartbeatConfig, MAX_THRESHOLD, MAX_WINDOW_SECS,
+    ConfigError, DetectorConfig, EngineHealth, HeartbeatConfig, MAX_THRESHOLD, MAX_WINDOW_SECS,
     MIN_HEARTBEAT_BOUND_SECS, SpikeConfig, StaleConfig, UnknownFirmwareConfig,
 };
 
@@ -344,13 +344,11 @@ impl Detectors {
     pub fn stalled_engines(&mut self, beats: &[Beat], started_at: i64, now: i64) -> Vec<Finding> {
         let mut found = Vec::new();
         for beat in beats {
-            let last = beat.beat_at.unwrap_or(started_at);
-            let bound =
-                i64::try_from(self.config.heartbeat_bound(&beat.engine)).unwrap_or(i64::MAX);
-            let age = now.saturating_sub(last);
-            if age <= bound {
+            let health = self.config.engine_health(beat, started_at, now);
+            if !health.stalled {
                 continue;
             }
+            let (last, age, bound) = (health.last, health.age_secs, health.bound_secs);
             let f = self.finding(
                 Detector::EngineStalled,
                 key_text(&beat.engine).to_owned(),

@@ -246,6 +246,8 @@ impl Server {
         let detector_config =
             engines::detectors::detector_config(&config).map_err(ServerError::Config)?;
         let heartbeats = engines::heartbeat::Heartbeats::default();
+        // The watchdog and the status route count engines that have not beaten from here.
+        let started_at = helpers::unix_now();
         let detectors = engines::detectors::DetectorEngine::start(
             db.clone(),
             incidents.clone(),
@@ -254,7 +256,7 @@ impl Server {
             heartbeats.clone(),
             metrics.clone(),
             config.attestation.as_ref().map(|a| a.freshness_secs()),
-            helpers::unix_now(),
+            started_at,
         )
         .await
         .map_err(ServerError::Config)?;
@@ -330,7 +332,16 @@ impl Server {
         {
             (Some(addr), Some(tls)) => {
                 let (listener, local) = bind(addr).await?;
-                let mut management = operator::ManagementApi::new(&shared, audit_anchor.clone());
+                let status = operator::StatusSources {
+                    heartbeats: heartbeats.clone(),
+                    detectors: detector_config.clone(),
+                    started_at,
+                    expiry: metadata_watch
+                        .as_ref()
+                        .map(|w| (w.warning_policy(), w.director_root())),
+                };
+                let mut management =
+                    operator::ManagementApi::new(&shared, audit_anchor.clone(), status);
                 management.vex_signers = config.vex_signers.clone().into();
                 let api = Arc::new(management);
                 let listener = listen::https::OperatorListener::new(

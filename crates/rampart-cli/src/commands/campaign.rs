@@ -7,7 +7,8 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::shared::api_client::{ApiArgs, ApiClient};
+use crate::shared::api_client::{ApiArgs, ApiClient, path_segment};
+use crate::shared::table::{cell, print_json};
 
 #[derive(Subcommand)]
 pub enum CampaignCommand {
@@ -19,6 +20,9 @@ pub enum CampaignCommand {
         spec: PathBuf,
         #[arg(long)]
         start: bool,
+        /// Print the API's JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
     },
     /// List campaigns.
     List {
@@ -33,6 +37,9 @@ pub enum CampaignCommand {
         /// start, pause, resume, abort or approve.
         action: String,
         id: String,
+        /// Print the API's JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
     },
     /// Show a campaign's progress per wave as bars.
     Status {
@@ -59,7 +66,12 @@ fn client(a: &ApiArgs) -> anyhow::Result<ApiClient> {
 
 pub fn run(cmd: CampaignCommand) -> anyhow::Result<()> {
     match cmd {
-        CampaignCommand::Create { api, spec, start } => {
+        CampaignCommand::Create {
+            api,
+            spec,
+            start,
+            json: as_json,
+        } => {
             let text = std::fs::read_to_string(&spec)
                 .with_context(|| format!("reading {}", spec.display()))?;
             let spec: Value = serde_json::from_str(&text)
@@ -69,7 +81,11 @@ pub fn run(cmd: CampaignCommand) -> anyhow::Result<()> {
                 "/api/v1/campaigns",
                 Some(json!({"spec": spec, "start": start})),
             )?;
-            println!("{}", serde_json::to_string_pretty(&r)?);
+            if as_json {
+                print_json(&r)?;
+            } else {
+                print!("{}", created_text(&spec, &r));
+            }
         }
         CampaignCommand::List { api } => {
             let r = client(&api)?.ok("GET", "/api/v1/campaigns", None)?;
@@ -89,9 +105,26 @@ pub fn run(cmd: CampaignCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        CampaignCommand::Act { api, action, id } => {
-            let r = client(&api)?.ok("POST", &format!("/api/v1/campaigns/{id}/{action}"), None)?;
-            println!("{id}: {}", r["status"].as_str().unwrap_or("?"));
+        CampaignCommand::Act {
+            api,
+            action,
+            id,
+            json: as_json,
+        } => {
+            let r = client(&api)?.ok(
+                "POST",
+                &format!(
+                    "/api/v1/campaigns/{}/{}",
+                    path_segment(&id),
+                    path_segment(&action)
+                ),
+                None,
+            )?;
+            if as_json {
+                print_json(&r)?;
+            } else {
+                print!("{}", action_text(&action, &r));
+            }
         }
         CampaignCommand::Status { api, id, watch } => {
             let c = client(&api)?;
@@ -117,6 +150,117 @@ pub fn run(cmd: CampaignCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The wave sizes of a plan (cumulative device counts) as `canary 10, wave 1 90, ...`.
+fn waves_text(plan: &Value) -> String {
+    let bounds: Vec<u64> = plan
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_u64)
+        .collect();
+    let mut previous = 0;
+    let waves: Vec<String> = bounds
+        .iter()
+        .enumerate()
+        .map(|(i, &bound)| {
+            let name = if i == 0 {
+                "canary".to_owned()
+            } else {
+                format!("wave {i}")
+            };
+            let size = bound.saturating_sub(previous);
+            previous = bound;
+            format!("{name} {size}")
+        })
+        .collect();
+    waves.join(", ")
+}
+
+/// What starting did: the devices targeted and the waves.
+fn started_text(started: &Value, plan: &Value) -> String {
+    let excluded = match &started["excluded"] {
+        Value::Object(reasons) if !reasons.is_empty() => format!(
+            " ({} left out: {})",
+            reasons.values().filter_map(Value::as_u64).sum::<u64>(),
+            reasons
+                .iter()
+                .map(|(why, n)| format!("{why} {}", cell(n)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Value::Array(ids) if !ids.is_empty() => format!(" ({} left out)", ids.len()),
+        Value::Number(n) if n.as_u64() != Some(0) => format!(" ({n} left out)"),
+        _ => String::new(),
+    };
+    format!(
+        "  started: {} of {} selected device(s) targeted{excluded}
+  waves: {}
+",
+        cell(&started["targets"]),
+        cell(&started["selected"]),
+        waves_text(plan)
+    )
+}
+
+/// `campaign create`'s answer for people.
+pub fn created_text(spec: &Value, r: &Value) -> String {
+    let id = cell(&r["id"]);
+    let mut out = format!(
+        "created campaign {id} \"{}\" for {}: {}\n",
+        cell(&spec["name"]),
+        cell(&spec["release"]),
+        cell(&r["status"])
+    );
+    if r["started"].is_object() {
+        out.push_str(&started_text(&r["started"], &r["plan"]));
+        out.push_str(&format!(
+            "  follow it with `rampart campaign status {id} --watch`\n"
+        ));
+    } else {
+        out.push_str(&format!(
+            "  start it with `rampart campaign do start {id}`\n"
+        ));
+    }
+    out
+}
+
+/// `campaign do`'s answer for people: what the action did and where the campaign is now.
+pub fn action_text(action: &str, r: &Value) -> String {
+    let id = cell(&r["id"]);
+    let result = &r["result"];
+    let wave = |n: &Value| match n.as_u64() {
+        Some(0) => "the canary".to_owned(),
+        Some(n) => format!("wave {n}"),
+        None => "?".to_owned(),
+    };
+    let effect = cell(&result["effect"]);
+    let mut out = if action == "start" || result.get("targets").is_some() {
+        format!("{id}: started, now {}\n", cell(&r["status"]))
+    } else if let Some(to) = effect.strip_prefix("Advanced { to: ") {
+        format!(
+            "{id}: {action}d, wave {} started; now {}\n",
+            to.trim_end_matches(" }"),
+            cell(&r["status"])
+        )
+    } else {
+        format!(
+            "{id}: {} ({}), now {} at {}\n",
+            action,
+            if effect.is_empty() {
+                "done".to_owned()
+            } else {
+                effect.to_lowercase()
+            },
+            cell(&r["status"]),
+            wave(&result["wave"])
+        )
+    };
+    if result.get("targets").is_some() {
+        out.push_str(&started_text(result, &result["plan"]));
+    }
+    out
 }
 
 /// A bar of `width` cells: succeeded (█), failed (▓), in progress (▒), the rest (░).
@@ -199,6 +343,46 @@ mod tests {
         assert_eq!(bar(10, 5, 2, 3, 10), "█████▓▓▒▒▒");
         assert_eq!(bar(0, 0, 0, 0, 4), "░░░░");
         assert_eq!(bar(3, 3, 0, 0, 10).chars().count(), 10);
+    }
+
+    #[test]
+    fn create_and_actions_read_as_what_they_did() {
+        let spec = json!({"name": "to 2.0.0", "release": "2.0.0/fw.img"});
+        let draft = json!({"id": "c-1", "status": "draft", "plan": [], "started": null});
+        let text = created_text(&spec, &draft);
+        assert_eq!(
+            text,
+            "created campaign c-1 \"to 2.0.0\" for 2.0.0/fw.img: draft\n  start it with `rampart campaign do start c-1`\n"
+        );
+        let started = json!({"id": "c-1", "status": "running", "plan": [2, 10, 40],
+            "started": {"selected": 42, "targets": 40, "excluded": {"quarantined": 2}, "plan": [2, 10, 40]}});
+        let text = created_text(&spec, &started);
+        assert!(
+            text.contains(
+                "started: 40 of 42 selected device(s) targeted (2 left out: quarantined 2)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("waves: canary 2, wave 1 8, wave 2 30"),
+            "{text}"
+        );
+        let paused =
+            json!({"id": "c-1", "status": "paused", "result": {"effect": "Paused", "wave": 1}});
+        assert_eq!(
+            action_text("pause", &paused),
+            "c-1: pause (paused), now paused at wave 1\n"
+        );
+        let advanced = json!({"id": "c-1", "status": "running", "result": {"effect": "Advanced { to: 2 }", "wave": 2}});
+        assert_eq!(
+            action_text("approve", &advanced),
+            "c-1: approved, wave 2 started; now running\n"
+        );
+        let start = json!({"id": "c-1", "status": "running", "result": {"selected": 3, "targets": 3, "excluded": {}, "plan": [1, 3]}});
+        assert!(
+            action_text("start", &start)
+                .starts_with("c-1: started, now running\n  started: 3 of 3")
+        );
     }
 
     #[test]

@@ -1,3 +1,5 @@
+//! `rampart device list|show|revoke|reinstate`: the inventory through the management API
+//! (`device_inventory.rs`).
 //! `rampart device provision`: a device certificate from the manufacturer CA, either with a key
 //! made here, or for a certificate signing request made on the device (its key stays in the
 //! device's TPM or secure element). `rampart device quarantine|release|quarantined`: the
@@ -16,6 +18,9 @@ use crate::shared::api_client::ApiArgs;
 
 #[derive(Subcommand)]
 pub enum DeviceCommand {
+    /// The inventory: list, show, revoke, reinstate.
+    #[command(flatten)]
+    Inventory(super::device_inventory::InventoryCommand),
     /// Issue a device certificate (OUT/ID.pem): with a new key (OUT/ID.key, mode 0600), or, with
     /// --csr, for the key of a certificate signing request made on the device (no key file: the
     /// key never leaves the device).
@@ -77,6 +82,7 @@ pub enum DeviceCommand {
 
 pub fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
     let (ca, id, csr, out, days) = match cmd {
+        DeviceCommand::Inventory(c) => return super::device_inventory::run(c),
         DeviceCommand::Provision {
             ca,
             id,

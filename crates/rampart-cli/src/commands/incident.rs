@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use crate::shared::api_client::{ApiArgs, ApiClient};
+use crate::shared::api_client::{ApiClient, ApiOutput as Output, path_segment};
 
 /// Largest playbooks file read.
 const MAX_PLAYBOOKS_FILE: u64 = 64 * 1024;
@@ -43,15 +43,6 @@ pub enum IncidentCommand {
     Reject(IdArgs),
     /// Show the playbooks in force, or store new ones (`--set FILE`, admin).
     Playbooks(PlaybooksArgs),
-}
-
-#[derive(clap::Args)]
-pub struct Output {
-    /// Print the API's JSON instead of a table.
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    api: ApiArgs,
 }
 
 #[derive(clap::Args)]
@@ -203,20 +194,6 @@ pub fn run(cmd: IncidentCommand) -> anyhow::Result<()> {
 /// `/api/v1/incidents/ID` and a suffix; the id is checked so it cannot change the path.
 fn incident_path(id: &str, suffix: &str) -> String {
     format!("/api/v1/incidents/{}{suffix}", path_segment(id))
-}
-
-/// An id as one path segment: anything but letters, digits, `-` and `_` is percent-encoded
-/// (the server then answers that no such incident exists).
-fn path_segment(id: &str) -> String {
-    id.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 fn post(out: &Output, path: &str, body: Option<Value>) -> anyhow::Result<Value> {

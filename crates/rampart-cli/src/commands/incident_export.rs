@@ -66,7 +66,7 @@ fn export(args: &ExportArgs) -> anyhow::Result<()> {
     let client = args.api.client()?;
     let path = format!(
         "/api/v1/incidents/{}/export",
-        percent_encode_segment(&args.id)
+        crate::shared::api_client::path_segment(&args.id)
     );
     let (status, text) = client.call_text("GET", &path, None)?;
     if status != 200 {
@@ -108,18 +108,6 @@ fn write_whole(out: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     file.persist(out)
         .with_context(|| format!("writing {}", out.display()))?;
     Ok(())
-}
-
-fn percent_encode_segment(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 fn verify_export(args: &VerifyExportArgs) -> anyhow::Result<()> {

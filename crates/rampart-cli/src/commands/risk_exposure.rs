@@ -6,7 +6,8 @@ use anyhow::Context;
 use serde_json::Value;
 
 use super::risk_fleet::Output;
-use crate::shared::api_client::ApiClient;
+use crate::shared::api_client::{ApiClient, path_segment};
+use crate::shared::table::{Align, Table, cell, span};
 
 const COLUMNS: [&str; 8] = [
     "advisory",
@@ -21,14 +22,6 @@ const COLUMNS: [&str; 8] = [
 
 /// Most rows read in all (the server keeps one per advisory that ever affected a device).
 const MAX_ROWS: usize = 1_000_000;
-
-fn cell(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
 
 fn cells(row: &Value) -> Vec<String> {
     COLUMNS.iter().map(|c| cell(&row[*c])).collect()
@@ -78,62 +71,26 @@ pub fn exposure_csv(rows: &[Value]) -> anyhow::Result<String> {
     Ok(String::from_utf8(bytes)?)
 }
 
-/// A duration as days, hours and minutes.
-fn span(secs: &Value) -> String {
-    let Some(s) = secs.as_i64() else {
-        return "-".into();
-    };
-    let (d, h, m) = (s / 86_400, s % 86_400 / 3_600, s % 3_600 / 60);
-    if d > 0 {
-        format!("{d}d{h}h")
-    } else if h > 0 {
-        format!("{h}h{m}m")
-    } else {
-        format!("{m}m")
-    }
-}
-
 pub fn exposure_table(rows: &[Value]) -> String {
-    let header = [
-        "ADVISORY", "STATE", "AFFECTED", "PEAK", "OPEN FOR", "WINDOW",
-    ];
-    let body: Vec<[String; 6]> = rows
-        .iter()
-        .map(|r| {
-            [
-                cell(&r["advisory"]),
-                cell(&r["state"]),
-                cell(&r["affected_now"]),
-                cell(&r["peak_affected"]),
-                span(&r["open_secs"]),
-                span(&r["window_secs"]),
-            ]
-        })
-        .collect();
-    let mut widths = header.map(str::len);
-    for row in &body {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
-        }
+    let mut table = Table::new(&[
+        ("ADVISORY", Align::Left),
+        ("STATE", Align::Left),
+        ("AFFECTED", Align::Right),
+        ("PEAK", Align::Right),
+        ("OPEN FOR", Align::Right),
+        ("WINDOW", Align::Right),
+    ]);
+    for r in rows {
+        table.row([
+            cell(&r["advisory"]),
+            cell(&r["state"]),
+            cell(&r["affected_now"]),
+            cell(&r["peak_affected"]),
+            span(&r["open_secs"]),
+            span(&r["window_secs"]),
+        ]);
     }
-    let mut out = String::new();
-    let header = header.map(str::to_owned);
-    for row in std::iter::once(&header).chain(&body) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .enumerate()
-            .map(|(i, (c, w))| {
-                if i < 2 {
-                    format!("{c:<w$}")
-                } else {
-                    format!("{c:>w$}")
-                }
-            })
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
+    let mut out = table.render();
     if rows.is_empty() {
         out.push_str("(no advisory has affected a device)\n");
     }
@@ -141,7 +98,7 @@ pub fn exposure_table(rows: &[Value]) -> String {
 }
 
 pub fn advisory(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<()> {
-    let encoded = super::risk_fleet::percent_encode_segment(id);
+    let encoded = path_segment(id);
     let answer = client.ok("GET", &format!("/api/v1/risk/advisories/{encoded}"), None)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&answer)?);

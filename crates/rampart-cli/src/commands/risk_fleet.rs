@@ -8,7 +8,8 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use super::risk_feed::{Batch, FeedLimits, open_feed};
-use crate::shared::api_client::ApiClient;
+use crate::shared::api_client::{ApiClient, path_segment};
+use crate::shared::table::{Align, Table};
 
 /// The route's counts, summed over batches.
 #[derive(Debug, Default)]
@@ -205,54 +206,29 @@ pub fn posture_csv(rows: &[Value]) -> anyhow::Result<String> {
 }
 
 pub fn posture_table(by: &str, rows: &[Value]) -> String {
-    let header: [String; 12] = [
-        by.to_ascii_uppercase(),
-        "DEVICES".into(),
-        "AFFECTED".into(),
-        "FALLBACK".into(),
-        "UNKNOWN".into(),
-        "CRIT".into(),
-        "HIGH".into(),
-        "MED".into(),
-        "LOW".into(),
-        "UNASSIGNED".into(),
-        "SCORE".into(),
-        "WORST".into(),
-    ];
-    let body: Vec<[String; 12]> = rows
-        .iter()
-        .map(|r| {
-            let mut c = cells(r);
-            if c[0].is_empty() {
-                c[0] = "(none)".into();
-            }
-            c
-        })
-        .collect();
-    let mut widths = header.clone().map(|h| h.chars().count());
-    for row in &body {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
+    let key = by.to_ascii_uppercase();
+    let mut table = Table::new(&[
+        (key.as_str(), Align::Left),
+        ("DEVICES", Align::Right),
+        ("AFFECTED", Align::Right),
+        ("FALLBACK", Align::Right),
+        ("UNKNOWN", Align::Right),
+        ("CRIT", Align::Right),
+        ("HIGH", Align::Right),
+        ("MED", Align::Right),
+        ("LOW", Align::Right),
+        ("UNASSIGNED", Align::Right),
+        ("SCORE", Align::Right),
+        ("WORST", Align::Left),
+    ]);
+    for r in rows {
+        let mut c = cells(r);
+        if c[0].is_empty() {
+            c[0] = "(none)".into();
         }
+        table.row(c);
     }
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(&body) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .enumerate()
-            .map(|(i, (c, w))| {
-                if i == 0 || i == 10 {
-                    format!("{c:<w$}")
-                } else {
-                    format!("{c:>w$}")
-                }
-            })
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    table.render()
 }
 
 pub struct RemediateRequest<'a> {
@@ -286,7 +262,7 @@ pub fn remediate(client: &ApiClient, r: RemediateRequest<'_>) -> anyhow::Result<
     }
     let path = format!(
         "/api/v1/risk/advisories/{}/remediate",
-        percent_encode_segment(r.advisory)
+        path_segment(r.advisory)
     );
     let answer = client.ok("POST", &path, Some(body))?;
     println!(
@@ -330,20 +306,6 @@ pub fn remediate(client: &ApiClient, r: RemediateRequest<'_>) -> anyhow::Result<
     Ok(())
 }
 
-/// An advisory id as one URL path segment (ids are ASCII like `GHSA-xxxx-...`; anything else
-/// is escaped rather than trusted).
-pub(crate) fn percent_encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,11 +324,5 @@ mod tests {
             lines.next().unwrap(),
             "\"eu, \"\"west\"\"\",2,1,1,0,1,0,0,0,0,10,PYSEC-1"
         );
-    }
-
-    #[test]
-    fn advisory_ids_are_one_path_segment() {
-        assert_eq!(percent_encode_segment("GHSA-abc-1"), "GHSA-abc-1");
-        assert_eq!(percent_encode_segment("a/b?c"), "a%2Fb%3Fc");
     }
 }

@@ -9,6 +9,19 @@ use serde_json::{Value, json};
 /// The API's path prefix; every request path starts with it.
 const API_PREFIX: &str = "/api/v1";
 
+/// Bytes escaped in a path segment or query value: all but RFC 3986's unreserved characters,
+/// and `.` too, so that no id can be the segment `..` that a client would resolve upwards.
+const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'~');
+
+/// An id or filter as one URL path segment or query value: it cannot change the path or add
+/// parameters (the server then answers that no such thing exists).
+pub fn path_segment(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, ESCAPED).to_string()
+}
+
 /// Where the management API is and how to authenticate.
 #[derive(Args, Clone)]
 pub struct ApiArgs {
@@ -26,6 +39,65 @@ pub struct ApiArgs {
 impl ApiArgs {
     pub fn client(&self) -> anyhow::Result<ApiClient> {
         ApiClient::from_ca_file(&self.api, &self.token, &self.ca)
+    }
+}
+
+/// The management API where a command can also work elsewhere (`rampart token --db`): the
+/// same options and variables as [`ApiArgs`], none of them required.
+#[derive(Args, Clone)]
+pub struct OptionalApiArgs {
+    /// Management API base URL, e.g. https://127.0.0.1:8444.
+    #[arg(long, env = "RAMPART_API_URL")]
+    api: Option<String>,
+    /// Bearer token (`rampart token create`).
+    #[arg(long, env = "RAMPART_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The CA certificate (PEM) that signed the server's certificate.
+    #[arg(long, env = "RAMPART_API_CA")]
+    ca: Option<PathBuf>,
+}
+
+impl OptionalApiArgs {
+    /// Whether the API was named (by option or variable).
+    pub fn given(&self) -> bool {
+        self.api.is_some()
+    }
+
+    /// The client, once the URL, token and CA are all given.
+    pub fn client(&self) -> anyhow::Result<ApiClient> {
+        let (Some(api), Some(token), Some(ca)) = (&self.api, &self.token, &self.ca) else {
+            anyhow::bail!(
+                "the management API needs --api URL, --token TOKEN and --ca CA.pem (or RAMPART_API_URL, RAMPART_API_TOKEN and RAMPART_API_CA)"
+            );
+        };
+        ApiClient::from_ca_file(api, token, ca)
+    }
+}
+
+/// The management API and how to print its answer: a table for people, or with `--json` the
+/// API's JSON for scripts.
+#[derive(Args, Clone)]
+pub struct ApiOutput {
+    /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+impl ApiOutput {
+    pub fn client(&self) -> anyhow::Result<ApiClient> {
+        self.api.client()
+    }
+
+    /// Prints `v` as JSON with `--json`, else as `human` renders it.
+    pub fn print(&self, v: &Value, human: impl FnOnce(&Value) -> String) -> anyhow::Result<()> {
+        if self.json {
+            crate::shared::table::print_json(v)
+        } else {
+            print!("{}", human(v));
+            Ok(())
+        }
     }
 }
 
@@ -60,7 +132,12 @@ impl ApiClient {
 
     /// From a PEM CA certificate file.
     pub fn from_ca_file(base: &str, token: &str, ca: &Path) -> anyhow::Result<ApiClient> {
-        let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+        let pem = std::fs::read(ca).with_context(|| {
+            format!(
+                "reading the server's CA certificate {} (--ca, RAMPART_API_CA)",
+                ca.display()
+            )
+        })?;
         let der = pem::parse(&pem)
             .with_context(|| format!("{} is not a PEM certificate", ca.display()))?;
         Ok(ApiClient::new(base, token, der.contents()))
@@ -88,6 +165,7 @@ impl ApiClient {
     ) -> anyhow::Result<(u16, String)> {
         let url = format!("{}{path}", self.base);
         let auth = format!("Bearer {}", self.token);
+        let started = std::time::Instant::now();
         let mut response = match (method, body) {
             ("GET", _) => self.agent.get(&url).header("authorization", &auth).call(),
             ("DELETE", _) => self
@@ -115,6 +193,12 @@ impl ApiClient {
             .with_config()
             .limit(256 * 1024 * 1024)
             .read_to_string()?;
+        // `--log-level debug`: each call, as the server logs each request.
+        rampart_server::log::debug(
+            "api call",
+            json!({"method": method, "url": url, "status": status, "bytes": text.len(),
+                   "millis": started.elapsed().as_millis()}),
+        );
         Ok((status, text))
     }
 
@@ -169,6 +253,14 @@ fn request_error(method: &str, url: &str, e: ureq::Error) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_one_path_segment() {
+        assert_eq!(path_segment("GHSA-abc_1~"), "GHSA-abc_1~");
+        assert_eq!(path_segment("a/b?c&d=e f"), "a%2Fb%3Fc%26d%3De%20f");
+        assert_eq!(path_segment(".."), "%2E%2E");
+        assert_eq!(path_segment("é"), "%C3%A9");
+    }
 
     #[test]
     fn the_printed_api_url_and_the_bare_base_are_one_base() {

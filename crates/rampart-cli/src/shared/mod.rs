@@ -1,5 +1,5 @@
 //! What several commands share: the management-API client, the server's database and audit key
-//! as the CLI opens them, key references, progress output, the static file server, the clock,
+//! as the CLI opens them, key references, progress output, tables, the static file server, the clock,
 //! and where the `rampart` binary is.
 
 pub mod api_client;
@@ -9,6 +9,7 @@ pub mod files;
 pub mod output;
 pub mod signing;
 pub mod static_server;
+pub mod table;
 
 pub fn now_unix() -> i64 {
     std::time::SystemTime::now()

@@ -1,4 +1,4 @@
-//! What the CLI's risk tests share: a `rampart server` started as an operator would (hosting an
+//! What the CLI's live-server tests share: a `rampart server` started as an operator would (hosting an
 //! image repository whose releases carry SBOMs), `rampart risk ...` run against it, devices
 //! polling its device API over mutual TLS so the inventory knows what they run, and the real
 //! PyPI advisories of ../shared/vectors/osv-pypi.
@@ -136,15 +136,45 @@ impl Site {
     pub fn risk(&self, args: &[&str]) -> std::process::Command {
         let mut all = vec!["risk"];
         all.extend(args);
+        self.as_token(&self.operator, &all)
+    }
+
+    /// `rampart ARGS --api .. --token TOKEN --ca ..`.
+    pub fn as_token(&self, token: &str, args: &[&str]) -> std::process::Command {
+        let mut all = args.to_vec();
         all.extend([
             "--api",
             &self.api,
             "--token",
-            &self.operator,
+            token,
             "--ca",
             s(&self.ca_pem),
         ]);
         cli::rampart(&all)
+    }
+
+    /// `rampart ARGS` against the management API as the operator.
+    pub fn as_operator(&self, args: &[&str]) -> std::process::Command {
+        self.as_token(&self.operator, args)
+    }
+
+    /// The server's database URL (`rampart token ... --db`).
+    pub fn db_url(&self) -> String {
+        format!("sqlite://{}", self.dir.join("server.db").display())
+    }
+
+    /// A new admin token, created in the database as for the first one.
+    pub fn admin_token(&self) -> String {
+        let out = cli::rampart(&["token", "create", "--db", &self.db_url(), "--role", "admin"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// What the server has written to its standard error so far (its log).
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.stderr")).unwrap_or_default()
     }
 
     /// Device `id` (a certificate of this site's CA) polls, reporting `hardware`, `region` and
@@ -158,6 +188,15 @@ impl Site {
                           "slots": {"a": "good", "b": "inactive"}});
         let answer = device.post("/device/v1/poll", body.to_string().as_bytes());
         assert_eq!(answer.status, 200, "{id} polls: {}", answer.text());
+    }
+
+    /// Device `id` (which has polled) sends the report `report` (the device API's JSON).
+    pub fn report_as(&self, id: &str, report: &Value) {
+        let issued = self.ca.issue_device(id, 30).unwrap();
+        let tls = mutual_tls_config(self.ca.cert_pem(), &issued.cert_pem, &issued.key_pem);
+        let device = BlockingClient::new(&self.device_api, Some(tls));
+        let answer = device.post("/device/v1/reports", report.to_string().as_bytes());
+        assert_eq!(answer.status, 201, "{id} reports: {}", answer.text());
     }
 }
 

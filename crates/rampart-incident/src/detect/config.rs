@@ -249,4 +249,30 @@ impl DetectorConfig {
             .copied()
             .unwrap_or(self.heartbeat.bound_secs)
     }
+
+    /// How `beat`'s engine stands at `now`: its age (an engine that never beat counts from
+    /// `started_at`, the server's start), its bound, and whether it is past the bound. The
+    /// watchdog ([`super::Detectors::stalled_engines`]) and the server's status both ask this.
+    pub fn engine_health(&self, beat: &super::Beat, started_at: i64, now: i64) -> EngineHealth {
+        let last = beat.beat_at.unwrap_or(started_at);
+        let bound_secs = i64::try_from(self.heartbeat_bound(&beat.engine)).unwrap_or(i64::MAX);
+        let age_secs = now.saturating_sub(last);
+        EngineHealth {
+            last,
+            age_secs,
+            bound_secs,
+            stalled: age_secs > bound_secs,
+        }
+    }
+}
+
+/// An engine's heartbeat judged against its bound ([`DetectorConfig::engine_health`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineHealth {
+    /// Its last beat, or the server's start when it has not beaten yet (Unix seconds).
+    pub last: i64,
+    pub age_secs: i64,
+    pub bound_secs: i64,
+    /// Older than its bound: the watchdog opens an `engine_stalled` incident for it.
+    pub stalled: bool,
 }

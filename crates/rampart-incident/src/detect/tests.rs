@@ -396,6 +396,24 @@ fn the_detectors_table_reads_from_toml_and_bad_values_name_their_key() {
     );
     assert_eq!(config.heartbeat_bound("audit_anchor"), 900);
     assert_eq!(config.heartbeat_bound("campaigns"), 20);
+    // An engine that never beat counts from the start; one past its bound is stalled.
+    let never = Beat {
+        engine: "campaigns".into(),
+        beat_at: None,
+    };
+    let health = config.engine_health(&never, 1_000, 1_020);
+    assert_eq!(
+        (health.last, health.age_secs, health.bound_secs),
+        (1_000, 20, 20)
+    );
+    assert!(!health.stalled, "at its bound, not past it");
+    assert!(config.engine_health(&never, 1_000, 1_021).stalled);
+    let anchor = Beat {
+        engine: "audit_anchor".into(),
+        beat_at: Some(2_000),
+    };
+    assert!(!config.engine_health(&anchor, 1_000, 2_900).stalled);
+    assert!(config.engine_health(&anchor, 1_000, 2_901).stalled);
 
     let bad = DetectorConfig {
         rollback_spike: SpikeConfig {

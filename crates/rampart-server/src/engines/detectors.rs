@@ -315,20 +315,7 @@ impl DetectorEngine {
                 return;
             }
         };
-        let beats: Vec<Beat> = self
-            .heartbeats
-            .engines()
-            .into_iter()
-            .map(|engine| {
-                // A beat from before this server started (a previous run) does not count.
-                let beat_at = stored
-                    .iter()
-                    .find(|(name, _)| *name == engine)
-                    .map(|(_, at)| *at)
-                    .filter(|at| *at >= self.started_at);
-                Beat { engine, beat_at }
-            })
-            .collect();
+        let beats = self.heartbeats.stored_beats(&stored, self.started_at);
         for beat in &beats {
             let age = now.saturating_sub(beat.beat_at.unwrap_or(self.started_at));
             self.metrics

@@ -59,6 +59,27 @@ impl Heartbeats {
         hearts.keys().cloned().collect()
     }
 
+    /// Every registered engine's beat as the watchdog judges it: its stored beat (`stored`, as
+    /// [`rampart_db::Db::engine_heartbeats`] reads them), a beat from before `started_at` (a
+    /// previous run of the server) not counted.
+    pub(crate) fn stored_beats(
+        &self,
+        stored: &[(String, i64)],
+        started_at: i64,
+    ) -> Vec<rampart_incident::detect::Beat> {
+        self.engines()
+            .into_iter()
+            .map(|engine| {
+                let beat_at = stored
+                    .iter()
+                    .find(|(name, _)| *name == engine)
+                    .map(|(_, at)| *at)
+                    .filter(|at| *at >= started_at);
+                rampart_incident::detect::Beat { engine, beat_at }
+            })
+            .collect()
+    }
+
     /// Writes every engine's last beat (those that beat at all) in one transaction.
     pub(crate) async fn flush(&self, db: &Db) -> Result<(), DbError> {
         let beats: Vec<(String, i64)> = {
@@ -114,5 +135,15 @@ mod tests {
         assert_eq!(again.last.load(Ordering::Relaxed), 10);
         beats.register("webhooks");
         assert_eq!(beats.engines(), ["campaigns", "webhooks"]);
+        // Stored beats from before the start do not count; an engine never stored has none.
+        let stored = [("campaigns".to_owned(), 99), ("webhooks".to_owned(), 100)];
+        let judged: Vec<Option<i64>> = beats
+            .stored_beats(&stored, 100)
+            .into_iter()
+            .map(|b| b.beat_at)
+            .collect();
+        assert_eq!(judged, [None, Some(100)]);
+        beats.register("alerts");
+        assert_eq!(beats.stored_beats(&stored, 0)[0].beat_at, None);
     }
 }

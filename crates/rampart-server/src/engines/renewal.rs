@@ -393,12 +393,9 @@ impl MetadataWatch {
 
     /// Logs a warning if `e` expires within its warning distance (at most once per
     /// [`WARNING_REPEAT`] per role).
-    fn warn_if_close(&mut self, e: &RoleExpiry, now: i64) {
-        let dir = self
-            .repo_dir
-            .as_ref()
-            .map_or_else(|| "DIR".to_owned(), |d| d.display().to_string());
-        let policy = WarningPolicy {
+    /// When this watch warns about a coming expiry (the status route judges by it too).
+    pub(crate) fn warning_policy(&self) -> WarningPolicy {
+        WarningPolicy {
             expiry_days: self.expiry_days,
             renew_when_remaining: self.config.renew_when_remaining,
             offline_warning_secs: i64::try_from(self.config.offline_warning.as_secs())
@@ -408,7 +405,20 @@ impl MetadataWatch {
                 .renewer
                 .as_ref()
                 .is_some_and(|r| !r.snapshot_keys.is_empty()),
-        };
+        }
+    }
+
+    /// The director's root this server runs with, and its expiry (read once at start).
+    pub(crate) fn director_root(&self) -> Option<RoleExpiry> {
+        self.director_root.clone()
+    }
+
+    fn warn_if_close(&mut self, e: &RoleExpiry, now: i64) {
+        let dir = self
+            .repo_dir
+            .as_ref()
+            .map_or_else(|| "DIR".to_owned(), |d| d.display().to_string());
+        let policy = self.warning_policy();
         let Some(fix) = policy.advice(e, now, &dir) else {
             return;
         };
@@ -449,21 +459,29 @@ impl MetadataWatch {
 
 /// When a role's coming expiry is worth a warning.
 #[derive(Debug, Clone, Copy)]
-struct WarningPolicy {
-    expiry_days: ExpiryDays,
-    renew_when_remaining: f64,
-    offline_warning_secs: i64,
+pub(crate) struct WarningPolicy {
+    pub(crate) expiry_days: ExpiryDays,
+    pub(crate) renew_when_remaining: f64,
+    pub(crate) offline_warning_secs: i64,
     /// Whether the server holds the timestamp (snapshot) keys and renews them.
-    renews_timestamp: bool,
-    renews_snapshot: bool,
+    pub(crate) renews_timestamp: bool,
+    pub(crate) renews_snapshot: bool,
 }
 
 impl WarningPolicy {
+    /// The same policy with another warning distance for offline roles.
+    pub(crate) fn with_offline_warning_secs(self, secs: i64) -> WarningPolicy {
+        WarningPolicy {
+            offline_warning_secs: secs,
+            ..self
+        }
+    }
+
     /// What the operator should do about `e` at `now`, if it is close enough to expiry to warn:
     /// offline roles within the warning distance, online roles once due for renewal (when the
     /// server holds their keys it renews them before that, so a warning means it failed).
     /// `None` for metadata far from expiry and for the director's targets (signed on demand).
-    fn advice(&self, e: &RoleExpiry, now: i64, dir: &str) -> Option<String> {
+    pub(crate) fn advice(&self, e: &RoleExpiry, now: i64, dir: &str) -> Option<String> {
         let left = e.expires_unix.saturating_sub(now);
         let online_due = |days: u32| {
             renewal_due(

@@ -832,9 +832,18 @@ pub(crate) async fn track_requests(
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
+    let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
-    metrics.observe_request(&route, response.status().as_u16(), started.elapsed());
+    let status = response.status().as_u16();
+    metrics.observe_request(&route, status, started.elapsed());
+    if crate::observe::log::enabled(crate::observe::log::Level::Debug) {
+        crate::observe::log::debug(
+            "request",
+            serde_json::json!({"method": method.as_str(), "route": route, "status": status,
+                               "micros": started.elapsed().as_micros()}),
+        );
+    }
     response
 }
 

@@ -30,6 +30,8 @@ pub(super) struct DeviceQuery {
     attribute: Option<String>,
     /// `name=state`: devices whose slot `name` reports `state`.
     slot: Option<String>,
+    /// `active` (not revoked) or `revoked`.
+    status: Option<String>,
     limit: Option<i64>,
     offset: Option<i64>,
 }
@@ -57,8 +59,19 @@ pub(super) async fn list_devices(
                 .ok_or_else(|| ApiError::invalid("slot must be name=state, e.g. b=bad"))?,
         ),
     };
+    let revoked = match q.status.as_deref() {
+        None => None,
+        Some("active") => Some(false),
+        Some("revoked") => Some(true),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "status must be active or revoked, not {other:?}"
+            )));
+        }
+    };
     let filter = DeviceFilter {
         slot,
+        revoked,
         hardware_id: q.hardware_id,
         firmware_version: q.firmware_version,
         region: q.region,
