@@ -178,6 +178,10 @@ fn every_class_of_mistake_is_reported_at_once_with_where_it_is() {
         out.contains("the server configuration has 6 problems:"),
         "{out}"
     );
+    // A refused configuration creates nothing: no audit key, no secrets key, no database.
+    for created in ["server.db.audit-key", "server.secrets.key", "server.db"] {
+        assert!(!site.var.join(created).exists(), "{created} was created");
+    }
 }
 
 #[test]

@@ -107,8 +107,16 @@ impl Problems<'_> {
 }
 
 /// Checks every file the settings name and builds the server's configuration; every problem
-/// found (the settings' own and the files') is returned at once.
+/// found (the settings' own and the files') is returned at once. A configuration with
+/// problems creates nothing and opens no key, even in [`Mode::Start`].
 pub fn build(resolved: &Resolved, mode: Mode) -> Result<Built, SettingsError> {
+    if mode == Mode::Start {
+        build_in(resolved, Mode::Check)?;
+    }
+    build_in(resolved, mode)
+}
+
+fn build_in(resolved: &Resolved, mode: Mode) -> Result<Built, SettingsError> {
     let s = &resolved.effective;
     let mut p = Problems {
         resolved,
