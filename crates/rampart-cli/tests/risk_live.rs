@@ -498,7 +498,9 @@ fn a_zero_risk_watch_interval_is_refused_with_what_to_give() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = fails(cli::rampart(&args));
     assert!(
-        out.contains("--risk-watch-interval must be at least 1 second"),
+        out.contains(
+            "risk.watch_interval_secs (--risk-watch-interval or RAMPART_SERVER_RISK_WATCH_INTERVAL): must be at least 1"
+        ),
         "{out}"
     );
 }
