@@ -107,24 +107,50 @@ pub(super) async fn import_advisories(
             record: raw.get().to_owned(),
         });
     }
-    let now = unix_now();
     let ids: Vec<String> = batch.iter().map(|a| a.id.clone()).collect();
+    store_feed_batch(
+        &api,
+        &caller.actor(),
+        "risk.advisories_imported",
+        "importing advisories",
+        &ids,
+        |line, now| {
+            let (db, batch) = (api.db.clone(), batch.clone());
+            async move { db.import_advisories(&batch, now, &line).await }
+        },
+    )
+    .await
+}
+
+/// Stores one imported batch of an advisory feed (OSV or NVD) with its audit record
+/// (`action`: the ids' count and digest), answers the counts, and wakes the risk watch when
+/// the batch changed the feed: a new or changed advisory may reach devices now.
+pub(super) async fn store_feed_batch<F, Fut>(
+    api: &ManagementApi,
+    actor: &str,
+    action: &str,
+    context: &'static str,
+    ids: &[String],
+    store: F,
+) -> Result<Response, ApiError>
+where
+    F: Fn(rampart_db::AuditLine, i64) -> Fut,
+    Fut: std::future::Future<Output = Result<rampart_db::ImportCounts, rampart_db::DbError>>,
+{
+    let now = unix_now();
     let digest = sha256_hex(ids.join("\n").as_bytes());
     let counts = api
         .audit
         .write(
             now,
-            &caller.actor(),
-            "risk.advisories_imported",
+            actor,
+            action,
             "advisories",
             json!({"records": ids.len(), "ids_sha256": digest}),
-            |line| {
-                let (db, batch) = (api.db.clone(), batch.clone());
-                async move { db.import_advisories(&batch, now, &line).await }
-            },
+            |line| store(line, now),
         )
         .await
-        .map_err(write_error("importing advisories"))?;
+        .map_err(write_error(context))?;
     if counts.added + counts.replaced > 0 {
         api.risk_watch.wake();
     }

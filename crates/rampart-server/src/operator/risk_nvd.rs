@@ -12,17 +12,13 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use rampart_db::NvdImport;
 use rampart_vuln::nvd::{MAX_JSON_DEPTH, parse_nvd_item};
 use serde::Deserialize;
-use serde_json::json;
 
-use crate::helpers::{sha256_hex, unix_now};
-use crate::listen::http::{
-    ApiError, BodyLimits, json_response, parse_json, read_body, write_error,
-};
+use crate::listen::http::{ApiError, BodyLimits, parse_json, read_body};
 
 use super::{ManagementApi, Permission};
 
@@ -86,28 +82,17 @@ pub(super) async fn import_nvd(
             record: raw.get().to_owned(),
         });
     }
-    let now = unix_now();
     let ids: Vec<String> = batch.iter().map(|r| r.id.clone()).collect();
-    let digest = sha256_hex(ids.join("\n").as_bytes());
-    let counts = api
-        .audit
-        .write(
-            now,
-            &caller.actor(),
-            "risk.nvd_imported",
-            "advisories",
-            json!({"records": ids.len(), "ids_sha256": digest}),
-            |line| {
-                let (db, batch) = (api.db.clone(), batch.clone());
-                async move { db.import_nvd_advisories(&batch, now, &line).await }
-            },
-        )
-        .await
-        .map_err(write_error("importing NVD records"))?;
-    // A new or changed CVE may reach devices now: the watch rechecks without waiting for
-    // its interval (as an OSV import does).
-    if counts.added + counts.replaced > 0 {
-        api.risk_watch.wake();
-    }
-    Ok(json_response(StatusCode::OK, &counts))
+    super::risk::store_feed_batch(
+        &api,
+        &caller.actor(),
+        "risk.nvd_imported",
+        "importing NVD records",
+        &ids,
+        |line, now| {
+            let (db, batch) = (api.db.clone(), batch.clone());
+            async move { db.import_nvd_advisories(&batch, now, &line).await }
+        },
+    )
+    .await
 }
