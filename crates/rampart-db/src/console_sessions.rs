@@ -52,6 +52,17 @@ impl Db {
             .bind(session.created - limits.idle_secs)
             .execute(&mut *tx)
             .await?;
+        // Room for the new session first, so it is never the one the cap ends.
+        let evicted = sqlx::query(
+            "DELETE FROM console_sessions WHERE token_id = $1 AND id_sha256 NOT IN (
+                 SELECT id_sha256 FROM console_sessions WHERE token_id = $1
+                 ORDER BY created DESC, id_sha256 LIMIT $2)",
+        )
+        .bind(&session.token_id)
+        .bind(limits.max_per_token.max(1) - 1)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         sqlx::query(
             "INSERT INTO console_sessions (id_sha256, token_id, role, created, last_used, expires) VALUES ($1, $2, $3, $4, $4, $5)",
         )
@@ -62,16 +73,6 @@ impl Db {
         .bind(session.expires)
         .execute(&mut *tx)
         .await?;
-        let evicted = sqlx::query(
-            "DELETE FROM console_sessions WHERE token_id = $1 AND id_sha256 NOT IN (
-                 SELECT id_sha256 FROM console_sessions WHERE token_id = $1
-                 ORDER BY created DESC, id_sha256 LIMIT $2)",
-        )
-        .bind(&session.token_id)
-        .bind(limits.max_per_token.max(1))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(evicted)

@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 
 use super::Console;
 use crate::helpers::{sha256_hex, unix_now};
-use crate::listen::http::{ApiError, BodyLimits, read_body};
+use crate::listen::http::{ApiError, BodyLimits, read_body_of};
 use crate::operator::{Caller, Permission, Role};
 
 /// The session cookie's name.
@@ -35,6 +35,8 @@ pub(super) const COOKIE: &str = "rampart_console";
 pub(super) const SESSION_ID_BYTES: usize = 32;
 /// Largest console form body (a token, a CSRF token, a few short fields).
 const MAX_FORM_BYTES: usize = 4096;
+/// The media type of HTML forms.
+const FORM_MEDIA_TYPE: &str = "application/x-www-form-urlencoded";
 /// A session's last use is written at most this often (a page view is not a database write).
 const TOUCH_EVERY_SECS: i64 = 60;
 
@@ -198,7 +200,7 @@ pub(super) async fn read_form<T: DeserializeOwned>(
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        .is_some_and(|v| v.starts_with(FORM_MEDIA_TYPE));
     if !is_form {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -210,7 +212,7 @@ pub(super) async fn read_form<T: DeserializeOwned>(
         max_bytes: MAX_FORM_BYTES,
         read_timeout: std::time::Duration::from_secs(10),
     };
-    let bytes = read_body(headers, body, limits).await?;
+    let bytes = read_body_of(headers, body, limits, FORM_MEDIA_TYPE).await?;
     serde_urlencoded::from_bytes(&bytes)
         .map_err(|e| ApiError::invalid(format!("the form does not read: {e}")))
 }
