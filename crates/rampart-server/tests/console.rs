@@ -242,7 +242,9 @@ async fn every_post_needs_the_same_origin_and_the_sessions_csrf_token(
     let other = login(&ops, &ops.operator).await;
     let other_csrf = csrf_of(&get(&ops, &other, "/console/fleet").await.text());
     assert_ne!(other_csrf, csrf);
-    let cases: [(&str, Vec<(&str, &str)>, String, u16); 4] = [
+    // (what, headers, body, status)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, String, u16);
+    let cases: [Case; 4] = [
         ("no token", SAME_ORIGIN.to_vec(), String::new(), 403),
         (
             "another session's token",
