@@ -221,7 +221,8 @@ fn label(action: Action) -> &'static str {
 fn waves(figures: &Figures, current: usize) -> Markup {
     let row = |w: &WaveFigures, current: bool| {
         let done = w.succeeded + w.failed;
-        let in_progress = w.devices.saturating_sub(done);
+        // Not yet assigned, or assigned and not reported yet.
+        let pending = w.devices.saturating_sub(done);
         html! {
             tr.current[current] {
                 td { (w.name) @if current { " " span.badge { "current" } } }
@@ -230,7 +231,7 @@ fn waves(figures: &Figures, current: usize) -> Markup {
                 td.num { (w.succeeded) }
                 td.num { (w.failed) }
                 td.num { (w.rolled_back) }
-                td.num { (in_progress) }
+                td.num { (pending) }
                 td.num { (w.success_rate.map(|r| format!("{r:.1}%")).unwrap_or_default()) }
             }
         }
@@ -239,7 +240,7 @@ fn waves(figures: &Figures, current: usize) -> Markup {
         table #waves {
             thead { tr {
                 th { "Wave" } th.num { "Devices" } th { "Progress" } th.num { "Succeeded" }
-                th.num { "Failed" } th.num { "Rolled back" } th.num { "In progress" } th.num { "Success rate" }
+                th.num { "Failed" } th.num { "Rolled back" } th.num { "Pending" } th.num { "Success rate" }
             } }
             tbody {
                 @for (i, w) in figures.waves.iter().enumerate() { (row(w, i == current)) }

@@ -36,6 +36,8 @@ pub(super) fn document(
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Rampart console" }
+                // No icon to fetch (the policy allows data: images).
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href=(assets::css_url());
                 script src=(assets::script_url()) defer {}
             }

@@ -164,17 +164,21 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Refuses a request a browser sent from another site: `Sec-Fetch-Site` other than
-/// `same-origin`, or an `Origin` other than this console's (`https://` and the `Host`). Clients
-/// that send neither (scripts) are held by the CSRF token alone.
+/// `same-origin`, or an `Origin` other than this console's (`https://` and the `Host`).
+/// `Origin: null` is what browsers send for a same-origin form under the console's
+/// `Referrer-Policy: no-referrer`, but also what a sandboxed frame or a `data:` page sends: it
+/// passes only with `Sec-Fetch-Site: same-origin`. Clients that send neither header (scripts)
+/// are held by the CSRF token alone.
 pub(super) fn check_same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     let refuse =
         |detail: String| ApiError::new(StatusCode::FORBIDDEN, "cross_site_request", detail);
-    if let Some(site) = headers.get("sec-fetch-site")
-        && site.as_bytes() != b"same-origin"
+    let site = headers.get("sec-fetch-site").map(|v| v.as_bytes());
+    if let Some(site) = site
+        && site != b"same-origin"
     {
         return Err(refuse(format!(
             "the console takes forms only from its own pages, not from a {} request; open the console and submit the form there",
-            String::from_utf8_lossy(site.as_bytes())
+            String::from_utf8_lossy(site)
         )));
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
@@ -182,7 +186,9 @@ pub(super) fn check_same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("");
-        if origin.to_str().ok() != Some(format!("https://{host}").as_str()) {
+        let same = origin.to_str().ok() == Some(format!("https://{host}").as_str());
+        let hidden_but_same = origin.as_bytes() == b"null" && site == Some(b"same-origin");
+        if !same && !hidden_but_same {
             return Err(refuse(
                 "the form came from another origin; open the console and submit the form there"
                     .into(),
@@ -259,6 +265,15 @@ mod tests {
                 ("sec-fetch-site", "same-origin"),
             ]))
             .is_ok()
+        );
+        assert!(
+            check_same_origin(&headers(&[
+                host,
+                ("origin", "null"),
+                ("sec-fetch-site", "same-origin"),
+            ]))
+            .is_ok(),
+            "a same-origin form under Referrer-Policy: no-referrer"
         );
         for refused in [
             vec![host, ("origin", "https://evil.example")],
