@@ -14,9 +14,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rampart_testkit::cli::{self, ServerChild, StderrOnPanic, ok, rampart, s};
+use rampart_testkit::cli::{self, StderrOnPanic, ok, rampart, s};
 use rampart_testkit::http::{BlockingClient, mutual_tls_config, tls_config};
+use rampart_testkit::pki::ServerPki;
 use serde_json::{Value, json};
+
+mod support;
+use support::start_server;
 
 /// Simulated devices.
 const DEVICES: usize = 40;
@@ -100,60 +104,23 @@ fn the_console_works_in_a_real_browser_against_a_simulated_fleet() {
         ]));
     }
     let (director, director_online) = cli::init_director(w);
-    let ca = w.join("ca");
-    ok(rampart(&["ca", "init", "--dir", s(&ca)]));
-    let srv = w.join("srv");
-    ok(rampart(&[
-        "ca",
-        "server-cert",
-        "--ca",
-        s(&ca),
-        "--name",
-        "127.0.0.1",
-        "--out",
-        s(&srv),
-    ]));
+    // The manufacturer CA (its key too: the simulator issues its devices' certificates).
+    let pki = ServerPki::write(w, "Console Test CA", 1, "server.key");
+    rampart_pki::write_private_key_pem(&w.join("ca.key"), &pki.ca.key_pem()).unwrap();
     let db = format!("sqlite://{}", w.join("server.db").display());
-    let mut command = rampart(&[
-        "server",
-        "--db",
-        &db,
-        "--listen",
-        "127.0.0.1:0",
-        "--management-listen",
-        "127.0.0.1:0",
-        "--cert",
-        s(&srv.join("server.pem")),
-        "--key",
-        s(&srv.join("server.key")),
-        "--client-ca",
-        s(&ca.join("ca.pem")),
-        "--crl",
-        s(&ca.join("crl.pem")),
-        "--repo",
-        s(&repo),
-        "--director-root",
-        s(&director.join("root.json")),
-        "--director-key",
-        &format!("file:{director_online}"),
-    ]);
-    command.stdin(Stdio::null());
-    let mut server = ServerChild::start_command(
-        command,
-        &w.join("server.stderr"),
-        "device API listening on ",
-        Duration::from_secs(60),
+    let mut args = pki.server_command(&db);
+    args.extend(
+        [
+            "--repo",
+            s(&repo),
+            "--director-root",
+            s(&director.join("root.json")),
+            "--director-key",
+            &format!("file:{director_online}"),
+        ]
+        .map(str::to_owned),
     );
-    let device_url = format!("https://{}", server.listening);
-    let management = server
-        .line_after("management API listening on ", Duration::from_secs(30))
-        .expect("the management API listens");
-    // "https://ADDR/api/v1/": the console is on the same origin.
-    let base = management
-        .trim()
-        .trim_end_matches('/')
-        .trim_end_matches("/api/v1")
-        .to_owned();
+    let (mut server, device_url, base) = start_server(w, &args);
     let token = |role: &str| {
         let out = rampart(&[
             "token", "create", "--db", &db, "--role", role, "--name", role,
@@ -164,7 +131,7 @@ fn the_console_works_in_a_real_browser_against_a_simulated_fleet() {
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     };
     let (viewer, operator) = (token("viewer"), token("operator"));
-    let ca_pem = std::fs::read_to_string(ca.join("ca.pem")).unwrap();
+    let ca_pem = pki.ca.cert_pem().to_owned();
     let api = BlockingClient::new(&base, Some(tls_config(&ca_pem)))
         .with_header("Authorization", &format!("Bearer {operator}"));
 
@@ -176,9 +143,9 @@ fn the_console_works_in_a_real_browser_against_a_simulated_fleet() {
         "--server",
         &device_url,
         "--server-ca",
-        s(&ca.join("ca.pem")),
+        s(&pki.ca_pem),
         "--ca",
-        s(&ca),
+        s(w),
         "--director-root",
         s(&director.join("1.root.json")),
         "--repo",
@@ -209,25 +176,11 @@ fn the_console_works_in_a_real_browser_against_a_simulated_fleet() {
     });
 
     // A device whose hardware id, attributes and report message are markup.
-    let (cert, key) = (w.join("markup"), w.join("markup"));
-    ok(rampart(&[
-        "device",
-        "provision",
-        "--ca",
-        s(&ca),
-        "--id",
-        MARKUP_DEVICE,
-        "--out",
-        s(&cert),
-    ]));
+    let (cert, key) = pki.device(w, MARKUP_DEVICE, "markup.key");
     let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
     let device = BlockingClient::new(
         &device_url,
-        Some(mutual_tls_config(
-            &ca_pem,
-            &read(cert.join(format!("{MARKUP_DEVICE}.pem"))),
-            &read(key.join(format!("{MARKUP_DEVICE}.key"))),
-        )),
+        Some(mutual_tls_config(&ca_pem, &read(cert), &read(key))),
     );
     let poll = json!({"hardware_id": HARDWARE_MARKUP, "firmware_version": "1.0.0",
         "security_version": 1, "region": "eu", "slots": {"a": "good", "b": "inactive"},

@@ -17,6 +17,8 @@ use rampart_boot::ab::Slot;
 use rampart_boot::flow::{AgentState, SlotContent};
 use rampart_testkit::binaries::agent_binary_with_tpm;
 use rampart_testkit::cli::{self, ServerChild, ok, rampart, run, s};
+
+use super::start_server;
 use rampart_testkit::http::ManagementClient;
 use rampart_testkit::pki::ServerPki;
 use rampart_testkit::swtpm::SwTpm;
@@ -345,25 +347,4 @@ impl TpmSite {
         });
         self.attestation()
     }
-}
-
-/// Starts the server: (child, device URL, management base URL).
-fn start_server(w: &Path, args: &[String]) -> (ServerChild, String, String) {
-    let mut command = rampart(&[]);
-    command.args(args);
-    let mut server = ServerChild::start_command(
-        command,
-        &w.join("server.stderr"),
-        "device API listening on ",
-        Duration::from_secs(60),
-    );
-    let device_url = format!("https://{}", server.listening);
-    let management = server
-        .line_after("management API listening on ", Duration::from_secs(30))
-        .expect("the management API listens");
-    (
-        server,
-        device_url,
-        management.trim_end_matches("/api/v1/").to_owned(),
-    )
 }
