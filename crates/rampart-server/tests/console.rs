@@ -8,6 +8,8 @@ mod common;
 
 use std::time::Duration;
 
+use tokio::io::AsyncReadExt as _;
+
 use common::ops::Ops;
 use common::*;
 use rampart_server::ConsoleConfig;
@@ -20,6 +22,7 @@ on_both_backends!(
     sessions_end_at_logout_when_idle_beyond_the_cap_and_with_their_token,
     failed_logins_are_throttled_with_the_apis_failures,
     device_controlled_markup_renders_as_text_and_filters_select_rows,
+    live_progress_streams_within_the_sessions_cap,
 );
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -566,5 +569,124 @@ async fn device_controlled_markup_renders_as_text_and_filters_select_rows(
     let long = "x".repeat(300);
     let r = get(&ops, &cookie, &format!("/console/fleet?q={long}")).await;
     assert_eq!(r.status, 422, "{}", r.text());
+    ops.server.stop().await;
+}
+
+/// An open live stream: the connection and what it has sent so far.
+struct Live {
+    conn: Conn<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    seen: String,
+}
+
+impl Live {
+    async fn open(ops: &Ops, cookie: &str, campaign: &str) -> (u16, Live) {
+        let mut conn = ops.conn().await;
+        conn.write_request(
+            "GET",
+            &format!("/console/campaigns/{campaign}/live"),
+            &[("Cookie", cookie), ("Accept", "text/event-stream")],
+            b"",
+        )
+        .await
+        .unwrap();
+        let mut live = Live {
+            conn,
+            seen: String::new(),
+        };
+        live.read_until("\r\n\r\n").await;
+        let status = live.seen[9..12].parse().unwrap();
+        (status, live)
+    }
+
+    /// Reads until `needle` has been sent (a generous bound for a busy machine).
+    async fn read_until(&mut self, needle: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let mut buf = [0u8; 4096];
+        while !self.seen.contains(needle) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let n = tokio::time::timeout(left, self.conn.stream_mut().read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("no {needle:?} in {}", self.seen))
+                .unwrap();
+            assert!(n > 0, "the stream closed before {needle:?}: {}", self.seen);
+            self.seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+
+    /// The `progress` events sent so far, parsed.
+    fn progress(&self) -> Vec<Value> {
+        self.seen
+            .split("event: progress\ndata: ")
+            .skip(1)
+            .map(|rest| serde_json::from_str(&rest[..rest.find('\n').unwrap()]).unwrap())
+            .collect()
+    }
+}
+
+async fn live_progress_streams_within_the_sessions_cap(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+    let id = running_campaign(&ops).await;
+    let viewer = login(&ops, &ops.viewer).await;
+
+    // The campaign page follows the stream while the campaign runs.
+    let page = get(&ops, &viewer, &format!("/console/campaigns/{id}"))
+        .await
+        .text();
+    assert!(
+        page.contains(&format!("data-live=\"/console/campaigns/{id}/live\"")),
+        "{page}"
+    );
+
+    let (status, mut first) = Live::open(&ops, &viewer, &id).await;
+    assert_eq!(status, 200, "{}", first.seen);
+    assert!(
+        first
+            .seen
+            .to_ascii_lowercase()
+            .contains("content-type: text/event-stream")
+    );
+    first.read_until("event: progress").await;
+    first.read_until("}\n").await;
+    let progress = first.progress();
+    assert_eq!(progress[0]["status"], "running", "{progress:?}");
+    assert_eq!(progress[0]["waves"][0]["devices"], 2, "{progress:?}");
+
+    // A change reaches the open stream without anyone asking.
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            &format!("/api/v1/campaigns/{id}/pause"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    first.read_until("\"status\":\"paused\"").await;
+
+    // Four streams per session; a fifth is refused, another session has its own.
+    let mut open = vec![first];
+    for _ in 0..3 {
+        let (status, live) = Live::open(&ops, &viewer, &id).await;
+        assert_eq!(status, 200, "{}", live.seen);
+        open.push(live);
+    }
+    let (status, refused) = Live::open(&ops, &viewer, &id).await;
+    assert_eq!(status, 429, "{}", refused.seen);
+    let operator = login(&ops, &ops.operator).await;
+    let (status, _other) = Live::open(&ops, &operator, &id).await;
+    assert_eq!(status, 200);
+    // A closed stream frees its place.
+    drop(open.pop());
+    wait_until("a closed stream's place is free", || async {
+        let (status, _live) = Live::open(&ops, &viewer, &id).await;
+        status == 200
+    })
+    .await;
+
+    // No session, no stream; an unknown campaign is not one either.
+    let (status, _) = Live::open(&ops, "rampart_console=nothing", &id).await;
+    assert_eq!(status, 401);
+    let (status, _) = Live::open(&ops, &operator, "c-unknown").await;
+    assert_eq!(status, 404);
     ops.server.stop().await;
 }

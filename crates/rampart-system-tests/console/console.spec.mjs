@@ -1,5 +1,6 @@
 // The web console in a real browser: Playwright's core (pinned in package.json) drives Debian's
-// headless Chromium against a running `rampart server` with a simulated fleet. Started by
+// headless Chromium against a running `rampart server` with a simulated fleet (a viewer's open
+// campaign page also follows an operator's pause and resume live). Started by
 // crates/rampart-system-tests/tests/console.rs, which passes a JSON file:
 //   {"base": "https://127.0.0.1:PORT", "viewer": TOKEN, "operator": TOKEN, "campaign": ID,
 //    "markupDevice": ID, "markup": {"hardware": TEXT, "attribute": TEXT, "message": TEXT},
@@ -209,11 +210,6 @@ try {
   assert.equal(await page.getAttribute('[data-status]', 'data-status'), 'running');
   await assertInert(page, viewer.problems, 'campaign (viewer)');
 
-  log('the viewer logs out');
-  await Promise.all([page.waitForURL(`${base}/console/login`), page.click('header form button')]);
-  await page.goto(`${base}/console/fleet`);
-  assert.equal(page.url(), `${base}/console/login`, 'the session has ended');
-
   // ---- an operator ------------------------------------------------------------------------
   const operator = await context();
   page = operator.page;
@@ -227,6 +223,8 @@ try {
   ]);
   await page.waitForSelector('[data-status=paused]');
   assert.ok(await page.isVisible('#halt'), 'the halt is shown');
+  log("the viewer's open page shows the pause by itself (server-sent events)");
+  await viewer.page.waitForSelector('[data-status=paused]', { timeout: 60000 });
   await shot(page, 'campaign-paused');
   log('the operator resumes it');
   await Promise.all([
@@ -236,6 +234,15 @@ try {
   await page.waitForSelector('[data-status=running]');
   await assertInert(page, operator.problems, 'campaign (operator)');
   await shot(page, 'campaign');
+  await viewer.page.waitForSelector('[data-status=running]', { timeout: 60000 });
+  await assertInert(viewer.page, viewer.problems, 'campaign (viewer, live)');
+
+  log('the viewer logs out');
+  page = viewer.page;
+  await Promise.all([page.waitForURL(`${base}/console/login`), page.click('header form button')]);
+  await page.goto(`${base}/console/fleet`);
+  assert.equal(page.url(), `${base}/console/login`, 'the session has ended');
+
 
   await browser.close();
   console.log('console browser test: every check passed');

@@ -166,6 +166,10 @@ fn campaign(c: &Loaded, figures: Option<&Figures>, session: &Session) -> Markup 
         h2 { "Actions" }
         (actions(c, session))
         h2 { "Waves" }
+        // The page's script follows the campaign's progress while it can still change.
+        div #live
+            data-live=[(!state.status.is_terminal()).then(|| format!("/console/campaigns/{}/live", c.row.id))]
+            data-initial-status=(state.status.as_str()) {}
         @match figures {
             None => p.note { "The campaign has not started: its waves are planned when it starts." },
             Some(figures) => {
@@ -219,20 +223,20 @@ fn label(action: Action) -> &'static str {
 }
 
 fn waves(figures: &Figures, current: usize) -> Markup {
-    let row = |w: &WaveFigures, current: bool| {
+    let row = |w: &WaveFigures, key: String, current: bool| {
         let done = w.succeeded + w.failed;
         // Not yet assigned, or assigned and not reported yet.
         let pending = w.devices.saturating_sub(done);
         html! {
-            tr.current[current] {
+            tr.current[current] data-wave=(key) {
                 td { (w.name) @if current { " " span.badge { "current" } } }
-                td.num { (w.devices) }
-                td { progress max=(w.devices.max(1)) value=(done) { (done) " of " (w.devices) } }
-                td.num { (w.succeeded) }
-                td.num { (w.failed) }
-                td.num { (w.rolled_back) }
-                td.num { (pending) }
-                td.num { (w.success_rate.map(|r| format!("{r:.1}%")).unwrap_or_default()) }
+                td.num data-field="devices" { (w.devices) }
+                td { progress data-field="progress" max=(w.devices.max(1)) value=(done) { (done) " of " (w.devices) } }
+                td.num data-field="succeeded" { (w.succeeded) }
+                td.num data-field="failed" { (w.failed) }
+                td.num data-field="rolled_back" { (w.rolled_back) }
+                td.num data-field="pending" { (pending) }
+                td.num data-field="success_rate" { (w.success_rate.map(|r| format!("{r:.1}%")).unwrap_or_default()) }
             }
         }
     };
@@ -243,8 +247,8 @@ fn waves(figures: &Figures, current: usize) -> Markup {
                 th.num { "Failed" } th.num { "Rolled back" } th.num { "Pending" } th.num { "Success rate" }
             } }
             tbody {
-                @for (i, w) in figures.waves.iter().enumerate() { (row(w, i == current)) }
-                (row(&figures.total, false))
+                @for (i, w) in figures.waves.iter().enumerate() { (row(w, i.to_string(), i == current)) }
+                (row(&figures.total, "total".into(), false))
             }
         }
     }

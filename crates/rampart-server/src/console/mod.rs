@@ -15,7 +15,8 @@
 //! place. No other room imports the console.
 //!
 //! Pages: `/console/fleet` (counts, search and filters, keyset pages), `/console/devices/{id}`,
-//! `/console/campaigns` and `/console/campaigns/{id}` (progress per wave, gate, actions).
+//! `/console/campaigns` and `/console/campaigns/{id}` (progress per wave, gate, actions, kept
+//! current by the server-sent events of `/console/campaigns/{id}/live`).
 
 mod access;
 mod assets;
@@ -23,6 +24,7 @@ mod campaigns;
 mod device;
 mod fleet;
 mod layout;
+mod live;
 mod session;
 
 use std::sync::Arc;
@@ -76,6 +78,8 @@ impl ConsoleConfig {
 pub(crate) struct Console {
     api: Arc<ManagementApi>,
     config: ConsoleConfig,
+    /// The open live streams and the campaign readings they share.
+    live: Arc<live::LiveStreams>,
 }
 
 /// The policy every console answer carries: only the console's own script, styles, images and
@@ -100,6 +104,7 @@ pub(crate) fn router(api: Arc<ManagementApi>, config: ConsoleConfig) -> Router {
         .route("/console/devices/{id}", get(device::page))
         .route("/console/campaigns", get(campaigns::list))
         .route("/console/campaigns/{id}", get(campaigns::detail))
+        .route("/console/campaigns/{id}/live", get(live::stream))
         .route("/console/campaigns/{id}/{action}", post(campaigns::action))
         .route("/console/assets/{name}", get(assets::serve))
         .route("/console/{*rest}", get(layout::not_found))
@@ -108,7 +113,11 @@ pub(crate) fn router(api: Arc<ManagementApi>, config: ConsoleConfig) -> Router {
             metrics,
             track_requests,
         ))
-        .with_state(Arc::new(Console { api, config }))
+        .with_state(Arc::new(Console {
+            api,
+            config,
+            live: Arc::default(),
+        }))
 }
 
 /// Adds the console's security headers to an answer (pages are also never cached: they show

@@ -37,7 +37,8 @@ pub(super) const SESSION_ID_BYTES: usize = 32;
 const MAX_FORM_BYTES: usize = 4096;
 /// The media type of HTML forms.
 const FORM_MEDIA_TYPE: &str = "application/x-www-form-urlencoded";
-/// A session's last use is written at most this often (a page view is not a database write).
+/// A session's last use is written at most this often (a page view is not a database write),
+/// and at least twice per idle limit.
 const TOUCH_EVERY_SECS: i64 = 60;
 
 /// A logged-in browser.
@@ -107,7 +108,9 @@ impl Console {
         let Some((stored, token)) = found else {
             return Ok(None);
         };
-        if stored.last_used + TOUCH_EVERY_SECS <= now {
+        // Often enough that a session in use never idles out: at least twice per idle limit.
+        let touch_every = (self.limits().idle_secs / 2).clamp(0, TOUCH_EVERY_SECS);
+        if stored.last_used + touch_every <= now {
             self.api
                 .db
                 .touch_console_session(&digest, now)
