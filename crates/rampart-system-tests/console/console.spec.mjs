@@ -189,6 +189,17 @@ try {
   await assertInert(page, viewer.problems, 'device');
   await shot(page, 'device');
 
+  log('the risk page shows the posture by region and by hardware');
+  await page.goto(`${base}/console/risk`);
+  assert.ok(await page.isVisible('#posture tr[data-key="eu"]'));
+  await shot(page, 'risk');
+  await page.click('#groupings a:text("Hardware")');
+  await page.waitForURL(/by=hardware/);
+  assert.ok(await page.isVisible('#posture tr[data-key="board-b"]'));
+  const keys = await page.$$eval('#posture tbody tr', (trs) => trs.map((tr) => tr.dataset.key));
+  assert.ok(keys.includes(config.markup.hardware), JSON.stringify(keys));
+  await assertInert(page, viewer.problems, 'risk');
+
   log('the campaigns page lists the campaign');
   await page.goto(`${base}/console/campaigns`);
   assert.ok(await page.isVisible(`tr[data-campaign="${config.campaign}"]`));

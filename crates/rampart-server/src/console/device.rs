@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::Console;
 use super::fleet::status_badge;
-use super::layout::{Section, document, error_page, html_response, time};
+use super::layout::{Section, document, error_page, html_response, json_text, time};
 use crate::listen::http::ApiError;
 use crate::operator::devices::{DeviceView, device_view};
 
@@ -182,14 +182,6 @@ fn report_detail(details: &Value) -> String {
         (Some(message), None) => message.to_owned(),
         _ if details.as_object().is_some_and(|o| o.is_empty()) => String::new(),
         _ => details.to_string(),
-    }
-}
-
-/// A JSON value as text: a string as it is, anything else as JSON.
-fn json_text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
     }
 }
 

@@ -15,6 +15,7 @@ use crate::listen::http::ApiError;
 pub(super) enum Section {
     Fleet,
     Campaigns,
+    Risk,
     /// Pages outside the navigation (login, errors).
     None,
 }
@@ -48,6 +49,7 @@ pub(super) fn document(
                         @if session.is_some() {
                             (nav(Section::Fleet, "/console/fleet", "Fleet"))
                             (nav(Section::Campaigns, "/console/campaigns", "Campaigns"))
+                            (nav(Section::Risk, "/console/risk", "Risk"))
                         }
                     }
                     @if let Some(session) = session {
@@ -122,6 +124,14 @@ pub(super) fn time(unix: i64) -> String {
     match jiff::Timestamp::from_second(unix) {
         Ok(t) => t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
         Err(_) => unix.to_string(),
+    }
+}
+
+/// A JSON value as text: a string as it is, anything else as JSON.
+pub(super) fn json_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 

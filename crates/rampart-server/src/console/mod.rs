@@ -16,7 +16,8 @@
 //!
 //! Pages: `/console/fleet` (counts, search and filters, keyset pages), `/console/devices/{id}`,
 //! `/console/campaigns` and `/console/campaigns/{id}` (progress per wave, gate, actions, kept
-//! current by the server-sent events of `/console/campaigns/{id}/live`).
+//! current by the server-sent events of `/console/campaigns/{id}/live`), and `/console/risk`
+//! (the risk posture by region, hardware, release, tag or device).
 
 mod access;
 mod assets;
@@ -25,6 +26,7 @@ mod device;
 mod fleet;
 mod layout;
 mod live;
+mod risk;
 mod session;
 
 use std::sync::Arc;
@@ -106,6 +108,7 @@ pub(crate) fn router(api: Arc<ManagementApi>, config: ConsoleConfig) -> Router {
         .route("/console/campaigns/{id}", get(campaigns::detail))
         .route("/console/campaigns/{id}/live", get(live::stream))
         .route("/console/campaigns/{id}/{action}", post(campaigns::action))
+        .route("/console/risk", get(risk::page))
         .route("/console/assets/{name}", get(assets::serve))
         .route("/console/{*rest}", get(layout::not_found))
         .layer(axum::middleware::map_response(security_headers))

@@ -20,7 +20,7 @@ mod monitor;
 mod quarantine;
 mod reimage;
 mod releases;
-mod risk;
+pub(crate) mod risk;
 mod risk_exposure;
 mod risk_nvd;
 mod risk_remediate;
