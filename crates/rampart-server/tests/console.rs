@@ -223,6 +223,16 @@ async fn running_campaign(ops: &Ops) -> String {
     r.json()["id"].as_str().unwrap().to_owned()
 }
 
+/// A running campaign, a session of `token` and the campaign's page as that session sees it.
+async fn campaign_page(ops: &Ops, token: &str) -> (String, String, String) {
+    let id = running_campaign(ops).await;
+    let cookie = login(ops, token).await;
+    let page = get(ops, &cookie, &format!("/console/campaigns/{id}"))
+        .await
+        .text();
+    (id, cookie, page)
+}
+
 async fn campaign_status(ops: &Ops, id: &str) -> Value {
     ops.call(&ops.viewer, "GET", &format!("/api/v1/campaigns/{id}"), None)
         .await
@@ -235,11 +245,7 @@ async fn every_post_needs_the_same_origin_and_the_sessions_csrf_token(
     name: &str,
 ) {
     let ops = Ops::start(backend, name).await;
-    let id = running_campaign(&ops).await;
-    let cookie = login(&ops, &ops.operator).await;
-    let page = get(&ops, &cookie, &format!("/console/campaigns/{id}"))
-        .await
-        .text();
+    let (id, cookie, page) = campaign_page(&ops, &ops.operator).await;
     assert!(page.contains("id=\"campaign-actions\""), "{page}");
     let csrf = csrf_of(&page);
     let pause = format!("/console/campaigns/{id}/pause");
@@ -338,11 +344,7 @@ async fn a_viewer_sees_no_campaign_controls_and_a_forged_post_is_refused(
     name: &str,
 ) {
     let ops = Ops::start(backend, name).await;
-    let id = running_campaign(&ops).await;
-    let cookie = login(&ops, &ops.viewer).await;
-    let page = get(&ops, &cookie, &format!("/console/campaigns/{id}"))
-        .await
-        .text();
+    let (id, cookie, page) = campaign_page(&ops, &ops.viewer).await;
     assert!(!page.contains("campaign-actions"), "{page}");
     assert!(!page.contains("/pause\""), "{page}");
     assert!(page.contains("id=\"no-actions\""), "{page}");
@@ -641,13 +643,8 @@ impl Live {
 
 async fn live_progress_streams_within_the_sessions_cap(backend: Backend, name: &str) {
     let ops = Ops::start(backend, name).await;
-    let id = running_campaign(&ops).await;
-    let viewer = login(&ops, &ops.viewer).await;
-
     // The campaign page follows the stream while the campaign runs.
-    let page = get(&ops, &viewer, &format!("/console/campaigns/{id}"))
-        .await
-        .text();
+    let (id, viewer, page) = campaign_page(&ops, &ops.viewer).await;
     assert!(
         page.contains(&format!("data-live=\"/console/campaigns/{id}/live\"")),
         "{page}"

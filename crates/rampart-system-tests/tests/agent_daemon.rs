@@ -270,13 +270,7 @@ impl Backend {
 /// A new management-API token with `role`. The secret is standard output's only line
 /// (standard error describes the token).
 fn token(db: &str, role: &str) -> String {
-    let created = rampart(&[
-        "token", "create", "--db", db, "--role", role, "--name", role,
-    ])
-    .output()
-    .unwrap();
-    assert!(created.status.success(), "{created:?}");
-    String::from_utf8(created.stdout).unwrap().trim().to_owned()
+    rampart_testkit::cli::create_token(db, role, role)
 }
 
 #[test]

@@ -121,15 +121,7 @@ fn the_console_works_in_a_real_browser_against_a_simulated_fleet() {
         .map(str::to_owned),
     );
     let (mut server, device_url, base) = start_server(w, &args);
-    let token = |role: &str| {
-        let out = rampart(&[
-            "token", "create", "--db", &db, "--role", role, "--name", role,
-        ])
-        .output()
-        .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    };
+    let token = |role: &str| cli::create_token(&db, role, role);
     let (viewer, operator) = (token("viewer"), token("operator"));
     let ca_pem = pki.ca.cert_pem().to_owned();
     let api = BlockingClient::new(&base, Some(tls_config(&ca_pem)))

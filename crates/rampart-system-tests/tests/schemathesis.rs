@@ -293,15 +293,7 @@ fn schemathesis_finds_no_server_error_and_no_undocumented_answer_on_any_api() {
             .line_after("management API listening on ", Duration::from_secs(30))
             .expect("the management API listens"),
     );
-    let token = |role: &str, name: &str| {
-        let out = rampart(&[
-            "token", "create", "--db", &db, "--role", role, "--name", name,
-        ])
-        .output()
-        .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    };
+    let token = |role: &str, name: &str| cli::create_token(&db, role, name);
     let admin = format!("Bearer {}", token("admin", "schemathesis"));
 
     // Seeds real resources, so the runs with fixed ids reach the handlers' logic.
