@@ -477,6 +477,7 @@ async fn failed_logins_are_throttled_with_the_apis_failures(backend: Backend, na
     assert!(r.header("retry-after").is_some(), "{r:?}");
     assert!(r.header("content-type").unwrap().starts_with("text/html"));
     assert!(r.text().contains("Too many failed logins"), "{}", r.text());
+    assert_security_headers(&r);
     // The same budget as the API's tokens: a wrong bearer token is slowed down now too.
     let r = ops
         .call("rampart_wrong", "GET", "/api/v1/devices", None)

@@ -37,6 +37,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
+use crate::listen::http::html_security_headers;
 use crate::observe::metrics::track_requests;
 use crate::operator::ManagementApi;
 
@@ -84,10 +85,6 @@ pub(crate) struct Console {
     live: Arc<live::LiveStreams>,
 }
 
-/// The policy every console answer carries: only the console's own script, styles, images and
-/// connections; no inline script or style; no framing; forms post only to the console.
-pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
 /// The console's routes, with request metrics and the security headers on every answer.
 pub(crate) fn router(api: Arc<ManagementApi>, config: ConsoleConfig) -> Router {
     let metrics = api.metrics.clone();
@@ -123,27 +120,12 @@ pub(crate) fn router(api: Arc<ManagementApi>, config: ConsoleConfig) -> Router {
         }))
 }
 
-/// Adds the console's security headers to an answer (pages are also never cached: they show
-/// what a role may see, and the browser's back button must not show it after logout).
+/// Adds the security headers of HTML answers ([`html_security_headers`]) to every console answer;
+/// pages are also never cached: they show what a role may see, and the browser's back button
+/// must not show it after logout.
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
-    for (name, value) in [
-        (
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-        ),
-        (
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ),
-        (
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ),
-        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-    ] {
-        headers.insert(name, value);
-    }
+    html_security_headers(headers);
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }

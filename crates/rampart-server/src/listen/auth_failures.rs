@@ -324,6 +324,9 @@ fn too_many_failures(api: Api, wait: Duration, html: bool) -> Response {
             },
         ),
     };
+    if html {
+        crate::listen::http::html_security_headers(response.headers_mut());
+    }
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
