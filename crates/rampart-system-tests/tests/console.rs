@@ -20,7 +20,7 @@ use rampart_testkit::pki::ServerPki;
 use serde_json::{Value, json};
 
 mod support;
-use support::start_server;
+use support::{hosting_server_command, start_server};
 
 /// Simulated devices.
 const DEVICES: usize = 40;
@@ -108,18 +108,8 @@ fn the_console_works_in_a_real_browser_against_a_simulated_fleet() {
     let pki = ServerPki::write(w, "Console Test CA", 1, "server.key");
     rampart_pki::write_private_key_pem(&w.join("ca.key"), &pki.ca.key_pem()).unwrap();
     let db = format!("sqlite://{}", w.join("server.db").display());
-    let mut args = pki.server_command(&db);
-    args.extend(
-        [
-            "--repo",
-            s(&repo),
-            "--director-root",
-            s(&director.join("root.json")),
-            "--director-key",
-            &format!("file:{director_online}"),
-        ]
-        .map(str::to_owned),
-    );
+    let online_key = format!("file:{director_online}");
+    let args = hosting_server_command(&pki, &db, &repo, &director, &online_key);
     let (mut server, device_url, base) = start_server(w, &args);
     let token = |role: &str| cli::create_token(&db, role, role);
     let (viewer, operator) = (token("viewer"), token("operator"));

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine as _;
@@ -25,16 +27,31 @@ use crate::listen::auth_failures::FailureKind;
 use crate::listen::http::{ApiError, write_error};
 use crate::operator::{Caller, MAX_TOKEN_LEN, Permission};
 
-impl Console {
-    /// The session of a page view; else the answer that sends the browser to the login page.
-    pub(super) async fn page_session(&self, headers: &HeaderMap) -> Result<Session, Response> {
-        match self.session(headers).await {
+/// A page view's session, as a handler argument: without a live session the browser is sent
+/// to the login page.
+impl FromRequestParts<Arc<Console>> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        console: &Arc<Console>,
+    ) -> Result<Session, Response> {
+        match console.session(&parts.headers).await {
             Ok(Some(session)) => Ok(session),
             Ok(None) => Err(Redirect::to("/console/login").into_response()),
             Err(e) => Err(error_page(&e, None)),
         }
     }
+}
 
+/// A page's query string, or what is wrong with it.
+pub(super) fn page_query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|e| ApiError::invalid(format!("the query string: {}", e.body_text())))
+}
+
+impl Console {
     /// The session and form of a state-changing request, after the origin, session and CSRF
     /// checks; else the refusal.
     pub(super) async fn form_session<T: DeserializeOwned + HasCsrf>(

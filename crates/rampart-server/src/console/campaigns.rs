@@ -24,11 +24,7 @@ use crate::operator::campaigns::{act, figures_of, loaded};
 /// Campaigns listed, newest first.
 const LISTED: i64 = 200;
 
-pub(super) async fn list(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let session = match console.page_session(&headers).await {
-        Ok(session) => session,
-        Err(answer) => return answer,
-    };
+pub(super) async fn list(State(console): State<Arc<Console>>, session: Session) -> Response {
     let rows = match console.api.db.list_campaigns(LISTED).await {
         Ok(rows) => rows,
         Err(e) => {
@@ -68,13 +64,9 @@ pub(super) async fn list(State(console): State<Arc<Console>>, headers: HeaderMap
 
 pub(super) async fn detail(
     State(console): State<Arc<Console>>,
-    headers: HeaderMap,
+    session: Session,
     Path(id): Path<String>,
 ) -> Response {
-    let session = match console.page_session(&headers).await {
-        Ok(session) => session,
-        Err(answer) => return answer,
-    };
     let read = async {
         let c = loaded(&console.api, &id).await?;
         let (figures, _) = figures_of(&console.api, &c).await?;

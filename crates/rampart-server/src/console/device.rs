@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 use rampart_db::{Quarantine, Report};
@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::Console;
 use super::fleet::status_badge;
 use super::layout::{Section, document, error_page, html_response, json_text, time};
+use super::session::Session;
 use crate::listen::http::ApiError;
 use crate::operator::devices::{DeviceView, device_view};
 
@@ -22,13 +23,9 @@ const MAX_DETAIL_CHARS: usize = 400;
 
 pub(super) async fn page(
     State(console): State<Arc<Console>>,
-    headers: HeaderMap,
+    session: Session,
     Path(id): Path<String>,
 ) -> Response {
-    let session = match console.page_session(&headers).await {
-        Ok(session) => session,
-        Err(answer) => return answer,
-    };
     let view = match device_view(&console.api, &id).await {
         Ok(view) => view,
         Err(e) => return error_page(&e, Some(&session)),

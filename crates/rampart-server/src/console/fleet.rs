@@ -6,14 +6,16 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 use rampart_db::{Device, DeviceFilter, DevicePage, FleetCounts};
 use serde::Deserialize;
 
 use super::Console;
+use super::access::page_query;
 use super::layout::{Section, document, error_page, html_response, query, time};
+use super::session::Session;
 use crate::listen::http::ApiError;
 
 /// Devices per page.
@@ -102,21 +104,12 @@ impl FleetQuery {
 
 pub(super) async fn page(
     State(console): State<Arc<Console>>,
-    headers: HeaderMap,
+    session: Session,
     query: Result<Query<FleetQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let session = match console.page_session(&headers).await {
-        Ok(session) => session,
-        Err(answer) => return answer,
-    };
-    let q = match query {
-        Ok(Query(q)) => q,
-        Err(e) => {
-            return error_page(
-                &ApiError::invalid(format!("the query string: {}", e.body_text())),
-                Some(&session),
-            );
-        }
+    let q = match page_query(query) {
+        Ok(q) => q,
+        Err(e) => return error_page(&e, Some(&session)),
     };
     let filter = match q.filter() {
         Ok(filter) => filter,

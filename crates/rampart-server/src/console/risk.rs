@@ -5,15 +5,16 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::Console;
+use super::access::page_query;
 use super::layout::{Section, document, error_page, html_response, json_text, query};
-use crate::listen::http::ApiError;
+use super::session::Session;
 use crate::operator::risk::posture_report;
 
 /// Rows per page.
@@ -37,21 +38,12 @@ pub(super) struct RiskQuery {
 
 pub(super) async fn page(
     State(console): State<Arc<Console>>,
-    headers: HeaderMap,
+    session: Session,
     q: Result<Query<RiskQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let session = match console.page_session(&headers).await {
-        Ok(session) => session,
-        Err(answer) => return answer,
-    };
-    let q = match q {
-        Ok(Query(q)) => q,
-        Err(e) => {
-            return error_page(
-                &ApiError::invalid(format!("the query string: {}", e.body_text())),
-                Some(&session),
-            );
-        }
+    let q = match page_query(q) {
+        Ok(q) => q,
+        Err(e) => return error_page(&e, Some(&session)),
     };
     let by = if q.by.is_empty() { "region" } else { &q.by };
     let offset = q.offset.unwrap_or(0);

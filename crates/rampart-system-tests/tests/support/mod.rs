@@ -6,7 +6,33 @@ pub mod tpm_site;
 use std::path::Path;
 use std::time::Duration;
 
-use rampart_testkit::cli::{ServerChild, rampart};
+use rampart_testkit::cli::{ServerChild, rampart, s};
+use rampart_testkit::pki::ServerPki;
+
+/// `rampart server` on `pki`'s certificates and database `db`, hosting the image repository
+/// `repo` with the director of `director` (`rampart director init`) signing with `online_key`;
+/// callers add the rest.
+pub fn hosting_server_command(
+    pki: &ServerPki,
+    db: &str,
+    repo: &Path,
+    director: &Path,
+    online_key: &str,
+) -> Vec<String> {
+    let mut args = pki.server_command(db);
+    args.extend(
+        [
+            "--repo",
+            s(repo),
+            "--director-root",
+            s(&director.join("root.json")),
+            "--director-key",
+            online_key,
+        ]
+        .map(str::to_owned),
+    );
+    args
+}
 
 /// Starts the server: (child, device URL, management base URL).
 pub fn start_server(w: &Path, args: &[String]) -> (ServerChild, String, String) {
