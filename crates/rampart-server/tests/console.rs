@@ -315,25 +315,15 @@ async fn every_post_needs_the_same_origin_and_the_sessions_csrf_token(
         .await
         .text();
     assert!(page.contains("action=\"/console/campaigns/") && page.contains("/resume\""));
-    let r = post(
-        &ops,
-        &cookie,
-        &format!("/console/campaigns/{id}/resume"),
-        &[],
-        &good,
-    )
-    .await;
+    let resume = async || {
+        let path = format!("/console/campaigns/{id}/resume");
+        post(&ops, &cookie, &path, &[], &good).await
+    };
+    let r = resume().await;
     assert_eq!(r.status, 303, "{}", r.text());
     assert_eq!(campaign_status(&ops, &id).await, "running");
     // An action the state does not allow is refused by the same rules as the API's.
-    let r = post(
-        &ops,
-        &cookie,
-        &format!("/console/campaigns/{id}/resume"),
-        &[],
-        &good,
-    )
-    .await;
+    let r = resume().await;
     assert_eq!(r.status, 409, "{}", r.text());
     assert!(r.text().contains("it is not paused"), "{}", r.text());
     ops.server.stop().await;
