@@ -7,8 +7,9 @@
 # (with openssl and cpio to build signed .swu images) for the hawkBit DDI interoperability test,
 # swtpm, swtpm-tools and tpm2-tools (a software TPM 2.0 per test, checked by tpm2-tools) with
 # libtss2-dev and pkg-config (rampart-tpm builds tss-esapi against the system's libtss2),
-# systemd (systemd-analyze verifies the packaged units), and schemathesis (a venv under target/)
-# for the bounded run against every API.
+# systemd (systemd-analyze verifies the packaged units), schemathesis (a venv under target/)
+# for the bounded run against every API, and chromium and npm (with playwright-core, pinned in
+# crates/rampart-system-tests/console) for the web console's browser test.
 # Set TUF_CONFORMANCE_DIR to a checkout of theupdateframework/tuf-conformance (v2.4.0 or later)
 # to run the public conformance suite too; see docs/conformance.md.
 set -euo pipefail
@@ -33,13 +34,16 @@ command -v tpm2_checkquote >/dev/null || missing+=(tpm2-tools)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 pkg-config --exists tss2-esys 2>/dev/null || missing+=(libtss2-dev)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}" >/dev/null
 else
-    echo "softhsm2, faketime, python3-venv, postgresql, grub-common, libubootenv-tool, swupdate, openssl, cpio, swtpm, swtpm-tools, tpm2-tools, pkg-config, libtss2-dev and systemd present"
+    echo "softhsm2, faketime, python3-venv, postgresql, grub-common, libubootenv-tool, swupdate, openssl, cpio, swtpm, swtpm-tools, tpm2-tools, pkg-config, libtss2-dev, systemd, chromium, nodejs and npm present"
 fi
 
 step "python packages (python-tuf for the interoperability test and benchmark, moto for the artifact-store tests)"
@@ -51,6 +55,9 @@ step "schemathesis, pinned, in target/schemathesis-venv (the bounded API run of 
 [ -x target/schemathesis-venv/bin/pip ] || python3 -m venv target/schemathesis-venv
 target/schemathesis-venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-schemathesis.txt
 target/schemathesis-venv/bin/schemathesis --version
+
+step "playwright-core, pinned, for the web console's browser test (crates/rampart-system-tests/tests/console.rs)"
+(cd crates/rampart-system-tests/console && npm ci --no-audit --no-fund)
 
 step "SBOM generator and a Python environment with known-vulnerable pins (crates/rampart-vuln/tests/real_sboms.rs)"
 scripts/make-sboms.sh

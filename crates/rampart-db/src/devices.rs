@@ -64,9 +64,53 @@ pub struct DeviceFilter {
     pub attribute: Option<(String, String)>,
     /// Only devices whose slot `name` reports state `state` (e.g. `("b", "bad")`).
     pub slot: Option<(String, String)>,
-    /// Only revoked devices (`Some(true)`) or only those not revoked (`Some(false)`).
+    /// Only devices whose id contains this text, ignoring ASCII case.
+    #[serde(default)]
+    pub id_contains: Option<String>,
+    /// Only revoked (`true`) or only unrevoked (`false`) devices.
     #[serde(default)]
     pub revoked: Option<bool>,
+    /// Only quarantined (`true`) or only unquarantined (`false`) devices.
+    #[serde(default)]
+    pub quarantined: Option<bool>,
+}
+
+/// Distinct values counted per column of [`FleetCounts`]; the rest are summed in `others`.
+pub const MAX_COUNTED_VALUES: i64 = 200;
+
+/// The fleet at a glance: devices per firmware version, hardware id and region (the
+/// [`MAX_COUNTED_VALUES`] largest of each), and per status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FleetCounts {
+    pub devices: i64,
+    pub versions: Vec<(String, i64)>,
+    pub hardware: Vec<(String, i64)>,
+    pub regions: Vec<(String, i64)>,
+    pub revoked: i64,
+    pub quarantined: i64,
+}
+
+/// Where a page of devices starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DevicePage<'a> {
+    /// After skipping this many matches (the API's `offset`).
+    Offset(i64),
+    /// After the device with this id (keyset paging: as fast on the last page as the first).
+    After(&'a str),
+}
+
+/// `text` as a LIKE pattern matching it anywhere, with `\`, `%` and `_` escaped (`ESCAPE '\'`).
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.to_ascii_lowercase().chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 impl DeviceFacts {
@@ -244,12 +288,44 @@ impl Db {
         limit: i64,
         offset: i64,
     ) -> Result<Vec<Device>, DbError> {
+        self.list_devices_from(filter, DevicePage::Offset(offset), limit)
+            .await
+    }
+
+    /// Devices matching `filter`, ordered by id, at most `limit` from `page`.
+    pub async fn list_devices_from(
+        &self,
+        filter: &DeviceFilter,
+        page: DevicePage<'_>,
+        limit: i64,
+    ) -> Result<Vec<Device>, DbError> {
         let mut sql = String::from("SELECT d.* FROM devices d WHERE 1 = 1");
         let mut binds: Vec<String> = Vec::new();
         let param = |binds: &mut Vec<String>, v: String| {
             binds.push(v);
             format!("${}", binds.len())
         };
+        let offset = match page {
+            DevicePage::Offset(n) => n,
+            DevicePage::After(id) => {
+                let p = param(&mut binds, id.to_owned());
+                sql.push_str(&format!(" AND d.id > {p}"));
+                0
+            }
+        };
+        if let Some(v) = &filter.id_contains {
+            let p = param(&mut binds, contains_pattern(v));
+            sql.push_str(&format!(" AND LOWER(d.id) LIKE {p} ESCAPE '\\'"));
+        }
+        if let Some(revoked) = filter.revoked {
+            sql.push_str(&format!(" AND d.revoked = {}", i64::from(revoked)));
+        }
+        if let Some(quarantined) = filter.quarantined {
+            let not = if quarantined { "" } else { "NOT " };
+            sql.push_str(&format!(
+                " AND {not}EXISTS (SELECT 1 FROM device_quarantine q WHERE q.device_id = d.id)"
+            ));
+        }
         if let Some(v) = &filter.hardware_id {
             let p = param(&mut binds, v.clone());
             sql.push_str(&format!(" AND d.hardware_id = {p}"));
@@ -279,9 +355,6 @@ impl Db {
         if let Some(v) = filter.min_security_version {
             let v = v.min(i64::MAX as u64) as i64;
             sql.push_str(&format!(" AND d.security_version >= {v}"));
-        }
-        if let Some(revoked) = filter.revoked {
-            sql.push_str(&format!(" AND d.revoked = {}", i64::from(revoked)));
         }
         let limit = limit.clamp(1, 10_000);
         let offset = offset.max(0);
@@ -346,6 +419,39 @@ impl Db {
                 ))
             })
             .collect()
+    }
+
+    /// Devices per firmware version, hardware id, region and status (see [`FleetCounts`]).
+    pub async fn fleet_counts(&self) -> Result<FleetCounts, DbError> {
+        let mut counts = FleetCounts {
+            devices: self.device_count().await?,
+            ..FleetCounts::default()
+        };
+        for (column, into) in [
+            ("firmware_version", &mut counts.versions),
+            ("hardware_id", &mut counts.hardware),
+            ("region", &mut counts.regions),
+        ] {
+            // `column` is one of three fixed names; nothing from a caller reaches this SQL.
+            let sql = format!(
+                "SELECT {column} AS v, COUNT(*) AS n FROM devices GROUP BY {column} ORDER BY n DESC, {column} LIMIT {MAX_COUNTED_VALUES}"
+            );
+            for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&self.pool)
+                .await?
+            {
+                into.push((row.try_get("v")?, row.try_get("n")?));
+            }
+        }
+        counts.revoked = sqlx::query("SELECT COUNT(*) AS n FROM devices WHERE revoked <> 0")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        counts.quarantined = sqlx::query("SELECT COUNT(*) AS n FROM device_quarantine")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        Ok(counts)
     }
 
     pub async fn device_count(&self) -> Result<i64, DbError> {

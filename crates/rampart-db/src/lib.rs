@@ -11,6 +11,7 @@ mod audit;
 mod audit_heads;
 mod bulk;
 mod campaigns;
+mod console_sessions;
 mod ddi;
 mod detectors;
 mod devices;
@@ -44,12 +45,13 @@ pub use attestation::{
 pub use audit::AuditLine;
 pub use audit_heads::StoredAuditHead;
 pub use campaigns::{Campaign, CampaignDevice, CampaignUpdate, DeviceInfo, ROLLBACK_SUFFIX};
+pub use console_sessions::{ConsoleSession, SessionLimits};
 pub use ddi::{
     DdiAction, DdiDeviceState, DdiFeedback, DdiModule, DdiTenant, DeletedDevice, EnrolledBy,
     Enrolment, MAX_STATUSES_PER_ACTION, NewAction, TenantSettings, tenant_name,
 };
 pub use detectors::{InventoryRow, MAX_SIGNAL_READ, ReportCursor, ReportSignal, StaleAttestation};
-pub use devices::{Device, DeviceFacts, DeviceFilter};
+pub use devices::{Device, DeviceFacts, DeviceFilter, DevicePage, FleetCounts, MAX_COUNTED_VALUES};
 pub use error::{DbError, DomainError, StorageError};
 pub use evidence::{
     EvidenceBundle, EvidenceQuota, EvidenceRequest, EvidenceState, EvidenceUsage,
@@ -194,6 +196,11 @@ fn migrations() -> Vec<Migration> {
             23,
             "slot_versions",
             include_str!("../migrations/0023_slot_versions.sql"),
+        ),
+        (
+            24,
+            "console sessions",
+            include_str!("../migrations/0024_console_sessions.sql"),
         ),
     ];
     steps

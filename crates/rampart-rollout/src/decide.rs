@@ -377,17 +377,32 @@ impl Action {
         }
     }
 
+    /// Every action, in the order a console offers them.
+    pub const ALL: [Action; 5] = [
+        Action::Start,
+        Action::Pause,
+        Action::Resume,
+        Action::Approve,
+        Action::Abort,
+    ];
+
     pub fn parse(s: &str) -> Option<Action> {
-        [
-            Action::Start,
-            Action::Pause,
-            Action::Resume,
-            Action::Abort,
-            Action::Approve,
-        ]
-        .into_iter()
-        .find(|a| a.as_str() == s)
+        Action::ALL.into_iter().find(|a| a.as_str() == s)
     }
+}
+
+/// The actions [`act`] accepts in `state`, in [`Action::ALL`]'s order: what a console offers.
+/// Found by trying each on a copy, so it can never disagree with [`act`]. Whether an action is
+/// allowed depends on the state alone (the plan and the tally only shape its effect), so a
+/// one-wave plan and an empty tally stand in for them.
+pub fn allowed_actions(state: &CampaignState) -> Vec<Action> {
+    let Ok(plan) = Plan::from_bounds(vec![1]) else {
+        return Vec::new();
+    };
+    Action::ALL
+        .into_iter()
+        .filter(|&action| act(&mut state.clone(), action, &plan, &Tally::default(), 0).is_ok())
+        .collect()
 }
 
 /// What an operator action did, for the server to carry out.

@@ -16,7 +16,7 @@ pub mod window;
 
 pub use decide::{
     Action, ActionError, Breach, BreachKind, CampaignState, Decision, Effect, Halt, Status, Tally,
-    Verdict, act, apply, decide, judge,
+    Verdict, act, allowed_actions, apply, decide, judge,
 };
 pub use plan::{Plan, order_devices, order_key};
 pub use report::{DeviceRecord, Figures, Outcome, figures, to_csv};

@@ -630,3 +630,29 @@ fn the_last_wave_completes_only_when_all_its_devices_reported() {
         Decision::Complete
     );
 }
+
+#[test]
+fn allowed_actions_are_exactly_those_act_accepts() {
+    use Action::*;
+    let with = |status: Status, rolled_back: bool| CampaignState {
+        status,
+        rolled_back_at: rolled_back.then_some(5),
+        ..CampaignState::draft()
+    };
+    let table = [
+        (with(Status::Draft, false), vec![Start, Abort]),
+        (with(Status::Running, false), vec![Pause, Abort]),
+        (
+            with(Status::AwaitingApproval, false),
+            vec![Pause, Approve, Abort],
+        ),
+        (with(Status::Paused, false), vec![Resume, Approve, Abort]),
+        // After a fleet rollback, approving is refused: only resume or abort remain.
+        (with(Status::Paused, true), vec![Resume, Abort]),
+        (with(Status::Aborted, false), vec![]),
+        (with(Status::Completed, false), vec![]),
+    ];
+    for (state, expected) in table {
+        assert_eq!(allowed_actions(&state), expected, "{:?}", state.status);
+    }
+}

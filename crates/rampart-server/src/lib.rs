@@ -24,6 +24,7 @@
 //! | `device` | front door: the native device API (poll, reports, attributes, repository and director routes) |
 //! | `ddi` | front door: the hawkBit DDI device API |
 //! | `operator` | front door: every management route (devices, groups, releases, assignments, campaigns, webhooks, tokens, DDI tenants, audit) |
+//! | `console` | the web console on the management listener: HTML pages over `operator`'s authorization, reads and actions (sessions, fleet, device, campaigns) |
 //! | `server` | binds the listeners, builds each front door's state from the same handles, serves, shuts down |
 //!
 //! The rule, checked in CI by `scripts/check-module-graph.py` with the `[rampart-server]`
@@ -59,6 +60,7 @@
 
 #![forbid(unsafe_code)]
 
+mod console;
 mod ddi;
 mod delivery;
 mod device;
@@ -93,6 +95,7 @@ pub use rampart_listen::admission as connections;
 pub use rampart_listen::idle;
 
 pub use artifact_store::{ArtifactStore, ArtifactStoreError};
+pub use console::ConsoleConfig;
 pub use delivery::director::{DEFAULT_DIRECTOR_TARGETS_EXPIRY, DirectorConfig};
 pub use delivery::image_repo::{HostedRepo, HostedRepoError};
 pub use device::api::{MAX_REPORT_ID_LEN, ReportStatus};
@@ -191,6 +194,9 @@ pub struct ServerConfig {
     /// The vendor public keys VEX documents must be signed by to be imported (`--vex-signer`);
     /// empty: the VEX import route refuses, saying how to configure it.
     pub vex_signers: Vec<rampart_core::keys::Key>,
+    /// The web console on the management listener: session lifetime, idle limit, sessions
+    /// per token.
+    pub console: ConsoleConfig,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -268,6 +274,7 @@ impl ServerConfig {
             incidents: engines::incidents::IncidentConfig::default(),
             risk_watch: engines::risk_watch::RiskWatchConfig::default(),
             vex_signers: Vec::new(),
+            console: ConsoleConfig::default(),
         }
     }
 
@@ -328,6 +335,7 @@ impl ServerConfig {
             evidence.validate().map_err(ServerError::Config)?;
         }
         self.alerts.validate().map_err(ServerError::Config)?;
+        self.console.validate().map_err(ServerError::Config)?;
         Ok(())
     }
 }

@@ -23,8 +23,8 @@ use crate::listen::http::ApiError;
 use crate::listen::mtls::{MtlsListener, MtlsStream, RefusedConnection};
 use crate::observe::metrics::Metrics;
 use crate::{
-    ServerConfig, ServerError, connections, ddi, delivery, device, engines, helpers, listen,
-    observe, operator, state,
+    ServerConfig, ServerError, connections, console, ddi, delivery, device, engines, helpers,
+    listen, observe, operator, state,
 };
 
 /// How long shutdown waits for the metrics listener's open connections.
@@ -48,6 +48,8 @@ pub struct Server {
         Arc<operator::ManagementApi>,
     )>,
     management_addr: Option<SocketAddr>,
+    /// The web console's settings (it is served on the management listener).
+    console_config: console::ConsoleConfig,
     audit: observe::audit::AuditWriter,
     audit_anchor: Option<Arc<engines::audit_anchor::AuditAnchor>>,
     refusals: tokio::sync::mpsc::Receiver<RefusedConnection>,
@@ -368,6 +370,7 @@ impl Server {
             flush_interval: config.last_seen_flush_interval,
             management,
             management_addr,
+            console_config: config.console,
             audit,
             audit_anchor,
             refusals,
@@ -447,6 +450,7 @@ impl Server {
             delivery,
             flush_interval,
             management,
+            console_config,
             audit,
             audit_anchor,
             refusals,
@@ -568,6 +572,7 @@ impl Server {
         });
         let management_server = management.map(|(listener, api)| {
             let router = operator::router(api.clone())
+                .merge(console::router(api.clone(), console_config))
                 .merge(operator::ddi_tenants::router(api.clone()))
                 .merge(operator::evidence::router(api.clone()))
                 .merge(operator::incidents::router(api.clone()))

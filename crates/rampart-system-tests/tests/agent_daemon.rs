@@ -20,6 +20,9 @@ use rampart_testkit::http::ManagementClient;
 use rampart_testkit::pki::ServerPki;
 use serde_json::{Value, json};
 
+mod support;
+use support::hosting_server_command;
+
 const HARDWARE: &str = "board-1";
 const DEVICE: &str = "dev-1";
 /// Capacity of each (file-backed) slot.
@@ -237,18 +240,7 @@ impl Backend {
         let (director, online) = cli::init_director(w);
 
         let db = format!("sqlite://{}", w.join("server.db").display());
-        let mut args = pki.server_command(&db);
-        args.extend(
-            [
-                "--repo",
-                s(repo),
-                "--director-root",
-                s(&director.join("root.json")),
-                "--director-key",
-                &online,
-            ]
-            .map(String::from),
-        );
+        let args = hosting_server_command(&pki, &db, repo, &director, &online);
         let server = Server::start(&args, &w.join("server.stderr"));
 
         let token = token(&db, "operator");
@@ -270,13 +262,7 @@ impl Backend {
 /// A new management-API token with `role`. The secret is standard output's only line
 /// (standard error describes the token).
 fn token(db: &str, role: &str) -> String {
-    let created = rampart(&[
-        "token", "create", "--db", db, "--role", role, "--name", role,
-    ])
-    .output()
-    .unwrap();
-    assert!(created.status.success(), "{created:?}");
-    String::from_utf8(created.stdout).unwrap().trim().to_owned()
+    rampart_testkit::cli::create_token(db, role, role)
 }
 
 #[test]

@@ -21,11 +21,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rampart_testkit::cli;
-use rampart_testkit::cli::{ServerChild, StderrOnPanic, ok, rampart, s};
+use rampart_testkit::cli::{StderrOnPanic, ok, rampart, s};
 use rampart_testkit::http::{BlockingClient, mutual_tls_config, tls_config};
 use rampart_testkit::pki::ServerPki;
 use rustls::ClientConfig;
 use serde_json::{Value, json};
+
+mod support;
+use support::{hosting_server_command, start_server};
 
 /// The pinned requirement, e.g. `schemathesis==4.32.5`.
 const REQUIREMENTS: &str = include_str!("../../../scripts/requirements-schemathesis.txt");
@@ -257,51 +260,24 @@ fn schemathesis_finds_no_server_error_and_no_undocumented_answer_on_any_api() {
 
     let db = format!("sqlite://{}", w.join("server.db").display());
     // The director's online key is an encrypted key file: the server reads its passphrase.
-    let mut command = rampart(&[]);
-    command.args(pki.server_command(&db));
-    command.args([
-        "--ddi-listen",
-        "127.0.0.1:0",
-        "--repo",
-        s(&repo),
-        "--director-root",
-        s(&director.join("root.json")),
-        "--director-key",
-        &format!("file:{director_online}"),
-        // The seeded webhooks' receiver (nothing listens there: deliveries just fail).
-        "--webhook-allow",
-        "127.0.0.1/32",
-    ]);
-    let mut server = ServerChild::start_command(
-        command,
-        &w.join("server.stderr"),
-        "device API listening on ",
-        Duration::from_secs(60),
+    let online_key = format!("file:{director_online}");
+    let mut args = hosting_server_command(&pki, &db, &repo, &director, &online_key);
+    args.extend(
+        [
+            "--ddi-listen",
+            "127.0.0.1:0",
+            // The seeded webhooks' receiver (nothing listens there: deliveries just fail).
+            "--webhook-allow",
+            "127.0.0.1/32",
+        ]
+        .map(str::to_owned),
     );
-    let device_url = format!("https://{}", server.listening);
-    let origin = |line: String| {
-        let rest = line.trim().trim_start_matches("https://");
-        format!("https://{}", &rest[..rest.find('/').unwrap_or(rest.len())])
-    };
-    let ddi_url = origin(
-        server
-            .line_after("DDI API listening on ", Duration::from_secs(30))
-            .expect("the DDI API listens"),
-    );
-    let management_url = origin(
-        server
-            .line_after("management API listening on ", Duration::from_secs(30))
-            .expect("the management API listens"),
-    );
-    let token = |role: &str, name: &str| {
-        let out = rampart(&[
-            "token", "create", "--db", &db, "--role", role, "--name", name,
-        ])
-        .output()
-        .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    };
+    let (mut server, device_url, management_url) = start_server(&w, &args);
+    let ddi_url = server
+        .line_after("DDI API listening on ", Duration::from_secs(30))
+        .expect("the DDI API listens");
+    let ddi_url = ddi_url.trim().trim_end_matches('/').to_owned();
+    let token = |role: &str, name: &str| cli::create_token(&db, role, name);
     let admin = format!("Bearer {}", token("admin", "schemathesis"));
 
     // Seeds real resources, so the runs with fixed ids reach the handlers' logic.

@@ -39,6 +39,20 @@ pub fn fails(c: Command) -> String {
     out
 }
 
+/// `rampart token create --db DB --role ROLE --name NAME`: the new token's secret.
+pub fn create_token(db: &str, role: &str, name: &str) -> String {
+    let out = rampart(&[
+        "token", "create", "--db", db, "--role", role, "--name", name,
+    ])
+    .output()
+    .expect("binary runs");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout)
+        .expect("a token is text")
+        .trim()
+        .to_owned()
+}
+
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("test paths are UTF-8")
 }

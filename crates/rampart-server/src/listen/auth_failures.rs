@@ -273,7 +273,11 @@ pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> 
         // throttled, as before the block's end nothing more is charged).
         (Some(_), Some(wait)) => {
             guard.failures.throttled(guard.api, source);
-            too_many_failures(guard.api, wait)
+            let html = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|t| t.as_bytes().starts_with(b"text/html"));
+            too_many_failures(guard.api, wait, html)
         }
         (Some(kind), None) => {
             guard
@@ -285,13 +289,26 @@ pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> 
     }
 }
 
-/// The 429 answer, in the API's own error format.
-fn too_many_failures(api: Api, wait: Duration) -> Response {
+/// The 429 answer, in the API's own error format (a page when the refused answer was one: the
+/// web console's login).
+fn too_many_failures(api: Api, wait: Duration, html: bool) -> Response {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let message = format!(
         "too many failed authentications from this address; retry in {seconds} s with valid credentials"
     );
     let mut response = match api {
+        _ if html => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            )],
+            // Only the number varies, and it is ours: nothing here needs escaping.
+            format!(
+                "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Too many failed logins</title></head><body><h1>Too many failed logins</h1><p>{message}.</p><p><a href=\"/console/login\">Back to the login page</a></p></body></html>"
+            ),
+        )
+            .into_response(),
         Api::Management => crate::listen::http::ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_auth_failures",
@@ -307,6 +324,9 @@ fn too_many_failures(api: Api, wait: Duration) -> Response {
             },
         ),
     };
+    if html {
+        crate::listen::http::html_security_headers(response.headers_mut());
+    }
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));

@@ -21,17 +21,20 @@ pub enum FailureKind {
     ManagementToken,
     /// A device certificate on the native device API for a device row a token enrolled.
     CertificateEnrolment,
+    /// A web console login with an unknown or revoked API token.
+    ConsoleLogin,
 }
 
 impl FailureKind {
     /// Every kind, in declaration order (`kind as usize` indexes it).
-    pub const ALL: [FailureKind; 6] = [
+    pub const ALL: [FailureKind; 7] = [
         FailureKind::DdiTargetToken,
         FailureKind::DdiGatewayToken,
         FailureKind::DdiCertificate,
         FailureKind::DdiOther,
         FailureKind::ManagementToken,
         FailureKind::CertificateEnrolment,
+        FailureKind::ConsoleLogin,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +45,7 @@ impl FailureKind {
             FailureKind::DdiOther => "ddi_other",
             FailureKind::ManagementToken => "management_token",
             FailureKind::CertificateEnrolment => "certificate_enrolment",
+            FailureKind::ConsoleLogin => "console_login",
         }
     }
 }

@@ -691,7 +691,7 @@ impl Metrics {
         counter(
             &mut out,
             "rampart_server_auth_failures_total",
-            "Failed authentications (wrong DDI token or certificate, unknown bearer token, a certificate for a token-enrolled device), by kind.",
+            "Failed authentications (wrong DDI token or certificate, unknown bearer token, a certificate for a token-enrolled device, a console login with an unknown token), by kind.",
             &failures,
         );
         let throttled: Vec<(String, u64)> = Api::ALL

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use crate::engines::campaigns::{ActionFailed, CampaignError, Loaded, load};
 use crate::helpers::{new_id, unix_now};
 use crate::listen::http::{ApiError, db_error, json_response, write_error};
-use crate::operator::{ManagementApi, Permission};
+use crate::operator::{Caller, ManagementApi, Permission};
 
 /// A refused or failed campaign action, as an answer.
 pub(super) fn action_failed(e: ActionFailed) -> ApiError {
@@ -54,7 +54,7 @@ fn campaign_api_error(e: CampaignError) -> ApiError {
     }
 }
 
-pub(super) async fn loaded(api: &ManagementApi, id: &str) -> Result<Loaded, ApiError> {
+pub(crate) async fn loaded(api: &ManagementApi, id: &str) -> Result<Loaded, ApiError> {
     let row = api
         .db
         .campaign(id)
@@ -182,7 +182,21 @@ pub(crate) async fn action(
     Path((id, action)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let caller = api.authorize(&headers, Permission::Operate).await?;
-    let action = Action::parse(&action).ok_or_else(|| {
+    let body = act(&api, &caller, &id, &action).await?;
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// Carries out the campaign action named `action` for `caller` (who needs
+/// [`Permission::Operate`]): the management API's route and the web console's buttons both
+/// come here, so both refuse and do exactly the same.
+pub(crate) async fn act(
+    api: &ManagementApi,
+    caller: &Caller,
+    id: &str,
+    action: &str,
+) -> Result<Value, ApiError> {
+    caller.require(Permission::Operate)?;
+    let action = Action::parse(action).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_action",
@@ -193,7 +207,7 @@ pub(crate) async fn action(
     })?;
     let campaigns = api.campaigns()?;
     let _guard = campaigns.lock.lock().await;
-    let c = loaded(&api, &id).await?;
+    let c = loaded(api, id).await?;
     let now = unix_now();
     let details = match action {
         Action::Start => {
@@ -211,11 +225,8 @@ pub(crate) async fn action(
             .await
             .map_err(action_failed)?,
     };
-    let c = loaded(&api, &id).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"id": id, "status": c.state.status.as_str(), "state": c.state, "result": details}),
-    ))
+    let c = loaded(api, id).await?;
+    Ok(json!({"id": id, "status": c.state.status.as_str(), "state": c.state, "result": details}))
 }
 
 #[derive(Deserialize)]
@@ -255,7 +266,7 @@ pub(crate) async fn report(
     }
 }
 
-async fn figures_of(
+pub(crate) async fn figures_of(
     api: &ManagementApi,
     c: &Loaded,
 ) -> Result<(Option<rampart_rollout::Figures>, BTreeMap<String, u64>), ApiError> {

@@ -7,10 +7,11 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use rampart_db::{DbError, DeviceFilter};
+use rampart_db::{DbError, Device, DeviceAssignment, DeviceFilter, Enrolment, Report};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::engines::attestation::AttestationView;
 use crate::helpers::unix_now;
 use crate::listen::http::{ApiError, json_response, parse_json, read_body};
 use crate::listen::http::{db_error, write_error};
@@ -79,6 +80,7 @@ pub(super) async fn list_devices(
         group: q.group,
         min_security_version: q.min_security_version,
         attribute,
+        ..DeviceFilter::default()
     };
     let limit = page_limit(q.limit)?;
     let offset = q.offset.unwrap_or(0);
@@ -101,31 +103,83 @@ pub(super) async fn get_device(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     api.authorize(&headers, Permission::Read).await?;
-    crate::listen::http::check_device_id(&id)?;
+    let view = device_view(&api, &id).await?;
+    let mut body = json!({"device": view.device, "enrolment": view.enrolment, "assignment": view.assignment, "update_status": view.update_status, "recent_reports": view.recent_reports});
+    if let Some(attestation) = view.attestation {
+        body["attestation"] = json!(attestation);
+    }
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// Reports a device view shows.
+const RECENT_REPORTS: i64 = 20;
+
+/// One device as an operator sees it (`GET /api/v1/devices/{id}` and the console's device page).
+pub(crate) struct DeviceView {
+    pub(crate) device: Device,
+    /// How it was enrolled (certificate, target or gateway token): what may act for it.
+    pub(crate) enrolment: Option<Enrolment>,
+    pub(crate) assignment: Option<DeviceAssignment>,
+    /// What it runs against what it was told to install (see [`update_status`]).
+    pub(crate) update_status: &'static str,
+    /// Newest first, at most [`RECENT_REPORTS`].
+    pub(crate) recent_reports: Vec<Report>,
+    /// Computed now (a pass expires by time alone); `None` when the server does not attest.
+    pub(crate) attestation: Option<AttestationView>,
+}
+
+/// Reads [`DeviceView`] of device `id` (404 for an unknown one).
+pub(crate) async fn device_view(api: &ManagementApi, id: &str) -> Result<DeviceView, ApiError> {
+    crate::listen::http::check_device_id(id)?;
     let device = api
         .db
-        .device(&id)
+        .device(id)
         .await
         .map_err(|e| db_error("reading a device", e))?
-        .ok_or_else(|| db_error("", DbError::Domain(DomainError::UnknownDevice(id.clone()))))?;
-    // How it was enrolled (certificate, target or gateway token): what may act for it.
+        .ok_or_else(|| {
+            db_error(
+                "",
+                DbError::Domain(DomainError::UnknownDevice(id.to_owned())),
+            )
+        })?;
     let enrolment = api
         .db
-        .device_enrolment(&id)
+        .device_enrolment(id)
         .await
         .map_err(|e| db_error("reading a device", e))?;
     let assignment = api
         .db
-        .device_assignment(&id)
+        .device_assignment(id)
         .await
         .map_err(|e| db_error("reading an assignment", e))?;
-    let recent = api
+    let recent_reports = api
         .db
-        .recent_reports(&id, 20)
+        .recent_reports(id, RECENT_REPORTS)
         .await
         .map_err(|e| db_error("reading reports", e))?;
-    // Patch status: what it runs against what it was told to install.
-    let status = match (&assignment, recent.first()) {
+    let attestation = match &api.attestation {
+        Some(engine) => Some(
+            engine
+                .view(id, unix_now())
+                .await
+                .map_err(|e| db_error("reading a device's attestation", e))?,
+        ),
+        None => None,
+    };
+    Ok(DeviceView {
+        update_status: update_status(assignment.as_ref(), recent_reports.first()),
+        device,
+        enrolment,
+        assignment,
+        recent_reports,
+        attestation,
+    })
+}
+
+/// Patch status: what a device runs against what it was told to install, from its assignment
+/// and its latest report.
+fn update_status(assignment: Option<&DeviceAssignment>, latest: Option<&Report>) -> &'static str {
+    match (assignment, latest) {
         (None, _) => "unassigned",
         // Its assignment was withdrawn, but the device refused the cancellation (or had
         // already begun) and installed it: it runs that release, which `unassigned` would hide.
@@ -148,22 +202,7 @@ pub(super) async fn get_device(
             "failed"
         }
         (Some(_), _) => "pending",
-    };
-    // Computed now (a pass expires by time alone); absent when the server does not attest.
-    let attestation = match &api.attestation {
-        Some(engine) => Some(
-            engine
-                .view(&id, unix_now())
-                .await
-                .map_err(|e| db_error("reading a device's attestation", e))?,
-        ),
-        None => None,
-    };
-    let mut body = json!({"device": device, "enrolment": enrolment, "assignment": assignment, "update_status": status, "recent_reports": recent});
-    if let Some(attestation) = attestation {
-        body["attestation"] = json!(attestation);
     }
-    Ok(json_response(StatusCode::OK, &body))
 }
 
 #[derive(Deserialize, Default)]

@@ -201,7 +201,19 @@ pub(super) async fn get_posture(
 ) -> Result<Response, ApiError> {
     api.authorize(&headers, Permission::Read).await?;
     let Query(query) = query.map_err(query_error)?;
-    let by = match query.by.as_deref() {
+    let report = posture_report(&api, query.by.as_deref(), query.limit, query.offset).await?;
+    Ok(json_response(StatusCode::OK, &report))
+}
+
+/// The fleet's risk posture grouped `by` (region when `None`), one page of rows, most at risk
+/// first: `GET /api/v1/risk/posture` and the web console's risk page.
+pub(crate) async fn posture_report(
+    api: &ManagementApi,
+    by: Option<&str>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+) -> Result<Value, ApiError> {
+    let by = match by {
         None => GroupBy::Region,
         Some(s) => GroupBy::parse(s).ok_or_else(|| {
             ApiError::invalid(format!(
@@ -209,10 +221,10 @@ pub(super) async fn get_posture(
             ))
         })?,
     };
-    let limit = page_limit(query.limit)? as usize;
-    let offset = page_offset(query.offset)?;
+    let limit = page_limit(limit)? as usize;
+    let offset = page_offset(offset)?;
     let repo = api.image_repo()?;
-    let assessment = assess_cached(&api, &repo)
+    let assessment = assess_cached(api, &repo)
         .await
         .map_err(|e| risk_error("assessing risk", e))?;
     let mut rows = posture(
@@ -230,19 +242,16 @@ pub(super) async fn get_posture(
         &assessment.suppressed,
         page,
     );
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
-            "by": by.as_str(),
-            "total": total,
-            "rows": page,
-            "devices": assessment.devices.len(),
-            "devices_not_read": assessment.devices_not_read,
-            "advisories": assessment.advisories,
-            "unreadable_advisories": assessment.unreadable_advisories.len(),
-            "releases": assessment.releases,
-        }),
-    ))
+    Ok(json!({
+        "by": by.as_str(),
+        "total": total,
+        "rows": page,
+        "devices": assessment.devices.len(),
+        "devices_not_read": assessment.devices_not_read,
+        "advisories": assessment.advisories,
+        "unreadable_advisories": assessment.unreadable_advisories.len(),
+        "releases": assessment.releases,
+    }))
 }
 
 #[derive(Deserialize)]

@@ -17,6 +17,8 @@ use rampart_boot::ab::Slot;
 use rampart_boot::flow::{AgentState, SlotContent};
 use rampart_testkit::binaries::agent_binary_with_tpm;
 use rampart_testkit::cli::{self, ServerChild, ok, rampart, run, s};
+
+use super::{hosting_server_command, start_server};
 use rampart_testkit::http::ManagementClient;
 use rampart_testkit::pki::ServerPki;
 use rampart_testkit::swtpm::SwTpm;
@@ -177,31 +179,11 @@ impl TpmSite {
         roots.extend(std::fs::read(tpm.ek_root()).unwrap());
         std::fs::write(&ek_roots, roots).unwrap();
         let db = format!("sqlite://{}", w.join("server.db").display());
-        let mut args = pki.server_command(&db);
-        args.extend(
-            [
-                "--repo",
-                s(&repo),
-                "--director-root",
-                s(&director.join("root.json")),
-                "--director-key",
-                &online,
-                "--ek-roots",
-                s(&ek_roots),
-            ]
-            .map(String::from),
-        );
+        let mut args = hosting_server_command(&pki, &db, &repo, &director, &online);
+        args.extend(["--ek-roots", s(&ek_roots)].map(String::from));
         args.extend(server_args.iter().cloned());
         let (server, device_url, management) = start_server(&w, &args);
-        let token = {
-            let out = rampart(&[
-                "token", "create", "--db", &db, "--role", "admin", "--name", "admin",
-            ])
-            .output()
-            .unwrap();
-            assert!(out.status.success(), "{out:?}");
-            String::from_utf8(out.stdout).unwrap().trim().to_owned()
-        };
+        let token = cli::create_token(&db, "admin", "admin");
         let api = ManagementClient::new(&management, &token, pki.ca.cert_pem());
         let management = management.to_owned();
 
@@ -345,25 +327,4 @@ impl TpmSite {
         });
         self.attestation()
     }
-}
-
-/// Starts the server: (child, device URL, management base URL).
-fn start_server(w: &Path, args: &[String]) -> (ServerChild, String, String) {
-    let mut command = rampart(&[]);
-    command.args(args);
-    let mut server = ServerChild::start_command(
-        command,
-        &w.join("server.stderr"),
-        "device API listening on ",
-        Duration::from_secs(60),
-    );
-    let device_url = format!("https://{}", server.listening);
-    let management = server
-        .line_after("management API listening on ", Duration::from_secs(30))
-        .expect("the management API listens");
-    (
-        server,
-        device_url,
-        management.trim_end_matches("/api/v1/").to_owned(),
-    )
 }
