@@ -8,6 +8,7 @@ mod attest;
 mod attest_fleet;
 mod attest_roundtrip;
 mod campaign;
+mod console_fleet;
 mod gameday;
 mod log;
 mod report;
@@ -94,6 +95,9 @@ enum BenchCommand {
     /// Supply-chain risk (issue 17): every real advisory re-matched against a fleet's releases,
     /// one new advisory to affected devices, memory (the pure core's figures).
     Risk(risk::RiskArgs),
+    /// The web console's fleet page (issue 18): its answer time per kind of filter, p50/p95,
+    /// with N devices on SQLite or PostgreSQL.
+    ConsoleFleet(console_fleet::ConsoleFleetArgs),
 }
 
 fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -112,6 +116,7 @@ fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::AttestRoundtrip(a) => attest_roundtrip::run(a),
         BenchCommand::Gameday(a) => gameday::run(a),
         BenchCommand::Risk(a) => risk::run(a),
+        BenchCommand::ConsoleFleet(a) => console_fleet::run(a),
         BenchCommand::TufClient {
             targets,
             iterations,

@@ -344,7 +344,7 @@ fn cyclonedx(components: &[Component]) -> Vec<u8> {
 
 /// The figures through a real server: see [`RiskArgs::server`].
 fn run_server(a: RiskArgs) -> anyhow::Result<()> {
-    use crate::server::{database_url, postgres_admin};
+    use crate::server::on_own_database;
     use rampart_cli::commands::demo::setup::{PASSPHRASE, prepare_dir};
 
     println!(
@@ -402,43 +402,18 @@ fn run_server(a: RiskArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let postgres = match &a.postgres_url {
-        Some(admin) => {
-            let name = format!("rampart_bench_risk_{}", std::process::id());
-            rt.block_on(postgres_admin(
-                admin,
-                format!("DROP DATABASE IF EXISTS {name}"),
-            ))?;
-            rt.block_on(postgres_admin(admin, format!("CREATE DATABASE {name}")))?;
-            Some((admin.clone(), name.clone(), database_url(admin, &name)?))
-        }
-        None => None,
-    };
-    let backend = if postgres.is_some() {
+    let backend = if a.postgres_url.is_some() {
         "PostgreSQL"
     } else {
         "SQLite"
     };
     println!("  database: {backend}");
-    let measured = measure_server(
-        &a,
+    on_own_database(
         &rt,
-        &dir,
-        &repo_dir,
-        postgres.as_ref().map(|(_, _, url)| url.as_str()),
-        &feed_packages,
-        &releases,
-    );
-    if let Some((admin, name, _)) = &postgres {
-        let dropped = rt.block_on(postgres_admin(
-            admin,
-            format!("DROP DATABASE IF EXISTS {name}"),
-        ));
-        if let (Ok(_), Err(e)) = (&measured, dropped) {
-            return Err(e);
-        }
-    }
-    measured
+        a.postgres_url.as_deref(),
+        "rampart_bench_risk",
+        |db_url| measure_server(&a, &rt, &dir, &repo_dir, db_url, &feed_packages, &releases),
+    )
 }
 
 /// The server figures, on the server's database `db_url` (`None`: SQLite).

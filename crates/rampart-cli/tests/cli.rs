@@ -555,6 +555,36 @@ fn demo_keep_running_prints_the_cli_settings_for_its_server() {
         vars[0].1
     );
     assert!(Path::new(&vars[2].1).is_absolute() && Path::new(&vars[2].1).exists());
+    // The web console's URL, where the printed token logs in (a session cookie, a redirect).
+    let console = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("web console"))
+        .unwrap_or_else(|| panic!("no web console line in:\n{out}"))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(console, format!("{}/console/", vars[0].1));
+    let ca_pem = std::fs::read(&vars[2].1).unwrap();
+    let ca = pem::parse(&ca_pem).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(rampart_cli::shared::api_client::tls_trusting(ca.contents()))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let login = agent
+        .post(format!("{console}login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send(format!("token={}", vars[1].1).as_bytes())
+        .unwrap();
+    assert_eq!(
+        login.status(),
+        303,
+        "the printed token logs in to the console"
+    );
+    let cookie = login.headers().get("set-cookie").unwrap().to_str().unwrap();
+    assert!(cookie.starts_with("rampart_console="), "{cookie}");
     let mut list = rampart(&["campaign", "list"]);
     list.envs(vars.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     let campaigns = ok(list);

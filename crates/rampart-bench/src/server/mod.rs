@@ -361,6 +361,36 @@ impl RoundDb {
     }
 }
 
+/// Runs `measure` on a database of its own: with `admin` (a PostgreSQL server URL whose user
+/// may create databases) a new database `<prefix>_<pid>`, dropped afterwards, whose URL
+/// `measure` gets; without, `None` (the server then makes a new SQLite file). A failed drop is
+/// reported only when the measurement itself succeeded.
+pub(crate) fn on_own_database<T>(
+    rt: &tokio::runtime::Runtime,
+    admin: Option<&str>,
+    prefix: &str,
+    measure: impl FnOnce(Option<&str>) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let Some(admin) = admin else {
+        return measure(None);
+    };
+    let name = format!("{prefix}_{}", std::process::id());
+    rt.block_on(postgres_admin(
+        admin,
+        format!("DROP DATABASE IF EXISTS {name}"),
+    ))?;
+    rt.block_on(postgres_admin(admin, format!("CREATE DATABASE {name}")))?;
+    let measured = measure(Some(&database_url(admin, &name)?));
+    let dropped = rt.block_on(postgres_admin(
+        admin,
+        format!("DROP DATABASE IF EXISTS {name}"),
+    ));
+    match (measured, dropped) {
+        (Ok(_), Err(e)) => Err(e),
+        (measured, _) => measured,
+    }
+}
+
 pub(crate) async fn postgres_admin(admin: &str, sql: String) -> anyhow::Result<()> {
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(admin)

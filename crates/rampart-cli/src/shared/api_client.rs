@@ -112,15 +112,9 @@ impl ApiClient {
     /// `base` is `https://HOST:PORT`, or the `https://HOST:PORT/api/v1/` the server prints at
     /// start (see [`base_url`]); `ca_der` the certificate that signed the server's.
     pub fn new(base: &str, token: &str, ca_der: &[u8]) -> ApiClient {
-        let tls_config = ureq::tls::TlsConfig::builder()
-            .provider(ureq::tls::TlsProvider::Rustls)
-            .root_certs(ureq::tls::RootCerts::new_with_certs(&[
-                ureq::tls::Certificate::from_der(ca_der).to_owned(),
-            ]))
-            .build();
         ApiClient {
             agent: ureq::Agent::config_builder()
-                .tls_config(tls_config)
+                .tls_config(tls_trusting(ca_der))
                 .http_status_as_error(false)
                 .timeout_global(Some(std::time::Duration::from_secs(60)))
                 .build()
@@ -218,6 +212,18 @@ impl ApiClient {
         }
         Ok(value)
     }
+}
+
+/// TLS (rustls) that trusts only `ca_der`, the certificate that signed the server's: for every
+/// client of a Rampart server's management listener (this API client, the console's login in
+/// the tests and benchmarks).
+pub fn tls_trusting(ca_der: &[u8]) -> ureq::tls::TlsConfig {
+    ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .root_certs(ureq::tls::RootCerts::new_with_certs(&[
+            ureq::tls::Certificate::from_der(ca_der).to_owned(),
+        ]))
+        .build()
 }
 
 /// The server's base URL from what an operator gives: `https://HOST:PORT`, with or without a

@@ -39,8 +39,9 @@ pub struct DemoArgs {
     /// Simulated devices.
     #[arg(long, default_value_t = 1000)]
     devices: usize,
-    /// After the demo, leave the server and the log running and print their URLs, an operator
-    /// token and the `export` line for the CLI's API settings (Ctrl-C stops).
+    /// After the demo, leave the server and the log running and print their URLs (the web
+    /// console's among them), an operator token and the `export` line for the CLI's API settings
+    /// (Ctrl-C stops).
     #[arg(long)]
     keep_running: bool,
     /// Run the security tour instead: key schemes, root rotation, delegation, the attacks the
@@ -283,8 +284,8 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     if a.keep_running {
         let ca_pem = std::path::absolute(ca_pem).unwrap_or_else(|_| ca_pem.clone());
         println!(
-            "\nStill running (Ctrl-C stops):\n  device API        {}\n  management API    {}/api/v1/  (operator token {token})\n  transparency log  {}",
-            process.device_url, process.management_url, tlog.log_url
+            "\nStill running (Ctrl-C stops):\n  device API        {}\n  management API    {}/api/v1/  (operator token {token})\n  web console       {}/console/  (log in with the operator token)\n  transparency log  {}",
+            process.device_url, process.management_url, process.management_url, tlog.log_url
         );
         println!(
             "The CLI against this server (`rampart campaign list`, `rampart incident list`, ...):\n  {}",
