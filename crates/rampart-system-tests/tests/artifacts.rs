@@ -274,8 +274,12 @@ fn server_checks_its_artifact_store_at_start() {
         "{out}"
     );
     let out = fails(server("https://example.invalid/bucket"));
-    assert!(out.contains("is not an artifact store URL"), "{out}");
-    assert!(out.contains("only s3"), "{out}");
+    // Refused while the configuration is checked, naming the setting and what it takes.
+    assert!(
+        out.contains("repository.artifacts") && out.contains("is not an object store"),
+        "{out}"
+    );
+    assert!(out.contains("give s3://BUCKET"), "{out}");
 
     // The bucket exists: the server starts.
     let mut child = server(&format!("s3://{BUCKET}/prod"))
