@@ -9,13 +9,17 @@ use maud::{DOCTYPE, Markup, html};
 use super::assets;
 use super::session::Session;
 use crate::listen::http::ApiError;
+use crate::operator::Permission;
 
 /// The navigation entry a page belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Section {
     Fleet,
+    Releases,
     Campaigns,
+    Incidents,
     Risk,
+    Audit,
     /// Pages outside the navigation (login, errors).
     None,
 }
@@ -48,8 +52,13 @@ pub(super) fn document(
                     nav {
                         @if session.is_some() {
                             (nav(Section::Fleet, "/console/fleet", "Fleet"))
+                            (nav(Section::Releases, "/console/releases", "Releases"))
                             (nav(Section::Campaigns, "/console/campaigns", "Campaigns"))
+                            (nav(Section::Incidents, "/console/incidents", "Incidents"))
                             (nav(Section::Risk, "/console/risk", "Risk"))
+                        }
+                        @if session.is_some_and(|s| s.may(Permission::Audit)) {
+                            (nav(Section::Audit, "/console/audit", "Audit"))
                         }
                     }
                     @if let Some(session) = session {

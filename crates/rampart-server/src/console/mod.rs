@@ -26,6 +26,7 @@ mod device;
 mod fleet;
 mod layout;
 mod live;
+mod releases;
 mod risk;
 mod session;
 
@@ -101,6 +102,8 @@ pub(crate) fn router(api: Arc<ManagementApi>, config: ConsoleConfig) -> Router {
         .route("/console/logout", post(access::logout))
         .route("/console/fleet", get(fleet::page))
         .route("/console/devices/{id}", get(device::page))
+        .route("/console/releases", get(releases::list))
+        .route("/console/release", get(releases::detail))
         .route("/console/campaigns", get(campaigns::list))
         .route("/console/campaigns/{id}", get(campaigns::detail))
         .route("/console/campaigns/{id}/live", get(live::stream))

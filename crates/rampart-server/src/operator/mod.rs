@@ -19,7 +19,7 @@ pub(crate) mod incidents;
 mod monitor;
 mod quarantine;
 mod reimage;
-mod releases;
+pub(crate) mod releases;
 pub(crate) mod risk;
 mod risk_exposure;
 mod risk_nvd;
