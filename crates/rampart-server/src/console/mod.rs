@@ -24,6 +24,7 @@ mod assets;
 mod campaigns;
 mod device;
 mod fleet;
+mod incidents;
 mod layout;
 mod live;
 mod releases;
@@ -108,6 +109,13 @@ pub(crate) fn router(api: Arc<ManagementApi>, config: ConsoleConfig) -> Router {
         .route("/console/campaigns/{id}", get(campaigns::detail))
         .route("/console/campaigns/{id}/live", get(live::stream))
         .route("/console/campaigns/{id}/{action}", post(campaigns::action))
+        .route("/console/incidents", get(incidents::list))
+        .route("/console/incidents/{id}", get(incidents::detail))
+        .route("/console/incidents/{id}/{act}", post(incidents::action))
+        .route(
+            "/console/incident-actions/{id}/{decision}",
+            post(incidents::decide),
+        )
         .route("/console/risk", get(risk::page))
         .route("/console/assets/{name}", get(assets::serve))
         .route("/console/{*rest}", get(layout::not_found))
