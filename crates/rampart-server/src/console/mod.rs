@@ -21,6 +21,7 @@
 
 mod access;
 mod assets;
+mod audit;
 mod campaigns;
 mod device;
 mod fleet;
@@ -117,6 +118,8 @@ pub(crate) fn router(api: Arc<ManagementApi>, config: ConsoleConfig) -> Router {
             post(incidents::decide),
         )
         .route("/console/risk", get(risk::page))
+        .route("/console/audit", get(audit::page))
+        .route("/console/audit/export", get(audit::export))
         .route("/console/assets/{name}", get(assets::serve))
         .route("/console/{*rest}", get(layout::not_found))
         .layer(axum::middleware::map_response(security_headers))

@@ -9,7 +9,7 @@
 //! record. The routes are listed in the OpenAPI document served at `GET /api/v1/openapi.json`.
 
 mod attestation;
-mod audit;
+pub(crate) mod audit;
 pub(crate) mod campaigns;
 pub(crate) mod ddi_tenants;
 pub(crate) mod devices;
