@@ -118,6 +118,10 @@ pub(crate) fn router(api: Arc<ManagementApi>, config: ConsoleConfig) -> Router {
             post(incidents::decide),
         )
         .route("/console/risk", get(risk::page))
+        .route(
+            "/console/risk/advisories/{id}/remediate",
+            post(risk::remediate),
+        )
         .route("/console/audit", get(audit::page))
         .route("/console/audit/export", get(audit::export))
         .route("/console/assets/{name}", get(assets::serve))

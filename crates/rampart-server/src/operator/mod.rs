@@ -23,7 +23,7 @@ pub(crate) mod releases;
 pub(crate) mod risk;
 mod risk_exposure;
 mod risk_nvd;
-mod risk_remediate;
+pub(crate) mod risk_remediate;
 mod risk_vex;
 mod status;
 mod tokens;

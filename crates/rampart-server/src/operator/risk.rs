@@ -425,3 +425,69 @@ pub(super) async fn get_advisory(
         &json!({"query": id, "advisories": answers}),
     ))
 }
+
+/// An advisory that affects the fleet, for the web console's risk page.
+#[derive(Debug, Clone)]
+pub(crate) struct FleetAdvisory {
+    pub id: String,
+    pub severity: AdvisorySeverity,
+    /// Devices whose running slot holds an affected release.
+    pub affected: usize,
+    /// Devices that hold an affected release only in their inactive slot.
+    pub fallback_only: usize,
+    /// The affected releases (targets).
+    pub releases: Vec<String>,
+    /// The versions its matches name as fixed.
+    pub fixed: Vec<String>,
+}
+
+/// Every advisory that matches a release some device runs or keeps in its inactive slot,
+/// most severe first (then most devices): from the same assessment as the posture.
+pub(crate) async fn fleet_advisories(api: &ManagementApi) -> Result<Vec<FleetAdvisory>, ApiError> {
+    let repo = api.image_repo()?;
+    let assessment = assess_cached(api, &repo)
+        .await
+        .map_err(|e| risk_error("assessing risk", e))?;
+    let mut by_id: std::collections::BTreeMap<&String, Vec<String>> = Default::default();
+    for (release, ids) in &assessment.exposure {
+        for id in ids {
+            by_id.entry(id).or_default().push(release.clone());
+        }
+    }
+    let mut out: Vec<FleetAdvisory> = by_id
+        .into_iter()
+        .map(|(id, releases)| {
+            let reached = devices_by_slot(id, &assessment.devices, &assessment.exposure);
+            let affected = reached
+                .iter()
+                .filter(|(_, holding)| *holding != SlotHolding::Inactive)
+                .count();
+            FleetAdvisory {
+                id: id.clone(),
+                severity: assessment
+                    .severities
+                    .get(id)
+                    .copied()
+                    .unwrap_or(AdvisorySeverity::UNASSIGNED),
+                affected,
+                fallback_only: reached.len() - affected,
+                releases,
+                fixed: assessment
+                    .fixed_versions
+                    .get(id)
+                    .map(|f| f.iter().cloned().collect())
+                    .unwrap_or_default(),
+            }
+        })
+        .filter(|a| a.affected + a.fallback_only > 0)
+        .collect();
+    out.sort_by(|a, b| {
+        b.severity
+            .rank()
+            .partial_cmp(&a.severity.rank())
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(b.affected.cmp(&a.affected))
+            .then(a.id.cmp(&b.id))
+    });
+    Ok(out)
+}
