@@ -11,13 +11,19 @@
 //!
 //! The console sits on top of the management API (`operator`): it authorizes with the API's
 //! roles ([`crate::operator::Caller::require`]) and acts through the API's own code (campaign
-//! actions go through `operator::campaigns::act`), so what a role may do is decided in one
-//! place. No other room imports the console.
+//! actions go through `operator::campaigns::act`, incident moves through
+//! `operator::incidents::act`, remediation through `operator::risk_remediate`), so what a role
+//! may do is decided in one place. No other room imports the console.
 //!
-//! Pages: `/console/fleet` (counts, search and filters, keyset pages), `/console/devices/{id}`,
-//! `/console/campaigns` and `/console/campaigns/{id}` (progress per wave, gate, actions, kept
-//! current by the server-sent events of `/console/campaigns/{id}/live`), and `/console/risk`
-//! (the risk posture by region, hardware, release, tag or device).
+//! Pages: `/console/fleet` (counts, search and filters, keyset pages), `/console/devices/{id}`
+//! (with its risk, incidents and audit records), `/console/releases` and `/console/release`
+//! (SBOM, provenance, transparency-log entry, where deployed), `/console/campaigns` and
+//! `/console/campaigns/{id}` (progress per wave, gate, actions, kept current by the
+//! server-sent events of `/console/campaigns/{id}/live`), `/console/incidents` and
+//! `/console/incidents/{id}` (timeline, devices, evidence, the operator's moves),
+//! `/console/risk` (the risk posture by region, hardware, release, tag or device; the
+//! advisories affecting the fleet and their remediation) and `/console/audit` (browse, verify,
+//! export; auditors and admins).
 
 mod access;
 mod assets;

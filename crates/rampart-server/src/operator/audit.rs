@@ -211,26 +211,26 @@ pub(crate) async fn audit_page(
     limit: i64,
 ) -> Result<(Vec<rampart_audit::AuditRecord>, Option<u64>), ApiError> {
     let limit = super::page_limit(Some(limit))?;
+    read_records(api, from, limit).await
+}
+
+/// Up to `limit` records from `from` on (the newest `limit` without `from`), and the newest
+/// record's sequence number.
+async fn read_records(
+    api: &ManagementApi,
+    from: Option<u64>,
+    limit: i64,
+) -> Result<(Vec<rampart_audit::AuditRecord>, Option<u64>), ApiError> {
     let newest = api
         .db
         .last_audit()
         .await
         .map_err(|e| db_error("reading the audit log", e))?
         .map(|l| l.seq);
-    // Without a start: the newest page.
     let from = from.unwrap_or_else(|| {
         newest.map_or(0, |n| n.saturating_add(1).saturating_sub(limit as u64))
     });
-    let lines = api
-        .db
-        .audit_lines(from, limit)
-        .await
-        .map_err(|e| db_error("reading the audit log", e))?;
-    let mut jsonl = String::new();
-    for l in &lines {
-        jsonl.push_str(&l.line);
-        jsonl.push('\n');
-    }
+    let (_, jsonl) = audit_export(api, "jsonl", from, limit).await?;
     Ok((parse_records(&jsonl)?, newest))
 }
 
@@ -298,4 +298,26 @@ async fn verify_unanchored(api: &ManagementApi) -> Result<Result<ChainCheck, Str
             signed_heads: 0,
         })
         .map_err(|e| e.to_string()))
+}
+
+/// Newest records searched for a device's page: the records are stored as lines, not indexed
+/// by subject, so a device's page looks through a bounded tail of the log (a full search is
+/// `rampart audit export` and a filter).
+pub(crate) const DEVICE_RECORDS_SCANNED: i64 = 10_000;
+
+/// The newest (at most `max`) records about device `id` (its subject, or acted by it) among
+/// the newest [`DEVICE_RECORDS_SCANNED`] records, newest first: the web console's device page.
+pub(crate) async fn device_records(
+    api: &ManagementApi,
+    id: &str,
+    max: usize,
+) -> Result<Vec<rampart_audit::AuditRecord>, ApiError> {
+    let (records, _) = read_records(api, None, DEVICE_RECORDS_SCANNED).await?;
+    let as_device = format!("device:{id}");
+    Ok(records
+        .into_iter()
+        .rev()
+        .filter(|r| r.subject == id || r.subject == as_device || r.actor == as_device)
+        .take(max)
+        .collect())
 }

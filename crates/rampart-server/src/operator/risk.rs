@@ -491,3 +491,54 @@ pub(crate) async fn fleet_advisories(api: &ManagementApi) -> Result<Vec<FleetAdv
     });
     Ok(out)
 }
+
+/// What one device is exposed to: the advisories of the release it runs and of the releases
+/// its inactive slots hold, for the web console's device page. `release` is `None` when no
+/// release of the repository has the device's version (its exposure is unknown).
+pub(crate) struct DeviceRisk {
+    pub release: Option<String>,
+    /// (advisory id, severity, `running` or `inactive`), most severe first.
+    pub advisories: Vec<(String, AdvisorySeverity, &'static str)>,
+}
+
+/// One device's risk, from the same assessment as the posture (`None`: the device was not
+/// assessed, e.g. beyond the assessment's device limit).
+pub(crate) async fn device_risk(api: &ManagementApi, id: &str) -> Result<Option<DeviceRisk>, ApiError> {
+    let repo = api.image_repo()?;
+    let assessment = assess_cached(api, &repo)
+        .await
+        .map_err(|e| risk_error("assessing risk", e))?;
+    let Some(device) = assessment.devices.iter().find(|d| d.device_id == id) else {
+        return Ok(None);
+    };
+    let severity = |advisory: &String| {
+        assessment
+            .severities
+            .get(advisory)
+            .copied()
+            .unwrap_or(AdvisorySeverity::UNASSIGNED)
+    };
+    let mut advisories: Vec<(String, AdvisorySeverity, &'static str)> = Vec::new();
+    let slots = device
+        .release
+        .iter()
+        .map(|r| (r, "running"))
+        .chain(device.fallback_releases.iter().map(|r| (r, "inactive")));
+    for (release, slot) in slots {
+        for advisory in assessment.exposure.get(release).into_iter().flatten() {
+            if !advisories.iter().any(|(a, _, _)| a == advisory) {
+                advisories.push((advisory.clone(), severity(advisory), slot));
+            }
+        }
+    }
+    advisories.sort_by(|a, b| {
+        b.1.rank()
+            .partial_cmp(&a.1.rank())
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.0.cmp(&b.0))
+    });
+    Ok(Some(DeviceRisk {
+        release: device.release.clone(),
+        advisories,
+    }))
+}
