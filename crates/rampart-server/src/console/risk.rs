@@ -13,7 +13,9 @@ use serde_json::Value;
 
 use super::Console;
 use super::access::page_query;
-use super::layout::{Section, document, error_page, html_response, json_text, query};
+use super::layout::{
+    Section, document, error_page, html_response, json_text, path_segment, query,
+};
 use super::session::Session;
 use crate::operator::Permission;
 use crate::operator::releases::release_catalog;
@@ -187,7 +189,7 @@ fn advisories(list: &[FleetAdvisory], releases: Option<&[String]>, session: &Ses
                         td { (a.fixed.join(", ")) }
                         @if let Some(releases) = releases {
                             td {
-                                form.remediate method="post" action={ "/console/risk/advisories/" (a.id) "/remediate" } {
+                                form.remediate method="post" action={ "/console/risk/advisories/" (path_segment(&a.id)) "/remediate" } {
                                     input type="hidden" name="csrf" value=(session.csrf());
                                     select name="release" required aria-label="Fixed release" {
                                         @for r in releases { option value=(r) { (r) } }
