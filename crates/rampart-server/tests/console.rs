@@ -705,8 +705,14 @@ const ESCAPED_SCRIPT: &str = "&lt;script&gt;window.pwned=1&lt;/script&gt;";
 
 /// Asserts `page` holds `SCRIPT` only as text.
 fn assert_inert(what: &str, page: &str) {
-    assert!(!page.contains("<script>window"), "{what}: unescaped in {page}");
-    assert!(page.contains(ESCAPED_SCRIPT), "{what}: the markup is not shown in {page}");
+    assert!(
+        !page.contains("<script>window"),
+        "{what}: unescaped in {page}"
+    );
+    assert!(
+        page.contains(ESCAPED_SCRIPT),
+        "{what}: the markup is not shown in {page}"
+    );
 }
 
 /// A form POST with the session's cookie, same-origin headers and its CSRF token (plus
@@ -733,7 +739,10 @@ async fn publish_release_with_documents(ops: &Ops) {
     let image = dir.join("fw-sbom.bin");
     let bytes = "firmware with documents".repeat(100);
     std::fs::write(&image, &bytes).unwrap();
-    let sha256 = hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes.as_bytes()));
+    let sha256 = hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        bytes.as_bytes(),
+    ));
     let mut pins: Vec<(String, String)> = vec![(SCRIPT.to_owned(), "1.0.0".to_owned())];
     pins.extend((1..60).map(|i| (format!("lib-{i:02}"), format!("1.{i}.0"))));
     let pins: Vec<(&str, &str)> = pins.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
@@ -784,10 +793,16 @@ async fn release_pages_show_the_sbom_provenance_and_where_it_runs(backend: Backe
     assert_eq!(list.status, 200, "{}", list.text());
     let list = list.text();
     for target in ["fw-1.0.0.bin", "fw-2.0.0.bin", "fw-sbom.bin"] {
-        assert!(list.contains(&format!("data-release=\"{target}\"")), "{list}");
+        assert!(
+            list.contains(&format!("data-release=\"{target}\"")),
+            "{list}"
+        );
     }
     // Documents are not releases of their own.
-    assert!(!list.contains("data-release=\"fw-sbom.cdx.json\""), "{list}");
+    assert!(
+        !list.contains("data-release=\"fw-sbom.cdx.json\""),
+        "{list}"
+    );
 
     let r = get(&ops, &cookie, "/console/release?target=fw-sbom.bin").await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -795,17 +810,33 @@ async fn release_pages_show_the_sbom_provenance_and_where_it_runs(backend: Backe
     let page = r.text();
     assert_inert("the release page", &page);
     assert!(page.contains("60 components"), "{page}");
-    assert!(page.contains("lib-49") && !page.contains("lib-50"), "the first page only");
+    assert!(
+        page.contains("lib-49") && !page.contains("lib-50"),
+        "the first page only"
+    );
     assert!(page.contains("offset=50"), "a next page: {page}");
     assert!(page.contains("https://builder.example/ci"), "{page}");
-    assert!(page.contains("data-field=\"names-image\">names this image"), "{page}");
+    assert!(
+        page.contains("data-field=\"names-image\">names this image"),
+        "{page}"
+    );
     assert!(page.contains("no transparency-log proof"), "{page}");
     assert!(page.contains("data-field=\"running\">2<"), "{page}");
-    assert!(page.contains("href=\"/console/fleet?version=5.0.0\""), "{page}");
-    let second = get(&ops, &cookie, "/console/release?target=fw-sbom.bin&offset=50")
-        .await
-        .text();
-    assert!(second.contains("lib-59") && !second.contains("lib-49"), "{second}");
+    assert!(
+        page.contains("href=\"/console/fleet?version=5.0.0\""),
+        "{page}"
+    );
+    let second = get(
+        &ops,
+        &cookie,
+        "/console/release?target=fw-sbom.bin&offset=50",
+    )
+    .await
+    .text();
+    assert!(
+        second.contains("lib-59") && !second.contains("lib-49"),
+        "{second}"
+    );
     // A release without documents says so; an unknown one is 404, a missing name 422.
     let plain = get(&ops, &cookie, "/console/release?target=fw-1.0.0.bin")
         .await
@@ -860,15 +891,28 @@ async fn incident_pages_show_the_incident_and_only_operators_act_on_it(
     let list = get(&ops, &viewer, "/console/incidents").await.text();
     assert_inert("the incident list", &list);
     assert!(list.contains(&format!("data-incident=\"{id}\"")), "{list}");
-    let closed = get(&ops, &viewer, "/console/incidents?state=closed").await.text();
-    assert!(!closed.contains(&format!("data-incident=\"{id}\"")), "{closed}");
+    let closed = get(&ops, &viewer, "/console/incidents?state=closed")
+        .await
+        .text();
+    assert!(
+        !closed.contains(&format!("data-incident=\"{id}\"")),
+        "{closed}"
+    );
     let r = get(&ops, &viewer, "/console/incidents?state=sideways").await;
     assert_eq!(r.status, 422, "{}", r.text());
-    let page = get(&ops, &viewer, &format!("/console/incidents/{id}")).await.text();
+    let page = get(&ops, &viewer, &format!("/console/incidents/{id}"))
+        .await
+        .text();
     assert_inert("the incident page", &page);
     assert!(page.contains("href=\"/console/devices/dev-001\""), "{page}");
-    assert!(page.contains("id=\"timeline\"") && page.contains("opened"), "{page}");
-    assert!(!page.contains("incident-actions") && !page.contains("/approve\""), "{page}");
+    assert!(
+        page.contains("id=\"timeline\"") && page.contains("opened"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("incident-actions") && !page.contains("/approve\""),
+        "{page}"
+    );
     assert!(page.contains("Your role (viewer)"), "{page}");
     // Forged with the viewer's own session and CSRF token: refused by the API's rule.
     let viewer_csrf = csrf_of(&page);
@@ -883,9 +927,14 @@ async fn incident_pages_show_the_incident_and_only_operators_act_on_it(
 
     // An operator: the forms; without the CSRF token refused; with it, acknowledged.
     let operator = login(&ops, &ops.operator).await;
-    let page = get(&ops, &operator, &format!("/console/incidents/{id}")).await.text();
+    let page = get(&ops, &operator, &format!("/console/incidents/{id}"))
+        .await
+        .text();
     assert!(page.contains("id=\"incident-actions\""), "{page}");
-    assert!(page.contains(&format!("action=\"/console/incidents/{id}/ack\"")), "{page}");
+    assert!(
+        page.contains(&format!("action=\"/console/incidents/{id}/ack\"")),
+        "{page}"
+    );
     let csrf = csrf_of(&page);
     let ack = format!("/console/incidents/{id}/ack");
     let r = post(&ops, &operator, &ack, &SAME_ORIGIN, "").await;
@@ -893,10 +942,18 @@ async fn incident_pages_show_the_incident_and_only_operators_act_on_it(
     assert!(incident(&ops, &id).await["acknowledged_at"].is_null());
     let r = post_form(&ops, &operator, &csrf, &ack, &[]).await;
     assert_eq!(r.status, 303, "{}", r.text());
-    assert_eq!(r.header("location"), Some(format!("/console/incidents/{id}").as_str()));
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/console/incidents/{id}").as_str())
+    );
     let view = incident(&ops, &id).await;
     assert!(view["acknowledged_at"].is_i64(), "{view}");
-    assert!(view["acknowledged_by"].as_str().unwrap().starts_with("token:"));
+    assert!(
+        view["acknowledged_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("token:")
+    );
 
     // The held re-images: approve one from the page (the viewer was shown no button).
     let held: Vec<String> = view["actions"]
@@ -907,7 +964,9 @@ async fn incident_pages_show_the_incident_and_only_operators_act_on_it(
         .map(|a| a["id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(held.len(), 2, "{view}");
-    let page = get(&ops, &operator, &format!("/console/incidents/{id}")).await.text();
+    let page = get(&ops, &operator, &format!("/console/incidents/{id}"))
+        .await
+        .text();
     let approve = format!("/console/incident-actions/{}/approve", held[0]);
     assert!(page.contains(&format!("action=\"{approve}\"")), "{page}");
     let r = post_form(&ops, &viewer, &viewer_csrf, &approve, &[]).await;
@@ -934,11 +993,18 @@ async fn incident_pages_show_the_incident_and_only_operators_act_on_it(
     .await;
     assert_eq!(r.status, 303, "{}", r.text());
     assert_eq!(incident(&ops, &id).await["state"], "closed");
-    let page = get(&ops, &operator, &format!("/console/incidents/{id}")).await.text();
+    let page = get(&ops, &operator, &format!("/console/incidents/{id}"))
+        .await
+        .text();
     assert!(page.contains("The incident is closed."), "{page}");
     assert!(!page.contains("<script>window"), "{page}");
-    let closed = get(&ops, &viewer, "/console/incidents?state=closed").await.text();
-    assert!(closed.contains(&format!("data-incident=\"{id}\"")), "{closed}");
+    let closed = get(&ops, &viewer, "/console/incidents?state=closed")
+        .await
+        .text();
+    assert!(
+        closed.contains(&format!("data-incident=\"{id}\"")),
+        "{closed}"
+    );
     ops.server.stop().await;
 }
 
@@ -1057,15 +1123,28 @@ async fn risk_lists_advisories_and_only_operators_remediate_from_the_console(
     assert_inert("the risk page", &page);
     assert!(page.contains("id=\"advisories\""), "{page}");
     // The test advisory: both vulnerable devices, fixed in 2.20.0.
-    let row_at = page.find(&format!("data-advisory=\"TEST-{ESCAPED_SCRIPT}\"")).unwrap();
+    let row_at = page
+        .find(&format!("data-advisory=\"TEST-{ESCAPED_SCRIPT}\""))
+        .unwrap();
     let row = &page[row_at..row_at + page[row_at..].find("</tr>").unwrap()];
     assert!(row.contains("<td class=\"num\">2</td>"), "{row}");
-    assert!(row.contains("fw-vuln.bin") && row.contains("2.20.0"), "{row}");
+    assert!(
+        row.contains("fw-vuln.bin") && row.contains("2.20.0"),
+        "{row}"
+    );
     assert!(!page.contains("class=\"remediate\""), "{page}");
     assert!(page.contains("id=\"no-remediation\""), "{page}");
     // A forged remediation with the viewer's session is refused by the API's rule.
-    let path = "/console/risk/advisories/TEST-%3Cscript%3Ewindow.pwned%3D1%3C%2Fscript%3E/remediate";
-    let r = post_form(&ops, &viewer, &csrf_of(&page), path, &[("release", "fw-clean.bin")]).await;
+    let path =
+        "/console/risk/advisories/TEST-%3Cscript%3Ewindow.pwned%3D1%3C%2Fscript%3E/remediate";
+    let r = post_form(
+        &ops,
+        &viewer,
+        &csrf_of(&page),
+        path,
+        &[("release", "fw-clean.bin")],
+    )
+    .await;
     assert_eq!(r.status, 403, "{}", r.text());
 
     // An operator: the form, refused without the CSRF token, then the campaign.
@@ -1074,11 +1153,32 @@ async fn risk_lists_advisories_and_only_operators_remediate_from_the_console(
     assert!(page.contains(&format!("action=\"{path}\"")), "{page}");
     let r = post(&ops, &operator, path, &SAME_ORIGIN, "release=fw-clean.bin").await;
     assert_eq!(r.status, 403, "{}", r.text());
-    let r = post_form(&ops, &operator, &csrf_of(&page), path, &[("release", "fw-vuln.bin")]).await;
+    let r = post_form(
+        &ops,
+        &operator,
+        &csrf_of(&page),
+        path,
+        &[("release", "fw-vuln.bin")],
+    )
+    .await;
     assert_eq!(r.status, 409, "a release still affected: {}", r.text());
-    let campaigns = ops.call(&ops.viewer, "GET", "/api/v1/campaigns", None).await.json();
-    assert_eq!(campaigns["campaigns"].as_array().unwrap().len(), 0, "{campaigns}");
-    let r = post_form(&ops, &operator, &csrf_of(&page), path, &[("release", "fw-clean.bin")]).await;
+    let campaigns = ops
+        .call(&ops.viewer, "GET", "/api/v1/campaigns", None)
+        .await
+        .json();
+    assert_eq!(
+        campaigns["campaigns"].as_array().unwrap().len(),
+        0,
+        "{campaigns}"
+    );
+    let r = post_form(
+        &ops,
+        &operator,
+        &csrf_of(&page),
+        path,
+        &[("release", "fw-clean.bin")],
+    )
+    .await;
     assert_eq!(r.status, 303, "{}", r.text());
     let location = r.header("location").unwrap().to_owned();
     let id = location.strip_prefix("/console/campaigns/").unwrap();
@@ -1087,7 +1187,11 @@ async fn risk_lists_advisories_and_only_operators_remediate_from_the_console(
         .await
         .json();
     assert_eq!(c["release"], "fw-clean.bin", "{c}");
-    assert_eq!(c["spec"]["targets"], json!({"devices": ["dev-eu-a", "dev-us-b"]}), "{c}");
+    assert_eq!(
+        c["spec"]["targets"],
+        json!({"devices": ["dev-eu-a", "dev-us-b"]}),
+        "{c}"
+    );
     let audit = ops.audit_records().await;
     let record = audit
         .iter()
@@ -1106,20 +1210,30 @@ async fn the_device_page_shows_its_risk_incidents_and_audit_records(backend: Bac
     let page = get(&ops, &viewer, "/console/devices/dev-eu-a").await.text();
     assert_inert("the device page", &page);
     assert!(page.contains("id=\"device-advisories\""), "{page}");
-    assert!(page.contains("href=\"/console/release?target=fw-vuln.bin\""), "{page}");
+    assert!(
+        page.contains("href=\"/console/release?target=fw-vuln.bin\""),
+        "{page}"
+    );
     assert!(page.contains(&format!("data-incident=\"{id}\"")), "{page}");
     // Audit records are the auditors': a viewer is told so.
     assert!(page.contains("id=\"no-audit\""), "{page}");
     assert!(!page.contains("id=\"audit-records\""), "{page}");
-    let clean = get(&ops, &viewer, "/console/devices/dev-clean").await.text();
+    let clean = get(&ops, &viewer, "/console/devices/dev-clean")
+        .await
+        .text();
     assert!(clean.contains("data-field=\"advisories\">0<"), "{clean}");
     assert!(clean.contains("id=\"no-incidents\""), "{clean}");
 
     let auditor = login(&ops, &ops.auditor).await;
-    let page = get(&ops, &auditor, "/console/devices/dev-eu-a").await.text();
+    let page = get(&ops, &auditor, "/console/devices/dev-eu-a")
+        .await
+        .text();
     assert!(page.contains("id=\"audit-records\""), "{page}");
     // Its enrolment and its incident are among its records; another device's are not.
-    assert!(page.contains("device.enrolled") || page.contains("device:dev-eu-a"), "{page}");
+    assert!(
+        page.contains("device.enrolled") || page.contains("device:dev-eu-a"),
+        "{page}"
+    );
     assert!(!page.contains(">dev-us-b<"), "{page}");
     ops.server.stop().await;
 }

@@ -173,7 +173,11 @@ pub(super) async fn export(
         Ok(q) => q,
         Err(e) => return error_page(&e, Some(&session)),
     };
-    let format = if q.format.is_empty() { "jsonl" } else { q.format.as_str() };
+    let format = if q.format.is_empty() {
+        "jsonl"
+    } else {
+        q.format.as_str()
+    };
     let (content_type, body) = match audit_export(&console.api, format, 0, MAX_EXPORT).await {
         Ok(export) => export,
         Err(e) => return error_page(&e, Some(&session)),

@@ -14,8 +14,8 @@ use rampart_db::{Quarantine, Report};
 use serde_json::Value;
 
 use super::Console;
-use super::fleet::status_badge;
 use super::audit::record_table;
+use super::fleet::status_badge;
 use super::incidents::incident_table;
 use super::layout::{Section, document, error_page, html_response, json_text, query, time};
 use super::session::Session;

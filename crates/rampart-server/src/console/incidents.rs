@@ -160,7 +160,10 @@ pub(super) async fn detail(
 fn content(view: &IncidentView, evidence: &Result<Value, ApiError>, session: &Session) -> Markup {
     let i = &view.incident;
     let t = &view.timings;
-    let secs = |s: Option<i64>| s.map(|s| format!("{s} s")).unwrap_or_else(|| "not yet".into());
+    let secs = |s: Option<i64>| {
+        s.map(|s| format!("{s} s"))
+            .unwrap_or_else(|| "not yet".into())
+    };
     html! {
         div.cards {
             section #summary {
@@ -386,7 +389,10 @@ pub(super) async fn action(
             to: IncidentState::Closed,
             note: form.note,
         }),
-        other => parse_state(other).map(|to| IncidentAct::Move { to, note: form.note }),
+        other => parse_state(other).map(|to| IncidentAct::Move {
+            to,
+            note: form.note,
+        }),
     };
     let done = match what {
         Ok(what) => act(&console.api, session.caller(), &id, what).await,

@@ -161,7 +161,8 @@ pub(super) fn query(pairs: &[(&str, &str)]) -> String {
 /// percent-encoded (an advisory id from a feed may hold `/`, `?` or markup).
 pub(super) fn path_segment(value: &str) -> String {
     use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-    const KEPT: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_');
+    const KEPT: &percent_encoding::AsciiSet =
+        &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_');
     utf8_percent_encode(value, KEPT).to_string()
 }
 

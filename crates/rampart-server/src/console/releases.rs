@@ -19,9 +19,7 @@ use super::access::page_query;
 use super::layout::{Section, document, error_page, html_response, query};
 use super::session::Session;
 use crate::listen::http::ApiError;
-use crate::operator::releases::{
-    Deployment, LogEntry, ReleaseView, release_catalog, release_view,
-};
+use crate::operator::releases::{Deployment, LogEntry, ReleaseView, release_catalog, release_view};
 
 /// SBOM components per page.
 const COMPONENTS_PAGE: usize = 50;
@@ -220,7 +218,11 @@ fn log_entry(entry: Option<&Result<LogEntry, String>>) -> Markup {
     }
 }
 
-fn sbom(components: Option<&Result<Vec<Component>, String>>, target: &str, offset: usize) -> Markup {
+fn sbom(
+    components: Option<&Result<Vec<Component>, String>>,
+    target: &str,
+    offset: usize,
+) -> Markup {
     html! {
         @match components {
             None => p.note { "The release carries no SBOM." },

@@ -13,9 +13,7 @@ use serde_json::Value;
 
 use super::Console;
 use super::access::page_query;
-use super::layout::{
-    Section, document, error_page, html_response, json_text, path_segment, query,
-};
+use super::layout::{Section, document, error_page, html_response, json_text, path_segment, query};
 use super::session::Session;
 use crate::operator::Permission;
 use crate::operator::releases::release_catalog;
@@ -243,7 +241,9 @@ pub(super) async fn remediate(
     };
     match remediate_advisory(&console.api, session.caller(), &advisory, request).await {
         Ok(created) => match created["id"].as_str() {
-            Some(id) => axum::response::Redirect::to(&format!("/console/campaigns/{id}")).into_response(),
+            Some(id) => {
+                axum::response::Redirect::to(&format!("/console/campaigns/{id}")).into_response()
+            }
             None => error_page(&crate::listen::http::ApiError::internal(), Some(&session)),
         },
         Err(e) => error_page(&e, Some(&session)),

@@ -227,9 +227,8 @@ async fn read_records(
         .await
         .map_err(|e| db_error("reading the audit log", e))?
         .map(|l| l.seq);
-    let from = from.unwrap_or_else(|| {
-        newest.map_or(0, |n| n.saturating_add(1).saturating_sub(limit as u64))
-    });
+    let from = from
+        .unwrap_or_else(|| newest.map_or(0, |n| n.saturating_add(1).saturating_sub(limit as u64)));
     let (_, jsonl) = audit_export(api, "jsonl", from, limit).await?;
     Ok((parse_records(&jsonl)?, newest))
 }
@@ -253,7 +252,9 @@ pub(crate) struct ChainCheck {
 /// every head it signed): `Ok(Ok(check))`, or `Ok(Err(problem))` naming the first bad or
 /// missing record. 409 when the log is longer than [`MAX_VERIFIED`]. The web console's
 /// audit page.
-pub(crate) async fn verify_chain(api: &ManagementApi) -> Result<Result<ChainCheck, String>, ApiError> {
+pub(crate) async fn verify_chain(
+    api: &ManagementApi,
+) -> Result<Result<ChainCheck, String>, ApiError> {
     let read_error = |e| db_error("reading the audit log", e);
     let newest = api.db.last_audit().await.map_err(read_error)?;
     if newest.as_ref().is_some_and(|l| l.seq >= MAX_VERIFIED) {

@@ -102,7 +102,10 @@ async fn list(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     api.authorize(&headers, Permission::Read).await?;
-    Ok(json_response(StatusCode::OK, &evidence_listing(&api, &id).await?))
+    Ok(json_response(
+        StatusCode::OK,
+        &evidence_listing(&api, &id).await?,
+    ))
 }
 
 /// An incident's evidence requests and stored bundles with their custody (hash, quote check,

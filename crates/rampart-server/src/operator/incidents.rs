@@ -222,7 +222,16 @@ async fn set_state(
         .body(&headers, body, r#"{"state": "contained", "note": "..."}"#)
         .await?;
     let to = parse_state(&request.state)?;
-    let done = act(&api, &caller, &id, IncidentAct::Move { to, note: request.note }).await?;
+    let done = act(
+        &api,
+        &caller,
+        &id,
+        IncidentAct::Move {
+            to,
+            note: request.note,
+        },
+    )
+    .await?;
     Ok(json_response(StatusCode::OK, &done))
 }
 
@@ -243,7 +252,16 @@ async fn close(
     check_id("incident", &id)?;
     let request: CloseRequest = optional_body(&api, &headers, body, r#"{"note": "..."}"#).await?;
     let to = IncidentState::Closed;
-    let done = act(&api, &caller, &id, IncidentAct::Move { to, note: request.note }).await?;
+    let done = act(
+        &api,
+        &caller,
+        &id,
+        IncidentAct::Move {
+            to,
+            note: request.note,
+        },
+    )
+    .await?;
     Ok(json_response(StatusCode::OK, &done))
 }
 
@@ -260,13 +278,18 @@ pub(crate) fn parse_state(state: &str) -> Result<IncidentState, ApiError> {
 pub(crate) enum IncidentAct {
     Acknowledge,
     /// Forward to `to` (closing included), with a note for the timeline.
-    Move { to: IncidentState, note: String },
+    Move {
+        to: IncidentState,
+        note: String,
+    },
     /// Quarantine every device of the incident.
     Contain,
     /// Collect forensic evidence from every device of the incident.
     CollectEvidence,
     /// Re-image every device of the incident, onto `release` or each one's last good release.
-    Reimage { release: Option<String> },
+    Reimage {
+        release: Option<String>,
+    },
 }
 
 /// Carries out `what` on incident `id` for `caller` (who needs [`Permission::Operate`]): the
@@ -299,7 +322,9 @@ pub(crate) async fn act(
             v["timings"] = json!(lifecycle_of(&incident).timings());
             Ok(v)
         }
-        IncidentAct::Contain => request_action(api, caller, id, Action::Quarantine, json!({})).await,
+        IncidentAct::Contain => {
+            request_action(api, caller, id, Action::Quarantine, json!({})).await
+        }
         IncidentAct::CollectEvidence => {
             request_action(api, caller, id, Action::CollectEvidence, json!({})).await
         }

@@ -85,7 +85,10 @@ pub(crate) struct ReleaseView {
 }
 
 /// One hosted release and what its documents say: the web console's release page.
-pub(crate) async fn release_view(api: &ManagementApi, target: &str) -> Result<ReleaseView, ApiError> {
+pub(crate) async fn release_view(
+    api: &ManagementApi,
+    target: &str,
+) -> Result<ReleaseView, ApiError> {
     let repo = api.image_repo()?;
     let now = unix_now();
     let path = target.to_owned();
@@ -146,10 +149,16 @@ pub(crate) async fn release_view(api: &ManagementApi, target: &str) -> Result<Re
             let mut deployment = Deployment::default();
             for device in &assessment.devices {
                 if device.release.as_deref() == Some(target) {
-                    *deployment.running.entry(device.hardware_id.clone()).or_default() += 1;
+                    *deployment
+                        .running
+                        .entry(device.hardware_id.clone())
+                        .or_default() += 1;
                 }
                 if device.fallback_releases.iter().any(|r| r == target) {
-                    *deployment.inactive.entry(device.hardware_id.clone()).or_default() += 1;
+                    *deployment
+                        .inactive
+                        .entry(device.hardware_id.clone())
+                        .or_default() += 1;
                 }
             }
             Ok(deployment)

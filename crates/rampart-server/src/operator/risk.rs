@@ -503,7 +503,10 @@ pub(crate) struct DeviceRisk {
 
 /// One device's risk, from the same assessment as the posture (`None`: the device was not
 /// assessed, e.g. beyond the assessment's device limit).
-pub(crate) async fn device_risk(api: &ManagementApi, id: &str) -> Result<Option<DeviceRisk>, ApiError> {
+pub(crate) async fn device_risk(
+    api: &ManagementApi,
+    id: &str,
+) -> Result<Option<DeviceRisk>, ApiError> {
     let repo = api.image_repo()?;
     let assessment = assess_cached(api, &repo)
         .await
