@@ -1094,16 +1094,7 @@ async fn fleet_with_advisories(ops: &Ops) {
     common::risk::poll_as(ops, "dev-eu-a", "board-a", "eu", "3.0.0").await;
     common::risk::poll_as(ops, "dev-us-b", "board-b", "us", "3.0.0").await;
     common::risk::poll_as(ops, "dev-clean", "board-a", "us", "4.0.0").await;
-    let mut records: Vec<Value> = common::risk::real_advisories()
-        .into_iter()
-        .filter(|r| {
-            r["affected"].as_array().into_iter().flatten().any(|a| {
-                a["package"]["name"]
-                    .as_str()
-                    .is_some_and(|n| n.eq_ignore_ascii_case("requests"))
-            })
-        })
-        .collect();
+    let mut records = common::risk::advisories_naming("requests");
     records.push(json!({"id": format!("TEST-{SCRIPT}"), "modified": "2024-01-01T00:00:00Z",
         "affected": [{"package": {"ecosystem": "PyPI", "name": "requests"},
                       "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.20.0"}]}]}]}));

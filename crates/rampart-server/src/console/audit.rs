@@ -18,6 +18,7 @@ use super::Console;
 use super::access::page_query;
 use super::layout::{Section, document, error_page, html_response, query, time};
 use super::session::Session;
+use crate::listen::http::ApiError;
 use crate::operator::Permission;
 use crate::operator::audit::{ChainCheck, MAX_EXPORT, audit_export, audit_page, verify_chain};
 
@@ -36,15 +37,20 @@ pub(super) struct AuditQuery {
     verify: Option<String>,
 }
 
+/// An audit page's query, for a session whose role may read the audit log.
+fn audit_query<T>(session: &Session, q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    session
+        .caller()
+        .require(Permission::Audit)
+        .and_then(|()| page_query(q))
+}
+
 pub(super) async fn page(
     State(console): State<Arc<Console>>,
     session: Session,
     q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Response {
-    if let Err(e) = session.caller().require(Permission::Audit) {
-        return error_page(&e, Some(&session));
-    }
-    let q = match page_query(q) {
+    let q = match audit_query(&session, q) {
         Ok(q) => q,
         Err(e) => return error_page(&e, Some(&session)),
     };
@@ -166,10 +172,7 @@ pub(super) async fn export(
     session: Session,
     q: Result<Query<ExportQuery>, QueryRejection>,
 ) -> Response {
-    if let Err(e) = session.caller().require(Permission::Audit) {
-        return error_page(&e, Some(&session));
-    }
-    let q = match page_query(q) {
+    let q = match audit_query(&session, q) {
         Ok(q) => q,
         Err(e) => return error_page(&e, Some(&session)),
     };

@@ -222,17 +222,7 @@ async fn set_state(
         .body(&headers, body, r#"{"state": "contained", "note": "..."}"#)
         .await?;
     let to = parse_state(&request.state)?;
-    let done = act(
-        &api,
-        &caller,
-        &id,
-        IncidentAct::Move {
-            to,
-            note: request.note,
-        },
-    )
-    .await?;
-    Ok(json_response(StatusCode::OK, &done))
+    move_answer(&api, &caller, &id, to, request.note).await
 }
 
 #[derive(Deserialize, Default)]
@@ -251,17 +241,18 @@ async fn close(
     let caller = api.authorize(&headers, Permission::Operate).await?;
     check_id("incident", &id)?;
     let request: CloseRequest = optional_body(&api, &headers, body, r#"{"note": "..."}"#).await?;
-    let to = IncidentState::Closed;
-    let done = act(
-        &api,
-        &caller,
-        &id,
-        IncidentAct::Move {
-            to,
-            note: request.note,
-        },
-    )
-    .await?;
+    move_answer(&api, &caller, &id, IncidentState::Closed, request.note).await
+}
+
+/// The answer of a move: the incident as it now is, with its timings.
+async fn move_answer(
+    api: &ManagementApi,
+    caller: &Caller,
+    id: &str,
+    to: IncidentState,
+    note: String,
+) -> Result<Response, ApiError> {
+    let done = act(api, caller, id, IncidentAct::Move { to, note }).await?;
     Ok(json_response(StatusCode::OK, &done))
 }
 
