@@ -981,6 +981,49 @@ async fn incident_pages_show_the_incident_and_only_operators_act_on_it(
         .find(|a| a["id"] == held[0].as_str())
         .unwrap();
     assert_ne!(decided["state"], "pending_approval", "{view}");
+    let reject = format!("/console/incident-actions/{}/reject", held[1]);
+    let r = post_form(&ops, &operator, &csrf, &reject, &[]).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let view = incident(&ops, &id).await;
+    let rejected = view["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == held[1].as_str())
+        .unwrap();
+    assert_eq!(rejected["state"], "rejected", "{view}");
+
+    // Moved forward with a note; the page then offers only the later states.
+    let r = post_form(
+        &ops,
+        &operator,
+        &csrf,
+        &format!("/console/incidents/{id}/contained"),
+        &[("note", "isolated")],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(incident(&ops, &id).await["state"], "contained");
+    let page = get(&ops, &operator, &format!("/console/incidents/{id}"))
+        .await
+        .text();
+    assert!(
+        !page.contains(&format!("/console/incidents/{id}/contained\"")),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("/console/incidents/{id}/eradicated\"")),
+        "{page}"
+    );
+    let r = post_form(
+        &ops,
+        &operator,
+        &csrf,
+        &format!("/console/incidents/{id}/sideways"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.text());
 
     // Closed with a note (markup in it is the operator's, shown as text in the timeline).
     let r = post_form(
