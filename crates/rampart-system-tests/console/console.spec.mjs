@@ -293,7 +293,9 @@ try {
     page.click('#campaign-actions button[value=pause]'),
   ]);
   await page.waitForSelector('[data-status=paused]');
-  assert.ok(await page.isVisible('#halt'), 'the halt is shown');
+  // Waited for, not looked up once: the page's live script may reload it once more (a stream's
+  // first reading can predate the pause), and a page being reloaded shows nothing.
+  await page.waitForSelector('#halt', { timeout: 60000 });
   log("the viewer's open page shows the pause by itself (server-sent events)");
   await viewer.page.waitForSelector('[data-status=paused]', { timeout: 60000 });
   await shot(page, 'campaign-paused');
