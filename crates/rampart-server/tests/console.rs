@@ -23,6 +23,11 @@ on_both_backends!(
     failed_logins_are_throttled_with_the_apis_failures,
     device_controlled_markup_renders_as_text_and_filters_select_rows,
     live_progress_streams_within_the_sessions_cap,
+    release_pages_show_the_sbom_provenance_and_where_it_runs,
+    incident_pages_show_the_incident_and_only_operators_act_on_it,
+    the_audit_page_verifies_finds_tampering_and_exports_for_auditors_only,
+    risk_lists_advisories_and_only_operators_remediate_from_the_console,
+    the_device_page_shows_its_risk_incidents_and_audit_records,
 );
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -692,5 +697,577 @@ async fn live_progress_streams_within_the_sessions_cap(backend: Backend, name: &
     assert_eq!(status, 401);
     let (status, _) = Live::open(&ops, &operator, "c-unknown").await;
     assert_eq!(status, 404);
+    ops.server.stop().await;
+}
+
+const SCRIPT: &str = "<script>window.pwned=1</script>";
+const ESCAPED_SCRIPT: &str = "&lt;script&gt;window.pwned=1&lt;/script&gt;";
+
+/// Asserts `page` holds `SCRIPT` only as text.
+fn assert_inert(what: &str, page: &str) {
+    assert!(
+        !page.contains("<script>window"),
+        "{what}: unescaped in {page}"
+    );
+    assert!(
+        page.contains(ESCAPED_SCRIPT),
+        "{what}: the markup is not shown in {page}"
+    );
+}
+
+/// A form POST with the session's cookie, same-origin headers and its CSRF token (plus
+/// `fields`).
+async fn post_form(
+    ops: &Ops,
+    cookie: &str,
+    csrf: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> Response {
+    let mut all = vec![("csrf", csrf)];
+    all.extend_from_slice(fields);
+    let body = serde_urlencoded::to_string(all).unwrap();
+    post(ops, cookie, path, &SAME_ORIGIN, &body).await
+}
+
+/// `fw-sbom.bin` (5.0.0, board-a): an SBOM of 60 components (the first named with markup)
+/// and a bare provenance statement naming the image.
+async fn publish_release_with_documents(ops: &Ops) {
+    use rampart_repo::{NoProgress, ReleaseRequest, Repository};
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let dir = ops.repo_dir.path();
+    let image = dir.join("fw-sbom.bin");
+    let bytes = "firmware with documents".repeat(100);
+    std::fs::write(&image, &bytes).unwrap();
+    let sha256 = hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        bytes.as_bytes(),
+    ));
+    let mut pins: Vec<(String, String)> = vec![(SCRIPT.to_owned(), "1.0.0".to_owned())];
+    pins.extend((1..60).map(|i| (format!("lib-{i:02}"), format!("1.{i}.0"))));
+    let pins: Vec<(&str, &str)> = pins.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let sbom = dir.join("fw-sbom.cdx.json");
+    std::fs::write(&sbom, common::risk::cyclonedx(&pins)).unwrap();
+    let provenance = dir.join("fw-sbom.intoto.json");
+    let statement = json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": "fw-sbom.bin", "digest": {"sha256": sha256}}],
+        "predicateType": "https://slsa.dev/provenance/v1",
+        "predicate": {
+            "buildDefinition": {"buildType": "https://example.com/build/v1", "externalParameters": {}},
+            "runDetails": {"builder": {"id": "https://builder.example/ci"}}
+        }
+    });
+    std::fs::write(&provenance, statement.to_string()).unwrap();
+    let repo = Repository::open(&dir.join("repo")).unwrap();
+    let now = unix_now();
+    let request = ReleaseRequest {
+        image,
+        target_name: Some("fw-sbom.bin".into()),
+        hardware_ids: vec!["board-a".into()],
+        version: "5.0.0".into(),
+        security_version: 1,
+        sbom: Some(sbom),
+        provenance: Some(rampart_repo::ProvenanceInput::Statement(provenance)),
+        role: None,
+    };
+    repo.add_releases(&[request], &open_key, now, &NoProgress)
+        .unwrap();
+    repo.publish(&open_key, now).unwrap();
+    wait_until("the hosted repository lists fw-sbom.bin", || async {
+        let r = ops.call(&ops.viewer, "GET", "/api/v1/releases", None).await;
+        r.text().contains("fw-sbom.bin")
+    })
+    .await;
+}
+
+async fn release_pages_show_the_sbom_provenance_and_where_it_runs(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+    publish_release_with_documents(&ops).await;
+    common::risk::poll_as(&ops, "dev-run-1", "board-a", "eu", "5.0.0").await;
+    common::risk::poll_as(&ops, "dev-run-2", "board-a", "us", "5.0.0").await;
+    common::risk::poll_as(&ops, "dev-old", "board-a", "us", "1.0.0").await;
+    let cookie = login(&ops, &ops.viewer).await;
+
+    let list = get(&ops, &cookie, "/console/releases").await;
+    assert_eq!(list.status, 200, "{}", list.text());
+    let list = list.text();
+    for target in ["fw-1.0.0.bin", "fw-2.0.0.bin", "fw-sbom.bin"] {
+        assert!(
+            list.contains(&format!("data-release=\"{target}\"")),
+            "{list}"
+        );
+    }
+    // Documents are not releases of their own.
+    assert!(
+        !list.contains("data-release=\"fw-sbom.cdx.json\""),
+        "{list}"
+    );
+
+    let r = get(&ops, &cookie, "/console/release?target=fw-sbom.bin").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_security_headers(&r);
+    let page = r.text();
+    assert_inert("the release page", &page);
+    assert!(page.contains("60 components"), "{page}");
+    assert!(
+        page.contains("lib-49") && !page.contains("lib-50"),
+        "the first page only"
+    );
+    assert!(page.contains("offset=50"), "a next page: {page}");
+    assert!(page.contains("https://builder.example/ci"), "{page}");
+    assert!(
+        page.contains("data-field=\"names-image\">names this image"),
+        "{page}"
+    );
+    assert!(page.contains("no transparency-log proof"), "{page}");
+    assert!(page.contains("data-field=\"running\">2<"), "{page}");
+    assert!(
+        page.contains("href=\"/console/fleet?version=5.0.0\""),
+        "{page}"
+    );
+    let second = get(
+        &ops,
+        &cookie,
+        "/console/release?target=fw-sbom.bin&offset=50",
+    )
+    .await
+    .text();
+    assert!(
+        second.contains("lib-59") && !second.contains("lib-49"),
+        "{second}"
+    );
+    // A release without documents says so; an unknown one is 404, a missing name 422.
+    let plain = get(&ops, &cookie, "/console/release?target=fw-1.0.0.bin")
+        .await
+        .text();
+    assert!(plain.contains("carries no SBOM") && plain.contains("carries no provenance"));
+    assert!(plain.contains("data-field=\"running\">1<"), "{plain}");
+    let r = get(&ops, &cookie, "/console/release?target=nothing.bin").await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = get(&ops, &cookie, "/console/release").await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    ops.server.stop().await;
+}
+
+/// Opens an incident over the API as the operator, its title holding markup, on `devices`.
+async fn open_incident(ops: &Ops, devices: &[&str]) -> String {
+    let r = ops
+        .call(
+            &ops.operator,
+            "POST",
+            "/api/v1/incidents",
+            Some(&json!({"severity": "high", "title": format!("bad boot {SCRIPT}"), "devices": devices})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    r.json()["id"].as_str().unwrap().to_owned()
+}
+
+async fn incident(ops: &Ops, id: &str) -> Value {
+    ops.call(&ops.viewer, "GET", &format!("/api/v1/incidents/{id}"), None)
+        .await
+        .json()
+}
+
+async fn incident_pages_show_the_incident_and_only_operators_act_on_it(
+    backend: Backend,
+    name: &str,
+) {
+    let ops = Ops::start(backend, name).await;
+    ops.device("dev-001", "board-a", &[]).await;
+    ops.device("dev-002", "board-a", &[]).await;
+    // Operator-opened incidents hold a re-image for approval by an operator.
+    let playbooks = json!({"operator": {"default": {"now": ["alert"],
+        "approve": [{"action": "reimage", "role": "operator"}]}}});
+    let r = ops
+        .call(&ops.admin, "PUT", "/api/v1/playbooks", Some(&playbooks))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let id = open_incident(&ops, &["dev-001", "dev-002"]).await;
+
+    // A viewer: the list (filtered by state) and the page, with no forms.
+    let viewer = login(&ops, &ops.viewer).await;
+    let list = get(&ops, &viewer, "/console/incidents").await.text();
+    assert_inert("the incident list", &list);
+    assert!(list.contains(&format!("data-incident=\"{id}\"")), "{list}");
+    let closed = get(&ops, &viewer, "/console/incidents?state=closed")
+        .await
+        .text();
+    assert!(
+        !closed.contains(&format!("data-incident=\"{id}\"")),
+        "{closed}"
+    );
+    let r = get(&ops, &viewer, "/console/incidents?state=sideways").await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let page = get(&ops, &viewer, &format!("/console/incidents/{id}"))
+        .await
+        .text();
+    assert_inert("the incident page", &page);
+    assert!(page.contains("href=\"/console/devices/dev-001\""), "{page}");
+    assert!(
+        page.contains("id=\"timeline\"") && page.contains("opened"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("incident-actions") && !page.contains("/approve\""),
+        "{page}"
+    );
+    assert!(page.contains("Your role (viewer)"), "{page}");
+    // Forged with the viewer's own session and CSRF token: refused by the API's rule.
+    let viewer_csrf = csrf_of(&page);
+    for path in [
+        format!("/console/incidents/{id}/ack"),
+        format!("/console/incidents/{id}/close"),
+    ] {
+        let r = post_form(&ops, &viewer, &viewer_csrf, &path, &[]).await;
+        assert_eq!(r.status, 403, "{path}: {}", r.text());
+    }
+    assert!(incident(&ops, &id).await["acknowledged_at"].is_null());
+
+    // An operator: the forms; without the CSRF token refused; with it, acknowledged.
+    let operator = login(&ops, &ops.operator).await;
+    let page = get(&ops, &operator, &format!("/console/incidents/{id}"))
+        .await
+        .text();
+    assert!(page.contains("id=\"incident-actions\""), "{page}");
+    assert!(
+        page.contains(&format!("action=\"/console/incidents/{id}/ack\"")),
+        "{page}"
+    );
+    let csrf = csrf_of(&page);
+    let ack = format!("/console/incidents/{id}/ack");
+    let r = post(&ops, &operator, &ack, &SAME_ORIGIN, "").await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(incident(&ops, &id).await["acknowledged_at"].is_null());
+    let r = post_form(&ops, &operator, &csrf, &ack, &[]).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/console/incidents/{id}").as_str())
+    );
+    let view = incident(&ops, &id).await;
+    assert!(view["acknowledged_at"].is_i64(), "{view}");
+    assert!(
+        view["acknowledged_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("token:")
+    );
+
+    // The held re-images: approve one from the page (the viewer was shown no button).
+    let held: Vec<String> = view["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["state"] == "pending_approval")
+        .map(|a| a["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(held.len(), 2, "{view}");
+    let page = get(&ops, &operator, &format!("/console/incidents/{id}"))
+        .await
+        .text();
+    let approve = format!("/console/incident-actions/{}/approve", held[0]);
+    assert!(page.contains(&format!("action=\"{approve}\"")), "{page}");
+    let r = post_form(&ops, &viewer, &viewer_csrf, &approve, &[]).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = post_form(&ops, &operator, &csrf, &approve, &[]).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let view = incident(&ops, &id).await;
+    let decided = view["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == held[0].as_str())
+        .unwrap();
+    assert_ne!(decided["state"], "pending_approval", "{view}");
+    let reject = format!("/console/incident-actions/{}/reject", held[1]);
+    let r = post_form(&ops, &operator, &csrf, &reject, &[]).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let view = incident(&ops, &id).await;
+    let rejected = view["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == held[1].as_str())
+        .unwrap();
+    assert_eq!(rejected["state"], "rejected", "{view}");
+
+    // Moved forward with a note; the page then offers only the later states.
+    let r = post_form(
+        &ops,
+        &operator,
+        &csrf,
+        &format!("/console/incidents/{id}/contained"),
+        &[("note", "isolated")],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(incident(&ops, &id).await["state"], "contained");
+    let page = get(&ops, &operator, &format!("/console/incidents/{id}"))
+        .await
+        .text();
+    assert!(
+        !page.contains(&format!("/console/incidents/{id}/contained\"")),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("/console/incidents/{id}/eradicated\"")),
+        "{page}"
+    );
+    let r = post_form(
+        &ops,
+        &operator,
+        &csrf,
+        &format!("/console/incidents/{id}/sideways"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+
+    // Closed with a note (markup in it is the operator's, shown as text in the timeline).
+    let r = post_form(
+        &ops,
+        &operator,
+        &csrf,
+        &format!("/console/incidents/{id}/close"),
+        &[("note", SCRIPT)],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(incident(&ops, &id).await["state"], "closed");
+    let page = get(&ops, &operator, &format!("/console/incidents/{id}"))
+        .await
+        .text();
+    assert!(page.contains("The incident is closed."), "{page}");
+    assert!(!page.contains("<script>window"), "{page}");
+    let closed = get(&ops, &viewer, "/console/incidents?state=closed")
+        .await
+        .text();
+    assert!(
+        closed.contains(&format!("data-incident=\"{id}\"")),
+        "{closed}"
+    );
+    ops.server.stop().await;
+}
+
+async fn the_audit_page_verifies_finds_tampering_and_exports_for_auditors_only(
+    backend: Backend,
+    name: &str,
+) {
+    let ops = Ops::start(backend, name).await;
+    ops.device("dev-001", "board-a", &[]).await;
+    // Viewers and operators have no audit page, and no link to one.
+    for token in [&ops.viewer, &ops.operator] {
+        let cookie = login(&ops, token).await;
+        let fleet = get(&ops, &cookie, "/console/fleet").await.text();
+        assert!(!fleet.contains("href=\"/console/audit\""), "{fleet}");
+        for path in ["/console/audit", "/console/audit/export?format=jsonl"] {
+            let r = get(&ops, &cookie, path).await;
+            assert_eq!(r.status, 403, "{path}: {}", r.text());
+        }
+    }
+    let cookie = login(&ops, &ops.auditor).await;
+    let page = get(&ops, &cookie, "/console/audit").await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    let page = page.text();
+    assert!(page.contains("href=\"/console/audit\""), "{page}");
+    assert!(page.contains("console.login"), "{page}");
+    assert!(page.contains("data-seq=\"0\""), "{page}");
+
+    // Verified: intact, with the count and head of the stored chain.
+    let stored = ops.audit_records().await;
+    let verified = get(&ops, &cookie, "/console/audit?verify=1").await.text();
+    assert!(verified.contains("id=\"chain-ok\""), "{verified}");
+    let count = verified
+        .split("data-field=\"count\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap();
+    assert!(count >= stored.len(), "{count} < {}", stored.len());
+    assert!(
+        verified.contains(&hex::encode(stored[count.min(stored.len()) - 1].hash))
+            || count > stored.len(),
+        "{verified}"
+    );
+
+    // The export: a download of the records, with the session (no token in the URL).
+    let r = get(&ops, &cookie, "/console/audit/export?format=jsonl").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("content-disposition"),
+        Some("attachment; filename=\"rampart-audit.jsonl\"")
+    );
+    let exported = rampart_audit::parse_jsonl(r.text().as_bytes()).unwrap();
+    assert!(exported.len() >= stored.len());
+    rampart_audit::verify(&exported).unwrap();
+    let r = get(&ops, &cookie, "/console/audit/export?format=csv").await;
+    assert_eq!(r.header("content-type"), Some("text/csv"));
+    let r = get(&ops, &cookie, "/console/audit/export?format=xml").await;
+    assert_eq!(r.status, 422, "{}", r.text());
+
+    // A record edited in the database: the verification names it.
+    sqlx::any::install_default_drivers();
+    let url = if ops.fx.db_url.starts_with("sqlite:") {
+        format!("{}?mode=rw", ops.fx.db_url)
+    } else {
+        ops.fx.db_url.clone()
+    };
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let mut edited = stored[1].clone();
+    edited.subject = "covered-up".into();
+    sqlx::query("UPDATE audit_log SET record = $1 WHERE seq = $2")
+        .bind(rampart_audit::to_json_line(&edited))
+        .bind(1_i64)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let verified = get(&ops, &cookie, "/console/audit?verify=1").await.text();
+    assert!(verified.contains("id=\"chain-bad\""), "{verified}");
+    assert!(verified.contains("record 1 was edited"), "{verified}");
+    ops.server.stop().await;
+}
+
+/// Two devices on the vulnerable release, one on the clean one, the real advisories naming
+/// `requests` imported, and one test advisory whose id holds markup.
+async fn fleet_with_advisories(ops: &Ops) {
+    common::risk::add_sbom_releases(ops).await;
+    common::risk::poll_as(ops, "dev-eu-a", "board-a", "eu", "3.0.0").await;
+    common::risk::poll_as(ops, "dev-us-b", "board-b", "us", "3.0.0").await;
+    common::risk::poll_as(ops, "dev-clean", "board-a", "us", "4.0.0").await;
+    let mut records = common::risk::advisories_naming("requests");
+    records.push(json!({"id": format!("TEST-{SCRIPT}"), "modified": "2024-01-01T00:00:00Z",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "requests"},
+                      "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.20.0"}]}]}]}));
+    common::risk::import(ops, &ops.operator, &records).await;
+}
+
+async fn risk_lists_advisories_and_only_operators_remediate_from_the_console(
+    backend: Backend,
+    name: &str,
+) {
+    let ops = Ops::start(backend, name).await;
+    fleet_with_advisories(&ops).await;
+    let markup_id = format!("TEST-{SCRIPT}");
+
+    let viewer = login(&ops, &ops.viewer).await;
+    let page = get(&ops, &viewer, "/console/risk").await.text();
+    assert_inert("the risk page", &page);
+    assert!(page.contains("id=\"advisories\""), "{page}");
+    // The test advisory: both vulnerable devices, fixed in 2.20.0.
+    let row_at = page
+        .find(&format!("data-advisory=\"TEST-{ESCAPED_SCRIPT}\""))
+        .unwrap();
+    let row = &page[row_at..row_at + page[row_at..].find("</tr>").unwrap()];
+    assert!(row.contains("<td class=\"num\">2</td>"), "{row}");
+    assert!(
+        row.contains("fw-vuln.bin") && row.contains("2.20.0"),
+        "{row}"
+    );
+    assert!(!page.contains("class=\"remediate\""), "{page}");
+    assert!(page.contains("id=\"no-remediation\""), "{page}");
+    // A forged remediation with the viewer's session is refused by the API's rule.
+    let path =
+        "/console/risk/advisories/TEST-%3Cscript%3Ewindow.pwned%3D1%3C%2Fscript%3E/remediate";
+    let r = post_form(
+        &ops,
+        &viewer,
+        &csrf_of(&page),
+        path,
+        &[("release", "fw-clean.bin")],
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+
+    // An operator: the form, refused without the CSRF token, then the campaign.
+    let operator = login(&ops, &ops.operator).await;
+    let page = get(&ops, &operator, "/console/risk").await.text();
+    assert!(page.contains(&format!("action=\"{path}\"")), "{page}");
+    let r = post(&ops, &operator, path, &SAME_ORIGIN, "release=fw-clean.bin").await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = post_form(
+        &ops,
+        &operator,
+        &csrf_of(&page),
+        path,
+        &[("release", "fw-vuln.bin")],
+    )
+    .await;
+    assert_eq!(r.status, 409, "a release still affected: {}", r.text());
+    let campaigns = ops
+        .call(&ops.viewer, "GET", "/api/v1/campaigns", None)
+        .await
+        .json();
+    assert_eq!(
+        campaigns["campaigns"].as_array().unwrap().len(),
+        0,
+        "{campaigns}"
+    );
+    let r = post_form(
+        &ops,
+        &operator,
+        &csrf_of(&page),
+        path,
+        &[("release", "fw-clean.bin")],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let location = r.header("location").unwrap().to_owned();
+    let id = location.strip_prefix("/console/campaigns/").unwrap();
+    let c = ops
+        .call(&ops.viewer, "GET", &format!("/api/v1/campaigns/{id}"), None)
+        .await
+        .json();
+    assert_eq!(c["release"], "fw-clean.bin", "{c}");
+    assert_eq!(
+        c["spec"]["targets"],
+        json!({"devices": ["dev-eu-a", "dev-us-b"]}),
+        "{c}"
+    );
+    let audit = ops.audit_records().await;
+    let record = audit
+        .iter()
+        .find(|r| r.action == "risk.remediation_created")
+        .expect("audited");
+    assert_eq!(record.details["advisory"], markup_id.as_str());
+    ops.server.stop().await;
+}
+
+async fn the_device_page_shows_its_risk_incidents_and_audit_records(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+    fleet_with_advisories(&ops).await;
+    let id = open_incident(&ops, &["dev-eu-a"]).await;
+
+    let viewer = login(&ops, &ops.viewer).await;
+    let page = get(&ops, &viewer, "/console/devices/dev-eu-a").await.text();
+    assert_inert("the device page", &page);
+    assert!(page.contains("id=\"device-advisories\""), "{page}");
+    assert!(
+        page.contains("href=\"/console/release?target=fw-vuln.bin\""),
+        "{page}"
+    );
+    assert!(page.contains(&format!("data-incident=\"{id}\"")), "{page}");
+    // Audit records are the auditors': a viewer is told so.
+    assert!(page.contains("id=\"no-audit\""), "{page}");
+    assert!(!page.contains("id=\"audit-records\""), "{page}");
+    let clean = get(&ops, &viewer, "/console/devices/dev-clean")
+        .await
+        .text();
+    assert!(clean.contains("data-field=\"advisories\">0<"), "{clean}");
+    assert!(clean.contains("id=\"no-incidents\""), "{clean}");
+
+    let auditor = login(&ops, &ops.auditor).await;
+    let page = get(&ops, &auditor, "/console/devices/dev-eu-a")
+        .await
+        .text();
+    assert!(page.contains("id=\"audit-records\""), "{page}");
+    // Its enrolment and its incident are among its records; another device's are not.
+    assert!(
+        page.contains("device.enrolled") || page.contains("device:dev-eu-a"),
+        "{page}"
+    );
+    assert!(!page.contains(">dev-us-b<"), "{page}");
     ops.server.stop().await;
 }

@@ -31,16 +31,7 @@ async fn poll_with_slots(ops: &Ops, id: &str, running: &str, slots: Value, versi
 
 /// The real advisories that name `requests` (one of the vulnerable release's pins).
 fn requests_advisories() -> Vec<Value> {
-    let records: Vec<Value> = real_advisories()
-        .into_iter()
-        .filter(|r| {
-            r["affected"].as_array().into_iter().flatten().any(|a| {
-                a["package"]["name"]
-                    .as_str()
-                    .is_some_and(|n| n.eq_ignore_ascii_case("requests"))
-            })
-        })
-        .collect();
+    let records = advisories_naming("requests");
     assert!(records.len() >= 3, "{} records", records.len());
     records
 }

@@ -2,7 +2,8 @@
 // headless Chromium against a running `rampart server` with a simulated fleet (a viewer's open
 // campaign page also follows an operator's pause and resume live). Started by
 // crates/rampart-system-tests/tests/console.rs, which passes a JSON file:
-//   {"base": "https://127.0.0.1:PORT", "viewer": TOKEN, "operator": TOKEN, "campaign": ID,
+//   {"base": "https://127.0.0.1:PORT", "viewer": TOKEN, "operator": TOKEN, "auditor": TOKEN,
+//    "campaign": ID, "incident": ID, "release": TARGET, "fixRelease": TARGET, "advisory": ID,
 //    "markupDevice": ID, "markup": {"hardware": TEXT, "attribute": TEXT, "message": TEXT},
 //    "screenshots": DIR}
 // Every check throws on failure; the process exits non-zero and says which check failed.
@@ -192,13 +193,72 @@ try {
   log('the risk page shows the posture by region and by hardware');
   await page.goto(`${base}/console/risk`);
   assert.ok(await page.isVisible('#posture tr[data-key="eu"]'));
-  await shot(page, 'risk');
   await page.click('#groupings a:text("Hardware")');
   await page.waitForURL(/by=hardware/);
   assert.ok(await page.isVisible('#posture tr[data-key="board-b"]'));
   const keys = await page.$$eval('#posture tbody tr', (trs) => trs.map((tr) => tr.dataset.key));
   assert.ok(keys.includes(config.markup.hardware), JSON.stringify(keys));
   await assertInert(page, viewer.problems, 'risk');
+
+  log('the risk page lists the advisory affecting the fleet, with no remediation for a viewer');
+  await page.goto(`${base}/console/risk`);
+  const advisoryRow = `#advisories tr[data-advisory="${config.advisory}"]`;
+  assert.ok(await page.isVisible(advisoryRow), 'the advisory is listed');
+  const advisoryCells = await page.$$eval(`${advisoryRow} td`, (tds) => tds.map((td) => td.textContent.trim()));
+  assert.equal(advisoryCells[0], config.advisory, 'the advisory id shown as its text');
+  assert.ok(Number(advisoryCells[2]) >= 1, `affected devices: ${advisoryCells}`);
+  assert.ok(advisoryCells[5].includes('2.20.0'), `fixed in: ${advisoryCells}`);
+  assert.equal(await page.$('form.remediate'), null, 'no remediation form for a viewer');
+  assert.ok(await page.isVisible('#no-remediation'));
+  await assertInert(page, viewer.problems, 'risk advisories');
+  const remediatePath = `/console/risk/advisories/${encodeURIComponent(config.advisory)}/remediate`;
+  const forgedRemediation = await page.request.post(`${base}${remediatePath}`, {
+    form: { csrf: await page.inputValue('input[name=csrf]'), release: config.fixRelease },
+    maxRedirects: 0,
+  });
+  assert.equal(forgedRemediation.status(), 403, await forgedRemediation.text());
+
+  log('the releases page, and a release with its SBOM and where it runs');
+  await page.goto(`${base}/console/releases`);
+  const releaseRow = `tr[data-release="${config.release}"]`;
+  assert.ok(await page.isVisible(releaseRow));
+  await assertInert(page, viewer.problems, 'releases');
+  await shot(page, 'releases');
+  await Promise.all([page.waitForURL(/\/console\/release\?target=/), page.click(`${releaseRow} a`)]);
+  const components = await page.$$eval('#components tbody tr', (trs) =>
+    trs.map((tr) => tr.querySelector('td').textContent),
+  );
+  assert.ok(components.includes('requests'), JSON.stringify(components));
+  assert.ok(components.includes(config.markup.hardware), 'an SBOM component named with markup, as text');
+  assert.ok(Number(await page.textContent('[data-field=running]')) >= 1, 'devices run it');
+  await assertInert(page, viewer.problems, 'release');
+  await shot(page, 'release');
+  await Promise.all([page.waitForURL(/version=1\.0\.0/), page.click('#fleet-link')]);
+  assert.ok((await rows(page)).every((r) => r.version === '1.0.0'), 'the fleet filtered by its version');
+
+  log('the incidents page and an incident, with no actions for a viewer');
+  await page.goto(`${base}/console/incidents`);
+  const incidentRow = `tr[data-incident="${config.incident}"]`;
+  assert.ok(await page.isVisible(incidentRow));
+  await assertInert(page, viewer.problems, 'incidents');
+  await shot(page, 'incidents');
+  await page.selectOption('select[name=state]', 'closed');
+  await page.waitForURL(/state=closed/);
+  assert.equal(await page.$(incidentRow), null, 'the state filter leaves the open incident out');
+  await page.goto(`${base}/console/incidents/${config.incident}`);
+  assert.equal(await page.$('#incident-actions'), null, 'no incident actions for a viewer');
+  assert.ok((await page.textContent('h1')).includes(config.markup.hardware), 'the title as its text');
+  await assertInert(page, viewer.problems, 'incident (viewer)');
+  const forgedAck = await page.request.post(`${base}/console/incidents/${config.incident}/ack`, {
+    form: { csrf: await page.inputValue('input[name=csrf]') },
+    maxRedirects: 0,
+  });
+  assert.equal(forgedAck.status(), 403, await forgedAck.text());
+
+  log('a viewer has no audit page');
+  assert.equal(await page.$('header nav a[href="/console/audit"]'), null);
+  const audit = await page.request.get(`${base}/console/audit`);
+  assert.equal(audit.status(), 403);
 
   log('the campaigns page lists the campaign');
   await page.goto(`${base}/console/campaigns`);
@@ -233,7 +293,9 @@ try {
     page.click('#campaign-actions button[value=pause]'),
   ]);
   await page.waitForSelector('[data-status=paused]');
-  assert.ok(await page.isVisible('#halt'), 'the halt is shown');
+  // Waited for, not looked up once: the page's live script may reload it once more (a stream's
+  // first reading can predate the pause), and a page being reloaded shows nothing.
+  await page.waitForSelector('#halt', { timeout: 60000 });
   log("the viewer's open page shows the pause by itself (server-sent events)");
   await viewer.page.waitForSelector('[data-status=paused]', { timeout: 60000 });
   await shot(page, 'campaign-paused');
@@ -247,6 +309,48 @@ try {
   await shot(page, 'campaign');
   await viewer.page.waitForSelector('[data-status=running]', { timeout: 60000 });
   await assertInert(viewer.page, viewer.problems, 'campaign (viewer, live)');
+
+  log('the operator acknowledges the incident');
+  await page.goto(`${base}/console/incidents/${config.incident}`);
+  assert.equal((await page.textContent('#acknowledged')).trim(), 'not yet');
+  await Promise.all([
+    page.waitForURL(`${base}/console/incidents/${config.incident}`),
+    page.click('#incident-actions button[value=ack]'),
+  ]);
+  assert.notEqual((await page.textContent('#acknowledged')).trim(), 'not yet');
+  assert.equal(await page.$('#incident-actions button[value=ack]'), null, 'acknowledged once');
+  await assertInert(page, operator.problems, 'incident (operator)');
+  await shot(page, 'incident');
+
+  log('the operator creates the remediation campaign from the risk page');
+  await page.goto(`${base}/console/risk`);
+  await shot(page, 'risk');
+  const form = `${advisoryRow} form.remediate`;
+  await page.selectOption(`${form} select[name=release]`, config.fixRelease);
+  await Promise.all([page.waitForURL(/\/console\/campaigns\/c-/), page.click(`${form} button`)]);
+  assert.equal(await page.getAttribute('[data-status]', 'data-status'), 'draft');
+  assert.ok((await page.textContent('#summary')).includes(config.fixRelease));
+  await assertInert(page, operator.problems, 'remediation campaign');
+  await shot(page, 'remediation');
+
+  // ---- an auditor -------------------------------------------------------------------------
+  const auditor = await context();
+  page = auditor.page;
+  log('the auditor verifies the audit chain and downloads the log');
+  await login(page, config.auditor);
+  await Promise.all([page.waitForURL(`${base}/console/audit`), page.click('header nav a[href="/console/audit"]')]);
+  assert.ok(await page.isVisible('#audit-records'));
+  await Promise.all([page.waitForURL(/verify=1/), page.click('#verify button')]);
+  assert.ok(await page.isVisible('#chain-ok'), 'the chain is intact');
+  assert.ok(Number(await page.textContent('[data-field=count]')) > 0);
+  await assertInert(page, auditor.problems, 'audit');
+  await shot(page, 'audit');
+  const exported = await page.request.get(`${base}${await page.getAttribute('#export-jsonl', 'href')}`);
+  assert.equal(exported.status(), 200);
+  assert.match(exported.headers()['content-disposition'], /attachment/);
+  const lines = (await exported.text()).trim().split('\n').map((l) => JSON.parse(l));
+  assert.ok(lines.some((r) => r.action === 'risk.remediation_created'), 'the remediation is audited');
+  assert.ok(lines.some((r) => r.action === 'incident.acknowledged' && r.subject === `incident:${config.incident}`));
 
   log('the viewer logs out');
   page = viewer.page;

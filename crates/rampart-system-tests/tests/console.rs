@@ -2,10 +2,13 @@
 //! repository, a director) with a fleet simulated by `rampart sim`, a device that reports
 //! markup in its hardware id, attributes and report message, and a running campaign; then
 //! `node console.spec.mjs` (npm `playwright-core`, pinned in `console/package.json`, driving
-//! Debian's headless `/usr/bin/chromium`) logs in as a viewer and as an operator, loads every
-//! page, uses the filters, pauses and resumes the campaign, checks that a viewer has no
-//! controls and that the server refuses its forged POST, that injected markup stays text, and
-//! saves a screenshot of each page to `docs/console/` (shown in `docs/console.md`).
+//! Debian's headless `/usr/bin/chromium`) logs in as a viewer, an operator and an auditor,
+//! loads every page (fleet, device, releases, campaigns, incidents, risk, audit), uses the
+//! filters, pauses and resumes the campaign, acknowledges an incident and creates a
+//! remediation campaign, checks that a viewer has no controls and that the server refuses its
+//! forged POSTs, that injected markup (from devices, SBOMs, the advisory feed and an incident
+//! title) stays text, and saves a screenshot of each page to `docs/console/` (shown in
+//! `docs/console.md`).
 //!
 //! Without node, the npm packages (`npm ci` in `console/`, which scripts/test.sh runs) or
 //! Chromium the test fails and says what to install; it never skips.
@@ -29,6 +32,18 @@ const MARKUP_DEVICE: &str = "markup-0001";
 const HARDWARE_MARKUP: &str = "<script>window.pwned=1</script>";
 const ATTRIBUTE_MARKUP: &str = "<img src=x onerror=\"window.pwned=2\">";
 const MESSAGE_MARKUP: &str = "<b>bold</b><img src=y onerror=\"window.pwned=3\">";
+
+/// An advisory the test imports (feed-controlled text with markup).
+const ADVISORY: &str = "TEST-<script>window.pwned=4</script>";
+
+/// A CycloneDX SBOM pinning `requests` at `version`, with a component named with markup.
+fn cyclonedx(version: &str) -> Value {
+    let purl = format!("pkg:pypi/requests@{version}");
+    json!({"bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1, "components": [
+        {"type": "library", "bom-ref": purl, "name": "requests", "version": version, "purl": purl},
+        {"type": "library", "bom-ref": "markup", "name": HARDWARE_MARKUP, "version": "1.0"},
+    ]})
+}
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -83,10 +98,14 @@ fn the_console_works_in_a_real_browser_against_a_simulated_fleet() {
     let _stderr = StderrOnPanic(w.join("server.stderr"));
 
     // A repository with the factory release and the next one, for both boards.
+    // 1.0.0's SBOM pins a vulnerable `requests` (and names a component with markup); 2.0.0's
+    // pins the fixed one.
     let repo = cli::init_repo(w);
-    for version in ["1.0.0", "2.0.0"] {
+    for (version, requests) in [("1.0.0", "2.19.0"), ("2.0.0", "2.31.0")] {
         let image = w.join(format!("fw-{version}.img"));
         std::fs::write(&image, format!("firmware {version}\n").repeat(512)).unwrap();
+        let sbom = w.join(format!("fw-{version}.cdx.json"));
+        std::fs::write(&sbom, cyclonedx(requests).to_string()).unwrap();
         ok(rampart(&[
             "release",
             "add",
@@ -101,6 +120,8 @@ fn the_console_works_in_a_real_browser_against_a_simulated_fleet() {
             version,
             "--security-version",
             "1",
+            "--sbom",
+            s(&sbom),
         ]));
     }
     let (director, director_online) = cli::init_director(w);
@@ -112,7 +133,7 @@ fn the_console_works_in_a_real_browser_against_a_simulated_fleet() {
     let args = hosting_server_command(&pki, &db, &repo, &director, &online_key);
     let (mut server, device_url, base) = start_server(w, &args);
     let token = |role: &str| cli::create_token(&db, role, role);
-    let (viewer, operator) = (token("viewer"), token("operator"));
+    let (viewer, operator, auditor) = (token("viewer"), token("operator"), token("auditor"));
     let ca_pem = pki.ca.cert_pem().to_owned();
     let api = BlockingClient::new(&base, Some(tls_config(&ca_pem)))
         .with_header("Authorization", &format!("Bearer {operator}"));
@@ -194,6 +215,26 @@ fn the_console_works_in_a_real_browser_against_a_simulated_fleet() {
         r["figures"]["waves"][0]["succeeded"].as_u64() >= Some(1)
     });
 
+    // An advisory (its id holds markup) on the `requests` 1.0.0 pins, fixed in 2.20.0.
+    let advisory = json!({"id": ADVISORY, "modified": "2024-01-01T00:00:00Z",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "requests"},
+                      "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.20.0"}]}]}]});
+    let r = api.post(
+        "/api/v1/risk/advisories",
+        json!({"advisories": [advisory]}).to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // An incident (its title holds markup) on the markup device.
+    let r = api.post(
+        "/api/v1/incidents",
+        json!({"severity": "high", "title": format!("unexpected firmware {HARDWARE_MARKUP}"),
+               "devices": [MARKUP_DEVICE]})
+        .to_string()
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let incident = r.json()["id"].as_str().unwrap().to_owned();
+
     // The browser test.
     let screenshots = repo_root().join("docs/console");
     let config = w.join("console-test.json");
@@ -203,7 +244,12 @@ fn the_console_works_in_a_real_browser_against_a_simulated_fleet() {
             "base": base,
             "viewer": viewer,
             "operator": operator,
+            "auditor": auditor,
             "campaign": campaign,
+            "incident": incident,
+            "release": "1.0.0/fw-1.0.0.img",
+            "fixRelease": "2.0.0/fw-2.0.0.img",
+            "advisory": ADVISORY,
             "devices": DEVICES,
             "markupDevice": MARKUP_DEVICE,
             "markup": {"hardware": HARDWARE_MARKUP, "attribute": ATTRIBUTE_MARKUP,
@@ -236,6 +282,13 @@ fn the_console_works_in_a_real_browser_against_a_simulated_fleet() {
         "device",
         "campaigns",
         "campaign",
+        "releases",
+        "release",
+        "incidents",
+        "incident",
+        "risk",
+        "remediation",
+        "audit",
     ] {
         let shot = screenshots.join(format!("{page}.png"));
         let bytes = std::fs::read(&shot).unwrap_or_else(|e| panic!("{}: {e}", shot.display()));

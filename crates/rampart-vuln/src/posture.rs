@@ -83,7 +83,7 @@ impl AdvisorySeverity {
 
     /// Orders advisories from least to most severe: unassigned sits between medium and high,
     /// where Dependency-Track's weight (5, like high) puts it, below any scored high.
-    fn rank(self) -> (u8, f64) {
+    pub fn rank(self) -> (u8, f64) {
         match (self.rating, self.score) {
             (Some(Rating::Critical), Some(s)) => (5, s),
             (Some(Rating::High), Some(s)) => (4, s),

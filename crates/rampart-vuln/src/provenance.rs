@@ -591,6 +591,75 @@ fn envelope_statement(envelope: &Envelope) -> Result<Statement, EnvelopeError> {
     Ok(statement)
 }
 
+/// What a provenance document says, for people (the web console's release page): each
+/// statement's predicate, builder and subjects, and whether every statement names the image.
+/// Signatures are counted, not checked: that is [`verify`]'s, with a policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProvenanceSummary {
+    /// `statement` (a bare, unsigned in-toto statement) or `envelopes` (DSSE, signed).
+    pub form: &'static str,
+    pub statements: Vec<StatementSummary>,
+    /// Whether every statement has a subject with the image's SHA-256.
+    pub names_image: bool,
+}
+
+/// One statement of a [`ProvenanceSummary`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatementSummary {
+    pub predicate_type: String,
+    /// The SLSA v1 builder id, when the predicate is SLSA v1 provenance.
+    pub builder: Option<String>,
+    /// The subjects' names and SHA-256 digests (empty when a subject carries none).
+    pub subjects: Vec<(String, String)>,
+    /// Signatures on the envelope that carried it (0 for a bare statement).
+    pub signatures: usize,
+}
+
+fn statement_summary(statement: &Statement, signatures: usize) -> StatementSummary {
+    StatementSummary {
+        predicate_type: statement.predicate_type.clone(),
+        builder: statement
+            .slsa_provenance()
+            .ok()
+            .map(|p| p.run_details.builder.id),
+        subjects: statement
+            .subject
+            .iter()
+            .map(|s| {
+                let digest = s.digest.get("sha256").cloned().unwrap_or_default();
+                (s.name.clone(), digest.to_ascii_lowercase())
+            })
+            .collect(),
+        signatures,
+    }
+}
+
+/// Summarizes a provenance document (a bare statement, an envelope or a bundle), bounded like
+/// [`read_document`], for the image whose SHA-256 is `image_sha256`.
+pub fn summarize(bytes: &[u8], image_sha256: &str) -> Result<ProvenanceSummary, EnvelopeError> {
+    let (form, statements) = match read_document(bytes)? {
+        ProvenanceDocument::Statement => {
+            let statement = Statement::parse(bytes)?;
+            ("statement", vec![(statement, 0)])
+        }
+        ProvenanceDocument::Envelopes(envelopes) => {
+            let mut statements = Vec::with_capacity(envelopes.len());
+            for envelope in &envelopes {
+                statements.push((envelope_statement(envelope)?, envelope.signatures.len()));
+            }
+            ("envelopes", statements)
+        }
+    };
+    Ok(ProvenanceSummary {
+        form,
+        names_image: statements.iter().all(|(s, _)| s.names_sha256(image_sha256)),
+        statements: statements
+            .iter()
+            .map(|(s, signatures)| statement_summary(s, *signatures))
+            .collect(),
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Policy
 

@@ -1,6 +1,8 @@
 //! `GET /console/devices/{id}`: one device: inventory, attributes, slots, assignment,
 //! attestation, quarantine and recent reports, read by the same code as
-//! `GET /api/v1/devices/{id}` (`operator::devices::device_view`).
+//! `GET /api/v1/devices/{id}` (`operator::devices::device_view`); its risk (the advisories of
+//! the releases its slots hold), its incidents and, for auditors and admins, its audit records,
+//! each read by the management API's code.
 
 use std::sync::Arc;
 
@@ -12,11 +14,17 @@ use rampart_db::{Quarantine, Report};
 use serde_json::Value;
 
 use super::Console;
+use super::audit::record_table;
 use super::fleet::status_badge;
-use super::layout::{Section, document, error_page, html_response, json_text, time};
+use super::incidents::incident_table;
+use super::layout::{Section, document, error_page, html_response, json_text, query, time};
 use super::session::Session;
 use crate::listen::http::ApiError;
+use crate::operator::Permission;
+use crate::operator::audit::{DEVICE_RECORDS_SCANNED, device_records};
 use crate::operator::devices::{DeviceView, device_view};
+use crate::operator::incidents::{ListQuery, list_incidents};
+use crate::operator::risk::{DeviceRisk, device_risk};
 
 /// Longest report detail shown (a device may send up to the report size limit).
 const MAX_DETAIL_CHARS: usize = 400;
@@ -39,16 +47,84 @@ pub(super) async fn page(
             );
         }
     };
+    let incidents = ListQuery {
+        device: Some(id.clone()),
+        limit: Some(LISTED as i64),
+        ..ListQuery::default()
+    };
+    let incidents = match list_incidents(&console.api, incidents).await {
+        Ok(incidents) => incidents,
+        Err(e) => return error_page(&e, Some(&session)),
+    };
+    // Risk needs the image repository: without one, the page says why instead of failing.
+    let risk = device_risk(&console.api, &id).await;
+    // Audit records are for the roles that may read the audit log.
+    let records = if session.may(Permission::Audit) {
+        match device_records(&console.api, &id, LISTED).await {
+            Ok(records) => Some(records),
+            Err(e) => return error_page(&e, Some(&session)),
+        }
+    } else {
+        None
+    };
     let title = format!("Device {}", view.device.id);
+    let more = html! {
+        h2 { "Risk" }
+        (risk_section(&risk))
+        h2 { "Incidents" }
+        (incident_table(&incidents))
+        h2 { "Audit records" }
+        @match &records {
+            None => p.note #no-audit { "Your role (" (session.role().as_str()) ") may not read the audit log." },
+            Some(records) => {
+                p.note { "Records about this device among the newest " (DEVICE_RECORDS_SCANNED) " of the log, newest first." }
+                (record_table(records))
+            }
+        }
+    };
     html_response(
         StatusCode::OK,
         document(
             &title,
             Section::Fleet,
             Some(&session),
-            content(&view, quarantine.as_ref()),
+            html! { (content(&view, quarantine.as_ref())) (more) },
         ),
     )
+}
+
+/// Incidents and audit records listed on a device's page.
+const LISTED: usize = 20;
+
+fn risk_section(risk: &Result<Option<DeviceRisk>, ApiError>) -> Markup {
+    html! {
+        @match risk {
+            Err(e) => p.note #no-risk { (e.detail) },
+            Ok(None) => p.note #no-risk { "This device was not assessed." },
+            Ok(Some(r)) => {
+                p {
+                    "Runs "
+                    @match &r.release {
+                        Some(release) => a href={ "/console/release" (query(&[("target", release)])) } { (release) },
+                        None => span.note { "a version no release of the repository has (its exposure is unknown)" },
+                    }
+                    "; " strong data-field="advisories" { (r.advisories.len()) } " advisories apply."
+                }
+                @if !r.advisories.is_empty() {
+                    table #device-advisories {
+                        thead { tr { th { "Advisory" } th { "Severity" } th { "Slot" } } }
+                        tbody { @for (id, severity, slot) in &r.advisories {
+                            tr {
+                                td { (id) }
+                                td { (severity.rating.map(|r| r.as_str()).unwrap_or("unscored")) }
+                                td { (slot) }
+                            }
+                        } }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn content(view: &DeviceView, quarantine: Option<&Quarantine>) -> Markup {

@@ -9,13 +9,17 @@ use maud::{DOCTYPE, Markup, html};
 use super::assets;
 use super::session::Session;
 use crate::listen::http::ApiError;
+use crate::operator::Permission;
 
 /// The navigation entry a page belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Section {
     Fleet,
+    Releases,
     Campaigns,
+    Incidents,
     Risk,
+    Audit,
     /// Pages outside the navigation (login, errors).
     None,
 }
@@ -48,8 +52,13 @@ pub(super) fn document(
                     nav {
                         @if session.is_some() {
                             (nav(Section::Fleet, "/console/fleet", "Fleet"))
+                            (nav(Section::Releases, "/console/releases", "Releases"))
                             (nav(Section::Campaigns, "/console/campaigns", "Campaigns"))
+                            (nav(Section::Incidents, "/console/incidents", "Incidents"))
                             (nav(Section::Risk, "/console/risk", "Risk"))
+                        }
+                        @if session.is_some_and(|s| s.may(Permission::Audit)) {
+                            (nav(Section::Audit, "/console/audit", "Audit"))
                         }
                     }
                     @if let Some(session) = session {
@@ -148,6 +157,15 @@ pub(super) fn query(pairs: &[(&str, &str)]) -> String {
     format!("?{}", serde_urlencoded::to_string(kept).unwrap_or_default())
 }
 
+/// `value` as one segment of a URL path: every byte but letters, digits, `-`, `.` and `_`
+/// percent-encoded (an advisory id from a feed may hold `/`, `?` or markup).
+pub(super) fn path_segment(value: &str) -> String {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    const KEPT: &percent_encoding::AsciiSet =
+        &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_');
+    utf8_percent_encode(value, KEPT).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +175,8 @@ mod tests {
         assert_eq!(time(0), "never");
         assert_eq!(time(1_700_000_000), "2023-11-14 22:13:20 UTC");
         assert_eq!(query(&[("a", ""), ("b", "")]), "");
+        assert_eq!(path_segment("GHSA-x.y_z"), "GHSA-x.y_z");
+        assert_eq!(path_segment("a/<b>?"), "a%2F%3Cb%3E%3F");
         assert_eq!(
             query(&[("version", "1.0 & <x>"), ("q", ""), ("region", "eu")]),
             "?version=1.0+%26+%3Cx%3E&region=eu"

@@ -11,21 +11,30 @@
 //!
 //! The console sits on top of the management API (`operator`): it authorizes with the API's
 //! roles ([`crate::operator::Caller::require`]) and acts through the API's own code (campaign
-//! actions go through `operator::campaigns::act`), so what a role may do is decided in one
-//! place. No other room imports the console.
+//! actions go through `operator::campaigns::act`, incident moves through
+//! `operator::incidents::act`, remediation through `operator::risk_remediate`), so what a role
+//! may do is decided in one place. No other room imports the console.
 //!
-//! Pages: `/console/fleet` (counts, search and filters, keyset pages), `/console/devices/{id}`,
-//! `/console/campaigns` and `/console/campaigns/{id}` (progress per wave, gate, actions, kept
-//! current by the server-sent events of `/console/campaigns/{id}/live`), and `/console/risk`
-//! (the risk posture by region, hardware, release, tag or device).
+//! Pages: `/console/fleet` (counts, search and filters, keyset pages), `/console/devices/{id}`
+//! (with its risk, incidents and audit records), `/console/releases` and `/console/release`
+//! (SBOM, provenance, transparency-log entry, where deployed), `/console/campaigns` and
+//! `/console/campaigns/{id}` (progress per wave, gate, actions, kept current by the
+//! server-sent events of `/console/campaigns/{id}/live`), `/console/incidents` and
+//! `/console/incidents/{id}` (timeline, devices, evidence, the operator's moves),
+//! `/console/risk` (the risk posture by region, hardware, release, tag or device; the
+//! advisories affecting the fleet and their remediation) and `/console/audit` (browse, verify,
+//! export; auditors and admins).
 
 mod access;
 mod assets;
+mod audit;
 mod campaigns;
 mod device;
 mod fleet;
+mod incidents;
 mod layout;
 mod live;
+mod releases;
 mod risk;
 mod session;
 
@@ -101,11 +110,26 @@ pub(crate) fn router(api: Arc<ManagementApi>, config: ConsoleConfig) -> Router {
         .route("/console/logout", post(access::logout))
         .route("/console/fleet", get(fleet::page))
         .route("/console/devices/{id}", get(device::page))
+        .route("/console/releases", get(releases::list))
+        .route("/console/release", get(releases::detail))
         .route("/console/campaigns", get(campaigns::list))
         .route("/console/campaigns/{id}", get(campaigns::detail))
         .route("/console/campaigns/{id}/live", get(live::stream))
         .route("/console/campaigns/{id}/{action}", post(campaigns::action))
+        .route("/console/incidents", get(incidents::list))
+        .route("/console/incidents/{id}", get(incidents::detail))
+        .route("/console/incidents/{id}/{act}", post(incidents::action))
+        .route(
+            "/console/incident-actions/{id}/{decision}",
+            post(incidents::decide),
+        )
         .route("/console/risk", get(risk::page))
+        .route(
+            "/console/risk/advisories/{id}/remediate",
+            post(risk::remediate),
+        )
+        .route("/console/audit", get(audit::page))
+        .route("/console/audit/export", get(audit::export))
         .route("/console/assets/{name}", get(assets::serve))
         .route("/console/{*rest}", get(layout::not_found))
         .layer(axum::middleware::map_response(security_headers))

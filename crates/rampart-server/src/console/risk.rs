@@ -13,9 +13,12 @@ use serde_json::Value;
 
 use super::Console;
 use super::access::page_query;
-use super::layout::{Section, document, error_page, html_response, json_text, query};
+use super::layout::{Section, document, error_page, html_response, json_text, path_segment, query};
 use super::session::Session;
-use crate::operator::risk::posture_report;
+use crate::operator::Permission;
+use crate::operator::releases::release_catalog;
+use crate::operator::risk::{FleetAdvisory, fleet_advisories, posture_report};
+use crate::operator::risk_remediate::{RemediateRequest, remediate_advisory};
 
 /// Rows per page.
 const PAGE: i64 = 50;
@@ -51,6 +54,26 @@ pub(super) async fn page(
         Ok(report) => report,
         Err(e) => return error_page(&e, Some(&session)),
     };
+    let affecting = match fleet_advisories(&console.api).await {
+        Ok(advisories) => advisories,
+        Err(e) => return error_page(&e, Some(&session)),
+    };
+    // The releases a remediation may install, for the roles that may remediate.
+    let releases = if session.may(Permission::Operate) && !affecting.is_empty() {
+        match release_catalog(&console.api).await {
+            Ok(catalog) => Some(
+                catalog
+                    .releases
+                    .into_iter()
+                    .filter(|r| r.release.is_some())
+                    .map(|r| r.target)
+                    .collect::<Vec<_>>(),
+            ),
+            Err(e) => return error_page(&e, Some(&session)),
+        }
+    } else {
+        None
+    };
     let total = report["total"].as_u64().unwrap_or(0);
     let next = offset.saturating_add(PAGE);
     let content = html! {
@@ -81,6 +104,8 @@ pub(super) async fn page(
                 a href={ "/console/risk" (query(&[("by", by), ("offset", &next.to_string())])) } rel="next" { "Next page" }
             }
         }
+        h2 { "Advisories affecting the fleet" }
+        (advisories(&affecting, releases.as_deref(), &session))
     };
     html_response(
         StatusCode::OK,
@@ -124,5 +149,103 @@ fn rows(rows: &Value) -> Markup {
                 }
             }
         }
+    }
+}
+
+/// Advisories listed (most severe first); the rest are counted.
+const ADVISORIES_SHOWN: usize = 100;
+
+fn advisories(list: &[FleetAdvisory], releases: Option<&[String]>, session: &Session) -> Markup {
+    html! {
+        @if list.is_empty() {
+            p.note #no-advisories { "No imported advisory affects a release the fleet runs or keeps." }
+        } @else {
+            @if list.len() > ADVISORIES_SHOWN {
+                p.note { "The " (ADVISORIES_SHOWN) " most severe of " (list.len()) " advisories." }
+            }
+            @if releases.is_none() {
+                p.note #no-remediation { "Your role (" (session.role().as_str()) ") may look at advisories; an operator remediates them." }
+            }
+            table #advisories {
+                thead { tr {
+                    th { "Advisory" } th { "Severity" } th.num { "Affected devices" } th.num { "Inactive slot only" }
+                    th { "Affected releases" } th { "Fixed in" }
+                    @if releases.is_some() { th { "Remediate" } }
+                } }
+                tbody { @for a in list.iter().take(ADVISORIES_SHOWN) {
+                    tr data-advisory=(a.id) {
+                        td { (a.id) }
+                        td {
+                            @match a.severity.rating {
+                                Some(rating) => { span.badge.bad { (rating.as_str()) } @if let Some(score) = a.severity.score { " " (format!("{score:.1}")) } }
+                                None => span.note { "unscored" },
+                            }
+                        }
+                        td.num { (a.affected) }
+                        td.num { (a.fallback_only) }
+                        td { (a.releases.join(", ")) }
+                        td { (a.fixed.join(", ")) }
+                        @if let Some(releases) = releases {
+                            td {
+                                form.remediate method="post" action={ "/console/risk/advisories/" (path_segment(&a.id)) "/remediate" } {
+                                    input type="hidden" name="csrf" value=(session.csrf());
+                                    select name="release" required aria-label="Fixed release" {
+                                        @for r in releases { option value=(r) { (r) } }
+                                    }
+                                    label { input type="checkbox" name="start" value="on"; " start now" }
+                                    button type="submit" { "Create campaign" }
+                                }
+                            }
+                        }
+                    }
+                } }
+            }
+        }
+    }
+}
+
+/// The remediation form.
+#[derive(Deserialize)]
+pub(super) struct RemediateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    release: String,
+    #[serde(default)]
+    start: Option<String>,
+}
+
+impl super::session::HasCsrf for RemediateForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// `POST /console/risk/advisories/{id}/remediate`: the remediation campaign, through the API's
+/// own remediation code, then to the new campaign's page.
+pub(super) async fn remediate(
+    State(console): State<Arc<Console>>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Path(advisory): axum::extract::Path<String>,
+    body: axum::body::Body,
+) -> Response {
+    use axum::response::IntoResponse as _;
+    let (session, form) = match console.form_session::<RemediateForm>(&headers, body).await {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
+    };
+    let request = RemediateRequest {
+        release: form.release,
+        start: form.start.is_some(),
+        ..RemediateRequest::default()
+    };
+    match remediate_advisory(&console.api, session.caller(), &advisory, request).await {
+        Ok(created) => match created["id"].as_str() {
+            Some(id) => {
+                axum::response::Redirect::to(&format!("/console/campaigns/{id}")).into_response()
+            }
+            None => error_page(&crate::listen::http::ApiError::internal(), Some(&session)),
+        },
+        Err(e) => error_page(&e, Some(&session)),
     }
 }

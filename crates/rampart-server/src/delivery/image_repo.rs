@@ -261,6 +261,60 @@ impl HostedRepo {
     }
 }
 
+impl HostedRepo {
+    /// The bytes of a document a release references (its SBOM, provenance or tlog-proof),
+    /// read from `targets/` at most `max` bytes and checked against the document's signed
+    /// target (length and SHA-256) before anyone reads them (blocking). The error says what
+    /// is wrong for an operator.
+    pub(crate) fn document(
+        &self,
+        doc: &rampart_core::release::DocumentRef,
+        max: usize,
+        now: i64,
+    ) -> Result<Vec<u8>, String> {
+        use std::io::Read as _;
+        let artifacts = self.artifacts(&doc.path, now).map_err(|e| e.to_string())?;
+        let artifact = artifacts
+            .iter()
+            .find(|a| {
+                a.info
+                    .hashes
+                    .get("sha256")
+                    .is_some_and(|h| h.eq_ignore_ascii_case(&a.hash))
+            })
+            .ok_or_else(|| format!("the repository lists no target {:?}", doc.path))?;
+        let path = self.dir.join("targets").join(&artifact.file);
+        let file = std::fs::File::open(&path).map_err(|e| {
+            format!(
+                "{}: {e} (is the document in the repository directory?)",
+                path.display()
+            )
+        })?;
+        let mut bytes = Vec::new();
+        file.take(max as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if bytes.len() > max {
+            return Err(format!("{} is larger than {max} bytes", doc.path));
+        }
+        let expected = artifact
+            .info
+            .hashes
+            .get("sha256")
+            .map(|h| h.to_ascii_lowercase())
+            .unwrap_or_default();
+        if crate::helpers::sha256_hex(&bytes) != expected
+            || bytes.len() as u64 != artifact.info.length
+        {
+            return Err(format!(
+                "{} does not match its signed target (length or SHA-256); the repository directory was changed",
+                doc.path
+            ));
+        }
+        Ok(bytes)
+    }
+}
+
 /// A release as operators see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Release {

@@ -456,6 +456,18 @@ pub async fn verify_stored_log(
         .iter()
         .max_by_key(|h| h.size)
         .ok_or(AnchorCheckError::NoHead)?;
+    let records = stored_records(db).await?;
+    let chain = rampart_audit::verify_against_heads(&records, &heads)?;
+    Ok(AnchoredCheck {
+        chain,
+        heads: heads.len(),
+        newest,
+    })
+}
+
+/// Every stored audit record, in order; a row that does not parse is named as an invalid
+/// record.
+pub async fn stored_records(db: &Db) -> Result<Vec<AuditRecord>, AnchorCheckError> {
     let mut records = Vec::new();
     let mut from = 0;
     loop {
@@ -473,12 +485,7 @@ pub async fn verify_stored_log(
             records.append(&mut parsed);
         }
     }
-    let chain = rampart_audit::verify_against_heads(&records, &heads)?;
-    Ok(AnchoredCheck {
-        chain,
-        heads: heads.len(),
-        newest,
-    })
+    Ok(records)
 }
 
 /// The head a note vouches for if any of `keys` signed it.

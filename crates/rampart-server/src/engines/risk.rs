@@ -5,7 +5,6 @@
 //! routes call [`assess_with`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Read;
 use std::sync::Arc;
 
 use rampart_db::{Db, DbError};
@@ -17,7 +16,6 @@ use rampart_vuln::sbom::{MAX_SBOM_BYTES, parse_sbom};
 use serde::Serialize;
 
 use crate::delivery::image_repo::{HostedRepo, HostedRepoError};
-use crate::helpers::sha256_hex;
 
 /// Devices read per page of the inventory.
 const DEVICE_PAGE: i64 = rampart_db::MAX_RISK_DEVICE_PAGE;
@@ -64,6 +62,8 @@ pub struct Assessment {
     pub unreadable_advisories: Vec<String>,
     /// For the advisory route: each matched advisory's (release, component name, version).
     pub matched_components: BTreeMap<String, Vec<(String, String, String)>>,
+    /// Per matched advisory, the versions its matches name as fixed (from the OSV ranges).
+    pub fixed_versions: BTreeMap<String, BTreeSet<String>>,
     /// Per release target, the matches vendor VEX suppressed (out of `exposure`).
     pub suppressed: BTreeMap<String, Vec<rampart_vuln::suppression::SuppressedMatch>>,
 }
@@ -74,48 +74,35 @@ fn read_sbom(
     doc: &rampart_core::release::DocumentRef,
     now: i64,
 ) -> Result<Vec<Component>, String> {
-    let artifacts = repo.artifacts(&doc.path, now).map_err(|e| e.to_string())?;
-    let artifact = artifacts
-        .iter()
-        .find(|a| {
-            a.info
-                .hashes
-                .get("sha256")
-                .is_some_and(|h| h.eq_ignore_ascii_case(&a.hash))
-        })
-        .ok_or_else(|| format!("the repository lists no target {:?}", doc.path))?;
-    let path = repo.dir().join("targets").join(&artifact.file);
-    let file = std::fs::File::open(&path).map_err(|e| {
-        format!(
-            "{}: {e} (is the SBOM in the repository directory?)",
-            path.display()
-        )
-    })?;
-    let mut bytes = Vec::new();
-    file.take(MAX_SBOM_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if bytes.len() > MAX_SBOM_BYTES {
-        return Err(format!(
-            "{} is larger than {MAX_SBOM_BYTES} bytes",
-            doc.path
-        ));
-    }
-    let expected = artifact
-        .info
-        .hashes
-        .get("sha256")
-        .map(|h| h.to_ascii_lowercase())
-        .unwrap_or_default();
-    if sha256_hex(&bytes) != expected || bytes.len() as u64 != artifact.info.length {
-        return Err(format!(
-            "{} does not match its signed target (length or SHA-256); the repository directory was changed",
-            doc.path
-        ));
-    }
+    let bytes = repo.document(doc, MAX_SBOM_BYTES, now)?;
     parse_sbom(&bytes)
         .map(|sbom| sbom.components)
         .map_err(|e| format!("{}: {e}", doc.path))
+}
+
+/// The components of `target`'s SBOM `doc`: stored ones when this SBOM was read before, else
+/// read from the repository (hash-checked) and stored. `Ok(Err(problem))` when the SBOM
+/// cannot be read, saying why.
+pub async fn release_components(
+    db: &Db,
+    repo: &Arc<HostedRepo>,
+    target: &str,
+    doc: &rampart_core::release::DocumentRef,
+    now: i64,
+) -> Result<Result<Vec<Component>, String>, RiskError> {
+    let digest = doc.sha256.to_ascii_lowercase();
+    if let Some(components) = db.release_components(target, &digest).await? {
+        return Ok(Ok(components));
+    }
+    let (repo, doc_owned) = (repo.clone(), doc.clone());
+    let read = tokio::task::spawn_blocking(move || read_sbom(&repo, &doc_owned, now))
+        .await
+        .map_err(|e| RiskError::Task(e.to_string()))?;
+    if let Ok(components) = &read {
+        db.store_release_components(target, &digest, components, now)
+            .await?;
+    }
+    Ok(read)
 }
 
 /// The advisory index of every stored advisory in matching, with each one's severity.
@@ -251,21 +238,7 @@ pub async fn assess_with(
             out.releases.push(state);
             continue;
         };
-        let digest = doc.sha256.to_ascii_lowercase();
-        let components = match db.release_components(&release.target, &digest).await? {
-            Some(components) => Ok(components),
-            None => {
-                let repo = repo.clone();
-                let read = tokio::task::spawn_blocking(move || read_sbom(&repo, &doc, now))
-                    .await
-                    .map_err(|e| RiskError::Task(e.to_string()))?;
-                if let Ok(components) = &read {
-                    db.store_release_components(&release.target, &digest, components, now)
-                        .await?;
-                }
-                read
-            }
-        };
+        let components = release_components(db, repo, &release.target, &doc, now).await?;
         match components {
             Ok(components) => {
                 let report = index.match_components(&components);
@@ -276,6 +249,10 @@ pub async fn assess_with(
                 let mut ids = BTreeSet::new();
                 for m in &matches {
                     ids.insert(m.advisory.clone());
+                    out.fixed_versions
+                        .entry(m.advisory.clone())
+                        .or_default()
+                        .extend(m.fixed.iter().cloned());
                     out.matched_components
                         .entry(m.advisory.clone())
                         .or_default()

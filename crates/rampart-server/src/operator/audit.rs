@@ -138,9 +138,34 @@ pub(super) async fn export_audit(
 ) -> Result<Response, ApiError> {
     api.authorize(&headers, Permission::Audit).await?;
     let Query(q) = query.map_err(|e| ApiError::invalid(format!("query: {}", e.body_text())))?;
+    let (content_type, body) = audit_export(
+        &api,
+        q.format.as_deref().unwrap_or("jsonl"),
+        q.from.unwrap_or(0),
+        q.limit.unwrap_or(MAX_EXPORT),
+    )
+    .await?;
+    Ok((
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response())
+}
+
+/// Most records one export holds (the storage's page ceiling).
+pub(crate) const MAX_EXPORT: i64 = 100_000;
+
+/// The audit records from `from` on, at most `limit`, as `jsonl`, `json` or `csv` (the media
+/// type and the body): `GET /api/v1/audit` and the web console's download.
+pub(crate) async fn audit_export(
+    api: &ManagementApi,
+    format: &str,
+    from: u64,
+    limit: i64,
+) -> Result<(&'static str, String), ApiError> {
     let lines = api
         .db
-        .audit_lines(q.from.unwrap_or(0), q.limit.unwrap_or(100_000))
+        .audit_lines(from, limit)
         .await
         .map_err(|e| db_error("reading the audit log", e))?;
     let mut jsonl = String::new();
@@ -148,34 +173,152 @@ pub(super) async fn export_audit(
         jsonl.push_str(&l.line);
         jsonl.push('\n');
     }
-    let (content_type, body) = match q.format.as_deref().unwrap_or("jsonl") {
-        "jsonl" => ("application/jsonl", jsonl),
-        format @ ("json" | "csv") => {
-            let records = rampart_audit::parse_jsonl(jsonl.as_bytes()).map_err(|e| {
-                ApiError::new(
-                    StatusCode::CONFLICT,
-                    "audit_log_unreadable",
-                    format!("a stored record does not parse ({e}); export as jsonl and run `rampart audit verify`"),
-                )
-            })?;
+    match format {
+        "jsonl" => Ok(("application/jsonl", jsonl)),
+        "json" | "csv" => {
+            let records = parse_records(&jsonl)?;
             if format == "csv" {
-                ("text/csv", rampart_audit::to_csv(&records))
+                Ok(("text/csv", rampart_audit::to_csv(&records)))
             } else {
-                (
+                Ok((
                     "application/json",
                     serde_json::to_string(&records).map_err(|_| ApiError::internal())?,
-                )
+                ))
             }
         }
-        other => {
-            return Err(ApiError::invalid(format!(
-                "unknown format {other:?}: use jsonl, json or csv"
-            )));
-        }
+        other => Err(ApiError::invalid(format!(
+            "unknown format {other:?}: use jsonl, json or csv"
+        ))),
+    }
+}
+
+fn parse_records(jsonl: &str) -> Result<Vec<rampart_audit::AuditRecord>, ApiError> {
+    rampart_audit::parse_jsonl(jsonl.as_bytes()).map_err(|e| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "audit_log_unreadable",
+            format!("a stored record does not parse ({e}); export as jsonl and run `rampart audit verify`"),
+        )
+    })
+}
+
+/// One page of audit records, from `from` on, at most `limit` (1 to [`super::MAX_PAGE`]), and
+/// the sequence number of the newest record (`None` for an empty log): the web console's
+/// audit page.
+pub(crate) async fn audit_page(
+    api: &ManagementApi,
+    from: Option<u64>,
+    limit: i64,
+) -> Result<(Vec<rampart_audit::AuditRecord>, Option<u64>), ApiError> {
+    let limit = super::page_limit(Some(limit))?;
+    read_records(api, from, limit).await
+}
+
+/// Up to `limit` records from `from` on (the newest `limit` without `from`), and the newest
+/// record's sequence number.
+async fn read_records(
+    api: &ManagementApi,
+    from: Option<u64>,
+    limit: i64,
+) -> Result<(Vec<rampart_audit::AuditRecord>, Option<u64>), ApiError> {
+    let newest = api
+        .db
+        .last_audit()
+        .await
+        .map_err(|e| db_error("reading the audit log", e))?
+        .map(|l| l.seq);
+    let from = from
+        .unwrap_or_else(|| newest.map_or(0, |n| n.saturating_add(1).saturating_sub(limit as u64)));
+    let (_, jsonl) = audit_export(api, "jsonl", from, limit).await?;
+    Ok((parse_records(&jsonl)?, newest))
+}
+
+/// Most records the server verifies on request; a longer log is verified offline with
+/// `rampart audit verify --db URL` (the whole chain is held in memory while it is checked).
+pub(crate) const MAX_VERIFIED: u64 = 1_000_000;
+
+/// What verifying the stored chain found.
+#[derive(Debug, Clone)]
+pub(crate) struct ChainCheck {
+    /// Records checked.
+    pub count: u64,
+    /// The last record's hash (hex), the chain's head.
+    pub head: String,
+    /// Signed audit heads the chain was checked against (0 without an audit key).
+    pub signed_heads: usize,
+}
+
+/// Verifies the whole stored audit chain (and, when the server has its audit key, against
+/// every head it signed): `Ok(Ok(check))`, or `Ok(Err(problem))` naming the first bad or
+/// missing record. 409 when the log is longer than [`MAX_VERIFIED`]. The web console's
+/// audit page.
+pub(crate) async fn verify_chain(
+    api: &ManagementApi,
+) -> Result<Result<ChainCheck, String>, ApiError> {
+    let read_error = |e| db_error("reading the audit log", e);
+    let newest = api.db.last_audit().await.map_err(read_error)?;
+    if newest.as_ref().is_some_and(|l| l.seq >= MAX_VERIFIED) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "audit_log_too_long",
+            format!(
+                "the audit log holds more than {MAX_VERIFIED} records, more than the server verifies on request; run `rampart audit verify --db URL` where the database is"
+            ),
+        ));
+    }
+    if let Some(anchor) = &api.audit_anchor {
+        let keys = [anchor.config.key.verifier()];
+        return match crate::engines::audit_anchor::verify_stored_log(&api.db, &keys, &[]).await {
+            Ok(check) => Ok(Ok(ChainCheck {
+                count: check.chain.count,
+                head: hex::encode(check.chain.head),
+                signed_heads: check.heads,
+            })),
+            Err(crate::engines::audit_anchor::AnchorCheckError::Db(e)) => Err(read_error(e)),
+            // No head signed yet: the chain alone is checked below.
+            Err(crate::engines::audit_anchor::AnchorCheckError::NoHead) => {
+                verify_unanchored(api).await
+            }
+            Err(e) => Ok(Err(e.to_string())),
+        };
+    }
+    verify_unanchored(api).await
+}
+
+async fn verify_unanchored(api: &ManagementApi) -> Result<Result<ChainCheck, String>, ApiError> {
+    use crate::engines::audit_anchor::{AnchorCheckError, stored_records};
+    let records = match stored_records(&api.db).await {
+        Ok(records) => records,
+        Err(AnchorCheckError::Db(e)) => return Err(db_error("reading the audit log", e)),
+        Err(e) => return Ok(Err(e.to_string())),
     };
-    Ok((
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
-        body,
-    )
-        .into_response())
+    Ok(rampart_audit::verify(&records)
+        .map(|chain| ChainCheck {
+            count: chain.count,
+            head: hex::encode(chain.head),
+            signed_heads: 0,
+        })
+        .map_err(|e| e.to_string()))
+}
+
+/// Newest records searched for a device's page: the records are stored as lines, not indexed
+/// by subject, so a device's page looks through a bounded tail of the log (a full search is
+/// `rampart audit export` and a filter).
+pub(crate) const DEVICE_RECORDS_SCANNED: i64 = 10_000;
+
+/// The newest (at most `max`) records about device `id` (its subject, or acted by it) among
+/// the newest [`DEVICE_RECORDS_SCANNED`] records, newest first: the web console's device page.
+pub(crate) async fn device_records(
+    api: &ManagementApi,
+    id: &str,
+    max: usize,
+) -> Result<Vec<rampart_audit::AuditRecord>, ApiError> {
+    let (records, _) = read_records(api, None, DEVICE_RECORDS_SCANNED).await?;
+    let as_device = format!("device:{id}");
+    Ok(records
+        .into_iter()
+        .rev()
+        .filter(|r| r.subject == id || r.subject == as_device || r.actor == as_device)
+        .take(max)
+        .collect())
 }

@@ -18,7 +18,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::engines::evidence::{Evidence, ExportError};
 use crate::helpers::unix_now;
@@ -102,17 +102,27 @@ async fn list(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     api.authorize(&headers, Permission::Read).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &evidence_listing(&api, &id).await?,
+    ))
+}
+
+/// An incident's evidence requests and stored bundles with their custody (hash, quote check,
+/// audit record, transparency-log anchor): `GET /api/v1/incidents/{id}/evidence` and the web
+/// console's incident page. 404 `evidence_disabled` when the server keeps no evidence.
+pub(crate) async fn evidence_listing(api: &ManagementApi, id: &str) -> Result<Value, ApiError> {
     api.evidence()?;
-    api.check_incident(&id).await?;
+    api.check_incident(id).await?;
     let limit = rampart_db::MAX_EVIDENCE_LIST;
     let requests = api
         .db
-        .evidence_requests_of_incident(&id, limit)
+        .evidence_requests_of_incident(id, limit)
         .await
         .map_err(|e| db_error("reading evidence requests", e))?;
     let bundles = api
         .db
-        .evidence_bundles_of_incident(&id, limit)
+        .evidence_bundles_of_incident(id, limit)
         .await
         .map_err(|e| db_error("reading evidence bundles", e))?;
     let bundles: Vec<_> = bundles
@@ -131,10 +141,7 @@ async fn list(
             })
         })
         .collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"incident": id, "requests": requests, "bundles": bundles}),
-    ))
+    Ok(json!({"incident": id, "requests": requests, "bundles": bundles}))
 }
 
 async fn bundle(

@@ -11,13 +11,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
-use rampart_db::{IncidentFilter, MAX_INCIDENT_PAGE};
+use rampart_db::{Incident, IncidentAction, IncidentFilter, MAX_INCIDENT_PAGE};
 use rampart_incident::model::{Action, Detector, IncidentState, Severity};
 use rampart_incident::playbook::Playbooks;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::engines::incidents::{IncidentError, OperatorIncident, lifecycle_of};
+use crate::engines::incidents::{IncidentError, IncidentView, OperatorIncident, lifecycle_of};
 use crate::listen::http::{ApiError, audit_error, json_response};
 
 use super::{Caller, ManagementApi, Permission, Role};
@@ -56,15 +56,15 @@ fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub(super) struct ListQuery {
-    state: Option<String>,
-    severity: Option<String>,
-    detector: Option<String>,
-    device: Option<String>,
-    limit: Option<i64>,
-    offset: Option<i64>,
+pub(crate) struct ListQuery {
+    pub(crate) state: Option<String>,
+    pub(crate) severity: Option<String>,
+    pub(crate) detector: Option<String>,
+    pub(crate) device: Option<String>,
+    pub(crate) limit: Option<i64>,
+    pub(crate) offset: Option<i64>,
 }
 
 async fn list(
@@ -74,6 +74,24 @@ async fn list(
 ) -> Result<Response, ApiError> {
     api.authorize(&headers, Permission::Read).await?;
     let Query(q) = query.map_err(|e| ApiError::invalid(format!("query: {}", e.body_text())))?;
+    let incidents = list_incidents(&api, q).await?;
+    let rows: Vec<Value> = incidents
+        .iter()
+        .map(|i| {
+            let mut v = json!(i);
+            v["timings"] = json!(lifecycle_of(i).timings());
+            v
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &json!({"incidents": rows})))
+}
+
+/// One page of incidents, newest first, filtered as `q` asks (422 for a value no incident
+/// could have): `GET /api/v1/incidents`, the web console's incident list and a device's page.
+pub(crate) async fn list_incidents(
+    api: &ManagementApi,
+    q: ListQuery,
+) -> Result<Vec<Incident>, ApiError> {
     let known = |what: &str, v: &Option<String>, ok: fn(&str) -> bool, names: &str| match v {
         Some(v) if !ok(v) => Err(ApiError::invalid(format!(
             "{what} {v:?} is unknown; use one of {names}"
@@ -119,20 +137,20 @@ async fn list(
         limit,
         offset,
     };
-    let incidents = api
-        .db
+    api.db
         .incidents(&filter)
         .await
-        .map_err(|e| ApiError::from_db("listing incidents", e))?;
-    let rows: Vec<Value> = incidents
-        .iter()
-        .map(|i| {
-            let mut v = json!(i);
-            v["timings"] = json!(lifecycle_of(i).timings());
-            v
-        })
-        .collect();
-    Ok(json_response(StatusCode::OK, &json!({"incidents": rows})))
+        .map_err(|e| ApiError::from_db("listing incidents", e))
+}
+
+/// One incident with its devices, timeline, actions and timings (404 for an unknown one):
+/// `GET /api/v1/incidents/{id}` and the web console's incident page.
+pub(crate) async fn incident_view(api: &ManagementApi, id: &str) -> Result<IncidentView, ApiError> {
+    check_id("incident", id)?;
+    api.incidents
+        .view(id)
+        .await
+        .map_err(|e| answer("reading an incident", e))
 }
 
 async fn show(
@@ -141,12 +159,7 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     api.authorize(&headers, Permission::Read).await?;
-    check_id("incident", &id)?;
-    let view = api
-        .incidents
-        .view(&id)
-        .await
-        .map_err(|e| answer("reading an incident", e))?;
+    let view = incident_view(&api, &id).await?;
     Ok(json_response(StatusCode::OK, &view))
 }
 
@@ -185,16 +198,8 @@ async fn ack(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let caller = api.authorize(&headers, Permission::Operate).await?;
-    check_id("incident", &id)?;
-    let acknowledged = api
-        .incidents
-        .acknowledge(&id, &caller.actor())
-        .await
-        .map_err(|e| answer("acknowledging an incident", e))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"id": id, "newly_acknowledged": acknowledged}),
-    ))
+    let done = act(&api, &caller, &id, IncidentAct::Acknowledge).await?;
+    Ok(json_response(StatusCode::OK, &done))
 }
 
 #[derive(Deserialize)]
@@ -216,13 +221,8 @@ async fn set_state(
     let request: StateRequest = api
         .body(&headers, body, r#"{"state": "contained", "note": "..."}"#)
         .await?;
-    let to = IncidentState::parse(&request.state).ok_or_else(|| {
-        ApiError::invalid(format!(
-            "state {:?} is unknown; use contained, eradicated, recovered or closed",
-            request.state
-        ))
-    })?;
-    move_to(&api, &caller, &id, to, &request.note).await
+    let to = parse_state(&request.state)?;
+    move_answer(&api, &caller, &id, to, request.note).await
 }
 
 #[derive(Deserialize, Default)]
@@ -241,24 +241,96 @@ async fn close(
     let caller = api.authorize(&headers, Permission::Operate).await?;
     check_id("incident", &id)?;
     let request: CloseRequest = optional_body(&api, &headers, body, r#"{"note": "..."}"#).await?;
-    move_to(&api, &caller, &id, IncidentState::Closed, &request.note).await
+    move_answer(&api, &caller, &id, IncidentState::Closed, request.note).await
 }
 
-async fn move_to(
+/// The answer of a move: the incident as it now is, with its timings.
+async fn move_answer(
     api: &ManagementApi,
     caller: &Caller,
     id: &str,
     to: IncidentState,
-    note: &str,
+    note: String,
 ) -> Result<Response, ApiError> {
-    let incident = api
-        .incidents
-        .move_to(id, to, &caller.actor(), note)
-        .await
-        .map_err(|e| answer("moving an incident", e))?;
-    let mut v = json!(incident);
-    v["timings"] = json!(lifecycle_of(&incident).timings());
-    Ok(json_response(StatusCode::OK, &v))
+    let done = act(api, caller, id, IncidentAct::Move { to, note }).await?;
+    Ok(json_response(StatusCode::OK, &done))
+}
+
+/// A state an operator moves an incident to, or 422 naming the ones there are.
+pub(crate) fn parse_state(state: &str) -> Result<IncidentState, ApiError> {
+    IncidentState::parse(state).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "state {state:?} is unknown; use contained, eradicated, recovered or closed"
+        ))
+    })
+}
+
+/// What an operator does to an incident.
+pub(crate) enum IncidentAct {
+    Acknowledge,
+    /// Forward to `to` (closing included), with a note for the timeline.
+    Move {
+        to: IncidentState,
+        note: String,
+    },
+    /// Quarantine every device of the incident.
+    Contain,
+    /// Collect forensic evidence from every device of the incident.
+    CollectEvidence,
+    /// Re-image every device of the incident, onto `release` or each one's last good release.
+    Reimage {
+        release: Option<String>,
+    },
+}
+
+/// Carries out `what` on incident `id` for `caller` (who needs [`Permission::Operate`]): the
+/// management API's routes and the web console's forms both come here, so both refuse and do
+/// exactly the same. The answer is the API's JSON.
+pub(crate) async fn act(
+    api: &ManagementApi,
+    caller: &Caller,
+    id: &str,
+    what: IncidentAct,
+) -> Result<Value, ApiError> {
+    caller.require(Permission::Operate)?;
+    check_id("incident", id)?;
+    match what {
+        IncidentAct::Acknowledge => {
+            let acknowledged = api
+                .incidents
+                .acknowledge(id, &caller.actor())
+                .await
+                .map_err(|e| answer("acknowledging an incident", e))?;
+            Ok(json!({"id": id, "newly_acknowledged": acknowledged}))
+        }
+        IncidentAct::Move { to, note } => {
+            let incident = api
+                .incidents
+                .move_to(id, to, &caller.actor(), &note)
+                .await
+                .map_err(|e| answer("moving an incident", e))?;
+            let mut v = json!(incident);
+            v["timings"] = json!(lifecycle_of(&incident).timings());
+            Ok(v)
+        }
+        IncidentAct::Contain => {
+            request_action(api, caller, id, Action::Quarantine, json!({})).await
+        }
+        IncidentAct::CollectEvidence => {
+            request_action(api, caller, id, Action::CollectEvidence, json!({})).await
+        }
+        IncidentAct::Reimage { release } => {
+            let detail = match &release {
+                Some(release) => {
+                    // Only a firmware release the hosted repository knows is a re-imaging target.
+                    api.firmware_release(release).await?;
+                    json!({"release": release})
+                }
+                None => json!({}),
+            };
+            request_action(api, caller, id, Action::Reimage, detail).await
+        }
+    }
 }
 
 /// A body that may be empty (no fields needed): empty means the defaults.
@@ -289,28 +361,25 @@ async fn request_action(
     id: &str,
     action: Action,
     detail: Value,
-) -> Result<Response, ApiError> {
+) -> Result<Value, ApiError> {
     let requested = api
         .incidents
         .request(id, action, &caller.actor(), detail)
         .await
         .map_err(|e| answer("requesting incident actions", e))?;
-    Ok(json_response(
-        StatusCode::ACCEPTED,
-        &json!({"id": id, "action": action.as_str(), "requested": requested}),
-    ))
+    Ok(json!({"id": id, "action": action.as_str(), "requested": requested}))
 }
 
-/// An action for every device of the incident, with no parameters.
+/// An action for every device of the incident: 202 with what was requested.
 async fn act_on_devices(
     api: Arc<ManagementApi>,
     headers: HeaderMap,
     id: String,
-    action: Action,
+    what: IncidentAct,
 ) -> Result<Response, ApiError> {
     let caller = api.authorize(&headers, Permission::Operate).await?;
-    check_id("incident", &id)?;
-    request_action(&api, &caller, &id, action, json!({})).await
+    let done = act(&api, &caller, &id, what).await?;
+    Ok(json_response(StatusCode::ACCEPTED, &done))
 }
 
 async fn contain(
@@ -318,7 +387,7 @@ async fn contain(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    act_on_devices(api, headers, id, Action::Quarantine).await
+    act_on_devices(api, headers, id, IncidentAct::Contain).await
 }
 
 async fn collect(
@@ -326,7 +395,7 @@ async fn collect(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    act_on_devices(api, headers, id, Action::CollectEvidence).await
+    act_on_devices(api, headers, id, IncidentAct::CollectEvidence).await
 }
 
 async fn reimage(
@@ -339,15 +408,9 @@ async fn reimage(
     check_id("incident", &id)?;
     let request: ReimageRequest =
         optional_body(&api, &headers, body, r#"{"release": "fw-1.2.0.img"}"#).await?;
-    let detail = match &request.release {
-        Some(release) => {
-            // Only a firmware release the hosted repository knows is a re-imaging target.
-            api.firmware_release(release).await?;
-            json!({"release": release})
-        }
-        None => json!({}),
-    };
-    request_action(&api, &caller, &id, Action::Reimage, detail).await
+    let release = request.release;
+    let done = act(&api, &caller, &id, IncidentAct::Reimage { release }).await?;
+    Ok(json_response(StatusCode::ACCEPTED, &done))
 }
 
 async fn decide(
@@ -367,24 +430,35 @@ async fn decide(
             ));
         }
     };
-    check_id("incident action", &id)?;
+    let action = decide_action(&api, &caller, &id, approve).await?;
+    Ok(json_response(StatusCode::OK, &action))
+}
+
+/// Approves or rejects the held incident action `id` for `caller` (an operator or admin, and
+/// the role the playbook names): the API's route and the web console's buttons.
+pub(crate) async fn decide_action(
+    api: &ManagementApi,
+    caller: &Caller,
+    id: &str,
+    approve: bool,
+) -> Result<IncidentAction, ApiError> {
+    caller.require(Permission::Operate)?;
+    check_id("incident action", id)?;
     // The playbook's roles: operator and admin (a viewer, auditor or monitor never got here).
     let role = match caller.role() {
         Role::Admin => Some(rampart_incident::model::Role::Admin),
         Role::Operator => Some(rampart_incident::model::Role::Operator),
         Role::Viewer | Role::Auditor | Role::Monitor => None,
     };
-    let action = api
-        .incidents
-        .decide(&id, approve, &caller.actor(), role)
+    api.incidents
+        .decide(id, approve, &caller.actor(), role)
         .await
         .map_err(|e| match e {
             IncidentError::NotFound(m) => {
                 ApiError::new(StatusCode::NOT_FOUND, "unknown_incident_action", m)
             }
             e => answer("deciding an incident action", e),
-        })?;
-    Ok(json_response(StatusCode::OK, &action))
+        })
 }
 
 async fn get_playbooks(

@@ -9,7 +9,7 @@
 //! record. The routes are listed in the OpenAPI document served at `GET /api/v1/openapi.json`.
 
 mod attestation;
-mod audit;
+pub(crate) mod audit;
 pub(crate) mod campaigns;
 pub(crate) mod ddi_tenants;
 pub(crate) mod devices;
@@ -19,11 +19,11 @@ pub(crate) mod incidents;
 mod monitor;
 mod quarantine;
 mod reimage;
-mod releases;
+pub(crate) mod releases;
 pub(crate) mod risk;
 mod risk_exposure;
 mod risk_nvd;
-mod risk_remediate;
+pub(crate) mod risk_remediate;
 mod risk_vex;
 mod status;
 mod tokens;

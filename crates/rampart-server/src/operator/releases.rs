@@ -11,6 +11,13 @@ use rampart_db::{Assignment, DbError, DeviceFilter};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use std::collections::BTreeMap;
+
+use rampart_vuln::component::Component;
+use rampart_vuln::provenance::{ProvenanceSummary, summarize};
+
+use crate::delivery::image_repo::{Catalog, Release};
+use crate::engines::risk::release_components;
 use crate::helpers::{new_id, unix_now};
 use crate::listen::http::{ApiError, json_response};
 use crate::listen::http::{db_error, write_error};
@@ -23,15 +30,170 @@ pub(super) async fn list_releases(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     api.authorize(&headers, Permission::Read).await?;
-    let repo = api.image_repo()?;
-    let catalog = tokio::task::spawn_blocking(move || repo.catalog(unix_now()))
-        .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(repo_error)?;
+    let catalog = release_catalog(&api).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"timestamp_version": catalog.timestamp_version, "releases": catalog.releases}),
     ))
+}
+
+/// The hosted repository's verified top-level releases: `GET /api/v1/releases` and the web
+/// console's release list.
+pub(crate) async fn release_catalog(api: &ManagementApi) -> Result<Catalog, ApiError> {
+    let repo = api.image_repo()?;
+    tokio::task::spawn_blocking(move || repo.catalog(unix_now()))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(repo_error)
+}
+
+/// Largest provenance document read for a release's view (the repository refuses larger
+/// ones when releasing).
+const MAX_PROVENANCE_BYTES: usize = 4 << 20;
+
+/// Where a release's transparency-log entry is, from its tlog-proof (devices verify the
+/// proof against the log's key and witnesses; the server shows it).
+#[derive(Debug, Clone)]
+pub(crate) struct LogEntry {
+    pub index: u64,
+    pub origin: String,
+    pub tree_size: u64,
+    pub root_hex: String,
+    pub proof_hashes: usize,
+    /// Who signed the checkpoint: the log, and the witnesses that cosigned it.
+    pub signers: Vec<String>,
+}
+
+/// Where a release is deployed, from the same join the risk posture reads.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Deployment {
+    /// Devices running it, per hardware id.
+    pub running: BTreeMap<String, usize>,
+    /// Devices that hold it in an inactive slot (what a rollback boots), per hardware id.
+    pub inactive: BTreeMap<String, usize>,
+}
+
+/// One release with its documents read and checked against their signed targets: each part
+/// is `Err(problem)` when it cannot be read (the page says why), `None` when the release has
+/// no such document.
+pub(crate) struct ReleaseView {
+    pub release: Release,
+    pub components: Option<Result<Vec<Component>, String>>,
+    pub provenance: Option<Result<ProvenanceSummary, String>>,
+    pub log_entry: Option<Result<LogEntry, String>>,
+    pub deployment: Result<Deployment, String>,
+}
+
+/// One hosted release and what its documents say: the web console's release page.
+pub(crate) async fn release_view(
+    api: &ManagementApi,
+    target: &str,
+) -> Result<ReleaseView, ApiError> {
+    let repo = api.image_repo()?;
+    let now = unix_now();
+    let path = target.to_owned();
+    let lookup = repo.clone();
+    let file = tokio::task::spawn_blocking(move || lookup.target(&path, now))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(repo_error)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_release",
+                format!("the image repository has no target {target:?}; list releases with GET /api/v1/releases"),
+            )
+        })?;
+    let release = Release::new(target, &file);
+    let Some(info) = release.release.clone() else {
+        return Ok(ReleaseView {
+            release,
+            components: None,
+            provenance: None,
+            log_entry: None,
+            deployment: Ok(Deployment::default()),
+        });
+    };
+    let components = match &info.sbom {
+        None => None,
+        Some(doc) => Some(
+            release_components(&api.db, &repo, target, doc, now)
+                .await
+                .map_err(|e| super::risk::risk_error("reading an SBOM", e))?,
+        ),
+    };
+    let read = |doc: rampart_core::release::DocumentRef, max: usize| {
+        let repo = repo.clone();
+        async move {
+            tokio::task::spawn_blocking(move || repo.document(&doc, max, now))
+                .await
+                .map_err(|_| ApiError::internal())
+        }
+    };
+    let provenance = match info.provenance.clone() {
+        None => None,
+        Some(doc) => Some(read(doc, MAX_PROVENANCE_BYTES).await?.and_then(|bytes| {
+            summarize(&bytes, &release.sha256).map_err(|e| format!("the provenance: {e}"))
+        })),
+    };
+    let log_entry = match info.tlog_proof.clone() {
+        None => None,
+        Some(doc) => Some(
+            read(doc, rampart_log::proof::MAX_TLOG_PROOF_SIZE)
+                .await?
+                .and_then(|bytes| log_entry(&bytes)),
+        ),
+    };
+    let deployment = match super::risk::assess_cached(api, &repo).await {
+        Ok(assessment) => {
+            let mut deployment = Deployment::default();
+            for device in &assessment.devices {
+                if device.release.as_deref() == Some(target) {
+                    *deployment
+                        .running
+                        .entry(device.hardware_id.clone())
+                        .or_default() += 1;
+                }
+                if device.fallback_releases.iter().any(|r| r == target) {
+                    *deployment
+                        .inactive
+                        .entry(device.hardware_id.clone())
+                        .or_default() += 1;
+                }
+            }
+            Ok(deployment)
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    Ok(ReleaseView {
+        release,
+        components,
+        provenance,
+        log_entry,
+        deployment,
+    })
+}
+
+/// A tlog-proof's entry, for people.
+fn log_entry(bytes: &[u8]) -> Result<LogEntry, String> {
+    let proof = rampart_log::proof::TlogProof::parse(bytes)
+        .map_err(|e| format!("the tlog-proof does not parse: {e}"))?;
+    let checkpoint = proof
+        .checkpoint_body()
+        .map_err(|e| format!("the tlog-proof's checkpoint: {e}"))?;
+    Ok(LogEntry {
+        index: proof.index,
+        origin: checkpoint.origin,
+        tree_size: checkpoint.size,
+        root_hex: hex::encode(checkpoint.root),
+        proof_hashes: proof.hashes.len(),
+        signers: proof
+            .checkpoint
+            .signatures
+            .iter()
+            .map(|s| s.name.clone())
+            .collect(),
+    })
 }
 
 // ---- assignments -------------------------------------------------------------------------

@@ -425,3 +425,123 @@ pub(super) async fn get_advisory(
         &json!({"query": id, "advisories": answers}),
     ))
 }
+
+/// An advisory that affects the fleet, for the web console's risk page.
+#[derive(Debug, Clone)]
+pub(crate) struct FleetAdvisory {
+    pub id: String,
+    pub severity: AdvisorySeverity,
+    /// Devices whose running slot holds an affected release.
+    pub affected: usize,
+    /// Devices that hold an affected release only in their inactive slot.
+    pub fallback_only: usize,
+    /// The affected releases (targets).
+    pub releases: Vec<String>,
+    /// The versions its matches name as fixed.
+    pub fixed: Vec<String>,
+}
+
+/// Every advisory that matches a release some device runs or keeps in its inactive slot,
+/// most severe first (then most devices): from the same assessment as the posture.
+pub(crate) async fn fleet_advisories(api: &ManagementApi) -> Result<Vec<FleetAdvisory>, ApiError> {
+    let repo = api.image_repo()?;
+    let assessment = assess_cached(api, &repo)
+        .await
+        .map_err(|e| risk_error("assessing risk", e))?;
+    let mut by_id: std::collections::BTreeMap<&String, Vec<String>> = Default::default();
+    for (release, ids) in &assessment.exposure {
+        for id in ids {
+            by_id.entry(id).or_default().push(release.clone());
+        }
+    }
+    let mut out: Vec<FleetAdvisory> = by_id
+        .into_iter()
+        .map(|(id, releases)| {
+            let reached = devices_by_slot(id, &assessment.devices, &assessment.exposure);
+            let affected = reached
+                .iter()
+                .filter(|(_, holding)| *holding != SlotHolding::Inactive)
+                .count();
+            FleetAdvisory {
+                id: id.clone(),
+                severity: assessment
+                    .severities
+                    .get(id)
+                    .copied()
+                    .unwrap_or(AdvisorySeverity::UNASSIGNED),
+                affected,
+                fallback_only: reached.len() - affected,
+                releases,
+                fixed: assessment
+                    .fixed_versions
+                    .get(id)
+                    .map(|f| f.iter().cloned().collect())
+                    .unwrap_or_default(),
+            }
+        })
+        .filter(|a| a.affected + a.fallback_only > 0)
+        .collect();
+    out.sort_by(|a, b| {
+        b.severity
+            .rank()
+            .partial_cmp(&a.severity.rank())
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(b.affected.cmp(&a.affected))
+            .then(a.id.cmp(&b.id))
+    });
+    Ok(out)
+}
+
+/// What one device is exposed to: the advisories of the release it runs and of the releases
+/// its inactive slots hold, for the web console's device page. `release` is `None` when no
+/// release of the repository has the device's version (its exposure is unknown).
+pub(crate) struct DeviceRisk {
+    pub release: Option<String>,
+    /// (advisory id, severity, `running` or `inactive`), most severe first.
+    pub advisories: Vec<(String, AdvisorySeverity, &'static str)>,
+}
+
+/// One device's risk, from the same assessment as the posture (`None`: the device was not
+/// assessed, e.g. beyond the assessment's device limit).
+pub(crate) async fn device_risk(
+    api: &ManagementApi,
+    id: &str,
+) -> Result<Option<DeviceRisk>, ApiError> {
+    let repo = api.image_repo()?;
+    let assessment = assess_cached(api, &repo)
+        .await
+        .map_err(|e| risk_error("assessing risk", e))?;
+    let Some(device) = assessment.devices.iter().find(|d| d.device_id == id) else {
+        return Ok(None);
+    };
+    let severity = |advisory: &String| {
+        assessment
+            .severities
+            .get(advisory)
+            .copied()
+            .unwrap_or(AdvisorySeverity::UNASSIGNED)
+    };
+    let mut advisories: Vec<(String, AdvisorySeverity, &'static str)> = Vec::new();
+    let slots = device
+        .release
+        .iter()
+        .map(|r| (r, "running"))
+        .chain(device.fallback_releases.iter().map(|r| (r, "inactive")));
+    for (release, slot) in slots {
+        for advisory in assessment.exposure.get(release).into_iter().flatten() {
+            if !advisories.iter().any(|(a, _, _)| a == advisory) {
+                advisories.push((advisory.clone(), severity(advisory), slot));
+            }
+        }
+    }
+    advisories.sort_by(|a, b| {
+        b.1.rank()
+            .partial_cmp(&a.1.rank())
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.0.cmp(&b.0))
+    });
+    Ok(Some(DeviceRisk {
+        release: device.release.clone(),
+        advisories,
+    }))
+}

@@ -39,21 +39,21 @@ use crate::listen::http::{ApiError, json_response, write_error};
 
 use super::campaigns::{action_failed, loaded};
 use super::risk::{MAX_ADVISORY_ID, assess_cached, named_advisories, risk_error};
-use super::{ManagementApi, Permission};
+use super::{Caller, ManagementApi, Permission};
 
 /// Campaign spec fields the route sets itself; `options` may not give them.
 const SET_BY_ROUTE: [&str; 3] = ["name", "release", "targets"];
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RemediateRequest {
-    release: String,
+pub(crate) struct RemediateRequest {
+    pub(crate) release: String,
     #[serde(default)]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default)]
-    start: bool,
+    pub(crate) start: bool,
     #[serde(default)]
-    options: Map<String, Value>,
+    pub(crate) options: Map<String, Value>,
 }
 
 fn conflict(code: &'static str, detail: String) -> ApiError {
@@ -74,6 +74,20 @@ pub(super) async fn remediate(
             r#"{"release": "fixed.bin", "name"?: "...", "start"?: true|false, "options"?: {"phases"?, "gate"?, "policy"?, ...}}"#,
         )
         .await?;
+    let answer = remediate_advisory(&api, &caller, &advisory, request).await?;
+    Ok(json_response(StatusCode::CREATED, &answer))
+}
+
+/// Creates (and, if asked, starts) the remediation campaign of `advisory` for `caller` (who
+/// needs [`Permission::Operate`]): the management API's route and the web console's form
+/// both come here. The answer is the route's JSON (the campaign's `id` among it).
+pub(crate) async fn remediate_advisory(
+    api: &ManagementApi,
+    caller: &Caller,
+    advisory: &str,
+    request: RemediateRequest,
+) -> Result<Value, ApiError> {
+    caller.require(Permission::Operate)?;
     if advisory.is_empty()
         || advisory.len() > MAX_ADVISORY_ID
         || advisory.chars().any(char::is_control)
@@ -90,7 +104,7 @@ pub(super) async fn remediate(
             "options.{field} is set by the remediation (the release and name are fields of their own, the targets are the affected devices); leave it out"
         )));
     }
-    let stored = named_advisories(&api, &advisory).await?;
+    let stored = named_advisories(api, advisory).await?;
     let ids: BTreeSet<String> = stored
         .iter()
         .filter(|a| a.withdrawn.is_none())
@@ -99,7 +113,7 @@ pub(super) async fn remediate(
     // The release must exist and be firmware before anything else is judged about it.
     let release_info = api.firmware_release(&request.release).await?;
     let repo = api.image_repo()?;
-    let assessment = assess_cached(&api, &repo)
+    let assessment = assess_cached(api, &repo)
         .await
         .map_err(|e| risk_error("assessing risk", e))?;
     let release_state = assessment
@@ -267,16 +281,14 @@ pub(super) async fn remediate(
     if request.start {
         let release = api.firmware_release(&spec.release).await?;
         let _guard = campaigns.lock.lock().await;
-        let c = loaded(&api, &id).await?;
+        let c = loaded(api, &id).await?;
         started = campaigns
             .start(c, &release, &caller.actor(), unix_now())
             .await
             .map_err(action_failed)?;
     }
-    let c = loaded(&api, &id).await?;
-    Ok(json_response(
-        StatusCode::CREATED,
-        &json!({
+    let c = loaded(api, &id).await?;
+    Ok(json!({
             "id": id,
             "name": spec.name,
             "release": spec.release,
@@ -299,6 +311,5 @@ pub(super) async fn remediate(
             "incompatible_total": incompatible.len(),
             "status": c.state.status.as_str(),
             "started": started,
-        }),
-    ))
+    }))
 }

@@ -142,6 +142,20 @@ pub fn real_advisories() -> Vec<Value> {
         .collect()
 }
 
+/// The real advisories naming the PyPI package `name` (any case).
+pub fn advisories_naming(name: &str) -> Vec<Value> {
+    real_advisories()
+        .into_iter()
+        .filter(|r| {
+            r["affected"].as_array().into_iter().flatten().any(|a| {
+                a["package"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
+        })
+        .collect()
+}
+
 pub async fn import(ops: &Ops, token: &str, records: &[Value]) -> Value {
     let mut total = json!({"added": 0, "replaced": 0, "unchanged": 0, "withdrawn": 0});
     for batch in records.chunks(500) {

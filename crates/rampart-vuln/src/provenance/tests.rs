@@ -815,3 +815,27 @@ fn bare_statement_check_accepts_v1_and_v0_1_and_needs_the_image() {
         Err(BareStatementError::Malformed(_))
     ));
 }
+
+#[test]
+fn a_summary_names_builders_subjects_and_whether_they_are_the_image() {
+    let builder = ed25519_builder("https://builder.example/a", 7);
+    let signed = envelope(&builder, &statement("https://builder.example/a", IMAGE));
+    let summary = summarize(&signed, IMAGE).unwrap();
+    assert_eq!(summary.form, "envelopes");
+    assert!(summary.names_image);
+    assert_eq!(summary.statements.len(), 1);
+    let s = &summary.statements[0];
+    assert_eq!(s.builder.as_deref(), Some("https://builder.example/a"));
+    assert_eq!(s.predicate_type, SLSA_PROVENANCE_V1);
+    assert_eq!(s.subjects, [("fw.img".to_owned(), IMAGE.to_owned())]);
+    assert_eq!(s.signatures, 1);
+
+    // A bare statement about another image: unsigned, and not this image's.
+    let bare = statement("https://builder.example/b", OTHER);
+    let summary = summarize(&bare, IMAGE).unwrap();
+    assert_eq!(summary.form, "statement");
+    assert!(!summary.names_image);
+    assert_eq!(summary.statements[0].signatures, 0);
+    // Not provenance at all.
+    assert!(summarize(b"not json", IMAGE).is_err());
+}
