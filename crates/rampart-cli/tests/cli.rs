@@ -584,7 +584,7 @@ fn demo_keep_running_prints_the_cli_settings_for_its_server() {
         "the printed token logs in to the console"
     );
     let cookie = login.headers().get("set-cookie").unwrap().to_str().unwrap();
-    assert!(cookie.starts_with("rampart_console="), "{cookie}");
+    assert!(cookie.starts_with("__Host-rampart_console="), "{cookie}");
     let mut list = rampart(&["campaign", "list"]);
     list.envs(vars.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     let campaigns = ok(list);

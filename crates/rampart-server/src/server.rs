@@ -370,7 +370,10 @@ impl Server {
             flush_interval: config.last_seen_flush_interval,
             management,
             management_addr,
-            console_config: config.console,
+            console_config: console::ConsoleConfig {
+                max_live_streams: live_stream_cap(caps.management.max_connections),
+                ..config.console
+            },
             audit,
             audit_anchor,
             refusals,
@@ -702,4 +705,12 @@ async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoRespons
         [(header::CONTENT_TYPE, observe::metrics::CONTENT_TYPE)],
         metrics.render(),
     )
+}
+
+/// The console's live streams on a management listener of `max_connections`: half of them, so
+/// that however many streams are open, the API and the console's pages keep the other half.
+fn live_stream_cap(max_connections: usize) -> u32 {
+    u32::try_from(max_connections / 2)
+        .unwrap_or(u32::MAX)
+        .max(1)
 }

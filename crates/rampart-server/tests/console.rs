@@ -22,7 +22,9 @@ on_both_backends!(
     sessions_end_at_logout_when_idle_beyond_the_cap_and_with_their_token,
     failed_logins_are_throttled_with_the_apis_failures,
     device_controlled_markup_renders_as_text_and_filters_select_rows,
-    live_progress_streams_within_the_sessions_cap,
+    live_progress_streams_within_the_tokens_cap,
+    live_streams_leave_half_the_management_listener_to_the_api,
+    an_open_live_stream_does_not_keep_its_session_from_idling_out,
     release_pages_show_the_sbom_provenance_and_where_it_runs,
     incident_pages_show_the_incident_and_only_operators_act_on_it,
     the_audit_page_verifies_finds_tampering_and_exports_for_auditors_only,
@@ -127,10 +129,10 @@ async fn login_gives_a_strict_cookie_and_every_answer_the_security_headers(
     let set = r.header("set-cookie").unwrap();
     let (cookie, flags) = set.split_once("; ").unwrap();
     assert!(
-        cookie.starts_with("rampart_console=") && cookie.len() == 16 + 43,
+        cookie.starts_with("__Host-rampart_console=") && cookie.len() == 23 + 43,
         "{set}"
     );
-    assert_eq!(flags, "Path=/console; HttpOnly; Secure; SameSite=Strict");
+    assert_eq!(flags, "Path=/; HttpOnly; Secure; SameSite=Strict");
     assert!(
         !set.contains(&ops.viewer),
         "the token itself is never a cookie"
@@ -417,6 +419,27 @@ async fn sessions_end_at_logout_when_idle_beyond_the_cap_and_with_their_token(
     assert!(!live(&ops, &first).await, "beyond the cap");
     assert!(live(&ops, &second).await && live(&ops, &third).await);
 
+    // Logging in again from a browser that has a session ends that session (a browser holds
+    // one; a planted one does not outlive the login), audited as a logout.
+    let body = serde_urlencoded::to_string([("token", ops.viewer.as_str())]).unwrap();
+    let mut headers = vec![FORM, ("Cookie", second.as_str())];
+    headers.extend(SAME_ORIGIN);
+    let r = ops
+        .conn()
+        .await
+        .send("POST", "/console/login", &headers, body.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 303, "{}", r.text());
+    let fourth = session_cookie(&r);
+    assert!(!live(&ops, &second).await, "the session the login replaced");
+    assert!(live(&ops, &fourth).await && live(&ops, &third).await);
+    let audit = ops
+        .call(&ops.admin, "GET", "/api/v1/audit", None)
+        .await
+        .text();
+    assert!(audit.contains("replaced by a new login"), "{audit}");
+
     // Revoking the token ends its sessions at once.
     let tokens = ops
         .call(&ops.admin, "GET", "/api/v1/tokens", None)
@@ -637,7 +660,7 @@ impl Live {
     }
 }
 
-async fn live_progress_streams_within_the_sessions_cap(backend: Backend, name: &str) {
+async fn live_progress_streams_within_the_tokens_cap(backend: Backend, name: &str) {
     let ops = Ops::start(backend, name).await;
     // The campaign page follows the stream while the campaign runs.
     let (id, viewer, page) = campaign_page(&ops, &ops.viewer).await;
@@ -672,15 +695,20 @@ async fn live_progress_streams_within_the_sessions_cap(backend: Backend, name: &
     assert_eq!(r.status, 200, "{r:?}");
     first.read_until("\"status\":\"paused\"").await;
 
-    // Four streams per session; a fifth is refused, another session has its own.
+    // Eight streams per token, whatever its sessions: a second login of the same token buys
+    // no more; another token has its own.
+    let viewer_again = login(&ops, &ops.viewer).await;
     let mut open = vec![first];
-    for _ in 0..3 {
-        let (status, live) = Live::open(&ops, &viewer, &id).await;
+    for i in 0..7 {
+        let session = if i % 2 == 0 { &viewer_again } else { &viewer };
+        let (status, live) = Live::open(&ops, session, &id).await;
         assert_eq!(status, 200, "{}", live.seen);
         open.push(live);
     }
-    let (status, refused) = Live::open(&ops, &viewer, &id).await;
-    assert_eq!(status, 429, "{}", refused.seen);
+    for session in [&viewer, &viewer_again, &login(&ops, &ops.viewer).await] {
+        let (status, refused) = Live::open(&ops, session, &id).await;
+        assert_eq!(status, 429, "{}", refused.seen);
+    }
     let operator = login(&ops, &ops.operator).await;
     let (status, _other) = Live::open(&ops, &operator, &id).await;
     assert_eq!(status, 200);
@@ -693,10 +721,74 @@ async fn live_progress_streams_within_the_sessions_cap(backend: Backend, name: &
     .await;
 
     // No session, no stream; an unknown campaign is not one either.
-    let (status, _) = Live::open(&ops, "rampart_console=nothing", &id).await;
+    let (status, _) = Live::open(&ops, "__Host-rampart_console=nothing", &id).await;
     assert_eq!(status, 401);
     let (status, _) = Live::open(&ops, &operator, "c-unknown").await;
     assert_eq!(status, 404);
+    ops.server.stop().await;
+}
+
+/// Each live stream holds a connection of the management listener: the server follows at most
+/// half the listener's cap, so the API still answers with every stream it allows open.
+async fn live_streams_leave_half_the_management_listener_to_the_api(backend: Backend, name: &str) {
+    let ops = Ops::start_with(backend, name, |config| {
+        config.connections.management.max_connections = 8;
+        config.connections.management.max_per_source = 8;
+    })
+    .await;
+    let (id, viewer, _) = campaign_page(&ops, &ops.viewer).await;
+    let operator = login(&ops, &ops.operator).await;
+    let mut open = Vec::new();
+    for session in [&viewer, &viewer, &operator, &operator] {
+        let (status, live) = Live::open(&ops, session, &id).await;
+        assert_eq!(status, 200, "{}", live.seen);
+        open.push(live);
+    }
+    // Both tokens are within their own caps; the server's (4 of 8 connections) is reached.
+    let (status, refused) = Live::open(&ops, &operator, &id).await;
+    assert_eq!(status, 429, "{}", refused.seen);
+    assert!(
+        refused.seen.contains("too_many_live_views"),
+        "{}",
+        refused.seen
+    );
+    // The API and the pages still answer beside the four streams.
+    let r = ops.call(&ops.viewer, "GET", "/api/v1/status", None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(get(&ops, &viewer, "/console/fleet").await.status, 200);
+    drop(open);
+    ops.server.stop().await;
+}
+
+/// A campaign page left open keeps its live stream, which checks its session every 30 s; that
+/// check is not a use, so the session still idles out (otherwise an unattended page would keep
+/// an operator's session for its whole 12-hour lifetime).
+async fn an_open_live_stream_does_not_keep_its_session_from_idling_out(
+    backend: Backend,
+    name: &str,
+) {
+    let ops = Ops::start_with(backend, name, |config| {
+        config.console = ConsoleConfig {
+            idle_timeout: Duration::from_secs(40),
+            ..ConsoleConfig::default()
+        };
+    })
+    .await;
+    let (id, viewer, _) = campaign_page(&ops, &ops.viewer).await;
+    let last_use = unix_now();
+    let (status, mut stream) = Live::open(&ops, &viewer, &id).await;
+    assert_eq!(status, 200, "{}", stream.seen);
+    stream.read_until("event: progress").await;
+    // Past the idle limit with only the stream open (it checked the session at about 30 s).
+    wait_past(last_use + 41).await;
+    let page = get(&ops, &viewer, "/console/fleet").await;
+    assert_eq!(
+        page.status,
+        303,
+        "an idle session with an open stream: {}",
+        page.text()
+    );
+    drop(stream);
     ops.server.stop().await;
 }
 

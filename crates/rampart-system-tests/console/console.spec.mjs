@@ -126,12 +126,12 @@ try {
   log('the viewer logs in');
   await login(page, config.viewer);
   const cookies = await viewer.ctx.cookies();
-  const session = cookies.find((c) => c.name === 'rampart_console');
+  const session = cookies.find((c) => c.name === '__Host-rampart_console');
   assert.ok(session, 'a session cookie');
   assert.equal(session.httpOnly, true);
   assert.equal(session.secure, true);
   assert.equal(session.sameSite, 'Strict');
-  assert.equal(session.path, '/console');
+  assert.equal(session.path, '/');
   assert.equal(await page.evaluate(() => document.cookie), '', 'no script can read the cookie');
   assert.ok(!page.url().includes(config.viewer), 'the token is never in a URL');
 

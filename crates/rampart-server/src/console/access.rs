@@ -174,6 +174,17 @@ pub(super) async fn login(
             ),
         );
     }
+    // The session this browser already had (if any) ends with this login: a browser holds one
+    // session, and one planted before the login cannot outlive it.
+    let replaced = match console.session(&headers).await {
+        Ok(found) => found,
+        Err(e) => return error_page(&e, None),
+    };
+    if let Some(old) = replaced
+        && let Err(e) = console.end_session(&old, "replaced by a new login").await
+    {
+        return error_page(&e, None);
+    }
     match console.start_session(&caller).await {
         Ok(cookie) => {
             let mut response = Redirect::to("/console/fleet").into_response();
@@ -185,6 +196,26 @@ pub(super) async fn login(
 }
 
 impl Console {
+    /// Ends `session` (audited as `console.logout`, with why).
+    async fn end_session(&self, session: &Session, why: &str) -> Result<(), ApiError> {
+        self.api
+            .audit
+            .write(
+                unix_now(),
+                &session.caller().actor(),
+                "console.logout",
+                session.caller().token_id(),
+                json!({"reason": why}),
+                |line| {
+                    let (db, digest) = (self.api.db.clone(), session.digest().to_owned());
+                    async move { db.end_console_session(&digest, &line).await }
+                },
+            )
+            .await
+            .map(|_| ())
+            .map_err(write_error("ending a console session"))
+    }
+
     /// Stores a new session for `caller` (audited) and returns its `Set-Cookie` value.
     async fn start_session(&self, caller: &Caller) -> Result<HeaderValue, ApiError> {
         use ring::rand::SecureRandom as _;
@@ -219,7 +250,7 @@ impl Console {
             .await
             .map_err(write_error("starting a console session"))?;
         HeaderValue::from_str(&format!(
-            "{COOKIE}={id}; Path=/console; HttpOnly; Secure; SameSite=Strict"
+            "{COOKIE}={id}; Path=/; HttpOnly; Secure; SameSite=Strict"
         ))
         .map_err(|_| ApiError::internal())
     }
@@ -235,29 +266,14 @@ pub(super) async fn logout(
         Ok(found) => found,
         Err(refusal) => return refusal,
     };
-    let ended = console
-        .api
-        .audit
-        .write(
-            unix_now(),
-            &session.caller().actor(),
-            "console.logout",
-            session.caller().token_id(),
-            json!({}),
-            |line| {
-                let (db, digest) = (console.api.db.clone(), session.digest().to_owned());
-                async move { db.end_console_session(&digest, &line).await }
-            },
-        )
-        .await;
-    if let Err(e) = ended {
-        return error_page(&write_error("ending a console session")(e), Some(&session));
+    if let Err(e) = console.end_session(&session, "logout").await {
+        return error_page(&e, Some(&session));
     }
     let mut response = Redirect::to("/console/login").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_static(
-            "rampart_console=; Path=/console; HttpOnly; Secure; SameSite=Strict; Max-Age=0",
+            "__Host-rampart_console=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0",
         ),
     );
     response

@@ -1,11 +1,14 @@
 //! Live campaign progress: `GET /console/campaigns/{id}/live`, a server-sent event stream the
 //! campaign page's script follows, so nobody reloads (or polls) to watch a rollout.
 //!
-//! Bounded on every side: a session may hold [`MAX_STREAMS_PER_SESSION`] streams and the server
-//! [`MAX_STREAMS`] (beyond either: 429); however many browsers watch a campaign, its progress is
+//! Bounded on every side: a token (however many sessions it logs in) may hold
+//! [`MAX_STREAMS_PER_TOKEN`] streams and the server [`super::ConsoleConfig::max_live_streams`],
+//! half the management listener's connections, so streams never crowd out the API (beyond
+//! either: 429); however many browsers watch a campaign, its progress is
 //! read from the database at most once per [`REFRESH`] (the readings are shared); a stream
 //! sends an event only when the progress changed, ends when the campaign has ended, and ends
-//! when its session does (checked every [`SESSION_CHECK`]; the browser's `EventSource` then
+//! when its session does (checked every [`SESSION_CHECK`], without counting as a use of the
+//! session, so an open page does not keep it from idling out; the browser's `EventSource` then
 //! reconnects, and is refused if the session is gone).
 
 use std::collections::HashMap;
@@ -24,10 +27,9 @@ use super::layout::error_page;
 use crate::listen::http::ApiError;
 use crate::operator::campaigns::{figures_of, loaded};
 
-/// Live streams one session may hold at once (a few tabs).
-pub(crate) const MAX_STREAMS_PER_SESSION: u32 = 4;
-/// Live streams the server holds at once.
-pub(crate) const MAX_STREAMS: u32 = 256;
+/// Live streams one token may hold at once, over all its sessions (a few tabs on a few
+/// machines). Per token, not per session: logging in again does not buy more.
+pub(crate) const MAX_STREAMS_PER_TOKEN: u32 = 8;
 /// A campaign's progress is read at most this often, whoever watches.
 const REFRESH: Duration = Duration::from_secs(2);
 /// A reading nobody refreshed for this long is forgotten.
@@ -37,7 +39,7 @@ const SESSION_CHECK: Duration = Duration::from_secs(30);
 /// A comment keeps quiet streams (and the listener's idle timeout) alive.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// Open streams per session, and shared readings per campaign.
+/// Open streams per token, and shared readings per campaign.
 #[derive(Default)]
 pub(crate) struct LiveStreams {
     open: Mutex<Open>,
@@ -47,7 +49,7 @@ pub(crate) struct LiveStreams {
 #[derive(Default)]
 struct Open {
     total: u32,
-    per_session: HashMap<String, u32>,
+    per_token: HashMap<String, u32>,
 }
 
 /// A campaign's progress as last read.
@@ -61,37 +63,38 @@ struct Reading {
 /// One open stream; closing it (dropping the stream) frees its place.
 struct Slot {
     streams: Arc<LiveStreams>,
-    session: String,
+    token: String,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut open = self.streams.open.lock().unwrap_or_else(|e| e.into_inner());
         open.total = open.total.saturating_sub(1);
-        if let Some(n) = open.per_session.get_mut(&self.session) {
+        if let Some(n) = open.per_token.get_mut(&self.token) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                open.per_session.remove(&self.session);
+                open.per_token.remove(&self.token);
             }
         }
     }
 }
 
 impl LiveStreams {
-    /// A place for one more stream of `session`, or why there is none.
-    fn open(self: &Arc<Self>, session: &str) -> Result<Slot, ApiError> {
+    /// A place for one more stream of `token`, or why there is none (`max_total`: the
+    /// server's cap).
+    fn open(self: &Arc<Self>, token: &str, max_total: u32) -> Result<Slot, ApiError> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let mine = open.per_session.get(session).copied().unwrap_or(0);
-        if mine >= MAX_STREAMS_PER_SESSION {
+        let mine = open.per_token.get(token).copied().unwrap_or(0);
+        if mine >= MAX_STREAMS_PER_TOKEN {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_live_views",
                 format!(
-                    "this session already follows {MAX_STREAMS_PER_SESSION} live views; close a console tab and reload"
+                    "this token's sessions already follow {MAX_STREAMS_PER_TOKEN} live views; close a console tab and reload"
                 ),
             ));
         }
-        if open.total >= MAX_STREAMS {
+        if open.total >= max_total {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_live_views",
@@ -99,21 +102,18 @@ impl LiveStreams {
             ));
         }
         open.total += 1;
-        open.per_session.insert(session.to_owned(), mine + 1);
+        open.per_token.insert(token.to_owned(), mine + 1);
         Ok(Slot {
             streams: self.clone(),
-            session: session.to_owned(),
+            token: token.to_owned(),
         })
     }
 
-    /// Streams open now, in all and for `session`.
+    /// Streams open now, in all and for `token`.
     #[cfg(test)]
-    fn count(&self, session: &str) -> (u32, u32) {
+    fn count(&self, token: &str) -> (u32, u32) {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        (
-            open.total,
-            open.per_session.get(session).copied().unwrap_or(0),
-        )
+        (open.total, open.per_token.get(token).copied().unwrap_or(0))
     }
 }
 
@@ -202,7 +202,10 @@ pub(super) async fn stream(
     if let Err(e) = console.progress(&id).await {
         return error_page(&e, Some(&session));
     }
-    let slot = match console.live.open(session.digest()) {
+    let slot = match console
+        .live
+        .open(session.caller().token_id(), console.config.max_live_streams)
+    {
         Ok(slot) => slot,
         Err(e) => return error_page(&e, Some(&session)),
     };
@@ -224,8 +227,8 @@ pub(super) async fn stream(
                 tokio::time::sleep(REFRESH).await;
             }
             if follow.session_checked.elapsed() >= SESSION_CHECK {
-                match follow.console.session(&follow.headers).await {
-                    Ok(Some(_)) => follow.session_checked = Instant::now(),
+                match follow.console.session_is_live(&follow.headers).await {
+                    Ok(true) => follow.session_checked = Instant::now(),
                     _ => return None,
                 }
             }
@@ -252,34 +255,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn streams_are_capped_per_session_and_freed_when_closed() {
+    fn streams_are_capped_per_token_and_freed_when_closed() {
         let live = Arc::new(LiveStreams::default());
-        let slots: Vec<Slot> = (0..MAX_STREAMS_PER_SESSION)
-            .map(|_| live.open("a").unwrap())
+        let slots: Vec<Slot> = (0..MAX_STREAMS_PER_TOKEN)
+            .map(|_| live.open("a", 128).unwrap())
             .collect();
-        let refused = live.open("a").err().unwrap();
+        let refused = live.open("a", 128).err().unwrap();
         assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
-        // Another session has its own places.
-        let other = live.open("b").unwrap();
+        // Another token has its own places.
+        let other = live.open("b", 128).unwrap();
         assert_eq!(
             live.count("a"),
-            (MAX_STREAMS_PER_SESSION + 1, MAX_STREAMS_PER_SESSION)
+            (MAX_STREAMS_PER_TOKEN + 1, MAX_STREAMS_PER_TOKEN)
         );
         drop(slots);
         assert_eq!(live.count("a"), (1, 0));
         drop(other);
         assert_eq!(live.count("b"), (0, 0));
-        assert!(live.open("a").is_ok());
+        assert!(live.open("a", 128).is_ok());
     }
 
     #[test]
     fn the_server_wide_cap_holds_across_sessions() {
         let live = Arc::new(LiveStreams::default());
-        let slots: Vec<Slot> = (0..MAX_STREAMS)
-            .map(|i| live.open(&format!("s{}", i % 100)).unwrap())
+        let slots: Vec<Slot> = (0..20)
+            .map(|i| live.open(&format!("t{}", i % 5), 20).unwrap())
             .collect();
-        assert!(live.open("new").is_err());
+        assert!(live.open("new", 20).is_err());
         drop(slots);
-        assert!(live.open("new").is_ok());
+        assert!(live.open("new", 20).is_ok());
     }
 }

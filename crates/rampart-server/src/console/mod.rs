@@ -59,6 +59,10 @@ pub struct ConsoleConfig {
     pub idle_timeout: Duration,
     /// Sessions one token may hold at once; a login beyond it ends the token's oldest.
     pub max_sessions_per_token: u32,
+    /// Live progress streams the server holds at once. Each holds a connection of the
+    /// management listener, so the server sets it to half that listener's connection cap: the
+    /// API and the console's pages always keep the other half.
+    pub max_live_streams: u32,
 }
 
 impl Default for ConsoleConfig {
@@ -67,6 +71,7 @@ impl Default for ConsoleConfig {
             session_lifetime: Duration::from_secs(12 * 3600),
             idle_timeout: Duration::from_secs(30 * 60),
             max_sessions_per_token: 16,
+            max_live_streams: 128,
         }
     }
 }
@@ -81,6 +86,9 @@ impl ConsoleConfig {
         }
         if self.max_sessions_per_token == 0 {
             return Err("console.max_sessions_per_token must be at least 1".into());
+        }
+        if self.max_live_streams == 0 {
+            return Err("the console's live stream cap must be at least 1".into());
         }
         Ok(())
     }

@@ -3,7 +3,10 @@
 //! handlers that use them are in `access`).
 //!
 //! * The session id is 32 random bytes (base64url) in the cookie [`COOKIE`] (`HttpOnly`,
-//!   `Secure`, `SameSite=Strict`, `Path=/console`, no `Max-Age`: it ends with the browser too).
+//!   `Secure`, `SameSite=Strict`, `Path=/`, no `Max-Age`: it ends with the browser too). Its
+//!   `__Host-` prefix makes browsers refuse it unless set by this host over HTTPS without a
+//!   `Domain`, so a sibling subdomain or a plain-HTTP answer cannot plant a session of its
+//!   choosing; a request carrying the name twice has no session (which one would be ours?).
 //!   The database keeps its SHA-256, the token's id and role, and when it ends (absolute and
 //!   idle limits, [`super::ConsoleConfig`]); a token holds at most a capped number of sessions.
 //!   A revoked token's sessions end at once (the lookup joins the token).
@@ -30,7 +33,7 @@ use crate::listen::http::{ApiError, BodyLimits, read_body_of};
 use crate::operator::{Caller, Permission, Role};
 
 /// The session cookie's name.
-pub(super) const COOKIE: &str = "rampart_console";
+pub(super) const COOKIE: &str = "__Host-rampart_console";
 /// Random bytes in a session id.
 pub(super) const SESSION_ID_BYTES: usize = 32;
 /// Largest console form body (a token, a CSRF token, a few short fields).
@@ -94,6 +97,21 @@ impl Console {
 
     /// The session the request's cookie names, if it is live.
     pub(super) async fn session(&self, headers: &HeaderMap) -> Result<Option<Session>, ApiError> {
+        self.find_session(headers, true).await
+    }
+
+    /// Whether the request's session is still live, without counting this as a use: a page
+    /// left open (its live stream asks every half minute) must not keep a session from idling
+    /// out.
+    pub(super) async fn session_is_live(&self, headers: &HeaderMap) -> Result<bool, ApiError> {
+        Ok(self.find_session(headers, false).await?.is_some())
+    }
+
+    async fn find_session(
+        &self,
+        headers: &HeaderMap,
+        is_use: bool,
+    ) -> Result<Option<Session>, ApiError> {
         let Some(id) = session_cookie(headers) else {
             return Ok(None);
         };
@@ -110,7 +128,7 @@ impl Console {
         };
         // Often enough that a session in use never idles out: at least twice per idle limit.
         let touch_every = (self.limits().idle_secs / 2).clamp(0, TOUCH_EVERY_SECS);
-        if stored.last_used + touch_every <= now {
+        if is_use && stored.last_used + touch_every <= now {
             self.api
                 .db
                 .touch_console_session(&digest, now)
@@ -151,19 +169,22 @@ impl HasCsrf for CsrfOnly {
 
 /// The session id in the request's cookies, if it looks like one of ours.
 fn session_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
+    let mut named = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_owned())
-        .filter(|v| {
-            v.len() <= 64
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+        .filter(|(name, _)| *name == COOKIE);
+    let (_, value) = named.next()?;
+    if named.next().is_some() {
+        return None;
+    }
+    Some(value.to_owned()).filter(|v| {
+        v.len() <= 64
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
 }
 
 /// Refuses a request a browser sent from another site: `Sec-Fetch-Site` other than
@@ -246,11 +267,26 @@ mod tests {
             ("cookie", "a=1"),
             ("cookie", &format!("x=2; {COOKIE}={id}")),
         ]);
-        assert_eq!(session_cookie(&h), Some(id));
+        assert_eq!(session_cookie(&h), Some(id.clone()));
         for bad in ["<script>", "a b", &"A".repeat(65)] {
             let h = headers(&[("cookie", &format!("{COOKIE}={bad}"))]);
             assert_eq!(session_cookie(&h), None, "{bad}");
         }
+        // A planted second cookie of the name (another path or domain, sent first or last):
+        // no session, rather than whichever came first.
+        let planted = "B".repeat(43);
+        for pair in [
+            headers(&[("cookie", &format!("{COOKIE}={planted}; {COOKIE}={id}"))]),
+            headers(&[
+                ("cookie", &format!("{COOKIE}={id}")),
+                ("cookie", &format!("{COOKIE}={planted}")),
+            ]),
+        ] {
+            assert_eq!(session_cookie(&pair), None);
+        }
+        // The name without the prefix (what a subdomain could set) is not the session.
+        let h = headers(&[("cookie", &format!("rampart_console={id}"))]);
+        assert_eq!(session_cookie(&h), None);
         assert_eq!(session_cookie(&headers(&[("cookie", "other=1")])), None);
     }
 
