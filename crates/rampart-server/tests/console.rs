@@ -440,6 +440,22 @@ async fn sessions_end_at_logout_when_idle_beyond_the_cap_and_with_their_token(
         .text();
     assert!(audit.contains("replaced by a new login"), "{audit}");
 
+    // The role is checked on every view, as the token's is stored now: a token whose role
+    // could no longer read the fleet (changed in the database) sees no page.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&ops.fx.db_url).await.unwrap();
+    sqlx::query("UPDATE api_tokens SET role = 'monitor' WHERE role = 'viewer'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(get(&ops, &third, "/console/fleet").await.status, 403);
+    sqlx::query("UPDATE api_tokens SET role = 'viewer' WHERE role = 'monitor'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert!(live(&ops, &third).await, "a viewer again");
+
     // Revoking the token ends its sessions at once.
     let tokens = ops
         .call(&ops.admin, "GET", "/api/v1/tokens", None)

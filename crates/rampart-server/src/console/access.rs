@@ -28,7 +28,8 @@ use crate::listen::http::{ApiError, write_error};
 use crate::operator::{Caller, MAX_TOKEN_LEN, Permission};
 
 /// A page view's session, as a handler argument: without a live session the browser is sent
-/// to the login page.
+/// to the login page. Every page shows the fleet, so the session's role must still be allowed to read it
+/// (checked on each view, not only at login: the role is the token's as stored now).
 impl FromRequestParts<Arc<Console>> for Session {
     type Rejection = Response;
 
@@ -37,7 +38,10 @@ impl FromRequestParts<Arc<Console>> for Session {
         console: &Arc<Console>,
     ) -> Result<Session, Response> {
         match console.session(&parts.headers).await {
-            Ok(Some(session)) => Ok(session),
+            Ok(Some(session)) => match session.caller().require(Permission::Read) {
+                Ok(()) => Ok(session),
+                Err(e) => Err(error_page(&e, None)),
+            },
             Ok(None) => Err(Redirect::to("/console/login").into_response()),
             Err(e) => Err(error_page(&e, None)),
         }
