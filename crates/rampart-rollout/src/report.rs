@@ -217,7 +217,7 @@ pub fn figures(plan: &Plan, records: &[DeviceRecord], started: Option<i64>) -> F
     let time_to = SHARES
         .iter()
         .map(|&percent| {
-            let needed = (targeted * u64::from(percent)).div_ceil(100).max(1) as usize;
+            let needed = crate::indicators::successes_needed(targeted, percent) as usize;
             let seconds = match (started, success_times.get(needed - 1)) {
                 (Some(s), Some(t)) if targeted > 0 => Some((t - s).max(0)),
                 _ => None,
