@@ -16,6 +16,7 @@ pub(super) enum Section {
     Fleet,
     Campaigns,
     Risk,
+    Indicators,
     /// Pages outside the navigation (login, errors).
     None,
 }
@@ -50,6 +51,7 @@ pub(super) fn document(
                             (nav(Section::Fleet, "/console/fleet", "Fleet"))
                             (nav(Section::Campaigns, "/console/campaigns", "Campaigns"))
                             (nav(Section::Risk, "/console/risk", "Risk"))
+                            (nav(Section::Indicators, "/console/indicators", "Indicators"))
                         }
                     }
                     @if let Some(session) = session {

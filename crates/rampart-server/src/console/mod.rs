@@ -16,14 +16,18 @@
 //!
 //! Pages: `/console/fleet` (counts, search and filters, keyset pages), `/console/devices/{id}`,
 //! `/console/campaigns` and `/console/campaigns/{id}` (progress per wave, gate, actions, kept
-//! current by the server-sent events of `/console/campaigns/{id}/live`), and `/console/risk`
-//! (the risk posture by region, hardware, release, tag or device).
+//! current by the server-sent events of `/console/campaigns/{id}/live`), `/console/risk`
+//! (the risk posture by region, hardware, release, tag or device) and `/console/indicators`
+//! (success and rollback rates, incident and advisory timings, campaigns' time to a share of
+//! their targets, as SVG charts drawn on the server by [`chart`]).
 
 mod access;
 mod assets;
 mod campaigns;
+mod chart;
 mod device;
 mod fleet;
+mod indicators;
 mod layout;
 mod live;
 mod risk;
@@ -106,6 +110,7 @@ pub(crate) fn router(api: Arc<ManagementApi>, config: ConsoleConfig) -> Router {
         .route("/console/campaigns/{id}/live", get(live::stream))
         .route("/console/campaigns/{id}/{action}", post(campaigns::action))
         .route("/console/risk", get(risk::page))
+        .route("/console/indicators", get(indicators::page))
         .route("/console/assets/{name}", get(assets::serve))
         .route("/console/{*rest}", get(layout::not_found))
         .layer(axum::middleware::map_response(security_headers))
