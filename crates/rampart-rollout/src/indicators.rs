@@ -126,12 +126,13 @@ impl Window {
         Ok(Window { from, to, bucket })
     }
 
-    /// The `secs` before `now`, in one bucket's width, not widened (what `/metrics` reports:
-    /// "the last 24 hours").
+    /// The `secs` up to and including the second `now`, not widened (what `/metrics`
+    /// reports: "the last 24 hours", an event stored this very second included).
     pub fn trailing(now: i64, secs: i64, bucket: Bucket) -> Window {
+        let to = now.saturating_add(1);
         Window {
-            from: now.saturating_sub(secs),
-            to: now,
+            from: to.saturating_sub(secs),
+            to,
             bucket,
         }
     }
@@ -569,6 +570,15 @@ mod tests {
         assert!(Window::new(Some(T0 - 31 * DAY), Some(T0), Some(Bucket::Hour), now).is_ok());
         assert_eq!(Bucket::parse("day"), Some(Bucket::Day));
         assert_eq!(Bucket::parse("week"), None);
+    }
+
+    #[test]
+    fn a_trailing_window_holds_the_current_second() {
+        let w = Window::trailing(T0, DAY, Bucket::Day);
+        assert!(w.contains(T0));
+        assert!(w.contains(T0 - DAY + 1));
+        assert!(!w.contains(T0 - DAY));
+        assert_eq!(w.buckets(), 1);
     }
 
     #[test]

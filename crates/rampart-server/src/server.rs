@@ -706,10 +706,7 @@ fn metrics_router(
 /// The server's counters and gauges, then the indicators' gauges (computed from stored events,
 /// cached briefly: `operator::indicators`).
 async fn render_metrics(
-    State((metrics, indicators)): State<(
-        Arc<Metrics>,
-        Arc<operator::indicators::IndicatorGauges>,
-    )>,
+    State((metrics, indicators)): State<(Arc<Metrics>, Arc<operator::indicators::IndicatorGauges>)>,
 ) -> impl IntoResponse {
     let mut text = metrics.render();
     text.push_str(&indicators.render(helpers::unix_now()).await);

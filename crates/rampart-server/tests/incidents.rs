@@ -848,14 +848,20 @@ async fn a_restart_mid_incident_resumes_where_it_was(backend: Backend, name: &st
     // only by the alert engine's entries.
     let before_timeline = before["timeline"].as_array().unwrap();
     let after_timeline = after["timeline"].as_array().unwrap();
-    assert!(after_timeline.len() >= before_timeline.len(), "the restart lost entries");
+    assert!(
+        after_timeline.len() >= before_timeline.len(),
+        "the restart lost entries"
+    );
     assert_eq!(
         &after_timeline[..before_timeline.len()],
         &before_timeline[..],
         "the restart kept the timeline"
     );
     for extra in &after_timeline[before_timeline.len()..] {
-        assert_eq!(extra["actor"], "engine:alerts", "only the alert was added: {extra}");
+        assert_eq!(
+            extra["actor"], "engine:alerts",
+            "only the alert was added: {extra}"
+        );
     }
     let held = |v: &serde_json::Value| {
         v["actions"]

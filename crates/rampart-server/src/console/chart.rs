@@ -137,10 +137,9 @@ pub(super) fn svg(chart: &Chart<'_>) -> Markup {
     };
     let y = |v: f64| TOP + plot_h - (v / top).clamp(0.0, 1.0) * plot_h;
     let centre = |i: usize| LEFT + band * (i as f64 + 0.5);
-    let empty = chart
-        .series
-        .iter()
-        .all(|s| (0..n).all(|i| value(s, i).is_none_or(|v| v == 0.0 && chart.kind == Kind::StackedBars)));
+    let empty = chart.series.iter().all(|s| {
+        (0..n).all(|i| value(s, i).is_none_or(|v| v == 0.0 && chart.kind == Kind::StackedBars))
+    });
     let x_labels: Vec<usize> = if chart.starts.len() <= X_LABELS {
         (0..chart.starts.len()).collect()
     } else {
@@ -288,13 +287,25 @@ mod tests {
             assert!(out.contains(tick), "{tick} in {out}");
         }
         // Bucket 0: 8 succeeded from the axis (y 220) up 8/10 of the 190-unit plot, then 2 failed.
-        assert!(out.contains(r##"y="68.0" width="169.1" height="152.0" fill="#2e7d32""##), "{out}");
-        assert!(out.contains(r##"y="30.0" width="169.1" height="38.0" fill="#c62828""##), "{out}");
-        assert!(out.contains("<title>11-15 00:00: 8 succeeded</title>"), "{out}");
+        assert!(
+            out.contains(r##"y="68.0" width="169.1" height="152.0" fill="#2e7d32""##),
+            "{out}"
+        );
+        assert!(
+            out.contains(r##"y="30.0" width="169.1" height="38.0" fill="#c62828""##),
+            "{out}"
+        );
+        assert!(
+            out.contains("<title>11-15 00:00: 8 succeeded</title>"),
+            "{out}"
+        );
         // A zero draws no bar; an empty bucket none either (3 bars in all).
         assert_eq!(out.matches("<rect").count() - 2, 3, "{out}");
         assert!(out.contains(">11-15 02:00<"));
-        assert!(out.contains("<title>Results &lt;per hour&gt;</title>"), "{out}");
+        assert!(
+            out.contains("<title>Results &lt;per hour&gt;</title>"),
+            "{out}"
+        );
         assert!(!out.contains("style="));
     }
 
@@ -313,7 +324,10 @@ mod tests {
         assert_eq!(out.matches("<polyline").count(), 0, "{out}");
         assert_eq!(out.matches("<circle").count(), 2, "{out}");
         assert!(out.contains(">100.0%<") && out.contains(">50.0%<"), "{out}");
-        assert!(out.contains("<title>11-15 00:00: 80.0% success &lt;b&gt;</title>"), "{out}");
+        assert!(
+            out.contains("<title>11-15 00:00: 80.0% success &lt;b&gt;</title>"),
+            "{out}"
+        );
         assert!(!out.contains("<b>"), "{out}");
         let joined = chart(
             Kind::Lines,
@@ -326,7 +340,10 @@ mod tests {
         );
         assert_eq!(joined.matches("<polyline").count(), 1, "{joined}");
         // 7,200 s tops an axis of 10,000 s.
-        assert!(joined.contains(">2.8 h<") && joined.contains(">83 min<"), "{joined}");
+        assert!(
+            joined.contains(">2.8 h<") && joined.contains(">83 min<"),
+            "{joined}"
+        );
     }
 
     #[test]

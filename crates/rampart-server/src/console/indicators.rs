@@ -10,7 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
-use rampart_rollout::indicators::{Bucket, Durations, Indicators, DAY};
+use rampart_rollout::indicators::{Bucket, DAY, Durations, Indicators};
 use serde::Deserialize;
 
 use super::Console;
@@ -126,9 +126,21 @@ fn body(answer: &IndicatorsAnswer) -> Markup {
         hourly,
         starts: &starts,
         series: vec![
-            Series { name: "succeeded".into(), colour: SUCCEEDED, values: per_bucket(&|b| count(b.results.succeeded)) },
-            Series { name: "failed".into(), colour: FAILED, values: per_bucket(&|b| count(b.results.failed)) },
-            Series { name: "rolled back".into(), colour: ROLLED_BACK, values: per_bucket(&|b| count(b.results.rolled_back)) },
+            Series {
+                name: "succeeded".into(),
+                colour: SUCCEEDED,
+                values: per_bucket(&|b| count(b.results.succeeded)),
+            },
+            Series {
+                name: "failed".into(),
+                colour: FAILED,
+                values: per_bucket(&|b| count(b.results.failed)),
+            },
+            Series {
+                name: "rolled back".into(),
+                colour: ROLLED_BACK,
+                values: per_bucket(&|b| count(b.results.rolled_back)),
+            },
         ],
     };
     let rates = Chart {
@@ -139,8 +151,16 @@ fn body(answer: &IndicatorsAnswer) -> Markup {
         hourly,
         starts: &starts,
         series: vec![
-            Series { name: "success rate".into(), colour: SUCCEEDED, values: per_bucket(&|b| b.success_ratio) },
-            Series { name: "rollback rate".into(), colour: ROLLED_BACK, values: per_bucket(&|b| b.rollback_ratio) },
+            Series {
+                name: "success rate".into(),
+                colour: SUCCEEDED,
+                values: per_bucket(&|b| b.success_ratio),
+            },
+            Series {
+                name: "rollback rate".into(),
+                colour: ROLLED_BACK,
+                values: per_bucket(&|b| b.rollback_ratio),
+            },
         ],
     };
     let median = |d: &Durations| d.median.map(|v| v as f64);
@@ -152,8 +172,16 @@ fn body(answer: &IndicatorsAnswer) -> Markup {
         hourly,
         starts: &starts,
         series: vec![
-            Series { name: "time to detect".into(), colour: FIRST_LINE, values: per_bucket(&|b| median(&b.incidents_detected)) },
-            Series { name: "time to remediate".into(), colour: SECOND_LINE, values: per_bucket(&|b| median(&b.incidents_remediated)) },
+            Series {
+                name: "time to detect".into(),
+                colour: FIRST_LINE,
+                values: per_bucket(&|b| median(&b.incidents_detected)),
+            },
+            Series {
+                name: "time to remediate".into(),
+                colour: SECOND_LINE,
+                values: per_bucket(&|b| median(&b.incidents_remediated)),
+            },
         ],
     };
     html! {

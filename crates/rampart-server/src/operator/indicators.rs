@@ -146,9 +146,10 @@ fn bad_window(detail: impl Into<String>) -> ApiError {
 pub(crate) fn window_of(query: &IndicatorsQuery, now: i64) -> Result<Window, ApiError> {
     let bucket = match query.bucket.as_deref() {
         None | Some("") => None,
-        Some(b) => Some(Bucket::parse(b).ok_or_else(|| {
-            bad_window(format!("bucket must be hour or day, not {b:?}"))
-        })?),
+        Some(b) => Some(
+            Bucket::parse(b)
+                .ok_or_else(|| bad_window(format!("bucket must be hour or day, not {b:?}")))?,
+        ),
     };
     Window::new(query.from, query.to, bucket, now).map_err(|e| bad_window(e.to_string()))
 }
@@ -242,9 +243,15 @@ pub(crate) fn gauges_text(ind: &Indicators) -> String {
         "rampart_indicator_update_results_24h",
         "Update results reported in the last 24 hours, by result (installed, failed including verification failures, rolled back).",
         &[
-            ("result=\"succeeded\"".into(), Some(s.results.succeeded as f64)),
+            (
+                "result=\"succeeded\"".into(),
+                Some(s.results.succeeded as f64),
+            ),
             ("result=\"failed\"".into(), Some(s.results.failed as f64)),
-            ("result=\"rolled_back\"".into(), Some(s.results.rolled_back as f64)),
+            (
+                "result=\"rolled_back\"".into(),
+                Some(s.results.rolled_back as f64),
+            ),
         ],
     );
     family(
