@@ -292,3 +292,56 @@ pub(crate) fn gauges_text(ind: &Indicators) -> String {
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rampart_db::Report;
+
+    async fn installed(db: &Db, id: &str, created: i64) {
+        db.insert_report(&Report {
+            id: id.into(),
+            device_id: "dev-1".into(),
+            assignment: "a-1".into(),
+            status: "installed".into(),
+            progress: 0,
+            details: serde_json::json!({}),
+            created,
+        })
+        .await
+        .unwrap();
+    }
+
+    fn succeeded(text: &str) -> Option<&str> {
+        text.lines().find_map(|l| {
+            l.strip_prefix("rampart_indicator_update_results_24h{result=\"succeeded\"} ")
+        })
+    }
+
+    #[tokio::test]
+    async fn the_gauges_are_cached_for_a_short_interval_then_computed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
+            .await
+            .unwrap();
+        db.register_if_new("dev-1", 1_000).await.unwrap();
+        let now = 2_000_000;
+        installed(&db, "r1", now - 60).await;
+        let gauges = IndicatorGauges::new(db.clone());
+        let first = gauges.render(now).await;
+        assert_eq!(succeeded(&first), Some("1"), "{first}");
+        assert!(first.contains("rampart_indicator_update_success_ratio_24h 1\n"), "{first}");
+        // No incident: the timing gauges are declared but carry no sample.
+        assert!(!first.contains("rampart_indicator_incident_time_to_detect_seconds_24h{"));
+        installed(&db, "r2", now - 30).await;
+        // Within the cache interval the stored answer is reused ...
+        let cached = gauges.render(now + GAUGE_CACHE_SECS - 1).await;
+        assert_eq!(succeeded(&cached), Some("1"), "{cached}");
+        // ... after it, the new report counts.
+        let fresh = gauges.render(now + GAUGE_CACHE_SECS).await;
+        assert_eq!(succeeded(&fresh), Some("2"), "{fresh}");
+        // Reports older than 24 hours fall out.
+        let later = gauges.render(now + GAUGE_WINDOW_SECS).await;
+        assert_eq!(succeeded(&later), Some("0"), "{later}");
+    }
+}
