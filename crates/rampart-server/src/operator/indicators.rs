@@ -330,7 +330,10 @@ mod tests {
         let gauges = IndicatorGauges::new(db.clone());
         let first = gauges.render(now).await;
         assert_eq!(succeeded(&first), Some("1"), "{first}");
-        assert!(first.contains("rampart_indicator_update_success_ratio_24h 1\n"), "{first}");
+        assert!(
+            first.contains("rampart_indicator_update_success_ratio_24h 1\n"),
+            "{first}"
+        );
         // No incident: the timing gauges are declared but carry no sample.
         assert!(!first.contains("rampart_indicator_incident_time_to_detect_seconds_24h{"));
         installed(&db, "r2", now - 30).await;
