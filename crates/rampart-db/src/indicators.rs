@@ -6,12 +6,12 @@
 
 use sqlx::Row;
 
+use crate::Db;
 use crate::campaigns::{Campaign, campaign_from_row};
 use crate::error::{DbError, DomainError};
 use crate::incidents::{INCIDENT_COLUMNS, Incident, incident_from_row};
 use crate::risk_exposure::{ExposureRecord, record_from_row};
 use crate::sql::placeholders;
-use crate::Db;
 
 /// Most incidents, and most exposure records, one window reads (the answer says when there
 /// were more).

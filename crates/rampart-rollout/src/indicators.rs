@@ -18,6 +18,9 @@ pub const DAY: i64 = 86_400;
 pub const MAX_BUCKETS: i64 = 744;
 /// Longest window a caller may ask for.
 pub const MAX_WINDOW_SECS: i64 = 366 * DAY;
+/// The latest time a window may name (9999-12-31 23:59:59 UTC), so no arithmetic on it
+/// overflows.
+pub const MAX_TIME: i64 = 253_402_300_799;
 /// The window when the caller names no `from`.
 pub const DEFAULT_WINDOW_SECS: i64 = 7 * DAY;
 /// Windows up to this long are bucketed by hour unless the caller says otherwise.
@@ -62,8 +65,10 @@ impl Bucket {
 pub enum WindowError {
     #[error("from ({from}) must be before to ({to}); both are Unix seconds")]
     Empty { from: i64, to: i64 },
-    #[error("from and to must be Unix seconds of 0 or more, not {0}")]
-    Negative(i64),
+    #[error(
+        "from and to must be Unix seconds from 0 to {MAX_TIME} (the end of year 9999), not {0}"
+    )]
+    OutOfRange(i64),
     #[error(
         "the window is {secs} seconds long; at most {max} seconds ({days} days) may be asked for: move from closer to to",
         max = MAX_WINDOW_SECS,
@@ -99,9 +104,9 @@ impl Window {
     ) -> Result<Window, WindowError> {
         let to = to.unwrap_or(now);
         let from = from.unwrap_or(to.saturating_sub(DEFAULT_WINDOW_SECS).max(0));
-        for t in [from, to] {
-            if t < 0 {
-                return Err(WindowError::Negative(t));
+        for t in [to, from] {
+            if !(0..=MAX_TIME).contains(&t) {
+                return Err(WindowError::OutOfRange(t));
             }
         }
         if from >= to {
@@ -548,7 +553,11 @@ mod tests {
         );
         assert_eq!(
             Window::new(Some(-5), Some(T0), None, now),
-            Err(WindowError::Negative(-5))
+            Err(WindowError::OutOfRange(-5))
+        );
+        assert_eq!(
+            Window::new(None, Some(i64::MAX), None, now),
+            Err(WindowError::OutOfRange(i64::MAX))
         );
         let long = Window::new(Some(T0 - 400 * DAY), Some(T0), None, now).unwrap_err();
         assert!(
