@@ -10,7 +10,7 @@
 
 use serde::Serialize;
 
-use crate::report::TimeToShare;
+use crate::report::{SHARES, TimeToShare};
 
 pub const HOUR: i64 = 3_600;
 pub const DAY: i64 = 86_400;
@@ -229,11 +229,6 @@ pub fn percentile(sorted: &[i64], percent: u32) -> Option<i64> {
     sorted.get(rank as usize - 1).copied()
 }
 
-/// How many of `targeted` devices make `percent`% of them (at least one).
-pub fn successes_needed(targeted: u64, percent: u32) -> u64 {
-    (targeted * u64::from(percent)).div_ceil(100).max(1)
-}
-
 /// A set of durations (seconds): how many, their median and 90th percentile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct Durations {
@@ -426,9 +421,9 @@ pub fn compute(window: Window, events: Events) -> Indicators {
     }
 }
 
-/// Per share of [`crate::report::SHARES`], the campaigns' times to reach it.
+/// Per share of [`SHARES`], the campaigns' times to reach it.
 fn share_summaries(campaigns: &[CampaignTimes]) -> Vec<ShareSummary> {
-    crate::report::SHARES
+    SHARES
         .iter()
         .map(|&percent| {
             let mut reached = Vec::new();
@@ -453,8 +448,8 @@ fn share_summaries(campaigns: &[CampaignTimes]) -> Vec<ShareSummary> {
         .collect()
 }
 
-/// A campaign's times to each share of [`crate::report::SHARES`], from its start, given the
-/// `k`-th success time for each share's `k` ([`successes_needed`]) as storage found it.
+/// A campaign's times to each share of [`SHARES`], from its start, given the
+/// `k`-th success time for each share's `k` ([`crate::report::successes_needed`]) as storage found it.
 pub fn campaign_times(
     id: &str,
     name: &str,
@@ -462,7 +457,7 @@ pub fn campaign_times(
     targeted: u64,
     kth_success: &[(u32, Option<i64>)],
 ) -> CampaignTimes {
-    let time_to = crate::report::SHARES
+    let time_to = SHARES
         .iter()
         .map(|&percent| TimeToShare {
             percent,
@@ -486,6 +481,7 @@ pub fn campaign_times(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::successes_needed;
 
     const T0: i64 = 1_700_000_000 - 1_700_000_000 % DAY; // a UTC midnight
 

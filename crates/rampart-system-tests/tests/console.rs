@@ -236,6 +236,7 @@ fn the_console_works_in_a_real_browser_against_a_simulated_fleet() {
         "device",
         "campaigns",
         "campaign",
+        "indicators",
     ] {
         let shot = screenshots.join(format!("{page}.png"));
         let bytes = std::fs::read(&shot).unwrap_or_else(|e| panic!("{}: {e}", shot.display()));

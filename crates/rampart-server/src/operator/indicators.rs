@@ -22,9 +22,9 @@ use axum::response::Response;
 use rampart_db::{Db, DbError};
 use rampart_rollout::indicators::{
     AdvisoryTiming, Bucket, BucketCount, Events, IncidentTiming, Indicators, RESULT_STATUSES,
-    Window, campaign_times, successes_needed,
+    Window, campaign_times,
 };
-use rampart_rollout::report::SHARES;
+use rampart_rollout::report::{SHARES, successes_needed};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
