@@ -5,6 +5,7 @@
 //! the arithmetic is `rampart_rollout::indicators`'.
 
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use crate::Db;
 use crate::campaigns::{Campaign, campaign_from_row};
@@ -27,6 +28,20 @@ pub struct ResultCount {
     pub bucket: i64,
     pub status: String,
     pub n: u64,
+}
+
+/// The first [`MAX_INDICATOR_ROWS`] of `rows` (read with one more as the limit), and whether
+/// there were more.
+fn bounded<T>(
+    rows: &[AnyRow],
+    from_row: fn(&AnyRow) -> Result<T, DbError>,
+) -> Result<(Vec<T>, bool), DbError> {
+    let items = rows
+        .iter()
+        .take(MAX_INDICATOR_ROWS)
+        .map(from_row)
+        .collect::<Result<_, _>>()?;
+    Ok((items, rows.len() > MAX_INDICATOR_ROWS))
 }
 
 impl Db {
@@ -87,13 +102,7 @@ impl Db {
         .bind(MAX_INDICATOR_ROWS as i64 + 1)
         .fetch_all(&self.pool)
         .await?;
-        let more = rows.len() > MAX_INDICATOR_ROWS;
-        let incidents = rows
-            .iter()
-            .take(MAX_INDICATOR_ROWS)
-            .map(incident_from_row)
-            .collect::<Result<_, _>>()?;
-        Ok((incidents, more))
+        bounded(&rows, incident_from_row)
     }
 
     /// Exposure records first affecting the fleet or remediated in `[from, to)`, at most
@@ -114,13 +123,7 @@ impl Db {
         .bind(MAX_INDICATOR_ROWS as i64 + 1)
         .fetch_all(&self.pool)
         .await?;
-        let more = rows.len() > MAX_INDICATOR_ROWS;
-        let records = rows
-            .iter()
-            .take(MAX_INDICATOR_ROWS)
-            .map(record_from_row)
-            .collect::<Result<_, _>>()?;
-        Ok((records, more))
+        bounded(&rows, record_from_row)
     }
 
     /// Campaigns that may have started in `[from, to)` (created before `to`, changed since

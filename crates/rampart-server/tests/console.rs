@@ -212,16 +212,7 @@ async fn running_campaign(ops: &Ops) -> String {
         "phases": {"canary": {"devices": 2}, "waves": [{"percent": 50}]},
         "gate": {"min_success_pct": 90, "max_failure_pct": 20, "min_results": 2},
     });
-    let r = ops
-        .call(
-            &ops.operator,
-            "POST",
-            "/api/v1/campaigns",
-            Some(&json!({"spec": spec, "start": true})),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{r:?}");
-    r.json()["id"].as_str().unwrap().to_owned()
+    ops.start_campaign(spec).await
 }
 
 /// A running campaign, a session of `token` and the campaign's page as that session sees it.
@@ -708,15 +699,7 @@ async fn the_indicators_page_charts_stored_events_and_escapes_names(backend: Bac
         "phases": {"canary": {"devices": 2}, "waves": [{"percent": 100}]},
         "gate": {"min_success_pct": 50, "max_failure_pct": 50, "min_results": 2},
     });
-    let r = ops
-        .call(
-            &ops.operator,
-            "POST",
-            "/api/v1/campaigns",
-            Some(&json!({"spec": spec, "start": true})),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{r:?}");
+    ops.start_campaign(spec).await;
     // A result stored by the device API: one successful install this hour.
     let mut dev = ops.server.connect(&ops.fx.device("dev-000")).await;
     let r = dev

@@ -29,16 +29,8 @@ const HOUR: i64 = 3_600;
 const DAY: i64 = 86_400;
 
 async fn indicators(ops: &Ops, query: &str) -> Value {
-    let r = ops
-        .call(
-            &ops.viewer,
-            "GET",
-            &format!("/api/v1/indicators{query}"),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
+    ops.get_json(&ops.viewer, &format!("/api/v1/indicators{query}"))
+        .await
 }
 
 async fn report(ops: &Ops, device: &str, id: &str, status: &str, created: i64) {
@@ -304,11 +296,8 @@ async fn device_report(ops: &Ops, id: &str, assignment: &str, status: &str) {
 }
 
 async fn campaign(ops: &Ops, id: &str) -> Value {
-    let r = ops
-        .call(&ops.viewer, "GET", &format!("/api/v1/campaigns/{id}"), None)
-        .await;
-    assert_eq!(r.status, 200, "{r:?}");
-    r.json()
+    ops.get_json(&ops.viewer, &format!("/api/v1/campaigns/{id}"))
+        .await
 }
 
 /// The value of one series of the scrape, as a number.
@@ -329,16 +318,7 @@ async fn a_campaign_and_recent_events_show_in_the_api_and_on_metrics(backend: Ba
         "phases": {"canary": {"devices": 2}, "waves": [{"percent": 100}]},
         "gate": {"min_success_pct": 50, "max_failure_pct": 50, "min_results": 2},
     });
-    let r = ops
-        .call(
-            &ops.operator,
-            "POST",
-            "/api/v1/campaigns",
-            Some(&json!({"spec": spec, "start": true})),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{r:?}");
-    let id = r.json()["id"].as_str().unwrap().to_owned();
+    let id = ops.start_campaign(spec).await;
     // Every device reports as soon as it is told: three install it, one fails.
     let reported = std::sync::Mutex::new(std::collections::BTreeSet::new());
     wait_until("the campaign completes", || async {
