@@ -16,7 +16,7 @@ const BOTTOM: f64 = 40.0;
 /// Most labels on the time axis.
 const X_LABELS: usize = 6;
 /// Ticks on the value axis (0 included).
-const Y_TICKS: usize = 5;
+const Y_TICKS: usize = 6;
 
 /// What the values are, for the axis and the titles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +134,13 @@ pub(super) fn svg(chart: &Chart<'_>) -> Markup {
                 .flat_map(|s| (0..n).filter_map(|i| value(s, i)))
                 .fold(0.0, f64::max),
         ),
+    };
+    // A floor per unit, so small or empty charts get whole-number ticks (counts 0 to 5,
+    // seconds 0 to 100) rather than fractions.
+    let top = match chart.unit {
+        Unit::Count => top.max(5.0),
+        Unit::Seconds => top.max(100.0),
+        Unit::Ratio => top,
     };
     let y = |v: f64| TOP + plot_h - (v / top).clamp(0.0, 1.0) * plot_h;
     let centre = |i: usize| LEFT + band * (i as f64 + 0.5);
@@ -282,8 +289,8 @@ mod tests {
                 },
             ],
         );
-        // The tallest bar is 10: the axis goes 0 to 10 in quarters.
-        for tick in [">0<", ">2.5<", ">5<", ">7.5<", ">10<"] {
+        // The tallest bar is 10: the axis goes 0 to 10 in fifths.
+        for tick in [">0<", ">2<", ">4<", ">6<", ">8<", ">10<"] {
             assert!(out.contains(tick), "{tick} in {out}");
         }
         // Bucket 0: 8 succeeded from the axis (y 220) up 8/10 of the 190-unit plot, then 2 failed.
@@ -323,7 +330,7 @@ mod tests {
         // Two lone points, no line between them across the gap.
         assert_eq!(out.matches("<polyline").count(), 0, "{out}");
         assert_eq!(out.matches("<circle").count(), 2, "{out}");
-        assert!(out.contains(">100.0%<") && out.contains(">50.0%<"), "{out}");
+        assert!(out.contains(">100.0%<") && out.contains(">40.0%<"), "{out}");
         assert!(
             out.contains("<title>11-15 00:00: 80.0% success &lt;b&gt;</title>"),
             "{out}"
@@ -341,7 +348,7 @@ mod tests {
         assert_eq!(joined.matches("<polyline").count(), 1, "{joined}");
         // 7,200 s tops an axis of 10,000 s.
         assert!(
-            joined.contains(">2.8 h<") && joined.contains(">83 min<"),
+            joined.contains(">2.8 h<") && joined.contains(">100 min<"),
             "{joined}"
         );
     }
