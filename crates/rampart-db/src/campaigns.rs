@@ -91,7 +91,7 @@ pub struct CampaignUpdate<'a> {
     pub audit: Option<&'a AuditLine>,
 }
 
-fn campaign_from_row(row: &AnyRow) -> Result<Campaign, DbError> {
+pub(crate) fn campaign_from_row(row: &AnyRow) -> Result<Campaign, DbError> {
     let json = |col: &str| -> Result<serde_json::Value, DbError> {
         serde_json::from_str(&row.try_get::<String, _>(col)?).map_err(|e| {
             DbError::Domain(DomainError::Invalid(format!(

@@ -264,9 +264,9 @@ pub struct Incident {
     pub updated_at: i64,
 }
 
-const INCIDENT_COLUMNS: &str = "i.id, i.open_cause, i.cause, i.detector, i.severity, i.state, i.title, i.detail, i.release, i.opened_by, i.first_signal_at, i.detected_at, i.acknowledged_at, i.acknowledged_by, i.contained_at, i.eradicated_at, i.recovered_at, i.closed_at, i.updated_at";
+pub(crate) const INCIDENT_COLUMNS: &str = "i.id, i.open_cause, i.cause, i.detector, i.severity, i.state, i.title, i.detail, i.release, i.opened_by, i.first_signal_at, i.detected_at, i.acknowledged_at, i.acknowledged_by, i.contained_at, i.eradicated_at, i.recovered_at, i.closed_at, i.updated_at";
 
-fn incident_from_row(r: &sqlx::any::AnyRow) -> Result<Incident, DbError> {
+pub(crate) fn incident_from_row(r: &sqlx::any::AnyRow) -> Result<Incident, DbError> {
     use sqlx::Row;
     let detail: String = r.try_get("detail")?;
     Ok(Incident {

@@ -19,6 +19,7 @@ mod error;
 mod evidence;
 mod groups;
 mod incidents;
+mod indicators;
 mod poll;
 mod quarantine;
 mod reports;
@@ -63,6 +64,7 @@ pub use incidents::{
     IncidentWrite, MAX_ACTION_CLAIM, MAX_INCIDENT_DEVICES_READ, MAX_INCIDENT_PAGE,
     MAX_PLAYBOOKS_BYTES, MAX_TIMELINE_READ, PlannedAction, StoredPlaybooks, TimelineEntry,
 };
+pub use indicators::{MAX_INDICATOR_CAMPAIGNS, MAX_INDICATOR_ROWS, ResultCount};
 pub use poll::PollState;
 pub use quarantine::{
     MAX_ACK_DETAIL, NewQuarantine, QUARANTINED_OUTCOME, Quarantine, QuarantineAckRecord,
@@ -201,6 +203,11 @@ fn migrations() -> Vec<Migration> {
             24,
             "console sessions",
             include_str!("../migrations/0024_console_sessions.sql"),
+        ),
+        (
+            25,
+            "indicators",
+            include_str!("../migrations/0025_indicators.sql"),
         ),
     ];
     steps

@@ -56,7 +56,7 @@ pub struct SavedPass {
     pub deliveries: Enqueued,
 }
 
-fn record_from_row(r: &AnyRow) -> Result<ExposureRecord, DbError> {
+pub(crate) fn record_from_row(r: &AnyRow) -> Result<ExposureRecord, DbError> {
     let alerted: String = r.try_get("alerted_modified")?;
     let releases: String = r.try_get("alerted_releases")?;
     let count = |name: &str| -> Result<u64, DbError> {

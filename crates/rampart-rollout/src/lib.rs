@@ -1,6 +1,8 @@
 //! Pure rollout logic: what a campaign is ([`spec`]), how it widens ([`plan`]), when it moves
 //! on, halts or rolls back ([`decide`]), when devices may be given the release ([`window`],
-//! [`spec::Policy`]) and what it reports ([`report`]).
+//! [`spec::Policy`]), what it reports ([`report`]) and the indicators computed from stored
+//! events ([`indicators`]: success and rollback rates, time to a share of a campaign, time to
+//! detect and remediate).
 //!
 //! No I/O, no clock, no async: the server passes the time and the results in, and carries out
 //! the decisions (assigning waves, rolling back, alerting) in its database. That keeps every
@@ -9,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod decide;
+pub mod indicators;
 pub mod plan;
 pub mod report;
 pub mod spec;

@@ -184,6 +184,12 @@ pub struct Figures {
 /// Shares of the targets whose time is reported.
 pub const SHARES: [u32; 4] = [50, 90, 99, 100];
 
+/// How many of `targeted` devices make `percent`% of them (at least one): the success whose
+/// time is the time to that share.
+pub fn successes_needed(targeted: u64, percent: u32) -> u64 {
+    (targeted * u64::from(percent)).div_ceil(100).max(1)
+}
+
 /// Builds the figures from every device record. `started` is when the campaign started.
 pub fn figures(plan: &Plan, records: &[DeviceRecord], started: Option<i64>) -> Figures {
     let mut waves: Vec<WaveFigures> = (0..plan.waves())
@@ -217,7 +223,7 @@ pub fn figures(plan: &Plan, records: &[DeviceRecord], started: Option<i64>) -> F
     let time_to = SHARES
         .iter()
         .map(|&percent| {
-            let needed = (targeted * u64::from(percent)).div_ceil(100).max(1) as usize;
+            let needed = successes_needed(targeted, percent) as usize;
             let seconds = match (started, success_times.get(needed - 1)) {
                 (Some(s), Some(t)) if targeted > 0 => Some((t - s).max(0)),
                 _ => None,

@@ -500,7 +500,10 @@ impl Server {
         let metrics_server = metrics_listener.map(|listener| {
             tokio::spawn(http_serve::serve(
                 listener,
-                metrics_router(metrics),
+                metrics_router(
+                    metrics,
+                    Arc::new(operator::indicators::IndicatorGauges::new(db.clone())),
+                ),
                 operators,
                 |_, peer| peer,
                 helpers::stopped(stop_rx.clone()),
@@ -687,7 +690,10 @@ pub async fn run(
 }
 
 /// The operator listener: `GET /metrics`.
-fn metrics_router(metrics: Arc<Metrics>) -> Router {
+fn metrics_router(
+    metrics: Arc<Metrics>,
+    indicators: Arc<operator::indicators::IndicatorGauges>,
+) -> Router {
     Router::new()
         .route("/metrics", get(render_metrics))
         .fallback(|| async {
@@ -697,13 +703,19 @@ fn metrics_router(metrics: Arc<Metrics>) -> Router {
                 "this listener serves GET /metrics only",
             )
         })
-        .with_state(metrics)
+        .with_state((metrics, indicators))
 }
 
-async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+/// The server's counters and gauges, then the indicators' gauges (computed from stored events,
+/// cached briefly: `operator::indicators`).
+async fn render_metrics(
+    State((metrics, indicators)): State<(Arc<Metrics>, Arc<operator::indicators::IndicatorGauges>)>,
+) -> impl IntoResponse {
+    let mut text = metrics.render();
+    text.push_str(&indicators.render(helpers::unix_now()).await);
     (
         [(header::CONTENT_TYPE, observe::metrics::CONTENT_TYPE)],
-        metrics.render(),
+        text,
     )
 }
 

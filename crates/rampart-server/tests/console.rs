@@ -30,6 +30,7 @@ on_both_backends!(
     the_audit_page_verifies_finds_tampering_and_exports_for_auditors_only,
     risk_lists_advisories_and_only_operators_remediate_from_the_console,
     the_device_page_shows_its_risk_incidents_and_audit_records,
+    the_indicators_page_charts_stored_events_and_escapes_names,
 );
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -218,16 +219,7 @@ async fn running_campaign(ops: &Ops) -> String {
         "phases": {"canary": {"devices": 2}, "waves": [{"percent": 50}]},
         "gate": {"min_success_pct": 90, "max_failure_pct": 20, "min_results": 2},
     });
-    let r = ops
-        .call(
-            &ops.operator,
-            "POST",
-            "/api/v1/campaigns",
-            Some(&json!({"spec": spec, "start": true})),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{r:?}");
-    r.json()["id"].as_str().unwrap().to_owned()
+    ops.start_campaign(spec).await
 }
 
 /// A running campaign, a session of `token` and the campaign's page as that session sees it.
@@ -1377,5 +1369,71 @@ async fn the_device_page_shows_its_risk_incidents_and_audit_records(backend: Bac
         "{page}"
     );
     assert!(!page.contains(">dev-us-b<"), "{page}");
+    ops.server.stop().await;
+}
+
+async fn the_indicators_page_charts_stored_events_and_escapes_names(backend: Backend, name: &str) {
+    let ops = Ops::start(backend, name).await;
+    for i in 0..4 {
+        ops.device(&format!("dev-{i:03}"), "board-a", &[]).await;
+    }
+    let spec = json!({
+        "name": "<script>window.pwned=3</script>",
+        "release": "fw-2.0.0.bin",
+        "targets": {"filter": {"hardware_id": "board-a"}},
+        "phases": {"canary": {"devices": 2}, "waves": [{"percent": 100}]},
+        "gate": {"min_success_pct": 50, "max_failure_pct": 50, "min_results": 2},
+    });
+    ops.start_campaign(spec).await;
+    // A result stored by the device API: one successful install this hour.
+    let mut dev = ops.server.connect(&ops.fx.device("dev-000")).await;
+    let r = dev
+        .post(
+            "/device/v1/reports",
+            &json!({"id": "r-ok", "status": "installed", "details": {"reason": "ok"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+
+    let cookie = login(&ops, &ops.viewer).await;
+    let r = get(&ops, &cookie, "/console/indicators?span=24h").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_security_headers(&r);
+    let page = r.text();
+    // In the navigation, with three charts drawn on the server and no inline style.
+    assert!(
+        page.contains(r#"<a href="/console/indicators" class="active">Indicators</a>"#),
+        "{page}"
+    );
+    for chart in ["chart-results", "chart-rates", "chart-incidents"] {
+        assert!(
+            page.contains(&format!(r#"<svg class="chart" id="{chart}""#)),
+            "{chart}: {page}"
+        );
+    }
+    assert!(!page.contains("style="), "{page}");
+    // The install counts: one bar with its exact value, a 100% success rate.
+    assert!(page.contains(": 1 succeeded</title>"), "{page}");
+    assert!(
+        page.contains(r#"<td class="num" id="success-rate">100.0%</td>"#),
+        "{page}"
+    );
+    // The campaign that started is listed under its name, escaped.
+    assert!(!page.contains("<script>window"), "{page}");
+    assert!(
+        page.contains("&lt;script&gt;window.pwned=3&lt;/script&gt;"),
+        "{page}"
+    );
+    // Other spans; an unknown one is refused with what to ask instead.
+    let r = get(&ops, &cookie, "/console/indicators?span=30d").await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("<strong>Last 30 days</strong>"));
+    let r = get(&ops, &cookie, "/console/indicators?span=1y").await;
+    assert_eq!(r.status, 422);
+    assert!(
+        r.text().contains("span must be 24h, 7d or 30d"),
+        "{}",
+        r.text()
+    );
     ops.server.stop().await;
 }

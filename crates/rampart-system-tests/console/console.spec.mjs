@@ -260,6 +260,19 @@ try {
   const audit = await page.request.get(`${base}/console/audit`);
   assert.equal(audit.status(), 403);
 
+  log('the indicators page charts stored events and lists the campaign');
+  await page.click('header nav a:text("Indicators")');
+  await page.waitForURL(`${base}/console/indicators`);
+  for (const chart of ['#chart-results', '#chart-rates', '#chart-incidents']) {
+    assert.ok(await page.isVisible(chart), `${chart} is drawn`);
+  }
+  // The failure the markup device reported is one of the window's results.
+  const failed = await page.textContent('#update-summary tbody td:nth-child(2)');
+  assert.ok(Number(failed) >= 1, `failed results: ${failed}`);
+  assert.ok(await page.isVisible(`#campaign-times a[href="/console/campaigns/${config.campaign}"]`));
+  await assertInert(page, viewer.problems, 'indicators');
+  await shot(page, 'indicators');
+
   log('the campaigns page lists the campaign');
   await page.goto(`${base}/console/campaigns`);
   assert.ok(await page.isVisible(`tr[data-campaign="${config.campaign}"]`));

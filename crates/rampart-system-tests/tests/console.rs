@@ -289,6 +289,7 @@ fn the_console_works_in_a_real_browser_against_a_simulated_fleet() {
         "risk",
         "remediation",
         "audit",
+        "indicators",
     ] {
         let shot = screenshots.join(format!("{page}.png"));
         let bytes = std::fs::read(&shot).unwrap_or_else(|e| panic!("{}: {e}", shot.display()));

@@ -20,6 +20,7 @@ pub(super) enum Section {
     Incidents,
     Risk,
     Audit,
+    Indicators,
     /// Pages outside the navigation (login, errors).
     None,
 }
@@ -56,6 +57,7 @@ pub(super) fn document(
                             (nav(Section::Campaigns, "/console/campaigns", "Campaigns"))
                             (nav(Section::Incidents, "/console/incidents", "Incidents"))
                             (nav(Section::Risk, "/console/risk", "Risk"))
+                            (nav(Section::Indicators, "/console/indicators", "Indicators"))
                         }
                         @if session.is_some_and(|s| s.may(Permission::Audit)) {
                             (nav(Section::Audit, "/console/audit", "Audit"))

@@ -22,16 +22,20 @@
 //! server-sent events of `/console/campaigns/{id}/live`), `/console/incidents` and
 //! `/console/incidents/{id}` (timeline, devices, evidence, the operator's moves),
 //! `/console/risk` (the risk posture by region, hardware, release, tag or device; the
-//! advisories affecting the fleet and their remediation) and `/console/audit` (browse, verify,
+//! advisories affecting the fleet and their remediation), `/console/indicators` (success and
+//! rollback rates, incident and advisory timings, campaigns' time to a share of their targets,
+//! as SVG charts drawn on the server by [`chart`]) and `/console/audit` (browse, verify,
 //! export; auditors and admins).
 
 mod access;
 mod assets;
 mod audit;
 mod campaigns;
+mod chart;
 mod device;
 mod fleet;
 mod incidents;
+mod indicators;
 mod layout;
 mod live;
 mod releases;
@@ -138,6 +142,7 @@ pub(crate) fn router(api: Arc<ManagementApi>, config: ConsoleConfig) -> Router {
         )
         .route("/console/audit", get(audit::page))
         .route("/console/audit/export", get(audit::export))
+        .route("/console/indicators", get(indicators::page))
         .route("/console/assets/{name}", get(assets::serve))
         .route("/console/{*rest}", get(layout::not_found))
         .layer(axum::middleware::map_response(security_headers))

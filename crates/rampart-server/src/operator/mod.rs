@@ -16,6 +16,7 @@ pub(crate) mod devices;
 pub(crate) mod evidence;
 mod groups;
 pub(crate) mod incidents;
+pub(crate) mod indicators;
 mod monitor;
 mod quarantine;
 mod reimage;
@@ -447,6 +448,7 @@ pub(crate) fn router(api: Arc<ManagementApi>) -> Router {
             axum::routing::put(campaigns::set_window).delete(campaigns::clear_window),
         )
         .route("/api/v1/reports", get(devices::list_reports))
+        .route("/api/v1/indicators", get(indicators::get_indicators))
         .route("/api/v1/risk/advisories", post(risk::import_advisories))
         .route("/api/v1/risk/advisories/{id}", get(risk::get_advisory))
         .route("/api/v1/risk/exposure", get(risk_exposure::list_exposure))

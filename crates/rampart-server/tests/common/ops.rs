@@ -173,6 +173,27 @@ impl Ops {
             .unwrap()
     }
 
+    /// A `GET` as `token` that must answer 200; its JSON body.
+    pub async fn get_json(&self, token: &str, path: &str) -> Value {
+        let r = self.call(token, "GET", path, None).await;
+        assert_eq!(r.status, 200, "GET {path}: {}", r.text());
+        r.json()
+    }
+
+    /// Creates and starts a campaign of `spec` as the operator; its id.
+    pub async fn start_campaign(&self, spec: Value) -> String {
+        let r = self
+            .call(
+                &self.operator,
+                "POST",
+                "/api/v1/campaigns",
+                Some(&json!({"spec": spec, "start": true})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{r:?}");
+        r.json()["id"].as_str().unwrap().to_owned()
+    }
+
     /// Registers a device with these facts by polling as it.
     pub async fn device(&self, id: &str, hardware: &str, tags: &[&str]) {
         let mut dev = self.server.connect(&self.fx.device(id)).await;
