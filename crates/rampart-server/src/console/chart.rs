@@ -176,7 +176,9 @@ pub(super) fn svg(chart: &Chart<'_>) -> Markup {
             line x1=(f(LEFT)) x2=(f(WIDTH - RIGHT)) y1=(f(TOP + plot_h)) y2=(f(TOP + plot_h))
                 stroke="#555" stroke-width="1" {}
             @for &i in &x_labels {
-                text x=(f(centre(i))) y=(f(HEIGHT - BOTTOM + 16.0)) text-anchor="middle" fill="#555" {
+                // The last label ends at its bucket: centred, it would run past the drawing.
+                @let anchor = if x_labels.len() > 1 && Some(&i) == x_labels.last() { "end" } else { "middle" };
+                text x=(f(centre(i))) y=(f(HEIGHT - BOTTOM + 16.0)) text-anchor=(anchor) fill="#555" {
                     (bucket_label(chart.starts[i], chart.hourly))
                 }
             }
@@ -308,7 +310,17 @@ mod tests {
         );
         // A zero draws no bar; an empty bucket none either (3 bars in all).
         assert_eq!(out.matches("<rect").count() - 2, 3, "{out}");
-        assert!(out.contains(">11-15 02:00<"));
+        assert!(out.contains(">11-15 00:00<") && out.contains(">11-15 02:00<"));
+        // The first time label is centred on its bucket, the last ends there (inside the
+        // drawing's right edge).
+        assert!(
+            out.contains(r##"text-anchor="middle" fill="#555">11-15 00:00<"##),
+            "{out}"
+        );
+        assert!(
+            out.contains(r##"text-anchor="end" fill="#555">11-15 02:00<"##),
+            "{out}"
+        );
         assert!(
             out.contains("<title>Results &lt;per hour&gt;</title>"),
             "{out}"
