@@ -42,6 +42,10 @@ async function context() {
     ignoreHTTPSErrors: true,
     viewport: { width: 1280, height: 900 },
   });
+  // Every wait is on a state with a generous bound: on a busy 2-core machine a page or a
+  // server answer can take many seconds, and Playwright's 30 s default then fails a good run.
+  ctx.setDefaultTimeout(120000);
+  ctx.setDefaultNavigationTimeout(120000);
   const page = await ctx.newPage();
   const problems = [];
   page.on('dialog', async (dialog) => {
@@ -308,9 +312,9 @@ try {
   await page.waitForSelector('[data-status=paused]');
   // Waited for, not looked up once: the page's live script may reload it once more (a stream's
   // first reading can predate the pause), and a page being reloaded shows nothing.
-  await page.waitForSelector('#halt', { timeout: 60000 });
+  await page.waitForSelector('#halt', { timeout: 120000 });
   log("the viewer's open page shows the pause by itself (server-sent events)");
-  await viewer.page.waitForSelector('[data-status=paused]', { timeout: 60000 });
+  await viewer.page.waitForSelector('[data-status=paused]', { timeout: 120000 });
   await shot(page, 'campaign-paused');
   log('the operator resumes it');
   await Promise.all([
@@ -320,7 +324,7 @@ try {
   await page.waitForSelector('[data-status=running]');
   await assertInert(page, operator.problems, 'campaign (operator)');
   await shot(page, 'campaign');
-  await viewer.page.waitForSelector('[data-status=running]', { timeout: 60000 });
+  await viewer.page.waitForSelector('[data-status=running]', { timeout: 120000 });
   await assertInert(viewer.page, viewer.problems, 'campaign (viewer, live)');
 
   log('the operator acknowledges the incident');
