@@ -219,23 +219,9 @@ pub fn pypi_cyclonedx(pins: &[(&str, &str)]) -> String {
 pub fn add_release(site: &Prepare, target: &str, version: &str, hardware: &str, sbom: &Path) {
     let image = site.dir.join(target);
     std::fs::write(&image, format!("firmware {target} {version}").repeat(100)).unwrap();
-    cli::ok(cli::rampart(&[
-        "release",
-        "add",
-        s(&image),
-        "--repo",
-        s(site.repo),
-        "--hw",
-        hardware,
-        "--version",
-        version,
-        "--security-version",
-        "1",
-        "--sbom",
-        s(sbom),
-        "--name",
-        target,
-    ]));
+    let mut add = cli::release_add(site.repo, &image, hardware, version);
+    add.args(["--sbom", s(sbom), "--name", target]);
+    cli::ok(add);
 }
 
 /// Every record file of the real PyPI feed, sorted.
